@@ -1,0 +1,68 @@
+//! The in-process decision: (principal, resource, action) → allow/deny with expiry judged.
+//! Run: cargo bench -p jitgate-core --bench check
+
+use chrono::TimeDelta;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use jitgate_core::{Grant, GrantIndex, GrantStatus};
+use std::hint::black_box;
+
+fn index_with(n: usize) -> GrantIndex {
+    let now = chrono::Utc::now();
+    let mut index = GrantIndex::new();
+    for i in 0..n {
+        index.upsert(&Grant {
+            id: format!("grant-{i}"),
+            request_id: format!("request-{i}"),
+            principal: format!("user-{}", i % 10_000),
+            resource: format!("resource-{}", i / 10_000),
+            action: "read".into(),
+            payload_sha256: None,
+            single_use: false,
+            break_glass: false,
+            status: GrantStatus::Active,
+            starts_at: now - TimeDelta::seconds(1),
+            expires_at: now + TimeDelta::hours(1),
+            ended_at: None,
+            ended_by: None,
+            end_comment: None,
+        });
+    }
+    index
+}
+
+fn bench_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("check");
+    for n in [1_000usize, 100_000] {
+        let index = index_with(n);
+        let now = chrono::Utc::now();
+        let last = n - 1;
+        let principal = format!("user-{}", last % 10_000);
+        let resource = format!("resource-{}", last / 10_000);
+        group.bench_with_input(BenchmarkId::new("allow", n), &n, |b, _| {
+            b.iter(|| {
+                index.check(
+                    black_box(&principal),
+                    black_box(&resource),
+                    black_box("read"),
+                    None,
+                    now,
+                )
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("deny", n), &n, |b, _| {
+            b.iter(|| {
+                index.check(
+                    black_box("nobody"),
+                    black_box(&resource),
+                    black_box("read"),
+                    None,
+                    now,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_check);
+criterion_main!(benches);

@@ -1,0 +1,28 @@
+use thiserror::Error;
+
+/// Why the domain refused an operation. Each variant maps to one HTTP status in the server's
+/// single error-mapping place; messages are written for the person who has to fix the input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DomainError {
+    /// Bad input: names the field and says what would be accepted.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such request or grant (or not visible to the caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing was already decided, used or ended.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

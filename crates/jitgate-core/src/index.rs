@@ -1,0 +1,313 @@
+//! The in-memory index of live grants that answers `/v1/check`.
+//!
+//! A check is one hash lookup of (principal, resource, action) and a scan of the few grants
+//! under that key, with expiry judged against the `now` passed in. The database stays the
+//! source of truth; the server keeps this index in step with it.
+
+use crate::model::{payload_digest, Grant, GrantStatus};
+use crate::Timestamp;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    grant_id: Box<str>,
+    principal: Box<str>,
+    resource: Box<str>,
+    action: Box<str>,
+    payload_sha256: Option<Box<str>>,
+    single_use: bool,
+    starts_at_ms: i64,
+    expires_at_ms: i64,
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// A live grant covers it.
+    Allow {
+        grant_id: String,
+        expires_at_ms: i64,
+    },
+    /// A live single-use grant covers it; it allows only if the caller consumes it first.
+    AllowIfConsumed {
+        grant_id: String,
+        expires_at_ms: i64,
+    },
+    /// Nothing covers it; the text says why.
+    Deny { reason: String },
+}
+
+/// Live grants keyed by (principal, resource, action).
+#[derive(Debug, Default)]
+pub struct GrantIndex {
+    hasher: RandomState,
+    by_key: HashMap<u64, Vec<Entry>>,
+    key_of: HashMap<Box<str>, u64>,
+}
+
+impl GrantIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn key(&self, principal: &str, resource: &str, action: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        principal.hash(&mut h);
+        resource.hash(&mut h);
+        action.hash(&mut h);
+        h.finish()
+    }
+
+    /// Number of grants held.
+    pub fn len(&self) -> usize {
+        self.key_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.key_of.is_empty()
+    }
+
+    /// Hold `grant` if it is active; drop it otherwise. Idempotent.
+    pub fn upsert(&mut self, grant: &Grant) {
+        self.remove(&grant.id);
+        if grant.status != GrantStatus::Active {
+            return;
+        }
+        let key = self.key(&grant.principal, &grant.resource, &grant.action);
+        self.by_key.entry(key).or_default().push(Entry {
+            grant_id: grant.id.as_str().into(),
+            principal: grant.principal.as_str().into(),
+            resource: grant.resource.as_str().into(),
+            action: grant.action.as_str().into(),
+            payload_sha256: grant.payload_sha256.as_deref().map(Into::into),
+            single_use: grant.single_use,
+            starts_at_ms: grant.starts_at.timestamp_millis(),
+            expires_at_ms: grant.expires_at.timestamp_millis(),
+        });
+        self.key_of.insert(grant.id.as_str().into(), key);
+    }
+
+    /// Forget a grant (revoked, used, expired). Idempotent.
+    pub fn remove(&mut self, grant_id: &str) {
+        let Some(key) = self.key_of.remove(grant_id) else {
+            return;
+        };
+        if let Some(entries) = self.by_key.get_mut(&key) {
+            entries.retain(|e| &*e.grant_id != grant_id);
+            if entries.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Ids of held grants whose end is at or before `now`, for pruning.
+    pub fn expired_ids(&self, now: Timestamp) -> Vec<String> {
+        let now_ms = now.timestamp_millis();
+        self.by_key
+            .values()
+            .flatten()
+            .filter(|e| e.expires_at_ms <= now_ms)
+            .map(|e| e.grant_id.to_string())
+            .collect()
+    }
+
+    /// Does a live grant cover exactly this principal, resource and action (and payload, for
+    /// action-bound grants) at `now`? A reusable grant is preferred to a single-use one, and
+    /// among equals the one that lasts longest.
+    pub fn check(
+        &self,
+        principal: &str,
+        resource: &str,
+        action: &str,
+        payload: Option<&str>,
+        now: Timestamp,
+    ) -> CheckOutcome {
+        let now_ms = now.timestamp_millis();
+        let key = self.key(principal, resource, action);
+        let Some(entries) = self.by_key.get(&key) else {
+            return deny_none(principal, resource, action);
+        };
+        let mut digest: Option<String> = None;
+        let mut best: Option<&Entry> = None;
+        let mut saw_expired = false;
+        let mut saw_other_payload = false;
+        for e in entries {
+            if &*e.principal != principal || &*e.resource != resource || &*e.action != action {
+                continue;
+            }
+            if now_ms < e.starts_at_ms {
+                continue;
+            }
+            if now_ms >= e.expires_at_ms {
+                saw_expired = true;
+                continue;
+            }
+            if let Some(bound) = &e.payload_sha256 {
+                let Some(payload) = payload else {
+                    saw_other_payload = true;
+                    continue;
+                };
+                let d = digest.get_or_insert_with(|| payload_digest(payload));
+                if d.as_str() != &**bound {
+                    saw_other_payload = true;
+                    continue;
+                }
+            }
+            let better = match best {
+                None => true,
+                Some(b) => (b.single_use, -b.expires_at_ms) > (e.single_use, -e.expires_at_ms),
+            };
+            if better {
+                best = Some(e);
+            }
+        }
+        match best {
+            Some(e) if e.single_use => CheckOutcome::AllowIfConsumed {
+                grant_id: e.grant_id.to_string(),
+                expires_at_ms: e.expires_at_ms,
+            },
+            Some(e) => CheckOutcome::Allow {
+                grant_id: e.grant_id.to_string(),
+                expires_at_ms: e.expires_at_ms,
+            },
+            None if saw_other_payload => CheckOutcome::Deny {
+                reason: format!(
+                    "{principal}'s grant for {action} on {resource} is bound to another payload"
+                ),
+            },
+            None if saw_expired => CheckOutcome::Deny {
+                reason: format!("{principal}'s grant for {action} on {resource} has expired"),
+            },
+            None => deny_none(principal, resource, action),
+        }
+    }
+}
+
+fn deny_none(principal: &str, resource: &str, action: &str) -> CheckOutcome {
+    CheckOutcome::Deny {
+        reason: format!("no active grant for {principal} to {action} on {resource}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn t0() -> Timestamp {
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    fn grant(
+        id: &str,
+        principal: &str,
+        payload: Option<&str>,
+        single_use: bool,
+        secs: i64,
+    ) -> Grant {
+        Grant {
+            id: id.into(),
+            request_id: format!("r-{id}"),
+            principal: principal.into(),
+            resource: "prod-db".into(),
+            action: "read".into(),
+            payload_sha256: payload.map(payload_digest),
+            single_use,
+            break_glass: false,
+            status: GrantStatus::Active,
+            starts_at: t0(),
+            expires_at: t0() + TimeDelta::seconds(secs),
+            ended_at: None,
+            ended_by: None,
+            end_comment: None,
+        }
+    }
+
+    #[test]
+    fn allows_only_inside_the_window_and_only_the_exact_triple() {
+        let mut index = GrantIndex::new();
+        index.upsert(&grant("g1", "alice", None, false, 10));
+        let inside = t0() + TimeDelta::seconds(9);
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", None, inside),
+            CheckOutcome::Allow { .. }
+        ));
+        assert!(matches!(
+            index.check("alice", "prod-db", "write", None, inside),
+            CheckOutcome::Deny { .. }
+        ));
+        assert!(matches!(
+            index.check("bob", "prod-db", "read", None, inside),
+            CheckOutcome::Deny { .. }
+        ));
+        assert!(matches!(
+            index.check(
+                "alice",
+                "prod-db",
+                "read",
+                None,
+                t0() - TimeDelta::milliseconds(1)
+            ),
+            CheckOutcome::Deny { .. }
+        ));
+        let at_end = t0() + TimeDelta::seconds(10);
+        match index.check("alice", "prod-db", "read", None, at_end) {
+            CheckOutcome::Deny { reason } => assert!(reason.contains("expired"), "{reason}"),
+            other => panic!("allowed at expires_at: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn action_bound_grants_need_their_payload() {
+        let mut index = GrantIndex::new();
+        index.upsert(&grant("g1", "alice", Some("deploy v1"), true, 10));
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", Some("deploy v1"), t0()),
+            CheckOutcome::AllowIfConsumed { .. }
+        ));
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", Some("deploy v2"), t0()),
+            CheckOutcome::Deny { .. }
+        ));
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", None, t0()),
+            CheckOutcome::Deny { .. }
+        ));
+    }
+
+    #[test]
+    fn removed_or_inactive_grants_do_not_allow() {
+        let mut index = GrantIndex::new();
+        let mut g = grant("g1", "alice", None, false, 10);
+        index.upsert(&g);
+        index.remove("g1");
+        assert!(index.is_empty());
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", None, t0()),
+            CheckOutcome::Deny { .. }
+        ));
+        index.upsert(&g);
+        g.status = GrantStatus::Revoked;
+        index.upsert(&g);
+        assert!(matches!(
+            index.check("alice", "prod-db", "read", None, t0()),
+            CheckOutcome::Deny { .. }
+        ));
+    }
+
+    #[test]
+    fn reusable_grant_preferred_over_single_use() {
+        let mut index = GrantIndex::new();
+        index.upsert(&grant("once", "alice", None, true, 100));
+        index.upsert(&grant("many", "alice", None, false, 10));
+        assert_eq!(
+            index.check("alice", "prod-db", "read", None, t0()),
+            CheckOutcome::Allow {
+                grant_id: "many".into(),
+                expires_at_ms: (t0() + TimeDelta::seconds(10)).timestamp_millis()
+            }
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! jitgate's domain, free of I/O and of the clock.
+//!
+//! Everything that decides (who may file what, who must approve, when a grant allows) lives
+//! here as plain data and pure functions. The current time is always an argument, so tests can
+//! walk the clock and replicas agree on what "now" means for a decision.
+
+pub mod audit;
+pub mod duration;
+pub mod error;
+pub mod identity;
+pub mod index;
+pub mod machine;
+pub mod model;
+pub mod policy;
+
+pub use audit::{chain_hash, AuditEvent, EventKind, NewEvent};
+pub use duration::{format_duration, parse_duration, DurationSecs};
+pub use error::DomainError;
+pub use identity::{Identity, PrincipalKind};
+pub use index::{CheckOutcome, GrantIndex};
+pub use model::{
+    payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step,
+};
+pub use policy::Policy;
+
+/// Timestamps are UTC with millisecond precision everywhere: the stores keep milliseconds,
+/// so truncating on the way in makes a value read back equal to the value written.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// Truncate a timestamp to whole milliseconds.
+pub fn millis(t: Timestamp) -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}

@@ -1,0 +1,197 @@
+//! The two things jitgate keeps: requests for access, and the grants they produce.
+
+use crate::duration::DurationSecs;
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a request stands. `pending` is the only state that can still change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Denied,
+    Cancelled,
+    Expired,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Cancelled => "cancelled",
+            RequestStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => RequestStatus::Pending,
+            "approved" => RequestStatus::Approved,
+            "denied" => RequestStatus::Denied,
+            "cancelled" => RequestStatus::Cancelled,
+            "expired" => RequestStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a grant stands. Only `active` allows anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantStatus {
+    Active,
+    Expired,
+    Revoked,
+    /// A single-use grant that has been consumed by a check.
+    Used,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Expired => "expired",
+            GrantStatus::Revoked => "revoked",
+            GrantStatus::Used => "used",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "active" => GrantStatus::Active,
+            "expired" => GrantStatus::Expired,
+            "revoked" => GrantStatus::Revoked,
+            "used" => GrantStatus::Used,
+            _ => return None,
+        })
+    }
+}
+
+/// One approval step: `approvals` distinct members of `group`, never the requester.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub group: String,
+    pub approvals: u32,
+}
+
+/// What a request needs, fixed when it is filed: a later policy change does not move the
+/// goalposts of a request already in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirement {
+    /// All steps must be satisfied; empty means automatic approval.
+    pub steps: Vec<Step>,
+    /// The grant may be used by exactly one check.
+    pub single_use: bool,
+    /// The grant is valid only for the request's payload.
+    pub action_bound: bool,
+    /// How long a pending request waits for a decision before it expires.
+    pub pending_ttl: DurationSecs,
+}
+
+/// A reviewer's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub reviewer: String,
+    /// Index of the requirement step this approval counted towards.
+    pub step: usize,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A decision that ended a request without a grant (a denial or a cancellation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A request for one action on one resource, for a duration, with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub requester: String,
+    pub resource: String,
+    pub action: String,
+    pub reason: String,
+    /// The exact command, statement or artifact digest an action-bound request is for.
+    pub payload: Option<String>,
+    pub payload_sha256: Option<String>,
+    /// How long the grant lasts, counted from approval.
+    pub duration: DurationSecs,
+    pub break_glass: bool,
+    pub status: RequestStatus,
+    pub requirement: Requirement,
+    pub approvals: Vec<Approval>,
+    /// Who denied or cancelled it.
+    pub closed_by: Option<Review>,
+    pub created_at: Timestamp,
+    /// A pending request expires at this moment if nobody decides.
+    pub pending_expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    pub grant: Option<Grant>,
+    /// Optimistic-concurrency counter: the store refuses a save based on a stale copy.
+    pub version: i64,
+}
+
+/// A time-boxed permission for exactly one principal, resource and action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub request_id: String,
+    pub principal: String,
+    pub resource: String,
+    pub action: String,
+    /// Hex SHA-256 of the payload the grant is bound to, for action-bound grants.
+    pub payload_sha256: Option<String>,
+    pub single_use: bool,
+    pub break_glass: bool,
+    pub status: GrantStatus,
+    pub starts_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    pub end_comment: Option<String>,
+}
+
+impl Grant {
+    /// Does this grant allow anything at `now`? Judged on the clock, whatever the stored
+    /// status says about expiry: no background job is needed for expiry to take effect.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.status == GrantStatus::Active && self.starts_at <= now && now < self.expires_at
+    }
+
+    /// The status as of `now`: an active grant past its end reads as expired.
+    pub fn status_at(&self, now: Timestamp) -> GrantStatus {
+        if self.status == GrantStatus::Active && now >= self.expires_at {
+            GrantStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+impl Request {
+    /// The status as of `now`: a pending request past its deadline reads as expired.
+    pub fn status_at(&self, now: Timestamp) -> RequestStatus {
+        if self.status == RequestStatus::Pending && now >= self.pending_expires_at {
+            RequestStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    /// Approvals still missing, per step, given the approvals so far.
+    pub fn missing_approvals(&self) -> Vec<Step> {
+        crate::machine::remaining_steps(&self.requirement.steps, &self.approvals)
+    }
+}
+
+/// Hex SHA-256 of a payload, the form grants are bound to.
+pub fn payload_digest(payload: &str) -> String {
+    hex::encode(Sha256::digest(payload.as_bytes()))
+}

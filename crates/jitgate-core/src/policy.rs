@@ -1,0 +1,656 @@
+//! The policy directory as data: who exists, which groups they are in, and the workflow of
+//! each resource and action. Parsing is pure (the caller reads the files), so the same code
+//! serves the server, `jitgate policy check` and tests.
+//!
+//! Format (see docs/policy.md): `directory.toml` lists principals and their groups;
+//! `workflows.toml` lists one `[[workflow]]` per resource and action.
+
+use crate::duration::{parse_duration, DurationSecs};
+use crate::error::DomainError;
+use crate::identity::{Identity, PrincipalKind};
+use crate::model::{Requirement, Step};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+pub const DIRECTORY_FILE: &str = "directory.toml";
+pub const WORKFLOWS_FILE: &str = "workflows.toml";
+
+/// Fallbacks when a workflow names no limits of its own.
+pub const DEFAULT_PENDING_TTL: DurationSecs = DurationSecs(3600);
+pub const DEFAULT_MAX_DURATION: DurationSecs = DurationSecs(3600);
+
+/// A problem in a policy file, located so an editor can jump to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// A known principal from the directory file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub identity: Identity,
+    /// A static bearer token, for demos and tests only (issue-4 tokens replace it).
+    pub token: Option<String>,
+}
+
+/// Break-glass: who may take access at once, for how long at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlass {
+    pub groups: Vec<String>,
+    pub max_duration: DurationSecs,
+}
+
+/// The rules for one resource and action.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub resource: String,
+    pub action: String,
+    pub description: Option<String>,
+    /// Groups whose members may file requests.
+    pub requesters: Vec<String>,
+    /// Approval steps; all must pass. Empty together with `auto_approve` means automatic.
+    pub steps: Vec<Step>,
+    pub auto_approve: bool,
+    pub reason_required: bool,
+    pub ticket_pattern: Option<Regex>,
+    pub default_duration: DurationSecs,
+    pub max_duration: DurationSecs,
+    pub pending_ttl: DurationSecs,
+    pub action_bound: bool,
+    pub single_use: bool,
+    pub break_glass: Option<BreakGlass>,
+}
+
+/// A parsed, validated policy. Built once per load and shared immutably.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    principals: BTreeMap<String, DirectoryEntry>,
+    workflows: HashMap<(String, String), Workflow>,
+    /// Resource name to its actions, for error messages and listings.
+    resources: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    #[serde(default)]
+    principal: Vec<toml::Spanned<PrincipalSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalSpec {
+    name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    service: bool,
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowsFile {
+    #[serde(default)]
+    defaults: DefaultsSpec,
+    #[serde(default)]
+    workflow: Vec<toml::Spanned<WorkflowSpec>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DefaultsSpec {
+    pending_ttl: Option<String>,
+    max_duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowSpec {
+    resource: String,
+    action: String,
+    description: Option<String>,
+    #[serde(default)]
+    requesters: Vec<String>,
+    #[serde(default)]
+    steps: Vec<StepSpec>,
+    #[serde(default)]
+    auto_approve: bool,
+    #[serde(default)]
+    reason_required: bool,
+    ticket_pattern: Option<String>,
+    default_duration: Option<String>,
+    max_duration: Option<String>,
+    pending_ttl: Option<String>,
+    #[serde(default)]
+    action_bound: bool,
+    single_use: Option<bool>,
+    break_glass: Option<BreakGlassSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepSpec {
+    group: String,
+    approvals: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassSpec {
+    groups: Vec<String>,
+    max_duration: String,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> PolicyError {
+    let line = err.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+    PolicyError {
+        file: file.to_string(),
+        line,
+        message: err.message().to_string(),
+    }
+}
+
+impl Policy {
+    /// Parse and validate the policy from the text of its two files. Every problem found is
+    /// returned, not just the first, so one `policy check` run shows them all.
+    pub fn parse(directory_text: &str, workflows_text: &str) -> Result<Policy, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let mut policy = Policy::default();
+
+        let directory: DirectoryFile = toml::from_str(directory_text)
+            .map_err(|e| vec![toml_error(DIRECTORY_FILE, directory_text, &e)])?;
+        let workflows: WorkflowsFile = toml::from_str(workflows_text)
+            .map_err(|e| vec![toml_error(WORKFLOWS_FILE, workflows_text, &e)])?;
+
+        let mut tokens_seen = BTreeSet::new();
+        for spanned in &directory.principal {
+            let line = line_of(directory_text, spanned.span().start);
+            let spec = spanned.get_ref();
+            let mut err = |message: String| {
+                errors.push(PolicyError {
+                    file: DIRECTORY_FILE.into(),
+                    line,
+                    message,
+                })
+            };
+            if spec.name.trim().is_empty() {
+                err("principal name is empty".into());
+                continue;
+            }
+            if policy.principals.contains_key(&spec.name) {
+                err(format!("principal '{}' is listed twice", spec.name));
+                continue;
+            }
+            if let Some(token) = &spec.token {
+                if token.len() < 8 {
+                    err(format!(
+                        "token of '{}' is shorter than 8 characters",
+                        spec.name
+                    ));
+                }
+                if !tokens_seen.insert(token.clone()) {
+                    err(format!(
+                        "token of '{}' is already used by another principal",
+                        spec.name
+                    ));
+                }
+            }
+            let kind = if spec.service {
+                PrincipalKind::Service
+            } else {
+                PrincipalKind::User
+            };
+            let identity = Identity {
+                principal: spec.name.clone(),
+                groups: spec.groups.clone(),
+                kind,
+            };
+            policy.principals.insert(
+                spec.name.clone(),
+                DirectoryEntry {
+                    identity,
+                    token: spec.token.clone(),
+                },
+            );
+        }
+        let known_groups: BTreeSet<String> = policy
+            .principals
+            .values()
+            .flat_map(|e| e.identity.groups.iter().cloned())
+            .collect();
+
+        let duration = |text: &Option<String>, field: &str, fallback: DurationSecs| match text {
+            None => Ok(fallback),
+            Some(t) => parse_duration(t).map_err(|m| format!("{field}: {m}")),
+        };
+        let default_pending = duration(
+            &workflows.defaults.pending_ttl,
+            "defaults.pending_ttl",
+            DEFAULT_PENDING_TTL,
+        )
+        .unwrap_or_else(|m| {
+            errors.push(PolicyError {
+                file: WORKFLOWS_FILE.into(),
+                line: 1,
+                message: m,
+            });
+            DEFAULT_PENDING_TTL
+        });
+        let default_max = duration(
+            &workflows.defaults.max_duration,
+            "defaults.max_duration",
+            DEFAULT_MAX_DURATION,
+        )
+        .unwrap_or_else(|m| {
+            errors.push(PolicyError {
+                file: WORKFLOWS_FILE.into(),
+                line: 1,
+                message: m,
+            });
+            DEFAULT_MAX_DURATION
+        });
+
+        for spanned in &workflows.workflow {
+            let line = line_of(workflows_text, spanned.span().start);
+            let spec = spanned.get_ref();
+            let mut problems: Vec<String> = Vec::new();
+            let name = format!("{} {}", spec.resource, spec.action);
+
+            let max_duration = duration(&spec.max_duration, "max_duration", default_max)
+                .unwrap_or_else(|m| {
+                    problems.push(m);
+                    default_max
+                });
+            let default_duration =
+                duration(&spec.default_duration, "default_duration", max_duration).unwrap_or_else(
+                    |m| {
+                        problems.push(m);
+                        max_duration
+                    },
+                );
+            if default_duration > max_duration {
+                problems.push(format!(
+                    "default_duration {default_duration} is longer than max_duration {max_duration}"
+                ));
+            }
+            let pending_ttl = duration(&spec.pending_ttl, "pending_ttl", default_pending)
+                .unwrap_or_else(|m| {
+                    problems.push(m);
+                    default_pending
+                });
+            if spec.resource.trim().is_empty() || spec.action.trim().is_empty() {
+                problems.push("resource and action must not be empty".into());
+            }
+            if spec.requesters.is_empty() {
+                problems.push(format!(
+                    "{name}: requesters is empty, so nobody could request it"
+                ));
+            }
+            for group in &spec.requesters {
+                if !known_groups.contains(group) {
+                    problems.push(format!("requesters: unknown group '{group}'"));
+                }
+            }
+            if spec.auto_approve && !spec.steps.is_empty() {
+                problems.push("auto_approve = true conflicts with approval steps; keep one".into());
+            }
+            if !spec.auto_approve && spec.steps.is_empty() {
+                problems.push(
+                    "no approval steps: add steps = [{ group = \"...\", approvals = 1 }] or set auto_approve = true"
+                        .into(),
+                );
+            }
+            let mut steps = Vec::new();
+            for step in &spec.steps {
+                let members = policy.members_of(&step.group).count();
+                if step.approvals == 0 {
+                    problems.push(format!(
+                        "steps: group '{}' needs at least 1 approval",
+                        step.group
+                    ));
+                } else if !known_groups.contains(&step.group) {
+                    problems.push(format!("steps: unknown group '{}'", step.group));
+                } else if members < step.approvals as usize {
+                    problems.push(format!(
+                        "steps: {} approvals from '{}' can never be given: the group has {} member(s)",
+                        step.approvals, step.group, members
+                    ));
+                }
+                steps.push(Step {
+                    group: step.group.clone(),
+                    approvals: step.approvals,
+                });
+            }
+            let ticket_pattern = match &spec.ticket_pattern {
+                None => None,
+                Some(p) => match Regex::new(p) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        problems.push(format!("ticket_pattern: not a valid regex: {e}"));
+                        None
+                    }
+                },
+            };
+            let break_glass = match &spec.break_glass {
+                None => None,
+                Some(bg) => {
+                    let max = parse_duration(&bg.max_duration).unwrap_or_else(|m| {
+                        problems.push(format!("break_glass.max_duration: {m}"));
+                        DurationSecs(900)
+                    });
+                    if bg.groups.is_empty() {
+                        problems.push("break_glass.groups is empty".into());
+                    }
+                    for group in &bg.groups {
+                        if !known_groups.contains(group) {
+                            problems.push(format!("break_glass.groups: unknown group '{group}'"));
+                        }
+                    }
+                    Some(BreakGlass {
+                        groups: bg.groups.clone(),
+                        max_duration: max,
+                    })
+                }
+            };
+            let single_use = spec.single_use.unwrap_or(spec.action_bound);
+            let key = (spec.resource.clone(), spec.action.clone());
+            if policy.workflows.contains_key(&key) {
+                problems.push(format!(
+                    "a workflow for {name} is already defined; merge the two"
+                ));
+            }
+            if !problems.is_empty() {
+                errors.extend(problems.into_iter().map(|message| PolicyError {
+                    file: WORKFLOWS_FILE.into(),
+                    line,
+                    message,
+                }));
+                continue;
+            }
+            policy
+                .resources
+                .entry(spec.resource.clone())
+                .or_default()
+                .insert(spec.action.clone());
+            policy.workflows.insert(
+                key,
+                Workflow {
+                    resource: spec.resource.clone(),
+                    action: spec.action.clone(),
+                    description: spec.description.clone(),
+                    requesters: spec.requesters.clone(),
+                    steps,
+                    auto_approve: spec.auto_approve,
+                    reason_required: spec.reason_required || spec.ticket_pattern.is_some(),
+                    ticket_pattern,
+                    default_duration,
+                    max_duration,
+                    pending_ttl,
+                    action_bound: spec.action_bound,
+                    single_use,
+                    break_glass,
+                },
+            );
+        }
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn principals(&self) -> impl Iterator<Item = &DirectoryEntry> {
+        self.principals.values()
+    }
+
+    pub fn principal(&self, name: &str) -> Option<&DirectoryEntry> {
+        self.principals.get(name)
+    }
+
+    pub fn members_of<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.principals
+            .values()
+            .filter(move |e| e.identity.in_group(group))
+            .map(|e| e.identity.principal.as_str())
+    }
+
+    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.workflows.values()
+    }
+
+    /// The workflow for a resource and action, or an error naming what exists.
+    pub fn workflow(&self, resource: &str, action: &str) -> Result<&Workflow, DomainError> {
+        let Some(actions) = self.resources.get(resource) else {
+            let known: Vec<&str> = self.resources.keys().map(String::as_str).collect();
+            return Err(DomainError::invalid(
+                "resource",
+                format!(
+                    "unknown resource '{resource}'; known resources: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        self.workflows
+            .get(&(resource.to_string(), action.to_string()))
+            .ok_or_else(|| {
+                let known: Vec<&str> = actions.iter().map(String::as_str).collect();
+                DomainError::invalid(
+                    "action",
+                    format!(
+                        "'{action}' is not an action of {resource}; its actions are: {}",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// What a filer asks for, before the policy has judged it.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    pub resource: &'a str,
+    pub action: &'a str,
+    pub duration: Option<DurationSecs>,
+    pub reason: &'a str,
+    pub payload: Option<&'a str>,
+    pub break_glass: bool,
+}
+
+/// The policy's verdict on a request that may be filed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub requirement: Requirement,
+    pub duration: DurationSecs,
+}
+
+/// Longest reason or payload accepted, so one request cannot bloat the store and the log.
+pub const MAX_REASON_LEN: usize = 2000;
+pub const MAX_PAYLOAD_LEN: usize = 64 * 1024;
+
+impl Workflow {
+    /// Judge a request against this workflow: may `who` file it, and what will it need?
+    pub fn admit(&self, who: &Identity, ask: &Ask<'_>) -> Result<Admission, DomainError> {
+        let name = format!("{} {}", self.resource, self.action);
+        let reason = ask.reason.trim();
+        if ask.reason.len() > MAX_REASON_LEN {
+            return Err(DomainError::invalid(
+                "reason",
+                format!(
+                    "is {} bytes; keep it under {MAX_REASON_LEN}",
+                    ask.reason.len()
+                ),
+            ));
+        }
+        if self.reason_required && reason.is_empty() {
+            return Err(DomainError::invalid(
+                "reason",
+                format!("is required for {name}; say why you need access"),
+            ));
+        }
+        if let Some(pattern) = &self.ticket_pattern {
+            if !pattern.is_match(reason) {
+                return Err(DomainError::invalid(
+                    "reason",
+                    format!(
+                        "must mention a ticket matching /{}/ for {name} (for example OPS-123)",
+                        pattern.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(payload) = ask.payload {
+            if payload.len() > MAX_PAYLOAD_LEN {
+                return Err(DomainError::invalid(
+                    "payload",
+                    format!(
+                        "is {} bytes; keep it under {MAX_PAYLOAD_LEN}",
+                        payload.len()
+                    ),
+                ));
+            }
+        }
+        if self.action_bound && ask.payload.is_none_or(|p| p.is_empty()) {
+            return Err(DomainError::invalid(
+                "payload",
+                format!(
+                    "is required: {name} is approved for one exact command or artifact; pass it as payload"
+                ),
+            ));
+        }
+
+        if ask.break_glass {
+            let Some(bg) = &self.break_glass else {
+                return Err(DomainError::Forbidden(format!(
+                    "{name} has no break-glass procedure"
+                )));
+            };
+            if !bg.groups.iter().any(|g| who.in_group(g)) {
+                return Err(DomainError::Forbidden(format!(
+                    "{} may not break glass on {name}: only members of {} may",
+                    who.principal,
+                    bg.groups.join(", ")
+                )));
+            }
+            let duration = check_duration(ask.duration, bg.max_duration, bg.max_duration, &name)?;
+            return Ok(Admission {
+                requirement: Requirement {
+                    steps: Vec::new(),
+                    single_use: self.single_use,
+                    action_bound: self.action_bound,
+                    pending_ttl: self.pending_ttl,
+                },
+                duration,
+            });
+        }
+
+        if !self.requesters.iter().any(|g| who.in_group(g)) {
+            return Err(DomainError::Forbidden(format!(
+                "{} may not request {name}: only members of {} may",
+                who.principal,
+                self.requesters.join(", ")
+            )));
+        }
+        let duration = check_duration(
+            ask.duration,
+            self.default_duration,
+            self.max_duration,
+            &name,
+        )?;
+        Ok(Admission {
+            requirement: Requirement {
+                steps: if self.auto_approve {
+                    Vec::new()
+                } else {
+                    self.steps.clone()
+                },
+                single_use: self.single_use,
+                action_bound: self.action_bound,
+                pending_ttl: self.pending_ttl,
+            },
+            duration,
+        })
+    }
+}
+
+fn check_duration(
+    asked: Option<DurationSecs>,
+    default: DurationSecs,
+    max: DurationSecs,
+    name: &str,
+) -> Result<DurationSecs, DomainError> {
+    match asked {
+        None => Ok(default.min(max)),
+        Some(d) if d > max => Err(DomainError::invalid(
+            "duration",
+            format!("{d} is longer than the {max} allowed for {name}; ask for {max} or less"),
+        )),
+        Some(d) => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIRECTORY: &str = r#"
+[[principal]]
+name = "alice"
+groups = ["dev"]
+[[principal]]
+name = "bob"
+groups = ["sre"]
+"#;
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"nobody\"]\nsteps = [{ group = \"sre\", approvals = 2 }]\n";
+        let errors = Policy::parse(DIRECTORY, workflows).expect_err("invalid policy");
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|e| e == "workflows.toml:1: requesters: unknown group 'nobody'"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("2 approvals from 'sre' can never be given")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let errors = Policy::parse(DIRECTORY, "[[workflow]]\nresource = \n").expect_err("bad toml");
+        assert_eq!(errors[0].file, "workflows.toml");
+        assert_eq!(errors[0].line, 2);
+    }
+
+    #[test]
+    fn max_below_default_is_refused() {
+        let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\n";
+        let errors = Policy::parse(DIRECTORY, workflows).expect_err("invalid");
+        assert!(
+            errors[0].message.contains("longer than max_duration"),
+            "{errors:?}"
+        );
+    }
+}
