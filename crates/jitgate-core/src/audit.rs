@@ -124,8 +124,22 @@ pub struct ChainReport {
 
 /// Verify a run of events in sequence order, starting from the genesis hash.
 pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> ChainReport {
-    let mut prev = GENESIS_HASH.to_string();
-    let mut expected_seq = 1;
+    verify_linked(GENESIS_HASH.to_string(), 1, events)
+}
+
+/// Verify a run of events that continues the chain after `tail`.
+pub fn verify_chain_from<'a>(
+    tail: &AuditEvent,
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+) -> ChainReport {
+    verify_linked(tail.hash.clone(), tail.seq + 1, events)
+}
+
+fn verify_linked<'a>(
+    mut prev: String,
+    mut expected_seq: i64,
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+) -> ChainReport {
     let mut count = 0;
     for e in events {
         count += 1;

@@ -102,17 +102,6 @@ impl GrantIndex {
         }
     }
 
-    /// Ids of held grants whose end is at or before `now`, for pruning.
-    pub fn expired_ids(&self, now: Timestamp) -> Vec<String> {
-        let now_ms = now.timestamp_millis();
-        self.by_key
-            .values()
-            .flatten()
-            .filter(|e| e.expires_at_ms <= now_ms)
-            .map(|e| e.grant_id.to_string())
-            .collect()
-    }
-
     /// Does a live grant cover exactly this principal, resource and action (and payload, for
     /// action-bound grants) at `now`? A reusable grant is preferred to a single-use one, and
     /// among equals the one that lasts longest.

@@ -1,1 +1,117 @@
+//! Storage for jitgate behind one trait. The SQLite implementation is the default; every
+//! implementation must pass the conformance suite in `tests/`.
 
+mod sqlite;
+
+use async_trait::async_trait;
+use jitgate_core::audit::ChainReport;
+use jitgate_core::{AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
+use thiserror::Error;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The copy being saved is stale: someone else changed the request first. Re-read and
+    /// apply the transition again.
+    #[error("the request changed concurrently")]
+    Conflict,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("bad database URL: {0}")]
+    Url(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Effective status at `now`: a pending request past its deadline counts as expired.
+    pub status: Option<RequestStatus>,
+    pub requester: Option<String>,
+    pub limit: u32,
+    /// Only requests created before this one (by creation order): the next page.
+    pub before: Option<String>,
+}
+
+/// Which grants to list.
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    pub principal: Option<String>,
+    /// Effective status at `now`: an active grant past its end counts as expired.
+    pub status: Option<GrantStatus>,
+    pub limit: u32,
+}
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub request_id: Option<String>,
+    /// Events where this principal is the actor or the subject.
+    pub principal: Option<String>,
+    pub since: Option<Timestamp>,
+    /// Only events after this sequence number: the next page.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// The store. Every method that changes state also appends its audit events, in the same
+/// transaction, and returns only after the commit is durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Insert a new request, its grant if one was issued, and its events.
+    async fn create_request(&self, request: &Request, events: &[NewEvent]) -> Result<Request>;
+
+    /// Replace `previous` by `next` with their events. Fails with `Conflict` if the stored
+    /// request is no longer `previous` (another transition won the race).
+    async fn save_transition(
+        &self,
+        previous: &Request,
+        next: &Request,
+        events: &[NewEvent],
+    ) -> Result<Request>;
+
+    /// Consume a live single-use grant. `true` for the one caller that consumed it; every
+    /// other caller, concurrent or later, gets `false`.
+    async fn consume_grant(&self, grant_id: &str, used: &NewEvent, now: Timestamp) -> Result<bool>;
+
+    async fn get_request(&self, id: &str) -> Result<Option<Request>>;
+    async fn get_request_by_grant(&self, grant_id: &str) -> Result<Option<Request>>;
+    async fn list_requests(&self, filter: &RequestFilter, now: Timestamp) -> Result<Vec<Request>>;
+    async fn list_grants(&self, filter: &GrantFilter, now: Timestamp) -> Result<Vec<Grant>>;
+
+    /// Grants whose status is active, for loading the in-memory check index.
+    async fn active_grants(&self) -> Result<Vec<Grant>>;
+
+    /// Requests with a time-based transition due at `now`: pending past their deadline, or
+    /// holding an active grant past its end. Cost follows what is due, not what exists.
+    async fn due_requests(&self, now: Timestamp, limit: u32) -> Result<Vec<Request>>;
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+
+    /// Walk the whole audit chain and report the first break.
+    async fn verify_audit(&self) -> Result<ChainReport>;
+
+    /// Is the database reachable?
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Open the store a URL names: `sqlite://PATH` (created if missing).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Url(
+            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
+        ));
+    }
+    Err(StoreError::Url(format!(
+        "'{url}' is not a database URL; use sqlite://PATH"
+    )))
+}

@@ -1,0 +1,366 @@
+//! The store conformance suite: every backend must pass the same tests. Each backend module
+//! below opens a fresh store and runs every case in `conformance`.
+
+mod conformance {
+    use chrono::TimeDelta;
+    use jitgate_core::machine::{self, NewIds};
+    use jitgate_core::policy::Ask;
+    use jitgate_core::{
+        EventKind, GrantStatus, Identity, Policy, Request, RequestStatus, Timestamp,
+    };
+    use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
+    use std::sync::Arc;
+
+    fn policy() -> Policy {
+        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n\
+                         [[principal]]\nname = \"bob\"\ngroups = [\"sre\"]\n\
+                         [[principal]]\nname = \"carol\"\ngroups = [\"sre\"]\n";
+        let workflows = "[[workflow]]\nresource = \"staging-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n\
+                         [[workflow]]\nresource = \"prod-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nsteps = [{ group = \"sre\", approvals = 1 }]\n\
+                         [[workflow]]\nresource = \"prod-api\"\naction = \"deploy\"\nrequesters = [\"dev\"]\naction_bound = true\nauto_approve = true\n";
+        Policy::parse(directory, workflows).expect("valid test policy")
+    }
+
+    fn t0() -> Timestamp {
+        chrono::DateTime::from_timestamp_millis(1_800_000_000_123).expect("valid time")
+    }
+
+    fn alice() -> Identity {
+        Identity::user("alice", &["dev"])
+    }
+
+    async fn file(
+        store: &dyn Store,
+        n: u32,
+        resource: &str,
+        action: &str,
+        payload: Option<&str>,
+    ) -> Request {
+        let ask = Ask {
+            resource,
+            action,
+            duration: Some(jitgate_core::DurationSecs(60)),
+            reason: "work",
+            payload,
+            break_glass: false,
+        };
+        let ids = NewIds {
+            request_id: format!("req-{n}"),
+            grant_id: format!("grant-{n}"),
+        };
+        let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
+        store
+            .create_request(&t.request, &t.events)
+            .await
+            .expect("stored")
+    }
+
+    pub async fn round_trip(store: Arc<dyn Store>) {
+        let stored = file(&*store, 1, "staging-db", "read", None).await;
+        let read = store.get_request("req-1").await.unwrap().expect("present");
+        assert_eq!(read, stored);
+        assert_eq!(read.grant.as_ref().unwrap().status, GrantStatus::Active);
+        let by_grant = store
+            .get_request_by_grant("grant-1")
+            .await
+            .unwrap()
+            .expect("present");
+        assert_eq!(by_grant.id, "req-1");
+        assert!(store.get_request("nope").await.unwrap().is_none());
+        assert_eq!(store.active_grants().await.unwrap().len(), 1);
+    }
+
+    pub async fn stale_saves_conflict(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let by_bob = machine::approve(&pending, &bob, None, "g-bob".into(), t0()).unwrap();
+        let by_carol = machine::approve(&pending, &carol, None, "g-carol".into(), t0()).unwrap();
+        let saved = store
+            .save_transition(&pending, &by_bob.request, &by_bob.events)
+            .await
+            .unwrap();
+        assert_eq!(saved.version, pending.version + 1);
+        let lost = store
+            .save_transition(&pending, &by_carol.request, &by_carol.events)
+            .await;
+        assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+        let read = store.get_request(&pending.id).await.unwrap().unwrap();
+        assert_eq!(read.grant.as_ref().unwrap().id, "g-bob");
+        let grants = store
+            .list_grants(
+                &GrantFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grants.len(), 1, "exactly one grant issued");
+    }
+
+    pub async fn concurrent_approvals_issue_one_grant(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let mut tasks = Vec::new();
+        for (i, name) in ["bob", "carol"].into_iter().enumerate() {
+            let store = store.clone();
+            let pending = pending.clone();
+            tasks.push(tokio::spawn(async move {
+                let who = Identity::user(name, &["sre"]);
+                let t = machine::approve(&pending, &who, None, format!("g{i}"), t0()).unwrap();
+                store
+                    .save_transition(&pending, &t.request, &t.events)
+                    .await
+                    .is_ok()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(store.active_grants().await.unwrap().len(), 1);
+    }
+
+    pub async fn single_use_is_consumed_exactly_once(store: Arc<dyn Store>) {
+        let granted = file(&*store, 1, "prod-api", "deploy", Some("deploy v1")).await;
+        let grant = granted.grant.clone().unwrap();
+        assert!(grant.single_use);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let grant = grant.clone();
+            tasks.push(tokio::spawn(async move {
+                let used = machine::used_event(&grant, &format!("svc-{i}"), t0());
+                store.consume_grant(&grant.id, &used, t0()).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "exactly one of 20 concurrent consumers wins");
+        let read = store.get_request(&granted.id).await.unwrap().unwrap();
+        assert_eq!(read.grant.unwrap().status, GrantStatus::Used);
+        let used_events = store
+            .audit_events(&AuditFilter {
+                request_id: Some(granted.id.clone()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.kind == EventKind::GrantUsed)
+            .count();
+        assert_eq!(used_events, 1);
+    }
+
+    pub async fn expired_grants_cannot_be_consumed(store: Arc<dyn Store>) {
+        let granted = file(&*store, 1, "prod-api", "deploy", Some("deploy v1")).await;
+        let grant = granted.grant.unwrap();
+        let late = grant.expires_at;
+        let used = machine::used_event(&grant, "svc", late);
+        assert!(!store.consume_grant(&grant.id, &used, late).await.unwrap());
+    }
+
+    pub async fn due_requests_follow_the_clock(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let granted = file(&*store, 2, "staging-db", "read", None).await;
+        assert!(store.due_requests(t0(), 100).await.unwrap().is_empty());
+        let grant_end = granted.grant.as_ref().unwrap().expires_at;
+        let due: Vec<String> = store
+            .due_requests(grant_end, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(due, vec![granted.id.clone()]);
+        let due_later = store
+            .due_requests(pending.pending_expires_at, 100)
+            .await
+            .unwrap();
+        assert_eq!(due_later.len(), 2);
+        for request in due_later {
+            let settled =
+                machine::settle(&request, pending.pending_expires_at).expect("something is due");
+            store
+                .save_transition(&request, &settled.request, &settled.events)
+                .await
+                .unwrap();
+        }
+        assert!(store
+            .due_requests(pending.pending_expires_at + TimeDelta::hours(1), 100)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.active_grants().await.unwrap().is_empty());
+        let expired = store.get_request(&pending.id).await.unwrap().unwrap();
+        assert_eq!(expired.status, RequestStatus::Expired);
+    }
+
+    pub async fn lists_filter_by_effective_status(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        file(&*store, 2, "staging-db", "read", None).await;
+        let all = RequestFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_requests(&all, t0()).await.unwrap().len(), 2);
+        let pending_now = RequestFilter {
+            status: Some(RequestStatus::Pending),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.list_requests(&pending_now, t0()).await.unwrap().len(),
+            1
+        );
+        let later = pending.pending_expires_at;
+        assert!(store
+            .list_requests(&pending_now, later)
+            .await
+            .unwrap()
+            .is_empty());
+        let expired = RequestFilter {
+            status: Some(RequestStatus::Expired),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_requests(&expired, later).await.unwrap().len(), 1);
+        let page1 = store
+            .list_requests(
+                &RequestFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        let page2 = store
+            .list_requests(
+                &RequestFilter {
+                    limit: 1,
+                    before: Some(page1[0].id.clone()),
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_ne!(page1[0].id, page2[0].id);
+        let active = GrantFilter {
+            status: Some(GrantStatus::Active),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_grants(&active, t0()).await.unwrap().len(), 1);
+        assert!(store
+            .list_grants(&active, t0() + TimeDelta::hours(2))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn audit_chain_verifies_and_filters(store: Arc<dyn Store>) {
+        for n in 0..30 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.events, 90);
+        let one = store
+            .audit_events(&AuditFilter {
+                request_id: Some("req-7".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 3);
+        let page = store
+            .audit_events(&AuditFilter {
+                after_seq: Some(85),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![86, 87, 88, 89, 90]
+        );
+        let none = store
+            .audit_events(&AuditFilter {
+                principal: Some("mallory".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+}
+
+macro_rules! conformance_suite {
+    ($open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $open.await;
+                conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    use super::conformance;
+    use jitgate_store::{SqliteStore, Store};
+    use std::sync::Arc;
+
+    async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("jitgate.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"))
+            .await
+            .expect("open sqlite");
+        (Arc::new(store), dir)
+    }
+
+    conformance_suite!(open();
+        round_trip,
+        stale_saves_conflict,
+        concurrent_approvals_issue_one_grant,
+        single_use_is_consumed_exactly_once,
+        expired_grants_cannot_be_consumed,
+        due_requests_follow_the_clock,
+        lists_filter_by_effective_status,
+        audit_chain_verifies_and_filters,
+    );
+
+    #[tokio::test]
+    async fn reopening_keeps_everything_and_detects_tampering() {
+        let (store, dir) = open().await;
+        conformance::round_trip(store.clone()).await;
+        drop(store);
+        let path = dir.path().join("jitgate.db");
+        let reopened = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert!(reopened.get_request("req-1").await.unwrap().is_some());
+        assert!(reopened.verify_audit().await.unwrap().ok);
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let report = reopened.verify_audit().await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_seq, Some(2));
+    }
+}
