@@ -1,1 +1,206 @@
-fn main() {}
+//! The `jitgate` binary: `jitgate serve` and the client commands of the contract.
+
+mod client;
+mod commands;
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "jitgate",
+    version,
+    about = "Just-in-time access: request, approve, grant, expire, audit"
+)]
+struct Cli {
+    /// The jitgate server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "JITGATE_URL",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    url: String,
+    /// Your bearer token.
+    #[arg(long, global = true, env = "JITGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// File a request for access.
+    Request {
+        resource: String,
+        action: String,
+        /// How long the access should last once approved (`30m`, `2h`).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The exact command or artifact an action-bound request is for.
+        #[arg(long)]
+        payload: Option<String>,
+        #[arg(long)]
+        break_glass: bool,
+        /// Block until the request is decided; exit 0 approved, 1 otherwise.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List requests you can see.
+    Requests {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve a request.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Cancel your pending request.
+    Cancel { id: String },
+    /// List grants.
+    Grants {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Revoke a grant.
+    Revoke {
+        grant_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Ask whether a principal may act now: exit 0 allowed, 1 denied, 2 error.
+    Check {
+        principal: String,
+        resource: String,
+        action: String,
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Work with a policy directory.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// List events.
+    List {
+        #[arg(long)]
+        request_id: Option<String>,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Check the hash chain: exit 0 intact, 1 broken.
+    Verify,
+    /// Every event as JSON lines.
+    Export {
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory: exit 0 valid, 2 with `file:line: message` errors.
+    Check { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7400].
+    #[arg(long, env = "JITGATE_LISTEN")]
+    listen: Option<String>,
+    /// The policy directory.
+    #[arg(long, env = "JITGATE_POLICY")]
+    policy: Option<PathBuf>,
+    /// `sqlite://PATH` [default: sqlite://./jitgate-data/jitgate.db].
+    #[arg(long, env = "JITGATE_DATABASE")]
+    database: Option<String>,
+    /// A TOML file with `listen`, `policy` and `database`; flags and env override it.
+    #[arg(long, env = "JITGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = client::Client::new(&cli.url, cli.token.clone(), cli.output);
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve(args),
+        Command::Request {
+            resource,
+            action,
+            duration,
+            reason,
+            payload,
+            break_glass,
+            wait,
+        } => commands::request(
+            &client,
+            &resource,
+            &action,
+            duration,
+            &reason,
+            payload,
+            break_glass,
+            wait,
+        ),
+        Command::Requests { status } => commands::requests(&client, status),
+        Command::Show { id } => commands::show(&client, &id),
+        Command::Approve { id, comment } => commands::review(&client, &id, "approve", comment),
+        Command::Deny { id, comment } => commands::review(&client, &id, "deny", comment),
+        Command::Cancel { id } => commands::review(&client, &id, "cancel", None),
+        Command::Grants { status } => commands::grants(&client, status),
+        Command::Revoke { grant_id, comment } => commands::revoke(&client, &grant_id, comment),
+        Command::Check {
+            principal,
+            resource,
+            action,
+            payload,
+        } => commands::check(&client, &principal, &resource, &action, payload),
+        Command::Audit(AuditCommand::List {
+            request_id,
+            principal,
+            since,
+        }) => commands::audit_list(&client, request_id, principal, since),
+        Command::Audit(AuditCommand::Verify) => commands::audit_verify(&client),
+        Command::Audit(AuditCommand::Export { since }) => commands::audit_export(&client, since),
+        Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,91 @@
+//! jitgate's HTTP server. Handlers are thin: they authenticate, parse, call the application
+//! service (which runs the pure core against the store) and render.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod policy_dir;
+pub mod routes;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use app::App;
+pub use error::ApiError;
+
+/// Everything `jitgate serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub policy_dir: PathBuf,
+    pub database_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("policy {0}")]
+    Policy(String),
+    #[error("store: {0}")]
+    Store(#[from] jitgate_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run the server until SIGTERM or Ctrl-C.
+pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let policy = policy_dir::load(&config.policy_dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ServeError::Policy(format!(
+            "{} is invalid:\n{}",
+            config.policy_dir.display(),
+            lines.join("\n")
+        ))
+    })?;
+    let store = jitgate_store::open(&config.database_url).await?;
+    let app = Arc::new(App::new(store, policy).await?);
+    let worker = tokio::spawn(worker::run(app.clone()));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(listen = %config.listen, policy = %config.policy_dir.display(), database = %config.database_url, "jitgate serving");
+    axum::serve(listener, routes::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    worker.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

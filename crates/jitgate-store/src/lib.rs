@@ -26,6 +26,18 @@ pub enum StoreError {
     Url(String),
 }
 
+impl StoreError {
+    /// The database could not be reached (as opposed to refusing the operation).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Which requests to list.

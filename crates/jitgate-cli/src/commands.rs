@@ -1,0 +1,334 @@
+//! One function per command. Each returns the process exit code.
+
+use crate::client::{Client, ClientError};
+use crate::{render, Output, ServeArgs};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+type CommandResult = Result<ExitCode, ClientError>;
+
+fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
+    match client.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Text => print!("{}", text(value)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    policy: Option<PathBuf>,
+    database: Option<String>,
+}
+
+pub fn serve(args: ServeArgs) -> CommandResult {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let file: ConfigFile = match &args.config {
+        None => ConfigFile::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ClientError::Other(format!("cannot read config {}: {e}", path.display()))
+            })?;
+            toml::from_str(&text)
+                .map_err(|e| ClientError::Other(format!("config {}: {e}", path.display())))?
+        }
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:7400".into());
+    let listen = listen.parse().map_err(|_| {
+        ClientError::Other(format!(
+            "--listen: '{listen}' is not an address like 127.0.0.1:7400"
+        ))
+    })?;
+    let policy_dir = args.policy.or(file.policy).ok_or_else(|| {
+        ClientError::Other("--policy DIR is required (try --policy examples/quickstart)".into())
+    })?;
+    let database_url = args
+        .database
+        .or(file.database)
+        .unwrap_or_else(|| "sqlite://./jitgate-data/jitgate.db".into());
+    let config = jitgate_server::ServerConfig {
+        listen,
+        policy_dir,
+        database_url,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Other(format!("cannot start runtime: {e}")))?;
+    runtime
+        .block_on(jitgate_server::serve(config))
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn request(
+    client: &Client,
+    resource: &str,
+    action: &str,
+    duration: Option<String>,
+    reason: &str,
+    payload: Option<String>,
+    break_glass: bool,
+    wait: bool,
+) -> CommandResult {
+    let mut body = json!({"resource": resource, "action": action, "reason": reason, "break_glass": break_glass});
+    if let Some(d) = duration {
+        body["duration"] = json!(d);
+    }
+    if let Some(p) = payload {
+        body["payload"] = json!(p);
+    }
+    let mut request = client.post("/v1/requests", &body)?;
+    if wait && request["status"] == "pending" {
+        let id = request["id"].as_str().unwrap_or_default().to_string();
+        if client.output == Output::Text {
+            eprintln!(
+                "request {id} is waiting for approval ({})...",
+                needs_text(&request)
+            );
+        }
+        request = wait_decided(client, &id)?;
+    }
+    print(client, &request, render::request_detail);
+    Ok(decision_code(&request, wait))
+}
+
+fn needs_text(request: &Value) -> String {
+    let needs: Vec<String> = request["needs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            format!(
+                "{} from {}",
+                n["approvals"],
+                n["group"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    format!("needs {}", needs.join(" and "))
+}
+
+fn wait_decided(client: &Client, id: &str) -> Result<Value, ClientError> {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let request = client.get(&format!("/v1/requests/{id}"), &[])?;
+        if request["status"] != "pending" {
+            return Ok(request);
+        }
+    }
+}
+
+fn decision_code(request: &Value, waited: bool) -> ExitCode {
+    if !waited || request["status"] == "approved" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn requests(client: &Client, status: Option<String>) -> CommandResult {
+    let query: Vec<(&str, String)> = status.into_iter().map(|s| ("status", s)).collect();
+    let list = client.get("/v1/requests", &query)?;
+    print(client, &list, |l| {
+        let mut out = render::request_header() + "\n";
+        for r in l["items"].as_array().into_iter().flatten() {
+            out += &(render::request_line(r) + "\n");
+        }
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(client: &Client, id: &str) -> CommandResult {
+    let request = client.get(&format!("/v1/requests/{id}"), &[])?;
+    print(client, &request, render::request_detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn review(client: &Client, id: &str, verb: &str, comment: Option<String>) -> CommandResult {
+    let body = match comment {
+        Some(c) => json!({"comment": c}),
+        None => json!({}),
+    };
+    let request = client.post(&format!("/v1/requests/{id}/{verb}"), &body)?;
+    print(client, &request, render::request_detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn grants(client: &Client, status: Option<String>) -> CommandResult {
+    let query: Vec<(&str, String)> = status.into_iter().map(|s| ("status", s)).collect();
+    let list = client.get("/v1/grants", &query)?;
+    print(client, &list, |l| {
+        let mut out = render::grant_header() + "\n";
+        for g in l["items"].as_array().into_iter().flatten() {
+            out += &(render::grant_line(g) + "\n");
+        }
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn revoke(client: &Client, grant_id: &str, comment: Option<String>) -> CommandResult {
+    let body = match comment {
+        Some(c) => json!({"comment": c}),
+        None => json!({}),
+    };
+    let grant = client.post(&format!("/v1/grants/{grant_id}/revoke"), &body)?;
+    print(client, &grant, |g| format!("{}\n", render::grant_line(g)));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(
+    client: &Client,
+    principal: &str,
+    resource: &str,
+    action: &str,
+    payload: Option<String>,
+) -> CommandResult {
+    let mut body = json!({"principal": principal, "resource": resource, "action": action});
+    if let Some(p) = payload {
+        body["payload"] = json!(p);
+    }
+    let answer = client.post("/v1/check", &body)?;
+    let allowed = answer["allow"].as_bool() == Some(true);
+    print(client, &answer, |a| {
+        format!(
+            "{}: {}\n",
+            if allowed { "allow" } else { "deny" },
+            a["reason"].as_str().unwrap_or("")
+        )
+    });
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn audit_query(
+    request_id: Option<String>,
+    principal: Option<String>,
+    since: Option<String>,
+) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if let Some(r) = request_id {
+        q.push(("request_id", r));
+    }
+    if let Some(p) = principal {
+        q.push(("principal", p));
+    }
+    if let Some(s) = since {
+        q.push(("since", s));
+    }
+    q
+}
+
+pub fn audit_list(
+    client: &Client,
+    request_id: Option<String>,
+    principal: Option<String>,
+    since: Option<String>,
+) -> CommandResult {
+    let list = client.get("/v1/audit", &audit_query(request_id, principal, since))?;
+    print(client, &list, |l| {
+        l["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| render::event_line(e) + "\n")
+            .collect()
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn audit_verify(client: &Client) -> CommandResult {
+    let report = client.get("/v1/audit/verify", &[])?;
+    let ok = report["ok"].as_bool() == Some(true);
+    print(client, &report, |r| {
+        if ok {
+            format!("ok: {} events, chain intact\n", r["events"])
+        } else {
+            format!(
+                "BROKEN at event {}: {}\n",
+                r["first_bad_seq"],
+                r["problem"].as_str().unwrap_or("")
+            )
+        }
+    });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Every matching event as one JSON object per line, page by page.
+pub fn audit_export(client: &Client, since: Option<String>) -> CommandResult {
+    let mut after: Option<i64> = None;
+    loop {
+        let mut query = audit_query(None, None, since.clone());
+        query.push(("limit", "5000".into()));
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        let page = client.get("/v1/audit", &query)?;
+        for e in page["items"].as_array().into_iter().flatten() {
+            println!("{e}");
+        }
+        match page["next"].as_i64() {
+            Some(n) => after = Some(n),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
+    match jitgate_server::policy_dir::load(dir) {
+        Ok(policy) => {
+            let workflows = policy.workflows().count();
+            let principals = policy.principals().count();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"ok": true, "workflows": workflows, "principals": principals})
+                ),
+                Output::Text => println!("ok: {workflows} workflows, {principals} principals"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            match output {
+                Output::Json => {
+                    let list: Vec<Value> = errors
+                        .iter()
+                        .map(|e| json!({"file": e.file, "line": e.line, "message": e.message}))
+                        .collect();
+                    println!("{}", json!({"ok": false, "errors": list}));
+                }
+                Output::Text => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
+}

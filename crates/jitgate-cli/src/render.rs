@@ -1,0 +1,134 @@
+//! Human-readable output. `--output json` prints the server's JSON instead.
+
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+pub fn request_line(r: &Value) -> String {
+    format!(
+        "{:<36}  {:<9}  {:<10}  {:<12} {:<8}  {:>6}  {}",
+        s(&r["id"]),
+        s(&r["status"]),
+        s(&r["requester"]),
+        s(&r["resource"]),
+        s(&r["action"]),
+        s(&r["duration"]),
+        s(&r["created_at"])
+    )
+}
+
+pub fn request_header() -> String {
+    format!(
+        "{:<36}  {:<9}  {:<10}  {:<12} {:<8}  {:>6}  {}",
+        "ID", "STATUS", "REQUESTER", "RESOURCE", "ACTION", "FOR", "CREATED"
+    )
+}
+
+pub fn request_detail(r: &Value) -> String {
+    let mut out = format!(
+        "request   {}\nstatus    {}\nrequester {}\naccess    {} on {} for {}\nreason    {}\n",
+        s(&r["id"]),
+        s(&r["status"]),
+        s(&r["requester"]),
+        s(&r["action"]),
+        s(&r["resource"]),
+        s(&r["duration"]),
+        r["reason"]
+            .as_str()
+            .filter(|x| !x.is_empty())
+            .unwrap_or("(none)")
+    );
+    if let Some(p) = r["payload"].as_str() {
+        out.push_str(&format!("payload   {p}\n"));
+    }
+    if r["break_glass"].as_bool() == Some(true) {
+        out.push_str("BREAK-GLASS: granted at once; a review is owed\n");
+    }
+    for a in r["approvals"].as_array().into_iter().flatten() {
+        let comment = a["comment"]
+            .as_str()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "approved  by {} at {}{comment}\n",
+            s(&a["reviewer"]),
+            s(&a["at"])
+        ));
+    }
+    for n in r["needs"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "needs     {} more approval(s) from {}\n",
+            n["approvals"],
+            s(&n["group"])
+        ));
+    }
+    if let Some(c) = r["closed_by"].as_object() {
+        let comment = c
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "closed    by {} at {}{comment}\n",
+            c.get("by").and_then(Value::as_str).unwrap_or("-"),
+            c.get("at").and_then(Value::as_str).unwrap_or("-")
+        ));
+    }
+    if r["status"] == "pending" {
+        out.push_str(&format!(
+            "expires   {} unless decided\n",
+            s(&r["pending_expires_at"])
+        ));
+    }
+    if let Some(g) = r["grant"].as_object() {
+        let g = Value::Object(g.clone());
+        out.push_str(&format!(
+            "grant     {} {} from {} until {}\n",
+            s(&g["id"]),
+            s(&g["status"]),
+            s(&g["starts_at"]),
+            s(&g["expires_at"])
+        ));
+    }
+    out
+}
+
+pub fn grant_header() -> String {
+    format!(
+        "{:<36}  {:<8}  {:<10}  {:<12} {:<8}  {}",
+        "GRANT", "STATUS", "PRINCIPAL", "RESOURCE", "ACTION", "EXPIRES"
+    )
+}
+
+pub fn grant_line(g: &Value) -> String {
+    format!(
+        "{:<36}  {:<8}  {:<10}  {:<12} {:<8}  {}",
+        s(&g["id"]),
+        s(&g["status"]),
+        s(&g["principal"]),
+        s(&g["resource"]),
+        s(&g["action"]),
+        s(&g["expires_at"])
+    )
+}
+
+pub fn event_line(e: &Value) -> String {
+    let comment = e["comment"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .map(|c| format!("  \"{c}\""))
+        .unwrap_or_default();
+    format!(
+        "{:>6}  {}  {:<18} {:<10} {} {} on {}{}",
+        e["seq"],
+        s(&e["at"]),
+        s(&e["kind"]),
+        s(&e["actor"]),
+        s(&e["subject"]),
+        s(&e["action"]),
+        s(&e["resource"]),
+        comment
+    )
+}

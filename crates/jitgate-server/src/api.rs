@@ -1,0 +1,332 @@
+//! The wire format: what clients send and receive. Converted from the core's types here so
+//! the core stays free of HTTP concerns.
+
+use chrono::{DateTime, Utc};
+use jitgate_core::{format_duration, parse_duration, DurationSecs, Grant, Request, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DurationInput {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationInput {
+    pub fn parse(&self, field: &str) -> Result<DurationSecs, crate::ApiError> {
+        let parsed = match self {
+            DurationInput::Seconds(s) => parse_duration(&s.to_string()),
+            DurationInput::Text(t) => parse_duration(t),
+        };
+        parsed.map_err(|m| crate::ApiError::Invalid(format!("{field}: {m}")))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequestBody {
+    /// The resource, as the policy names it (`prod-db`).
+    pub resource: String,
+    /// The action on it (`read`).
+    pub action: String,
+    /// How long the access should last once approved; defaults to the policy's default.
+    pub duration: Option<DurationInput>,
+    /// Why. Some workflows require it, some require a ticket reference in it.
+    #[serde(default)]
+    pub reason: String,
+    /// For action-bound workflows: the exact command, statement or artifact digest.
+    pub payload: Option<String>,
+    /// Take access at once under the workflow's break-glass procedure.
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    pub principal: String,
+    pub resource: String,
+    pub action: String,
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckAnswer {
+    pub allow: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBatchBody {
+    pub checks: Vec<CheckBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckBatchAnswer {
+    pub results: Vec<CheckAnswer>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub reviewer: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Approvals still needed from a group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NeedView {
+    pub group: String,
+    pub approvals: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosedByView {
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantView {
+    pub id: String,
+    pub request_id: String,
+    pub principal: String,
+    pub resource: String,
+    pub action: String,
+    /// `active`, `expired`, `revoked` or `used`, as of the moment of the answer.
+    pub status: String,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub single_use: bool,
+    pub break_glass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+}
+
+impl GrantView {
+    pub fn new(g: &Grant, now: Timestamp) -> Self {
+        GrantView {
+            id: g.id.clone(),
+            request_id: g.request_id.clone(),
+            principal: g.principal.clone(),
+            resource: g.resource.clone(),
+            action: g.action.clone(),
+            status: g.status_at(now).as_str().to_string(),
+            starts_at: g.starts_at,
+            expires_at: g.expires_at,
+            single_use: g.single_use,
+            break_glass: g.break_glass,
+            payload_sha256: g.payload_sha256.clone(),
+            ended_at: g
+                .ended_at
+                .or((g.status_at(now) != g.status).then_some(g.expires_at)),
+            ended_by: g.ended_by.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestView {
+    pub id: String,
+    pub requester: String,
+    pub resource: String,
+    pub action: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
+    /// The grant's length once approved, like `30m`.
+    pub duration: String,
+    pub duration_seconds: u64,
+    pub break_glass: bool,
+    /// `pending`, `approved`, `denied`, `cancelled` or `expired`, as of the moment of the answer.
+    pub status: String,
+    pub approvals: Vec<ApprovalView>,
+    /// What is still needed before the request is approved (empty once decided).
+    pub needs: Vec<NeedView>,
+    pub single_use: bool,
+    pub action_bound: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<ClosedByView>,
+    pub created_at: DateTime<Utc>,
+    pub pending_expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantView>,
+}
+
+impl RequestView {
+    pub fn new(r: &Request, now: Timestamp) -> Self {
+        let status = r.status_at(now);
+        let needs = if status == jitgate_core::RequestStatus::Pending {
+            r.missing_approvals()
+                .into_iter()
+                .map(|s| NeedView {
+                    group: s.group,
+                    approvals: s.approvals,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RequestView {
+            id: r.id.clone(),
+            requester: r.requester.clone(),
+            resource: r.resource.clone(),
+            action: r.action.clone(),
+            reason: r.reason.clone(),
+            payload: r.payload.clone(),
+            payload_sha256: r.payload_sha256.clone(),
+            duration: format_duration(r.duration),
+            duration_seconds: r.duration.0,
+            break_glass: r.break_glass,
+            status: status.as_str().to_string(),
+            approvals: r
+                .approvals
+                .iter()
+                .map(|a| ApprovalView {
+                    reviewer: a.reviewer.clone(),
+                    comment: a.comment.clone(),
+                    at: a.at,
+                })
+                .collect(),
+            needs,
+            single_use: r.requirement.single_use,
+            action_bound: r.requirement.action_bound,
+            closed_by: r.closed_by.as_ref().map(|c| ClosedByView {
+                by: c.by.clone(),
+                comment: c.comment.clone(),
+                at: c.at,
+            }),
+            created_at: r.created_at,
+            pending_expires_at: r.pending_expires_at,
+            decided_at: r
+                .decided_at
+                .or((status != r.status).then_some(r.pending_expires_at)),
+            grant: r.grant.as_ref().map(|g| GrantView::new(g, now)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    pub items: Vec<RequestView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantList {
+    pub items: Vec<GrantView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub seq: i64,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    pub resource: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<jitgate_core::AuditEvent> for EventView {
+    fn from(e: jitgate_core::AuditEvent) -> Self {
+        EventView {
+            seq: e.seq,
+            kind: e.event.kind.as_str().to_string(),
+            at: e.event.at,
+            actor: e.event.actor,
+            subject: e.event.subject,
+            request_id: e.event.request_id,
+            grant_id: e.event.grant_id,
+            resource: e.event.resource,
+            action: e.event.action,
+            comment: e.event.comment,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<EventView>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyAnswer {
+    pub ok: bool,
+    pub events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RequestQuery {
+    /// Only requests in this status (as of now).
+    pub status: Option<String>,
+    /// Only requests filed by this principal.
+    pub requester: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` value of the previous page.
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GrantQuery {
+    pub status: Option<String>,
+    pub principal: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub request_id: Option<String>,
+    pub principal: Option<String>,
+    /// RFC 3339 time; only events at or after it.
+    pub since: Option<String>,
+    /// The `next` value of the previous page.
+    pub after: Option<i64>,
+    /// Page size, 1 to 5000 (default 1000).
+    pub limit: Option<u32>,
+}

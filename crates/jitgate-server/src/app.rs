@@ -1,0 +1,367 @@
+//! The application service: loads state from the store, runs a pure transition of the core,
+//! saves it with its events in one transaction, and keeps the in-memory check index in step.
+
+use crate::api::{CheckAnswer, CreateRequestBody};
+use crate::auth::TokenTable;
+use crate::metrics::{Metrics, OutcomeLabel};
+use crate::ApiError;
+use jitgate_core::machine::{self, NewIds, Transition};
+use jitgate_core::policy::Ask;
+use jitgate_core::{
+    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Policy, Request,
+    RequestStatus, Timestamp,
+};
+use jitgate_store::{Store, StoreError};
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+/// How often a transition is re-applied when another writer changed the request first.
+const MAX_CONFLICT_RETRIES: usize = 16;
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    policy: RwLock<Arc<Policy>>,
+    tokens: RwLock<Arc<TokenTable>>,
+    index: RwLock<GrantIndex>,
+    pub metrics: Metrics,
+}
+
+/// The current time, to the millisecond the stores keep.
+pub fn now() -> Timestamp {
+    millis(chrono::Utc::now())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+impl App {
+    /// Build the service and load every active grant into the check index.
+    pub async fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self, StoreError> {
+        let tokens = TokenTable::from_policy(&policy);
+        let mut index = GrantIndex::new();
+        for grant in store.active_grants().await? {
+            index.upsert(&grant);
+        }
+        let metrics = Metrics::new();
+        metrics
+            .active_grants
+            .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+        tracing::info!(active_grants = index.len(), "loaded active grants");
+        Ok(App {
+            store,
+            policy: RwLock::new(Arc::new(policy)),
+            tokens: RwLock::new(Arc::new(tokens)),
+            index: RwLock::new(index),
+            metrics,
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().clone()
+    }
+
+    /// Swap in a new policy (already validated). Requests in flight keep their requirements.
+    pub fn replace_policy(&self, policy: Policy) {
+        let tokens = TokenTable::from_policy(&policy);
+        *self.tokens.write() = Arc::new(tokens);
+        *self.policy.write() = Arc::new(policy);
+    }
+
+    pub fn authenticate(&self, token: &str) -> Option<Identity> {
+        self.tokens.read().lookup(token).cloned()
+    }
+
+    fn track(&self, before: Option<&Request>, after: &Request) {
+        if let Some(grant) = &after.grant {
+            self.index.write().upsert(grant);
+            let was_active = before
+                .and_then(|b| b.grant.as_ref())
+                .is_some_and(|g| g.status == GrantStatus::Active);
+            match (was_active, grant.status) {
+                (false, GrantStatus::Active) => self.metrics.active_grants.inc(),
+                (true, GrantStatus::Active) => 0,
+                (true, ended) => {
+                    self.metrics.count_grant_end(ended.as_str());
+                    self.metrics.active_grants.dec()
+                }
+                (false, _) => 0,
+            };
+        }
+        let before_status = before.map(|b| b.status);
+        if before_status != Some(after.status) {
+            if before.is_none() {
+                self.metrics.count_request("filed");
+            }
+            if after.status != RequestStatus::Pending {
+                self.metrics.count_request(after.status.as_str());
+            }
+        }
+    }
+
+    /// File a request for `who`.
+    pub async fn file(
+        &self,
+        who: &Identity,
+        body: &CreateRequestBody,
+    ) -> Result<Request, ApiError> {
+        let duration = body
+            .duration
+            .as_ref()
+            .map(|d| d.parse("duration"))
+            .transpose()?;
+        let ask = Ask {
+            resource: &body.resource,
+            action: &body.action,
+            duration,
+            reason: &body.reason,
+            payload: body.payload.as_deref(),
+            break_glass: body.break_glass,
+        };
+        let ids = NewIds {
+            request_id: new_id("req"),
+            grant_id: new_id("grt"),
+        };
+        let Transition { request, events } = machine::file(&self.policy(), who, &ask, ids, now())?;
+        let stored = self.store.create_request(&request, &events).await?;
+        self.track(None, &stored);
+        Ok(stored)
+    }
+
+    /// Load a request the caller may see; others get the same 404 as a missing one, so ids
+    /// cannot be probed.
+    pub async fn visible_request(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
+        let request = self.store.get_request(id).await?;
+        match request {
+            Some(r) if may_see(who, &r) => Ok(r),
+            _ => Err(ApiError::NotFound(format!("no request {id}"))),
+        }
+    }
+
+    /// Apply a transition to request `id`, re-reading and re-applying it if another writer
+    /// got there first. The transition sees the freshest state every time, so a race can
+    /// never count an approval twice or decide a request twice.
+    async fn transition(
+        &self,
+        who: &Identity,
+        id: &str,
+        by_grant: bool,
+        apply: impl Fn(&Request, Timestamp) -> Result<Transition, DomainError>,
+    ) -> Result<Request, ApiError> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let current = if by_grant {
+                self.store.get_request_by_grant(id).await?
+            } else {
+                self.store.get_request(id).await?
+            };
+            let current = match current {
+                Some(r) if may_see(who, &r) => r,
+                _ => {
+                    let what = if by_grant { "grant" } else { "request" };
+                    return Err(ApiError::NotFound(format!("no {what} {id}")));
+                }
+            };
+            let Transition { request, events } = apply(&current, now())?;
+            match self
+                .store
+                .save_transition(&current, &request, &events)
+                .await
+            {
+                Ok(saved) => {
+                    self.track(Some(&current), &saved);
+                    return Ok(saved);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Conflict(format!(
+            "{id} is changing too often to update; try again"
+        )))
+    }
+
+    pub async fn approve(
+        &self,
+        who: &Identity,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Request, ApiError> {
+        let grant_id = new_id("grt");
+        self.transition(who, id, false, |r, now| {
+            machine::approve(r, who, comment.clone(), grant_id.clone(), now)
+        })
+        .await
+    }
+
+    pub async fn deny(
+        &self,
+        who: &Identity,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Request, ApiError> {
+        self.transition(who, id, false, |r, now| {
+            machine::deny(r, who, comment.clone(), now)
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
+        self.transition(who, id, false, |r, now| machine::cancel(r, who, now))
+            .await
+    }
+
+    pub async fn revoke(
+        &self,
+        who: &Identity,
+        grant_id: &str,
+        comment: Option<String>,
+    ) -> Result<Grant, ApiError> {
+        let request = self
+            .transition(who, grant_id, true, |r, now| {
+                machine::revoke(r, who, comment.clone(), now)
+            })
+            .await?;
+        request
+            .grant
+            .ok_or_else(|| ApiError::Internal("revoked request has no grant".into()))
+    }
+
+    /// Apply every time-based transition due at `now`. Returns how many requests changed.
+    pub async fn settle_due(&self, now: Timestamp, batch: u32) -> Result<usize, StoreError> {
+        let due = self.store.due_requests(now, batch).await?;
+        let mut changed = 0;
+        for current in due {
+            let Some(Transition { request, events }) = machine::settle(&current, now) else {
+                continue;
+            };
+            match self
+                .store
+                .save_transition(&current, &request, &events)
+                .await
+            {
+                Ok(saved) => {
+                    self.track(Some(&current), &saved);
+                    changed += 1;
+                }
+                // Someone else moved it on; the next round sees the fresh state.
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Decide a check against the clock at this moment. Reusable grants are answered from
+    /// memory alone; a single-use grant is consumed in the store first, so of any number of
+    /// concurrent checks exactly one is allowed.
+    pub async fn check(
+        &self,
+        checker: &Identity,
+        principal: &str,
+        resource: &str,
+        action: &str,
+        payload: Option<&str>,
+    ) -> CheckAnswer {
+        let started = std::time::Instant::now();
+        let at = now();
+        let outcome = self
+            .index
+            .read()
+            .check(principal, resource, action, payload, at);
+        let answer = match outcome {
+            CheckOutcome::Allow {
+                grant_id,
+                expires_at_ms,
+            } => allow(grant_id, expires_at_ms),
+            CheckOutcome::Deny { reason } => CheckAnswer {
+                allow: false,
+                grant_id: None,
+                expires_at: None,
+                reason,
+            },
+            CheckOutcome::AllowIfConsumed {
+                grant_id,
+                expires_at_ms,
+            } => self.consume(checker, &grant_id, expires_at_ms, at).await,
+        };
+        let label = if answer.allow { "allow" } else { "deny" };
+        self.metrics
+            .checks
+            .get_or_create(&OutcomeLabel {
+                outcome: label.to_string(),
+            })
+            .inc();
+        self.metrics
+            .check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    async fn consume(
+        &self,
+        checker: &Identity,
+        grant_id: &str,
+        expires_at_ms: i64,
+        at: Timestamp,
+    ) -> CheckAnswer {
+        let denied = |reason: String| CheckAnswer {
+            allow: false,
+            grant_id: None,
+            expires_at: None,
+            reason,
+        };
+        let request = match self.store.get_request_by_grant(grant_id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return denied(format!("grant {grant_id} is unknown")),
+            Err(e) => {
+                // Fail closed: a decision we cannot make durable is a deny.
+                tracing::error!(error = %e, grant_id, "cannot load single-use grant; denying");
+                return denied("the decision could not be recorded; denied".into());
+            }
+        };
+        let Some(grant) = request.grant.clone() else {
+            return denied(format!("grant {grant_id} is unknown"));
+        };
+        let used = machine::used_event(&grant, &checker.principal, at);
+        match self.store.consume_grant(grant_id, &used, at).await {
+            Ok(true) => {
+                let mut after = request.clone();
+                if let Some(g) = after.grant.as_mut() {
+                    g.status = GrantStatus::Used;
+                }
+                self.track(Some(&request), &after);
+                allow(grant_id.to_string(), expires_at_ms)
+            }
+            Ok(false) => {
+                self.index.write().remove(grant_id);
+                denied(format!("single-use grant {grant_id} has already been used"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, grant_id, "cannot consume single-use grant; denying");
+                denied("the decision could not be recorded; denied".into())
+            }
+        }
+    }
+}
+
+fn allow(grant_id: String, expires_at_ms: i64) -> CheckAnswer {
+    let expires_at = chrono::DateTime::from_timestamp_millis(expires_at_ms);
+    let until = expires_at
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    CheckAnswer {
+        allow: true,
+        reason: format!("grant {grant_id} allows until {until}"),
+        grant_id: Some(grant_id),
+        expires_at,
+    }
+}
+
+/// Who may see a request: its requester, its reviewers, admins, auditors and services.
+pub fn may_see(who: &Identity, request: &Request) -> bool {
+    who.principal == request.requester
+        || machine::is_reviewer(request, who)
+        || who.is_admin()
+        || who.in_group(crate::auth::AUDITOR_GROUP)
+        || who.kind == jitgate_core::PrincipalKind::Service
+}

@@ -1,0 +1,388 @@
+//! HTTP routes. Each handler authenticates by its extractor, parses, calls the service, renders.
+
+use crate::api::*;
+use crate::app::{may_see, now, App};
+use crate::auth::{AuditReader, Caller, Checker};
+use crate::error::ErrorBody;
+use crate::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use jitgate_core::{GrantStatus, RequestStatus};
+use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
+use std::sync::Arc;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The most checks in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// JSON in and out, with rejections in the API's error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A query string, with rejections in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Q<T>(pub T);
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/requests", post(create_request).get(list_requests))
+        .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/approve", post(approve_request))
+        .route("/v1/requests/{id}/deny", post(deny_request))
+        .route("/v1/requests/{id}/cancel", post(cancel_request))
+        .route("/v1/grants", get(list_grants))
+        .route("/v1/grants/{id}/revoke", post(revoke_grant))
+        .route("/v1/check", post(check))
+        .route("/v1/check/batch", post(check_batch))
+        .route("/v1/audit", get(list_audit))
+        .route("/v1/audit/verify", get(verify_audit))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+/// An optional JSON body: empty means the default.
+async fn optional_comment(body: axum::body::Bytes) -> Result<CommentBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CommentBody::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::Invalid(format!("request body: {e}")),
+        _ => ApiError::BadRequest(format!("request body is not valid JSON: {e}")),
+    })
+}
+
+fn parse_request_status(text: &str) -> Result<RequestStatus, ApiError> {
+    RequestStatus::parse(text).ok_or_else(|| {
+        ApiError::Invalid(format!("status: '{text}' is not a request status; use pending, approved, denied, cancelled or expired"))
+    })
+}
+
+fn page_size(limit: Option<u32>, default: u32, max: u32, field: &str) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::Invalid(format!(
+            "{field}: {n} is out of range; use 1 to {max}"
+        ))),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/requests", request_body = CreateRequestBody,
+    responses((status = 201, body = RequestView), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])), tag = "requests")]
+pub async fn create_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Json(body): Json<CreateRequestBody>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let request = app.file(&who, &body).await?;
+    Ok((StatusCode::CREATED, Json(RequestView::new(&request, now()))))
+}
+
+#[utoipa::path(get, path = "/v1/requests", params(RequestQuery),
+    responses((status = 200, body = RequestList)), security(("bearer" = [])), tag = "requests")]
+pub async fn list_requests(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Q(query): Q<RequestQuery>,
+) -> Result<Json<RequestList>, ApiError> {
+    let limit = page_size(query.limit, 100, 500, "limit")?;
+    let status = query
+        .status
+        .as_deref()
+        .map(parse_request_status)
+        .transpose()?;
+    let at = now();
+    let filter = RequestFilter {
+        status,
+        requester: query.requester,
+        limit,
+        before: query.before,
+    };
+    let page = app.store.list_requests(&filter, at).await?;
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(|r| r.id.clone()))
+        .flatten();
+    let items = page
+        .iter()
+        .filter(|r| may_see(&who, r))
+        .map(|r| RequestView::new(r, at))
+        .collect();
+    Ok(Json(RequestList { items, next }))
+}
+
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
+pub async fn get_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let request = app.visible_request(&who, &id).await?;
+    Ok(Json(RequestView::new(&request, now())))
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = CommentBody,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "requests")]
+pub async fn approve_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RequestView>, ApiError> {
+    let body = optional_comment(body).await?;
+    let request = app.approve(&who, &id, body.comment).await?;
+    Ok(Json(RequestView::new(&request, now())))
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", params(("id" = String, Path)), request_body = CommentBody,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "requests")]
+pub async fn deny_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RequestView>, ApiError> {
+    let body = optional_comment(body).await?;
+    let request = app.deny(&who, &id, body.comment).await?;
+    Ok(Json(RequestView::new(&request, now())))
+}
+
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "requests")]
+pub async fn cancel_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let request = app.cancel(&who, &id).await?;
+    Ok(Json(RequestView::new(&request, now())))
+}
+
+#[utoipa::path(get, path = "/v1/grants", params(GrantQuery),
+    responses((status = 200, body = GrantList)), security(("bearer" = [])), tag = "grants")]
+pub async fn list_grants(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Q(query): Q<GrantQuery>,
+) -> Result<Json<GrantList>, ApiError> {
+    let limit = page_size(query.limit, 100, 500, "limit")?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(GrantStatus::parse(s).ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "status: '{s}' is not a grant status; use active, expired, revoked or used"
+            ))
+        })?),
+    };
+    let sees_all = who.is_admin()
+        || who.in_group(crate::auth::AUDITOR_GROUP)
+        || who.kind == jitgate_core::PrincipalKind::Service;
+    let principal = if sees_all {
+        query.principal
+    } else {
+        Some(who.principal.clone())
+    };
+    let at = now();
+    let grants = app
+        .store
+        .list_grants(
+            &GrantFilter {
+                principal,
+                status,
+                limit,
+            },
+            at,
+        )
+        .await?;
+    Ok(Json(GrantList {
+        items: grants.iter().map(|g| GrantView::new(g, at)).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path)), request_body = CommentBody,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "grants")]
+pub async fn revoke_grant(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<GrantView>, ApiError> {
+    let body = optional_comment(body).await?;
+    let grant = app.revoke(&who, &id, body.comment).await?;
+    Ok(Json(GrantView::new(&grant, now())))
+}
+
+fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
+    for (field, value) in [
+        ("principal", &body.principal),
+        ("resource", &body.resource),
+        ("action", &body.action),
+    ] {
+        if value.is_empty() || value.len() > 256 {
+            return Err(ApiError::Invalid(format!(
+                "{field}: must be 1 to 256 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/check", request_body = CheckBody,
+    responses((status = 200, body = CheckAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "check")]
+pub async fn check(
+    State(app): State<Arc<App>>,
+    Checker(checker): Checker,
+    Json(body): Json<CheckBody>,
+) -> Result<Json<CheckAnswer>, ApiError> {
+    validate_check(&body)?;
+    Ok(Json(
+        app.check(
+            &checker,
+            &body.principal,
+            &body.resource,
+            &body.action,
+            body.payload.as_deref(),
+        )
+        .await,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/check/batch", request_body = CheckBatchBody,
+    responses((status = 200, body = CheckBatchAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "check")]
+pub async fn check_batch(
+    State(app): State<Arc<App>>,
+    Checker(checker): Checker,
+    Json(body): Json<CheckBatchBody>,
+) -> Result<Json<CheckBatchAnswer>, ApiError> {
+    if body.checks.len() > MAX_BATCH {
+        return Err(ApiError::Invalid(format!(
+            "checks: {} checks in one batch; send at most {MAX_BATCH}",
+            body.checks.len()
+        )));
+    }
+    for c in &body.checks {
+        validate_check(c)?;
+    }
+    let mut results = Vec::with_capacity(body.checks.len());
+    for c in &body.checks {
+        results.push(
+            app.check(
+                &checker,
+                &c.principal,
+                &c.resource,
+                &c.action,
+                c.payload.as_deref(),
+            )
+            .await,
+        );
+    }
+    Ok(Json(CheckBatchAnswer { results }))
+}
+
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery),
+    responses((status = 200, body = EventList), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
+pub async fn list_audit(
+    State(app): State<Arc<App>>,
+    AuditReader(_): AuditReader,
+    Q(query): Q<AuditQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = page_size(query.limit, 1000, 5000, "limit")?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    ApiError::Invalid(format!(
+                        "since: '{s}' is not an RFC 3339 time like 2026-01-31T12:00:00Z"
+                    ))
+                })
+        })
+        .transpose()?;
+    let filter = AuditFilter {
+        request_id: query.request_id,
+        principal: query.principal,
+        since,
+        after_seq: query.after,
+        limit,
+    };
+    let events = app.store.audit_events(&filter).await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(EventList {
+        items: events.into_iter().map(EventView::from).collect(),
+        next,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/audit/verify",
+    responses((status = 200, body = VerifyAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    AuditReader(_): AuditReader,
+) -> Result<Json<VerifyAnswer>, ApiError> {
+    let r = app.store.verify_audit().await?;
+    Ok(Json(VerifyAnswer {
+        ok: r.ok,
+        events: r.events,
+        first_bad_seq: r.first_bad_seq,
+        problem: r.problem,
+    }))
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200)), tag = "operations")]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, body = ErrorBody)), tag = "operations")]
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
+    app.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?;
+    Ok("ready\n")
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "application/openmetrics-text")), tag = "operations")]
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    axum::Json(crate::openapi::document())
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no endpoint {}; see /openapi.json", uri.path()))
+}
