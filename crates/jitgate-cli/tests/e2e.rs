@@ -1,0 +1,864 @@
+//! End-to-end tests: each starts the real `jitgate` binary on a loopback port with its own
+//! SQLite file, and talks to it over HTTP and through the CLI, as a user would.
+
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart")
+}
+
+/// A running server and everything it needs; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    listen: String,
+    policy: PathBuf,
+    dir: tempfile::TempDir,
+    http: Client,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+impl Server {
+    fn start() -> Server {
+        Self::start_with_policy(&quickstart())
+    }
+
+    fn start_with_policy(policy: &Path) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut server = Server {
+            child: spawn(&listen, policy, dir.path()),
+            url: format!("http://{listen}"),
+            listen,
+            policy: policy.to_path_buf(),
+            dir,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Kill with SIGKILL (no chance to flush anything) and start again on the same file.
+    fn kill9_and_restart(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        self.child = spawn(&self.listen, &self.policy, self.dir.path());
+        self.wait_ready();
+    }
+
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut req = match method {
+            "GET" => self.http.get(&url),
+            _ => self.http.post(&url),
+        };
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("send");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, token, None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, Some(body))
+    }
+
+    fn file(&self, token: &str, body: Value) -> Value {
+        let (status, v) = self.post("/v1/requests", token, body);
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    fn check(&self, principal: &str, resource: &str, action: &str, payload: Option<&str>) -> Value {
+        let mut body = json!({"principal": principal, "resource": resource, "action": action});
+        if let Some(p) = payload {
+            body["payload"] = json!(p);
+        }
+        let (status, v) = self.post("/v1/check", "demo-svc", body);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    fn audit_count(&self) -> usize {
+        let (status, v) = self.get("/v1/audit?limit=5000", "demo-admin");
+        assert_eq!(status, 200, "{v}");
+        v["items"].as_array().expect("items").len()
+    }
+
+    fn cli(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("JITGATE_URL", &self.url)
+            .env("JITGATE_TOKEN", token)
+            .output()
+            .expect("run cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn spawn(listen: &str, policy: &Path, dir: &Path) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--listen", listen, "--policy"])
+        .arg(policy)
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("jitgate.db").display()))
+        .env("JITGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn server")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn request_approve_check_revoke() {
+    let s = Server::start();
+    let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7 slow queries"}));
+    assert_eq!(r["status"], "pending");
+    assert_eq!(r["needs"], json!([{"group": "sre", "approvals": 1}]));
+    assert!(r.get("grant").is_none());
+    let rid = id(&r);
+
+    // Not yet approved: nothing allowed.
+    assert_eq!(s.check("alice", "prod-db", "read", None)["allow"], false);
+    // The requester never approves her own request. Another dev is no reviewer: to him the
+    // request does not exist (404, the same answer as for an unknown id, so ids can't be probed).
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{rid}/approve"),
+            "demo-alice",
+            json!({})
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{rid}/approve"),
+            "demo-dave",
+            json!({})
+        )
+        .0,
+        404
+    );
+
+    let (status, approved) = s.post(
+        &format!("/v1/requests/{rid}/approve"),
+        "demo-bob",
+        json!({"comment": "go"}),
+    );
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approvals"][0]["reviewer"], "bob");
+    let grant = &approved["grant"];
+    assert_eq!(grant["status"], "active");
+    // The grant starts at approval, not at filing, and lasts the asked duration.
+    let starts =
+        chrono::DateTime::parse_from_rfc3339(grant["starts_at"].as_str().unwrap()).unwrap();
+    let ends = chrono::DateTime::parse_from_rfc3339(grant["expires_at"].as_str().unwrap()).unwrap();
+    let filed = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str().unwrap()).unwrap();
+    assert!(starts >= filed);
+    assert_eq!((ends - starts).num_seconds(), 1800);
+
+    // Decided requests stay decided.
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{rid}/approve"),
+            "demo-carol",
+            json!({})
+        )
+        .0,
+        409
+    );
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/deny"), "demo-carol", json!({}))
+            .0,
+        409
+    );
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{rid}/cancel"),
+            "demo-alice",
+            json!({})
+        )
+        .0,
+        409
+    );
+
+    let allowed = s.check("alice", "prod-db", "read", None);
+    assert_eq!(allowed["allow"], true, "{allowed}");
+    assert_eq!(allowed["grant_id"], grant["id"]);
+    assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], false);
+    assert_eq!(s.check("dave", "prod-db", "read", None)["allow"], false);
+
+    // Another dev may not revoke it; the holder may.
+    let gid = grant["id"].as_str().unwrap();
+    assert_eq!(
+        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-dave", json!({}))
+            .0,
+        404
+    );
+    let (status, revoked) = s.post(
+        &format!("/v1/grants/{gid}/revoke"),
+        "demo-alice",
+        json!({"comment": "done"}),
+    );
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(s.check("alice", "prod-db", "read", None)["allow"], false);
+    assert_eq!(
+        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-admin", json!({}))
+            .0,
+        409
+    );
+
+    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request.filed",
+            "request.approval",
+            "request.approved",
+            "grant.issued",
+            "grant.revoked"
+        ]
+    );
+    let (_, verify) = s.get("/v1/audit/verify", "demo-admin");
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn write_needs_two_distinct_sre_and_a_ticket() {
+    let s = Server::start();
+    let (status, err) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "fix data"}),
+    );
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("reason:"),
+        "{err}"
+    );
+    let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "fix data OPS-123"}));
+    let rid = id(&r);
+    let (_, once) = s.post(
+        &format!("/v1/requests/{rid}/approve"),
+        "demo-bob",
+        json!({}),
+    );
+    assert_eq!(once["status"], "pending");
+    assert_eq!(once["needs"], json!([{"group": "sre", "approvals": 1}]));
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{rid}/approve"),
+            "demo-bob",
+            json!({})
+        )
+        .0,
+        409,
+        "same reviewer twice"
+    );
+    assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], false);
+    let (_, twice) = s.post(
+        &format!("/v1/requests/{rid}/approve"),
+        "demo-carol",
+        json!({}),
+    );
+    assert_eq!(twice["status"], "approved");
+    assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], true);
+}
+
+#[test]
+fn concurrent_approvals_from_distinct_reviewers_issue_one_grant() {
+    let s = Server::start();
+    for round in 0..5 {
+        let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": format!("OPS-{round}")}));
+        let rid = id(&r);
+        let results: Vec<(u16, Value)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ["demo-bob", "demo-carol", "demo-erin"]
+                .into_iter()
+                .map(|t| {
+                    let s = &s;
+                    let rid = rid.clone();
+                    scope
+                        .spawn(move || s.post(&format!("/v1/requests/{rid}/approve"), t, json!({})))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok = results.iter().filter(|(st, _)| *st == 200).count();
+        let conflicts = results.iter().filter(|(st, _)| *st == 409).count();
+        assert_eq!((ok, conflicts), (2, 1), "{results:?}");
+        let (_, final_state) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+        assert_eq!(final_state["status"], "approved");
+        assert_eq!(final_state["approvals"].as_array().unwrap().len(), 2);
+    }
+    let (_, grants) = s.get("/v1/grants?limit=100", "demo-admin");
+    assert_eq!(
+        grants["items"].as_array().unwrap().len(),
+        5,
+        "one grant per request"
+    );
+}
+
+#[test]
+fn automatic_staging_access_expires_on_time() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "2s"}),
+    );
+    assert_eq!(r["status"], "approved");
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
+    // Poll until denied; the denial must come at expiry, not before, and not much after.
+    loop {
+        let answer = s.check("alice", "staging-db", "read", None);
+        let at = chrono::Utc::now();
+        if answer["allow"] == false {
+            assert!(at >= expires, "denied before expiry");
+            assert!(
+                answer["reason"].as_str().unwrap().contains("expired") || at > expires,
+                "{answer}"
+            );
+            break;
+        }
+        assert!(
+            at < expires + chrono::TimeDelta::milliseconds(50),
+            "allowed after expires_at: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The worker records the expiry in the store and the log shortly after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, g) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
+        assert_eq!(g["grant"]["status"], "expired");
+        let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+        if events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "grant.expired")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no grant.expired event");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(grants["items"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn pending_requests_expire_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        quickstart().join("directory.toml"),
+        dir.path().join("directory.toml"),
+    )
+    .unwrap();
+    let workflows = std::fs::read_to_string(quickstart().join("workflows.toml"))
+        .unwrap()
+        .replace("pending_ttl = \"1h\"", "pending_ttl = \"1s\"");
+    std::fs::write(dir.path().join("workflows.toml"), workflows).unwrap();
+    let s = Server::start_with_policy(dir.path());
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "look"}),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, read) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
+    assert_eq!(read["status"], "expired");
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{}/approve", id(&r)),
+            "demo-bob",
+            json!({})
+        )
+        .0,
+        409
+    );
+    let (_, pending) = s.get("/v1/requests?status=pending", "demo-bob");
+    assert!(pending["items"].as_array().unwrap().is_empty(), "{pending}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let s = Server::start();
+    let before = s.audit_count();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"resource": "prod-db", "action": "read", "duration": "30m"}),
+            422,
+            "reason:",
+        ),
+        (
+            json!({"resource": "nope", "action": "read", "reason": "x"}),
+            422,
+            "resource:",
+        ),
+        (
+            json!({"resource": "prod-db", "action": "drop", "reason": "x"}),
+            422,
+            "action:",
+        ),
+        (
+            json!({"resource": "prod-db", "action": "read", "reason": "x", "duration": "forever"}),
+            422,
+            "duration:",
+        ),
+        (
+            json!({"resource": "prod-db", "action": "read", "reason": "x", "duration": "2h"}),
+            422,
+            "duration:",
+        ),
+        (
+            json!({"resource": "prod-db", "action": "read", "reason": "x", "duration": 0}),
+            422,
+            "duration:",
+        ),
+        (json!({"resource": "prod-db", "reason": "x"}), 422, "action"),
+        (
+            json!({"resource": "prod-api", "action": "deploy", "reason": "x"}),
+            422,
+            "payload:",
+        ),
+        (
+            json!({"resource": "prod-db", "action": "write", "reason": "OPS-1", "break_glass": true}),
+            403,
+            "break glass",
+        ),
+        (
+            json!({"resource": "staging-db", "action": "read", "reason": "x", "durashun": "1h"}),
+            422,
+            "durashun",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (got, err) = s.post("/v1/requests", "demo-alice", body.clone());
+        assert_eq!(got, status, "{body} -> {err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "{body}: message '{message}' should name '{needle}'"
+        );
+        assert!(err["error"]["code"].is_string());
+    }
+    // Malformed JSON, and a body over the limit.
+    let resp = s
+        .http
+        .post(format!("{}/v1/requests", s.url))
+        .bearer_auth("demo-alice")
+        .header("content-type", "application/json")
+        .body("{\"resource\":")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let huge = json!({"resource": "staging-db", "action": "read", "reason": "x".repeat(400_000)});
+    let (status, err) = s.post("/v1/requests", "demo-alice", huge);
+    assert_eq!(status, 413, "{err}");
+    let long_reason =
+        json!({"resource": "staging-db", "action": "read", "reason": "x".repeat(3000)});
+    assert_eq!(s.post("/v1/requests", "demo-alice", long_reason).0, 422);
+    // Authentication and authorization.
+    assert_eq!(s.get("/v1/requests", "").0, 401);
+    assert_eq!(s.get("/v1/requests", "demo-wrong").0, 401);
+    assert_eq!(
+        s.post(
+            "/v1/check",
+            "demo-alice",
+            json!({"principal": "alice", "resource": "prod-db", "action": "read"})
+        )
+        .0,
+        403
+    );
+    assert_eq!(s.get("/v1/audit", "demo-alice").0, 403);
+    assert_eq!(s.get("/v1/requests/req_unknown", "demo-alice").0, 404);
+    assert_eq!(
+        s.post("/v1/requests/req_unknown/approve", "demo-bob", json!({}))
+            .0,
+        404
+    );
+    assert_eq!(s.get("/v1/requests?status=bogus", "demo-alice").0, 422);
+    assert_eq!(s.get("/v1/nothing", "demo-alice").0, 404);
+    assert_eq!(
+        s.audit_count(),
+        before,
+        "rejected input must not change state"
+    );
+    let (_, list) = s.get("/v1/requests", "demo-admin");
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn requests_are_visible_only_to_those_concerned() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "why"}),
+    );
+    let path = format!("/v1/requests/{}", id(&r));
+    assert_eq!(s.get(&path, "demo-alice").0, 200);
+    assert_eq!(s.get(&path, "demo-bob").0, 200, "a reviewer sees it");
+    assert_eq!(s.get(&path, "demo-dave").0, 404, "another dev does not");
+    let (_, daves) = s.get("/v1/requests", "demo-dave");
+    assert!(daves["items"].as_array().unwrap().is_empty());
+    let (_, bobs) = s.get("/v1/requests?status=pending", "demo-bob");
+    assert_eq!(bobs["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.post(&format!("{path}/cancel"), "demo-dave", json!({})).0,
+        404
+    );
+    let (status, cancelled) = s.post(&format!("{path}/cancel"), "demo-alice", json!({}));
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+}
+
+#[test]
+fn action_bound_single_use_allows_exactly_one_concurrent_check() {
+    let s = Server::start();
+    let payload = "deploy prod-api sha256:4f2c";
+    let r = s.file("demo-alice", json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": payload}));
+    assert_eq!(r["single_use"], true);
+    s.post(
+        &format!("/v1/requests/{}/approve", id(&r)),
+        "demo-bob",
+        json!({}),
+    );
+    assert_eq!(
+        s.check(
+            "alice",
+            "prod-api",
+            "deploy",
+            Some("deploy prod-api sha256:evil")
+        )["allow"],
+        false
+    );
+    assert_eq!(s.check("alice", "prod-api", "deploy", None)["allow"], false);
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| scope.spawn(|| s.check("alice", "prod-api", "deploy", Some(payload))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let allowed = answers.iter().filter(|a| a["allow"] == true).count();
+    assert_eq!(allowed, 1, "{answers:?}");
+    assert_eq!(
+        s.check("alice", "prod-api", "deploy", Some(payload))["allow"],
+        false
+    );
+    let (_, g) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
+    assert_eq!(g["grant"]["status"], "used");
+}
+
+#[test]
+fn break_glass_is_immediate_and_alerts() {
+    let s = Server::start();
+    let r = s.file("demo-bob", json!({"resource": "prod-db", "action": "write", "reason": "outage INC-9", "break_glass": true, "duration": "10m"}));
+    assert_eq!(r["status"], "approved");
+    assert_eq!(r["break_glass"], true);
+    assert_eq!(s.check("bob", "prod-db", "write", None)["allow"], true);
+    let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+    assert!(events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "breakglass.raised"));
+    let (status, _) = s.post("/v1/requests", "demo-bob", json!({"resource": "prod-db", "action": "write", "reason": "INC-9", "break_glass": true, "duration": "1h"}));
+    assert_eq!(status, 422, "break-glass is capped at 15m");
+}
+
+#[test]
+fn kill_9_right_after_2xx_loses_nothing() {
+    let mut s = Server::start();
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let r = s.file("demo-alice", json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": format!("n{i}")}));
+        acknowledged.push(id(&r));
+    }
+    let pending = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "after crash"}),
+    );
+    let (status, _) = s.post(
+        &format!("/v1/requests/{}/approve", id(&pending)),
+        "demo-bob",
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    s.kill9_and_restart();
+    for rid in &acknowledged {
+        let (status, r) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+        assert_eq!(status, 200, "{rid} lost");
+        assert_eq!(r["status"], "approved");
+    }
+    let (_, p) = s.get(&format!("/v1/requests/{}", id(&pending)), "demo-alice");
+    assert_eq!(
+        p["status"], "approved",
+        "approval acknowledged before the crash"
+    );
+    assert_eq!(
+        s.check("alice", "prod-db", "read", None)["allow"],
+        true,
+        "grants reload into the index"
+    );
+    let (_, verify) = s.get("/v1/audit/verify", "demo-admin");
+    assert_eq!(verify["ok"], true);
+    assert_eq!(verify["events"], 40 * 3 + 4);
+}
+
+#[test]
+fn cli_walkthrough_and_exit_codes() {
+    let s = Server::start();
+    let (code, out, err) = s.cli(
+        "demo-alice",
+        &[
+            "request", "prod-db", "read", "--for", "15m", "--reason", "INC-1", "--output", "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let rid = id(&r);
+    let (code, _, err) = s.cli("demo-alice", &["approve", &rid]);
+    assert_eq!(code, 2);
+    assert!(err.contains("own request"), "{err}");
+    let (code, out, _) = s.cli("demo-bob", &["requests", "--status", "pending"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&rid));
+    assert_eq!(
+        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
+        1
+    );
+    let (code, out, _) = s.cli("demo-bob", &["approve", &rid, "--comment", "ok"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("approved"));
+    assert_eq!(
+        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
+        0
+    );
+    let (code, out, _) = s.cli("demo-alice", &["grants", "--output", "json"]);
+    assert_eq!(code, 0);
+    let grants: Value = serde_json::from_str(&out).unwrap();
+    let gid = grants["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.cli("demo-alice", &["revoke", &gid]).0, 0);
+    assert_eq!(
+        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
+        1
+    );
+    assert_eq!(
+        s.cli("demo-alice", &["check", "alice", "prod-db", "read"])
+            .0,
+        2,
+        "not a service: error"
+    );
+    let (code, out, _) = s.cli("demo-admin", &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = s.cli("demo-admin", &["audit", "export"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 5);
+    for line in out.lines() {
+        serde_json::from_str::<Value>(line).expect("JSON lines");
+    }
+    // --wait blocks until decided, and exits 1 on denial.
+    let waiter = {
+        let url = s.url.clone();
+        std::thread::spawn(move || {
+            Command::new(BIN)
+                .args([
+                    "request",
+                    "prod-db",
+                    "read",
+                    "--reason",
+                    "wait for it",
+                    "--wait",
+                    "--output",
+                    "json",
+                ])
+                .env("JITGATE_URL", url)
+                .env("JITGATE_TOKEN", "demo-dave")
+                .output()
+                .unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pending_id = loop {
+        let (_, list) = s.get("/v1/requests?status=pending", "demo-bob");
+        if let Some(r) = list["items"].as_array().unwrap().first() {
+            break id(r);
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    s.post(
+        &format!("/v1/requests/{pending_id}/deny"),
+        "demo-carol",
+        json!({"comment": "no"}),
+    );
+    let out = waiter.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn policy_check_reports_file_and_line() {
+    let ok = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(quickstart())
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        quickstart().join("directory.toml"),
+        dir.path().join("directory.toml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("workflows.toml"), "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nsteps = [{ group = \"nobody\", approvals = 1 }]\n").unwrap();
+    let bad = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("workflows.toml:1: steps: unknown group 'nobody'"),
+        "{err}"
+    );
+    // A server refuses to start on a broken policy.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let status = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--policy"])
+        .arg(dir.path())
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+}
+
+#[test]
+fn operations_endpoints() {
+    let s = Server::start();
+    assert_eq!(s.get("/healthz", "").0, 200);
+    assert_eq!(s.get("/readyz", "").0, 200);
+    s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read"}),
+    );
+    s.check("alice", "staging-db", "read", None);
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("jitgate_active_grants 1"), "{metrics}");
+    assert!(
+        metrics.contains("jitgate_checks_total{outcome=\"allow\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("jitgate_check_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("jitgate_access_requests_total{outcome=\"approved\"} 1"),
+        "{metrics}"
+    );
+    let (status, doc) = s.get("/openapi.json", "");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/requests",
+        "/v1/requests/{id}/approve",
+        "/v1/grants/{id}/revoke",
+        "/v1/check",
+        "/v1/check/batch",
+        "/v1/audit",
+        "/v1/audit/verify",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+    let (status, batch) = s.post(
+        "/v1/check/batch",
+        "demo-svc",
+        json!({"checks": [
+            {"principal": "alice", "resource": "staging-db", "action": "read"},
+            {"principal": "bob", "resource": "staging-db", "action": "read"},
+        ]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(batch["results"][0]["allow"], true);
+    assert_eq!(batch["results"][1]["allow"], false);
+}
