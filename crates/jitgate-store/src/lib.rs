@@ -79,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     /// Insert a new request, its grant if one was issued, and its events.
     async fn create_request(&self, request: &Request, events: &[NewEvent]) -> Result<Request>;
 
+    /// Insert many new requests in one transaction: one durable commit for the whole batch.
+    async fn create_requests(&self, batch: &[(Request, Vec<NewEvent>)]) -> Result<()>;
+
     /// Replace `previous` by `next` with their events. Fails with `Conflict` if the stored
     /// request is no longer `previous` (another transition won the race).
     async fn save_transition(

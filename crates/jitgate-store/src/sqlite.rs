@@ -166,6 +166,27 @@ async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     Ok(())
 }
 
+async fn insert_request(conn: &mut SqliteConnection, request: &Request, events: &[NewEvent]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, version, doc) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+    )
+    .bind(&request.id)
+    .bind(&request.requester)
+    .bind(&request.resource)
+    .bind(&request.action)
+    .bind(request.status.as_str())
+    .bind(ms(request.created_at))
+    .bind(ms(request.pending_expires_at))
+    .bind(request_doc(request)?)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(grant) = &request.grant {
+        insert_grant(conn, grant).await?;
+    }
+    append_events(conn, events).await
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database file at `path` and bring its schema up to date.
     pub async fn open(path: &str) -> Result<Self> {
@@ -208,28 +229,20 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn create_request(&self, request: &Request, events: &[NewEvent]) -> Result<Request> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, version, doc) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
-        )
-        .bind(&request.id)
-        .bind(&request.requester)
-        .bind(&request.resource)
-        .bind(&request.action)
-        .bind(request.status.as_str())
-        .bind(ms(request.created_at))
-        .bind(ms(request.pending_expires_at))
-        .bind(request_doc(request)?)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(grant) = &request.grant {
-            insert_grant(&mut tx, grant).await?;
-        }
-        append_events(&mut tx, events).await?;
+        insert_request(&mut tx, request, events).await?;
         tx.commit().await?;
         let mut stored = request.clone();
         stored.version = 1;
         Ok(stored)
+    }
+
+    async fn create_requests(&self, batch: &[(Request, Vec<NewEvent>)]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for (request, events) in batch {
+            insert_request(&mut tx, request, events).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn save_transition(

@@ -70,6 +70,24 @@ mod conformance {
         assert_eq!(store.active_grants().await.unwrap().len(), 1);
     }
 
+    pub async fn bulk_insert_is_one_unit(store: Arc<dyn Store>) {
+        let mut batch = Vec::new();
+        for n in 0..50 {
+            let ask = Ask { resource: "staging-db", action: "read", duration: None, reason: "", payload: None, break_glass: false };
+            let ids = NewIds { request_id: format!("bulk-{n}"), grant_id: format!("bulk-grant-{n}") };
+            let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
+            batch.push((t.request, t.events));
+        }
+        // A duplicate id makes the whole batch fail, and nothing of it is kept.
+        let mut broken = batch.clone();
+        broken.push(batch[0].clone());
+        assert!(store.create_requests(&broken).await.is_err());
+        assert!(store.get_request("bulk-1").await.unwrap().is_none());
+        store.create_requests(&batch).await.unwrap();
+        assert_eq!(store.active_grants().await.unwrap().len(), 50);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
     pub async fn stale_saves_conflict(store: Arc<dyn Store>) {
         let pending = file(&*store, 1, "prod-db", "read", None).await;
         let bob = Identity::user("bob", &["sre"]);
@@ -334,6 +352,7 @@ mod sqlite {
 
     conformance_suite!(open();
         round_trip,
+        bulk_insert_is_one_unit,
         stale_saves_conflict,
         concurrent_approvals_issue_one_grant,
         single_use_is_consumed_exactly_once,
