@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the suite needs. None yet beyond the toolchain and curl; PostgreSQL,
-# openssh-server and Chromium join this list with the issues that test against them.
+# Debian packages the suite needs, installed when missing. Empty for now: the core loop's
+# tests need only the toolchain. PostgreSQL, openssh-server and Chromium join this list with
+# the features whose tests start them.
 NEEDED=()
-command -v curl >/dev/null || NEEDED+=(curl)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

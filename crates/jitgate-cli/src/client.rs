@@ -6,11 +6,7 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{message} ({code}, HTTP {status})")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     #[error("cannot reach {url}: {source}")]
     Transport { url: String, source: reqwest::Error },
     #[error("no token: set JITGATE_TOKEN or pass --token")]
@@ -40,20 +36,15 @@ impl Client {
         }
     }
 
-    fn send(
-        &self,
-        builder: reqwest::blocking::RequestBuilder,
-        url: &str,
-    ) -> Result<Value, ClientError> {
+    fn send(&self, builder: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
         let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
-        let response =
-            builder
-                .bearer_auth(token)
-                .send()
-                .map_err(|source| ClientError::Transport {
-                    url: url.to_string(),
-                    source,
-                })?;
+        let response = builder
+            .bearer_auth(token)
+            .send()
+            .map_err(|source| ClientError::Transport {
+                url: url.to_string(),
+                source,
+            })?;
         let status = response.status();
         let text = response.text().map_err(|source| ClientError::Transport {
             url: url.to_string(),
@@ -63,10 +54,7 @@ impl Client {
         if status.is_success() {
             return Ok(body);
         }
-        let code = body["error"]["code"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
+        let code = body["error"]["code"].as_str().unwrap_or("unknown").to_string();
         let message = body["error"]["message"]
             .as_str()
             .map(str::to_string)

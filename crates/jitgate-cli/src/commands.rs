@@ -11,10 +11,7 @@ type CommandResult = Result<ExitCode, ClientError>;
 
 fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
     match client.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        ),
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Output::Text => print!("{}", text(value)),
     }
 }
@@ -29,34 +26,25 @@ struct ConfigFile {
 
 pub fn serve(args: ServeArgs) -> CommandResult {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JITGATE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let file: ConfigFile = match &args.config {
         None => ConfigFile::default(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ClientError::Other(format!("cannot read config {}: {e}", path.display()))
-            })?;
-            toml::from_str(&text)
-                .map_err(|e| ClientError::Other(format!("config {}: {e}", path.display())))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ClientError::Other(format!("cannot read config {}: {e}", path.display())))?;
+            toml::from_str(&text).map_err(|e| ClientError::Other(format!("config {}: {e}", path.display())))?
         }
     };
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:7400".into());
-    let listen = listen.parse().map_err(|_| {
-        ClientError::Other(format!(
-            "--listen: '{listen}' is not an address like 127.0.0.1:7400"
-        ))
-    })?;
-    let policy_dir = args.policy.or(file.policy).ok_or_else(|| {
-        ClientError::Other("--policy DIR is required (try --policy examples/quickstart)".into())
-    })?;
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7400".into());
+    let listen = listen
+        .parse()
+        .map_err(|_| ClientError::Other(format!("--listen: '{listen}' is not an address like 127.0.0.1:7400")))?;
+    let policy_dir = args
+        .policy
+        .or(file.policy)
+        .ok_or_else(|| ClientError::Other("--policy DIR is required (try --policy examples/quickstart)".into()))?;
     let database_url = args
         .database
         .or(file.database)
@@ -98,10 +86,7 @@ pub fn request(
     if wait && request["status"] == "pending" {
         let id = request["id"].as_str().unwrap_or_default().to_string();
         if client.output == Output::Text {
-            eprintln!(
-                "request {id} is waiting for approval ({})...",
-                needs_text(&request)
-            );
+            eprintln!("request {id} is waiting for approval ({})...", needs_text(&request));
         }
         request = wait_decided(client, &id)?;
     }
@@ -114,13 +99,7 @@ fn needs_text(request: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|n| {
-            format!(
-                "{} from {}",
-                n["approvals"],
-                n["group"].as_str().unwrap_or("?")
-            )
-        })
+        .map(|n| format!("{} from {}", n["approvals"], n["group"].as_str().unwrap_or("?")))
         .collect();
     format!("needs {}", needs.join(" and "))
 }
@@ -195,13 +174,7 @@ pub fn revoke(client: &Client, grant_id: &str, comment: Option<String>) -> Comma
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn check(
-    client: &Client,
-    principal: &str,
-    resource: &str,
-    action: &str,
-    payload: Option<String>,
-) -> CommandResult {
+pub fn check(client: &Client, principal: &str, resource: &str, action: &str, payload: Option<String>) -> CommandResult {
     let mut body = json!({"principal": principal, "resource": resource, "action": action});
     if let Some(p) = payload {
         body["payload"] = json!(p);
@@ -215,11 +188,7 @@ pub fn check(
             a["reason"].as_str().unwrap_or("")
         )
     });
-    Ok(if allowed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn audit_query(
@@ -272,11 +241,7 @@ pub fn audit_verify(client: &Client) -> CommandResult {
             )
         }
     });
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Every matching event as one JSON object per line, page by page.

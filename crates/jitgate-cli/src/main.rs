@@ -16,12 +16,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// The jitgate server to talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "JITGATE_URL",
-        default_value = "http://127.0.0.1:7400"
-    )]
+    #[arg(long, global = true, env = "JITGATE_URL", default_value = "http://127.0.0.1:7400")]
     url: String,
     /// Your bearer token.
     #[arg(long, global = true, env = "JITGATE_TOKEN", hide_env_values = true)]

@@ -35,10 +35,7 @@ pub fn request_detail(r: &Value) -> String {
         s(&r["action"]),
         s(&r["resource"]),
         s(&r["duration"]),
-        r["reason"]
-            .as_str()
-            .filter(|x| !x.is_empty())
-            .unwrap_or("(none)")
+        r["reason"].as_str().filter(|x| !x.is_empty()).unwrap_or("(none)")
     );
     if let Some(p) = r["payload"].as_str() {
         out.push_str(&format!("payload   {p}\n"));
@@ -47,10 +44,7 @@ pub fn request_detail(r: &Value) -> String {
         out.push_str("BREAK-GLASS: granted at once; a review is owed\n");
     }
     for a in r["approvals"].as_array().into_iter().flatten() {
-        let comment = a["comment"]
-            .as_str()
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
+        let comment = a["comment"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
         out.push_str(&format!(
             "approved  by {} at {}{comment}\n",
             s(&a["reviewer"]),
@@ -77,10 +71,7 @@ pub fn request_detail(r: &Value) -> String {
         ));
     }
     if r["status"] == "pending" {
-        out.push_str(&format!(
-            "expires   {} unless decided\n",
-            s(&r["pending_expires_at"])
-        ));
+        out.push_str(&format!("expires   {} unless decided\n", s(&r["pending_expires_at"])));
     }
     if let Some(g) = r["grant"].as_object() {
         let g = Value::Object(g.clone());

@@ -90,10 +90,7 @@ impl Server {
         let resp = req.send().expect("send");
         let status = resp.status().as_u16();
         let text = resp.text().expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -168,7 +165,10 @@ fn id(v: &Value) -> String {
 #[test]
 fn request_approve_check_revoke() {
     let s = Server::start();
-    let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7 slow queries"}));
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7 slow queries"}),
+    );
     assert_eq!(r["status"], "pending");
     assert_eq!(r["needs"], json!([{"group": "sre", "approvals": 1}]));
     assert!(r.get("grant").is_none());
@@ -179,21 +179,12 @@ fn request_approve_check_revoke() {
     // The requester never approves her own request. Another dev is no reviewer: to him the
     // request does not exist (404, the same answer as for an unknown id, so ids can't be probed).
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{rid}/approve"),
-            "demo-alice",
-            json!({})
-        )
-        .0,
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-alice", json!({}))
+            .0,
         403
     );
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{rid}/approve"),
-            "demo-dave",
-            json!({})
-        )
-        .0,
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-dave", json!({})).0,
         404
     );
 
@@ -208,8 +199,7 @@ fn request_approve_check_revoke() {
     let grant = &approved["grant"];
     assert_eq!(grant["status"], "active");
     // The grant starts at approval, not at filing, and lasts the asked duration.
-    let starts =
-        chrono::DateTime::parse_from_rfc3339(grant["starts_at"].as_str().unwrap()).unwrap();
+    let starts = chrono::DateTime::parse_from_rfc3339(grant["starts_at"].as_str().unwrap()).unwrap();
     let ends = chrono::DateTime::parse_from_rfc3339(grant["expires_at"].as_str().unwrap()).unwrap();
     let filed = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str().unwrap()).unwrap();
     assert!(starts >= filed);
@@ -217,26 +207,16 @@ fn request_approve_check_revoke() {
 
     // Decided requests stay decided.
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{rid}/approve"),
-            "demo-carol",
-            json!({})
-        )
-        .0,
-        409
-    );
-    assert_eq!(
-        s.post(&format!("/v1/requests/{rid}/deny"), "demo-carol", json!({}))
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-carol", json!({}))
             .0,
         409
     );
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{rid}/cancel"),
-            "demo-alice",
-            json!({})
-        )
-        .0,
+        s.post(&format!("/v1/requests/{rid}/deny"), "demo-carol", json!({})).0,
+        409
+    );
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/cancel"), "demo-alice", json!({})).0,
         409
     );
 
@@ -249,8 +229,7 @@ fn request_approve_check_revoke() {
     // Another dev may not revoke it; the holder may.
     let gid = grant["id"].as_str().unwrap();
     assert_eq!(
-        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-dave", json!({}))
-            .0,
+        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-dave", json!({})).0,
         404
     );
     let (status, revoked) = s.post(
@@ -262,8 +241,7 @@ fn request_approve_check_revoke() {
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(s.check("alice", "prod-db", "read", None)["allow"], false);
     assert_eq!(
-        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-admin", json!({}))
-            .0,
+        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-admin", json!({})).0,
         409
     );
 
@@ -298,37 +276,24 @@ fn write_needs_two_distinct_sre_and_a_ticket() {
     );
     assert_eq!(status, 422);
     assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("reason:"),
+        err["error"]["message"].as_str().unwrap().starts_with("reason:"),
         "{err}"
     );
-    let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "fix data OPS-123"}));
-    let rid = id(&r);
-    let (_, once) = s.post(
-        &format!("/v1/requests/{rid}/approve"),
-        "demo-bob",
-        json!({}),
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "fix data OPS-123"}),
     );
+    let rid = id(&r);
+    let (_, once) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({}));
     assert_eq!(once["status"], "pending");
     assert_eq!(once["needs"], json!([{"group": "sre", "approvals": 1}]));
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{rid}/approve"),
-            "demo-bob",
-            json!({})
-        )
-        .0,
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({})).0,
         409,
         "same reviewer twice"
     );
     assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], false);
-    let (_, twice) = s.post(
-        &format!("/v1/requests/{rid}/approve"),
-        "demo-carol",
-        json!({}),
-    );
+    let (_, twice) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-carol", json!({}));
     assert_eq!(twice["status"], "approved");
     assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], true);
 }
@@ -337,7 +302,10 @@ fn write_needs_two_distinct_sre_and_a_ticket() {
 fn concurrent_approvals_from_distinct_reviewers_issue_one_grant() {
     let s = Server::start();
     for round in 0..5 {
-        let r = s.file("demo-alice", json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": format!("OPS-{round}")}));
+        let r = s.file(
+            "demo-alice",
+            json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": format!("OPS-{round}")}),
+        );
         let rid = id(&r);
         let results: Vec<(u16, Value)> = std::thread::scope(|scope| {
             let handles: Vec<_> = ["demo-bob", "demo-carol", "demo-erin"]
@@ -345,8 +313,7 @@ fn concurrent_approvals_from_distinct_reviewers_issue_one_grant() {
                 .map(|t| {
                     let s = &s;
                     let rid = rid.clone();
-                    scope
-                        .spawn(move || s.post(&format!("/v1/requests/{rid}/approve"), t, json!({})))
+                    scope.spawn(move || s.post(&format!("/v1/requests/{rid}/approve"), t, json!({})))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -359,11 +326,7 @@ fn concurrent_approvals_from_distinct_reviewers_issue_one_grant() {
         assert_eq!(final_state["approvals"].as_array().unwrap().len(), 2);
     }
     let (_, grants) = s.get("/v1/grants?limit=100", "demo-admin");
-    assert_eq!(
-        grants["items"].as_array().unwrap().len(),
-        5,
-        "one grant per request"
-    );
+    assert_eq!(grants["items"].as_array().unwrap().len(), 5, "one grant per request");
 }
 
 #[test]
@@ -374,8 +337,7 @@ fn automatic_staging_access_expires_on_time() {
         json!({"resource": "staging-db", "action": "read", "duration": "2s"}),
     );
     assert_eq!(r["status"], "approved");
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
     // Poll until denied; the denial must come at expiry, not before, and not much after.
     loop {
@@ -419,11 +381,7 @@ fn automatic_staging_access_expires_on_time() {
 #[test]
 fn pending_requests_expire_per_policy() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        quickstart().join("directory.toml"),
-        dir.path().join("directory.toml"),
-    )
-    .unwrap();
+    std::fs::copy(quickstart().join("directory.toml"), dir.path().join("directory.toml")).unwrap();
     let workflows = std::fs::read_to_string(quickstart().join("workflows.toml"))
         .unwrap()
         .replace("pending_ttl = \"1h\"", "pending_ttl = \"1s\"");
@@ -437,12 +395,8 @@ fn pending_requests_expire_per_policy() {
     let (_, read) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
     assert_eq!(read["status"], "expired");
     assert_eq!(
-        s.post(
-            &format!("/v1/requests/{}/approve", id(&r)),
-            "demo-bob",
-            json!({})
-        )
-        .0,
+        s.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}))
+            .0,
         409
     );
     let (_, pending) = s.get("/v1/requests?status=pending", "demo-bob");
@@ -524,8 +478,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let huge = json!({"resource": "staging-db", "action": "read", "reason": "x".repeat(400_000)});
     let (status, err) = s.post("/v1/requests", "demo-alice", huge);
     assert_eq!(status, 413, "{err}");
-    let long_reason =
-        json!({"resource": "staging-db", "action": "read", "reason": "x".repeat(3000)});
+    let long_reason = json!({"resource": "staging-db", "action": "read", "reason": "x".repeat(3000)});
     assert_eq!(s.post("/v1/requests", "demo-alice", long_reason).0, 422);
     // Authentication and authorization.
     assert_eq!(s.get("/v1/requests", "").0, 401);
@@ -541,18 +494,10 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     );
     assert_eq!(s.get("/v1/audit", "demo-alice").0, 403);
     assert_eq!(s.get("/v1/requests/req_unknown", "demo-alice").0, 404);
-    assert_eq!(
-        s.post("/v1/requests/req_unknown/approve", "demo-bob", json!({}))
-            .0,
-        404
-    );
+    assert_eq!(s.post("/v1/requests/req_unknown/approve", "demo-bob", json!({})).0, 404);
     assert_eq!(s.get("/v1/requests?status=bogus", "demo-alice").0, 422);
     assert_eq!(s.get("/v1/nothing", "demo-alice").0, 404);
-    assert_eq!(
-        s.audit_count(),
-        before,
-        "rejected input must not change state"
-    );
+    assert_eq!(s.audit_count(), before, "rejected input must not change state");
     let (_, list) = s.get("/v1/requests", "demo-admin");
     assert!(list["items"].as_array().unwrap().is_empty());
 }
@@ -572,35 +517,23 @@ fn requests_are_visible_only_to_those_concerned() {
     assert!(daves["items"].as_array().unwrap().is_empty());
     let (_, bobs) = s.get("/v1/requests?status=pending", "demo-bob");
     assert_eq!(bobs["items"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        s.post(&format!("{path}/cancel"), "demo-dave", json!({})).0,
-        404
-    );
+    assert_eq!(s.post(&format!("{path}/cancel"), "demo-dave", json!({})).0, 404);
     let (status, cancelled) = s.post(&format!("{path}/cancel"), "demo-alice", json!({}));
-    assert_eq!(
-        (status, cancelled["status"].as_str()),
-        (200, Some("cancelled"))
-    );
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
 }
 
 #[test]
 fn action_bound_single_use_allows_exactly_one_concurrent_check() {
     let s = Server::start();
     let payload = "deploy prod-api sha256:4f2c";
-    let r = s.file("demo-alice", json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": payload}));
-    assert_eq!(r["single_use"], true);
-    s.post(
-        &format!("/v1/requests/{}/approve", id(&r)),
-        "demo-bob",
-        json!({}),
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": payload}),
     );
+    assert_eq!(r["single_use"], true);
+    s.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}));
     assert_eq!(
-        s.check(
-            "alice",
-            "prod-api",
-            "deploy",
-            Some("deploy prod-api sha256:evil")
-        )["allow"],
+        s.check("alice", "prod-api", "deploy", Some("deploy prod-api sha256:evil"))["allow"],
         false
     );
     assert_eq!(s.check("alice", "prod-api", "deploy", None)["allow"], false);
@@ -612,10 +545,7 @@ fn action_bound_single_use_allows_exactly_one_concurrent_check() {
     });
     let allowed = answers.iter().filter(|a| a["allow"] == true).count();
     assert_eq!(allowed, 1, "{answers:?}");
-    assert_eq!(
-        s.check("alice", "prod-api", "deploy", Some(payload))["allow"],
-        false
-    );
+    assert_eq!(s.check("alice", "prod-api", "deploy", Some(payload))["allow"], false);
     let (_, g) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
     assert_eq!(g["grant"]["status"], "used");
 }
@@ -633,7 +563,11 @@ fn break_glass_is_immediate_and_alerts() {
         .unwrap()
         .iter()
         .any(|e| e["kind"] == "breakglass.raised"));
-    let (status, _) = s.post("/v1/requests", "demo-bob", json!({"resource": "prod-db", "action": "write", "reason": "INC-9", "break_glass": true, "duration": "1h"}));
+    let (status, _) = s.post(
+        "/v1/requests",
+        "demo-bob",
+        json!({"resource": "prod-db", "action": "write", "reason": "INC-9", "break_glass": true, "duration": "1h"}),
+    );
     assert_eq!(status, 422, "break-glass is capped at 15m");
 }
 
@@ -642,18 +576,17 @@ fn kill_9_right_after_2xx_loses_nothing() {
     let mut s = Server::start();
     let mut acknowledged = Vec::new();
     for i in 0..40 {
-        let r = s.file("demo-alice", json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": format!("n{i}")}));
+        let r = s.file(
+            "demo-alice",
+            json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": format!("n{i}")}),
+        );
         acknowledged.push(id(&r));
     }
     let pending = s.file(
         "demo-alice",
         json!({"resource": "prod-db", "action": "read", "reason": "after crash"}),
     );
-    let (status, _) = s.post(
-        &format!("/v1/requests/{}/approve", id(&pending)),
-        "demo-bob",
-        json!({}),
-    );
+    let (status, _) = s.post(&format!("/v1/requests/{}/approve", id(&pending)), "demo-bob", json!({}));
     assert_eq!(status, 200);
     s.kill9_and_restart();
     for rid in &acknowledged {
@@ -662,10 +595,7 @@ fn kill_9_right_after_2xx_loses_nothing() {
         assert_eq!(r["status"], "approved");
     }
     let (_, p) = s.get(&format!("/v1/requests/{}", id(&pending)), "demo-alice");
-    assert_eq!(
-        p["status"], "approved",
-        "approval acknowledged before the crash"
-    );
+    assert_eq!(p["status"], "approved", "approval acknowledged before the crash");
     assert_eq!(
         s.check("alice", "prod-db", "read", None)["allow"],
         true,
@@ -694,29 +624,19 @@ fn cli_walkthrough_and_exit_codes() {
     let (code, out, _) = s.cli("demo-bob", &["requests", "--status", "pending"]);
     assert_eq!(code, 0);
     assert!(out.contains(&rid));
-    assert_eq!(
-        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
-        1
-    );
+    assert_eq!(s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0, 1);
     let (code, out, _) = s.cli("demo-bob", &["approve", &rid, "--comment", "ok"]);
     assert_eq!(code, 0);
     assert!(out.contains("approved"));
-    assert_eq!(
-        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
-        0
-    );
+    assert_eq!(s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0, 0);
     let (code, out, _) = s.cli("demo-alice", &["grants", "--output", "json"]);
     assert_eq!(code, 0);
     let grants: Value = serde_json::from_str(&out).unwrap();
     let gid = grants["items"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(s.cli("demo-alice", &["revoke", &gid]).0, 0);
+    assert_eq!(s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0, 1);
     assert_eq!(
-        s.cli("demo-svc", &["check", "alice", "prod-db", "read"]).0,
-        1
-    );
-    assert_eq!(
-        s.cli("demo-alice", &["check", "alice", "prod-db", "read"])
-            .0,
+        s.cli("demo-alice", &["check", "alice", "prod-db", "read"]).0,
         2,
         "not a service: error"
     );
@@ -776,11 +696,7 @@ fn policy_check_reports_file_and_line() {
         .unwrap();
     assert_eq!(ok.status.code(), Some(0));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        quickstart().join("directory.toml"),
-        dir.path().join("directory.toml"),
-    )
-    .unwrap();
+    std::fs::copy(quickstart().join("directory.toml"), dir.path().join("directory.toml")).unwrap();
     std::fs::write(dir.path().join("workflows.toml"), "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nsteps = [{ group = \"nobody\", approvals = 1 }]\n").unwrap();
     let bad = Command::new(BIN)
         .args(["policy", "check"])
@@ -789,10 +705,7 @@ fn policy_check_reports_file_and_line() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("workflows.toml:1: steps: unknown group 'nobody'"),
-        "{err}"
-    );
+    assert!(err.contains("workflows.toml:1: steps: unknown group 'nobody'"), "{err}");
     // A server refuses to start on a broken policy.
     let listen = format!("127.0.0.1:{}", free_port());
     let status = Command::new(BIN)
@@ -811,27 +724,15 @@ fn operations_endpoints() {
     let s = Server::start();
     assert_eq!(s.get("/healthz", "").0, 200);
     assert_eq!(s.get("/readyz", "").0, 200);
-    s.file(
-        "demo-alice",
-        json!({"resource": "staging-db", "action": "read"}),
-    );
+    s.file("demo-alice", json!({"resource": "staging-db", "action": "read"}));
     s.check("alice", "staging-db", "read", None);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
     assert!(metrics.contains("jitgate_active_grants 1"), "{metrics}");
     assert!(
         metrics.contains("jitgate_checks_total{outcome=\"allow\"} 1"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("jitgate_check_duration_seconds_bucket"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("jitgate_check_duration_seconds_bucket"), "{metrics}");
     assert!(
         metrics.contains("jitgate_access_requests_total{outcome=\"approved\"} 1"),
         "{metrics}"

@@ -50,15 +50,7 @@ fn bench_check(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("deny", n), &n, |b, _| {
-            b.iter(|| {
-                index.check(
-                    black_box("nobody"),
-                    black_box(&resource),
-                    black_box("read"),
-                    None,
-                    now,
-                )
-            })
+            b.iter(|| index.check(black_box("nobody"), black_box(&resource), black_box("read"), None, now))
         });
     }
     group.finish();

@@ -98,13 +98,7 @@ pub fn chain_hash(prev_hash: &str, seq: i64, event: &NewEvent) -> String {
     field(&event.at.timestamp_millis().to_be_bytes());
     field(event.actor.as_bytes());
     field(event.subject.as_bytes());
-    field(
-        event
-            .request_id
-            .as_deref()
-            .unwrap_or("\u{0}none")
-            .as_bytes(),
-    );
+    field(event.request_id.as_deref().unwrap_or("\u{0}none").as_bytes());
     field(event.grant_id.as_deref().unwrap_or("\u{0}none").as_bytes());
     field(event.resource.as_bytes());
     field(event.action.as_bytes());
@@ -128,10 +122,7 @@ pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Cha
 }
 
 /// Verify a run of events that continues the chain after `tail`.
-pub fn verify_chain_from<'a>(
-    tail: &AuditEvent,
-    events: impl IntoIterator<Item = &'a AuditEvent>,
-) -> ChainReport {
+pub fn verify_chain_from<'a>(tail: &AuditEvent, events: impl IntoIterator<Item = &'a AuditEvent>) -> ChainReport {
     verify_linked(tail.hash.clone(), tail.seq + 1, events)
 }
 
@@ -149,10 +140,7 @@ fn verify_linked<'a>(
                 e.seq
             ))
         } else if e.prev_hash != prev {
-            Some(format!(
-                "event {} does not link to the event before it",
-                e.seq
-            ))
+            Some(format!("event {} does not link to the event before it", e.seq))
         } else if chain_hash(&prev, e.seq, &e.event) != e.hash {
             Some(format!(
                 "event {} was altered: its content does not match its hash",
@@ -190,8 +178,7 @@ mod tests {
             .map(|seq| {
                 let event = NewEvent {
                     kind: EventKind::RequestFiled,
-                    at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + seq)
-                        .unwrap_or_default(),
+                    at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + seq).unwrap_or_default(),
                     actor: "alice".into(),
                     subject: "alice".into(),
                     request_id: Some(format!("r{seq}")),

@@ -31,9 +31,7 @@ pub fn parse_duration(text: &str) -> Result<DurationSecs, String> {
         return Err(format!("is empty; {HINT}"));
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        let secs: u64 = text
-            .parse()
-            .map_err(|_| format!("'{text}' is too large; {HINT}"))?;
+        let secs: u64 = text.parse().map_err(|_| format!("'{text}' is too large; {HINT}"))?;
         return check_range(secs, text);
     }
     let mut total: u64 = 0;
@@ -112,17 +110,7 @@ mod tests {
 
     #[test]
     fn refuses_nonsense_with_a_hint() {
-        for bad in [
-            "",
-            "0",
-            "0s",
-            "5x",
-            "h",
-            "10m5",
-            "-5m",
-            "99999999999999999999",
-            "400d",
-        ] {
+        for bad in ["", "0", "0s", "5x", "h", "10m5", "-5m", "99999999999999999999", "400d"] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(!err.is_empty(), "{bad}");
         }

@@ -26,15 +26,9 @@ struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
     /// A live grant covers it.
-    Allow {
-        grant_id: String,
-        expires_at_ms: i64,
-    },
+    Allow { grant_id: String, expires_at_ms: i64 },
     /// A live single-use grant covers it; it allows only if the caller consumes it first.
-    AllowIfConsumed {
-        grant_id: String,
-        expires_at_ms: i64,
-    },
+    AllowIfConsumed { grant_id: String, expires_at_ms: i64 },
     /// Nothing covers it; the text says why.
     Deny { reason: String },
 }
@@ -162,9 +156,7 @@ impl GrantIndex {
                 expires_at_ms: e.expires_at_ms,
             },
             None if saw_other_payload => CheckOutcome::Deny {
-                reason: format!(
-                    "{principal}'s grant for {action} on {resource} is bound to another payload"
-                ),
+                reason: format!("{principal}'s grant for {action} on {resource} is bound to another payload"),
             },
             None if saw_expired => CheckOutcome::Deny {
                 reason: format!("{principal}'s grant for {action} on {resource} has expired"),
@@ -189,13 +181,7 @@ mod tests {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
     }
 
-    fn grant(
-        id: &str,
-        principal: &str,
-        payload: Option<&str>,
-        single_use: bool,
-        secs: i64,
-    ) -> Grant {
+    fn grant(id: &str, principal: &str, payload: Option<&str>, single_use: bool, secs: i64) -> Grant {
         Grant {
             id: id.into(),
             request_id: format!("r-{id}"),
@@ -232,13 +218,7 @@ mod tests {
             CheckOutcome::Deny { .. }
         ));
         assert!(matches!(
-            index.check(
-                "alice",
-                "prod-db",
-                "read",
-                None,
-                t0() - TimeDelta::milliseconds(1)
-            ),
+            index.check("alice", "prod-db", "read", None, t0() - TimeDelta::milliseconds(1)),
             CheckOutcome::Deny { .. }
         ));
         let at_end = t0() + TimeDelta::seconds(10);

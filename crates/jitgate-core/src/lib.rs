@@ -18,9 +18,7 @@ pub use duration::{format_duration, parse_duration, DurationSecs};
 pub use error::DomainError;
 pub use identity::{Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
-pub use model::{
-    payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step,
-};
+pub use model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step};
 pub use policy::Policy;
 
 /// Timestamps are UTC with millisecond precision everywhere: the stores keep milliseconds,

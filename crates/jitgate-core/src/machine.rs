@@ -5,9 +5,7 @@
 use crate::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use crate::error::DomainError;
 use crate::identity::Identity;
-use crate::model::{
-    payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Review, Step,
-};
+use crate::model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Review, Step};
 use crate::policy::{Ask, Policy};
 use crate::Timestamp;
 
@@ -28,13 +26,7 @@ pub struct NewIds {
 /// Longest reviewer comment kept.
 pub const MAX_COMMENT_LEN: usize = 2000;
 
-fn event(
-    kind: EventKind,
-    request: &Request,
-    actor: &str,
-    comment: Option<String>,
-    at: Timestamp,
-) -> NewEvent {
+fn event(kind: EventKind, request: &Request, actor: &str, comment: Option<String>, at: Timestamp) -> NewEvent {
     NewEvent {
         kind,
         at,
@@ -148,13 +140,7 @@ pub fn file(
                 now,
             ));
         }
-        events.push(event(
-            EventKind::RequestApproved,
-            &request,
-            SYSTEM_ACTOR,
-            None,
-            now,
-        ));
+        events.push(event(EventKind::RequestApproved, &request, SYSTEM_ACTOR, None, now));
         events.push(issued);
     }
     Ok(Transition { request, events })
@@ -183,15 +169,9 @@ pub fn approve(
     check_comment(&comment)?;
     require_pending(request, now)?;
     if reviewer.principal == request.requester {
-        return Err(DomainError::Forbidden(
-            "you cannot approve your own request".into(),
-        ));
+        return Err(DomainError::Forbidden("you cannot approve your own request".into()));
     }
-    if request
-        .approvals
-        .iter()
-        .any(|a| a.reviewer == reviewer.principal)
-    {
+    if request.approvals.iter().any(|a| a.reviewer == reviewer.principal) {
         return Err(DomainError::Conflict(format!(
             "{} has already approved request {}; another reviewer must give the next approval",
             reviewer.principal, request.id
@@ -235,28 +215,15 @@ pub fn approve(
     )];
     if remaining_steps(&next.requirement.steps, &next.approvals).is_empty() {
         let issued = issue_grant(&mut next, grant_id, now);
-        events.push(event(
-            EventKind::RequestApproved,
-            &next,
-            &reviewer.principal,
-            None,
-            now,
-        ));
+        events.push(event(EventKind::RequestApproved, &next, &reviewer.principal, None, now));
         events.push(issued);
     }
-    Ok(Transition {
-        request: next,
-        events,
-    })
+    Ok(Transition { request: next, events })
 }
 
 /// Whether `who` is a reviewer of this request: in a group that one of its steps draws on.
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
-    request
-        .requirement
-        .steps
-        .iter()
-        .any(|s| who.in_group(&s.group))
+    request.requirement.steps.iter().any(|s| who.in_group(&s.group))
 }
 
 /// Deny a pending request. Any eligible reviewer may; one denial ends it.
@@ -294,18 +261,11 @@ pub fn deny(
         comment,
         now,
     )];
-    Ok(Transition {
-        request: next,
-        events,
-    })
+    Ok(Transition { request: next, events })
 }
 
 /// Withdraw a pending request: its requester or an admin.
-pub fn cancel(
-    request: &Request,
-    who: &Identity,
-    now: Timestamp,
-) -> Result<Transition, DomainError> {
+pub fn cancel(request: &Request, who: &Identity, now: Timestamp) -> Result<Transition, DomainError> {
     if who.principal != request.requester && !who.is_admin() {
         return Err(DomainError::Forbidden(
             "only the requester or an admin can cancel a request".into(),
@@ -320,17 +280,8 @@ pub fn cancel(
         comment: None,
         at: now,
     });
-    let events = vec![event(
-        EventKind::RequestCancelled,
-        &next,
-        &who.principal,
-        None,
-        now,
-    )];
-    Ok(Transition {
-        request: next,
-        events,
-    })
+    let events = vec![event(EventKind::RequestCancelled, &next, &who.principal, None, now)];
+    Ok(Transition { request: next, events })
 }
 
 /// Revoke an active grant: its holder, a reviewer of its request, or an admin.
@@ -342,10 +293,7 @@ pub fn revoke(
 ) -> Result<Transition, DomainError> {
     check_comment(&comment)?;
     let Some(grant) = &request.grant else {
-        return Err(DomainError::NotFound(format!(
-            "request {} has no grant",
-            request.id
-        )));
+        return Err(DomainError::NotFound(format!("request {} has no grant", request.id)));
     };
     if who.principal != grant.principal && !is_reviewer(request, who) && !who.is_admin() {
         return Err(DomainError::Forbidden(
@@ -367,17 +315,8 @@ pub fn revoke(
         g.ended_by = Some(who.principal.clone());
         g.end_comment = comment.clone();
     }
-    let events = vec![event(
-        EventKind::GrantRevoked,
-        &next,
-        &who.principal,
-        comment,
-        now,
-    )];
-    Ok(Transition {
-        request: next,
-        events,
-    })
+    let events = vec![event(EventKind::GrantRevoked, &next, &who.principal, comment, now)];
+    Ok(Transition { request: next, events })
 }
 
 /// Apply the passage of time: a pending request past its deadline expires; an active grant
@@ -388,31 +327,16 @@ pub fn settle(request: &Request, now: Timestamp) -> Option<Transition> {
     if next.status == RequestStatus::Pending && now >= next.pending_expires_at {
         next.status = RequestStatus::Expired;
         next.decided_at = Some(next.pending_expires_at);
-        events.push(event(
-            EventKind::RequestExpired,
-            &next,
-            SYSTEM_ACTOR,
-            None,
-            now,
-        ));
+        events.push(event(EventKind::RequestExpired, &next, SYSTEM_ACTOR, None, now));
     }
     if let Some(g) = next.grant.as_mut() {
         if g.status == GrantStatus::Active && now >= g.expires_at {
             g.status = GrantStatus::Expired;
             g.ended_at = Some(g.expires_at);
-            events.push(event(
-                EventKind::GrantExpired,
-                &next,
-                SYSTEM_ACTOR,
-                None,
-                now,
-            ));
+            events.push(event(EventKind::GrantExpired, &next, SYSTEM_ACTOR, None, now));
         }
     }
-    (!events.is_empty()).then_some(Transition {
-        request: next,
-        events,
-    })
+    (!events.is_empty()).then_some(Transition { request: next, events })
 }
 
 /// The event recorded when a single-use grant is consumed by a check.
@@ -499,14 +423,7 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
     #[test]
     fn automatic_requests_are_granted_at_once_for_their_duration() {
         let alice = Identity::user("alice", &["dev"]);
-        let t = file(
-            &policy(),
-            &alice,
-            &ask("staging-db", "read", ""),
-            ids(1),
-            t0(),
-        )
-        .unwrap();
+        let t = file(&policy(), &alice, &ask("staging-db", "read", ""), ids(1), t0()).unwrap();
         assert_eq!(t.request.status, RequestStatus::Approved);
         let grant = t.request.grant.as_ref().unwrap();
         assert_eq!(grant.expires_at, t0() + TimeDelta::seconds(600));
@@ -527,23 +444,15 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         let erin = Identity::user("erin", &["sre", "dev"]);
         let bob = Identity::user("bob", &["sre"]);
         let carol = Identity::user("carol", &["sre"]);
-        let filed = file(
-            &p,
-            &erin,
-            &ask("prod-db", "write", "fix OPS-1"),
-            ids(1),
-            t0(),
-        )
-        .unwrap()
-        .request;
+        let filed = file(&p, &erin, &ask("prod-db", "write", "fix OPS-1"), ids(1), t0())
+            .unwrap()
+            .request;
         assert_eq!(filed.status, RequestStatus::Pending);
 
         let own = approve(&filed, &erin, None, "g".into(), t0()).unwrap_err();
         assert!(matches!(own, DomainError::Forbidden(_)));
 
-        let once = approve(&filed, &bob, None, "g".into(), t0())
-            .unwrap()
-            .request;
+        let once = approve(&filed, &bob, None, "g".into(), t0()).unwrap().request;
         assert_eq!(once.status, RequestStatus::Pending);
         assert!(matches!(
             approve(&once, &bob, None, "g".into(), t0()),
@@ -584,14 +493,7 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
     fn ticket_and_duration_limits_are_enforced() {
         let p = policy();
         let alice = Identity::user("alice", &["dev"]);
-        let err = file(
-            &p,
-            &alice,
-            &ask("prod-db", "write", "no ticket"),
-            ids(1),
-            t0(),
-        )
-        .unwrap_err();
+        let err = file(&p, &alice, &ask("prod-db", "write", "no ticket"), ids(1), t0()).unwrap_err();
         assert!(
             matches!(err, DomainError::Invalid { ref field, .. } if field == "reason"),
             "{err}"
@@ -632,10 +534,7 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         bg.break_glass = true;
         let t = file(&p, &bob, &bg, ids(1), t0()).unwrap();
         assert_eq!(t.request.status, RequestStatus::Approved);
-        assert!(t
-            .events
-            .iter()
-            .any(|e| e.kind == EventKind::BreakGlassRaised));
+        assert!(t.events.iter().any(|e| e.kind == EventKind::BreakGlassRaised));
         assert!(matches!(
             file(&p, &alice, &bg, ids(2), t0()),
             Err(DomainError::Forbidden(_))

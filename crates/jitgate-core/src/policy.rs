@@ -153,11 +153,7 @@ struct BreakGlassSpec {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> PolicyError {
@@ -176,10 +172,10 @@ impl Policy {
         let mut errors = Vec::new();
         let mut policy = Policy::default();
 
-        let directory: DirectoryFile = toml::from_str(directory_text)
-            .map_err(|e| vec![toml_error(DIRECTORY_FILE, directory_text, &e)])?;
-        let workflows: WorkflowsFile = toml::from_str(workflows_text)
-            .map_err(|e| vec![toml_error(WORKFLOWS_FILE, workflows_text, &e)])?;
+        let directory: DirectoryFile =
+            toml::from_str(directory_text).map_err(|e| vec![toml_error(DIRECTORY_FILE, directory_text, &e)])?;
+        let workflows: WorkflowsFile =
+            toml::from_str(workflows_text).map_err(|e| vec![toml_error(WORKFLOWS_FILE, workflows_text, &e)])?;
 
         let mut tokens_seen = BTreeSet::new();
         for spanned in &directory.principal {
@@ -202,16 +198,10 @@ impl Policy {
             }
             if let Some(token) = &spec.token {
                 if token.len() < 8 {
-                    err(format!(
-                        "token of '{}' is shorter than 8 characters",
-                        spec.name
-                    ));
+                    err(format!("token of '{}' is shorter than 8 characters", spec.name));
                 }
                 if !tokens_seen.insert(token.clone()) {
-                    err(format!(
-                        "token of '{}' is already used by another principal",
-                        spec.name
-                    ));
+                    err(format!("token of '{}' is already used by another principal", spec.name));
                 }
             }
             let kind = if spec.service {
@@ -275,35 +265,29 @@ impl Policy {
             let mut problems: Vec<String> = Vec::new();
             let name = format!("{} {}", spec.resource, spec.action);
 
-            let max_duration = duration(&spec.max_duration, "max_duration", default_max)
-                .unwrap_or_else(|m| {
-                    problems.push(m);
-                    default_max
-                });
+            let max_duration = duration(&spec.max_duration, "max_duration", default_max).unwrap_or_else(|m| {
+                problems.push(m);
+                default_max
+            });
             let default_duration =
-                duration(&spec.default_duration, "default_duration", max_duration).unwrap_or_else(
-                    |m| {
-                        problems.push(m);
-                        max_duration
-                    },
-                );
+                duration(&spec.default_duration, "default_duration", max_duration).unwrap_or_else(|m| {
+                    problems.push(m);
+                    max_duration
+                });
             if default_duration > max_duration {
                 problems.push(format!(
                     "default_duration {default_duration} is longer than max_duration {max_duration}"
                 ));
             }
-            let pending_ttl = duration(&spec.pending_ttl, "pending_ttl", default_pending)
-                .unwrap_or_else(|m| {
-                    problems.push(m);
-                    default_pending
-                });
+            let pending_ttl = duration(&spec.pending_ttl, "pending_ttl", default_pending).unwrap_or_else(|m| {
+                problems.push(m);
+                default_pending
+            });
             if spec.resource.trim().is_empty() || spec.action.trim().is_empty() {
                 problems.push("resource and action must not be empty".into());
             }
             if spec.requesters.is_empty() {
-                problems.push(format!(
-                    "{name}: requesters is empty, so nobody could request it"
-                ));
+                problems.push(format!("{name}: requesters is empty, so nobody could request it"));
             }
             for group in &spec.requesters {
                 if !known_groups.contains(group) {
@@ -323,10 +307,7 @@ impl Policy {
             for step in &spec.steps {
                 let members = policy.members_of(&step.group).count();
                 if step.approvals == 0 {
-                    problems.push(format!(
-                        "steps: group '{}' needs at least 1 approval",
-                        step.group
-                    ));
+                    problems.push(format!("steps: group '{}' needs at least 1 approval", step.group));
                 } else if !known_groups.contains(&step.group) {
                     problems.push(format!("steps: unknown group '{}'", step.group));
                 } else if members < step.approvals as usize {
@@ -374,9 +355,7 @@ impl Policy {
             let single_use = spec.single_use.unwrap_or(spec.action_bound);
             let key = (spec.resource.clone(), spec.action.clone());
             if policy.workflows.contains_key(&key) {
-                problems.push(format!(
-                    "a workflow for {name} is already defined; merge the two"
-                ));
+                problems.push(format!("a workflow for {name} is already defined; merge the two"));
             }
             if !problems.is_empty() {
                 errors.extend(problems.into_iter().map(|message| PolicyError {
@@ -443,10 +422,7 @@ impl Policy {
             let known: Vec<&str> = self.resources.keys().map(String::as_str).collect();
             return Err(DomainError::invalid(
                 "resource",
-                format!(
-                    "unknown resource '{resource}'; known resources: {}",
-                    known.join(", ")
-                ),
+                format!("unknown resource '{resource}'; known resources: {}", known.join(", ")),
             ));
         };
         self.workflows
@@ -494,10 +470,7 @@ impl Workflow {
         if ask.reason.len() > MAX_REASON_LEN {
             return Err(DomainError::invalid(
                 "reason",
-                format!(
-                    "is {} bytes; keep it under {MAX_REASON_LEN}",
-                    ask.reason.len()
-                ),
+                format!("is {} bytes; keep it under {MAX_REASON_LEN}", ask.reason.len()),
             ));
         }
         if self.reason_required && reason.is_empty() {
@@ -521,27 +494,20 @@ impl Workflow {
             if payload.len() > MAX_PAYLOAD_LEN {
                 return Err(DomainError::invalid(
                     "payload",
-                    format!(
-                        "is {} bytes; keep it under {MAX_PAYLOAD_LEN}",
-                        payload.len()
-                    ),
+                    format!("is {} bytes; keep it under {MAX_PAYLOAD_LEN}", payload.len()),
                 ));
             }
         }
         if self.action_bound && ask.payload.is_none_or(|p| p.is_empty()) {
             return Err(DomainError::invalid(
                 "payload",
-                format!(
-                    "is required: {name} is approved for one exact command or artifact; pass it as payload"
-                ),
+                format!("is required: {name} is approved for one exact command or artifact; pass it as payload"),
             ));
         }
 
         if ask.break_glass {
             let Some(bg) = &self.break_glass else {
-                return Err(DomainError::Forbidden(format!(
-                    "{name} has no break-glass procedure"
-                )));
+                return Err(DomainError::Forbidden(format!("{name} has no break-glass procedure")));
             };
             if !bg.groups.iter().any(|g| who.in_group(g)) {
                 return Err(DomainError::Forbidden(format!(
@@ -569,12 +535,7 @@ impl Workflow {
                 self.requesters.join(", ")
             )));
         }
-        let duration = check_duration(
-            ask.duration,
-            self.default_duration,
-            self.max_duration,
-            &name,
-        )?;
+        let duration = check_duration(ask.duration, self.default_duration, self.max_duration, &name)?;
         Ok(Admission {
             requirement: Requirement {
                 steps: if self.auto_approve {
@@ -648,9 +609,6 @@ groups = ["sre"]
     fn max_below_default_is_refused() {
         let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\n";
         let errors = Policy::parse(DIRECTORY, workflows).expect_err("invalid");
-        assert!(
-            errors[0].message.contains("longer than max_duration"),
-            "{errors:?}"
-        );
+        assert!(errors[0].message.contains("longer than max_duration"), "{errors:?}");
     }
 }

@@ -135,9 +135,7 @@ impl GrantView {
             single_use: g.single_use,
             break_glass: g.break_glass,
             payload_sha256: g.payload_sha256.clone(),
-            ended_at: g
-                .ended_at
-                .or((g.status_at(now) != g.status).then_some(g.expires_at)),
+            ended_at: g.ended_at.or((g.status_at(now) != g.status).then_some(g.expires_at)),
             ended_by: g.ended_by.clone(),
         }
     }
@@ -220,9 +218,7 @@ impl RequestView {
             }),
             created_at: r.created_at,
             pending_expires_at: r.pending_expires_at,
-            decided_at: r
-                .decided_at
-                .or((status != r.status).then_some(r.pending_expires_at)),
+            decided_at: r.decided_at.or((status != r.status).then_some(r.pending_expires_at)),
             grant: r.grant.as_ref().map(|g| GrantView::new(g, now)),
         }
     }

@@ -3,13 +3,13 @@
 
 use crate::api::{CheckAnswer, CreateRequestBody};
 use crate::auth::TokenTable;
-use crate::metrics::{Metrics, OutcomeLabel};
+use crate::metrics::Metrics;
 use crate::ApiError;
 use jitgate_core::machine::{self, NewIds, Transition};
 use jitgate_core::policy::Ask;
 use jitgate_core::{
-    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Policy, Request,
-    RequestStatus, Timestamp,
+    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Policy, Request, RequestStatus,
+    Timestamp,
 };
 use jitgate_store::{Store, StoreError};
 use parking_lot::RwLock;
@@ -100,16 +100,8 @@ impl App {
     }
 
     /// File a request for `who`.
-    pub async fn file(
-        &self,
-        who: &Identity,
-        body: &CreateRequestBody,
-    ) -> Result<Request, ApiError> {
-        let duration = body
-            .duration
-            .as_ref()
-            .map(|d| d.parse("duration"))
-            .transpose()?;
+    pub async fn file(&self, who: &Identity, body: &CreateRequestBody) -> Result<Request, ApiError> {
+        let duration = body.duration.as_ref().map(|d| d.parse("duration")).transpose()?;
         let ask = Ask {
             resource: &body.resource,
             action: &body.action,
@@ -162,11 +154,7 @@ impl App {
                 }
             };
             let Transition { request, events } = apply(&current, now())?;
-            match self
-                .store
-                .save_transition(&current, &request, &events)
-                .await
-            {
+            match self.store.save_transition(&current, &request, &events).await {
                 Ok(saved) => {
                     self.track(Some(&current), &saved);
                     return Ok(saved);
@@ -180,12 +168,7 @@ impl App {
         )))
     }
 
-    pub async fn approve(
-        &self,
-        who: &Identity,
-        id: &str,
-        comment: Option<String>,
-    ) -> Result<Request, ApiError> {
+    pub async fn approve(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
         let grant_id = new_id("grt");
         self.transition(who, id, false, |r, now| {
             machine::approve(r, who, comment.clone(), grant_id.clone(), now)
@@ -193,16 +176,9 @@ impl App {
         .await
     }
 
-    pub async fn deny(
-        &self,
-        who: &Identity,
-        id: &str,
-        comment: Option<String>,
-    ) -> Result<Request, ApiError> {
-        self.transition(who, id, false, |r, now| {
-            machine::deny(r, who, comment.clone(), now)
-        })
-        .await
+    pub async fn deny(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+        self.transition(who, id, false, |r, now| machine::deny(r, who, comment.clone(), now))
+            .await
     }
 
     pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
@@ -210,12 +186,7 @@ impl App {
             .await
     }
 
-    pub async fn revoke(
-        &self,
-        who: &Identity,
-        grant_id: &str,
-        comment: Option<String>,
-    ) -> Result<Grant, ApiError> {
+    pub async fn revoke(&self, who: &Identity, grant_id: &str, comment: Option<String>) -> Result<Grant, ApiError> {
         let request = self
             .transition(who, grant_id, true, |r, now| {
                 machine::revoke(r, who, comment.clone(), now)
@@ -234,11 +205,7 @@ impl App {
             let Some(Transition { request, events }) = machine::settle(&current, now) else {
                 continue;
             };
-            match self
-                .store
-                .save_transition(&current, &request, &events)
-                .await
-            {
+            match self.store.save_transition(&current, &request, &events).await {
                 Ok(saved) => {
                     self.track(Some(&current), &saved);
                     changed += 1;
@@ -264,10 +231,7 @@ impl App {
     ) -> CheckAnswer {
         let started = std::time::Instant::now();
         let at = now();
-        let outcome = self
-            .index
-            .read()
-            .check(principal, resource, action, payload, at);
+        let outcome = self.index.read().check(principal, resource, action, payload, at);
         let answer = match outcome {
             CheckOutcome::Allow {
                 grant_id,
@@ -284,26 +248,16 @@ impl App {
                 expires_at_ms,
             } => self.consume(checker, &grant_id, expires_at_ms, at).await,
         };
-        let label = if answer.allow { "allow" } else { "deny" };
-        self.metrics
-            .checks
-            .get_or_create(&OutcomeLabel {
-                outcome: label.to_string(),
-            })
-            .inc();
-        self.metrics
-            .check_seconds
-            .observe(started.elapsed().as_secs_f64());
+        if answer.allow {
+            self.metrics.checks_allowed.inc();
+        } else {
+            self.metrics.checks_denied.inc();
+        }
+        self.metrics.check_seconds.observe(started.elapsed().as_secs_f64());
         answer
     }
 
-    async fn consume(
-        &self,
-        checker: &Identity,
-        grant_id: &str,
-        expires_at_ms: i64,
-        at: Timestamp,
-    ) -> CheckAnswer {
+    async fn consume(&self, checker: &Identity, grant_id: &str, expires_at_ms: i64, at: Timestamp) -> CheckAnswer {
         let denied = |reason: String| CheckAnswer {
             allow: false,
             grant_id: None,

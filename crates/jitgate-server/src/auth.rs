@@ -25,11 +25,7 @@ impl TokenTable {
     pub fn from_policy(policy: &Policy) -> Self {
         let by_hash = policy
             .principals()
-            .filter_map(|e| {
-                e.token
-                    .as_deref()
-                    .map(|t| (token_hash(t), e.identity.clone()))
-            })
+            .filter_map(|e| e.token.as_deref().map(|t| (token_hash(t), e.identity.clone())))
             .collect();
         TokenTable { by_hash }
     }
@@ -57,28 +53,18 @@ pub const AUDITOR_GROUP: &str = "auditors";
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("send a bearer token: Authorization: Bearer TOKEN".into())
-            })?;
+            .ok_or_else(|| ApiError::Unauthenticated("send a bearer token: Authorization: Bearer TOKEN".into()))?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 4096)
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("the Authorization header must be 'Bearer TOKEN'".into())
-            })?;
+            .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be 'Bearer TOKEN'".into()))?;
         app.authenticate(token)
             .map(Caller)
             .ok_or_else(|| ApiError::Unauthenticated("the bearer token is not valid".into()))
@@ -88,10 +74,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 impl FromRequestParts<Arc<App>> for Checker {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let Caller(identity) = Caller::from_request_parts(parts, app).await?;
         if identity.may_check() {
             Ok(Checker(identity))
@@ -107,10 +90,7 @@ impl FromRequestParts<Arc<App>> for Checker {
 impl FromRequestParts<Arc<App>> for AuditReader {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &Arc<App>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let Caller(identity) = Caller::from_request_parts(parts, app).await?;
         if identity.is_admin() || identity.in_group(AUDITOR_GROUP) {
             Ok(AuditReader(identity))

@@ -59,9 +59,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -113,12 +111,8 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => {
-                ApiError::Conflict("the request changed concurrently; try again".into())
-            }
-            e if e.is_unavailable() => {
-                ApiError::Unavailable("the database is unavailable; try again shortly".into())
-            }
+            StoreError::Conflict => ApiError::Conflict("the request changed concurrently; try again".into()),
+            e if e.is_unavailable() => ApiError::Unavailable("the database is unavailable; try again shortly".into()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -129,24 +123,20 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(e) => ApiError::Invalid(format!(
                 "request body: {}",
-                e.body_text().trim_start_matches(
-                    "Failed to deserialize the JSON body into the target type: "
-                )
+                e.body_text()
+                    .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
             )),
             JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
                 "request body is not valid JSON: {}",
                 e.body_text()
                     .trim_start_matches("Failed to parse the request body as JSON: ")
             )),
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "send the body as JSON with Content-Type: application/json".into(),
-            ),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::TooLarge(format!(
-                    "request body is larger than {} bytes",
-                    crate::routes::MAX_BODY_BYTES
-                ))
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::UnsupportedMediaType("send the body as JSON with Content-Type: application/json".into())
             }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
+                format!("request body is larger than {} bytes", crate::routes::MAX_BODY_BYTES),
+            ),
             other => ApiError::BadRequest(other.body_text()),
         }
     }

@@ -33,10 +33,7 @@ pub enum ServeError {
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -70,7 +70,9 @@ async fn optional_comment(body: axum::body::Bytes) -> Result<CommentBody, ApiErr
 
 fn parse_request_status(text: &str) -> Result<RequestStatus, ApiError> {
     RequestStatus::parse(text).ok_or_else(|| {
-        ApiError::Invalid(format!("status: '{text}' is not a request status; use pending, approved, denied, cancelled or expired"))
+        ApiError::Invalid(format!(
+            "status: '{text}' is not a request status; use pending, approved, denied, cancelled or expired"
+        ))
     })
 }
 
@@ -104,11 +106,7 @@ pub async fn list_requests(
     Q(query): Q<RequestQuery>,
 ) -> Result<Json<RequestList>, ApiError> {
     let limit = page_size(query.limit, 100, 500, "limit")?;
-    let status = query
-        .status
-        .as_deref()
-        .map(parse_request_status)
-        .transpose()?;
+    let status = query.status.as_deref().map(parse_request_status).transpose()?;
     let at = now();
     let filter = RequestFilter {
         status,
@@ -195,9 +193,8 @@ pub async fn list_grants(
             ))
         })?),
     };
-    let sees_all = who.is_admin()
-        || who.in_group(crate::auth::AUDITOR_GROUP)
-        || who.kind == jitgate_core::PrincipalKind::Service;
+    let sees_all =
+        who.is_admin() || who.in_group(crate::auth::AUDITOR_GROUP) || who.kind == jitgate_core::PrincipalKind::Service;
     let principal = if sees_all {
         query.principal
     } else {
@@ -241,9 +238,7 @@ fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
         ("action", &body.action),
     ] {
         if value.is_empty() || value.len() > 256 {
-            return Err(ApiError::Invalid(format!(
-                "{field}: must be 1 to 256 characters"
-            )));
+            return Err(ApiError::Invalid(format!("{field}: must be 1 to 256 characters")));
         }
     }
     Ok(())
@@ -288,14 +283,8 @@ pub async fn check_batch(
     let mut results = Vec::with_capacity(body.checks.len());
     for c in &body.checks {
         results.push(
-            app.check(
-                &checker,
-                &c.principal,
-                &c.resource,
-                &c.action,
-                c.payload.as_deref(),
-            )
-            .await,
+            app.check(&checker, &c.principal, &c.resource, &c.action, c.payload.as_deref())
+                .await,
         );
     }
     Ok(Json(CheckBatchAnswer { results }))

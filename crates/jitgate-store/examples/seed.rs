@@ -36,8 +36,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n {
         let who = Identity::user(&format!("user-{}", i % 10_000), &["bench"]);
         let resource = format!("resource-{}", i / 10_000);
-        let ask = Ask { resource: &resource, action: "read", duration: Some(DurationSecs(hours * 3600)), reason: "seed", payload: None, break_glass: false };
-        let ids = NewIds { request_id: format!("req_seed{i:08}"), grant_id: format!("grt_seed{i:08}") };
+        let ask = Ask {
+            resource: &resource,
+            action: "read",
+            duration: Some(DurationSecs(hours * 3600)),
+            reason: "seed",
+            payload: None,
+            break_glass: false,
+        };
+        let ids = NewIds {
+            request_id: format!("req_seed{i:08}"),
+            grant_id: format!("grt_seed{i:08}"),
+        };
         let t = machine::file(&policy, &who, &ask, ids, now)?;
         batch.push((t.request, t.events));
         if batch.len() == 10_000 {
@@ -46,6 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     store.create_requests(&batch).await?;
-    eprintln!("seeded {n} active grants into {path} in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {n} active grants into {path} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -31,9 +31,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
         )
     }
 }
@@ -84,12 +82,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replace `previous` by `next` with their events. Fails with `Conflict` if the stored
     /// request is no longer `previous` (another transition won the race).
-    async fn save_transition(
-        &self,
-        previous: &Request,
-        next: &Request,
-        events: &[NewEvent],
-    ) -> Result<Request>;
+    async fn save_transition(&self, previous: &Request, next: &Request, events: &[NewEvent]) -> Result<Request>;
 
     /// Consume a live single-use grant. `true` for the one caller that consumed it; every
     /// other caller, concurrent or later, gets `false`.

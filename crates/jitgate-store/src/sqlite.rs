@@ -6,12 +6,9 @@ use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
 use jitgate_core::{
-    chain_hash, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus,
-    Timestamp,
+    chain_hash, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
@@ -27,12 +24,10 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 fn from_ms(v: i64) -> Result<Timestamp> {
-    chrono::DateTime::from_timestamp_millis(v)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
+    chrono::DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
-const GRANT_COLUMNS: &str =
-    "g.id AS g_id, g.request_id AS g_request_id, g.principal AS g_principal, \
+const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_id, g.principal AS g_principal, \
     g.resource AS g_resource, g.action AS g_action, g.payload_sha256 AS g_payload_sha256, \
     g.single_use AS g_single_use, g.break_glass AS g_break_glass, g.status AS g_status, \
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
@@ -52,14 +47,10 @@ fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
         payload_sha256: row.try_get("g_payload_sha256")?,
         single_use: row.try_get("g_single_use")?,
         break_glass: row.try_get("g_break_glass")?,
-        status: GrantStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("grant status {status}")))?,
+        status: GrantStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("grant status {status}")))?,
         starts_at: from_ms(row.try_get("g_starts_at")?)?,
         expires_at: from_ms(row.try_get("g_expires_at")?)?,
-        ended_at: row
-            .try_get::<Option<i64>, _>("g_ended_at")?
-            .map(from_ms)
-            .transpose()?,
+        ended_at: row.try_get::<Option<i64>, _>("g_ended_at")?.map(from_ms).transpose()?,
         ended_by: row.try_get("g_ended_by")?,
         end_comment: row.try_get("g_end_comment")?,
     }))
@@ -67,8 +58,8 @@ fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
 
 fn request_from_row(row: &SqliteRow) -> Result<Request> {
     let doc: String = row.try_get("doc")?;
-    let mut request: Request = serde_json::from_str(&doc)
-        .map_err(|e| StoreError::Corrupt(format!("request document: {e}")))?;
+    let mut request: Request =
+        serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))?;
     request.version = row.try_get("version")?;
     request.grant = grant_from_row(row)?;
     Ok(request)
@@ -110,10 +101,7 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
         .fetch_optional(&mut *conn)
         .await?;
     let (mut seq, mut prev) = match last {
-        Some(row) => (
-            row.try_get::<i64, _>("seq")?,
-            row.try_get::<String, _>("hash")?,
-        ),
+        Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS_HASH.to_string()),
     };
     for event in events {
@@ -192,9 +180,8 @@ impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Url(format!("cannot create directory {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Url(format!("cannot create directory {}: {e}", dir.display())))?;
             }
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
@@ -245,20 +232,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn save_transition(
-        &self,
-        previous: &Request,
-        next: &Request,
-        events: &[NewEvent],
-    ) -> Result<Request> {
+    async fn save_transition(&self, previous: &Request, next: &Request, events: &[NewEvent]) -> Result<Request> {
         let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query("UPDATE requests SET status = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?")
-            .bind(next.status.as_str())
-            .bind(request_doc(next)?)
-            .bind(&next.id)
-            .bind(previous.version)
-            .execute(&mut *tx)
-            .await?;
+        let updated =
+            sqlx::query("UPDATE requests SET status = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?")
+                .bind(next.status.as_str())
+                .bind(request_doc(next)?)
+                .bind(&next.id)
+                .bind(previous.version)
+                .execute(&mut *tx)
+                .await?;
         if updated.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
@@ -352,8 +335,7 @@ impl Store for SqliteStore {
             binds.push(requester.clone());
         }
         if let Some(before) = &filter.before {
-            clauses
-                .push("(r.created_at, r.id) < (SELECT created_at, id FROM requests WHERE id = ?)");
+            clauses.push("(r.created_at, r.id) < (SELECT created_at, id FROM requests WHERE id = ?)");
             binds.push(before.clone());
         }
         let where_clause = if clauses.is_empty() {
@@ -361,9 +343,7 @@ impl Store for SqliteStore {
         } else {
             format!("WHERE {}", clauses.join(" AND "))
         };
-        let sql = Self::request_query(&format!(
-            "{where_clause} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"
-        ));
+        let sql = Self::request_query(&format!("{where_clause} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"));
         let mut query = sqlx::query(&sql);
         if now_bind {
             query = query.bind(ms(now));
@@ -387,8 +367,7 @@ impl Store for SqliteStore {
                 now_bind = true;
             }
             Some(GrantStatus::Expired) => {
-                clauses
-                    .push("(g.status = 'expired' OR (g.status = 'active' AND g.expires_at <= ?))");
+                clauses.push("(g.status = 'expired' OR (g.status = 'active' AND g.expires_at <= ?))");
                 now_bind = true;
             }
             Some(_) => clauses.push("g.status = ?"),
@@ -402,7 +381,8 @@ impl Store for SqliteStore {
         } else {
             format!("WHERE {}", clauses.join(" AND "))
         };
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g {where_clause} ORDER BY g.starts_at DESC, g.id DESC LIMIT ?");
+        let sql =
+            format!("SELECT {GRANT_COLUMNS} FROM grants g {where_clause} ORDER BY g.starts_at DESC, g.id DESC LIMIT ?");
         let mut query = sqlx::query(&sql);
         if now_bind {
             query = query.bind(ms(now));
@@ -416,17 +396,13 @@ impl Store for SqliteStore {
             .bind(i64::from(filter.limit.max(1)))
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .filter_map(|r| grant_from_row(r).transpose())
-            .collect()
+        rows.iter().filter_map(|r| grant_from_row(r).transpose()).collect()
     }
 
     async fn active_grants(&self) -> Result<Vec<Grant>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.status = 'active'");
         let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
-        rows.iter()
-            .filter_map(|r| grant_from_row(r).transpose())
-            .collect()
+        rows.iter().filter_map(|r| grant_from_row(r).transpose()).collect()
     }
 
     async fn due_requests(&self, now: Timestamp, limit: u32) -> Result<Vec<Request>> {
@@ -496,11 +472,10 @@ impl Store for SqliteStore {
         let mut after = 0i64;
         let mut prev_tail: Option<AuditEvent> = None;
         loop {
-            let rows =
-                sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT 5000")
-                    .bind(after)
-                    .fetch_all(&self.reader)
-                    .await?;
+            let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT 5000")
+                .bind(after)
+                .fetch_all(&self.reader)
+                .await?;
             if rows.is_empty() {
                 return Ok(all_ok);
             }

@@ -5,9 +5,7 @@ mod conformance {
     use chrono::TimeDelta;
     use jitgate_core::machine::{self, NewIds};
     use jitgate_core::policy::Ask;
-    use jitgate_core::{
-        EventKind, GrantStatus, Identity, Policy, Request, RequestStatus, Timestamp,
-    };
+    use jitgate_core::{EventKind, GrantStatus, Identity, Policy, Request, RequestStatus, Timestamp};
     use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
     use std::sync::Arc;
 
@@ -29,13 +27,7 @@ mod conformance {
         Identity::user("alice", &["dev"])
     }
 
-    async fn file(
-        store: &dyn Store,
-        n: u32,
-        resource: &str,
-        action: &str,
-        payload: Option<&str>,
-    ) -> Request {
+    async fn file(store: &dyn Store, n: u32, resource: &str, action: &str, payload: Option<&str>) -> Request {
         let ask = Ask {
             resource,
             action,
@@ -49,10 +41,7 @@ mod conformance {
             grant_id: format!("grant-{n}"),
         };
         let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
-        store
-            .create_request(&t.request, &t.events)
-            .await
-            .expect("stored")
+        store.create_request(&t.request, &t.events).await.expect("stored")
     }
 
     pub async fn round_trip(store: Arc<dyn Store>) {
@@ -60,11 +49,7 @@ mod conformance {
         let read = store.get_request("req-1").await.unwrap().expect("present");
         assert_eq!(read, stored);
         assert_eq!(read.grant.as_ref().unwrap().status, GrantStatus::Active);
-        let by_grant = store
-            .get_request_by_grant("grant-1")
-            .await
-            .unwrap()
-            .expect("present");
+        let by_grant = store.get_request_by_grant("grant-1").await.unwrap().expect("present");
         assert_eq!(by_grant.id, "req-1");
         assert!(store.get_request("nope").await.unwrap().is_none());
         assert_eq!(store.active_grants().await.unwrap().len(), 1);
@@ -73,8 +58,18 @@ mod conformance {
     pub async fn bulk_insert_is_one_unit(store: Arc<dyn Store>) {
         let mut batch = Vec::new();
         for n in 0..50 {
-            let ask = Ask { resource: "staging-db", action: "read", duration: None, reason: "", payload: None, break_glass: false };
-            let ids = NewIds { request_id: format!("bulk-{n}"), grant_id: format!("bulk-grant-{n}") };
+            let ask = Ask {
+                resource: "staging-db",
+                action: "read",
+                duration: None,
+                reason: "",
+                payload: None,
+                break_glass: false,
+            };
+            let ids = NewIds {
+                request_id: format!("bulk-{n}"),
+                grant_id: format!("bulk-grant-{n}"),
+            };
             let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
             batch.push((t.request, t.events));
         }
@@ -127,10 +122,7 @@ mod conformance {
             tasks.push(tokio::spawn(async move {
                 let who = Identity::user(name, &["sre"]);
                 let t = machine::approve(&pending, &who, None, format!("g{i}"), t0()).unwrap();
-                store
-                    .save_transition(&pending, &t.request, &t.events)
-                    .await
-                    .is_ok()
+                store.save_transition(&pending, &t.request, &t.events).await.is_ok()
             }));
         }
         let mut wins = 0;
@@ -196,14 +188,10 @@ mod conformance {
             .map(|r| r.id)
             .collect();
         assert_eq!(due, vec![granted.id.clone()]);
-        let due_later = store
-            .due_requests(pending.pending_expires_at, 100)
-            .await
-            .unwrap();
+        let due_later = store.due_requests(pending.pending_expires_at, 100).await.unwrap();
         assert_eq!(due_later.len(), 2);
         for request in due_later {
-            let settled =
-                machine::settle(&request, pending.pending_expires_at).expect("something is due");
+            let settled = machine::settle(&request, pending.pending_expires_at).expect("something is due");
             store
                 .save_transition(&request, &settled.request, &settled.events)
                 .await
@@ -232,16 +220,9 @@ mod conformance {
             limit: 10,
             ..Default::default()
         };
-        assert_eq!(
-            store.list_requests(&pending_now, t0()).await.unwrap().len(),
-            1
-        );
+        assert_eq!(store.list_requests(&pending_now, t0()).await.unwrap().len(), 1);
         let later = pending.pending_expires_at;
-        assert!(store
-            .list_requests(&pending_now, later)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(store.list_requests(&pending_now, later).await.unwrap().is_empty());
         let expired = RequestFilter {
             status: Some(RequestStatus::Expired),
             limit: 10,
@@ -308,10 +289,7 @@ mod conformance {
             })
             .await
             .unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![86, 87, 88, 89, 90]
-        );
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![86, 87, 88, 89, 90]);
         let none = store
             .audit_events(&AuditFilter {
                 principal: Some("mallory".into()),
