@@ -1,6 +1,9 @@
 //! The store conformance suite: every backend must pass the same tests. Each backend module
 //! below opens a fresh store and runs every case in `conformance`.
 
+// Test code: a failed expectation should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod conformance {
     use chrono::TimeDelta;
     use jitgate_core::machine::{self, NewIds};
