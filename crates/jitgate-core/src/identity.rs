@@ -10,12 +10,27 @@ pub enum PrincipalKind {
     Service,
 }
 
+/// Claims of a CI job's identity token (GitHub Actions names), for policy conditions such as
+/// "deploys from main of org/app are automatic".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiClaims {
+    pub repository: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub environment: String,
+    pub workflow: String,
+    pub actor: String,
+}
+
 /// An authenticated caller: who they are and which groups they belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub principal: String,
     pub groups: Vec<String>,
     pub kind: PrincipalKind,
+    /// Present when the caller authenticated with a CI job's identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<CiClaims>,
 }
 
 /// The group whose members administer jitgate.
@@ -27,6 +42,7 @@ impl Identity {
             principal: principal.to_string(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             kind: PrincipalKind::User,
+            ci: None,
         }
     }
 

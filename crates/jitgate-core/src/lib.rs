@@ -4,6 +4,7 @@
 //! here as plain data and pure functions. The current time is always an argument, so tests can
 //! walk the clock and replicas agree on what "now" means for a decision.
 
+pub mod admission;
 pub mod audit;
 pub mod duration;
 pub mod error;
@@ -11,15 +12,14 @@ pub mod identity;
 pub mod index;
 pub mod machine;
 pub mod model;
-pub mod policy;
 
+pub use admission::{Admission, Ask};
 pub use audit::{chain_hash, AuditEvent, EventKind, NewEvent};
 pub use duration::{format_duration, parse_duration, DurationSecs};
 pub use error::DomainError;
-pub use identity::{Identity, PrincipalKind};
+pub use identity::{CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
 pub use model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step};
-pub use policy::Policy;
 
 /// Timestamps are UTC with millisecond precision everywhere: the stores keep milliseconds,
 /// so truncating on the way in makes a value read back equal to the value written.

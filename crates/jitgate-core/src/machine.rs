@@ -2,11 +2,11 @@
 //! actor and `now`, and returns the new request together with the audit events it owes, so
 //! no state change can exist without its event. Nothing here does I/O.
 
+use crate::admission::{Admission, Ask};
 use crate::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use crate::error::DomainError;
 use crate::identity::Identity;
 use crate::model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Review, Step};
-use crate::policy::{Ask, Policy};
 use crate::Timestamp;
 
 /// A new state and the events that record how it came about.
@@ -91,17 +91,9 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }
 
-/// File a request. The policy decides whether it may be filed and what it needs; an automatic
-/// or break-glass request is approved, and its grant issued, in the same transition.
-pub fn file(
-    policy: &Policy,
-    who: &Identity,
-    ask: &Ask<'_>,
-    ids: NewIds,
-    now: Timestamp,
-) -> Result<Transition, DomainError> {
-    let workflow = policy.workflow(ask.resource, ask.action)?;
-    let admission = workflow.admit(who, ask)?;
+/// File a request the policy has admitted. An automatic or break-glass request (one with no
+/// approval steps) is approved, and its grant issued, in the same transition.
+pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, now: Timestamp) -> Transition {
     let mut request = Request {
         id: ids.request_id,
         requester: who.principal.clone(),
@@ -143,7 +135,7 @@ pub fn file(
         events.push(event(EventKind::RequestApproved, &request, SYSTEM_ACTOR, None, now));
         events.push(issued);
     }
-    Ok(Transition { request, events })
+    Transition { request, events }
 }
 
 fn require_pending(request: &Request, now: Timestamp) -> Result<(), DomainError> {
@@ -357,46 +349,9 @@ pub fn used_event(grant: &Grant, checked_by: &str, now: Timestamp) -> NewEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Policy;
+    use crate::model::{Requirement, Step};
+    use crate::DurationSecs;
     use chrono::TimeDelta;
-
-    fn policy() -> Policy {
-        let directory = r#"
-[[principal]]
-name = "alice"
-groups = ["dev"]
-[[principal]]
-name = "bob"
-groups = ["sre"]
-[[principal]]
-name = "carol"
-groups = ["sre"]
-[[principal]]
-name = "erin"
-groups = ["sre", "dev"]
-"#;
-        let workflows = r#"
-[[workflow]]
-resource = "staging-db"
-action = "read"
-requesters = ["dev"]
-auto_approve = true
-max_duration = "8h"
-
-[[workflow]]
-resource = "prod-db"
-action = "write"
-requesters = ["dev"]
-ticket_pattern = "[A-Z]+-[0-9]+"
-max_duration = "30m"
-steps = [{ group = "sre", approvals = 2 }]
-break_glass = { groups = ["sre"], max_duration = "15m" }
-"#;
-        match Policy::parse(directory, workflows) {
-            Ok(p) => p,
-            Err(e) => unreachable!("test policy is valid: {e:?}"),
-        }
-    }
 
     fn t0() -> Timestamp {
         chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
@@ -406,10 +361,28 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         Ask {
             resource,
             action,
-            duration: Some(crate::DurationSecs(600)),
+            duration: Some(DurationSecs(600)),
             reason,
             payload: None,
             break_glass: false,
+        }
+    }
+
+    fn needs(steps: &[(&str, u32)]) -> Admission {
+        Admission {
+            requirement: Requirement {
+                steps: steps
+                    .iter()
+                    .map(|(g, n)| Step {
+                        group: g.to_string(),
+                        approvals: *n,
+                    })
+                    .collect(),
+                single_use: false,
+                action_bound: false,
+                pending_ttl: DurationSecs(3600),
+            },
+            duration: DurationSecs(600),
         }
     }
 
@@ -420,10 +393,14 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         }
     }
 
+    fn filed(who: &Identity, steps: &[(&str, u32)]) -> Request {
+        file(who, &ask("prod-db", "write", "OPS-1"), needs(steps), ids(1), t0()).request
+    }
+
     #[test]
     fn automatic_requests_are_granted_at_once_for_their_duration() {
         let alice = Identity::user("alice", &["dev"]);
-        let t = file(&policy(), &alice, &ask("staging-db", "read", ""), ids(1), t0()).unwrap();
+        let t = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0());
         assert_eq!(t.request.status, RequestStatus::Approved);
         let grant = t.request.grant.as_ref().unwrap();
         assert_eq!(grant.expires_at, t0() + TimeDelta::seconds(600));
@@ -440,20 +417,24 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
 
     #[test]
     fn two_distinct_reviewers_never_the_requester_and_grant_starts_at_approval() {
-        let p = policy();
         let erin = Identity::user("erin", &["sre", "dev"]);
         let bob = Identity::user("bob", &["sre"]);
         let carol = Identity::user("carol", &["sre"]);
-        let filed = file(&p, &erin, &ask("prod-db", "write", "fix OPS-1"), ids(1), t0())
-            .unwrap()
-            .request;
-        assert_eq!(filed.status, RequestStatus::Pending);
+        let pending = filed(&erin, &[("sre", 2)]);
+        assert_eq!(pending.status, RequestStatus::Pending);
 
-        let own = approve(&filed, &erin, None, "g".into(), t0()).unwrap_err();
+        let own = approve(&pending, &erin, None, "g".into(), t0()).unwrap_err();
         assert!(matches!(own, DomainError::Forbidden(_)));
 
-        let once = approve(&filed, &bob, None, "g".into(), t0()).unwrap().request;
+        let once = approve(&pending, &bob, None, "g".into(), t0()).unwrap().request;
         assert_eq!(once.status, RequestStatus::Pending);
+        assert_eq!(
+            once.missing_approvals(),
+            vec![Step {
+                group: "sre".into(),
+                approvals: 1
+            }]
+        );
         assert!(matches!(
             approve(&once, &bob, None, "g".into(), t0()),
             Err(DomainError::Conflict(_))
@@ -476,84 +457,70 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
     }
 
     #[test]
+    fn every_step_must_pass_and_each_approval_counts_once() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre", "dba"]);
+        let dan = Identity::user("dan", &["dba"]);
+        let pending = filed(&alice, &[("sre", 1), ("dba", 1)]);
+        // bob counts for the first step he qualifies for; dba still needs someone else.
+        let once = approve(&pending, &bob, None, "g".into(), t0()).unwrap().request;
+        assert_eq!(
+            once.missing_approvals(),
+            vec![Step {
+                group: "dba".into(),
+                approvals: 1
+            }]
+        );
+        let done = approve(&once, &dan, None, "g".into(), t0()).unwrap().request;
+        assert_eq!(done.status, RequestStatus::Approved);
+    }
+
+    #[test]
     fn outsiders_cannot_approve() {
-        let p = policy();
         let alice = Identity::user("alice", &["dev"]);
         let dave = Identity::user("dave", &["dev"]);
-        let filed = file(&p, &alice, &ask("prod-db", "write", "OPS-2"), ids(1), t0())
-            .unwrap()
-            .request;
+        let pending = filed(&alice, &[("sre", 2)]);
         assert!(matches!(
-            approve(&filed, &dave, None, "g".into(), t0()),
+            approve(&pending, &dave, None, "g".into(), t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        assert!(matches!(
+            deny(&pending, &dave, None, t0()),
             Err(DomainError::Forbidden(_))
         ));
     }
 
     #[test]
-    fn ticket_and_duration_limits_are_enforced() {
-        let p = policy();
-        let alice = Identity::user("alice", &["dev"]);
-        let err = file(&p, &alice, &ask("prod-db", "write", "no ticket"), ids(1), t0()).unwrap_err();
-        assert!(
-            matches!(err, DomainError::Invalid { ref field, .. } if field == "reason"),
-            "{err}"
-        );
-        let mut long = ask("prod-db", "write", "OPS-3");
-        long.duration = Some(crate::DurationSecs(3600));
-        let err = file(&p, &alice, &long, ids(1), t0()).unwrap_err();
-        assert!(
-            matches!(err, DomainError::Invalid { ref field, .. } if field == "duration"),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn pending_requests_expire_and_cannot_then_be_approved() {
-        let p = policy();
         let alice = Identity::user("alice", &["dev"]);
         let bob = Identity::user("bob", &["sre"]);
-        let filed = file(&p, &alice, &ask("prod-db", "write", "OPS-4"), ids(1), t0())
-            .unwrap()
-            .request;
+        let pending = filed(&alice, &[("sre", 1)]);
         let late = t0() + TimeDelta::hours(1);
         assert!(matches!(
-            approve(&filed, &bob, None, "g".into(), late),
+            approve(&pending, &bob, None, "g".into(), late),
             Err(DomainError::Conflict(_))
         ));
-        let settled = settle(&filed, late).unwrap();
+        let settled = settle(&pending, late).unwrap();
         assert_eq!(settled.request.status, RequestStatus::Expired);
         assert_eq!(settled.events[0].kind, EventKind::RequestExpired);
     }
 
     #[test]
-    fn break_glass_is_immediate_for_sre_only_and_raises_an_alert() {
-        let p = policy();
+    fn break_glass_is_immediate_and_raises_an_alert() {
         let bob = Identity::user("bob", &["sre"]);
-        let alice = Identity::user("alice", &["dev"]);
         let mut bg = ask("prod-db", "write", "outage OPS-9");
         bg.break_glass = true;
-        let t = file(&p, &bob, &bg, ids(1), t0()).unwrap();
+        let t = file(&bob, &bg, needs(&[]), ids(1), t0());
         assert_eq!(t.request.status, RequestStatus::Approved);
+        assert!(t.request.grant.as_ref().unwrap().break_glass);
         assert!(t.events.iter().any(|e| e.kind == EventKind::BreakGlassRaised));
-        assert!(matches!(
-            file(&p, &alice, &bg, ids(2), t0()),
-            Err(DomainError::Forbidden(_))
-        ));
-        bg.duration = Some(crate::DurationSecs(3600));
-        assert!(matches!(
-            file(&p, &bob, &bg, ids(3), t0()),
-            Err(DomainError::Invalid { .. })
-        ));
     }
 
     #[test]
     fn revocation_ends_a_grant_once() {
-        let p = policy();
         let alice = Identity::user("alice", &["dev"]);
         let dave = Identity::user("dave", &["dev"]);
-        let granted = file(&p, &alice, &ask("staging-db", "read", ""), ids(1), t0())
-            .unwrap()
-            .request;
+        let granted = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0()).request;
         assert!(matches!(
             revoke(&granted, &dave, None, t0()),
             Err(DomainError::Forbidden(_))
@@ -562,6 +529,21 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         assert_eq!(revoked.grant.as_ref().unwrap().status, GrantStatus::Revoked);
         assert!(matches!(
             revoke(&revoked, &alice, None, t0()),
+            Err(DomainError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn settling_an_expired_grant_records_it_once() {
+        let alice = Identity::user("alice", &["dev"]);
+        let granted = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0()).request;
+        let end = granted.grant.as_ref().unwrap().expires_at;
+        assert!(settle(&granted, end - TimeDelta::milliseconds(1)).is_none());
+        let settled = settle(&granted, end).unwrap();
+        assert_eq!(settled.request.grant.as_ref().unwrap().status, GrantStatus::Expired);
+        assert!(settle(&settled.request, end + TimeDelta::hours(1)).is_none());
+        assert!(matches!(
+            revoke(&settled.request, &alice, None, end),
             Err(DomainError::Conflict(_))
         ));
     }

@@ -5,12 +5,12 @@ use crate::api::{CheckAnswer, CreateRequestBody};
 use crate::auth::TokenTable;
 use crate::metrics::Metrics;
 use crate::ApiError;
+use jitgate_core::admission::Ask;
 use jitgate_core::machine::{self, NewIds, Transition};
-use jitgate_core::policy::Ask;
 use jitgate_core::{
-    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Policy, Request, RequestStatus,
-    Timestamp,
+    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus, Timestamp,
 };
+use jitgate_policy::Policy;
 use jitgate_store::{Store, StoreError};
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -114,7 +114,9 @@ impl App {
             request_id: new_id("req"),
             grant_id: new_id("grt"),
         };
-        let Transition { request, events } = machine::file(&self.policy(), who, &ask, ids, now())?;
+        let at = now();
+        let admission = self.policy().admit(who, &ask, at)?;
+        let Transition { request, events } = machine::file(who, &ask, admission, ids, at);
         let stored = self.store.create_request(&request, &events).await?;
         self.track(None, &stored);
         Ok(stored)
@@ -170,15 +172,29 @@ impl App {
 
     pub async fn approve(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
         let grant_id = new_id("grt");
+        let policy = self.policy();
         self.transition(who, id, false, |r, now| {
-            machine::approve(r, who, comment.clone(), grant_id.clone(), now)
+            // The state machine's refusals (own request, twice, decided) read best; the
+            // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
+            // both agree.
+            let approved = machine::approve(r, who, comment.clone(), grant_id.clone(), now)?;
+            policy.may_review(who, r, now)?;
+            Ok(approved)
         })
         .await
     }
 
     pub async fn deny(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
-        self.transition(who, id, false, |r, now| machine::deny(r, who, comment.clone(), now))
-            .await
+        let policy = self.policy();
+        self.transition(who, id, false, |r, now| {
+            let denied = machine::deny(r, who, comment.clone(), now)?;
+            // Admins may deny anything; everyone else must be a reviewer by the policy.
+            if !who.is_admin() {
+                policy.may_review(who, r, now)?;
+            }
+            Ok(denied)
+        })
+        .await
     }
 
     pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {

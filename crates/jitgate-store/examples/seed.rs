@@ -6,11 +6,8 @@
 //! Grant i belongs to principal `user-{i % 10000}` for `read` on `resource-{i / 10000}`.
 
 use jitgate_core::machine::{self, NewIds};
-use jitgate_core::policy::Ask;
-use jitgate_core::{DurationSecs, Identity, Policy};
+use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement};
 use jitgate_store::{SqliteStore, Store};
-
-const DIRECTORY: &str = "[[principal]]\nname = \"seed\"\ngroups = [\"bench\"]\n";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,14 +18,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = &args[1];
     let n: usize = args[2].parse()?;
     let hours: u64 = args.get(3).map(|h| h.parse()).transpose()?.unwrap_or(8);
-    let resources = n.div_ceil(10_000).max(1);
-    let mut workflows = String::new();
-    for r in 0..resources {
-        workflows.push_str(&format!(
-            "[[workflow]]\nresource = \"resource-{r}\"\naction = \"read\"\nrequesters = [\"bench\"]\nauto_approve = true\nmax_duration = \"{hours}h\"\n"
-        ));
-    }
-    let policy = Policy::parse(DIRECTORY, &workflows).map_err(|e| format!("{e:?}"))?;
+    let admission = Admission {
+        requirement: Requirement {
+            steps: Vec::new(),
+            single_use: false,
+            action_bound: false,
+            pending_ttl: DurationSecs(3600),
+        },
+        duration: DurationSecs(hours * 3600),
+    };
     let store = SqliteStore::open(path).await?;
     let now = jitgate_core::millis(chrono::Utc::now());
     let started = std::time::Instant::now();
@@ -48,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             request_id: format!("req_seed{i:08}"),
             grant_id: format!("grt_seed{i:08}"),
         };
-        let t = machine::file(&policy, &who, &ask, ids, now)?;
+        let t = machine::file(&who, &ask, admission.clone(), ids, now);
         batch.push((t.request, t.events));
         if batch.len() == 10_000 {
             store.create_requests(&batch).await?;

@@ -7,19 +7,34 @@
 mod conformance {
     use chrono::TimeDelta;
     use jitgate_core::machine::{self, NewIds};
-    use jitgate_core::policy::Ask;
-    use jitgate_core::{EventKind, GrantStatus, Identity, Policy, Request, RequestStatus, Timestamp};
+    use jitgate_core::{
+        Admission, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement, Step,
+        Timestamp,
+    };
     use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
     use std::sync::Arc;
 
-    fn policy() -> Policy {
-        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n\
-                         [[principal]]\nname = \"bob\"\ngroups = [\"sre\"]\n\
-                         [[principal]]\nname = \"carol\"\ngroups = [\"sre\"]\n";
-        let workflows = "[[workflow]]\nresource = \"staging-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n\
-                         [[workflow]]\nresource = \"prod-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nsteps = [{ group = \"sre\", approvals = 1 }]\n\
-                         [[workflow]]\nresource = \"prod-api\"\naction = \"deploy\"\nrequesters = [\"dev\"]\naction_bound = true\nauto_approve = true\n";
-        Policy::parse(directory, workflows).expect("valid test policy")
+    /// What the policy would admit for each test resource: staging is automatic, prod-db
+    /// read needs one sre, prod-api deploy is automatic, action-bound and single-use.
+    fn admission(resource: &str) -> Admission {
+        let steps = if resource == "prod-db" {
+            vec![Step {
+                group: "sre".into(),
+                approvals: 1,
+            }]
+        } else {
+            Vec::new()
+        };
+        let bound = resource == "prod-api";
+        Admission {
+            requirement: Requirement {
+                steps,
+                single_use: bound,
+                action_bound: bound,
+                pending_ttl: DurationSecs(3600),
+            },
+            duration: DurationSecs(60),
+        }
     }
 
     fn t0() -> Timestamp {
@@ -43,7 +58,7 @@ mod conformance {
             request_id: format!("req-{n}"),
             grant_id: format!("grant-{n}"),
         };
-        let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
+        let t = machine::file(&alice(), &ask, admission(resource), ids, t0());
         store.create_request(&t.request, &t.events).await.expect("stored")
     }
 
@@ -73,7 +88,7 @@ mod conformance {
                 request_id: format!("bulk-{n}"),
                 grant_id: format!("bulk-grant-{n}"),
             };
-            let t = machine::file(&policy(), &alice(), &ask, ids, t0()).expect("filed");
+            let t = machine::file(&alice(), &ask, admission("staging-db"), ids, t0());
             batch.push((t.request, t.events));
         }
         // A duplicate id makes the whole batch fail, and nothing of it is kept.

@@ -1,14 +1,9 @@
-//! The policy directory as data: who exists, which groups they are in, and the workflow of
-//! each resource and action. Parsing is pure (the caller reads the files), so the same code
-//! serves the server, `jitgate policy check` and tests.
-//!
-//! Format (see docs/policy.md): `directory.toml` lists principals and their groups;
-//! `workflows.toml` lists one `[[workflow]]` per resource and action.
+//! The TOML half of the policy directory: who exists and in which groups (`directory.toml`),
+//! and the workflow of each resource and action (`workflows.toml`): approval steps and limits.
+//! Parsing is pure; the Cedar half lives in `cedar.rs`.
 
-use crate::duration::{parse_duration, DurationSecs};
-use crate::error::DomainError;
-use crate::identity::{Identity, PrincipalKind};
-use crate::model::{Requirement, Step};
+use jitgate_core::admission::{Ask, MAX_PAYLOAD_LEN, MAX_REASON_LEN};
+use jitgate_core::{parse_duration, DomainError, DurationSecs, Identity, PrincipalKind, Step};
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -71,9 +66,9 @@ pub struct Workflow {
     pub break_glass: Option<BreakGlass>,
 }
 
-/// A parsed, validated policy. Built once per load and shared immutably.
+/// The parsed, validated TOML rules.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct Rules {
     principals: BTreeMap<String, DirectoryEntry>,
     workflows: HashMap<(String, String), Workflow>,
     /// Resource name to its actions, for error messages and listings.
@@ -165,12 +160,12 @@ fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> PolicyError {
     }
 }
 
-impl Policy {
-    /// Parse and validate the policy from the text of its two files. Every problem found is
+impl Rules {
+    /// Parse and validate the rules from the text of their two files. Every problem found is
     /// returned, not just the first, so one `policy check` run shows them all.
-    pub fn parse(directory_text: &str, workflows_text: &str) -> Result<Policy, Vec<PolicyError>> {
+    pub fn parse(directory_text: &str, workflows_text: &str) -> Result<Rules, Vec<PolicyError>> {
         let mut errors = Vec::new();
-        let mut policy = Policy::default();
+        let mut policy = Rules::default();
 
         let directory: DirectoryFile =
             toml::from_str(directory_text).map_err(|e| vec![toml_error(DIRECTORY_FILE, directory_text, &e)])?;
@@ -210,6 +205,7 @@ impl Policy {
                 PrincipalKind::User
             };
             let identity = Identity {
+                ci: None,
                 principal: spec.name.clone(),
                 groups: spec.groups.clone(),
                 kind,
@@ -285,9 +281,6 @@ impl Policy {
             });
             if spec.resource.trim().is_empty() || spec.action.trim().is_empty() {
                 problems.push("resource and action must not be empty".into());
-            }
-            if spec.requesters.is_empty() {
-                problems.push(format!("{name}: requesters is empty, so nobody could request it"));
             }
             for group in &spec.requesters {
                 if !known_groups.contains(group) {
@@ -440,31 +433,10 @@ impl Policy {
     }
 }
 
-/// What a filer asks for, before the policy has judged it.
-#[derive(Debug, Clone)]
-pub struct Ask<'a> {
-    pub resource: &'a str,
-    pub action: &'a str,
-    pub duration: Option<DurationSecs>,
-    pub reason: &'a str,
-    pub payload: Option<&'a str>,
-    pub break_glass: bool,
-}
-
-/// The policy's verdict on a request that may be filed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admission {
-    pub requirement: Requirement,
-    pub duration: DurationSecs,
-}
-
-/// Longest reason or payload accepted, so one request cannot bloat the store and the log.
-pub const MAX_REASON_LEN: usize = 2000;
-pub const MAX_PAYLOAD_LEN: usize = 64 * 1024;
-
 impl Workflow {
-    /// Judge a request against this workflow: may `who` file it, and what will it need?
-    pub fn admit(&self, who: &Identity, ask: &Ask<'_>) -> Result<Admission, DomainError> {
+    /// Check the parts of a request the workflow limits (reason, ticket, payload, duration)
+    /// and return the duration the grant will have. Who may file it is Cedar's to decide.
+    pub fn limits(&self, ask: &Ask<'_>) -> Result<DurationSecs, DomainError> {
         let name = format!("{} {}", self.resource, self.action);
         let reason = ask.reason.trim();
         if ask.reason.len() > MAX_REASON_LEN {
@@ -504,51 +476,21 @@ impl Workflow {
                 format!("is required: {name} is approved for one exact command or artifact; pass it as payload"),
             ));
         }
-
         if ask.break_glass {
             let Some(bg) = &self.break_glass else {
                 return Err(DomainError::Forbidden(format!("{name} has no break-glass procedure")));
             };
-            if !bg.groups.iter().any(|g| who.in_group(g)) {
-                return Err(DomainError::Forbidden(format!(
-                    "{} may not break glass on {name}: only members of {} may",
-                    who.principal,
-                    bg.groups.join(", ")
-                )));
-            }
-            let duration = check_duration(ask.duration, bg.max_duration, bg.max_duration, &name)?;
-            return Ok(Admission {
-                requirement: Requirement {
-                    steps: Vec::new(),
-                    single_use: self.single_use,
-                    action_bound: self.action_bound,
-                    pending_ttl: self.pending_ttl,
-                },
-                duration,
-            });
+            return check_duration(ask.duration, bg.max_duration, bg.max_duration, &name);
         }
+        check_duration(ask.duration, self.default_duration, self.max_duration, &name)
+    }
 
-        if !self.requesters.iter().any(|g| who.in_group(g)) {
-            return Err(DomainError::Forbidden(format!(
-                "{} may not request {name}: only members of {} may",
-                who.principal,
-                self.requesters.join(", ")
-            )));
-        }
-        let duration = check_duration(ask.duration, self.default_duration, self.max_duration, &name)?;
-        Ok(Admission {
-            requirement: Requirement {
-                steps: if self.auto_approve {
-                    Vec::new()
-                } else {
-                    self.steps.clone()
-                },
-                single_use: self.single_use,
-                action_bound: self.action_bound,
-                pending_ttl: self.pending_ttl,
-            },
-            duration,
-        })
+    /// The ticket reference in a reason, if the workflow has a pattern and it matches.
+    pub fn ticket<'r>(&self, reason: &'r str) -> Option<&'r str> {
+        self.ticket_pattern
+            .as_ref()
+            .and_then(|p| p.find(reason))
+            .map(|m| m.as_str())
     }
 }
 
@@ -584,7 +526,7 @@ groups = ["sre"]
     #[test]
     fn errors_name_file_and_line() {
         let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"nobody\"]\nsteps = [{ group = \"sre\", approvals = 2 }]\n";
-        let errors = Policy::parse(DIRECTORY, workflows).expect_err("invalid policy");
+        let errors = Rules::parse(DIRECTORY, workflows).expect_err("invalid policy");
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert!(
             text.iter()
@@ -600,7 +542,7 @@ groups = ["sre"]
 
     #[test]
     fn syntax_errors_have_a_line() {
-        let errors = Policy::parse(DIRECTORY, "[[workflow]]\nresource = \n").expect_err("bad toml");
+        let errors = Rules::parse(DIRECTORY, "[[workflow]]\nresource = \n").expect_err("bad toml");
         assert_eq!(errors[0].file, "workflows.toml");
         assert_eq!(errors[0].line, 2);
     }
@@ -608,7 +550,7 @@ groups = ["sre"]
     #[test]
     fn max_below_default_is_refused() {
         let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\n";
-        let errors = Policy::parse(DIRECTORY, workflows).expect_err("invalid");
+        let errors = Rules::parse(DIRECTORY, workflows).expect_err("invalid");
         assert!(errors[0].message.contains("longer than max_duration"), "{errors:?}");
     }
 }

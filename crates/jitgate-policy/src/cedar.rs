@@ -1,0 +1,362 @@
+//! The Cedar half of the policy: who may request, have it approved automatically, break
+//! glass, and approve. Workflow shorthands (`requesters`, `auto_approve`, `break_glass.groups`,
+//! approval step groups) become a few generated policies; the directory's `*.cedar` files add
+//! conditions on the request context. Everything is parsed and validated once, at load.
+
+use crate::workflow::{PolicyError, Rules, Workflow};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use jitgate_core::{CiClaims, Identity, Timestamp};
+use miette::Diagnostic;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+
+/// The schema every policy directory is validated against.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// The Cedar actions jitgate asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ability {
+    Request,
+    AutoApprove,
+    BreakGlass,
+    Approve,
+}
+
+impl Ability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ability::Request => "request",
+            Ability::AutoApprove => "auto_approve",
+            Ability::BreakGlass => "break_glass",
+            Ability::Approve => "approve",
+        }
+    }
+}
+
+/// What the request context holds, before it becomes a Cedar record.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub access: &'a str,
+    pub duration_seconds: u64,
+    pub reason: &'a str,
+    pub ticket: &'a str,
+    pub now: Timestamp,
+    pub on_call: Vec<String>,
+    pub ci: Option<&'a CiClaims>,
+    pub requester: &'a str,
+}
+
+/// Cedar's answer, with the policies that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CedarDecision {
+    pub allowed: bool,
+    /// When refused by a `forbid`: its id (the `@id` annotation, or `FILE#N`).
+    pub forbidden_by: Vec<String>,
+}
+
+pub struct CedarRules {
+    policies: PolicySet,
+    actions: HashMap<Ability, EntityUid>,
+    user_type: EntityTypeName,
+    group_type: EntityTypeName,
+    resource_type: EntityTypeName,
+    /// Ids of the policies the directory's `.cedar` files wrote (not the generated ones).
+    pub authored: Vec<String>,
+}
+
+fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+}
+
+fn cedar_string(value: &str) -> String {
+    // Cedar string literals use the same escapes as Rust's debug form for ASCII.
+    value.escape_default().to_string()
+}
+
+fn any_member(groups: &[String]) -> String {
+    if groups.is_empty() {
+        return "false".into();
+    }
+    groups
+        .iter()
+        .map(|g| format!("principal in Group::\"{}\"", cedar_string(g)))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+/// The policies a workflow's shorthands stand for.
+fn generated(w: &Workflow) -> Vec<(String, String)> {
+    let scope = |ability: Ability| {
+        format!(
+            "permit(principal, action == Action::\"{}\", resource == Resource::\"{}\") when {{ context.access == \"{}\"",
+            ability.as_str(),
+            cedar_string(&w.resource),
+            cedar_string(&w.action)
+        )
+    };
+    let id = |ability: Ability| format!("workflows.toml: {} {} {}", ability.as_str(), w.resource, w.action);
+    let mut out = Vec::new();
+    if !w.requesters.is_empty() {
+        out.push((
+            id(Ability::Request),
+            format!("{} && ({}) }};", scope(Ability::Request), any_member(&w.requesters)),
+        ));
+    }
+    if w.auto_approve {
+        out.push((id(Ability::AutoApprove), format!("{} }};", scope(Ability::AutoApprove))));
+    }
+    if let Some(bg) = &w.break_glass {
+        out.push((
+            id(Ability::BreakGlass),
+            format!("{} && ({}) }};", scope(Ability::BreakGlass), any_member(&bg.groups)),
+        ));
+    }
+    let approvers: Vec<String> = w.steps.iter().map(|s| s.group.clone()).collect();
+    if !approvers.is_empty() {
+        out.push((
+            id(Ability::Approve),
+            format!("{} && ({}) }};", scope(Ability::Approve), any_member(&approvers)),
+        ));
+    }
+    out
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+fn diagnostic_line(diag: &dyn Diagnostic, text: &str) -> usize {
+    diag.labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| line_of(text, l.offset()))
+        .unwrap_or(1)
+}
+
+fn type_name(name: &str) -> Result<EntityTypeName, Vec<PolicyError>> {
+    EntityTypeName::from_str(name).map_err(|e| {
+        vec![PolicyError {
+            file: "schema".into(),
+            line: 0,
+            message: format!("entity type {name}: {e}"),
+        }]
+    })
+}
+
+impl CedarRules {
+    /// Build and validate the policy set from the workflows and the `.cedar` files, given as
+    /// (file name, text) pairs.
+    pub fn build(rules: &Rules, files: &[(String, String)]) -> Result<CedarRules, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA).map_err(|e| {
+            vec![PolicyError {
+                file: "schema.cedarschema".into(),
+                line: 0,
+                message: format!("built-in schema: {e}"),
+            }]
+        })?;
+        let mut policies = PolicySet::new();
+        // Where each policy came from, to place validation errors.
+        let mut origin: HashMap<String, (String, String)> = HashMap::new();
+
+        for w in rules.workflows() {
+            for (id, text) in generated(w) {
+                match Policy::parse(Some(PolicyId::new(&id)), &text) {
+                    Ok(p) => {
+                        if let Err(e) = policies.add(p) {
+                            errors.push(PolicyError {
+                                file: "workflows.toml".into(),
+                                line: 0,
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                    Err(e) => errors.push(PolicyError {
+                        file: "workflows.toml".into(),
+                        line: 0,
+                        message: format!("{}: generated policy is invalid: {e}", w.resource),
+                    }),
+                }
+            }
+        }
+
+        let known_groups: BTreeSet<&str> = rules
+            .principals()
+            .flat_map(|p| p.identity.groups.iter().map(String::as_str))
+            .collect();
+        let known_resources: BTreeSet<&str> = rules.workflows().map(|w| w.resource.as_str()).collect();
+        let group_type = type_name("Group")?;
+        let resource_type = type_name("Resource")?;
+        let mut authored = Vec::new();
+        for (file, text) in files {
+            let set = match PolicySet::from_str(text) {
+                Ok(set) => set,
+                Err(e) => {
+                    for diag in e.iter() {
+                        errors.push(PolicyError {
+                            file: file.clone(),
+                            line: diagnostic_line(diag, text),
+                            message: diag.to_string(),
+                        });
+                    }
+                    continue;
+                }
+            };
+            for (n, policy) in set.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{file}#{}", n + 1));
+                let line = policy
+                    .to_string()
+                    .lines()
+                    .next()
+                    .and_then(|first| text.find(first.trim()))
+                    .map(|offset| line_of(text, offset))
+                    .unwrap_or(1);
+                let mut unknown = |kind: &str, name: &str| {
+                    errors.push(PolicyError {
+                        file: file.clone(),
+                        line,
+                        message: format!("unknown {kind} '{name}'"),
+                    })
+                };
+                if let PrincipalConstraint::In(g) | PrincipalConstraint::Eq(g) = policy.principal_constraint() {
+                    if g.type_name() == &group_type && !known_groups.contains(g.id().unescaped()) {
+                        unknown("group", g.id().unescaped());
+                    }
+                }
+                if let ResourceConstraint::Eq(r) = policy.resource_constraint() {
+                    if r.type_name() == &resource_type && !known_resources.contains(r.id().unescaped()) {
+                        unknown("resource", r.id().unescaped());
+                    }
+                }
+                origin.insert(id.clone(), (file.clone(), text.clone()));
+                if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
+                    errors.push(PolicyError {
+                        file: file.clone(),
+                        line,
+                        message: format!("{e}; give each policy a distinct @id"),
+                    });
+                }
+                authored.push(id);
+            }
+        }
+
+        let validation = Validator::new(schema).validate(&policies, ValidationMode::Strict);
+        for e in validation.validation_errors() {
+            let (file, line) = match origin.get(e.policy_id().to_string().as_str()) {
+                Some((file, text)) => (file.clone(), diagnostic_line(e, text)),
+                None => ("workflows.toml".to_string(), 0),
+            };
+            errors.push(PolicyError {
+                file,
+                line,
+                message: e.to_string(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut actions = HashMap::new();
+        let action_type = type_name("Action")?;
+        for ability in [
+            Ability::Request,
+            Ability::AutoApprove,
+            Ability::BreakGlass,
+            Ability::Approve,
+        ] {
+            actions.insert(ability, uid(&action_type, ability.as_str()));
+        }
+        Ok(CedarRules {
+            policies,
+            actions,
+            user_type: type_name("User")?,
+            group_type,
+            resource_type,
+            authored,
+        })
+    }
+
+    /// Ask Cedar whether `who` has `ability` on `resource` given the facts.
+    pub fn decide(&self, who: &Identity, ability: Ability, resource: &str, facts: &Facts<'_>) -> CedarDecision {
+        let refused = |why: &str| {
+            tracing::warn!(why, "Cedar evaluation failed; refusing");
+            CedarDecision {
+                allowed: false,
+                forbidden_by: Vec::new(),
+            }
+        };
+        let principal = uid(&self.user_type, &who.principal);
+        let parents: HashSet<EntityUid> = who.groups.iter().map(|g| uid(&self.group_type, g)).collect();
+        let entities = match Entities::from_entities([Entity::new_no_attrs(principal.clone(), parents)], None) {
+            Ok(e) => e,
+            Err(e) => return refused(&e.to_string()),
+        };
+        let context = match context(facts) {
+            Ok(c) => c,
+            Err(e) => return refused(&e),
+        };
+        let Some(action) = self.actions.get(&ability) else {
+            return refused("unknown ability");
+        };
+        let request = match Request::new(
+            principal,
+            action.clone(),
+            uid(&self.resource_type, resource),
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return refused(&e.to_string()),
+        };
+        let response = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        let allowed = response.decision() == Decision::Allow;
+        let forbidden_by = if allowed {
+            Vec::new()
+        } else {
+            response.diagnostics().reason().map(ToString::to_string).collect()
+        };
+        CedarDecision { allowed, forbidden_by }
+    }
+}
+
+// Cedar evaluation problems fail closed: the answer is "no".
+fn context(f: &Facts<'_>) -> Result<Context, String> {
+    use chrono::{Datelike, Timelike};
+    let long = |v: i64| RestrictedExpression::new_long(v);
+    let string = |v: &str| RestrictedExpression::new_string(v.to_string());
+    let mut pairs = vec![
+        ("access".to_string(), string(f.access)),
+        (
+            "duration_seconds".to_string(),
+            long(i64::try_from(f.duration_seconds).unwrap_or(i64::MAX)),
+        ),
+        ("reason".to_string(), string(f.reason)),
+        ("ticket".to_string(), string(f.ticket)),
+        ("hour".to_string(), long(i64::from(f.now.hour()))),
+        (
+            "weekday".to_string(),
+            long(i64::from(f.now.weekday().number_from_monday())),
+        ),
+        (
+            "on_call".to_string(),
+            RestrictedExpression::new_set(f.on_call.iter().map(|g| string(g))),
+        ),
+        ("requester".to_string(), string(f.requester)),
+    ];
+    if let Some(ci) = f.ci {
+        let record = RestrictedExpression::new_record([
+            ("repository".to_string(), string(&ci.repository)),
+            ("ref".to_string(), string(&ci.git_ref)),
+            ("environment".to_string(), string(&ci.environment)),
+            ("workflow".to_string(), string(&ci.workflow)),
+            ("actor".to_string(), string(&ci.actor)),
+        ])
+        .map_err(|e| e.to_string())?;
+        pairs.push(("ci".to_string(), record));
+    }
+    Context::from_pairs(pairs).map_err(|e| e.to_string())
+}

@@ -1,0 +1,305 @@
+//! The policy directory: the single source of truth for who may request what, who must
+//! approve, what is automatic, and the limits. Loaded and validated once, shared immutably
+//! (`Arc`), swapped whole on reload.
+//!
+//! A directory holds `directory.toml` (principals and groups), `workflows.toml` (approval
+//! steps and limits per resource and action), any number of `*.cedar` files (conditions, in
+//! Cedar, validated against the shipped schema), optionally `oncall.toml` (the on-call
+//! schedule) and `tests/*.toml` (the policy's own test cases). See docs/policy.md.
+
+pub mod cedar;
+pub mod oncall;
+pub mod workflow;
+
+use cedar::{Ability, CedarRules, Facts};
+use jitgate_core::admission::{Admission, Ask};
+use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, Step, Timestamp};
+use oncall::Schedule;
+use std::path::Path;
+pub use workflow::{DirectoryEntry, PolicyError, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE};
+
+/// A loaded, validated policy.
+pub struct Policy {
+    rules: Rules,
+    cedar: CedarRules,
+    schedule: Schedule,
+}
+
+/// What the policy would do with a request, for `explain`, `test` and `diff`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It may not be filed; the text says why.
+    Refused(String),
+    /// Granted at once without review.
+    Automatic,
+    /// Granted once every step has its approvals.
+    NeedsApproval(Vec<Step>),
+}
+
+/// The policy's full answer on one principal, resource and action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub verdict: Verdict,
+    /// Whether the principal could break glass instead, and for how long at most.
+    pub break_glass: Option<DurationSecs>,
+    pub max_duration: Option<DurationSecs>,
+    pub reason_required: bool,
+    pub ticket_pattern: Option<String>,
+    pub action_bound: bool,
+    pub single_use: bool,
+}
+
+impl Policy {
+    /// Read and validate the policy directory `dir`.
+    pub fn load(dir: &Path) -> Result<Policy, Vec<PolicyError>> {
+        let read_error = |name: &Path, e: std::io::Error| PolicyError {
+            file: name.display().to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        };
+        let read =
+            |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| vec![read_error(&dir.join(name), e)]);
+        let directory = read(DIRECTORY_FILE)?;
+        let workflows = read(WORKFLOWS_FILE)?;
+        let oncall = match std::fs::read_to_string(dir.join(oncall::ONCALL_FILE)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(vec![read_error(&dir.join(oncall::ONCALL_FILE), e)]),
+        };
+        let mut cedar_files = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| vec![read_error(dir, e)])?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "cedar") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).map_err(|e| vec![read_error(&path, e)])?;
+                cedar_files.push((name, text));
+            }
+        }
+        cedar_files.sort();
+        // Name files by their path so `file:line` jumps straight to them from anywhere.
+        Policy::from_texts(&directory, &workflows, oncall.as_deref(), &cedar_files).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| PolicyError {
+                    file: dir.join(&e.file).display().to_string(),
+                    ..e
+                })
+                .collect()
+        })
+    }
+
+    /// Build a policy from file contents (no I/O).
+    pub fn from_texts(
+        directory: &str,
+        workflows: &str,
+        oncall: Option<&str>,
+        cedar_files: &[(String, String)],
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let rules = Rules::parse(directory, workflows)?;
+        let schedule = match oncall {
+            Some(text) => Schedule::parse(text)?,
+            None => Schedule::default(),
+        };
+        let mut errors = Vec::new();
+        for (group, principal) in schedule.shifts() {
+            if rules.principal(principal).is_none() {
+                errors.push(PolicyError {
+                    file: oncall::ONCALL_FILE.into(),
+                    line: 0,
+                    message: format!("shift for '{group}': unknown principal '{principal}'"),
+                });
+            }
+        }
+        let cedar = CedarRules::build(&rules, cedar_files);
+        match cedar {
+            Ok(cedar) if errors.is_empty() => Ok(Policy { rules, cedar, schedule }),
+            Ok(_) => Err(errors),
+            Err(mut e) => {
+                errors.append(&mut e);
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn principals(&self) -> impl Iterator<Item = &DirectoryEntry> {
+        self.rules.principals()
+    }
+
+    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.rules.workflows()
+    }
+
+    /// Ids of the policies the `.cedar` files define.
+    pub fn cedar_policy_ids(&self) -> &[String] {
+        &self.cedar.authored
+    }
+
+    fn facts<'a>(
+        &self,
+        who: &'a Identity,
+        workflow: &'a Workflow,
+        ask: &Ask<'a>,
+        duration: DurationSecs,
+        now: Timestamp,
+        requester: &'a str,
+    ) -> Facts<'a> {
+        Facts {
+            access: &workflow.action,
+            duration_seconds: duration.0,
+            reason: ask.reason,
+            ticket: workflow.ticket(ask.reason).unwrap_or(""),
+            now,
+            on_call: self.schedule.on_call(&who.principal, now),
+            ci: who.ci.as_ref(),
+            requester,
+        }
+    }
+
+    /// Judge a request: may `who` file it, and what will it need? The same evaluation serves
+    /// filing, `explain`, `test` and `diff`.
+    pub fn admit(&self, who: &Identity, ask: &Ask<'_>, now: Timestamp) -> Result<Admission, DomainError> {
+        let workflow = self.rules.workflow(ask.resource, ask.action)?;
+        let duration = workflow.limits(ask)?;
+        let facts = self.facts(who, workflow, ask, duration, now, &who.principal);
+        let name = format!("{} on {}", ask.action, ask.resource);
+        let refusal = |ability: Ability, verb: &str, groups: &[String]| {
+            let d = self.cedar.decide(who, ability, ask.resource, &facts);
+            if d.allowed {
+                return Ok(());
+            }
+            let why = if !d.forbidden_by.is_empty() {
+                format!("forbidden by policy {}", d.forbidden_by.join(", "))
+            } else if groups.is_empty() {
+                "no policy permits it".to_string()
+            } else {
+                format!("only members of {} may", groups.join(", "))
+            };
+            Err(DomainError::Forbidden(format!(
+                "{} may not {verb} {name}: {why}",
+                who.principal
+            )))
+        };
+        let steps = if ask.break_glass {
+            let groups = workflow
+                .break_glass
+                .as_ref()
+                .map(|b| b.groups.clone())
+                .unwrap_or_default();
+            refusal(Ability::BreakGlass, "break glass for", &groups)?;
+            Vec::new()
+        } else {
+            refusal(Ability::Request, "request", &workflow.requesters)?;
+            if self
+                .cedar
+                .decide(who, Ability::AutoApprove, ask.resource, &facts)
+                .allowed
+            {
+                Vec::new()
+            } else {
+                workflow.steps.clone()
+            }
+        };
+        Ok(Admission {
+            requirement: Requirement {
+                steps,
+                single_use: workflow.single_use,
+                action_bound: workflow.action_bound,
+                pending_ttl: workflow.pending_ttl,
+            },
+            duration,
+        })
+    }
+
+    /// May `reviewer` review `request`? Cedar's `approve` decides, per the request's resource
+    /// and context; the state machine still refuses self-approval and double counting.
+    pub fn may_review(&self, reviewer: &Identity, request: &Request, now: Timestamp) -> Result<(), DomainError> {
+        let Ok(workflow) = self.rules.workflow(&request.resource, &request.action) else {
+            // The workflow is gone from the policy: the request keeps the requirement it was
+            // filed under, which the state machine enforces on its own.
+            return Ok(());
+        };
+        let ask = Ask {
+            resource: &request.resource,
+            action: &request.action,
+            duration: Some(request.duration),
+            reason: &request.reason,
+            payload: request.payload.as_deref(),
+            break_glass: request.break_glass,
+        };
+        let facts = self.facts(reviewer, workflow, &ask, request.duration, now, &request.requester);
+        let d = self.cedar.decide(reviewer, Ability::Approve, &request.resource, &facts);
+        if d.allowed {
+            return Ok(());
+        }
+        let why = if d.forbidden_by.is_empty() {
+            "not an approver of it".to_string()
+        } else {
+            format!("forbidden by policy {}", d.forbidden_by.join(", "))
+        };
+        Err(DomainError::Forbidden(format!(
+            "{} may not review request {}: {why}",
+            reviewer.principal, request.id
+        )))
+    }
+
+    /// What would happen if `who` asked for `action` on `resource` now, with the workflow's
+    /// default duration and a reason that satisfies its rules.
+    pub fn explain(
+        &self,
+        who: &Identity,
+        resource: &str,
+        action: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Explanation {
+        let workflow = match self.rules.workflow(resource, action) {
+            Ok(w) => w,
+            Err(e) => {
+                return Explanation {
+                    verdict: Verdict::Refused(e.to_string()),
+                    break_glass: None,
+                    max_duration: None,
+                    reason_required: false,
+                    ticket_pattern: None,
+                    action_bound: false,
+                    single_use: false,
+                }
+            }
+        };
+        let sample_reason = reason.unwrap_or(if workflow.ticket_pattern.is_some() {
+            "explain OPS-1"
+        } else {
+            "explain"
+        });
+        let payload = workflow.action_bound.then_some("explain");
+        let mut ask = Ask {
+            resource,
+            action,
+            duration: None,
+            reason: sample_reason,
+            payload,
+            break_glass: false,
+        };
+        let verdict = match self.admit(who, &ask, now) {
+            Ok(a) if a.requirement.steps.is_empty() => Verdict::Automatic,
+            Ok(a) => Verdict::NeedsApproval(a.requirement.steps),
+            Err(e) => Verdict::Refused(e.to_string()),
+        };
+        ask.break_glass = true;
+        let break_glass = self.admit(who, &ask, now).ok().map(|a| a.duration);
+        Explanation {
+            verdict,
+            break_glass,
+            max_duration: Some(workflow.max_duration),
+            reason_required: workflow.reason_required,
+            ticket_pattern: workflow.ticket_pattern.as_ref().map(|p| p.as_str().to_string()),
+            action_bound: workflow.action_bound,
+            single_use: workflow.single_use,
+        }
+    }
+}
