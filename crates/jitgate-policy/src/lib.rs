@@ -25,6 +25,16 @@ pub struct Policy {
     schedule: Schedule,
 }
 
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("principals", &self.rules.principals().count())
+            .field("workflows", &self.rules.workflows().count())
+            .field("cedar_policies", &self.cedar.authored)
+            .finish()
+    }
+}
+
 /// What the policy would do with a request, for `explain`, `test` and `diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -1,0 +1,290 @@
+//! The policy engine against the quickstart (the contract's table, row by row) and against
+//! Cedar conditions written for these tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jitgate_core::{Ask, CiClaims, DomainError, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
+use jitgate_policy::{Policy, Verdict};
+use std::path::{Path, PathBuf};
+
+fn quickstart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart")
+}
+
+fn quickstart() -> Policy {
+    Policy::load(&quickstart_dir()).unwrap_or_else(|e| panic!("quickstart is invalid: {e:?}"))
+}
+
+/// A Wednesday, 10:00 UTC.
+fn weekday_morning() -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn user(name: &str, groups: &[&str]) -> Identity {
+    Identity::user(name, groups)
+}
+
+fn sre(n: u32) -> Verdict {
+    Verdict::NeedsApproval(vec![Step {
+        group: "sre".into(),
+        approvals: n,
+    }])
+}
+
+fn ask<'a>(resource: &'a str, action: &'a str, reason: &'a str) -> Ask<'a> {
+    Ask {
+        resource,
+        action,
+        duration: None,
+        reason,
+        payload: None,
+        break_glass: false,
+    }
+}
+
+#[test]
+fn quickstart_table_holds_row_by_row() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let bob = user("bob", &["sre"]);
+    let ci = Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: PrincipalKind::User,
+        ci: None,
+    };
+
+    // staging-db read: dev, automatic, max 8h.
+    let e = p.explain(&alice, "staging-db", "read", None, now);
+    assert_eq!(e.verdict, Verdict::Automatic);
+    assert_eq!(e.max_duration, Some(DurationSecs(8 * 3600)));
+    assert!(matches!(
+        p.explain(&bob, "staging-db", "read", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+
+    // prod-db read: dev and sre; 1 sre; reason required; max 1h.
+    assert_eq!(p.explain(&alice, "prod-db", "read", None, now).verdict, sre(1));
+    assert_eq!(p.explain(&bob, "prod-db", "read", None, now).verdict, sre(1));
+    let e = p.explain(&alice, "prod-db", "read", None, now);
+    assert!(e.reason_required);
+    assert_eq!(e.max_duration, Some(DurationSecs(3600)));
+    let no_reason = p.admit(&alice, &ask("prod-db", "read", ""), now).unwrap_err();
+    assert!(matches!(no_reason, DomainError::Invalid { ref field, .. } if field == "reason"));
+
+    // prod-db write: dev; 2 distinct sre; ticket in the reason; max 30m; sre may break glass for 15m.
+    assert_eq!(p.explain(&alice, "prod-db", "write", None, now).verdict, sre(2));
+    assert!(matches!(
+        p.explain(&bob, "prod-db", "write", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+    let e = p.explain(&alice, "prod-db", "write", None, now);
+    assert_eq!(e.max_duration, Some(DurationSecs(1800)));
+    assert_eq!(e.break_glass, None, "devs cannot break glass");
+    assert_eq!(
+        p.explain(&bob, "prod-db", "write", None, now).break_glass,
+        Some(DurationSecs(900))
+    );
+    assert!(p.admit(&alice, &ask("prod-db", "write", "cleanup"), now).is_err());
+    assert!(p
+        .admit(&alice, &ask("prod-db", "write", "cleanup OPS-123"), now)
+        .is_ok());
+
+    // prod-api deploy: dev and CI; 1 sre; action-bound and single-use.
+    assert_eq!(p.explain(&alice, "prod-api", "deploy", None, now).verdict, sre(1));
+    assert_eq!(p.explain(&ci, "prod-api", "deploy", None, now).verdict, sre(1));
+    let e = p.explain(&alice, "prod-api", "deploy", None, now);
+    assert!(e.action_bound && e.single_use);
+    assert!(
+        p.admit(&alice, &ask("prod-api", "deploy", "release"), now).is_err(),
+        "payload required"
+    );
+
+    // bastion login: dev; 1 sre; max 1h.
+    assert_eq!(p.explain(&alice, "bastion", "login", None, now).verdict, sre(1));
+    assert_eq!(
+        p.explain(&alice, "bastion", "login", None, now).max_duration,
+        Some(DurationSecs(3600))
+    );
+    assert!(matches!(
+        p.explain(&bob, "bastion", "login", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+}
+
+#[test]
+fn reviewers_are_decided_by_the_policy() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let admission = p.admit(&alice, &ask("prod-db", "read", "INC-1"), now).unwrap();
+    let t = jitgate_core::machine::file(
+        &alice,
+        &ask("prod-db", "read", "INC-1"),
+        admission,
+        jitgate_core::machine::NewIds {
+            request_id: "r1".into(),
+            grant_id: "g1".into(),
+        },
+        now,
+    );
+    assert!(p.may_review(&user("bob", &["sre"]), &t.request, now).is_ok());
+    assert!(p.may_review(&user("dave", &["dev"]), &t.request, now).is_err());
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    /// The quickstart plus extra files.
+    fn with(files: &[(&str, &str)]) -> Dir {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["directory.toml", "workflows.toml"] {
+            std::fs::copy(quickstart_dir().join(name), dir.path().join(name)).unwrap();
+        }
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Dir(dir)
+    }
+
+    fn load(&self) -> Result<Policy, Vec<jitgate_policy::PolicyError>> {
+        Policy::load(self.0.path())
+    }
+}
+
+const CI_MAIN_IS_AUTOMATIC: &str = r#"
+// Deploys from main of example/app need no review.
+@id("ci-main-deploys")
+permit(principal in Group::"ci", action == Action::"auto_approve", resource == Resource::"prod-api")
+when {
+  context.access == "deploy" &&
+  context has ci && context.ci.repository == "example/app" && context.ci.ref == "refs/heads/main"
+};
+"#;
+
+#[test]
+fn ci_claims_drive_automatic_approval() {
+    let p = Dir::with(&[("ci.cedar", CI_MAIN_IS_AUTOMATIC)]).load().unwrap();
+    let now = weekday_morning();
+    let claims = |git_ref: &str| CiClaims {
+        repository: "example/app".into(),
+        git_ref: git_ref.into(),
+        environment: "production".into(),
+        workflow: "deploy".into(),
+        actor: "alice".into(),
+    };
+    let job = |git_ref: &str| Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: PrincipalKind::User,
+        ci: Some(claims(git_ref)),
+    };
+    assert_eq!(
+        p.explain(&job("refs/heads/main"), "prod-api", "deploy", None, now)
+            .verdict,
+        Verdict::Automatic
+    );
+    assert_eq!(
+        p.explain(&job("refs/heads/feature"), "prod-api", "deploy", None, now)
+            .verdict,
+        sre(1)
+    );
+    // A person is not a CI job, whatever their groups.
+    assert_eq!(
+        p.explain(&user("alice", &["dev"]), "prod-api", "deploy", None, now)
+            .verdict,
+        sre(1)
+    );
+}
+
+#[test]
+fn forbid_policies_refuse_and_are_named() {
+    let cedar = r#"
+@id("no-prod-writes-at-weekends")
+forbid(principal, action == Action::"request", resource == Resource::"prod-db")
+when { context.access == "write" && context.weekday >= 6 };
+"#;
+    let p = Dir::with(&[("freeze.cedar", cedar)]).load().unwrap();
+    let alice = user("alice", &["dev"]);
+    let saturday = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    match p.admit(&alice, &ask("prod-db", "write", "OPS-1"), saturday) {
+        Err(DomainError::Forbidden(m)) => assert!(m.contains("no-prod-writes-at-weekends"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(p
+        .admit(&alice, &ask("prod-db", "write", "OPS-1"), weekday_morning())
+        .is_ok());
+}
+
+#[test]
+fn on_call_members_get_automatic_reads() {
+    let oncall = r#"
+[[shift]]
+group = "sre"
+principal = "bob"
+start = "2026-11-25T08:00:00Z"
+end = "2026-11-25T20:00:00Z"
+"#;
+    let cedar = r#"
+permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db")
+when { context.access == "read" && context.on_call.contains("sre") };
+"#;
+    let p = Dir::with(&[("oncall.toml", oncall), ("oncall.cedar", cedar)])
+        .load()
+        .unwrap();
+    let bob = user("bob", &["sre"]);
+    assert_eq!(
+        p.explain(&bob, "prod-db", "read", None, weekday_morning()).verdict,
+        Verdict::Automatic
+    );
+    let night = weekday_morning() + chrono::TimeDelta::hours(12);
+    assert_eq!(p.explain(&bob, "prod-db", "read", None, night).verdict, sre(1));
+    assert_eq!(
+        p.explain(&user("carol", &["sre"]), "prod-db", "read", None, weekday_morning())
+            .verdict,
+        sre(1)
+    );
+}
+
+#[test]
+fn broken_cedar_is_reported_with_file_and_line() {
+    let syntax = "permit(principal, action == Action::\"request\", resource)\nwhen { context.access == };\n";
+    let errors = Dir::with(&[("bad.cedar", syntax)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.file.ends_with("bad.cedar") && e.line == 2),
+        "{errors:?}"
+    );
+
+    let unknown_attr =
+        "\n\npermit(principal, action == Action::\"request\", resource)\nwhen { context.no_such_thing == 1 };\n";
+    let errors = Dir::with(&[("typo.cedar", unknown_attr)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.file.ends_with("typo.cedar") && e.line == 4),
+        "{errors:?}"
+    );
+
+    let unknown_group = "permit(principal in Group::\"nobody\", action == Action::\"request\", resource);\n";
+    let errors = Dir::with(&[("group.cedar", unknown_group)]).load().unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("group.cedar:1: unknown group 'nobody'")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn oncall_schedule_errors_are_located() {
+    let oncall =
+        "[[shift]]\ngroup = \"sre\"\nprincipal = \"bob\"\nstart = \"yesterday\"\nend = \"2026-11-25T20:00:00Z\"\n";
+    let errors = Dir::with(&[("oncall.toml", oncall)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("oncall.toml:1: start:")),
+        "{errors:?}"
+    );
+}
