@@ -264,6 +264,140 @@ pub fn audit_export(client: &Client, since: Option<String>) -> CommandResult {
     }
 }
 
+fn print_policy_errors(errors: &[jitgate_policy::PolicyError], output: Output) {
+    match output {
+        Output::Json => {
+            let list: Vec<Value> = errors
+                .iter()
+                .map(|e| json!({"file": e.file, "line": e.line, "message": e.message}))
+                .collect();
+            println!("{}", json!({"ok": false, "errors": list}));
+        }
+        Output::Text => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+        }
+    }
+}
+
+pub fn policy_test(dir: &Path, output: Output) -> CommandResult {
+    let policy = match jitgate_policy::Policy::load(dir) {
+        Ok(p) => p,
+        Err(errors) => {
+            print_policy_errors(&errors, output);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let results = match jitgate_policy::testing::run(&policy, dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            print_policy_errors(&errors, output);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    match output {
+        Output::Json => {
+            let cases: Vec<Value> = results
+                .iter()
+                .map(|r| {
+                    json!({"file": r.file, "line": r.line, "name": r.name, "ok": r.failure.is_none(),
+                           "expected": r.failure.as_ref().map(|f| &f.0), "got": r.failure.as_ref().map(|f| &f.1)})
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"passed": results.len() - failed, "failed": failed, "cases": cases})
+            );
+        }
+        Output::Text => {
+            for r in &results {
+                match &r.failure {
+                    None => println!("ok    {}", r.name),
+                    Some((expected, got)) => {
+                        println!(
+                            "FAIL  {} ({}:{})\n      expected: {expected}\n      got:      {got}",
+                            r.name, r.file, r.line
+                        )
+                    }
+                }
+            }
+            println!("{} passed, {} failed", results.len() - failed, failed);
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn policy_diff(old: &Path, new: &Path, output: Output) -> CommandResult {
+    let load = |dir: &Path| jitgate_policy::Policy::load(dir);
+    let (old_policy, new_policy) = match (load(old), load(new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (o, n) => {
+            let errors: Vec<_> = o.err().into_iter().chain(n.err()).flatten().collect();
+            print_policy_errors(&errors, output);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let changes = jitgate_policy::diff::diff(&old_policy, &new_policy);
+    match output {
+        Output::Json => println!("{}", json!({"changes": changes})),
+        Output::Text if changes.is_empty() => println!("no effective change in access"),
+        Output::Text => {
+            for c in &changes {
+                println!("{c}");
+            }
+        }
+    }
+    Ok(if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn policy_explain(
+    client: &Client,
+    principal: &str,
+    resource: &str,
+    action: &str,
+    dir: Option<&Path>,
+) -> CommandResult {
+    let answer = match dir {
+        None => client.get(
+            "/v1/policy/explain",
+            &[
+                ("principal", principal.to_string()),
+                ("resource", resource.to_string()),
+                ("action", action.to_string()),
+            ],
+        )?,
+        Some(dir) => {
+            let policy = match jitgate_policy::Policy::load(dir) {
+                Ok(p) => p,
+                Err(errors) => {
+                    print_policy_errors(&errors, client.output);
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let identity = match policy.rules().principal(principal) {
+                Some(entry) => entry.identity.clone(),
+                None => return Err(ClientError::Other(format!("'{principal}' is not in {}", dir.display()))),
+            };
+            let explanation = policy.explain(&identity, resource, action, None, chrono::Utc::now());
+            jitgate_policy::explanation_json(principal, resource, action, &explanation)
+        }
+    };
+    print(client, &answer, |a| {
+        format!("{}\n", a["summary"].as_str().unwrap_or(""))
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
     match jitgate_server::policy_dir::load(dir) {
         Ok(policy) => {

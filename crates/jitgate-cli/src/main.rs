@@ -128,6 +128,20 @@ enum AuditCommand {
 enum PolicyCommand {
     /// Validate a policy directory: exit 0 valid, 2 with `file:line: message` errors.
     Check { dir: PathBuf },
+    /// Run the policy's own test cases (DIR/tests/*.toml): exit 0 all pass, 1 any fails.
+    Test { dir: PathBuf },
+    /// Who gains or loses which ability between two versions: exit 0 none, 1 changes, 2 error.
+    Diff { old: PathBuf, new: PathBuf },
+    /// Why a request would be refused, automatic, or need which approvals.
+    Explain {
+        #[arg(long)]
+        principal: String,
+        resource: String,
+        action: String,
+        /// Judge against this policy directory instead of asking the server.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -190,6 +204,14 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&client),
         Command::Audit(AuditCommand::Export { since }) => commands::audit_export(&client, since),
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
+        Command::Policy(PolicyCommand::Test { dir }) => commands::policy_test(&dir, cli.output),
+        Command::Policy(PolicyCommand::Diff { old, new }) => commands::policy_diff(&old, &new, cli.output),
+        Command::Policy(PolicyCommand::Explain {
+            principal,
+            resource,
+            action,
+            policy,
+        }) => commands::policy_explain(&client, &principal, &resource, &action, policy.as_deref()),
     };
     match result {
         Ok(code) => code,

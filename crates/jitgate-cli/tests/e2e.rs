@@ -606,7 +606,8 @@ fn kill_9_right_after_2xx_loses_nothing() {
     );
     let (_, verify) = s.get("/v1/audit/verify", "demo-admin");
     assert_eq!(verify["ok"], true);
-    assert_eq!(verify["events"], 40 * 3 + 4);
+    // Two policy.loaded events (one per start), 3 per automatic request, 4 for the approved one.
+    assert_eq!(verify["events"], 2 + 40 * 3 + 4);
 }
 
 #[test]
@@ -647,7 +648,8 @@ fn cli_walkthrough_and_exit_codes() {
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = s.cli("demo-admin", &["audit", "export"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), 5);
+    // policy.loaded at start, then filed, approval, approved, issued, revoked.
+    assert_eq!(out.lines().count(), 6);
     for line in out.lines() {
         serde_json::from_str::<Value>(line).expect("JSON lines");
     }
@@ -765,4 +767,188 @@ fn operations_endpoints() {
     assert_eq!(status, 200);
     assert_eq!(batch["results"][0]["allow"], true);
     assert_eq!(batch["results"][1]["allow"], false);
+}
+
+/// A copy of the quickstart in a directory the test may edit.
+fn editable_quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["directory.toml", "workflows.toml"] {
+        std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn audit_kinds(s: &Server) -> Vec<String> {
+    let (_, events) = s.get("/v1/audit?limit=5000", "demo-admin");
+    events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn policy_edits_take_effect_live_and_broken_edits_are_refused() {
+    let dir = editable_quickstart();
+    let s = Server::start_with_policy(dir.path());
+    // A request filed under the old rules keeps them.
+    let before = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "OPS-1"}),
+    );
+    assert_eq!(before["needs"], json!([{"group": "sre", "approvals": 2}]));
+
+    // Make production reads automatic: takes effect without a restart.
+    let workflows = dir.path().join("workflows.toml");
+    let text = std::fs::read_to_string(&workflows).unwrap();
+    let relaxed = text.replace(
+        "reason_required = true\nmax_duration = \"1h\"\nsteps = [{ group = \"sre\", approvals = 1 }]",
+        "reason_required = true\nmax_duration = \"1h\"\nauto_approve = true",
+    );
+    assert_ne!(relaxed, text, "the edit applies");
+    std::fs::write(&workflows, &relaxed).unwrap();
+    wait_until("the edited policy serves", || {
+        let (status, r) = s.post(
+            "/v1/requests",
+            "demo-alice",
+            json!({"resource": "prod-db", "action": "read", "reason": "x", "duration": "1m"}),
+        );
+        status == 201 && r["status"] == "approved"
+    });
+    assert!(audit_kinds(&s).iter().filter(|k| *k == "policy.loaded").count() >= 2);
+    let (_, kept) = s.get(&format!("/v1/requests/{}", id(&before)), "demo-alice");
+    assert_eq!(
+        kept["needs"],
+        json!([{"group": "sre", "approvals": 2}]),
+        "filed requests keep their requirements"
+    );
+
+    // A broken edit is refused and audited; the previous policy keeps serving.
+    std::fs::write(&workflows, relaxed.replace("[[workflow]]", "[[workflow]\n")).unwrap();
+    wait_until("the broken policy is refused", || {
+        audit_kinds(&s).iter().any(|k| k == "policy.refused")
+    });
+    let (status, r) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "y", "duration": "1m"}),
+    );
+    assert_eq!((status, r["status"].as_str()), (201, Some("approved")), "{r}");
+    let metrics = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("jitgate_policy_reloads_total{outcome=\"refused\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_policy() {
+    let dir = editable_quickstart();
+    let s = Server::start_with_policy(dir.path());
+    let loads = || audit_kinds(&s).iter().filter(|k| *k == "policy.loaded").count();
+    assert_eq!(loads(), 1);
+    let status = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("SIGHUP reloads", || loads() == 2);
+}
+
+#[test]
+fn explain_through_the_server() {
+    let s = Server::start();
+    let (status, e) = s.get("/v1/policy/explain?resource=prod-db&action=write", "demo-alice");
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["verdict"], "approval");
+    assert_eq!(e["needs"], json!([{"group": "sre", "approvals": 2}]));
+    assert_eq!(e["max_duration"], "30m");
+    let (_, e) = s.get("/v1/policy/explain?resource=prod-db&action=write", "demo-bob");
+    assert_eq!(e["verdict"], "refused");
+    assert_eq!(e["break_glass_max"], "15m");
+    assert_eq!(
+        s.get(
+            "/v1/policy/explain?principal=bob&resource=prod-db&action=read",
+            "demo-alice"
+        )
+        .0,
+        403
+    );
+    let (status, e) = s.get(
+        "/v1/policy/explain?principal=alice&resource=staging-db&action=read",
+        "demo-admin",
+    );
+    assert_eq!((status, e["verdict"].as_str()), (200, Some("automatic")));
+    let (code, out, _) = s.cli(
+        "demo-alice",
+        &["policy", "explain", "--principal", "alice", "prod-db", "read"],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("needs 1 approval(s) from sre"), "{out}");
+}
+
+fn run_bin(args: &[&str], dirs: &[&Path]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).args(dirs).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_test_and_diff_exit_codes() {
+    let (code, out, err) = run_bin(&["policy", "test"], &[&quickstart()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("15 passed, 0 failed"), "{out}");
+
+    // A case the policy does not meet: exit 1 with a readable difference.
+    let dir = editable_quickstart();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/wrong.toml"),
+        "[[case]]\nname = \"reads are automatic\"\nprincipal = \"alice\"\nresource = \"prod-db\"\naction = \"read\"\nreason = \"x\"\nexpect = \"automatic\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run_bin(&["policy", "test"], &[dir.path()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("expected: automatic") && out.contains("got:      approval: 1 from sre"),
+        "{out}"
+    );
+
+    // diff: no change, changes, broken.
+    let same = editable_quickstart();
+    assert_eq!(run_bin(&["policy", "diff"], &[&quickstart(), same.path()]).0, 0);
+    let weaker = editable_quickstart();
+    let path = weaker.path().join("workflows.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("approvals = 2", "approvals = 1");
+    std::fs::write(&path, text).unwrap();
+    let (code, out, _) = run_bin(&["policy", "diff"], &[&quickstart(), weaker.path()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("~ alice: request write on prod-db: weaker: needs 2 from sre -> needs 1 from sre"),
+        "{out}"
+    );
+    let (code, out, _) = run_bin(&["policy", "diff", "--output", "json"], &[&quickstart(), weaker.path()]);
+    assert_eq!(code, 1);
+    let changes: Value = serde_json::from_str(&out).unwrap();
+    assert!(changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["subject"] == "group:dev" && c["kind"] == "weaker"));
+    std::fs::write(&path, "not toml [").unwrap();
+    assert_eq!(run_bin(&["policy", "diff"], &[&quickstart(), weaker.path()]).0, 2);
 }

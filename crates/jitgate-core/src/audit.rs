@@ -31,6 +31,12 @@ pub enum EventKind {
     /// A break-glass grant was taken: an alert, and a review is owed.
     #[serde(rename = "breakglass.raised")]
     BreakGlassRaised,
+    /// A policy version started serving.
+    #[serde(rename = "policy.loaded")]
+    PolicyLoaded,
+    /// A changed policy failed validation and was not loaded; the previous one serves on.
+    #[serde(rename = "policy.refused")]
+    PolicyRefused,
 }
 
 impl EventKind {
@@ -47,6 +53,8 @@ impl EventKind {
             EventKind::GrantRevoked => "grant.revoked",
             EventKind::GrantExpired => "grant.expired",
             EventKind::BreakGlassRaised => "breakglass.raised",
+            EventKind::PolicyLoaded => "policy.loaded",
+            EventKind::PolicyRefused => "policy.refused",
         }
     }
 }

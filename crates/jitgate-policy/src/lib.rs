@@ -8,7 +8,9 @@
 //! schedule) and `tests/*.toml` (the policy's own test cases). See docs/policy.md.
 
 pub mod cedar;
+pub mod diff;
 pub mod oncall;
+pub mod testing;
 pub mod workflow;
 
 use cedar::{Ability, CedarRules, Facts};
@@ -312,4 +314,58 @@ impl Policy {
             single_use: workflow.single_use,
         }
     }
+}
+
+/// An explanation as JSON, with a one-line summary for people.
+pub fn explanation_json(principal: &str, resource: &str, action: &str, e: &Explanation) -> serde_json::Value {
+    let (verdict, needs, why) = match &e.verdict {
+        Verdict::Refused(why) => ("refused", Vec::new(), Some(why.clone())),
+        Verdict::Automatic => ("automatic", Vec::new(), None),
+        Verdict::NeedsApproval(steps) => ("approval", steps.clone(), None),
+    };
+    let mut summary = match &e.verdict {
+        Verdict::Refused(why) => format!("refused: {why}"),
+        Verdict::Automatic => format!("{principal} gets {action} on {resource} automatically"),
+        Verdict::NeedsApproval(steps) => format!(
+            "{principal} needs {} for {action} on {resource}",
+            steps
+                .iter()
+                .map(|s| format!("{} approval(s) from {}", s.approvals, s.group))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
+    if let (false, Some(max)) = (matches!(e.verdict, Verdict::Refused(_)), e.max_duration) {
+        summary.push_str(&format!("; at most {max}"));
+        if e.reason_required {
+            summary.push_str("; a reason is required");
+        }
+        if let Some(p) = &e.ticket_pattern {
+            summary.push_str(&format!(" naming a ticket (/{p}/)"));
+        }
+        if e.action_bound {
+            summary.push_str("; bound to one exact payload");
+        }
+        if e.single_use {
+            summary.push_str(", single use");
+        }
+    }
+    if let Some(bg) = e.break_glass {
+        summary.push_str(&format!("; may break glass for up to {bg}"));
+    }
+    serde_json::json!({
+        "principal": principal,
+        "resource": resource,
+        "action": action,
+        "verdict": verdict,
+        "needs": needs.iter().map(|s| serde_json::json!({"group": s.group, "approvals": s.approvals})).collect::<Vec<_>>(),
+        "refused_because": why,
+        "max_duration": e.max_duration.map(|d| d.to_string()),
+        "break_glass_max": e.break_glass.map(|d| d.to_string()),
+        "reason_required": e.reason_required,
+        "ticket_pattern": e.ticket_pattern,
+        "action_bound": e.action_bound,
+        "single_use": e.single_use,
+        "summary": summary,
+    })
 }

@@ -326,3 +326,12 @@ pub struct AuditQuery {
     /// Page size, 1 to 5000 (default 1000).
     pub limit: Option<u32>,
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQuery {
+    /// Whose request to explain; yours by default. Others' only for admins and auditors.
+    pub principal: Option<String>,
+    pub resource: String,
+    pub action: String,
+}

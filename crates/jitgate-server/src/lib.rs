@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod policy_dir;
+pub mod reload;
 pub mod routes;
 pub mod worker;
 
@@ -50,7 +51,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     })?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy).await?);
+    reload::record_loaded(&app, &config.policy_dir).await;
     let worker = tokio::spawn(worker::run(app.clone()));
+    let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -62,6 +65,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     worker.abort();
+    watcher.abort();
     Ok(())
 }
 

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub active_grants: Gauge,
     /// Grants ended, by how: revoked, expired, used.
     pub grants_ended: Family<OutcomeLabel, Counter>,
+    /// Policy reloads: loaded or refused.
+    pub policy_reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -47,6 +49,8 @@ impl Metrics {
         registry.register("active_grants", "Grants currently active", active_grants.clone());
         let grants_ended = Family::<OutcomeLabel, Counter>::default();
         registry.register("grants_ended", "Grants ended, by how", grants_ended.clone());
+        let policy_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register("policy_reloads", "Policy reloads by outcome", policy_reloads.clone());
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -62,6 +66,7 @@ impl Metrics {
             check_seconds,
             active_grants,
             grants_ended,
+            policy_reloads,
         }
     }
 
@@ -77,6 +82,14 @@ impl Metrics {
         self.grants_ended
             .get_or_create(&OutcomeLabel {
                 outcome: how.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_policy_reload(&self, outcome: &str) {
+        self.policy_reloads
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
             })
             .inc();
     }

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
+        .route("/v1/policy/explain", get(explain_policy))
         .route("/v1/audit", get(list_audit))
         .route("/v1/audit/verify", get(verify_audit))
         .route("/healthz", get(healthz))
@@ -341,6 +342,42 @@ pub async fn verify_audit(
         first_bad_seq: r.first_bad_seq,
         problem: r.problem,
     }))
+}
+
+/// Why a request would be refused, automatic, or need which approvals.
+#[utoipa::path(get, path = "/v1/policy/explain", params(ExplainQuery),
+    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])), tag = "policy")]
+pub async fn explain_policy(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Q(query): Q<ExplainQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = app.policy();
+    let subject = match query.principal {
+        None => who.clone(),
+        Some(p) if p == who.principal => who.clone(),
+        Some(p) => {
+            if !(who.is_admin() || who.in_group(crate::auth::AUDITOR_GROUP)) {
+                return Err(ApiError::Forbidden(format!(
+                    "{} may explain only their own requests; admins and auditors may explain anyone's",
+                    who.principal
+                )));
+            }
+            policy
+                .rules()
+                .principal(&p)
+                .map(|e| e.identity.clone())
+                .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))?
+        }
+    };
+    let explanation = policy.explain(&subject, &query.resource, &query.action, None, now());
+    Ok(Json(jitgate_policy::explanation_json(
+        &subject.principal,
+        &query.resource,
+        &query.action,
+        &explanation,
+    )))
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200)), tag = "operations")]

@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
     /// request is no longer `previous` (another transition won the race).
     async fn save_transition(&self, previous: &Request, next: &Request, events: &[NewEvent]) -> Result<Request>;
 
+    /// Append events that go with no request (policy loads, for example).
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()>;
+
     /// Consume a live single-use grant. `true` for the one caller that consumed it; every
     /// other caller, concurrent or later, gets `false`.
     async fn consume_grant(&self, grant_id: &str, used: &NewEvent, now: Timestamp) -> Result<bool>;

@@ -274,6 +274,13 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        append_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn consume_grant(&self, grant_id: &str, used: &NewEvent, now: Timestamp) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(

@@ -1,0 +1,258 @@
+//! `jitgate policy test`: the policy's own test cases, kept in `tests/*.toml` in the policy
+//! directory, each a request and the outcome the policy must give it.
+
+use crate::{Policy, PolicyError, Verdict};
+use jitgate_core::{parse_duration, Ask, CiClaims, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    case: Vec<toml::Spanned<CaseSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    name: String,
+    /// A principal of the directory, or any name together with `groups`.
+    principal: String,
+    groups: Option<Vec<String>>,
+    resource: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+    duration: Option<String>,
+    payload: Option<String>,
+    #[serde(default)]
+    break_glass: bool,
+    /// When the request is made (RFC 3339); default 2026-01-07T10:00:00Z, a Wednesday morning.
+    at: Option<String>,
+    ci: Option<CiSpec>,
+    /// `automatic`, `approval` or `refused`.
+    expect: String,
+    /// For `approval`: the steps, like `[{ group = "sre", approvals = 1 }]`.
+    #[serde(default)]
+    approvals: Vec<StepSpec>,
+    /// The grant's duration the policy gives (the asked one, or the default).
+    duration_is: Option<String>,
+    /// For `refused`: a part of the refusal's message.
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CiSpec {
+    repository: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    workflow: String,
+    #[serde(default)]
+    actor: String,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct StepSpec {
+    group: String,
+    approvals: u32,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub file: String,
+    pub line: usize,
+    pub name: String,
+    /// `None` when it passed; otherwise expected and got, for people.
+    pub failure: Option<(String, String)>,
+}
+
+fn describe_steps(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{} from {}", s.approvals, s.group))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn default_time() -> Timestamp {
+    chrono::DateTime::from_timestamp(1_767_780_000, 0).unwrap_or_default()
+}
+
+/// Run every case of `dir/tests/*.toml` against `policy`.
+pub fn run(policy: &Policy, dir: &Path) -> Result<Vec<CaseResult>, Vec<PolicyError>> {
+    let tests_dir = dir.join("tests");
+    let mut files: Vec<_> = match std::fs::read_dir(&tests_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(vec![PolicyError {
+                file: tests_dir.display().to_string(),
+                line: 0,
+                message: e.to_string(),
+            }])
+        }
+    };
+    files.sort();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            vec![PolicyError {
+                file: file.clone(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let parsed: CaseFile = match toml::from_str(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
+                errors.push(PolicyError {
+                    file,
+                    line,
+                    message: e.message().to_string(),
+                });
+                continue;
+            }
+        };
+        for spanned in parsed.case {
+            let line = line_of(spanned.span().start);
+            let case = spanned.into_inner();
+            match run_case(policy, &case) {
+                Ok(failure) => results.push(CaseResult {
+                    file: file.clone(),
+                    line,
+                    name: case.name,
+                    failure,
+                }),
+                Err(message) => errors.push(PolicyError {
+                    file: file.clone(),
+                    line,
+                    message,
+                }),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(results)
+    } else {
+        Err(errors)
+    }
+}
+
+fn run_case(policy: &Policy, case: &CaseSpec) -> Result<Option<(String, String)>, String> {
+    let groups = match (&case.groups, policy.rules().principal(&case.principal)) {
+        (Some(groups), _) => groups.clone(),
+        (None, Some(entry)) => entry.identity.groups.clone(),
+        (None, None) => {
+            return Err(format!(
+                "'{}' is not in the directory; give groups = [...] for a hypothetical principal",
+                case.principal
+            ))
+        }
+    };
+    let identity = Identity {
+        principal: case.principal.clone(),
+        groups,
+        kind: PrincipalKind::User,
+        ci: case.ci.as_ref().map(|c| CiClaims {
+            repository: c.repository.clone(),
+            git_ref: c.git_ref.clone(),
+            environment: c.environment.clone(),
+            workflow: c.workflow.clone(),
+            actor: c.actor.clone(),
+        }),
+    };
+    let at = match &case.at {
+        None => default_time(),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| format!("at: '{t}' is not an RFC 3339 time"))?,
+    };
+    let duration = case
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|m| format!("duration: {m}"))?;
+    let ask = Ask {
+        resource: &case.resource,
+        action: &case.action,
+        duration,
+        reason: &case.reason,
+        payload: case.payload.as_deref(),
+        break_glass: case.break_glass,
+    };
+    let got = policy.admit(&identity, &ask, at);
+    let got_text = match &got {
+        Ok(a) if a.requirement.steps.is_empty() => format!("automatic for {}", a.duration),
+        Ok(a) => format!("approval: {} for {}", describe_steps(&a.requirement.steps), a.duration),
+        Err(e) => format!("refused: {e}"),
+    };
+    let expected_steps: Vec<Step> = case
+        .approvals
+        .iter()
+        .map(|s| Step {
+            group: s.group.clone(),
+            approvals: s.approvals,
+        })
+        .collect();
+    let expected_duration: Option<DurationSecs> = case
+        .duration_is
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|m| format!("duration_is: {m}"))?;
+    let verdict = match &got {
+        Ok(a) if a.requirement.steps.is_empty() => Verdict::Automatic,
+        Ok(a) => Verdict::NeedsApproval(a.requirement.steps.clone()),
+        Err(e) => Verdict::Refused(e.to_string()),
+    };
+    let (matches, expected_text) = match case.expect.as_str() {
+        "automatic" => (verdict == Verdict::Automatic, "automatic".to_string()),
+        "approval" => (
+            verdict == Verdict::NeedsApproval(expected_steps.clone()),
+            format!("approval: {}", describe_steps(&expected_steps)),
+        ),
+        "refused" => {
+            let ok = match (&got, &case.message) {
+                (Err(e), Some(part)) => e.to_string().contains(part.as_str()),
+                (Err(_), None) => true,
+                _ => false,
+            };
+            let text = match &case.message {
+                Some(part) => format!("refused, with a message containing \"{part}\""),
+                None => "refused".into(),
+            };
+            (ok, text)
+        }
+        other => return Err(format!("expect: '{other}' is not one of automatic, approval, refused")),
+    };
+    let duration_ok = match (expected_duration, &got) {
+        (Some(want), Ok(a)) => a.duration == want,
+        (Some(_), Err(_)) => false,
+        (None, _) => true,
+    };
+    let expected_text = match expected_duration {
+        Some(d) => format!("{expected_text} for {d}"),
+        None => expected_text,
+    };
+    if matches && duration_ok {
+        Ok(None)
+    } else {
+        Ok(Some((expected_text, got_text)))
+    }
+}
