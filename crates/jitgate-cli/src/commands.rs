@@ -174,6 +174,15 @@ pub fn revoke(client: &Client, grant_id: &str, comment: Option<String>) -> Comma
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn extend(client: &Client, grant_id: &str, duration: &str, reason: &str) -> CommandResult {
+    let grant = client.post(
+        &format!("/v1/grants/{grant_id}/extend"),
+        &json!({"duration": duration, "reason": reason}),
+    )?;
+    print(client, &grant, |g| format!("{}\n", render::grant_line(g)));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn check(client: &Client, principal: &str, resource: &str, action: &str, payload: Option<String>) -> CommandResult {
     let mut body = json!({"principal": principal, "resource": resource, "action": action});
     if let Some(p) = payload {

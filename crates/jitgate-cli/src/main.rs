@@ -88,6 +88,16 @@ enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Extend your active grant (as its workflow allows).
+    Extend {
+        grant_id: String,
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End your grant early: the task is done, so is the access.
+    Done { grant_id: String },
     /// Ask whether a principal may act now: exit 0 allowed, 1 denied, 2 error.
     Check {
         principal: String,
@@ -190,6 +200,12 @@ fn main() -> ExitCode {
         Command::Cancel { id } => commands::review(&client, &id, "cancel", None),
         Command::Grants { status } => commands::grants(&client, status),
         Command::Revoke { grant_id, comment } => commands::revoke(&client, &grant_id, comment),
+        Command::Extend {
+            grant_id,
+            duration,
+            reason,
+        } => commands::extend(&client, &grant_id, &duration, &reason),
+        Command::Done { grant_id } => commands::revoke(&client, &grant_id, Some("done: the task is finished".into())),
         Command::Check {
             principal,
             resource,

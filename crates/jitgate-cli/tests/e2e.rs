@@ -952,3 +952,77 @@ fn policy_test_and_diff_exit_codes() {
     std::fs::write(&path, "not toml [").unwrap();
     assert_eq!(run_bin(&["policy", "diff"], &[&quickstart(), weaker.path()]).0, 2);
 }
+
+#[test]
+fn extensions_follow_the_workflow_and_done_ends_access() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h"}),
+    );
+    let gid = r["grant"]["id"].as_str().unwrap().to_string();
+    let end = |g: &Value| chrono::DateTime::parse_from_rfc3339(g["expires_at"].as_str().unwrap()).unwrap();
+    let first_end = end(&r["grant"]);
+
+    let path = format!("/v1/grants/{gid}/extend");
+    assert_eq!(
+        s.post(&path, "demo-dave", json!({"duration": "1h"})).0,
+        404,
+        "not his grant"
+    );
+    let (status, too_long) = s.post(&path, "demo-alice", json!({"duration": "8h", "reason": "more"}));
+    assert_eq!(status, 422, "{too_long}");
+    assert!(too_long["error"]["message"].as_str().unwrap().starts_with("duration:"));
+    let (status, g) = s.post(
+        &path,
+        "demo-alice",
+        json!({"duration": "1h", "reason": "migration runs long"}),
+    );
+    assert_eq!(status, 200, "{g}");
+    assert_eq!((end(&g) - first_end).num_seconds(), 3600);
+    assert_eq!(g["extensions"], 1);
+    assert_eq!(s.post(&path, "demo-alice", json!({"duration": "1h"})).0, 200);
+    assert_eq!(
+        s.post(&path, "demo-alice", json!({"duration": "1h"})).0,
+        409,
+        "twice at most"
+    );
+    let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+    assert_eq!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "grant.extended")
+            .count(),
+        2
+    );
+
+    // Single-use grants have no extension.
+    let deploy = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "r", "payload": "v2"}),
+    );
+    let (_, approved) = s.post(&format!("/v1/requests/{}/approve", id(&deploy)), "demo-bob", json!({}));
+    let dgid = approved["grant"]["id"].as_str().unwrap();
+    assert_eq!(
+        s.post(
+            &format!("/v1/grants/{dgid}/extend"),
+            "demo-alice",
+            json!({"duration": "5m"})
+        )
+        .0,
+        403
+    );
+
+    // done: the holder ends the grant; access ends with it.
+    assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
+    let (code, _, err) = s.cli("demo-alice", &["done", &gid]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], false);
+    assert_eq!(
+        s.cli("demo-alice", &["extend", &gid, "--for", "1h"]).0,
+        2,
+        "an ended grant cannot be extended"
+    );
+}

@@ -25,6 +25,7 @@ fn index_with(n: usize) -> GrantIndex {
             ended_at: None,
             ended_by: None,
             end_comment: None,
+            extensions: 0,
         });
     }
     index

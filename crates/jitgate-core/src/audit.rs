@@ -28,6 +28,8 @@ pub enum EventKind {
     GrantRevoked,
     #[serde(rename = "grant.expired")]
     GrantExpired,
+    #[serde(rename = "grant.extended")]
+    GrantExtended,
     /// A break-glass grant was taken: an alert, and a review is owed.
     #[serde(rename = "breakglass.raised")]
     BreakGlassRaised,
@@ -52,6 +54,7 @@ impl EventKind {
             EventKind::GrantUsed => "grant.used",
             EventKind::GrantRevoked => "grant.revoked",
             EventKind::GrantExpired => "grant.expired",
+            EventKind::GrantExtended => "grant.extended",
             EventKind::BreakGlassRaised => "breakglass.raised",
             EventKind::PolicyLoaded => "policy.loaded",
             EventKind::PolicyRefused => "policy.refused",

@@ -197,6 +197,7 @@ mod tests {
             ended_at: None,
             ended_by: None,
             end_comment: None,
+            extensions: 0,
         }
     }
 

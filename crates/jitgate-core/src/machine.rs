@@ -87,6 +87,7 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
         ended_at: None,
         ended_by: None,
         end_comment: None,
+        extensions: 0,
     });
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }
@@ -311,6 +312,79 @@ pub fn revoke(
     Ok(Transition { request: next, events })
 }
 
+/// The policy's limits on extending a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtensionLimits {
+    pub max_times: u32,
+    /// The longest the grant may last from the moment of extension.
+    pub max_duration: crate::DurationSecs,
+}
+
+/// Extend an active grant by `by`, counted from its current end. Only its holder may, at most
+/// `max_times`, and never so that more than `max_duration` remains from now.
+pub fn extend(
+    request: &Request,
+    who: &Identity,
+    by: crate::DurationSecs,
+    reason: &str,
+    limits: ExtensionLimits,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    let Some(grant) = &request.grant else {
+        return Err(DomainError::NotFound(format!("request {} has no grant", request.id)));
+    };
+    if who.principal != grant.principal {
+        return Err(DomainError::Forbidden("only the grant's holder can extend it".into()));
+    }
+    let status = grant.status_at(now);
+    if status != GrantStatus::Active {
+        return Err(DomainError::Conflict(format!(
+            "grant {} is already {}; file a new request",
+            grant.id,
+            status.as_str()
+        )));
+    }
+    if grant.extensions >= limits.max_times {
+        return Err(DomainError::Conflict(format!(
+            "grant {} has been extended {} time(s), the most its workflow allows; file a new request",
+            grant.id, grant.extensions
+        )));
+    }
+    let new_end = grant.expires_at + by.as_delta();
+    let remaining = (new_end - now).num_seconds();
+    let max = i64::try_from(limits.max_duration.0).unwrap_or(i64::MAX);
+    if remaining > max {
+        let allowed = max - (grant.expires_at - now).num_seconds();
+        return Err(DomainError::invalid(
+            "duration",
+            format!(
+                "extending by {by} would leave {} of access, more than the {} allowed; extend by {} or less",
+                crate::format_duration(crate::DurationSecs(remaining.max(0).unsigned_abs())),
+                limits.max_duration,
+                crate::format_duration(crate::DurationSecs(allowed.max(0).unsigned_abs()))
+            ),
+        ));
+    }
+    let mut next = request.clone();
+    if let Some(g) = next.grant.as_mut() {
+        g.expires_at = new_end;
+        g.extensions += 1;
+    }
+    let comment = format!(
+        "by {by} until {}: {}",
+        new_end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        reason.trim()
+    );
+    let events = vec![event(
+        EventKind::GrantExtended,
+        &next,
+        &who.principal,
+        Some(comment),
+        now,
+    )];
+    Ok(Transition { request: next, events })
+}
+
 /// Apply the passage of time: a pending request past its deadline expires; an active grant
 /// past its end expires. `None` when nothing is due.
 pub fn settle(request: &Request, now: Timestamp) -> Option<Transition> {
@@ -531,6 +605,53 @@ mod tests {
             revoke(&revoked, &alice, None, t0()),
             Err(DomainError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn extensions_are_capped_in_count_and_remaining_time() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let granted = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0()).request;
+        let limits = ExtensionLimits {
+            max_times: 2,
+            max_duration: DurationSecs(1200),
+        };
+        assert!(matches!(
+            extend(&granted, &bob, DurationSecs(60), "", limits, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        // 600s left; +600 leaves 1200 = the maximum.
+        let once = extend(&granted, &alice, DurationSecs(600), "more", limits, t0()).unwrap();
+        assert_eq!(
+            once.request.grant.as_ref().unwrap().expires_at,
+            t0() + TimeDelta::seconds(1200)
+        );
+        assert_eq!(once.events[0].kind, EventKind::GrantExtended);
+        let too_long = extend(&once.request, &alice, DurationSecs(60), "more", limits, t0()).unwrap_err();
+        assert!(
+            matches!(too_long, DomainError::Invalid { ref field, .. } if field == "duration"),
+            "{too_long}"
+        );
+        let later = t0() + TimeDelta::seconds(600);
+        let twice = extend(&once.request, &alice, DurationSecs(600), "more", limits, later)
+            .unwrap()
+            .request;
+        assert_eq!(twice.grant.as_ref().unwrap().extensions, 2);
+        let thrice = extend(&twice, &alice, DurationSecs(1), "more", limits, later);
+        assert!(matches!(thrice, Err(DomainError::Conflict(_))));
+        let expired_at = twice.grant.as_ref().unwrap().expires_at;
+        assert!(matches!(
+            extend(
+                &granted,
+                &alice,
+                DurationSecs(1),
+                "",
+                limits,
+                t0() + TimeDelta::seconds(600)
+            ),
+            Err(DomainError::Conflict(_))
+        ));
+        assert!(expired_at > t0());
     }
 
     #[test]

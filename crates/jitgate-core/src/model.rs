@@ -156,6 +156,9 @@ pub struct Grant {
     pub ended_at: Option<Timestamp>,
     pub ended_by: Option<String>,
     pub end_comment: Option<String>,
+    /// How many times the grant has been extended.
+    #[serde(default)]
+    pub extensions: u32,
 }
 
 impl Grant {

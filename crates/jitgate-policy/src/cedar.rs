@@ -23,15 +23,25 @@ pub enum Ability {
     AutoApprove,
     BreakGlass,
     Approve,
+    Extend,
 }
 
 impl Ability {
+    pub const ALL: [Ability; 5] = [
+        Ability::Request,
+        Ability::AutoApprove,
+        Ability::BreakGlass,
+        Ability::Approve,
+        Ability::Extend,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Ability::Request => "request",
             Ability::AutoApprove => "auto_approve",
             Ability::BreakGlass => "break_glass",
             Ability::Approve => "approve",
+            Ability::Extend => "extend",
         }
     }
 }
@@ -112,6 +122,12 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
         out.push((
             id(Ability::BreakGlass),
             format!("{} && ({}) }};", scope(Ability::BreakGlass), any_member(&bg.groups)),
+        ));
+    }
+    if w.extension.is_some() && !w.requesters.is_empty() {
+        out.push((
+            id(Ability::Extend),
+            format!("{} && ({}) }};", scope(Ability::Extend), any_member(&w.requesters)),
         ));
     }
     let approvers: Vec<String> = w.steps.iter().map(|s| s.group.clone()).collect();
@@ -262,12 +278,7 @@ impl CedarRules {
         }
         let mut actions = HashMap::new();
         let action_type = type_name("Action")?;
-        for ability in [
-            Ability::Request,
-            Ability::AutoApprove,
-            Ability::BreakGlass,
-            Ability::Approve,
-        ] {
+        for ability in Ability::ALL {
             actions.insert(ability, uid(&action_type, ability.as_str()));
         }
         Ok(CedarRules {

@@ -18,7 +18,7 @@ use jitgate_core::admission::{Admission, Ask};
 use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, Step, Timestamp};
 use oncall::Schedule;
 use std::path::Path;
-pub use workflow::{DirectoryEntry, PolicyError, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE};
+pub use workflow::{DirectoryEntry, Extension, PolicyError, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE};
 
 /// A loaded, validated policy.
 pub struct Policy {
@@ -257,6 +257,71 @@ impl Policy {
             "{} may not review request {}: {why}",
             reviewer.principal, request.id
         )))
+    }
+
+    /// May `who` extend the grant of `request` by `duration` now? Returns the limits the state
+    /// machine applies: how many extensions a grant may have and the longest it may then last.
+    pub fn admit_extension(
+        &self,
+        who: &Identity,
+        request: &Request,
+        duration: DurationSecs,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<jitgate_core::machine::ExtensionLimits, DomainError> {
+        let workflow = self.rules.workflow(&request.resource, &request.action)?;
+        let name = format!("{} on {}", request.action, request.resource);
+        let Some(extension) = &workflow.extension else {
+            return Err(DomainError::Forbidden(format!(
+                "grants for {name} cannot be extended; file a new request"
+            )));
+        };
+        if extension.requires_approval {
+            return Err(DomainError::Forbidden(format!(
+                "extending {name} needs approval again: file a new request; its grant will overlap this one"
+            )));
+        }
+        if reason.len() > jitgate_core::admission::MAX_REASON_LEN
+            || (workflow.reason_required && reason.trim().is_empty())
+        {
+            return Err(DomainError::invalid(
+                "reason",
+                format!("say why {name} must last longer (under 2000 bytes)"),
+            ));
+        }
+        let ask = Ask {
+            resource: &request.resource,
+            action: &request.action,
+            duration: Some(duration),
+            reason,
+            payload: None,
+            break_glass: false,
+        };
+        let facts = self.facts(who, workflow, &ask, duration, now, &request.requester);
+        let d = self.cedar.decide(who, Ability::Extend, &request.resource, &facts);
+        if !d.allowed {
+            let why = if d.forbidden_by.is_empty() {
+                "no policy permits it".to_string()
+            } else {
+                format!("forbidden by policy {}", d.forbidden_by.join(", "))
+            };
+            return Err(DomainError::Forbidden(format!(
+                "{} may not extend {name}: {why}",
+                who.principal
+            )));
+        }
+        let max_duration = if request.break_glass {
+            workflow
+                .break_glass
+                .as_ref()
+                .map_or(workflow.max_duration, |b| b.max_duration)
+        } else {
+            workflow.max_duration
+        };
+        Ok(jitgate_core::machine::ExtensionLimits {
+            max_times: extension.max_times,
+            max_duration,
+        })
     }
 
     /// What would happen if `who` asked for `action` on `resource` now, with the workflow's

@@ -64,6 +64,18 @@ pub struct Workflow {
     pub action_bound: bool,
     pub single_use: bool,
     pub break_glass: Option<BreakGlass>,
+    /// Whether, and how often, an active grant may be extended.
+    pub extension: Option<Extension>,
+}
+
+/// Extension of an active grant by its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// How many times one grant may be extended.
+    pub max_times: u32,
+    /// If true, extending is not self-service: the holder files a new request, which goes
+    /// through the approvals again (its grant overlaps the current one, so access never breaks).
+    pub requires_approval: bool,
 }
 
 /// The parsed, validated TOML rules.
@@ -131,6 +143,15 @@ struct WorkflowSpec {
     action_bound: bool,
     single_use: Option<bool>,
     break_glass: Option<BreakGlassSpec>,
+    extension: Option<ExtensionSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtensionSpec {
+    max_times: u32,
+    #[serde(default)]
+    requires_approval: bool,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +367,13 @@ impl Rules {
                 }
             };
             let single_use = spec.single_use.unwrap_or(spec.action_bound);
+            let extension = spec.extension.as_ref().map(|e| Extension {
+                max_times: e.max_times,
+                requires_approval: e.requires_approval,
+            });
+            if extension.is_some() && single_use {
+                problems.push("extension: a single-use grant cannot be extended; remove one of them".into());
+            }
             let key = (spec.resource.clone(), spec.action.clone());
             if policy.workflows.contains_key(&key) {
                 problems.push(format!("a workflow for {name} is already defined; merge the two"));
@@ -380,6 +408,7 @@ impl Rules {
                     action_bound: spec.action_bound,
                     single_use,
                     break_glass,
+                    extension,
                 },
             );
         }

@@ -288,3 +288,42 @@ fn oncall_schedule_errors_are_located() {
         "{errors:?}"
     );
 }
+
+/// Regression: the `extend` ability once had no Cedar action registered, so every extension
+/// was refused ("no policy permits it") even where the workflow allowed it.
+#[test]
+fn extension_is_judged_by_cedar_extend() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let staging = ask("staging-db", "read", "");
+    let admission = p.admit(&alice, &staging, now).unwrap();
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r1".into(),
+        grant_id: "g1".into(),
+    };
+    let granted = jitgate_core::machine::file(&alice, &staging, admission, ids, now).request;
+    let limits = p
+        .admit_extension(&alice, &granted, DurationSecs(600), "longer", now)
+        .expect("the workflow allows it");
+    assert_eq!(limits.max_times, 2);
+    assert_eq!(limits.max_duration, DurationSecs(8 * 3600));
+    // Someone outside the workflow's requesters is refused by Cedar.
+    let outsider = user("mallory", &["contractors"]);
+    assert!(matches!(
+        p.admit_extension(&outsider, &granted, DurationSecs(600), "x", now),
+        Err(DomainError::Forbidden(_))
+    ));
+    // Workflows without an extension rule refuse with a pointer to filing a new request.
+    let bastion = ask("bastion", "login", "");
+    let admission = p.admit(&alice, &bastion, now).unwrap();
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r2".into(),
+        grant_id: "g2".into(),
+    };
+    let pending = jitgate_core::machine::file(&alice, &bastion, admission, ids, now).request;
+    match p.admit_extension(&alice, &pending, DurationSecs(600), "x", now) {
+        Err(DomainError::Forbidden(m)) => assert!(m.contains("file a new request"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

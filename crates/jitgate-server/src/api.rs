@@ -51,6 +51,15 @@ pub struct CommentBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// How much longer, counted from the grant's current end.
+    pub duration: DurationInput,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckBody {
     pub principal: String,
     pub resource: String,
@@ -119,6 +128,8 @@ pub struct GrantView {
     pub ended_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_by: Option<String>,
+    /// How many times it has been extended.
+    pub extensions: u32,
 }
 
 impl GrantView {
@@ -137,6 +148,7 @@ impl GrantView {
             payload_sha256: g.payload_sha256.clone(),
             ended_at: g.ended_at.or((g.status_at(now) != g.status).then_some(g.expires_at)),
             ended_by: g.ended_by.clone(),
+            extensions: g.extensions,
         }
     }
 }

@@ -213,6 +213,25 @@ impl App {
             .ok_or_else(|| ApiError::Internal("revoked request has no grant".into()))
     }
 
+    pub async fn extend(
+        &self,
+        who: &Identity,
+        grant_id: &str,
+        body: &crate::api::ExtendBody,
+    ) -> Result<Grant, ApiError> {
+        let by = body.duration.parse("duration")?;
+        let policy = self.policy();
+        let request = self
+            .transition(who, grant_id, true, |r, now| {
+                let limits = policy.admit_extension(who, r, by, &body.reason, now)?;
+                machine::extend(r, who, by, &body.reason, limits, now)
+            })
+            .await?;
+        request
+            .grant
+            .ok_or_else(|| ApiError::Internal("extended request has no grant".into()))
+    }
+
     /// Apply every time-based transition due at `now`. Returns how many requests changed.
     pub async fn settle_due(&self, now: Timestamp, batch: u32) -> Result<usize, StoreError> {
         let due = self.store.due_requests(now, batch).await?;

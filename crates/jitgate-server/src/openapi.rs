@@ -11,12 +11,12 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::routes::create_request, crate::routes::list_requests, crate::routes::get_request,
         crate::routes::approve_request, crate::routes::deny_request, crate::routes::cancel_request,
-        crate::routes::list_grants, crate::routes::revoke_grant, crate::routes::check, crate::routes::check_batch,
+        crate::routes::list_grants, crate::routes::revoke_grant, crate::routes::extend_grant, crate::routes::check, crate::routes::check_batch,
         crate::routes::explain_policy, crate::routes::list_audit, crate::routes::verify_audit, crate::routes::healthz, crate::routes::readyz,
         crate::routes::metrics,
     ),
     components(schemas(
-        CreateRequestBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
+        CreateRequestBody, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail,
     )),

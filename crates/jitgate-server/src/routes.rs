@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/requests/{id}/cancel", post(cancel_request))
         .route("/v1/grants", get(list_grants))
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
+        .route("/v1/grants/{id}/extend", post(extend_grant))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
         .route("/v1/policy/explain", get(explain_policy))
@@ -229,6 +230,19 @@ pub async fn revoke_grant(
 ) -> Result<Json<GrantView>, ApiError> {
     let body = optional_comment(body).await?;
     let grant = app.revoke(&who, &id, body.comment).await?;
+    Ok(Json(GrantView::new(&grant, now())))
+}
+
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendBody,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])), tag = "grants")]
+pub async fn extend_grant(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ExtendBody>,
+) -> Result<Json<GrantView>, ApiError> {
+    let grant = app.extend(&who, &id, &body).await?;
     Ok(Json(GrantView::new(&grant, now())))
 }
 

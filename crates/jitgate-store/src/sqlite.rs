@@ -31,7 +31,7 @@ const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_id, g.princ
     g.resource AS g_resource, g.action AS g_action, g.payload_sha256 AS g_payload_sha256, \
     g.single_use AS g_single_use, g.break_glass AS g_break_glass, g.status AS g_status, \
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
-    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment";
+    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions";
 
 fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
     let Some(id) = row.try_get::<Option<String>, _>("g_id")? else {
@@ -53,6 +53,7 @@ fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
         ended_at: row.try_get::<Option<i64>, _>("g_ended_at")?.map(from_ms).transpose()?,
         ended_by: row.try_get("g_ended_by")?,
         end_comment: row.try_get("g_end_comment")?,
+        extensions: row.try_get::<i64, _>("g_extensions")?.try_into().unwrap_or(u32::MAX),
     }))
 }
 
@@ -133,7 +134,8 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
 async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     sqlx::query(
         "INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-         status, starts_at, expires_at, ended_at, ended_by, end_comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&g.id)
     .bind(&g.request_id)
@@ -149,6 +151,7 @@ async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     .bind(g.ended_at.map(ms))
     .bind(&g.ended_by)
     .bind(&g.end_comment)
+    .bind(i64::from(g.extensions))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -249,16 +252,18 @@ impl Store for SqliteStore {
             (None, Some(grant)) => insert_grant(&mut tx, grant).await?,
             (Some(old), Some(new)) if old != new => {
                 let updated = sqlx::query(
-                    "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ? \
-                     WHERE id = ? AND status = ?",
+                    "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ? \
+                     WHERE id = ? AND status = ? AND extensions = ?",
                 )
                 .bind(new.status.as_str())
                 .bind(ms(new.expires_at))
                 .bind(new.ended_at.map(ms))
                 .bind(&new.ended_by)
                 .bind(&new.end_comment)
+                .bind(i64::from(new.extensions))
                 .bind(&new.id)
                 .bind(old.status.as_str())
+                .bind(i64::from(old.extensions))
                 .execute(&mut *tx)
                 .await?;
                 if updated.rows_affected() != 1 {
