@@ -5,8 +5,9 @@
 
 use crate::workflow::{PolicyError, Rules, Workflow};
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
-    PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use jitgate_core::{CiClaims, Identity, Timestamp};
 use miette::Diagnostic;
@@ -68,7 +69,15 @@ pub struct CedarDecision {
 }
 
 pub struct CedarRules {
-    policies: PolicySet,
+    /// Per resource and ability, the policies that can apply: those naming that resource (or
+    /// none) and that action (or none). Cedar evaluates every policy of the set it is given,
+    /// so asking with these small sets keeps a decision's cost independent of the policy's
+    /// size, and a question no `permit` can answer is denied without evaluation (Cedar denies
+    /// by default, so the answer is the same).
+    by_scope: HashMap<(String, Ability), Scoped>,
+    /// Per ability, the policies tied to no single resource, for resources no workflow names.
+    unscoped: HashMap<Ability, Scoped>,
+    authorizer: Authorizer,
     actions: HashMap<Ability, EntityUid>,
     user_type: EntityTypeName,
     group_type: EntityTypeName,
@@ -281,8 +290,51 @@ impl CedarRules {
         for ability in Ability::ALL {
             actions.insert(ability, uid(&action_type, ability.as_str()));
         }
+        let mut by_scope: HashMap<(String, Ability), Scoped> = HashMap::new();
+        let mut unscoped: HashMap<Ability, Scoped> = HashMap::new();
+        let mut add = |scoped: &mut Scoped, p: &Policy| {
+            scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
+            if let Err(e) = scoped.policies.add(p.clone()) {
+                errors.push(PolicyError {
+                    file: "workflows.toml".into(),
+                    line: 0,
+                    message: e.to_string(),
+                });
+            }
+        };
+        for p in policies.policies() {
+            let abilities: Vec<Ability> = match p.action_constraint() {
+                ActionConstraint::Eq(a) => Ability::ALL
+                    .into_iter()
+                    .filter(|x| a.id().unescaped() == x.as_str())
+                    .collect(),
+                ActionConstraint::In(list) => Ability::ALL
+                    .into_iter()
+                    .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
+                    .collect(),
+                _ => Ability::ALL.to_vec(),
+            };
+            let resources: Vec<String> = match p.resource_constraint() {
+                ResourceConstraint::Eq(r) if r.type_name() == &resource_type => vec![r.id().unescaped().to_string()],
+                _ => known_resources.iter().map(|r| r.to_string()).collect(),
+            };
+            let for_any_resource = !matches!(p.resource_constraint(), ResourceConstraint::Eq(_));
+            for ability in abilities {
+                for resource in &resources {
+                    add(by_scope.entry((resource.clone(), ability)).or_default(), p);
+                }
+                if for_any_resource {
+                    add(unscoped.entry(ability).or_default(), p);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(CedarRules {
-            policies,
+            by_scope,
+            unscoped,
+            authorizer: Authorizer::new(),
             actions,
             user_type: type_name("User")?,
             group_type,
@@ -291,8 +343,47 @@ impl CedarRules {
         })
     }
 
+    /// Prepare questions about `who` and `resource` under `facts`: the entities and the
+    /// context are built once, however many abilities are then asked about.
+    pub fn ask<'r>(&'r self, who: &Identity, resource: &str, facts: &Facts<'_>) -> Question<'r> {
+        let principal = uid(&self.user_type, &who.principal);
+        let parents: HashSet<EntityUid> = who.groups.iter().map(|g| uid(&self.group_type, g)).collect();
+        let prepared = Entities::from_entities([Entity::new_no_attrs(principal.clone(), parents)], None)
+            .map_err(|e| e.to_string())
+            .and_then(|entities| context(facts).map(|context| (entities, context)));
+        Question {
+            rules: self,
+            principal,
+            resource_name: resource.to_string(),
+            resource: uid(&self.resource_type, resource),
+            prepared,
+        }
+    }
+
     /// Ask Cedar whether `who` has `ability` on `resource` given the facts.
     pub fn decide(&self, who: &Identity, ability: Ability, resource: &str, facts: &Facts<'_>) -> CedarDecision {
+        self.ask(who, resource, facts).decide(ability)
+    }
+}
+
+/// The policies that can apply to one resource and ability.
+#[derive(Default)]
+struct Scoped {
+    policies: PolicySet,
+    has_permit: bool,
+}
+
+/// Questions about one principal and resource, with entities and context built once.
+pub struct Question<'r> {
+    rules: &'r CedarRules,
+    principal: EntityUid,
+    resource_name: String,
+    resource: EntityUid,
+    prepared: Result<(Entities, Context), String>,
+}
+
+impl Question<'_> {
+    pub fn decide(&self, ability: Ability) -> CedarDecision {
         let refused = |why: &str| {
             tracing::warn!(why, "Cedar evaluation failed; refusing");
             CedarDecision {
@@ -300,30 +391,41 @@ impl CedarRules {
                 forbidden_by: Vec::new(),
             }
         };
-        let principal = uid(&self.user_type, &who.principal);
-        let parents: HashSet<EntityUid> = who.groups.iter().map(|g| uid(&self.group_type, g)).collect();
-        let entities = match Entities::from_entities([Entity::new_no_attrs(principal.clone(), parents)], None) {
-            Ok(e) => e,
-            Err(e) => return refused(&e.to_string()),
+        let denied = CedarDecision {
+            allowed: false,
+            forbidden_by: Vec::new(),
         };
-        let context = match context(facts) {
-            Ok(c) => c,
-            Err(e) => return refused(&e),
+        let scoped = match self.rules.by_scope.get(&(self.resource_name.clone(), ability)) {
+            Some(s) => s,
+            None => match self.rules.unscoped.get(&ability) {
+                Some(s) => s,
+                None => return denied,
+            },
         };
-        let Some(action) = self.actions.get(&ability) else {
+        if !scoped.has_permit {
+            return denied;
+        }
+        let (entities, context) = match &self.prepared {
+            Ok(p) => p,
+            Err(e) => return refused(e),
+        };
+        let Some(action) = self.rules.actions.get(&ability) else {
             return refused("unknown ability");
         };
         let request = match Request::new(
-            principal,
+            self.principal.clone(),
             action.clone(),
-            uid(&self.resource_type, resource),
-            context,
+            self.resource.clone(),
+            context.clone(),
             None,
         ) {
             Ok(r) => r,
             Err(e) => return refused(&e.to_string()),
         };
-        let response = Authorizer::new().is_authorized(&request, &self.policies, &entities);
+        let response = self
+            .rules
+            .authorizer
+            .is_authorized(&request, &scoped.policies, entities);
         let allowed = response.decision() == Decision::Allow;
         let forbidden_by = if allowed {
             Vec::new()

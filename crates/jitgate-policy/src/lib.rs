@@ -179,8 +179,9 @@ impl Policy {
         let duration = workflow.limits(ask)?;
         let facts = self.facts(who, workflow, ask, duration, now, &who.principal);
         let name = format!("{} on {}", ask.action, ask.resource);
+        let question = self.cedar.ask(who, ask.resource, &facts);
         let refusal = |ability: Ability, verb: &str, groups: &[String]| {
-            let d = self.cedar.decide(who, ability, ask.resource, &facts);
+            let d = question.decide(ability);
             if d.allowed {
                 return Ok(());
             }
@@ -206,11 +207,7 @@ impl Policy {
             Vec::new()
         } else {
             refusal(Ability::Request, "request", &workflow.requesters)?;
-            if self
-                .cedar
-                .decide(who, Ability::AutoApprove, ask.resource, &facts)
-                .allowed
-            {
+            if question.decide(Ability::AutoApprove).allowed {
                 Vec::new()
             } else {
                 workflow.steps.clone()
