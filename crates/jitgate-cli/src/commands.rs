@@ -122,17 +122,40 @@ fn decision_code(request: &Value, waited: bool) -> ExitCode {
     }
 }
 
-pub fn requests(client: &Client, status: Option<String>) -> CommandResult {
+/// GET a list endpoint, filtered by status, and print it as a table.
+fn list(
+    client: &Client,
+    path: &str,
+    status: Option<String>,
+    header: String,
+    line: fn(&Value) -> String,
+) -> CommandResult {
     let query: Vec<(&str, String)> = status.into_iter().map(|s| ("status", s)).collect();
-    let list = client.get("/v1/requests", &query)?;
+    let list = client.get(path, &query)?;
     print(client, &list, |l| {
-        let mut out = render::request_header() + "\n";
-        for r in l["items"].as_array().into_iter().flatten() {
-            out += &(render::request_line(r) + "\n");
-        }
-        out
+        let rows = l["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| line(item) + "\n");
+        std::iter::once(header + "\n").chain(rows).collect()
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// The optional `{"comment": ...}` body of reviews and revocations.
+fn comment_body(comment: Option<String>) -> Value {
+    comment.map_or_else(|| json!({}), |c| json!({"comment": c}))
+}
+
+pub fn requests(client: &Client, status: Option<String>) -> CommandResult {
+    list(
+        client,
+        "/v1/requests",
+        status,
+        render::request_header(),
+        render::request_line,
+    )
 }
 
 pub fn show(client: &Client, id: &str) -> CommandResult {
@@ -142,34 +165,17 @@ pub fn show(client: &Client, id: &str) -> CommandResult {
 }
 
 pub fn review(client: &Client, id: &str, verb: &str, comment: Option<String>) -> CommandResult {
-    let body = match comment {
-        Some(c) => json!({"comment": c}),
-        None => json!({}),
-    };
-    let request = client.post(&format!("/v1/requests/{id}/{verb}"), &body)?;
+    let request = client.post(&format!("/v1/requests/{id}/{verb}"), &comment_body(comment))?;
     print(client, &request, render::request_detail);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn grants(client: &Client, status: Option<String>) -> CommandResult {
-    let query: Vec<(&str, String)> = status.into_iter().map(|s| ("status", s)).collect();
-    let list = client.get("/v1/grants", &query)?;
-    print(client, &list, |l| {
-        let mut out = render::grant_header() + "\n";
-        for g in l["items"].as_array().into_iter().flatten() {
-            out += &(render::grant_line(g) + "\n");
-        }
-        out
-    });
-    Ok(ExitCode::SUCCESS)
+    list(client, "/v1/grants", status, render::grant_header(), render::grant_line)
 }
 
 pub fn revoke(client: &Client, grant_id: &str, comment: Option<String>) -> CommandResult {
-    let body = match comment {
-        Some(c) => json!({"comment": c}),
-        None => json!({}),
-    };
-    let grant = client.post(&format!("/v1/grants/{grant_id}/revoke"), &body)?;
+    let grant = client.post(&format!("/v1/grants/{grant_id}/revoke"), &comment_body(comment))?;
     print(client, &grant, |g| format!("{}\n", render::grant_line(g)));
     Ok(ExitCode::SUCCESS)
 }
