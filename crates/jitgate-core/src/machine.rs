@@ -177,8 +177,7 @@ pub fn approve(
         .iter()
         .enumerate()
         .position(|(i, s)| {
-            reviewer.in_group(&s.group)
-                && request.approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
+            s.admits(reviewer) && request.approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
         })
         .ok_or_else(|| {
             let needs: Vec<String> = remaining
@@ -216,7 +215,7 @@ pub fn approve(
 
 /// Whether `who` is a reviewer of this request: in a group that one of its steps draws on.
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
-    request.requirement.steps.iter().any(|s| who.in_group(&s.group))
+    request.requirement.steps.iter().any(|s| s.admits(who))
 }
 
 /// Deny a pending request. Any eligible reviewer may; one denial ends it.

@@ -71,11 +71,36 @@ impl GrantStatus {
     }
 }
 
-/// One approval step: `approvals` distinct members of `group`, never the requester.
+/// One approval step: `approvals` distinct members of `group`, never the requester. A group
+/// of the form `user:NAME` is the one principal NAME (a manager step, resolved when the
+/// request is filed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub group: String,
     pub approvals: u32,
+}
+
+impl Step {
+    /// The prefix that names one principal instead of a group.
+    pub const PRINCIPAL_PREFIX: &'static str = "user:";
+    /// In a workflow (before filing): "the requester's manager".
+    pub const MANAGER: &'static str = "manager";
+
+    /// A step that one named principal must approve.
+    pub fn principal(name: &str) -> Step {
+        Step {
+            group: format!("{}{name}", Step::PRINCIPAL_PREFIX),
+            approvals: 1,
+        }
+    }
+
+    /// May `who` give an approval towards this step?
+    pub fn admits(&self, who: &crate::Identity) -> bool {
+        match self.group.strip_prefix(Step::PRINCIPAL_PREFIX) {
+            Some(name) => who.principal == name,
+            None => who.in_group(&self.group),
+        }
+    }
 }
 
 /// What a request needs, fixed when it is filed: a later policy change does not move the

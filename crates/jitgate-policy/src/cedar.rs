@@ -9,7 +9,7 @@ use cedar_policy::{
     PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
     ValidationMode, Validator,
 };
-use jitgate_core::{CiClaims, Identity, Timestamp};
+use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -58,6 +58,7 @@ pub struct Facts<'a> {
     pub on_call: Vec<String>,
     pub ci: Option<&'a CiClaims>,
     pub requester: &'a str,
+    pub reviewer_is_manager: bool,
 }
 
 /// Cedar's answer, with the policies that decided it.
@@ -139,11 +140,21 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
             format!("{} && ({}) }};", scope(Ability::Extend), any_member(&w.requesters)),
         ));
     }
-    let approvers: Vec<String> = w.steps.iter().map(|s| s.group.clone()).collect();
-    if !approvers.is_empty() {
+    let approvers: Vec<String> = w
+        .steps
+        .iter()
+        .filter(|s| s.group != Step::MANAGER)
+        .map(|s| s.group.clone())
+        .collect();
+    let manager_step = w.steps.iter().any(|s| s.group == Step::MANAGER);
+    if !approvers.is_empty() || manager_step {
+        let mut who = any_member(&approvers);
+        if manager_step {
+            who = format!("{who} || context.reviewer_is_manager");
+        }
         out.push((
             id(Ability::Approve),
-            format!("{} && ({}) }};", scope(Ability::Approve), any_member(&approvers)),
+            format!("{} && ({who}) }};", scope(Ability::Approve)),
         ));
     }
     out
@@ -459,6 +470,10 @@ fn context(f: &Facts<'_>) -> Result<Context, String> {
             RestrictedExpression::new_set(f.on_call.iter().map(|g| string(g))),
         ),
         ("requester".to_string(), string(f.requester)),
+        (
+            "reviewer_is_manager".to_string(),
+            RestrictedExpression::new_bool(f.reviewer_is_manager),
+        ),
     ];
     if let Some(ci) = f.ci {
         let record = RestrictedExpression::new_record([

@@ -169,6 +169,8 @@ impl Policy {
             on_call: self.schedule.on_call(&who.principal, now),
             ci: who.ci.as_ref(),
             requester,
+            reviewer_is_manager: requester != who.principal
+                && self.rules.principal(requester).and_then(|e| e.manager.as_deref()) == Some(who.principal.as_str()),
         }
     }
 
@@ -210,7 +212,7 @@ impl Policy {
             if question.decide(Ability::AutoApprove).allowed {
                 Vec::new()
             } else {
-                workflow.steps.clone()
+                self.resolve_steps(&workflow.steps, &who.principal)?
             }
         };
         Ok(Admission {
@@ -222,6 +224,25 @@ impl Policy {
             },
             duration,
         })
+    }
+
+    /// Turn a workflow's steps into a request's: "the requester's manager" becomes that one
+    /// principal, as the directory names them.
+    fn resolve_steps(&self, steps: &[Step], requester: &str) -> Result<Vec<Step>, DomainError> {
+        steps
+            .iter()
+            .map(|s| {
+                if s.group != Step::MANAGER {
+                    return Ok(s.clone());
+                }
+                match self.rules.principal(requester).and_then(|e| e.manager.as_deref()) {
+                    Some(manager) => Ok(Step::principal(manager)),
+                    None => Err(DomainError::Forbidden(format!(
+                        "{requester} has no manager in the directory, and this workflow needs their approval"
+                    ))),
+                }
+            })
+            .collect()
     }
 
     /// May `reviewer` review `request`? Cedar's `approve` decides, per the request's resource

@@ -36,6 +36,8 @@ pub struct DirectoryEntry {
     pub identity: Identity,
     /// A static bearer token, for demos and tests only (issue-4 tokens replace it).
     pub token: Option<String>,
+    /// Who approves this principal's requests in workflows with a manager step.
+    pub manager: Option<String>,
 }
 
 /// Break-glass: who may take access at once, for how long at most.
@@ -103,6 +105,7 @@ struct PrincipalSpec {
     #[serde(default)]
     service: bool,
     token: Option<String>,
+    manager: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -157,8 +160,11 @@ struct ExtensionSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StepSpec {
-    group: String,
-    approvals: u32,
+    group: Option<String>,
+    /// The requester's manager, as the directory names them, must approve.
+    #[serde(default)]
+    manager: bool,
+    approvals: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -236,8 +242,35 @@ impl Rules {
                 DirectoryEntry {
                     identity,
                     token: spec.token.clone(),
+                    manager: spec.manager.clone(),
                 },
             );
+        }
+        for spanned in &directory.principal {
+            let spec = spanned.get_ref();
+            let line = line_of(directory_text, spanned.span().start);
+            let mut err = |message: String| {
+                errors.push(PolicyError {
+                    file: DIRECTORY_FILE.into(),
+                    line,
+                    message,
+                })
+            };
+            if let Some(manager) = &spec.manager {
+                if manager == &spec.name {
+                    err(format!("'{}' cannot be their own manager", spec.name));
+                } else if !policy.principals.contains_key(manager) {
+                    err(format!("manager of '{}': unknown principal '{manager}'", spec.name));
+                }
+            }
+            for group in &spec.groups {
+                if group.starts_with(Step::PRINCIPAL_PREFIX) {
+                    err(format!(
+                        "group '{group}': names starting with '{}' are reserved",
+                        Step::PRINCIPAL_PREFIX
+                    ));
+                }
+            }
         }
         let known_groups: BTreeSet<String> = policy
             .principals
@@ -319,21 +352,38 @@ impl Rules {
             }
             let mut steps = Vec::new();
             for step in &spec.steps {
-                let members = policy.members_of(&step.group).count();
-                if step.approvals == 0 {
-                    problems.push(format!("steps: group '{}' needs at least 1 approval", step.group));
-                } else if !known_groups.contains(&step.group) {
-                    problems.push(format!("steps: unknown group '{}'", step.group));
-                } else if members < step.approvals as usize {
-                    problems.push(format!(
-                        "steps: {} approvals from '{}' can never be given: the group has {} member(s)",
-                        step.approvals, step.group, members
-                    ));
+                let approvals = step.approvals.unwrap_or(1);
+                match (&step.group, step.manager) {
+                    (None, true) => {
+                        if approvals != 1 {
+                            problems.push("steps: a manager step takes exactly 1 approval".into());
+                        }
+                        steps.push(Step {
+                            group: Step::MANAGER.into(),
+                            approvals: 1,
+                        });
+                    }
+                    (Some(group), false) => {
+                        let members = policy.members_of(group).count();
+                        if approvals == 0 {
+                            problems.push(format!("steps: group '{group}' needs at least 1 approval"));
+                        } else if !known_groups.contains(group) {
+                            problems.push(format!("steps: unknown group '{group}'"));
+                        } else if members < approvals as usize {
+                            problems.push(format!(
+                                "steps: {approvals} approvals from '{group}' can never be given: the group has {members} member(s)"
+                            ));
+                        }
+                        if step.approvals.is_none() {
+                            problems.push(format!("steps: say how many approvals from '{group}': approvals = 1"));
+                        }
+                        steps.push(Step {
+                            group: group.clone(),
+                            approvals,
+                        });
+                    }
+                    _ => problems.push("steps: each step names either group = \"...\" or manager = true".into()),
                 }
-                steps.push(Step {
-                    group: step.group.clone(),
-                    approvals: step.approvals,
-                });
             }
             let ticket_pattern = match &spec.ticket_pattern {
                 None => None,

@@ -327,3 +327,84 @@ fn extension_is_judged_by_cedar_extend() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn manager_steps_need_the_requesters_manager() {
+    let directory = r#"
+[[principal]]
+name = "alice"
+groups = ["dev"]
+manager = "mona"
+[[principal]]
+name = "dave"
+groups = ["dev"]
+[[principal]]
+name = "mona"
+groups = ["managers"]
+[[principal]]
+name = "bob"
+groups = ["sre"]
+"#;
+    let workflows = r#"
+[[workflow]]
+resource = "payroll"
+action = "read"
+requesters = ["dev"]
+steps = [{ manager = true }, { group = "sre", approvals = 1 }]
+"#;
+    let p = Policy::from_texts(directory, workflows, None, &[]).unwrap();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let payroll = ask("payroll", "read", "audit");
+    let admission = p.admit(&alice, &payroll, now).unwrap();
+    assert_eq!(
+        admission.requirement.steps,
+        vec![
+            Step::principal("mona"),
+            Step {
+                group: "sre".into(),
+                approvals: 1
+            }
+        ]
+    );
+    // dave has no manager: he cannot file it.
+    assert!(matches!(
+        p.admit(&user("dave", &["dev"]), &payroll, now),
+        Err(DomainError::Forbidden(_))
+    ));
+
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r1".into(),
+        grant_id: "g1".into(),
+    };
+    let pending = jitgate_core::machine::file(&alice, &payroll, admission, ids, now).request;
+    let mona = user("mona", &["managers"]);
+    let bob = user("bob", &["sre"]);
+    let other_manager = user("otto", &["managers"]);
+    assert!(p.may_review(&mona, &pending, now).is_ok(), "alice's manager reviews");
+    assert!(
+        p.may_review(&other_manager, &pending, now).is_err(),
+        "another manager does not"
+    );
+    assert!(p.may_review(&bob, &pending, now).is_ok());
+    let by_bob = jitgate_core::machine::approve(&pending, &bob, None, "g".into(), now)
+        .unwrap()
+        .request;
+    assert_eq!(
+        by_bob.status,
+        jitgate_core::RequestStatus::Pending,
+        "the manager step is still open"
+    );
+    let done = jitgate_core::machine::approve(&by_bob, &mona, None, "g".into(), now)
+        .unwrap()
+        .request;
+    assert_eq!(done.status, jitgate_core::RequestStatus::Approved);
+
+    // The directory's own rules.
+    let own = "[[principal]]\nname = \"alice\"\nmanager = \"alice\"\n";
+    let errors = Policy::from_texts(own, "", None, &[]).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("own manager")), "{errors:?}");
+    let bad_step = "[[workflow]]\nresource = \"x\"\naction = \"y\"\nrequesters = [\"dev\"]\nsteps = [{ manager = true, group = \"sre\" }]\n";
+    let errors = Policy::from_texts(directory, bad_step, None, &[]).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("either group")), "{errors:?}");
+}
