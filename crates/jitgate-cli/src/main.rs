@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Give the review a break-glass request demands afterwards.
+    Review {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Cancel your pending request.
     Cancel { id: String },
     /// List grants.
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
         Command::Show { id } => commands::show(&client, &id),
         Command::Approve { id, comment } => commands::review(&client, &id, "approve", comment),
         Command::Deny { id, comment } => commands::review(&client, &id, "deny", comment),
+        Command::Review { id, comment } => commands::review(&client, &id, "review", comment),
         Command::Cancel { id } => commands::review(&client, &id, "cancel", None),
         Command::Grants { status } => commands::grants(&client, status),
         Command::Revoke { grant_id, comment } => commands::revoke(&client, &grant_id, comment),

@@ -40,8 +40,11 @@ pub fn request_detail(r: &Value) -> String {
     if let Some(p) = r["payload"].as_str() {
         out.push_str(&format!("payload   {p}\n"));
     }
-    if r["break_glass"].as_bool() == Some(true) {
-        out.push_str("BREAK-GLASS: granted at once; a review is owed\n");
+    if r["review_due"].as_bool() == Some(true) {
+        out.push_str("BREAK-GLASS: granted at once; a review is owed (jitgate review ID)\n");
+    } else if let Some(review) = r["post_review"].as_object() {
+        let by = review.get("by").and_then(Value::as_str).unwrap_or("-");
+        out.push_str(&format!("BREAK-GLASS: reviewed by {by}\n"));
     }
     for a in r["approvals"].as_array().into_iter().flatten() {
         let comment = a["comment"].as_str().map(|c| format!(": {c}")).unwrap_or_default();

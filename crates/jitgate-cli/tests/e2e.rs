@@ -561,11 +561,32 @@ fn break_glass_is_immediate_and_alerts() {
     assert_eq!(r["break_glass"], true);
     assert_eq!(s.check("bob", "prod-db", "write", None)["allow"], true);
     let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
-    assert!(events["items"]
+    let raised = events["items"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e["kind"] == "breakglass.raised"));
+        .find(|e| e["kind"] == "breakglass.raised")
+        .cloned()
+        .unwrap();
+    assert!(
+        raised["comment"]
+            .as_str()
+            .unwrap()
+            .starts_with("BREAK-GLASS on prod-db write"),
+        "{raised}"
+    );
+    // A review is owed: not by bob himself, not by a developer; once, by another sre.
+    assert_eq!(r["review_due"], true);
+    let review = format!("/v1/requests/{}/review", id(&r));
+    assert_eq!(s.post(&review, "demo-bob", json!({})).0, 403);
+    assert_eq!(s.post(&review, "demo-alice", json!({})).0, 404, "not hers to see");
+    let (status, reviewed) = s.post(&review, "demo-carol", json!({"comment": "justified by INC-9"}));
+    assert_eq!(status, 200, "{reviewed}");
+    assert_eq!(
+        (reviewed["review_due"].as_bool(), reviewed["post_review"]["by"].as_str()),
+        (Some(false), Some("carol"))
+    );
+    assert_eq!(s.post(&review, "demo-erin", json!({})).0, 409, "reviewed once");
     let (status, _) = s.post(
         "/v1/requests",
         "demo-bob",

@@ -33,6 +33,9 @@ pub enum EventKind {
     /// A break-glass grant was taken: an alert, and a review is owed.
     #[serde(rename = "breakglass.raised")]
     BreakGlassRaised,
+    /// The review a break-glass request demands was given.
+    #[serde(rename = "breakglass.reviewed")]
+    BreakGlassReviewed,
     /// A policy version started serving.
     #[serde(rename = "policy.loaded")]
     PolicyLoaded,
@@ -56,6 +59,7 @@ impl EventKind {
             EventKind::GrantExpired => "grant.expired",
             EventKind::GrantExtended => "grant.extended",
             EventKind::BreakGlassRaised => "breakglass.raised",
+            EventKind::BreakGlassReviewed => "breakglass.reviewed",
             EventKind::PolicyLoaded => "policy.loaded",
             EventKind::PolicyRefused => "policy.refused",
         }

@@ -113,6 +113,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         created_at: now,
         decided_at: None,
         grant: None,
+        post_review: None,
         version: 0,
     };
     let mut events = vec![event(
@@ -125,11 +126,16 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
     if request.requirement.steps.is_empty() {
         let issued = issue_grant(&mut request, ids.grant_id, now);
         if request.break_glass {
+            // The alert names the workflow's alert text, then the requester's reason.
+            let alert = match &request.requirement.alert {
+                Some(alert) => format!("{alert}: {}", request.reason),
+                None => request.reason.clone(),
+            };
             events.push(event(
                 EventKind::BreakGlassRaised,
                 &request,
                 &who.principal,
-                Some(request.reason.clone()),
+                Some(alert),
                 now,
             ));
         }
@@ -216,6 +222,7 @@ pub fn approve(
 /// Whether `who` is a reviewer of this request: in a group that one of its steps draws on.
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
     request.requirement.steps.iter().any(|s| s.admits(who))
+        || request.requirement.review_groups.iter().any(|g| who.in_group(g))
 }
 
 /// Deny a pending request. Any eligible reviewer may; one denial ends it.
@@ -308,6 +315,56 @@ pub fn revoke(
         g.end_comment = comment.clone();
     }
     let events = vec![event(EventKind::GrantRevoked, &next, &who.principal, comment, now)];
+    Ok(Transition { request: next, events })
+}
+
+/// Give the review a break-glass request demands afterwards: a member of its review groups
+/// (or an admin), never the one who broke the glass; once.
+pub fn review_break_glass(
+    request: &Request,
+    who: &Identity,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    check_comment(&comment)?;
+    if !request.break_glass {
+        return Err(DomainError::Conflict(format!(
+            "request {} is not a break-glass request; there is nothing to review",
+            request.id
+        )));
+    }
+    if let Some(done) = &request.post_review {
+        return Err(DomainError::Conflict(format!(
+            "request {} was already reviewed by {}",
+            request.id, done.by
+        )));
+    }
+    if who.principal == request.requester {
+        return Err(DomainError::Forbidden(
+            "you cannot review your own break-glass access".into(),
+        ));
+    }
+    if !who.is_admin() && !request.requirement.review_groups.iter().any(|g| who.in_group(g)) {
+        return Err(DomainError::Forbidden(format!(
+            "{} may not review request {}: members of {} may",
+            who.principal,
+            request.id,
+            request.requirement.review_groups.join(", ")
+        )));
+    }
+    let mut next = request.clone();
+    next.post_review = Some(Review {
+        by: who.principal.clone(),
+        comment: comment.clone(),
+        at: now,
+    });
+    let events = vec![event(
+        EventKind::BreakGlassReviewed,
+        &next,
+        &who.principal,
+        comment,
+        now,
+    )];
     Ok(Transition { request: next, events })
 }
 
@@ -454,6 +511,8 @@ mod tests {
                 single_use: false,
                 action_bound: false,
                 pending_ttl: DurationSecs(3600),
+                review_groups: vec!["sre".into()],
+                alert: None,
             },
             duration: DurationSecs(600),
         }
@@ -587,6 +646,25 @@ mod tests {
         assert_eq!(t.request.status, RequestStatus::Approved);
         assert!(t.request.grant.as_ref().unwrap().break_glass);
         assert!(t.events.iter().any(|e| e.kind == EventKind::BreakGlassRaised));
+        assert!(t.request.review_due());
+        // Not by the one who broke the glass, not by an outsider; once, by another sre.
+        assert!(matches!(
+            review_break_glass(&t.request, &bob, None, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        let dave = Identity::user("dave", &["dev"]);
+        assert!(matches!(
+            review_break_glass(&t.request, &dave, None, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        let carol = Identity::user("carol", &["sre"]);
+        let reviewed = review_break_glass(&t.request, &carol, Some("justified".into()), t0()).unwrap();
+        assert!(!reviewed.request.review_due());
+        assert_eq!(reviewed.events[0].kind, EventKind::BreakGlassReviewed);
+        assert!(matches!(
+            review_break_glass(&reviewed.request, &carol, None, t0()),
+            Err(DomainError::Conflict(_))
+        ));
     }
 
     #[test]

@@ -115,6 +115,12 @@ pub struct Requirement {
     pub action_bound: bool,
     /// How long a pending request waits for a decision before it expires.
     pub pending_ttl: DurationSecs,
+    /// For break-glass: the groups one of whose members must review it afterwards.
+    #[serde(default)]
+    pub review_groups: Vec<String>,
+    /// For break-glass: the alert text recorded when it is raised.
+    #[serde(default)]
+    pub alert: Option<String>,
 }
 
 /// A reviewer's approval.
@@ -159,6 +165,9 @@ pub struct Request {
     pub pending_expires_at: Timestamp,
     pub decided_at: Option<Timestamp>,
     pub grant: Option<Grant>,
+    /// The after-the-fact review a break-glass request demands, once given.
+    #[serde(default)]
+    pub post_review: Option<Review>,
     /// Optimistic-concurrency counter: the store refuses a save based on a stale copy.
     pub version: i64,
 }
@@ -211,6 +220,11 @@ impl Request {
         } else {
             self.status
         }
+    }
+
+    /// A break-glass request whose after-the-fact review has not been given yet.
+    pub fn review_due(&self) -> bool {
+        self.break_glass && self.post_review.is_none()
     }
 
     /// Approvals still missing, per step, given the approvals so far.

@@ -221,6 +221,15 @@ impl Policy {
                 single_use: workflow.single_use,
                 action_bound: workflow.action_bound,
                 pending_ttl: workflow.pending_ttl,
+                review_groups: match (&workflow.break_glass, ask.break_glass) {
+                    (Some(bg), true) => bg.reviewers.clone(),
+                    _ => Vec::new(),
+                },
+                alert: workflow
+                    .break_glass
+                    .as_ref()
+                    .filter(|_| ask.break_glass)
+                    .and_then(|bg| bg.alert.clone()),
             },
             duration,
         })

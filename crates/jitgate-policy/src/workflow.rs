@@ -45,6 +45,9 @@ pub struct DirectoryEntry {
 pub struct BreakGlass {
     pub groups: Vec<String>,
     pub max_duration: DurationSecs,
+    pub alert: Option<String>,
+    /// Groups one of whose members must review each use afterwards.
+    pub reviewers: Vec<String>,
 }
 
 /// The rules for one resource and action.
@@ -172,6 +175,10 @@ struct StepSpec {
 struct BreakGlassSpec {
     groups: Vec<String>,
     max_duration: String,
+    /// Text recorded with the `breakglass.raised` alert.
+    alert: Option<String>,
+    /// Who must review it afterwards; default: the workflow's approver groups.
+    reviewers: Option<Vec<String>>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -410,9 +417,23 @@ impl Rules {
                             problems.push(format!("break_glass.groups: unknown group '{group}'"));
                         }
                     }
+                    let reviewers = bg
+                        .reviewers
+                        .clone()
+                        .unwrap_or_else(|| spec.steps.iter().filter_map(|s| s.group.clone()).collect());
+                    if reviewers.is_empty() {
+                        problems.push("break_glass.reviewers: name who reviews break-glass use afterwards".into());
+                    }
+                    for group in &reviewers {
+                        if !known_groups.contains(group) {
+                            problems.push(format!("break_glass.reviewers: unknown group '{group}'"));
+                        }
+                    }
                     Some(BreakGlass {
                         groups: bg.groups.clone(),
                         max_duration: max,
+                        alert: bg.alert.clone(),
+                        reviewers,
                     })
                 }
             };

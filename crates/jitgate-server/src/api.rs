@@ -183,6 +183,11 @@ pub struct RequestView {
     pub decided_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<GrantView>,
+    /// A break-glass request whose after-the-fact review is still owed.
+    pub review_due: bool,
+    /// The after-the-fact review of a break-glass request, once given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_review: Option<ClosedByView>,
 }
 
 impl RequestView {
@@ -232,6 +237,12 @@ impl RequestView {
             pending_expires_at: r.pending_expires_at,
             decided_at: r.decided_at.or((status != r.status).then_some(r.pending_expires_at)),
             grant: r.grant.as_ref().map(|g| GrantView::new(g, now)),
+            review_due: r.review_due(),
+            post_review: r.post_review.as_ref().map(|c| ClosedByView {
+                by: c.by.clone(),
+                comment: c.comment.clone(),
+                at: c.at,
+            }),
         }
     }
 }

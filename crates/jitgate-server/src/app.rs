@@ -197,6 +197,18 @@ impl App {
         .await
     }
 
+    pub async fn review_break_glass(
+        &self,
+        who: &Identity,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Request, ApiError> {
+        self.transition(who, id, false, |r, now| {
+            machine::review_break_glass(r, who, comment.clone(), now)
+        })
+        .await
+    }
+
     pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
         self.transition(who, id, false, |r, now| machine::cancel(r, who, now))
             .await

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "jitgate", description = "Just-in-time access and action approval"),
     paths(
         crate::routes::create_request, crate::routes::list_requests, crate::routes::get_request,
-        crate::routes::approve_request, crate::routes::deny_request, crate::routes::cancel_request,
+        crate::routes::approve_request, crate::routes::deny_request, crate::routes::cancel_request, crate::routes::review_request,
         crate::routes::list_grants, crate::routes::revoke_grant, crate::routes::extend_grant, crate::routes::check, crate::routes::check_batch,
         crate::routes::explain_policy, crate::routes::list_audit, crate::routes::verify_audit, crate::routes::healthz, crate::routes::readyz,
         crate::routes::metrics,

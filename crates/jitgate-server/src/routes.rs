@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/requests/{id}/approve", post(approve_request))
         .route("/v1/requests/{id}/deny", post(deny_request))
         .route("/v1/requests/{id}/cancel", post(cancel_request))
+        .route("/v1/requests/{id}/review", post(review_request))
         .route("/v1/grants", get(list_grants))
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/grants/{id}/extend", post(extend_grant))
@@ -176,6 +177,21 @@ pub async fn cancel_request(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let request = app.cancel(&who, &id).await?;
+    Ok(Json(RequestView::new(&request, now())))
+}
+
+/// The review a break-glass request demands afterwards.
+#[utoipa::path(post, path = "/v1/requests/{id}/review", params(("id" = String, Path)), request_body = CommentBody,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "requests")]
+pub async fn review_request(
+    State(app): State<Arc<App>>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RequestView>, ApiError> {
+    let body = optional_comment(body).await?;
+    let request = app.review_break_glass(&who, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 

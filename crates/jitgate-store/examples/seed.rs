@@ -24,6 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             single_use: false,
             action_bound: false,
             pending_ttl: DurationSecs(3600),
+            review_groups: Vec::new(),
+            alert: None,
         },
         duration: DurationSecs(hours * 3600),
     };

@@ -32,6 +32,8 @@ mod conformance {
                 single_use: bound,
                 action_bound: bound,
                 pending_ttl: DurationSecs(3600),
+                review_groups: Vec::new(),
+                alert: None,
             },
             duration: DurationSecs(60),
         }
