@@ -11,6 +11,7 @@ use cedar_policy::{
 };
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -79,6 +80,9 @@ pub struct CedarRules {
     /// Per ability, the policies tied to no single resource, for resources no workflow names.
     unscoped: HashMap<Ability, Scoped>,
     authorizer: Authorizer,
+    /// The Cedar entities of each directory principal, built once: used when a caller's
+    /// groups are exactly the directory's (a token with other groups gets its own).
+    directory_entities: HashMap<String, (Vec<String>, Entities)>,
     actions: HashMap<Ability, EntityUid>,
     user_type: EntityTypeName,
     group_type: EntityTypeName,
@@ -342,12 +346,23 @@ impl CedarRules {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let user_type = type_name("User")?;
+        let directory_entities = rules
+            .principals()
+            .filter_map(|e| {
+                let id = &e.identity;
+                principal_entities(&user_type, &group_type, &id.principal, &id.groups)
+                    .ok()
+                    .map(|entities| (id.principal.clone(), (id.groups.clone(), entities)))
+            })
+            .collect();
         Ok(CedarRules {
             by_scope,
             unscoped,
             authorizer: Authorizer::new(),
+            directory_entities,
             actions,
-            user_type: type_name("User")?,
+            user_type,
             group_type,
             resource_type,
             authored,
@@ -358,10 +373,11 @@ impl CedarRules {
     /// context are built once, however many abilities are then asked about.
     pub fn ask<'r>(&'r self, who: &Identity, resource: &str, facts: &Facts<'_>) -> Question<'r> {
         let principal = uid(&self.user_type, &who.principal);
-        let parents: HashSet<EntityUid> = who.groups.iter().map(|g| uid(&self.group_type, g)).collect();
-        let prepared = Entities::from_entities([Entity::new_no_attrs(principal.clone(), parents)], None)
-            .map_err(|e| e.to_string())
-            .and_then(|entities| context(facts).map(|context| (entities, context)));
+        let entities = match self.directory_entities.get(&who.principal) {
+            Some((groups, entities)) if groups == &who.groups => Ok(Cow::Borrowed(entities)),
+            _ => principal_entities(&self.user_type, &self.group_type, &who.principal, &who.groups).map(Cow::Owned),
+        };
+        let prepared = entities.and_then(|entities| context(facts).map(|context| (entities, context)));
         Question {
             rules: self,
             principal,
@@ -377,6 +393,17 @@ impl CedarRules {
     }
 }
 
+/// The entities Cedar needs about a principal: itself, with its groups as parents.
+fn principal_entities(
+    user_type: &EntityTypeName,
+    group_type: &EntityTypeName,
+    principal: &str,
+    groups: &[String],
+) -> Result<Entities, String> {
+    let parents: HashSet<EntityUid> = groups.iter().map(|g| uid(group_type, g)).collect();
+    Entities::from_entities([Entity::new_no_attrs(uid(user_type, principal), parents)], None).map_err(|e| e.to_string())
+}
+
 /// The policies that can apply to one resource and ability.
 #[derive(Default)]
 struct Scoped {
@@ -390,7 +417,7 @@ pub struct Question<'r> {
     principal: EntityUid,
     resource_name: String,
     resource: EntityUid,
-    prepared: Result<(Entities, Context), String>,
+    prepared: Result<(Cow<'r, Entities>, Context), String>,
 }
 
 impl Question<'_> {

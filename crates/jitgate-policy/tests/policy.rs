@@ -408,3 +408,29 @@ steps = [{ manager = true }, { group = "sre", approvals = 1 }]
     let errors = Policy::from_texts(directory, bad_step, None, &[]).unwrap_err();
     assert!(errors.iter().any(|e| e.message.contains("either group")), "{errors:?}");
 }
+
+/// The cached Cedar entities of directory principals are used only when the caller's groups
+/// are exactly the directory's: a caller named alice whose token says otherwise is judged by
+/// the token's groups, in both directions.
+#[test]
+fn callers_are_judged_by_their_own_groups_not_the_cached_ones() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let write = ask("prod-db", "write", "OPS-1");
+    assert!(p.admit(&user("alice", &["dev"]), &write, now).is_ok());
+    assert!(matches!(
+        p.admit(&user("alice", &["sre"]), &write, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        p.admit(&user("alice", &[]), &write, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    let mut glass = write.clone();
+    glass.break_glass = true;
+    assert!(matches!(
+        p.admit(&user("alice", &["dev"]), &glass, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(p.admit(&user("alice", &["sre"]), &glass, now).is_ok());
+}
