@@ -414,7 +414,7 @@ pub fn policy_explain(
 }
 
 pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
-    match jitgate_server::policy_dir::load(dir) {
+    match jitgate_policy::Policy::load(dir) {
         Ok(policy) => {
             let workflows = policy.workflows().count();
             let principals = policy.principals().count();
@@ -428,20 +428,7 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            match output {
-                Output::Json => {
-                    let list: Vec<Value> = errors
-                        .iter()
-                        .map(|e| json!({"file": e.file, "line": e.line, "message": e.message}))
-                        .collect();
-                    println!("{}", json!({"ok": false, "errors": list}));
-                }
-                Output::Text => {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                }
-            }
+            print_policy_errors(&errors, output);
             Ok(ExitCode::from(2))
         }
     }

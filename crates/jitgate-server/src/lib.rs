@@ -7,7 +7,6 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
-pub mod policy_dir;
 pub mod reload;
 pub mod routes;
 pub mod worker;
@@ -41,7 +40,7 @@ pub enum ServeError {
 
 /// Run the server until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
-    let policy = policy_dir::load(&config.policy_dir).map_err(|errors| {
+    let policy = jitgate_policy::Policy::load(&config.policy_dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         ServeError::Policy(format!(
             "{} is invalid:\n{}",
