@@ -22,6 +22,9 @@ struct ConfigFile {
     listen: Option<String>,
     policy: Option<PathBuf>,
     database: Option<String>,
+    /// OIDC issuers, a trusted proxy, throttling: see docs/identity.md.
+    #[serde(default)]
+    auth: jitgate_server::auth::config::AuthConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -53,6 +56,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         listen,
         policy_dir,
         database_url,
+        auth: file.auth,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

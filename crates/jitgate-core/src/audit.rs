@@ -42,6 +42,12 @@ pub enum EventKind {
     /// A changed policy failed validation and was not loaded; the previous one serves on.
     #[serde(rename = "policy.refused")]
     PolicyRefused,
+    /// An admin issued an API token.
+    #[serde(rename = "token.created")]
+    TokenCreated,
+    /// An admin revoked an API token.
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
 }
 
 impl EventKind {
@@ -62,6 +68,8 @@ impl EventKind {
             EventKind::BreakGlassReviewed => "breakglass.reviewed",
             EventKind::PolicyLoaded => "policy.loaded",
             EventKind::PolicyRefused => "policy.refused",
+            EventKind::TokenCreated => "token.created",
+            EventKind::TokenRevoked => "token.revoked",
         }
     }
 }

@@ -6,12 +6,14 @@
 
 pub mod admission;
 pub mod audit;
+pub mod authz;
 pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod index;
 pub mod machine;
 pub mod model;
+pub mod token;
 
 pub use admission::{Admission, Ask};
 pub use audit::{chain_hash, AuditEvent, EventKind, NewEvent};
@@ -20,6 +22,7 @@ pub use error::DomainError;
 pub use identity::{CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
 pub use model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step};
+pub use token::{ApiToken, TokenStatus};
 
 /// Timestamps are UTC with millisecond precision everywhere: the stores keep milliseconds,
 /// so truncating on the way in makes a value read back equal to the value written.

@@ -358,3 +358,112 @@ pub struct ExplainQuery {
     pub resource: String,
     pub action: String,
 }
+
+/// The longest principal, group or label in a token.
+const MAX_TOKEN_FIELD: usize = 256;
+/// The most groups one token may carry.
+const MAX_TOKEN_GROUPS: usize = 64;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenBody {
+    /// Whom the token authenticates as.
+    pub principal: String,
+    /// Groups the token's holder belongs to, besides those the directory gives the principal.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// How long the token is valid; without it, until revoked.
+    pub ttl: Option<DurationInput>,
+    /// What the token is for, to recognise it in `jitgate token list`.
+    pub label: Option<String>,
+    /// A service token may call `/v1/check`.
+    #[serde(default)]
+    pub service: bool,
+}
+
+fn name_ok(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && t.len() <= MAX_TOKEN_FIELD && !t.chars().any(char::is_control)
+}
+
+impl CreateTokenBody {
+    pub fn validate(&self) -> Result<(), crate::ApiError> {
+        use crate::ApiError::Invalid;
+        if !name_ok(&self.principal) {
+            return Err(Invalid(format!(
+                "principal: must be 1 to {MAX_TOKEN_FIELD} printable characters"
+            )));
+        }
+        if self.groups.len() > MAX_TOKEN_GROUPS {
+            return Err(Invalid(format!("groups: at most {MAX_TOKEN_GROUPS} groups")));
+        }
+        if let Some(bad) = self.groups.iter().find(|g| !name_ok(g) || g.contains(',')) {
+            return Err(Invalid(format!(
+                "groups: '{bad}' is not a group name; use 1 to {MAX_TOKEN_FIELD} printable characters, no commas"
+            )));
+        }
+        if self
+            .label
+            .as_ref()
+            .is_some_and(|l| l.len() > MAX_TOKEN_FIELD || l.chars().any(char::is_control))
+        {
+            return Err(Invalid(format!(
+                "label: must be at most {MAX_TOKEN_FIELD} printable characters"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An API token as listed: never the token itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub principal: String,
+    pub groups: Vec<String>,
+    pub service: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(t: &jitgate_core::ApiToken, now: Timestamp) -> Self {
+        TokenView {
+            id: t.id.clone(),
+            principal: t.principal.clone(),
+            groups: t.groups.clone(),
+            service: t.service,
+            label: t.label.clone(),
+            status: t.status(now).as_str().to_string(),
+            created_by: t.created_by.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            revoked_by: t.revoked_by.clone(),
+        }
+    }
+}
+
+/// A token just created: the only time the token itself is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The bearer token. Store it now: jitgate keeps only its hash.
+    pub token: String,
+    #[serde(flatten)]
+    pub details: TokenView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub items: Vec<TokenView>,
+}

@@ -2,13 +2,14 @@
 //! saves it with its events in one transaction, and keeps the in-memory check index in step.
 
 use crate::api::{CheckAnswer, CreateRequestBody};
-use crate::auth::TokenTable;
+use crate::auth::{Authenticator, Caller};
 use crate::metrics::Metrics;
 use crate::ApiError;
 use jitgate_core::admission::Ask;
 use jitgate_core::machine::{self, NewIds, Transition};
 use jitgate_core::{
-    millis, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus, Timestamp,
+    millis, ApiToken, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus,
+    Timestamp,
 };
 use jitgate_policy::Policy;
 use jitgate_store::{Store, StoreError};
@@ -21,7 +22,7 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 pub struct App {
     pub store: Arc<dyn Store>,
     policy: RwLock<Arc<Policy>>,
-    tokens: RwLock<Arc<TokenTable>>,
+    auth: Authenticator,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
 }
@@ -37,8 +38,8 @@ fn new_id(prefix: &str) -> String {
 
 impl App {
     /// Build the service and load every active grant into the check index.
-    pub async fn new(store: Arc<dyn Store>, policy: Policy) -> Result<Self, StoreError> {
-        let tokens = TokenTable::from_policy(&policy);
+    pub async fn new(store: Arc<dyn Store>, policy: Policy, auth: Authenticator) -> Result<Self, StoreError> {
+        auth.rebuild(&policy, Some(store.list_tokens().await?));
         let mut index = GrantIndex::new();
         for grant in store.active_grants().await? {
             index.upsert(&grant);
@@ -51,7 +52,7 @@ impl App {
         Ok(App {
             store,
             policy: RwLock::new(Arc::new(policy)),
-            tokens: RwLock::new(Arc::new(tokens)),
+            auth,
             index: RwLock::new(index),
             metrics,
         })
@@ -63,13 +64,12 @@ impl App {
 
     /// Swap in a new policy (already validated). Requests in flight keep their requirements.
     pub fn replace_policy(&self, policy: Policy) {
-        let tokens = TokenTable::from_policy(&policy);
-        *self.tokens.write() = Arc::new(tokens);
+        self.auth.rebuild(&policy, None);
         *self.policy.write() = Arc::new(policy);
     }
 
-    pub fn authenticate(&self, token: &str) -> Option<Identity> {
-        self.tokens.read().lookup(token).cloned()
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 
     fn track(&self, before: Option<&Request>, after: &Request) {
@@ -124,10 +124,10 @@ impl App {
 
     /// Load a request the caller may see; others get the same 404 as a missing one, so ids
     /// cannot be probed.
-    pub async fn visible_request(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
+    pub async fn visible_request(&self, caller: &Caller, id: &str) -> Result<Request, ApiError> {
         let request = self.store.get_request(id).await?;
         match request {
-            Some(r) if may_see(who, &r) => Ok(r),
+            Some(r) if caller.may_see(&r) => Ok(r),
             _ => Err(ApiError::NotFound(format!("no request {id}"))),
         }
     }
@@ -137,7 +137,7 @@ impl App {
     /// never count an approval twice or decide a request twice.
     async fn transition(
         &self,
-        who: &Identity,
+        caller: &Caller,
         id: &str,
         by_grant: bool,
         apply: impl Fn(&Request, Timestamp) -> Result<Transition, DomainError>,
@@ -149,12 +149,13 @@ impl App {
                 self.store.get_request(id).await?
             };
             let current = match current {
-                Some(r) if may_see(who, &r) => r,
+                Some(r) if caller.may_see(&r) => r,
                 _ => {
                     let what = if by_grant { "grant" } else { "request" };
                     return Err(ApiError::NotFound(format!("no {what} {id}")));
                 }
             };
+            caller.require_reach(&current)?;
             let Transition { request, events } = apply(&current, now())?;
             match self.store.save_transition(&current, &request, &events).await {
                 Ok(saved) => {
@@ -170,10 +171,11 @@ impl App {
         )))
     }
 
-    pub async fn approve(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+    pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+        let who = caller.who();
         let grant_id = new_id("grt");
         let policy = self.policy();
-        self.transition(who, id, false, |r, now| {
+        self.transition(caller, id, false, |r, now| {
             // The state machine's refusals (own request, twice, decided) read best; the
             // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
             // both agree.
@@ -184,9 +186,10 @@ impl App {
         .await
     }
 
-    pub async fn deny(&self, who: &Identity, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+    pub async fn deny(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+        let who = caller.who();
         let policy = self.policy();
-        self.transition(who, id, false, |r, now| {
+        self.transition(caller, id, false, |r, now| {
             let denied = machine::deny(r, who, comment.clone(), now)?;
             // Admins may deny anything; everyone else must be a reviewer by the policy.
             if !who.is_admin() {
@@ -199,24 +202,27 @@ impl App {
 
     pub async fn review_break_glass(
         &self,
-        who: &Identity,
+        caller: &Caller,
         id: &str,
         comment: Option<String>,
     ) -> Result<Request, ApiError> {
-        self.transition(who, id, false, |r, now| {
+        let who = caller.who();
+        self.transition(caller, id, false, |r, now| {
             machine::review_break_glass(r, who, comment.clone(), now)
         })
         .await
     }
 
-    pub async fn cancel(&self, who: &Identity, id: &str) -> Result<Request, ApiError> {
-        self.transition(who, id, false, |r, now| machine::cancel(r, who, now))
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request, ApiError> {
+        let who = caller.who();
+        self.transition(caller, id, false, |r, now| machine::cancel(r, who, now))
             .await
     }
 
-    pub async fn revoke(&self, who: &Identity, grant_id: &str, comment: Option<String>) -> Result<Grant, ApiError> {
+    pub async fn revoke(&self, caller: &Caller, grant_id: &str, comment: Option<String>) -> Result<Grant, ApiError> {
+        let who = caller.who();
         let request = self
-            .transition(who, grant_id, true, |r, now| {
+            .transition(caller, grant_id, true, |r, now| {
                 machine::revoke(r, who, comment.clone(), now)
             })
             .await?;
@@ -227,14 +233,15 @@ impl App {
 
     pub async fn extend(
         &self,
-        who: &Identity,
+        caller: &Caller,
         grant_id: &str,
         body: &crate::api::ExtendBody,
     ) -> Result<Grant, ApiError> {
+        let who = caller.who();
         let by = body.duration.parse("duration")?;
         let policy = self.policy();
         let request = self
-            .transition(who, grant_id, true, |r, now| {
+            .transition(caller, grant_id, true, |r, now| {
                 let limits = policy.admit_extension(who, r, by, &body.reason, now)?;
                 machine::extend(r, who, by, &body.reason, limits, now)
             })
@@ -242,6 +249,71 @@ impl App {
         request
             .grant
             .ok_or_else(|| ApiError::Internal("extended request has no grant".into()))
+    }
+
+    /// Issue an API token. The token itself is returned once and kept nowhere.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        body: &crate::api::CreateTokenBody,
+    ) -> Result<(ApiToken, String), ApiError> {
+        body.validate()?;
+        let at = now();
+        let expires_at = match &body.ttl {
+            None => None,
+            Some(ttl) => Some(at + ttl.parse("ttl")?.as_delta()),
+        };
+        let secret = crate::auth::tokens::generate()
+            .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
+        let mut groups = body.groups.clone();
+        groups.sort();
+        groups.dedup();
+        let token = ApiToken {
+            id: new_id("tok"),
+            hash: crate::auth::tokens::hash_hex(&secret),
+            principal: body.principal.trim().to_string(),
+            groups,
+            service: body.service,
+            label: body.label.clone().filter(|l| !l.trim().is_empty()),
+            created_by: caller.who().principal.clone(),
+            created_at: at,
+            expires_at,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        self.store.create_token(&token, &token.created_event()).await?;
+        self.reload_tokens().await?;
+        Ok((token, secret))
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, ApiError> {
+        Ok(self.store.list_tokens().await?)
+    }
+
+    /// Revoke an API token: refused from the moment this returns.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, ApiError> {
+        let tokens = self.store.list_tokens().await?;
+        let token = tokens
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no token {id}")))?;
+        if token.revoked_at.is_some() {
+            return Err(ApiError::Conflict(format!("token {id} is already revoked")));
+        }
+        let (revoked, event) = token.revoke(&caller.who().principal, now());
+        match self.store.revoke_token(&revoked, &event).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(ApiError::Conflict(format!("token {id} is already revoked"))),
+            Err(e) => return Err(e.into()),
+        }
+        self.reload_tokens().await?;
+        Ok(revoked)
+    }
+
+    async fn reload_tokens(&self) -> Result<(), StoreError> {
+        let tokens = self.store.list_tokens().await?;
+        self.auth.rebuild(&self.policy(), Some(tokens));
+        Ok(())
     }
 
     /// Apply every time-based transition due at `now`. Returns how many requests changed.
@@ -356,13 +428,4 @@ fn allow(grant_id: String, expires_at_ms: i64) -> CheckAnswer {
         grant_id: Some(grant_id),
         expires_at,
     }
-}
-
-/// Who may see a request: its requester, its reviewers, admins, auditors and services.
-pub fn may_see(who: &Identity, request: &Request) -> bool {
-    who.principal == request.requester
-        || machine::is_reviewer(request, who)
-        || who.is_admin()
-        || who.in_group(crate::auth::AUDITOR_GROUP)
-        || who.kind == jitgate_core::PrincipalKind::Service
 }

@@ -24,12 +24,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub policy_dir: PathBuf,
     pub database_url: String,
+    pub auth: auth::config::AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("policy {0}")]
     Policy(String),
+    #[error("{0}")]
+    Auth(#[from] auth::config::ConfigError),
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -48,8 +51,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             lines.join("\n")
         ))
     })?;
+    let authenticator = auth::Authenticator::new(&config.auth).await?;
     let store = jitgate_store::open(&config.database_url).await?;
-    let app = Arc::new(App::new(store, policy).await?);
+    let app = Arc::new(App::new(store, policy, authenticator).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
     let worker = tokio::spawn(worker::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
@@ -60,7 +64,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             source,
         })?;
     tracing::info!(listen = %config.listen, policy = %config.policy_dir.display(), database = %config.database_url, "jitgate serving");
-    axum::serve(listener, routes::router(app.clone()))
+    // The peer address is kept for trusted-proxy checks and for slowing down guessers.
+    let service = routes::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     worker.abort();

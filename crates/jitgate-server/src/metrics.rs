@@ -27,6 +27,11 @@ pub struct Metrics {
     pub grants_ended: Family<OutcomeLabel, Counter>,
     /// Policy reloads: loaded or refused.
     pub policy_reloads: Family<OutcomeLabel, Counter>,
+    /// Refused authentications, by reason: missing, malformed, unknown_token, expired_token,
+    /// jwt, proxy_untrusted, proxy_malformed.
+    pub auth_failures: Family<OutcomeLabel, Counter>,
+    /// Requests held back because their source keeps failing to authenticate.
+    pub auth_throttled: Counter,
 }
 
 impl Metrics {
@@ -51,6 +56,18 @@ impl Metrics {
         registry.register("grants_ended", "Grants ended, by how", grants_ended.clone());
         let policy_reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register("policy_reloads", "Policy reloads by outcome", policy_reloads.clone());
+        let auth_failures = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Refused authentications by reason",
+            auth_failures.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "auth_throttled",
+            "Requests delayed because their source keeps failing to authenticate",
+            auth_throttled.clone(),
+        );
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -67,7 +84,17 @@ impl Metrics {
             active_grants,
             grants_ended,
             policy_reloads,
+            auth_failures,
+            auth_throttled,
         }
+    }
+
+    pub fn count_auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .get_or_create(&OutcomeLabel {
+                outcome: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn count_request(&self, outcome: &str) {

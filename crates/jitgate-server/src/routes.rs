@@ -1,8 +1,8 @@
 //! HTTP routes. Each handler authenticates by its extractor, parses, calls the service, renders.
 
 use crate::api::*;
-use crate::app::{may_see, now, App};
-use crate::auth::{AuditReader, Caller, Checker};
+use crate::app::{now, App};
+use crate::auth::{op, Allowed};
 use crate::error::ErrorBody;
 use crate::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use jitgate_core::authz::Reach;
 use jitgate_core::{GrantStatus, RequestStatus};
 use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/policy/explain", get(explain_policy))
         .route("/v1/audit", get(list_audit))
         .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -94,10 +97,10 @@ fn page_size(limit: Option<u32>, default: u32, max: u32, field: &str) -> Result<
     security(("bearer" = [])), tag = "requests")]
 pub async fn create_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::FileRequest>,
     Json(body): Json<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
-    let request = app.file(&who, &body).await?;
+    let request = app.file(caller.who(), &body).await?;
     Ok((StatusCode::CREATED, Json(RequestView::new(&request, now()))))
 }
 
@@ -105,7 +108,7 @@ pub async fn create_request(
     responses((status = 200, body = RequestList)), security(("bearer" = [])), tag = "requests")]
 pub async fn list_requests(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ReadRequests>,
     Q(query): Q<RequestQuery>,
 ) -> Result<Json<RequestList>, ApiError> {
     let limit = page_size(query.limit, 100, 500, "limit")?;
@@ -123,7 +126,7 @@ pub async fn list_requests(
         .flatten();
     let items = page
         .iter()
-        .filter(|r| may_see(&who, r))
+        .filter(|r| caller.may_see(r))
         .map(|r| RequestView::new(r, at))
         .collect();
     Ok(Json(RequestList { items, next }))
@@ -133,10 +136,10 @@ pub async fn list_requests(
     responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
 pub async fn get_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ReadRequests>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let request = app.visible_request(&who, &id).await?;
+    let request = app.visible_request(&caller, &id).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 
@@ -145,12 +148,12 @@ pub async fn get_request(
     security(("bearer" = [])), tag = "requests")]
 pub async fn approve_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ApproveRequest>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
-    let request = app.approve(&who, &id, body.comment).await?;
+    let request = app.approve(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 
@@ -159,12 +162,12 @@ pub async fn approve_request(
     security(("bearer" = [])), tag = "requests")]
 pub async fn deny_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::DenyRequest>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
-    let request = app.deny(&who, &id, body.comment).await?;
+    let request = app.deny(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 
@@ -173,10 +176,10 @@ pub async fn deny_request(
     security(("bearer" = [])), tag = "requests")]
 pub async fn cancel_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::CancelRequest>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let request = app.cancel(&who, &id).await?;
+    let request = app.cancel(&caller, &id).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 
@@ -186,12 +189,12 @@ pub async fn cancel_request(
     security(("bearer" = [])), tag = "requests")]
 pub async fn review_request(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ReviewBreakGlass>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
-    let request = app.review_break_glass(&who, &id, body.comment).await?;
+    let request = app.review_break_glass(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now())))
 }
 
@@ -199,7 +202,7 @@ pub async fn review_request(
     responses((status = 200, body = GrantList)), security(("bearer" = [])), tag = "grants")]
 pub async fn list_grants(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ReadGrants>,
     Q(query): Q<GrantQuery>,
 ) -> Result<Json<GrantList>, ApiError> {
     let limit = page_size(query.limit, 100, 500, "limit")?;
@@ -211,12 +214,10 @@ pub async fn list_grants(
             ))
         })?),
     };
-    let sees_all =
-        who.is_admin() || who.in_group(crate::auth::AUDITOR_GROUP) || who.kind == jitgate_core::PrincipalKind::Service;
-    let principal = if sees_all {
+    let principal = if caller.reach() == Reach::All {
         query.principal
     } else {
-        Some(who.principal.clone())
+        Some(caller.who().principal.clone())
     };
     let at = now();
     let grants = app
@@ -240,12 +241,12 @@ pub async fn list_grants(
     security(("bearer" = [])), tag = "grants")]
 pub async fn revoke_grant(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::RevokeGrant>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<GrantView>, ApiError> {
     let body = optional_comment(body).await?;
-    let grant = app.revoke(&who, &id, body.comment).await?;
+    let grant = app.revoke(&caller, &id, body.comment).await?;
     Ok(Json(GrantView::new(&grant, now())))
 }
 
@@ -254,11 +255,11 @@ pub async fn revoke_grant(
     security(("bearer" = [])), tag = "grants")]
 pub async fn extend_grant(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ExtendGrant>,
     Path(id): Path<String>,
     Json(body): Json<ExtendBody>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let grant = app.extend(&who, &id, &body).await?;
+    let grant = app.extend(&caller, &id, &body).await?;
     Ok(Json(GrantView::new(&grant, now())))
 }
 
@@ -279,13 +280,13 @@ fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
     responses((status = 200, body = CheckAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "check")]
 pub async fn check(
     State(app): State<Arc<App>>,
-    Checker(checker): Checker,
+    caller: Allowed<op::Check>,
     Json(body): Json<CheckBody>,
 ) -> Result<Json<CheckAnswer>, ApiError> {
     validate_check(&body)?;
     Ok(Json(
         app.check(
-            &checker,
+            caller.who(),
             &body.principal,
             &body.resource,
             &body.action,
@@ -299,7 +300,7 @@ pub async fn check(
     responses((status = 200, body = CheckBatchAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "check")]
 pub async fn check_batch(
     State(app): State<Arc<App>>,
-    Checker(checker): Checker,
+    caller: Allowed<op::Check>,
     Json(body): Json<CheckBatchBody>,
 ) -> Result<Json<CheckBatchAnswer>, ApiError> {
     if body.checks.len() > MAX_BATCH {
@@ -314,7 +315,7 @@ pub async fn check_batch(
     let mut results = Vec::with_capacity(body.checks.len());
     for c in &body.checks {
         results.push(
-            app.check(&checker, &c.principal, &c.resource, &c.action, c.payload.as_deref())
+            app.check(caller.who(), &c.principal, &c.resource, &c.action, c.payload.as_deref())
                 .await,
         );
     }
@@ -325,7 +326,7 @@ pub async fn check_batch(
     responses((status = 200, body = EventList), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
 pub async fn list_audit(
     State(app): State<Arc<App>>,
-    AuditReader(_): AuditReader,
+    _caller: Allowed<op::ReadAudit>,
     Q(query): Q<AuditQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     let limit = page_size(query.limit, 1000, 5000, "limit")?;
@@ -363,7 +364,7 @@ pub async fn list_audit(
     responses((status = 200, body = VerifyAnswer), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
 pub async fn verify_audit(
     State(app): State<Arc<App>>,
-    AuditReader(_): AuditReader,
+    _caller: Allowed<op::ReadAudit>,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
     let r = app.store.verify_audit().await?;
     Ok(Json(VerifyAnswer {
@@ -380,15 +381,16 @@ pub async fn verify_audit(
     security(("bearer" = [])), tag = "policy")]
 pub async fn explain_policy(
     State(app): State<Arc<App>>,
-    Caller(who): Caller,
+    caller: Allowed<op::ExplainPolicy>,
     Q(query): Q<ExplainQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let policy = app.policy();
+    let who = caller.who();
     let subject = match query.principal {
         None => who.clone(),
         Some(p) if p == who.principal => who.clone(),
         Some(p) => {
-            if !(who.is_admin() || who.in_group(crate::auth::AUDITOR_GROUP)) {
+            if caller.reach() != Reach::All {
                 return Err(ApiError::Forbidden(format!(
                     "{} may explain only their own requests; admins and auditors may explain anyone's",
                     who.principal
@@ -408,6 +410,49 @@ pub async fn explain_policy(
         &query.action,
         &explanation,
     )))
+}
+
+/// Issue an API token; the answer holds the token itself, shown this once.
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenBody,
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])), tag = "tokens")]
+pub async fn create_token(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ManageTokens>,
+    Json(body): Json<CreateTokenBody>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let (token, secret) = app.create_token(&caller, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: secret,
+            details: TokenView::new(&token, now()),
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/tokens",
+    responses((status = 200, body = TokenList), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "tokens")]
+pub async fn list_tokens(
+    State(app): State<Arc<App>>,
+    _caller: Allowed<op::ManageTokens>,
+) -> Result<Json<TokenList>, ApiError> {
+    let at = now();
+    let items = app.list_tokens().await?.iter().map(|t| TokenView::new(t, at)).collect();
+    Ok(Json(TokenList { items }))
+}
+
+/// Revoke an API token: it is refused from the moment this answers.
+#[utoipa::path(post, path = "/v1/tokens/{id}/revoke", params(("id" = String, Path)),
+    responses((status = 200, body = TokenView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])), tag = "tokens")]
+pub async fn revoke_token(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ManageTokens>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    let token = app.revoke_token(&caller, &id).await?;
+    Ok(Json(TokenView::new(&token, now())))
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200)), tag = "operations")]

@@ -5,7 +5,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use jitgate_core::audit::ChainReport;
-use jitgate_core::{AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
+use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
 pub use sqlite::SqliteStore;
@@ -107,6 +107,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Walk the whole audit chain and report the first break.
     async fn verify_audit(&self) -> Result<ChainReport>;
+
+    /// Insert a new API token with its `token.created` event.
+    async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()>;
+
+    /// Mark a token revoked with its `token.revoked` event. Fails with `Conflict` if it is
+    /// already revoked (`revoked` must be `previous` with `revoked_at` set).
+    async fn revoke_token(&self, revoked: &ApiToken, event: &NewEvent) -> Result<()>;
+
+    /// Every token ever issued, revoked and expired ones included, newest first.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;

@@ -6,7 +6,7 @@ use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
 use jitgate_core::{
-    chain_hash, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
+    chain_hash, ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -70,6 +70,23 @@ fn request_doc(request: &Request) -> Result<String> {
     let mut copy = request.clone();
     copy.grant = None;
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
+    let groups: String = row.try_get("groups")?;
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        hash: row.try_get("token_hash")?,
+        principal: row.try_get("principal")?,
+        groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
+        service: row.try_get("service")?,
+        label: row.try_get("label")?,
+        created_by: row.try_get("created_by")?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_ms).transpose()?,
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms).transpose()?,
+        revoked_by: row.try_get("revoked_by")?,
+    })
 }
 
 fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
@@ -507,6 +524,59 @@ impl Store for SqliteStore {
             after = page.last().map(|e| e.seq).unwrap_or(after);
             prev_tail = page.last().cloned();
         }
+    }
+
+    async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()> {
+        let groups = serde_json::to_string(&token.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, principal, groups, service, label, created_by, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.hash)
+        .bind(&token.principal)
+        .bind(groups)
+        .bind(token.service)
+        .bind(&token.label)
+        .bind(&token.created_by)
+        .bind(ms(token.created_at))
+        .bind(token.expires_at.map(ms))
+        .execute(&mut *tx)
+        .await?;
+        append_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_token(&self, revoked: &ApiToken, event: &NewEvent) -> Result<()> {
+        let Some(at) = revoked.revoked_at else {
+            return Err(StoreError::Corrupt(format!(
+                "token {} is not marked revoked",
+                revoked.id
+            )));
+        };
+        let mut tx = self.writer.begin().await?;
+        let updated =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(ms(at))
+                .bind(&revoked.revoked_by)
+                .bind(&revoked.id)
+                .execute(&mut *tx)
+                .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        append_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(token_from_row).collect()
     }
 
     async fn ping(&self) -> Result<()> {

@@ -8,8 +8,8 @@ mod conformance {
     use chrono::TimeDelta;
     use jitgate_core::machine::{self, NewIds};
     use jitgate_core::{
-        Admission, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement, Step,
-        Timestamp,
+        Admission, ApiToken, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement,
+        Step, Timestamp,
     };
     use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
     use std::sync::Arc;
@@ -320,6 +320,66 @@ mod conformance {
             .unwrap();
         assert!(none.is_empty());
     }
+
+    pub async fn tokens_are_kept_by_hash_and_revoked_once(store: Arc<dyn Store>) {
+        let token = ApiToken {
+            id: "tok_1".into(),
+            hash: hex_of("jgt_secret"),
+            principal: "svc-billing".into(),
+            groups: vec!["billing".into()],
+            service: true,
+            label: Some("billing checks".into()),
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: Some(t0() + TimeDelta::hours(1)),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        store.create_token(&token, &token.created_event()).await.unwrap();
+        // The same hash twice is refused: a token identifies exactly one record.
+        let twin = ApiToken {
+            id: "tok_2".into(),
+            ..token.clone()
+        };
+        assert!(store.create_token(&twin, &twin.created_event()).await.is_err());
+        assert_eq!(store.list_tokens().await.unwrap(), vec![token.clone()]);
+
+        // Revoked exactly once, even when two admins race.
+        let (revoked, event) = token.revoke("admin", t0() + TimeDelta::minutes(5));
+        let (a, b) = tokio::join!(
+            store.revoke_token(&revoked, &event),
+            store.revoke_token(&revoked, &event)
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(a.err().or(b.err()), Some(StoreError::Conflict)));
+        let listed = store.list_tokens().await.unwrap();
+        assert_eq!(listed, vec![revoked]);
+        assert_eq!(listed[0].status(t0()), jitgate_core::TokenStatus::Revoked);
+
+        let kinds: Vec<EventKind> = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(kinds, vec![EventKind::TokenCreated, EventKind::TokenRevoked]);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    fn hex_of(token: &str) -> String {
+        jitgate_core::token::token_hash(token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 macro_rules! conformance_suite {
@@ -358,6 +418,7 @@ mod sqlite {
         due_requests_follow_the_clock,
         lists_filter_by_effective_status,
         audit_chain_verifies_and_filters,
+        tokens_are_kept_by_hash_and_revoked_once,
     );
 
     #[tokio::test]

@@ -1,0 +1,229 @@
+//! How callers may prove who they are: the `[auth]` section of the server's config file.
+
+use ipnet::IpNet;
+use jitgate_core::parse_duration;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything about authentication that is not in the policy directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Identity providers whose JWTs are accepted as bearer tokens.
+    #[serde(default)]
+    pub oidc: Vec<OidcIssuerConfig>,
+    /// An authenticating proxy in front of jitgate that names the user in a header.
+    pub trusted_proxy: Option<TrustedProxyConfig>,
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+}
+
+/// One OIDC issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuerConfig {
+    /// The `iss` claim, exactly (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audience: Vec<String>,
+    /// The issuer's public keys as a JWKS document on disk (re-read when a token names a key
+    /// it does not hold).
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (fetched at start, cached, fetched again on an unknown `kid` and
+    /// every hour).
+    pub jwks_url: Option<String>,
+    /// Accepted signing algorithms. Only asymmetric ones may be named.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock-skew allowance for `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway: String,
+    /// The claim that names the principal.
+    pub principal_claim: Option<String>,
+    /// Put before the claim's value to make the principal (`ci:`).
+    pub principal_prefix: Option<String>,
+    /// A claim holding the principal's groups (a list of strings, or one string).
+    pub groups_claim: Option<String>,
+    /// Groups every principal of this issuer belongs to.
+    pub groups: Option<Vec<String>>,
+    /// GitHub Actions tokens: the principal is `ci:OWNER/REPO`, the claims `repository`,
+    /// `ref`, `environment`, `workflow` and `actor` reach the policy as `context.ci`, and the
+    /// principal is in the group `ci` unless `groups` says otherwise.
+    #[serde(default)]
+    pub github_actions: bool,
+    /// The shortest time between two JWKS fetches triggered by unknown keys.
+    #[serde(default = "default_min_refresh")]
+    pub jwks_min_refresh: String,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+
+fn default_leeway() -> String {
+    "60s".into()
+}
+
+fn default_min_refresh() -> String {
+    "10s".into()
+}
+
+/// An authenticating proxy: requests from `sources` may name their user in `user_header`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxyConfig {
+    /// The header that names the authenticated user (`X-Forwarded-User`).
+    pub user_header: String,
+    /// An optional header with the user's groups, comma-separated.
+    pub groups_header: Option<String>,
+    /// The proxy's addresses, as CIDR blocks (`10.0.0.5/32`). The headers from anyone else
+    /// are refused.
+    pub sources: Vec<IpNet>,
+}
+
+/// Slowing down whoever keeps failing to authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Failures a source may have within `window` before its requests are slowed.
+    #[serde(default = "default_free_failures")]
+    pub free_failures: u32,
+    /// How long failures are remembered.
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// The longest delay a request is held for.
+    #[serde(default = "default_max_delay")]
+    pub max_delay: String,
+}
+
+fn default_free_failures() -> u32 {
+    10
+}
+
+fn default_window() -> String {
+    "5m".into()
+}
+
+fn default_max_delay() -> String {
+    "5s".into()
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            free_failures: default_free_failures(),
+            window: default_window(),
+            max_delay: default_max_delay(),
+        }
+    }
+}
+
+/// A config value that cannot be used, naming the key and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("auth config: {0}")]
+pub struct ConfigError(pub String);
+
+/// Algorithms that may verify identity tokens. Symmetric (HS*) ones are absent on purpose: a
+/// shared secret would let whoever holds it mint identities, and accepting HS256 where an
+/// issuer signs with RSA is the classic key-confusion forgery.
+pub const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+pub(crate) fn duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
+    if matches!(text.trim(), "0" | "0s") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+        .map(|d| Duration::from_secs(d.0))
+        .map_err(|m| ConfigError(format!("{field}: {m}")))
+}
+
+impl OidcIssuerConfig {
+    pub fn validate(&self, n: usize) -> Result<(), ConfigError> {
+        let at = |key: &str| format!("oidc[{n}].{key}");
+        if self.issuer.trim().is_empty() {
+            return Err(ConfigError(format!("{}: must name the issuer's `iss`", at("issuer"))));
+        }
+        if self.audience.is_empty() || self.audience.iter().any(|a| a.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "{}: list the `aud` values jitgate accepts, like [\"jitgate\"]",
+                at("audience")
+            )));
+        }
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {}
+            (None, Some(url)) => {
+                return Err(ConfigError(format!(
+                    "{}: '{url}' is not an http(s) URL",
+                    at("jwks_url")
+                )))
+            }
+            _ => {
+                return Err(ConfigError(format!(
+                    "{}: set exactly one of jwks_file and jwks_url",
+                    at("jwks_file")
+                )))
+            }
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError(format!(
+                "{}: name at least one algorithm",
+                at("algorithms")
+            )));
+        }
+        for alg in &self.algorithms {
+            if !ASYMMETRIC_ALGORITHMS.contains(&alg.as_str()) {
+                return Err(ConfigError(format!(
+                    "{}: '{alg}' is not accepted; use the issuer's asymmetric algorithm, one of {}",
+                    at("algorithms"),
+                    ASYMMETRIC_ALGORITHMS.join(", ")
+                )));
+            }
+        }
+        duration(&at("leeway"), &self.leeway)?;
+        duration(&at("jwks_min_refresh"), &self.jwks_min_refresh)?;
+        if self.principal_claim.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "{}: name a claim, like \"email\"",
+                at("principal_claim")
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Check every value before the server starts, so a typo is an error rather than a
+    /// silently refused (or silently accepted) login.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (n, issuer) in self.oidc.iter().enumerate() {
+            issuer.validate(n)?;
+            if self.oidc[..n].iter().any(|other| other.issuer == issuer.issuer) {
+                return Err(ConfigError(format!(
+                    "oidc[{n}].issuer: '{}' is configured twice",
+                    issuer.issuer
+                )));
+            }
+        }
+        if let Some(proxy) = &self.trusted_proxy {
+            if proxy.user_header.trim().is_empty()
+                || axum::http::HeaderName::from_bytes(proxy.user_header.as_bytes()).is_err()
+            {
+                return Err(ConfigError(
+                    "trusted_proxy.user_header: name a header, like \"X-Forwarded-User\"".into(),
+                ));
+            }
+            if proxy.sources.is_empty() {
+                return Err(ConfigError(
+                    "trusted_proxy.sources: list the proxy's addresses, like [\"10.0.0.5/32\"]".into(),
+                ));
+            }
+        }
+        duration("throttle.window", &self.throttle.window)?;
+        duration("throttle.max_delay", &self.throttle.max_delay)?;
+        Ok(())
+    }
+}

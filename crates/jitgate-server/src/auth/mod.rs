@@ -1,0 +1,345 @@
+//! Who is calling, and may they. Authentication accepts, in this order: a bearer token that is
+//! a JWT from a configured OIDC issuer, a bearer API token (issued by `jitgate token create`, or
+//! a static token of the policy directory), or the user header of a trusted authenticating
+//! proxy. Authorization is the table in `jitgate_core::authz`, turned into types here: a handler
+//! that takes `Allowed<op::Check>` runs only for callers the table lets check, and gets the
+//! reach the table gives them.
+
+pub mod config;
+pub mod oidc;
+pub mod throttle;
+pub mod tokens;
+
+use crate::app::{now, App};
+use crate::ApiError;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
+use config::{AuthConfig, ConfigError};
+use ipnet::IpNet;
+use jitgate_core::authz::{self, Operation, Reach};
+use jitgate_core::{ApiToken, Identity, Request};
+use jitgate_policy::Policy;
+use oidc::Oidc;
+use parking_lot::RwLock;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use throttle::Throttle;
+use tokens::{TokenRefusal, TokenTable};
+
+/// The longest bearer token looked at.
+const MAX_TOKEN_LEN: usize = 8192;
+/// The longest principal name a proxy header may carry.
+const MAX_PROXY_NAME_LEN: usize = 256;
+
+struct TrustedProxy {
+    user_header: HeaderName,
+    groups_header: Option<HeaderName>,
+    sources: Vec<IpNet>,
+}
+
+/// Why an authentication failed. The reason goes to the log; the caller gets one message.
+#[derive(Debug)]
+pub struct AuthFailure {
+    /// A metric label.
+    pub label: &'static str,
+    pub reason: String,
+    /// Missing credentials are not a guess and do not count towards slowing a source down.
+    pub counts: bool,
+}
+
+impl AuthFailure {
+    fn new(label: &'static str, reason: impl Into<String>) -> Self {
+        AuthFailure {
+            label,
+            reason: reason.into(),
+            counts: true,
+        }
+    }
+}
+
+/// Everything that turns a request's credentials into an identity.
+pub struct Authenticator {
+    tokens: RwLock<Arc<TokenTable>>,
+    /// Issued API tokens as stored, kept to rebuild the table when the policy changes.
+    api_tokens: RwLock<Arc<Vec<ApiToken>>>,
+    oidc: Oidc,
+    proxy: Option<TrustedProxy>,
+    pub throttle: Throttle,
+}
+
+impl Authenticator {
+    /// Check the config and fetch what it names (OIDC key sets).
+    pub async fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
+        config.validate()?;
+        let proxy = match &config.trusted_proxy {
+            None => None,
+            Some(p) => Some(TrustedProxy {
+                user_header: header_name("trusted_proxy.user_header", &p.user_header)?,
+                groups_header: p
+                    .groups_header
+                    .as_deref()
+                    .map(|h| header_name("trusted_proxy.groups_header", h))
+                    .transpose()?,
+                sources: p.sources.clone(),
+            }),
+        };
+        Ok(Authenticator {
+            tokens: RwLock::new(Arc::new(TokenTable::default())),
+            api_tokens: RwLock::new(Arc::new(Vec::new())),
+            oidc: Oidc::new(&config.oidc).await?,
+            proxy,
+            throttle: Throttle::new(&config.throttle)?,
+        })
+    }
+
+    /// Rebuild the token table from the policy's directory and the issued tokens.
+    pub fn rebuild(&self, policy: &Policy, api_tokens: Option<Vec<ApiToken>>) {
+        if let Some(list) = api_tokens {
+            *self.api_tokens.write() = Arc::new(list);
+        }
+        let list = self.api_tokens.read().clone();
+        *self.tokens.write() = Arc::new(TokenTable::build(policy, &list));
+    }
+
+    /// The identity behind a request's credentials.
+    pub async fn authenticate(
+        &self,
+        policy: &Policy,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Identity, AuthFailure> {
+        if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
+                .ok_or_else(|| AuthFailure::new("malformed", "the Authorization header is not 'Bearer TOKEN'"))?;
+            if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
+                let identity = self
+                    .oidc
+                    .verify(token)
+                    .await
+                    .map_err(|reason| AuthFailure::new("jwt", reason))?;
+                return Ok(tokens::resolve(policy, identity));
+            }
+            let table = self.tokens.read().clone();
+            return match table.lookup(token, now()) {
+                Ok(identity) => Ok(identity.clone()),
+                Err(TokenRefusal::Unknown) => Err(AuthFailure::new("unknown_token", "unknown bearer token")),
+                Err(TokenRefusal::Expired) => Err(AuthFailure::new(
+                    "expired_token",
+                    format!("API token {} has expired", table.token_id(token).unwrap_or("(static)")),
+                )),
+            };
+        }
+        if let Some(proxy) = &self.proxy {
+            if let Some(value) = headers.get(&proxy.user_header) {
+                return Self::proxy_identity(policy, proxy, value, headers, peer);
+            }
+        }
+        Err(AuthFailure {
+            label: "missing",
+            reason: "no credentials".into(),
+            counts: false,
+        })
+    }
+
+    fn proxy_identity(
+        policy: &Policy,
+        proxy: &TrustedProxy,
+        value: &axum::http::HeaderValue,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<Identity, AuthFailure> {
+        let trusted = peer.is_some_and(|ip| proxy.sources.iter().any(|net| net.contains(&ip)));
+        if !trusted {
+            return Err(AuthFailure::new(
+                "proxy_untrusted",
+                format!(
+                    "header {} from {} which is not a trusted proxy source",
+                    proxy.user_header,
+                    peer.map_or("an unknown address".into(), |ip| ip.to_string())
+                ),
+            ));
+        }
+        let principal = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && p.len() <= MAX_PROXY_NAME_LEN && !p.chars().any(char::is_control))
+            .ok_or_else(|| {
+                AuthFailure::new("proxy_malformed", format!("header {} is not a name", proxy.user_header))
+            })?;
+        let groups = proxy
+            .groups_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let identity = Identity {
+            principal: principal.to_string(),
+            groups,
+            kind: jitgate_core::PrincipalKind::User,
+            ci: None,
+        };
+        Ok(tokens::resolve(policy, identity))
+    }
+}
+
+fn header_name(field: &str, name: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError(format!("{field}: '{name}' is not a header name")))
+}
+
+/// An authenticated caller and how far the operation at hand reaches for them. Built only by
+/// the `Allowed` extractor below.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    who: Identity,
+    operation: Operation,
+    reach: Reach,
+}
+
+impl Caller {
+    pub fn who(&self) -> &Identity {
+        &self.who
+    }
+
+    pub fn reach(&self) -> Reach {
+        self.reach
+    }
+
+    /// May the caller see this request at all? Requests they may not see answer 404.
+    pub fn may_see(&self, request: &Request) -> bool {
+        authz::reach(&self.who, Operation::ReadRequests).covers(&self.who, request)
+    }
+
+    /// Refuse the operation on a request the caller can see but the table puts out of reach.
+    pub fn require_reach(&self, request: &Request) -> Result<(), ApiError> {
+        if self.reach.covers(&self.who, request) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "{} may not {} on {}",
+            self.who.principal,
+            authz::rule(self.operation).what,
+            request.id
+        )))
+    }
+}
+
+/// The operations of the authorization table as types, one per row.
+pub mod op {
+    use jitgate_core::authz::Operation;
+
+    /// An operation of the authorization table.
+    pub trait Op: Send + Sync + 'static {
+        const OPERATION: Operation;
+    }
+
+    macro_rules! operations {
+        ($($name:ident),* $(,)?) => {
+            $(
+                pub struct $name;
+                impl Op for $name {
+                    const OPERATION: Operation = Operation::$name;
+                }
+            )*
+        };
+    }
+
+    operations!(
+        FileRequest,
+        ReadRequests,
+        ApproveRequest,
+        DenyRequest,
+        CancelRequest,
+        ReviewBreakGlass,
+        ReadGrants,
+        RevokeGrant,
+        ExtendGrant,
+        Check,
+        ExplainPolicy,
+        ReadAudit,
+        ManageTokens,
+    );
+}
+
+/// A caller the authorization table allows operation `O`, with the reach it allows.
+pub struct Allowed<O: op::Op> {
+    caller: Caller,
+    _operation: PhantomData<O>,
+}
+
+impl<O: op::Op> std::ops::Deref for Allowed<O> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// Authenticate a request against the app, slowing down sources that keep failing.
+async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let auth = app.authenticator();
+    let delay = auth.throttle.delay(peer);
+    if !delay.is_zero() {
+        app.metrics.auth_throttled.inc();
+        tokio::time::sleep(delay).await;
+    }
+    let policy = app.policy();
+    match auth.authenticate(&policy, &parts.headers, peer).await {
+        Ok(identity) => Ok(identity),
+        Err(failure) => {
+            app.metrics.count_auth_failure(failure.label);
+            if failure.counts {
+                auth.throttle.record_failure(peer);
+                tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
+            }
+            Err(if failure.counts {
+                ApiError::Unauthenticated("the credentials are not valid".into())
+            } else {
+                ApiError::Unauthenticated("send a bearer token: Authorization: Bearer TOKEN".into())
+            })
+        }
+    }
+}
+
+impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let who = authenticate(parts, app).await?;
+        let reach = authz::reach(&who, O::OPERATION);
+        if reach == Reach::Nothing {
+            return Err(ApiError::Forbidden(format!(
+                "{} may not {}: only these roles may: {}",
+                who.principal,
+                authz::rule(O::OPERATION).what,
+                authz::who_may(O::OPERATION)
+            )));
+        }
+        Ok(Allowed {
+            caller: Caller {
+                who,
+                operation: O::OPERATION,
+                reach,
+            },
+            _operation: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! OIDC bearer tokens: JWTs from configured issuers, verified against the issuer's JWKS.
+//!
+//! A token is accepted only when its issuer is configured, its algorithm is on that issuer's
+//! allow-list (never `none`, never a symmetric one), its key is in the issuer's key set, its
+//! signature verifies with that key, and `exp`, `nbf`, `iss` and `aud` hold (with the configured
+//! leeway). Why a token was refused goes to the log; the caller learns only that it was.
+
+use super::config::{duration, ConfigError, OidcIssuerConfig};
+use jitgate_core::{CiClaims, Identity, PrincipalKind};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Key sets are fetched again after this long even when no unknown key forces it.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// The longest a principal name from a token may be.
+const MAX_PRINCIPAL_LEN: usize = 256;
+
+struct Key {
+    kid: Option<String>,
+    /// The algorithm the JWK says it is for, if it says.
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<Key>,
+    fetched: Option<Instant>,
+}
+
+impl KeySet {
+    fn parse(text: &str) -> Result<KeySet, String> {
+        let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            // Keys of types jitgate cannot use (encryption keys, say) are skipped, not fatal:
+            // issuers publish them beside signing keys.
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => keys.push(Key {
+                    kid: jwk.common.key_id.clone(),
+                    alg: jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok()),
+                    key,
+                }),
+                Err(e) => tracing::debug!(kid = ?jwk.common.key_id, error = %e, "JWKS key skipped"),
+            }
+        }
+        Ok(KeySet {
+            keys,
+            fetched: Some(Instant::now()),
+        })
+    }
+
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&Key> {
+        let fits = |k: &&Key| k.alg.is_none_or(|a| a == alg);
+        match kid {
+            Some(kid) => self.keys.iter().filter(fits).find(|k| k.kid.as_deref() == Some(kid)),
+            None => {
+                let mut candidates = self.keys.iter().filter(fits);
+                let only = candidates.next()?;
+                candidates.next().is_none().then_some(only)
+            }
+        }
+    }
+}
+
+enum Source {
+    File(PathBuf),
+    Url(String),
+}
+
+/// An issuer's key set, cached and fetched again when a token names a key it lacks.
+struct Jwks {
+    source: Source,
+    current: RwLock<Arc<KeySet>>,
+    /// When the last fetch was tried; held while fetching so concurrent misses fetch once.
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    min_refresh: Duration,
+    http: reqwest::Client,
+}
+
+impl Jwks {
+    async fn load(&self) -> Result<KeySet, String> {
+        match &self.source {
+            Source::File(path) => {
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                KeySet::parse(&text)
+            }
+            Source::Url(url) => {
+                let response = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
+                KeySet::parse(&text)
+            }
+        }
+    }
+
+    /// Fetch again unless a fetch was tried less than `min_refresh` ago.
+    async fn refresh(&self) {
+        let mut last = self.last_attempt.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match self.load().await {
+            Ok(set) => {
+                tracing::info!(keys = set.keys.len(), "JWKS loaded");
+                *self.current.write() = Arc::new(set);
+            }
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys held"),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        self.current.read().clone()
+    }
+
+    /// The key set holding the key a token names, fetching again if needed.
+    async fn with_key(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<KeySet>> {
+        let held = self.snapshot();
+        let stale = held.fetched.is_none_or(|t| t.elapsed() > JWKS_MAX_AGE);
+        if !stale && held.find(kid, alg).is_some() {
+            return Some(held);
+        }
+        self.refresh().await;
+        let fresh = self.snapshot();
+        fresh.find(kid, alg).is_some().then_some(fresh)
+    }
+}
+
+/// One configured issuer.
+pub struct OidcIssuer {
+    config: OidcIssuerConfig,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    jwks: Jwks,
+}
+
+/// Every configured issuer.
+#[derive(Default)]
+pub struct Oidc {
+    issuers: Vec<OidcIssuer>,
+}
+
+/// Does this bearer token look like a JWT (three base64url parts, a JSON header)?
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired (exp)".into(),
+        ErrorKind::ImmatureSignature => "the token is not yet valid (nbf)".into(),
+        ErrorKind::InvalidAudience => "the token's audience (aud) is not accepted".into(),
+        ErrorKind::InvalidIssuer => "the token's issuer (iss) is not accepted".into(),
+        ErrorKind::InvalidSignature => "the signature does not verify".into(),
+        ErrorKind::InvalidAlgorithm => "the key does not fit the token's algorithm".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("the token lacks the claim {c}"),
+        _ => format!("the token is malformed: {e}"),
+    }
+}
+
+fn claim_string<'a>(claims: &'a Map<String, Value>, name: &str) -> &'a str {
+    claims.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+impl OidcIssuer {
+    async fn new(config: OidcIssuerConfig, n: usize) -> Result<OidcIssuer, ConfigError> {
+        let algorithms = config
+            .algorithms
+            .iter()
+            .map(|a| Algorithm::from_str(a).map_err(|_| ConfigError(format!("oidc[{n}].algorithms: '{a}' is unknown"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let leeway = duration(&format!("oidc[{n}].leeway"), &config.leeway)?.as_secs();
+        let min_refresh = duration(&format!("oidc[{n}].jwks_min_refresh"), &config.jwks_min_refresh)?;
+        let source = match (&config.jwks_file, &config.jwks_url) {
+            (Some(path), _) => Source::File(path.clone()),
+            (None, Some(url)) => Source::Url(url.clone()),
+            (None, None) => {
+                return Err(ConfigError(format!(
+                    "oidc[{n}].jwks_file: set exactly one of jwks_file and jwks_url"
+                )))
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ConfigError(format!("oidc[{n}]: cannot build an HTTP client: {e}")))?;
+        let jwks = Jwks {
+            source,
+            current: RwLock::new(Arc::new(KeySet::default())),
+            last_attempt: tokio::sync::Mutex::new(None),
+            min_refresh,
+            http,
+        };
+        match jwks.load().await {
+            Ok(set) => *jwks.current.write() = Arc::new(set),
+            // A key file that cannot be read is a mistake to fix now; an issuer that is down
+            // may be back by the first login, so its keys are fetched then.
+            Err(e) if matches!(jwks.source, Source::File(_)) => {
+                return Err(ConfigError(format!("oidc[{n}].jwks_file: {e}")))
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %config.issuer, error = %e, "JWKS not loaded yet; will fetch on first use")
+            }
+        }
+        Ok(OidcIssuer {
+            config,
+            algorithms,
+            leeway,
+            jwks,
+        })
+    }
+
+    fn principal_claim(&self) -> &str {
+        match (&self.config.principal_claim, self.config.github_actions) {
+            (Some(c), _) => c,
+            (None, true) => "repository",
+            (None, false) => "sub",
+        }
+    }
+
+    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, String> {
+        let claim = self.principal_claim();
+        let name = claims
+            .get(claim)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("the token has no string claim '{claim}' to name the principal"))?;
+        let prefix = match (&self.config.principal_prefix, self.config.github_actions) {
+            (Some(p), _) => p.as_str(),
+            (None, true) => "ci:",
+            (None, false) => "",
+        };
+        let principal = format!("{prefix}{name}");
+        if principal.len() > MAX_PRINCIPAL_LEN || principal.chars().any(char::is_control) {
+            return Err(format!("the principal claim '{claim}' is not a usable name"));
+        }
+        let mut groups: Vec<String> = match (&self.config.groups, self.config.github_actions) {
+            (Some(g), _) => g.clone(),
+            (None, true) => vec!["ci".into()],
+            (None, false) => Vec::new(),
+        };
+        if let Some(groups_claim) = &self.config.groups_claim {
+            match claims.get(groups_claim) {
+                Some(Value::String(g)) => groups.push(g.clone()),
+                Some(Value::Array(items)) => groups.extend(items.iter().filter_map(Value::as_str).map(String::from)),
+                _ => {}
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        let ci = self.config.github_actions.then(|| CiClaims {
+            repository: claim_string(claims, "repository").to_string(),
+            git_ref: claim_string(claims, "ref").to_string(),
+            environment: claim_string(claims, "environment").to_string(),
+            workflow: claim_string(claims, "workflow").to_string(),
+            actor: claim_string(claims, "actor").to_string(),
+        });
+        Ok(Identity {
+            principal,
+            groups,
+            kind: PrincipalKind::User,
+            ci,
+        })
+    }
+
+    async fn verify(&self, token: &str, alg: Algorithm, kid: Option<&str>) -> Result<Identity, String> {
+        if !self.algorithms.contains(&alg) {
+            return Err(format!(
+                "algorithm {alg:?} is not on the allow-list of issuer {}",
+                self.config.issuer
+            ));
+        }
+        let keys = self.jwks.with_key(kid, alg).await.ok_or_else(|| {
+            format!(
+                "issuer {} has no key {} for {alg:?}",
+                self.config.issuer,
+                kid.map_or("(no kid, and not exactly one candidate)".to_string(), |k| format!(
+                    "'{k}'"
+                ))
+            )
+        })?;
+        let key = keys
+            .find(kid, alg)
+            .ok_or_else(|| "the key vanished during verification".to_string())?;
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&self.config.audience);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway;
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation).map_err(|e| describe(&e))?;
+        self.identity(&data.claims)
+    }
+}
+
+impl Oidc {
+    pub async fn new(configs: &[OidcIssuerConfig]) -> Result<Oidc, ConfigError> {
+        let mut issuers = Vec::with_capacity(configs.len());
+        for (n, config) in configs.iter().enumerate() {
+            issuers.push(OidcIssuer::new(config.clone(), n).await?);
+        }
+        Ok(Oidc { issuers })
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !self.issuers.is_empty()
+    }
+
+    /// The identity a JWT proves, or why it proves nothing (for the log).
+    pub async fn verify(&self, token: &str) -> Result<Identity, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("the token header is malformed: {e}"))?;
+        // The issuer is read before the signature is checked only to pick the issuer's keys
+        // and rules; nothing else of the unverified claims is used.
+        let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|e| format!("the token's claims are malformed: {e}"))?;
+        let iss = claim_string(&unverified, "iss");
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.config.issuer == iss)
+            .ok_or_else(|| format!("issuer '{iss}' is not configured"))?;
+        issuer.verify(token, header.alg, header.kid.as_deref()).await
+    }
+}

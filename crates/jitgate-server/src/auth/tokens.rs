@@ -1,0 +1,123 @@
+//! The table bearer tokens are looked up in: the directory's static tokens and the API tokens
+//! admins issue, keyed by SHA-256. Looking up by the hash of the whole token means an unknown
+//! token and a wrong one take the same path: there is no id to find first and no secret to
+//! compare after, so timing tells a guesser nothing.
+
+use jitgate_core::token::{token_hash, TOKEN_PREFIX};
+use jitgate_core::{ApiToken, Identity, PrincipalKind, Timestamp};
+use jitgate_policy::Policy;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    identity: Identity,
+    expires_at: Option<Timestamp>,
+    /// The API token's id; `None` for the directory's static tokens.
+    token_id: Option<String>,
+}
+
+/// Why a bearer token was refused, for the log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Expired,
+}
+
+/// Identities by token hash.
+#[derive(Debug, Default)]
+pub struct TokenTable {
+    by_hash: HashMap<[u8; 32], Entry>,
+}
+
+fn parse_hash(hex_text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_text).ok()?;
+    bytes.try_into().ok()
+}
+
+/// The identity a token's principal has: the groups the token names plus those the directory
+/// gives the principal now, so a change to the directory reaches existing tokens.
+pub fn resolve(policy: &Policy, mut identity: Identity) -> Identity {
+    if let Some(entry) = policy.rules().principal(&identity.principal) {
+        for group in &entry.identity.groups {
+            if !identity.in_group(group) {
+                identity.groups.push(group.clone());
+            }
+        }
+        if entry.identity.kind == PrincipalKind::Service {
+            identity.kind = PrincipalKind::Service;
+        }
+    }
+    identity
+}
+
+impl TokenTable {
+    /// The directory's static tokens and every API token that is not revoked.
+    pub fn build(policy: &Policy, api_tokens: &[ApiToken]) -> Self {
+        let mut by_hash: HashMap<[u8; 32], Entry> = policy
+            .principals()
+            .filter_map(|e| {
+                e.token.as_deref().map(|t| {
+                    (
+                        token_hash(t),
+                        Entry {
+                            identity: e.identity.clone(),
+                            expires_at: None,
+                            token_id: None,
+                        },
+                    )
+                })
+            })
+            .collect();
+        for token in api_tokens.iter().filter(|t| t.revoked_at.is_none()) {
+            let Some(hash) = parse_hash(&token.hash) else {
+                tracing::error!(token = %token.id, "stored token hash is not 32 bytes of hex; token ignored");
+                continue;
+            };
+            let identity = Identity {
+                principal: token.principal.clone(),
+                groups: token.groups.clone(),
+                kind: if token.service {
+                    PrincipalKind::Service
+                } else {
+                    PrincipalKind::User
+                },
+                ci: None,
+            };
+            by_hash.insert(
+                hash,
+                Entry {
+                    identity: resolve(policy, identity),
+                    expires_at: token.expires_at,
+                    token_id: Some(token.id.clone()),
+                },
+            );
+        }
+        TokenTable { by_hash }
+    }
+
+    /// The identity a token stands for at `now`.
+    pub fn lookup(&self, token: &str, now: Timestamp) -> Result<&Identity, TokenRefusal> {
+        let entry = self.by_hash.get(&token_hash(token)).ok_or(TokenRefusal::Unknown)?;
+        match entry.expires_at {
+            Some(end) if end <= now => Err(TokenRefusal::Expired),
+            _ => Ok(&entry.identity),
+        }
+    }
+
+    /// The API token id behind a token, for the log.
+    pub fn token_id(&self, token: &str) -> Option<&str> {
+        self.by_hash.get(&token_hash(token))?.token_id.as_deref()
+    }
+}
+
+/// A new token: `jgt_` and 256 random bits in hex.
+pub fn generate() -> Result<String, getrandom::Error> {
+    let mut secret = [0u8; 32];
+    getrandom::getrandom(&mut secret)?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(secret)))
+}
+
+/// The stored form of a token's hash.
+pub fn hash_hex(token: &str) -> String {
+    hex::encode(token_hash(token))
+}
