@@ -178,6 +178,46 @@ pub fn grants(client: &Client, status: Option<String>) -> CommandResult {
     list(client, "/v1/grants", status, render::grant_header(), render::grant_line)
 }
 
+pub fn token_create(
+    client: &Client,
+    principal: &str,
+    groups: Vec<String>,
+    ttl: Option<String>,
+    label: Option<String>,
+    service: bool,
+) -> CommandResult {
+    let mut body = json!({"principal": principal, "groups": groups, "service": service});
+    if let Some(ttl) = ttl {
+        body["ttl"] = json!(ttl);
+    }
+    if let Some(label) = label {
+        body["label"] = json!(label);
+    }
+    let created = client.post("/v1/tokens", &body)?;
+    print(client, &created, |t| {
+        format!(
+            "{}\n\ntoken {} for {} ({}). It is shown this once: jitgate keeps only its hash.\n",
+            render::s(&t["token"]),
+            render::s(&t["id"]),
+            render::s(&t["principal"]),
+            t["expires_at"]
+                .as_str()
+                .map_or("valid until revoked".to_string(), |e| format!("expires {e}"))
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn token_list(client: &Client) -> CommandResult {
+    list(client, "/v1/tokens", None, render::token_header(), render::token_line)
+}
+
+pub fn token_revoke(client: &Client, id: &str) -> CommandResult {
+    let token = client.post(&format!("/v1/tokens/{id}/revoke"), &json!({}))?;
+    print(client, &token, |t| format!("{}\n", render::token_line(t)));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn revoke(client: &Client, grant_id: &str, comment: Option<String>) -> CommandResult {
     let grant = client.post(&format!("/v1/grants/{grant_id}/revoke"), &comment_body(comment))?;
     print(client, &grant, |g| format!("{}\n", render::grant_line(g)));

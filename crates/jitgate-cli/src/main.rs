@@ -118,6 +118,35 @@ enum Command {
     /// Work with a policy directory.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage API tokens (admins).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token. It is printed once; jitgate keeps only its hash.
+    Create {
+        /// Whom the token authenticates as.
+        #[arg(long)]
+        principal: String,
+        /// Groups, comma-separated, besides those the directory gives the principal.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// How long the token is valid (`90d`, `12h`); without it, until revoked.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// What the token is for.
+        #[arg(long)]
+        label: Option<String>,
+        /// A service token, allowed to call /v1/check.
+        #[arg(long)]
+        service: bool,
+    },
+    /// List issued tokens (never the tokens themselves).
+    List,
+    /// Revoke a token: refused from that moment on.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +255,15 @@ fn main() -> ExitCode {
         }) => commands::audit_list(&client, request_id, principal, since),
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&client),
         Command::Audit(AuditCommand::Export { since }) => commands::audit_export(&client, since),
+        Command::Token(TokenCommand::Create {
+            principal,
+            groups,
+            ttl,
+            label,
+            service,
+        }) => commands::token_create(&client, &principal, groups, ttl, label, service),
+        Command::Token(TokenCommand::List) => commands::token_list(&client),
+        Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
         Command::Policy(PolicyCommand::Test { dir }) => commands::policy_test(&dir, cli.output),
         Command::Policy(PolicyCommand::Diff { old, new }) => commands::policy_diff(&old, &new, cli.output),

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-fn s(v: &Value) -> &str {
+pub fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
@@ -124,5 +124,35 @@ pub fn event_line(e: &Value) -> String {
         s(&e["action"]),
         s(&e["resource"]),
         comment
+    )
+}
+
+pub fn token_header() -> String {
+    format!(
+        "{:<36}  {:<8}  {:<16}  {:<7}  {:<24}  {:<24}  {}",
+        "TOKEN", "STATUS", "PRINCIPAL", "KIND", "EXPIRES", "LABEL", "GROUPS"
+    )
+}
+
+pub fn token_line(t: &Value) -> String {
+    let groups: Vec<&str> = t["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "{:<36}  {:<8}  {:<16}  {:<7}  {:<24}  {:<24}  {}",
+        s(&t["id"]),
+        s(&t["status"]),
+        s(&t["principal"]),
+        if t["service"].as_bool() == Some(true) {
+            "service"
+        } else {
+            "user"
+        },
+        t["expires_at"].as_str().unwrap_or("never"),
+        s(&t["label"]),
+        groups.join(",")
     )
 }

@@ -4,166 +4,14 @@
 // Test code: a failed expectation should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+mod support;
 
-fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart")
-}
-
-/// A running server and everything it needs; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-    listen: String,
-    policy: PathBuf,
-    dir: tempfile::TempDir,
-    http: Client,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-impl Server {
-    fn start() -> Server {
-        Self::start_with_policy(&quickstart())
-    }
-
-    fn start_with_policy(policy: &Path) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut server = Server {
-            child: spawn(&listen, policy, dir.path()),
-            url: format!("http://{listen}"),
-            listen,
-            policy: policy.to_path_buf(),
-            dir,
-            http: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send() {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited early: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server did not become ready");
-    }
-
-    /// Kill with SIGKILL (no chance to flush anything) and start again on the same file.
-    fn kill9_and_restart(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-        self.child = spawn(&self.listen, &self.policy, self.dir.path());
-        self.wait_ready();
-    }
-
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.url);
-        let mut req = match method {
-            "GET" => self.http.get(&url),
-            _ => self.http.post(&url),
-        };
-        if !token.is_empty() {
-            req = req.bearer_auth(token);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().expect("send");
-        let status = resp.status().as_u16();
-        let text = resp.text().expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call("GET", path, token, None)
-    }
-
-    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, token, Some(body))
-    }
-
-    fn file(&self, token: &str, body: Value) -> Value {
-        let (status, v) = self.post("/v1/requests", token, body);
-        assert_eq!(status, 201, "{v}");
-        v
-    }
-
-    fn check(&self, principal: &str, resource: &str, action: &str, payload: Option<&str>) -> Value {
-        let mut body = json!({"principal": principal, "resource": resource, "action": action});
-        if let Some(p) = payload {
-            body["payload"] = json!(p);
-        }
-        let (status, v) = self.post("/v1/check", "demo-svc", body);
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    fn audit_count(&self) -> usize {
-        let (status, v) = self.get("/v1/audit?limit=5000", "demo-admin");
-        assert_eq!(status, 200, "{v}");
-        v["items"].as_array().expect("items").len()
-    }
-
-    fn cli(&self, token: &str, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("JITGATE_URL", &self.url)
-            .env("JITGATE_TOKEN", token)
-            .output()
-            .expect("run cli");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-fn spawn(listen: &str, policy: &Path, dir: &Path) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--listen", listen, "--policy"])
-        .arg(policy)
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("jitgate.db").display()))
-        .env("JITGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server")
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
+use support::*;
 
 #[test]
 fn request_approve_check_revoke() {
@@ -788,23 +636,6 @@ fn operations_endpoints() {
     assert_eq!(status, 200);
     assert_eq!(batch["results"][0]["allow"], true);
     assert_eq!(batch["results"][1]["allow"], false);
-}
-
-/// A copy of the quickstart in a directory the test may edit.
-fn editable_quickstart() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["directory.toml", "workflows.toml"] {
-        std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
-    }
-    dir
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn audit_kinds(s: &Server) -> Vec<String> {

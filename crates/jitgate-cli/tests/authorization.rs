@@ -1,0 +1,363 @@
+//! The authorization table of docs/authorization.md, attacked row by row against the real
+//! server: every role the table refuses tries the call and must be refused (403, or 404 where
+//! the request is not theirs to see), then a role the table allows makes it, so a refusal can't
+//! pass just because the endpoint is broken. Every route refuses a caller with no credentials,
+//! and every secured route of the OpenAPI document is covered here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use support::*;
+
+const ALICE: &str = "demo-alice"; // user, dev: the requester below
+const DAVE: &str = "demo-dave"; // user, dev: uninvolved
+const BOB: &str = "demo-bob"; // user, sre: reviewer of prod-db requests
+const CAROL: &str = "demo-carol"; // user, sre
+const SERVICE: &str = "demo-svc";
+const AUDITOR: &str = "demo-auditor";
+const ADMIN: &str = "demo-admin";
+
+/// One attempted call and the status it must get.
+struct Attempt<'a> {
+    who: &'a str,
+    status: u16,
+}
+
+fn refused(who: &str) -> Attempt<'_> {
+    Attempt { who, status: 403 }
+}
+
+fn hidden(who: &str) -> Attempt<'_> {
+    Attempt { who, status: 404 }
+}
+
+fn ok(who: &str, status: u16) -> Attempt<'_> {
+    Attempt { who, status }
+}
+
+/// Try `method path` as each caller in turn, in order (refusals first, then the allowed call).
+fn row(s: &Server, method: &str, path: &str, body: Value, attempts: &[Attempt]) -> Value {
+    let mut last = Value::Null;
+    for a in attempts {
+        let (status, v) = s.call(method, path, a.who, (method == "POST").then(|| body.clone()));
+        assert_eq!(status, a.status, "{method} {path} as {}: {v}", a.who);
+        if (400..500).contains(&status) {
+            assert!(
+                v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "an error names what went wrong: {v}"
+            );
+        }
+        last = v;
+    }
+    last
+}
+
+fn pending_prod_read(s: &Server) -> String {
+    id(&s.file(
+        ALICE,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-1"}),
+    ))
+}
+
+#[test]
+fn every_role_the_table_refuses_is_refused() {
+    let s = Server::start();
+
+    // File a request: services never file.
+    let filed = row(
+        &s,
+        "POST",
+        "/v1/requests",
+        json!({"resource": "staging-db", "action": "read", "duration": "10m"}),
+        &[refused(SERVICE), ok(ALICE, 201)],
+    );
+    let staging_grant = filed["grant"]["id"].as_str().unwrap().to_string();
+
+    // Read a request: the requester, its reviewers, auditors and admins; others don't see it.
+    let a = pending_prod_read(&s);
+    row(
+        &s,
+        "GET",
+        &format!("/v1/requests/{a}"),
+        json!(null),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            ok(ALICE, 200),
+            ok(BOB, 200),
+            ok(AUDITOR, 200),
+            ok(ADMIN, 200),
+        ],
+    );
+    // Lists hold only what the caller may see.
+    row(&s, "GET", "/v1/requests", json!(null), &[refused(SERVICE)]);
+    let listed = |token: &str| -> BTreeSet<String> {
+        let (status, v) = s.get("/v1/requests", token);
+        assert_eq!(status, 200, "{v}");
+        v["items"].as_array().unwrap().iter().map(id).collect()
+    };
+    assert!(!listed(DAVE).contains(&a));
+    assert!(listed(BOB).contains(&a));
+    assert!(listed(AUDITOR).contains(&a));
+
+    // Approve: only a reviewer the policy names, never the requester; auditors and admins see
+    // the request but are no reviewers of it.
+    row(
+        &s,
+        "POST",
+        &format!("/v1/requests/{a}/approve"),
+        json!({}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(ALICE),
+            refused(AUDITOR),
+            refused(ADMIN),
+            ok(BOB, 200),
+        ],
+    );
+
+    // Deny: reviewers, and admins any request.
+    let b = pending_prod_read(&s);
+    row(
+        &s,
+        "POST",
+        &format!("/v1/requests/{b}/deny"),
+        json!({}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(ALICE),
+            refused(AUDITOR),
+            ok(ADMIN, 200),
+        ],
+    );
+
+    // Cancel: the requester (admins any); a reviewer may deny but not cancel.
+    let c = pending_prod_read(&s);
+    row(
+        &s,
+        "POST",
+        &format!("/v1/requests/{c}/cancel"),
+        json!({}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(BOB),
+            refused(AUDITOR),
+            ok(ALICE, 200),
+        ],
+    );
+
+    // The review a break-glass request owes: another of its reviewers, never the one who broke
+    // the glass.
+    let glass = id(&s.file(
+        BOB,
+        json!({"resource": "prod-db", "action": "write", "duration": "5m", "reason": "OPS-9 outage", "break_glass": true}),
+    ));
+    row(
+        &s,
+        "POST",
+        &format!("/v1/requests/{glass}/review"),
+        json!({"comment": "checked"}),
+        &[
+            refused(SERVICE),
+            hidden(ALICE),
+            refused(BOB),
+            refused(AUDITOR),
+            ok(CAROL, 200),
+        ],
+    );
+
+    // Grants: users list their own, auditors and admins all.
+    row(&s, "GET", "/v1/grants", json!(null), &[refused(SERVICE)]);
+    let grants_of = |token: &str| -> BTreeSet<String> {
+        let (status, v) = s.get("/v1/grants?principal=alice", token);
+        assert_eq!(status, 200, "{v}");
+        v["items"].as_array().unwrap().iter().map(id).collect()
+    };
+    assert!(grants_of(ALICE).contains(&staging_grant));
+    assert!(
+        grants_of(DAVE).is_empty(),
+        "a user's principal filter is their own name"
+    );
+    assert!(grants_of(AUDITOR).contains(&staging_grant));
+
+    // Extend: the holder only.
+    row(
+        &s,
+        "POST",
+        &format!("/v1/grants/{staging_grant}/extend"),
+        json!({"duration": "10m", "reason": "more"}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            hidden(BOB),
+            refused(AUDITOR),
+            refused(ADMIN),
+            ok(ALICE, 200),
+        ],
+    );
+
+    // Revoke: the holder, its request's reviewers, admins.
+    row(
+        &s,
+        "POST",
+        &format!("/v1/grants/{staging_grant}/revoke"),
+        json!({}),
+        &[refused(SERVICE), hidden(DAVE), refused(AUDITOR), ok(ALICE, 200)],
+    );
+
+    // Check: services and admins only.
+    let check = json!({"principal": "alice", "resource": "prod-db", "action": "read"});
+    for path in ["/v1/check", "/v1/check/batch"] {
+        let body = if path.ends_with("batch") {
+            json!({"checks": [check.clone()]})
+        } else {
+            check.clone()
+        };
+        row(
+            &s,
+            "POST",
+            path,
+            body,
+            &[
+                refused(ALICE),
+                refused(BOB),
+                refused(AUDITOR),
+                ok(SERVICE, 200),
+                ok(ADMIN, 200),
+            ],
+        );
+    }
+
+    // Explain: users for themselves; auditors and admins for anyone.
+    row(
+        &s,
+        "GET",
+        "/v1/policy/explain?resource=prod-db&action=read",
+        json!(null),
+        &[refused(SERVICE), ok(ALICE, 200)],
+    );
+    row(
+        &s,
+        "GET",
+        "/v1/policy/explain?resource=prod-db&action=read&principal=bob",
+        json!(null),
+        &[refused(ALICE), ok(AUDITOR, 200), ok(ADMIN, 200)],
+    );
+
+    // Audit: auditors and admins.
+    for path in ["/v1/audit", "/v1/audit/verify"] {
+        row(
+            &s,
+            "GET",
+            path,
+            json!(null),
+            &[
+                refused(ALICE),
+                refused(BOB),
+                refused(SERVICE),
+                ok(AUDITOR, 200),
+                ok(ADMIN, 200),
+            ],
+        );
+    }
+
+    // Tokens: admins only.
+    let everyone_but_admin = [refused(ALICE), refused(BOB), refused(SERVICE), refused(AUDITOR)];
+    row(&s, "GET", "/v1/tokens", json!(null), &everyone_but_admin);
+    row(
+        &s,
+        "POST",
+        "/v1/tokens",
+        json!({"principal": "mallory", "groups": ["admins"]}),
+        &everyone_but_admin,
+    );
+    let made = row(
+        &s,
+        "POST",
+        "/v1/tokens",
+        json!({"principal": "frank"}),
+        &[ok(ADMIN, 201)],
+    );
+    row(
+        &s,
+        "POST",
+        &format!("/v1/tokens/{}/revoke", id(&made)),
+        json!({}),
+        &[
+            refused(ALICE),
+            refused(BOB),
+            refused(SERVICE),
+            refused(AUDITOR),
+            ok(ADMIN, 200),
+        ],
+    );
+    // Nothing a refused caller tried left a trace of success.
+    let (_, tokens) = s.get("/v1/tokens", ADMIN);
+    assert_eq!(tokens["items"].as_array().unwrap().len(), 1, "{tokens}");
+}
+
+/// Every (method, path) the API serves behind authentication, as the OpenAPI document lists them.
+fn secured_routes(s: &Server) -> BTreeSet<(String, String)> {
+    let (status, doc) = s.get("/openapi.json", "");
+    assert_eq!(status, 200);
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("security").is_some() {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_secured_route_refuses_callers_without_valid_credentials() {
+    // Dozens of bad credentials from one address in a row would be slowed down (that is
+    // tested in identity.rs); here only the refusals matter.
+    let s = Server::start_with(&quickstart(), Some("[auth.throttle]\nfree_failures = 100000\n"));
+    let routes = secured_routes(&s);
+    // The rows of the test above, by route: a new endpoint must be added there too.
+    let covered: BTreeSet<(String, String)> = [
+        ("POST", "/v1/requests"),
+        ("GET", "/v1/requests"),
+        ("GET", "/v1/requests/{id}"),
+        ("POST", "/v1/requests/{id}/approve"),
+        ("POST", "/v1/requests/{id}/deny"),
+        ("POST", "/v1/requests/{id}/cancel"),
+        ("POST", "/v1/requests/{id}/review"),
+        ("GET", "/v1/grants"),
+        ("POST", "/v1/grants/{id}/revoke"),
+        ("POST", "/v1/grants/{id}/extend"),
+        ("POST", "/v1/check"),
+        ("POST", "/v1/check/batch"),
+        ("GET", "/v1/policy/explain"),
+        ("GET", "/v1/audit"),
+        ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/tokens"),
+        ("POST", "/v1/tokens"),
+        ("POST", "/v1/tokens/{id}/revoke"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(
+        routes, covered,
+        "every secured route has its row in the authorization test"
+    );
+
+    for (method, path) in &routes {
+        let path = path.replace("{id}", "req_0");
+        for token in ["", "not-a-token", "demo-alice-but-wrong", "eyJhbGciOiJub25lIn0.e30."] {
+            let (status, v) = s.call(method, &path, token, (method == "POST").then(|| json!({})));
+            assert_eq!(status, 401, "{method} {path} with '{token}': {v}");
+            assert_eq!(v["error"]["code"], "unauthenticated");
+        }
+    }
+}
