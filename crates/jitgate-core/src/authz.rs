@@ -319,3 +319,15 @@ mod tests {
         assert_eq!(who_may(Operation::Check), "service, admin");
     }
 }
+
+#[cfg(test)]
+mod docs {
+    /// docs/authorization.md prints the table; this keeps the two from drifting apart. To
+    /// update the page, paste the output of `table_markdown()` (printed on failure).
+    #[test]
+    fn the_documented_table_is_the_enforced_table() {
+        let page = include_str!("../../../docs/authorization.md");
+        let table = super::table_markdown();
+        assert!(page.contains(&table), "docs/authorization.md must contain:\n{table}");
+    }
+}
