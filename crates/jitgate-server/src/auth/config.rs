@@ -227,3 +227,57 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(), String> {
+        let config: AuthConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+[[oidc]]
+issuer = "https://id.example"
+audience = ["jitgate"]
+jwks_url = "https://id.example/jwks"
+"#;
+
+    #[test]
+    fn a_minimal_issuer_is_accepted() {
+        assert_eq!(parse(GOOD), Ok(()));
+        assert_eq!(parse(""), Ok(()));
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_key() {
+        let cases = [
+            (GOOD.replace("[\"jitgate\"]", "[]"), "oidc[0].audience"),
+            (GOOD.replace("jwks_url = \"https://id.example/jwks\"", ""), "oidc[0].jwks_file"),
+            (
+                GOOD.replace("jwks_url", "jwks_file = \"/k.json\"\njwks_url"),
+                "exactly one of jwks_file and jwks_url",
+            ),
+            (GOOD.replace("https://id.example/jwks", "ftp://x"), "oidc[0].jwks_url"),
+            (format!("{GOOD}algorithms = [\"HS256\"]\n"), "'HS256' is not accepted"),
+            (format!("{GOOD}algorithms = [\"none\"]\n"), "'none' is not accepted"),
+            (format!("{GOOD}leeway = \"soon\"\n"), "oidc[0].leeway"),
+            (format!("{GOOD}{GOOD}"), "oidc[1].issuer: 'https://id.example' is configured twice"),
+            (
+                "[trusted_proxy]\nuser_header = \"X-User\"\nsources = []\n".to_string(),
+                "trusted_proxy.sources",
+            ),
+            (
+                "[trusted_proxy]\nuser_header = \"bad header\"\nsources = [\"10.0.0.1/32\"]\n".to_string(),
+                "trusted_proxy.user_header",
+            ),
+            ("[throttle]\nmax_delay = \"-1\"\n".to_string(), "throttle.max_delay"),
+            ("[oidc_typo]\n".to_string(), "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).err().unwrap_or_default();
+            assert!(error.contains(expected), "{text}\n→ {error}\n(expected {expected})");
+        }
+    }
+}
