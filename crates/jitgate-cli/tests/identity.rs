@@ -76,8 +76,15 @@ fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-/// Call as the bearer of `token`, from a chosen loopback source address.
-fn call_from(s: &Server, source: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+/// Call from a chosen loopback source address, with a bearer token and/or extra headers.
+fn call_from(
+    s: &Server,
+    source: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let http = reqwest::blocking::Client::builder()
         .local_address(source.parse::<IpAddr>().unwrap())
         .timeout(Duration::from_secs(30))
@@ -87,11 +94,13 @@ fn call_from(s: &Server, source: &str, method: &str, path: &str, token: &str, bo
     let mut req = if method == "GET" {
         http.get(&url)
     } else {
-        http.post(&url)
+        http.post(&url).json(&json!({}))
     };
-    req = req.bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let resp = req.send().unwrap();
     let status = resp.status().as_u16();
@@ -489,20 +498,8 @@ groups_header = "X-Forwarded-Groups"
 sources = ["127.0.0.1/32"]
 "#;
     let s = Server::start_with(&quickstart(), Some(config));
-    let as_user = |source: &str, user: &str, method: &str, path: &str| -> (u16, Value) {
-        let http = reqwest::blocking::Client::builder()
-            .local_address(source.parse::<IpAddr>().unwrap())
-            .build()
-            .unwrap();
-        let url = format!("{}{path}", s.url);
-        let req = if method == "GET" {
-            http.get(&url)
-        } else {
-            http.post(&url).json(&json!({}))
-        };
-        let resp = req.header("X-Forwarded-User", user).send().unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+    let as_user = |source: &str, user: &str, method: &str, path: &str| {
+        call_from(&s, source, method, path, None, &[("X-Forwarded-User", user)])
     };
     let r = s.file(
         "demo-alice",
@@ -529,7 +526,7 @@ max_delay = "1s"
     let s = Server::start_with(&quickstart(), Some(config));
     let attacker = "127.0.0.3";
     for n in 0..4 {
-        let (status, _) = call_from(&s, attacker, "GET", "/v1/requests", &format!("guess-{n}"), None);
+        let (status, _) = call_from(&s, attacker, "GET", "/v1/requests", Some(&format!("guess-{n}")), &[]);
         assert_eq!(status, 401);
     }
     assert_eq!(
@@ -540,14 +537,14 @@ max_delay = "1s"
     // Past the free failures each request waits, doubling up to the cap: 100, 200, 400, 800 ms.
     for expected_ms in [100u64, 200, 400, 800] {
         let started = Instant::now();
-        let (status, _) = call_from(&s, attacker, "GET", "/v1/requests", "guess-again", None);
+        let (status, _) = call_from(&s, attacker, "GET", "/v1/requests", Some("guess-again"), &[]);
         assert_eq!(status, 401);
         assert!(started.elapsed() >= Duration::from_millis(expected_ms));
     }
     // Even a valid token from that source waits: a guesser gains nothing by mixing one in.
     let started = Instant::now();
     assert_eq!(
-        call_from(&s, attacker, "GET", "/v1/requests", "demo-alice", None).0,
+        call_from(&s, attacker, "GET", "/v1/requests", Some("demo-alice"), &[]).0,
         200
     );
     assert!(started.elapsed() >= Duration::from_millis(1000));
@@ -555,7 +552,7 @@ max_delay = "1s"
     assert_eq!(throttled, 5.0);
     // Another source is not slowed by the attacker's failures.
     assert_eq!(
-        call_from(&s, "127.0.0.4", "GET", "/v1/requests", "demo-alice", None).0,
+        call_from(&s, "127.0.0.4", "GET", "/v1/requests", Some("demo-alice"), &[]).0,
         200
     );
     assert_eq!(metric(&s, "jitgate_auth_throttled_total"), throttled);

@@ -96,9 +96,37 @@ impl Reach {
     }
 }
 
-/// Every operation of the API that needs a caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
+macro_rules! operations {
+    ($($name:ident),* $(,)?) => {
+        /// Every operation of the API that needs a caller.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Operation {
+            $($name),*
+        }
+
+        impl Operation {
+            pub const ALL: &'static [Operation] = &[$(Operation::$name),*];
+        }
+
+        /// The operations as types, one per row of the table, so that a request handler can
+        /// name the row it needs in its signature (`Allowed<op::Check>` in the server).
+        pub mod op {
+            /// An operation of the authorization table.
+            pub trait Op: Send + Sync + 'static {
+                const OPERATION: super::Operation;
+            }
+
+            $(
+                pub struct $name;
+                impl Op for $name {
+                    const OPERATION: super::Operation = super::Operation::$name;
+                }
+            )*
+        }
+    };
+}
+
+operations!(
     FileRequest,
     ReadRequests,
     ApproveRequest,
@@ -112,7 +140,7 @@ pub enum Operation {
     ExplainPolicy,
     ReadAudit,
     ManageTokens,
-}
+);
 
 /// One row of the table: an operation, its endpoints, and each role's reach.
 #[derive(Debug, Clone, Copy)]
@@ -263,26 +291,10 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
 
-    const OPERATIONS: [Operation; 13] = [
-        Operation::FileRequest,
-        Operation::ReadRequests,
-        Operation::ApproveRequest,
-        Operation::DenyRequest,
-        Operation::CancelRequest,
-        Operation::ReviewBreakGlass,
-        Operation::ReadGrants,
-        Operation::RevokeGrant,
-        Operation::ExtendGrant,
-        Operation::Check,
-        Operation::ExplainPolicy,
-        Operation::ReadAudit,
-        Operation::ManageTokens,
-    ];
-
     #[test]
     fn every_operation_has_exactly_one_row() {
-        assert_eq!(TABLE.len(), OPERATIONS.len());
-        for op in OPERATIONS {
+        assert_eq!(TABLE.len(), Operation::ALL.len());
+        for &op in Operation::ALL {
             assert_eq!(TABLE.iter().filter(|r| r.operation == op).count(), 1, "{op:?}");
         }
     }
@@ -293,7 +305,7 @@ mod tests {
             kind: PrincipalKind::Service,
             ..Identity::user("svc", &[])
         };
-        for op in OPERATIONS {
+        for &op in Operation::ALL {
             let expected = if op == Operation::Check {
                 Reach::All
             } else {

@@ -254,7 +254,10 @@ jwks_url = "https://id.example/jwks"
     fn mistakes_are_refused_naming_the_key() {
         let cases = [
             (GOOD.replace("[\"jitgate\"]", "[]"), "oidc[0].audience"),
-            (GOOD.replace("jwks_url = \"https://id.example/jwks\"", ""), "oidc[0].jwks_file"),
+            (
+                GOOD.replace("jwks_url = \"https://id.example/jwks\"", ""),
+                "oidc[0].jwks_file",
+            ),
             (
                 GOOD.replace("jwks_url", "jwks_file = \"/k.json\"\njwks_url"),
                 "exactly one of jwks_file and jwks_url",
@@ -263,7 +266,10 @@ jwks_url = "https://id.example/jwks"
             (format!("{GOOD}algorithms = [\"HS256\"]\n"), "'HS256' is not accepted"),
             (format!("{GOOD}algorithms = [\"none\"]\n"), "'none' is not accepted"),
             (format!("{GOOD}leeway = \"soon\"\n"), "oidc[0].leeway"),
-            (format!("{GOOD}{GOOD}"), "oidc[1].issuer: 'https://id.example' is configured twice"),
+            (
+                format!("{GOOD}{GOOD}"),
+                "oidc[1].issuer: 'https://id.example' is configured twice",
+            ),
             (
                 "[trusted_proxy]\nuser_header = \"X-User\"\nsources = []\n".to_string(),
                 "trusted_proxy.sources",

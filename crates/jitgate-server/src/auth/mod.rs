@@ -238,42 +238,7 @@ impl Caller {
     }
 }
 
-/// The operations of the authorization table as types, one per row.
-pub mod op {
-    use jitgate_core::authz::Operation;
-
-    /// An operation of the authorization table.
-    pub trait Op: Send + Sync + 'static {
-        const OPERATION: Operation;
-    }
-
-    macro_rules! operations {
-        ($($name:ident),* $(,)?) => {
-            $(
-                pub struct $name;
-                impl Op for $name {
-                    const OPERATION: Operation = Operation::$name;
-                }
-            )*
-        };
-    }
-
-    operations!(
-        FileRequest,
-        ReadRequests,
-        ApproveRequest,
-        DenyRequest,
-        CancelRequest,
-        ReviewBreakGlass,
-        ReadGrants,
-        RevokeGrant,
-        ExtendGrant,
-        Check,
-        ExplainPolicy,
-        ReadAudit,
-        ManageTokens,
-    );
-}
+pub use jitgate_core::authz::op;
 
 /// A caller the authorization table allows operation `O`, with the reach it allows.
 pub struct Allowed<O: op::Op> {
