@@ -257,8 +257,7 @@ fn api_tokens_are_created_used_expired_and_revoked_through_the_cli() {
 }
 
 /// A server trusting one OIDC issuer whose keys are in a JWKS file.
-fn oidc_server(keys: &[&SigningKey]) -> (Server, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap().keep();
+fn oidc_server(keys: &[&SigningKey], dir: &std::path::Path) -> (Server, std::path::PathBuf) {
     let jwks_path = dir.join("jwks.json");
     std::fs::write(&jwks_path, jwks(keys)).unwrap();
     let config = format!(
@@ -295,7 +294,8 @@ fn user_claims(sub: &str) -> Value {
 fn oidc_tokens_forged_or_misissued_are_refused_and_good_ones_accepted() {
     let key_a = ed25519("a");
     let key_b = ed25519("b");
-    let (s, jwks_path) = oidc_server(&[&key_a]);
+    let keys_dir = tempfile::tempdir().unwrap();
+    let (s, jwks_path) = oidc_server(&[&key_a], keys_dir.path());
 
     // A good token: the principal from `sub`, groups from `groups`.
     let good = key_a.sign(&user_claims("frank"));
