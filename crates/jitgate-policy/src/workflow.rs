@@ -34,8 +34,9 @@ impl fmt::Display for PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
     pub identity: Identity,
-    /// A static bearer token, for demos and tests only (issue-4 tokens replace it).
-    pub token: Option<String>,
+    /// The SHA-256 of the principal's static bearer token, from `token` (demos) or
+    /// `token_sha256` (the token itself kept out of the policy repository).
+    pub token_hash: Option<[u8; 32]>,
     /// Who approves this principal's requests in workflows with a manager step.
     pub manager: Option<String>,
 }
@@ -108,6 +109,7 @@ struct PrincipalSpec {
     #[serde(default)]
     service: bool,
     token: Option<String>,
+    token_sha256: Option<String>,
     manager: Option<String>,
 }
 
@@ -229,7 +231,32 @@ impl Rules {
                 if token.len() < 8 {
                     err(format!("token of '{}' is shorter than 8 characters", spec.name));
                 }
-                if !tokens_seen.insert(token.clone()) {
+            }
+            let token_hash = match (&spec.token, &spec.token_sha256) {
+                (Some(_), Some(_)) => {
+                    err(format!(
+                        "principal '{}' has both token and token_sha256; keep token_sha256 only",
+                        spec.name
+                    ));
+                    None
+                }
+                (Some(token), None) => Some(jitgate_core::token::token_hash(token)),
+                (None, Some(hex_text)) => {
+                    let parsed = hex::decode(hex_text.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    if parsed.is_none() {
+                        err(format!(
+                            "token_sha256 of '{}' is not 64 hex digits; write the output of `printf %s TOKEN | sha256sum`",
+                            spec.name
+                        ));
+                    }
+                    parsed
+                }
+                (None, None) => None,
+            };
+            if let Some(hash) = token_hash {
+                if !tokens_seen.insert(hash) {
                     err(format!("token of '{}' is already used by another principal", spec.name));
                 }
             }
@@ -248,7 +275,7 @@ impl Rules {
                 spec.name.clone(),
                 DirectoryEntry {
                     identity,
-                    token: spec.token.clone(),
+                    token_hash,
                     manager: spec.manager.clone(),
                 },
             );

@@ -434,3 +434,33 @@ fn callers_are_judged_by_their_own_groups_not_the_cached_ones() {
     ));
     assert!(p.admit(&user("alice", &["sre"]), &glass, now).is_ok());
 }
+
+#[test]
+fn directory_tokens_can_be_kept_as_hashes_only() {
+    let hash = "6c0f4d1a0e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4";
+    let directory = format!(
+        "[[principal]]\nname = \"svc\"\nservice = true\ntoken_sha256 = \"{hash}\"\n\n[[principal]]\nname = \"demo\"\ntoken = \"demo-token\"\n"
+    );
+    let p = Policy::from_texts(&directory, "", None, &[]).unwrap();
+    let svc = p.rules().principal("svc").unwrap();
+    assert_eq!(svc.token_hash.map(hex::encode).as_deref(), Some(hash));
+    let demo = p.rules().principal("demo").unwrap();
+    assert_eq!(demo.token_hash, Some(jitgate_core::token::token_hash("demo-token")));
+
+    let both = "[[principal]]\nname = \"x\"\ntoken = \"demo-token\"\ntoken_sha256 = \"00\"\n";
+    let errors = Policy::from_texts(both, "", None, &[]).unwrap_err();
+    assert!(
+        errors[0].to_string().contains("both token and token_sha256"),
+        "{errors:?}"
+    );
+    let short = "[[principal]]\nname = \"x\"\ntoken_sha256 = \"abc\"\n";
+    let errors = Policy::from_texts(short, "", None, &[]).unwrap_err();
+    assert!(errors[0].to_string().contains("directory.toml:1"), "{errors:?}");
+    assert!(errors[0].to_string().contains("not 64 hex digits"), "{errors:?}");
+    let twice = format!(
+        "[[principal]]\nname = \"a\"\ntoken = \"demo-token\"\n\n[[principal]]\nname = \"b\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(jitgate_core::token::token_hash("demo-token"))
+    );
+    let errors = Policy::from_texts(&twice, "", None, &[]).unwrap_err();
+    assert!(errors[0].to_string().contains("already used"), "{errors:?}");
+}

@@ -56,9 +56,9 @@ impl TokenTable {
         let mut by_hash: HashMap<[u8; 32], Entry> = policy
             .principals()
             .filter_map(|e| {
-                e.token.as_deref().map(|t| {
+                e.token_hash.map(|hash| {
                     (
-                        token_hash(t),
+                        hash,
                         Entry {
                             identity: e.identity.clone(),
                             expires_at: None,
