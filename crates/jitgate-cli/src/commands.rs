@@ -208,6 +208,17 @@ pub fn token_create(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn keys_rotate(client: &Client) -> CommandResult {
+    let rotated = client.post("/v1/keys/rotate", &json!({}))?;
+    print(client, &rotated, |r| {
+        format!(
+            "grant tokens are now signed with {}; the previous key stays published until its grants end\n",
+            render::s(&r["kid"])
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn token_list(client: &Client) -> CommandResult {
     list(client, "/v1/tokens", None, render::token_header(), render::token_line)
 }

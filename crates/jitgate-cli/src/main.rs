@@ -121,6 +121,16 @@ enum Command {
     /// Manage API tokens (admins).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the keys that sign grant tokens (admins).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start signing grant tokens with a new key; the old one stays published until the
+    /// grants it signed have ended.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -262,6 +272,7 @@ fn main() -> ExitCode {
             label,
             service,
         }) => commands::token_create(&client, &principal, groups, ttl, label, service),
+        Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
         Command::Token(TokenCommand::List) => commands::token_list(&client),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),

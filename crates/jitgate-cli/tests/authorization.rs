@@ -297,6 +297,21 @@ fn every_role_the_table_refuses_is_refused() {
             ok(ADMIN, 200),
         ],
     );
+    // Signing keys: admins only.
+    row(
+        &s,
+        "POST",
+        "/v1/keys/rotate",
+        json!({}),
+        &[
+            refused(ALICE),
+            refused(BOB),
+            refused(SERVICE),
+            refused(AUDITOR),
+            ok(ADMIN, 200),
+        ],
+    );
+
     // Nothing a refused caller tried left a trace of success.
     let (_, tokens) = s.get("/v1/tokens", ADMIN);
     assert_eq!(tokens["items"].as_array().unwrap().len(), 1, "{tokens}");
@@ -343,6 +358,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("POST", "/v1/tokens/{id}/revoke"),
+        ("POST", "/v1/keys/rotate"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

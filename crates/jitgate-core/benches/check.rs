@@ -26,6 +26,7 @@ fn index_with(n: usize) -> GrantIndex {
             ended_by: None,
             end_comment: None,
             extensions: 0,
+            token: None,
         });
     }
     index

@@ -48,6 +48,10 @@ pub enum EventKind {
     /// An admin revoked an API token.
     #[serde(rename = "token.revoked")]
     TokenRevoked,
+    /// A new grant-signing key took over; the previous one stays published until its tokens
+    /// expire.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
 }
 
 impl EventKind {
@@ -70,6 +74,7 @@ impl EventKind {
             EventKind::PolicyRefused => "policy.refused",
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
+            EventKind::KeyRotated => "key.rotated",
         }
     }
 }

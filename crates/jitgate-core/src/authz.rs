@@ -140,6 +140,7 @@ operations!(
     ExplainPolicy,
     ReadAudit,
     ManageTokens,
+    ManageKeys,
 );
 
 /// One row of the table: an operation, its endpoints, and each role's reach.
@@ -232,6 +233,12 @@ pub const TABLE: &[Rule] = &[
         operation: Operation::ManageTokens,
         what: "create, list and revoke API tokens",
         endpoints: "POST /v1/tokens, GET /v1/tokens, POST /v1/tokens/{id}/revoke",
+        reach: [Nothing, Nothing, Nothing, All],
+    },
+    Rule {
+        operation: Operation::ManageKeys,
+        what: "rotate the keys that sign grant tokens",
+        endpoints: "POST /v1/keys/rotate",
         reach: [Nothing, Nothing, Nothing, All],
     },
 ];

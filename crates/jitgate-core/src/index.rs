@@ -198,6 +198,7 @@ mod tests {
             ended_by: None,
             end_comment: None,
             extensions: 0,
+            token: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod index;
+pub mod keys;
 pub mod machine;
 pub mod model;
 pub mod token;

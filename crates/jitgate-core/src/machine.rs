@@ -88,6 +88,7 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
         ended_by: None,
         end_comment: None,
         extensions: 0,
+        token: None,
     });
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }

@@ -193,6 +193,9 @@ pub struct Grant {
     /// How many times the grant has been extended.
     #[serde(default)]
     pub extensions: u32,
+    /// The signed grant token (a JWT) for offline verification, for its current window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Grant {

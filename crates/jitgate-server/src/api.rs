@@ -130,10 +130,16 @@ pub struct GrantView {
     pub ended_by: Option<String>,
     /// How many times it has been extended.
     pub extensions: u32,
+    /// The signed grant token (EdDSA JWT) for offline verification against
+    /// `/.well-known/jwks.json`; shown to the grant's holder only, while it is active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl GrantView {
-    pub fn new(g: &Grant, now: Timestamp) -> Self {
+    /// The grant as `viewer` sees it: the token is the holder's credential, nobody else's.
+    pub fn new(g: &Grant, now: Timestamp, viewer: &str) -> Self {
+        let live = g.status_at(now) == jitgate_core::GrantStatus::Active;
         GrantView {
             id: g.id.clone(),
             request_id: g.request_id.clone(),
@@ -149,6 +155,7 @@ impl GrantView {
             ended_at: g.ended_at.or((g.status_at(now) != g.status).then_some(g.expires_at)),
             ended_by: g.ended_by.clone(),
             extensions: g.extensions,
+            token: g.token.clone().filter(|_| live && viewer == g.principal),
         }
     }
 }
@@ -191,7 +198,8 @@ pub struct RequestView {
 }
 
 impl RequestView {
-    pub fn new(r: &Request, now: Timestamp) -> Self {
+    /// The request as `viewer` (a principal) sees it.
+    pub fn new(r: &Request, now: Timestamp, viewer: &str) -> Self {
         let status = r.status_at(now);
         let needs = if status == jitgate_core::RequestStatus::Pending {
             r.missing_approvals()
@@ -236,7 +244,7 @@ impl RequestView {
             created_at: r.created_at,
             pending_expires_at: r.pending_expires_at,
             decided_at: r.decided_at.or((status != r.status).then_some(r.pending_expires_at)),
-            grant: r.grant.as_ref().map(|g| GrantView::new(g, now)),
+            grant: r.grant.as_ref().map(|g| GrantView::new(g, now, viewer)),
             review_due: r.review_due(),
             post_review: r.post_review.as_ref().map(|c| ClosedByView {
                 by: c.by.clone(),
@@ -466,4 +474,10 @@ pub struct CreatedToken {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
     pub items: Vec<TokenView>,
+}
+
+/// The key that signs grant tokens from now on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedKey {
+    pub kid: String,
 }

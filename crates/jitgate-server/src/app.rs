@@ -23,6 +23,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     policy: RwLock<Arc<Policy>>,
     auth: Authenticator,
+    signer: crate::signing::GrantSigner,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
 }
@@ -40,6 +41,9 @@ impl App {
     /// Build the service and load every active grant into the check index.
     pub async fn new(store: Arc<dyn Store>, policy: Policy, auth: Authenticator) -> Result<Self, StoreError> {
         auth.rebuild(&policy, Some(store.list_tokens().await?));
+        let signer = crate::signing::GrantSigner::load(&*store, now())
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut index = GrantIndex::new();
         for grant in store.active_grants().await? {
             index.upsert(&grant);
@@ -53,6 +57,7 @@ impl App {
             store,
             policy: RwLock::new(Arc::new(policy)),
             auth,
+            signer,
             index: RwLock::new(index),
             metrics,
         })
@@ -116,7 +121,8 @@ impl App {
         };
         let at = now();
         let admission = self.policy().admit(who, &ask, at)?;
-        let Transition { request, events } = machine::file(who, &ask, admission, ids, at);
+        let Transition { mut request, events } = machine::file(who, &ask, admission, ids, at);
+        self.sign_grant(None, &mut request)?;
         let stored = self.store.create_request(&request, &events).await?;
         self.track(None, &stored);
         Ok(stored)
@@ -156,7 +162,8 @@ impl App {
                 }
             };
             caller.require_reach(&current)?;
-            let Transition { request, events } = apply(&current, now())?;
+            let Transition { mut request, events } = apply(&current, now())?;
+            self.sign_grant(current.grant.as_ref(), &mut request)?;
             match self.store.save_transition(&current, &request, &events).await {
                 Ok(saved) => {
                     self.track(Some(&current), &saved);
@@ -249,6 +256,35 @@ impl App {
         request
             .grant
             .ok_or_else(|| ApiError::Internal("extended request has no grant".into()))
+    }
+
+    /// Give an active grant a token for its current window: when it is issued and when it is
+    /// extended.
+    fn sign_grant(&self, before: Option<&Grant>, after: &mut Request) -> Result<(), ApiError> {
+        if let Some(grant) = after.grant.as_mut() {
+            let window_changed = before.is_none_or(|b| b.expires_at != grant.expires_at || b.token.is_none());
+            if grant.status == GrantStatus::Active && window_changed {
+                grant.token = Some(
+                    self.signer
+                        .sign(grant)
+                        .map_err(|e| ApiError::Internal(format!("cannot sign grant {}: {e}", grant.id)))?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys that verify grant tokens now.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.signer.jwks(now())
+    }
+
+    /// Start signing with a new key; returns its id.
+    pub async fn rotate_keys(&self, caller: &Caller) -> Result<String, ApiError> {
+        self.signer
+            .rotate(&*self.store, &caller.who().principal, now())
+            .await
+            .map_err(|e| ApiError::Internal(format!("key rotation failed: {e}")))
     }
 
     /// Issue an API token. The token itself is returned once and kept nowhere.

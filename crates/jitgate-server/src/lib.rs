@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod reload;
 pub mod routes;
+pub mod signing;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -54,6 +54,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .route("/v1/keys/rotate", post(rotate_keys))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -101,7 +103,10 @@ pub async fn create_request(
     Json(body): Json<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     let request = app.file(caller.who(), &body).await?;
-    Ok((StatusCode::CREATED, Json(RequestView::new(&request, now()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(RequestView::new(&request, now(), &caller.who().principal)),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/requests", params(RequestQuery),
@@ -127,7 +132,7 @@ pub async fn list_requests(
     let items = page
         .iter()
         .filter(|r| caller.may_see(r))
-        .map(|r| RequestView::new(r, at))
+        .map(|r| RequestView::new(r, at, &caller.who().principal))
         .collect();
     Ok(Json(RequestList { items, next }))
 }
@@ -140,7 +145,7 @@ pub async fn get_request(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let request = app.visible_request(&caller, &id).await?;
-    Ok(Json(RequestView::new(&request, now())))
+    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = CommentBody,
@@ -154,7 +159,7 @@ pub async fn approve_request(
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
     let request = app.approve(&caller, &id, body.comment).await?;
-    Ok(Json(RequestView::new(&request, now())))
+    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/deny", params(("id" = String, Path)), request_body = CommentBody,
@@ -168,7 +173,7 @@ pub async fn deny_request(
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
     let request = app.deny(&caller, &id, body.comment).await?;
-    Ok(Json(RequestView::new(&request, now())))
+    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", params(("id" = String, Path)),
@@ -180,7 +185,7 @@ pub async fn cancel_request(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let request = app.cancel(&caller, &id).await?;
-    Ok(Json(RequestView::new(&request, now())))
+    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 
 /// The review a break-glass request demands afterwards.
@@ -195,7 +200,7 @@ pub async fn review_request(
 ) -> Result<Json<RequestView>, ApiError> {
     let body = optional_comment(body).await?;
     let request = app.review_break_glass(&caller, &id, body.comment).await?;
-    Ok(Json(RequestView::new(&request, now())))
+    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 
 #[utoipa::path(get, path = "/v1/grants", params(GrantQuery),
@@ -232,7 +237,10 @@ pub async fn list_grants(
         )
         .await?;
     Ok(Json(GrantList {
-        items: grants.iter().map(|g| GrantView::new(g, at)).collect(),
+        items: grants
+            .iter()
+            .map(|g| GrantView::new(g, at, &caller.who().principal))
+            .collect(),
     }))
 }
 
@@ -247,7 +255,7 @@ pub async fn revoke_grant(
 ) -> Result<Json<GrantView>, ApiError> {
     let body = optional_comment(body).await?;
     let grant = app.revoke(&caller, &id, body.comment).await?;
-    Ok(Json(GrantView::new(&grant, now())))
+    Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendBody,
@@ -260,7 +268,7 @@ pub async fn extend_grant(
     Json(body): Json<ExtendBody>,
 ) -> Result<Json<GrantView>, ApiError> {
     let grant = app.extend(&caller, &id, &body).await?;
-    Ok(Json(GrantView::new(&grant, now())))
+    Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
 
 fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
@@ -453,6 +461,25 @@ pub async fn revoke_token(
 ) -> Result<Json<TokenView>, ApiError> {
     let token = app.revoke_token(&caller, &id).await?;
     Ok(Json(TokenView::new(&token, now())))
+}
+
+/// Start signing grant tokens with a new key. The previous key stays published until the
+/// last grant it signed has ended.
+#[utoipa::path(post, path = "/v1/keys/rotate",
+    responses((status = 200, body = RotatedKey), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "grants")]
+pub async fn rotate_keys(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ManageKeys>,
+) -> Result<Json<RotatedKey>, ApiError> {
+    let kid = app.rotate_keys(&caller).await?;
+    Ok(Json(RotatedKey { kid }))
+}
+
+/// The public keys that verify grant tokens (a JWKS document).
+#[utoipa::path(get, path = "/.well-known/jwks.json",
+    responses((status = 200, description = "JWKS: the active key and retired keys whose tokens may still be valid")), tag = "grants")]
+pub async fn jwks(State(app): State<Arc<App>>) -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "max-age=60")], axum::Json(app.jwks()))
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200)), tag = "operations")]

@@ -5,6 +5,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use jitgate_core::audit::ChainReport;
+use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
@@ -117,6 +118,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every token ever issued, revoked and expired ones included, newest first.
     async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
+
+    /// Every grant-signing key, retired ones included, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+
+    /// Make `new` the active signing key. The key it replaces is retired and stays published
+    /// until the latest end of any active grant, in the same transaction.
+    async fn rotate_signing_key(&self, new: &SigningKeyRecord, event: &NewEvent) -> Result<()>;
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;

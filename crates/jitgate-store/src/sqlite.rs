@@ -5,6 +5,7 @@
 use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
+use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::{
     chain_hash, ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
 };
@@ -31,7 +32,7 @@ const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_id, g.princ
     g.resource AS g_resource, g.action AS g_action, g.payload_sha256 AS g_payload_sha256, \
     g.single_use AS g_single_use, g.break_glass AS g_break_glass, g.status AS g_status, \
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
-    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions";
+    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token";
 
 fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
     let Some(id) = row.try_get::<Option<String>, _>("g_id")? else {
@@ -54,6 +55,7 @@ fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
         ended_by: row.try_get("g_ended_by")?,
         end_comment: row.try_get("g_end_comment")?,
         extensions: row.try_get::<i64, _>("g_extensions")?.try_into().unwrap_or(u32::MAX),
+        token: row.try_get("g_token")?,
     }))
 }
 
@@ -151,8 +153,8 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
 async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     sqlx::query(
         "INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&g.id)
     .bind(&g.request_id)
@@ -169,6 +171,7 @@ async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     .bind(&g.ended_by)
     .bind(&g.end_comment)
     .bind(i64::from(g.extensions))
+    .bind(&g.token)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -269,7 +272,7 @@ impl Store for SqliteStore {
             (None, Some(grant)) => insert_grant(&mut tx, grant).await?,
             (Some(old), Some(new)) if old != new => {
                 let updated = sqlx::query(
-                    "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ? \
+                    "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ?, token = ? \
                      WHERE id = ? AND status = ? AND extensions = ?",
                 )
                 .bind(new.status.as_str())
@@ -278,6 +281,7 @@ impl Store for SqliteStore {
                 .bind(&new.ended_by)
                 .bind(&new.end_comment)
                 .bind(i64::from(new.extensions))
+                .bind(&new.token)
                 .bind(&new.id)
                 .bind(old.status.as_str())
                 .bind(i64::from(old.extensions))
@@ -577,6 +581,56 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(token_from_row).collect()
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    private_der_hex: row.try_get("private_der_hex")?,
+                    public_jwk: row.try_get("public_jwk")?,
+                    created_at: from_ms(row.try_get("created_at")?)?,
+                    retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(from_ms).transpose()?,
+                    publish_until: row
+                        .try_get::<Option<i64>, _>("publish_until")?
+                        .map(from_ms)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rotate_signing_key(&self, new: &SigningKeyRecord, event: &NewEvent) -> Result<()> {
+        let at = ms(new.created_at);
+        let mut tx = self.writer.begin().await?;
+        // The retiring key signed every token of every active grant at most: it stays
+        // published until the last of those ends.
+        let last_end: Option<i64> = sqlx::query_scalar("SELECT MAX(expires_at) FROM grants WHERE status = 'active'")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ?, publish_until = ? WHERE retired_at IS NULL")
+            .bind(at)
+            .bind(last_end.unwrap_or(at).max(at))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_der_hex, public_jwk, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&new.kid)
+        .bind(&new.algorithm)
+        .bind(&new.private_der_hex)
+        .bind(&new.public_jwk)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        append_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,0 +1,168 @@
+//! Signed grant tokens: every active grant carries a JWT (EdDSA) that a service can verify
+//! offline against `/.well-known/jwks.json`. Keys live in the store, so every replica signs
+//! with the same key and publishes the same set.
+
+use jitgate_core::keys::SigningKeyRecord;
+use jitgate_core::{Grant, Timestamp};
+use jitgate_store::{Store, StoreError};
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use parking_lot::RwLock;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The `iss` of every grant token.
+pub const GRANT_TOKEN_ISSUER: &str = "jitgate";
+/// PKCS#8 v1 wrapping of an Ed25519 seed: this fixed prefix, then the 32-byte seed.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+/// The claims of a grant token.
+#[derive(Debug, Serialize)]
+struct GrantClaims<'a> {
+    iss: &'static str,
+    /// The grant's holder.
+    sub: &'a str,
+    /// The resource: a service accepts only tokens for itself.
+    aud: &'a str,
+    /// The grant id.
+    jti: &'a str,
+    resource: &'a str,
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_sha256: Option<&'a str>,
+    single_use: bool,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+}
+
+struct ActiveKey {
+    kid: String,
+    key: EncodingKey,
+}
+
+/// The active key and every record, as last read from the store.
+struct KeyRing {
+    active: ActiveKey,
+    records: Vec<SigningKeyRecord>,
+}
+
+pub struct GrantSigner {
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+/// A new Ed25519 key as a record to store.
+fn generate(now: Timestamp) -> Result<SigningKeyRecord, SigningError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| SigningError::Key(format!("no randomness: {e}")))?;
+    let mut der = ED25519_PKCS8_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    let kid = format!("key_{}", uuid::Uuid::now_v7().simple());
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).map_err(|e| SigningError::Key(e.to_string()))?;
+    jwk.common.key_id = Some(kid.clone());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    let public_jwk = serde_json::to_string(&jwk).map_err(|e| SigningError::Key(e.to_string()))?;
+    Ok(SigningKeyRecord {
+        kid,
+        algorithm: "EdDSA".into(),
+        private_der_hex: hex::encode(der),
+        public_jwk,
+        created_at: now,
+        retired_at: None,
+        publish_until: None,
+    })
+}
+
+fn ring_from(records: Vec<SigningKeyRecord>) -> Result<Option<KeyRing>, SigningError> {
+    let Some(active) = records.iter().rev().find(|r| r.is_active()) else {
+        return Ok(None);
+    };
+    let der = hex::decode(&active.private_der_hex)
+        .map_err(|e| SigningError::Key(format!("stored key {} is not hex: {e}", active.kid)))?;
+    let active = ActiveKey {
+        kid: active.kid.clone(),
+        key: EncodingKey::from_ed_der(&der),
+    };
+    Ok(Some(KeyRing { active, records }))
+}
+
+impl GrantSigner {
+    /// Load the keys, creating the first one if the store has none.
+    pub async fn load(store: &dyn Store, now: Timestamp) -> Result<GrantSigner, SigningError> {
+        if let Some(ring) = ring_from(store.signing_keys().await?)? {
+            return Ok(GrantSigner {
+                ring: RwLock::new(Arc::new(ring)),
+            });
+        }
+        let first = generate(now)?;
+        store
+            .rotate_signing_key(&first, &first.created_event(jitgate_core::audit::SYSTEM_ACTOR))
+            .await?;
+        let ring = ring_from(store.signing_keys().await?)?
+            .ok_or_else(|| SigningError::Key("the first signing key was not stored".into()))?;
+        Ok(GrantSigner {
+            ring: RwLock::new(Arc::new(ring)),
+        })
+    }
+
+    /// Make a new key the signer; the old one stays published until its tokens expire.
+    pub async fn rotate(&self, store: &dyn Store, actor: &str, now: Timestamp) -> Result<String, SigningError> {
+        let next = generate(now)?;
+        store.rotate_signing_key(&next, &next.created_event(actor)).await?;
+        self.reload(store).await?;
+        Ok(next.kid)
+    }
+
+    /// Read the keys again (after a rotation here or on another replica).
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), SigningError> {
+        if let Some(ring) = ring_from(store.signing_keys().await?)? {
+            *self.ring.write() = Arc::new(ring);
+        }
+        Ok(())
+    }
+
+    /// The token of a grant for its current window.
+    pub fn sign(&self, grant: &Grant) -> Result<String, SigningError> {
+        let ring = self.ring.read().clone();
+        let claims = GrantClaims {
+            iss: GRANT_TOKEN_ISSUER,
+            sub: &grant.principal,
+            aud: &grant.resource,
+            jti: &grant.id,
+            resource: &grant.resource,
+            action: &grant.action,
+            payload_sha256: grant.payload_sha256.as_deref(),
+            single_use: grant.single_use,
+            iat: grant.starts_at.timestamp(),
+            nbf: grant.starts_at.timestamp(),
+            exp: grant.expires_at.timestamp(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(ring.active.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.active.key).map_err(|e| SigningError::Key(e.to_string()))
+    }
+
+    /// The published keys at `now`: the active one, and retired ones whose tokens may still be
+    /// valid.
+    pub fn jwks(&self, now: Timestamp) -> serde_json::Value {
+        let ring = self.ring.read().clone();
+        let keys: Vec<serde_json::Value> = ring
+            .records
+            .iter()
+            .filter(|r| r.is_published(now))
+            .filter_map(|r| serde_json::from_str(&r.public_jwk).ok())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
