@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the suite needs, installed when missing. Empty for now: the core loop's
-# tests need only the toolchain. PostgreSQL, openssh-server and Chromium join this list with
-# the features whose tests start them.
+# Debian packages the suite needs, installed when missing: a real sshd and ssh client for the
+# SSH certificate tests. PostgreSQL and Chromium join this list with the features that need them.
 NEEDED=()
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || NEEDED+=(openssh-server)
+command -v ssh >/dev/null || NEEDED+=(openssh-client)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

@@ -208,6 +208,17 @@ pub fn token_create(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path) -> CommandResult {
+    let public_key = std::fs::read_to_string(key)
+        .map_err(|e| ClientError::Other(format!("--key: cannot read {}: {e}", key.display())))?;
+    let answer = client.post(
+        &format!("/v1/grants/{grant_id}/ssh-cert"),
+        &json!({"public_key": public_key.trim()}),
+    )?;
+    print(client, &answer, |a| format!("{}\n", render::s(&a["certificate"])));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn keys_rotate(client: &Client) -> CommandResult {
     let rotated = client.post("/v1/keys/rotate", &json!({}))?;
     print(client, &rotated, |r| {

@@ -121,6 +121,14 @@ enum Command {
     /// Manage API tokens (admins).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print a short-lived OpenSSH user certificate for your active grant on an SSH resource
+    /// (save it beside the key as KEY-cert.pub).
+    Ssh {
+        grant_id: String,
+        /// Your OpenSSH public key file (`~/.ssh/id_ed25519.pub`).
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Manage the keys that sign grant tokens (admins).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -272,6 +280,7 @@ fn main() -> ExitCode {
             label,
             service,
         }) => commands::token_create(&client, &principal, groups, ttl, label, service),
+        Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
         Command::Token(TokenCommand::List) => commands::token_list(&client),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),

@@ -202,6 +202,22 @@ fn every_role_the_table_refuses_is_refused() {
         ],
     );
 
+    // An SSH certificate: the holder only (staging-db is no SSH workflow, so the holder's own
+    // call is refused by the policy with 409 after the table lets it through).
+    row(
+        &s,
+        "POST",
+        &format!("/v1/grants/{staging_grant}/ssh-cert"),
+        json!({"public_key": "ssh-ed25519 AAAA"}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(AUDITOR),
+            refused(ADMIN),
+            ok(ALICE, 409),
+        ],
+    );
+
     // Revoke: the holder, its request's reviewers, admins.
     row(
         &s,
@@ -350,6 +366,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("GET", "/v1/grants"),
         ("POST", "/v1/grants/{id}/revoke"),
         ("POST", "/v1/grants/{id}/extend"),
+        ("POST", "/v1/grants/{id}/ssh-cert"),
         ("POST", "/v1/check"),
         ("POST", "/v1/check/batch"),
         ("GET", "/v1/policy/explain"),

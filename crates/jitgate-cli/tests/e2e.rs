@@ -475,9 +475,10 @@ fn kill_9_right_after_2xx_loses_nothing() {
     );
     let (_, verify) = s.get("/v1/audit/verify", "demo-admin");
     assert_eq!(verify["ok"], true);
-    // The first signing key's key.rotated (the restart finds it stored), two policy.loaded
-    // events (one per start), 3 per automatic request, 4 for the approved one.
-    assert_eq!(verify["events"], 1 + 2 + 40 * 3 + 4);
+    // The first signing key's key.rotated and the SSH CA's ssh.ca_created (the restart finds
+    // both stored), two policy.loaded events (one per start), 3 per automatic request, 4 for
+    // the approved one.
+    assert_eq!(verify["events"], 2 + 2 + 40 * 3 + 4);
 }
 
 #[test]
@@ -518,9 +519,9 @@ fn cli_walkthrough_and_exit_codes() {
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = s.cli("demo-admin", &["audit", "export"]);
     assert_eq!(code, 0);
-    // key.rotated (the first signing key) and policy.loaded at start, then filed, approval,
-    // approved, issued, revoked.
-    assert_eq!(out.lines().count(), 7);
+    // key.rotated (the first signing key), ssh.ca_created and policy.loaded at start, then
+    // filed, approval, approved, issued, revoked.
+    assert_eq!(out.lines().count(), 8);
     for line in out.lines() {
         serde_json::from_str::<Value>(line).expect("JSON lines");
     }

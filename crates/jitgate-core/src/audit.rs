@@ -52,6 +52,12 @@ pub enum EventKind {
     /// expire.
     #[serde(rename = "key.rotated")]
     KeyRotated,
+    /// An OpenSSH user certificate was issued for a grant.
+    #[serde(rename = "grant.ssh_certificate")]
+    SshCertificateIssued,
+    /// jitgate's SSH user CA was created.
+    #[serde(rename = "ssh.ca_created")]
+    SshCaCreated,
 }
 
 impl EventKind {
@@ -75,6 +81,8 @@ impl EventKind {
             EventKind::TokenCreated => "token.created",
             EventKind::TokenRevoked => "token.revoked",
             EventKind::KeyRotated => "key.rotated",
+            EventKind::SshCertificateIssued => "grant.ssh_certificate",
+            EventKind::SshCaCreated => "ssh.ca_created",
         }
     }
 }

@@ -136,6 +136,7 @@ operations!(
     ReadGrants,
     RevokeGrant,
     ExtendGrant,
+    IssueSshCertificate,
     Check,
     ExplainPolicy,
     ReadAudit,
@@ -209,6 +210,12 @@ pub const TABLE: &[Rule] = &[
         operation: Operation::ExtendGrant,
         what: "extend a grant (its holder, as the policy allows)",
         endpoints: "POST /v1/grants/{id}/extend",
+        reach: [Own, Nothing, Own, Own],
+    },
+    Rule {
+        operation: Operation::IssueSshCertificate,
+        what: "get an OpenSSH certificate for a grant (its holder)",
+        endpoints: "POST /v1/grants/{id}/ssh-cert",
         reach: [Own, Nothing, Own, Own],
     },
     Rule {

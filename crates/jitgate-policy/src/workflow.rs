@@ -72,6 +72,15 @@ pub struct Workflow {
     pub break_glass: Option<BreakGlass>,
     /// Whether, and how often, an active grant may be extended.
     pub extension: Option<Extension>,
+    /// Grants of this workflow may be turned into short-lived OpenSSH user certificates.
+    pub ssh: Option<SshAccess>,
+}
+
+/// How a grant becomes an OpenSSH user certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAccess {
+    /// Addresses (CIDR) the certificate may be used from; empty means anywhere.
+    pub source_address: Vec<String>,
 }
 
 /// Extension of an active grant by its holder.
@@ -152,6 +161,14 @@ struct WorkflowSpec {
     single_use: Option<bool>,
     break_glass: Option<BreakGlassSpec>,
     extension: Option<ExtensionSpec>,
+    ssh: Option<SshSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SshSpec {
+    #[serde(default)]
+    source_address: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -472,6 +489,18 @@ impl Rules {
             if extension.is_some() && single_use {
                 problems.push("extension: a single-use grant cannot be extended; remove one of them".into());
             }
+            let ssh = spec.ssh.as_ref().map(|ssh| {
+                for cidr in &ssh.source_address {
+                    if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                        problems.push(format!(
+                            "ssh.source_address: '{cidr}' is not an address or CIDR block like 10.0.0.0/8"
+                        ));
+                    }
+                }
+                SshAccess {
+                    source_address: ssh.source_address.clone(),
+                }
+            });
             let key = (spec.resource.clone(), spec.action.clone());
             if policy.workflows.contains_key(&key) {
                 problems.push(format!("a workflow for {name} is already defined; merge the two"));
@@ -507,6 +536,7 @@ impl Rules {
                     single_use,
                     break_glass,
                     extension,
+                    ssh,
                 },
             );
         }

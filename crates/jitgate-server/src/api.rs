@@ -481,3 +481,16 @@ pub struct TokenList {
 pub struct RotatedKey {
     pub kid: String,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshCertBody {
+    /// The OpenSSH public key to certify, one line (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SshCertAnswer {
+    /// One OpenSSH certificate line; save it beside the key as `KEY-cert.pub`.
+    pub certificate: String,
+}

@@ -24,6 +24,7 @@ pub struct App {
     policy: RwLock<Arc<Policy>>,
     auth: Authenticator,
     signer: crate::signing::GrantSigner,
+    ssh_ca: crate::ssh::SshCa,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
 }
@@ -44,6 +45,9 @@ impl App {
         let signer = crate::signing::GrantSigner::load(&*store, now())
             .await
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ssh_ca = crate::ssh::SshCa::load(&*store, now())
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut index = GrantIndex::new();
         for grant in store.active_grants().await? {
             index.upsert(&grant);
@@ -58,6 +62,7 @@ impl App {
             policy: RwLock::new(Arc::new(policy)),
             auth,
             signer,
+            ssh_ca,
             index: RwLock::new(index),
             metrics,
         })
@@ -285,6 +290,81 @@ impl App {
             .rotate(&*self.store, &caller.who().principal, now())
             .await
             .map_err(|e| ApiError::Internal(format!("key rotation failed: {e}")))
+    }
+
+    /// The SSH user CA's public key line.
+    pub fn ssh_ca_public(&self) -> &str {
+        self.ssh_ca.public_line()
+    }
+
+    /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A
+    /// single-use grant is consumed by it: one certificate, once.
+    pub async fn ssh_certificate(&self, caller: &Caller, grant_id: &str, public_key: &str) -> Result<String, ApiError> {
+        let request = match self.store.get_request_by_grant(grant_id).await? {
+            Some(r) if caller.may_see(&r) => r,
+            _ => return Err(ApiError::NotFound(format!("no grant {grant_id}"))),
+        };
+        caller.require_reach(&request)?;
+        let grant = request
+            .grant
+            .clone()
+            .ok_or_else(|| ApiError::NotFound(format!("no grant {grant_id}")))?;
+        let at = now();
+        if grant.status == GrantStatus::Used {
+            return Err(ApiError::Conflict(format!(
+                "single-use grant {grant_id} has already been used"
+            )));
+        }
+        if !grant.is_live(at) {
+            return Err(ApiError::Conflict(format!(
+                "grant {grant_id} is {}; only an active grant gets a certificate",
+                grant.status_at(at).as_str()
+            )));
+        }
+        let policy = self.policy();
+        let workflow = policy.rules().workflow(&grant.resource, &grant.action)?;
+        let Some(ssh) = &workflow.ssh else {
+            return Err(ApiError::Conflict(format!(
+                "{} {} is not SSH access: its workflow has no `ssh` section",
+                grant.action, grant.resource
+            )));
+        };
+        let spec = crate::ssh::CertificateSpec {
+            principal: &grant.principal,
+            force_command: grant.payload_sha256.as_ref().and(request.payload.as_deref()),
+            source_address: &ssh.source_address,
+        };
+        // Build the certificate before consuming anything, so a bad public key costs nothing.
+        let certificate = self.ssh_ca.issue(&grant, public_key, &spec).map_err(|e| match e {
+            crate::ssh::SshError::BadPublicKey(m) => ApiError::Invalid(m),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        let mut issued = machine::used_event(&grant, &caller.who().principal, at);
+        issued.kind = jitgate_core::EventKind::SshCertificateIssued;
+        issued.comment = Some(format!(
+            "valid {} to {} for principal {}{}",
+            grant.starts_at.to_rfc3339(),
+            grant.expires_at.to_rfc3339(),
+            grant.principal,
+            spec.force_command
+                .map(|c| format!(", force-command {c}"))
+                .unwrap_or_default()
+        ));
+        if grant.single_use {
+            let used = machine::used_event(&grant, &caller.who().principal, at);
+            if !self.store.consume_grant(grant_id, &used, at).await? {
+                return Err(ApiError::Conflict(format!(
+                    "single-use grant {grant_id} has already been used"
+                )));
+            }
+            let mut after = request.clone();
+            if let Some(g) = after.grant.as_mut() {
+                g.status = GrantStatus::Used;
+            }
+            self.track(Some(&request), &after);
+        }
+        self.store.append_events(std::slice::from_ref(&issued)).await?;
+        Ok(certificate)
     }
 
     /// Issue an API token. The token itself is returned once and kept nowhere.

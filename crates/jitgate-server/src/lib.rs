@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod reload;
 pub mod routes;
 pub mod signing;
+pub mod ssh;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -55,6 +55,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/keys/rotate", post(rotate_keys))
+        .route("/v1/grants/{id}/ssh-cert", post(ssh_certificate))
+        .route("/v1/ssh/ca.pub", get(ssh_ca_public))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -473,6 +475,31 @@ pub async fn rotate_keys(
 ) -> Result<Json<RotatedKey>, ApiError> {
     let kid = app.rotate_keys(&caller).await?;
     Ok(Json(RotatedKey { kid }))
+}
+
+/// An OpenSSH user certificate for an active grant on an SSH workflow, valid for the grant's
+/// window only.
+#[utoipa::path(post, path = "/v1/grants/{id}/ssh-cert", params(("id" = String, Path)), request_body = SshCertBody,
+    responses((status = 200, body = SshCertAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])), tag = "grants")]
+pub async fn ssh_certificate(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::IssueSshCertificate>,
+    Path(id): Path<String>,
+    Json(body): Json<SshCertBody>,
+) -> Result<Json<SshCertAnswer>, ApiError> {
+    let certificate = app.ssh_certificate(&caller, &id, &body.public_key).await?;
+    Ok(Json(SshCertAnswer { certificate }))
+}
+
+/// The SSH user CA's public key, one OpenSSH line, for sshd's `TrustedUserCAKeys`.
+#[utoipa::path(get, path = "/v1/ssh/ca.pub", responses((status = 200, content_type = "text/plain")), tag = "grants")]
+pub async fn ssh_ca_public(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", app.ssh_ca_public()),
+    )
 }
 
 /// The public keys that verify grant tokens (a JWKS document).

@@ -126,6 +126,13 @@ pub trait Store: Send + Sync + 'static {
     /// until the latest end of any active grant, in the same transaction.
     async fn rotate_signing_key(&self, new: &SigningKeyRecord, event: &NewEvent) -> Result<()>;
 
+    /// The SSH user CA's key pair (OpenSSH private key, public key line), if made yet.
+    async fn ssh_ca(&self) -> Result<Option<(String, String)>>;
+
+    /// Store the SSH CA key pair unless one exists (the first of two racing replicas wins;
+    /// both then read the same one back), with its event.
+    async fn init_ssh_ca(&self, private: &str, public: &str, event: &NewEvent) -> Result<()>;
+
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
 }

@@ -633,6 +633,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn ssh_ca(&self) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT private_openssh, public_openssh FROM ssh_ca WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((r.try_get("private_openssh")?, r.try_get("public_openssh")?)))
+            .transpose()
+    }
+
+    async fn init_ssh_ca(&self, private: &str, public: &str, event: &NewEvent) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ssh_ca (id, private_openssh, public_openssh, created_at) VALUES (1, ?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(private)
+        .bind(public)
+        .bind(ms(event.at))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            append_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
