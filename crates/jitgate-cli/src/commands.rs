@@ -25,6 +25,9 @@ struct ConfigFile {
     /// OIDC issuers, a trusted proxy, throttling: see docs/identity.md.
     #[serde(default)]
     auth: jitgate_server::auth::config::AuthConfig,
+    /// Webhook providers that provision and deprovision grants: see docs/providers.md.
+    #[serde(default)]
+    providers: Vec<jitgate_server::provision::ProviderConfig>,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -57,6 +60,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         policy_dir,
         database_url,
         auth: file.auth,
+        providers: file.providers,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,6 +27,7 @@ fn index_with(n: usize) -> GrantIndex {
             end_comment: None,
             extensions: 0,
             token: None,
+            providers: Vec::new(),
         });
     }
     index

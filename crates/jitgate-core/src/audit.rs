@@ -58,6 +58,15 @@ pub enum EventKind {
     /// jitgate's SSH user CA was created.
     #[serde(rename = "ssh.ca_created")]
     SshCaCreated,
+    /// A provider made the grant real in its target system.
+    #[serde(rename = "grant.provisioned")]
+    GrantProvisioned,
+    /// A provider removed the grant from its target system.
+    #[serde(rename = "grant.deprovisioned")]
+    GrantDeprovisioned,
+    /// A provider failed to remove an ended grant; retried until it succeeds.
+    #[serde(rename = "grant.deprovision_failed")]
+    GrantDeprovisionFailed,
 }
 
 impl EventKind {
@@ -83,6 +92,9 @@ impl EventKind {
             EventKind::KeyRotated => "key.rotated",
             EventKind::SshCertificateIssued => "grant.ssh_certificate",
             EventKind::SshCaCreated => "ssh.ca_created",
+            EventKind::GrantProvisioned => "grant.provisioned",
+            EventKind::GrantDeprovisioned => "grant.deprovisioned",
+            EventKind::GrantDeprovisionFailed => "grant.deprovision_failed",
         }
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             end_comment: None,
             extensions: 0,
             token: None,
+            providers: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod index;
 pub mod keys;
 pub mod machine;
 pub mod model;
+pub mod outbox;
 pub mod token;
 
 pub use admission::{Admission, Ask};

@@ -89,6 +89,7 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
         end_comment: None,
         extensions: 0,
         token: None,
+        providers: request.requirement.providers.clone(),
     });
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }
@@ -514,6 +515,7 @@ mod tests {
                 pending_ttl: DurationSecs(3600),
                 review_groups: vec!["sre".into()],
                 alert: None,
+                providers: Vec::new(),
             },
             duration: DurationSecs(600),
         }

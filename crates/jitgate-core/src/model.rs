@@ -121,6 +121,9 @@ pub struct Requirement {
     /// For break-glass: the alert text recorded when it is raised.
     #[serde(default)]
     pub alert: Option<String>,
+    /// Providers that make the grant real in target systems (webhooks, ...), by name.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 /// A reviewer's approval.
@@ -196,6 +199,9 @@ pub struct Grant {
     /// The signed grant token (a JWT) for offline verification, for its current window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Providers that provision the grant in target systems and deprovision it at its end.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 impl Grant {

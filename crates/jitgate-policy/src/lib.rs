@@ -230,6 +230,7 @@ impl Policy {
                     .as_ref()
                     .filter(|_| ask.break_glass)
                     .and_then(|bg| bg.alert.clone()),
+                providers: workflow.providers.clone(),
             },
             duration,
         })

@@ -74,6 +74,9 @@ pub struct Workflow {
     pub extension: Option<Extension>,
     /// Grants of this workflow may be turned into short-lived OpenSSH user certificates.
     pub ssh: Option<SshAccess>,
+    /// Providers (configured in the server's config file) that provision each grant in a
+    /// target system and deprovision it at its end.
+    pub providers: Vec<String>,
 }
 
 /// How a grant becomes an OpenSSH user certificate.
@@ -162,6 +165,8 @@ struct WorkflowSpec {
     break_glass: Option<BreakGlassSpec>,
     extension: Option<ExtensionSpec>,
     ssh: Option<SshSpec>,
+    #[serde(default)]
+    providers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -537,6 +542,7 @@ impl Rules {
                     break_glass,
                     extension,
                     ssh,
+                    providers: spec.providers.clone(),
                 },
             );
         }

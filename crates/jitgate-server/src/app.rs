@@ -25,6 +25,7 @@ pub struct App {
     auth: Authenticator,
     signer: crate::signing::GrantSigner,
     ssh_ca: crate::ssh::SshCa,
+    providers: crate::provision::Providers,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
 }
@@ -40,7 +41,12 @@ fn new_id(prefix: &str) -> String {
 
 impl App {
     /// Build the service and load every active grant into the check index.
-    pub async fn new(store: Arc<dyn Store>, policy: Policy, auth: Authenticator) -> Result<Self, StoreError> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        policy: Policy,
+        auth: Authenticator,
+        providers: crate::provision::Providers,
+    ) -> Result<Self, StoreError> {
         auth.rebuild(&policy, Some(store.list_tokens().await?));
         let signer = crate::signing::GrantSigner::load(&*store, now())
             .await
@@ -63,6 +69,7 @@ impl App {
             auth,
             signer,
             ssh_ca,
+            providers,
             index: RwLock::new(index),
             metrics,
         })
@@ -76,6 +83,10 @@ impl App {
     pub fn replace_policy(&self, policy: Policy) {
         self.auth.rebuild(&policy, None);
         *self.policy.write() = Arc::new(policy);
+    }
+
+    pub fn providers(&self) -> &crate::provision::Providers {
+        &self.providers
     }
 
     pub fn authenticator(&self) -> &Authenticator {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod provision;
 pub mod reload;
 pub mod routes;
 pub mod signing;
@@ -27,6 +28,7 @@ pub struct ServerConfig {
     pub policy_dir: PathBuf,
     pub database_url: String,
     pub auth: auth::config::AuthConfig,
+    pub providers: Vec<provision::ProviderConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum ServeError {
     Policy(String),
     #[error("{0}")]
     Auth(#[from] auth::config::ConfigError),
+    #[error("providers: {0}")]
+    Providers(String),
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -54,10 +58,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         ))
     })?;
     let authenticator = auth::Authenticator::new(&config.auth).await?;
+    let providers = provision::Providers::new(&config.providers).map_err(ServeError::Providers)?;
+    providers.check_policy(&policy).map_err(ServeError::Providers)?;
     let store = jitgate_store::open(&config.database_url).await?;
-    let app = Arc::new(App::new(store, policy, authenticator).await?);
+    let app = Arc::new(App::new(store, policy, authenticator, providers).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
     let worker = tokio::spawn(worker::run(app.clone()));
+    let provisioner = tokio::spawn(provision::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -72,6 +79,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     worker.abort();
+    provisioner.abort();
     watcher.abort();
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub auth_failures: Family<OutcomeLabel, Counter>,
     /// Requests held back because their source keeps failing to authenticate.
     pub auth_throttled: Counter,
+    /// Failed provider deliveries, by operation: provision, deprovision.
+    pub outbox_failures: Family<OutcomeLabel, Counter>,
+    /// Time from when a deprovisioning fell due (a grant's end) to its acknowledgement.
+    pub deprovision_lag_seconds: Histogram,
 }
 
 impl Metrics {
@@ -68,6 +72,21 @@ impl Metrics {
             "Requests delayed because their source keeps failing to authenticate",
             auth_throttled.clone(),
         );
+        let outbox_failures = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "provider_failures",
+            "Failed provider deliveries by operation",
+            outbox_failures.clone(),
+        );
+        // From 10 ms to about 80 s.
+        let deprovision_lag_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.01, 2.0, 14,
+        ));
+        registry.register(
+            "deprovision_lag_seconds",
+            "Time from a grant's end to its deprovisioning being acknowledged",
+            deprovision_lag_seconds.clone(),
+        );
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -86,7 +105,17 @@ impl Metrics {
             policy_reloads,
             auth_failures,
             auth_throttled,
+            outbox_failures,
+            deprovision_lag_seconds,
         }
+    }
+
+    pub fn count_outbox_failure(&self, operation: &str) {
+        self.outbox_failures
+            .get_or_create(&OutcomeLabel {
+                outcome: operation.to_string(),
+            })
+            .inc();
     }
 
     pub fn count_auth_failure(&self, reason: &str) {

@@ -70,7 +70,17 @@ pub async fn record_loaded(app: &App, dir: &Path) {
 
 /// Load the directory again; swap it in if valid, refuse it (keeping the old) if not.
 pub async fn reload(app: &App, dir: &Path) -> bool {
-    match jitgate_policy::Policy::load(dir) {
+    let loaded = jitgate_policy::Policy::load(dir).and_then(|policy| {
+        app.providers().check_policy(&policy).map_err(|message| {
+            vec![jitgate_policy::PolicyError {
+                file: "workflows.toml".into(),
+                line: 0,
+                message,
+            }]
+        })?;
+        Ok(policy)
+    });
+    match loaded {
         Ok(policy) => {
             app.replace_policy(policy);
             app.metrics.count_policy_reload("loaded");

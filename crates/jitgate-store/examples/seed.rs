@@ -26,6 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pending_ttl: DurationSecs(3600),
             review_groups: Vec::new(),
             alert: None,
+            providers: Vec::new(),
         },
         duration: DurationSecs(hours * 3600),
     };

@@ -6,6 +6,7 @@ mod sqlite;
 use async_trait::async_trait;
 use jitgate_core::audit::ChainReport;
 use jitgate_core::keys::SigningKeyRecord;
+use jitgate_core::outbox::OutboxItem;
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
@@ -132,6 +133,16 @@ pub trait Store: Send + Sync + 'static {
     /// Store the SSH CA key pair unless one exists (the first of two racing replicas wins;
     /// both then read the same one back), with its event.
     async fn init_ssh_ca(&self, private: &str, public: &str, event: &NewEvent) -> Result<()>;
+
+    /// Outbox items due at `now`, oldest first. Items are written with the grant changes
+    /// that owe them (issue, extension, end), in the same transaction.
+    async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>>;
+
+    /// Mark an item carried out, with its event.
+    async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()>;
+
+    /// Record a failed attempt and when to try again, with an alarm event when one is owed.
+    async fn retry_outbox(&self, id: i64, next_due: Timestamp, error: &str, event: Option<&NewEvent>) -> Result<()>;
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;

@@ -6,6 +6,7 @@ use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
 use jitgate_core::keys::SigningKeyRecord;
+use jitgate_core::outbox::{OutboxItem, OutboxOperation};
 use jitgate_core::{
     chain_hash, ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
 };
@@ -32,7 +33,7 @@ const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_id, g.princ
     g.resource AS g_resource, g.action AS g_action, g.payload_sha256 AS g_payload_sha256, \
     g.single_use AS g_single_use, g.break_glass AS g_break_glass, g.status AS g_status, \
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
-    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token";
+    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token, g.providers AS g_providers";
 
 fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
     let Some(id) = row.try_get::<Option<String>, _>("g_id")? else {
@@ -56,6 +57,8 @@ fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
         end_comment: row.try_get("g_end_comment")?,
         extensions: row.try_get::<i64, _>("g_extensions")?.try_into().unwrap_or(u32::MAX),
         token: row.try_get("g_token")?,
+        providers: serde_json::from_str(&row.try_get::<String, _>("g_providers")?)
+            .map_err(|e| StoreError::Corrupt(format!("grant providers: {e}")))?,
     }))
 }
 
@@ -153,8 +156,8 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
 async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     sqlx::query(
         "INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&g.id)
     .bind(&g.request_id)
@@ -172,8 +175,41 @@ async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     .bind(&g.end_comment)
     .bind(i64::from(g.extensions))
     .bind(&g.token)
+    .bind(serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string()))?)
     .execute(&mut *conn)
     .await?;
+    if g.status == GrantStatus::Active {
+        for provider in &g.providers {
+            for (operation, due) in [("provision", g.starts_at), ("deprovision", g.expires_at)] {
+                sqlx::query("INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES (?, ?, ?, ?)")
+                    .bind(&g.id)
+                    .bind(provider)
+                    .bind(operation)
+                    .bind(ms(due))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keep a grant's pending deprovisioning in step with its end: later when it is extended,
+/// now when it ends early.
+async fn reschedule_deprovision(conn: &mut SqliteConnection, g: &Grant, now: Timestamp) -> Result<()> {
+    if g.providers.is_empty() {
+        return Ok(());
+    }
+    let due = if g.status == GrantStatus::Active {
+        g.expires_at
+    } else {
+        g.ended_at.unwrap_or(now).min(g.expires_at)
+    };
+    sqlx::query("UPDATE outbox SET due_at = ? WHERE grant_id = ? AND operation = 'deprovision' AND done_at IS NULL")
+        .bind(ms(due))
+        .bind(&g.id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -290,6 +326,9 @@ impl Store for SqliteStore {
                 if updated.rows_affected() != 1 {
                     return Err(StoreError::Conflict);
                 }
+                if old.expires_at != new.expires_at || old.status != new.status {
+                    reschedule_deprovision(&mut tx, new, new.ended_at.unwrap_or(new.expires_at)).await?;
+                }
             }
             _ => {}
         }
@@ -323,6 +362,13 @@ impl Store for SqliteStore {
         if updated.rows_affected() != 1 {
             return Ok(false);
         }
+        sqlx::query(
+            "UPDATE outbox SET due_at = ? WHERE grant_id = ? AND operation = 'deprovision' AND done_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(grant_id)
+        .execute(&mut *tx)
+        .await?;
         append_events(&mut tx, std::slice::from_ref(used)).await?;
         tx.commit().await?;
         Ok(true)
@@ -653,6 +699,63 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 1 {
+            append_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT id, grant_id, provider, operation, due_at, attempts, last_error FROM outbox \
+             WHERE done_at IS NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let operation: String = row.try_get("operation")?;
+                Ok(OutboxItem {
+                    id: row.try_get("id")?,
+                    grant_id: row.try_get("grant_id")?,
+                    provider: row.try_get("provider")?,
+                    operation: OutboxOperation::parse(&operation)
+                        .ok_or_else(|| StoreError::Corrupt(format!("outbox operation {operation}")))?,
+                    due_at: from_ms(row.try_get("due_at")?)?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+                    last_error: row.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE outbox SET done_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ? AND done_at IS NULL")
+            .bind(ms(at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(event) = event {
+            append_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retry_outbox(&self, id: i64, next_due: Timestamp, error: &str, event: Option<&NewEvent>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ? AND done_at IS NULL",
+        )
+        .bind(ms(next_due))
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(event) = event {
             append_events(&mut tx, std::slice::from_ref(event)).await?;
         }
         tx.commit().await?;

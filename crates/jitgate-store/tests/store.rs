@@ -26,6 +26,11 @@ mod conformance {
             Vec::new()
         };
         let bound = resource == "prod-api";
+        let providers = if resource == "app-db" {
+            vec!["hook".to_string()]
+        } else {
+            Vec::new()
+        };
         Admission {
             requirement: Requirement {
                 steps,
@@ -34,6 +39,7 @@ mod conformance {
                 pending_ttl: DurationSecs(3600),
                 review_groups: Vec::new(),
                 alert: None,
+                providers,
             },
             duration: DurationSecs(60),
         }
@@ -374,6 +380,57 @@ mod conformance {
         assert!(store.verify_audit().await.unwrap().ok);
     }
 
+    pub async fn the_outbox_follows_the_grant(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.clone().unwrap();
+        // Issued: provisioning due now, deprovisioning due at the grant's end.
+        let due = store.due_outbox(t0(), 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Provision]);
+        assert_eq!(due[0].provider, "hook");
+        let at_end = store.due_outbox(grant.expires_at, 10).await.unwrap();
+        assert_eq!(
+            at_end.iter().map(|i| i.operation).collect::<Vec<_>>(),
+            vec![Provision, Deprovision]
+        );
+        // A failed attempt moves the item later; a completed one is never due again.
+        let later = t0() + TimeDelta::seconds(5);
+        store.retry_outbox(due[0].id, later, "down", None).await.unwrap();
+        assert!(store.due_outbox(t0(), 10).await.unwrap().is_empty());
+        let retried = store.due_outbox(later, 10).await.unwrap();
+        assert_eq!(
+            (retried[0].attempts, retried[0].last_error.as_deref()),
+            (1, Some("down"))
+        );
+        store.complete_outbox(due[0].id, later, None).await.unwrap();
+        assert!(store.due_outbox(later, 10).await.unwrap().is_empty());
+        // Extended: the deprovisioning moves with the end. Revoked: it is due at once.
+        let alice = alice();
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let extended = machine::extend(&issued, &alice, DurationSecs(60), "more", limits, t0()).unwrap();
+        let issued = store
+            .save_transition(&issued, &extended.request, &extended.events)
+            .await
+            .unwrap();
+        assert!(store.due_outbox(grant.expires_at, 10).await.unwrap().is_empty());
+        let new_end = issued.grant.clone().unwrap().expires_at;
+        assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
+        let revoked_at = t0() + TimeDelta::seconds(10);
+        let revoked = machine::revoke(&issued, &alice, None, revoked_at).unwrap();
+        store
+            .save_transition(&issued, &revoked.request, &revoked.events)
+            .await
+            .unwrap();
+        let due = store.due_outbox(revoked_at, 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
+        // A grant without providers owes nothing.
+        file(&*store, 2, "staging-db", "read", None).await;
+        assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
+    }
+
     fn hex_of(token: &str) -> String {
         jitgate_core::token::token_hash(token)
             .iter()
@@ -419,6 +476,7 @@ mod sqlite {
         lists_filter_by_effective_status,
         audit_chain_verifies_and_filters,
         tokens_are_kept_by_hash_and_revoked_once,
+        the_outbox_follows_the_grant,
     );
 
     #[tokio::test]

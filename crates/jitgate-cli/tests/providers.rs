@@ -1,0 +1,261 @@
+//! Webhook providers and the durable outbox, against the real server and a webhook receiver
+//! on loopback: signed deliveries, retries until acknowledged, deprovisioning within a second
+//! of a grant's end or revocation, and kill -9 at the awkward moments.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use support::*;
+
+const SECRET: &str = "0123456789abcdef-test-secret";
+
+#[derive(Debug, Clone)]
+struct Delivery {
+    headers: HashMap<String, String>,
+    body: Value,
+    raw: String,
+    at: chrono::DateTime<chrono::Utc>,
+    answered: u16,
+}
+
+/// A webhook endpoint that records every delivery and fails the next `fail` of them.
+struct Receiver {
+    url: String,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    fail: Arc<AtomicUsize>,
+}
+
+fn receiver() -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
+    let fail = Arc::new(AtomicUsize::new(0));
+    let (log, failing) = (deliveries.clone(), fail.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let Some((name, value)) = line.trim_end().split_once(": ") else {
+                    break;
+                };
+                headers.insert(name.to_ascii_lowercase(), value.to_string());
+            }
+            let length: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let raw = String::from_utf8(body).unwrap();
+            let answered = if failing.load(Ordering::SeqCst) > 0 {
+                failing.fetch_sub(1, Ordering::SeqCst);
+                500
+            } else {
+                200
+            };
+            log.lock().unwrap().push(Delivery {
+                headers,
+                body: serde_json::from_str(&raw).unwrap(),
+                raw,
+                at: chrono::Utc::now(),
+                answered,
+            });
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    Receiver { url, deliveries, fail }
+}
+
+impl Receiver {
+    fn delivered(&self, grant: &str, operation: &str) -> Vec<Delivery> {
+        self.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.body["grant"]["id"] == grant && d.body["operation"] == operation)
+            .cloned()
+            .collect()
+    }
+
+    fn acknowledged(&self, grant: &str, operation: &str) -> Option<Delivery> {
+        self.delivered(grant, operation).into_iter().find(|d| d.answered == 200)
+    }
+}
+
+fn policy_with_provider() -> tempfile::TempDir {
+    let policy = editable_quickstart();
+    let mut workflows = std::fs::read_to_string(policy.path().join("workflows.toml")).unwrap();
+    workflows.push_str(
+        r#"
+[[workflow]]
+resource = "app-db"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "1h"
+providers = ["hook"]
+"#,
+    );
+    std::fs::write(policy.path().join("workflows.toml"), workflows).unwrap();
+    policy
+}
+
+fn config(url: &str) -> String {
+    format!("[[providers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\ntimeout = \"2s\"\n")
+}
+
+fn grant_of(s: &Server, duration: &str) -> (String, chrono::DateTime<chrono::Utc>) {
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "app-db", "action": "read", "duration": duration}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let end = chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    (r["grant"]["id"].as_str().unwrap().to_string(), end)
+}
+
+fn verify_signature(d: &Delivery) {
+    let header = &d.headers["x-jitgate-signature"];
+    let (t, v1) = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .unwrap_or_else(|| panic!("signature header: {header}"));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", d.raw).as_bytes());
+    mac.verify_slice(&hex::decode(v1).unwrap()).expect("the HMAC verifies");
+    // A body altered in transit would not.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", d.raw.replace("alice", "mallory")).as_bytes());
+    assert!(mac.verify_slice(&hex::decode(v1).unwrap()).is_err());
+}
+
+#[test]
+fn webhooks_are_signed_retried_and_deprovision_within_a_second() {
+    let hook = receiver();
+    let policy = policy_with_provider();
+    let s = Server::start_with(policy.path(), Some(&config(&hook.url)));
+
+    // The receiver fails the first two attempts: delivery is retried with the same key.
+    hook.fail.store(2, Ordering::SeqCst);
+    let (grant, end) = grant_of(&s, "3s");
+    wait_until("provisioned", || hook.acknowledged(&grant, "provision").is_some());
+    let attempts = hook.delivered(&grant, "provision");
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    let keys: Vec<&String> = attempts.iter().map(|d| &d.headers["idempotency-key"]).collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    let ok = hook.acknowledged(&grant, "provision").unwrap();
+    verify_signature(&ok);
+    assert_eq!(ok.body["grant"]["principal"], "alice");
+    assert_eq!(ok.body["grant"]["status"], "active");
+
+    // At the grant's end the provider is told, within a second, by nobody's action.
+    wait_until("deprovisioned", || hook.acknowledged(&grant, "deprovision").is_some());
+    let gone = hook.acknowledged(&grant, "deprovision").unwrap();
+    verify_signature(&gone);
+    let lag = (gone.at - end).num_milliseconds();
+    assert!((0..1000).contains(&lag), "deprovisioned {lag} ms after expires_at");
+
+    // A revocation is passed on at once.
+    let (revoked, _) = grant_of(&s, "1h");
+    wait_until("provisioned", || hook.acknowledged(&revoked, "provision").is_some());
+    let (status, _) = s.post(&format!("/v1/grants/{revoked}/revoke"), "demo-alice", json!({}));
+    assert_eq!(status, 200);
+    let asked = chrono::Utc::now();
+    wait_until("deprovisioned", || hook.acknowledged(&revoked, "deprovision").is_some());
+    let lag = (hook.acknowledged(&revoked, "deprovision").unwrap().at - asked).num_milliseconds();
+    assert!(lag < 1000, "revocation reached the provider {lag} ms later");
+
+    // Failures are counted and alarmed; deliveries are audited.
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("jitgate_provider_failures_total{outcome=\"provision\"} 2"));
+    let (_, events) = s.get("/v1/audit?limit=1000", "demo-admin");
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "grant.provisioned").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "grant.deprovisioned").count(), 2);
+}
+
+#[test]
+fn a_failing_deprovisioning_alarms_and_is_retried_until_it_succeeds() {
+    let hook = receiver();
+    let policy = policy_with_provider();
+    let s = Server::start_with(policy.path(), Some(&config(&hook.url)));
+    let (grant, _) = grant_of(&s, "1h");
+    wait_until("provisioned", || hook.acknowledged(&grant, "provision").is_some());
+    hook.fail.store(3, Ordering::SeqCst);
+    assert_eq!(
+        s.post(&format!("/v1/grants/{grant}/revoke"), "demo-alice", json!({})).0,
+        200
+    );
+    wait_until("deprovisioned", || hook.acknowledged(&grant, "deprovision").is_some());
+    assert_eq!(hook.delivered(&grant, "deprovision").len(), 4);
+    let (_, events) = s.get("/v1/audit?limit=1000", "demo-admin");
+    let alarms = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "grant.deprovision_failed")
+        .count();
+    assert_eq!(alarms, 1, "the first failure alarms; the retries do not flood the log");
+}
+
+#[test]
+fn kill_9_between_grant_and_provisioning_and_before_deprovisioning_ends_right() {
+    let hook = receiver();
+    let policy = policy_with_provider();
+    let mut s = Server::start_with(policy.path(), Some(&config(&hook.url)));
+
+    // The target is down when two grants are issued; the server dies before it comes back.
+    hook.fail.store(usize::MAX / 2, Ordering::SeqCst);
+    let (lasting, _) = grant_of(&s, "1h");
+    let (short, short_end) = grant_of(&s, "2s");
+    // A third grant is provisioned, then the server dies before its end.
+    s.kill9_and_restart();
+    hook.fail.store(0, Ordering::SeqCst);
+    let (ending, ending_end) = grant_of(&s, "3s");
+    wait_until("provisioned", || hook.acknowledged(&ending, "provision").is_some());
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    wait_until("both short grants have ended", || {
+        chrono::Utc::now() > short_end.max(ending_end) + chrono::TimeDelta::milliseconds(200)
+    });
+    // Nothing could be delivered while the server was down.
+    assert!(hook.acknowledged(&ending, "deprovision").is_none());
+
+    s.kill9_and_restart();
+    // The lasting grant is provisioned after all; the short one, which ended meanwhile, is
+    // deprovisioned (and never provisioned late); the third is deprovisioned.
+    wait_until("the outbox is drained", || {
+        hook.acknowledged(&lasting, "provision").is_some()
+            && hook.acknowledged(&short, "deprovision").is_some()
+            && hook.acknowledged(&ending, "deprovision").is_some()
+    });
+    assert!(
+        hook.acknowledged(&short, "provision").is_none(),
+        "an ended grant is not provisioned late"
+    );
+    assert!(hook.acknowledged(&lasting, "deprovision").is_none());
+}
