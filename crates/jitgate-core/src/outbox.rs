@@ -57,3 +57,101 @@ pub fn retry_delay(attempts: u32) -> chrono::TimeDelta {
     let ms = 200u64.saturating_mul(1u64 << attempts.min(20)).min(30_000);
     chrono::TimeDelta::milliseconds(i64::try_from(ms).unwrap_or(30_000))
 }
+
+/// What the outbox holds about one provider of one grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxState {
+    pub grant_id: String,
+    pub provider: String,
+    pub operation: OutboxOperation,
+    pub done: bool,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Where a grant stands with one provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderStatus {
+    pub provider: String,
+    /// `pending`, `provisioned`, `failed` (retrying; see `last_error`) or `deprovisioned`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The status of each provider from its provisioning and deprovisioning items.
+pub fn provider_status(states: &[OutboxState]) -> Vec<ProviderStatus> {
+    let mut providers: Vec<&str> = states.iter().map(|s| s.provider.as_str()).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    providers
+        .into_iter()
+        .map(|provider| {
+            let find = |op| states.iter().find(|s| s.provider == provider && s.operation == op);
+            let provision = find(OutboxOperation::Provision);
+            let deprovision = find(OutboxOperation::Deprovision);
+            let failing = [provision, deprovision]
+                .into_iter()
+                .flatten()
+                .find(|s| !s.done && s.attempts > 0);
+            let status = match (provision, deprovision, failing) {
+                (_, Some(d), _) if d.done => "deprovisioned",
+                (_, _, Some(_)) => "failed",
+                (Some(p), _, _) if p.done => "provisioned",
+                _ => "pending",
+            };
+            ProviderStatus {
+                provider: provider.to_string(),
+                status,
+                last_error: failing.and_then(|s| s.last_error.clone()),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(operation: OutboxOperation, done: bool, attempts: u32) -> OutboxState {
+        OutboxState {
+            grant_id: "g".into(),
+            provider: "hook".into(),
+            operation,
+            done,
+            attempts,
+            last_error: (attempts > 0 && !done).then(|| "down".to_string()),
+        }
+    }
+
+    #[test]
+    fn status_follows_the_items() {
+        use OutboxOperation::{Deprovision, Provision};
+        let status = |items: &[OutboxState]| provider_status(items)[0].status;
+        assert_eq!(
+            status(&[state(Provision, false, 0), state(Deprovision, false, 0)]),
+            "pending"
+        );
+        assert_eq!(
+            status(&[state(Provision, false, 2), state(Deprovision, false, 0)]),
+            "failed"
+        );
+        assert_eq!(
+            status(&[state(Provision, true, 1), state(Deprovision, false, 0)]),
+            "provisioned"
+        );
+        assert_eq!(
+            status(&[state(Provision, true, 1), state(Deprovision, false, 3)]),
+            "failed"
+        );
+        assert_eq!(
+            status(&[state(Provision, true, 1), state(Deprovision, true, 1)]),
+            "deprovisioned"
+        );
+        assert_eq!(
+            provider_status(&[state(Provision, false, 2), state(Deprovision, false, 0)])[0].last_error,
+            Some("down".into())
+        );
+        assert!(retry_delay(0) < retry_delay(1) && retry_delay(40) == chrono::TimeDelta::seconds(30));
+    }
+}

@@ -134,6 +134,18 @@ pub struct GrantView {
     /// `/.well-known/jwks.json`; shown to the grant's holder only, while it is active.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Where the grant stands with each of its providers (see docs/providers.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderStatusView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProviderStatusView {
+    pub provider: String,
+    /// `pending`, `provisioned`, `failed` (being retried; see `last_error`) or `deprovisioned`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl GrantView {
@@ -156,6 +168,7 @@ impl GrantView {
             ended_by: g.ended_by.clone(),
             extensions: g.extensions,
             token: g.token.clone().filter(|_| live && viewer == g.principal),
+            providers: Vec::new(),
         }
     }
 }

@@ -303,6 +303,27 @@ impl App {
             .map_err(|e| ApiError::Internal(format!("key rotation failed: {e}")))
     }
 
+    /// Fill in each grant view's provider status from the outbox.
+    pub async fn add_provider_status(&self, views: &mut [&mut crate::api::GrantView]) -> Result<(), ApiError> {
+        let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let states = self.store.outbox_states(&ids).await?;
+        for view in views.iter_mut() {
+            let mine: Vec<_> = states.iter().filter(|s| s.grant_id == view.id).cloned().collect();
+            view.providers = jitgate_core::outbox::provider_status(&mine)
+                .into_iter()
+                .map(|p| crate::api::ProviderStatusView {
+                    provider: p.provider,
+                    status: p.status.to_string(),
+                    last_error: p.last_error,
+                })
+                .collect();
+        }
+        Ok(())
+    }
+
     /// The SSH user CA's public key line.
     pub fn ssh_ca_public(&self) -> &str {
         self.ssh_ca.public_line()

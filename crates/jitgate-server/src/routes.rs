@@ -147,7 +147,11 @@ pub async fn get_request(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let request = app.visible_request(&caller, &id).await?;
-    Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
+    let mut view = RequestView::new(&request, now(), &caller.who().principal);
+    if let Some(grant) = view.grant.as_mut() {
+        app.add_provider_status(&mut [grant]).await?;
+    }
+    Ok(Json(view))
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = CommentBody,
@@ -238,12 +242,13 @@ pub async fn list_grants(
             at,
         )
         .await?;
-    Ok(Json(GrantList {
-        items: grants
-            .iter()
-            .map(|g| GrantView::new(g, at, &caller.who().principal))
-            .collect(),
-    }))
+    let mut items: Vec<GrantView> = grants
+        .iter()
+        .map(|g| GrantView::new(g, at, &caller.who().principal))
+        .collect();
+    app.add_provider_status(&mut items.iter_mut().collect::<Vec<_>>())
+        .await?;
+    Ok(Json(GrantList { items }))
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path)), request_body = CommentBody,

@@ -6,7 +6,7 @@ mod sqlite;
 use async_trait::async_trait;
 use jitgate_core::audit::ChainReport;
 use jitgate_core::keys::SigningKeyRecord;
-use jitgate_core::outbox::OutboxItem;
+use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
@@ -143,6 +143,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record a failed attempt and when to try again, with an alarm event when one is owed.
     async fn retry_outbox(&self, id: i64, next_due: Timestamp, error: &str, event: Option<&NewEvent>) -> Result<()>;
+
+    /// What the outbox holds for these grants, done items included.
+    async fn outbox_states(&self, grant_ids: &[String]) -> Result<Vec<OutboxState>>;
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;

@@ -6,7 +6,7 @@ use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
 use jitgate_core::keys::SigningKeyRecord;
-use jitgate_core::outbox::{OutboxItem, OutboxOperation};
+use jitgate_core::outbox::{OutboxItem, OutboxOperation, OutboxState};
 use jitgate_core::{
     chain_hash, ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp,
 };
@@ -760,6 +760,35 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn outbox_states(&self, grant_ids: &[String]) -> Result<Vec<OutboxState>> {
+        let mut states = Vec::new();
+        // SQLite caps bound parameters; ask in slices.
+        for slice in grant_ids.chunks(500) {
+            let placeholders = vec!["?"; slice.len()].join(", ");
+            let sql = format!(
+                "SELECT grant_id, provider, operation, done_at IS NOT NULL AS done, attempts, last_error FROM outbox \
+                 WHERE grant_id IN ({placeholders}) ORDER BY id"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in slice {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                let operation: String = row.try_get("operation")?;
+                states.push(OutboxState {
+                    grant_id: row.try_get("grant_id")?,
+                    provider: row.try_get("provider")?,
+                    operation: OutboxOperation::parse(&operation)
+                        .ok_or_else(|| StoreError::Corrupt(format!("outbox operation {operation}")))?,
+                    done: row.try_get("done")?,
+                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+                    last_error: row.try_get("last_error")?,
+                });
+            }
+        }
+        Ok(states)
     }
 
     async fn ping(&self) -> Result<()> {

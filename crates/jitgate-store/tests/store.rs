@@ -426,6 +426,9 @@ mod conformance {
             .unwrap();
         let due = store.due_outbox(revoked_at, 10).await.unwrap();
         assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
+        let states = store.outbox_states(&[grant.id.clone(), "other".into()]).await.unwrap();
+        let status = jitgate_core::outbox::provider_status(&states);
+        assert_eq!((status.len(), status[0].status), (1, "provisioned"));
         // A grant without providers owes nothing.
         file(&*store, 2, "staging-db", "read", None).await;
         assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
