@@ -296,3 +296,46 @@ fn kill_9_between_grant_and_provisioning_and_before_deprovisioning_ends_right() 
     wait_until("deprovisioned", || hook.acknowledged(&ending, "deprovision").is_some());
     assert!(hook.acknowledged(&lasting, "deprovision").is_none());
 }
+
+#[test]
+fn an_exec_provider_runs_its_command_for_each_delivery() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let fail_once = dir.path().join("fail-once");
+    std::fs::write(&fail_once, "").unwrap();
+    let script = dir.path().join("grant-hook");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e {fail} ]; then rm {fail}; echo 'target busy' >&2; exit 3; fi\n\
+             body=$(cat)\necho \"$JITGATE_OPERATION $JITGATE_PRINCIPAL $JITGATE_RESOURCE $JITGATE_GRANT_ID $body\" >> {log}\n",
+            fail = fail_once.display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[[providers]]\nname = \"hook\"\nkind = \"exec\"\ncommand = [\"{}\"]\ntimeout = \"5s\"\n",
+        script.display()
+    );
+    let policy = policy_with_provider();
+    let s = Server::start_with(policy.path(), Some(&config));
+    let (grant, _) = grant_of(&s, "1h");
+    let calls = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("provisioned", || calls().contains("provision alice app-db"));
+    assert!(!fail_once.exists(), "the first run failed and was retried");
+    assert_eq!(
+        s.post(&format!("/v1/grants/{grant}/revoke"), "demo-alice", json!({})).0,
+        200
+    );
+    wait_until("deprovisioned", || calls().contains("deprovision alice app-db"));
+    let lines = calls();
+    let first: Vec<&str> = lines.lines().next().unwrap().splitn(5, ' ').collect();
+    assert_eq!(first[..4], ["provision", "alice", "app-db", grant.as_str()]);
+    let body: Value = serde_json::from_str(first[4]).unwrap();
+    assert_eq!(body["grant"]["id"], grant.as_str());
+    let (_, grants) = s.get("/v1/grants?principal=alice", "demo-alice");
+    assert_eq!(grants["items"][0]["providers"][0]["status"], "deprovisioned");
+}

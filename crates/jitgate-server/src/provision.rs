@@ -5,7 +5,9 @@
 //!
 //! The webhook provider POSTs a JSON body signed with HMAC-SHA256:
 //! `X-Jitgate-Signature: t=UNIX_SECONDS,v1=HEX(HMAC(secret, "UNIX_SECONDS." + body))`, with an
-//! `Idempotency-Key` that is the same on every attempt of one delivery.
+//! `Idempotency-Key` that is the same on every attempt of one delivery. The exec provider runs
+//! a command with the same body on its standard input and the essentials in its environment;
+//! exit status 0 acknowledges.
 
 use crate::app::{now, App};
 use hmac::{Hmac, Mac};
@@ -32,9 +34,12 @@ const ALARM_EVERY: u32 = 10;
 pub struct ProviderConfig {
     /// The name workflows use in `providers = [...]`.
     pub name: String,
-    /// `webhook`.
+    /// `webhook` or `exec`.
     pub kind: String,
-    pub url: String,
+    /// For `webhook`: where to POST.
+    pub url: Option<String>,
+    /// For `exec`: the program and its arguments (`["/usr/local/bin/grant-hook", "--db", "app"]`).
+    pub command: Option<Vec<String>>,
     /// The HMAC secret, or better `secret_env`: the environment variable holding it.
     pub secret: Option<String>,
     pub secret_env: Option<String>,
@@ -47,58 +52,88 @@ fn default_timeout() -> String {
     "5s".into()
 }
 
-struct Webhook {
-    url: String,
-    secret: Vec<u8>,
-    timeout: Duration,
+enum Provider {
+    Webhook {
+        url: String,
+        secret: Vec<u8>,
+        timeout: Duration,
+    },
+    Exec {
+        command: Vec<String>,
+        timeout: Duration,
+    },
 }
 
 /// The configured providers.
 #[derive(Default)]
 pub struct Providers {
-    webhooks: HashMap<String, Webhook>,
+    by_name: HashMap<String, Provider>,
     http: reqwest::Client,
+}
+
+fn webhook_secret(c: &ProviderConfig, at: &dyn Fn(&str) -> String) -> Result<Vec<u8>, String> {
+    let secret = match (&c.secret, &c.secret_env) {
+        (Some(s), None) => s.clone(),
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("{}: the environment variable {var} is not set", at("secret_env")))?,
+        _ => return Err(format!("{}: set exactly one of secret and secret_env", at("secret"))),
+    };
+    if secret.len() < 16 {
+        return Err(format!("{}: use at least 16 characters", at("secret")));
+    }
+    Ok(secret.into_bytes())
 }
 
 impl Providers {
     pub fn new(configs: &[ProviderConfig]) -> Result<Providers, String> {
-        let mut webhooks = HashMap::new();
+        let mut by_name = HashMap::new();
         for (n, c) in configs.iter().enumerate() {
             let at = |key: &str| format!("providers[{n}].{key}");
-            if c.kind != "webhook" {
-                return Err(format!(
-                    "{}: '{}' is not a provider kind; use webhook",
-                    at("kind"),
-                    c.kind
-                ));
-            }
-            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                return Err(format!("{}: '{}' is not an http(s) URL", at("url"), c.url));
-            }
-            let secret = match (&c.secret, &c.secret_env) {
-                (Some(s), None) => s.clone(),
-                (None, Some(var)) => std::env::var(var)
-                    .map_err(|_| format!("{}: the environment variable {var} is not set", at("secret_env")))?,
-                _ => return Err(format!("{}: set exactly one of secret and secret_env", at("secret"))),
-            };
-            if secret.len() < 16 {
-                return Err(format!("{}: use at least 16 characters", at("secret")));
-            }
             let timeout = crate::auth::config::duration(&at("timeout"), &c.timeout).map_err(|e| e.0)?;
-            if webhooks.contains_key(&c.name) {
+            let provider = match (c.kind.as_str(), &c.url, &c.command) {
+                ("webhook", Some(url), None) => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(format!("{}: '{url}' is not an http(s) URL", at("url")));
+                    }
+                    Provider::Webhook {
+                        url: url.clone(),
+                        secret: webhook_secret(c, &at)?,
+                        timeout,
+                    }
+                }
+                ("exec", None, Some(command)) => {
+                    if command.first().is_none_or(|program| !program.starts_with('/')) {
+                        return Err(format!(
+                            "{}: name the program by its absolute path, like [\"/usr/local/bin/grant-hook\"]",
+                            at("command")
+                        ));
+                    }
+                    Provider::Exec {
+                        command: command.clone(),
+                        timeout,
+                    }
+                }
+                ("webhook", _, _) => return Err(format!("{}: a webhook needs url (and no command)", at("url"))),
+                ("exec", _, _) => {
+                    return Err(format!(
+                        "{}: an exec provider needs command (and no url)",
+                        at("command")
+                    ))
+                }
+                (other, _, _) => {
+                    return Err(format!(
+                        "{}: '{other}' is not a provider kind; use webhook or exec",
+                        at("kind")
+                    ))
+                }
+            };
+            if by_name.contains_key(&c.name) {
                 return Err(format!("{}: '{}' is declared twice", at("name"), c.name));
             }
-            webhooks.insert(
-                c.name.clone(),
-                Webhook {
-                    url: c.url.clone(),
-                    secret: secret.into_bytes(),
-                    timeout,
-                },
-            );
+            by_name.insert(c.name.clone(), provider);
         }
         Ok(Providers {
-            webhooks,
+            by_name,
             http: reqwest::Client::new(),
         })
     }
@@ -107,7 +142,7 @@ impl Providers {
     pub fn check_policy(&self, policy: &jitgate_policy::Policy) -> Result<(), String> {
         for workflow in policy.workflows() {
             for name in &workflow.providers {
-                if !self.webhooks.contains_key(name) {
+                if !self.by_name.contains_key(name) {
                     return Err(format!(
                         "workflow {} {} names provider '{name}', which the server's config does not declare",
                         workflow.resource, workflow.action
@@ -119,8 +154,8 @@ impl Providers {
     }
 
     async fn deliver(&self, item: &OutboxItem, grant: &Grant, at: Timestamp) -> Result<(), String> {
-        let hook = self
-            .webhooks
+        let provider = self
+            .by_name
             .get(&item.provider)
             .ok_or_else(|| format!("provider '{}' is not configured", item.provider))?;
         let body = serde_json::json!({
@@ -141,28 +176,95 @@ impl Providers {
             },
         })
         .to_string();
+        match provider {
+            Provider::Webhook { url, secret, timeout } => {
+                self.post(url, secret, *timeout, &item.idempotency_key(), body, at)
+                    .await
+            }
+            Provider::Exec { command, timeout } => run_command(command, *timeout, item, grant, body).await,
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        secret: &[u8],
+        timeout: Duration,
+        key: &str,
+        body: String,
+        at: Timestamp,
+    ) -> Result<(), String> {
         let stamp = at.timestamp();
-        let mut mac = Hmac::<Sha256>::new_from_slice(&hook.secret).map_err(|e| e.to_string())?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
         mac.update(format!("{stamp}.").as_bytes());
         mac.update(body.as_bytes());
         let signature = hex::encode(mac.finalize().into_bytes());
         let response = self
             .http
-            .post(&hook.url)
-            .timeout(hook.timeout)
+            .post(url)
+            .timeout(timeout)
             .header("Content-Type", "application/json")
-            .header("Idempotency-Key", item.idempotency_key())
+            .header("Idempotency-Key", key)
             .header("X-Jitgate-Signature", format!("t={stamp},v1={signature}"))
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{}: {e}", hook.url))?;
+            .map_err(|e| format!("{url}: {e}"))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("{} answered {}", hook.url, response.status()))
+            Err(format!("{url} answered {}", response.status()))
         }
     }
+}
+
+/// Run an exec provider: the body on standard input, the essentials in the environment.
+async fn run_command(
+    command: &[String],
+    timeout: Duration,
+    item: &OutboxItem,
+    grant: &Grant,
+    body: String,
+) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let (program, args) = command.split_first().ok_or("the command is empty")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("JITGATE_OPERATION", item.operation.as_str())
+        .env("JITGATE_DELIVERY", item.idempotency_key())
+        .env("JITGATE_GRANT_ID", &grant.id)
+        .env("JITGATE_PRINCIPAL", &grant.principal)
+        .env("JITGATE_RESOURCE", &grant.resource)
+        .env("JITGATE_ACTION", &grant.action)
+        .env("JITGATE_EXPIRES_AT", grant.expires_at.to_rfc3339())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that does not read its input is not an error.
+        let _ = stdin.write_all(body.as_bytes()).await;
+    }
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{program} took longer than {timeout:?}"))?
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: String = stderr
+        .trim()
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!("{program} exited with {}: {tail}", output.status))
 }
 
 fn event(kind: EventKind, item: &OutboxItem, grant: &Grant, at: Timestamp, comment: String) -> NewEvent {
