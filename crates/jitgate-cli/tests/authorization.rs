@@ -55,6 +55,13 @@ fn row(s: &Server, method: &str, path: &str, body: Value, attempts: &[Attempt]) 
     last
 }
 
+/// The ids a list endpoint shows the bearer of `token`.
+fn ids_at(s: &Server, path: &str, token: &str) -> BTreeSet<String> {
+    let (status, v) = s.get(path, token);
+    assert_eq!(status, 200, "{v}");
+    v["items"].as_array().unwrap().iter().map(id).collect()
+}
+
 fn pending_prod_read(s: &Server) -> String {
     id(&s.file(
         ALICE,
@@ -94,11 +101,7 @@ fn every_role_the_table_refuses_is_refused() {
     );
     // Lists hold only what the caller may see.
     row(&s, "GET", "/v1/requests", json!(null), &[refused(SERVICE)]);
-    let listed = |token: &str| -> BTreeSet<String> {
-        let (status, v) = s.get("/v1/requests", token);
-        assert_eq!(status, 200, "{v}");
-        v["items"].as_array().unwrap().iter().map(id).collect()
-    };
+    let listed = |token: &str| ids_at(&s, "/v1/requests", token);
     assert!(!listed(DAVE).contains(&a));
     assert!(listed(BOB).contains(&a));
     assert!(listed(AUDITOR).contains(&a));
@@ -174,11 +177,7 @@ fn every_role_the_table_refuses_is_refused() {
 
     // Grants: users list their own, auditors and admins all.
     row(&s, "GET", "/v1/grants", json!(null), &[refused(SERVICE)]);
-    let grants_of = |token: &str| -> BTreeSet<String> {
-        let (status, v) = s.get("/v1/grants?principal=alice", token);
-        assert_eq!(status, 200, "{v}");
-        v["items"].as_array().unwrap().iter().map(id).collect()
-    };
+    let grants_of = |token: &str| ids_at(&s, "/v1/grants?principal=alice", token);
     assert!(grants_of(ALICE).contains(&staging_grant));
     assert!(
         grants_of(DAVE).is_empty(),

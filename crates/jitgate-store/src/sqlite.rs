@@ -264,6 +264,33 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
+    /// One delivery attempt of an outbox item: done, or failed with the next try's time.
+    async fn record_attempt(
+        &self,
+        id: i64,
+        done_at: Option<Timestamp>,
+        next_due: Option<Timestamp>,
+        error: Option<&str>,
+        event: Option<&NewEvent>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
+             WHERE id = ? AND done_at IS NULL",
+        )
+        .bind(done_at.map(ms))
+        .bind(next_due.map(ms))
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(event) = event {
+            append_events(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     fn request_query(where_clause: &str) -> String {
         format!(
             "SELECT r.doc, r.version, {GRANT_COLUMNS} FROM requests r LEFT JOIN grants g ON g.request_id = r.id {where_clause}"
@@ -732,34 +759,11 @@ impl Store for SqliteStore {
     }
 
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE outbox SET done_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ? AND done_at IS NULL")
-            .bind(ms(at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(event) = event {
-            append_events(&mut tx, std::slice::from_ref(event)).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.record_attempt(id, Some(at), None, None, event).await
     }
 
     async fn retry_outbox(&self, id: i64, next_due: Timestamp, error: &str, event: Option<&NewEvent>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ? AND done_at IS NULL",
-        )
-        .bind(ms(next_due))
-        .bind(error)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(event) = event {
-            append_events(&mut tx, std::slice::from_ref(event)).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.record_attempt(id, None, Some(next_due), Some(error), event).await
     }
 
     async fn outbox_states(&self, grant_ids: &[String]) -> Result<Vec<OutboxState>> {
