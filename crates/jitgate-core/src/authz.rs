@@ -44,20 +44,15 @@ impl Role {
     }
 }
 
-/// The roles an identity holds.
-pub fn roles(who: &Identity) -> Vec<Role> {
-    let mut roles = Vec::with_capacity(2);
-    match who.kind {
-        PrincipalKind::User => roles.push(Role::User),
-        PrincipalKind::Service => roles.push(Role::Service),
-    }
-    if who.in_group(AUDITOR_GROUP) {
-        roles.push(Role::Auditor);
-    }
-    if who.is_admin() {
-        roles.push(Role::Admin);
-    }
-    roles
+/// The roles an identity holds (without allocating: this runs on every request).
+pub fn roles(who: &Identity) -> impl Iterator<Item = Role> {
+    let base = match who.kind {
+        PrincipalKind::User => Role::User,
+        PrincipalKind::Service => Role::Service,
+    };
+    let auditor = who.in_group(AUDITOR_GROUP).then_some(Role::Auditor);
+    let admin = who.is_admin().then_some(Role::Admin);
+    std::iter::once(base).chain(auditor).chain(admin)
 }
 
 /// How far an operation reaches for a caller. Ordered: each reaches at least as far as the
@@ -260,7 +255,6 @@ pub fn rule(operation: Operation) -> &'static Rule {
 pub fn reach(who: &Identity, operation: Operation) -> Reach {
     let row = rule(operation);
     roles(who)
-        .into_iter()
         .map(|role| row.reach[role_column(role)])
         .max()
         .unwrap_or(Reach::Nothing)
