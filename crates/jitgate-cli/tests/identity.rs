@@ -454,6 +454,7 @@ audience = ["jitgate"]
 jwks_url = "{}"
 algorithms = ["RS256"]
 github_actions = true
+allowed_owners = ["example"]
 jwks_min_refresh = "0s"
 "#,
         endpoint.url
@@ -479,6 +480,15 @@ jwks_min_refresh = "0s"
     let other_pending = s.file(&other, deploy.clone());
     assert_eq!(other_pending["requester"], "ci:example/other");
     assert_eq!(other_pending["status"], "pending");
+
+    // Any repository on GitHub can get a token for this audience: only allowed owners count.
+    let stranger = first.sign(&github_claims("evil/app", "refs/heads/main"));
+    assert_eq!(s.post("/v1/requests", &stranger, deploy.clone()).0, 401);
+    assert!(
+        s.log().contains("repository owner 'evil' is not in allowed_owners"),
+        "{}",
+        s.log()
+    );
 
     // The issuer rotates its key: the new key is fetched from the URL when a token names it.
     let second = rsa("gh-2");

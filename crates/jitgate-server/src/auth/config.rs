@@ -52,6 +52,10 @@ pub struct OidcIssuerConfig {
     /// principal is in the group `ci` unless `groups` says otherwise.
     #[serde(default)]
     pub github_actions: bool,
+    /// With `github_actions`: the GitHub organisations or users whose workflows may
+    /// authenticate. Required, because any repository on GitHub can obtain a token for any
+    /// audience from GitHub's issuer.
+    pub allowed_owners: Option<Vec<String>>,
     /// The shortest time between two JWKS fetches triggered by unknown keys.
     #[serde(default = "default_min_refresh")]
     pub jwks_min_refresh: String,
@@ -185,6 +189,19 @@ impl OidcIssuerConfig {
         }
         duration(&at("leeway"), &self.leeway)?;
         duration(&at("jwks_min_refresh"), &self.jwks_min_refresh)?;
+        if self.github_actions && self.allowed_owners.as_ref().is_none_or(|o| o.is_empty()) {
+            return Err(ConfigError(format!(
+                "{}: list the GitHub organisations whose workflows may authenticate, like [\"example\"]; \
+                 any repository on GitHub can get a token from this issuer",
+                at("allowed_owners")
+            )));
+        }
+        if !self.github_actions && self.allowed_owners.is_some() {
+            return Err(ConfigError(format!(
+                "{}: only applies with github_actions = true",
+                at("allowed_owners")
+            )));
+        }
         if self.principal_claim.as_deref().is_some_and(|c| c.trim().is_empty()) {
             return Err(ConfigError(format!(
                 "{}: name a claim, like \"email\"",
@@ -266,6 +283,11 @@ jwks_url = "https://id.example/jwks"
             (format!("{GOOD}algorithms = [\"HS256\"]\n"), "'HS256' is not accepted"),
             (format!("{GOOD}algorithms = [\"none\"]\n"), "'none' is not accepted"),
             (format!("{GOOD}leeway = \"soon\"\n"), "oidc[0].leeway"),
+            (format!("{GOOD}github_actions = true\n"), "oidc[0].allowed_owners"),
+            (
+                format!("{GOOD}allowed_owners = [\"x\"]\n"),
+                "only applies with github_actions",
+            ),
             (
                 format!("{GOOD}{GOOD}"),
                 "oidc[1].issuer: 'https://id.example' is configured twice",

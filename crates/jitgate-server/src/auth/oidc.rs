@@ -234,6 +234,18 @@ impl OidcIssuer {
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, String> {
+        if self.config.github_actions {
+            let owner = claim_string(claims, "repository_owner");
+            let owner = if owner.is_empty() {
+                claim_string(claims, "repository").split('/').next().unwrap_or("")
+            } else {
+                owner
+            };
+            let allowed = self.config.allowed_owners.as_deref().unwrap_or_default();
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(owner)) {
+                return Err(format!("repository owner '{owner}' is not in allowed_owners"));
+            }
+        }
         let claim = self.principal_claim();
         let name = claims
             .get(claim)
