@@ -154,6 +154,45 @@ impl App {
         }
     }
 
+    /// A page of the requests the caller may see. Requests they may not see are skipped
+    /// before the page is counted, so a page is full whenever enough visible requests exist
+    /// (scanning at most `MAX_SCANNED_PAGES` store pages per call; `next` resumes the scan).
+    pub async fn visible_requests(
+        &self,
+        caller: &Caller,
+        mut filter: jitgate_store::RequestFilter,
+        at: Timestamp,
+    ) -> Result<(Vec<Request>, Option<String>), ApiError> {
+        const MAX_SCANNED_PAGES: usize = 20;
+        let wanted = filter.limit as usize;
+        if caller.reach() == jitgate_core::authz::Reach::Own {
+            // Only their own: the store can filter that itself.
+            filter.requester = Some(caller.who().principal.clone());
+        }
+        let mut visible = Vec::with_capacity(wanted);
+        for _ in 0..MAX_SCANNED_PAGES {
+            let page = self.store.list_requests(&filter, at).await?;
+            let exhausted = page.len() < filter.limit as usize;
+            let mut resume = page.last().map(|r| r.id.clone());
+            for request in page {
+                if caller.may_see(&request) {
+                    visible.push(request);
+                    if visible.len() == wanted {
+                        // Resume right after the last request handed out.
+                        resume = visible.last().map(|r| r.id.clone());
+                        return Ok((visible, resume));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((visible, None));
+            }
+            filter.before = resume;
+        }
+        let next = filter.before.clone();
+        Ok((visible, next))
+    }
+
     /// Apply a transition to request `id`, re-reading and re-applying it if another writer
     /// got there first. The transition sees the freshest state every time, so a race can
     /// never count an approval twice or decide a request twice.

@@ -127,13 +127,9 @@ pub async fn list_requests(
         limit,
         before: query.before,
     };
-    let page = app.store.list_requests(&filter, at).await?;
-    let next = (page.len() == limit as usize)
-        .then(|| page.last().map(|r| r.id.clone()))
-        .flatten();
+    let (page, next) = app.visible_requests(&caller, filter, at).await?;
     let items = page
         .iter()
-        .filter(|r| caller.may_see(r))
         .map(|r| RequestView::new(r, at, &caller.who().principal))
         .collect();
     Ok(Json(RequestList { items, next }))
