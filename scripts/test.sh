@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suite needs, installed when missing: a real sshd and ssh client for the
-# SSH certificate tests. PostgreSQL and Chromium join this list with the features that need them.
+# SSH certificate tests; a PostgreSQL server (started per test by scripts/test-postgres.sh)
+# and psql for the PostgreSQL role provider. Chromium joins this list with the web UI.
 NEEDED=()
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || NEEDED+=(openssh-server)
 command -v ssh >/dev/null || NEEDED+=(openssh-client)
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || NEEDED+=(postgresql)
+command -v psql >/dev/null || NEEDED+=(postgresql-client)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

@@ -223,6 +223,41 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `jitgate credentials` waits for a login role that is still being created.
+const CREDENTIALS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub fn database_credentials(client: &Client, grant_id: &str) -> CommandResult {
+    let path = format!("/v1/grants/{grant_id}/credentials");
+    let deadline = std::time::Instant::now() + CREDENTIALS_WAIT;
+    let answer = loop {
+        match client.post(&path, &json!({})) {
+            Err(ClientError::Api { status: 503, .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            other => break other?,
+        }
+    };
+    print(client, &answer, |a| {
+        let mut out = String::new();
+        for c in a["credentials"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "provider  {}\nuser      {}\npassword  {}\nhost      {}:{}\ndatabase  {}\nexpires   {}\nurl       {}\n\n",
+                render::s(&c["provider"]),
+                render::s(&c["user"]),
+                render::s(&c["password"]),
+                render::s(&c["host"]),
+                c["port"],
+                render::s(&c["database"]),
+                render::s(&c["expires_at"]),
+                render::s(&c["url"]),
+            ));
+        }
+        out.push_str("shown once: jitgate keeps no copy of the password\n");
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn keys_rotate(client: &Client) -> CommandResult {
     let rotated = client.post("/v1/keys/rotate", &json!({}))?;
     print(client, &rotated, |r| {

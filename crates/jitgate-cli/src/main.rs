@@ -129,6 +129,9 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Print the database login (user, password, connection URL) made for your active grant
+    /// on a PostgreSQL resource. Shown once: save it now. Waits while the role is being created.
+    Credentials { grant_id: String },
     /// Manage the keys that sign grant tokens (admins).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -281,6 +284,7 @@ fn main() -> ExitCode {
             service,
         }) => commands::token_create(&client, &principal, groups, ttl, label, service),
         Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
+        Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
         Command::Token(TokenCommand::List) => commands::token_list(&client),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),

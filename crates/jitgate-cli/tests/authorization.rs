@@ -236,6 +236,22 @@ fn every_role_the_table_refuses_is_refused() {
         ],
     );
 
+    // Database credentials: the holder only (staging-db has no postgres provider, so the
+    // holder's own call is refused with 409 after the table lets it through).
+    row(
+        &s,
+        "POST",
+        &format!("/v1/grants/{staging_grant}/credentials"),
+        json!({}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(AUDITOR),
+            refused(ADMIN),
+            ok(ALICE, 409),
+        ],
+    );
+
     // Revoke: the holder, its request's reviewers, admins.
     row(
         &s,
@@ -385,6 +401,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("POST", "/v1/grants/{id}/revoke"),
         ("POST", "/v1/grants/{id}/extend"),
         ("POST", "/v1/grants/{id}/ssh-cert"),
+        ("POST", "/v1/grants/{id}/credentials"),
         ("POST", "/v1/check"),
         ("POST", "/v1/check/batch"),
         ("GET", "/v1/policy/explain"),

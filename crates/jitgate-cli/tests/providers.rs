@@ -97,9 +97,7 @@ impl Receiver {
 }
 
 fn policy_with_provider() -> tempfile::TempDir {
-    let policy = editable_quickstart();
-    let mut workflows = std::fs::read_to_string(policy.path().join("workflows.toml")).unwrap();
-    workflows.push_str(
+    quickstart_with_workflows(
         r#"
 [[workflow]]
 resource = "app-db"
@@ -109,9 +107,7 @@ auto_approve = true
 max_duration = "1h"
 providers = ["hook"]
 "#,
-    );
-    std::fs::write(policy.path().join("workflows.toml"), workflows).unwrap();
-    policy
+    )
 }
 
 fn config(url: &str) -> String {

@@ -226,9 +226,7 @@ fn a_certificate_logs_in_inside_the_grant_window_and_not_after() {
 
 #[test]
 fn a_forced_command_cannot_be_escaped_and_single_use_means_one_certificate() {
-    let policy = editable_quickstart();
-    let mut workflows = std::fs::read_to_string(policy.path().join("workflows.toml")).unwrap();
-    workflows.push_str(
+    let policy = quickstart_with_workflows(
         r#"
 [[workflow]]
 resource = "bastion"
@@ -240,7 +238,6 @@ max_duration = "10m"
 ssh = { source_address = ["127.0.0.1/32"] }
 "#,
     );
-    std::fs::write(policy.path().join("workflows.toml"), workflows).unwrap();
     let s = Server::start_with_policy(policy.path());
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&s, dir.path(), "alice");

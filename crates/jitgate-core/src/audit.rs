@@ -67,6 +67,9 @@ pub enum EventKind {
     /// A provider failed to remove an ended grant; retried until it succeeds.
     #[serde(rename = "grant.deprovision_failed")]
     GrantDeprovisionFailed,
+    /// A grant's holder was handed the credentials a provider made (a database login), once.
+    #[serde(rename = "grant.credentials_issued")]
+    GrantCredentialsIssued,
 }
 
 impl EventKind {
@@ -95,6 +98,7 @@ impl EventKind {
             EventKind::GrantProvisioned => "grant.provisioned",
             EventKind::GrantDeprovisioned => "grant.deprovisioned",
             EventKind::GrantDeprovisionFailed => "grant.deprovision_failed",
+            EventKind::GrantCredentialsIssued => "grant.credentials_issued",
         }
     }
 }

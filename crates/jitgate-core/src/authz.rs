@@ -132,6 +132,7 @@ operations!(
     RevokeGrant,
     ExtendGrant,
     IssueSshCertificate,
+    IssueCredentials,
     Check,
     ExplainPolicy,
     ReadAudit,
@@ -211,6 +212,12 @@ pub const TABLE: &[Rule] = &[
         operation: Operation::IssueSshCertificate,
         what: "get an OpenSSH certificate for a grant (its holder)",
         endpoints: "POST /v1/grants/{id}/ssh-cert",
+        reach: [Own, Nothing, Own, Own],
+    },
+    Rule {
+        operation: Operation::IssueCredentials,
+        what: "get a grant's database credentials, once (its holder)",
+        endpoints: "POST /v1/grants/{id}/credentials",
         reach: [Own, Nothing, Own, Own],
     },
     Rule {

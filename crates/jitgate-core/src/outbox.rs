@@ -46,9 +46,16 @@ pub struct OutboxItem {
 }
 
 impl OutboxItem {
-    /// The key a provider can deduplicate deliveries by: the same for every attempt.
-    pub fn idempotency_key(&self) -> String {
-        format!("{}:{}:{}", self.grant_id, self.provider, self.operation.as_str())
+    /// The key a provider can deduplicate deliveries by: the same for every attempt of one
+    /// delivery. An extended grant (`extensions` > 0) is provisioned again with its new end,
+    /// under a new key.
+    pub fn idempotency_key(&self, extensions: u32) -> String {
+        let key = format!("{}:{}:{}", self.grant_id, self.provider, self.operation.as_str());
+        if self.operation == OutboxOperation::Provision && extensions > 0 {
+            format!("{key}:ext{extensions}")
+        } else {
+            key
+        }
     }
 }
 
@@ -152,6 +159,22 @@ mod tests {
             provider_status(&[state(Provision, false, 2), state(Deprovision, false, 0)])[0].last_error,
             Some("down".into())
         );
+        let item = OutboxItem {
+            id: 1,
+            grant_id: "g".into(),
+            provider: "hook".into(),
+            operation: Provision,
+            due_at: chrono::DateTime::UNIX_EPOCH,
+            attempts: 0,
+            last_error: None,
+        };
+        assert_eq!(item.idempotency_key(0), "g:hook:provision");
+        assert_eq!(item.idempotency_key(2), "g:hook:provision:ext2");
+        let item = OutboxItem {
+            operation: Deprovision,
+            ..item
+        };
+        assert_eq!(item.idempotency_key(2), "g:hook:deprovision");
         assert!(retry_delay(0) < retry_delay(1) && retry_delay(40) == chrono::TimeDelta::seconds(30));
     }
 }

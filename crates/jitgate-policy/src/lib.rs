@@ -18,7 +18,9 @@ use jitgate_core::admission::{Admission, Ask};
 use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, Step, Timestamp};
 use oncall::Schedule;
 use std::path::Path;
-pub use workflow::{DirectoryEntry, Extension, PolicyError, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE};
+pub use workflow::{
+    DirectoryEntry, Extension, PolicyError, PostgresAccess, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE,
+};
 
 /// A loaded, validated policy.
 pub struct Policy {

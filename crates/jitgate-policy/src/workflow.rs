@@ -74,6 +74,9 @@ pub struct Workflow {
     pub extension: Option<Extension>,
     /// Grants of this workflow may be turned into short-lived OpenSSH user certificates.
     pub ssh: Option<SshAccess>,
+    /// Grants of this workflow become temporary PostgreSQL login roles (by a `postgres`
+    /// provider) that are members of these database roles.
+    pub postgres: Option<PostgresAccess>,
     /// Providers (configured in the server's config file) that provision each grant in a
     /// target system and deprovision it at its end.
     pub providers: Vec<String>,
@@ -85,6 +88,16 @@ pub struct SshAccess {
     /// Addresses (CIDR) the certificate may be used from; empty means anywhere.
     pub source_address: Vec<String>,
 }
+
+/// How a grant becomes a temporary PostgreSQL login role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresAccess {
+    /// Existing database roles the login role is made a member of (its privileges).
+    pub roles: Vec<String>,
+}
+
+/// The longest role name PostgreSQL keeps (NAMEDATALEN - 1 bytes).
+const MAX_PG_ROLE_LEN: usize = 63;
 
 /// Extension of an active grant by its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,8 +178,15 @@ struct WorkflowSpec {
     break_glass: Option<BreakGlassSpec>,
     extension: Option<ExtensionSpec>,
     ssh: Option<SshSpec>,
+    postgres: Option<PostgresSpec>,
     #[serde(default)]
     providers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresSpec {
+    roles: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +526,12 @@ impl Rules {
                     source_address: ssh.source_address.clone(),
                 }
             });
+            let postgres = spec.postgres.as_ref().map(|pg| {
+                problems.extend(postgres_problems(&pg.roles, single_use, spec.providers.is_empty()));
+                PostgresAccess {
+                    roles: pg.roles.clone(),
+                }
+            });
             let key = (spec.resource.clone(), spec.action.clone());
             if policy.workflows.contains_key(&key) {
                 problems.push(format!("a workflow for {name} is already defined; merge the two"));
@@ -542,6 +568,7 @@ impl Rules {
                     break_glass,
                     extension,
                     ssh,
+                    postgres,
                     providers: spec.providers.clone(),
                 },
             );
@@ -671,6 +698,41 @@ fn check_duration(
         )),
         Some(d) => Ok(d),
     }
+}
+
+/// What is wrong with a workflow's `postgres` section.
+fn postgres_problems(roles: &[String], single_use: bool, no_providers: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if roles.is_empty() {
+        problems
+            .push("postgres.roles: name the database roles a grant's login role joins, like [\"app_readonly\"]".into());
+    }
+    for role in roles {
+        let plain = role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        if role.is_empty() || role.len() > MAX_PG_ROLE_LEN || !plain {
+            problems.push(format!(
+                "postgres.roles: '{role}' is not a role name: use 1 to {MAX_PG_ROLE_LEN} letters, digits, '_', '-' or '.'"
+            ));
+        }
+        if role.starts_with("pg_") {
+            problems.push(format!(
+                "postgres.roles: '{role}' is a PostgreSQL system role; grant access through a role of your own"
+            ));
+        }
+    }
+    if single_use {
+        problems.push(
+            "postgres: a single-use grant ends at its first use, which would drop the login role at once; \
+             remove single_use (or action_bound) or the postgres section"
+                .into(),
+        );
+    }
+    if no_providers {
+        problems.push("postgres: name the postgres provider that creates the role: providers = [\"...\"]".into());
+    }
+    problems
 }
 
 #[cfg(test)]

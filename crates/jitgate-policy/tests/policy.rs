@@ -464,3 +464,48 @@ fn directory_tokens_can_be_kept_as_hashes_only() {
     let errors = Policy::from_texts(&twice, "", None, &[]).unwrap_err();
     assert!(errors[0].to_string().contains("already used"), "{errors:?}");
 }
+
+#[test]
+fn postgres_sections_are_checked() {
+    let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+    let workflow = |extra: &str| {
+        format!("[[workflow]]\nresource = \"app-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n{extra}\n")
+    };
+    let good = workflow("providers = [\"pg\"]\npostgres = { roles = [\"app_read\", \"reporting-ro\"] }");
+    let policy = Policy::from_texts(directory, &good, None, &[]).unwrap();
+    let access = policy.rules().workflow("app-db", "read").unwrap().postgres.clone();
+    assert_eq!(access.unwrap().roles, vec!["app_read", "reporting-ro"]);
+
+    let refused = [
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [] }",
+            "name the database roles",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"x\\\"; DROP TABLE t; --\"] }",
+            "is not a role name",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"pg_read_all_data\"] }",
+            "system role",
+        ),
+        ("postgres = { roles = [\"app_read\"] }", "name the postgres provider"),
+        (
+            "providers = [\"pg\"]\naction_bound = true\npostgres = { roles = [\"app_read\"] }",
+            "single-use grant ends at its first use",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"app_read\"], superuser = true }",
+            "unknown field",
+        ),
+    ];
+    for (extra, expected) in refused {
+        let errors = Policy::from_texts(directory, &workflow(extra), None, &[]).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains(expected) && e.file == "workflows.toml"),
+            "{extra}: expected '{expected}' in {errors:?}"
+        );
+    }
+}

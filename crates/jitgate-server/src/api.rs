@@ -507,3 +507,24 @@ pub struct SshCertAnswer {
     /// One OpenSSH certificate line; save it beside the key as `KEY-cert.pub`.
     pub certificate: String,
 }
+
+/// A database login made for a grant's holder. The password is shown this once: jitgate keeps
+/// no copy. It works until the grant ends, when the role is dropped and its sessions are cut.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseCredentials {
+    /// The provider (from the server's config) that made the login.
+    pub provider: String,
+    pub user: String,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// A connection URL with all of the above, for `psql` and drivers.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialsAnswer {
+    pub credentials: Vec<DatabaseCredentials>,
+}

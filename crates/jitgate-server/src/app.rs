@@ -368,9 +368,9 @@ impl App {
         self.ssh_ca.public_line()
     }
 
-    /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A
-    /// single-use grant is consumed by it: one certificate, once.
-    pub async fn ssh_certificate(&self, caller: &Caller, grant_id: &str, public_key: &str) -> Result<String, ApiError> {
+    /// A grant (with its request) that the caller may see and the operation reaches; others
+    /// get the same 404 as a missing one.
+    async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<(Request, Grant), ApiError> {
         let request = match self.store.get_request_by_grant(grant_id).await? {
             Some(r) if caller.may_see(&r) => r,
             _ => return Err(ApiError::NotFound(format!("no grant {grant_id}"))),
@@ -380,6 +380,13 @@ impl App {
             .grant
             .clone()
             .ok_or_else(|| ApiError::NotFound(format!("no grant {grant_id}")))?;
+        Ok((request, grant))
+    }
+
+    /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A
+    /// single-use grant is consumed by it: one certificate, once.
+    pub async fn ssh_certificate(&self, caller: &Caller, grant_id: &str, public_key: &str) -> Result<String, ApiError> {
+        let (request, grant) = self.reachable_grant(caller, grant_id).await?;
         let at = now();
         if grant.status == GrantStatus::Used {
             return Err(ApiError::Conflict(format!(
@@ -436,6 +443,95 @@ impl App {
         }
         self.store.append_events(std::slice::from_ref(&issued)).await?;
         Ok(certificate)
+    }
+
+    /// The database logins the grant's postgres providers made, for its holder, once each.
+    /// The handout is claimed in the store before the password is set, so of any number of
+    /// concurrent callers exactly one gets it; a claim whose password could not be set is
+    /// given back.
+    pub async fn database_credentials(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+    ) -> Result<Vec<crate::api::DatabaseCredentials>, ApiError> {
+        let (_, grant) = self.reachable_grant(caller, grant_id).await?;
+        let at = now();
+        if !grant.is_live(at) {
+            return Err(ApiError::Conflict(format!(
+                "grant {grant_id} is {}; only an active grant has credentials",
+                grant.status_at(at).as_str()
+            )));
+        }
+        let targets: Vec<(&String, &crate::pgrole::PostgresTarget)> = grant
+            .providers
+            .iter()
+            .filter_map(|name| self.providers.postgres(name).map(|target| (name, target)))
+            .collect();
+        if targets.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "{} {} grants no database login: its workflow names no postgres provider",
+                grant.action, grant.resource
+            )));
+        }
+        let states = self.store.outbox_states(std::slice::from_ref(&grant.id)).await?;
+        // Every login must exist before any is claimed, so no claim is spent on a partial answer.
+        for (name, _) in &targets {
+            let provisioned = states.iter().any(|s| {
+                &s.provider == *name && s.operation == jitgate_core::outbox::OutboxOperation::Provision && s.done
+            });
+            if !provisioned {
+                return Err(ApiError::Unavailable(format!(
+                    "the login role for grant {grant_id} is still being created by provider {name}; try again in a moment"
+                )));
+            }
+        }
+        let mut handed = Vec::new();
+        for (name, target) in targets {
+            if !self.store.claim_handout(&grant.id, name, at).await? {
+                return Err(ApiError::Conflict(format!(
+                    "the credentials for grant {grant_id} from provider {name} were handed out already; they are shown once"
+                )));
+            }
+            let login = match target.issue_login(&grant).await {
+                Ok(login) => login,
+                Err(error) => {
+                    self.store.release_handout(&grant.id, name).await?;
+                    tracing::warn!(grant = %grant.id, provider = %name, %error, "cannot make database credentials");
+                    return Err(ApiError::Unavailable(format!(
+                        "provider {name} cannot make the login now; try again shortly ({error})"
+                    )));
+                }
+            };
+            let mut issued = machine::used_event(&grant, &caller.who().principal, at);
+            issued.kind = jitgate_core::EventKind::GrantCredentialsIssued;
+            issued.comment = Some(format!(
+                "provider {name}: login role {} on {}:{}/{} until {}",
+                login.user,
+                target.host,
+                target.port,
+                target.database,
+                grant.expires_at.to_rfc3339()
+            ));
+            self.store.append_events(std::slice::from_ref(&issued)).await?;
+            handed.push(crate::api::DatabaseCredentials {
+                provider: name.clone(),
+                url: format!(
+                    "postgres://{}:{}@{}:{}/{}",
+                    login.user,
+                    login.password,
+                    url_host(&target.host),
+                    target.port,
+                    target.database
+                ),
+                user: login.user,
+                password: login.password,
+                host: target.host.clone(),
+                port: target.port,
+                database: target.database.clone(),
+                expires_at: grant.expires_at,
+            });
+        }
+        Ok(handed)
     }
 
     /// Issue an API token. The token itself is returned once and kept nowhere.
@@ -601,6 +697,15 @@ impl App {
                 denied("the decision could not be recorded; denied".into())
             }
         }
+    }
+}
+
+/// A host as it stands in a URL: IPv6 addresses in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
     }
 }
 

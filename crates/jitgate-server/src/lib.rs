@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod pgrole;
 pub mod provision;
 pub mod reload;
 pub mod routes;

@@ -7,7 +7,8 @@
 //! `X-Jitgate-Signature: t=UNIX_SECONDS,v1=HEX(HMAC(secret, "UNIX_SECONDS." + body))`, with an
 //! `Idempotency-Key` that is the same on every attempt of one delivery. The exec provider runs
 //! a command with the same body on its standard input and the essentials in its environment;
-//! exit status 0 acknowledges.
+//! exit status 0 acknowledges. The postgres provider makes each grant a temporary login role
+//! in a PostgreSQL server (`pgrole.rs`).
 
 use crate::app::{now, App};
 use hmac::{Hmac, Mac};
@@ -34,10 +35,16 @@ const ALARM_EVERY: u32 = 10;
 pub struct ProviderConfig {
     /// The name workflows use in `providers = [...]`.
     pub name: String,
-    /// `webhook` or `exec`.
+    /// `webhook`, `exec` or `postgres`.
     pub kind: String,
-    /// For `webhook`: where to POST.
+    /// For `webhook`: where to POST. For `postgres`: the admin connection URL
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), or better `url_env`.
     pub url: Option<String>,
+    /// For `postgres`: the environment variable holding the admin connection URL.
+    pub url_env: Option<String>,
+    /// For `postgres`: the host and port grant holders connect to, when not the admin URL's.
+    pub login_host: Option<String>,
+    pub login_port: Option<u16>,
     /// For `exec`: the program and its arguments (`["/usr/local/bin/grant-hook", "--db", "app"]`).
     pub command: Option<Vec<String>>,
     /// The HMAC secret, or better `secret_env`: the environment variable holding it.
@@ -62,6 +69,7 @@ enum Provider {
         command: Vec<String>,
         timeout: Duration,
     },
+    Postgres(crate::pgrole::PostgresTarget),
 }
 
 /// The configured providers.
@@ -91,6 +99,7 @@ impl Providers {
             let at = |key: &str| format!("providers[{n}].{key}");
             let timeout = crate::auth::config::duration(&at("timeout"), &c.timeout).map_err(|e| e.0)?;
             let provider = match (c.kind.as_str(), &c.url, &c.command) {
+                ("postgres", _, None) => Provider::Postgres(postgres_target(c, timeout, &at)?),
                 ("webhook", Some(url), None) => {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return Err(format!("{}: '{url}' is not an http(s) URL", at("url")));
@@ -120,9 +129,15 @@ impl Providers {
                         at("command")
                     ))
                 }
+                ("postgres", _, _) => {
+                    return Err(format!(
+                        "{}: a postgres provider takes url or url_env (and no command)",
+                        at("command")
+                    ))
+                }
                 (other, _, _) => {
                     return Err(format!(
-                        "{}: '{other}' is not a provider kind; use webhook or exec",
+                        "{}: '{other}' is not a provider kind; use webhook, exec or postgres",
                         at("kind")
                     ))
                 }
@@ -138,50 +153,81 @@ impl Providers {
         })
     }
 
-    /// Every provider a policy names must be configured here.
+    /// Every provider a policy names must be configured here, and PostgreSQL roles go with
+    /// postgres providers: a workflow with a `postgres` section names one, and a workflow that
+    /// names one has the section (which says which database roles its grants get).
     pub fn check_policy(&self, policy: &jitgate_policy::Policy) -> Result<(), String> {
         for workflow in policy.workflows() {
-            for name in &workflow.providers {
-                if !self.by_name.contains_key(name) {
-                    return Err(format!(
-                        "workflow {} {} names provider '{name}', which the server's config does not declare",
-                        workflow.resource, workflow.action
-                    ));
+            let name = format!("workflow {} {}", workflow.resource, workflow.action);
+            let mut names_postgres = false;
+            for provider in &workflow.providers {
+                match self.by_name.get(provider) {
+                    None => {
+                        return Err(format!(
+                            "{name} names provider '{provider}', which the server's config does not declare"
+                        ))
+                    }
+                    Some(Provider::Postgres(_)) => names_postgres = true,
+                    Some(_) => {}
                 }
+            }
+            match (names_postgres, workflow.postgres.is_some()) {
+                (true, false) => {
+                    return Err(format!(
+                        "{name} names a postgres provider but has no postgres section: add postgres = {{ roles = [\"...\"] }}"
+                    ))
+                }
+                (false, true) => {
+                    return Err(format!(
+                        "{name} has a postgres section but names no provider of kind postgres in providers"
+                    ))
+                }
+                _ => {}
             }
         }
         Ok(())
     }
 
-    async fn deliver(&self, item: &OutboxItem, grant: &Grant, at: Timestamp) -> Result<(), String> {
+    /// The PostgreSQL target of a provider, if it is one.
+    pub fn postgres(&self, name: &str) -> Option<&crate::pgrole::PostgresTarget> {
+        match self.by_name.get(name) {
+            Some(Provider::Postgres(target)) => Some(target),
+            _ => None,
+        }
+    }
+
+    async fn deliver(
+        &self,
+        item: &OutboxItem,
+        grant: &Grant,
+        postgres: Option<&jitgate_policy::PostgresAccess>,
+        at: Timestamp,
+    ) -> Result<(), String> {
         let provider = self
             .by_name
             .get(&item.provider)
             .ok_or_else(|| format!("provider '{}' is not configured", item.provider))?;
-        let body = serde_json::json!({
-            "delivery": item.idempotency_key(),
-            "operation": item.operation.as_str(),
-            "provider": item.provider,
-            "attempt": item.attempts + 1,
-            "grant": {
-                "id": grant.id,
-                "request_id": grant.request_id,
-                "principal": grant.principal,
-                "resource": grant.resource,
-                "action": grant.action,
-                "payload_sha256": grant.payload_sha256,
-                "starts_at": grant.starts_at,
-                "expires_at": grant.expires_at,
-                "status": grant.status_at(at).as_str(),
-            },
-        })
-        .to_string();
         match provider {
             Provider::Webhook { url, secret, timeout } => {
-                self.post(url, secret, *timeout, &item.idempotency_key(), body, at)
+                let body = delivery_body(item, grant, at);
+                self.post(url, secret, *timeout, &item.idempotency_key(grant.extensions), body, at)
                     .await
             }
-            Provider::Exec { command, timeout } => run_command(command, *timeout, item, grant, body).await,
+            Provider::Exec { command, timeout } => {
+                run_command(command, *timeout, item, grant, delivery_body(item, grant, at)).await
+            }
+            Provider::Postgres(target) => match item.operation {
+                OutboxOperation::Provision => {
+                    let access = postgres.ok_or_else(|| {
+                        format!(
+                            "workflow {} {} has no postgres section naming the database roles",
+                            grant.resource, grant.action
+                        )
+                    })?;
+                    target.provision(grant, &access.roles).await
+                }
+                OutboxOperation::Deprovision => target.deprovision(grant).await,
+            },
         }
     }
 
@@ -218,6 +264,57 @@ impl Providers {
     }
 }
 
+/// The JSON body webhook and exec providers get.
+fn delivery_body(item: &OutboxItem, grant: &Grant, at: Timestamp) -> String {
+    serde_json::json!({
+        "delivery": item.idempotency_key(grant.extensions),
+        "operation": item.operation.as_str(),
+        "provider": item.provider,
+        "attempt": item.attempts + 1,
+        "grant": {
+            "id": grant.id,
+            "request_id": grant.request_id,
+            "principal": grant.principal,
+            "resource": grant.resource,
+            "action": grant.action,
+            "payload_sha256": grant.payload_sha256,
+            "starts_at": grant.starts_at,
+            "expires_at": grant.expires_at,
+            "status": grant.status_at(at).as_str(),
+        },
+    })
+    .to_string()
+}
+
+/// A postgres provider's target from its config: the admin URL from `url` or `url_env`.
+fn postgres_target(
+    c: &ProviderConfig,
+    timeout: Duration,
+    at: &dyn Fn(&str) -> String,
+) -> Result<crate::pgrole::PostgresTarget, String> {
+    let url = match (&c.url, &c.url_env) {
+        (Some(url), None) => url.clone(),
+        (None, Some(var)) => {
+            std::env::var(var).map_err(|_| format!("{}: the environment variable {var} is not set", at("url_env")))?
+        }
+        _ => return Err(format!("{}: set exactly one of url and url_env", at("url"))),
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{}: a postgres provider's URL starts with postgres://",
+            at("url")
+        ));
+    }
+    if c.secret.is_some() || c.secret_env.is_some() {
+        return Err(format!(
+            "{}: a postgres provider signs nothing; remove it",
+            at("secret")
+        ));
+    }
+    crate::pgrole::PostgresTarget::new(&url, c.login_host.as_deref(), c.login_port, timeout)
+        .map_err(|e| format!("{}: {e}", at("url")))
+}
+
 /// Run an exec provider: the body on standard input, the essentials in the environment.
 async fn run_command(
     command: &[String],
@@ -231,7 +328,7 @@ async fn run_command(
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .env("JITGATE_OPERATION", item.operation.as_str())
-        .env("JITGATE_DELIVERY", item.idempotency_key())
+        .env("JITGATE_DELIVERY", item.idempotency_key(grant.extensions))
         .env("JITGATE_GRANT_ID", &grant.id)
         .env("JITGATE_PRINCIPAL", &grant.principal)
         .env("JITGATE_RESOURCE", &grant.resource)
@@ -296,7 +393,13 @@ async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
     if item.operation == OutboxOperation::Provision && !grant.is_live(at) {
         return app.store.complete_outbox(item.id, at, None).await;
     }
-    match app.providers().deliver(item, &grant, at).await {
+    let policy = app.policy();
+    let postgres = policy
+        .rules()
+        .workflow(&grant.resource, &grant.action)
+        .ok()
+        .and_then(|w| w.postgres.as_ref());
+    match app.providers().deliver(item, &grant, postgres, at).await {
         Ok(()) => {
             let done = now();
             let kind = match item.operation {
@@ -344,5 +447,101 @@ pub async fn run(app: Arc<App>) {
                 tracing::warn!(error = %e, item = item.id, "cannot record a provider delivery; retrying");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Vec<ProviderConfig> {
+        #[derive(Deserialize)]
+        struct File {
+            providers: Vec<ProviderConfig>,
+        }
+        toml::from_str::<File>(text)
+            .map(|f| f.providers)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn refusal(text: &str) -> String {
+        match Providers::new(&config(text)) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_providers_are_checked_and_named_by_key() {
+        let ok =
+            "[[providers]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://admin:pw@127.0.0.1:5432/app\"\n";
+        let providers = Providers::new(&config(ok)).unwrap();
+        let target = providers.postgres("pg").unwrap();
+        assert_eq!(
+            (target.host.as_str(), target.port, target.database.as_str()),
+            ("127.0.0.1", 5432, "app")
+        );
+        let login = format!("{ok}login_host = \"db.example.com\"\nlogin_port = 6432\n");
+        let providers = Providers::new(&config(&login)).unwrap();
+        let target = providers.postgres("pg").unwrap();
+        assert_eq!((target.host.as_str(), target.port), ("db.example.com", 6432));
+
+        let cases = [
+            (
+                "url = \"mysql://x@h/db\"",
+                "providers[0].url: a postgres provider's URL starts with postgres://",
+            ),
+            (
+                "url = \"postgres://a@h/db\"\nurl_env = \"X\"",
+                "providers[0].url: set exactly one of url and url_env",
+            ),
+            (
+                "url_env = \"JITGATE_TEST_UNSET_VARIABLE\"",
+                "providers[0].url_env: the environment variable JITGATE_TEST_UNSET_VARIABLE is not set",
+            ),
+            (
+                "url = \"postgres://a@h/db\"\ncommand = [\"/bin/true\"]",
+                "providers[0].command: a postgres provider takes url or url_env",
+            ),
+            (
+                "url = \"postgres://a@h/db\"\nsecret = \"0123456789abcdef0\"",
+                "providers[0].secret: a postgres provider signs nothing",
+            ),
+        ];
+        for (keys, expected) in cases {
+            let text = format!("[[providers]]\nname = \"pg\"\nkind = \"postgres\"\n{keys}\n");
+            let error = refusal(&text);
+            assert!(error.starts_with(expected), "{keys}: {error}");
+        }
+        let error = refusal("[[providers]]\nname = \"x\"\nkind = \"ldap\"\n");
+        assert!(error.contains("use webhook, exec or postgres"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn postgres_sections_and_postgres_providers_go_together() {
+        let providers = Providers::new(&config(
+            "[[providers]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://a@h/db\"\n\
+             [[providers]]\nname = \"hook\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
+        ))
+        .unwrap();
+        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+        let policy = |extra: &str| {
+            let workflows = format!(
+                "[[workflow]]\nresource = \"app-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n{extra}\n"
+            );
+            jitgate_policy::Policy::from_texts(directory, &workflows, None, &[]).unwrap()
+        };
+        let with_roles = "postgres = { roles = [\"app_read\"] }";
+        assert!(providers
+            .check_policy(&policy(&format!("providers = [\"pg\"]\n{with_roles}")))
+            .is_ok());
+        let error = providers.check_policy(&policy("providers = [\"pg\"]")).unwrap_err();
+        assert!(error.contains("has no postgres section"), "{error}");
+        let error = providers
+            .check_policy(&policy(&format!("providers = [\"hook\"]\n{with_roles}")))
+            .unwrap_err();
+        assert!(error.contains("names no provider of kind postgres"), "{error}");
+        let error = providers.check_policy(&policy("providers = [\"nope\"]")).unwrap_err();
+        assert!(error.contains("does not declare"), "{error}");
     }
 }

@@ -56,6 +56,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/keys/rotate", post(rotate_keys))
         .route("/v1/grants/{id}/ssh-cert", post(ssh_certificate))
+        .route("/v1/grants/{id}/credentials", post(database_credentials))
         .route("/v1/ssh/ca.pub", get(ssh_ca_public))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
@@ -492,6 +493,21 @@ pub async fn ssh_certificate(
 ) -> Result<Json<SshCertAnswer>, ApiError> {
     let certificate = app.ssh_certificate(&caller, &id, &body.public_key).await?;
     Ok(Json(SshCertAnswer { certificate }))
+}
+
+/// The database logins a grant's providers made for its holder, handed out once: a second
+/// call answers 409. 503 while the login role is still being created (retry shortly).
+#[utoipa::path(post, path = "/v1/grants/{id}/credentials", params(("id" = String, Path)),
+    responses((status = 200, body = CredentialsAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])), tag = "grants")]
+pub async fn database_credentials(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::IssueCredentials>,
+    Path(id): Path<String>,
+) -> Result<Json<CredentialsAnswer>, ApiError> {
+    let credentials = app.database_credentials(&caller, &id).await?;
+    Ok(Json(CredentialsAnswer { credentials }))
 }
 
 /// The SSH user CA's public key, one OpenSSH line, for sshd's `TrustedUserCAKeys`.

@@ -147,6 +147,13 @@ pub trait Store: Send + Sync + 'static {
     /// What the outbox holds for these grants, done items included.
     async fn outbox_states(&self, grant_ids: &[String]) -> Result<Vec<OutboxState>>;
 
+    /// Claim the one handout of the credentials `provider` makes for a grant's holder. `true`
+    /// for the one caller that claimed it; every other caller, concurrent or later, gets `false`.
+    async fn claim_handout(&self, grant_id: &str, provider: &str, at: Timestamp) -> Result<bool>;
+
+    /// Give a claim back when its credentials could not be made, so the holder may ask again.
+    async fn release_handout(&self, grant_id: &str, provider: &str) -> Result<()>;
+
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
 }

@@ -194,22 +194,34 @@ async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
     Ok(())
 }
 
-/// Keep a grant's pending deprovisioning in step with its end: later when it is extended,
-/// now when it ends early.
-async fn reschedule_deprovision(conn: &mut SqliteConnection, g: &Grant, now: Timestamp) -> Result<()> {
+/// Keep a grant's providers in step with its end: its pending deprovisioning falls due later
+/// when it is extended, now when it ends early; and an extension provisions again (due at
+/// once), so targets that hold the end themselves, like a PostgreSQL role's `VALID UNTIL`,
+/// hear of the new one.
+async fn reschedule_providers(conn: &mut SqliteConnection, old: &Grant, g: &Grant) -> Result<()> {
     if g.providers.is_empty() {
         return Ok(());
     }
     let due = if g.status == GrantStatus::Active {
         g.expires_at
     } else {
-        g.ended_at.unwrap_or(now).min(g.expires_at)
+        g.ended_at.unwrap_or(g.expires_at).min(g.expires_at)
     };
     sqlx::query("UPDATE outbox SET due_at = ? WHERE grant_id = ? AND operation = 'deprovision' AND done_at IS NULL")
         .bind(ms(due))
         .bind(&g.id)
         .execute(&mut *conn)
         .await?;
+    if g.status == GrantStatus::Active && old.expires_at != g.expires_at {
+        sqlx::query(
+            "UPDATE outbox SET due_at = ?, done_at = NULL, attempts = 0, last_error = NULL \
+             WHERE grant_id = ? AND operation = 'provision'",
+        )
+        .bind(ms(g.starts_at))
+        .bind(&g.id)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -354,7 +366,7 @@ impl Store for SqliteStore {
                     return Err(StoreError::Conflict);
                 }
                 if old.expires_at != new.expires_at || old.status != new.status {
-                    reschedule_deprovision(&mut tx, new, new.ended_at.unwrap_or(new.expires_at)).await?;
+                    reschedule_providers(&mut tx, old, new).await?;
                 }
             }
             _ => {}
@@ -793,6 +805,28 @@ impl Store for SqliteStore {
             }
         }
         Ok(states)
+    }
+
+    async fn claim_handout(&self, grant_id: &str, provider: &str, at: Timestamp) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO credential_handouts (grant_id, provider, claimed_at) VALUES (?, ?, ?) \
+             ON CONFLICT (grant_id, provider) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(provider)
+        .bind(ms(at))
+        .execute(&self.writer)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn release_handout(&self, grant_id: &str, provider: &str) -> Result<()> {
+        sqlx::query("DELETE FROM credential_handouts WHERE grant_id = ? AND provider = ?")
+            .bind(grant_id)
+            .bind(provider)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -415,6 +415,17 @@ mod conformance {
             .save_transition(&issued, &extended.request, &extended.events)
             .await
             .unwrap();
+        // ... and provisioning is due again at once, so targets learn the new end.
+        let rearmed = store.due_outbox(grant.expires_at, 10).await.unwrap();
+        assert_eq!(
+            rearmed.iter().map(|i| (i.operation, i.attempts)).collect::<Vec<_>>(),
+            vec![(Provision, 0)]
+        );
+        assert_eq!(
+            rearmed[0].idempotency_key(1),
+            format!("{}:hook:provision:ext1", grant.id)
+        );
+        store.complete_outbox(rearmed[0].id, t0(), None).await.unwrap();
         assert!(store.due_outbox(grant.expires_at, 10).await.unwrap().is_empty());
         let new_end = issued.grant.clone().unwrap().expires_at;
         assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
@@ -432,6 +443,31 @@ mod conformance {
         // A grant without providers owes nothing.
         file(&*store, 2, "staging-db", "read", None).await;
         assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
+    }
+
+    pub async fn credentials_are_handed_out_once(store: Arc<dyn Store>) {
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            let id = grant.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store.claim_handout(&id, "pg", t0()).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "exactly one of 20 concurrent claims wins");
+        assert!(!store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
+        // Another provider's credentials are claimed on their own.
+        assert!(store.claim_handout(&grant.id, "pg-replica", t0()).await.unwrap());
+        // A claim given back (its credentials could not be made) can be won again, once.
+        store.release_handout(&grant.id, "pg").await.unwrap();
+        assert!(store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
+        assert!(!store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
     }
 
     fn hex_of(token: &str) -> String {
@@ -480,6 +516,7 @@ mod sqlite {
         audit_chain_verifies_and_filters,
         tokens_are_kept_by_hash_and_revoked_once,
         the_outbox_follows_the_grant,
+        credentials_are_handed_out_once,
     );
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -203,6 +205,16 @@ pub fn editable_quickstart() -> tempfile::TempDir {
         std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
     }
     dir
+}
+
+/// An editable copy of the quickstart with `workflows` (TOML) appended to its workflows.toml.
+pub fn quickstart_with_workflows(workflows: &str) -> tempfile::TempDir {
+    let policy = editable_quickstart();
+    let path = policy.path().join("workflows.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(workflows);
+    std::fs::write(&path, text).unwrap();
+    policy
 }
 
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -1,0 +1,329 @@
+//! The PostgreSQL role provider against a real PostgreSQL server on loopback (started by
+//! `scripts/test-postgres.sh`) and the real jitgate binary: a grant becomes a login role that
+//! works, its credentials are handed out once, an extension moves its `VALID UNTIL`, and at its
+//! end (revocation or expiry) the role is gone and its open session is cut; kill -9 while the
+//! target is down is finished after the restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::postgres::{Postgres, Session};
+use support::*;
+
+const ADMIN_PASSWORD: &str = "jitgate-admin-password";
+
+/// A target database `app` as a DBA would prepare it for jitgate: an admin role with
+/// CREATEROLE and pg_signal_backend (not a superuser), a read role and a scratch-schema role.
+fn target() -> Postgres {
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE app");
+    pg.admin(
+        "app",
+        &format!(
+            "CREATE ROLE jitgate_admin LOGIN CREATEROLE PASSWORD '{ADMIN_PASSWORD}';
+             GRANT pg_signal_backend TO jitgate_admin;
+             CREATE ROLE app_read NOLOGIN;
+             CREATE ROLE app_scratch NOLOGIN;
+             GRANT app_read, app_scratch TO jitgate_admin WITH ADMIN OPTION;
+             CREATE TABLE orders (id int PRIMARY KEY, total int);
+             INSERT INTO orders VALUES (1, 42);
+             GRANT SELECT ON orders TO app_read;
+             CREATE SCHEMA scratch;
+             GRANT USAGE, CREATE ON SCHEMA scratch TO app_scratch;"
+        ),
+    );
+    pg
+}
+
+fn policy() -> tempfile::TempDir {
+    quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "app-db"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "1h"
+extension = { max_times = 1 }
+providers = ["app-pg"]
+postgres = { roles = ["app_read", "app_scratch"] }
+"#,
+    )
+}
+
+fn server(pg: &Postgres, policy: &tempfile::TempDir) -> Server {
+    let config = format!(
+        "[[providers]]\nname = \"app-pg\"\nkind = \"postgres\"\nurl = \"{}\"\ntimeout = \"3s\"\n",
+        pg.url("jitgate_admin", ADMIN_PASSWORD, "app")
+    );
+    Server::start_with(policy.path(), Some(&config))
+}
+
+fn file_grant(s: &Server, duration: &str) -> (String, chrono::DateTime<chrono::Utc>) {
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "app-db", "action": "read", "duration": duration, "reason": "monthly report"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    (
+        r["grant"]["id"].as_str().unwrap().to_string(),
+        time(&r["grant"]["expires_at"]),
+    )
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn provider_status(s: &Server, grant: &str) -> Value {
+    let (status, grants) = s.get("/v1/grants?principal=alice&limit=100", "demo-alice");
+    assert_eq!(status, 200, "{grants}");
+    grants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == grant)
+        .map(|g| g["providers"][0].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn wait_for_status(s: &Server, grant: &str, wanted: &str) {
+    wait_until(&format!("provider status {wanted}"), || {
+        provider_status(s, grant)["status"] == wanted
+    });
+}
+
+/// The login role of a grant, as the target sees it: (can log in, valid until as Unix
+/// seconds, member of), or None when there is no such role.
+fn role(pg: &Postgres, name: &str) -> Option<(bool, i64, String)> {
+    let row = pg.admin(
+        "app",
+        &format!(
+            "SELECT r.rolcanlogin, floor(extract(epoch FROM r.rolvaliduntil))::bigint,
+                    (SELECT string_agg(m.rolname, ',' ORDER BY m.rolname) FROM pg_auth_members a
+                     JOIN pg_roles m ON m.oid = a.roleid WHERE a.member = r.oid)
+             FROM pg_roles r WHERE r.rolname = '{name}'"
+        ),
+    );
+    if row.is_empty() {
+        return None;
+    }
+    let parts: Vec<&str> = row.split('|').collect();
+    Some((parts[0] == "t", parts[1].parse().unwrap(), parts[2].to_string()))
+}
+
+fn sessions_of(pg: &Postgres, name: &str) -> usize {
+    pg.admin(
+        "app",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{name}'"),
+    )
+    .parse()
+    .unwrap()
+}
+
+fn credentials(s: &Server, grant: &str) -> Value {
+    let (code, out, err) = s.cli("demo-alice", &["credentials", grant, "--output", "json"]);
+    assert_eq!(code, 0, "jitgate credentials: {err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    answer["credentials"][0].clone()
+}
+
+fn events_of(s: &Server, grant: &str) -> Vec<Value> {
+    let (status, v) = s.get("/v1/audit?limit=5000", "demo-admin");
+    assert_eq!(status, 200);
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["grant_id"] == grant)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_grant_is_a_login_role_until_revoked_and_then_gone_with_its_session() {
+    let pg = target();
+    let policy = policy();
+    let s = server(&pg, &policy);
+    let (grant, end) = file_grant(&s, "30m");
+    wait_for_status(&s, &grant, "provisioned");
+
+    // Provisioned: a role that cannot log in yet, valid until the grant's end, with the
+    // workflow's roles. Nobody has its password.
+    let c = {
+        let (status, v) = s.post(&format!("/v1/grants/{grant}/credentials"), "demo-bob", json!({}));
+        assert_eq!(status, 404, "another user cannot ask for alice's login: {v}");
+        credentials(&s, &grant)
+    };
+    let user = c["user"].as_str().unwrap().to_string();
+    assert!(user.starts_with("jit_alice_"), "{c}");
+    assert_eq!(
+        (c["host"].as_str(), c["port"].as_u64()),
+        (Some("127.0.0.1"), Some(u64::from(pg.port)))
+    );
+    assert_eq!(c["database"], "app");
+    assert_eq!(time(&c["expires_at"]), end);
+    let (can_login, valid_until, member_of) = role(&pg, &user).expect("the role exists");
+    assert!(can_login, "LOGIN once the credentials are handed out");
+    assert_eq!(valid_until, end.timestamp());
+    assert_eq!(member_of, "app_read,app_scratch");
+
+    // Shown once: a second ask is refused, and the role's password did not change.
+    let (code, _, err) = s.cli("demo-alice", &["credentials", &grant]);
+    assert_ne!(code, 0);
+    assert!(err.contains("handed out already"), "{err}");
+
+    // The login works with the workflow's privileges and no more.
+    let url = c["url"].as_str().unwrap();
+    assert_eq!(Postgres::psql_at(url, "SELECT total FROM orders WHERE id = 1").1, "42");
+    let (code, _, err) = Postgres::psql_at(url, "DELETE FROM orders");
+    assert_ne!(code, 0, "app_read may not delete");
+    assert!(err.contains("permission denied"), "{err}");
+    let (code, _, err) = Postgres::psql_at(url, "CREATE TABLE scratch.notes (line text)");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = Postgres::psql_at(&pg.url(&user, "not-the-password", "app"), "SELECT 1");
+    assert_ne!(code, 0);
+    assert!(err.contains("password authentication failed"), "{err}");
+
+    // An extension moves VALID UNTIL with the grant's end.
+    let (code, out, err) = s.cli(
+        "demo-alice",
+        &[
+            "extend",
+            &grant,
+            "--for",
+            "15m",
+            "--reason",
+            "not done yet",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let new_end = time(&serde_json::from_str::<Value>(&out).unwrap()["expires_at"]);
+    assert!(new_end > end);
+    wait_until("VALID UNTIL follows the extension", || {
+        role(&pg, &user).is_some_and(|r| r.1 == new_end.timestamp())
+    });
+
+    // An open session...
+    let mut session = Session::open(url);
+    session.send("SELECT 'open';");
+    wait_until("the session is open", || sessions_of(&pg, &user) == 1);
+
+    // ... is cut when alice revokes the grant, and the role is dropped; what it created is
+    // kept, handed to the provider's role.
+    let (code, _, err) = s.cli("demo-alice", &["revoke", &grant]);
+    assert_eq!(code, 0, "{err}");
+    let revoked = Instant::now();
+    wait_until("the role is gone", || role(&pg, &user).is_none());
+    assert!(revoked.elapsed() < Duration::from_secs(2), "{:?}", revoked.elapsed());
+    assert_eq!(sessions_of(&pg, &user), 0);
+    session.send("SELECT 'still here';");
+    let (code, out, err) = session.finish();
+    assert!(out.contains("open"), "{out}");
+    assert!(!out.contains("still here"), "the session outlived the grant: {out}");
+    assert_ne!(code, 0, "psql noticed the cut: {err}");
+    let (code, _, err) = Postgres::psql_at(url, "SELECT 1");
+    assert_ne!(code, 0, "the same login works no more");
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'scratch' AND tablename = 'notes'"
+        ),
+        "jitgate_admin"
+    );
+    wait_for_status(&s, &grant, "deprovisioned");
+
+    // The audit trail has every step, the handout naming the role but never the password.
+    let events = events_of(&s, &grant);
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "grant.issued",
+        "grant.provisioned",
+        "grant.credentials_issued",
+        "grant.extended",
+        "grant.revoked",
+        "grant.deprovisioned",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    let handout = events.iter().find(|e| e["kind"] == "grant.credentials_issued").unwrap();
+    assert!(handout["comment"].as_str().unwrap().contains(&user), "{handout}");
+    assert!(!handout.to_string().contains(c["password"].as_str().unwrap()));
+    let (_, audit) = s.get("/v1/audit?limit=5000", "demo-admin");
+    assert!(!audit.to_string().contains(c["password"].as_str().unwrap()));
+}
+
+#[test]
+fn expiry_cuts_the_session_and_kill_9_while_postgres_is_down_is_finished_after_restart() {
+    let pg = target();
+    let policy = policy();
+    let mut s = server(&pg, &policy);
+
+    // Expiry, with nobody's action: within a second of the end the role is gone and its
+    // open session cut.
+    let (grant, end) = file_grant(&s, "4s");
+    wait_for_status(&s, &grant, "provisioned");
+    let c = credentials(&s, &grant);
+    let user = c["user"].as_str().unwrap().to_string();
+    let mut session = Session::open(c["url"].as_str().unwrap());
+    session.send("SELECT 'open';");
+    wait_until("the session is open", || sessions_of(&pg, &user) == 1);
+    wait_until("the role is gone after expiry", || role(&pg, &user).is_none());
+    let gone = chrono::Utc::now();
+    assert!(
+        (gone - end).num_milliseconds() < 1500,
+        "role dropped {} ms after the end",
+        (gone - end).num_milliseconds()
+    );
+    session.send("SELECT 'still here';");
+    let (_, out, _) = session.finish();
+    assert!(out.contains("open") && !out.contains("still here"), "{out}");
+    let deprovisioned = events_of(&s, &grant)
+        .into_iter()
+        .find(|e| e["kind"] == "grant.deprovisioned")
+        .expect("deprovisioned event");
+    let lag = (time(&deprovisioned["at"]) - end).num_milliseconds();
+    assert!((0..1000).contains(&lag), "deprovisioned {lag} ms after expires_at");
+
+    // kill -9 between grant and provisioning: the target is down when the grant is issued,
+    // provisioning fails and is retried; jitgate is killed; after the restart, with the
+    // target back, the role is created.
+    pg.pause();
+    let (grant, end) = file_grant(&s, "12s");
+    wait_for_status(&s, &grant, "failed");
+    assert!(provider_status(&s, &grant)["last_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    s.kill9_and_restart();
+    pg.resume();
+    wait_for_status(&s, &grant, "provisioned");
+    let user = credentials(&s, &grant)["user"].as_str().unwrap().to_string();
+    assert!(role(&pg, &user).is_some());
+
+    // kill -9 between expiry and deprovisioning: the target is down at the grant's end, the
+    // deprovisioning fails and alarms; jitgate is killed; after the restart, with the target
+    // back, the role is dropped.
+    pg.pause();
+    let wait = (end - chrono::Utc::now()).num_milliseconds().max(0) as u64 + 300;
+    std::thread::sleep(Duration::from_millis(wait));
+    wait_until("the deprovisioning alarms", || {
+        events_of(&s, &grant)
+            .iter()
+            .any(|e| e["kind"] == "grant.deprovision_failed")
+    });
+    assert_eq!(provider_status(&s, &grant)["status"], "failed");
+    s.kill9_and_restart();
+    pg.resume();
+    wait_for_status(&s, &grant, "deprovisioned");
+    assert!(role(&pg, &user).is_none(), "the role outlived its grant");
+    let (_, verify) = s.get("/v1/audit/verify", "demo-admin");
+    assert_eq!(verify["ok"], true, "{verify}");
+}
