@@ -9,42 +9,86 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("cannot reach {url}: {source}")]
     Transport { url: String, source: reqwest::Error },
-    #[error("no token: set JITGATE_TOKEN or pass --token")]
+    #[error("no token: set JITGATE_TOKEN (or JITGATE_TOKEN_COMMAND), or pass --token")]
     NoToken,
     #[error("{0}")]
     Other(String),
 }
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
-    token: Option<String>,
+    /// The bearer token; replaced when `token_command` gives a fresh one.
+    token: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// A shell command that prints a fresh token, run when the server refuses the current one
+    /// (a CI job's OIDC token that expired while a gate waited for hours).
+    token_command: Option<String>,
     http: reqwest::blocking::Client,
     pub output: Output,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>, output: Output) -> Self {
+    pub fn new(base: &str, token: Option<String>, token_command: Option<String>, output: Output) -> Self {
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .unwrap_or_else(|_| reqwest::blocking::Client::new());
         Client {
             base: base.trim_end_matches('/').to_string(),
-            token,
+            token: std::sync::Arc::new(std::sync::Mutex::new(token)),
+            token_command: token_command.filter(|c| !c.trim().is_empty()),
             http,
             output,
         }
     }
 
-    fn send(&self, builder: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
-        let token = self.token.as_deref().ok_or(ClientError::NoToken)?;
-        let response = builder
-            .bearer_auth(token)
-            .send()
-            .map_err(|source| ClientError::Transport {
-                url: url.to_string(),
-                source,
-            })?;
+    fn current_token(&self) -> Option<String> {
+        self.token.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// Run the token command and keep what it prints as the token.
+    fn refresh_token(&self) -> Result<String, ClientError> {
+        let command = self.token_command.as_deref().ok_or(ClientError::NoToken)?;
+        let out = std::process::Command::new("sh")
+            .args(["-c", command])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| ClientError::Other(format!("--token-command: cannot run it: {e}")))?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || token.is_empty() {
+            return Err(ClientError::Other(format!(
+                "--token-command: it exited with {} and printed {} bytes; it must print a token",
+                out.status,
+                token.len()
+            )));
+        }
+        if let Ok(mut held) = self.token.lock() {
+            *held = Some(token.clone());
+        }
+        Ok(token)
+    }
+
+    /// Send a request built by `build`; if the server refuses the token and a token command is
+    /// set, get a fresh token and try once more.
+    fn send(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        let token = match self.current_token() {
+            Some(token) => token,
+            None => self.refresh_token()?,
+        };
+        match self.send_once(build().bearer_auth(token), url) {
+            Err(ClientError::Api { status: 401, .. }) if self.token_command.is_some() => {
+                let fresh = self.refresh_token()?;
+                self.send_once(build().bearer_auth(fresh), url)
+            }
+            other => other,
+        }
+    }
+
+    fn send_once(&self, builder: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        let response = builder.send().map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
         let status = response.status();
         let text = response.text().map_err(|source| ClientError::Transport {
             url: url.to_string(),
@@ -66,13 +110,18 @@ impl Client {
         })
     }
 
+    /// The server's base URL, for links people can follow.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        self.send(self.http.get(&url).query(query), &url)
+        self.send(|| self.http.get(&url).query(query), &url)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        self.send(self.http.post(&url).json(body), &url)
+        self.send(|| self.http.post(&url).json(body), &url)
     }
 }

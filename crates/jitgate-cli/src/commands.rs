@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-type CommandResult = Result<ExitCode, ClientError>;
+pub type CommandResult = Result<ExitCode, ClientError>;
 
-fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
+pub fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Output::Text => print!("{}", text(value)),
@@ -90,36 +90,30 @@ pub fn request(
     if let Some(p) = payload {
         body["payload"] = json!(p);
     }
-    let mut request = client.post("/v1/requests", &body)?;
-    if wait && request["status"] == "pending" {
-        let id = request["id"].as_str().unwrap_or_default().to_string();
+    let request = client.post("/v1/requests", &body)?;
+    let request = if wait && request["status"] == "pending" {
         if client.output == Output::Text {
-            eprintln!("request {id} is waiting for approval ({})...", needs_text(&request));
+            eprintln!(
+                "request {} is waiting for approval ({})...",
+                render::s(&request["id"]),
+                crate::waiting::needs_text(&request)
+            );
         }
-        request = wait_decided(client, &id)?;
-    }
+        let interrupt = crate::waiting::Interrupt::install(client);
+        let waiting = crate::waiting::Wait {
+            client,
+            timeout: None,
+            progress: false,
+            interrupt: Some(&interrupt),
+        };
+        match waiting.until_decided(request)? {
+            crate::waiting::Outcome::Decided(r) | crate::waiting::Outcome::TimedOut(r) => r,
+        }
+    } else {
+        request
+    };
     print(client, &request, render::request_detail);
     Ok(decision_code(&request, wait))
-}
-
-fn needs_text(request: &Value) -> String {
-    let needs: Vec<String> = request["needs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| format!("{} from {}", n["approvals"], n["group"].as_str().unwrap_or("?")))
-        .collect();
-    format!("needs {}", needs.join(" and "))
-}
-
-fn wait_decided(client: &Client, id: &str) -> Result<Value, ClientError> {
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let request = client.get(&format!("/v1/requests/{id}"), &[])?;
-        if request["status"] != "pending" {
-            return Ok(request);
-        }
-    }
 }
 
 fn decision_code(request: &Value, waited: bool) -> ExitCode {
@@ -276,6 +270,13 @@ pub fn token_list(client: &Client) -> CommandResult {
 pub fn token_revoke(client: &Client, id: &str) -> CommandResult {
     let token = client.post(&format!("/v1/tokens/{id}/revoke"), &json!({}))?;
     print(client, &token, |t| format!("{}\n", render::token_line(t)));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The task is finished: end the grant (if still active) and record it.
+pub fn done(client: &Client, grant_id: &str, comment: Option<String>) -> CommandResult {
+    let grant = client.post(&format!("/v1/grants/{grant_id}/done"), &json!({"comment": comment}))?;
+    print(client, &grant, |g| format!("{}\n", render::grant_line(g)));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod render;
+mod waiting;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -21,6 +22,10 @@ struct Cli {
     /// Your bearer token.
     #[arg(long, global = true, env = "JITGATE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A shell command that prints a fresh token, run when the server refuses the current one
+    /// (or when there is none): for short-lived CI tokens during long waits.
+    #[arg(long, global = true, env = "JITGATE_TOKEN_COMMAND")]
+    token_command: Option<String>,
     /// `text` for people, `json` for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -103,7 +108,42 @@ enum Command {
         reason: String,
     },
     /// End your grant early: the task is done, so is the access.
-    Done { grant_id: String },
+    Done {
+        grant_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// For pipelines: file a request and wait for the decision. Exit 0 approved, 1 denied or
+    /// cancelled, 3 nobody decided in time (the request is then cancelled), 2 error.
+    Gate {
+        resource: String,
+        action: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The exact command or artifact digest an action-bound request is for.
+        #[arg(long)]
+        payload: Option<String>,
+        /// How long the access should last once approved.
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// How long to wait for a decision (`30m`).
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
+    /// Ask approval for exactly this command, wait, run it once approved, and end the grant
+    /// when it finishes; its exit code is passed through. Ctrl-C while waiting cancels.
+    Run {
+        resource: String,
+        action: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How long the access should last once approved.
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Ask whether a principal may act now: exit 0 allowed, 1 denied, 2 error.
     Check {
         principal: String,
@@ -228,7 +268,7 @@ pub struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = client::Client::new(&cli.url, cli.token.clone(), cli.output);
+    let client = client::Client::new(&cli.url, cli.token.clone(), cli.token_command.clone(), cli.output);
     let result = match cli.command {
         Command::Serve(args) => commands::serve(args),
         Command::Request {
@@ -262,7 +302,34 @@ fn main() -> ExitCode {
             duration,
             reason,
         } => commands::extend(&client, &grant_id, &duration, &reason),
-        Command::Done { grant_id } => commands::revoke(&client, &grant_id, Some("done: the task is finished".into())),
+        Command::Done { grant_id, comment } => commands::done(&client, &grant_id, comment),
+        Command::Gate {
+            resource,
+            action,
+            reason,
+            payload,
+            duration,
+            timeout,
+        } => match jitgate_core::parse_duration(&timeout) {
+            Err(m) => Err(client::ClientError::Other(format!("--timeout: {m}"))),
+            Ok(timeout) => {
+                let ask = waiting::Ask {
+                    resource: &resource,
+                    action: &action,
+                    duration,
+                    reason: &reason,
+                    payload,
+                };
+                waiting::gate(&client, &ask, std::time::Duration::from_secs(timeout.0))
+            }
+        },
+        Command::Run {
+            resource,
+            action,
+            reason,
+            duration,
+            command,
+        } => waiting::run(&client, &resource, &action, duration, &reason, &command),
         Command::Check {
             principal,
             resource,

@@ -261,6 +261,22 @@ fn every_role_the_table_refuses_is_refused() {
         &[refused(SERVICE), hidden(DAVE), refused(AUDITOR), ok(ALICE, 200)],
     );
 
+    // Done: the holder only (alice has just ended it herself, so the table lets her through
+    // and the state machine answers 409).
+    row(
+        &s,
+        "POST",
+        &format!("/v1/grants/{staging_grant}/done"),
+        json!({"exit_code": 0}),
+        &[
+            refused(SERVICE),
+            hidden(DAVE),
+            refused(AUDITOR),
+            refused(ADMIN),
+            ok(ALICE, 409),
+        ],
+    );
+
     // Check: services and admins only.
     let check = json!({"principal": "alice", "resource": "prod-db", "action": "read"});
     for path in ["/v1/check", "/v1/check/batch"] {
@@ -400,6 +416,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("GET", "/v1/grants"),
         ("POST", "/v1/grants/{id}/revoke"),
         ("POST", "/v1/grants/{id}/extend"),
+        ("POST", "/v1/grants/{id}/done"),
         ("POST", "/v1/grants/{id}/ssh-cert"),
         ("POST", "/v1/grants/{id}/credentials"),
         ("POST", "/v1/check"),

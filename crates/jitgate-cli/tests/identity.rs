@@ -456,6 +456,7 @@ algorithms = ["RS256"]
 github_actions = true
 allowed_owners = ["example"]
 jwks_min_refresh = "0s"
+leeway = "1s"
 "#,
         endpoint.url
     );
@@ -489,6 +490,85 @@ jwks_min_refresh = "0s"
         "{}",
         s.log()
     );
+
+    // A pipeline step gates on its own CI token: from main it passes at once; from a branch it
+    // waits until an sre approves, and then passes.
+    let gate = [
+        "gate",
+        "prod-api",
+        "deploy",
+        "--reason",
+        "release 1.5",
+        "--payload",
+        "sha256:5e1b",
+        "--timeout",
+        "30s",
+    ];
+    let (code, _, err) = s.cli(&main, &gate);
+    assert_eq!(code, 0, "{err}");
+    let step = std::process::Command::new(BIN)
+        .args(gate)
+        .env("JITGATE_URL", &s.url)
+        .env("JITGATE_TOKEN", &branch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = pending_request(&s, |r| r["reason"] == "release 1.5");
+    assert_eq!(waiting["requester"], "ci:example/app");
+    let approve = format!("/v1/requests/{}/approve", waiting["id"].as_str().unwrap());
+    assert_eq!(s.post(&approve, "demo-bob", json!({})).0, 200);
+    let out = step.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        s.check("ci:example/app", "prod-api", "deploy", Some("sha256:5e1b"))["allow"],
+        true
+    );
+
+    // CI tokens are short-lived, waits are long: a gate whose token expires while it waits
+    // gets a fresh one from its token command (here: at the timeout, to cancel its request).
+    let mut short = github_claims("example/app", "refs/heads/feature");
+    short["exp"] = json!(now() + 1);
+    let short = first.sign(&short);
+    let fresh = s.dir.path().join("fresh-token");
+    std::fs::write(&fresh, &branch).unwrap();
+    let gate = [
+        "gate",
+        "prod-api",
+        "deploy",
+        "--reason",
+        "release 1.6",
+        "--payload",
+        "sha256:6c2d",
+        "--timeout",
+        "4s",
+    ];
+    let out = std::process::Command::new(BIN)
+        .args(gate)
+        .env("JITGATE_URL", &s.url)
+        .env("JITGATE_TOKEN", &short)
+        .env("JITGATE_TOKEN_COMMAND", format!("cat {}", fresh.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, cancelled) = s.get("/v1/requests?status=cancelled", "demo-admin");
+    let cancelled = cancelled["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "release 1.6")
+        .cloned()
+        .unwrap();
+    assert_eq!(cancelled["closed_by"]["by"], "ci:example/app");
+    // Without a token command an expired token is an error (exit 2), never a false answer.
+    let out = std::process::Command::new(BIN)
+        .args(gate)
+        .env("JITGATE_URL", &s.url)
+        .env("JITGATE_TOKEN", &short)
+        .env_remove("JITGATE_TOKEN_COMMAND")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The issuer rotates its key: the new key is fetched from the URL when a token names it.
     let second = rsa("gh-2");

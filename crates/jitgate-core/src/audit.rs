@@ -67,6 +67,10 @@ pub enum EventKind {
     /// A provider failed to remove an ended grant; retried until it succeeds.
     #[serde(rename = "grant.deprovision_failed")]
     GrantDeprovisionFailed,
+    /// The holder finished the task a grant was for (`jitgate done`, `jitgate run`): an active
+    /// grant ends here; the comment holds the outcome (exit code and duration for a run).
+    #[serde(rename = "grant.done")]
+    GrantDone,
     /// A grant's holder was handed the credentials a provider made (a database login), once.
     #[serde(rename = "grant.credentials_issued")]
     GrantCredentialsIssued,
@@ -99,6 +103,7 @@ impl EventKind {
             EventKind::GrantDeprovisioned => "grant.deprovisioned",
             EventKind::GrantDeprovisionFailed => "grant.deprovision_failed",
             EventKind::GrantCredentialsIssued => "grant.credentials_issued",
+            EventKind::GrantDone => "grant.done",
         }
     }
 }

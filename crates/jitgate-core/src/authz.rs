@@ -131,6 +131,7 @@ operations!(
     ReadGrants,
     RevokeGrant,
     ExtendGrant,
+    FinishGrant,
     IssueSshCertificate,
     IssueCredentials,
     Check,
@@ -206,6 +207,12 @@ pub const TABLE: &[Rule] = &[
         operation: Operation::ExtendGrant,
         what: "extend a grant (its holder, as the policy allows)",
         endpoints: "POST /v1/grants/{id}/extend",
+        reach: [Own, Nothing, Own, Own],
+    },
+    Rule {
+        operation: Operation::FinishGrant,
+        what: "say a grant's task is done, ending it and recording the outcome (its holder)",
+        endpoints: "POST /v1/grants/{id}/done",
         reach: [Own, Nothing, Own, Own],
     },
     Rule {

@@ -320,6 +320,43 @@ pub fn revoke(
     Ok(Transition { request: next, events })
 }
 
+/// The holder says the task the grant was for is finished (`jitgate done`, or `jitgate run`
+/// when its command exits), with what came of it. An active grant ends here (revoked by its
+/// holder); a grant that already ended otherwise (used by its single check, expired, revoked
+/// by a reviewer while the task ran) keeps its state and the outcome is recorded all the same.
+/// Only a grant its holder has already ended refuses.
+pub fn done(
+    request: &Request,
+    who: &Identity,
+    outcome: Option<String>,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    check_comment(&outcome)?;
+    let Some(grant) = &request.grant else {
+        return Err(DomainError::NotFound(format!("request {} has no grant", request.id)));
+    };
+    if who.principal != grant.principal {
+        return Err(DomainError::Forbidden(
+            "only the grant's holder can say its task is done".into(),
+        ));
+    }
+    let mut next = request.clone();
+    if let Some(g) = next.grant.as_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
+        g.status = GrantStatus::Revoked;
+        g.ended_at = Some(now);
+        g.ended_by = Some(who.principal.clone());
+        g.end_comment = Some(outcome.clone().unwrap_or_else(|| "done".into()));
+    } else if grant.status == GrantStatus::Revoked && grant.ended_by.as_deref() == Some(&who.principal) {
+        return Err(DomainError::Conflict(format!(
+            "grant {} has already ended ({})",
+            grant.id,
+            grant.status.as_str()
+        )));
+    }
+    let events = vec![event(EventKind::GrantDone, &next, &who.principal, outcome, now)];
+    Ok(Transition { request: next, events })
+}
+
 /// Give the review a break-glass request demands afterwards: a member of its review groups
 /// (or an admin), never the one who broke the glass; once.
 pub fn review_break_glass(
@@ -530,6 +567,51 @@ mod tests {
 
     fn filed(who: &Identity, steps: &[(&str, u32)]) -> Request {
         file(who, &ask("prod-db", "write", "OPS-1"), needs(steps), ids(1), t0()).request
+    }
+
+    #[test]
+    fn done_ends_the_holders_grant_once_and_records_the_outcome() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let granted = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0()).request;
+        let later = t0() + TimeDelta::seconds(5);
+        assert!(matches!(
+            done(&granted, &bob, None, later),
+            Err(DomainError::Forbidden(_))
+        ));
+        let outcome = Some("exit 0 after 1.2 s".to_string());
+        let t = done(&granted, &alice, outcome.clone(), later).unwrap();
+        let grant = t.request.grant.as_ref().unwrap();
+        assert_eq!((grant.status, grant.ended_at), (GrantStatus::Revoked, Some(later)));
+        assert_eq!(grant.end_comment, outcome);
+        assert_eq!(t.events.len(), 1);
+        assert_eq!(
+            (t.events[0].kind, &t.events[0].comment),
+            (EventKind::GrantDone, &outcome)
+        );
+        assert!(!grant.is_live(later));
+        // Once ended by its holder, it cannot be done again.
+        assert!(matches!(
+            done(&t.request, &alice, None, later),
+            Err(DomainError::Conflict(_))
+        ));
+        // A grant that ended by itself (used up, expired) still takes the outcome, unchanged.
+        let mut used = granted.clone();
+        if let Some(g) = used.grant.as_mut() {
+            g.status = GrantStatus::Used;
+        }
+        let t = done(&used, &alice, outcome.clone(), later).unwrap();
+        assert_eq!(t.request.grant.as_ref().unwrap().status, GrantStatus::Used);
+        assert_eq!(t.events[0].kind, EventKind::GrantDone);
+        let revoked = revoke(&granted, &bob, None, later).unwrap().request;
+        let t = done(&revoked, &alice, outcome.clone(), later).unwrap();
+        assert_eq!(t.request.grant.as_ref().unwrap().ended_by.as_deref(), Some("bob"));
+        let expired = done(&granted, &alice, None, t0() + TimeDelta::seconds(601)).unwrap();
+        assert_eq!(expired.request.grant.unwrap().status, GrantStatus::Active);
+        assert!(matches!(
+            done(&granted, &alice, Some("x".repeat(MAX_COMMENT_LEN + 1)), later),
+            Err(DomainError::Invalid { .. })
+        ));
     }
 
     #[test]

@@ -58,6 +58,47 @@ pub struct ExtendBody {
     pub reason: String,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Answer once the request is decided, waiting at most this long (`30s`; at most 60s).
+    pub wait: Option<String>,
+}
+
+/// What came of the task a grant was for; every field optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoneBody {
+    /// The exit status of the command the grant was for (`jitgate run` sends it).
+    pub exit_code: Option<i32>,
+    /// How long the task took, in milliseconds.
+    pub duration_ms: Option<u64>,
+    pub comment: Option<String>,
+}
+
+impl DoneBody {
+    /// The outcome as the audit log records it: `exit 0 after 1.234 s: comment`.
+    pub fn outcome(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(code) = self.exit_code {
+            parts.push(format!("exit {code}"));
+        }
+        if let Some(ms) = self.duration_ms {
+            parts.push(format!("after {}.{:03} s", ms / 1000, ms % 1000));
+        }
+        let run = parts.join(" ");
+        match (
+            run.is_empty(),
+            self.comment.as_deref().map(str::trim).filter(|c| !c.is_empty()),
+        ) {
+            (true, None) => None,
+            (true, Some(c)) => Some(c.to_string()),
+            (false, None) => Some(run),
+            (false, Some(c)) => Some(format!("{run}: {c}")),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {

@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 /// How often a transition is re-applied when another writer changed the request first.
 const MAX_CONFLICT_RETRIES: usize = 16;
+/// The longest one call may wait for a decision; clients wait longer by asking again.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How many callers may wait for decisions at once; one more is answered 429.
+pub const MAX_WAITERS: usize = 10_000;
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -28,6 +32,19 @@ pub struct App {
     providers: crate::provision::Providers,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
+    /// The id of every request that changed, for callers waiting on a decision.
+    changes: tokio::sync::broadcast::Sender<String>,
+    waiters: std::sync::atomic::AtomicUsize,
+}
+
+/// A place among the waiting callers, given back on drop.
+struct WaiterSlot<'a>(&'a App);
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.metrics.waiting.dec();
+    }
 }
 
 /// The current time, to the millisecond the stores keep.
@@ -72,6 +89,8 @@ impl App {
             providers,
             index: RwLock::new(index),
             metrics,
+            changes: tokio::sync::broadcast::channel(1024).0,
+            waiters: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -94,6 +113,8 @@ impl App {
     }
 
     fn track(&self, before: Option<&Request>, after: &Request) {
+        // Nobody listening is not an error.
+        let _ = self.changes.send(after.id.clone());
         if let Some(grant) = &after.grant {
             self.index.write().upsert(grant);
             let was_active = before
@@ -152,6 +173,56 @@ impl App {
             Some(r) if caller.may_see(&r) => Ok(r),
             _ => Err(ApiError::NotFound(format!("no request {id}"))),
         }
+    }
+
+    /// The request once it is no longer pending, or as it stands after `wait`: whichever comes
+    /// first. Every transition wakes the callers waiting on its request at once.
+    pub async fn wait_for_decision(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Request, ApiError> {
+        use tokio::sync::broadcast::error::RecvError;
+        let _slot = self.waiter_slot()?;
+        // Subscribe before reading, so a change between the read and the wait is not missed.
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            let request = self.visible_request(caller, id).await?;
+            let at = now();
+            if request.status_at(at) != RequestStatus::Pending || tokio::time::Instant::now() >= deadline {
+                return Ok(request);
+            }
+            // A pending request also ends by itself at its deadline.
+            let to_expiry = (request.pending_expires_at - at).to_std().unwrap_or_default();
+            let until = deadline.min(tokio::time::Instant::now() + to_expiry + std::time::Duration::from_millis(1));
+            let _ = tokio::time::timeout_at(until, async {
+                loop {
+                    match changes.recv().await {
+                        Ok(changed) if changed == id => return,
+                        Ok(_) => {}
+                        // Missed some changes: look at the request again.
+                        Err(RecvError::Lagged(_)) => return,
+                        Err(RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn waiter_slot(&self) -> Result<WaiterSlot<'_>, ApiError> {
+        use std::sync::atomic::Ordering;
+        if self.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.count_limit("waiters");
+            return Err(ApiError::TooMany(format!(
+                "{MAX_WAITERS} callers are already waiting for decisions; ask again without wait, or later"
+            )));
+        }
+        self.metrics.waiting.inc();
+        Ok(WaiterSlot(self))
     }
 
     /// A page of the requests the caller may see. Requests they may not see are skipped
@@ -291,6 +362,19 @@ impl App {
         request
             .grant
             .ok_or_else(|| ApiError::Internal("revoked request has no grant".into()))
+    }
+
+    /// The holder's task is finished: end the grant if it is active, and record the outcome.
+    pub async fn done(&self, caller: &Caller, grant_id: &str, outcome: Option<String>) -> Result<Grant, ApiError> {
+        let who = caller.who();
+        let request = self
+            .transition(caller, grant_id, true, |r, now| {
+                machine::done(r, who, outcome.clone(), now)
+            })
+            .await?;
+        request
+            .grant
+            .ok_or_else(|| ApiError::Internal("finished request has no grant".into()))
     }
 
     pub async fn extend(

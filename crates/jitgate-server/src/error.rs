@@ -30,6 +30,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A limit on what one caller, or all callers together, may have under way.
+    #[error("{0}")]
+    TooMany(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -43,7 +46,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_argument`, `bad_request`, `unauthenticated`,
-    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `too_many_requests`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// What went wrong and how to fix it.
     pub message: String,
@@ -61,6 +65,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub outbox_failures: Family<OutcomeLabel, Counter>,
     /// Time from when a deprovisioning fell due (a grant's end) to its acknowledgement.
     pub deprovision_lag_seconds: Histogram,
+    /// Calls refused because a limit was reached, by limit: waiters, ...
+    pub limits_exceeded: Family<OutcomeLabel, Counter>,
+    /// Callers waiting for a decision right now.
+    pub waiting: Gauge,
 }
 
 impl Metrics {
@@ -87,6 +91,14 @@ impl Metrics {
             "Time from a grant's end to its deprovisioning being acknowledged",
             deprovision_lag_seconds.clone(),
         );
+        let limits_exceeded = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "limits_exceeded",
+            "Calls refused because a limit was reached, by limit",
+            limits_exceeded.clone(),
+        );
+        let waiting = Gauge::default();
+        registry.register("waiting_callers", "Callers waiting for a decision", waiting.clone());
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -107,6 +119,8 @@ impl Metrics {
             auth_throttled,
             outbox_failures,
             deprovision_lag_seconds,
+            limits_exceeded,
+            waiting,
         }
     }
 
@@ -122,6 +136,14 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&OutcomeLabel {
                 outcome: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_limit(&self, limit: &str) {
+        self.limits_exceeded
+            .get_or_create(&OutcomeLabel {
+                outcome: limit.to_string(),
             })
             .inc();
     }

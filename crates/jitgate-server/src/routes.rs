@@ -47,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/grants", get(list_grants))
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/grants/{id}/extend", post(extend_grant))
+        .route("/v1/grants/{id}/done", post(done_grant))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
         .route("/v1/policy/explain", get(explain_policy))
@@ -70,8 +71,12 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// An optional JSON body: empty means the default.
 async fn optional_comment(body: axum::body::Bytes) -> Result<CommentBody, ApiError> {
+    optional_body(body).await
+}
+
+async fn optional_body<T: serde::de::DeserializeOwned + Default>(body: axum::body::Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(CommentBody::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::Invalid(format!("request body: {e}")),
@@ -136,14 +141,31 @@ pub async fn list_requests(
     Ok(Json(RequestList { items, next }))
 }
 
-#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
+/// One request. With `wait` (a duration, at most 60s), a pending request is answered the
+/// moment it is decided (or expires), or as it stands when the wait is over: a long poll.
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path), WaitQuery),
+    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
 pub async fn get_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ReadRequests>,
     Path(id): Path<String>,
+    Q(query): Q<WaitQuery>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let request = app.visible_request(&caller, &id).await?;
+    let request = match query.wait.as_deref() {
+        None => app.visible_request(&caller, &id).await?,
+        Some(text) => {
+            let wait = jitgate_core::parse_duration(text).map_err(|m| ApiError::Invalid(format!("wait: {m}")))?;
+            let max = crate::app::MAX_WAIT.as_secs();
+            if wait.0 > max {
+                return Err(ApiError::Invalid(format!(
+                    "wait: {text} is longer than {max}s; wait {max}s and ask again"
+                )));
+            }
+            app.wait_for_decision(&caller, &id, std::time::Duration::from_secs(wait.0))
+                .await?
+        }
+    };
     let mut view = RequestView::new(&request, now(), &caller.who().principal);
     if let Some(grant) = view.grant.as_mut() {
         app.add_provider_status(&mut [grant]).await?;
@@ -272,6 +294,23 @@ pub async fn extend_grant(
     Json(body): Json<ExtendBody>,
 ) -> Result<Json<GrantView>, ApiError> {
     let grant = app.extend(&caller, &id, &body).await?;
+    Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
+}
+
+/// The holder's task is finished: an active grant ends now, and the outcome (a run's exit code
+/// and duration) is recorded in the audit log as `grant.done`.
+#[utoipa::path(post, path = "/v1/grants/{id}/done", params(("id" = String, Path)), request_body = DoneBody,
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])), tag = "grants")]
+pub async fn done_grant(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::FinishGrant>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<GrantView>, ApiError> {
+    let body: DoneBody = optional_body(body).await?;
+    let grant = app.done(&caller, &id, body.outcome()).await?;
     Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
 

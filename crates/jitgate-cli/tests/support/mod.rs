@@ -217,6 +217,23 @@ pub fn quickstart_with_workflows(workflows: &str) -> tempfile::TempDir {
     policy
 }
 
+/// The first pending request (as a reviewer sees them) that `matches`, once one appears.
+pub fn pending_request(s: &Server, matches: impl Fn(&Value) -> bool) -> Value {
+    let mut found = Value::Null;
+    wait_until("the request waits", || {
+        let (_, list) = s.get("/v1/requests?status=pending", "demo-bob");
+        found = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| matches(r))
+            .cloned()
+            .unwrap_or(Value::Null);
+        !found.is_null()
+    });
+    found
+}
+
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {

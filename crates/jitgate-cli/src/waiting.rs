@@ -1,0 +1,329 @@
+//! Waiting for decisions: `jitgate request --wait`, `jitgate gate` for pipelines and
+//! `jitgate run` for terminals. Waiting long-polls the server (`GET /v1/requests/{id}?wait=..`),
+//! so a decision reaches the client the moment it is made. Ctrl-C (or SIGTERM, as a cancelled
+//! CI job gets) while a request waits cancels it: nobody should approve what nobody waits for.
+
+use crate::client::{Client, ClientError};
+use crate::commands::{print, CommandResult};
+use crate::{render, Output};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One long poll, well under the client's HTTP timeout.
+const LONG_POLL: Duration = Duration::from_secs(50);
+/// On a terminal the wait is shown ticking, so each poll is short (a decision still ends it
+/// at once).
+const TICK: Duration = Duration::from_secs(1);
+/// `jitgate gate` exits with this when nobody decided in time.
+pub const EXIT_TIMED_OUT: u8 = 3;
+
+/// The request being waited for, cancelled if the wait is interrupted.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    pending: Arc<Mutex<Option<String>>>,
+}
+
+impl Interrupt {
+    /// Handle Ctrl-C and SIGTERM for the rest of the process: while a request waits, cancel it
+    /// and exit 130; otherwise (a command runs) let the command have the signal and carry on.
+    pub fn install(client: &Client) -> Interrupt {
+        let interrupt = Interrupt::default();
+        let (pending, client) = (interrupt.pending.clone(), client.clone());
+        let installed = ctrlc::set_handler(move || {
+            let waiting = pending.lock().ok().and_then(|mut p| p.take());
+            if let Some(id) = waiting {
+                match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
+                    Ok(_) => eprintln!("\ninterrupted: request {id} is cancelled"),
+                    Err(e) => eprintln!("\ninterrupted: could not cancel request {id}: {e}"),
+                }
+                std::process::exit(130);
+            }
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: Ctrl-C will not cancel the request: {e}");
+        }
+        interrupt
+    }
+
+    fn waiting_for(&self, id: Option<&str>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = id.map(str::to_string);
+        }
+    }
+}
+
+/// How to wait.
+pub struct Wait<'a> {
+    pub client: &'a Client,
+    /// Give up (and cancel the request) after this long; `None` waits until it is decided or
+    /// expires.
+    pub timeout: Option<Duration>,
+    /// Show the wait ticking on standard error (only when it is a terminal).
+    pub progress: bool,
+    pub interrupt: Option<&'a Interrupt>,
+}
+
+/// What became of a wait.
+pub enum Outcome {
+    Decided(Value),
+    /// Still pending when the timeout passed; the request has been cancelled.
+    TimedOut(Value),
+}
+
+impl Wait<'_> {
+    pub fn until_decided(&self, request: Value) -> Result<Outcome, ClientError> {
+        if request["status"] != "pending" {
+            return Ok(Outcome::Decided(request));
+        }
+        let id = render::s(&request["id"]).to_string();
+        let started = Instant::now();
+        let show = self.progress && std::io::stderr().is_terminal();
+        let needs = needs_text(&request);
+        if let Some(interrupt) = self.interrupt {
+            interrupt.waiting_for(Some(&id));
+        }
+        let result = loop {
+            let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
+            if left.is_some_and(|l| l.is_zero()) {
+                if let Some(interrupt) = self.interrupt {
+                    interrupt.waiting_for(None);
+                }
+                let cancelled = self.client.post(&format!("/v1/requests/{id}/cancel"), &json!({}));
+                break match cancelled {
+                    Ok(request) => Ok(Outcome::TimedOut(request)),
+                    // Decided in the last moment: that decision stands.
+                    Err(ClientError::Api { status: 409, .. }) => self
+                        .client
+                        .get(&format!("/v1/requests/{id}"), &[])
+                        .map(Outcome::Decided),
+                    Err(e) => Err(e),
+                };
+            }
+            let poll = if show { TICK } else { LONG_POLL };
+            let poll = left.map_or(poll, |l| l.min(poll)).max(Duration::from_secs(1));
+            if show {
+                eprint!(
+                    "\rwaiting for approval of {id} ({needs}) {}s ",
+                    started.elapsed().as_secs()
+                );
+                let _ = std::io::stderr().flush();
+            }
+            let request = self.client.get(
+                &format!("/v1/requests/{id}"),
+                &[("wait", format!("{}s", poll.as_secs()))],
+            )?;
+            if request["status"] != "pending" {
+                break Ok(Outcome::Decided(request));
+            }
+        };
+        if let Some(interrupt) = self.interrupt {
+            interrupt.waiting_for(None);
+        }
+        if show {
+            eprintln!();
+        }
+        result
+    }
+}
+
+pub fn needs_text(request: &Value) -> String {
+    let needs: Vec<String> = request["needs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| format!("{} from {}", n["approvals"], n["group"].as_str().unwrap_or("?")))
+        .collect();
+    format!("needs {}", needs.join(" and "))
+}
+
+/// What to ask for.
+pub struct Ask<'a> {
+    pub resource: &'a str,
+    pub action: &'a str,
+    pub duration: Option<String>,
+    pub reason: &'a str,
+    pub payload: Option<String>,
+}
+
+fn file(client: &Client, ask: &Ask) -> Result<Value, ClientError> {
+    let mut body = json!({"resource": ask.resource, "action": ask.action, "reason": ask.reason});
+    if let Some(d) = &ask.duration {
+        body["duration"] = json!(d);
+    }
+    if let Some(p) = &ask.payload {
+        body["payload"] = json!(p);
+    }
+    client.post("/v1/requests", &body)
+}
+
+/// Where a reviewer acts on the request.
+fn review_text(client: &Client, request: &Value) -> String {
+    let id = render::s(&request["id"]);
+    format!(
+        "  review:  {}/v1/requests/{id}\n  approve: jitgate approve {id}\n",
+        client.base()
+    )
+}
+
+/// `jitgate gate`: file, wait, and answer with the exit code a pipeline step needs.
+pub fn gate(client: &Client, ask: &Ask, timeout: Duration) -> CommandResult {
+    let interrupt = Interrupt::install(client);
+    let request = file(client, ask)?;
+    if request["status"] == "pending" {
+        eprintln!(
+            "jitgate: {} on {} is waiting for approval: request {} ({})\n{}",
+            ask.action,
+            ask.resource,
+            render::s(&request["id"]),
+            needs_text(&request),
+            review_text(client, &request)
+        );
+        append_step_summary(client, &request);
+    }
+    let wait = Wait {
+        client,
+        timeout: Some(timeout),
+        progress: false,
+        interrupt: Some(&interrupt),
+    };
+    let (request, code) = match wait.until_decided(request)? {
+        Outcome::Decided(r) => {
+            let code = match r["status"].as_str() {
+                Some("approved") => ExitCode::SUCCESS,
+                Some("expired") => ExitCode::from(EXIT_TIMED_OUT),
+                _ => ExitCode::from(1),
+            };
+            (r, code)
+        }
+        Outcome::TimedOut(r) => {
+            eprintln!(
+                "jitgate: nobody decided within {}s; request {} is cancelled",
+                timeout.as_secs(),
+                render::s(&r["id"])
+            );
+            (r, ExitCode::from(EXIT_TIMED_OUT))
+        }
+    };
+    print(client, &request, render::request_detail);
+    Ok(code)
+}
+
+/// In GitHub Actions, say in the job summary what the step waits for.
+fn append_step_summary(client: &Client, request: &Value) {
+    let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY") else {
+        return;
+    };
+    let line = format!(
+        "**jitgate**: `{}` on `{}` waits for approval ({}): [{id}]({}/v1/requests/{id}), or `jitgate approve {id}`\n",
+        render::s(&request["action"]),
+        render::s(&request["resource"]),
+        needs_text(request),
+        client.base(),
+        id = render::s(&request["id"]),
+    );
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("warning: cannot write the GitHub step summary: {e}");
+    }
+}
+
+/// `jitgate run`: ask for exactly this command, wait, run it once approved, record how it went
+/// and end the grant. The command's exit code is passed through.
+pub fn run(
+    client: &Client,
+    resource: &str,
+    action: &str,
+    duration: Option<String>,
+    reason: &str,
+    argv: &[String],
+) -> CommandResult {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| ClientError::Other("name the command to run after --".into()))?;
+    let payload = shlex::try_join(argv.iter().map(String::as_str))
+        .map_err(|e| ClientError::Other(format!("the command cannot be written as one line: {e}")))?;
+    let interrupt = Interrupt::install(client);
+    let ask = Ask {
+        resource,
+        action,
+        duration,
+        reason,
+        payload: Some(payload.clone()),
+    };
+    let request = file(client, &ask)?;
+    let quiet = client.output == Output::Json || !std::io::stderr().is_terminal();
+    if request["status"] == "pending" && !quiet {
+        eprintln!(
+            "jitgate: approval needed to run: {payload}\n{}",
+            review_text(client, &request)
+        );
+    }
+    let wait = Wait {
+        client,
+        timeout: None,
+        progress: true,
+        interrupt: Some(&interrupt),
+    };
+    let request = match wait.until_decided(request)? {
+        Outcome::Decided(r) | Outcome::TimedOut(r) => r,
+    };
+    if request["status"] != "approved" {
+        eprintln!(
+            "jitgate: request {} was {}; not running {program}",
+            render::s(&request["id"]),
+            render::s(&request["status"])
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let grant = &request["grant"];
+    let grant_id = render::s(&grant["id"]).to_string();
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env("JITGATE_REQUEST_ID", render::s(&request["id"]))
+        .env("JITGATE_GRANT_ID", &grant_id);
+    if let Some(token) = grant["token"].as_str() {
+        command.env("JITGATE_GRANT_TOKEN", token);
+    }
+    let started = Instant::now();
+    let status = command.status();
+    let took = started.elapsed();
+    let (exit_code, finished) = match &status {
+        Ok(s) => (exit_code_of(s), format!("{program} exited with {}", exit_code_of(s))),
+        Err(e) => (127, format!("cannot run {program}: {e}")),
+    };
+    let outcome = json!({
+        "exit_code": exit_code,
+        "duration_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        "comment": format!("jitgate run: {payload}"),
+    });
+    if let Err(e) = client.post(&format!("/v1/grants/{grant_id}/done"), &outcome) {
+        eprintln!("warning: could not record the outcome and end grant {grant_id}: {e}");
+    }
+    if status.is_err() || !quiet {
+        eprintln!(
+            "jitgate: {finished} after {:.1}s; grant {grant_id} ended",
+            took.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::from(u8::try_from(exit_code).unwrap_or(1)))
+}
+
+/// The exit code a shell would report: the status, or 128 + the signal that ended it.
+fn exit_code_of(status: &std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return 128 + signal;
+        }
+    }
+    status.code().unwrap_or(1)
+}

@@ -1,0 +1,291 @@
+//! Approvals where developers work, against the real server: waiting clients learn of a
+//! decision at once (long poll), `jitgate gate` in pipelines (exit 0 approved, 1 denied, 3 timed
+//! out), and `jitgate run` in terminals (the exact command, run once approved, its exit code
+//! passed through and recorded, the grant ended; Ctrl-C cancels the pending request).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Start a CLI command in the background, as alice.
+fn spawn_cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("JITGATE_URL", &s.url)
+        .env("JITGATE_TOKEN", "demo-alice")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+/// The request alice's background command filed, once it waits.
+fn pending_of_alice(s: &Server, resource: &str) -> Value {
+    pending_request(s, |r| r["requester"] == "alice" && r["resource"] == resource)
+}
+
+fn finish(child: Child) -> (i32, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_decision_reaches_a_waiting_client_at_once() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-9"}),
+    );
+    let path = format!("/v1/requests/{}", id(&r));
+
+    // Bad waits are refused, naming the parameter.
+    for wait in ["soon", "61s", "-1"] {
+        let (status, v) = s.get(&format!("{path}?wait={wait}"), "demo-alice");
+        assert_eq!(status, 422, "{wait}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().starts_with("wait:"), "{v}");
+    }
+    // Someone who may not see the request cannot wait on it either.
+    assert_eq!(s.get(&format!("{path}?wait=1s"), "demo-dave").0, 404);
+
+    // Nothing decided: the wait ends at its end, with the request as it stands.
+    let started = Instant::now();
+    let (status, v) = s.get(&format!("{path}?wait=1s"), "demo-alice");
+    assert_eq!((status, v["status"].as_str()), (200, Some("pending")));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Decided while two clients wait (the requester and another reviewer): both hear at once.
+    let waiters: Vec<_> = ["demo-alice", "demo-carol"]
+        .into_iter()
+        .map(|token| {
+            let (url, path, token) = (s.url.clone(), path.clone(), token.to_string());
+            std::thread::spawn(move || {
+                let answer: Value = reqwest::blocking::Client::new()
+                    .get(format!("{url}{path}?wait=30s"))
+                    .bearer_auth(token)
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                (answer, Instant::now())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let approving = Instant::now();
+    let (status, _) = s.post(&format!("{path}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200);
+    for waiter in waiters {
+        let (answer, heard) = waiter.join().unwrap();
+        assert_eq!(answer["status"], "approved", "{answer}");
+        let latency = heard.duration_since(approving);
+        eprintln!("decision heard {latency:?} after the approval was sent");
+        assert!(latency < Duration::from_millis(100), "{latency:?}");
+    }
+
+    // An already decided request is answered at once, whatever the wait.
+    let started = Instant::now();
+    assert_eq!(s.get(&format!("{path}?wait=30s"), "demo-alice").1["status"], "approved");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(
+        metrics.as_str().unwrap().contains("jitgate_waiting_callers 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn gate_exits_0_approved_1_denied_3_timed_out() {
+    let s = Server::start();
+    let summary = s.dir.path().join("summary.md");
+    let args = [
+        "gate",
+        "prod-db",
+        "read",
+        "--reason",
+        "INC-11 pipeline",
+        "--for",
+        "10m",
+        "--timeout",
+        "60s",
+    ];
+
+    // Approved: exit 0, after the step printed where to review it.
+    let child = spawn_cli(&s, &args, &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
+    let r = pending_of_alice(&s, "prod-db");
+    let rid = id(&r);
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({})).0,
+        200
+    );
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains(&format!("{}/v1/requests/{rid}", s.url)), "{err}");
+    assert!(err.contains(&format!("jitgate approve {rid}")), "{err}");
+    assert!(out.contains("approved"), "{out}");
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        written.contains(&rid) && written.contains("needs 1 from sre"),
+        "{written}"
+    );
+
+    // Denied: exit 1.
+    let child = spawn_cli(&s, &args, &[]);
+    let rid = id(&pending_of_alice(&s, "prod-db"));
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/deny"), "demo-bob", json!({})).0,
+        200
+    );
+    assert_eq!(finish(child).0, 1);
+
+    // Nobody decides: exit 3, and the request is cancelled so nobody approves it later.
+    let started = Instant::now();
+    let (code, _, err) = s.cli(
+        "demo-alice",
+        &[
+            "gate",
+            "prod-db",
+            "read",
+            "--reason",
+            "INC-12",
+            "--timeout",
+            "2s",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let (_, cancelled) = s.get("/v1/requests?status=cancelled", "demo-alice");
+    let cancelled = &cancelled["items"][0];
+    assert_eq!(
+        (cancelled["reason"].as_str(), cancelled["closed_by"]["by"].as_str()),
+        (Some("INC-12"), Some("alice"))
+    );
+
+    // Automatic approval passes at once; bad input is exit 2.
+    assert_eq!(
+        s.cli("demo-alice", &["gate", "staging-db", "read", "--timeout", "5s"])
+            .0,
+        0
+    );
+    let (code, _, err) = s.cli("demo-alice", &["gate", "staging-db", "read", "--timeout", "soon"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--timeout"), "{err}");
+}
+
+#[test]
+fn run_runs_exactly_the_approved_command_once_and_passes_its_exit_code() {
+    let s = Server::start();
+    let script = "echo deploying with $JITGATE_GRANT_ID; exit 7";
+    let child = spawn_cli(
+        &s,
+        &[
+            "run",
+            "prod-api",
+            "deploy",
+            "--reason",
+            "release 1.2",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        &[],
+    );
+    // The reviewer sees the exact command line, quoted as a shell would take it.
+    let r = pending_of_alice(&s, "prod-api");
+    assert_eq!(r["payload"], format!("sh -c '{script}'"));
+    let rid = id(&r);
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({})).0,
+        200
+    );
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 7, "the command's exit code passes through: {out}\n{err}");
+    assert!(out.contains("deploying with grt_"), "{out}");
+
+    // The grant ended with the command, and the audit log says how it went.
+    let (_, request) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    assert_eq!(request["grant"]["status"], "revoked", "{request}");
+    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
+    let done = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "grant.done")
+        .cloned()
+        .unwrap_or_else(|| panic!("no grant.done in {events}"));
+    let comment = done["comment"].as_str().unwrap();
+    assert!(comment.starts_with("exit 7 after "), "{comment}");
+    assert!(comment.contains(&format!("jitgate run: sh -c '{script}'")), "{comment}");
+    assert_eq!(done["actor"], "alice");
+    let payload = format!("sh -c '{script}'");
+    assert_eq!(s.check("alice", "prod-api", "deploy", Some(&payload))["allow"], false);
+
+    // Denied: the command never runs.
+    let marker = s.dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let child = spawn_cli(
+        &s,
+        &["run", "prod-api", "deploy", "--reason", "x", "--", "sh", "-c", &touch],
+        &[],
+    );
+    let rid = id(&pending_of_alice(&s, "prod-api"));
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/deny"), "demo-bob", json!({})).0,
+        200
+    );
+    assert_eq!(finish(child).0, 1);
+    assert!(!marker.exists(), "a denied command ran");
+
+    // Ctrl-C while waiting cancels the request, and the command never runs.
+    let child = spawn_cli(
+        &s,
+        &["run", "prod-api", "deploy", "--reason", "y", "--", "sh", "-c", &touch],
+        &[],
+    );
+    let rid = id(&pending_of_alice(&s, "prod-api"));
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let (code, _, err) = finish(child);
+    assert_eq!(code, 130, "{err}");
+    let (_, request) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    assert_eq!(request["status"], "cancelled", "{request}");
+    assert!(!marker.exists(), "an interrupted command ran");
+
+    // Automatic approval: runs at once; a command that cannot start is exit 127, recorded.
+    let (code, _, _) = s.cli("demo-alice", &["run", "staging-db", "read", "--", "true"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = s.cli("demo-alice", &["run", "staging-db", "read", "--", "/no/such/program"]);
+    assert_eq!(code, 127, "{err}");
+    let (_, events) = s.get("/v1/audit?limit=5000", "demo-admin");
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "grant.done" && e["comment"].as_str().unwrap().starts_with("exit 127")),
+        "{events}"
+    );
+}
