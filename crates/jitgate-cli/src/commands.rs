@@ -28,6 +28,12 @@ struct ConfigFile {
     /// Webhook providers that provision and deprovision grants: see docs/providers.md.
     #[serde(default)]
     providers: Vec<jitgate_server::provision::ProviderConfig>,
+    /// Notification sinks (Slack, signed webhooks) and reminders: see docs/notifications.md.
+    #[serde(default)]
+    notify: jitgate_server::notify::NotifyConfig,
+    /// Slack interactivity (approve and deny from Slack): see docs/notifications.md.
+    #[serde(default)]
+    slack: jitgate_server::slack::SlackConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -61,6 +67,8 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         database_url,
         auth: file.auth,
         providers: file.providers,
+        notify: file.notify,
+        slack: file.slack,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,79 +8,19 @@ mod support;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use support::receiver::{receiver, Delivery, Receiver};
 use support::*;
 
 const SECRET: &str = "0123456789abcdef-test-secret";
 
-#[derive(Debug, Clone)]
-struct Delivery {
-    headers: HashMap<String, String>,
-    body: Value,
-    raw: String,
-    at: chrono::DateTime<chrono::Utc>,
-    answered: u16,
+/// What the receiver heard about grants.
+trait GrantDeliveries {
+    fn delivered(&self, grant: &str, operation: &str) -> Vec<Delivery>;
+    fn acknowledged(&self, grant: &str, operation: &str) -> Option<Delivery>;
 }
 
-/// A webhook endpoint that records every delivery and fails the next `fail` of them.
-struct Receiver {
-    url: String,
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-    fail: Arc<AtomicUsize>,
-}
-
-fn receiver() -> Receiver {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let deliveries = Arc::new(Mutex::new(Vec::new()));
-    let fail = Arc::new(AtomicUsize::new(0));
-    let (log, failing) = (deliveries.clone(), fail.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = HashMap::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let Some((name, value)) = line.trim_end().split_once(": ") else {
-                    break;
-                };
-                headers.insert(name.to_ascii_lowercase(), value.to_string());
-            }
-            let length: usize = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            let raw = String::from_utf8(body).unwrap();
-            let answered = if failing.load(Ordering::SeqCst) > 0 {
-                failing.fetch_sub(1, Ordering::SeqCst);
-                500
-            } else {
-                200
-            };
-            log.lock().unwrap().push(Delivery {
-                headers,
-                body: serde_json::from_str(&raw).unwrap(),
-                raw,
-                at: chrono::Utc::now(),
-                answered,
-            });
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    Receiver { url, deliveries, fail }
-}
-
-impl Receiver {
+impl GrantDeliveries for Receiver {
     fn delivered(&self, grant: &str, operation: &str) -> Vec<Delivery> {
         self.deliveries
             .lock()

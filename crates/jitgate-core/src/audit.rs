@@ -71,6 +71,9 @@ pub enum EventKind {
     /// grant ends here; the comment holds the outcome (exit code and duration for a run).
     #[serde(rename = "grant.done")]
     GrantDone,
+    /// The holder was reminded that the grant ends soon.
+    #[serde(rename = "grant.expiring")]
+    GrantExpiring,
     /// A grant's holder was handed the credentials a provider made (a database login), once.
     #[serde(rename = "grant.credentials_issued")]
     GrantCredentialsIssued,
@@ -104,6 +107,7 @@ impl EventKind {
             EventKind::GrantDeprovisionFailed => "grant.deprovision_failed",
             EventKind::GrantCredentialsIssued => "grant.credentials_issued",
             EventKind::GrantDone => "grant.done",
+            EventKind::GrantExpiring => "grant.expiring",
         }
     }
 }

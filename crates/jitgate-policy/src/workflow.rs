@@ -39,6 +39,9 @@ pub struct DirectoryEntry {
     pub token_hash: Option<[u8; 32]>,
     /// Who approves this principal's requests in workflows with a manager step.
     pub manager: Option<String>,
+    /// The principal's Slack user id (`U0123ABCD`): approving from Slack acts as this
+    /// principal, and notifications mention them.
+    pub slack_user: Option<String>,
 }
 
 /// Break-glass: who may take access at once, for how long at most.
@@ -136,6 +139,7 @@ struct PrincipalSpec {
     token: Option<String>,
     token_sha256: Option<String>,
     manager: Option<String>,
+    slack_user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -319,9 +323,11 @@ impl Rules {
                     identity,
                     token_hash,
                     manager: spec.manager.clone(),
+                    slack_user: spec.slack_user.clone(),
                 },
             );
         }
+        let mut slack_users = BTreeMap::new();
         for spanned in &directory.principal {
             let spec = spanned.get_ref();
             let line = line_of(directory_text, spanned.span().start);
@@ -332,6 +338,19 @@ impl Rules {
                     message,
                 })
             };
+            if let Some(slack) = &spec.slack_user {
+                if slack.is_empty() || !slack.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+                    err(format!(
+                        "slack_user of '{}': '{slack}' is not a Slack user id like U0123ABCD",
+                        spec.name
+                    ));
+                } else if let Some(other) = slack_users.insert(slack.clone(), spec.name.clone()) {
+                    err(format!(
+                        "slack_user {slack} is given to both '{other}' and '{}'",
+                        spec.name
+                    ));
+                }
+            }
             if let Some(manager) = &spec.manager {
                 if manager == &spec.name {
                     err(format!("'{}' cannot be their own manager", spec.name));
@@ -582,6 +601,13 @@ impl Rules {
 
     pub fn principals(&self) -> impl Iterator<Item = &DirectoryEntry> {
         self.principals.values()
+    }
+
+    /// The directory principal a Slack user id belongs to.
+    pub fn principal_by_slack_user(&self, slack_user: &str) -> Option<&DirectoryEntry> {
+        self.principals
+            .values()
+            .find(|p| p.slack_user.as_deref() == Some(slack_user))
     }
 
     pub fn principal(&self, name: &str) -> Option<&DirectoryEntry> {

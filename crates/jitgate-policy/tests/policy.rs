@@ -509,3 +509,29 @@ fn postgres_sections_are_checked() {
         );
     }
 }
+
+#[test]
+fn slack_users_are_checked_and_found() {
+    let workflows = "";
+    let good = "[[principal]]\nname = \"bob\"\ngroups = [\"sre\"]\nslack_user = \"U0BOB42\"\n";
+    let policy = Policy::from_texts(good, workflows, None, &[]).unwrap();
+    let bob = policy.rules().principal_by_slack_user("U0BOB42").unwrap();
+    assert_eq!(bob.identity.principal, "bob");
+    assert!(policy.rules().principal_by_slack_user("UOTHER").is_none());
+
+    let lowercase = "[[principal]]\nname = \"bob\"\nslack_user = \"u0bob\"\n";
+    let errors = Policy::from_texts(lowercase, workflows, None, &[]).unwrap_err();
+    assert!(
+        errors[0].to_string().contains("directory.toml:1: slack_user of 'bob'"),
+        "{errors:?}"
+    );
+    let twice =
+        "[[principal]]\nname = \"bob\"\nslack_user = \"U1\"\n\n[[principal]]\nname = \"eve\"\nslack_user = \"U1\"\n";
+    let errors = Policy::from_texts(twice, workflows, None, &[]).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == 5 && e.message.contains("given to both 'bob' and 'eve'")),
+        "{errors:?}"
+    );
+}

@@ -30,6 +30,8 @@ pub struct App {
     signer: crate::signing::GrantSigner,
     ssh_ca: crate::ssh::SshCa,
     providers: crate::provision::Providers,
+    notifier: crate::notify::Notifier,
+    slack: Option<crate::slack::Slack>,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
     /// The id of every request that changed, for callers waiting on a decision.
@@ -63,6 +65,8 @@ impl App {
         policy: Policy,
         auth: Authenticator,
         providers: crate::provision::Providers,
+        notifier: crate::notify::Notifier,
+        slack: Option<crate::slack::Slack>,
     ) -> Result<Self, StoreError> {
         auth.rebuild(&policy, Some(store.list_tokens().await?));
         let signer = crate::signing::GrantSigner::load(&*store, now())
@@ -87,6 +91,8 @@ impl App {
             signer,
             ssh_ca,
             providers,
+            notifier,
+            slack,
             index: RwLock::new(index),
             metrics,
             changes: tokio::sync::broadcast::channel(1024).0,
@@ -106,6 +112,15 @@ impl App {
 
     pub fn providers(&self) -> &crate::provision::Providers {
         &self.providers
+    }
+
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
+    }
+
+    /// Slack interactivity, when configured.
+    pub fn slack(&self) -> Option<&crate::slack::Slack> {
+        self.slack.as_ref()
     }
 
     pub fn authenticator(&self) -> &Authenticator {

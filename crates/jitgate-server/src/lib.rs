@@ -4,14 +4,17 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod delivery;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod pgrole;
 pub mod provision;
 pub mod reload;
 pub mod routes;
 pub mod signing;
+pub mod slack;
 pub mod ssh;
 pub mod worker;
 
@@ -20,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use app::App;
+
 pub use error::ApiError;
 
 /// Everything `jitgate serve` needs.
@@ -30,6 +34,8 @@ pub struct ServerConfig {
     pub database_url: String,
     pub auth: auth::config::AuthConfig,
     pub providers: Vec<provision::ProviderConfig>,
+    pub notify: notify::NotifyConfig,
+    pub slack: slack::SlackConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,8 @@ pub enum ServeError {
     Auth(#[from] auth::config::ConfigError),
     #[error("providers: {0}")]
     Providers(String),
+    #[error("notifications: {0}")]
+    Notify(String),
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -61,11 +69,15 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let authenticator = auth::Authenticator::new(&config.auth).await?;
     let providers = provision::Providers::new(&config.providers).map_err(ServeError::Providers)?;
     providers.check_policy(&policy).map_err(ServeError::Providers)?;
+    let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;
+    let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
     let store = jitgate_store::open(&config.database_url).await?;
-    let app = Arc::new(App::new(store, policy, authenticator, providers).await?);
+    let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
     let worker = tokio::spawn(worker::run(app.clone()));
     let provisioner = tokio::spawn(provision::run(app.clone()));
+    notify::start_cursors(&app).await?;
+    let notifications = tokio::spawn(notify::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -81,6 +93,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .await?;
     worker.abort();
     provisioner.abort();
+    notifications.abort();
     watcher.abort();
     Ok(())
 }

@@ -40,6 +40,11 @@ pub struct Metrics {
     pub limits_exceeded: Family<OutcomeLabel, Counter>,
     /// Callers waiting for a decision right now.
     pub waiting: Gauge,
+    /// Notifications by outcome: sent, refused (by the receiver, skipped), failed (retried).
+    pub notifications: Family<OutcomeLabel, Counter>,
+    /// Slack actions by outcome: approved, denied, refused (by the rules), unlinked (unknown
+    /// Slack user), forged (bad or stale signature).
+    pub slack_actions: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +104,10 @@ impl Metrics {
         );
         let waiting = Gauge::default();
         registry.register("waiting_callers", "Callers waiting for a decision", waiting.clone());
+        let notifications = Family::<OutcomeLabel, Counter>::default();
+        registry.register("notifications", "Notifications by outcome", notifications.clone());
+        let slack_actions = Family::<OutcomeLabel, Counter>::default();
+        registry.register("slack_actions", "Slack actions by outcome", slack_actions.clone());
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -121,6 +130,8 @@ impl Metrics {
             deprovision_lag_seconds,
             limits_exceeded,
             waiting,
+            notifications,
+            slack_actions,
         }
     }
 
@@ -136,6 +147,22 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&OutcomeLabel {
                 outcome: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_notification(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_slack(&self, outcome: &str) {
+        self.slack_actions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
             })
             .inc();
     }

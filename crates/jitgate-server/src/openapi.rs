@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::list_grants, crate::routes::revoke_grant, crate::routes::extend_grant, crate::routes::check, crate::routes::check_batch,
         crate::routes::explain_policy, crate::routes::list_audit, crate::routes::verify_audit, crate::routes::healthz, crate::routes::readyz,
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
-        crate::routes::database_credentials, crate::routes::done_grant,
+        crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
     ),
     components(schemas(
         CreateRequestBody, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,

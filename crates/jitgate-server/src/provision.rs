@@ -11,13 +11,11 @@
 //! in a PostgreSQL server (`pgrole.rs`).
 
 use crate::app::{now, App};
-use hmac::{Hmac, Mac};
 use jitgate_core::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use jitgate_core::outbox::{retry_delay, OutboxItem, OutboxOperation};
 use jitgate_core::{Grant, Timestamp};
 use jitgate_store::StoreError;
 use serde::Deserialize;
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +53,7 @@ pub struct ProviderConfig {
     pub timeout: String,
 }
 
-fn default_timeout() -> String {
+pub(crate) fn default_timeout() -> String {
     "5s".into()
 }
 
@@ -79,13 +77,33 @@ pub struct Providers {
     http: reqwest::Client,
 }
 
-fn webhook_secret(c: &ProviderConfig, at: &dyn Fn(&str) -> String) -> Result<Vec<u8>, String> {
-    let secret = match (&c.secret, &c.secret_env) {
-        (Some(s), None) => s.clone(),
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| format!("{}: the environment variable {var} is not set", at("secret_env")))?,
-        _ => return Err(format!("{}: set exactly one of secret and secret_env", at("secret"))),
-    };
+/// A setting given either in the config file (`KEY`) or by an environment variable it names
+/// (`KEY_env`): exactly one of the two.
+pub(crate) fn value_or_env(
+    value: Option<&str>,
+    var: Option<&str>,
+    key: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<String, String> {
+    match (value, var) {
+        (Some(v), None) => Ok(v.to_string()),
+        (None, Some(var)) => std::env::var(var).map_err(|_| {
+            format!(
+                "{}: the environment variable {var} is not set",
+                at(&format!("{key}_env"))
+            )
+        }),
+        _ => Err(format!("{}: set exactly one of {key} and {key}_env", at(key))),
+    }
+}
+
+/// An HMAC secret from `secret` or `secret_env`, long enough to mean something.
+pub(crate) fn hmac_secret(
+    secret: Option<&str>,
+    secret_env: Option<&str>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<u8>, String> {
+    let secret = value_or_env(secret, secret_env, "secret", at)?;
     if secret.len() < 16 {
         return Err(format!("{}: use at least 16 characters", at("secret")));
     }
@@ -106,7 +124,7 @@ impl Providers {
                     }
                     Provider::Webhook {
                         url: url.clone(),
-                        secret: webhook_secret(c, &at)?,
+                        secret: hmac_secret(c.secret.as_deref(), c.secret_env.as_deref(), &at)?,
                         timeout,
                     }
                 }
@@ -210,8 +228,14 @@ impl Providers {
         match provider {
             Provider::Webhook { url, secret, timeout } => {
                 let body = delivery_body(item, grant, at);
-                self.post(url, secret, *timeout, &item.idempotency_key(grant.extensions), body, at)
+                let headers = [
+                    ("Idempotency-Key", item.idempotency_key(grant.extensions)),
+                    ("X-Jitgate-Signature", crate::delivery::signature(secret, at, &body)?),
+                ];
+                // A provider's refusal is retried too: ending access must not be given up.
+                crate::delivery::post_json(&self.http, url, *timeout, &headers, body)
                     .await
+                    .map_err(|f| f.message().to_string())
             }
             Provider::Exec { command, timeout } => {
                 run_command(command, *timeout, item, grant, delivery_body(item, grant, at)).await
@@ -228,38 +252,6 @@ impl Providers {
                 }
                 OutboxOperation::Deprovision => target.deprovision(grant).await,
             },
-        }
-    }
-
-    async fn post(
-        &self,
-        url: &str,
-        secret: &[u8],
-        timeout: Duration,
-        key: &str,
-        body: String,
-        at: Timestamp,
-    ) -> Result<(), String> {
-        let stamp = at.timestamp();
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| e.to_string())?;
-        mac.update(format!("{stamp}.").as_bytes());
-        mac.update(body.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
-        let response = self
-            .http
-            .post(url)
-            .timeout(timeout)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", key)
-            .header("X-Jitgate-Signature", format!("t={stamp},v1={signature}"))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("{url} answered {}", response.status()))
         }
     }
 }
@@ -292,13 +284,7 @@ fn postgres_target(
     timeout: Duration,
     at: &dyn Fn(&str) -> String,
 ) -> Result<crate::pgrole::PostgresTarget, String> {
-    let url = match (&c.url, &c.url_env) {
-        (Some(url), None) => url.clone(),
-        (None, Some(var)) => {
-            std::env::var(var).map_err(|_| format!("{}: the environment variable {var} is not set", at("url_env")))?
-        }
-        _ => return Err(format!("{}: set exactly one of url and url_env", at("url"))),
-    };
+    let url = value_or_env(c.url.as_deref(), c.url_env.as_deref(), "url", at)?;
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!(
             "{}: a postgres provider's URL starts with postgres://",

@@ -59,6 +59,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/grants/{id}/ssh-cert", post(ssh_certificate))
         .route("/v1/grants/{id}/credentials", post(database_credentials))
         .route("/v1/ssh/ca.pub", get(ssh_ca_public))
+        .route("/v1/slack/interactions", post(slack_interaction))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -547,6 +548,31 @@ pub async fn database_credentials(
 ) -> Result<Json<CredentialsAnswer>, ApiError> {
     let credentials = app.database_credentials(&caller, &id).await?;
     Ok(Json(CredentialsAnswer { credentials }))
+}
+
+/// Slack's interactivity endpoint: Approve and Deny buttons. Authenticated by Slack's request
+/// signature (not a bearer token); the Slack user acts as the principal `directory.toml` links
+/// to them, under the same rules as the API. The outcome is shown through the response URL.
+#[utoipa::path(post, path = "/v1/slack/interactions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    tag = "chat")]
+pub async fn slack_interaction(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let slack = app
+        .slack()
+        .ok_or_else(|| ApiError::NotFound("Slack is not configured: see docs/notifications.md".into()))?;
+    if let Err(e) = slack.verify(&headers, &body, crate::slack::now_secs()) {
+        app.metrics.count_slack("forged");
+        return Err(e);
+    }
+    let interaction = crate::slack::parse(&body)?;
+    if let Some(message) = crate::slack::act(&app, &interaction).await {
+        crate::slack::respond(&app, interaction.response_url, message);
+    }
+    Ok(StatusCode::OK)
 }
 
 /// The SSH user CA's public key, one OpenSSH line, for sshd's `TrustedUserCAKeys`.

@@ -154,6 +154,24 @@ pub trait Store: Send + Sync + 'static {
     /// Give a claim back when its credentials could not be made, so the holder may ask again.
     async fn release_handout(&self, grant_id: &str, provider: &str) -> Result<()>;
 
+    /// Active grants that end within `lead` of `now` (and not before `now`), whose holder has
+    /// not been reminded yet, and that last longer than twice `lead` (a short grant needs no
+    /// reminder). Soonest first.
+    async fn grants_to_remind(&self, now: Timestamp, lead: chrono::TimeDelta, limit: u32) -> Result<Vec<Grant>>;
+
+    /// Record that a grant's holder was reminded, with its event; `false` if someone else did
+    /// it first. An extension clears the mark, so the new end is reminded of too.
+    async fn mark_reminded(&self, grant_id: &str, event: &NewEvent) -> Result<bool>;
+
+    /// The sequence number of the newest audit event (0 when there is none).
+    async fn audit_head(&self) -> Result<i64>;
+
+    /// How far a notification sink has read the audit log, if it has started.
+    async fn notification_cursor(&self, sink: &str) -> Result<Option<i64>>;
+
+    /// Move a notification sink's place in the audit log.
+    async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()>;
+
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
 }

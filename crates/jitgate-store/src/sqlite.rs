@@ -368,6 +368,13 @@ impl Store for SqliteStore {
                 if old.expires_at != new.expires_at || old.status != new.status {
                     reschedule_providers(&mut tx, old, new).await?;
                 }
+                if old.expires_at != new.expires_at {
+                    // A new end deserves its own reminder.
+                    sqlx::query("UPDATE grants SET reminded_at = NULL WHERE id = ?")
+                        .bind(&new.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             _ => {}
         }
@@ -826,6 +833,64 @@ impl Store for SqliteStore {
             .bind(provider)
             .execute(&self.writer)
             .await?;
+        Ok(())
+    }
+
+    async fn grants_to_remind(&self, now: Timestamp, lead: chrono::TimeDelta, limit: u32) -> Result<Vec<Grant>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.status = 'active' AND g.expires_at > ?1 AND g.expires_at <= ?2 \
+             AND g.reminded_at IS NULL AND g.expires_at - g.starts_at > ?3 ORDER BY g.expires_at LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ms(now))
+            .bind(ms(now + lead))
+            .bind(lead.num_milliseconds().saturating_mul(2))
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().filter_map(|row| grant_from_row(row).transpose()).collect()
+    }
+
+    async fn mark_reminded(&self, grant_id: &str, event: &NewEvent) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query("UPDATE grants SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL")
+            .bind(ms(event.at))
+            .bind(grant_id)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn audit_head(&self) -> Result<i64> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn notification_cursor(&self, sink: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT after_seq FROM notification_cursors WHERE sink = ?")
+                .bind(sink)
+                .fetch_optional(&self.writer)
+                .await?,
+        )
+    }
+
+    async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO notification_cursors (sink, after_seq) VALUES (?, ?) \
+             ON CONFLICT (sink) DO UPDATE SET after_seq = excluded.after_seq",
+        )
+        .bind(sink)
+        .bind(after_seq)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 

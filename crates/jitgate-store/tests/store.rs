@@ -470,6 +470,80 @@ mod conformance {
         assert!(!store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
     }
 
+    pub async fn reminders_and_notification_cursors(store: Arc<dyn Store>) {
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.clone().unwrap();
+        let lead = TimeDelta::seconds(10);
+        let reminder = |at| jitgate_core::NewEvent {
+            kind: EventKind::GrantExpiring,
+            at,
+            actor: "system".into(),
+            subject: "alice".into(),
+            request_id: Some(issued.id.clone()),
+            grant_id: Some(grant.id.clone()),
+            resource: "app-db".into(),
+            action: "read".into(),
+            comment: None,
+        };
+        // Not yet within the lead; then due; a grant shorter than twice the lead never is.
+        assert!(store.grants_to_remind(t0(), lead, 10).await.unwrap().is_empty());
+        let soon = grant.expires_at - TimeDelta::seconds(5);
+        let due = store.grants_to_remind(soon, lead, 10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+            vec![grant.id.as_str()]
+        );
+        assert!(store
+            .grants_to_remind(soon, TimeDelta::seconds(40), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(
+            store
+                .grants_to_remind(grant.expires_at, lead, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "ended"
+        );
+        // Reminded once, by whoever gets there first.
+        let head = store.audit_head().await.unwrap();
+        assert!(store.mark_reminded(&grant.id, &reminder(soon)).await.unwrap());
+        assert!(!store.mark_reminded(&grant.id, &reminder(soon)).await.unwrap());
+        assert_eq!(
+            store.audit_head().await.unwrap(),
+            head + 1,
+            "one event for one reminder"
+        );
+        assert!(store.grants_to_remind(soon, lead, 10).await.unwrap().is_empty());
+        // Extended: the new end is reminded of again.
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let extended = machine::extend(&issued, &alice(), DurationSecs(60), "more", limits, soon).unwrap();
+        let issued = store
+            .save_transition(&issued, &extended.request, &extended.events)
+            .await
+            .unwrap();
+        let new_end = issued.grant.unwrap().expires_at;
+        assert_eq!(
+            store
+                .grants_to_remind(new_end - TimeDelta::seconds(5), lead, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        assert_eq!(store.notification_cursor("slack").await.unwrap(), None);
+        store.set_notification_cursor("slack", 5).await.unwrap();
+        store.set_notification_cursor("slack", 9).await.unwrap();
+        store.set_notification_cursor("hook", 2).await.unwrap();
+        assert_eq!(store.notification_cursor("slack").await.unwrap(), Some(9));
+        assert_eq!(store.notification_cursor("hook").await.unwrap(), Some(2));
+    }
+
     fn hex_of(token: &str) -> String {
         jitgate_core::token::token_hash(token)
             .iter()
@@ -517,6 +591,7 @@ mod sqlite {
         tokens_are_kept_by_hash_and_revoked_once,
         the_outbox_follows_the_grant,
         credentials_are_handed_out_once,
+        reminders_and_notification_cursors,
     );
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod receiver;
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};

@@ -202,12 +202,32 @@ fn header_name(field: &str, name: &str) -> Result<HeaderName, ConfigError> {
 }
 
 /// An authenticated caller and how far the operation at hand reaches for them. Built only by
-/// the `Allowed` extractor below.
+/// `caller_for`, from an identity that was authenticated: by the `Allowed` extractor below
+/// (bearer tokens, OIDC, proxy) or by a channel with its own proof (a Slack user in a request
+/// Slack signed).
 #[derive(Debug, Clone)]
 pub struct Caller {
     who: Identity,
     operation: Operation,
     reach: Reach,
+}
+
+/// The caller for operation `O`, if the authorization table lets `who` do it at all.
+pub(crate) fn caller_for<O: authz::op::Op>(who: Identity) -> Result<Caller, ApiError> {
+    let reach = authz::reach(&who, O::OPERATION);
+    if reach == Reach::Nothing {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not {}: only these roles may: {}",
+            who.principal,
+            authz::rule(O::OPERATION).what,
+            authz::who_may(O::OPERATION)
+        )));
+    }
+    Ok(Caller {
+        who,
+        operation: O::OPERATION,
+        reach,
+    })
 }
 
 impl Caller {
@@ -289,21 +309,8 @@ impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
         let who = authenticate(parts, app).await?;
-        let reach = authz::reach(&who, O::OPERATION);
-        if reach == Reach::Nothing {
-            return Err(ApiError::Forbidden(format!(
-                "{} may not {}: only these roles may: {}",
-                who.principal,
-                authz::rule(O::OPERATION).what,
-                authz::who_may(O::OPERATION)
-            )));
-        }
         Ok(Allowed {
-            caller: Caller {
-                who,
-                operation: O::OPERATION,
-                reach,
-            },
+            caller: caller_for::<O>(who)?,
             _operation: PhantomData,
         })
     }

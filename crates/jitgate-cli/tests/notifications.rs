@@ -1,0 +1,404 @@
+//! Notifications and approving from Slack, against the real server with receivers on loopback
+//! standing in for Slack's incoming webhook, a JSON webhook and Slack's response URLs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use support::receiver::{receiver, Receiver};
+use support::*;
+
+const HOOK_SECRET: &str = "0123456789abcdef-notify-secret";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// The quickstart with Slack ids for alice, dave, bob and carol (erin has none).
+fn policy() -> tempfile::TempDir {
+    let dir = editable_quickstart();
+    let path = dir.path().join("directory.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (name, slack) in [
+        ("alice", "UALICE"),
+        ("dave", "UDAVE"),
+        ("bob", "UBOB"),
+        ("carol", "UCAROL"),
+    ] {
+        text = text.replace(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\nslack_user = \"{slack}\"\n"),
+        );
+    }
+    std::fs::write(&path, text).unwrap();
+    dir
+}
+
+struct Setup {
+    s: Server,
+    slack: Receiver,
+    hook: Receiver,
+    responses: Receiver,
+    _policy: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let (slack, hook, responses) = (receiver(), receiver(), receiver());
+    let policy = policy();
+    let config = format!(
+        r#"
+[notify]
+public_url = "https://jitgate.example.com/"
+remind_before = "2s"
+
+[[notify.sinks]]
+name = "ops-slack"
+kind = "slack"
+url = "{}"
+
+[[notify.sinks]]
+name = "pager"
+kind = "webhook"
+url = "{}"
+secret = "{HOOK_SECRET}"
+timeout = "2s"
+
+[slack]
+signing_secret = "{SLACK_SECRET}"
+"#,
+        slack.url, hook.url
+    );
+    let s = Server::start_with(policy.path(), Some(&config));
+    Setup {
+        s,
+        slack,
+        hook,
+        responses,
+        _policy: policy,
+    }
+}
+
+/// The messages a receiver got about a request, by the event that caused them.
+fn about(bodies: &[Value], needle: &str) -> Vec<Value> {
+    bodies
+        .iter()
+        .filter(|b| b.to_string().contains(needle))
+        .cloned()
+        .collect()
+}
+
+fn wait_for_message(r: &Receiver, needle: &str, what: &str) -> Value {
+    let mut found = None;
+    wait_until(what, || {
+        found = r.bodies().into_iter().find(|b| b.to_string().contains(needle));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Post a Slack interaction as Slack would: form-encoded `payload`, signed with `secret`, at
+/// `stamp` (Unix seconds).
+fn slack_click(
+    s: &Server,
+    user: &str,
+    action: &str,
+    request_id: &str,
+    response_url: &str,
+    secret: &str,
+    stamp: i64,
+) -> u16 {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase()},
+        "actions": [{"action_id": action, "value": request_id, "type": "button"}],
+        "response_url": response_url,
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{stamp}:{body}").as_bytes());
+    let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    s.http
+        .post(format!("{}/v1/slack/interactions", s.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Slack-Request-Timestamp", stamp.to_string())
+        .header("X-Slack-Signature", signature)
+        .body(body)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[test]
+fn reviewers_and_requesters_are_told_and_slack_buttons_decide_under_the_same_rules() {
+    let Setup {
+        s,
+        slack,
+        hook,
+        responses,
+        _policy: _keep_policy,
+    } = setup();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-5 <slow> & stuck"}),
+    );
+    let rid = id(&r);
+
+    // Reviewers hear of it in Slack: mentioned by their Slack ids (erin by name), the reason
+    // escaped, with Approve, Deny and a link.
+    let message = wait_for_message(&slack, &rid, "a Slack message for the reviewers");
+    let text = message["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("alice asks to read prod-db for 30m: INC-5 &lt;slow&gt; &amp; stuck"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<@UBOB>") && text.contains("<@UCAROL>") && text.contains("erin"),
+        "{text}"
+    );
+    assert!(!text.contains("UALICE"), "the requester is no reviewer: {text}");
+    let buttons = &message["blocks"][1]["elements"];
+    assert_eq!(buttons[0]["action_id"], "jitgate_approve");
+    assert_eq!(buttons[0]["value"], rid.as_str());
+    assert_eq!(buttons[1]["action_id"], "jitgate_deny");
+    assert_eq!(
+        buttons[2]["url"],
+        format!("https://jitgate.example.com/v1/requests/{rid}")
+    );
+
+    // The JSON webhook gets the same, signed, with the recipients for routing.
+    let filed = wait_for_message(&hook, &rid, "a webhook for the reviewers");
+    assert_eq!(filed["event"], "request.filed");
+    assert_eq!(filed["recipients"], json!(["bob", "carol", "erin"]));
+    assert_eq!(filed["review"], true);
+    let delivery = hook.deliveries.lock().unwrap()[0].clone();
+    let header = &delivery.headers["x-jitgate-signature"];
+    let (t, v1) = header.strip_prefix("t=").unwrap().split_once(",v1=").unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", delivery.raw).as_bytes());
+    mac.verify_slice(&hex::decode(v1).unwrap())
+        .expect("the notification is signed");
+
+    // Forged, stale or unsigned clicks are refused before anything is read.
+    let respond = format!("{}/respond", responses.url);
+    assert_eq!(
+        slack_click(
+            &s,
+            "UBOB",
+            "jitgate_approve",
+            &rid,
+            &respond,
+            "not-the-secret-0123456789",
+            now()
+        ),
+        401
+    );
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &rid, &respond, SLACK_SECRET, now() - 301),
+        401
+    );
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &rid, &respond, SLACK_SECRET, now() + 301),
+        401
+    );
+    let unsigned = s
+        .http
+        .post(format!("{}/v1/slack/interactions", s.url))
+        .body("payload=%7B%7D")
+        .send()
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    // Signed, but not allowed: the requester herself, a developer, an unlinked Slack user.
+    for (user, expected) in [
+        ("UALICE", "alice cannot do that"),
+        ("UDAVE", "dave cannot do that"),
+        ("UNOBODY", "not linked to a jitgate principal"),
+    ] {
+        assert_eq!(
+            slack_click(&s, user, "jitgate_approve", &rid, &respond, SLACK_SECRET, now()),
+            200
+        );
+        let answer = wait_for_message(&responses, expected, expected);
+        assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    }
+    let (_, still) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    assert_eq!(still["status"], "pending");
+    assert_eq!(still["approvals"], json!([]));
+
+    // bob approves from Slack: the grant is issued, the message says so, alice is told.
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &rid, &respond, SLACK_SECRET, now()),
+        200
+    );
+    let shown = wait_for_message(&responses, "by bob", "the outcome in Slack");
+    assert_eq!(shown["replace_original"], true);
+    assert!(shown["text"].as_str().unwrap().contains("approved"), "{shown}");
+    let (_, approved) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approvals"][0]["reviewer"], "bob");
+    assert_eq!(approved["approvals"][0]["comment"], "from Slack");
+    let told = wait_for_message(
+        &slack,
+        "Your request to read prod-db was approved by bob",
+        "alice hears",
+    );
+    assert!(
+        told["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("<@UALICE>"),
+        "{told}"
+    );
+    let told = wait_for_message(&hook, "request.approved", "the webhook hears");
+    assert_eq!(told["recipients"], json!(["alice"]));
+
+    // Replaying bob's click inside the window changes nothing: the request is decided.
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &rid, &respond, SLACK_SECRET, now()),
+        200
+    );
+    wait_for_message(&responses, "already", "the replay is refused");
+    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
+    let approvals = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "request.approved")
+        .count();
+    assert_eq!(approvals, 1);
+
+    // Deny from Slack works the same way; alice hears of it.
+    let other = id(&s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-6"}),
+    ));
+    wait_for_message(&slack, &format!("\"value\":\"{other}\""), "the second review message");
+    assert_eq!(
+        slack_click(&s, "UCAROL", "jitgate_deny", &other, &respond, SLACK_SECRET, now()),
+        200
+    );
+    wait_for_message(&slack, "was denied by carol", "alice hears of the denial");
+
+    // bob revokes alice's grant: she is told.
+    let grant = approved["grant"]["id"].as_str().unwrap();
+    assert_eq!(
+        s.post(
+            &format!("/v1/grants/{grant}/revoke"),
+            "demo-bob",
+            json!({"comment": "incident over"})
+        )
+        .0,
+        200
+    );
+    wait_for_message(
+        &slack,
+        "Your access to read prod-db was revoked by bob: incident over",
+        "alice hears of the revocation",
+    );
+
+    // An automatic request needs nobody: no review message for it.
+    let auto = id(&s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h"}),
+    ));
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("jitgate_slack_actions_total{outcome=\"forged\"} 4"),
+        "{metrics}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(about(&slack.bodies(), &auto).is_empty(), "{:?}", slack.bodies());
+}
+
+#[test]
+fn reminders_come_before_the_end_and_a_failing_sink_catches_up_in_order_after_a_crash() {
+    let Setup {
+        mut s,
+        slack,
+        hook,
+        _policy: _keep_policy,
+        ..
+    } = setup();
+
+    // A 5-second grant with reminders 2 seconds ahead: the holder hears before it ends.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "5s"}),
+    );
+    let end = chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
+    let reminder = wait_for_message(&slack, "Your access to read staging-db ends at", "a reminder");
+    let heard = chrono::Utc::now();
+    assert!(heard < end, "reminded at {heard}, after the end {end}");
+    assert!(reminder["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("<@UALICE>"));
+    let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "grant.expiring").count(), 1, "{kinds:?}");
+
+    // The webhook fails for a while; jitgate is killed meanwhile. After the restart every
+    // message arrives, once each, in the order of the log. (Each sink delivers in order, so
+    // first let it take the reminder.)
+    wait_for_message(&hook, "grant.expiring", "the webhook's reminder");
+    hook.fail.store(1_000, Ordering::SeqCst);
+    let first = id(&s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-7"}),
+    ));
+    let second = id(&s.file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-8"}),
+    ));
+    wait_until("the webhook failed on the first", || {
+        hook.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.answered != 200 && d.raw.contains(&first))
+    });
+    s.kill9_and_restart();
+    hook.fail.store(0, Ordering::SeqCst);
+    let acknowledged = || -> Vec<Value> {
+        hook.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.answered == 200)
+            .map(|d| d.body.clone())
+            .collect()
+    };
+    wait_until("both arrive", || !about(&acknowledged(), &second).is_empty());
+    let acknowledged = acknowledged();
+    let order: Vec<String> = acknowledged
+        .iter()
+        .filter(|b| b["event"] == "request.filed")
+        .map(|b| b["request"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, vec![first.clone(), second.clone()], "once each, in order");
+    let keys: Vec<String> = hook
+        .deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.body.to_string().contains(&first))
+        .map(|d| d.headers["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys.len() > 1 && keys.iter().all(|k| k == &keys[0]),
+        "retries keep one key: {keys:?}"
+    );
+}
