@@ -14,11 +14,24 @@ use support::*;
 const HOOK_SECRET: &str = "0123456789abcdef-notify-secret";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
-/// The quickstart with Slack ids for alice, dave, bob and carol (erin has none).
+/// The quickstart with Slack ids for alice, dave, bob and carol (erin has none), a team lead
+/// lena, and a workflow whose undecided requests escalate to the leads after two seconds.
 fn policy() -> tempfile::TempDir {
-    let dir = editable_quickstart();
+    let dir = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "prod-db"
+action = "migrate"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+escalation = { after = "2s", groups = ["leads"] }
+"#,
+    );
     let path = dir.path().join("directory.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[[principal]]\nname = \"lena\"\ngroups = [\"leads\"]\ntoken = \"demo-lena\"\nslack_user = \"ULENA\"\n",
+    );
     for (name, slack) in [
         ("alice", "UALICE"),
         ("dave", "UDAVE"),
@@ -400,5 +413,43 @@ fn reminders_come_before_the_end_and_a_failing_sink_catches_up_in_order_after_a_
     assert!(
         keys.len() > 1 && keys.iter().all(|k| k == &keys[0]),
         "retries keep one key: {keys:?}"
+    );
+}
+
+#[test]
+fn undecided_requests_escalate_to_backup_reviewers_who_may_then_approve() {
+    let Setup {
+        s,
+        slack,
+        _policy: _keep_policy,
+        ..
+    } = setup();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "migrate", "reason": "OPS-9 add index"}),
+    );
+    let rid = id(&r);
+    // Before the escalation the lead is no reviewer: the request is not even hers to see.
+    let (status, v) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-lena", json!({}));
+    assert_eq!(status, 404, "{v}");
+    // Two seconds undecided: the leads are told, with the buttons, and may now approve.
+    let told = wait_for_message(&slack, "as a backup reviewer", "the escalation message");
+    let text = told["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(text.contains("<@ULENA>") && !text.contains("UALICE"), "{text}");
+    assert_eq!(told["blocks"][1]["elements"][0]["value"], rid.as_str());
+    let (status, v) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-lena", json!({}));
+    assert_eq!((status, v["status"].as_str()), (200, Some("approved")), "{v}");
+    assert!(v["escalated_at"].is_string(), "{v}");
+    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "request.escalated").count(),
+        1,
+        "{kinds:?}"
     );
 }

@@ -71,6 +71,9 @@ pub enum EventKind {
     /// grant ends here; the comment holds the outcome (exit code and duration for a run).
     #[serde(rename = "grant.done")]
     GrantDone,
+    /// Nobody decided the request in time: its workflow's backup reviewers may approve it too.
+    #[serde(rename = "request.escalated")]
+    RequestEscalated,
     /// The holder was reminded that the grant ends soon.
     #[serde(rename = "grant.expiring")]
     GrantExpiring,
@@ -108,6 +111,7 @@ impl EventKind {
             EventKind::GrantCredentialsIssued => "grant.credentials_issued",
             EventKind::GrantDone => "grant.done",
             EventKind::GrantExpiring => "grant.expiring",
+            EventKind::RequestEscalated => "request.escalated",
         }
     }
 }

@@ -23,7 +23,9 @@ pub use duration::{format_duration, parse_duration, DurationSecs};
 pub use error::DomainError;
 pub use identity::{CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
-pub use model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step};
+pub use model::{
+    payload_digest, Approval, Escalation, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step,
+};
 pub use token::{ApiToken, TokenStatus};
 
 /// Timestamps are UTC with millisecond precision everywhere: the stores keep milliseconds,

@@ -116,6 +116,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         decided_at: None,
         grant: None,
         post_review: None,
+        escalated_at: None,
         version: 0,
     };
     let mut events = vec![event(
@@ -185,7 +186,9 @@ pub fn approve(
         .iter()
         .enumerate()
         .position(|(i, s)| {
-            s.admits(reviewer) && request.approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
+            // Once escalated, a backup reviewer counts towards any step that still needs approvals.
+            (s.admits(reviewer) || request.is_backup_reviewer(reviewer))
+                && request.approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
         })
         .ok_or_else(|| {
             let needs: Vec<String> = remaining
@@ -225,6 +228,7 @@ pub fn approve(
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
     request.requirement.steps.iter().any(|s| s.admits(who))
         || request.requirement.review_groups.iter().any(|g| who.in_group(g))
+        || request.is_backup_reviewer(who)
 }
 
 /// Deny a pending request. Any eligible reviewer may; one denial ends it.
@@ -489,6 +493,22 @@ pub fn settle(request: &Request, now: Timestamp) -> Option<Transition> {
         next.status = RequestStatus::Expired;
         next.decided_at = Some(next.pending_expires_at);
         events.push(event(EventKind::RequestExpired, &next, SYSTEM_ACTOR, None, now));
+    } else if request.escalates_at().is_some_and(|at| now >= at) {
+        next.escalated_at = Some(now);
+        let groups = request
+            .requirement
+            .escalation
+            .as_ref()
+            .map(|e| e.groups.join(", "))
+            .unwrap_or_default();
+        let comment = format!("nobody decided in time; backup reviewers: {groups}");
+        events.push(event(
+            EventKind::RequestEscalated,
+            &next,
+            SYSTEM_ACTOR,
+            Some(comment),
+            now,
+        ));
     }
     if let Some(g) = next.grant.as_mut() {
         if g.status == GrantStatus::Active && now >= g.expires_at {
@@ -553,6 +573,7 @@ mod tests {
                 review_groups: vec!["sre".into()],
                 alert: None,
                 providers: Vec::new(),
+                escalation: None,
             },
             duration: DurationSecs(600),
         }
@@ -567,6 +588,47 @@ mod tests {
 
     fn filed(who: &Identity, steps: &[(&str, u32)]) -> Request {
         file(who, &ask("prod-db", "write", "OPS-1"), needs(steps), ids(1), t0()).request
+    }
+
+    #[test]
+    fn undecided_requests_escalate_once_and_backup_reviewers_may_then_approve() {
+        let alice = Identity::user("alice", &["dev"]);
+        let lead = Identity::user("lena", &["leads"]);
+        let mut admission = needs(&[("sre", 1)]);
+        admission.requirement.escalation = Some(crate::model::Escalation {
+            after: DurationSecs(300),
+            groups: vec!["leads".into()],
+        });
+        let pending = file(&alice, &ask("prod-db", "write", "OPS-1"), admission, ids(1), t0()).request;
+        assert_eq!(pending.escalates_at(), Some(t0() + TimeDelta::seconds(300)));
+        // Before the time: no backup reviewer, nothing to settle.
+        assert!(matches!(
+            approve(&pending, &lead, None, "g1".into(), t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        assert!(settle(&pending, t0() + TimeDelta::seconds(299)).is_none());
+        // At the time: escalated once, with its event.
+        let at = t0() + TimeDelta::seconds(300);
+        let t = settle(&pending, at).unwrap();
+        assert_eq!(t.request.escalated_at, Some(at));
+        assert_eq!(
+            t.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [EventKind::RequestEscalated]
+        );
+        assert_eq!(t.request.escalates_at(), None);
+        assert!(settle(&t.request, at + TimeDelta::seconds(1)).is_none(), "once");
+        // Now the backup reviewer's approval counts; the requester still never does.
+        let approved = approve(&t.request, &lead, None, "g1".into(), at).unwrap().request;
+        assert_eq!(approved.status, RequestStatus::Approved);
+        let mut as_lead = t.request.clone();
+        as_lead.requester = "lena".into();
+        assert!(matches!(
+            approve(&as_lead, &lead, None, "g1".into(), at),
+            Err(DomainError::Forbidden(_))
+        ));
+        // Pending expiry wins over escalation when both are due.
+        let late = pending.pending_expires_at;
+        assert_eq!(settle(&pending, late).unwrap().request.status, RequestStatus::Expired);
     }
 
     #[test]

@@ -124,6 +124,17 @@ pub struct Requirement {
     /// Providers that make the grant real in target systems (webhooks, ...), by name.
     #[serde(default)]
     pub providers: Vec<String>,
+    /// Backup reviewers for a request nobody decides in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
+}
+
+/// If a request is still pending `after` it was filed, members of `groups` are told and may
+/// approve it too, counting towards whichever step still needs approvals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub after: DurationSecs,
+    pub groups: Vec<String>,
 }
 
 /// A reviewer's approval.
@@ -171,6 +182,9 @@ pub struct Request {
     /// The after-the-fact review a break-glass request demands, once given.
     #[serde(default)]
     pub post_review: Option<Review>,
+    /// When nobody had decided it in time and backup reviewers were called in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
     /// Optimistic-concurrency counter: the store refuses a save based on a stale copy.
     pub version: i64,
 }
@@ -223,6 +237,23 @@ impl Grant {
 
 impl Request {
     /// The status as of `now`: a pending request past its deadline reads as expired.
+    /// When this request escalates to backup reviewers, if it still waits and will.
+    pub fn escalates_at(&self) -> Option<Timestamp> {
+        let rule = self.requirement.escalation.as_ref()?;
+        (self.status == RequestStatus::Pending && self.escalated_at.is_none())
+            .then(|| self.created_at + rule.after.as_delta())
+    }
+
+    /// Is `who` a backup reviewer of this request now (it has escalated)?
+    pub fn is_backup_reviewer(&self, who: &crate::Identity) -> bool {
+        self.escalated_at.is_some()
+            && self
+                .requirement
+                .escalation
+                .as_ref()
+                .is_some_and(|e| e.groups.iter().any(|g| who.in_group(g)))
+    }
+
     pub fn status_at(&self, now: Timestamp) -> RequestStatus {
         if self.status == RequestStatus::Pending && now >= self.pending_expires_at {
             RequestStatus::Expired

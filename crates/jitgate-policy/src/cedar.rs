@@ -60,6 +60,8 @@ pub struct Facts<'a> {
     pub ci: Option<&'a CiClaims>,
     pub requester: &'a str,
     pub reviewer_is_manager: bool,
+    /// For `approve`: nobody decided the request in time and backup reviewers were called in.
+    pub escalated: bool,
 }
 
 /// Cedar's answer, with the policies that decided it.
@@ -155,6 +157,9 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
         let mut who = any_member(&approvers);
         if manager_step {
             who = format!("{who} || context.reviewer_is_manager");
+        }
+        if let Some(escalation) = &w.escalation {
+            who = format!("{who} || (context.escalated && ({}))", any_member(&escalation.groups));
         }
         out.push((
             id(Ability::Approve),
@@ -501,6 +506,7 @@ fn context(f: &Facts<'_>) -> Result<Context, String> {
             "reviewer_is_manager".to_string(),
             RestrictedExpression::new_bool(f.reviewer_is_manager),
         ),
+        ("escalated".to_string(), RestrictedExpression::new_bool(f.escalated)),
     ];
     if let Some(ci) = f.ci {
         let record = RestrictedExpression::new_record([

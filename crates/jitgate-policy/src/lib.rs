@@ -173,6 +173,7 @@ impl Policy {
             requester,
             reviewer_is_manager: requester != who.principal
                 && self.rules.principal(requester).and_then(|e| e.manager.as_deref()) == Some(who.principal.as_str()),
+            escalated: false,
         }
     }
 
@@ -217,6 +218,8 @@ impl Policy {
                 self.resolve_steps(&workflow.steps, &who.principal)?
             }
         };
+        // Only a request that waits for review can escalate.
+        let escalation = workflow.escalation.clone().filter(|_| !steps.is_empty());
         Ok(Admission {
             requirement: Requirement {
                 steps,
@@ -233,6 +236,7 @@ impl Policy {
                     .filter(|_| ask.break_glass)
                     .and_then(|bg| bg.alert.clone()),
                 providers: workflow.providers.clone(),
+                escalation,
             },
             duration,
         })
@@ -273,7 +277,8 @@ impl Policy {
             payload: request.payload.as_deref(),
             break_glass: request.break_glass,
         };
-        let facts = self.facts(reviewer, workflow, &ask, request.duration, now, &request.requester);
+        let mut facts = self.facts(reviewer, workflow, &ask, request.duration, now, &request.requester);
+        facts.escalated = request.escalated_at.is_some();
         let d = self.cedar.decide(reviewer, Ability::Approve, &request.resource, &facts);
         if d.allowed {
             return Ok(());

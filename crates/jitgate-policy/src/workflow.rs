@@ -77,6 +77,8 @@ pub struct Workflow {
     pub extension: Option<Extension>,
     /// Grants of this workflow may be turned into short-lived OpenSSH user certificates.
     pub ssh: Option<SshAccess>,
+    /// Backup reviewers for requests nobody decides in time.
+    pub escalation: Option<jitgate_core::Escalation>,
     /// Grants of this workflow become temporary PostgreSQL login roles (by a `postgres`
     /// provider) that are members of these database roles.
     pub postgres: Option<PostgresAccess>,
@@ -183,8 +185,16 @@ struct WorkflowSpec {
     extension: Option<ExtensionSpec>,
     ssh: Option<SshSpec>,
     postgres: Option<PostgresSpec>,
+    escalation: Option<EscalationSpec>,
     #[serde(default)]
     providers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalationSpec {
+    after: String,
+    groups: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -551,6 +561,31 @@ impl Rules {
                     roles: pg.roles.clone(),
                 }
             });
+            let escalation = spec.escalation.as_ref().and_then(|e| {
+                let after = parse_duration(&e.after)
+                    .map_err(|m| problems.push(format!("escalation.after: {m}")))
+                    .ok()?;
+                if after >= pending_ttl {
+                    problems.push(format!(
+                        "escalation.after {after} is not shorter than pending_ttl {pending_ttl}: the request would expire first"
+                    ));
+                }
+                if spec.steps.is_empty() {
+                    problems.push("escalation: a workflow without approval steps has nothing to escalate".into());
+                }
+                if e.groups.is_empty() {
+                    problems.push("escalation.groups: name the backup reviewers' groups".into());
+                }
+                for group in &e.groups {
+                    if !known_groups.contains(group) {
+                        problems.push(format!("escalation.groups: unknown group '{group}'"));
+                    }
+                }
+                Some(jitgate_core::Escalation {
+                    after,
+                    groups: e.groups.clone(),
+                })
+            });
             let key = (spec.resource.clone(), spec.action.clone());
             if policy.workflows.contains_key(&key) {
                 problems.push(format!("a workflow for {name} is already defined; merge the two"));
@@ -587,6 +622,7 @@ impl Rules {
                     break_glass,
                     extension,
                     ssh,
+                    escalation,
                     postgres,
                     providers: spec.providers.clone(),
                 },

@@ -249,6 +249,12 @@ pub struct RequestView {
     /// The after-the-fact review of a break-glass request, once given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post_review: Option<ClosedByView>,
+    /// When nobody had decided it in time and the workflow's backup reviewers were called in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// The groups whose members may approve it once escalated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backup_reviewers: Vec<String>,
 }
 
 impl RequestView {
@@ -305,6 +311,13 @@ impl RequestView {
                 comment: c.comment.clone(),
                 at: c.at,
             }),
+            escalated_at: r.escalated_at,
+            backup_reviewers: r
+                .requirement
+                .escalation
+                .as_ref()
+                .map(|e| e.groups.clone())
+                .unwrap_or_default(),
         }
     }
 }

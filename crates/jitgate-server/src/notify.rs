@@ -314,6 +314,30 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
             };
             (headline, vec![request.requester.clone()], false)
         }
+        EventKind::RequestEscalated if request.status_at(now()) == RequestStatus::Pending => {
+            let policy = app.policy();
+            let groups = request
+                .requirement
+                .escalation
+                .as_ref()
+                .map(|e| e.groups.clone())
+                .unwrap_or_default();
+            let mut people: Vec<String> = groups
+                .iter()
+                .flat_map(|g| policy.rules().members_of(g).map(str::to_string).collect::<Vec<_>>())
+                .filter(|p| p != &request.requester)
+                .collect();
+            people.sort();
+            people.dedup();
+            (
+                format!(
+                    "Nobody has decided {}'s request to {what} ({}): as a backup reviewer you may approve it",
+                    request.requester, request.reason
+                ),
+                people,
+                true,
+            )
+        }
         EventKind::BreakGlassRaised => {
             let policy = app.policy();
             let mut people: Vec<String> = request

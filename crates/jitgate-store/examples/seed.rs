@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             review_groups: Vec::new(),
             alert: None,
             providers: Vec::new(),
+            escalation: None,
         },
         duration: DurationSecs(hours * 3600),
     };

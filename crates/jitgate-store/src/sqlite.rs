@@ -227,8 +227,8 @@ async fn reschedule_providers(conn: &mut SqliteConnection, old: &Grant, g: &Gran
 
 async fn insert_request(conn: &mut SqliteConnection, request: &Request, events: &[NewEvent]) -> Result<()> {
     sqlx::query(
-        "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, version, doc) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, escalate_at, version, doc) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
     )
     .bind(&request.id)
     .bind(&request.requester)
@@ -237,6 +237,7 @@ async fn insert_request(conn: &mut SqliteConnection, request: &Request, events: 
     .bind(request.status.as_str())
     .bind(ms(request.created_at))
     .bind(ms(request.pending_expires_at))
+    .bind(request.escalates_at().map(ms))
     .bind(request_doc(request)?)
     .execute(&mut *conn)
     .await?;
@@ -333,9 +334,12 @@ impl Store for SqliteStore {
     async fn save_transition(&self, previous: &Request, next: &Request, events: &[NewEvent]) -> Result<Request> {
         let mut tx = self.writer.begin().await?;
         let updated =
-            sqlx::query("UPDATE requests SET status = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?")
-                .bind(next.status.as_str())
-                .bind(request_doc(next)?)
+            sqlx::query(
+                "UPDATE requests SET status = ?, escalate_at = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
+            )
+            .bind(next.status.as_str())
+            .bind(next.escalates_at().map(ms))
+            .bind(request_doc(next)?)
                 .bind(&next.id)
                 .bind(previous.version)
                 .execute(&mut *tx)
@@ -534,6 +538,7 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT r.doc, r.version, {GRANT_COLUMNS} FROM requests r LEFT JOIN grants g ON g.request_id = r.id \
              WHERE r.id IN (SELECT id FROM requests WHERE status = 'pending' AND pending_expires_at <= ?1 \
+                            UNION SELECT id FROM requests WHERE escalate_at <= ?1 \
                             UNION SELECT request_id FROM grants WHERE status = 'active' AND expires_at <= ?1) \
              LIMIT ?2"
         );

@@ -26,6 +26,19 @@ mod conformance {
             Vec::new()
         };
         let bound = resource == "prod-api";
+        // A request for "escalating-db" calls in the leads after 5 minutes undecided.
+        let escalation = (resource == "escalating-db").then(|| jitgate_core::Escalation {
+            after: DurationSecs(300),
+            groups: vec!["leads".into()],
+        });
+        let steps = if escalation.is_some() {
+            vec![Step {
+                group: "sre".into(),
+                approvals: 1,
+            }]
+        } else {
+            steps
+        };
         let providers = if resource == "app-db" {
             vec!["hook".to_string()]
         } else {
@@ -40,6 +53,7 @@ mod conformance {
                 review_groups: Vec::new(),
                 alert: None,
                 providers,
+                escalation,
             },
             duration: DurationSecs(60),
         }
@@ -544,6 +558,36 @@ mod conformance {
         assert_eq!(store.notification_cursor("hook").await.unwrap(), Some(2));
     }
 
+    pub async fn escalation_falls_due_once(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "escalating-db", "write", None).await;
+        assert_eq!(pending.status, RequestStatus::Pending);
+        let at = t0() + TimeDelta::seconds(300);
+        assert!(store
+            .due_requests(at - TimeDelta::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let due = store.due_requests(at, 10).await.unwrap();
+        assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["req-1"]);
+        let escalated = machine::settle(&due[0], at).unwrap();
+        let saved = store
+            .save_transition(&due[0], &escalated.request, &escalated.events)
+            .await
+            .unwrap();
+        assert_eq!(saved.escalated_at, Some(at));
+        assert!(
+            store
+                .due_requests(at + TimeDelta::seconds(1), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+        let read = store.get_request("req-1").await.unwrap().unwrap();
+        assert_eq!(read.escalated_at, Some(at));
+        assert_eq!(read.requirement.escalation.unwrap().groups, vec!["leads"]);
+    }
+
     fn hex_of(token: &str) -> String {
         jitgate_core::token::token_hash(token)
             .iter()
@@ -592,6 +636,7 @@ mod sqlite {
         the_outbox_follows_the_grant,
         credentials_are_handed_out_once,
         reminders_and_notification_cursors,
+        escalation_falls_due_once,
     );
 
     #[tokio::test]
