@@ -96,13 +96,7 @@ fn request_approve_check_revoke() {
         409
     );
 
-    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
-    let kinds: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = s.event_kinds(&rid);
     assert_eq!(
         kinds,
         [

@@ -542,23 +542,46 @@ fn escalation_is_checked_and_only_waiting_requests_carry_it() {
     let workflow = |extra: &str| {
         format!("[[workflow]]\nresource = \"db\"\naction = \"migrate\"\nrequesters = [\"dev\"]\npending_ttl = \"1h\"\n{extra}\n")
     };
-    let good = workflow("steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"leads\"] }");
+    let good = workflow(
+        "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"leads\"] }",
+    );
     let policy = Policy::from_texts(directory, &good, None, &[]).unwrap();
     let admitted = policy
         .admit(&user("alice", &["dev"]), &ask("db", "migrate", ""), weekday_morning())
         .unwrap();
     let escalation = admitted.requirement.escalation.unwrap();
-    assert_eq!((escalation.after, escalation.groups), (DurationSecs(900), vec!["leads".to_string()]));
+    assert_eq!(
+        (escalation.after, escalation.groups),
+        (DurationSecs(900), vec!["leads".to_string()])
+    );
 
     let refused = [
-        ("steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"2h\", groups = [\"leads\"] }", "not shorter than pending_ttl"),
-        ("steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"nobody\"] }", "unknown group 'nobody'"),
-        ("steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [] }", "name the backup reviewers"),
-        ("steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"soon\", groups = [\"leads\"] }", "escalation.after:"),
-        ("auto_approve = true\nescalation = { after = \"15m\", groups = [\"leads\"] }", "nothing to escalate"),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"2h\", groups = [\"leads\"] }",
+            "not shorter than pending_ttl",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"nobody\"] }",
+            "unknown group 'nobody'",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [] }",
+            "name the backup reviewers",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"soon\", groups = [\"leads\"] }",
+            "escalation.after:",
+        ),
+        (
+            "auto_approve = true\nescalation = { after = \"15m\", groups = [\"leads\"] }",
+            "nothing to escalate",
+        ),
     ];
     for (extra, expected) in refused {
         let errors = Policy::from_texts(directory, &workflow(extra), None, &[]).unwrap_err();
-        assert!(errors.iter().any(|e| e.message.contains(expected)), "{extra}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.message.contains(expected)),
+            "{extra}: {errors:?}"
+        );
     }
 }

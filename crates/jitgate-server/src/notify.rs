@@ -269,6 +269,19 @@ fn reviewers(app: &App, request: &Request) -> Vec<String> {
     people
 }
 
+/// The directory's members of `groups`, without `requester`, sorted.
+fn members_except(app: &App, groups: &[String], requester: &str) -> Vec<String> {
+    let policy = app.policy();
+    let mut people: Vec<String> = groups
+        .iter()
+        .flat_map(|g| policy.rules().members_of(g).map(str::to_string).collect::<Vec<_>>())
+        .filter(|p| p != requester)
+        .collect();
+    people.sort();
+    people.dedup();
+    people
+}
+
 /// What, if anything, an event tells whom.
 async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, jitgate_store::StoreError> {
     let Some(request_id) = event.event.request_id.clone() else {
@@ -315,20 +328,13 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
             (headline, vec![request.requester.clone()], false)
         }
         EventKind::RequestEscalated if request.status_at(now()) == RequestStatus::Pending => {
-            let policy = app.policy();
             let groups = request
                 .requirement
                 .escalation
                 .as_ref()
                 .map(|e| e.groups.clone())
                 .unwrap_or_default();
-            let mut people: Vec<String> = groups
-                .iter()
-                .flat_map(|g| policy.rules().members_of(g).map(str::to_string).collect::<Vec<_>>())
-                .filter(|p| p != &request.requester)
-                .collect();
-            people.sort();
-            people.dedup();
+            let people = members_except(app, &groups, &request.requester);
             (
                 format!(
                     "Nobody has decided {}'s request to {what} ({}): as a backup reviewer you may approve it",
@@ -339,16 +345,7 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
             )
         }
         EventKind::BreakGlassRaised => {
-            let policy = app.policy();
-            let mut people: Vec<String> = request
-                .requirement
-                .review_groups
-                .iter()
-                .flat_map(|g| policy.rules().members_of(g).map(str::to_string).collect::<Vec<_>>())
-                .filter(|p| p != &request.requester)
-                .collect();
-            people.sort();
-            people.dedup();
+            let people = members_except(app, &request.requirement.review_groups, &request.requester);
             (
                 format!(
                     "BREAK-GLASS: {} took {what} at once: {}. A review is due.",

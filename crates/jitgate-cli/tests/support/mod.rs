@@ -179,6 +179,18 @@ fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>) -> Chil
 }
 
 impl Server {
+    /// The kinds of a request's audit events, oldest first.
+    pub fn event_kinds(&self, request_id: &str) -> Vec<String> {
+        let (status, events) = self.get(&format!("/v1/audit?request_id={request_id}"), "demo-admin");
+        assert_eq!(status, 200, "{events}");
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// What the server has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
