@@ -1,6 +1,7 @@
 //! Storage for jitgate behind one trait. The SQLite implementation is the default; every
 //! implementation must pass the conformance suite in `tests/`.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Error)]
@@ -176,17 +178,15 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Open the store a URL names: `sqlite://PATH` (created if missing).
+/// Open the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Url(
-            "PostgreSQL is not supported by this build yet; use sqlite://PATH".into(),
-        ));
+        return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
     }
     Err(StoreError::Url(format!(
-        "'{url}' is not a database URL; use sqlite://PATH"
+        "'{url}' is not a database URL; use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     )))
 }

@@ -596,6 +596,29 @@ mod conformance {
     }
 }
 
+/// Every case of the suite, handed to `$then!($args; case, ...)`: one list for both backends.
+macro_rules! all_cases {
+    ($then:ident!($($args:tt)*)) => {
+        $then!($($args)*;
+            round_trip,
+            bulk_insert_is_one_unit,
+            stale_saves_conflict,
+            concurrent_approvals_issue_one_grant,
+            single_use_is_consumed_exactly_once,
+            expired_grants_cannot_be_consumed,
+            due_requests_follow_the_clock,
+            lists_filter_by_effective_status,
+            audit_chain_verifies_and_filters,
+            tokens_are_kept_by_hash_and_revoked_once,
+            the_outbox_follows_the_grant,
+            credentials_are_handed_out_once,
+            reminders_and_notification_cursors,
+            escalation_falls_due_once,
+        );
+    };
+}
+
+/// One test per case, each on a store of its own.
 macro_rules! conformance_suite {
     ($open:expr; $($case:ident),* $(,)?) => {
         $(
@@ -607,6 +630,16 @@ macro_rules! conformance_suite {
         )*
     };
 }
+
+/// For tests helpers shared with the CLI's end-to-end tests.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[allow(dead_code)]
+#[path = "../../jitgate-cli/tests/support/postgres.rs"]
+mod pg;
 
 mod sqlite {
     use super::conformance;
@@ -622,22 +655,7 @@ mod sqlite {
         (Arc::new(store), dir)
     }
 
-    conformance_suite!(open();
-        round_trip,
-        bulk_insert_is_one_unit,
-        stale_saves_conflict,
-        concurrent_approvals_issue_one_grant,
-        single_use_is_consumed_exactly_once,
-        expired_grants_cannot_be_consumed,
-        due_requests_follow_the_clock,
-        lists_filter_by_effective_status,
-        audit_chain_verifies_and_filters,
-        tokens_are_kept_by_hash_and_revoked_once,
-        the_outbox_follows_the_grant,
-        credentials_are_handed_out_once,
-        reminders_and_notification_cursors,
-        escalation_falls_due_once,
-    );
+    all_cases!(conformance_suite!(open()));
 
     #[tokio::test]
     async fn reopening_keeps_everything_and_detects_tampering() {
@@ -658,5 +676,47 @@ mod sqlite {
         let report = reopened.verify_audit().await.unwrap();
         assert!(!report.ok);
         assert_eq!(report.first_bad_seq, Some(2));
+    }
+}
+
+/// The same cases on a real PostgreSQL: one throwaway server (scripts/test-postgres.sh) for
+/// the whole suite, a fresh database for each case, one after the other.
+mod postgres {
+    use super::conformance;
+    use super::pg::{Postgres, SUPERUSER_PASSWORD};
+    use jitgate_store::{PostgresStore, Store};
+    use std::sync::Arc;
+
+    macro_rules! one_by_one {
+        ($server:expr; $($case:ident),* $(,)?) => {
+            $(
+                let database = stringify!($case);
+                $server.admin("postgres", &format!("CREATE DATABASE {database}"));
+                let url = $server.url("postgres", SUPERUSER_PASSWORD, database);
+                let store = PostgresStore::open(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("open {url}: {e}"));
+                let store: Arc<dyn Store> = Arc::new(store);
+                eprintln!("postgres: {database}");
+                conformance::$case(store).await;
+            )*
+        };
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_case_on_postgres() {
+        let server = Postgres::start();
+        all_cases!(one_by_one!(server));
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_naming_the_form() {
+        let error = jitgate_store::open("postgresql//nowhere").await.err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+            "{error}"
+        );
     }
 }
