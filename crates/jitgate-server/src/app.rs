@@ -22,6 +22,8 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How many callers may wait for decisions at once; one more is answered 429.
 pub const MAX_WAITERS: usize = 10_000;
+/// Sent to waiting callers when anything may have changed (a replica resynced).
+const EVERYTHING_CHANGED: &str = "*";
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -215,7 +217,7 @@ impl App {
             let _ = tokio::time::timeout_at(until, async {
                 loop {
                     match changes.recv().await {
-                        Ok(changed) if changed == id => return,
+                        Ok(changed) if changed == id || changed == EVERYTHING_CHANGED => return,
                         Ok(_) => {}
                         // Missed some changes: look at the request again.
                         Err(RecvError::Lagged(_)) => return,
@@ -692,10 +694,60 @@ impl App {
         Ok(revoked)
     }
 
-    async fn reload_tokens(&self) -> Result<(), StoreError> {
+    pub(crate) async fn reload_tokens(&self) -> Result<(), StoreError> {
         let tokens = self.store.list_tokens().await?;
         self.auth.rebuild(&self.policy(), Some(tokens));
         Ok(())
+    }
+
+    /// Another replica changed request `id`: hold its grant as the database has it now, and
+    /// wake whoever waits on it here.
+    pub(crate) async fn refresh_request(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(request) = self.store.get_request(id).await? {
+            self.hold(&request);
+        }
+        Ok(())
+    }
+
+    /// Another replica changed grant `id` (a check consumed it).
+    pub(crate) async fn refresh_grant(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(request) = self.store.get_request_by_grant(id).await? {
+            self.hold(&request);
+        }
+        Ok(())
+    }
+
+    fn hold(&self, request: &Request) {
+        if let Some(grant) = &request.grant {
+            let mut index = self.index.write();
+            index.upsert(grant);
+            self.metrics
+                .active_grants
+                .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+        }
+        let _ = self.changes.send(request.id.clone());
+    }
+
+    /// Load every active grant from the database again, and let waiting callers look again.
+    pub(crate) async fn resync(&self) {
+        match self.store.active_grants().await {
+            Ok(grants) => {
+                let mut index = GrantIndex::new();
+                for grant in &grants {
+                    index.upsert(grant);
+                }
+                self.metrics
+                    .active_grants
+                    .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+                *self.index.write() = index;
+                let _ = self.changes.send(EVERYTHING_CHANGED.to_string());
+                tracing::info!(active_grants = grants.len(), "check index loaded from the database");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot load active grants; keeping the index as it is"),
+        }
+        if let Err(e) = self.reload_tokens().await {
+            tracing::warn!(error = %e, "cannot reload API tokens");
+        }
     }
 
     /// Apply every time-based transition due at `now`. Returns how many requests changed.

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod pgrole;
 pub mod provision;
 pub mod reload;
+pub mod replica;
 pub mod routes;
 pub mod signing;
 pub mod slack;
@@ -79,6 +80,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     notify::start_cursors(&app).await?;
     let notifications = tokio::spawn(notify::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
+    let follower = tokio::spawn(replica::follow(app.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -95,6 +97,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     provisioner.abort();
     notifications.abort();
     watcher.abort();
+    follower.abort();
     Ok(())
 }
 

@@ -42,6 +42,25 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A change another process committed to the shared database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A request (and its grant) changed.
+    Request(String),
+    /// A grant changed (consumed by a check).
+    Grant(String),
+    /// API tokens were created or revoked.
+    Tokens,
+    /// Some changes may have been missed (the connection was lost): reload everything.
+    Resync,
+}
+
+/// What other replicas commit, as it happens.
+#[async_trait]
+pub trait ChangeFeed: Send {
+    async fn next(&mut self) -> Result<Change>;
+}
+
 /// Which requests to list.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
@@ -173,6 +192,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Move a notification sink's place in the audit log.
     async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()>;
+
+    /// The changes other processes sharing this database commit, if it can be shared (SQLite
+    /// belongs to one process: `None`).
+    async fn change_feed(&self) -> Result<Option<Box<dyn ChangeFeed>>>;
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;

@@ -21,6 +21,40 @@ use std::time::Duration;
 /// spells "jitgate").
 const WRITE_LOCK: i64 = 0x006a_6974_6761_7465;
 
+/// The channel every change is announced on, delivered to listeners when it commits.
+const CHANGES: &str = "jitgate_changes";
+
+/// Announce a change from inside its transaction: listeners hear of it once it commits, and
+/// never of one that rolls back.
+async fn announce(conn: &mut PgConnection, what: &str) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES)
+        .bind(what)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Other replicas' changes, from LISTEN.
+struct Listener(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl crate::ChangeFeed for Listener {
+    async fn next(&mut self) -> Result<crate::Change> {
+        // `None`: the connection was lost and is back; what happened meanwhile is unknown.
+        let Some(notice) = self.0.try_recv().await? else {
+            return Ok(crate::Change::Resync);
+        };
+        let payload = notice.payload();
+        Ok(match payload.split_once(':') {
+            Some(("r", id)) => crate::Change::Request(id.to_string()),
+            Some(("g", id)) => crate::Change::Grant(id.to_string()),
+            _ if payload == "tokens" => crate::Change::Tokens,
+            _ => crate::Change::Resync,
+        })
+    }
+}
+
 /// Number the `?` placeholders of SQL assembled at run time as PostgreSQL wants them.
 fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
@@ -265,6 +299,7 @@ async fn insert_request(conn: &mut PgConnection, request: &Request, events: &[Ne
     if let Some(grant) = &request.grant {
         insert_grant(conn, grant).await?;
     }
+    announce(conn, &format!("r:{}", request.id)).await?;
     append_events(conn, events).await
 }
 
@@ -402,6 +437,7 @@ impl Store for PostgresStore {
             }
             _ => {}
         }
+        announce(&mut tx, &format!("r:{}", next.id)).await?;
         append_events(&mut tx, events).await?;
         tx.commit().await?;
         let mut stored = next.clone();
@@ -439,6 +475,7 @@ impl Store for PostgresStore {
         .bind(grant_id)
         .execute(&mut *tx)
         .await?;
+        announce(&mut tx, &format!("g:{grant_id}")).await?;
         append_events(&mut tx, std::slice::from_ref(used)).await?;
         tx.commit().await?;
         Ok(true)
@@ -670,6 +707,7 @@ impl Store for PostgresStore {
         .bind(token.expires_at.map(ms))
         .execute(&mut *tx)
         .await?;
+        announce(&mut tx, "tokens").await?;
         append_events(&mut tx, std::slice::from_ref(event)).await?;
         tx.commit().await?;
         Ok(())
@@ -693,6 +731,7 @@ impl Store for PostgresStore {
         if updated.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
+        announce(&mut tx, "tokens").await?;
         append_events(&mut tx, std::slice::from_ref(event)).await?;
         tx.commit().await?;
         Ok(())
@@ -922,6 +961,12 @@ impl Store for PostgresStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn change_feed(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.reader).await?;
+        listener.listen(CHANGES).await?;
+        Ok(Some(Box::new(Listener(listener))))
     }
 
     async fn ping(&self) -> Result<()> {

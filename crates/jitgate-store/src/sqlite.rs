@@ -899,6 +899,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn change_feed(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
+        Ok(None)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

@@ -588,6 +588,36 @@ mod conformance {
         assert_eq!(read.requirement.escalation.unwrap().groups, vec!["leads"]);
     }
 
+    /// A single-use grant filed through `store`, for the replica tests.
+    pub async fn file_for_replicas(store: &dyn Store) -> Request {
+        file(store, 1, "prod-api", "deploy", Some("v1")).await
+    }
+
+    /// Consume the request's single-use grant; its id.
+    pub async fn use_up(store: &dyn Store, request: &Request) -> String {
+        let grant = request.grant.clone().unwrap();
+        let used = machine::used_event(&grant, "svc", t0());
+        assert!(store.consume_grant(&grant.id, &used, t0()).await.unwrap());
+        grant.id
+    }
+
+    pub async fn add_token(store: &dyn Store) {
+        let token = ApiToken {
+            id: "tok-replica".into(),
+            hash: hex_of("jgt_replica"),
+            principal: "svc".into(),
+            groups: vec![],
+            service: true,
+            label: None,
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        store.create_token(&token, &token.created_event()).await.unwrap();
+    }
+
     fn hex_of(token: &str) -> String {
         jitgate_core::token::token_hash(token)
             .iter()
@@ -707,6 +737,34 @@ mod postgres {
     async fn every_case_on_postgres() {
         let server = Postgres::start();
         all_cases!(one_by_one!(server));
+        changes_reach_the_other_replicas_when_they_commit(&server).await;
+    }
+
+    async fn next_change(feed: &mut Box<dyn jitgate_store::ChangeFeed>) -> jitgate_store::Change {
+        tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .expect("a change within 5 s")
+            .unwrap()
+    }
+
+    /// Two stores on one database, as two replicas: what one commits, the other hears of.
+    async fn changes_reach_the_other_replicas_when_they_commit(server: &Postgres) {
+        use jitgate_store::Change;
+        server.admin("postgres", "CREATE DATABASE replicas");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "replicas");
+        let one: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        let mut feed = other
+            .change_feed()
+            .await
+            .unwrap()
+            .expect("PostgreSQL has a change feed");
+        let filed = conformance::file_for_replicas(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Request(filed.id.clone()));
+        let grant = conformance::use_up(&*one, &filed).await;
+        assert_eq!(next_change(&mut feed).await, Change::Grant(grant));
+        conformance::add_token(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Tokens);
     }
 
     #[tokio::test]

@@ -27,6 +27,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub http: Client,
     config: Option<PathBuf>,
+    /// `--database`; a SQLite file in `dir` when `None`.
+    database: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -45,6 +47,11 @@ impl Server {
 
     /// Start with a server config file holding `config` (TOML).
     pub fn start_with(policy: &Path, config: Option<&str>) -> Server {
+        Self::start_on(policy, config, None)
+    }
+
+    /// Start on the database `database` names (`postgres://...`), or a SQLite file of its own.
+    pub fn start_on(policy: &Path, config: Option<&str>, database: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
         let config = config.map(|text| {
@@ -52,12 +59,14 @@ impl Server {
             std::fs::write(&path, text).expect("write config");
             path
         });
+        let database = database.map(str::to_string);
         let mut server = Server {
-            child: spawn(&listen, policy, dir.path(), config.as_deref()),
+            child: spawn(&listen, policy, dir.path(), config.as_deref(), database.as_deref()),
             url: format!("http://{listen}"),
             listen,
             policy: policy.to_path_buf(),
             config,
+            database,
             dir,
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -88,7 +97,13 @@ impl Server {
     pub fn kill9_and_restart(&mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
-        self.child = spawn(&self.listen, &self.policy, self.dir.path(), self.config.as_deref());
+        self.child = spawn(
+            &self.listen,
+            &self.policy,
+            self.dir.path(),
+            self.config.as_deref(),
+            self.database.as_deref(),
+        );
         self.wait_ready();
     }
 
@@ -155,7 +170,7 @@ impl Server {
     }
 }
 
-fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>) -> Child {
+fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>, database: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -166,7 +181,10 @@ fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>) -> Chil
         .args(["serve", "--listen", listen, "--policy"])
         .arg(policy)
         .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("jitgate.db").display()));
+        .arg(database.map_or_else(
+            || format!("sqlite://{}", dir.join("jitgate.db").display()),
+            str::to_string,
+        ));
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
