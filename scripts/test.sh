@@ -13,6 +13,8 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || NEEDED+=(openssh-server)
 command -v ssh >/dev/null || NEEDED+=(openssh-client)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || NEEDED+=(postgresql)
 command -v psql >/dev/null || NEEDED+=(postgresql-client)
+# sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
+command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

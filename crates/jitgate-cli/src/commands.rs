@@ -34,6 +34,9 @@ struct ConfigFile {
     /// Slack interactivity (approve and deny from Slack): see docs/notifications.md.
     #[serde(default)]
     slack: jitgate_server::slack::SlackConfig,
+    /// Audit checkpoints: see docs/audit.md.
+    #[serde(default)]
+    audit: jitgate_server::checkpoint::AuditConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -69,6 +72,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         providers: file.providers,
         notify: file.notify,
         slack: file.slack,
+        audit: file.audit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -361,7 +365,10 @@ pub fn audit_verify(client: &Client) -> CommandResult {
     let ok = report["ok"].as_bool() == Some(true);
     print(client, &report, |r| {
         if ok {
-            format!("ok: {} events, chain intact\n", r["events"])
+            format!(
+                "ok: {} events, chain intact, {} signed checkpoint(s) agree\n",
+                r["events"], r["checkpoints"]
+            )
         } else {
             format!(
                 "BROKEN at event {}: {}\n",

@@ -150,6 +150,59 @@ fn what_one_replica_commits_every_replica_enforces_within_a_second() {
         .0 == 401
     });
     assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // Signing keys rotated on A are published by B within a second.
+    let (code, out, err) = a.cli("demo-admin", &["keys", "rotate", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let kid = serde_json::from_str::<Value>(&out).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let took = within("B publishes A's new key", || {
+        b.get("/.well-known/jwks.json", "").1.to_string().contains(&kid)
+    });
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // PostgreSQL goes away: readiness fails and writes answer 503, never a wrong answer; it
+    // comes back: both replicas serve again by themselves, nothing acknowledged is lost, and
+    // changes cross replicas again.
+    let before = a.audit_count();
+    pg.pause();
+    for s in [a, b] {
+        let (status, _) = s.get("/readyz", "");
+        assert_eq!(status, 503);
+        let (status, v) = s.post(
+            "/v1/requests",
+            "demo-alice",
+            json!({"resource": "staging-db", "action": "read", "duration": "1h"}),
+        );
+        assert_eq!(status, 503, "{v}");
+        assert_eq!(v["error"]["code"], "unavailable");
+    }
+    pg.resume();
+    for s in [a, b] {
+        within("ready again", || s.get("/readyz", "").0 == 200);
+    }
+    assert_eq!(
+        a.audit_count(),
+        before,
+        "nothing acknowledged was lost, nothing half-written stayed"
+    );
+    let r = a.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-2"}),
+    );
+    assert_eq!(
+        a.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}))
+            .0,
+        200
+    );
+    let took = within("B follows A again after the restart", || {
+        allowed(b, "alice", "prod-db", "read")
+    });
+    eprintln!("after the database restart, an approval on A reached B in {took:?}");
+    let (_, verify) = b.get("/v1/audit/verify", "demo-admin");
+    assert_eq!(verify["ok"], true, "{verify}");
 }
 
 #[test]
@@ -201,7 +254,15 @@ fn concurrent_approvals_and_single_use_across_replicas_count_once() {
     assert_eq!(status, 200);
     let held = active_grants(&servers[1]);
     for s in &servers {
-        within("every replica holds the grant", || active_grants(s) == held);
+        let started = Instant::now();
+        while active_grants(s) != held {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "every replica holds the grant: {:?}",
+                servers.iter().map(active_grants).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let allows: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..30)
@@ -215,6 +276,143 @@ fn concurrent_approvals_and_single_use_across_replicas_count_once() {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     assert_eq!(allows, 1, "a single-use grant allows once across replicas");
+    // A replica killed mid-load costs nothing but its in-flight requests: every request any
+    // replica acknowledged (201) is there afterwards, on the replicas left.
+    let victim = servers[0].child.id().to_string();
+    let acknowledged: Vec<String> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let s = &servers[w % servers.len()];
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    for _ in 0..40 {
+                        let sent = s
+                            .http
+                            .post(format!("{}/v1/requests", s.url))
+                            .bearer_auth("demo-alice")
+                            .json(&json!({"resource": "staging-db", "action": "read", "duration": "1h"}))
+                            .send();
+                        // The killed replica's in-flight and later requests fail; that is all.
+                        let Ok(response) = sent else { break };
+                        if response.status().as_u16() == 201 {
+                            let v: Value = response.json().unwrap();
+                            ids.push(v["id"].as_str().unwrap().to_string());
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(std::process::Command::new("kill")
+            .args(["-9", &victim])
+            .status()
+            .unwrap()
+            .success());
+        writers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(
+        acknowledged.len() >= 160,
+        "the replicas left kept serving: {}",
+        acknowledged.len()
+    );
+    for rid in &acknowledged {
+        assert_eq!(
+            servers[1].get(&format!("/v1/requests/{rid}"), "demo-alice").0,
+            200,
+            "{rid} was lost"
+        );
+    }
     let (_, verify) = servers[2].get("/v1/audit/verify", "demo-admin");
     assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn background_work_is_done_once_across_replicas_and_taken_over_when_one_dies() {
+    use support::receiver::receiver;
+    let pg = Postgres::start();
+    let hook = receiver();
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "app-db"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "1h"
+providers = ["hook"]
+"#,
+    );
+    let secret = "0123456789abcdef-replica-secret";
+    let config = format!(
+        "[[providers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n\n\
+         [[notify.sinks]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n",
+        url = hook.url
+    );
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let url = pg.url("postgres", SUPERUSER_PASSWORD, "jitgate");
+    let mut servers: Vec<Server> = (0..2)
+        .map(|_| Server::start_on(policy.path(), Some(&config), Some(&url)))
+        .collect();
+
+    // Grants that end in two seconds, and requests that wait for review, through both replicas.
+    let mut grants = Vec::new();
+    let mut waiting = Vec::new();
+    for i in 0..6 {
+        let s = &servers[i % 2];
+        let g = s.file(
+            "demo-alice",
+            json!({"resource": "app-db", "action": "read", "duration": "2s"}),
+        );
+        grants.push(g["grant"]["id"].as_str().unwrap().to_string());
+        waiting.push(id(&s.file(
+            "demo-dave",
+            json!({"resource": "prod-db", "action": "read", "reason": format!("INC-{i}")}),
+        )));
+    }
+    let acknowledged = |needle: &str, field: &str, value: &str| -> usize {
+        hook.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.answered == 200 && d.raw.contains(needle) && d.body[field] == value)
+            .count()
+    };
+    within("every grant is deprovisioned", || {
+        grants.iter().all(|g| acknowledged(g, "operation", "deprovision") >= 1)
+    });
+    within("every review request is announced", || {
+        waiting.iter().all(|r| acknowledged(r, "event", "request.filed") >= 1)
+    });
+    // Give a second replica the time to do anything twice, then count.
+    std::thread::sleep(Duration::from_millis(1500));
+    for g in &grants {
+        assert_eq!(acknowledged(g, "operation", "provision"), 1, "provisioned once: {g}");
+        assert_eq!(
+            acknowledged(g, "operation", "deprovision"),
+            1,
+            "deprovisioned once: {g}"
+        );
+    }
+    for r in &waiting {
+        assert_eq!(acknowledged(r, "event", "request.filed"), 1, "announced once: {r}");
+    }
+
+    // One replica dies (whichever held the sink): the other takes the sink over.
+    servers[0].child.kill().unwrap();
+    servers[0].child.wait().unwrap();
+    let late = id(&servers[1].file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-late"}),
+    ));
+    let started = Instant::now();
+    while acknowledged(&late, "event", "request.filed") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the surviving replica did not take the sink over"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("sink taken over after {:?}", started.elapsed());
+    servers.truncate(2);
 }

@@ -179,6 +179,105 @@ pub struct ChainReport {
     /// The first sequence number at which the chain breaks.
     pub first_bad_seq: Option<i64>,
     pub problem: Option<String>,
+    /// Signed checkpoints the log was compared with.
+    pub checkpoints: u64,
+}
+
+/// A signed statement that the log had event `seq` with hash `hash` at `at`: whoever later
+/// cuts events off the end, or rewrites the chain and recomputes its hashes, no longer matches
+/// it. The signature (a JWT by a grant-signing key) is checked by the server, which holds the
+/// keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at: Timestamp,
+    pub signature: String,
+}
+
+/// Walks the log page by page (memory stays flat however long it is), checking the chain and
+/// each checkpoint at its event.
+pub struct ChainVerifier {
+    /// Checkpoints by sequence number, not yet met.
+    pending: std::collections::BTreeMap<i64, Checkpoint>,
+    tail: Option<AuditEvent>,
+    report: ChainReport,
+}
+
+impl ChainVerifier {
+    pub fn new(checkpoints: Vec<Checkpoint>) -> Self {
+        ChainVerifier {
+            pending: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
+            tail: None,
+            report: ChainReport {
+                ok: true,
+                events: 0,
+                first_bad_seq: None,
+                problem: None,
+                checkpoints: 0,
+            },
+        }
+    }
+
+    /// The next page of events, in sequence order. `false` once a problem is found (the report
+    /// says where): there is no need to read further.
+    pub fn feed(&mut self, page: &[AuditEvent]) -> bool {
+        if !self.report.ok {
+            return false;
+        }
+        let report = match &self.tail {
+            None => verify_chain(page),
+            Some(tail) => verify_chain_from(tail, page),
+        };
+        self.report.events += report.events;
+        if !report.ok {
+            self.fail(report.first_bad_seq.unwrap_or(0), report.problem.unwrap_or_default());
+            return false;
+        }
+        for event in page {
+            if let Some(checkpoint) = self.pending.remove(&event.seq) {
+                if checkpoint.hash != event.hash {
+                    self.fail(
+                        event.seq,
+                        format!(
+                            "event {} differs from the checkpoint signed at {}: the log was rewritten from there or before",
+                            event.seq,
+                            checkpoint.at.to_rfc3339()
+                        ),
+                    );
+                    return false;
+                }
+                self.report.checkpoints += 1;
+            }
+        }
+        self.tail = page.last().cloned().or(self.tail.take());
+        true
+    }
+
+    /// The report, once every page was fed: checkpoints beyond the last event mean the log was
+    /// cut short.
+    pub fn finish(mut self) -> ChainReport {
+        if self.report.ok {
+            if let Some((seq, checkpoint)) = self.pending.iter().next() {
+                let last = self.tail.as_ref().map_or(0, |t| t.seq);
+                let (seq, at) = (*seq, checkpoint.at.to_rfc3339());
+                self.fail(
+                    last + 1,
+                    format!(
+                        "the log ends at event {last}, but a checkpoint signed at {at} shows it reached event {seq}: events {} to {seq} or more were cut off",
+                        last + 1
+                    ),
+                );
+            }
+        }
+        self.report
+    }
+
+    fn fail(&mut self, seq: i64, problem: String) {
+        self.report.ok = false;
+        self.report.first_bad_seq = Some(seq);
+        self.report.problem = Some(problem);
+    }
 }
 
 /// Verify a run of events in sequence order, starting from the genesis hash.
@@ -220,6 +319,7 @@ fn verify_linked<'a>(
                 events: count,
                 first_bad_seq: Some(e.seq),
                 problem: Some(problem),
+                checkpoints: 0,
             };
         }
         prev = e.hash.clone();
@@ -230,6 +330,7 @@ fn verify_linked<'a>(
         events: count,
         first_bad_seq: None,
         problem: None,
+        checkpoints: 0,
     }
 }
 
@@ -263,6 +364,60 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    fn checkpoint_at(chain: &[AuditEvent], seq: i64) -> Checkpoint {
+        let e = &chain[usize::try_from(seq - 1).unwrap_or(0)];
+        Checkpoint {
+            seq,
+            hash: e.hash.clone(),
+            at: e.event.at,
+            signature: "signed".into(),
+        }
+    }
+
+    fn verify_in_pages(events: &[AuditEvent], checkpoints: Vec<Checkpoint>) -> ChainReport {
+        let mut verifier = ChainVerifier::new(checkpoints);
+        for page in events.chunks(3) {
+            if !verifier.feed(page) {
+                break;
+            }
+        }
+        verifier.finish()
+    }
+
+    #[test]
+    fn checkpoints_catch_truncation_and_consistent_rewrites() {
+        let events = chain(10);
+        let checkpoints = vec![checkpoint_at(&events, 4), checkpoint_at(&events, 8)];
+        let report = verify_in_pages(&events, checkpoints.clone());
+        assert!(report.ok, "{report:?}");
+        assert_eq!((report.events, report.checkpoints), (10, 2));
+
+        // Cut off after event 6: the chain that is left is whole, but the checkpoint at 8 says
+        // the log was longer.
+        let report = verify_in_pages(&events[..6], checkpoints.clone());
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_seq, Some(7));
+        assert!(report.problem.unwrap().contains("ends at event 6"), "cut off");
+
+        // Rewrite event 3 and recompute every hash after it: the chain verifies by itself, but
+        // the checkpoint at 4 no longer matches.
+        let mut rewritten = events.clone();
+        rewritten[2].event.comment = Some("nothing to see".into());
+        let mut prev = rewritten[1].hash.clone();
+        for e in rewritten.iter_mut().skip(2) {
+            e.prev_hash = prev.clone();
+            e.hash = chain_hash(&prev, e.seq, &e.event);
+            prev = e.hash.clone();
+        }
+        assert!(
+            verify_chain(&rewritten).ok,
+            "a consistent rewrite fools the chain alone"
+        );
+        let report = verify_in_pages(&rewritten, checkpoints);
+        assert_eq!(report.first_bad_seq, Some(4));
+        assert!(report.problem.unwrap().contains("differs from the checkpoint"));
     }
 
     #[test]

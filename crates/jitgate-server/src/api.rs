@@ -385,6 +385,8 @@ pub struct EventList {
 pub struct VerifyAnswer {
     pub ok: bool,
     pub events: u64,
+    /// Signed checkpoints the log was compared with.
+    pub checkpoints: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad_seq: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]

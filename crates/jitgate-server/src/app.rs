@@ -133,19 +133,13 @@ impl App {
         // Nobody listening is not an error.
         let _ = self.changes.send(after.id.clone());
         if let Some(grant) = &after.grant {
-            self.index.write().upsert(grant);
+            self.hold_grant(grant);
             let was_active = before
                 .and_then(|b| b.grant.as_ref())
                 .is_some_and(|g| g.status == GrantStatus::Active);
-            match (was_active, grant.status) {
-                (false, GrantStatus::Active) => self.metrics.active_grants.inc(),
-                (true, GrantStatus::Active) => 0,
-                (true, ended) => {
-                    self.metrics.count_grant_end(ended.as_str());
-                    self.metrics.active_grants.dec()
-                }
-                (false, _) => 0,
-            };
+            if was_active && grant.status != GrantStatus::Active {
+                self.metrics.count_grant_end(grant.status.as_str());
+            }
         }
         let before_status = before.map(|b| b.status);
         if before_status != Some(after.status) {
@@ -428,6 +422,37 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Read the signing keys again: another replica rotated them.
+    pub(crate) async fn reload_keys(&self) -> Result<(), ApiError> {
+        self.signer
+            .reload(&*self.store)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot reload signing keys: {e}")))
+    }
+
+    pub(crate) fn sign_checkpoint(&self, seq: i64, hash: &str, at: Timestamp) -> Result<String, String> {
+        self.signer.sign_checkpoint(seq, hash, at).map_err(|e| e.to_string())
+    }
+
+    /// Verify the audit log: the hash chain, every checkpoint's signature, and the log against
+    /// its checkpoints.
+    pub async fn verify_audit(&self) -> Result<jitgate_core::audit::ChainReport, ApiError> {
+        // A checkpoint is evidence only if its signature holds.
+        for checkpoint in self.store.checkpoints().await? {
+            if let Err(why) = self.signer.verify_checkpoint(&checkpoint) {
+                let events = self.store.audit_head().await?;
+                return Ok(jitgate_core::audit::ChainReport {
+                    ok: false,
+                    events: u64::try_from(events).unwrap_or(0),
+                    first_bad_seq: Some(checkpoint.seq),
+                    problem: Some(format!("the checkpoint at event {}: {why}", checkpoint.seq)),
+                    checkpoints: 0,
+                });
+            }
+        }
+        Ok(self.store.verify_audit().await?)
     }
 
     /// The keys that verify grant tokens now.
@@ -719,13 +744,19 @@ impl App {
 
     fn hold(&self, request: &Request) {
         if let Some(grant) = &request.grant {
-            let mut index = self.index.write();
-            index.upsert(grant);
-            self.metrics
-                .active_grants
-                .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+            self.hold_grant(grant);
         }
         let _ = self.changes.send(request.id.clone());
+    }
+
+    /// Put a grant's current state in the check index. The gauge is set from the index under
+    /// its lock, so changes made here and heard from other replicas cannot count one twice.
+    fn hold_grant(&self, grant: &Grant) {
+        let mut index = self.index.write();
+        index.upsert(grant);
+        self.metrics
+            .active_grants
+            .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
     }
 
     /// Load every active grant from the database again, and let waiting callers look again.
@@ -747,6 +778,9 @@ impl App {
         }
         if let Err(e) = self.reload_tokens().await {
             tracing::warn!(error = %e, "cannot reload API tokens");
+        }
+        if let Err(e) = self.reload_keys().await {
+            tracing::warn!(error = %e, "cannot reload signing keys");
         }
     }
 
@@ -840,7 +874,11 @@ impl App {
                 allow(grant_id.to_string(), expires_at_ms)
             }
             Ok(false) => {
-                self.index.write().remove(grant_id);
+                let mut index = self.index.write();
+                index.remove(grant_id);
+                self.metrics
+                    .active_grants
+                    .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
                 denied(format!("single-use grant {grant_id} has already been used"))
             }
             Err(e) => {

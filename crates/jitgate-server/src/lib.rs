@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod checkpoint;
 pub mod delivery;
 pub mod error;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub struct ServerConfig {
     pub providers: Vec<provision::ProviderConfig>,
     pub notify: notify::NotifyConfig,
     pub slack: slack::SlackConfig,
+    pub audit: checkpoint::AuditConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     providers.check_policy(&policy).map_err(ServeError::Providers)?;
     let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
+    let checkpoint_every = config.audit.checkpoint_interval().map_err(ServeError::Policy)?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
@@ -81,6 +84,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let notifications = tokio::spawn(notify::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
     let follower = tokio::spawn(replica::follow(app.clone()));
+    let checkpoints = tokio::spawn(checkpoint::run(app.clone(), checkpoint_every));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -98,6 +102,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     notifications.abort();
     watcher.abort();
     follower.abort();
+    checkpoints.abort();
     Ok(())
 }
 

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 /// How often the worker looks for new events and due reminders.
 pub const TICK: Duration = Duration::from_millis(250);
 const BATCH: u32 = 100;
+/// How long a replica holds a sink (renewed every tick): if it dies, another replica takes the
+/// sink over after at most this long.
+const SINK_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 
 /// The `[notify]` section of the server's config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -66,6 +69,8 @@ struct Sink {
 
 /// The configured sinks and how messages are worded.
 pub struct Notifier {
+    /// This replica, as it holds sink leases.
+    holder: String,
     sinks: Vec<Sink>,
     public_url: String,
     remind_before: chrono::TimeDelta,
@@ -124,11 +129,17 @@ impl Notifier {
             .trim_end_matches('/')
             .to_string();
         Ok(Notifier {
+            holder: crate::replica::name(listen),
             sinks,
             public_url,
             remind_before,
             http: reqwest::Client::new(),
         })
+    }
+
+    /// This replica's name, as it holds leases on background work.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Where a person opens a request.
@@ -161,6 +172,20 @@ pub async fn run(app: Arc<App>) {
         for sink in &app.notifier().sinks {
             if backoff.get(&sink.name).is_some_and(|(_, next)| Instant::now() < *next) {
                 continue;
+            }
+            // One replica delivers each sink; the others wait for its lease to run out.
+            let at = now();
+            match app
+                .store
+                .lease_sink(&sink.name, &app.notifier().holder, at, at + SINK_LEASE)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(sink = %sink.name, error = %e, "cannot lease the sink; retrying");
+                    continue;
+                }
             }
             match deliver_new(&app, sink).await {
                 Ok(()) => {
@@ -248,6 +273,17 @@ async fn deliver_new(app: &App, sink: &Sink) -> Result<(), String> {
             .set_notification_cursor(&sink.name, seq)
             .await
             .map_err(|e| e.to_string())?;
+        // A slow batch must not outlive the lease: renew it, or stop if another replica has
+        // the sink now.
+        let at = now();
+        let held = app
+            .store
+            .lease_sink(&sink.name, &app.notifier().holder, at, at + SINK_LEASE)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !held {
+            return Ok(());
+        }
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ use std::time::Duration;
 /// How often the worker looks for due deliveries: well inside the 1 s deprovisioning budget.
 pub const TICK: Duration = Duration::from_millis(100);
 const BATCH: u32 = 100;
+/// How long a worker holds the items it took: other replicas leave them alone until then, and
+/// take them over if this one dies.
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// A failing deprovisioning is written to the audit log on its first failure and then every
 /// this many attempts, so an outage alarms without flooding the log.
 const ALARM_EVERY: u32 = 10;
@@ -421,7 +424,9 @@ pub async fn run(app: Arc<App>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let due = match app.store.due_outbox(now(), BATCH).await {
+        let at = now();
+        let holder = app.notifier().holder();
+        let due = match app.store.lease_outbox(at, holder, at + LEASE, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox; retrying");

@@ -8,6 +8,16 @@ use jitgate_store::Change;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// This replica's name for leases on background work: its host and listen address. Two live
+/// replicas cannot share it (they could not bind the same address), and a replica restarted
+/// in its place takes its own leases straight back instead of waiting them out.
+pub fn name(listen: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}/{listen}")
+}
+
 /// How long to wait before listening again after the feed broke.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -31,6 +41,7 @@ pub async fn follow(app: Arc<App>) {
                 Ok(Change::Request(id)) => app.refresh_request(&id).await,
                 Ok(Change::Grant(id)) => app.refresh_grant(&id).await,
                 Ok(Change::Tokens) => app.reload_tokens().await.map_err(Into::into),
+                Ok(Change::Keys) => app.reload_keys().await,
                 Ok(Change::Resync) => {
                     app.resync().await;
                     Ok(())

@@ -418,10 +418,11 @@ pub async fn verify_audit(
     State(app): State<Arc<App>>,
     _caller: Allowed<op::ReadAudit>,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
-    let r = app.store.verify_audit().await?;
+    let r = app.verify_audit().await?;
     Ok(Json(VerifyAnswer {
         ok: r.ok,
         events: r.events,
+        checkpoints: r.checkpoints,
         first_bad_seq: r.first_bad_seq,
         problem: r.problem,
     }))

@@ -8,7 +8,7 @@ use jitgate_store::{Store, StoreError};
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The `iss` of every grant token.
@@ -45,6 +45,18 @@ struct GrantClaims<'a> {
     nbf: i64,
     exp: i64,
 }
+
+/// The claims of an audit checkpoint: "the log had event `seq` with hash `hash`".
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointClaims {
+    iss: String,
+    typ: String,
+    seq: i64,
+    hash: String,
+    iat: i64,
+}
+
+const CHECKPOINT_TYPE: &str = "jitgate-audit-checkpoint";
 
 struct ActiveKey {
     kid: String,
@@ -151,6 +163,51 @@ impl GrantSigner {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(ring.active.kid.clone());
         jsonwebtoken::encode(&header, &claims, &ring.active.key).map_err(|e| SigningError::Key(e.to_string()))
+    }
+
+    /// Sign a checkpoint of the audit log's head with the active key.
+    pub fn sign_checkpoint(&self, seq: i64, hash: &str, at: Timestamp) -> Result<String, SigningError> {
+        let ring = self.ring.read().clone();
+        let claims = CheckpointClaims {
+            iss: GRANT_TOKEN_ISSUER.into(),
+            typ: CHECKPOINT_TYPE.into(),
+            seq,
+            hash: hash.into(),
+            iat: at.timestamp(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(ring.active.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.active.key).map_err(|e| SigningError::Key(e.to_string()))
+    }
+
+    /// Does the checkpoint's signature, by any key jitgate has had (retired ones included),
+    /// state exactly its sequence number and hash?
+    pub fn verify_checkpoint(&self, checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
+        let ring = self.ring.read().clone();
+        let header = jsonwebtoken::decode_header(&checkpoint.signature).map_err(|e| format!("not a signature: {e}"))?;
+        let kid = header.kid.ok_or("the signature names no key")?;
+        let record = ring
+            .records
+            .iter()
+            .find(|r| r.kid == kid)
+            .ok_or_else(|| format!("signed by key {kid}, which jitgate never had"))?;
+        let jwk: Jwk = serde_json::from_str(&record.public_jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_issuer(&[GRANT_TOKEN_ISSUER]);
+        let claims = jsonwebtoken::decode::<CheckpointClaims>(&checkpoint.signature, &key, &validation)
+            .map_err(|e| format!("the signature does not verify: {e}"))?
+            .claims;
+        if claims.typ != CHECKPOINT_TYPE || claims.seq != checkpoint.seq || claims.hash != checkpoint.hash {
+            return Err(format!(
+                "the signature is for event {} with another hash, not for this checkpoint",
+                claims.seq
+            ));
+        }
+        Ok(())
     }
 
     /// The published keys at `now`: the active one, and retired ones whose tokens may still be

@@ -2,10 +2,11 @@
 //! implementation must pass the conformance suite in `tests/`.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
-use jitgate_core::audit::ChainReport;
+use jitgate_core::audit::{ChainReport, Checkpoint};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
@@ -33,10 +34,15 @@ pub enum StoreError {
 impl StoreError {
     /// The database could not be reached (as opposed to refusing the operation).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-        )
+        match self {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
+            // PostgreSQL going away: connection exceptions (08...) and operator intervention
+            // (57...: shutting down, terminated by an administrator).
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            _ => false,
+        }
     }
 }
 
@@ -51,6 +57,8 @@ pub enum Change {
     Grant(String),
     /// API tokens were created or revoked.
     Tokens,
+    /// The grant-signing keys were rotated.
+    Keys,
     /// Some changes may have been missed (the connection was lost): reload everything.
     Resync,
 }
@@ -128,8 +136,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
 
-    /// Walk the whole audit chain and report the first break.
+    /// Walk the whole audit chain, compare it with the stored checkpoints, and report the first
+    /// break (an edit, deletion, insertion, reordering, or events cut off the end).
     async fn verify_audit(&self) -> Result<ChainReport>;
+
+    /// Keep a signed checkpoint of the log's head (one per sequence number; a second for the
+    /// same event is ignored).
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Every checkpoint, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
 
     /// Insert a new API token with its `token.created` event.
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()>;
@@ -158,6 +174,18 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox items due at `now`, oldest first. Items are written with the grant changes
     /// that owe them (issue, extension, end), in the same transaction.
     async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>>;
+
+    /// Outbox items due at `now`, oldest first, leased to `holder` until `lease_until`: until
+    /// then (or until completed or retried) no other holder gets them, so one worker of many
+    /// carries each out, and another takes it over when the lease runs out. A holder gets its
+    /// own leased items again (it restarted and its earlier self is gone).
+    async fn lease_outbox(
+        &self,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>>;
 
     /// Mark an item carried out, with its event.
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()>;
@@ -189,6 +217,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How far a notification sink has read the audit log, if it has started.
     async fn notification_cursor(&self, sink: &str) -> Result<Option<i64>>;
+
+    /// Take or renew the lease on a notification sink for `holder` until `until`: `true` when
+    /// `holder` may deliver it now (nobody else holds an unexpired lease).
+    async fn lease_sink(&self, sink: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
 
     /// Move a notification sink's place in the audit log.
     async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()>;

@@ -2,9 +2,10 @@
 //! crash or power loss. Writes go through a single connection (SQLite has one writer anyway,
 //! and this avoids busy retries); reads use a pool that runs beside it.
 
+use crate::rows::{from_ms, ms, request_doc, GRANT_COLUMNS};
 use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
-use jitgate_core::audit::{verify_chain, ChainReport, GENESIS_HASH};
+use jitgate_core::audit::{ChainReport, ChainVerifier, Checkpoint, GENESIS_HASH};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxOperation, OutboxState};
 use jitgate_core::{
@@ -21,100 +22,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
-fn ms(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> Result<Timestamp> {
-    chrono::DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
-}
-
-const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_id, g.principal AS g_principal, \
-    g.resource AS g_resource, g.action AS g_action, g.payload_sha256 AS g_payload_sha256, \
-    g.single_use AS g_single_use, g.break_glass AS g_break_glass, g.status AS g_status, \
-    g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
-    g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token, g.providers AS g_providers";
-
-fn grant_from_row(row: &SqliteRow) -> Result<Option<Grant>> {
-    let Some(id) = row.try_get::<Option<String>, _>("g_id")? else {
-        return Ok(None);
-    };
-    let status: String = row.try_get("g_status")?;
-    Ok(Some(Grant {
-        id,
-        request_id: row.try_get("g_request_id")?,
-        principal: row.try_get("g_principal")?,
-        resource: row.try_get("g_resource")?,
-        action: row.try_get("g_action")?,
-        payload_sha256: row.try_get("g_payload_sha256")?,
-        single_use: row.try_get("g_single_use")?,
-        break_glass: row.try_get("g_break_glass")?,
-        status: GrantStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("grant status {status}")))?,
-        starts_at: from_ms(row.try_get("g_starts_at")?)?,
-        expires_at: from_ms(row.try_get("g_expires_at")?)?,
-        ended_at: row.try_get::<Option<i64>, _>("g_ended_at")?.map(from_ms).transpose()?,
-        ended_by: row.try_get("g_ended_by")?,
-        end_comment: row.try_get("g_end_comment")?,
-        extensions: row.try_get::<i64, _>("g_extensions")?.try_into().unwrap_or(u32::MAX),
-        token: row.try_get("g_token")?,
-        providers: serde_json::from_str(&row.try_get::<String, _>("g_providers")?)
-            .map_err(|e| StoreError::Corrupt(format!("grant providers: {e}")))?,
-    }))
-}
-
-fn request_from_row(row: &SqliteRow) -> Result<Request> {
-    let doc: String = row.try_get("doc")?;
-    let mut request: Request =
-        serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))?;
-    request.version = row.try_get("version")?;
-    request.grant = grant_from_row(row)?;
-    Ok(request)
-}
-
-fn request_doc(request: &Request) -> Result<String> {
-    let mut copy = request.clone();
-    copy.grant = None;
-    serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
-    let groups: String = row.try_get("groups")?;
-    Ok(ApiToken {
-        id: row.try_get("id")?,
-        hash: row.try_get("token_hash")?,
-        principal: row.try_get("principal")?,
-        groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
-        service: row.try_get("service")?,
-        label: row.try_get("label")?,
-        created_by: row.try_get("created_by")?,
-        created_at: from_ms(row.try_get("created_at")?)?,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_ms).transpose()?,
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms).transpose()?,
-        revoked_by: row.try_get("revoked_by")?,
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<AuditEvent> {
-    let kind: String = row.try_get("kind")?;
-    let kind: EventKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
-        .map_err(|_| StoreError::Corrupt(format!("event kind {kind}")))?;
-    Ok(AuditEvent {
-        seq: row.try_get("seq")?,
-        event: NewEvent {
-            kind,
-            at: from_ms(row.try_get("at")?)?,
-            actor: row.try_get("actor")?,
-            subject: row.try_get("subject")?,
-            request_id: row.try_get("request_id")?,
-            grant_id: row.try_get("grant_id")?,
-            resource: row.try_get("resource")?,
-            action: row.try_get("action")?,
-            comment: row.try_get("comment")?,
-        },
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
+crate::rows::row_decoders!(SqliteRow);
 
 async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
     if events.is_empty() {
@@ -288,7 +196,7 @@ impl SqliteStore {
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
+            "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
              WHERE id = ? AND done_at IS NULL",
         )
         .bind(done_at.map(ms))
@@ -591,40 +499,53 @@ impl Store for SqliteStore {
     }
 
     async fn verify_audit(&self) -> Result<ChainReport> {
-        // Read in pages so memory stays flat however long the log is; the chain state
-        // carried between pages is just the previous hash and the expected sequence number.
-        let mut all_ok = ChainReport {
-            ok: true,
-            events: 0,
-            first_bad_seq: None,
-            problem: None,
-        };
+        // Read in pages so memory stays flat however long the log is.
+        let mut verifier = ChainVerifier::new(self.checkpoints().await?);
         let mut after = 0i64;
-        let mut prev_tail: Option<AuditEvent> = None;
         loop {
             let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT 5000")
                 .bind(after)
                 .fetch_all(&self.reader)
                 .await?;
-            if rows.is_empty() {
-                return Ok(all_ok);
-            }
             let page: Vec<AuditEvent> = rows.iter().map(event_from_row).collect::<Result<_>>()?;
-            let report = match &prev_tail {
-                None => verify_chain(&page),
-                Some(tail) => jitgate_core::audit::verify_chain_from(tail, &page),
+            let Some(last) = page.last() else {
+                break;
             };
-            all_ok.events += report.events;
-            if !report.ok {
-                return Ok(ChainReport {
-                    ok: false,
-                    events: all_ok.events,
-                    ..report
-                });
+            after = last.seq;
+            if !verifier.feed(&page) {
+                break;
             }
-            after = page.last().map(|e| e.seq).unwrap_or(after);
-            prev_tail = page.last().cloned();
         }
+        Ok(verifier.finish())
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(checkpoint.seq)
+        .bind(&checkpoint.hash)
+        .bind(ms(checkpoint.at))
+        .bind(&checkpoint.signature)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query("SELECT seq, hash, at, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    seq: row.try_get("seq")?,
+                    hash: row.try_get("hash")?,
+                    at: from_ms(row.try_get("at")?)?,
+                    signature: row.try_get("signature")?,
+                })
+            })
+            .collect()
     }
 
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()> {
@@ -765,21 +686,32 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.writer)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let operation: String = row.try_get("operation")?;
-                Ok(OutboxItem {
-                    id: row.try_get("id")?,
-                    grant_id: row.try_get("grant_id")?,
-                    provider: row.try_get("provider")?,
-                    operation: OutboxOperation::parse(&operation)
-                        .ok_or_else(|| StoreError::Corrupt(format!("outbox operation {operation}")))?,
-                    due_at: from_ms(row.try_get("due_at")?)?,
-                    attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
-                    last_error: row.try_get("last_error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_item_from_row).collect()
+    }
+
+    async fn lease_outbox(
+        &self,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET leased_until = ?1, leased_by = ?4 WHERE id IN (SELECT id FROM outbox \
+             WHERE done_at IS NULL AND due_at <= ?2 AND (leased_until IS NULL OR leased_until <= ?2 OR leased_by = ?4) \
+             ORDER BY due_at, id LIMIT ?3) \
+             RETURNING id, grant_id, provider, operation, due_at, attempts, last_error",
+        )
+        .bind(ms(lease_until))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .bind(holder)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut items = rows.iter().map(outbox_item_from_row).collect::<Result<Vec<_>>>()?;
+        // RETURNING keeps no order.
+        items.sort_by_key(|i| (i.due_at, i.id));
+        Ok(items)
     }
 
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {
@@ -885,6 +817,20 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.writer)
                 .await?,
         )
+    }
+
+    async fn lease_sink(&self, sink: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+        let leased = sqlx::query(
+            "UPDATE notification_cursors SET leased_by = ?1, leased_until = ?2 \
+             WHERE sink = ?3 AND (leased_until IS NULL OR leased_until <= ?4 OR leased_by = ?1)",
+        )
+        .bind(holder)
+        .bind(ms(until))
+        .bind(sink)
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(leased.rows_affected() == 1)
     }
 
     async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()> {

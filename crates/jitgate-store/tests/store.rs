@@ -588,6 +588,75 @@ mod conformance {
         assert_eq!(read.requirement.escalation.unwrap().groups, vec!["leads"]);
     }
 
+    pub async fn background_work_is_leased_to_one_worker_at_a_time(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::Provision;
+        file(&*store, 1, "app-db", "read", None).await;
+        let lease = TimeDelta::seconds(30);
+        // Two workers at once: one gets the provisioning, the other nothing.
+        let (first, second) = tokio::join!(
+            store.lease_outbox(t0(), "a", t0() + lease, 10),
+            store.lease_outbox(t0(), "b", t0() + lease, 10)
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.len() + second.len(), 1, "{first:?} {second:?}");
+        let holder = if first.is_empty() { "b" } else { "a" };
+        let other = if holder == "a" { "b" } else { "a" };
+        let item = first.into_iter().chain(second).next().unwrap();
+        assert_eq!(item.operation, Provision);
+        let soon = t0() + TimeDelta::seconds(29);
+        assert!(store
+            .lease_outbox(soon, other, t0() + lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // The same worker, restarted in its own place, takes its own lease back at once.
+        assert_eq!(
+            store.lease_outbox(soon, holder, t0() + lease, 10).await.unwrap().len(),
+            1
+        );
+        // Its worker died: when the lease runs out, another takes it over.
+        let later = t0() + lease;
+        let taken = store.lease_outbox(later, other, later + lease, 10).await.unwrap();
+        assert_eq!(taken.iter().map(|i| i.id).collect::<Vec<_>>(), vec![item.id]);
+        // A failed attempt ends the lease: due again at its retry time, for anyone.
+        let retry_at = later + TimeDelta::seconds(1);
+        store.retry_outbox(item.id, retry_at, "down", None).await.unwrap();
+        assert_eq!(
+            store
+                .lease_outbox(retry_at, "c", retry_at + lease, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store.complete_outbox(item.id, retry_at, None).await.unwrap();
+        let day = later + TimeDelta::days(1);
+        let due = store.lease_outbox(day, "c", day + lease, 10).await.unwrap();
+        assert!(due.iter().all(|i| i.id != item.id), "done is never due again: {due:?}");
+
+        // A notification sink: one holder at a time, renewed by its holder, taken over after.
+        store.set_notification_cursor("slack", 0).await.unwrap();
+        let until = t0() + TimeDelta::seconds(10);
+        assert!(store.lease_sink("slack", "replica-a", t0(), until).await.unwrap());
+        assert!(!store
+            .lease_sink("slack", "replica-b", t0() + TimeDelta::seconds(5), until)
+            .await
+            .unwrap());
+        let renewed = t0() + TimeDelta::seconds(15);
+        assert!(store
+            .lease_sink("slack", "replica-a", t0() + TimeDelta::seconds(5), renewed)
+            .await
+            .unwrap());
+        assert!(!store
+            .lease_sink("slack", "replica-b", t0() + TimeDelta::seconds(12), renewed)
+            .await
+            .unwrap());
+        assert!(store
+            .lease_sink("slack", "replica-b", renewed, renewed + TimeDelta::seconds(10))
+            .await
+            .unwrap());
+    }
+
     /// A single-use grant filed through `store`, for the replica tests.
     pub async fn file_for_replicas(store: &dyn Store) -> Request {
         file(store, 1, "prod-api", "deploy", Some("v1")).await
@@ -599,6 +668,22 @@ mod conformance {
         let used = machine::used_event(&grant, "svc", t0());
         assert!(store.consume_grant(&grant.id, &used, t0()).await.unwrap());
         grant.id
+    }
+
+    pub async fn rotate_key(store: &dyn Store) {
+        let key = jitgate_core::keys::SigningKeyRecord {
+            kid: "key-replica".into(),
+            algorithm: "EdDSA".into(),
+            private_der_hex: "00".into(),
+            public_jwk: "{}".into(),
+            created_at: t0(),
+            retired_at: None,
+            publish_until: None,
+        };
+        store
+            .rotate_signing_key(&key, &key.created_event("admin"))
+            .await
+            .unwrap();
     }
 
     pub async fn add_token(store: &dyn Store) {
@@ -644,6 +729,7 @@ macro_rules! all_cases {
             credentials_are_handed_out_once,
             reminders_and_notification_cursors,
             escalation_falls_due_once,
+            background_work_is_leased_to_one_worker_at_a_time,
         );
     };
 }
@@ -765,6 +851,8 @@ mod postgres {
         assert_eq!(next_change(&mut feed).await, Change::Grant(grant));
         conformance::add_token(&*one).await;
         assert_eq!(next_change(&mut feed).await, Change::Tokens);
+        conformance::rotate_key(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Keys);
     }
 
     #[tokio::test]
