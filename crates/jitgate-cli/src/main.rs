@@ -214,20 +214,42 @@ enum TokenCommand {
 enum AuditCommand {
     /// List events.
     List {
-        #[arg(long)]
-        request_id: Option<String>,
-        #[arg(long)]
-        principal: Option<String>,
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
     },
-    /// Check the hash chain: exit 0 intact, 1 broken.
-    Verify,
-    /// Every event as JSON lines.
+    /// Check the log: the hash chain and its signed checkpoints on the server (exit 0 intact,
+    /// 1 broken), or, with --file, an export offline.
+    Verify {
+        /// A file of JSON lines from `jitgate audit export`: check its chain here, without the
+        /// server.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Events as JSON lines (all of them, or those the filters select).
     Export {
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
     },
+}
+
+/// Which audit events.
+#[derive(clap::Args, Clone, Default)]
+pub struct AuditFilterArgs {
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Events where this principal is the actor or the subject.
+    #[arg(long)]
+    pub principal: Option<String>,
+    #[arg(long)]
+    pub resource: Option<String>,
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Events of this kind (`request.approved`, `grant.revoked`, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// RFC 3339 time: events at or after it.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -336,13 +358,10 @@ fn main() -> ExitCode {
             action,
             payload,
         } => commands::check(&client, &principal, &resource, &action, payload),
-        Command::Audit(AuditCommand::List {
-            request_id,
-            principal,
-            since,
-        }) => commands::audit_list(&client, request_id, principal, since),
-        Command::Audit(AuditCommand::Verify) => commands::audit_verify(&client),
-        Command::Audit(AuditCommand::Export { since }) => commands::audit_export(&client, since),
+        Command::Audit(AuditCommand::List { filter }) => commands::audit_list(&client, &filter),
+        Command::Audit(AuditCommand::Verify { file: None }) => commands::audit_verify(&client),
+        Command::Audit(AuditCommand::Verify { file: Some(file) }) => commands::audit_verify_file(&client, &file),
+        Command::Audit(AuditCommand::Export { filter }) => commands::audit_export(&client, &filter),
         Command::Token(TokenCommand::Create {
             principal,
             groups,

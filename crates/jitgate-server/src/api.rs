@@ -418,7 +418,12 @@ pub struct GrantQuery {
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub request_id: Option<String>,
+    /// Events where this principal is the actor or the subject.
     pub principal: Option<String>,
+    pub resource: Option<String>,
+    pub action: Option<String>,
+    /// Events of this kind, like `request.approved` (docs/audit.md lists them).
+    pub kind: Option<String>,
     /// RFC 3339 time; only events at or after it.
     pub since: Option<String>,
     /// The `next` value of the previous page.

@@ -395,9 +395,19 @@ pub async fn list_audit(
                 })
         })
         .transpose()?;
+    if let Some(kind) = &query.kind {
+        if serde_json::from_value::<jitgate_core::EventKind>(serde_json::Value::String(kind.clone())).is_err() {
+            return Err(ApiError::Invalid(format!(
+                "kind: '{kind}' is not an event kind; see docs/audit.md (request.filed, grant.issued, ...)"
+            )));
+        }
+    }
     let filter = AuditFilter {
         request_id: query.request_id,
         principal: query.principal,
+        resource: query.resource,
+        action: query.action,
+        kind: query.kind,
         since,
         after_seq: query.after,
         limit,

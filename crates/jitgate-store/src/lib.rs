@@ -95,6 +95,10 @@ pub struct AuditFilter {
     pub request_id: Option<String>,
     /// Events where this principal is the actor or the subject.
     pub principal: Option<String>,
+    pub resource: Option<String>,
+    pub action: Option<String>,
+    /// Events of this kind (`request.approved`).
+    pub kind: Option<String>,
     pub since: Option<Timestamp>,
     /// Only events after this sequence number: the next page.
     pub after_seq: Option<i64>,

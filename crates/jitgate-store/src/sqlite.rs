@@ -466,6 +466,15 @@ impl Store for SqliteStore {
         if filter.principal.is_some() {
             clauses.push("(actor = ? OR subject = ?)");
         }
+        for (value, clause) in [
+            (&filter.resource, "resource = ?"),
+            (&filter.action, "action = ?"),
+            (&filter.kind, "kind = ?"),
+        ] {
+            if value.is_some() {
+                clauses.push(clause);
+            }
+        }
         if filter.since.is_some() {
             clauses.push("at >= ?");
         }
@@ -484,6 +493,9 @@ impl Store for SqliteStore {
         }
         if let Some(p) = &filter.principal {
             query = query.bind(p).bind(p);
+        }
+        for value in [&filter.resource, &filter.action, &filter.kind].into_iter().flatten() {
+            query = query.bind(value);
         }
         if let Some(s) = filter.since {
             query = query.bind(ms(s));

@@ -339,6 +339,35 @@ mod conformance {
             .await
             .unwrap();
         assert!(none.is_empty());
+        // By kind, resource and action, together with paging.
+        file(&*store, 99, "prod-db", "read", None).await;
+        let filed = store
+            .audit_events(&AuditFilter {
+                kind: Some("request.filed".into()),
+                resource: Some("staging-db".into()),
+                action: Some("read".into()),
+                after_seq: Some(30),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(filed.len(), 20, "filings 11 to 30 are after event 30");
+        assert!(filed
+            .iter()
+            .all(|e| e.event.kind == EventKind::RequestFiled && e.event.resource == "staging-db"));
+        let prod = store
+            .audit_events(&AuditFilter {
+                resource: Some("prod-db".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            prod.iter().map(|e| e.event.kind).collect::<Vec<_>>(),
+            vec![EventKind::RequestFiled]
+        );
     }
 
     pub async fn tokens_are_kept_by_hash_and_revoked_once(store: Arc<dyn Store>) {
