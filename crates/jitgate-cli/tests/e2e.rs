@@ -635,16 +635,6 @@ fn operations_endpoints() {
     assert_eq!(batch["results"][1]["allow"], false);
 }
 
-fn audit_kinds(s: &Server) -> Vec<String> {
-    let (_, events) = s.get("/v1/audit?limit=5000", "demo-admin");
-    events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn policy_edits_take_effect_live_and_broken_edits_are_refused() {
     let dir = editable_quickstart();
@@ -673,7 +663,13 @@ fn policy_edits_take_effect_live_and_broken_edits_are_refused() {
         );
         status == 201 && r["status"] == "approved"
     });
-    assert!(audit_kinds(&s).iter().filter(|k| *k == "policy.loaded").count() >= 2);
+    assert!(
+        s.audit_kinds("limit=5000")
+            .iter()
+            .filter(|k| *k == "policy.loaded")
+            .count()
+            >= 2
+    );
     let (_, kept) = s.get(&format!("/v1/requests/{}", id(&before)), "demo-alice");
     assert_eq!(
         kept["needs"],
@@ -684,7 +680,7 @@ fn policy_edits_take_effect_live_and_broken_edits_are_refused() {
     // A broken edit is refused and audited; the previous policy keeps serving.
     std::fs::write(&workflows, relaxed.replace("[[workflow]]", "[[workflow]\n")).unwrap();
     wait_until("the broken policy is refused", || {
-        audit_kinds(&s).iter().any(|k| k == "policy.refused")
+        s.audit_kinds("limit=5000").iter().any(|k| k == "policy.refused")
     });
     let (status, r) = s.post(
         "/v1/requests",
@@ -703,7 +699,12 @@ fn policy_edits_take_effect_live_and_broken_edits_are_refused() {
 fn sighup_reloads_the_policy() {
     let dir = editable_quickstart();
     let s = Server::start_with_policy(dir.path());
-    let loads = || audit_kinds(&s).iter().filter(|k| *k == "policy.loaded").count();
+    let loads = || {
+        s.audit_kinds("limit=5000")
+            .iter()
+            .filter(|k| *k == "policy.loaded")
+            .count()
+    };
     assert_eq!(loads(), 1);
     let status = Command::new("kill")
         .args(["-HUP", &s.child.id().to_string()])

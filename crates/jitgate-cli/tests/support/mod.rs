@@ -199,7 +199,12 @@ fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>, databas
 impl Server {
     /// The kinds of a request's audit events, oldest first.
     pub fn event_kinds(&self, request_id: &str) -> Vec<String> {
-        let (status, events) = self.get(&format!("/v1/audit?request_id={request_id}"), "demo-admin");
+        self.audit_kinds(&format!("request_id={request_id}"))
+    }
+
+    /// The kinds of the audit events `query` selects, oldest first.
+    pub fn audit_kinds(&self, query: &str) -> Vec<String> {
+        let (status, events) = self.get(&format!("/v1/audit?{query}"), "demo-admin");
         assert_eq!(status, 200, "{events}");
         events["items"]
             .as_array()
