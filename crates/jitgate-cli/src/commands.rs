@@ -36,7 +36,7 @@ struct ConfigFile {
     slack: jitgate_server::slack::SlackConfig,
     /// Audit checkpoints: see docs/audit.md.
     #[serde(default)]
-    audit: jitgate_server::checkpoint::AuditConfig,
+    audit: jitgate_server::audit::AuditConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -351,41 +351,63 @@ pub fn audit_list(client: &Client, filter: &crate::AuditFilterArgs) -> CommandRe
     Ok(ExitCode::SUCCESS)
 }
 
-/// Check an export's hash chain offline: every line links to the one before and its content
-/// matches its hash. An export of the whole log (or from `--since` on) is one unbroken run; a
-/// filtered one is not, and is reported as such.
-pub fn audit_verify_file(client: &Client, file: &Path) -> CommandResult {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ClientError::Other(format!("--file: cannot read {}: {e}", file.display())))?;
+/// Check exported lines offline: every event links to the one before and matches its hash;
+/// with checkpoints among them, the events agree with each (a consistent rewrite or a cut-off
+/// end shows), and with `keys`, each checkpoint's signature holds. An export of the whole log
+/// (or from `--since` on), a segment, or segments in a row are one unbroken run; a filtered
+/// export is not, and is reported as such.
+pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>) -> CommandResult {
+    use jitgate_server::audit::format::{parse_line, Line};
     let mut events = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let event =
-            event_from_export(line).map_err(|e| ClientError::Other(format!("{}:{}: {e}", file.display(), n + 1)))?;
-        events.push(event);
+    let mut checkpoints = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ClientError::Other(format!("--file: cannot read {}: {e}", file.display())))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match parse_line(line).map_err(|e| ClientError::Other(format!("{}:{}: {e}", file.display(), n + 1)))? {
+                Line::Event(event) => events.push(event),
+                Line::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
+            }
+        }
     }
-    let report = match events.first() {
-        None => jitgate_core::audit::verify_chain(&events),
-        Some(first) => {
-            // An export may start anywhere: trust its first link, check every one after.
-            let before = jitgate_core::AuditEvent {
-                seq: first.seq - 1,
-                hash: first.prev_hash.clone(),
-                ..first.clone()
-            };
-            jitgate_core::audit::verify_chain_from(&before, &events)
+    let keys = match keys {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ClientError::Other(format!("--keys: cannot read {}: {e}", path.display())))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                .map_err(|e| ClientError::Other(format!("--keys: {} is not a JWKS: {e}", path.display())))?;
+            Some(set.keys)
         }
     };
-    let answer = json!({"ok": report.ok, "events": report.events, "first_bad_seq": report.first_bad_seq, "problem": report.problem});
+    let report = verify_lines(&events, checkpoints, keys.as_deref());
+    let answer = json!({
+        "ok": report.ok, "events": report.events, "checkpoints": report.checkpoints,
+        "signatures_checked": keys.is_some(), "signed_through": report.signed_through,
+        "first_bad_seq": report.first_bad_seq, "problem": report.problem,
+    });
     print(client, &answer, |r| {
-        if report.ok {
-            format!("ok: {} events, chain intact\n", r["events"])
-        } else {
-            format!(
+        if !report.ok {
+            return format!(
                 "BROKEN at event {}: {}\n",
                 r["first_bad_seq"],
                 r["problem"].as_str().unwrap_or("")
-            )
+            );
         }
+        let mut text = format!("ok: {} events, chain intact", r["events"]);
+        if report.checkpoints > 0 {
+            text.push_str(&format!(
+                ", {} checkpoint(s) agree, the last at event {}",
+                report.checkpoints,
+                report.signed_through.unwrap_or(0)
+            ));
+            text.push_str(if keys.is_some() {
+                ", signatures valid"
+            } else {
+                " (signatures not checked: pass --keys with the JWKS from `jitgate audit keys`)"
+            });
+        }
+        text + "\n"
     });
     Ok(if report.ok {
         ExitCode::SUCCESS
@@ -394,40 +416,50 @@ pub fn audit_verify_file(client: &Client, file: &Path) -> CommandResult {
     })
 }
 
-/// One exported line back into an event.
-fn event_from_export(line: &str) -> Result<jitgate_core::AuditEvent, String> {
-    #[derive(Deserialize)]
-    struct Line {
-        seq: i64,
-        kind: jitgate_core::EventKind,
-        at: jitgate_core::Timestamp,
-        actor: String,
-        subject: String,
-        request_id: Option<String>,
-        grant_id: Option<String>,
-        resource: String,
-        action: String,
-        comment: Option<String>,
-        prev_hash: String,
-        hash: String,
+/// The chain of exported events against the exported checkpoints (their signatures first,
+/// when keys are given). When there are checkpoints, the export must end at one: events after
+/// the last are not vouched for.
+fn verify_lines(
+    events: &[jitgate_core::AuditEvent],
+    checkpoints: Vec<jitgate_core::audit::Checkpoint>,
+    keys: Option<&[jsonwebtoken::jwk::Jwk]>,
+) -> jitgate_core::audit::ChainReport {
+    use jitgate_core::audit::{ChainReport, ChainVerifier};
+    let count = events.len() as u64;
+    if let Some(keys) = keys {
+        for c in &checkpoints {
+            if let Err(why) = jitgate_server::signing::verify_checkpoint_with(keys, c) {
+                return ChainReport::broken(count, c.seq, format!("the checkpoint at event {}: {why}", c.seq));
+            }
+        }
     }
-    let l: Line = serde_json::from_str(line).map_err(|e| format!("not an exported event: {e}"))?;
-    Ok(jitgate_core::AuditEvent {
-        seq: l.seq,
-        event: jitgate_core::NewEvent {
-            kind: l.kind,
-            at: l.at,
-            actor: l.actor,
-            subject: l.subject,
-            request_id: l.request_id,
-            grant_id: l.grant_id,
-            resource: l.resource,
-            action: l.action,
-            comment: l.comment,
-        },
-        prev_hash: l.prev_hash,
-        hash: l.hash,
-    })
+    let signed = !checkpoints.is_empty();
+    let mut verifier = ChainVerifier::trusting_first_link(checkpoints);
+    verifier.feed(events);
+    let report = verifier.finish();
+    let last = events.last().map_or(0, |e| e.seq);
+    match report.signed_through {
+        Some(through) if report.ok && through < last => ChainReport::broken(
+            count,
+            through + 1,
+            format!(
+                "events {} to {last} come after the last signed checkpoint (event {through}): nothing vouches for them (an export made with --checkpoints ends with one)",
+                through + 1
+            ),
+        ),
+        None if report.ok && signed => ChainReport::broken(
+            count,
+            events.first().map_or(1, |e| e.seq),
+            "none of the checkpoints matches an event of the export".into(),
+        ),
+        _ => report,
+    }
+}
+
+pub fn audit_keys(client: &Client) -> CommandResult {
+    let keys = client.get("/v1/audit/keys", &[])?;
+    println!("{}", serde_json::to_string_pretty(&keys).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn audit_verify(client: &Client) -> CommandResult {
@@ -450,8 +482,30 @@ pub fn audit_verify(client: &Client) -> CommandResult {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Every matching event as one JSON object per line, page by page.
-pub fn audit_export(client: &Client, filter: &crate::AuditFilterArgs) -> CommandResult {
+/// Every matching event as one JSON object per line, page by page; with `checkpoints`, the
+/// signed checkpoints among them, ending with one signed now.
+pub fn audit_export(client: &Client, filter: &crate::AuditFilterArgs, checkpoints: bool) -> CommandResult {
+    let mut pending = std::collections::VecDeque::new();
+    let mut end = i64::MAX;
+    if checkpoints {
+        let narrowed = [
+            &filter.request_id,
+            &filter.principal,
+            &filter.resource,
+            &filter.action,
+            &filter.kind,
+        ];
+        if narrowed.iter().any(|f| f.is_some()) {
+            return Err(ClientError::Other(
+                "--checkpoints: a filtered export is not one run of the chain; use it alone or with --since".into(),
+            ));
+        }
+        let head = client.post("/v1/audit/checkpoints", &json!({}))?;
+        end = head["seq"].as_i64().unwrap_or(0);
+        let listed = client.get("/v1/audit/checkpoints", &[("through", end.to_string())])?;
+        pending.extend(listed["items"].as_array().cloned().unwrap_or_default());
+    }
+    let mut first = true;
     let mut after: Option<i64> = None;
     loop {
         let mut query = audit_query(filter);
@@ -461,13 +515,32 @@ pub fn audit_export(client: &Client, filter: &crate::AuditFilterArgs) -> Command
         }
         let page = client.get("/v1/audit", &query)?;
         for e in page["items"].as_array().into_iter().flatten() {
+            let seq = e["seq"].as_i64().unwrap_or(0);
+            if seq > end {
+                break;
+            }
+            if first {
+                // The checkpoint just before the first event anchors it; older ones vouch for
+                // events not in this export.
+                while pending.front().is_some_and(|c| c["seq"].as_i64() < Some(seq - 1)) {
+                    pending.pop_front();
+                }
+                first = false;
+            }
+            while pending.front().is_some_and(|c| c["seq"].as_i64() < Some(seq)) {
+                println!("{}", json!({"checkpoint": pending.pop_front()}));
+            }
             println!("{e}");
         }
         match page["next"].as_i64() {
-            Some(n) => after = Some(n),
-            None => return Ok(ExitCode::SUCCESS),
+            Some(n) if n < end => after = Some(n),
+            _ => break,
         }
     }
+    for c in pending {
+        println!("{}", json!({ "checkpoint": c }));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_policy_errors(errors: &[jitgate_policy::PolicyError], output: Output) {

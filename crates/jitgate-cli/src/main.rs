@@ -220,16 +220,27 @@ enum AuditCommand {
     /// Check the log: the hash chain and its signed checkpoints on the server (exit 0 intact,
     /// 1 broken), or, with --file, an export offline.
     Verify {
-        /// A file of JSON lines from `jitgate audit export`: check its chain here, without the
-        /// server.
+        /// A file of JSON lines from `jitgate audit export`, an archived segment or a json
+        /// sink: check its chain here, without the server. Repeat for files that follow each
+        /// other (oldest first).
         #[arg(long)]
-        file: Option<PathBuf>,
+        file: Vec<PathBuf>,
+        /// With --file: the JWKS from `jitgate audit keys`, to check the checkpoints'
+        /// signatures too.
+        #[arg(long, requires = "file")]
+        keys: Option<PathBuf>,
     },
     /// Events as JSON lines (all of them, or those the filters select).
     Export {
         #[command(flatten)]
         filter: AuditFilterArgs,
+        /// Add the signed checkpoints, ending with one signed now, so that the export
+        /// re-verifies offline end to end (whole log or --since only).
+        #[arg(long)]
+        checkpoints: bool,
     },
+    /// Every key that signed a checkpoint, as a JWKS (for `verify --file --keys`).
+    Keys,
 }
 
 /// Which audit events.
@@ -359,9 +370,16 @@ fn main() -> ExitCode {
             payload,
         } => commands::check(&client, &principal, &resource, &action, payload),
         Command::Audit(AuditCommand::List { filter }) => commands::audit_list(&client, &filter),
-        Command::Audit(AuditCommand::Verify { file: None }) => commands::audit_verify(&client),
-        Command::Audit(AuditCommand::Verify { file: Some(file) }) => commands::audit_verify_file(&client, &file),
-        Command::Audit(AuditCommand::Export { filter }) => commands::audit_export(&client, &filter),
+        Command::Audit(AuditCommand::Verify { file, keys }) if file.is_empty() && keys.is_none() => {
+            commands::audit_verify(&client)
+        }
+        Command::Audit(AuditCommand::Verify { file, keys }) => {
+            commands::audit_verify_file(&client, &file, keys.as_deref())
+        }
+        Command::Audit(AuditCommand::Export { filter, checkpoints }) => {
+            commands::audit_export(&client, &filter, checkpoints)
+        }
+        Command::Audit(AuditCommand::Keys) => commands::audit_keys(&client),
         Command::Token(TokenCommand::Create {
             principal,
             groups,

@@ -316,19 +316,26 @@ fn every_role_the_table_refuses_is_refused() {
         &[refused(ALICE), ok(AUDITOR, 200), ok(ADMIN, 200)],
     );
 
-    // Audit: auditors and admins.
-    for path in ["/v1/audit", "/v1/audit/verify"] {
+    // Audit: auditors and admins (signing the head is part of reading it: an export ends with
+    // a fresh checkpoint).
+    for (method, path, status) in [
+        ("GET", "/v1/audit", 200),
+        ("GET", "/v1/audit/verify", 200),
+        ("GET", "/v1/audit/checkpoints", 200),
+        ("POST", "/v1/audit/checkpoints", 201),
+        ("GET", "/v1/audit/keys", 200),
+    ] {
         row(
             &s,
-            "GET",
+            method,
             path,
             json!(null),
             &[
                 refused(ALICE),
                 refused(BOB),
                 refused(SERVICE),
-                ok(AUDITOR, 200),
-                ok(ADMIN, 200),
+                ok(AUDITOR, status),
+                ok(ADMIN, status),
             ],
         );
     }
@@ -424,6 +431,9 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("GET", "/v1/policy/explain"),
         ("GET", "/v1/audit"),
         ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/audit/checkpoints"),
+        ("POST", "/v1/audit/checkpoints"),
+        ("GET", "/v1/audit/keys"),
         ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("POST", "/v1/tokens/{id}/revoke"),

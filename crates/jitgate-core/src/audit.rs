@@ -80,6 +80,13 @@ pub enum EventKind {
     /// A grant's holder was handed the credentials a provider made (a database login), once.
     #[serde(rename = "grant.credentials_issued")]
     GrantCredentialsIssued,
+    /// Checks that were denied, counted over a window per principal, resource and action (one
+    /// event per window, so a flood of denials cannot swamp the log).
+    #[serde(rename = "check.denied")]
+    CheckDenied,
+    /// Old events were moved out of the database into an archived segment (retention).
+    #[serde(rename = "audit.archived")]
+    AuditArchived,
 }
 
 impl EventKind {
@@ -112,8 +119,43 @@ impl EventKind {
             EventKind::GrantDone => "grant.done",
             EventKind::GrantExpiring => "grant.expiring",
             EventKind::RequestEscalated => "request.escalated",
+            EventKind::CheckDenied => "check.denied",
+            EventKind::AuditArchived => "audit.archived",
         }
     }
+
+    /// Every kind, in the order docs/audit.md lists them.
+    pub const ALL: [EventKind; 29] = [
+        EventKind::RequestFiled,
+        EventKind::RequestApproval,
+        EventKind::RequestApproved,
+        EventKind::RequestDenied,
+        EventKind::RequestCancelled,
+        EventKind::RequestExpired,
+        EventKind::RequestEscalated,
+        EventKind::GrantIssued,
+        EventKind::GrantUsed,
+        EventKind::GrantExtended,
+        EventKind::GrantRevoked,
+        EventKind::GrantDone,
+        EventKind::GrantExpired,
+        EventKind::GrantExpiring,
+        EventKind::GrantProvisioned,
+        EventKind::GrantDeprovisioned,
+        EventKind::GrantDeprovisionFailed,
+        EventKind::SshCertificateIssued,
+        EventKind::GrantCredentialsIssued,
+        EventKind::BreakGlassRaised,
+        EventKind::BreakGlassReviewed,
+        EventKind::CheckDenied,
+        EventKind::PolicyLoaded,
+        EventKind::PolicyRefused,
+        EventKind::TokenCreated,
+        EventKind::TokenRevoked,
+        EventKind::KeyRotated,
+        EventKind::SshCaCreated,
+        EventKind::AuditArchived,
+    ];
 }
 
 /// An event as the domain produces it; the store gives it a sequence number and a hash.
@@ -181,6 +223,34 @@ pub struct ChainReport {
     pub problem: Option<String>,
     /// Signed checkpoints the log was compared with.
     pub checkpoints: u64,
+    /// Events up to this one were archived (retention): the log starts after it, at a signed
+    /// checkpoint of its hash.
+    pub archived_through: Option<i64>,
+    /// The newest event a signed checkpoint vouches for.
+    pub signed_through: Option<i64>,
+}
+
+impl ChainReport {
+    pub fn intact(events: u64) -> Self {
+        ChainReport {
+            ok: true,
+            events,
+            first_bad_seq: None,
+            problem: None,
+            checkpoints: 0,
+            archived_through: None,
+            signed_through: None,
+        }
+    }
+
+    pub fn broken(events: u64, seq: i64, problem: String) -> Self {
+        ChainReport {
+            ok: false,
+            first_bad_seq: Some(seq),
+            problem: Some(problem),
+            ..ChainReport::intact(events)
+        }
+    }
 }
 
 /// A signed statement that the log had event `seq` with hash `hash` at `at`: whoever later
@@ -201,21 +271,60 @@ pub struct ChainVerifier {
     /// Checkpoints by sequence number, not yet met.
     pending: std::collections::BTreeMap<i64, Checkpoint>,
     tail: Option<AuditEvent>,
+    /// Accept a first event that is not event 1 without a checkpoint before it (a partial
+    /// export); the log itself must start at 1 or at an archive's checkpoint.
+    trust_first_link: bool,
     report: ChainReport,
 }
 
 impl ChainVerifier {
+    /// For the whole log: it starts at event 1, or right after archived events whose last one
+    /// a signed checkpoint vouches for.
     pub fn new(checkpoints: Vec<Checkpoint>) -> Self {
         ChainVerifier {
             pending: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
             tail: None,
-            report: ChainReport {
-                ok: true,
-                events: 0,
-                first_bad_seq: None,
-                problem: None,
-                checkpoints: 0,
-            },
+            trust_first_link: false,
+            report: ChainReport::intact(0),
+        }
+    }
+
+    /// For an export, which may start anywhere: without a checkpoint just before its first
+    /// event, that event's link to the one before is taken on trust.
+    pub fn trusting_first_link(checkpoints: Vec<Checkpoint>) -> Self {
+        ChainVerifier {
+            trust_first_link: true,
+            ..ChainVerifier::new(checkpoints)
+        }
+    }
+
+    /// Where a log that does not start at event 1 continues from: the checkpoint of its last
+    /// archived event.
+    fn anchor(&mut self, first: &AuditEvent) -> Result<Option<AuditEvent>, String> {
+        if first.seq <= 1 {
+            return Ok(None);
+        }
+        let before = first.seq - 1;
+        match self.pending.remove(&before) {
+            Some(checkpoint) => {
+                self.report.checkpoints += 1;
+                self.report.archived_through = Some(before);
+                self.report.signed_through = Some(before);
+                Ok(Some(AuditEvent {
+                    seq: before,
+                    hash: checkpoint.hash,
+                    ..first.clone()
+                }))
+            }
+            None if self.trust_first_link => Ok(Some(AuditEvent {
+                seq: before,
+                hash: first.prev_hash.clone(),
+                ..first.clone()
+            })),
+            None => Err(format!(
+                "the log starts at event {}: events 1 to {before} are missing, and no signed checkpoint at event {before} shows they were archived",
+                first.seq
+            )),
         }
     }
 
@@ -224,6 +333,17 @@ impl ChainVerifier {
     pub fn feed(&mut self, page: &[AuditEvent]) -> bool {
         if !self.report.ok {
             return false;
+        }
+        if self.tail.is_none() {
+            if let Some(first) = page.first() {
+                match self.anchor(first) {
+                    Ok(anchor) => self.tail = anchor,
+                    Err(problem) => {
+                        self.fail(first.seq, problem);
+                        return false;
+                    }
+                }
+            }
         }
         let report = match &self.tail {
             None => verify_chain(page),
@@ -248,6 +368,7 @@ impl ChainVerifier {
                     return false;
                 }
                 self.report.checkpoints += 1;
+                self.report.signed_through = Some(event.seq);
             }
         }
         self.tail = page.last().cloned().or(self.tail.take());
@@ -258,8 +379,9 @@ impl ChainVerifier {
     /// cut short.
     pub fn finish(mut self) -> ChainReport {
         if self.report.ok {
-            if let Some((seq, checkpoint)) = self.pending.iter().next() {
-                let last = self.tail.as_ref().map_or(0, |t| t.seq);
+            let last = self.tail.as_ref().map_or(0, |t| t.seq);
+            // Checkpoints before the first event vouch for archived events: not evidence here.
+            if let Some((seq, checkpoint)) = self.pending.range(last + 1..).next() {
                 let (seq, at) = (*seq, checkpoint.at.to_rfc3339());
                 self.fail(
                     last + 1,
@@ -314,24 +436,12 @@ fn verify_linked<'a>(
             None
         };
         if let Some(problem) = problem {
-            return ChainReport {
-                ok: false,
-                events: count,
-                first_bad_seq: Some(e.seq),
-                problem: Some(problem),
-                checkpoints: 0,
-            };
+            return ChainReport::broken(count, e.seq, problem);
         }
         prev = e.hash.clone();
         expected_seq += 1;
     }
-    ChainReport {
-        ok: true,
-        events: count,
-        first_bad_seq: None,
-        problem: None,
-        checkpoints: 0,
-    }
+    ChainReport::intact(count)
 }
 
 #[cfg(test)]
@@ -418,6 +528,57 @@ mod tests {
         let report = verify_in_pages(&rewritten, checkpoints);
         assert_eq!(report.first_bad_seq, Some(4));
         assert!(report.problem.unwrap().contains("differs from the checkpoint"));
+    }
+
+    #[test]
+    fn an_archived_start_needs_its_signed_checkpoint() {
+        let events = chain(10);
+        let checkpoints = vec![checkpoint_at(&events, 4), checkpoint_at(&events, 8)];
+        // Events 1 to 4 archived: the log continues from the checkpoint at 4.
+        let report = verify_in_pages(&events[4..], checkpoints.clone());
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.archived_through, Some(4));
+        assert_eq!(report.signed_through, Some(8));
+        assert_eq!((report.events, report.checkpoints), (6, 2));
+
+        // Events 1 to 5 gone, and no checkpoint at 5: a deletion, not an archive.
+        let report = verify_in_pages(&events[5..], checkpoints.clone());
+        assert_eq!(report.first_bad_seq, Some(6));
+        assert!(report.problem.unwrap().contains("events 1 to 5 are missing"));
+
+        // The first kept event rewritten to link elsewhere: caught against the checkpoint.
+        let mut relinked = events[4..].to_vec();
+        relinked[0].prev_hash = "f".repeat(64);
+        let report = verify_in_pages(&relinked, checkpoints.clone());
+        assert_eq!(report.first_bad_seq, Some(5));
+
+        // An export from event 6 on is taken from its first link when asked to.
+        let mut verifier = ChainVerifier::trusting_first_link(checkpoints);
+        assert!(verifier.feed(&events[5..]));
+        let report = verifier.finish();
+        assert!(report.ok, "{report:?}");
+        assert_eq!((report.archived_through, report.signed_through), (None, Some(8)));
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_names_itself_on_the_wire() {
+        let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        for kind in EventKind::ALL {
+            let wire = serde_json::to_value(kind).unwrap_or_default();
+            assert_eq!(wire, kind.as_str(), "{kind:?}");
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventKind::ALL.len(), "a kind is listed twice");
+        // The documented schema names every kind.
+        let doc = include_str!("../../../docs/audit.md");
+        for kind in EventKind::ALL {
+            assert!(
+                doc.contains(&format!("`{}`", kind.as_str())),
+                "docs/audit.md lacks {}",
+                kind.as_str()
+            );
+        }
     }
 
     #[test]

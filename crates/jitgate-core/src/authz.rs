@@ -241,8 +241,8 @@ pub const TABLE: &[Rule] = &[
     },
     Rule {
         operation: Operation::ReadAudit,
-        what: "read and verify the audit log",
-        endpoints: "GET /v1/audit, GET /v1/audit/verify",
+        what: "read and verify the audit log, its checkpoints and keys; sign its head",
+        endpoints: "GET /v1/audit, GET /v1/audit/verify, GET /v1/audit/checkpoints, POST /v1/audit/checkpoints, GET /v1/audit/keys",
         reach: [Nothing, Nothing, All, All],
     },
     Rule {

@@ -391,6 +391,48 @@ pub struct VerifyAnswer {
     pub first_bad_seq: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Events up to this one were archived by retention; the log continues from its signed
+    /// checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_through: Option<i64>,
+    /// The newest event a signed checkpoint vouches for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_through: Option<i64>,
+}
+
+/// A signed checkpoint of the audit log: the log had event `seq` with hash `hash` at `at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub seq: i64,
+    pub hash: String,
+    pub at: DateTime<Utc>,
+    /// A JWT (EdDSA) by a key of `GET /v1/audit/keys`, claiming `seq` and `hash`.
+    pub signature: String,
+}
+
+impl From<jitgate_core::audit::Checkpoint> for CheckpointView {
+    fn from(c: jitgate_core::audit::Checkpoint) -> Self {
+        CheckpointView {
+            seq: c.seq,
+            hash: c.hash,
+            at: c.at,
+            signature: c.signature,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointList {
+    pub items: Vec<CheckpointView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointQuery {
+    /// Only checkpoints of events after this sequence number.
+    pub after: Option<i64>,
+    /// Only checkpoints of events up to this sequence number.
+    pub through: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

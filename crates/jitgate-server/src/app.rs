@@ -39,6 +39,8 @@ pub struct App {
     /// The id of every request that changed, for callers waiting on a decision.
     changes: tokio::sync::broadcast::Sender<String>,
     waiters: std::sync::atomic::AtomicUsize,
+    /// Denied checks of the current window, recorded in the log as `check.denied` events.
+    denied: crate::audit::denied::DeniedChecks,
 }
 
 /// A place among the waiting callers, given back on drop.
@@ -99,6 +101,7 @@ impl App {
             metrics,
             changes: tokio::sync::broadcast::channel(1024).0,
             waiters: std::sync::atomic::AtomicUsize::new(0),
+            denied: crate::audit::denied::DeniedChecks::default(),
         })
     }
 
@@ -110,6 +113,11 @@ impl App {
     pub fn replace_policy(&self, policy: Policy) {
         self.auth.rebuild(&policy, None);
         *self.policy.write() = Arc::new(policy);
+    }
+
+    /// Denied checks counted for the audit log.
+    pub fn denied_checks(&self) -> &crate::audit::denied::DeniedChecks {
+        &self.denied
     }
 
     pub fn providers(&self) -> &crate::provision::Providers {
@@ -432,6 +440,11 @@ impl App {
             .map_err(|e| ApiError::Internal(format!("cannot reload signing keys: {e}")))
     }
 
+    /// Every public key that may have signed a checkpoint.
+    pub fn checkpoint_keys(&self) -> Vec<jsonwebtoken::jwk::Jwk> {
+        self.signer.all_public_keys()
+    }
+
     pub(crate) fn sign_checkpoint(&self, seq: i64, hash: &str, at: Timestamp) -> Result<String, String> {
         self.signer.sign_checkpoint(seq, hash, at).map_err(|e| e.to_string())
     }
@@ -443,13 +456,11 @@ impl App {
         for checkpoint in self.store.checkpoints().await? {
             if let Err(why) = self.signer.verify_checkpoint(&checkpoint) {
                 let events = self.store.audit_head().await?;
-                return Ok(jitgate_core::audit::ChainReport {
-                    ok: false,
-                    events: u64::try_from(events).unwrap_or(0),
-                    first_bad_seq: Some(checkpoint.seq),
-                    problem: Some(format!("the checkpoint at event {}: {why}", checkpoint.seq)),
-                    checkpoints: 0,
-                });
+                return Ok(jitgate_core::audit::ChainReport::broken(
+                    u64::try_from(events).unwrap_or(0),
+                    checkpoint.seq,
+                    format!("the checkpoint at event {}: {why}", checkpoint.seq),
+                ));
             }
         }
         Ok(self.store.verify_audit().await?)
@@ -839,6 +850,8 @@ impl App {
             self.metrics.checks_allowed.inc();
         } else {
             self.metrics.checks_denied.inc();
+            self.denied
+                .record(&checker.principal, principal, resource, action, &answer.reason, at);
         }
         self.metrics.check_seconds.observe(started.elapsed().as_secs_f64());
         answer

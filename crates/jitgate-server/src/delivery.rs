@@ -40,10 +40,19 @@ pub async fn post_json(
     headers: &[(&str, String)],
     body: String,
 ) -> Result<(), Failure> {
-    let mut request = http
-        .post(url)
-        .timeout(timeout)
-        .header("Content-Type", "application/json");
+    post(http, url, timeout, "application/json", headers, body).await
+}
+
+/// POST `body` of `content_type` with `headers`; any 2xx acknowledges.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: String,
+) -> Result<(), Failure> {
+    let mut request = http.post(url).timeout(timeout).header("Content-Type", content_type);
     for (name, value) in headers {
         request = request.header(*name, value);
     }

@@ -3,8 +3,8 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
-pub mod checkpoint;
 pub mod delivery;
 pub mod error;
 pub mod metrics;
@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub providers: Vec<provision::ProviderConfig>,
     pub notify: notify::NotifyConfig,
     pub slack: slack::SlackConfig,
-    pub audit: checkpoint::AuditConfig,
+    pub audit: audit::AuditConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub enum ServeError {
     Providers(String),
     #[error("notifications: {0}")]
     Notify(String),
+    #[error("{0}")]
+    Audit(String),
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -74,7 +76,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     providers.check_policy(&policy).map_err(ServeError::Providers)?;
     let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
-    let checkpoint_every = config.audit.checkpoint_interval().map_err(ServeError::Policy)?;
+    let audit = config.audit.settings().map_err(ServeError::Audit)?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
@@ -84,7 +86,20 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let notifications = tokio::spawn(notify::run(app.clone()));
     let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
     let follower = tokio::spawn(replica::follow(app.clone()));
-    let checkpoints = tokio::spawn(checkpoint::run(app.clone(), checkpoint_every));
+    let sinks: Vec<Arc<audit::sinks::Sink>> = audit.sinks.into_iter().map(Arc::new).collect();
+    audit::sinks::start_cursors(&app, &sinks).await?;
+    let mut audit_tasks = vec![
+        tokio::spawn(audit::checkpoint::run(app.clone(), audit.checkpoint_every)),
+        tokio::spawn(audit::denied::run(app.clone(), audit.denied_checks_every)),
+    ];
+    audit_tasks.extend(
+        sinks
+            .into_iter()
+            .map(|sink| tokio::spawn(audit::sinks::run(app.clone(), sink))),
+    );
+    if let Some(retention) = audit.retention {
+        audit_tasks.push(tokio::spawn(audit::retention::run(app.clone(), retention)));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -102,7 +117,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     notifications.abort();
     watcher.abort();
     follower.abort();
-    checkpoints.abort();
+    for task in audit_tasks {
+        task.abort();
+    }
+    // Denied checks counted since the last window are not lost at a clean stop.
+    audit::denied::flush(&app).await;
     Ok(())
 }
 

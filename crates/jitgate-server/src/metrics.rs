@@ -12,8 +12,19 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Events shipped to live audit sinks, by sink and outcome (sent, failed: retried).
+    pub audit_sink_events: Family<SinkLabel, Counter>,
+    /// Denied checks recorded in the log (as `check.denied` events) and those that fell into a
+    /// window's overflow event because too many distinct ones were denied at once.
+    pub denied_checks_overflow: Counter,
     /// Access requests by what became of them: filed, approved, denied, cancelled, expired.
     pub requests: Family<OutcomeLabel, Counter>,
     /// Checks by answer: allow or deny.
@@ -108,6 +119,18 @@ impl Metrics {
         registry.register("notifications", "Notifications by outcome", notifications.clone());
         let slack_actions = Family::<OutcomeLabel, Counter>::default();
         registry.register("slack_actions", "Slack actions by outcome", slack_actions.clone());
+        let audit_sink_events = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "audit_sink_events",
+            "Audit events shipped to live sinks, by sink and outcome",
+            audit_sink_events.clone(),
+        );
+        let denied_checks_overflow = Counter::default();
+        registry.register(
+            "denied_checks_overflow",
+            "Denied checks counted only in a window's overflow event (too many distinct ones)",
+            denied_checks_overflow.clone(),
+        );
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -116,6 +139,8 @@ impl Metrics {
         let checks_denied = checks.get_or_create(&OutcomeLabel { outcome: "deny".into() }).clone();
         Metrics {
             registry,
+            audit_sink_events,
+            denied_checks_overflow,
             requests,
             checks,
             checks_allowed,
@@ -157,6 +182,15 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn count_audit_sink(&self, sink: &str, outcome: &str, events: u64) {
+        self.audit_sink_events
+            .get_or_create(&SinkLabel {
+                sink: sink.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc_by(events);
     }
 
     pub fn count_slack(&self, outcome: &str) {

@@ -53,6 +53,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/policy/explain", get(explain_policy))
         .route("/v1/audit", get(list_audit))
         .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/audit/checkpoints", get(list_checkpoints).post(sign_checkpoint))
+        .route("/v1/audit/keys", get(audit_keys))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/keys/rotate", post(rotate_keys))
@@ -435,7 +437,56 @@ pub async fn verify_audit(
         checkpoints: r.checkpoints,
         first_bad_seq: r.first_bad_seq,
         problem: r.problem,
+        archived_through: r.archived_through,
+        signed_through: r.signed_through,
     }))
+}
+
+/// The audit log's signed checkpoints, oldest first: with an export of the events, what lets
+/// `jitgate audit verify --file` catch a cut-off end or a consistent rewrite offline.
+#[utoipa::path(get, path = "/v1/audit/checkpoints", params(CheckpointQuery),
+    responses((status = 200, body = CheckpointList), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
+pub async fn list_checkpoints(
+    State(app): State<Arc<App>>,
+    _caller: Allowed<op::ReadAudit>,
+    Q(query): Q<CheckpointQuery>,
+) -> Result<Json<CheckpointList>, ApiError> {
+    let after = query.after.unwrap_or(i64::MIN);
+    let through = query.through.unwrap_or(i64::MAX);
+    let items = app
+        .store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .filter(|c| c.seq > after && c.seq <= through)
+        .map(CheckpointView::from)
+        .collect();
+    Ok(Json(CheckpointList { items }))
+}
+
+/// Sign the log's head now (an export ends with one, so that its end is vouched for).
+#[utoipa::path(post, path = "/v1/audit/checkpoints",
+    responses((status = 201, body = CheckpointView), (status = 409, body = ErrorBody, description = "the log is empty"), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])), tag = "audit")]
+pub async fn sign_checkpoint(
+    State(app): State<Arc<App>>,
+    _caller: Allowed<op::ReadAudit>,
+) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
+    match crate::audit::checkpoint::sign_head(&app, 0)
+        .await
+        .map_err(ApiError::Internal)?
+    {
+        Some(checkpoint) => Ok((StatusCode::CREATED, Json(checkpoint.into()))),
+        None => Err(ApiError::Conflict("the audit log is empty: nothing to sign".into())),
+    }
+}
+
+/// Every public key that ever signed a checkpoint (retired ones too), as a JWKS: save it, and
+/// `jitgate audit verify --file EXPORT --keys FILE` checks the signatures offline.
+#[utoipa::path(get, path = "/v1/audit/keys",
+    responses((status = 200, description = "a JWKS"), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "audit")]
+pub async fn audit_keys(State(app): State<Arc<App>>, _caller: Allowed<op::ReadAudit>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "keys": app.checkpoint_keys() }))
 }
 
 /// Why a request would be refused, automatic, or need which approvals.

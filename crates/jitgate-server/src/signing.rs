@@ -183,31 +183,16 @@ impl GrantSigner {
     /// Does the checkpoint's signature, by any key jitgate has had (retired ones included),
     /// state exactly its sequence number and hash?
     pub fn verify_checkpoint(&self, checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
+        verify_checkpoint_with(&self.all_public_keys(), checkpoint)
+    }
+
+    /// Every public key jitgate has had, retired ones included: what checks old checkpoints.
+    pub fn all_public_keys(&self) -> Vec<Jwk> {
         let ring = self.ring.read().clone();
-        let header = jsonwebtoken::decode_header(&checkpoint.signature).map_err(|e| format!("not a signature: {e}"))?;
-        let kid = header.kid.ok_or("the signature names no key")?;
-        let record = ring
-            .records
+        ring.records
             .iter()
-            .find(|r| r.kid == kid)
-            .ok_or_else(|| format!("signed by key {kid}, which jitgate never had"))?;
-        let jwk: Jwk = serde_json::from_str(&record.public_jwk).map_err(|e| format!("key {kid}: {e}"))?;
-        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
-        let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.set_issuer(&[GRANT_TOKEN_ISSUER]);
-        let claims = jsonwebtoken::decode::<CheckpointClaims>(&checkpoint.signature, &key, &validation)
-            .map_err(|e| format!("the signature does not verify: {e}"))?
-            .claims;
-        if claims.typ != CHECKPOINT_TYPE || claims.seq != checkpoint.seq || claims.hash != checkpoint.hash {
-            return Err(format!(
-                "the signature is for event {} with another hash, not for this checkpoint",
-                claims.seq
-            ));
-        }
-        Ok(())
+            .filter_map(|r| serde_json::from_str(&r.public_jwk).ok())
+            .collect()
     }
 
     /// The published keys at `now`: the active one, and retired ones whose tokens may still be
@@ -222,4 +207,32 @@ impl GrantSigner {
             .collect();
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// Does the checkpoint's signature, by one of `keys` (found by its key id), state exactly its
+/// sequence number and hash? Used by the server and, with keys saved from
+/// `GET /v1/audit/keys`, by `jitgate audit verify --file` offline.
+pub fn verify_checkpoint_with(keys: &[Jwk], checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
+    let header = jsonwebtoken::decode_header(&checkpoint.signature).map_err(|e| format!("not a signature: {e}"))?;
+    let kid = header.kid.ok_or("the signature names no key")?;
+    let jwk = keys
+        .iter()
+        .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+        .ok_or_else(|| format!("signed by key {kid}, which is not among the keys given"))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid}: {e}"))?;
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.set_issuer(&[GRANT_TOKEN_ISSUER]);
+    let claims = jsonwebtoken::decode::<CheckpointClaims>(&checkpoint.signature, &key, &validation)
+        .map_err(|e| format!("the signature does not verify: {e}"))?
+        .claims;
+    if claims.typ != CHECKPOINT_TYPE || claims.seq != checkpoint.seq || claims.hash != checkpoint.hash {
+        return Err(format!(
+            "the signature is for event {} with another hash, not for this checkpoint",
+            claims.seq
+        ));
+    }
+    Ok(())
 }

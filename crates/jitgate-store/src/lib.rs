@@ -29,6 +29,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("bad database URL: {0}")]
     Url(String),
+    /// The operation's precondition does not hold; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -150,6 +153,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every checkpoint, oldest first.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Retention: delete the events up to and including `through`, and the checkpoints before
+    /// it, recording `event` (`audit.archived`), in one transaction. `through` must have a
+    /// signed checkpoint (the log that is left continues from its hash) and must not be the
+    /// newest event (the chain goes on from the newest one); otherwise `Refused`, and nothing
+    /// changes. Returns how many events were deleted.
+    async fn archive_audit_through(&self, through: i64, event: &NewEvent) -> Result<u64>;
 
     /// Insert a new API token with its `token.created` event.
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()>;

@@ -133,3 +133,19 @@ macro_rules! row_decoders {
 }
 
 pub(crate) use row_decoders;
+
+/// May the log be archived through `through`? Only at a signed checkpoint (what is left
+/// continues from its hash), and never the newest event (the chain goes on from it).
+pub(crate) fn check_archive_point(through: i64, anchored: bool, head: i64) -> crate::Result<()> {
+    if !anchored {
+        return Err(crate::StoreError::Refused(format!(
+            "event {through} has no signed checkpoint: archive only through a checkpoint"
+        )));
+    }
+    if through >= head {
+        return Err(crate::StoreError::Refused(format!(
+            "event {through} is the newest event (head {head}): keep at least one event after the archive"
+        )));
+    }
+    Ok(())
+}

@@ -560,6 +560,30 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn archive_audit_through(&self, through: i64, event: &NewEvent) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let anchored: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_checkpoints WHERE seq = ?")
+            .bind(through)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+            .fetch_one(&mut *tx)
+            .await?;
+        crate::rows::check_archive_point(through, anchored.is_some(), head.unwrap_or(0))?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= ?")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE seq < ?")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?;
+        append_events(&mut tx, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> Result<()> {
         let groups = serde_json::to_string(&token.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.writer.begin().await?;

@@ -370,6 +370,76 @@ mod conformance {
         );
     }
 
+    pub async fn archiving_keeps_the_log_verifiable(store: Arc<dyn Store>) {
+        use jitgate_core::audit::Checkpoint;
+        for n in 0..10 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        let event_at = |seq: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .audit_events(&AuditFilter {
+                        after_seq: Some(seq - 1),
+                        limit: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .remove(0)
+            }
+        };
+        let checkpoint = |e: &jitgate_core::AuditEvent| Checkpoint {
+            seq: e.seq,
+            hash: e.hash.clone(),
+            at: e.event.at,
+            signature: "signed".into(),
+        };
+        for seq in [6, 12, 30] {
+            store.add_checkpoint(&checkpoint(&event_at(seq).await)).await.unwrap();
+        }
+        let archived = |through: i64| jitgate_core::NewEvent {
+            kind: EventKind::AuditArchived,
+            at: t0(),
+            actor: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            subject: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            request_id: None,
+            grant_id: None,
+            resource: String::new(),
+            action: String::new(),
+            comment: Some(format!("events 1 to {through}")),
+        };
+        // Not at a checkpoint, and not the head: refused, nothing changes.
+        for through in [7, 30] {
+            let refused = store.archive_audit_through(through, &archived(through)).await;
+            assert!(matches!(refused, Err(StoreError::Refused(_))), "{through}: {refused:?}");
+        }
+        assert_eq!(store.audit_head().await.unwrap(), 30);
+
+        assert_eq!(store.archive_audit_through(12, &archived(12)).await.unwrap(), 12);
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.archived_through, Some(12));
+        assert_eq!(report.events, 19, "13 to 30, and the archive's own event");
+        assert_eq!(
+            store
+                .checkpoints()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.seq)
+                .collect::<Vec<_>>(),
+            vec![12, 30],
+            "the anchor stays"
+        );
+        // The chain goes on from the newest event.
+        file(&*store, 50, "staging-db", "read", None).await;
+        assert_eq!(store.audit_head().await.unwrap(), 34);
+        assert!(store.verify_audit().await.unwrap().ok);
+        // Requests outlive their archived events.
+        assert!(store.get_request("req-0").await.unwrap().is_some());
+    }
+
     pub async fn tokens_are_kept_by_hash_and_revoked_once(store: Arc<dyn Store>) {
         let token = ApiToken {
             id: "tok_1".into(),
@@ -753,6 +823,7 @@ macro_rules! all_cases {
             due_requests_follow_the_clock,
             lists_filter_by_effective_status,
             audit_chain_verifies_and_filters,
+            archiving_keeps_the_log_verifiable,
             tokens_are_kept_by_hash_and_revoked_once,
             the_outbox_follows_the_grant,
             credentials_are_handed_out_once,
