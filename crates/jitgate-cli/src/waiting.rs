@@ -163,7 +163,7 @@ fn file(client: &Client, ask: &Ask) -> Result<Value, ClientError> {
 fn review_text(client: &Client, request: &Value) -> String {
     let id = render::s(&request["id"]);
     format!(
-        "  review:  {}/v1/requests/{id}\n  approve: jitgate approve {id}\n",
+        "  review:  {}/ui/requests/{id}\n  approve: jitgate approve {id}\n",
         client.base()
     )
 }
@@ -217,7 +217,7 @@ fn append_step_summary(client: &Client, request: &Value) {
         return;
     };
     let line = format!(
-        "**jitgate**: `{}` on `{}` waits for approval ({}): [{id}]({}/v1/requests/{id}), or `jitgate approve {id}`\n",
+        "**jitgate**: `{}` on `{}` waits for approval ({}): [{id}]({}/ui/requests/{id}), or `jitgate approve {id}`\n",
         render::s(&request["action"]),
         render::s(&request["resource"]),
         needs_text(request),

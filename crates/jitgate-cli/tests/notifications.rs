@@ -180,7 +180,7 @@ fn reviewers_and_requesters_are_told_and_slack_buttons_decide_under_the_same_rul
     assert_eq!(buttons[1]["action_id"], "jitgate_deny");
     assert_eq!(
         buttons[2]["url"],
-        format!("https://jitgate.example.com/v1/requests/{rid}")
+        format!("https://jitgate.example.com/ui/requests/{rid}")
     );
 
     // The JSON webhook gets the same, signed, with the recipients for routing.

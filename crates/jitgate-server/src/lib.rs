@@ -18,6 +18,7 @@ pub mod routes;
 pub mod signing;
 pub mod slack;
 pub mod ssh;
+pub mod ui;
 pub mod worker;
 
 use std::net::SocketAddr;

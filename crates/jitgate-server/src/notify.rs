@@ -144,7 +144,7 @@ impl Notifier {
 
     /// Where a person opens a request.
     pub fn link(&self, request_id: &str) -> String {
-        format!("{}/v1/requests/{request_id}", self.public_url)
+        format!("{}/ui/requests/{request_id}", self.public_url)
     }
 }
 

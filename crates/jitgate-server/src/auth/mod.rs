@@ -280,6 +280,16 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
+    authenticate_headers(app, &parts.headers, peer).await
+}
+
+/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too),
+/// slowing down sources that keep failing.
+pub(crate) async fn authenticate_headers(
+    app: &App,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Identity, ApiError> {
     let auth = app.authenticator();
     let delay = auth.throttle.delay(peer);
     if !delay.is_zero() {
@@ -287,7 +297,7 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
         tokio::time::sleep(delay).await;
     }
     let policy = app.policy();
-    match auth.authenticate(&policy, &parts.headers, peer).await {
+    match auth.authenticate(&policy, headers, peer).await {
         Ok(identity) => Ok(identity),
         Err(failure) => {
             app.metrics.count_auth_failure(failure.label);

@@ -1,0 +1,310 @@
+//! The web UI: pages rendered on the server (askama) with htmx for the parts that update
+//! themselves, served by the same binary under `/ui`. No front-end build: the templates are
+//! compiled into the binary, and the stylesheet and htmx are embedded.
+//!
+//! The UI holds no authority of its own. Signing in with a token keeps that token in an
+//! HttpOnly cookie scoped to `/ui`; on each request it becomes the `Authorization` header, so
+//! the same authenticator and the same authorization table as the API decide everything (a
+//! revoked token signs the browser out at once). Behind a trusted proxy the proxy's headers
+//! authenticate as they do for the API.
+//!
+//! Safe by default: every POST must carry the CSRF token of its form (double submit: a random
+//! cookie and the same value in the form), and is refused when the browser says it comes from
+//! another site (`Origin`, `Sec-Fetch-Site`); every page is sent with a strict
+//! Content-Security-Policy (scripts and styles from this origin only, no inline code), no
+//! framing, no caching, and no referrer; every value is escaped by the templates.
+
+mod pages;
+
+use crate::app::App;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// The cookie that holds the signed-in token.
+pub const SESSION_COOKIE: &str = "jitgate_session";
+/// The cookie that holds the CSRF token forms must repeat.
+pub const CSRF_COOKIE: &str = "jitgate_csrf";
+/// Forms are small; a bigger body is not a form of ours.
+const MAX_FORM_BYTES: usize = 128 * 1024;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/inbox", get(pages::inbox))
+        .route("/inbox/rows", get(pages::inbox_rows))
+        .route("/requests", get(pages::mine).post(pages::file))
+        .route("/requests/{id}", get(pages::request))
+        .route("/requests/{id}/{decision}", post(pages::decide))
+        .route("/new", get(pages::new_request))
+        .route("/grants", get(pages::grants))
+        .route("/grants/rows", get(pages::grant_rows))
+        .route("/grants/{id}/revoke", post(pages::revoke))
+        .route("/audit", get(pages::audit))
+        .route("/explain", get(pages::explain))
+        .route("/static/{file}", get(pages::asset))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(guard))
+}
+
+/// `/`: the web UI.
+pub fn pages_home() -> Response {
+    pages::see_other("/ui/inbox")
+}
+
+/// The CSRF token of this browser, for the forms a page renders.
+#[derive(Clone)]
+pub struct CsrfToken(pub String);
+
+/// Everything every UI request goes through: the session cookie as credentials, the CSRF
+/// check of posts, the security headers of answers, and errors as pages.
+async fn guard(request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let cookies = cookies(&parts.headers);
+    let existing_csrf = cookies
+        .iter()
+        .find(|(k, _)| k == CSRF_COOKIE)
+        .map(|(_, v)| v.clone())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    let csrf = existing_csrf.clone().unwrap_or_else(new_csrf_token);
+    if !parts.headers.contains_key(header::AUTHORIZATION) {
+        if let Some((_, token)) = cookies.iter().find(|(k, _)| k == SESSION_COOKIE) {
+            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                parts.headers.insert(header::AUTHORIZATION, value);
+            }
+        }
+    }
+    let is_get = parts.method == Method::GET || parts.method == Method::HEAD;
+    // Inside the `/ui` nest the prefix is stripped: put it back for links to this page.
+    let path = format!("/ui{}", parts.uri.path());
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let htmx = parts.headers.contains_key("hx-request");
+    let body = if is_get {
+        body
+    } else {
+        // A post must come from our own pages: same site, and the form's CSRF token.
+        if let Err(why) = same_site(&parts.headers) {
+            return finish(refused(&csrf, &why), &csrf, existing_csrf.is_none(), false);
+        }
+        let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                return finish(
+                    pages::error_page(&csrf, StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+                    &csrf,
+                    existing_csrf.is_none(),
+                    false,
+                )
+            }
+        };
+        let sent = form_field(&bytes, "csrf");
+        let expected = existing_csrf.as_deref();
+        if !matches!((sent.as_deref(), expected), (Some(a), Some(b)) if constant_time_eq(a.as_bytes(), b.as_bytes())) {
+            return finish(
+                refused(
+                    &csrf,
+                    "The form's security token is missing or stale. Reload the page and try again.",
+                ),
+                &csrf,
+                existing_csrf.is_none(),
+                false,
+            );
+        }
+        Body::from(bytes)
+    };
+    parts.extensions.insert(CsrfToken(csrf.clone()));
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let response = as_page(response, &csrf, is_get, htmx, &path_and_query).await;
+    finish(
+        response,
+        &csrf,
+        existing_csrf.is_none(),
+        path.starts_with("/ui/static/"),
+    )
+}
+
+/// Refuse a post another site's page made the browser send.
+fn same_site(headers: &HeaderMap) -> Result<(), String> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site == "cross-site" || site == "same-site" {
+            return Err(format!("A form from another site was refused ({site})."));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if origin == "null" || origin_host != host {
+            return Err(format!("A form from {origin} was refused: it is not this site."));
+        }
+    }
+    Ok(())
+}
+
+fn refused(csrf: &str, why: &str) -> Response {
+    pages::error_page(csrf, StatusCode::FORBIDDEN, why)
+}
+
+/// Errors from the API's extractors and handlers (JSON) become pages; an unauthenticated
+/// page view goes to the sign-in page and comes back after.
+async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path: &str) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() && !status.is_server_error() || !is_json {
+        return response;
+    }
+    if status == StatusCode::UNAUTHORIZED && is_get && !path.starts_with("/ui/login") {
+        // A live part of a page whose session ended: send the whole page to sign in, rather
+        // than swap the sign-in page into a table.
+        if htmx {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            r.headers_mut()
+                .insert("hx-redirect", HeaderValue::from_static("/ui/login"));
+            return r;
+        }
+        let next = pages::encode(path);
+        return pages::see_other(&format!("/ui/login?next={next}"));
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "Something went wrong.".into());
+    pages::error_page(csrf, status, &message)
+}
+
+/// The security headers, and the CSRF cookie for a browser that has none yet.
+fn finish(mut response: Response, csrf: &str, set_csrf: bool, asset: bool) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !asset {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if set_csrf {
+        if let Ok(v) = HeaderValue::from_str(&cookie(CSRF_COOKIE, csrf, None)) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    response.into_response()
+}
+
+/// A cookie for the UI: HttpOnly, SameSite=Lax (a link from Slack or an email still finds the
+/// browser signed in; another site's form does not carry it), `Secure` when the server is
+/// reached over HTTPS (`[notify] public_url`), scoped to `/ui`. `max_age` 0 deletes it.
+pub fn cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Lax");
+    if SECURE_COOKIES.load(std::sync::atomic::Ordering::Relaxed) {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+/// Whether cookies are marked `Secure` (the server's public URL is HTTPS).
+pub static SECURE_COOKIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn new_csrf_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).unwrap_or_default();
+    hex::encode(bytes)
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap_or(header::HOST),
+                HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_our_own_pages_may_post() {
+        assert!(same_site(&headers(&[("host", "jit.example:7400")])).is_ok());
+        assert!(same_site(&headers(&[
+            ("host", "jit.example:7400"),
+            ("origin", "http://jit.example:7400")
+        ]))
+        .is_ok());
+        assert!(same_site(&headers(&[
+            ("host", "jit.example:7400"),
+            ("origin", "http://evil.example")
+        ]))
+        .is_err());
+        assert!(same_site(&headers(&[("host", "jit.example:7400"), ("origin", "null")])).is_err());
+        assert!(same_site(&headers(&[
+            ("host", "jit.example:7400"),
+            ("sec-fetch-site", "cross-site")
+        ]))
+        .is_err());
+        assert!(same_site(&headers(&[
+            ("host", "jit.example:7400"),
+            ("sec-fetch-site", "same-origin")
+        ]))
+        .is_ok());
+    }
+
+    #[test]
+    fn csrf_tokens_are_fresh_and_compared_whole() {
+        let (a, b) = (new_csrf_token(), new_csrf_token());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(constant_time_eq(a.as_bytes(), a.as_bytes()));
+        assert!(!constant_time_eq(a.as_bytes(), b.as_bytes()));
+        assert!(!constant_time_eq(a.as_bytes(), &a.as_bytes()[..63]));
+        assert_eq!(form_field(b"comment=ok&csrf=abc%20d", "csrf").as_deref(), Some("abc d"));
+    }
+}

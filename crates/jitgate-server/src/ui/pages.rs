@@ -1,0 +1,1034 @@
+//! The UI's pages: thin handlers over the same `App` operations and authorization as the API,
+//! and the view models the templates render.
+
+use super::{cookie, CsrfToken, SESSION_COOKIE};
+use crate::api::{CreateRequestBody, DurationInput, GrantView, RequestView};
+use crate::app::{now, App};
+use crate::auth::{op, Allowed, Caller};
+use crate::ApiError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use jitgate_core::authz::{self, Operation, Reach};
+use jitgate_core::{GrantStatus, RequestStatus, Timestamp};
+use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What every page shows around its content.
+pub struct Chrome {
+    pub me: Option<String>,
+    pub auditor: bool,
+    pub nav: &'static str,
+    pub csrf: String,
+    pub flash: Option<String>,
+}
+
+impl Chrome {
+    fn for_caller(caller: &Caller, nav: &'static str, csrf: &CsrfToken) -> Chrome {
+        let who = caller.who();
+        Chrome {
+            me: Some(who.principal.clone()),
+            auditor: authz::reach(who, Operation::ReadAudit) != Reach::Nothing,
+            nav,
+            csrf: csrf.0.clone(),
+            flash: None,
+        }
+    }
+
+    fn anonymous(csrf: &str) -> Chrome {
+        Chrome {
+            me: None,
+            auditor: false,
+            nav: "",
+            csrf: csrf.to_string(),
+            flash: None,
+        }
+    }
+}
+
+fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page").into_response()
+        }
+    }
+}
+
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// Percent-encode a path for a query string.
+pub fn encode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_string()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    title: String,
+    message: String,
+}
+
+/// An error as a page, with its status.
+pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
+    let title = match status {
+        StatusCode::FORBIDDEN => "Not allowed".to_string(),
+        StatusCode::NOT_FOUND => "Not found".to_string(),
+        StatusCode::CONFLICT => "Already decided".to_string(),
+        StatusCode::UNAUTHORIZED => "Please sign in".to_string(),
+        s if s.is_client_error() => "That did not work".to_string(),
+        _ => "Something went wrong".to_string(),
+    };
+    let page = ErrorPage {
+        chrome: Chrome::anonymous(csrf),
+        title,
+        message: message.to_string(),
+    };
+    (status, render(&page)).into_response()
+}
+
+pub async fn not_found(Extension(csrf): Extension<CsrfToken>) -> Response {
+    error_page(&csrf.0, StatusCode::NOT_FOUND, "There is no such page.")
+}
+
+pub async fn home() -> Response {
+    see_other("/ui/inbox")
+}
+
+// ---- signing in and out ----
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    error: Option<String>,
+    next: String,
+    sso: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a page of ours: never another site (`//evil`, `https://...`).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\') => n.to_string(),
+        _ => "/ui/inbox".to_string(),
+    }
+}
+
+pub async fn login_page(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    // Already signed in (a valid cookie, or a trusted proxy's headers): straight on.
+    if crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip()))
+        .await
+        .is_ok()
+    {
+        return see_other(&next);
+    }
+    let page = LoginPage {
+        chrome: Chrome::anonymous(&csrf.0),
+        error: None,
+        next,
+        sso: None,
+    };
+    let mut response = render(&page);
+    // A cookie that no longer signs in (a revoked or expired token) goes.
+    if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, "", Some(0))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let token = form.token.trim();
+    let mut headers = HeaderMap::new();
+    let valid_shape = !token.is_empty() && token.len() <= 8192 && token.bytes().all(|b| b.is_ascii_graphic());
+    if valid_shape {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+    }
+    match crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip())).await {
+        Ok(who) if valid_shape => {
+            tracing::info!(principal = %who.principal, "signed in to the web UI");
+            let mut response = see_other(&next);
+            if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, token, None)) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            response
+        }
+        _ => {
+            let page = LoginPage {
+                chrome: Chrome::anonymous(&csrf.0),
+                error: Some("That token does not sign in: it is unknown, expired or revoked.".into()),
+                next,
+                sso: None,
+            };
+            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+        }
+    }
+}
+
+pub async fn logout() -> Response {
+    let mut response = see_other("/ui/login");
+    if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, "", Some(0))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+// ---- requests ----
+
+/// One request in a list.
+pub struct RequestRow {
+    id: String,
+    resource: String,
+    action: String,
+    requester: String,
+    reason: String,
+    duration: String,
+    status: String,
+    needs: String,
+    break_glass: bool,
+    created_at: String,
+    age: String,
+}
+
+impl RequestRow {
+    fn new(v: &RequestView, at: Timestamp) -> RequestRow {
+        RequestRow {
+            id: v.id.clone(),
+            resource: v.resource.clone(),
+            action: v.action.clone(),
+            requester: v.requester.clone(),
+            reason: v.reason.clone(),
+            duration: v.duration.clone(),
+            status: v.status.clone(),
+            needs: needs_text(v),
+            break_glass: v.break_glass,
+            created_at: v.created_at.to_rfc3339(),
+            age: ago(v.created_at, at),
+        }
+    }
+}
+
+fn needs_text(v: &RequestView) -> String {
+    v.needs
+        .iter()
+        .map(|n| match n.group.strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX) {
+            Some(person) => format!("{} from {person}", n.approvals),
+            None => format!("{} from {}", n.approvals, n.group),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "3 min ago", "2 h ago".
+fn ago(then: Timestamp, at: Timestamp) -> String {
+    let secs = (at - then).num_seconds().max(0);
+    match secs {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// "1h 5m", "42s": what is left until `until`.
+fn left(until: Timestamp, at: Timestamp) -> String {
+    let secs = (until - at).num_seconds();
+    if secs <= 0 {
+        return "ended".into();
+    }
+    let secs = u64::try_from(secs).unwrap_or(0);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+fn when(t: Timestamp) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct RequestsPage {
+    chrome: Chrome,
+    heading: &'static str,
+    blurb: &'static str,
+    live: Option<&'static str>,
+    rows: Vec<RequestRow>,
+    empty: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "request_rows.html")]
+struct RequestRows {
+    rows: Vec<RequestRow>,
+    empty: &'static str,
+}
+
+const INBOX_EMPTY: &str = "Nothing waits for you.";
+
+/// Pending requests the caller may approve (never their own).
+async fn waiting_for(app: &App, caller: &Caller) -> Result<Vec<RequestRow>, ApiError> {
+    let at = now();
+    let filter = RequestFilter {
+        status: Some(RequestStatus::Pending),
+        requester: None,
+        limit: 200,
+        before: None,
+    };
+    let (requests, _) = app.visible_requests(caller, filter, at).await?;
+    let who = caller.who();
+    let policy = app.policy();
+    Ok(requests
+        .iter()
+        .filter(|r| r.requester != who.principal && policy.may_review(who, r, at).is_ok())
+        .map(|r| RequestRow::new(&RequestView::new(r, at, &who.principal), at))
+        .collect())
+}
+
+pub async fn inbox(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadRequests>,
+) -> Result<Response, ApiError> {
+    let rows = waiting_for(&app, &caller).await?;
+    Ok(render(&RequestsPage {
+        chrome: Chrome::for_caller(&caller, "inbox", &csrf),
+        heading: "Waiting for you",
+        blurb: "Requests you may approve, newest first. This list updates by itself.",
+        live: Some("/ui/inbox/rows"),
+        rows,
+        empty: INBOX_EMPTY,
+    }))
+}
+
+pub async fn inbox_rows(State(app): State<Arc<App>>, caller: Allowed<op::ReadRequests>) -> Result<Response, ApiError> {
+    let rows = waiting_for(&app, &caller).await?;
+    Ok(render(&RequestRows {
+        rows,
+        empty: INBOX_EMPTY,
+    }))
+}
+
+pub async fn mine(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadRequests>,
+) -> Result<Response, ApiError> {
+    let at = now();
+    let filter = RequestFilter {
+        status: None,
+        requester: Some(caller.who().principal.clone()),
+        limit: 100,
+        before: None,
+    };
+    let (requests, _) = app.visible_requests(&caller, filter, at).await?;
+    let rows = requests
+        .iter()
+        .map(|r| RequestRow::new(&RequestView::new(r, at, &caller.who().principal), at))
+        .collect();
+    Ok(render(&RequestsPage {
+        chrome: Chrome::for_caller(&caller, "mine", &csrf),
+        heading: "My requests",
+        blurb: "What you asked for, newest first.",
+        live: None,
+        rows,
+        empty: "You have not asked for anything yet.",
+    }))
+}
+
+pub struct ApprovalRow {
+    reviewer: String,
+    comment: Option<String>,
+    at: String,
+}
+
+pub struct GrantRow {
+    id: String,
+    request_id: String,
+    resource: String,
+    action: String,
+    principal: String,
+    status: String,
+    window: String,
+    left: String,
+    expires_at: String,
+    expires_at_text: String,
+    single_use: bool,
+    break_glass: bool,
+    can_revoke: bool,
+}
+
+impl GrantRow {
+    fn new(g: &GrantView, at: Timestamp, can_revoke: bool) -> GrantRow {
+        GrantRow {
+            id: g.id.clone(),
+            request_id: g.request_id.clone(),
+            resource: g.resource.clone(),
+            action: g.action.clone(),
+            principal: g.principal.clone(),
+            status: g.status.clone(),
+            window: format!("{} to {}", when(g.starts_at), when(g.expires_at)),
+            left: left(g.expires_at, at),
+            expires_at: g.expires_at.to_rfc3339(),
+            expires_at_text: when(g.expires_at),
+            single_use: g.single_use,
+            break_glass: g.break_glass,
+            can_revoke: can_revoke && g.status == "active",
+        }
+    }
+}
+
+pub struct RequestDetail {
+    id: String,
+    resource: String,
+    action: String,
+    requester: String,
+    reason: String,
+    payload: Option<String>,
+    single_use: bool,
+    duration: String,
+    status: String,
+    break_glass: bool,
+    created_at: String,
+    created_at_text: String,
+    pending_left: String,
+    approvals: Vec<ApprovalRow>,
+    needs: String,
+    closed: Option<String>,
+    grant: Option<GrantRow>,
+    can_review: bool,
+    can_cancel: bool,
+    live: bool,
+}
+
+#[derive(Template)]
+#[template(path = "request.html")]
+struct RequestPage {
+    chrome: Chrome,
+    r: RequestDetail,
+}
+
+pub async fn request(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadRequests>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let request = app.visible_request(&caller, &id).await?;
+    let at = now();
+    let who = caller.who();
+    let v = RequestView::new(&request, at, &who.principal);
+    let pending = request.status_at(at) == RequestStatus::Pending;
+    let can_review =
+        pending && request.requester != who.principal && app.policy().may_review(who, &request, at).is_ok();
+    let can_revoke = authz::reach(who, Operation::RevokeGrant).covers(who, &request);
+    let closed = v.closed_by.as_ref().map(|c| {
+        let mut text = format!("{} by {} at {}", v.status, c.by, when(c.at));
+        if let Some(comment) = &c.comment {
+            text.push_str(&format!(": “{comment}”"));
+        }
+        text
+    });
+    let r = RequestDetail {
+        id: v.id.clone(),
+        resource: v.resource.clone(),
+        action: v.action.clone(),
+        requester: v.requester.clone(),
+        reason: v.reason.clone(),
+        payload: v.payload.clone(),
+        single_use: v.single_use,
+        duration: v.duration.clone(),
+        status: v.status.clone(),
+        break_glass: v.break_glass,
+        created_at: v.created_at.to_rfc3339(),
+        created_at_text: when(v.created_at),
+        pending_left: left(v.pending_expires_at, at),
+        approvals: v
+            .approvals
+            .iter()
+            .map(|a| ApprovalRow {
+                reviewer: a.reviewer.clone(),
+                comment: a.comment.clone(),
+                at: when(a.at),
+            })
+            .collect(),
+        needs: needs_text(&v),
+        closed,
+        grant: v.grant.as_ref().map(|g| GrantRow::new(g, at, can_revoke)),
+        can_review,
+        can_cancel: pending && request.requester == who.principal,
+        live: pending || v.grant.as_ref().is_some_and(|g| g.status == "active"),
+    };
+    Ok(render(&RequestPage {
+        chrome: Chrome::for_caller(&caller, "inbox", &csrf),
+        r,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    comment: Option<String>,
+}
+
+/// Approve, deny or cancel a request, or review a break-glass one; back to its page.
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ReadRequests>,
+    Path((id, decision)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Result<Response, ApiError> {
+    let comment = form.comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+    let who = caller.who().clone();
+    // The same operations, and the same table, as the API's endpoints.
+    match decision.as_str() {
+        "approve" => {
+            let caller = crate::auth::caller_for::<op::ApproveRequest>(who)?;
+            app.approve(&caller, &id, comment).await?;
+        }
+        "deny" => {
+            let caller = crate::auth::caller_for::<op::DenyRequest>(who)?;
+            app.deny(&caller, &id, comment).await?;
+        }
+        "cancel" => {
+            let caller = crate::auth::caller_for::<op::CancelRequest>(who)?;
+            app.cancel(&caller, &id).await?;
+        }
+        "review" => {
+            let caller = crate::auth::caller_for::<op::ReviewBreakGlass>(who)?;
+            app.review_break_glass(&caller, &id, comment).await?;
+        }
+        other => return Err(ApiError::NotFound(format!("no decision '{other}'"))),
+    }
+    Ok(see_other(&format!("/ui/requests/{}", encode(&id))))
+}
+
+// ---- filing ----
+
+pub struct Target {
+    value: String,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "new.html")]
+struct NewPage {
+    chrome: Chrome,
+    error: Option<String>,
+    targets: Vec<Target>,
+    chosen: String,
+    duration: String,
+    reason: String,
+    payload: String,
+}
+
+/// What the caller may ask for, from the policy: each workflow with who approves it and its
+/// longest duration.
+fn targets(app: &App, caller: &Caller) -> Vec<Target> {
+    let policy = app.policy();
+    let who = caller.who();
+    policy
+        .workflows()
+        .filter(|w| w.requesters.is_empty() || w.requesters.iter().any(|g| who.groups.contains(g)))
+        .map(|w| {
+            let approval = if w.auto_approve || w.steps.is_empty() {
+                "automatic".to_string()
+            } else {
+                w.steps
+                    .iter()
+                    .map(|s| format!("{} of {}", s.approvals, s.group))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            };
+            let mut label = format!("{} {} · {approval} · up to {}", w.action, w.resource, w.max_duration);
+            if w.action_bound {
+                label.push_str(" · exact action");
+            }
+            Target {
+                value: format!("{}|{}", w.resource, w.action),
+                label,
+            }
+        })
+        .collect()
+}
+
+pub async fn new_request(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::FileRequest>,
+) -> Result<Response, ApiError> {
+    Ok(render(&NewPage {
+        chrome: Chrome::for_caller(&caller, "new", &csrf),
+        error: None,
+        targets: targets(&app, &caller),
+        chosen: String::new(),
+        duration: String::new(),
+        reason: String::new(),
+        payload: String::new(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct FileForm {
+    target: String,
+    duration: Option<String>,
+    reason: Option<String>,
+    payload: Option<String>,
+    break_glass: Option<String>,
+}
+
+pub async fn file(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::FileRequest>,
+    Form(form): Form<FileForm>,
+) -> Result<Response, ApiError> {
+    let (resource, action) = form
+        .target
+        .rsplit_once('|')
+        .ok_or_else(|| ApiError::Invalid("target: choose what to ask for".into()))?;
+    let duration = form.duration.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let payload = form.payload.as_deref().filter(|p| !p.trim().is_empty());
+    let body = CreateRequestBody {
+        resource: resource.to_string(),
+        action: action.to_string(),
+        duration: duration.map(|d| DurationInput::Text(d.to_string())),
+        reason: form.reason.clone().unwrap_or_default(),
+        payload: payload.map(str::to_string),
+        break_glass: form.break_glass.is_some(),
+    };
+    match app.file(caller.who(), &body).await {
+        Ok(request) => Ok(see_other(&format!("/ui/requests/{}", encode(&request.id)))),
+        // A refusal the requester can fix is shown on the form, with what they typed.
+        Err(e @ (ApiError::Invalid(_) | ApiError::Forbidden(_))) => {
+            let page = NewPage {
+                chrome: Chrome::for_caller(&caller, "new", &csrf),
+                error: Some(e.to_string()),
+                targets: targets(&app, &caller),
+                chosen: form.target.clone(),
+                duration: duration.unwrap_or_default().to_string(),
+                reason: form.reason.unwrap_or_default(),
+                payload: form.payload.unwrap_or_default(),
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+// ---- grants ----
+
+#[derive(Template)]
+#[template(path = "grants.html")]
+struct GrantsPage {
+    chrome: Chrome,
+    blurb: &'static str,
+    grants: Vec<GrantRow>,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "grant_rows.html")]
+struct GrantRows {
+    grants: Vec<GrantRow>,
+    csrf: String,
+}
+
+async fn active_grants(app: &App, caller: &Caller) -> Result<Vec<GrantRow>, ApiError> {
+    let at = now();
+    let who = caller.who();
+    let principal = (caller.reach() != Reach::All).then(|| who.principal.clone());
+    let grants = app
+        .store
+        .list_grants(
+            &GrantFilter {
+                principal,
+                status: Some(GrantStatus::Active),
+                limit: 500,
+            },
+            at,
+        )
+        .await?;
+    let revoke_reach = authz::reach(who, Operation::RevokeGrant);
+    let mut rows = Vec::with_capacity(grants.len());
+    for g in &grants {
+        // Revoking is judged on the request, as the API does (its requester, reviewers, ...).
+        let can_revoke = match revoke_reach {
+            Reach::All => true,
+            Reach::Nothing => false,
+            reach => {
+                g.principal == who.principal || {
+                    let request = app.store.get_request(&g.request_id).await?;
+                    request.is_some_and(|r| reach.covers(who, &r))
+                }
+            }
+        };
+        rows.push(GrantRow::new(&GrantView::new(g, at, &who.principal), at, can_revoke));
+    }
+    Ok(rows)
+}
+
+pub async fn grants(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadGrants>,
+) -> Result<Response, ApiError> {
+    let grants = active_grants(&app, &caller).await?;
+    let blurb = if caller.reach() == Reach::All {
+        "Everyone's access that is live now. The time left updates by itself."
+    } else {
+        "Your access that is live now. The time left updates by itself."
+    };
+    Ok(render(&GrantsPage {
+        chrome: Chrome::for_caller(&caller, "grants", &csrf),
+        blurb,
+        grants,
+        csrf: csrf.0.clone(),
+    }))
+}
+
+pub async fn grant_rows(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadGrants>,
+) -> Result<Response, ApiError> {
+    let grants = active_grants(&app, &caller).await?;
+    Ok(render(&GrantRows {
+        grants,
+        csrf: csrf.0.clone(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    back: Option<String>,
+    comment: Option<String>,
+}
+
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::RevokeGrant>,
+    Path(id): Path<String>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Response, ApiError> {
+    let comment = form
+        .comment
+        .filter(|c| !c.trim().is_empty())
+        .or(Some("revoked in the web UI".into()));
+    app.revoke(&caller, &id, comment).await?;
+    Ok(see_other(&safe_next(form.back.as_deref())))
+}
+
+// ---- audit ----
+
+#[derive(Deserialize, Default)]
+pub struct AuditForm {
+    #[serde(default)]
+    principal: String,
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request_id: String,
+    before: Option<i64>,
+}
+
+pub struct EventRow {
+    seq: i64,
+    at: String,
+    at_text: String,
+    kind: &'static str,
+    actor: String,
+    subject: String,
+    request_id: Option<String>,
+    resource: String,
+    action: String,
+    comment: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    f: AuditForm,
+    kinds: Vec<String>,
+    events: Vec<EventRow>,
+    next: Option<String>,
+    verified: String,
+}
+
+const AUDIT_PAGE: u32 = 100;
+
+/// The newest events first, a page at a time, with the API's filters.
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadAudit>,
+    Query(f): Query<AuditForm>,
+) -> Result<Response, ApiError> {
+    let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    if let Some(kind) = some(&f.kind) {
+        if !jitgate_core::audit::EventKind::ALL.iter().any(|k| k.as_str() == kind) {
+            return Err(ApiError::Invalid(format!("kind: '{kind}' is not an event kind")));
+        }
+    }
+    // The store reads oldest first after a sequence number: find the window that ends just
+    // before `before` (or at the head) and show it newest first.
+    let head = app.store.audit_head().await?;
+    let end = f.before.map_or(head, |b| (b - 1).min(head));
+    let filter = |after: i64| AuditFilter {
+        request_id: some(&f.request_id),
+        principal: some(&f.principal),
+        resource: some(&f.resource),
+        action: some(&f.action),
+        kind: some(&f.kind),
+        since: None,
+        after_seq: Some(after),
+        limit: 5000,
+    };
+    // Walk back in steps until a page's worth matches (bounded: filters may match rarely).
+    let mut matched = Vec::new();
+    let mut window_end = end;
+    for _ in 0..20 {
+        if window_end <= 0 || matched.len() >= AUDIT_PAGE as usize {
+            break;
+        }
+        let start = (window_end - 5000).max(0);
+        let mut events: Vec<_> = app
+            .store
+            .audit_events(&filter(start))
+            .await?
+            .into_iter()
+            .filter(|e| e.seq <= window_end)
+            .collect();
+        events.reverse();
+        matched.extend(events);
+        window_end = start;
+    }
+    matched.truncate(AUDIT_PAGE as usize);
+    let next = (matched.len() == AUDIT_PAGE as usize)
+        .then(|| matched.last().map(|e| e.seq))
+        .flatten()
+        .map(|before| {
+            let query = serde_urlencoded::to_string([
+                ("principal", f.principal.as_str()),
+                ("resource", f.resource.as_str()),
+                ("action", f.action.as_str()),
+                ("kind", f.kind.as_str()),
+                ("request_id", f.request_id.as_str()),
+                ("before", &before.to_string()),
+            ])
+            .unwrap_or_default();
+            format!("/ui/audit?{query}")
+        });
+    let events = matched
+        .into_iter()
+        .map(|e| EventRow {
+            seq: e.seq,
+            at: e.event.at.to_rfc3339(),
+            at_text: when(e.event.at),
+            kind: e.event.kind.as_str(),
+            actor: e.event.actor,
+            subject: e.event.subject,
+            request_id: e.event.request_id,
+            resource: e.event.resource,
+            action: e.event.action,
+            comment: e.event.comment.unwrap_or_default(),
+        })
+        .collect();
+    let verified =
+        format!("{head} events in the log. `jitgate audit verify` checks the chain and its signed checkpoints.");
+    Ok(render(&AuditPage {
+        chrome: Chrome::for_caller(&caller, "audit", &csrf),
+        f,
+        kinds: jitgate_core::audit::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect(),
+        events,
+        next,
+        verified,
+    }))
+}
+
+// ---- explain ----
+
+#[derive(Deserialize, Default)]
+pub struct ExplainForm {
+    #[serde(default)]
+    resource: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    principal: String,
+}
+
+pub struct Answer {
+    summary: String,
+    facts: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "explain.html")]
+struct ExplainPage {
+    chrome: Chrome,
+    resource: String,
+    action: String,
+    principal: String,
+    answer: Option<Answer>,
+}
+
+pub async fn explain(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ExplainPolicy>,
+    Query(form): Query<ExplainForm>,
+) -> Result<Response, ApiError> {
+    let answer = if form.resource.trim().is_empty() || form.action.trim().is_empty() {
+        None
+    } else {
+        let policy = app.policy();
+        let who = caller.who();
+        let subject = match form.principal.trim() {
+            "" => who.clone(),
+            p if p == who.principal => who.clone(),
+            p => {
+                if caller.reach() != Reach::All {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} may explain only their own requests; admins and auditors may explain anyone's",
+                        who.principal
+                    )));
+                }
+                policy
+                    .rules()
+                    .principal(p)
+                    .map(|e| e.identity.clone())
+                    .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))?
+            }
+        };
+        let (resource, action) = (form.resource.trim(), form.action.trim());
+        let explanation = policy.explain(&subject, resource, action, None, now());
+        let json = jitgate_policy::explanation_json(&subject.principal, resource, action, &explanation);
+        let facts = json
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "summary")
+                    .map(|(k, v)| {
+                        let text = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.replace('_', " "), text)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Answer {
+            summary: json["summary"].as_str().unwrap_or_default().to_string(),
+            facts,
+        })
+    };
+    Ok(render(&ExplainPage {
+        chrome: Chrome::for_caller(&caller, "explain", &csrf),
+        resource: form.resource,
+        action: form.action,
+        principal: form.principal,
+        answer,
+    }))
+}
+
+// ---- assets ----
+
+const APP_CSS: &str = include_str!("../../static/app.css");
+const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
+
+pub async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_goes_back_only_to_our_own_pages() {
+        assert_eq!(safe_next(Some("/ui/requests/req_1")), "/ui/requests/req_1");
+        for bad in [
+            "//evil.example/ui/",
+            "https://evil.example",
+            "/ui//evil.example",
+            "/v1/requests",
+            "/ui/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/inbox", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ui/inbox");
+    }
+
+    #[test]
+    fn time_left_reads_well() {
+        let at = now();
+        assert_eq!(left(at + chrono::TimeDelta::seconds(42), at), "42s");
+        assert_eq!(left(at + chrono::TimeDelta::seconds(3725), at), "1h 2m");
+        assert_eq!(left(at - chrono::TimeDelta::seconds(1), at), "ended");
+        assert_eq!(ago(at - chrono::TimeDelta::minutes(3), at), "3 min ago");
+    }
+}
