@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the suite needs, installed when missing: a real sshd and ssh client for the
 # SSH certificate tests; a PostgreSQL server (started per test by scripts/test-postgres.sh)
-# and psql for the PostgreSQL role provider. Chromium joins this list with the web UI.
+# and psql for the PostgreSQL role provider; Chromium and its ChromeDriver for the web UI's
+# browser tests.
 NEEDED=()
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || NEEDED+=(openssh-server)
 command -v ssh >/dev/null || NEEDED+=(openssh-client)
@@ -15,6 +16,8 @@ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2
 command -v psql >/dev/null || NEEDED+=(postgresql-client)
 # sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
 command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
+command -v chromium >/dev/null || NEEDED+=(chromium)
+command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

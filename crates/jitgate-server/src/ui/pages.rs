@@ -987,11 +987,13 @@ pub async fn explain(
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
+const ICON_SVG: &str = include_str!("../../static/icon.svg");
 
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
+        "icon.svg" => (ICON_SVG, "image/svg+xml"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     (

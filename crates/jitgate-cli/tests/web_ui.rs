@@ -1,0 +1,280 @@
+//! The web UI in a real browser (headless Chromium over WebDriver) against the real server:
+//! alice and bob sign in, file, approve from the notification link in two clicks, watch the
+//! page update itself, revoke; a cross-site form post is refused; auditors read the log; the
+//! pages work on a phone. Screenshots of each page go to `target/ui-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use support::browser::Browser;
+use support::*;
+
+const DESKTOP: (u32, u32) = (1280, 860);
+const PHONE: (u32, u32) = (390, 844);
+
+fn browser((w, h): (u32, u32)) -> Browser {
+    Browser::start(w, h)
+}
+
+/// An HTTP client that shows redirects instead of following them.
+fn plain() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Sign in on the sign-in page with an API token; lands on the inbox.
+fn sign_in(b: &Browser, s: &Server, token: &str) {
+    b.goto(&format!("{}/ui/login", s.url));
+    b.type_into("#token", token);
+    b.click("button[type=submit].primary");
+    b.find("nav[aria-label=Main]");
+    assert!(b.url().ends_with("/ui/inbox"), "{}", b.url());
+}
+
+/// The page broke no rule of its Content-Security-Policy and threw no error.
+fn clean_console(b: &Browser) {
+    let problems: Vec<String> = b
+        .console()
+        .into_iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
+        .collect();
+    assert!(problems.is_empty(), "console: {problems:#?}");
+}
+
+#[test]
+fn a_reviewer_approves_from_the_link_in_two_clicks_and_the_requester_sees_it_live() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    let bob = browser(DESKTOP);
+
+    // alice files a request with the form: the workflows the policy lets her ask for.
+    alice.goto(&format!("{}/ui/login", s.url));
+    alice.screenshot("01-sign-in");
+    sign_in(&alice, &s, "demo-alice");
+    alice.click("nav a[href='/ui/new']");
+    alice.select("#target", "prod-db|read");
+    alice.type_into("#duration", "30m");
+    alice.type_into("#reason", "INC-42: replica lag <script>alert(1)</script>");
+    alice.screenshot("02-new-request");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "pending");
+    let link = alice.url();
+    assert!(link.contains("/ui/requests/req_"), "{link}");
+    let id = link.rsplit('/').next().unwrap().to_string();
+    // Everything is escaped: the reason's markup is text, not a script.
+    assert!(alice.text("dd.reason").contains("<script>alert(1)</script>"));
+    assert!(alice.source().contains("&lt;script&gt;"));
+    alice.screenshot("03-request-pending");
+
+    // bob signs in; the request waits in his inbox.
+    sign_in(&bob, &s, "demo-bob");
+    bob.wait_for_text("#rows", "prod-db");
+    bob.screenshot("04-inbox");
+
+    // From the notification's link: open it (one), approve (two).
+    bob.goto(&link);
+    bob.click("#approve");
+    bob.wait_for_text("#state .badge", "approved");
+    assert!(bob.text("#state").contains("active"), "{}", bob.text("#state"));
+    bob.screenshot("05-request-approved");
+    let (status, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    assert_eq!(status, 200);
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(r["approvals"][0]["reviewer"], "bob");
+    assert_eq!(r["grant"]["status"], "active");
+    assert_eq!(s.check("alice", "prod-db", "read", None)["allow"], true);
+
+    // alice's page, left open, shows the decision by itself.
+    alice.wait_for_text("#state .badge", "approved");
+    alice.wait_for_text("#state", "left");
+
+    // alice revokes her grant from the grants page.
+    alice.click("nav a[href='/ui/grants']");
+    alice.wait_for_text("#grant-rows", "prod-db");
+    alice.screenshot("06-grants");
+    alice.click("#grant-rows button.danger");
+    alice.wait_for_text("#grant-rows", "No active grants");
+    assert_eq!(s.check("alice", "prod-db", "read", None)["allow"], false);
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    assert_eq!(r["grant"]["status"], "revoked", "{r}");
+    alice.click("nav a[href='/ui/requests']");
+    alice.wait_for_text("main table", "prod-db");
+    alice.screenshot("07-my-requests");
+
+    clean_console(&alice);
+    clean_console(&bob);
+}
+
+/// Serve one page with a form that posts itself to `action` at once (another site's trap).
+fn trap_page(action: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let page = format!(
+        "<!doctype html><html><body><form id=f method=post action=\"{action}\">\
+         <input name=back value=/ui/grants><input name=csrf value=guessed></form>\
+         <script>document.getElementById('f').submit()</script></body></html>"
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let page = page.clone();
+            // A connection each: the browser may open one and send nothing on it.
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+            });
+        }
+    });
+    port.to_string()
+}
+
+#[test]
+fn a_cross_site_form_post_is_refused() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "tests"}),
+    );
+    let grant = r["grant"]["id"].as_str().unwrap().to_string();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+
+    // Another site (and another port of the same host, which browsers count as the same
+    // site and send the cookies to) makes alice's browser post the revocation.
+    let action = format!("{}/ui/grants/{grant}/revoke", s.url);
+    let port = trap_page(&action);
+    for trap in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/")] {
+        alice.goto(&trap);
+        alice.wait_for_text("main", "refused");
+        alice.screenshot("08-cross-site-post-refused");
+        assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true, "{trap}");
+    }
+
+    // Even from the same origin, a post without the form's token is refused.
+    let cookie_jar = alice_session(&s);
+    let response = plain()
+        .post(format!("{}/ui/grants/{grant}/revoke", s.url))
+        .header("Cookie", cookie_jar)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("back=/ui/grants&csrf=0000")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
+}
+
+/// A session cookie for alice, and a CSRF cookie of our own choosing.
+fn alice_session(s: &Server) -> String {
+    let csrf = "a".repeat(64);
+    let response = plain()
+        .post(format!("{}/ui/login", s.url))
+        .header("Cookie", format!("jitgate_csrf={csrf}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token=demo-alice&csrf={csrf}"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("jitgate_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    format!("{session}; jitgate_csrf={csrf}")
+}
+
+#[test]
+fn pages_are_safe_by_default_and_read_well_on_a_phone() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7: slow queries"}),
+    );
+    let id = id(&r);
+
+    // Every page is sent with a strict policy, no framing, no caching.
+    let page = plain().get(format!("{}/ui/login", s.url)).send().unwrap();
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for rule in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(rule), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["cache-control"], "no-store");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let body = page.text().unwrap();
+    assert!(!body.contains("<script>") && !body.contains("style="), "no inline code");
+    // Not signed in: pages send the browser to sign in, and back after.
+    let inbox = plain().get(format!("{}/ui/inbox", s.url)).send().unwrap();
+    assert_eq!(inbox.status().as_u16(), 303);
+    assert_eq!(inbox.headers()["location"], "/ui/login?next=%2Fui%2Finbox");
+
+    // The same authorization as the API: alice cannot approve her own request, and dave (a
+    // developer) cannot even see it.
+    let dave = browser(DESKTOP);
+    sign_in(&dave, &s, "demo-dave");
+    dave.goto(&format!("{}/ui/requests/{id}", s.url));
+    dave.wait_for_text("main h1", "Not found");
+    let alice = browser(PHONE);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/requests/{id}", s.url));
+    alice.wait_for_text("#state .badge", "pending");
+    assert!(!alice.exists("#approve"), "no approve button for the requester");
+    alice.screenshot("09-phone-request");
+    clean_console(&alice);
+
+    // An auditor reads the log with filters, and asks the policy.
+    let auditor = browser(DESKTOP);
+    sign_in(&auditor, &s, "demo-auditor");
+    auditor.click("nav a[href='/ui/audit']");
+    auditor.select("select[name=kind]", "request.filed");
+    auditor.click("form.filters button");
+    auditor.wait_for_text("table.audit", "request.filed");
+    assert!(!auditor.text("table.audit tbody").contains("grant.issued"));
+    auditor.screenshot("10-audit");
+    auditor.goto(&format!(
+        "{}/ui/explain?resource=prod-db&action=read&principal=alice",
+        s.url
+    ));
+    auditor.wait_for_text("main section h2", "prod-db");
+    auditor.screenshot("11-explain");
+    clean_console(&auditor);
+
+    // bob on a phone: the inbox, then the request.
+    let bob = browser(PHONE);
+    sign_in(&bob, &s, "demo-bob");
+    bob.wait_for_text("#rows", "prod-db");
+    bob.screenshot("12-phone-inbox");
+    clean_console(&bob);
+    let (_, v): (u16, Value) = s.get("/v1/audit?kind=request.filed", "demo-auditor");
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+}
