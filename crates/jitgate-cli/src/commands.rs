@@ -37,6 +37,9 @@ struct ConfigFile {
     /// Audit checkpoints: see docs/audit.md.
     #[serde(default)]
     audit: jitgate_server::audit::AuditConfig,
+    /// The web UI: single sign-on (see docs/ui.md).
+    #[serde(default)]
+    ui: jitgate_server::ui::UiConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -73,6 +76,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         notify: file.notify,
         slack: file.slack,
         audit: file.audit,
+        ui: file.ui,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

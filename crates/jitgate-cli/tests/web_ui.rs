@@ -278,3 +278,164 @@ fn pages_are_safe_by_default_and_read_well_on_a_phone() {
     let (_, v): (u16, Value) = s.get("/v1/audit?kind=request.filed", "demo-auditor");
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
 }
+
+/// A tiny OpenID provider on loopback: `/authorize` signs "alice" in at once and sends the
+/// browser back with a code; `/token` trades the code for an ID token only with the PKCE
+/// verifier of that code's challenge.
+struct Idp {
+    url: String,
+    jwks: String,
+}
+
+fn idp(client_id: &'static str) -> Idp {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).unwrap();
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&seed);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::EdDSA).unwrap();
+    jwk.common.key_id = Some("idp-1".into());
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issued: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (key, issued) = (key.clone(), issued.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                let answer = if path == "/authorize" {
+                    let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap();
+                    assert_eq!(q["code_challenge_method"], "S256");
+                    assert_eq!(q["client_id"], client_id);
+                    let mut raw = [0u8; 16];
+                    getrandom::getrandom(&mut raw).unwrap();
+                    let code = hex::encode(raw);
+                    issued
+                        .lock()
+                        .unwrap()
+                        .insert(code.clone(), (q["code_challenge"].clone(), q["nonce"].clone()));
+                    let back = format!(
+                        "{}?{}",
+                        q["redirect_uri"],
+                        serde_urlencoded::to_string([("code", code.as_str()), ("state", q["state"].as_str())]).unwrap()
+                    );
+                    format!("HTTP/1.1 302 Found\r\nLocation: {back}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                } else {
+                    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap();
+                    let known = issued.lock().unwrap().remove(&form["code"]);
+                    let proof = URL_SAFE_NO_PAD.encode(Sha256::digest(form["code_verifier"].as_bytes()));
+                    match known {
+                        Some((challenge, nonce)) if challenge == proof => {
+                            let now = chrono::Utc::now().timestamp();
+                            let claims = json!({"iss": "https://id.example.test", "aud": client_id, "sub": "alice",
+                                "groups": ["dev"], "nonce": nonce, "iat": now, "exp": now + 600});
+                            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+                            header.kid = Some("idp-1".into());
+                            let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+                            let body = json!({"id_token": token, "token_type": "Bearer"}).to_string();
+                            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        }
+                        _ => "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                    }
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+    Idp { url, jwks }
+}
+
+#[test]
+fn single_sign_on_with_pkce_signs_in_and_a_stolen_code_does_not() {
+    let provider = idp("jitgate-ui");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, &provider.jwks).unwrap();
+    let config = format!(
+        "[[auth.oidc]]\nissuer = \"https://id.example.test\"\naudience = [\"jitgate-ui\"]\njwks_file = \"{}\"\n\
+         algorithms = [\"EdDSA\"]\ngroups_claim = \"groups\"\n\n\
+         [ui.sso]\nissuer = \"https://id.example.test\"\nclient_id = \"jitgate-ui\"\n\
+         authorization_url = \"{}/authorize\"\ntoken_url = \"{}/token\"\n",
+        jwks.display(),
+        provider.url,
+        provider.url
+    );
+    let s = Server::start_with(&quickstart(), Some(&config));
+
+    // In the browser: one click on "single sign-on", back signed in as alice.
+    let b = browser(DESKTOP);
+    b.goto(&format!("{}/ui/login?next=/ui/grants", s.url));
+    b.click("a.button.primary");
+    b.wait_for_text(".me", "alice");
+    assert!(b.url().ends_with("/ui/grants"), "{}", b.url());
+    b.screenshot("13-signed-in-with-sso");
+    clean_console(&b);
+
+    // A code stolen from someone else's sign-in is useless without their PKCE verifier, and
+    // a callback this browser did not start is refused.
+    let http = plain();
+    let start = |http: &reqwest::blocking::Client| {
+        let r = http.get(format!("{}/ui/login/sso", s.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let flow = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("jitgate_sso="))
+            .unwrap();
+        (location, flow)
+    };
+    let (victim_authorize, _victim_flow) = start(&http);
+    let code_back = http.get(&victim_authorize).send().unwrap();
+    let stolen = code_back.headers()["location"].to_str().unwrap().to_string();
+    let code: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(stolen.split_once('?').unwrap().1).unwrap();
+    let (attacker_authorize, attacker_flow) = start(&http);
+    let attacker_state: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(attacker_authorize.split_once('?').unwrap().1).unwrap();
+    let csrf = format!("jitgate_csrf={}", "b".repeat(64));
+    let callback = |code: &str, state: &str, cookie: &str| {
+        http.get(format!(
+            "{}/ui/login/callback?{}",
+            s.url,
+            serde_urlencoded::to_string([("code", code), ("state", state)]).unwrap()
+        ))
+        .header("Cookie", format!("{cookie}; {csrf}"))
+        .send()
+        .unwrap()
+    };
+    let r = callback(&code["code"], &attacker_state["state"], &attacker_flow);
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap().starts_with("jitgate_session=e")));
+    assert!(r.text().unwrap().contains("did not accept"));
+    let r = callback(&code["code"], &code["state"], "jitgate_sso=none");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.text().unwrap().contains("not started here"));
+}

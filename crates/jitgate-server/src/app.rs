@@ -41,6 +41,8 @@ pub struct App {
     waiters: std::sync::atomic::AtomicUsize,
     /// Denied checks of the current window, recorded in the log as `check.denied` events.
     denied: crate::audit::denied::DeniedChecks,
+    /// Single sign-on for the web UI, when configured.
+    sso: std::sync::OnceLock<crate::ui::Sso>,
 }
 
 /// A place among the waiting callers, given back on drop.
@@ -102,6 +104,7 @@ impl App {
             changes: tokio::sync::broadcast::channel(1024).0,
             waiters: std::sync::atomic::AtomicUsize::new(0),
             denied: crate::audit::denied::DeniedChecks::default(),
+            sso: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +116,16 @@ impl App {
     pub fn replace_policy(&self, policy: Policy) {
         self.auth.rebuild(&policy, None);
         *self.policy.write() = Arc::new(policy);
+    }
+
+    /// Single sign-on for the web UI, if configured.
+    pub fn sso(&self) -> Option<&crate::ui::Sso> {
+        self.sso.get()
+    }
+
+    /// Set up single sign-on (once, at start).
+    pub fn set_sso(&self, sso: crate::ui::Sso) {
+        let _ = self.sso.set(sso);
     }
 
     /// Denied checks counted for the audit log.

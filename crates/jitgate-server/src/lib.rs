@@ -40,6 +40,7 @@ pub struct ServerConfig {
     pub notify: notify::NotifyConfig,
     pub slack: slack::SlackConfig,
     pub audit: audit::AuditConfig,
+    pub ui: ui::UiConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,15 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     reload::record_loaded(&app, &config.policy_dir).await;
+    let public_url = app.notifier().public_url().to_string();
+    ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
+    if let Some(sso) = &config.ui.sso {
+        app.set_sso(
+            ui::Sso::new(sso, &config.auth.oidc, &public_url)
+                .await
+                .map_err(ServeError::Audit)?,
+        );
+    }
     let worker = tokio::spawn(worker::run(app.clone()));
     let provisioner = tokio::spawn(provision::run(app.clone()));
     notify::start_cursors(&app).await?;

@@ -142,6 +142,11 @@ impl Notifier {
         &self.holder
     }
 
+    /// Where people reach jitgate (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// Where a person opens a request.
     pub fn link(&self, request_id: &str) -> String {
         format!("{}/ui/requests/{request_id}", self.public_url)

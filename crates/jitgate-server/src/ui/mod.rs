@@ -15,6 +15,9 @@
 //! framing, no caching, and no referrer; every value is escaped by the templates.
 
 mod pages;
+mod sso;
+
+pub use sso::{Sso, SsoConfig, UiConfig};
 
 use crate::app::App;
 use axum::body::Body;
@@ -40,6 +43,8 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
+        .route("/login/sso", get(sso::start))
+        .route("/login/callback", get(sso::callback))
         .route("/logout", post(pages::logout))
         .route("/inbox", get(pages::inbox))
         .route("/inbox/rows", get(pages::inbox_rows))

@@ -127,7 +127,7 @@ pub struct NextQuery {
 }
 
 /// Only a page of ours: never another site (`//evil`, `https://...`).
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\') => n.to_string(),
         _ => "/ui/inbox".to_string(),
@@ -149,11 +149,12 @@ pub async fn login_page(
     {
         return see_other(&next);
     }
+    let sso = app.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
     let page = LoginPage {
         chrome: Chrome::anonymous(&csrf.0),
         error: None,
         next,
-        sso: None,
+        sso,
     };
     let mut response = render(&page);
     // A cookie that no longer signs in (a revoked or expired token) goes.
@@ -194,11 +195,12 @@ pub async fn login(
             response
         }
         _ => {
+            let sso = app.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
             let page = LoginPage {
                 chrome: Chrome::anonymous(&csrf.0),
                 error: Some("That token does not sign in: it is unknown, expired or revoked.".into()),
                 next,
-                sso: None,
+                sso,
             };
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
         }
