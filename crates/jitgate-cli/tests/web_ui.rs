@@ -439,3 +439,55 @@ fn single_sign_on_with_pkce_signs_in_and_a_stolen_code_does_not() {
     assert_eq!(r.status().as_u16(), 401);
     assert!(r.text().unwrap().contains("not started here"));
 }
+
+/// Behind a trusted authenticating proxy the UI needs no sign-in: the proxy's headers say who
+/// it is, as for the API; posts still need the form's token. A break-glass access is reviewed
+/// from its page.
+#[test]
+fn behind_a_trusted_proxy_reviewers_act_without_signing_in() {
+    let config = "[auth.trusted_proxy]\nuser_header = \"X-Forwarded-User\"\ngroups_header = \"X-Forwarded-Groups\"\nsources = [\"127.0.0.1/32\"]\n";
+    let s = Server::start_with(&quickstart(), Some(config));
+    let glass = s.file(
+        "demo-bob",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "INC-9: disk full", "break_glass": true}),
+    );
+    let id = id(&glass);
+    let csrf = "c".repeat(64);
+    let as_carol = |request: reqwest::blocking::RequestBuilder| {
+        request
+            .header("X-Forwarded-User", "carol")
+            .header("X-Forwarded-Groups", "sre")
+            .header("Cookie", format!("jitgate_csrf={csrf}"))
+    };
+    let page = as_carol(plain().get(format!("{}/ui/requests/{id}", s.url)))
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().unwrap();
+    assert!(
+        html.contains("carol") && html.contains("Break-glass") && html.contains("id=\"review\""),
+        "{html}"
+    );
+
+    // Without the form's token: refused, nothing recorded.
+    let forged = as_carol(plain().post(format!("{}/ui/requests/{id}/review", s.url)))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("comment=fine")
+        .send()
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-auditor");
+    assert_eq!(r["review_due"], true, "{r}");
+
+    let reviewed = as_carol(plain().post(format!("{}/ui/requests/{id}/review", s.url)))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", s.url.clone())
+        .body(format!("comment=checked+the+disk&csrf={csrf}"))
+        .send()
+        .unwrap();
+    assert_eq!(reviewed.status().as_u16(), 303);
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-auditor");
+    assert_eq!(r["review_due"], false, "{r}");
+    assert_eq!(r["post_review"]["by"], "carol", "{r}");
+    assert_eq!(r["post_review"]["comment"], "checked the disk");
+}

@@ -443,6 +443,8 @@ pub struct RequestDetail {
     grant: Option<GrantRow>,
     can_review: bool,
     can_cancel: bool,
+    /// A break-glass request whose after-the-fact review this viewer may give.
+    can_post_review: bool,
     live: bool,
 }
 
@@ -502,6 +504,9 @@ pub async fn request(
         grant: v.grant.as_ref().map(|g| GrantRow::new(g, at, can_revoke)),
         can_review,
         can_cancel: pending && request.requester == who.principal,
+        can_post_review: v.review_due
+            && request.requester != who.principal
+            && authz::reach(who, Operation::ReviewBreakGlass) != Reach::Nothing,
         live: pending || v.grant.as_ref().is_some_and(|g| g.status == "active"),
     };
     Ok(render(&RequestPage {
@@ -960,14 +965,8 @@ pub async fn explain(
             .as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| k.as_str() != "summary")
-                    .map(|(k, v)| {
-                        let text = match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.replace('_', " "), text)
-                    })
+                    .filter(|(k, v)| k.as_str() != "summary" && !v.is_null())
+                    .map(|(k, v)| (k.replace('_', " "), fact_text(v)))
                     .collect()
             })
             .unwrap_or_default();
@@ -983,6 +982,26 @@ pub async fn explain(
         principal: form.principal,
         answer,
     }))
+}
+
+/// One value of the policy's explanation, as a person reads it.
+fn fact_text(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Array(items) if items.is_empty() => "nothing".into(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match (item["approvals"].as_u64(), item["group"].as_str()) {
+                (Some(n), Some(group)) => format!("{n} from {group}"),
+                _ => fact_text(item),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
 }
 
 // ---- assets ----
