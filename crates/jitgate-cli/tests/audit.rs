@@ -265,6 +265,17 @@ fn every_kind_of_tampering_in_the_database_file_is_found_where_it_was_done() {
             "DELETE FROM pristine; INSERT INTO pristine SELECT * FROM audit_events",
         );
         sql(&s, &tampering);
+        if what == "an inserted event" {
+            // The log grew by one: the signer, which runs every second, must not sign a head
+            // that does not extend its last checkpoint (that would launder the insertion).
+            let signed = sql(&s, "SELECT MAX(seq) FROM audit_checkpoints");
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            assert_eq!(
+                sql(&s, "SELECT MAX(seq) FROM audit_checkpoints"),
+                signed,
+                "a tampered head was signed"
+            );
+        }
         let report = verify(&s);
         assert_eq!(report["ok"], false, "{what}: {report}");
         assert_eq!(report["first_bad_seq"], at, "{what}: {report}");

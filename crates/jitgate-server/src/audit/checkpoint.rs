@@ -31,16 +31,19 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
     if head <= signed {
         return Ok(None);
     }
-    let events = app
+    let last = app
         .store
-        .audit_events(&AuditFilter {
-            after_seq: Some(head - 1),
-            limit: 1,
-            ..Default::default()
-        })
+        .checkpoints()
         .await
-        .map_err(|e| e.to_string())?;
-    let Some(event) = events.first() else {
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|c| c.seq <= head)
+        .max_by_key(|c| c.seq);
+    if let Some(checkpoint) = last.as_ref().filter(|c| c.seq == head) {
+        // Already signed (by another replica, or before a restart).
+        return Ok(Some(checkpoint.clone()));
+    }
+    let Some(event) = extends_last_checkpoint(app, head, last.as_ref()).await? else {
         return Ok(None);
     };
     let at = now();
@@ -52,4 +55,56 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
     };
     app.store.add_checkpoint(&checkpoint).await.map_err(|e| e.to_string())?;
     Ok(Some(checkpoint))
+}
+
+/// The head event, if the events since the last checkpoint chain onto it: a log tampered with
+/// after the last checkpoint (an event inserted, removed or edited) is never signed, so a
+/// checkpoint cannot launder tampering; verification reports it instead.
+async fn extends_last_checkpoint(
+    app: &App,
+    head: i64,
+    last: Option<&Checkpoint>,
+) -> Result<Option<jitgate_core::AuditEvent>, String> {
+    const PAGE: u32 = 5000;
+    // The events after the last checkpoint (or the head alone, before any checkpoint), each
+    // linked to the one before, the first to the checkpoint's hash.
+    let mut after = last.as_ref().map_or(head - 1, |c| c.seq);
+    let mut tail: Option<jitgate_core::AuditEvent> = None;
+    loop {
+        let page = app
+            .store
+            .audit_events(&AuditFilter {
+                after_seq: Some(after),
+                limit: PAGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(newest) = page.last().cloned() else { break };
+        let link = match (&tail, last) {
+            (Some(tail), _) => Some(tail.clone()),
+            // The checkpoint stands for its event (which retention may have archived).
+            (None, Some(checkpoint)) => Some(jitgate_core::AuditEvent {
+                seq: checkpoint.seq,
+                hash: checkpoint.hash.clone(),
+                ..newest.clone()
+            }),
+            (None, None) => None,
+        };
+        if let Some(link) = link {
+            let report = jitgate_core::audit::verify_chain_from(&link, &page);
+            if !report.ok {
+                return Err(format!(
+                    "not signing: the audit log does not extend its last signed checkpoint ({}); run jitgate audit verify",
+                    report.problem.unwrap_or_default()
+                ));
+            }
+        }
+        after = newest.seq;
+        tail = Some(newest);
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok(tail.filter(|t| t.seq == head))
 }
