@@ -2,6 +2,8 @@
 # HTTP load test of /v1/check: seeds GRANTS active grants, starts a release server on
 # loopback, and runs wrk (installed from Debian if missing) on the same machine.
 #   GRANTS=100000 DURATION=20s CONNECTIONS=64 scripts/bench-http.sh
+# SEEDED=PATH keeps the seeded database at PATH and reuses it on the next run (seeding a
+# million grants takes minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRANTS=${GRANTS:-100000}
@@ -25,7 +27,12 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-./target/release/examples/seed "$work/jitgate.db" "$GRANTS"
+if [ -n "${SEEDED:-}" ] && [ -f "$SEEDED" ]; then
+  cp "$SEEDED" "$work/jitgate.db"
+else
+  ./target/release/examples/seed "$work/jitgate.db" "$GRANTS"
+  if [ -n "${SEEDED:-}" ]; then cp "$work/jitgate.db" "$SEEDED"; fi
+fi
 start=$(date +%s%N)
 JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &

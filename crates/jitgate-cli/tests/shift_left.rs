@@ -137,7 +137,7 @@ fn gate_exits_0_approved_1_denied_3_timed_out() {
     );
     let (code, out, err) = finish(child);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(err.contains(&format!("{}/v1/requests/{rid}", s.url)), "{err}");
+    assert!(err.contains(&format!("{}/ui/requests/{rid}", s.url)), "{err}");
     assert!(err.contains(&format!("jitgate approve {rid}")), "{err}");
     assert!(out.contains("approved"), "{out}");
     let written = std::fs::read_to_string(&summary).unwrap();

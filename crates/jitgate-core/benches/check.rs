@@ -35,7 +35,7 @@ fn index_with(n: usize) -> GrantIndex {
 
 fn bench_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("check");
-    for n in [1_000usize, 100_000] {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000] {
         let index = index_with(n);
         let now = chrono::Utc::now();
         let last = n - 1;
@@ -50,6 +50,22 @@ fn bench_check(c: &mut Criterion) {
                     None,
                     now,
                 )
+            })
+        });
+        // The same grant every time stays in the CPU's caches; a real caller asks about
+        // anyone. Spread checks over every grant (the keys are made beforehand).
+        let keys: Vec<(String, String)> = (0..4096)
+            .map(|k| {
+                let i = (k * 7919 + 13) % n;
+                (format!("user-{}", i % 10_000), format!("resource-{}", i / 10_000))
+            })
+            .collect();
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::new("allow_spread", n), &n, |b, _| {
+            b.iter(|| {
+                next = (next + 1) & 4095;
+                let (principal, resource) = &keys[next];
+                index.check(black_box(principal), black_box(resource), black_box("read"), None, now)
             })
         });
         group.bench_with_input(BenchmarkId::new("deny", n), &n, |b, _| {

@@ -22,6 +22,19 @@ struct Entry {
     expires_at_ms: i64,
 }
 
+/// What the index needs of an active grant, and all a store reads to load it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveGrant {
+    pub id: String,
+    pub principal: String,
+    pub resource: String,
+    pub action: String,
+    pub payload_sha256: Option<String>,
+    pub single_use: bool,
+    pub starts_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
 /// The answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
@@ -69,8 +82,7 @@ impl GrantIndex {
         if grant.status != GrantStatus::Active {
             return;
         }
-        let key = self.key(&grant.principal, &grant.resource, &grant.action);
-        self.by_key.entry(key).or_default().push(Entry {
+        self.hold(Entry {
             grant_id: grant.id.as_str().into(),
             principal: grant.principal.as_str().into(),
             resource: grant.resource.as_str().into(),
@@ -80,7 +92,27 @@ impl GrantIndex {
             starts_at_ms: grant.starts_at.timestamp_millis(),
             expires_at_ms: grant.expires_at.timestamp_millis(),
         });
-        self.key_of.insert(grant.id.as_str().into(), key);
+    }
+
+    /// Hold an active grant read for the index alone (loading at start). Idempotent.
+    pub fn insert_live(&mut self, grant: LiveGrant) {
+        self.remove(&grant.id);
+        self.hold(Entry {
+            grant_id: grant.id.into_boxed_str(),
+            principal: grant.principal.into_boxed_str(),
+            resource: grant.resource.into_boxed_str(),
+            action: grant.action.into_boxed_str(),
+            payload_sha256: grant.payload_sha256.map(String::into_boxed_str),
+            single_use: grant.single_use,
+            starts_at_ms: grant.starts_at_ms,
+            expires_at_ms: grant.expires_at_ms,
+        });
+    }
+
+    fn hold(&mut self, entry: Entry) {
+        let key = self.key(&entry.principal, &entry.resource, &entry.action);
+        self.key_of.insert(entry.grant_id.clone(), key);
+        self.by_key.entry(key).or_default().push(entry);
     }
 
     /// Forget a grant (revoked, used, expired). Idempotent.

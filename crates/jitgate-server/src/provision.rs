@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// How often the worker looks for due deliveries: well inside the 1 s deprovisioning budget.
 pub const TICK: Duration = Duration::from_millis(100);
-const BATCH: u32 = 100;
+const BATCH: u32 = 1000;
 /// How long a worker holds the items it took: other replicas leave them alone until then, and
 /// take them over if this one dies.
 const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -433,12 +433,42 @@ pub async fn run(app: Arc<App>) {
                 continue;
             }
         };
-        for item in &due {
-            if let Err(e) = carry_out(&app, item).await {
-                tracing::warn!(error = %e, item = item.id, "cannot record a provider delivery; retrying");
+        carry_out_all(&app, due).await;
+    }
+}
+
+/// Deliveries in flight at once: when ten thousand grants end in the same second, their
+/// deprovisioning must not wait for each other's round trips.
+const CONCURRENCY: usize = 64;
+
+/// Carry out a batch: each grant's items in order (provision before deprovision), different
+/// grants concurrently, at most `CONCURRENCY` at a time.
+async fn carry_out_all(app: &Arc<App>, due: Vec<OutboxItem>) {
+    let mut by_grant: Vec<Vec<OutboxItem>> = Vec::new();
+    let mut slot_of: HashMap<String, usize> = HashMap::new();
+    for item in due {
+        match slot_of.get(&item.grant_id) {
+            Some(&n) => by_grant[n].push(item),
+            None => {
+                slot_of.insert(item.grant_id.clone(), by_grant.len());
+                by_grant.push(vec![item]);
             }
         }
     }
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut running = tokio::task::JoinSet::new();
+    for items in by_grant {
+        let (app, slots) = (app.clone(), slots.clone());
+        running.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else { return };
+            for item in &items {
+                if let Err(e) = carry_out(&app, item).await {
+                    tracing::warn!(error = %e, item = item.id, "cannot record a provider delivery; retrying");
+                }
+            }
+        });
+    }
+    while running.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Storage for jitgate behind one trait. The SQLite implementation is the default; every
 //! implementation must pass the conformance suite in `tests/`.
 
+mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -136,6 +137,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Grants whose status is active, for loading the in-memory check index.
     async fn active_grants(&self) -> Result<Vec<Grant>>;
+
+    /// Active grants with only what the check index needs, in id order after `after_id`, at
+    /// most `limit`: loading a million at start-up stays fast and small.
+    async fn live_grants(&self, after_id: Option<&str>, limit: u32) -> Result<Vec<jitgate_core::index::LiveGrant>>;
 
     /// Requests with a time-based transition due at `now`: pending past their deadline, or
     /// holding an active grant past its end. Cost follows what is due, not what exists.

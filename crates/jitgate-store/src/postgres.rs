@@ -498,6 +498,18 @@ impl Store for PostgresStore {
         rows.iter().filter_map(|r| grant_from_row(r).transpose()).collect()
     }
 
+    async fn live_grants(&self, after_id: Option<&str>, limit: u32) -> Result<Vec<jitgate_core::index::LiveGrant>> {
+        let rows = sqlx::query(
+            "SELECT id, principal, resource, action, payload_sha256, single_use, starts_at, expires_at FROM grants \
+             WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id.unwrap_or(""))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(live_grant_from_row).collect()
+    }
+
     async fn active_grants(&self) -> Result<Vec<Grant>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.status = 'active'");
         let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;

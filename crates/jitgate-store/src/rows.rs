@@ -62,6 +62,20 @@ macro_rules! row_decoders {
             }))
         }
 
+        /// A row of `live_grants`: only what the check index needs.
+        pub(crate) fn live_grant_from_row(row: &$row) -> Result<jitgate_core::index::LiveGrant> {
+            Ok(jitgate_core::index::LiveGrant {
+                id: row.try_get("id")?,
+                principal: row.try_get("principal")?,
+                resource: row.try_get("resource")?,
+                action: row.try_get("action")?,
+                payload_sha256: row.try_get("payload_sha256")?,
+                single_use: row.try_get("single_use")?,
+                starts_at_ms: row.try_get("starts_at")?,
+                expires_at_ms: row.try_get("expires_at")?,
+            })
+        }
+
         pub(crate) fn request_from_row(row: &$row) -> Result<Request> {
             let doc: String = row.try_get("doc")?;
             let mut request: Request =

@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// New requests filed together share one durable commit.
+    filings: crate::group_commit::GroupCommit,
 }
 
 crate::rows::row_decoders!(SqliteRow);
@@ -182,7 +184,29 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let filings = crate::group_commit::GroupCommit::new(std::sync::Arc::new({
+            let writer = writer.clone();
+            move |batch: Vec<crate::group_commit::Filing>| {
+                let writer = writer.clone();
+                Box::pin(async move {
+                    let result = async {
+                        let mut tx = writer.begin().await?;
+                        for filing in &batch {
+                            insert_request(&mut tx, &filing.request, &filing.events).await?;
+                        }
+                        tx.commit().await?;
+                        Ok(())
+                    }
+                    .await;
+                    (batch, result)
+                })
+            }
+        }));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            filings,
+        })
     }
 
     /// One delivery attempt of an outbox item: done, or failed with the next try's time.
@@ -222,9 +246,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_request(&self, request: &Request, events: &[NewEvent]) -> Result<Request> {
-        let mut tx = self.writer.begin().await?;
-        insert_request(&mut tx, request, events).await?;
-        tx.commit().await?;
+        self.filings.file(request.clone(), events.to_vec()).await?;
         let mut stored = request.clone();
         stored.version = 1;
         Ok(stored)
@@ -434,6 +456,18 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().filter_map(|r| grant_from_row(r).transpose()).collect()
+    }
+
+    async fn live_grants(&self, after_id: Option<&str>, limit: u32) -> Result<Vec<jitgate_core::index::LiveGrant>> {
+        let rows = sqlx::query(
+            "SELECT id, principal, resource, action, payload_sha256, single_use, starts_at, expires_at FROM grants \
+             WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id.unwrap_or(""))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(live_grant_from_row).collect()
     }
 
     async fn active_grants(&self) -> Result<Vec<Grant>> {

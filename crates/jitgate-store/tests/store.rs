@@ -370,6 +370,114 @@ mod conformance {
         );
     }
 
+    /// Many requests filed at once (SQLite writes them with one commit per group): each is
+    /// answered only once committed, none is lost or doubled, and the chain stays whole; a
+    /// request that cannot be written fails alone.
+    pub async fn concurrent_filings_are_each_committed_once(store: Arc<dyn Store>) {
+        let tasks: Vec<_> = (0..60u32)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let ask = Ask {
+                        resource: "staging-db",
+                        action: "read",
+                        duration: Some(jitgate_core::DurationSecs(60)),
+                        reason: "work",
+                        payload: None,
+                        break_glass: false,
+                    };
+                    let who = Identity::user(&format!("user-{n}"), &["dev"]);
+                    let ids = NewIds {
+                        request_id: format!("req-c{n}"),
+                        grant_id: format!("grant-c{n}"),
+                    };
+                    let t = machine::file(&who, &ask, admission("staging-db"), ids, t0());
+                    store.create_request(&t.request, &t.events).await
+                })
+            })
+            .collect();
+        // One of them reuses an id: it alone fails.
+        let duplicate = {
+            let existing = store.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let ask = Ask {
+                    resource: "staging-db",
+                    action: "read",
+                    duration: Some(jitgate_core::DurationSecs(60)),
+                    reason: "again",
+                    payload: None,
+                    break_glass: false,
+                };
+                let who = Identity::user("user-0", &["dev"]);
+                let ids = NewIds {
+                    request_id: "req-c0".into(),
+                    grant_id: "grant-dup".into(),
+                };
+                let t = machine::file(&who, &ask, admission("staging-db"), ids, t0());
+                existing.create_request(&t.request, &t.events).await
+            })
+        };
+        let mut filed = 0;
+        for task in tasks {
+            task.await.unwrap().unwrap();
+            filed += 1;
+        }
+        let dup = duplicate.await.unwrap();
+        assert_eq!(filed, 60);
+        for n in 0..60 {
+            assert!(
+                store.get_request(&format!("req-c{n}")).await.unwrap().is_some(),
+                "req-c{n}"
+            );
+        }
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        let expected = if dup.is_ok() { 61 } else { 60 } * 3;
+        assert_eq!(report.events, expected, "three events per request, none doubled");
+        assert!(dup.is_err(), "a second request with the same id must fail");
+        assert!(store.get_request_by_grant("grant-dup").await.unwrap().is_none());
+    }
+
+    /// The check index loads from `live_grants`, a page at a time in id order: every active
+    /// grant once, with its fields, and nothing else.
+    pub async fn live_grants_come_in_pages_of_active_grants(store: Arc<dyn Store>) {
+        for n in 0..25 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        file(&*store, 99, "prod-db", "read", None).await; // pending: no grant yet
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.live_grants(after.as_deref(), 10).await.unwrap();
+            assert!(page.len() <= 10);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            seen.extend(page);
+        }
+        let ids: Vec<&str> = seen.iter().map(|g| g.id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "in id order, each once");
+        assert_eq!(ids.len(), 25);
+        let full = store
+            .get_request_by_grant("grant-7")
+            .await
+            .unwrap()
+            .unwrap()
+            .grant
+            .unwrap();
+        let live = seen.iter().find(|g| g.id == "grant-7").unwrap();
+        assert_eq!(
+            (live.principal.as_str(), live.resource.as_str(), live.action.as_str()),
+            (full.principal.as_str(), full.resource.as_str(), full.action.as_str())
+        );
+        assert_eq!(live.expires_at_ms, full.expires_at.timestamp_millis());
+        assert_eq!(live.starts_at_ms, full.starts_at.timestamp_millis());
+        assert_eq!(live.single_use, full.single_use);
+    }
+
     pub async fn archiving_keeps_the_log_verifiable(store: Arc<dyn Store>) {
         use jitgate_core::audit::Checkpoint;
         for n in 0..10 {
@@ -824,6 +932,8 @@ macro_rules! all_cases {
             lists_filter_by_effective_status,
             audit_chain_verifies_and_filters,
             archiving_keeps_the_log_verifiable,
+            concurrent_filings_are_each_committed_once,
+            live_grants_come_in_pages_of_active_grants,
             tokens_are_kept_by_hash_and_revoked_once,
             the_outbox_follows_the_grant,
             credentials_are_handed_out_once,

