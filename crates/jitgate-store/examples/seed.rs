@@ -4,6 +4,9 @@
 //! cargo run --release -p jitgate-store --example seed -- PATH N [HOURS]
 //!
 //! Grant i belongs to principal `user-{i % 10000}` for `read` on `resource-{i / 10000}`.
+//! All of them end at the same moment. `SEED_EXPIRES_IN=40s` sets their length instead of
+//! HOURS, and `SEED_PROVIDER=NAME` gives each one a provider (its provisioning and
+//! deprovisioning go into the outbox), for the expiry benchmark.
 
 use jitgate_core::machine::{self, NewIds};
 use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement};
@@ -18,6 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = &args[1];
     let n: usize = args[2].parse()?;
     let hours: u64 = args.get(3).map(|h| h.parse()).transpose()?.unwrap_or(8);
+    let length = match std::env::var("SEED_EXPIRES_IN") {
+        Ok(text) => jitgate_core::parse_duration(&text)?,
+        Err(_) => DurationSecs(hours * 3600),
+    };
+    let providers: Vec<String> = std::env::var("SEED_PROVIDER").into_iter().collect();
     let admission = Admission {
         requirement: Requirement {
             steps: Vec::new(),
@@ -26,10 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pending_ttl: DurationSecs(3600),
             review_groups: Vec::new(),
             alert: None,
-            providers: Vec::new(),
+            providers: providers.clone(),
             escalation: None,
         },
-        duration: DurationSecs(hours * 3600),
+        duration: length,
     };
     let store = SqliteStore::open(path).await?;
     let now = jitgate_core::millis(chrono::Utc::now());
@@ -41,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ask = Ask {
             resource: &resource,
             action: "read",
-            duration: Some(DurationSecs(hours * 3600)),
+            duration: Some(length),
             reason: "seed",
             payload: None,
             break_glass: false,

@@ -1,59 +1,69 @@
-//! Group commit for new requests on SQLite: requests filed at the same moment are written in one
-//! transaction, so they share one durable commit (one fsync) instead of paying one each. Each
-//! caller is answered only after the commit that holds its request, so nothing acknowledged
-//! can be lost; a batch that fails is retried one request at a time, so one bad request cannot
-//! fail the others.
+//! Group commit on SQLite: writes that arrive at the same moment (requests filed together,
+//! provider deliveries recorded together, expiries settled together) go into one transaction
+//! and share one durable commit (one fsync) instead of paying one each. Each caller is
+//! answered only after the commit that holds its write, so nothing acknowledged can be lost;
+//! a batch that fails is retried one write at a time, so one bad write cannot fail the others
+//! and each caller gets its own answer.
 //!
 //! The writing happens in a task of its own, not in any caller's future: a caller that goes
 //! away (its client disconnected) cannot leave the queue without a writer.
 
 use crate::Result;
-use jitgate_core::{NewEvent, Request};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Requests written in one transaction at most.
+/// Writes in one transaction at most.
 const MAX_BATCH: usize = 512;
 
-pub(crate) struct Filing {
-    pub request: Request,
-    pub events: Vec<NewEvent>,
+/// One write waiting for its commit.
+pub(crate) struct Job<T> {
+    pub item: T,
     done: oneshot::Sender<Result<()>>,
 }
 
-/// Writes a batch in one transaction (`Err` leaves none of it written).
-pub(crate) type WriteBatch =
-    Arc<dyn Fn(Vec<Filing>) -> Pin<Box<dyn Future<Output = (Vec<Filing>, Result<()>)> + Send>> + Send + Sync>;
+/// Writes a batch in one transaction (`Err` leaves none of it written), handing the jobs back.
+pub(crate) type WriteBatch<T> =
+    Arc<dyn Fn(Vec<Job<T>>) -> Pin<Box<dyn Future<Output = (Vec<Job<T>>, Result<()>)> + Send>> + Send + Sync>;
 
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Filing>,
+struct Queue<T> {
+    waiting: Vec<Job<T>>,
     /// A writer task is running and will take what is waiting.
     writing: bool,
 }
 
-#[derive(Clone)]
-pub(crate) struct GroupCommit {
-    queue: Arc<Mutex<Queue>>,
-    write: WriteBatch,
+pub(crate) struct GroupCommit<T> {
+    queue: Arc<Mutex<Queue<T>>>,
+    write: WriteBatch<T>,
 }
 
-impl GroupCommit {
-    pub fn new(write: WriteBatch) -> Self {
+impl<T> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
         GroupCommit {
-            queue: Arc::default(),
+            queue: self.queue.clone(),
+            write: self.write.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> GroupCommit<T> {
+    pub fn new(write: WriteBatch<T>) -> Self {
+        GroupCommit {
+            queue: Arc::new(Mutex::new(Queue {
+                waiting: Vec::new(),
+                writing: false,
+            })),
             write,
         }
     }
 
-    /// Write `request` with its events; answers once it is durably committed.
-    pub async fn file(&self, request: Request, events: Vec<NewEvent>) -> Result<()> {
+    /// Write `item`; answers once it is durably committed (or could not be).
+    pub async fn submit(&self, item: T) -> Result<()> {
         let (done, answer) = oneshot::channel();
         let start_writer = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.waiting.push(Filing { request, events, done });
+            queue.waiting.push(Job { item, done });
             !std::mem::replace(&mut queue.writing, true)
         };
         if start_writer {
@@ -61,13 +71,13 @@ impl GroupCommit {
         }
         answer
             .await
-            .map_err(|_| crate::StoreError::Corrupt("the request writer stopped".into()))?
+            .map_err(|_| crate::StoreError::Corrupt("the database writer stopped".into()))?
     }
 
     /// Write batches until nobody waits.
     async fn drain(self) {
         loop {
-            let batch: Vec<Filing> = {
+            let batch: Vec<Job<T>> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if queue.waiting.is_empty() {
                     queue.writing = false;
@@ -79,22 +89,22 @@ impl GroupCommit {
             let (batch, result) = (self.write)(batch).await;
             match result {
                 Ok(()) => {
-                    for filing in batch {
-                        let _ = filing.done.send(Ok(()));
+                    for job in batch {
+                        let _ = job.done.send(Ok(()));
                     }
                 }
                 Err(_) if batch.len() > 1 => {
                     // Find which one fails: each alone, in order.
-                    for filing in batch {
-                        let (mut one, result) = (self.write)(vec![filing]).await;
-                        if let Some(filing) = one.pop() {
-                            let _ = filing.done.send(result);
+                    for job in batch {
+                        let (mut one, result) = (self.write)(vec![job]).await;
+                        if let Some(job) = one.pop() {
+                            let _ = job.done.send(result);
                         }
                     }
                 }
                 Err(e) => {
-                    if let Some(filing) = batch.into_iter().next() {
-                        let _ = filing.done.send(Err(e));
+                    if let Some(job) = batch.into_iter().next() {
+                        let _ = job.done.send(Err(e));
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! crash or power loss. Writes go through a single connection (SQLite has one writer anyway,
 //! and this avoids busy retries); reads use a pool that runs beside it.
 
+use crate::group_commit::{GroupCommit, Job};
 use crate::rows::{from_ms, ms, request_doc, GRANT_COLUMNS};
 use crate::{AuditFilter, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
@@ -21,7 +22,66 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// New requests filed together share one durable commit.
-    filings: crate::group_commit::GroupCommit,
+    filings: GroupCommit<(Request, Vec<NewEvent>)>,
+    /// Provider delivery attempts recorded together share one durable commit.
+    attempts: GroupCommit<Attempt>,
+}
+
+/// A provider delivery attempt to record.
+struct Attempt {
+    id: i64,
+    done_at: Option<Timestamp>,
+    next_due: Option<Timestamp>,
+    error: Option<String>,
+    event: Option<NewEvent>,
+}
+
+async fn write_attempt(conn: &mut SqliteConnection, a: &Attempt) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
+         WHERE id = ? AND done_at IS NULL",
+    )
+    .bind(a.done_at.map(ms))
+    .bind(a.next_due.map(ms))
+    .bind(&a.error)
+    .bind(a.id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(event) = &a.event {
+        append_events(conn, std::slice::from_ref(event)).await?;
+    }
+    Ok(())
+}
+
+/// A group commit whose batches are written by `write_one` for each item, in one transaction.
+fn group_commit<T, F>(writer: &SqlitePool, write_one: F) -> GroupCommit<T>
+where
+    T: Send + Sync + 'static,
+    F: for<'c> Fn(
+            &'c mut SqliteConnection,
+            &'c T,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>>
+        + Send
+        + Sync
+        + Copy
+        + 'static,
+{
+    let writer = writer.clone();
+    GroupCommit::new(std::sync::Arc::new(move |batch: Vec<Job<T>>| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            let result = async {
+                let mut tx = writer.begin().await?;
+                for job in &batch {
+                    write_one(&mut tx, &job.item).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            .await;
+            (batch, result)
+        })
+    }))
 }
 
 crate::rows::row_decoders!(SqliteRow);
@@ -184,32 +244,22 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        let filings = crate::group_commit::GroupCommit::new(std::sync::Arc::new({
-            let writer = writer.clone();
-            move |batch: Vec<crate::group_commit::Filing>| {
-                let writer = writer.clone();
-                Box::pin(async move {
-                    let result = async {
-                        let mut tx = writer.begin().await?;
-                        for filing in &batch {
-                            insert_request(&mut tx, &filing.request, &filing.events).await?;
-                        }
-                        tx.commit().await?;
-                        Ok(())
-                    }
-                    .await;
-                    (batch, result)
-                })
-            }
-        }));
+        let filings = group_commit(&writer, |conn, (request, events): &(Request, Vec<NewEvent>)| {
+            Box::pin(insert_request(conn, request, events))
+        });
+        let attempts = group_commit(&writer, |conn, attempt: &Attempt| {
+            Box::pin(write_attempt(conn, attempt))
+        });
         Ok(SqliteStore {
             writer,
             reader,
             filings,
+            attempts,
         })
     }
 
     /// One delivery attempt of an outbox item: done, or failed with the next try's time.
+    /// Attempts recorded at the same moment share one commit (many grants ending together).
     async fn record_attempt(
         &self,
         id: i64,
@@ -218,22 +268,15 @@ impl SqliteStore {
         error: Option<&str>,
         event: Option<&NewEvent>,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
-             WHERE id = ? AND done_at IS NULL",
-        )
-        .bind(done_at.map(ms))
-        .bind(next_due.map(ms))
-        .bind(error)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(event) = event {
-            append_events(&mut tx, std::slice::from_ref(event)).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.attempts
+            .submit(Attempt {
+                id,
+                done_at,
+                next_due,
+                error: error.map(str::to_string),
+                event: event.cloned(),
+            })
+            .await
     }
 
     fn request_query(where_clause: &str) -> String {
@@ -246,7 +289,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_request(&self, request: &Request, events: &[NewEvent]) -> Result<Request> {
-        self.filings.file(request.clone(), events.to_vec()).await?;
+        self.filings.submit((request.clone(), events.to_vec())).await?;
         let mut stored = request.clone();
         stored.version = 1;
         Ok(stored)
