@@ -824,14 +824,17 @@ impl App {
     /// Apply every time-based transition due at `now`. Returns how many requests changed.
     pub async fn settle_due(&self, now: Timestamp, batch: u32) -> Result<usize, StoreError> {
         let due = self.store.due_requests(now, batch).await?;
+        // Saved together, so that the store can commit many expiries at once.
+        let saves = due.iter().filter_map(|current| {
+            machine::settle(current, now).map(|Transition { request, events }| async move {
+                (current, self.store.save_transition(current, &request, &events).await)
+            })
+        });
         let mut changed = 0;
-        for current in due {
-            let Some(Transition { request, events }) = machine::settle(&current, now) else {
-                continue;
-            };
-            match self.store.save_transition(&current, &request, &events).await {
+        for (current, saved) in futures_util::future::join_all(saves).await {
+            match saved {
                 Ok(saved) => {
-                    self.track(Some(&current), &saved);
+                    self.track(Some(current), &saved);
                     changed += 1;
                 }
                 // Someone else moved it on; the next round sees the fresh state.

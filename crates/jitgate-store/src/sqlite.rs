@@ -25,6 +25,8 @@ pub struct SqliteStore {
     filings: GroupCommit<(Request, Vec<NewEvent>)>,
     /// Provider delivery attempts recorded together share one durable commit.
     attempts: GroupCommit<Attempt>,
+    /// Request transitions saved together (expiries) share one durable commit.
+    transitions: GroupCommit<(Request, Request, Vec<NewEvent>)>,
 }
 
 /// A provider delivery attempt to record.
@@ -50,6 +52,66 @@ async fn write_attempt(conn: &mut SqliteConnection, a: &Attempt) -> Result<()> {
     if let Some(event) = &a.event {
         append_events(conn, std::slice::from_ref(event)).await?;
     }
+    Ok(())
+}
+
+/// A request's transition, if nobody changed it first (else `Conflict`), with its grant's and
+/// providers' changes and its events.
+async fn write_transition(
+    tx: &mut SqliteConnection,
+    previous: &Request,
+    next: &Request,
+    events: &[NewEvent],
+) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE requests SET status = ?, escalate_at = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
+    )
+    .bind(next.status.as_str())
+    .bind(next.escalates_at().map(ms))
+    .bind(request_doc(next)?)
+    .bind(&next.id)
+    .bind(previous.version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
+    match (&previous.grant, &next.grant) {
+        (None, Some(grant)) => insert_grant(&mut *tx, grant).await?,
+        (Some(old), Some(new)) if old != new => {
+            let updated = sqlx::query(
+                "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ?, token = ? \
+                 WHERE id = ? AND status = ? AND extensions = ?",
+            )
+            .bind(new.status.as_str())
+            .bind(ms(new.expires_at))
+            .bind(new.ended_at.map(ms))
+            .bind(&new.ended_by)
+            .bind(&new.end_comment)
+            .bind(i64::from(new.extensions))
+            .bind(&new.token)
+            .bind(&new.id)
+            .bind(old.status.as_str())
+            .bind(i64::from(old.extensions))
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            if old.expires_at != new.expires_at || old.status != new.status {
+                reschedule_providers(&mut *tx, old, new).await?;
+            }
+            if old.expires_at != new.expires_at {
+                // A new end deserves its own reminder.
+                sqlx::query("UPDATE grants SET reminded_at = NULL WHERE id = ?")
+                    .bind(&new.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        _ => {}
+    }
+    append_events(&mut *tx, events).await?;
     Ok(())
 }
 
@@ -250,11 +312,18 @@ impl SqliteStore {
         let attempts = group_commit(&writer, |conn, attempt: &Attempt| {
             Box::pin(write_attempt(conn, attempt))
         });
+        let transitions = group_commit(
+            &writer,
+            |conn, (previous, next, events): &(Request, Request, Vec<NewEvent>)| {
+                Box::pin(write_transition(conn, previous, next, events))
+            },
+        );
         Ok(SqliteStore {
             writer,
             reader,
             filings,
             attempts,
+            transitions,
         })
     }
 
@@ -305,58 +374,10 @@ impl Store for SqliteStore {
     }
 
     async fn save_transition(&self, previous: &Request, next: &Request, events: &[NewEvent]) -> Result<Request> {
-        let mut tx = self.writer.begin().await?;
-        let updated =
-            sqlx::query(
-                "UPDATE requests SET status = ?, escalate_at = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
-            )
-            .bind(next.status.as_str())
-            .bind(next.escalates_at().map(ms))
-            .bind(request_doc(next)?)
-                .bind(&next.id)
-                .bind(previous.version)
-                .execute(&mut *tx)
-                .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict);
-        }
-        match (&previous.grant, &next.grant) {
-            (None, Some(grant)) => insert_grant(&mut tx, grant).await?,
-            (Some(old), Some(new)) if old != new => {
-                let updated = sqlx::query(
-                    "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ?, token = ? \
-                     WHERE id = ? AND status = ? AND extensions = ?",
-                )
-                .bind(new.status.as_str())
-                .bind(ms(new.expires_at))
-                .bind(new.ended_at.map(ms))
-                .bind(&new.ended_by)
-                .bind(&new.end_comment)
-                .bind(i64::from(new.extensions))
-                .bind(&new.token)
-                .bind(&new.id)
-                .bind(old.status.as_str())
-                .bind(i64::from(old.extensions))
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-                if old.expires_at != new.expires_at || old.status != new.status {
-                    reschedule_providers(&mut tx, old, new).await?;
-                }
-                if old.expires_at != new.expires_at {
-                    // A new end deserves its own reminder.
-                    sqlx::query("UPDATE grants SET reminded_at = NULL WHERE id = ?")
-                        .bind(&new.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            _ => {}
-        }
-        append_events(&mut tx, events).await?;
-        tx.commit().await?;
+        // Transitions saved at the same moment (many grants expiring together) share a commit.
+        self.transitions
+            .submit((previous.clone(), next.clone(), events.to_vec()))
+            .await?;
         let mut stored = next.clone();
         stored.version = previous.version + 1;
         Ok(stored)
