@@ -38,11 +38,13 @@ check() {
   curl -sf -H 'authorization: Bearer demo-svc' -H 'content-type: application/json' \
     -d '{"principal":"user-0","resource":"resource-0","action":"read"}' "http://127.0.0.1:$PORT/v1/check"
 }
-check | grep -q '"allow":true'
+[[ "$(check)" == *'"allow":true'* ]] || { echo "a seeded grant does not allow before its end" >&2; exit 1; }
 # Right after the end: refused.
 while [ "$(date +%s%3N)" -lt "$ends_ms" ]; do sleep 0.01; done
 sleep 0.01
-check | grep -q '"allow":false' && echo "checked $(( $(date +%s%3N) - ends_ms )) ms after the end: refused"
+answer=$(check)
+[[ "$answer" == *'"allow":false'* ]] || { echo "allowed after the end: $answer" >&2; exit 1; }
+echo "checked $(( $(date +%s%3N) - ends_ms )) ms after the end: refused ($answer)"
 # Until every deprovisioning is acknowledged.
 until [ "$(sqlite3 "$work/jitgate.db" "SELECT COUNT(*) FROM outbox WHERE operation = 'deprovision' AND done_at IS NULL")" = 0 ]; do
   sleep 0.2

@@ -61,22 +61,28 @@ pub fn now() -> Timestamp {
 }
 
 /// Every active grant, read a page at a time with only the fields the index keeps: a million
-/// load in seconds, without holding a million full rows at once.
-async fn load_index(store: &dyn Store) -> Result<GrantIndex, StoreError> {
+/// load in seconds, without holding a million full rows at once. The next page is read while
+/// this one goes into the index.
+async fn load_index(store: &Arc<dyn Store>) -> Result<GrantIndex, StoreError> {
     const PAGE: u32 = 50_000;
+    let fetch = |after: Option<String>| {
+        let store = store.clone();
+        tokio::spawn(async move { store.live_grants(after.as_deref(), PAGE).await })
+    };
     let mut index = GrantIndex::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.live_grants(after.as_deref(), PAGE).await?;
-        let full = page.len() == PAGE as usize;
-        after = page.last().map(|g| g.id.clone());
+    let mut next = Some(fetch(None));
+    while let Some(reading) = next.take() {
+        let page = reading
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("loading grants: {e}")))??;
+        if page.len() == PAGE as usize {
+            next = Some(fetch(page.last().map(|g| g.id.clone())));
+        }
         for grant in page {
             index.insert_live(grant);
         }
-        if !full {
-            return Ok(index);
-        }
     }
+    Ok(index)
 }
 
 fn new_id(prefix: &str) -> String {
@@ -100,7 +106,7 @@ impl App {
         let ssh_ca = crate::ssh::SshCa::load(&*store, now())
             .await
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let index = load_index(&*store).await?;
+        let index = load_index(&store).await?;
         let metrics = Metrics::new();
         metrics
             .active_grants
@@ -801,7 +807,7 @@ impl App {
 
     /// Load every active grant from the database again, and let waiting callers look again.
     pub(crate) async fn resync(&self) {
-        match load_index(&*self.store).await {
+        match load_index(&self.store).await {
             Ok(index) => {
                 let loaded = index.len();
                 self.metrics
