@@ -140,6 +140,29 @@ impl App {
         *self.policy.write() = Arc::new(policy);
     }
 
+    /// Whom the policy is explained for: the caller, or, for those whose reach is everyone
+    /// (admins and auditors), anyone in the directory. The API and the web UI both ask here.
+    pub fn explain_subject(&self, caller: &Caller, principal: Option<&str>) -> Result<Identity, ApiError> {
+        let who = caller.who();
+        match principal {
+            None => Ok(who.clone()),
+            Some(p) if p == who.principal => Ok(who.clone()),
+            Some(p) => {
+                if caller.reach() != jitgate_core::authz::Reach::All {
+                    return Err(ApiError::Forbidden(format!(
+                        "{} may explain only their own requests; admins and auditors may explain anyone's",
+                        who.principal
+                    )));
+                }
+                self.policy()
+                    .rules()
+                    .principal(p)
+                    .map(|e| e.identity.clone())
+                    .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))
+            }
+        }
+    }
+
     /// Single sign-on for the web UI, if configured.
     pub fn sso(&self) -> Option<&crate::ui::Sso> {
         self.sso.get()

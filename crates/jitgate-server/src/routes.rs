@@ -501,24 +501,7 @@ pub async fn explain_policy(
     Q(query): Q<ExplainQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let policy = app.policy();
-    let who = caller.who();
-    let subject = match query.principal {
-        None => who.clone(),
-        Some(p) if p == who.principal => who.clone(),
-        Some(p) => {
-            if caller.reach() != Reach::All {
-                return Err(ApiError::Forbidden(format!(
-                    "{} may explain only their own requests; admins and auditors may explain anyone's",
-                    who.principal
-                )));
-            }
-            policy
-                .rules()
-                .principal(&p)
-                .map(|e| e.identity.clone())
-                .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))?
-        }
-    };
+    let subject = app.explain_subject(&caller, query.principal.as_deref())?;
     let explanation = policy.explain(&subject, &query.resource, &query.action, None, now());
     Ok(Json(jitgate_policy::explanation_json(
         &subject.principal,

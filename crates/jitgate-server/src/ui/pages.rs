@@ -940,24 +940,8 @@ pub async fn explain(
         None
     } else {
         let policy = app.policy();
-        let who = caller.who();
-        let subject = match form.principal.trim() {
-            "" => who.clone(),
-            p if p == who.principal => who.clone(),
-            p => {
-                if caller.reach() != Reach::All {
-                    return Err(ApiError::Forbidden(format!(
-                        "{} may explain only their own requests; admins and auditors may explain anyone's",
-                        who.principal
-                    )));
-                }
-                policy
-                    .rules()
-                    .principal(p)
-                    .map(|e| e.identity.clone())
-                    .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))?
-            }
-        };
+        let principal = Some(form.principal.trim()).filter(|p| !p.is_empty());
+        let subject = app.explain_subject(&caller, principal)?;
         let (resource, action) = (form.resource.trim(), form.action.trim());
         let explanation = policy.explain(&subject, resource, action, None, now());
         let json = jitgate_policy::explanation_json(&subject.principal, resource, action, &explanation);
