@@ -529,3 +529,32 @@ fn denied_checks_are_aggregated_into_one_event_per_window() {
     );
     assert_eq!(alice["actor"], "svc-api", "the checker: {alice}");
 }
+
+/// Retention never archives what a live sink has not shipped: while the SIEM refuses, events
+/// stay in the database; once it takes them, they are archived.
+#[test]
+fn retention_waits_for_every_live_sink() {
+    let archive = tempfile::tempdir().unwrap();
+    let siem = receiver::receiver();
+    siem.fail.store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    let config = format!(
+        "[audit]\ncheckpoint_every = \"1s\"\nretain = \"1s\"\narchive_every = \"1s\"\narchive_dir = \"{}\"\n\n\
+         [[audit.sinks]]\nname = \"siem\"\nkind = \"http\"\nurl = \"{}\"\n",
+        archive.path().display(),
+        siem.url
+    );
+    let s = Server::start_with(&quickstart(), Some(&config));
+    busy(&s, 20);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(
+        std::fs::read_dir(archive.path()).unwrap().count(),
+        0,
+        "nothing archived while the sink has shipped nothing"
+    );
+    assert_eq!(sql(&s, "SELECT MIN(seq) FROM audit_events"), "1");
+    siem.fail.store(0, std::sync::atomic::Ordering::SeqCst);
+    wait_until("archived once shipped", || {
+        std::fs::read_dir(archive.path()).unwrap().count() > 0
+    });
+    assert_eq!(verify(&s)["ok"], true);
+}

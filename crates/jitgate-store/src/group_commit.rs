@@ -76,6 +76,8 @@ impl<T: Send + 'static> GroupCommit<T> {
 
     /// Write batches until nobody waits.
     async fn drain(self) {
+        // Should writing panic, later callers must not wait for a writer that is gone.
+        let _reset = ResetOnPanic(self.queue.clone());
         loop {
             let batch: Vec<Job<T>> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,6 +95,13 @@ impl<T: Send + 'static> GroupCommit<T> {
                         let _ = job.done.send(Ok(()));
                     }
                 }
+                // The database is away: the same for every write, so each one says so now
+                // rather than waiting to be tried alone.
+                Err(e) if e.is_unavailable() => {
+                    for job in batch {
+                        let _ = job.done.send(Err(crate::StoreError::Unavailable(e.to_string())));
+                    }
+                }
                 Err(_) if batch.len() > 1 => {
                     // Find which one fails: each alone, in order.
                     for job in batch {
@@ -107,6 +116,23 @@ impl<T: Send + 'static> GroupCommit<T> {
                         let _ = job.done.send(Err(e));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Clears the writer mark and fails the waiting writes if the writer task panics.
+struct ResetOnPanic<T>(Arc<Mutex<Queue<T>>>);
+
+impl<T> Drop for ResetOnPanic<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            queue.writing = false;
+            for job in queue.waiting.drain(..) {
+                let _ = job
+                    .done
+                    .send(Err(crate::StoreError::Corrupt("the database writer failed".into())));
             }
         }
     }

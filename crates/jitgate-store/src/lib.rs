@@ -33,12 +33,16 @@ pub enum StoreError {
     /// The operation's precondition does not hold; nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// The database could not be reached for a write that was queued with others.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// The database could not be reached (as opposed to refusing the operation).
     pub fn is_unavailable(&self) -> bool {
         match self {
+            StoreError::Unavailable(_) => true,
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
             // PostgreSQL going away: connection exceptions (08...) and operator intervention
             // (57...: shutting down, terminated by an administrator).

@@ -31,16 +31,30 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
     if head <= signed {
         return Ok(None);
     }
-    let last = app
-        .store
-        .checkpoints()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|c| c.seq <= head)
-        .max_by_key(|c| c.seq);
+    let checkpoints = app.store.checkpoints().await.map_err(|e| e.to_string())?;
+    if let Some(beyond) = checkpoints.iter().find(|c| c.seq > head) {
+        return Err(format!(
+            "not signing: a checkpoint vouches for event {} but the log ends at {head}: it was cut short; run jitgate audit verify",
+            beyond.seq
+        ));
+    }
+    let last = checkpoints.into_iter().max_by_key(|c| c.seq);
     if let Some(checkpoint) = last.as_ref().filter(|c| c.seq == head) {
-        // Already signed (by another replica, or before a restart).
+        // Already signed (by another replica, or before a restart), if the head is still it.
+        let event = app
+            .store
+            .audit_events(&AuditFilter {
+                after_seq: Some(head - 1),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if event.first().map(|e| e.hash.as_str()) != Some(checkpoint.hash.as_str()) {
+            return Err(format!(
+                "not signing: event {head} differs from its checkpoint; run jitgate audit verify"
+            ));
+        }
         return Ok(Some(checkpoint.clone()));
     }
     let Some(event) = extends_last_checkpoint(app, head, last.as_ref()).await? else {
@@ -80,6 +94,8 @@ async fn extends_last_checkpoint(
             })
             .await
             .map_err(|e| e.to_string())?;
+        // Up to the head read above: events appended meanwhile wait for the next round.
+        let page: Vec<jitgate_core::AuditEvent> = page.into_iter().filter(|e| e.seq <= head).collect();
         let Some(newest) = page.last().cloned() else { break };
         let link = match (&tail, last) {
             (Some(tail), _) => Some(tail.clone()),
@@ -102,7 +118,7 @@ async fn extends_last_checkpoint(
         }
         after = newest.seq;
         tail = Some(newest);
-        if page.len() < PAGE as usize {
+        if after >= head || page.len() < PAGE as usize {
             break;
         }
     }

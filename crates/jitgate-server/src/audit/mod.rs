@@ -57,6 +57,7 @@ impl AuditConfig {
                     .map_err(|m| format!("audit.retain: {m}"))?,
                 dir: dir.clone(),
                 every: interval("audit.archive_every", self.archive_every.as_deref(), 3600)?,
+                sinks: Vec::new(),
             }),
         };
         let mut built: Vec<sinks::Sink> = Vec::new();
@@ -67,6 +68,10 @@ impl AuditConfig {
             }
             built.push(sink);
         }
+        let retention = retention.map(|r| retention::Retention {
+            sinks: built.iter().map(sinks::Sink::key).collect(),
+            ..r
+        });
         Ok(AuditSettings {
             checkpoint_every,
             denied_checks_every,

@@ -23,6 +23,8 @@ pub struct Retention {
     pub retain: chrono::TimeDelta,
     pub dir: PathBuf,
     pub every: Duration,
+    /// The live sinks' cursors (their keys): nothing they have not shipped is archived.
+    pub sinks: Vec<String>,
 }
 
 const PAGE: u32 = 5000;
@@ -41,7 +43,10 @@ pub async fn run(app: Arc<App>, retention: Retention) {
     loop {
         interval.tick().await;
         let at = now();
-        let lease = chrono::TimeDelta::from_std(retention.every).unwrap_or(chrono::TimeDelta::hours(1));
+        // Longer than any run: two replicas must never archive at once.
+        let lease = chrono::TimeDelta::from_std(retention.every)
+            .unwrap_or(chrono::TimeDelta::hours(1))
+            .max(chrono::TimeDelta::minutes(30));
         match app
             .store
             .lease_sink(LEASE, app.notifier().holder(), at, at + lease)
@@ -75,9 +80,15 @@ pub async fn archive_due(app: &App, retention: &Retention) -> Result<Option<Path
     let cutoff = now() - retention.retain;
     let head = app.store.audit_head().await.map_err(|e| e.to_string())?;
     let checkpoints = app.store.checkpoints().await.map_err(|e| e.to_string())?;
+    // Every live sink must have shipped what is archived: a sink that is down keeps it here.
+    let mut shipped = head;
+    for key in &retention.sinks {
+        let cursor = app.store.notification_cursor(key).await.map_err(|e| e.to_string())?;
+        shipped = shipped.min(cursor.unwrap_or(0));
+    }
     let Some(through) = checkpoints
         .iter()
-        .filter(|c| c.at <= cutoff && c.seq < head)
+        .filter(|c| c.at <= cutoff && c.seq < head && c.seq <= shipped)
         .map(|c| c.seq)
         .max()
     else {
@@ -135,7 +146,7 @@ async fn write_segment(
 ) -> Result<(), String> {
     let shown = |e: std::io::Error| format!("{}: {e}", segment.display());
     std::fs::create_dir_all(segment.parent().unwrap_or(Path::new("."))).map_err(shown)?;
-    let partial = segment.with_extension("jsonl.partial");
+    let partial = segment.with_extension(format!("jsonl.{}.partial", std::process::id()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(shown)?);
     let mut pending = checkpoints.iter().peekable();
     while let Some(c) = pending.next_if(|c| c.seq < first) {

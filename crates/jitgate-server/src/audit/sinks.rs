@@ -197,7 +197,7 @@ impl Sink {
     }
 
     /// The sink's cursor and lease in the store (shared with notification sinks, so prefixed).
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         format!("audit:{}", self.name)
     }
 
@@ -294,6 +294,16 @@ async fn ship_batch(app: &App, sink: &Sink, on_disk: &mut Option<i64>) -> Result
     let Some(last) = events.last().map(|e| e.seq) else {
         return Ok(Shipped::Rest);
     };
+    if let Some(first) = events.first().filter(|e| e.seq != cursor + 1) {
+        // Retention waits for every sink, so this means the events were gone before the sink
+        // was configured (or were deleted by hand): say so, loudly.
+        tracing::error!(sink = %sink.name, from = cursor + 1, to = first.seq - 1, "audit events missing from the log were not shipped");
+        app.metrics.count_audit_sink(
+            &sink.name,
+            "missing",
+            u64::try_from(first.seq - cursor - 1).unwrap_or(0),
+        );
+    }
     let count = events.len() as u64;
     let result = match &sink.target {
         Target::Stdout => {
@@ -424,9 +434,16 @@ fn last_seq_in(path: &Path) -> std::io::Result<Option<i64>> {
     let len = file.metadata()?.len();
     let from = len.saturating_sub(64 * 1024);
     file.seek(SeekFrom::Start(from))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail)?;
-    let last = tail.lines().rev().find_map(|line| {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    // The seek may land inside a line (or a character): only whole lines after it count.
+    let tail = String::from_utf8_lossy(&bytes);
+    let whole = if from == 0 {
+        &tail[..]
+    } else {
+        tail.split_once('\n').map_or("", |(_, rest)| rest)
+    };
+    let last = whole.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         v["seq"].as_i64().or_else(|| v["event"]["sequence"].as_i64())
     });
@@ -440,6 +457,20 @@ mod tests {
     fn lines(seqs: std::ops::RangeInclusive<i64>) -> Vec<(i64, String)> {
         seqs.map(|s| (s, format!("{{\"seq\":{s},\"pad\":\"{}\"}}", "x".repeat(80))))
             .collect()
+    }
+
+    #[test]
+    fn the_last_line_is_found_whatever_the_tail_starts_in() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.jsonl");
+        // Multi-byte characters everywhere, and more than the 64 KiB read from the end: the
+        // seek lands inside a line and maybe inside a character.
+        let lines: Vec<(i64, String)> = (1..=400)
+            .map(|s| (s, format!("{{\"seq\":{s},\"comment\":\"{}\"}}", "é€😀".repeat(40))))
+            .collect();
+        append_rotating(&path, 100 * 1024 * 1024, 1, None, &lines).unwrap_or_default();
+        assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 64 * 1024);
+        assert_eq!(last_seq_in(&path).ok().flatten(), Some(400));
     }
 
     #[test]

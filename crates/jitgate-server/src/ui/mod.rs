@@ -81,7 +81,10 @@ async fn guard(request: Request, next: Next) -> Response {
         .find(|(k, _)| k == CSRF_COOKIE)
         .map(|(_, v)| v.clone())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()));
-    let csrf = existing_csrf.clone().unwrap_or_else(new_csrf_token);
+    let Some(csrf) = existing_csrf.clone().or_else(new_csrf_token) else {
+        // Forms without an unguessable token would be forgeable: refuse to serve them.
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available").into_response();
+    };
     if !parts.headers.contains_key(header::AUTHORIZATION) {
         if let Some((_, token)) = cookies.iter().find(|(k, _)| k == SESSION_COOKIE) {
             if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -245,10 +248,10 @@ fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn new_csrf_token() -> String {
+fn new_csrf_token() -> Option<String> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).unwrap_or_default();
-    hex::encode(bytes)
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
@@ -306,7 +309,10 @@ mod tests {
 
     #[test]
     fn csrf_tokens_are_fresh_and_compared_whole() {
-        let (a, b) = (new_csrf_token(), new_csrf_token());
+        let (a, b) = (
+            new_csrf_token().unwrap_or_default(),
+            new_csrf_token().unwrap_or_default(),
+        );
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
         assert!(constant_time_eq(a.as_bytes(), a.as_bytes()));

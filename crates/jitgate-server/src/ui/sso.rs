@@ -131,10 +131,10 @@ impl Sso {
     }
 }
 
-fn random() -> String {
+fn random() -> Option<String> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(bytes)
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[derive(Deserialize)]
@@ -156,7 +156,13 @@ pub async fn start(
             "Single sign-on is not configured.",
         );
     };
-    let (state, verifier, nonce) = (random(), random(), random());
+    let (Some(state), Some(verifier), Some(nonce)) = (random(), random(), random()) else {
+        return super::pages::error_page(
+            &csrf.0,
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "No randomness is available to start a sign-in safely.",
+        );
+    };
     let next = super::pages::safe_next(query.next.as_deref());
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let query = serde_urlencoded::to_string([
@@ -276,6 +282,13 @@ pub async fn callback(
         .unwrap_or_default();
     if claims["nonce"].as_str().map(str::as_bytes) != Some(nonce.as_bytes()) {
         return refuse("The ID token was not issued for this sign-in (nonce). Start again.");
+    }
+    // Browsers drop cookies over about 4 KB without a word: say so instead.
+    if id_token.len() > 3800 {
+        return refuse(
+            "The identity provider's ID token is too large to keep as a browser session (over 3,800 bytes): \
+             ask it for fewer claims (groups) in the ID token, or sign in with an API token.",
+        );
     }
     tracing::info!(principal = %who.principal, "signed in to the web UI with single sign-on");
     let next = URL_SAFE_NO_PAD
