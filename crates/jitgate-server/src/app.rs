@@ -43,6 +43,16 @@ pub struct App {
     denied: crate::audit::denied::DeniedChecks,
     /// Single sign-on for the web UI, when configured.
     sso: std::sync::OnceLock<crate::ui::Sso>,
+    /// While a resync reads every grant (a page at a time), the index changes made meanwhile,
+    /// to apply to what it read before it takes over: a grant revoked during the read must
+    /// not come back.
+    resyncing: parking_lot::Mutex<Option<Vec<IndexChange>>>,
+}
+
+/// A change to the check index, as `resyncing` keeps it.
+enum IndexChange {
+    Hold(Box<Grant>),
+    Remove(String),
 }
 
 /// A place among the waiting callers, given back on drop.
@@ -127,6 +137,7 @@ impl App {
             waiters: std::sync::atomic::AtomicUsize::new(0),
             denied: crate::audit::denied::DeniedChecks::default(),
             sso: std::sync::OnceLock::new(),
+            resyncing: parking_lot::Mutex::new(None),
         })
     }
 
@@ -823,6 +834,10 @@ impl App {
     fn hold_grant(&self, grant: &Grant) {
         let mut index = self.index.write();
         index.upsert(grant);
+        // Under the index's lock, so a resync taking over cannot miss it.
+        if let Some(journal) = self.resyncing.lock().as_mut() {
+            journal.push(IndexChange::Hold(Box::new(grant.clone())));
+        }
         self.metrics
             .active_grants
             .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
@@ -830,17 +845,30 @@ impl App {
 
     /// Load every active grant from the database again, and let waiting callers look again.
     pub(crate) async fn resync(&self) {
+        *self.resyncing.lock() = Some(Vec::new());
         match load_index(&self.store).await {
-            Ok(index) => {
+            Ok(mut index) => {
+                let mut current = self.index.write();
+                // What changed while the pages were read wins over what they said.
+                for change in self.resyncing.lock().take().unwrap_or_default() {
+                    match change {
+                        IndexChange::Hold(grant) => index.upsert(&grant),
+                        IndexChange::Remove(id) => index.remove(&id),
+                    }
+                }
                 let loaded = index.len();
                 self.metrics
                     .active_grants
                     .set(i64::try_from(loaded).unwrap_or(i64::MAX));
-                *self.index.write() = index;
+                *current = index;
+                drop(current);
                 let _ = self.changes.send(EVERYTHING_CHANGED.to_string());
                 tracing::info!(active_grants = loaded, "check index loaded from the database");
             }
-            Err(e) => tracing::warn!(error = %e, "cannot load active grants; keeping the index as it is"),
+            Err(e) => {
+                self.resyncing.lock().take();
+                tracing::warn!(error = %e, "cannot load active grants; keeping the index as it is");
+            }
         }
         if let Err(e) = self.reload_tokens().await {
             tracing::warn!(error = %e, "cannot reload API tokens");
@@ -947,6 +975,9 @@ impl App {
             Ok(false) => {
                 let mut index = self.index.write();
                 index.remove(grant_id);
+                if let Some(journal) = self.resyncing.lock().as_mut() {
+                    journal.push(IndexChange::Remove(grant_id.to_string()));
+                }
                 self.metrics
                     .active_grants
                     .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
