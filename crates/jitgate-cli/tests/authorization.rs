@@ -203,6 +203,35 @@ fn every_role_the_table_refuses_is_refused() {
         "a user's principal filter is their own name"
     );
     assert!(grants_of(AUDITOR).contains(&staging_grant));
+    // The auditor pages through every grant one at a time: each once, newest first, and the
+    // last page says there is no next one.
+    let mut paged = Vec::new();
+    let mut path = "/v1/grants?limit=1".to_string();
+    loop {
+        let (status, page) = s.get(&path, AUDITOR);
+        assert_eq!(status, 200, "{page}");
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/grants?limit=1&before={next}"),
+            None => break,
+        }
+    }
+    let (_, everything) = s.get("/v1/grants?limit=500", AUDITOR);
+    let newest_first: Vec<String> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(newest_first.len() >= 2, "{everything}");
+    assert!(newest_first.windows(2).all(|w| w[0] > w[1]), "{newest_first:?}");
+    assert_eq!(paged, newest_first);
 
     // Extend: the holder only.
     row(

@@ -333,6 +333,9 @@ pub struct RequestList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GrantList {
     pub items: Vec<GrantView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -451,9 +454,14 @@ pub struct RequestQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
+    /// Only grants in this status (as of now).
     pub status: Option<String>,
+    /// Only grants held by this principal.
     pub principal: Option<String>,
+    /// Page size, 1 to 500 (default 100).
     pub limit: Option<u32>,
+    /// The `next` value of the previous page.
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -262,17 +262,22 @@ pub async fn list_grants(
                 principal,
                 status,
                 limit,
+                before: query.before,
             },
             at,
         )
         .await?;
+    // A full page may have more after it; the next one starts after its last grant.
+    let next = (grants.len() == limit as usize)
+        .then(|| grants.last().map(|g| g.id.clone()))
+        .flatten();
     let mut items: Vec<GrantView> = grants
         .iter()
         .map(|g| GrantView::new(g, at, &caller.who().principal))
         .collect();
     app.add_provider_status(&mut items.iter_mut().collect::<Vec<_>>())
         .await?;
-    Ok(Json(GrantList { items }))
+    Ok(Json(GrantList { items, next }))
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path)), request_body = CommentBody,

@@ -95,6 +95,8 @@ pub struct GrantFilter {
     /// Effective status at `now`: an active grant past its end counts as expired.
     pub status: Option<GrantStatus>,
     pub limit: u32,
+    /// Only grants created before this one (ids are in creation order): the next page.
+    pub before: Option<String>,
 }
 
 /// Which audit events to list.

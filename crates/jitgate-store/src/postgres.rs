@@ -457,44 +457,16 @@ impl Store for PostgresStore {
     }
 
     async fn list_grants(&self, filter: &GrantFilter, now: Timestamp) -> Result<Vec<Grant>> {
-        let mut clauses: Vec<&str> = Vec::new();
-        let mut now_bind = false;
-        match filter.status {
-            Some(GrantStatus::Active) => {
-                clauses.push("g.status = 'active' AND g.expires_at > ?");
-                now_bind = true;
-            }
-            Some(GrantStatus::Expired) => {
-                clauses.push("(g.status = 'expired' OR (g.status = 'active' AND g.expires_at <= ?))");
-                now_bind = true;
-            }
-            Some(_) => clauses.push("g.status = ?"),
-            None => {}
-        }
-        if filter.principal.is_some() {
-            clauses.push("g.principal = ?");
-        }
-        let where_clause = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = numbered(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants g {where_clause} ORDER BY g.starts_at DESC, g.id DESC LIMIT ?"
-        ));
+        let (sql, binds) = crate::rows::grant_list_query(filter, now);
+        let sql = numbered(&sql);
         let mut query = sqlx::query(&sql);
-        if now_bind {
-            query = query.bind(ms(now));
-        } else if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
+        for bind in binds {
+            query = match bind {
+                crate::rows::ListBind::Int(v) => query.bind(v),
+                crate::rows::ListBind::Text(v) => query.bind(v),
+            };
         }
-        if let Some(p) = &filter.principal {
-            query = query.bind(p);
-        }
-        let rows = query
-            .bind(i64::from(filter.limit.max(1)))
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter().filter_map(|r| grant_from_row(r).transpose()).collect()
     }
 

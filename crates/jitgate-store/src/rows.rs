@@ -19,6 +19,55 @@ pub(crate) const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
     g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token, g.providers AS g_providers";
 
+/// A value bound to a list query's placeholder.
+pub(crate) enum ListBind {
+    Int(i64),
+    Text(String),
+}
+
+/// The query listing grants for `filter`, newest first, with `?` placeholders and their values
+/// in order. Grant ids are UUIDv7, so id order is creation order: the primary key, the
+/// `grants_live (status, id)` and `grants_by_principal (principal, id)` indexes give every page
+/// in order without sorting, and a page resumes after the last id handed out.
+pub(crate) fn grant_list_query(filter: &crate::GrantFilter, now: Timestamp) -> (String, Vec<ListBind>) {
+    use jitgate_core::GrantStatus;
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut binds = Vec::new();
+    match filter.status {
+        Some(GrantStatus::Active) => {
+            clauses.push("g.status = 'active' AND g.expires_at > ?");
+            binds.push(ListBind::Int(ms(now)));
+        }
+        Some(GrantStatus::Expired) => {
+            clauses.push("(g.status = 'expired' OR (g.status = 'active' AND g.expires_at <= ?))");
+            binds.push(ListBind::Int(ms(now)));
+        }
+        Some(status) => {
+            clauses.push("g.status = ?");
+            binds.push(ListBind::Text(status.as_str().to_string()));
+        }
+        None => {}
+    }
+    if let Some(principal) = &filter.principal {
+        clauses.push("g.principal = ?");
+        binds.push(ListBind::Text(principal.clone()));
+    }
+    if let Some(before) = &filter.before {
+        clauses.push("g.id < ?");
+        binds.push(ListBind::Text(before.clone()));
+    }
+    let where_clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    binds.push(ListBind::Int(i64::from(filter.limit.max(1))));
+    (
+        format!("SELECT {GRANT_COLUMNS} FROM grants g {where_clause} ORDER BY g.id DESC LIMIT ?"),
+        binds,
+    )
+}
+
 pub(crate) fn request_doc(request: &Request) -> Result<String> {
     let mut copy = request.clone();
     copy.grant = None;

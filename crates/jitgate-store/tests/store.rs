@@ -84,6 +84,20 @@ mod conformance {
         store.create_request(&t.request, &t.events).await.expect("stored")
     }
 
+    /// An automatically approved staging read by `who`, filed at `t0()`.
+    fn staging_read(who: &Identity, request_id: String, grant_id: String) -> machine::Transition {
+        let ask = Ask {
+            resource: "staging-db",
+            action: "read",
+            duration: Some(jitgate_core::DurationSecs(60)),
+            reason: "work",
+            payload: None,
+            break_glass: false,
+        };
+        let ids = NewIds { request_id, grant_id };
+        machine::file(who, &ask, admission("staging-db"), ids, t0())
+    }
+
     pub async fn round_trip(store: Arc<dyn Store>) {
         let stored = file(&*store, 1, "staging-db", "read", None).await;
         let read = store.get_request("req-1").await.unwrap().expect("present");
@@ -305,6 +319,66 @@ mod conformance {
             .is_empty());
     }
 
+    pub async fn grant_lists_page_newest_first(store: Arc<dyn Store>) {
+        // 20 of alice's grants and 5 of bob's, ids in creation order (as UUIDv7 ids are).
+        for n in 10..35u32 {
+            let who = if n < 30 {
+                alice()
+            } else {
+                Identity::user("bob", &["dev"])
+            };
+            let t = staging_read(&who, format!("req-{n}"), format!("grant-{n}"));
+            store.create_request(&t.request, &t.events).await.expect("stored");
+        }
+        async fn all_pages(store: &dyn Store, mut filter: GrantFilter, at: Timestamp) -> Vec<Vec<String>> {
+            let mut pages = Vec::new();
+            loop {
+                let page = store.list_grants(&filter, at).await.unwrap();
+                if page.is_empty() {
+                    return pages;
+                }
+                filter.before = page.last().map(|g| g.id.clone());
+                pages.push(page.into_iter().map(|g| g.id).collect());
+            }
+        }
+        let ids = |range: std::ops::Range<u32>| range.rev().map(|n| format!("grant-{n}")).collect::<Vec<_>>();
+        let pages = all_pages(
+            &*store,
+            GrantFilter {
+                limit: 7,
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [7, 7, 7, 4]);
+        assert_eq!(pages.concat(), ids(10..35), "every grant once, newest first");
+        let bobs = all_pages(
+            &*store,
+            GrantFilter {
+                principal: Some("bob".into()),
+                status: Some(GrantStatus::Active),
+                limit: 2,
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await;
+        assert_eq!(bobs, [ids(33..35), ids(31..33), ids(30..31)]);
+        let expired_later = all_pages(
+            &*store,
+            GrantFilter {
+                status: Some(GrantStatus::Expired),
+                limit: 10,
+                before: Some("grant-20".into()),
+                ..Default::default()
+            },
+            t0() + TimeDelta::hours(1),
+        )
+        .await;
+        assert_eq!(expired_later.concat(), ids(10..20));
+    }
+
     pub async fn audit_chain_verifies_and_filters(store: Arc<dyn Store>) {
         for n in 0..30 {
             file(&*store, n, "staging-db", "read", None).await;
@@ -378,20 +452,8 @@ mod conformance {
             .map(|n| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let ask = Ask {
-                        resource: "staging-db",
-                        action: "read",
-                        duration: Some(jitgate_core::DurationSecs(60)),
-                        reason: "work",
-                        payload: None,
-                        break_glass: false,
-                    };
                     let who = Identity::user(&format!("user-{n}"), &["dev"]);
-                    let ids = NewIds {
-                        request_id: format!("req-c{n}"),
-                        grant_id: format!("grant-c{n}"),
-                    };
-                    let t = machine::file(&who, &ask, admission("staging-db"), ids, t0());
+                    let t = staging_read(&who, format!("req-c{n}"), format!("grant-c{n}"));
                     store.create_request(&t.request, &t.events).await
                 })
             })
@@ -930,6 +992,7 @@ macro_rules! all_cases {
             expired_grants_cannot_be_consumed,
             due_requests_follow_the_clock,
             lists_filter_by_effective_status,
+            grant_lists_page_newest_first,
             audit_chain_verifies_and_filters,
             archiving_keeps_the_log_verifiable,
             concurrent_filings_are_each_committed_once,

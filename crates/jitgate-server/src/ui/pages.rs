@@ -694,6 +694,7 @@ async fn active_grants(app: &App, caller: &Caller) -> Result<Vec<GrantRow>, ApiE
                 principal,
                 status: Some(GrantStatus::Active),
                 limit: 500,
+                before: None,
             },
             at,
         )
