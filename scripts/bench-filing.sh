@@ -27,7 +27,12 @@ trap cleanup EXIT
 JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.05; done
+server_pid=$server
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
+  # A server that could not start (the port taken by another) must not be measured instead.
+  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited; is port $PORT in use?" >&2; exit 1; }
+  sleep 0.05
+done
 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/wrk-file.lua "http://127.0.0.1:$PORT/v1/requests" | tee "$work/wrk.txt"
 # Everything acknowledged is there: requests in the database, and a whole chain.
 filed=$(sqlite3 "$work/jitgate.db" "SELECT COUNT(*) FROM requests")

@@ -37,7 +37,12 @@ start=$(date +%s%N)
 JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.05; done
+server_pid=$server
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
+  # A server that could not start (the port taken by another) must not be measured instead.
+  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited; is port $PORT in use?" >&2; exit 1; }
+  sleep 0.05
+done
 echo "server ready with $GRANTS grants in $(( ($(date +%s%N) - start) / 1000000 )) ms; RSS $(ps -o rss= -p "$server") KiB"
 # A quick correctness probe before measuring: grant 0 must allow.
 curl -sf -H 'authorization: Bearer demo-svc' -H 'content-type: application/json' \

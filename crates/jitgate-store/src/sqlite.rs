@@ -38,6 +38,7 @@ struct Attempt {
     event: Option<NewEvent>,
 }
 
+/// The outbox row of one delivery attempt; its event is appended with the batch's.
 async fn write_attempt(conn: &mut SqliteConnection, a: &Attempt) -> Result<()> {
     sqlx::query(
         "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
@@ -49,20 +50,12 @@ async fn write_attempt(conn: &mut SqliteConnection, a: &Attempt) -> Result<()> {
     .bind(a.id)
     .execute(&mut *conn)
     .await?;
-    if let Some(event) = &a.event {
-        append_events(conn, std::slice::from_ref(event)).await?;
-    }
     Ok(())
 }
 
 /// A request's transition, if nobody changed it first (else `Conflict`), with its grant's and
-/// providers' changes and its events.
-async fn write_transition(
-    tx: &mut SqliteConnection,
-    previous: &Request,
-    next: &Request,
-    events: &[NewEvent],
-) -> Result<()> {
+/// providers' changes; its events are appended with the batch's.
+async fn write_transition(tx: &mut SqliteConnection, previous: &Request, next: &Request) -> Result<()> {
     let updated = sqlx::query(
         "UPDATE requests SET status = ?, escalate_at = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
     )
@@ -77,7 +70,7 @@ async fn write_transition(
         return Err(StoreError::Conflict);
     }
     match (&previous.grant, &next.grant) {
-        (None, Some(grant)) => insert_grant(&mut *tx, grant).await?,
+        (None, Some(grant)) => insert_grants(&mut *tx, &[grant]).await?,
         (Some(old), Some(new)) if old != new => {
             let updated = sqlx::query(
                 "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ?, token = ? \
@@ -111,7 +104,6 @@ async fn write_transition(
         }
         _ => {}
     }
-    append_events(&mut *tx, events).await?;
     Ok(())
 }
 
@@ -135,17 +127,13 @@ fn unpack_live_grant(row: &str) -> Option<jitgate_core::index::LiveGrant> {
 }
 
 /// A group commit whose batches are written by `write_one` for each item, in one transaction.
-fn group_commit<T, F>(writer: &SqlitePool, write_one: F) -> GroupCommit<T>
+/// The writes of a batch, run inside its transaction.
+type BatchWrite<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>>;
+
+fn group_commit<T, F>(writer: &SqlitePool, write_all: F) -> GroupCommit<T>
 where
     T: Send + Sync + 'static,
-    F: for<'c> Fn(
-            &'c mut SqliteConnection,
-            &'c T,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>>
-        + Send
-        + Sync
-        + Copy
-        + 'static,
+    F: for<'c> Fn(&'c mut SqliteConnection, &'c [Job<T>]) -> BatchWrite<'c> + Send + Sync + Copy + 'static,
 {
     let writer = writer.clone();
     GroupCommit::new(std::sync::Arc::new(move |batch: Vec<Job<T>>| {
@@ -153,9 +141,7 @@ where
         Box::pin(async move {
             let result = async {
                 let mut tx = writer.begin().await?;
-                for job in &batch {
-                    write_one(&mut tx, &job.item).await?;
-                }
+                write_all(&mut tx, &batch).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -165,9 +151,17 @@ where
     }))
 }
 
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound values for the widest table
+/// (17 columns), and few statements per batch: each one is a round trip to sqlx's SQLite
+/// thread, which costs more than the row.
+const ROWS_PER_INSERT: usize = 1000;
+
 crate::rows::row_decoders!(SqliteRow);
 
-async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
+/// Append events to the chain in order: the head is read once, each event's hash chains onto
+/// the one before, and the rows go in with a few multi-row inserts.
+async fn append_events<'e>(conn: &mut SqliteConnection, events: impl IntoIterator<Item = &'e NewEvent>) -> Result<()> {
+    let events: Vec<&NewEvent> = events.into_iter().collect();
     if events.is_empty() {
         return Ok(());
     }
@@ -178,69 +172,87 @@ async fn append_events(conn: &mut SqliteConnection, events: &[NewEvent]) -> Resu
         Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS_HASH.to_string()),
     };
+    let mut chained = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
         let hash = chain_hash(&prev, seq, event);
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, kind, actor, subject, request_id, grant_id, resource, action, comment, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(ms(event.at))
-        .bind(event.kind.as_str())
-        .bind(&event.actor)
-        .bind(&event.subject)
-        .bind(&event.request_id)
-        .bind(&event.grant_id)
-        .bind(&event.resource)
-        .bind(&event.action)
-        .bind(&event.comment)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
-        prev = hash;
+        chained.push((seq, event, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    for rows in chained.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (seq, at, kind, actor, subject, request_id, grant_id, resource, action, comment, prev_hash, hash) ",
+        );
+        insert.push_values(rows, |mut row, (seq, event, prev, hash)| {
+            row.push_bind(*seq)
+                .push_bind(ms(event.at))
+                .push_bind(event.kind.as_str())
+                .push_bind(&event.actor)
+                .push_bind(&event.subject)
+                .push_bind(&event.request_id)
+                .push_bind(&event.grant_id)
+                .push_bind(&event.resource)
+                .push_bind(&event.action)
+                .push_bind(&event.comment)
+                .push_bind(prev)
+                .push_bind(hash);
+        });
+        insert.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-async fn insert_grant(conn: &mut SqliteConnection, g: &Grant) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-         status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&g.id)
-    .bind(&g.request_id)
-    .bind(&g.principal)
-    .bind(&g.resource)
-    .bind(&g.action)
-    .bind(&g.payload_sha256)
-    .bind(g.single_use)
-    .bind(g.break_glass)
-    .bind(g.status.as_str())
-    .bind(ms(g.starts_at))
-    .bind(ms(g.expires_at))
-    .bind(g.ended_at.map(ms))
-    .bind(&g.ended_by)
-    .bind(&g.end_comment)
-    .bind(i64::from(g.extensions))
-    .bind(&g.token)
-    .bind(serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-    .execute(&mut *conn)
-    .await?;
-    if g.status == GrantStatus::Active {
-        for provider in &g.providers {
-            for (operation, due) in [("provision", g.starts_at), ("deprovision", g.expires_at)] {
-                sqlx::query("INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES (?, ?, ?, ?)")
-                    .bind(&g.id)
-                    .bind(provider)
-                    .bind(operation)
-                    .bind(ms(due))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
+/// New grants, and for each active one its providers' provisioning (due at its start) and
+/// deprovisioning (due at its end).
+async fn insert_grants(conn: &mut SqliteConnection, grants: &[&Grant]) -> Result<()> {
+    for chunk in grants.chunks(ROWS_PER_INSERT) {
+        let providers = chunk
+            .iter()
+            .map(|g| serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
+             status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) ",
+        );
+        insert.push_values(chunk.iter().zip(providers), |mut row, (g, providers)| {
+            row.push_bind(&g.id)
+                .push_bind(&g.request_id)
+                .push_bind(&g.principal)
+                .push_bind(&g.resource)
+                .push_bind(&g.action)
+                .push_bind(&g.payload_sha256)
+                .push_bind(g.single_use)
+                .push_bind(g.break_glass)
+                .push_bind(g.status.as_str())
+                .push_bind(ms(g.starts_at))
+                .push_bind(ms(g.expires_at))
+                .push_bind(g.ended_at.map(ms))
+                .push_bind(&g.ended_by)
+                .push_bind(&g.end_comment)
+                .push_bind(i64::from(g.extensions))
+                .push_bind(&g.token)
+                .push_bind(providers);
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    let deliveries: Vec<(&str, &str, &str, i64)> = grants
+        .iter()
+        .filter(|g| g.status == GrantStatus::Active)
+        .flat_map(|g| {
+            g.providers.iter().flat_map(move |provider| {
+                [("provision", g.starts_at), ("deprovision", g.expires_at)]
+                    .map(|(operation, due)| (g.id.as_str(), provider.as_str(), operation, ms(due)))
+            })
+        })
+        .collect();
+    for rows in deliveries.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO outbox (grant_id, provider, operation, due_at) ");
+        insert.push_values(rows, |mut row, (grant_id, provider, operation, due)| {
+            row.push_bind(*grant_id)
+                .push_bind(*provider)
+                .push_bind(*operation)
+                .push_bind(*due);
+        });
+        insert.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -276,26 +288,33 @@ async fn reschedule_providers(conn: &mut SqliteConnection, old: &Grant, g: &Gran
     Ok(())
 }
 
-async fn insert_request(conn: &mut SqliteConnection, request: &Request, events: &[NewEvent]) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, escalate_at, version, doc) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-    )
-    .bind(&request.id)
-    .bind(&request.requester)
-    .bind(&request.resource)
-    .bind(&request.action)
-    .bind(request.status.as_str())
-    .bind(ms(request.created_at))
-    .bind(ms(request.pending_expires_at))
-    .bind(request.escalates_at().map(ms))
-    .bind(request_doc(request)?)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(grant) = &request.grant {
-        insert_grant(conn, grant).await?;
+/// New requests with their grants and events, in a few multi-row inserts.
+async fn insert_requests(conn: &mut SqliteConnection, filings: &[(&Request, &[NewEvent])]) -> Result<()> {
+    for chunk in filings.chunks(ROWS_PER_INSERT) {
+        let docs = chunk
+            .iter()
+            .map(|(request, _)| request_doc(request))
+            .collect::<Result<Vec<_>>>()?;
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, escalate_at, version, doc) ",
+        );
+        insert.push_values(chunk.iter().zip(docs), |mut row, ((request, _), doc)| {
+            row.push_bind(&request.id)
+                .push_bind(&request.requester)
+                .push_bind(&request.resource)
+                .push_bind(&request.action)
+                .push_bind(request.status.as_str())
+                .push_bind(ms(request.created_at))
+                .push_bind(ms(request.pending_expires_at))
+                .push_bind(request.escalates_at().map(ms))
+                .push_bind(1_i64)
+                .push_bind(doc);
+        });
+        insert.build().execute(&mut *conn).await?;
     }
-    append_events(conn, events).await
+    let grants: Vec<&Grant> = filings.iter().filter_map(|(r, _)| r.grant.as_ref()).collect();
+    insert_grants(conn, &grants).await?;
+    append_events(conn, filings.iter().flat_map(|(_, events)| events.iter())).await
 }
 
 impl SqliteStore {
@@ -325,18 +344,30 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        let filings = group_commit(&writer, |conn, (request, events): &(Request, Vec<NewEvent>)| {
-            Box::pin(insert_request(conn, request, events))
+        let filings = group_commit(&writer, |conn, jobs: &[Job<(Request, Vec<NewEvent>)>]| {
+            Box::pin(async move {
+                let filings: Vec<(&Request, &[NewEvent])> =
+                    jobs.iter().map(|job| (&job.item.0, job.item.1.as_slice())).collect();
+                insert_requests(conn, &filings).await
+            })
         });
-        let attempts = group_commit(&writer, |conn, attempt: &Attempt| {
-            Box::pin(write_attempt(conn, attempt))
+        let attempts = group_commit(&writer, |conn, jobs: &[Job<Attempt>]| {
+            Box::pin(async move {
+                for job in jobs {
+                    write_attempt(&mut *conn, &job.item).await?;
+                }
+                append_events(conn, jobs.iter().filter_map(|job| job.item.event.as_ref())).await
+            })
         });
-        let transitions = group_commit(
-            &writer,
-            |conn, (previous, next, events): &(Request, Request, Vec<NewEvent>)| {
-                Box::pin(write_transition(conn, previous, next, events))
-            },
-        );
+        let transitions = group_commit(&writer, |conn, jobs: &[Job<(Request, Request, Vec<NewEvent>)>]| {
+            Box::pin(async move {
+                for job in jobs {
+                    let (previous, next, _) = &job.item;
+                    write_transition(&mut *conn, previous, next).await?;
+                }
+                append_events(conn, jobs.iter().flat_map(|job| job.item.2.iter())).await
+            })
+        });
         Ok(SqliteStore {
             writer,
             reader,
@@ -384,10 +415,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_requests(&self, batch: &[(Request, Vec<NewEvent>)]) -> Result<()> {
+        let filings: Vec<(&Request, &[NewEvent])> = batch.iter().map(|(r, e)| (r, e.as_slice())).collect();
         let mut tx = self.writer.begin().await?;
-        for (request, events) in batch {
-            insert_request(&mut tx, request, events).await?;
-        }
+        insert_requests(&mut tx, &filings).await?;
         tx.commit().await?;
         Ok(())
     }
