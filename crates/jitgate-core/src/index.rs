@@ -6,7 +6,9 @@
 
 use crate::model::{payload_digest, Grant, GrantStatus};
 use crate::Timestamp;
-use std::collections::hash_map::RandomState;
+// foldhash: several times faster than SipHash on short keys (a check hashes its key, loading
+// a million grants hashes two million), seeded at random per index.
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -50,8 +52,8 @@ pub enum CheckOutcome {
 #[derive(Debug, Default)]
 pub struct GrantIndex {
     hasher: RandomState,
-    by_key: HashMap<u64, Vec<Entry>>,
-    key_of: HashMap<Box<str>, u64>,
+    by_key: HashMap<u64, Vec<Entry>, RandomState>,
+    key_of: HashMap<Box<str>, u64, RandomState>,
 }
 
 impl GrantIndex {
@@ -112,7 +114,12 @@ impl GrantIndex {
     fn hold(&mut self, entry: Entry) {
         let key = self.key(&entry.principal, &entry.resource, &entry.action);
         self.key_of.insert(entry.grant_id.clone(), key);
-        self.by_key.entry(key).or_default().push(entry);
+        // Most keys hold one grant: room for exactly one, not the four a first push reserves
+        // (a third of the index's memory with a million grants).
+        self.by_key
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(entry);
     }
 
     /// Forget a grant (revoked, used, expired). Idempotent.

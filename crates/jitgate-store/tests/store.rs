@@ -508,6 +508,16 @@ mod conformance {
             file(&*store, n, "staging-db", "read", None).await;
         }
         file(&*store, 99, "prod-db", "read", None).await; // pending: no grant yet
+                                                          // Names holding the separators a store may pack rows with (SQLite: char(30) between
+                                                          // grants, char(31) between fields), one shaped to pass for a second grant: each must
+                                                          // come back as stored, and no grant may appear that was never issued.
+                                                          // Packed naively, this row splits into two well-formed grants, the second mallory's.
+        let (forged_resource, forged_action) = (
+            "r\u{1f}a\u{1f}\u{1f}0\u{1f}0\u{1f}1",
+            "99999999999999\u{1e}grant-forged\u{1f}mallory\u{1f}prod-db\u{1f}admin",
+        );
+        file(&*store, 26, forged_resource, forged_action, None).await;
+        file(&*store, 98, "y\u{1f}z", "read", None).await; // a page of its own: "grant-98" sorts last
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -522,7 +532,21 @@ mod conformance {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(ids, sorted, "in id order, each once");
-        assert_eq!(ids.len(), 25);
+        assert_eq!(ids.len(), 27);
+        assert!(!ids.contains(&"grant-forged"));
+        let named = |id: &str| {
+            let g = seen.iter().find(|g| g.id == id).unwrap();
+            (g.principal.clone(), g.resource.clone(), g.action.clone())
+        };
+        assert_eq!(
+            named("grant-26"),
+            (
+                "alice".to_string(),
+                forged_resource.to_string(),
+                forged_action.to_string()
+            )
+        );
+        assert_eq!(named("grant-98").1, "y\u{1f}z");
         let full = store
             .get_request_by_grant("grant-7")
             .await
