@@ -99,9 +99,11 @@ impl Metrics {
             outbox_failures.clone(),
         );
         // From 10 ms to about 80 s.
-        let deprovision_lag_seconds = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-            0.01, 2.0, 14,
-        ));
+        // Fine around the 1 s budget, so its percentiles can be read off the buckets.
+        let deprovision_lag_seconds = Histogram::new([
+            0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+            300.0,
+        ]);
         registry.register(
             "deprovision_lag_seconds",
             "Time from a grant's end to its deprovisioning being acknowledged",

@@ -367,15 +367,17 @@ fn event(kind: EventKind, item: &OutboxItem, grant: &Grant, at: Timestamp, comme
     }
 }
 
-/// Carry out one due item. A provisioning that falls due after its grant has ended is
-/// dropped: the grant's deprovisioning has been, or will be, delivered instead.
-async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
-    let Some(grant) = app
-        .store
-        .get_request_by_grant(&item.grant_id)
-        .await?
-        .and_then(|r| r.grant)
-    else {
+/// Carry out one due item for its grant (`None`: the grant is gone). A provisioning that
+/// falls due after its grant has ended is dropped: the grant's deprovisioning has been, or
+/// will be, delivered instead. The delivery holds one of `slots` while it talks to the target;
+/// recording its outcome does not, so deliveries never wait for the disk.
+async fn carry_out(
+    app: &App,
+    slots: &tokio::sync::Semaphore,
+    item: &OutboxItem,
+    grant: Option<&Grant>,
+) -> Result<(), StoreError> {
+    let Some(grant) = grant else {
         return app.store.complete_outbox(item.id, now(), None).await;
     };
     let at = now();
@@ -388,7 +390,13 @@ async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
         .workflow(&grant.resource, &grant.action)
         .ok()
         .and_then(|w| w.postgres.as_ref());
-    match app.providers().deliver(item, &grant, postgres, at).await {
+    let delivered = {
+        let Ok(_slot) = slots.acquire().await else {
+            return Ok(());
+        };
+        app.providers().deliver(item, grant, postgres, at).await
+    };
+    match delivered {
         Ok(()) => {
             let done = now();
             let kind = match item.operation {
@@ -402,7 +410,7 @@ async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
             let attempts = item.attempts + 1;
             let note = format!("delivered after {attempts} attempt(s)");
             app.store
-                .complete_outbox(item.id, done, Some(&event(kind, item, &grant, done, note)))
+                .complete_outbox(item.id, done, Some(&event(kind, item, grant, done, note)))
                 .await
         }
         Err(error) => {
@@ -410,7 +418,7 @@ async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
             tracing::warn!(grant = %grant.id, provider = %item.provider, operation = item.operation.as_str(),
                 attempt = item.attempts + 1, %error, "provider delivery failed; will retry");
             let alarm = (item.operation == OutboxOperation::Deprovision && item.attempts.is_multiple_of(ALARM_EVERY))
-                .then(|| event(EventKind::GrantDeprovisionFailed, item, &grant, at, error.clone()));
+                .then(|| event(EventKind::GrantDeprovisionFailed, item, grant, at, error.clone()));
             app.store
                 .retry_outbox(item.id, at + retry_delay(item.attempts), &error, alarm.as_ref())
                 .await
@@ -418,22 +426,45 @@ async fn carry_out(app: &App, item: &OutboxItem) -> Result<(), StoreError> {
     }
 }
 
-/// Run forever: deliver what is due, every tick.
+/// Leased batches being delivered at once: the next batch is leased while the last one is
+/// delivered, so a burst of ends is not paced by one batch's slowest delivery.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Run forever: deliver what is due, every tick, and at once again while full batches come.
 pub async fn run(app: Arc<App>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut batches = tokio::task::JoinSet::new();
+    // What this replica's earlier self leased and never finished is due again now, not when
+    // its lease runs out.
+    match app.store.release_outbox_leases(app.notifier().holder()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(items = n, "took up deliveries an earlier run left unfinished"),
+        Err(e) => tracing::warn!(error = %e, "cannot release earlier leases; they fall due when they run out"),
+    }
     loop {
         interval.tick().await;
-        let at = now();
-        let holder = app.notifier().holder();
-        let due = match app.store.lease_outbox(at, holder, at + LEASE, BATCH).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outbox; retrying");
-                continue;
+        loop {
+            while batches.try_join_next().is_some() {}
+            if batches.len() >= BATCHES_IN_FLIGHT {
+                batches.join_next().await;
             }
-        };
-        carry_out_all(&app, due).await;
+            let at = now();
+            let holder = app.notifier().holder();
+            let due = match app.store.lease_outbox(at, holder, at + LEASE, BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                    break;
+                }
+            };
+            let full = due.len() >= BATCH as usize;
+            batches.spawn(carry_out_all(app.clone(), slots.clone(), due));
+            if !full {
+                break;
+            }
+        }
     }
 }
 
@@ -442,8 +473,23 @@ pub async fn run(app: Arc<App>) {
 const CONCURRENCY: usize = 64;
 
 /// Carry out a batch: each grant's items in order (provision before deprovision), different
-/// grants concurrently, at most `CONCURRENCY` at a time.
-async fn carry_out_all(app: &Arc<App>, due: Vec<OutboxItem>) {
+/// grants concurrently, at most `CONCURRENCY` at a time. The batch's grants are read at once,
+/// not one query per item.
+async fn carry_out_all(app: Arc<App>, slots: Arc<tokio::sync::Semaphore>, due: Vec<OutboxItem>) {
+    if due.is_empty() {
+        return;
+    }
+    let mut ids: Vec<String> = due.iter().map(|item| item.grant_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut grants: HashMap<String, Grant> = match app.store.get_grants(&ids).await {
+        Ok(grants) => grants.into_iter().map(|g| (g.id.clone(), g)).collect(),
+        Err(e) => {
+            // The items stay leased to this worker until the lease runs out, then fall due again.
+            tracing::warn!(error = %e, "cannot read the grants of due deliveries; retrying");
+            return;
+        }
+    };
     let mut by_grant: Vec<Vec<OutboxItem>> = Vec::new();
     let mut slot_of: HashMap<String, usize> = HashMap::new();
     for item in due {
@@ -455,14 +501,13 @@ async fn carry_out_all(app: &Arc<App>, due: Vec<OutboxItem>) {
             }
         }
     }
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut running = tokio::task::JoinSet::new();
     for items in by_grant {
         let (app, slots) = (app.clone(), slots.clone());
+        let grant = items.first().and_then(|item| grants.remove(&item.grant_id));
         running.spawn(async move {
-            let Ok(_slot) = slots.acquire_owned().await else { return };
             for item in &items {
-                if let Err(e) = carry_out(&app, item).await {
+                if let Err(e) = carry_out(&app, &slots, item, grant.as_ref()).await {
                     tracing::warn!(error = %e, item = item.id, "cannot record a provider delivery; retrying");
                 }
             }

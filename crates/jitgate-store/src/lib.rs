@@ -138,6 +138,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_request(&self, id: &str) -> Result<Option<Request>>;
     async fn get_request_by_grant(&self, grant_id: &str) -> Result<Option<Request>>;
+    /// The grants with these ids (those that exist), in one read: the outbox worker looks up
+    /// a whole lease's grants at once.
+    async fn get_grants(&self, ids: &[String]) -> Result<Vec<Grant>>;
     async fn list_requests(&self, filter: &RequestFilter, now: Timestamp) -> Result<Vec<Request>>;
     async fn list_grants(&self, filter: &GrantFilter, now: Timestamp) -> Result<Vec<Grant>>;
 
@@ -202,8 +205,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Outbox items due at `now`, oldest first, leased to `holder` until `lease_until`: until
     /// then (or until completed or retried) no other holder gets them, so one worker of many
-    /// carries each out, and another takes it over when the lease runs out. A holder gets its
-    /// own leased items again (it restarted and its earlier self is gone).
+    /// carries each out, and another takes it over when the lease runs out. Nor does the
+    /// holder itself get them again: they are being delivered (a worker keeps leasing while
+    /// it delivers). An item waits while an earlier item of its grant is leased, so a
+    /// deprovisioning never overtakes the provisioning being delivered.
     async fn lease_outbox(
         &self,
         now: Timestamp,
@@ -211,6 +216,10 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxItem>>;
+
+    /// Give up `holder`'s leases: a worker starting again in its own place takes up at once
+    /// what its earlier self had leased and never finished.
+    async fn release_outbox_leases(&self, holder: &str) -> Result<u64>;
 
     /// Mark an item carried out, with its event.
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()>;

@@ -407,6 +407,18 @@ impl Store for PostgresStore {
         row.as_ref().map(request_from_row).transpose()
     }
 
+    async fn get_grants(&self, ids: &[String]) -> Result<Vec<Grant>> {
+        let rows = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut grants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            grants.extend(grant_from_row(row)?);
+        }
+        Ok(grants)
+    }
+
     async fn list_requests(&self, filter: &RequestFilter, now: Timestamp) -> Result<Vec<Request>> {
         let mut clauses: Vec<&str> = Vec::new();
         let mut binds: Vec<String> = Vec::new();
@@ -783,7 +795,9 @@ impl Store for PostgresStore {
     ) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
             "UPDATE outbox SET leased_until = $1, leased_by = $4 WHERE id IN (SELECT id FROM outbox \
-             WHERE done_at IS NULL AND due_at <= $2 AND (leased_until IS NULL OR leased_until <= $2 OR leased_by = $4) \
+             WHERE done_at IS NULL AND due_at <= $2 AND (leased_until IS NULL OR leased_until <= $2) \
+             AND NOT EXISTS (SELECT 1 FROM outbox earlier WHERE earlier.grant_id = outbox.grant_id \
+               AND earlier.id < outbox.id AND earlier.done_at IS NULL AND earlier.leased_until > $2) \
              ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING id, grant_id, provider, operation, due_at, attempts, last_error",
         )
@@ -797,6 +811,14 @@ impl Store for PostgresStore {
         // RETURNING keeps no order.
         items.sort_by_key(|i| (i.due_at, i.id));
         Ok(items)
+    }
+
+    async fn release_outbox_leases(&self, holder: &str) -> Result<u64> {
+        let released = sqlx::query("UPDATE outbox SET leased_until = NULL WHERE leased_by = $1 AND leased_until IS NOT NULL AND done_at IS NULL")
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(released.rows_affected())
     }
 
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {

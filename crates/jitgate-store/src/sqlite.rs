@@ -38,73 +38,92 @@ struct Attempt {
     event: Option<NewEvent>,
 }
 
-/// The outbox row of one delivery attempt; its event is appended with the batch's.
-async fn write_attempt(conn: &mut SqliteConnection, a: &Attempt) -> Result<()> {
-    sqlx::query(
-        "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = ?, due_at = COALESCE(?, due_at), last_error = ? \
-         WHERE id = ? AND done_at IS NULL",
-    )
-    .bind(a.done_at.map(ms))
-    .bind(a.next_due.map(ms))
-    .bind(&a.error)
-    .bind(a.id)
-    .execute(&mut *conn)
-    .await?;
+/// The outbox rows of delivery attempts, in one statement per thousand; their events are
+/// appended with the batch's.
+async fn write_attempts(conn: &mut SqliteConnection, attempts: &[&Attempt]) -> Result<()> {
+    for chunk in attempts.chunks(ROWS_PER_INSERT) {
+        let mut update = sqlx::QueryBuilder::new(
+            "UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = v.column2, \
+             due_at = COALESCE(v.column3, due_at), last_error = v.column4 FROM (",
+        );
+        update.push_values(chunk, |mut row, a| {
+            row.push_bind(a.id)
+                .push_bind(a.done_at.map(ms))
+                .push_bind(a.next_due.map(ms))
+                .push_bind(&a.error);
+        });
+        update.push(") AS v WHERE outbox.id = v.column1 AND outbox.done_at IS NULL");
+        update.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-/// A request's transition, if nobody changed it first (else `Conflict`), with its grant's and
-/// providers' changes; its events are appended with the batch's.
-async fn write_transition(tx: &mut SqliteConnection, previous: &Request, next: &Request) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE requests SET status = ?, escalate_at = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
-    )
-    .bind(next.status.as_str())
-    .bind(next.escalates_at().map(ms))
-    .bind(request_doc(next)?)
-    .bind(&next.id)
-    .bind(previous.version)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Err(StoreError::Conflict);
-    }
-    match (&previous.grant, &next.grant) {
-        (None, Some(grant)) => insert_grants(&mut *tx, &[grant]).await?,
-        (Some(old), Some(new)) if old != new => {
-            let updated = sqlx::query(
-                "UPDATE grants SET status = ?, expires_at = ?, ended_at = ?, ended_by = ?, end_comment = ?, extensions = ?, token = ? \
-                 WHERE id = ? AND status = ? AND extensions = ?",
-            )
-            .bind(new.status.as_str())
-            .bind(ms(new.expires_at))
-            .bind(new.ended_at.map(ms))
-            .bind(&new.ended_by)
-            .bind(&new.end_comment)
-            .bind(i64::from(new.extensions))
-            .bind(&new.token)
-            .bind(&new.id)
-            .bind(old.status.as_str())
-            .bind(i64::from(old.extensions))
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Err(StoreError::Conflict);
-            }
-            if old.expires_at != new.expires_at || old.status != new.status {
-                reschedule_providers(&mut *tx, old, new).await?;
-            }
-            if old.expires_at != new.expires_at {
-                // A new end deserves its own reminder.
-                sqlx::query("UPDATE grants SET reminded_at = NULL WHERE id = ?")
-                    .bind(&new.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+/// Requests' transitions with their grants' and providers' changes, a statement per kind of
+/// change for the lot; their events are appended with the batch's. Each applies only if
+/// nobody changed its request (or grant) first; else the lot fails with `Conflict`, and the
+/// group commit writes them one by one, so only the stale one fails.
+async fn write_transitions(tx: &mut SqliteConnection, items: &[(&Request, &Request)]) -> Result<()> {
+    for chunk in items.chunks(ROWS_PER_INSERT) {
+        let docs = chunk
+            .iter()
+            .map(|(_, next)| request_doc(next))
+            .collect::<Result<Vec<_>>>()?;
+        let mut update = sqlx::QueryBuilder::new(
+            "UPDATE requests SET status = v.column3, escalate_at = v.column4, doc = v.column5, version = version + 1 FROM (",
+        );
+        update.push_values(chunk.iter().zip(docs), |mut row, ((previous, next), doc)| {
+            row.push_bind(&next.id)
+                .push_bind(previous.version)
+                .push_bind(next.status.as_str())
+                .push_bind(next.escalates_at().map(ms))
+                .push_bind(doc);
+        });
+        update.push(") AS v WHERE requests.id = v.column1 AND requests.version = v.column2");
+        if update.build().execute(&mut *tx).await?.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict);
         }
-        _ => {}
     }
-    Ok(())
+    let issued: Vec<&Grant> = items
+        .iter()
+        .filter_map(|(previous, next)| match (&previous.grant, &next.grant) {
+            (None, Some(grant)) => Some(grant),
+            _ => None,
+        })
+        .collect();
+    insert_grants(&mut *tx, &issued).await?;
+    let changed: Vec<(&Grant, &Grant)> = items
+        .iter()
+        .filter_map(|(previous, next)| match (&previous.grant, &next.grant) {
+            (Some(old), Some(new)) if old != new => Some((old, new)),
+            _ => None,
+        })
+        .collect();
+    for chunk in changed.chunks(ROWS_PER_INSERT) {
+        // A new end deserves its own reminder (SET reads the row as it was).
+        let mut update = sqlx::QueryBuilder::new(
+            "UPDATE grants SET status = v.column4, expires_at = v.column5, ended_at = v.column6, ended_by = v.column7, \
+             end_comment = v.column8, extensions = v.column9, token = v.column10, \
+             reminded_at = CASE WHEN grants.expires_at = v.column5 THEN grants.reminded_at END FROM (",
+        );
+        update.push_values(chunk, |mut row, (old, new)| {
+            row.push_bind(&new.id)
+                .push_bind(old.status.as_str())
+                .push_bind(i64::from(old.extensions))
+                .push_bind(new.status.as_str())
+                .push_bind(ms(new.expires_at))
+                .push_bind(new.ended_at.map(ms))
+                .push_bind(&new.ended_by)
+                .push_bind(&new.end_comment)
+                .push_bind(i64::from(new.extensions))
+                .push_bind(&new.token);
+        });
+        update
+            .push(") AS v WHERE grants.id = v.column1 AND grants.status = v.column2 AND grants.extensions = v.column3");
+        if update.build().execute(&mut *tx).await?.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    reschedule_providers(tx, &changed).await
 }
 
 /// A row of the packed `live_grants` query, or `None` if it does not split as it should.
@@ -257,33 +276,44 @@ async fn insert_grants(conn: &mut SqliteConnection, grants: &[&Grant]) -> Result
     Ok(())
 }
 
-/// Keep a grant's providers in step with its end: its pending deprovisioning falls due later
-/// when it is extended, now when it ends early; and an extension provisions again (due at
-/// once), so targets that hold the end themselves, like a PostgreSQL role's `VALID UNTIL`,
-/// hear of the new one.
-async fn reschedule_providers(conn: &mut SqliteConnection, old: &Grant, g: &Grant) -> Result<()> {
-    if g.providers.is_empty() {
-        return Ok(());
+/// Keep changed grants' providers in step with their ends: a pending deprovisioning falls
+/// due later when its grant is extended, now when it ends early; and an extension provisions
+/// again (due at once), so targets that hold the end themselves, like a PostgreSQL role's
+/// `VALID UNTIL`, hear of the new one.
+async fn reschedule_providers(conn: &mut SqliteConnection, changed: &[(&Grant, &Grant)]) -> Result<()> {
+    let moved: Vec<(&Grant, &Grant)> = changed
+        .iter()
+        .copied()
+        .filter(|(old, new)| {
+            !new.providers.is_empty() && (old.expires_at != new.expires_at || old.status != new.status)
+        })
+        .collect();
+    for chunk in moved.chunks(ROWS_PER_INSERT) {
+        let mut update = sqlx::QueryBuilder::new("UPDATE outbox SET due_at = v.column2 FROM (");
+        update.push_values(chunk, |mut row, (_, g)| {
+            let due = if g.status == GrantStatus::Active {
+                g.expires_at
+            } else {
+                g.ended_at.unwrap_or(g.expires_at).min(g.expires_at)
+            };
+            row.push_bind(&g.id).push_bind(ms(due));
+        });
+        update.push(
+            ") AS v WHERE outbox.grant_id = v.column1 AND outbox.operation = 'deprovision' AND outbox.done_at IS NULL",
+        );
+        update.build().execute(&mut *conn).await?;
     }
-    let due = if g.status == GrantStatus::Active {
-        g.expires_at
-    } else {
-        g.ended_at.unwrap_or(g.expires_at).min(g.expires_at)
-    };
-    sqlx::query("UPDATE outbox SET due_at = ? WHERE grant_id = ? AND operation = 'deprovision' AND done_at IS NULL")
-        .bind(ms(due))
-        .bind(&g.id)
-        .execute(&mut *conn)
-        .await?;
-    if g.status == GrantStatus::Active && old.expires_at != g.expires_at {
-        sqlx::query(
-            "UPDATE outbox SET due_at = ?, done_at = NULL, attempts = 0, last_error = NULL \
-             WHERE grant_id = ? AND operation = 'provision'",
-        )
-        .bind(ms(g.starts_at))
-        .bind(&g.id)
-        .execute(&mut *conn)
-        .await?;
+    for (old, g) in moved {
+        if g.status == GrantStatus::Active && old.expires_at != g.expires_at {
+            sqlx::query(
+                "UPDATE outbox SET due_at = ?, done_at = NULL, attempts = 0, last_error = NULL \
+                 WHERE grant_id = ? AND operation = 'provision'",
+            )
+            .bind(ms(g.starts_at))
+            .bind(&g.id)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     Ok(())
 }
@@ -353,18 +383,15 @@ impl SqliteStore {
         });
         let attempts = group_commit(&writer, |conn, jobs: &[Job<Attempt>]| {
             Box::pin(async move {
-                for job in jobs {
-                    write_attempt(&mut *conn, &job.item).await?;
-                }
-                append_events(conn, jobs.iter().filter_map(|job| job.item.event.as_ref())).await
+                let attempts: Vec<&Attempt> = jobs.iter().map(|job| &job.item).collect();
+                write_attempts(&mut *conn, &attempts).await?;
+                append_events(conn, attempts.iter().filter_map(|a| a.event.as_ref())).await
             })
         });
         let transitions = group_commit(&writer, |conn, jobs: &[Job<(Request, Request, Vec<NewEvent>)>]| {
             Box::pin(async move {
-                for job in jobs {
-                    let (previous, next, _) = &job.item;
-                    write_transition(&mut *conn, previous, next).await?;
-                }
+                let changes: Vec<(&Request, &Request)> = jobs.iter().map(|job| (&job.item.0, &job.item.1)).collect();
+                write_transitions(&mut *conn, &changes).await?;
                 append_events(conn, jobs.iter().flat_map(|job| job.item.2.iter())).await
             })
         });
@@ -481,6 +508,24 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn get_grants(&self, ids: &[String]) -> Result<Vec<Grant>> {
+        let mut grants = Vec::with_capacity(ids.len());
+        // One bound JSON array per thousand ids, not a placeholder per id.
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let ids = serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let rows = sqlx::query(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id IN (SELECT value FROM json_each(?))"
+            ))
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await?;
+            for row in &rows {
+                grants.extend(grant_from_row(row)?);
+            }
+        }
+        Ok(grants)
     }
 
     async fn list_requests(&self, filter: &RequestFilter, now: Timestamp) -> Result<Vec<Request>> {
@@ -878,7 +923,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
             "UPDATE outbox SET leased_until = ?1, leased_by = ?4 WHERE id IN (SELECT id FROM outbox \
-             WHERE done_at IS NULL AND due_at <= ?2 AND (leased_until IS NULL OR leased_until <= ?2 OR leased_by = ?4) \
+             WHERE done_at IS NULL AND due_at <= ?2 AND (leased_until IS NULL OR leased_until <= ?2) \
+             AND NOT EXISTS (SELECT 1 FROM outbox earlier WHERE earlier.grant_id = outbox.grant_id \
+               AND earlier.id < outbox.id AND earlier.done_at IS NULL AND earlier.leased_until > ?2) \
              ORDER BY due_at, id LIMIT ?3) \
              RETURNING id, grant_id, provider, operation, due_at, attempts, last_error",
         )
@@ -892,6 +939,14 @@ impl Store for SqliteStore {
         // RETURNING keeps no order.
         items.sort_by_key(|i| (i.due_at, i.id));
         Ok(items)
+    }
+
+    async fn release_outbox_leases(&self, holder: &str) -> Result<u64> {
+        let released = sqlx::query("UPDATE outbox SET leased_until = NULL WHERE leased_by = ? AND leased_until IS NOT NULL AND done_at IS NULL")
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(released.rows_affected())
     }
 
     async fn complete_outbox(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {

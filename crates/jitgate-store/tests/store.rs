@@ -106,6 +106,10 @@ mod conformance {
         let by_grant = store.get_request_by_grant("grant-1").await.unwrap().expect("present");
         assert_eq!(by_grant.id, "req-1");
         assert!(store.get_request("nope").await.unwrap().is_none());
+        let grants = store.get_grants(&["grant-1".into(), "nope".into()]).await.unwrap();
+        assert_eq!(grants.len(), 1, "only the grant that exists");
+        assert_eq!(Some(&grants[0]), stored.grant.as_ref());
+        assert!(store.get_grants(&[]).await.unwrap().is_empty());
         assert_eq!(store.active_grants().await.unwrap().len(), 1);
     }
 
@@ -881,6 +885,90 @@ mod conformance {
         assert_eq!(read.requirement.escalation.unwrap().groups, vec!["leads"]);
     }
 
+    /// Transitions saved at once (SQLite writes them with one statement per kind of change for
+    /// the group): each is committed with its grant's and providers' changes, and a stale one
+    /// among them fails alone.
+    pub async fn concurrent_transitions_are_each_committed_once(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::Deprovision;
+        let mut filed = Vec::new();
+        for n in 200..230 {
+            filed.push(file(&*store, n, "app-db", "read", None).await);
+        }
+        let at = t0() + TimeDelta::seconds(30);
+        let revoke = |request: &Request, comment: &str| {
+            let t = machine::revoke(request, &alice(), Some(comment.into()), at).unwrap();
+            let (store, previous) = (store.clone(), request.clone());
+            tokio::spawn(async move { store.save_transition(&previous, &t.request, &t.events).await })
+        };
+        // The first request twice from the same version: one of the two must lose.
+        let mut tasks: Vec<_> = filed.iter().map(|r| revoke(r, "done")).collect();
+        tasks.push(revoke(&filed[0], "twice"));
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let twice = [results[0].is_ok(), results[30].is_ok()];
+        assert_eq!(
+            twice.iter().filter(|ok| **ok).count(),
+            1,
+            "{:?} {:?}",
+            results[0],
+            results[30]
+        );
+        assert!(matches!(
+            results[0].as_ref().err().or(results[30].as_ref().err()),
+            Some(StoreError::Conflict)
+        ));
+        assert!(results[1..30].iter().all(Result::is_ok), "{results:?}");
+        for request in &filed {
+            let read = store.get_request(&request.id).await.unwrap().unwrap();
+            let grant = read.grant.unwrap();
+            assert_eq!(grant.status, GrantStatus::Revoked, "{}", request.id);
+            assert_eq!(grant.ended_at, Some(at));
+            assert_eq!(read.version, request.version + 1);
+        }
+        assert!(store.active_grants().await.unwrap().is_empty());
+        // Every grant's deprovisioning moved up to its revocation.
+        let due = store
+            .lease_outbox(at, "w", at + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        assert_eq!(due.iter().filter(|i| i.operation == Deprovision).count(), 30, "{due:?}");
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        let revoked = store
+            .audit_events(&AuditFilter {
+                kind: Some("grant.revoked".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), 30, "one event per revocation, none for the loser");
+    }
+
+    /// A grant revoked while its provisioning is being delivered: its deprovisioning is due at
+    /// once, but no worker gets it until the provisioning is done, so it cannot overtake it
+    /// and leave the target provisioned after the end.
+    pub async fn a_deprovisioning_never_overtakes_its_provisioning(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let request = file(&*store, 1, "app-db", "read", None).await;
+        let lease = TimeDelta::seconds(30);
+        let provisioning = store.lease_outbox(t0(), "a", t0() + lease, 10).await.unwrap();
+        assert_eq!(provisioning.len(), 1);
+        assert_eq!(provisioning[0].operation, Provision);
+        let at = t0() + TimeDelta::seconds(1);
+        let t = machine::revoke(&request, &alice(), None, at).unwrap();
+        store.save_transition(&request, &t.request, &t.events).await.unwrap();
+        for holder in ["a", "b"] {
+            let due = store.lease_outbox(at, holder, at + lease, 10).await.unwrap();
+            assert!(due.is_empty(), "{holder} got {due:?} while the provisioning is out");
+        }
+        store.complete_outbox(provisioning[0].id, at, None).await.unwrap();
+        let due = store.lease_outbox(at, "b", at + lease, 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
+    }
+
     pub async fn background_work_is_leased_to_one_worker_at_a_time(store: Arc<dyn Store>) {
         use jitgate_core::outbox::OutboxOperation::Provision;
         file(&*store, 1, "app-db", "read", None).await;
@@ -902,7 +990,16 @@ mod conformance {
             .await
             .unwrap()
             .is_empty());
-        // The same worker, restarted in its own place, takes its own lease back at once.
+        // Nor does its holder get it twice while delivering it.
+        assert!(store
+            .lease_outbox(soon, holder, t0() + lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // The same worker, restarted in its own place, gives up its leases and takes the item
+        // back at once.
+        assert_eq!(store.release_outbox_leases(other).await.unwrap(), 0);
+        assert_eq!(store.release_outbox_leases(holder).await.unwrap(), 1);
         assert_eq!(
             store.lease_outbox(soon, holder, t0() + lease, 10).await.unwrap().len(),
             1
@@ -1012,6 +1109,7 @@ macro_rules! all_cases {
             bulk_insert_is_one_unit,
             stale_saves_conflict,
             concurrent_approvals_issue_one_grant,
+            concurrent_transitions_are_each_committed_once,
             single_use_is_consumed_exactly_once,
             expired_grants_cannot_be_consumed,
             due_requests_follow_the_clock,
@@ -1027,6 +1125,7 @@ macro_rules! all_cases {
             reminders_and_notification_cursors,
             escalation_falls_due_once,
             background_work_is_leased_to_one_worker_at_a_time,
+            a_deprovisioning_never_overtakes_its_provisioning,
         );
     };
 }
