@@ -1,37 +1,11 @@
 //! The in-process decision: (principal, resource, action) → allow/deny with expiry judged.
 //! Run: cargo bench -p jitgate-core --bench check
 
-use chrono::TimeDelta;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use jitgate_core::{Grant, GrantIndex, GrantStatus};
-use std::hint::black_box;
+mod fixtures;
 
-fn index_with(n: usize) -> GrantIndex {
-    let now = chrono::Utc::now();
-    let mut index = GrantIndex::new();
-    for i in 0..n {
-        index.upsert(&Grant {
-            id: format!("grant-{i}"),
-            request_id: format!("request-{i}"),
-            principal: format!("user-{}", i % 10_000),
-            resource: format!("resource-{}", i / 10_000),
-            action: "read".into(),
-            payload_sha256: None,
-            single_use: false,
-            break_glass: false,
-            status: GrantStatus::Active,
-            starts_at: now - TimeDelta::seconds(1),
-            expires_at: now + TimeDelta::hours(1),
-            ended_at: None,
-            ended_by: None,
-            end_comment: None,
-            extensions: 0,
-            token: None,
-            providers: Vec::new(),
-        });
-    }
-    index
-}
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use fixtures::{index_with, spread_keys};
+use std::hint::black_box;
 
 fn bench_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("check");
@@ -54,12 +28,7 @@ fn bench_check(c: &mut Criterion) {
         });
         // The same grant every time stays in the CPU's caches; a real caller asks about
         // anyone. Spread checks over every grant (the keys are made beforehand).
-        let keys: Vec<(String, String)> = (0..4096)
-            .map(|k| {
-                let i = (k * 7919 + 13) % n;
-                (format!("user-{}", i % 10_000), format!("resource-{}", i / 10_000))
-            })
-            .collect();
+        let keys = spread_keys(n);
         let mut next = 0usize;
         group.bench_with_input(BenchmarkId::new("allow_spread", n), &n, |b, _| {
             b.iter(|| {
