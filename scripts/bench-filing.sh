@@ -24,7 +24,9 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
+# One principal files everything here; the per-principal rate limit would measure itself.
+printf '[limits]\nrequests_per_minute = 0\n' > "$work/config.toml"
+JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" --config "$work/config.toml" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
 server_pid=$server

@@ -37,6 +37,9 @@ struct ConfigFile {
     /// Audit checkpoints: see docs/audit.md.
     #[serde(default)]
     audit: jitgate_server::audit::AuditConfig,
+    /// Limits on what one caller may do: filings per minute (see docs/deploy.md).
+    #[serde(default)]
+    limits: jitgate_server::limits::LimitsConfig,
     /// The web UI: single sign-on (see docs/ui.md).
     #[serde(default)]
     ui: jitgate_server::ui::UiConfig,
@@ -77,6 +80,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         slack: file.slack,
         audit: file.audit,
         ui: file.ui,
+        limits: file.limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

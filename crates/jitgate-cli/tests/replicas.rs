@@ -171,8 +171,30 @@ fn what_one_replica_commits_every_replica_enforces_within_a_second() {
         assert_eq!(status, 200, "{v}");
         v["items"].as_array().unwrap().clone()
     };
+    // A single-use grant, approved, not yet used: while the database is away its check cannot
+    // be recorded, so it is denied (fail closed), counted, and the grant stays unused.
+    const DEPLOY: &str = "deploy sha256:4f1c";
+    let r = a.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "duration": "30m", "reason": "REL-9", "payload": DEPLOY}),
+    );
+    assert_eq!(
+        a.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}))
+            .0,
+        200
+    );
+    let deploy_check = json!({"principal": "alice", "resource": "prod-api", "action": "deploy", "payload": DEPLOY});
     let before = log(a);
     pg.pause();
+    let (status, v) = a.post("/v1/check", "demo-svc", deploy_check.clone());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["allow"], false, "a decision that cannot be recorded is a deny: {v}");
+    assert!(v["reason"].as_str().unwrap().contains("could not be recorded"), "{v}");
+    let metrics = a.http.get(format!("{}/metrics", a.url)).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("jitgate_check_errors_total 1"),
+        "the failure alarms: {metrics}"
+    );
     for s in [a, b] {
         let (status, _) = s.get("/readyz", "");
         assert_eq!(status, 503);
@@ -203,6 +225,11 @@ fn what_one_replica_commits_every_replica_enforces_within_a_second() {
             "nothing half-written stayed: {e}"
         );
     }
+    // The denied check consumed nothing: the grant allows once now, and only once.
+    let (_, v) = b.post("/v1/check", "demo-svc", deploy_check.clone());
+    assert_eq!(v["allow"], true, "{v}");
+    let (_, v) = a.post("/v1/check", "demo-svc", deploy_check);
+    assert_eq!(v["allow"], false, "{v}");
     let r = a.file(
         "demo-alice",
         json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-2"}),

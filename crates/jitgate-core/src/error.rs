@@ -16,9 +16,28 @@ pub enum DomainError {
     /// The thing was already decided, used or ended.
     #[error("{0}")]
     Conflict(String),
+    /// A field longer than the limit every caller is held to.
+    #[error("{field}: is {len} bytes; keep it under {max}")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
 }
 
 impl DomainError {
+    /// `Err(TooLong)` if `value` is over `max` bytes.
+    pub fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
+        if value.len() > max {
+            return Err(DomainError::TooLong {
+                field,
+                len: value.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         DomainError::Invalid {
             field: field.into(),

@@ -42,11 +42,8 @@ fn event(kind: EventKind, request: &Request, actor: &str, comment: Option<String
 
 fn check_comment(comment: &Option<String>) -> Result<(), DomainError> {
     match comment {
-        Some(c) if c.len() > MAX_COMMENT_LEN => Err(DomainError::invalid(
-            "comment",
-            format!("is {} bytes; keep it under {MAX_COMMENT_LEN}", c.len()),
-        )),
-        _ => Ok(()),
+        Some(c) => DomainError::check_len("comment", c, MAX_COMMENT_LEN),
+        None => Ok(()),
     }
 }
 
@@ -672,7 +669,7 @@ mod tests {
         assert_eq!(expired.request.grant.unwrap().status, GrantStatus::Active);
         assert!(matches!(
             done(&granted, &alice, Some("x".repeat(MAX_COMMENT_LEN + 1)), later),
-            Err(DomainError::Invalid { .. })
+            Err(DomainError::TooLong { field: "comment", .. })
         ));
     }
 

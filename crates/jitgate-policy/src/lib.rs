@@ -316,9 +316,8 @@ impl Policy {
                 "extending {name} needs approval again: file a new request; its grant will overlap this one"
             )));
         }
-        if reason.len() > jitgate_core::admission::MAX_REASON_LEN
-            || (workflow.reason_required && reason.trim().is_empty())
-        {
+        DomainError::check_len("reason", reason, jitgate_core::admission::MAX_REASON_LEN)?;
+        if workflow.reason_required && reason.trim().is_empty() {
             return Err(DomainError::invalid(
                 "reason",
                 format!("say why {name} must last longer (under 2000 bytes)"),

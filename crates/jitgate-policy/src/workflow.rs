@@ -691,12 +691,7 @@ impl Workflow {
     pub fn limits(&self, ask: &Ask<'_>) -> Result<DurationSecs, DomainError> {
         let name = format!("{} {}", self.resource, self.action);
         let reason = ask.reason.trim();
-        if ask.reason.len() > MAX_REASON_LEN {
-            return Err(DomainError::invalid(
-                "reason",
-                format!("is {} bytes; keep it under {MAX_REASON_LEN}", ask.reason.len()),
-            ));
-        }
+        DomainError::check_len("reason", ask.reason, MAX_REASON_LEN)?;
         if self.reason_required && reason.is_empty() {
             return Err(DomainError::invalid(
                 "reason",
@@ -715,12 +710,7 @@ impl Workflow {
             }
         }
         if let Some(payload) = ask.payload {
-            if payload.len() > MAX_PAYLOAD_LEN {
-                return Err(DomainError::invalid(
-                    "payload",
-                    format!("is {} bytes; keep it under {MAX_PAYLOAD_LEN}", payload.len()),
-                ));
-            }
+            DomainError::check_len("payload", payload, MAX_PAYLOAD_LEN)?;
         }
         if self.action_bound && ask.payload.is_none_or(|p| p.is_empty()) {
             return Err(DomainError::invalid(

@@ -527,7 +527,10 @@ impl CreateTokenBody {
             )));
         }
         if self.groups.len() > MAX_TOKEN_GROUPS {
-            return Err(Invalid(format!("groups: at most {MAX_TOKEN_GROUPS} groups")));
+            return Err(crate::ApiError::OverLimit(
+                crate::error::Limit::ListSize,
+                format!("groups: {} groups; give at most {MAX_TOKEN_GROUPS}", self.groups.len()),
+            ));
         }
         if let Some(bad) = self.groups.iter().find(|g| !name_ok(g) || g.contains(',')) {
             return Err(Invalid(format!(

@@ -47,6 +47,7 @@ pub struct App {
     /// to apply to what it read before it takes over: a grant revoked during the read must
     /// not come back.
     resyncing: parking_lot::Mutex<Option<Vec<IndexChange>>>,
+    filing_rate: crate::limits::FilingRate,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -138,6 +139,7 @@ impl App {
             denied: crate::audit::denied::DeniedChecks::default(),
             sso: std::sync::OnceLock::new(),
             resyncing: parking_lot::Mutex::new(None),
+            filing_rate: crate::limits::FilingRate::default(),
         })
     }
 
@@ -230,7 +232,21 @@ impl App {
     }
 
     /// File a request for `who`.
+    pub fn filing_rate(&self) -> &crate::limits::FilingRate {
+        &self.filing_rate
+    }
+
     pub async fn file(&self, who: &Identity, body: &CreateRequestBody) -> Result<Request, ApiError> {
+        if let Err(wait) = self.filing_rate.take(&who.principal, std::time::Instant::now()) {
+            return Err(ApiError::OverLimit(
+                crate::error::Limit::Rate,
+                format!(
+                    "{} is filing requests faster than this server's [limits] allow; try again in {} ms",
+                    who.principal,
+                    wait.as_millis().max(1)
+                ),
+            ));
+        }
         let duration = body.duration.as_ref().map(|d| d.parse("duration")).transpose()?;
         let ask = Ask {
             resource: &body.resource,
@@ -304,10 +320,10 @@ impl App {
         use std::sync::atomic::Ordering;
         if self.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS {
             self.waiters.fetch_sub(1, Ordering::Relaxed);
-            self.metrics.count_limit("waiters");
-            return Err(ApiError::TooMany(format!(
-                "{MAX_WAITERS} callers are already waiting for decisions; ask again without wait, or later"
-            )));
+            return Err(ApiError::OverLimit(
+                crate::error::Limit::Waiters,
+                format!("{MAX_WAITERS} callers are already waiting for decisions; ask again without wait, or later"),
+            ));
         }
         self.metrics.waiting.inc();
         Ok(WaiterSlot(self))
@@ -956,6 +972,7 @@ impl App {
             Err(e) => {
                 // Fail closed: a decision we cannot make durable is a deny.
                 tracing::error!(error = %e, grant_id, "cannot load single-use grant; denying");
+                self.metrics.check_errors.inc();
                 return denied("the decision could not be recorded; denied".into());
             }
         };
@@ -985,6 +1002,7 @@ impl App {
             }
             Err(e) => {
                 tracing::error!(error = %e, grant_id, "cannot consume single-use grant; denying");
+                self.metrics.check_errors.inc();
                 denied("the decision could not be recorded; denied".into())
             }
         }

@@ -25,14 +25,13 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
-    /// A limit on what one caller, or all callers together, may have under way.
-    #[error("{0}")]
-    TooMany(String),
+    /// A limit on what a caller controls (body size, field length, list size, rate, waiters)
+    /// was exceeded. Counted in `jitgate_limits_exceeded_total{outcome=LIMIT}`.
+    #[error("{1}")]
+    OverLimit(Limit, String),
     #[error("internal error")]
     Internal(String),
 }
@@ -53,6 +52,37 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The limits a caller can run into, each answered with its 4xx and counted by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A request body over `MAX_BODY_BYTES`: 413.
+    BodySize,
+    /// A field longer than its maximum: 422.
+    FieldLength,
+    /// More items in a list than one call may carry: 422.
+    ListSize,
+    /// More calls from one principal than its rate allows: 429.
+    Rate,
+    /// More callers waiting for decisions than the server holds: 429.
+    Waiters,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::BodySize => "body_size",
+            Limit::FieldLength => "field_length",
+            Limit::ListSize => "list_size",
+            Limit::Rate => "rate",
+            Limit::Waiters => "waiters",
+        }
+    }
+}
+
+/// Put on a response that refused a call over a limit, so that one layer counts them all.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitHit(pub Limit);
+
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -62,10 +92,15 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::OverLimit(Limit::BodySize, _) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::OverLimit(Limit::FieldLength | Limit::ListSize, _) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument")
+            }
+            ApiError::OverLimit(Limit::Rate | Limit::Waiters, _) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -92,6 +127,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let ApiError::OverLimit(limit, _) = self {
+            response.extensions_mut().insert(LimitHit(limit));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -109,6 +147,7 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(m) => ApiError::Forbidden(m),
             DomainError::NotFound(m) => ApiError::NotFound(m),
             DomainError::Conflict(m) => ApiError::Conflict(m),
+            e @ DomainError::TooLong { .. } => ApiError::OverLimit(Limit::FieldLength, e.to_string()),
         }
     }
 }
@@ -139,8 +178,12 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::UnsupportedMediaType("send the body as JSON with Content-Type: application/json".into())
             }
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(
-                format!("request body is larger than {} bytes", crate::routes::MAX_BODY_BYTES),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::OverLimit(
+                Limit::BodySize,
+                format!(
+                    "request body is larger than {} bytes; send less",
+                    crate::routes::MAX_BODY_BYTES
+                ),
             ),
             other => ApiError::BadRequest(other.body_text()),
         }

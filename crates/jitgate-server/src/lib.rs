@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod delivery;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -41,6 +42,7 @@ pub struct ServerConfig {
     pub slack: slack::SlackConfig,
     pub audit: audit::AuditConfig,
     pub ui: ui::UiConfig,
+    pub limits: limits::LimitsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let audit = config.audit.settings().map_err(ServeError::Audit)?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
+    app.filing_rate().configure(config.limits.clone());
     reload::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);

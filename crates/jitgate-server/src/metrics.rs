@@ -32,6 +32,9 @@ pub struct Metrics {
     /// The two check counters, resolved once so the check path does no label lookup.
     pub checks_allowed: Counter,
     pub checks_denied: Counter,
+    /// Checks answered deny because the decision could not be made durable (fail closed).
+    /// Any at all deserves an alarm.
+    pub check_errors: Counter,
     pub check_seconds: Histogram,
     pub active_grants: Gauge,
     /// Grants ended, by how: revoked, expired, used.
@@ -133,6 +136,12 @@ impl Metrics {
             "Denied checks counted only in a window's overflow event (too many distinct ones)",
             denied_checks_overflow.clone(),
         );
+        let check_errors = Counter::default();
+        registry.register(
+            "check_errors",
+            "Checks answered deny because the decision could not be recorded (fail closed); alarm on any",
+            check_errors.clone(),
+        );
         let checks_allowed = checks
             .get_or_create(&OutcomeLabel {
                 outcome: "allow".into(),
@@ -147,6 +156,7 @@ impl Metrics {
             checks,
             checks_allowed,
             checks_denied,
+            check_errors,
             check_seconds,
             active_grants,
             grants_ended,

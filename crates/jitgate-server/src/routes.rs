@@ -3,7 +3,7 @@
 use crate::api::*;
 use crate::app::{now, App};
 use crate::auth::{op, Allowed};
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, Limit, LimitHit};
 use crate::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::{header, StatusCode};
@@ -19,6 +19,8 @@ use std::sync::Arc;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// The most checks in one batch.
 pub const MAX_BATCH: usize = 1000;
+/// Longest principal, resource or action a check may name.
+pub const MAX_CHECK_FIELD: usize = 256;
 
 /// JSON in and out, with rejections in the API's error shape.
 #[derive(FromRequest)]
@@ -71,7 +73,24 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count_limits))
         .with_state(app)
+}
+
+/// Count every call refused over a limit, by limit: the error marks its response, and a body
+/// refused before any handler ran (axum's or the UI's 413) counts as over the body size.
+async fn count_limits(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(LimitHit(limit)) = response.extensions().get::<LimitHit>() {
+        app.metrics.count_limit(limit.as_str());
+    } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        app.metrics.count_limit(Limit::BodySize.as_str());
+    }
+    response
 }
 
 /// An optional JSON body: empty means the default.
@@ -330,8 +349,14 @@ fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
         ("resource", &body.resource),
         ("action", &body.action),
     ] {
-        if value.is_empty() || value.len() > 256 {
-            return Err(ApiError::Invalid(format!("{field}: must be 1 to 256 characters")));
+        if value.is_empty() {
+            return Err(ApiError::Invalid(format!("{field}: must not be empty")));
+        }
+        if value.len() > MAX_CHECK_FIELD {
+            return Err(ApiError::OverLimit(
+                Limit::FieldLength,
+                format!("{field}: is {} bytes; keep it under {MAX_CHECK_FIELD}", value.len()),
+            ));
         }
     }
     Ok(())
@@ -365,10 +390,13 @@ pub async fn check_batch(
     Json(body): Json<CheckBatchBody>,
 ) -> Result<Json<CheckBatchAnswer>, ApiError> {
     if body.checks.len() > MAX_BATCH {
-        return Err(ApiError::Invalid(format!(
-            "checks: {} checks in one batch; send at most {MAX_BATCH}",
-            body.checks.len()
-        )));
+        return Err(ApiError::OverLimit(
+            Limit::ListSize,
+            format!(
+                "checks: {} checks in one batch; send at most {MAX_BATCH}",
+                body.checks.len()
+            ),
+        ));
     }
     for c in &body.checks {
         validate_check(c)?;

@@ -55,11 +55,16 @@ impl Server {
     pub fn start_on(policy: &Path, config: Option<&str>, database: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
-        let config = config.map(|text| {
-            let path = dir.path().join("config.toml");
-            std::fs::write(&path, text).expect("write config");
-            path
-        });
+        // Tests file in bursts from one principal; the per-principal rate limit is off unless
+        // a test sets its own (tests/limits.rs does).
+        let text = match config {
+            Some(text) if text.contains("[limits]") => text.to_string(),
+            Some(text) => format!("{text}\n[limits]\nrequests_per_minute = 0\n"),
+            None => "[limits]\nrequests_per_minute = 0\n".to_string(),
+        };
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        let config = Some(path);
         let database = database.map(str::to_string);
         let mut server = Server {
             child: spawn(&listen, policy, dir.path(), config.as_deref(), database.as_deref()),
