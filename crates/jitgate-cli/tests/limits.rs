@@ -43,7 +43,7 @@ fn refused(s: &Server, path: &str, token: &str, body: Value, status: u16, says: 
 fn a_call_over_each_limit_gets_its_4xx_and_is_counted() {
     let s = Server::start_with(
         &quickstart(),
-        Some("[limits]\nrequests_per_minute = 6\nrequests_burst = 3\n"),
+        Some("[limits]\nrequests_per_minute = 6\nrequests_burst = 3\nmax_waiters = 1\n"),
     );
     let events_before = s.audit_count();
 
@@ -113,9 +113,34 @@ fn a_call_over_each_limit_gets_its_4xx_and_is_counted() {
     // Someone else still files.
     s.file("demo-dave", json!({"resource": "staging-db", "action": "read"}));
 
+    // Waiters: one caller waits for a decision on a pending request; a second is refused.
+    let pending = s.file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-1"}),
+    );
+    let path = format!("/v1/requests/{}", id(&pending));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| s.get(&format!("{path}?wait=3s"), "demo-dave"));
+        wait_until("the first caller waits", || {
+            let metrics = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+            metrics.contains("jitgate_waiting_callers 1")
+        });
+        let (status, v) = s.get(&format!("{path}?wait=3s"), "demo-dave");
+        assert_eq!(status, 429, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 callers are already waiting"),
+            "{v}"
+        );
+        assert_eq!(waiting.join().unwrap().0, 200, "the first caller is answered");
+    });
+
     let metrics = limit_counts(&s);
     assert_eq!(count(&metrics, "body_size"), 1, "{metrics}");
     assert_eq!(count(&metrics, "field_length"), 2, "{metrics}");
     assert_eq!(count(&metrics, "list_size"), 2, "{metrics}");
     assert_eq!(count(&metrics, "rate"), 1, "{metrics}");
+    assert_eq!(count(&metrics, "waiters"), 1, "{metrics}");
 }

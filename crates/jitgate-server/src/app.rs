@@ -20,8 +20,6 @@ use std::sync::Arc;
 const MAX_CONFLICT_RETRIES: usize = 16;
 /// The longest one call may wait for a decision; clients wait longer by asking again.
 pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-/// How many callers may wait for decisions at once; one more is answered 429.
-pub const MAX_WAITERS: usize = 10_000;
 /// Sent to waiting callers when anything may have changed (a replica resynced).
 const EVERYTHING_CHANGED: &str = "*";
 
@@ -47,7 +45,7 @@ pub struct App {
     /// to apply to what it read before it takes over: a grant revoked during the read must
     /// not come back.
     resyncing: parking_lot::Mutex<Option<Vec<IndexChange>>>,
-    filing_rate: crate::limits::FilingRate,
+    caller_limits: crate::limits::CallerLimits,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -139,7 +137,7 @@ impl App {
             denied: crate::audit::denied::DeniedChecks::default(),
             sso: std::sync::OnceLock::new(),
             resyncing: parking_lot::Mutex::new(None),
-            filing_rate: crate::limits::FilingRate::default(),
+            caller_limits: crate::limits::CallerLimits::default(),
         })
     }
 
@@ -232,12 +230,12 @@ impl App {
     }
 
     /// File a request for `who`.
-    pub fn filing_rate(&self) -> &crate::limits::FilingRate {
-        &self.filing_rate
+    pub fn caller_limits(&self) -> &crate::limits::CallerLimits {
+        &self.caller_limits
     }
 
     pub async fn file(&self, who: &Identity, body: &CreateRequestBody) -> Result<Request, ApiError> {
-        if let Err(wait) = self.filing_rate.take(&who.principal, std::time::Instant::now()) {
+        if let Err(wait) = self.caller_limits.take(&who.principal, std::time::Instant::now()) {
             return Err(ApiError::OverLimit(
                 crate::error::Limit::Rate,
                 format!(
@@ -318,11 +316,12 @@ impl App {
 
     fn waiter_slot(&self) -> Result<WaiterSlot<'_>, ApiError> {
         use std::sync::atomic::Ordering;
-        if self.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS {
+        let max_waiters = self.caller_limits.max_waiters();
+        if self.waiters.fetch_add(1, Ordering::Relaxed) >= max_waiters {
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             return Err(ApiError::OverLimit(
                 crate::error::Limit::Waiters,
-                format!("{MAX_WAITERS} callers are already waiting for decisions; ask again without wait, or later"),
+                format!("{max_waiters} callers are already waiting for decisions; ask again without wait, or later"),
             ));
         }
         self.metrics.waiting.inc();

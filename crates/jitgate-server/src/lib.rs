@@ -83,7 +83,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let audit = config.audit.settings().map_err(ServeError::Audit)?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
-    app.filing_rate().configure(config.limits.clone());
+    app.caller_limits().configure(config.limits.clone());
     reload::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);

@@ -1,7 +1,8 @@
-//! How fast one principal may file requests: a token bucket per principal, so a runaway CI
-//! loop or a compromised token cannot flood reviewers, the store and the audit log. The
-//! `[limits]` section of the server's config sets it; a filing over it gets a 429 that says
-//! when to try again, and is counted in `jitgate_limits_exceeded_total{outcome="rate"}`.
+//! Limits the server's config sets (`[limits]`): how fast one principal may file requests (a
+//! token bucket per principal, so a runaway CI loop or a compromised token cannot flood
+//! reviewers, the store and the audit log) and how many callers may wait for decisions at
+//! once. A call over either gets a 429 (a filing's says when to try again), counted in
+//! `jitgate_limits_exceeded_total{outcome="rate"|"waiters"}`.
 
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -22,6 +23,13 @@ pub struct LimitsConfig {
     /// How many one principal may file at once before the rate applies.
     #[serde(default = "default_burst")]
     pub requests_burst: u32,
+    /// Callers waiting for decisions at once (`GET /v1/requests/{id}?wait=...`).
+    #[serde(default = "default_max_waiters")]
+    pub max_waiters: usize,
+}
+
+fn default_max_waiters() -> usize {
+    10_000
 }
 
 fn default_per_minute() -> u32 {
@@ -37,6 +45,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             requests_per_minute: default_per_minute(),
             requests_burst: default_burst(),
+            max_waiters: default_max_waiters(),
         }
     }
 }
@@ -46,24 +55,29 @@ struct Bucket {
     at: Instant,
 }
 
-/// Filings per principal.
-pub struct FilingRate {
+/// The `[limits]` in force: filings per principal, and waiters.
+pub struct CallerLimits {
     config: Mutex<LimitsConfig>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
-impl Default for FilingRate {
+impl Default for CallerLimits {
     fn default() -> Self {
-        FilingRate::new(LimitsConfig::default())
+        CallerLimits::new(LimitsConfig::default())
     }
 }
 
-impl FilingRate {
-    pub fn new(config: LimitsConfig) -> FilingRate {
-        FilingRate {
+impl CallerLimits {
+    pub fn new(config: LimitsConfig) -> CallerLimits {
+        CallerLimits {
             config: Mutex::new(config),
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Callers that may wait for decisions at once.
+    pub fn max_waiters(&self) -> usize {
+        self.config.lock().max_waiters
     }
 
     pub fn configure(&self, config: LimitsConfig) {
@@ -73,10 +87,10 @@ impl FilingRate {
 
     /// Take one filing for `principal` at `now`, or say how long until it may file again.
     pub fn take(&self, principal: &str, now: Instant) -> Result<(), Duration> {
-        let LimitsConfig {
-            requests_per_minute,
-            requests_burst,
-        } = *self.config.lock();
+        let (requests_per_minute, requests_burst) = {
+            let config = self.config.lock();
+            (config.requests_per_minute, config.requests_burst)
+        };
         if requests_per_minute == 0 {
             return Ok(());
         }
@@ -104,10 +118,11 @@ impl FilingRate {
 mod tests {
     use super::*;
 
-    fn rate(per_minute: u32, burst: u32) -> FilingRate {
-        FilingRate::new(LimitsConfig {
+    fn rate(per_minute: u32, burst: u32) -> CallerLimits {
+        CallerLimits::new(LimitsConfig {
             requests_per_minute: per_minute,
             requests_burst: burst,
+            ..LimitsConfig::default()
         })
     }
 
