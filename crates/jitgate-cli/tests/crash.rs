@@ -92,7 +92,14 @@ fn load(url: &str, stop: &AtomicBool, acknowledged: &Mutex<Acknowledged>) {
 
 /// Every acknowledged write is there: those acknowledged since the last look, a random
 /// sample of the older ones (all of them when `all`), and the audit chain verifies.
-fn assert_nothing_lost(s: &Server, acknowledged: &Acknowledged, since: &mut [usize; 3], all: bool, rng: &mut impl Rng) {
+fn assert_nothing_lost(
+    s: &Server,
+    acknowledged: &Acknowledged,
+    since: &mut [usize; 3],
+    all: bool,
+    rng: &mut impl Rng,
+    after: &str,
+) {
     let lists = [&acknowledged.granted, &acknowledged.filed, &acknowledged.approved];
     for (kind, (list, seen)) in lists.iter().zip(since.iter_mut()).enumerate() {
         let mut look: Vec<&String> = list[*seen..].iter().collect();
@@ -103,17 +110,20 @@ fn assert_nothing_lost(s: &Server, acknowledged: &Acknowledged, since: &mut [usi
         }
         for rid in look {
             let (status, v) = s.get(&format!("/v1/requests/{rid}"), "demo-admin");
-            assert_eq!(status, 200, "acknowledged filing {rid} is lost: {v}");
+            assert_eq!(status, 200, "{after}: acknowledged filing {rid} is lost: {v}");
             if kind != 1 {
-                assert_eq!(v["status"], "approved", "acknowledged approval of {rid} is lost: {v}");
-                assert!(v["grant"].is_object(), "{rid} lost its grant: {v}");
+                assert_eq!(
+                    v["status"], "approved",
+                    "{after}: acknowledged approval of {rid} is lost: {v}"
+                );
+                assert!(v["grant"].is_object(), "{after}: {rid} lost its grant: {v}");
             }
         }
         *seen = list.len();
     }
     let (status, verify) = s.get("/v1/audit/verify", "demo-admin");
     assert_eq!(status, 200, "{verify}");
-    assert_eq!(verify["ok"], true, "the audit chain is broken: {verify}");
+    assert_eq!(verify["ok"], true, "{after}: the audit chain is broken: {verify}");
 }
 
 #[test]
@@ -140,7 +150,7 @@ fn nothing_acknowledged_is_lost_across_twenty_kills() {
                     approved: a.approved.clone(),
                 }
             };
-            assert_nothing_lost(&s, &snapshot, &mut since, false, &mut rng);
+            assert_nothing_lost(&s, &snapshot, &mut since, false, &mut rng, &format!("kill {kill}"));
         }
         stop.store(true, Ordering::Relaxed);
         load.join().unwrap();
@@ -156,7 +166,7 @@ fn nothing_acknowledged_is_lost_across_twenty_kills() {
         acknowledged.granted.len() >= KILLS && acknowledged.approved.len() >= KILLS,
         "the load must really run between kills"
     );
-    assert_nothing_lost(&s, &acknowledged, &mut since, true, &mut rng);
+    assert_nothing_lost(&s, &acknowledged, &mut since, true, &mut rng, "the end");
 
     // No grant outlives its window: once the last one's end has passed, checks refuse and
     // the store holds no active grant (the worker records the expiries after the crashes).
