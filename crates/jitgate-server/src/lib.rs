@@ -7,6 +7,8 @@ pub mod audit;
 pub mod auth;
 pub mod delivery;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

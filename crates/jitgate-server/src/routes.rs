@@ -343,7 +343,7 @@ pub async fn done_grant(
     Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
 
-fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
+pub(crate) fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
     for (field, value) in [
         ("principal", &body.principal),
         ("resource", &body.resource),

@@ -111,13 +111,7 @@ impl Authenticator {
         peer: Option<IpAddr>,
     ) -> Result<Identity, AuthFailure> {
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
-                .ok_or_else(|| AuthFailure::new("malformed", "the Authorization header is not 'Bearer TOKEN'"))?;
+            let token = bearer_token(value.as_bytes())?;
             if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
                 let identity = self
                     .oidc
@@ -195,6 +189,18 @@ impl Authenticator {
         };
         Ok(tokens::resolve(policy, identity))
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header's value: visible ASCII, at most
+/// `MAX_TOKEN_LEN` bytes; anything else is malformed.
+pub fn bearer_token(value: &[u8]) -> Result<&str, AuthFailure> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|h| h.chars().all(|c| c.is_ascii() && !c.is_ascii_control()))
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
+        .ok_or_else(|| AuthFailure::new("malformed", "the Authorization header is not 'Bearer TOKEN'"))
 }
 
 fn header_name(field: &str, name: &str) -> Result<HeaderName, ConfigError> {
