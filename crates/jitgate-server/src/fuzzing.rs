@@ -113,6 +113,12 @@ pub fn slack(data: &[u8]) {
     }
 }
 
+/// Whether the policy and token table the targets check against are there: without them
+/// `json_bodies` and `bearer` would test less, and a run must say so.
+pub fn fixtures_loaded() -> bool {
+    quickstart().is_some() && tokens().is_some()
+}
+
 /// The quickstart policy, loaded once (`None` only if the checkout lacks it).
 fn quickstart() -> Option<&'static jitgate_policy::Policy> {
     static POLICY: OnceLock<Option<jitgate_policy::Policy>> = OnceLock::new();

@@ -45,6 +45,11 @@ pub struct Login {
 }
 
 impl PostgresTarget {
+    /// The longest one provisioning or deprovisioning may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Parse the admin URL; nothing connects until the first delivery, so the server starts
     /// while the target is down.
     pub fn new(

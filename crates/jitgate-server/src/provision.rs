@@ -26,6 +26,8 @@ const BATCH: u32 = 1000;
 /// How long a worker holds the items it took: other replicas leave them alone until then, and
 /// take them over if this one dies.
 const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Room kept between a delivery's timeout and its lease's end (clock steps, recording).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// A failing deprovisioning is written to the audit log on its first failure and then every
 /// this many attempts, so an outage alarms without flooding the log.
 const ALARM_EVERY: u32 = 10;
@@ -217,6 +219,16 @@ impl Providers {
         }
     }
 
+    /// The longest a delivery to `name` may take (zero for an unknown provider, whose
+    /// delivery fails at once).
+    fn timeout(&self, name: &str) -> Duration {
+        match self.by_name.get(name) {
+            Some(Provider::Webhook { timeout, .. } | Provider::Exec { timeout, .. }) => *timeout,
+            Some(Provider::Postgres(target)) => target.timeout(),
+            None => Duration::ZERO,
+        }
+    }
+
     async fn deliver(
         &self,
         item: &OutboxItem,
@@ -371,11 +383,17 @@ fn event(kind: EventKind, item: &OutboxItem, grant: &Grant, at: Timestamp, comme
 /// falls due after its grant has ended is dropped: the grant's deprovisioning has been, or
 /// will be, delivered instead. The delivery holds one of `slots` while it talks to the target;
 /// recording its outcome does not, so deliveries never wait for the disk.
+///
+/// An item is delivered only if its delivery ends, timeout and all, before its lease does
+/// (`lease_ends`): past that, another worker may lease it and deliver it too, or deliver the
+/// grant's next item (a deprovisioning) first. One that waited too long for a slot is left to
+/// fall due again when its lease runs out.
 async fn carry_out(
     app: &App,
     slots: &tokio::sync::Semaphore,
     item: &OutboxItem,
     grant: Option<&Grant>,
+    lease_ends: Timestamp,
 ) -> Result<(), StoreError> {
     let Some(grant) = grant else {
         return app.store.complete_outbox(item.id, now(), None).await;
@@ -394,7 +412,15 @@ async fn carry_out(
         let Ok(_slot) = slots.acquire().await else {
             return Ok(());
         };
-        app.providers().deliver(item, grant, postgres, at).await
+        let providers = app.providers();
+        let bound = chrono::TimeDelta::from_std(providers.timeout(&item.provider) + LEASE_MARGIN)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        if now() + bound >= lease_ends {
+            tracing::warn!(item = item.id, provider = %item.provider,
+                "a delivery waited too long for its turn; it falls due again when its lease runs out");
+            return Ok(());
+        }
+        providers.deliver(item, grant, postgres, at).await
     };
     match delivered {
         Ok(()) => {
@@ -460,7 +486,7 @@ pub async fn run(app: Arc<App>) {
                 }
             };
             let full = due.len() >= BATCH as usize;
-            batches.spawn(carry_out_all(app.clone(), slots.clone(), due));
+            batches.spawn(carry_out_all(app.clone(), slots.clone(), due, at + LEASE));
             if !full {
                 break;
             }
@@ -475,7 +501,7 @@ const CONCURRENCY: usize = 64;
 /// Carry out a batch: each grant's items in order (provision before deprovision), different
 /// grants concurrently, at most `CONCURRENCY` at a time. The batch's grants are read at once,
 /// not one query per item.
-async fn carry_out_all(app: Arc<App>, slots: Arc<tokio::sync::Semaphore>, due: Vec<OutboxItem>) {
+async fn carry_out_all(app: Arc<App>, slots: Arc<tokio::sync::Semaphore>, due: Vec<OutboxItem>, lease_ends: Timestamp) {
     if due.is_empty() {
         return;
     }
@@ -507,7 +533,7 @@ async fn carry_out_all(app: Arc<App>, slots: Arc<tokio::sync::Semaphore>, due: V
         let grant = items.first().and_then(|item| grants.remove(&item.grant_id));
         running.spawn(async move {
             for item in &items {
-                if let Err(e) = carry_out(&app, &slots, item, grant.as_ref()).await {
+                if let Err(e) = carry_out(&app, &slots, item, grant.as_ref(), lease_ends).await {
                     tracing::warn!(error = %e, item = item.id, "cannot record a provider delivery; retrying");
                 }
             }

@@ -101,6 +101,10 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 fn run(target: &str, body: fn(&[u8])) {
+    assert!(
+        fuzzing::fixtures_loaded(),
+        "the quickstart policy must load for the targets to check against it"
+    );
     let iterations = env_number("FUZZ_ITERATIONS").unwrap_or(20_000);
     let seed = env_number("FUZZ_SEED").unwrap_or_else(fresh_seed);
     let seeds = corpus(target);

@@ -649,7 +649,18 @@ pub async fn file(
     match app.file(caller.who(), &body).await {
         Ok(request) => Ok(see_other(&format!("/ui/requests/{}", encode(&request.id)))),
         // A refusal the requester can fix is shown on the form, with what they typed.
-        Err(e @ (ApiError::Invalid(_) | ApiError::Forbidden(_))) => {
+        Err(
+            e @ (ApiError::Invalid(_)
+            | ApiError::Forbidden(_)
+            | ApiError::OverLimit(crate::error::Limit::FieldLength | crate::error::Limit::Rate, _)),
+        ) => {
+            let (status, limit) = match &e {
+                ApiError::OverLimit(limit, _) if *limit == crate::error::Limit::Rate => {
+                    (StatusCode::TOO_MANY_REQUESTS, Some(*limit))
+                }
+                ApiError::OverLimit(limit, _) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*limit)),
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            };
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
                 error: Some(e.to_string()),
@@ -659,7 +670,12 @@ pub async fn file(
                 reason: form.reason.unwrap_or_default(),
                 payload: form.payload.unwrap_or_default(),
             };
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+            let mut response = (status, render(&page)).into_response();
+            if let Some(limit) = limit {
+                // Counted like any other call over a limit.
+                response.extensions_mut().insert(crate::error::LimitHit(limit));
+            }
+            Ok(response)
         }
         Err(e) => Err(e),
     }
