@@ -969,6 +969,91 @@ mod conformance {
         assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
     }
 
+    /// Transitions that do not conflict, saved at once, go through the batched statements
+    /// together: extensions (new end, reminder cleared, provisioning due again) beside
+    /// revocations (deprovisioning due at once), each as asked.
+    pub async fn concurrent_extensions_and_revocations_are_saved_together(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let mut filed = Vec::new();
+        for n in 300..320 {
+            filed.push(file(&*store, n, "app-db", "read", None).await);
+        }
+        // Provisioned, and every holder already reminded of the first end.
+        let leased = store
+            .lease_outbox(t0(), "w", t0() + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 20);
+        for item in leased {
+            store.complete_outbox(item.id, t0(), None).await.unwrap();
+        }
+        for r in &filed {
+            let g = r.grant.as_ref().unwrap();
+            let reminder = jitgate_core::NewEvent {
+                kind: EventKind::GrantExpiring,
+                at: t0(),
+                actor: "system".into(),
+                subject: g.principal.clone(),
+                request_id: Some(r.id.clone()),
+                grant_id: Some(g.id.clone()),
+                resource: g.resource.clone(),
+                action: g.action.clone(),
+                comment: None,
+            };
+            assert!(store.mark_reminded(&g.id, &reminder).await.unwrap());
+        }
+        let at = t0() + TimeDelta::seconds(10);
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let tasks: Vec<_> = filed
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let t = if n % 2 == 0 {
+                    machine::extend(r, &alice(), DurationSecs(60), "more", limits, at).unwrap()
+                } else {
+                    machine::revoke(r, &alice(), None, at).unwrap()
+                };
+                let (store, previous) = (store.clone(), r.clone());
+                tokio::spawn(async move { store.save_transition(&previous, &t.request, &t.events).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let new_end = filed[0].grant.as_ref().unwrap().expires_at + TimeDelta::seconds(60);
+        for (n, r) in filed.iter().enumerate() {
+            let g = store.get_request(&r.id).await.unwrap().unwrap().grant.unwrap();
+            if n % 2 == 0 {
+                assert_eq!(
+                    (g.status, g.extensions, g.expires_at),
+                    (GrantStatus::Active, 1, new_end)
+                );
+            } else {
+                assert_eq!((g.status, g.ended_at), (GrantStatus::Revoked, Some(at)));
+            }
+        }
+        // Extended grants' provisioning is due again; revoked grants' deprovisioning now.
+        let due = store
+            .lease_outbox(at, "w2", at + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        let count = |operation| due.iter().filter(|i| i.operation == operation).count();
+        assert_eq!((count(Provision), count(Deprovision)), (10, 10), "{due:?}");
+        // The new ends are reminded of again; the revoked grants never.
+        let lead = TimeDelta::seconds(10);
+        let reminded = store
+            .grants_to_remind(new_end - TimeDelta::seconds(5), lead, 100)
+            .await
+            .unwrap();
+        assert_eq!(reminded.len(), 10, "{reminded:?}");
+        assert!(reminded.iter().all(|g| g.extensions == 1));
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+    }
+
     pub async fn background_work_is_leased_to_one_worker_at_a_time(store: Arc<dyn Store>) {
         use jitgate_core::outbox::OutboxOperation::Provision;
         file(&*store, 1, "app-db", "read", None).await;
@@ -1110,6 +1195,7 @@ macro_rules! all_cases {
             stale_saves_conflict,
             concurrent_approvals_issue_one_grant,
             concurrent_transitions_are_each_committed_once,
+            concurrent_extensions_and_revocations_are_saved_together,
             single_use_is_consumed_exactly_once,
             expired_grants_cannot_be_consumed,
             due_requests_follow_the_clock,
