@@ -43,6 +43,20 @@ pub struct CreateRequestBody {
     pub break_glass: bool,
 }
 
+impl CreateRequestBody {
+    /// What the policy judges: the body with its duration parsed.
+    pub fn ask(&self) -> Result<jitgate_core::Ask<'_>, crate::ApiError> {
+        Ok(jitgate_core::Ask {
+            resource: &self.resource,
+            action: &self.action,
+            duration: self.duration.as_ref().map(|d| d.parse("duration")).transpose()?,
+            reason: &self.reason,
+            payload: self.payload.as_deref(),
+            break_glass: self.break_glass,
+        })
+    }
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {

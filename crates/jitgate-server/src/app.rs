@@ -5,7 +5,6 @@ use crate::api::{CheckAnswer, CreateRequestBody};
 use crate::auth::{Authenticator, Caller};
 use crate::metrics::Metrics;
 use crate::ApiError;
-use jitgate_core::admission::Ask;
 use jitgate_core::machine::{self, NewIds, Transition};
 use jitgate_core::{
     millis, ApiToken, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus,
@@ -245,15 +244,7 @@ impl App {
                 ),
             ));
         }
-        let duration = body.duration.as_ref().map(|d| d.parse("duration")).transpose()?;
-        let ask = Ask {
-            resource: &body.resource,
-            action: &body.action,
-            duration,
-            reason: &body.reason,
-            payload: body.payload.as_deref(),
-            break_glass: body.break_glass,
-        };
+        let ask = body.ask()?;
         let ids = NewIds {
             request_id: new_id("req"),
             grant_id: new_id("grt"),

@@ -56,15 +56,7 @@ pub fn duration(data: &[u8]) {
 /// Every JSON body the API takes, through the checks its handler makes before acting.
 pub fn json_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<CreateRequestBody>(data) {
-        if let Ok(duration) = body.duration.as_ref().map(|d| d.parse("duration")).transpose() {
-            let ask = Ask {
-                resource: &body.resource,
-                action: &body.action,
-                duration,
-                reason: &body.reason,
-                payload: body.payload.as_deref(),
-                break_glass: body.break_glass,
-            };
+        if let Ok(ask) = body.ask() {
             if let Some(policy) = quickstart() {
                 let _ = policy.admit(&Identity::user("alice", &["dev"]), &ask, chrono::Utc::now());
             }
