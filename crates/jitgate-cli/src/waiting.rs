@@ -9,6 +9,7 @@ use crate::{render, Output};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub const EXIT_TIMED_OUT: u8 = 3;
 #[derive(Clone, Default)]
 pub struct Interrupt {
     pending: Arc<Mutex<Option<String>>>,
+    /// Set once the handler took the waiting request to cancel it: the handler exits 130,
+    /// and the waiting thread, which may see the cancellation first, must not exit otherwise.
+    handling: Arc<AtomicBool>,
 }
 
 impl Interrupt {
@@ -32,9 +36,11 @@ impl Interrupt {
     pub fn install(client: &Client) -> Interrupt {
         let interrupt = Interrupt::default();
         let (pending, client) = (interrupt.pending.clone(), client.clone());
+        let handling = interrupt.handling.clone();
         let installed = ctrlc::set_handler(move || {
             let waiting = pending.lock().ok().and_then(|mut p| p.take());
             if let Some(id) = waiting {
+                handling.store(true, Ordering::SeqCst);
                 match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
                     Ok(_) => eprintln!("\ninterrupted: request {id} is cancelled"),
                     Err(e) => eprintln!("\ninterrupted: could not cancel request {id}: {e}"),
@@ -121,6 +127,11 @@ impl Wait<'_> {
         };
         if let Some(interrupt) = self.interrupt {
             interrupt.waiting_for(None);
+            // Interrupted: the handler is cancelling the request and exits 130; the poll that
+            // just saw the cancellation must not end the process with another status first.
+            while interrupt.handling.load(Ordering::SeqCst) {
+                std::thread::park_timeout(Duration::from_secs(1));
+            }
         }
         if show {
             eprintln!();
