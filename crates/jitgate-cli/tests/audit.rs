@@ -14,7 +14,9 @@ use support::*;
 const CONFIG: &str = "[audit]\ncheckpoint_every = \"1s\"\n";
 
 fn sql(s: &Server, statement: &str) -> String {
+    // The server keeps writing (checkpoints every second): wait for its lock, don't fail on it.
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(s.dir.path().join("jitgate.db"))
         .arg(statement)
         .output()
