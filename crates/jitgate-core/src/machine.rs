@@ -42,7 +42,10 @@ fn event(kind: EventKind, request: &Request, actor: &str, comment: Option<String
 
 fn check_comment(comment: &Option<String>) -> Result<(), DomainError> {
     match comment {
-        Some(c) => DomainError::check_len("comment", c, MAX_COMMENT_LEN),
+        Some(c) => {
+            DomainError::check_len("comment", c, MAX_COMMENT_LEN)?;
+            crate::text::check_reviewed("comment", c, crate::text::Lines::Many)
+        }
         None => Ok(()),
     }
 }
@@ -99,7 +102,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         requester: who.principal.clone(),
         resource: ask.resource.to_string(),
         action: ask.action.to_string(),
-        reason: ask.reason.trim().to_string(),
+        reason: crate::text::trim_invisible(ask.reason).to_string(),
         payload: ask.payload.map(str::to_string),
         payload_sha256: ask.payload.map(payload_digest),
         duration: admission.duration,
@@ -447,10 +450,16 @@ pub fn extend(
         )));
     }
     let new_end = grant.expires_at + by.as_delta();
-    let remaining = (new_end - now).num_seconds();
-    let max = i64::try_from(limits.max_duration.0).unwrap_or(i64::MAX);
-    if remaining > max {
-        let allowed = max - (grant.expires_at - now).num_seconds();
+    // Compared to the millisecond: whole seconds would let an extension overshoot the
+    // maximum by up to a second.
+    let remaining_ms = (new_end - now).num_milliseconds();
+    let max_ms = i64::try_from(limits.max_duration.0)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    if remaining_ms > max_ms {
+        let remaining = remaining_ms.div_euclid(1000) + i64::from(remaining_ms.rem_euclid(1000) > 0);
+        // What may still be added, rounded down to a whole second so that asking for it works.
+        let allowed = (max_ms - (grant.expires_at - now).num_milliseconds()).div_euclid(1000);
         return Err(DomainError::invalid(
             "duration",
             format!(
@@ -469,7 +478,7 @@ pub fn extend(
     let comment = format!(
         "by {by} until {}: {}",
         new_end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        reason.trim()
+        crate::text::trim_invisible(reason)
     );
     let events = vec![event(
         EventKind::GrantExtended,
@@ -873,6 +882,30 @@ mod tests {
             Err(DomainError::Conflict(_))
         ));
         assert!(expired_at > t0());
+    }
+
+    #[test]
+    fn an_extension_never_overshoots_the_maximum_by_a_fraction_of_a_second() {
+        let alice = Identity::user("alice", &["dev"]);
+        let granted = file(&alice, &ask("staging-db", "read", ""), needs(&[]), ids(1), t0()).request;
+        let limits = ExtensionLimits {
+            max_times: 5,
+            max_duration: DurationSecs(1200),
+        };
+        // 1 ms after t0, 599.999 s are left: +601 would leave 1200.999 s, which whole seconds
+        // counted as 1200.
+        let now = t0() + TimeDelta::milliseconds(1);
+        let over = extend(&granted, &alice, DurationSecs(601), "more", limits, now).unwrap_err();
+        assert!(
+            matches!(over, DomainError::Invalid { ref field, .. } if field == "duration"),
+            "{over}"
+        );
+        // What the message offers is accepted, and lands within the maximum.
+        let offer = format!("extend by {} or less", crate::format_duration(DurationSecs(600)));
+        assert!(over.to_string().contains(&offer), "{over}");
+        let offered = extend(&granted, &alice, DurationSecs(600), "more", limits, now).unwrap();
+        let end = offered.request.grant.as_ref().unwrap().expires_at;
+        assert!(end - now <= TimeDelta::seconds(1200));
     }
 
     #[test]
