@@ -215,7 +215,7 @@ pub fn token_create(
     print(client, &created, |t| {
         format!(
             "{}\n\ntoken {} for {} ({}). It is shown this once: jitgate keeps only its hash.\n",
-            render::s(&t["token"]),
+            render::raw(&t["token"]),
             render::s(&t["id"]),
             render::s(&t["principal"]),
             t["expires_at"]
@@ -233,7 +233,7 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path) -
         &format!("/v1/grants/{grant_id}/ssh-cert"),
         &json!({"public_key": public_key.trim()}),
     )?;
-    print(client, &answer, |a| format!("{}\n", render::s(&a["certificate"])));
+    print(client, &answer, |a| format!("{}\n", render::raw(&a["certificate"])));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -258,7 +258,7 @@ pub fn database_credentials(client: &Client, grant_id: &str) -> CommandResult {
                 "provider  {}\nuser      {}\npassword  {}\nhost      {}:{}\ndatabase  {}\nexpires   {}\nurl       {}\n\n",
                 render::s(&c["provider"]),
                 render::s(&c["user"]),
-                render::s(&c["password"]),
+                render::raw(&c["password"]),
                 render::s(&c["host"]),
                 c["port"],
                 render::s(&c["database"]),
@@ -326,7 +326,7 @@ pub fn check(client: &Client, principal: &str, resource: &str, action: &str, pay
         format!(
             "{}: {}\n",
             if allowed { "allow" } else { "deny" },
-            a["reason"].as_str().unwrap_or("")
+            render::s(&a["reason"])
         )
     });
     Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -396,11 +396,7 @@ pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>
     });
     print(client, &answer, |r| {
         if !report.ok {
-            return format!(
-                "BROKEN at event {}: {}\n",
-                r["first_bad_seq"],
-                r["problem"].as_str().unwrap_or("")
-            );
+            return format!("BROKEN at event {}: {}\n", r["first_bad_seq"], render::s(&r["problem"]));
         }
         let mut text = format!("ok: {} events, chain intact", r["events"]);
         if report.checkpoints > 0 {
@@ -480,11 +476,7 @@ pub fn audit_verify(client: &Client) -> CommandResult {
                 r["events"], r["checkpoints"]
             )
         } else {
-            format!(
-                "BROKEN at event {}: {}\n",
-                r["first_bad_seq"],
-                r["problem"].as_str().unwrap_or("")
-            )
+            format!("BROKEN at event {}: {}\n", r["first_bad_seq"], render::s(&r["problem"]))
         }
     });
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -679,9 +671,7 @@ pub fn policy_explain(
             jitgate_policy::explanation_json(principal, resource, action, &explanation)
         }
     };
-    print(client, &answer, |a| {
-        format!("{}\n", a["summary"].as_str().unwrap_or(""))
-    });
+    print(client, &answer, |a| format!("{}\n", render::s(&a["summary"])));
     Ok(ExitCode::SUCCESS)
 }
 

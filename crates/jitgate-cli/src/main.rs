@@ -405,7 +405,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The message may quote what someone typed (a resource name, a reason).
+            eprintln!("error: {}", render::shown(&e.to_string()));
             ExitCode::from(2)
         }
     }

@@ -1,9 +1,26 @@
 //! Human-readable output. `--output json` prints the server's JSON instead.
 
+use jitgate_core::text::escape_for_display;
 use serde_json::Value;
+use std::borrow::Cow;
 
-pub fn s(v: &Value) -> &str {
+/// A string field as it may be printed to a terminal: control characters (a carriage return,
+/// an escape sequence, OSC 52, BEL), bidi overrides and invisible characters are shown as
+/// escapes, so a reviewer's terminal can never show something other than what is stored.
+pub fn s(v: &Value) -> Cow<'_, str> {
+    escape_for_display(raw(v))
+}
+
+/// A string field exactly as the server sent it, for passing on (ids in URLs, a secret
+/// written to a file), never for showing.
+pub fn raw(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
+}
+
+/// Any text from the server (an error message that may quote what someone typed), escaped
+/// for the terminal like [`s`].
+pub fn shown(text: &str) -> Cow<'_, str> {
+    escape_for_display(text)
 }
 
 pub fn request_line(r: &Value) -> String {
@@ -35,19 +52,26 @@ pub fn request_detail(r: &Value) -> String {
         s(&r["action"]),
         s(&r["resource"]),
         s(&r["duration"]),
-        r["reason"].as_str().filter(|x| !x.is_empty()).unwrap_or("(none)")
+        r["reason"]
+            .as_str()
+            .filter(|x| !x.is_empty())
+            .map(shown)
+            .unwrap_or("(none)".into())
     );
     if let Some(p) = r["payload"].as_str() {
-        out.push_str(&format!("payload   {p}\n"));
+        out.push_str(&format!("payload   {}\n", shown(p)));
     }
     if r["review_due"].as_bool() == Some(true) {
         out.push_str("BREAK-GLASS: granted at once; a review is owed (jitgate review ID)\n");
     } else if let Some(review) = r["post_review"].as_object() {
-        let by = review.get("by").and_then(Value::as_str).unwrap_or("-");
+        let by = shown(review.get("by").and_then(Value::as_str).unwrap_or("-"));
         out.push_str(&format!("BREAK-GLASS: reviewed by {by}\n"));
     }
     for a in r["approvals"].as_array().into_iter().flatten() {
-        let comment = a["comment"].as_str().map(|c| format!(": {c}")).unwrap_or_default();
+        let comment = a["comment"]
+            .as_str()
+            .map(|c| format!(": {}", shown(c)))
+            .unwrap_or_default();
         out.push_str(&format!(
             "approved  by {} at {}{comment}\n",
             s(&a["reviewer"]),
@@ -65,11 +89,11 @@ pub fn request_detail(r: &Value) -> String {
         let comment = c
             .get("comment")
             .and_then(Value::as_str)
-            .map(|c| format!(": {c}"))
+            .map(|c| format!(": {}", shown(c)))
             .unwrap_or_default();
         out.push_str(&format!(
             "closed    by {} at {}{comment}\n",
-            c.get("by").and_then(Value::as_str).unwrap_or("-"),
+            shown(c.get("by").and_then(Value::as_str).unwrap_or("-")),
             c.get("at").and_then(Value::as_str).unwrap_or("-")
         ));
     }
@@ -112,7 +136,7 @@ pub fn event_line(e: &Value) -> String {
     let comment = e["comment"]
         .as_str()
         .filter(|c| !c.is_empty())
-        .map(|c| format!("  \"{c}\""))
+        .map(|c| format!("  \"{}\"", shown(c)))
         .unwrap_or_default();
     format!(
         "{:>6}  {}  {:<18} {:<10} {} {} on {}{}",
@@ -135,11 +159,12 @@ pub fn token_header() -> String {
 }
 
 pub fn token_line(t: &Value) -> String {
-    let groups: Vec<&str> = t["groups"]
+    let groups: Vec<Cow<'_, str>> = t["groups"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .map(shown)
         .collect();
     format!(
         "{:<36}  {:<8}  {:<16}  {:<7}  {:<24}  {:<24}  {}",
@@ -151,7 +176,7 @@ pub fn token_line(t: &Value) -> String {
         } else {
             "user"
         },
-        t["expires_at"].as_str().unwrap_or("never"),
+        shown(t["expires_at"].as_str().unwrap_or("never")),
         s(&t["label"]),
         groups.join(",")
     )

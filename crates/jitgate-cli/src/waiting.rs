@@ -84,7 +84,7 @@ impl Wait<'_> {
         if request["status"] != "pending" {
             return Ok(Outcome::Decided(request));
         }
-        let id = render::s(&request["id"]).to_string();
+        let id = render::raw(&request["id"]).to_string();
         let started = Instant::now();
         let show = self.progress && std::io::stderr().is_terminal();
         let needs = needs_text(&request);
@@ -294,11 +294,11 @@ pub fn run(
         return Ok(ExitCode::from(1));
     }
     let grant = &request["grant"];
-    let grant_id = render::s(&grant["id"]).to_string();
+    let grant_id = render::raw(&grant["id"]).to_string();
     let mut command = std::process::Command::new(program);
     command
         .args(args)
-        .env("JITGATE_REQUEST_ID", render::s(&request["id"]))
+        .env("JITGATE_REQUEST_ID", render::raw(&request["id"]))
         .env("JITGATE_GRANT_ID", &grant_id);
     if let Some(token) = grant["token"].as_str() {
         command.env("JITGATE_GRANT_TOKEN", token);

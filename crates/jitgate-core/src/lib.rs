@@ -15,6 +15,7 @@ pub mod keys;
 pub mod machine;
 pub mod model;
 pub mod outbox;
+pub mod text;
 pub mod token;
 
 pub use admission::{Admission, Ask};

@@ -15,6 +15,7 @@ pub mod workflow;
 
 use cedar::{Ability, CedarRules, Facts};
 use jitgate_core::admission::{Admission, Ask};
+use jitgate_core::text::{self, Lines};
 use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, Step, Timestamp};
 use oncall::Schedule;
 use std::path::Path;
@@ -317,7 +318,8 @@ impl Policy {
             )));
         }
         DomainError::check_len("reason", reason, jitgate_core::admission::MAX_REASON_LEN)?;
-        if workflow.reason_required && reason.trim().is_empty() {
+        text::check_reviewed("reason", reason, Lines::Many)?;
+        if workflow.reason_required && text::trim_invisible(reason).is_empty() {
             return Err(DomainError::invalid(
                 "reason",
                 format!("say why {name} must last longer (under 2000 bytes)"),

@@ -3,6 +3,7 @@
 //! Parsing is pure; the Cedar half lives in `cedar.rs`.
 
 use jitgate_core::admission::{Ask, MAX_PAYLOAD_LEN, MAX_REASON_LEN};
+use jitgate_core::text::{self, Lines};
 use jitgate_core::{parse_duration, DomainError, DurationSecs, Identity, PrincipalKind, Step};
 use regex::Regex;
 use serde::Deserialize;
@@ -690,8 +691,10 @@ impl Workflow {
     /// and return the duration the grant will have. Who may file it is Cedar's to decide.
     pub fn limits(&self, ask: &Ask<'_>) -> Result<DurationSecs, DomainError> {
         let name = format!("{} {}", self.resource, self.action);
-        let reason = ask.reason.trim();
         DomainError::check_len("reason", ask.reason, MAX_REASON_LEN)?;
+        text::check_reviewed("reason", ask.reason, Lines::Many)?;
+        // A reason of spaces or zero-width characters only is no reason.
+        let reason = text::trim_invisible(ask.reason);
         if self.reason_required && reason.is_empty() {
             return Err(DomainError::invalid(
                 "reason",
@@ -711,6 +714,7 @@ impl Workflow {
         }
         if let Some(payload) = ask.payload {
             DomainError::check_len("payload", payload, MAX_PAYLOAD_LEN)?;
+            text::check_reviewed("payload", payload, Lines::One)?;
         }
         if self.action_bound && ask.payload.is_none_or(|p| p.is_empty()) {
             return Err(DomainError::invalid(

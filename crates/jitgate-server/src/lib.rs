@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod input;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

@@ -73,6 +73,7 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::input::refuse_control_characters))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_limits))
         .with_state(app)
 }
@@ -358,6 +359,8 @@ pub(crate) fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
                 format!("{field}: is {} bytes; keep it under {MAX_CHECK_FIELD}", value.len()),
             ));
         }
+        // Denied checks are recorded in the log: a NUL byte would fail there on PostgreSQL.
+        jitgate_core::text::check_reviewed(field, value, jitgate_core::text::Lines::One)?;
     }
     Ok(())
 }

@@ -217,6 +217,13 @@ pub async fn logout() -> Response {
 
 // ---- requests ----
 
+/// Text a person entered, as a reviewer must see it: control characters, bidirectional
+/// overrides and invisible characters written as visible escapes (askama then escapes HTML),
+/// so the page can never show something other than what is stored and enforced.
+fn shown(text: &str) -> String {
+    jitgate_core::text::escape_for_display(text).into_owned()
+}
+
 /// One request in a list.
 pub struct RequestRow {
     id: String,
@@ -239,7 +246,7 @@ impl RequestRow {
             resource: v.resource.clone(),
             action: v.action.clone(),
             requester: v.requester.clone(),
-            reason: v.reason.clone(),
+            reason: shown(&v.reason),
             duration: v.duration.clone(),
             status: v.status.clone(),
             needs: needs_text(v),
@@ -472,7 +479,7 @@ pub async fn request(
     let closed = v.closed_by.as_ref().map(|c| {
         let mut text = format!("{} by {} at {}", v.status, c.by, when(c.at));
         if let Some(comment) = &c.comment {
-            text.push_str(&format!(": “{comment}”"));
+            text.push_str(&format!(": “{}”", shown(comment)));
         }
         text
     });
@@ -481,8 +488,8 @@ pub async fn request(
         resource: v.resource.clone(),
         action: v.action.clone(),
         requester: v.requester.clone(),
-        reason: v.reason.clone(),
-        payload: v.payload.clone(),
+        reason: shown(&v.reason),
+        payload: v.payload.as_deref().map(shown),
         single_use: v.single_use,
         duration: v.duration.clone(),
         status: v.status.clone(),
@@ -495,7 +502,7 @@ pub async fn request(
             .iter()
             .map(|a| ApprovalRow {
                 reviewer: a.reviewer.clone(),
-                comment: a.comment.clone(),
+                comment: a.comment.as_deref().map(shown),
                 at: when(a.at),
             })
             .collect(),
@@ -897,12 +904,12 @@ pub async fn audit(
             at: e.event.at.to_rfc3339(),
             at_text: when(e.event.at),
             kind: e.event.kind.as_str(),
-            actor: e.event.actor,
-            subject: e.event.subject,
+            actor: shown(&e.event.actor),
+            subject: shown(&e.event.subject),
             request_id: e.event.request_id,
             resource: e.event.resource,
             action: e.event.action,
-            comment: e.event.comment.unwrap_or_default(),
+            comment: e.event.comment.as_deref().map(shown).unwrap_or_default(),
         })
         .collect();
     let verified =
