@@ -876,3 +876,100 @@ fn extensions_follow_the_workflow_and_done_ends_access() {
         "an ended grant cannot be extended"
     );
 }
+
+/// A grant ended by its holder's `done` is `done`, not `revoked`, everywhere (API, CLI,
+/// metrics), and `done` is said once: repeating it is 409 and writes nothing (issue #19,
+/// items 7 and 20).
+#[test]
+fn done_is_its_own_outcome_and_is_said_once() {
+    let s = Server::start();
+    let ended = |s: &Server, how: &str| -> u64 {
+        let text = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+        let prefix = format!("jitgate_grants_ended_total{{outcome=\"{how}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "migration"}),
+    );
+    let gid = r["grant"]["id"].as_str().unwrap().to_string();
+    let (status, grant) = s.post(
+        &format!("/v1/grants/{gid}/done"),
+        "demo-alice",
+        json!({"exit_code": 0, "comment": "migrated"}),
+    );
+    assert_eq!(status, 200, "{grant}");
+    assert_eq!(grant["status"], "done", "{grant}");
+    assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], false);
+    assert_eq!((ended(&s, "done"), ended(&s, "revoked")), (1, 0));
+    let (_, request) = s.get(&format!("/v1/requests/{}", id(&r)), "demo-alice");
+    assert_eq!(request["done"]["by"], "alice", "{request}");
+    let (code, out, _) = s.cli("demo-alice", &["grants", "--status", "done"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&gid) && out.contains("done"), "{out}");
+
+    // Said once: 300 more calls add nothing to the log.
+    let events = s.audit_count();
+    for _ in 0..300 {
+        let (status, v) = s.post(&format!("/v1/grants/{gid}/done"), "demo-alice", json!({}));
+        assert_eq!(status, 409, "{v}");
+    }
+    assert_eq!(s.audit_count(), events);
+
+    // An expired grant takes its holder's outcome once too.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1s", "reason": "quick"}),
+    );
+    let gid = r["grant"]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        s.post(&format!("/v1/grants/{gid}/done"), "demo-alice", json!({})).0,
+        200
+    );
+    let (status, grant) = s.post(&format!("/v1/grants/{gid}/done"), "demo-alice", json!({}));
+    assert_eq!(status, 409, "{grant}");
+}
+
+/// The README's walk-through: after the short grant ends, the denial says it expired, and
+/// when; after a revocation, who revoked it (issue #19, item 22).
+#[test]
+fn a_denial_says_why_a_recent_grant_no_longer_allows() {
+    let s = Server::start();
+    let (code, _, err) = s.cli("demo-alice", &["request", "staging-db", "read", "--for", "2s"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = s.cli("demo-svc", &["check", "alice", "staging-db", "read"]);
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, out, _) = s.cli("demo-svc", &["check", "alice", "staging-db", "read"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("deny: alice's grant grt_"), "{out}");
+    assert!(out.contains(" for read on staging-db expired at 20"), "{out}");
+    // Still said once the expiry worker has settled the grant.
+    wait_until("the grant is settled", || {
+        s.get("/v1/grants?status=expired", "demo-alice").1["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+    });
+    let (_, out, _) = s.cli("demo-svc", &["check", "alice", "staging-db", "read"]);
+    assert!(out.contains("expired at"), "{out}");
+
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "again"}),
+    );
+    let gid = r["grant"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.post(&format!("/v1/grants/{gid}/revoke"), "demo-admin", json!({})).0,
+        200
+    );
+    let answer = s.check("alice", "staging-db", "read", None);
+    assert_eq!(answer["allow"], false);
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{gid} for read on staging-db was revoked by admin at ")),
+        "{reason}"
+    );
+}

@@ -224,7 +224,7 @@ fn run_runs_exactly_the_approved_command_once_and_passes_its_exit_code() {
 
     // The grant ended with the command, and the audit log says how it went.
     let (_, request) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
-    assert_eq!(request["grant"]["status"], "revoked", "{request}");
+    assert_eq!(request["grant"]["status"], "done", "{request}");
     let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
     let done = events["items"]
         .as_array()

@@ -9,7 +9,7 @@ use crate::Timestamp;
 // foldhash: several times faster than SipHash on short keys (a check hashes its key, loading
 // a million grants hashes two million), seeded at random per index.
 use foldhash::fast::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 #[derive(Debug, Clone)]
@@ -48,12 +48,32 @@ pub enum CheckOutcome {
     Deny { reason: String },
 }
 
+/// How many recently ended grants are remembered to explain denials ("expired at T",
+/// "revoked by bob"); the oldest is forgotten first. About 100 bytes each.
+const RECENT_ENDINGS: usize = 100_000;
+
+/// A grant that stopped allowing, kept under its key so that a denial can say why.
+#[derive(Debug, Clone)]
+struct Ending {
+    grant_id: Box<str>,
+    principal: Box<str>,
+    resource: Box<str>,
+    action: Box<str>,
+    how: GrantStatus,
+    by: Option<Box<str>>,
+    at_ms: i64,
+}
+
 /// Live grants keyed by (principal, resource, action).
 #[derive(Debug, Default)]
 pub struct GrantIndex {
     hasher: RandomState,
     by_key: HashMap<u64, Vec<Entry>, RandomState>,
     key_of: HashMap<Box<str>, u64, RandomState>,
+    /// The last grant that ended under each key, consulted only when a check is denied.
+    endings: HashMap<u64, Ending, RandomState>,
+    /// Keys of `endings` in the order they were written, to forget the oldest.
+    ending_order: VecDeque<(u64, Box<str>)>,
 }
 
 impl GrantIndex {
@@ -78,10 +98,12 @@ impl GrantIndex {
         self.key_of.is_empty()
     }
 
-    /// Hold `grant` if it is active; drop it otherwise. Idempotent.
+    /// Hold `grant` if it is active; drop it otherwise, remembering how it ended so that a
+    /// denial can say why. Idempotent.
     pub fn upsert(&mut self, grant: &Grant) {
         self.remove(&grant.id);
         if grant.status != GrantStatus::Active {
+            self.remember_ending(grant);
             return;
         }
         self.hold(Entry {
@@ -122,6 +144,59 @@ impl GrantIndex {
             .push(entry);
     }
 
+    fn remember_ending(&mut self, grant: &Grant) {
+        let key = self.key(&grant.principal, &grant.resource, &grant.action);
+        let at_ms = match grant.status {
+            GrantStatus::Expired => grant.expires_at.timestamp_millis(),
+            _ => grant.ended_at.unwrap_or(grant.expires_at).timestamp_millis(),
+        };
+        if self.endings.get(&key).is_some_and(|e| e.at_ms > at_ms) {
+            return;
+        }
+        let grant_id: Box<str> = grant.id.as_str().into();
+        self.endings.insert(
+            key,
+            Ending {
+                grant_id: grant_id.clone(),
+                principal: grant.principal.as_str().into(),
+                resource: grant.resource.as_str().into(),
+                action: grant.action.as_str().into(),
+                how: grant.status,
+                by: grant.ended_by.as_deref().map(Into::into),
+                at_ms,
+            },
+        );
+        self.ending_order.push_back((key, grant_id));
+        while self.ending_order.len() > RECENT_ENDINGS {
+            if let Some((old_key, old_id)) = self.ending_order.pop_front() {
+                if self.endings.get(&old_key).is_some_and(|e| e.grant_id == old_id) {
+                    self.endings.remove(&old_key);
+                }
+            }
+        }
+    }
+
+    /// Why nothing allows at this key, when a grant that ended recently explains it.
+    fn explain_ending(&self, key: u64, principal: &str, resource: &str, action: &str) -> Option<String> {
+        let e = self.endings.get(&key)?;
+        if &*e.principal != principal || &*e.resource != resource || &*e.action != action {
+            return None;
+        }
+        let at = chrono::DateTime::from_timestamp_millis(e.at_ms)?.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let how = match (e.how, e.by.as_deref()) {
+            (GrantStatus::Expired, _) => format!("expired at {at}"),
+            (GrantStatus::Revoked, Some(by)) => format!("was revoked by {by} at {at}"),
+            (GrantStatus::Revoked, None) => format!("was revoked at {at}"),
+            (GrantStatus::Used, _) => format!("was used by its single check at {at}"),
+            (GrantStatus::Done, _) => format!("was ended by its holder (done) at {at}"),
+            (GrantStatus::Active, _) => return None,
+        };
+        Some(format!(
+            "{principal}'s grant {} for {action} on {resource} {how}; no active grant allows it now",
+            e.grant_id
+        ))
+    }
+
     /// Forget a grant (revoked, used, expired). Idempotent.
     pub fn remove(&mut self, grant_id: &str) {
         let Some(key) = self.key_of.remove(grant_id) else {
@@ -149,11 +224,14 @@ impl GrantIndex {
         let now_ms = now.timestamp_millis();
         let key = self.key(principal, resource, action);
         let Some(entries) = self.by_key.get(&key) else {
-            return deny_none(principal, resource, action);
+            return match self.explain_ending(key, principal, resource, action) {
+                Some(reason) => CheckOutcome::Deny { reason },
+                None => deny_none(principal, resource, action),
+            };
         };
         let mut digest: Option<String> = None;
         let mut best: Option<&Entry> = None;
-        let mut saw_expired = false;
+        let mut saw_expired: Option<&Entry> = None;
         let mut saw_other_payload = false;
         for e in entries {
             if &*e.principal != principal || &*e.resource != resource || &*e.action != action {
@@ -163,7 +241,9 @@ impl GrantIndex {
                 continue;
             }
             if now_ms >= e.expires_at_ms {
-                saw_expired = true;
+                if saw_expired.is_none_or(|x| x.expires_at_ms < e.expires_at_ms) {
+                    saw_expired = Some(e);
+                }
                 continue;
             }
             if let Some(bound) = &e.payload_sha256 {
@@ -207,10 +287,22 @@ impl GrantIndex {
                 ]
                 .concat(),
             },
-            None if saw_expired => CheckOutcome::Deny {
-                reason: [principal, "'s grant for ", action, " on ", resource, " has expired"].concat(),
+            None => match saw_expired {
+                // A grant that ended later (revoked, used, done) explains it better.
+                Some(e) if self.endings.get(&key).is_none_or(|x| x.at_ms <= e.expires_at_ms) => CheckOutcome::Deny {
+                    reason: format!(
+                        "{principal}'s grant {} for {action} on {resource} expired at {}",
+                        e.grant_id,
+                        chrono::DateTime::from_timestamp_millis(e.expires_at_ms)
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                            .unwrap_or_default()
+                    ),
+                },
+                _ => match self.explain_ending(key, principal, resource, action) {
+                    Some(reason) => CheckOutcome::Deny { reason },
+                    None => deny_none(principal, resource, action),
+                },
             },
-            None => deny_none(principal, resource, action),
         }
     }
 }
@@ -252,6 +344,71 @@ mod tests {
             token: None,
             providers: Vec::new(),
         }
+    }
+
+    fn deny_reason(index: &GrantIndex, principal: &str, now: Timestamp) -> String {
+        match index.check(principal, "prod-db", "read", None, now) {
+            CheckOutcome::Deny { reason } => reason,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_denial_says_why_when_a_recent_grant_explains_it() {
+        let mut index = GrantIndex::new();
+        let mut g = grant("g1", "alice", None, false, 10);
+        index.upsert(&g);
+        // Still held, past its end.
+        assert_eq!(
+            deny_reason(&index, "alice", t0() + TimeDelta::seconds(11)),
+            "alice's grant g1 for read on prod-db expired at 2027-01-15T08:00:10.000Z"
+        );
+        // Settled by the worker: dropped from the index, the reason stays.
+        g.status = GrantStatus::Expired;
+        index.upsert(&g);
+        assert!(index.is_empty());
+        assert!(deny_reason(&index, "alice", t0() + TimeDelta::seconds(30))
+            .contains("g1 for read on prod-db expired at 2027-01-15T08:00:10.000Z"),);
+        let mut r = grant("g2", "alice", None, false, 60);
+        index.upsert(&r);
+        r.status = GrantStatus::Revoked;
+        r.ended_by = Some("bob".into());
+        r.ended_at = Some(t0() + TimeDelta::seconds(20));
+        index.upsert(&r);
+        assert!(deny_reason(&index, "alice", t0() + TimeDelta::seconds(30))
+            .contains("g2 for read on prod-db was revoked by bob at 2027-01-15T08:00:20.000Z"));
+        let mut u = grant("g3", "alice", None, true, 60);
+        u.status = GrantStatus::Used;
+        u.ended_at = Some(t0() + TimeDelta::seconds(25));
+        index.upsert(&u);
+        assert!(deny_reason(&index, "alice", t0() + TimeDelta::seconds(30)).contains("g3 for read on prod-db was used"));
+        let mut d = grant("g4", "alice", None, false, 60);
+        d.status = GrantStatus::Done;
+        d.ended_at = Some(t0() + TimeDelta::seconds(26));
+        index.upsert(&d);
+        assert!(deny_reason(&index, "alice", t0() + TimeDelta::seconds(30)).contains("(done)"));
+        // Someone else's ending never explains another principal's denial.
+        assert_eq!(
+            deny_reason(&index, "mallory", t0() + TimeDelta::seconds(30)),
+            "no active grant for mallory to read on prod-db"
+        );
+    }
+
+    #[test]
+    fn remembered_endings_are_bounded() {
+        let mut index = GrantIndex::new();
+        for n in 0..(RECENT_ENDINGS + 10) {
+            let mut g = grant(&format!("g{n}"), &format!("p{n}"), None, false, 10);
+            g.status = GrantStatus::Expired;
+            index.upsert(&g);
+        }
+        assert_eq!(index.endings.len(), RECENT_ENDINGS);
+        assert_eq!(index.ending_order.len(), RECENT_ENDINGS);
+        assert_eq!(
+            deny_reason(&index, "p0", t0() + TimeDelta::seconds(30)),
+            "no active grant for p0 to read on prod-db"
+        );
+        assert!(deny_reason(&index, &format!("p{}", RECENT_ENDINGS + 9), t0()).contains("expired at"));
     }
 
     #[test]

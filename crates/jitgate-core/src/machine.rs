@@ -117,6 +117,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         grant: None,
         post_review: None,
         escalated_at: None,
+        done: None,
         version: 0,
     };
     let mut events = vec![event(
@@ -325,10 +326,10 @@ pub fn revoke(
 }
 
 /// The holder says the task the grant was for is finished (`jitgate done`, or `jitgate run`
-/// when its command exits), with what came of it. An active grant ends here (revoked by its
-/// holder); a grant that already ended otherwise (used by its single check, expired, revoked
-/// by a reviewer while the task ran) keeps its state and the outcome is recorded all the same.
-/// Only a grant its holder has already ended refuses.
+/// when its command exits), with what came of it. An active grant ends here (status `done`);
+/// a grant that already ended otherwise (used by its single check, expired, revoked by a
+/// reviewer while the task ran) keeps its state and the outcome is recorded all the same.
+/// Once per grant: a second `done` is a conflict.
 pub fn done(
     request: &Request,
     who: &Identity,
@@ -344,19 +345,27 @@ pub fn done(
             "only the grant's holder can say its task is done".into(),
         ));
     }
+    // Once per grant: each call writes an audit event, so a repeated `done` would let a
+    // caller grow the log at will.
+    if let Some(done) = &request.done {
+        return Err(DomainError::Conflict(format!(
+            "grant {}: its holder already said the task is done, at {}",
+            grant.id,
+            done.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )));
+    }
     let mut next = request.clone();
     if let Some(g) = next.grant.as_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
-        g.status = GrantStatus::Revoked;
+        g.status = GrantStatus::Done;
         g.ended_at = Some(now);
         g.ended_by = Some(who.principal.clone());
         g.end_comment = Some(outcome.clone().unwrap_or_else(|| "done".into()));
-    } else if grant.status == GrantStatus::Revoked && grant.ended_by.as_deref() == Some(&who.principal) {
-        return Err(DomainError::Conflict(format!(
-            "grant {} has already ended ({})",
-            grant.id,
-            grant.status.as_str()
-        )));
     }
+    next.done = Some(Review {
+        by: who.principal.clone(),
+        comment: outcome.clone(),
+        at: now,
+    });
     let events = vec![event(EventKind::GrantDone, &next, &who.principal, outcome, now)];
     Ok(Transition { request: next, events })
 }
@@ -650,8 +659,10 @@ mod tests {
         let outcome = Some("exit 0 after 1.2 s".to_string());
         let t = done(&granted, &alice, outcome.clone(), later).unwrap();
         let grant = t.request.grant.as_ref().unwrap();
-        assert_eq!((grant.status, grant.ended_at), (GrantStatus::Revoked, Some(later)));
+        // Its own status: the holder ended it, nobody revoked it (issue #19, item 20).
+        assert_eq!((grant.status, grant.ended_at), (GrantStatus::Done, Some(later)));
         assert_eq!(grant.end_comment, outcome);
+        assert_eq!(t.request.done.as_ref().map(|d| d.by.as_str()), Some("alice"));
         assert_eq!(t.events.len(), 1);
         assert_eq!(
             (t.events[0].kind, &t.events[0].comment),
@@ -671,6 +682,11 @@ mod tests {
         let t = done(&used, &alice, outcome.clone(), later).unwrap();
         assert_eq!(t.request.grant.as_ref().unwrap().status, GrantStatus::Used);
         assert_eq!(t.events[0].kind, EventKind::GrantDone);
+        // Said once, whatever the grant's state: a repeat would only grow the log.
+        assert!(matches!(
+            done(&t.request, &alice, outcome.clone(), later),
+            Err(DomainError::Conflict(_))
+        ));
         let revoked = revoke(&granted, &bob, None, later).unwrap().request;
         let t = done(&revoked, &alice, outcome.clone(), later).unwrap();
         assert_eq!(t.request.grant.as_ref().unwrap().ended_by.as_deref(), Some("bob"));

@@ -48,6 +48,9 @@ pub enum GrantStatus {
     Revoked,
     /// A single-use grant that has been consumed by a check.
     Used,
+    /// Ended early by its holder: the task is done (`jitgate done`, or `jitgate run` when its
+    /// command exits). Not a revocation: nobody took the access away.
+    Done,
 }
 
 impl GrantStatus {
@@ -57,6 +60,7 @@ impl GrantStatus {
             GrantStatus::Expired => "expired",
             GrantStatus::Revoked => "revoked",
             GrantStatus::Used => "used",
+            GrantStatus::Done => "done",
         }
     }
 
@@ -66,6 +70,7 @@ impl GrantStatus {
             "expired" => GrantStatus::Expired,
             "revoked" => GrantStatus::Revoked,
             "used" => GrantStatus::Used,
+            "done" => GrantStatus::Done,
             _ => return None,
         })
     }
@@ -185,6 +190,9 @@ pub struct Request {
     /// When nobody had decided it in time and backup reviewers were called in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<Timestamp>,
+    /// The holder's word that the task is done, with its outcome; given once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<Review>,
     /// Optimistic-concurrency counter: the store refuses a save based on a stale copy.
     pub version: i64,
 }

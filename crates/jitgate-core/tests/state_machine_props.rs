@@ -443,7 +443,8 @@ fn check_events(previous: &Request, t: &Transition) {
         (Some(old), Some(new)) => {
             if old.status != new.status {
                 let expected: &[EventKind] = match new.status {
-                    GrantStatus::Revoked => &[EventKind::GrantRevoked, EventKind::GrantDone],
+                    GrantStatus::Revoked => &[EventKind::GrantRevoked],
+                    GrantStatus::Done => &[EventKind::GrantDone],
                     GrantStatus::Expired => &[EventKind::GrantExpired],
                     GrantStatus::Used => &[EventKind::GrantUsed],
                     GrantStatus::Active => panic!("a grant came back to life"),

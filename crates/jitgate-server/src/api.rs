@@ -263,6 +263,9 @@ pub struct RequestView {
     /// The after-the-fact review of a break-glass request, once given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post_review: Option<ClosedByView>,
+    /// The holder's word that the task is done (`jitgate done`), with its outcome; given once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<ClosedByView>,
     /// When nobody had decided it in time and the workflow's backup reviewers were called in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<DateTime<Utc>>,
@@ -321,6 +324,11 @@ impl RequestView {
             grant: r.grant.as_ref().map(|g| GrantView::new(g, now, viewer)),
             review_due: r.review_due(),
             post_review: r.post_review.as_ref().map(|c| ClosedByView {
+                by: c.by.clone(),
+                comment: c.comment.clone(),
+                at: c.at,
+            }),
+            done: r.done.as_ref().map(|c| ClosedByView {
                 by: c.by.clone(),
                 comment: c.comment.clone(),
                 at: c.at,

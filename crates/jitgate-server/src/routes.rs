@@ -265,7 +265,7 @@ pub async fn list_grants(
         None => None,
         Some(s) => Some(GrantStatus::parse(s).ok_or_else(|| {
             ApiError::Invalid(format!(
-                "status: '{s}' is not a grant status; use active, expired, revoked or used"
+                "status: '{s}' is not a grant status; use active, expired, revoked, used or done"
             ))
         })?),
     };
