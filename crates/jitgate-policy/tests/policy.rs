@@ -103,6 +103,24 @@ fn quickstart_table_holds_row_by_row() {
         "payload required"
     );
 
+    // A payload only where it is enforced (issue #19): prod-db read is not action-bound.
+    let with_payload = Ask {
+        payload: Some("SELECT count(*) FROM orders"),
+        ..ask("prod-db", "read", "count orders")
+    };
+    match p.admit(&alice, &with_payload, now) {
+        Err(DomainError::Invalid { field, message }) => {
+            assert_eq!(field, "payload");
+            assert!(message.contains("not action-bound"), "{message}");
+        }
+        other => panic!("a payload on a workflow that is not action-bound must be refused: {other:?}"),
+    }
+    let deploy = Ask {
+        payload: Some("sha256:4f2c"),
+        ..ask("prod-api", "deploy", "release")
+    };
+    assert!(p.admit(&alice, &deploy, now).is_ok());
+
     // bastion login: dev; 1 sre; max 1h.
     assert_eq!(p.explain(&alice, "bastion", "login", None, now).verdict, sre(1));
     assert_eq!(
