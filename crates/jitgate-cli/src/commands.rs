@@ -622,17 +622,12 @@ pub fn policy_diff(old: &Path, new: &Path, output: Output) -> CommandResult {
             return Ok(ExitCode::from(2));
         }
     };
-    let changes = jitgate_policy::diff::diff(&old_policy, &new_policy);
+    let report = jitgate_policy::diff::review(&old_policy, &new_policy);
     match output {
-        Output::Json => println!("{}", json!({"changes": changes})),
-        Output::Text if changes.is_empty() => println!("no effective change in access"),
-        Output::Text => {
-            for c in &changes {
-                println!("{c}");
-            }
-        }
+        Output::Json => println!("{}", json!(report)),
+        Output::Text => print!("{report}"),
     }
-    Ok(if changes.is_empty() {
+    Ok(if report.is_unchanged() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -260,13 +260,24 @@ pub fn run(
         .ok_or_else(|| ClientError::Other("name the command to run after --".into()))?;
     let payload = shlex::try_join(argv.iter().map(String::as_str))
         .map_err(|e| ClientError::Other(format!("the command cannot be written as one line: {e}")))?;
+    // Only an action-bound workflow limits the grant to this command; anywhere else the server
+    // refuses a payload, which reviewers would take for a limit that is not there.
+    let bound = client
+        .get(
+            "/v1/policy/explain",
+            &[("resource", resource.to_string()), ("action", action.to_string())],
+        )
+        .map_or(true, |e| e["action_bound"] != false);
+    if !bound && client.output != Output::Json {
+        eprintln!("jitgate: {action} on {resource} is not action-bound: its grant is not limited to this command");
+    }
     let interrupt = Interrupt::install(client);
     let ask = Ask {
         resource,
         action,
         duration,
         reason,
-        payload: Some(payload.clone()),
+        payload: bound.then(|| payload.clone()),
     };
     let request = file(client, &ask)?;
     let quiet = client.output == Output::Json || !std::io::stderr().is_terminal();

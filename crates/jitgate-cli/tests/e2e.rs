@@ -395,6 +395,61 @@ fn action_bound_single_use_allows_exactly_one_concurrent_check() {
     assert_eq!(g["grant"]["status"], "used");
 }
 
+/// Issue #19: a payload on a workflow that is not action-bound was shown to reviewers as the
+/// exact action, yet the grant allowed any statement. It is refused at filing, nothing stored.
+#[test]
+fn a_payload_that_would_not_be_enforced_is_refused() {
+    let s = Server::start();
+    let events = s.audit_count();
+    let (status, err) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "count orders",
+               "payload": "SELECT count(*) FROM orders"}),
+    );
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_argument", "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("payload:") && message.contains("not action-bound") && message.contains("not be enforced"),
+        "{message}"
+    );
+    // The CLI says the same, and files nothing either.
+    let (code, out, err) = s.cli(
+        "demo-alice",
+        &[
+            "request",
+            "prod-db",
+            "read",
+            "--reason",
+            "count orders",
+            "--payload",
+            "SELECT 1",
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("payload:") && err.contains("not action-bound"), "{err}");
+    let (_, all) = s.get("/v1/requests", "demo-admin");
+    assert!(all["items"].as_array().unwrap().is_empty(), "{all}");
+    assert_eq!(s.audit_count(), events, "a refused filing records nothing");
+
+    // Without the payload the same request is filed; with one, an action-bound workflow is too.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "reason": "count orders"}),
+    );
+    assert_eq!(r["status"], "pending");
+    assert!(r.get("payload").is_none(), "{r}");
+    let deploy = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": "sha256:4f2c"}),
+    );
+    assert_eq!(
+        (deploy["payload"].as_str(), deploy["action_bound"].as_bool()),
+        (Some("sha256:4f2c"), Some(true))
+    );
+}
+
 #[test]
 fn break_glass_is_immediate_and_alerts() {
     let s = Server::start();

@@ -289,3 +289,107 @@ fn run_runs_exactly_the_approved_command_once_and_passes_its_exit_code() {
         "{events}"
     );
 }
+
+/// Issue #19's backdoor, appended to a policy's Cedar file.
+const BACKDOOR: &str = "permit(principal, action == Action::\"auto_approve\", resource == Resource::\"prod-db\") when { context.reason like \"*perf-tune-42*\" };\n";
+
+/// The Cedar file the quickstart copies start with.
+const FREEZE: &str = "@id(\"no-prod-writes-at-weekends\")\nforbid(principal, action == Action::\"request\", resource == Resource::\"prod-db\")\nwhen { context.access == \"write\" && context.weekday >= 6 };\n";
+
+fn quickstart_with_cedar(text: &str) -> tempfile::TempDir {
+    let dir = editable_quickstart();
+    std::fs::write(dir.path().join("policy.cedar"), text).unwrap();
+    dir
+}
+
+/// Issue #19: `policy diff` called a Cedar backdoor "no effective change" and exited 0. The
+/// real binary now exits 1, lists the policy where it is, and a request it makes automatic.
+#[test]
+fn policy_diff_shows_a_cedar_backdoor_and_what_it_approves() {
+    let old = quickstart_with_cedar(FREEZE);
+    let new = quickstart_with_cedar(&format!("{FREEZE}{BACKDOOR}"));
+    let out = Command::new(BIN)
+        .args(["policy", "diff"])
+        .args([old.path(), new.path()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains("no effective change"), "{text}");
+    assert!(
+        text.contains("+ added permit at policy.cedar:4 (policy.cedar#2)"),
+        "{text}"
+    );
+    assert!(text.contains("context.reason like \"*perf-tune-42*\""), "{text}");
+    assert!(
+        text.contains(
+            "~ alice: request write on prod-db: weaker: needs 2 from sre -> automatic, when filed with reason \"perf-tune-42"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("searched ") && text.contains("perf-tune-42"), "{text}");
+
+    // The same as data.
+    let out = Command::new(BIN)
+        .args(["policy", "diff", "--output", "json"])
+        .args([old.path(), new.path()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cedar_policies"][0]["edit"], "added", "{report}");
+    assert_eq!(report["cedar_policies"][0]["line"], 4, "{report}");
+    assert!(report["search"]["probes"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["subject"] == "alice"
+                && c["action"] == "write"
+                && c["after"] == "automatic"
+                && c["when"].as_str().unwrap_or_default().contains("perf-tune-42")),
+        "{report}"
+    );
+}
+
+/// Issue #19: on a live server the backdoor approved at once and the audit log said only
+/// `system`. The automatic approval's event now names the Cedar policy that decided it.
+#[test]
+fn an_automatic_approval_names_the_policy_that_decided_it() {
+    let policy = quickstart_with_cedar(BACKDOOR);
+    let s = Server::start_with_policy(policy.path());
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "reason": "OPS-42 perf-tune-42 indexes"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+    let approved = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "request.approved")
+        .cloned()
+        .unwrap_or_else(|| panic!("no request.approved in {events}"));
+    assert_eq!(approved["actor"], "system");
+    assert_eq!(
+        approved["comment"], "automatic: cedar policy policy.cedar#1 at policy.cedar:1",
+        "{approved}"
+    );
+    // And a workflow's own automatic approval names the workflow.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "reason": "look"}),
+    );
+    let (_, events) = s.get(&format!("/v1/audit?request_id={}", id(&r)), "demo-admin");
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "request.approved"
+                && e["comment"] == "automatic: workflow staging-db read (auto_approve = true in workflows.toml)"),
+        "{events}"
+    );
+}

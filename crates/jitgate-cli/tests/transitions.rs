@@ -409,7 +409,9 @@ fn every_transition_records_its_event() {
             want("request.filed", "alice", "alice", "staging-db", "read")
                 .request(&rid)
                 .comment("migration"),
-            on_staging("request.approved", "system"),
+            // Nobody reviewed it: the event names what in the policy approved it (issue #19).
+            on_staging("request.approved", "system")
+                .comment("automatic: workflow staging-db read (auto_approve = true in workflows.toml)"),
             on_staging("grant.issued", "system"),
         ],
     );
@@ -528,7 +530,9 @@ fn every_transition_records_its_event() {
             on_glass("breakglass.raised", "bob")
                 .grant(&gid)
                 .comment("BREAK-GLASS on prod-db write: INC-99 outage"),
-            on_glass("request.approved", "system").grant(&gid),
+            on_glass("request.approved", "system")
+                .grant(&gid)
+                .comment("break-glass: workflow prod-db write (break_glass.groups in workflows.toml)"),
             on_glass("grant.issued", "system").grant(&gid),
         ],
     );
@@ -563,7 +567,8 @@ fn every_transition_records_its_event() {
             want("request.filed", "alice", "alice", "staging-db", "read")
                 .request(&rid)
                 .comment("quick look"),
-            on_short("request.approved", "system"),
+            on_short("request.approved", "system")
+                .comment("automatic: workflow staging-db read (auto_approve = true in workflows.toml)"),
             on_short("grant.issued", "system"),
         ],
     );
@@ -595,7 +600,8 @@ fn every_transition_records_its_event() {
             want("request.filed", "alice", "alice", "app-db", "read")
                 .request(&rid)
                 .comment("report"),
-            on_app("request.approved", "system"),
+            on_app("request.approved", "system")
+                .comment("automatic: workflow app-db read (auto_approve = true in workflows.toml)"),
             on_app("grant.issued", "system"),
             on_app("grant.provisioned", "system").comment("provider hook: delivered after 1 attempt(s)"),
         ],

@@ -20,6 +20,10 @@ pub struct Ask<'a> {
 pub struct Admission {
     pub requirement: Requirement,
     pub duration: DurationSecs,
+    /// For a request granted without review (automatic or break-glass): what in the policy
+    /// decided so, like `workflow staging-db read (auto_approve = true in workflows.toml)` or
+    /// `cedar policy ID at FILE:LINE`. The audit log's `request.approved` event names it.
+    pub decided_by: Option<String>,
 }
 
 /// Longest reason or payload accepted, so one request cannot bloat the store and the log.

@@ -97,6 +97,7 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
 /// File a request the policy has admitted. An automatic or break-glass request (one with no
 /// approval steps) is approved, and its grant issued, in the same transition.
 pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, now: Timestamp) -> Transition {
+    let decided_by = admission.decided_by;
     let mut request = Request {
         id: ids.request_id,
         requester: who.principal.clone(),
@@ -143,7 +144,14 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
                 now,
             ));
         }
-        events.push(event(EventKind::RequestApproved, &request, SYSTEM_ACTOR, None, now));
+        // Nobody reviewed it, so the event names what in the policy approved it instead.
+        let kind = if request.break_glass {
+            "break-glass"
+        } else {
+            "automatic"
+        };
+        let why = decided_by.map(|by| format!("{kind}: {by}"));
+        events.push(event(EventKind::RequestApproved, &request, SYSTEM_ACTOR, why, now));
         events.push(issued);
     }
     Transition { request, events }
@@ -591,6 +599,7 @@ mod tests {
                 escalation: None,
             },
             duration: DurationSecs(600),
+            decided_by: None,
         }
     }
 
@@ -713,6 +722,20 @@ mod tests {
                 EventKind::RequestApproved,
                 EventKind::GrantIssued
             ]
+        );
+    }
+
+    #[test]
+    fn an_automatic_approval_names_what_decided_it() {
+        let alice = Identity::user("alice", &["dev"]);
+        let mut admission = needs(&[]);
+        admission.decided_by = Some("cedar policy tune at policy.cedar:3".into());
+        let t = file(&alice, &ask("prod-db", "write", "OPS-1"), admission, ids(1), t0());
+        let approved = t.events.iter().find(|e| e.kind == EventKind::RequestApproved).unwrap();
+        assert_eq!(approved.actor, SYSTEM_ACTOR);
+        assert_eq!(
+            approved.comment.as_deref(),
+            Some("automatic: cedar policy tune at policy.cedar:3")
         );
     }
 

@@ -186,6 +186,7 @@ impl World {
                 }),
             },
             duration: DurationSecs(600),
+            decided_by: None,
         };
         let ids = NewIds {
             request_id: format!("r{n}"),

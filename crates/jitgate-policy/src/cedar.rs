@@ -70,6 +70,34 @@ pub struct CedarDecision {
     pub allowed: bool,
     /// When refused by a `forbid`: its id (the `@id` annotation, or `FILE#N`).
     pub forbidden_by: Vec<String>,
+    /// When allowed: the ids of the `permit` policies that allowed it, sorted.
+    pub permitted_by: Vec<String>,
+}
+
+/// A policy of a `.cedar` file, as `policy diff` compares and searches it.
+#[derive(Debug, Clone)]
+pub struct AuthoredPolicy {
+    /// The `@id` annotation, or `FILE#N`.
+    pub id: String,
+    pub file: String,
+    pub line: usize,
+    /// `permit` or `forbid`.
+    pub effect: &'static str,
+    /// The head: `permit(principal in Group::"dev", action == Action::"request", resource)`.
+    pub scope: String,
+    /// The policy's text on one line.
+    pub text: String,
+    /// What it says, independent of layout, comments and annotations: equal for the same policy.
+    pub meaning: String,
+    /// The abilities it can decide; `None` for any.
+    pub abilities: Option<Vec<Ability>>,
+    /// The one resource it is limited to, if any.
+    pub resource: Option<String>,
+    /// Literals it holds: strings (a `like` pattern with its wildcards taken out) and numbers.
+    pub strings: Vec<String>,
+    pub numbers: Vec<i64>,
+    /// The users it names (`User::"alice"`), who may be in no directory (OIDC principals).
+    pub users: Vec<String>,
 }
 
 pub struct CedarRules {
@@ -91,6 +119,11 @@ pub struct CedarRules {
     resource_type: EntityTypeName,
     /// Ids of the policies the directory's `.cedar` files wrote (not the generated ones).
     pub authored: Vec<String>,
+    /// Those policies in full, in file order.
+    pub sources: Vec<AuthoredPolicy>,
+    /// Every policy's id to where it comes from, for people: `cedar policy ID at FILE:LINE`
+    /// or `workflow RESOURCE ACTION (workflows.toml: ...)`.
+    origins: HashMap<String, String>,
 }
 
 fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
@@ -113,6 +146,142 @@ fn any_member(groups: &[String]) -> String {
         .join(" || ")
 }
 
+/// How the ids of generated policies start: `workflows.toml: auto_approve prod-db write`.
+const GENERATED_PREFIX: &str = "workflows.toml: ";
+
+/// The workflow shorthand a generated policy for this Cedar action stands for.
+fn shorthand_of(ability: &str) -> &'static str {
+    match ability {
+        "request" => "requesters",
+        "auto_approve" => "auto_approve = true",
+        "break_glass" => "break_glass.groups",
+        "extend" => "extension",
+        "approve" => "steps",
+        _ => "workflows.toml",
+    }
+}
+
+/// The policy as `policy diff` needs it: where it is, what it says, and its literals.
+fn authored_policy(policy: &Policy, id: &str, file: &str, line: usize) -> AuthoredPolicy {
+    let effect = match policy.effect() {
+        cedar_policy::Effect::Permit => "permit",
+        cedar_policy::Effect::Forbid => "forbid",
+    };
+    let principal = match policy.principal_constraint() {
+        PrincipalConstraint::Any => "principal".to_string(),
+        PrincipalConstraint::In(e) => format!("principal in {e}"),
+        PrincipalConstraint::Eq(e) => format!("principal == {e}"),
+        PrincipalConstraint::Is(t) => format!("principal is {t}"),
+        PrincipalConstraint::IsIn(t, e) => format!("principal is {t} in {e}"),
+    };
+    let (action, abilities) = match policy.action_constraint() {
+        ActionConstraint::Any => ("action".to_string(), None),
+        ActionConstraint::Eq(a) => (
+            format!("action == {a}"),
+            Some(
+                Ability::ALL
+                    .into_iter()
+                    .filter(|x| a.id().unescaped() == x.as_str())
+                    .collect(),
+            ),
+        ),
+        ActionConstraint::In(list) => (
+            format!(
+                "action in [{}]",
+                list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            Some(
+                Ability::ALL
+                    .into_iter()
+                    .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
+                    .collect(),
+            ),
+        ),
+    };
+    let (resource, only) = match policy.resource_constraint() {
+        ResourceConstraint::Any => ("resource".to_string(), None),
+        ResourceConstraint::In(e) => (format!("resource in {e}"), None),
+        ResourceConstraint::Eq(e) => (format!("resource == {e}"), Some(e.id().unescaped().to_string())),
+        ResourceConstraint::Is(t) => (format!("resource is {t}"), None),
+        ResourceConstraint::IsIn(t, e) => (format!("resource is {t} in {e}"), None),
+    };
+    let mut meaning = policy
+        .to_json()
+        .unwrap_or_else(|_| serde_json::Value::String(policy.to_string()));
+    if let Some(fields) = meaning.as_object_mut() {
+        fields.remove("annotations");
+    }
+    let mut found = Literals::default();
+    found.collect(&meaning);
+    let Literals {
+        mut strings,
+        mut numbers,
+        mut users,
+    } = found;
+    let mut seen = HashSet::new();
+    strings.retain(|s| seen.insert(s.clone()));
+    let mut seen = HashSet::new();
+    numbers.retain(|n| seen.insert(*n));
+    let mut seen = HashSet::new();
+    users.retain(|u| seen.insert(u.clone()));
+    AuthoredPolicy {
+        id: id.to_string(),
+        file: file.to_string(),
+        line,
+        effect,
+        scope: format!("{effect}({principal}, {action}, {resource})"),
+        text: policy.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        meaning: meaning.to_string(),
+        abilities,
+        resource: only,
+        strings,
+        numbers,
+        users,
+    }
+}
+
+/// The literals of a policy's JSON form.
+#[derive(Default)]
+struct Literals {
+    strings: Vec<String>,
+    numbers: Vec<i64>,
+    users: Vec<String>,
+}
+
+impl Literals {
+    /// Strings and numbers (`{"Value": ...}`), users, and `like` patterns as the text they
+    /// match with every `*` matching nothing.
+    fn collect(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    match (key.as_str(), value) {
+                        ("Value", Value::String(s)) => self.strings.push(s.clone()),
+                        ("Value", Value::Number(n)) => self.numbers.extend(n.as_i64()),
+                        ("pattern", Value::Array(parts)) => self.strings.push(
+                            parts
+                                .iter()
+                                .filter_map(|p| p.get("Literal").and_then(Value::as_str))
+                                .collect::<String>(),
+                        ),
+                        // An entity: a user it names may be in no directory (an OIDC
+                        // principal); groups, resources and actions are in the scope already.
+                        ("id", Value::String(s)) => {
+                            if fields.get("type").and_then(Value::as_str) == Some("User") {
+                                self.users.push(s.clone());
+                            }
+                        }
+                        _ => self.collect(value),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect(i)),
+            _ => {}
+        }
+    }
+}
+
 /// The policies a workflow's shorthands stand for.
 fn generated(w: &Workflow) -> Vec<(String, String)> {
     let scope = |ability: Ability| {
@@ -123,7 +292,7 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
             cedar_string(&w.action)
         )
     };
-    let id = |ability: Ability| format!("workflows.toml: {} {} {}", ability.as_str(), w.resource, w.action);
+    let id = |ability: Ability| format!("{GENERATED_PREFIX}{} {} {}", ability.as_str(), w.resource, w.action);
     let mut out = Vec::new();
     if !w.requesters.is_empty() {
         out.push((
@@ -206,8 +375,18 @@ impl CedarRules {
         // Where each policy came from, to place validation errors.
         let mut origin: HashMap<String, (String, String)> = HashMap::new();
 
+        let mut origins: HashMap<String, String> = HashMap::new();
         for w in rules.workflows() {
             for (id, text) in generated(w) {
+                let shorthand = id
+                    .strip_prefix(GENERATED_PREFIX)
+                    .and_then(|rest| rest.split(' ').next())
+                    .map(shorthand_of)
+                    .unwrap_or("workflows.toml");
+                origins.insert(
+                    id.clone(),
+                    format!("workflow {} {} ({shorthand} in workflows.toml)", w.resource, w.action),
+                );
                 match Policy::parse(Some(PolicyId::new(&id)), &text) {
                     Ok(p) => {
                         if let Err(e) = policies.add(p) {
@@ -235,6 +414,7 @@ impl CedarRules {
         let group_type = type_name("Group")?;
         let resource_type = type_name("Resource")?;
         let mut authored = Vec::new();
+        let mut sources = Vec::new();
         for (file, text) in files {
             let set = match PolicySet::from_str(text) {
                 Ok(set) => set,
@@ -279,6 +459,8 @@ impl CedarRules {
                     }
                 }
                 origin.insert(id.clone(), (file.clone(), text.clone()));
+                origins.insert(id.clone(), format!("cedar policy {id} at {file}:{line}"));
+                sources.push(authored_policy(policy, &id, file, line));
                 if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
                     errors.push(PolicyError {
                         file: file.clone(),
@@ -371,7 +553,18 @@ impl CedarRules {
             group_type,
             resource_type,
             authored,
+            sources,
+            origins,
         })
+    }
+
+    /// Where the policies with these ids come from, for people and the audit log:
+    /// `cedar policy ID at FILE:LINE` or `workflow RESOURCE ACTION (SHORTHAND in workflows.toml)`.
+    pub fn describe(&self, ids: &[String]) -> String {
+        ids.iter()
+            .map(|id| self.origins.get(id).cloned().unwrap_or_else(|| format!("policy {id}")))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Prepare questions about `who` and `resource` under `facts`: the entities and the
@@ -432,11 +625,13 @@ impl Question<'_> {
             CedarDecision {
                 allowed: false,
                 forbidden_by: Vec::new(),
+                permitted_by: Vec::new(),
             }
         };
         let denied = CedarDecision {
             allowed: false,
             forbidden_by: Vec::new(),
+            permitted_by: Vec::new(),
         };
         let scoped = match self.rules.by_scope.get(&(self.resource_name.clone(), ability)) {
             Some(s) => s,
@@ -470,12 +665,20 @@ impl Question<'_> {
             .authorizer
             .is_authorized(&request, &scoped.policies, entities);
         let allowed = response.decision() == Decision::Allow;
-        let forbidden_by = if allowed {
-            Vec::new()
+        // Cedar names the policies that decided: the satisfied permits when allowed, the
+        // satisfied forbids when refused by one.
+        let mut decided_by: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        decided_by.sort();
+        let (permitted_by, forbidden_by) = if allowed {
+            (decided_by, Vec::new())
         } else {
-            response.diagnostics().reason().map(ToString::to_string).collect()
+            (Vec::new(), decided_by)
         };
-        CedarDecision { allowed, forbidden_by }
+        CedarDecision {
+            allowed,
+            forbidden_by,
+            permitted_by,
+        }
     }
 }
 

@@ -5,11 +5,18 @@
 //!
 //! Conditions on the request context are judged for one representative request: a Wednesday
 //! at 10:00 UTC, the workflow's default duration, a reason that names a ticket, no CI claims.
+//!
+//! A condition in a `.cedar` file can hide from that one request (a backdoor that approves
+//! whatever names a magic word), so every added, removed or edited Cedar policy is a change in
+//! itself, listed with its place, and its consequences are searched for: requests built from
+//! the literals the policies hold (their strings, ticket-like words, numbers as hours,
+//! weekdays and durations, the users they name), asked of both versions, within a fixed bound.
 
-use crate::{Explanation, Policy, Verdict};
-use jitgate_core::{DurationSecs, Identity, PrincipalKind, Step, Timestamp};
+use crate::cedar::{Ability, AuthoredPolicy};
+use crate::{Explanation, Policy, Situation, Verdict};
+use jitgate_core::{Ask, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +44,10 @@ pub struct Change {
     pub kind: ChangeKind,
     pub before: String,
     pub after: String,
+    /// For a change found by the search: the request that shows it (its reason, time and
+    /// duration; for `approve`, whose request). Absent for the representative request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 impl std::fmt::Display for Change {
@@ -51,7 +62,11 @@ impl std::fmt::Display for Change {
             f,
             "{sign} {}: {} {} on {}: {kind}: {} -> {}",
             self.subject, self.ability, self.action, self.resource, self.before, self.after
-        )
+        )?;
+        match &self.when {
+            Some(when) => write!(f, ", when {when}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -146,6 +161,7 @@ fn compare(
             kind,
             before: b,
             after: a,
+            when: None,
         })
     };
     let (b, a) = (&before.verdict, &after.verdict);
@@ -195,4 +211,575 @@ fn compare(
             duration_text(after.break_glass),
         );
     }
+}
+
+/// How a `.cedar` policy changed between the two versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edit {
+    Added,
+    Removed,
+    Edited,
+}
+
+/// One added, removed or edited policy of the `.cedar` files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CedarChange {
+    pub edit: Edit,
+    /// The policy's id: its `@id`, or `FILE#N`.
+    pub id: String,
+    /// `permit` or `forbid`.
+    pub effect: String,
+    /// Its head: who, which Cedar action, which resource.
+    pub scope: String,
+    /// Where it is: in the new version, or for a removed one in the old.
+    pub file: String,
+    pub line: usize,
+    pub text: String,
+    /// For an edited policy: where it was and what it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub was: Option<Box<CedarChange>>,
+}
+
+impl CedarChange {
+    fn of(edit: Edit, p: &AuthoredPolicy) -> CedarChange {
+        CedarChange {
+            edit,
+            id: p.id.clone(),
+            effect: p.effect.to_string(),
+            scope: p.scope.clone(),
+            file: p.file.clone(),
+            line: p.line,
+            text: p.text.clone(),
+            was: None,
+        }
+    }
+}
+
+impl std::fmt::Display for CedarChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (sign, edit) = match self.edit {
+            Edit::Added => ('+', "added"),
+            Edit::Removed => ('-', "removed"),
+            Edit::Edited => ('~', "edited"),
+        };
+        write!(
+            f,
+            "{sign} {edit} {} at {}:{} ({}): {}\n    {}",
+            self.effect, self.file, self.line, self.id, self.scope, self.text
+        )?;
+        if let Some(was) = &self.was {
+            write!(f, "\n    was, at {}:{}: {}", was.file, was.line, was.text)?;
+        }
+        Ok(())
+    }
+}
+
+/// At most this many probe requests are asked of each version, whatever the policy's size,
+/// so `policy diff` stays fast (about 0.1 ms per probe: a second or two at most).
+pub const MAX_PROBES: usize = 10_000;
+/// At most this many string and number literals are used to build probes.
+const MAX_STRINGS: usize = 24;
+const MAX_NUMBERS: usize = 12;
+/// Context the search does not vary; said in its report.
+const NOT_VARIED: &str = "CI claims, on-call shifts and escalation are not varied";
+
+/// What the search for the consequences of changed Cedar policies covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Search {
+    /// Probe requests asked of both versions.
+    pub probes: usize,
+    /// How many there were to ask; more than `probes` when the bound cut the search short.
+    pub combinations: usize,
+    pub bound: usize,
+    /// Principals, users the policies name, and stand-in members of groups.
+    pub subjects: usize,
+    /// `action on resource`, limited to the resources the changed policies are about.
+    pub targets: Vec<String>,
+    /// The Cedar actions asked about.
+    pub abilities: Vec<String>,
+    pub reasons: Vec<String>,
+    pub hours: Vec<u32>,
+    pub weekdays: Vec<u32>,
+    /// In seconds; absent means the workflow's default.
+    pub durations: Vec<Option<u64>>,
+    pub not_varied: String,
+}
+
+impl std::fmt::Display for Search {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cut = if self.probes < self.combinations {
+            format!(" of {} combinations (bounded at {})", self.combinations, self.bound)
+        } else {
+            format!(" (all combinations; bound {})", self.bound)
+        };
+        let durations: Vec<String> = self
+            .durations
+            .iter()
+            .map(|d| d.map_or("default".to_string(), |s| format!("{s}s")))
+            .collect();
+        let list = |v: &[u32]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        write!(
+            f,
+            "searched {} probe requests{cut}, built from the policies' literals: {} subjects x [{}] x Cedar actions [{}]; \
+             reasons {:?}; hours (UTC) [{}]; weekdays [{}]; durations [{}]. {}.",
+            self.probes,
+            self.subjects,
+            self.targets.join(", "),
+            self.abilities.join(", "),
+            self.reasons,
+            list(&self.hours),
+            list(&self.weekdays),
+            durations.join(", "),
+            NOT_VARIED,
+        )
+    }
+}
+
+/// Everything `policy diff` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Differences for the representative request, then those the search found.
+    pub changes: Vec<Change>,
+    /// Added, removed and edited policies of the `.cedar` files.
+    pub cedar_policies: Vec<CedarChange>,
+    /// Present when Cedar policies changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<Search>,
+}
+
+impl Report {
+    /// No effective change: no difference found and no Cedar policy added, removed or edited
+    /// (a changed policy is a change even when no probe shows its effect).
+    pub fn is_unchanged(&self) -> bool {
+        self.changes.is_empty() && self.cedar_policies.is_empty()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_unchanged() {
+            return writeln!(f, "no effective change in access");
+        }
+        let (searched, representative): (Vec<&Change>, Vec<&Change>) =
+            self.changes.iter().partition(|c| c.when.is_some());
+        for c in representative {
+            writeln!(f, "{c}")?;
+        }
+        if self.cedar_policies.is_empty() {
+            return Ok(());
+        }
+        writeln!(f, "Cedar policies changed ({}):", self.cedar_policies.len())?;
+        for c in &self.cedar_policies {
+            writeln!(f, "{c}")?;
+        }
+        if let Some(search) = &self.search {
+            writeln!(f, "Consequences: {search}")?;
+        }
+        if searched.is_empty() {
+            writeln!(
+                f,
+                "No probe request is decided differently; the change may still matter for requests not searched: review the policies above."
+            )?;
+        } else {
+            writeln!(f, "Requests decided differently ({}):", searched.len())?;
+            for c in searched {
+                writeln!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two policies of the two versions are one policy, edited.
+type SamePolicy = dyn Fn(&AuthoredPolicy, &AuthoredPolicy) -> bool;
+
+/// Who, what, which ability, from what to what: one change, whatever request showed it.
+type ChangeKey = (String, String, String, String, String, String);
+
+fn key_of(c: &Change) -> ChangeKey {
+    (
+        c.subject.clone(),
+        c.resource.clone(),
+        c.action.clone(),
+        c.ability.clone(),
+        c.before.clone(),
+        c.after.clone(),
+    )
+}
+
+/// Match the `.cedar` policies of two versions: the same text (whatever its place, layout or
+/// annotations) is unchanged; the rest pair up as edited by id, then by file and scope; what
+/// is left was added or removed.
+pub fn cedar_changes(old: &[AuthoredPolicy], new: &[AuthoredPolicy]) -> Vec<CedarChange> {
+    let mut old_left: Vec<Option<&AuthoredPolicy>> = old.iter().map(Some).collect();
+    let mut new_left: Vec<Option<&AuthoredPolicy>> = new.iter().map(Some).collect();
+    for n in new_left.iter_mut() {
+        let Some(p) = *n else { continue };
+        if let Some(o) = old_left.iter_mut().find(|o| o.is_some_and(|o| o.meaning == p.meaning)) {
+            *o = None;
+            *n = None;
+        }
+    }
+    let mut out = Vec::new();
+    let pairings: [&SamePolicy; 2] = [&|o, n| o.id == n.id, &|o, n| o.file == n.file && o.scope == n.scope];
+    for same in pairings {
+        for n in new_left.iter_mut() {
+            let Some(p) = *n else { continue };
+            if let Some(o) = old_left.iter_mut().find(|o| o.is_some_and(|o| same(o, p))) {
+                let mut change = CedarChange::of(Edit::Edited, p);
+                change.was = o.map(|o| Box::new(CedarChange::of(Edit::Removed, o)));
+                out.push(change);
+                *o = None;
+                *n = None;
+            }
+        }
+    }
+    out.extend(new_left.into_iter().flatten().map(|p| CedarChange::of(Edit::Added, p)));
+    out.extend(
+        old_left
+            .into_iter()
+            .flatten()
+            .map(|p| CedarChange::of(Edit::Removed, p)),
+    );
+    out.sort_by(|a, b| (a.edit == Edit::Removed, &a.file, a.line).cmp(&(b.edit == Edit::Removed, &b.file, b.line)));
+    out
+}
+
+/// `policy diff`: the representative comparison, the changed Cedar policies, and the search
+/// for what those change.
+pub fn review(old: &Policy, new: &Policy) -> Report {
+    let mut changes = diff(old, new);
+    let cedar_policies = cedar_changes(old.cedar_sources(), new.cedar_sources());
+    if cedar_policies.is_empty() {
+        return Report {
+            changes,
+            cedar_policies,
+            search: None,
+        };
+    }
+    let (found, search) = probe(old, new);
+    let known: HashSet<ChangeKey> = changes.iter().map(key_of).collect();
+    changes.extend(found.into_iter().filter(|c| !known.contains(&key_of(c))));
+    Report {
+        changes,
+        cedar_policies,
+        search: Some(search),
+    }
+}
+
+/// One probe request's context.
+#[derive(Debug, Clone)]
+struct Probe {
+    reason: usize,
+    hour: usize,
+    weekday: usize,
+    duration: usize,
+}
+
+impl Probe {
+    /// How far it is from the representative request: probes that vary one thing come first.
+    fn distance(&self) -> usize {
+        [self.reason, self.hour, self.weekday, self.duration]
+            .iter()
+            .filter(|i| **i != 0)
+            .count()
+    }
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// A moment of the representative week (that of the representative request).
+fn time_at(weekday: u32, hour: u32) -> Timestamp {
+    // Monday 2026-01-05 00:00 UTC; the representative request is two days and ten hours later.
+    let monday = 1_767_571_200_i64;
+    chrono::DateTime::from_timestamp(monday + i64::from(weekday - 1) * 86_400 + i64::from(hour) * 3600, 0)
+        .unwrap_or_default()
+}
+
+fn looks_like_ticket(s: &str) -> bool {
+    let mut parts = s.splitn(2, '-');
+    let (Some(key), Some(number)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    key.len() >= 2
+        && key.starts_with(|c: char| c.is_ascii_uppercase())
+        && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
+}
+
+fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+/// Search both versions for requests the changed Cedar policies decide differently.
+fn probe(old: &Policy, new: &Policy) -> (Vec<Change>, Search) {
+    let changed: Vec<&AuthoredPolicy> = {
+        let ids: Vec<(String, String, usize)> = cedar_changes(old.cedar_sources(), new.cedar_sources())
+            .into_iter()
+            .flat_map(|c| {
+                let was = c.was.as_ref().map(|w| (w.id.clone(), w.file.clone(), w.line));
+                std::iter::once((c.id.clone(), c.file.clone(), c.line)).chain(was)
+            })
+            .collect();
+        old.cedar_sources()
+            .iter()
+            .chain(new.cedar_sources())
+            .filter(|p| ids.contains(&(p.id.clone(), p.file.clone(), p.line)))
+            .collect()
+    };
+    // Where to look: the resources and Cedar actions the changed policies are about.
+    let resources: Option<BTreeSet<String>> = changed.iter().map(|p| p.resource.clone()).collect();
+    let abilities: Vec<Ability> = match changed
+        .iter()
+        .map(|p| p.abilities.clone())
+        .collect::<Option<Vec<Vec<Ability>>>>()
+    {
+        Some(lists) => Ability::ALL
+            .into_iter()
+            .filter(|a| lists.iter().any(|l| l.contains(a)))
+            .collect(),
+        None => Ability::ALL.to_vec(),
+    };
+    let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in [old, new] {
+        for w in p.workflows() {
+            if resources.as_ref().is_none_or(|r| r.contains(&w.resource)) {
+                targets.insert((w.resource.clone(), w.action.clone()));
+            }
+        }
+    }
+    // What to vary: the literals of the changed policies first, then of the others.
+    let others = old.cedar_sources().iter().chain(new.cedar_sources());
+    let mut strings: Vec<String> = Vec::new();
+    let mut numbers: Vec<i64> = Vec::new();
+    let mut users: Vec<String> = Vec::new();
+    for p in changed.iter().copied().chain(others) {
+        for s in &p.strings {
+            if !s.is_empty() && strings.len() < MAX_STRINGS {
+                push_unique(&mut strings, s.clone());
+            }
+        }
+        for n in &p.numbers {
+            if numbers.len() < MAX_NUMBERS {
+                push_unique(&mut numbers, *n);
+            }
+        }
+        for u in &p.users {
+            push_unique(&mut users, u.clone());
+        }
+    }
+    let ticket = strings
+        .iter()
+        .find(|s| looks_like_ticket(s))
+        .cloned()
+        .unwrap_or_else(|| "OPS-1".to_string());
+    let mut reasons = vec![format!("probe {ticket}")];
+    for s in &strings {
+        // Equal to it, starting with it, ending with it; each with a ticket for workflows
+        // that want one, unless it is the ticket.
+        push_unique(&mut reasons, s.clone());
+        push_unique(&mut reasons, format!("{s} {ticket}"));
+        push_unique(&mut reasons, format!("{ticket} {s}"));
+    }
+    let mut hours: Vec<u32> = vec![10, 3];
+    let mut weekdays: Vec<u32> = vec![3, 7];
+    let mut durations: Vec<Option<u64>> = vec![None];
+    for n in &numbers {
+        for m in [n - 1, *n, n + 1] {
+            if let Ok(h) = u32::try_from(m) {
+                if h < 24 {
+                    push_unique(&mut hours, h);
+                }
+                if (1..=7).contains(&h) {
+                    push_unique(&mut weekdays, h);
+                }
+            }
+            // Below a minute a number is an hour or a weekday more likely than a duration.
+            if let Ok(secs) = u64::try_from(m) {
+                if secs >= 60 {
+                    push_unique(&mut durations, Some(secs));
+                }
+            }
+        }
+    }
+    // Who asks: the users the policies name, the directories' principals, and a stand-in
+    // member of each group.
+    let mut subjects: Vec<String> = users;
+    let mut groups: BTreeSet<String> = BTreeSet::new();
+    for p in [new, old] {
+        for entry in p.principals() {
+            push_unique(&mut subjects, entry.identity.principal.clone());
+            groups.extend(entry.identity.groups.iter().cloned());
+        }
+    }
+    subjects.extend(groups.into_iter().map(|g| format!("group:{g}")));
+    let triples: Vec<(&String, &(String, String))> = subjects
+        .iter()
+        .flat_map(|s| targets.iter().map(move |t| (s, t)))
+        .collect();
+    let mut contexts: Vec<Probe> = Vec::new();
+    for reason in 0..reasons.len() {
+        for hour in 0..hours.len() {
+            for weekday in 0..weekdays.len() {
+                for duration in 0..durations.len() {
+                    contexts.push(Probe {
+                        reason,
+                        hour,
+                        weekday,
+                        duration,
+                    });
+                }
+            }
+        }
+    }
+    contexts.sort_by_key(Probe::distance);
+    // Ask only what the changed policies can decide.
+    let filing = abilities
+        .iter()
+        .any(|a| matches!(a, Ability::Request | Ability::AutoApprove));
+    let break_glass = abilities.contains(&Ability::BreakGlass);
+    let per_triple = abilities
+        .iter()
+        .filter(|a| matches!(a, Ability::Approve | Ability::Extend))
+        .count()
+        + usize::from(filing || break_glass);
+    let combinations = triples.len() * contexts.len() * per_triple;
+
+    let mut found: Vec<Change> = Vec::new();
+    let mut seen: HashSet<ChangeKey> = HashSet::new();
+    let mut probes = 0usize;
+    let mut budget = MAX_PROBES.checked_div(per_triple).unwrap_or(0);
+    // Spread what the bound allows over each distance in turn: every probe that varies one
+    // thing is asked before any that varies two, and each context gets its share of subjects
+    // and targets (rotating, so that together they cover all).
+    let mut start = 0;
+    while start < contexts.len() && budget > 0 {
+        let distance = contexts[start].distance();
+        let end = contexts[start..]
+            .iter()
+            .position(|c| c.distance() != distance)
+            .map_or(contexts.len(), |n| start + n);
+        let tier = &contexts[start..end];
+        let share = (budget / tier.len()).clamp(1, triples.len().max(1));
+        for (i, ctx) in tier.iter().enumerate() {
+            if budget == 0 || triples.is_empty() {
+                break;
+            }
+            let take = share.min(budget);
+            for k in 0..take {
+                let (subject, (resource, action)) = triples[(i * take + k) % triples.len()];
+                let reason = &reasons[ctx.reason];
+                let (hour, weekday) = (hours[ctx.hour], weekdays[ctx.weekday]);
+                let duration = durations[ctx.duration].map(DurationSecs);
+                let at = time_at(weekday, hour);
+                let when = format!(
+                    "filed with reason {reason:?} on a {} at {hour:02}:00 UTC for {}",
+                    WEEKDAYS[(weekday - 1) as usize],
+                    duration.map_or("the default duration".to_string(), |d| d.to_string())
+                );
+                let mut record = |mut c: Change, when: String| {
+                    if seen.insert(key_of(&c)) {
+                        c.when = Some(when);
+                        found.push(c);
+                    }
+                };
+                probes += per_triple;
+                if filing || break_glass {
+                    let situation = Situation {
+                        reason: Some(reason),
+                        duration,
+                        now: at,
+                        filing,
+                        break_glass,
+                    };
+                    let ask = |p: &Policy| p.explain_for(&identity_in(p, subject), resource, action, &situation);
+                    let mut out = Vec::new();
+                    compare(subject, resource, action, &ask(old), &ask(new), &mut out);
+                    // A longer maximum is the workflow's, already in the representative diff.
+                    for c in out.into_iter().filter(|c| c.ability != "max_duration") {
+                        record(c, when.clone());
+                    }
+                }
+                for ability in abilities
+                    .iter()
+                    .filter(|a| matches!(a, Ability::Approve | Ability::Extend))
+                {
+                    let requester = match ability {
+                        Ability::Approve => requester_of(new, resource, action, subject)
+                            .or_else(|| requester_of(old, resource, action, subject))
+                            .unwrap_or_else(|| "someone".to_string()),
+                        _ => subject.clone(),
+                    };
+                    let ask = Ask {
+                        resource,
+                        action,
+                        duration,
+                        reason,
+                        payload: None,
+                        break_glass: false,
+                    };
+                    let before = old.cedar_allows(&identity_in(old, subject), *ability, &ask, &requester, at);
+                    let after = new.cedar_allows(&identity_in(new, subject), *ability, &ask, &requester, at);
+                    let (before, after) = (before.unwrap_or(false), after.unwrap_or(false));
+                    if before != after {
+                        let word = |yes: bool| if yes { "allowed" } else { "refused" };
+                        let when = match ability {
+                            Ability::Approve => format!("reviewing a request by {requester} {when}"),
+                            _ => when.replacen("filed", "extending a grant", 1),
+                        };
+                        record(
+                            Change {
+                                subject: subject.clone(),
+                                resource: resource.clone(),
+                                action: action.clone(),
+                                ability: ability.as_str().to_string(),
+                                kind: if after { ChangeKind::Gained } else { ChangeKind::Lost },
+                                before: word(before).into(),
+                                after: word(after).into(),
+                                when: None,
+                            },
+                            when,
+                        );
+                    }
+                }
+            }
+            budget -= take;
+        }
+        start = end;
+    }
+    let search = Search {
+        probes,
+        combinations,
+        bound: MAX_PROBES,
+        subjects: subjects.len(),
+        targets: targets.iter().map(|(r, a)| format!("{a} on {r}")).collect(),
+        abilities: abilities.iter().map(|a| a.as_str().to_string()).collect(),
+        reasons,
+        hours,
+        weekdays,
+        durations,
+        not_varied: NOT_VARIED.to_string(),
+    };
+    (found, search)
+}
+
+/// Someone other than `subject` who may file requests for `action` on `resource`.
+fn requester_of(policy: &Policy, resource: &str, action: &str, subject: &str) -> Option<String> {
+    let workflow = policy.rules().workflow(resource, action).ok()?;
+    policy
+        .principals()
+        .find(|e| e.identity.principal != subject && e.identity.groups.iter().any(|g| workflow.requesters.contains(g)))
+        .map(|e| e.identity.principal.clone())
 }

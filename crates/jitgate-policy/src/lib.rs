@@ -40,6 +40,20 @@ impl std::fmt::Debug for Policy {
     }
 }
 
+/// The request `explain_for` imagines, and what it asks about it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Situation<'a> {
+    /// A reason that satisfies the workflow when `None`.
+    pub reason: Option<&'a str>,
+    /// The workflow's default when `None`.
+    pub duration: Option<DurationSecs>,
+    pub now: Timestamp,
+    /// Ask whether it may be filed and what it needs (else the verdict is `Refused`).
+    pub filing: bool,
+    /// Ask whether the principal may break glass instead.
+    pub break_glass: bool,
+}
+
 /// What the policy would do with a request, for `explain`, `test` and `diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -189,7 +203,7 @@ impl Policy {
         let refusal = |ability: Ability, verb: &str, groups: &[String]| {
             let d = question.decide(ability);
             if d.allowed {
-                return Ok(());
+                return Ok(d.permitted_by);
             }
             let why = if !d.forbidden_by.is_empty() {
                 format!("forbidden by policy {}", d.forbidden_by.join(", "))
@@ -203,17 +217,22 @@ impl Policy {
                 who.principal
             )))
         };
+        // Who decided that no review is needed: the permits Cedar names, for the audit log.
+        let mut decided_by = None;
         let steps = if ask.break_glass {
             let groups = workflow
                 .break_glass
                 .as_ref()
                 .map(|b| b.groups.clone())
                 .unwrap_or_default();
-            refusal(Ability::BreakGlass, "break glass for", &groups)?;
+            let permits = refusal(Ability::BreakGlass, "break glass for", &groups)?;
+            decided_by = Some(self.cedar.describe(&permits));
             Vec::new()
         } else {
             refusal(Ability::Request, "request", &workflow.requesters)?;
-            if question.decide(Ability::AutoApprove).allowed {
+            let automatic = question.decide(Ability::AutoApprove);
+            if automatic.allowed {
+                decided_by = Some(self.cedar.describe(&automatic.permitted_by));
                 Vec::new()
             } else {
                 self.resolve_steps(&workflow.steps, &who.principal)?
@@ -240,6 +259,7 @@ impl Policy {
                 escalation,
             },
             duration,
+            decided_by,
         })
     }
 
@@ -370,6 +390,31 @@ impl Policy {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Explanation {
+        let situation = Situation {
+            reason,
+            duration: None,
+            now,
+            filing: true,
+            break_glass: true,
+        };
+        self.explain_for(who, resource, action, &situation)
+    }
+
+    /// `explain` in a given situation.
+    pub(crate) fn explain_for(
+        &self,
+        who: &Identity,
+        resource: &str,
+        action: &str,
+        situation: &Situation<'_>,
+    ) -> Explanation {
+        let Situation {
+            reason,
+            duration,
+            now,
+            filing,
+            break_glass,
+        } = *situation;
         let workflow = match self.rules.workflow(resource, action) {
             Ok(w) => w,
             Err(e) => {
@@ -393,18 +438,26 @@ impl Policy {
         let mut ask = Ask {
             resource,
             action,
-            duration: None,
+            duration,
             reason: sample_reason,
             payload,
             break_glass: false,
         };
-        let verdict = match self.admit(who, &ask, now) {
-            Ok(a) if a.requirement.steps.is_empty() => Verdict::Automatic,
-            Ok(a) => Verdict::NeedsApproval(a.requirement.steps),
-            Err(e) => Verdict::Refused(e.to_string()),
+        let verdict = if !filing {
+            Verdict::Refused("not asked".into())
+        } else {
+            match self.admit(who, &ask, now) {
+                Ok(a) if a.requirement.steps.is_empty() => Verdict::Automatic,
+                Ok(a) => Verdict::NeedsApproval(a.requirement.steps),
+                Err(e) => Verdict::Refused(e.to_string()),
+            }
         };
         ask.break_glass = true;
-        let break_glass = self.admit(who, &ask, now).ok().map(|a| a.duration);
+        let break_glass = if break_glass {
+            self.admit(who, &ask, now).ok().map(|a| a.duration)
+        } else {
+            None
+        };
         Explanation {
             verdict,
             break_glass,
@@ -414,6 +467,31 @@ impl Policy {
             action_bound: workflow.action_bound,
             single_use: workflow.single_use,
         }
+    }
+
+    /// Would Cedar let `who` approve (`Ability::Approve`, a request by `requester`) or extend
+    /// (`Ability::Extend`, their own grant) `action` on `resource` under these facts? `None`
+    /// when the policy has no such workflow. For `policy diff`'s search.
+    pub(crate) fn cedar_allows(
+        &self,
+        who: &Identity,
+        ability: Ability,
+        ask: &Ask<'_>,
+        requester: &str,
+        now: Timestamp,
+    ) -> Option<bool> {
+        let workflow = self.rules.workflow(ask.resource, ask.action).ok()?;
+        if ability == Ability::Extend && workflow.extension.as_ref().is_none_or(|e| e.requires_approval) {
+            return Some(false);
+        }
+        let duration = ask.duration.unwrap_or(workflow.default_duration);
+        let facts = self.facts(who, workflow, ask, duration, now, requester);
+        Some(self.cedar.decide(who, ability, ask.resource, &facts).allowed)
+    }
+
+    /// The policies of the directory's `.cedar` files, in file order.
+    pub fn cedar_sources(&self) -> &[cedar::AuthoredPolicy] {
+        &self.cedar.sources
     }
 }
 

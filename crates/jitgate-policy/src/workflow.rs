@@ -722,6 +722,18 @@ impl Workflow {
                 format!("is required: {name} is approved for one exact command or artifact; pass it as payload"),
             ));
         }
+        // A reviewer who sees a payload believes the grant is limited to it; only an
+        // action-bound grant is, so anywhere else a payload would mislead them.
+        if !self.action_bound && ask.payload.is_some() {
+            return Err(DomainError::invalid(
+                "payload",
+                format!(
+                    "must be left out: {name} is not action-bound, so the payload would not be enforced \
+                     (the grant would allow any {}); file without a payload, or make the workflow action_bound",
+                    self.action
+                ),
+            ));
+        }
         if ask.break_glass {
             let Some(bg) = &self.break_glass else {
                 return Err(DomainError::Forbidden(format!("{name} has no break-glass procedure")));

@@ -103,6 +103,24 @@ fn quickstart_table_holds_row_by_row() {
         "payload required"
     );
 
+    // A payload only where it is enforced (issue #19): prod-db read is not action-bound.
+    let with_payload = Ask {
+        payload: Some("SELECT count(*) FROM orders"),
+        ..ask("prod-db", "read", "count orders")
+    };
+    match p.admit(&alice, &with_payload, now) {
+        Err(DomainError::Invalid { field, message }) => {
+            assert_eq!(field, "payload");
+            assert!(message.contains("not action-bound"), "{message}");
+        }
+        other => panic!("a payload on a workflow that is not action-bound must be refused: {other:?}"),
+    }
+    let deploy = Ask {
+        payload: Some("sha256:4f2c"),
+        ..ask("prod-api", "deploy", "release")
+    };
+    assert!(p.admit(&alice, &deploy, now).is_ok());
+
     // bastion login: dev; 1 sre; max 1h.
     assert_eq!(p.explain(&alice, "bastion", "login", None, now).verdict, sre(1));
     assert_eq!(
@@ -584,4 +602,153 @@ fn escalation_is_checked_and_only_waiting_requests_carry_it() {
             "{extra}: {errors:?}"
         );
     }
+}
+
+/// Issue #19's backdoor: automatic approval of anything on prod-db whose reason holds a word.
+const BACKDOOR: &str = r#"permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db") when { context.reason like "*perf-tune-42*" };
+"#;
+
+/// The Cedar file both versions share before the backdoor is appended to it.
+const WEEKEND_FREEZE: &str = r#"// Nobody writes to production at weekends.
+@id("no-prod-writes-at-weekends")
+forbid(principal, action == Action::"request", resource == Resource::"prod-db")
+when { context.access == "write" && context.weekday >= 6 };
+"#;
+
+/// Issue #19: the backdoor passed `policy diff` as "no effective change". It is listed with its
+/// place, and the search finds the request it newly makes automatic.
+#[test]
+fn diff_lists_a_cedar_backdoor_and_finds_the_request_it_opens() {
+    let old = Dir::with(&[("policy.cedar", WEEKEND_FREEZE)]);
+    let new = Dir::with(&[("policy.cedar", &format!("{WEEKEND_FREEZE}{BACKDOOR}"))]);
+    let (old, new) = (old.load().unwrap(), new.load().unwrap());
+    // The representative request names no magic word: it alone sees nothing.
+    assert!(jitgate_policy::diff::diff(&old, &new).is_empty());
+
+    let report = jitgate_policy::diff::review(&old, &new);
+    assert!(!report.is_unchanged(), "{report}");
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    let added = &report.cedar_policies[0];
+    assert_eq!(added.edit, jitgate_policy::diff::Edit::Added);
+    assert_eq!(
+        (added.file.as_str(), added.line, added.effect.as_str()),
+        ("policy.cedar", 5, "permit")
+    );
+    assert_eq!(
+        added.scope,
+        r#"permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db")"#
+    );
+    let opened = report
+        .changes
+        .iter()
+        .find(|c| c.subject == "alice" && c.resource == "prod-db" && c.action == "write")
+        .unwrap_or_else(|| panic!("no change for alice's prod-db write in {report}"));
+    assert_eq!(
+        (opened.ability.as_str(), opened.before.as_str(), opened.after.as_str()),
+        ("request", "needs 2 from sre", "automatic")
+    );
+    let when = opened.when.as_deref().unwrap();
+    assert!(when.contains("perf-tune-42"), "{when}");
+    let text = report.to_string();
+    assert!(
+        text.contains("+ added permit at policy.cedar:5 (policy.cedar#2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ alice: request write on prod-db: weaker: needs 2 from sre -> automatic, when filed with reason \"perf-tune-42"),
+        "{text}"
+    );
+    let search = report.search.as_ref().unwrap();
+    assert!(
+        search.probes > 0 && search.probes <= jitgate_policy::diff::MAX_PROBES,
+        "{search:?}"
+    );
+    assert!(search.reasons.iter().any(|r| r.contains("perf-tune-42")), "{search:?}");
+    assert!(text.contains("searched ") && text.contains("probe requests"), "{text}");
+
+    // What the search found is what a live filing gets: automatic, and the admission names
+    // the policy that decided it.
+    let alice = user("alice", &["dev"]);
+    let now = weekday_morning();
+    let admission = new
+        .admit(&alice, &ask("prod-db", "write", "perf-tune-42 OPS-7"), now)
+        .unwrap();
+    assert!(admission.requirement.steps.is_empty());
+    assert_eq!(
+        admission.decided_by.as_deref(),
+        Some("cedar policy policy.cedar#2 at policy.cedar:5")
+    );
+}
+
+#[test]
+fn diff_lists_edited_and_removed_cedar_policies_and_ignores_layout() {
+    let old = Dir::with(&[("policy.cedar", WEEKEND_FREEZE)]).load().unwrap();
+    // The same policy laid out otherwise, with another comment: no change.
+    let relaid = WEEKEND_FREEZE
+        .replace("// Nobody", "// No one")
+        .replace(" when {", "\n  when {");
+    let same = Dir::with(&[("policy.cedar", &relaid)]).load().unwrap();
+    let report = jitgate_policy::diff::review(&old, &same);
+    assert!(report.is_unchanged(), "{report}");
+    assert_eq!(report.to_string(), "no effective change in access\n");
+
+    // Edited: the freeze now starts on Sunday only. The search shows Saturday writes.
+    let edited = Dir::with(&[("policy.cedar", &WEEKEND_FREEZE.replace(">= 6", ">= 7"))])
+        .load()
+        .unwrap();
+    let report = jitgate_policy::diff::review(&old, &edited);
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    let change = &report.cedar_policies[0];
+    assert_eq!(change.edit, jitgate_policy::diff::Edit::Edited);
+    assert_eq!(
+        (change.id.as_str(), change.effect.as_str(), change.line),
+        ("no-prod-writes-at-weekends", "forbid", 2)
+    );
+    assert!(change.was.as_ref().unwrap().text.contains(">= 6"), "{report}");
+    assert!(
+        report.changes.iter().any(|c| c.subject == "alice"
+            && c.action == "write"
+            && c.kind == jitgate_policy::diff::ChangeKind::Gained
+            && c.when.as_deref().is_some_and(|w| w.contains("Saturday"))),
+        "{report}"
+    );
+
+    // Removed: listed as such, from the old version's file and line.
+    let removed = Dir::with(&[]).load().unwrap();
+    let report = jitgate_policy::diff::review(&old, &removed);
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    assert_eq!(report.cedar_policies[0].edit, jitgate_policy::diff::Edit::Removed);
+    assert!(
+        report
+            .to_string()
+            .contains("- removed forbid at policy.cedar:2 (no-prod-writes-at-weekends)"),
+        "{report}"
+    );
+}
+
+/// Issue #19: an automatic approval's admission names what decided it, for the audit log.
+#[test]
+fn automatic_admissions_name_the_deciding_policy() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let staging = p.admit(&alice, &ask("staging-db", "read", ""), now).unwrap();
+    assert_eq!(
+        staging.decided_by.as_deref(),
+        Some("workflow staging-db read (auto_approve = true in workflows.toml)")
+    );
+    let write = p.admit(&alice, &ask("prod-db", "write", "OPS-1"), now).unwrap();
+    assert_eq!(
+        write.decided_by, None,
+        "a request that waits for review names no decider"
+    );
+    let glass = Ask {
+        break_glass: true,
+        ..ask("prod-db", "write", "OPS-1 outage")
+    };
+    let bg = p.admit(&user("bob", &["sre"]), &glass, now).unwrap();
+    assert_eq!(
+        bg.decided_by.as_deref(),
+        Some("workflow prod-db write (break_glass.groups in workflows.toml)")
+    );
 }

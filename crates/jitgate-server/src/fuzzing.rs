@@ -30,7 +30,8 @@ pub fn policy(data: &[u8]) {
                 action: &workflow.action,
                 duration: None,
                 reason: "OPS-1",
-                payload: Some("x"),
+                // Only an action-bound workflow takes a payload: admission gets past that check.
+                payload: workflow.action_bound.then_some("x"),
                 break_glass: false,
             };
             let _ = policy.admit(&who, &ask, chrono::Utc::now());

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             escalation: None,
         },
         duration: length,
+        decided_by: None,
     };
     let store = SqliteStore::open(path).await?;
     let now = jitgate_core::millis(chrono::Utc::now());

@@ -56,6 +56,7 @@ mod conformance {
                 escalation,
             },
             duration: DurationSecs(60),
+            decided_by: None,
         }
     }
 

@@ -437,6 +437,8 @@ pub struct RequestDetail {
     requester: String,
     reason: String,
     payload: Option<String>,
+    /// Only an action-bound request's payload is enforced, and shown as its exact action.
+    action_bound: bool,
     single_use: bool,
     duration: String,
     status: String,
@@ -490,6 +492,7 @@ pub async fn request(
         requester: v.requester.clone(),
         reason: shown(&v.reason),
         payload: v.payload.as_deref().map(shown),
+        action_bound: v.action_bound,
         single_use: v.single_use,
         duration: v.duration.clone(),
         status: v.status.clone(),
