@@ -1,0 +1,176 @@
+//! The HTTP surface as clients nobody on this project wrote see it (issue #19): every error of
+//! every API route in the contract's shape, whatever refused it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use reqwest::blocking::RequestBuilder;
+use serde_json::Value;
+use support::*;
+
+/// Send, and insist on an error of `status` in the contract's shape:
+/// `{"error": {"code": "...", "message": "..."}}` as `application/json`, nothing else.
+fn assert_api_error(what: &str, request: RequestBuilder, status: u16) -> Value {
+    let response = request.send().expect(what);
+    assert_eq!(response.status().as_u16(), status, "{what}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = response.text().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: answered {content_type:?}, not JSON: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+    let object = body.as_object().unwrap_or_else(|| panic!("{what}: {body}"));
+    assert_eq!(object.len(), 1, "{what}: only `error` at the top: {body}");
+    let error = body["error"].as_object().unwrap_or_else(|| panic!("{what}: {body}"));
+    assert_eq!(error.len(), 2, "{what}: `error` holds code and message: {body}");
+    for field in ["code", "message"] {
+        assert!(
+            error[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: error.{field} is a non-empty string: {body}"
+        );
+    }
+    body
+}
+
+#[test]
+fn every_refusal_of_every_route_is_an_api_error_in_the_contract_shape() {
+    let s = Server::start();
+    let (status, filed) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        serde_json::json!({"resource": "prod-db", "action": "read", "reason": "look at orders"}),
+    );
+    assert_eq!(status, 201, "{filed}");
+    let id = id(&filed);
+    let url = |path: &str| format!("{}{path}", s.url);
+    let admin = |r: RequestBuilder| r.bearer_auth("demo-admin");
+    let big = "x".repeat(300 * 1024);
+
+    // Malformed JSON: 400, on bodies that are required and bodies that may be left out.
+    for path in [
+        "/v1/requests",
+        "/v1/check",
+        &format!("/v1/requests/{id}/approve"),
+        "/v1/grants/g/done",
+    ] {
+        let v = assert_api_error(
+            &format!("malformed JSON to {path}"),
+            admin(s.http.post(url(path)))
+                .header("content-type", "application/json")
+                .body("{oops"),
+            400,
+        );
+        assert_eq!(v["error"]["code"], "bad_request", "{path}: {v}");
+    }
+
+    // Another content type on an endpoint that takes JSON: 415.
+    for path in [
+        "/v1/requests",
+        "/v1/check",
+        "/v1/check/batch",
+        &format!("/v1/requests/{id}/approve"),
+        &format!("/v1/requests/{id}/deny"),
+        "/v1/grants/g/revoke",
+        "/v1/grants/g/done",
+        "/v1/grants/g/extend",
+    ] {
+        for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+            let mut request = admin(s.http.post(url(path))).body("{\"comment\": \"x\"}");
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let v = assert_api_error(&format!("{content_type:?} to {path}"), request, 415);
+            assert_eq!(v["error"]["code"], "unsupported_media_type", "{path}: {v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("application/json"),
+                "{v}"
+            );
+        }
+    }
+
+    // A body over the limit, whoever reads it: a JSON extractor, an optional body, Slack's
+    // form, and one sent without a length (chunked).
+    for path in [
+        "/v1/check",
+        &format!("/v1/requests/{id}/approve"),
+        "/v1/grants/g/done",
+        "/v1/slack/interactions",
+    ] {
+        let v = assert_api_error(
+            &format!("oversize body to {path}"),
+            admin(s.http.post(url(path)))
+                .header("content-type", "application/json")
+                .body(big.clone()),
+            413,
+        );
+        assert_eq!(v["error"]["code"], "payload_too_large", "{path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("262144 bytes"), "{v}");
+    }
+    // A reader's body has no length known in advance: it is sent chunked.
+    let unsized_body = reqwest::blocking::Body::new(std::io::Read::take(std::io::repeat(b'x'), 300 * 1024));
+    assert_api_error(
+        "oversize chunked body",
+        admin(s.http.post(url("/v1/requests")))
+            .header("content-type", "application/json")
+            .body(unsized_body),
+        413,
+    );
+
+    // Unknown routes and methods.
+    for path in ["/v1/nope", "/v2/requests", "/nope", "/v1/requests/a/b/c"] {
+        let v = assert_api_error(&format!("GET {path}"), admin(s.http.get(url(path))), 404);
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
+    }
+    for (request, allow) in [
+        (s.http.delete(url("/v1/check")), "POST"),
+        (s.http.put(url(&format!("/v1/requests/{id}"))), "GET,HEAD"),
+        (s.http.patch(url("/")), "GET,HEAD"),
+        (s.http.get(url(&format!("/v1/requests/{id}/approve"))), "POST"),
+    ] {
+        let what = format!("{request:?}");
+        let v = assert_api_error(&what, admin(request.try_clone().unwrap()), 405);
+        assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+        let response = admin(request).send().unwrap();
+        let allowed = response.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(allowed.as_deref(), Some(allow), "{what}: the Allow header is kept");
+    }
+
+    // Query strings and paths that do not parse.
+    for path in [
+        "/v1/requests?limit=abc",
+        "/v1/requests?limit=-1",
+        "/v1/requests?limit=99999999999",
+        "/v1/grants?limit=1.5",
+        "/v1/audit?after=abc",
+        "/v1/audit/checkpoints?through=x",
+        "/v1/requests?unknown=1",
+        "/v1/policy/explain",
+    ] {
+        let v = assert_api_error(&format!("GET {path}"), admin(s.http.get(url(path))), 422);
+        assert_eq!(v["error"]["code"], "invalid_argument", "{v}");
+    }
+    for path in ["/v1/requests/%FF", "/v1/requests/%C3%28/approve", "/v1/grants/%FF/done"] {
+        let request = if path.ends_with("approve") || path.ends_with("done") {
+            s.http.post(url(path))
+        } else {
+            s.http.get(url(path))
+        };
+        let v = assert_api_error(path, admin(request), 400);
+        assert_eq!(v["error"]["code"], "bad_request", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("id"), "{v}");
+    }
+
+    // The web UI may answer with pages, but never with plain text.
+    for path in ["/ui/requests/%FF", "/ui/static/nope", "/ui/nope"] {
+        let response = admin(s.http.get(url(path))).send().unwrap();
+        assert!(response.status().is_client_error(), "{path}: {}", response.status());
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
+    }
+}
