@@ -1,5 +1,6 @@
 //! The HTTP surface as clients nobody on this project wrote see it (issue #19): every error of
-//! every API route in the contract's shape, whatever refused it.
+//! every API route in the contract's shape, whatever refused it; an OpenAPI document that
+//! openapi-spec-validator accepts and that Schemathesis finds the server true to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -173,4 +174,22 @@ fn every_refusal_of_every_route_is_an_api_error_in_the_contract_shape() {
         let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
         assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
     }
+}
+
+/// scripts/test-openapi.sh: openapi-spec-validator on `/openapi.json`, then Schemathesis with
+/// all its checks as an admin and as a user, against this build's binary on the quickstart.
+#[test]
+fn the_openapi_document_is_valid_and_schemathesis_finds_the_server_true_to_it() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-openapi.sh");
+    let out = std::process::Command::new(&script)
+        .env("JITGATE_BIN", BIN)
+        .output()
+        .expect("run scripts/test-openapi.sh");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -564,7 +564,8 @@ pub async fn audit_keys(State(app): State<Arc<App>>, _caller: Allowed<op::ReadAu
 
 /// Why a request would be refused, automatic, or need which approvals.
 #[utoipa::path(get, path = "/v1/policy/explain", params(ExplainQuery),
-    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody)),
+    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such principal in the directory")),
     security(("bearer" = [])), tag = "policy")]
 pub async fn explain_policy(
     State(app): State<Arc<App>>,
@@ -671,8 +672,9 @@ pub async fn database_credentials(
 /// Slack's interactivity endpoint: Approve and Deny buttons. Authenticated by Slack's request
 /// signature (not a bearer token); the Slack user acts as the principal `directory.toml` links
 /// to them, under the same rules as the API. The outcome is shown through the response URL.
-#[utoipa::path(post, path = "/v1/slack/interactions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/slack/interactions", request_body(content = SlackInteractionForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "Slack is not configured"), (status = 413, body = ErrorBody)),
     tag = "chat")]
 pub async fn slack_interaction(
     State(app): State<Arc<App>>,
