@@ -193,3 +193,120 @@ fn the_openapi_document_is_valid_and_schemathesis_finds_the_server_true_to_it() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Read from `stream` until the server closes it; how long that took and what it sent, or
+/// `None` if it was still open after `limit`.
+fn wait_for_close(
+    stream: &mut std::net::TcpStream,
+    limit: std::time::Duration,
+) -> Option<(std::time::Duration, String)> {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some((start.elapsed(), String::from_utf8_lossy(&answer).into_owned())),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some((start.elapsed(), String::from_utf8_lossy(&answer).into_owned()))
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return None,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed_while_long_polls_and_other_callers_carry_on() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[connections]\nheader_timeout = \"2s\"\nbody_timeout = \"2s\"\n"),
+    );
+    let margin = Duration::from_secs(3);
+
+    // 50 connections that send half a request line and headers, and stop.
+    let opened = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            let mut c = TcpStream::connect(&s.listen).unwrap();
+            let half: &[u8] = if i % 2 == 0 {
+                b"GET /v1/requests HTTP/1.1\r\nHost: x\r\nAuthori"
+            } else {
+                b"GE"
+            };
+            c.write_all(half).unwrap();
+            c
+        })
+        .collect();
+    // A well-behaved caller is served meanwhile.
+    let (status, _) = s.get("/v1/grants", "demo-alice");
+    assert_eq!(status, 200);
+    for (i, c) in stalled.iter_mut().enumerate() {
+        let left = (Duration::from_secs(2) + margin).saturating_sub(opened.elapsed());
+        let closed = wait_for_close(c, left.max(Duration::from_millis(10)));
+        assert!(
+            closed.is_some(),
+            "stalled connection {i} still open {:?} after it was opened",
+            opened.elapsed()
+        );
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1500),
+        "closed before the header timeout"
+    );
+
+    // An idle keep-alive connection is closed too, after answering.
+    let mut idle = TcpStream::connect(&s.listen).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (took, answer) = wait_for_close(&mut idle, Duration::from_secs(2) + margin).expect("idle connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+
+    // A body that stops half-way: 408 in the error shape, and the connection closed.
+    let mut half_body = TcpStream::connect(&s.listen).unwrap();
+    half_body
+        .write_all(
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-svc\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"principal\": ",
+        )
+        .unwrap();
+    let (took, answer) = wait_for_close(&mut half_body, Duration::from_secs(2) + margin).expect("half body closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+
+    // A long poll waits longer than both timeouts and is answered, not cut.
+    let filed = s.file(
+        "demo-alice",
+        serde_json::json!({"resource": "prod-db", "action": "read", "reason": "slow queries"}),
+    );
+    let started = Instant::now();
+    let (status, v) = s.get(&format!("/v1/requests/{}?wait=5s", id(&filed)), "demo-alice");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "pending");
+    assert!(
+        started.elapsed() >= Duration::from_millis(4900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_open_files_limit_too_low_for_the_connections_allowed_is_logged_at_start() {
+    let s = Server::start_with(&quickstart(), Some("[connections]\nmax = 100000000\n"));
+    let log = s.log();
+    assert!(
+        log.contains("open-files limit") && log.contains("LimitNOFILE="),
+        "no warning about the open-files limit:\n{log}"
+    );
+    let s = Server::start_with(&quickstart(), Some("[connections]\nmax = 16\n"));
+    assert!(!s.log().contains("open-files limit"), "{}", s.log());
+}

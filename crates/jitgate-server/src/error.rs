@@ -28,6 +28,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The client stopped sending its request body (`[connections] body_timeout`).
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Unavailable(String),
     /// A limit on what a caller controls (body size, field length, list size, rate, waiters)
@@ -47,7 +50,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_argument`, `bad_request`, `unauthenticated`,
-    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
     /// `unsupported_media_type`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong and how to fix it.
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::OverLimit(Limit::BodySize, _) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::OverLimit(Limit::FieldLength | Limit::ListSize, _) => {
@@ -182,10 +186,24 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             body_too_large()
+        } else if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+            ApiError::Timeout("the request body stopped arriving; send it whole, without pauses".into())
         } else {
             ApiError::BadRequest(format!("request body could not be read: {}", rejection.body_text()))
         }
     }
+}
+
+/// Whether `E` is somewhere in the chain of causes of `error`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<E>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn body_too_large() -> ApiError {

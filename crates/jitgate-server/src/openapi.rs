@@ -75,6 +75,7 @@ impl Modify for RefusalsEveryEndpointMayGive {
                 }
                 if json_body {
                     refusals.push(("400", "the body is not JSON"));
+                    refusals.push(("408", "the body stopped arriving ([connections] body_timeout)"));
                     refusals.push(("413", "the body is larger than 256 KiB"));
                     refusals.push(("415", "a body sent as anything but application/json"));
                     refusals.push(("422", "a field of the body is wrong; the message names it"));
