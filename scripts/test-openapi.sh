@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${OPENAPI_VENV:-target/venv-openapi}
+VENV=$(pwd)/${OPENAPI_VENV:-target/venv-openapi}
 if [ ! -x "$VENV/bin/st" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<1' 'schemathesis>=4.3,<5'
@@ -82,13 +82,14 @@ TOML
 status=0
 for token in demo-admin demo-alice; do
   echo "== Schemathesis as $token"
-  "$VENV/bin/st" --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
+  # From the temporary directory, where Schemathesis leaves its cache.
+  (cd "$work" && "$VENV/bin/st" --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
     --checks all \
     --max-examples "${OPENAPI_MAX_EXAMPLES:-25}" \
     --workers 2 \
     --header "Authorization: Bearer $token" \
     --request-timeout 70 \
-    --no-color || status=1
+    --no-color) || status=1
 done
 if [ "$status" != 0 ]; then
   echo "--- server log ---" >&2
