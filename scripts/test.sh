@@ -16,6 +16,10 @@ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2
 command -v psql >/dev/null || NEEDED+=(postgresql-client)
 # sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
 command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
+# Python (with venv) runs openapi-spec-validator and Schemathesis (scripts/test-openapi.sh,
+# run by the http test), installed from PyPI into target/venv-openapi.
+command -v python3 >/dev/null || NEEDED+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
 command -v chromium >/dev/null || NEEDED+=(chromium)
 command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
 if [ ${#NEEDED[@]} -gt 0 ]; then

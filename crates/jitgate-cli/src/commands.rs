@@ -43,6 +43,9 @@ struct ConfigFile {
     /// The web UI: single sign-on (see docs/ui.md).
     #[serde(default)]
     ui: jitgate_server::ui::UiConfig,
+    /// Connections: header and body timeouts, how many at once (see docs/deploy.md).
+    #[serde(default)]
+    connections: jitgate_server::connections::ConnectionsConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -81,6 +84,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         audit: file.audit,
         ui: file.ui,
         limits: file.limits,
+        connections: file.connections,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

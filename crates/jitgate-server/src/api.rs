@@ -7,12 +7,98 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum DurationInput {
     Seconds(u64),
     Text(String),
 }
+
+/// Whitespace as Rust's `str::trim` sees it, which `parse_duration` strips.
+const TRIMMED: &str = r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
+
+/// What `jitgate_core::parse_duration` reads: whole seconds, or numbers each with a unit.
+pub fn duration_pattern() -> String {
+    format!("^{TRIMMED}([0-9]+|([0-9]+[smhd])+){TRIMMED}$")
+}
+
+impl<'de> Deserialize<'de> for DurationInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(DurationInput::Text(text)),
+            serde_json::Value::Number(n) => whole_number(&n)
+                .map(DurationInput::Seconds)
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of seconds"))),
+            other => Err(serde::de::Error::custom(format!(
+                "{other} is not a duration; write a string like \"30m\" or a whole number of seconds"
+            ))),
+        }
+    }
+}
+
+/// A JSON number that is a whole number (`30` or `30.0`: JSON Schema's `integer` is both).
+fn whole_number<T: TryFrom<i64> + TryFrom<u64>>(n: &serde_json::Number) -> Option<T> {
+    if let Some(u) = n.as_u64() {
+        return T::try_from(u).ok();
+    }
+    if let Some(i) = n.as_i64() {
+        return T::try_from(i).ok();
+    }
+    let f = n.as_f64()?;
+    // Exactly representable whole numbers only; the casts below cannot lose anything then.
+    if f.fract() != 0.0 || f.abs() > 9_007_199_254_740_992.0 {
+        return None;
+    }
+    if f >= 0.0 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        T::try_from(f as u64).ok()
+    } else {
+        #[allow(clippy::cast_possible_truncation)]
+        T::try_from(f as i64).ok()
+    }
+}
+
+/// `deserialize_with` for an optional integer field that also takes `30.0`.
+fn optional_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    match Option::<serde_json::Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(n) => whole_number(&n)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range"))),
+    }
+}
+
+impl utoipa::PartialSchema for DurationInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(1))
+                    .maximum(Some(jitgate_core::duration::MAX_DURATION.0))
+                    .description(Some("whole seconds, at least 1, at most 366 days")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some(duration_pattern()))
+                    .description(Some(
+                        "numbers each with a unit (s, m, h, d), like 90s, 30m, 2h or 1h30m, or whole seconds; \
+                         more than zero and at most 366 days",
+                    )),
+            )
+            .description(Some(
+                "A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DurationInput {}
 
 impl DurationInput {
     pub fn parse(&self, field: &str) -> Result<DurationSecs, crate::ApiError> {
@@ -73,9 +159,11 @@ pub struct ExtendBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Answer once the request is decided, waiting at most this long (`30s`; at most 60s).
+    #[param(schema_with = duration_text_schema)]
     pub wait: Option<String>,
 }
 
@@ -84,8 +172,10 @@ pub struct WaitQuery {
 #[serde(deny_unknown_fields)]
 pub struct DoneBody {
     /// The exit status of the command the grant was for (`jitgate run` sends it).
+    #[serde(default, deserialize_with = "optional_whole")]
     pub exit_code: Option<i32>,
     /// How long the task took, in milliseconds.
+    #[serde(default, deserialize_with = "optional_whole")]
     pub duration_ms: Option<u64>,
     pub comment: Option<String>,
 }
@@ -116,8 +206,11 @@ impl DoneBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
+    #[schema(min_length = 1, max_length = 256)]
     pub principal: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub resource: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub action: String,
     pub payload: Option<String>,
 }
@@ -452,6 +545,7 @@ pub struct CheckpointList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointQuery {
     /// Only checkpoints of events after this sequence number.
@@ -461,32 +555,39 @@ pub struct CheckpointQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequestQuery {
     /// Only requests in this status (as of now).
+    #[param(schema_with = request_status_schema)]
     pub status: Option<String>,
     /// Only requests filed by this principal.
     pub requester: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` value of the previous page.
     pub before: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// Only grants in this status (as of now).
+    #[param(schema_with = grant_status_schema)]
     pub status: Option<String>,
     /// Only grants held by this principal.
     pub principal: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` value of the previous page.
     pub before: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub request_id: Option<String>,
@@ -495,22 +596,61 @@ pub struct AuditQuery {
     pub resource: Option<String>,
     pub action: Option<String>,
     /// Events of this kind, like `request.approved` (docs/audit.md lists them).
+    #[param(schema_with = event_kind_schema)]
     pub kind: Option<String>,
     /// RFC 3339 time; only events at or after it.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// The `next` value of the previous page.
     pub after: Option<i64>,
     /// Page size, 1 to 5000 (default 1000).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainQuery {
     /// Whose request to explain; yours by default. Others' only for admins and auditors.
     pub principal: Option<String>,
     pub resource: String,
     pub action: String,
+}
+
+/// The request statuses a list may be filtered by, as `RequestStatus::parse` reads them.
+pub const REQUEST_STATUSES: [&str; 5] = ["pending", "approved", "denied", "cancelled", "expired"];
+/// The grant statuses a list may be filtered by, as `GrantStatus::parse` reads them.
+pub const GRANT_STATUSES: [&str; 5] = ["active", "expired", "revoked", "used", "done"];
+
+fn string_enum(values: impl IntoIterator<Item = &'static str>) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .enum_values(Some(values))
+        .build()
+}
+
+fn request_status_schema() -> utoipa::openapi::schema::Object {
+    string_enum(REQUEST_STATUSES)
+}
+
+fn grant_status_schema() -> utoipa::openapi::schema::Object {
+    string_enum(GRANT_STATUSES)
+}
+
+fn event_kind_schema() -> utoipa::openapi::schema::Object {
+    string_enum(jitgate_core::EventKind::ALL.iter().map(|k| k.as_str()))
+}
+
+fn duration_text_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(
+            utoipa::openapi::schema::Type::String,
+        ))
+        .pattern(Some(duration_pattern()))
+        .build()
 }
 
 /// The longest principal, group or label in a token.
@@ -521,18 +661,40 @@ const MAX_TOKEN_GROUPS: usize = 64;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
-    /// Whom the token authenticates as.
+    /// Whom the token authenticates as. Printable (no C0 or C1 control character) with something
+    /// besides whitespace in it, as `name_ok` accepts.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 256
+    )]
     pub principal: String,
     /// Groups the token's holder belongs to, besides those the directory gives the principal.
     #[serde(default)]
+    #[schema(schema_with = token_groups_schema)]
     pub groups: Vec<String>,
     /// How long the token is valid; without it, until revoked.
     pub ttl: Option<DurationInput>,
     /// What the token is for, to recognise it in `jitgate token list`.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$", max_length = 256)]
     pub label: Option<String>,
     /// A service token may call `/v1/check`.
     #[serde(default)]
     pub service: bool,
+}
+
+/// A token's groups: names without commas, at most [`MAX_TOKEN_GROUPS`].
+fn token_groups_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let group = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .pattern(Some(
+            r"^[^\x00-\x1f\x7f-\x9f,]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,][^\x00-\x1f\x7f-\x9f,]*$",
+        ))
+        .max_length(Some(MAX_TOKEN_FIELD));
+    ArrayBuilder::new()
+        .items(group)
+        .max_items(Some(MAX_TOKEN_GROUPS))
+        .build()
 }
 
 fn name_ok(text: &str) -> bool {
@@ -629,6 +791,13 @@ pub struct TokenList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedKey {
     pub kid: String,
+}
+
+/// What Slack posts to the interactivity endpoint: its JSON payload as one form field,
+/// signed in `X-Slack-Signature` (see docs/notifications.md).
+#[derive(ToSchema)]
+pub struct SlackInteractionForm {
+    pub payload: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,6 +1,6 @@
 //! The one place where errors become HTTP answers: `{"error": {"code", "message"}}`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jitgate_core::DomainError;
@@ -27,6 +27,11 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The client stopped sending its request body (`[connections] body_timeout`).
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
     Unavailable(String),
     /// A limit on what a caller controls (body size, field length, list size, rate, waiters)
     /// was exceeded. Counted in `jitgate_limits_exceeded_total{outcome=LIMIT}`.
@@ -45,8 +50,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_argument`, `bad_request`, `unauthenticated`,
-    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`, `too_many_requests`,
-    /// `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong and how to fix it.
     pub message: String,
@@ -93,6 +98,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::OverLimit(Limit::BodySize, _) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::OverLimit(Limit::FieldLength | Limit::ListSize, _) => {
@@ -117,16 +124,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            axum::Json(ErrorBody {
-                error: ErrorDetail {
-                    code: code.to_string(),
-                    message,
-                },
-            }),
-        )
-            .into_response();
+        let mut response = shaped(status, code, message);
         if let ApiError::OverLimit(limit, _) = self {
             response.extensions_mut().insert(LimitHit(limit));
         }
@@ -178,16 +176,111 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::UnsupportedMediaType("send the body as JSON with Content-Type: application/json".into())
             }
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::OverLimit(
-                Limit::BodySize,
-                format!(
-                    "request body is larger than {} bytes; send less",
-                    crate::routes::MAX_BODY_BYTES
-                ),
-            ),
+            JsonRejection::BytesRejection(e) => e.into(),
             other => ApiError::BadRequest(other.body_text()),
         }
     }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            body_too_large()
+        } else if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+            ApiError::Timeout("the request body stopped arriving; send it whole, without pauses".into())
+        } else {
+            ApiError::BadRequest(format!("request body could not be read: {}", rejection.body_text()))
+        }
+    }
+}
+
+/// Whether `E` is somewhere in the chain of causes of `error`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<E>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+fn body_too_large() -> ApiError {
+    ApiError::OverLimit(
+        Limit::BodySize,
+        format!(
+            "request body is larger than {} bytes; send less",
+            crate::routes::MAX_BODY_BYTES
+        ),
+    )
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            PathRejection::FailedToDeserializePathParams(e) => ApiError::BadRequest(format!(
+                "path: {}; ids are printable text",
+                e.body_text().trim_start_matches("Invalid URL: ")
+            )),
+            other => ApiError::Internal(other.body_text()),
+        }
+    }
+}
+
+/// The last resort for answers no handler made: an error that is neither JSON nor a page
+/// (axum's 405 for a method a route lacks, a body refused by a layer, a rejection some
+/// extractor answered in plain text) is rewritten into the error shape, keeping its status
+/// and headers (`Allow`, `WWW-Authenticate`). Success answers pass untouched.
+pub async fn errors_in_api_shape(response: Response) -> Response {
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return response;
+    }
+    let already_shaped = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+    if already_shaped {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reshaped = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large().into_response(),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(
+            "this method is not allowed here; the Allow header lists those that are (see /openapi.json)".into(),
+        )
+        .into_response(),
+        _ => {
+            let code = status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+                .replace([' ', '-'], "_");
+            let message = if text.is_empty() { code.replace('_', " ") } else { text };
+            shaped(status, &code, message)
+        }
+    };
+    let (new_parts, new_body) = reshaped.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.extend(new_parts.headers);
+    parts.extensions.extend(new_parts.extensions);
+    Response::from_parts(parts, new_body)
+}
+
+fn shaped(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+            },
+        }),
+    )
+        .into_response()
 }
 
 impl From<QueryRejection> for ApiError {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod connections;
 pub mod delivery;
 pub mod error;
 #[doc(hidden)]
@@ -46,6 +47,7 @@ pub struct ServerConfig {
     pub audit: audit::AuditConfig,
     pub ui: ui::UiConfig,
     pub limits: limits::LimitsConfig,
+    pub connections: connections::ConnectionsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub enum ServeError {
     Notify(String),
     #[error("{0}")]
     Audit(String),
+    #[error("{0}")]
+    Config(String),
     #[error("store: {0}")]
     Store(#[from] jitgate_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -84,6 +88,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
     let audit = config.audit.settings().map_err(ServeError::Audit)?;
+    let connections = config.connections.settings().map_err(ServeError::Config)?;
     let store = jitgate_store::open(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     app.caller_limits().configure(config.limits.clone());
@@ -124,11 +129,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             source,
         })?;
     tracing::info!(listen = %config.listen, policy = %config.policy_dir.display(), database = %config.database_url, "jitgate serving");
-    // The peer address is kept for trusted-proxy checks and for slowing down guessers.
-    let service = routes::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    connections::warn_if_too_few_files(&connections);
+    connections::serve(listener, routes::router(app.clone()), connections, shutdown_signal()).await;
     worker.abort();
     provisioner.abort();
     notifications.abort();

@@ -21,9 +21,9 @@ use utoipa::{Modify, OpenApi};
         CreateRequestBody, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
-        DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList,
+        DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive),
 )]
 struct ApiDoc;
 
@@ -40,6 +40,147 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The refusals that do not depend on what an endpoint does but on how it is called, added to
+/// every operation they apply to so that no route can forget one: a secured endpoint answers
+/// 401 without valid credentials and 403 to a caller whose role lacks it (some role always
+/// does); one with a body answers 400 (not JSON), 413 (too large), 415 (not sent as JSON) and
+/// 422 (a field is wrong); one with query parameters 422 (one does not parse); one with an id
+/// in its path 400 (not UTF-8 text), 404 (no such thing, or one the caller may not see) and
+/// 422 (a control character, refused for every path and query by `input.rs`).
+struct RefusalsEveryEndpointMayGive;
+
+impl Modify for RefusalsEveryEndpointMayGive {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let parameters = operation.parameters.as_deref().unwrap_or_default();
+                let in_path = parameters.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let in_query = parameters.iter().any(|p| p.parameter_in == ParameterIn::Query);
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut refusals = Vec::new();
+                if secured {
+                    refusals.push(("401", "no credentials, or ones jitgate does not accept"));
+                    refusals.push(("403", "the caller's role may not call this"));
+                }
+                if json_body {
+                    refusals.push(("400", "the body is not JSON"));
+                    refusals.push(("408", "the body stopped arriving ([connections] body_timeout)"));
+                    refusals.push(("413", "the body is larger than 256 KiB"));
+                    refusals.push(("415", "a body sent as anything but application/json"));
+                    refusals.push(("422", "a field of the body is wrong; the message names it"));
+                }
+                if in_query {
+                    refusals.push(("422", "a query parameter is wrong; the message names it"));
+                }
+                if in_path {
+                    refusals.push(("400", "an id in the path is not UTF-8 text"));
+                    refusals.push(("404", "no such thing, or one the caller may not see"));
+                    refusals.push((
+                        "422",
+                        "an id in the path holds a control character (a NUL byte, say); the message names it",
+                    ));
+                }
+                for (status, when) in refusals {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(when));
+                }
+            }
+        }
+    }
+}
+
+fn error_response(when: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(when)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .into()
+}
+
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::document;
+    use crate::api::{GRANT_STATUSES, REQUEST_STATUSES};
+    use jitgate_core::{GrantStatus, RequestStatus};
+
+    #[test]
+    fn every_path_parameter_is_in_its_path_and_every_page_size_has_its_bounds() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut limits = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    if parameter["in"] == "path" {
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: {name} is not in the path"
+                        );
+                    }
+                    if name == "limit" {
+                        limits += 1;
+                        assert_eq!(parameter["in"], "query", "{method} {path}");
+                        assert_eq!(parameter["schema"]["minimum"], 1, "{method} {path}");
+                        assert!(parameter["schema"]["maximum"].as_u64().is_some(), "{method} {path}");
+                    }
+                }
+            }
+        }
+        assert_eq!(limits, 3, "requests, grants and audit take a page size");
+    }
+
+    #[test]
+    fn documented_statuses_are_those_the_core_reads() {
+        for name in REQUEST_STATUSES {
+            assert!(RequestStatus::parse(name).is_some(), "{name}");
+        }
+        for name in GRANT_STATUSES {
+            assert!(GrantStatus::parse(name).is_some(), "{name}");
+        }
+        // A status added to the core stops this from compiling until it is documented too.
+        for status in [RequestStatus::Pending] {
+            match status {
+                RequestStatus::Pending
+                | RequestStatus::Approved
+                | RequestStatus::Denied
+                | RequestStatus::Cancelled
+                | RequestStatus::Expired => assert_eq!(REQUEST_STATUSES.len(), 5),
+            }
+        }
+        for status in [GrantStatus::Active] {
+            match status {
+                GrantStatus::Active
+                | GrantStatus::Expired
+                | GrantStatus::Revoked
+                | GrantStatus::Used
+                | GrantStatus::Done => assert_eq!(GRANT_STATUSES.len(), 5),
+            }
+        }
+    }
 }

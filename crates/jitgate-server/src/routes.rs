@@ -5,7 +5,7 @@ use crate::app::{now, App};
 use crate::auth::{op, Allowed};
 use crate::error::{ErrorBody, Limit, LimitHit};
 use crate::ApiError;
-use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,62 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Q<T>(pub T);
 
+/// Path parameters, with rejections (an id that is not UTF-8) in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// A JSON body that may be left out: an empty body is `T::default()`. A body that is sent
+/// must be JSON (415 otherwise), like [`Json`]'s.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let declared_json = is_json_content_type(request.headers());
+        let body = axum::body::Bytes::from_request(request, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !declared_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ));
+        }
+        serde_json::from_slice(&body)
+            .map(OptionalJson)
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => ApiError::Invalid(format!("request body: {e}")),
+                _ => ApiError::BadRequest(format!("request body is not valid JSON: {e}")),
+            })
+    }
+}
+
+/// `application/json` or `application/*+json`, as axum's `Json` accepts.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || essence.starts_with("application/") && essence.ends_with("+json")
+}
+
+/// A raw body, with a refused one (over [`MAX_BODY_BYTES`]) in the API's error shape.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(RawBody(axum::body::Bytes::from_request(request, state).await?))
+    }
+}
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/requests", post(create_request).get(list_requests))
@@ -69,11 +125,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .method_not_allowed_fallback(method_not_allowed)
         .route("/", get(|| async { crate::ui::pages_home() }))
         .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(crate::input::refuse_control_characters))
+        .layer(axum::middleware::map_response(crate::error::errors_in_api_shape))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_limits))
         .with_state(app)
 }
@@ -92,21 +150,6 @@ async fn count_limits(
         app.metrics.count_limit(Limit::BodySize.as_str());
     }
     response
-}
-
-/// An optional JSON body: empty means the default.
-async fn optional_comment(body: axum::body::Bytes) -> Result<CommentBody, ApiError> {
-    optional_body(body).await
-}
-
-async fn optional_body<T: serde::de::DeserializeOwned + Default>(body: axum::body::Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::Invalid(format!("request body: {e}")),
-        _ => ApiError::BadRequest(format!("request body is not valid JSON: {e}")),
-    })
 }
 
 fn parse_request_status(text: &str) -> Result<RequestStatus, ApiError> {
@@ -205,9 +248,8 @@ pub async fn approve_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ApproveRequest>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<CommentBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let body = optional_comment(body).await?;
     let request = app.approve(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
@@ -219,9 +261,8 @@ pub async fn deny_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::DenyRequest>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<CommentBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let body = optional_comment(body).await?;
     let request = app.deny(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
@@ -246,9 +287,8 @@ pub async fn review_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ReviewBreakGlass>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<CommentBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let body = optional_comment(body).await?;
     let request = app.review_break_glass(&caller, &id, body.comment).await?;
     Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
@@ -307,9 +347,8 @@ pub async fn revoke_grant(
     State(app): State<Arc<App>>,
     caller: Allowed<op::RevokeGrant>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<CommentBody>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let body = optional_comment(body).await?;
     let grant = app.revoke(&caller, &id, body.comment).await?;
     Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
@@ -337,9 +376,8 @@ pub async fn done_grant(
     State(app): State<Arc<App>>,
     caller: Allowed<op::FinishGrant>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<DoneBody>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let body: DoneBody = optional_body(body).await?;
     let grant = app.done(&caller, &id, body.outcome()).await?;
     Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
@@ -529,7 +567,8 @@ pub async fn audit_keys(State(app): State<Arc<App>>, _caller: Allowed<op::ReadAu
 
 /// Why a request would be refused, automatic, or need which approvals.
 #[utoipa::path(get, path = "/v1/policy/explain", params(ExplainQuery),
-    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody)),
+    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such principal in the directory")),
     security(("bearer" = [])), tag = "policy")]
 pub async fn explain_policy(
     State(app): State<Arc<App>>,
@@ -636,13 +675,14 @@ pub async fn database_credentials(
 /// Slack's interactivity endpoint: Approve and Deny buttons. Authenticated by Slack's request
 /// signature (not a bearer token); the Slack user acts as the principal `directory.toml` links
 /// to them, under the same rules as the API. The outcome is shown through the response URL.
-#[utoipa::path(post, path = "/v1/slack/interactions", request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/slack/interactions", request_body(content = SlackInteractionForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "Slack is not configured"), (status = 413, body = ErrorBody)),
     tag = "chat")]
 pub async fn slack_interaction(
     State(app): State<Arc<App>>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     let slack = app
         .slack()
@@ -705,4 +745,11 @@ pub async fn openapi() -> impl IntoResponse {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no endpoint {}; see /openapi.json", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; the Allow header lists the methods that are (see /openapi.json)",
+        uri.path()
+    ))
 }

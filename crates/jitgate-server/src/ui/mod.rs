@@ -165,15 +165,16 @@ fn refused(csrf: &str, why: &str) -> Response {
     pages::error_page(csrf, StatusCode::FORBIDDEN, why)
 }
 
-/// Errors from the API's extractors and handlers (JSON) become pages; an unauthenticated
-/// page view goes to the sign-in page and comes back after.
+/// Errors from the API's extractors and handlers (JSON) and axum's own rejections (plain
+/// text: a form without its content type, an id that is not UTF-8) become pages; an
+/// unauthenticated page view goes to the sign-in page and comes back after.
 async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path: &str) -> Response {
     let status = response.status();
-    let is_json = response
+    let is_page = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !status.is_client_error() && !status.is_server_error() || !is_json {
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !status.is_client_error() && !status.is_server_error() || is_page {
         return response;
     }
     if status == StatusCode::UNAUTHORIZED && is_get && !path.starts_with("/ui/login") {
@@ -194,6 +195,10 @@ async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path:
     let message = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .or_else(|| {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            (!text.is_empty()).then_some(text)
+        })
         .unwrap_or_else(|| "Something went wrong.".into());
     pages::error_page(csrf, status, &message)
 }

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Checks /openapi.json against tools nobody on this project wrote: openapi-spec-validator must
+# accept the document, and Schemathesis (all its checks) must find no failure against the real
+# server on the quickstart, called as an admin and as a user. Exits non-zero on any failure.
+#
+# The tools live in a virtualenv under target/ (created when missing). The server is the
+# debug binary (JITGATE_BIN to use another), on a free loopback port with a database of its
+# own in a temporary directory. OPENAPI_MAX_EXAMPLES bounds each operation's examples (default
+# 25: the whole run takes about a minute on two cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=$(pwd)/${OPENAPI_VENV:-target/venv-openapi}
+if [ ! -x "$VENV/bin/st" ] || [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'openapi-spec-validator>=0.7,<1' 'schemathesis>=4.3,<5'
+fi
+
+BIN=${JITGATE_BIN:-target/debug/jitgate}
+[ -x "$BIN" ] || cargo build --quiet -p jitgate
+
+work=$(mktemp -d)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Schemathesis calls fast, from one address, with deliberately bad credentials (to check that
+# they are refused) and files many requests as one principal. The test server's limits are set
+# so that those defences stay out of the way of what is being checked: the per-principal
+# filing rate is off, and failed authentications never slow the source down. Both 429s are
+# still documented where they apply.
+cat > "$work/config.toml" <<'TOML'
+[limits]
+requests_per_minute = 0
+
+[auth.throttle]
+free_failures = 1000000
+TOML
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url="http://127.0.0.1:$port"
+JITGATE_LOG=warn "$BIN" serve --listen "127.0.0.1:$port" --policy examples/quickstart \
+  --database "sqlite://$work/jitgate.db" --config "$work/config.toml" 2>"$work/server.log" &
+server=$!
+for _ in $(seq 300); do
+  python3 -c "import urllib.request, sys; urllib.request.urlopen('$url/readyz', timeout=1)" 2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; echo "server exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+python3 -c "import urllib.request; open('$work/openapi.json', 'wb').write(urllib.request.urlopen('$url/openapi.json').read())"
+"$VENV/bin/openapi-spec-validator" "$work/openapi.json"
+
+# What no static schema can state is left to the policy, which answers 422 naming the field:
+# a resource or action the policy does not have, a reason its workflow refuses (no ticket),
+# a duration over its workflow's maximum, a wait over 60 s. On these operations alone, a
+# well-formed request may therefore be refused with 422 (see docs/api.md).
+cat > "$work/schemathesis.toml" <<'TOML'
+[[operations]]
+include-path = "/v1/requests"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/v1/grants/{id}/extend"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/v1/requests/{id}"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/v1/tokens"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+TOML
+
+status=0
+for token in demo-admin demo-alice; do
+  echo "== Schemathesis as $token"
+  # From the temporary directory, where Schemathesis leaves its cache.
+  (cd "$work" && "$VENV/bin/st" --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
+    --checks all \
+    --max-examples "${OPENAPI_MAX_EXAMPLES:-25}" \
+    --workers 2 \
+    --header "Authorization: Bearer $token" \
+    --request-timeout 70 \
+    --no-color) || status=1
+done
+if [ "$status" != 0 ]; then
+  echo "--- server log ---" >&2
+  tail -50 "$work/server.log" >&2
+fi
+exit "$status"
