@@ -16,6 +16,9 @@ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2
 command -v psql >/dev/null || NEEDED+=(postgresql-client)
 # sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
 command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
+# Node.js runs the audit verifier written from docs/audit.md alone
+# (scripts/independent-verifier/verify.mjs), with its built-in crypto.
+command -v node >/dev/null || NEEDED+=(nodejs)
 command -v chromium >/dev/null || NEEDED+=(chromium)
 command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
 if [ ${#NEEDED[@]} -gt 0 ]; then

@@ -430,6 +430,150 @@ fn an_export_is_broken_by_an_edited_checkpoint_time_a_moved_checkpoint_or_a_cut_
     assert!(out.contains(&format!("BROKEN at event {}", last_event["seq"])), "{out}");
 }
 
+/// Runs the verifier of scripts/independent-verifier (Node.js, written from docs/audit.md
+/// alone); scripts/test.sh installs Node.js when it is missing.
+fn independent_verifier(args: &[&str]) -> (i32, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/independent-verifier/verify.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node (apt-get install nodejs; scripts/test.sh does)");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// "BROKEN at event N" of a report, the part both verifiers must agree on.
+fn broken_at(report: &str) -> &str {
+    let start = report
+        .find("BROKEN at event ")
+        .unwrap_or_else(|| panic!("not broken: {report}"));
+    let rest = &report[start..];
+    &rest[..rest.find(':').unwrap_or(rest.len())]
+}
+
+/// docs/audit.md is enough to verify an export: a verifier written from it alone, in another
+/// language, accepts a real export (checkpoints signed by two keys across a rotation) and the
+/// page's worked example, and rejects an edited field, a deleted event, an edited checkpoint
+/// time, a moved checkpoint and a cut-off line at the same event as `jitgate audit verify`.
+#[test]
+fn a_verifier_written_from_the_docs_alone_agrees_with_jitgate() {
+    let s = checkpointed();
+    let (code, _, err) = s.cli("demo-admin", &["keys", "rotate"]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7 \"quoted\" ünïcode — ok"}),
+    );
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{}/approve", id(&r)),
+            "demo-bob",
+            json!({"comment": "go ahead"})
+        )
+        .0,
+        200
+    );
+    wait_signed_head(&s);
+    let (code, export, err) = s.cli("demo-auditor", &["audit", "export", "--checkpoints"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, keys, err) = s.cli("demo-auditor", &["audit", "keys"]);
+    assert_eq!(code, 0, "{err}");
+    let key_count = serde_json::from_str::<Value>(&keys).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(key_count, 2, "signed before and after the rotation: {keys}");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, keys_file) = (dir.path().join("export.jsonl"), dir.path().join("keys.json"));
+    std::fs::write(&keys_file, keys).unwrap();
+    let both = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let (f, k) = (file.to_str().unwrap(), keys_file.to_str().unwrap());
+        let theirs = independent_verifier(&["--keys", k, f]);
+        let (code, out, err) = s.cli("", &["audit", "verify", "--file", f, "--keys", k]);
+        (theirs, (code, format!("{out}{err}")))
+    };
+
+    let ((code, theirs), (our_code, ours)) = both(&export);
+    assert_eq!((code, our_code), (0, 0), "theirs: {theirs}\nours: {ours}");
+    assert!(
+        theirs.starts_with("ok: events 1 to ") && theirs.contains("signatures valid"),
+        "{theirs}"
+    );
+
+    let lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let is_event = |i: usize| parsed[i].get("seq").is_some();
+    let mut tampered: Vec<(&str, String)> = Vec::new();
+    // An edited field: the approver's comment.
+    let approved = parsed.iter().position(|v| v["comment"] == "go ahead").unwrap();
+    let mut edited = lines.clone();
+    edited[approved] = lines[approved].replacen("go ahead", "go ahead, all of prod", 1);
+    assert_ne!(edited[approved], lines[approved]);
+    tampered.push(("edited field", edited.join("\n")));
+    // A deleted event from the middle.
+    let middle = (lines.len() / 2..).find(|&i| is_event(i)).unwrap();
+    let mut deleted = lines.clone();
+    deleted.remove(middle);
+    tampered.push(("deleted event", deleted.join("\n")));
+    // An edited checkpoint time.
+    let checkpoint = parsed.iter().position(|v| v.get("checkpoint").is_some()).unwrap();
+    let at: chrono::DateTime<chrono::Utc> = parsed[checkpoint]["checkpoint"]["at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut line = parsed[checkpoint].clone();
+    line["checkpoint"]["at"] = json!((at + chrono::Duration::minutes(5)).to_rfc3339());
+    let mut edited_time = lines.clone();
+    edited_time[checkpoint] = line.to_string();
+    tampered.push(("edited checkpoint time", edited_time.join("\n")));
+    // A checkpoint moved up before its event.
+    let mut moved = lines.clone();
+    let line = moved.remove(checkpoint);
+    moved.insert(checkpoint - 1, line);
+    tampered.push(("moved checkpoint", moved.join("\n")));
+    // Cut off after an event that no checkpoint signs: nothing vouches for the end.
+    let unsigned = (0..lines.len() - 1)
+        .rev()
+        .find(|&i| is_event(i) && is_event(i + 1))
+        .unwrap();
+    tampered.push(("cut-off end", lines[..=unsigned].join("\n")));
+    // The last line cut off in the middle.
+    let whole = export.trim_end();
+    tampered.push(("cut-off line", whole[..whole.len() - 25].to_string()));
+
+    for (what, text) in &tampered {
+        let ((code, theirs), (our_code, ours)) = both(text);
+        assert_eq!(code, 1, "{what}: the independent verifier accepted it: {theirs}");
+        assert_eq!(our_code, 1, "{what}: jitgate accepted it: {ours}");
+        assert_eq!(
+            broken_at(&theirs),
+            broken_at(&ours),
+            "{what}: theirs: {theirs}\nours: {ours}"
+        );
+    }
+
+    // The page's worked example, as a one-line export.
+    let doc = include_str!("../../../docs/audit.md");
+    let example = doc
+        .split_once("<!-- worked-example:event -->\n```json\n")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .map(|(line, _)| line)
+        .unwrap();
+    std::fs::write(&file, example).unwrap();
+    let (code, out) = independent_verifier(&[file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: events 1 to 1"), "{out}");
+}
+
 /// A checkpoint whose time was edited in the database is refused online too: the server
 /// compares each checkpoint with what its signature states.
 #[test]
