@@ -20,6 +20,14 @@ command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
 # run by the http test), installed from PyPI into target/venv-openapi.
 command -v python3 >/dev/null || NEEDED+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
+# Node.js runs the audit verifier written from docs/audit.md alone
+# (scripts/independent-verifier/verify.mjs), with its built-in crypto.
+command -v node >/dev/null || NEEDED+=(nodejs)
+# promtool (in Debian's prometheus package; where systemd runs, installing it also starts a
+# Prometheus server, which the tests do not use) checks /metrics as text 0.0.4; the reference Python client parses it as
+# OpenMetrics (tests/metrics.rs runs Debian's /usr/bin/python3 for it).
+command -v promtool >/dev/null || NEEDED+=(prometheus)
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || NEEDED+=(python3-prometheus-client)
 command -v chromium >/dev/null || NEEDED+=(chromium)
 command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
 if [ ${#NEEDED[@]} -gt 0 ]; then

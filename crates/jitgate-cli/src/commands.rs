@@ -364,24 +364,12 @@ pub fn audit_list(client: &Client, filter: &crate::AuditFilterArgs) -> CommandRe
 }
 
 /// Check exported lines offline: every event links to the one before and matches its hash;
-/// with checkpoints among them, the events agree with each (a consistent rewrite or a cut-off
-/// end shows), and with `keys`, each checkpoint's signature holds. An export of the whole log
-/// (or from `--since` on), a segment, or segments in a row are one unbroken run; a filtered
-/// export is not, and is reported as such.
+/// with checkpoints among them, each stands right after the event it signs and agrees with it
+/// (a consistent rewrite, a moved line or a cut-off end shows), states in its signature what
+/// the line shows, and with `keys`, its signature holds. An export of the whole log (or from
+/// `--since` on), a segment, or segments in a row are one unbroken run; a filtered export is
+/// not, and is reported as such. A line that is cut off or not an audit line is a break too.
 pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>) -> CommandResult {
-    use jitgate_server::audit::format::{parse_line, Line};
-    let mut events = Vec::new();
-    let mut checkpoints = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| ClientError::Other(format!("--file: cannot read {}: {e}", file.display())))?;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            match parse_line(line).map_err(|e| ClientError::Other(format!("{}:{}: {e}", file.display(), n + 1)))? {
-                Line::Event(event) => events.push(event),
-                Line::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
-            }
-        }
-    }
     let keys = match keys {
         None => None,
         Some(path) => {
@@ -392,9 +380,10 @@ pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>
             Some(set.keys)
         }
     };
-    let report = verify_lines(&events, checkpoints, keys.as_deref());
+    let report = verify_lines(files, keys.as_deref())?;
     let answer = json!({
         "ok": report.ok, "events": report.events, "checkpoints": report.checkpoints,
+        "first_seq": report.first_seq, "last_seq": report.last_seq,
         "signatures_checked": keys.is_some(), "signed_through": report.signed_through,
         "first_bad_seq": report.first_bad_seq, "problem": report.problem,
     });
@@ -402,7 +391,12 @@ pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>
         if !report.ok {
             return format!("BROKEN at event {}: {}\n", r["first_bad_seq"], render::s(&r["problem"]));
         }
-        let mut text = format!("ok: {} events, chain intact", r["events"]);
+        let mut text = match (report.first_seq, report.last_seq) {
+            (Some(first), Some(last)) => {
+                format!("ok: events {first} to {last} ({} events), chain intact", report.events)
+            }
+            _ => "ok: no events".to_string(),
+        };
         if report.checkpoints > 0 {
             text.push_str(&format!(
                 ", {} checkpoint(s) agree, the last at event {}",
@@ -424,44 +418,98 @@ pub fn audit_verify_file(client: &Client, files: &[PathBuf], keys: Option<&Path>
     })
 }
 
-/// The chain of exported events against the exported checkpoints (their signatures first,
-/// when keys are given). When there are checkpoints, the export must end at one: events after
-/// the last are not vouched for.
+/// The lines of `files`, read in order one at a time (memory stays flat): the chain, each
+/// checkpoint where it stands (its signature first, when keys are given), and when there are
+/// checkpoints, an end at one: events after the last are not vouched for. A problem found at a
+/// line names it (`file:line`). Only a file that cannot be read is an error.
 fn verify_lines(
-    events: &[jitgate_core::AuditEvent],
-    checkpoints: Vec<jitgate_core::audit::Checkpoint>,
+    files: &[PathBuf],
     keys: Option<&[jsonwebtoken::jwk::Jwk]>,
-) -> jitgate_core::audit::ChainReport {
+) -> Result<jitgate_core::audit::ChainReport, ClientError> {
     use jitgate_core::audit::{ChainReport, ChainVerifier};
-    let count = events.len() as u64;
-    if let Some(keys) = keys {
-        for c in &checkpoints {
-            if let Err(why) = jitgate_server::signing::verify_checkpoint_with(keys, c) {
-                return ChainReport::broken(count, c.seq, format!("the checkpoint at event {}: {why}", c.seq));
+    use jitgate_server::audit::format::{parse_line, Line};
+    use std::io::BufRead;
+    let mut verifier = ChainVerifier::reading_lines();
+    let mut signed = false;
+    // The last event read, for a line that says nothing about where it is.
+    let mut last_read = 0;
+    // A problem at a line: the report so far, broken there.
+    let broken_at = |verifier: ChainVerifier, seq: i64, place: &str, problem: &str| ChainReport {
+        ok: false,
+        first_bad_seq: Some(seq),
+        problem: Some(format!("{place}: {problem}")),
+        ..verifier.finish()
+    };
+    for path in files {
+        let file = std::fs::File::open(path)
+            .map_err(|e| ClientError::Other(format!("--file: cannot read {}: {e}", path.display())))?;
+        for (n, bytes) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let bytes =
+                bytes.map_err(|e| ClientError::Other(format!("--file: cannot read {}: {e}", path.display())))?;
+            let place = format!("{}:{}", path.display(), n + 1);
+            let parsed = String::from_utf8(bytes)
+                .map_err(|_| "not UTF-8 text".to_string())
+                .and_then(|text| match text.trim() {
+                    "" => Ok(None),
+                    line => parse_line(line).map(Some),
+                });
+            let going = match parsed {
+                Ok(None) => true,
+                Err(why) => {
+                    let problem = format!("the line is cut off or is not an audit line ({why})");
+                    return Ok(broken_at(verifier, last_read + 1, &place, &problem));
+                }
+                Ok(Some(Line::Event(event))) => {
+                    last_read = event.seq;
+                    verifier.event_line(&event)
+                }
+                Ok(Some(Line::Checkpoint(checkpoint))) => {
+                    signed = true;
+                    let agrees = match keys {
+                        Some(keys) => jitgate_server::signing::verify_checkpoint_with(keys, &checkpoint),
+                        None => jitgate_server::signing::checkpoint_agrees_with_its_claims(&checkpoint),
+                    };
+                    if let Err(why) = agrees {
+                        let seq = checkpoint.seq;
+                        return Ok(broken_at(
+                            verifier,
+                            seq,
+                            &place,
+                            &format!("the checkpoint of event {seq}: {why}"),
+                        ));
+                    }
+                    verifier.checkpoint_line(checkpoint)
+                }
+            };
+            if !going {
+                let report = verifier.finish();
+                let problem = format!("{place}: {}", report.problem.clone().unwrap_or_default());
+                return Ok(ChainReport {
+                    problem: Some(problem),
+                    ..report
+                });
             }
         }
     }
-    let signed = !checkpoints.is_empty();
-    let mut verifier = ChainVerifier::trusting_first_link(checkpoints);
-    verifier.feed(events);
     let report = verifier.finish();
-    let last = events.last().map_or(0, |e| e.seq);
-    match report.signed_through {
-        Some(through) if report.ok && through < last => ChainReport::broken(
-            count,
-            through + 1,
-            format!(
+    let (count, first, last) = (report.events, report.first_seq, report.last_seq.unwrap_or(0));
+    Ok(match report.signed_through {
+        Some(through) if report.ok && through < last => ChainReport {
+            ok: false,
+            first_bad_seq: Some(through + 1),
+            problem: Some(format!(
                 "events {} to {last} come after the last signed checkpoint (event {through}): nothing vouches for them (an export made with --checkpoints ends with one)",
                 through + 1
-            ),
-        ),
+            )),
+            ..report
+        },
         None if report.ok && signed => ChainReport::broken(
             count,
-            events.first().map_or(1, |e| e.seq),
+            first.unwrap_or(1),
             "none of the checkpoints matches an event of the export".into(),
         ),
         _ => report,
-    }
+    })
 }
 
 pub fn audit_keys(client: &Client) -> CommandResult {

@@ -341,6 +341,262 @@ fn an_export_with_checkpoints_proves_its_end_offline() {
     assert!(err.contains("--checkpoints"), "{err}");
 }
 
+/// Offline verification checks what each line shows against what is signed, and where it
+/// stands: a checkpoint whose `at` was edited (the signature states `iat`), a checkpoint moved
+/// before its event, and a line cut off in the middle are each BROKEN (exit 1) at the line;
+/// an intact export names the first and last event it verified.
+#[test]
+fn an_export_is_broken_by_an_edited_checkpoint_time_a_moved_checkpoint_or_a_cut_off_line() {
+    let s = checkpointed();
+    let (code, export, err) = s.cli("demo-auditor", &["audit", "export", "--checkpoints"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, keys, err) = s.cli("demo-auditor", &["audit", "keys"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, keys_file) = (dir.path().join("export.jsonl"), dir.path().join("keys.json"));
+    std::fs::write(&keys_file, keys).unwrap();
+    let check = |text: &str, with_keys: bool| {
+        std::fs::write(&file, text).unwrap();
+        let mut args = vec!["audit", "verify", "--file", file.to_str().unwrap()];
+        if with_keys {
+            args.extend(["--keys", keys_file.to_str().unwrap()]);
+        }
+        let (code, out, err) = s.cli("", &args);
+        (code, format!("{out}{err}"))
+    };
+    let lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let event_seqs: Vec<i64> = parsed.iter().filter_map(|v| v["seq"].as_i64()).collect();
+    let (first, last) = (event_seqs[0], *event_seqs.last().unwrap());
+
+    // Intact: the success line names the first and the last event verified.
+    let (code, out) = check(&export, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("events {first} to {last} ({} events)", event_seqs.len())),
+        "{out}"
+    );
+
+    // A checkpoint's `at` moved an hour back: its signature still holds (it signs `iat`), but
+    // the line no longer shows what was signed. Caught with the keys and without them.
+    let victim = parsed.iter().position(|v| v.get("checkpoint").is_some()).unwrap();
+    let seq = parsed[victim]["checkpoint"]["seq"].as_i64().unwrap();
+    let at: chrono::DateTime<chrono::Utc> = parsed[victim]["checkpoint"]["at"].as_str().unwrap().parse().unwrap();
+    let mut edited_line = parsed[victim].clone();
+    edited_line["checkpoint"]["at"] = json!((at - chrono::Duration::hours(1)).to_rfc3339());
+    let mut edited = lines.clone();
+    edited[victim] = edited_line.to_string();
+    for with_keys in [true, false] {
+        let (code, out) = check(&edited.join("\n"), with_keys);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(&format!("BROKEN at event {seq}")), "{out}");
+        assert!(
+            out.contains(&format!("export.jsonl:{}", victim + 1)),
+            "names the line: {out}"
+        );
+        assert!(out.contains("is not the time it was signed at"), "{out}");
+    }
+
+    // The last checkpoint moved up before the event it signs (hash and signature untouched).
+    let last_checkpoint = parsed.iter().rposition(|v| v.get("checkpoint").is_some()).unwrap();
+    let seq = parsed[last_checkpoint]["checkpoint"]["seq"].as_i64().unwrap();
+    let its_event = parsed.iter().position(|v| v["seq"].as_i64() == Some(seq)).unwrap();
+    let mut moved = lines.clone();
+    let line = moved.remove(last_checkpoint);
+    moved.insert(its_event, line);
+    let (code, out) = check(&moved.join("\n"), true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("BROKEN at event {seq}")), "{out}");
+    assert!(out.contains(&format!("comes before event {seq}")), "{out}");
+
+    // The last line cut off in the middle: BROKEN like every other break, not a usage error.
+    let whole = export.trim_end();
+    let cut = &whole[..whole.len() - 20];
+    let (code, out) = check(cut, true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN at event"), "{out}");
+    assert!(
+        out.contains(&format!("export.jsonl:{}", lines.len())) && out.contains("cut off"),
+        "{out}"
+    );
+
+    // The same with an event line: an export without checkpoints whose last event is cut.
+    let (code, plain, err) = s.cli("demo-auditor", &["audit", "export"]);
+    assert_eq!(code, 0, "{err}");
+    let plain = plain.trim_end();
+    let last_event: Value = serde_json::from_str(plain.lines().last().unwrap()).unwrap();
+    let (code, out) = check(&plain[..plain.len() - 30], false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("BROKEN at event {}", last_event["seq"])), "{out}");
+}
+
+/// Runs the verifier of scripts/independent-verifier (Node.js, written from docs/audit.md
+/// alone); scripts/test.sh installs Node.js when it is missing.
+fn independent_verifier(args: &[&str]) -> (i32, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/independent-verifier/verify.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node (apt-get install nodejs; scripts/test.sh does)");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// "BROKEN at event N" of a report, the part both verifiers must agree on.
+fn broken_at(report: &str) -> &str {
+    let start = report
+        .find("BROKEN at event ")
+        .unwrap_or_else(|| panic!("not broken: {report}"));
+    let rest = &report[start..];
+    &rest[..rest.find(':').unwrap_or(rest.len())]
+}
+
+/// docs/audit.md is enough to verify an export: a verifier written from it alone, in another
+/// language, accepts a real export (checkpoints signed by two keys across a rotation) and the
+/// page's worked example, and rejects an edited field, a deleted event, an edited checkpoint
+/// time, a moved checkpoint and a cut-off line at the same event as `jitgate audit verify`.
+#[test]
+fn a_verifier_written_from_the_docs_alone_agrees_with_jitgate() {
+    let s = checkpointed();
+    let (code, _, err) = s.cli("demo-admin", &["keys", "rotate"]);
+    assert_eq!(code, 0, "{err}");
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7 \"quoted\" ünïcode — ok"}),
+    );
+    assert_eq!(
+        s.post(
+            &format!("/v1/requests/{}/approve", id(&r)),
+            "demo-bob",
+            json!({"comment": "go ahead"})
+        )
+        .0,
+        200
+    );
+    wait_signed_head(&s);
+    let (code, export, err) = s.cli("demo-auditor", &["audit", "export", "--checkpoints"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, keys, err) = s.cli("demo-auditor", &["audit", "keys"]);
+    assert_eq!(code, 0, "{err}");
+    let key_count = serde_json::from_str::<Value>(&keys).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(key_count, 2, "signed before and after the rotation: {keys}");
+    let dir = tempfile::tempdir().unwrap();
+    let (file, keys_file) = (dir.path().join("export.jsonl"), dir.path().join("keys.json"));
+    std::fs::write(&keys_file, keys).unwrap();
+    let both = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let (f, k) = (file.to_str().unwrap(), keys_file.to_str().unwrap());
+        let theirs = independent_verifier(&["--keys", k, f]);
+        let (code, out, err) = s.cli("", &["audit", "verify", "--file", f, "--keys", k]);
+        (theirs, (code, format!("{out}{err}")))
+    };
+
+    let ((code, theirs), (our_code, ours)) = both(&export);
+    assert_eq!((code, our_code), (0, 0), "theirs: {theirs}\nours: {ours}");
+    assert!(
+        theirs.starts_with("ok: events 1 to ") && theirs.contains("signatures valid"),
+        "{theirs}"
+    );
+
+    let lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let is_event = |i: usize| parsed[i].get("seq").is_some();
+    let mut tampered: Vec<(&str, String)> = Vec::new();
+    // An edited field: the approver's comment.
+    let approved = parsed.iter().position(|v| v["comment"] == "go ahead").unwrap();
+    let mut edited = lines.clone();
+    edited[approved] = lines[approved].replacen("go ahead", "go ahead, all of prod", 1);
+    assert_ne!(edited[approved], lines[approved]);
+    tampered.push(("edited field", edited.join("\n")));
+    // A deleted event from the middle.
+    let middle = (lines.len() / 2..).find(|&i| is_event(i)).unwrap();
+    let mut deleted = lines.clone();
+    deleted.remove(middle);
+    tampered.push(("deleted event", deleted.join("\n")));
+    // An edited checkpoint time.
+    let checkpoint = parsed.iter().position(|v| v.get("checkpoint").is_some()).unwrap();
+    let at: chrono::DateTime<chrono::Utc> = parsed[checkpoint]["checkpoint"]["at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut line = parsed[checkpoint].clone();
+    line["checkpoint"]["at"] = json!((at + chrono::Duration::minutes(5)).to_rfc3339());
+    let mut edited_time = lines.clone();
+    edited_time[checkpoint] = line.to_string();
+    tampered.push(("edited checkpoint time", edited_time.join("\n")));
+    // A checkpoint moved up before its event.
+    let mut moved = lines.clone();
+    let line = moved.remove(checkpoint);
+    moved.insert(checkpoint - 1, line);
+    tampered.push(("moved checkpoint", moved.join("\n")));
+    // Cut off after an event that no checkpoint signs: nothing vouches for the end.
+    let unsigned = (0..lines.len() - 1)
+        .rev()
+        .find(|&i| is_event(i) && is_event(i + 1))
+        .unwrap();
+    tampered.push(("cut-off end", lines[..=unsigned].join("\n")));
+    // The last line cut off in the middle.
+    let whole = export.trim_end();
+    tampered.push(("cut-off line", whole[..whole.len() - 25].to_string()));
+
+    for (what, text) in &tampered {
+        let ((code, theirs), (our_code, ours)) = both(text);
+        assert_eq!(code, 1, "{what}: the independent verifier accepted it: {theirs}");
+        assert_eq!(our_code, 1, "{what}: jitgate accepted it: {ours}");
+        assert_eq!(
+            broken_at(&theirs),
+            broken_at(&ours),
+            "{what}: theirs: {theirs}\nours: {ours}"
+        );
+    }
+
+    // The page's worked example, as a one-line export.
+    let doc = include_str!("../../../docs/audit.md");
+    let example = doc
+        .split_once("<!-- worked-example:event -->\n```json\n")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .map(|(line, _)| line)
+        .unwrap();
+    std::fs::write(&file, example).unwrap();
+    let (code, out) = independent_verifier(&[file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: events 1 to 1"), "{out}");
+}
+
+/// A checkpoint whose time was edited in the database is refused online too: the server
+/// compares each checkpoint with what its signature states.
+#[test]
+fn a_checkpoint_whose_time_was_edited_in_the_database_is_refused() {
+    let s = checkpointed();
+    assert_eq!(verify(&s)["ok"], true);
+    let seq: i64 = sql(&s, "SELECT MIN(seq) FROM audit_checkpoints").parse().unwrap();
+    sql(
+        &s,
+        &format!("UPDATE audit_checkpoints SET at = at - 86400000 WHERE seq = {seq}"),
+    );
+    let edited = verify(&s);
+    assert_eq!(edited["ok"], false, "{edited}");
+    assert_eq!(edited["first_bad_seq"], seq, "{edited}");
+    assert!(
+        edited["problem"]
+            .as_str()
+            .unwrap()
+            .contains("is not the time it was signed at"),
+        "{edited}"
+    );
+}
+
 /// Live sinks: a file sink rotated by size holds every event in order, once, across a kill -9,
 /// and its files re-verify offline; an HTTP sink receives the same events in ECS, as JSON lines,
 /// after its receiver failed for a while.

@@ -146,6 +146,58 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Every string in a JSON value, wherever it sits.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        Value::Object(map) => map.values().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A requester's reason is mrkdwn in Slack: `<!channel>` would ping everyone and
+/// `<https://...|click>` would hide where a link goes. The top-level fallback `text` is
+/// escaped exactly like the blocks, in the message to the reviewers and in the one that tells
+/// the requester the outcome.
+#[test]
+fn a_reason_cannot_ping_the_channel_or_disguise_a_link_in_slack() {
+    let Setup {
+        s,
+        slack,
+        _policy: _keep_policy,
+        ..
+    } = setup();
+    let reason = "<!channel> <https://evil.example|click> & co";
+    let escaped = "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; co";
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": reason}),
+    );
+    let rid = id(&r);
+    let message = wait_for_message(&slack, &rid, "a Slack message for the reviewers");
+    let fallback = message["text"].as_str().unwrap();
+    assert!(fallback.contains(escaped), "the fallback text: {fallback}");
+    let section = message["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(section.contains(escaped), "the block: {section}");
+
+    // The reviewer denies it; alice is told, with her reason in it again.
+    let (status, v) = s.post(
+        &format!("/v1/requests/{rid}/deny"),
+        "demo-bob",
+        json!({"comment": "<!here> no"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    wait_for_message(&slack, "was denied by bob", "alice hears of the denial");
+    for body in about(&slack.bodies(), &rid) {
+        for text in strings(&body) {
+            for raw in ["<!channel>", "<!here>", "<https://evil.example|click>", " & co"] {
+                assert!(!text.contains(raw), "{raw} reached Slack unescaped: {text}\n{body}");
+            }
+        }
+    }
+}
+
 #[test]
 fn reviewers_and_requesters_are_told_and_slack_buttons_decide_under_the_same_rules() {
     let Setup {

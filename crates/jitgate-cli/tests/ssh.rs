@@ -120,7 +120,9 @@ fn certify(s: &Server, token: &str, grant: &str, key: &Path) -> (i32, String) {
 }
 
 fn describe(key: &Path) -> String {
+    // In UTC, so its validity reads like the API's times.
     let out = Command::new("ssh-keygen")
+        .env("TZ", "UTC")
         .arg("-L")
         .arg("-f")
         .arg(format!("{}-cert.pub", key.display()))
@@ -191,6 +193,18 @@ fn a_certificate_logs_in_inside_the_grant_window_and_not_after() {
     );
     assert!(details.contains("Principals: \n                alice\n"), "{details}");
     assert!(!details.contains("force-command"), "{details}");
+    // Valid from a minute before the grant (for hosts whose clocks lag) to its exact end.
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let (starts, ends) = (
+        time(&approved["grant"]["starts_at"]),
+        time(&approved["grant"]["expires_at"]),
+    );
+    let window = format!(
+        "Valid: from {} to {}",
+        (starts - chrono::Duration::seconds(60)).format("%Y-%m-%dT%H:%M:%S"),
+        ends.format("%Y-%m-%dT%H:%M:%S")
+    );
+    assert!(details.contains(&window), "{window} in {details}");
 
     // Inside the window: the login works.
     let (code, out, err) = sshd.run(&key, "echo inside-the-window");

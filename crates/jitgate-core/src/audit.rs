@@ -192,12 +192,24 @@ pub struct AuditEvent {
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The chain hash of an event: SHA-256 over the previous hash, the sequence number and every
-/// field of the event, each length-prefixed so no two different events can hash alike.
+/// field of the event, each length-prefixed so no two different events can hash alike. The
+/// bytes are specified in docs/audit.md ("The hash of an event") for verifiers in other
+/// languages.
 pub fn chain_hash(prev_hash: &str, seq: i64, event: &NewEvent) -> String {
     let mut h = Sha256::new();
+    chain_hash_input(prev_hash, seq, event, |bytes| h.update(bytes));
+    hex::encode(h.finalize())
+}
+
+/// Marks an absent optional field in the hashed bytes (a NUL first, so no text collides).
+const ABSENT: &str = "\u{0}none";
+
+/// The bytes `chain_hash` hashes, handed to `sink` in order: each field as its length (u64,
+/// big-endian) then its bytes; integers big-endian; `at` as Unix milliseconds.
+fn chain_hash_input(prev_hash: &str, seq: i64, event: &NewEvent, mut sink: impl FnMut(&[u8])) {
     let mut field = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
+        sink(&(bytes.len() as u64).to_be_bytes());
+        sink(bytes);
     };
     field(prev_hash.as_bytes());
     field(&seq.to_be_bytes());
@@ -205,12 +217,11 @@ pub fn chain_hash(prev_hash: &str, seq: i64, event: &NewEvent) -> String {
     field(&event.at.timestamp_millis().to_be_bytes());
     field(event.actor.as_bytes());
     field(event.subject.as_bytes());
-    field(event.request_id.as_deref().unwrap_or("\u{0}none").as_bytes());
-    field(event.grant_id.as_deref().unwrap_or("\u{0}none").as_bytes());
+    field(event.request_id.as_deref().unwrap_or(ABSENT).as_bytes());
+    field(event.grant_id.as_deref().unwrap_or(ABSENT).as_bytes());
     field(event.resource.as_bytes());
     field(event.action.as_bytes());
-    field(event.comment.as_deref().unwrap_or("\u{0}none").as_bytes());
-    hex::encode(h.finalize())
+    field(event.comment.as_deref().unwrap_or(ABSENT).as_bytes());
 }
 
 /// Where verification of a chain stopped, if it did.
@@ -228,6 +239,9 @@ pub struct ChainReport {
     pub archived_through: Option<i64>,
     /// The newest event a signed checkpoint vouches for.
     pub signed_through: Option<i64>,
+    /// The first and the last event that was checked (and found intact, for the last).
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
 }
 
 impl ChainReport {
@@ -240,6 +254,8 @@ impl ChainReport {
             checkpoints: 0,
             archived_through: None,
             signed_through: None,
+            first_seq: None,
+            last_seq: None,
         }
     }
 
@@ -274,6 +290,9 @@ pub struct ChainVerifier {
     /// Accept a first event that is not event 1 without a checkpoint before it (a partial
     /// export); the log itself must start at 1 or at an archive's checkpoint.
     trust_first_link: bool,
+    /// Checkpoints come as lines among the events (an export, a segment): each must come right
+    /// after the event it signs, or before the first event when it signs an earlier one.
+    in_order: bool,
     report: ChainReport,
 }
 
@@ -285,8 +304,69 @@ impl ChainVerifier {
             pending: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
             tail: None,
             trust_first_link: false,
+            in_order: false,
             report: ChainReport::intact(0),
         }
+    }
+
+    /// For the lines of an export or of segments in a row, read in file order with
+    /// [`ChainVerifier::event_line`] and [`ChainVerifier::checkpoint_line`]. Like
+    /// [`ChainVerifier::trusting_first_link`], and where each checkpoint stands is checked too:
+    /// every exporter writes a checkpoint right after the event it signs (the head at that
+    /// point of the log), so a checkpoint anywhere else was moved, or events were cut around
+    /// it. Memory stays flat: a checkpoint is compared with the event just read.
+    pub fn reading_lines() -> Self {
+        ChainVerifier {
+            trust_first_link: true,
+            in_order: true,
+            ..ChainVerifier::new(Vec::new())
+        }
+    }
+
+    /// The next event line. `false` once a problem is found (the report says where).
+    pub fn event_line(&mut self, event: &AuditEvent) -> bool {
+        self.feed(std::slice::from_ref(event))
+    }
+
+    /// The next checkpoint line: before the first event, one that signs an earlier event (the
+    /// anchor of a log that starts after archived events); after that, one that signs the
+    /// event just read. `false` once a problem is found.
+    pub fn checkpoint_line(&mut self, checkpoint: Checkpoint) -> bool {
+        if !self.report.ok {
+            return false;
+        }
+        let seq = checkpoint.seq;
+        let Some(tail) = &self.tail else {
+            // Before the first event: whether it precedes that event is seen when it comes.
+            self.pending.insert(seq, checkpoint);
+            return true;
+        };
+        let (last, last_hash) = (tail.seq, tail.hash.clone());
+        if seq > last {
+            self.fail(
+                seq,
+                format!(
+                    "the checkpoint of event {seq} comes before event {seq} (right after event {last}): a checkpoint follows the event it signs, so lines were moved or events cut off"
+                ),
+            );
+            return false;
+        }
+        if seq < last {
+            self.fail(
+                seq,
+                format!(
+                    "the checkpoint of event {seq} comes after event {last}, not right after event {seq}: a checkpoint follows the event it signs, so lines were moved"
+                ),
+            );
+            return false;
+        }
+        if checkpoint.hash != last_hash {
+            self.fail(seq, differs_from_checkpoint(seq, &checkpoint));
+            return false;
+        }
+        self.report.checkpoints += 1;
+        self.report.signed_through = Some(seq);
+        true
     }
 
     /// For an export, which may start anywhere: without a checkpoint just before its first
@@ -300,7 +380,16 @@ impl ChainVerifier {
 
     /// Where a log that does not start at event 1 continues from: the checkpoint of its last
     /// archived event.
-    fn anchor(&mut self, first: &AuditEvent) -> Result<Option<AuditEvent>, String> {
+    /// On a problem, the event it is at and what it is.
+    fn anchor(&mut self, first: &AuditEvent) -> Result<Option<AuditEvent>, (i64, String)> {
+        if self.in_order {
+            if let Some(&early) = self.pending.range(first.seq..).next().map(|(seq, _)| seq) {
+                return Err((early, format!(
+                    "the checkpoint of event {early} comes before event {early} (before the first event, {}): a checkpoint follows the event it signs, so lines were moved",
+                    first.seq
+                )));
+            }
+        }
         if first.seq <= 1 {
             return Ok(None);
         }
@@ -321,9 +410,12 @@ impl ChainVerifier {
                 hash: first.prev_hash.clone(),
                 ..first.clone()
             })),
-            None => Err(format!(
-                "the log starts at event {}: events 1 to {before} are missing, and no signed checkpoint at event {before} shows they were archived",
-                first.seq
+            None => Err((
+                first.seq,
+                format!(
+                    "the log starts at event {}: events 1 to {before} are missing, and no signed checkpoint at event {before} shows they were archived",
+                    first.seq
+                ),
             )),
         }
     }
@@ -338,8 +430,8 @@ impl ChainVerifier {
             if let Some(first) = page.first() {
                 match self.anchor(first) {
                     Ok(anchor) => self.tail = anchor,
-                    Err(problem) => {
-                        self.fail(first.seq, problem);
+                    Err((seq, problem)) => {
+                        self.fail(seq, problem);
                         return false;
                     }
                 }
@@ -350,6 +442,10 @@ impl ChainVerifier {
             Some(tail) => verify_chain_from(tail, page),
         };
         self.report.events += report.events;
+        if self.report.first_seq.is_none() {
+            self.report.first_seq = report.first_seq;
+        }
+        self.report.last_seq = report.last_seq.or(self.report.last_seq);
         if !report.ok {
             self.fail(report.first_bad_seq.unwrap_or(0), report.problem.unwrap_or_default());
             return false;
@@ -357,14 +453,7 @@ impl ChainVerifier {
         for event in page {
             if let Some(checkpoint) = self.pending.remove(&event.seq) {
                 if checkpoint.hash != event.hash {
-                    self.fail(
-                        event.seq,
-                        format!(
-                            "event {} differs from the checkpoint signed at {}: the log was rewritten from there or before",
-                            event.seq,
-                            checkpoint.at.to_rfc3339()
-                        ),
-                    );
+                    self.fail(event.seq, differs_from_checkpoint(event.seq, &checkpoint));
                     return false;
                 }
                 self.report.checkpoints += 1;
@@ -402,6 +491,13 @@ impl ChainVerifier {
     }
 }
 
+fn differs_from_checkpoint(seq: i64, checkpoint: &Checkpoint) -> String {
+    format!(
+        "event {seq} differs from the checkpoint signed at {}: the log was rewritten from there or before",
+        checkpoint.at.to_rfc3339()
+    )
+}
+
 /// Verify a run of events in sequence order, starting from the genesis hash.
 pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> ChainReport {
     verify_linked(GENESIS_HASH.to_string(), 1, events)
@@ -418,8 +514,10 @@ fn verify_linked<'a>(
     events: impl IntoIterator<Item = &'a AuditEvent>,
 ) -> ChainReport {
     let mut count = 0;
+    let (mut first_seq, mut last_seq) = (None, None);
     for e in events {
         count += 1;
+        first_seq.get_or_insert(e.seq);
         let problem = if e.seq != expected_seq {
             Some(format!(
                 "expected event {expected_seq} but found {}: events missing or reordered",
@@ -436,12 +534,21 @@ fn verify_linked<'a>(
             None
         };
         if let Some(problem) = problem {
-            return ChainReport::broken(count, e.seq, problem);
+            return ChainReport {
+                first_seq,
+                last_seq,
+                ..ChainReport::broken(count, e.seq, problem)
+            };
         }
         prev = e.hash.clone();
         expected_seq += 1;
+        last_seq = Some(e.seq);
     }
-    ChainReport::intact(count)
+    ChainReport {
+        first_seq,
+        last_seq,
+        ..ChainReport::intact(count)
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +665,187 @@ mod tests {
         let report = verifier.finish();
         assert!(report.ok, "{report:?}");
         assert_eq!((report.archived_through, report.signed_through), (None, Some(8)));
+    }
+
+    /// One line of an export: an event, or the checkpoint of an event.
+    enum Line {
+        Event(AuditEvent),
+        Checkpoint(Checkpoint),
+    }
+
+    /// The events as an exporter writes them: each checkpoint right after its event.
+    fn export_lines(events: &[AuditEvent], checkpoints: &[Checkpoint]) -> Vec<Line> {
+        let mut lines = Vec::new();
+        for e in events {
+            lines.push(Line::Event(e.clone()));
+            for c in checkpoints.iter().filter(|c| c.seq == e.seq) {
+                lines.push(Line::Checkpoint(c.clone()));
+            }
+        }
+        lines
+    }
+
+    fn verify_lines(lines: Vec<Line>) -> ChainReport {
+        let mut verifier = ChainVerifier::reading_lines();
+        for line in lines {
+            let going = match line {
+                Line::Event(e) => verifier.event_line(&e),
+                Line::Checkpoint(c) => verifier.checkpoint_line(c),
+            };
+            if !going {
+                break;
+            }
+        }
+        verifier.finish()
+    }
+
+    /// Where each checkpoint line was met, for moving one.
+    fn position_of_checkpoint(lines: &[Line], seq: i64) -> usize {
+        lines
+            .iter()
+            .position(|l| matches!(l, Line::Checkpoint(c) if c.seq == seq))
+            .unwrap_or(usize::MAX)
+    }
+
+    fn position_of_event(lines: &[Line], seq: i64) -> usize {
+        lines
+            .iter()
+            .position(|l| matches!(l, Line::Event(e) if e.seq == seq))
+            .unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn lines_in_order_verify_and_name_their_first_and_last_event() {
+        let events = chain(10);
+        let checkpoints: Vec<Checkpoint> = [4, 8, 10].iter().map(|&s| checkpoint_at(&events, s)).collect();
+        let report = verify_lines(export_lines(&events, &checkpoints));
+        assert!(report.ok, "{report:?}");
+        assert_eq!((report.first_seq, report.last_seq), (Some(1), Some(10)));
+        assert_eq!(
+            (report.events, report.checkpoints, report.signed_through),
+            (10, 3, Some(10))
+        );
+
+        // From event 5 on, anchored by the checkpoint of event 4 before the first line.
+        let mut lines = vec![Line::Checkpoint(checkpoint_at(&events, 4))];
+        lines.extend(export_lines(&events[4..], &checkpoints));
+        let report = verify_lines(lines);
+        assert!(report.ok, "{report:?}");
+        assert_eq!((report.first_seq, report.last_seq), (Some(5), Some(10)));
+
+        // Segments in a row: the second repeats the first's last checkpoint as its anchor.
+        let mut lines = export_lines(&events[..4], &checkpoints);
+        lines.push(Line::Checkpoint(checkpoint_at(&events, 4)));
+        lines.extend(export_lines(&events[4..], &checkpoints));
+        assert!(verify_lines(lines).ok);
+    }
+
+    #[test]
+    fn a_checkpoint_moved_away_from_its_event_is_caught() {
+        let events = chain(10);
+        let checkpoints: Vec<Checkpoint> = [4, 8, 10].iter().map(|&s| checkpoint_at(&events, s)).collect();
+
+        // The checkpoint of event 8 moved up before event 8: its hash still matches event 8,
+        // so only its place gives it away.
+        let mut lines = export_lines(&events, &checkpoints);
+        let moved = lines.remove(position_of_checkpoint(&lines, 8));
+        lines.insert(position_of_event(&lines, 8), moved);
+        let report = verify_lines(lines);
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_seq, Some(8));
+        let problem = report.problem.unwrap_or_default();
+        assert!(problem.contains("comes before event 8"), "{problem}");
+
+        // Moved to the very top, before the first event.
+        let mut lines = export_lines(&events, &checkpoints);
+        let moved = lines.remove(position_of_checkpoint(&lines, 4));
+        lines.insert(0, moved);
+        let report = verify_lines(lines);
+        assert_eq!(report.first_bad_seq, Some(4), "{report:?}");
+        assert!(report.problem.unwrap_or_default().contains("comes before event 4"));
+
+        // Moved down, away from its event.
+        let mut lines = export_lines(&events, &checkpoints);
+        let moved = lines.remove(position_of_checkpoint(&lines, 4));
+        lines.insert(position_of_event(&lines, 6) + 1, moved);
+        let report = verify_lines(lines);
+        assert_eq!(report.first_bad_seq, Some(4), "{report:?}");
+        assert!(report.problem.unwrap_or_default().contains("comes after event 6"));
+
+        // Right after its event but for another hash: the log was rewritten.
+        let mut lines = export_lines(&events, &checkpoints);
+        let at = position_of_checkpoint(&lines, 8);
+        lines[at] = Line::Checkpoint(Checkpoint {
+            hash: events[6].hash.clone(),
+            ..checkpoint_at(&events, 8)
+        });
+        let report = verify_lines(lines);
+        assert_eq!(report.first_bad_seq, Some(8), "{report:?}");
+        assert!(report
+            .problem
+            .unwrap_or_default()
+            .contains("differs from the checkpoint"));
+    }
+
+    /// The worked example of docs/audit.md, recomputed from the page itself: its event line,
+    /// the bytes it lists field by field, and the hash. A change to the hashing (or to the
+    /// page) that makes them disagree fails here.
+    #[test]
+    fn the_worked_example_in_the_docs_is_what_the_code_hashes() {
+        let doc = include_str!("../../../docs/audit.md");
+        let block = |marker: &str| -> String {
+            let after = doc.split_once(marker).map(|(_, rest)| rest).unwrap_or_default();
+            let fence = after.split_once("```").map(|(_, rest)| rest).unwrap_or_default();
+            let body = fence.split_once('\n').map(|(_, rest)| rest).unwrap_or_default();
+            body.split_once("```")
+                .map(|(b, _)| b)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let line = block("<!-- worked-example:event -->");
+        let event: AuditEvent =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("the example event line: {e}: {line}"));
+        assert_eq!(event.event.grant_id, None, "the example shows an absent field");
+
+        let listed = block("<!-- worked-example:bytes -->");
+        let mut doc_bytes = Vec::new();
+        for row in listed.lines() {
+            let (_, hex_text) = row
+                .split_once(':')
+                .unwrap_or_else(|| panic!("a row without a field name: {row}"));
+            let compact: String = hex_text.split_whitespace().collect();
+            doc_bytes.extend(hex::decode(&compact).unwrap_or_else(|e| panic!("{row}: {e}")));
+        }
+        let mut code_bytes = Vec::new();
+        chain_hash_input(&event.prev_hash, event.seq, &event.event, |b| {
+            code_bytes.extend_from_slice(b)
+        });
+        assert_eq!(
+            hex::encode(&doc_bytes),
+            hex::encode(&code_bytes),
+            "the bytes the page lists"
+        );
+        assert!(
+            doc.contains(&format!("these {} bytes", code_bytes.len())),
+            "the page states the length"
+        );
+
+        let hash = doc
+            .split_once("<!-- worked-example:hash -->")
+            .and_then(|(_, rest)| rest.trim_start().strip_prefix('`'))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(h, _)| h)
+            .unwrap_or_default();
+        assert_eq!(
+            hex::encode(Sha256::digest(&doc_bytes)),
+            hash,
+            "SHA-256 of the listed bytes"
+        );
+        assert_eq!(chain_hash(&event.prev_hash, event.seq, &event.event), hash);
+        assert_eq!(event.hash, hash, "the line's own hash");
+        assert_eq!(event.prev_hash, GENESIS_HASH);
+        assert!(verify_chain([&event]).ok);
     }
 
     #[test]

@@ -632,13 +632,15 @@ impl App {
         let mut issued = machine::used_event(&grant, &caller.who().principal, at);
         issued.kind = jitgate_core::EventKind::SshCertificateIssued;
         issued.comment = Some(format!(
-            "valid {} to {} for principal {}{}",
+            "valid {} to {} for principal {}{} (the certificate from {}: hosts' clocks may lag {} s)",
             grant.starts_at.to_rfc3339(),
             grant.expires_at.to_rfc3339(),
             grant.principal,
             spec.force_command
                 .map(|c| format!(", force-command {c}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            crate::ssh::valid_after(grant.starts_at).to_rfc3339(),
+            crate::ssh::CLOCK_SKEW.as_secs()
         ));
         if grant.single_use {
             let used = machine::used_event(&grant, &caller.who().principal, at);

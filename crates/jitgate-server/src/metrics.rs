@@ -245,6 +245,7 @@ impl Metrics {
             .inc();
     }
 
+    /// Every metric in OpenMetrics text (what the registry writes).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -252,10 +253,198 @@ impl Metrics {
         }
         out
     }
+
+    /// Every metric in the format the scraper asked for.
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text004 => openmetrics_to_text_004(&self.encode()),
+        }
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, for scrapers that ask for `application/openmetrics-text`.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4, for everyone else (`text/plain`, `*/*`, no Accept).
+    Text004,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: OpenMetrics when it accepts
+    /// `application/openmetrics-text` at least as much as anything else it names (Prometheus
+    /// itself sends `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`),
+    /// text 0.0.4 otherwise, the format every Prometheus-compatible tool reads.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let mut openmetrics = 0.0f32;
+        let mut other = 0.0f32;
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if media == "application/openmetrics-text" {
+                openmetrics = openmetrics.max(q);
+            } else if !media.is_empty() {
+                other = other.max(q);
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= other {
+            Format::OpenMetrics
+        } else {
+            Format::Text004
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The registry's OpenMetrics text as Prometheus text 0.0.4. The samples stay exactly as they
+/// are (so a counter's series keeps its `_total` name in both formats); what differs is around
+/// them: a 0.0.4 counter family is named after its samples (`jitgate_checks_total`, where
+/// OpenMetrics says `jitgate_checks`), and 0.0.4 has no `# UNIT`, no `# EOF`, no `_created`
+/// series, no info type. prometheus-client writes only OpenMetrics, hence this translation;
+/// jitgate uses no exemplars, which 0.0.4 could not carry.
+fn openmetrics_to_text_004(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<(&str, &str)> = None;
+    // The family whose samples follow, as OpenMetrics names it.
+    let mut family = "";
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (renamed, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
+                "info" => (format!("{name}_info"), "gauge"),
+                "stateset" => (name.to_string(), "gauge"),
+                _ => (name.to_string(), "untyped"),
+            };
+            if let Some((_, text)) = help.take().filter(|(helped, _)| *helped == name) {
+                out.push_str(&format!("# HELP {renamed} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {renamed} {kind}\n"));
+            family = name;
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let sample = line.split(['{', ' ']).next().unwrap_or("");
+        if sample.strip_prefix(family).is_some_and(|suffix| suffix == "_created") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_the_format() {
+        use Format::*;
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, format) in [
+            (Some(prometheus), OpenMetrics),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            (Some("Application/OpenMetrics-Text; version=1.0.0"), OpenMetrics),
+            (Some("text/plain;version=0.0.4"), Text004),
+            (
+                Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+                Text004,
+            ),
+            (Some("application/openmetrics-text;q=0"), Text004),
+            (Some("*/*"), Text004),
+            (Some(""), Text004),
+            (None, Text004),
+        ] {
+            assert_eq!(Format::negotiate(accept), format, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn text_004_names_counters_after_their_samples_and_drops_what_only_openmetrics_has() {
+        let metrics = Metrics::new();
+        metrics.count_request("approved");
+        metrics.check_seconds.observe(0.000_01);
+        metrics.active_grants.set(2);
+        let openmetrics = metrics.encode_as(Format::OpenMetrics);
+        assert!(
+            openmetrics.contains("# TYPE jitgate_access_requests counter\n"),
+            "{openmetrics}"
+        );
+        assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+
+        let text = metrics.encode_as(Format::Text004);
+        assert!(
+            text.contains("# HELP jitgate_access_requests_total Access requests by outcome."),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE jitgate_access_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\njitgate_access_requests_total{outcome=\"approved\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE jitgate_check_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE jitgate_active_grants gauge\njitgate_active_grants 2\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT") && !text.contains("_created"),
+            "{text}"
+        );
+        // Every sample of the OpenMetrics text is in the 0.0.4 text, unchanged.
+        let samples =
+            |t: &str| -> Vec<String> { t.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect() };
+        assert_eq!(samples(&openmetrics), samples(&text));
+        // Every family has one TYPE line naming the series that follow it.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap_or("").to_string();
+            } else if !line.starts_with('#') {
+                assert!(line.starts_with(&family), "{line} outside its family {family}");
+            }
+        }
+    }
+
+    #[test]
+    fn created_series_are_dropped_from_text_004() {
+        let openmetrics = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total 3\nx_requests_created 1.7e9\n# HELP x_up Up.\n# TYPE x_up gauge\n# UNIT x_up seconds\nx_up 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text_004(openmetrics),
+            "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+        );
     }
 }

@@ -439,11 +439,6 @@ async fn send(app: &App, sink: &Sink, message: &Message) -> Result<(), Failure> 
     post_json(&notifier.http, &sink.url, sink.timeout, &headers, body).await
 }
 
-/// Text for Slack's mrkdwn: its three special characters escaped.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 fn slack_body(app: &App, message: &Message, link: &str) -> Value {
     let policy = app.policy();
     let mentions: Vec<String> = message
@@ -452,14 +447,17 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
         .map(
             |p| match policy.rules().principal(p).and_then(|e| e.slack_user.as_deref()) {
                 Some(slack) => format!("<@{slack}>"),
-                None => slack_escape(p),
+                None => crate::slack::escape(p),
             },
         )
         .collect();
     let request = &message.request;
-    let mut text = format!("*{}*", slack_escape(&message.headline));
+    let mut text = format!("*{}*", crate::slack::escape(&message.headline));
     if let Some(payload) = &request.payload {
-        text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
+        text.push_str(&format!(
+            "\n```{}```",
+            crate::slack::escape(payload).replace("```", "'''")
+        ));
     }
     if message.review {
         let needs: Vec<String> = request
@@ -467,7 +465,7 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
             .iter()
             .map(|s| format!("{} from {}", s.approvals, s.group))
             .collect();
-        text.push_str(&format!("\nneeds {}", slack_escape(&needs.join(" and "))));
+        text.push_str(&format!("\nneeds {}", crate::slack::escape(&needs.join(" and "))));
     }
     if !mentions.is_empty() {
         text.push_str(&format!("\nfor {}", mentions.join(" ")));
@@ -484,7 +482,9 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
     elements.push(json!({"type": "button", "action_id": "jitgate_open",
         "text": {"type": "plain_text", "text": "Open"}, "url": link}));
     json!({
-        "text": message.headline,
+        // The fallback (notifications, screen readers) is mrkdwn too: escaped like the blocks,
+        // so a reason cannot ping `<!channel>` or dress a link up as something else.
+        "text": crate::slack::escape(&message.headline),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             {"type": "actions", "block_id": format!("jitgate:{}", request.id), "elements": elements},

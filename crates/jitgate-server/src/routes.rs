@@ -728,14 +728,14 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiErro
     Ok("ready\n")
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "application/openmetrics-text")), tag = "operations")]
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+/// Prometheus text 0.0.4, or OpenMetrics 1.0 when `Accept` prefers `application/openmetrics-text`.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "the metrics", content((String = "text/plain; version=0.0.4"), (String = "application/openmetrics-text")))), tag = "operations")]
+pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.encode(),
+        [(header::CONTENT_TYPE, format.content_type()), (header::VARY, "Accept")],
+        app.metrics.encode_as(format),
     )
 }
 

@@ -209,9 +209,10 @@ impl GrantSigner {
     }
 }
 
-/// Does the checkpoint's signature, by one of `keys` (found by its key id), state exactly its
-/// sequence number and hash? Used by the server and, with keys saved from
-/// `GET /v1/audit/keys`, by `jitgate audit verify --file` offline.
+/// Does the checkpoint's signature, by one of `keys` (found by its key id), hold, and state
+/// exactly what the checkpoint shows (see [`checkpoint_agrees_with_its_claims`])? Used by the
+/// server and, with keys saved from `GET /v1/audit/keys`, by `jitgate audit verify --file`
+/// offline.
 pub fn verify_checkpoint_with(keys: &[Jwk], checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
     let header = jsonwebtoken::decode_header(&checkpoint.signature).map_err(|e| format!("not a signature: {e}"))?;
     let kid = header.kid.ok_or("the signature names no key")?;
@@ -228,11 +229,107 @@ pub fn verify_checkpoint_with(keys: &[Jwk], checkpoint: &jitgate_core::audit::Ch
     let claims = jsonwebtoken::decode::<CheckpointClaims>(&checkpoint.signature, &key, &validation)
         .map_err(|e| format!("the signature does not verify: {e}"))?
         .claims;
-    if claims.typ != CHECKPOINT_TYPE || claims.seq != checkpoint.seq || claims.hash != checkpoint.hash {
+    agrees(&claims, checkpoint)
+}
+
+/// Does what the checkpoint's signature states (read without checking the signature, which
+/// needs the keys) match what the checkpoint shows: its `seq`, its `hash`, and its `at` to the
+/// second (`iat`)? Someone who edits a checkpoint line but not its signature is caught even
+/// without the keys; one who re-encodes the signature too is caught with them.
+pub fn checkpoint_agrees_with_its_claims(checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<CheckpointClaims>(&checkpoint.signature)
+        .map_err(|e| format!("the signature is not a checkpoint's: {e}"))?;
+    agrees(&claims, checkpoint)
+}
+
+/// Every field of the checkpoint that its claims state too must equal them. `at` is shown in
+/// milliseconds and signed as `iat` in whole seconds: its second (rounded down) must be `iat`.
+fn agrees(claims: &CheckpointClaims, checkpoint: &jitgate_core::audit::Checkpoint) -> Result<(), String> {
+    if claims.typ != CHECKPOINT_TYPE {
+        return Err(format!(
+            "the signature is a {:?}, not a {CHECKPOINT_TYPE:?}",
+            claims.typ
+        ));
+    }
+    if claims.seq != checkpoint.seq || claims.hash != checkpoint.hash {
         return Err(format!(
             "the signature is for event {} with another hash, not for this checkpoint",
             claims.seq
         ));
     }
+    if claims.iat != checkpoint.at.timestamp() {
+        let signed =
+            chrono::DateTime::from_timestamp(claims.iat, 0).map_or_else(|| claims.iat.to_string(), |t| t.to_rfc3339());
+        return Err(format!(
+            "its at ({}) is not the time it was signed at (iat {} = {signed}): the checkpoint was edited",
+            checkpoint.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            claims.iat
+        ));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_core::audit::Checkpoint;
+
+    fn signer() -> (GrantSigner, Vec<Jwk>) {
+        let now = chrono::Utc::now();
+        let record = generate(now).unwrap_or_else(|e| panic!("{e}"));
+        let ring = ring_from(vec![record])
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no ring"));
+        let signer = GrantSigner {
+            ring: RwLock::new(Arc::new(ring)),
+        };
+        let keys = signer.all_public_keys();
+        (signer, keys)
+    }
+
+    #[test]
+    fn a_checkpoint_must_show_what_its_signature_states() {
+        let (signer, keys) = signer();
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let hash = "ab".repeat(32);
+        let signature = signer.sign_checkpoint(7, &hash, at).unwrap_or_else(|e| panic!("{e}"));
+        let good = Checkpoint {
+            seq: 7,
+            hash: hash.clone(),
+            at,
+            signature,
+        };
+        assert_eq!(verify_checkpoint_with(&keys, &good), Ok(()));
+        assert_eq!(checkpoint_agrees_with_its_claims(&good), Ok(()));
+
+        // `at` moved a day back (or by one second): the signature says otherwise.
+        for shift in [chrono::Duration::days(-1), chrono::Duration::seconds(1)] {
+            let edited = Checkpoint {
+                at: at + shift,
+                ..good.clone()
+            };
+            for result in [
+                verify_checkpoint_with(&keys, &edited),
+                checkpoint_agrees_with_its_claims(&edited),
+            ] {
+                let why = result.err().unwrap_or_default();
+                assert!(why.contains("is not the time it was signed at"), "{why}");
+            }
+        }
+        // Milliseconds that the whole-second `iat` cannot state are not a disagreement.
+        let with_millis = Checkpoint {
+            at: at + chrono::Duration::milliseconds(999),
+            ..good.clone()
+        };
+        assert_eq!(verify_checkpoint_with(&keys, &with_millis), Ok(()));
+
+        let other_event = Checkpoint { seq: 8, ..good.clone() };
+        assert!(checkpoint_agrees_with_its_claims(&other_event).is_err());
+        let other_hash = Checkpoint {
+            hash: "cd".repeat(32),
+            ..good
+        };
+        assert!(verify_checkpoint_with(&keys, &other_hash).is_err());
+    }
 }

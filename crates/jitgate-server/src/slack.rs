@@ -117,6 +117,13 @@ pub fn parse(body: &[u8]) -> Result<Interaction, ApiError> {
     serde_json::from_str(&form.payload).map_err(|e| ApiError::BadRequest(format!("payload: {e}")))
 }
 
+/// Text for Slack's mrkdwn, where `<...>` is a mention, a channel ping (`<!channel>`) or a link
+/// (`<https://...|label>`): Slack's three control characters escaped, as Slack documents
+/// (`&` first, so nothing is escaped twice). Every text jitgate sends Slack goes through it.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// Carry out a verified interaction and say how it went, in the message Slack shows.
 pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Value> {
     if interaction.kind != "block_actions" {
@@ -130,7 +137,8 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
         _ => return None,
     };
     let request_id = action.value.clone().unwrap_or_default();
-    let ephemeral = |text: String| json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+    let ephemeral =
+        |text: String| json!({"response_type": "ephemeral", "replace_original": false, "text": escape(&text)});
     let policy = app.policy();
     let Some(entry) = policy.rules().principal_by_slack_user(&interaction.user.id) else {
         app.metrics.count_slack("unlinked");
@@ -179,7 +187,7 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
                     request.requester
                 ),
             };
-            json!({"response_type": "in_channel", "replace_original": true, "text": text})
+            json!({"response_type": "in_channel", "replace_original": true, "text": escape(&text)})
         }
         Err(error) => {
             app.metrics.count_slack("refused");

@@ -60,7 +60,9 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
     let Some(event) = extends_last_checkpoint(app, head, last.as_ref()).await? else {
         return Ok(None);
     };
-    let at = now();
+    // In whole seconds, as the signature states it (`iat`): what the checkpoint shows is
+    // exactly what was signed.
+    let at = chrono::DateTime::from_timestamp(now().timestamp(), 0).unwrap_or_else(now);
     let checkpoint = Checkpoint {
         seq: event.seq,
         hash: event.hash.clone(),
