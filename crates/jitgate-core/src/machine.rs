@@ -337,7 +337,7 @@ pub fn revoke(
 /// when its command exits), with what came of it. An active grant ends here (status `done`);
 /// a grant that already ended otherwise (used by its single check, expired, revoked by a
 /// reviewer while the task ran) keeps its state and the outcome is recorded all the same.
-/// Once per grant: a second `done` is a conflict.
+/// Once per grant: a second `done` is a conflict, and so is one on a grant its holder revoked.
 pub fn done(
     request: &Request,
     who: &Identity,
@@ -360,6 +360,12 @@ pub fn done(
             "grant {}: its holder already said the task is done, at {}",
             grant.id,
             done.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )));
+    }
+    if grant.status == GrantStatus::Revoked && grant.ended_by.as_deref() == Some(&who.principal) {
+        return Err(DomainError::Conflict(format!(
+            "grant {} has already ended: its holder revoked it",
+            grant.id
         )));
     }
     let mut next = request.clone();
