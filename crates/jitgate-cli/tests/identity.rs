@@ -631,20 +631,145 @@ max_delay = "1s"
         assert_eq!(status, 401);
         assert!(started.elapsed() >= Duration::from_millis(expected_ms));
     }
-    // Even a valid token from that source waits: a guesser gains nothing by mixing one in.
+    let throttled = metric(&s, "jitgate_auth_throttled_total");
+    assert_eq!(throttled, 4.0);
+    // A valid token from that very source is answered at once: only failing attempts wait.
     let started = Instant::now();
     assert_eq!(
         call_from(&s, attacker, "GET", "/v1/requests", Some("demo-alice"), &[]).0,
         200
     );
-    assert!(started.elapsed() >= Duration::from_millis(1000));
-    let throttled = metric(&s, "jitgate_auth_throttled_total");
-    assert_eq!(throttled, 5.0);
-    // Another source is not slowed by the attacker's failures.
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another source's failures are not slowed by the attacker's.
+    let started = Instant::now();
     assert_eq!(
-        call_from(&s, "127.0.0.4", "GET", "/v1/requests", Some("demo-alice"), &[]).0,
-        200
+        call_from(&s, "127.0.0.4", "GET", "/v1/requests", Some("guess-elsewhere"), &[]).0,
+        401
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
     );
     assert_eq!(metric(&s, "jitgate_auth_throttled_total"), throttled);
-    assert!(metric(&s, "jitgate_auth_failures_total") >= 8.0);
+    assert!(metric(&s, "jitgate_auth_failures_total") >= 9.0);
+}
+
+/// A guesser behind the same address as the services (one NAT, one load balancer) cannot slow
+/// the services' checks: the delay is paid by failing attempts only.
+#[test]
+fn a_guesser_sharing_the_services_address_cannot_slow_their_checks() {
+    let config = r#"
+[auth.throttle]
+free_failures = 3
+max_delay = "5s"
+"#;
+    let s = Server::start_with(&quickstart(), Some(config));
+    let shared = "127.0.0.1";
+    // Twenty guesses at once: the first three are free, the rest are held up to 5 s.
+    let guesses: Vec<_> = (0..20)
+        .map(|n| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .local_address(shared.parse::<IpAddr>().unwrap())
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                http.get(format!("{url}/v1/requests"))
+                    .bearer_auth(format!("guess-{n}"))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // While those are held, the service's check from the same address is answered at once,
+    // and so is every one after it.
+    let check = json!({"principal": "alice", "resource": "staging-db", "action": "read"});
+    for _ in 0..5 {
+        let started = Instant::now();
+        let http = reqwest::blocking::Client::builder()
+            .local_address(shared.parse::<IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let resp = http
+            .post(format!("{}/v1/check", s.url))
+            .bearer_auth("demo-svc")
+            .json(&check)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+    for guess in guesses {
+        assert_eq!(guess.join().unwrap(), 401);
+    }
+    // Guesses are still slowed: the source's next failure waits the whole 5 s.
+    let started = Instant::now();
+    assert_eq!(
+        call_from(&s, shared, "POST", "/v1/check", Some("guess-again"), &[]).0,
+        401
+    );
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(metric(&s, "jitgate_auth_throttled_total") >= 17.0);
+}
+
+/// Held refusals are bounded: past `max_delayed` held at once, a refusal is answered at once
+/// rather than holding yet another connection.
+#[test]
+fn no_more_than_max_delayed_refusals_are_held_at_once() {
+    let config = r#"
+[auth.throttle]
+free_failures = 0
+max_delay = "3s"
+max_delayed = 2
+"#;
+    let s = Server::start_with(&quickstart(), Some(config));
+    // The first failure of a source is free; from the second on each is held, 100 ms doubling
+    // up to 3 s: six failures in a row bring the source to the 3 s cap.
+    for _ in 0..6 {
+        assert_eq!(
+            call_from(&s, "127.0.0.5", "GET", "/v1/requests", Some("guess"), &[]).0,
+            401
+        );
+    }
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let status = reqwest::blocking::Client::builder()
+                    .local_address("127.0.0.5".parse::<IpAddr>().unwrap())
+                    .build()
+                    .unwrap()
+                    .get(format!("{url}/v1/requests"))
+                    .bearer_auth("guess")
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        call_from(&s, "127.0.0.5", "GET", "/v1/requests", Some("guess"), &[]).0,
+        401
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    for h in held {
+        let (status, took) = h.join().unwrap();
+        assert_eq!(status, 401);
+        assert!(took >= Duration::from_secs(3), "{took:?}");
+    }
+    assert_eq!(metric(&s, "jitgate_auth_throttle_full_total"), 1.0);
 }

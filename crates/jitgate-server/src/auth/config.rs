@@ -90,15 +90,24 @@ pub struct TrustedProxyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Failures a source may have within `window` before its requests are slowed.
+    /// Failures a source may have within `window` before its further failing attempts are
+    /// slowed. A request that authenticates is never slowed.
     #[serde(default = "default_free_failures")]
     pub free_failures: u32,
     /// How long failures are remembered.
     #[serde(default = "default_window")]
     pub window: String,
-    /// The longest delay a request is held for.
+    /// The longest delay a refusal is held for.
     #[serde(default = "default_max_delay")]
     pub max_delay: String,
+    /// The most refusals held at once, across all sources; past it refusals are answered at
+    /// once, so guessers cannot make the server hold unbounded connections.
+    #[serde(default = "default_max_delayed")]
+    pub max_delayed: usize,
+}
+
+fn default_max_delayed() -> usize {
+    1024
 }
 
 fn default_free_failures() -> u32 {
@@ -119,6 +128,7 @@ impl Default for ThrottleConfig {
             free_failures: default_free_failures(),
             window: default_window(),
             max_delay: default_max_delay(),
+            max_delayed: default_max_delayed(),
         }
     }
 }

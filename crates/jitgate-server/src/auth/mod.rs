@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use throttle::Throttle;
+use throttle::{Hold, Throttle};
 use tokens::{TokenRefusal, TokenTable};
 
 /// The longest bearer token looked at.
@@ -280,7 +280,8 @@ impl<O: op::Op> std::ops::Deref for Allowed<O> {
     }
 }
 
-/// Authenticate a request against the app, slowing down sources that keep failing.
+/// Authenticate a request against the app, slowing down the refusals of sources that keep
+/// failing.
 async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
     let peer = parts
         .extensions
@@ -289,35 +290,38 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
     authenticate_headers(app, &parts.headers, peer).await
 }
 
-/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too),
-/// slowing down sources that keep failing.
+/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too).
+/// A refusal from a source that keeps failing is held back before it is answered; a credential
+/// that authenticates is answered at once, whatever its source did before.
 pub(crate) async fn authenticate_headers(
     app: &App,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<Identity, ApiError> {
     let auth = app.authenticator();
-    let delay = auth.throttle.delay(peer);
-    if !delay.is_zero() {
-        app.metrics.auth_throttled.inc();
-        tokio::time::sleep(delay).await;
-    }
     let policy = app.policy();
-    match auth.authenticate(&policy, headers, peer).await {
-        Ok(identity) => Ok(identity),
-        Err(failure) => {
-            app.metrics.count_auth_failure(failure.label);
-            if failure.counts {
-                auth.throttle.record_failure(peer);
-                tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
-            }
-            Err(if failure.counts {
-                ApiError::Unauthenticated("the credentials are not valid".into())
-            } else {
-                ApiError::Unauthenticated("send a bearer token: Authorization: Bearer TOKEN".into())
-            })
+    let failure = match auth.authenticate(&policy, headers, peer).await {
+        Ok(identity) => return Ok(identity),
+        Err(failure) => failure,
+    };
+    app.metrics.count_auth_failure(failure.label);
+    if !failure.counts {
+        return Err(ApiError::Unauthenticated(
+            "send a bearer token: Authorization: Bearer TOKEN".into(),
+        ));
+    }
+    tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
+    match auth.throttle.failure(peer) {
+        Hold::None => {}
+        Hold::For(delay, _held) => {
+            app.metrics.auth_throttled.inc();
+            tokio::time::sleep(delay).await;
+        }
+        Hold::Full => {
+            app.metrics.auth_throttle_full.inc();
         }
     }
+    Err(ApiError::Unauthenticated("the credentials are not valid".into()))
 }
 
 impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {
