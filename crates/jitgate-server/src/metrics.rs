@@ -42,7 +42,7 @@ pub struct Metrics {
     /// Policy reloads: loaded or refused.
     pub policy_reloads: Family<OutcomeLabel, Counter>,
     /// Refused authentications, by reason: missing, malformed, unknown_token, expired_token,
-    /// jwt, proxy_untrusted, proxy_malformed.
+    /// jwt, jwt_principal, proxy_untrusted, proxy_malformed.
     pub auth_failures: Family<OutcomeLabel, Counter>,
     /// Refused authentications held back because their source keeps failing.
     pub auth_throttled: Counter,

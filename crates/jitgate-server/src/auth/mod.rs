@@ -30,8 +30,6 @@ use tokens::{TokenRefusal, TokenTable};
 
 /// The longest bearer token looked at.
 const MAX_TOKEN_LEN: usize = 8192;
-/// The longest principal name a proxy header may carry.
-const MAX_PROXY_NAME_LEN: usize = 256;
 
 struct TrustedProxy {
     user_header: HeaderName,
@@ -47,6 +45,9 @@ pub struct AuthFailure {
     pub reason: String,
     /// Missing credentials are not a guess and do not count towards slowing a source down.
     pub counts: bool,
+    /// What the caller is told, when it may be told more than that the credentials are not
+    /// valid (a genuine token that names no usable principal).
+    pub told: Option<String>,
 }
 
 impl AuthFailure {
@@ -55,6 +56,7 @@ impl AuthFailure {
             label,
             reason: reason.into(),
             counts: true,
+            told: None,
         }
     }
 }
@@ -113,11 +115,13 @@ impl Authenticator {
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
             let token = bearer_token(value.as_bytes())?;
             if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
-                let identity = self
-                    .oidc
-                    .verify(token)
-                    .await
-                    .map_err(|reason| AuthFailure::new("jwt", reason))?;
+                let identity = self.oidc.verify(token).await.map_err(|refusal| match refusal {
+                    oidc::Refusal::Token(reason) => AuthFailure::new("jwt", reason),
+                    oidc::Refusal::Principal(reason) => AuthFailure {
+                        told: Some(format!("the token names no usable principal: {reason}")),
+                        ..AuthFailure::new("jwt_principal", reason)
+                    },
+                })?;
                 return Ok(tokens::resolve(policy, identity));
             }
             let table = self.tokens.read().clone();
@@ -139,6 +143,7 @@ impl Authenticator {
             label: "missing",
             reason: "no credentials".into(),
             counts: false,
+            told: None,
         })
     }
 
@@ -164,7 +169,7 @@ impl Authenticator {
             .to_str()
             .ok()
             .map(str::trim)
-            .filter(|p| !p.is_empty() && p.len() <= MAX_PROXY_NAME_LEN && !p.chars().any(char::is_control))
+            .filter(|p| jitgate_core::principal_name_problem(p).is_none())
             .ok_or_else(|| {
                 AuthFailure::new("proxy_malformed", format!("header {} is not a name", proxy.user_header))
             })?;
@@ -321,7 +326,9 @@ pub(crate) async fn authenticate_headers(
             app.metrics.auth_throttle_full.inc();
         }
     }
-    Err(ApiError::Unauthenticated("the credentials are not valid".into()))
+    Err(ApiError::Unauthenticated(
+        failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+    ))
 }
 
 impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {
