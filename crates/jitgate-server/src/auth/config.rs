@@ -31,7 +31,8 @@ pub struct OidcIssuerConfig {
     /// it does not hold).
     pub jwks_file: Option<PathBuf>,
     /// The issuer's JWKS URL (fetched at start, cached, fetched again on an unknown `kid` and
-    /// every hour).
+    /// every hour). Without `jwks_file` and `jwks_url`, the `jwks_uri` of the issuer's
+    /// discovery document (`ISSUER/.well-known/openid-configuration`).
     pub jwks_url: Option<String>,
     /// Accepted signing algorithms. Only asymmetric ones may be named.
     #[serde(default = "default_algorithms")]
@@ -170,6 +171,15 @@ impl OidcIssuerConfig {
         match (&self.jwks_file, &self.jwks_url) {
             (Some(_), None) => {}
             (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {}
+            // Neither: the key set is the `jwks_uri` of the issuer's discovery document.
+            (None, None) if self.issuer.starts_with("https://") || self.issuer.starts_with("http://") => {}
+            (None, None) => {
+                return Err(ConfigError(format!(
+                    "{}: '{}' is not an http(s) URL, so its keys cannot be discovered: set jwks_file or jwks_url",
+                    at("issuer"),
+                    self.issuer
+                )))
+            }
             (None, Some(url)) => {
                 return Err(ConfigError(format!(
                     "{}: '{url}' is not an http(s) URL",
@@ -363,8 +373,9 @@ jwks_url = "https://id.example/jwks"
         let cases = [
             (GOOD.replace("[\"jitgate\"]", "[]"), "oidc[0].audience"),
             (
-                GOOD.replace("jwks_url = \"https://id.example/jwks\"", ""),
-                "oidc[0].jwks_file",
+                GOOD.replace("jwks_url = \"https://id.example/jwks\"", "")
+                    .replace("https://id.example", "id.example"),
+                "oidc[0].issuer: 'id.example' is not an http(s) URL, so its keys cannot be discovered",
             ),
             (
                 GOOD.replace("jwks_url", "jwks_file = \"/k.json\"\njwks_url"),

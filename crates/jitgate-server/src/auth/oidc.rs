@@ -82,6 +82,32 @@ impl KeySet {
 enum Source {
     File(PathBuf),
     Url(String),
+    /// The `jwks_uri` of this issuer's discovery document.
+    Discovery(String),
+}
+
+/// The issuer's discovery document (`ISSUER/.well-known/openid-configuration`, OpenID Connect
+/// Discovery 1.0). Its `issuer` must be `issuer` exactly, trailing slash included: that is
+/// what the provider's tokens carry as `iss`.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Value, String> {
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let doc: Value = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot read {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{url} is not a discovery document: {e}"))?;
+    let named = doc["issuer"].as_str().unwrap_or_default();
+    if named != issuer {
+        return Err(format!(
+            "{url} names the issuer '{named}', not '{issuer}': configure the issuer exactly as the provider \
+             names it (tokens carry it as `iss`; mind the trailing slash)"
+        ));
+    }
+    Ok(doc)
 }
 
 /// An issuer's key set, cached and fetched again when a token names a key it lacks.
@@ -103,18 +129,27 @@ impl Jwks {
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 KeySet::parse(&text)
             }
-            Source::Url(url) => {
-                let response = self
-                    .http
-                    .get(url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-                let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
-                KeySet::parse(&text)
+            Source::Discovery(issuer) => {
+                let doc = discover(&self.http, issuer).await?;
+                let url = doc["jwks_uri"]
+                    .as_str()
+                    .ok_or_else(|| format!("the discovery document of {issuer} has no jwks_uri"))?;
+                self.fetch(url).await
             }
+            Source::Url(url) => self.fetch(url).await,
         }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<KeySet, String> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
+        KeySet::parse(&text)
     }
 
     /// Fetch again unless a fetch was tried less than `min_refresh` ago.
@@ -211,11 +246,7 @@ impl OidcIssuer {
         let source = match (&config.jwks_file, &config.jwks_url) {
             (Some(path), _) => Source::File(path.clone()),
             (None, Some(url)) => Source::Url(url.clone()),
-            (None, None) => {
-                return Err(ConfigError(format!(
-                    "oidc[{n}].jwks_file: set exactly one of jwks_file and jwks_url"
-                )))
-            }
+            (None, None) => Source::Discovery(config.issuer.clone()),
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
