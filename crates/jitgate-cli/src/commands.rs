@@ -22,6 +22,7 @@ struct ConfigFile {
     listen: Option<String>,
     policy: Option<PathBuf>,
     database: Option<String>,
+    database_password_file: Option<PathBuf>,
     /// OIDC issuers, a trusted proxy, throttling: see docs/identity.md.
     #[serde(default)]
     auth: jitgate_server::auth::config::AuthConfig,
@@ -69,10 +70,17 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         .policy
         .or(file.policy)
         .ok_or_else(|| ClientError::Other("--policy DIR is required (try --policy examples/quickstart)".into()))?;
-    let database_url = args
-        .database
-        .or(file.database)
-        .unwrap_or_else(|| "sqlite://./jitgate-data/jitgate.db".into());
+    let database_url = jitgate_store::DatabaseUrl::new(
+        args.database
+            .or(file.database)
+            .unwrap_or_else(|| "sqlite://./jitgate-data/jitgate.db".into()),
+    );
+    let database_url = match args.database_password_file.or(file.database_password_file) {
+        None => database_url,
+        Some(path) => database_url
+            .with_password(read_password_file(&path)?)
+            .map_err(|e| ClientError::Other(format!("--database-password-file {}: {e}", path.display())))?,
+    };
     let config = jitgate_server::ServerConfig {
         listen,
         policy_dir,
@@ -94,6 +102,14 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         .block_on(jitgate_server::serve(config))
         .map_err(|e| ClientError::Other(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The password a password file holds: its content without the line end an editor leaves.
+fn read_password_file(path: &Path) -> Result<String, ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Other(format!("cannot read --database-password-file {}: {e}", path.display())))?;
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
 }
 
 #[allow(clippy::too_many_arguments)]

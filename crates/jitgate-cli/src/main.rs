@@ -291,10 +291,18 @@ pub struct ServeArgs {
     /// The policy directory.
     #[arg(long, env = "JITGATE_POLICY")]
     policy: Option<PathBuf>,
-    /// `sqlite://PATH` [default: sqlite://./jitgate-data/jitgate.db].
-    #[arg(long, env = "JITGATE_DATABASE")]
+    /// The database: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`
+    /// [default: sqlite://./jitgate-data/jitgate.db]. Logs show it with the password hidden.
+    /// A password on the command line is visible to every local user (`ps`): prefer the
+    /// environment variable, or a URL without one and --database-password-file.
+    #[arg(long, env = "JITGATE_DATABASE", value_name = "URL")]
     database: Option<String>,
-    /// A TOML file with `listen`, `policy` and `database`; flags and env override it.
+    /// A file holding the PostgreSQL password (one line) for a --database URL without one,
+    /// such as a mounted container secret.
+    #[arg(long, env = "JITGATE_DATABASE_PASSWORD_FILE", value_name = "PATH")]
+    database_password_file: Option<PathBuf>,
+    /// A TOML file with `listen`, `policy`, `database` and `database_password_file` (and the
+    /// sections of docs/deploy.md); flags and env override it.
     #[arg(long, env = "JITGATE_CONFIG")]
     config: Option<PathBuf>,
 }

@@ -290,6 +290,147 @@ fn user_claims(sub: &str) -> Value {
     })
 }
 
+/// `jitgate serve` with `config`, expected to refuse to start: its stderr.
+fn serve_refused(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--policy"])
+        .arg(quickstart())
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.path().join("j.db").display()))
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started on a config it must refuse:\n{config}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn oidc_names_cannot_take_a_directory_principal_or_look_like_one() {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let idp = ed25519("idp");
+    let sub_issuer = ed25519("sub");
+    let idp_jwks = keys_dir.path().join("idp.json");
+    let sub_jwks = keys_dir.path().join("sub.json");
+    std::fs::write(&idp_jwks, jwks(&[&idp])).unwrap();
+    std::fs::write(&sub_jwks, jwks(&[&sub_issuer])).unwrap();
+    let email_issuer = |prefix: &str| {
+        format!(
+            "[[auth.oidc]]\nissuer = \"https://idp.example.test\"\naudience = [\"jitgate\"]\n\
+             jwks_file = \"{}\"\nalgorithms = [\"EdDSA\"]\nprincipal_claim = \"email\"\n{prefix}\n",
+            idp_jwks.display()
+        )
+    };
+    // The issue's configuration: emails without a prefix. A token whose email is `admin` would
+    // be the admin, so the server refuses to start, naming the key and the fix.
+    let refused = serve_refused(&email_issuer(""));
+    assert!(
+        refused.contains("oidc[0].principal_prefix") && refused.contains("'admin' would be the admin"),
+        "{refused}"
+    );
+    // Two issuers that could issue the same names are refused too.
+    let twice = format!(
+        "{}{}",
+        email_issuer("principal_prefix = \"idp:\""),
+        email_issuer("principal_prefix = \"idp:x:\"").replace("idp.example.test", "other.example.test")
+    );
+    assert!(serve_refused(&twice).contains("oidc[1].principal_prefix"));
+
+    // With a prefix, and beside an issuer of unprefixed subjects.
+    let config = format!(
+        "{}[[auth.oidc]]\nissuer = \"https://sub.example.test\"\naudience = [\"jitgate\"]\n\
+         jwks_file = \"{}\"\nalgorithms = [\"EdDSA\"]\n\n[auth.throttle]\nfree_failures = 1000\n",
+        email_issuer("principal_prefix = \"idp:\""),
+        sub_jwks.display()
+    );
+    let s = Server::start_with(&quickstart(), Some(&config));
+    let email = |address: &str, verified: Option<Value>| {
+        let mut claims = json!({
+            "iss": "https://idp.example.test", "aud": "jitgate", "sub": "00u1",
+            "email": address, "iat": now(), "exp": now() + 300,
+        });
+        if let Some(v) = verified {
+            claims["email_verified"] = v;
+        }
+        idp.sign(&claims)
+    };
+    let subject = |sub: &str| {
+        sub_issuer.sign(&json!({
+            "iss": "https://sub.example.test", "aud": "jitgate", "sub": sub,
+            "iat": now(), "exp": now() + 300,
+        }))
+    };
+    let staging = json!({"resource": "staging-db", "action": "read", "duration": "10m"});
+    // A verified email is the principal, behind the prefix.
+    let (status, me) = s.get("/v1/requests", &email("frank@example.com", Some(json!(true))));
+    assert_eq!(status, 200, "{me}");
+    // The email `admin`, verified or not, is `idp:admin`: not the directory's admin.
+    let (status, v) = s.get("/v1/audit", &email("admin", Some(json!(true))));
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().starts_with("idp:admin may not"),
+        "{v}"
+    );
+    // An email the provider has not verified names nobody: 401, saying why.
+    for verified in [Some(json!(false)), Some(json!("false")), None] {
+        let (status, v) = s.post(
+            "/v1/requests",
+            &email("frank@example.com", verified.clone()),
+            staging.clone(),
+        );
+        assert_eq!(status, 401, "{verified:?}: {v}");
+        assert_eq!(v["error"]["code"], "unauthenticated");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("email_verified"),
+            "{v}"
+        );
+    }
+    // Names that look like another: a zero-width space, a Cyrillic `а`, a space at an edge, a
+    // bidirectional override. Refused from either issuer, with the character named.
+    for (look_alike, code_point) in [
+        ("frank\u{200b}@example.com", "U+200B"),
+        ("fr\u{0430}nk@example.com", "U+0430"),
+        (" frank@example.com", "U+0020"),
+        ("frank@example.com\u{202e}", "U+202E"),
+    ] {
+        let (status, v) = s.get("/v1/requests", &email(look_alike, Some(json!(true))));
+        assert_eq!(status, 401, "{look_alike:?}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(code_point), "{v}");
+    }
+    for look_alike in ["\u{0430}dmin", "admin\u{200b}", "admin "] {
+        let (status, v) = s.get("/v1/audit", &subject(look_alike));
+        assert_eq!(status, 401, "{look_alike:?}: {v}");
+    }
+    // The unprefixed issuer cannot issue a name in the prefixed issuer's namespace.
+    let (status, v) = s.get("/v1/requests", &subject("idp:frank@example.com"));
+    assert_eq!(status, 401, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("another issuer"),
+        "{v}"
+    );
+    let (status, v) = s.get("/v1/requests", &subject("frank"));
+    assert_eq!(status, 200, "{v}");
+    assert!(metric(&s, "jitgate_auth_failures_total{outcome=\"jwt_principal\"}") >= 11.0);
+}
+
 #[test]
 fn oidc_tokens_forged_or_misissued_are_refused_and_good_ones_accepted() {
     let key_a = ed25519("a");
@@ -631,20 +772,145 @@ max_delay = "1s"
         assert_eq!(status, 401);
         assert!(started.elapsed() >= Duration::from_millis(expected_ms));
     }
-    // Even a valid token from that source waits: a guesser gains nothing by mixing one in.
+    let throttled = metric(&s, "jitgate_auth_throttled_total");
+    assert_eq!(throttled, 4.0);
+    // A valid token from that very source is answered at once: only failing attempts wait.
     let started = Instant::now();
     assert_eq!(
         call_from(&s, attacker, "GET", "/v1/requests", Some("demo-alice"), &[]).0,
         200
     );
-    assert!(started.elapsed() >= Duration::from_millis(1000));
-    let throttled = metric(&s, "jitgate_auth_throttled_total");
-    assert_eq!(throttled, 5.0);
-    // Another source is not slowed by the attacker's failures.
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another source's failures are not slowed by the attacker's.
+    let started = Instant::now();
     assert_eq!(
-        call_from(&s, "127.0.0.4", "GET", "/v1/requests", Some("demo-alice"), &[]).0,
-        200
+        call_from(&s, "127.0.0.4", "GET", "/v1/requests", Some("guess-elsewhere"), &[]).0,
+        401
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
     );
     assert_eq!(metric(&s, "jitgate_auth_throttled_total"), throttled);
-    assert!(metric(&s, "jitgate_auth_failures_total") >= 8.0);
+    assert!(metric(&s, "jitgate_auth_failures_total") >= 9.0);
+}
+
+/// A guesser behind the same address as the services (one NAT, one load balancer) cannot slow
+/// the services' checks: the delay is paid by failing attempts only.
+#[test]
+fn a_guesser_sharing_the_services_address_cannot_slow_their_checks() {
+    let config = r#"
+[auth.throttle]
+free_failures = 3
+max_delay = "5s"
+"#;
+    let s = Server::start_with(&quickstart(), Some(config));
+    let shared = "127.0.0.1";
+    // Twenty guesses at once: the first three are free, the rest are held up to 5 s.
+    let guesses: Vec<_> = (0..20)
+        .map(|n| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .local_address(shared.parse::<IpAddr>().unwrap())
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                http.get(format!("{url}/v1/requests"))
+                    .bearer_auth(format!("guess-{n}"))
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // While those are held, the service's check from the same address is answered at once,
+    // and so is every one after it.
+    let check = json!({"principal": "alice", "resource": "staging-db", "action": "read"});
+    for _ in 0..5 {
+        let started = Instant::now();
+        let http = reqwest::blocking::Client::builder()
+            .local_address(shared.parse::<IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let resp = http
+            .post(format!("{}/v1/check", s.url))
+            .bearer_auth("demo-svc")
+            .json(&check)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+    for guess in guesses {
+        assert_eq!(guess.join().unwrap(), 401);
+    }
+    // Guesses are still slowed: the source's next failure waits the whole 5 s.
+    let started = Instant::now();
+    assert_eq!(
+        call_from(&s, shared, "POST", "/v1/check", Some("guess-again"), &[]).0,
+        401
+    );
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(metric(&s, "jitgate_auth_throttled_total") >= 17.0);
+}
+
+/// Held refusals are bounded: past `max_delayed` held at once, a refusal is answered at once
+/// rather than holding yet another connection.
+#[test]
+fn no_more_than_max_delayed_refusals_are_held_at_once() {
+    let config = r#"
+[auth.throttle]
+free_failures = 0
+max_delay = "3s"
+max_delayed = 2
+"#;
+    let s = Server::start_with(&quickstart(), Some(config));
+    // The first failure of a source is free; from the second on each is held, 100 ms doubling
+    // up to 3 s: six failures in a row bring the source to the 3 s cap.
+    for _ in 0..6 {
+        assert_eq!(
+            call_from(&s, "127.0.0.5", "GET", "/v1/requests", Some("guess"), &[]).0,
+            401
+        );
+    }
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let status = reqwest::blocking::Client::builder()
+                    .local_address("127.0.0.5".parse::<IpAddr>().unwrap())
+                    .build()
+                    .unwrap()
+                    .get(format!("{url}/v1/requests"))
+                    .bearer_auth("guess")
+                    .send()
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        call_from(&s, "127.0.0.5", "GET", "/v1/requests", Some("guess"), &[]).0,
+        401
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    for h in held {
+        let (status, took) = h.join().unwrap();
+        assert_eq!(status, 401);
+        assert!(took >= Duration::from_secs(3), "{took:?}");
+    }
+    assert_eq!(metric(&s, "jitgate_auth_throttle_full_total"), 1.0);
 }

@@ -145,6 +145,128 @@ fn events_of(s: &Server, grant: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Start `jitgate serve` on `database_args` (with `env`), logging at debug level; once it is
+/// ready (or, when `ready` is false, once it has exited refusing to start), everything it
+/// printed, stdout and stderr.
+fn serve_output(database_args: &[String], env: &[(&str, String)], ready: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--policy"])
+        .arg(quickstart())
+        .args(database_args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("JITGATE_LOG", "debug")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = reqwest::blocking::Client::new();
+    loop {
+        assert!(Instant::now() < deadline, "the server neither started nor exited");
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                !ready,
+                "the server exited: {status}\n{}",
+                std::fs::read_to_string(&err).unwrap()
+            );
+            assert!(!status.success());
+            break;
+        }
+        if ready {
+            if let Ok(r) = http.get(format!("http://{listen}/readyz")).send() {
+                if r.status().is_success() {
+                    // Some traffic, so whatever logs per request or per query has its say.
+                    let r = http
+                        .get(format!("http://{listen}/v1/requests"))
+                        .bearer_auth("demo-alice")
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 200);
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(&out).unwrap() + &std::fs::read_to_string(&err).unwrap()
+}
+
+/// jitgate's own database on PostgreSQL with a password: the password never appears in what
+/// the server prints, whether it comes in the URL, the environment or a password file, nor
+/// when the connection fails.
+#[test]
+fn the_database_password_is_never_logged() {
+    const PASSWORD: &str = "Sup3r-S3cret-db-pw";
+    let pg = Postgres::start();
+    pg.admin("postgres", &format!("CREATE ROLE jitgate LOGIN PASSWORD '{PASSWORD}'"));
+    pg.admin("postgres", "CREATE DATABASE jitgate OWNER jitgate");
+    let with_password = pg.url("jitgate", PASSWORD, "jitgate");
+    let without_password = format!("postgres://jitgate@127.0.0.1:{}/jitgate", pg.port);
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("db-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let no_leak = |output: &str, secret: &str| {
+        assert!(!output.contains(secret), "the password was printed:\n{output}");
+    };
+
+    // In the URL (the contract's `--database URL`): it serves, and says where, password hidden.
+    let output = serve_output(&["--database".into(), with_password.clone()], &[], true);
+    no_leak(&output, PASSWORD);
+    let shown = format!("postgres://jitgate:***@127.0.0.1:{}/jitgate", pg.port);
+    assert!(output.contains(&shown), "{output}");
+    // The same URL from the environment.
+    let output = serve_output(&[], &[("JITGATE_DATABASE", with_password.clone())], true);
+    no_leak(&output, PASSWORD);
+    assert!(output.contains(&shown), "{output}");
+    // A URL without it, and the password from a file (a mounted secret).
+    let file_args = |url: &str| {
+        vec![
+            "--database".to_string(),
+            url.to_string(),
+            "--database-password-file".to_string(),
+            password_file.display().to_string(),
+        ]
+    };
+    let output = serve_output(&file_args(&without_password), &[], true);
+    no_leak(&output, PASSWORD);
+    assert!(output.contains("(password from a file)"), "{output}");
+
+    // A wrong password, in the URL or the file: it refuses to start, without repeating it.
+    let wrong = "Wr0ng-db-pw-attempt";
+    let output = serve_output(&["--database".into(), pg.url("jitgate", wrong, "jitgate")], &[], false);
+    no_leak(&output, wrong);
+    assert!(output.contains("password authentication failed"), "{output}");
+    std::fs::write(&password_file, wrong).unwrap();
+    let output = serve_output(&file_args(&without_password), &[], false);
+    no_leak(&output, wrong);
+    // A password in the URL and a file too is one too many; a URL that is not a database's
+    // is refused without repeating its password either.
+    let output = serve_output(&file_args(&with_password), &[], false);
+    no_leak(&output, PASSWORD);
+    assert!(output.contains("holds a password already"), "{output}");
+    let output = serve_output(
+        &["--database".into(), format!("mysql://jitgate:{PASSWORD}@db/x")],
+        &[],
+        false,
+    );
+    no_leak(&output, PASSWORD);
+    assert!(output.contains("mysql://jitgate:***@db/x"), "{output}");
+
+    // `serve --help` says what --database takes.
+    let help = std::process::Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("postgres://USER[:PASSWORD]@HOST:PORT/DATABASE"), "{help}");
+    assert!(help.contains("--database-password-file"), "{help}");
+}
+
 #[test]
 fn a_grant_is_a_login_role_until_revoked_and_then_gone_with_its_session() {
     let pg = target();

@@ -440,6 +440,227 @@ fn single_sign_on_with_pkce_signs_in_and_a_stolen_code_does_not() {
     assert!(r.text().unwrap().contains("not started here"));
 }
 
+/// A standard OpenID provider on loopback, served from `listener`: discovery (its issuer is its
+/// own URL), JWKS, `/authorize` that signs "alice" in at once, and `/token` that wants the
+/// client's secret as HTTP Basic authentication. What it was sent is kept in `seen`.
+fn standard_idp(
+    listener: std::net::TcpListener,
+    client_id: &'static str,
+    secret: &'static str,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).unwrap();
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&seed);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::EdDSA).unwrap();
+    jwk.common.key_id = Some("std-1".into());
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issued: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (key, issued, seen, jwks, url) = (key.clone(), issued.clone(), seen.clone(), jwks.clone(), url.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let (mut length, mut authorization) = (0, String::new());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if lower.starts_with("authorization:") {
+                        authorization = line["authorization:".len()..].trim().to_string();
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                let json_answer = |body: String| {
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                };
+                let refused = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string();
+                let answer = match path {
+                    "/.well-known/openid-configuration" => json_answer(
+                        json!({
+                            "issuer": url,
+                            "authorization_endpoint": format!("{url}/authorize"),
+                            "token_endpoint": format!("{url}/token"),
+                            "jwks_uri": format!("{url}/jwks"),
+                            "scopes_supported": ["openid", "profile", "email", "groups"],
+                            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                        })
+                        .to_string(),
+                    ),
+                    "/jwks" => json_answer(jwks),
+                    "/authorize" => {
+                        let q: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap();
+                        seen.lock().unwrap().push(format!("scope={}", q["scope"]));
+                        let code = hex::encode(seed)[..16].to_string() + &q["state"][..8];
+                        issued
+                            .lock()
+                            .unwrap()
+                            .insert(code.clone(), (q["code_challenge"].clone(), q["nonce"].clone()));
+                        let back = format!(
+                            "{}?{}",
+                            q["redirect_uri"],
+                            serde_urlencoded::to_string([("code", code.as_str()), ("state", q["state"].as_str())])
+                                .unwrap()
+                        );
+                        format!(
+                            "HTTP/1.1 302 Found\r\nLocation: {back}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                    }
+                    _ => {
+                        let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap();
+                        seen.lock()
+                            .unwrap()
+                            .push(format!("token authorization={authorization}"));
+                        // RFC 6749, section 2.3.1: each part form-encoded, then Base64.
+                        let enc = |v: &str| serde_urlencoded::to_string([("v", v)]).unwrap()[2..].to_string();
+                        let expected = format!(
+                            "Basic {}",
+                            STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)))
+                        );
+                        let known = issued.lock().unwrap().remove(&form["code"]);
+                        let proof = URL_SAFE_NO_PAD.encode(Sha256::digest(form["code_verifier"].as_bytes()));
+                        match known {
+                            Some((challenge, nonce))
+                                if challenge == proof
+                                    && authorization == expected
+                                    && !form.contains_key("client_secret") =>
+                            {
+                                let now = chrono::Utc::now().timestamp();
+                                let claims = json!({"iss": url, "aud": client_id, "sub": "alice",
+                                    "groups": ["dev"], "nonce": nonce, "iat": now, "exp": now + 600});
+                                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+                                header.kid = Some("std-1".into());
+                                let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+                                json_answer(json!({"id_token": token, "token_type": "Bearer"}).to_string())
+                            }
+                            _ => refused,
+                        }
+                    }
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            });
+        }
+    });
+}
+
+/// Single sign-on against a provider configured by its issuer alone (endpoints and keys from
+/// discovery), with the secret sent as HTTP Basic authentication. The provider is down when
+/// jitgate starts: jitgate starts anyway and answers checks; sign-in works once it is up.
+#[test]
+fn single_sign_on_discovers_a_provider_that_was_down_at_start_and_sends_basic_auth() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    std::env::set_var("JITGATE_TEST_SSO_SECRET_BASIC", "s3cret:with/odd&chars");
+    let config = format!(
+        "[[auth.oidc]]\nissuer = \"{issuer}\"\naudience = [\"jitgate-std\"]\nalgorithms = [\"EdDSA\"]\n\
+         groups_claim = \"groups\"\njwks_min_refresh = \"0s\"\n\n\
+         [ui.sso]\nissuer = \"{issuer}\"\nclient_id = \"jitgate-std\"\n\
+         client_secret_env = \"JITGATE_TEST_SSO_SECRET_BASIC\"\nclient_auth = \"client_secret_basic\"\n"
+    );
+    // The provider is down: the server starts all the same, and services' checks work.
+    let s = Server::start_with(&quickstart(), Some(&config));
+    let (status, answer) = s.post(
+        "/v1/check",
+        "demo-svc",
+        json!({"principal": "alice", "resource": "staging-db", "action": "read"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["allow"], false);
+    let http = plain();
+    let r = http.get(format!("{}/ui/login/sso", s.url)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().unwrap().contains("cannot be reached"));
+
+    // The provider comes up; the next sign-in discovers it.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    standard_idp(listener, "jitgate-std", "s3cret:with/odd&chars", seen.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let started = loop {
+        let r = http
+            .get(format!("{}/ui/login/sso?next=/ui/grants", s.url))
+            .send()
+            .unwrap();
+        if r.status().as_u16() == 303 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "single sign-on never recovered");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let authorize = started.headers()["location"].to_str().unwrap().to_string();
+    assert!(authorize.starts_with(&format!("{issuer}/authorize?")), "{authorize}");
+    let flow = started
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("jitgate_sso="))
+        .unwrap();
+    let back = http.get(&authorize).send().unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let r = http
+        .get(&callback)
+        .header("Cookie", format!("{flow}; jitgate_csrf={}", "b".repeat(64)))
+        .send()
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(r.status().as_u16(), 303, "{seen:?}: {}", r.text().unwrap());
+    assert_eq!(r.headers()["location"], "/ui/grants");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("jitgate_session="))
+        .unwrap();
+    // The session lives as long as the ID token (600 s here), not forever.
+    let max_age: u64 = session
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((590..=600).contains(&max_age), "{session}");
+    let grants = http
+        .get(format!("{}/ui/grants", s.url))
+        .header("Cookie", session.split(';').next().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(grants.status().as_u16(), 200);
+    assert!(grants.text().unwrap().contains("alice"));
+    // What the provider was sent: the groups scope, and the secret as Basic authentication
+    // (form-encoded first, as RFC 6749 says), never in the form.
+    assert!(
+        seen.iter().any(|l| l == "scope=openid profile email groups"),
+        "{seen:?}"
+    );
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "jitgate-std:s3cret%3Awith%2Fodd%26chars",
+    );
+    assert!(
+        seen.iter().any(|l| *l == format!("token authorization=Basic {basic}")),
+        "{seen:?}"
+    );
+}
+
 /// Behind a trusted authenticating proxy the UI needs no sign-in: the proxy's headers say who
 /// it is, as for the API; posts still need the form's token. A break-glass access is reviewed
 /// from its page.

@@ -59,3 +59,75 @@ impl Identity {
         self.kind == PrincipalKind::Service || self.is_admin()
     }
 }
+
+/// The longest principal name.
+pub const MAX_PRINCIPAL_LEN: usize = 256;
+
+/// The punctuation a principal name may hold besides ASCII letters and digits: enough for
+/// user names, email addresses (`first.last+tag@example.com`), issuer prefixes and CI names
+/// (`ci:example/app`) and issuers' opaque subjects (`auth0|5f3a...`).
+pub const PRINCIPAL_PUNCTUATION: &str = "._-@+:/|";
+
+/// Why `name` cannot be a principal's name, or `None` if it can. Names are ASCII letters,
+/// digits and `PRINCIPAL_PUNCTUATION` only: no spaces (so none at the edges), no control,
+/// invisible (zero-width, bidirectional) or non-ASCII characters, so two names that look the
+/// same on a screen (`admin` and `аdmin` with a Cyrillic `а`, or `admin` and `admin` followed by a
+/// zero-width space) are always the same name.
+pub fn principal_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".into());
+    }
+    if name.len() > MAX_PRINCIPAL_LEN {
+        return Some(format!("is longer than {MAX_PRINCIPAL_LEN} bytes"));
+    }
+    let bad = name
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !PRINCIPAL_PUNCTUATION.contains(*c))?;
+    Some(format!(
+        "holds {} (U+{:04X}); principal names are ASCII letters, digits and {PRINCIPAL_PUNCTUATION}",
+        if bad.is_whitespace() {
+            "a space"
+        } else if bad.is_ascii() && !bad.is_control() {
+            "a character that is not allowed"
+        } else {
+            "a control, invisible or non-ASCII character"
+        },
+        u32::from(bad)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_names_are_plain_ascii() {
+        for good in [
+            "alice",
+            "svc-api",
+            "okta:first.last+x@example.com",
+            "ci:example/app",
+            "auth0|5f3a_9",
+        ] {
+            assert_eq!(principal_name_problem(good), None, "{good}");
+        }
+        let long = "a".repeat(MAX_PRINCIPAL_LEN + 1);
+        for bad in [
+            "",
+            " admin",
+            "admin ",
+            "ad min",
+            "admin\u{200b}",
+            "\u{0430}dmin",
+            "admin\u{202e}",
+            "admin\t",
+            "admin\u{1b}[2K",
+            "ad\"min",
+            long.as_str(),
+        ] {
+            assert!(principal_name_problem(bad).is_some(), "{bad:?} accepted");
+        }
+        let why = principal_name_problem("\u{0430}dmin").unwrap_or_default();
+        assert!(why.contains("U+0430"), "{why}");
+    }
+}

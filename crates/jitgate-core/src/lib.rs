@@ -22,7 +22,7 @@ pub use admission::{Admission, Ask};
 pub use audit::{chain_hash, AuditEvent, EventKind, NewEvent};
 pub use duration::{format_duration, parse_duration, DurationSecs};
 pub use error::DomainError;
-pub use identity::{CiClaims, Identity, PrincipalKind};
+pub use identity::{principal_name_problem, CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
 pub use model::{
     payload_digest, Approval, Escalation, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step,

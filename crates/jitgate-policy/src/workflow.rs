@@ -276,8 +276,8 @@ impl Rules {
                     message,
                 })
             };
-            if spec.name.trim().is_empty() {
-                err("principal name is empty".into());
+            if let Some(problem) = jitgate_core::principal_name_problem(&spec.name) {
+                err(format!("principal name {:?} {problem}", spec.name));
                 continue;
             }
             if policy.principals.contains_key(&spec.name) {
@@ -845,5 +845,19 @@ groups = ["sre"]
         let workflows = "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\n";
         let errors = Rules::parse(DIRECTORY, workflows).expect_err("invalid");
         assert!(errors[0].message.contains("longer than max_duration"), "{errors:?}");
+    }
+
+    #[test]
+    fn directory_names_that_look_like_another_name_are_refused() {
+        let workflows =
+            "[[workflow]]\nresource = \"db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        for name in ["alice\u{200b}", "\u{0430}lice", " alice", "al ice"] {
+            let directory = format!("{DIRECTORY}[[principal]]\nname = \"{name}\"\ngroups = [\"dev\"]\n");
+            let errors = Rules::parse(&directory, workflows).expect_err("look-alike name");
+            assert!(
+                errors[0].to_string().starts_with("directory.toml:8: principal name"),
+                "{errors:?}"
+            );
+        }
     }
 }

@@ -39,7 +39,8 @@ pub use error::ApiError;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub policy_dir: PathBuf,
-    pub database_url: String,
+    /// Shown with its password hidden; never log it any other way.
+    pub database_url: jitgate_store::DatabaseUrl,
     pub auth: auth::config::AuthConfig,
     pub providers: Vec<provision::ProviderConfig>,
     pub notify: notify::NotifyConfig,
@@ -89,7 +90,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
     let audit = config.audit.settings().map_err(ServeError::Audit)?;
     let connections = config.connections.settings().map_err(ServeError::Config)?;
-    let store = jitgate_store::open(&config.database_url).await?;
+    let store = jitgate_store::open_url(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
     app.caller_limits().configure(config.limits.clone());
     reload::record_loaded(&app, &config.policy_dir).await;

@@ -42,10 +42,12 @@ pub struct Metrics {
     /// Policy reloads: loaded or refused.
     pub policy_reloads: Family<OutcomeLabel, Counter>,
     /// Refused authentications, by reason: missing, malformed, unknown_token, expired_token,
-    /// jwt, proxy_untrusted, proxy_malformed.
+    /// jwt, jwt_principal, proxy_untrusted, proxy_malformed.
     pub auth_failures: Family<OutcomeLabel, Counter>,
-    /// Requests held back because their source keeps failing to authenticate.
+    /// Refused authentications held back because their source keeps failing.
     pub auth_throttled: Counter,
+    /// Refused authentications answered at once because the most that may be held were held.
+    pub auth_throttle_full: Counter,
     /// Failed provider deliveries, by operation: provision, deprovision.
     pub outbox_failures: Family<OutcomeLabel, Counter>,
     /// Time from when a deprovisioning fell due (a grant's end) to its acknowledgement.
@@ -92,8 +94,14 @@ impl Metrics {
         let auth_throttled = Counter::default();
         registry.register(
             "auth_throttled",
-            "Requests delayed because their source keeps failing to authenticate",
+            "Refused authentications delayed because their source keeps failing",
             auth_throttled.clone(),
+        );
+        let auth_throttle_full = Counter::default();
+        registry.register(
+            "auth_throttle_full",
+            "Refused authentications answered without delay because auth.throttle.max_delayed were held",
+            auth_throttle_full.clone(),
         );
         let outbox_failures = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -163,6 +171,7 @@ impl Metrics {
             policy_reloads,
             auth_failures,
             auth_throttled,
+            auth_throttle_full,
             outbox_failures,
             deprovision_lag_seconds,
             limits_exceeded,

@@ -1,6 +1,7 @@
 //! Storage for jitgate behind one trait. The SQLite implementation is the default; every
 //! implementation must pass the conformance suite in `tests/`.
 
+mod database_url;
 mod group_commit;
 mod postgres;
 mod rows;
@@ -13,6 +14,7 @@ use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
+pub use database_url::{redact, DatabaseUrl};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -269,11 +271,20 @@ pub trait Store: Send + Sync + 'static {
 
 /// Open the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+    open_url(&DatabaseUrl::new(url)).await
+}
+
+/// Open the store `url` names, with its password if it came apart. No error names the
+/// password.
+pub async fn open_url(url: &DatabaseUrl) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.expose().strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
+    if url.is_postgres() {
+        return match PostgresStore::open_with(url.expose(), url.password()).await {
+            Ok(store) => Ok(std::sync::Arc::new(store)),
+            Err(e) => Err(url.scrub_error(e)),
+        };
     }
     Err(StoreError::Url(format!(
         "'{url}' is not a database URL; use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE"

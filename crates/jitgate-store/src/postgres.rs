@@ -216,9 +216,17 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and bring the schema
     /// up to date (replicas starting together migrate once: sqlx holds a lock while it does).
     pub async fn open(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)
+        Self::open_with(url, None).await
+    }
+
+    /// `open`, with the password given apart from the URL (read from a file).
+    pub async fn open_with(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .application_name("jitgate");
+        if let Some(password) = password {
+            options = options.password(password);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // While the database is away, callers hear 503 within seconds, not minutes.

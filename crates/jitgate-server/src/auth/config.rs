@@ -31,7 +31,8 @@ pub struct OidcIssuerConfig {
     /// it does not hold).
     pub jwks_file: Option<PathBuf>,
     /// The issuer's JWKS URL (fetched at start, cached, fetched again on an unknown `kid` and
-    /// every hour).
+    /// every hour). Without `jwks_file` and `jwks_url`, the `jwks_uri` of the issuer's
+    /// discovery document (`ISSUER/.well-known/openid-configuration`).
     pub jwks_url: Option<String>,
     /// Accepted signing algorithms. Only asymmetric ones may be named.
     #[serde(default = "default_algorithms")]
@@ -39,9 +40,10 @@ pub struct OidcIssuerConfig {
     /// Clock-skew allowance for `exp` and `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway: String,
-    /// The claim that names the principal.
+    /// The claim that names the principal (default `sub`; `repository` with `github_actions`).
     pub principal_claim: Option<String>,
-    /// Put before the claim's value to make the principal (`ci:`).
+    /// Put before the claim's value to make the principal (`okta:`; `ci:` with
+    /// `github_actions`). Required unless the claim is `sub`: see `OidcIssuerConfig::validate`.
     pub principal_prefix: Option<String>,
     /// A claim holding the principal's groups (a list of strings, or one string).
     pub groups_claim: Option<String>,
@@ -90,15 +92,24 @@ pub struct TrustedProxyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Failures a source may have within `window` before its requests are slowed.
+    /// Failures a source may have within `window` before its further failing attempts are
+    /// slowed. A request that authenticates is never slowed.
     #[serde(default = "default_free_failures")]
     pub free_failures: u32,
     /// How long failures are remembered.
     #[serde(default = "default_window")]
     pub window: String,
-    /// The longest delay a request is held for.
+    /// The longest delay a refusal is held for.
     #[serde(default = "default_max_delay")]
     pub max_delay: String,
+    /// The most refusals held at once, across all sources; past it refusals are answered at
+    /// once, so guessers cannot make the server hold unbounded connections.
+    #[serde(default = "default_max_delayed")]
+    pub max_delayed: usize,
+}
+
+fn default_max_delayed() -> usize {
+    1024
 }
 
 fn default_free_failures() -> u32 {
@@ -119,6 +130,7 @@ impl Default for ThrottleConfig {
             free_failures: default_free_failures(),
             window: default_window(),
             max_delay: default_max_delay(),
+            max_delayed: default_max_delayed(),
         }
     }
 }
@@ -159,6 +171,15 @@ impl OidcIssuerConfig {
         match (&self.jwks_file, &self.jwks_url) {
             (Some(_), None) => {}
             (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {}
+            // Neither: the key set is the `jwks_uri` of the issuer's discovery document.
+            (None, None) if self.issuer.starts_with("https://") || self.issuer.starts_with("http://") => {}
+            (None, None) => {
+                return Err(ConfigError(format!(
+                    "{}: '{}' is not an http(s) URL, so its keys cannot be discovered: set jwks_file or jwks_url",
+                    at("issuer"),
+                    self.issuer
+                )))
+            }
             (None, Some(url)) => {
                 return Err(ConfigError(format!(
                     "{}: '{url}' is not an http(s) URL",
@@ -208,7 +229,53 @@ impl OidcIssuerConfig {
                 at("principal_claim")
             )));
         }
+        let prefix = self.effective_prefix();
+        if prefix.is_empty() && self.effective_claim() != "sub" {
+            // Names from such a claim land among the directory's names: a token whose `email`
+            // is `admin` would be the admin. Only `sub`, which the issuer assigns to each
+            // account and never reassigns (OpenID Connect Core 1.0, section 5.7), can go
+            // without: users cannot choose it.
+            return Err(ConfigError(format!(
+                "{}: the principal claim '{}' can be set to any name, a directory principal's \
+                 included (a token whose {} is 'admin' would be the admin): set a prefix ending in \
+                 ':' that keeps this issuer's names apart, like \"okta:\"",
+                at("principal_prefix"),
+                self.effective_claim(),
+                self.effective_claim()
+            )));
+        }
+        if !prefix.is_empty() {
+            if let Some(problem) = jitgate_core::principal_name_problem(prefix) {
+                return Err(ConfigError(format!("{}: '{prefix}' {problem}", at("principal_prefix"))));
+            }
+            if !prefix.ends_with(':') {
+                return Err(ConfigError(format!(
+                    "{}: '{prefix}' must end with ':', like \"{}:\", so the issuer's names are \
+                     told apart from directory names that merely start the same way",
+                    at("principal_prefix"),
+                    prefix.trim_end_matches(':')
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// What goes before the principal claim's value.
+    pub fn effective_prefix(&self) -> &str {
+        match (&self.principal_prefix, self.github_actions) {
+            (Some(p), _) => p,
+            (None, true) => "ci:",
+            (None, false) => "",
+        }
+    }
+
+    /// The claim that names the principal.
+    pub fn effective_claim(&self) -> &str {
+        match (&self.principal_claim, self.github_actions) {
+            (Some(c), _) => c,
+            (None, true) => "repository",
+            (None, false) => "sub",
+        }
     }
 }
 
@@ -223,6 +290,34 @@ impl AuthConfig {
                     "oidc[{n}].issuer: '{}' is configured twice",
                     issuer.issuer
                 )));
+            }
+            // Two issuers' names must never meet: at most one goes without a prefix (its names
+            // that start with another's prefix are refused when they come), and no prefix
+            // starts with another (`a:` and `a:b:` would both issue `a:b:x`).
+            let prefix = issuer.effective_prefix();
+            for (m, other) in self.oidc[..n].iter().enumerate() {
+                let theirs = other.effective_prefix();
+                let meet = if prefix.is_empty() || theirs.is_empty() {
+                    prefix == theirs
+                } else {
+                    prefix.starts_with(theirs) || theirs.starts_with(prefix)
+                };
+                if meet {
+                    let shown = |p: &str| {
+                        if p.is_empty() {
+                            "no prefix".to_string()
+                        } else {
+                            format!("prefix '{p}'")
+                        }
+                    };
+                    return Err(ConfigError(format!(
+                        "oidc[{n}].principal_prefix: {} would issue names that oidc[{m}] ({}, {}) issues too; \
+                         give each issuer a prefix of its own that does not start with another's",
+                        shown(prefix),
+                        other.issuer,
+                        shown(theirs)
+                    )));
+                }
             }
         }
         if let Some(proxy) = &self.trusted_proxy {
@@ -265,6 +360,12 @@ jwks_url = "https://id.example/jwks"
     fn a_minimal_issuer_is_accepted() {
         assert_eq!(parse(GOOD), Ok(()));
         assert_eq!(parse(""), Ok(()));
+        // Distinct prefixes, and one issuer of unprefixed subjects, live side by side.
+        let github = "[[oidc]]\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = [\"jitgate\"]\n\
+                      jwks_url = \"https://gh.example/jwks\"\ngithub_actions = true\nallowed_owners = [\"example\"]\n";
+        let okta =
+            GOOD.replace("id.example", "okta.example") + "principal_claim = \"email\"\nprincipal_prefix = \"okta:\"\n";
+        assert_eq!(parse(&format!("{GOOD}{github}{okta}")), Ok(()));
     }
 
     #[test]
@@ -272,8 +373,9 @@ jwks_url = "https://id.example/jwks"
         let cases = [
             (GOOD.replace("[\"jitgate\"]", "[]"), "oidc[0].audience"),
             (
-                GOOD.replace("jwks_url = \"https://id.example/jwks\"", ""),
-                "oidc[0].jwks_file",
+                GOOD.replace("jwks_url = \"https://id.example/jwks\"", "")
+                    .replace("https://id.example", "id.example"),
+                "oidc[0].issuer: 'id.example' is not an http(s) URL, so its keys cannot be discovered",
             ),
             (
                 GOOD.replace("jwks_url", "jwks_file = \"/k.json\"\njwks_url"),
@@ -302,6 +404,39 @@ jwks_url = "https://id.example/jwks"
             ),
             ("[throttle]\nmax_delay = \"-1\"\n".to_string(), "throttle.max_delay"),
             ("[oidc_typo]\n".to_string(), "unknown field"),
+            // An email (or any claim users can choose) without a prefix could be `admin`.
+            (
+                format!("{GOOD}principal_claim = \"email\"\n"),
+                "oidc[0].principal_prefix: the principal claim 'email' can be set to any name",
+            ),
+            (
+                format!("{GOOD}principal_claim = \"preferred_username\"\nprincipal_prefix = \"\"\n"),
+                "oidc[0].principal_prefix",
+            ),
+            (
+                format!("{GOOD}principal_claim = \"email\"\nprincipal_prefix = \"okta\"\n"),
+                "must end with ':'",
+            ),
+            (
+                format!("{GOOD}principal_claim = \"email\"\nprincipal_prefix = \"ok ta:\"\n"),
+                "holds a space",
+            ),
+            (
+                format!("{GOOD}github_actions = true\nallowed_owners = [\"x\"]\nprincipal_prefix = \"\"\n"),
+                "the principal claim 'repository' can be set to any name",
+            ),
+            // Two issuers whose names could meet.
+            (
+                format!("{GOOD}{}", GOOD.replace("id.example", "other.example")),
+                "oidc[1].principal_prefix: no prefix would issue names that oidc[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}principal_prefix = \"a:\"\n{}principal_prefix = \"a:b:\"\n",
+                    GOOD.replace("id.example", "other.example")
+                ),
+                "oidc[1].principal_prefix: prefix 'a:b:' would issue names that oidc[0]",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).err().unwrap_or_default();

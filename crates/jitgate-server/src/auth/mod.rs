@@ -25,13 +25,11 @@ use parking_lot::RwLock;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use throttle::Throttle;
+use throttle::{Hold, Throttle};
 use tokens::{TokenRefusal, TokenTable};
 
 /// The longest bearer token looked at.
 const MAX_TOKEN_LEN: usize = 8192;
-/// The longest principal name a proxy header may carry.
-const MAX_PROXY_NAME_LEN: usize = 256;
 
 struct TrustedProxy {
     user_header: HeaderName,
@@ -47,6 +45,9 @@ pub struct AuthFailure {
     pub reason: String,
     /// Missing credentials are not a guess and do not count towards slowing a source down.
     pub counts: bool,
+    /// What the caller is told, when it may be told more than that the credentials are not
+    /// valid (a genuine token that names no usable principal).
+    pub told: Option<String>,
 }
 
 impl AuthFailure {
@@ -55,6 +56,7 @@ impl AuthFailure {
             label,
             reason: reason.into(),
             counts: true,
+            told: None,
         }
     }
 }
@@ -113,11 +115,13 @@ impl Authenticator {
         if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
             let token = bearer_token(value.as_bytes())?;
             if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
-                let identity = self
-                    .oidc
-                    .verify(token)
-                    .await
-                    .map_err(|reason| AuthFailure::new("jwt", reason))?;
+                let identity = self.oidc.verify(token).await.map_err(|refusal| match refusal {
+                    oidc::Refusal::Token(reason) => AuthFailure::new("jwt", reason),
+                    oidc::Refusal::Principal(reason) => AuthFailure {
+                        told: Some(format!("the token names no usable principal: {reason}")),
+                        ..AuthFailure::new("jwt_principal", reason)
+                    },
+                })?;
                 return Ok(tokens::resolve(policy, identity));
             }
             let table = self.tokens.read().clone();
@@ -139,6 +143,7 @@ impl Authenticator {
             label: "missing",
             reason: "no credentials".into(),
             counts: false,
+            told: None,
         })
     }
 
@@ -164,7 +169,7 @@ impl Authenticator {
             .to_str()
             .ok()
             .map(str::trim)
-            .filter(|p| !p.is_empty() && p.len() <= MAX_PROXY_NAME_LEN && !p.chars().any(char::is_control))
+            .filter(|p| jitgate_core::principal_name_problem(p).is_none())
             .ok_or_else(|| {
                 AuthFailure::new("proxy_malformed", format!("header {} is not a name", proxy.user_header))
             })?;
@@ -280,7 +285,8 @@ impl<O: op::Op> std::ops::Deref for Allowed<O> {
     }
 }
 
-/// Authenticate a request against the app, slowing down sources that keep failing.
+/// Authenticate a request against the app, slowing down the refusals of sources that keep
+/// failing.
 async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
     let peer = parts
         .extensions
@@ -289,35 +295,40 @@ async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
     authenticate_headers(app, &parts.headers, peer).await
 }
 
-/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too),
-/// slowing down sources that keep failing.
+/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too).
+/// A refusal from a source that keeps failing is held back before it is answered; a credential
+/// that authenticates is answered at once, whatever its source did before.
 pub(crate) async fn authenticate_headers(
     app: &App,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<Identity, ApiError> {
     let auth = app.authenticator();
-    let delay = auth.throttle.delay(peer);
-    if !delay.is_zero() {
-        app.metrics.auth_throttled.inc();
-        tokio::time::sleep(delay).await;
-    }
     let policy = app.policy();
-    match auth.authenticate(&policy, headers, peer).await {
-        Ok(identity) => Ok(identity),
-        Err(failure) => {
-            app.metrics.count_auth_failure(failure.label);
-            if failure.counts {
-                auth.throttle.record_failure(peer);
-                tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
-            }
-            Err(if failure.counts {
-                ApiError::Unauthenticated("the credentials are not valid".into())
-            } else {
-                ApiError::Unauthenticated("send a bearer token: Authorization: Bearer TOKEN".into())
-            })
+    let failure = match auth.authenticate(&policy, headers, peer).await {
+        Ok(identity) => return Ok(identity),
+        Err(failure) => failure,
+    };
+    app.metrics.count_auth_failure(failure.label);
+    if !failure.counts {
+        return Err(ApiError::Unauthenticated(
+            "send a bearer token: Authorization: Bearer TOKEN".into(),
+        ));
+    }
+    tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
+    match auth.throttle.failure(peer) {
+        Hold::None => {}
+        Hold::For(delay, _held) => {
+            app.metrics.auth_throttled.inc();
+            tokio::time::sleep(delay).await;
+        }
+        Hold::Full => {
+            app.metrics.auth_throttle_full.inc();
         }
     }
+    Err(ApiError::Unauthenticated(
+        failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+    ))
 }
 
 impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {

@@ -18,8 +18,18 @@ use std::time::{Duration, Instant};
 
 /// Key sets are fetched again after this long even when no unknown key forces it.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-/// The longest a principal name from a token may be.
-const MAX_PRINCIPAL_LEN: usize = 256;
+
+/// Why a JWT proves no identity.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The token is not good (malformed, forged, expired, from an issuer or for an audience
+    /// not accepted): the reason goes to the log only, the caller learns just that it failed.
+    Token(String),
+    /// The token is genuine but names no principal jitgate accepts (an unverified email, a
+    /// name with look-alike characters). Only the token's holder sees this reason and it
+    /// tells nothing about keys, so the caller is told, to take to their identity provider.
+    Principal(String),
+}
 
 struct Key {
     kid: Option<String>,
@@ -72,6 +82,32 @@ impl KeySet {
 enum Source {
     File(PathBuf),
     Url(String),
+    /// The `jwks_uri` of this issuer's discovery document.
+    Discovery(String),
+}
+
+/// The issuer's discovery document (`ISSUER/.well-known/openid-configuration`, OpenID Connect
+/// Discovery 1.0). Its `issuer` must be `issuer` exactly, trailing slash included: that is
+/// what the provider's tokens carry as `iss`.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Value, String> {
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let doc: Value = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot read {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("{url} is not a discovery document: {e}"))?;
+    let named = doc["issuer"].as_str().unwrap_or_default();
+    if named != issuer {
+        return Err(format!(
+            "{url} names the issuer '{named}', not '{issuer}': configure the issuer exactly as the provider \
+             names it (tokens carry it as `iss`; mind the trailing slash)"
+        ));
+    }
+    Ok(doc)
 }
 
 /// An issuer's key set, cached and fetched again when a token names a key it lacks.
@@ -93,18 +129,27 @@ impl Jwks {
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 KeySet::parse(&text)
             }
-            Source::Url(url) => {
-                let response = self
-                    .http
-                    .get(url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-                let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
-                KeySet::parse(&text)
+            Source::Discovery(issuer) => {
+                let doc = discover(&self.http, issuer).await?;
+                let url = doc["jwks_uri"]
+                    .as_str()
+                    .ok_or_else(|| format!("the discovery document of {issuer} has no jwks_uri"))?;
+                self.fetch(url).await
             }
+            Source::Url(url) => self.fetch(url).await,
         }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<KeySet, String> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+        let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
+        KeySet::parse(&text)
     }
 
     /// Fetch again unless a fetch was tried less than `min_refresh` ago.
@@ -143,6 +188,8 @@ impl Jwks {
 /// One configured issuer.
 pub struct OidcIssuer {
     config: OidcIssuerConfig,
+    /// Without a prefix of its own: the other issuers' prefixes, which its names must not take.
+    foreign_prefixes: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
     jwks: Jwks,
@@ -173,12 +220,22 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
     }
 }
 
+/// Has the issuer verified the token's `email`? `email_verified` must be `true` (a few issuers
+/// send the string `"true"`); false or absent is not verified.
+fn email_verified(claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        Some(Value::Bool(verified)) => *verified,
+        Some(Value::String(text)) => text == "true",
+        _ => false,
+    }
+}
+
 fn claim_string<'a>(claims: &'a Map<String, Value>, name: &str) -> &'a str {
     claims.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
 impl OidcIssuer {
-    async fn new(config: OidcIssuerConfig, n: usize) -> Result<OidcIssuer, ConfigError> {
+    async fn new(config: OidcIssuerConfig, n: usize, foreign_prefixes: Vec<String>) -> Result<OidcIssuer, ConfigError> {
         let algorithms = config
             .algorithms
             .iter()
@@ -189,11 +246,7 @@ impl OidcIssuer {
         let source = match (&config.jwks_file, &config.jwks_url) {
             (Some(path), _) => Source::File(path.clone()),
             (None, Some(url)) => Source::Url(url.clone()),
-            (None, None) => {
-                return Err(ConfigError(format!(
-                    "oidc[{n}].jwks_file: set exactly one of jwks_file and jwks_url"
-                )))
-            }
+            (None, None) => Source::Discovery(config.issuer.clone()),
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -219,21 +272,14 @@ impl OidcIssuer {
         }
         Ok(OidcIssuer {
             config,
+            foreign_prefixes,
             algorithms,
             leeway,
             jwks,
         })
     }
 
-    fn principal_claim(&self) -> &str {
-        match (&self.config.principal_claim, self.config.github_actions) {
-            (Some(c), _) => c,
-            (None, true) => "repository",
-            (None, false) => "sub",
-        }
-    }
-
-    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, String> {
+    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, Refusal> {
         if self.config.github_actions {
             let owner = claim_string(claims, "repository_owner");
             let owner = if owner.is_empty() {
@@ -243,23 +289,37 @@ impl OidcIssuer {
             };
             let allowed = self.config.allowed_owners.as_deref().unwrap_or_default();
             if !allowed.iter().any(|a| a.eq_ignore_ascii_case(owner)) {
-                return Err(format!("repository owner '{owner}' is not in allowed_owners"));
+                return Err(Refusal::Token(format!(
+                    "repository owner '{owner}' is not in allowed_owners"
+                )));
             }
         }
-        let claim = self.principal_claim();
+        let claim = self.config.effective_claim();
         let name = claims
             .get(claim)
             .and_then(Value::as_str)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("the token has no string claim '{claim}' to name the principal"))?;
-        let prefix = match (&self.config.principal_prefix, self.config.github_actions) {
-            (Some(p), _) => p.as_str(),
-            (None, true) => "ci:",
-            (None, false) => "",
-        };
+            .ok_or_else(|| Refusal::Principal(format!("the token has no string claim '{claim}' to name you")))?;
+        // An address the issuer has not checked belongs to whoever typed it in.
+        if claim == "email" && !email_verified(claims) {
+            return Err(Refusal::Principal(format!(
+                "the identity provider has not verified the email address {name:?} \
+                 (the token's email_verified is not true)"
+            )));
+        }
+        if let Some(problem) = jitgate_core::principal_name_problem(name) {
+            return Err(Refusal::Principal(format!("the claim '{claim}' ({name:?}) {problem}")));
+        }
+        let prefix = self.config.effective_prefix();
+        // An issuer without a prefix must not issue a name in another issuer's namespace.
+        if let Some(theirs) = self.foreign_prefixes.iter().find(|p| name.starts_with(p.as_str())) {
+            return Err(Refusal::Principal(format!(
+                "the claim '{claim}' ({name:?}) starts with '{theirs}', the prefix of another issuer's names"
+            )));
+        }
         let principal = format!("{prefix}{name}");
-        if principal.len() > MAX_PRINCIPAL_LEN || principal.chars().any(char::is_control) {
-            return Err(format!("the principal claim '{claim}' is not a usable name"));
+        if let Some(problem) = jitgate_core::principal_name_problem(&principal) {
+            return Err(Refusal::Principal(format!("the principal {principal:?} {problem}")));
         }
         let mut groups: Vec<String> = match (&self.config.groups, self.config.github_actions) {
             (Some(g), _) => g.clone(),
@@ -290,33 +350,33 @@ impl OidcIssuer {
         })
     }
 
-    async fn verify(&self, token: &str, alg: Algorithm, kid: Option<&str>) -> Result<Identity, String> {
+    async fn verify(&self, token: &str, alg: Algorithm, kid: Option<&str>) -> Result<Identity, Refusal> {
         if !self.algorithms.contains(&alg) {
-            return Err(format!(
+            return Err(Refusal::Token(format!(
                 "algorithm {alg:?} is not on the allow-list of issuer {}",
                 self.config.issuer
-            ));
+            )));
         }
         let keys = self.jwks.with_key(kid, alg).await.ok_or_else(|| {
-            format!(
+            Refusal::Token(format!(
                 "issuer {} has no key {} for {alg:?}",
                 self.config.issuer,
                 kid.map_or("(no kid, and not exactly one candidate)".to_string(), |k| format!(
                     "'{k}'"
                 ))
-            )
+            ))
         })?;
         let key = keys
             .find(kid, alg)
-            .ok_or_else(|| "the key vanished during verification".to_string())?;
+            .ok_or_else(|| Refusal::Token("the key vanished during verification".to_string()))?;
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&self.config.audience);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway;
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation).map_err(|e| describe(&e))?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(|e| Refusal::Token(describe(&e)))?;
         self.identity(&data.claims)
     }
 }
@@ -325,7 +385,16 @@ impl Oidc {
     pub async fn new(configs: &[OidcIssuerConfig]) -> Result<Oidc, ConfigError> {
         let mut issuers = Vec::with_capacity(configs.len());
         for (n, config) in configs.iter().enumerate() {
-            issuers.push(OidcIssuer::new(config.clone(), n).await?);
+            let foreign_prefixes = if config.effective_prefix().is_empty() {
+                configs
+                    .iter()
+                    .map(|c| c.effective_prefix().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            issuers.push(OidcIssuer::new(config.clone(), n, foreign_prefixes).await?);
         }
         Ok(Oidc { issuers })
     }
@@ -335,18 +404,19 @@ impl Oidc {
     }
 
     /// The identity a JWT proves, or why it proves nothing (for the log).
-    pub async fn verify(&self, token: &str) -> Result<Identity, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("the token header is malformed: {e}"))?;
+    pub async fn verify(&self, token: &str) -> Result<Identity, Refusal> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Refusal::Token(format!("the token header is malformed: {e}")))?;
         // The issuer is read before the signature is checked only to pick the issuer's keys
         // and rules; nothing else of the unverified claims is used.
         let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|e| format!("the token's claims are malformed: {e}"))?;
+            .map_err(|e| Refusal::Token(format!("the token's claims are malformed: {e}")))?;
         let iss = claim_string(&unverified, "iss");
         let issuer = self
             .issuers
             .iter()
             .find(|i| i.config.issuer == iss)
-            .ok_or_else(|| format!("issuer '{iss}' is not configured"))?;
+            .ok_or_else(|| Refusal::Token(format!("issuer '{iss}' is not configured")))?;
         issuer.verify(token, header.alg, header.kid.as_deref()).await
     }
 }

@@ -3,11 +3,22 @@
 //! authenticator as any bearer token (the issuer must be one of `[[auth.oidc]]`, with the client
 //! id among its audiences), its nonce must be the one this browser sent, and it then serves as
 //! the session until it expires.
+//!
+//! The flow is written here rather than with the `openidconnect` crate: the ID token must be
+//! judged by the `[[auth.oidc]]` rules anyway (the same algorithms, keys, principal mapping and
+//! refusals as every bearer token, and again on every request while it serves as the session),
+//! so the crate would bring a second verifier with its own crypto stack (RSA, P-256, P-384 and
+//! Ed25519 crates beside `jsonwebtoken`) and rules to keep in step, for the part that is left:
+//! building one URL and one token request.
+//!
+//! The provider is not needed to start: its endpoints are discovered on the first sign-in (and
+//! again after a failure, at most every `DISCOVERY_RETRY`), so a provider that is down at start
+//! delays single sign-on only, never the server or its checks.
 
 use super::{cookie, CsrfToken, SESSION_COOKIE};
 use crate::app::App;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,10 +26,22 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The cookie that carries one sign-in's state, PKCE verifier, nonce and destination.
 const FLOW_COOKIE: &str = "jitgate_sso";
+/// The shortest time between two attempts to read the provider's discovery document.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
+
+/// How jitgate proves itself to the token endpoint (a confidential client, with a secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic authentication with the client id and secret (OpenID Connect's default).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
 
 /// `[ui.sso]` in the server's config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,10 +52,14 @@ pub struct SsoConfig {
     pub client_id: String,
     /// The environment variable holding the client secret (confidential clients).
     pub client_secret_env: Option<String>,
+    /// How the secret is sent. Default: `client_secret_basic`, or `client_secret_post` when
+    /// the discovery document lists only that.
+    pub client_auth: Option<ClientAuth>,
     /// Default: from the issuer's `/.well-known/openid-configuration`.
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
-    /// Default `["openid", "profile", "email"]`.
+    /// Default `["openid", "profile", "email"]`, and `groups` when the issuer has a
+    /// `groups_claim` (unless discovery says the provider does not offer that scope).
     pub scopes: Option<Vec<String>>,
 }
 
@@ -43,19 +70,35 @@ pub struct UiConfig {
     pub sso: Option<SsoConfig>,
 }
 
-/// A checked SSO configuration with its endpoints.
-pub struct Sso {
-    client_id: String,
-    client_secret: Option<String>,
+/// Where and how to talk to the provider, once known.
+struct Endpoints {
     authorization_url: String,
     token_url: String,
+    client_auth: ClientAuth,
     scopes: String,
+}
+
+/// A checked SSO configuration; its endpoints are found on first use.
+pub struct Sso {
+    config: SsoConfig,
+    client_secret: Option<String>,
+    /// The issuer has a `groups_claim`, so the `groups` scope is asked for by default.
+    wants_groups: bool,
     redirect_uri: String,
     http: reqwest::Client,
+    endpoints: tokio::sync::Mutex<Discovered>,
+}
+
+#[derive(Default)]
+struct Discovered {
+    endpoints: Option<Arc<Endpoints>>,
+    last_attempt: Option<Instant>,
+    last_error: String,
 }
 
 impl Sso {
-    /// Check the config against the issuers the server trusts and find the endpoints.
+    /// Check the config against the issuers the server trusts. Nothing is fetched: the
+    /// provider may be down while jitgate starts.
     pub async fn new(
         config: &SsoConfig,
         oidc: &[crate::auth::config::OidcIssuerConfig],
@@ -63,7 +106,8 @@ impl Sso {
     ) -> Result<Sso, String> {
         let trusted = oidc.iter().find(|i| i.issuer == config.issuer).ok_or_else(|| {
             format!(
-                "ui.sso.issuer: '{}' is not one of [[auth.oidc]]: add it there so its ID tokens are verified",
+                "ui.sso.issuer: '{}' is not one of [[auth.oidc]]: add it there so its ID tokens are verified \
+                 (the issuer is compared exactly, trailing slash included)",
                 config.issuer
             )
         })?;
@@ -80,55 +124,118 @@ impl Sso {
                     .map_err(|_| format!("ui.sso.client_secret_env: the environment variable {var} is not set"))?,
             ),
         };
+        if config.client_auth.is_some() && client_secret.is_none() {
+            return Err(
+                "ui.sso.client_auth: a public client sends no secret; set client_secret_env or remove client_auth"
+                    .into(),
+            );
+        }
+        if let Some(scopes) = &config.scopes {
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err("ui.sso.scopes: include \"openid\", or the provider sends no ID token".into());
+            }
+        }
+        if config.authorization_url.is_none() || config.token_url.is_none() {
+            let issuer = &config.issuer;
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(format!(
+                    "ui.sso.issuer: '{issuer}' is not an http(s) URL to discover endpoints from: set authorization_url and token_url"
+                ));
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
-        let (authorization_url, token_url) = match (&config.authorization_url, &config.token_url) {
-            (Some(a), Some(t)) => (a.clone(), t.clone()),
-            _ => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    config.issuer.trim_end_matches('/')
-                );
-                let doc: serde_json::Value = http
-                    .get(&url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| format!("ui.sso: cannot read {url}: {e}; or set authorization_url and token_url"))?
-                    .json()
-                    .await
-                    .map_err(|e| format!("ui.sso: {url}: {e}"))?;
-                let field = |name: &str| {
-                    doc[name]
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("ui.sso: {url} has no {name}"))
-                };
-                (
-                    config
-                        .authorization_url
-                        .clone()
-                        .map_or_else(|| field("authorization_endpoint"), Ok)?,
-                    config.token_url.clone().map_or_else(|| field("token_endpoint"), Ok)?,
-                )
-            }
-        };
         Ok(Sso {
-            client_id: config.client_id.clone(),
+            config: config.clone(),
             client_secret,
-            authorization_url,
-            token_url,
-            scopes: config
-                .scopes
-                .clone()
-                .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()])
-                .join(" "),
+            wants_groups: trusted.groups_claim.is_some(),
             redirect_uri: format!("{}/ui/login/callback", public_url.trim_end_matches('/')),
             http,
+            endpoints: tokio::sync::Mutex::new(Discovered::default()),
         })
     }
+
+    /// The endpoints: as configured, or from the discovery document, read now if it has not
+    /// been read yet (and not tried in the last `DISCOVERY_RETRY`).
+    async fn endpoints(&self) -> Result<Arc<Endpoints>, String> {
+        let mut held = self.endpoints.lock().await;
+        if let Some(known) = &held.endpoints {
+            return Ok(known.clone());
+        }
+        if held.last_attempt.is_some_and(|t| t.elapsed() < DISCOVERY_RETRY) {
+            return Err(held.last_error.clone());
+        }
+        held.last_attempt = Some(Instant::now());
+        match self.resolve().await {
+            Ok(endpoints) => {
+                let endpoints = Arc::new(endpoints);
+                held.endpoints = Some(endpoints.clone());
+                Ok(endpoints)
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.config.issuer, error = %e, "single sign-on: cannot discover the provider; will try again on the next sign-in");
+                held.last_error = e.clone();
+                Err(e)
+            }
+        }
+    }
+
+    async fn resolve(&self) -> Result<Endpoints, String> {
+        let c = &self.config;
+        let doc = match (&c.authorization_url, &c.token_url) {
+            (Some(_), Some(_)) => None,
+            _ => Some(crate::auth::oidc::discover(&self.http, &c.issuer).await?),
+        };
+        let field = |name: &str| -> Result<String, String> {
+            doc.as_ref()
+                .and_then(|d| d[name].as_str())
+                .map(str::to_string)
+                .ok_or_else(|| format!("the discovery document of {} has no {name}", c.issuer))
+        };
+        let listed = |name: &str, value: &str| -> Option<bool> {
+            let list = doc.as_ref()?[name].as_array()?;
+            Some(list.iter().any(|v| v.as_str() == Some(value)))
+        };
+        let client_auth = c.client_auth.unwrap_or(
+            // OpenID Connect's default is Basic; a provider that lists only `post` gets that.
+            if listed("token_endpoint_auth_methods_supported", "client_secret_basic") == Some(false)
+                && listed("token_endpoint_auth_methods_supported", "client_secret_post") == Some(true)
+            {
+                ClientAuth::ClientSecretPost
+            } else {
+                ClientAuth::ClientSecretBasic
+            },
+        );
+        let scopes = match &c.scopes {
+            Some(scopes) => scopes.clone(),
+            None => {
+                let mut scopes: Vec<String> = vec!["openid".into(), "profile".into(), "email".into()];
+                if self.wants_groups && listed("scopes_supported", "groups") != Some(false) {
+                    scopes.push("groups".into());
+                }
+                scopes
+            }
+        };
+        Ok(Endpoints {
+            authorization_url: c
+                .authorization_url
+                .clone()
+                .map_or_else(|| field("authorization_endpoint"), Ok)?,
+            token_url: c.token_url.clone().map_or_else(|| field("token_endpoint"), Ok)?,
+            client_auth,
+            scopes: scopes.join(" "),
+        })
+    }
+}
+
+/// One value as `application/x-www-form-urlencoded` writes it (RFC 6749, section 2.3.1: the
+/// client id and secret are encoded so before they go into the Basic header).
+fn form_encoded(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)])
+        .unwrap_or_default()
+        .split_off(2)
 }
 
 fn random() -> Option<String> {
@@ -150,16 +257,22 @@ pub async fn start(
     Query(query): Query<StartQuery>,
 ) -> Response {
     let Some(sso) = app.sso() else {
-        return super::pages::error_page(
-            &csrf.0,
-            axum::http::StatusCode::NOT_FOUND,
-            "Single sign-on is not configured.",
-        );
+        return super::pages::error_page(&csrf.0, StatusCode::NOT_FOUND, "Single sign-on is not configured.");
+    };
+    let endpoints = match sso.endpoints().await {
+        Ok(endpoints) => endpoints,
+        Err(_) => {
+            return super::pages::error_page(
+                &csrf.0,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The identity provider cannot be reached. Try again shortly, or sign in with an API token.",
+            )
+        }
     };
     let (Some(state), Some(verifier), Some(nonce)) = (random(), random(), random()) else {
         return super::pages::error_page(
             &csrf.0,
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "No randomness is available to start a sign-in safely.",
         );
     };
@@ -167,17 +280,21 @@ pub async fn start(
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
-        ("client_id", sso.client_id.as_str()),
+        ("client_id", sso.config.client_id.as_str()),
         ("redirect_uri", sso.redirect_uri.as_str()),
-        ("scope", sso.scopes.as_str()),
+        ("scope", endpoints.scopes.as_str()),
         ("state", state.as_str()),
         ("nonce", nonce.as_str()),
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ])
     .unwrap_or_default();
-    let separator = if sso.authorization_url.contains('?') { '&' } else { '?' };
-    let mut response = super::pages::see_other(&format!("{}{separator}{query}", sso.authorization_url));
+    let separator = if endpoints.authorization_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let mut response = super::pages::see_other(&format!("{}{separator}{query}", endpoints.authorization_url));
     let flow = format!("{state}.{verifier}.{nonce}.{}", URL_SAFE_NO_PAD.encode(next));
     if let Ok(v) = HeaderValue::from_str(&cookie(FLOW_COOKIE, &flow, Some(600))) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -202,7 +319,7 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let refuse = |why: &str| {
-        let mut r = super::pages::error_page(&csrf.0, axum::http::StatusCode::UNAUTHORIZED, why);
+        let mut r = super::pages::error_page(&csrf.0, StatusCode::UNAUTHORIZED, why);
         if let Ok(v) = HeaderValue::from_str(&cookie(FLOW_COOKIE, "", Some(0))) {
             r.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -232,20 +349,28 @@ pub async fn callback(
     if !super::constant_time_eq(sent_state.as_bytes(), state.as_bytes()) {
         return refuse("The sign-in's state does not match: it was not started by this browser. Start again.");
     }
+    let Ok(endpoints) = sso.endpoints().await else {
+        return refuse("The identity provider cannot be reached. Try again shortly.");
+    };
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
         ("redirect_uri", sso.redirect_uri.as_str()),
-        ("client_id", sso.client_id.as_str()),
         ("code_verifier", verifier),
     ];
-    if let Some(secret) = &sso.client_secret {
-        form.push(("client_secret", secret.as_str()));
+    let mut request = sso.http.post(&endpoints.token_url);
+    match (&sso.client_secret, endpoints.client_auth) {
+        (None, _) => form.push(("client_id", sso.config.client_id.as_str())),
+        (Some(secret), ClientAuth::ClientSecretPost) => {
+            form.push(("client_id", sso.config.client_id.as_str()));
+            form.push(("client_secret", secret.as_str()));
+        }
+        (Some(secret), ClientAuth::ClientSecretBasic) => {
+            request = request.basic_auth(form_encoded(&sso.config.client_id), Some(form_encoded(secret)));
+        }
     }
     let body = serde_urlencoded::to_string(&form).unwrap_or_default();
-    let answer = sso
-        .http
-        .post(&sso.token_url)
+    let answer = request
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("Accept", "application/json")
         .body(body)
@@ -271,7 +396,7 @@ pub async fn callback(
     }
     let who = match crate::auth::authenticate_headers(&app, &bearer, None).await {
         Ok(who) => who,
-        Err(_) => return refuse("The ID token is not valid for jitgate."),
+        Err(e) => return refuse(&format!("The ID token is not valid for jitgate ({e}).")),
     };
     // The signature was checked above; the nonce ties the token to this browser's sign-in.
     let claims = id_token
@@ -296,7 +421,15 @@ pub async fn callback(
         .ok()
         .and_then(|b| String::from_utf8(b).ok());
     let mut response = super::pages::see_other(&super::pages::safe_next(next.as_deref()));
-    for c in [cookie(SESSION_COOKIE, id_token, None), cookie(FLOW_COOKIE, "", Some(0))] {
+    // The session lasts as long as the ID token: the cookie goes when the token expires (or
+    // when the browser closes), and every request checks the token's `exp` again anyway.
+    let lifetime = claims["exp"]
+        .as_i64()
+        .map(|exp| u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0));
+    for c in [
+        cookie(SESSION_COOKIE, id_token, lifetime),
+        cookie(FLOW_COOKIE, "", Some(0)),
+    ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }
