@@ -17,8 +17,8 @@ work=$(mktemp -d)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-# Two principals file all the load; the per-principal rate limit would measure itself.
-printf '[limits]\nrequests_per_minute = 0\n' > "$work/config.toml"
+# Two principals file all the load; the per-principal limits would measure themselves.
+printf '[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\nmax_pending_per_requester = 0\n' > "$work/config.toml"
 JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" --config "$work/config.toml" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!

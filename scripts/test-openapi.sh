@@ -30,11 +30,13 @@ trap cleanup EXIT
 # Schemathesis calls fast, from one address, with deliberately bad credentials (to check that
 # they are refused) and files many requests as one principal. The test server's limits are set
 # so that those defences stay out of the way of what is being checked: the per-principal
-# filing rate is off, and failed authentications never slow the source down. Both 429s are
-# still documented where they apply.
+# rates of filings and writes and the cap on pending requests are off, and failed
+# authentications never slow the source down. Their 429s are still documented where they apply.
 cat > "$work/config.toml" <<'TOML'
 [limits]
 requests_per_minute = 0
+writes_per_minute = 0
+max_pending_per_requester = 0
 
 [auth.throttle]
 free_failures = 1000000

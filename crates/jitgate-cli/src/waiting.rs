@@ -1,6 +1,8 @@
 //! Waiting for decisions: `jitgate request --wait`, `jitgate gate` for pipelines and
 //! `jitgate run` for terminals. Waiting long-polls the server (`GET /v1/requests/{id}?wait=..`),
-//! so a decision reaches the client the moment it is made. Ctrl-C (or SIGTERM, as a cancelled
+//! so a decision reaches the client the moment it is made. A server with no place for another
+//! waiting caller (429: `[limits] max_waiters`, or this principal's `max_waiters_per_principal`)
+//! is asked every few seconds instead, with the same timeout and exit codes. Ctrl-C (or SIGTERM, as a cancelled
 //! CI job gets) while a request waits cancels it: nobody should approve what nobody waits for.
 
 use crate::client::{Client, ClientError};
@@ -18,6 +20,8 @@ const LONG_POLL: Duration = Duration::from_secs(50);
 /// On a terminal the wait is shown ticking, so each poll is short (a decision still ends it
 /// at once).
 const TICK: Duration = Duration::from_secs(1);
+/// How often a request is looked at when the server has no place for another long poll.
+const POLL_EVERY: Duration = Duration::from_secs(3);
 /// `jitgate gate` exits with this when nobody decided in time.
 pub const EXIT_TIMED_OUT: u8 = 3;
 
@@ -91,6 +95,8 @@ impl Wait<'_> {
         if let Some(interrupt) = self.interrupt {
             interrupt.waiting_for(Some(&id));
         }
+        // Set once the server refuses a long poll for want of places: from then on, ask.
+        let mut polling = false;
         let result = loop {
             let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
             if left.is_some_and(|l| l.is_zero()) {
@@ -117,10 +123,31 @@ impl Wait<'_> {
                 );
                 let _ = std::io::stderr().flush();
             }
-            let request = self.client.get(
-                &format!("/v1/requests/{id}"),
-                &[("wait", format!("{}s", poll.as_secs()))],
-            )?;
+            let request = if polling {
+                std::thread::sleep(left.map_or(POLL_EVERY, |l| l.min(POLL_EVERY)));
+                self.client.get(&format!("/v1/requests/{id}"), &[])?
+            } else {
+                let long_poll = self.client.get(
+                    &format!("/v1/requests/{id}"),
+                    &[("wait", format!("{}s", poll.as_secs()))],
+                );
+                match long_poll {
+                    Err(ClientError::Api {
+                        status: 429, message, ..
+                    }) => {
+                        if show {
+                            eprintln!();
+                        }
+                        eprintln!(
+                            "jitgate: the server cannot hold this wait ({message}); asking every {}s instead",
+                            POLL_EVERY.as_secs()
+                        );
+                        polling = true;
+                        continue;
+                    }
+                    other => other?,
+                }
+            };
             if request["status"] != "pending" {
                 break Ok(Outcome::Decided(request));
             }

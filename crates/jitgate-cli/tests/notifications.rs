@@ -56,6 +56,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// The set-up, with `extra` (TOML) added to the server's config.
+fn setup_with(extra: &str) -> Setup {
     let (slack, hook, responses) = (receiver(), receiver(), receiver());
     let policy = policy();
     let config = format!(
@@ -78,6 +83,7 @@ timeout = "2s"
 
 [slack]
 signing_secret = "{SLACK_SECRET}"
+{extra}
 "#,
         slack.url, hook.url
     );
@@ -196,6 +202,48 @@ fn a_reason_cannot_ping_the_channel_or_disguise_a_link_in_slack() {
             }
         }
     }
+}
+
+#[test]
+fn a_slack_button_counts_against_the_reviewers_write_limit_like_any_other_write() {
+    let Setup {
+        s,
+        responses,
+        _policy: _keep_policy,
+        ..
+    } = setup_with("[limits]\nrequests_per_minute = 0\nwrites_per_minute = 1\nwrites_burst = 1\n");
+    let ask = json!({"resource": "prod-db", "action": "read", "reason": "INC-6"});
+    let (first, second) = (id(&s.file("demo-alice", ask.clone())), id(&s.file("demo-alice", ask)));
+    // bob's one write: an approval through the API.
+    assert_eq!(
+        s.post(&format!("/v1/requests/{first}/approve"), "demo-bob", json!({}))
+            .0,
+        200
+    );
+    // His Slack click comes through the same service, so the same limit holds it back.
+    let respond = format!("{}/respond", responses.url);
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &second, &respond, SLACK_SECRET, now()),
+        200
+    );
+    let answer = wait_for_message(&responses, "writes_per_minute", "bob hears why");
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    let (_, still) = s.get(&format!("/v1/requests/{second}"), "demo-alice");
+    assert_eq!(still["status"], "pending", "{still}");
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("jitgate_limits_exceeded_total{outcome=\"rate\"} 1"),
+        "{metrics}"
+    );
+    // carol is not held back by bob.
+    assert_eq!(
+        slack_click(&s, "UCAROL", "jitgate_approve", &second, &respond, SLACK_SECRET, now()),
+        200
+    );
+    wait_for_message(&responses, "by carol", "carol's approval");
 }
 
 #[test]

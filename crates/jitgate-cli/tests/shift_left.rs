@@ -192,6 +192,95 @@ fn gate_exits_0_approved_1_denied_3_timed_out() {
 }
 
 #[test]
+fn gate_and_run_ask_again_and_again_when_the_server_has_no_place_to_wait() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[limits]\nrequests_per_minute = 0\nmax_waiters = 1\n"),
+    );
+    // dave holds the only place among the waiters for the whole test.
+    let daves = s.file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "reason": "INC-20"}),
+    );
+    let daves_path = format!("/v1/requests/{}", id(&daves));
+    let holder = {
+        let (url, path) = (s.url.clone(), daves_path.clone());
+        std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .get(format!("{url}{path}?wait=60s"))
+                .bearer_auth("demo-dave")
+                .timeout(Duration::from_secs(70))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let refused_waits = || {
+        let (_, metrics) = s.get("/metrics", "");
+        metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("jitgate_limits_exceeded_total{outcome=\"waiters\"} "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    wait_until("dave waits", || {
+        let (_, metrics) = s.get("/metrics", "");
+        metrics.as_str().unwrap().contains("jitgate_waiting_callers 1")
+    });
+
+    // gate: refused a place, it asks every few seconds instead, and ends with the decision.
+    let child = spawn_cli(
+        &s,
+        &["gate", "prod-db", "read", "--reason", "INC-21", "--timeout", "60s"],
+        &[],
+    );
+    let rid = id(&pending_of_alice(&s, "prod-db"));
+    wait_until("gate is refused a place", || refused_waits() >= 1);
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({})).0,
+        200
+    );
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("asking every 3s instead"), "{err}");
+
+    // Its timeout holds as before: exit 3, the request cancelled.
+    let started = Instant::now();
+    let (code, _, err) = s.cli(
+        "demo-alice",
+        &["gate", "prod-db", "read", "--reason", "INC-22", "--timeout", "4s"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    let (_, cancelled) = s.get("/v1/requests?status=cancelled", "demo-alice");
+    assert_eq!(cancelled["items"][0]["reason"], "INC-22", "{cancelled}");
+
+    // run: the same, and the command runs once approved.
+    let refused_before = refused_waits();
+    let child = spawn_cli(
+        &s,
+        &[
+            "run", "prod-db", "read", "--reason", "INC-23", "--", "sh", "-c", "exit 7",
+        ],
+        &[],
+    );
+    let rid = id(&pending_request(&s, |r| r["reason"] == "INC-23"));
+    wait_until("run is refused a place", || refused_waits() > refused_before);
+    assert_eq!(
+        s.post(&format!("/v1/requests/{rid}/approve"), "demo-bob", json!({})).0,
+        200
+    );
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 7, "{out}\n{err}");
+
+    // dave held his place throughout; cancelling his request ends his wait.
+    assert_eq!(s.post(&format!("{daves_path}/cancel"), "demo-dave", json!({})).0, 200);
+    assert_eq!(holder.join().unwrap(), 200);
+}
+
+#[test]
 fn run_runs_exactly_the_approved_command_once_and_passes_its_exit_code() {
     let s = Server::start();
     let script = "echo deploying with $JITGATE_GRANT_ID; exit 7";

@@ -35,7 +35,6 @@ pub struct App {
     pub metrics: Metrics,
     /// The id of every request that changed, for callers waiting on a decision.
     changes: tokio::sync::broadcast::Sender<String>,
-    waiters: std::sync::atomic::AtomicUsize,
     /// Denied checks of the current window, recorded in the log as `check.denied` events.
     denied: crate::audit::denied::DeniedChecks,
     /// Single sign-on for the web UI, when configured.
@@ -53,13 +52,16 @@ enum IndexChange {
     Remove(String),
 }
 
-/// A place among the waiting callers, given back on drop.
-struct WaiterSlot<'a>(&'a App);
+/// A principal's place among the waiting callers, given back on drop.
+struct WaiterSlot<'a> {
+    app: &'a App,
+    principal: String,
+}
 
 impl Drop for WaiterSlot<'_> {
     fn drop(&mut self) {
-        self.0.waiters.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.metrics.waiting.dec();
+        self.app.caller_limits.leave_waiting(&self.principal);
+        self.app.metrics.waiting.dec();
     }
 }
 
@@ -132,7 +134,6 @@ impl App {
             index: RwLock::new(index),
             metrics,
             changes: tokio::sync::broadcast::channel(1024).0,
-            waiters: std::sync::atomic::AtomicUsize::new(0),
             denied: crate::audit::denied::DeniedChecks::default(),
             sso: std::sync::OnceLock::new(),
             resyncing: parking_lot::Mutex::new(None),
@@ -228,21 +229,39 @@ impl App {
         }
     }
 
-    /// File a request for `who`.
     pub fn caller_limits(&self) -> &crate::limits::CallerLimits {
         &self.caller_limits
     }
 
+    /// Count one write `who` can repeat against their `[limits] writes_per_minute`: every
+    /// entry point (API, web UI, Slack) comes through the service, so each one counts, and
+    /// every attempt counts, refused ones too.
+    fn take_write(&self, who: &Identity) -> Result<(), ApiError> {
+        self.caller_limits
+            .take_write(&who.principal, std::time::Instant::now())
+            .map_err(|after| ApiError::RetryLater {
+                limit: crate::error::Limit::Rate,
+                message: format!(
+                    "{} is making changes faster than this server's [limits] writes_per_minute allows; try again in {} s",
+                    who.principal,
+                    crate::error::retry_after_seconds(after)
+                ),
+                after,
+            })
+    }
+
+    /// File a request for `who`.
     pub async fn file(&self, who: &Identity, body: &CreateRequestBody) -> Result<Request, ApiError> {
-        if let Err(wait) = self.caller_limits.take(&who.principal, std::time::Instant::now()) {
-            return Err(ApiError::OverLimit(
-                crate::error::Limit::Rate,
-                format!(
+        if let Err(after) = self.caller_limits.take(&who.principal, std::time::Instant::now()) {
+            return Err(ApiError::RetryLater {
+                limit: crate::error::Limit::Rate,
+                message: format!(
                     "{} is filing requests faster than this server's [limits] allow; try again in {} ms",
                     who.principal,
-                    wait.as_millis().max(1)
+                    after.as_millis().max(1)
                 ),
-            ));
+                after,
+            });
         }
         let ask = body.ask()?;
         let ids = NewIds {
@@ -252,10 +271,36 @@ impl App {
         let at = now();
         let admission = self.policy().admit(who, &ask, at)?;
         let Transition { mut request, events } = machine::file(who, &ask, admission, ids, at);
+        if request.status == RequestStatus::Pending {
+            self.may_add_pending(who, at).await?;
+        }
         self.sign_grant(None, &mut request)?;
         let stored = self.store.create_request(&request, &events).await?;
         self.track(None, &stored);
         Ok(stored)
+    }
+
+    /// Whether `who` may have one more request pending: the store counts (the source of truth
+    /// for every replica). Only a request that would wait for reviewers is counted against
+    /// the limit, so automatic access and break-glass stay open to someone at the limit.
+    /// Filings racing each other may each see the count below the limit; how many can race
+    /// is bounded by the filing rate.
+    async fn may_add_pending(&self, who: &Identity, at: Timestamp) -> Result<(), ApiError> {
+        let Some(max) = self.caller_limits.max_pending_per_requester() else {
+            return Ok(());
+        };
+        let pending = self.store.count_pending(&who.principal, at).await?;
+        if pending >= u64::from(max) {
+            return Err(ApiError::OverLimit(
+                crate::error::Limit::Pending,
+                format!(
+                    "{} has {pending} pending requests, as many as this server's [limits] max_pending_per_requester \
+                     allows; cancel some (jitgate cancel ID) or wait for decisions",
+                    who.principal
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Load a request the caller may see; others get the same 404 as a missing one, so ids
@@ -277,7 +322,7 @@ impl App {
         wait: std::time::Duration,
     ) -> Result<Request, ApiError> {
         use tokio::sync::broadcast::error::RecvError;
-        let _slot = self.waiter_slot()?;
+        let _slot = self.waiter_slot(caller.who())?;
         // Subscribe before reading, so a change between the read and the wait is not missed.
         let mut changes = self.changes.subscribe();
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
@@ -305,18 +350,33 @@ impl App {
         }
     }
 
-    fn waiter_slot(&self) -> Result<WaiterSlot<'_>, ApiError> {
-        use std::sync::atomic::Ordering;
-        let max_waiters = self.caller_limits.max_waiters();
-        if self.waiters.fetch_add(1, Ordering::Relaxed) >= max_waiters {
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-            return Err(ApiError::OverLimit(
-                crate::error::Limit::Waiters,
-                format!("{max_waiters} callers are already waiting for decisions; ask again without wait, or later"),
-            ));
+    fn waiter_slot(&self, who: &Identity) -> Result<WaiterSlot<'_>, ApiError> {
+        use crate::limits::WaitRefused;
+        let refused = |message: String| ApiError::RetryLater {
+            limit: crate::error::Limit::Waiters,
+            message,
+            after: crate::limits::WAITERS_RETRY_AFTER,
+        };
+        match self.caller_limits.enter_waiting(&who.principal) {
+            Ok(()) => {}
+            Err(WaitRefused::Full(max_waiters)) => {
+                return Err(refused(format!(
+                    "{max_waiters} callers are already waiting for decisions; ask again without wait, or later"
+                )))
+            }
+            Err(WaitRefused::PrincipalFull(per_principal)) => {
+                return Err(refused(format!(
+                    "{} already has {per_principal} callers waiting for decisions, as many as this server's \
+                     [limits] max_waiters_per_principal allows; ask again without wait, or later",
+                    who.principal
+                )))
+            }
         }
         self.metrics.waiting.inc();
-        Ok(WaiterSlot(self))
+        Ok(WaiterSlot {
+            app: self,
+            principal: who.principal.clone(),
+        })
     }
 
     /// A page of the requests the caller may see. Requests they may not see are skipped
@@ -368,6 +428,8 @@ impl App {
         by_grant: bool,
         apply: impl Fn(&Request, Timestamp) -> Result<Transition, DomainError>,
     ) -> Result<Request, ApiError> {
+        // Every decision, cancellation, review, revocation, extension and `done` comes here.
+        self.take_write(caller.who())?;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let current = if by_grant {
                 self.store.get_request_by_grant(id).await?
@@ -524,6 +586,14 @@ impl App {
         self.signer.sign_checkpoint(seq, hash, at).map_err(|e| e.to_string())
     }
 
+    /// Sign the audit log's head now, for a caller who asks (`POST /v1/audit/checkpoints`).
+    pub async fn checkpoint_now(&self, caller: &Caller) -> Result<Option<jitgate_core::audit::Checkpoint>, ApiError> {
+        self.take_write(caller.who())?;
+        crate::audit::checkpoint::sign_head(self, 0)
+            .await
+            .map_err(ApiError::Internal)
+    }
+
     /// Verify the audit log: the hash chain, every checkpoint's signature, and the log against
     /// its checkpoints.
     pub async fn verify_audit(&self) -> Result<jitgate_core::audit::ChainReport, ApiError> {
@@ -548,6 +618,7 @@ impl App {
 
     /// Start signing with a new key; returns its id.
     pub async fn rotate_keys(&self, caller: &Caller) -> Result<String, ApiError> {
+        self.take_write(caller.who())?;
         self.signer
             .rotate(&*self.store, &caller.who().principal, now())
             .await
@@ -598,6 +669,8 @@ impl App {
     /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A
     /// single-use grant is consumed by it: one certificate, once.
     pub async fn ssh_certificate(&self, caller: &Caller, grant_id: &str, public_key: &str) -> Result<String, ApiError> {
+        // Each certificate adds an audit event: asking again and again is a flood like any other.
+        self.take_write(caller.who())?;
         let (request, grant) = self.reachable_grant(caller, grant_id).await?;
         let at = now();
         if grant.status == GrantStatus::Used {
@@ -668,6 +741,7 @@ impl App {
         caller: &Caller,
         grant_id: &str,
     ) -> Result<Vec<crate::api::DatabaseCredentials>, ApiError> {
+        self.take_write(caller.who())?;
         let (_, grant) = self.reachable_grant(caller, grant_id).await?;
         let at = now();
         if !grant.is_live(at) {
@@ -754,6 +828,7 @@ impl App {
         caller: &Caller,
         body: &crate::api::CreateTokenBody,
     ) -> Result<(ApiToken, String), ApiError> {
+        self.take_write(caller.who())?;
         body.validate()?;
         let at = now();
         let expires_at = match &body.ttl {
@@ -789,6 +864,7 @@ impl App {
 
     /// Revoke an API token: refused from the moment this returns.
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, ApiError> {
+        self.take_write(caller.who())?;
         let tokens = self.store.list_tokens().await?;
         let token = tokens
             .iter()

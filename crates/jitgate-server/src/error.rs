@@ -37,6 +37,14 @@ pub enum ApiError {
     /// was exceeded. Counted in `jitgate_limits_exceeded_total{outcome=LIMIT}`.
     #[error("{1}")]
     OverLimit(Limit, String),
+    /// A limit that lifts by itself with time (a principal's rate, the places among waiting
+    /// callers): 429 with `Retry-After`, the whole seconds until a call may succeed (at least 1).
+    #[error("{message}")]
+    RetryLater {
+        limit: Limit,
+        message: String,
+        after: std::time::Duration,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -68,8 +76,10 @@ pub enum Limit {
     ListSize,
     /// More calls from one principal than its rate allows: 429.
     Rate,
-    /// More callers waiting for decisions than the server holds: 429.
+    /// More callers waiting for decisions than the server holds, or one principal holds: 429.
     Waiters,
+    /// More pending requests from one requester than `[limits] max_pending_per_requester`: 429.
+    Pending,
 }
 
 impl Limit {
@@ -80,6 +90,7 @@ impl Limit {
             Limit::ListSize => "list_size",
             Limit::Rate => "rate",
             Limit::Waiters => "waiters",
+            Limit::Pending => "pending",
         }
     }
 }
@@ -105,7 +116,7 @@ impl ApiError {
             ApiError::OverLimit(Limit::FieldLength | Limit::ListSize, _) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument")
             }
-            ApiError::OverLimit(Limit::Rate | Limit::Waiters, _) => {
+            ApiError::OverLimit(Limit::Rate | Limit::Waiters | Limit::Pending, _) | ApiError::RetryLater { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -125,8 +136,17 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = shaped(status, code, message);
-        if let ApiError::OverLimit(limit, _) = self {
-            response.extensions_mut().insert(LimitHit(limit));
+        match self {
+            ApiError::OverLimit(limit, _) => {
+                response.extensions_mut().insert(LimitHit(limit));
+            }
+            ApiError::RetryLater { limit, after, .. } => {
+                response.extensions_mut().insert(LimitHit(limit));
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, retry_after_seconds(after).into());
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -136,6 +156,12 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up (at least 1): a client that waits that long is
+/// let in.
+pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
+    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
 }
 
 impl From<DomainError> for ApiError {

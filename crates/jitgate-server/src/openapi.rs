@@ -156,6 +156,29 @@ mod tests {
     }
 
     #[test]
+    fn every_write_documents_its_429_and_when_to_come_back() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut writes = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let Some(post) = item.get("post") else { continue };
+            // Checks are the services' hot path, never limited; Slack is answered 200 always.
+            let secured = post["security"].as_array().is_some_and(|s| !s.is_empty());
+            if !secured || path.starts_with("/v1/check") {
+                continue;
+            }
+            writes += 1;
+            let too_many = &post["responses"]["429"];
+            assert!(
+                too_many["headers"]["Retry-After"].is_object(),
+                "POST {path}: a write a caller can repeat counts against [limits] writes_per_minute; document its 429 with Retry-After"
+            );
+        }
+        assert!(writes >= 14, "{writes} writes");
+        let wait = &doc["paths"]["/v1/requests/{id}"]["get"]["responses"]["429"];
+        assert!(wait["headers"]["Retry-After"].is_object(), "{wait}");
+    }
+
+    #[test]
     fn documented_statuses_are_those_the_core_reads() {
         for name in REQUEST_STATUSES {
             assert!(RequestStatus::parse(name).is_some(), "{name}");

@@ -171,7 +171,8 @@ fn page_size(limit: Option<u32>, default: u32, max: u32, field: &str) -> Result<
 }
 
 #[utoipa::path(post, path = "/v1/requests", request_body = CreateRequestBody,
-    responses((status = 201, body = RequestView), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = RequestView), (status = 422, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is filing faster than [limits] requests_per_minute allows (with Retry-After), or already has [limits] max_pending_per_requester requests pending (cancel some or wait for decisions)", headers(("Retry-After" = u64, description = "seconds until the caller may file again; only when the filing rate refused it")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn create_request(
     State(app): State<Arc<App>>,
@@ -213,7 +214,8 @@ pub async fn list_requests(
 /// moment it is decided (or expires), or as it stands when the wait is over: a long poll.
 #[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path), WaitQuery),
     responses((status = 200, body = RequestView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
+        (status = 429, body = ErrorBody, description = "with wait: no place for another waiting caller ([limits] max_waiters, or the caller's max_waiters_per_principal); ask without wait", headers(("Retry-After" = u64, description = "seconds to wait before asking again")))),
+    security(("bearer" = [])), tag = "requests")]
 pub async fn get_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ReadRequests>,
@@ -242,7 +244,8 @@ pub async fn get_request(
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = CommentBody,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn approve_request(
     State(app): State<Arc<App>>,
@@ -255,7 +258,8 @@ pub async fn approve_request(
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/deny", params(("id" = String, Path)), request_body = CommentBody,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn deny_request(
     State(app): State<Arc<App>>,
@@ -268,7 +272,8 @@ pub async fn deny_request(
 }
 
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", params(("id" = String, Path)),
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn cancel_request(
     State(app): State<Arc<App>>,
@@ -281,7 +286,8 @@ pub async fn cancel_request(
 
 /// The review a break-glass request demands afterwards.
 #[utoipa::path(post, path = "/v1/requests/{id}/review", params(("id" = String, Path)), request_body = CommentBody,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn review_request(
     State(app): State<Arc<App>>,
@@ -341,7 +347,8 @@ pub async fn list_grants(
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", params(("id" = String, Path)), request_body = CommentBody,
-    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn revoke_grant(
     State(app): State<Arc<App>>,
@@ -354,7 +361,8 @@ pub async fn revoke_grant(
 }
 
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", params(("id" = String, Path)), request_body = ExtendBody,
-    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn extend_grant(
     State(app): State<Arc<App>>,
@@ -370,7 +378,8 @@ pub async fn extend_grant(
 /// and duration) is recorded in the audit log as `grant.done`.
 #[utoipa::path(post, path = "/v1/grants/{id}/done", params(("id" = String, Path)), request_body = DoneBody,
     responses((status = 200, body = GrantView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn done_grant(
     State(app): State<Arc<App>>,
@@ -542,16 +551,14 @@ pub async fn list_checkpoints(
 
 /// Sign the log's head now (an export ends with one, so that its end is vouched for).
 #[utoipa::path(post, path = "/v1/audit/checkpoints",
-    responses((status = 201, body = CheckpointView), (status = 409, body = ErrorBody, description = "the log is empty"), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = CheckpointView), (status = 409, body = ErrorBody, description = "the log is empty"), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "audit")]
 pub async fn sign_checkpoint(
     State(app): State<Arc<App>>,
-    _caller: Allowed<op::ReadAudit>,
+    caller: Allowed<op::ReadAudit>,
 ) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
-    match crate::audit::checkpoint::sign_head(&app, 0)
-        .await
-        .map_err(ApiError::Internal)?
-    {
+    match app.checkpoint_now(&caller).await? {
         Some(checkpoint) => Ok((StatusCode::CREATED, Json(checkpoint.into()))),
         None => Err(ApiError::Conflict("the audit log is empty: nothing to sign".into())),
     }
@@ -588,7 +595,8 @@ pub async fn explain_policy(
 
 /// Issue an API token; the answer holds the token itself, shown this once.
 #[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenBody,
-    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "tokens")]
 pub async fn create_token(
     State(app): State<Arc<App>>,
@@ -618,7 +626,8 @@ pub async fn list_tokens(
 
 /// Revoke an API token: it is refused from the moment this answers.
 #[utoipa::path(post, path = "/v1/tokens/{id}/revoke", params(("id" = String, Path)),
-    responses((status = 200, body = TokenView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = TokenView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "tokens")]
 pub async fn revoke_token(
     State(app): State<Arc<App>>,
@@ -632,7 +641,8 @@ pub async fn revoke_token(
 /// Start signing grant tokens with a new key. The previous key stays published until the
 /// last grant it signed has ended.
 #[utoipa::path(post, path = "/v1/keys/rotate",
-    responses((status = 200, body = RotatedKey), (status = 403, body = ErrorBody)), security(("bearer" = [])), tag = "grants")]
+    responses((status = 200, body = RotatedKey), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))), security(("bearer" = [])), tag = "grants")]
 pub async fn rotate_keys(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ManageKeys>,
@@ -645,7 +655,8 @@ pub async fn rotate_keys(
 /// window only.
 #[utoipa::path(post, path = "/v1/grants/{id}/ssh-cert", params(("id" = String, Path)), request_body = SshCertBody,
     responses((status = 200, body = SshCertAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn ssh_certificate(
     State(app): State<Arc<App>>,
@@ -661,7 +672,8 @@ pub async fn ssh_certificate(
 /// call answers 409. 503 while the login role is still being created (retry shortly).
 #[utoipa::path(post, path = "/v1/grants/{id}/credentials", params(("id" = String, Path)),
     responses((status = 200, body = CredentialsAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn database_credentials(
     State(app): State<Arc<App>>,

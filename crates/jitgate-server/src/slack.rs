@@ -191,6 +191,11 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
         }
         Err(error) => {
             app.metrics.count_slack("refused");
+            // Slack is answered 200 whatever happened, so no response carries the limit to
+            // the layer that counts them: count it here.
+            if let crate::ApiError::RetryLater { limit, .. } | crate::ApiError::OverLimit(limit, _) = &error {
+                app.metrics.count_limit(limit.as_str());
+            }
             ephemeral(format!("{principal} cannot do that: {error}"))
         }
     })

@@ -146,6 +146,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_requests(&self, filter: &RequestFilter, now: Timestamp) -> Result<Vec<Request>>;
     async fn list_grants(&self, filter: &GrantFilter, now: Timestamp) -> Result<Vec<Grant>>;
 
+    /// How many of `requester`'s requests are pending at `now` (a pending request past its
+    /// deadline counts as expired), read from an index of pending requests alone: its cost
+    /// follows what is pending, not how many requests the requester ever filed.
+    async fn count_pending(&self, requester: &str, now: Timestamp) -> Result<u64>;
+
     /// Grants whose status is active, for loading the in-memory check index.
     async fn active_grants(&self) -> Result<Vec<Grant>>;
 

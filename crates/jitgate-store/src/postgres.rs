@@ -476,6 +476,17 @@ impl Store for PostgresStore {
         rows.iter().map(request_from_row).collect()
     }
 
+    async fn count_pending(&self, requester: &str, now: Timestamp) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE requester = $1 AND status = 'pending' AND pending_expires_at > $2",
+        )
+        .bind(requester)
+        .bind(ms(now))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn list_grants(&self, filter: &GrantFilter, now: Timestamp) -> Result<Vec<Grant>> {
         let (sql, binds) = crate::rows::grant_list_query(filter, now);
         let sql = numbered(&sql);

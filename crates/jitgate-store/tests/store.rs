@@ -324,6 +324,42 @@ mod conformance {
             .is_empty());
     }
 
+    pub async fn pending_requests_are_counted_per_requester(store: Arc<dyn Store>) {
+        let first = file(&*store, 1, "prod-db", "read", None).await;
+        file(&*store, 2, "prod-db", "read", None).await;
+        file(&*store, 3, "prod-db", "read", None).await;
+        // Approved at once: never pending.
+        file(&*store, 4, "staging-db", "read", None).await;
+        let dave = Identity::user("dave", &["dev"]);
+        let ask = Ask {
+            resource: "prod-db",
+            action: "read",
+            duration: Some(DurationSecs(60)),
+            reason: "work",
+            payload: None,
+            break_glass: false,
+        };
+        let ids = NewIds {
+            request_id: "req-dave".into(),
+            grant_id: "grant-dave".into(),
+        };
+        let daves = machine::file(&dave, &ask, admission("prod-db"), ids, t0());
+        store.create_request(&daves.request, &daves.events).await.unwrap();
+
+        assert_eq!(store.count_pending("alice", t0()).await.unwrap(), 3);
+        assert_eq!(store.count_pending("dave", t0()).await.unwrap(), 1);
+        assert_eq!(store.count_pending("nobody", t0()).await.unwrap(), 0);
+        // A request that is decided or cancelled is no longer pending.
+        let cancelled = machine::cancel(&first, &alice(), t0()).unwrap();
+        store
+            .save_transition(&first, &cancelled.request, &cancelled.events)
+            .await
+            .unwrap();
+        assert_eq!(store.count_pending("alice", t0()).await.unwrap(), 2);
+        // Nor is one past its deadline, whether or not it was settled yet.
+        assert_eq!(store.count_pending("alice", first.pending_expires_at).await.unwrap(), 0);
+    }
+
     pub async fn grant_lists_page_newest_first(store: Arc<dyn Store>) {
         // 20 of alice's grants and 5 of bob's, ids in creation order (as UUIDv7 ids are).
         for n in 10..35u32 {
@@ -1201,6 +1237,7 @@ macro_rules! all_cases {
             expired_grants_cannot_be_consumed,
             due_requests_follow_the_clock,
             lists_filter_by_effective_status,
+            pending_requests_are_counted_per_requester,
             grant_lists_page_newest_first,
             audit_chain_verifies_and_filters,
             archiving_keeps_the_log_verifiable,
@@ -1255,6 +1292,33 @@ mod sqlite {
     }
 
     all_cases!(conformance_suite!(open()));
+
+    /// Counting a requester's pending requests (at every filing that would wait) reads the
+    /// index of pending requests, never every request the requester filed.
+    #[tokio::test]
+    async fn pending_requests_are_counted_from_their_index() {
+        let (_store, dir) = open().await;
+        let path = dir.path().join("jitgate.db");
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM requests WHERE requester = ? AND status = 'pending' AND pending_expires_at > ?",
+        )
+        .bind("alice")
+        .bind(0_i64)
+        .fetch_all(&raw)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|step| step.3)
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX requests_pending_by_requester")),
+            "{plan:?}"
+        );
+    }
 
     #[tokio::test]
     async fn reopening_keeps_everything_and_detects_tampering() {

@@ -55,12 +55,15 @@ impl Server {
     pub fn start_on(policy: &Path, config: Option<&str>, database: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
-        // Tests file in bursts from one principal; the per-principal rate limit is off unless
-        // a test sets its own (tests/limits.rs does).
+        // Tests file, decide and leave requests pending in bursts from one principal; the
+        // per-principal limits on filings, writes and pending requests are off unless a test
+        // sets its own (tests/limits.rs does).
+        const NO_CALLER_LIMITS: &str =
+            "[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\nmax_pending_per_requester = 0\n";
         let text = match config {
             Some(text) if text.contains("[limits]") => text.to_string(),
-            Some(text) => format!("{text}\n[limits]\nrequests_per_minute = 0\n"),
-            None => "[limits]\nrequests_per_minute = 0\n".to_string(),
+            Some(text) => format!("{text}\n{NO_CALLER_LIMITS}"),
+            None => NO_CALLER_LIMITS.to_string(),
         };
         let path = dir.path().join("config.toml");
         std::fs::write(&path, text).expect("write config");

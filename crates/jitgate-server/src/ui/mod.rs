@@ -189,6 +189,9 @@ async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path:
         let next = pages::encode(path);
         return pages::see_other(&format!("/ui/login?next={next}"));
     }
+    // What the page keeps of the error: a limit's count in the metrics, and when to come back.
+    let limit_hit = response.extensions().get::<crate::error::LimitHit>().copied();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
         .unwrap_or_default();
@@ -200,7 +203,14 @@ async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path:
             (!text.is_empty()).then_some(text)
         })
         .unwrap_or_else(|| "Something went wrong.".into());
-    pages::error_page(csrf, status, &message)
+    let mut page = pages::error_page(csrf, status, &message);
+    if let Some(limit_hit) = limit_hit {
+        page.extensions_mut().insert(limit_hit);
+    }
+    if let Some(retry_after) = retry_after {
+        page.headers_mut().insert(header::RETRY_AFTER, retry_after);
+    }
+    page
 }
 
 /// The security headers, and the CSRF cookie for a browser that has none yet.

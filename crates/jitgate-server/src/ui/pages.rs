@@ -304,9 +304,13 @@ struct RequestsPage {
     chrome: Chrome,
     heading: &'static str,
     blurb: &'static str,
-    live: Option<&'static str>,
+    live: Option<String>,
     rows: Vec<RequestRow>,
     empty: &'static str,
+    /// The next page (older requests), when there is one.
+    older: Option<String>,
+    /// The first page, when this is a later one.
+    newest: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -317,44 +321,90 @@ struct RequestRows {
 }
 
 const INBOX_EMPTY: &str = "Nothing waits for you.";
+/// Requests on one page of the inbox; older ones are a link away.
+pub const INBOX_PAGE: usize = 50;
 
-/// Pending requests the caller may approve (never their own).
-async fn waiting_for(app: &App, caller: &Caller) -> Result<Vec<RequestRow>, ApiError> {
+/// Where a page of the inbox starts: after the request `before` (the API's cursor), or at the
+/// newest.
+#[derive(Deserialize, Default)]
+pub struct InboxQuery {
+    before: Option<String>,
+}
+
+/// A page of the pending requests the caller may approve (never their own), newest first,
+/// from just before `before`, and the cursor of the next page when there may be more.
+async fn waiting_for(
+    app: &App,
+    caller: &Caller,
+    before: Option<String>,
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
+    // The store pages by what the caller may see; whom they may review is judged here, so a
+    // page may take a few store pages to fill (bounded, and the cursor resumes the scan).
+    const MAX_SCANS: usize = 10;
     let at = now();
-    let filter = RequestFilter {
-        status: Some(RequestStatus::Pending),
-        requester: None,
-        limit: 200,
-        before: None,
-    };
-    let (requests, _) = app.visible_requests(caller, filter, at).await?;
     let who = caller.who();
     let policy = app.policy();
-    Ok(requests
-        .iter()
-        .filter(|r| r.requester != who.principal && policy.may_review(who, r, at).is_ok())
-        .map(|r| RequestRow::new(&RequestView::new(r, at, &who.principal), at))
-        .collect())
+    let mut rows = Vec::with_capacity(INBOX_PAGE);
+    let mut cursor = before;
+    for _ in 0..MAX_SCANS {
+        let filter = RequestFilter {
+            status: Some(RequestStatus::Pending),
+            requester: None,
+            limit: INBOX_PAGE as u32,
+            before: cursor.clone(),
+        };
+        let (requests, next) = app.visible_requests(caller, filter, at).await?;
+        for r in &requests {
+            if r.requester != who.principal && policy.may_review(who, r, at).is_ok() {
+                rows.push(RequestRow::new(&RequestView::new(r, at, &who.principal), at));
+                if rows.len() == INBOX_PAGE {
+                    return Ok((rows, Some(r.id.clone())));
+                }
+            }
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok((rows, None)),
+        }
+    }
+    Ok((rows, cursor))
+}
+
+/// `/ui/inbox` with this query.
+fn inbox_link(path: &str, before: Option<&str>) -> String {
+    match before {
+        Some(before) => format!("{path}?before={}", encode(before)),
+        None => path.to_string(),
+    }
 }
 
 pub async fn inbox(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::ReadRequests>,
+    Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let rows = waiting_for(&app, &caller).await?;
+    let before = query.before.filter(|b| !b.is_empty());
+    let (rows, next) = waiting_for(&app, &caller, before.clone()).await?;
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf),
         heading: "Waiting for you",
         blurb: "Requests you may approve, newest first. This list updates by itself.",
-        live: Some("/ui/inbox/rows"),
+        live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),
         rows,
         empty: INBOX_EMPTY,
+        older: next.map(|next| inbox_link("/ui/inbox", Some(&next))),
+        newest: before.is_some().then_some("/ui/inbox"),
     }))
 }
 
-pub async fn inbox_rows(State(app): State<Arc<App>>, caller: Allowed<op::ReadRequests>) -> Result<Response, ApiError> {
-    let rows = waiting_for(&app, &caller).await?;
+pub async fn inbox_rows(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ReadRequests>,
+    Query(query): Query<InboxQuery>,
+) -> Result<Response, ApiError> {
+    let before = query.before.filter(|b| !b.is_empty());
+    let (rows, _) = waiting_for(&app, &caller, before).await?;
     Ok(render(&RequestRows {
         rows,
         empty: INBOX_EMPTY,
@@ -385,6 +435,8 @@ pub async fn mine(
         live: None,
         rows,
         empty: "You have not asked for anything yet.",
+        older: None,
+        newest: None,
     }))
 }
 
@@ -662,10 +714,12 @@ pub async fn file(
         Err(
             e @ (ApiError::Invalid(_)
             | ApiError::Forbidden(_)
-            | ApiError::OverLimit(crate::error::Limit::FieldLength | crate::error::Limit::Rate, _)),
+            | ApiError::RetryLater { .. }
+            | ApiError::OverLimit(crate::error::Limit::FieldLength | crate::error::Limit::Pending, _)),
         ) => {
             let (status, limit) = match &e {
-                ApiError::OverLimit(limit, _) if *limit == crate::error::Limit::Rate => {
+                ApiError::RetryLater { limit, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(*limit)),
+                ApiError::OverLimit(limit, _) if *limit == crate::error::Limit::Pending => {
                     (StatusCode::TOO_MANY_REQUESTS, Some(*limit))
                 }
                 ApiError::OverLimit(limit, _) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*limit)),
@@ -684,6 +738,12 @@ pub async fn file(
             if let Some(limit) = limit {
                 // Counted like any other call over a limit.
                 response.extensions_mut().insert(crate::error::LimitHit(limit));
+            }
+            if let ApiError::RetryLater { after, .. } = &e {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    crate::error::retry_after_seconds(*after).into(),
+                );
             }
             Ok(response)
         }
