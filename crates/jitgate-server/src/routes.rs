@@ -130,20 +130,19 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/ui", crate::ui::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(crate::input::refuse_control_characters))
-        .layer(axum::middleware::map_response(crate::error::errors_in_api_shape))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), count_limits))
+        // One layer for what every call goes through: each layer of its own costs every
+        // check a boxed future.
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edge))
         .with_state(app)
 }
 
-/// Count every call refused over a limit, by limit: the error marks its response, and a body
-/// refused before any handler ran (axum's or the UI's 413) counts as over the body size.
-async fn count_limits(
-    State(app): State<Arc<App>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
+/// Every call, in one layer: control characters in the URL refused (`input.rs`), any error
+/// left in another shape put in the API's (`errors_in_api_shape`), and every call refused
+/// over a limit counted by limit: the error marks its response, and a body refused before
+/// any handler ran (axum's or the UI's 413) counts as over the body size.
+async fn edge(State(app): State<Arc<App>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = crate::input::refuse_control_characters(request, next).await;
+    let response = crate::error::errors_in_api_shape(response).await;
     if let Some(LimitHit(limit)) = response.extensions().get::<LimitHit>() {
         app.metrics.count_limit(limit.as_str());
     } else if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
