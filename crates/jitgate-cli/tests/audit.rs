@@ -14,19 +14,8 @@ use support::*;
 const CONFIG: &str = "[audit]\ncheckpoint_every = \"1s\"\n";
 
 fn sql(s: &Server, statement: &str) -> String {
-    // The server keeps writing (checkpoints every second): wait for its lock, don't fail on it.
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(s.dir.path().join("jitgate.db"))
-        .arg(statement)
-        .output()
-        .expect("sqlite3 (apt-get install sqlite3)");
-    assert!(
-        out.status.success(),
-        "{statement}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    // The server keeps writing (checkpoints every second): `sqlite` waits for its lock.
+    s.sqlite(statement)
 }
 
 /// A server with a few dozen events, all under a signed checkpoint.

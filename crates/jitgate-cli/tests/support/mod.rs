@@ -223,6 +223,23 @@ impl Server {
             .collect()
     }
 
+    /// Run SQL on the server's SQLite file with the `sqlite3` program, as an outside tool
+    /// (or an attacker with the file) would, waiting for the server's write lock.
+    pub fn sqlite(&self, statement: &str) -> String {
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
+            .arg(self.dir.path().join("jitgate.db"))
+            .arg(statement)
+            .output()
+            .expect("sqlite3 (apt-get install sqlite3)");
+        assert!(
+            out.status.success(),
+            "{statement}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// What the server has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
