@@ -2,16 +2,15 @@
 //! the core stays free of HTTP concerns.
 
 use chrono::{DateTime, Utc};
-use jitgate_core::{format_duration, parse_duration, DurationSecs, Grant, Request, Timestamp};
+use jitgate_core::{format_duration, Grant, Request, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds.
-#[derive(Debug, Clone)]
-pub enum DurationInput {
-    Seconds(u64),
-    Text(String),
-}
+/// A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds: the
+/// service's input, with the schema the OpenAPI document gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DurationInput(pub jitgate_service::inputs::DurationInput);
 
 /// Whitespace as Rust's `str::trim` sees it, which `parse_duration` strips.
 const TRIMMED: &str = r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
@@ -21,41 +20,7 @@ pub fn duration_pattern() -> String {
     format!("^{TRIMMED}([0-9]+|([0-9]+[smhd])+){TRIMMED}$")
 }
 
-impl<'de> Deserialize<'de> for DurationInput {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match serde_json::Value::deserialize(deserializer)? {
-            serde_json::Value::String(text) => Ok(DurationInput::Text(text)),
-            serde_json::Value::Number(n) => whole_number(&n)
-                .map(DurationInput::Seconds)
-                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of seconds"))),
-            other => Err(serde::de::Error::custom(format!(
-                "{other} is not a duration; write a string like \"30m\" or a whole number of seconds"
-            ))),
-        }
-    }
-}
-
-/// A JSON number that is a whole number (`30` or `30.0`: JSON Schema's `integer` is both).
-fn whole_number<T: TryFrom<i64> + TryFrom<u64>>(n: &serde_json::Number) -> Option<T> {
-    if let Some(u) = n.as_u64() {
-        return T::try_from(u).ok();
-    }
-    if let Some(i) = n.as_i64() {
-        return T::try_from(i).ok();
-    }
-    let f = n.as_f64()?;
-    // Exactly representable whole numbers only; the casts below cannot lose anything then.
-    if f.fract() != 0.0 || f.abs() > 9_007_199_254_740_992.0 {
-        return None;
-    }
-    if f >= 0.0 {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        T::try_from(f as u64).ok()
-    } else {
-        #[allow(clippy::cast_possible_truncation)]
-        T::try_from(f as i64).ok()
-    }
-}
+use jitgate_service::inputs::whole_number;
 
 /// `deserialize_with` for an optional integer field that also takes `30.0`.
 fn optional_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -101,12 +66,8 @@ impl utoipa::PartialSchema for DurationInput {
 impl utoipa::ToSchema for DurationInput {}
 
 impl DurationInput {
-    pub fn parse(&self, field: &str) -> Result<DurationSecs, crate::ApiError> {
-        let parsed = match self {
-            DurationInput::Seconds(s) => parse_duration(&s.to_string()),
-            DurationInput::Text(t) => parse_duration(t),
-        };
-        parsed.map_err(|m| crate::ApiError::Invalid(format!("{field}: {m}")))
+    pub fn text(text: impl Into<String>) -> Self {
+        DurationInput(jitgate_service::inputs::DurationInput::Text(text.into()))
     }
 }
 
@@ -129,17 +90,16 @@ pub struct CreateRequestBody {
     pub break_glass: bool,
 }
 
-impl CreateRequestBody {
-    /// What the policy judges: the body with its duration parsed.
-    pub fn ask(&self) -> Result<jitgate_core::Ask<'_>, crate::ApiError> {
-        Ok(jitgate_core::Ask {
-            resource: &self.resource,
-            action: &self.action,
-            duration: self.duration.as_ref().map(|d| d.parse("duration")).transpose()?,
-            reason: &self.reason,
-            payload: self.payload.as_deref(),
-            break_glass: self.break_glass,
-        })
+impl From<CreateRequestBody> for jitgate_service::inputs::NewRequest {
+    fn from(body: CreateRequestBody) -> Self {
+        jitgate_service::inputs::NewRequest {
+            resource: body.resource,
+            action: body.action,
+            duration: body.duration.map(|d| d.0),
+            reason: body.reason,
+            payload: body.payload,
+            break_glass: body.break_glass,
+        }
     }
 }
 
@@ -156,6 +116,15 @@ pub struct ExtendBody {
     pub duration: DurationInput,
     #[serde(default)]
     pub reason: String,
+}
+
+impl From<ExtendBody> for jitgate_service::inputs::Extension {
+    fn from(body: ExtendBody) -> Self {
+        jitgate_service::inputs::Extension {
+            duration: body.duration.0,
+            reason: body.reason,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -223,6 +192,17 @@ pub struct CheckAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     pub reason: String,
+}
+
+impl From<jitgate_service::Decision> for CheckAnswer {
+    fn from(d: jitgate_service::Decision) -> Self {
+        CheckAnswer {
+            allow: d.allow,
+            grant_id: d.grant_id,
+            expires_at: d.expires_at,
+            reason: d.reason,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -653,10 +633,7 @@ fn duration_text_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
-/// The longest principal, group or label in a token.
-const MAX_TOKEN_FIELD: usize = 256;
-/// The most groups one token may carry.
-const MAX_TOKEN_GROUPS: usize = 64;
+use jitgate_service::inputs::{MAX_TOKEN_FIELD, MAX_TOKEN_GROUPS};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -697,40 +674,15 @@ fn token_groups_schema() -> utoipa::openapi::schema::Array {
         .build()
 }
 
-fn name_ok(text: &str) -> bool {
-    let t = text.trim();
-    !t.is_empty() && t.len() <= MAX_TOKEN_FIELD && !t.chars().any(char::is_control)
-}
-
-impl CreateTokenBody {
-    pub fn validate(&self) -> Result<(), crate::ApiError> {
-        use crate::ApiError::Invalid;
-        if !name_ok(&self.principal) {
-            return Err(Invalid(format!(
-                "principal: must be 1 to {MAX_TOKEN_FIELD} printable characters"
-            )));
+impl From<CreateTokenBody> for jitgate_service::inputs::NewToken {
+    fn from(body: CreateTokenBody) -> Self {
+        jitgate_service::inputs::NewToken {
+            principal: body.principal,
+            groups: body.groups,
+            ttl: body.ttl.map(|d| d.0),
+            label: body.label,
+            service: body.service,
         }
-        if self.groups.len() > MAX_TOKEN_GROUPS {
-            return Err(crate::ApiError::OverLimit(
-                crate::error::Limit::ListSize,
-                format!("groups: {} groups; give at most {MAX_TOKEN_GROUPS}", self.groups.len()),
-            ));
-        }
-        if let Some(bad) = self.groups.iter().find(|g| !name_ok(g) || g.contains(',')) {
-            return Err(Invalid(format!(
-                "groups: '{bad}' is not a group name; use 1 to {MAX_TOKEN_FIELD} printable characters, no commas"
-            )));
-        }
-        if self
-            .label
-            .as_ref()
-            .is_some_and(|l| l.len() > MAX_TOKEN_FIELD || l.chars().any(char::is_control))
-        {
-            return Err(Invalid(format!(
-                "label: must be at most {MAX_TOKEN_FIELD} printable characters"
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -829,7 +781,58 @@ pub struct DatabaseCredentials {
     pub expires_at: DateTime<Utc>,
 }
 
+impl From<jitgate_service::DatabaseLogin> for DatabaseCredentials {
+    fn from(l: jitgate_service::DatabaseLogin) -> Self {
+        DatabaseCredentials {
+            provider: l.provider,
+            user: l.user,
+            password: l.password,
+            host: l.host,
+            port: l.port,
+            database: l.database,
+            url: l.url,
+            expires_at: l.expires_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CredentialsAnswer {
     pub credentials: Vec<DatabaseCredentials>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `GET /v1/audit` and every exported, archived or shipped line must be one shape: an
+    /// auditor verifies either with the same tool.
+    #[test]
+    fn an_event_is_listed_exactly_as_it_is_exported() {
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        for (request_id, comment) in [(None, None), (Some("req_1".to_string()), Some("why\n".to_string()))] {
+            let event = jitgate_core::AuditEvent {
+                seq: 7,
+                event: jitgate_core::NewEvent {
+                    kind: jitgate_core::EventKind::RequestFiled,
+                    at,
+                    actor: "alice".into(),
+                    subject: "alice".into(),
+                    request_id,
+                    grant_id: None,
+                    resource: "prod-db".into(),
+                    action: "read".into(),
+                    comment,
+                },
+                prev_hash: "00".into(),
+                hash: "ab".into(),
+            };
+            let listed = serde_json::to_value(EventView::from(event.clone())).unwrap();
+            let exported: serde_json::Value =
+                serde_json::from_str(&jitgate_service::audit::format::event_line(&event)).unwrap();
+            assert_eq!(listed, exported);
+        }
+    }
 }

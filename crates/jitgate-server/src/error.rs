@@ -65,35 +65,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The limits a caller can run into, each answered with its 4xx and counted by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// A request body over `MAX_BODY_BYTES`: 413.
-    BodySize,
-    /// A field longer than its maximum: 422.
-    FieldLength,
-    /// More items in a list than one call may carry: 422.
-    ListSize,
-    /// More calls from one principal than its rate allows: 429.
-    Rate,
-    /// More callers waiting for decisions than the server holds, or one principal holds: 429.
-    Waiters,
-    /// More pending requests from one requester than `[limits] max_pending_per_requester`: 429.
-    Pending,
-}
-
-impl Limit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::BodySize => "body_size",
-            Limit::FieldLength => "field_length",
-            Limit::ListSize => "list_size",
-            Limit::Rate => "rate",
-            Limit::Waiters => "waiters",
-            Limit::Pending => "pending",
-        }
-    }
-}
+pub use jitgate_service::error::{retry_after_seconds, Limit};
 
 /// Put on a response that refused a call over a limit, so that one layer counts them all.
 #[derive(Debug, Clone, Copy)]
@@ -158,31 +130,32 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Retry-After` in whole seconds, rounded up (at least 1): a client that waits that long is
-/// let in.
-pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
-    (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1)
+impl From<jitgate_service::ServiceError> for ApiError {
+    fn from(e: jitgate_service::ServiceError) -> Self {
+        use jitgate_service::ServiceError as S;
+        match e {
+            S::Invalid(m) => ApiError::Invalid(m),
+            S::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            S::Forbidden(m) => ApiError::Forbidden(m),
+            S::NotFound(m) => ApiError::NotFound(m),
+            S::Conflict(m) => ApiError::Conflict(m),
+            S::Unavailable(m) => ApiError::Unavailable(m),
+            S::OverLimit(limit, m) => ApiError::OverLimit(limit, m),
+            S::RetryLater { limit, message, after } => ApiError::RetryLater { limit, message, after },
+            S::Internal(m) => ApiError::Internal(m),
+        }
+    }
 }
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        match e {
-            e @ DomainError::Invalid { .. } => ApiError::Invalid(e.to_string()),
-            DomainError::Forbidden(m) => ApiError::Forbidden(m),
-            DomainError::NotFound(m) => ApiError::NotFound(m),
-            DomainError::Conflict(m) => ApiError::Conflict(m),
-            e @ DomainError::TooLong { .. } => ApiError::OverLimit(Limit::FieldLength, e.to_string()),
-        }
+        jitgate_service::ServiceError::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict => ApiError::Conflict("the request changed concurrently; try again".into()),
-            e if e.is_unavailable() => ApiError::Unavailable("the database is unavailable; try again shortly".into()),
-            other => ApiError::Internal(other.to_string()),
-        }
+        jitgate_service::ServiceError::from(e).into()
     }
 }
 

@@ -57,6 +57,7 @@ pub fn duration(data: &[u8]) {
 /// Every JSON body the API takes, through the checks its handler makes before acting.
 pub fn json_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<CreateRequestBody>(data) {
+        let body = jitgate_service::inputs::NewRequest::from(body);
         if let Ok(ask) = body.ask() {
             if let Some(policy) = quickstart() {
                 let _ = policy.admit(&Identity::user("alice", &["dev"]), &ask, chrono::Utc::now());
@@ -72,13 +73,13 @@ pub fn json_bodies(data: &[u8]) {
         }
     }
     if let Ok(body) = serde_json::from_slice::<ExtendBody>(data) {
-        let _ = body.duration.parse("duration");
+        let _ = body.duration.0.parse("duration");
     }
     if let Ok(body) = serde_json::from_slice::<DoneBody>(data) {
         let _ = body.outcome();
     }
     if let Ok(body) = serde_json::from_slice::<CreateTokenBody>(data) {
-        let _ = body.validate();
+        let _ = jitgate_service::inputs::NewToken::from(body).validate();
     }
     if let Ok(body) = serde_json::from_slice::<SshCertBody>(data) {
         let _ = ssh_key::PublicKey::from_openssh(body.public_key.trim());

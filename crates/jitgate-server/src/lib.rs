@@ -2,35 +2,27 @@
 //! service (which runs the pure core against the store) and render.
 
 pub mod api;
-pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod connections;
-pub mod delivery;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
-pub mod limits;
-pub mod metrics;
-pub mod notify;
 pub mod openapi;
-pub mod pgrole;
-pub mod provision;
-pub mod reload;
-pub mod replica;
 pub mod routes;
-pub mod signing;
 pub mod slack;
-pub mod ssh;
+pub mod state;
 pub mod ui;
-pub mod worker;
+
+// The service's modules, where the server's configuration and the CLI have always found them.
+pub use jitgate_service::{audit, delivery, limits, metrics, notify, provision, signing};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use app::App;
+pub use jitgate_service::app::{self, App};
+use jitgate_service::{reload, replica, worker};
 
 pub use error::ApiError;
 
@@ -91,13 +83,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let audit = config.audit.settings().map_err(ServeError::Audit)?;
     let connections = config.connections.settings().map_err(ServeError::Config)?;
     let store = jitgate_store::open_url(&config.database_url).await?;
-    let app = Arc::new(App::new(store, policy, authenticator, providers, notifier, slack).await?);
+    let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
+    let edge = state::Edge::new(app.clone(), slack);
     app.caller_limits().configure(config.limits.clone());
     reload::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
     if let Some(sso) = &config.ui.sso {
-        app.set_sso(
+        let _ = edge.sso.set(
             ui::Sso::new(sso, &config.auth.oidc, &public_url)
                 .await
                 .map_err(ServeError::Audit)?,
@@ -131,7 +124,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         })?;
     tracing::info!(listen = %config.listen, policy = %config.policy_dir.display(), database = %config.database_url, "jitgate serving");
     connections::warn_if_too_few_files(&connections);
-    connections::serve(listener, routes::router(app.clone()), connections, shutdown_signal()).await;
+    connections::serve(listener, routes::router(edge), connections, shutdown_signal()).await;
     worker.abort();
     provisioner.abort();
     notifications.abort();

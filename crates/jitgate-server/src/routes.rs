@@ -94,7 +94,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(state: crate::state::Edge) -> Router {
     Router::new()
         .route("/v1/requests", post(create_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -132,8 +132,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // One layer for what every call goes through: each layer of its own costs every
         // check a boxed future.
-        .layer(axum::middleware::from_fn_with_state(app.clone(), edge))
-        .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(state.app.clone(), edge))
+        .with_state(state)
 }
 
 /// Every call, in one layer: control characters in the URL refused (`input.rs`), any error
@@ -149,6 +149,23 @@ async fn edge(State(app): State<Arc<App>>, request: axum::extract::Request, next
         app.metrics.count_limit(Limit::BodySize.as_str());
     }
     response
+}
+
+/// Fill in each grant view's provider status from the outbox.
+pub async fn add_provider_status(app: &App, views: &mut [&mut GrantView]) -> Result<(), ApiError> {
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    let statuses = app.provider_statuses(&ids).await?;
+    for (view, providers) in views.iter_mut().zip(statuses) {
+        view.providers = providers
+            .into_iter()
+            .map(|p| ProviderStatusView {
+                provider: p.provider,
+                status: p.status.to_string(),
+                last_error: p.last_error,
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 fn parse_request_status(text: &str) -> Result<RequestStatus, ApiError> {
@@ -178,7 +195,7 @@ pub async fn create_request(
     caller: Allowed<op::FileRequest>,
     Json(body): Json<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
-    let request = app.file(caller.who(), &body).await?;
+    let request = app.file(caller.who(), &body.into()).await?;
     Ok((
         StatusCode::CREATED,
         Json(RequestView::new(&request, now(), &caller.who().principal)),
@@ -237,7 +254,7 @@ pub async fn get_request(
     };
     let mut view = RequestView::new(&request, now(), &caller.who().principal);
     if let Some(grant) = view.grant.as_mut() {
-        app.add_provider_status(&mut [grant]).await?;
+        add_provider_status(&app, &mut [grant]).await?;
     }
     Ok(Json(view))
 }
@@ -340,8 +357,7 @@ pub async fn list_grants(
         .iter()
         .map(|g| GrantView::new(g, at, &caller.who().principal))
         .collect();
-    app.add_provider_status(&mut items.iter_mut().collect::<Vec<_>>())
-        .await?;
+    add_provider_status(&app, &mut items.iter_mut().collect::<Vec<_>>()).await?;
     Ok(Json(GrantList { items, next }))
 }
 
@@ -369,7 +385,7 @@ pub async fn extend_grant(
     Path(id): Path<String>,
     Json(body): Json<ExtendBody>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let grant = app.extend(&caller, &id, &body).await?;
+    let grant = app.extend(&caller, &id, &body.into()).await?;
     Ok(Json(GrantView::new(&grant, now(), &caller.who().principal)))
 }
 
@@ -427,7 +443,8 @@ pub async fn check(
             &body.action,
             body.payload.as_deref(),
         )
-        .await,
+        .await
+        .into(),
     ))
 }
 
@@ -454,7 +471,8 @@ pub async fn check_batch(
     for c in &body.checks {
         results.push(
             app.check(caller.who(), &c.principal, &c.resource, &c.action, c.payload.as_deref())
-                .await,
+                .await
+                .into(),
         );
     }
     Ok(Json(CheckBatchAnswer { results }))
@@ -602,7 +620,7 @@ pub async fn create_token(
     caller: Allowed<op::ManageTokens>,
     Json(body): Json<CreateTokenBody>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let (token, secret) = app.create_token(&caller, &body).await?;
+    let (token, secret) = app.create_token(&caller, &body.into()).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -680,7 +698,9 @@ pub async fn database_credentials(
     Path(id): Path<String>,
 ) -> Result<Json<CredentialsAnswer>, ApiError> {
     let credentials = app.database_credentials(&caller, &id).await?;
-    Ok(Json(CredentialsAnswer { credentials }))
+    Ok(Json(CredentialsAnswer {
+        credentials: credentials.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Slack's interactivity endpoint: Approve and Deny buttons. Authenticated by Slack's request
@@ -691,20 +711,22 @@ pub async fn database_credentials(
         (status = 404, body = ErrorBody, description = "Slack is not configured"), (status = 413, body = ErrorBody)),
     tag = "chat")]
 pub async fn slack_interaction(
-    State(app): State<Arc<App>>,
+    State(edge): State<crate::state::Edge>,
     headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    let slack = app
-        .slack()
+    let app = &edge.app;
+    let slack = edge
+        .slack
+        .as_deref()
         .ok_or_else(|| ApiError::NotFound("Slack is not configured: see docs/notifications.md".into()))?;
     if let Err(e) = slack.verify(&headers, &body, crate::slack::now_secs()) {
         app.metrics.count_slack("forged");
         return Err(e);
     }
     let interaction = crate::slack::parse(&body)?;
-    if let Some(message) = crate::slack::act(&app, &interaction).await {
-        crate::slack::respond(&app, interaction.response_url, message);
+    if let Some(message) = crate::slack::act(app, &interaction).await {
+        crate::slack::respond(slack, interaction.response_url, message);
     }
     Ok(StatusCode::OK)
 }

@@ -8,12 +8,12 @@
 //! the same path as the API: the authorization table, the state machine (never one's own
 //! request, never twice) and the policy's reviewer rules.
 
-use crate::app::{now, App};
 use crate::auth::caller_for;
 use crate::ApiError;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use jitgate_core::authz::op;
+use jitgate_service::{now, App, ServiceError};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
@@ -117,12 +117,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, ApiError> {
     serde_json::from_str(&form.payload).map_err(|e| ApiError::BadRequest(format!("payload: {e}")))
 }
 
-/// Text for Slack's mrkdwn, where `<...>` is a mention, a channel ping (`<!channel>`) or a link
-/// (`<https://...|label>`): Slack's three control characters escaped, as Slack documents
-/// (`&` first, so nothing is escaped twice). Every text jitgate sends Slack goes through it.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
+pub use jitgate_service::notify::slack_escape as escape;
 
 /// Carry out a verified interaction and say how it went, in the message Slack shows.
 pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Value> {
@@ -193,7 +188,7 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
             app.metrics.count_slack("refused");
             // Slack is answered 200 whatever happened, so no response carries the limit to
             // the layer that counts them: count it here.
-            if let crate::ApiError::RetryLater { limit, .. } | crate::ApiError::OverLimit(limit, _) = &error {
+            if let ServiceError::RetryLater { limit, .. } | ServiceError::OverLimit(limit, _) = &error {
                 app.metrics.count_limit(limit.as_str());
             }
             ephemeral(format!("{principal} cannot do that: {error}"))
@@ -202,8 +197,8 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
 }
 
 /// Show the outcome in Slack, through the interaction's response URL (best effort).
-pub fn respond(app: &App, response_url: Option<String>, message: serde_json::Value) {
-    let (Some(url), Some(slack)) = (response_url, app.slack()) else {
+pub fn respond(slack: &Slack, response_url: Option<String>, message: serde_json::Value) {
+    let Some(url) = response_url else {
         return;
     };
     let http = slack.http.clone();

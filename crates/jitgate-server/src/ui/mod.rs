@@ -19,7 +19,6 @@ mod sso;
 
 pub use sso::{Sso, SsoConfig, UiConfig};
 
-use crate::app::App;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -27,7 +26,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::sync::Arc;
 
 /// The cookie that holds the signed-in token.
 pub const SESSION_COOKIE: &str = "jitgate_session";
@@ -39,7 +37,7 @@ const MAX_FORM_BYTES: usize = 128 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router() -> Router<crate::state::Edge> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))

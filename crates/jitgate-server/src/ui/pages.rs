@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use jitgate_core::authz::{self, Operation, Reach};
 use jitgate_core::{GrantStatus, RequestStatus, Timestamp};
+use jitgate_service::{Limit, ServiceError};
 use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -135,7 +136,7 @@ pub(super) fn safe_next(next: Option<&str>) -> String {
 }
 
 pub async fn login_page(
-    State(app): State<Arc<App>>,
+    State(edge): State<crate::state::Edge>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -143,13 +144,13 @@ pub async fn login_page(
 ) -> Response {
     let next = safe_next(query.next.as_deref());
     // Already signed in (a valid cookie, or a trusted proxy's headers): straight on.
-    if crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip()))
+    if crate::auth::authenticate_headers(&edge.app, &headers, connect.map(|c| c.0 .0.ip()))
         .await
         .is_ok()
     {
         return see_other(&next);
     }
-    let sso = app.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+    let sso = edge.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
     let page = LoginPage {
         chrome: Chrome::anonymous(&csrf.0),
         error: None,
@@ -171,7 +172,7 @@ pub struct LoginForm {
 }
 
 pub async fn login(
-    State(app): State<Arc<App>>,
+    State(edge): State<crate::state::Edge>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<LoginForm>,
@@ -185,7 +186,7 @@ pub async fn login(
             headers.insert(header::AUTHORIZATION, v);
         }
     }
-    match crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip())).await {
+    match crate::auth::authenticate_headers(&edge.app, &headers, connect.map(|c| c.0 .0.ip())).await {
         Ok(who) if valid_shape => {
             tracing::info!(principal = %who.principal, "signed in to the web UI");
             let mut response = see_other(&next);
@@ -195,7 +196,7 @@ pub async fn login(
             response
         }
         _ => {
-            let sso = app.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+            let sso = edge.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
             let page = LoginPage {
                 chrome: Chrome::anonymous(&csrf.0),
                 error: Some("That token does not sign in: it is unknown, expired or revoked.".into()),
@@ -703,26 +704,26 @@ pub async fn file(
     let body = CreateRequestBody {
         resource: resource.to_string(),
         action: action.to_string(),
-        duration: duration.map(|d| DurationInput::Text(d.to_string())),
+        duration: duration.map(DurationInput::text),
         reason: form.reason.clone().unwrap_or_default(),
         payload: payload.map(str::to_string),
         break_glass: form.break_glass.is_some(),
     };
-    match app.file(caller.who(), &body).await {
+    match app.file(caller.who(), &body.into()).await {
         Ok(request) => Ok(see_other(&format!("/ui/requests/{}", encode(&request.id)))),
         // A refusal the requester can fix is shown on the form, with what they typed.
         Err(
-            e @ (ApiError::Invalid(_)
-            | ApiError::Forbidden(_)
-            | ApiError::RetryLater { .. }
-            | ApiError::OverLimit(crate::error::Limit::FieldLength | crate::error::Limit::Pending, _)),
+            e @ (ServiceError::Invalid(_)
+            | ServiceError::Forbidden(_)
+            | ServiceError::RetryLater { .. }
+            | ServiceError::OverLimit(Limit::FieldLength | Limit::Pending, _)),
         ) => {
             let (status, limit) = match &e {
-                ApiError::RetryLater { limit, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(*limit)),
-                ApiError::OverLimit(limit, _) if *limit == crate::error::Limit::Pending => {
+                ServiceError::RetryLater { limit, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(*limit)),
+                ServiceError::OverLimit(limit, _) if *limit == Limit::Pending => {
                     (StatusCode::TOO_MANY_REQUESTS, Some(*limit))
                 }
-                ApiError::OverLimit(limit, _) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*limit)),
+                ServiceError::OverLimit(limit, _) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*limit)),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, None),
             };
             let page = NewPage {
@@ -739,7 +740,7 @@ pub async fn file(
                 // Counted like any other call over a limit.
                 response.extensions_mut().insert(crate::error::LimitHit(limit));
             }
-            if let ApiError::RetryLater { after, .. } = &e {
+            if let ServiceError::RetryLater { after, .. } = &e {
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     crate::error::retry_after_seconds(*after).into(),
@@ -747,7 +748,7 @@ pub async fn file(
             }
             Ok(response)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 

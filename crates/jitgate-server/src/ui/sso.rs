@@ -16,7 +16,6 @@
 //! delays single sign-on only, never the server or its checks.
 
 use super::{cookie, CsrfToken, SESSION_COOKIE};
-use crate::app::App;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -252,11 +251,11 @@ pub struct StartQuery {
 /// Send the browser to the issuer, keeping state, verifier, nonce and destination in a
 /// short-lived cookie.
 pub async fn start(
-    State(app): State<Arc<App>>,
+    State(edge): State<crate::state::Edge>,
     Extension(csrf): Extension<CsrfToken>,
     Query(query): Query<StartQuery>,
 ) -> Response {
-    let Some(sso) = app.sso() else {
+    let Some(sso) = edge.sso() else {
         return super::pages::error_page(&csrf.0, StatusCode::NOT_FOUND, "Single sign-on is not configured.");
     };
     let endpoints = match sso.endpoints().await {
@@ -313,7 +312,7 @@ pub struct CallbackQuery {
 /// The issuer sent the browser back: check the state, trade the code (with the verifier) for
 /// an ID token, check it and its nonce, and sign in.
 pub async fn callback(
-    State(app): State<Arc<App>>,
+    State(edge): State<crate::state::Edge>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
@@ -325,7 +324,7 @@ pub async fn callback(
         }
         r
     };
-    let Some(sso) = app.sso() else {
+    let Some(sso) = edge.sso() else {
         return refuse("Single sign-on is not configured.");
     };
     if let Some(error) = &query.error {
@@ -394,7 +393,7 @@ pub async fn callback(
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {id_token}")) {
         bearer.insert(header::AUTHORIZATION, v);
     }
-    let who = match crate::auth::authenticate_headers(&app, &bearer, None).await {
+    let who = match crate::auth::authenticate_headers(&edge.app, &bearer, None).await {
         Ok(who) => who,
         Err(e) => return refuse(&format!("The ID token is not valid for jitgate ({e}).")),
     };

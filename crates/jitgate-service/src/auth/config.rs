@@ -321,9 +321,7 @@ impl AuthConfig {
             }
         }
         if let Some(proxy) = &self.trusted_proxy {
-            if proxy.user_header.trim().is_empty()
-                || axum::http::HeaderName::from_bytes(proxy.user_header.as_bytes()).is_err()
-            {
+            if proxy.user_header.trim().is_empty() || !is_header_name(&proxy.user_header) {
                 return Err(ConfigError(
                     "trusted_proxy.user_header: name a header, like \"X-Forwarded-User\"".into(),
                 ));
@@ -338,6 +336,14 @@ impl AuthConfig {
         duration("throttle.max_delay", &self.throttle.max_delay)?;
         Ok(())
     }
+}
+
+/// A field name as HTTP allows it (RFC 9110's `token`): what a proxy can send as a header.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -4,15 +4,54 @@
 //! `jitgate audit verify --file`. The `ecs` shape maps the same event onto the Elastic Common
 //! Schema for SIEMs that ingest it.
 
-use crate::api::EventView;
 use jitgate_core::audit::{Checkpoint, EventKind};
 use jitgate_core::{AuditEvent, NewEvent, Timestamp};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// One event as it is exported, archived and shipped, and as `GET /v1/audit` lists it (the
+/// API's `EventView` is the same shape; a test there holds them together).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub kind: &'static str,
+    pub at: Timestamp,
+    pub actor: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    pub resource: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<AuditEvent> for EventRecord {
+    fn from(e: AuditEvent) -> Self {
+        EventRecord {
+            seq: e.seq,
+            kind: e.event.kind.as_str(),
+            at: e.event.at,
+            actor: e.event.actor,
+            subject: e.event.subject,
+            request_id: e.event.request_id,
+            grant_id: e.event.grant_id,
+            resource: e.event.resource,
+            action: e.event.action,
+            comment: e.event.comment,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
 
 /// One event as a line of JSON (no newline).
 pub fn event_line(event: &AuditEvent) -> String {
-    serde_json::to_string(&EventView::from(event.clone())).unwrap_or_default()
+    serde_json::to_string(&EventRecord::from(event.clone())).unwrap_or_default()
 }
 
 /// A signed checkpoint as a line of JSON (no newline).

@@ -1,13 +1,13 @@
 //! Bearer-token lookup: a valid token, an unknown one, and a "near miss" (a valid token with its
 //! last character changed) must cost the same, so response time tells a guesser nothing.
-//! Run: cargo bench -p jitgate-server --bench auth
+//! Run: cargo bench -p jitgate-service --bench auth
 
 // Benchmark set-up: a failure should abort loudly.
 #![allow(clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jitgate_core::ApiToken;
-use jitgate_server::auth::tokens::{generate, hash_hex, TokenTable};
+use jitgate_service::auth::tokens::{generate, hash_hex, TokenTable};
 use std::hint::black_box;
 
 fn table(n: usize) -> (TokenTable, String) {

@@ -11,10 +11,7 @@ pub mod throttle;
 pub mod tokens;
 
 use crate::app::{now, App};
-use crate::ApiError;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName};
+use crate::ServiceError;
 use config::{AuthConfig, ConfigError};
 use ipnet::IpNet;
 use jitgate_core::authz::{self, Operation, Reach};
@@ -22,8 +19,7 @@ use jitgate_core::{ApiToken, Identity, Request};
 use jitgate_policy::Policy;
 use oidc::Oidc;
 use parking_lot::RwLock;
-use std::marker::PhantomData;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use throttle::{Hold, Throttle};
 use tokens::{TokenRefusal, TokenTable};
@@ -31,9 +27,29 @@ use tokens::{TokenRefusal, TokenTable};
 /// The longest bearer token looked at.
 const MAX_TOKEN_LEN: usize = 8192;
 
+/// The credentials a call presents, as its edge received them: HTTP headers, or anything
+/// else that carries fields by the same names.
+pub trait Presented: Sync {
+    /// The value of field `name` (lowercase, like `authorization`), if present.
+    fn field(&self, name: &str) -> Option<&[u8]>;
+}
+
+/// A bearer token alone, for edges that receive nothing else (the web UI's sign-in form).
+pub struct BearerOnly<'a>(pub &'a [u8]);
+
+impl Presented for BearerOnly<'_> {
+    fn field(&self, name: &str) -> Option<&[u8]> {
+        (name == AUTHORIZATION).then_some(self.0)
+    }
+}
+
+/// The field a bearer token comes in.
+pub const AUTHORIZATION: &str = "authorization";
+
 struct TrustedProxy {
-    user_header: HeaderName,
-    groups_header: Option<HeaderName>,
+    /// Lowercase, as `Presented::field` is asked.
+    user_header: String,
+    groups_header: Option<String>,
     sources: Vec<IpNet>,
 }
 
@@ -109,11 +125,11 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         policy: &Policy,
-        headers: &HeaderMap,
+        headers: &dyn Presented,
         peer: Option<IpAddr>,
     ) -> Result<Identity, AuthFailure> {
-        if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-            let token = bearer_token(value.as_bytes())?;
+        if let Some(value) = headers.field(AUTHORIZATION) {
+            let token = bearer_token(value)?;
             if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
                 let identity = self.oidc.verify(token).await.map_err(|refusal| match refusal {
                     oidc::Refusal::Token(reason) => AuthFailure::new("jwt", reason),
@@ -135,7 +151,7 @@ impl Authenticator {
             };
         }
         if let Some(proxy) = &self.proxy {
-            if let Some(value) = headers.get(&proxy.user_header) {
+            if let Some(value) = headers.field(&proxy.user_header) {
                 return Self::proxy_identity(policy, proxy, value, headers, peer);
             }
         }
@@ -150,8 +166,8 @@ impl Authenticator {
     fn proxy_identity(
         policy: &Policy,
         proxy: &TrustedProxy,
-        value: &axum::http::HeaderValue,
-        headers: &HeaderMap,
+        value: &[u8],
+        headers: &dyn Presented,
         peer: Option<IpAddr>,
     ) -> Result<Identity, AuthFailure> {
         let trusted = peer.is_some_and(|ip| proxy.sources.iter().any(|net| net.contains(&ip)));
@@ -165,8 +181,7 @@ impl Authenticator {
                 ),
             ));
         }
-        let principal = value
-            .to_str()
+        let principal = std::str::from_utf8(value)
             .ok()
             .map(str::trim)
             .filter(|p| jitgate_core::principal_name_problem(p).is_none())
@@ -176,8 +191,8 @@ impl Authenticator {
         let groups = proxy
             .groups_header
             .as_ref()
-            .and_then(|h| headers.get(h))
-            .and_then(|v| v.to_str().ok())
+            .and_then(|h| headers.field(h))
+            .and_then(|v| std::str::from_utf8(v).ok())
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -208,8 +223,11 @@ pub fn bearer_token(value: &[u8]) -> Result<&str, AuthFailure> {
         .ok_or_else(|| AuthFailure::new("malformed", "the Authorization header is not 'Bearer TOKEN'"))
 }
 
-fn header_name(field: &str, name: &str) -> Result<HeaderName, ConfigError> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError(format!("{field}: '{name}' is not a header name")))
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    if !config::is_header_name(name) {
+        return Err(ConfigError(format!("{field}: '{name}' is not a header name")));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 /// An authenticated caller and how far the operation at hand reaches for them. Built only by
@@ -224,10 +242,10 @@ pub struct Caller {
 }
 
 /// The caller for operation `O`, if the authorization table lets `who` do it at all.
-pub(crate) fn caller_for<O: authz::op::Op>(who: Identity) -> Result<Caller, ApiError> {
+pub fn caller_for<O: authz::op::Op>(who: Identity) -> Result<Caller, ServiceError> {
     let reach = authz::reach(&who, O::OPERATION);
     if reach == Reach::Nothing {
-        return Err(ApiError::Forbidden(format!(
+        return Err(ServiceError::Forbidden(format!(
             "{} may not {}: only these roles may: {}",
             who.principal,
             authz::rule(O::OPERATION).what,
@@ -256,11 +274,11 @@ impl Caller {
     }
 
     /// Refuse the operation on a request the caller can see but the table puts out of reach.
-    pub fn require_reach(&self, request: &Request) -> Result<(), ApiError> {
+    pub fn require_reach(&self, request: &Request) -> Result<(), ServiceError> {
         if self.reach.covers(&self.who, request) {
             return Ok(());
         }
-        Err(ApiError::Forbidden(format!(
+        Err(ServiceError::Forbidden(format!(
             "{} may not {} on {}",
             self.who.principal,
             authz::rule(self.operation).what,
@@ -271,74 +289,40 @@ impl Caller {
 
 pub use jitgate_core::authz::op;
 
-/// A caller the authorization table allows operation `O`, with the reach it allows.
-pub struct Allowed<O: op::Op> {
-    caller: Caller,
-    _operation: PhantomData<O>,
-}
-
-impl<O: op::Op> std::ops::Deref for Allowed<O> {
-    type Target = Caller;
-
-    fn deref(&self) -> &Caller {
-        &self.caller
-    }
-}
-
-/// Authenticate a request against the app, slowing down the refusals of sources that keep
-/// failing.
-async fn authenticate(parts: &Parts, app: &App) -> Result<Identity, ApiError> {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    authenticate_headers(app, &parts.headers, peer).await
-}
-
-/// Authenticate credentials in `headers` from `peer` (the web UI's sign-in uses this too).
-/// A refusal from a source that keeps failing is held back before it is answered; a credential
-/// that authenticates is answered at once, whatever its source did before.
-pub(crate) async fn authenticate_headers(
-    app: &App,
-    headers: &HeaderMap,
-    peer: Option<IpAddr>,
-) -> Result<Identity, ApiError> {
-    let auth = app.authenticator();
-    let policy = app.policy();
-    let failure = match auth.authenticate(&policy, headers, peer).await {
-        Ok(identity) => return Ok(identity),
-        Err(failure) => failure,
-    };
-    app.metrics.count_auth_failure(failure.label);
-    if !failure.counts {
-        return Err(ApiError::Unauthenticated(
-            "send a bearer token: Authorization: Bearer TOKEN".into(),
-        ));
-    }
-    tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
-    match auth.throttle.failure(peer) {
-        Hold::None => {}
-        Hold::For(delay, _held) => {
-            app.metrics.auth_throttled.inc();
-            tokio::time::sleep(delay).await;
+impl App {
+    /// Authenticate the credentials a call presents from `peer`. A refusal from a source that
+    /// keeps failing is held back before it is answered; a credential that authenticates is
+    /// answered at once, whatever its source did before. Every edge authenticates here.
+    pub async fn authenticate(
+        &self,
+        presented: &dyn Presented,
+        peer: Option<IpAddr>,
+    ) -> Result<Identity, ServiceError> {
+        let auth = self.authenticator();
+        let policy = self.policy();
+        let failure = match auth.authenticate(&policy, presented, peer).await {
+            Ok(identity) => return Ok(identity),
+            Err(failure) => failure,
+        };
+        self.metrics.count_auth_failure(failure.label);
+        if !failure.counts {
+            return Err(ServiceError::Unauthenticated(
+                "send a bearer token: Authorization: Bearer TOKEN".into(),
+            ));
         }
-        Hold::Full => {
-            app.metrics.auth_throttle_full.inc();
+        tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
+        match auth.throttle.failure(peer) {
+            Hold::None => {}
+            Hold::For(delay, _held) => {
+                self.metrics.auth_throttled.inc();
+                tokio::time::sleep(delay).await;
+            }
+            Hold::Full => {
+                self.metrics.auth_throttle_full.inc();
+            }
         }
-    }
-    Err(ApiError::Unauthenticated(
-        failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
-    ))
-}
-
-impl<O: op::Op> FromRequestParts<Arc<App>> for Allowed<O> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let who = authenticate(parts, app).await?;
-        Ok(Allowed {
-            caller: caller_for::<O>(who)?,
-            _operation: PhantomData,
-        })
+        Err(ServiceError::Unauthenticated(
+            failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+        ))
     }
 }

@@ -447,17 +447,14 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
         .map(
             |p| match policy.rules().principal(p).and_then(|e| e.slack_user.as_deref()) {
                 Some(slack) => format!("<@{slack}>"),
-                None => crate::slack::escape(p),
+                None => slack_escape(p),
             },
         )
         .collect();
     let request = &message.request;
-    let mut text = format!("*{}*", crate::slack::escape(&message.headline));
+    let mut text = format!("*{}*", slack_escape(&message.headline));
     if let Some(payload) = &request.payload {
-        text.push_str(&format!(
-            "\n```{}```",
-            crate::slack::escape(payload).replace("```", "'''")
-        ));
+        text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
     }
     if message.review {
         let needs: Vec<String> = request
@@ -465,7 +462,7 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
             .iter()
             .map(|s| format!("{} from {}", s.approvals, s.group))
             .collect();
-        text.push_str(&format!("\nneeds {}", crate::slack::escape(&needs.join(" and "))));
+        text.push_str(&format!("\nneeds {}", slack_escape(&needs.join(" and "))));
     }
     if !mentions.is_empty() {
         text.push_str(&format!("\nfor {}", mentions.join(" ")));
@@ -484,7 +481,7 @@ fn slack_body(app: &App, message: &Message, link: &str) -> Value {
     json!({
         // The fallback (notifications, screen readers) is mrkdwn too: escaped like the blocks,
         // so a reason cannot ping `<!channel>` or dress a link up as something else.
-        "text": crate::slack::escape(&message.headline),
+        "text": slack_escape(&message.headline),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             {"type": "actions", "block_id": format!("jitgate:{}", request.id), "elements": elements},
@@ -516,4 +513,11 @@ fn webhook_body(message: &Message, link: &str) -> Value {
         },
         "grant_id": e.event.grant_id,
     })
+}
+
+/// Text for Slack's mrkdwn, where `<...>` is a mention, a channel ping (`<!channel>`) or a link
+/// (`<https://...|label>`): Slack's three control characters escaped, as Slack documents
+/// (`&` first, so nothing is escaped twice). Every text jitgate sends Slack goes through it.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

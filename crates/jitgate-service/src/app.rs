@@ -1,10 +1,11 @@
 //! The application service: loads state from the store, runs a pure transition of the core,
 //! saves it with its events in one transaction, and keeps the in-memory check index in step.
 
-use crate::api::{CheckAnswer, CreateRequestBody};
 use crate::auth::{Authenticator, Caller};
+use crate::error::{retry_after_seconds, Limit};
+use crate::inputs::{Extension, NewRequest, NewToken};
 use crate::metrics::Metrics;
-use crate::ApiError;
+use crate::ServiceError;
 use jitgate_core::machine::{self, NewIds, Transition};
 use jitgate_core::{
     millis, ApiToken, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus,
@@ -30,15 +31,12 @@ pub struct App {
     ssh_ca: crate::ssh::SshCa,
     providers: crate::provision::Providers,
     notifier: crate::notify::Notifier,
-    slack: Option<crate::slack::Slack>,
     index: RwLock<GrantIndex>,
     pub metrics: Metrics,
     /// The id of every request that changed, for callers waiting on a decision.
     changes: tokio::sync::broadcast::Sender<String>,
     /// Denied checks of the current window, recorded in the log as `check.denied` events.
     denied: crate::audit::denied::DeniedChecks,
-    /// Single sign-on for the web UI, when configured.
-    sso: std::sync::OnceLock<crate::ui::Sso>,
     /// While a resync reads every grant (a page at a time), the index changes made meanwhile,
     /// to apply to what it read before it takes over: a grant revoked during the read must
     /// not come back.
@@ -107,7 +105,6 @@ impl App {
         auth: Authenticator,
         providers: crate::provision::Providers,
         notifier: crate::notify::Notifier,
-        slack: Option<crate::slack::Slack>,
     ) -> Result<Self, StoreError> {
         auth.rebuild(&policy, Some(store.list_tokens().await?));
         let signer = crate::signing::GrantSigner::load(&*store, now())
@@ -130,12 +127,10 @@ impl App {
             ssh_ca,
             providers,
             notifier,
-            slack,
             index: RwLock::new(index),
             metrics,
             changes: tokio::sync::broadcast::channel(1024).0,
             denied: crate::audit::denied::DeniedChecks::default(),
-            sso: std::sync::OnceLock::new(),
             resyncing: parking_lot::Mutex::new(None),
             caller_limits: crate::limits::CallerLimits::default(),
         })
@@ -153,14 +148,14 @@ impl App {
 
     /// Whom the policy is explained for: the caller, or, for those whose reach is everyone
     /// (admins and auditors), anyone in the directory. The API and the web UI both ask here.
-    pub fn explain_subject(&self, caller: &Caller, principal: Option<&str>) -> Result<Identity, ApiError> {
+    pub fn explain_subject(&self, caller: &Caller, principal: Option<&str>) -> Result<Identity, ServiceError> {
         let who = caller.who();
         match principal {
             None => Ok(who.clone()),
             Some(p) if p == who.principal => Ok(who.clone()),
             Some(p) => {
                 if caller.reach() != jitgate_core::authz::Reach::All {
-                    return Err(ApiError::Forbidden(format!(
+                    return Err(ServiceError::Forbidden(format!(
                         "{} may explain only their own requests; admins and auditors may explain anyone's",
                         who.principal
                     )));
@@ -169,19 +164,9 @@ impl App {
                     .rules()
                     .principal(p)
                     .map(|e| e.identity.clone())
-                    .ok_or_else(|| ApiError::NotFound(format!("no principal {p} in the policy's directory")))
+                    .ok_or_else(|| ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
             }
         }
-    }
-
-    /// Single sign-on for the web UI, if configured.
-    pub fn sso(&self) -> Option<&crate::ui::Sso> {
-        self.sso.get()
-    }
-
-    /// Set up single sign-on (once, at start).
-    pub fn set_sso(&self, sso: crate::ui::Sso) {
-        let _ = self.sso.set(sso);
     }
 
     /// Denied checks counted for the audit log.
@@ -195,11 +180,6 @@ impl App {
 
     pub fn notifier(&self) -> &crate::notify::Notifier {
         &self.notifier
-    }
-
-    /// Slack interactivity, when configured.
-    pub fn slack(&self) -> Option<&crate::slack::Slack> {
-        self.slack.as_ref()
     }
 
     pub fn authenticator(&self) -> &Authenticator {
@@ -236,25 +216,25 @@ impl App {
     /// Count one write `who` can repeat against their `[limits] writes_per_minute`: every
     /// entry point (API, web UI, Slack) comes through the service, so each one counts, and
     /// every attempt counts, refused ones too.
-    fn take_write(&self, who: &Identity) -> Result<(), ApiError> {
+    fn take_write(&self, who: &Identity) -> Result<(), ServiceError> {
         self.caller_limits
             .take_write(&who.principal, std::time::Instant::now())
-            .map_err(|after| ApiError::RetryLater {
-                limit: crate::error::Limit::Rate,
+            .map_err(|after| ServiceError::RetryLater {
+                limit: Limit::Rate,
                 message: format!(
                     "{} is making changes faster than this server's [limits] writes_per_minute allows; try again in {} s",
                     who.principal,
-                    crate::error::retry_after_seconds(after)
+                    retry_after_seconds(after)
                 ),
                 after,
             })
     }
 
     /// File a request for `who`.
-    pub async fn file(&self, who: &Identity, body: &CreateRequestBody) -> Result<Request, ApiError> {
+    pub async fn file(&self, who: &Identity, body: &NewRequest) -> Result<Request, ServiceError> {
         if let Err(after) = self.caller_limits.take(&who.principal, std::time::Instant::now()) {
-            return Err(ApiError::RetryLater {
-                limit: crate::error::Limit::Rate,
+            return Err(ServiceError::RetryLater {
+                limit: Limit::Rate,
                 message: format!(
                     "{} is filing requests faster than this server's [limits] allow; try again in {} ms",
                     who.principal,
@@ -285,14 +265,14 @@ impl App {
     /// the limit, so automatic access and break-glass stay open to someone at the limit.
     /// Filings racing each other may each see the count below the limit; how many can race
     /// is bounded by the filing rate.
-    async fn may_add_pending(&self, who: &Identity, at: Timestamp) -> Result<(), ApiError> {
+    async fn may_add_pending(&self, who: &Identity, at: Timestamp) -> Result<(), ServiceError> {
         let Some(max) = self.caller_limits.max_pending_per_requester() else {
             return Ok(());
         };
         let pending = self.store.count_pending(&who.principal, at).await?;
         if pending >= u64::from(max) {
-            return Err(ApiError::OverLimit(
-                crate::error::Limit::Pending,
+            return Err(ServiceError::OverLimit(
+                Limit::Pending,
                 format!(
                     "{} has {pending} pending requests, as many as this server's [limits] max_pending_per_requester \
                      allows; cancel some (jitgate cancel ID) or wait for decisions",
@@ -305,11 +285,11 @@ impl App {
 
     /// Load a request the caller may see; others get the same 404 as a missing one, so ids
     /// cannot be probed.
-    pub async fn visible_request(&self, caller: &Caller, id: &str) -> Result<Request, ApiError> {
+    pub async fn visible_request(&self, caller: &Caller, id: &str) -> Result<Request, ServiceError> {
         let request = self.store.get_request(id).await?;
         match request {
             Some(r) if caller.may_see(&r) => Ok(r),
-            _ => Err(ApiError::NotFound(format!("no request {id}"))),
+            _ => Err(ServiceError::NotFound(format!("no request {id}"))),
         }
     }
 
@@ -320,7 +300,7 @@ impl App {
         caller: &Caller,
         id: &str,
         wait: std::time::Duration,
-    ) -> Result<Request, ApiError> {
+    ) -> Result<Request, ServiceError> {
         use tokio::sync::broadcast::error::RecvError;
         let _slot = self.waiter_slot(caller.who())?;
         // Subscribe before reading, so a change between the read and the wait is not missed.
@@ -350,10 +330,10 @@ impl App {
         }
     }
 
-    fn waiter_slot(&self, who: &Identity) -> Result<WaiterSlot<'_>, ApiError> {
+    fn waiter_slot(&self, who: &Identity) -> Result<WaiterSlot<'_>, ServiceError> {
         use crate::limits::WaitRefused;
-        let refused = |message: String| ApiError::RetryLater {
-            limit: crate::error::Limit::Waiters,
+        let refused = |message: String| ServiceError::RetryLater {
+            limit: Limit::Waiters,
             message,
             after: crate::limits::WAITERS_RETRY_AFTER,
         };
@@ -387,7 +367,7 @@ impl App {
         caller: &Caller,
         mut filter: jitgate_store::RequestFilter,
         at: Timestamp,
-    ) -> Result<(Vec<Request>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Request>, Option<String>), ServiceError> {
         const MAX_SCANNED_PAGES: usize = 20;
         let wanted = filter.limit as usize;
         if caller.reach() == jitgate_core::authz::Reach::Own {
@@ -427,7 +407,7 @@ impl App {
         id: &str,
         by_grant: bool,
         apply: impl Fn(&Request, Timestamp) -> Result<Transition, DomainError>,
-    ) -> Result<Request, ApiError> {
+    ) -> Result<Request, ServiceError> {
         // Every decision, cancellation, review, revocation, extension and `done` comes here.
         self.take_write(caller.who())?;
         for _ in 0..MAX_CONFLICT_RETRIES {
@@ -440,7 +420,7 @@ impl App {
                 Some(r) if caller.may_see(&r) => r,
                 _ => {
                     let what = if by_grant { "grant" } else { "request" };
-                    return Err(ApiError::NotFound(format!("no {what} {id}")));
+                    return Err(ServiceError::NotFound(format!("no {what} {id}")));
                 }
             };
             caller.require_reach(&current)?;
@@ -455,12 +435,12 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Conflict(format!(
+        Err(ServiceError::Conflict(format!(
             "{id} is changing too often to update; try again"
         )))
     }
 
-    pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+    pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ServiceError> {
         let who = caller.who();
         let grant_id = new_id("grt");
         let policy = self.policy();
@@ -475,7 +455,7 @@ impl App {
         .await
     }
 
-    pub async fn deny(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ApiError> {
+    pub async fn deny(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ServiceError> {
         let who = caller.who();
         let policy = self.policy();
         self.transition(caller, id, false, |r, now| {
@@ -494,7 +474,7 @@ impl App {
         caller: &Caller,
         id: &str,
         comment: Option<String>,
-    ) -> Result<Request, ApiError> {
+    ) -> Result<Request, ServiceError> {
         let who = caller.who();
         self.transition(caller, id, false, |r, now| {
             machine::review_break_glass(r, who, comment.clone(), now)
@@ -502,13 +482,18 @@ impl App {
         .await
     }
 
-    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request, ApiError> {
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<Request, ServiceError> {
         let who = caller.who();
         self.transition(caller, id, false, |r, now| machine::cancel(r, who, now))
             .await
     }
 
-    pub async fn revoke(&self, caller: &Caller, grant_id: &str, comment: Option<String>) -> Result<Grant, ApiError> {
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+        comment: Option<String>,
+    ) -> Result<Grant, ServiceError> {
         let who = caller.who();
         let request = self
             .transition(caller, grant_id, true, |r, now| {
@@ -517,11 +502,11 @@ impl App {
             .await?;
         request
             .grant
-            .ok_or_else(|| ApiError::Internal("revoked request has no grant".into()))
+            .ok_or_else(|| ServiceError::Internal("revoked request has no grant".into()))
     }
 
     /// The holder's task is finished: end the grant if it is active, and record the outcome.
-    pub async fn done(&self, caller: &Caller, grant_id: &str, outcome: Option<String>) -> Result<Grant, ApiError> {
+    pub async fn done(&self, caller: &Caller, grant_id: &str, outcome: Option<String>) -> Result<Grant, ServiceError> {
         let who = caller.who();
         let request = self
             .transition(caller, grant_id, true, |r, now| {
@@ -530,15 +515,10 @@ impl App {
             .await?;
         request
             .grant
-            .ok_or_else(|| ApiError::Internal("finished request has no grant".into()))
+            .ok_or_else(|| ServiceError::Internal("finished request has no grant".into()))
     }
 
-    pub async fn extend(
-        &self,
-        caller: &Caller,
-        grant_id: &str,
-        body: &crate::api::ExtendBody,
-    ) -> Result<Grant, ApiError> {
+    pub async fn extend(&self, caller: &Caller, grant_id: &str, body: &Extension) -> Result<Grant, ServiceError> {
         let who = caller.who();
         let by = body.duration.parse("duration")?;
         let policy = self.policy();
@@ -550,19 +530,19 @@ impl App {
             .await?;
         request
             .grant
-            .ok_or_else(|| ApiError::Internal("extended request has no grant".into()))
+            .ok_or_else(|| ServiceError::Internal("extended request has no grant".into()))
     }
 
     /// Give an active grant a token for its current window: when it is issued and when it is
     /// extended.
-    fn sign_grant(&self, before: Option<&Grant>, after: &mut Request) -> Result<(), ApiError> {
+    fn sign_grant(&self, before: Option<&Grant>, after: &mut Request) -> Result<(), ServiceError> {
         if let Some(grant) = after.grant.as_mut() {
             let window_changed = before.is_none_or(|b| b.expires_at != grant.expires_at || b.token.is_none());
             if grant.status == GrantStatus::Active && window_changed {
                 grant.token = Some(
                     self.signer
                         .sign(grant)
-                        .map_err(|e| ApiError::Internal(format!("cannot sign grant {}: {e}", grant.id)))?,
+                        .map_err(|e| ServiceError::Internal(format!("cannot sign grant {}: {e}", grant.id)))?,
                 );
             }
         }
@@ -570,11 +550,11 @@ impl App {
     }
 
     /// Read the signing keys again: another replica rotated them.
-    pub(crate) async fn reload_keys(&self) -> Result<(), ApiError> {
+    pub(crate) async fn reload_keys(&self) -> Result<(), ServiceError> {
         self.signer
             .reload(&*self.store)
             .await
-            .map_err(|e| ApiError::Internal(format!("cannot reload signing keys: {e}")))
+            .map_err(|e| ServiceError::Internal(format!("cannot reload signing keys: {e}")))
     }
 
     /// Every public key that may have signed a checkpoint.
@@ -587,16 +567,19 @@ impl App {
     }
 
     /// Sign the audit log's head now, for a caller who asks (`POST /v1/audit/checkpoints`).
-    pub async fn checkpoint_now(&self, caller: &Caller) -> Result<Option<jitgate_core::audit::Checkpoint>, ApiError> {
+    pub async fn checkpoint_now(
+        &self,
+        caller: &Caller,
+    ) -> Result<Option<jitgate_core::audit::Checkpoint>, ServiceError> {
         self.take_write(caller.who())?;
         crate::audit::checkpoint::sign_head(self, 0)
             .await
-            .map_err(ApiError::Internal)
+            .map_err(ServiceError::Internal)
     }
 
     /// Verify the audit log: the hash chain, every checkpoint's signature, and the log against
     /// its checkpoints.
-    pub async fn verify_audit(&self) -> Result<jitgate_core::audit::ChainReport, ApiError> {
+    pub async fn verify_audit(&self) -> Result<jitgate_core::audit::ChainReport, ServiceError> {
         // A checkpoint is evidence only if its signature holds.
         for checkpoint in self.store.checkpoints().await? {
             if let Err(why) = self.signer.verify_checkpoint(&checkpoint) {
@@ -617,33 +600,30 @@ impl App {
     }
 
     /// Start signing with a new key; returns its id.
-    pub async fn rotate_keys(&self, caller: &Caller) -> Result<String, ApiError> {
+    pub async fn rotate_keys(&self, caller: &Caller) -> Result<String, ServiceError> {
         self.take_write(caller.who())?;
         self.signer
             .rotate(&*self.store, &caller.who().principal, now())
             .await
-            .map_err(|e| ApiError::Internal(format!("key rotation failed: {e}")))
+            .map_err(|e| ServiceError::Internal(format!("key rotation failed: {e}")))
     }
 
-    /// Fill in each grant view's provider status from the outbox.
-    pub async fn add_provider_status(&self, views: &mut [&mut crate::api::GrantView]) -> Result<(), ApiError> {
-        let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
-        if ids.is_empty() {
-            return Ok(());
+    /// The status of each grant's providers, from the outbox: for every id given, in order.
+    pub async fn provider_statuses(
+        &self,
+        grant_ids: &[String],
+    ) -> Result<Vec<Vec<jitgate_core::outbox::ProviderStatus>>, ServiceError> {
+        if grant_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        let states = self.store.outbox_states(&ids).await?;
-        for view in views.iter_mut() {
-            let mine: Vec<_> = states.iter().filter(|s| s.grant_id == view.id).cloned().collect();
-            view.providers = jitgate_core::outbox::provider_status(&mine)
-                .into_iter()
-                .map(|p| crate::api::ProviderStatusView {
-                    provider: p.provider,
-                    status: p.status.to_string(),
-                    last_error: p.last_error,
-                })
-                .collect();
-        }
-        Ok(())
+        let states = self.store.outbox_states(grant_ids).await?;
+        Ok(grant_ids
+            .iter()
+            .map(|id| {
+                let mine: Vec<_> = states.iter().filter(|s| &s.grant_id == id).cloned().collect();
+                jitgate_core::outbox::provider_status(&mine)
+            })
+            .collect())
     }
 
     /// The SSH user CA's public key line.
@@ -653,33 +633,38 @@ impl App {
 
     /// A grant (with its request) that the caller may see and the operation reaches; others
     /// get the same 404 as a missing one.
-    async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<(Request, Grant), ApiError> {
+    async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<(Request, Grant), ServiceError> {
         let request = match self.store.get_request_by_grant(grant_id).await? {
             Some(r) if caller.may_see(&r) => r,
-            _ => return Err(ApiError::NotFound(format!("no grant {grant_id}"))),
+            _ => return Err(ServiceError::NotFound(format!("no grant {grant_id}"))),
         };
         caller.require_reach(&request)?;
         let grant = request
             .grant
             .clone()
-            .ok_or_else(|| ApiError::NotFound(format!("no grant {grant_id}")))?;
+            .ok_or_else(|| ServiceError::NotFound(format!("no grant {grant_id}")))?;
         Ok((request, grant))
     }
 
     /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A
     /// single-use grant is consumed by it: one certificate, once.
-    pub async fn ssh_certificate(&self, caller: &Caller, grant_id: &str, public_key: &str) -> Result<String, ApiError> {
+    pub async fn ssh_certificate(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+        public_key: &str,
+    ) -> Result<String, ServiceError> {
         // Each certificate adds an audit event: asking again and again is a flood like any other.
         self.take_write(caller.who())?;
         let (request, grant) = self.reachable_grant(caller, grant_id).await?;
         let at = now();
         if grant.status == GrantStatus::Used {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "single-use grant {grant_id} has already been used"
             )));
         }
         if !grant.is_live(at) {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "grant {grant_id} is {}; only an active grant gets a certificate",
                 grant.status_at(at).as_str()
             )));
@@ -687,7 +672,7 @@ impl App {
         let policy = self.policy();
         let workflow = policy.rules().workflow(&grant.resource, &grant.action)?;
         let Some(ssh) = &workflow.ssh else {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "{} {} is not SSH access: its workflow has no `ssh` section",
                 grant.action, grant.resource
             )));
@@ -699,8 +684,8 @@ impl App {
         };
         // Build the certificate before consuming anything, so a bad public key costs nothing.
         let certificate = self.ssh_ca.issue(&grant, public_key, &spec).map_err(|e| match e {
-            crate::ssh::SshError::BadPublicKey(m) => ApiError::Invalid(m),
-            other => ApiError::Internal(other.to_string()),
+            crate::ssh::SshError::BadPublicKey(m) => ServiceError::Invalid(m),
+            other => ServiceError::Internal(other.to_string()),
         })?;
         let mut issued = machine::used_event(&grant, &caller.who().principal, at);
         issued.kind = jitgate_core::EventKind::SshCertificateIssued;
@@ -718,7 +703,7 @@ impl App {
         if grant.single_use {
             let used = machine::used_event(&grant, &caller.who().principal, at);
             if !self.store.consume_grant(grant_id, &used, at).await? {
-                return Err(ApiError::Conflict(format!(
+                return Err(ServiceError::Conflict(format!(
                     "single-use grant {grant_id} has already been used"
                 )));
             }
@@ -740,12 +725,12 @@ impl App {
         &self,
         caller: &Caller,
         grant_id: &str,
-    ) -> Result<Vec<crate::api::DatabaseCredentials>, ApiError> {
+    ) -> Result<Vec<DatabaseLogin>, ServiceError> {
         self.take_write(caller.who())?;
         let (_, grant) = self.reachable_grant(caller, grant_id).await?;
         let at = now();
         if !grant.is_live(at) {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "grant {grant_id} is {}; only an active grant has credentials",
                 grant.status_at(at).as_str()
             )));
@@ -756,7 +741,7 @@ impl App {
             .filter_map(|name| self.providers.postgres(name).map(|target| (name, target)))
             .collect();
         if targets.is_empty() {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "{} {} grants no database login: its workflow names no postgres provider",
                 grant.action, grant.resource
             )));
@@ -768,7 +753,7 @@ impl App {
                 &s.provider == *name && s.operation == jitgate_core::outbox::OutboxOperation::Provision && s.done
             });
             if !provisioned {
-                return Err(ApiError::Unavailable(format!(
+                return Err(ServiceError::Unavailable(format!(
                     "the login role for grant {grant_id} is still being created by provider {name}; try again in a moment"
                 )));
             }
@@ -776,7 +761,7 @@ impl App {
         let mut handed = Vec::new();
         for (name, target) in targets {
             if !self.store.claim_handout(&grant.id, name, at).await? {
-                return Err(ApiError::Conflict(format!(
+                return Err(ServiceError::Conflict(format!(
                     "the credentials for grant {grant_id} from provider {name} were handed out already; they are shown once"
                 )));
             }
@@ -785,7 +770,7 @@ impl App {
                 Err(error) => {
                     self.store.release_handout(&grant.id, name).await?;
                     tracing::warn!(grant = %grant.id, provider = %name, %error, "cannot make database credentials");
-                    return Err(ApiError::Unavailable(format!(
+                    return Err(ServiceError::Unavailable(format!(
                         "provider {name} cannot make the login now; try again shortly ({error})"
                     )));
                 }
@@ -801,7 +786,7 @@ impl App {
                 grant.expires_at.to_rfc3339()
             ));
             self.store.append_events(std::slice::from_ref(&issued)).await?;
-            handed.push(crate::api::DatabaseCredentials {
+            handed.push(DatabaseLogin {
                 provider: name.clone(),
                 url: format!(
                     "postgres://{}:{}@{}:{}/{}",
@@ -823,11 +808,7 @@ impl App {
     }
 
     /// Issue an API token. The token itself is returned once and kept nowhere.
-    pub async fn create_token(
-        &self,
-        caller: &Caller,
-        body: &crate::api::CreateTokenBody,
-    ) -> Result<(ApiToken, String), ApiError> {
+    pub async fn create_token(&self, caller: &Caller, body: &NewToken) -> Result<(ApiToken, String), ServiceError> {
         self.take_write(caller.who())?;
         body.validate()?;
         let at = now();
@@ -836,7 +817,7 @@ impl App {
             Some(ttl) => Some(at + ttl.parse("ttl")?.as_delta()),
         };
         let secret = crate::auth::tokens::generate()
-            .map_err(|e| ApiError::Internal(format!("no randomness for a token: {e}")))?;
+            .map_err(|e| ServiceError::Internal(format!("no randomness for a token: {e}")))?;
         let mut groups = body.groups.clone();
         groups.sort();
         groups.dedup();
@@ -858,25 +839,25 @@ impl App {
         Ok((token, secret))
     }
 
-    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, ApiError> {
+    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, ServiceError> {
         Ok(self.store.list_tokens().await?)
     }
 
     /// Revoke an API token: refused from the moment this returns.
-    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, ApiError> {
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, ServiceError> {
         self.take_write(caller.who())?;
         let tokens = self.store.list_tokens().await?;
         let token = tokens
             .iter()
             .find(|t| t.id == id)
-            .ok_or_else(|| ApiError::NotFound(format!("no token {id}")))?;
+            .ok_or_else(|| ServiceError::NotFound(format!("no token {id}")))?;
         if token.revoked_at.is_some() {
-            return Err(ApiError::Conflict(format!("token {id} is already revoked")));
+            return Err(ServiceError::Conflict(format!("token {id} is already revoked")));
         }
         let (revoked, event) = token.revoke(&caller.who().principal, now());
         match self.store.revoke_token(&revoked, &event).await {
             Ok(()) => {}
-            Err(StoreError::Conflict) => return Err(ApiError::Conflict(format!("token {id} is already revoked"))),
+            Err(StoreError::Conflict) => return Err(ServiceError::Conflict(format!("token {id} is already revoked"))),
             Err(e) => return Err(e.into()),
         }
         self.reload_tokens().await?;
@@ -891,7 +872,7 @@ impl App {
 
     /// Another replica changed request `id`: hold its grant as the database has it now, and
     /// wake whoever waits on it here.
-    pub(crate) async fn refresh_request(&self, id: &str) -> Result<(), ApiError> {
+    pub(crate) async fn refresh_request(&self, id: &str) -> Result<(), ServiceError> {
         if let Some(request) = self.store.get_request(id).await? {
             self.hold(&request);
         }
@@ -899,7 +880,7 @@ impl App {
     }
 
     /// Another replica changed grant `id` (a check consumed it).
-    pub(crate) async fn refresh_grant(&self, id: &str) -> Result<(), ApiError> {
+    pub(crate) async fn refresh_grant(&self, id: &str) -> Result<(), ServiceError> {
         if let Some(request) = self.store.get_request_by_grant(id).await? {
             self.hold(&request);
         }
@@ -996,7 +977,7 @@ impl App {
         resource: &str,
         action: &str,
         payload: Option<&str>,
-    ) -> CheckAnswer {
+    ) -> Decision {
         let started = std::time::Instant::now();
         let at = now();
         let outcome = self.index.read().check(principal, resource, action, payload, at);
@@ -1005,7 +986,7 @@ impl App {
                 grant_id,
                 expires_at_ms,
             } => allow(grant_id, expires_at_ms),
-            CheckOutcome::Deny { reason } => CheckAnswer {
+            CheckOutcome::Deny { reason } => Decision {
                 allow: false,
                 grant_id: None,
                 expires_at: None,
@@ -1027,8 +1008,8 @@ impl App {
         answer
     }
 
-    async fn consume(&self, checker: &Identity, grant_id: &str, expires_at_ms: i64, at: Timestamp) -> CheckAnswer {
-        let denied = |reason: String| CheckAnswer {
+    async fn consume(&self, checker: &Identity, grant_id: &str, expires_at_ms: i64, at: Timestamp) -> Decision {
+        let denied = |reason: String| Decision {
             allow: false,
             grant_id: None,
             expires_at: None,
@@ -1086,15 +1067,42 @@ fn url_host(host: &str) -> String {
     }
 }
 
-fn allow(grant_id: String, expires_at_ms: i64) -> CheckAnswer {
+fn allow(grant_id: String, expires_at_ms: i64) -> Decision {
     let expires_at = chrono::DateTime::from_timestamp_millis(expires_at_ms);
     let until = expires_at
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
-    CheckAnswer {
+    Decision {
         allow: true,
         reason: format!("grant {grant_id} allows until {until}"),
         grant_id: Some(grant_id),
         expires_at,
     }
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allow: bool,
+    /// The grant that allows it.
+    pub grant_id: Option<String>,
+    /// When that grant ends.
+    pub expires_at: Option<Timestamp>,
+    /// Why: the grant and its end, or what is missing.
+    pub reason: String,
+}
+
+/// A database login made for a grant's holder, shown once.
+#[derive(Debug, Clone)]
+pub struct DatabaseLogin {
+    /// The provider (from the server's config) that made the login.
+    pub provider: String,
+    pub user: String,
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// A connection URL with all of the above, for `psql` and drivers.
+    pub url: String,
+    pub expires_at: Timestamp,
 }

@@ -58,7 +58,7 @@ pub struct ProviderConfig {
     pub timeout: String,
 }
 
-pub(crate) fn default_timeout() -> String {
+pub fn default_timeout() -> String {
     "5s".into()
 }
 
@@ -84,7 +84,7 @@ pub struct Providers {
 
 /// A setting given either in the config file (`KEY`) or by an environment variable it names
 /// (`KEY_env`): exactly one of the two.
-pub(crate) fn value_or_env(
+pub fn value_or_env(
     value: Option<&str>,
     var: Option<&str>,
     key: &str,
@@ -103,7 +103,7 @@ pub(crate) fn value_or_env(
 }
 
 /// An HMAC secret from `secret` or `secret_env`, long enough to mean something.
-pub(crate) fn hmac_secret(
+pub fn hmac_secret(
     secret: Option<&str>,
     secret_env: Option<&str>,
     at: &dyn Fn(&str) -> String,

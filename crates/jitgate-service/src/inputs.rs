@@ -1,0 +1,149 @@
+//! What callers give the use cases, as every edge hands it over: still unparsed where parsing
+//! can fail, so that a refused input is refused by the service (and counted against the
+//! caller's limits) the same way whichever edge it came through.
+
+use crate::error::{Limit, ServiceError};
+use jitgate_core::{parse_duration, Ask, DurationSecs};
+use serde::Deserialize;
+
+/// A duration as a string (`90s`, `30m`, `2h`, `1h30m`) or a whole number of seconds.
+#[derive(Debug, Clone)]
+pub enum DurationInput {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationInput {
+    /// The duration, or an error naming `field`.
+    pub fn parse(&self, field: &str) -> Result<DurationSecs, ServiceError> {
+        let parsed = match self {
+            DurationInput::Seconds(s) => parse_duration(&s.to_string()),
+            DurationInput::Text(t) => parse_duration(t),
+        };
+        parsed.map_err(|m| ServiceError::Invalid(format!("{field}: {m}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(DurationInput::Text(text)),
+            serde_json::Value::Number(n) => whole_number(&n)
+                .map(DurationInput::Seconds)
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number of seconds"))),
+            other => Err(serde::de::Error::custom(format!(
+                "{other} is not a duration; write a string like \"30m\" or a whole number of seconds"
+            ))),
+        }
+    }
+}
+
+/// A JSON number that is a whole number (`30` or `30.0`: JSON Schema's `integer` is both).
+pub fn whole_number<T: TryFrom<i64> + TryFrom<u64>>(n: &serde_json::Number) -> Option<T> {
+    if let Some(u) = n.as_u64() {
+        return T::try_from(u).ok();
+    }
+    if let Some(i) = n.as_i64() {
+        return T::try_from(i).ok();
+    }
+    let f = n.as_f64()?;
+    // Exactly representable whole numbers only; the casts below cannot lose anything then.
+    if f.fract() != 0.0 || f.abs() > 9_007_199_254_740_992.0 {
+        return None;
+    }
+    if f >= 0.0 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        T::try_from(f as u64).ok()
+    } else {
+        #[allow(clippy::cast_possible_truncation)]
+        T::try_from(f as i64).ok()
+    }
+}
+
+/// A request to file.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub resource: String,
+    pub action: String,
+    /// Without it, the policy's default.
+    pub duration: Option<DurationInput>,
+    pub reason: String,
+    /// For action-bound workflows: the exact command, statement or artifact digest.
+    pub payload: Option<String>,
+    pub break_glass: bool,
+}
+
+impl NewRequest {
+    /// What the policy judges: the request with its duration parsed.
+    pub fn ask(&self) -> Result<Ask<'_>, ServiceError> {
+        Ok(Ask {
+            resource: &self.resource,
+            action: &self.action,
+            duration: self.duration.as_ref().map(|d| d.parse("duration")).transpose()?,
+            reason: &self.reason,
+            payload: self.payload.as_deref(),
+            break_glass: self.break_glass,
+        })
+    }
+}
+
+/// More time for a grant, counted from its current end.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    pub duration: DurationInput,
+    pub reason: String,
+}
+
+/// The longest principal, group or label in a token.
+pub const MAX_TOKEN_FIELD: usize = 256;
+/// The most groups one token may carry.
+pub const MAX_TOKEN_GROUPS: usize = 64;
+
+/// An API token to issue.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub principal: String,
+    pub groups: Vec<String>,
+    /// How long it is valid; without it, until revoked.
+    pub ttl: Option<DurationInput>,
+    pub label: Option<String>,
+    /// A service token may call `/v1/check`.
+    pub service: bool,
+}
+
+fn name_ok(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && t.len() <= MAX_TOKEN_FIELD && !t.chars().any(char::is_control)
+}
+
+impl NewToken {
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        use ServiceError::Invalid;
+        if !name_ok(&self.principal) {
+            return Err(Invalid(format!(
+                "principal: must be 1 to {MAX_TOKEN_FIELD} printable characters"
+            )));
+        }
+        if self.groups.len() > MAX_TOKEN_GROUPS {
+            return Err(ServiceError::OverLimit(
+                Limit::ListSize,
+                format!("groups: {} groups; give at most {MAX_TOKEN_GROUPS}", self.groups.len()),
+            ));
+        }
+        if let Some(bad) = self.groups.iter().find(|g| !name_ok(g) || g.contains(',')) {
+            return Err(Invalid(format!(
+                "groups: '{bad}' is not a group name; use 1 to {MAX_TOKEN_FIELD} printable characters, no commas"
+            )));
+        }
+        if self
+            .label
+            .as_ref()
+            .is_some_and(|l| l.len() > MAX_TOKEN_FIELD || l.chars().any(char::is_control))
+        {
+            return Err(Invalid(format!(
+                "label: must be at most {MAX_TOKEN_FIELD} printable characters"
+            )));
+        }
+        Ok(())
+    }
+}
