@@ -210,7 +210,7 @@ fn body_too_large() -> ApiError {
         Limit::BodySize,
         format!(
             "request body is larger than {} bytes; send less",
-            crate::routes::MAX_BODY_BYTES
+            crate::input::MAX_BODY_BYTES
         ),
     )
 }

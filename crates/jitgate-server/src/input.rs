@@ -11,6 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jitgate_core::text::{check_reviewed, Lines};
 
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The parameter a path segment stands for: `/v1/requests/{id}/approve` and
 /// `/ui/requests/{id}` put an id after the collection's name.
 fn path_segment_name(index: usize) -> &'static str {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use jitgate_service::app::{self, App};
-use jitgate_service::{reload, replica, worker};
+use jitgate_service::background;
 
 pub use error::ApiError;
 
@@ -86,27 +86,28 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
     let edge = state::Edge::new(app.clone(), slack);
     app.caller_limits().configure(config.limits.clone());
-    reload::record_loaded(&app, &config.policy_dir).await;
+    background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
-    if let Some(sso) = &config.ui.sso {
-        let _ = edge.sso.set(
+    let sso = match &config.ui.sso {
+        Some(sso) => Some(
             ui::Sso::new(sso, &config.auth.oidc, &public_url)
                 .await
                 .map_err(ServeError::Audit)?,
-        );
-    }
-    let worker = tokio::spawn(worker::run(app.clone()));
+        ),
+        None => None,
+    };
+    let worker = tokio::spawn(background::expiry::run(app.clone()));
     let provisioner = tokio::spawn(provision::run(app.clone()));
     notify::start_cursors(&app).await?;
     let notifications = tokio::spawn(notify::run(app.clone()));
-    let watcher = tokio::spawn(reload::watch(app.clone(), config.policy_dir.clone()));
-    let follower = tokio::spawn(replica::follow(app.clone()));
+    let watcher = tokio::spawn(background::policy::watch(app.clone(), config.policy_dir.clone()));
+    let follower = tokio::spawn(background::replicas::follow(app.clone()));
     let sinks: Vec<Arc<audit::sinks::Sink>> = audit.sinks.into_iter().map(Arc::new).collect();
     audit::sinks::start_cursors(&app, &sinks).await?;
     let mut audit_tasks = vec![
-        tokio::spawn(audit::checkpoint::run(app.clone(), audit.checkpoint_every)),
-        tokio::spawn(audit::denied::run(app.clone(), audit.denied_checks_every)),
+        tokio::spawn(background::checkpoints::run(app.clone(), audit.checkpoint_every)),
+        tokio::spawn(background::denied_checks::run(app.clone(), audit.denied_checks_every)),
     ];
     audit_tasks.extend(
         sinks
@@ -124,7 +125,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         })?;
     tracing::info!(listen = %config.listen, policy = %config.policy_dir.display(), database = %config.database_url, "jitgate serving");
     connections::warn_if_too_few_files(&connections);
-    connections::serve(listener, routes::router(edge), connections, shutdown_signal()).await;
+    connections::serve(listener, routes::router(edge, sso), connections, shutdown_signal()).await;
     worker.abort();
     provisioner.abort();
     notifications.abort();
@@ -134,7 +135,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         task.abort();
     }
     // Denied checks counted since the last window are not lost at a clean stop.
-    audit::denied::flush(&app).await;
+    app.flush_denied_checks().await;
     Ok(())
 }
 

@@ -15,8 +15,7 @@ use jitgate_core::{GrantStatus, RequestStatus};
 use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
 use std::sync::Arc;
 
-/// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use crate::input::MAX_BODY_BYTES;
 /// The most checks in one batch.
 pub const MAX_BATCH: usize = 1000;
 /// Longest principal, resource or action a check may name.
@@ -94,7 +93,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-pub fn router(state: crate::state::Edge) -> Router {
+pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router {
     Router::new()
         .route("/v1/requests", post(create_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -127,7 +126,7 @@ pub fn router(state: crate::state::Edge) -> Router {
         .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
         .route("/", get(|| async { crate::ui::pages_home() }))
-        .nest("/ui", crate::ui::router())
+        .nest("/ui", crate::ui::router(sso))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // One layer for what every call goes through: each layer of its own costs every

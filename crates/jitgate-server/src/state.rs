@@ -1,18 +1,16 @@
 //! What the HTTP edge holds: the application service, and what only this edge needs (Slack's
-//! signing secret for its buttons, single sign-on for the web UI). Handlers take the part they
-//! use: `State<Arc<App>>` or `State<Edge>`.
+//! signing secret for its buttons). Handlers take the part they use: `State<Arc<App>>` or
+//! `State<Edge>`. (The web UI keeps its single sign-on itself: `ui::SsoSlot`.)
 
 use axum::extract::FromRef;
 use jitgate_service::App;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Edge {
     pub app: Arc<App>,
     /// Slack interactivity, when configured.
     pub slack: Option<Arc<crate::slack::Slack>>,
-    /// Single sign-on for the web UI, when configured (set once, at start).
-    pub sso: Arc<OnceLock<crate::ui::Sso>>,
 }
 
 impl Edge {
@@ -20,13 +18,7 @@ impl Edge {
         Edge {
             app,
             slack: slack.map(Arc::new),
-            sso: Arc::new(OnceLock::new()),
         }
-    }
-
-    /// Single sign-on for the web UI, if configured.
-    pub fn sso(&self) -> Option<&crate::ui::Sso> {
-        self.sso.get()
     }
 }
 

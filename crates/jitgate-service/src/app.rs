@@ -8,8 +8,7 @@ use crate::metrics::Metrics;
 use crate::ServiceError;
 use jitgate_core::machine::{self, NewIds, Transition};
 use jitgate_core::{
-    millis, ApiToken, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus,
-    Timestamp,
+    ApiToken, CheckOutcome, DomainError, Grant, GrantIndex, GrantStatus, Identity, Request, RequestStatus, Timestamp,
 };
 use jitgate_policy::Policy;
 use jitgate_store::{Store, StoreError};
@@ -63,10 +62,7 @@ impl Drop for WaiterSlot<'_> {
     }
 }
 
-/// The current time, to the millisecond the stores keep.
-pub fn now() -> Timestamp {
-    millis(chrono::Utc::now())
-}
+pub use crate::clock::now;
 
 /// Every active grant, read a page at a time with only the fields the index keeps: a million
 /// load in seconds, without holding a million full rows at once. The next page is read while
@@ -562,8 +558,16 @@ impl App {
         self.signer.all_public_keys()
     }
 
-    pub(crate) fn sign_checkpoint(&self, seq: i64, hash: &str, at: Timestamp) -> Result<String, String> {
-        self.signer.sign_checkpoint(seq, hash, at).map_err(|e| e.to_string())
+    /// Sign the audit log's head if it moved past `signed` (0: whatever it is); the checkpoint
+    /// kept, if one was.
+    pub async fn sign_audit_head(&self, signed: i64) -> Result<Option<jitgate_core::audit::Checkpoint>, String> {
+        crate::audit::checkpoint::sign_head(&*self.store, &self.signer, signed).await
+    }
+
+    /// Record the denied checks counted since the last time, and those earlier windows could
+    /// not record.
+    pub async fn flush_denied_checks(&self) {
+        crate::audit::denied::flush(&self.denied, &*self.store, &self.metrics).await;
     }
 
     /// Sign the audit log's head now, for a caller who asks (`POST /v1/audit/checkpoints`).
@@ -572,9 +576,7 @@ impl App {
         caller: &Caller,
     ) -> Result<Option<jitgate_core::audit::Checkpoint>, ServiceError> {
         self.take_write(caller.who())?;
-        crate::audit::checkpoint::sign_head(self, 0)
-            .await
-            .map_err(ServiceError::Internal)
+        self.sign_audit_head(0).await.map_err(ServiceError::Internal)
     }
 
     /// Verify the audit log: the hash chain, every checkpoint's signature, and the log against
@@ -1055,6 +1057,44 @@ impl App {
                 denied("the decision could not be recorded; denied".into())
             }
         }
+    }
+}
+
+impl App {
+    /// Authenticate the credentials a call presents from `peer`. A refusal from a source that
+    /// keeps failing is held back before it is answered; a credential that authenticates is
+    /// answered at once, whatever its source did before. Every edge authenticates here.
+    pub async fn authenticate(
+        &self,
+        presented: &dyn crate::auth::Presented,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Identity, ServiceError> {
+        let auth = self.authenticator();
+        let policy = self.policy();
+        let failure = match auth.authenticate(&policy, presented, peer).await {
+            Ok(identity) => return Ok(identity),
+            Err(failure) => failure,
+        };
+        self.metrics.count_auth_failure(failure.label);
+        if !failure.counts {
+            return Err(ServiceError::Unauthenticated(
+                "send a bearer token: Authorization: Bearer TOKEN".into(),
+            ));
+        }
+        tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
+        match auth.throttle.failure(peer) {
+            crate::auth::throttle::Hold::None => {}
+            crate::auth::throttle::Hold::For(delay, _held) => {
+                self.metrics.auth_throttled.inc();
+                tokio::time::sleep(delay).await;
+            }
+            crate::auth::throttle::Hold::Full => {
+                self.metrics.auth_throttle_full.inc();
+            }
+        }
+        Err(ServiceError::Unauthenticated(
+            failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+        ))
     }
 }
 

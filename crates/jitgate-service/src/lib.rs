@@ -12,6 +12,8 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod background;
+pub mod clock;
 pub mod delivery;
 pub mod error;
 pub mod inputs;
@@ -20,11 +22,9 @@ pub mod metrics;
 pub mod notify;
 pub mod pgrole;
 pub mod provision;
-pub mod reload;
 pub mod replica;
 pub mod signing;
 pub mod ssh;
-pub mod worker;
 
 pub use app::{now, App, DatabaseLogin, Decision};
 pub use error::{Limit, ServiceError};

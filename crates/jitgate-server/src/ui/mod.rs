@@ -26,6 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use std::sync::Arc;
 
 /// The cookie that holds the signed-in token.
 pub const SESSION_COOKIE: &str = "jitgate_session";
@@ -37,7 +38,17 @@ const MAX_FORM_BYTES: usize = 128 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn router() -> Router<crate::state::Edge> {
+/// Single sign-on, when configured: the UI's own, so the rest of the server need not know it.
+#[derive(Clone)]
+pub struct SsoSlot(pub Option<Arc<Sso>>);
+
+impl SsoSlot {
+    pub fn get(&self) -> Option<&Sso> {
+        self.0.as_deref()
+    }
+}
+
+pub fn router(single_sign_on: Option<Sso>) -> Router<crate::state::Edge> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -58,6 +69,7 @@ pub fn router() -> Router<crate::state::Edge> {
         .route("/static/{file}", get(pages::asset))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn(guard))
+        .layer(axum::Extension(SsoSlot(single_sign_on.map(Arc::new))))
 }
 
 /// `/`: the web UI.

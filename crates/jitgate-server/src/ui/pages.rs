@@ -136,7 +136,8 @@ pub(super) fn safe_next(next: Option<&str>) -> String {
 }
 
 pub async fn login_page(
-    State(edge): State<crate::state::Edge>,
+    State(app): State<Arc<App>>,
+    Extension(sso): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -144,13 +145,13 @@ pub async fn login_page(
 ) -> Response {
     let next = safe_next(query.next.as_deref());
     // Already signed in (a valid cookie, or a trusted proxy's headers): straight on.
-    if crate::auth::authenticate_headers(&edge.app, &headers, connect.map(|c| c.0 .0.ip()))
+    if crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip()))
         .await
         .is_ok()
     {
         return see_other(&next);
     }
-    let sso = edge.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+    let sso = sso.get().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
     let page = LoginPage {
         chrome: Chrome::anonymous(&csrf.0),
         error: None,
@@ -172,7 +173,8 @@ pub struct LoginForm {
 }
 
 pub async fn login(
-    State(edge): State<crate::state::Edge>,
+    State(app): State<Arc<App>>,
+    Extension(sso): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<LoginForm>,
@@ -186,7 +188,7 @@ pub async fn login(
             headers.insert(header::AUTHORIZATION, v);
         }
     }
-    match crate::auth::authenticate_headers(&edge.app, &headers, connect.map(|c| c.0 .0.ip())).await {
+    match crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip())).await {
         Ok(who) if valid_shape => {
             tracing::info!(principal = %who.principal, "signed in to the web UI");
             let mut response = see_other(&next);
@@ -196,7 +198,7 @@ pub async fn login(
             response
         }
         _ => {
-            let sso = edge.sso().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+            let sso = sso.get().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
             let page = LoginPage {
                 chrome: Chrome::anonymous(&csrf.0),
                 error: Some("That token does not sign in: it is unknown, expired or revoked.".into()),

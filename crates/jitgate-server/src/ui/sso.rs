@@ -22,6 +22,7 @@ use axum::response::Response;
 use axum::Extension;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jitgate_service::App;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -251,11 +252,11 @@ pub struct StartQuery {
 /// Send the browser to the issuer, keeping state, verifier, nonce and destination in a
 /// short-lived cookie.
 pub async fn start(
-    State(edge): State<crate::state::Edge>,
+    Extension(slot): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     Query(query): Query<StartQuery>,
 ) -> Response {
-    let Some(sso) = edge.sso() else {
+    let Some(sso) = slot.get() else {
         return super::pages::error_page(&csrf.0, StatusCode::NOT_FOUND, "Single sign-on is not configured.");
     };
     let endpoints = match sso.endpoints().await {
@@ -312,7 +313,8 @@ pub struct CallbackQuery {
 /// The issuer sent the browser back: check the state, trade the code (with the verifier) for
 /// an ID token, check it and its nonce, and sign in.
 pub async fn callback(
-    State(edge): State<crate::state::Edge>,
+    State(app): State<Arc<App>>,
+    Extension(slot): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
@@ -324,7 +326,7 @@ pub async fn callback(
         }
         r
     };
-    let Some(sso) = edge.sso() else {
+    let Some(sso) = slot.get() else {
         return refuse("Single sign-on is not configured.");
     };
     if let Some(error) = &query.error {
@@ -393,7 +395,7 @@ pub async fn callback(
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {id_token}")) {
         bearer.insert(header::AUTHORIZATION, v);
     }
-    let who = match crate::auth::authenticate_headers(&edge.app, &bearer, None).await {
+    let who = match crate::auth::authenticate_headers(&app, &bearer, None).await {
         Ok(who) => who,
         Err(e) => return refuse(&format!("The ID token is not valid for jitgate ({e}).")),
     };

@@ -3,35 +3,20 @@
 //! or rewritten and re-hashed, no longer matches its checkpoints, and a checkpoint nobody could
 //! sign without the key cannot be forged. `GET /v1/audit/verify` checks both.
 
-use crate::app::{now, App};
+use crate::clock::now;
+use crate::signing::GrantSigner;
 use jitgate_core::audit::Checkpoint;
 use jitgate_store::AuditFilter;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Sign the log's head every `every`, when it moved.
-pub async fn run(app: Arc<App>, every: Duration) {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut signed = 0i64;
-    loop {
-        interval.tick().await;
-        match sign_head(&app, signed).await {
-            Ok(Some(checkpoint)) => signed = checkpoint.seq,
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "cannot sign an audit checkpoint; retrying"),
-        }
-    }
-}
+use jitgate_store::Store;
 
 /// Sign the head if it is past `signed` (pass 0 to sign it whatever it is); the checkpoint
 /// kept, if one was.
-pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoint>, String> {
-    let head = app.store.audit_head().await.map_err(|e| e.to_string())?;
+pub async fn sign_head(store: &dyn Store, signer: &GrantSigner, signed: i64) -> Result<Option<Checkpoint>, String> {
+    let head = store.audit_head().await.map_err(|e| e.to_string())?;
     if head <= signed {
         return Ok(None);
     }
-    let checkpoints = app.store.checkpoints().await.map_err(|e| e.to_string())?;
+    let checkpoints = store.checkpoints().await.map_err(|e| e.to_string())?;
     if let Some(beyond) = checkpoints.iter().find(|c| c.seq > head) {
         return Err(format!(
             "not signing: a checkpoint vouches for event {} but the log ends at {head}: it was cut short; run jitgate audit verify",
@@ -41,8 +26,7 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
     let last = checkpoints.into_iter().max_by_key(|c| c.seq);
     if let Some(checkpoint) = last.as_ref().filter(|c| c.seq == head) {
         // Already signed (by another replica, or before a restart), if the head is still it.
-        let event = app
-            .store
+        let event = store
             .audit_events(&AuditFilter {
                 after_seq: Some(head - 1),
                 limit: 1,
@@ -57,7 +41,7 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
         }
         return Ok(Some(checkpoint.clone()));
     }
-    let Some(event) = extends_last_checkpoint(app, head, last.as_ref()).await? else {
+    let Some(event) = extends_last_checkpoint(store, head, last.as_ref()).await? else {
         return Ok(None);
     };
     // In whole seconds, as the signature states it (`iat`): what the checkpoint shows is
@@ -67,9 +51,11 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
         seq: event.seq,
         hash: event.hash.clone(),
         at,
-        signature: app.sign_checkpoint(event.seq, &event.hash, at)?,
+        signature: signer
+            .sign_checkpoint(event.seq, &event.hash, at)
+            .map_err(|e| e.to_string())?,
     };
-    app.store.add_checkpoint(&checkpoint).await.map_err(|e| e.to_string())?;
+    store.add_checkpoint(&checkpoint).await.map_err(|e| e.to_string())?;
     Ok(Some(checkpoint))
 }
 
@@ -77,7 +63,7 @@ pub(crate) async fn sign_head(app: &App, signed: i64) -> Result<Option<Checkpoin
 /// after the last checkpoint (an event inserted, removed or edited) is never signed, so a
 /// checkpoint cannot launder tampering; verification reports it instead.
 async fn extends_last_checkpoint(
-    app: &App,
+    store: &dyn Store,
     head: i64,
     last: Option<&Checkpoint>,
 ) -> Result<Option<jitgate_core::AuditEvent>, String> {
@@ -87,8 +73,7 @@ async fn extends_last_checkpoint(
     let mut after = last.as_ref().map_or(head - 1, |c| c.seq);
     let mut tail: Option<jitgate_core::AuditEvent> = None;
     loop {
-        let page = app
-            .store
+        let page = store
             .audit_events(&AuditFilter {
                 after_seq: Some(after),
                 limit: PAGE,

@@ -5,13 +5,11 @@
 //! distinct ones are kept per window; the rest are summed into one overflow event, so memory and
 //! log volume stay bounded whatever the callers do.
 
-use crate::app::{now, App};
+use crate::clock::now;
 use jitgate_core::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use jitgate_core::Timestamp;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Distinct denied (checker, principal, resource, action) kept per window.
 pub const MAX_KEYS: usize = 10_000;
@@ -152,28 +150,16 @@ fn summary_event(at: Timestamp, comment: String) -> NewEvent {
     }
 }
 
-/// Record the window's denied checks every `every`.
-pub async fn run(app: Arc<App>, every: Duration) {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        flush(&app).await;
-    }
-}
-
 /// Write what was counted, after what earlier windows could not write.
-pub async fn flush(app: &App) {
-    let denied = app.denied_checks();
+pub async fn flush(denied: &DeniedChecks, store: &dyn jitgate_store::Store, metrics: &crate::metrics::Metrics) {
     let (fresh, overflow) = denied.take(now());
-    app.metrics.denied_checks_overflow.inc_by(overflow);
+    metrics.denied_checks_overflow.inc_by(overflow);
     let mut events = std::mem::take(&mut *denied.unsaved.lock());
     events.extend(fresh);
     if events.is_empty() {
         return;
     }
-    if let Err(error) = app.store.append_events(&events).await {
+    if let Err(error) = store.append_events(&events).await {
         tracing::warn!(%error, events = events.len(), "cannot record denied checks; keeping them for the next window");
         if events.len() > MAX_UNSAVED {
             let dropped = events.len() - MAX_UNSAVED;

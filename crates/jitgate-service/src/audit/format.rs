@@ -192,7 +192,7 @@ mod tests {
     fn event(kind: EventKind) -> AuditEvent {
         let new = NewEvent {
             kind,
-            at: crate::app::now(),
+            at: crate::clock::now(),
             actor: "bob".into(),
             subject: "alice".into(),
             request_id: Some("req_1".into()),

@@ -8,8 +8,9 @@
 //! with the `audit.archived` event that says so. A crash in between leaves the events in place,
 //! and the next run writes the same segment again.
 
-use crate::app::{now, App};
+use crate::app::App;
 use crate::audit::format::{checkpoint_line, event_line};
+use crate::clock::now;
 use jitgate_core::audit::{Checkpoint, EventKind, NewEvent, SYSTEM_ACTOR};
 use jitgate_store::AuditFilter;
 use std::io::Write;

@@ -10,7 +10,7 @@ pub mod oidc;
 pub mod throttle;
 pub mod tokens;
 
-use crate::app::{now, App};
+use crate::clock::now;
 use crate::ServiceError;
 use config::{AuthConfig, ConfigError};
 use ipnet::IpNet;
@@ -21,7 +21,7 @@ use oidc::Oidc;
 use parking_lot::RwLock;
 use std::net::IpAddr;
 use std::sync::Arc;
-use throttle::{Hold, Throttle};
+use throttle::Throttle;
 use tokens::{TokenRefusal, TokenTable};
 
 /// The longest bearer token looked at.
@@ -288,41 +288,3 @@ impl Caller {
 }
 
 pub use jitgate_core::authz::op;
-
-impl App {
-    /// Authenticate the credentials a call presents from `peer`. A refusal from a source that
-    /// keeps failing is held back before it is answered; a credential that authenticates is
-    /// answered at once, whatever its source did before. Every edge authenticates here.
-    pub async fn authenticate(
-        &self,
-        presented: &dyn Presented,
-        peer: Option<IpAddr>,
-    ) -> Result<Identity, ServiceError> {
-        let auth = self.authenticator();
-        let policy = self.policy();
-        let failure = match auth.authenticate(&policy, presented, peer).await {
-            Ok(identity) => return Ok(identity),
-            Err(failure) => failure,
-        };
-        self.metrics.count_auth_failure(failure.label);
-        if !failure.counts {
-            return Err(ServiceError::Unauthenticated(
-                "send a bearer token: Authorization: Bearer TOKEN".into(),
-            ));
-        }
-        tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
-        match auth.throttle.failure(peer) {
-            Hold::None => {}
-            Hold::For(delay, _held) => {
-                self.metrics.auth_throttled.inc();
-                tokio::time::sleep(delay).await;
-            }
-            Hold::Full => {
-                self.metrics.auth_throttle_full.inc();
-            }
-        }
-        Err(ServiceError::Unauthenticated(
-            failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
-        ))
-    }
-}

@@ -2,7 +2,8 @@
 //! their audit events) and drops ended grants from the check index. Checks never depend on
 //! it: they judge expiry against the clock themselves.
 
-use crate::app::{now, App};
+use crate::app::App;
+use crate::clock::now;
 use std::sync::Arc;
 use std::time::Duration;
 

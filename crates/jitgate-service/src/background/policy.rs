@@ -1,7 +1,8 @@
 //! Live policy reload: on SIGHUP, and when a file of the policy directory changes. A policy
 //! that fails validation is refused (logged and audited) and the previous one keeps serving.
 
-use crate::app::{now, App};
+use crate::app::App;
+use crate::clock::now;
 use jitgate_core::audit::SYSTEM_ACTOR;
 use jitgate_core::{EventKind, NewEvent};
 use std::path::{Path, PathBuf};
