@@ -9,6 +9,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod input;
 pub mod openapi;
+pub mod outbound;
 pub mod routes;
 pub mod slack;
 pub mod state;
@@ -75,7 +76,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             lines.join("\n")
         ))
     })?;
-    let authenticator = auth::Authenticator::new(&config.auth).await?;
+    // OpenID key sets and discovery documents: each fetch gives up after 10 s.
+    let fetch = outbound::HttpFetch::with_timeout(std::time::Duration::from_secs(10)).map_err(ServeError::Config)?;
+    let authenticator = auth::Authenticator::new(&config.auth, Arc::new(fetch)).await?;
     let providers = provision::Providers::new(&config.providers).map_err(ServeError::Providers)?;
     providers.check_policy(&policy).map_err(ServeError::Providers)?;
     let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;

@@ -89,7 +89,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Check the config and fetch what it names (OIDC key sets).
-    pub async fn new(config: &AuthConfig) -> Result<Authenticator, ConfigError> {
+    pub async fn new(config: &AuthConfig, http: Arc<dyn oidc::Fetch>) -> Result<Authenticator, ConfigError> {
         config.validate()?;
         let proxy = match &config.trusted_proxy {
             None => None,
@@ -106,7 +106,7 @@ impl Authenticator {
         Ok(Authenticator {
             tokens: RwLock::new(Arc::new(TokenTable::default())),
             api_tokens: RwLock::new(Arc::new(Vec::new())),
-            oidc: Oidc::new(&config.oidc).await?,
+            oidc: Oidc::new(&config.oidc, http).await?,
             proxy,
             throttle: Throttle::new(&config.throttle)?,
         })

@@ -86,20 +86,23 @@ enum Source {
     Discovery(String),
 }
 
+/// Reads a document from the web for the service: OpenID Connect discovery documents and key
+/// sets. The service says what it needs; an edge or a connector carries it out with an HTTP
+/// client (each request bounded in time), so none is linked into the service.
+#[async_trait::async_trait]
+pub trait Fetch: Send + Sync {
+    /// The body of a successful `GET url`; anything else (no answer, a 4xx or 5xx, a timeout)
+    /// is an error saying what happened.
+    async fn get(&self, url: &str) -> Result<String, String>;
+}
+
 /// The issuer's discovery document (`ISSUER/.well-known/openid-configuration`, OpenID Connect
 /// Discovery 1.0). Its `issuer` must be `issuer` exactly, trailing slash included: that is
 /// what the provider's tokens carry as `iss`.
-pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Value, String> {
+pub async fn discover(http: &dyn Fetch, issuer: &str) -> Result<Value, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let doc: Value = http
-        .get(&url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("cannot read {url}: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("{url} is not a discovery document: {e}"))?;
+    let text = http.get(&url).await.map_err(|e| format!("cannot read {url}: {e}"))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{url} is not a discovery document: {e}"))?;
     let named = doc["issuer"].as_str().unwrap_or_default();
     if named != issuer {
         return Err(format!(
@@ -117,7 +120,7 @@ struct Jwks {
     /// When the last fetch was tried; held while fetching so concurrent misses fetch once.
     last_attempt: tokio::sync::Mutex<Option<Instant>>,
     min_refresh: Duration,
-    http: reqwest::Client,
+    http: Arc<dyn Fetch>,
 }
 
 impl Jwks {
@@ -130,7 +133,7 @@ impl Jwks {
                 KeySet::parse(&text)
             }
             Source::Discovery(issuer) => {
-                let doc = discover(&self.http, issuer).await?;
+                let doc = discover(&*self.http, issuer).await?;
                 let url = doc["jwks_uri"]
                     .as_str()
                     .ok_or_else(|| format!("the discovery document of {issuer} has no jwks_uri"))?;
@@ -141,14 +144,11 @@ impl Jwks {
     }
 
     async fn fetch(&self, url: &str) -> Result<KeySet, String> {
-        let response = self
+        let text = self
             .http
             .get(url)
-            .send()
             .await
-            .and_then(|r| r.error_for_status())
             .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-        let text = response.text().await.map_err(|e| format!("cannot read {url}: {e}"))?;
         KeySet::parse(&text)
     }
 
@@ -235,7 +235,12 @@ fn claim_string<'a>(claims: &'a Map<String, Value>, name: &str) -> &'a str {
 }
 
 impl OidcIssuer {
-    async fn new(config: OidcIssuerConfig, n: usize, foreign_prefixes: Vec<String>) -> Result<OidcIssuer, ConfigError> {
+    async fn new(
+        config: OidcIssuerConfig,
+        n: usize,
+        foreign_prefixes: Vec<String>,
+        http: Arc<dyn Fetch>,
+    ) -> Result<OidcIssuer, ConfigError> {
         let algorithms = config
             .algorithms
             .iter()
@@ -248,10 +253,6 @@ impl OidcIssuer {
             (None, Some(url)) => Source::Url(url.clone()),
             (None, None) => Source::Discovery(config.issuer.clone()),
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ConfigError(format!("oidc[{n}]: cannot build an HTTP client: {e}")))?;
         let jwks = Jwks {
             source,
             current: RwLock::new(Arc::new(KeySet::default())),
@@ -382,7 +383,7 @@ impl OidcIssuer {
 }
 
 impl Oidc {
-    pub async fn new(configs: &[OidcIssuerConfig]) -> Result<Oidc, ConfigError> {
+    pub async fn new(configs: &[OidcIssuerConfig], http: Arc<dyn Fetch>) -> Result<Oidc, ConfigError> {
         let mut issuers = Vec::with_capacity(configs.len());
         for (n, config) in configs.iter().enumerate() {
             let foreign_prefixes = if config.effective_prefix().is_empty() {
@@ -394,7 +395,7 @@ impl Oidc {
             } else {
                 Vec::new()
             };
-            issuers.push(OidcIssuer::new(config.clone(), n, foreign_prefixes).await?);
+            issuers.push(OidcIssuer::new(config.clone(), n, foreign_prefixes, http.clone()).await?);
         }
         Ok(Oidc { issuers })
     }
