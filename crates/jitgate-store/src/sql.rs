@@ -26,13 +26,19 @@ pub(crate) const ROWS_PER_INSERT: usize = 1000;
 /// `VALUES ($1, $2), ($3, $4), ...`: `rows` tuples of `columns` numbered placeholders, to be
 /// bound row by row.
 pub(crate) fn values(rows: usize, columns: usize) -> String {
-    let tuples: Vec<String> = (0..rows)
-        .map(|row| {
-            let placeholders: Vec<String> = (1..=columns).map(|c| format!("${}", row * columns + c)).collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    format!("VALUES {}", tuples.join(", "))
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(8 + rows * columns * 8);
+    sql.push_str("VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=columns {
+            let separator = if column == 1 { "" } else { ", " };
+            // Writing to a String cannot fail.
+            let _ = write!(sql, "{separator}${}", row * columns + column);
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// A value bound to a placeholder of text assembled at run time.
@@ -467,5 +473,23 @@ where
         .fetch_all(reader)
         .await?;
         rows.iter().map(RowDecode::live_grant).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{values, Value, Where};
+
+    #[test]
+    fn placeholders_are_numbered_across_the_whole_query() {
+        assert_eq!(values(2, 3), "VALUES ($1, $2, $3), ($4, $5, $6)");
+        let mut conditions = Where::default();
+        conditions.and("a = ?", [Value::Int(1)]);
+        conditions.and("(b = ? OR c = ?)", [Value::Text("x"), Value::Text("x")]);
+        let (sql, values) = conditions.into_query("SELECT * FROM t {where} LIMIT ?", [Value::Int(5)]);
+        assert_eq!(sql, "SELECT * FROM t WHERE a = $1 AND (b = $2 OR c = $3) LIMIT $4");
+        assert_eq!(values.len(), 4);
+        let (sql, _) = Where::default().into_query("SELECT * FROM t {where} LIMIT ?", []);
+        assert_eq!(sql, "SELECT * FROM t  LIMIT $1");
     }
 }
