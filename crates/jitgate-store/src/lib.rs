@@ -5,6 +5,8 @@ mod database_url;
 mod group_commit;
 mod postgres;
 mod rows;
+mod shared;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;

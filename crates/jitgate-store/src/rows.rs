@@ -1,9 +1,14 @@
-//! What both SQL stores share: times as milliseconds, the grant columns every request query
-//! selects, and decoding rows into the core's types. The decoders are written once and made
-//! for each backend's row type by `row_decoders!`.
+//! What both SQL stores share in their rows: times as milliseconds, the grant columns every
+//! request query selects, and decoding rows into the core's types, written once for any sqlx
+//! row type that can hand over the columns' integers, booleans and text.
 
 use crate::{Result, StoreError};
-use jitgate_core::{Request, Timestamp};
+use jitgate_core::audit::Checkpoint;
+use jitgate_core::index::LiveGrant;
+use jitgate_core::keys::SigningKeyRecord;
+use jitgate_core::outbox::{OutboxItem, OutboxOperation, OutboxState};
+use jitgate_core::{ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, Timestamp};
+use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(crate) fn ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
@@ -19,53 +24,9 @@ pub(crate) const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_
     g.starts_at AS g_starts_at, g.expires_at AS g_expires_at, g.ended_at AS g_ended_at, \
     g.ended_by AS g_ended_by, g.end_comment AS g_end_comment, g.extensions AS g_extensions, g.token AS g_token, g.providers AS g_providers";
 
-/// A value bound to a list query's placeholder.
-pub(crate) enum ListBind {
-    Int(i64),
-    Text(String),
-}
-
-/// The query listing grants for `filter`, newest first, with `?` placeholders and their values
-/// in order. Grant ids are UUIDv7, so id order is creation order: the primary key, the
-/// `grants_live (status, id)` and `grants_by_principal (principal, id)` indexes give every page
-/// in order without sorting, and a page resumes after the last id handed out.
-pub(crate) fn grant_list_query(filter: &crate::GrantFilter, now: Timestamp) -> (String, Vec<ListBind>) {
-    use jitgate_core::GrantStatus;
-    let mut clauses: Vec<&str> = Vec::new();
-    let mut binds = Vec::new();
-    match filter.status {
-        Some(GrantStatus::Active) => {
-            clauses.push("g.status = 'active' AND g.expires_at > ?");
-            binds.push(ListBind::Int(ms(now)));
-        }
-        Some(GrantStatus::Expired) => {
-            clauses.push("(g.status = 'expired' OR (g.status = 'active' AND g.expires_at <= ?))");
-            binds.push(ListBind::Int(ms(now)));
-        }
-        Some(status) => {
-            clauses.push("g.status = ?");
-            binds.push(ListBind::Text(status.as_str().to_string()));
-        }
-        None => {}
-    }
-    if let Some(principal) = &filter.principal {
-        clauses.push("g.principal = ?");
-        binds.push(ListBind::Text(principal.clone()));
-    }
-    if let Some(before) = &filter.before {
-        clauses.push("g.id < ?");
-        binds.push(ListBind::Text(before.clone()));
-    }
-    let where_clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    binds.push(ListBind::Int(i64::from(filter.limit.max(1))));
-    (
-        format!("SELECT {GRANT_COLUMNS} FROM grants g {where_clause} ORDER BY g.id DESC LIMIT ?"),
-        binds,
-    )
+/// A request with its grant: the query, to be followed by its WHERE (and ORDER, LIMIT).
+pub(crate) fn request_query(where_clause: &str) -> String {
+    format!("SELECT r.doc, r.version, {GRANT_COLUMNS} FROM requests r LEFT JOIN grants g ON g.request_id = r.id {where_clause}")
 }
 
 pub(crate) fn request_doc(request: &Request) -> Result<String> {
@@ -73,129 +34,6 @@ pub(crate) fn request_doc(request: &Request) -> Result<String> {
     copy.grant = None;
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))
 }
-
-/// The decoders of rows into the core's types, for one backend's row type.
-macro_rules! row_decoders {
-    ($row:ty) => {
-        pub(crate) fn grant_from_row(row: &$row) -> Result<Option<Grant>> {
-            let Some(id) = row.try_get::<Option<String>, _>("g_id")? else {
-                return Ok(None);
-            };
-            let status: String = row.try_get("g_status")?;
-            Ok(Some(Grant {
-                id,
-                request_id: row.try_get("g_request_id")?,
-                principal: row.try_get("g_principal")?,
-                resource: row.try_get("g_resource")?,
-                action: row.try_get("g_action")?,
-                payload_sha256: row.try_get("g_payload_sha256")?,
-                single_use: row.try_get("g_single_use")?,
-                break_glass: row.try_get("g_break_glass")?,
-                status: GrantStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("grant status {status}")))?,
-                starts_at: from_ms(row.try_get("g_starts_at")?)?,
-                expires_at: from_ms(row.try_get("g_expires_at")?)?,
-                ended_at: row
-                    .try_get::<Option<i64>, _>("g_ended_at")?
-                    .map(from_ms)
-                    .transpose()?,
-                ended_by: row.try_get("g_ended_by")?,
-                end_comment: row.try_get("g_end_comment")?,
-                extensions: row
-                    .try_get::<i64, _>("g_extensions")?
-                    .try_into()
-                    .unwrap_or(u32::MAX),
-                token: row.try_get("g_token")?,
-                providers: serde_json::from_str(&row.try_get::<String, _>("g_providers")?)
-                    .map_err(|e| StoreError::Corrupt(format!("grant providers: {e}")))?,
-            }))
-        }
-
-        /// A row of `live_grants`: only what the check index needs.
-        pub(crate) fn live_grant_from_row(row: &$row) -> Result<jitgate_core::index::LiveGrant> {
-            Ok(jitgate_core::index::LiveGrant {
-                id: row.try_get("id")?,
-                principal: row.try_get("principal")?,
-                resource: row.try_get("resource")?,
-                action: row.try_get("action")?,
-                payload_sha256: row.try_get("payload_sha256")?,
-                single_use: row.try_get("single_use")?,
-                starts_at_ms: row.try_get("starts_at")?,
-                expires_at_ms: row.try_get("expires_at")?,
-            })
-        }
-
-        pub(crate) fn request_from_row(row: &$row) -> Result<Request> {
-            let doc: String = row.try_get("doc")?;
-            let mut request: Request =
-                serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))?;
-            request.version = row.try_get("version")?;
-            request.grant = grant_from_row(row)?;
-            Ok(request)
-        }
-
-        pub(crate) fn token_from_row(row: &$row) -> Result<ApiToken> {
-            let groups: String = row.try_get("groups")?;
-            Ok(ApiToken {
-                id: row.try_get("id")?,
-                hash: row.try_get("token_hash")?,
-                principal: row.try_get("principal")?,
-                groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
-                service: row.try_get("service")?,
-                label: row.try_get("label")?,
-                created_by: row.try_get("created_by")?,
-                created_at: from_ms(row.try_get("created_at")?)?,
-                expires_at: row
-                    .try_get::<Option<i64>, _>("expires_at")?
-                    .map(from_ms)
-                    .transpose()?,
-                revoked_at: row
-                    .try_get::<Option<i64>, _>("revoked_at")?
-                    .map(from_ms)
-                    .transpose()?,
-                revoked_by: row.try_get("revoked_by")?,
-            })
-        }
-
-        pub(crate) fn event_from_row(row: &$row) -> Result<AuditEvent> {
-            let kind: String = row.try_get("kind")?;
-            let kind: EventKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
-                .map_err(|_| StoreError::Corrupt(format!("event kind {kind}")))?;
-            Ok(AuditEvent {
-                seq: row.try_get("seq")?,
-                event: NewEvent {
-                    kind,
-                    at: from_ms(row.try_get("at")?)?,
-                    actor: row.try_get("actor")?,
-                    subject: row.try_get("subject")?,
-                    request_id: row.try_get("request_id")?,
-                    grant_id: row.try_get("grant_id")?,
-                    resource: row.try_get("resource")?,
-                    action: row.try_get("action")?,
-                    comment: row.try_get("comment")?,
-                },
-                prev_hash: row.try_get("prev_hash")?,
-                hash: row.try_get("hash")?,
-            })
-        }
-
-        pub(crate) fn outbox_item_from_row(row: &$row) -> Result<OutboxItem> {
-            let operation: String = row.try_get("operation")?;
-            Ok(OutboxItem {
-                id: row.try_get("id")?,
-                grant_id: row.try_get("grant_id")?,
-                provider: row.try_get("provider")?,
-                operation: OutboxOperation::parse(&operation)
-                    .ok_or_else(|| StoreError::Corrupt(format!("outbox operation {operation}")))?,
-                due_at: from_ms(row.try_get("due_at")?)?,
-                attempts: row.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
-                last_error: row.try_get("last_error")?,
-            })
-        }
-    };
-}
-
-pub(crate) use row_decoders;
 
 /// May the log be archived through `through`? Only at a signed checkpoint (what is left
 /// continues from its hash), and never the newest event (the chain goes on from it).
@@ -211,4 +49,168 @@ pub(crate) fn check_archive_point(through: i64, anchored: bool, head: i64) -> cr
         )));
     }
     Ok(())
+}
+
+fn optional_time(v: Option<i64>) -> Result<Option<Timestamp>> {
+    v.map(from_ms).transpose()
+}
+
+fn operation(name: &str) -> Result<OutboxOperation> {
+    OutboxOperation::parse(name).ok_or_else(|| StoreError::Corrupt(format!("outbox operation {name}")))
+}
+
+/// A row decoded into the core's types: one implementation for both backends' rows.
+pub(crate) trait RowDecode {
+    /// The grant columns (`GRANT_COLUMNS`) of a row; `None` for a request without a grant.
+    fn grant(&self) -> Result<Option<Grant>>;
+    /// A row of `live_grants`: only what the check index needs.
+    fn live_grant(&self) -> Result<LiveGrant>;
+    fn request(&self) -> Result<Request>;
+    fn token(&self) -> Result<ApiToken>;
+    fn event(&self) -> Result<AuditEvent>;
+    fn outbox_item(&self) -> Result<OutboxItem>;
+    fn outbox_state(&self) -> Result<OutboxState>;
+    fn checkpoint(&self) -> Result<Checkpoint>;
+    fn signing_key(&self) -> Result<SigningKeyRecord>;
+}
+
+impl<R> RowDecode for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn grant(&self) -> Result<Option<Grant>> {
+        let Some(id) = self.try_get::<Option<String>, _>("g_id")? else {
+            return Ok(None);
+        };
+        let status: String = self.try_get("g_status")?;
+        Ok(Some(Grant {
+            id,
+            request_id: self.try_get("g_request_id")?,
+            principal: self.try_get("g_principal")?,
+            resource: self.try_get("g_resource")?,
+            action: self.try_get("g_action")?,
+            payload_sha256: self.try_get("g_payload_sha256")?,
+            single_use: self.try_get("g_single_use")?,
+            break_glass: self.try_get("g_break_glass")?,
+            status: GrantStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("grant status {status}")))?,
+            starts_at: from_ms(self.try_get("g_starts_at")?)?,
+            expires_at: from_ms(self.try_get("g_expires_at")?)?,
+            ended_at: optional_time(self.try_get("g_ended_at")?)?,
+            ended_by: self.try_get("g_ended_by")?,
+            end_comment: self.try_get("g_end_comment")?,
+            extensions: self.try_get::<i64, _>("g_extensions")?.try_into().unwrap_or(u32::MAX),
+            token: self.try_get("g_token")?,
+            providers: serde_json::from_str(&self.try_get::<String, _>("g_providers")?)
+                .map_err(|e| StoreError::Corrupt(format!("grant providers: {e}")))?,
+        }))
+    }
+
+    fn live_grant(&self) -> Result<LiveGrant> {
+        Ok(LiveGrant {
+            id: self.try_get("id")?,
+            principal: self.try_get("principal")?,
+            resource: self.try_get("resource")?,
+            action: self.try_get("action")?,
+            payload_sha256: self.try_get("payload_sha256")?,
+            single_use: self.try_get("single_use")?,
+            starts_at_ms: self.try_get("starts_at")?,
+            expires_at_ms: self.try_get("expires_at")?,
+        })
+    }
+
+    fn request(&self) -> Result<Request> {
+        let doc: String = self.try_get("doc")?;
+        let mut request: Request =
+            serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))?;
+        request.version = self.try_get("version")?;
+        request.grant = self.grant()?;
+        Ok(request)
+    }
+
+    fn token(&self) -> Result<ApiToken> {
+        let groups: String = self.try_get("groups")?;
+        Ok(ApiToken {
+            id: self.try_get("id")?,
+            hash: self.try_get("token_hash")?,
+            principal: self.try_get("principal")?,
+            groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
+            service: self.try_get("service")?,
+            label: self.try_get("label")?,
+            created_by: self.try_get("created_by")?,
+            created_at: from_ms(self.try_get("created_at")?)?,
+            expires_at: optional_time(self.try_get("expires_at")?)?,
+            revoked_at: optional_time(self.try_get("revoked_at")?)?,
+            revoked_by: self.try_get("revoked_by")?,
+        })
+    }
+
+    fn event(&self) -> Result<AuditEvent> {
+        let kind: String = self.try_get("kind")?;
+        let kind: EventKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+            .map_err(|_| StoreError::Corrupt(format!("event kind {kind}")))?;
+        Ok(AuditEvent {
+            seq: self.try_get("seq")?,
+            event: NewEvent {
+                kind,
+                at: from_ms(self.try_get("at")?)?,
+                actor: self.try_get("actor")?,
+                subject: self.try_get("subject")?,
+                request_id: self.try_get("request_id")?,
+                grant_id: self.try_get("grant_id")?,
+                resource: self.try_get("resource")?,
+                action: self.try_get("action")?,
+                comment: self.try_get("comment")?,
+            },
+            prev_hash: self.try_get("prev_hash")?,
+            hash: self.try_get("hash")?,
+        })
+    }
+
+    fn outbox_item(&self) -> Result<OutboxItem> {
+        Ok(OutboxItem {
+            id: self.try_get("id")?,
+            grant_id: self.try_get("grant_id")?,
+            provider: self.try_get("provider")?,
+            operation: operation(&self.try_get::<String, _>("operation")?)?,
+            due_at: from_ms(self.try_get("due_at")?)?,
+            attempts: self.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+            last_error: self.try_get("last_error")?,
+        })
+    }
+
+    fn outbox_state(&self) -> Result<OutboxState> {
+        Ok(OutboxState {
+            grant_id: self.try_get("grant_id")?,
+            provider: self.try_get("provider")?,
+            operation: operation(&self.try_get::<String, _>("operation")?)?,
+            done: self.try_get("done")?,
+            attempts: self.try_get::<i64, _>("attempts")?.try_into().unwrap_or(u32::MAX),
+            last_error: self.try_get("last_error")?,
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            seq: self.try_get("seq")?,
+            hash: self.try_get("hash")?,
+            at: from_ms(self.try_get("at")?)?,
+            signature: self.try_get("signature")?,
+        })
+    }
+
+    fn signing_key(&self) -> Result<SigningKeyRecord> {
+        Ok(SigningKeyRecord {
+            kid: self.try_get("kid")?,
+            algorithm: self.try_get("algorithm")?,
+            private_der_hex: self.try_get("private_der_hex")?,
+            public_jwk: self.try_get("public_jwk")?,
+            created_at: from_ms(self.try_get("created_at")?)?,
+            retired_at: optional_time(self.try_get("retired_at")?)?,
+            publish_until: optional_time(self.try_get("publish_until")?)?,
+        })
+    }
 }
