@@ -17,7 +17,12 @@ if ! command -v wrk >/dev/null; then
     echo "wrk is missing: install it (apt-get install wrk) or run as root" >&2; exit 2
   fi
 fi
-cargo build --release -q -p jitgate
+# JITGATE_BIN=PATH measures another build (an earlier commit's, for before-and-after
+# figures in one run); by default this checkout's, built here.
+if [ -z "${JITGATE_BIN:-}" ]; then
+  cargo build --release -q -p jitgate
+  JITGATE_BIN=./target/release/jitgate
+fi
 
 work=$(mktemp -d)
 server=""
@@ -26,7 +31,7 @@ trap cleanup EXIT
 
 # One principal files everything here; the per-principal limits would measure themselves.
 printf '[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\nmax_pending_per_requester = 0\n' > "$work/config.toml"
-JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" --config "$work/config.toml" \
+JITGATE_LOG=warn "$JITGATE_BIN" serve --listen "127.0.0.1:$PORT" --config "$work/config.toml" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
 server_pid=$server
@@ -39,4 +44,4 @@ wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/wrk-file.lua "http:/
 # Everything acknowledged is there: requests in the database, and a whole chain.
 filed=$(sqlite3 "$work/jitgate.db" "SELECT COUNT(*) FROM requests")
 echo "requests in the database: $filed"
-JITGATE_URL="http://127.0.0.1:$PORT" JITGATE_TOKEN=demo-admin ./target/release/jitgate audit verify
+JITGATE_URL="http://127.0.0.1:$PORT" JITGATE_TOKEN=demo-admin "$JITGATE_BIN" audit verify

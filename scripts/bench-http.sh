@@ -19,7 +19,12 @@ if ! command -v wrk >/dev/null; then
     echo "wrk is missing: install it (apt-get install wrk) or run as root" >&2; exit 2
   fi
 fi
-cargo build --release -q -p jitgate
+# JITGATE_BIN=PATH measures another build (an earlier commit's, for before-and-after
+# figures in one run); by default this checkout's, built here.
+if [ -z "${JITGATE_BIN:-}" ]; then
+  cargo build --release -q -p jitgate
+  JITGATE_BIN=./target/release/jitgate
+fi
 cargo build --release -q -p jitgate-store --example seed
 
 work=$(mktemp -d)
@@ -34,7 +39,7 @@ else
   if [ -n "${SEEDED:-}" ]; then cp "$work/jitgate.db" "$SEEDED"; fi
 fi
 start=$(date +%s%N)
-JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" \
+JITGATE_LOG=warn "$JITGATE_BIN" serve --listen "127.0.0.1:$PORT" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
 server_pid=$server
