@@ -121,7 +121,12 @@ pub async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::Service;
 
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.body_timeout));
+    let body_timeout = settings.body_timeout;
+    let router = router.layer(tower::util::MapRequestLayer::new(
+        move |request: axum::extract::Request| {
+            request.map(|body| axum::body::Body::new(StallLimited::new(body, body_timeout)))
+        },
+    ));
     // The peer address is kept for trusted-proxy checks and for slowing down guessers.
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -162,6 +167,65 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A request body stalled for longer than `[connections] body_timeout` (answered 408).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stopped arriving")]
+pub struct BodyStalled;
+
+/// A request body that may pause at most `limit` between two of its parts. The clock starts
+/// only when the body has nothing to give: one that arrived whole with its headers (nearly
+/// every call) never touches the timer, so the limit costs the check path nothing.
+struct StallLimited {
+    inner: axum::body::Body,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallLimited {
+    fn new(inner: axum::body::Body, limit: Duration) -> Self {
+        StallLimited {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+}
+
+impl http_body::Body for StallLimited {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stalled = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let limit = this.limit;
+                let timer = this.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A connection that failed before it was accepted concerns only its client; anything else

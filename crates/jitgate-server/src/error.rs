@@ -185,7 +185,7 @@ impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             body_too_large()
-        } else if caused_by::<tower_http::timeout::TimeoutError>(&rejection) {
+        } else if caused_by::<crate::connections::BodyStalled>(&rejection) {
             ApiError::Timeout("the request body stopped arriving; send it whole, without pauses".into())
         } else {
             ApiError::BadRequest(format!("request body could not be read: {}", rejection.body_text()))
