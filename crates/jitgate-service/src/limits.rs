@@ -7,13 +7,18 @@
 //! `jitgate_limits_exceeded_total{outcome="rate"|"pending"|"waiters"}`; one that lifts with
 //! time says when in `Retry-After`.
 
-use parking_lot::Mutex;
+use governor::clock::Clock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-/// The most principals remembered; past it, buckets that have refilled are forgotten (a full
-/// bucket is what a new principal starts with anyway).
+/// The most principals remembered; past it, those whose bucket has refilled are forgotten (a
+/// full bucket is what a new principal starts with anyway).
 const MAX_PRINCIPALS: usize = 100_000;
 
 /// What a caller refused a place among the waiters is told to wait before asking again (or to
@@ -92,42 +97,70 @@ impl Default for LimitsConfig {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+thread_local! {
+    /// The instant the call on this thread is decided at (see [`CallClock`]).
+    static CALL_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// A token bucket per principal: `burst` at once, then `per_minute` on average.
+/// governor's clock, reading the instant the caller passed for the call being decided on this
+/// thread (governor asks its clock rather than taking an instant), so a limit is decided at
+/// the time its caller says, and tests can move time. Outside a call it is the real time.
+#[derive(Clone, Copy, Debug, Default)]
+struct CallClock;
+
+impl Clock for CallClock {
+    type Instant = Instant;
+
+    fn now(&self) -> Instant {
+        CALL_AT.with(Cell::get).unwrap_or_else(Instant::now)
+    }
+}
+
+/// Run `f` with [`CallClock`] reading `now` on this thread.
+fn at<T>(now: Instant, f: impl FnOnce() -> T) -> T {
+    let before = CALL_AT.with(|at| at.replace(Some(now)));
+    let result = f();
+    CALL_AT.with(|at| at.set(before));
+    result
+}
+
+type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, CallClock>;
+
+/// A token bucket per principal (governor's keyed GCRA): `burst` at once, then `per_minute`
+/// on average; `None` when the limit is off.
 #[derive(Default)]
-struct Buckets(Mutex<HashMap<String, Bucket>>);
+struct Buckets(RwLock<Option<Limiter>>);
 
 impl Buckets {
-    /// Take one for `principal` at `now`, or say how long until one is there.
-    fn take(&self, principal: &str, per_minute: u32, burst: u32, now: Instant) -> Result<(), Duration> {
-        if per_minute == 0 {
-            return Ok(());
-        }
-        let per_second = f64::from(per_minute) / 60.0;
-        let burst = f64::from(burst.max(1));
-        let mut buckets = self.0.lock();
-        if buckets.len() >= MAX_PRINCIPALS && !buckets.contains_key(principal) {
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < burst);
-        }
-        let bucket = buckets
-            .entry(principal.to_string())
-            .or_insert(Bucket { tokens: burst, at: now });
-        let refilled = bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * per_second;
-        bucket.tokens = refilled.min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+    /// Forget every principal and count at `per_minute` with `burst` from now on.
+    fn configure(&self, per_minute: u32, burst: u32) {
+        let limiter = NonZeroU32::new(per_minute).map(|per_minute| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::per_minute(per_minute).allow_burst(burst);
+            RateLimiter::new(quota, DefaultKeyedStateStore::default(), CallClock)
+        });
+        *self.0.write() = limiter;
     }
 
-    fn clear(&self) {
-        self.0.lock().clear();
+    /// Take one for `principal` at `now`, or say how long until one is there.
+    fn take(&self, principal: &str, now: Instant) -> Result<(), Duration> {
+        let limiter = self.0.read();
+        let Some(limiter) = limiter.as_ref() else {
+            return Ok(());
+        };
+        at(now, || {
+            let taken = limiter
+                .check_key(&principal.to_string())
+                .map_err(|not_until| not_until.wait_time_from(now));
+            if limiter.len() > MAX_PRINCIPALS {
+                let before = limiter.len();
+                limiter.retain_recent();
+                if limiter.len() < before {
+                    limiter.shrink_to_fit();
+                }
+            }
+            taken
+        })
     }
 }
 
@@ -163,12 +196,14 @@ impl Default for CallerLimits {
 
 impl CallerLimits {
     pub fn new(config: LimitsConfig) -> CallerLimits {
-        CallerLimits {
-            config: Mutex::new(config),
+        let limits = CallerLimits {
+            config: Mutex::new(LimitsConfig::default()),
             filings: Buckets::default(),
             writes: Buckets::default(),
             waiting: Mutex::new(WaitingRoom::default()),
-        }
+        };
+        limits.configure(config);
+        limits
     }
 
     /// Requests one principal may have pending at once; `None` when unlimited.
@@ -177,28 +212,21 @@ impl CallerLimits {
     }
 
     pub fn configure(&self, config: LimitsConfig) {
+        self.filings
+            .configure(config.requests_per_minute, config.requests_burst);
+        self.writes.configure(config.writes_per_minute, config.writes_burst);
         *self.config.lock() = config;
-        self.filings.clear();
-        self.writes.clear();
     }
 
     /// Take one filing for `principal` at `now`, or say how long until it may file again.
     pub fn take(&self, principal: &str, now: Instant) -> Result<(), Duration> {
-        let (per_minute, burst) = {
-            let config = self.config.lock();
-            (config.requests_per_minute, config.requests_burst)
-        };
-        self.filings.take(principal, per_minute, burst, now)
+        self.filings.take(principal, now)
     }
 
     /// Take one write (anything but a filing) for `principal` at `now`, or say how long until
     /// it may write again.
     pub fn take_write(&self, principal: &str, now: Instant) -> Result<(), Duration> {
-        let (per_minute, burst) = {
-            let config = self.config.lock();
-            (config.writes_per_minute, config.writes_burst)
-        };
-        self.writes.take(principal, per_minute, burst, now)
+        self.writes.take(principal, now)
     }
 
     /// Take a place among the callers waiting for decisions; give it back with
@@ -295,6 +323,22 @@ mod tests {
         assert!(limit.take("ann", t0).is_ok());
         assert!(limit.take_write("bob", t0).is_ok());
         assert!(limit.take_write("ann", t0 + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn principals_whose_bucket_refilled_are_forgotten_past_the_bound() {
+        let limit = rate(60, 1);
+        let t0 = Instant::now();
+        for n in 0..=MAX_PRINCIPALS {
+            assert!(limit.take(&format!("p{n}"), t0).is_ok());
+        }
+        let remembered = || limit.filings.0.read().as_ref().map_or(0, |l| l.len());
+        // Past the bound, nobody's bucket has refilled yet: all are remembered still.
+        assert_eq!(remembered(), MAX_PRINCIPALS + 1);
+        assert!(limit.take("p0", t0).is_err());
+        // A minute later every bucket is full again, so the next newcomer sweeps them away.
+        assert!(limit.take("newcomer", t0 + Duration::from_secs(60)).is_ok());
+        assert!(remembered() <= 1, "{}", remembered());
     }
 
     #[test]

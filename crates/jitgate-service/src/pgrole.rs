@@ -13,16 +13,12 @@
 //!
 //! Every step is idempotent, so the outbox may repeat any of them after a crash.
 
-use hmac::{Hmac, Mac};
 use jitgate_core::Grant;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::time::Duration;
 
 /// How long a terminated session may take to end before the deprovisioning is retried.
 const TERMINATE_WAIT_MS: i64 = 5_000;
-/// PostgreSQL's own default for SCRAM verifiers.
-const SCRAM_ITERATIONS: u32 = 4096;
 /// SQLSTATE dependent_objects_still_exist: the role owns objects or holds privileges.
 const DEPENDENT_OBJECTS: &str = "2BP01";
 
@@ -137,11 +133,9 @@ impl PostgresTarget {
     pub async fn issue_login(&self, grant: &Grant) -> Result<Login, String> {
         let role = role_name(grant);
         let mut secret = [0u8; 32];
-        let mut salt = [0u8; 16];
         getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness for a password: {e}"))?;
-        getrandom::getrandom(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
         let password = hex::encode(secret);
-        let verifier = scram_verifier(&password, &salt)?;
+        let verifier = scram_verifier(&password);
         if !self.within("look up role", self.role_exists(&role)).await? {
             return Err(format!(
                 "the login role {role} does not exist (not provisioned yet, or already dropped)"
@@ -270,40 +264,69 @@ fn literal(text: &str) -> String {
 }
 
 /// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, RFC 7677), in the
-/// form `ALTER ROLE ... PASSWORD` accepts as already hashed. `password` is plain ASCII, so
-/// SASLprep leaves it as it is.
-pub fn scram_verifier(password: &str, salt: &[u8]) -> Result<String, String> {
-    use base64::Engine;
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, SCRAM_ITERATIONS, &mut salted);
-    let hmac = |message: &[u8]| -> Result<Vec<u8>, String> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&salted).map_err(|e| e.to_string())?;
-        mac.update(message);
-        Ok(mac.finalize().into_bytes().to_vec())
-    };
-    let stored_key = Sha256::digest(hmac(b"Client Key")?);
-    let server_key = hmac(b"Server Key")?;
-    Ok(format!(
-        "SCRAM-SHA-256${SCRAM_ITERATIONS}:{}${}:{}",
-        b64(salt),
-        b64(&stored_key),
-        b64(&server_key)
-    ))
+/// form `ALTER ROLE ... PASSWORD` accepts as already hashed: postgres-protocol's, as libpq's
+/// `PQencryptPasswordConn` makes it (a random 16-byte salt, PostgreSQL's default 4096
+/// iterations). `password` is plain ASCII, so SASLprep leaves it as it is.
+fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The verifier for `password` with `salt` and `iterations`, computed here from RFC 5802
+    /// (PBKDF2-HMAC-SHA-256 of one block, then the client and server keys) independently of
+    /// postgres-protocol.
+    fn independent_verifier(password: &str, salt: &[u8], iterations: u32) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut u = hmac(password.as_bytes(), &[salt, &1u32.to_be_bytes()].concat());
+        let mut salted = u;
+        for _ in 1..iterations {
+            u = hmac(password.as_bytes(), &u);
+            salted.iter_mut().zip(u).for_each(|(s, u)| *s ^= u);
+        }
+        let stored_key = Sha256::digest(hmac(&salted, b"Client Key"));
+        let server_key = hmac(&salted, b"Server Key");
+        format!(
+            "SCRAM-SHA-256${iterations}:{}${}:{}",
+            b64(salt),
+            b64(&stored_key),
+            b64(&server_key)
+        )
+    }
+
     #[test]
     fn scram_verifier_matches_an_independent_computation() {
         // Computed with Python's hashlib.pbkdf2_hmac and hmac for password "pencil" and the
-        // salt of RFC 7677's example.
+        // salt of RFC 7677's example: it pins the computation below, which then checks what
+        // postgres-protocol makes with a salt of its own.
         let salt = [
             0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e, 0xec, 0xa0, 0x4b, 0x14, 0x12, 0x36, 0xfa, 0x81,
         ];
-        assert_eq!(scram_verifier("pencil", &salt).unwrap(), EXPECTED_PENCIL);
+        assert_eq!(independent_verifier("pencil", &salt, 4096), EXPECTED_PENCIL);
+        let verifier = scram_verifier("pencil");
+        let (iterations, salt) = verifier
+            .strip_prefix("SCRAM-SHA-256$")
+            .and_then(|rest| rest.split_once('$'))
+            .and_then(|(params, _keys)| params.split_once(':'))
+            .unwrap();
+        assert_eq!(iterations, "4096", "PostgreSQL's own default");
+        let salt = base64::engine::general_purpose::STANDARD.decode(salt).unwrap();
+        assert_eq!(salt.len(), 16);
+        assert_eq!(verifier, independent_verifier("pencil", &salt, 4096));
+        // Each verifier has a salt of its own.
+        assert_ne!(scram_verifier("pencil"), verifier);
     }
 
     const EXPECTED_PENCIL: &str = include_str!("../testdata/scram_pencil.txt");
