@@ -25,7 +25,7 @@ python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
 command -v node >/dev/null || NEEDED+=(nodejs)
 # promtool (in Debian's prometheus package; where systemd runs, installing it also starts a
 # Prometheus server, which the tests do not use) checks /metrics as text 0.0.4; the reference Python client parses it as
-# OpenMetrics (tests/metrics.rs runs Debian's /usr/bin/python3 for it).
+# OpenMetrics (tests/end_to_end/metrics.rs runs Debian's /usr/bin/python3 for it).
 command -v promtool >/dev/null || NEEDED+=(prometheus)
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || NEEDED+=(python3-prometheus-client)
 command -v chromium >/dev/null || NEEDED+=(chromium)

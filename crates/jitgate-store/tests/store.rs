@@ -1274,7 +1274,7 @@ pub fn free_port() -> u16 {
 }
 
 #[allow(dead_code)]
-#[path = "../../jitgate-cli/tests/support/postgres.rs"]
+#[path = "../../jitgate-cli/tests/end_to_end/support/postgres.rs"]
 mod pg;
 
 mod sqlite {

@@ -2,12 +2,8 @@
 //! message naming the field or limit and the fix, changes nothing, and is counted in
 //! `jitgate_limits_exceeded_total` by limit.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const ALICE: &str = "demo-alice";
 

@@ -2,13 +2,9 @@
 //! other than what is stored and enforced, and a byte PostgreSQL cannot store must get the
 //! same clear 422 on both stores instead of a 500.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
+use crate::support::*;
 use serde_json::{json, Value};
-use support::postgres::{Postgres, SUPERUSER_PASSWORD};
-use support::*;
 
 /// The attack from the report: the terminal shows `echo deploying v1.4`, the payload runs
 /// `curl ... | sh`.

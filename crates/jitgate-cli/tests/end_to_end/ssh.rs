@@ -2,14 +2,10 @@
 //! trust jitgate's CA: a login works inside the grant's window and fails after it, a forced
 //! command cannot be escaped, and a single-use grant yields one certificate.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 /// A throwaway sshd; stopped on drop.
 struct Sshd {

@@ -1,17 +1,12 @@
 //! End-to-end tests: each starts the real `jitgate` binary on a loopback port with its own
 //! SQLite file, and talks to it over HTTP and through the CLI, as a user would.
 
-// Test code: a failed expectation should abort the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn request_approve_check_revoke() {

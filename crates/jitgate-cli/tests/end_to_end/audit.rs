@@ -3,13 +3,9 @@
 //! are reported at the exact spot. Tampering is done directly in the SQLite file, with the
 //! `sqlite3` program, while the server runs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::process::Command;
-use support::*;
 
 const CONFIG: &str = "[audit]\ncheckpoint_every = \"1s\"\n";
 
@@ -551,7 +547,7 @@ fn a_verifier_written_from_the_docs_alone_agrees_with_jitgate() {
     }
 
     // The page's worked example, as a one-line export.
-    let doc = include_str!("../../../docs/audit.md");
+    let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/audit.md"));
     let example = doc
         .split_once("<!-- worked-example:event -->\n```json\n")
         .and_then(|(_, rest)| rest.split_once('\n'))

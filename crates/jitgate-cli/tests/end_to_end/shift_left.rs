@@ -3,14 +3,10 @@
 //! out), and `jitgate run` in terminals (the exact command, run once approved, its exit code
 //! passed through and recorded, the grant ended; Ctrl-C cancels the pending request).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Start a CLI command in the background, as alice.
 fn spawn_cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> Child {

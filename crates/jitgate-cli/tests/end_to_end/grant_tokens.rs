@@ -2,14 +2,10 @@
 //! JWT library and the keys from `/.well-known/jwks.json`, through a key rotation and the
 //! retirement of the old key.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
-use support::*;
 
 const ALICE: &str = "demo-alice";
 

@@ -4,13 +4,9 @@
 //! pass just because the endpoint is broken. Every route refuses a caller with no credentials,
 //! and every secured route of the OpenAPI document is covered here.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use support::*;
 
 const ALICE: &str = "demo-alice"; // user, dev: the requester below
 const DAVE: &str = "demo-dave"; // user, dev: uninvolved

@@ -2,15 +2,11 @@
 //! on loopback: signed deliveries, retries until acknowledged, deprovisioning within a second
 //! of a grant's end or revocation, and kill -9 at the awkward moments.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::receiver::{receiver, Delivery, Receiver};
+use crate::support::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
-use support::receiver::{receiver, Delivery, Receiver};
-use support::*;
 
 const SECRET: &str = "0123456789abcdef-test-secret";
 

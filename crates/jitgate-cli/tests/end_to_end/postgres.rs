@@ -4,14 +4,10 @@
 //! end (revocation or expiry) the role is gone and its open session is cut; kill -9 while the
 //! target is down is finished after the restart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::postgres::{Postgres, Session};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::postgres::{Postgres, Session};
-use support::*;
 
 const ADMIN_PASSWORD: &str = "jitgate-admin-password";
 

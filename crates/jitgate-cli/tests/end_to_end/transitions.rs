@@ -3,20 +3,16 @@
 //! each saying who did it, whose access it concerns, which access, which request and grant, and
 //! the comment where there is one. At the end every kind of event the product knows has been
 //! seen, but for the two that other tests cover (`grant.credentials_issued` needs PostgreSQL:
-//! tests/postgres.rs; `audit.archived` needs retention: tests/audit.rs).
+//! tests/end_to_end/postgres.rs; `audit.archived` needs retention: tests/end_to_end/audit.rs).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::receiver::receiver;
+use crate::support::*;
 use jitgate_core::audit::EventKind;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::receiver::receiver;
-use support::*;
 
 /// The kinds this test does not walk, and the tests that do.
 const COVERED_ELSEWHERE: [&str; 2] = ["grant.credentials_issued", "audit.archived"];

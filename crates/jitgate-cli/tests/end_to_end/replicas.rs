@@ -3,14 +3,10 @@
 //! replica's `/v1/check` within a second, concurrent approvals on different replicas issue
 //! one grant, and a single-use grant is consumed once across replicas.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::postgres::{Postgres, SUPERUSER_PASSWORD};
-use support::*;
 
 /// A database on a throwaway PostgreSQL and `n` replicas serving it.
 fn replicas(pg: &Postgres, n: usize) -> Vec<Server> {
@@ -371,7 +367,7 @@ fn concurrent_approvals_and_single_use_across_replicas_count_once() {
 
 #[test]
 fn background_work_is_done_once_across_replicas_and_taken_over_when_one_dies() {
-    use support::receiver::receiver;
+    use crate::support::receiver::receiver;
     let pg = Postgres::start();
     let hook = receiver();
     let policy = quickstart_with_workflows(

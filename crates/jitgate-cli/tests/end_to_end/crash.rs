@@ -3,17 +3,13 @@
 //! every restart each acknowledged write must be there (a 201 filing, a 200 approval), the
 //! audit chain must verify, and in the end no grant may outlive its window.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-use support::*;
 
 const KILLS: usize = 20;
 const PACE: Duration = Duration::from_millis(10);

@@ -1,15 +1,11 @@
 //! Notifications and approving from Slack, against the real server with receivers on loopback
 //! standing in for Slack's incoming webhook, a JSON webhook and Slack's response URLs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::receiver::{receiver, Receiver};
+use crate::support::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
-use support::receiver::{receiver, Receiver};
-use support::*;
 
 const HOOK_SECRET: &str = "0123456789abcdef-notify-secret";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";

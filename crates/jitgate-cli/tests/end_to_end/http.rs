@@ -2,13 +2,9 @@
 //! every API route in the contract's shape, whatever refused it; an OpenAPI document that
 //! openapi-spec-validator accepts and that Schemathesis finds the server true to.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use reqwest::blocking::RequestBuilder;
 use serde_json::Value;
-use support::*;
 
 /// Send, and insist on an error of `status` in the contract's shape:
 /// `{"error": {"code": "...", "message": "..."}}` as `application/json`, nothing else.

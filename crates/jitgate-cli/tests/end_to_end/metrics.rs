@@ -3,14 +3,10 @@
 //! ask for it, parsed by the reference Python client's OpenMetrics parser (Debian's
 //! `python3-prometheus-client`). scripts/test.sh installs both when missing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use support::*;
 
 /// Scrape with `accept` (none when `None`): the content type and the body.
 fn scrape(s: &Server, accept: Option<&str>) -> (String, String) {

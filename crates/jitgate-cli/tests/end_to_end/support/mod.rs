@@ -30,6 +30,9 @@ pub struct Server {
     config: Option<PathBuf>,
     /// `--database`; a SQLite file in `dir` when `None`.
     database: Option<String>,
+    /// Environment variables for the server process (never set on the test process, which
+    /// every test shares).
+    env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -53,11 +56,21 @@ impl Server {
 
     /// Start on the database `database` names (`postgres://...`), or a SQLite file of its own.
     pub fn start_on(policy: &Path, config: Option<&str>, database: Option<&str>) -> Server {
+        Self::launch(policy, config, database, &[])
+    }
+
+    /// Start with a config file holding `config` and the environment variables `env` set for
+    /// the server alone (secrets the config names by variable, such as `client_secret_env`).
+    pub fn start_with_env(policy: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Self::launch(policy, config, None, env)
+    }
+
+    fn launch(policy: &Path, config: Option<&str>, database: Option<&str>, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
         // Tests file, decide and leave requests pending in bursts from one principal; the
         // per-principal limits on filings, writes and pending requests are off unless a test
-        // sets its own (tests/limits.rs does).
+        // sets its own (limits.rs does).
         const NO_CALLER_LIMITS: &str =
             "[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\nmax_pending_per_requester = 0\n";
         let text = match config {
@@ -69,13 +82,22 @@ impl Server {
         std::fs::write(&path, text).expect("write config");
         let config = Some(path);
         let database = database.map(str::to_string);
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut server = Server {
-            child: spawn(&listen, policy, dir.path(), config.as_deref(), database.as_deref()),
+            child: spawn(
+                &listen,
+                policy,
+                dir.path(),
+                config.as_deref(),
+                database.as_deref(),
+                &env,
+            ),
             url: format!("http://{listen}"),
             listen,
             policy: policy.to_path_buf(),
             config,
             database,
+            env,
             dir,
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -112,6 +134,7 @@ impl Server {
             self.dir.path(),
             self.config.as_deref(),
             self.database.as_deref(),
+            &self.env,
         );
         self.wait_ready();
     }
@@ -179,7 +202,14 @@ impl Server {
     }
 }
 
-fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>, database: Option<&str>) -> Child {
+fn spawn(
+    listen: &str,
+    policy: &Path,
+    dir: &Path,
+    config: Option<&Path>,
+    database: Option<&str>,
+    env: &[(String, String)],
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -199,6 +229,7 @@ fn spawn(listen: &str, policy: &Path, dir: &Path, config: Option<&Path>, databas
     }
     command
         .env("JITGATE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -3,14 +3,10 @@
 //! page update itself, revoke; a cross-site form post is refused; auditors read the log; the
 //! pages work on a phone. Screenshots of each page go to `target/ui-screenshots/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
-
+use crate::support::browser::Browser;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use support::browser::Browser;
-use support::*;
 
 const DESKTOP: (u32, u32) = (1280, 860);
 const PHONE: (u32, u32) = (390, 844);
@@ -567,7 +563,6 @@ fn standard_idp(
 fn single_sign_on_discovers_a_provider_that_was_down_at_start_and_sends_basic_auth() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    std::env::set_var("JITGATE_TEST_SSO_SECRET_BASIC", "s3cret:with/odd&chars");
     let config = format!(
         "[[auth.oidc]]\nissuer = \"{issuer}\"\naudience = [\"jitgate-std\"]\nalgorithms = [\"EdDSA\"]\n\
          groups_claim = \"groups\"\njwks_min_refresh = \"0s\"\n\n\
@@ -575,7 +570,11 @@ fn single_sign_on_discovers_a_provider_that_was_down_at_start_and_sends_basic_au
          client_secret_env = \"JITGATE_TEST_SSO_SECRET_BASIC\"\nclient_auth = \"client_secret_basic\"\n"
     );
     // The provider is down: the server starts all the same, and services' checks work.
-    let s = Server::start_with(&quickstart(), Some(&config));
+    let s = Server::start_with_env(
+        &quickstart(),
+        Some(&config),
+        &[("JITGATE_TEST_SSO_SECRET_BASIC", "s3cret:with/odd&chars")],
+    );
     let (status, answer) = s.post(
         "/v1/check",
         "demo-svc",
