@@ -12,13 +12,12 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod delivery;
+pub mod connectors;
 pub mod error;
 pub mod inputs;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
-pub mod pgrole;
 pub mod provision;
 pub mod reload;
 pub mod replica;
