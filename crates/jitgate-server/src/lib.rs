@@ -9,14 +9,33 @@ pub mod error;
 pub mod fuzzing;
 pub mod input;
 pub mod openapi;
-pub mod outbound;
 pub mod routes;
 pub mod slack;
 pub mod state;
 pub mod ui;
 
-// The service's modules, where the server's configuration and the CLI have always found them.
-pub use jitgate_service::{audit, delivery, limits, metrics, notify, provision, signing};
+// The service's modules and the connectors' config entries, where the server's configuration
+// and the CLI have always found them.
+pub use jitgate_connectors::delivery;
+pub use jitgate_service::{limits, metrics, signing};
+
+/// The service's provisioning, with the `[[providers]]` entry of the config file.
+pub mod provision {
+    pub use jitgate_connectors::config::{hmac_secret, value_or_env, ProviderConfig};
+    pub use jitgate_service::provision::*;
+}
+
+/// The service's notifications, with the `[notify]` section of the config file.
+pub mod notify {
+    pub use jitgate_connectors::config::{NotifyConfig, NotifySinkConfig};
+    pub use jitgate_service::notify::*;
+}
+
+/// The service's audit trail, with the `[audit]` section of the config file.
+pub mod audit {
+    pub use jitgate_connectors::config::{AuditConfig, AuditSinkConfig};
+    pub use jitgate_service::audit::*;
+}
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,13 +96,19 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         ))
     })?;
     // OpenID key sets and discovery documents: each fetch gives up after 10 s.
-    let fetch = outbound::HttpFetch::with_timeout(std::time::Duration::from_secs(10)).map_err(ServeError::Config)?;
+    let fetch = jitgate_connectors::fetch::HttpFetch::with_timeout(std::time::Duration::from_secs(10))
+        .map_err(ServeError::Config)?;
     let authenticator = auth::Authenticator::new(&config.auth, Arc::new(fetch)).await?;
-    let providers = provision::Providers::new(&config.providers).map_err(ServeError::Providers)?;
+    // Every connector (providers, notification and audit sinks) is built from its config in
+    // the one registry of kinds.
+    let registry = jitgate_connectors::Registry::standard();
+    let providers = registry.providers(&config.providers).map_err(ServeError::Providers)?;
     providers.check_policy(&policy).map_err(ServeError::Providers)?;
-    let notifier = notify::Notifier::new(&config.notify, config.listen).map_err(ServeError::Notify)?;
+    let notifier = registry
+        .notifier(&config.notify, config.listen)
+        .map_err(ServeError::Notify)?;
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
-    let audit = config.audit.settings().map_err(ServeError::Audit)?;
+    let audit = registry.audit(&config.audit).map_err(ServeError::Audit)?;
     let connections = config.connections.settings().map_err(ServeError::Config)?;
     let store = jitgate_store::open_url(&config.database_url).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);

@@ -117,7 +117,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction, ApiError> {
     serde_json::from_str(&form.payload).map_err(|e| ApiError::BadRequest(format!("payload: {e}")))
 }
 
-pub use jitgate_service::notify::slack_escape as escape;
+pub use jitgate_connectors::notify::slack::slack_escape as escape;
 
 /// Carry out a verified interaction and say how it went, in the message Slack shows.
 pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Value> {

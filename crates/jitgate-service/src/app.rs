@@ -737,10 +737,13 @@ impl App {
                 grant.status_at(at).as_str()
             )));
         }
-        let targets: Vec<(&String, &crate::pgrole::PostgresTarget)> = grant
+        let targets: Vec<(&String, &dyn crate::connectors::LoginIssuer)> = grant
             .providers
             .iter()
-            .filter_map(|name| self.providers.postgres(name).map(|target| (name, target)))
+            .filter_map(|name| {
+                let issuer = self.providers.get(name)?.logins()?;
+                Some((name, issuer))
+            })
             .collect();
         if targets.is_empty() {
             return Err(ServiceError::Conflict(format!(
@@ -782,27 +785,20 @@ impl App {
             issued.comment = Some(format!(
                 "provider {name}: login role {} on {}:{}/{} until {}",
                 login.user,
-                target.host,
-                target.port,
-                target.database,
+                login.host,
+                login.port,
+                login.database,
                 grant.expires_at.to_rfc3339()
             ));
             self.store.append_events(std::slice::from_ref(&issued)).await?;
             handed.push(DatabaseLogin {
                 provider: name.clone(),
-                url: format!(
-                    "postgres://{}:{}@{}:{}/{}",
-                    login.user,
-                    login.password,
-                    url_host(&target.host),
-                    target.port,
-                    target.database
-                ),
+                url: login.url,
                 user: login.user,
                 password: login.password,
-                host: target.host.clone(),
-                port: target.port,
-                database: target.database.clone(),
+                host: login.host,
+                port: login.port,
+                database: login.database,
                 expires_at: grant.expires_at,
             });
         }
@@ -1095,15 +1091,6 @@ impl App {
         Err(ServiceError::Unauthenticated(
             failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
         ))
-    }
-}
-
-/// A host as it stands in a URL: IPv6 addresses in brackets.
-fn url_host(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     }
 }
 

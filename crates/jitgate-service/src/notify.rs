@@ -1,7 +1,8 @@
 //! Notifications that close the loop: reviewers hear of a request that waits for them, the
 //! requester of its decision, the holder that a grant ends soon or was revoked, reviewers of a
-//! break-glass use. Sinks are Slack incoming webhooks (with Approve and Deny buttons) and a
-//! generic JSON webhook signed with HMAC.
+//! break-glass use. Sinks (Slack incoming webhooks with Approve and Deny buttons, a generic JSON
+//! webhook signed with HMAC) implement [`crate::connectors::NotificationSink`] in the
+//! `jitgate-connectors` crate; this module decides what is said to whom, and when.
 //!
 //! Each sink reads the audit log from its own cursor, kept in the store: the log already holds
 //! every state change, committed with it, so nothing is lost and nothing needs writing twice. A
@@ -10,12 +11,10 @@
 //! a change, so the worker writes them into the log itself (`grant.expiring`).
 
 use crate::app::{now, App};
-use crate::delivery::{post_json, signature, Failure};
+use crate::connectors::{Failure, Message, NotificationSink};
 use jitgate_core::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use jitgate_core::{AuditEvent, Request, RequestStatus, Step};
 use jitgate_store::AuditFilter;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,105 +26,32 @@ const BATCH: u32 = 100;
 /// sink over after at most this long.
 const SINK_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 
-/// The `[notify]` section of the server's config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// Where people reach jitgate, for links in messages (default: the listen address).
-    pub public_url: Option<String>,
-    /// How long before a grant ends its holder is reminded (default 5m; grants shorter than
-    /// twice this are not reminded).
-    pub remind_before: Option<String>,
-    #[serde(default)]
-    pub sinks: Vec<SinkConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    pub name: String,
-    /// `slack` (an incoming webhook URL) or `webhook` (JSON, signed with HMAC).
-    pub kind: String,
-    pub url: Option<String>,
-    pub url_env: Option<String>,
-    /// For `webhook`: the HMAC secret, or the environment variable holding it.
-    pub secret: Option<String>,
-    pub secret_env: Option<String>,
-    #[serde(default = "crate::provision::default_timeout")]
-    pub timeout: String,
-}
-
-enum SinkKind {
-    Slack,
-    Webhook { secret: Vec<u8> },
-}
-
-struct Sink {
-    name: String,
-    kind: SinkKind,
-    url: String,
-    timeout: Duration,
-}
-
 /// The configured sinks and how messages are worded.
 pub struct Notifier {
     /// This replica, as it holds sink leases.
     holder: String,
-    sinks: Vec<Sink>,
+    sinks: Vec<Box<dyn NotificationSink>>,
     public_url: String,
     remind_before: chrono::TimeDelta,
-    http: reqwest::Client,
 }
 
 impl Notifier {
-    pub fn new(config: &NotifyConfig, listen: std::net::SocketAddr) -> Result<Notifier, String> {
-        let mut sinks = Vec::new();
-        for (n, c) in config.sinks.iter().enumerate() {
-            let at = |key: &str| format!("notify.sinks[{n}].{key}");
-            let url = crate::provision::value_or_env(c.url.as_deref(), c.url_env.as_deref(), "url", &at)?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("{}: '{url}' is not an http(s) URL", at("url")));
-            }
-            let kind = match c.kind.as_str() {
-                "slack" => {
-                    if c.secret.is_some() || c.secret_env.is_some() {
-                        return Err(format!(
-                            "{}: Slack webhooks are not signed by the sender; remove it",
-                            at("secret")
-                        ));
-                    }
-                    SinkKind::Slack
-                }
-                "webhook" => SinkKind::Webhook {
-                    secret: crate::provision::hmac_secret(c.secret.as_deref(), c.secret_env.as_deref(), &at)?,
-                },
-                other => {
-                    return Err(format!(
-                        "{}: '{other}' is not a sink kind; use slack or webhook",
-                        at("kind")
-                    ))
-                }
-            };
-            if sinks.iter().any(|s: &Sink| s.name == c.name) {
-                return Err(format!("{}: '{}' is declared twice", at("name"), c.name));
-            }
-            sinks.push(Sink {
-                name: c.name.clone(),
-                kind,
-                url,
-                timeout: crate::auth::config::duration(&at("timeout"), &c.timeout).map_err(|e| e.0)?,
-            });
-        }
-        let remind_before = match &config.remind_before {
+    /// `public_url` and `remind_before` as `[notify]` gives them; `sinks` as the registry of
+    /// `jitgate-connectors` built them from `[[notify.sinks]]`.
+    pub fn new(
+        public_url: Option<&str>,
+        remind_before: Option<&str>,
+        listen: std::net::SocketAddr,
+        sinks: Vec<Box<dyn NotificationSink>>,
+    ) -> Result<Notifier, String> {
+        let remind_before = match remind_before {
             None => chrono::TimeDelta::minutes(5),
             Some(text) => jitgate_core::parse_duration(text)
                 .map(|d| d.as_delta())
                 .map_err(|m| format!("notify.remind_before: {m}"))?,
         };
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{listen}"))
+        let public_url = public_url
+            .map_or_else(|| format!("http://{listen}"), str::to_string)
             .trim_end_matches('/')
             .to_string();
         Ok(Notifier {
@@ -133,7 +59,6 @@ impl Notifier {
             sinks,
             public_url,
             remind_before,
-            http: reqwest::Client::new(),
         })
     }
 
@@ -153,16 +78,6 @@ impl Notifier {
     }
 }
 
-/// One message: what happened, to whom it matters, and the request it is about.
-struct Message {
-    event: AuditEvent,
-    headline: String,
-    recipients: Vec<String>,
-    request: Request,
-    /// Offer Approve and Deny.
-    review: bool,
-}
-
 /// Run forever: remind holders of grants that end soon, and deliver new events to each sink.
 pub async fn run(app: Arc<App>) {
     let mut interval = tokio::time::interval(TICK);
@@ -175,35 +90,35 @@ pub async fn run(app: Arc<App>) {
             tracing::warn!(error = %e, "cannot record reminders; retrying");
         }
         for sink in &app.notifier().sinks {
-            if backoff.get(&sink.name).is_some_and(|(_, next)| Instant::now() < *next) {
+            if backoff.get(sink.name()).is_some_and(|(_, next)| Instant::now() < *next) {
                 continue;
             }
             // One replica delivers each sink; the others wait for its lease to run out.
             let at = now();
             match app
                 .store
-                .lease_sink(&sink.name, &app.notifier().holder, at, at + SINK_LEASE)
+                .lease_sink(sink.name(), &app.notifier().holder, at, at + SINK_LEASE)
                 .await
             {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    tracing::warn!(sink = %sink.name, error = %e, "cannot lease the sink; retrying");
+                    tracing::warn!(sink = %sink.name(), error = %e, "cannot lease the sink; retrying");
                     continue;
                 }
             }
-            match deliver_new(&app, sink).await {
+            match deliver_new(&app, &**sink).await {
                 Ok(()) => {
-                    backoff.remove(&sink.name);
+                    backoff.remove(sink.name());
                 }
                 Err(error) => {
-                    let attempts = backoff.get(&sink.name).map_or(0, |(n, _)| *n) + 1;
+                    let attempts = backoff.get(sink.name()).map_or(0, |(n, _)| *n) + 1;
                     let delay = jitgate_core::outbox::retry_delay(attempts)
                         .to_std()
                         .unwrap_or(Duration::from_secs(30));
-                    backoff.insert(sink.name.clone(), (attempts, Instant::now() + delay));
+                    backoff.insert(sink.name().to_string(), (attempts, Instant::now() + delay));
                     app.metrics.count_notification("failed");
-                    tracing::warn!(sink = %sink.name, attempt = attempts, %error, "notification delivery failed; will retry");
+                    tracing::warn!(sink = %sink.name(), attempt = attempts, %error, "notification delivery failed; will retry");
                 }
             }
         }
@@ -236,9 +151,9 @@ async fn remind(app: &App) -> Result<(), jitgate_store::StoreError> {
 /// happens after the server is ready can fall before its cursor.
 pub async fn start_cursors(app: &App) -> Result<(), jitgate_store::StoreError> {
     for sink in &app.notifier().sinks {
-        if app.store.notification_cursor(&sink.name).await?.is_none() {
+        if app.store.notification_cursor(sink.name()).await?.is_none() {
             let head = app.store.audit_head().await?;
-            app.store.set_notification_cursor(&sink.name, head).await?;
+            app.store.set_notification_cursor(sink.name(), head).await?;
         }
     }
     Ok(())
@@ -246,10 +161,10 @@ pub async fn start_cursors(app: &App) -> Result<(), jitgate_store::StoreError> {
 
 /// Deliver the events after the sink's cursor, moving it past each one delivered (or
 /// refused for good).
-async fn deliver_new(app: &App, sink: &Sink) -> Result<(), String> {
+async fn deliver_new(app: &App, sink: &dyn NotificationSink) -> Result<(), String> {
     let cursor = app
         .store
-        .notification_cursor(&sink.name)
+        .notification_cursor(sink.name())
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or(0);
@@ -265,17 +180,18 @@ async fn deliver_new(app: &App, sink: &Sink) -> Result<(), String> {
     for event in events {
         let seq = event.seq;
         if let Some(message) = message_for(app, event).await.map_err(|e| e.to_string())? {
-            match send(app, sink, &message).await {
+            let link = app.notifier().link(&message.request.id);
+            match sink.send(&message, &link, &app.policy()).await {
                 Ok(()) => app.metrics.count_notification("sent"),
                 Err(Failure::Refused(error)) => {
                     app.metrics.count_notification("refused");
-                    tracing::warn!(sink = %sink.name, seq, %error, "the receiver refused a notification; skipping it");
+                    tracing::warn!(sink = %sink.name(), seq, %error, "the receiver refused a notification; skipping it");
                 }
                 Err(Failure::Retry(error)) => return Err(error),
             }
         }
         app.store
-            .set_notification_cursor(&sink.name, seq)
+            .set_notification_cursor(sink.name(), seq)
             .await
             .map_err(|e| e.to_string())?;
         // A slow batch must not outlive the lease: renew it, or stop if another replica has
@@ -283,7 +199,7 @@ async fn deliver_new(app: &App, sink: &Sink) -> Result<(), String> {
         let at = now();
         let held = app
             .store
-            .lease_sink(&sink.name, &app.notifier().holder, at, at + SINK_LEASE)
+            .lease_sink(sink.name(), &app.notifier().holder, at, at + SINK_LEASE)
             .await
             .map_err(|e| e.to_string())?;
         if !held {
@@ -419,105 +335,4 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
         request,
         review,
     }))
-}
-
-async fn send(app: &App, sink: &Sink, message: &Message) -> Result<(), Failure> {
-    let notifier = app.notifier();
-    let link = notifier.link(&message.request.id);
-    let body = match &sink.kind {
-        SinkKind::Slack => slack_body(app, message, &link),
-        SinkKind::Webhook { .. } => webhook_body(message, &link),
-    }
-    .to_string();
-    let mut headers = vec![("Idempotency-Key", format!("{}:{}", sink.name, message.event.seq))];
-    if let SinkKind::Webhook { secret } = &sink.kind {
-        headers.push((
-            "X-Jitgate-Signature",
-            signature(secret, now(), &body).map_err(Failure::Retry)?,
-        ));
-    }
-    post_json(&notifier.http, &sink.url, sink.timeout, &headers, body).await
-}
-
-fn slack_body(app: &App, message: &Message, link: &str) -> Value {
-    let policy = app.policy();
-    let mentions: Vec<String> = message
-        .recipients
-        .iter()
-        .map(
-            |p| match policy.rules().principal(p).and_then(|e| e.slack_user.as_deref()) {
-                Some(slack) => format!("<@{slack}>"),
-                None => slack_escape(p),
-            },
-        )
-        .collect();
-    let request = &message.request;
-    let mut text = format!("*{}*", slack_escape(&message.headline));
-    if let Some(payload) = &request.payload {
-        text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
-    }
-    if message.review {
-        let needs: Vec<String> = request
-            .missing_approvals()
-            .iter()
-            .map(|s| format!("{} from {}", s.approvals, s.group))
-            .collect();
-        text.push_str(&format!("\nneeds {}", slack_escape(&needs.join(" and "))));
-    }
-    if !mentions.is_empty() {
-        text.push_str(&format!("\nfor {}", mentions.join(" ")));
-    }
-    let mut elements = Vec::new();
-    if message.review {
-        elements.push(
-            json!({"type": "button", "action_id": "jitgate_approve", "style": "primary",
-            "text": {"type": "plain_text", "text": "Approve"}, "value": request.id}),
-        );
-        elements.push(json!({"type": "button", "action_id": "jitgate_deny", "style": "danger",
-            "text": {"type": "plain_text", "text": "Deny"}, "value": request.id}));
-    }
-    elements.push(json!({"type": "button", "action_id": "jitgate_open",
-        "text": {"type": "plain_text", "text": "Open"}, "url": link}));
-    json!({
-        // The fallback (notifications, screen readers) is mrkdwn too: escaped like the blocks,
-        // so a reason cannot ping `<!channel>` or dress a link up as something else.
-        "text": slack_escape(&message.headline),
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "actions", "block_id": format!("jitgate:{}", request.id), "elements": elements},
-        ],
-    })
-}
-
-fn webhook_body(message: &Message, link: &str) -> Value {
-    let request = &message.request;
-    let e = &message.event;
-    json!({
-        "id": format!("ntf_{}", e.seq),
-        "event": e.event.kind.as_str(),
-        "at": e.event.at,
-        "actor": e.event.actor,
-        "headline": message.headline,
-        "recipients": message.recipients,
-        "review": message.review,
-        "link": link,
-        "request": {
-            "id": request.id,
-            "requester": request.requester,
-            "resource": request.resource,
-            "action": request.action,
-            "reason": request.reason,
-            "payload": request.payload,
-            "status": request.status_at(now()).as_str(),
-            "needs": request.missing_approvals(),
-        },
-        "grant_id": e.event.grant_id,
-    })
-}
-
-/// Text for Slack's mrkdwn, where `<...>` is a mention, a channel ping (`<!channel>`) or a link
-/// (`<https://...|label>`): Slack's three control characters escaped, as Slack documents
-/// (`&` first, so nothing is escaped twice). Every text jitgate sends Slack goes through it.
-pub fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

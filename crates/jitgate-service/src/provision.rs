@@ -3,19 +3,15 @@
 //! worker carries it out, retrying with backoff until the provider acknowledges, and alarms
 //! (metric and audit event) while a deprovisioning keeps failing.
 //!
-//! The webhook provider POSTs a JSON body signed with HMAC-SHA256:
-//! `X-Jitgate-Signature: t=UNIX_SECONDS,v1=HEX(HMAC(secret, "UNIX_SECONDS." + body))`, with an
-//! `Idempotency-Key` that is the same on every attempt of one delivery. The exec provider runs
-//! a command with the same body on its standard input and the essentials in its environment;
-//! exit status 0 acknowledges. The postgres provider makes each grant a temporary login role
-//! in a PostgreSQL server (`pgrole.rs`).
+//! The providers themselves (webhook, exec, PostgreSQL roles) implement
+//! [`crate::connectors::Provider`] in the `jitgate-connectors` crate.
 
 use crate::app::{now, App};
+use crate::connectors::{Delivery, Provider};
 use jitgate_core::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use jitgate_core::outbox::{retry_delay, OutboxItem, OutboxOperation};
 use jitgate_core::{Grant, Timestamp};
 use jitgate_store::StoreError;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,337 +28,67 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// this many attempts, so an outage alarms without flooding the log.
 const ALARM_EVERY: u32 = 10;
 
-/// A provider, as the server's config file declares it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// The name workflows use in `providers = [...]`.
-    pub name: String,
-    /// `webhook`, `exec` or `postgres`.
-    pub kind: String,
-    /// For `webhook`: where to POST. For `postgres`: the admin connection URL
-    /// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`), or better `url_env`.
-    pub url: Option<String>,
-    /// For `postgres`: the environment variable holding the admin connection URL.
-    pub url_env: Option<String>,
-    /// For `postgres`: the host and port grant holders connect to, when not the admin URL's.
-    pub login_host: Option<String>,
-    pub login_port: Option<u16>,
-    /// For `exec`: the program and its arguments (`["/usr/local/bin/grant-hook", "--db", "app"]`).
-    pub command: Option<Vec<String>>,
-    /// The HMAC secret, or better `secret_env`: the environment variable holding it.
-    pub secret: Option<String>,
-    pub secret_env: Option<String>,
-    /// How long one delivery may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-}
-
-pub fn default_timeout() -> String {
-    "5s".into()
-}
-
-enum Provider {
-    Webhook {
-        url: String,
-        secret: Vec<u8>,
-        timeout: Duration,
-    },
-    Exec {
-        command: Vec<String>,
-        timeout: Duration,
-    },
-    Postgres(crate::pgrole::PostgresTarget),
-}
-
-/// The configured providers.
+/// The configured providers, by name, as the registry of `jitgate-connectors` built them.
 #[derive(Default)]
 pub struct Providers {
-    by_name: HashMap<String, Provider>,
-    http: reqwest::Client,
-}
-
-/// A setting given either in the config file (`KEY`) or by an environment variable it names
-/// (`KEY_env`): exactly one of the two.
-pub fn value_or_env(
-    value: Option<&str>,
-    var: Option<&str>,
-    key: &str,
-    at: &dyn Fn(&str) -> String,
-) -> Result<String, String> {
-    match (value, var) {
-        (Some(v), None) => Ok(v.to_string()),
-        (None, Some(var)) => std::env::var(var).map_err(|_| {
-            format!(
-                "{}: the environment variable {var} is not set",
-                at(&format!("{key}_env"))
-            )
-        }),
-        _ => Err(format!("{}: set exactly one of {key} and {key}_env", at(key))),
-    }
-}
-
-/// An HMAC secret from `secret` or `secret_env`, long enough to mean something.
-pub fn hmac_secret(
-    secret: Option<&str>,
-    secret_env: Option<&str>,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Vec<u8>, String> {
-    let secret = value_or_env(secret, secret_env, "secret", at)?;
-    if secret.len() < 16 {
-        return Err(format!("{}: use at least 16 characters", at("secret")));
-    }
-    Ok(secret.into_bytes())
+    by_name: HashMap<String, Box<dyn Provider>>,
 }
 
 impl Providers {
-    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, String> {
-        let mut by_name = HashMap::new();
-        for (n, c) in configs.iter().enumerate() {
-            let at = |key: &str| format!("providers[{n}].{key}");
-            let timeout = crate::auth::config::duration(&at("timeout"), &c.timeout).map_err(|e| e.0)?;
-            let provider = match (c.kind.as_str(), &c.url, &c.command) {
-                ("postgres", _, None) => Provider::Postgres(postgres_target(c, timeout, &at)?),
-                ("webhook", Some(url), None) => {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return Err(format!("{}: '{url}' is not an http(s) URL", at("url")));
-                    }
-                    Provider::Webhook {
-                        url: url.clone(),
-                        secret: hmac_secret(c.secret.as_deref(), c.secret_env.as_deref(), &at)?,
-                        timeout,
-                    }
-                }
-                ("exec", None, Some(command)) => {
-                    if command.first().is_none_or(|program| !program.starts_with('/')) {
-                        return Err(format!(
-                            "{}: name the program by its absolute path, like [\"/usr/local/bin/grant-hook\"]",
-                            at("command")
-                        ));
-                    }
-                    Provider::Exec {
-                        command: command.clone(),
-                        timeout,
-                    }
-                }
-                ("webhook", _, _) => return Err(format!("{}: a webhook needs url (and no command)", at("url"))),
-                ("exec", _, _) => {
-                    return Err(format!(
-                        "{}: an exec provider needs command (and no url)",
-                        at("command")
-                    ))
-                }
-                ("postgres", _, _) => {
-                    return Err(format!(
-                        "{}: a postgres provider takes url or url_env (and no command)",
-                        at("command")
-                    ))
-                }
-                (other, _, _) => {
-                    return Err(format!(
-                        "{}: '{other}' is not a provider kind; use webhook, exec or postgres",
-                        at("kind")
-                    ))
-                }
-            };
-            if by_name.contains_key(&c.name) {
-                return Err(format!("{}: '{}' is declared twice", at("name"), c.name));
-            }
-            by_name.insert(c.name.clone(), provider);
+    /// Providers by the names workflows use (the registry has refused names given twice).
+    pub fn new(providers: impl IntoIterator<Item = (String, Box<dyn Provider>)>) -> Providers {
+        Providers {
+            by_name: providers.into_iter().collect(),
         }
-        Ok(Providers {
-            by_name,
-            http: reqwest::Client::new(),
-        })
     }
 
-    /// Every provider a policy names must be configured here, and PostgreSQL roles go with
-    /// postgres providers: a workflow with a `postgres` section names one, and a workflow that
-    /// names one has the section (which says which database roles its grants get).
+    /// The provider named `name` in the server's config.
+    pub fn get(&self, name: &str) -> Option<&dyn Provider> {
+        self.by_name.get(name).map(|p| &**p)
+    }
+
+    /// Every provider a policy names must be configured here, and each must accept the
+    /// workflows that name it. Database logins go with providers that make them: a workflow
+    /// with a `postgres` section (which says which database roles its grants get) names one.
     pub fn check_policy(&self, policy: &jitgate_policy::Policy) -> Result<(), String> {
         for workflow in policy.workflows() {
             let name = format!("workflow {} {}", workflow.resource, workflow.action);
-            let mut names_postgres = false;
+            let mut named = Vec::new();
             for provider in &workflow.providers {
-                match self.by_name.get(provider) {
+                match self.get(provider) {
+                    Some(p) => named.push(p),
                     None => {
                         return Err(format!(
                             "{name} names provider '{provider}', which the server's config does not declare"
                         ))
                     }
-                    Some(Provider::Postgres(_)) => names_postgres = true,
-                    Some(_) => {}
                 }
             }
-            match (names_postgres, workflow.postgres.is_some()) {
-                (true, false) => {
-                    return Err(format!(
-                        "{name} names a postgres provider but has no postgres section: add postgres = {{ roles = [\"...\"] }}"
-                    ))
-                }
-                (false, true) => {
-                    return Err(format!(
-                        "{name} has a postgres section but names no provider of kind postgres in providers"
-                    ))
-                }
-                _ => {}
+            for p in &named {
+                p.check_workflow(workflow)?;
+            }
+            let makes_logins = named.iter().any(|p| p.logins().is_some());
+            if workflow.postgres.is_some() && !makes_logins {
+                return Err(format!(
+                    "{name} has a postgres section but names no provider of kind postgres in providers"
+                ));
             }
         }
         Ok(())
     }
 
-    /// The PostgreSQL target of a provider, if it is one.
-    pub fn postgres(&self, name: &str) -> Option<&crate::pgrole::PostgresTarget> {
-        match self.by_name.get(name) {
-            Some(Provider::Postgres(target)) => Some(target),
-            _ => None,
-        }
-    }
-
     /// The longest a delivery to `name` may take (zero for an unknown provider, whose
     /// delivery fails at once).
     fn timeout(&self, name: &str) -> Duration {
-        match self.by_name.get(name) {
-            Some(Provider::Webhook { timeout, .. } | Provider::Exec { timeout, .. }) => *timeout,
-            Some(Provider::Postgres(target)) => target.timeout(),
-            None => Duration::ZERO,
-        }
+        self.get(name).map_or(Duration::ZERO, Provider::timeout)
     }
 
-    async fn deliver(
-        &self,
-        item: &OutboxItem,
-        grant: &Grant,
-        postgres: Option<&jitgate_policy::PostgresAccess>,
-        at: Timestamp,
-    ) -> Result<(), String> {
+    async fn deliver(&self, delivery: &Delivery<'_>) -> Result<(), String> {
         let provider = self
-            .by_name
-            .get(&item.provider)
-            .ok_or_else(|| format!("provider '{}' is not configured", item.provider))?;
-        match provider {
-            Provider::Webhook { url, secret, timeout } => {
-                let body = delivery_body(item, grant, at);
-                let headers = [
-                    ("Idempotency-Key", item.idempotency_key(grant.extensions)),
-                    ("X-Jitgate-Signature", crate::delivery::signature(secret, at, &body)?),
-                ];
-                // A provider's refusal is retried too: ending access must not be given up.
-                crate::delivery::post_json(&self.http, url, *timeout, &headers, body)
-                    .await
-                    .map_err(|f| f.message().to_string())
-            }
-            Provider::Exec { command, timeout } => {
-                run_command(command, *timeout, item, grant, delivery_body(item, grant, at)).await
-            }
-            Provider::Postgres(target) => match item.operation {
-                OutboxOperation::Provision => {
-                    let access = postgres.ok_or_else(|| {
-                        format!(
-                            "workflow {} {} has no postgres section naming the database roles",
-                            grant.resource, grant.action
-                        )
-                    })?;
-                    target.provision(grant, &access.roles).await
-                }
-                OutboxOperation::Deprovision => target.deprovision(grant).await,
-            },
-        }
+            .get(&delivery.item.provider)
+            .ok_or_else(|| format!("provider '{}' is not configured", delivery.item.provider))?;
+        provider.deliver(delivery).await
     }
-}
-
-/// The JSON body webhook and exec providers get.
-fn delivery_body(item: &OutboxItem, grant: &Grant, at: Timestamp) -> String {
-    serde_json::json!({
-        "delivery": item.idempotency_key(grant.extensions),
-        "operation": item.operation.as_str(),
-        "provider": item.provider,
-        "attempt": item.attempts + 1,
-        "grant": {
-            "id": grant.id,
-            "request_id": grant.request_id,
-            "principal": grant.principal,
-            "resource": grant.resource,
-            "action": grant.action,
-            "payload_sha256": grant.payload_sha256,
-            "starts_at": grant.starts_at,
-            "expires_at": grant.expires_at,
-            "status": grant.status_at(at).as_str(),
-        },
-    })
-    .to_string()
-}
-
-/// A postgres provider's target from its config: the admin URL from `url` or `url_env`.
-fn postgres_target(
-    c: &ProviderConfig,
-    timeout: Duration,
-    at: &dyn Fn(&str) -> String,
-) -> Result<crate::pgrole::PostgresTarget, String> {
-    let url = value_or_env(c.url.as_deref(), c.url_env.as_deref(), "url", at)?;
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(format!(
-            "{}: a postgres provider's URL starts with postgres://",
-            at("url")
-        ));
-    }
-    if c.secret.is_some() || c.secret_env.is_some() {
-        return Err(format!(
-            "{}: a postgres provider signs nothing; remove it",
-            at("secret")
-        ));
-    }
-    crate::pgrole::PostgresTarget::new(&url, c.login_host.as_deref(), c.login_port, timeout)
-        .map_err(|e| format!("{}: {e}", at("url")))
-}
-
-/// Run an exec provider: the body on standard input, the essentials in the environment.
-async fn run_command(
-    command: &[String],
-    timeout: Duration,
-    item: &OutboxItem,
-    grant: &Grant,
-    body: String,
-) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let (program, args) = command.split_first().ok_or("the command is empty")?;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .env("JITGATE_OPERATION", item.operation.as_str())
-        .env("JITGATE_DELIVERY", item.idempotency_key(grant.extensions))
-        .env("JITGATE_GRANT_ID", &grant.id)
-        .env("JITGATE_PRINCIPAL", &grant.principal)
-        .env("JITGATE_RESOURCE", &grant.resource)
-        .env("JITGATE_ACTION", &grant.action)
-        .env("JITGATE_EXPIRES_AT", grant.expires_at.to_rfc3339())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A program that does not read its input is not an error.
-        let _ = stdin.write_all(body.as_bytes()).await;
-    }
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| format!("{program} took longer than {timeout:?}"))?
-        .map_err(|e| format!("{program}: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: String = stderr
-        .trim()
-        .chars()
-        .rev()
-        .take(300)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(format!("{program} exited with {}: {tail}", output.status))
 }
 
 fn event(kind: EventKind, item: &OutboxItem, grant: &Grant, at: Timestamp, comment: String) -> NewEvent {
@@ -403,11 +129,7 @@ async fn carry_out(
         return app.store.complete_outbox(item.id, at, None).await;
     }
     let policy = app.policy();
-    let postgres = policy
-        .rules()
-        .workflow(&grant.resource, &grant.action)
-        .ok()
-        .and_then(|w| w.postgres.as_ref());
+    let workflow = policy.rules().workflow(&grant.resource, &grant.action).ok();
     let delivered = {
         let Ok(_slot) = slots.acquire().await else {
             return Ok(());
@@ -420,7 +142,14 @@ async fn carry_out(
                 "a delivery waited too long for its turn; it falls due again when its lease runs out");
             return Ok(());
         }
-        providers.deliver(item, grant, postgres, at).await
+        providers
+            .deliver(&Delivery {
+                item,
+                grant,
+                workflow,
+                at,
+            })
+            .await
     };
     match delivered {
         Ok(()) => {
@@ -540,100 +269,4 @@ async fn carry_out_all(app: Arc<App>, slots: Arc<tokio::sync::Semaphore>, due: V
         });
     }
     while running.join_next().await.is_some() {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(text: &str) -> Vec<ProviderConfig> {
-        #[derive(Deserialize)]
-        struct File {
-            providers: Vec<ProviderConfig>,
-        }
-        toml::from_str::<File>(text)
-            .map(|f| f.providers)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn refusal(text: &str) -> String {
-        match Providers::new(&config(text)) {
-            Ok(_) => panic!("accepted: {text}"),
-            Err(e) => e,
-        }
-    }
-
-    #[tokio::test]
-    async fn postgres_providers_are_checked_and_named_by_key() {
-        let ok =
-            "[[providers]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://admin:pw@127.0.0.1:5432/app\"\n";
-        let providers = Providers::new(&config(ok)).unwrap();
-        let target = providers.postgres("pg").unwrap();
-        assert_eq!(
-            (target.host.as_str(), target.port, target.database.as_str()),
-            ("127.0.0.1", 5432, "app")
-        );
-        let login = format!("{ok}login_host = \"db.example.com\"\nlogin_port = 6432\n");
-        let providers = Providers::new(&config(&login)).unwrap();
-        let target = providers.postgres("pg").unwrap();
-        assert_eq!((target.host.as_str(), target.port), ("db.example.com", 6432));
-
-        let cases = [
-            (
-                "url = \"mysql://x@h/db\"",
-                "providers[0].url: a postgres provider's URL starts with postgres://",
-            ),
-            (
-                "url = \"postgres://a@h/db\"\nurl_env = \"X\"",
-                "providers[0].url: set exactly one of url and url_env",
-            ),
-            (
-                "url_env = \"JITGATE_TEST_UNSET_VARIABLE\"",
-                "providers[0].url_env: the environment variable JITGATE_TEST_UNSET_VARIABLE is not set",
-            ),
-            (
-                "url = \"postgres://a@h/db\"\ncommand = [\"/bin/true\"]",
-                "providers[0].command: a postgres provider takes url or url_env",
-            ),
-            (
-                "url = \"postgres://a@h/db\"\nsecret = \"0123456789abcdef0\"",
-                "providers[0].secret: a postgres provider signs nothing",
-            ),
-        ];
-        for (keys, expected) in cases {
-            let text = format!("[[providers]]\nname = \"pg\"\nkind = \"postgres\"\n{keys}\n");
-            let error = refusal(&text);
-            assert!(error.starts_with(expected), "{keys}: {error}");
-        }
-        let error = refusal("[[providers]]\nname = \"x\"\nkind = \"ldap\"\n");
-        assert!(error.contains("use webhook, exec or postgres"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn postgres_sections_and_postgres_providers_go_together() {
-        let providers = Providers::new(&config(
-            "[[providers]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://a@h/db\"\n\
-             [[providers]]\nname = \"hook\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
-        ))
-        .unwrap();
-        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
-        let policy = |extra: &str| {
-            let workflows = format!(
-                "[[workflow]]\nresource = \"app-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n{extra}\n"
-            );
-            jitgate_policy::Policy::from_texts(directory, &workflows, None, &[]).unwrap()
-        };
-        let with_roles = "postgres = { roles = [\"app_read\"] }";
-        assert!(providers
-            .check_policy(&policy(&format!("providers = [\"pg\"]\n{with_roles}")))
-            .is_ok());
-        let error = providers.check_policy(&policy("providers = [\"pg\"]")).unwrap_err();
-        assert!(error.contains("has no postgres section"), "{error}");
-        let error = providers
-            .check_policy(&policy(&format!("providers = [\"hook\"]\n{with_roles}")))
-            .unwrap_err();
-        assert!(error.contains("names no provider of kind postgres"), "{error}");
-        let error = providers.check_policy(&policy("providers = [\"nope\"]")).unwrap_err();
-        assert!(error.contains("does not declare"), "{error}");
-    }
 }

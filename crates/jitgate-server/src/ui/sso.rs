@@ -186,7 +186,10 @@ impl Sso {
         let c = &self.config;
         let doc = match (&c.authorization_url, &c.token_url) {
             (Some(_), Some(_)) => None,
-            _ => Some(crate::auth::oidc::discover(&crate::outbound::HttpFetch(self.http.clone()), &c.issuer).await?),
+            _ => Some(
+                crate::auth::oidc::discover(&jitgate_connectors::fetch::HttpFetch(self.http.clone()), &c.issuer)
+                    .await?,
+            ),
         };
         let field = |name: &str| -> Result<String, String> {
             doc.as_ref()

@@ -9,29 +9,7 @@ pub mod format;
 pub mod retention;
 pub mod sinks;
 
-use serde::Deserialize;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// The `[audit]` section of the server's config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// How often the log's head is signed (default 60s): events newer than the last
-    /// checkpoint are protected by the hash chain only.
-    pub checkpoint_every: Option<String>,
-    /// Denied checks are counted per checker, principal, resource and action, and recorded
-    /// as one `check.denied` event per window of this length (default 60s).
-    pub denied_checks_every: Option<String>,
-    /// Keep events in the database this long (default: forever); older ones are moved into
-    /// archived segments under `archive_dir`.
-    pub retain: Option<String>,
-    pub archive_dir: Option<PathBuf>,
-    /// How often retention runs (default 1h).
-    pub archive_every: Option<String>,
-    #[serde(default)]
-    pub sinks: Vec<sinks::SinkConfig>,
-}
 
 /// `[audit]`, checked.
 pub struct AuditSettings {
@@ -41,11 +19,22 @@ pub struct AuditSettings {
     pub sinks: Vec<sinks::Sink>,
 }
 
-impl AuditConfig {
-    pub fn settings(&self) -> Result<AuditSettings, String> {
-        let checkpoint_every = interval("audit.checkpoint_every", self.checkpoint_every.as_deref(), 60)?;
-        let denied_checks_every = interval("audit.denied_checks_every", self.denied_checks_every.as_deref(), 60)?;
-        let retention = match (&self.retain, &self.archive_dir) {
+/// The keys of `[audit]` the service reads itself, as the config file gives them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditKeys<'a> {
+    pub checkpoint_every: Option<&'a str>,
+    pub denied_checks_every: Option<&'a str>,
+    pub retain: Option<&'a str>,
+    pub archive_dir: Option<&'a std::path::Path>,
+    pub archive_every: Option<&'a str>,
+}
+
+impl AuditSettings {
+    /// `[audit]` checked, with `sinks` as the registry built them from `[[audit.sinks]]`.
+    pub fn new(keys: AuditKeys<'_>, sinks: Vec<sinks::Sink>) -> Result<AuditSettings, String> {
+        let checkpoint_every = interval("audit.checkpoint_every", keys.checkpoint_every, 60)?;
+        let denied_checks_every = interval("audit.denied_checks_every", keys.denied_checks_every, 60)?;
+        let retention = match (keys.retain, keys.archive_dir) {
             (None, None) => None,
             (Some(_), None) => {
                 return Err("audit.archive_dir: retention moves old events into archived segments; say where".into())
@@ -55,28 +44,16 @@ impl AuditConfig {
                 retain: jitgate_core::parse_duration(retain)
                     .map(|d| d.as_delta())
                     .map_err(|m| format!("audit.retain: {m}"))?,
-                dir: dir.clone(),
-                every: interval("audit.archive_every", self.archive_every.as_deref(), 3600)?,
-                sinks: Vec::new(),
+                dir: dir.to_path_buf(),
+                every: interval("audit.archive_every", keys.archive_every, 3600)?,
+                sinks: sinks.iter().map(sinks::Sink::key).collect(),
             }),
         };
-        let mut built: Vec<sinks::Sink> = Vec::new();
-        for (n, config) in self.sinks.iter().enumerate() {
-            let sink = sinks::Sink::new(config, &|key| format!("audit.sinks[{n}].{key}"))?;
-            if built.iter().any(|s| s.name == sink.name) {
-                return Err(format!("audit.sinks[{n}].name: '{}' is declared twice", sink.name));
-            }
-            built.push(sink);
-        }
-        let retention = retention.map(|r| retention::Retention {
-            sinks: built.iter().map(sinks::Sink::key).collect(),
-            ..r
-        });
         Ok(AuditSettings {
             checkpoint_every,
             denied_checks_every,
             retention,
-            sinks: built,
+            sinks,
         })
     }
 }

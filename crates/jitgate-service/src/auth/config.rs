@@ -147,7 +147,7 @@ pub const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
-pub(crate) fn duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
+pub fn duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
     if matches!(text.trim(), "0" | "0s") {
         return Ok(Duration::ZERO);
     }

@@ -13,7 +13,13 @@
 //!
 //! Every step is idempotent, so the outbox may repeat any of them after a crash.
 
+use crate::config::value_or_env;
+use crate::registry::ProviderEntry;
+use async_trait::async_trait;
+use jitgate_core::outbox::OutboxOperation;
 use jitgate_core::Grant;
+use jitgate_policy::Workflow;
+use jitgate_service::connectors::{Delivery, Login, LoginIssuer, Provider};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::time::Duration;
 
@@ -34,18 +40,105 @@ pub struct PostgresTarget {
     timeout: Duration,
 }
 
-/// The login a grant's holder is handed.
-pub struct Login {
-    pub user: String,
-    pub password: String,
+/// `kind = "postgres"`: the admin URL from `url` or `url_env`, optionally `login_host` and
+/// `login_port`; no `command`, no `secret`.
+pub fn build(entry: &ProviderEntry<'_>) -> Result<Box<dyn Provider>, String> {
+    Ok(Box::new(target(entry)?))
 }
 
-impl PostgresTarget {
-    /// The longest one provisioning or deprovisioning may take.
-    pub fn timeout(&self) -> Duration {
+/// The target a postgres entry declares.
+pub fn target(entry: &ProviderEntry<'_>) -> Result<PostgresTarget, String> {
+    let (c, at) = (entry.config, entry.at);
+    if c.command.is_some() {
+        return Err(format!(
+            "{}: a postgres provider takes url or url_env (and no command)",
+            at("command")
+        ));
+    }
+    let url = value_or_env(c.url.as_deref(), c.url_env.as_deref(), "url", at)?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{}: a postgres provider's URL starts with postgres://",
+            at("url")
+        ));
+    }
+    if c.secret.is_some() || c.secret_env.is_some() {
+        return Err(format!(
+            "{}: a postgres provider signs nothing; remove it",
+            at("secret")
+        ));
+    }
+    PostgresTarget::new(&url, c.login_host.as_deref(), c.login_port, entry.timeout)
+        .map_err(|e| format!("{}: {e}", at("url")))
+}
+
+#[async_trait]
+impl Provider for PostgresTarget {
+    fn timeout(&self) -> Duration {
         self.timeout
     }
 
+    async fn deliver(&self, d: &Delivery<'_>) -> Result<(), String> {
+        match d.item.operation {
+            OutboxOperation::Provision => {
+                let access = d.workflow.and_then(|w| w.postgres.as_ref()).ok_or_else(|| {
+                    format!(
+                        "workflow {} {} has no postgres section naming the database roles",
+                        d.grant.resource, d.grant.action
+                    )
+                })?;
+                self.provision(d.grant, &access.roles).await
+            }
+            OutboxOperation::Deprovision => self.deprovision(d.grant).await,
+        }
+    }
+
+    /// The workflow's `postgres` section says which database roles its grants get.
+    fn check_workflow(&self, workflow: &Workflow) -> Result<(), String> {
+        if workflow.postgres.is_none() {
+            return Err(format!(
+                "workflow {} {} names a postgres provider but has no postgres section: add postgres = {{ roles = [\"...\"] }}",
+                workflow.resource, workflow.action
+            ));
+        }
+        Ok(())
+    }
+
+    fn logins(&self) -> Option<&dyn LoginIssuer> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl LoginIssuer for PostgresTarget {
+    async fn issue_login(&self, grant: &Grant) -> Result<Login, String> {
+        let (user, password) = self.set_password(grant).await?;
+        Ok(Login {
+            url: format!(
+                "postgres://{user}:{password}@{}:{}/{}",
+                url_host(&self.host),
+                self.port,
+                self.database
+            ),
+            user,
+            password,
+            host: self.host.clone(),
+            port: self.port,
+            database: self.database.clone(),
+        })
+    }
+}
+
+/// A host as it stands in a URL: IPv6 addresses in brackets.
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+impl PostgresTarget {
     /// Parse the admin URL; nothing connects until the first delivery, so the server starts
     /// while the target is down.
     pub fn new(
@@ -129,8 +222,8 @@ impl PostgresTarget {
             .await
     }
 
-    /// Give the role a fresh random password and `LOGIN`, and return the login.
-    pub async fn issue_login(&self, grant: &Grant) -> Result<Login, String> {
+    /// Give the role a fresh random password and `LOGIN`; returns the role and the password.
+    async fn set_password(&self, grant: &Grant) -> Result<(String, String), String> {
         let role = role_name(grant);
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).map_err(|e| format!("no randomness for a password: {e}"))?;
@@ -152,7 +245,7 @@ impl PostgresTarget {
             sqlx::query(&statement).persistent(false).execute(&self.pool),
         )
         .await?;
-        Ok(Login { user: role, password })
+        Ok((role, password))
     }
 
     /// End the grant in the target: no new logins, no open sessions, no role.
@@ -329,7 +422,7 @@ mod tests {
         assert_ne!(scram_verifier("pencil"), verifier);
     }
 
-    const EXPECTED_PENCIL: &str = include_str!("../testdata/scram_pencil.txt");
+    const EXPECTED_PENCIL: &str = include_str!("../../testdata/scram_pencil.txt");
 
     #[test]
     fn role_names_are_plain_unique_and_short() {

@@ -1,5 +1,5 @@
-//! The HTTP client the service's needs are carried out with (`jitgate_service::auth::oidc::Fetch`):
-//! the service links no HTTP client of its own.
+//! Reading documents from the web for the service (`jitgate_service::auth::oidc::Fetch`:
+//! OpenID discovery and key sets), so that the service links no HTTP client of its own.
 
 use jitgate_service::auth::oidc::Fetch;
 use std::time::Duration;

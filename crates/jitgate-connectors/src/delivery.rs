@@ -1,27 +1,13 @@
-//! Delivering JSON to other systems over HTTP: the signature receivers verify, and the
-//! difference between a failure worth retrying and a refusal that will not change.
+//! Delivering JSON to other systems over HTTP, shared by every connector that posts: the
+//! signature receivers verify, and the difference between a failure worth retrying and a
+//! refusal that will not change.
 
 use hmac::{Hmac, Mac};
 use jitgate_core::Timestamp;
 use sha2::Sha256;
 use std::time::Duration;
 
-/// Why a delivery did not go through.
-#[derive(Debug)]
-pub enum Failure {
-    /// Unreachable, timed out, 5xx, 408 or 429: try again later.
-    Retry(String),
-    /// Any other 4xx: the receiver will not take this body, however often it is sent.
-    Refused(String),
-}
-
-impl Failure {
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Retry(m) | Failure::Refused(m) => m,
-        }
-    }
-}
+pub use jitgate_service::connectors::Failure;
 
 /// `X-Jitgate-Signature`: `t=UNIX_SECONDS,v1=HEX(HMAC-SHA256(secret, "UNIX_SECONDS." + body))`.
 pub fn signature(secret: &[u8], at: Timestamp, body: &str) -> Result<String, String> {
