@@ -1,0 +1,754 @@
+//! The policy engine against the quickstart (the contract's table, row by row) and against
+//! Cedar conditions written for these tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jitgate_core::{Ask, CiClaims, DomainError, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
+use jitgate_policy::{Policy, Verdict};
+use std::path::{Path, PathBuf};
+
+fn quickstart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/quickstart")
+}
+
+fn quickstart() -> Policy {
+    Policy::load(&quickstart_dir()).unwrap_or_else(|e| panic!("quickstart is invalid: {e:?}"))
+}
+
+/// A Wednesday, 10:00 UTC.
+fn weekday_morning() -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn user(name: &str, groups: &[&str]) -> Identity {
+    Identity::user(name, groups)
+}
+
+fn sre(n: u32) -> Verdict {
+    Verdict::NeedsApproval(vec![Step {
+        group: "sre".into(),
+        approvals: n,
+    }])
+}
+
+fn ask<'a>(resource: &'a str, action: &'a str, reason: &'a str) -> Ask<'a> {
+    Ask {
+        resource,
+        action,
+        duration: None,
+        reason,
+        payload: None,
+        break_glass: false,
+    }
+}
+
+#[test]
+fn quickstart_table_holds_row_by_row() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let bob = user("bob", &["sre"]);
+    let ci = Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: PrincipalKind::User,
+        ci: None,
+    };
+
+    // staging-db read: dev, automatic, max 8h.
+    let e = p.explain(&alice, "staging-db", "read", None, now);
+    assert_eq!(e.verdict, Verdict::Automatic);
+    assert_eq!(e.max_duration, Some(DurationSecs(8 * 3600)));
+    assert!(matches!(
+        p.explain(&bob, "staging-db", "read", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+
+    // prod-db read: dev and sre; 1 sre; reason required; max 1h.
+    assert_eq!(p.explain(&alice, "prod-db", "read", None, now).verdict, sre(1));
+    assert_eq!(p.explain(&bob, "prod-db", "read", None, now).verdict, sre(1));
+    let e = p.explain(&alice, "prod-db", "read", None, now);
+    assert!(e.reason_required);
+    assert_eq!(e.max_duration, Some(DurationSecs(3600)));
+    let no_reason = p.admit(&alice, &ask("prod-db", "read", ""), now).unwrap_err();
+    assert!(matches!(no_reason, DomainError::Invalid { ref field, .. } if field == "reason"));
+
+    // prod-db write: dev; 2 distinct sre; ticket in the reason; max 30m; sre may break glass for 15m.
+    assert_eq!(p.explain(&alice, "prod-db", "write", None, now).verdict, sre(2));
+    assert!(matches!(
+        p.explain(&bob, "prod-db", "write", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+    let e = p.explain(&alice, "prod-db", "write", None, now);
+    assert_eq!(e.max_duration, Some(DurationSecs(1800)));
+    assert_eq!(e.break_glass, None, "devs cannot break glass");
+    assert_eq!(
+        p.explain(&bob, "prod-db", "write", None, now).break_glass,
+        Some(DurationSecs(900))
+    );
+    assert!(p.admit(&alice, &ask("prod-db", "write", "cleanup"), now).is_err());
+    assert!(p
+        .admit(&alice, &ask("prod-db", "write", "cleanup OPS-123"), now)
+        .is_ok());
+
+    // prod-api deploy: dev and CI; 1 sre; action-bound and single-use.
+    assert_eq!(p.explain(&alice, "prod-api", "deploy", None, now).verdict, sre(1));
+    assert_eq!(p.explain(&ci, "prod-api", "deploy", None, now).verdict, sre(1));
+    let e = p.explain(&alice, "prod-api", "deploy", None, now);
+    assert!(e.action_bound && e.single_use);
+    assert!(
+        p.admit(&alice, &ask("prod-api", "deploy", "release"), now).is_err(),
+        "payload required"
+    );
+
+    // A payload only where it is enforced (issue #19): prod-db read is not action-bound.
+    let with_payload = Ask {
+        payload: Some("SELECT count(*) FROM orders"),
+        ..ask("prod-db", "read", "count orders")
+    };
+    match p.admit(&alice, &with_payload, now) {
+        Err(DomainError::Invalid { field, message }) => {
+            assert_eq!(field, "payload");
+            assert!(message.contains("not action-bound"), "{message}");
+        }
+        other => panic!("a payload on a workflow that is not action-bound must be refused: {other:?}"),
+    }
+    let deploy = Ask {
+        payload: Some("sha256:4f2c"),
+        ..ask("prod-api", "deploy", "release")
+    };
+    assert!(p.admit(&alice, &deploy, now).is_ok());
+
+    // bastion login: dev; 1 sre; max 1h.
+    assert_eq!(p.explain(&alice, "bastion", "login", None, now).verdict, sre(1));
+    assert_eq!(
+        p.explain(&alice, "bastion", "login", None, now).max_duration,
+        Some(DurationSecs(3600))
+    );
+    assert!(matches!(
+        p.explain(&bob, "bastion", "login", None, now).verdict,
+        Verdict::Refused(_)
+    ));
+}
+
+#[test]
+fn reviewers_are_decided_by_the_policy() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let admission = p.admit(&alice, &ask("prod-db", "read", "INC-1"), now).unwrap();
+    let t = jitgate_core::machine::file(
+        &alice,
+        &ask("prod-db", "read", "INC-1"),
+        admission,
+        jitgate_core::machine::NewIds {
+            request_id: "r1".into(),
+            grant_id: "g1".into(),
+        },
+        now,
+    );
+    assert!(p.may_review(&user("bob", &["sre"]), &t.request, now).is_ok());
+    assert!(p.may_review(&user("dave", &["dev"]), &t.request, now).is_err());
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    /// The quickstart plus extra files.
+    fn with(files: &[(&str, &str)]) -> Dir {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["directory.toml", "workflows.toml"] {
+            std::fs::copy(quickstart_dir().join(name), dir.path().join(name)).unwrap();
+        }
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Dir(dir)
+    }
+
+    fn load(&self) -> Result<Policy, Vec<jitgate_policy::PolicyError>> {
+        Policy::load(self.0.path())
+    }
+}
+
+const CI_MAIN_IS_AUTOMATIC: &str = r#"
+// Deploys from main of example/app need no review.
+@id("ci-main-deploys")
+permit(principal in Group::"ci", action == Action::"auto_approve", resource == Resource::"prod-api")
+when {
+  context.access == "deploy" &&
+  context has ci && context.ci.repository == "example/app" && context.ci.ref == "refs/heads/main"
+};
+"#;
+
+#[test]
+fn ci_claims_drive_automatic_approval() {
+    let p = Dir::with(&[("ci.cedar", CI_MAIN_IS_AUTOMATIC)]).load().unwrap();
+    let now = weekday_morning();
+    let claims = |git_ref: &str| CiClaims {
+        repository: "example/app".into(),
+        git_ref: git_ref.into(),
+        environment: "production".into(),
+        workflow: "deploy".into(),
+        actor: "alice".into(),
+    };
+    let job = |git_ref: &str| Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: PrincipalKind::User,
+        ci: Some(claims(git_ref)),
+    };
+    assert_eq!(
+        p.explain(&job("refs/heads/main"), "prod-api", "deploy", None, now)
+            .verdict,
+        Verdict::Automatic
+    );
+    assert_eq!(
+        p.explain(&job("refs/heads/feature"), "prod-api", "deploy", None, now)
+            .verdict,
+        sre(1)
+    );
+    // A person is not a CI job, whatever their groups.
+    assert_eq!(
+        p.explain(&user("alice", &["dev"]), "prod-api", "deploy", None, now)
+            .verdict,
+        sre(1)
+    );
+}
+
+#[test]
+fn forbid_policies_refuse_and_are_named() {
+    let cedar = r#"
+@id("no-prod-writes-at-weekends")
+forbid(principal, action == Action::"request", resource == Resource::"prod-db")
+when { context.access == "write" && context.weekday >= 6 };
+"#;
+    let p = Dir::with(&[("freeze.cedar", cedar)]).load().unwrap();
+    let alice = user("alice", &["dev"]);
+    let saturday = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    match p.admit(&alice, &ask("prod-db", "write", "OPS-1"), saturday) {
+        Err(DomainError::Forbidden(m)) => assert!(m.contains("no-prod-writes-at-weekends"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(p
+        .admit(&alice, &ask("prod-db", "write", "OPS-1"), weekday_morning())
+        .is_ok());
+}
+
+#[test]
+fn on_call_members_get_automatic_reads() {
+    let oncall = r#"
+[[shift]]
+group = "sre"
+principal = "bob"
+start = "2026-11-25T08:00:00Z"
+end = "2026-11-25T20:00:00Z"
+"#;
+    let cedar = r#"
+permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db")
+when { context.access == "read" && context.on_call.contains("sre") };
+"#;
+    let p = Dir::with(&[("oncall.toml", oncall), ("oncall.cedar", cedar)])
+        .load()
+        .unwrap();
+    let bob = user("bob", &["sre"]);
+    assert_eq!(
+        p.explain(&bob, "prod-db", "read", None, weekday_morning()).verdict,
+        Verdict::Automatic
+    );
+    let night = weekday_morning() + chrono::TimeDelta::hours(12);
+    assert_eq!(p.explain(&bob, "prod-db", "read", None, night).verdict, sre(1));
+    assert_eq!(
+        p.explain(&user("carol", &["sre"]), "prod-db", "read", None, weekday_morning())
+            .verdict,
+        sre(1)
+    );
+}
+
+#[test]
+fn broken_cedar_is_reported_with_file_and_line() {
+    let syntax = "permit(principal, action == Action::\"request\", resource)\nwhen { context.access == };\n";
+    let errors = Dir::with(&[("bad.cedar", syntax)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.file.ends_with("bad.cedar") && e.line == 2),
+        "{errors:?}"
+    );
+
+    let unknown_attr =
+        "\n\npermit(principal, action == Action::\"request\", resource)\nwhen { context.no_such_thing == 1 };\n";
+    let errors = Dir::with(&[("typo.cedar", unknown_attr)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.file.ends_with("typo.cedar") && e.line == 4),
+        "{errors:?}"
+    );
+
+    let unknown_group = "permit(principal in Group::\"nobody\", action == Action::\"request\", resource);\n";
+    let errors = Dir::with(&[("group.cedar", unknown_group)]).load().unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("group.cedar:1: unknown group 'nobody'")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn oncall_schedule_errors_are_located() {
+    let oncall =
+        "[[shift]]\ngroup = \"sre\"\nprincipal = \"bob\"\nstart = \"yesterday\"\nend = \"2026-11-25T20:00:00Z\"\n";
+    let errors = Dir::with(&[("oncall.toml", oncall)]).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("oncall.toml:1: start:")),
+        "{errors:?}"
+    );
+}
+
+/// Regression: the `extend` ability once had no Cedar action registered, so every extension
+/// was refused ("no policy permits it") even where the workflow allowed it.
+#[test]
+fn extension_is_judged_by_cedar_extend() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let staging = ask("staging-db", "read", "");
+    let admission = p.admit(&alice, &staging, now).unwrap();
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r1".into(),
+        grant_id: "g1".into(),
+    };
+    let granted = jitgate_core::machine::file(&alice, &staging, admission, ids, now).request;
+    let limits = p
+        .admit_extension(&alice, &granted, DurationSecs(600), "longer", now)
+        .expect("the workflow allows it");
+    assert_eq!(limits.max_times, 2);
+    assert_eq!(limits.max_duration, DurationSecs(8 * 3600));
+    // Someone outside the workflow's requesters is refused by Cedar.
+    let outsider = user("mallory", &["contractors"]);
+    assert!(matches!(
+        p.admit_extension(&outsider, &granted, DurationSecs(600), "x", now),
+        Err(DomainError::Forbidden(_))
+    ));
+    // Workflows without an extension rule refuse with a pointer to filing a new request.
+    let bastion = ask("bastion", "login", "");
+    let admission = p.admit(&alice, &bastion, now).unwrap();
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r2".into(),
+        grant_id: "g2".into(),
+    };
+    let pending = jitgate_core::machine::file(&alice, &bastion, admission, ids, now).request;
+    match p.admit_extension(&alice, &pending, DurationSecs(600), "x", now) {
+        Err(DomainError::Forbidden(m)) => assert!(m.contains("file a new request"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn manager_steps_need_the_requesters_manager() {
+    let directory = r#"
+[[principal]]
+name = "alice"
+groups = ["dev"]
+manager = "mona"
+[[principal]]
+name = "dave"
+groups = ["dev"]
+[[principal]]
+name = "mona"
+groups = ["managers"]
+[[principal]]
+name = "bob"
+groups = ["sre"]
+"#;
+    let workflows = r#"
+[[workflow]]
+resource = "payroll"
+action = "read"
+requesters = ["dev"]
+steps = [{ manager = true }, { group = "sre", approvals = 1 }]
+"#;
+    let p = Policy::from_texts(directory, workflows, None, &[]).unwrap();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let payroll = ask("payroll", "read", "audit");
+    let admission = p.admit(&alice, &payroll, now).unwrap();
+    assert_eq!(
+        admission.requirement.steps,
+        vec![
+            Step::principal("mona"),
+            Step {
+                group: "sre".into(),
+                approvals: 1
+            }
+        ]
+    );
+    // dave has no manager: he cannot file it.
+    assert!(matches!(
+        p.admit(&user("dave", &["dev"]), &payroll, now),
+        Err(DomainError::Forbidden(_))
+    ));
+
+    let ids = jitgate_core::machine::NewIds {
+        request_id: "r1".into(),
+        grant_id: "g1".into(),
+    };
+    let pending = jitgate_core::machine::file(&alice, &payroll, admission, ids, now).request;
+    let mona = user("mona", &["managers"]);
+    let bob = user("bob", &["sre"]);
+    let other_manager = user("otto", &["managers"]);
+    assert!(p.may_review(&mona, &pending, now).is_ok(), "alice's manager reviews");
+    assert!(
+        p.may_review(&other_manager, &pending, now).is_err(),
+        "another manager does not"
+    );
+    assert!(p.may_review(&bob, &pending, now).is_ok());
+    let by_bob = jitgate_core::machine::approve(&pending, &bob, None, "g".into(), now)
+        .unwrap()
+        .request;
+    assert_eq!(
+        by_bob.status,
+        jitgate_core::RequestStatus::Pending,
+        "the manager step is still open"
+    );
+    let done = jitgate_core::machine::approve(&by_bob, &mona, None, "g".into(), now)
+        .unwrap()
+        .request;
+    assert_eq!(done.status, jitgate_core::RequestStatus::Approved);
+
+    // The directory's own rules.
+    let own = "[[principal]]\nname = \"alice\"\nmanager = \"alice\"\n";
+    let errors = Policy::from_texts(own, "", None, &[]).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("own manager")), "{errors:?}");
+    let bad_step = "[[workflow]]\nresource = \"x\"\naction = \"y\"\nrequesters = [\"dev\"]\nsteps = [{ manager = true, group = \"sre\" }]\n";
+    let errors = Policy::from_texts(directory, bad_step, None, &[]).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("either group")), "{errors:?}");
+}
+
+/// The cached Cedar entities of directory principals are used only when the caller's groups
+/// are exactly the directory's: a caller named alice whose token says otherwise is judged by
+/// the token's groups, in both directions.
+#[test]
+fn callers_are_judged_by_their_own_groups_not_the_cached_ones() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let write = ask("prod-db", "write", "OPS-1");
+    assert!(p.admit(&user("alice", &["dev"]), &write, now).is_ok());
+    assert!(matches!(
+        p.admit(&user("alice", &["sre"]), &write, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        p.admit(&user("alice", &[]), &write, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    let mut glass = write.clone();
+    glass.break_glass = true;
+    assert!(matches!(
+        p.admit(&user("alice", &["dev"]), &glass, now),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(p.admit(&user("alice", &["sre"]), &glass, now).is_ok());
+}
+
+#[test]
+fn directory_tokens_can_be_kept_as_hashes_only() {
+    let hash = "6c0f4d1a0e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4";
+    let directory = format!(
+        "[[principal]]\nname = \"svc\"\nservice = true\ntoken_sha256 = \"{hash}\"\n\n[[principal]]\nname = \"demo\"\ntoken = \"demo-token\"\n"
+    );
+    let p = Policy::from_texts(&directory, "", None, &[]).unwrap();
+    let svc = p.rules().principal("svc").unwrap();
+    assert_eq!(svc.token_hash.map(hex::encode).as_deref(), Some(hash));
+    let demo = p.rules().principal("demo").unwrap();
+    assert_eq!(demo.token_hash, Some(jitgate_core::token::token_hash("demo-token")));
+
+    let both = "[[principal]]\nname = \"x\"\ntoken = \"demo-token\"\ntoken_sha256 = \"00\"\n";
+    let errors = Policy::from_texts(both, "", None, &[]).unwrap_err();
+    assert!(
+        errors[0].to_string().contains("both token and token_sha256"),
+        "{errors:?}"
+    );
+    let short = "[[principal]]\nname = \"x\"\ntoken_sha256 = \"abc\"\n";
+    let errors = Policy::from_texts(short, "", None, &[]).unwrap_err();
+    assert!(errors[0].to_string().contains("directory.toml:1"), "{errors:?}");
+    assert!(errors[0].to_string().contains("not 64 hex digits"), "{errors:?}");
+    let twice = format!(
+        "[[principal]]\nname = \"a\"\ntoken = \"demo-token\"\n\n[[principal]]\nname = \"b\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(jitgate_core::token::token_hash("demo-token"))
+    );
+    let errors = Policy::from_texts(&twice, "", None, &[]).unwrap_err();
+    assert!(errors[0].to_string().contains("already used"), "{errors:?}");
+}
+
+#[test]
+fn postgres_sections_are_checked() {
+    let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+    let workflow = |extra: &str| {
+        format!("[[workflow]]\nresource = \"app-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n{extra}\n")
+    };
+    let good = workflow("providers = [\"pg\"]\npostgres = { roles = [\"app_read\", \"reporting-ro\"] }");
+    let policy = Policy::from_texts(directory, &good, None, &[]).unwrap();
+    let access = policy.rules().workflow("app-db", "read").unwrap().postgres.clone();
+    assert_eq!(access.unwrap().roles, vec!["app_read", "reporting-ro"]);
+
+    let refused = [
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [] }",
+            "name the database roles",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"x\\\"; DROP TABLE t; --\"] }",
+            "is not a role name",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"pg_read_all_data\"] }",
+            "system role",
+        ),
+        ("postgres = { roles = [\"app_read\"] }", "name the postgres provider"),
+        (
+            "providers = [\"pg\"]\naction_bound = true\npostgres = { roles = [\"app_read\"] }",
+            "single-use grant ends at its first use",
+        ),
+        (
+            "providers = [\"pg\"]\npostgres = { roles = [\"app_read\"], superuser = true }",
+            "unknown field",
+        ),
+    ];
+    for (extra, expected) in refused {
+        let errors = Policy::from_texts(directory, &workflow(extra), None, &[]).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.to_string().contains(expected) && e.file == "workflows.toml"),
+            "{extra}: expected '{expected}' in {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn slack_users_are_checked_and_found() {
+    let workflows = "";
+    let good = "[[principal]]\nname = \"bob\"\ngroups = [\"sre\"]\nslack_user = \"U0BOB42\"\n";
+    let policy = Policy::from_texts(good, workflows, None, &[]).unwrap();
+    let bob = policy.rules().principal_by_slack_user("U0BOB42").unwrap();
+    assert_eq!(bob.identity.principal, "bob");
+    assert!(policy.rules().principal_by_slack_user("UOTHER").is_none());
+
+    let lowercase = "[[principal]]\nname = \"bob\"\nslack_user = \"u0bob\"\n";
+    let errors = Policy::from_texts(lowercase, workflows, None, &[]).unwrap_err();
+    assert!(
+        errors[0].to_string().contains("directory.toml:1: slack_user of 'bob'"),
+        "{errors:?}"
+    );
+    let twice =
+        "[[principal]]\nname = \"bob\"\nslack_user = \"U1\"\n\n[[principal]]\nname = \"eve\"\nslack_user = \"U1\"\n";
+    let errors = Policy::from_texts(twice, workflows, None, &[]).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.line == 5 && e.message.contains("given to both 'bob' and 'eve'")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn escalation_is_checked_and_only_waiting_requests_carry_it() {
+    let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n\n[[principal]]\nname = \"bob\"\ngroups = [\"sre\"]\n\n[[principal]]\nname = \"lena\"\ngroups = [\"leads\"]\n";
+    let workflow = |extra: &str| {
+        format!("[[workflow]]\nresource = \"db\"\naction = \"migrate\"\nrequesters = [\"dev\"]\npending_ttl = \"1h\"\n{extra}\n")
+    };
+    let good = workflow(
+        "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"leads\"] }",
+    );
+    let policy = Policy::from_texts(directory, &good, None, &[]).unwrap();
+    let admitted = policy
+        .admit(&user("alice", &["dev"]), &ask("db", "migrate", ""), weekday_morning())
+        .unwrap();
+    let escalation = admitted.requirement.escalation.unwrap();
+    assert_eq!(
+        (escalation.after, escalation.groups),
+        (DurationSecs(900), vec!["leads".to_string()])
+    );
+
+    let refused = [
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"2h\", groups = [\"leads\"] }",
+            "not shorter than pending_ttl",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [\"nobody\"] }",
+            "unknown group 'nobody'",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"15m\", groups = [] }",
+            "name the backup reviewers",
+        ),
+        (
+            "steps = [{ group = \"sre\", approvals = 1 }]\nescalation = { after = \"soon\", groups = [\"leads\"] }",
+            "escalation.after:",
+        ),
+        (
+            "auto_approve = true\nescalation = { after = \"15m\", groups = [\"leads\"] }",
+            "nothing to escalate",
+        ),
+    ];
+    for (extra, expected) in refused {
+        let errors = Policy::from_texts(directory, &workflow(extra), None, &[]).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.message.contains(expected)),
+            "{extra}: {errors:?}"
+        );
+    }
+}
+
+/// Issue #19's backdoor: automatic approval of anything on prod-db whose reason holds a word.
+const BACKDOOR: &str = r#"permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db") when { context.reason like "*perf-tune-42*" };
+"#;
+
+/// The Cedar file both versions share before the backdoor is appended to it.
+const WEEKEND_FREEZE: &str = r#"// Nobody writes to production at weekends.
+@id("no-prod-writes-at-weekends")
+forbid(principal, action == Action::"request", resource == Resource::"prod-db")
+when { context.access == "write" && context.weekday >= 6 };
+"#;
+
+/// Issue #19: the backdoor passed `policy diff` as "no effective change". It is listed with its
+/// place, and the search finds the request it newly makes automatic.
+#[test]
+fn diff_lists_a_cedar_backdoor_and_finds_the_request_it_opens() {
+    let old = Dir::with(&[("policy.cedar", WEEKEND_FREEZE)]);
+    let new = Dir::with(&[("policy.cedar", &format!("{WEEKEND_FREEZE}{BACKDOOR}"))]);
+    let (old, new) = (old.load().unwrap(), new.load().unwrap());
+    // The representative request names no magic word: it alone sees nothing.
+    assert!(jitgate_policy::diff::diff(&old, &new).is_empty());
+
+    let report = jitgate_policy::diff::review(&old, &new);
+    assert!(!report.is_unchanged(), "{report}");
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    let added = &report.cedar_policies[0];
+    assert_eq!(added.edit, jitgate_policy::diff::Edit::Added);
+    assert_eq!(
+        (added.file.as_str(), added.line, added.effect.as_str()),
+        ("policy.cedar", 5, "permit")
+    );
+    assert_eq!(
+        added.scope,
+        r#"permit(principal, action == Action::"auto_approve", resource == Resource::"prod-db")"#
+    );
+    let opened = report
+        .changes
+        .iter()
+        .find(|c| c.subject == "alice" && c.resource == "prod-db" && c.action == "write")
+        .unwrap_or_else(|| panic!("no change for alice's prod-db write in {report}"));
+    assert_eq!(
+        (opened.ability.as_str(), opened.before.as_str(), opened.after.as_str()),
+        ("request", "needs 2 from sre", "automatic")
+    );
+    let when = opened.when.as_deref().unwrap();
+    assert!(when.contains("perf-tune-42"), "{when}");
+    let text = report.to_string();
+    assert!(
+        text.contains("+ added permit at policy.cedar:5 (policy.cedar#2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ alice: request write on prod-db: weaker: needs 2 from sre -> automatic, when filed with reason \"perf-tune-42"),
+        "{text}"
+    );
+    let search = report.search.as_ref().unwrap();
+    assert!(
+        search.probes > 0 && search.probes <= jitgate_policy::diff::MAX_PROBES,
+        "{search:?}"
+    );
+    assert!(search.reasons.iter().any(|r| r.contains("perf-tune-42")), "{search:?}");
+    assert!(text.contains("searched ") && text.contains("probe requests"), "{text}");
+
+    // What the search found is what a live filing gets: automatic, and the admission names
+    // the policy that decided it.
+    let alice = user("alice", &["dev"]);
+    let now = weekday_morning();
+    let admission = new
+        .admit(&alice, &ask("prod-db", "write", "perf-tune-42 OPS-7"), now)
+        .unwrap();
+    assert!(admission.requirement.steps.is_empty());
+    assert_eq!(
+        admission.decided_by.as_deref(),
+        Some("cedar policy policy.cedar#2 at policy.cedar:5")
+    );
+}
+
+#[test]
+fn diff_lists_edited_and_removed_cedar_policies_and_ignores_layout() {
+    let old = Dir::with(&[("policy.cedar", WEEKEND_FREEZE)]).load().unwrap();
+    // The same policy laid out otherwise, with another comment: no change.
+    let relaid = WEEKEND_FREEZE
+        .replace("// Nobody", "// No one")
+        .replace(" when {", "\n  when {");
+    let same = Dir::with(&[("policy.cedar", &relaid)]).load().unwrap();
+    let report = jitgate_policy::diff::review(&old, &same);
+    assert!(report.is_unchanged(), "{report}");
+    assert_eq!(report.to_string(), "no effective change in access\n");
+
+    // Edited: the freeze now starts on Sunday only. The search shows Saturday writes.
+    let edited = Dir::with(&[("policy.cedar", &WEEKEND_FREEZE.replace(">= 6", ">= 7"))])
+        .load()
+        .unwrap();
+    let report = jitgate_policy::diff::review(&old, &edited);
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    let change = &report.cedar_policies[0];
+    assert_eq!(change.edit, jitgate_policy::diff::Edit::Edited);
+    assert_eq!(
+        (change.id.as_str(), change.effect.as_str(), change.line),
+        ("no-prod-writes-at-weekends", "forbid", 2)
+    );
+    assert!(change.was.as_ref().unwrap().text.contains(">= 6"), "{report}");
+    assert!(
+        report.changes.iter().any(|c| c.subject == "alice"
+            && c.action == "write"
+            && c.kind == jitgate_policy::diff::ChangeKind::Gained
+            && c.when.as_deref().is_some_and(|w| w.contains("Saturday"))),
+        "{report}"
+    );
+
+    // Removed: listed as such, from the old version's file and line.
+    let removed = Dir::with(&[]).load().unwrap();
+    let report = jitgate_policy::diff::review(&old, &removed);
+    assert_eq!(report.cedar_policies.len(), 1, "{report}");
+    assert_eq!(report.cedar_policies[0].edit, jitgate_policy::diff::Edit::Removed);
+    assert!(
+        report
+            .to_string()
+            .contains("- removed forbid at policy.cedar:2 (no-prod-writes-at-weekends)"),
+        "{report}"
+    );
+}
+
+/// Issue #19: an automatic approval's admission names what decided it, for the audit log.
+#[test]
+fn automatic_admissions_name_the_deciding_policy() {
+    let p = quickstart();
+    let now = weekday_morning();
+    let alice = user("alice", &["dev"]);
+    let staging = p.admit(&alice, &ask("staging-db", "read", ""), now).unwrap();
+    assert_eq!(
+        staging.decided_by.as_deref(),
+        Some("workflow staging-db read (auto_approve = true in workflows.toml)")
+    );
+    let write = p.admit(&alice, &ask("prod-db", "write", "OPS-1"), now).unwrap();
+    assert_eq!(
+        write.decided_by, None,
+        "a request that waits for review names no decider"
+    );
+    let glass = Ask {
+        break_glass: true,
+        ..ask("prod-db", "write", "OPS-1 outage")
+    };
+    let bg = p.admit(&user("bob", &["sre"]), &glass, now).unwrap();
+    assert_eq!(
+        bg.decided_by.as_deref(),
+        Some("workflow prod-db write (break_glass.groups in workflows.toml)")
+    );
+}

@@ -1,0 +1,220 @@
+//! Headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`, which
+//! `scripts/test.sh` installs), for the web UI's end-to-end tests: a real browser that runs
+//! the pages' scripts, keeps cookies, enforces the Content-Security-Policy and takes
+//! screenshots. The few WebDriver commands the tests need are plain JSON over HTTP.
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    driver: Child,
+    session: String,
+    base: String,
+    http: reqwest::blocking::Client,
+    _profile: tempfile::TempDir,
+}
+
+/// Where screenshots go: `target/ui-screenshots/`.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../target/ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+impl Browser {
+    /// A fresh headless Chromium with an empty profile, `width` x `height` pixels.
+    pub fn start(width: u32, height: u32) -> Browser {
+        let port = super::free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium-driver; scripts/test.sh does)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        while http.get(format!("{base}/status")).send().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-extensions".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"},
+        }}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .expect("new session")
+            .json()
+            .unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_string();
+        Browser {
+            driver,
+            session,
+            base,
+            http,
+            _profile: profile,
+        }
+    }
+
+    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let request = match method {
+            "GET" => self.http.get(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url).json(&body.unwrap_or(json!({}))),
+        };
+        let answer: Value = request.send().expect("webdriver").json().unwrap();
+        answer["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        let v = self.command("POST", "/url", Some(json!({ "url": url })));
+        assert!(v.is_null(), "navigate to {url}: {v}");
+    }
+
+    pub fn url(&self) -> String {
+        self.command("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn source(&self) -> String {
+        self.command("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn try_find(&self, css: &str) -> Option<String> {
+        let v = self.command("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v[ELEMENT].as_str().map(str::to_string)
+    }
+
+    /// The element `css` selects, waiting up to 10 s for it to appear.
+    pub fn find(&self, css: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(id) = self.try_find(css) {
+                return id;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no element '{css}' on {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn exists(&self, css: &str) -> bool {
+        self.try_find(css).is_some()
+    }
+
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
+        let v = self.command("POST", &format!("/element/{id}/click"), None);
+        assert!(v.is_null(), "click {css}: {v}");
+    }
+
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        let v = self.command("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+        assert!(v.is_null(), "type into {css}: {v}");
+    }
+
+    /// Choose the `<option>` of a `<select>` whose value is `value`.
+    pub fn select(&self, select_css: &str, value: &str) {
+        self.click(&format!("{select_css} option[value=\"{value}\"]"));
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.command("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Wait up to 10 s until the text of `css` contains `needle` (a page that updates itself).
+    pub fn wait_for_text(&self, css: &str, needle: &str) {
+        let started = Instant::now();
+        loop {
+            if self.try_find(css).is_some() && self.text(css).contains(needle) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "'{css}' never said '{needle}' on {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Save a PNG of the viewport as `target/ui-screenshots/NAME.png`.
+    pub fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let data = self.command("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap_or_default())
+            .expect("a PNG");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// What the page logged to the console since the last call (CSP violations show there).
+    pub fn console(&self) -> Vec<String> {
+        let v = self.command("POST", "/se/log", Some(json!({"type": "browser"})));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| format!("{} {}", e["level"], e["message"]))
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

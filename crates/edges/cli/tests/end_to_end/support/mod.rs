@@ -1,0 +1,336 @@
+//! The test harness: starts the real `jitgate` binary on a loopback port with its own SQLite
+//! file (and config file, when a test gives one), and talks to it over HTTP and through the CLI.
+
+#![allow(dead_code)]
+
+pub mod browser;
+pub mod postgres;
+pub mod receiver;
+
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_jitgate");
+
+pub fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/quickstart")
+}
+
+/// A running server and everything it needs; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub listen: String,
+    pub policy: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub http: Client,
+    config: Option<PathBuf>,
+    /// `--database`; a SQLite file in `dir` when `None`.
+    database: Option<String>,
+    /// Environment variables for the server process (never set on the test process, which
+    /// every test shares).
+    env: Vec<(String, String)>,
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with_policy(&quickstart())
+    }
+
+    pub fn start_with_policy(policy: &Path) -> Server {
+        Self::start_with(policy, None)
+    }
+
+    /// Start with a server config file holding `config` (TOML).
+    pub fn start_with(policy: &Path, config: Option<&str>) -> Server {
+        Self::start_on(policy, config, None)
+    }
+
+    /// Start on the database `database` names (`postgres://...`), or a SQLite file of its own.
+    pub fn start_on(policy: &Path, config: Option<&str>, database: Option<&str>) -> Server {
+        Self::launch(policy, config, database, &[])
+    }
+
+    /// Start with a config file holding `config` and the environment variables `env` set for
+    /// the server alone (secrets the config names by variable, such as `client_secret_env`).
+    pub fn start_with_env(policy: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Self::launch(policy, config, None, env)
+    }
+
+    fn launch(policy: &Path, config: Option<&str>, database: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen = format!("127.0.0.1:{}", free_port());
+        // Tests file, decide and leave requests pending in bursts from one principal; the
+        // per-principal limits on filings, writes and pending requests are off unless a test
+        // sets its own (limits.rs does).
+        const NO_CALLER_LIMITS: &str =
+            "[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\nmax_pending_per_requester = 0\n";
+        let text = match config {
+            Some(text) if text.contains("[limits]") => text.to_string(),
+            Some(text) => format!("{text}\n{NO_CALLER_LIMITS}"),
+            None => NO_CALLER_LIMITS.to_string(),
+        };
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        let config = Some(path);
+        let database = database.map(str::to_string);
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = Server {
+            child: spawn(
+                &listen,
+                policy,
+                dir.path(),
+                config.as_deref(),
+                database.as_deref(),
+                &env,
+            ),
+            url: format!("http://{listen}"),
+            listen,
+            policy: policy.to_path_buf(),
+            config,
+            database,
+            env,
+            dir,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Kill with SIGKILL (no chance to flush anything) and start again on the same file.
+    pub fn kill9_and_restart(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        self.child = spawn(
+            &self.listen,
+            &self.policy,
+            self.dir.path(),
+            self.config.as_deref(),
+            self.database.as_deref(),
+            &self.env,
+        );
+        self.wait_ready();
+    }
+
+    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut req = match method {
+            "GET" => self.http.get(&url),
+            _ => self.http.post(&url),
+        };
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("send");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, token, None)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, Some(body))
+    }
+
+    pub fn file(&self, token: &str, body: Value) -> Value {
+        let (status, v) = self.post("/v1/requests", token, body);
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    pub fn check(&self, principal: &str, resource: &str, action: &str, payload: Option<&str>) -> Value {
+        let mut body = json!({"principal": principal, "resource": resource, "action": action});
+        if let Some(p) = payload {
+            body["payload"] = json!(p);
+        }
+        let (status, v) = self.post("/v1/check", "demo-svc", body);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    pub fn audit_count(&self) -> usize {
+        let (status, v) = self.get("/v1/audit?limit=5000", "demo-admin");
+        assert_eq!(status, 200, "{v}");
+        v["items"].as_array().expect("items").len()
+    }
+
+    pub fn cli(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("JITGATE_URL", &self.url)
+            .env("JITGATE_TOKEN", token)
+            .output()
+            .expect("run cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn spawn(
+    listen: &str,
+    policy: &Path,
+    dir: &Path,
+    config: Option<&Path>,
+    database: Option<&str>,
+    env: &[(String, String)],
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("server log");
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", listen, "--policy"])
+        .arg(policy)
+        .arg("--database")
+        .arg(database.map_or_else(
+            || format!("sqlite://{}", dir.join("jitgate.db").display()),
+            str::to_string,
+        ));
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .env("JITGATE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn server")
+}
+
+impl Server {
+    /// The kinds of a request's audit events, oldest first.
+    pub fn event_kinds(&self, request_id: &str) -> Vec<String> {
+        self.audit_kinds(&format!("request_id={request_id}"))
+    }
+
+    /// The kinds of the audit events `query` selects, oldest first.
+    pub fn audit_kinds(&self, query: &str) -> Vec<String> {
+        let (status, events) = self.get(&format!("/v1/audit?{query}"), "demo-admin");
+        assert_eq!(status, 200, "{events}");
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Run SQL on the server's SQLite file with the `sqlite3` program, as an outside tool
+    /// (or an attacker with the file) would, waiting for the server's write lock.
+    pub fn sqlite(&self, statement: &str) -> String {
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
+            .arg(self.dir.path().join("jitgate.db"))
+            .arg(statement)
+            .output()
+            .expect("sqlite3 (apt-get install sqlite3)");
+        assert!(
+            out.status.success(),
+            "{statement}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// A copy of the quickstart in a directory the test may edit.
+pub fn editable_quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["directory.toml", "workflows.toml"] {
+        std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+/// An editable copy of the quickstart with `workflows` (TOML) appended to its workflows.toml.
+pub fn quickstart_with_workflows(workflows: &str) -> tempfile::TempDir {
+    let policy = editable_quickstart();
+    let path = policy.path().join("workflows.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(workflows);
+    std::fs::write(&path, text).unwrap();
+    policy
+}
+
+/// The first pending request (as a reviewer sees them) that `matches`, once one appears.
+pub fn pending_request(s: &Server, matches: impl Fn(&Value) -> bool) -> Value {
+    let mut found = Value::Null;
+    wait_until("the request waits", || {
+        let (_, list) = s.get("/v1/requests?status=pending", "demo-bob");
+        found = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| matches(r))
+            .cloned()
+            .unwrap_or(Value::Null);
+        !found.is_null()
+    });
+    found
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,1415 @@
+//! The store conformance suite: every backend must pass the same tests. Each backend module
+//! below opens a fresh store and runs every case in `conformance`.
+
+// Test code: a failed expectation should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod conformance {
+    use chrono::TimeDelta;
+    use jitgate_core::machine::{self, NewIds};
+    use jitgate_core::{
+        Admission, ApiToken, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement,
+        Step, Timestamp,
+    };
+    use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
+    use std::sync::Arc;
+
+    /// What the policy would admit for each test resource: staging is automatic, prod-db
+    /// read needs one sre, prod-api deploy is automatic, action-bound and single-use.
+    fn admission(resource: &str) -> Admission {
+        let steps = if resource == "prod-db" {
+            vec![Step {
+                group: "sre".into(),
+                approvals: 1,
+            }]
+        } else {
+            Vec::new()
+        };
+        let bound = resource == "prod-api";
+        // A request for "escalating-db" calls in the leads after 5 minutes undecided.
+        let escalation = (resource == "escalating-db").then(|| jitgate_core::Escalation {
+            after: DurationSecs(300),
+            groups: vec!["leads".into()],
+        });
+        let steps = if escalation.is_some() {
+            vec![Step {
+                group: "sre".into(),
+                approvals: 1,
+            }]
+        } else {
+            steps
+        };
+        let providers = if resource == "app-db" {
+            vec!["hook".to_string()]
+        } else {
+            Vec::new()
+        };
+        Admission {
+            requirement: Requirement {
+                steps,
+                single_use: bound,
+                action_bound: bound,
+                pending_ttl: DurationSecs(3600),
+                review_groups: Vec::new(),
+                alert: None,
+                providers,
+                escalation,
+            },
+            duration: DurationSecs(60),
+            decided_by: None,
+        }
+    }
+
+    fn t0() -> Timestamp {
+        chrono::DateTime::from_timestamp_millis(1_800_000_000_123).expect("valid time")
+    }
+
+    fn alice() -> Identity {
+        Identity::user("alice", &["dev"])
+    }
+
+    async fn file(store: &dyn Store, n: u32, resource: &str, action: &str, payload: Option<&str>) -> Request {
+        let ask = Ask {
+            resource,
+            action,
+            duration: Some(jitgate_core::DurationSecs(60)),
+            reason: "work",
+            payload,
+            break_glass: false,
+        };
+        let ids = NewIds {
+            request_id: format!("req-{n}"),
+            grant_id: format!("grant-{n}"),
+        };
+        let t = machine::file(&alice(), &ask, admission(resource), ids, t0());
+        store.create_request(&t.request, &t.events).await.expect("stored")
+    }
+
+    /// An automatically approved staging read by `who`, filed at `t0()`.
+    fn staging_read(who: &Identity, request_id: String, grant_id: String) -> machine::Transition {
+        let ask = Ask {
+            resource: "staging-db",
+            action: "read",
+            duration: Some(jitgate_core::DurationSecs(60)),
+            reason: "work",
+            payload: None,
+            break_glass: false,
+        };
+        let ids = NewIds { request_id, grant_id };
+        machine::file(who, &ask, admission("staging-db"), ids, t0())
+    }
+
+    pub async fn round_trip(store: Arc<dyn Store>) {
+        let stored = file(&*store, 1, "staging-db", "read", None).await;
+        let read = store.get_request("req-1").await.unwrap().expect("present");
+        assert_eq!(read, stored);
+        assert_eq!(read.grant.as_ref().unwrap().status, GrantStatus::Active);
+        let by_grant = store.get_request_by_grant("grant-1").await.unwrap().expect("present");
+        assert_eq!(by_grant.id, "req-1");
+        assert!(store.get_request("nope").await.unwrap().is_none());
+        let grants = store.get_grants(&["grant-1".into(), "nope".into()]).await.unwrap();
+        assert_eq!(grants.len(), 1, "only the grant that exists");
+        assert_eq!(Some(&grants[0]), stored.grant.as_ref());
+        assert!(store.get_grants(&[]).await.unwrap().is_empty());
+        assert_eq!(store.active_grants().await.unwrap().len(), 1);
+    }
+
+    pub async fn bulk_insert_is_one_unit(store: Arc<dyn Store>) {
+        let mut batch = Vec::new();
+        for n in 0..50 {
+            let ask = Ask {
+                resource: "staging-db",
+                action: "read",
+                duration: None,
+                reason: "",
+                payload: None,
+                break_glass: false,
+            };
+            let ids = NewIds {
+                request_id: format!("bulk-{n}"),
+                grant_id: format!("bulk-grant-{n}"),
+            };
+            let t = machine::file(&alice(), &ask, admission("staging-db"), ids, t0());
+            batch.push((t.request, t.events));
+        }
+        // A duplicate id makes the whole batch fail, and nothing of it is kept.
+        let mut broken = batch.clone();
+        broken.push(batch[0].clone());
+        assert!(store.create_requests(&broken).await.is_err());
+        assert!(store.get_request("bulk-1").await.unwrap().is_none());
+        store.create_requests(&batch).await.unwrap();
+        assert_eq!(store.active_grants().await.unwrap().len(), 50);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    pub async fn stale_saves_conflict(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let by_bob = machine::approve(&pending, &bob, None, "g-bob".into(), t0()).unwrap();
+        let by_carol = machine::approve(&pending, &carol, None, "g-carol".into(), t0()).unwrap();
+        let saved = store
+            .save_transition(&pending, &by_bob.request, &by_bob.events)
+            .await
+            .unwrap();
+        assert_eq!(saved.version, pending.version + 1);
+        let lost = store
+            .save_transition(&pending, &by_carol.request, &by_carol.events)
+            .await;
+        assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+        let read = store.get_request(&pending.id).await.unwrap().unwrap();
+        assert_eq!(read.grant.as_ref().unwrap().id, "g-bob");
+        let grants = store
+            .list_grants(
+                &GrantFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grants.len(), 1, "exactly one grant issued");
+    }
+
+    pub async fn concurrent_approvals_issue_one_grant(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let mut tasks = Vec::new();
+        for (i, name) in ["bob", "carol"].into_iter().enumerate() {
+            let store = store.clone();
+            let pending = pending.clone();
+            tasks.push(tokio::spawn(async move {
+                let who = Identity::user(name, &["sre"]);
+                let t = machine::approve(&pending, &who, None, format!("g{i}"), t0()).unwrap();
+                store.save_transition(&pending, &t.request, &t.events).await.is_ok()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+        assert_eq!(store.active_grants().await.unwrap().len(), 1);
+    }
+
+    pub async fn single_use_is_consumed_exactly_once(store: Arc<dyn Store>) {
+        let granted = file(&*store, 1, "prod-api", "deploy", Some("deploy v1")).await;
+        let grant = granted.grant.clone().unwrap();
+        assert!(grant.single_use);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let grant = grant.clone();
+            tasks.push(tokio::spawn(async move {
+                let used = machine::used_event(&grant, &format!("svc-{i}"), t0());
+                store.consume_grant(&grant.id, &used, t0()).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "exactly one of 20 concurrent consumers wins");
+        let read = store.get_request(&granted.id).await.unwrap().unwrap();
+        assert_eq!(read.grant.unwrap().status, GrantStatus::Used);
+        let used_events = store
+            .audit_events(&AuditFilter {
+                request_id: Some(granted.id.clone()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event.kind == EventKind::GrantUsed)
+            .count();
+        assert_eq!(used_events, 1);
+    }
+
+    pub async fn expired_grants_cannot_be_consumed(store: Arc<dyn Store>) {
+        let granted = file(&*store, 1, "prod-api", "deploy", Some("deploy v1")).await;
+        let grant = granted.grant.unwrap();
+        let late = grant.expires_at;
+        let used = machine::used_event(&grant, "svc", late);
+        assert!(!store.consume_grant(&grant.id, &used, late).await.unwrap());
+    }
+
+    pub async fn due_requests_follow_the_clock(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let granted = file(&*store, 2, "staging-db", "read", None).await;
+        assert!(store.due_requests(t0(), 100).await.unwrap().is_empty());
+        let grant_end = granted.grant.as_ref().unwrap().expires_at;
+        let due: Vec<String> = store
+            .due_requests(grant_end, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(due, vec![granted.id.clone()]);
+        let due_later = store.due_requests(pending.pending_expires_at, 100).await.unwrap();
+        assert_eq!(due_later.len(), 2);
+        for request in due_later {
+            let settled = machine::settle(&request, pending.pending_expires_at).expect("something is due");
+            store
+                .save_transition(&request, &settled.request, &settled.events)
+                .await
+                .unwrap();
+        }
+        assert!(store
+            .due_requests(pending.pending_expires_at + TimeDelta::hours(1), 100)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.active_grants().await.unwrap().is_empty());
+        let expired = store.get_request(&pending.id).await.unwrap().unwrap();
+        assert_eq!(expired.status, RequestStatus::Expired);
+    }
+
+    pub async fn lists_filter_by_effective_status(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        file(&*store, 2, "staging-db", "read", None).await;
+        let all = RequestFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_requests(&all, t0()).await.unwrap().len(), 2);
+        let pending_now = RequestFilter {
+            status: Some(RequestStatus::Pending),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_requests(&pending_now, t0()).await.unwrap().len(), 1);
+        let later = pending.pending_expires_at;
+        assert!(store.list_requests(&pending_now, later).await.unwrap().is_empty());
+        let expired = RequestFilter {
+            status: Some(RequestStatus::Expired),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_requests(&expired, later).await.unwrap().len(), 1);
+        let page1 = store
+            .list_requests(
+                &RequestFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        let page2 = store
+            .list_requests(
+                &RequestFilter {
+                    limit: 1,
+                    before: Some(page1[0].id.clone()),
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_ne!(page1[0].id, page2[0].id);
+        let active = GrantFilter {
+            status: Some(GrantStatus::Active),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list_grants(&active, t0()).await.unwrap().len(), 1);
+        assert!(store
+            .list_grants(&active, t0() + TimeDelta::hours(2))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn pending_requests_are_counted_per_requester(store: Arc<dyn Store>) {
+        let first = file(&*store, 1, "prod-db", "read", None).await;
+        file(&*store, 2, "prod-db", "read", None).await;
+        file(&*store, 3, "prod-db", "read", None).await;
+        // Approved at once: never pending.
+        file(&*store, 4, "staging-db", "read", None).await;
+        let dave = Identity::user("dave", &["dev"]);
+        let ask = Ask {
+            resource: "prod-db",
+            action: "read",
+            duration: Some(DurationSecs(60)),
+            reason: "work",
+            payload: None,
+            break_glass: false,
+        };
+        let ids = NewIds {
+            request_id: "req-dave".into(),
+            grant_id: "grant-dave".into(),
+        };
+        let daves = machine::file(&dave, &ask, admission("prod-db"), ids, t0());
+        store.create_request(&daves.request, &daves.events).await.unwrap();
+
+        assert_eq!(store.count_pending("alice", t0()).await.unwrap(), 3);
+        assert_eq!(store.count_pending("dave", t0()).await.unwrap(), 1);
+        assert_eq!(store.count_pending("nobody", t0()).await.unwrap(), 0);
+        // A request that is decided or cancelled is no longer pending.
+        let cancelled = machine::cancel(&first, &alice(), t0()).unwrap();
+        store
+            .save_transition(&first, &cancelled.request, &cancelled.events)
+            .await
+            .unwrap();
+        assert_eq!(store.count_pending("alice", t0()).await.unwrap(), 2);
+        // Nor is one past its deadline, whether or not it was settled yet.
+        assert_eq!(store.count_pending("alice", first.pending_expires_at).await.unwrap(), 0);
+    }
+
+    pub async fn grant_lists_page_newest_first(store: Arc<dyn Store>) {
+        // 20 of alice's grants and 5 of bob's, ids in creation order (as UUIDv7 ids are).
+        for n in 10..35u32 {
+            let who = if n < 30 {
+                alice()
+            } else {
+                Identity::user("bob", &["dev"])
+            };
+            let t = staging_read(&who, format!("req-{n}"), format!("grant-{n}"));
+            store.create_request(&t.request, &t.events).await.expect("stored");
+        }
+        async fn all_pages(store: &dyn Store, mut filter: GrantFilter, at: Timestamp) -> Vec<Vec<String>> {
+            let mut pages = Vec::new();
+            loop {
+                let page = store.list_grants(&filter, at).await.unwrap();
+                if page.is_empty() {
+                    return pages;
+                }
+                filter.before = page.last().map(|g| g.id.clone());
+                pages.push(page.into_iter().map(|g| g.id).collect());
+            }
+        }
+        let ids = |range: std::ops::Range<u32>| range.rev().map(|n| format!("grant-{n}")).collect::<Vec<_>>();
+        let pages = all_pages(
+            &*store,
+            GrantFilter {
+                limit: 7,
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [7, 7, 7, 4]);
+        assert_eq!(pages.concat(), ids(10..35), "every grant once, newest first");
+        let bobs = all_pages(
+            &*store,
+            GrantFilter {
+                principal: Some("bob".into()),
+                status: Some(GrantStatus::Active),
+                limit: 2,
+                ..Default::default()
+            },
+            t0(),
+        )
+        .await;
+        assert_eq!(bobs, [ids(33..35), ids(31..33), ids(30..31)]);
+        let expired_later = all_pages(
+            &*store,
+            GrantFilter {
+                status: Some(GrantStatus::Expired),
+                limit: 10,
+                before: Some("grant-20".into()),
+                ..Default::default()
+            },
+            t0() + TimeDelta::hours(1),
+        )
+        .await;
+        assert_eq!(expired_later.concat(), ids(10..20));
+    }
+
+    pub async fn audit_chain_verifies_and_filters(store: Arc<dyn Store>) {
+        for n in 0..30 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.events, 90);
+        let one = store
+            .audit_events(&AuditFilter {
+                request_id: Some("req-7".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 3);
+        let page = store
+            .audit_events(&AuditFilter {
+                after_seq: Some(85),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![86, 87, 88, 89, 90]);
+        let none = store
+            .audit_events(&AuditFilter {
+                principal: Some("mallory".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        // By kind, resource and action, together with paging.
+        file(&*store, 99, "prod-db", "read", None).await;
+        let filed = store
+            .audit_events(&AuditFilter {
+                kind: Some("request.filed".into()),
+                resource: Some("staging-db".into()),
+                action: Some("read".into()),
+                after_seq: Some(30),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(filed.len(), 20, "filings 11 to 30 are after event 30");
+        assert!(filed
+            .iter()
+            .all(|e| e.event.kind == EventKind::RequestFiled && e.event.resource == "staging-db"));
+        let prod = store
+            .audit_events(&AuditFilter {
+                resource: Some("prod-db".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            prod.iter().map(|e| e.event.kind).collect::<Vec<_>>(),
+            vec![EventKind::RequestFiled]
+        );
+    }
+
+    /// Many requests filed at once (SQLite writes them with one commit per group): each is
+    /// answered only once committed, none is lost or doubled, and the chain stays whole; a
+    /// request that cannot be written fails alone.
+    pub async fn concurrent_filings_are_each_committed_once(store: Arc<dyn Store>) {
+        let tasks: Vec<_> = (0..60u32)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let who = Identity::user(&format!("user-{n}"), &["dev"]);
+                    let t = staging_read(&who, format!("req-c{n}"), format!("grant-c{n}"));
+                    store.create_request(&t.request, &t.events).await
+                })
+            })
+            .collect();
+        // One of them reuses an id: it alone fails.
+        let duplicate = {
+            let existing = store.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let ask = Ask {
+                    resource: "staging-db",
+                    action: "read",
+                    duration: Some(jitgate_core::DurationSecs(60)),
+                    reason: "again",
+                    payload: None,
+                    break_glass: false,
+                };
+                let who = Identity::user("user-0", &["dev"]);
+                let ids = NewIds {
+                    request_id: "req-c0".into(),
+                    grant_id: "grant-dup".into(),
+                };
+                let t = machine::file(&who, &ask, admission("staging-db"), ids, t0());
+                existing.create_request(&t.request, &t.events).await
+            })
+        };
+        let mut filed = 0;
+        for task in tasks {
+            task.await.unwrap().unwrap();
+            filed += 1;
+        }
+        let dup = duplicate.await.unwrap();
+        assert_eq!(filed, 60);
+        for n in 0..60 {
+            assert!(
+                store.get_request(&format!("req-c{n}")).await.unwrap().is_some(),
+                "req-c{n}"
+            );
+        }
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        let expected = if dup.is_ok() { 61 } else { 60 } * 3;
+        assert_eq!(report.events, expected, "three events per request, none doubled");
+        assert!(dup.is_err(), "a second request with the same id must fail");
+        assert!(store.get_request_by_grant("grant-dup").await.unwrap().is_none());
+    }
+
+    /// The check index loads from `live_grants`, a page at a time in id order: every active
+    /// grant once, with its fields, and nothing else.
+    pub async fn live_grants_come_in_pages_of_active_grants(store: Arc<dyn Store>) {
+        for n in 0..25 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        file(&*store, 99, "prod-db", "read", None).await; // pending: no grant yet
+                                                          // Names holding the separators a store may pack rows with (SQLite: char(30) between
+                                                          // grants, char(31) between fields), one shaped to pass for a second grant: each must
+                                                          // come back as stored, and no grant may appear that was never issued.
+                                                          // Packed naively, this row splits into two well-formed grants, the second mallory's.
+        let (forged_resource, forged_action) = (
+            "r\u{1f}a\u{1f}\u{1f}0\u{1f}0\u{1f}1",
+            "99999999999999\u{1e}grant-forged\u{1f}mallory\u{1f}prod-db\u{1f}admin",
+        );
+        file(&*store, 26, forged_resource, forged_action, None).await;
+        file(&*store, 98, "y\u{1f}z", "read", None).await; // a page of its own: "grant-98" sorts last
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.live_grants(after.as_deref(), 10).await.unwrap();
+            assert!(page.len() <= 10);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            seen.extend(page);
+        }
+        let ids: Vec<&str> = seen.iter().map(|g| g.id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "in id order, each once");
+        assert_eq!(ids.len(), 27);
+        assert!(!ids.contains(&"grant-forged"));
+        let named = |id: &str| {
+            let g = seen.iter().find(|g| g.id == id).unwrap();
+            (g.principal.clone(), g.resource.clone(), g.action.clone())
+        };
+        assert_eq!(
+            named("grant-26"),
+            (
+                "alice".to_string(),
+                forged_resource.to_string(),
+                forged_action.to_string()
+            )
+        );
+        assert_eq!(named("grant-98").1, "y\u{1f}z");
+        let full = store
+            .get_request_by_grant("grant-7")
+            .await
+            .unwrap()
+            .unwrap()
+            .grant
+            .unwrap();
+        let live = seen.iter().find(|g| g.id == "grant-7").unwrap();
+        assert_eq!(
+            (live.principal.as_str(), live.resource.as_str(), live.action.as_str()),
+            (full.principal.as_str(), full.resource.as_str(), full.action.as_str())
+        );
+        assert_eq!(live.expires_at_ms, full.expires_at.timestamp_millis());
+        assert_eq!(live.starts_at_ms, full.starts_at.timestamp_millis());
+        assert_eq!(live.single_use, full.single_use);
+    }
+
+    pub async fn archiving_keeps_the_log_verifiable(store: Arc<dyn Store>) {
+        use jitgate_core::audit::Checkpoint;
+        for n in 0..10 {
+            file(&*store, n, "staging-db", "read", None).await;
+        }
+        let event_at = |seq: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .audit_events(&AuditFilter {
+                        after_seq: Some(seq - 1),
+                        limit: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .remove(0)
+            }
+        };
+        let checkpoint = |e: &jitgate_core::AuditEvent| Checkpoint {
+            seq: e.seq,
+            hash: e.hash.clone(),
+            at: e.event.at,
+            signature: "signed".into(),
+        };
+        for seq in [6, 12, 30] {
+            store.add_checkpoint(&checkpoint(&event_at(seq).await)).await.unwrap();
+        }
+        let archived = |through: i64| jitgate_core::NewEvent {
+            kind: EventKind::AuditArchived,
+            at: t0(),
+            actor: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            subject: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            request_id: None,
+            grant_id: None,
+            resource: String::new(),
+            action: String::new(),
+            comment: Some(format!("events 1 to {through}")),
+        };
+        // Not at a checkpoint, and not the head: refused, nothing changes.
+        for through in [7, 30] {
+            let refused = store.archive_audit_through(through, &archived(through)).await;
+            assert!(matches!(refused, Err(StoreError::Refused(_))), "{through}: {refused:?}");
+        }
+        assert_eq!(store.audit_head().await.unwrap(), 30);
+
+        assert_eq!(store.archive_audit_through(12, &archived(12)).await.unwrap(), 12);
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.archived_through, Some(12));
+        assert_eq!(report.events, 19, "13 to 30, and the archive's own event");
+        assert_eq!(
+            store
+                .checkpoints()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.seq)
+                .collect::<Vec<_>>(),
+            vec![12, 30],
+            "the anchor stays"
+        );
+        // The chain goes on from the newest event.
+        file(&*store, 50, "staging-db", "read", None).await;
+        assert_eq!(store.audit_head().await.unwrap(), 34);
+        assert!(store.verify_audit().await.unwrap().ok);
+        // Requests outlive their archived events.
+        assert!(store.get_request("req-0").await.unwrap().is_some());
+    }
+
+    pub async fn tokens_are_kept_by_hash_and_revoked_once(store: Arc<dyn Store>) {
+        let token = ApiToken {
+            id: "tok_1".into(),
+            hash: hex_of("jgt_secret"),
+            principal: "svc-billing".into(),
+            groups: vec!["billing".into()],
+            service: true,
+            label: Some("billing checks".into()),
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: Some(t0() + TimeDelta::hours(1)),
+            revoked_at: None,
+            revoked_by: None,
+        };
+        store.create_token(&token, &token.created_event()).await.unwrap();
+        // The same hash twice is refused: a token identifies exactly one record.
+        let twin = ApiToken {
+            id: "tok_2".into(),
+            ..token.clone()
+        };
+        assert!(store.create_token(&twin, &twin.created_event()).await.is_err());
+        assert_eq!(store.list_tokens().await.unwrap(), vec![token.clone()]);
+
+        // Revoked exactly once, even when two admins race.
+        let (revoked, event) = token.revoke("admin", t0() + TimeDelta::minutes(5));
+        let (a, b) = tokio::join!(
+            store.revoke_token(&revoked, &event),
+            store.revoke_token(&revoked, &event)
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(a.err().or(b.err()), Some(StoreError::Conflict)));
+        let listed = store.list_tokens().await.unwrap();
+        assert_eq!(listed, vec![revoked]);
+        assert_eq!(listed[0].status(t0()), jitgate_core::TokenStatus::Revoked);
+
+        let kinds: Vec<EventKind> = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(kinds, vec![EventKind::TokenCreated, EventKind::TokenRevoked]);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    pub async fn the_outbox_follows_the_grant(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.clone().unwrap();
+        // Issued: provisioning due now, deprovisioning due at the grant's end.
+        let due = store.due_outbox(t0(), 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Provision]);
+        assert_eq!(due[0].provider, "hook");
+        let at_end = store.due_outbox(grant.expires_at, 10).await.unwrap();
+        assert_eq!(
+            at_end.iter().map(|i| i.operation).collect::<Vec<_>>(),
+            vec![Provision, Deprovision]
+        );
+        // A failed attempt moves the item later; a completed one is never due again.
+        let later = t0() + TimeDelta::seconds(5);
+        store.retry_outbox(due[0].id, later, "down", None).await.unwrap();
+        assert!(store.due_outbox(t0(), 10).await.unwrap().is_empty());
+        let retried = store.due_outbox(later, 10).await.unwrap();
+        assert_eq!(
+            (retried[0].attempts, retried[0].last_error.as_deref()),
+            (1, Some("down"))
+        );
+        store.complete_outbox(due[0].id, later, None).await.unwrap();
+        assert!(store.due_outbox(later, 10).await.unwrap().is_empty());
+        // Extended: the deprovisioning moves with the end. Revoked: it is due at once.
+        let alice = alice();
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let extended = machine::extend(&issued, &alice, DurationSecs(60), "more", limits, t0()).unwrap();
+        let issued = store
+            .save_transition(&issued, &extended.request, &extended.events)
+            .await
+            .unwrap();
+        // ... and provisioning is due again at once, so targets learn the new end.
+        let rearmed = store.due_outbox(grant.expires_at, 10).await.unwrap();
+        assert_eq!(
+            rearmed.iter().map(|i| (i.operation, i.attempts)).collect::<Vec<_>>(),
+            vec![(Provision, 0)]
+        );
+        assert_eq!(
+            rearmed[0].idempotency_key(1),
+            format!("{}:hook:provision:ext1", grant.id)
+        );
+        store.complete_outbox(rearmed[0].id, t0(), None).await.unwrap();
+        assert!(store.due_outbox(grant.expires_at, 10).await.unwrap().is_empty());
+        let new_end = issued.grant.clone().unwrap().expires_at;
+        assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
+        let revoked_at = t0() + TimeDelta::seconds(10);
+        let revoked = machine::revoke(&issued, &alice, None, revoked_at).unwrap();
+        store
+            .save_transition(&issued, &revoked.request, &revoked.events)
+            .await
+            .unwrap();
+        let due = store.due_outbox(revoked_at, 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
+        let states = store.outbox_states(&[grant.id.clone(), "other".into()]).await.unwrap();
+        let status = jitgate_core::outbox::provider_status(&states);
+        assert_eq!((status.len(), status[0].status), (1, "provisioned"));
+        // A grant without providers owes nothing.
+        file(&*store, 2, "staging-db", "read", None).await;
+        assert_eq!(store.due_outbox(new_end, 10).await.unwrap().len(), 1);
+    }
+
+    pub async fn credentials_are_handed_out_once(store: Arc<dyn Store>) {
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            let id = grant.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store.claim_handout(&id, "pg", t0()).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1, "exactly one of 20 concurrent claims wins");
+        assert!(!store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
+        // Another provider's credentials are claimed on their own.
+        assert!(store.claim_handout(&grant.id, "pg-replica", t0()).await.unwrap());
+        // A claim given back (its credentials could not be made) can be won again, once.
+        store.release_handout(&grant.id, "pg").await.unwrap();
+        assert!(store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
+        assert!(!store.claim_handout(&grant.id, "pg", t0()).await.unwrap());
+    }
+
+    pub async fn reminders_and_notification_cursors(store: Arc<dyn Store>) {
+        let issued = file(&*store, 1, "app-db", "read", None).await;
+        let grant = issued.grant.clone().unwrap();
+        let lead = TimeDelta::seconds(10);
+        let reminder = |at| jitgate_core::NewEvent {
+            kind: EventKind::GrantExpiring,
+            at,
+            actor: "system".into(),
+            subject: "alice".into(),
+            request_id: Some(issued.id.clone()),
+            grant_id: Some(grant.id.clone()),
+            resource: "app-db".into(),
+            action: "read".into(),
+            comment: None,
+        };
+        // Not yet within the lead; then due; a grant shorter than twice the lead never is.
+        assert!(store.grants_to_remind(t0(), lead, 10).await.unwrap().is_empty());
+        let soon = grant.expires_at - TimeDelta::seconds(5);
+        let due = store.grants_to_remind(soon, lead, 10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+            vec![grant.id.as_str()]
+        );
+        assert!(store
+            .grants_to_remind(soon, TimeDelta::seconds(40), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(
+            store
+                .grants_to_remind(grant.expires_at, lead, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "ended"
+        );
+        // Reminded once, by whoever gets there first.
+        let head = store.audit_head().await.unwrap();
+        assert!(store.mark_reminded(&grant.id, &reminder(soon)).await.unwrap());
+        assert!(!store.mark_reminded(&grant.id, &reminder(soon)).await.unwrap());
+        assert_eq!(
+            store.audit_head().await.unwrap(),
+            head + 1,
+            "one event for one reminder"
+        );
+        assert!(store.grants_to_remind(soon, lead, 10).await.unwrap().is_empty());
+        // Extended: the new end is reminded of again.
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let extended = machine::extend(&issued, &alice(), DurationSecs(60), "more", limits, soon).unwrap();
+        let issued = store
+            .save_transition(&issued, &extended.request, &extended.events)
+            .await
+            .unwrap();
+        let new_end = issued.grant.unwrap().expires_at;
+        assert_eq!(
+            store
+                .grants_to_remind(new_end - TimeDelta::seconds(5), lead, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        assert_eq!(store.notification_cursor("slack").await.unwrap(), None);
+        store.set_notification_cursor("slack", 5).await.unwrap();
+        store.set_notification_cursor("slack", 9).await.unwrap();
+        store.set_notification_cursor("hook", 2).await.unwrap();
+        assert_eq!(store.notification_cursor("slack").await.unwrap(), Some(9));
+        assert_eq!(store.notification_cursor("hook").await.unwrap(), Some(2));
+    }
+
+    pub async fn escalation_falls_due_once(store: Arc<dyn Store>) {
+        let pending = file(&*store, 1, "escalating-db", "write", None).await;
+        assert_eq!(pending.status, RequestStatus::Pending);
+        let at = t0() + TimeDelta::seconds(300);
+        assert!(store
+            .due_requests(at - TimeDelta::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let due = store.due_requests(at, 10).await.unwrap();
+        assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["req-1"]);
+        let escalated = machine::settle(&due[0], at).unwrap();
+        let saved = store
+            .save_transition(&due[0], &escalated.request, &escalated.events)
+            .await
+            .unwrap();
+        assert_eq!(saved.escalated_at, Some(at));
+        assert!(
+            store
+                .due_requests(at + TimeDelta::seconds(1), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+        let read = store.get_request("req-1").await.unwrap().unwrap();
+        assert_eq!(read.escalated_at, Some(at));
+        assert_eq!(read.requirement.escalation.unwrap().groups, vec!["leads"]);
+    }
+
+    /// Transitions saved at once (SQLite writes them with one statement per kind of change for
+    /// the group): each is committed with its grant's and providers' changes, and a stale one
+    /// among them fails alone.
+    pub async fn concurrent_transitions_are_each_committed_once(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::Deprovision;
+        let mut filed = Vec::new();
+        for n in 200..230 {
+            filed.push(file(&*store, n, "app-db", "read", None).await);
+        }
+        let at = t0() + TimeDelta::seconds(30);
+        let revoke = |request: &Request, comment: &str| {
+            let t = machine::revoke(request, &alice(), Some(comment.into()), at).unwrap();
+            let (store, previous) = (store.clone(), request.clone());
+            tokio::spawn(async move { store.save_transition(&previous, &t.request, &t.events).await })
+        };
+        // The first request twice from the same version: one of the two must lose.
+        let mut tasks: Vec<_> = filed.iter().map(|r| revoke(r, "done")).collect();
+        tasks.push(revoke(&filed[0], "twice"));
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let twice = [results[0].is_ok(), results[30].is_ok()];
+        assert_eq!(
+            twice.iter().filter(|ok| **ok).count(),
+            1,
+            "{:?} {:?}",
+            results[0],
+            results[30]
+        );
+        assert!(matches!(
+            results[0].as_ref().err().or(results[30].as_ref().err()),
+            Some(StoreError::Conflict)
+        ));
+        assert!(results[1..30].iter().all(Result::is_ok), "{results:?}");
+        for request in &filed {
+            let read = store.get_request(&request.id).await.unwrap().unwrap();
+            let grant = read.grant.unwrap();
+            assert_eq!(grant.status, GrantStatus::Revoked, "{}", request.id);
+            assert_eq!(grant.ended_at, Some(at));
+            assert_eq!(read.version, request.version + 1);
+        }
+        assert!(store.active_grants().await.unwrap().is_empty());
+        // Every grant's deprovisioning moved up to its revocation.
+        let due = store
+            .lease_outbox(at, "w", at + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        assert_eq!(due.iter().filter(|i| i.operation == Deprovision).count(), 30, "{due:?}");
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+        let revoked = store
+            .audit_events(&AuditFilter {
+                kind: Some("grant.revoked".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), 30, "one event per revocation, none for the loser");
+    }
+
+    /// A grant revoked while its provisioning is being delivered: its deprovisioning is due at
+    /// once, but no worker gets it until the provisioning is done, so it cannot overtake it
+    /// and leave the target provisioned after the end.
+    pub async fn a_deprovisioning_never_overtakes_its_provisioning(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let request = file(&*store, 1, "app-db", "read", None).await;
+        let lease = TimeDelta::seconds(30);
+        let provisioning = store.lease_outbox(t0(), "a", t0() + lease, 10).await.unwrap();
+        assert_eq!(provisioning.len(), 1);
+        assert_eq!(provisioning[0].operation, Provision);
+        let at = t0() + TimeDelta::seconds(1);
+        let t = machine::revoke(&request, &alice(), None, at).unwrap();
+        store.save_transition(&request, &t.request, &t.events).await.unwrap();
+        for holder in ["a", "b"] {
+            let due = store.lease_outbox(at, holder, at + lease, 10).await.unwrap();
+            assert!(due.is_empty(), "{holder} got {due:?} while the provisioning is out");
+        }
+        store.complete_outbox(provisioning[0].id, at, None).await.unwrap();
+        let due = store.lease_outbox(at, "b", at + lease, 10).await.unwrap();
+        assert_eq!(due.iter().map(|i| i.operation).collect::<Vec<_>>(), vec![Deprovision]);
+    }
+
+    /// Transitions that do not conflict, saved at once, go through the batched statements
+    /// together: extensions (new end, reminder cleared, provisioning due again) beside
+    /// revocations (deprovisioning due at once), each as asked.
+    pub async fn concurrent_extensions_and_revocations_are_saved_together(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::{Deprovision, Provision};
+        let mut filed = Vec::new();
+        for n in 300..320 {
+            filed.push(file(&*store, n, "app-db", "read", None).await);
+        }
+        // Provisioned, and every holder already reminded of the first end.
+        let leased = store
+            .lease_outbox(t0(), "w", t0() + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 20);
+        for item in leased {
+            store.complete_outbox(item.id, t0(), None).await.unwrap();
+        }
+        for r in &filed {
+            let g = r.grant.as_ref().unwrap();
+            let reminder = jitgate_core::NewEvent {
+                kind: EventKind::GrantExpiring,
+                at: t0(),
+                actor: "system".into(),
+                subject: g.principal.clone(),
+                request_id: Some(r.id.clone()),
+                grant_id: Some(g.id.clone()),
+                resource: g.resource.clone(),
+                action: g.action.clone(),
+                comment: None,
+            };
+            assert!(store.mark_reminded(&g.id, &reminder).await.unwrap());
+        }
+        let at = t0() + TimeDelta::seconds(10);
+        let limits = machine::ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(3600),
+        };
+        let tasks: Vec<_> = filed
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let t = if n % 2 == 0 {
+                    machine::extend(r, &alice(), DurationSecs(60), "more", limits, at).unwrap()
+                } else {
+                    machine::revoke(r, &alice(), None, at).unwrap()
+                };
+                let (store, previous) = (store.clone(), r.clone());
+                tokio::spawn(async move { store.save_transition(&previous, &t.request, &t.events).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let new_end = filed[0].grant.as_ref().unwrap().expires_at + TimeDelta::seconds(60);
+        for (n, r) in filed.iter().enumerate() {
+            let g = store.get_request(&r.id).await.unwrap().unwrap().grant.unwrap();
+            if n % 2 == 0 {
+                assert_eq!(
+                    (g.status, g.extensions, g.expires_at),
+                    (GrantStatus::Active, 1, new_end)
+                );
+            } else {
+                assert_eq!((g.status, g.ended_at), (GrantStatus::Revoked, Some(at)));
+            }
+        }
+        // Extended grants' provisioning is due again; revoked grants' deprovisioning now.
+        let due = store
+            .lease_outbox(at, "w2", at + TimeDelta::seconds(30), 100)
+            .await
+            .unwrap();
+        let count = |operation| due.iter().filter(|i| i.operation == operation).count();
+        assert_eq!((count(Provision), count(Deprovision)), (10, 10), "{due:?}");
+        // The new ends are reminded of again; the revoked grants never.
+        let lead = TimeDelta::seconds(10);
+        let reminded = store
+            .grants_to_remind(new_end - TimeDelta::seconds(5), lead, 100)
+            .await
+            .unwrap();
+        assert_eq!(reminded.len(), 10, "{reminded:?}");
+        assert!(reminded.iter().all(|g| g.extensions == 1));
+        let report = store.verify_audit().await.unwrap();
+        assert!(report.ok, "{report:?}");
+    }
+
+    pub async fn background_work_is_leased_to_one_worker_at_a_time(store: Arc<dyn Store>) {
+        use jitgate_core::outbox::OutboxOperation::Provision;
+        file(&*store, 1, "app-db", "read", None).await;
+        let lease = TimeDelta::seconds(30);
+        // Two workers at once: one gets the provisioning, the other nothing.
+        let (first, second) = tokio::join!(
+            store.lease_outbox(t0(), "a", t0() + lease, 10),
+            store.lease_outbox(t0(), "b", t0() + lease, 10)
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.len() + second.len(), 1, "{first:?} {second:?}");
+        let holder = if first.is_empty() { "b" } else { "a" };
+        let other = if holder == "a" { "b" } else { "a" };
+        let item = first.into_iter().chain(second).next().unwrap();
+        assert_eq!(item.operation, Provision);
+        let soon = t0() + TimeDelta::seconds(29);
+        assert!(store
+            .lease_outbox(soon, other, t0() + lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Nor does its holder get it twice while delivering it.
+        assert!(store
+            .lease_outbox(soon, holder, t0() + lease, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // The same worker, restarted in its own place, gives up its leases and takes the item
+        // back at once.
+        assert_eq!(store.release_outbox_leases(other).await.unwrap(), 0);
+        assert_eq!(store.release_outbox_leases(holder).await.unwrap(), 1);
+        assert_eq!(
+            store.lease_outbox(soon, holder, t0() + lease, 10).await.unwrap().len(),
+            1
+        );
+        // Its worker died: when the lease runs out, another takes it over.
+        let later = t0() + lease;
+        let taken = store.lease_outbox(later, other, later + lease, 10).await.unwrap();
+        assert_eq!(taken.iter().map(|i| i.id).collect::<Vec<_>>(), vec![item.id]);
+        // A failed attempt ends the lease: due again at its retry time, for anyone.
+        let retry_at = later + TimeDelta::seconds(1);
+        store.retry_outbox(item.id, retry_at, "down", None).await.unwrap();
+        assert_eq!(
+            store
+                .lease_outbox(retry_at, "c", retry_at + lease, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store.complete_outbox(item.id, retry_at, None).await.unwrap();
+        let day = later + TimeDelta::days(1);
+        let due = store.lease_outbox(day, "c", day + lease, 10).await.unwrap();
+        assert!(due.iter().all(|i| i.id != item.id), "done is never due again: {due:?}");
+
+        // A notification sink: one holder at a time, renewed by its holder, taken over after.
+        store.set_notification_cursor("slack", 0).await.unwrap();
+        let until = t0() + TimeDelta::seconds(10);
+        assert!(store.lease_sink("slack", "replica-a", t0(), until).await.unwrap());
+        assert!(!store
+            .lease_sink("slack", "replica-b", t0() + TimeDelta::seconds(5), until)
+            .await
+            .unwrap());
+        let renewed = t0() + TimeDelta::seconds(15);
+        assert!(store
+            .lease_sink("slack", "replica-a", t0() + TimeDelta::seconds(5), renewed)
+            .await
+            .unwrap());
+        assert!(!store
+            .lease_sink("slack", "replica-b", t0() + TimeDelta::seconds(12), renewed)
+            .await
+            .unwrap());
+        assert!(store
+            .lease_sink("slack", "replica-b", renewed, renewed + TimeDelta::seconds(10))
+            .await
+            .unwrap());
+    }
+
+    /// A single-use grant filed through `store`, for the replica tests.
+    pub async fn file_for_replicas(store: &dyn Store) -> Request {
+        file(store, 1, "prod-api", "deploy", Some("v1")).await
+    }
+
+    /// Consume the request's single-use grant; its id.
+    pub async fn use_up(store: &dyn Store, request: &Request) -> String {
+        let grant = request.grant.clone().unwrap();
+        let used = machine::used_event(&grant, "svc", t0());
+        assert!(store.consume_grant(&grant.id, &used, t0()).await.unwrap());
+        grant.id
+    }
+
+    pub async fn rotate_key(store: &dyn Store) {
+        let key = jitgate_core::keys::SigningKeyRecord {
+            kid: "key-replica".into(),
+            algorithm: "EdDSA".into(),
+            private_der_hex: "00".into(),
+            public_jwk: "{}".into(),
+            created_at: t0(),
+            retired_at: None,
+            publish_until: None,
+        };
+        store
+            .rotate_signing_key(&key, &key.created_event("admin"))
+            .await
+            .unwrap();
+    }
+
+    pub async fn add_token(store: &dyn Store) {
+        let token = ApiToken {
+            id: "tok-replica".into(),
+            hash: hex_of("jgt_replica"),
+            principal: "svc".into(),
+            groups: vec![],
+            service: true,
+            label: None,
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        store.create_token(&token, &token.created_event()).await.unwrap();
+    }
+
+    fn hex_of(token: &str) -> String {
+        jitgate_core::token::token_hash(token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Every case of the suite, handed to `$then!($args; case, ...)`: one list for both backends.
+macro_rules! all_cases {
+    ($then:ident!($($args:tt)*)) => {
+        $then!($($args)*;
+            round_trip,
+            bulk_insert_is_one_unit,
+            stale_saves_conflict,
+            concurrent_approvals_issue_one_grant,
+            concurrent_transitions_are_each_committed_once,
+            concurrent_extensions_and_revocations_are_saved_together,
+            single_use_is_consumed_exactly_once,
+            expired_grants_cannot_be_consumed,
+            due_requests_follow_the_clock,
+            lists_filter_by_effective_status,
+            pending_requests_are_counted_per_requester,
+            grant_lists_page_newest_first,
+            audit_chain_verifies_and_filters,
+            archiving_keeps_the_log_verifiable,
+            concurrent_filings_are_each_committed_once,
+            live_grants_come_in_pages_of_active_grants,
+            tokens_are_kept_by_hash_and_revoked_once,
+            the_outbox_follows_the_grant,
+            credentials_are_handed_out_once,
+            reminders_and_notification_cursors,
+            escalation_falls_due_once,
+            background_work_is_leased_to_one_worker_at_a_time,
+            a_deprovisioning_never_overtakes_its_provisioning,
+        );
+    };
+}
+
+/// One test per case, each on a store of its own.
+macro_rules! conformance_suite {
+    ($open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $open.await;
+                conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// For tests helpers shared with the CLI's end-to-end tests.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[allow(dead_code)]
+#[path = "../../../edges/cli/tests/end_to_end/support/postgres.rs"]
+mod pg;
+
+mod sqlite {
+    use super::conformance;
+    use jitgate_store::{SqliteStore, Store};
+    use std::sync::Arc;
+
+    async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("jitgate.db");
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path"))
+            .await
+            .expect("open sqlite");
+        (Arc::new(store), dir)
+    }
+
+    all_cases!(conformance_suite!(open()));
+
+    /// Counting a requester's pending requests (at every filing that would wait) reads the
+    /// index of pending requests, never every request the requester filed.
+    #[tokio::test]
+    async fn pending_requests_are_counted_from_their_index() {
+        let (_store, dir) = open().await;
+        let path = dir.path().join("jitgate.db");
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM requests WHERE requester = ? AND status = 'pending' AND pending_expires_at > ?",
+        )
+        .bind("alice")
+        .bind(0_i64)
+        .fetch_all(&raw)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|step| step.3)
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX requests_pending_by_requester")),
+            "{plan:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_everything_and_detects_tampering() {
+        let (store, dir) = open().await;
+        conformance::round_trip(store.clone()).await;
+        drop(store);
+        let path = dir.path().join("jitgate.db");
+        let reopened = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert!(reopened.get_request("req-1").await.unwrap().is_some());
+        assert!(reopened.verify_audit().await.unwrap().ok);
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let report = reopened.verify_audit().await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_bad_seq, Some(2));
+    }
+}
+
+/// The same cases on a real PostgreSQL: one throwaway server (scripts/test-postgres.sh) for
+/// the whole suite, a fresh database for each case, one after the other.
+mod postgres {
+    use super::conformance;
+    use super::pg::{Postgres, SUPERUSER_PASSWORD};
+    use jitgate_store::{PostgresStore, Store};
+    use std::sync::Arc;
+
+    macro_rules! one_by_one {
+        ($server:expr; $($case:ident),* $(,)?) => {
+            $(
+                let database = stringify!($case);
+                $server.admin("postgres", &format!("CREATE DATABASE {database}"));
+                let url = $server.url("postgres", SUPERUSER_PASSWORD, database);
+                let store = PostgresStore::open(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("open {url}: {e}"));
+                let store: Arc<dyn Store> = Arc::new(store);
+                eprintln!("postgres: {database}");
+                conformance::$case(store).await;
+            )*
+        };
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_case_on_postgres() {
+        let server = Postgres::start();
+        all_cases!(one_by_one!(server));
+        changes_reach_the_other_replicas_when_they_commit(&server).await;
+    }
+
+    async fn next_change(feed: &mut Box<dyn jitgate_store::ChangeFeed>) -> jitgate_store::Change {
+        tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .expect("a change within 5 s")
+            .unwrap()
+    }
+
+    /// Two stores on one database, as two replicas: what one commits, the other hears of.
+    async fn changes_reach_the_other_replicas_when_they_commit(server: &Postgres) {
+        use jitgate_store::Change;
+        server.admin("postgres", "CREATE DATABASE replicas");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "replicas");
+        let one: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        let mut feed = other
+            .change_feed()
+            .await
+            .unwrap()
+            .expect("PostgreSQL has a change feed");
+        let filed = conformance::file_for_replicas(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Request(filed.id.clone()));
+        let grant = conformance::use_up(&*one, &filed).await;
+        assert_eq!(next_change(&mut feed).await, Change::Grant(grant));
+        conformance::add_token(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Tokens);
+        conformance::rotate_key(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::Keys);
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_naming_the_form() {
+        let error = jitgate_store::open("postgresql//nowhere").await.err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+            "{error}"
+        );
+    }
+}
