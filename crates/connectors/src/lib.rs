@@ -23,6 +23,7 @@ macro_rules! kinds {
 pub mod audit_sinks;
 pub mod config;
 pub mod delivery;
+pub mod entry;
 pub mod fetch;
 pub mod notify;
 pub mod providers;

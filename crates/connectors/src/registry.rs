@@ -4,47 +4,17 @@
 //! [`Providers`], [`Notifier`] and audit sinks, checking what every kind shares (names given
 //! once, timeouts, formats) and leaving the rest to the kind's builder.
 
-use crate::config::{duration, At, AuditConfig, AuditSinkConfig, NotifyConfig, NotifySinkConfig, ProviderConfig};
+use crate::config::{duration, At, AuditConfig, AuditSinkConfig, NotifyConfig, ProviderConfig};
 use crate::{audit_sinks, notify, providers};
 use jitgate_service::audit::sinks::{Format, Sink};
 use jitgate_service::audit::{AuditKeys, AuditSettings};
-use jitgate_service::connectors::{AuditSink, NotificationSink, Provider};
+use jitgate_service::connectors::{NotificationSink, Provider};
 use jitgate_service::notify::Notifier;
 use jitgate_service::provision::Providers;
-use std::time::Duration;
 
-/// A `[[providers]]` entry, as its kind's builder gets it.
-pub struct ProviderEntry<'a> {
-    pub config: &'a ProviderConfig,
-    /// `timeout`, checked.
-    pub timeout: Duration,
-    /// Names a key of this entry in errors: `providers[N].key`.
-    pub at: At<'a>,
-    /// One HTTP client shared by every connector that posts.
-    pub http: &'a reqwest::Client,
-}
-
-/// A `[[notify.sinks]]` entry, as its kind's builder gets it.
-pub struct NotifySinkEntry<'a> {
-    pub config: &'a NotifySinkConfig,
-    /// `timeout`, checked.
-    pub timeout: Duration,
-    /// Names a key of this entry in errors: `notify.sinks[N].key`.
-    pub at: At<'a>,
-    pub http: &'a reqwest::Client,
-}
-
-/// An `[[audit.sinks]]` entry, as its kind's builder gets it (`name`, `format` and `start`
-/// are checked already).
-pub struct AuditSinkEntry<'a> {
-    pub config: &'a AuditSinkConfig,
-    /// Names a key of this entry in errors: `audit.sinks[N].key`.
-    pub at: At<'a>,
-}
-
-pub type ProviderBuilder = fn(&ProviderEntry<'_>) -> Result<Box<dyn Provider>, String>;
-pub type NotifySinkBuilder = fn(&NotifySinkEntry<'_>) -> Result<Box<dyn NotificationSink>, String>;
-pub type AuditSinkBuilder = fn(&AuditSinkEntry<'_>) -> Result<Box<dyn AuditSink>, String>;
+pub use crate::entry::{
+    AuditSinkBuilder, AuditSinkEntry, NotifySinkBuilder, NotifySinkEntry, ProviderBuilder, ProviderEntry,
+};
 
 /// The connector kinds a server knows, by the `kind` its config gives.
 pub struct Registry {
@@ -259,7 +229,7 @@ mod tests {
         let at = |key: &str| format!("providers[0].{key}");
         let entry = ProviderEntry {
             config: &configs[0],
-            timeout: Duration::from_secs(5),
+            timeout: std::time::Duration::from_secs(5),
             at: &at,
             http: &reqwest::Client::new(),
         };

@@ -165,6 +165,22 @@ fn named_paths(text: &str) -> Vec<Vec<String>> {
             paths.push(path_of(rest));
         }
     }
+    // A module brought in by name (`use crate::{providers, notify};`) is then used without
+    // `crate::` (`providers::webhook::build`): follow those paths too.
+    let imported: BTreeSet<String> = paths.iter().filter(|p| p.len() == 1).map(|p| p[0].clone()).collect();
+    for name in imported {
+        let needle = format!("{name}::");
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find(&needle) {
+            let before = rest[..at].chars().last();
+            let after = &rest[at..];
+            rest = &rest[at + needle.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue; // part of a longer path (`crate::name::`, `other_name::`)
+            }
+            paths.push(path_of(after));
+        }
+    }
     paths
 }
 
@@ -296,6 +312,16 @@ fn the_import_reader_sees_groups_and_skips_comments() {
             vec!["app".to_string(), "App".to_string()],
             vec!["auth".to_string()],
             vec!["metrics".to_string(), "Format".to_string(), "Json".to_string()],
+        ]
+    );
+    // A module imported by name and used without `crate::` is followed.
+    let text = "use crate::{providers, notify};\nfn f() { providers::webhook::build(); x_providers::y(); }";
+    assert_eq!(
+        named_paths(text),
+        vec![
+            vec!["providers".to_string()],
+            vec!["notify".to_string()],
+            vec!["providers".to_string(), "webhook".to_string(), "build".to_string()],
         ]
     );
 }

@@ -2,7 +2,7 @@
 //! cursor moves. At start it reads its last line and skips what it already holds, so a
 //! restart does not write an event twice.
 
-use crate::registry::AuditSinkEntry;
+use crate::entry::AuditSinkEntry;
 use async_trait::async_trait;
 use jitgate_service::connectors::{AuditLine, AuditSink};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -3,7 +3,7 @@
 
 use crate::config::{duration, hmac_secret, http_url, value_or_env};
 use crate::delivery::{post, signature};
-use crate::registry::AuditSinkEntry;
+use crate::entry::AuditSinkEntry;
 use async_trait::async_trait;
 use jitgate_service::connectors::{AuditLine, AuditSink};
 use jitgate_service::now;

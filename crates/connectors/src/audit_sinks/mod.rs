@@ -5,7 +5,7 @@
 
 kinds! {
     /// The audit sink kinds jitgate ships.
-    pub const KINDS: &[(&str, crate::registry::AuditSinkBuilder)] = {
+    pub const KINDS: &[(&str, crate::entry::AuditSinkBuilder)] = {
         "file" => file,
         "stdout" => stdout,
         "http" => http,

@@ -1,6 +1,6 @@
 //! The stdout sink: one line per event on standard output, for a log collector.
 
-use crate::registry::AuditSinkEntry;
+use crate::entry::AuditSinkEntry;
 use async_trait::async_trait;
 use jitgate_service::connectors::{AuditLine, AuditSink};
 use std::io::Write;

@@ -4,7 +4,7 @@
 
 kinds! {
     /// The notification sink kinds jitgate ships.
-    pub const KINDS: &[(&str, crate::registry::NotifySinkBuilder)] = {
+    pub const KINDS: &[(&str, crate::entry::NotifySinkBuilder)] = {
         "slack" => slack,
         "webhook" => webhook,
     };

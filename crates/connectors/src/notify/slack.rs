@@ -2,7 +2,7 @@
 
 use crate::config::http_url;
 use crate::delivery::post_json;
-use crate::registry::NotifySinkEntry;
+use crate::entry::NotifySinkEntry;
 use async_trait::async_trait;
 use jitgate_policy::Policy;
 use jitgate_service::connectors::{Failure, Message, NotificationSink};

@@ -2,7 +2,7 @@
 
 use crate::config::{hmac_secret, http_url, value_or_env};
 use crate::delivery::{post_json, signature};
-use crate::registry::NotifySinkEntry;
+use crate::entry::NotifySinkEntry;
 use async_trait::async_trait;
 use jitgate_policy::Policy;
 use jitgate_service::connectors::{Failure, Message, NotificationSink};

@@ -1,7 +1,7 @@
 //! The exec provider: each provisioning and deprovisioning runs a command, with the JSON body
 //! on its standard input and the essentials in its environment; exit status 0 acknowledges.
 
-use crate::registry::ProviderEntry;
+use crate::entry::ProviderEntry;
 use async_trait::async_trait;
 use jitgate_service::connectors::{Delivery, Provider};
 use std::time::Duration;

@@ -10,7 +10,7 @@
 
 kinds! {
     /// The provider kinds jitgate ships.
-    pub const KINDS: &[(&str, crate::registry::ProviderBuilder)] = {
+    pub const KINDS: &[(&str, crate::entry::ProviderBuilder)] = {
         "webhook" => webhook,
         "exec" => exec,
         "postgres" => postgres,

@@ -14,7 +14,7 @@
 //! Every step is idempotent, so the outbox may repeat any of them after a crash.
 
 use crate::config::value_or_env;
-use crate::registry::ProviderEntry;
+use crate::entry::ProviderEntry;
 use async_trait::async_trait;
 use jitgate_core::outbox::OutboxOperation;
 use jitgate_core::Grant;

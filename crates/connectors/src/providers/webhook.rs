@@ -2,7 +2,7 @@
 
 use crate::config::{hmac_secret, http_url};
 use crate::delivery::{post_json, signature};
-use crate::registry::ProviderEntry;
+use crate::entry::ProviderEntry;
 use async_trait::async_trait;
 use jitgate_service::connectors::{Delivery, Provider};
 use std::time::Duration;
