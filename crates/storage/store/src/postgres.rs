@@ -6,7 +6,7 @@
 //! write commits at once, durable by PostgreSQL's own settings (`synchronous_commit`, on by
 //! default); and leasing skips rows another replica has locked.
 
-use crate::sql::{Attempt, Backend, Notice, Sql};
+use crate::sql::{Attempt, Backend, Notice, Placeholders, Sql};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use jitgate_core::index::LiveGrant;
@@ -97,6 +97,8 @@ impl Backend for PostgresStore {
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
     const JSON_TEXTS: &'static str = "SELECT jsonb_array_elements_text($1::jsonb)";
+
+    const PLACEHOLDERS: Placeholders = Placeholders::Numbered;
 
     fn reader(&self) -> &PgPool {
         &self.pool

@@ -148,6 +148,7 @@ where
         let (sql, values) = conditions.into_query(
             &request_query("{where} ORDER BY r.created_at DESC, r.id DESC LIMIT ?"),
             [Value::Int(i64::from(filter.limit.max(1)))],
+            B::PLACEHOLDERS,
         );
         let rows = Sql::<B>::query(&sql, values).fetch_all(self.reader()).await?;
         rows.iter().map(RowDecode::request).collect()
@@ -189,6 +190,7 @@ where
         let (sql, values) = conditions.into_query(
             &format!("SELECT {GRANT_COLUMNS} FROM grants g {{where}} ORDER BY g.id DESC LIMIT ?"),
             [Value::Int(i64::from(filter.limit.max(1)))],
+            B::PLACEHOLDERS,
         );
         let rows = Sql::<B>::query(&sql, values).fetch_all(self.reader()).await?;
         rows.iter().filter_map(|row| row.grant().transpose()).collect()
@@ -248,6 +250,7 @@ where
         let (sql, values) = conditions.into_query(
             "SELECT * FROM audit_events {where} ORDER BY seq LIMIT ?",
             [Value::Int(i64::from(filter.limit.max(1)))],
+            B::PLACEHOLDERS,
         );
         let rows = Sql::<B>::query(&sql, values).fetch_all(self.reader()).await?;
         rows.iter().map(RowDecode::event).collect()

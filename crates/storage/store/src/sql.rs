@@ -4,9 +4,12 @@
 //! the batched writes, is written once, generic over the sqlx database, here and in
 //! `shared.rs` (the `Store` implementation of every backend).
 //!
-//! Query text uses `$1`-style placeholders, which both backends read (sqlx binds SQLite's
-//! `$N` by number), also in text assembled at run time (`values`, `Where`). (sqlx's own
-//! `QueryBuilder` cannot run generically: its arguments would have to borrow the builder.)
+//! Fixed query text uses `$1`-style placeholders, which both backends read (sqlx binds
+//! SQLite's `$N` by number). Text assembled at run time (`values`, `Where`) spells its
+//! placeholders as the backend reads fastest ([`Placeholders`]): a multi-row insert has
+//! thousands, and SQLite finds a named one (`$17`) by walking the statement's list of names,
+//! which makes binding such a statement quadratic. (sqlx's own `QueryBuilder` cannot run
+//! generically: its arguments would have to borrow the builder.)
 
 use crate::rows::{ms, request_doc, RowDecode};
 use crate::{ChangeFeed, Result, StoreError};
@@ -23,18 +26,41 @@ use std::marker::PhantomData;
 /// one is a round trip to sqlx's SQLite thread, which costs more than the row.
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
-/// `VALUES ($1, $2), ($3, $4), ...`: `rows` tuples of `columns` numbered placeholders, to be
-/// bound row by row.
-pub(crate) fn values(rows: usize, columns: usize) -> String {
-    use std::fmt::Write;
+/// How a backend's placeholders are spelled in text assembled at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placeholders {
+    /// `$1`, `$2`, ...: PostgreSQL's only kind.
+    Numbered,
+    /// `?`, bound in order: SQLite binds these without looking a name up.
+    Anonymous,
+}
+
+impl Placeholders {
+    /// The `n`th placeholder (from 1).
+    fn push(self, sql: &mut String, n: usize) {
+        use std::fmt::Write;
+        match self {
+            // Writing to a String cannot fail.
+            Placeholders::Numbered => {
+                let _ = write!(sql, "${n}");
+            }
+            Placeholders::Anonymous => sql.push('?'),
+        }
+    }
+}
+
+/// `VALUES ($1, $2), ($3, $4), ...` (or `(?, ?), ...`): `rows` tuples of `columns`
+/// placeholders, to be bound row by row.
+pub(crate) fn values(rows: usize, columns: usize, spelled: Placeholders) -> String {
     let mut sql = String::with_capacity(8 + rows * columns * 8);
     sql.push_str("VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 1..=columns {
-            let separator = if column == 1 { "" } else { ", " };
-            // Writing to a String cannot fail.
-            let _ = write!(sql, "{separator}${}", row * columns + column);
+            if column > 1 {
+                sql.push_str(", ");
+            }
+            spelled.push(&mut sql, row * columns + column);
         }
         sql.push(')');
     }
@@ -62,8 +88,14 @@ impl<'a> Where<'a> {
     }
 
     /// `query`, with `{where}` replaced by the conditions (or nothing) and every `?` by a
-    /// numbered placeholder; then the values, to which `tail` (the LIMIT, say) is added.
-    pub(crate) fn into_query(self, query: &str, tail: impl IntoIterator<Item = Value<'a>>) -> (String, Vec<Value<'a>>) {
+    /// placeholder as the backend spells it; then the values, to which `tail` (the LIMIT,
+    /// say) is added.
+    pub(crate) fn into_query(
+        self,
+        query: &str,
+        tail: impl IntoIterator<Item = Value<'a>>,
+        spelled: Placeholders,
+    ) -> (String, Vec<Value<'a>>) {
         let clause = if self.conditions.is_empty() {
             String::new()
         } else {
@@ -74,8 +106,7 @@ impl<'a> Where<'a> {
         for c in query.replace("{where}", &clause).chars() {
             if c == '?' {
                 n += 1;
-                sql.push('$');
-                sql.push_str(&n.to_string());
+                spelled.push(&mut sql, n);
             } else {
                 sql.push(c);
             }
@@ -133,6 +164,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// A subquery of the text elements of the JSON array bound to `$1`.
     const JSON_TEXTS: &'static str;
+
+    /// How placeholders in text assembled at run time are spelled.
+    const PLACEHOLDERS: Placeholders;
 
     /// Reads, beside the writes.
     fn reader(&self) -> &Pool<Self::Db>;
@@ -227,7 +261,7 @@ where
             chained.push((seq, event, std::mem::replace(&mut prev, hash.clone()), hash));
         }
         for rows in chained.chunks(ROWS_PER_INSERT) {
-            let sql = format!("INSERT INTO audit_events (seq, at, kind, actor, subject, request_id, grant_id, resource, action, comment, prev_hash, hash) {}", values(rows.len(), 12));
+            let sql = format!("INSERT INTO audit_events (seq, at, kind, actor, subject, request_id, grant_id, resource, action, comment, prev_hash, hash) {}", values(rows.len(), 12, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for (seq, event, prev, hash) in rows {
                 query = query
@@ -256,7 +290,7 @@ where
                 .iter()
                 .map(|(request, _)| request_doc(request))
                 .collect::<Result<Vec<_>>>()?;
-            let sql = format!("INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, escalate_at, version, doc) {}", values(chunk.len(), 10));
+            let sql = format!("INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, escalate_at, version, doc) {}", values(chunk.len(), 10, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for ((request, _), doc) in chunk.iter().zip(docs) {
                 query = query
@@ -287,7 +321,7 @@ where
                 .map(|g| serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string())))
                 .collect::<Result<Vec<_>>>()?;
             let sql = format!("INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-                 status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) {}", values(chunk.len(), 17));
+                 status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) {}", values(chunk.len(), 17, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for (g, providers) in chunk.iter().zip(providers) {
                 query = query
@@ -324,7 +358,7 @@ where
         for rows in deliveries.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO outbox (grant_id, provider, operation, due_at) {}",
-                values(rows.len(), 4)
+                values(rows.len(), 4, B::PLACEHOLDERS)
             );
             let mut query = sqlx::query(&sql);
             for (grant_id, provider, operation, due) in rows {
@@ -348,7 +382,7 @@ where
                 .iter()
                 .map(|(_, next, _)| request_doc(next))
                 .collect::<Result<Vec<_>>>()?;
-            let sql = format!("UPDATE requests SET status = v.column3, escalate_at = v.column4, doc = v.column5, version = version + 1 FROM ({}) AS v WHERE requests.id = v.column1 AND requests.version = v.column2", values(chunk.len(), 5));
+            let sql = format!("UPDATE requests SET status = v.column3, escalate_at = v.column4, doc = v.column5, version = version + 1 FROM ({}) AS v WHERE requests.id = v.column1 AND requests.version = v.column2", values(chunk.len(), 5, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for ((previous, next, _), doc) in chunk.iter().zip(docs) {
                 query = query
@@ -381,7 +415,7 @@ where
             // A new end deserves its own reminder (SET reads the row as it was).
             let sql = format!("UPDATE grants SET status = v.column4, expires_at = v.column5, ended_at = v.column6, ended_by = v.column7, \
                  end_comment = v.column8, extensions = v.column9, token = v.column10, \
-                 reminded_at = CASE WHEN grants.expires_at = v.column5 THEN grants.reminded_at END FROM ({}) AS v WHERE grants.id = v.column1 AND grants.status = v.column2 AND grants.extensions = v.column3", values(chunk.len(), 10));
+                 reminded_at = CASE WHEN grants.expires_at = v.column5 THEN grants.reminded_at END FROM ({}) AS v WHERE grants.id = v.column1 AND grants.status = v.column2 AND grants.extensions = v.column3", values(chunk.len(), 10, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for (old, new) in chunk {
                 query = query
@@ -417,7 +451,7 @@ where
             })
             .collect();
         for chunk in moved.chunks(ROWS_PER_INSERT) {
-            let sql = format!("UPDATE outbox SET due_at = v.column2 FROM ({}) AS v WHERE outbox.grant_id = v.column1 AND outbox.operation = 'deprovision' AND outbox.done_at IS NULL", values(chunk.len(), 2));
+            let sql = format!("UPDATE outbox SET due_at = v.column2 FROM ({}) AS v WHERE outbox.grant_id = v.column1 AND outbox.operation = 'deprovision' AND outbox.done_at IS NULL", values(chunk.len(), 2, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for (_, g) in chunk {
                 let due = if g.status == GrantStatus::Active {
@@ -448,7 +482,7 @@ where
     pub(crate) async fn write_attempts(conn: &mut DB::Connection, attempts: &[&Attempt]) -> Result<()> {
         for chunk in attempts.chunks(ROWS_PER_INSERT) {
             let sql = format!("UPDATE outbox SET leased_until = NULL, attempts = attempts + 1, done_at = v.column2, \
-                 due_at = COALESCE(v.column3, due_at), last_error = v.column4 FROM ({}) AS v WHERE outbox.id = v.column1 AND outbox.done_at IS NULL", values(chunk.len(), 4));
+                 due_at = COALESCE(v.column3, due_at), last_error = v.column4 FROM ({}) AS v WHERE outbox.id = v.column1 AND outbox.done_at IS NULL", values(chunk.len(), 4, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
             for a in chunk {
                 query = query
@@ -478,18 +512,39 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{values, Value, Where};
+    use super::{values, Placeholders, Value, Where};
 
     #[test]
     fn placeholders_are_numbered_across_the_whole_query() {
-        assert_eq!(values(2, 3), "VALUES ($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            values(2, 3, Placeholders::Numbered),
+            "VALUES ($1, $2, $3), ($4, $5, $6)"
+        );
         let mut conditions = Where::default();
         conditions.and("a = ?", [Value::Int(1)]);
         conditions.and("(b = ? OR c = ?)", [Value::Text("x"), Value::Text("x")]);
-        let (sql, values) = conditions.into_query("SELECT * FROM t {where} LIMIT ?", [Value::Int(5)]);
+        let (sql, values) = conditions.into_query(
+            "SELECT * FROM t {where} LIMIT ?",
+            [Value::Int(5)],
+            Placeholders::Numbered,
+        );
         assert_eq!(sql, "SELECT * FROM t WHERE a = $1 AND (b = $2 OR c = $3) LIMIT $4");
         assert_eq!(values.len(), 4);
-        let (sql, _) = Where::default().into_query("SELECT * FROM t {where} LIMIT ?", []);
+        let (sql, _) = Where::default().into_query("SELECT * FROM t {where} LIMIT ?", [], Placeholders::Numbered);
         assert_eq!(sql, "SELECT * FROM t  LIMIT $1");
+    }
+
+    #[test]
+    fn anonymous_placeholders_are_bound_in_order() {
+        assert_eq!(values(2, 2, Placeholders::Anonymous), "VALUES (?, ?), (?, ?)");
+        let mut conditions = Where::default();
+        conditions.and("a = ?", [Value::Int(1)]);
+        let (sql, values) = conditions.into_query(
+            "SELECT * FROM t {where} LIMIT ?",
+            [Value::Int(5)],
+            Placeholders::Anonymous,
+        );
+        assert_eq!(sql, "SELECT * FROM t WHERE a = ? LIMIT ?");
+        assert_eq!(values.len(), 2);
     }
 }

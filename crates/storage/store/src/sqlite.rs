@@ -6,7 +6,7 @@
 //! grants packed into one text value.
 
 use crate::group_commit::{GroupCommit, Job};
-use crate::sql::{Attempt, Backend, Conn, Notice, Sql};
+use crate::sql::{Attempt, Backend, Conn, Notice, Placeholders, Sql};
 use crate::{Result, StoreError};
 use jitgate_core::index::LiveGrant;
 use jitgate_core::{NewEvent, Request};
@@ -136,6 +136,8 @@ impl Backend for SqliteStore {
     const SKIP_LOCKED: &'static str = "";
 
     const JSON_TEXTS: &'static str = "SELECT value FROM json_each($1)";
+
+    const PLACEHOLDERS: Placeholders = Placeholders::Anonymous;
 
     fn reader(&self) -> &SqlitePool {
         &self.reader
