@@ -1066,8 +1066,7 @@ impl App {
         peer: Option<std::net::IpAddr>,
     ) -> Result<Identity, ServiceError> {
         let auth = self.authenticator();
-        let policy = self.policy();
-        let failure = match auth.authenticate(&policy, presented, peer).await {
+        let failure = match auth.authenticate(&|| self.policy(), presented, peer).await {
             Ok(identity) => return Ok(identity),
             Err(failure) => failure,
         };

@@ -5,15 +5,15 @@
 
 pub use jitgate_service::auth::*;
 
+use crate::state::Edge;
 use crate::ApiError;
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use jitgate_core::Identity;
 use jitgate_service::App;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 /// HTTP headers are what a call presents.
 pub struct Headers<'a>(pub &'a HeaderMap);
@@ -43,19 +43,18 @@ pub async fn authenticate_headers(app: &App, headers: &HeaderMap, peer: Option<I
     Ok(app.authenticate(&Headers(headers), peer).await?)
 }
 
-impl<O: op::Op, S: Send + Sync> FromRequestParts<S> for Allowed<O>
-where
-    Arc<App>: FromRef<S>,
-{
+impl<O: op::Op> FromRequestParts<Edge> for Allowed<O> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let app = Arc::<App>::from_ref(state);
+    async fn from_request_parts(parts: &mut Parts, state: &Edge) -> Result<Self, Self::Rejection> {
+        // Borrowed, not cloned: every call passes here, and the service's shared count
+        // touched by every core costs.
+        let app = &state.app;
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        let who = authenticate_headers(&app, &parts.headers, peer).await?;
+        let who = authenticate_headers(app, &parts.headers, peer).await?;
         Ok(Allowed {
             caller: caller_for::<O>(who)?,
             _operation: PhantomData,

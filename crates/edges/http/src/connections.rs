@@ -122,11 +122,6 @@ pub async fn serve(
     use tower::Service;
 
     let body_timeout = settings.body_timeout;
-    let router = router.layer(tower::util::MapRequestLayer::new(
-        move |request: axum::extract::Request| {
-            request.map(|body| axum::body::Body::new(StallLimited::new(body, body_timeout)))
-        },
-    ));
     // The peer address is kept for trusted-proxy checks and for slowing down guessers.
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -156,6 +151,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(service) = make_service.call(peer).await;
+        // Each body is limited as hyper hands it over, in the one box axum keeps it in
+        // anyway, rather than in a layer of its own with a box of its own.
+        let service = tower::util::MapRequest::new(service, move |request: hyper::Request<hyper::body::Incoming>| {
+            request.map(|body| axum::body::Body::new(StallLimited::new(body, body_timeout)))
+        });
         let hyper_service = hyper_util::service::TowerToHyperService::new(service);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), hyper_service));
         tokio::spawn(async move {
@@ -177,14 +177,14 @@ pub struct BodyStalled;
 /// A request body that may pause at most `limit` between two of its parts. The clock starts
 /// only when the body has nothing to give: one that arrived whole with its headers (nearly
 /// every call) never touches the timer, so the limit costs the check path nothing.
-struct StallLimited {
-    inner: axum::body::Body,
+struct StallLimited<B> {
+    inner: B,
     limit: Duration,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl StallLimited {
-    fn new(inner: axum::body::Body, limit: Duration) -> Self {
+impl<B> StallLimited<B> {
+    fn new(inner: B, limit: Duration) -> Self {
         StallLimited {
             inner,
             limit,
@@ -193,7 +193,11 @@ impl StallLimited {
     }
 }
 
-impl http_body::Body for StallLimited {
+impl<B> http_body::Body for StallLimited<B>
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = axum::body::Bytes;
     type Error = axum::BoxError;
 

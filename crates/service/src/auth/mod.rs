@@ -121,10 +121,12 @@ impl Authenticator {
         *self.tokens.write() = Arc::new(TokenTable::build(policy, &list));
     }
 
-    /// The identity behind a request's credentials.
+    /// The identity behind a request's credentials. `policy` is asked for only when the
+    /// credentials need the directory (an OpenID token, a proxy's header): a bearer API token,
+    /// every check's credential, is answered from the token table alone.
     pub async fn authenticate(
         &self,
-        policy: &Policy,
+        policy: &(dyn Fn() -> Arc<Policy> + Sync),
         headers: &dyn Presented,
         peer: Option<IpAddr>,
     ) -> Result<Identity, AuthFailure> {
@@ -138,9 +140,11 @@ impl Authenticator {
                         ..AuthFailure::new("jwt_principal", reason)
                     },
                 })?;
-                return Ok(tokens::resolve(policy, identity));
+                return Ok(tokens::resolve(&policy(), identity));
             }
-            let table = self.tokens.read().clone();
+            // Read under the lock (nothing here waits) rather than cloning the table's Arc:
+            // every check passes here, and a shared count touched by every core costs.
+            let table = self.tokens.read();
             return match table.lookup(token, now()) {
                 Ok(identity) => Ok(identity.clone()),
                 Err(TokenRefusal::Unknown) => Err(AuthFailure::new("unknown_token", "unknown bearer token")),
@@ -152,7 +156,7 @@ impl Authenticator {
         }
         if let Some(proxy) = &self.proxy {
             if let Some(value) = headers.field(&proxy.user_header) {
-                return Self::proxy_identity(policy, proxy, value, headers, peer);
+                return Self::proxy_identity(&policy(), proxy, value, headers, peer);
             }
         }
         Err(AuthFailure {
