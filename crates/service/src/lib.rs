@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod notify;
 pub mod provision;
 pub mod replica;
+pub mod resources;
 pub mod signing;
 pub mod ssh;
 

@@ -200,6 +200,34 @@ pub fn requests(client: &Client, status: Option<String>) -> CommandResult {
     )
 }
 
+/// Every page of `GET /v1/resources`, printed as one list.
+pub fn resources(client: &Client, search: Option<String>, labels: Vec<String>, kind: Option<String>) -> CommandResult {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    query.extend(search.map(|s| ("q", s)));
+    query.extend(kind.map(|k| ("kind", k)));
+    if !labels.is_empty() {
+        query.push(("label", labels.join(",")));
+    }
+    let mut items = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut page_query = query.clone();
+        page_query.extend(before.take().map(|b| ("before", b)));
+        let page = client.get("/v1/resources", &page_query)?;
+        items.extend(page["items"].as_array().into_iter().flatten().cloned());
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let all = json!({ "items": items });
+    print(client, &all, |l| {
+        let rows = l["items"].as_array().into_iter().flatten().map(render::resource_lines);
+        std::iter::once(render::resource_header() + "\n").chain(rows).collect()
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn show(client: &Client, id: &str) -> CommandResult {
     let request = client.get(&format!("/v1/requests/{id}"), &[])?;
     print(client, &request, render::request_detail);

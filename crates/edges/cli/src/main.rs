@@ -66,6 +66,19 @@ enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// What you may request: each resource with the actions you may ask for and what each
+    /// takes (automatic, or whose approvals).
+    Resources {
+        /// Text the resource's name or description contains.
+        #[arg(long)]
+        search: Option<String>,
+        /// Only resources with this label (`env=prod`); repeat for several.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Only resources of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+    },
     /// Show one request.
     Show { id: String },
     /// Approve a request.
@@ -331,6 +344,7 @@ fn main() -> ExitCode {
             wait,
         ),
         Command::Requests { status } => commands::requests(&client, status),
+        Command::Resources { search, labels, kind } => commands::resources(&client, search, labels, kind),
         Command::Show { id } => commands::show(&client, &id),
         Command::Approve { id, comment } => commands::review(&client, &id, "approve", comment),
         Command::Deny { id, comment } => commands::review(&client, &id, "deny", comment),

@@ -113,6 +113,44 @@ pub fn request_detail(r: &Value) -> String {
     out
 }
 
+pub fn resource_header() -> String {
+    format!(
+        "{:<24}  {:<10}  {:<12}  {}",
+        "RESOURCE", "ACTION", "TAKES", "DESCRIPTION"
+    )
+}
+
+/// One line per action the caller may request on a resource.
+pub fn resource_lines(r: &Value) -> String {
+    let mut lines = String::new();
+    for a in r["actions"].as_array().into_iter().flatten() {
+        let takes = if a["automatic"].as_bool() == Some(true) {
+            "automatic".to_string()
+        } else {
+            a["needs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| format!("{} of {}", n["approvals"], s(&n["group"])))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let description = if a["description"].is_string() {
+            &a["description"]
+        } else {
+            &r["description"]
+        };
+        lines.push_str(&format!(
+            "{:<24}  {:<10}  {:<12}  {}\n",
+            s(&r["name"]),
+            s(&a["action"]),
+            takes,
+            s(description)
+        ));
+    }
+    lines
+}
+
 pub fn grant_header() -> String {
     format!(
         "{:<36}  {:<8}  {:<10}  {:<12} {:<8}  {}",

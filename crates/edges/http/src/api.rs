@@ -801,6 +801,128 @@ pub struct CredentialsAnswer {
     pub credentials: Vec<DatabaseCredentials>,
 }
 
+/// `GET /v1/resources`: which resources to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceListQuery {
+    /// Text the resource's name or description contains (any case).
+    #[param(max_length = 256)]
+    pub q: Option<String>,
+    /// Only resources of this kind (`postgres`, `ssh`, `http`, ...).
+    #[param(max_length = 256)]
+    pub kind: Option<String>,
+    /// Only resources with these labels: `key=value`, several separated by commas
+    /// (`env=prod,team=payments`).
+    #[param(max_length = 1024)]
+    pub label: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// The `next` value of the previous page.
+    pub before: Option<String>,
+}
+
+impl ResourceListQuery {
+    /// The service's query; a malformed `label` is refused naming it.
+    pub fn into_query(self) -> Result<jitgate_service::resources::ResourceQuery, crate::ApiError> {
+        for (field, value, max) in [
+            ("q", &self.q, 256),
+            ("kind", &self.kind, 256),
+            ("label", &self.label, 1024),
+        ] {
+            if let Some(value) = value.as_ref().filter(|v| v.chars().count() > max) {
+                return Err(crate::ApiError::OverLimit(
+                    crate::error::Limit::FieldLength,
+                    format!("{field}: is {} characters; keep it to {max}", value.chars().count()),
+                ));
+            }
+        }
+        let mut labels = std::collections::BTreeMap::new();
+        for pair in self
+            .label
+            .iter()
+            .flat_map(|l| l.split(','))
+            .filter(|p| !p.trim().is_empty())
+        {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(crate::ApiError::Invalid(format!(
+                    "label: '{pair}' is not key=value; write label=env=prod (several: env=prod,team=payments)"
+                )));
+            };
+            labels.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Ok(jitgate_service::resources::ResourceQuery {
+            search: self.q.filter(|q| !q.trim().is_empty()),
+            kind: self.kind.filter(|k| !k.trim().is_empty()),
+            labels,
+            limit: self.limit.unwrap_or(100),
+            after: self.before,
+        })
+    }
+}
+
+/// An action the caller may request on a resource, and what it would take.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestableActionView {
+    pub action: String,
+    /// Granted at once, without a reviewer.
+    pub automatic: bool,
+    /// The approvals it would wait for (empty when automatic).
+    pub needs: Vec<NeedView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A resource the caller may request, with each action they may ask for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceView {
+    pub name: String,
+    /// The catalog's kind of the resource, when the catalog declares it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub actions: Vec<RequestableActionView>,
+}
+
+impl From<jitgate_service::resources::RequestableResource> for ResourceView {
+    fn from(r: jitgate_service::resources::RequestableResource) -> Self {
+        ResourceView {
+            name: r.name,
+            kind: r.kind,
+            labels: r.labels,
+            description: r.description,
+            actions: r
+                .actions
+                .into_iter()
+                .map(|a| RequestableActionView {
+                    action: a.action,
+                    automatic: a.automatic,
+                    needs: a
+                        .needs
+                        .into_iter()
+                        .map(|s| NeedView {
+                            group: s.group,
+                            approvals: s.approvals,
+                        })
+                        .collect(),
+                    description: a.description,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceList {
+    pub items: Vec<ResourceView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -15,13 +15,14 @@ use utoipa::{Modify, OpenApi};
         crate::routes::explain_policy, crate::routes::list_audit, crate::routes::verify_audit, crate::routes::healthz, crate::routes::readyz,
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
         crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
-        crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys,
+        crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
     ),
     components(schemas(
         CreateRequestBody, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
+        ResourceList, ResourceView, RequestableActionView,
     )),
     modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive),
 )]

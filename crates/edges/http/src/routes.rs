@@ -108,6 +108,7 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
         .route("/v1/policy/explain", get(explain_policy))
+        .route("/v1/resources", get(list_resources))
         .route("/v1/audit", get(list_audit))
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/checkpoints", get(list_checkpoints).post(sign_checkpoint))
@@ -424,6 +425,22 @@ pub(crate) fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
         jitgate_core::text::check_reviewed(field, value, jitgate_core::text::Lines::One)?;
     }
     Ok(())
+}
+
+/// What the caller may request: each resource (by name, a page at a time) with the actions
+/// they may ask for on it and what each would take.
+#[utoipa::path(get, path = "/v1/resources", params(ResourceListQuery),
+    responses((status = 200, body = ResourceList), (status = 422, body = ErrorBody)), security(("bearer" = [])), tag = "requests")]
+pub async fn list_resources(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::FileRequest>,
+    Q(query): Q<ResourceListQuery>,
+) -> Result<Json<ResourceList>, ApiError> {
+    let (page, next) = app.requestable(&caller, &query.into_query()?)?;
+    Ok(Json(ResourceList {
+        items: page.into_iter().map(ResourceView::from).collect(),
+        next,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/check", request_body = CheckBody,

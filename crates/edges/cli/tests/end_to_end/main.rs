@@ -26,6 +26,7 @@ mod notifications;
 mod postgres;
 mod providers;
 mod replicas;
+mod resources;
 mod shift_left;
 mod ssh;
 mod transitions;

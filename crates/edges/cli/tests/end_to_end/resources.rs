@@ -1,0 +1,151 @@
+//! `GET /v1/resources` and `jitgate resources`: what a caller may request, with what each
+//! action would take, and nothing they may not request.
+
+use crate::support::*;
+use serde_json::{json, Value};
+
+/// The (resource, action, automatic, needs) a listing shows, in order.
+fn offered(list: &Value) -> Vec<(String, String, bool, Value)> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["actions"].as_array().unwrap().iter().map(move |a| {
+                (
+                    r["name"].as_str().unwrap().to_string(),
+                    a["action"].as_str().unwrap().to_string(),
+                    a["automatic"].as_bool().unwrap(),
+                    a["needs"].clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn each_caller_sees_only_what_they_may_request_and_what_it_takes() {
+    let s = Server::start();
+    let (status, alice) = s.get("/v1/resources", "demo-alice");
+    assert_eq!(status, 200, "{alice}");
+    let offered_to_alice = offered(&alice);
+    let names: Vec<(&str, &str)> = offered_to_alice
+        .iter()
+        .map(|(r, a, _, _)| (r.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("bastion", "login"),
+            ("prod-api", "deploy"),
+            ("prod-db", "read"),
+            ("prod-db", "write"),
+            ("staging-db", "read")
+        ]
+    );
+    let staging = offered_to_alice.iter().find(|o| o.0 == "staging-db").unwrap();
+    assert!(staging.2, "staging-db read is automatic");
+    assert_eq!(staging.3, json!([]));
+    let prod_read = offered_to_alice
+        .iter()
+        .find(|o| o.0 == "prod-db" && o.1 == "read")
+        .unwrap();
+    assert!(!prod_read.2);
+    assert_eq!(prod_read.3, json!([{"group": "sre", "approvals": 1}]));
+    let prod_write = offered_to_alice
+        .iter()
+        .find(|o| o.0 == "prod-db" && o.1 == "write")
+        .unwrap();
+    assert_eq!(prod_write.3, json!([{"group": "sre", "approvals": 2}]));
+    assert!(alice.get("next").is_none(), "{alice}");
+
+    // bob (sre) may request only what names sre among its requesters.
+    let (_, bob) = s.get("/v1/resources", "demo-bob");
+    let names: Vec<(String, String)> = offered(&bob).into_iter().map(|(r, a, _, _)| (r, a)).collect();
+    assert_eq!(names, [("prod-db".to_string(), "read".to_string())]);
+
+    // What is listed can be filed: every automatic offer is granted at once.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "5m"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+}
+
+#[test]
+fn search_labels_and_pages_narrow_the_list_and_bad_queries_are_refused_by_name() {
+    let s = Server::start();
+    // Search: names and descriptions, any case.
+    let (_, found) = s.get("/v1/resources?q=PROD-D", "demo-alice");
+    let names: Vec<String> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["prod-db"]);
+    let (_, by_description) = s.get("/v1/resources?q=staging%20database", "demo-alice");
+    assert_eq!(by_description["items"][0]["name"], "staging-db", "{by_description}");
+    // Labels and kinds select from the catalog: nothing here carries them yet.
+    let (status, none) = s.get("/v1/resources?label=env=prod", "demo-alice");
+    assert_eq!(status, 200);
+    assert_eq!(none["items"], json!([]));
+    // Pages: one resource at a time, each page continuing after the last.
+    let mut seen = Vec::new();
+    let mut path = "/v1/resources?limit=1".to_string();
+    loop {
+        let (status, page) = s.get(&path, "demo-alice");
+        assert_eq!(status, 200, "{page}");
+        assert!(page["items"].as_array().unwrap().len() <= 1);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/resources?limit=1&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["bastion", "prod-api", "prod-db", "staging-db"]);
+    // Refusals name what to fix.
+    let (status, bad) = s.get("/v1/resources?label=envprod", "demo-alice");
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().starts_with("label:"), "{bad}");
+    let (status, bad) = s.get("/v1/resources?limit=0", "demo-alice");
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("limit"), "{bad}");
+    let (status, bad) = s.get("/v1/resources?q=prod%00db", "demo-alice");
+    assert_eq!(status, 422, "{bad}");
+    let long = "x".repeat(257);
+    let (status, bad) = s.get(&format!("/v1/resources?q={long}"), "demo-alice");
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().starts_with("q:"), "{bad}");
+    let (status, _) = s.get("/v1/resources", "");
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn the_cli_lists_what_the_caller_may_request() {
+    let s = Server::start();
+    let (code, out, err) = s.cli("demo-alice", &["resources"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("RESOURCE"), "{out}");
+    let line = |resource: &str, action: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().take(2).eq([resource, action]))
+            .unwrap_or_else(|| panic!("no {resource} {action} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("staging-db", "read").contains("automatic"));
+    assert!(line("prod-db", "write").contains("2 of sre"));
+    let (code, out, _) = s.cli("demo-alice", &["resources", "--search", "staging"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, out, _) = s.cli("demo-bob", &["--output", "json", "resources"]);
+    assert_eq!(code, 0, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+}
