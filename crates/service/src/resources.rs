@@ -36,6 +36,10 @@ pub struct RequestableAction {
     /// The approvals it waits for otherwise.
     pub needs: Vec<Step>,
     pub description: Option<String>,
+    /// The longest a grant may last.
+    pub max_duration: jitgate_core::DurationSecs,
+    /// The request must name the exact command or statement, and the grant allows only it.
+    pub action_bound: bool,
 }
 
 /// A resource with the actions the caller may request on it.
@@ -50,6 +54,23 @@ pub struct RequestableResource {
 }
 
 impl App {
+    /// Every resource `caller` may request, all pages at once (for a form that offers them).
+    pub fn all_requestable(&self, caller: &Caller) -> Result<Vec<RequestableResource>, ServiceError> {
+        let mut query = ResourceQuery {
+            limit: MAX_PAGE,
+            ..ResourceQuery::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let (page, next) = self.requestable(caller, &query)?;
+            all.extend(page);
+            match next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// The resources `caller` may request, by name, a page at a time; the second value is
     /// where the next page starts, if there is one.
     pub fn requestable(
@@ -96,6 +117,8 @@ impl App {
                     workflow.steps.clone()
                 },
                 description: workflow.description.clone(),
+                max_duration: workflow.max_duration,
+                action_bound: workflow.action_bound,
             });
         }
         let matches = |r: &RequestableResource| {

@@ -638,28 +638,28 @@ struct NewPage {
 
 /// What the caller may ask for, from the policy: each workflow with who approves it and its
 /// longest duration.
+/// What the caller may ask for, as the service lists it for every edge (`GET /v1/resources`).
 fn targets(app: &App, caller: &Caller) -> Vec<Target> {
-    let policy = app.policy();
-    let who = caller.who();
-    policy
-        .workflows()
-        .filter(|w| w.requesters.is_empty() || w.requesters.iter().any(|g| who.groups.contains(g)))
-        .map(|w| {
-            let approval = if w.auto_approve || w.steps.is_empty() {
+    let resources = app.all_requestable(caller).unwrap_or_default();
+    resources
+        .iter()
+        .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
+        .map(|(r, a)| {
+            let approval = if a.automatic {
                 "automatic".to_string()
             } else {
-                w.steps
+                a.needs
                     .iter()
                     .map(|s| format!("{} of {}", s.approvals, s.group))
                     .collect::<Vec<_>>()
                     .join(" + ")
             };
-            let mut label = format!("{} {} · {approval} · up to {}", w.action, w.resource, w.max_duration);
-            if w.action_bound {
+            let mut label = format!("{} {} · {approval} · up to {}", a.action, r.name, a.max_duration);
+            if a.action_bound {
                 label.push_str(" · exact action");
             }
             Target {
-                value: format!("{}|{}", w.resource, w.action),
+                value: format!("{}|{}", r.name, a.action),
                 label,
             }
         })
