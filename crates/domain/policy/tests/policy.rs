@@ -1149,3 +1149,21 @@ steps = [{ group = "sre", approvals = 1 }]
         );
     }
 }
+
+#[test]
+fn the_quickstart_declares_its_resources_in_a_catalog() {
+    let p = quickstart();
+    let catalog = p.rules().catalog();
+    let names: Vec<&str> = catalog.resources().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec!["bastion", "prod-api", "prod-db", "staging-db"]);
+    let prod_db = catalog.resource("prod-db").unwrap();
+    assert_eq!(
+        (prod_db.kind.as_str(), prod_db.labels["env"].as_str()),
+        ("postgres", "prod")
+    );
+    assert_eq!(catalog.ancestors("prod-db"), vec!["env:prod"]);
+    // Every workflow still names its resource exactly.
+    assert!(p
+        .workflows()
+        .all(|w| p.rules().matched(&w.resource, &w.action).unwrap().specificity == jitgate_policy::Specificity::Exact));
+}
