@@ -166,8 +166,25 @@ fn kind_problem(kind: &str) -> Option<String> {
     })
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+/// Line numbers by offset. A catalog may hold ten thousand resources: counting line feeds
+/// from the start for each would be quadratic.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of a byte offset.
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
 }
 
 impl Catalog {
@@ -179,12 +196,13 @@ impl Catalog {
         // Where each name was declared, for duplicate and look-alike messages.
         let mut declared: BTreeMap<String, (String, usize)> = BTreeMap::new();
         for (file, text_) in files {
+            let lines = Lines::new(text_);
             let parsed: CatalogFile = match toml::from_str(text_) {
                 Ok(p) => p,
                 Err(e) => {
                     errors.push(PolicyError {
                         file: file.clone(),
-                        line: e.span().map(|s| line_of(text_, s.start)).unwrap_or(1),
+                        line: e.span().map(|s| lines.of(s.start)).unwrap_or(1),
                         message: e.message().to_string(),
                     });
                     continue;
@@ -221,7 +239,7 @@ impl Catalog {
                 true
             };
             for spanned in &parsed.collection {
-                let line = line_of(text_, spanned.span().start);
+                let line = lines.of(spanned.span().start);
                 let spec = spanned.get_ref();
                 if claim(&spec.name, line, "collection", &mut errors) {
                     catalog.collections.insert(
@@ -237,7 +255,7 @@ impl Catalog {
                 }
             }
             for spanned in &parsed.resource {
-                let line = line_of(text_, spanned.span().start);
+                let line = lines.of(spanned.span().start);
                 let spec = spanned.get_ref();
                 let mut problems = Vec::new();
                 if let Some(p) = kind_problem(&spec.kind) {
@@ -425,18 +443,27 @@ impl Catalog {
 /// A shell-style glob over names: `*` matches any run of characters (also none), `?` exactly
 /// one; everything else matches itself. No character classes, so a name never needs quoting.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    // Selectors are matched against every resource at load: ASCII (the usual case) is
+    // matched on bytes without allocating.
+    if pattern.is_ascii() && name.is_ascii() {
+        return glob_slices(pattern.as_bytes(), name.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    // Iterative matching with one backtrack point: linear in practice, never exponential.
+    glob_slices(&p, &n, '*', '?')
+}
+
+/// Iterative matching with one backtrack point: linear in practice, never exponential.
+fn glob_slices<T: PartialEq + Copy>(p: &[T], n: &[T], star_sym: T, any: T) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(c) if *c == star_sym => {
                 star = Some((pi, ni));
                 pi += 1;
             }
-            Some(c) if *c == '?' || *c == n[ni] => {
+            Some(c) if *c == any || *c == n[ni] => {
                 pi += 1;
                 ni += 1;
             }
@@ -450,12 +477,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// Whether a pattern holds a wildcard.
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?'])
+    p[pi..].iter().all(|c| *c == star_sym)
 }
 
 #[cfg(test)]
@@ -472,6 +494,8 @@ mod tests {
         assert!(!glob_matches("prod-*", "staging-db"));
         assert!(glob_matches("*", ""));
         assert!(!glob_matches("a*b", "a"));
+        assert!(glob_matches("é*", "école"));
+        assert!(glob_matches("?cole", "école"));
     }
 
     #[test]

@@ -1112,6 +1112,59 @@ steps = [{ group = "sre", approvals = 1 }]
     }
 
     #[test]
+    fn ten_thousand_resources_and_five_hundred_selectors_expand_to_one_lookup_each() {
+        use std::fmt::Write as _;
+        let mut resources = String::new();
+        for i in 0..10_000 {
+            let env = if i % 2 == 0 { "prod" } else { "staging" };
+            writeln!(
+                resources,
+                "[[resource]]\nname = \"db-{i:05}\"\nkind = \"postgres\"\nlabels = {{ team = \"t{}\", env = \"{env}\" }}\nowners = [\"payments\"]\n",
+                i % 500
+            )
+            .unwrap();
+        }
+        let mut workflows = String::new();
+        for k in 0..499 {
+            writeln!(
+                workflows,
+                "[[workflow]]\nresources = {{ labels = {{ team = \"t{k}\" }} }}\nactions = [\"read\", \"write\"]\nrequesters = [\"dev\"]\nauto_approve = true\n"
+            )
+            .unwrap();
+        }
+        workflows.push_str(
+            "[[workflow]]\nresources = { names = [\"db-0*\"], labels = { env = \"prod\" } }\naction = \"write\"\nrequesters = [\"dev\"]\nsteps = [{ owners = true }]\n",
+        );
+        let started = std::time::Instant::now();
+        let rules = jitgate_policy::Rules::parse_with_catalog(
+            DIRECTORY,
+            &workflows,
+            &[("resources.toml".to_string(), resources)],
+        )
+        .unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(3)]));
+        eprintln!(
+            "10,000 resources x 500 workflows parsed and expanded in {:?}",
+            started.elapsed()
+        );
+        // t499 is selected by nobody: its resources have no workflow.
+        assert!(rules.workflow("db-00499", "read").is_err());
+        let w = rules.workflow("db-05000", "read").unwrap();
+        assert!(w.auto_approve && w.resource == "db-05000");
+        // The glob beats the labels on the prod databases it names; its owners step resolved.
+        let w = rules.workflow("db-05000", "write").unwrap();
+        assert_eq!(w.steps, vec![step("payments", 1)]);
+        assert_eq!(
+            rules.matched("db-05000", "write").unwrap().specificity,
+            Specificity::Glob
+        );
+        assert_eq!(
+            rules.matched("db-05001", "write").unwrap().specificity,
+            Specificity::Labels
+        );
+        assert_eq!(rules.matched("db-10000", "write"), None);
+    }
+
+    #[test]
     fn the_catalog_is_loaded_from_the_directory_with_its_folder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("directory.toml"), DIRECTORY).unwrap();
