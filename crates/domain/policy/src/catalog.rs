@@ -10,7 +10,7 @@
 
 use jitgate_core::text;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::workflow::PolicyError;
@@ -65,6 +65,10 @@ pub struct Catalog {
     kinds: BTreeSet<String>,
     /// Look-alike key of every declared name to the name, see [`lookalike_key`].
     lookalikes: BTreeMap<String, String>,
+    /// Names of the resources with each label, and of each kind, so a selector is matched
+    /// against the resources it can select rather than the whole catalog.
+    by_label: HashMap<(String, String), Vec<String>>,
+    by_kind: HashMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +300,18 @@ impl Catalog {
                     continue;
                 }
                 catalog.kinds.insert(spec.kind.clone());
+                catalog
+                    .by_kind
+                    .entry(spec.kind.clone())
+                    .or_default()
+                    .push(spec.name.clone());
+                for (k, v) in &spec.labels {
+                    catalog
+                        .by_label
+                        .entry((k.clone(), v.clone()))
+                        .or_default()
+                        .push(spec.name.clone());
+                }
                 catalog.label_keys.extend(spec.labels.keys().cloned());
                 catalog.resources.insert(
                     spec.name.clone(),
@@ -409,6 +425,25 @@ impl Catalog {
     /// Whether some resource has the kind.
     pub fn has_kind(&self, kind: &str) -> bool {
         self.kinds.contains(kind)
+    }
+
+    /// The resources that have every label in `labels` and, if given, the kind: found from
+    /// the shortest of their indexes, then checked in full. `None` when neither is given.
+    pub fn narrowed<'a>(
+        &'a self,
+        kind: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<impl Iterator<Item = &'a Resource> + 'a> {
+        let empty: &[String] = &[];
+        let mut lists: Vec<&[String]> = labels
+            .iter()
+            .map(|(k, v)| self.by_label.get(&(k.clone(), v.clone())).map_or(empty, Vec::as_slice))
+            .collect();
+        if let Some(kind) = kind {
+            lists.push(self.by_kind.get(kind).map_or(empty, Vec::as_slice));
+        }
+        let shortest = lists.into_iter().min_by_key(|l| l.len())?;
+        Some(shortest.iter().filter_map(|name| self.resources.get(name)))
     }
 
     /// The declared name that `name` looks like without being it, if any.

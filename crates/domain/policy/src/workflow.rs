@@ -150,6 +150,16 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// The declared resources the selector selects, in name order.
+    pub fn select<'a>(&'a self, catalog: &'a Catalog) -> Vec<&'a Resource> {
+        let mut out: Vec<&Resource> = match catalog.narrowed(self.kind.as_deref(), &self.labels) {
+            Some(candidates) => candidates.filter(|r| self.matches(r)).collect(),
+            None => catalog.resources().filter(|r| self.matches(r)).collect(),
+        };
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     pub fn matches(&self, r: &Resource) -> bool {
         (self.names.is_empty() || self.names.iter().any(|g| catalog::glob_matches(g, &r.name)))
             && self.kind.as_ref().is_none_or(|k| *k == r.kind)
@@ -890,7 +900,7 @@ impl Rules {
                         ));
                     }
                 }
-                if problems.is_empty() && !catalog.resources().any(|r| selector.matches(r)) {
+                if problems.is_empty() && selector.select(catalog).is_empty() {
                     problems.push(format!(
                         "{selector} selects no declared resource: every part given must match one resource"
                     ));
@@ -919,12 +929,7 @@ impl Rules {
         for (i, c) in candidates.iter().enumerate() {
             let names: Vec<&str> = match &c.target {
                 Target::Exact(name) => vec![name.as_str()],
-                Target::Select(s) => self
-                    .catalog
-                    .resources()
-                    .filter(|r| s.matches(r))
-                    .map(|r| r.name.as_str())
-                    .collect(),
+                Target::Select(s) => s.select(&self.catalog).into_iter().map(|r| r.name.as_str()).collect(),
             };
             for name in names {
                 for action in &c.actions {
