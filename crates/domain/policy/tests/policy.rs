@@ -937,6 +937,22 @@ steps = [{ group = "sre", approvals = 1 }]
             .admit(&alice, &ask("orders-db", "write", "fix orders"), weekday_morning())
             .unwrap();
         assert_eq!(request.requirement.steps, vec![step("payments", 1)]);
+        // An owner may approve it (the generated Cedar permit names the owner group); an sre
+        // may not; the owner's approval approves it.
+        let now = weekday_morning();
+        let filed = ask("orders-db", "write", "fix orders");
+        let ids = jitgate_core::machine::NewIds {
+            request_id: "r1".into(),
+            grant_id: "g1".into(),
+        };
+        let pending = jitgate_core::machine::file(&alice, &filed, request, ids, now).request;
+        let pat = user("pat", &["payments"]);
+        assert!(p.may_review(&pat, &pending, now).is_ok());
+        assert!(p.may_review(&user("bob", &["sre"]), &pending, now).is_err());
+        let done = jitgate_core::machine::approve(&pending, &pat, None, "ok".into(), now)
+            .unwrap()
+            .request;
+        assert_eq!(done.status, jitgate_core::RequestStatus::Approved);
     }
 
     #[test]
