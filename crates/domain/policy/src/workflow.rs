@@ -852,7 +852,11 @@ impl Rules {
             (Some(name), None) => {
                 // A name the catalog does not declare stays valid (as before the catalog),
                 // unless it only looks like a declared one: that is a typo or a disguise.
-                if catalog.resource(name).is_none() {
+                if catalog.collection(name).is_some() {
+                    problems.push(format!(
+                        "resource '{name}' is a collection, which cannot be requested; select its resources with resources = {{ ... }}"
+                    ));
+                } else if catalog.resource(name).is_none() {
                     if let Some(other) = catalog.lookalike_of(name) {
                         problems.push(format!(
                             "resource '{name}' is not declared but looks like '{other}' (case, width or look-alike characters); write '{other}'"

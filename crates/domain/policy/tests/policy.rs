@@ -1048,6 +1048,12 @@ steps = [{ group = "sre", approvals = 1 }]
         );
         has(&errors, "workflows.toml:1:", "either resource or resources");
         has(&errors, "workflows.toml:1:", "actions is empty");
+        // A collection is no resource.
+        let errors = refused(
+            "[[workflow]]\nresource = \"env:prod\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n",
+            RESOURCES,
+        );
+        has(&errors, "workflows.toml:1:", "'env:prod' is a collection");
         // A name that only looks like a declared one.
         for lookalike in ["Orders-db", "ｏrders-db", "\u{043E}rders-db"] {
             let errors = refused(
