@@ -5,14 +5,17 @@
 //! A directory holds `directory.toml` (principals and groups), `workflows.toml` (approval
 //! steps and limits per resource and action), any number of `*.cedar` files (conditions, in
 //! Cedar, validated against the shipped schema), optionally `oncall.toml` (the on-call
-//! schedule) and `tests/*.toml` (the policy's own test cases). See docs/policy.md.
+//! schedule), `resources.toml` and `resources/*.toml` (the resource catalog that workflows
+//! select from) and `tests/*.toml` (the policy's own test cases). See docs/policy.md.
 
+pub mod catalog;
 pub mod cedar;
 pub mod diff;
 pub mod oncall;
 pub mod testing;
 pub mod workflow;
 
+pub use catalog::{Catalog, Collection, Resource, RESOURCES_DIR, RESOURCES_FILE};
 use cedar::{Ability, CedarRules, Facts};
 use jitgate_core::admission::{Admission, Ask};
 use jitgate_core::text::{self, Lines};
@@ -20,7 +23,8 @@ use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, St
 use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
-    DirectoryEntry, Extension, PolicyError, PostgresAccess, Rules, Workflow, DIRECTORY_FILE, WORKFLOWS_FILE,
+    DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules, Selector, Specificity, Workflow,
+    DIRECTORY_FILE, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.
@@ -106,16 +110,40 @@ impl Policy {
             }
         }
         cedar_files.sort();
+        let mut resource_files = Vec::new();
+        match std::fs::read_to_string(dir.join(RESOURCES_FILE)) {
+            Ok(text) => resource_files.push((RESOURCES_FILE.to_string(), text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(vec![read_error(&dir.join(RESOURCES_FILE), e)]),
+        }
+        match std::fs::read_dir(dir.join(RESOURCES_DIR)) {
+            Ok(entries) => {
+                let mut more = Vec::new();
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|x| x == "toml") {
+                        let name = format!("{RESOURCES_DIR}/{}", entry.file_name().to_string_lossy());
+                        let text = std::fs::read_to_string(&path).map_err(|e| vec![read_error(&path, e)])?;
+                        more.push((name, text));
+                    }
+                }
+                more.sort();
+                resource_files.extend(more);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(vec![read_error(&dir.join(RESOURCES_DIR), e)]),
+        }
         // Name files by their path so `file:line` jumps straight to them from anywhere.
-        Policy::from_texts(&directory, &workflows, oncall.as_deref(), &cedar_files).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| PolicyError {
-                    file: dir.join(&e.file).display().to_string(),
-                    ..e
-                })
-                .collect()
-        })
+        Policy::from_texts_with_catalog(&directory, &workflows, oncall.as_deref(), &cedar_files, &resource_files)
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| PolicyError {
+                        file: dir.join(&e.file).display().to_string(),
+                        ..e
+                    })
+                    .collect()
+            })
     }
 
     /// Build a policy from file contents (no I/O).
@@ -125,7 +153,19 @@ impl Policy {
         oncall: Option<&str>,
         cedar_files: &[(String, String)],
     ) -> Result<Policy, Vec<PolicyError>> {
-        let rules = Rules::parse(directory, workflows)?;
+        Policy::from_texts_with_catalog(directory, workflows, oncall, cedar_files, &[])
+    }
+
+    /// `from_texts` with the resource catalog's files, as (file name, text) pairs in reading
+    /// order: `resources.toml`, then `resources/NAME.toml` by name.
+    pub fn from_texts_with_catalog(
+        directory: &str,
+        workflows: &str,
+        oncall: Option<&str>,
+        cedar_files: &[(String, String)],
+        resource_files: &[(String, String)],
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let rules = Rules::parse_with_catalog(directory, workflows, resource_files)?;
         let schedule = match oncall {
             Some(text) => Schedule::parse(text)?,
             None => Schedule::default(),

@@ -9,6 +9,9 @@ use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
+
+use crate::catalog::{self, Catalog, Resource};
 
 pub const DIRECTORY_FILE: &str = "directory.toml";
 pub const WORKFLOWS_FILE: &str = "workflows.toml";
@@ -115,13 +118,142 @@ pub struct Extension {
     pub requires_approval: bool,
 }
 
+/// How precisely a workflow names its resources; the most specific one that matches a
+/// (resource, action) governs it. Ordered least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Specificity {
+    /// `resources = { kind = ..., labels = { ... } }`: no names.
+    Labels,
+    /// `resources = { names = ["glob*", ...], ... }`.
+    Glob,
+    /// `resource = "NAME"`.
+    Exact,
+}
+
+impl Specificity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Specificity::Labels => "labels/kind",
+            Specificity::Glob => "glob",
+            Specificity::Exact => "exact name",
+        }
+    }
+}
+
+/// `resources = { names = [...], kind = "...", labels = { ... } }`: every part given must
+/// match; `names` matches when any of its globs does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selector {
+    pub names: Vec<String>,
+    pub kind: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Selector {
+    /// The declared resources the selector selects, in name order.
+    pub fn select<'a>(&'a self, catalog: &'a Catalog) -> Vec<&'a Resource> {
+        let mut out: Vec<&Resource> = match catalog.narrowed(self.kind.as_deref(), &self.labels) {
+            Some(candidates) => candidates.filter(|r| self.matches(r)).collect(),
+            None => catalog.resources().filter(|r| self.matches(r)).collect(),
+        };
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn matches(&self, r: &Resource) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|g| catalog::glob_matches(g, &r.name)))
+            && self.kind.as_ref().is_none_or(|k| *k == r.kind)
+            && self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+    }
+
+    pub fn specificity(&self) -> Specificity {
+        if self.names.is_empty() {
+            Specificity::Labels
+        } else {
+            Specificity::Glob
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.names.is_empty() {
+            let names: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+            parts.push(format!("names = [{}]", names.join(", ")));
+        }
+        if let Some(kind) = &self.kind {
+            parts.push(format!("kind = {kind:?}"));
+        }
+        if !self.labels.is_empty() {
+            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+            parts.push(format!("labels = {{ {} }}", labels.join(", ")));
+        }
+        write!(f, "resources = {{ {} }}", parts.join(", "))
+    }
+}
+
+/// Which workflow governs a (resource, action) and by which selector, for `policy explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// Where the workflow is: `workflows.toml`, line.
+    pub file: String,
+    pub line: usize,
+    pub specificity: Specificity,
+    /// The selector as written: `resource = "prod-db"` or `resources = { ... }`.
+    pub selector: String,
+}
+
+/// One (resource, action)'s workflow. The workflow is behind an `Arc` so the service can
+/// hold it cheaply; each pair has its own, with `resource` and `action` filled in (every
+/// consumer reads them) and `{ owners = true }` resolved to the resource's owner groups.
+#[derive(Debug, Clone)]
+struct Binding {
+    workflow: Arc<Workflow>,
+    matched: Matched,
+}
+
 /// The parsed, validated TOML rules.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     principals: BTreeMap<String, DirectoryEntry>,
-    workflows: HashMap<(String, String), Workflow>,
+    /// Every (resource, action) with a workflow, selectors expanded at load: an O(1) lookup.
+    workflows: HashMap<(String, String), Binding>,
     /// Resource name to its actions, for error messages and listings.
     resources: BTreeMap<String, BTreeSet<String>>,
+    catalog: Catalog,
+}
+
+/// What a workflow names, before expansion against the catalog.
+enum Target {
+    Exact(String),
+    Select(Selector),
+}
+
+/// A validated workflow before it is bound to its (resource, action) pairs.
+struct Candidate {
+    template: Workflow,
+    target: Target,
+    actions: Vec<String>,
+    line: usize,
+    /// `{ owners = true, approvals = N }`: its place among the steps, and N.
+    owners_step: Option<(usize, u32)>,
+}
+
+impl Candidate {
+    fn specificity(&self) -> Specificity {
+        match &self.target {
+            Target::Exact(_) => Specificity::Exact,
+            Target::Select(s) => s.specificity(),
+        }
+    }
+
+    fn selector_text(&self) -> String {
+        match &self.target {
+            Target::Exact(name) => format!("resource = {name:?}"),
+            Target::Select(s) => s.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -164,8 +296,13 @@ struct DefaultsSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkflowSpec {
-    resource: String,
-    action: String,
+    /// One resource by its exact name.
+    resource: Option<String>,
+    /// Or the catalog's resources a selector picks.
+    resources: Option<SelectorSpec>,
+    action: Option<String>,
+    /// Or several actions with the same rules.
+    actions: Option<Vec<String>>,
     description: Option<String>,
     #[serde(default)]
     requesters: Vec<String>,
@@ -189,6 +326,16 @@ struct WorkflowSpec {
     escalation: Option<EscalationSpec>,
     #[serde(default)]
     providers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectorSpec {
+    #[serde(default)]
+    names: Vec<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +373,9 @@ struct StepSpec {
     /// The requester's manager, as the directory names them, must approve.
     #[serde(default)]
     manager: bool,
+    /// The resource's `owners` groups (from the catalog) must approve.
+    #[serde(default)]
+    owners: bool,
     approvals: Option<u32>,
 }
 
@@ -257,6 +407,16 @@ impl Rules {
     /// Parse and validate the rules from the text of their two files. Every problem found is
     /// returned, not just the first, so one `policy check` run shows them all.
     pub fn parse(directory_text: &str, workflows_text: &str) -> Result<Rules, Vec<PolicyError>> {
+        Rules::parse_with_catalog(directory_text, workflows_text, &[])
+    }
+
+    /// `parse`, with the catalog's files (`resources.toml`, `resources/NAME.toml`) given as
+    /// (file name, text) pairs in reading order. Selectors are expanded here, once per load.
+    pub fn parse_with_catalog(
+        directory_text: &str,
+        workflows_text: &str,
+        resource_files: &[(String, String)],
+    ) -> Result<Rules, Vec<PolicyError>> {
         let mut errors = Vec::new();
         let mut policy = Rules::default();
 
@@ -383,6 +543,14 @@ impl Rules {
             .values()
             .flat_map(|e| e.identity.groups.iter().cloned())
             .collect();
+        match Catalog::parse(resource_files, &known_groups) {
+            Ok(catalog) => policy.catalog = catalog,
+            Err(mut e) => {
+                // Selectors would only repeat the catalog's problems: show those first.
+                errors.append(&mut e);
+                return Err(errors);
+            }
+        }
 
         let duration = |text: &Option<String>, field: &str, fallback: DurationSecs| match text {
             None => Ok(fallback),
@@ -415,11 +583,35 @@ impl Rules {
             DEFAULT_MAX_DURATION
         });
 
+        let mut candidates: Vec<Candidate> = Vec::new();
         for spanned in &workflows.workflow {
             let line = line_of(workflows_text, spanned.span().start);
             let spec = spanned.get_ref();
             let mut problems: Vec<String> = Vec::new();
-            let name = format!("{} {}", spec.resource, spec.action);
+            let target = policy.target(spec, &mut problems);
+            let actions = match (&spec.action, &spec.actions) {
+                (Some(a), None) => vec![a.clone()],
+                (None, Some(list)) => {
+                    if list.is_empty() {
+                        problems.push("actions is empty: name at least one action".into());
+                    }
+                    let mut seen = BTreeSet::new();
+                    for a in list {
+                        if !seen.insert(a) {
+                            problems.push(format!("actions: '{a}' is listed twice"));
+                        }
+                    }
+                    list.clone()
+                }
+                (Some(_), Some(_)) => {
+                    problems.push("give either action or actions, not both".into());
+                    Vec::new()
+                }
+                (None, None) => {
+                    problems.push("missing action: action = \"read\" (or actions = [\"read\", ...])".into());
+                    Vec::new()
+                }
+            };
 
             let max_duration = duration(&spec.max_duration, "max_duration", default_max).unwrap_or_else(|m| {
                 problems.push(m);
@@ -439,7 +631,9 @@ impl Rules {
                 problems.push(m);
                 default_pending
             });
-            if spec.resource.trim().is_empty() || spec.action.trim().is_empty() {
+            if actions.iter().any(|a| a.trim().is_empty())
+                || matches!(&target, Some(Target::Exact(r)) if r.trim().is_empty())
+            {
                 problems.push("resource and action must not be empty".into());
             }
             for group in &spec.requesters {
@@ -457,8 +651,23 @@ impl Rules {
                 );
             }
             let mut steps = Vec::new();
+            let mut owners_step = None;
             for step in &spec.steps {
                 let approvals = step.approvals.unwrap_or(1);
+                if step.owners {
+                    if step.group.is_some() || step.manager {
+                        problems.push(
+                            "steps: each step names either group = \"...\", manager = true or owners = true".into(),
+                        );
+                    } else if approvals == 0 {
+                        problems.push("steps: an owners step needs at least 1 approval".into());
+                    } else if owners_step.is_some() {
+                        problems.push("steps: owners = true is given twice".into());
+                    } else {
+                        owners_step = Some((steps.len(), approvals));
+                    }
+                    continue;
+                }
                 match (&step.group, step.manager) {
                     (None, true) => {
                         if approvals != 1 {
@@ -587,10 +796,6 @@ impl Rules {
                     groups: e.groups.clone(),
                 })
             });
-            let key = (spec.resource.clone(), spec.action.clone());
-            if policy.workflows.contains_key(&key) {
-                problems.push(format!("a workflow for {name} is already defined; merge the two"));
-            }
             if !problems.is_empty() {
                 errors.extend(problems.into_iter().map(|message| PolicyError {
                     file: WORKFLOWS_FILE.into(),
@@ -599,16 +804,14 @@ impl Rules {
                 }));
                 continue;
             }
-            policy
-                .resources
-                .entry(spec.resource.clone())
-                .or_default()
-                .insert(spec.action.clone());
-            policy.workflows.insert(
-                key,
-                Workflow {
-                    resource: spec.resource.clone(),
-                    action: spec.action.clone(),
+            let Some(target) = target else { continue };
+            candidates.push(Candidate {
+                template: Workflow {
+                    resource: match &target {
+                        Target::Exact(name) => name.clone(),
+                        Target::Select(s) => s.to_string(),
+                    },
+                    action: actions.first().cloned().unwrap_or_default(),
                     description: spec.description.clone(),
                     requesters: spec.requesters.clone(),
                     steps,
@@ -627,13 +830,222 @@ impl Rules {
                     postgres,
                     providers: spec.providers.clone(),
                 },
-            );
+                target,
+                actions,
+                line,
+                owners_step,
+            });
         }
+        policy.bind(candidates, &mut errors);
         if errors.is_empty() {
             Ok(policy)
         } else {
             Err(errors)
         }
+    }
+
+    /// What a workflow names: `resource = "NAME"` or `resources = { ... }`, checked against
+    /// the catalog. `None` (with problems) when neither or both are given.
+    fn target(&self, spec: &WorkflowSpec, problems: &mut Vec<String>) -> Option<Target> {
+        let catalog = &self.catalog;
+        match (&spec.resource, &spec.resources) {
+            (Some(name), None) => {
+                // A name the catalog does not declare stays valid (as before the catalog),
+                // unless it only looks like a declared one: that is a typo or a disguise.
+                if catalog.collection(name).is_some() {
+                    problems.push(format!(
+                        "resource '{name}' is a collection, which cannot be requested; select its resources with resources = {{ ... }}"
+                    ));
+                } else if catalog.resource(name).is_none() {
+                    if let Some(other) = catalog.lookalike_of(name) {
+                        problems.push(format!(
+                            "resource '{name}' is not declared but looks like '{other}' (case, width or look-alike characters); write '{other}'"
+                        ));
+                    }
+                }
+                Some(Target::Exact(name.clone()))
+            }
+            (None, Some(sel)) => {
+                let selector = Selector {
+                    names: sel.names.clone(),
+                    kind: sel.kind.clone(),
+                    labels: sel.labels.clone(),
+                };
+                if selector.names.is_empty() && selector.kind.is_none() && selector.labels.is_empty() {
+                    problems.push("resources: give names, kind or labels to select by".into());
+                    return None;
+                }
+                if catalog.is_empty() {
+                    problems.push(format!(
+                        "resources: a selector needs the catalog: declare resources in {}",
+                        catalog::RESOURCES_FILE
+                    ));
+                    return None;
+                }
+                for pattern in &selector.names {
+                    if let Some(problem) = catalog::name_problem(pattern) {
+                        problems.push(format!("resources.names: {pattern:?} {problem}"));
+                    } else if !catalog.resources().any(|r| catalog::glob_matches(pattern, &r.name)) {
+                        problems.push(format!(
+                            "resources.names: '{pattern}' matches no declared resource; check the name against {}",
+                            catalog::RESOURCES_FILE
+                        ));
+                    }
+                }
+                if let Some(kind) = &selector.kind {
+                    if !catalog.has_kind(kind) {
+                        problems.push(format!("resources.kind: no declared resource has kind '{kind}'"));
+                    }
+                }
+                for key in selector.labels.keys() {
+                    if !catalog.has_label_key(key) {
+                        problems.push(format!(
+                            "resources.labels: no declared resource has the label key '{key}'"
+                        ));
+                    }
+                }
+                if problems.is_empty() && selector.select(catalog).is_empty() {
+                    problems.push(format!(
+                        "{selector} selects no declared resource: every part given must match one resource"
+                    ));
+                }
+                Some(Target::Select(selector))
+            }
+            (Some(_), Some(_)) => {
+                problems.push("give either resource or resources, not both".into());
+                None
+            }
+            (None, None) => {
+                problems.push(
+                    "missing resource: resource = \"NAME\" or resources = { names = [...], kind = \"...\", labels = { ... } }"
+                        .into(),
+                );
+                None
+            }
+        }
+    }
+
+    /// Expand the workflows into their (resource, action) pairs: the most specific wins, and
+    /// two of equal specificity on one pair are refused. Owner steps are resolved per resource.
+    fn bind(&mut self, candidates: Vec<Candidate>, errors: &mut Vec<PolicyError>) {
+        let mut chosen: HashMap<(String, String), usize> = HashMap::new();
+        let mut collided: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for (i, c) in candidates.iter().enumerate() {
+            let names: Vec<&str> = match &c.target {
+                Target::Exact(name) => vec![name.as_str()],
+                Target::Select(s) => s.select(&self.catalog).into_iter().map(|r| r.name.as_str()).collect(),
+            };
+            for name in names {
+                for action in &c.actions {
+                    let key = (name.to_string(), action.clone());
+                    let Some(&j) = chosen.get(&key) else {
+                        chosen.insert(key, i);
+                        continue;
+                    };
+                    let (mine, theirs) = (c.specificity(), candidates[j].specificity());
+                    if mine > theirs {
+                        chosen.insert(key, i);
+                    } else if mine == theirs && collided.insert((j, i)) {
+                        let message = if mine == Specificity::Exact {
+                            format!("a workflow for {name} {action} is already defined; merge the two")
+                        } else {
+                            format!(
+                                "this workflow ({}) and the one at {WORKFLOWS_FILE}:{} ({}) both select {action} on '{name}' with equal specificity ({}); make one more specific or narrow the other",
+                                c.selector_text(),
+                                candidates[j].line,
+                                candidates[j].selector_text(),
+                                mine.as_str()
+                            )
+                        };
+                        errors.push(PolicyError {
+                            file: WORKFLOWS_FILE.into(),
+                            line: c.line,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        let mut owner_problems: BTreeSet<(usize, String)> = BTreeSet::new();
+        for ((resource, action), i) in chosen {
+            let c = &candidates[i];
+            let mut workflow = c.template.clone();
+            workflow.resource.clone_from(&resource);
+            workflow.action.clone_from(&action);
+            if let Some((at, approvals)) = c.owners_step {
+                let Some(owners) = self
+                    .catalog
+                    .resource(&resource)
+                    .map(|r| &r.owners)
+                    .filter(|o| !o.is_empty())
+                else {
+                    owner_problems.insert((
+                        c.line,
+                        format!(
+                            "steps: owners = true, but resource '{resource}' declares no owners; add owners = [\"GROUP\"] to it in the catalog"
+                        ),
+                    ));
+                    continue;
+                };
+                let mut owner_steps = Vec::new();
+                for group in owners {
+                    let members = self.members_of(group).count();
+                    if members < approvals as usize {
+                        owner_problems.insert((
+                            c.line,
+                            format!(
+                                "steps: {approvals} approvals from '{group}', an owner of '{resource}', can never be given: the group has {members} member(s)"
+                            ),
+                        ));
+                    }
+                    owner_steps.push(Step {
+                        group: group.clone(),
+                        approvals,
+                    });
+                }
+                workflow.steps.splice(at..at, owner_steps);
+            }
+            self.resources
+                .entry(resource.clone())
+                .or_default()
+                .insert(action.clone());
+            self.workflows.insert(
+                (resource, action),
+                Binding {
+                    workflow: Arc::new(workflow),
+                    matched: Matched {
+                        file: WORKFLOWS_FILE.into(),
+                        line: c.line,
+                        specificity: c.specificity(),
+                        selector: c.selector_text(),
+                    },
+                },
+            );
+        }
+        errors.extend(owner_problems.into_iter().map(|(line, message)| PolicyError {
+            file: WORKFLOWS_FILE.into(),
+            line,
+            message,
+        }));
+    }
+
+    /// The resource catalog (empty when the directory declares none).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Which workflow, by which selector, governs `action` on `resource`.
+    pub fn matched(&self, resource: &str, action: &str) -> Option<&Matched> {
+        self.workflows
+            .get(&(resource.to_string(), action.to_string()))
+            .map(|b| &b.matched)
+    }
+
+    /// The shared workflow of a (resource, action), for holding beyond a borrow.
+    pub fn workflow_arc(&self, resource: &str, action: &str) -> Option<Arc<Workflow>> {
+        self.workflows
+            .get(&(resource.to_string(), action.to_string()))
+            .map(|b| Arc::clone(&b.workflow))
     }
 
     pub fn principals(&self) -> impl Iterator<Item = &DirectoryEntry> {
@@ -658,8 +1070,9 @@ impl Rules {
             .map(|e| e.identity.principal.as_str())
     }
 
+    /// Every (resource, action)'s workflow, selectors expanded.
     pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.workflows.values()
+        self.workflows.values().map(|b| &*b.workflow)
     }
 
     /// The workflow for a resource and action, or an error naming what exists.
@@ -673,6 +1086,7 @@ impl Rules {
         };
         self.workflows
             .get(&(resource.to_string(), action.to_string()))
+            .map(|b| &*b.workflow)
             .ok_or_else(|| {
                 let known: Vec<&str> = actions.iter().map(String::as_str).collect();
                 DomainError::invalid(

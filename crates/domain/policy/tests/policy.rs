@@ -752,3 +752,493 @@ fn automatic_admissions_name_the_deciding_policy() {
         Some("workflow prod-db write (break_glass.groups in workflows.toml)")
     );
 }
+
+/// The resource catalog (`resources.toml`) and workflows that select from it.
+mod catalog {
+    use super::*;
+    use jitgate_policy::{PolicyError, Specificity};
+
+    const DIRECTORY: &str = r#"
+[[principal]]
+name = "alice"
+groups = ["dev"]
+[[principal]]
+name = "bob"
+groups = ["sre"]
+[[principal]]
+name = "pat"
+groups = ["payments"]
+"#;
+
+    const RESOURCES: &str = r#"[[collection]]
+name = "env:prod"
+description = "everything in production"
+
+[[resource]]
+name = "orders-db"
+kind = "postgres"
+labels = { env = "prod", team = "payments" }
+parent = "env:prod"
+owners = ["payments"]
+postgres = { roles = ["app_readonly"] }
+
+[[resource]]
+name = "billing-db"
+kind = "postgres"
+labels = { env = "prod", team = "billing" }
+parent = "env:prod"
+
+[[resource]]
+name = "metrics-db"
+kind = "postgres"
+labels = { env = "staging", team = "payments" }
+
+[[resource]]
+name = "wiki"
+kind = "http"
+labels = { env = "prod" }
+"#;
+
+    const WORKFLOWS: &str = r#"[[workflow]]
+resources = { labels = { env = "staging" } }
+actions = ["read", "write"]
+requesters = ["dev"]
+auto_approve = true
+
+[[workflow]]
+resources = { names = ["orders-*", "billing-*"], kind = "postgres" }
+action = "read"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+
+[[workflow]]
+resource = "orders-db"
+action = "write"
+requesters = ["dev"]
+steps = [{ owners = true }]
+
+[[workflow]]
+resources = { labels = { env = "prod" } }
+action = "read"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+"#;
+
+    fn load(workflows: &str, resources: &str) -> Result<Policy, Vec<PolicyError>> {
+        Policy::from_texts_with_catalog(
+            DIRECTORY,
+            workflows,
+            None,
+            &[],
+            &[("resources.toml".to_string(), resources.to_string())],
+        )
+    }
+
+    fn policy() -> Policy {
+        load(WORKFLOWS, RESOURCES).unwrap_or_else(|e| panic!("catalog policy is invalid: {e:?}"))
+    }
+
+    /// The errors as `file:line: message`, asserting that loading fails.
+    fn refused(workflows: &str, resources: &str) -> Vec<String> {
+        match load(workflows, resources) {
+            Ok(_) => panic!("accepted:\n{resources}\n{workflows}"),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn has(errors: &[String], prefix: &str, part: &str) {
+        assert!(
+            errors.iter().any(|e| e.starts_with(prefix) && e.contains(part)),
+            "no error starting {prefix:?} containing {part:?} in {errors:#?}"
+        );
+    }
+
+    fn step(group: &str, approvals: u32) -> Step {
+        Step {
+            group: group.into(),
+            approvals,
+        }
+    }
+
+    #[test]
+    fn the_catalog_is_read_with_kind_labels_parent_owners_and_settings() {
+        let p = policy();
+        let catalog = p.rules().catalog();
+        let orders = catalog.resource("orders-db").expect("declared");
+        assert_eq!(orders.kind, "postgres");
+        assert_eq!(orders.labels.get("team").map(String::as_str), Some("payments"));
+        assert_eq!(orders.parent.as_deref(), Some("env:prod"));
+        assert_eq!(orders.owners, vec!["payments".to_string()]);
+        assert_eq!((orders.file.as_str(), orders.line), ("resources.toml", 5));
+        let roles = orders.settings["postgres"]
+            .get("roles")
+            .and_then(|r| r.as_array())
+            .expect("kept");
+        assert_eq!(roles[0].as_str(), Some("app_readonly"));
+        assert!(catalog.collection("env:prod").is_some());
+        assert_eq!(catalog.ancestors("orders-db"), vec!["env:prod"]);
+    }
+
+    #[test]
+    fn a_label_selected_workflow_approves_automatically() {
+        let p = policy();
+        let alice = user("alice", &["dev"]);
+        for action in ["read", "write"] {
+            assert_eq!(
+                p.explain(&alice, "metrics-db", action, None, weekday_morning()).verdict,
+                Verdict::Automatic
+            );
+            let m = p.rules().matched("metrics-db", action).expect("matched");
+            assert_eq!(m.specificity, Specificity::Labels);
+            assert_eq!((m.file.as_str(), m.line), ("workflows.toml", 1));
+            assert_eq!(m.selector, r#"resources = { labels = { env = "staging" } }"#);
+        }
+        let w = p.rules().workflow("metrics-db", "write").unwrap();
+        assert_eq!((w.resource.as_str(), w.action.as_str()), ("metrics-db", "write"));
+    }
+
+    #[test]
+    fn a_glob_selected_workflow_waits_for_its_group_and_beats_labels() {
+        let p = policy();
+        let alice = user("alice", &["dev"]);
+        // billing-db read: the glob (line 7) and the env=prod labels (line 19) both match; the glob wins.
+        assert_eq!(
+            p.explain(&alice, "billing-db", "read", None, weekday_morning()).verdict,
+            sre(1)
+        );
+        let m = p.rules().matched("billing-db", "read").unwrap();
+        assert_eq!((m.specificity, m.line), (Specificity::Glob, 7));
+        // wiki is no postgres database: only the labels select it.
+        assert_eq!(p.rules().matched("wiki", "read").unwrap().line, 19);
+        // The glob does not reach write, and nothing selects it on billing-db.
+        assert!(
+            p.explain(&alice, "billing-db", "write", None, weekday_morning())
+                .verdict
+                != Verdict::Automatic
+        );
+        assert!(p.rules().workflow("billing-db", "write").is_err());
+    }
+
+    #[test]
+    fn an_owners_step_asks_the_owner_group() {
+        let p = policy();
+        let alice = user("alice", &["dev"]);
+        assert_eq!(
+            p.explain(&alice, "orders-db", "write", None, weekday_morning()).verdict,
+            Verdict::NeedsApproval(vec![step("payments", 1)])
+        );
+        let m = p.rules().matched("orders-db", "write").unwrap();
+        assert_eq!(
+            (m.specificity, m.selector.as_str()),
+            (Specificity::Exact, r#"resource = "orders-db""#)
+        );
+        // Filing it records the owner group as the request's step.
+        let request = p
+            .admit(&alice, &ask("orders-db", "write", "fix orders"), weekday_morning())
+            .unwrap();
+        assert_eq!(request.requirement.steps, vec![step("payments", 1)]);
+        // An owner may approve it (the generated Cedar permit names the owner group); an sre
+        // may not; the owner's approval approves it.
+        let now = weekday_morning();
+        let filed = ask("orders-db", "write", "fix orders");
+        let ids = jitgate_core::machine::NewIds {
+            request_id: "r1".into(),
+            grant_id: "g1".into(),
+        };
+        let pending = jitgate_core::machine::file(&alice, &filed, request, ids, now).request;
+        let pat = user("pat", &["payments"]);
+        assert!(p.may_review(&pat, &pending, now).is_ok());
+        assert!(p.may_review(&user("bob", &["sre"]), &pending, now).is_err());
+        let done = jitgate_core::machine::approve(&pending, &pat, None, "ok".into(), now)
+            .unwrap()
+            .request;
+        assert_eq!(done.status, jitgate_core::RequestStatus::Approved);
+    }
+
+    #[test]
+    fn an_owners_step_on_a_resource_without_owners_is_refused() {
+        // env=prod selects orders-db (owned by payments), billing-db and wiki (no owners).
+        let workflows = format!(
+            "{WORKFLOWS}\n[[workflow]]\nresources = {{ labels = {{ env = \"prod\" }} }}\naction = \"audit\"\nrequesters = [\"dev\"]\nsteps = [{{ owners = true }}]\n"
+        );
+        let errors = refused(&workflows, RESOURCES);
+        has(
+            &errors,
+            "workflows.toml:25:",
+            "resource 'billing-db' declares no owners",
+        );
+        has(&errors, "workflows.toml:25:", "resource 'wiki' declares no owners");
+        assert!(!errors.iter().any(|e| e.contains("orders-db")), "{errors:?}");
+    }
+
+    #[test]
+    fn the_exact_name_beats_a_glob() {
+        let workflows = format!(
+            "{WORKFLOWS}\n[[workflow]]\nresource = \"billing-db\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n"
+        );
+        let p = load(&workflows, RESOURCES).unwrap();
+        let alice = user("alice", &["dev"]);
+        assert_eq!(
+            p.explain(&alice, "billing-db", "read", None, weekday_morning()).verdict,
+            Verdict::Automatic
+        );
+        assert_eq!(
+            p.rules().matched("billing-db", "read").unwrap().specificity,
+            Specificity::Exact
+        );
+    }
+
+    #[test]
+    fn equally_specific_selectors_on_one_resource_are_refused_naming_both() {
+        let workflows = format!(
+            "{WORKFLOWS}\n[[workflow]]\nresources = {{ labels = {{ team = \"payments\" }} }}\naction = \"deploy\"\nrequesters = [\"dev\"]\nauto_approve = true\n\n[[workflow]]\nresources = {{ kind = \"postgres\", labels = {{ env = \"prod\" }} }}\naction = \"deploy\"\nrequesters = [\"dev\"]\nauto_approve = true\n"
+        );
+        let errors = refused(&workflows, RESOURCES);
+        has(&errors, "workflows.toml:31:", "workflows.toml:25");
+        has(&errors, "workflows.toml:31:", "'orders-db'");
+        has(&errors, "workflows.toml:31:", r#"labels = { team = "payments" }"#);
+        has(&errors, "workflows.toml:31:", "equal specificity (labels/kind)");
+        // Two globs are equal too.
+        let workflows = format!(
+            "{WORKFLOWS}\n[[workflow]]\nresources = {{ names = [\"orders-db\"] }}\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n"
+        );
+        has(
+            &refused(&workflows, RESOURCES),
+            "workflows.toml:25:",
+            "workflows.toml:7",
+        );
+    }
+
+    #[test]
+    fn bad_selectors_are_refused_with_file_and_line() {
+        let one = |selector: &str| {
+            format!("[[workflow]]\nresources = {selector}\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n")
+        };
+        let errors = refused(&one(r#"{ names = ["payments-*"] }"#), RESOURCES);
+        has(
+            &errors,
+            "workflows.toml:1:",
+            "'payments-*' matches no declared resource",
+        );
+        let errors = refused(&one(r#"{ labels = { region = "eu" } }"#), RESOURCES);
+        has(
+            &errors,
+            "workflows.toml:1:",
+            "no declared resource has the label key 'region'",
+        );
+        let errors = refused(&one(r#"{ kind = "ssh" }"#), RESOURCES);
+        has(&errors, "workflows.toml:1:", "no declared resource has kind 'ssh'");
+        let errors = refused(&one(r#"{ kind = "http", labels = { team = "payments" } }"#), RESOURCES);
+        has(&errors, "workflows.toml:1:", "selects no declared resource");
+        let errors = refused(&one("{}"), RESOURCES);
+        has(&errors, "workflows.toml:1:", "give names, kind or labels");
+        let errors = refused(&one(r#"{ names = ["orders-\u0000*"] }"#), RESOURCES);
+        has(
+            &errors,
+            "workflows.toml:1:",
+            "control, space or invisible character (U+0000)",
+        );
+        // A selector without a catalog.
+        let errors = refused(&one(r#"{ names = ["*"] }"#), "");
+        has(&errors, "workflows.toml:1:", "declare resources in resources.toml");
+        // resource and resources together; action and actions together.
+        let errors = refused(
+            "[[workflow]]\nresource = \"wiki\"\nresources = { kind = \"http\" }\nactions = []\nrequesters = [\"dev\"]\nauto_approve = true\n",
+            RESOURCES,
+        );
+        has(&errors, "workflows.toml:1:", "either resource or resources");
+        has(&errors, "workflows.toml:1:", "actions is empty");
+        // A collection is no resource.
+        let errors = refused(
+            "[[workflow]]\nresource = \"env:prod\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n",
+            RESOURCES,
+        );
+        has(&errors, "workflows.toml:1:", "'env:prod' is a collection");
+        // A name that only looks like a declared one.
+        for lookalike in ["Orders-db", "ｏrders-db", "\u{043E}rders-db"] {
+            let errors = refused(
+                &format!("[[workflow]]\nresource = \"{lookalike}\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n"),
+                RESOURCES,
+            );
+            has(&errors, "workflows.toml:1:", "looks like 'orders-db'");
+        }
+    }
+
+    #[test]
+    fn bad_catalogs_are_refused_with_file_and_line() {
+        let ok = "[[workflow]]\nresource = \"wiki\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        let with = |extra: &str| format!("{RESOURCES}\n{extra}");
+        // RESOURCES has 27 lines, so an appended resource starts on line 29.
+        let errors = refused(ok, &with("[[resource]]\nname = \"wiki\"\nkind = \"http\"\n"));
+        has(
+            &errors,
+            "resources.toml:29:",
+            "'wiki' is already declared at resources.toml:24",
+        );
+        let errors = refused(ok, &with("[[resource]]\nname = \"env:prod\"\nkind = \"http\"\n"));
+        has(&errors, "resources.toml:29:", "already declared at resources.toml:1");
+        let errors = refused(
+            ok,
+            &with("[[resource]]\nname = \"api\"\nkind = \"http\"\nparent = \"env:qa\"\n"),
+        );
+        has(&errors, "resources.toml:29:", "unknown parent 'env:qa'");
+        let errors = refused(
+            ok,
+            &with("[[collection]]\nname = \"a\"\nparent = \"b\"\n\n[[collection]]\nname = \"b\"\nparent = \"a\"\n"),
+        );
+        has(&errors, "resources.toml:29:", "parents form a cycle: a -> b -> a");
+        assert_eq!(errors.iter().filter(|e| e.contains("cycle")).count(), 1, "{errors:?}");
+        let errors = refused(
+            ok,
+            &with("[[resource]]\nname = \"self\"\nkind = \"http\"\nparent = \"self\"\n"),
+        );
+        has(&errors, "resources.toml:29:", "cycle: self -> self");
+        for name in ["api\\u0007", "api\\u0000", "api\\u200b", "api\\u202e", "my api", ""] {
+            let errors = refused(
+                ok,
+                &with(&format!("[[resource]]\nname = \"{name}\"\nkind = \"http\"\n")),
+            );
+            has(&errors, "resources.toml:29:", "resource name");
+        }
+        for name in ["WIKI", "ｗｉｋｉ", "w\\u0456ki"] {
+            let errors = refused(
+                ok,
+                &with(&format!("[[resource]]\nname = \"{name}\"\nkind = \"http\"\n")),
+            );
+            has(
+                &errors,
+                "resources.toml:29:",
+                "looks like 'wiki' declared at resources.toml:24",
+            );
+        }
+        let errors = refused(
+            ok,
+            &with("[[resource]]\nname = \"api\"\nkind = \"http\"\nlabels = { \"t\\u200beam\" = \"x\", env = \"pr\\u0000od\" }\n"),
+        );
+        has(&errors, "resources.toml:29:", "label key");
+        has(&errors, "resources.toml:29:", "label env: value");
+        let errors = refused(ok, &with("[[resource]]\nname = \"api\"\nkind = \"Web App\"\n"));
+        has(&errors, "resources.toml:29:", "is not a word");
+        let errors = refused(
+            ok,
+            &with("[[resource]]\nname = \"api\"\nkind = \"http\"\nowners = [\"nobody\"]\n"),
+        );
+        has(&errors, "resources.toml:29:", "owners: unknown group 'nobody'");
+        let errors = refused(
+            ok,
+            &with("[[resource]]\nname = \"api\"\nkind = \"http\"\nowner = [\"payments\"]\n"),
+        );
+        has(&errors, "resources.toml:29:", "unknown key 'owner'");
+        let errors = refused(ok, &with("[[resource]]\nname = \"api\"\n"));
+        has(&errors, "resources.toml:29:", "kind");
+    }
+
+    #[test]
+    fn ten_thousand_resources_and_five_hundred_selectors_expand_to_one_lookup_each() {
+        use std::fmt::Write as _;
+        let mut resources = String::new();
+        for i in 0..10_000 {
+            let env = if i % 2 == 0 { "prod" } else { "staging" };
+            writeln!(
+                resources,
+                "[[resource]]\nname = \"db-{i:05}\"\nkind = \"postgres\"\nlabels = {{ team = \"t{}\", env = \"{env}\" }}\nowners = [\"payments\"]\n",
+                i % 500
+            )
+            .unwrap();
+        }
+        let mut workflows = String::new();
+        for k in 0..499 {
+            writeln!(
+                workflows,
+                "[[workflow]]\nresources = {{ labels = {{ team = \"t{k}\" }} }}\nactions = [\"read\", \"write\"]\nrequesters = [\"dev\"]\nauto_approve = true\n"
+            )
+            .unwrap();
+        }
+        workflows.push_str(
+            "[[workflow]]\nresources = { names = [\"db-0*\"], labels = { env = \"prod\" } }\naction = \"write\"\nrequesters = [\"dev\"]\nsteps = [{ owners = true }]\n",
+        );
+        let started = std::time::Instant::now();
+        let rules = jitgate_policy::Rules::parse_with_catalog(
+            DIRECTORY,
+            &workflows,
+            &[("resources.toml".to_string(), resources)],
+        )
+        .unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(3)]));
+        eprintln!(
+            "10,000 resources x 500 workflows parsed and expanded in {:?}",
+            started.elapsed()
+        );
+        // t499 is selected by nobody: its resources have no workflow.
+        assert!(rules.workflow("db-00499", "read").is_err());
+        let w = rules.workflow("db-05000", "read").unwrap();
+        assert!(w.auto_approve && w.resource == "db-05000");
+        // The glob beats the labels on the prod databases it names; its owners step resolved.
+        let w = rules.workflow("db-05000", "write").unwrap();
+        assert_eq!(w.steps, vec![step("payments", 1)]);
+        assert_eq!(
+            rules.matched("db-05000", "write").unwrap().specificity,
+            Specificity::Glob
+        );
+        assert_eq!(
+            rules.matched("db-05001", "write").unwrap().specificity,
+            Specificity::Labels
+        );
+        assert_eq!(rules.matched("db-10000", "write"), None);
+    }
+
+    #[test]
+    fn the_catalog_is_loaded_from_the_directory_with_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("directory.toml"), DIRECTORY).unwrap();
+        std::fs::write(dir.path().join("workflows.toml"), WORKFLOWS).unwrap();
+        let (first, rest) = RESOURCES.split_at(RESOURCES.find("[[resource]]\nname = \"metrics-db\"").unwrap());
+        std::fs::write(dir.path().join("resources.toml"), first).unwrap();
+        std::fs::create_dir(dir.path().join("resources")).unwrap();
+        std::fs::write(dir.path().join("resources/more.toml"), rest).unwrap();
+        let p = Policy::load(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            p.rules().catalog().resource("wiki").unwrap().file,
+            "resources/more.toml"
+        );
+        assert_eq!(
+            p.explain(&user("alice", &["dev"]), "metrics-db", "read", None, weekday_morning())
+                .verdict,
+            Verdict::Automatic
+        );
+        // A duplicate across the two files names both, with the folder's file by its path.
+        std::fs::write(
+            dir.path().join("resources/zz.toml"),
+            "[[resource]]\nname = \"orders-db\"\nkind = \"postgres\"\n",
+        )
+        .unwrap();
+        let errors: Vec<String> = Policy::load(dir.path())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let zz = dir.path().join("resources/zz.toml").display().to_string();
+        has(
+            &errors,
+            &format!("{zz}:1:"),
+            "'orders-db' is already declared at resources.toml:5",
+        );
+    }
+}
+
+#[test]
+fn the_quickstart_declares_its_resources_in_a_catalog() {
+    let p = quickstart();
+    let catalog = p.rules().catalog();
+    let names: Vec<&str> = catalog.resources().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec!["bastion", "prod-api", "prod-db", "staging-db"]);
+    let prod_db = catalog.resource("prod-db").unwrap();
+    assert_eq!(
+        (prod_db.kind.as_str(), prod_db.labels["env"].as_str()),
+        ("postgres", "prod")
+    );
+    assert_eq!(catalog.ancestors("prod-db"), vec!["env:prod"]);
+    // Every workflow still names its resource exactly.
+    assert!(p
+        .workflows()
+        .all(|w| p.rules().matched(&w.resource, &w.action).unwrap().specificity == jitgate_policy::Specificity::Exact));
+}
