@@ -99,15 +99,17 @@ impl App {
             {
                 continue;
             }
-            let resource = by_name
-                .entry(workflow.resource.as_str())
-                .or_insert_with(|| RequestableResource {
+            let resource = by_name.entry(workflow.resource.as_str()).or_insert_with(|| {
+                // What the catalog says of it, when the catalog declares it.
+                let declared = policy.rules().catalog().resource(&workflow.resource);
+                RequestableResource {
                     name: workflow.resource.clone(),
-                    kind: None,
-                    labels: BTreeMap::new(),
-                    description: None,
+                    kind: declared.map(|r| r.kind.clone()),
+                    labels: declared.map(|r| r.labels.clone()).unwrap_or_default(),
+                    description: declared.and_then(|r| r.description.clone()),
                     actions: Vec::new(),
-                });
+                }
+            });
             resource.actions.push(RequestableAction {
                 action: workflow.action.clone(),
                 automatic: workflow.auto_approve || workflow.steps.is_empty(),

@@ -16,7 +16,7 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// What identifies a version of the directory: every policy file's name, size and mtime.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut files = Vec::new();
-    for sub in [dir.to_path_buf(), dir.join("tests")] {
+    for sub in [dir.to_path_buf(), dir.join("tests"), dir.join("resources")] {
         let Ok(entries) = std::fs::read_dir(&sub) else { continue };
         for entry in entries.flatten() {
             let path = entry.path();

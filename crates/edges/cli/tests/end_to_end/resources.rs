@@ -86,9 +86,26 @@ fn search_labels_and_pages_narrow_the_list_and_bad_queries_are_refused_by_name()
     assert_eq!(names, ["prod-db"]);
     let (_, by_description) = s.get("/v1/resources?q=staging%20database", "demo-alice");
     assert_eq!(by_description["items"][0]["name"], "staging-db", "{by_description}");
-    // Labels and kinds select from the catalog: nothing here carries them yet.
-    let (status, none) = s.get("/v1/resources?label=env=prod", "demo-alice");
-    assert_eq!(status, 200);
+    // Labels and kinds select from the catalog (examples/quickstart/resources.toml).
+    let names_of = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, prod) = s.get("/v1/resources?label=env=prod", "demo-alice");
+    assert_eq!(status, 200, "{prod}");
+    assert_eq!(names_of(&prod), ["bastion", "prod-api", "prod-db"]);
+    let (_, data_prod) = s.get("/v1/resources?label=env=prod,team=data", "demo-alice");
+    assert_eq!(names_of(&data_prod), ["prod-db"]);
+    assert_eq!(data_prod["items"][0]["kind"], "postgres", "{data_prod}");
+    assert_eq!(data_prod["items"][0]["labels"], json!({"env": "prod", "team": "data"}));
+    assert_eq!(data_prod["items"][0]["description"], "The production database");
+    let (_, ssh) = s.get("/v1/resources?kind=ssh", "demo-alice");
+    assert_eq!(names_of(&ssh), ["bastion"]);
+    let (_, none) = s.get("/v1/resources?label=env=nowhere", "demo-alice");
     assert_eq!(none["items"], json!([]));
     // Pages: one resource at a time, each page continuing after the last.
     let mut seen = Vec::new();
@@ -148,4 +165,24 @@ fn the_cli_lists_what_the_caller_may_request() {
     assert_eq!(code, 0, "{out}");
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[test]
+fn a_catalog_file_added_under_resources_is_served_without_a_restart() {
+    let dir = editable_quickstart();
+    let s = Server::start_with_policy(dir.path());
+    let (_, before) = s.get("/v1/resources?label=team=ledger", "demo-alice");
+    assert_eq!(before["items"], json!([]), "{before}");
+    std::fs::create_dir(dir.path().join("resources")).unwrap();
+    std::fs::write(
+        dir.path().join("resources").join("ledger.toml"),
+        "[[resource]]\nname = \"staging-db\"\nkind = \"postgres\"\nlabels = { team = \"ledger\" }\n",
+    )
+    .unwrap();
+    wait_until("the new catalog file is served", || {
+        let (_, after) = s.get("/v1/resources?label=team=ledger", "demo-alice");
+        after["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 1 && items[0]["name"] == "staging-db")
+    });
 }
