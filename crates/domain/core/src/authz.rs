@@ -157,8 +157,8 @@ use Reach::{All, Involved, Nothing, Own};
 pub const TABLE: &[Rule] = &[
     Rule {
         operation: Operation::FileRequest,
-        what: "file a request (the policy decides which)",
-        endpoints: "POST /v1/requests",
+        what: "file a request (the policy decides which), and list what one may request",
+        endpoints: "POST /v1/requests, GET /v1/resources",
         reach: [Own, Nothing, Own, Own],
     },
     Rule {

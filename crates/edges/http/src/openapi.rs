@@ -153,7 +153,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(limits, 3, "requests, grants and audit take a page size");
+        assert_eq!(limits, 4, "requests, grants, audit and resources take a page size");
     }
 
     #[test]

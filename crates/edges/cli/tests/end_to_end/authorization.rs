@@ -325,6 +325,21 @@ fn every_role_the_table_refuses_is_refused() {
         );
     }
 
+    // What one may request: whoever may file, each seeing their own (resources.rs checks what).
+    row(
+        &s,
+        "GET",
+        "/v1/resources",
+        json!(null),
+        &[
+            refused(SERVICE),
+            ok(ALICE, 200),
+            ok(BOB, 200),
+            ok(AUDITOR, 200),
+            ok(ADMIN, 200),
+        ],
+    );
+
     // Explain: users for themselves; auditors and admins for anyone.
     row(
         &s,
@@ -454,6 +469,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("POST", "/v1/check"),
         ("POST", "/v1/check/batch"),
         ("GET", "/v1/policy/explain"),
+        ("GET", "/v1/resources"),
         ("GET", "/v1/audit"),
         ("GET", "/v1/audit/verify"),
         ("GET", "/v1/audit/checkpoints"),
