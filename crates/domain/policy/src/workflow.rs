@@ -1078,10 +1078,18 @@ impl Rules {
     /// The workflow for a resource and action, or an error naming what exists.
     pub fn workflow(&self, resource: &str, action: &str) -> Result<&Workflow, DomainError> {
         let Some(actions) = self.resources.get(resource) else {
-            let known: Vec<&str> = self.resources.keys().map(String::as_str).collect();
+            // Not every name there is: a catalog may hold thousands, and a caller may not be
+            // able to request most of them. Where to look instead, and a look-alike if any.
+            let near = self
+                .catalog
+                .lookalike_of(resource)
+                .map(|name| format!("did you mean '{name}'? "))
+                .unwrap_or_default();
             return Err(DomainError::invalid(
                 "resource",
-                format!("unknown resource '{resource}'; known resources: {}", known.join(", ")),
+                format!(
+                    "unknown resource '{resource}'; {near}`jitgate resources` (GET /v1/resources) lists what you may request"
+                ),
             ));
         };
         self.workflows

@@ -1242,3 +1242,27 @@ fn the_quickstart_declares_its_resources_in_a_catalog() {
         .workflows()
         .all(|w| p.rules().matched(&w.resource, &w.action).unwrap().specificity == jitgate_policy::Specificity::Exact));
 }
+
+/// An unknown resource is refused with where to look, never with every name there is (a
+/// catalog may hold thousands, most of which the caller may not request), and with the
+/// declared look-alike when it was a slip.
+#[test]
+fn an_unknown_resource_says_where_to_look_and_names_no_other_resource() {
+    let p = quickstart();
+    let alice = user("alice", &["dev"]);
+    let now = weekday_morning();
+    let refused = p
+        .admit(&alice, &ask("payroll-db", "read", "x"), now)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("unknown resource 'payroll-db'"), "{refused}");
+    assert!(refused.contains("`jitgate resources`"), "{refused}");
+    for other in ["prod-db", "staging-db", "prod-api", "bastion"] {
+        assert!(!refused.contains(other), "{refused}");
+    }
+    let slip = p
+        .admit(&alice, &ask("PROD-DB", "read", "x"), now)
+        .unwrap_err()
+        .to_string();
+    assert!(slip.contains("did you mean 'prod-db'?"), "{slip}");
+}
