@@ -86,64 +86,71 @@ impl App {
         }
         let policy = self.policy();
         let who = caller.who();
+        let now = crate::clock::now();
         let search = query.search.as_deref().map(str::to_lowercase);
-        let mut by_name: BTreeMap<&str, RequestableResource> = BTreeMap::new();
-        for workflow in policy.workflows() {
-            let may_request =
-                workflow.requesters.is_empty() || workflow.requesters.iter().any(|g| who.groups.contains(g));
-            if !may_request
-                || query
-                    .after
-                    .as_deref()
-                    .is_some_and(|after| workflow.resource.as_str() <= after)
+        let contains = |text: Option<&str>, needle: &str| text.is_some_and(|t| t.to_lowercase().contains(needle));
+        let mut page: Vec<RequestableResource> = Vec::new();
+        let mut more = false;
+        // Walk the resources in name order from the page's start and stop once the page is
+        // full: the cheap tests (kind, labels, text) come first, Cedar only for what passes.
+        for (name, workflows) in policy.rules().resources_after(query.after.as_deref()) {
+            let declared = policy.rules().catalog().resource(name);
+            if query
+                .kind
+                .as_deref()
+                .is_some_and(|k| declared.map(|r| r.kind.as_str()) != Some(k))
+                || !query
+                    .labels
+                    .iter()
+                    .all(|(k, v)| declared.and_then(|r| r.labels.get(k)) == Some(v))
             {
                 continue;
             }
-            let resource = by_name.entry(workflow.resource.as_str()).or_insert_with(|| {
-                // What the catalog says of it, when the catalog declares it.
-                let declared = policy.rules().catalog().resource(&workflow.resource);
-                RequestableResource {
-                    name: workflow.resource.clone(),
-                    kind: declared.map(|r| r.kind.clone()),
-                    labels: declared.map(|r| r.labels.clone()).unwrap_or_default(),
-                    description: declared.and_then(|r| r.description.clone()),
-                    actions: Vec::new(),
+            let description = declared.and_then(|r| r.description.as_deref());
+            let resource_matches = search
+                .as_deref()
+                .is_none_or(|s| name.to_lowercase().contains(s) || contains(description, s));
+            let mut actions = Vec::new();
+            for workflow in workflows {
+                let text_matches = resource_matches
+                    || search
+                        .as_deref()
+                        .is_some_and(|s| contains(workflow.description.as_deref(), s));
+                let may_request =
+                    workflow.requesters.is_empty() || workflow.requesters.iter().any(|g| who.groups.contains(g));
+                if !text_matches || !may_request {
+                    continue;
                 }
-            });
-            resource.actions.push(RequestableAction {
-                action: workflow.action.clone(),
-                automatic: workflow.auto_approve || workflow.steps.is_empty(),
-                needs: if workflow.auto_approve {
-                    Vec::new()
-                } else {
-                    workflow.steps.clone()
-                },
-                description: workflow.description.clone(),
-                max_duration: workflow.max_duration,
-                action_bound: workflow.action_bound,
-            });
-        }
-        let matches = |r: &RequestableResource| {
-            let text = search.as_deref().is_none_or(|s| {
-                r.name.to_lowercase().contains(s)
-                    || r.description.as_deref().is_some_and(|d| d.to_lowercase().contains(s))
-                    || r.actions
-                        .iter()
-                        .any(|a| a.description.as_deref().is_some_and(|d| d.to_lowercase().contains(s)))
-            });
-            let kind = query.kind.as_deref().is_none_or(|k| r.kind.as_deref() == Some(k));
-            let labels = query.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v));
-            text && kind && labels
-        };
-        let mut page: Vec<RequestableResource> = Vec::new();
-        let mut more = false;
-        for mut resource in by_name.into_values().filter(|r| matches(r)) {
+                let Some(verdict) = policy.prospect(who, workflow, now) else {
+                    continue;
+                };
+                let needs = match verdict {
+                    jitgate_policy::Verdict::NeedsApproval(steps) => steps,
+                    _ => Vec::new(),
+                };
+                actions.push(RequestableAction {
+                    action: workflow.action.clone(),
+                    automatic: needs.is_empty(),
+                    needs,
+                    description: workflow.description.clone(),
+                    max_duration: workflow.max_duration,
+                    action_bound: workflow.action_bound,
+                });
+            }
+            if actions.is_empty() {
+                continue;
+            }
             if page.len() == query.limit as usize {
                 more = true;
                 break;
             }
-            resource.actions.sort_by(|a, b| a.action.cmp(&b.action));
-            page.push(resource);
+            page.push(RequestableResource {
+                name: name.to_string(),
+                kind: declared.map(|r| r.kind.clone()),
+                labels: declared.map(|r| r.labels.clone()).unwrap_or_default(),
+                description: description.map(str::to_string),
+                actions,
+            });
         }
         let next = more.then(|| page.last().map(|r| r.name.clone())).flatten();
         Ok((page, next))

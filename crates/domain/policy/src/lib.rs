@@ -303,6 +303,39 @@ impl Policy {
         })
     }
 
+    /// What `who` would face asking for `workflow`'s action on its resource now, for listings
+    /// of what one may request: `None` when Cedar would refuse the request outright. Judged as
+    /// [`Policy::admit`] judges a request for the workflow's default duration with no reason
+    /// yet, so authored forbids and automatic approvals (on call, CI) show as they would apply.
+    pub fn prospect(&self, who: &Identity, workflow: &Workflow, now: Timestamp) -> Option<Verdict> {
+        let ask = Ask {
+            resource: &workflow.resource,
+            action: &workflow.action,
+            duration: None,
+            reason: "",
+            payload: None,
+            break_glass: false,
+        };
+        let facts = self.facts(who, workflow, &ask, workflow.default_duration, now, &who.principal);
+        let question = self.cedar.ask(who, &workflow.resource, &facts);
+        if !question.decide(Ability::Request).allowed {
+            return None;
+        }
+        if question.decide(Ability::AutoApprove).allowed {
+            return Some(Verdict::Automatic);
+        }
+        // The manager step stays "the requester's manager" when the directory names none:
+        // filing would then say so; the listing still shows what the workflow asks.
+        let steps = self
+            .resolve_steps(&workflow.steps, &who.principal)
+            .unwrap_or_else(|_| workflow.steps.clone());
+        Some(if steps.is_empty() {
+            Verdict::Automatic
+        } else {
+            Verdict::NeedsApproval(steps)
+        })
+    }
+
     /// Turn a workflow's steps into a request's: "the requester's manager" becomes that one
     /// principal, as the directory names them.
     fn resolve_steps(&self, steps: &[Step], requester: &str) -> Result<Vec<Step>, DomainError> {

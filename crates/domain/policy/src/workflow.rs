@@ -1075,6 +1075,27 @@ impl Rules {
         self.workflows.values().map(|b| &*b.workflow)
     }
 
+    /// Every resource with a workflow, by name, starting after `after`, each with its
+    /// workflows by action: a listing walks this in order and stops when its page is full,
+    /// so a page costs what it shows, not the size of the catalog.
+    pub fn resources_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, impl Iterator<Item = &'a Workflow> + 'a)> + 'a {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.resources
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(move |(resource, actions)| {
+                let workflows = actions.iter().filter_map(move |action| {
+                    self.workflows
+                        .get(&(resource.clone(), action.clone()))
+                        .map(|b| &*b.workflow)
+                });
+                (resource.as_str(), workflows)
+            })
+    }
+
     /// The workflow for a resource and action, or an error naming what exists.
     pub fn workflow(&self, resource: &str, action: &str) -> Result<&Workflow, DomainError> {
         let Some(actions) = self.resources.get(resource) else {

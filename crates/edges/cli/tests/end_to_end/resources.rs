@@ -186,3 +186,46 @@ fn a_catalog_file_added_under_resources_is_served_without_a_restart() {
             .is_some_and(|items| items.len() == 1 && items[0]["name"] == "staging-db")
     });
 }
+
+#[test]
+fn the_listing_shows_what_cedar_enforces_forbids_hide_and_automatic_approvals_show() {
+    let dir = editable_quickstart();
+    std::fs::write(
+        dir.path().join("policy.cedar"),
+        r#"
+forbid(principal == User::"alice", action == Action::"request", resource == Resource::"prod-api");
+permit(principal == User::"alice", action == Action::"auto_approve", resource == Resource::"prod-db")
+when { context.access == "read" };
+"#,
+    )
+    .unwrap();
+    let s = Server::start_with_policy(dir.path());
+    let (status, alice) = s.get("/v1/resources", "demo-alice");
+    assert_eq!(status, 200, "{alice}");
+    let offers = offered(&alice);
+    assert!(
+        !offers.iter().any(|o| o.0 == "prod-api"),
+        "a forbidden request is not offered: {alice}"
+    );
+    let read = offers.iter().find(|o| o.0 == "prod-db" && o.1 == "read").unwrap();
+    assert!(
+        read.2,
+        "Cedar approves alice's reads at once, so the listing says so: {alice}"
+    );
+    assert_eq!(read.3, json!([]));
+    let write = offers.iter().find(|o| o.0 == "prod-db" && o.1 == "write").unwrap();
+    assert!(!write.2, "writes still wait: {alice}");
+
+    // What the listing says is what filing does.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "OPS-1 look"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let (status, refused) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "OPS-2", "payload": "sha256:ab"}),
+    );
+    assert_eq!(status, 403, "{refused}");
+}
