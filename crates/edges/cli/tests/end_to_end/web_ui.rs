@@ -711,3 +711,57 @@ fn behind_a_trusted_proxy_reviewers_act_without_signing_in() {
     assert_eq!(r["post_review"]["by"], "carol", "{r}");
     assert_eq!(r["post_review"]["comment"], "checked the disk");
 }
+
+#[test]
+fn the_new_request_page_searches_the_catalog_and_files_what_was_found() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.click("nav a[href='/ui/new']");
+    assert!(alice.text("#target").contains("prod-db"), "{}", alice.text("#target"));
+
+    // Typing narrows the choices in place (htmx), by name or description.
+    alice.type_into("#q", "staging");
+    wait_until("the choices show only the staging database", || {
+        let choices = alice.text("#target");
+        choices.contains("staging-db") && !choices.contains("prod-db")
+    });
+    assert!(
+        alice.url().contains("q=staging"),
+        "the search is in the address: {}",
+        alice.url()
+    );
+    alice.screenshot("08-new-request-search");
+    alice.select("#target", "staging-db|read");
+    alice.type_into("#reason", "OPS-7 check a migration");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "approved");
+
+    // Without script too: a label search is a plain GET, and shows the labels it matched.
+    alice.goto(&format!("{}/ui/new?label=env%3Dprod&kind=postgres", s.url));
+    let choices = alice.text("#target");
+    assert!(choices.contains("prod-db") && choices.contains("env=prod"), "{choices}");
+    assert!(
+        !choices.contains("staging-db") && !choices.contains("bastion"),
+        "{choices}"
+    );
+
+    // A malformed label is named next to the search, and nothing is offered for it.
+    alice.goto(&format!("{}/ui/new?label=env", s.url));
+    assert!(
+        alice.text("#choices").contains("label: 'env' is not key=value"),
+        "{}",
+        alice.text("#choices")
+    );
+    // bob may not request staging-db: searching for it finds nothing he may ask for.
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&format!("{}/ui/new?q=staging", s.url));
+    assert!(
+        bob.text("#choices").contains("Nothing you may ask for matches"),
+        "{}",
+        bob.text("#choices")
+    );
+    clean_console(&alice);
+    clean_console(&bob);
+}

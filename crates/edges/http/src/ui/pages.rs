@@ -629,19 +629,55 @@ pub struct Target {
 struct NewPage {
     chrome: Chrome,
     error: Option<String>,
-    targets: Vec<Target>,
+    finder: Finder,
     chosen: String,
     duration: String,
     reason: String,
     payload: String,
 }
 
-/// What the caller may ask for, from the policy: each workflow with who approves it and its
-/// longest duration.
-/// What the caller may ask for, as the service lists it for every edge (`GET /v1/resources`).
-fn targets(app: &App, caller: &Caller) -> Vec<Target> {
-    let resources = app.all_requestable(caller).unwrap_or_default();
-    resources
+/// How many choices the new-request page offers at once: a catalog may hold thousands, so
+/// the page searches it rather than listing it.
+const CHOICES_PER_PAGE: u32 = 100;
+
+/// The catalog search on the new-request page, as typed, and what it found.
+#[derive(Debug, Default, Deserialize)]
+pub struct CatalogSearch {
+    q: Option<String>,
+    kind: Option<String>,
+    label: Option<String>,
+}
+
+struct Finder {
+    q: String,
+    kind: String,
+    label: String,
+    targets: Vec<Target>,
+    /// More match than the page shows: the requester should narrow the search.
+    more: bool,
+    /// The search itself was refused (a malformed label); said next to it.
+    problem: Option<String>,
+}
+
+/// What the caller may ask for that matches `search`, as the service lists it for every edge
+/// (`GET /v1/resources`): each action with who approves it and its longest duration.
+fn finder(app: &App, caller: &Caller, search: CatalogSearch) -> Finder {
+    let query = crate::api::ResourceListQuery {
+        q: search.q.clone().filter(|q| !q.trim().is_empty()),
+        kind: search.kind.clone().filter(|k| !k.trim().is_empty()),
+        label: search.label.clone().filter(|l| !l.trim().is_empty()),
+        limit: Some(CHOICES_PER_PAGE),
+        before: None,
+    };
+    let found = query
+        .into_query()
+        .map_err(|e| e.to_string())
+        .and_then(|query| app.requestable(caller, &query).map_err(|e| e.to_string()));
+    let (resources, next, problem) = match found {
+        Ok((resources, next)) => (resources, next, None),
+        Err(problem) => (Vec::new(), None, Some(problem)),
+    };
+    let targets = resources
         .iter()
         .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
         .map(|(r, a)| {
@@ -658,23 +694,36 @@ fn targets(app: &App, caller: &Caller) -> Vec<Target> {
             if a.action_bound {
                 label.push_str(" · exact action");
             }
+            if !r.labels.is_empty() {
+                let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                label.push_str(&format!(" · {}", labels.join(", ")));
+            }
             Target {
                 value: format!("{}|{}", r.name, a.action),
                 label,
             }
         })
-        .collect()
+        .collect();
+    Finder {
+        q: search.q.unwrap_or_default(),
+        kind: search.kind.unwrap_or_default(),
+        label: search.label.unwrap_or_default(),
+        targets,
+        more: next.is_some(),
+        problem,
+    }
 }
 
 pub async fn new_request(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::FileRequest>,
+    Query(search): Query<CatalogSearch>,
 ) -> Result<Response, ApiError> {
     Ok(render(&NewPage {
         chrome: Chrome::for_caller(&caller, "new", &csrf),
         error: None,
-        targets: targets(&app, &caller),
+        finder: finder(&app, &caller, search),
         chosen: String::new(),
         duration: String::new(),
         reason: String::new(),
@@ -731,7 +780,15 @@ pub async fn file(
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
                 error: Some(e.to_string()),
-                targets: targets(&app, &caller),
+                // What was chosen stays on offer, whatever else matches.
+                finder: finder(
+                    &app,
+                    &caller,
+                    CatalogSearch {
+                        q: Some(resource.to_string()),
+                        ..CatalogSearch::default()
+                    },
+                ),
                 chosen: form.target.clone(),
                 duration: duration.unwrap_or_default().to_string(),
                 reason: form.reason.unwrap_or_default(),
