@@ -3,7 +3,7 @@
 //! approval step groups) become a few generated policies; the directory's `*.cedar` files add
 //! conditions on the request context. Everything is parsed and validated once, at load.
 
-use crate::workflow::{PolicyError, Rules, Workflow};
+use crate::workflow::{PolicyError, Rules, Workflow, WORKFLOWS_FILE};
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
     PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
@@ -11,7 +11,6 @@ use cedar_policy::{
 };
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -36,6 +35,17 @@ impl Ability {
         Ability::Approve,
         Ability::Extend,
     ];
+
+    /// Its place in a `Bundle`.
+    fn slot(self) -> usize {
+        match self {
+            Ability::Request => 0,
+            Ability::AutoApprove => 1,
+            Ability::BreakGlass => 2,
+            Ability::Approve => 3,
+            Ability::Extend => 4,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,18 +111,24 @@ pub struct AuthoredPolicy {
 }
 
 pub struct CedarRules {
-    /// Per resource and ability, the policies that can apply: those naming that resource (or
-    /// none) and that action (or none). Cedar evaluates every policy of the set it is given,
-    /// so asking with these small sets keeps a decision's cost independent of the policy's
-    /// size, and a question no `permit` can answer is denied without evaluation (Cedar denies
-    /// by default, so the answer is the same).
-    by_scope: HashMap<(String, Ability), Scoped>,
-    /// Per ability, the policies tied to no single resource, for resources no workflow names.
-    unscoped: HashMap<Ability, Scoped>,
+    /// Per resource and action with a workflow, the bundle of policies that can decide about
+    /// it: its workflow's generated policies, the authored ones naming that resource, and the
+    /// authored ones naming none. A decision is two map lookups and an evaluation of this small
+    /// set, whatever the size of the catalog or the number of workflows. Bundles are shared:
+    /// every resource a selector picks has the same one (unless an authored policy names it).
+    by_pair: HashMap<String, HashMap<String, usize>>,
+    /// Per resource named by an authored `resource == Resource::"NAME"`, the bundle for its
+    /// actions without a workflow; every other such question gets `unscoped`.
+    by_resource: HashMap<String, usize>,
+    unscoped: usize,
+    bundles: Vec<Bundle>,
     authorizer: Authorizer,
-    /// The Cedar entities of each directory principal, built once: used when a caller's
+    /// The Cedar entity of each directory principal, built once: used when a caller's
     /// groups are exactly the directory's (a token with other groups gets its own).
-    directory_entities: HashMap<String, (Vec<String>, Entities)>,
+    directory_entities: HashMap<String, (Vec<String>, Entity)>,
+    /// The Cedar entity of each catalog resource (kind, labels as tags, every ancestor as a
+    /// parent) and of each bare resource name workflows use, built once at load.
+    resource_entities: HashMap<String, Entity>,
     actions: HashMap<Ability, EntityUid>,
     user_type: EntityTypeName,
     group_type: EntityTypeName,
@@ -121,9 +137,10 @@ pub struct CedarRules {
     pub authored: Vec<String>,
     /// Those policies in full, in file order.
     pub sources: Vec<AuthoredPolicy>,
-    /// Every policy's id to where it comes from, for people: `cedar policy ID at FILE:LINE`
-    /// or `workflow RESOURCE ACTION (workflows.toml: ...)`.
+    /// An authored policy's id to where it is, for people: `cedar policy ID at FILE:LINE`.
     origins: HashMap<String, String>,
+    /// A generated policy's id to the workflow shorthand it stands for (`auto_approve = true`).
+    shorthands: HashMap<String, &'static str>,
 }
 
 fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
@@ -146,18 +163,14 @@ fn any_member(groups: &[String]) -> String {
         .join(" || ")
 }
 
-/// How the ids of generated policies start: `workflows.toml: auto_approve prod-db write`.
-const GENERATED_PREFIX: &str = "workflows.toml: ";
-
 /// The workflow shorthand a generated policy for this Cedar action stands for.
-fn shorthand_of(ability: &str) -> &'static str {
+fn shorthand_of(ability: Ability) -> &'static str {
     match ability {
-        "request" => "requesters",
-        "auto_approve" => "auto_approve = true",
-        "break_glass" => "break_glass.groups",
-        "extend" => "extension",
-        "approve" => "steps",
-        _ => "workflows.toml",
+        Ability::Request => "requesters",
+        Ability::AutoApprove => "auto_approve = true",
+        Ability::BreakGlass => "break_glass.groups",
+        Ability::Extend => "extension",
+        Ability::Approve => "steps",
     }
 }
 
@@ -282,37 +295,38 @@ impl Literals {
     }
 }
 
-/// The policies a workflow's shorthands stand for.
-fn generated(w: &Workflow) -> Vec<(String, String)> {
-    let scope = |ability: Ability| {
+/// The policies a workflow's shorthands stand for, by the ability each decides. They name no
+/// resource and no action: a decision about a (resource, action) evaluates only the generated
+/// policies of the one workflow that governs that pair (found by a map lookup at decision
+/// time, see `CedarRules::bundle_of`), so the same text serves every resource a selector
+/// picks, and a catalog of thousands of resources adds no policies.
+fn generated(w: &Workflow) -> Vec<(Ability, String)> {
+    let head = |ability: Ability| {
         format!(
-            "permit(principal, action == Action::\"{}\", resource == Resource::\"{}\") when {{ context.access == \"{}\"",
-            ability.as_str(),
-            cedar_string(&w.resource),
-            cedar_string(&w.action)
+            "permit(principal, action == Action::\"{}\", resource)",
+            ability.as_str()
         )
     };
-    let id = |ability: Ability| format!("{GENERATED_PREFIX}{} {} {}", ability.as_str(), w.resource, w.action);
     let mut out = Vec::new();
     if !w.requesters.is_empty() {
         out.push((
-            id(Ability::Request),
-            format!("{} && ({}) }};", scope(Ability::Request), any_member(&w.requesters)),
+            Ability::Request,
+            format!("{} when {{ {} }};", head(Ability::Request), any_member(&w.requesters)),
         ));
     }
     if w.auto_approve {
-        out.push((id(Ability::AutoApprove), format!("{} }};", scope(Ability::AutoApprove))));
+        out.push((Ability::AutoApprove, format!("{};", head(Ability::AutoApprove))));
     }
     if let Some(bg) = &w.break_glass {
         out.push((
-            id(Ability::BreakGlass),
-            format!("{} && ({}) }};", scope(Ability::BreakGlass), any_member(&bg.groups)),
+            Ability::BreakGlass,
+            format!("{} when {{ {} }};", head(Ability::BreakGlass), any_member(&bg.groups)),
         ));
     }
     if w.extension.is_some() && !w.requesters.is_empty() {
         out.push((
-            id(Ability::Extend),
-            format!("{} && ({}) }};", scope(Ability::Extend), any_member(&w.requesters)),
+            Ability::Extend,
+            format!("{} when {{ {} }};", head(Ability::Extend), any_member(&w.requesters)),
         ));
     }
     let approvers: Vec<String> = w
@@ -331,8 +345,8 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
             who = format!("{who} || (context.escalated && ({}))", any_member(&escalation.groups));
         }
         out.push((
-            id(Ability::Approve),
-            format!("{} && ({who}) }};", scope(Ability::Approve)),
+            Ability::Approve,
+            format!("{} when {{ {who} }};", head(Ability::Approve)),
         ));
     }
     out
@@ -371,48 +385,69 @@ impl CedarRules {
                 message: format!("built-in schema: {e}"),
             }]
         })?;
+        let user_type = type_name("User")?;
+        let group_type = type_name("Group")?;
+        let resource_type = type_name("Resource")?;
+        let collection_type = type_name("Collection")?;
+        let action_type = type_name("Action")?;
+        let catalog = rules.catalog();
+        // Every policy, generated and authored, for validation; `all[i]` is policy i.
         let mut policies = PolicySet::new();
-        // Where each policy came from, to place validation errors.
+        let mut all: Vec<(Policy, Vec<Ability>)> = Vec::new();
+        // Where each authored policy came from, to place validation errors.
         let mut origin: HashMap<String, (String, String)> = HashMap::new();
-
         let mut origins: HashMap<String, String> = HashMap::new();
+        let mut shorthands: HashMap<String, &'static str> = HashMap::new();
+
+        // Generated policies, one per workflow block and text: `{ owners = true }` resolves
+        // to each resource's owners, so one block may stand for a few approve policies.
+        let mut generated_ids: HashMap<(usize, String), usize> = HashMap::new();
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut pairs: Vec<(&str, &str, Vec<usize>)> = Vec::new();
         for w in rules.workflows() {
-            for (id, text) in generated(w) {
-                let shorthand = id
-                    .strip_prefix(GENERATED_PREFIX)
-                    .and_then(|rest| rest.split(' ').next())
-                    .map(shorthand_of)
-                    .unwrap_or("workflows.toml");
-                origins.insert(
-                    id.clone(),
-                    format!("workflow {} {} ({shorthand} in workflows.toml)", w.resource, w.action),
-                );
-                match Policy::parse(Some(PolicyId::new(&id)), &text) {
+            let line = rules.matched(&w.resource, &w.action).map_or(0, |m| m.line);
+            let mut mine = Vec::new();
+            for (ability, text) in generated(w) {
+                let key = (line, text);
+                if let Some(&i) = generated_ids.get(&key) {
+                    mine.push(i);
+                    continue;
+                }
+                let base = format!("{WORKFLOWS_FILE}:{line} {}", ability.as_str());
+                let n = taken.entry(base.clone()).or_insert(0);
+                *n += 1;
+                let id = if *n == 1 { base } else { format!("{base} #{n}") };
+                match Policy::parse(Some(PolicyId::new(&id)), &key.1) {
                     Ok(p) => {
-                        if let Err(e) = policies.add(p) {
+                        if let Err(e) = policies.add(p.clone()) {
                             errors.push(PolicyError {
-                                file: "workflows.toml".into(),
-                                line: 0,
+                                file: WORKFLOWS_FILE.into(),
+                                line,
                                 message: e.to_string(),
                             });
                         }
+                        shorthands.insert(id, shorthand_of(ability));
+                        generated_ids.insert(key, all.len());
+                        mine.push(all.len());
+                        all.push((p, vec![ability]));
                     }
                     Err(e) => errors.push(PolicyError {
-                        file: "workflows.toml".into(),
-                        line: 0,
+                        file: WORKFLOWS_FILE.into(),
+                        line,
                         message: format!("{}: generated policy is invalid: {e}", w.resource),
                     }),
                 }
             }
+            mine.sort_unstable();
+            pairs.push((&w.resource, &w.action, mine));
         }
 
         let known_groups: BTreeSet<&str> = rules
             .principals()
             .flat_map(|p| p.identity.groups.iter().map(String::as_str))
             .collect();
-        let known_resources: BTreeSet<&str> = rules.workflows().map(|w| w.resource.as_str()).collect();
-        let group_type = type_name("Group")?;
-        let resource_type = type_name("Resource")?;
+        let workflow_resources: HashSet<&str> = pairs.iter().map(|(r, _, _)| *r).collect();
+        let is_resource = |name: &str| workflow_resources.contains(name) || catalog.resource(name).is_some();
         let mut authored = Vec::new();
         let mut sources = Vec::new();
         for (file, text) in files {
@@ -441,33 +476,48 @@ impl CedarRules {
                     .and_then(|first| text.find(first.trim()))
                     .map(|offset| line_of(text, offset))
                     .unwrap_or(1);
-                let mut unknown = |kind: &str, name: &str| {
+                let mut unknown = |kind: &str, name: &str, fix: &str| {
                     errors.push(PolicyError {
                         file: file.clone(),
                         line,
-                        message: format!("unknown {kind} '{name}'"),
+                        message: format!("unknown {kind} '{name}'{fix}"),
                     })
                 };
                 if let PrincipalConstraint::In(g) | PrincipalConstraint::Eq(g) = policy.principal_constraint() {
                     if g.type_name() == &group_type && !known_groups.contains(g.id().unescaped()) {
-                        unknown("group", g.id().unescaped());
+                        unknown("group", g.id().unescaped(), "");
                     }
                 }
-                if let ResourceConstraint::Eq(r) = policy.resource_constraint() {
-                    if r.type_name() == &resource_type && !known_resources.contains(r.id().unescaped()) {
-                        unknown("resource", r.id().unescaped());
+                // A resource or collection the policy is limited to must exist: a typo would
+                // otherwise make a forbid silently apply to nothing.
+                if let ResourceConstraint::Eq(r) | ResourceConstraint::In(r) | ResourceConstraint::IsIn(_, r) =
+                    policy.resource_constraint()
+                {
+                    let name = r.id().unescaped();
+                    if r.type_name() == &resource_type && !is_resource(name) {
+                        unknown("resource", name, "");
+                    }
+                    if r.type_name() == &collection_type && catalog.collection(name).is_none() {
+                        unknown(
+                            "collection",
+                            name,
+                            &format!("; declare it as a [[collection]] in {}", crate::catalog::RESOURCES_FILE),
+                        );
                     }
                 }
                 origin.insert(id.clone(), (file.clone(), text.clone()));
                 origins.insert(id.clone(), format!("cedar policy {id} at {file}:{line}"));
                 sources.push(authored_policy(policy, &id, file, line));
-                if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
+                let policy = policy.new_id(PolicyId::new(&id));
+                if let Err(e) = policies.add(policy.clone()) {
                     errors.push(PolicyError {
                         file: file.clone(),
                         line,
                         message: format!("{e}; give each policy a distinct @id"),
                     });
                 }
+                let abilities = abilities_of(&policy);
+                all.push((policy, abilities));
                 authored.push(id);
             }
         }
@@ -476,7 +526,7 @@ impl CedarRules {
         for e in validation.validation_errors() {
             let (file, line) = match origin.get(e.policy_id().to_string().as_str()) {
                 Some((file, text)) => (file.clone(), diagnostic_line(e, text)),
-                None => ("workflows.toml".to_string(), 0),
+                None => (WORKFLOWS_FILE.to_string(), 0),
             };
             errors.push(PolicyError {
                 file,
@@ -488,66 +538,119 @@ impl CedarRules {
             return Err(errors);
         }
         let mut actions = HashMap::new();
-        let action_type = type_name("Action")?;
         for ability in Ability::ALL {
             actions.insert(ability, uid(&action_type, ability.as_str()));
         }
-        let mut by_scope: HashMap<(String, Ability), Scoped> = HashMap::new();
-        let mut unscoped: HashMap<Ability, Scoped> = HashMap::new();
-        let mut add = |scoped: &mut Scoped, p: &Policy| {
-            scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
-            if let Err(e) = scoped.policies.add(p.clone()) {
-                errors.push(PolicyError {
-                    file: "workflows.toml".into(),
-                    line: 0,
-                    message: e.to_string(),
-                });
+
+        // Authored policies: those limited to one resource, and those for any resource.
+        let generated_count = generated_ids.len();
+        let mut for_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut for_any: Vec<usize> = Vec::new();
+        for (i, (p, _)) in all.iter().enumerate().skip(generated_count) {
+            match p.resource_constraint() {
+                ResourceConstraint::Eq(r) if r.type_name() == &resource_type => {
+                    for_resource.entry(r.id().unescaped().to_string()).or_default().push(i);
+                }
+                _ => for_any.push(i),
             }
+        }
+        let mut bundles: Vec<Bundle> = Vec::new();
+        let mut bundle = |members: &mut dyn Iterator<Item = usize>| -> usize {
+            let mut b = Bundle::default();
+            for i in members {
+                let (p, abilities) = &all[i];
+                for ability in abilities {
+                    let scoped = &mut b.slots[ability.slot()];
+                    scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
+                    // Ids are unique across `all` (checked above), so this cannot fail.
+                    let _ = scoped.policies.add(p.clone());
+                }
+            }
+            bundles.push(b);
+            bundles.len() - 1
         };
-        for p in policies.policies() {
-            let abilities: Vec<Ability> = match p.action_constraint() {
-                ActionConstraint::Eq(a) => Ability::ALL
-                    .into_iter()
-                    .filter(|x| a.id().unescaped() == x.as_str())
-                    .collect(),
-                ActionConstraint::In(list) => Ability::ALL
-                    .into_iter()
-                    .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
-                    .collect(),
-                _ => Ability::ALL.to_vec(),
-            };
-            let resources: Vec<String> = match p.resource_constraint() {
-                ResourceConstraint::Eq(r) if r.type_name() == &resource_type => vec![r.id().unescaped().to_string()],
-                _ => known_resources.iter().map(|r| r.to_string()).collect(),
-            };
-            let for_any_resource = !matches!(p.resource_constraint(), ResourceConstraint::Eq(_));
-            for ability in abilities {
-                for resource in &resources {
-                    add(by_scope.entry((resource.clone(), ability)).or_default(), p);
+        let unscoped = bundle(&mut for_any.iter().copied());
+        let mut by_resource = HashMap::new();
+        for (resource, mine) in &for_resource {
+            by_resource.insert(resource.clone(), bundle(&mut for_any.iter().chain(mine).copied()));
+        }
+        let mut shared: HashMap<(&[usize], Option<&str>), usize> = HashMap::new();
+        let mut by_pair: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (resource, action, mine) in &pairs {
+            let named = for_resource.get(*resource);
+            let key = (mine.as_slice(), named.map(|_| *resource));
+            let at = match shared.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let at = bundle(&mut mine.iter().chain(&for_any).chain(named.into_iter().flatten()).copied());
+                    shared.insert(key, at);
+                    at
                 }
-                if for_any_resource {
-                    add(unscoped.entry(ability).or_default(), p);
+            };
+            by_pair
+                .entry(resource.to_string())
+                .or_default()
+                .insert(action.to_string(), at);
+        }
+
+        let directory_entities = rules
+            .principals()
+            .map(|e| {
+                let id = &e.identity;
+                (
+                    id.principal.clone(),
+                    (
+                        id.groups.clone(),
+                        principal_entity(&user_type, &group_type, &id.principal, &id.groups),
+                    ),
+                )
+            })
+            .collect();
+        let mut resource_entities = HashMap::new();
+        for r in catalog.resources() {
+            let parents = catalog.ancestors(&r.name).into_iter().map(|name| {
+                if catalog.collection(name).is_some() {
+                    uid(&collection_type, name)
+                } else {
+                    uid(&resource_type, name)
                 }
+            });
+            let tags = r
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
+            match Entity::new_with_tags(
+                uid(&resource_type, &r.name),
+                [("kind".to_string(), RestrictedExpression::new_string(r.kind.clone()))],
+                parents,
+                tags,
+            ) {
+                Ok(entity) => {
+                    resource_entities.insert(r.name.clone(), entity);
+                }
+                Err(e) => errors.push(PolicyError {
+                    file: r.file.clone(),
+                    line: r.line,
+                    message: format!("resource '{}': {e}", r.name),
+                }),
+            }
+        }
+        for (resource, _, _) in &pairs {
+            if !resource_entities.contains_key(*resource) {
+                resource_entities.insert(resource.to_string(), bare_resource(&resource_type, resource));
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let user_type = type_name("User")?;
-        let directory_entities = rules
-            .principals()
-            .filter_map(|e| {
-                let id = &e.identity;
-                principal_entities(&user_type, &group_type, &id.principal, &id.groups)
-                    .ok()
-                    .map(|entities| (id.principal.clone(), (id.groups.clone(), entities)))
-            })
-            .collect();
         Ok(CedarRules {
-            by_scope,
+            by_pair,
+            by_resource,
             unscoped,
+            bundles,
             authorizer: Authorizer::new(),
             directory_entities,
+            resource_entities,
             actions,
             user_type,
             group_type,
@@ -555,32 +658,53 @@ impl CedarRules {
             authored,
             sources,
             origins,
+            shorthands,
         })
     }
 
     /// Where the policies with these ids come from, for people and the audit log:
-    /// `cedar policy ID at FILE:LINE` or `workflow RESOURCE ACTION (SHORTHAND in workflows.toml)`.
-    pub fn describe(&self, ids: &[String]) -> String {
+    /// `cedar policy ID at FILE:LINE` or `workflow RESOURCE ACTION (SHORTHAND in workflows.toml)`
+    /// for a generated policy, which stands for the workflow of the `resource` and `action` asked about.
+    pub fn describe(&self, ids: &[String], resource: &str, action: &str) -> String {
         ids.iter()
-            .map(|id| self.origins.get(id).cloned().unwrap_or_else(|| format!("policy {id}")))
+            .map(|id| match (self.origins.get(id), self.shorthands.get(id)) {
+                (Some(origin), _) => origin.clone(),
+                (None, Some(shorthand)) => format!("workflow {resource} {action} ({shorthand} in {WORKFLOWS_FILE})"),
+                (None, None) => format!("policy {id}"),
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    /// Prepare questions about `who` and `resource` under `facts`: the entities and the
-    /// context are built once, however many abilities are then asked about.
+    /// Prepare questions about `who` and `resource` under `facts` (whose `access` is the
+    /// action): the entities and the context are built once, however many abilities are then
+    /// asked about.
     pub fn ask<'r>(&'r self, who: &Identity, resource: &str, facts: &Facts<'_>) -> Question<'r> {
-        let principal = uid(&self.user_type, &who.principal);
-        let entities = match self.directory_entities.get(&who.principal) {
-            Some((groups, entities)) if groups == &who.groups => Ok(Cow::Borrowed(entities)),
-            _ => principal_entities(&self.user_type, &self.group_type, &who.principal, &who.groups).map(Cow::Owned),
+        let at = self
+            .by_pair
+            .get(resource)
+            .and_then(|actions| actions.get(facts.access))
+            .or_else(|| self.by_resource.get(resource))
+            .copied()
+            .unwrap_or(self.unscoped);
+        let principal = match self.directory_entities.get(&who.principal) {
+            Some((groups, entity)) if groups == &who.groups => entity.clone(),
+            _ => principal_entity(&self.user_type, &self.group_type, &who.principal, &who.groups),
         };
-        let prepared = entities.and_then(|entities| context(facts).map(|context| (entities, context)));
+        let resource_entity = match self.resource_entities.get(resource) {
+            Some(entity) => entity.clone(),
+            None => bare_resource(&self.resource_type, resource),
+        };
+        let principal_uid = principal.uid();
+        let resource_uid = resource_entity.uid();
+        let prepared = Entities::from_entities([principal, resource_entity], None)
+            .map_err(|e| e.to_string())
+            .and_then(|entities| context(facts).map(|context| (entities, context)));
         Question {
             rules: self,
-            principal,
-            resource_name: resource.to_string(),
-            resource: uid(&self.resource_type, resource),
+            bundle: self.bundles.get(at),
+            principal: principal_uid,
+            resource: resource_uid,
             prepared,
         }
     }
@@ -591,15 +715,42 @@ impl CedarRules {
     }
 }
 
-/// The entities Cedar needs about a principal: itself, with its groups as parents.
-fn principal_entities(
+/// The abilities (Cedar actions of jitgate) a policy can decide.
+fn abilities_of(p: &Policy) -> Vec<Ability> {
+    match p.action_constraint() {
+        ActionConstraint::Eq(a) => Ability::ALL
+            .into_iter()
+            .filter(|x| a.id().unescaped() == x.as_str())
+            .collect(),
+        ActionConstraint::In(list) => Ability::ALL
+            .into_iter()
+            .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
+            .collect(),
+        ActionConstraint::Any => Ability::ALL.to_vec(),
+    }
+}
+
+/// The Cedar entity of a principal: itself, with its groups as parents.
+fn principal_entity(
     user_type: &EntityTypeName,
     group_type: &EntityTypeName,
     principal: &str,
     groups: &[String],
-) -> Result<Entities, String> {
+) -> Entity {
     let parents: HashSet<EntityUid> = groups.iter().map(|g| uid(group_type, g)).collect();
-    Entities::from_entities([Entity::new_no_attrs(uid(user_type, principal), parents)], None).map_err(|e| e.to_string())
+    Entity::new_no_attrs(uid(user_type, principal), parents)
+}
+
+/// A resource the catalog does not declare (a bare name in workflows.toml): kind "", no labels,
+/// no parents, so policies on kinds, labels and collections never match it.
+fn bare_resource(resource_type: &EntityTypeName, name: &str) -> Entity {
+    Entity::new_with_tags(
+        uid(resource_type, name),
+        [("kind".to_string(), RestrictedExpression::new_string(String::new()))],
+        [],
+        [],
+    )
+    .unwrap_or_else(|_| Entity::new_no_attrs(uid(resource_type, name), HashSet::new()))
 }
 
 /// The policies that can apply to one resource and ability.
@@ -609,13 +760,19 @@ struct Scoped {
     has_permit: bool,
 }
 
+/// The policies that can decide about one (resource, action), by ability.
+#[derive(Default)]
+struct Bundle {
+    slots: [Scoped; 5],
+}
+
 /// Questions about one principal and resource, with entities and context built once.
 pub struct Question<'r> {
     rules: &'r CedarRules,
+    bundle: Option<&'r Bundle>,
     principal: EntityUid,
-    resource_name: String,
     resource: EntityUid,
-    prepared: Result<(Cow<'r, Entities>, Context), String>,
+    prepared: Result<(Entities, Context), String>,
 }
 
 impl Question<'_> {
@@ -633,13 +790,10 @@ impl Question<'_> {
             forbidden_by: Vec::new(),
             permitted_by: Vec::new(),
         };
-        let scoped = match self.rules.by_scope.get(&(self.resource_name.clone(), ability)) {
-            Some(s) => s,
-            None => match self.rules.unscoped.get(&ability) {
-                Some(s) => s,
-                None => return denied,
-            },
+        let Some(scoped) = self.bundle.map(|b| &b.slots[ability.slot()]) else {
+            return refused("no policy bundle");
         };
+        // Cedar denies when no permit applies: no need to evaluate.
         if !scoped.has_permit {
             return denied;
         }
