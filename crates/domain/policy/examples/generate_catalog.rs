@@ -131,12 +131,13 @@ impl Res {
     }
 }
 
-struct Options {
-    out: PathBuf,
-    resources: usize,
-    workflows: usize,
-    seed: u64,
-    variant: bool,
+/// What to generate (the command line's options).
+pub struct Options {
+    pub out: PathBuf,
+    pub resources: usize,
+    pub workflows: usize,
+    pub seed: u64,
+    pub variant: bool,
 }
 
 fn usage() -> ! {
@@ -435,29 +436,51 @@ fn workflows(o: &Options, rng: &mut Rng, resources: &[Res]) -> Vec<Wf> {
     out
 }
 
-fn write(path: &Path, text: &str) {
-    if let Err(e) = std::fs::write(path, text) {
-        panic!("cannot write {}: {e}", path.display());
-    }
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 fn main() {
     let o = options();
+    let blocks = match generate(&o) {
+        Ok(blocks) => blocks,
+        Err(e) => panic!("cannot write the directory: {e}"),
+    };
+    let started = std::time::Instant::now();
+    match jitgate_policy::Policy::load(&o.out) {
+        Ok(p) => eprintln!(
+            "wrote {}: {} resources, {} (resource, action) pairs under {} workflow blocks; loads in {:?}",
+            o.out.display(),
+            p.rules().catalog().resources().count(),
+            p.workflows().count(),
+            blocks,
+            started.elapsed()
+        ),
+        Err(errors) => {
+            for e in errors.iter().take(20) {
+                eprintln!("{e}");
+            }
+            panic!("the generated directory is invalid ({} problems)", errors.len());
+        }
+    }
+}
+
+/// Write the directory `o` describes; returns how many workflow blocks it holds (tests
+/// include this file to call it).
+pub fn generate(o: &Options) -> std::io::Result<usize> {
     let mut rng = Rng(o.seed);
-    let mut resources = catalog(&o, &mut rng);
+    let mut resources = catalog(o, &mut rng);
     // The workflows come from the base catalog, so a variant keeps them.
-    let wfs = workflows(&o, &mut rng, &resources);
+    let wfs = workflows(o, &mut rng, &resources);
     if o.variant {
         let protected: BTreeSet<String> = wfs
             .iter()
             .filter_map(|w| w.selector.strip_prefix("resource = \""))
             .map(|s| s.trim_end_matches('"').to_string())
             .collect();
-        vary(&o, &mut resources, &protected);
+        vary(o, &mut resources, &protected);
     }
-    if let Err(e) = std::fs::create_dir_all(o.out.join("resources")) {
-        panic!("cannot create {}: {e}", o.out.display());
-    }
+    std::fs::create_dir_all(o.out.join("resources"))?;
 
     // Principals: three members per team, and the sre, dev and security groups.
     let mut directory = String::from(
@@ -486,7 +509,7 @@ fn main() {
         directory,
         "[[principal]]\nname = \"svc-api\"\nservice = true\ntoken = \"gen-token-svc-api\"\n"
     );
-    write(&o.out.join("directory.toml"), &directory);
+    write(&o.out.join("directory.toml"), &directory)?;
 
     // Collections: env:ENV at the top, pci under env:prod, TEAM:ENV under either.
     let mut collections = String::from(
@@ -516,7 +539,7 @@ fn main() {
             );
         }
     }
-    write(&o.out.join("resources.toml"), &collections);
+    write(&o.out.join("resources.toml"), &collections)?;
 
     let mut files: BTreeMap<&str, String> = BTreeMap::new();
     for r in &resources {
@@ -548,7 +571,7 @@ fn main() {
         text.push('\n');
     }
     for (kind, text) in &files {
-        write(&o.out.join("resources").join(format!("{kind}.toml")), text);
+        write(&o.out.join("resources").join(format!("{kind}.toml")), text)?;
     }
 
     let mut workflows = String::from(
@@ -567,23 +590,6 @@ fn main() {
             w.rules
         );
     }
-    write(&o.out.join("workflows.toml"), &workflows);
-
-    let started = std::time::Instant::now();
-    match jitgate_policy::Policy::load(&o.out) {
-        Ok(p) => eprintln!(
-            "wrote {}: {} resources, {} workflow blocks ({} (resource, action) pairs); loads in {:?}",
-            o.out.display(),
-            p.rules().catalog().resources().count(),
-            wfs.len(),
-            p.workflows().count(),
-            started.elapsed()
-        ),
-        Err(errors) => {
-            for e in errors.iter().take(20) {
-                eprintln!("{e}");
-            }
-            panic!("the generated directory is invalid ({} problems)", errors.len());
-        }
-    }
+    write(&o.out.join("workflows.toml"), &workflows)?;
+    Ok(wfs.len())
 }

@@ -480,7 +480,8 @@ impl CedarRules {
                     errors.push(PolicyError {
                         file: file.clone(),
                         line,
-                        message: format!("unknown {kind} '{name}'{fix}"),
+                        // Escaped: an invisible or control character must show.
+                        message: format!("unknown {kind} '{}'{fix}", name.escape_debug()),
                     })
                 };
                 if let PrincipalConstraint::In(g) | PrincipalConstraint::Eq(g) = policy.principal_constraint() {
@@ -531,7 +532,7 @@ impl CedarRules {
             errors.push(PolicyError {
                 file,
                 line,
-                message: e.to_string(),
+                message: with_hint(e.to_string()),
             });
         }
         if !errors.is_empty() {
@@ -715,6 +716,21 @@ impl CedarRules {
     }
 }
 
+/// A validation error, with the fix when it is a label read as an attribute of a resource
+/// (`resource.env`): labels are tags.
+fn with_hint(message: String) -> String {
+    let label = message
+        .split_once("attribute `")
+        .and_then(|(_, rest)| rest.split_once("` on entity type `Resource` not found"))
+        .map(|(name, _)| name.to_string());
+    match label {
+        Some(key) => {
+            format!("{message}; labels are tags: resource.hasTag(\"{key}\") && resource.getTag(\"{key}\") == \"...\"")
+        }
+        None => message,
+    }
+}
+
 /// The abilities (Cedar actions of jitgate) a policy can decide.
 fn abilities_of(p: &Policy) -> Vec<Ability> {
     match p.action_constraint() {
@@ -877,4 +893,88 @@ fn context(f: &Facts<'_>) -> Result<Context, String> {
         pairs.push(("ci".to_string(), record));
     }
     Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entities built at load are what the schema the policies are validated against
+    /// says: a policy that validates cannot meet an entity of another shape at decision time.
+    #[test]
+    fn catalog_entities_conform_to_the_schema() {
+        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+        let resources = r#"
+[[collection]]
+name = "env:prod"
+[[collection]]
+name = "pci"
+parent = "env:prod"
+[[resource]]
+name = "api"
+kind = "http"
+labels = { env = "prod" }
+parent = "pci"
+[[resource]]
+name = "vault"
+kind = "postgres"
+labels = { env = "prod", "data.class" = "card" }
+parent = "api"
+[[resource]]
+name = "ledger"
+kind = "postgres"
+labels = { env = "staging" }
+"#;
+        let workflows = "[[workflow]]\nresources = { kind = \"postgres\" }\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n\n[[workflow]]\nresource = \"bare\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        let rules = Rules::parse_with_catalog(
+            directory,
+            workflows,
+            &[("resources.toml".to_string(), resources.to_string())],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let cedar = CedarRules::build(&rules, &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        let (schema, _) = Schema::from_cedarschema_str(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cedar.resource_entities.len(), 4);
+        let entities = Entities::from_entities(
+            cedar
+                .resource_entities
+                .values()
+                .cloned()
+                .chain(cedar.directory_entities.values().map(|(_, e)| e.clone())),
+            Some(&schema),
+        );
+        assert!(entities.is_ok(), "{entities:?}");
+        // Every ancestor is a parent, so `in` needs no other entity; labels are tags.
+        let vault = cedar.resource_entities["vault"]
+            .to_json_value()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let parents: BTreeSet<String> = vault["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{}::{}",
+                    p["type"].as_str().unwrap_or(""),
+                    p["id"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let expected: BTreeSet<String> = ["Resource::api", "Collection::pci", "Collection::env:prod"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(parents, expected);
+        assert_eq!(vault["attrs"]["kind"], "postgres");
+        assert_eq!(vault["tags"]["data.class"], "card");
+        assert_eq!(vault["tags"]["env"], "prod");
+        let bare = cedar.resource_entities["bare"]
+            .to_json_value()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bare["attrs"]["kind"], "");
+        assert!(bare["parents"].as_array().is_none_or(Vec::is_empty), "{bare}");
+        // Sharing: one bundle for every resource the selector picks, another for the bare name.
+        assert_eq!(cedar.by_pair["vault"]["read"], cedar.by_pair["ledger"]["read"]);
+        assert_ne!(cedar.by_pair["vault"]["read"], cedar.by_pair["bare"]["read"]);
+    }
 }
