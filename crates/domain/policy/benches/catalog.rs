@@ -31,11 +31,11 @@ permit(principal, action == Action::"auto_approve", resource)
 when { resource.kind == "postgres" && resource.hasTag("env") && resource.getTag("env") == "staging" && context.on_call.contains("sre") };
 "#;
 
-fn generated(dir: &Path) {
+fn generated(dir: &Path, resources: usize, workflows: usize) {
     let options = generate_catalog::Options {
         out: dir.to_path_buf(),
-        resources: 10_000,
-        workflows: 500,
+        resources,
+        workflows,
         seed: 1,
         variant: false,
     };
@@ -54,60 +54,70 @@ fn load(dir: &Path) -> Policy {
     }
 }
 
-fn bench_catalog(c: &mut Criterion) {
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => panic!("tempdir: {e}"),
-    };
-    generated(dir.path());
-    let mut group = c.benchmark_group("catalog");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
-    group.bench_function("load+validate 10k resources, 500 workflows", |b| {
-        b.iter(|| load(black_box(dir.path())))
-    });
-    group.finish();
-
-    // A resource in the middle of the catalog (by name) with a workflow a team member may
-    // file under: the first from the middle on.
-    let policy = load(dir.path());
-    let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|e| panic!("{e}"));
+/// From the middle of the catalog (by name) on, the first request a team member may file
+/// that is automatic (`want_automatic`) or waits for review.
+fn pick(policy: &Policy, want_automatic: bool) -> (Identity, String, &'static str) {
+    let now = wednesday();
     let names: Vec<String> = policy.rules().catalog().resources().map(|r| r.name.clone()).collect();
-    let mut found = None;
-    'search: for name in &names[names.len() / 2..] {
+    for name in &names[names.len() / 2..] {
         let team = name.split('-').nth(1).unwrap_or_default();
         let who = Identity::user(&format!("{team}-1"), &["dev", &format!("team-{team}")]);
         for action in ["read", "write", "login", "access", "call", "deploy", "admin"] {
-            let ask = Ask {
-                resource: name,
-                action,
-                duration: None,
-                reason: "OPS-1 benchmark",
-                payload: None,
-                break_glass: false,
-            };
-            if policy.admit(&who, &ask, now).is_ok() {
-                found = Some((who, name.clone(), action));
-                break 'search;
+            if let Ok(a) = policy.admit(&who, &ask(name, action), now) {
+                if a.requirement.steps.is_empty() == want_automatic {
+                    return (who, name.clone(), action);
+                }
             }
         }
     }
-    let Some((who, resource, action)) = found else {
-        panic!("no resource from the middle of the catalog can be filed for");
-    };
-    let ask = Ask {
-        resource: &resource,
+    panic!("no resource from the middle of the catalog can be filed for");
+}
+
+fn ask<'a>(resource: &'a str, action: &'a str) -> Ask<'a> {
+    Ask {
+        resource,
         action,
         duration: None,
         reason: "OPS-1 benchmark",
         payload: None,
         break_glass: false,
+    }
+}
+
+fn wednesday() -> jitgate_core::Timestamp {
+    chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn bench_catalog(c: &mut Criterion) {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
     };
-    eprintln!("admit: {} {action} on {resource}", who.principal);
-    c.bench_function("catalog/admit in the middle of 10k resources", |b| {
-        b.iter(|| policy.admit(black_box(&who), black_box(&ask), now))
+    let big = dir.path().join("10k");
+    let small = dir.path().join("1k");
+    generated(&big, 10_000, 500);
+    generated(&small, 1_000, 50);
+    let mut group = c.benchmark_group("catalog");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("load+validate 10k resources, 500 workflows", |b| {
+        b.iter(|| load(black_box(&big)))
     });
+    group.finish();
+
+    let now = wednesday();
+    for (label, dir) in [("10k", &big), ("1k", &small)] {
+        let policy = load(dir);
+        for (case, automatic) in [("needs approval", false), ("automatic", true)] {
+            let (who, resource, action) = pick(&policy, automatic);
+            eprintln!("{label} {case}: {} {action} on {resource}", who.principal);
+            let ask = ask(&resource, action);
+            c.bench_function(&format!("catalog/admit mid-catalog {label}, {case}"), |b| {
+                b.iter(|| policy.admit(black_box(&who), black_box(&ask), now))
+            });
+        }
+    }
 }
 
 criterion_group!(benches, bench_catalog);

@@ -11,6 +11,7 @@ use cedar_policy::{
 };
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -125,7 +126,7 @@ pub struct CedarRules {
     authorizer: Authorizer,
     /// The Cedar entity of each directory principal, built once: used when a caller's
     /// groups are exactly the directory's (a token with other groups gets its own).
-    directory_entities: HashMap<String, (Vec<String>, Entity)>,
+    directory_entities: HashMap<String, DirectoryEntities>,
     /// The Cedar entity of each catalog resource (kind, labels as tags, every ancestor as a
     /// parent) and of each bare resource name workflows use, built once at load.
     resource_entities: HashMap<String, Entity>,
@@ -560,6 +561,7 @@ impl CedarRules {
             let mut b = Bundle::default();
             for i in members {
                 let (p, abilities) = &all[i];
+                b.reads_resource |= reads_resource(p);
                 for ability in abilities {
                     let scoped = &mut b.slots[ability.slot()];
                     scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
@@ -598,12 +600,15 @@ impl CedarRules {
             .principals()
             .map(|e| {
                 let id = &e.identity;
+                let entity = principal_entity(&user_type, &group_type, &id.principal, &id.groups);
+                let alone = Entities::from_entities([entity.clone()], None).unwrap_or_else(|_| Entities::empty());
                 (
                     id.principal.clone(),
-                    (
-                        id.groups.clone(),
-                        principal_entity(&user_type, &group_type, &id.principal, &id.groups),
-                    ),
+                    DirectoryEntities {
+                        groups: id.groups.clone(),
+                        entity,
+                        alone,
+                    },
                 )
             })
             .collect();
@@ -688,22 +693,46 @@ impl CedarRules {
             .or_else(|| self.by_resource.get(resource))
             .copied()
             .unwrap_or(self.unscoped);
-        let principal = match self.directory_entities.get(&who.principal) {
-            Some((groups, entity)) if groups == &who.groups => entity.clone(),
-            _ => principal_entity(&self.user_type, &self.group_type, &who.principal, &who.groups),
+        let bundle = self.bundles.get(at);
+        let cached = self
+            .directory_entities
+            .get(&who.principal)
+            .filter(|d| d.groups == who.groups);
+        let principal_uid = uid(&self.user_type, &who.principal);
+        let resource_uid = uid(&self.resource_type, resource);
+        // The resource's entity (kind, tags, ancestors) only when a policy that may decide
+        // reads it; otherwise a directory principal's entities built at load serve as they are.
+        let entities = if bundle.is_some_and(|b| b.reads_resource) {
+            let principal = match cached {
+                Some(d) => d.entity.clone(),
+                None => principal_entity(&self.user_type, &self.group_type, &who.principal, &who.groups),
+            };
+            let resource_entity = match self.resource_entities.get(resource) {
+                Some(entity) => entity.clone(),
+                None => bare_resource(&self.resource_type, resource),
+            };
+            Entities::from_entities([principal, resource_entity], None).map(Cow::Owned)
+        } else {
+            match cached {
+                Some(d) => Ok(Cow::Borrowed(&d.alone)),
+                None => Entities::from_entities(
+                    [principal_entity(
+                        &self.user_type,
+                        &self.group_type,
+                        &who.principal,
+                        &who.groups,
+                    )],
+                    None,
+                )
+                .map(Cow::Owned),
+            }
         };
-        let resource_entity = match self.resource_entities.get(resource) {
-            Some(entity) => entity.clone(),
-            None => bare_resource(&self.resource_type, resource),
-        };
-        let principal_uid = principal.uid();
-        let resource_uid = resource_entity.uid();
-        let prepared = Entities::from_entities([principal, resource_entity], None)
+        let prepared = entities
             .map_err(|e| e.to_string())
             .and_then(|entities| context(facts).map(|context| (entities, context)));
         Question {
             rules: self,
-            bundle: self.bundles.get(at),
+            bundle,
             principal: principal_uid,
             resource: resource_uid,
             prepared,
@@ -728,6 +757,33 @@ fn with_hint(message: String) -> String {
             format!("{message}; labels are tags: resource.hasTag(\"{key}\") && resource.getTag(\"{key}\") == \"...\"")
         }
         None => message,
+    }
+}
+
+/// The Cedar entities of a directory principal, built at load.
+struct DirectoryEntities {
+    groups: Vec<String>,
+    entity: Entity,
+    /// A store of that entity alone, for questions no policy of which reads the resource.
+    alone: Entities,
+}
+
+/// Whether a policy may read the resource's entity: its scope is `in` something, or its
+/// conditions mention `resource` at all. Erring towards yes only costs time: a policy that
+/// reads an entity missing from the store fails to evaluate, and Cedar ignores it, which
+/// would let a `forbid` through.
+fn reads_resource(p: &Policy) -> bool {
+    if matches!(
+        p.resource_constraint(),
+        ResourceConstraint::In(_) | ResourceConstraint::IsIn(_, _)
+    ) {
+        return true;
+    }
+    match p.to_json() {
+        Ok(json) => json
+            .get("conditions")
+            .is_none_or(|c| c.to_string().contains("\"resource\"")),
+        Err(_) => true,
     }
 }
 
@@ -780,6 +836,8 @@ struct Scoped {
 #[derive(Default)]
 struct Bundle {
     slots: [Scoped; 5],
+    /// Whether one of its policies reads the resource's entity (kind, tags, `in`).
+    reads_resource: bool,
 }
 
 /// Questions about one principal and resource, with entities and context built once.
@@ -788,7 +846,7 @@ pub struct Question<'r> {
     bundle: Option<&'r Bundle>,
     principal: EntityUid,
     resource: EntityUid,
-    prepared: Result<(Entities, Context), String>,
+    prepared: Result<(Cow<'r, Entities>, Context), String>,
 }
 
 impl Question<'_> {
@@ -940,7 +998,7 @@ labels = { env = "staging" }
                 .resource_entities
                 .values()
                 .cloned()
-                .chain(cedar.directory_entities.values().map(|(_, e)| e.clone())),
+                .chain(cedar.directory_entities.values().map(|d| d.entity.clone())),
             Some(&schema),
         );
         assert!(entities.is_ok(), "{entities:?}");
@@ -976,5 +1034,31 @@ labels = { env = "staging" }
         // Sharing: one bundle for every resource the selector picks, another for the bare name.
         assert_eq!(cedar.by_pair["vault"]["read"], cedar.by_pair["ledger"]["read"]);
         assert_ne!(cedar.by_pair["vault"]["read"], cedar.by_pair["bare"]["read"]);
+    }
+
+    #[test]
+    fn policies_that_read_the_resource_are_told_apart_erring_towards_yes() {
+        let reads = |text: &str| reads_resource(&Policy::parse(None, text).unwrap_or_else(|e| panic!("{e}")));
+        assert!(reads(
+            "forbid(principal, action, resource) when { resource.kind == \"ssh\" };"
+        ));
+        assert!(reads(
+            "forbid(principal, action, resource) when { resource.hasTag(\"env\") && context.hour > 1 };"
+        ));
+        assert!(reads("forbid(principal, action, resource in Collection::\"pci\");"));
+        assert!(reads(
+            "forbid(principal, action, resource is Resource in Collection::\"pci\");"
+        ));
+        assert!(reads(
+            "forbid(principal, action, resource) unless { resource in Collection::\"pci\" };"
+        ));
+        // A string that happens to say "resource" only costs time.
+        assert!(reads(
+            "forbid(principal, action, resource) when { context.reason == \"resource\" };"
+        ));
+        assert!(!reads(
+            "permit(principal in Group::\"ci\", action, resource == Resource::\"prod-api\") when { context.access == \"deploy\" };"
+        ));
+        assert!(!reads("permit(principal, action, resource);"));
     }
 }
