@@ -1,13 +1,15 @@
 //! The Cedar half of the policy: who may request, have it approved automatically, break
 //! glass, and approve. Workflow shorthands (`requesters`, `auto_approve`, `break_glass.groups`,
-//! approval step groups) become a few generated policies; the directory's `*.cedar` files add
-//! conditions on the request context. Everything is parsed and validated once, at load.
+//! approval step groups) become a few generated policies per `[[workflow]]` block; the
+//! directory's `*.cedar` files add conditions on the request context and on the catalog (a
+//! resource's kind, its labels as tags, its ancestors through `in`). Everything is parsed and
+//! validated once, at load, and the catalog's entities are built then too.
 
 use crate::workflow::{PolicyError, Rules, Workflow, WORKFLOWS_FILE};
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, AuthorizationError, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression,
+    Schema, ValidationMode, Validator,
 };
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
@@ -892,6 +894,29 @@ impl Question<'_> {
             .rules
             .authorizer
             .is_authorized(&request, &scoped.policies, entities);
+        // Cedar skips a policy that fails to evaluate (an overflow, say): for a `forbid` that
+        // would let the request through, so a forbid that failed refuses, naming itself.
+        let mut failed_forbids: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .filter_map(|e| {
+                let AuthorizationError::PolicyEvaluationError(e) = e;
+                scoped
+                    .policies
+                    .policy(e.policy_id())
+                    .filter(|p| p.effect() == cedar_policy::Effect::Forbid)
+                    .map(|_| e.policy_id().to_string())
+            })
+            .collect();
+        if !failed_forbids.is_empty() {
+            tracing::warn!(policies = ?failed_forbids, "a forbid failed to evaluate; refusing");
+            failed_forbids.sort();
+            return CedarDecision {
+                allowed: false,
+                forbidden_by: failed_forbids,
+                permitted_by: Vec::new(),
+            };
+        }
         let allowed = response.decision() == Decision::Allow;
         // Cedar names the policies that decided: the satisfied permits when allowed, the
         // satisfied forbids when refused by one.

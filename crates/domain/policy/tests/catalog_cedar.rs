@@ -204,6 +204,22 @@ when { resource.kind == "" && context.hour >= 22 };
     automatic(&p, &alice, "orders-db", "read", late);
 }
 
+/// Cedar skips a policy that fails to evaluate; a `forbid` must not be lost that way.
+#[test]
+fn a_forbid_that_fails_to_evaluate_refuses() {
+    let cedar = r#"
+@id("overflowing-forbid")
+forbid(principal, action == Action::"request", resource)
+when { resource.hasTag("env") && context.duration_seconds * 9223372036854775807 > 0 };
+"#;
+    let p = load(cedar).unwrap_or_else(|e| panic!("{e:?}"));
+    let alice = Identity::user("alice", &["dev"]);
+    let m = refusal(&p, &alice, "orders-db", "read", wednesday());
+    assert!(m.contains("forbidden by policy overflowing-forbid"), "{m}");
+    // Where it does not get that far (no labels), nothing fails and nothing is refused.
+    automatic(&p, &alice, "legacy-box", "login", wednesday());
+}
+
 /// Policy check refuses what the schema does not have, at the policy's file and line.
 #[test]
 fn a_wrong_attribute_or_type_or_unknown_collection_is_refused_with_file_and_line() {
