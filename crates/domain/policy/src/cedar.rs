@@ -1,13 +1,15 @@
 //! The Cedar half of the policy: who may request, have it approved automatically, break
 //! glass, and approve. Workflow shorthands (`requesters`, `auto_approve`, `break_glass.groups`,
-//! approval step groups) become a few generated policies; the directory's `*.cedar` files add
-//! conditions on the request context. Everything is parsed and validated once, at load.
+//! approval step groups) become a few generated policies per `[[workflow]]` block; the
+//! directory's `*.cedar` files add conditions on the request context and on the catalog (a
+//! resource's kind, its labels as tags, its ancestors through `in`). Everything is parsed and
+//! validated once, at load, and the catalog's entities are built then too.
 
-use crate::workflow::{PolicyError, Rules, Workflow};
+use crate::workflow::{PolicyError, Rules, Workflow, WORKFLOWS_FILE};
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, AuthorizationError, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request, ResourceConstraint, RestrictedExpression,
+    Schema, ValidationMode, Validator,
 };
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
@@ -36,6 +38,17 @@ impl Ability {
         Ability::Approve,
         Ability::Extend,
     ];
+
+    /// Its place in a `Bundle`.
+    fn slot(self) -> usize {
+        match self {
+            Ability::Request => 0,
+            Ability::AutoApprove => 1,
+            Ability::BreakGlass => 2,
+            Ability::Approve => 3,
+            Ability::Extend => 4,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,18 +114,24 @@ pub struct AuthoredPolicy {
 }
 
 pub struct CedarRules {
-    /// Per resource and ability, the policies that can apply: those naming that resource (or
-    /// none) and that action (or none). Cedar evaluates every policy of the set it is given,
-    /// so asking with these small sets keeps a decision's cost independent of the policy's
-    /// size, and a question no `permit` can answer is denied without evaluation (Cedar denies
-    /// by default, so the answer is the same).
-    by_scope: HashMap<(String, Ability), Scoped>,
-    /// Per ability, the policies tied to no single resource, for resources no workflow names.
-    unscoped: HashMap<Ability, Scoped>,
+    /// Per resource and action with a workflow, the bundle of policies that can decide about
+    /// it: its workflow's generated policies, the authored ones naming that resource, and the
+    /// authored ones naming none. A decision is two map lookups and an evaluation of this small
+    /// set, whatever the size of the catalog or the number of workflows. Bundles are shared:
+    /// every resource a selector picks has the same one (unless an authored policy names it).
+    by_pair: HashMap<String, HashMap<String, usize>>,
+    /// Per resource named by an authored `resource == Resource::"NAME"`, the bundle for its
+    /// actions without a workflow; every other such question gets `unscoped`.
+    by_resource: HashMap<String, usize>,
+    unscoped: usize,
+    bundles: Vec<Bundle>,
     authorizer: Authorizer,
-    /// The Cedar entities of each directory principal, built once: used when a caller's
+    /// The Cedar entity of each directory principal, built once: used when a caller's
     /// groups are exactly the directory's (a token with other groups gets its own).
-    directory_entities: HashMap<String, (Vec<String>, Entities)>,
+    directory_entities: HashMap<String, DirectoryEntities>,
+    /// The Cedar entity of each catalog resource (kind, labels as tags, every ancestor as a
+    /// parent) and of each bare resource name workflows use, built once at load.
+    resource_entities: HashMap<String, Entity>,
     actions: HashMap<Ability, EntityUid>,
     user_type: EntityTypeName,
     group_type: EntityTypeName,
@@ -121,9 +140,10 @@ pub struct CedarRules {
     pub authored: Vec<String>,
     /// Those policies in full, in file order.
     pub sources: Vec<AuthoredPolicy>,
-    /// Every policy's id to where it comes from, for people: `cedar policy ID at FILE:LINE`
-    /// or `workflow RESOURCE ACTION (workflows.toml: ...)`.
+    /// An authored policy's id to where it is, for people: `cedar policy ID at FILE:LINE`.
     origins: HashMap<String, String>,
+    /// A generated policy's id to the workflow shorthand it stands for (`auto_approve = true`).
+    shorthands: HashMap<String, &'static str>,
 }
 
 fn uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
@@ -146,18 +166,14 @@ fn any_member(groups: &[String]) -> String {
         .join(" || ")
 }
 
-/// How the ids of generated policies start: `workflows.toml: auto_approve prod-db write`.
-const GENERATED_PREFIX: &str = "workflows.toml: ";
-
 /// The workflow shorthand a generated policy for this Cedar action stands for.
-fn shorthand_of(ability: &str) -> &'static str {
+fn shorthand_of(ability: Ability) -> &'static str {
     match ability {
-        "request" => "requesters",
-        "auto_approve" => "auto_approve = true",
-        "break_glass" => "break_glass.groups",
-        "extend" => "extension",
-        "approve" => "steps",
-        _ => "workflows.toml",
+        Ability::Request => "requesters",
+        Ability::AutoApprove => "auto_approve = true",
+        Ability::BreakGlass => "break_glass.groups",
+        Ability::Extend => "extension",
+        Ability::Approve => "steps",
     }
 }
 
@@ -282,37 +298,38 @@ impl Literals {
     }
 }
 
-/// The policies a workflow's shorthands stand for.
-fn generated(w: &Workflow) -> Vec<(String, String)> {
-    let scope = |ability: Ability| {
+/// The policies a workflow's shorthands stand for, by the ability each decides. They name no
+/// resource and no action: a decision about a (resource, action) evaluates only the generated
+/// policies of the one workflow that governs that pair (found by a map lookup at decision
+/// time, see `CedarRules::bundle_of`), so the same text serves every resource a selector
+/// picks, and a catalog of thousands of resources adds no policies.
+fn generated(w: &Workflow) -> Vec<(Ability, String)> {
+    let head = |ability: Ability| {
         format!(
-            "permit(principal, action == Action::\"{}\", resource == Resource::\"{}\") when {{ context.access == \"{}\"",
-            ability.as_str(),
-            cedar_string(&w.resource),
-            cedar_string(&w.action)
+            "permit(principal, action == Action::\"{}\", resource)",
+            ability.as_str()
         )
     };
-    let id = |ability: Ability| format!("{GENERATED_PREFIX}{} {} {}", ability.as_str(), w.resource, w.action);
     let mut out = Vec::new();
     if !w.requesters.is_empty() {
         out.push((
-            id(Ability::Request),
-            format!("{} && ({}) }};", scope(Ability::Request), any_member(&w.requesters)),
+            Ability::Request,
+            format!("{} when {{ {} }};", head(Ability::Request), any_member(&w.requesters)),
         ));
     }
     if w.auto_approve {
-        out.push((id(Ability::AutoApprove), format!("{} }};", scope(Ability::AutoApprove))));
+        out.push((Ability::AutoApprove, format!("{};", head(Ability::AutoApprove))));
     }
     if let Some(bg) = &w.break_glass {
         out.push((
-            id(Ability::BreakGlass),
-            format!("{} && ({}) }};", scope(Ability::BreakGlass), any_member(&bg.groups)),
+            Ability::BreakGlass,
+            format!("{} when {{ {} }};", head(Ability::BreakGlass), any_member(&bg.groups)),
         ));
     }
     if w.extension.is_some() && !w.requesters.is_empty() {
         out.push((
-            id(Ability::Extend),
-            format!("{} && ({}) }};", scope(Ability::Extend), any_member(&w.requesters)),
+            Ability::Extend,
+            format!("{} when {{ {} }};", head(Ability::Extend), any_member(&w.requesters)),
         ));
     }
     let approvers: Vec<String> = w
@@ -331,8 +348,8 @@ fn generated(w: &Workflow) -> Vec<(String, String)> {
             who = format!("{who} || (context.escalated && ({}))", any_member(&escalation.groups));
         }
         out.push((
-            id(Ability::Approve),
-            format!("{} && ({who}) }};", scope(Ability::Approve)),
+            Ability::Approve,
+            format!("{} when {{ {who} }};", head(Ability::Approve)),
         ));
     }
     out
@@ -371,48 +388,69 @@ impl CedarRules {
                 message: format!("built-in schema: {e}"),
             }]
         })?;
+        let user_type = type_name("User")?;
+        let group_type = type_name("Group")?;
+        let resource_type = type_name("Resource")?;
+        let collection_type = type_name("Collection")?;
+        let action_type = type_name("Action")?;
+        let catalog = rules.catalog();
+        // Every policy, generated and authored, for validation; `all[i]` is policy i.
         let mut policies = PolicySet::new();
-        // Where each policy came from, to place validation errors.
+        let mut all: Vec<(Policy, Vec<Ability>)> = Vec::new();
+        // Where each authored policy came from, to place validation errors.
         let mut origin: HashMap<String, (String, String)> = HashMap::new();
-
         let mut origins: HashMap<String, String> = HashMap::new();
+        let mut shorthands: HashMap<String, &'static str> = HashMap::new();
+
+        // Generated policies, one per workflow block and text: `{ owners = true }` resolves
+        // to each resource's owners, so one block may stand for a few approve policies.
+        let mut generated_ids: HashMap<(usize, String), usize> = HashMap::new();
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut pairs: Vec<(&str, &str, Vec<usize>)> = Vec::new();
         for w in rules.workflows() {
-            for (id, text) in generated(w) {
-                let shorthand = id
-                    .strip_prefix(GENERATED_PREFIX)
-                    .and_then(|rest| rest.split(' ').next())
-                    .map(shorthand_of)
-                    .unwrap_or("workflows.toml");
-                origins.insert(
-                    id.clone(),
-                    format!("workflow {} {} ({shorthand} in workflows.toml)", w.resource, w.action),
-                );
-                match Policy::parse(Some(PolicyId::new(&id)), &text) {
+            let line = rules.matched(&w.resource, &w.action).map_or(0, |m| m.line);
+            let mut mine = Vec::new();
+            for (ability, text) in generated(w) {
+                let key = (line, text);
+                if let Some(&i) = generated_ids.get(&key) {
+                    mine.push(i);
+                    continue;
+                }
+                let base = format!("{WORKFLOWS_FILE}:{line} {}", ability.as_str());
+                let n = taken.entry(base.clone()).or_insert(0);
+                *n += 1;
+                let id = if *n == 1 { base } else { format!("{base} #{n}") };
+                match Policy::parse(Some(PolicyId::new(&id)), &key.1) {
                     Ok(p) => {
-                        if let Err(e) = policies.add(p) {
+                        if let Err(e) = policies.add(p.clone()) {
                             errors.push(PolicyError {
-                                file: "workflows.toml".into(),
-                                line: 0,
+                                file: WORKFLOWS_FILE.into(),
+                                line,
                                 message: e.to_string(),
                             });
                         }
+                        shorthands.insert(id, shorthand_of(ability));
+                        generated_ids.insert(key, all.len());
+                        mine.push(all.len());
+                        all.push((p, vec![ability]));
                     }
                     Err(e) => errors.push(PolicyError {
-                        file: "workflows.toml".into(),
-                        line: 0,
+                        file: WORKFLOWS_FILE.into(),
+                        line,
                         message: format!("{}: generated policy is invalid: {e}", w.resource),
                     }),
                 }
             }
+            mine.sort_unstable();
+            pairs.push((&w.resource, &w.action, mine));
         }
 
         let known_groups: BTreeSet<&str> = rules
             .principals()
             .flat_map(|p| p.identity.groups.iter().map(String::as_str))
             .collect();
-        let known_resources: BTreeSet<&str> = rules.workflows().map(|w| w.resource.as_str()).collect();
-        let group_type = type_name("Group")?;
-        let resource_type = type_name("Resource")?;
+        let workflow_resources: HashSet<&str> = pairs.iter().map(|(r, _, _)| *r).collect();
+        let is_resource = |name: &str| workflow_resources.contains(name) || catalog.resource(name).is_some();
         let mut authored = Vec::new();
         let mut sources = Vec::new();
         for (file, text) in files {
@@ -441,33 +479,49 @@ impl CedarRules {
                     .and_then(|first| text.find(first.trim()))
                     .map(|offset| line_of(text, offset))
                     .unwrap_or(1);
-                let mut unknown = |kind: &str, name: &str| {
+                let mut unknown = |kind: &str, name: &str, fix: &str| {
                     errors.push(PolicyError {
                         file: file.clone(),
                         line,
-                        message: format!("unknown {kind} '{name}'"),
+                        // Escaped: an invisible or control character must show.
+                        message: format!("unknown {kind} '{}'{fix}", name.escape_debug()),
                     })
                 };
                 if let PrincipalConstraint::In(g) | PrincipalConstraint::Eq(g) = policy.principal_constraint() {
                     if g.type_name() == &group_type && !known_groups.contains(g.id().unescaped()) {
-                        unknown("group", g.id().unescaped());
+                        unknown("group", g.id().unescaped(), "");
                     }
                 }
-                if let ResourceConstraint::Eq(r) = policy.resource_constraint() {
-                    if r.type_name() == &resource_type && !known_resources.contains(r.id().unescaped()) {
-                        unknown("resource", r.id().unescaped());
+                // A resource or collection the policy is limited to must exist: a typo would
+                // otherwise make a forbid silently apply to nothing.
+                if let ResourceConstraint::Eq(r) | ResourceConstraint::In(r) | ResourceConstraint::IsIn(_, r) =
+                    policy.resource_constraint()
+                {
+                    let name = r.id().unescaped();
+                    if r.type_name() == &resource_type && !is_resource(name) {
+                        unknown("resource", name, "");
+                    }
+                    if r.type_name() == &collection_type && catalog.collection(name).is_none() {
+                        unknown(
+                            "collection",
+                            name,
+                            &format!("; declare it as a [[collection]] in {}", crate::catalog::RESOURCES_FILE),
+                        );
                     }
                 }
                 origin.insert(id.clone(), (file.clone(), text.clone()));
                 origins.insert(id.clone(), format!("cedar policy {id} at {file}:{line}"));
                 sources.push(authored_policy(policy, &id, file, line));
-                if let Err(e) = policies.add(policy.new_id(PolicyId::new(&id))) {
+                let policy = policy.new_id(PolicyId::new(&id));
+                if let Err(e) = policies.add(policy.clone()) {
                     errors.push(PolicyError {
                         file: file.clone(),
                         line,
                         message: format!("{e}; give each policy a distinct @id"),
                     });
                 }
+                let abilities = abilities_of(&policy);
+                all.push((policy, abilities));
                 authored.push(id);
             }
         }
@@ -476,78 +530,135 @@ impl CedarRules {
         for e in validation.validation_errors() {
             let (file, line) = match origin.get(e.policy_id().to_string().as_str()) {
                 Some((file, text)) => (file.clone(), diagnostic_line(e, text)),
-                None => ("workflows.toml".to_string(), 0),
+                None => (WORKFLOWS_FILE.to_string(), 0),
             };
             errors.push(PolicyError {
                 file,
                 line,
-                message: e.to_string(),
+                message: with_hint(e.to_string()),
             });
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         let mut actions = HashMap::new();
-        let action_type = type_name("Action")?;
         for ability in Ability::ALL {
             actions.insert(ability, uid(&action_type, ability.as_str()));
         }
-        let mut by_scope: HashMap<(String, Ability), Scoped> = HashMap::new();
-        let mut unscoped: HashMap<Ability, Scoped> = HashMap::new();
-        let mut add = |scoped: &mut Scoped, p: &Policy| {
-            scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
-            if let Err(e) = scoped.policies.add(p.clone()) {
-                errors.push(PolicyError {
-                    file: "workflows.toml".into(),
-                    line: 0,
-                    message: e.to_string(),
-                });
+
+        // Authored policies: those limited to one resource, and those for any resource.
+        let generated_count = generated_ids.len();
+        let mut for_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut for_any: Vec<usize> = Vec::new();
+        for (i, (p, _)) in all.iter().enumerate().skip(generated_count) {
+            match p.resource_constraint() {
+                ResourceConstraint::Eq(r) if r.type_name() == &resource_type => {
+                    for_resource.entry(r.id().unescaped().to_string()).or_default().push(i);
+                }
+                _ => for_any.push(i),
             }
+        }
+        let mut bundles: Vec<Bundle> = Vec::new();
+        let mut bundle = |members: &mut dyn Iterator<Item = usize>| -> usize {
+            let mut b = Bundle::default();
+            for i in members {
+                let (p, abilities) = &all[i];
+                b.reads_resource |= reads_resource(p);
+                for ability in abilities {
+                    let scoped = &mut b.slots[ability.slot()];
+                    scoped.has_permit |= p.effect() == cedar_policy::Effect::Permit;
+                    // Ids are unique across `all` (checked above), so this cannot fail.
+                    let _ = scoped.policies.add(p.clone());
+                }
+            }
+            bundles.push(b);
+            bundles.len() - 1
         };
-        for p in policies.policies() {
-            let abilities: Vec<Ability> = match p.action_constraint() {
-                ActionConstraint::Eq(a) => Ability::ALL
-                    .into_iter()
-                    .filter(|x| a.id().unescaped() == x.as_str())
-                    .collect(),
-                ActionConstraint::In(list) => Ability::ALL
-                    .into_iter()
-                    .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
-                    .collect(),
-                _ => Ability::ALL.to_vec(),
-            };
-            let resources: Vec<String> = match p.resource_constraint() {
-                ResourceConstraint::Eq(r) if r.type_name() == &resource_type => vec![r.id().unescaped().to_string()],
-                _ => known_resources.iter().map(|r| r.to_string()).collect(),
-            };
-            let for_any_resource = !matches!(p.resource_constraint(), ResourceConstraint::Eq(_));
-            for ability in abilities {
-                for resource in &resources {
-                    add(by_scope.entry((resource.clone(), ability)).or_default(), p);
+        let unscoped = bundle(&mut for_any.iter().copied());
+        let mut by_resource = HashMap::new();
+        for (resource, mine) in &for_resource {
+            by_resource.insert(resource.clone(), bundle(&mut for_any.iter().chain(mine).copied()));
+        }
+        let mut shared: HashMap<(&[usize], Option<&str>), usize> = HashMap::new();
+        let mut by_pair: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (resource, action, mine) in &pairs {
+            let named = for_resource.get(*resource);
+            let key = (mine.as_slice(), named.map(|_| *resource));
+            let at = match shared.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let at = bundle(&mut mine.iter().chain(&for_any).chain(named.into_iter().flatten()).copied());
+                    shared.insert(key, at);
+                    at
                 }
-                if for_any_resource {
-                    add(unscoped.entry(ability).or_default(), p);
+            };
+            by_pair
+                .entry(resource.to_string())
+                .or_default()
+                .insert(action.to_string(), at);
+        }
+
+        let directory_entities = rules
+            .principals()
+            .map(|e| {
+                let id = &e.identity;
+                let entity = principal_entity(&user_type, &group_type, &id.principal, &id.groups);
+                let alone = Entities::from_entities([entity.clone()], None).unwrap_or_else(|_| Entities::empty());
+                (
+                    id.principal.clone(),
+                    DirectoryEntities {
+                        groups: id.groups.clone(),
+                        entity,
+                        alone,
+                    },
+                )
+            })
+            .collect();
+        let mut resource_entities = HashMap::new();
+        for r in catalog.resources() {
+            let parents = catalog.ancestors(&r.name).into_iter().map(|name| {
+                if catalog.collection(name).is_some() {
+                    uid(&collection_type, name)
+                } else {
+                    uid(&resource_type, name)
                 }
+            });
+            let tags = r
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
+            match Entity::new_with_tags(
+                uid(&resource_type, &r.name),
+                [("kind".to_string(), RestrictedExpression::new_string(r.kind.clone()))],
+                parents,
+                tags,
+            ) {
+                Ok(entity) => {
+                    resource_entities.insert(r.name.clone(), entity);
+                }
+                Err(e) => errors.push(PolicyError {
+                    file: r.file.clone(),
+                    line: r.line,
+                    message: format!("resource '{}': {e}", r.name),
+                }),
+            }
+        }
+        for (resource, _, _) in &pairs {
+            if !resource_entities.contains_key(*resource) {
+                resource_entities.insert(resource.to_string(), bare_resource(&resource_type, resource));
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let user_type = type_name("User")?;
-        let directory_entities = rules
-            .principals()
-            .filter_map(|e| {
-                let id = &e.identity;
-                principal_entities(&user_type, &group_type, &id.principal, &id.groups)
-                    .ok()
-                    .map(|entities| (id.principal.clone(), (id.groups.clone(), entities)))
-            })
-            .collect();
         Ok(CedarRules {
-            by_scope,
+            by_pair,
+            by_resource,
             unscoped,
+            bundles,
             authorizer: Authorizer::new(),
             directory_entities,
+            resource_entities,
             actions,
             user_type,
             group_type,
@@ -555,32 +666,77 @@ impl CedarRules {
             authored,
             sources,
             origins,
+            shorthands,
         })
     }
 
     /// Where the policies with these ids come from, for people and the audit log:
-    /// `cedar policy ID at FILE:LINE` or `workflow RESOURCE ACTION (SHORTHAND in workflows.toml)`.
-    pub fn describe(&self, ids: &[String]) -> String {
+    /// `cedar policy ID at FILE:LINE` or `workflow RESOURCE ACTION (SHORTHAND in workflows.toml)`
+    /// for a generated policy, which stands for the workflow of the `resource` and `action` asked about.
+    pub fn describe(&self, ids: &[String], resource: &str, action: &str) -> String {
         ids.iter()
-            .map(|id| self.origins.get(id).cloned().unwrap_or_else(|| format!("policy {id}")))
+            .map(|id| match (self.origins.get(id), self.shorthands.get(id)) {
+                (Some(origin), _) => origin.clone(),
+                (None, Some(shorthand)) => format!("workflow {resource} {action} ({shorthand} in {WORKFLOWS_FILE})"),
+                (None, None) => format!("policy {id}"),
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    /// Prepare questions about `who` and `resource` under `facts`: the entities and the
-    /// context are built once, however many abilities are then asked about.
+    /// Prepare questions about `who` and `resource` under `facts` (whose `access` is the
+    /// action): the entities and the context are built once, however many abilities are then
+    /// asked about.
     pub fn ask<'r>(&'r self, who: &Identity, resource: &str, facts: &Facts<'_>) -> Question<'r> {
-        let principal = uid(&self.user_type, &who.principal);
-        let entities = match self.directory_entities.get(&who.principal) {
-            Some((groups, entities)) if groups == &who.groups => Ok(Cow::Borrowed(entities)),
-            _ => principal_entities(&self.user_type, &self.group_type, &who.principal, &who.groups).map(Cow::Owned),
+        let at = self
+            .by_pair
+            .get(resource)
+            .and_then(|actions| actions.get(facts.access))
+            .or_else(|| self.by_resource.get(resource))
+            .copied()
+            .unwrap_or(self.unscoped);
+        let bundle = self.bundles.get(at);
+        let cached = self
+            .directory_entities
+            .get(&who.principal)
+            .filter(|d| d.groups == who.groups);
+        let principal_uid = uid(&self.user_type, &who.principal);
+        let resource_uid = uid(&self.resource_type, resource);
+        // The resource's entity (kind, tags, ancestors) only when a policy that may decide
+        // reads it; otherwise a directory principal's entities built at load serve as they are.
+        let entities = if bundle.is_some_and(|b| b.reads_resource) {
+            let principal = match cached {
+                Some(d) => d.entity.clone(),
+                None => principal_entity(&self.user_type, &self.group_type, &who.principal, &who.groups),
+            };
+            let resource_entity = match self.resource_entities.get(resource) {
+                Some(entity) => entity.clone(),
+                None => bare_resource(&self.resource_type, resource),
+            };
+            Entities::from_entities([principal, resource_entity], None).map(Cow::Owned)
+        } else {
+            match cached {
+                Some(d) => Ok(Cow::Borrowed(&d.alone)),
+                None => Entities::from_entities(
+                    [principal_entity(
+                        &self.user_type,
+                        &self.group_type,
+                        &who.principal,
+                        &who.groups,
+                    )],
+                    None,
+                )
+                .map(Cow::Owned),
+            }
         };
-        let prepared = entities.and_then(|entities| context(facts).map(|context| (entities, context)));
+        let prepared = entities
+            .map_err(|e| e.to_string())
+            .and_then(|entities| context(facts).map(|context| (entities, context)));
         Question {
             rules: self,
-            principal,
-            resource_name: resource.to_string(),
-            resource: uid(&self.resource_type, resource),
+            bundle,
+            principal: principal_uid,
+            resource: resource_uid,
             prepared,
         }
     }
@@ -591,15 +747,84 @@ impl CedarRules {
     }
 }
 
-/// The entities Cedar needs about a principal: itself, with its groups as parents.
-fn principal_entities(
+/// A validation error, with the fix when it is a label read as an attribute of a resource
+/// (`resource.env`): labels are tags.
+fn with_hint(message: String) -> String {
+    let label = message
+        .split_once("attribute `")
+        .and_then(|(_, rest)| rest.split_once("` on entity type `Resource` not found"))
+        .map(|(name, _)| name.to_string());
+    match label {
+        Some(key) => {
+            format!("{message}; labels are tags: resource.hasTag(\"{key}\") && resource.getTag(\"{key}\") == \"...\"")
+        }
+        None => message,
+    }
+}
+
+/// The Cedar entities of a directory principal, built at load.
+struct DirectoryEntities {
+    groups: Vec<String>,
+    entity: Entity,
+    /// A store of that entity alone, for questions no policy of which reads the resource.
+    alone: Entities,
+}
+
+/// Whether a policy may read the resource's entity: its scope is `in` something, or its
+/// conditions mention `resource` at all. Erring towards yes only costs time: a policy that
+/// reads an entity missing from the store fails to evaluate, and Cedar ignores it, which
+/// would let a `forbid` through.
+fn reads_resource(p: &Policy) -> bool {
+    if matches!(
+        p.resource_constraint(),
+        ResourceConstraint::In(_) | ResourceConstraint::IsIn(_, _)
+    ) {
+        return true;
+    }
+    match p.to_json() {
+        Ok(json) => json
+            .get("conditions")
+            .is_none_or(|c| c.to_string().contains("\"resource\"")),
+        Err(_) => true,
+    }
+}
+
+/// The abilities (Cedar actions of jitgate) a policy can decide.
+fn abilities_of(p: &Policy) -> Vec<Ability> {
+    match p.action_constraint() {
+        ActionConstraint::Eq(a) => Ability::ALL
+            .into_iter()
+            .filter(|x| a.id().unescaped() == x.as_str())
+            .collect(),
+        ActionConstraint::In(list) => Ability::ALL
+            .into_iter()
+            .filter(|x| list.iter().any(|a| a.id().unescaped() == x.as_str()))
+            .collect(),
+        ActionConstraint::Any => Ability::ALL.to_vec(),
+    }
+}
+
+/// The Cedar entity of a principal: itself, with its groups as parents.
+fn principal_entity(
     user_type: &EntityTypeName,
     group_type: &EntityTypeName,
     principal: &str,
     groups: &[String],
-) -> Result<Entities, String> {
+) -> Entity {
     let parents: HashSet<EntityUid> = groups.iter().map(|g| uid(group_type, g)).collect();
-    Entities::from_entities([Entity::new_no_attrs(uid(user_type, principal), parents)], None).map_err(|e| e.to_string())
+    Entity::new_no_attrs(uid(user_type, principal), parents)
+}
+
+/// A resource the catalog does not declare (a bare name in workflows.toml): kind "", no labels,
+/// no parents, so policies on kinds, labels and collections never match it.
+fn bare_resource(resource_type: &EntityTypeName, name: &str) -> Entity {
+    Entity::new_with_tags(
+        uid(resource_type, name),
+        [("kind".to_string(), RestrictedExpression::new_string(String::new()))],
+        [],
+        [],
+    )
+    .unwrap_or_else(|_| Entity::new_no_attrs(uid(resource_type, name), HashSet::new()))
 }
 
 /// The policies that can apply to one resource and ability.
@@ -609,11 +834,19 @@ struct Scoped {
     has_permit: bool,
 }
 
+/// The policies that can decide about one (resource, action), by ability.
+#[derive(Default)]
+struct Bundle {
+    slots: [Scoped; 5],
+    /// Whether one of its policies reads the resource's entity (kind, tags, `in`).
+    reads_resource: bool,
+}
+
 /// Questions about one principal and resource, with entities and context built once.
 pub struct Question<'r> {
     rules: &'r CedarRules,
+    bundle: Option<&'r Bundle>,
     principal: EntityUid,
-    resource_name: String,
     resource: EntityUid,
     prepared: Result<(Cow<'r, Entities>, Context), String>,
 }
@@ -633,13 +866,10 @@ impl Question<'_> {
             forbidden_by: Vec::new(),
             permitted_by: Vec::new(),
         };
-        let scoped = match self.rules.by_scope.get(&(self.resource_name.clone(), ability)) {
-            Some(s) => s,
-            None => match self.rules.unscoped.get(&ability) {
-                Some(s) => s,
-                None => return denied,
-            },
+        let Some(scoped) = self.bundle.map(|b| &b.slots[ability.slot()]) else {
+            return refused("no policy bundle");
         };
+        // Cedar denies when no permit applies: no need to evaluate.
         if !scoped.has_permit {
             return denied;
         }
@@ -664,6 +894,29 @@ impl Question<'_> {
             .rules
             .authorizer
             .is_authorized(&request, &scoped.policies, entities);
+        // Cedar skips a policy that fails to evaluate (an overflow, say): for a `forbid` that
+        // would let the request through, so a forbid that failed refuses, naming itself.
+        let mut failed_forbids: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .filter_map(|e| {
+                let AuthorizationError::PolicyEvaluationError(e) = e;
+                scoped
+                    .policies
+                    .policy(e.policy_id())
+                    .filter(|p| p.effect() == cedar_policy::Effect::Forbid)
+                    .map(|_| e.policy_id().to_string())
+            })
+            .collect();
+        if !failed_forbids.is_empty() {
+            tracing::warn!(policies = ?failed_forbids, "a forbid failed to evaluate; refusing");
+            failed_forbids.sort();
+            return CedarDecision {
+                allowed: false,
+                forbidden_by: failed_forbids,
+                permitted_by: Vec::new(),
+            };
+        }
         let allowed = response.decision() == Decision::Allow;
         // Cedar names the policies that decided: the satisfied permits when allowed, the
         // satisfied forbids when refused by one.
@@ -723,4 +976,114 @@ fn context(f: &Facts<'_>) -> Result<Context, String> {
         pairs.push(("ci".to_string(), record));
     }
     Context::from_pairs(pairs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entities built at load are what the schema the policies are validated against
+    /// says: a policy that validates cannot meet an entity of another shape at decision time.
+    #[test]
+    fn catalog_entities_conform_to_the_schema() {
+        let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+        let resources = r#"
+[[collection]]
+name = "env:prod"
+[[collection]]
+name = "pci"
+parent = "env:prod"
+[[resource]]
+name = "api"
+kind = "http"
+labels = { env = "prod" }
+parent = "pci"
+[[resource]]
+name = "vault"
+kind = "postgres"
+labels = { env = "prod", "data.class" = "card" }
+parent = "api"
+[[resource]]
+name = "ledger"
+kind = "postgres"
+labels = { env = "staging" }
+"#;
+        let workflows = "[[workflow]]\nresources = { kind = \"postgres\" }\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n\n[[workflow]]\nresource = \"bare\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        let rules = Rules::parse_with_catalog(
+            directory,
+            workflows,
+            &[("resources.toml".to_string(), resources.to_string())],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let cedar = CedarRules::build(&rules, &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        let (schema, _) = Schema::from_cedarschema_str(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cedar.resource_entities.len(), 4);
+        let entities = Entities::from_entities(
+            cedar
+                .resource_entities
+                .values()
+                .cloned()
+                .chain(cedar.directory_entities.values().map(|d| d.entity.clone())),
+            Some(&schema),
+        );
+        assert!(entities.is_ok(), "{entities:?}");
+        // Every ancestor is a parent, so `in` needs no other entity; labels are tags.
+        let vault = cedar.resource_entities["vault"]
+            .to_json_value()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let parents: BTreeSet<String> = vault["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{}::{}",
+                    p["type"].as_str().unwrap_or(""),
+                    p["id"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let expected: BTreeSet<String> = ["Resource::api", "Collection::pci", "Collection::env:prod"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(parents, expected);
+        assert_eq!(vault["attrs"]["kind"], "postgres");
+        assert_eq!(vault["tags"]["data.class"], "card");
+        assert_eq!(vault["tags"]["env"], "prod");
+        let bare = cedar.resource_entities["bare"]
+            .to_json_value()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bare["attrs"]["kind"], "");
+        assert!(bare["parents"].as_array().is_none_or(Vec::is_empty), "{bare}");
+        // Sharing: one bundle for every resource the selector picks, another for the bare name.
+        assert_eq!(cedar.by_pair["vault"]["read"], cedar.by_pair["ledger"]["read"]);
+        assert_ne!(cedar.by_pair["vault"]["read"], cedar.by_pair["bare"]["read"]);
+    }
+
+    #[test]
+    fn policies_that_read_the_resource_are_told_apart_erring_towards_yes() {
+        let reads = |text: &str| reads_resource(&Policy::parse(None, text).unwrap_or_else(|e| panic!("{e}")));
+        assert!(reads(
+            "forbid(principal, action, resource) when { resource.kind == \"ssh\" };"
+        ));
+        assert!(reads(
+            "forbid(principal, action, resource) when { resource.hasTag(\"env\") && context.hour > 1 };"
+        ));
+        assert!(reads("forbid(principal, action, resource in Collection::\"pci\");"));
+        assert!(reads(
+            "forbid(principal, action, resource is Resource in Collection::\"pci\");"
+        ));
+        assert!(reads(
+            "forbid(principal, action, resource) unless { resource in Collection::\"pci\" };"
+        ));
+        // A string that happens to say "resource" only costs time.
+        assert!(reads(
+            "forbid(principal, action, resource) when { context.reason == \"resource\" };"
+        ));
+        assert!(!reads(
+            "permit(principal in Group::\"ci\", action, resource == Resource::\"prod-api\") when { context.access == \"deploy\" };"
+        ));
+        assert!(!reads("permit(principal, action, resource);"));
+    }
 }

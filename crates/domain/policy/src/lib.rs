@@ -266,13 +266,13 @@ impl Policy {
                 .map(|b| b.groups.clone())
                 .unwrap_or_default();
             let permits = refusal(Ability::BreakGlass, "break glass for", &groups)?;
-            decided_by = Some(self.cedar.describe(&permits));
+            decided_by = Some(self.cedar.describe(&permits, ask.resource, ask.action));
             Vec::new()
         } else {
             refusal(Ability::Request, "request", &workflow.requesters)?;
             let automatic = question.decide(Ability::AutoApprove);
             if automatic.allowed {
-                decided_by = Some(self.cedar.describe(&automatic.permitted_by));
+                decided_by = Some(self.cedar.describe(&automatic.permitted_by, ask.resource, ask.action));
                 Vec::new()
             } else {
                 self.resolve_steps(&workflow.steps, &who.principal)?
