@@ -708,6 +708,91 @@ pub fn group(changes: &[Change], old: &Policy, new: &Policy) -> Vec<ChangeGroup>
         .collect()
 }
 
+/// A resource added to, removed from or edited in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogEdit {
+    pub edit: Edit,
+    pub resource: String,
+    /// What it was and is: kind, labels, parent, owners and provider settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// How many catalog edits the text output shows; `--output json` has them all.
+pub const EDITS_SHOWN: usize = 20;
+
+impl std::fmt::Display for CatalogEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.before, &self.after) {
+            (Some(b), Some(a)) => write!(f, "~ {}: {b} -> {a}", self.resource),
+            (None, Some(a)) => write!(f, "+ {}: {a}", self.resource),
+            (Some(b), None) => write!(f, "- {}: {b}", self.resource),
+            (None, None) => write!(f, "~ {}", self.resource),
+        }
+    }
+}
+
+/// A declared resource as a catalog edit shows it.
+fn resource_text(r: &crate::Resource) -> String {
+    let mut text = r.kind.clone();
+    if !r.labels.is_empty() {
+        let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text.push_str(&format!("; {}", labels.join(", ")));
+    }
+    if let Some(parent) = &r.parent {
+        text.push_str(&format!("; in {parent}"));
+    }
+    if !r.owners.is_empty() {
+        text.push_str(&format!("; owners {}", r.owners.join(", ")));
+    }
+    for (key, value) in &r.settings {
+        text.push_str(&format!("; {key} = {value}"));
+    }
+    text
+}
+
+/// The resources added, removed or edited between two catalogs, by name. Reported beside the
+/// access changes they cause: a relabelled resource that no selector or Cedar policy reads
+/// changes no access, but a reviewer should still see it.
+pub fn catalog_edits(old: &Policy, new: &Policy) -> Vec<CatalogEdit> {
+    let (before, after) = (old.rules().catalog(), new.rules().catalog());
+    let names: BTreeSet<&str> = before
+        .resources()
+        .chain(after.resources())
+        .map(|r| r.name.as_str())
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (b, a) = (before.resource(name), after.resource(name));
+            let edit = match (b, a) {
+                (None, Some(_)) => Edit::Added,
+                (Some(_), None) => Edit::Removed,
+                (Some(b), Some(a)) => {
+                    let same = b.kind == a.kind
+                        && b.labels == a.labels
+                        && b.parent == a.parent
+                        && b.owners == a.owners
+                        && b.settings == a.settings;
+                    if same {
+                        return None;
+                    }
+                    Edit::Edited
+                }
+                (None, None) => return None,
+            };
+            Some(CatalogEdit {
+                edit,
+                resource: name.to_string(),
+                before: b.map(resource_text),
+                after: a.map(resource_text),
+            })
+        })
+        .collect()
+}
+
 /// Everything `policy diff` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -715,6 +800,9 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// The representative request's changes per resource set (`changes` grouped).
     pub groups: Vec<ChangeGroup>,
+    /// Resources added to, removed from or edited in the catalog, whether or not they change
+    /// anyone's access.
+    pub catalog: Vec<CatalogEdit>,
     /// Added, removed and edited policies of the `.cedar` files.
     pub cedar_policies: Vec<CedarChange>,
     /// Present when Cedar policies changed.
@@ -732,13 +820,32 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let edits = |f: &mut std::fmt::Formatter<'_>, title: &str| -> std::fmt::Result {
+            if self.catalog.is_empty() {
+                return Ok(());
+            }
+            writeln!(f, "{title} ({}):", self.catalog.len())?;
+            for e in self.catalog.iter().take(EDITS_SHOWN) {
+                writeln!(f, "{e}")?;
+            }
+            if self.catalog.len() > EDITS_SHOWN {
+                writeln!(
+                    f,
+                    "... and {} more (--output json lists them all)",
+                    self.catalog.len() - EDITS_SHOWN
+                )?;
+            }
+            Ok(())
+        };
         if self.is_unchanged() {
-            return writeln!(f, "no effective change in access");
+            writeln!(f, "no effective change in access")?;
+            return edits(f, "Catalog edits that change no access");
         }
         let searched: Vec<&Change> = self.changes.iter().filter(|c| c.when.is_some()).collect();
         for g in &self.groups {
             writeln!(f, "{g}")?;
         }
+        edits(f, "Catalog edits")?;
         if self.cedar_policies.is_empty() {
             return Ok(());
         }
@@ -824,11 +931,13 @@ pub fn cedar_changes(old: &[AuthoredPolicy], new: &[AuthoredPolicy]) -> Vec<Ceda
 pub fn review(old: &Policy, new: &Policy) -> Report {
     let mut changes = diff(old, new);
     let groups = group(&changes, old, new);
+    let catalog = catalog_edits(old, new);
     let cedar_policies = cedar_changes(old.cedar_sources(), new.cedar_sources());
     if cedar_policies.is_empty() {
         return Report {
             changes,
             groups,
+            catalog,
             cedar_policies,
             search: None,
         };
@@ -839,6 +948,7 @@ pub fn review(old: &Policy, new: &Policy) -> Report {
     Report {
         changes,
         groups,
+        catalog,
         cedar_policies,
         search: Some(search),
     }

@@ -358,6 +358,33 @@ fn a_catalog_label_change_alone_shows_as_an_access_change() {
     // Only stage-002 changed.
     assert!(report.changes.iter().all(|c| c.resource == "stage-002"), "{text}");
     assert_eq!(report.changes, diff::diff_exhaustive(&old, &new));
+    // The edit itself is listed too.
+    assert!(
+        text.contains(
+            "Catalog edits (1):\n~ stage-002: postgres; env=staging, team=t2 -> postgres; env=prod, team=t2\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_catalog_edit_that_changes_no_access_is_listed_but_is_no_effective_change() {
+    let old_text = catalog(3, 1);
+    // No selector reads `team`, and no Cedar policy does.
+    let new_text = old_text.replace(
+        "name = \"stage-001\"\nkind = \"postgres\"\nlabels = { env = \"staging\", team = \"t1\" }",
+        "name = \"stage-001\"\nkind = \"postgres\"\nlabels = { env = \"staging\", team = \"t9\" }",
+    );
+    let (old, new) = (load(WORKFLOWS, &old_text, &[]), load(WORKFLOWS, &new_text, &[]));
+    let report = diff::review(&old, &new);
+    assert!(report.is_unchanged(), "{report}");
+    assert_eq!(
+        report.to_string(),
+        "no effective change in access\nCatalog edits that change no access (1):\n~ stage-001: postgres; env=staging, team=t1 -> postgres; env=staging, team=t9\n"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["catalog"][0]["edit"], "edited", "{json}");
+    assert_eq!(json["catalog"][0]["resource"], "stage-001", "{json}");
 }
 
 #[test]

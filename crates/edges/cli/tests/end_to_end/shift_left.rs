@@ -703,6 +703,16 @@ fn policy_diff_reports_per_resource_set_and_catalog_only_changes() {
         out.contains("- alice: request write on ledger-db: lost: automatic -> refused"),
         "{out}"
     );
+    // The catalog edits themselves, after the access they change.
+    assert!(out.contains("Catalog edits (13):\n"), "{out}");
+    assert!(
+        out.contains("~ ledger-db: postgres; env=staging, team=finance -> postgres; env=prod, team=finance\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ reports-02: postgres; env=staging, team=analytics\n"),
+        "{out}"
+    );
     // Nothing else changed: the quickstart's own resources are not mentioned.
     assert!(!out.contains("prod-db") && !out.contains("staging-db"), "{out}");
 
@@ -736,6 +746,9 @@ fn policy_diff_reports_per_resource_set_and_catalog_only_changes() {
             .any(|c| c["subject"] == "group:dev" && c["resource"] == "reports-13" && c["kind"] == "gained"),
         "{report}"
     );
+
+    assert_eq!(report["catalog"].as_array().unwrap().len(), 13, "{report}");
+    assert_eq!(report["catalog"][0]["resource"], "ledger-db", "{report}");
 
     // The same catalog both sides: no effective change.
     let (code, out, _) = run_bin(&["policy", "diff", n, n]);
