@@ -207,7 +207,10 @@ pub fn run(policy: &Policy, dir: &Path) -> Result<Vec<CaseResult>, Vec<PolicyErr
                     (
                         Some(resource.clone()),
                         Some((
-                            format!("{expected} on each of the {} selected resources", targets.len()),
+                            match targets.len() {
+                                1 => format!("{expected} on the one selected resource"),
+                                n => format!("{expected} on each of the {n} selected resources"),
+                            },
                             format!("on {resource}: {got}{more}"),
                         )),
                     )

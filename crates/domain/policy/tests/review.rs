@@ -214,7 +214,7 @@ approvals = [{ group = "payments", approvals = 1 }]
 #[test]
 fn a_selecting_case_that_fails_names_the_resource_it_failed_on() {
     // One staging database lost its label: its reads now need an sre.
-    let resources = catalog(3, 1).replace(
+    let resources = catalog(6, 1).replace(
         "name = \"stage-001\"\nkind = \"postgres\"\nlabels = { env = \"staging\", team = \"t1\" }",
         "name = \"stage-001\"\nkind = \"postgres\"\nlabels = { env = \"prod\", team = \"t1\" }",
     );
@@ -225,7 +225,7 @@ fn a_selecting_case_that_fails_names_the_resource_it_failed_on() {
     let r = &results[0];
     assert_eq!(r.failed_on.as_deref(), Some("stage-001"), "{r:?}");
     let (expected, got) = r.failure.clone().unwrap();
-    assert_eq!(expected, "automatic on each of the 1 selected resources");
+    assert_eq!(expected, "automatic on each of the 2 selected resources");
     assert!(got.starts_with("on stage-001: approval: 1 from sre"), "{got}");
 }
 
