@@ -16,7 +16,7 @@ use crate::cedar::{Ability, AuthoredPolicy};
 use crate::{Explanation, Policy, Situation, Verdict};
 use jitgate_core::{Ask, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,24 +117,82 @@ fn identity_in(policy: &Policy, subject: &str) -> Identity {
     }
 }
 
-/// Every effective difference between `old` and `new`, in a stable order.
+/// Every effective difference between `old` and `new`, in a stable order: by subject, then
+/// resource and action.
+///
+/// Asking Cedar about every subject, resource and action would take minutes on a catalog of
+/// ten thousand resources. So the (resource, action) pairs are sorted into classes whose
+/// answers cannot differ: the same workflow (as resolved for the pair, owner steps and all,
+/// with only its resource name left out) and, when an authored Cedar policy could tell
+/// resources apart, the same kind, labels, ancestors and owners, the same answers to its
+/// `like` patterns, and the name itself when a policy spells it. Each version's classes are
+/// asked once per subject; a pair whose class is the same in both versions cannot change
+/// unless the directory, the on-call schedule or the Cedar files did, and is not asked at all.
+/// So a catalog edit costs what it touches.
 pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     let at = representative_time();
-    let mut subjects: BTreeSet<String> = BTreeSet::new();
-    let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
-    for p in [old, new] {
-        for entry in p.principals() {
-            subjects.insert(entry.identity.principal.clone());
-            for g in &entry.identity.groups {
-                subjects.insert(format!("group:{g}"));
+    let subjects = subjects_of(old, new);
+    let view = CedarView::of(old, new);
+    let (old_keys, new_keys) = (class_keys(old, &view), class_keys(new, &view));
+    let same_setting = setting(old) == setting(new);
+    let targets: BTreeSet<&(String, String)> = old_keys.keys().chain(new_keys.keys()).collect();
+    // Pairs by their class in each version (none where the version has no such workflow).
+    type Pair<'a> = (Option<&'a String>, Option<&'a String>);
+    let mut pairs: HashMap<Pair<'_>, Vec<&(String, String)>> = HashMap::new();
+    for target in targets {
+        let pair = (old_keys.get(target), new_keys.get(target));
+        if same_setting && pair.0 == pair.1 {
+            continue;
+        }
+        pairs.entry(pair).or_default().push(target);
+    }
+    let mut old_answers: HashMap<(Option<&String>, &str), Explanation> = HashMap::new();
+    let mut new_answers: HashMap<(Option<&String>, &str), Explanation> = HashMap::new();
+    let mut found: BTreeMap<(&str, &str, &str), Vec<Change>> = BTreeMap::new();
+    for ((old_key, new_key), members) in pairs {
+        let Some((resource, action)) = members.first().copied() else {
+            continue;
+        };
+        for subject in &subjects {
+            let before = old_answers
+                .entry((old_key, subject))
+                .or_insert_with(|| old.explain(&identity_in(old, subject), resource, action, None, at));
+            let after = new_answers
+                .entry((new_key, subject))
+                .or_insert_with(|| new.explain(&identity_in(new, subject), resource, action, None, at));
+            let mut out = Vec::new();
+            compare(subject, resource, action, before, after, &mut out);
+            if out.is_empty() {
+                continue;
+            }
+            for (r, a) in &members {
+                let changes = out.iter().map(|c| Change {
+                    resource: r.clone(),
+                    action: a.clone(),
+                    ..c.clone()
+                });
+                found
+                    .entry((subject.as_str(), r.as_str(), a.as_str()))
+                    .or_default()
+                    .extend(changes);
             }
         }
+    }
+    found.into_values().flatten().collect()
+}
+
+/// `diff` the slow way: every subject asked about every resource and action in both
+/// versions. What `diff` must equal; kept for tests and for measuring.
+pub fn diff_exhaustive(old: &Policy, new: &Policy) -> Vec<Change> {
+    let at = representative_time();
+    let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in [old, new] {
         for w in p.workflows() {
             targets.insert((w.resource.clone(), w.action.clone()));
         }
     }
     let mut changes = Vec::new();
-    for subject in &subjects {
+    for subject in &subjects_of(old, new) {
         for (resource, action) in &targets {
             let before = old.explain(&identity_in(old, subject), resource, action, None, at);
             let after = new.explain(&identity_in(new, subject), resource, action, None, at);
@@ -142,6 +200,149 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// Every known principal of either version, and `group:NAME` for a stand-in member of each
+/// of their groups, in order.
+fn subjects_of(old: &Policy, new: &Policy) -> BTreeSet<String> {
+    let mut subjects: BTreeSet<String> = BTreeSet::new();
+    for p in [old, new] {
+        for entry in p.principals() {
+            subjects.insert(entry.identity.principal.clone());
+            for g in &entry.identity.groups {
+                subjects.insert(format!("group:{g}"));
+            }
+        }
+    }
+    subjects
+}
+
+/// Everything but the workflows that a version's answers depend on: the directory, the
+/// on-call schedule and the authored Cedar policies (by meaning, not layout).
+fn setting(p: &Policy) -> String {
+    let principals: Vec<&crate::DirectoryEntry> = p.principals().collect();
+    let cedar: Vec<&str> = p.cedar_sources().iter().map(|s| s.meaning.as_str()).collect();
+    format!("{principals:?}\0{:?}\0{cedar:?}", p.schedule)
+}
+
+/// What the authored Cedar policies of both versions can tell apart about a resource.
+#[derive(Default)]
+struct CedarView {
+    /// Some policy reads the resource beyond its name: its attributes or tags in a condition,
+    /// or its ancestors (`resource in ...`, `resource is ...`).
+    reads_resource: bool,
+    /// Every string the policies spell, entity ids included: a resource named there may be
+    /// singled out.
+    strings: HashSet<String>,
+    /// The policies' `like` patterns, as (literal, is wildcard) parts.
+    patterns: Vec<Vec<(String, bool)>>,
+}
+
+impl CedarView {
+    fn of(old: &Policy, new: &Policy) -> CedarView {
+        let mut view = CedarView::default();
+        for p in old.cedar_sources().iter().chain(new.cedar_sources()) {
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&p.meaning) else {
+                // Unreadable: assume the policy can tell every resource apart.
+                view.reads_resource = true;
+                view.patterns.push(vec![(String::new(), true)]);
+                continue;
+            };
+            let scope = json["resource"]["op"].as_str().unwrap_or("");
+            if matches!(scope, "in" | "is") || mentions_var(&json["conditions"], "resource") {
+                view.reads_resource = true;
+            }
+            view.collect(&json);
+        }
+        view
+    }
+
+    fn collect(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => {
+                self.strings.insert(s.clone());
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect(i)),
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    if let ("pattern", Value::Array(parts)) = (key.as_str(), value) {
+                        self.patterns.push(
+                            parts
+                                .iter()
+                                .map(|p| match p.get("Literal").and_then(Value::as_str) {
+                                    Some(text) => (text.to_string(), false),
+                                    None => (String::new(), true),
+                                })
+                                .collect(),
+                        );
+                    }
+                    self.collect(value);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn mentions_var(v: &serde_json::Value, name: &str) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| (k == "Var" && v.as_str() == Some(name)) || mentions_var(v, name)),
+        Value::Array(items) => items.iter().any(|i| mentions_var(i, name)),
+        _ => false,
+    }
+}
+
+/// Whether `text` matches a Cedar `like` pattern (`*` any run of characters).
+fn like_matches(parts: &[(String, bool)], text: &str) -> bool {
+    match parts.split_first() {
+        None => text.is_empty(),
+        Some(((literal, false), rest)) => text
+            .strip_prefix(literal.as_str())
+            .is_some_and(|tail| like_matches(rest, tail)),
+        Some(((_, true), rest)) => text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(text.len()))
+            .any(|i| like_matches(rest, &text[i..])),
+    }
+}
+
+/// Each (resource, action) of a version to its class: equal classes have equal answers for
+/// every subject (see `diff`).
+fn class_keys(p: &Policy, view: &CedarView) -> HashMap<(String, String), String> {
+    let catalog = p.rules().catalog();
+    p.workflows()
+        .map(|w| {
+            let mut anonymous = w.clone();
+            anonymous.resource.clear();
+            let mut key = format!("{anonymous:?}");
+            if view.strings.contains(&w.resource) {
+                key.push_str(&format!("\0named {:?}", w.resource));
+            }
+            if view.reads_resource {
+                if let Some(r) = catalog.resource(&w.resource) {
+                    key.push_str(&format!(
+                        "\0{:?} {:?} {:?} {:?}",
+                        r.kind,
+                        r.labels,
+                        catalog.ancestors(&w.resource),
+                        r.owners
+                    ));
+                }
+                key.push('\0');
+                key.extend(
+                    view.patterns
+                        .iter()
+                        .map(|parts| if like_matches(parts, &w.resource) { '1' } else { '0' }),
+                );
+            }
+            ((w.resource.clone(), w.action.clone()), key)
+        })
+        .collect()
 }
 
 fn compare(
@@ -319,13 +520,18 @@ impl std::fmt::Display for Search {
             .map(|d| d.map_or("default".to_string(), |s| format!("{s}s")))
             .collect();
         let list = |v: &[u32]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        // A selector over a large catalog makes thousands of targets: name a few, count the rest.
+        let mut targets = self.targets[..self.targets.len().min(20)].join(", ");
+        if self.targets.len() > 20 {
+            targets.push_str(&format!(", ... and {} more", self.targets.len() - 20));
+        }
         write!(
             f,
             "searched {} probe requests{cut}, built from the policies' literals: {} subjects x [{}] x Cedar actions [{}]; \
              reasons {:?}; hours (UTC) [{}]; weekdays [{}]; durations [{}]. {}.",
             self.probes,
             self.subjects,
-            self.targets.join(", "),
+            targets,
             self.abilities.join(", "),
             self.reasons,
             list(&self.hours),
@@ -336,11 +542,267 @@ impl std::fmt::Display for Search {
     }
 }
 
+/// The representative request's changes of one subject, action, ability and kind, from one
+/// answer to another, over the set of resources they happen on: "group:dev gains read on 37
+/// resources with env=staging".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeGroup {
+    pub subject: String,
+    pub action: String,
+    pub ability: String,
+    pub kind: ChangeKind,
+    pub before: String,
+    pub after: String,
+    /// How many resources.
+    pub count: usize,
+    /// The kind every one of them is, if they share one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_kind: Option<String>,
+    /// The labels every one of them has (in the new version, or the old for a resource gone).
+    pub labels: BTreeMap<String, String>,
+    /// All of them, in name order.
+    pub resources: Vec<String>,
+    /// The change in words.
+    pub summary: String,
+}
+
+/// How many names of a group the text output shows; `--output json` has them all.
+pub const NAMES_SHOWN: usize = 10;
+
+impl ChangeGroup {
+    /// The resource set in words: `orders-db`, or `37 postgres resources with env=staging`.
+    fn set(&self) -> String {
+        if let ([only], 1) = (self.resources.as_slice(), self.count) {
+            return only.clone();
+        }
+        let mut text = match &self.resource_kind {
+            Some(kind) => format!("{} {kind} resources", self.count),
+            None => format!("{} resources", self.count),
+        };
+        if !self.labels.is_empty() {
+            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            text.push_str(&format!(" with {}", labels.join(", ")));
+        }
+        text
+    }
+
+    fn describe(&self) -> String {
+        let (subject, action, set) = (&self.subject, &self.action, self.set());
+        let verb = match (self.ability.as_str(), self.kind) {
+            ("request", ChangeKind::Gained) => "gains",
+            ("request", ChangeKind::Lost) => "loses",
+            ("request", ChangeKind::Weaker) => "needs less for",
+            ("request", ChangeKind::Stronger) => "needs more for",
+            ("break_glass", ChangeKind::Gained) => "may now break glass for",
+            ("break_glass", ChangeKind::Lost) => "may no longer break glass for",
+            ("break_glass", ChangeKind::Weaker) => "may break glass longer for",
+            ("break_glass", ChangeKind::Stronger) => "may break glass less long for",
+            ("max_duration", ChangeKind::Weaker) => "may hold longer",
+            ("max_duration", ChangeKind::Stronger) => "may hold less long",
+            _ => "has a changed",
+        };
+        let what = if verb == "has a changed" {
+            format!("{} for {action}", self.ability)
+        } else {
+            action.clone()
+        };
+        format!("{subject} {verb} {what} on {set} ({} -> {})", self.before, self.after)
+    }
+}
+
+impl std::fmt::Display for ChangeGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = match self.kind {
+            ChangeKind::Gained => '+',
+            ChangeKind::Lost => '-',
+            ChangeKind::Weaker | ChangeKind::Stronger | ChangeKind::Changed => '~',
+        };
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        write!(
+            f,
+            "{sign} {}: {} {} on {}: {kind}: {} -> {}",
+            self.subject,
+            self.ability,
+            self.action,
+            self.set(),
+            self.before,
+            self.after
+        )?;
+        if self.count > 1 {
+            let shown = &self.resources[..self.resources.len().min(NAMES_SHOWN)];
+            write!(f, "\n    {}", shown.join(", "))?;
+            if self.resources.len() > shown.len() {
+                write!(
+                    f,
+                    ", ... and {} more (--output json lists them all)",
+                    self.resources.len() - shown.len()
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Group the representative request's changes by subject, action, ability, kind and answers,
+/// and name what their resources have in common.
+pub fn group(changes: &[Change], old: &Policy, new: &Policy) -> Vec<ChangeGroup> {
+    type GroupKey<'a> = (&'a str, &'a str, &'a str, u8, &'a str, &'a str);
+    let mut sets: BTreeMap<GroupKey<'_>, (ChangeKind, BTreeSet<&str>)> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.when.is_none()) {
+        let key = (
+            c.subject.as_str(),
+            c.action.as_str(),
+            c.ability.as_str(),
+            c.kind as u8,
+            c.before.as_str(),
+            c.after.as_str(),
+        );
+        sets.entry(key)
+            .or_insert_with(|| (c.kind, BTreeSet::new()))
+            .1
+            .insert(c.resource.as_str());
+    }
+    let declared = |name: &str| {
+        new.rules()
+            .catalog()
+            .resource(name)
+            .or_else(|| old.rules().catalog().resource(name))
+    };
+    sets.into_iter()
+        .map(|((subject, action, ability, _, before, after), (kind, resources))| {
+            let mut labels: Option<BTreeMap<String, String>> = None;
+            let mut resource_kind: Option<Option<&str>> = None;
+            for name in &resources {
+                let r = declared(name);
+                let mine = r.map(|r| r.labels.clone()).unwrap_or_default();
+                labels = Some(match labels {
+                    None => mine,
+                    Some(mut common) => {
+                        common.retain(|k, v| mine.get(k) == Some(v));
+                        common
+                    }
+                });
+                let k = r.map(|r| r.kind.as_str());
+                resource_kind = match resource_kind {
+                    None => Some(k),
+                    Some(same) if same == k => Some(same),
+                    Some(_) => Some(None),
+                };
+            }
+            let mut g = ChangeGroup {
+                subject: subject.to_string(),
+                action: action.to_string(),
+                ability: ability.to_string(),
+                kind,
+                before: before.to_string(),
+                after: after.to_string(),
+                count: resources.len(),
+                resource_kind: resource_kind.flatten().map(str::to_string),
+                labels: labels.unwrap_or_default(),
+                resources: resources.into_iter().map(str::to_string).collect(),
+                summary: String::new(),
+            };
+            g.summary = g.describe();
+            g
+        })
+        .collect()
+}
+
+/// A resource added to, removed from or edited in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogEdit {
+    pub edit: Edit,
+    pub resource: String,
+    /// What it was and is: kind, labels, parent, owners and provider settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// How many catalog edits the text output shows; `--output json` has them all.
+pub const EDITS_SHOWN: usize = 20;
+
+impl std::fmt::Display for CatalogEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.before, &self.after) {
+            (Some(b), Some(a)) => write!(f, "~ {}: {b} -> {a}", self.resource),
+            (None, Some(a)) => write!(f, "+ {}: {a}", self.resource),
+            (Some(b), None) => write!(f, "- {}: {b}", self.resource),
+            (None, None) => write!(f, "~ {}", self.resource),
+        }
+    }
+}
+
+/// A declared resource as a catalog edit shows it.
+fn resource_text(r: &crate::Resource) -> String {
+    let mut text = r.kind.clone();
+    if !r.labels.is_empty() {
+        let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text.push_str(&format!("; {}", labels.join(", ")));
+    }
+    if let Some(parent) = &r.parent {
+        text.push_str(&format!("; in {parent}"));
+    }
+    if !r.owners.is_empty() {
+        text.push_str(&format!("; owners {}", r.owners.join(", ")));
+    }
+    for (key, value) in &r.settings {
+        text.push_str(&format!("; {key} = {value}"));
+    }
+    text
+}
+
+/// The resources added, removed or edited between two catalogs, by name. Reported beside the
+/// access changes they cause: a relabelled resource that no selector or Cedar policy reads
+/// changes no access, but a reviewer should still see it.
+pub fn catalog_edits(old: &Policy, new: &Policy) -> Vec<CatalogEdit> {
+    let (before, after) = (old.rules().catalog(), new.rules().catalog());
+    let names: BTreeSet<&str> = before
+        .resources()
+        .chain(after.resources())
+        .map(|r| r.name.as_str())
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (b, a) = (before.resource(name), after.resource(name));
+            let edit = match (b, a) {
+                (None, Some(_)) => Edit::Added,
+                (Some(_), None) => Edit::Removed,
+                (Some(b), Some(a)) => {
+                    let same = b.kind == a.kind
+                        && b.labels == a.labels
+                        && b.parent == a.parent
+                        && b.owners == a.owners
+                        && b.settings == a.settings;
+                    if same {
+                        return None;
+                    }
+                    Edit::Edited
+                }
+                (None, None) => return None,
+            };
+            Some(CatalogEdit {
+                edit,
+                resource: name.to_string(),
+                before: b.map(resource_text),
+                after: a.map(resource_text),
+            })
+        })
+        .collect()
+}
+
 /// Everything `policy diff` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// Differences for the representative request, then those the search found.
     pub changes: Vec<Change>,
+    /// The representative request's changes per resource set (`changes` grouped).
+    pub groups: Vec<ChangeGroup>,
+    /// Resources added to, removed from or edited in the catalog, whether or not they change
+    /// anyone's access.
+    pub catalog: Vec<CatalogEdit>,
     /// Added, removed and edited policies of the `.cedar` files.
     pub cedar_policies: Vec<CedarChange>,
     /// Present when Cedar policies changed.
@@ -358,14 +820,32 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let edits = |f: &mut std::fmt::Formatter<'_>, title: &str| -> std::fmt::Result {
+            if self.catalog.is_empty() {
+                return Ok(());
+            }
+            writeln!(f, "{title} ({}):", self.catalog.len())?;
+            for e in self.catalog.iter().take(EDITS_SHOWN) {
+                writeln!(f, "{e}")?;
+            }
+            if self.catalog.len() > EDITS_SHOWN {
+                writeln!(
+                    f,
+                    "... and {} more (--output json lists them all)",
+                    self.catalog.len() - EDITS_SHOWN
+                )?;
+            }
+            Ok(())
+        };
         if self.is_unchanged() {
-            return writeln!(f, "no effective change in access");
+            writeln!(f, "no effective change in access")?;
+            return edits(f, "Catalog edits that change no access");
         }
-        let (searched, representative): (Vec<&Change>, Vec<&Change>) =
-            self.changes.iter().partition(|c| c.when.is_some());
-        for c in representative {
-            writeln!(f, "{c}")?;
+        let searched: Vec<&Change> = self.changes.iter().filter(|c| c.when.is_some()).collect();
+        for g in &self.groups {
+            writeln!(f, "{g}")?;
         }
+        edits(f, "Catalog edits")?;
         if self.cedar_policies.is_empty() {
             return Ok(());
         }
@@ -450,10 +930,14 @@ pub fn cedar_changes(old: &[AuthoredPolicy], new: &[AuthoredPolicy]) -> Vec<Ceda
 /// for what those change.
 pub fn review(old: &Policy, new: &Policy) -> Report {
     let mut changes = diff(old, new);
+    let groups = group(&changes, old, new);
+    let catalog = catalog_edits(old, new);
     let cedar_policies = cedar_changes(old.cedar_sources(), new.cedar_sources());
     if cedar_policies.is_empty() {
         return Report {
             changes,
+            groups,
+            catalog,
             cedar_policies,
             search: None,
         };
@@ -463,6 +947,8 @@ pub fn review(old: &Policy, new: &Policy) -> Report {
     changes.extend(found.into_iter().filter(|c| !known.contains(&key_of(c))));
     Report {
         changes,
+        groups,
+        catalog,
         cedar_policies,
         search: Some(search),
     }

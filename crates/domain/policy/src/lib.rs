@@ -80,6 +80,9 @@ pub struct Explanation {
     pub ticket_pattern: Option<String>,
     pub action_bound: bool,
     pub single_use: bool,
+    /// Which workflow governs the resource and action, and by which selector; `None` when
+    /// none does.
+    pub matched: Option<Matched>,
 }
 
 impl Policy {
@@ -499,6 +502,7 @@ impl Policy {
                     ticket_pattern: None,
                     action_bound: false,
                     single_use: false,
+                    matched: None,
                 }
             }
         };
@@ -539,6 +543,7 @@ impl Policy {
             ticket_pattern: workflow.ticket_pattern.as_ref().map(|p| p.as_str().to_string()),
             action_bound: workflow.action_bound,
             single_use: workflow.single_use,
+            matched: self.rules.matched(resource, action).cloned(),
         }
     }
 
@@ -619,5 +624,32 @@ pub fn explanation_json(principal: &str, resource: &str, action: &str, e: &Expla
         "action_bound": e.action_bound,
         "single_use": e.single_use,
         "summary": summary,
+        "workflow": e.matched.as_ref().map(|m| serde_json::json!({
+            "file": m.file,
+            "line": m.line,
+            "selector": m.selector,
+            "specificity": specificity_word(m.specificity),
+        })),
+        "governed_by": e.matched.as_ref().map(governed_by),
     })
+}
+
+/// How a specificity is named in JSON: `exact`, `glob` or `labels`.
+pub fn specificity_word(s: Specificity) -> &'static str {
+    match s {
+        Specificity::Exact => "exact",
+        Specificity::Glob => "glob",
+        Specificity::Labels => "labels",
+    }
+}
+
+/// Which workflow governs a (resource, action), for people:
+/// `the workflow at workflows.toml:12, resources = { labels = { env = "staging" } } (by labels)`.
+pub fn governed_by(m: &Matched) -> String {
+    let by = match m.specificity {
+        Specificity::Exact => "by exact name",
+        Specificity::Glob => "by name glob",
+        Specificity::Labels => "by kind/labels",
+    };
+    format!("the workflow at {}:{}, {} ({by})", m.file, m.line, m.selector)
 }

@@ -1,9 +1,13 @@
 //! `jitgate policy test`: the policy's own test cases, kept in `tests/*.toml` in the policy
-//! directory, each a request and the outcome the policy must give it.
+//! directory, each a request and the outcome the policy must give it. A case names one
+//! resource (`resource = "prod-db"`), or selects from the catalog as workflows do
+//! (`resources = { labels = { env = "prod" }, kind = "postgres" }`): its expectation must then
+//! hold for every declared resource the selector matches.
 
-use crate::{Policy, PolicyError, Verdict};
-use jitgate_core::{parse_duration, Ask, CiClaims, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
+use crate::{catalog, Policy, PolicyError, Selector, Verdict};
+use jitgate_core::{parse_duration, text, Ask, CiClaims, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Deserialize)]
@@ -20,7 +24,10 @@ struct CaseSpec {
     /// A principal of the directory, or any name together with `groups`.
     principal: String,
     groups: Option<Vec<String>>,
-    resource: String,
+    /// One resource by name, or
+    resource: Option<String>,
+    /// every declared resource a selector matches (the syntax of workflows).
+    resources: Option<SelectorSpec>,
     action: String,
     #[serde(default)]
     reason: String,
@@ -40,6 +47,17 @@ struct CaseSpec {
     duration_is: Option<String>,
     /// For `refused`: a part of the refusal's message.
     message: Option<String>,
+}
+
+/// `resources = { names = [...], kind = "...", labels = { ... } }`, spans kept to place errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectorSpec {
+    #[serde(default)]
+    names: Vec<toml::Spanned<String>>,
+    kind: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +89,10 @@ pub struct CaseResult {
     pub name: String,
     /// `None` when it passed; otherwise expected and got, for people.
     pub failure: Option<(String, String)>,
+    /// For a case with a selector: the resource it failed on first (its `got` says so too).
+    pub failed_on: Option<String>,
+    /// How many resources the case was asked about: 1, or those its selector matched.
+    pub resources: usize,
 }
 
 fn describe_steps(steps: &[Step]) -> String {
@@ -116,6 +138,11 @@ pub fn run(policy: &Policy, dir: &Path) -> Result<Vec<CaseResult>, Vec<PolicyErr
             }]
         })?;
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let located = |line: usize, message: String| PolicyError {
+            file: file.clone(),
+            line,
+            message,
+        };
         let parsed: CaseFile = match toml::from_str(&text) {
             Ok(p) => p,
             Err(e) => {
@@ -131,19 +158,73 @@ pub fn run(policy: &Policy, dir: &Path) -> Result<Vec<CaseResult>, Vec<PolicyErr
         for spanned in parsed.case {
             let line = line_of(spanned.span().start);
             let case = spanned.into_inner();
-            match run_case(policy, &case) {
-                Ok(failure) => results.push(CaseResult {
-                    file: file.clone(),
-                    line,
-                    name: case.name,
-                    failure,
-                }),
-                Err(message) => errors.push(PolicyError {
-                    file: file.clone(),
-                    line,
-                    message,
-                }),
+            let targets = match (&case.resource, &case.resources) {
+                (Some(name), None) => vec![name.clone()],
+                (None, Some(spec)) => match selected(policy, spec) {
+                    Ok(names) => names,
+                    Err((offset, message)) => {
+                        errors.push(located(offset.map_or(line, line_of), message));
+                        continue;
+                    }
+                },
+                _ => {
+                    errors.push(located(
+                        line,
+                        "name the resource: resource = \"NAME\", or resources = { labels = { KEY = \"VALUE\" } } for every declared resource a selector matches (not both)".into(),
+                    ));
+                    continue;
+                }
+            };
+            let mut failed: Vec<(String, (String, String))> = Vec::new();
+            let mut invalid = None;
+            for resource in &targets {
+                match run_case(policy, &case, resource) {
+                    Ok(None) => {}
+                    Ok(Some(failure)) => failed.push((resource.clone(), failure)),
+                    Err(message) => {
+                        invalid = Some(message);
+                        break;
+                    }
+                }
             }
+            if let Some(message) = invalid {
+                errors.push(located(line, message));
+                continue;
+            }
+            let selecting = case.resources.is_some();
+            let (failed_on, failure) = match failed.first() {
+                None => (None, None),
+                Some((resource, (expected, got))) if selecting => {
+                    let others: Vec<&str> = failed[1..].iter().map(|(r, _)| r.as_str()).collect();
+                    let more = match others.len() {
+                        0 => String::new(),
+                        n => format!(
+                            "; also fails on {n} more: {}{}",
+                            others[..n.min(10)].join(", "),
+                            if n > 10 { ", ..." } else { "" }
+                        ),
+                    };
+                    (
+                        Some(resource.clone()),
+                        Some((
+                            match targets.len() {
+                                1 => format!("{expected} on the one selected resource"),
+                                n => format!("{expected} on each of the {n} selected resources"),
+                            },
+                            format!("on {resource}: {got}{more}"),
+                        )),
+                    )
+                }
+                Some((_, failure)) => (None, Some(failure.clone())),
+            };
+            results.push(CaseResult {
+                file: file.clone(),
+                line,
+                name: case.name,
+                failure,
+                failed_on,
+                resources: targets.len(),
+            });
         }
     }
     if errors.is_empty() {
@@ -153,7 +234,71 @@ pub fn run(policy: &Policy, dir: &Path) -> Result<Vec<CaseResult>, Vec<PolicyErr
     }
 }
 
-fn run_case(policy: &Policy, case: &CaseSpec) -> Result<Option<(String, String)>, String> {
+/// The declared resources a case's selector matches, by name; or where (a byte offset, when
+/// known) and why the selector is refused.
+fn selected(policy: &Policy, spec: &SelectorSpec) -> Result<Vec<String>, (Option<usize>, String)> {
+    // What a reviewer reads must be what is matched: a hidden character would make a
+    // selector that looks right select nothing, or something else.
+    let hidden = |value: &str| {
+        value
+            .chars()
+            .find(|c| c.is_control() || (text::is_invisible(*c) && *c != ' '))
+            .map(u32::from)
+    };
+    let refuse = |at: usize, what: String, c: u32| {
+        Err((
+            Some(at),
+            format!("resources.{what} holds a control or invisible character (U+{c:04X}); write it as the catalog declares it"),
+        ))
+    };
+    for glob in &spec.names {
+        if let Some(c) = hidden(glob.get_ref()) {
+            return refuse(glob.span().start, format!("names: {:?}", glob.get_ref()), c);
+        }
+    }
+    if let Some(kind) = &spec.kind {
+        if let Some(c) = hidden(kind.get_ref()) {
+            return refuse(kind.span().start, format!("kind {:?}", kind.get_ref()), c);
+        }
+    }
+    for (key, value) in &spec.labels {
+        if let Some(c) = hidden(key).or_else(|| hidden(value.get_ref())) {
+            return refuse(value.span().start, format!("labels.{key:?} = {:?}", value.get_ref()), c);
+        }
+    }
+    let selector = Selector {
+        names: spec.names.iter().map(|n| n.get_ref().clone()).collect(),
+        kind: spec.kind.as_ref().map(|k| k.get_ref().clone()),
+        labels: spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect(),
+    };
+    let catalog = policy.rules().catalog();
+    let names: Vec<String> = selector.select(catalog).into_iter().map(|r| r.name.clone()).collect();
+    if names.is_empty() {
+        let hint = match (
+            spec.labels.keys().find(|k| !catalog.has_label_key(k)),
+            selector.kind.as_deref().filter(|k| !catalog.has_kind(k)),
+            spec.names
+                .iter()
+                .find(|g| !catalog.resources().any(|r| catalog::glob_matches(g.get_ref(), &r.name))),
+        ) {
+            (Some(key), _, _) => format!("no declared resource has the label key '{key}'"),
+            (_, Some(kind), _) => format!("no declared resource is of kind '{kind}'"),
+            (_, _, Some(glob)) => format!("the glob {:?} matches no declared resource", glob.get_ref()),
+            _ => "no declared resource has all of it".into(),
+        };
+        return Err((
+            None,
+            format!("{selector} selects no declared resource ({hint}); a case must test something: fix the selector or the catalog"),
+        ));
+    }
+    Ok(names)
+}
+
+fn run_case(policy: &Policy, case: &CaseSpec, resource: &str) -> Result<Option<(String, String)>, String> {
     let groups = match (&case.groups, policy.rules().principal(&case.principal)) {
         (Some(groups), _) => groups.clone(),
         (None, Some(entry)) => entry.identity.groups.clone(),
@@ -189,7 +334,7 @@ fn run_case(policy: &Policy, case: &CaseSpec) -> Result<Option<(String, String)>
         .transpose()
         .map_err(|m| format!("duration: {m}"))?;
     let ask = Ask {
-        resource: &case.resource,
+        resource,
         action: &case.action,
         duration,
         reason: &case.reason,

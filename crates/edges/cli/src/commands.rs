@@ -678,7 +678,8 @@ pub fn policy_test(dir: &Path, output: Output) -> CommandResult {
                 .iter()
                 .map(|r| {
                     json!({"file": r.file, "line": r.line, "name": r.name, "ok": r.failure.is_none(),
-                           "expected": r.failure.as_ref().map(|f| &f.0), "got": r.failure.as_ref().map(|f| &f.1)})
+                           "expected": r.failure.as_ref().map(|f| &f.0), "got": r.failure.as_ref().map(|f| &f.1),
+                           "failed_on": r.failed_on, "resources": r.resources})
                 })
                 .collect();
             println!(
@@ -689,7 +690,8 @@ pub fn policy_test(dir: &Path, output: Output) -> CommandResult {
         Output::Text => {
             for r in &results {
                 match &r.failure {
-                    None => println!("ok    {}", r.name),
+                    None if r.resources == 1 => println!("ok    {}", r.name),
+                    None => println!("ok    {} ({} resources)", r.name, r.resources),
                     Some((expected, got)) => {
                         println!(
                             "FAIL  {} ({}:{})\n      expected: {expected}\n      got:      {got}",
@@ -762,7 +764,14 @@ pub fn policy_explain(
             jitgate_policy::explanation_json(principal, resource, action, &explanation)
         }
     };
-    print(client, &answer, |a| format!("{}\n", render::s(&a["summary"])));
+    print(client, &answer, |a| {
+        let mut text = format!("{}\n", render::s(&a["summary"]));
+        // Which workflow and selector decided it; absent from servers older than the catalog.
+        if let Some(by) = a["governed_by"].as_str() {
+            text.push_str(&format!("governed by {by}\n"));
+        }
+        text
+    });
     Ok(ExitCode::SUCCESS)
 }
 

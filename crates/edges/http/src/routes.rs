@@ -607,7 +607,7 @@ pub async fn audit_keys(State(app): State<Arc<App>>, _caller: Allowed<op::ReadAu
 
 /// Why a request would be refused, automatic, or need which approvals.
 #[utoipa::path(get, path = "/v1/policy/explain", params(ExplainQuery),
-    responses((status = 200, description = "the policy's verdict, limits and a one-line summary"), (status = 403, body = ErrorBody),
+    responses((status = 200, description = "the policy's verdict, limits, the workflow and selector that govern it (`workflow`, `governed_by`) and a one-line summary"), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such principal in the directory")),
     security(("bearer" = [])), tag = "policy")]
 pub async fn explain_policy(

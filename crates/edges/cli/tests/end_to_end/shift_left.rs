@@ -478,3 +478,279 @@ fn an_automatic_approval_names_the_policy_that_decided_it() {
         "{events}"
     );
 }
+
+// ---- Issue #21: the review tools on a catalog ----
+
+/// Workflows added to the quickstart's: staging postgres by label (automatic for dev), and
+/// production postgres reads by label (an sre approves). The quickstart's exact ones win.
+const LABEL_WORKFLOWS: &str = r#"
+[[workflow]]
+resources = { kind = "postgres", labels = { env = "staging" } }
+actions = ["read", "write"]
+requesters = ["dev"]
+auto_approve = true
+
+[[workflow]]
+resources = { kind = "postgres", labels = { env = "prod" } }
+action = "read"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+"#;
+
+/// A postgres database for the catalog.
+fn database(name: &str, env: &str, team: &str) -> String {
+    format!(
+        "\n[[resource]]\nname = \"{name}\"\nkind = \"postgres\"\nlabels = {{ env = \"{env}\", team = \"{team}\" }}\n"
+    )
+}
+
+/// The quickstart with its catalog, the label workflows and these further resources.
+fn quickstart_catalog(extra: &str) -> tempfile::TempDir {
+    let dir = quickstart_with_workflows(LABEL_WORKFLOWS);
+    let mut catalog = std::fs::read_to_string(quickstart().join("resources.toml")).unwrap();
+    catalog.push_str(extra);
+    std::fs::write(dir.path().join("resources.toml"), catalog).unwrap();
+    dir
+}
+
+/// The line of the first workflow `LABEL_WORKFLOWS` adds, in the copy's workflows.toml.
+fn label_workflow_line(dir: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string(dir.join("workflows.toml")).unwrap();
+    let at = text.find(LABEL_WORKFLOWS).unwrap();
+    text[..at].matches('\n').count() + 2
+}
+
+fn run_bin(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_explain_names_the_workflow_and_selector_that_govern() {
+    let policy = quickstart_catalog(&database("ledger-db", "staging", "finance"));
+    let dir = policy.path().to_str().unwrap();
+    let line = label_workflow_line(policy.path());
+    let selector = "resources = { kind = \"postgres\", labels = { env = \"staging\" } }";
+
+    // Local, text: the verdict, then what governs it.
+    let (code, out, err) = run_bin(&[
+        "policy",
+        "explain",
+        "--policy",
+        dir,
+        "--principal",
+        "alice",
+        "ledger-db",
+        "write",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("alice gets write on ledger-db automatically"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "governed by the workflow at workflows.toml:{line}, {selector} (by kind/labels)"
+        )),
+        "{out}"
+    );
+    // An exact workflow of the quickstart is named as such.
+    let (_, out, _) = run_bin(&[
+        "policy",
+        "explain",
+        "--policy",
+        dir,
+        "--principal",
+        "alice",
+        "prod-db",
+        "read",
+    ]);
+    assert!(
+        out.contains("governed by the workflow at workflows.toml:")
+            && out.contains("resource = \"prod-db\" (by exact name)"),
+        "{out}"
+    );
+
+    // Through the server: the same as data, every older field kept.
+    let s = Server::start_with_policy(policy.path());
+    let (status, e) = s.get("/v1/policy/explain?resource=ledger-db&action=read", "demo-alice");
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["verdict"], "automatic", "{e}");
+    assert_eq!(
+        e["workflow"],
+        json!({"file": "workflows.toml", "line": line, "selector": selector, "specificity": "labels"}),
+        "{e}"
+    );
+    assert!(e["summary"].as_str().unwrap().contains("automatically"), "{e}");
+    // And the CLI asking that server prints it.
+    let (code, out, _) = s.cli(
+        "demo-alice",
+        &["policy", "explain", "--principal", "alice", "ledger-db", "read"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("governed by the workflow at workflows.toml:{line}")),
+        "{out}"
+    );
+}
+
+#[test]
+fn policy_test_cases_select_resources_by_label() {
+    let policy = quickstart_catalog(&format!(
+        "{}{}{}",
+        database("ledger-db", "staging", "finance"),
+        database("reports-db", "staging", "finance"),
+        database("archive-db", "prod", "finance"),
+    ));
+    let tests = policy.path().join("tests");
+    std::fs::create_dir(&tests).unwrap();
+    let dir = policy.path().to_str().unwrap();
+    std::fs::write(
+        tests.join("finance.toml"),
+        "[[case]]\nname = \"finance staging is automatic\"\nprincipal = \"alice\"\nresources = { labels = { env = \"staging\", team = \"finance\" } }\naction = \"write\"\nexpect = \"automatic\"\n\n[[case]]\nname = \"old style\"\nprincipal = \"alice\"\nresource = \"prod-db\"\naction = \"read\"\nreason = \"x\"\nexpect = \"approval\"\napprovals = [{ group = \"sre\", approvals = 1 }]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_bin(&["policy", "test", dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok    finance staging is automatic (2 resources)"),
+        "{out}"
+    );
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+
+    // An expectation that fails on one of the selected resources names it.
+    std::fs::write(
+        tests.join("wrong.toml"),
+        "[[case]]\nname = \"every finance read is automatic\"\nprincipal = \"alice\"\nresources = { labels = { team = \"finance\" }, kind = \"postgres\" }\naction = \"read\"\nexpect = \"automatic\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run_bin(&["policy", "test", dir]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("expected: automatic on each of the 3 selected resources"),
+        "{out}"
+    );
+    assert!(out.contains("got:      on archive-db: approval: 1 from sre"), "{out}");
+    let (_, out, _) = run_bin(&["--output", "json", "policy", "test", dir]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let case = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "every finance read is automatic")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (case["failed_on"].as_str(), case["resources"].as_u64()),
+        (Some("archive-db"), Some(3)),
+        "{case}"
+    );
+    std::fs::remove_file(tests.join("wrong.toml")).unwrap();
+
+    // Attacks: a zero-width space, a right-to-left override or a NUL in a label value, and a
+    // selector that selects nothing, are refused with file:line (exit 2), never passed.
+    for (value, why) in [
+        ("finance\\u200B", "U+200B"),
+        ("\\u202Efinance", "U+202E"),
+        ("fin\\u0000ance", "U+0000"),
+        ("fnance", "selects no declared resource"),
+        ("fin\\u0430nce", "selects no declared resource"),
+    ] {
+        std::fs::write(
+            tests.join("attack.toml"),
+            format!("\n[[case]]\nname = \"sneaky\"\nprincipal = \"alice\"\nresources = {{ labels = {{ team = \"{value}\" }} }}\naction = \"read\"\nexpect = \"automatic\"\n"),
+        )
+        .unwrap();
+        let (code, out, err) = run_bin(&["policy", "test", dir]);
+        assert_eq!(code, 2, "{value}: {out}{err}");
+        let at = format!("{}:", tests.join("attack.toml").display());
+        assert!(
+            err.lines().any(|l| l.starts_with(&at) && l.contains(why)),
+            "{value}: {err}"
+        );
+        let line: usize = err.trim_start_matches(&at).split(':').next().unwrap().parse().unwrap();
+        assert!((2..=5).contains(&line), "{err}");
+    }
+}
+
+#[test]
+fn policy_diff_reports_per_resource_set_and_catalog_only_changes() {
+    let old = quickstart_catalog(&database("ledger-db", "staging", "finance"));
+    let reports: String = (2..=13)
+        .map(|i| database(&format!("reports-{i:02}"), "staging", "analytics"))
+        .collect();
+    // Only the catalog differs: twelve databases added, and ledger-db now in production.
+    let new = quickstart_catalog(&format!("{}{reports}", database("ledger-db", "prod", "finance")));
+    let (o, n) = (old.path().to_str().unwrap(), new.path().to_str().unwrap());
+    let (code, out, err) = run_bin(&["policy", "diff", o, n]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "+ group:dev: request read on 12 postgres resources with env=staging, team=analytics: gained: refused -> automatic\n    reports-02, reports-03,"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("reports-11, ... and 2 more (--output json lists them all)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ alice: request read on ledger-db: stronger: automatic -> needs 1 from sre"),
+        "{out}"
+    );
+    assert!(
+        out.contains("- alice: request write on ledger-db: lost: automatic -> refused"),
+        "{out}"
+    );
+    // The catalog edits themselves, after the access they change.
+    assert!(out.contains("Catalog edits (13):\n"), "{out}");
+    assert!(
+        out.contains("~ ledger-db: postgres; env=staging, team=finance -> postgres; env=prod, team=finance\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ reports-02: postgres; env=staging, team=analytics\n"),
+        "{out}"
+    );
+    // Nothing else changed: the quickstart's own resources are not mentioned.
+    assert!(!out.contains("prod-db") && !out.contains("staging-db"), "{out}");
+
+    let (code, out, _) = run_bin(&["--output", "json", "policy", "diff", o, n]);
+    assert_eq!(code, 1);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let group = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["subject"] == "group:dev" && g["action"] == "read" && g["kind"] == "gained")
+        .cloned()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(group["count"], 12, "{group}");
+    assert_eq!(group["resources"].as_array().unwrap().len(), 12, "{group}");
+    assert_eq!(
+        group["labels"],
+        json!({"env": "staging", "team": "analytics"}),
+        "{group}"
+    );
+    assert_eq!(
+        group["summary"],
+        "group:dev gains read on 12 postgres resources with env=staging, team=analytics (refused -> automatic)"
+    );
+    // The per-pair list is still there, one entry per resource.
+    assert!(
+        report["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["subject"] == "group:dev" && c["resource"] == "reports-13" && c["kind"] == "gained"),
+        "{report}"
+    );
+
+    assert_eq!(report["catalog"].as_array().unwrap().len(), 13, "{report}");
+    assert_eq!(report["catalog"][0]["resource"], "ledger-db", "{report}");
+
+    // The same catalog both sides: no effective change.
+    let (code, out, _) = run_bin(&["policy", "diff", n, n]);
+    assert_eq!((code, out.trim()), (0, "no effective change in access"));
+}

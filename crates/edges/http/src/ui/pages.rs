@@ -1096,7 +1096,8 @@ pub async fn explain(
             .as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, v)| k.as_str() != "summary" && !v.is_null())
+                    // `workflow` is `governed by` as data; the page shows the sentence.
+                    .filter(|(k, v)| !matches!(k.as_str(), "summary" | "workflow") && !v.is_null())
                     .map(|(k, v)| (k.replace('_', " "), fact_text(v)))
                     .collect()
             })
