@@ -360,6 +360,24 @@ impl Request {
     pub fn grant_by_id(&self, id: &str) -> Option<&Grant> {
         self.grants().find(|g| g.id == id)
     }
+
+    /// The grant with this id, of any item, to change in place.
+    pub fn grant_by_id_mut(&mut self, id: &str) -> Option<&mut Grant> {
+        self.grants_mut().find(|g| g.id == id)
+    }
+
+    /// The item whose grant has this id, seen as a single-item request (`item_request`): what
+    /// a grant's own payload and workflow are read from.
+    pub fn view_of_grant(&self, id: &str) -> Option<Request> {
+        if self.grant.as_ref().is_some_and(|g| g.id == id) {
+            return self.item_request(0);
+        }
+        let k = self
+            .items
+            .iter()
+            .position(|item| item.grant.as_ref().is_some_and(|g| g.id == id))?;
+        self.item_request(k + 1)
+    }
 }
 
 /// Hex SHA-256 of a payload, the form grants are bound to.
