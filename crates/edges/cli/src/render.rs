@@ -24,7 +24,7 @@ pub fn shown(text: &str) -> Cow<'_, str> {
 }
 
 pub fn request_line(r: &Value) -> String {
-    format!(
+    let line = format!(
         "{:<36}  {:<9}  {:<10}  {:<12} {:<8}  {:>6}  {}",
         s(&r["id"]),
         s(&r["status"]),
@@ -33,7 +33,12 @@ pub fn request_line(r: &Value) -> String {
         s(&r["action"]),
         s(&r["duration"]),
         s(&r["created_at"])
-    )
+    );
+    // A request for several things: the first is shown, and how many more (`jitgate show`).
+    match r["items"].as_array().map(Vec::len) {
+        Some(n) if n > 1 => format!("{line}  (+{} more items)", n - 1),
+        _ => line,
+    }
 }
 
 pub fn request_header() -> String {

@@ -186,6 +186,24 @@ fn approved_item_by_item(s: &Server) {
         );
     }
 
+    // Extending any item's grant extends every one of them (each workflow allows one).
+    let second = grants[1]["id"].as_str().unwrap();
+    let (status, extended) = s.post(
+        &format!("/v1/grants/{second}/extend"),
+        "demo-alice",
+        json!({"duration": "5m", "reason": "a little longer"}),
+    );
+    assert_eq!(status, 200, "{extended}");
+    let (_, read) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    let ends: Vec<&Value> = read["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["grant"]["expires_at"])
+        .collect();
+    assert!(ends.iter().all(|e| **e == extended["expires_at"]), "{read}");
+    assert_ne!(extended["expires_at"], grants[1]["expires_at"]);
+
     // Revoking any item's grant ends every one of them.
     let third = grants[2]["id"].as_str().unwrap();
     let (status, revoked) = s.post(&format!("/v1/grants/{third}/revoke"), "demo-alice", json!({}));
@@ -454,6 +472,38 @@ fn expiry_ends_every_items_grant_and_the_cli_files_with_also() {
     assert_eq!(code, 0, "{out}{err}");
     let gated: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(gated["items"].as_array().unwrap().len(), 2);
+    // run waits for the whole request and hands the command every item's grant.
+    let (code, out, err) = s.cli(
+        "demo-alice",
+        &[
+            "run",
+            "staging-db",
+            "read",
+            "--also",
+            "ops-metrics:read",
+            "--reason",
+            "look",
+            "--",
+            "sh",
+            "-c",
+            "echo \"ids=$JITGATE_GRANT_IDS\"",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let ids = out.lines().find_map(|l| l.strip_prefix("ids=")).unwrap_or_default();
+    assert_eq!(ids.split(',').filter(|i| i.starts_with("grt_")).count(), 2, "{out}");
+    // ... and ended every grant when the command finished.
+    let first = ids.split(',').next().unwrap();
+    let (_, read) = s.get("/v1/grants?limit=10", "demo-alice");
+    let ended: Vec<&Value> = read["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| ids.split(',').any(|i| g["id"] == i))
+        .collect();
+    assert_eq!(ended.len(), 2, "{read}");
+    assert!(ended.iter().all(|g| g["status"] == "done"), "{read}");
+    assert!(!first.is_empty());
     // ... and one item nobody approves in time keeps the whole request from passing.
     let (code, out, err) = s.cli(
         "demo-alice",
