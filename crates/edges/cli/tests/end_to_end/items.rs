@@ -520,18 +520,9 @@ fn expiry_ends_every_items_grant_and_the_cli_files_with_also() {
     assert_eq!(code, 3, "{out}{err}");
 }
 
-#[test]
-fn the_reviewer_is_shown_every_item_on_its_page() {
-    let policy = policy();
-    let s = Server::start_with_policy(policy.path());
-    let r = s.file(
-        "demo-alice",
-        json!({"items": [
-        {"resource": "prod-db", "action": "read"},
-        {"resource": "prod-api", "action": "deploy", "payload": "<script>x</script>"}
-    ], "reason": "OPS-2"}),
-    );
-    // Signed in as bob, with a CSRF cookie of our own choosing.
+/// A page of the web UI as `token`'s holder sees it, signed in with a CSRF cookie of our own
+/// choosing.
+fn ui_page(s: &Server, token: &str, path: &str) -> String {
     let csrf = "b".repeat(64);
     let plain = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -541,7 +532,7 @@ fn the_reviewer_is_shown_every_item_on_its_page() {
         .post(format!("{}/ui/login", s.url))
         .header("Cookie", format!("jitgate_csrf={csrf}"))
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token=demo-bob&csrf={csrf}"))
+        .body(format!("token={token}&csrf={csrf}"))
         .send()
         .unwrap();
     assert_eq!(login.status().as_u16(), 303);
@@ -556,13 +547,27 @@ fn the_reviewer_is_shown_every_item_on_its_page() {
         .next()
         .unwrap()
         .to_string();
-    let page = plain
-        .get(format!("{}/ui/requests/{}", s.url, id(&r)))
+    plain
+        .get(format!("{}{path}", s.url))
         .header("Cookie", format!("{session}; jitgate_csrf={csrf}"))
         .send()
         .unwrap()
         .text()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_reviewer_is_shown_every_item_on_its_page() {
+    let policy = policy();
+    let s = Server::start_with_policy(policy.path());
+    let r = s.file(
+        "demo-alice",
+        json!({"items": [
+        {"resource": "prod-db", "action": "read"},
+        {"resource": "prod-api", "action": "deploy", "payload": "<script>x</script>"}
+    ], "reason": "OPS-2"}),
+    );
+    let page = ui_page(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
     assert!(page.contains("id=\"items\""), "{page}");
     assert!(
         page.contains("prod-api") && page.contains("&#60;script&#62;x"),
@@ -570,6 +575,18 @@ fn the_reviewer_is_shown_every_item_on_its_page() {
     );
     assert!(page.contains("id=\"approve\""), "bob may approve the item he reviews");
     assert!(!page.contains("<script>x</script>"));
+    // The inbox of a reviewer of any item holds it, even when the first item is not theirs.
+    let mine = s.file(
+        "demo-alice",
+        json!({"items": [
+        {"resource": "staging-db", "action": "read"},
+        {"resource": "ops-cache", "action": "read"}
+    ], "reason": "cache"}),
+    );
+    let inbox = ui_page(&s, "demo-olga", "/ui/inbox");
+    assert!(inbox.contains(&id(&mine)), "{inbox}");
+    assert!(inbox.contains("and 1 more"), "{inbox}");
+    assert!(!inbox.contains(&id(&r)), "olga reviews no item of the first one");
 }
 
 #[test]

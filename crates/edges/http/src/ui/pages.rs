@@ -240,6 +240,8 @@ pub struct RequestRow {
     break_glass: bool,
     created_at: String,
     age: String,
+    /// How many more items a request for several things holds beyond the one shown.
+    more_items: usize,
 }
 
 impl RequestRow {
@@ -256,6 +258,7 @@ impl RequestRow {
             break_glass: v.break_glass,
             created_at: v.created_at.to_rfc3339(),
             age: ago(v.created_at, at),
+            more_items: v.items.len().saturating_sub(1),
         }
     }
 }
@@ -362,7 +365,11 @@ async fn waiting_for(
         };
         let (requests, next) = app.visible_requests(caller, filter, at).await?;
         for r in &requests {
-            if r.requester != who.principal && policy.may_review(who, r, at).is_ok() {
+            // Of a multi-item request, a reviewer of any item is waited for.
+            let reviews = (0..r.item_count())
+                .filter_map(|i| r.item_request(i))
+                .any(|item| policy.may_review(who, &item, at).is_ok());
+            if r.requester != who.principal && reviews {
                 rows.push(RequestRow::new(&RequestView::new(r, at, &who.principal), at));
                 if rows.len() == INBOX_PAGE {
                     return Ok((rows, Some(r.id.clone())));
