@@ -1474,6 +1474,117 @@ mod sqlite {
         );
     }
 
+    /// A database from before multi-item requests (migration 15) holding a grant that the
+    /// outbox and a credential handout refer to: the rebuild of the grants table (to let a
+    /// request have a grant per item) keeps every row and every reference, and foreign keys
+    /// are still enforced after it.
+    #[tokio::test]
+    async fn upgrading_to_items_keeps_grants_and_their_references() {
+        use jitgate_core::machine::{self, NewIds};
+        use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite"
+        )))
+        .await
+        .unwrap();
+        old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 15).cloned().collect());
+        old.run(&raw).await.unwrap();
+        let ask = Ask {
+            resource: "app-db",
+            action: "read",
+            duration: Some(DurationSecs(600)),
+            reason: "before the upgrade",
+            payload: None,
+            break_glass: false,
+        };
+        let admission = Admission {
+            requirement: Requirement {
+                steps: Vec::new(),
+                single_use: false,
+                action_bound: false,
+                pending_ttl: DurationSecs(3600),
+                review_groups: Vec::new(),
+                alert: None,
+                providers: vec!["hook".into()],
+                escalation: None,
+            },
+            duration: DurationSecs(600),
+            decided_by: None,
+        };
+        let ids = NewIds {
+            request_id: "old-req".into(),
+            grant_id: "old-grant".into(),
+        };
+        let now = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let filed = machine::file(&Identity::user("alice", &["dev"]), &ask, admission, ids, now).request;
+        let grant = filed.grant.clone().unwrap();
+        let mut doc = filed.clone();
+        doc.grant = None;
+        sqlx::query(
+            "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, version, doc) \
+             VALUES ('old-req', 'alice', 'app-db', 'read', 'approved', $1, $2, 1, $3)",
+        )
+        .bind(now.timestamp_millis())
+        .bind(filed.pending_expires_at.timestamp_millis())
+        .bind(serde_json::to_string(&doc).unwrap())
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, principal, resource, action, single_use, break_glass, status, starts_at, \
+             expires_at, extensions, providers) VALUES ('old-grant', 'old-req', 'alice', 'app-db', 'read', 0, 0, 'active', $1, $2, 0, '[\"hook\"]')",
+        )
+        .bind(grant.starts_at.timestamp_millis())
+        .bind(grant.expires_at.timestamp_millis())
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES ('old-grant', 'hook', 'provision', 0)",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO credential_handouts (grant_id, provider, claimed_at) VALUES ('old-grant', 'hook', 0)")
+            .execute(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
+
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let read = store.get_request("old-req").await.unwrap().unwrap();
+        assert_eq!(read.grant.as_ref().map(|g| g.id.as_str()), Some("old-grant"));
+        assert!(read.items.is_empty());
+        assert_eq!(store.outbox_states(&["old-grant".into()]).await.unwrap().len(), 1);
+        assert!(
+            !store.claim_handout("old-grant", "hook", now).await.unwrap(),
+            "the handout survived"
+        );
+        assert_eq!(store.live_grants(None, 10).await.unwrap().len(), 1);
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let orphan = sqlx::query(
+            "INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES ('nope', 'hook', 'provision', 0)",
+        )
+        .execute(&raw)
+        .await;
+        assert!(orphan.is_err(), "foreign keys still hold");
+        let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+    }
+
     #[tokio::test]
     async fn reopening_keeps_everything_and_detects_tampering() {
         let (store, dir) = open().await;
