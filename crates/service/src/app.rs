@@ -185,10 +185,10 @@ impl App {
     fn track(&self, before: Option<&Request>, after: &Request) {
         // Nobody listening is not an error.
         let _ = self.changes.send(after.id.clone());
-        if let Some(grant) = &after.grant {
+        for grant in after.grants() {
             self.hold_grant(grant);
             let was_active = before
-                .and_then(|b| b.grant.as_ref())
+                .and_then(|b| b.grant_by_id(&grant.id))
                 .is_some_and(|g| g.status == GrantStatus::Active);
             if was_active && grant.status != GrantStatus::Active {
                 self.metrics.count_grant_end(grant.status.as_str());
@@ -239,18 +239,30 @@ impl App {
                 after,
             });
         }
-        let ask = body.ask()?;
         let ids = NewIds {
             request_id: new_id("req"),
             grant_id: new_id("grt"),
         };
         let at = now();
-        let admission = self.policy().admit(who, &ask, at)?;
-        let Transition { mut request, events } = machine::file(who, &ask, admission, ids, at);
+        let Transition { mut request, events } = match &body.items {
+            None => {
+                let ask = body.ask()?;
+                let admission = self.policy().admit(who, &ask, at)?;
+                machine::file(who, &ask, admission, ids, at)
+            }
+            Some(items) => crate::items::file(&self.policy(), who, body, items, ids, at, || new_id("grt"))?,
+        };
         if request.status == RequestStatus::Pending {
             self.may_add_pending(who, at).await?;
         }
-        self.sign_grant(None, &mut request)?;
+        self.sign_grants(
+            &Request {
+                grant: None,
+                items: Vec::new(),
+                ..request.clone()
+            },
+            &mut request,
+        )?;
         let stored = self.store.create_request(&request, &events).await?;
         self.track(None, &stored);
         Ok(stored)
@@ -421,7 +433,7 @@ impl App {
             };
             caller.require_reach(&current)?;
             let Transition { mut request, events } = apply(&current, now())?;
-            self.sign_grant(current.grant.as_ref(), &mut request)?;
+            self.sign_grants(&current, &mut request)?;
             match self.store.save_transition(&current, &request, &events).await {
                 Ok(saved) => {
                     self.track(Some(&current), &saved);
@@ -439,11 +451,33 @@ impl App {
     pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ServiceError> {
         let who = caller.who();
         let grant_id = new_id("grt");
+        // A multi-item request's last approval issues a grant per item.
+        let grant_ids: Vec<String> = std::iter::once(grant_id.clone())
+            .chain((1..jitgate_core::model::MAX_ITEMS).map(|_| new_id("grt")))
+            .collect();
         let policy = self.policy();
         self.transition(caller, id, false, |r, now| {
             // The state machine's refusals (own request, twice, decided) read best; the
             // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
             // both agree.
+            if !r.items.is_empty() {
+                // Every item the reviewer may approve, by its own steps and its own workflow's
+                // Cedar conditions, in this one call.
+                let allowed: Vec<bool> = (0..r.item_count())
+                    .map(|i| {
+                        r.item_request(i)
+                            .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
+                    })
+                    .collect();
+                return machine::approve_items(
+                    r,
+                    who,
+                    comment.clone(),
+                    &grant_ids,
+                    |i| allowed.get(i).copied().unwrap_or(false),
+                    now,
+                );
+            }
             let approved = machine::approve(r, who, comment.clone(), grant_id.clone(), now)?;
             policy.may_review(who, r, now)?;
             Ok(approved)
@@ -458,7 +492,16 @@ impl App {
             let denied = machine::deny(r, who, comment.clone(), now)?;
             // Admins may deny anything; everyone else must be a reviewer by the policy.
             if !who.is_admin() {
-                policy.may_review(who, r, now)?;
+                // Of a multi-item request, a reviewer of any item may deny the whole.
+                let first = policy.may_review(who, r, now);
+                if first.is_err()
+                    && !(1..r.item_count()).any(|i| {
+                        r.item_request(i)
+                            .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
+                    })
+                {
+                    first?;
+                }
             }
             Ok(denied)
         })
@@ -497,7 +540,8 @@ impl App {
             })
             .await?;
         request
-            .grant
+            .grant_by_id(grant_id)
+            .cloned()
             .ok_or_else(|| ServiceError::Internal("revoked request has no grant".into()))
     }
 
@@ -510,7 +554,8 @@ impl App {
             })
             .await?;
         request
-            .grant
+            .grant_by_id(grant_id)
+            .cloned()
             .ok_or_else(|| ServiceError::Internal("finished request has no grant".into()))
     }
 
@@ -520,19 +565,21 @@ impl App {
         let policy = self.policy();
         let request = self
             .transition(caller, grant_id, true, |r, now| {
-                let limits = policy.admit_extension(who, r, by, &body.reason, now)?;
+                let limits = crate::items::extension_limits(&policy, who, r, by, &body.reason, now)?;
                 machine::extend(r, who, by, &body.reason, limits, now)
             })
             .await?;
         request
-            .grant
+            .grant_by_id(grant_id)
+            .cloned()
             .ok_or_else(|| ServiceError::Internal("extended request has no grant".into()))
     }
 
     /// Give an active grant a token for its current window: when it is issued and when it is
     /// extended.
-    fn sign_grant(&self, before: Option<&Grant>, after: &mut Request) -> Result<(), ServiceError> {
-        if let Some(grant) = after.grant.as_mut() {
+    fn sign_grants(&self, before: &Request, after: &mut Request) -> Result<(), ServiceError> {
+        for grant in after.grants_mut() {
+            let before = before.grant_by_id(&grant.id);
             let window_changed = before.is_none_or(|b| b.expires_at != grant.expires_at || b.token.is_none());
             if grant.status == GrantStatus::Active && window_changed {
                 grant.token = Some(
@@ -641,6 +688,10 @@ impl App {
             _ => return Err(ServiceError::NotFound(format!("no grant {grant_id}"))),
         };
         caller.require_reach(&request)?;
+        // Of a multi-item request, the item this grant is for: its payload and workflow count.
+        let request = request
+            .view_of_grant(grant_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("no grant {grant_id}")))?;
         let grant = request
             .grant
             .clone()
@@ -886,7 +937,7 @@ impl App {
     }
 
     fn hold(&self, request: &Request) {
-        if let Some(grant) = &request.grant {
+        for grant in request.grants() {
             self.hold_grant(grant);
         }
         let _ = self.changes.send(request.id.clone());
@@ -1023,14 +1074,14 @@ impl App {
                 return denied("the decision could not be recorded; denied".into());
             }
         };
-        let Some(grant) = request.grant.clone() else {
+        let Some(grant) = request.grant_by_id(grant_id).cloned() else {
             return denied(format!("grant {grant_id} is unknown"));
         };
         let used = machine::used_event(&grant, &checker.principal, at);
         match self.store.consume_grant(grant_id, &used, at).await {
             Ok(true) => {
                 let mut after = request.clone();
-                if let Some(g) = after.grant.as_mut() {
+                if let Some(g) = after.grant_by_id_mut(grant_id) {
                     g.status = GrantStatus::Used;
                 }
                 self.track(Some(&request), &after);

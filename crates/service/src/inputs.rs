@@ -71,6 +71,16 @@ pub struct NewRequest {
     /// For action-bound workflows: the exact command, statement or artifact digest.
     pub payload: Option<String>,
     pub break_glass: bool,
+    /// Several things at once (1 to 20), instead of `resource`, `action` and `payload`.
+    pub items: Option<Vec<NewItem>>,
+}
+
+/// One thing a multi-item request asks for.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub resource: String,
+    pub action: String,
+    pub payload: Option<String>,
 }
 
 impl NewRequest {

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod connectors;
 pub mod error;
 pub mod inputs;
+mod items;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

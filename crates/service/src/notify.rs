@@ -214,7 +214,8 @@ async fn deliver_new(app: &App, sink: &dyn NotificationSink) -> Result<(), Strin
 fn reviewers(app: &App, request: &Request) -> Vec<String> {
     let policy = app.policy();
     let mut people: Vec<String> = Vec::new();
-    for step in request.missing_approvals() {
+    let missing = (0..request.item_count()).flat_map(|i| request.item_missing_approvals(i));
+    for step in missing {
         match step.group.strip_prefix(Step::PRINCIPAL_PREFIX) {
             Some(name) => people.push(name.to_string()),
             None => people.extend(policy.rules().members_of(&step.group).map(str::to_string)),
@@ -239,6 +240,24 @@ fn members_except(app: &App, groups: &[String], requester: &str) -> Vec<String> 
     people
 }
 
+/// Every item of a multi-item request, as a reviewer must see it: `read prod-db, deploy
+/// prod-api (payload "..."), ...`, payloads escaped for display.
+pub fn items_text(request: &Request) -> String {
+    (0..request.item_count())
+        .filter_map(|i| request.item_request(i))
+        .map(|item| match &item.payload {
+            Some(p) => format!(
+                "{} {} (payload \"{}\")",
+                item.action,
+                item.resource,
+                jitgate_core::text::escape_for_display(p)
+            ),
+            None => format!("{} {}", item.action, item.resource),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What, if anything, an event tells whom.
 async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, jitgate_store::StoreError> {
     let Some(request_id) = event.event.request_id.clone() else {
@@ -248,7 +267,29 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
         return Ok(None);
     };
     let e = &event.event;
-    let what = format!("{} {}", e.action, e.resource);
+    // A multi-item request is decided as a whole: a reviewer is shown every item it grants,
+    // payloads included, and its further items' own filing events tell nobody anything more.
+    if !request.items.is_empty()
+        && matches!(e.kind, EventKind::RequestFiled | EventKind::BreakGlassRaised)
+        && (e.resource != request.resource || e.action != request.action)
+    {
+        return Ok(None);
+    }
+    let what = if request.items.is_empty()
+        || !matches!(
+            e.kind,
+            EventKind::RequestFiled
+                | EventKind::RequestApproved
+                | EventKind::RequestDenied
+                | EventKind::RequestCancelled
+                | EventKind::RequestExpired
+                | EventKind::RequestEscalated
+                | EventKind::BreakGlassRaised
+        ) {
+        format!("{} {}", e.action, e.resource)
+    } else {
+        items_text(&request)
+    };
     let by = |verb: &str| match &e.comment {
         Some(c) => format!("{verb} by {}: {c}", e.actor),
         None => format!("{verb} by {}", e.actor),

@@ -63,10 +63,31 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
         .collect();
     let request = &message.request;
     let mut text = format!("*{}*", slack_escape(&message.headline));
-    if let Some(payload) = &request.payload {
+    if !request.items.is_empty() {
+        // Several things at once: the reviewer sees every item approving would grant, each
+        // with its exact payload and what it still needs.
+        for item in (0..request.item_count()).filter_map(|i| request.item_request(i)) {
+            text.push_str(&format!(
+                "\n• {} {}",
+                slack_escape(&item.action),
+                slack_escape(&item.resource)
+            ));
+            if let Some(payload) = &item.payload {
+                text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
+            }
+            let needs: Vec<String> = item
+                .missing_approvals()
+                .iter()
+                .map(|s| format!("{} from {}", s.approvals, s.group))
+                .collect();
+            if message.review && !needs.is_empty() {
+                text.push_str(&format!(" (needs {})", slack_escape(&needs.join(" and "))));
+            }
+        }
+    } else if let Some(payload) = &request.payload {
         text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
     }
-    if message.review {
+    if message.review && request.items.is_empty() {
         let needs: Vec<String> = request
             .missing_approvals()
             .iter()

@@ -69,6 +69,7 @@ async fn a_new_provider_kind_gets_provisioning_and_deprovisioning_through_the_ou
                 reason: "ship the fix".into(),
                 payload: None,
                 break_glass: false,
+                items: None,
             },
         )
         .await

@@ -25,7 +25,7 @@ pub use error::DomainError;
 pub use identity::{principal_name_problem, CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
 pub use model::{
-    payload_digest, Approval, Escalation, Grant, GrantStatus, Request, RequestStatus, Requirement, Review, Step,
+    payload_digest, Approval, Escalation, Grant, GrantStatus, Item, Request, RequestStatus, Requirement, Review, Step,
 };
 pub use token::{ApiToken, TokenStatus};
 

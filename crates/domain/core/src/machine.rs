@@ -6,7 +6,9 @@ use crate::admission::{Admission, Ask};
 use crate::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
 use crate::error::DomainError;
 use crate::identity::Identity;
-use crate::model::{payload_digest, Approval, Grant, GrantStatus, Request, RequestStatus, Review, Step};
+use crate::model::{
+    payload_digest, Approval, Grant, GrantStatus, Item, Request, RequestStatus, Requirement, Review, Step,
+};
 use crate::Timestamp;
 
 /// A new state and the events that record how it came about.
@@ -40,6 +42,42 @@ fn event(kind: EventKind, request: &Request, actor: &str, comment: Option<String
     }
 }
 
+/// An event about one grant: it names that grant's resource and action, so a multi-item
+/// request's events file under each item.
+fn grant_event(
+    kind: EventKind,
+    request: &Request,
+    grant: &Grant,
+    actor: &str,
+    comment: Option<String>,
+    at: Timestamp,
+) -> NewEvent {
+    NewEvent {
+        grant_id: Some(grant.id.clone()),
+        resource: grant.resource.clone(),
+        action: grant.action.clone(),
+        ..event(kind, request, actor, comment, at)
+    }
+}
+
+/// An event about item `i` of a request (0: its own resource and action).
+fn item_event(
+    kind: EventKind,
+    request: &Request,
+    i: usize,
+    actor: &str,
+    comment: Option<String>,
+    at: Timestamp,
+) -> NewEvent {
+    let mut e = event(kind, request, actor, comment, at);
+    if let Some(item) = i.checked_sub(1).and_then(|k| request.items.get(k)) {
+        e.resource = item.resource.clone();
+        e.action = item.action.clone();
+        e.grant_id = item.grant.as_ref().map(|g| g.id.clone());
+    }
+    e
+}
+
 fn check_comment(comment: &Option<String>) -> Result<(), DomainError> {
     match comment {
         Some(c) => {
@@ -63,6 +101,74 @@ pub fn remaining_steps(steps: &[Step], approvals: &[Approval]) -> Vec<Step> {
             })
         })
         .collect()
+}
+
+/// The grant of one item, with the request's window.
+fn item_grant(request: &Request, id: String, item: Option<&Item>, now: Timestamp) -> Grant {
+    let (resource, action, payload_sha256, requirement) = match item {
+        Some(i) => (&i.resource, &i.action, &i.payload_sha256, &i.requirement),
+        None => (
+            &request.resource,
+            &request.action,
+            &request.payload_sha256,
+            &request.requirement,
+        ),
+    };
+    Grant {
+        id,
+        request_id: request.id.clone(),
+        principal: request.requester.clone(),
+        resource: resource.clone(),
+        action: action.clone(),
+        payload_sha256: if requirement.action_bound {
+            payload_sha256.clone()
+        } else {
+            None
+        },
+        single_use: requirement.single_use,
+        break_glass: request.break_glass,
+        status: GrantStatus::Active,
+        starts_at: now,
+        expires_at: now + request.duration.as_delta(),
+        ended_at: None,
+        ended_by: None,
+        end_comment: None,
+        extensions: 0,
+        token: None,
+        providers: requirement.providers.clone(),
+    }
+}
+
+/// Approve the request and issue one grant per item, all with one window starting now: the
+/// first item's under `grant_ids[0]`, item `i`'s under `grant_ids[i]`. The events name each
+/// grant's own resource and action.
+fn issue_grants(request: &mut Request, grant_ids: &[String], now: Timestamp) -> Vec<NewEvent> {
+    let first_id = grant_ids
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("grt_{}", request.id));
+    let first = issue_grant(request, first_id.clone(), now);
+    let mut events = vec![first];
+    for k in 0..request.items.len() {
+        // The caller mints one id per item; should it not, the id still stays unique.
+        let id = grant_ids
+            .get(k + 1)
+            .cloned()
+            .unwrap_or_else(|| format!("{first_id}.{}", k + 1));
+        let grant = item_grant(request, id, request.items.get(k), now);
+        events.push(grant_event(
+            EventKind::GrantIssued,
+            request,
+            &grant,
+            SYSTEM_ACTOR,
+            None,
+            now,
+        ));
+        if let Some(item) = request.items.get_mut(k) {
+            item.grant = Some(grant);
+        }
+    }
+    events
 }
 
 fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEvent {
@@ -94,10 +200,55 @@ fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEv
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }
 
+/// A further item of a multi-item filing, as its own workflow admitted it.
+#[derive(Debug, Clone)]
+pub struct FiledItem {
+    pub resource: String,
+    pub action: String,
+    pub payload: Option<String>,
+    pub requirement: Requirement,
+    /// The id its grant gets if the request is approved at filing (all items automatic).
+    pub grant_id: String,
+}
+
 /// File a request the policy has admitted. An automatic or break-glass request (one with no
 /// approval steps) is approved, and its grant issued, in the same transition.
 pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, now: Timestamp) -> Transition {
+    file_items(who, ask, admission, Vec::new(), ids, now)
+}
+
+/// File a request for several things at once: `ask` and `admission` are its first item,
+/// `further` the others, each admitted by its own workflow. It waits as long as the most
+/// impatient item's workflow allows, and is approved at filing only if no item needs a review.
+pub fn file_items(
+    who: &Identity,
+    ask: &Ask<'_>,
+    admission: Admission,
+    further: Vec<FiledItem>,
+    ids: NewIds,
+    now: Timestamp,
+) -> Transition {
     let decided_by = admission.decided_by;
+    let pending_ttl = further
+        .iter()
+        .map(|i| i.requirement.pending_ttl)
+        .fold(admission.requirement.pending_ttl, |a, b| if b.0 < a.0 { b } else { a });
+    let mut grant_ids = vec![ids.grant_id];
+    let items: Vec<Item> = further
+        .into_iter()
+        .map(|i| {
+            grant_ids.push(i.grant_id);
+            Item {
+                resource: i.resource,
+                action: i.action,
+                payload_sha256: i.payload.as_deref().map(payload_digest),
+                payload: i.payload,
+                requirement: i.requirement,
+                approvals: Vec::new(),
+                grant: None,
+            }
+        })
+        .collect();
     let mut request = Request {
         id: ids.request_id,
         requester: who.principal.clone(),
@@ -109,7 +260,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         duration: admission.duration,
         break_glass: ask.break_glass,
         status: RequestStatus::Pending,
-        pending_expires_at: now + admission.requirement.pending_ttl.as_delta(),
+        pending_expires_at: now + pending_ttl.as_delta(),
         requirement: admission.requirement,
         approvals: Vec::new(),
         closed_by: None,
@@ -119,6 +270,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         post_review: None,
         escalated_at: None,
         done: None,
+        items,
         version: 0,
     };
     let mut events = vec![event(
@@ -128,21 +280,43 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         Some(request.reason.clone()),
         now,
     )];
-    if request.requirement.steps.is_empty() {
-        let issued = issue_grant(&mut request, ids.grant_id, now);
+    // Each further item is filed under its own resource and action, so the log finds it there.
+    let count = request.item_count();
+    for i in 1..count {
+        let comment = format!("item {} of {count}: {}", i + 1, request.reason);
+        events.push(item_event(
+            EventKind::RequestFiled,
+            &request,
+            i,
+            &who.principal,
+            Some(comment),
+            now,
+        ));
+    }
+    let automatic =
+        request.requirement.steps.is_empty() && request.items.iter().all(|i| i.requirement.steps.is_empty());
+    if automatic {
+        let issued = issue_grants(&mut request, &grant_ids, now);
         if request.break_glass {
             // The alert names the workflow's alert text, then the requester's reason.
-            let alert = match &request.requirement.alert {
-                Some(alert) => format!("{alert}: {}", request.reason),
-                None => request.reason.clone(),
-            };
-            events.push(event(
-                EventKind::BreakGlassRaised,
-                &request,
-                &who.principal,
-                Some(alert),
-                now,
-            ));
+            for i in 0..count {
+                let requirement = match i {
+                    0 => &request.requirement,
+                    _ => &request.items[i - 1].requirement,
+                };
+                let alert = match &requirement.alert {
+                    Some(alert) => format!("{alert}: {}", request.reason),
+                    None => request.reason.clone(),
+                };
+                events.push(item_event(
+                    EventKind::BreakGlassRaised,
+                    &request,
+                    i,
+                    &who.principal,
+                    Some(alert),
+                    now,
+                ));
+            }
         }
         // Nobody reviewed it, so the event names what in the policy approved it instead.
         let kind = if request.break_glass {
@@ -152,7 +326,7 @@ pub fn file(who: &Identity, ask: &Ask<'_>, admission: Admission, ids: NewIds, no
         };
         let why = decided_by.map(|by| format!("{kind}: {by}"));
         events.push(event(EventKind::RequestApproved, &request, SYSTEM_ACTOR, why, now));
-        events.push(issued);
+        events.extend(issued);
     }
     Transition { request, events }
 }
@@ -177,6 +351,9 @@ pub fn approve(
     grant_id: String,
     now: Timestamp,
 ) -> Result<Transition, DomainError> {
+    if !request.items.is_empty() {
+        return approve_items(request, reviewer, comment, &[grant_id], |_| true, now);
+    }
     check_comment(&comment)?;
     require_pending(request, now)?;
     if reviewer.principal == request.requester {
@@ -233,10 +410,129 @@ pub fn approve(
     Ok(Transition { request: next, events })
 }
 
+/// The step of `requirement` that `reviewer`'s approval would count towards, if any: one they
+/// may give (or, once the request escalated, any that still needs approvals) and that is not
+/// full yet.
+fn open_step(
+    request: &Request,
+    requirement: &Requirement,
+    approvals: &[Approval],
+    reviewer: &Identity,
+) -> Option<usize> {
+    requirement.steps.iter().enumerate().position(|(i, s)| {
+        (s.admits(reviewer) || request.is_backup_reviewer(reviewer))
+            && approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
+    })
+}
+
+/// Approve, in one call, every item of a multi-item request that `reviewer` may approve
+/// (`allowed(i)`: what the policy says of item `i` on top of its steps) and has not approved
+/// yet. The request is approved once every item has all its approvals; then one grant per
+/// item is issued (`grant_ids[i]` for item `i`), all with one window starting now. Refused if
+/// the approval counts towards no item: 409 if the reviewer already approved every item they
+/// may, 403 if they may approve none.
+pub fn approve_items(
+    request: &Request,
+    reviewer: &Identity,
+    comment: Option<String>,
+    grant_ids: &[String],
+    allowed: impl Fn(usize) -> bool,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    check_comment(&comment)?;
+    require_pending(request, now)?;
+    if reviewer.principal == request.requester {
+        return Err(DomainError::Forbidden("you cannot approve your own request".into()));
+    }
+    let mut next = request.clone();
+    let mut events = Vec::new();
+    let mut already = false;
+    for i in 0..request.item_count() {
+        let (requirement, approvals) = match i {
+            0 => (&request.requirement, &request.approvals),
+            _ => match request.items.get(i - 1) {
+                Some(item) => (&item.requirement, &item.approvals),
+                None => continue,
+            },
+        };
+        if approvals.iter().any(|a| a.reviewer == reviewer.principal) {
+            already = true;
+            continue;
+        }
+        let Some(step) = open_step(request, requirement, approvals, reviewer) else {
+            continue;
+        };
+        if !allowed(i) {
+            continue;
+        }
+        let approval = Approval {
+            reviewer: reviewer.principal.clone(),
+            step,
+            comment: comment.clone(),
+            at: now,
+        };
+        match i {
+            0 => next.approvals.push(approval),
+            _ => {
+                if let Some(item) = next.items.get_mut(i - 1) {
+                    item.approvals.push(approval);
+                }
+            }
+        }
+        events.push(item_event(
+            EventKind::RequestApproval,
+            &next,
+            i,
+            &reviewer.principal,
+            comment.clone(),
+            now,
+        ));
+    }
+    if events.is_empty() {
+        let needs: Vec<String> = (0..request.item_count())
+            .flat_map(|i| {
+                let (resource, action) = match i {
+                    0 => (request.resource.as_str(), request.action.as_str()),
+                    _ => request
+                        .items
+                        .get(i - 1)
+                        .map(|it| (it.resource.as_str(), it.action.as_str()))
+                        .unwrap_or_default(),
+                };
+                request
+                    .item_missing_approvals(i)
+                    .into_iter()
+                    .map(move |s| format!("{action} {resource}: {} from {}", s.approvals, s.group))
+            })
+            .collect();
+        if already {
+            return Err(DomainError::Conflict(format!(
+                "{} has already approved every item of request {} they may approve; it still needs {}",
+                reviewer.principal,
+                request.id,
+                needs.join("; ")
+            )));
+        }
+        return Err(DomainError::Forbidden(format!(
+            "{} may approve no item of request {}: it needs {}",
+            reviewer.principal,
+            request.id,
+            needs.join("; ")
+        )));
+    }
+    if (0..next.item_count()).all(|i| next.item_missing_approvals(i).is_empty()) {
+        let issued = issue_grants(&mut next, grant_ids, now);
+        events.push(event(EventKind::RequestApproved, &next, &reviewer.principal, None, now));
+        events.extend(issued);
+    }
+    Ok(Transition { request: next, events })
+}
+
 /// Whether `who` is a reviewer of this request: in a group that one of its steps draws on.
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
-    request.requirement.steps.iter().any(|s| s.admits(who))
-        || request.requirement.review_groups.iter().any(|g| who.in_group(g))
+    std::iter::once(&request.requirement)
+        .chain(request.items.iter().map(|i| &i.requirement))
+        .any(|r| r.steps.iter().any(|s| s.admits(who)) || r.review_groups.iter().any(|g| who.in_group(g)))
         || request.is_backup_reviewer(who)
 }
 
@@ -322,14 +618,20 @@ pub fn revoke(
             status.as_str()
         )));
     }
+    // A multi-item request's grants share one window and end together.
     let mut next = request.clone();
-    if let Some(g) = next.grant.as_mut() {
+    let mut revoked = Vec::new();
+    for g in next.grants_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
         g.status = GrantStatus::Revoked;
         g.ended_at = Some(now);
         g.ended_by = Some(who.principal.clone());
         g.end_comment = comment.clone();
+        revoked.push(g.clone());
     }
-    let events = vec![event(EventKind::GrantRevoked, &next, &who.principal, comment, now)];
+    let events = revoked
+        .iter()
+        .map(|g| grant_event(EventKind::GrantRevoked, &next, g, &who.principal, comment.clone(), now))
+        .collect();
     Ok(Transition { request: next, events })
 }
 
@@ -369,7 +671,7 @@ pub fn done(
         )));
     }
     let mut next = request.clone();
-    if let Some(g) = next.grant.as_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
+    for g in next.grants_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
         g.status = GrantStatus::Done;
         g.ended_at = Some(now);
         g.ended_by = Some(who.principal.clone());
@@ -380,7 +682,10 @@ pub fn done(
         comment: outcome.clone(),
         at: now,
     });
-    let events = vec![event(EventKind::GrantDone, &next, &who.principal, outcome, now)];
+    let events = next
+        .grants()
+        .map(|g| grant_event(EventKind::GrantDone, &next, g, &who.principal, outcome.clone(), now))
+        .collect();
     Ok(Transition { request: next, events })
 }
 
@@ -410,12 +715,22 @@ pub fn review_break_glass(
             "you cannot review your own break-glass access".into(),
         ));
     }
-    if !who.is_admin() && !request.requirement.review_groups.iter().any(|g| who.in_group(g)) {
+    // Of a multi-item request, any item's review groups may give it.
+    let groups: Vec<String> = std::iter::once(&request.requirement)
+        .chain(request.items.iter().map(|i| &i.requirement))
+        .flat_map(|r| r.review_groups.iter().cloned())
+        .fold(Vec::new(), |mut all, g| {
+            if !all.contains(&g) {
+                all.push(g);
+            }
+            all
+        });
+    if !who.is_admin() && !groups.iter().any(|g| who.in_group(g)) {
         return Err(DomainError::Forbidden(format!(
             "{} may not review request {}: members of {} may",
             who.principal,
             request.id,
-            request.requirement.review_groups.join(", ")
+            groups.join(", ")
         )));
     }
     let mut next = request.clone();
@@ -493,8 +808,9 @@ pub fn extend(
             ),
         ));
     }
+    // Every item's grant keeps the one window: all are extended together.
     let mut next = request.clone();
-    if let Some(g) = next.grant.as_mut() {
+    for g in next.grants_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
         g.expires_at = new_end;
         g.extensions += 1;
     }
@@ -503,13 +819,20 @@ pub fn extend(
         new_end.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         crate::text::trim_invisible(reason)
     );
-    let events = vec![event(
-        EventKind::GrantExtended,
-        &next,
-        &who.principal,
-        Some(comment),
-        now,
-    )];
+    let events = next
+        .grants()
+        .filter(|g| g.expires_at == new_end)
+        .map(|g| {
+            grant_event(
+                EventKind::GrantExtended,
+                &next,
+                g,
+                &who.principal,
+                Some(comment.clone()),
+                now,
+            )
+        })
+        .collect();
     Ok(Transition { request: next, events })
 }
 
@@ -539,12 +862,16 @@ pub fn settle(request: &Request, now: Timestamp) -> Option<Transition> {
             now,
         ));
     }
-    if let Some(g) = next.grant.as_mut() {
+    let mut expired = Vec::new();
+    for g in next.grants_mut() {
         if g.status == GrantStatus::Active && now >= g.expires_at {
             g.status = GrantStatus::Expired;
             g.ended_at = Some(g.expires_at);
-            events.push(event(EventKind::GrantExpired, &next, SYSTEM_ACTOR, None, now));
+            expired.push(g.clone());
         }
+    }
+    for g in &expired {
+        events.push(grant_event(EventKind::GrantExpired, &next, g, SYSTEM_ACTOR, None, now));
     }
     (!events.is_empty()).then_some(Transition { request: next, events })
 }
@@ -659,6 +986,147 @@ mod tests {
         // Pending expiry wins over escalation when both are due.
         let late = pending.pending_expires_at;
         assert_eq!(settle(&pending, late).unwrap().request.status, RequestStatus::Expired);
+    }
+
+    fn item(resource: &str, steps: &[(&str, u32)], n: u32) -> FiledItem {
+        FiledItem {
+            resource: resource.into(),
+            action: "read".into(),
+            payload: Some("a\u{0}b".into()),
+            requirement: needs(steps).requirement,
+            grant_id: format!("g{n}"),
+        }
+    }
+
+    #[test]
+    fn items_are_approved_each_by_its_own_reviewers_and_granted_together() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let olga = Identity::user("olga", &["ops", "sre"]);
+        let further = vec![item("ops-db", &[("ops", 1)], 2), item("cache", &[], 3)];
+        let t = file_items(
+            &alice,
+            &ask("prod-db", "read", "OPS-1"),
+            needs(&[("sre", 1)]),
+            further,
+            ids(1),
+            t0(),
+        );
+        assert_eq!(t.request.status, RequestStatus::Pending);
+        let filed: Vec<_> = t.events.iter().map(|e| (e.kind, e.resource.as_str())).collect();
+        assert_eq!(
+            filed,
+            [
+                (EventKind::RequestFiled, "prod-db"),
+                (EventKind::RequestFiled, "ops-db"),
+                (EventKind::RequestFiled, "cache")
+            ]
+        );
+        // The requester never; an outsider approves nothing.
+        assert!(matches!(
+            approve(&t.request, &alice, None, "x".into(), t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        let dave = Identity::user("dave", &["dev"]);
+        assert!(matches!(
+            approve(&t.request, &dave, None, "x".into(), t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        // bob approves the item he may (prod-db); the rest still waits, and no grant exists.
+        let ids3 = ["g1".to_string(), "g2".into(), "g3".into()];
+        let once = approve_items(&t.request, &bob, None, &ids3, |_| true, t0()).unwrap();
+        assert_eq!(once.request.status, RequestStatus::Pending);
+        assert_eq!(once.request.approvals.len(), 1);
+        assert!(once.request.items[0].approvals.is_empty());
+        assert_eq!(once.events.len(), 1);
+        assert_eq!(once.events[0].resource, "prod-db");
+        assert_eq!(once.request.grants().count(), 0);
+        // Twice is a conflict: he already gave every approval he may.
+        assert!(matches!(
+            approve_items(&once.request, &bob, None, &ids3, |_| true, t0()),
+            Err(DomainError::Conflict(_))
+        ));
+        // olga may approve ops-db (and prod-db's step is full): the request is approved, a grant per item.
+        let later = t0() + TimeDelta::seconds(10);
+        let done = approve_items(&once.request, &olga, None, &ids3, |_| true, later).unwrap();
+        assert_eq!(done.request.status, RequestStatus::Approved);
+        let grants: Vec<_> = done
+            .request
+            .grants()
+            .map(|g| (g.id.as_str(), g.resource.as_str()))
+            .collect();
+        assert_eq!(grants, [("g1", "prod-db"), ("g2", "ops-db"), ("g3", "cache")]);
+        assert!(done
+            .request
+            .grants()
+            .all(|g| g.starts_at == later && g.expires_at == later + TimeDelta::seconds(600)));
+        let issued: Vec<_> = done
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::GrantIssued)
+            .map(|e| e.grant_id.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(issued, ["g1", "g2", "g3"]);
+        // Revocation, extension and expiry act on every item's grant.
+        let revoked = revoke(&done.request, &bob, None, later).unwrap();
+        assert!(revoked.request.grants().all(|g| g.status == GrantStatus::Revoked));
+        assert_eq!(revoked.events.len(), 3);
+        let limits = ExtensionLimits {
+            max_times: 1,
+            max_duration: DurationSecs(1200),
+        };
+        let extended = extend(&done.request, &alice, DurationSecs(60), "more", limits, later).unwrap();
+        assert!(extended
+            .request
+            .grants()
+            .all(|g| g.expires_at == later + TimeDelta::seconds(660)));
+        assert_eq!(extended.events.len(), 3);
+        let settled = settle(&done.request, later + TimeDelta::seconds(600)).unwrap();
+        assert!(settled.request.grants().all(|g| g.status == GrantStatus::Expired));
+        assert_eq!(settled.events.len(), 3);
+    }
+
+    #[test]
+    fn a_denial_denies_every_item_and_the_policy_may_withhold_an_item() {
+        let alice = Identity::user("alice", &["dev"]);
+        let olga = Identity::user("olga", &["ops"]);
+        let further = vec![item("ops-db", &[("ops", 1)], 2)];
+        let pending = file_items(
+            &alice,
+            &ask("prod-db", "read", "OPS-1"),
+            needs(&[("sre", 1)]),
+            further,
+            ids(1),
+            t0(),
+        )
+        .request;
+        // The policy refuses olga's item: her approval counts for nothing.
+        assert!(matches!(
+            approve_items(&pending, &olga, None, &[], |i| i != 1, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        let denied = deny(&pending, &olga, Some("no".into()), t0()).unwrap().request;
+        assert_eq!(denied.status, RequestStatus::Denied);
+        assert_eq!(denied.grants().count(), 0);
+    }
+
+    #[test]
+    fn automatic_items_are_granted_at_filing() {
+        let alice = Identity::user("alice", &["dev"]);
+        let t = file_items(
+            &alice,
+            &ask("staging-db", "read", ""),
+            needs(&[]),
+            vec![item("cache", &[], 2)],
+            ids(1),
+            t0(),
+        );
+        assert_eq!(t.request.status, RequestStatus::Approved);
+        assert_eq!(t.request.grants().count(), 2);
+        assert_eq!(
+            t.request.items[0].grant.as_ref().map(|g| g.payload_sha256.is_none()),
+            Some(true)
+        );
     }
 
     #[test]

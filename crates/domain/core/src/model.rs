@@ -193,8 +193,32 @@ pub struct Request {
     /// The holder's word that the task is done, with its outcome; given once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<Review>,
+    /// A request for several things at once (issue #21): the items after the first, whose
+    /// resource, action, payload, requirement, approvals and grant are the request's own
+    /// fields above. Empty for a single-item request, which is stored and shown as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Item>,
     /// Optimistic-concurrency counter: the store refuses a save based on a stale copy.
     pub version: i64,
+}
+
+/// Most items one request may hold.
+pub const MAX_ITEMS: usize = 20;
+
+/// One further thing a multi-item request asks for, judged by its own workflow: its own
+/// requirement and approvals and, once the whole request is approved, its own grant (whose
+/// window is the request's, shared by every item).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub resource: String,
+    pub action: String,
+    pub payload: Option<String>,
+    pub payload_sha256: Option<String>,
+    pub requirement: Requirement,
+    pub approvals: Vec<Approval>,
+    /// Kept in the grants table, not in the request's document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
 }
 
 /// A time-boxed permission for exactly one principal, resource and action.
@@ -278,6 +302,81 @@ impl Request {
     /// Approvals still missing, per step, given the approvals so far.
     pub fn missing_approvals(&self) -> Vec<Step> {
         crate::machine::remaining_steps(&self.requirement.steps, &self.approvals)
+    }
+
+    /// How many things it asks for: 1, or 1 + the further items.
+    pub fn item_count(&self) -> usize {
+        1 + self.items.len()
+    }
+
+    /// Item `i` (0: the request's own resource and action) seen as a single-item request, so
+    /// that what judges one request (the policy's review and extension rules) judges each item.
+    pub fn item_request(&self, i: usize) -> Option<Request> {
+        if i == 0 {
+            let mut first = self.clone();
+            first.items.clear();
+            return Some(first);
+        }
+        let item = self.items.get(i - 1)?;
+        let mut view = self.clone();
+        view.items.clear();
+        view.resource = item.resource.clone();
+        view.action = item.action.clone();
+        view.payload = item.payload.clone();
+        view.payload_sha256 = item.payload_sha256.clone();
+        view.requirement = item.requirement.clone();
+        view.approvals = item.approvals.clone();
+        view.grant = item.grant.clone();
+        Some(view)
+    }
+
+    /// Approvals still missing for item `i`.
+    pub fn item_missing_approvals(&self, i: usize) -> Vec<Step> {
+        match i {
+            0 => self.missing_approvals(),
+            _ => self
+                .items
+                .get(i - 1)
+                .map(|item| crate::machine::remaining_steps(&item.requirement.steps, &item.approvals))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every grant of the request: the first item's, then the further items' in order.
+    pub fn grants(&self) -> impl Iterator<Item = &Grant> {
+        self.grant
+            .iter()
+            .chain(self.items.iter().filter_map(|item| item.grant.as_ref()))
+    }
+
+    /// Every grant, to change in place.
+    pub fn grants_mut(&mut self) -> impl Iterator<Item = &mut Grant> {
+        self.grant
+            .iter_mut()
+            .chain(self.items.iter_mut().filter_map(|item| item.grant.as_mut()))
+    }
+
+    /// The grant with this id, of any item.
+    pub fn grant_by_id(&self, id: &str) -> Option<&Grant> {
+        self.grants().find(|g| g.id == id)
+    }
+
+    /// The grant with this id, of any item, to change in place.
+    pub fn grant_by_id_mut(&mut self, id: &str) -> Option<&mut Grant> {
+        self.grants_mut().find(|g| g.id == id)
+    }
+
+    /// The item whose grant has this id, seen as a single-item request (`item_request`): what
+    /// a grant's own payload and workflow are read from.
+    pub fn view_of_grant(&self, id: &str) -> Option<Request> {
+        if self.grant.as_ref().is_some_and(|g| g.id == id) {
+            return self.item_request(0);
+        }
+        let k = self
+            .items
+            .iter()
+            .position(|item| item.grant.as_ref().is_some_and(|g| g.id == id))?;
+        self.item_request(k + 1)
     }
 }
 

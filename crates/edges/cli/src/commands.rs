@@ -122,6 +122,7 @@ pub fn request(
     payload: Option<String>,
     break_glass: bool,
     wait: bool,
+    also: &[crate::waiting::AlsoItem],
 ) -> CommandResult {
     let mut body = json!({"resource": resource, "action": action, "reason": reason, "break_glass": break_glass});
     if let Some(d) = duration {
@@ -130,6 +131,7 @@ pub fn request(
     if let Some(p) = payload {
         body["payload"] = json!(p);
     }
+    crate::waiting::add_items(&mut body, also);
     let request = client.post("/v1/requests", &body)?;
     let request = if wait && request["status"] == "pending" {
         if client.output == Output::Text {

@@ -60,6 +60,11 @@ enum Command {
         /// Block until the request is decided; exit 0 approved, 1 otherwise.
         #[arg(long)]
         wait: bool,
+        /// Ask for more in the same request: `RESOURCE:ACTION`, or `RESOURCE:ACTION=PAYLOAD` for
+        /// an action-bound one (split at the last `:` before any `=`, so a resource named
+        /// `github:OWNER/REPO/ENV` works); repeat for several (at most 20 items in all).
+        #[arg(long = "also", value_name = "RESOURCE:ACTION[=PAYLOAD]")]
+        also: Vec<String>,
     },
     /// List requests you can see.
     Requests {
@@ -142,6 +147,11 @@ enum Command {
         /// How long to wait for a decision (`30m`).
         #[arg(long, default_value = "30m")]
         timeout: String,
+        /// Ask for more in the same request: `RESOURCE:ACTION`, or `RESOURCE:ACTION=PAYLOAD` for
+        /// an action-bound one (split at the last `:` before any `=`, so a resource named
+        /// `github:OWNER/REPO/ENV` works); repeat for several (at most 20 items in all).
+        #[arg(long = "also", value_name = "RESOURCE:ACTION[=PAYLOAD]")]
+        also: Vec<String>,
     },
     /// Ask approval for exactly this command, wait, run it once approved, and end the grant
     /// when it finishes; its exit code is passed through. Ctrl-C while waiting cancels.
@@ -156,6 +166,11 @@ enum Command {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+        /// Ask for more in the same request: `RESOURCE:ACTION`, or `RESOURCE:ACTION=PAYLOAD` for
+        /// an action-bound one (split at the last `:` before any `=`, so a resource named
+        /// `github:OWNER/REPO/ENV` works); repeat for several (at most 20 items in all).
+        #[arg(long = "also", value_name = "RESOURCE:ACTION[=PAYLOAD]")]
+        also: Vec<String>,
     },
     /// Ask whether a principal may act now: exit 0 allowed, 1 denied, 2 error.
     Check {
@@ -333,16 +348,21 @@ fn main() -> ExitCode {
             payload,
             break_glass,
             wait,
-        } => commands::request(
-            &client,
-            &resource,
-            &action,
-            duration,
-            &reason,
-            payload,
-            break_glass,
-            wait,
-        ),
+            also,
+        } => match waiting::parse_also(&also) {
+            Err(e) => Err(e),
+            Ok(also) => commands::request(
+                &client,
+                &resource,
+                &action,
+                duration,
+                &reason,
+                payload,
+                break_glass,
+                wait,
+                &also,
+            ),
+        },
         Command::Requests { status } => commands::requests(&client, status),
         Command::Resources { search, labels, kind } => commands::resources(&client, search, labels, kind),
         Command::Show { id } => commands::show(&client, &id),
@@ -365,15 +385,18 @@ fn main() -> ExitCode {
             payload,
             duration,
             timeout,
-        } => match jitgate_core::parse_duration(&timeout) {
-            Err(m) => Err(client::ClientError::Other(format!("--timeout: {m}"))),
-            Ok(timeout) => {
+            also,
+        } => match (jitgate_core::parse_duration(&timeout), waiting::parse_also(&also)) {
+            (Err(m), _) => Err(client::ClientError::Other(format!("--timeout: {m}"))),
+            (_, Err(e)) => Err(e),
+            (Ok(timeout), Ok(also)) => {
                 let ask = waiting::Ask {
                     resource: &resource,
                     action: &action,
                     duration,
                     reason: &reason,
                     payload,
+                    also,
                 };
                 waiting::gate(&client, &ask, std::time::Duration::from_secs(timeout.0))
             }
@@ -384,7 +407,11 @@ fn main() -> ExitCode {
             reason,
             duration,
             command,
-        } => waiting::run(&client, &resource, &action, duration, &reason, &command),
+            also,
+        } => match waiting::parse_also(&also) {
+            Err(e) => Err(e),
+            Ok(also) => waiting::run(&client, &resource, &action, duration, &reason, &command, also),
+        },
         Command::Check {
             principal,
             resource,

@@ -24,7 +24,7 @@ pub fn shown(text: &str) -> Cow<'_, str> {
 }
 
 pub fn request_line(r: &Value) -> String {
-    format!(
+    let line = format!(
         "{:<36}  {:<9}  {:<10}  {:<12} {:<8}  {:>6}  {}",
         s(&r["id"]),
         s(&r["status"]),
@@ -33,7 +33,12 @@ pub fn request_line(r: &Value) -> String {
         s(&r["action"]),
         s(&r["duration"]),
         s(&r["created_at"])
-    )
+    );
+    // A request for several things: the first is shown, and how many more (`jitgate show`).
+    match r["items"].as_array().map(Vec::len) {
+        Some(n) if n > 1 => format!("{line}  (+{} more items)", n - 1),
+        _ => line,
+    }
 }
 
 pub fn request_header() -> String {
@@ -60,6 +65,43 @@ pub fn request_detail(r: &Value) -> String {
     );
     if let Some(p) = r["payload"].as_str() {
         out.push_str(&format!("payload   {}\n", shown(p)));
+    }
+    // A request for several things at once: every item, with what it needs and its grant.
+    for (i, item) in r["items"].as_array().into_iter().flatten().enumerate() {
+        out.push_str(&format!(
+            "item {i}    {} on {}",
+            s(&item["action"]),
+            s(&item["resource"])
+        ));
+        if let Some(p) = item["payload"].as_str() {
+            out.push_str(&format!(" payload {}", shown(p)));
+        }
+        let approved: Vec<String> = item["approvals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| s(&a["reviewer"]).to_string())
+            .collect();
+        if !approved.is_empty() {
+            out.push_str(&format!("; approved by {}", approved.join(", ")));
+        }
+        let needs: Vec<String> = item["needs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| format!("{} from {}", n["approvals"], s(&n["group"])))
+            .collect();
+        if !needs.is_empty() {
+            out.push_str(&format!("; needs {}", needs.join(" and ")));
+        }
+        if let Some(g) = item["grant"].as_object() {
+            out.push_str(&format!(
+                "; grant {} {}",
+                g.get("id").map(s).unwrap_or_default(),
+                g.get("status").map(s).unwrap_or_default()
+            ));
+        }
+        out.push('\n');
     }
     if r["review_due"].as_bool() == Some(true) {
         out.push_str("BREAK-GLASS: granted at once; a review is owed (jitgate review ID)\n");

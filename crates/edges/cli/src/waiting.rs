@@ -184,6 +184,63 @@ pub struct Ask<'a> {
     pub duration: Option<String>,
     pub reason: &'a str,
     pub payload: Option<String>,
+    /// More in the same request (`--also`).
+    pub also: Vec<AlsoItem>,
+}
+
+/// One more thing asked for in the same request (`--also RESOURCE:ACTION[=PAYLOAD]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlsoItem {
+    pub resource: String,
+    pub action: String,
+    pub payload: Option<String>,
+}
+
+/// Read `--also` values: `RESOURCE:ACTION` or `RESOURCE:ACTION=PAYLOAD`. The action follows
+/// the last `:` before the first `=`, since resource names may hold colons
+/// (`github:OWNER/REPO/ENV`) and payloads anything.
+pub fn parse_also(values: &[String]) -> Result<Vec<AlsoItem>, ClientError> {
+    values
+        .iter()
+        .map(|value| {
+            let (target, payload) = match value.split_once('=') {
+                Some((target, payload)) => (target, Some(payload.to_string())),
+                None => (value.as_str(), None),
+            };
+            match target.rsplit_once(':') {
+                Some((resource, action)) if !resource.is_empty() && !action.is_empty() => Ok(AlsoItem {
+                    resource: resource.to_string(),
+                    action: action.to_string(),
+                    payload,
+                }),
+                _ => Err(ClientError::Other(format!(
+                    "--also {}: write RESOURCE:ACTION, or RESOURCE:ACTION=PAYLOAD (like --also staging-db:read)",
+                    render::shown(value)
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// With `--also`, the body asks for every item instead of one resource and action.
+pub fn add_items(body: &mut Value, also: &[AlsoItem]) {
+    if also.is_empty() {
+        return;
+    }
+    let Some(fields) = body.as_object_mut() else {
+        return;
+    };
+    let first = json!({
+        "resource": fields.remove("resource").unwrap_or(Value::Null),
+        "action": fields.remove("action").unwrap_or(Value::Null),
+        "payload": fields.remove("payload").unwrap_or(Value::Null),
+    });
+    let mut items = vec![first];
+    items.extend(
+        also.iter()
+            .map(|a| json!({"resource": a.resource, "action": a.action, "payload": a.payload})),
+    );
+    fields.insert("items".into(), Value::Array(items));
 }
 
 fn file(client: &Client, ask: &Ask) -> Result<Value, ClientError> {
@@ -194,6 +251,7 @@ fn file(client: &Client, ask: &Ask) -> Result<Value, ClientError> {
     if let Some(p) = &ask.payload {
         body["payload"] = json!(p);
     }
+    add_items(&mut body, &ask.also);
     client.post("/v1/requests", &body)
 }
 
@@ -281,6 +339,7 @@ pub fn run(
     duration: Option<String>,
     reason: &str,
     argv: &[String],
+    also: Vec<AlsoItem>,
 ) -> CommandResult {
     let (program, args) = argv
         .split_first()
@@ -305,6 +364,7 @@ pub fn run(
         duration,
         reason,
         payload: bound.then(|| payload.clone()),
+        also,
     };
     let request = file(client, &ask)?;
     let quiet = client.output == Output::Json || !std::io::stderr().is_terminal();
@@ -341,6 +401,16 @@ pub fn run(
     if let Some(token) = grant["token"].as_str() {
         command.env("JITGATE_GRANT_TOKEN", token);
     }
+    // With `--also`, every item's grant (the first is JITGATE_GRANT_ID's); `done` ends them all.
+    let all: Vec<&str> = request["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["grant"]["id"].as_str())
+        .collect();
+    if !all.is_empty() {
+        command.env("JITGATE_GRANT_IDS", all.join(","));
+    }
     let started = Instant::now();
     let status = command.status();
     let took = started.elapsed();
@@ -375,4 +445,40 @@ fn exit_code_of(status: &std::process::ExitStatus) -> i32 {
         }
     }
     status.code().unwrap_or(1)
+}
+
+#[cfg(test)]
+mod also_tests {
+    use super::{parse_also, AlsoItem};
+
+    #[test]
+    fn also_splits_at_the_last_colon_before_the_payload() {
+        let parsed = parse_also(&[
+            "staging-db:read".into(),
+            "github:acme/api/prod:deploy=sha256:ab=cd".into(),
+        ])
+        .unwrap_or_default();
+        assert_eq!(
+            parsed,
+            [
+                AlsoItem {
+                    resource: "staging-db".into(),
+                    action: "read".into(),
+                    payload: None
+                },
+                AlsoItem {
+                    resource: "github:acme/api/prod".into(),
+                    action: "deploy".into(),
+                    payload: Some("sha256:ab=cd".into())
+                }
+            ]
+        );
+        for bad in ["staging-db", ":read", "staging-db:", "=x"] {
+            let error = parse_also(&[bad.to_string()])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("RESOURCE:ACTION"), "{bad}: {error}");
+        }
+    }
 }

@@ -74,10 +74,15 @@ impl DurationInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequestBody {
-    /// The resource, as the policy names it (`prod-db`).
-    pub resource: String,
-    /// The action on it (`read`).
-    pub action: String,
+    /// The resource, as the policy names it (`prod-db`). Required unless `items` is given.
+    pub resource: Option<String>,
+    /// The action on it (`read`). Required unless `items` is given.
+    pub action: Option<String>,
+    /// Several things at once, instead of `resource`, `action` and `payload`: 1 to 20 items,
+    /// each judged by its own workflow; the request is approved when every item is, and then
+    /// grants every item for one window. Errors name the item: `items[3].resource: ...`.
+    #[schema(min_items = 1, max_items = 20)]
+    pub items: Option<Vec<ItemBody>>,
     /// How long the access should last once approved; defaults to the policy's default.
     pub duration: Option<DurationInput>,
     /// Why. Some workflows require it, some require a ticket reference in it.
@@ -90,16 +95,52 @@ pub struct CreateRequestBody {
     pub break_glass: bool,
 }
 
-impl From<CreateRequestBody> for jitgate_service::inputs::NewRequest {
-    fn from(body: CreateRequestBody) -> Self {
-        jitgate_service::inputs::NewRequest {
-            resource: body.resource,
-            action: body.action,
+/// One thing a multi-item request asks for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    pub resource: String,
+    pub action: String,
+    /// For an action-bound workflow: the exact command, statement or artifact digest.
+    pub payload: Option<String>,
+}
+
+impl TryFrom<CreateRequestBody> for jitgate_service::inputs::NewRequest {
+    type Error = crate::ApiError;
+
+    fn try_from(body: CreateRequestBody) -> Result<Self, Self::Error> {
+        let (resource, action) = match (body.resource, body.action, &body.items) {
+            (Some(resource), Some(action), _) => (resource, action),
+            (resource, action, Some(_)) => (resource.unwrap_or_default(), action.unwrap_or_default()),
+            (None, _, None) => {
+                return Err(crate::ApiError::Invalid(
+                    "resource: missing; give resource and action, or items: [{resource, action, payload?}, ...]".into(),
+                ))
+            }
+            (Some(_), None, None) => {
+                return Err(crate::ApiError::Invalid(
+                    "action: missing; give the action on the resource (`jitgate resources` lists them)".into(),
+                ))
+            }
+        };
+        Ok(jitgate_service::inputs::NewRequest {
+            resource,
+            action,
             duration: body.duration.map(|d| d.0),
             reason: body.reason,
             payload: body.payload,
             break_glass: body.break_glass,
-        }
+            items: body.items.map(|items| {
+                items
+                    .into_iter()
+                    .map(|i| jitgate_service::inputs::NewItem {
+                        resource: i.resource,
+                        action: i.action,
+                        payload: i.payload,
+                    })
+                    .collect()
+            }),
+        })
     }
 }
 
@@ -345,22 +386,86 @@ pub struct RequestView {
     /// The groups whose members may approve it once escalated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backup_reviewers: Vec<String>,
+    /// A request for several things at once: every item, the first being the request's own
+    /// `resource`, `action` and `payload` (whose `approvals` and `grant` above are that item's;
+    /// `needs` above is what the whole request still needs). Absent for a single-item request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemView>,
+}
+
+/// One item of a multi-item request: what it asks for, what it still needs, who approved it,
+/// and once the request is approved its own grant (every item's with the same window).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemView {
+    pub resource: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
+    /// Every approval this item has.
+    pub approvals: Vec<ApprovalView>,
+    /// What this item still needs (empty once it has every approval, or the request is decided).
+    pub needs: Vec<NeedView>,
+    pub single_use: bool,
+    pub action_bound: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantView>,
+}
+
+fn approval_views(approvals: &[jitgate_core::Approval]) -> Vec<ApprovalView> {
+    approvals
+        .iter()
+        .map(|a| ApprovalView {
+            reviewer: a.reviewer.clone(),
+            comment: a.comment.clone(),
+            at: a.at,
+        })
+        .collect()
+}
+
+fn need_views(steps: Vec<jitgate_core::Step>) -> Vec<NeedView> {
+    steps
+        .into_iter()
+        .map(|s| NeedView {
+            group: s.group,
+            approvals: s.approvals,
+        })
+        .collect()
 }
 
 impl RequestView {
     /// The request as `viewer` (a principal) sees it.
     pub fn new(r: &Request, now: Timestamp, viewer: &str) -> Self {
         let status = r.status_at(now);
-        let needs = if status == jitgate_core::RequestStatus::Pending {
-            r.missing_approvals()
-                .into_iter()
-                .map(|s| NeedView {
-                    group: s.group,
-                    approvals: s.approvals,
-                })
-                .collect()
+        let pending = status == jitgate_core::RequestStatus::Pending;
+        let needs = if pending {
+            // Of a multi-item request, what every item still needs.
+            need_views((0..r.item_count()).flat_map(|i| r.item_missing_approvals(i)).collect())
         } else {
             Vec::new()
+        };
+        let items = if r.items.is_empty() {
+            Vec::new()
+        } else {
+            (0..r.item_count())
+                .filter_map(|i| r.item_request(i))
+                .map(|item| ItemView {
+                    needs: if pending {
+                        need_views(item.missing_approvals())
+                    } else {
+                        Vec::new()
+                    },
+                    approvals: approval_views(&item.approvals),
+                    single_use: item.requirement.single_use,
+                    action_bound: item.requirement.action_bound,
+                    grant: item.grant.as_ref().map(|g| GrantView::new(g, now, viewer)),
+                    resource: item.resource,
+                    action: item.action,
+                    payload: item.payload,
+                    payload_sha256: item.payload_sha256,
+                })
+                .collect()
         };
         RequestView {
             id: r.id.clone(),
@@ -374,15 +479,7 @@ impl RequestView {
             duration_seconds: r.duration.0,
             break_glass: r.break_glass,
             status: status.as_str().to_string(),
-            approvals: r
-                .approvals
-                .iter()
-                .map(|a| ApprovalView {
-                    reviewer: a.reviewer.clone(),
-                    comment: a.comment.clone(),
-                    at: a.at,
-                })
-                .collect(),
+            approvals: approval_views(&r.approvals),
             needs,
             single_use: r.requirement.single_use,
             action_bound: r.requirement.action_bound,
@@ -413,6 +510,7 @@ impl RequestView {
                 .as_ref()
                 .map(|e| e.groups.clone())
                 .unwrap_or_default(),
+            items,
         }
     }
 }

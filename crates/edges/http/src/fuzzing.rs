@@ -57,10 +57,11 @@ pub fn duration(data: &[u8]) {
 /// Every JSON body the API takes, through the checks its handler makes before acting.
 pub fn json_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<CreateRequestBody>(data) {
-        let body = jitgate_service::inputs::NewRequest::from(body);
-        if let Ok(ask) = body.ask() {
-            if let Some(policy) = quickstart() {
-                let _ = policy.admit(&Identity::user("alice", &["dev"]), &ask, chrono::Utc::now());
+        if let Ok(body) = jitgate_service::inputs::NewRequest::try_from(body) {
+            if let Ok(ask) = body.ask() {
+                if let Some(policy) = quickstart() {
+                    let _ = policy.admit(&Identity::user("alice", &["dev"]), &ask, chrono::Utc::now());
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
     ),
     components(schemas(
-        CreateRequestBody, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
+        CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,

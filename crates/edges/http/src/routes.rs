@@ -195,7 +195,7 @@ pub async fn create_request(
     caller: Allowed<op::FileRequest>,
     Json(body): Json<CreateRequestBody>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
-    let request = app.file(caller.who(), &body.into()).await?;
+    let request = app.file(caller.who(), &body.try_into()?).await?;
     Ok((
         StatusCode::CREATED,
         Json(RequestView::new(&request, now(), &caller.who().principal)),
@@ -253,8 +253,10 @@ pub async fn get_request(
         }
     };
     let mut view = RequestView::new(&request, now(), &caller.who().principal);
-    if let Some(grant) = view.grant.as_mut() {
-        add_provider_status(&app, &mut [grant]).await?;
+    let mut grants: Vec<&mut GrantView> = view.grant.iter_mut().collect();
+    grants.extend(view.items.iter_mut().filter_map(|i| i.grant.as_mut()));
+    if !grants.is_empty() {
+        add_provider_status(&app, &mut grants).await?;
     }
     Ok(Json(view))
 }

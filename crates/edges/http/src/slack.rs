@@ -159,26 +159,27 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
     Some(match decided {
         Ok(request) => {
             app.metrics.count_slack(if decide { "approved" } else { "denied" });
-            let missing: Vec<String> = request
-                .missing_approvals()
-                .iter()
+            // Of a multi-item request, what every item still needs, and every item by name.
+            let missing: Vec<String> = (0..request.item_count())
+                .flat_map(|i| request.item_missing_approvals(i))
                 .map(|s| format!("{} from {}", s.approvals, s.group))
                 .collect();
+            let what = if request.items.is_empty() {
+                format!("{} {}", request.action, request.resource)
+            } else {
+                jitgate_service::notify::items_text(&request)
+            };
             let text = match request.status {
                 jitgate_core::RequestStatus::Pending => format!(
-                    "{principal} approved {} ({} {} for {}); it still needs {}",
+                    "{principal} approved {} ({what} for {}); it still needs {}",
                     request.id,
-                    request.action,
-                    request.resource,
                     request.requester,
                     missing.join(" and ")
                 ),
                 status => format!(
-                    "{} {} ({} {} for {}) by {principal}",
+                    "{} {} ({what} for {}) by {principal}",
                     request.id,
                     status.as_str(),
-                    request.action,
-                    request.resource,
                     request.requester
                 ),
             };

@@ -26,12 +26,36 @@ pub(crate) const GRANT_COLUMNS: &str = "g.id AS g_id, g.request_id AS g_request_
 
 /// A request with its grant: the query, to be followed by its WHERE (and ORDER, LIMIT).
 pub(crate) fn request_query(where_clause: &str) -> String {
-    format!("SELECT r.doc, r.version, {GRANT_COLUMNS} FROM requests r LEFT JOIN grants g ON g.request_id = r.id {where_clause}")
+    // The first item's grant; a multi-item request's further grants are read by `item_grants`.
+    format!("SELECT r.doc, r.version, {GRANT_COLUMNS} FROM requests r LEFT JOIN grants g ON g.request_id = r.id AND g.item = 0 {where_clause}")
+}
+
+/// The grants of a request's further items (`item` 1 and up), in item order.
+pub(crate) fn item_grants_query() -> String {
+    format!(
+        "SELECT {GRANT_COLUMNS}, g.item AS g_item FROM grants g WHERE g.request_id = $1 AND g.item > 0 ORDER BY g.item"
+    )
+}
+
+/// Every grant of a request with its item number (0: the request's own), as the grants
+/// table keeps them.
+pub(crate) fn numbered_grants(request: &Request) -> Vec<(&Grant, i64)> {
+    let first = request.grant.iter().map(|g| (g, 0));
+    let further = request.items.iter().enumerate().filter_map(|(k, item)| {
+        item.grant
+            .as_ref()
+            .map(|g| (g, i64::try_from(k + 1).unwrap_or(i64::MAX)))
+    });
+    first.chain(further).collect()
 }
 
 pub(crate) fn request_doc(request: &Request) -> Result<String> {
     let mut copy = request.clone();
     copy.grant = None;
+    // Grants live in the grants table, items' ones too.
+    for item in &mut copy.items {
+        item.grant = None;
+    }
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(format!("request document: {e}")))
 }
 

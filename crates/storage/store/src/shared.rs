@@ -96,15 +96,22 @@ where
             .bind(id)
             .fetch_optional(self.reader())
             .await?;
-        row.as_ref().map(RowDecode::request).transpose()
+        let mut requests: Vec<Request> = row.as_ref().map(RowDecode::request).transpose()?.into_iter().collect();
+        Sql::<B>::fill_item_grants(self.reader(), &mut requests).await?;
+        Ok(requests.pop())
     }
 
     async fn get_request_by_grant(&self, grant_id: &str) -> Result<Option<Request>> {
-        let row = sqlx::query(&request_query("WHERE g.id = $1"))
-            .bind(grant_id)
-            .fetch_optional(self.reader())
-            .await?;
-        row.as_ref().map(RowDecode::request).transpose()
+        // Any item's grant leads to its request.
+        let row = sqlx::query(&request_query(
+            "WHERE r.id = (SELECT request_id FROM grants WHERE id = $1)",
+        ))
+        .bind(grant_id)
+        .fetch_optional(self.reader())
+        .await?;
+        let mut requests: Vec<Request> = row.as_ref().map(RowDecode::request).transpose()?.into_iter().collect();
+        Sql::<B>::fill_item_grants(self.reader(), &mut requests).await?;
+        Ok(requests.pop())
     }
 
     async fn get_grants(&self, ids: &[String]) -> Result<Vec<Grant>> {
@@ -151,7 +158,9 @@ where
             B::PLACEHOLDERS,
         );
         let rows = Sql::<B>::query(&sql, values).fetch_all(self.reader()).await?;
-        rows.iter().map(RowDecode::request).collect()
+        let mut requests = rows.iter().map(RowDecode::request).collect::<Result<Vec<_>>>()?;
+        Sql::<B>::fill_item_grants(self.reader(), &mut requests).await?;
+        Ok(requests)
     }
 
     async fn count_pending(&self, requester: &str, now: Timestamp) -> Result<u64> {
@@ -218,7 +227,9 @@ where
             .bind(i64::from(limit.max(1)))
             .fetch_all(self.reader())
             .await?;
-        rows.iter().map(RowDecode::request).collect()
+        let mut requests = rows.iter().map(RowDecode::request).collect::<Result<Vec<_>>>()?;
+        Sql::<B>::fill_item_grants(self.reader(), &mut requests).await?;
+        Ok(requests)
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {

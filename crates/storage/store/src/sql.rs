@@ -11,7 +11,7 @@
 //! which makes binding such a statement quadratic. (sqlx's own `QueryBuilder` cannot run
 //! generically: its arguments would have to borrow the builder.)
 
-use crate::rows::{ms, request_doc, RowDecode};
+use crate::rows::{item_grants_query, ms, numbered_grants, request_doc, RowDecode};
 use crate::{ChangeFeed, Result, StoreError};
 use jitgate_core::audit::GENESIS_HASH;
 use jitgate_core::index::LiveGrant;
@@ -283,6 +283,25 @@ where
         Ok(())
     }
 
+    /// Put the grants of multi-item requests' further items in their places (a read per such
+    /// request; single-item requests, the most, cost nothing more).
+    pub(crate) async fn fill_item_grants(reader: &Pool<DB>, requests: &mut [Request]) -> Result<()> {
+        let sql = item_grants_query();
+        for request in requests.iter_mut().filter(|r| !r.items.is_empty()) {
+            let rows = sqlx::query(&sql).bind(request.id.as_str()).fetch_all(reader).await?;
+            for row in rows {
+                let item: i64 = row.try_get("g_item")?;
+                let slot = usize::try_from(item)
+                    .ok()
+                    .and_then(|i| i.checked_sub(1))
+                    .and_then(|k| request.items.get_mut(k))
+                    .ok_or_else(|| StoreError::Corrupt(format!("request {} has no item {item}", request.id)))?;
+                slot.grant = row.grant()?;
+            }
+        }
+        Ok(())
+    }
+
     /// New requests with their grants and events, in a few multi-row inserts.
     pub(crate) async fn insert_requests(conn: &mut DB::Connection, filings: &[(&Request, &[NewEvent])]) -> Result<()> {
         for chunk in filings.chunks(ROWS_PER_INSERT) {
@@ -307,23 +326,23 @@ where
             }
             query.execute(&mut *conn).await?;
         }
-        let grants: Vec<&Grant> = filings.iter().filter_map(|(r, _)| r.grant.as_ref()).collect();
+        let grants: Vec<(&Grant, i64)> = filings.iter().flat_map(|(r, _)| numbered_grants(r)).collect();
         Self::insert_grants(conn, &grants).await?;
         Self::append_events(conn, filings.iter().flat_map(|(_, events)| events.iter())).await
     }
 
     /// New grants, and for each active one its providers' provisioning (due at its start) and
     /// deprovisioning (due at its end).
-    async fn insert_grants(conn: &mut DB::Connection, grants: &[&Grant]) -> Result<()> {
+    async fn insert_grants(conn: &mut DB::Connection, grants: &[(&Grant, i64)]) -> Result<()> {
         for chunk in grants.chunks(ROWS_PER_INSERT) {
             let providers = chunk
                 .iter()
-                .map(|g| serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .map(|(g, _)| serde_json::to_string(&g.providers).map_err(|e| StoreError::Corrupt(e.to_string())))
                 .collect::<Result<Vec<_>>>()?;
             let sql = format!("INSERT INTO grants (id, request_id, principal, resource, action, payload_sha256, single_use, break_glass, \
-                 status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers) {}", values(chunk.len(), 17, B::PLACEHOLDERS));
+                 status, starts_at, expires_at, ended_at, ended_by, end_comment, extensions, token, providers, item) {}", values(chunk.len(), 18, B::PLACEHOLDERS));
             let mut query = sqlx::query(&sql);
-            for (g, providers) in chunk.iter().zip(providers) {
+            for ((g, item), providers) in chunk.iter().zip(providers) {
                 query = query
                     .bind(&g.id)
                     .bind(&g.request_id)
@@ -341,12 +360,14 @@ where
                     .bind(&g.end_comment)
                     .bind(i64::from(g.extensions))
                     .bind(&g.token)
-                    .bind(providers);
+                    .bind(providers)
+                    .bind(*item);
             }
             query.execute(&mut *conn).await?;
         }
         let deliveries: Vec<(&str, &str, &str, i64)> = grants
             .iter()
+            .map(|(g, _)| *g)
             .filter(|g| g.status == GrantStatus::Active)
             .flat_map(|g| {
                 g.providers.iter().flat_map(move |provider| {
@@ -396,21 +417,20 @@ where
                 return Err(StoreError::Conflict);
             }
         }
-        let issued: Vec<&Grant> = items
-            .iter()
-            .filter_map(|(previous, next, _)| match (&previous.grant, &next.grant) {
-                (None, Some(grant)) => Some(grant),
-                _ => None,
-            })
-            .collect();
+        // Grants by item number: a multi-item request's are issued, and change, together.
+        let mut issued: Vec<(&Grant, i64)> = Vec::new();
+        let mut changed: Vec<(&Grant, &Grant)> = Vec::new();
+        for (previous, next, _) in items {
+            let before = numbered_grants(previous);
+            for (grant, item) in numbered_grants(next) {
+                match before.iter().find(|(_, i)| *i == item) {
+                    None => issued.push((grant, item)),
+                    Some((old, _)) if *old != grant => changed.push((old, grant)),
+                    Some(_) => {}
+                }
+            }
+        }
         Self::insert_grants(conn, &issued).await?;
-        let changed: Vec<(&Grant, &Grant)> = items
-            .iter()
-            .filter_map(|(previous, next, _)| match (&previous.grant, &next.grant) {
-                (Some(old), Some(new)) if old != new => Some((old, new)),
-                _ => None,
-            })
-            .collect();
         for chunk in changed.chunks(ROWS_PER_INSERT) {
             // A new end deserves its own reminder (SET reads the row as it was).
             let sql = format!("UPDATE grants SET status = v.column4, expires_at = v.column5, ended_at = v.column6, ended_by = v.column7, \

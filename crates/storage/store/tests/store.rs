@@ -1170,6 +1170,158 @@ mod conformance {
     }
 
     /// A single-use grant filed through `store`, for the replica tests.
+    /// A request for several things at once: each item's requirement, approvals and grant
+    /// come back as they were saved, payloads with NUL bytes and control characters intact;
+    /// the grants are checked, listed, expired and revoked like any other.
+    pub async fn multi_item_requests_keep_every_item(store: Arc<dyn Store>) {
+        let ask = Ask {
+            resource: "prod-db",
+            action: "read",
+            duration: Some(DurationSecs(60)),
+            reason: "work",
+            payload: Some("first\u{0}payload\r\n\u{1b}[31m"),
+            break_glass: false,
+        };
+        let further = vec![
+            machine::FiledItem {
+                resource: "staging-db".into(),
+                action: "read".into(),
+                payload: Some("second\u{0}\u{202e}".into()),
+                requirement: admission("staging-db").requirement,
+                grant_id: "items-g1".into(),
+            },
+            machine::FiledItem {
+                resource: "app-db".into(),
+                action: "write".into(),
+                payload: None,
+                requirement: admission("app-db").requirement,
+                grant_id: "items-g2".into(),
+            },
+        ];
+        let ids = NewIds {
+            request_id: "items".into(),
+            grant_id: "items-g0".into(),
+        };
+        let t = machine::file_items(&alice(), &ask, admission("prod-db"), further, ids, t0());
+        let filed = store.create_request(&t.request, &t.events).await.unwrap();
+        let read = store.get_request("items").await.unwrap().unwrap();
+        assert_eq!(read, filed);
+        assert_eq!(read.items.len(), 2);
+        assert_eq!(read.items[0].payload.as_deref(), Some("second\u{0}\u{202e}"));
+        assert_eq!(read.payload.as_deref(), Some("first\u{0}payload\r\n\u{1b}[31m"));
+        let events = store
+            .audit_events(&AuditFilter {
+                request_id: Some("items".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let filed_under: Vec<_> = events.iter().map(|e| e.event.resource.as_str()).collect();
+        assert_eq!(filed_under, ["prod-db", "staging-db", "app-db"]);
+
+        // bob approves (prod-db needs sre): the request is approved, one grant per item.
+        let bob = Identity::user("bob", &["sre"]);
+        let ids = ["items-g0".to_string(), "items-g1".into(), "items-g2".into()];
+        let approved = machine::approve_items(&read, &bob, None, &ids, |_| true, t0()).unwrap();
+        assert_eq!(approved.request.status, RequestStatus::Approved);
+        let saved = store
+            .save_transition(&read, &approved.request, &approved.events)
+            .await
+            .unwrap();
+        let read = store.get_request("items").await.unwrap().unwrap();
+        assert_eq!(read, saved);
+        let grants: Vec<_> = read.grants().map(|g| (g.id.as_str(), g.resource.as_str())).collect();
+        assert_eq!(
+            grants,
+            [
+                ("items-g0", "prod-db"),
+                ("items-g1", "staging-db"),
+                ("items-g2", "app-db")
+            ]
+        );
+        // Any item's grant leads to the whole request; every grant is live and listed.
+        let by_second = store.get_request_by_grant("items-g2").await.unwrap().unwrap();
+        assert_eq!(by_second, read);
+        assert_eq!(store.active_grants().await.unwrap().len(), 3);
+        let live = store.live_grants(None, 10).await.unwrap();
+        assert_eq!(live.len(), 3);
+        let listed = store
+            .list_requests(
+                &RequestFilter {
+                    limit: 10,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![read.clone()]);
+        // Only the item with a provider owes deliveries.
+        let states = store
+            .outbox_states(&["items-g2".into(), "items-g1".into()])
+            .await
+            .unwrap();
+        assert!(states.iter().all(|s| s.grant_id == "items-g2"));
+        assert_eq!(states.len(), 2);
+
+        // At the end of the window every grant expires, in one transition.
+        let end = read.grant.as_ref().unwrap().expires_at;
+        let due = store.due_requests(end, 10).await.unwrap();
+        assert_eq!(due, vec![read.clone()]);
+        let settled = machine::settle(&read, end).unwrap();
+        store
+            .save_transition(&read, &settled.request, &settled.events)
+            .await
+            .unwrap();
+        let read = store.get_request("items").await.unwrap().unwrap();
+        assert!(read.grants().all(|g| g.status == GrantStatus::Expired));
+        assert_eq!(read.grants().count(), 3);
+        assert!(store.active_grants().await.unwrap().is_empty());
+        assert!(store.due_requests(end, 10).await.unwrap().is_empty());
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    pub async fn multi_item_revocations_and_stale_saves(store: Arc<dyn Store>) {
+        let ask = Ask {
+            resource: "staging-db",
+            action: "read",
+            duration: Some(DurationSecs(60)),
+            reason: "work",
+            payload: None,
+            break_glass: false,
+        };
+        let further = vec![machine::FiledItem {
+            resource: "cache".into(),
+            action: "read".into(),
+            payload: None,
+            requirement: admission("cache").requirement,
+            grant_id: "auto-g1".into(),
+        }];
+        let ids = NewIds {
+            request_id: "auto".into(),
+            grant_id: "auto-g0".into(),
+        };
+        let t = machine::file_items(&alice(), &ask, admission("staging-db"), further, ids, t0());
+        assert_eq!(t.request.status, RequestStatus::Approved);
+        let filed = store.create_request(&t.request, &t.events).await.unwrap();
+        assert_eq!(store.get_request("auto").await.unwrap().unwrap().grants().count(), 2);
+        let revoked = machine::revoke(&filed, &alice(), Some("done".into()), t0()).unwrap();
+        store
+            .save_transition(&filed, &revoked.request, &revoked.events)
+            .await
+            .unwrap();
+        // A second save from the same stale copy conflicts.
+        let again = machine::revoke(&filed, &alice(), None, t0()).unwrap();
+        assert!(matches!(
+            store.save_transition(&filed, &again.request, &again.events).await,
+            Err(StoreError::Conflict)
+        ));
+        let read = store.get_request_by_grant("auto-g1").await.unwrap().unwrap();
+        assert!(read.grants().all(|g| g.status == GrantStatus::Revoked));
+        assert!(store.live_grants(None, 10).await.unwrap().is_empty());
+    }
+
     pub async fn file_for_replicas(store: &dyn Store) -> Request {
         file(store, 1, "prod-api", "deploy", Some("v1")).await
     }
@@ -1250,6 +1402,8 @@ macro_rules! all_cases {
             escalation_falls_due_once,
             background_work_is_leased_to_one_worker_at_a_time,
             a_deprovisioning_never_overtakes_its_provisioning,
+            multi_item_requests_keep_every_item,
+            multi_item_revocations_and_stale_saves,
         );
     };
 }
@@ -1318,6 +1472,117 @@ mod sqlite {
                 .any(|step| step.contains("USING COVERING INDEX requests_pending_by_requester")),
             "{plan:?}"
         );
+    }
+
+    /// A database from before multi-item requests (migration 15) holding a grant that the
+    /// outbox and a credential handout refer to: the rebuild of the grants table (to let a
+    /// request have a grant per item) keeps every row and every reference, and foreign keys
+    /// are still enforced after it.
+    #[tokio::test]
+    async fn upgrading_to_items_keeps_grants_and_their_references() {
+        use jitgate_core::machine::{self, NewIds};
+        use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite"
+        )))
+        .await
+        .unwrap();
+        old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 15).cloned().collect());
+        old.run(&raw).await.unwrap();
+        let ask = Ask {
+            resource: "app-db",
+            action: "read",
+            duration: Some(DurationSecs(600)),
+            reason: "before the upgrade",
+            payload: None,
+            break_glass: false,
+        };
+        let admission = Admission {
+            requirement: Requirement {
+                steps: Vec::new(),
+                single_use: false,
+                action_bound: false,
+                pending_ttl: DurationSecs(3600),
+                review_groups: Vec::new(),
+                alert: None,
+                providers: vec!["hook".into()],
+                escalation: None,
+            },
+            duration: DurationSecs(600),
+            decided_by: None,
+        };
+        let ids = NewIds {
+            request_id: "old-req".into(),
+            grant_id: "old-grant".into(),
+        };
+        let now = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        let filed = machine::file(&Identity::user("alice", &["dev"]), &ask, admission, ids, now).request;
+        let grant = filed.grant.clone().unwrap();
+        let mut doc = filed.clone();
+        doc.grant = None;
+        sqlx::query(
+            "INSERT INTO requests (id, requester, resource, action, status, created_at, pending_expires_at, version, doc) \
+             VALUES ('old-req', 'alice', 'app-db', 'read', 'approved', $1, $2, 1, $3)",
+        )
+        .bind(now.timestamp_millis())
+        .bind(filed.pending_expires_at.timestamp_millis())
+        .bind(serde_json::to_string(&doc).unwrap())
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, principal, resource, action, single_use, break_glass, status, starts_at, \
+             expires_at, extensions, providers) VALUES ('old-grant', 'old-req', 'alice', 'app-db', 'read', 0, 0, 'active', $1, $2, 0, '[\"hook\"]')",
+        )
+        .bind(grant.starts_at.timestamp_millis())
+        .bind(grant.expires_at.timestamp_millis())
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES ('old-grant', 'hook', 'provision', 0)",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO credential_handouts (grant_id, provider, claimed_at) VALUES ('old-grant', 'hook', 0)")
+            .execute(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
+
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let read = store.get_request("old-req").await.unwrap().unwrap();
+        assert_eq!(read.grant.as_ref().map(|g| g.id.as_str()), Some("old-grant"));
+        assert!(read.items.is_empty());
+        assert_eq!(store.outbox_states(&["old-grant".into()]).await.unwrap().len(), 1);
+        assert!(
+            !store.claim_handout("old-grant", "hook", now).await.unwrap(),
+            "the handout survived"
+        );
+        assert_eq!(store.live_grants(None, 10).await.unwrap().len(), 1);
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let orphan = sqlx::query(
+            "INSERT INTO outbox (grant_id, provider, operation, due_at) VALUES ('nope', 'hook', 'provision', 0)",
+        )
+        .execute(&raw)
+        .await;
+        assert!(orphan.is_err(), "foreign keys still hold");
+        let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ mod grant_tokens;
 mod hostile_input;
 mod http;
 mod identity;
+mod items;
 mod limits;
 mod metrics;
 mod notifications;

@@ -557,3 +557,52 @@ fn undecided_requests_escalate_to_backup_reviewers_who_may_then_approve() {
     );
     assert!(!text.contains("<@UBOB>"), "{text}");
 }
+
+/// A request for several things at once: the reviewers are shown every item approving would
+/// grant, with each exact payload, in Slack and in the webhook, and only once per filing.
+#[test]
+fn a_multi_item_request_shows_every_item_and_its_payload_to_the_reviewers() {
+    let Setup {
+        s,
+        slack,
+        hook,
+        _policy: _keep_policy,
+        ..
+    } = setup();
+    let payload = "sha256:4f1c <!channel>";
+    let r = s.file(
+        "demo-alice",
+        json!({"items": [
+            {"resource": "staging-db", "action": "read"},
+            {"resource": "prod-db", "action": "read"},
+            {"resource": "prod-api", "action": "deploy", "payload": payload}
+        ], "duration": "30m", "reason": "OPS-9 ship"}),
+    );
+    let rid = id(&r);
+    let message = wait_for_message(&slack, &rid, "a Slack message for the reviewers");
+    let section = message["blocks"][0]["text"]["text"].as_str().unwrap();
+    for shown in [
+        "read staging-db",
+        "read prod-db",
+        "deploy prod-api",
+        "sha256:4f1c &lt;!channel&gt;",
+    ] {
+        assert!(section.contains(shown), "{shown} in {section}");
+    }
+    assert!(!section.contains("<!channel>"), "{section}");
+    let fallback = message["text"].as_str().unwrap();
+    assert!(
+        fallback.contains("read staging-db, read prod-db, deploy prod-api"),
+        "{fallback}"
+    );
+    let webhook = wait_for_message(&hook, &rid, "a webhook message for the reviewers");
+    let headline = webhook["headline"].as_str().unwrap();
+    assert!(
+        headline.contains("deploy prod-api (payload \"sha256:4f1c <!channel>\")"),
+        "{headline}"
+    );
+    // One message per filing, not one per item.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let filed: Vec<Value> = about(&hook.bodies(), &rid);
+    assert_eq!(filed.len(), 1, "{filed:?}");
+}

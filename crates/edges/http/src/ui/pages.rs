@@ -240,6 +240,8 @@ pub struct RequestRow {
     break_glass: bool,
     created_at: String,
     age: String,
+    /// How many more items a request for several things holds beyond the one shown.
+    more_items: usize,
 }
 
 impl RequestRow {
@@ -256,12 +258,17 @@ impl RequestRow {
             break_glass: v.break_glass,
             created_at: v.created_at.to_rfc3339(),
             age: ago(v.created_at, at),
+            more_items: v.items.len().saturating_sub(1),
         }
     }
 }
 
 fn needs_text(v: &RequestView) -> String {
-    v.needs
+    needs_list(&v.needs)
+}
+
+fn needs_list(needs: &[crate::api::NeedView]) -> String {
+    needs
         .iter()
         .map(|n| match n.group.strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX) {
             Some(person) => format!("{} from {person}", n.approvals),
@@ -358,7 +365,11 @@ async fn waiting_for(
         };
         let (requests, next) = app.visible_requests(caller, filter, at).await?;
         for r in &requests {
-            if r.requester != who.principal && policy.may_review(who, r, at).is_ok() {
+            // Of a multi-item request, a reviewer of any item is waited for.
+            let reviews = (0..r.item_count())
+                .filter_map(|i| r.item_request(i))
+                .any(|item| policy.may_review(who, &item, at).is_ok());
+            if r.requester != who.principal && reviews {
                 rows.push(RequestRow::new(&RequestView::new(r, at, &who.principal), at));
                 if rows.len() == INBOX_PAGE {
                     return Ok((rows, Some(r.id.clone())));
@@ -510,6 +521,19 @@ pub struct RequestDetail {
     /// A break-glass request whose after-the-fact review this viewer may give.
     can_post_review: bool,
     live: bool,
+    /// A multi-item request's items, each as the reviewer must see it before approving.
+    items: Vec<ItemRow>,
+}
+
+/// One item of a multi-item request on its page.
+pub struct ItemRow {
+    resource: String,
+    action: String,
+    payload: Option<String>,
+    action_bound: bool,
+    approvals: String,
+    needs: String,
+    grant: String,
 }
 
 #[derive(Template)]
@@ -530,8 +554,13 @@ pub async fn request(
     let who = caller.who();
     let v = RequestView::new(&request, at, &who.principal);
     let pending = request.status_at(at) == RequestStatus::Pending;
-    let can_review =
-        pending && request.requester != who.principal && app.policy().may_review(who, &request, at).is_ok();
+    // Of a multi-item request, a reviewer of any item may approve (their items) or deny.
+    let policy = app.policy();
+    let can_review = pending
+        && request.requester != who.principal
+        && (0..request.item_count())
+            .filter_map(|i| request.item_request(i))
+            .any(|item| policy.may_review(who, &item, at).is_ok());
     let can_revoke = authz::reach(who, Operation::RevokeGrant).covers(who, &request);
     let closed = v.closed_by.as_ref().map(|c| {
         let mut text = format!("{} by {} at {}", v.status, c.by, when(c.at));
@@ -573,6 +602,36 @@ pub async fn request(
             && request.requester != who.principal
             && authz::reach(who, Operation::ReviewBreakGlass) != Reach::Nothing,
         live: pending || v.grant.as_ref().is_some_and(|g| g.status == "active"),
+        items: v
+            .items
+            .iter()
+            .map(|i| ItemRow {
+                resource: i.resource.clone(),
+                action: i.action.clone(),
+                payload: i.payload.as_deref().map(shown),
+                action_bound: i.action_bound,
+                approvals: i
+                    .approvals
+                    .iter()
+                    .map(|a| a.reviewer.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                needs: needs_list(&i.needs),
+                grant: i
+                    .grant
+                    .as_ref()
+                    .map(|g| {
+                        format!(
+                            "{} {} ({} to {})",
+                            g.status,
+                            g.id,
+                            when(g.starts_at),
+                            when(g.expires_at)
+                        )
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
     };
     Ok(render(&RequestPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf),
@@ -753,14 +812,15 @@ pub async fn file(
     let duration = form.duration.as_deref().map(str::trim).filter(|d| !d.is_empty());
     let payload = form.payload.as_deref().filter(|p| !p.trim().is_empty());
     let body = CreateRequestBody {
-        resource: resource.to_string(),
-        action: action.to_string(),
+        resource: Some(resource.to_string()),
+        action: Some(action.to_string()),
+        items: None,
         duration: duration.map(DurationInput::text),
         reason: form.reason.clone().unwrap_or_default(),
         payload: payload.map(str::to_string),
         break_glass: form.break_glass.is_some(),
     };
-    match app.file(caller.who(), &body.into()).await {
+    match app.file(caller.who(), &body.try_into()?).await {
         Ok(request) => Ok(see_other(&format!("/ui/requests/{}", encode(&request.id)))),
         // A refusal the requester can fix is shown on the form, with what they typed.
         Err(
