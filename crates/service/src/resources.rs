@@ -88,7 +88,7 @@ impl App {
         let who = caller.who();
         let now = crate::clock::now();
         let search = query.search.as_deref().map(str::to_lowercase);
-        let contains = |text: Option<&str>, needle: &str| text.is_some_and(|t| t.to_lowercase().contains(needle));
+        let contains = |text: Option<&str>, needle: &str| text.is_some_and(|t| contains_any_case(t, needle));
         let mut page: Vec<RequestableResource> = Vec::new();
         let mut more = false;
         // Walk the resources in name order from the page's start and stop once the page is
@@ -109,7 +109,7 @@ impl App {
             let description = declared.and_then(|r| r.description.as_deref());
             let resource_matches = search
                 .as_deref()
-                .is_none_or(|s| name.to_lowercase().contains(s) || contains(description, s));
+                .is_none_or(|s| contains_any_case(name, s) || contains(description, s));
             let mut actions = Vec::new();
             for workflow in workflows {
                 let text_matches = resource_matches
@@ -154,5 +154,36 @@ impl App {
         }
         let next = more.then(|| page.last().map(|r| r.name.clone())).flatten();
         Ok((page, next))
+    }
+}
+
+/// Whether `text` contains `needle` (already lower case) in any case. A search walks every
+/// resource's name and description, so the common all-ASCII case compares in place rather
+/// than lower-casing a copy of each.
+fn contains_any_case(text: &str, needle: &str) -> bool {
+    if needle.is_ascii() {
+        let needle = needle.as_bytes();
+        return needle.is_empty()
+            || text
+                .as_bytes()
+                .windows(needle.len())
+                .any(|window| window.eq_ignore_ascii_case(needle));
+    }
+    text.to_lowercase().contains(needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_any_case;
+
+    #[test]
+    fn a_search_matches_in_any_case_and_beyond_ascii() {
+        assert!(contains_any_case("Prod-DB of Payments", "prod-db"));
+        assert!(contains_any_case("prod-db", ""));
+        assert!(!contains_any_case("prod-db", "staging"));
+        assert!(!contains_any_case("db", "prod-db"));
+        assert!(contains_any_case("Zürich Ledger", "zürich"));
+        assert!(contains_any_case("ZÜRICH ledger", "zürich"));
+        assert!(!contains_any_case("Zurich", "zürich"));
     }
 }

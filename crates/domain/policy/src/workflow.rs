@@ -219,8 +219,9 @@ pub struct Rules {
     principals: BTreeMap<String, DirectoryEntry>,
     /// Every (resource, action) with a workflow, selectors expanded at load: an O(1) lookup.
     workflows: HashMap<(String, String), Binding>,
-    /// Resource name to its actions, for error messages and listings.
-    resources: BTreeMap<String, BTreeSet<String>>,
+    /// Resource name to its actions' workflows (the same `Arc`s as `workflows`), in name
+    /// order: listings walk it a page at a time, error messages name the actions.
+    resources: BTreeMap<String, BTreeMap<String, Arc<Workflow>>>,
     catalog: Catalog,
 }
 
@@ -1005,14 +1006,15 @@ impl Rules {
                 }
                 workflow.steps.splice(at..at, owner_steps);
             }
+            let workflow = Arc::new(workflow);
             self.resources
                 .entry(resource.clone())
                 .or_default()
-                .insert(action.clone());
+                .insert(action.clone(), Arc::clone(&workflow));
             self.workflows.insert(
                 (resource, action),
                 Binding {
-                    workflow: Arc::new(workflow),
+                    workflow,
                     matched: Matched {
                         file: WORKFLOWS_FILE.into(),
                         line: c.line,
@@ -1086,14 +1088,7 @@ impl Rules {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.resources
             .range::<str, _>((start, Bound::Unbounded))
-            .map(move |(resource, actions)| {
-                let workflows = actions.iter().filter_map(move |action| {
-                    self.workflows
-                        .get(&(resource.clone(), action.clone()))
-                        .map(|b| &*b.workflow)
-                });
-                (resource.as_str(), workflows)
-            })
+            .map(|(resource, actions)| (resource.as_str(), actions.values().map(|w| &**w)))
     }
 
     /// The workflow for a resource and action, or an error naming what exists.
@@ -1113,19 +1108,16 @@ impl Rules {
                 ),
             ));
         };
-        self.workflows
-            .get(&(resource.to_string(), action.to_string()))
-            .map(|b| &*b.workflow)
-            .ok_or_else(|| {
-                let known: Vec<&str> = actions.iter().map(String::as_str).collect();
-                DomainError::invalid(
-                    "action",
-                    format!(
-                        "'{action}' is not an action of {resource}; its actions are: {}",
-                        known.join(", ")
-                    ),
-                )
-            })
+        actions.get(action).map(|w| &**w).ok_or_else(|| {
+            let known: Vec<&str> = actions.keys().map(String::as_str).collect();
+            DomainError::invalid(
+                "action",
+                format!(
+                    "'{action}' is not an action of {resource}; its actions are: {}",
+                    known.join(", ")
+                ),
+            )
+        })
     }
 }
 
