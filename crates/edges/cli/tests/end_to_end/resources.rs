@@ -229,3 +229,135 @@ when { context.access == "read" };
     );
     assert_eq!(status, 403, "{refused}");
 }
+
+/// Issue #21's bar on the quickstart plus a catalog with labels: a label-selected workflow
+/// approves at once, a glob-selected one waits for its group, an owners step asks the
+/// resource's owners; a request for all three is approved item by item and then allows exactly
+/// each checked pair; two equally specific selectors on one resource are refused.
+#[test]
+fn selectors_and_owners_over_the_catalog_decide_a_three_item_request_item_by_item() {
+    let dir = quickstart_with_workflows(
+        r#"
+# Every staging database, today's and any added later: selected by kind and label.
+[[workflow]]
+resources = { kind = "postgres", labels = { env = "staging" } }
+actions = ["write"]
+requesters = ["dev"]
+auto_approve = true
+
+# Every production resource by name.
+[[workflow]]
+resources = { names = ["prod-*"] }
+actions = ["audit"]
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+
+# The ledger console's owners decide.
+[[workflow]]
+resource = "ledger-console"
+action = "access"
+requesters = ["dev"]
+steps = [{ owners = true }]
+"#,
+    );
+    let mut catalog = std::fs::read_to_string(quickstart().join("resources.toml")).unwrap();
+    catalog.push_str(
+        r#"
+[[resource]]
+name = "ledger-db"
+kind = "postgres"
+labels = { env = "staging", team = "ledger" }
+
+[[resource]]
+name = "ledger-console"
+kind = "http"
+labels = { env = "prod", team = "ledger" }
+owners = ["admins"]
+description = "The ledger's admin console"
+"#,
+    );
+    std::fs::write(dir.path().join("resources.toml"), &catalog).unwrap();
+    let s = Server::start_with_policy(dir.path());
+
+    // What alice is offered says what each would take.
+    let (_, listed) = s.get("/v1/resources", "demo-alice");
+    let offers = offered(&listed);
+    let offer = |resource: &str, action: &str| {
+        offers
+            .iter()
+            .find(|o| o.0 == resource && o.1 == action)
+            .cloned()
+            .unwrap_or_else(|| panic!("{resource} {action} is not offered: {listed}"))
+    };
+    assert!(offer("ledger-db", "write").2, "label-selected: automatic");
+    assert!(offer("staging-db", "write").2, "label-selected: automatic");
+    assert_eq!(offer("prod-db", "audit").3, json!([{"group": "sre", "approvals": 1}]));
+    assert_eq!(offer("prod-api", "audit").3, json!([{"group": "sre", "approvals": 1}]));
+    assert_eq!(
+        offer("ledger-console", "access").3,
+        json!([{"group": "admins", "approvals": 1}])
+    );
+
+    let pairs = [
+        ("ledger-db", "write"),
+        ("prod-db", "audit"),
+        ("ledger-console", "access"),
+    ];
+    let r = s.file(
+        "demo-alice",
+        json!({
+            "items": pairs.iter().map(|(r, a)| json!({"resource": r, "action": a})).collect::<Vec<_>>(),
+            "duration": "20m",
+            "reason": "OPS-21 reconcile the ledger",
+        }),
+    );
+    assert_eq!(r["status"], "pending", "{r}");
+    assert_eq!(r["items"][0]["needs"], json!([]), "{r}");
+    assert_eq!(r["items"][1]["needs"], json!([{"group": "sre", "approvals": 1}]), "{r}");
+    assert_eq!(
+        r["items"][2]["needs"],
+        json!([{"group": "admins", "approvals": 1}]),
+        "{r}"
+    );
+    let id = r["id"].as_str().unwrap().to_string();
+    let allowed = |resource: &str, action: &str| s.check("alice", resource, action, None)["allow"] == true;
+    assert!(
+        pairs.iter().all(|(r, a)| !allowed(r, a)),
+        "nothing before every item is approved"
+    );
+
+    // bob (sre) approves the glob-selected item; the owners' item still waits.
+    let (status, after_bob) = s.post(&format!("/v1/requests/{id}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{after_bob}");
+    assert_eq!(after_bob["status"], "pending", "{after_bob}");
+    assert!(pairs.iter().all(|(r, a)| !allowed(r, a)), "nothing while an item waits");
+
+    // The owner group (admins) approves the last item: each checked pair is allowed, nothing else.
+    let (status, done) = s.post(&format!("/v1/requests/{id}/approve"), "demo-admin", json!({}));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "approved", "{done}");
+    for (resource, action) in pairs {
+        assert!(allowed(resource, action), "{resource} {action} after approval");
+        assert_eq!(s.check("dave", resource, action, None)["allow"], false, "only alice");
+    }
+    assert!(!allowed("prod-api", "audit"), "an item not asked for");
+    assert!(!allowed("staging-db", "write"), "an item not asked for");
+
+    // Two selectors of equal specificity on one (resource, action): refused, naming both.
+    let mut workflows = std::fs::read_to_string(dir.path().join("workflows.toml")).unwrap();
+    workflows.push_str(
+        "\n[[workflow]]\nresources = { labels = { team = \"ledger\" } }\nactions = [\"write\"]\nrequesters = [\"dev\"]\nsteps = [{ group = \"sre\", approvals = 1 }]\n",
+    );
+    std::fs::write(dir.path().join("workflows.toml"), workflows).unwrap();
+    let refused = std::process::Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("'ledger-db'") && said.contains("equal specificity") && said.contains("team = \"ledger\""),
+        "{said}"
+    );
+}

@@ -765,3 +765,59 @@ fn the_new_request_page_searches_the_catalog_and_files_what_was_found() {
     clean_console(&alice);
     clean_console(&bob);
 }
+
+#[test]
+fn the_new_request_form_files_several_choices_as_one_request_of_items() {
+    let s = Server::start();
+    let cookie = alice_session(&s);
+    let csrf = "a".repeat(64);
+    let post = |body: String| {
+        plain()
+            .post(format!("{}/ui/requests", s.url))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    // The form offers several at once.
+    let page = plain()
+        .get(format!("{}/ui/new", s.url))
+        .header("Cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains(r#"name="target" required multiple"#), "{page}");
+
+    // Two choices: one request, two items, each with what it needs.
+    let filed = post(format!(
+        "csrf={csrf}&target=staging-db%7Cread&target=prod-db%7Cread&duration=30m&reason=OPS-3+compare"
+    ));
+    assert_eq!(filed.status().as_u16(), 303);
+    let location = filed.headers()["location"].to_str().unwrap().to_string();
+    let id = location.rsplit('/').next().unwrap();
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    let items = r["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{r}");
+    assert_eq!(
+        (items[0]["resource"].as_str(), items[1]["resource"].as_str()),
+        (Some("staging-db"), Some("prod-db"))
+    );
+    assert_eq!(items[0]["needs"], json!([]), "{r}");
+    assert_eq!(items[1]["needs"], json!([{"group": "sre", "approvals": 1}]), "{r}");
+    assert_eq!(r["status"], "pending", "{r}");
+
+    // A refusal names the item and shows the form again with both still chosen.
+    let refused = post(format!(
+        "csrf={csrf}&target=staging-db%7Cread&target=prod-api%7Cdeploy&reason=OPS-4+ship"
+    ));
+    assert_eq!(refused.status().as_u16(), 422);
+    let page = refused.text().unwrap();
+    assert!(page.contains("items[1]"), "{page}");
+    assert!(page.contains(r#"value="staging-db|read" selected"#), "{page}");
+    assert!(page.contains(r#"value="prod-api|deploy" selected"#), "{page}");
+    // Nothing was filed by the refusal.
+    let (_, mine) = s.get("/v1/requests?requester=alice", "demo-alice");
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+}

@@ -2,7 +2,7 @@
 //! and the view models the templates render.
 
 use super::{cookie, CsrfToken, SESSION_COOKIE};
-use crate::api::{CreateRequestBody, DurationInput, GrantView, RequestView};
+use crate::api::{CreateRequestBody, DurationInput, GrantView, ItemBody, RequestView};
 use crate::app::{now, App};
 use crate::auth::{op, Allowed, Caller};
 use crate::ApiError;
@@ -681,6 +681,8 @@ pub async fn decide(
 pub struct Target {
     value: String,
     label: String,
+    /// Chosen on the form that is shown again (a refusal keeps what was typed).
+    selected: bool,
 }
 
 #[derive(Template)]
@@ -689,7 +691,6 @@ struct NewPage {
     chrome: Chrome,
     error: Option<String>,
     finder: Finder,
-    chosen: String,
     duration: String,
     reason: String,
     payload: String,
@@ -760,6 +761,7 @@ fn finder(app: &App, caller: &Caller, search: CatalogSearch) -> Finder {
             Target {
                 value: format!("{}|{}", r.name, a.action),
                 label,
+                selected: false,
             }
         })
         .collect();
@@ -783,41 +785,84 @@ pub async fn new_request(
         chrome: Chrome::for_caller(&caller, "new", &csrf),
         error: None,
         finder: finder(&app, &caller, search),
-        chosen: String::new(),
         duration: String::new(),
         reason: String::new(),
         payload: String::new(),
     }))
 }
 
-#[derive(Deserialize)]
+/// The new-request form: one or several targets (`RESOURCE|ACTION`), for one window.
+#[derive(Default)]
 pub struct FileForm {
-    target: String,
+    targets: Vec<String>,
     duration: Option<String>,
     reason: Option<String>,
     payload: Option<String>,
     break_glass: Option<String>,
 }
 
+impl FileForm {
+    /// Read the posted fields; `target` repeats when several things are chosen.
+    fn from_fields(fields: Vec<(String, String)>) -> FileForm {
+        let mut form = FileForm::default();
+        for (name, value) in fields {
+            match name.as_str() {
+                "target" => form.targets.push(value),
+                "duration" => form.duration = Some(value),
+                "reason" => form.reason = Some(value),
+                "payload" => form.payload = Some(value),
+                "break_glass" => form.break_glass = Some(value),
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
 pub async fn file(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::FileRequest>,
-    Form(form): Form<FileForm>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let (resource, action) = form
-        .target
-        .rsplit_once('|')
-        .ok_or_else(|| ApiError::Invalid("target: choose what to ask for".into()))?;
+    let form = FileForm::from_fields(fields);
+    let chosen: Vec<(&str, &str)> = form
+        .targets
+        .iter()
+        .map(|t| {
+            t.rsplit_once('|')
+                .ok_or_else(|| ApiError::Invalid("target: choose what to ask for".into()))
+        })
+        .collect::<Result<_, _>>()?;
     let duration = form.duration.as_deref().map(str::trim).filter(|d| !d.is_empty());
     let payload = form.payload.as_deref().filter(|p| !p.trim().is_empty());
+    // One choice files as it always has; several become the items of one request, each
+    // judged by its own workflow (a payload goes with each, for action-bound workflows).
+    let (resource, action, items) = match chosen.as_slice() {
+        [] => return Err(ApiError::Invalid("target: choose what to ask for".into())),
+        [(resource, action)] => (Some(resource.to_string()), Some(action.to_string()), None),
+        several => (
+            None,
+            None,
+            Some(
+                several
+                    .iter()
+                    .map(|(resource, action)| ItemBody {
+                        resource: resource.to_string(),
+                        action: action.to_string(),
+                        payload: payload.map(str::to_string),
+                    })
+                    .collect(),
+            ),
+        ),
+    };
     let body = CreateRequestBody {
-        resource: Some(resource.to_string()),
-        action: Some(action.to_string()),
-        items: None,
+        payload: payload.filter(|_| items.is_none()).map(str::to_string),
+        resource,
+        action,
+        items,
         duration: duration.map(DurationInput::text),
         reason: form.reason.clone().unwrap_or_default(),
-        payload: payload.map(str::to_string),
         break_glass: form.break_glass.is_some(),
     };
     match app.file(caller.who(), &body.try_into()?).await {
@@ -840,16 +885,24 @@ pub async fn file(
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
                 error: Some(e.to_string()),
-                // What was chosen stays on offer, whatever else matches.
-                finder: finder(
-                    &app,
-                    &caller,
-                    CatalogSearch {
-                        q: Some(resource.to_string()),
-                        ..CatalogSearch::default()
-                    },
-                ),
-                chosen: form.target.clone(),
+                // What was chosen stays on offer and chosen, whatever else matches.
+                finder: {
+                    let mut found = finder(
+                        &app,
+                        &caller,
+                        CatalogSearch {
+                            q: match chosen.as_slice() {
+                                [(resource, _)] => Some(resource.to_string()),
+                                _ => None,
+                            },
+                            ..CatalogSearch::default()
+                        },
+                    );
+                    for target in &mut found.targets {
+                        target.selected = form.targets.contains(&target.value);
+                    }
+                    found
+                },
                 duration: duration.unwrap_or_default().to_string(),
                 reason: form.reason.unwrap_or_default(),
                 payload: form.payload.unwrap_or_default(),
