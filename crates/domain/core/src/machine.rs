@@ -174,29 +174,7 @@ fn issue_grants(request: &mut Request, grant_ids: &[String], now: Timestamp) -> 
 fn issue_grant(request: &mut Request, grant_id: String, now: Timestamp) -> NewEvent {
     request.status = RequestStatus::Approved;
     request.decided_at = Some(now);
-    request.grant = Some(Grant {
-        id: grant_id,
-        request_id: request.id.clone(),
-        principal: request.requester.clone(),
-        resource: request.resource.clone(),
-        action: request.action.clone(),
-        payload_sha256: if request.requirement.action_bound {
-            request.payload_sha256.clone()
-        } else {
-            None
-        },
-        single_use: request.requirement.single_use,
-        break_glass: request.break_glass,
-        status: GrantStatus::Active,
-        starts_at: now,
-        expires_at: now + request.duration.as_delta(),
-        ended_at: None,
-        ended_by: None,
-        end_comment: None,
-        extensions: 0,
-        token: None,
-        providers: request.requirement.providers.clone(),
-    });
+    request.grant = Some(item_grant(request, grant_id, None, now));
     event(EventKind::GrantIssued, request, SYSTEM_ACTOR, None, now)
 }
 

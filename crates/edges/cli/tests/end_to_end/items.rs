@@ -523,33 +523,9 @@ fn expiry_ends_every_items_grant_and_the_cli_files_with_also() {
 /// A page of the web UI as `token`'s holder sees it, signed in with a CSRF cookie of our own
 /// choosing.
 fn ui_page(s: &Server, token: &str, path: &str) -> String {
-    let csrf = "b".repeat(64);
-    let plain = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = plain
-        .post(format!("{}/ui/login", s.url))
-        .header("Cookie", format!("jitgate_csrf={csrf}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}&csrf={csrf}"))
-        .send()
-        .unwrap();
-    assert_eq!(login.status().as_u16(), 303);
-    let session = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("jitgate_session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    plain
+    no_redirects()
         .get(format!("{}{path}", s.url))
-        .header("Cookie", format!("{session}; jitgate_csrf={csrf}"))
+        .header("Cookie", ui_session(s, token))
         .send()
         .unwrap()
         .text()

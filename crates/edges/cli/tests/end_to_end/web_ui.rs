@@ -17,10 +17,7 @@ fn browser((w, h): (u32, u32)) -> Browser {
 
 /// An HTTP client that shows redirects instead of following them.
 fn plain() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    no_redirects()
 }
 
 /// Sign in on the sign-in page with an API token; lands on the inbox.
@@ -174,27 +171,7 @@ fn a_cross_site_form_post_is_refused() {
 
 /// A session cookie for alice, and a CSRF cookie of our own choosing.
 fn alice_session(s: &Server) -> String {
-    let csrf = "a".repeat(64);
-    let response = plain()
-        .post(format!("{}/ui/login", s.url))
-        .header("Cookie", format!("jitgate_csrf={csrf}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token=demo-alice&csrf={csrf}"))
-        .send()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 303);
-    let session = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("jitgate_session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    format!("{session}; jitgate_csrf={csrf}")
+    ui_session(s, "demo-alice")
 }
 
 #[test]

@@ -334,3 +334,37 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An HTTP client that shows redirects instead of following them.
+pub fn no_redirects() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Sign in to the web UI with `token` (an API token) and a CSRF cookie of our own choosing
+/// (64 `a`s, which forms then send as `csrf`): the `Cookie` header of the session.
+pub fn ui_session(s: &Server, token: &str) -> String {
+    let csrf = "a".repeat(64);
+    let response = no_redirects()
+        .post(format!("{}/ui/login", s.url))
+        .header("Cookie", format!("jitgate_csrf={csrf}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("jitgate_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    format!("{session}; jitgate_csrf={csrf}")
+}
