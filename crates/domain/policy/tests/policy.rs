@@ -159,7 +159,7 @@ impl Dir {
     /// The quickstart plus extra files.
     fn with(files: &[(&str, &str)]) -> Dir {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["directory.toml", "workflows.toml"] {
+        for name in ["directory.toml", "workflows.toml", "resources.toml"] {
             std::fs::copy(quickstart_dir().join(name), dir.path().join(name)).unwrap();
         }
         for (name, text) in files {
@@ -1237,10 +1237,26 @@ fn the_quickstart_declares_its_resources_in_a_catalog() {
         ("postgres", "prod")
     );
     assert_eq!(catalog.ancestors("prod-db"), vec!["env:prod"]);
-    // Every workflow still names its resource exactly.
-    assert!(p
+    // Every workflow written before the catalog still names its resource exactly; one
+    // selects by kind and label, and reaches the staging database and nothing else.
+    let selected: Vec<(String, String)> = p
         .workflows()
-        .all(|w| p.rules().matched(&w.resource, &w.action).unwrap().specificity == jitgate_policy::Specificity::Exact));
+        .filter(|w| {
+            p.rules().matched(&w.resource, &w.action).unwrap().specificity != jitgate_policy::Specificity::Exact
+        })
+        .map(|w| (w.resource.clone(), w.action.clone()))
+        .collect();
+    assert_eq!(selected, vec![("staging-db".to_string(), "migrate".to_string())]);
+    let matched = p.rules().matched("staging-db", "migrate").unwrap();
+    assert_eq!(matched.specificity, jitgate_policy::Specificity::Labels);
+    assert!(matched.selector.contains(r#"env = "staging""#), "{}", matched.selector);
+    for (resource, action) in [("staging-db", "read"), ("prod-db", "read"), ("prod-db", "write")] {
+        assert_eq!(
+            p.rules().matched(resource, action).unwrap().specificity,
+            jitgate_policy::Specificity::Exact,
+            "{resource} {action}"
+        );
+    }
 }
 
 /// An unknown resource is refused with where to look, never with every name there is (a

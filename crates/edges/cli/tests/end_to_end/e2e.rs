@@ -221,7 +221,9 @@ fn automatic_staging_access_expires_on_time() {
 #[test]
 fn pending_requests_expire_per_policy() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(quickstart().join("directory.toml"), dir.path().join("directory.toml")).unwrap();
+    for name in ["directory.toml", "resources.toml"] {
+        std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
+    }
     let workflows = std::fs::read_to_string(quickstart().join("workflows.toml"))
         .unwrap()
         .replace("pending_ttl = \"1h\"", "pending_ttl = \"1s\"");
@@ -809,7 +811,7 @@ fn run_bin(args: &[&str], dirs: &[&Path]) -> (i32, String, String) {
 fn policy_test_and_diff_exit_codes() {
     let (code, out, err) = run_bin(&["policy", "test"], &[&quickstart()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("15 passed, 0 failed"), "{out}");
+    assert!(out.contains("17 passed, 0 failed"), "{out}");
 
     // A case the policy does not meet: exit 1 with a readable difference.
     let dir = editable_quickstart();

@@ -40,9 +40,13 @@ fn each_caller_sees_only_what_they_may_request_and_what_it_takes() {
             ("prod-api", "deploy"),
             ("prod-db", "read"),
             ("prod-db", "write"),
+            ("staging-db", "migrate"),
             ("staging-db", "read")
         ]
     );
+    // Selected by kind and label, not named: automatic as its workflow says.
+    let migrate = offered_to_alice.iter().find(|o| o.1 == "migrate").unwrap();
+    assert!(migrate.2, "staging-db migrate is automatic");
     let staging = offered_to_alice.iter().find(|o| o.0 == "staging-db").unwrap();
     assert!(staging.2, "staging-db read is automatic");
     assert_eq!(staging.3, json!([]));
@@ -160,7 +164,13 @@ fn the_cli_lists_what_the_caller_may_request() {
     assert!(line("prod-db", "write").contains("2 of sre"));
     let (code, out, _) = s.cli("demo-alice", &["resources", "--search", "staging"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    // The header, then staging-db's two actions: read (named) and migrate (selected).
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("RESOURCE") || l.starts_with("staging-db")),
+        "{out}"
+    );
     let (code, out, _) = s.cli("demo-bob", &["--output", "json", "resources"]);
     assert_eq!(code, 0, "{out}");
     let listed: Value = serde_json::from_str(&out).unwrap();
@@ -173,18 +183,33 @@ fn a_catalog_file_added_under_resources_is_served_without_a_restart() {
     let s = Server::start_with_policy(dir.path());
     let (_, before) = s.get("/v1/resources?label=team=ledger", "demo-alice");
     assert_eq!(before["items"], json!([]), "{before}");
+    // A new staging database, declared and nothing else: the quickstart's selector (migrate on
+    // every staging PostgreSQL database) governs it without a workflow written for it.
     std::fs::create_dir(dir.path().join("resources")).unwrap();
     std::fs::write(
         dir.path().join("resources").join("ledger.toml"),
-        "[[resource]]\nname = \"staging-db\"\nkind = \"postgres\"\nlabels = { team = \"ledger\" }\n",
+        "[[resource]]\nname = \"ledger-db\"\nkind = \"postgres\"\nlabels = { env = \"staging\", team = \"ledger\" }\n",
     )
     .unwrap();
     wait_until("the new catalog file is served", || {
         let (_, after) = s.get("/v1/resources?label=team=ledger", "demo-alice");
-        after["items"]
-            .as_array()
-            .is_some_and(|items| items.len() == 1 && items[0]["name"] == "staging-db")
+        after["items"].as_array().is_some_and(|items| {
+            items.len() == 1
+                && items[0]["name"] == "ledger-db"
+                && items[0]["actions"].as_array().is_some_and(|actions| {
+                    actions.len() == 1
+                        && actions[0]["action"] == "migrate"
+                        && actions[0]["automatic"] == true
+                        && actions[0]["needs"] == json!([])
+                })
+        })
     });
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "ledger-db", "action": "migrate", "duration": "10m", "reason": "OPS-9 add an index"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(s.check("alice", "ledger-db", "migrate", None)["allow"], true);
 }
 
 #[test]

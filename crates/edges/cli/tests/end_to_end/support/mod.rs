@@ -294,7 +294,7 @@ pub fn id(v: &Value) -> String {
 /// A copy of the quickstart in a directory the test may edit.
 pub fn editable_quickstart() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["directory.toml", "workflows.toml"] {
+    for name in ["directory.toml", "workflows.toml", "resources.toml"] {
         std::fs::copy(quickstart().join(name), dir.path().join(name)).unwrap();
     }
     dir
