@@ -343,7 +343,18 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
             )
         }
         EventKind::BreakGlassRaised => {
-            let people = members_except(app, &request.requirement.review_groups, &request.requester);
+            // Every item's break-glass reviewers: each item was taken at once, and whoever
+            // reviews any of them must hear of it.
+            let mut groups: Vec<String> = Vec::new();
+            for i in 0..request.item_count() {
+                let Some(item) = request.item_request(i) else { continue };
+                for group in item.requirement.review_groups {
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                }
+            }
+            let people = members_except(app, &groups, &request.requester);
             (
                 format!(
                     "BREAK-GLASS: {} took {what} at once: {}. A review is due.",

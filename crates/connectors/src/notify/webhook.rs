@@ -53,7 +53,7 @@ impl NotificationSink for Webhook {
 fn body(message: &Message, link: &str) -> Value {
     let request = &message.request;
     let e = &message.event;
-    json!({
+    let mut body = json!({
         "id": format!("ntf_{}", e.seq),
         "event": e.event.kind.as_str(),
         "at": e.event.at,
@@ -73,5 +73,24 @@ fn body(message: &Message, link: &str) -> Value {
             "needs": request.missing_approvals(),
         },
         "grant_id": e.event.grant_id,
-    })
+    });
+    // A request for several things: every item, in the fields a bot or a display reads, so
+    // that what a reviewer is shown is everything that will be granted (the top-level
+    // resource, action, payload and needs are the first item's, as for one item).
+    if request.item_count() > 1 {
+        let items: Vec<Value> = (0..request.item_count())
+            .filter_map(|i| request.item_request(i).map(|item| (i, item)))
+            .map(|(i, item)| {
+                json!({
+                    "resource": item.resource,
+                    "action": item.action,
+                    "payload": item.payload,
+                    "action_bound": item.requirement.action_bound,
+                    "needs": request.item_missing_approvals(i),
+                })
+            })
+            .collect();
+        body["request"]["items"] = Value::from(items);
+    }
+    body
 }

@@ -588,15 +588,17 @@ pub fn revoke(
             "only the grant's holder, a reviewer of its resource or an admin can revoke it".into(),
         ));
     }
-    let status = grant.status_at(now);
-    if status != GrantStatus::Active {
+    // A multi-item request's grants share one window and end together: revoking is refused
+    // only when none is active any more. The first item's grant alone may have ended (a
+    // single-use grant used by its check) while the other items' stay live, and those must
+    // still be revocable.
+    if !request.grants().any(|g| g.status_at(now) == GrantStatus::Active) {
         return Err(DomainError::Conflict(format!(
             "grant {} is already {}",
             grant.id,
-            status.as_str()
+            grant.status_at(now).as_str()
         )));
     }
-    // A multi-item request's grants share one window and end together.
     let mut next = request.clone();
     let mut revoked = Vec::new();
     for g in next.grants_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
@@ -1062,6 +1064,37 @@ mod tests {
         let settled = settle(&done.request, later + TimeDelta::seconds(600)).unwrap();
         assert!(settled.request.grants().all(|g| g.status == GrantStatus::Expired));
         assert_eq!(settled.events.len(), 3);
+    }
+
+    #[test]
+    fn the_other_items_stay_revocable_after_the_first_items_single_use_grant_is_used() {
+        let alice = Identity::user("alice", &["dev"]);
+        let admin = Identity::user("root", &["admins"]);
+        let mut first = needs(&[]);
+        first.requirement.single_use = true;
+        let t = file_items(
+            &alice,
+            &ask("prod-api", "deploy", "OPS-1"),
+            first,
+            vec![item("prod-db", &[], 2)],
+            ids(1),
+            t0(),
+        );
+        assert_eq!(t.request.status, RequestStatus::Approved);
+        let mut used = t.request.clone();
+        if let Some(g) = used.grant.as_mut() {
+            g.status = GrantStatus::Used;
+        }
+        let at = t0() + TimeDelta::seconds(5);
+        let revoked = revoke(&used, &admin, Some("stop".into()), at).unwrap();
+        let statuses: Vec<_> = revoked.request.grants().map(|g| g.status).collect();
+        assert_eq!(statuses, [GrantStatus::Used, GrantStatus::Revoked]);
+        assert_eq!(revoked.events.len(), 1);
+        // Once nothing is active, a second revocation is a conflict.
+        assert!(matches!(
+            revoke(&revoked.request, &admin, None, at),
+            Err(DomainError::Conflict(_))
+        ));
     }
 
     #[test]

@@ -21,6 +21,13 @@ action = "migrate"
 requesters = ["dev"]
 steps = [{ group = "sre", approvals = 1 }]
 escalation = { after = "2s", groups = ["leads"] }
+
+[[workflow]]
+resource = "prod-cache"
+action = "flush"
+requesters = ["sre"]
+steps = [{ group = "sre", approvals = 1 }]
+break_glass = { groups = ["sre"], max_duration = "15m", reviewers = ["leads"] }
 "#,
     );
     let path = dir.path().join("directory.toml");
@@ -556,6 +563,29 @@ fn undecided_requests_escalate_to_backup_reviewers_who_may_then_approve() {
         "{text}"
     );
     assert!(!text.contains("<@UBOB>"), "{text}");
+
+    // Break-glass for several items: the reviewers of every item hear of it, not only the
+    // first item's (leads review prod-cache's break-glass, sre prod-db's).
+    let r = s.file(
+        "demo-bob",
+        json!({"items": [
+            {"resource": "prod-db", "action": "write"},
+            {"resource": "prod-cache", "action": "flush"}
+        ], "duration": "5m", "reason": "INC-100 cache poisoned", "break_glass": true}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let mut alert = None;
+    wait_until("the multi-item break-glass alert", || {
+        alert = slack.bodies().into_iter().find(|b| {
+            let body = b.to_string();
+            body.contains("BREAK-GLASS") && body.contains("INC-100 cache poisoned")
+        });
+        alert.is_some()
+    });
+    let alert = alert.unwrap();
+    let text = alert["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(text.contains("<@UCAROL>") && text.contains("<@ULENA>"), "{text}");
+    assert!(!text.contains("<@UBOB>"), "{text}");
 }
 
 /// A request for several things at once: the reviewers are shown every item approving would
@@ -600,6 +630,24 @@ fn a_multi_item_request_shows_every_item_and_its_payload_to_the_reviewers() {
     assert!(
         headline.contains("deploy prod-api (payload \"sha256:4f1c <!channel>\")"),
         "{headline}"
+    );
+    // And in the structured fields a bot reads: every item, with its payload and needs.
+    let items = webhook["request"]["items"].as_array().expect("items in the webhook");
+    let shown: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i["resource"].as_str().unwrap(), i["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("staging-db", "read"), ("prod-db", "read"), ("prod-api", "deploy")]
+    );
+    assert_eq!(items[2]["payload"], payload, "{webhook}");
+    assert_eq!(items[2]["action_bound"], true, "{webhook}");
+    assert_eq!(items[0]["needs"], json!([]), "{webhook}");
+    assert_eq!(
+        items[1]["needs"],
+        json!([{"group": "sre", "approvals": 1}]),
+        "{webhook}"
     );
     // One message per filing, not one per item.
     std::thread::sleep(std::time::Duration::from_millis(500));
