@@ -17,11 +17,12 @@ fn quickstart_with_ci_rule() -> Policy {
 permit(principal in Group::"ci", action == Action::"auto_approve", resource == Resource::"prod-api")
 when { context.access == "deploy" && context has ci && context.ci.ref == "refs/heads/main" };
 "#;
-    match Policy::from_texts(
+    match Policy::from_texts_with_catalog(
         &read("directory.toml"),
         &read("workflows.toml"),
         None,
         &[("ci.cedar".into(), ci_rule.into())],
+        &[("resources.toml".into(), read("resources.toml"))],
     ) {
         Ok(p) => p,
         Err(e) => panic!("benchmark policy is invalid: {e:?}"),
