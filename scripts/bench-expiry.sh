@@ -6,6 +6,7 @@
 #   N=10000 scripts/bench-expiry.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 N=${N:-10000}
 LEAD=${LEAD:-40}
 PORT=${PORT:-7483}
@@ -32,11 +33,7 @@ CONFIG
 JITGATE_LOG=warn ./target/release/jitgate serve --listen "127.0.0.1:$PORT" --config "$work/config.toml" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" & pids+=($!)
 server_pid=$!
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
-  # A server that could not start (the port taken by another) must not be measured instead.
-  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited; is port $PORT in use?" >&2; exit 1; }
-  sleep 0.05
-done
+wait_until_ready "$PORT" "$server_pid"
 ends_ms=$(sqlite3 "$work/jitgate.db" "SELECT MAX(expires_at) FROM grants")
 echo "$N grants end at $(date -u -d @$((ends_ms / 1000)) +%T) UTC; waiting"
 check() {

@@ -6,25 +6,15 @@
 # million grants takes minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 GRANTS=${GRANTS:-100000}
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 PORT=${PORT:-7481}
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
-  else
-    echo "wrk is missing: install it (apt-get install wrk) or run as root" >&2; exit 2
-  fi
-fi
-# JITGATE_BIN=PATH measures another build (an earlier commit's, for before-and-after
-# figures in one run); by default this checkout's, built here.
-if [ -z "${JITGATE_BIN:-}" ]; then
-  cargo build --release -q -p jitgate
-  JITGATE_BIN=./target/release/jitgate
-fi
+need_wrk
+choose_jitgate_bin
 cargo build --release -q -p jitgate-store --example seed
 
 work=$(mktemp -d)
@@ -43,11 +33,7 @@ JITGATE_LOG=warn "$JITGATE_BIN" serve --listen "127.0.0.1:$PORT" \
   --policy examples/quickstart --database "sqlite://$work/jitgate.db" &
 server=$!
 server_pid=$server
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
-  # A server that could not start (the port taken by another) must not be measured instead.
-  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited; is port $PORT in use?" >&2; exit 1; }
-  sleep 0.05
-done
+wait_until_ready "$PORT" "$server_pid"
 echo "server ready with $GRANTS grants in $(( ($(date +%s%N) - start) / 1000000 )) ms; RSS $(ps -o rss= -p "$server") KiB"
 # A quick correctness probe before measuring: grant 0 must allow.
 curl -sf -H 'authorization: Bearer demo-svc' -H 'content-type: application/json' \

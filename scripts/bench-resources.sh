@@ -6,6 +6,7 @@
 #   RESOURCES=10000 WORKFLOWS=500 DURATION=20s CONNECTIONS=16 scripts/bench-resources.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 RESOURCES=${RESOURCES:-10000}
 WORKFLOWS=${WORKFLOWS:-500}
 DURATION=${DURATION:-20s}
@@ -13,17 +14,8 @@ CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-1}
 PORT=${PORT:-7482}
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
-  else
-    echo "wrk is missing: install it (apt-get install wrk) or run as root" >&2; exit 2
-  fi
-fi
-if [ -z "${JITGATE_BIN:-}" ]; then
-  cargo build --release -q -p jitgate
-  JITGATE_BIN=./target/release/jitgate
-fi
+need_wrk
+choose_jitgate_bin
 cargo build --release -q -p jitgate-policy --example generate_catalog
 
 work=$(mktemp -d)
@@ -36,10 +28,7 @@ start=$(date +%s%N)
 JITGATE_LOG=warn "$JITGATE_BIN" serve --listen "127.0.0.1:$PORT" \
   --policy "$work/policy" --database "sqlite://$work/jitgate.db" &
 server=$!
-until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
-  kill -0 "$server" 2>/dev/null || { echo "the server exited; is port $PORT in use?" >&2; exit 1; }
-  sleep 0.05
-done
+wait_until_ready "$PORT" "$server"
 echo "server ready on $RESOURCES resources, $WORKFLOWS workflows in $(( ($(date +%s%N) - start) / 1000000 )) ms; RSS $(ps -o rss= -p "$server") KiB"
 # Correctness before speed: alice is offered something, and a search that matches nothing is empty.
 curl -sf -H 'authorization: Bearer gen-token-alice' "http://127.0.0.1:$PORT/v1/resources?limit=5" | grep -q '"name"'
