@@ -27,7 +27,7 @@ pub async fn follow(app: Arc<App>) {
         // Whatever changed while nobody listened is read from the database itself.
         app.resync().await;
         loop {
-            let applied = match feed.next().await {
+            let applied = match feed.next().await.map(|heard| heard.change) {
                 Ok(Change::Request(id)) => app.refresh_request(&id).await,
                 Ok(Change::Grant(id)) => app.refresh_grant(&id).await,
                 Ok(Change::Tokens) => app.reload_tokens().await.map_err(Into::into),

@@ -37,9 +37,16 @@ pub enum StoreError {
     /// The operation's precondition does not hold; nothing was changed.
     #[error("{0}")]
     Refused(String),
-    /// The database could not be reached for a write that was queued with others.
+    /// The database could not be reached, could not take the write (a read-only node), or
+    /// did not commit it within the bound (then it may still commit: read before retrying).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database's history is not the one this process has seen: committed work it
+    /// acknowledged is gone (a failover to a standby that lacked it) or another writable
+    /// primary forked the log. Nothing is written until an operator accepts the history
+    /// as it is (see docs/deploy.md, "Failover").
+    #[error("the database's history diverged from what this replica saw: {0}")]
+    Diverged(String),
 }
 
 impl StoreError {
@@ -49,10 +56,12 @@ impl StoreError {
             StoreError::Unavailable(_) => true,
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
             // PostgreSQL going away: connection exceptions (08...) and operator intervention
-            // (57...: shutting down, terminated by an administrator).
-            StoreError::Database(sqlx::Error::Database(e)) => e
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            // (57...: shutting down, terminated by an administrator); a node that cannot
+            // write (25006: a standby behind the front); a write lock not had within the
+            // bound (55P03).
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57") || code == "25006" || code == "55P03"
+            }),
             _ => false,
         }
     }
@@ -71,14 +80,26 @@ pub enum Change {
     Tokens,
     /// The grant-signing keys were rotated.
     Keys,
-    /// Some changes may have been missed (the connection was lost): reload everything.
+    /// Some changes may have been missed (the feed was lost and is listening again): catch
+    /// up on what committed after the last `seq` heard.
     Resync,
+}
+
+/// A change heard, with where the audit log stood when it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub change: Change,
+    /// The sequence number of the last audit event of the transaction that made the change
+    /// (`None` when the sender did not say: an older replica, or `Resync`).
+    pub seq: Option<i64>,
 }
 
 /// What other replicas commit, as it happens.
 #[async_trait]
 pub trait ChangeFeed: Send {
-    async fn next(&mut self) -> Result<Change>;
+    /// The next change. An error means the feed is lost for now; calling again listens again
+    /// (on a connection of its own) and, once listening, answers `Change::Resync`.
+    async fn next(&mut self) -> Result<Heard>;
 }
 
 /// Which requests to list.
@@ -274,6 +295,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
+
+    /// Can writes commit now: reachable, writable, committing within the write bound, and
+    /// the history the one this process has seen? `Err` says why not.
+    async fn ready(&self) -> Result<()> {
+        self.ping().await
+    }
+
+    /// Why this process refuses the database's history, once it has (a rewind or a fork).
+    fn divergence(&self) -> Option<String> {
+        None
+    }
+
+    /// An operator accepts the database's history as it is now: forget what this process had
+    /// seen of it and write again. Returns what it had seen that the database lacks, for the
+    /// record (`None` when nothing diverged).
+    async fn accept_history(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// How the store treats the database, beyond where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The longest a write may take from its start to its commit. Past it the caller hears
+    /// `Unavailable` (the write may still commit: read before retrying) instead of waiting
+    /// on a database that cannot commit (a synchronous standby gone, a lock held).
+    pub write_timeout: std::time::Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            write_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// Open the store a URL names: `sqlite://PATH` (created if missing) or `postgres://...`.
@@ -284,6 +340,12 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
 /// Open the store `url` names, with its password if it came apart. No error names the
 /// password.
 pub async fn open_url(url: &DatabaseUrl) -> Result<std::sync::Arc<dyn Store>> {
+    open_url_with(url, &StoreSettings::default()).await
+}
+
+/// `open_url` with `settings`.
+pub async fn open_url_with(url: &DatabaseUrl, settings: &StoreSettings) -> Result<std::sync::Arc<dyn Store>> {
+    let _ = settings;
     if let Some(path) = url.expose().strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
     }

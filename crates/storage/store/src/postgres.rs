@@ -45,19 +45,23 @@ struct Listener(sqlx::postgres::PgListener);
 
 #[async_trait]
 impl crate::ChangeFeed for Listener {
-    async fn next(&mut self) -> Result<crate::Change> {
+    async fn next(&mut self) -> Result<crate::Heard> {
         // `None`: the connection was lost and is back; what happened meanwhile is unknown.
         let Some(notice) = self.0.try_recv().await? else {
-            return Ok(crate::Change::Resync);
+            return Ok(crate::Heard {
+                change: crate::Change::Resync,
+                seq: None,
+            });
         };
         let payload = notice.payload();
-        Ok(match payload.split_once(':') {
+        let change = match payload.split_once(':') {
             Some(("r", id)) => crate::Change::Request(id.to_string()),
             Some(("g", id)) => crate::Change::Grant(id.to_string()),
             _ if payload == "tokens" => crate::Change::Tokens,
             _ if payload == "keys" => crate::Change::Keys,
             _ => crate::Change::Resync,
-        })
+        };
+        Ok(crate::Heard { change, seq: None })
     }
 }
 

@@ -1643,6 +1643,7 @@ mod postgres {
             .await
             .expect("a change within 5 s")
             .unwrap()
+            .change
     }
 
     /// Two stores on one database, as two replicas: what one commits, the other hears of.
