@@ -1,7 +1,9 @@
 //! Storage for jitgate behind one trait. The SQLite implementation is the default; every
 //! implementation must pass the conformance suite in `tests/`.
 
+mod bounded;
 mod database_url;
+mod failover;
 mod group_commit;
 mod postgres;
 mod rows;
@@ -345,13 +347,16 @@ pub async fn open_url(url: &DatabaseUrl) -> Result<std::sync::Arc<dyn Store>> {
 
 /// `open_url` with `settings`.
 pub async fn open_url_with(url: &DatabaseUrl, settings: &StoreSettings) -> Result<std::sync::Arc<dyn Store>> {
-    let _ = settings;
+    let bound = settings.write_timeout;
     if let Some(path) = url.expose().strip_prefix("sqlite://") {
-        return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
+        return Ok(std::sync::Arc::new(bounded::Bounded::new(
+            SqliteStore::open(path).await?,
+            bound,
+        )));
     }
     if url.is_postgres() {
-        return match PostgresStore::open_with(url.expose(), url.password()).await {
-            Ok(store) => Ok(std::sync::Arc::new(store)),
+        return match PostgresStore::open_with_settings(url.expose(), url.password(), settings).await {
+            Ok(store) => Ok(std::sync::Arc::new(bounded::Bounded::new(store, bound))),
             Err(e) => Err(url.scrub_error(e)),
         };
     }

@@ -46,7 +46,7 @@ where
         for (request, _) in batch {
             B::announce(&mut tx, Notice::Request(&request.id)).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -60,7 +60,7 @@ where
     async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         Sql::<B>::append_events(&mut tx, events).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -85,9 +85,9 @@ where
         .bind(grant_id)
         .execute(&mut *tx)
         .await?;
-        B::announce(&mut tx, Notice::Grant(grant_id)).await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(used)).await?;
-        tx.commit().await?;
+        B::announce(&mut tx, Notice::Grant(grant_id)).await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -328,7 +328,7 @@ where
             .execute(&mut *tx)
             .await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(deleted)
     }
 
@@ -350,9 +350,9 @@ where
         .bind(token.expires_at.map(ms))
         .execute(&mut *tx)
         .await?;
-        B::announce(&mut tx, Notice::Tokens).await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+        B::announce(&mut tx, Notice::Tokens).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -374,9 +374,9 @@ where
         if updated.rows_affected() != 1 {
             return Err(StoreError::Conflict);
         }
-        B::announce(&mut tx, Notice::Tokens).await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+        B::announce(&mut tx, Notice::Tokens).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -417,9 +417,9 @@ where
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        B::announce(&mut tx, Notice::Keys).await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+        B::announce(&mut tx, Notice::Keys).await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -445,7 +445,7 @@ where
         if inserted.rows_affected() == 1 {
             Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -588,7 +588,7 @@ where
             return Ok(false);
         }
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -641,5 +641,17 @@ where
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        Backend::ready(self).await
+    }
+
+    fn divergence(&self) -> Option<String> {
+        Backend::divergence(self)
+    }
+
+    async fn accept_history(&self) -> Result<Option<String>> {
+        Backend::accept_history(self).await
     }
 }

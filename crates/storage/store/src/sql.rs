@@ -205,6 +205,21 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// `Store::change_feed`.
     fn listen(&self) -> impl Future<Output = Result<Option<Box<dyn ChangeFeed>>>> + Send;
+
+    /// Commit a write transaction begun by `begin_write`. PostgreSQL first holds the log it
+    /// is about to commit against what this process has seen (failover.rs).
+    fn commit(&self, tx: Transaction<'static, Self::Db>) -> impl Future<Output = Result<()>> + Send;
+
+    /// `Store::ready`.
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// `Store::divergence`.
+    fn divergence(&self) -> Option<String> {
+        None
+    }
+
+    /// `Store::accept_history`.
+    fn accept_history(&self) -> impl Future<Output = Result<Option<String>>> + Send;
 }
 
 /// The writes and reads both backends share, for backend `B` (`Sql::<B>::append_events`).

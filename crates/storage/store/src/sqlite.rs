@@ -206,6 +206,20 @@ impl Backend for SqliteStore {
     async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
         Ok(None)
     }
+
+    async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<()> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn ready(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
+        Ok(())
+    }
+
+    /// One process, one file: no other history to diverge from.
+    async fn accept_history(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -1668,6 +1668,177 @@ mod postgres {
         assert_eq!(next_change(&mut feed).await, Change::Keys);
     }
 
+    fn note(n: usize) -> jitgate_core::NewEvent {
+        jitgate_core::NewEvent {
+            kind: jitgate_core::EventKind::PolicyLoaded,
+            at: chrono::Utc::now(),
+            actor: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            subject: jitgate_core::audit::SYSTEM_ACTOR.into(),
+            request_id: None,
+            grant_id: None,
+            resource: String::new(),
+            action: String::new(),
+            comment: Some(format!("note {n}")),
+        }
+    }
+
+    /// A store opened as the server opens it: bounded, with `write_timeout`.
+    async fn served(url: &str, write_timeout: std::time::Duration) -> Arc<dyn Store> {
+        jitgate_store::open_url_with(
+            &jitgate_store::DatabaseUrl::new(url),
+            &jitgate_store::StoreSettings { write_timeout },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
+    }
+
+    /// Work this process saw committed and the database no longer has (a failover to a
+    /// standby that lacked it), or a log that went another way (a second primary): no write
+    /// commits until an operator accepts the history as it is; then writing goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rewound_or_forked_log_is_refused_until_an_operator_accepts_it() {
+        use jitgate_store::StoreError;
+        let server = Postgres::start();
+        server.admin("postgres", "CREATE DATABASE history");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "history");
+        let store = served(&url, std::time::Duration::from_secs(5)).await;
+        for n in 0..3 {
+            store.append_events(&[note(n)]).await.unwrap();
+        }
+        assert!(store.ready().await.is_ok());
+        // The last two events vanish, as with an asynchronous standby promoted.
+        server.admin("history", "DELETE FROM audit_events WHERE seq > 1");
+        let refused = store.append_events(&[note(3)]).await;
+        let Err(StoreError::Diverged(why)) = refused else {
+            panic!("a rewound log must be refused: {refused:?}");
+        };
+        assert!(why.contains("ends at 1") && why.contains("events 2–3"), "{why}");
+        assert_eq!(server.admin("history", "SELECT max(seq) FROM audit_events"), "1");
+        // Every write is refused, and readiness says why, until accepted.
+        assert!(matches!(
+            store.set_notification_cursor("sink", 1).await,
+            Err(StoreError::Diverged(_))
+        ));
+        assert!(matches!(store.ready().await, Err(StoreError::Diverged(_))));
+        assert_eq!(store.divergence().as_deref(), Some(why.as_str()));
+        assert_eq!(store.accept_history().await.unwrap().as_deref(), Some(why.as_str()));
+        assert_eq!(store.divergence(), None);
+        store.append_events(&[note(4)]).await.unwrap();
+        assert!(store.ready().await.is_ok());
+        // The head rewritten in place: the same seq, another hash.
+        server.admin(
+            "history",
+            "UPDATE audit_events SET hash = repeat('f', 64) WHERE seq = (SELECT max(seq) FROM audit_events)",
+        );
+        let Err(StoreError::Diverged(why)) = store.append_events(&[note(5)]).await else {
+            panic!("a forked log must be refused");
+        };
+        assert!(why.contains("forked"), "{why}");
+        assert_eq!(store.accept_history().await.unwrap().as_deref(), Some(why.as_str()));
+        assert_eq!(store.accept_history().await.unwrap(), None);
+    }
+
+    /// A write waiting for the write lock (held by a commit that cannot finish) answers
+    /// `Unavailable` within the bound instead of waiting with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_cannot_commit_is_unavailable_within_the_bound() {
+        let server = Postgres::start();
+        server.admin("postgres", "CREATE DATABASE bounded");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "bounded");
+        let store = served(&url, std::time::Duration::from_secs(1)).await;
+        store.append_events(&[note(0)]).await.unwrap();
+        let mut holder = super::pg::Session::open(&url);
+        holder.send("SELECT pg_advisory_lock(x'006a697467617465'::bigint);");
+        holder.send("SELECT pg_sleep(30);");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let refused = store.append_events(&[note(1)]).await;
+        let took = started.elapsed();
+        assert!(matches!(&refused, Err(e) if e.is_unavailable()), "{refused:?}");
+        assert!(took < std::time::Duration::from_millis(1800), "{took:?}");
+        drop(holder);
+    }
+
+    /// libpq-style host lists: a host that is down, or a standby-like read-only one, is
+    /// passed over for one that can write; a list where none can names each and why.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_hosts_lead_to_the_one_that_writes() {
+        let server = Postgres::start();
+        server.admin("postgres", "CREATE DATABASE hosts");
+        server.admin("postgres", "CREATE DATABASE frozen");
+        server.admin(
+            "postgres",
+            "ALTER DATABASE frozen SET default_transaction_read_only = on",
+        );
+        let dead = super::free_port();
+        let url = format!(
+            "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{dead},127.0.0.1:{}/hosts?target_session_attrs=read-write&connect_timeout=2",
+            server.port
+        );
+        let store = served(&url, std::time::Duration::from_secs(5)).await;
+        store.append_events(&[note(0)]).await.unwrap();
+        assert_eq!(store.audit_head().await.unwrap(), 1);
+        let read_only = format!(
+            "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{dead},127.0.0.1:{}/frozen?target_session_attrs=read-write",
+            server.port
+        );
+        let error = jitgate_store::open(&read_only).await.err().unwrap().to_string();
+        assert!(
+            error.contains(&format!("127.0.0.1:{dead}")) && error.contains("read-only"),
+            "{error}"
+        );
+        assert!(!error.contains(SUPERUSER_PASSWORD), "{error}");
+    }
+
+    /// The feed says which audit event each change ends at, and after losing the database
+    /// it listens again by itself and says to catch up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_feed_carries_the_log_head_and_comes_back_after_an_outage() {
+        use jitgate_store::Change;
+        let server = Postgres::start();
+        server.admin("postgres", "CREATE DATABASE feed");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "feed");
+        let one = served(&url, std::time::Duration::from_secs(5)).await;
+        let other = served(&url, std::time::Duration::from_secs(5)).await;
+        let mut feed = other.change_feed().await.unwrap().unwrap();
+        let filed = conformance::file_for_replicas(&*one).await;
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(heard.change, Change::Request(filed.id.clone()));
+        assert_eq!(heard.seq, Some(one.audit_head().await.unwrap()));
+        server.pause();
+        let lost = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .expect("the loss is noticed at once");
+        assert!(
+            lost.is_err() || lost.as_ref().is_ok_and(|h| h.change == Change::Resync),
+            "{lost:?}"
+        );
+        server.resume();
+        let started = std::time::Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no Resync after the database came back"
+            );
+            match tokio::time::timeout(std::time::Duration::from_secs(5), feed.next()).await {
+                Ok(Ok(heard)) if heard.change == Change::Resync => break,
+                Ok(Ok(heard)) => panic!("only Resync is due: {heard:?}"),
+                Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(_) => panic!("next() hung"),
+            }
+        }
+        // Listening again: the next change is heard.
+        conformance::add_token(&*one).await;
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(heard.change, Change::Tokens);
+    }
+
     #[tokio::test]
     async fn a_bad_url_is_refused_naming_the_form() {
         let error = jitgate_store::open("postgresql//nowhere").await.err().unwrap();
