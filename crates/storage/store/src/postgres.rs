@@ -219,31 +219,79 @@ impl Nodes {
         Ok(refusal)
     }
 
-    /// Find a host that suits, in the URL's order: its index and a connection to it.
-    async fn find(&self) -> std::result::Result<(usize, PgConnection), String> {
-        let mut reasons = Vec::new();
+    /// Find the host to use: every host is asked at once (one that does not answer costs
+    /// `connect_timeout`, not one per host); of those that suit, the one on the newest
+    /// timeline, then the first in the URL's order. Two that both take writes are two
+    /// primaries (an old one running beside the promoted one): said loudly, and the old one
+    /// is never chosen.
+    async fn find(self: &Arc<Self>) -> std::result::Result<(usize, PgConnection), String> {
+        let mut asked = tokio::task::JoinSet::new();
         for index in 0..self.target.hosts.len() {
-            let host = self.host_name(index);
-            let attempt = async {
-                let mut conn = PgConnection::connect_with(&self.options_for(index))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let node = Self::state(&mut conn).await.map_err(|e| e.to_string())?;
-                match self.unfit(&node) {
-                    Some(why) => Err(why),
-                    None => Ok(conn),
-                }
-            };
-            match tokio::time::timeout(self.target.connect_timeout, attempt).await {
-                Ok(Ok(conn)) => return Ok((index, conn)),
-                Ok(Err(why)) => reasons.push(format!("{host}: {why}")),
-                Err(_) => reasons.push(format!(
-                    "{host}: no answer within {}s (connect_timeout)",
-                    self.target.connect_timeout.as_secs()
-                )),
+            let nodes = self.clone();
+            asked.spawn(async move {
+                let attempt = async {
+                    let mut conn = PgConnection::connect_with(&nodes.options_for(index))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let node = Self::state(&mut conn).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((node, conn))
+                };
+                let answer = match tokio::time::timeout(nodes.target.connect_timeout, attempt).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(format!(
+                        "no answer within {}s (connect_timeout)",
+                        nodes.target.connect_timeout.as_secs()
+                    )),
+                };
+                (index, answer)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = asked.join_next().await {
+            if let Ok(answer) = joined {
+                answers.push(answer);
             }
         }
-        Err(reasons.join("; "))
+        answers.sort_by_key(|(index, _)| *index);
+        let writable: Vec<(usize, u32)> = answers
+            .iter()
+            .filter_map(|(index, answer)| match answer {
+                Ok((node, _)) if !node.in_recovery && !node.read_only => Some((*index, node.timeline.unwrap_or(0))),
+                _ => None,
+            })
+            .collect();
+        if writable.len() > 1 {
+            let listed: Vec<String> = writable
+                .iter()
+                .map(|(index, timeline)| format!("{} (timeline {timeline})", self.host_name(*index)))
+                .collect();
+            tracing::error!(
+                primaries = %listed.join(", "),
+                "more than one database host takes writes (split brain): using the newest timeline; fence the others"
+            );
+        }
+        let newest = writable.iter().map(|(_, timeline)| *timeline).max().unwrap_or(0);
+        let mut reasons = Vec::new();
+        let mut chosen = None;
+        for (index, answer) in answers {
+            match answer {
+                Ok((node, conn)) => {
+                    let older = node.timeline.is_some_and(|t| t < newest) && !node.in_recovery;
+                    match self.unfit(&node) {
+                        Some(why) => reasons.push(format!("{}: {why}", self.host_name(index))),
+                        None if older => reasons.push(format!(
+                            "{}: a primary on timeline {} beside one on timeline {newest}",
+                            self.host_name(index),
+                            node.timeline.unwrap_or(0)
+                        )),
+                        None if chosen.is_none() => chosen = Some((index, conn)),
+                        None => {}
+                    }
+                }
+                Err(why) => reasons.push(format!("{}: {why}", self.host_name(index))),
+            }
+        }
+        chosen.ok_or_else(|| reasons.join("; "))
     }
 
     /// Send new connections to host `index`.
