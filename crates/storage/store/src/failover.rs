@@ -214,9 +214,11 @@ impl Witness {
         })
     }
 
-    /// Does the database's log, whose newest event is `head`, continue the history seen?
-    pub(crate) fn history_refusal(&self, head: Option<&Head>, at_witness: &AtWitness) -> Option<String> {
-        let seen = self.head.as_ref()?;
+    /// Does the database's log, whose newest event is `head`, continue the history seen up
+    /// to `seen`? `seen` must be what the witness held *before* the log was read: whatever
+    /// it held then had committed, so the log cannot be behind it; a newer head adopted while
+    /// the log was read (another commit) proves nothing about what was read.
+    pub(crate) fn history_refusal(seen: &Head, head: Option<&Head>, at_witness: &AtWitness) -> Option<String> {
         let short = |hash: &str| hash.chars().take(16).collect::<String>();
         let Some(head) = head else {
             return Some(format!(
@@ -353,34 +355,43 @@ mod tests {
     #[test]
     fn the_witness_refuses_a_rewound_or_forked_log_and_takes_one_that_goes_on() {
         let mut w = Witness::default();
-        // Nothing seen yet: anything goes.
-        assert_eq!(w.history_refusal(None, &AtWitness::NotRead), None);
         w.adopt(head(10, "aaaa"));
         w.adopt(head(7, "older"));
         assert_eq!(w.head, Some(head(10, "aaaa")));
+        let seen = w.head.clone().unwrap();
         // The same head, or a later one that passes through it.
-        assert_eq!(w.history_refusal(Some(&head(10, "aaaa")), &AtWitness::NotRead), None);
         assert_eq!(
-            w.history_refusal(Some(&head(12, "cccc")), &AtWitness::Hash("aaaa".into())),
+            Witness::history_refusal(&seen, Some(&head(10, "aaaa")), &AtWitness::NotRead),
             None
         );
-        assert_eq!(w.history_refusal(Some(&head(12, "cccc")), &AtWitness::Archived), None);
+        assert_eq!(
+            Witness::history_refusal(&seen, Some(&head(12, "cccc")), &AtWitness::Hash("aaaa".into())),
+            None
+        );
+        assert_eq!(
+            Witness::history_refusal(&seen, Some(&head(12, "cccc")), &AtWitness::Archived),
+            None
+        );
         // Behind: acknowledged events are gone.
-        let behind = w.history_refusal(Some(&head(8, "bbbb")), &AtWitness::NotRead).unwrap();
+        let behind = Witness::history_refusal(&seen, Some(&head(8, "bbbb")), &AtWitness::NotRead).unwrap();
         assert!(
             behind.contains("ends at 8") && behind.contains("events 9–10"),
             "{behind}"
         );
-        assert!(w.history_refusal(None, &AtWitness::NotRead).unwrap().contains("empty"));
+        assert!(Witness::history_refusal(&seen, None, &AtWitness::NotRead)
+            .unwrap()
+            .contains("empty"));
         // Beside: the same seq, or a later head that does not pass through it.
-        assert!(w
-            .history_refusal(Some(&head(10, "zzzz")), &AtWitness::NotRead)
-            .unwrap()
-            .contains("forked"));
-        assert!(w
-            .history_refusal(Some(&head(11, "cccc")), &AtWitness::Hash("zzzz".into()))
-            .unwrap()
-            .contains("forked"));
+        assert!(
+            Witness::history_refusal(&seen, Some(&head(10, "zzzz")), &AtWitness::NotRead)
+                .unwrap()
+                .contains("forked")
+        );
+        assert!(
+            Witness::history_refusal(&seen, Some(&head(11, "cccc")), &AtWitness::Hash("zzzz".into()))
+                .unwrap()
+                .contains("forked")
+        );
     }
 
     #[test]

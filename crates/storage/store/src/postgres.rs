@@ -210,7 +210,7 @@ impl Nodes {
             }
             _ => AtWitness::NotRead,
         };
-        let refusal = lock(&self.witness).history_refusal(head.as_ref(), &at_witness);
+        let refusal = Witness::history_refusal(&seen, head.as_ref(), &at_witness);
         match (&refusal, head) {
             (Some(why), _) => self.diverge(why.clone()),
             (None, Some(head)) => lock(&self.witness).adopt(head),

@@ -1350,6 +1350,25 @@ mod conformance {
             .unwrap();
     }
 
+    /// A token of its own for writer `n`: a write that announces to the other replicas.
+    pub async fn add_token_numbered(store: &dyn Store, n: usize) -> Result<(), jitgate_store::StoreError> {
+        let token = ApiToken {
+            id: format!("tok-{n}"),
+            hash: hex_of(&format!("jgt_{n}")),
+            principal: "svc".into(),
+            groups: vec![],
+            service: true,
+            label: None,
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let event = token.created_event();
+        store.create_token(&token, &event).await
+    }
+
     pub async fn add_token(store: &dyn Store) {
         let token = ApiToken {
             id: "tok-replica".into(),
@@ -1736,6 +1755,49 @@ mod postgres {
         assert!(why.contains("forked"), "{why}");
         assert_eq!(store.accept_history().await.unwrap().as_deref(), Some(why.as_str()));
         assert_eq!(store.accept_history().await.unwrap(), None);
+    }
+
+    /// Many writers on two stores (two replicas) at once, each store's pool opening
+    /// connections as it goes: what one store sees advance while it reads the log is not a
+    /// divergence (a regression: a check that compared what it read with what the witness
+    /// held *after* the read refused a healthy database).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_on_two_replicas_never_see_a_divergence() {
+        let server = Postgres::start();
+        server.admin("postgres", "CREATE DATABASE busy");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "busy");
+        let stores = [
+            served(&url, std::time::Duration::from_secs(30)).await,
+            served(&url, std::time::Duration::from_secs(30)).await,
+        ];
+        let mut feeds = Vec::new();
+        for store in &stores {
+            let mut feed = store.change_feed().await.unwrap().unwrap();
+            feeds.push(tokio::spawn(async move { while feed.next().await.is_ok() {} }));
+        }
+        let mut writers = tokio::task::JoinSet::new();
+        for (n, store) in stores.iter().cycle().take(16).enumerate() {
+            let store = store.clone();
+            writers.spawn(async move {
+                for i in 0..60 {
+                    store.append_events(&[note(n * 100 + i)]).await?;
+                    if i % 5 == 0 {
+                        conformance::add_token_numbered(&*store, n * 100 + i).await?;
+                    }
+                }
+                Ok::<_, jitgate_store::StoreError>(())
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        }
+        for store in &stores {
+            assert_eq!(store.divergence(), None);
+        }
+        assert!(stores[0].verify_audit().await.unwrap().ok);
+        for feed in feeds {
+            feed.abort();
+        }
     }
 
     /// A write waiting for the write lock (held by a commit that cannot finish) answers
