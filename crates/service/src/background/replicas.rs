@@ -1,51 +1,336 @@
 //! Several replicas on one PostgreSQL database behave as one system: each keeps its memory
 //! (the check index, callers waiting for decisions, API tokens) in step with what the others
 //! commit, by following the store's change feed (LISTEN/NOTIFY). The database stays the
-//! source of truth: after any gap in listening the whole index is loaded again.
+//! source of truth.
+//!
+//! A revocation must reach every replica within a second of its answer, failover or not, so
+//! a lost feed is listened to again at once, and what committed while nobody listened is
+//! caught up from the audit log: every event after the last sequence number heard names the
+//! request, grant, tokens or keys it changed, and only those are read again. The whole index
+//! is loaded again only when that gap is large or unknown. Work that cannot be done now (the
+//! database away) is kept and retried, never dropped.
+//!
+//! While the store refuses the database's history (a failover lost what this replica had
+//! seen, or another primary forked it), nothing is read back into the index: the lost history
+//! may have revoked or consumed grants the database now says are active. Checks are answered
+//! from memory until an operator accepts the history (`App::accept_database_history`).
 
 use crate::app::App;
-use jitgate_store::Change;
+use crate::outage::Outage;
+use jitgate_store::{AuditFilter, Change, ChangeFeed, Heard};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long to wait before listening again after the feed broke.
-const RETRY: Duration = Duration::from_secs(1);
+/// How long to wait before asking the feed again after it broke: the feed listens again on
+/// its next call, and a revocation made right after the database came back must be heard
+/// within a second.
+const FEED_RETRY: Duration = Duration::from_millis(100);
+/// The first wait before work that failed (the database away) is tried again; it doubles up
+/// to `MAX_BACKOFF`, short enough that a database back is caught up on within a second.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
+/// How often the follower looks whether the database's history was accepted, while it is
+/// refused.
+const FENCED_RETRY: Duration = Duration::from_secs(1);
+/// Past this many events since the last one heard, loading the whole index is cheaper than
+/// catching up event by event.
+pub const CATCH_UP_LIMIT: i64 = 10_000;
+/// Events read per page while catching up.
+const PAGE: u32 = 1000;
+/// Past this many requests waiting to be read again, one full load replaces them.
+const MAX_PENDING: usize = 10_000;
+/// Changes heard but not yet applied, between the task that listens and the one that applies.
+const QUEUE: usize = 10_000;
 
 /// Follow other replicas' changes until the server stops. Returns at once on a store that
 /// belongs to one process (SQLite).
 pub async fn follow(app: Arc<App>) {
-    loop {
-        let mut feed = match app.store.change_feed().await {
-            Ok(Some(feed)) => feed,
+    let mut warned = Outage::default();
+    let feed = loop {
+        match app.store.change_feed().await {
+            Ok(Some(feed)) => break feed,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for other replicas' changes; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        // Whatever changed while nobody listened is read from the database itself.
-        app.resync().await;
-        loop {
-            let applied = match feed.next().await.map(|heard| heard.change) {
-                Ok(Change::Request(id)) => app.refresh_request(&id).await,
-                Ok(Change::Grant(id)) => app.refresh_grant(&id).await,
-                Ok(Change::Tokens) => app.reload_tokens().await.map_err(Into::into),
-                Ok(Change::Keys) => app.reload_keys().await,
-                Ok(Change::Resync) => {
-                    app.resync().await;
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "lost the change feed; listening again");
-                    break;
-                }
-            };
-            if let Err(e) = applied {
-                tracing::warn!(error = %e, "cannot apply another replica's change; reloading everything");
-                app.resync().await;
+                warned.failed(&e, "cannot listen for other replicas' changes; retrying");
+                tokio::time::sleep(FEED_RETRY).await;
             }
         }
-        tokio::time::sleep(RETRY).await;
+    };
+    warned.ended("listening for other replicas' changes again");
+    // Listening first, then where the log stands, then the load: whatever commits after the
+    // head read here is heard.
+    let mut follower = Follower::new(app.clone());
+    follower.start().await;
+    let (sender, mut heard) = tokio::sync::mpsc::channel(QUEUE);
+    let listener = tokio::spawn(listen(feed, sender));
+    loop {
+        let next = if follower.pending.is_empty() {
+            heard.recv().await
+        } else {
+            tokio::select! {
+                next = heard.recv() => next,
+                () = tokio::time::sleep(follower.backoff) => {
+                    follower.retry().await;
+                    continue;
+                }
+            }
+        };
+        let Some(next) = next else { break };
+        follower.apply(next).await;
+    }
+    listener.abort();
+}
+
+/// Read the feed and hand each change on. A broken feed is asked again shortly: its next
+/// call listens again and says `Resync` once it does.
+async fn listen(mut feed: Box<dyn ChangeFeed>, sender: tokio::sync::mpsc::Sender<Heard>) {
+    let mut warned = Outage::default();
+    loop {
+        match feed.next().await {
+            Ok(heard) => {
+                warned.ended("listening for other replicas' changes again");
+                if sender.send(heard).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warned.failed(&e, "lost the change feed; listening again");
+                tokio::time::sleep(FEED_RETRY).await;
+            }
+        }
+    }
+}
+
+/// What the follower owes the index: reads that failed and must be done again.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Pending {
+    /// Load everything again (a gap too large or unknown, or changes skipped while the
+    /// history was refused).
+    everything: bool,
+    /// Catch up on the log after the last sequence number heard.
+    catch_up: bool,
+    requests: BTreeSet<String>,
+    grants: BTreeSet<String>,
+    tokens: bool,
+    keys: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        *self == Pending::default()
+    }
+
+    /// Too much to do one by one: one full load instead.
+    fn bound(&mut self) {
+        if self.requests.len() + self.grants.len() > MAX_PENDING {
+            *self = Pending {
+                everything: true,
+                ..Pending::default()
+            };
+        }
+    }
+}
+
+/// The applying side: where the log stood at the last change heard, and what is owed.
+struct Follower {
+    app: Arc<App>,
+    /// The highest audit sequence number up to which every change is in the index (`None`:
+    /// unknown, so a gap means a full load).
+    seen: Option<i64>,
+    /// `App::history_acceptances` when `seen` was set: an accepted history may be shorter.
+    acceptances: u64,
+    pending: Pending,
+    backoff: Duration,
+    warned: Outage,
+}
+
+impl Follower {
+    fn new(app: Arc<App>) -> Self {
+        let acceptances = app.history_acceptances();
+        Follower {
+            app,
+            seen: None,
+            acceptances,
+            pending: Pending::default(),
+            backoff: FIRST_BACKOFF,
+            warned: Outage::default(),
+        }
+    }
+
+    /// Where the log stands, then everything loaded: what changed while nobody listened.
+    async fn start(&mut self) {
+        self.pending.everything = true;
+        self.retry().await;
+    }
+
+    async fn apply(&mut self, heard: Heard) {
+        let acceptances = self.app.history_acceptances();
+        if acceptances != self.acceptances {
+            // The operator's acceptance loaded everything; numbers heard before may be past
+            // the accepted log's end.
+            self.acceptances = acceptances;
+            self.seen = None;
+        }
+        match heard.change {
+            Change::Request(id) => {
+                self.pending.requests.insert(id);
+            }
+            Change::Grant(id) => {
+                self.pending.grants.insert(id);
+            }
+            Change::Tokens => self.pending.tokens = true,
+            Change::Keys => self.pending.keys = true,
+            Change::Resync => {
+                if self.seen.is_some() {
+                    self.pending.catch_up = true;
+                } else {
+                    self.pending.everything = true;
+                }
+            }
+        }
+        self.pending.bound();
+        if let (Some(seq), false) = (heard.seq, self.pending.catch_up || self.pending.everything) {
+            // Every change up to `seq` was heard: the feed did not break in between.
+            self.seen = Some(self.seen.map_or(seq, |seen| seen.max(seq)));
+        }
+        self.retry().await;
+    }
+
+    /// Do what is owed; what fails stays owed and is tried again after the backoff.
+    async fn retry(&mut self) {
+        if let Some(why) = self.app.store.divergence() {
+            // Keep the index as it is: the database's history is not the one it was built
+            // from. Whatever was heard meanwhile is read again once the history is accepted.
+            if !self.pending.is_empty() {
+                self.pending = Pending {
+                    everything: true,
+                    ..Pending::default()
+                };
+            }
+            self.warned.failed(
+                &why,
+                "not reading other replicas' changes: the database's history diverged",
+            );
+            self.backoff = FENCED_RETRY;
+            return;
+        }
+        match self.work().await {
+            Ok(()) => {
+                self.backoff = FIRST_BACKOFF;
+                self.warned.ended("other replicas' changes applied again");
+            }
+            Err(e) => {
+                self.warned
+                    .failed(&e, "cannot apply other replicas' changes yet; retrying");
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    async fn work(&mut self) -> Result<(), crate::ServiceError> {
+        if self.pending.everything {
+            self.load_everything().await?;
+        }
+        if self.pending.catch_up {
+            self.catch_up().await?;
+        }
+        let mut failed = None;
+        for id in std::mem::take(&mut self.pending.requests) {
+            if let Err(e) = self.app.refresh_request(&id).await {
+                self.pending.requests.insert(id);
+                failed = failed.or(Some(e));
+            }
+        }
+        for id in std::mem::take(&mut self.pending.grants) {
+            if let Err(e) = self.app.refresh_grant(&id).await {
+                self.pending.grants.insert(id);
+                failed = failed.or(Some(e));
+            }
+        }
+        if self.pending.tokens {
+            match self.app.reload_tokens().await {
+                Ok(()) => self.pending.tokens = false,
+                Err(e) => failed = failed.or(Some(e.into())),
+            }
+        }
+        if self.pending.keys {
+            match self.app.reload_keys().await {
+                Ok(()) => self.pending.keys = false,
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The head first, then the load: what commits in between is caught up after the head.
+    async fn load_everything(&mut self) -> Result<(), crate::ServiceError> {
+        let head = self.app.store.audit_head().await?;
+        self.acceptances = self.app.history_acceptances();
+        self.app.resync().await?;
+        self.seen = Some(head);
+        // The load covered whatever was owed before it.
+        self.pending = Pending::default();
+        self.app.metrics.count_replica_resync("full");
+        Ok(())
+    }
+
+    /// Read again what the events after `seen` name. Requests and grants named are queued
+    /// (read by the caller right after); `seen` moves only past events whose work is queued.
+    async fn catch_up(&mut self) -> Result<(), crate::ServiceError> {
+        let Some(mut after) = self.seen else {
+            self.pending.catch_up = false;
+            self.pending.everything = true;
+            return self.load_everything().await;
+        };
+        let head = self.app.store.audit_head().await?;
+        if head < after || head - after > CATCH_UP_LIMIT {
+            // A log shorter than what was heard (another history) or a gap too long.
+            self.pending.catch_up = false;
+            self.pending.everything = true;
+            return self.load_everything().await;
+        }
+        let mut events = 0usize;
+        loop {
+            let page = self
+                .app
+                .store
+                .audit_events(&AuditFilter {
+                    after_seq: Some(after),
+                    limit: PAGE,
+                    ..Default::default()
+                })
+                .await?;
+            for event in &page {
+                let e = &event.event;
+                if let Some(request) = &e.request_id {
+                    self.pending.requests.insert(request.clone());
+                } else if let Some(grant) = &e.grant_id {
+                    self.pending.grants.insert(grant.clone());
+                }
+                match e.kind {
+                    jitgate_core::EventKind::TokenCreated | jitgate_core::EventKind::TokenRevoked => {
+                        self.pending.tokens = true;
+                    }
+                    jitgate_core::EventKind::KeyRotated => self.pending.keys = true,
+                    _ => {}
+                }
+                after = after.max(event.seq);
+            }
+            events += page.len();
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        self.seen = Some(after);
+        self.pending.catch_up = false;
+        self.pending.bound();
+        self.app.metrics.count_replica_resync("catch_up");
+        tracing::info!(
+            events,
+            through = after,
+            "caught up on other replicas' changes after the feed's gap"
+        );
+        Ok(())
     }
 }
