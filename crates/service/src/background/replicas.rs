@@ -22,9 +22,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long to wait before asking the feed again after it broke: the feed listens again on
-/// its next call, and a revocation made right after the database came back must be heard
-/// within a second.
+/// How long to wait before listening again after the feed broke: a revocation made right
+/// after the database came back must be heard within a second.
 const FEED_RETRY: Duration = Duration::from_millis(100);
 /// The first wait before work that failed (the database away) is tried again; it doubles up
 /// to `MAX_BACKOFF`, short enough that a database back is caught up on within a second.
@@ -63,7 +62,7 @@ pub async fn follow(app: Arc<App>) {
     let mut follower = Follower::new(app.clone());
     follower.start().await;
     let (sender, mut heard) = tokio::sync::mpsc::channel(QUEUE);
-    let listener = tokio::spawn(listen(feed, sender));
+    let listener = tokio::spawn(listen(app.clone(), feed, sender));
     loop {
         let next = if follower.pending.is_empty() {
             heard.recv().await
@@ -82,22 +81,38 @@ pub async fn follow(app: Arc<App>) {
     listener.abort();
 }
 
-/// Read the feed and hand each change on. A broken feed is asked again shortly: its next
-/// call listens again and says `Resync` once it does.
-async fn listen(mut feed: Box<dyn ChangeFeed>, sender: tokio::sync::mpsc::Sender<Heard>) {
+/// Read the feed and hand each change on. A broken feed is replaced at once by a new one (on
+/// a connection of its own), and the gap is caught up on: `Resync` is handed on once the new
+/// feed listens, so everything committed after is heard and everything before is in the log.
+/// (A feed that failed is not asked again: one whose connection broke the wrong way may keep
+/// failing.)
+async fn listen(app: Arc<App>, mut feed: Box<dyn ChangeFeed>, sender: tokio::sync::mpsc::Sender<Heard>) {
     let mut warned = Outage::default();
     loop {
         match feed.next().await {
             Ok(heard) => {
-                warned.ended("listening for other replicas' changes again");
                 if sender.send(heard).await.is_err() {
                     return;
                 }
+                continue;
             }
-            Err(e) => {
-                warned.failed(&e, "lost the change feed; listening again");
-                tokio::time::sleep(FEED_RETRY).await;
+            Err(e) => warned.failed(&e, "lost the change feed; listening again"),
+        }
+        feed = loop {
+            tokio::time::sleep(FEED_RETRY).await;
+            match app.store.change_feed().await {
+                Ok(Some(feed)) => break feed,
+                Ok(None) => return,
+                Err(e) => warned.failed(&e, "lost the change feed; listening again"),
             }
+        };
+        warned.ended("listening for other replicas' changes again");
+        let gap = Heard {
+            change: Change::Resync,
+            seq: None,
+        };
+        if sender.send(gap).await.is_err() {
+            return;
         }
     }
 }
