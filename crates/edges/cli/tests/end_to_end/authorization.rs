@@ -445,6 +445,14 @@ fn every_role_the_table_refuses_is_refused() {
         accepted["message"].as_str().unwrap().contains("nothing diverged"),
         "{accepted}"
     );
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("\njitgate_database_history_diverged 0\n"),
+        "{metrics}"
+    );
     // The CLI says the same, and refuses for a non-admin with the server's reason.
     let (code, out, err) = s.cli(ADMIN, &["database", "accept-history"]);
     assert_eq!(code, 0, "{out}{err}");
