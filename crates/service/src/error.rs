@@ -161,7 +161,7 @@ fn say_unavailable(cause: &UnavailableCause) {
         return;
     }
     let held = UNAVAILABLE_HELD.swap(0, Ordering::Relaxed);
-    tracing::warn!(cause = %cause.text, held_back = held, "the database is unavailable; answering 503");
+    tracing::warn!(cause = %cause.text, held_back = held, "the database is unavailable");
 }
 
 #[cfg(test)]

@@ -136,6 +136,46 @@ impl Pending {
         *self == Pending::default()
     }
 
+    /// Owe what `heard` says, given the sequence number up to which everything is in the
+    /// index (`seen`); returns where that stands now.
+    fn hear(&mut self, heard: Heard, seen: Option<i64>) -> Option<i64> {
+        match heard.change {
+            Change::Request(id) => {
+                self.requests.insert(id);
+            }
+            Change::Grant(id) => {
+                self.grants.insert(id);
+            }
+            Change::Tokens => self.tokens = true,
+            Change::Keys => self.keys = true,
+            Change::Resync if seen.is_some() => self.catch_up = true,
+            Change::Resync => self.everything = true,
+        }
+        self.bound();
+        match heard.seq {
+            // Every change up to `seq` was heard, unless a gap before it is still to be
+            // caught up on (which moves `seen` itself).
+            Some(seq) if !self.catch_up && !self.everything => Some(seen.map_or(seq, |seen| seen.max(seq))),
+            _ => seen,
+        }
+    }
+
+    /// Owe reading again what an event of the log names: its request (and so its grants), a
+    /// grant of its own, the API tokens, the signing keys.
+    fn owe(&mut self, event: &jitgate_core::AuditEvent) {
+        let e = &event.event;
+        if let Some(request) = &e.request_id {
+            self.requests.insert(request.clone());
+        } else if let Some(grant) = &e.grant_id {
+            self.grants.insert(grant.clone());
+        }
+        match e.kind {
+            jitgate_core::EventKind::TokenCreated | jitgate_core::EventKind::TokenRevoked => self.tokens = true,
+            jitgate_core::EventKind::KeyRotated => self.keys = true,
+            _ => {}
+        }
+    }
+
     /// Too much to do one by one: one full load instead.
     fn bound(&mut self) {
         if self.requests.len() + self.grants.len() > MAX_PENDING {
@@ -187,28 +227,7 @@ impl Follower {
             self.acceptances = acceptances;
             self.seen = None;
         }
-        match heard.change {
-            Change::Request(id) => {
-                self.pending.requests.insert(id);
-            }
-            Change::Grant(id) => {
-                self.pending.grants.insert(id);
-            }
-            Change::Tokens => self.pending.tokens = true,
-            Change::Keys => self.pending.keys = true,
-            Change::Resync => {
-                if self.seen.is_some() {
-                    self.pending.catch_up = true;
-                } else {
-                    self.pending.everything = true;
-                }
-            }
-        }
-        self.pending.bound();
-        if let (Some(seq), false) = (heard.seq, self.pending.catch_up || self.pending.everything) {
-            // Every change up to `seq` was heard: the feed did not break in between.
-            self.seen = Some(self.seen.map_or(seq, |seen| seen.max(seq)));
-        }
+        self.seen = self.pending.hear(heard, self.seen);
         self.retry().await;
     }
 
@@ -317,19 +336,7 @@ impl Follower {
                 })
                 .await?;
             for event in &page {
-                let e = &event.event;
-                if let Some(request) = &e.request_id {
-                    self.pending.requests.insert(request.clone());
-                } else if let Some(grant) = &e.grant_id {
-                    self.pending.grants.insert(grant.clone());
-                }
-                match e.kind {
-                    jitgate_core::EventKind::TokenCreated | jitgate_core::EventKind::TokenRevoked => {
-                        self.pending.tokens = true;
-                    }
-                    jitgate_core::EventKind::KeyRotated => self.pending.keys = true,
-                    _ => {}
-                }
+                self.pending.owe(event);
                 after = after.max(event.seq);
             }
             events += page.len();
@@ -347,5 +354,82 @@ impl Follower {
             "caught up on other replicas' changes after the feed's gap"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(change: Change, seq: Option<i64>) -> Heard {
+        Heard { change, seq }
+    }
+
+    #[test]
+    fn the_last_sequence_number_heard_moves_only_while_nothing_was_missed() {
+        let mut owed = Pending::default();
+        let seen = owed.hear(heard(Change::Request("req_1".into()), Some(7)), Some(5));
+        assert_eq!(seen, Some(7));
+        assert!(owed.requests.contains("req_1"));
+        // An older replica's notification (no seq) or one out of order moves nothing back.
+        assert_eq!(owed.hear(heard(Change::Grant("grt_1".into()), None), seen), Some(7));
+        assert_eq!(owed.hear(heard(Change::Tokens, Some(6)), seen), Some(7));
+        assert!(owed.grants.contains("grt_1") && owed.tokens);
+        // A gap: caught up on from 7; what is heard after does not jump over the gap.
+        let seen = owed.hear(heard(Change::Resync, None), Some(7));
+        assert!(owed.catch_up && !owed.everything);
+        assert_eq!(
+            owed.hear(heard(Change::Request("req_2".into()), Some(40)), seen),
+            Some(7)
+        );
+        // A gap from an unknown place: everything.
+        let mut owed = Pending::default();
+        assert_eq!(owed.hear(heard(Change::Resync, None), None), None);
+        assert!(owed.everything && !owed.catch_up);
+        assert_eq!(owed.hear(heard(Change::Keys, Some(3)), None), None);
+    }
+
+    #[test]
+    fn too_much_owed_one_by_one_becomes_one_full_load() {
+        let mut owed = Pending::default();
+        let mut seen = Some(0);
+        for n in 0..=MAX_PENDING {
+            seen = owed.hear(heard(Change::Request(format!("req_{n}")), Some(n as i64 + 1)), seen);
+        }
+        assert!(owed.everything, "{} requests owed", owed.requests.len());
+        assert!(owed.requests.is_empty() && owed.grants.is_empty());
+        assert!(!Pending::default().everything && Pending::default().is_empty());
+    }
+
+    #[test]
+    fn events_of_the_log_name_what_to_read_again() {
+        let event =
+            |kind: jitgate_core::EventKind, request: Option<&str>, grant: Option<&str>| jitgate_core::AuditEvent {
+                seq: 1,
+                event: jitgate_core::NewEvent {
+                    kind,
+                    at: crate::clock::now(),
+                    actor: "bob".into(),
+                    subject: "alice".into(),
+                    request_id: request.map(str::to_string),
+                    grant_id: grant.map(str::to_string),
+                    resource: "prod-db".into(),
+                    action: "read".into(),
+                    comment: None,
+                },
+                prev_hash: String::new(),
+                hash: String::new(),
+            };
+        use jitgate_core::EventKind::*;
+        let mut owed = Pending::default();
+        owed.owe(&event(GrantRevoked, Some("req_1"), Some("grt_1")));
+        owed.owe(&event(GrantUsed, None, Some("grt_2")));
+        owed.owe(&event(CheckDenied, None, None));
+        assert_eq!(owed.requests.iter().collect::<Vec<_>>(), ["req_1"]);
+        assert_eq!(owed.grants.iter().collect::<Vec<_>>(), ["grt_2"]);
+        assert!(!owed.tokens && !owed.keys);
+        owed.owe(&event(TokenRevoked, None, None));
+        owed.owe(&event(KeyRotated, None, None));
+        assert!(owed.tokens && owed.keys);
     }
 }
