@@ -1037,9 +1037,15 @@ impl App {
             action: String::new(),
             comment: Some(given_up.clone()),
         };
-        self.store.append_events(&[event]).await?;
+        let recorded = self.store.append_events(&[event]).await;
         // The index may hold grants the accepted history never had, or lack ones it has.
-        self.resync().await?;
+        let loaded = self.resync().await;
+        if let Err(e) = recorded {
+            // Accepted all the same: what was given up stays in the server's log at least.
+            tracing::error!(error = %e, given_up = %given_up, "the acceptance of the database's history could not be recorded in the audit log");
+            return Err(e.into());
+        }
+        loaded?;
         Ok(Some(given_up))
     }
 

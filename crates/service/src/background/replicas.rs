@@ -29,8 +29,7 @@ const FEED_RETRY: Duration = Duration::from_millis(100);
 /// to `MAX_BACKOFF`, short enough that a database back is caught up on within a second.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
-/// How often the follower looks whether the database's history was accepted, while it is
-/// refused.
+/// How often the follower looks whether the database's history was accepted.
 const FENCED_RETRY: Duration = Duration::from_secs(1);
 /// Past this many events since the last one heard, loading the whole index is cheaper than
 /// catching up event by event.
@@ -64,15 +63,21 @@ pub async fn follow(app: Arc<App>) {
     let (sender, mut heard) = tokio::sync::mpsc::channel(QUEUE);
     let listener = tokio::spawn(listen(app.clone(), feed, sender));
     loop {
-        let next = if follower.pending.is_empty() {
-            heard.recv().await
+        // Owing nothing, the follower still looks every `FENCED_RETRY` whether an operator
+        // accepted the database's history (the index is then loaded again).
+        let wait = if follower.pending.is_empty() {
+            FENCED_RETRY
         } else {
-            tokio::select! {
-                next = heard.recv() => next,
-                () = tokio::time::sleep(follower.backoff) => {
+            follower.backoff
+        };
+        let next = tokio::select! {
+            next = heard.recv() => next,
+            () = tokio::time::sleep(wait) => {
+                follower.notice_acceptance();
+                if !follower.pending.is_empty() {
                     follower.retry().await;
-                    continue;
                 }
+                continue;
             }
         };
         let Some(next) = next else { break };
@@ -220,15 +225,21 @@ impl Follower {
     }
 
     async fn apply(&mut self, heard: Heard) {
-        let acceptances = self.app.history_acceptances();
-        if acceptances != self.acceptances {
-            // The operator's acceptance loaded everything; numbers heard before may be past
-            // the accepted log's end.
-            self.acceptances = acceptances;
-            self.seen = None;
-        }
+        self.notice_acceptance();
         self.seen = self.pending.hear(heard, self.seen);
         self.retry().await;
+    }
+
+    /// After an operator accepted the database's history, numbers heard before may be past
+    /// the accepted log's end, and the index may hold what it never had: load everything (the
+    /// acceptance did too, but it may have failed half-way).
+    fn notice_acceptance(&mut self) {
+        let acceptances = self.app.history_acceptances();
+        if acceptances != self.acceptances {
+            self.acceptances = acceptances;
+            self.seen = None;
+            self.pending.everything = true;
+        }
     }
 
     /// Do what is owed; what fails stays owed and is tried again after the backoff.
