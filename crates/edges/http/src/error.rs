@@ -305,3 +305,29 @@ impl From<QueryRejection> for ApiError {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unavailable_answer_says_when_to_come_back() {
+        for error in [
+            ApiError::Unavailable("the database is unavailable; try again shortly".into()),
+            ApiError::from(StoreError::Diverged("event 7 differs".into())),
+            ApiError::from(StoreError::Unavailable("the write did not commit within 5 s".into())),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(axum::http::header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+                Some(b"2".as_slice())
+            );
+        }
+        let internal = ApiError::Internal("a bug".into()).into_response();
+        assert!(internal.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
+}

@@ -61,7 +61,7 @@ pub async fn follow(app: Arc<App>) {
     let mut follower = Follower::new(app.clone());
     follower.start().await;
     let (sender, mut heard) = tokio::sync::mpsc::channel(QUEUE);
-    let listener = tokio::spawn(listen(app.clone(), feed, sender));
+    let _listener = AbortOnDrop(tokio::spawn(listen(app.clone(), feed, sender)));
     loop {
         // Owing nothing, the follower still looks every `FENCED_RETRY` whether an operator
         // accepted the database's history (the index is then loaded again).
@@ -83,7 +83,15 @@ pub async fn follow(app: Arc<App>) {
         let Some(next) = next else { break };
         follower.apply(next).await;
     }
-    listener.abort();
+}
+
+/// The listening task ends with the follower (the server stopping aborts the follower).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Read the feed and hand each change on. A broken feed is replaced at once by a new one (on
