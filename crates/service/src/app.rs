@@ -991,18 +991,16 @@ impl App {
                 let _ = self.changes.send(EVERYTHING_CHANGED.to_string());
                 tracing::info!(active_grants = loaded, "check index loaded from the database");
             }
+            // The index is kept as it is; the caller says so (once, not at every retry).
             Err(e) => {
                 self.resyncing.lock().take();
-                tracing::warn!(error = %e, "cannot load active grants; keeping the index as it is");
                 failed = Some(e.into());
             }
         }
         if let Err(e) = self.reload_tokens().await {
-            tracing::warn!(error = %e, "cannot reload API tokens");
             failed = failed.or(Some(e.into()));
         }
         if let Err(e) = self.reload_keys().await {
-            tracing::warn!(error = %e, "cannot reload signing keys");
             failed = failed.or(Some(e));
         }
         failed.map_or(Ok(()), Err)
