@@ -41,6 +41,8 @@ pub struct App {
     /// not come back.
     resyncing: parking_lot::Mutex<Option<Vec<IndexChange>>>,
     caller_limits: crate::limits::CallerLimits,
+    /// Bumped each time an operator accepts the database's history.
+    history_accepted: std::sync::atomic::AtomicU64,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -129,6 +131,7 @@ impl App {
             denied: crate::audit::denied::DeniedChecks::default(),
             resyncing: parking_lot::Mutex::new(None),
             caller_limits: crate::limits::CallerLimits::default(),
+            history_accepted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -594,10 +597,11 @@ impl App {
 
     /// Read the signing keys again: another replica rotated them.
     pub(crate) async fn reload_keys(&self) -> Result<(), ServiceError> {
-        self.signer
-            .reload(&*self.store)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("cannot reload signing keys: {e}")))
+        self.signer.reload(&*self.store).await.map_err(|e| match e {
+            // The database away is not a fault of this server.
+            crate::signing::SigningError::Store(e) => e.into(),
+            e => ServiceError::Internal(format!("cannot reload signing keys: {e}")),
+        })
     }
 
     /// Every public key that may have signed a checkpoint.
@@ -607,7 +611,10 @@ impl App {
 
     /// Sign the audit log's head if it moved past `signed` (0: whatever it is); the checkpoint
     /// kept, if one was.
-    pub async fn sign_audit_head(&self, signed: i64) -> Result<Option<jitgate_core::audit::Checkpoint>, String> {
+    pub async fn sign_audit_head(
+        &self,
+        signed: i64,
+    ) -> Result<Option<jitgate_core::audit::Checkpoint>, crate::audit::checkpoint::CheckpointError> {
         crate::audit::checkpoint::sign_head(&*self.store, &self.signer, signed).await
     }
 
@@ -623,7 +630,7 @@ impl App {
         caller: &Caller,
     ) -> Result<Option<jitgate_core::audit::Checkpoint>, ServiceError> {
         self.take_write(caller.who())?;
-        self.sign_audit_head(0).await.map_err(ServiceError::Internal)
+        Ok(self.sign_audit_head(0).await?)
     }
 
     /// Verify the audit log: the hash chain, every checkpoint's signature, and the log against
@@ -654,7 +661,10 @@ impl App {
         self.signer
             .rotate(&*self.store, &caller.who().principal, now())
             .await
-            .map_err(|e| ServiceError::Internal(format!("key rotation failed: {e}")))
+            .map_err(|e| match e {
+                crate::signing::SigningError::Store(e) => e.into(),
+                e => ServiceError::Internal(format!("key rotation failed: {e}")),
+            })
     }
 
     /// The status of each grant's providers, from the outbox: for every id given, in order.
@@ -958,8 +968,10 @@ impl App {
     }
 
     /// Load every active grant from the database again, and let waiting callers look again.
-    pub(crate) async fn resync(&self) {
+    /// What could not be read is kept as it was and said in the error (the caller tries again).
+    pub(crate) async fn resync(&self) -> Result<(), ServiceError> {
         *self.resyncing.lock() = Some(Vec::new());
+        let mut failed: Option<ServiceError> = None;
         match load_index(&self.store).await {
             Ok(mut index) => {
                 let mut current = self.index.write();
@@ -979,17 +991,60 @@ impl App {
                 let _ = self.changes.send(EVERYTHING_CHANGED.to_string());
                 tracing::info!(active_grants = loaded, "check index loaded from the database");
             }
+            // The index is kept as it is; the caller says so (once, not at every retry).
             Err(e) => {
                 self.resyncing.lock().take();
-                tracing::warn!(error = %e, "cannot load active grants; keeping the index as it is");
+                failed = Some(e.into());
             }
         }
         if let Err(e) = self.reload_tokens().await {
-            tracing::warn!(error = %e, "cannot reload API tokens");
+            failed = failed.or(Some(e.into()));
         }
         if let Err(e) = self.reload_keys().await {
-            tracing::warn!(error = %e, "cannot reload signing keys");
+            failed = failed.or(Some(e));
         }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// How many times an operator accepted the database's history in this process: the
+    /// replica follower starts counting what it heard afresh when this moves.
+    pub fn history_acceptances(&self) -> u64 {
+        self.history_accepted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// An operator accepts the database's history as it is now (`POST
+    /// /v1/admin/database/accept-history`): the store forgets what it had seen of the history
+    /// and writes again, the acceptance is recorded in the audit log with what was given up,
+    /// and the check index is loaded again from the database. `None`: nothing had diverged,
+    /// nothing was recorded.
+    pub async fn accept_database_history(&self, caller: &Caller) -> Result<Option<String>, ServiceError> {
+        self.take_write(caller.who())?;
+        let Some(given_up) = self.store.accept_history().await? else {
+            return Ok(None);
+        };
+        self.history_accepted.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        tracing::warn!(operator = %caller.who().principal, given_up = %given_up, "the database's history was accepted as it is; writing again");
+        let event = jitgate_core::NewEvent {
+            kind: jitgate_core::EventKind::DatabaseHistoryAccepted,
+            at: now(),
+            actor: caller.who().principal.clone(),
+            subject: caller.who().principal.clone(),
+            request_id: None,
+            grant_id: None,
+            resource: String::new(),
+            action: String::new(),
+            comment: Some(given_up.clone()),
+        };
+        let recorded = self.store.append_events(&[event]).await;
+        // The index may hold grants the accepted history never had, or lack ones it has.
+        let loaded = self.resync().await;
+        if let Err(e) = recorded {
+            // Accepted all the same: what was given up stays in the server's log at least.
+            tracing::error!(error = %e, given_up = %given_up, "the acceptance of the database's history could not be recorded in the audit log");
+            return Err(e.into());
+        }
+        loaded?;
+        Ok(Some(given_up))
     }
 
     /// Apply every time-based transition due at `now`. Returns how many requests changed.

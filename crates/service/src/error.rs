@@ -19,7 +19,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    /// A dependency (the database, a provider) cannot answer now; trying again may work.
+    /// A dependency (the database, a provider) cannot answer now; trying again may work
+    /// (503 with `Retry-After`). A write that answered this may still have committed: read
+    /// before trying it again.
     #[error("{0}")]
     Unavailable(String),
     /// A limit on what a caller controls (field length, list size, pending requests) was
@@ -95,9 +97,90 @@ impl From<StoreError> for ServiceError {
             // was acknowledged, and an operator must decide (docs/deploy.md, "Failover").
             e @ StoreError::Diverged(_) => ServiceError::Unavailable(e.to_string()),
             e if e.is_unavailable() => {
-                ServiceError::Unavailable("the database is unavailable; try again shortly".into())
+                let cause = unavailable_cause(&e);
+                say_unavailable(&cause);
+                if cause.told {
+                    ServiceError::Unavailable(format!("{}; try again shortly", cause.text))
+                } else {
+                    ServiceError::Unavailable("the database is unavailable; try again shortly".into())
+                }
             }
             other => ServiceError::Internal(other.to_string()),
         }
+    }
+}
+
+/// Why the database is unavailable, in words an operator acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailableCause {
+    pub text: String,
+    /// Fixed words, fit for the caller too (the others stay in the log).
+    pub told: bool,
+}
+
+/// Why `e` (an unavailable-class store error) happened: a read-only node behind the front, a
+/// write lock not had within the bound, a connection lost, the server shutting down.
+pub fn unavailable_cause(e: &StoreError) -> UnavailableCause {
+    let code = match e {
+        StoreError::Database(inner) => inner.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()),
+        _ => None,
+    };
+    let told = |text: &str| UnavailableCause {
+        text: text.to_string(),
+        told: true,
+    };
+    match code.as_deref() {
+        Some("25006") => told("the database refused the write: the node is read-only (a standby?)"),
+        Some("55P03") => told("the database did not let the write take its lock within the bound"),
+        Some(c) if c.starts_with("08") => told("the connection to the database failed"),
+        Some(c) if c.starts_with("57") => told("the database is shutting down or ended the connection"),
+        _ => UnavailableCause {
+            text: e.to_string(),
+            told: false,
+        },
+    }
+}
+
+/// When the last warning about an unavailable database was logged (Unix milliseconds), and
+/// how many were held back since: while the database is away every call fails the same way,
+/// and one line every few seconds says it.
+static UNAVAILABLE_SAID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static UNAVAILABLE_HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+const UNAVAILABLE_SAY_EVERY_MS: i64 = 5_000;
+
+fn say_unavailable(cause: &UnavailableCause) {
+    use std::sync::atomic::Ordering;
+    let now = crate::clock::now().timestamp_millis();
+    let said = UNAVAILABLE_SAID.load(Ordering::Relaxed);
+    if now - said < UNAVAILABLE_SAY_EVERY_MS
+        || UNAVAILABLE_SAID
+            .compare_exchange(said, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        UNAVAILABLE_HELD.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let held = UNAVAILABLE_HELD.swap(0, Ordering::Relaxed);
+    tracing::warn!(cause = %cause.text, held_back = held, "the database is unavailable");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_unavailable_never_internal() {
+        let e = ServiceError::from(StoreError::Unavailable("the write did not commit within 5 s".into()));
+        assert!(
+            matches!(&e, ServiceError::Unavailable(m) if m == "the database is unavailable; try again shortly"),
+            "{e:?}"
+        );
+        let diverged = ServiceError::from(StoreError::Diverged("event 7 is gone".into()));
+        assert!(
+            matches!(&diverged, ServiceError::Unavailable(m) if m.contains("event 7 is gone")),
+            "{diverged:?}"
+        );
+        let cause = unavailable_cause(&StoreError::Unavailable("no connection".into()));
+        assert!(!cause.told, "a store's own words stay in the log: {cause:?}");
     }
 }

@@ -21,6 +21,7 @@ mod items;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
+pub mod outage;
 pub mod provision;
 pub mod replica;
 pub mod resources;

@@ -61,6 +61,13 @@ pub struct Metrics {
     /// Slack actions by outcome: approved, denied, refused (by the rules), unlinked (unknown
     /// Slack user), forged (bad or stale signature).
     pub slack_actions: Family<OutcomeLabel, Counter>,
+    /// 1 while this replica refuses the database's history (a failover lost what it had seen,
+    /// or another primary forked the log): writes answer 503 until an operator accepts it.
+    pub database_history_diverged: Gauge,
+    /// Times this replica read other replicas' changes again after a gap in its change feed:
+    /// `catch_up` (only what the audit log names since the last change heard) or `full`
+    /// (every active grant).
+    pub replica_resyncs: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -156,8 +163,22 @@ impl Metrics {
             })
             .clone();
         let checks_denied = checks.get_or_create(&OutcomeLabel { outcome: "deny".into() }).clone();
+        let database_history_diverged = Gauge::default();
+        registry.register(
+            "database_history_diverged",
+            "1 while the database's history diverged from what this replica saw (writes refused until an operator accepts it); alarm on 1",
+            database_history_diverged.clone(),
+        );
+        let replica_resyncs = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "replica_resyncs",
+            "Reads of other replicas' changes after a gap in the change feed, by how: catch_up or full",
+            replica_resyncs.clone(),
+        );
         Metrics {
             registry,
+            database_history_diverged,
+            replica_resyncs,
             audit_sink_events,
             denied_checks_overflow,
             requests,
@@ -185,6 +206,14 @@ impl Metrics {
         self.outbox_failures
             .get_or_create(&OutcomeLabel {
                 outcome: operation.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_replica_resync(&self, how: &str) {
+        self.replica_resyncs
+            .get_or_create(&OutcomeLabel {
+                outcome: how.to_string(),
             })
             .inc();
     }

@@ -84,10 +84,13 @@ pub async fn run(app: Arc<App>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Per sink: failed attempts in a row, and when to try again.
     let mut backoff: HashMap<String, (u32, Instant)> = HashMap::new();
+    let mut outage = crate::outage::Outage::default();
+    let mut leasing = crate::outage::Outage::default();
     loop {
         interval.tick().await;
-        if let Err(e) = remind(&app).await {
-            tracing::warn!(error = %e, "cannot record reminders; retrying");
+        match remind(&app).await {
+            Ok(()) => outage.ended("recording reminders again"),
+            Err(e) => outage.failed(&e, "cannot record reminders; retrying"),
         }
         for sink in &app.notifier().sinks {
             if backoff.get(sink.name()).is_some_and(|(_, next)| Instant::now() < *next) {
@@ -100,10 +103,16 @@ pub async fn run(app: Arc<App>) {
                 .lease_sink(sink.name(), &app.notifier().holder, at, at + SINK_LEASE)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => continue,
+                Ok(true) => leasing.ended("leasing notification sinks again"),
+                Ok(false) => {
+                    leasing.ended("leasing notification sinks again");
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(sink = %sink.name(), error = %e, "cannot lease the sink; retrying");
+                    leasing.failed(
+                        &format!("{}: {e}", sink.name()),
+                        "cannot lease a notification sink; retrying",
+                    );
                     continue;
                 }
             }

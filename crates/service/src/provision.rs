@@ -198,6 +198,7 @@ pub async fn run(app: Arc<App>) {
         Ok(n) => tracing::info!(items = n, "took up deliveries an earlier run left unfinished"),
         Err(e) => tracing::warn!(error = %e, "cannot release earlier leases; they fall due when they run out"),
     }
+    let mut outage = crate::outage::Outage::default();
     loop {
         interval.tick().await;
         loop {
@@ -208,9 +209,12 @@ pub async fn run(app: Arc<App>) {
             let at = now();
             let holder = app.notifier().holder();
             let due = match app.store.lease_outbox(at, holder, at + LEASE, BATCH).await {
-                Ok(due) => due,
+                Ok(due) => {
+                    outage.ended("reading the outbox again");
+                    due
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                    outage.failed(&e, "cannot read the outbox; retrying");
                     break;
                 }
             };

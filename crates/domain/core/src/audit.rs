@@ -87,6 +87,11 @@ pub enum EventKind {
     /// Old events were moved out of the database into an archived segment (retention).
     #[serde(rename = "audit.archived")]
     AuditArchived,
+    /// An operator accepted the database's history as it is after it diverged from what a
+    /// replica had seen (a failover lost acknowledged work, or a second primary forked the
+    /// log); the comment says what was given up.
+    #[serde(rename = "database.history_accepted")]
+    DatabaseHistoryAccepted,
 }
 
 impl EventKind {
@@ -121,11 +126,12 @@ impl EventKind {
             EventKind::RequestEscalated => "request.escalated",
             EventKind::CheckDenied => "check.denied",
             EventKind::AuditArchived => "audit.archived",
+            EventKind::DatabaseHistoryAccepted => "database.history_accepted",
         }
     }
 
     /// Every kind, in the order docs/audit.md lists them.
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 30] = [
         EventKind::RequestFiled,
         EventKind::RequestApproval,
         EventKind::RequestApproved,
@@ -155,6 +161,7 @@ impl EventKind {
         EventKind::KeyRotated,
         EventKind::SshCaCreated,
         EventKind::AuditArchived,
+        EventKind::DatabaseHistoryAccepted,
     ];
 }
 

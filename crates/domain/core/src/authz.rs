@@ -139,6 +139,7 @@ operations!(
     ReadAudit,
     ManageTokens,
     ManageKeys,
+    ManageDatabase,
 );
 
 /// One row of the table: an operation, its endpoints, and each role's reach.
@@ -255,6 +256,12 @@ pub const TABLE: &[Rule] = &[
         operation: Operation::ManageKeys,
         what: "rotate the keys that sign grant tokens",
         endpoints: "POST /v1/keys/rotate",
+        reach: [Nothing, Nothing, Nothing, All],
+    },
+    Rule {
+        operation: Operation::ManageDatabase,
+        what: "accept the database's history after it diverged from what a replica saw (a failover)",
+        endpoints: "POST /v1/admin/database/accept-history",
         reach: [Nothing, Nothing, Nothing, All],
     },
 ];

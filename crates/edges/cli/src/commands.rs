@@ -333,6 +333,12 @@ pub fn keys_rotate(client: &Client) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn database_accept_history(client: &Client) -> CommandResult {
+    let answer = client.post("/v1/admin/database/accept-history", &json!({}))?;
+    print(client, &answer, |a| format!("{}\n", render::s(&a["message"])));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn token_list(client: &Client) -> CommandResult {
     list(client, "/v1/tokens", None, render::token_header(), render::token_line)
 }

@@ -203,6 +203,19 @@ enum Command {
     /// Manage the keys that sign grant tokens (admins).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The database behind the server (admins).
+    #[command(subcommand)]
+    Database(DatabaseCommand),
+}
+
+#[derive(Subcommand)]
+enum DatabaseCommand {
+    /// Accept the database's history as it is, after the server refused it because it
+    /// diverged from what the server had seen (a failover lost acknowledged work, or a second
+    /// primary forked the log): the server writes again and records what was given up in the
+    /// audit log. Ask each replica that refuses it (JITGATE_URL naming it); see docs/deploy.md,
+    /// "Failover".
+    AcceptHistory,
 }
 
 #[derive(Subcommand)]
@@ -439,6 +452,7 @@ fn main() -> ExitCode {
         Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
         Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
+        Command::Database(DatabaseCommand::AcceptHistory) => commands::database_accept_history(&client),
         Command::Token(TokenCommand::List) => commands::token_list(&client),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),

@@ -837,6 +837,20 @@ pub struct TokenList {
     pub items: Vec<TokenView>,
 }
 
+/// What accepting the database's history did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryAccepted {
+    /// Whether the database's history had diverged from what this replica saw; `false`:
+    /// nothing to accept, nothing changed.
+    pub diverged: bool,
+    /// What this replica had seen that the accepted history lacks (also the comment of the
+    /// `database.history_accepted` audit event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_up: Option<String>,
+    /// One line for a person.
+    pub message: String,
+}
+
 /// The key that signs grant tokens from now on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedKey {

@@ -31,6 +31,7 @@ pub enum ApiError {
     /// The client stopped sending its request body (`[connections] body_timeout`).
     #[error("{0}")]
     Timeout(String),
+    /// 503 with `Retry-After` ([`UNAVAILABLE_RETRY_AFTER`]): a dependency cannot answer now.
     #[error("{0}")]
     Unavailable(String),
     /// A limit on what a caller controls (body size, field length, list size, rate, waiters)
@@ -66,6 +67,10 @@ pub struct ErrorDetail {
 }
 
 pub use jitgate_service::error::{retry_after_seconds, Limit};
+
+/// What `Retry-After` says on a 503 `unavailable`: a database failing over or a provider
+/// restarting is back within seconds.
+pub const UNAVAILABLE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Put on a response that refused a call over a limit, so that one layer counts them all.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +116,14 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::OverLimit(limit, _) => {
                 response.extensions_mut().insert(LimitHit(limit));
+            }
+            // The database or a provider away, a failover under way: short-lived, so the
+            // caller is told when to look again (a write may have committed: read first).
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    retry_after_seconds(UNAVAILABLE_RETRY_AFTER).into(),
+                );
             }
             ApiError::RetryLater { limit, after, .. } => {
                 response.extensions_mut().insert(LimitHit(limit));
@@ -290,5 +303,31 @@ impl From<QueryRejection> for ApiError {
                 .body_text()
                 .trim_start_matches("Failed to deserialize query string: ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unavailable_answer_says_when_to_come_back() {
+        for error in [
+            ApiError::Unavailable("the database is unavailable; try again shortly".into()),
+            ApiError::from(StoreError::Diverged("event 7 differs".into())),
+            ApiError::from(StoreError::Unavailable("the write did not commit within 5 s".into())),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(axum::http::header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+                Some(b"2".as_slice())
+            );
+        }
+        let internal = ApiError::Internal("a bug".into()).into_response();
+        assert!(internal.headers().get(axum::http::header::RETRY_AFTER).is_none());
     }
 }

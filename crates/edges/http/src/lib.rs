@@ -131,6 +131,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let notifications = tokio::spawn(notify::run(app.clone()));
     let watcher = tokio::spawn(background::policy::watch(app.clone(), config.policy_dir.clone()));
     let follower = tokio::spawn(background::replicas::follow(app.clone()));
+    let divergence = tokio::spawn(background::divergence::watch(app.clone()));
     let sinks: Vec<Arc<audit::sinks::Sink>> = audit.sinks.into_iter().map(Arc::new).collect();
     audit::sinks::start_cursors(&app, &sinks).await?;
     let mut audit_tasks = vec![
@@ -159,6 +160,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     notifications.abort();
     watcher.abort();
     follower.abort();
+    divergence.abort();
     for task in audit_tasks {
         task.abort();
     }

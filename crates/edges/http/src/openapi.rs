@@ -16,13 +16,14 @@ use utoipa::{Modify, OpenApi};
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
         crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
+        crate::routes::accept_database_history,
     ),
     components(schemas(
         CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
-        ResourceList, ResourceView, RequestableActionView,
+        ResourceList, ResourceView, RequestableActionView, HistoryAccepted,
     )),
     modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive),
 )]
@@ -100,6 +101,13 @@ impl Modify for RefusalsEveryEndpointMayGive {
                         .entry(status.to_string())
                         .or_insert_with(|| error_response(when));
                 }
+                if secured {
+                    operation
+                        .responses
+                        .responses
+                        .entry("503".to_string())
+                        .or_insert_with(unavailable_response);
+                }
             }
         }
     }
@@ -113,6 +121,29 @@ fn error_response(when: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Respons
             "application/json",
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .into()
+}
+
+/// 503 `unavailable`: the database (or a provider) cannot answer now, with when to ask again.
+fn unavailable_response() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type};
+    ResponseBuilder::new()
+        .description(
+            "the database (or a provider) cannot answer now: unreachable, read-only, not committing within the write bound, or its history diverged from what this replica saw. A write that answered this may still have committed: read before trying it again",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                .description(Some("seconds until trying again is worth it"))
                 .build(),
         )
         .into()
@@ -175,6 +206,20 @@ mod tests {
             );
         }
         assert!(writes >= 14, "{writes} writes");
+        // Every secured call may meet the database away: 503 with Retry-After.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                if operation["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                    let unavailable = &operation["responses"]["503"];
+                    assert!(
+                        unavailable["headers"]["Retry-After"].is_object(),
+                        "{method} {path}: document its 503 with Retry-After"
+                    );
+                }
+            }
+        }
+        let ready = &doc["paths"]["/readyz"]["get"]["responses"]["503"];
+        assert!(ready["headers"]["Retry-After"].is_object(), "{ready}");
         let wait = &doc["paths"]["/v1/requests/{id}"]["get"]["responses"]["429"];
         assert!(wait["headers"]["Retry-After"].is_object(), "{wait}");
     }

@@ -116,6 +116,7 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .route("/v1/keys/rotate", post(rotate_keys))
+        .route("/v1/admin/database/accept-history", post(accept_database_history))
         .route("/v1/grants/{id}/ssh-cert", post(ssh_certificate))
         .route("/v1/grants/{id}/credentials", post(database_credentials))
         .route("/v1/ssh/ca.pub", get(ssh_ca_public))
@@ -686,6 +687,35 @@ pub async fn rotate_keys(
     Ok(Json(RotatedKey { kid }))
 }
 
+/// Accept the database's history as it is, after this replica refused it because it diverged
+/// from what the replica had seen (a failover lost acknowledged work, or a second primary
+/// forked the log): the replica writes again, records the acceptance in the audit log and
+/// loads its check index from the database. Ask every replica that refuses it (each says so
+/// on `/readyz`). Nothing diverged: 200 and nothing changes.
+#[utoipa::path(post, path = "/v1/admin/database/accept-history",
+    responses((status = 200, body = HistoryAccepted), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
+    security(("bearer" = [])), tag = "operations")]
+pub async fn accept_database_history(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ManageDatabase>,
+) -> Result<Json<HistoryAccepted>, ApiError> {
+    Ok(Json(match app.accept_database_history(&caller).await? {
+        Some(given_up) => HistoryAccepted {
+            diverged: true,
+            message: format!(
+                "the database's history is accepted; this replica writes again, having given up: {given_up}"
+            ),
+            given_up: Some(given_up),
+        },
+        None => HistoryAccepted {
+            diverged: false,
+            given_up: None,
+            message: "nothing diverged: this replica already accepts the database's history".into(),
+        },
+    }))
+}
+
 /// An OpenSSH user certificate for an active grant on an SSH workflow, valid for the grant's
 /// window only.
 #[utoipa::path(post, path = "/v1/grants/{id}/ssh-cert", params(("id" = String, Path)), request_body = SshCertBody,
@@ -707,7 +737,8 @@ pub async fn ssh_certificate(
 /// call answers 409. 503 while the login role is still being created (retry shortly).
 #[utoipa::path(post, path = "/v1/grants/{id}/credentials", params(("id" = String, Path)),
     responses((status = 200, body = CredentialsAnswer), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "the login role is still being created, or the database cannot answer now; retry shortly", headers(("Retry-After" = u64, description = "seconds until trying again is worth it"))),
         (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "grants")]
 pub async fn database_credentials(
@@ -770,13 +801,34 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, body = ErrorBody)), tag = "operations")]
+/// The longest `/readyz` waits for the database's answer: a load balancer asking must hear
+/// "not ready" from a database that hangs, not wait with it.
+pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready while writes can commit: the database reachable, writable (not a standby), committing
+/// within the write bound, and its history the one this replica saw. 503 says why not.
+#[utoipa::path(get, path = "/readyz",
+    responses((status = 200, description = "writes can commit"),
+        (status = 503, body = ErrorBody, description = "writes cannot commit now, and why: the database unreachable, read-only, not committing within the bound (a synchronous standby gone), or its history diverged from what this replica saw (an operator must accept it: POST /v1/admin/database/accept-history); answered within 2 s", headers(("Retry-After" = u64, description = "seconds until asking again is worth it")))),
+    tag = "operations")]
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
-    app.store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?;
-    Ok("ready\n")
+    if let Some(why) = app.store.divergence() {
+        return Err(ApiError::Unavailable(format!(
+            "the database's history diverged from what this replica saw: {why}; an admin must accept it (jitgate database accept-history)"
+        )));
+    }
+    match tokio::time::timeout(READY_WITHIN, app.store.ready()).await {
+        Ok(Ok(())) => Ok("ready\n"),
+        Ok(Err(e @ jitgate_store::StoreError::Diverged(_))) => Err(ApiError::Unavailable(e.to_string())),
+        Ok(Err(e)) => {
+            let cause = jitgate_service::error::unavailable_cause(&e);
+            Err(ApiError::Unavailable(format!("database: {}", cause.text)))
+        }
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "database: no answer within {} s",
+            READY_WITHIN.as_secs()
+        ))),
+    }
 }
 
 /// Prometheus text 0.0.4, or OpenMetrics 1.0 when `Accept` prefers `application/openmetrics-text`.

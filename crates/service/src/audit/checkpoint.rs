@@ -7,21 +7,45 @@ use crate::clock::now;
 use crate::signing::GrantSigner;
 use jitgate_core::audit::Checkpoint;
 use jitgate_store::AuditFilter;
-use jitgate_store::Store;
+use jitgate_store::{Store, StoreError};
+
+/// Why the head was not signed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The database could not be read or written.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The log does not deserve a signature, or the key could not sign.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<CheckpointError> for crate::ServiceError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::Store(e) => e.into(),
+            CheckpointError::Refused(m) => crate::ServiceError::Internal(m),
+        }
+    }
+}
 
 /// Sign the head if it is past `signed` (pass 0 to sign it whatever it is); the checkpoint
 /// kept, if one was.
-pub async fn sign_head(store: &dyn Store, signer: &GrantSigner, signed: i64) -> Result<Option<Checkpoint>, String> {
-    let head = store.audit_head().await.map_err(|e| e.to_string())?;
+pub async fn sign_head(
+    store: &dyn Store,
+    signer: &GrantSigner,
+    signed: i64,
+) -> Result<Option<Checkpoint>, CheckpointError> {
+    let head = store.audit_head().await?;
     if head <= signed {
         return Ok(None);
     }
-    let checkpoints = store.checkpoints().await.map_err(|e| e.to_string())?;
+    let checkpoints = store.checkpoints().await?;
     if let Some(beyond) = checkpoints.iter().find(|c| c.seq > head) {
-        return Err(format!(
+        return Err(CheckpointError::Refused(format!(
             "not signing: a checkpoint vouches for event {} but the log ends at {head}: it was cut short; run jitgate audit verify",
             beyond.seq
-        ));
+        )));
     }
     let last = checkpoints.into_iter().max_by_key(|c| c.seq);
     if let Some(checkpoint) = last.as_ref().filter(|c| c.seq == head) {
@@ -32,12 +56,11 @@ pub async fn sign_head(store: &dyn Store, signer: &GrantSigner, signed: i64) -> 
                 limit: 1,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if event.first().map(|e| e.hash.as_str()) != Some(checkpoint.hash.as_str()) {
-            return Err(format!(
+            return Err(CheckpointError::Refused(format!(
                 "not signing: event {head} differs from its checkpoint; run jitgate audit verify"
-            ));
+            )));
         }
         return Ok(Some(checkpoint.clone()));
     }
@@ -53,9 +76,9 @@ pub async fn sign_head(store: &dyn Store, signer: &GrantSigner, signed: i64) -> 
         at,
         signature: signer
             .sign_checkpoint(event.seq, &event.hash, at)
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| CheckpointError::Refused(e.to_string()))?,
     };
-    store.add_checkpoint(&checkpoint).await.map_err(|e| e.to_string())?;
+    store.add_checkpoint(&checkpoint).await?;
     Ok(Some(checkpoint))
 }
 
@@ -66,7 +89,7 @@ async fn extends_last_checkpoint(
     store: &dyn Store,
     head: i64,
     last: Option<&Checkpoint>,
-) -> Result<Option<jitgate_core::AuditEvent>, String> {
+) -> Result<Option<jitgate_core::AuditEvent>, CheckpointError> {
     const PAGE: u32 = 5000;
     // The events after the last checkpoint (or the head alone, before any checkpoint), each
     // linked to the one before, the first to the checkpoint's hash.
@@ -79,8 +102,7 @@ async fn extends_last_checkpoint(
                 limit: PAGE,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         // Up to the head read above: events appended meanwhile wait for the next round.
         let page: Vec<jitgate_core::AuditEvent> = page.into_iter().filter(|e| e.seq <= head).collect();
         let Some(newest) = page.last().cloned() else { break };
@@ -97,10 +119,10 @@ async fn extends_last_checkpoint(
         if let Some(link) = link {
             let report = jitgate_core::audit::verify_chain_from(&link, &page);
             if !report.ok {
-                return Err(format!(
+                return Err(CheckpointError::Refused(format!(
                     "not signing: the audit log does not extend its last signed checkpoint ({}); run jitgate audit verify",
                     report.problem.unwrap_or_default()
-                ));
+                )));
             }
         }
         after = newest.seq;

@@ -169,6 +169,7 @@ fn ecs_class(kind: EventKind) -> (&'static str, Vec<&'static str>, &'static str)
         TokenRevoked => ("iam", vec!["deletion", "admin"], "success"),
         KeyRotated => ("configuration", vec!["change", "admin"], "success"),
         AuditArchived => ("database", vec!["deletion", "admin"], "success"),
+        DatabaseHistoryAccepted => ("database", vec!["change", "admin"], "success"),
         RequestEscalated | GrantExtended | GrantExpiring | BreakGlassReviewed => ("iam", vec!["change"], "success"),
     }
 }

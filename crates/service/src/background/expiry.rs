@@ -14,15 +14,19 @@ const BATCH: u32 = 500;
 pub async fn run(app: Arc<App>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outage = crate::outage::Outage::default();
     loop {
         interval.tick().await;
         // Drain everything due before sleeping again.
         loop {
             match app.settle_due(now(), BATCH).await {
                 Ok(n) if n as u32 >= BATCH => continue,
-                Ok(_) => break,
+                Ok(_) => {
+                    outage.ended("expiry worker settles due requests again");
+                    break;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "expiry worker could not settle due requests; retrying");
+                    outage.failed(&e, "expiry worker could not settle due requests; retrying");
                     break;
                 }
             }

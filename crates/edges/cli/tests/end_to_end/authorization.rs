@@ -424,6 +424,50 @@ fn every_role_the_table_refuses_is_refused() {
             ok(ADMIN, 200),
         ],
     );
+    // The database's history: admins only. On SQLite nothing ever diverges: 200 says so,
+    // and nothing is recorded.
+    let accepted = row(
+        &s,
+        "POST",
+        "/v1/admin/database/accept-history",
+        json!({}),
+        &[
+            refused(ALICE),
+            refused(BOB),
+            refused(SERVICE),
+            refused(AUDITOR),
+            ok(ADMIN, 200),
+        ],
+    );
+    assert_eq!(accepted["diverged"], false, "{accepted}");
+    assert!(accepted.get("given_up").is_none(), "{accepted}");
+    assert!(
+        accepted["message"].as_str().unwrap().contains("nothing diverged"),
+        "{accepted}"
+    );
+    let (_, metrics) = s.get("/metrics", "");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("\njitgate_database_history_diverged 0\n"),
+        "{metrics}"
+    );
+    // The CLI says the same, and refuses for a non-admin with the server's reason.
+    let (code, out, err) = s.cli(ADMIN, &["database", "accept-history"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nothing diverged"), "{out}");
+    let (code, out, err) = s.cli(ADMIN, &["--output", "json", "database", "accept-history"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["diverged"], false, "{answer}");
+    let (code, out, err) = s.cli(ALICE, &["database", "accept-history"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("admin"), "the refusal names who may: {err}");
+    assert!(
+        s.audit_kinds("kind=database.history_accepted").is_empty(),
+        "nothing diverged, nothing recorded"
+    );
 
     // Nothing a refused caller tried left a trace of success.
     let (_, tokens) = s.get("/v1/tokens", ADMIN);
@@ -479,6 +523,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("POST", "/v1/tokens"),
         ("POST", "/v1/tokens/{id}/revoke"),
         ("POST", "/v1/keys/rotate"),
+        ("POST", "/v1/admin/database/accept-history"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -454,3 +454,170 @@ providers = ["hook"]
     eprintln!("sink taken over after {:?}", started.elapsed());
     servers.truncate(2);
 }
+
+/// A replica's counter `jitgate_replica_resyncs_total{outcome=how}` (0 before the first).
+fn resyncs(s: &Server, how: &str) -> u64 {
+    let (_, metrics) = s.get("/metrics", "");
+    let prefix = format!("jitgate_replica_resyncs_total{{outcome=\"{how}\"}} ");
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// `method path` as `token`: the status, `Retry-After` (if any) and the body.
+fn call_with_headers(s: &Server, method: &str, path: &str, token: &str, body: Value) -> (u16, Option<u64>, Value) {
+    let url = format!("{}{path}", s.url);
+    let request = match method {
+        "GET" => s.http.get(&url),
+        _ => s.http.post(&url).json(&body),
+    };
+    let request = if token.is_empty() {
+        request
+    } else {
+        request.bearer_auth(token)
+    };
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let text = response.text().unwrap();
+    (
+        status,
+        retry_after,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The database goes away and comes back; a revocation made on A right after it is back
+/// reaches B within a second, by catching up on the audit log from the last change B heard
+/// (not by loading every grant again), even when B's feed was not listening yet when the
+/// revocation committed. Needs the store's feed to say `Resync` once it listens again.
+#[test]
+fn a_revocation_right_after_the_database_is_back_reaches_the_other_replica_within_a_second() {
+    let pg = Postgres::start();
+    let servers = replicas(&pg, 2);
+    let (a, b) = (&servers[0], &servers[1]);
+    let r = a.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7"}),
+    );
+    let (status, approved) = a.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{approved}");
+    let grant = approved["grant"]["id"].as_str().unwrap().to_string();
+    within("B allows", || allowed(b, "alice", "prod-db", "read"));
+    // B follows: its first load done (the only one it needs).
+    within("B follows A", || resyncs(b, "full") == 1);
+
+    pg.pause();
+    // While it is away: writes answer 503 with Retry-After, and so does /readyz, at once.
+    let started = Instant::now();
+    let (status, retry_after, v) = call_with_headers(a, "GET", "/readyz", "", json!(null));
+    assert_eq!(status, 503, "{v}");
+    assert!(retry_after.is_some_and(|s| (1..=5).contains(&s)), "{retry_after:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "/readyz answers within its bound"
+    );
+    let (status, retry_after, v) = call_with_headers(
+        b,
+        "POST",
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h"}),
+    );
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    assert!(retry_after.is_some(), "every 503 says when to come back");
+    // B still answers checks from memory.
+    assert!(allowed(b, "alice", "prod-db", "read"));
+    std::thread::sleep(Duration::from_millis(500));
+    pg.resume();
+    within("A ready again", || a.get("/readyz", "").0 == 200);
+
+    let (status, v) = a.post(&format!("/v1/grants/{grant}/revoke"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{v}");
+    let revoked = Instant::now();
+    let took = within("B refuses the revoked grant", || {
+        !allowed(b, "alice", "prod-db", "read")
+    });
+    eprintln!("a revocation right after the database came back reached B in {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "B refused {:?} after the revocation's 200",
+        revoked.elapsed()
+    );
+    assert_eq!(
+        resyncs(b, "full"),
+        1,
+        "B caught up from the log, without loading everything again"
+    );
+    assert!(resyncs(b, "catch_up") >= 1, "B caught up");
+    within("B ready again", || b.get("/readyz", "").0 == 200);
+}
+
+/// A front that routes to a read-only node (a standby): writes answer 503 `unavailable` with
+/// Retry-After and a message naming the cause, the log says it once in plain words, never a
+/// 500; checks go on from memory; /readyz says not ready; writable again, writes go through.
+#[test]
+fn a_read_only_database_is_unavailable_not_an_internal_error() {
+    let pg = Postgres::start();
+    let servers = replicas(&pg, 1);
+    let s = &servers[0];
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "before"}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let cut_sessions =
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'jitgate' AND pid <> pg_backend_pid()";
+    pg.admin(
+        "postgres",
+        "ALTER DATABASE jitgate SET default_transaction_read_only = on",
+    );
+    pg.admin("postgres", cut_sessions);
+
+    // The first write may meet a connection that was cut; the ones after meet the read-only node.
+    let file = json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-9"});
+    let started = Instant::now();
+    let (status, retry_after, v) = loop {
+        let (status, retry_after, v) = call_with_headers(s, "POST", "/v1/requests", "demo-dave", file.clone());
+        assert_ne!(status, 500, "never an internal error: {v}");
+        assert_ne!(status, 201, "a read-only database took a write: {v}");
+        if v["error"]["message"].as_str().is_some_and(|m| m.contains("read-only")) {
+            break (status, retry_after, v);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no read-only refusal: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    // Other writes the same way: a revocation, a token.
+    let (status, _, v) = call_with_headers(s, "POST", "/v1/tokens", "demo-admin", json!({"principal": "frank"}));
+    assert_eq!(status, 503, "{v}");
+    // Checks of reusable grants are answered from memory.
+    assert!(allowed(s, "alice", "staging-db", "read"));
+    let log = s.log();
+    assert!(
+        log.contains("the database refused the write: the node is read-only (a standby?)"),
+        "{log}"
+    );
+    assert!(!log.contains("internal error"), "{log}");
+    let (status, v) = s.get("/readyz", "");
+    assert_eq!(status, 503, "a read-only database is not ready for writes: {v}");
+
+    pg.admin(
+        "postgres",
+        "ALTER DATABASE jitgate SET default_transaction_read_only = off",
+    );
+    pg.admin("postgres", cut_sessions);
+    within("writes go through again", || {
+        call_with_headers(s, "POST", "/v1/requests", "demo-dave", file.clone()).0 == 201
+    });
+    within("ready again", || s.get("/readyz", "").0 == 200);
+}
