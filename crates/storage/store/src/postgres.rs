@@ -415,6 +415,7 @@ pub struct PostgresStore {
     write_timeout: Duration,
     probe: Mutex<Option<Probe>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    listener_pool: std::sync::OnceLock<PgPool>,
 }
 
 impl Drop for PostgresStore {
@@ -503,7 +504,31 @@ impl PostgresStore {
             write_timeout: settings.write_timeout,
             probe: Mutex::new(None),
             watcher,
+            listener_pool: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The listeners' pool, made once: one connection, tried for a second at a time (the
+    /// caller tries again at once), following the host in use like the main pool.
+    fn listener_pool(&self) -> PgPool {
+        self.listener_pool
+            .get_or_init(|| {
+                let nodes = self.nodes.clone();
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(1))
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(move |conn, _| {
+                        let nodes = nodes.clone();
+                        Box::pin(async move { nodes.vet(conn).await })
+                    })
+                    .connect_lazy_with(self.nodes.options_for(*lock(&self.nodes.current)));
+                lock(&self.nodes.pools).push(pool.clone());
+                pool
+            })
+            .clone()
     }
 
     /// Probe that a write commits now, without the write lock (a stalled synchronous
@@ -598,20 +623,7 @@ impl Backend for PostgresStore {
     }
 
     async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
-        let nodes = self.nodes.clone();
-        // One connection, tried for a second at a time: the caller tries again at once.
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(1))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .after_connect(move |conn, _| {
-                let nodes = nodes.clone();
-                Box::pin(async move { nodes.vet(conn).await })
-            })
-            .connect_lazy_with(self.nodes.options_for(*lock(&self.nodes.current)));
-        lock(&self.nodes.pools).push(pool.clone());
+        let pool = self.listener_pool();
         let live = Listener::connect(&pool).await?;
         Ok(Some(Box::new(Listener {
             pool,
