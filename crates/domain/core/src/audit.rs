@@ -87,6 +87,14 @@ pub enum EventKind {
     /// Old events were moved out of the database into an archived segment (retention).
     #[serde(rename = "audit.archived")]
     AuditArchived,
+    /// A live audit sink found the log rewound or forked under what it had shipped (an event
+    /// it shipped is gone, or its seq came back with another hash): it ships nothing more
+    /// until an operator acts. An alarm.
+    #[serde(rename = "audit.fork_detected")]
+    AuditForkDetected,
+    /// An operator let a sink held by a fork go on, from the event its `resume_after` names.
+    #[serde(rename = "audit.sink_resumed")]
+    AuditSinkResumed,
 }
 
 impl EventKind {
@@ -121,11 +129,13 @@ impl EventKind {
             EventKind::RequestEscalated => "request.escalated",
             EventKind::CheckDenied => "check.denied",
             EventKind::AuditArchived => "audit.archived",
+            EventKind::AuditForkDetected => "audit.fork_detected",
+            EventKind::AuditSinkResumed => "audit.sink_resumed",
         }
     }
 
     /// Every kind, in the order docs/audit.md lists them.
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 31] = [
         EventKind::RequestFiled,
         EventKind::RequestApproval,
         EventKind::RequestApproved,
@@ -155,6 +165,8 @@ impl EventKind {
         EventKind::KeyRotated,
         EventKind::SshCaCreated,
         EventKind::AuditArchived,
+        EventKind::AuditForkDetected,
+        EventKind::AuditSinkResumed,
     ];
 }
 

@@ -169,6 +169,8 @@ fn ecs_class(kind: EventKind) -> (&'static str, Vec<&'static str>, &'static str)
         TokenRevoked => ("iam", vec!["deletion", "admin"], "success"),
         KeyRotated => ("configuration", vec!["change", "admin"], "success"),
         AuditArchived => ("database", vec!["deletion", "admin"], "success"),
+        AuditForkDetected => ("database", vec!["error"], "failure"),
+        AuditSinkResumed => ("database", vec!["change", "admin"], "success"),
         RequestEscalated | GrantExtended | GrantExpiring | BreakGlassReviewed => ("iam", vec!["change"], "success"),
     }
 }
