@@ -423,6 +423,31 @@ async fn hold(
     Ok(Shipped::Rest)
 }
 
+/// How far the sink keyed `key` has shipped the log as it is now: its cursor, or 0 while its
+/// cursor stands on an event this log does not have (a sink holding on a fork has shipped
+/// none of this history, so retention must keep all of it).
+pub async fn shipped_through(store: &dyn Store, key: &str) -> Result<i64, String> {
+    let Some(cursor) = store.sink_cursor(key).await.map_err(|e| e.to_string())? else {
+        return Ok(0);
+    };
+    let mark = AuditMark {
+        seq: cursor.after_seq,
+        hash: cursor.after_hash,
+    };
+    let events = store
+        .audit_events(&AuditFilter {
+            after_seq: Some((mark.seq - 1).max(0)),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match continuity(Some(&mark), &events) {
+        Ok(_) => mark.seq,
+        Err(_) => 0,
+    })
+}
+
 /// The cursor that stands on event `seq` of the log as it is now (`None`: it has no such
 /// event).
 async fn anchor(store: &dyn Store, seq: i64) -> Result<Option<SinkCursor>, String> {
@@ -748,5 +773,32 @@ mod tests {
         let all_after_7: Vec<(i64, String)> = hashes(&*new).await.into_iter().filter(|(s, _)| *s > 7).collect();
         assert_eq!(*got.lock(), all_after_7);
         assert_eq!(kinds(&*new, EventKind::AuditSinkResumed).await.len(), 1);
+    }
+
+    /// Retention keeps what a sink has not shipped: all of a log the sink holds a fork on.
+    #[tokio::test]
+    async fn a_sink_holding_on_a_fork_has_shipped_none_of_that_log() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (old, new) = failover(&dir).await;
+        let metrics = Metrics::new();
+        let (sink, _) = sink(None, None);
+        drain(&*old, &metrics, &sink).await;
+        assert_eq!(shipped_through(&*old, "audit:archive").await, Ok(10));
+        assert_eq!(
+            shipped_through(&*new, "audit:archive").await,
+            Ok(0),
+            "the cursor of a fresh sink"
+        );
+        ship_once(&*new, &metrics, "me", &sink)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The cursor now says 10, which the new log does not have (it ends at 9, then has
+        // another 10): nothing of it counts as shipped.
+        assert_eq!(shipped_through(&*new, "audit:archive").await, Ok(0));
+        new.append_events(&[event(10, "new"), event(11, "new")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shipped_through(&*new, "audit:archive").await, Ok(0));
+        assert_eq!(shipped_through(&*new, "audit:nobody").await, Ok(0));
     }
 }
