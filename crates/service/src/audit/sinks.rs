@@ -185,6 +185,8 @@ impl Fork {
 struct Held {
     fork: Fork,
     recorded: bool,
+    /// Looks at which the database refused the cursor or the alarm (logged at the first).
+    failures: u32,
 }
 
 async fn ship_batch(app: &App, sink: &Sink) -> Result<Shipped, String> {
@@ -391,19 +393,25 @@ async fn hold(
             "{describe}"
         );
         metrics.count_audit_fork(&sink.name);
-        // Keep what was shipped in the sink's cursor, so that a restart (which forgets this
-        // process's memory) finds the fork again rather than shipping the other history.
-        let shipped = SinkCursor {
-            after_seq: fork.seq,
-            after_hash: fork.shipped.clone(),
-        };
-        if stored.as_ref() != Some(&shipped) {
-            store.set_sink_cursor(&key, &shipped).await.map_err(text)?;
-        }
         *sink.held.lock() = Some(Held {
             fork: fork.clone(),
             recorded: false,
+            failures: 0,
         });
+    }
+    // Keep what was shipped in the sink's cursor, so that a restart (which forgets this
+    // process's memory) finds the fork again rather than shipping the other history; and the
+    // alarm in the log. A database that takes no write now (one that diverged refuses them)
+    // is asked again at every look.
+    let mut failed = Vec::new();
+    let shipped = SinkCursor {
+        after_seq: fork.seq,
+        after_hash: fork.shipped.clone(),
+    };
+    if stored.as_ref() != Some(&shipped) {
+        if let Err(e) = store.set_sink_cursor(&key, &shipped).await {
+            failed.push(format!("its cursor: {e}"));
+        }
     }
     if sink.held.lock().as_ref().is_some_and(|h| !h.recorded) {
         match store
@@ -415,9 +423,16 @@ async fn hold(
                     held.recorded = true;
                 }
             }
-            Err(e) => {
-                tracing::error!(sink = %sink.name, error = %e, "cannot record the fork in the audit log yet; trying again");
-            }
+            Err(e) => failed.push(format!("the alarm event: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        let first = sink.held.lock().as_mut().is_some_and(|held| {
+            held.failures += 1;
+            held.failures == 1
+        });
+        if first {
+            tracing::error!(sink = %sink.name, problems = %failed.join("; "), "cannot record the fork in the database yet; trying again at every look");
         }
     }
     Ok(Shipped::Rest)
