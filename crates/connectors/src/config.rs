@@ -112,6 +112,9 @@ pub struct AuditSinkConfig {
     pub timeout: Option<String>,
     /// `beginning` (default: the whole log, then what follows) or `now`.
     pub start: Option<String>,
+    /// After the sink found the log rewound or forked under what it shipped (and holds): go on
+    /// after this event of the log as it is now. The operator's step (docs/audit.md).
+    pub resume_after: Option<i64>,
 }
 
 /// Names a setting in an error: `providers[2].url`, `notify.sinks[0].secret`, ...

@@ -178,8 +178,14 @@ impl Registry {
                 one_of(&self.audit_sinks)
             )
         })?;
+        if c.resume_after.is_some_and(|seq| seq < 0) {
+            return Err(format!(
+                "{}: name an event of the log by its seq (0 or more)",
+                at("resume_after")
+            ));
+        }
         let target = build(&AuditSinkEntry { config: c, at })?;
-        Ok(Sink::new(c.name.clone(), format, from_now, target))
+        Ok(Sink::new(c.name.clone(), format, from_now, target).resume_after(c.resume_after))
     }
 }
 

@@ -1095,6 +1095,7 @@ impl App {
                 grant_id: None,
                 expires_at: None,
                 reason,
+                error: false,
             },
             CheckOutcome::AllowIfConsumed {
                 grant_id,
@@ -1118,15 +1119,21 @@ impl App {
             grant_id: None,
             expires_at: None,
             reason,
+            error: false,
+        };
+        // Fail closed: a decision we cannot make durable is a deny, but marked, so that the
+        // caller can tell it from a real denial and retry.
+        let unrecorded = || Decision {
+            error: true,
+            ..denied("the decision could not be recorded (the database is unavailable); denied, try again".into())
         };
         let request = match self.store.get_request_by_grant(grant_id).await {
             Ok(Some(r)) => r,
             Ok(None) => return denied(format!("grant {grant_id} is unknown")),
             Err(e) => {
-                // Fail closed: a decision we cannot make durable is a deny.
                 tracing::error!(error = %e, grant_id, "cannot load single-use grant; denying");
                 self.metrics.check_errors.inc();
-                return denied("the decision could not be recorded; denied".into());
+                return unrecorded();
             }
         };
         let Some(grant) = request.grant_by_id(grant_id).cloned() else {
@@ -1156,7 +1163,7 @@ impl App {
             Err(e) => {
                 tracing::error!(error = %e, grant_id, "cannot consume single-use grant; denying");
                 self.metrics.check_errors.inc();
-                denied("the decision could not be recorded; denied".into())
+                unrecorded()
             }
         }
     }
@@ -1209,6 +1216,7 @@ fn allow(grant_id: String, expires_at_ms: i64) -> Decision {
         reason: format!("grant {grant_id} allows until {until}"),
         grant_id: Some(grant_id),
         expires_at,
+        error: false,
     }
 }
 
@@ -1222,6 +1230,9 @@ pub struct Decision {
     pub expires_at: Option<Timestamp>,
     /// Why: the grant and its end, or what is missing.
     pub reason: String,
+    /// The decision could not be made durable (the store failed to load or consume a
+    /// single-use grant): always a deny, but a retry may succeed.
+    pub error: bool,
 }
 
 /// A database login made for a grant's holder, shown once.

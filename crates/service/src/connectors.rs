@@ -102,11 +102,20 @@ pub struct Message {
     pub review: bool,
 }
 
-/// One audit event, as an audit sink receives it: its sequence number and its line (json or
-/// ecs, as the sink's config says).
+/// One audit event, as an audit sink receives it: its sequence number, its hash and its line
+/// (json or ecs, as the sink's config says).
 pub struct AuditLine {
     pub seq: i64,
+    pub hash: String,
     pub text: String,
+}
+
+/// The last event an audit sink's target holds: its seq and, when the target kept it, its
+/// hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditMark {
+    pub seq: i64,
+    pub hash: Option<String>,
 }
 
 /// An audit sink kind: ships committed audit events somewhere, in order. Delivery is at least
@@ -120,4 +129,11 @@ pub trait AuditSink: Send + Sync {
 
     /// Ship `lines` (never empty, in order); `name` is the sink's name in the config.
     async fn ship(&self, name: &str, lines: &[AuditLine]) -> Result<(), String>;
+
+    /// The last event the target itself holds, when it can tell (a file reads its last line):
+    /// the runner goes on after it, and first makes sure the log still has that event with
+    /// that hash. `None` when it cannot tell (stdout, a receiver over HTTP).
+    async fn holds(&self) -> Result<Option<AuditMark>, String> {
+        Ok(None)
+    }
 }

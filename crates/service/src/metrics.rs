@@ -13,6 +13,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkNameLabel {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabel {
     pub sink: String,
     pub outcome: String,
@@ -22,6 +27,9 @@ pub struct Metrics {
     registry: Registry,
     /// Events shipped to live audit sinks, by sink and outcome (sent, failed: retried).
     pub audit_sink_events: Family<SinkLabel, Counter>,
+    /// Audit sinks that found the log rewound or forked under them (an event they shipped is
+    /// gone or has another hash) and hold until an operator acts. Any at all is an alarm.
+    pub audit_forks_detected: Family<SinkNameLabel, Counter>,
     /// Denied checks recorded in the log (as `check.denied` events) and those that fell into a
     /// window's overflow event because too many distinct ones were denied at once.
     pub denied_checks_overflow: Counter,
@@ -145,6 +153,12 @@ impl Metrics {
             "Audit events shipped to live sinks, by sink and outcome",
             audit_sink_events.clone(),
         );
+        let audit_forks_detected = Family::<SinkNameLabel, Counter>::default();
+        registry.register(
+            "audit_forks_detected",
+            "Audit sinks that found the log rewound or forked under what they shipped (they hold); alarm on any",
+            audit_forks_detected.clone(),
+        );
         let denied_checks_overflow = Counter::default();
         registry.register(
             "denied_checks_overflow",
@@ -180,6 +194,7 @@ impl Metrics {
             database_history_diverged,
             replica_resyncs,
             audit_sink_events,
+            audit_forks_detected,
             denied_checks_overflow,
             requests,
             checks,
@@ -241,6 +256,12 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc_by(events);
+    }
+
+    pub fn count_audit_fork(&self, sink: &str) {
+        self.audit_forks_detected
+            .get_or_create(&SinkNameLabel { sink: sink.to_string() })
+            .inc();
     }
 
     pub fn count_slack(&self, outcome: &str) {

@@ -1,10 +1,13 @@
 //! The file sink: JSON lines appended to a file, rotated by size, synced to disk before the
-//! cursor moves. At start it reads its last line and skips what it already holds, so a
-//! restart does not write an event twice.
+//! cursor moves. At start it reads its last line (seq and hash): the runner goes on after it,
+//! and only if the log still has that event with that hash. It never skips silently: an event
+//! it is given again is skipped only when the batch also carries the file's last event with
+//! the hash the file holds; any other overlap (a log rewound or forked under the file) is
+//! refused and nothing is written.
 
 use crate::entry::AuditSinkEntry;
 use async_trait::async_trait;
-use jitgate_service::connectors::{AuditLine, AuditSink};
+use jitgate_service::connectors::{AuditLine, AuditMark, AuditSink};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,8 +15,8 @@ struct FileSink {
     path: PathBuf,
     rotate_bytes: u64,
     keep: usize,
-    /// The last event on disk, read once: what a restart must not write again.
-    on_disk: parking_lot::Mutex<Option<i64>>,
+    /// The last event on disk (seq and hash), read once: what a restart must not write again.
+    on_disk: parking_lot::Mutex<Option<AuditMark>>,
 }
 
 /// `kind = "file"`: `path`, optionally `rotate_bytes` (at least 1024, default 100 MiB) and
@@ -43,34 +46,88 @@ impl AuditSink for FileSink {
         let lines: Vec<(i64, String)> = lines.iter().map(|l| (l.seq, l.text.clone())).collect();
         let (path, rotate_bytes, keep) = (self.path.clone(), self.rotate_bytes, self.keep);
         // One task ships a sink at a time, so nothing writes `on_disk` in between.
-        let known = *self.on_disk.lock();
-        let seq = tokio::task::spawn_blocking(move || append_rotating(&path, rotate_bytes, keep, known, &lines))
+        let known = self.on_disk.lock().clone();
+        let mark = tokio::task::spawn_blocking(move || append_lines(&path, rotate_bytes, keep, known, &lines))
             .await
             .map_err(|e| e.to_string())??;
-        *self.on_disk.lock() = Some(seq);
+        *self.on_disk.lock() = mark;
         Ok(())
+    }
+
+    async fn holds(&self) -> Result<Option<AuditMark>, String> {
+        let path = self.path.clone();
+        let mark = tokio::task::spawn_blocking(move || last_in(&path).map_err(|e| format!("{}: {e}", path.display())))
+            .await
+            .map_err(|e| e.to_string())??;
+        *self.on_disk.lock() = mark.clone();
+        Ok(mark)
     }
 }
 
-/// Append `lines` (each with its event's seq) to `path`, skipping events the file already
-/// holds, rotating before a line would take the file past `rotate_bytes`; synced to disk
-/// before the cursor moves. Returns the last seq on disk.
+/// The hash a line (json or ecs) states for its event.
+fn line_hash(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["hash"].as_str().or_else(|| v["jitgate"]["hash"].as_str()).map(str::to_string)
+}
+
+/// `append_lines`, giving the last seq on disk.
+#[cfg(test)]
 fn append_rotating(
     path: &Path,
     rotate_bytes: u64,
     keep: usize,
-    known: Option<i64>,
+    known: Option<AuditMark>,
     lines: &[(i64, String)],
 ) -> Result<i64, String> {
+    append_lines(path, rotate_bytes, keep, known, lines).map(|mark| mark.map_or(0, |m| m.seq))
+}
+
+/// Append `lines` (each with its event's seq) to `path`, rotating before a line would take
+/// the file past `rotate_bytes`; synced to disk before the cursor moves. Events the file
+/// already holds are skipped only when `lines` carries the file's last event with the hash
+/// the file has for it (the same history, sent again after a crash); otherwise nothing is
+/// written and the overlap is an error. Returns the last event on disk.
+fn append_lines(
+    path: &Path,
+    rotate_bytes: u64,
+    keep: usize,
+    known: Option<AuditMark>,
+    lines: &[(i64, String)],
+) -> Result<Option<AuditMark>, String> {
     let shown = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut on_disk = match known {
-        Some(seq) => seq,
-        None => last_seq_in(path).map_err(shown)?.unwrap_or(0),
+        Some(mark) => Some(mark),
+        None => last_in(path).map_err(shown)?,
     };
+    let held = on_disk.as_ref().map_or(0, |m| m.seq);
+    if let Some((first, _)) = lines.first().filter(|(seq, _)| *seq <= held) {
+        let file_hash = on_disk.as_ref().and_then(|m| m.hash.clone());
+        match lines.iter().find(|(seq, _)| *seq == held) {
+            Some((_, line)) if line_hash(line) == file_hash => {}
+            Some((_, line)) => {
+                return Err(format!(
+                    "{}: the file ends with event {held} (hash {}), but the log's event {held} has hash {}: \
+                     the log was rewound or forked under the file; nothing was written (move the file aside \
+                     to keep it, see docs/audit.md, \"A rewound or forked log\")",
+                    path.display(),
+                    file_hash.as_deref().unwrap_or("unknown"),
+                    line_hash(line).as_deref().unwrap_or("unknown"),
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{}: the file already holds events through {held}; refusing to skip event {first} and \
+                     what follows without its event {held} to compare; nothing was written",
+                    path.display()
+                ))
+            }
+        }
+    }
     let mut file = open_append(path).map_err(shown)?;
     let mut size = file.metadata().map_err(shown)?.len();
+    let mut written = None;
     for (seq, line) in lines {
-        if *seq <= on_disk {
+        if *seq <= held {
             continue;
         }
         let bytes = line.len() as u64 + 1;
@@ -83,9 +140,15 @@ fn append_rotating(
         file.write_all(line.as_bytes()).map_err(shown)?;
         file.write_all(b"\n").map_err(shown)?;
         size += bytes;
-        on_disk = *seq;
+        written = Some((*seq, line));
     }
     file.sync_data().map_err(shown)?;
+    if let Some((seq, line)) = written {
+        on_disk = Some(AuditMark {
+            seq,
+            hash: line_hash(line),
+        });
+    }
     Ok(on_disk)
 }
 
@@ -106,7 +169,13 @@ fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
 }
 
 /// The seq of the last complete line of the file (json or ecs), if any.
+#[cfg(test)]
 fn last_seq_in(path: &Path) -> std::io::Result<Option<i64>> {
+    last_in(path).map(|mark| mark.map(|m| m.seq))
+}
+
+/// The seq and hash of the last complete line of the file (json or ecs), if any.
+fn last_in(path: &Path) -> std::io::Result<Option<AuditMark>> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -126,7 +195,11 @@ fn last_seq_in(path: &Path) -> std::io::Result<Option<i64>> {
     };
     let last = whole.lines().rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        v["seq"].as_i64().or_else(|| v["event"]["sequence"].as_i64())
+        let seq = v["seq"].as_i64().or_else(|| v["event"]["sequence"].as_i64())?;
+        Some(AuditMark {
+            seq,
+            hash: line_hash(line),
+        })
     });
     Ok(last)
 }
@@ -183,5 +256,107 @@ mod tests {
             .collect();
         let expected: Vec<i64> = (seqs[0]..=40).collect();
         assert_eq!(seqs, expected, "in order, none twice, none missing in what is kept");
+    }
+
+    /// Lines as the json format writes them: each with its seq and a hash of its history.
+    fn chained(seqs: std::ops::RangeInclusive<i64>, history: &str) -> Vec<(i64, String)> {
+        seqs.map(|s| (s, format!("{{\"seq\":{s},\"hash\":\"{history}-{s}\"}}")))
+            .collect()
+    }
+
+    fn read_seqs_and_hashes(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_default()["hash"].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_last_line_gives_its_seq_and_hash_in_either_format() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let json = dir.path().join("audit.jsonl");
+        append_lines(&json, 1 << 20, 1, None, &chained(1..=3, "a")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            last_in(&json).ok().flatten(),
+            Some(AuditMark {
+                seq: 3,
+                hash: Some("a-3".into())
+            })
+        );
+        let ecs = dir.path().join("audit-ecs.jsonl");
+        let line = r#"{"event":{"sequence":9},"jitgate":{"hash":"h9"}}"#.to_string();
+        append_lines(&ecs, 1 << 20, 1, None, &[(9, line)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            last_in(&ecs).ok().flatten(),
+            Some(AuditMark {
+                seq: 9,
+                hash: Some("h9".into())
+            })
+        );
+        assert_eq!(last_in(&dir.path().join("none.jsonl")).ok().flatten(), None);
+    }
+
+    #[test]
+    fn events_sent_again_are_skipped_only_when_the_files_last_event_matches() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.jsonl");
+        append_lines(&path, 1 << 20, 1, None, &chained(1..=5, "a")).unwrap_or_else(|e| panic!("{e}"));
+        // The same history sent again after a crash: 4 and 5 are skipped, 6 and 7 written.
+        let mark = append_lines(&path, 1 << 20, 1, None, &chained(4..=7, "a")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mark.map(|m| (m.seq, m.hash)), Some((7, Some("a-7".to_string()))));
+        let before = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(before.lines().count(), 7);
+
+        // Another history that reuses 6 and 7 (a rewound log): refused, nothing written.
+        let known = last_in(&path).ok().flatten();
+        let error = append_lines(&path, 1 << 20, 1, known.clone(), &chained(6..=9, "b")).err().unwrap_or_default();
+        assert!(
+            error.contains("ends with event 7 (hash a-7)") && error.contains("has hash b-7") && error.contains("nothing was written"),
+            "{error}"
+        );
+        // A batch that stops short of the file's last event cannot be compared: refused too.
+        let error = append_lines(&path, 1 << 20, 1, known.clone(), &chained(5..=6, "a")).err().unwrap_or_default();
+        assert!(error.contains("refusing to skip event 5"), "{error}");
+        // Read from the file rather than remembered: the same.
+        assert!(append_lines(&path, 1 << 20, 1, None, &chained(7..=8, "b")).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), before, "nothing was written");
+
+        // Lines without a hash against a file whose last line has one: not the same event.
+        let bare = vec![(7, "{\"seq\":7}".to_string()), (8, "{\"seq\":8}".to_string())];
+        assert!(append_lines(&path, 1 << 20, 1, known, &bare).is_err());
+        let hashes = read_seqs_and_hashes(&path);
+        assert_eq!(hashes.last().map(String::as_str), Some("\"a-7\""));
+    }
+
+    #[tokio::test]
+    async fn the_sink_says_what_it_holds_and_refuses_another_history() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.jsonl");
+        append_lines(&path, 1 << 20, 1, None, &chained(1..=3, "a")).unwrap_or_else(|e| panic!("{e}"));
+        let sink = FileSink {
+            path: path.clone(),
+            rotate_bytes: 1 << 20,
+            keep: 1,
+            on_disk: parking_lot::Mutex::new(None),
+        };
+        assert_eq!(
+            sink.holds().await.ok().flatten(),
+            Some(AuditMark {
+                seq: 3,
+                hash: Some("a-3".into())
+            })
+        );
+        let line = |seq: i64, history: &str| AuditLine {
+            seq,
+            hash: format!("{history}-{seq}"),
+            text: format!("{{\"seq\":{seq},\"hash\":\"{history}-{seq}\"}}"),
+        };
+        assert!(sink.ship("file", &[line(3, "b"), line(4, "b")]).await.is_err());
+        assert!(sink.ship("file", &[line(4, "a"), line(5, "a")]).await.is_ok());
+        assert_eq!(
+            sink.holds().await.ok().flatten().map(|m| m.seq),
+            Some(5)
+        );
     }
 }

@@ -92,6 +92,14 @@ pub enum EventKind {
     /// log); the comment says what was given up.
     #[serde(rename = "database.history_accepted")]
     DatabaseHistoryAccepted,
+    /// A live audit sink found the log rewound or forked under what it had shipped (an event
+    /// it shipped is gone, or its seq came back with another hash): it ships nothing more
+    /// until an operator acts. An alarm.
+    #[serde(rename = "audit.fork_detected")]
+    AuditForkDetected,
+    /// An operator let a sink held by a fork go on, from the event its `resume_after` names.
+    #[serde(rename = "audit.sink_resumed")]
+    AuditSinkResumed,
 }
 
 impl EventKind {
@@ -127,11 +135,13 @@ impl EventKind {
             EventKind::CheckDenied => "check.denied",
             EventKind::AuditArchived => "audit.archived",
             EventKind::DatabaseHistoryAccepted => "database.history_accepted",
+            EventKind::AuditForkDetected => "audit.fork_detected",
+            EventKind::AuditSinkResumed => "audit.sink_resumed",
         }
     }
 
     /// Every kind, in the order docs/audit.md lists them.
-    pub const ALL: [EventKind; 30] = [
+    pub const ALL: [EventKind; 32] = [
         EventKind::RequestFiled,
         EventKind::RequestApproval,
         EventKind::RequestApproved,
@@ -162,6 +172,8 @@ impl EventKind {
         EventKind::SshCaCreated,
         EventKind::AuditArchived,
         EventKind::DatabaseHistoryAccepted,
+        EventKind::AuditForkDetected,
+        EventKind::AuditSinkResumed,
     ];
 }
 

@@ -23,6 +23,8 @@ struct ConfigFile {
     policy: Option<PathBuf>,
     database: Option<String>,
     database_password_file: Option<PathBuf>,
+    /// `--database-write-timeout` (`5s`).
+    database_write_timeout: Option<String>,
     /// OIDC issuers, a trusted proxy, throttling: see docs/identity.md.
     #[serde(default)]
     auth: jitgate_server::auth::config::AuthConfig,
@@ -81,10 +83,19 @@ pub fn serve(args: ServeArgs) -> CommandResult {
             .with_password(read_password_file(&path)?)
             .map_err(|e| ClientError::Other(format!("--database-password-file {}: {e}", path.display())))?,
     };
+    let store = match (args.database_write_timeout, file.database_write_timeout) {
+        (Some(text), _) => store_settings("--database-write-timeout", &text)?,
+        (None, Some(text)) => {
+            let shown = args.config.as_deref().unwrap_or(Path::new("")).display();
+            store_settings(&format!("database_write_timeout in {shown}"), &text)?
+        }
+        (None, None) => jitgate_store::StoreSettings::default(),
+    };
     let config = jitgate_server::ServerConfig {
         listen,
         policy_dir,
         database_url,
+        store,
         auth: file.auth,
         providers: file.providers,
         notify: file.notify,
@@ -102,6 +113,34 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         .block_on(jitgate_server::serve(config))
         .map_err(|e| ClientError::Other(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest write the database may take, as `--database-write-timeout` (or the config
+/// file's `database_write_timeout`, named by `what`) gives it.
+fn store_settings(what: &str, text: &str) -> Result<jitgate_store::StoreSettings, ClientError> {
+    Ok(jitgate_store::StoreSettings {
+        write_timeout: write_timeout(text).map_err(|e| ClientError::Other(format!("{what}: {e}")))?,
+    })
+}
+
+/// A write bound: whole seconds from 1s to 5m. Zero would refuse every write, and a bound
+/// longer than a few minutes is no bound for a caller waiting on it.
+fn write_timeout(text: &str) -> Result<std::time::Duration, String> {
+    const MAX: u64 = 300;
+    let shown = text.escape_debug();
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.trim_end_matches(['s', 'm', 'h', 'd']).chars().all(|c| c == '0') {
+        return Err(format!(
+            "'{shown}' is zero: every write would time out; use 1s to 5m (default 5s)"
+        ));
+    }
+    match jitgate_core::duration::parse_duration(text) {
+        Ok(d) if d.0 <= MAX => Ok(std::time::Duration::from_secs(d.0)),
+        Ok(_) => Err(format!("'{shown}' is longer than 5m; use 1s to 5m (default 5s)")),
+        Err(_) => Err(format!(
+            "'{shown}' is not a duration; use whole seconds from 1s to 5m, like 5s, 30s or 2m (default 5s)"
+        )),
+    }
 }
 
 /// The password a password file holds: its content without the line end an editor leaves.
@@ -378,14 +417,24 @@ pub fn check(client: &Client, principal: &str, resource: &str, action: &str, pay
     }
     let answer = client.post("/v1/check", &body)?;
     let allowed = answer["allow"].as_bool() == Some(true);
+    // A deny the server could not make durable is an error, not a denial: a retry may allow.
+    let error = !allowed && answer["error"].as_bool() == Some(true);
     print(client, &answer, |a| {
         format!(
             "{}: {}\n",
-            if allowed { "allow" } else { "deny" },
+            match (allowed, error) {
+                (true, _) => "allow",
+                (false, true) => "deny (error; a retry may succeed)",
+                (false, false) => "deny",
+            },
             render::s(&a["reason"])
         )
     });
-    Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(match (allowed, error) {
+        (true, _) => ExitCode::SUCCESS,
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::from(1),
+    })
 }
 
 fn audit_query(filter: &crate::AuditFilterArgs) -> Vec<(&'static str, String)> {

@@ -342,6 +342,11 @@ pub struct ServeArgs {
     /// such as a mounted container secret.
     #[arg(long, env = "JITGATE_DATABASE_PASSWORD_FILE", value_name = "PATH")]
     database_password_file: Option<PathBuf>,
+    /// The longest a database write may take before it is answered 503 (`5s`, whole seconds,
+    /// 1s to 5m) [default: 5s]. Past it the write may still commit: callers read before
+    /// retrying (docs/deploy.md).
+    #[arg(long, env = "JITGATE_DATABASE_WRITE_TIMEOUT", value_name = "DURATION")]
+    database_write_timeout: Option<String>,
     /// A TOML file with `listen`, `policy`, `database` and `database_password_file` (and the
     /// sections of docs/deploy.md); flags and env override it.
     #[arg(long, env = "JITGATE_CONFIG")]

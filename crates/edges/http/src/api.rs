@@ -233,6 +233,11 @@ pub struct CheckAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     pub reason: String,
+    /// Present (and `true`) only when the check could not be decided durably (the database
+    /// failed while consuming a single-use grant): `allow` is `false`, and a retry may
+    /// succeed. A real denial has no `error` field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
 }
 
 impl From<jitgate_service::Decision> for CheckAnswer {
@@ -242,6 +247,7 @@ impl From<jitgate_service::Decision> for CheckAnswer {
             grant_id: d.grant_id,
             expires_at: d.expires_at,
             reason: d.reason,
+            error: d.error,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub policy_dir: PathBuf,
     /// Shown with its password hidden; never log it any other way.
     pub database_url: jitgate_store::DatabaseUrl,
+    /// How the store treats the database: the write bound (`--database-write-timeout`).
+    pub store: jitgate_store::StoreSettings,
     pub auth: auth::config::AuthConfig,
     pub providers: Vec<provision::ProviderConfig>,
     pub notify: notify::NotifyConfig,
@@ -110,7 +112,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
     let audit = registry.audit(&config.audit).map_err(ServeError::Audit)?;
     let connections = config.connections.settings().map_err(ServeError::Config)?;
-    let store = jitgate_store::open_url(&config.database_url).await?;
+    let store = jitgate_store::open_url_with(&config.database_url, &config.store).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
     let edge = state::Edge::new(app.clone(), slack);
     app.caller_limits().configure(config.limits.clone());

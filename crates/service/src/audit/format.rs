@@ -170,6 +170,8 @@ fn ecs_class(kind: EventKind) -> (&'static str, Vec<&'static str>, &'static str)
         KeyRotated => ("configuration", vec!["change", "admin"], "success"),
         AuditArchived => ("database", vec!["deletion", "admin"], "success"),
         DatabaseHistoryAccepted => ("database", vec!["change", "admin"], "success"),
+        AuditForkDetected => ("database", vec!["error"], "failure"),
+        AuditSinkResumed => ("database", vec!["change", "admin"], "success"),
         RequestEscalated | GrantExtended | GrantExpiring | BreakGlassReviewed => ("iam", vec!["change"], "success"),
     }
 }

@@ -84,8 +84,7 @@ pub async fn archive_due(app: &App, retention: &Retention) -> Result<Option<Path
     // Every live sink must have shipped what is archived: a sink that is down keeps it here.
     let mut shipped = head;
     for key in &retention.sinks {
-        let cursor = app.store.notification_cursor(key).await.map_err(|e| e.to_string())?;
-        shipped = shipped.min(cursor.unwrap_or(0));
+        shipped = shipped.min(crate::audit::sinks::shipped_through(&*app.store, key).await?);
     }
     let Some(through) = checkpoints
         .iter()

@@ -244,6 +244,14 @@ impl<S: Store> Store for Bounded<S> {
         self.inner.accept_history().await
     }
 
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<crate::SinkCursor>> {
+        self.read(self.inner.sink_cursor(sink)).await
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, cursor: &crate::SinkCursor) -> Result<()> {
+        self.write(self.inner.set_sink_cursor(sink, cursor)).await
+    }
+
     fn divergence(&self) -> Option<String> {
         self.inner.divergence()
     }

@@ -288,8 +288,15 @@ pub trait Store: Send + Sync + 'static {
     /// `holder` may deliver it now (nobody else holds an unexpired lease).
     async fn lease_sink(&self, sink: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
 
-    /// Move a notification sink's place in the audit log.
+    /// Move a notification sink's place in the audit log (forgetting any hash kept with it).
     async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()>;
+
+    /// Where an audit sink stands: the last event it shipped and, when known, that event's
+    /// hash, so that it can tell a log that was rewound or forked under it.
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<SinkCursor>>;
+
+    /// Move an audit sink's place in the audit log, with the hash of the event it stands on.
+    async fn set_sink_cursor(&self, sink: &str, cursor: &SinkCursor) -> Result<()>;
 
     /// The changes other processes sharing this database commit, if it can be shared (SQLite
     /// belongs to one process: `None`).
@@ -315,6 +322,15 @@ pub trait Store: Send + Sync + 'static {
     async fn accept_history(&self) -> Result<Option<String>> {
         Ok(None)
     }
+}
+
+/// An audit sink's place in the log: it shipped every event through `after_seq`, the last
+/// with the hash `after_hash` (`None` when unknown: a cursor from before hashes were kept, or
+/// one moved by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkCursor {
+    pub after_seq: i64,
+    pub after_hash: Option<String>,
 }
 
 /// How the store treats the database, beyond where it is.

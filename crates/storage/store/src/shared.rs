@@ -625,10 +625,37 @@ where
     async fn set_notification_cursor(&self, sink: &str, after_seq: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO notification_cursors (sink, after_seq) VALUES ($1, $2) \
-             ON CONFLICT (sink) DO UPDATE SET after_seq = excluded.after_seq",
+             ON CONFLICT (sink) DO UPDATE SET after_seq = excluded.after_seq, after_hash = NULL",
         )
         .bind(sink)
         .bind(after_seq)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<crate::SinkCursor>> {
+        let row = sqlx::query("SELECT after_seq, after_hash FROM notification_cursors WHERE sink = $1")
+            .bind(sink)
+            .fetch_optional(self.writer())
+            .await?;
+        row.map(|r| {
+            Ok(crate::SinkCursor {
+                after_seq: r.try_get("after_seq")?,
+                after_hash: r.try_get("after_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, cursor: &crate::SinkCursor) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO notification_cursors (sink, after_seq, after_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (sink) DO UPDATE SET after_seq = excluded.after_seq, after_hash = excluded.after_hash",
+        )
+        .bind(sink)
+        .bind(cursor.after_seq)
+        .bind(cursor.after_hash.clone())
         .execute(self.writer())
         .await?;
         Ok(())

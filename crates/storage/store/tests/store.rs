@@ -11,7 +11,7 @@ mod conformance {
         Admission, ApiToken, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement,
         Step, Timestamp,
     };
-    use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, Store, StoreError};
+    use jitgate_store::{AuditFilter, GrantFilter, RequestFilter, SinkCursor, Store, StoreError};
     use std::sync::Arc;
 
     /// What the policy would admit for each test resource: staging is automatic, prod-db
@@ -892,6 +892,45 @@ mod conformance {
         assert_eq!(store.notification_cursor("hook").await.unwrap(), Some(2));
     }
 
+    /// An audit sink's cursor keeps the hash of the event it stands on; a cursor moved the
+    /// notification way (by hand, or from an older version) knows no hash.
+    pub async fn sink_cursors_keep_the_hash_they_stand_on(store: Arc<dyn Store>) {
+        assert_eq!(store.sink_cursor("audit:file").await.unwrap(), None);
+        store.set_notification_cursor("audit:file", 0).await.unwrap();
+        let start = store.sink_cursor("audit:file").await.unwrap();
+        assert_eq!(
+            start,
+            Some(SinkCursor {
+                after_seq: 0,
+                after_hash: None
+            })
+        );
+        let at = SinkCursor {
+            after_seq: 7,
+            after_hash: Some("ab".repeat(32)),
+        };
+        store.set_sink_cursor("audit:file", &at).await.unwrap();
+        assert_eq!(store.sink_cursor("audit:file").await.unwrap(), Some(at.clone()));
+        assert_eq!(store.notification_cursor("audit:file").await.unwrap(), Some(7));
+        // Another sink is untouched; a new one starts with its hash.
+        let other = SinkCursor {
+            after_seq: 3,
+            after_hash: Some("cd".repeat(32)),
+        };
+        store.set_sink_cursor("audit:siem", &other).await.unwrap();
+        assert_eq!(store.sink_cursor("audit:file").await.unwrap(), Some(at));
+        assert_eq!(store.sink_cursor("audit:siem").await.unwrap(), Some(other));
+        // Moved without a hash: the old hash is not kept for a seq it was not taken at.
+        store.set_notification_cursor("audit:file", 9).await.unwrap();
+        assert_eq!(
+            store.sink_cursor("audit:file").await.unwrap(),
+            Some(SinkCursor {
+                after_seq: 9,
+                after_hash: None
+            })
+        );
+    }
+
     pub async fn escalation_falls_due_once(store: Arc<dyn Store>) {
         let pending = file(&*store, 1, "escalating-db", "write", None).await;
         assert_eq!(pending.status, RequestStatus::Pending);
@@ -1418,6 +1457,7 @@ macro_rules! all_cases {
             the_outbox_follows_the_grant,
             credentials_are_handed_out_once,
             reminders_and_notification_cursors,
+            sink_cursors_keep_the_hash_they_stand_on,
             escalation_falls_due_once,
             background_work_is_leased_to_one_worker_at_a_time,
             a_deprovisioning_never_overtakes_its_provisioning,

@@ -802,3 +802,141 @@ fn retention_waits_for_every_live_sink() {
     });
     assert_eq!(verify(&s)["ok"], true);
 }
+
+/// Issue #22: an asynchronous failover rewinds the log under a file sink (the last events and
+/// the sink's cursor gone, their seqs reused by other events). The file sink notices from its
+/// own last line: it writes nothing of the other history, never skips silently, and the server
+/// alarms (an `audit.fork_detected` event, a metric, an error line) until the operator moves
+/// the file aside and sets `resume_after`; then the new file holds the new history and
+/// verifies, and the old one still verifies as the history it was.
+#[test]
+fn a_file_sink_refuses_a_rewound_log_and_alarms_until_the_operator_resumes_it() {
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("audit.jsonl");
+    let config = format!(
+        "[[audit.sinks]]\nname = \"archive\"\nkind = \"file\"\npath = \"{}\"\n",
+        path.display()
+    );
+    let mut s = Server::start_with(&quickstart(), Some(&config));
+    busy(&s, 8);
+    let shipped = head(&s);
+    let lines_of = |p: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_until("the file has every event", || lines_of(&path).len() as i64 == shipped);
+    let before = std::fs::read_to_string(&path).unwrap();
+    let shipped_hash = lines_of(&path).last().unwrap()["hash"].as_str().unwrap().to_string();
+
+    // A failover to a standby that lacked the last five events: they are gone, with the
+    // checkpoints and the sink's cursor that covered them.
+    let kept = shipped - 5;
+    s.kill9_and_restart_after(|s| {
+        s.sqlite(&format!(
+            "DELETE FROM audit_events WHERE seq > {kept}; DELETE FROM audit_checkpoints WHERE seq > {kept}; \
+             UPDATE notification_cursors SET after_seq = {kept}, \
+             after_hash = (SELECT hash FROM audit_events WHERE seq = {kept}) WHERE sink = 'audit:archive';"
+        ));
+    });
+    // The new primary goes on, reusing the lost numbers for other events.
+    busy(&s, 4);
+    assert!(head(&s) > shipped, "seqs were reused");
+    let reused = sql(&s, &format!("SELECT hash FROM audit_events WHERE seq = {shipped}"));
+    assert_ne!(reused, shipped_hash);
+    let alarms = || s.audit_kinds("kind=audit.fork_detected");
+    wait_until("the sink alarms", || !alarms().is_empty());
+    let (_, listed) = s.get("/v1/audit?kind=audit.fork_detected", "demo-auditor");
+    let alarm = listed["items"][0].clone();
+    let comment = alarm["comment"].as_str().unwrap();
+    assert!(
+        comment.contains(&format!(
+            "audit sink 'archive' shipped event {shipped} with hash {shipped_hash}"
+        )) && comment.contains("resume_after"),
+        "{alarm}"
+    );
+    assert_eq!(alarm["actor"], "system");
+    // Holding: more work, more looks, nothing written, and one alarm.
+    busy(&s, 4);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "nothing appended, nothing skipped"
+    );
+    assert_eq!(alarms().len(), 1);
+    let metrics = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains("jitgate_audit_forks_detected_total{sink=\"archive\"} 1"),
+        "{metrics}"
+    );
+    let log = s.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("audit sink 'archive' shipped event")),
+        "{log}"
+    );
+
+    // The operator keeps the old file, and lets the sink go on after the last event both
+    // histories share.
+    let aside = out.path().join("audit-before-failover.jsonl");
+    std::fs::rename(&path, &aside).unwrap();
+    let config_path = s.dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        text.replace(
+            "name = \"archive\"\n",
+            &format!("name = \"archive\"\nresume_after = {kept}\n"),
+        ),
+    )
+    .unwrap();
+    s.kill9_and_restart();
+    let now_head = head(&s);
+    wait_until("the new history is shipped", || {
+        lines_of(&path).last().and_then(|l| l["seq"].as_i64()) >= Some(now_head)
+    });
+    let new_lines = lines_of(&path);
+    assert_eq!(
+        new_lines[0]["seq"],
+        kept + 1,
+        "from the first event after the shared ones"
+    );
+    assert_eq!(new_lines[0]["prev_hash"], lines_of(&aside)[(kept - 1) as usize]["hash"]);
+    let resumed = s.audit_kinds("kind=audit.sink_resumed");
+    assert_eq!(resumed.len(), 1);
+    for file in [&aside, &path] {
+        let (code, text, err) = s.cli("", &["audit", "verify", "--file", &file.display().to_string()]);
+        assert_eq!(code, 0, "{}: {text}{err}", file.display());
+    }
+    // A bad resume_after is refused at start, naming the key.
+    let bad = out.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        config.replace("kind = \"file\"", "kind = \"file\"\nresume_after = -1"),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let database = format!("sqlite://{}", out.path().join("bad.db").display());
+    let (code, _, err) = s.cli(
+        "",
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--database",
+            &database,
+            "--policy",
+            &quickstart().display().to_string(),
+            "--config",
+            &bad.display().to_string(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("audit.sinks[0].resume_after: name an event of the log by its seq"),
+        "{err}"
+    );
+}

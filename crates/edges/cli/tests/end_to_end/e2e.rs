@@ -392,6 +392,89 @@ fn action_bound_single_use_allows_exactly_one_concurrent_check() {
     assert_eq!(g["grant"]["status"], "used");
 }
 
+/// Issue #22, item 6: a single-use check whose consumption cannot be recorded (the database's
+/// write lock held by another process past the server's wait) is a deny marked
+/// `"error": true`, and `jitgate check` exits 2 for it; a real denial carries no `error`; the
+/// grant was not consumed, so a retry once the database is back is allowed.
+#[test]
+fn a_single_use_check_that_cannot_be_recorded_is_a_marked_deny() {
+    use std::io::{BufRead, Write};
+    let s = Server::start();
+    let payload = "deploy prod-api sha256:77aa";
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": payload}),
+    );
+    s.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}));
+    let denied = s.check("alice", "prod-api", "deploy", Some("deploy prod-api sha256:evil"));
+    assert_eq!(denied["allow"], false, "{denied}");
+    assert!(denied.get("error").is_none(), "a real denial is not an error: {denied}");
+    let (code, out, err) = s.cli(
+        "demo-svc",
+        &["check", "alice", "prod-api", "deploy", "--payload", "other"],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+
+    // Another process takes the database's write lock and keeps it.
+    let mut holder = Command::new("sqlite3")
+        .arg(s.dir.path().join("jitgate.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sqlite3");
+    let mut input = holder.stdin.take().unwrap();
+    writeln!(input, ".timeout 10000\nBEGIN IMMEDIATE;\nSELECT 'locked';").unwrap();
+    input.flush().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let (answer, (code, out, err)) = std::thread::scope(|scope| {
+        let http = scope.spawn(|| s.check("alice", "prod-api", "deploy", Some(payload)));
+        let cli = scope.spawn(|| {
+            s.cli(
+                "demo-svc",
+                &[
+                    "check",
+                    "alice",
+                    "prod-api",
+                    "deploy",
+                    "--payload",
+                    payload,
+                    "--output",
+                    "json",
+                ],
+            )
+        });
+        (http.join().unwrap(), cli.join().unwrap())
+    });
+    assert_eq!(answer["allow"], false, "{answer}");
+    assert_eq!(answer["error"], true, "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("could not be recorded"),
+        "{answer}"
+    );
+    assert_eq!(code, 2, "an unrecorded decision is an error, not a denial: {out}{err}");
+    let cli_answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (cli_answer["allow"].clone(), cli_answer["error"].clone()),
+        (json!(false), json!(true))
+    );
+
+    writeln!(input, "COMMIT;").unwrap();
+    drop(input);
+    holder.wait().unwrap();
+    // Nothing was consumed: the retry is allowed, once.
+    let retried = s.check("alice", "prod-api", "deploy", Some(payload));
+    assert_eq!(retried["allow"], true, "{retried}");
+    assert!(retried.get("error").is_none(), "{retried}");
+    let again = s.check("alice", "prod-api", "deploy", Some(payload));
+    assert_eq!(again["allow"], false, "{again}");
+    assert!(again.get("error").is_none(), "{again}");
+}
+
 /// Issue #19: a payload on a workflow that is not action-bound was shown to reviewers as the
 /// exact action, yet the grant allowed any statement. It is refused at filing, nothing stored.
 #[test]
@@ -640,6 +723,57 @@ fn policy_check_reports_file_and_line() {
         .status()
         .unwrap();
     assert!(!status.success());
+}
+
+/// Issue #22: the database write bound is a setting; nonsense is refused at start, naming
+/// the flag or the config key, and a good value serves.
+#[test]
+fn the_database_write_timeout_is_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str], config: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--policy"])
+            .arg(quickstart())
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+            .args(extra)
+            .env_remove("JITGATE_DATABASE_WRITE_TIMEOUT");
+        if let Some(text) = config {
+            let path = dir.path().join("serve.toml");
+            std::fs::write(&path, text).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (bad, says) in [
+        ("0", "is zero"),
+        ("0s", "is zero"),
+        ("-5s", "is not a duration"),
+        ("6m", "longer than 5m"),
+        ("1d", "longer than 5m"),
+        ("5x", "is not a duration"),
+        ("5s\u{1b}[31m", "is not a duration"),
+        ("", "is not a duration"),
+    ] {
+        let (code, err) = serve(&[&format!("--database-write-timeout={bad}")], None);
+        assert_ne!(code, Some(0), "{bad:?}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("--database-write-timeout: "))
+            .unwrap_or_else(|| panic!("{bad:?}: {err}"));
+        assert!(line.contains(says) && line.contains("1s to 5m"), "{bad:?}: {line}");
+        assert!(!line.contains('\u{1b}'), "control characters are shown escaped: {line}");
+    }
+    let (code, err) = serve(&[], Some("database_write_timeout = \"10m\"\n"));
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("database_write_timeout in ") && err.contains("longer than 5m"),
+        "{err}"
+    );
+
+    let s = Server::start_with(&quickstart(), Some("database_write_timeout = \"2s\"\n"));
+    s.file("demo-alice", json!({"resource": "staging-db", "action": "read"}));
 }
 
 #[test]

@@ -186,6 +186,7 @@ fn what_one_replica_commits_every_replica_enforces_within_a_second() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["allow"], false, "a decision that cannot be recorded is a deny: {v}");
     assert!(v["reason"].as_str().unwrap().contains("could not be recorded"), "{v}");
+    assert_eq!(v["error"], true, "marked, so that the caller retries: {v}");
     let metrics = a.http.get(format!("{}/metrics", a.url)).send().unwrap().text().unwrap();
     assert!(
         metrics.contains("jitgate_check_errors_total 1"),

@@ -139,6 +139,23 @@ impl Server {
         self.wait_ready();
     }
 
+    /// Kill with SIGKILL, let `meanwhile` change what it left (its files, its SQLite
+    /// database through `sqlite`) while nothing runs, and start again.
+    pub fn kill9_and_restart_after(&mut self, meanwhile: impl FnOnce(&Server)) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        meanwhile(self);
+        self.child = spawn(
+            &self.listen,
+            &self.policy,
+            self.dir.path(),
+            self.config.as_deref(),
+            self.database.as_deref(),
+            &self.env,
+        );
+        self.wait_ready();
+    }
+
     pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let mut req = match method {
