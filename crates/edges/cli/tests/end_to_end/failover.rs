@@ -223,6 +223,8 @@ struct Expect {
 #[derive(Debug)]
 struct Write {
     kind: &'static str,
+    /// The replica's URL.
+    on: String,
     started: Instant,
     answer: Answer,
 }
@@ -250,9 +252,10 @@ struct Load {
 }
 
 impl Load {
-    fn write(&mut self, kind: &'static str, started: Instant, answer: &Answer) {
+    fn write(&mut self, kind: &'static str, on: &Server, started: Instant, answer: &Answer) {
         self.writes.push(Write {
             kind,
+            on: on.url.clone(),
             started,
             answer: answer.clone(),
         });
@@ -316,7 +319,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                     );
                     {
                         let mut l = lock(load);
-                        l.write("file", t, &a);
+                        l.write("file", s, t, &a);
                         if a.status == 201 {
                             l.filings += 1;
                             l.expect.insert(
@@ -338,7 +341,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                     );
                     {
                         let mut l = lock(load);
-                        l.write("file", t, &a);
+                        l.write("file", s, t, &a);
                         if a.status == 201 {
                             l.filings += 1;
                             let rid = a.body["id"].as_str().unwrap().to_string();
@@ -369,7 +372,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                     let t = Instant::now();
                     let a = post(s, &http, &format!("/v1/requests/{rid}/approve"), "demo-bob", json!({}));
                     let mut l = lock(load);
-                    l.write("approve", t, &a);
+                    l.write("approve", s, t, &a);
                     let e = l.expect.get_mut(&rid).unwrap();
                     if a.status == 200 {
                         *e = Expect {
@@ -407,7 +410,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                         token,
                         json!({"resource": "lag-db", "action": "read", "duration": "1h", "payload": payload}),
                     );
-                    lock(load).write("file", t, &a);
+                    lock(load).write("file", on, t, &a);
                     if a.status != 201 {
                         std::thread::sleep(Duration::from_millis(50));
                         continue;
@@ -451,7 +454,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                     let a = post(on, &http, &format!("/v1/grants/{gid}/revoke"), token, json!({}));
                     {
                         let mut l = lock(load);
-                        l.write("revoke", t, &a);
+                        l.write("revoke", on, t, &a);
                         let e = l.expect.get_mut(&rid).unwrap();
                         if a.status == 200 {
                             e.grant = vec!["revoked"];
@@ -498,7 +501,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                         "demo-alice",
                         json!({"resource": "prod-api", "action": "deploy", "duration": "30m", "reason": "release", "payload": payload}),
                     );
-                    lock(load).write("file", t, &a);
+                    lock(load).write("file", &servers[0], t, &a);
                     if a.status != 201 {
                         std::thread::sleep(Duration::from_millis(50));
                         continue;
@@ -519,7 +522,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                     let a = post(&servers[1], &http, &format!("/v1/requests/{rid}/approve"), "demo-bob", json!({}));
                     {
                         let mut l = lock(load);
-                        l.write("approve", t, &a);
+                        l.write("approve", &servers[1], t, &a);
                         let e = l.expect.get_mut(&rid).unwrap();
                         if a.status == 200 {
                             *e = Expect {
@@ -607,6 +610,17 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
         .map(|w| w.answer.at)
         .min();
     let outage = back.map(|b| b.duration_since(killed));
+    // Each replica on its own: the first write it acknowledged after the kill.
+    let back_on: Vec<Option<Duration>> = servers
+        .iter()
+        .map(|s| {
+            l.writes
+                .iter()
+                .filter(|w| w.on == s.url && w.started > killed && (200..300).contains(&w.answer.status))
+                .map(|w| w.answer.at.duration_since(killed))
+                .min()
+        })
+        .collect();
     let during: Vec<&Write> = l
         .writes
         .iter()
@@ -639,6 +653,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
         during.len(),
         during.iter().map(|w| (w.kind, w.answer.status, w.answer.took)).collect::<Vec<_>>()
     );
+    eprintln!("first write acknowledged after the kill, on each replica: {back_on:?}");
     eprintln!(
         "revocation lag on the other replica: {} measured ({} after the kill): worst {:?}, p50 {:?}, p99 {:?}; worst after the kill {:?}",
         lags.len(),
@@ -703,6 +718,29 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
     }
     if outage.is_none() {
         missed.push("no write succeeded after the failover".into());
+    }
+    // With synchronous replication nothing acknowledged was lost: the failover is no
+    // divergence, and each replica writes again by itself, without a restart.
+    for (i, s) in servers.iter().enumerate() {
+        let a = post(
+            s,
+            &http,
+            "/v1/requests",
+            "demo-alice",
+            json!({"resource": "staging-db", "action": "read", "duration": "1h"}),
+        );
+        if a.status != 201 {
+            missed.push(format!(
+                "replica {i} does not write after a synchronous failover (first write after the kill: {:?}): {} {}",
+                back_on[i], a.status, a.body
+            ));
+        }
+        let gauge = metric(s, "jitgate_database_history_diverged");
+        if gauge != Some(0.0) {
+            missed.push(format!(
+                "replica {i}: jitgate_database_history_diverged is {gauge:?} after a synchronous failover, not 0"
+            ));
+        }
     }
     if l.revocations == 0 || after_kill.is_empty() {
         missed.push("no revocation was measured after the kill".into());
