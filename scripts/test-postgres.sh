@@ -14,7 +14,8 @@
 #                                                      cluster on PORT, streaming from it as
 #                                                      application_name standby_PORT; `sync` makes
 #                                                      the primary's commits wait for it
-#   scripts/test-postgres.sh kill DIR                  kill -9 the postmaster and every child of it
+#   scripts/test-postgres.sh kill DIR                  kill -9 the postmaster and every child of it,
+#                                                      all frozen first (the machine is gone)
 #   scripts/test-postgres.sh promote DIR               promote a standby (pg_ctl promote -w)
 #   scripts/test-postgres.sh solo DIR                  start a killed primary on its old data,
 #                                                      writable, waiting for no standby (the old
@@ -172,9 +173,16 @@ CONF
   kill)
     # The machine is gone: SIGKILL for the postmaster and all its processes at once, no
     # shutdown checkpoint, no goodbye to the clients or the standby.
+    # Every process is frozen first (the postmaster first, so that it forks no more), then
+    # killed: killed one after the other, the later ones would notice the postmaster's death
+    # and act on it (a backend waiting for its synchronous standby stops waiting and commits
+    # locally), which a machine that is gone does not do.
     data=$(data_dir)
     pid=$(head -1 "$data/postmaster.pid")
+    kill -STOP "$pid"
     pids="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    kill -STOP $pids 2>/dev/null || true
     # shellcheck disable=SC2086
     kill -9 $pids 2>/dev/null || true
     for _ in $(seq 100); do
