@@ -579,6 +579,12 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
         }
 
         std::thread::sleep(before);
+        for (i, s) in servers.iter().enumerate() {
+            eprintln!(
+                "before the kill, replica {i}: jitgate_database_history_diverged {:?}",
+                metric(s, "jitgate_database_history_diverged")
+            );
+        }
         // From when the primary is gone (its processes reaped), not from when the kill began.
         cluster.primary.kill();
         killed = Instant::now();
@@ -627,6 +633,12 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
         .filter(|w| w.answer.at > killed && back.is_none_or(|b| w.started < b))
         .collect();
     let refused = l.writes.iter().filter(|w| w.answer.status == 503).count();
+    // Before the kill nothing failed over: every write there is 2xx.
+    let refused_before: Vec<&Write> = l
+        .writes
+        .iter()
+        .filter(|w| w.answer.at < killed && !(200..300).contains(&w.answer.status))
+        .collect();
     let slowest = l.writes.iter().map(|w| w.answer.took).max().unwrap_or_default();
     eprintln!(
         "failover under load: {:?} before the kill, {:?} after; promotion done {:?} after the kill",
@@ -715,6 +727,16 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                 w.kind, a.took
             ));
         }
+    }
+    if let Some(first) = refused_before.first() {
+        missed.push(format!(
+            "{} writes refused before the kill, with one primary and nothing failing, the first {:?} after the load began: {} {} {}",
+            refused_before.len(),
+            first.started.duration_since(started),
+            first.kind,
+            first.answer.status,
+            first.answer.body
+        ));
     }
     if outage.is_none() {
         missed.push("no write succeeded after the failover".into());
