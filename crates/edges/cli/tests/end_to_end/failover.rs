@@ -1210,7 +1210,8 @@ fn an_old_primary_restarted_writable_is_refused() {
         )
     };
     for _ in 0..5 {
-        assert_eq!(file().status, 201);
+        let a = file();
+        assert_eq!(a.status, 201, "before any failover: {}", a.body);
     }
     cluster.failover();
     let promoted = Instant::now();
