@@ -1046,7 +1046,7 @@ fn multi_host_urls_choose_the_writable_node() {
     let mut acknowledged = Vec::new();
     for s in &servers {
         let a = file(s);
-        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(a.status, 201, "before any failover: {}", a.body);
         acknowledged.push(a.body["id"].as_str().unwrap().to_string());
     }
 
@@ -1080,6 +1080,13 @@ fn multi_host_urls_choose_the_writable_node() {
         "multi-host URLs: writes again {:?} after the promotion",
         promoted.elapsed()
     );
+    for s in &servers {
+        assert_eq!(
+            metric(s, "jitgate_database_history_diverged"),
+            Some(0.0),
+            "a synchronous failover lost nothing: no divergence"
+        );
+    }
     for rid in &acknowledged {
         for s in &servers {
             assert_eq!(
