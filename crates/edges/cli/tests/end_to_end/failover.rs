@@ -297,6 +297,7 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
     let serial = AtomicUsize::new(0);
     let next = || serial.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    let mut kill_began = started;
     let mut killed = started;
     let mut promoted = started;
     let stocks = [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())];
@@ -585,7 +586,9 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
                 metric(s, "jitgate_database_history_diverged")
             );
         }
-        // From when the primary is gone (its processes reaped), not from when the kill began.
+        // The primary dies somewhere between the two: writes that start after `killed`
+        // cannot reach it; the outage counts from `kill_began`.
+        kill_began = Instant::now();
         cluster.primary.kill();
         killed = Instant::now();
         cluster.standby.promote();
@@ -615,7 +618,8 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
         .filter(|w| w.started > killed && (200..300).contains(&w.answer.status))
         .map(|w| w.answer.at)
         .min();
-    let outage = back.map(|b| b.duration_since(killed));
+    // From when the kill began: the primary died somewhere in the kill command.
+    let outage = back.map(|b| b.duration_since(kill_began));
     // Each replica on its own: the first write it acknowledged after the kill.
     let back_on: Vec<Option<Duration>> = servers
         .iter()
@@ -623,28 +627,28 @@ fn kill_9_of_the_primary_under_load_loses_nothing_acknowledged() {
             l.writes
                 .iter()
                 .filter(|w| w.on == s.url && w.started > killed && (200..300).contains(&w.answer.status))
-                .map(|w| w.answer.at.duration_since(killed))
+                .map(|w| w.answer.at.duration_since(kill_began))
                 .min()
         })
         .collect();
     let during: Vec<&Write> = l
         .writes
         .iter()
-        .filter(|w| w.answer.at > killed && back.is_none_or(|b| w.started < b))
+        .filter(|w| w.answer.at > kill_began && back.is_none_or(|b| w.started < b))
         .collect();
     let refused = l.writes.iter().filter(|w| w.answer.status == 503).count();
     // Before the kill nothing failed over: every write there is 2xx.
     let refused_before: Vec<&Write> = l
         .writes
         .iter()
-        .filter(|w| w.answer.at < killed && !(200..300).contains(&w.answer.status))
+        .filter(|w| w.answer.at < kill_began && !(200..300).contains(&w.answer.status))
         .collect();
     let slowest = l.writes.iter().map(|w| w.answer.took).max().unwrap_or_default();
     eprintln!(
         "failover under load: {:?} before the kill, {:?} after; promotion done {:?} after the kill",
         before,
         after,
-        promoted.duration_since(killed)
+        promoted.duration_since(kill_began)
     );
     eprintln!(
         "acknowledged: {} filings, {} approvals, {} revocations; {} single-use grants raced ({} checks marked error); {} reads ({} not 200)",
