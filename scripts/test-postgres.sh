@@ -185,9 +185,12 @@ CONF
     kill -STOP $pids 2>/dev/null || true
     # shellcheck disable=SC2086
     kill -9 $pids 2>/dev/null || true
+    # Dead once gone or a zombie (their parent is dead; whoever adopts them reaps them).
     for _ in $(seq 100); do
       alive=0
-      for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+      for p in $pids; do
+        case "$(ps -o stat= -p "$p" 2>/dev/null || true)" in '' | Z*) ;; *) alive=1 ;; esac
+      done
       [ $alive = 0 ] && break
       sleep 0.1
     done
