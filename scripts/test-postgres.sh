@@ -194,9 +194,10 @@ CONF
       [ $alive = 0 ] && break
       sleep 0.1
     done
-    # PostgreSQL would remove the stale file itself; removing it here keeps `stop` from
-    # signalling whatever process reuses the number.
-    rm -f "$data/postmaster.pid"
+    # PostgreSQL would remove the stale files itself, unless a zombie not yet reaped still
+    # holds the number they name; removing them here also keeps `stop` from signalling
+    # whatever process reuses it.
+    rm -f "$data/postmaster.pid" "$data"/.s.PGSQL.*
     ;;
   promote)
     as_owner "$(bindir)/pg_ctl" promote -w -t 60 -D "$(data_dir)" >/dev/null
