@@ -893,7 +893,7 @@ fn a_stalled_synchronous_commit_answers_503_within_the_bound_and_readyz_says_so(
         }
     }
     // A filing whose client got 503 may have committed after all (the commit was on the
-    // primary, waiting for the standby): read before retrying, as docs/api.md says.
+    // primary, waiting for the standby): read before retrying, as docs/failover.md says ("After a 503 or a timeout on a write").
     for reason in ["STALL-A", "STALL-B"] {
         let find = || -> usize {
             let list = get(a, &http, "/v1/requests?requester=alice&limit=500", "demo-admin");
