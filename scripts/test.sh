@@ -14,6 +14,10 @@ command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || NEEDED+=(openssh-server)
 command -v ssh >/dev/null || NEEDED+=(openssh-client)
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || NEEDED+=(postgresql)
 command -v psql >/dev/null || NEEDED+=(postgresql-client)
+# haproxy routes to whichever PostgreSQL node is writable in the failover tests
+# (tests/end_to_end/failover.rs, `scripts/test-postgres.sh front`); where systemd runs,
+# installing it also starts a haproxy the tests do not use.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || NEEDED+=(haproxy)
 # sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
 command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
 # Python (with venv) runs openapi-spec-validator and Schemathesis (scripts/test-openapi.sh,

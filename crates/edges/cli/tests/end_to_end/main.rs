@@ -16,6 +16,7 @@ mod audit;
 mod authorization;
 mod crash;
 mod e2e;
+mod failover;
 mod grant_tokens;
 mod hostile_input;
 mod http;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cluster;
 pub mod postgres;
 pub mod receiver;
 
@@ -65,7 +66,29 @@ impl Server {
         Self::launch(policy, config, None, env)
     }
 
+    /// Start on the database `database` names with the environment variables `env` set for
+    /// the server alone (`JITGATE_LOG`, for a test that reads every line the server logs).
+    pub fn start_on_with_env(policy: &Path, database: &str, env: &[(&str, &str)]) -> Server {
+        Self::launch(policy, None, Some(database), env)
+    }
+
+    /// As `start_on_with_env`, without waiting for `/readyz`: for a server whose database
+    /// cannot take writes, which must run and say so rather than be ready.
+    pub fn spawn_on_with_env(policy: &Path, database: &str, env: &[(&str, &str)]) -> Server {
+        Self::launch_and(policy, None, Some(database), env, false)
+    }
+
     fn launch(policy: &Path, config: Option<&str>, database: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Self::launch_and(policy, config, database, env, true)
+    }
+
+    fn launch_and(
+        policy: &Path,
+        config: Option<&str>,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+        wait_ready: bool,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen = format!("127.0.0.1:{}", free_port());
         // Tests file, decide and leave requests pending in bursts from one principal; the
@@ -104,7 +127,9 @@ impl Server {
                 .build()
                 .expect("client"),
         };
-        server.wait_ready();
+        if wait_ready {
+            server.wait_ready();
+        }
         server
     }
 
