@@ -836,6 +836,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiErro
 pub async fn metrics(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::negotiate(accept);
+    // As the store says it now, not as the watcher last looked (an alarm must not lag).
+    app.metrics
+        .database_history_diverged
+        .set(i64::from(app.store.divergence().is_some()));
     (
         [(header::CONTENT_TYPE, format.content_type()), (header::VARY, "Accept")],
         app.metrics.encode_as(format),

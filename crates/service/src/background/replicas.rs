@@ -44,6 +44,11 @@ const QUEUE: usize = 10_000;
 /// Follow other replicas' changes until the server stops. Returns at once on a store that
 /// belongs to one process (SQLite).
 pub async fn follow(app: Arc<App>) {
+    // Its reads go on connections of their own (jitgate_store::following).
+    jitgate_store::following(follow_changes(app)).await
+}
+
+async fn follow_changes(app: Arc<App>) {
     let mut warned = Outage::default();
     let feed = loop {
         match app.store.change_feed().await {

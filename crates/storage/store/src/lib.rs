@@ -333,6 +333,23 @@ pub struct SinkCursor {
     pub after_hash: Option<String>,
 }
 
+tokio::task_local! {
+    /// Set while the task that follows other replicas runs (`following`).
+    static FOLLOWING: ();
+}
+
+/// Run `work` (the task that follows other replicas' changes) with its reads on connections
+/// kept for it, where the store has such: the main pool may be full of writes waiting on a
+/// database that fails over, and what another replica revoked must be read at once.
+pub async fn following<F: std::future::Future>(work: F) -> F::Output {
+    FOLLOWING.scope((), work).await
+}
+
+/// Is the running task the follower?
+pub(crate) fn is_following() -> bool {
+    FOLLOWING.try_with(|_| ()).is_ok()
+}
+
 /// How the store treats the database, beyond where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {

@@ -311,6 +311,39 @@ impl Nodes {
     }
 }
 
+/// Bring the schema up to date. A read-only node (a standby behind the front while a
+/// failover goes on) cannot migrate; if its schema is current already, the replica starts
+/// anyway and answers 503 to writes until the node takes writes, instead of exiting.
+async fn migrate(pool: &PgPool) -> Result<()> {
+    let migrator = sqlx::migrate!("./migrations/postgres");
+    let error = match migrator.run(pool).await {
+        Ok(()) => return Ok(()),
+        Err(error) => error,
+    };
+    let read_only = matches!(
+        &error,
+        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db)) if db.code().as_deref() == Some("25006")
+    );
+    if !read_only {
+        return Err(error.into());
+    }
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+    let current = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .all(|m| applied.contains(&m.version));
+    if !current {
+        return Err(error.into());
+    }
+    tracing::warn!(
+        "the database is read-only now (a standby?) and its schema is current: serving; writes answer 503 until it takes writes"
+    );
+    Ok(())
+}
+
 /// The newest event of the log, if any.
 async fn read_head(conn: &mut PgConnection) -> std::result::Result<Option<Head>, sqlx::Error> {
     let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
@@ -416,6 +449,8 @@ pub struct PostgresStore {
     probe: Mutex<Option<Probe>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     listener_pool: std::sync::OnceLock<PgPool>,
+    /// Reads of the task that follows the other replicas (see `reader`).
+    follower_pool: PgPool,
 }
 
 impl Drop for PostgresStore {
@@ -489,14 +524,27 @@ impl PostgresStore {
             })
             .connect_with(nodes.options_for(first))
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        migrate(&pool).await?;
         // What this process sees first of the history: the head at start.
         let mut conn = pool.acquire().await?;
         if let Some(head) = read_head(&mut conn).await? {
             lock(&nodes.witness).adopt(head);
         }
         drop(conn);
+        let follower_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(1))
+            .after_connect({
+                let nodes = nodes.clone();
+                move |conn, _| {
+                    let nodes = nodes.clone();
+                    Box::pin(async move { nodes.vet(conn).await })
+                }
+            })
+            .connect_lazy_with(nodes.options_for(first));
         lock(&nodes.pools).push(pool.clone());
+        lock(&nodes.pools).push(follower_pool.clone());
         let watcher = several.then(|| tokio::spawn(watch_hosts(nodes.clone())));
         Ok(PostgresStore {
             pool,
@@ -505,6 +553,7 @@ impl PostgresStore {
             probe: Mutex::new(None),
             watcher,
             listener_pool: std::sync::OnceLock::new(),
+            follower_pool,
         })
     }
 
@@ -531,15 +580,33 @@ impl PostgresStore {
             .clone()
     }
 
-    /// Probe that a write commits now, without the write lock (a stalled synchronous
-    /// standby stalls every commit, this one too).
+    /// Probe that a write commits now, without the write lock: a row of its own rewritten
+    /// (a stalled synchronous standby stalls this commit as every other; a read-only node
+    /// refuses it). A transaction that only took an id would commit without waiting for the
+    /// standby, and one in a read-only node would be let through.
     async fn probe_write(pool: PgPool) -> std::result::Result<(), String> {
         let attempt = async {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT txid_current()").execute(&mut *tx).await?;
-            tx.commit().await
+            let at = chrono::Utc::now().timestamp_millis();
+            sqlx::query(
+                "INSERT INTO readiness_probe (id, probed_at) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+            )
+            .bind(at)
+            .execute(&pool)
+            .await
         };
-        attempt.await.map_err(|e| StoreError::from(e).to_string())
+        match attempt.await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = StoreError::from(e);
+                Err(match &error {
+                    StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("25006") => {
+                        "the database node is read-only (a standby behind the front, or default_transaction_read_only): writes cannot commit".to_string()
+                    }
+                    _ => error.to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -552,8 +619,15 @@ impl Backend for PostgresStore {
 
     const PLACEHOLDERS: Placeholders = Placeholders::Numbered;
 
+    /// The follower's reads (catching up after a loss, refreshing what another replica
+    /// changed) have connections of their own: under load at a failover every connection of
+    /// the main pool may be waiting on a write, and a revocation must not wait behind them.
     fn reader(&self) -> &PgPool {
-        &self.pool
+        if crate::is_following() {
+            &self.follower_pool
+        } else {
+            &self.pool
+        }
     }
 
     fn writer(&self) -> &PgPool {
@@ -619,7 +693,7 @@ impl Backend for PostgresStore {
     }
 
     async fn read_live_grants(&self, after_id: Option<&str>, limit: u32) -> Result<Vec<LiveGrant>> {
-        Sql::<Self>::live_grants(&self.pool, after_id, limit).await
+        Sql::<Self>::live_grants(self.reader(), after_id, limit).await
     }
 
     async fn listen(&self) -> Result<Option<Box<dyn crate::ChangeFeed>>> {
