@@ -71,9 +71,18 @@ pub use crate::clock::now;
 /// this one goes into the index.
 async fn load_index(store: &Arc<dyn Store>) -> Result<GrantIndex, StoreError> {
     const PAGE: u32 = 50_000;
+    // The follower's load reads on the follower's connections, in the tasks it spawns too.
+    let following = jitgate_store::is_following();
     let fetch = |after: Option<String>| {
         let store = store.clone();
-        tokio::spawn(async move { store.live_grants(after.as_deref(), PAGE).await })
+        tokio::spawn(async move {
+            let page = async { store.live_grants(after.as_deref(), PAGE).await };
+            if following {
+                jitgate_store::following(page).await
+            } else {
+                page.await
+            }
+        })
     };
     let mut index = GrantIndex::new();
     let mut next = Some(fetch(None));
@@ -955,6 +964,32 @@ impl App {
 
     /// Put a grant's current state in the check index. The gauge is set from the index under
     /// its lock, so changes made here and heard from other replicas cannot count one twice.
+    /// While the database's history diverged, another replica's change is applied only if it
+    /// takes access away (a grant the database says is no longer active leaves the index):
+    /// a revocation made by a replica that accepted the database must not stay allowed here,
+    /// and nothing the diverged database says may give access back.
+    pub(crate) async fn narrow_request(&self, id: &str) -> Result<(), ServiceError> {
+        if let Some(request) = self.store.get_request(id).await? {
+            self.narrow(&request);
+        }
+        Ok(())
+    }
+
+    /// `narrow_request`, for a grant.
+    pub(crate) async fn narrow_grant(&self, id: &str) -> Result<(), ServiceError> {
+        if let Some(request) = self.store.get_request_by_grant(id).await? {
+            self.narrow(&request);
+        }
+        Ok(())
+    }
+
+    fn narrow(&self, request: &Request) {
+        let at = now();
+        for grant in request.grants().filter(|g| !g.is_live(at)) {
+            self.hold_grant(grant);
+        }
+    }
+
     fn hold_grant(&self, grant: &Grant) {
         let mut index = self.index.write();
         index.upsert(grant);

@@ -259,7 +259,15 @@ impl Follower {
     async fn retry(&mut self) {
         if let Some(why) = self.app.store.divergence() {
             // Keep the index as it is: the database's history is not the one it was built
-            // from. Whatever was heard meanwhile is read again once the history is accepted.
+            // from; only what takes access away is applied (a revocation by a replica that
+            // accepted the database). Whatever was heard meanwhile is read again once the
+            // history is accepted.
+            for id in &self.pending.requests {
+                let _ = self.app.narrow_request(id).await;
+            }
+            for id in &self.pending.grants {
+                let _ = self.app.narrow_grant(id).await;
+            }
             if !self.pending.is_empty() {
                 self.pending = Pending {
                     everything: true,

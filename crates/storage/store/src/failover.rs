@@ -78,13 +78,19 @@ impl Target {
         let rest = &url[scheme_end..];
         // The user information ends at the last `@` before the path (a password may hold
         // raw characters; see database_url.rs).
+        // (Only before the query: a parameter may hold an `@`, `application_name=ops@team`.)
         let path_from = |s: &str| s.find(['/', '?']).unwrap_or(s.len());
-        let host_start = rest.rfind('@').map_or(0, |at| at + 1);
+        let before_query = rest.find('?').unwrap_or(rest.len());
+        let host_start = rest[..before_query].rfind('@').map_or(0, |at| at + 1);
         let after_userinfo = &rest[host_start..];
         let host_end = host_start + path_from(after_userinfo);
         let host_list = &rest[host_start..host_end];
         let tail = &rest[host_end..];
-        let hosts = host_list.split(',').map(parse_host).collect::<Result<Vec<_>, _>>()?;
+        let hosts = host_list
+            .split(',')
+            .enumerate()
+            .map(|(n, host)| parse_host(n + 1, host))
+            .collect::<Result<Vec<_>, _>>()?;
         let (path, query) = match tail.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (tail, None),
@@ -130,11 +136,12 @@ impl Target {
     }
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn parse_host(text: &str) -> Result<(String, u16), StoreError> {
+/// `host`, `host:port`, `[v6]` or `[v6]:port`: the `number`th of the list. Errors name it by
+/// its place, not its text (a URL written wrongly may put part of a password there).
+fn parse_host(number: usize, text: &str) -> Result<(String, u16), StoreError> {
     let bad = |why: &str| {
         StoreError::Url(format!(
-            "host '{text}' in the host list {why}; write HOST:PORT,HOST:PORT"
+            "host {number} of the host list {why}; write HOST:PORT,HOST:PORT"
         ))
     };
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
@@ -310,6 +317,13 @@ mod tests {
                 .attrs,
             SessionAttrs::Primary
         );
+        // An `@` in a parameter is not the end of the user information.
+        let at_in_query = Target::parse("postgres://u:pw@db.internal/j?application_name=ops@team").unwrap();
+        assert_eq!(at_in_query.hosts, vec![("db.internal".to_string(), 5432)]);
+        assert_eq!(
+            at_in_query.url,
+            "postgres://u:pw@db.internal:5432/j?application_name=ops@team"
+        );
     }
 
     #[test]
@@ -322,8 +336,14 @@ mod tests {
         assert!(error("postgres://h\u{0}1/db").contains("control"));
         assert!(error("postgres://h1/db?target_session_attrs=standby").contains("read-write, primary or any"));
         assert!(error("postgres://h1/db?connect_timeout=0").contains("connect_timeout=0"));
-        // The password is never repeated.
+        // The password is never repeated, nor the text of a host that may hold part of one.
         assert!(!error("postgres://u:s3cret@h1:x/db").contains("s3cret"));
+        let misplaced = error("postgres://u@h1:s3cret/db");
+        assert!(
+            misplaced.contains("host 1 of the host list has no valid port"),
+            "{misplaced}"
+        );
+        assert!(!misplaced.contains("s3cret"), "{misplaced}");
     }
 
     #[test]

@@ -60,9 +60,14 @@ impl StoreError {
             // PostgreSQL going away: connection exceptions (08...) and operator intervention
             // (57...: shutting down, terminated by an administrator); a node that cannot
             // write (25006: a standby behind the front); a write lock not had within the
-            // bound (55P03).
+            // bound (55P03); a node out of resources (53...: too many connections, as every
+            // replica reconnects to a promoted standby at once).
             StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|code| {
-                code.starts_with("08") || code.starts_with("57") || code == "25006" || code == "55P03"
+                code.starts_with("08")
+                    || code.starts_with("57")
+                    || code.starts_with("53")
+                    || code == "25006"
+                    || code == "55P03"
             }),
             _ => false,
         }
@@ -345,8 +350,8 @@ pub async fn following<F: std::future::Future>(work: F) -> F::Output {
     FOLLOWING.scope((), work).await
 }
 
-/// Is the running task the follower?
-pub(crate) fn is_following() -> bool {
+/// Is the running task the follower? (A task it spawns is not, unless it says so again.)
+pub fn is_following() -> bool {
     FOLLOWING.try_with(|_| ()).is_ok()
 }
 

@@ -344,6 +344,15 @@ async fn migrate(pool: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Pool options whose every new connection is vetted (`Nodes::vet`).
+fn vetted(nodes: &Arc<Nodes>) -> PgPoolOptions {
+    let nodes = nodes.clone();
+    PgPoolOptions::new().after_connect(move |conn, _| {
+        let nodes = nodes.clone();
+        Box::pin(async move { nodes.vet(conn).await })
+    })
+}
+
 /// The newest event of the log, if any.
 async fn read_head(conn: &mut PgConnection) -> std::result::Result<Option<Head>, sqlx::Error> {
     let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
@@ -512,16 +521,9 @@ impl PostgresStore {
         };
         // While the database is away, callers hear 503 within seconds, never past the bound.
         let acquire = settings.write_timeout.min(Duration::from_secs(3));
-        let pool = PgPoolOptions::new()
+        let pool = vetted(&nodes)
             .max_connections(16)
             .acquire_timeout(acquire)
-            .after_connect({
-                let nodes = nodes.clone();
-                move |conn, _| {
-                    let nodes = nodes.clone();
-                    Box::pin(async move { nodes.vet(conn).await })
-                }
-            })
             .connect_with(nodes.options_for(first))
             .await?;
         migrate(&pool).await?;
@@ -531,17 +533,10 @@ impl PostgresStore {
             lock(&nodes.witness).adopt(head);
         }
         drop(conn);
-        let follower_pool = PgPoolOptions::new()
+        let follower_pool = vetted(&nodes)
             .max_connections(2)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(1))
-            .after_connect({
-                let nodes = nodes.clone();
-                move |conn, _| {
-                    let nodes = nodes.clone();
-                    Box::pin(async move { nodes.vet(conn).await })
-                }
-            })
             .connect_lazy_with(nodes.options_for(first));
         lock(&nodes.pools).push(pool.clone());
         lock(&nodes.pools).push(follower_pool.clone());
@@ -562,17 +557,12 @@ impl PostgresStore {
     fn listener_pool(&self) -> PgPool {
         self.listener_pool
             .get_or_init(|| {
-                let nodes = self.nodes.clone();
-                let pool = PgPoolOptions::new()
+                let pool = vetted(&self.nodes)
                     .max_connections(1)
                     .min_connections(0)
                     .acquire_timeout(Duration::from_secs(1))
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .after_connect(move |conn, _| {
-                        let nodes = nodes.clone();
-                        Box::pin(async move { nodes.vet(conn).await })
-                    })
                     .connect_lazy_with(self.nodes.options_for(*lock(&self.nodes.current)));
                 lock(&self.nodes.pools).push(pool.clone());
                 pool
@@ -749,20 +739,26 @@ impl Backend for PostgresStore {
     }
 
     async fn accept_history(&self) -> Result<Option<String>> {
-        let why = lock(&self.nodes.diverged).take();
-        {
+        // Under the write lock, so no write checks against a witness half reset: the head read
+        // here is the log every later write continues.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let head = read_head(&mut tx).await?;
+        let node = Nodes::state(&mut tx).await.ok();
+        let why = {
             let mut witness = lock(&self.nodes.witness);
-            witness.head = None;
-            witness.timeline = 0;
-        }
-        // What the database holds now is what this process has seen from here on.
-        let mut conn = self.pool.acquire().await?;
-        if let Some(head) = read_head(&mut conn).await? {
-            lock(&self.nodes.witness).adopt(head);
-        }
-        if let Ok(node) = Nodes::state(&mut conn).await {
-            lock(&self.nodes.witness).adopt_timeline(node.timeline);
-        }
+            let mut diverged = lock(&self.nodes.diverged);
+            *witness = Witness::default();
+            if let Some(head) = head {
+                witness.adopt(head);
+            }
+            witness.adopt_timeline(node.and_then(|n| n.timeline));
+            diverged.take()
+        };
+        tx.commit().await?;
         if let Some(why) = &why {
             tracing::warn!(reason = %why, "an operator accepted the database's history as it is");
         }

@@ -1389,11 +1389,10 @@ mod conformance {
             .unwrap();
     }
 
-    /// A token of its own for writer `n`: a write that announces to the other replicas.
-    pub async fn add_token_numbered(store: &dyn Store, n: usize) -> Result<(), jitgate_store::StoreError> {
-        let token = ApiToken {
-            id: format!("tok-{n}"),
-            hash: hex_of(&format!("jgt_{n}")),
+    fn service_token(id: &str, secret: &str) -> ApiToken {
+        ApiToken {
+            id: id.into(),
+            hash: hex_of(secret),
             principal: "svc".into(),
             groups: vec![],
             service: true,
@@ -1403,25 +1402,17 @@ mod conformance {
             expires_at: None,
             revoked_at: None,
             revoked_by: None,
-        };
-        let event = token.created_event();
-        store.create_token(&token, &event).await
+        }
+    }
+
+    /// A token of its own for writer `n`: a write that announces to the other replicas.
+    pub async fn add_token_numbered(store: &dyn Store, n: usize) -> Result<(), jitgate_store::StoreError> {
+        let token = service_token(&format!("tok-{n}"), &format!("jgt_{n}"));
+        store.create_token(&token, &token.created_event()).await
     }
 
     pub async fn add_token(store: &dyn Store) {
-        let token = ApiToken {
-            id: "tok-replica".into(),
-            hash: hex_of("jgt_replica"),
-            principal: "svc".into(),
-            groups: vec![],
-            service: true,
-            label: None,
-            created_by: "admin".into(),
-            created_at: t0(),
-            expires_at: None,
-            revoked_at: None,
-            revoked_by: None,
-        };
+        let token = service_token("tok-replica", "jgt_replica");
         store.create_token(&token, &token.created_event()).await.unwrap();
     }
 

@@ -121,13 +121,14 @@ impl Node {
     }
 }
 
+/// Stop what the script started in `dir` and delete it (whatever happened before).
+fn stop(dir: &std::path::Path) {
+    let _ = Command::new("bash").arg(script()).arg("stop").arg(dir).output();
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        stop(self.dir.path());
     }
 }
 
@@ -157,11 +158,7 @@ impl Front {
 
 impl Drop for Front {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        stop(self.dir.path());
     }
 }
 

@@ -151,17 +151,7 @@ impl Server {
 
     /// Kill with SIGKILL (no chance to flush anything) and start again on the same file.
     pub fn kill9_and_restart(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-        self.child = spawn(
-            &self.listen,
-            &self.policy,
-            self.dir.path(),
-            self.config.as_deref(),
-            self.database.as_deref(),
-            &self.env,
-        );
-        self.wait_ready();
+        self.kill9_and_restart_after(|_| {});
     }
 
     /// Kill with SIGKILL, let `meanwhile` change what it left (its files, its SQLite
