@@ -36,6 +36,11 @@ const CHANGES: &str = "jitgate_changes";
 /// How often the watcher of a host list makes sure the host in use still suits.
 const HEARTBEAT: Duration = Duration::from_millis(500);
 
+/// How long the follower's connections (listening, catching up) try to connect before the
+/// caller tries again: short, so that a database back after a failover is reached within a
+/// few tries of it, not after one long wait that began while it was away.
+const FOLLOWER_ACQUIRE: Duration = Duration::from_millis(250);
+
 /// How long `ready` waits for its probe write to commit.
 const PROBE_BOUND: Duration = Duration::from_secs(2);
 
@@ -536,7 +541,7 @@ impl PostgresStore {
         let follower_pool = vetted(&nodes)
             .max_connections(2)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(1))
+            .acquire_timeout(FOLLOWER_ACQUIRE)
             .connect_lazy_with(nodes.options_for(first));
         lock(&nodes.pools).push(pool.clone());
         lock(&nodes.pools).push(follower_pool.clone());
@@ -552,7 +557,7 @@ impl PostgresStore {
         })
     }
 
-    /// The listeners' pool, made once: one connection, tried for a second at a time (the
+    /// The listeners' pool, made once: one connection, tried briefly at a time (the
     /// caller tries again at once), following the host in use like the main pool.
     fn listener_pool(&self) -> PgPool {
         self.listener_pool
@@ -560,7 +565,7 @@ impl PostgresStore {
                 let pool = vetted(&self.nodes)
                     .max_connections(1)
                     .min_connections(0)
-                    .acquire_timeout(Duration::from_secs(1))
+                    .acquire_timeout(FOLLOWER_ACQUIRE)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .connect_lazy_with(self.nodes.options_for(*lock(&self.nodes.current)));
