@@ -66,3 +66,18 @@ fn interval(key: &str, text: Option<&str>, default_secs: u64) -> Result<Duration
             .map_err(|m| format!("{key}: {m}")),
     }
 }
+
+/// An event the system records of itself (no request, grant or resource), with `comment`.
+pub(crate) fn system_event(kind: jitgate_core::EventKind, comment: String) -> jitgate_core::NewEvent {
+    jitgate_core::NewEvent {
+        kind,
+        at: crate::app::now(),
+        actor: jitgate_core::audit::SYSTEM_ACTOR.to_string(),
+        subject: String::new(),
+        request_id: None,
+        grant_id: None,
+        resource: String::new(),
+        action: String::new(),
+        comment: Some(comment),
+    }
+}

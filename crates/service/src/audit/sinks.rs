@@ -20,7 +20,7 @@ use crate::app::{now, App};
 use crate::audit::format::{ecs_line, event_line};
 use crate::connectors::{AuditLine, AuditMark, AuditSink};
 use crate::metrics::Metrics;
-use jitgate_core::audit::{EventKind, NewEvent, SYSTEM_ACTOR};
+use jitgate_core::audit::EventKind;
 use jitgate_core::AuditEvent;
 use jitgate_store::{AuditFilter, SinkCursor, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,20 +231,6 @@ fn continuity(mark: Option<&AuditMark>, events: &[AuditEvent]) -> Result<usize, 
     Ok(0)
 }
 
-fn system_event(kind: EventKind, comment: String) -> NewEvent {
-    NewEvent {
-        kind,
-        at: now(),
-        actor: SYSTEM_ACTOR.to_string(),
-        subject: String::new(),
-        request_id: None,
-        grant_id: None,
-        resource: String::new(),
-        action: String::new(),
-        comment: Some(comment),
-    }
-}
-
 /// One look at the log for `sink`: ship the next batch, or hold on a fork.
 async fn ship_once(store: &dyn Store, metrics: &Metrics, holder: &str, sink: &Sink) -> Result<Shipped, String> {
     let text = |e: jitgate_store::StoreError| e.to_string();
@@ -365,7 +351,7 @@ async fn hold(
                 );
                 tracing::warn!(sink = %sink.name, resume_after = after, "{comment}");
                 if let Err(e) = store
-                    .append_events(&[system_event(EventKind::AuditSinkResumed, comment)])
+                    .append_events(&[crate::audit::system_event(EventKind::AuditSinkResumed, comment)])
                     .await
                 {
                     tracing::error!(sink = %sink.name, error = %e, "cannot record the sink's resumption in the audit log");
@@ -415,7 +401,7 @@ async fn hold(
     }
     if sink.held.lock().as_ref().is_some_and(|h| !h.recorded) {
         match store
-            .append_events(&[system_event(EventKind::AuditForkDetected, describe)])
+            .append_events(&[crate::audit::system_event(EventKind::AuditForkDetected, describe)])
             .await
         {
             Ok(()) => {
@@ -490,6 +476,7 @@ async fn anchor(store: &dyn Store, seq: i64) -> Result<Option<SinkCursor>, Strin
 mod tests {
     use super::*;
     use async_trait::async_trait;
+    use jitgate_core::NewEvent;
     use jitgate_store::SqliteStore;
 
     /// A target that keeps what it was sent, and says it holds what it is told to.
@@ -531,7 +518,7 @@ mod tests {
     fn event(n: i64, history: &str) -> NewEvent {
         NewEvent {
             at: chrono::DateTime::from_timestamp_millis(1_790_000_000_000 + n).unwrap_or_default(),
-            ..system_event(EventKind::PolicyLoaded, format!("{history} {n}"))
+            ..crate::audit::system_event(EventKind::PolicyLoaded, format!("{history} {n}"))
         }
     }
 

@@ -2,9 +2,7 @@
 //! that fails validation is refused (logged and audited) and the previous one keeps serving.
 
 use crate::app::App;
-use crate::clock::now;
-use jitgate_core::audit::SYSTEM_ACTOR;
-use jitgate_core::{EventKind, NewEvent};
+use jitgate_core::EventKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -36,20 +34,6 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     files
 }
 
-fn policy_event(kind: EventKind, comment: String) -> NewEvent {
-    NewEvent {
-        kind,
-        at: now(),
-        actor: SYSTEM_ACTOR.to_string(),
-        subject: String::new(),
-        request_id: None,
-        grant_id: None,
-        resource: String::new(),
-        action: String::new(),
-        comment: Some(comment),
-    }
-}
-
 /// Record that the policy now serving was loaded.
 pub async fn record_loaded(app: &App, dir: &Path) {
     let policy = app.policy();
@@ -62,7 +46,7 @@ pub async fn record_loaded(app: &App, dir: &Path) {
     );
     if let Err(e) = app
         .store
-        .append_events(&[policy_event(EventKind::PolicyLoaded, comment)])
+        .append_events(&[crate::audit::system_event(EventKind::PolicyLoaded, comment)])
         .await
     {
         tracing::error!(error = %e, "cannot record the policy load in the audit log");
@@ -96,7 +80,7 @@ pub async fn reload(app: &App, dir: &Path) -> bool {
             let comment = format!("{}: {}", dir.display(), lines.join("; "));
             if let Err(e) = app
                 .store
-                .append_events(&[policy_event(EventKind::PolicyRefused, comment)])
+                .append_events(&[crate::audit::system_event(EventKind::PolicyRefused, comment)])
                 .await
             {
                 tracing::error!(error = %e, "cannot record the refused policy in the audit log");
