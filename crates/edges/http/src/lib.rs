@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod connections;
 pub mod error;
+pub mod forward_auth;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
