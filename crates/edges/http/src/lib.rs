@@ -120,6 +120,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
+    let edge = edge.with_session(config.ui.session_scope(&public_url).map_err(ServeError::Config)?);
     let sso = match &config.ui.sso {
         Some(sso) => Some(
             ui::Sso::new(sso, &config.auth.oidc, &public_url)

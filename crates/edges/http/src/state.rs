@@ -11,6 +11,8 @@ pub struct Edge {
     pub app: Arc<App>,
     /// Slack interactivity, when configured.
     pub slack: Option<Arc<crate::slack::Slack>>,
+    /// Where the web UI's session cookie is sent (`[ui] cookie_domain`).
+    pub session: crate::ui::SessionScope,
 }
 
 impl Edge {
@@ -18,7 +20,20 @@ impl Edge {
         Edge {
             app,
             slack: slack.map(Arc::new),
+            session: crate::ui::SessionScope::default(),
         }
+    }
+
+    /// Send the session cookie as `session` says.
+    pub fn with_session(mut self, session: crate::ui::SessionScope) -> Self {
+        self.session = session;
+        self
+    }
+}
+
+impl FromRef<Edge> for crate::ui::SessionScope {
+    fn from_ref(edge: &Edge) -> crate::ui::SessionScope {
+        edge.session.clone()
     }
 }
 
