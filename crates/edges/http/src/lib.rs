@@ -18,7 +18,7 @@ pub mod ui;
 // The service's modules and the connectors' config entries, where the server's configuration
 // and the CLI have always found them.
 pub use jitgate_connectors::delivery;
-pub use jitgate_service::{limits, metrics, signing};
+pub use jitgate_service::{forward_auth, limits, metrics, signing};
 
 /// The service's provisioning, with the `[[providers]]` entry of the config file.
 pub mod provision {
@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub ui: ui::UiConfig,
     pub limits: limits::LimitsConfig,
     pub connections: connections::ConnectionsConfig,
+    /// `[forward_auth]`: who may assert users to `/v1/forward-auth` (see docs/identity.md).
+    pub forward_auth: forward_auth::ForwardAuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
     let edge = state::Edge::new(app.clone(), slack);
     app.caller_limits().configure(config.limits.clone());
+    app.configure_forward_auth(config.forward_auth.clone())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
