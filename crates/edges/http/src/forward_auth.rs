@@ -3,6 +3,11 @@
 //! `ext_authz` with a `path_prefix`), and the answers proxies understand. The decision itself is
 //! the service's (`App::forward_auth`); everything here is pure, so the handler stays thin.
 
+// The service's side, where the server's configuration has always found its sections.
+pub use jitgate_service::forward_auth::{
+    ConfigError, ForwardAuthAnswer, ForwardAuthConfig, Original, DEFAULT_PROXY_CREDENTIAL_HEADER,
+};
+
 use crate::error::{ErrorBody, ErrorDetail};
 use askama::Template;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -328,6 +333,68 @@ const MAX_HEADER: usize = 8192;
 
 // ---- answers ----
 
+/// The session cookie's value, as the browser sent it to the app and its proxy passed it on.
+pub fn session_cookie(map: &HeaderMap) -> Option<&str> {
+    map.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::ui::SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// The service's answer as the proxy gets it. `route_for_sign_in` finds what the request would
+/// need, for the sign-in link of a 401 (the service says nothing of the route without an
+/// identity): signing in then leads to the request page for it.
+pub fn respond(
+    public_url: &str,
+    original: &OriginalRequest,
+    answer: ForwardAuthAnswer,
+    html: bool,
+    route_for_sign_in: impl FnOnce() -> Option<jitgate_policy::Route>,
+) -> Response {
+    let public = public_url.trim_end_matches('/');
+    let back = original.url();
+    match answer {
+        ForwardAuthAnswer::Allow {
+            principal,
+            resource,
+            action,
+            grant_id,
+            expires_at,
+            token,
+        } => allow(&Allowed {
+            principal: &principal,
+            grant_id: &grant_id,
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            resource: &resource,
+            action: &action,
+            token: token.as_deref(),
+        }),
+        ForwardAuthAnswer::Unauthenticated { .. } => {
+            let next = route_for_sign_in().map(|r| new_request_path(&r.resource, &r.action, Some(&back)));
+            unauthenticated(public, &login_url(public, next.as_deref()), html)
+        }
+        ForwardAuthAnswer::Deny { route, reason, .. } => {
+            let request_url = route
+                .as_ref()
+                .map(|r| format!("{public}{}", new_request_path(&r.resource, &r.action, Some(&back))));
+            deny(
+                public,
+                &Denied {
+                    reason: &reason,
+                    needs: route.as_ref().map(|r| (r.resource.as_str(), r.action.as_str())),
+                    request_url,
+                },
+                html,
+            )
+        }
+        ForwardAuthAnswer::BadRequest(message) => bad_request(message),
+    }
+}
+
 /// What a 200 tells the proxy (and, through it, the upstream) about the access.
 #[derive(Debug, Clone)]
 pub struct Allowed<'a> {
@@ -412,12 +479,13 @@ fn page(public_url: &str, status: StatusCode, title: &str, message: &str, link: 
     response
 }
 
-/// The API's error body, and the request link beside it on a 403.
-#[derive(Serialize)]
-struct DenyBody {
-    error: ErrorDetail,
+/// A forward-auth 403: the API's error body, and the web UI's request page for what the
+/// request needs beside it (absent when no catalog resource serves the URL).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ForwardAuthDenial {
+    pub error: ErrorDetail,
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_url: Option<String>,
+    pub request_url: Option<String>,
 }
 
 fn shaped(status: StatusCode, code: &str, message: String, request_url: Option<String>) -> Response {
@@ -429,7 +497,7 @@ fn shaped(status: StatusCode, code: &str, message: String, request_url: Option<S
         None => (status, axum::Json(ErrorBody { error })).into_response(),
         Some(url) => (
             status,
-            axum::Json(DenyBody {
+            axum::Json(ForwardAuthDenial {
                 error,
                 request_url: Some(url),
             }),
@@ -915,6 +983,98 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("X-Forwarded-Uri: sent more than once"));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_the_apps_cookies() {
+        let h = map(&[
+            ("cookie", b"grafana_session=x; jitgate_session=tok.en"),
+            ("cookie", b"b=2"),
+        ]);
+        assert_eq!(session_cookie(&h), Some("tok.en"));
+        assert_eq!(session_cookie(&map(&[("cookie", b"jitgate_session=")])), None);
+        assert_eq!(session_cookie(&map(&[("cookie", b"xjitgate_session=a")])), None);
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn each_answer_of_the_service_becomes_its_status() {
+        let original = OriginalRequest {
+            method: "GET".into(),
+            host: "g.test".into(),
+            uri: "/d/x?a=1".into(),
+            scheme: "https",
+        };
+        let route = || {
+            Some(jitgate_policy::Route {
+                resource: "grafana".into(),
+                action: "read".into(),
+            })
+        };
+        let allow = ForwardAuthAnswer::Allow {
+            principal: "alice".into(),
+            resource: "grafana".into(),
+            action: "read".into(),
+            grant_id: "grt_1".into(),
+            expires_at: chrono::DateTime::from_timestamp_millis(1_800_000_000_123).unwrap(),
+            token: None,
+        };
+        let r = respond("https://jit.test/", &original, allow, false, || None);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(get(&r, "x-jitgate-expires-at"), Some("2027-01-15T08:00:00.123Z"));
+
+        let r = respond(
+            "https://jit.test/",
+            &original,
+            ForwardAuthAnswer::Unauthenticated {
+                reason: "no credential".into(),
+            },
+            false,
+            route,
+        );
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(&r, "x-jitgate-login-url"),
+            Some("https://jit.test/ui/login?next=%2Fui%2Fnew%3Fresource%3Dgrafana%26action%3Dread%26return_to%3Dhttps%253A%252F%252Fg.test%252Fd%252Fx%253Fa%253D1")
+        );
+        let r = respond(
+            "https://jit.test",
+            &original,
+            ForwardAuthAnswer::Unauthenticated {
+                reason: "no credential".into(),
+            },
+            false,
+            || None,
+        );
+        assert_eq!(get(&r, "x-jitgate-login-url"), Some("https://jit.test/ui/login"));
+        // The reason is for the log only.
+        assert!(!body(r).contains("no credential\""));
+
+        let r = respond(
+            "https://jit.test",
+            &original,
+            ForwardAuthAnswer::Deny {
+                principal: "alice".into(),
+                route: route(),
+                reason: "no active grant".into(),
+            },
+            false,
+            || None,
+        );
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            get(&r, "x-jitgate-request-url"),
+            Some("https://jit.test/ui/new?resource=grafana&action=read&return_to=https%3A%2F%2Fg.test%2Fd%2Fx%3Fa%3D1")
+        );
+        let r = respond(
+            "https://jit.test",
+            &original,
+            ForwardAuthAnswer::BadRequest("uri: holds an encoded /".into()),
+            true,
+            || None,
+        );
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(get(&r, "content-type").unwrap().starts_with("application/json"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod ui;
 // The service's modules and the connectors' config entries, where the server's configuration
 // and the CLI have always found them.
 pub use jitgate_connectors::delivery;
-pub use jitgate_service::{forward_auth, limits, metrics, signing};
+pub use jitgate_service::{limits, metrics, signing};
 
 /// The service's provisioning, with the `[[providers]]` entry of the config file.
 pub mod provision {

@@ -16,14 +16,14 @@ use utoipa::{Modify, OpenApi};
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
         crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
-        crate::routes::accept_database_history,
+        crate::routes::accept_database_history, crate::routes::forward_auth, crate::routes::forward_auth_below,
     ),
     components(schemas(
         CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
-        ResourceList, ResourceView, RequestableActionView, HistoryAccepted,
+        ResourceList, ResourceView, RequestableActionView, HistoryAccepted, crate::forward_auth::ForwardAuthDenial,
     )),
     modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive),
 )]
@@ -222,6 +222,35 @@ mod tests {
         assert!(ready["headers"]["Retry-After"].is_object(), "{ready}");
         let wait = &doc["paths"]["/v1/requests/{id}"]["get"]["responses"]["429"];
         assert!(wait["headers"]["Retry-After"].is_object(), "{wait}");
+    }
+
+    #[test]
+    fn forward_auth_is_documented_for_every_method_it_answers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for path in ["/v1/forward-auth", "/v1/forward-auth/{path}"] {
+            let item = doc["paths"][path]
+                .as_object()
+                .unwrap_or_else(|| panic!("{path} is missing"));
+            let methods: Vec<&str> = item.keys().map(String::as_str).collect();
+            for method in ["get", "post", "put", "delete", "patch", "head", "options", "trace"] {
+                assert!(methods.contains(&method), "{path}: {method} is missing: {methods:?}");
+                let op = &item[method];
+                // It authenticates by itself (the session cookie, a bearer token, a proxy's
+                // user header): not the API's bearer scheme alone.
+                assert!(op.get("security").is_none(), "{method} {path}");
+                for status in ["200", "400", "401", "403"] {
+                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                }
+                let forbidden = &op["responses"]["403"];
+                assert!(forbidden["content"]["text/html"].is_object(), "{method} {path}");
+                assert!(
+                    forbidden["headers"]["X-Jitgate-Request-Url"].is_object(),
+                    "{method} {path}"
+                );
+            }
+        }
+        let denial = &doc["components"]["schemas"]["ForwardAuthDenial"];
+        assert!(denial["properties"]["request_url"].is_object(), "{denial}");
     }
 
     #[test]

@@ -54,6 +54,9 @@ fn server() -> (Server, tempfile::TempDir) {
     (Server::start_with_policy(policy.path()), policy)
 }
 
+/// A header as sent: its name and its raw bytes.
+type Header<'a> = (&'a str, &'a [u8]);
+
 /// An auth request as a proxy sends it: to `path`, with `headers`.
 fn ask(s: &Server, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
     let mut map = HeaderMap::new();
@@ -299,7 +302,7 @@ fn an_auth_request_that_cannot_be_read_is_400_naming_the_header() {
     let (s, _policy) = server();
     let alice: (&str, &[u8]) = ("Authorization", b"Bearer demo-alice");
     let host: (&str, &[u8]) = ("Host", APP.as_bytes());
-    let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+    let cases: Vec<(Vec<Header>, &str)> = vec![
         (vec![alice, host], "no original URI"),
         (
             vec![alice, host, ("X-Forwarded-Uri", b"/a"), ("X-Forwarded-Uri", b"/b")],

@@ -885,9 +885,8 @@ pub(crate) fn kept_return_to(app: &App, return_to: Option<&str>) -> Result<Optio
 }
 
 /// Whether some catalog resource of kind `http` serves the host of `url`.
-fn serves_url(_app: &App, _url: &str) -> bool {
-    // Until the catalog routes http resources, no URL leads back.
-    false
+fn serves_url(app: &App, url: &str) -> bool {
+    app.policy().http_routes().serves_url(url)
 }
 
 pub async fn new_request(
