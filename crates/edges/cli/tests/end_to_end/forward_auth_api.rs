@@ -652,3 +652,47 @@ fn serve_refused(policy: &std::path::Path, config: &str) -> String {
     assert!(!status.success(), "{stderr}");
     stderr
 }
+
+/// In a real browser: the 403's link, signing in on the way, the form with the target chosen,
+/// and the request's page showing the way back by itself once bob approves (htmx under the
+/// pages' Content-Security-Policy).
+#[test]
+fn in_a_browser_the_request_link_leads_through_sign_in_and_back_to_the_app() {
+    let (s, _policy) = server();
+    let back = format!("https://{APP}/d/abc?orgId=1");
+    let b = crate::support::browser::Browser::start(1280, 860);
+    b.goto(&request_url(&s, "read", &back));
+    // Not signed in: the sign-in page, which comes back to the link.
+    b.type_into("#token", "demo-alice");
+    b.click("button[type=submit].primary");
+    b.find("#return-to");
+    assert!(
+        b.url().contains("/ui/new?resource=grafana&action=read&return_to="),
+        "{}",
+        b.url()
+    );
+    assert!(b.text("#return-to").contains(&back), "{}", b.text("#return-to"));
+    b.type_into("#duration", "30m");
+    b.type_into("#reason", "dashboards");
+    b.click("#file");
+    b.wait_for_text("#state .badge", "pending");
+    assert!(!b.exists("#continue"));
+    let r = pending_request(&s, |r| r["resource"] == "grafana" && r["requester"] == "alice");
+    let (status, v) = s.post(&format!("/v1/requests/{}/approve", id(&r)), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{v}");
+    // The page, left open, offers the way back by itself.
+    b.wait_for_text("#state", &format!("Continue to {back}"));
+    assert!(
+        b.source()
+            .contains("href=\"https://grafana.example.test/d/abc?orgId=1\""),
+        "{}",
+        b.source()
+    );
+    b.screenshot("14-forward-auth-continue");
+    let problems: Vec<String> = b
+        .console()
+        .into_iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
+        .collect();
+    assert!(problems.is_empty(), "console: {problems:#?}");
+}
