@@ -627,6 +627,9 @@ impl HttpRoutes {
             Ok(h) => h,
             Err(p) => return Err(no_resource(&format!(" ({p})"))),
         };
+        if let Some(p) = dns_problem(&name) {
+            return Err(no_resource(&format!(" ({p})")));
+        }
         let Some(app) = self.candidates(&name, port).find(|a| has_prefix(&path, &a.prefix)) else {
             return Err(no_resource(""));
         };
@@ -656,6 +659,9 @@ impl HttpRoutes {
         let Ok((name, port)) = parse_host(authority) else {
             return false;
         };
+        if dns_problem(&name).is_some() {
+            return false;
+        }
         let port = port.or(if url.starts_with("https://") {
             Some(443)
         } else {
