@@ -243,7 +243,9 @@ fn unserved_and_forged_hosts_are_unrouted_with_a_reason() {
         why,
         "no catalog resource of kind http serves grafana.example.test.evil /x; add one to resources.toml"
     );
+    let overlong = format!("{}.example.test", "a.".repeat(MAX_HOST_LEN / 2));
     for host in [
+        overlong.as_str(),
         "gr\u{0430}fana.example.test", // Cyrillic а
         "grafana.example.test\u{200b}",
         "ｇrafana.example.test",
