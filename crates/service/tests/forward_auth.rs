@@ -598,3 +598,36 @@ async fn bad_credentials_are_held_back_but_a_valid_one_never_is() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_reloaded_catalog_routes_at_once() {
+    let b = bed("", "").await;
+    let alice = Headers::default().bearer("tok-alice");
+    let admin = get("/admin/x");
+    assert!(matches!(
+        b.ask(&alice, None, admin, LOCAL).await,
+        ForwardAuthAnswer::Deny { route: Some(ref r), .. } if r.resource == "grafana-admin"
+    ));
+    // grafana-admin leaves the catalog: its paths fall to grafana.
+    let only_grafana = RESOURCES
+        .split("\n[[resource]]\nname = \"grafana-admin\"")
+        .next()
+        .unwrap();
+    let workflows = WORKFLOWS
+        .split("\n[[workflow]]\nresource = \"grafana-admin\"")
+        .next()
+        .unwrap();
+    let policy = jitgate_policy::Policy::from_texts_with_catalog(
+        DIRECTORY,
+        workflows,
+        None,
+        &[],
+        &[("resources.toml".to_string(), only_grafana.to_string())],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    b.app.replace_policy(policy);
+    assert!(matches!(
+        b.ask(&alice, None, admin, LOCAL).await,
+        ForwardAuthAnswer::Deny { route: Some(ref r), .. } if r.resource == "grafana" && r.action == "read"
+    ));
+}
