@@ -351,6 +351,7 @@ fn bad_http_tables_are_refused_naming_file_line_and_fix() {
         ("{ hosts = [\"a.test:http\"] }", "from 1 to 65535"),
         ("{ hosts = [\"a.*.test\"] }", "leading *."),
         ("{ hosts = [\"*.10.0.0.1\"] }", "not IP addresses"),
+        ("{ hosts = [\"*.0.1\"] }", "not IP addresses"),
         ("{ hosts = [\"-a.test\"] }", "starts or ends with -"),
         ("{ hosts = [\"a..test\"] }", "empty label"),
         ("{ hosts = [\"a/b.test\"] }", "letters, digits"),
