@@ -276,7 +276,7 @@ struct HostPattern {
 }
 
 /// Split `host[:port]` (IPv6 as `[::1]:port`) and fold it: lower case, trailing dot dropped.
-/// `None` with the reason when it is no host.
+/// The reason when it is no host.
 fn parse_host(raw: &str) -> Result<(String, Option<u16>), String> {
     if raw.is_empty() {
         return Err("the host is empty".into());
@@ -366,10 +366,18 @@ fn catalog_host(raw: &str) -> Result<HostPattern, String> {
     if let Some(p) = dns_problem(&name) {
         return Err(p);
     }
-    if wildcard && (name.starts_with('[') || name.parse::<std::net::Ipv4Addr>().is_ok()) {
+    if wildcard && (name.starts_with('[') || is_numeric_name(&name)) {
         return Err("a wildcard covers names, not IP addresses".into());
     }
     Ok(HostPattern { wildcard, name, port })
+}
+
+/// Whether a name ends in an all-digit label, as IPv4 addresses do and no DNS name under a
+/// real top-level domain does: a wildcard never reaches into addresses.
+fn is_numeric_name(name: &str) -> bool {
+    name.rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Why `prefix` is not a usable path prefix (it must be in normalized form already).
@@ -595,7 +603,7 @@ impl HttpRoutes {
         let chosen = if exact.is_empty() {
             // `*.example.test` covers exactly one more label.
             name.split_once('.')
-                .filter(|(label, _)| !label.is_empty() && !name.starts_with('['))
+                .filter(|(label, _)| !label.is_empty() && !name.starts_with('[') && !is_numeric_name(name))
                 .and_then(|(_, parent)| self.wildcard.get(parent))
                 .into_iter()
                 .flatten()
@@ -627,6 +635,9 @@ impl HttpRoutes {
             Ok(h) => h,
             Err(p) => return Err(no_resource(&format!(" ({p})"))),
         };
+        if let Some(p) = dns_problem(&name) {
+            return Err(no_resource(&format!(" ({p})")));
+        }
         let Some(app) = self.candidates(&name, port).find(|a| has_prefix(&path, &a.prefix)) else {
             return Err(no_resource(""));
         };
@@ -656,6 +667,9 @@ impl HttpRoutes {
         let Ok((name, port)) = parse_host(authority) else {
             return false;
         };
+        if dns_problem(&name).is_some() {
+            return false;
+        }
         let port = port.or(if url.starts_with("https://") {
             Some(443)
         } else {
