@@ -356,7 +356,6 @@ pub fn respond(
     route_for_sign_in: impl FnOnce() -> Option<jitgate_policy::Route>,
 ) -> Response {
     let public = public_url.trim_end_matches('/');
-    let back = original.url();
     match answer {
         ForwardAuthAnswer::Allow {
             principal,
@@ -374,13 +373,16 @@ pub fn respond(
             token: token.as_deref(),
         }),
         ForwardAuthAnswer::Unauthenticated { .. } => {
-            let next = route_for_sign_in().map(|r| new_request_path(&r.resource, &r.action, Some(&back)));
+            let next = route_for_sign_in().map(|r| new_request_path(&r.resource, &r.action, Some(&original.url())));
             unauthenticated(public, &login_url(public, next.as_deref()), html)
         }
         ForwardAuthAnswer::Deny { route, reason, .. } => {
-            let request_url = route
-                .as_ref()
-                .map(|r| format!("{public}{}", new_request_path(&r.resource, &r.action, Some(&back))));
+            let request_url = route.as_ref().map(|r| {
+                format!(
+                    "{public}{}",
+                    new_request_path(&r.resource, &r.action, Some(&original.url()))
+                )
+            });
             deny(
                 public,
                 &Denied {

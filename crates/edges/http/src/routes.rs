@@ -177,20 +177,18 @@ async fn edge(State(app): State<Arc<App>>, request: axum::extract::Request, next
             content((ForwardAuthDenial = "application/json"), (String = "text/html")),
             headers(("X-Jitgate-Reason" = String, description = "why, on one line"), ("X-Jitgate-Request-Url" = String, description = "the web UI's new-request page for that resource and action, when a resource serves the URL")))),
     tag = "forward-auth")]
-pub async fn forward_auth(
-    State(app): State<Arc<App>>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-) -> Response {
+pub async fn forward_auth(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response {
     use crate::forward_auth as fa;
+    // The parts as they came (no copy of the headers: this is every proxied request's path);
+    // the body is never read.
+    let (parts, _) = request.into_parts();
+    let headers = &parts.headers;
     let original = match fa::original_request(
-        &headers,
-        method.as_str(),
-        uri.path(),
-        uri.query(),
-        uri.authority().map(|a| a.as_str()),
+        headers,
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.uri.authority().map(|a| a.as_str()),
     ) {
         Ok(original) => original,
         Err(e) => {
@@ -198,11 +196,14 @@ pub async fn forward_auth(
             return fa::bad_request(e.to_string());
         }
     };
-    let peer = connect.map(|c| c.0 .0.ip());
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip());
     let answer = app
         .forward_auth(
-            &crate::auth::Headers(&headers),
-            fa::session_cookie(&headers),
+            &crate::auth::Headers(headers),
+            fa::session_cookie(headers),
             fa::Original {
                 method: &original.method,
                 host: &original.host,
@@ -215,7 +216,7 @@ pub async fn forward_auth(
         app.notifier().public_url(),
         &original,
         answer,
-        fa::wants_html(&headers),
+        fa::wants_html(headers),
         || {
             app.policy()
                 .http_routes()
@@ -239,14 +240,8 @@ pub async fn forward_auth(
             headers(("X-Jitgate-Reason" = String), ("X-Jitgate-Request-Url" = String))),
         (status = 422, body = ErrorBody, description = "the path holds a control character (a NUL byte, say); the message names it")),
     tag = "forward-auth")]
-pub async fn forward_auth_below(
-    state: State<Arc<App>>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-) -> Response {
-    forward_auth(state, method, uri, headers, connect).await
+pub async fn forward_auth_below(state: State<Arc<App>>, request: axum::extract::Request) -> Response {
+    forward_auth(state, request).await
 }
 
 /// Fill in each grant view's provider status from the outbox.
