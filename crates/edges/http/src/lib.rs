@@ -124,7 +124,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
-    let edge = edge.with_session(config.ui.session_scope(&public_url).map_err(ServeError::Config)?);
+    let edge = edge.with_cookie_domain(
+        config
+            .ui
+            .session_scope(&public_url)
+            .map_err(ServeError::Config)?
+            .domain(),
+    );
     let sso = match &config.ui.sso {
         Some(sso) => Some(
             ui::Sso::new(sso, &config.auth.oidc, &public_url)

@@ -11,8 +11,9 @@ pub struct Edge {
     pub app: Arc<App>,
     /// Slack interactivity, when configured.
     pub slack: Option<Arc<crate::slack::Slack>>,
-    /// Where the web UI's session cookie is sent (`[ui] cookie_domain`).
-    pub session: crate::ui::SessionScope,
+    /// The domain the web UI's session cookie is sent to (`[ui] cookie_domain`, checked);
+    /// `None`: jitgate's own host.
+    pub cookie_domain: Option<Arc<str>>,
 }
 
 impl Edge {
@@ -20,20 +21,14 @@ impl Edge {
         Edge {
             app,
             slack: slack.map(Arc::new),
-            session: crate::ui::SessionScope::default(),
+            cookie_domain: None,
         }
     }
 
-    /// Send the session cookie as `session` says.
-    pub fn with_session(mut self, session: crate::ui::SessionScope) -> Self {
-        self.session = session;
+    /// Send the session cookie to `domain` (checked by `UiConfig::session_scope`).
+    pub fn with_cookie_domain(mut self, domain: Option<Arc<str>>) -> Self {
+        self.cookie_domain = domain;
         self
-    }
-}
-
-impl FromRef<Edge> for crate::ui::SessionScope {
-    fn from_ref(edge: &Edge) -> crate::ui::SessionScope {
-        edge.session.clone()
     }
 }
 

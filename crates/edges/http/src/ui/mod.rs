@@ -273,6 +273,11 @@ impl SessionScope {
         }
     }
 
+    /// The domain, for the edge's state to keep.
+    pub fn domain(&self) -> Option<Arc<str>> {
+        self.domain.clone()
+    }
+
     /// The `Set-Cookie` values that set the session to `value` (or, with `max_age` 0, end
     /// it). A session on the domain also ends any session cookie left on `/ui` alone by an
     /// earlier configuration: the browser would send that one first.
@@ -284,6 +289,14 @@ impl SessionScope {
         let on_domain = host_only.replacen("; Path=/ui;", &format!("; Domain={domain}; Path=/;"), 1);
         let ended = cookie(SESSION_COOKIE, "", Some(0));
         vec![ended, on_domain]
+    }
+}
+
+impl axum::extract::FromRef<crate::state::Edge> for SessionScope {
+    fn from_ref(edge: &crate::state::Edge) -> SessionScope {
+        SessionScope {
+            domain: edge.cookie_domain.clone(),
+        }
     }
 }
 
