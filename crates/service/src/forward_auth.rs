@@ -4,10 +4,10 @@
 //! Who is asking, in this order of trust:
 //! 1. the web UI's session cookie, authenticated as a bearer token;
 //! 2. `Authorization: Bearer` (OpenID token, API or directory token), unless it is a proxy of
-//!    `[forward_auth] proxies` and the user header is present: then it is that proxy's
+//!    `[forward_auth] services` and the user header is present: then it is that proxy's
 //!    credential (3);
 //! 3. the configured user header, only when a proxy credential authenticates as a listed
-//!    service and the call comes from one of `sources`;
+//!    service and the call comes from one of `trusted_proxies`;
 //! 4. nothing else: unauthenticated.
 //!
 //! The generic `[auth.trusted_proxy]` header is never read here: nginx passes the client's own
@@ -31,25 +31,33 @@ use std::net::IpAddr;
 /// Where a proxy sends its own credential (`Bearer TOKEN`) by default.
 pub const DEFAULT_PROXY_CREDENTIAL_HEADER: &str = "X-Jitgate-Proxy-Authorization";
 
-/// `[forward_auth]` of the server's config file.
+/// `[forward_auth]` of the server's config file (the keys are those of the interface contract).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAuthConfig {
-    /// A header in which a listed proxy names the user (`X-Forwarded-User`). Without it only
-    /// users' own credentials count.
-    pub user_header: Option<String>,
+    /// The header in which a listed proxy names the user. Read only when `services` and
+    /// `trusted_proxies` are set; without them only users' own credentials count.
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
     /// Service principals that may assert users with `user_header`.
     #[serde(default)]
-    pub proxies: Vec<String>,
-    /// ... and only from these addresses (CIDR blocks).
+    pub services: Vec<String>,
+    /// ... and only from these addresses (CIDR blocks): the proxies'.
     #[serde(default)]
-    pub sources: Vec<IpNet>,
+    pub trusted_proxies: Vec<IpNet>,
     /// Where the proxy's own credential comes, as `Bearer TOKEN`.
     #[serde(default = "default_credential_header")]
     pub proxy_credential_header: String,
     /// Whether an allowing answer carries the grant's signed token.
     #[serde(default)]
     pub grant_token: bool,
+}
+
+/// The user header when none is configured: what oauth2-proxy and most gateways set.
+pub const DEFAULT_USER_HEADER: &str = "X-Forwarded-User";
+
+fn default_user_header() -> String {
+    DEFAULT_USER_HEADER.into()
 }
 
 fn default_credential_header() -> String {
@@ -59,9 +67,9 @@ fn default_credential_header() -> String {
 impl Default for ForwardAuthConfig {
     fn default() -> Self {
         ForwardAuthConfig {
-            user_header: None,
-            proxies: Vec::new(),
-            sources: Vec::new(),
+            user_header: default_user_header(),
+            services: Vec::new(),
+            trusted_proxies: Vec::new(),
             proxy_credential_header: default_credential_header(),
             grant_token: false,
         }
@@ -118,48 +126,42 @@ impl ForwardAuthConfig {
             Ok(lower)
         };
         let credential_header = header("proxy_credential_header", &self.proxy_credential_header)?;
-        let user_header = self
-            .user_header
-            .as_deref()
-            .map(|h| header("user_header", h))
-            .transpose()?;
-        if user_header.as_deref() == Some(credential_header.as_str()) {
+        let user_header = header("user_header", &self.user_header)?;
+        if user_header == credential_header {
             return Err(ConfigError(
                 "user_header and proxy_credential_header must be different headers".into(),
             ));
         }
         let mut proxies = BTreeSet::new();
-        for (i, p) in self.proxies.iter().enumerate() {
+        for (i, p) in self.services.iter().enumerate() {
             if let Some(problem) = jitgate_core::principal_name_problem(p) {
                 return Err(ConfigError(format!(
-                    "proxies[{i}]: {:?} {problem}",
+                    "services[{i}]: {:?} {problem}",
                     p.escape_debug().to_string()
                 )));
             }
             if !proxies.insert(p.clone()) {
-                return Err(ConfigError(format!("proxies: {p} is listed twice")));
+                return Err(ConfigError(format!("services: {p} is listed twice")));
             }
         }
-        match &user_header {
-            Some(_) if proxies.is_empty() => return Err(ConfigError(
-                "user_header needs proxies: the service principals that may assert users (proxies = [\"svc-edge\"])"
+        // Either both or neither: a header believed from any address, or from an address
+        // without a credential, would be anyone's to forge.
+        if proxies.is_empty() && !self.trusted_proxies.is_empty() {
+            return Err(ConfigError(
+                "trusted_proxies needs services: the service principals that may assert users (services = [\"svc-edge\"])"
                     .into(),
-            )),
-            Some(_) if self.sources.is_empty() => {
-                return Err(ConfigError(
-                    "user_header needs sources: the proxies' addresses (sources = [\"127.0.0.1/32\"])".into(),
-                ))
-            }
-            None if !proxies.is_empty() || !self.sources.is_empty() => return Err(ConfigError(
-                "proxies and sources are for user_header: set user_header (like \"X-Forwarded-User\") or remove them"
-                    .into(),
-            )),
-            _ => {}
+            ));
         }
+        if !proxies.is_empty() && self.trusted_proxies.is_empty() {
+            return Err(ConfigError(
+                "services needs trusted_proxies: the proxies' addresses (trusted_proxies = [\"127.0.0.1/32\"])".into(),
+            ));
+        }
+        let user_header = (!proxies.is_empty()).then_some(user_header);
         Ok(Settings {
             user_header,
             proxies,
-            sources: self.sources.clone(),
+            sources: self.trusted_proxies.clone(),
             credential_header,
             grant_token: self.grant_token,
         })
@@ -458,13 +460,13 @@ impl App {
         }
         if !settings.proxies.contains(&proxy.principal) {
             return Err(format!(
-                "{} asserted a user with {header} but is not in forward_auth.proxies",
+                "{} asserted a user with {header} but is not in forward_auth.services",
                 proxy.principal
             ));
         }
         if !peer.is_some_and(|ip| settings.sources.iter().any(|net| net.contains(&ip))) {
             return Err(format!(
-                "{} asserted a user with {header} from {}, which is not in forward_auth.sources",
+                "{} asserted a user with {header} from {}, which is not in forward_auth.trusted_proxies",
                 proxy.principal,
                 peer.map_or("an unknown address".into(), |ip| ip.to_string())
             ));
@@ -515,38 +517,41 @@ mod tests {
     }
 
     #[test]
-    fn a_user_header_needs_proxies_and_sources() {
-        let e = config("user_header = \"X-Forwarded-User\"\nsources = [\"127.0.0.1/32\"]").unwrap_err();
-        assert!(e.0.contains("user_header needs proxies"), "{e}");
-        let e = config("user_header = \"X-Forwarded-User\"\nproxies = [\"svc-edge\"]").unwrap_err();
-        assert!(e.0.contains("user_header needs sources"), "{e}");
-        let e = config("proxies = [\"svc-edge\"]").unwrap_err();
-        assert!(e.0.contains("set user_header"), "{e}");
-        let s = config(
-            "user_header = \"X-Forwarded-User\"\nproxies = [\"svc-edge\"]\nsources = [\"127.0.0.1/32\"]\ngrant_token = true",
-        )
-        .unwrap();
+    fn services_and_trusted_proxies_go_together() {
+        let e = config("trusted_proxies = [\"127.0.0.1/32\"]").unwrap_err();
+        assert!(e.0.contains("trusted_proxies needs services"), "{e}");
+        let e = config("services = [\"svc-edge\"]").unwrap_err();
+        assert!(e.0.contains("services needs trusted_proxies"), "{e}");
+        // The contract's default user header.
+        let s = config("services = [\"svc-edge\"]\ntrusted_proxies = [\"127.0.0.1/32\"]\ngrant_token = true").unwrap();
         assert_eq!(s.user_header.as_deref(), Some("x-forwarded-user"));
         assert!(s.grant_token);
+        let s = config(
+            "user_header = \"X-Auth-Request-Email\"\nservices = [\"svc-edge\"]\ntrusted_proxies = [\"127.0.0.1/32\"]",
+        )
+        .unwrap();
+        assert_eq!(s.user_header.as_deref(), Some("x-auth-request-email"));
+        // A user header alone is never believed.
+        assert_eq!(config("user_header = \"X-Forwarded-User\"").unwrap().user_header, None);
     }
 
     #[test]
     fn bad_values_are_refused_naming_the_key() {
         for (text, key) in [
-            ("user_header = \"X Forwarded\"\nproxies = [\"p\"]\nsources = [\"127.0.0.1/32\"]", "user_header"),
-            ("user_header = \"Authorization\"\nproxies = [\"p\"]\nsources = [\"127.0.0.1/32\"]", "user_header"),
-            ("user_header = \"Cookie\"\nproxies = [\"p\"]\nsources = [\"127.0.0.1/32\"]", "user_header"),
+            ("user_header = \"X Forwarded\"\nservices = [\"p\"]\ntrusted_proxies = [\"127.0.0.1/32\"]", "user_header"),
+            ("user_header = \"Authorization\"\nservices = [\"p\"]\ntrusted_proxies = [\"127.0.0.1/32\"]", "user_header"),
+            ("user_header = \"Cookie\"\nservices = [\"p\"]\ntrusted_proxies = [\"127.0.0.1/32\"]", "user_header"),
             ("proxy_credential_header = \"X-A\\u0000\"", "proxy_credential_header"),
             (
-                "user_header = \"X-U\"\nproxies = [\"svc\\u200bedge\"]\nsources = [\"127.0.0.1/32\"]",
-                "proxies[0]",
+                "user_header = \"X-U\"\nservices = [\"svc\\u200bedge\"]\ntrusted_proxies = [\"127.0.0.1/32\"]",
+                "services[0]",
             ),
             (
-                "user_header = \"X-U\"\nproxies = [\"p\", \"p\"]\nsources = [\"127.0.0.1/32\"]",
+                "user_header = \"X-U\"\nservices = [\"p\", \"p\"]\ntrusted_proxies = [\"127.0.0.1/32\"]",
                 "listed twice",
             ),
             (
-                "user_header = \"X-U\"\nproxy_credential_header = \"x-u\"\nproxies = [\"p\"]\nsources = [\"127.0.0.1/32\"]",
+                "user_header = \"X-U\"\nproxy_credential_header = \"x-u\"\nservices = [\"p\"]\ntrusted_proxies = [\"127.0.0.1/32\"]",
                 "different headers",
             ),
         ] {
@@ -557,6 +562,6 @@ mod tests {
         let e = config("user_heder = \"X-U\"").unwrap_err();
         assert!(e.0.contains("user_heder"), "{e}");
         // Sources are CIDR blocks.
-        assert!(config("user_header = \"X-U\"\nproxies = [\"p\"]\nsources = [\"localhost\"]").is_err());
+        assert!(config("user_header = \"X-U\"\nservices = [\"p\"]\ntrusted_proxies = [\"localhost\"]").is_err());
     }
 }

@@ -74,8 +74,8 @@ http = { hosts = ["grafana.example.test"], path_prefix = "/admin", methods = { "
 
 const PROXY: &str = r#"
 user_header = "X-Forwarded-User"
-proxies = ["svc-edge"]
-sources = ["127.0.0.1/32"]
+services = ["svc-edge"]
+trusted_proxies = ["127.0.0.1/32"]
 grant_token = true
 "#;
 
@@ -283,7 +283,7 @@ async fn asserted_users_need_a_listed_service_from_a_listed_address() {
         .with("X-Jitgate-Proxy-Authorization", "Bearer tok-edge-1");
     // From a wrong address.
     let why = unauthenticated(b.ask(&asserted, None, get("/"), ELSEWHERE).await);
-    assert!(why.contains("10.9.8.7") && why.contains("sources"), "{why}");
+    assert!(why.contains("10.9.8.7") && why.contains("trusted_proxies"), "{why}");
     assert!(unauthenticated(b.ask(&asserted, None, get("/"), None).await).contains("unknown address"));
     // Without a proxy credential.
     let forged = Headers::default().with("X-Forwarded-User", "bob");
@@ -292,13 +292,13 @@ async fn asserted_users_need_a_listed_service_from_a_listed_address() {
     // With a bad proxy credential.
     let bad = forged.with("X-Jitgate-Proxy-Authorization", "Bearer tok-nope-1");
     unauthenticated(b.ask(&bad, None, get("/"), LOCAL).await);
-    // A service not listed in proxies.
+    // A service not listed in services.
     let other = Headers::default()
         .with("X-Forwarded-User", "bob")
         .with("X-Jitgate-Proxy-Authorization", "Bearer tok-other");
     let why = unauthenticated(b.ask(&other, None, get("/"), LOCAL).await);
     assert!(
-        why.contains("svc-other") && why.contains("not in forward_auth.proxies"),
+        why.contains("svc-other") && why.contains("not in forward_auth.services"),
         "{why}"
     );
     // A user's token as the proxy credential.
