@@ -28,6 +28,9 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+/// The resource an unrouted forward-auth request is recorded under in the audit log.
+pub const UNROUTED_RESOURCE: &str = "(unrouted)";
+
 /// Where a proxy sends its own credential (`Bearer TOKEN`) by default.
 pub const DEFAULT_PROXY_CREDENTIAL_HEADER: &str = "X-Jitgate-Proxy-Authorization";
 
@@ -294,19 +297,15 @@ impl App {
         let route = match routed {
             Ok(route) => route,
             Err(reason) => {
-                // Recorded like a denied check: the host stands for the resource, the method for
-                // the action. Escaped, so a host that is no host cannot forge the log's text.
-                let host: String = original
-                    .host
-                    .chars()
-                    .take(jitgate_policy::http::MAX_HOST_LEN)
-                    .flat_map(char::escape_default)
-                    .collect();
+                // Recorded like a denied check, under one key for every unrouted request of
+                // this caller and principal (the host and path are the client's to vary: as
+                // keys they could crowd everyone else's denials out of the window); the reason
+                // names the host and path, escaped.
                 self.denied_checks().record(
                     &checker.principal,
                     &principal.principal,
-                    &host,
-                    original.method,
+                    UNROUTED_RESOURCE,
+                    "-",
                     &reason,
                     crate::now(),
                 );
@@ -423,7 +422,15 @@ impl App {
         };
         let mut proxy = None;
         if let Some(identity) = self.try_credential(&bearer, peer, attempts).await {
-            if asserted.is_some() && settings.proxies.contains(&identity.principal) {
+            if settings.proxies.contains(&identity.principal) {
+                // A proxy's credential speaks for the users it names, never for itself.
+                if asserted.is_none() {
+                    return Err(format!(
+                        "{} is a forward_auth service but named no user in {}",
+                        identity.principal,
+                        settings.user_header.as_deref().unwrap_or_default()
+                    ));
+                }
                 proxy = Some(identity);
             } else {
                 return Ok(own(identity));
@@ -481,6 +488,13 @@ impl App {
             ));
         }
         let user = auth::tokens::resolve(&self.policy(), Identity::user(name, &[]));
+        // A proxy asserts people; a service's grants are for the service's own credential.
+        if user.kind == PrincipalKind::Service {
+            return Err(format!(
+                "{} asserted {name} with {header}, which the directory marks as a service",
+                proxy.principal
+            ));
+        }
         Ok(Asking {
             checker: proxy,
             principal: user,

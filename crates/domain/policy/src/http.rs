@@ -63,24 +63,32 @@ pub enum PathError {
     NotUtf8,
     #[error("the path holds a control or invisible character (U+{0:04X})")]
     Hidden(u32),
-    #[error("the path climbs above the root with ..")]
-    AboveRoot,
-    #[error("the path holds a dot segment with parameters (like ..;), which some servers read as ..")]
-    DotParameters,
+    #[error("the path holds a . or .. segment (raw, encoded or with parameters like ..;); browsers resolve them before sending, and applications disagree on how to")]
+    DotSegment,
+    #[error("the request target holds a # (a fragment is never sent to a server)")]
+    Fragment,
 }
 
 /// The canonical form of a request's path, for routing: `raw` is an origin-form request target
-/// (`/a/b?x#y`). Cut at `?` and `#`; percent-decoded; `//` collapsed; `.` and `..` resolved. A
-/// trailing `/` is kept. Everything that could make the application see another path than
-/// jitgate routed is refused: NUL, an encoded `/`, a `\`, double encoding, invalid UTF-8,
-/// control and invisible characters, `..` above the root, `..;`. A `%`, `?` or `#` that was
-/// encoded stays encoded (`%25`, `%3F`, `%23`), so the result normalizes to itself.
+/// (`/a/b?x`). Cut at `?`; percent-decoded; `;` parameters dropped from every segment (as Tomcat
+/// and other servlet containers route: `/admin;x/users` is `/admin/users`); empty segments (`//`)
+/// collapsed. A trailing `/` is kept. Everything that could make the application see another
+/// path than jitgate routed is refused: NUL, an encoded `/`, a `\`, double encoding, invalid
+/// UTF-8, control and invisible characters, a `#`, and any `.` or `..` segment (raw, encoded or
+/// with parameters): browsers resolve dot segments before they send a request, and servers
+/// differ on whether and when they do (Express and Werkzeug route `/admin/../public` under
+/// `/admin`), so resolving them here could route another path than the one served. A `%`, `?`
+/// or `#` that was encoded stays encoded (`%25`, `%3F`, `%23`), so the result normalizes to
+/// itself.
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if raw.len() > MAX_URI_LEN {
         return Err(PathError::TooLong);
     }
-    let end = raw.find(['?', '#']).unwrap_or(raw.len());
+    let end = raw.find('?').unwrap_or(raw.len());
     let raw = &raw[..end];
+    if raw.contains('#') {
+        return Err(PathError::Fragment);
+    }
     if !raw.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
@@ -93,23 +101,16 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     }
     let mut segments: Vec<&str> = Vec::new();
     let mut parts = decoded.split('/').skip(1).peekable();
-    // Whether the path names a folder: it ends in `/`, `.` or `..` (as RFC 3986 resolves them).
+    // Whether the path names a folder: it ends in `/`.
     let mut folder = false;
     while let Some(segment) = parts.next() {
         let last = parts.peek().is_none();
         let bare = segment.split(';').next().unwrap_or(segment);
-        match segment {
+        match bare {
             "" => folder = last,
-            "." => folder = last,
-            ".." => {
-                if segments.pop().is_none() {
-                    return Err(PathError::AboveRoot);
-                }
-                folder = last;
-            }
-            _ if bare == "." || bare == ".." => return Err(PathError::DotParameters),
+            "." | ".." => return Err(PathError::DotSegment),
             _ => {
-                segments.push(segment);
+                segments.push(bare);
                 folder = false;
             }
         }
@@ -622,6 +623,10 @@ impl HttpRoutes {
         if let Some(p) = method_problem(method) {
             return Err(Unroutable::BadMethod(p));
         }
+        // Matched as upper case, as most applications route methods: a `delete` must not
+        // escape a map that names DELETE.
+        let method = method.to_ascii_uppercase();
+        let method = method.as_str();
         let path = normalize_path(raw_uri).map_err(|e| Unroutable::BadPath(e.to_string()))?;
         let no_resource = |why: &str| {
             Unroutable::NoResource(format!(

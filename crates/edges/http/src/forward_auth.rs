@@ -30,8 +30,10 @@ pub mod headers {
     pub const FORWARDED_HOST: &str = "X-Forwarded-Host";
     pub const HOST: &str = "Host";
     pub const FORWARDED_PROTO: &str = "X-Forwarded-Proto";
+    /// Headers with which a client asks an application to treat a POST as another method.
+    pub const METHOD_OVERRIDES: [&str; 3] = ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"];
     /// Every header read, for the check that none is sent twice.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 10] = [
         FORWARDED_METHOD,
         ORIGINAL_METHOD,
         FORWARDED_URI,
@@ -39,6 +41,18 @@ pub mod headers {
         FORWARDED_HOST,
         HOST,
         FORWARDED_PROTO,
+        METHOD_OVERRIDES[0],
+        METHOD_OVERRIDES[1],
+        METHOD_OVERRIDES[2],
+    ];
+    /// What describes the original request in headers: never read below the prefix, where
+    /// Envoy's own method, path and host say it.
+    pub const DESCRIBING: [&str; 5] = [
+        FORWARDED_METHOD,
+        ORIGINAL_METHOD,
+        FORWARDED_URI,
+        ORIGINAL_URI,
+        FORWARDED_HOST,
     ];
 
     use axum::http::HeaderName;
@@ -57,6 +71,9 @@ pub mod headers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginalRequest {
     pub method: String,
+    /// Another method a method-override header names: the application may act as that method,
+    /// so it is judged too.
+    pub overriding: Option<String>,
     /// As sent: `grafana.example.test` or `grafana.example.test:8443`.
     pub host: String,
     /// Origin-form, as sent (`/d/abc?orgId=1`); the service normalizes it.
@@ -91,6 +108,12 @@ pub enum ForwardedError {
     ConflictingUri,
     #[error("X-Forwarded-Method and X-Original-Method differ: one of them may come from the client; configure the proxy to send one")]
     ConflictingMethod,
+    #[error("no original method: the proxy must send X-Forwarded-Method (Traefik, Caddy) or X-Original-Method (nginx: proxy_set_header X-Original-Method $request_method), or call below /v1/forward-auth/ (Envoy)")]
+    MissingMethod,
+    #[error("{0}: not read below /v1/forward-auth/, where Envoy's own method, path and host describe the request; a client may have sent it: drop it at the proxy")]
+    HeaderBelowPrefix(&'static str),
+    #[error("the method-override headers name different methods; send at most one")]
+    ConflictingOverride,
     #[error("no original URI: the proxy must send X-Forwarded-Uri (Traefik, Caddy) or X-Original-URI (nginx), or call below /v1/forward-auth/ (Envoy's path_prefix)")]
     MissingUri,
     #[error("no original host: the proxy must send X-Forwarded-Host or Host")]
@@ -142,8 +165,11 @@ fn one<'h>(map: &'h HeaderMap, name: &'static str) -> Result<Option<&'h str>, Fo
 }
 
 /// The original request an auth request describes, by the proxies' conventions:
-/// - method: `X-Forwarded-Method`, else `X-Original-Method`, else the auth request's own
-///   method (Envoy forwards the original method);
+/// - method: `X-Forwarded-Method`, else `X-Original-Method`; below the prefix (Envoy, which
+///   forwards the original method) the auth request's own method, and there none of the
+///   describing headers is read (a 400: the client may have sent it);
+/// - a method-override header (`X-HTTP-Method-Override`, ...) naming another method: kept, so
+///   that the method the application may act as is judged too;
 /// - URI: `X-Forwarded-Uri`, else `X-Original-URI`, else what follows `/v1/forward-auth` in
 ///   the auth request's own path, with its query (Envoy's `path_prefix`); none is a 400;
 /// - host: `X-Forwarded-Host`, else `Host` (else the authority of an HTTP/2 request);
@@ -165,11 +191,32 @@ pub fn original_request(
     for name in ALL {
         one(map, name)?;
     }
+    // Below the prefix (Envoy's `path_prefix`) the auth request is the original request; a
+    // header describing another would be the client's, passed on by the proxy.
+    let below = own_path.strip_prefix(PREFIX).is_some_and(|rest| rest.starts_with('/'));
+    if below {
+        if let Some(name) = DESCRIBING.into_iter().find(|name| map.contains_key(*name)) {
+            return Err(ForwardedError::HeaderBelowPrefix(name));
+        }
+    }
     let method = match (one(map, FORWARDED_METHOD)?, one(map, ORIGINAL_METHOD)?) {
         (Some(a), Some(b)) if a != b => return Err(ForwardedError::ConflictingMethod),
         (Some(m), _) | (None, Some(m)) => m.to_string(),
-        (None, None) => own_method.to_string(),
+        // nginx sends every auth subrequest as GET: its own method says nothing.
+        (None, None) if below => own_method.to_string(),
+        (None, None) => return Err(ForwardedError::MissingMethod),
     };
+    let mut overriding: Option<String> = None;
+    for name in METHOD_OVERRIDES {
+        if let Some(named) = one(map, name)? {
+            let named = named.to_ascii_uppercase();
+            if overriding.as_ref().is_some_and(|o| *o != named) {
+                return Err(ForwardedError::ConflictingOverride);
+            }
+            overriding = Some(named);
+        }
+    }
+    let overriding = overriding.filter(|o| !o.eq_ignore_ascii_case(&method));
     let uri = match (one(map, FORWARDED_URI)?, one(map, ORIGINAL_URI)?) {
         (Some(a), Some(b)) if a != b => return Err(ForwardedError::ConflictingUri),
         (Some(u), _) | (None, Some(u)) => u.to_string(),
@@ -194,6 +241,7 @@ pub fn original_request(
     };
     Ok(OriginalRequest {
         method,
+        overriding,
         host,
         uri,
         scheme,
@@ -596,8 +644,14 @@ mod tests {
         h
     }
 
+    /// Read as a proxy's auth request to the prefix itself; with `X-Forwarded-Method: GET`
+    /// when the pairs name no method (every proxy's configuration sends one).
     fn read(pairs: &[(&str, &[u8])]) -> Result<OriginalRequest, ForwardedError> {
-        original_request(&map(pairs), "GET", PREFIX, None, None)
+        let mut h = map(pairs);
+        if !h.contains_key("x-forwarded-method") && !h.contains_key("x-original-method") {
+            h.insert("x-forwarded-method", HeaderValue::from_static("GET"));
+        }
+        original_request(&h, "GET", PREFIX, None, None)
     }
 
     #[test]
@@ -642,20 +696,73 @@ mod tests {
         assert_eq!(r.uri, "/api/dash%2Fx?a=1&b=2");
         let r = original_request(&h, "GET", "/v1/forward-auth/", None, None).unwrap();
         assert_eq!(r.uri, "/");
-        // A header still wins over the path.
-        let h = map(&[("host", b"g.test"), ("x-forwarded-uri", b"/from-header")]);
-        let r = original_request(&h, "GET", "/v1/forward-auth/from-path", None, None).unwrap();
-        assert_eq!(r.uri, "/from-header");
+        // Below the prefix no header describes the request: one would be the client's.
+        for name in [
+            "x-forwarded-uri",
+            "x-original-uri",
+            "x-forwarded-method",
+            "x-original-method",
+            "x-forwarded-host",
+        ] {
+            let h = map(&[("host", b"g.test"), (name, b"/from-header")]);
+            let e = original_request(&h, "GET", "/v1/forward-auth/from-path", None, None).unwrap_err();
+            assert!(
+                matches!(e, ForwardedError::HeaderBelowPrefix(n) if n.eq_ignore_ascii_case(name)),
+                "{name}: {e}"
+            );
+        }
         // HTTP/2: the authority stands for Host.
         let r = original_request(&HeaderMap::new(), "GET", "/v1/forward-auth/x", None, Some("g.test")).unwrap();
         assert_eq!(r.host, "g.test");
     }
 
     #[test]
+    fn the_method_comes_from_a_header_never_from_the_auth_request_itself() {
+        // nginx sends every auth subrequest as GET: without the header a POST would be a read.
+        let h = map(&[("host", b"a.test"), ("x-original-uri", b"/x")]);
+        assert_eq!(
+            original_request(&h, "GET", PREFIX, None, None),
+            Err(ForwardedError::MissingMethod)
+        );
+        let e = ForwardedError::MissingMethod.to_string();
+        assert!(e.contains("X-Original-Method"), "{e}");
+    }
+
+    #[test]
+    fn a_method_override_is_kept_to_be_judged_too() {
+        let r = read(&[
+            ("x-forwarded-method", b"POST"),
+            ("x-forwarded-uri", b"/x"),
+            ("host", b"a.test"),
+            ("x-http-method-override", b"delete"),
+        ])
+        .unwrap();
+        assert_eq!((r.method.as_str(), r.overriding.as_deref()), ("POST", Some("DELETE")));
+        // Naming the method itself overrides nothing.
+        let r = read(&[
+            ("x-forwarded-method", b"POST"),
+            ("x-forwarded-uri", b"/x"),
+            ("host", b"a.test"),
+            ("x-method-override", b"POST"),
+        ])
+        .unwrap();
+        assert_eq!(r.overriding, None);
+        assert_eq!(
+            read(&[
+                ("x-forwarded-uri", b"/x"),
+                ("host", b"a.test"),
+                ("x-http-method", b"PUT"),
+                ("x-method-override", b"DELETE"),
+            ]),
+            Err(ForwardedError::ConflictingOverride)
+        );
+    }
+
+    #[test]
     fn what_cannot_be_read_is_refused_naming_the_header() {
         assert_eq!(read(&[("host", b"a.test")]), Err(ForwardedError::MissingUri));
         // `/v1/forward-authx` is not below the prefix.
-        let h = map(&[("host", b"a.test")]);
+        let h = map(&[("host", b"a.test"), ("x-forwarded-method", b"GET")]);
         assert_eq!(
             original_request(&h, "GET", "/v1/forward-authx", None, None),
             Err(ForwardedError::MissingUri)
@@ -1003,6 +1110,7 @@ mod tests {
     fn each_answer_of_the_service_becomes_its_status() {
         let original = OriginalRequest {
             method: "GET".into(),
+            overriding: None,
             host: "g.test".into(),
             uri: "/d/x?a=1".into(),
             scheme: "https",

@@ -200,18 +200,15 @@ pub async fn forward_auth(State(app): State<Arc<App>>, request: axum::extract::R
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|axum::extract::ConnectInfo(addr)| addr.ip());
-    let answer = app
-        .forward_auth(
-            &crate::auth::Headers(headers),
-            fa::session_cookie(headers),
-            fa::Original {
-                method: &original.method,
-                host: &original.host,
-                uri: &original.uri,
-            },
-            peer,
-        )
-        .await;
+    let ask = |method| forward_auth_as(&app, headers, &original, method, peer);
+    let mut answer = ask(&original.method).await;
+    // The application may act as the method an override header names: it needs a grant too.
+    if let (Some(overriding), fa::ForwardAuthAnswer::Allow { .. }) = (&original.overriding, &answer) {
+        let second = ask(overriding).await;
+        if !matches!(second, fa::ForwardAuthAnswer::Allow { .. }) {
+            answer = second;
+        }
+    }
     fa::respond(
         app.notifier().public_url(),
         &original,
@@ -226,9 +223,31 @@ pub async fn forward_auth(State(app): State<Arc<App>>, request: axum::extract::R
     )
 }
 
+/// One forward-auth question about the original request, as if made with `method`.
+async fn forward_auth_as(
+    app: &App,
+    headers: &axum::http::HeaderMap,
+    original: &crate::forward_auth::OriginalRequest,
+    method: &str,
+    peer: Option<std::net::IpAddr>,
+) -> crate::forward_auth::ForwardAuthAnswer {
+    use crate::forward_auth as fa;
+    app.forward_auth(
+        &crate::auth::Headers(headers),
+        fa::session_cookie(headers),
+        fa::Original {
+            method,
+            host: &original.host,
+            uri: &original.uri,
+        },
+        peer,
+    )
+    .await
+}
+
 /// Forward authentication with the original path below the prefix (Envoy's `path_prefix`):
 /// `/v1/forward-auth/admin?x=1` asks about `/admin?x=1`, with the auth request's own method
-/// and `Host`, unless the `X-Forwarded-*` or `X-Original-*` headers say otherwise.
+/// and `Host`; a header describing the request (`X-Forwarded-*`, `X-Original-*`) is a 400 here.
 #[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/v1/forward-auth/{path}",
     params(("path" = String, Path, description = "the original request's path without its leading slash (it may hold more slashes)")),
     responses(

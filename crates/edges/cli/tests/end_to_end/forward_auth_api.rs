@@ -57,8 +57,22 @@ fn server() -> (Server, tempfile::TempDir) {
 /// A header as sent: its name and its raw bytes.
 type Header<'a> = (&'a str, &'a [u8]);
 
-/// An auth request as a proxy sends it: to `path`, with `headers`.
+/// An auth request as a proxy sends it: to `path`, with `headers`. At the prefix itself every
+/// proxy names the original method; `X-Forwarded-Method: GET` stands for it when `headers`
+/// name none (see `without_a_method_header_nginx_style_calls_are_400`).
 fn ask(s: &Server, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
+    let names_method = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-method") || n.eq_ignore_ascii_case("x-original-method"));
+    let mut headers = headers.to_vec();
+    if path == "/v1/forward-auth" && !names_method {
+        headers.push(("X-Forwarded-Method", b"GET"));
+    }
+    ask_exactly(s, method, path, &headers)
+}
+
+/// An auth request with exactly `headers`.
+fn ask_exactly(s: &Server, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         map.append(
@@ -695,4 +709,53 @@ fn in_a_browser_the_request_link_leads_through_sign_in_and_back_to_the_app() {
         .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
         .collect();
     assert!(problems.is_empty(), "console: {problems:#?}");
+}
+
+#[test]
+fn without_a_method_header_nginx_style_calls_are_400() {
+    // nginx sends every auth subrequest as GET: a POST must never be judged by that.
+    let (s, _policy) = server();
+    let alice: Header = ("Authorization", b"Bearer demo-alice");
+    let r = ask_exactly(
+        &s,
+        "GET",
+        "/v1/forward-auth",
+        &[alice, ("Host", APP.as_bytes()), ("X-Original-URI", b"/")],
+    );
+    assert_eq!(r.status(), 400);
+    let body = json_of(r);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no original method"),
+        "{body}"
+    );
+    // Below the prefix (Envoy) the auth request is the original, and no header may describe
+    // another.
+    let r = ask_exactly(
+        &s,
+        "GET",
+        "/v1/forward-auth/",
+        &[alice, ("Host", APP.as_bytes()), ("X-Forwarded-Uri", b"/public")],
+    );
+    assert_eq!(r.status(), 400);
+    assert!(json_of(r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("X-Forwarded-Uri: not read below"));
+    // A method override is judged too: a read grant does not let a GET that the application
+    // would run as DELETE through.
+    granted(&s, "read");
+    assert_eq!(traefik(&s, "GET", "/", &[alice]).status(), 200);
+    for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"] {
+        let r = traefik(&s, "GET", "/", &[alice, (name, b"DELETE")]);
+        assert_eq!(r.status(), 403, "{name}");
+        assert!(
+            header(&r, "x-jitgate-request-url").unwrap().contains("action=write"),
+            "{name}"
+        );
+    }
+    // Lower case is the same method to the application, and to jitgate.
+    assert_eq!(traefik(&s, "get", "/", &[alice]).status(), 200);
 }
