@@ -17,6 +17,7 @@ mod authorization;
 mod crash;
 mod e2e;
 mod failover;
+mod forward_auth;
 mod grant_tokens;
 mod hostile_input;
 mod http;
