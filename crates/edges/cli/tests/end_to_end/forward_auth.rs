@@ -720,3 +720,25 @@ fn the_docs_show_the_tested_configurations() {
         );
     }
 }
+
+/// Every configuration passes its proxy's own check (`nginx -t`, `caddy validate`, `envoy
+/// --mode validate`), including the benchmark's baseline that no test above runs.
+#[test]
+fn every_configuration_passes_its_proxys_own_check() {
+    let out = Command::new("bash").arg(script()).arg("check").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "nginx -t: nginx.conf ok",
+        "nginx -t: nginx-plain.conf ok",
+        "nginx -t: nginx-proxy-user.conf ok",
+        "caddy validate: Caddyfile ok",
+        "envoy --mode validate: envoy.yaml ok",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+}
