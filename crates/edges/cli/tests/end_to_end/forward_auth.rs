@@ -355,12 +355,17 @@ fn the_bar(kind: Kind) {
             ("X-Jitgate-Principal", "bob"),
             ("X-Jitgate-Grant", "grt_forged"),
             ("X-Jitgate-Action", "admin"),
+            ("X-Jitgate-Resource", "demo-app-admin"),
+            ("X-Jitgate-Token", "forged"),
         ],
     );
     assert_eq!(forged.status, 200, "{proxy}: {forged:?}");
     assert_eq!(forged.app_saw("principal"), Some("alice"), "{proxy}: {forged:?}");
     assert_eq!(forged.app_saw("grant"), Some(gid), "{proxy}: {forged:?}");
     assert_eq!(forged.app_saw("action"), Some("read"), "{proxy}: {forged:?}");
+    assert_eq!(forged.app_saw("resource"), Some("demo-app"), "{proxy}: {forged:?}");
+    // No grant token is configured: none reaches the app, not even the client's own.
+    assert_eq!(forged.app_saw("token"), Some(""), "{proxy}: {forged:?}");
 
     // The web UI's session cookie works as well as the API token.
     let cookie = ui_session(&bed.s, "demo-alice");
@@ -447,6 +452,34 @@ fn through_traefik_forward_auth_the_bar_holds() {
 #[test]
 fn through_envoy_ext_authz_the_bar_holds() {
     the_bar(Kind::Envoy);
+}
+
+/// With `grant_token = true` the app receives the grant's signed token, the one its holder
+/// sees, to verify offline.
+#[test]
+fn with_grant_token_the_app_behind_nginx_receives_the_grants_signed_token() {
+    let config = CONFIG.replace("[audit]", "grant_token = true\n\n[audit]");
+    let s = Server::start_with(&policy(), Some(&config));
+    let bed = Bed::in_front_of(s, "nginx", &[]);
+    let grant = bed.grant("demo-app", "read", "1h");
+    let (status, grants) = bed.s.get("/v1/grants", "demo-alice");
+    assert_eq!(status, 200, "{grants}");
+    let token = grants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == grant["id"])
+        .and_then(|g| g["token"].as_str())
+        .unwrap_or_else(|| panic!("alice sees her grant's token: {grants}"))
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let reply = bed.send(
+        "GET",
+        "/",
+        &[("Authorization", "Bearer demo-alice"), ("X-Jitgate-Token", "forged")],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.app_saw("token"), Some(token.as_str()), "{reply:?}");
 }
 
 /// A short grant ends at every proxy within a second of its `expires_at`.
