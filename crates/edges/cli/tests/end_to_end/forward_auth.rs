@@ -339,6 +339,29 @@ fn the_bar(kind: Kind) {
         assert!(browser.body.contains("demo-app"), "{proxy}: {browser:?}");
     }
 
+    // No credential at all: 401, with the way to sign in (nginx redirects a browser there).
+    let anonymous = bed.send("GET", "/", &[]);
+    assert_eq!(anonymous.status, 401, "{proxy}: {anonymous:?}");
+    assert!(!anonymous.reached_app(), "{proxy}: {anonymous:?}");
+    let login = anonymous
+        .header("X-Jitgate-Login-Url")
+        .unwrap_or_else(|| panic!("{proxy}: no sign-in link: {anonymous:?}"))
+        .to_string();
+    assert!(login.contains("/ui/login?next="), "{proxy}: {login}");
+    assert_eq!(
+        anonymous.header("WWW-Authenticate"),
+        Some("Bearer realm=\"jitgate\""),
+        "{proxy}: {anonymous:?}"
+    );
+    let browser = bed.send("GET", "/", &[("Accept", "text/html")]);
+    if kind == Kind::Nginx {
+        assert_eq!(browser.status, 302, "{browser:?}");
+        assert_eq!(browser.header("Location"), Some(login.as_str()), "{browser:?}");
+    } else {
+        assert_eq!(browser.status, 401, "{proxy}: {browser:?}");
+        assert!(browser.body.contains("Sign in"), "{proxy}: {browser:?}");
+    }
+
     // bob approves alice's read request: 200 through the proxy, and the app learns who.
     let grant = bed.grant("demo-app", "read", "1h");
     let gid = grant["id"].as_str().unwrap();
