@@ -823,3 +823,16 @@ fn every_configuration_passes_its_proxys_own_check() {
         assert!(text.contains(line), "{text}");
     }
 }
+
+/// The demo policy passes its own test cases.
+#[test]
+fn the_demo_policy_passes_its_own_tests() {
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(policy())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("4 passed, 0 failed"), "{text}");
+}
