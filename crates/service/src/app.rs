@@ -43,6 +43,8 @@ pub struct App {
     caller_limits: crate::limits::CallerLimits,
     /// Bumped each time an operator accepts the database's history.
     history_accepted: std::sync::atomic::AtomicU64,
+    /// `[forward_auth]`, checked.
+    forward_auth: RwLock<Arc<crate::forward_auth::Settings>>,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -141,6 +143,7 @@ impl App {
             resyncing: parking_lot::Mutex::new(None),
             caller_limits: crate::limits::CallerLimits::default(),
             history_accepted: std::sync::atomic::AtomicU64::new(0),
+            forward_auth: RwLock::new(Arc::new(crate::forward_auth::Settings::default())),
         })
     }
 
@@ -175,6 +178,43 @@ impl App {
                     .ok_or_else(|| ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
             }
         }
+    }
+
+    pub(crate) fn set_forward_auth(&self, settings: crate::forward_auth::Settings) {
+        *self.forward_auth.write() = Arc::new(settings);
+    }
+
+    pub(crate) fn forward_auth_settings(&self) -> Arc<crate::forward_auth::Settings> {
+        self.forward_auth.read().clone()
+    }
+
+    /// The live grant a check of (principal, resource, action) would find now, from memory.
+    pub(crate) fn live_grant_for(
+        &self,
+        principal: &str,
+        resource: &str,
+        action: &str,
+    ) -> Option<jitgate_core::index::LiveGrant> {
+        let index = self.index.read();
+        match index.check(principal, resource, action, None, now()) {
+            CheckOutcome::Allow { grant_id, .. } | CheckOutcome::AllowIfConsumed { grant_id, .. } => {
+                index.live(&grant_id)
+            }
+            CheckOutcome::Deny { .. } => None,
+        }
+    }
+
+    /// A live grant by id, from memory.
+    pub(crate) fn live_grant(&self, grant_id: &str) -> Option<jitgate_core::index::LiveGrant> {
+        self.index.read().live(grant_id)
+    }
+
+    /// The signed token of a live grant, made from memory.
+    pub(crate) fn sign_live_grant(
+        &self,
+        grant: &jitgate_core::index::LiveGrant,
+    ) -> Result<String, crate::signing::SigningError> {
+        self.signer.sign_live(grant)
     }
 
     /// Denied checks counted for the audit log.
@@ -1224,6 +1264,15 @@ impl App {
                 "send a bearer token: Authorization: Bearer TOKEN".into(),
             ));
         }
+        self.hold_back(&failure, peer).await;
+        Err(ServiceError::Unauthenticated(
+            failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+        ))
+    }
+
+    /// Log a refused credential and hold the answer back if its source keeps failing.
+    pub(crate) async fn hold_back(&self, failure: &crate::auth::AuthFailure, peer: Option<std::net::IpAddr>) {
+        let auth = self.authenticator();
         tracing::warn!(source = ?peer, reason = %failure.reason, "authentication refused");
         match auth.throttle.failure(peer) {
             crate::auth::throttle::Hold::None => {}
@@ -1235,9 +1284,6 @@ impl App {
                 self.metrics.auth_throttle_full.inc();
             }
         }
-        Err(ServiceError::Unauthenticated(
-            failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
-        ))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod background;
 pub mod clock;
 pub mod connectors;
 pub mod error;
+pub mod forward_auth;
 pub mod inputs;
 mod items;
 pub mod limits;

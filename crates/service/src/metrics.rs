@@ -76,6 +76,19 @@ pub struct Metrics {
     /// `catch_up` (only what the audit log names since the last change heard) or `full`
     /// (every active grant).
     pub replica_resyncs: Family<OutcomeLabel, Counter>,
+    /// Forward-auth answers by outcome (`jitgate_forward_auth_total`), resolved once so the
+    /// path does no label lookup: allow, deny, unrouted, unauthenticated, bad_request.
+    pub forward_auth: ForwardAuthCounters,
+}
+
+/// The counter of each forward-auth outcome.
+#[derive(Clone, Debug)]
+pub struct ForwardAuthCounters {
+    pub allow: Counter,
+    pub deny: Counter,
+    pub unrouted: Counter,
+    pub unauthenticated: Counter,
+    pub bad_request: Counter,
 }
 
 impl Metrics {
@@ -189,8 +202,27 @@ impl Metrics {
             "Reads of other replicas' changes after a gap in the change feed, by how: catch_up or full",
             replica_resyncs.clone(),
         );
+        let forward_auth_family = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "forward_auth",
+            "Forward-auth answers by outcome: allow, deny, unrouted, unauthenticated, bad_request",
+            forward_auth_family.clone(),
+        );
+        let outcome = |name: &str| {
+            forward_auth_family
+                .get_or_create(&OutcomeLabel { outcome: name.into() })
+                .clone()
+        };
+        let forward_auth = ForwardAuthCounters {
+            allow: outcome("allow"),
+            deny: outcome("deny"),
+            unrouted: outcome("unrouted"),
+            unauthenticated: outcome("unauthenticated"),
+            bad_request: outcome("bad_request"),
+        };
         Metrics {
             registry,
+            forward_auth,
             database_history_diverged,
             replica_resyncs,
             audit_sink_events,

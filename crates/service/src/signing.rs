@@ -146,8 +146,7 @@ impl GrantSigner {
 
     /// The token of a grant for its current window.
     pub fn sign(&self, grant: &Grant) -> Result<String, SigningError> {
-        let ring = self.ring.read().clone();
-        let claims = GrantClaims {
+        self.sign_claims(GrantClaims {
             iss: GRANT_TOKEN_ISSUER,
             sub: &grant.principal,
             aud: &grant.resource,
@@ -159,7 +158,29 @@ impl GrantSigner {
             iat: grant.starts_at.timestamp(),
             nbf: grant.starts_at.timestamp(),
             exp: grant.expires_at.timestamp(),
-        };
+        })
+    }
+
+    /// The same token from what the check index holds of a live grant: for answers that must
+    /// not read the store (forward authentication).
+    pub fn sign_live(&self, grant: &jitgate_core::index::LiveGrant) -> Result<String, SigningError> {
+        self.sign_claims(GrantClaims {
+            iss: GRANT_TOKEN_ISSUER,
+            sub: &grant.principal,
+            aud: &grant.resource,
+            jti: &grant.id,
+            resource: &grant.resource,
+            action: &grant.action,
+            payload_sha256: grant.payload_sha256.as_deref(),
+            single_use: grant.single_use,
+            iat: grant.starts_at_ms.div_euclid(1000),
+            nbf: grant.starts_at_ms.div_euclid(1000),
+            exp: grant.expires_at_ms.div_euclid(1000),
+        })
+    }
+
+    fn sign_claims(&self, claims: GrantClaims<'_>) -> Result<String, SigningError> {
+        let ring = self.ring.read().clone();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(ring.active.kid.clone());
         jsonwebtoken::encode(&header, &claims, &ring.active.key).map_err(|e| SigningError::Key(e.to_string()))

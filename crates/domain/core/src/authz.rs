@@ -135,6 +135,7 @@ operations!(
     IssueSshCertificate,
     IssueCredentials,
     Check,
+    ForwardAuth,
     ExplainPolicy,
     ReadAudit,
     ManageTokens,
@@ -233,6 +234,12 @@ pub const TABLE: &[Rule] = &[
         what: "ask for access decisions",
         endpoints: "POST /v1/check, POST /v1/check/batch",
         reach: [Nothing, All, Nothing, All],
+    },
+    Rule {
+        operation: Operation::ForwardAuth,
+        what: "ask whether a web request a reverse proxy holds may pass (about the caller itself, or the user a listed proxy asserts)",
+        endpoints: "ANY /v1/forward-auth, ANY /v1/forward-auth/{*rest}",
+        reach: [Own, Own, Own, Own],
     },
     Rule {
         operation: Operation::ExplainPolicy,
@@ -335,10 +342,12 @@ mod tests {
             ..Identity::user("svc", &[])
         };
         for &op in Operation::ALL {
-            let expected = if op == Operation::Check {
-                Reach::All
-            } else {
-                Reach::Nothing
+            // Forward auth answers about its caller (or the user a listed proxy asserts), so
+            // every identity may ask it; it reads or changes nothing else.
+            let expected = match op {
+                Operation::Check => Reach::All,
+                Operation::ForwardAuth => Reach::Own,
+                _ => Reach::Nothing,
             };
             assert_eq!(reach(&svc, op), expected, "{op:?}");
         }
@@ -358,6 +367,23 @@ mod tests {
         assert_eq!(reach(&admin, Operation::ManageTokens), Reach::All);
         assert_eq!(who_may(Operation::ManageTokens), "admin");
         assert_eq!(who_may(Operation::Check), "service, admin");
+    }
+
+    #[test]
+    fn every_authenticated_identity_may_ask_forward_auth() {
+        let svc = Identity {
+            kind: PrincipalKind::Service,
+            ..Identity::user("svc-edge", &[])
+        };
+        for who in [
+            Identity::user("alice", &["dev"]),
+            Identity::user("ann", &["auditors"]),
+            Identity::user("root", &["admins"]),
+            svc,
+        ] {
+            assert_eq!(reach(&who, Operation::ForwardAuth), Reach::Own, "{who:?}");
+        }
+        assert_eq!(who_may(Operation::ForwardAuth), "user, service, auditor, admin");
     }
 }
 

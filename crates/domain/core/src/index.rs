@@ -197,6 +197,23 @@ impl GrantIndex {
         ))
     }
 
+    /// What the index holds of a live grant, by id: enough to sign its token without reading
+    /// the store.
+    pub fn live(&self, grant_id: &str) -> Option<LiveGrant> {
+        let key = self.key_of.get(grant_id)?;
+        let e = self.by_key.get(key)?.iter().find(|e| &*e.grant_id == grant_id)?;
+        Some(LiveGrant {
+            id: e.grant_id.to_string(),
+            principal: e.principal.to_string(),
+            resource: e.resource.to_string(),
+            action: e.action.to_string(),
+            payload_sha256: e.payload_sha256.as_deref().map(str::to_string),
+            single_use: e.single_use,
+            starts_at_ms: e.starts_at_ms,
+            expires_at_ms: e.expires_at_ms,
+        })
+    }
+
     /// Forget a grant (revoked, used, expired). Idempotent.
     pub fn remove(&mut self, grant_id: &str) {
         let Some(key) = self.key_of.remove(grant_id) else {

@@ -69,6 +69,8 @@ pub struct Catalog {
     /// against the resources it can select rather than the whole catalog.
     by_label: HashMap<(String, String), Vec<String>>,
     by_kind: HashMap<String, Vec<String>>,
+    /// Resources of kind http by host, for forward authentication.
+    http: crate::http::HttpRoutes,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +332,10 @@ impl Catalog {
             }
         }
         catalog.check_parents(&mut errors);
+        match crate::http::HttpRoutes::build(catalog.resources.values()) {
+            Ok(routes) => catalog.http = routes,
+            Err(mut e) => errors.append(&mut e),
+        }
         if errors.is_empty() {
             Ok(catalog)
         } else {
@@ -394,6 +400,11 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.resources.is_empty()
+    }
+
+    /// How requests to web applications (resources of kind http) resolve.
+    pub fn http_routes(&self) -> &crate::http::HttpRoutes {
+        &self.http
     }
 
     fn is_declared(&self, name: &str) -> bool {

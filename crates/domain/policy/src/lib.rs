@@ -11,12 +11,14 @@
 pub mod catalog;
 pub mod cedar;
 pub mod diff;
+pub mod http;
 pub mod oncall;
 pub mod testing;
 pub mod workflow;
 
 pub use catalog::{Catalog, Collection, Resource, RESOURCES_DIR, RESOURCES_FILE};
 use cedar::{Ability, CedarRules, Facts};
+pub use http::{normalize_path, HttpRoutes, Route, Unroutable};
 use jitgate_core::admission::{Admission, Ask};
 use jitgate_core::text::{self, Lines};
 use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, Step, Timestamp};
@@ -196,6 +198,12 @@ impl Policy {
 
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// How requests to web applications (catalog resources of kind http) resolve to a
+    /// resource and action: built once at load, answered from memory.
+    pub fn http_routes(&self) -> &HttpRoutes {
+        self.rules.catalog().http_routes()
     }
 
     pub fn principals(&self) -> impl Iterator<Item = &DirectoryEntry> {

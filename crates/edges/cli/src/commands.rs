@@ -49,6 +49,9 @@ struct ConfigFile {
     /// Connections: header and body timeouts, how many at once (see docs/deploy.md).
     #[serde(default)]
     connections: jitgate_server::connections::ConnectionsConfig,
+    /// Forward authentication for reverse proxies: who may assert users (see docs/identity.md).
+    #[serde(default)]
+    forward_auth: jitgate_server::forward_auth::ForwardAuthConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -104,6 +107,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         ui: file.ui,
         limits: file.limits,
         connections: file.connections,
+        forward_auth: file.forward_auth,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod connections;
 pub mod error;
+pub mod forward_auth;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     pub ui: ui::UiConfig,
     pub limits: limits::LimitsConfig,
     pub connections: connections::ConnectionsConfig,
+    /// `[forward_auth]`: who may assert users to `/v1/forward-auth` (see docs/identity.md).
+    pub forward_auth: forward_auth::ForwardAuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +119,18 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
     let edge = state::Edge::new(app.clone(), slack);
     app.caller_limits().configure(config.limits.clone());
+    app.configure_forward_auth(config.forward_auth.clone())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
+    let edge = edge.with_cookie_domain(
+        config
+            .ui
+            .session_scope(&public_url)
+            .map_err(ServeError::Config)?
+            .domain(),
+    );
     let sso = match &config.ui.sso {
         Some(sso) => Some(
             ui::Sso::new(sso, &config.auth.oidc, &public_url)

@@ -16,18 +16,75 @@ use utoipa::{Modify, OpenApi};
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
         crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
-        crate::routes::accept_database_history,
+        crate::routes::accept_database_history, crate::routes::forward_auth, crate::routes::forward_auth_below,
     ),
     components(schemas(
         CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
-        ResourceList, ResourceView, RequestableActionView, HistoryAccepted,
+        ResourceList, ResourceView, RequestableActionView, HistoryAccepted, crate::forward_auth::ForwardAuthDenial,
     )),
-    modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive),
+    modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive, &OneOperationIdPerMethod),
 )]
 struct ApiDoc;
+
+/// An operation id names one operation: a handler that answers several methods (forward
+/// authentication answers all of them) gets one id per method, `forward_auth_get`, ...
+struct OneOperationIdPerMethod;
+
+impl Modify for OneOperationIdPerMethod {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for item in openapi.paths.paths.values() {
+            for id in operations(item).filter_map(|(_, op)| op.operation_id.clone()) {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for (method, operation) in operations_mut(item) {
+                if let Some(id) = operation.operation_id.as_mut() {
+                    if seen.get(id.as_str()).is_some_and(|n| *n > 1) {
+                        id.push('_');
+                        id.push_str(method);
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Operation = utoipa::openapi::path::Operation;
+
+fn operations(item: &utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+    [
+        ("get", item.get.as_ref()),
+        ("post", item.post.as_ref()),
+        ("put", item.put.as_ref()),
+        ("delete", item.delete.as_ref()),
+        ("patch", item.patch.as_ref()),
+        ("head", item.head.as_ref()),
+        ("options", item.options.as_ref()),
+        ("trace", item.trace.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.map(|op| (method, op)))
+}
+
+fn operations_mut(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", item.get.as_mut()),
+        ("post", item.post.as_mut()),
+        ("put", item.put.as_mut()),
+        ("delete", item.delete.as_mut()),
+        ("patch", item.patch.as_mut()),
+        ("head", item.head.as_mut()),
+        ("options", item.options.as_mut()),
+        ("trace", item.trace.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.map(|op| (method, op)))
+}
 
 struct BearerAuth;
 
@@ -222,6 +279,50 @@ mod tests {
         assert!(ready["headers"]["Retry-After"].is_object(), "{ready}");
         let wait = &doc["paths"]["/v1/requests/{id}"]["get"]["responses"]["429"];
         assert!(wait["headers"]["Retry-After"].is_object(), "{wait}");
+    }
+
+    #[test]
+    fn forward_auth_is_documented_for_every_method_it_answers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for path in ["/v1/forward-auth", "/v1/forward-auth/{path}"] {
+            let item = doc["paths"][path]
+                .as_object()
+                .unwrap_or_else(|| panic!("{path} is missing"));
+            let methods: Vec<&str> = item.keys().map(String::as_str).collect();
+            for method in ["get", "post", "put", "delete", "patch", "head", "options", "trace"] {
+                assert!(methods.contains(&method), "{path}: {method} is missing: {methods:?}");
+                let op = &item[method];
+                // It authenticates by itself (the session cookie, a bearer token, a proxy's
+                // user header): not the API's bearer scheme alone.
+                assert!(op.get("security").is_none(), "{method} {path}");
+                for status in ["200", "400", "401", "403"] {
+                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                }
+                let forbidden = &op["responses"]["403"];
+                assert!(forbidden["content"]["text/html"].is_object(), "{method} {path}");
+                assert!(
+                    forbidden["headers"]["X-Jitgate-Request-Url"].is_object(),
+                    "{method} {path}"
+                );
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert!(
+                    ids.insert(id.clone()),
+                    "{method} {path}: operation id {id} is used twice"
+                );
+            }
+        }
+        assert!(
+            ids.contains("forward_auth_trace") && ids.contains("forward_auth_below_get"),
+            "{ids:?}"
+        );
+        assert!(ids.contains("check"), "a handler of one method keeps its name: {ids:?}");
+        let denial = &doc["components"]["schemas"]["ForwardAuthDenial"];
+        assert!(denial["properties"]["request_url"].is_object(), "{denial}");
     }
 
     #[test]

@@ -4,11 +4,12 @@ use crate::api::*;
 use crate::app::{now, App};
 use crate::auth::{op, Allowed};
 use crate::error::{ErrorBody, Limit, LimitHit};
+use crate::forward_auth::ForwardAuthDenial;
 use crate::ApiError;
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use jitgate_core::authz::Reach;
 use jitgate_core::{GrantStatus, RequestStatus};
@@ -107,6 +108,9 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/v1/grants/{id}/done", post(done_grant))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
+        .route("/v1/forward-auth", any(forward_auth))
+        .route("/v1/forward-auth/", any(forward_auth_below))
+        .route("/v1/forward-auth/{*path}", any(forward_auth_below))
         .route("/v1/policy/explain", get(explain_policy))
         .route("/v1/resources", get(list_resources))
         .route("/v1/audit", get(list_audit))
@@ -150,6 +154,94 @@ async fn edge(State(app): State<Arc<App>>, request: axum::extract::Request, next
         app.metrics.count_limit(Limit::BodySize.as_str());
     }
     response
+}
+
+/// Forward authentication: may the request a reverse proxy holds pass? Any method; below the
+/// prefix, the original path (Envoy's `path_prefix`). The original request comes from the
+/// proxy's headers (`X-Forwarded-Method`/`-Host`/`-Uri`/`-Proto`, or `X-Original-Method`/
+/// `X-Original-URI` with `Host`); who asks from the session cookie, a bearer token, or a user
+/// header a configured proxy asserts. See docs/api.md#forward-authentication.
+#[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/v1/forward-auth",
+    responses(
+        (status = 200, description = "an active grant covers the request: empty, with who asks and which grant",
+            headers(("X-Jitgate-Principal" = String, description = "who asks"), ("X-Jitgate-Grant" = String, description = "the grant's id"),
+                ("X-Jitgate-Expires-At" = String, description = "when the grant ends, RFC 3339 UTC"),
+                ("X-Jitgate-Resource" = String, description = "the catalog resource of kind http the request is for"),
+                ("X-Jitgate-Action" = String, description = "the action its method and path are"),
+                ("X-Jitgate-Token" = String, description = "the grant's signed token, with [forward_auth] grant_token = true"))),
+        (status = 400, body = ErrorBody, description = "the auth request does not say what the original request was, or says it wrongly (a header sent twice, two that disagree, a host list, bytes that are not visible ASCII, no URI), or the original method or path cannot be judged; the message names the header or part"),
+        (status = 401, description = "no identity jitgate accepts came with the request: the API's error, or with Accept: text/html a page with a Sign in link",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String, description = "Bearer realm=\"jitgate\""), ("X-Jitgate-Login-Url" = String, description = "the web UI's sign-in page, coming back to the request page"))),
+        (status = 403, description = "no active grant covers the request, or no catalog resource of kind http serves it: the API's error with request_url beside it, or with Accept: text/html a page with a Request access button",
+            content((ForwardAuthDenial = "application/json"), (String = "text/html")),
+            headers(("X-Jitgate-Reason" = String, description = "why, on one line"), ("X-Jitgate-Request-Url" = String, description = "the web UI's new-request page for that resource and action, when a resource serves the URL")))),
+    tag = "forward-auth")]
+pub async fn forward_auth(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response {
+    use crate::forward_auth as fa;
+    // The parts as they came (no copy of the headers: this is every proxied request's path);
+    // the body is never read.
+    let (parts, _) = request.into_parts();
+    let headers = &parts.headers;
+    let original = match fa::original_request(
+        headers,
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.uri.authority().map(|a| a.as_str()),
+    ) {
+        Ok(original) => original,
+        Err(e) => {
+            app.metrics.forward_auth.bad_request.inc();
+            return fa::bad_request(e.to_string());
+        }
+    };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip());
+    let answer = app
+        .forward_auth(
+            &crate::auth::Headers(headers),
+            fa::session_cookie(headers),
+            fa::Original {
+                method: &original.method,
+                host: &original.host,
+                uri: &original.uri,
+            },
+            peer,
+        )
+        .await;
+    fa::respond(
+        app.notifier().public_url(),
+        &original,
+        answer,
+        fa::wants_html(headers),
+        || {
+            app.policy()
+                .http_routes()
+                .route(&original.host, &original.uri, &original.method)
+                .ok()
+        },
+    )
+}
+
+/// Forward authentication with the original path below the prefix (Envoy's `path_prefix`):
+/// `/v1/forward-auth/admin?x=1` asks about `/admin?x=1`, with the auth request's own method
+/// and `Host`, unless the `X-Forwarded-*` or `X-Original-*` headers say otherwise.
+#[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/v1/forward-auth/{path}",
+    params(("path" = String, Path, description = "the original request's path without its leading slash (it may hold more slashes)")),
+    responses(
+        (status = 200, description = "as /v1/forward-auth"),
+        (status = 400, body = ErrorBody, description = "as /v1/forward-auth"),
+        (status = 401, description = "as /v1/forward-auth", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String), ("X-Jitgate-Login-Url" = String))),
+        (status = 403, description = "as /v1/forward-auth", content((ForwardAuthDenial = "application/json"), (String = "text/html")),
+            headers(("X-Jitgate-Reason" = String), ("X-Jitgate-Request-Url" = String))),
+        (status = 422, body = ErrorBody, description = "the path holds a control character (a NUL byte, say); the message names it")),
+    tag = "forward-auth")]
+pub async fn forward_auth_below(state: State<Arc<App>>, request: axum::extract::Request) -> Response {
+    forward_auth(state, request).await
 }
 
 /// Fill in each grant view's provider status from the outbox.

@@ -11,6 +11,9 @@ pub struct Edge {
     pub app: Arc<App>,
     /// Slack interactivity, when configured.
     pub slack: Option<Arc<crate::slack::Slack>>,
+    /// The domain the web UI's session cookie is sent to (`[ui] cookie_domain`, checked);
+    /// `None`: jitgate's own host.
+    pub cookie_domain: Option<Arc<str>>,
 }
 
 impl Edge {
@@ -18,7 +21,14 @@ impl Edge {
         Edge {
             app,
             slack: slack.map(Arc::new),
+            cookie_domain: None,
         }
+    }
+
+    /// Send the session cookie to `domain` (checked by `UiConfig::session_scope`).
+    pub fn with_cookie_domain(mut self, domain: Option<Arc<str>>) -> Self {
+        self.cookie_domain = domain;
+        self
     }
 }
 

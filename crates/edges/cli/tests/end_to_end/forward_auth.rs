@@ -41,8 +41,8 @@ fn script() -> PathBuf {
 const CONFIG: &str = r#"
 [forward_auth]
 user_header = "X-Forwarded-User"
-proxies = ["svc-edge"]
-sources = ["127.0.0.1/32"]
+services = ["svc-edge"]
+trusted_proxies = ["127.0.0.1/32"]
 
 [audit]
 denied_checks_every = "1s"
@@ -414,7 +414,7 @@ fn the_bar(kind: Kind) {
     for headers in [
         vec![("X-Forwarded-User", "bob")],
         vec![("X-Forwarded-User", "alice")],
-        // A credential that is not a proxy's: a user's, or a service not listed in proxies.
+        // A credential that is not a proxy's: a user's, or a service not listed in services.
         vec![
             ("X-Forwarded-User", "bob"),
             ("X-Jitgate-Proxy-Authorization", "Bearer demo-alice"),
@@ -762,12 +762,12 @@ fn a_proxy_asserts_users_with_its_credential_from_its_address_only() {
     assert_eq!(as_alice.app_saw("forwarded_user"), Some("alice"), "{as_alice:?}");
 
     // The same credential and header straight to jitgate: from the proxy's address it is
-    // alice; from another address (127.0.0.2 is loopback too, not in `sources`) it is 401.
+    // alice; from another address (127.0.0.2 is loopback too, not in `trusted_proxies`) it is 401.
     let s = &bed.s;
     assert_eq!(as_proxy(s, "127.0.0.1", "demo-edge", "alice").status(), 200);
     let elsewhere = as_proxy(s, "127.0.0.2", "demo-edge", "alice");
     assert_eq!(elsewhere.status(), 401, "{:?}", elsewhere.headers());
-    // A service not listed in `proxies`, a user's token, a wrong token: 401.
+    // A service not listed in `services`, a user's token, a wrong token: 401.
     for credential in ["demo-svc", "demo-bob", "not-a-token"] {
         assert_eq!(
             as_proxy(s, "127.0.0.1", credential, "alice").status(),

@@ -18,6 +18,7 @@ mod crash;
 mod e2e;
 mod failover;
 mod forward_auth;
+mod forward_auth_api;
 mod grant_tokens;
 mod hostile_input;
 mod http;

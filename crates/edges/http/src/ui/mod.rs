@@ -257,6 +257,98 @@ pub fn cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
     c
 }
 
+/// Where the session cookie goes: jitgate's own host under `/ui` (the default), or a whole
+/// domain (`[ui] cookie_domain`), so that apps on it behind forward authentication send it
+/// through their proxy to `/v1/forward-auth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionScope {
+    domain: Option<Arc<str>>,
+}
+
+impl SessionScope {
+    /// A checked domain (`cookie_domain_problem` found nothing wrong with it).
+    pub(crate) fn on_domain(domain: &str) -> SessionScope {
+        SessionScope {
+            domain: Some(domain.into()),
+        }
+    }
+
+    /// The domain, for the edge's state to keep.
+    pub fn domain(&self) -> Option<Arc<str>> {
+        self.domain.clone()
+    }
+
+    /// The `Set-Cookie` values that set the session to `value` (or, with `max_age` 0, end
+    /// it). A session on the domain also ends any session cookie left on `/ui` alone by an
+    /// earlier configuration: the browser would send that one first.
+    pub fn cookies(&self, value: &str, max_age: Option<u64>) -> Vec<String> {
+        let host_only = cookie(SESSION_COOKIE, value, max_age);
+        let Some(domain) = &self.domain else {
+            return vec![host_only];
+        };
+        let on_domain = host_only.replacen("; Path=/ui;", &format!("; Domain={domain}; Path=/;"), 1);
+        let ended = cookie(SESSION_COOKIE, "", Some(0));
+        vec![ended, on_domain]
+    }
+}
+
+impl axum::extract::FromRef<crate::state::Edge> for SessionScope {
+    fn from_ref(edge: &crate::state::Edge) -> SessionScope {
+        SessionScope {
+            domain: edge.cookie_domain.clone(),
+        }
+    }
+}
+
+/// Why `domain` cannot be `[ui] cookie_domain`, or `None`: a plain lower-case DNS name of two
+/// labels or more (letters, digits, hyphens), not an IP address, without a leading dot.
+pub fn cookie_domain_problem(domain: &str) -> Option<String> {
+    if domain.is_empty() {
+        return Some("is empty; remove it to keep the session on jitgate's own host".into());
+    }
+    if domain.len() > 253 {
+        return Some("is longer than 253 bytes".into());
+    }
+    if let Some(c) = domain
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Some(if c.is_ascii_uppercase() {
+            format!("holds upper case ('{c}'); write it in lower case")
+        } else {
+            format!(
+                "holds '{}' (U+{:04X}); write a plain domain of lower-case letters, digits, hyphens and dots (an IDN in its xn-- form)",
+                c.escape_debug(),
+                u32::from(c)
+            )
+        });
+    }
+    if domain.starts_with('.') {
+        return Some(format!(
+            "starts with a dot; write {} (the cookie covers its subdomains anyway)",
+            domain.trim_start_matches('.')
+        ));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Some(
+            "is a single label; browsers refuse such a domain for cookies: write a domain like example.com".into(),
+        );
+    }
+    if let Some(bad) = labels
+        .iter()
+        .find(|l| l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-'))
+    {
+        return Some(format!(
+            "has the label '{bad}': labels are 1 to 63 characters and neither start nor end with a hyphen"
+        ));
+    }
+    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Some("is an IP address; a cookie for several hosts needs a domain name".into());
+    }
+    None
+}
+
 /// Whether cookies are marked `Secure` (the server's public URL is HTTPS).
 pub static SECURE_COOKIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -330,6 +422,93 @@ mod tests {
             ("sec-fetch-site", "same-origin")
         ]))
         .is_ok());
+    }
+
+    #[test]
+    fn the_session_cookie_goes_to_the_configured_domain_only() {
+        let own = SessionScope::default().cookies("tok", None);
+        assert_eq!(own.len(), 1);
+        assert!(
+            own[0].starts_with("jitgate_session=tok; Path=/ui; HttpOnly; SameSite=Lax"),
+            "{own:?}"
+        );
+        assert!(!own[0].contains("Domain="), "{own:?}");
+        let shared = SessionScope::on_domain("example.test").cookies("tok", Some(60));
+        assert_eq!(shared.len(), 2, "{shared:?}");
+        assert!(
+            shared[0].starts_with("jitgate_session=; Path=/ui;") && shared[0].contains("Max-Age=0"),
+            "{shared:?}"
+        );
+        assert!(
+            shared[1].starts_with("jitgate_session=tok; Domain=example.test; Path=/; HttpOnly; SameSite=Lax"),
+            "{shared:?}"
+        );
+        assert!(shared[1].ends_with("; Max-Age=60"), "{shared:?}");
+        // Ending the session ends both.
+        let ended = SessionScope::on_domain("example.test").cookies("", Some(0));
+        assert!(ended.iter().all(|c| c.contains("Max-Age=0")), "{ended:?}");
+    }
+
+    #[test]
+    fn a_cookie_domain_is_a_plain_lower_case_domain() {
+        for good in ["example.test", "corp.example.com", "xn--bcher-kva.example", "a-b.c1.io"] {
+            assert_eq!(cookie_domain_problem(good), None, "{good}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("Example.test", "holds upper case"),
+            (".example.test", "starts with a dot; write example.test"),
+            ("localhost", "single label"),
+            ("example..test", "has the label ''"),
+            ("-a.test", "has the label '-a'"),
+            ("10.0.0.1", "is an IP address"),
+            ("exa mple.test", "holds ' ' (U+0020)"),
+            ("example.test\0", "holds '\\0' (U+0000)"),
+            ("example.test;Path=/", "holds ';'"),
+            ("exаmple.test", "(U+0430)"),
+            ("example.test\u{200b}", "(U+200B)"),
+            ("[::1]", "holds '['"),
+        ] {
+            let problem = cookie_domain_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad:?}: {problem}");
+        }
+        assert!(cookie_domain_problem(&format!("{}.test", "a".repeat(64))).is_some());
+    }
+
+    #[test]
+    fn the_cookie_domain_must_hold_jitgates_public_host() {
+        let config = |d: &str| UiConfig {
+            sso: None,
+            cookie_domain: Some(d.into()),
+        };
+        assert_eq!(
+            config("example.test").session_scope("https://jit.example.test"),
+            Ok(SessionScope::on_domain("example.test"))
+        );
+        assert_eq!(
+            config("example.test").session_scope("https://example.test:8443/"),
+            Ok(SessionScope::on_domain("example.test"))
+        );
+        let e = config("example.test")
+            .session_scope("https://jit.other.test")
+            .unwrap_err();
+        assert!(
+            e.starts_with("ui.cookie_domain: jitgate's public URL https://jit.other.test is not on example.test"),
+            "{e}"
+        );
+        // A suffix that is not a label boundary is not the domain.
+        assert!(config("example.test").session_scope("https://badexample.test").is_err());
+        let e = config("Example.test")
+            .session_scope("https://jit.example.test")
+            .unwrap_err();
+        assert!(
+            e.starts_with("ui.cookie_domain: 'Example.test' holds upper case"),
+            "{e}"
+        );
+        assert_eq!(
+            UiConfig::default().session_scope("http://127.0.0.1:7400"),
+            Ok(SessionScope::default())
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The UI's pages: thin handlers over the same `App` operations and authorization as the API,
 //! and the view models the templates render.
 
-use super::{cookie, CsrfToken, SESSION_COOKIE};
+use super::CsrfToken;
 use crate::api::{CreateRequestBody, DurationInput, GrantView, ItemBody, RequestView};
 use crate::app::{now, App};
 use crate::auth::{op, Allowed, Caller};
@@ -137,6 +137,7 @@ pub(super) fn safe_next(next: Option<&str>) -> String {
 
 pub async fn login_page(
     State(app): State<Arc<App>>,
+    State(session): State<super::SessionScope>,
     Extension(sso): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -160,10 +161,17 @@ pub async fn login_page(
     };
     let mut response = render(&page);
     // A cookie that no longer signs in (a revoked or expired token) goes.
-    if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, "", Some(0))) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_session(&mut response, &session, "", Some(0));
     response
+}
+
+/// Set (or, with `max_age` 0, end) the session cookie where `[ui] cookie_domain` says.
+pub(super) fn set_session(response: &mut Response, session: &super::SessionScope, token: &str, max_age: Option<u64>) {
+    for c in session.cookies(token, max_age) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -174,6 +182,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(app): State<Arc<App>>,
+    State(session): State<super::SessionScope>,
     Extension(sso): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -192,9 +201,7 @@ pub async fn login(
         Ok(who) if valid_shape => {
             tracing::info!(principal = %who.principal, "signed in to the web UI");
             let mut response = see_other(&next);
-            if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, token, None)) {
-                response.headers_mut().append(header::SET_COOKIE, v);
-            }
+            set_session(&mut response, &session, token, None);
             response
         }
         _ => {
@@ -210,11 +217,9 @@ pub async fn login(
     }
 }
 
-pub async fn logout() -> Response {
+pub async fn logout(State(session): State<super::SessionScope>) -> Response {
     let mut response = see_other("/ui/login");
-    if let Ok(v) = HeaderValue::from_str(&cookie(SESSION_COOKIE, "", Some(0))) {
-        response.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_session(&mut response, &session, "", Some(0));
     response
 }
 
@@ -523,6 +528,10 @@ pub struct RequestDetail {
     live: bool,
     /// A multi-item request's items, each as the reviewer must see it before approving.
     items: Vec<ItemRow>,
+    /// This page's own address, for the live part to refresh from (keeps `return_to`).
+    link: String,
+    /// The app to go back to, once access is granted (a forward-auth 403 led here).
+    continue_to: Option<String>,
 }
 
 /// One item of a multi-item request on its page.
@@ -543,11 +552,25 @@ struct RequestPage {
     r: RequestDetail,
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnQuery {
+    return_to: Option<String>,
+}
+
+/// `/ui/requests/{id}`, with the app to go back to once granted.
+fn request_link(id: &str, return_to: Option<&str>) -> String {
+    match return_to {
+        Some(url) => format!("/ui/requests/{}?return_to={}", encode(id), encode(url)),
+        None => format!("/ui/requests/{}", encode(id)),
+    }
+}
+
 pub async fn request(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::ReadRequests>,
     Path(id): Path<String>,
+    Query(back): Query<ReturnQuery>,
 ) -> Result<Response, ApiError> {
     let request = app.visible_request(&caller, &id).await?;
     let at = now();
@@ -562,6 +585,13 @@ pub async fn request(
             .filter_map(|i| request.item_request(i))
             .any(|item| policy.may_review(who, &item, at).is_ok());
     let can_revoke = authz::reach(who, Operation::RevokeGrant).covers(who, &request);
+    // Access is live: the grant, or of a multi-item request every item's grant, is active.
+    let granted = v.grant.as_ref().is_some_and(|g| g.status == "active")
+        || (!v.items.is_empty()
+            && v.items
+                .iter()
+                .all(|i| i.grant.as_ref().is_some_and(|g| g.status == "active")));
+    let return_to = kept_return_to(&app, back.return_to.as_deref()).ok().flatten();
     let closed = v.closed_by.as_ref().map(|c| {
         let mut text = format!("{} by {} at {}", v.status, c.by, when(c.at));
         if let Some(comment) = &c.comment {
@@ -602,6 +632,8 @@ pub async fn request(
             && request.requester != who.principal
             && authz::reach(who, Operation::ReviewBreakGlass) != Reach::Nothing,
         live: pending || v.grant.as_ref().is_some_and(|g| g.status == "active"),
+        link: request_link(&v.id, return_to.as_deref()),
+        continue_to: return_to.filter(|_| granted),
         items: v
             .items
             .iter()
@@ -694,6 +726,10 @@ struct NewPage {
     duration: String,
     reason: String,
     payload: String,
+    /// Where to go once granted (a forward-auth 403's app), carried through filing.
+    return_to: Option<String>,
+    /// Why a `return_to` given was not kept.
+    return_to_problem: Option<String>,
 }
 
 /// How many choices the new-request page offers at once: a catalog may hold thousands, so
@@ -737,7 +773,19 @@ fn finder(app: &App, caller: &Caller, search: CatalogSearch) -> Finder {
         Ok((resources, next)) => (resources, next, None),
         Err(problem) => (Vec::new(), None, Some(problem)),
     };
-    let targets = resources
+    Finder {
+        q: search.q.unwrap_or_default(),
+        kind: search.kind.unwrap_or_default(),
+        label: search.label.unwrap_or_default(),
+        targets: targets_of(&resources),
+        more: next.is_some(),
+        problem,
+    }
+}
+
+/// One choice on the form for each action of each resource.
+fn targets_of(resources: &[jitgate_service::resources::RequestableResource]) -> Vec<Target> {
+    resources
         .iter()
         .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
         .map(|(r, a)| {
@@ -764,30 +812,112 @@ fn finder(app: &App, caller: &Caller, search: CatalogSearch) -> Finder {
                 selected: false,
             }
         })
-        .collect();
-    Finder {
-        q: search.q.unwrap_or_default(),
-        kind: search.kind.unwrap_or_default(),
-        label: search.label.unwrap_or_default(),
-        targets,
-        more: next.is_some(),
-        problem,
+        .collect()
+}
+
+/// `/ui/new?resource=R&action=A&return_to=URL`: the target a forward-auth 403 links to, and
+/// the app to go back to once it is granted.
+#[derive(Debug, Default, Deserialize)]
+pub struct Preselect {
+    resource: Option<String>,
+    action: Option<String>,
+    return_to: Option<String>,
+}
+
+/// Choose `resource|action` on the form, finding it in the catalog when the search did not
+/// (a search for a name lists, in name order, every resource whose name holds it). `Err` says
+/// why it cannot be asked for.
+fn preselect(app: &App, caller: &Caller, finder: &mut Finder, resource: &str, action: &str) -> Result<(), String> {
+    let value = format!("{resource}|{action}");
+    if let Some(target) = finder.targets.iter_mut().find(|t| t.value == value) {
+        target.selected = true;
+        return Ok(());
     }
+    let mut query = jitgate_service::resources::ResourceQuery {
+        search: Some(resource.to_string()),
+        limit: jitgate_service::resources::MAX_PAGE,
+        ..Default::default()
+    };
+    // Bounded: a name held by more than a few thousand others is not worth the walk.
+    for _ in 0..8 {
+        let (page, next) = app.requestable(caller, &query).map_err(|e| e.to_string())?;
+        if let Some(found) = page.iter().find(|r| r.name == resource) {
+            let mut target = targets_of(std::slice::from_ref(found))
+                .into_iter()
+                .find(|t| t.value == value)
+                .ok_or_else(|| cannot_ask(resource, action))?;
+            target.selected = true;
+            finder.targets.insert(0, target);
+            return Ok(());
+        }
+        match next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    Err(cannot_ask(resource, action))
+}
+
+fn cannot_ask(resource: &str, action: &str) -> String {
+    format!(
+        "You may not ask for {action} on {resource}: no workflow lets you request it. Ask the people who run jitgate, or choose something else."
+    )
+}
+
+/// `return_to` as kept: `Ok(None)` when there is none, `Err` with why when it may not lead
+/// back. Only an absolute http(s) URL of at most 2,048 bytes of visible ASCII whose host a
+/// catalog resource of kind `http` serves, as the catalog and as a browser read it: never a
+/// way to send people elsewhere.
+pub(crate) fn kept_return_to(app: &App, return_to: Option<&str>) -> Result<Option<String>, String> {
+    let Some(url) = return_to.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if let Some(problem) = crate::forward_auth::return_to_problem(url) {
+        return Err(format!("The link back to the application was left out: it {problem}."));
+    }
+    let origin = crate::forward_auth::browser_origin(url).unwrap_or_default();
+    if !(serves_url(app, url) && serves_url(app, &origin)) {
+        return Err(
+            "The link back to the application was left out: no catalog resource of kind http serves its host.".into(),
+        );
+    }
+    Ok(Some(url.to_string()))
+}
+
+/// Whether some catalog resource of kind `http` serves the host of `url`.
+fn serves_url(app: &App, url: &str) -> bool {
+    app.policy().http_routes().serves_url(url)
 }
 
 pub async fn new_request(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::FileRequest>,
-    Query(search): Query<CatalogSearch>,
+    Query(mut search): Query<CatalogSearch>,
+    Query(pick): Query<Preselect>,
 ) -> Result<Response, ApiError> {
+    let some = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let target = some(pick.resource).zip(some(pick.action));
+    if let Some((resource, _)) = &target {
+        if search.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
+            search.q = Some(resource.clone());
+        }
+    }
+    let mut finder = finder(&app, &caller, search);
+    let error = target.and_then(|(resource, action)| preselect(&app, &caller, &mut finder, &resource, &action).err());
+    let (return_to, return_to_problem) = match kept_return_to(&app, pick.return_to.as_deref()) {
+        Ok(kept) => (kept, None),
+        Err(problem) => (None, Some(problem)),
+    };
     Ok(render(&NewPage {
         chrome: Chrome::for_caller(&caller, "new", &csrf),
-        error: None,
-        finder: finder(&app, &caller, search),
+        error,
+        finder,
         duration: String::new(),
         reason: String::new(),
         payload: String::new(),
+        return_to,
+        return_to_problem,
     }))
 }
 
@@ -799,6 +929,7 @@ pub struct FileForm {
     reason: Option<String>,
     payload: Option<String>,
     break_glass: Option<String>,
+    return_to: Option<String>,
 }
 
 impl FileForm {
@@ -812,6 +943,7 @@ impl FileForm {
                 "reason" => form.reason = Some(value),
                 "payload" => form.payload = Some(value),
                 "break_glass" => form.break_glass = Some(value),
+                "return_to" => form.return_to = Some(value),
                 _ => {}
             }
         }
@@ -865,8 +997,10 @@ pub async fn file(
         reason: form.reason.clone().unwrap_or_default(),
         break_glass: form.break_glass.is_some(),
     };
+    // Checked again: the form is the browser's to change.
+    let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
     match app.file(caller.who(), &body.try_into()?).await {
-        Ok(request) => Ok(see_other(&format!("/ui/requests/{}", encode(&request.id)))),
+        Ok(request) => Ok(see_other(&request_link(&request.id, return_to.as_deref()))),
         // A refusal the requester can fix is shown on the form, with what they typed.
         Err(
             e @ (ServiceError::Invalid(_)
@@ -906,6 +1040,8 @@ pub async fn file(
                 duration: duration.unwrap_or_default().to_string(),
                 reason: form.reason.unwrap_or_default(),
                 payload: form.payload.unwrap_or_default(),
+                return_to,
+                return_to_problem: None,
             };
             let mut response = (status, render(&page)).into_response();
             if let Some(limit) = limit {
@@ -1289,6 +1425,27 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/ui/inbox", "{bad}");
         }
         assert_eq!(safe_next(None), "/ui/inbox");
+    }
+
+    #[test]
+    fn sign_in_keeps_the_whole_new_request_link() {
+        // What a forward-auth 401 sends the browser to sign in for, query and all.
+        let next = crate::forward_auth::new_request_path("grafana", "read", Some("https://g.test/d/x?a=1&b=%2F"));
+        assert_eq!(safe_next(Some(&next)), next);
+        // Through the sign-in page's own link (as a 401 on a page builds it) and back.
+        let login = format!("/ui/login?next={}", encode(&next));
+        let (_, query) = login.split_once('?').unwrap();
+        let parsed: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+        assert_eq!(safe_next(Some(&parsed[0].1)), next);
+    }
+
+    #[test]
+    fn the_request_page_link_keeps_the_way_back() {
+        assert_eq!(request_link("req_1", None), "/ui/requests/req_1");
+        assert_eq!(
+            request_link("req_1", Some("https://g.test/x?a=1&b=2")),
+            "/ui/requests/req_1?return_to=https%3A%2F%2Fg.test%2Fx%3Fa%3D1%26b%3D2"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! again after a failure, at most every `DISCOVERY_RETRY`), so a provider that is down at start
 //! delays single sign-on only, never the server or its checks.
 
-use super::{cookie, CsrfToken, SESSION_COOKIE};
+use super::{cookie, CsrfToken};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -68,6 +68,34 @@ pub struct SsoConfig {
 #[serde(deny_unknown_fields)]
 pub struct UiConfig {
     pub sso: Option<SsoConfig>,
+    /// Send the session cookie to this domain and every host below it (`Domain=`, `Path=/`),
+    /// so that apps behind forward authentication on that domain pass it to jitgate through
+    /// their proxy. Those apps receive it too: see docs/ui.md.
+    pub cookie_domain: Option<String>,
+}
+
+impl UiConfig {
+    /// Where the session cookie goes, checked against the server's public URL (a browser
+    /// silently drops a cookie for a domain the page is not in).
+    pub fn session_scope(&self, public_url: &str) -> Result<super::SessionScope, String> {
+        let Some(domain) = &self.cookie_domain else {
+            return Ok(super::SessionScope::default());
+        };
+        if let Some(problem) = super::cookie_domain_problem(domain) {
+            return Err(format!("ui.cookie_domain: '{}' {problem}", domain.escape_debug()));
+        }
+        let host = url::Url::parse(public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        if host != *domain && !host.ends_with(&format!(".{domain}")) {
+            return Err(format!(
+                "ui.cookie_domain: jitgate's public URL {public_url} is not on {domain}, so browsers would refuse the cookie; \
+                 serve jitgate on a host of {domain} ([notify] public_url) or choose the domain jitgate and the apps share"
+            ));
+        }
+        Ok(super::SessionScope::on_domain(domain))
+    }
 }
 
 /// Where and how to talk to the provider, once known.
@@ -317,6 +345,7 @@ pub struct CallbackQuery {
 /// an ID token, check it and its nonce, and sign in.
 pub async fn callback(
     State(app): State<Arc<App>>,
+    State(session): State<super::SessionScope>,
     Extension(slot): Extension<super::SsoSlot>,
     Extension(csrf): Extension<CsrfToken>,
     headers: HeaderMap,
@@ -430,13 +459,9 @@ pub async fn callback(
     let lifetime = claims["exp"]
         .as_i64()
         .map(|exp| u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0));
-    for c in [
-        cookie(SESSION_COOKIE, id_token, lifetime),
-        cookie(FLOW_COOKIE, "", Some(0)),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+    super::pages::set_session(&mut response, &session, id_token, lifetime);
+    if let Ok(v) = HeaderValue::from_str(&cookie(FLOW_COOKIE, "", Some(0))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
 }
