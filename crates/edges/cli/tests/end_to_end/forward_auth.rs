@@ -233,6 +233,14 @@ fn raw(port: u16, request: &[u8]) -> Reply {
     stream.write_all(request).unwrap();
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
+    if bytes.is_empty() {
+        // Closed without an answer (nginx's 444): status 0, nothing reached.
+        return Reply {
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+        };
+    }
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -573,6 +581,9 @@ fn attacks(kind: Kind) {
     let bed = Bed::start(kind);
     let proxy = kind.command();
     bed.grant("demo-app", "read", "1h");
+    // A grant on another host: every forgery below that would make jitgate judge that host
+    // instead of the app's would let alice in, so none of them can pass unnoticed.
+    bed.grant("other-app", "read", "1h");
     let ok = bed.get("/public", "demo-alice");
     assert_eq!(ok.status, 200, "{proxy}: {ok:?}");
     let admin = bed.get("/admin/users", "demo-alice");
@@ -587,7 +598,7 @@ fn attacks(kind: Kind) {
         ("/admin/users", ("X-Forwarded-Uri", "/public")),
         ("/admin/users", ("X-Original-URI", "/public")),
         ("/admin/users", ("X-Forwarded-Method", "GET")),
-        ("/admin/users", ("X-Forwarded-Host", "elsewhere.example.test")),
+        ("/admin/users", ("X-Forwarded-Host", "other.example.test")),
         ("/admin/users", ("X-Forwarded-Prefix", "/public")),
     ] {
         let reply = bed.send("GET", path, &[auth, forged]);
@@ -663,6 +674,23 @@ fn attacks(kind: Kind) {
         let reply = bed.get(path, "demo-alice");
         assert!(!reply.reached_app(), "{proxy}: {path}: {reply:?}");
         assert!(REFUSED.contains(&reply.status), "{proxy}: {path}: {reply:?}");
+    }
+    // Dots out of /admin: an application that does not resolve them would serve /admin's
+    // pages. jitgate refuses them; a proxy that resolves them itself (Traefik) asks about, and
+    // hands the app, the resolved path: either way the app never serves a path under /admin.
+    for path in ["/admin/../public", "/admin/%2e%2e/public", "/admin/..;/public"] {
+        let reply = bed.get(path, "demo-alice");
+        if reply.reached_app() {
+            let served = reply.body.lines().next().unwrap_or_default();
+            assert!(!served.contains("/admin"), "{proxy}: {path}: {reply:?}");
+            assert_eq!(
+                reply.app_saw("resource"),
+                Some("demo-app"),
+                "{proxy}: {path}: {reply:?}"
+            );
+        } else {
+            assert!(REFUSED.contains(&reply.status), "{proxy}: {path}: {reply:?}");
+        }
     }
     // Raw control bytes in the request line or a header never reach the app as alice's.
     for request in [
