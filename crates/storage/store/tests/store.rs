@@ -521,13 +521,23 @@ mod conformance {
                 existing.create_request(&t.request, &t.events).await
             })
         };
-        let mut filed = 0;
+        let mut results = Vec::new();
         for task in tasks {
-            task.await.unwrap().unwrap();
-            filed += 1;
+            results.push(task.await.unwrap());
         }
         let dup = duplicate.await.unwrap();
-        assert_eq!(filed, 60);
+        // The two filings of req-c0 race: the second starts 5 ms later, but a loaded machine
+        // may run it first. Exactly one of them is committed; every other filing is.
+        let first = results.remove(0);
+        assert!(
+            first.is_ok() != dup.is_ok(),
+            "exactly one of the two filings of req-c0 must be committed: {first:?} / {dup:?}"
+        );
+        for (n, result) in results.iter().enumerate() {
+            if let Err(e) = result {
+                panic!("req-c{} was not filed: {e}", n + 1);
+            }
+        }
         for n in 0..60 {
             assert!(
                 store.get_request(&format!("req-c{n}")).await.unwrap().is_some(),
@@ -536,10 +546,15 @@ mod conformance {
         }
         let report = store.verify_audit().await.unwrap();
         assert!(report.ok, "{report:?}");
-        let expected = if dup.is_ok() { 61 } else { 60 } * 3;
-        assert_eq!(report.events, expected, "three events per request, none doubled");
-        assert!(dup.is_err(), "a second request with the same id must fail");
-        assert!(store.get_request_by_grant("grant-dup").await.unwrap().is_none());
+        assert_eq!(report.events, 60 * 3, "three events per request, none doubled");
+        // The loser left nothing behind: its grant is not there.
+        let (winner, loser) = if dup.is_ok() {
+            ("grant-dup", "grant-c0")
+        } else {
+            ("grant-c0", "grant-dup")
+        };
+        assert!(store.get_request_by_grant(winner).await.unwrap().is_some(), "{winner}");
+        assert!(store.get_request_by_grant(loser).await.unwrap().is_none(), "{loser}");
     }
 
     /// The check index loads from `live_grants`, a page at a time in id order: every active

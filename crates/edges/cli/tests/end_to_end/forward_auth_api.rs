@@ -9,8 +9,6 @@ use crate::support::*;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::time::{Duration, Instant};
 
 const APP: &str = "grafana.example.test";
 
@@ -632,39 +630,6 @@ fn the_session_cookie_goes_to_the_cookie_domain_when_configured() {
         let stderr = serve_refused(policy.path(), config);
         assert!(stderr.contains(says), "{stderr}");
     }
-}
-
-/// `jitgate serve` with `config`, expected to refuse to start: its stderr.
-fn serve_refused(policy: &std::path::Path, config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--policy"])
-        .arg(policy)
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.path().join("j.db").display()))
-        .arg("--config")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the server started on a config it must refuse:\n{config}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    stderr
 }
 
 /// In a real browser: the 403's link, signing in on the way, the form with the target chosen,

@@ -286,37 +286,9 @@ fn user_claims(sub: &str) -> Value {
     })
 }
 
-/// `jitgate serve` with `config`, expected to refuse to start: its stderr.
+/// `jitgate serve` on the quickstart with `config`, expected to refuse to start: its stderr.
 fn serve_refused(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--policy"])
-        .arg(quickstart())
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.path().join("j.db").display()))
-        .arg("--config")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the server started on a config it must refuse:\n{config}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    stderr
+    crate::support::serve_refused(&quickstart(), config)
 }
 
 #[test]

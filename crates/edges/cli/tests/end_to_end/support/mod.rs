@@ -400,3 +400,38 @@ pub fn ui_session(s: &Server, token: &str) -> String {
         .to_string();
     format!("{session}; jitgate_csrf={csrf}")
 }
+
+/// `jitgate serve` on `policy` with `config`, expected to refuse to start: its stderr.
+pub fn serve_refused(policy: &std::path::Path, config: &str) -> String {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--policy"])
+        .arg(policy)
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.path().join("j.db").display()))
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started on a config it must refuse:\n{config}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
