@@ -15,9 +15,10 @@ use jitgate_core::text::{check_reviewed, Lines};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The parameter a path segment stands for: `/v1/requests/{id}/approve` and
-/// `/ui/requests/{id}` put an id after the collection's name.
-fn path_segment_name(index: usize) -> &'static str {
-    if index == 2 {
+/// `/ui/requests/{id}` put an id after the collection's name; below `/v1/forward-auth/` every
+/// segment is the proxied request's path (Envoy's `path_prefix`).
+fn path_segment_name(path: &str, index: usize) -> &'static str {
+    if index == 2 && !path.starts_with("/v1/forward-auth/") {
         "id"
     } else {
         "path"
@@ -34,7 +35,7 @@ pub(crate) fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
     }
     for (index, segment) in uri.path().split('/').skip(1).enumerate() {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        check_reviewed(path_segment_name(index), &decoded, Lines::One)?;
+        check_reviewed(path_segment_name(uri.path(), index), &decoded, Lines::One)?;
     }
     if let Some(query) = uri.query() {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
@@ -74,6 +75,9 @@ mod tests {
     fn nul_bytes_and_controls_in_ids_and_filters_are_named() {
         assert!(refused("/v1/requests/req_1%00x").starts_with("id: contains a NUL byte"));
         assert!(refused("/v1/grants/grt%0D/revoke").starts_with("id: contains a carriage return"));
+        // Below forward auth's prefix the segments are the proxied request's path, not an id.
+        assert!(refused("/v1/forward-auth/a%00b").starts_with("path: contains a NUL byte"));
+        assert!(refused("/v1/forward-auth/x/a%01").starts_with("path: contains"));
         assert!(refused("/v1/audit?principal=al%00ice").starts_with("principal: contains a NUL byte"));
         assert!(refused("/v1/requests?before=%00").starts_with("before: "));
         assert!(refused("/v1/audit?request_id=%E2%80%AEx").starts_with("request_id: contains U+202E"));
