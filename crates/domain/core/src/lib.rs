@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod audit;
 pub mod authz;
+pub mod canonical;
 pub mod duration;
 pub mod error;
 pub mod identity;
