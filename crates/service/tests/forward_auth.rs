@@ -207,6 +207,20 @@ impl Bed {
             .unwrap()
     }
 
+    /// The `check.denied` events recorded so far (the denials are flushed first).
+    async fn denied_checks(&self) -> Vec<jitgate_core::AuditEvent> {
+        self.app.flush_denied_checks().await;
+        self.app
+            .store
+            .audit_events(&AuditFilter {
+                kind: Some("check.denied".into()),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
     fn counted(&self, outcome: &str) -> u64 {
         let text = self.app.metrics.encode();
         let wanted = format!("jitgate_forward_auth_total{{outcome=\"{outcome}\"}} ");
@@ -455,17 +469,7 @@ async fn allow_deny_and_unrouted_with_denials_in_the_audit_log() {
     assert_eq!(b.counted("bad_request"), 6);
 
     // Denials are counted in the audit log like denied checks.
-    b.app.flush_denied_checks().await;
-    let events = b
-        .app
-        .store
-        .audit_events(&AuditFilter {
-            kind: Some("check.denied".into()),
-            limit: 100,
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let events = b.denied_checks().await;
     let seen: Vec<(&str, &str, &str, &str)> = events
         .iter()
         .map(|e| {
@@ -497,17 +501,7 @@ async fn an_asserted_users_denial_names_the_proxy_as_checker() {
         b.ask(&asserted, None, get("/"), LOCAL).await,
         ForwardAuthAnswer::Deny { .. }
     ));
-    b.app.flush_denied_checks().await;
-    let events = b
-        .app
-        .store
-        .audit_events(&AuditFilter {
-            kind: Some("check.denied".into()),
-            limit: 10,
-            ..AuditFilter::default()
-        })
-        .await
-        .unwrap();
+    let events = b.denied_checks().await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].event.actor, "svc-edge");
     assert_eq!(events[0].event.subject, "alice");

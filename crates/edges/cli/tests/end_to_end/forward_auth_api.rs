@@ -668,12 +668,7 @@ fn in_a_browser_the_request_link_leads_through_sign_in_and_back_to_the_app() {
         b.source()
     );
     b.screenshot("14-forward-auth-continue");
-    let problems: Vec<String> = b
-        .console()
-        .into_iter()
-        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
-        .collect();
-    assert!(problems.is_empty(), "console: {problems:#?}");
+    crate::support::browser::clean_console(&b);
 }
 
 #[test]

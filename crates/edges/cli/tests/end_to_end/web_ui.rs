@@ -3,7 +3,7 @@
 //! page update itself, revoke; a cross-site form post is refused; auditors read the log; the
 //! pages work on a phone. Screenshots of each page go to `target/ui-screenshots/`.
 
-use crate::support::browser::Browser;
+use crate::support::browser::{clean_console, Browser};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -27,16 +27,6 @@ fn sign_in(b: &Browser, s: &Server, token: &str) {
     b.click("button[type=submit].primary");
     b.find("nav[aria-label=Main]");
     assert!(b.url().ends_with("/ui/inbox"), "{}", b.url());
-}
-
-/// The page broke no rule of its Content-Security-Policy and threw no error.
-fn clean_console(b: &Browser) {
-    let problems: Vec<String> = b
-        .console()
-        .into_iter()
-        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
-        .collect();
-    assert!(problems.is_empty(), "console: {problems:#?}");
 }
 
 #[test]

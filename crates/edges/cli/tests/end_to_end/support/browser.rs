@@ -218,3 +218,13 @@ impl Drop for Browser {
         let _ = self.driver.wait();
     }
 }
+
+/// The page broke no rule of its Content-Security-Policy and threw no error.
+pub fn clean_console(b: &Browser) {
+    let problems: Vec<String> = b
+        .console()
+        .into_iter()
+        .filter(|m| m.contains("SEVERE") || m.contains("Content Security Policy") || m.contains("Refused"))
+        .collect();
+    assert!(problems.is_empty(), "console: {problems:#?}");
+}
