@@ -31,6 +31,10 @@ pub struct Identity {
     /// Present when the caller authenticated with a CI job's identity token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<CiClaims>,
+    /// For an agent (an API token created with `--agent-for PERSON`): the person it acts for.
+    /// The agent is its own principal; the person never counts as a reviewer of its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// The group whose members administer jitgate.
@@ -42,6 +46,7 @@ impl Identity {
             principal: principal.to_string(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             kind: PrincipalKind::User,
+            on_behalf_of: None,
             ci: None,
         }
     }

@@ -230,6 +230,7 @@ pub fn file_items(
     let mut request = Request {
         id: ids.request_id,
         requester: who.principal.clone(),
+        on_behalf_of: who.on_behalf_of.clone(),
         resource: ask.resource.to_string(),
         action: ask.action.to_string(),
         reason: crate::text::trim_invisible(ask.reason).to_string(),

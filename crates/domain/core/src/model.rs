@@ -165,6 +165,10 @@ pub struct Review {
 pub struct Request {
     pub id: String,
     pub requester: String,
+    /// When the requester is an agent: the person it acts for (issue #24). Shown beside the
+    /// requester everywhere; that person never counts as a reviewer of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     pub resource: String,
     pub action: String,
     pub reason: String,

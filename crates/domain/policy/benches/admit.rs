@@ -37,6 +37,7 @@ fn bench_admit(c: &mut Criterion) {
         principal: "ci:example/app".into(),
         groups: vec!["ci".into()],
         kind: PrincipalKind::User,
+        on_behalf_of: None,
         ci: Some(CiClaims {
             repository: "example/app".into(),
             git_ref: "refs/heads/main".into(),

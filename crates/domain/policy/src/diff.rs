@@ -103,6 +103,7 @@ fn identity_in(policy: &Policy, subject: &str) -> Identity {
             principal: format!("member-of-{group}"),
             groups: vec![group.to_string()],
             kind: PrincipalKind::User,
+            on_behalf_of: None,
             ci: None,
         };
     }
@@ -112,6 +113,7 @@ fn identity_in(policy: &Policy, subject: &str) -> Identity {
             principal: subject.to_string(),
             groups: Vec::new(),
             kind: PrincipalKind::User,
+            on_behalf_of: None,
             ci: None,
         },
     }

@@ -313,6 +313,7 @@ fn run_case(policy: &Policy, case: &CaseSpec, resource: &str) -> Result<Option<(
         principal: case.principal.clone(),
         groups,
         kind: PrincipalKind::User,
+        on_behalf_of: None,
         ci: case.ci.as_ref().map(|c| CiClaims {
             repository: c.repository.clone(),
             git_ref: c.git_ref.clone(),

@@ -484,6 +484,7 @@ impl Rules {
                 PrincipalKind::User
             };
             let identity = Identity {
+                on_behalf_of: None,
                 ci: None,
                 principal: spec.name.clone(),
                 groups: spec.groups.clone(),

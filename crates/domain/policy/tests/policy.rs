@@ -54,6 +54,7 @@ fn quickstart_table_holds_row_by_row() {
         principal: "ci:example/app".into(),
         groups: vec!["ci".into()],
         kind: PrincipalKind::User,
+        on_behalf_of: None,
         ci: None,
     };
 
@@ -198,6 +199,7 @@ fn ci_claims_drive_automatic_approval() {
         principal: "ci:example/app".into(),
         groups: vec!["ci".into()],
         kind: PrincipalKind::User,
+        on_behalf_of: None,
         ci: Some(claims(git_ref)),
     };
     assert_eq!(

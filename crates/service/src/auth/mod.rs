@@ -209,6 +209,7 @@ impl Authenticator {
             principal: principal.to_string(),
             groups,
             kind: jitgate_core::PrincipalKind::User,
+            on_behalf_of: None,
             ci: None,
         };
         Ok(tokens::resolve(policy, identity))

@@ -347,6 +347,7 @@ impl OidcIssuer {
             principal,
             groups,
             kind: PrincipalKind::User,
+            on_behalf_of: None,
             ci,
         })
     }

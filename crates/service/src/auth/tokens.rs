@@ -81,6 +81,7 @@ impl TokenTable {
                 } else {
                     PrincipalKind::User
                 },
+                on_behalf_of: None,
                 ci: None,
             };
             by_hash.insert(
