@@ -293,9 +293,10 @@ struct Wf {
     rules: String,
 }
 
-/// The rules of a workflow on a resource of `env`: production needs review (by a group or by
-/// the resources' owners), the rest is automatic.
-fn rules(rng: &mut Rng, env: usize, writes: bool) -> String {
+/// The rules of a workflow on a resource of `kind` in `env`: production needs review (by a
+/// group or by the resources' owners), the rest is automatic. A reviewed MCP tool call is
+/// action-bound, as `policy check` requires.
+fn rules(rng: &mut Rng, env: usize, writes: bool, kind: usize) -> String {
     let mut text = String::new();
     if env == 0 {
         if rng.chance(40) {
@@ -308,6 +309,9 @@ fn rules(rng: &mut Rng, env: usize, writes: bool) -> String {
         text.push_str("reason_required = true\nmax_duration = \"1h\"\n");
         if writes {
             text.push_str("ticket_pattern = \"\\\\b[A-Z][A-Z0-9]+-[0-9]+\\\\b\"\n");
+        }
+        if KINDS[kind].0 == jitgate_policy::MCP_KIND {
+            text.push_str("action_bound = true\n");
         }
     } else {
         text.push_str("auto_approve = true\nmax_duration = \"8h\"\n");
@@ -348,7 +352,7 @@ fn workflows(o: &Options, rng: &mut Rng, resources: &[Res]) -> Vec<Wf> {
                         actions: actions.to_vec(),
                         description: format!("{kname} of {} in {}", TEAMS[team], ENVS[env]),
                         requesters: vec![format!("team-{}", TEAMS[team]), "sre".into()],
-                        rules: rules(rng, env, writes(kind)),
+                        rules: rules(rng, env, writes(kind), kind),
                     });
                 }
             }
@@ -363,7 +367,7 @@ fn workflows(o: &Options, rng: &mut Rng, resources: &[Res]) -> Vec<Wf> {
                         actions: actions.to_vec(),
                         description: format!("every {kname} in {env_name}"),
                         requesters: vec!["dev".into(), "sre".into()],
-                        rules: rules(rng, env, writes(kind)),
+                        rules: rules(rng, env, writes(kind), kind),
                     });
                 }
             }
@@ -397,7 +401,7 @@ fn workflows(o: &Options, rng: &mut Rng, resources: &[Res]) -> Vec<Wf> {
             actions: vec![actions[actions.len() - 1]],
             description: format!("{kname} of {} by name", TEAMS[team]),
             requesters: vec![format!("team-{}", TEAMS[team])],
-            rules: rules(rng, env, writes(kind)),
+            rules: rules(rng, env, writes(kind), kind),
         });
     }
 
@@ -415,7 +419,7 @@ fn workflows(o: &Options, rng: &mut Rng, resources: &[Res]) -> Vec<Wf> {
             actions: actions.to_vec(),
             description: format!("the {kname} {}", r.name),
             requesters: vec!["dev".into()],
-            rules: rules(rng, r.env, writes(r.kind)),
+            rules: rules(rng, r.env, writes(r.kind), r.kind),
         });
     }
 

@@ -36,6 +36,11 @@ pub struct Resource {
     pub description: Option<String>,
     /// Groups whose members approve steps written `{ owners = true }`.
     pub owners: Vec<String>,
+    /// The actions the resource declares, each with its labels (`read_file = { effect =
+    /// "read" }`): for kind `mcp`, the MCP server's tools. Workflows select actions by these
+    /// labels (`actions = { labels = { ... } }`) and Cedar reads them as
+    /// `context.action_labels`. Empty when the resource declares none.
+    pub actions: BTreeMap<String, BTreeMap<String, String>>,
     /// Kind-specific tables (`postgres = { roles = [...] }`), unread by the policy itself:
     /// kept as TOML so the providers of later issues can read them.
     pub settings: BTreeMap<String, toml::Value>,
@@ -62,6 +67,8 @@ pub struct Catalog {
     collections: BTreeMap<String, Collection>,
     /// Every label key some resource has, to refuse a selector on a key nobody has.
     label_keys: BTreeSet<String>,
+    /// Every label key some declared action has, to name a label selector's typo.
+    action_label_keys: BTreeSet<String>,
     kinds: BTreeSet<String>,
     /// Look-alike key of every declared name to the name, see [`lookalike_key`].
     lookalikes: BTreeMap<String, String>,
@@ -92,6 +99,9 @@ struct ResourceSpec {
     description: Option<String>,
     #[serde(default)]
     owners: Vec<String>,
+    /// `actions = { NAME = { LABEL = "VALUE", ... }, ... }`, read by hand so that a wrong
+    /// shape is named precisely (see `parse_actions`).
+    actions: Option<toml::Value>,
     /// Every other key: a kind-specific table. Anything else is refused after parsing
     /// (a typo such as `owner = [...]` must not pass silently).
     #[serde(flatten)]
@@ -159,6 +169,77 @@ fn label_value_problem(value: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// The longest action name accepted, in bytes (an MCP tool name is at most 128).
+pub const MAX_ACTION_LEN: usize = 256;
+
+/// What is wrong with a declared action's name, if anything: the rules of resource names, as
+/// a reviewer reads the action on every request.
+pub fn action_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".into());
+    }
+    if name.len() > MAX_ACTION_LEN {
+        return Some(format!("is longer than {MAX_ACTION_LEN} bytes"));
+    }
+    hidden_char(name).map(|c| {
+        format!("holds a control, space or invisible character (U+{c:04X}); action names are printable characters only")
+    })
+}
+
+/// What is wrong with a label key or value (of a resource, an action or a selector).
+pub fn label_problem(key: &str, value: &str) -> Option<String> {
+    label_key_problem(key)
+        .map(|p| format!("label key {key:?} {p}"))
+        .or_else(|| label_value_problem(value).map(|p| format!("label {key}: value {value:?} {p}")))
+}
+
+/// A resource's `actions` table: each action's name and labels, checked like resource names
+/// and labels; two action names of one resource that only look alike are refused, since a
+/// reviewer could not tell which one a request is for.
+fn parse_actions(value: &toml::Value, problems: &mut Vec<String>) -> BTreeMap<String, BTreeMap<String, String>> {
+    let shape = "actions: write actions = { NAME = { LABEL = \"VALUE\" }, ... }, like actions = { read_file = { effect = \"read\" } }";
+    let Some(table) = value.as_table() else {
+        problems.push(shape.into());
+        return BTreeMap::new();
+    };
+    let mut actions = BTreeMap::new();
+    let mut lookalikes: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, labels) in table {
+        if let Some(p) = action_name_problem(name) {
+            problems.push(format!("actions: action name {name:?} {p}"));
+            continue;
+        }
+        if let Some(other) = lookalikes.insert(lookalike_key(name), name) {
+            problems.push(format!(
+                "actions: '{name}' looks like '{other}' (they differ only in case, width or look-alike characters); rename one"
+            ));
+            continue;
+        }
+        let Some(labels) = labels.as_table() else {
+            problems.push(format!(
+                "actions.{name}: give its labels as a table, like {name} = {{ effect = \"read\" }} ({name} = {{}} for none)"
+            ));
+            continue;
+        };
+        let mut parsed = BTreeMap::new();
+        for (key, value) in labels {
+            let Some(value) = value.as_str() else {
+                problems.push(format!(
+                    "actions.{name}.{key}: label values are strings, like {key} = \"read\""
+                ));
+                continue;
+            };
+            if let Some(p) = label_problem(key, value) {
+                problems.push(format!("actions.{name}: {p}"));
+                continue;
+            }
+            parsed.insert(key.clone(), value.to_string());
+        }
+        actions.insert(name.clone(), parsed);
+    }
+    actions
 }
 
 fn kind_problem(kind: &str) -> Option<String> {
@@ -280,15 +361,21 @@ impl Catalog {
                         problems.push(format!(
                             "owners: unknown group '{group}'; owners are groups of directory.toml"
                         ));
+                    } else if group == crate::workflow::AGENTS_GROUP {
+                        problems.push(crate::workflow::AGENTS_NEVER_REVIEW.replace("FIELD", "owners"));
                     }
                 }
                 for (key, value) in &spec.settings {
                     if !value.is_table() {
                         problems.push(format!(
-                            "unknown key '{key}': a resource has name, kind, labels, parent, description, owners, and kind-specific tables such as {key} = {{ ... }}"
+                            "unknown key '{key}': a resource has name, kind, labels, parent, description, owners, actions, and kind-specific tables such as {key} = {{ ... }}"
                         ));
                     }
                 }
+                let actions = match &spec.actions {
+                    None => BTreeMap::new(),
+                    Some(value) => parse_actions(value, &mut problems),
+                };
                 let name_ok = claim(&spec.name, line, "resource", &mut errors);
                 if !problems.is_empty() {
                     errors.extend(problems.into_iter().map(|message| PolicyError {
@@ -315,6 +402,9 @@ impl Catalog {
                         .push(spec.name.clone());
                 }
                 catalog.label_keys.extend(spec.labels.keys().cloned());
+                catalog
+                    .action_label_keys
+                    .extend(actions.values().flat_map(|labels| labels.keys().cloned()));
                 catalog.resources.insert(
                     spec.name.clone(),
                     Resource {
@@ -324,6 +414,7 @@ impl Catalog {
                         parent: spec.parent.clone(),
                         description: spec.description.clone(),
                         owners: spec.owners.clone(),
+                        actions,
                         settings: spec.settings.clone(),
                         file: file.clone(),
                         line,
@@ -431,6 +522,11 @@ impl Catalog {
     /// Whether some resource has the label key.
     pub fn has_label_key(&self, key: &str) -> bool {
         self.label_keys.contains(key)
+    }
+
+    /// Whether some declared action has the label key.
+    pub fn has_action_label_key(&self, key: &str) -> bool {
+        self.action_label_keys.contains(key)
     }
 
     /// Whether some resource has the kind.

@@ -14,7 +14,7 @@ use cedar_policy::{
 use jitgate_core::{CiClaims, Identity, Step, Timestamp};
 use miette::Diagnostic;
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 /// The schema every policy directory is validated against.
@@ -75,6 +75,12 @@ pub struct Facts<'a> {
     pub reviewer_is_manager: bool,
     /// For `approve`: nobody decided the request in time and backup reviewers were called in.
     pub escalated: bool,
+    /// The person an agent acts for, or "" for people: the principal's for `request`,
+    /// `auto_approve`, `break_glass` and `extend`; the request's for `approve`.
+    pub on_behalf_of: &'a str,
+    /// The labels the catalog declares for the asked action, as `context.action_labels`
+    /// (`"effect=read"`).
+    pub action_labels: &'a BTreeMap<String, String>,
 }
 
 /// Cedar's answer, with the policies that decided it.
@@ -448,6 +454,8 @@ impl CedarRules {
         let known_groups: BTreeSet<&str> = rules
             .principals()
             .flat_map(|p| p.identity.groups.iter().map(String::as_str))
+            // Built in: agents are in it by their credential, never by the directory.
+            .chain([crate::workflow::AGENTS_GROUP])
             .collect();
         let workflow_resources: HashSet<&str> = pairs.iter().map(|(r, _, _)| *r).collect();
         let is_resource = |name: &str| workflow_resources.contains(name) || catalog.resource(name).is_some();
@@ -963,6 +971,12 @@ fn context(f: &Facts<'_>) -> Result<Context, String> {
             RestrictedExpression::new_bool(f.reviewer_is_manager),
         ),
         ("escalated".to_string(), RestrictedExpression::new_bool(f.escalated)),
+        ("on_behalf_of".to_string(), string(f.on_behalf_of)),
+        (
+            "action_labels".to_string(),
+            // Label keys hold no `=`, so "key=value" splits back at its first `=`.
+            RestrictedExpression::new_set(f.action_labels.iter().map(|(k, v)| string(&format!("{k}={v}")))),
+        ),
     ];
     if let Some(ci) = f.ci {
         let record = RestrictedExpression::new_record([

@@ -13,6 +13,7 @@
 //! weekdays and durations, the users they name), asked of both versions, within a fixed bound.
 
 use crate::cedar::{Ability, AuthoredPolicy};
+use crate::workflow::AGENTS_GROUP;
 use crate::{Explanation, Policy, Situation, Verdict};
 use jitgate_core::{Ask, DurationSecs, Identity, PrincipalKind, Step, Timestamp};
 use serde::Serialize;
@@ -103,7 +104,8 @@ fn identity_in(policy: &Policy, subject: &str) -> Identity {
             principal: format!("member-of-{group}"),
             groups: vec![group.to_string()],
             kind: PrincipalKind::User,
-            on_behalf_of: None,
+            // A stand-in agent acts for someone, as every agent does.
+            on_behalf_of: (group == AGENTS_GROUP).then(|| "person-of-member-of-agents".to_string()),
             ci: None,
         };
     }
@@ -216,7 +218,24 @@ fn subjects_of(old: &Policy, new: &Policy) -> BTreeSet<String> {
             }
         }
     }
+    // Agents are in a built-in group that no directory lists: a stand-in agent is asked too
+    // when either version names the group.
+    if [old, new].into_iter().any(names_agents) {
+        subjects.insert(format!("group:{AGENTS_GROUP}"));
+    }
     subjects
+}
+
+/// Whether a policy names the group of agents: in a workflow's requesters or break-glass
+/// groups, or in a `.cedar` policy.
+fn names_agents(p: &Policy) -> bool {
+    let quoted = format!("\"{AGENTS_GROUP}\"");
+    p.workflows().any(|w| {
+        w.requesters.iter().any(|g| g == AGENTS_GROUP)
+            || w.break_glass
+                .as_ref()
+                .is_some_and(|bg| bg.groups.iter().any(|g| g == AGENTS_GROUP))
+    }) || p.cedar_sources().iter().any(|s| s.meaning.contains(&quoted))
 }
 
 /// Everything but the workflows that a version's answers depend on: the directory, the
@@ -749,6 +768,17 @@ fn resource_text(r: &crate::Resource) -> String {
     if !r.owners.is_empty() {
         text.push_str(&format!("; owners {}", r.owners.join(", ")));
     }
+    if !r.actions.is_empty() {
+        let actions: Vec<String> = r
+            .actions
+            .iter()
+            .map(|(name, labels)| {
+                let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{name}({})", labels.join(", "))
+            })
+            .collect();
+        text.push_str(&format!("; actions {}", actions.join(", ")));
+    }
     for (key, value) in &r.settings {
         text.push_str(&format!("; {key} = {value}"));
     }
@@ -777,6 +807,7 @@ pub fn catalog_edits(old: &Policy, new: &Policy) -> Vec<CatalogEdit> {
                         && b.labels == a.labels
                         && b.parent == a.parent
                         && b.owners == a.owners
+                        && b.actions == a.actions
                         && b.settings == a.settings;
                     if same {
                         return None;

@@ -25,8 +25,8 @@ use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, St
 use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
-    DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules, Selector, Specificity, Workflow,
-    DIRECTORY_FILE, WORKFLOWS_FILE,
+    ActionSelector, DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules, Selector, Specificity,
+    Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.
@@ -240,6 +240,9 @@ impl Policy {
             reviewer_is_manager: requester != who.principal
                 && self.rules.principal(requester).and_then(|e| e.manager.as_deref()) == Some(who.principal.as_str()),
             escalated: false,
+            // The principal's person; `may_review` puts the request's in its place.
+            on_behalf_of: who.on_behalf_of.as_deref().unwrap_or(""),
+            action_labels: &workflow.action_labels,
         }
     }
 
@@ -382,7 +385,10 @@ impl Policy {
             payload: request.payload.as_deref(),
             break_glass: request.break_glass,
         };
+        // The person the request's agent acts for, not the reviewer's: a policy may say who
+        // reviews agents' requests.
         let mut facts = self.facts(reviewer, workflow, &ask, request.duration, now, &request.requester);
+        facts.on_behalf_of = request.on_behalf_of.as_deref().unwrap_or("");
         facts.escalated = request.escalated_at.is_some();
         let d = self.cedar.decide(reviewer, Ability::Approve, &request.resource, &facts);
         if d.allowed {
@@ -571,7 +577,11 @@ impl Policy {
             return Some(false);
         }
         let duration = ask.duration.unwrap_or(workflow.default_duration);
-        let facts = self.facts(who, workflow, ask, duration, now, requester);
+        let mut facts = self.facts(who, workflow, ask, duration, now, requester);
+        if ability == Ability::Approve {
+            // The requester diff imagines is a person, whoever reviews.
+            facts.on_behalf_of = "";
+        }
         Some(self.cedar.decide(who, ability, ask.resource, &facts).allowed)
     }
 

@@ -24,6 +24,10 @@ struct CaseSpec {
     /// A principal of the directory, or any name together with `groups`.
     principal: String,
     groups: Option<Vec<String>>,
+    /// The principal is an AI agent acting for this person: it is in the group `agents` and
+    /// in the person's groups (but `admins` and `auditors`), as the server makes an agent's
+    /// identity, and Cedar sees `context.on_behalf_of`.
+    on_behalf_of: Option<String>,
     /// One resource by name, or
     resource: Option<String>,
     /// every declared resource a selector matches (the syntax of workflows).
@@ -299,9 +303,11 @@ fn selected(policy: &Policy, spec: &SelectorSpec) -> Result<Vec<String>, (Option
 }
 
 fn run_case(policy: &Policy, case: &CaseSpec, resource: &str) -> Result<Option<(String, String)>, String> {
-    let groups = match (&case.groups, policy.rules().principal(&case.principal)) {
+    let mut groups = match (&case.groups, policy.rules().principal(&case.principal)) {
         (Some(groups), _) => groups.clone(),
         (None, Some(entry)) => entry.identity.groups.clone(),
+        // An agent's own principal is rarely in the directory: its groups come from its person.
+        (None, None) if case.on_behalf_of.is_some() => Vec::new(),
         (None, None) => {
             return Err(format!(
                 "'{}' is not in the directory; give groups = [...] for a hypothetical principal",
@@ -309,11 +315,37 @@ fn run_case(policy: &Policy, case: &CaseSpec, resource: &str) -> Result<Option<(
             ))
         }
     };
+    if let Some(person) = &case.on_behalf_of {
+        if let Some(problem) = jitgate_core::principal_name_problem(person) {
+            return Err(format!("on_behalf_of: {person:?} {problem}"));
+        }
+        if *person == case.principal {
+            return Err(format!(
+                "on_behalf_of: '{person}' is the principal itself; an agent acts for another principal (its person)"
+            ));
+        }
+        // As the server builds an agent's identity: its person's groups, never their
+        // administrative roles, and the group of agents.
+        let inherited = policy
+            .rules()
+            .principal(person)
+            .map(|entry| entry.identity.groups.clone())
+            .unwrap_or_default();
+        for group in inherited
+            .into_iter()
+            .filter(|g| g != jitgate_core::identity::ADMIN_GROUP && g != jitgate_core::authz::AUDITOR_GROUP)
+            .chain([crate::workflow::AGENTS_GROUP.to_string()])
+        {
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+    }
     let identity = Identity {
         principal: case.principal.clone(),
         groups,
         kind: PrincipalKind::User,
-        on_behalf_of: None,
+        on_behalf_of: case.on_behalf_of.clone(),
         ci: case.ci.as_ref().map(|c| CiClaims {
             repository: c.repository.clone(),
             git_ref: c.git_ref.clone(),

@@ -16,6 +16,17 @@ use crate::catalog::{self, Catalog, Resource};
 pub const DIRECTORY_FILE: &str = "directory.toml";
 pub const WORKFLOWS_FILE: &str = "workflows.toml";
 
+/// The built-in group of AI agents (API tokens created with `--agent-for PERSON`): workflows
+/// and Cedar policies may name it although no principal of `directory.toml` is in it.
+pub const AGENTS_GROUP: &str = "agents";
+
+/// Why the group `agents` may not be where reviewers are named (FIELD is the key).
+pub(crate) const AGENTS_NEVER_REVIEW: &str =
+    "FIELD: the group 'agents' cannot review: agents never approve, deny or review requests; name a group of people";
+
+/// The kind of catalog resources that are MCP servers, whose actions are their tools.
+pub const MCP_KIND: &str = "mcp";
+
 /// Fallbacks when a workflow names no limits of its own.
 pub const DEFAULT_PENDING_TTL: DurationSecs = DurationSecs(3600);
 pub const DEFAULT_MAX_DURATION: DurationSecs = DurationSecs(3600);
@@ -89,6 +100,10 @@ pub struct Workflow {
     /// Providers (configured in the server's config file) that provision each grant in a
     /// target system and deprovision it at its end.
     pub providers: Vec<String>,
+    /// The labels the catalog declares for this action of this resource (`effect = "read"`),
+    /// filled in at load; empty when it declares none. Cedar reads them as
+    /// `context.action_labels`.
+    pub action_labels: BTreeMap<String, String>,
 }
 
 /// How a grant becomes an OpenSSH user certificate.
@@ -193,6 +208,31 @@ impl fmt::Display for Selector {
     }
 }
 
+/// `actions = { labels = { effect = "read" } }`: every action a selected resource declares
+/// with all these labels.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActionSelector {
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ActionSelector {
+    /// The actions `resource` declares that carry every label of the selector, in name order.
+    pub fn select<'a>(&'a self, resource: &'a Resource) -> impl Iterator<Item = &'a str> + 'a {
+        resource
+            .actions
+            .iter()
+            .filter(|(_, labels)| self.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+impl fmt::Display for ActionSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+        write!(f, "actions = {{ labels = {{ {} }} }}", labels.join(", "))
+    }
+}
+
 /// Which workflow governs a (resource, action) and by which selector, for `policy explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
@@ -200,8 +240,12 @@ pub struct Matched {
     pub file: String,
     pub line: usize,
     pub specificity: Specificity,
-    /// The selector as written: `resource = "prod-db"` or `resources = { ... }`.
+    /// The selector as written: `resource = "prod-db"` or `resources = { ... }`, followed by
+    /// `, actions = { labels = { ... } }` when the action was selected by its labels.
     pub selector: String,
+    /// Whether the action was selected by its labels rather than named: a named action is
+    /// more specific than a label selector on the same resources.
+    pub by_action_labels: bool,
 }
 
 /// One (resource, action)'s workflow. The workflow is behind an `Arc` so the service can
@@ -231,11 +275,19 @@ enum Target {
     Select(Selector),
 }
 
+/// Which actions a workflow governs, before expansion against the catalog.
+enum Actions {
+    /// `action = "A"` or `actions = ["A", ...]`.
+    Named(Vec<String>),
+    /// `actions = { labels = { ... } }`.
+    Labelled(ActionSelector),
+}
+
 /// A validated workflow before it is bound to its (resource, action) pairs.
 struct Candidate {
     template: Workflow,
     target: Target,
-    actions: Vec<String>,
+    actions: Actions,
     line: usize,
     /// `{ owners = true, approvals = N }`: its place among the steps, and N.
     owners_step: Option<(usize, u32)>,
@@ -249,10 +301,29 @@ impl Candidate {
         }
     }
 
+    /// How it ranks against another workflow on the same (resource, action): first by how
+    /// precisely it names the resource, then a named action beats a label selector.
+    fn rank(&self) -> (Specificity, bool) {
+        (self.specificity(), matches!(self.actions, Actions::Named(_)))
+    }
+
     fn selector_text(&self) -> String {
-        match &self.target {
+        let resources = match &self.target {
             Target::Exact(name) => format!("resource = {name:?}"),
             Target::Select(s) => s.to_string(),
+        };
+        match &self.actions {
+            Actions::Named(_) => resources,
+            Actions::Labelled(a) => format!("{resources}, {a}"),
+        }
+    }
+
+    /// The actions it governs on one resource (declared or not).
+    fn actions_on<'a>(&'a self, resource: Option<&'a Resource>) -> Vec<&'a str> {
+        match (&self.actions, resource) {
+            (Actions::Named(list), _) => list.iter().map(String::as_str).collect(),
+            (Actions::Labelled(sel), Some(r)) => sel.select(r).collect(),
+            (Actions::Labelled(_), None) => Vec::new(),
         }
     }
 }
@@ -302,8 +373,10 @@ struct WorkflowSpec {
     /// Or the catalog's resources a selector picks.
     resources: Option<SelectorSpec>,
     action: Option<String>,
-    /// Or several actions with the same rules.
-    actions: Option<Vec<String>>,
+    /// Or several actions with the same rules, `["read", "write"]`, or the actions the
+    /// catalog declares with some labels, `{ labels = { effect = "read" } }`; read by hand
+    /// (`parse_actions`) so a wrong shape is named precisely.
+    actions: Option<toml::Value>,
     description: Option<String>,
     #[serde(default)]
     requesters: Vec<String>,
@@ -540,11 +613,13 @@ impl Rules {
                 }
             }
         }
-        let known_groups: BTreeSet<String> = policy
+        let mut known_groups: BTreeSet<String> = policy
             .principals
             .values()
             .flat_map(|e| e.identity.groups.iter().cloned())
             .collect();
+        // Built in: agents are in it by their credential, never by the directory.
+        known_groups.insert(AGENTS_GROUP.to_string());
         match Catalog::parse(resource_files, &known_groups) {
             Ok(catalog) => policy.catalog = catalog,
             Err(mut e) => {
@@ -592,26 +667,18 @@ impl Rules {
             let mut problems: Vec<String> = Vec::new();
             let target = policy.target(spec, &mut problems);
             let actions = match (&spec.action, &spec.actions) {
-                (Some(a), None) => vec![a.clone()],
-                (None, Some(list)) => {
-                    if list.is_empty() {
-                        problems.push("actions is empty: name at least one action".into());
-                    }
-                    let mut seen = BTreeSet::new();
-                    for a in list {
-                        if !seen.insert(a) {
-                            problems.push(format!("actions: '{a}' is listed twice"));
-                        }
-                    }
-                    list.clone()
-                }
+                (Some(a), None) => Actions::Named(vec![a.clone()]),
+                (None, Some(value)) => parse_actions(value, &policy.catalog, &mut problems),
                 (Some(_), Some(_)) => {
                     problems.push("give either action or actions, not both".into());
-                    Vec::new()
+                    Actions::Named(Vec::new())
                 }
                 (None, None) => {
-                    problems.push("missing action: action = \"read\" (or actions = [\"read\", ...])".into());
-                    Vec::new()
+                    problems.push(
+                        "missing action: action = \"read\" (or actions = [\"read\", ...], or actions = { labels = { effect = \"read\" } })"
+                            .into(),
+                    );
+                    Actions::Named(Vec::new())
                 }
             };
 
@@ -633,7 +700,7 @@ impl Rules {
                 problems.push(m);
                 default_pending
             });
-            if actions.iter().any(|a| a.trim().is_empty())
+            if matches!(&actions, Actions::Named(list) if list.iter().any(|a| a.trim().is_empty()))
                 || matches!(&target, Some(Target::Exact(r)) if r.trim().is_empty())
             {
                 problems.push("resource and action must not be empty".into());
@@ -686,6 +753,8 @@ impl Rules {
                             problems.push(format!("steps: group '{group}' needs at least 1 approval"));
                         } else if !known_groups.contains(group) {
                             problems.push(format!("steps: unknown group '{group}'"));
+                        } else if group == AGENTS_GROUP {
+                            problems.push(AGENTS_NEVER_REVIEW.replace("FIELD", "steps"));
                         } else if members < approvals as usize {
                             problems.push(format!(
                                 "steps: {approvals} approvals from '{group}' can never be given: the group has {members} member(s)"
@@ -737,6 +806,8 @@ impl Rules {
                     for group in &reviewers {
                         if !known_groups.contains(group) {
                             problems.push(format!("break_glass.reviewers: unknown group '{group}'"));
+                        } else if group == AGENTS_GROUP {
+                            problems.push(AGENTS_NEVER_REVIEW.replace("FIELD", "break_glass.reviewers"));
                         }
                     }
                     Some(BreakGlass {
@@ -791,6 +862,8 @@ impl Rules {
                 for group in &e.groups {
                     if !known_groups.contains(group) {
                         problems.push(format!("escalation.groups: unknown group '{group}'"));
+                    } else if group == AGENTS_GROUP {
+                        problems.push(AGENTS_NEVER_REVIEW.replace("FIELD", "escalation.groups"));
                     }
                 }
                 Some(jitgate_core::Escalation {
@@ -813,7 +886,10 @@ impl Rules {
                         Target::Exact(name) => name.clone(),
                         Target::Select(s) => s.to_string(),
                     },
-                    action: actions.first().cloned().unwrap_or_default(),
+                    action: match &actions {
+                        Actions::Named(list) => list.first().cloned().unwrap_or_default(),
+                        Actions::Labelled(sel) => sel.to_string(),
+                    },
                     description: spec.description.clone(),
                     requesters: spec.requesters.clone(),
                     steps,
@@ -831,6 +907,7 @@ impl Rules {
                     escalation,
                     postgres,
                     providers: spec.providers.clone(),
+                    action_labels: BTreeMap::new(),
                 },
                 target,
                 actions,
@@ -933,30 +1010,57 @@ impl Rules {
         let mut chosen: HashMap<(String, String), usize> = HashMap::new();
         let mut collided: BTreeSet<(usize, usize)> = BTreeSet::new();
         for (i, c) in candidates.iter().enumerate() {
-            let names: Vec<&str> = match &c.target {
-                Target::Exact(name) => vec![name.as_str()],
-                Target::Select(s) => s.select(&self.catalog).into_iter().map(|r| r.name.as_str()).collect(),
+            let resources: Vec<(&str, Option<&Resource>)> = match &c.target {
+                Target::Exact(name) => vec![(name.as_str(), self.catalog.resource(name))],
+                Target::Select(s) => s
+                    .select(&self.catalog)
+                    .into_iter()
+                    .map(|r| (r.name.as_str(), Some(r)))
+                    .collect(),
             };
-            for name in names {
-                for action in &c.actions {
-                    let key = (name.to_string(), action.clone());
+            let mut selected_any = false;
+            for (name, declared) in resources {
+                // A resource that declares its actions has exactly those: an undeclared one
+                // named for it is a typo (or a tool the catalog does not know yet).
+                if let (Target::Exact(_), Actions::Named(list), Some(r)) = (&c.target, &c.actions, declared) {
+                    for action in list
+                        .iter()
+                        .filter(|a| !r.actions.is_empty() && !r.actions.contains_key(*a))
+                    {
+                        let known: Vec<&str> = r.actions.keys().map(String::as_str).collect();
+                        errors.push(PolicyError {
+                            file: WORKFLOWS_FILE.into(),
+                            line: c.line,
+                            message: format!(
+                                "'{action}' is not an action resource '{name}' declares (at {}:{}); its actions are: {}; declare it under the resource's actions",
+                                r.file,
+                                r.line,
+                                known.join(", ")
+                            ),
+                        });
+                    }
+                }
+                for action in c.actions_on(declared) {
+                    selected_any = true;
+                    let key = (name.to_string(), action.to_string());
                     let Some(&j) = chosen.get(&key) else {
                         chosen.insert(key, i);
                         continue;
                     };
-                    let (mine, theirs) = (c.specificity(), candidates[j].specificity());
+                    let (mine, theirs) = (c.rank(), candidates[j].rank());
                     if mine > theirs {
                         chosen.insert(key, i);
                     } else if mine == theirs && collided.insert((j, i)) {
-                        let message = if mine == Specificity::Exact {
+                        let message = if mine == (Specificity::Exact, true) {
                             format!("a workflow for {name} {action} is already defined; merge the two")
                         } else {
                             format!(
-                                "this workflow ({}) and the one at {WORKFLOWS_FILE}:{} ({}) both select {action} on '{name}' with equal specificity ({}); make one more specific or narrow the other",
+                                "this workflow ({}) and the one at {WORKFLOWS_FILE}:{} ({}) both select {action} on '{name}' with equal specificity ({}{}); make one more specific or narrow the other",
                                 c.selector_text(),
                                 candidates[j].line,
                                 candidates[j].selector_text(),
-                                mine.as_str()
+                                mine.0.as_str(),
+                                if mine.1 { "" } else { ", actions by labels" }
                             )
                         };
                         errors.push(PolicyError {
@@ -967,7 +1071,19 @@ impl Rules {
                     }
                 }
             }
+            if let (Actions::Labelled(sel), false) = (&c.actions, selected_any) {
+                errors.push(PolicyError {
+                    file: WORKFLOWS_FILE.into(),
+                    line: c.line,
+                    message: format!(
+                        "{sel} selects nothing: no action that the selected resources declare has all these labels; check them against the resources' actions in {}",
+                        catalog::RESOURCES_FILE
+                    ),
+                });
+            }
         }
+        // Reviewed tool calls that are not bound to the exact call, by workflow line.
+        let mut unbound_tools: BTreeMap<usize, BTreeSet<(String, String)>> = BTreeMap::new();
         let mut owner_problems: BTreeSet<(usize, String)> = BTreeSet::new();
         for ((resource, action), i) in chosen {
             let c = &candidates[i];
@@ -1007,6 +1123,18 @@ impl Rules {
                 }
                 workflow.steps.splice(at..at, owner_steps);
             }
+            if let Some(declared) = self.catalog.resource(&resource) {
+                workflow.action_labels = declared.actions.get(&action).cloned().unwrap_or_default();
+                // A reviewer of an agent's tool call must approve that exact call (its
+                // arguments), not the tool for a while; automatic or break-glass-only use
+                // involves no reviewer, so nothing could mislead one.
+                if declared.kind == MCP_KIND && !workflow.steps.is_empty() && !workflow.action_bound {
+                    unbound_tools
+                        .entry(c.line)
+                        .or_default()
+                        .insert((resource.clone(), action.clone()));
+                }
+            }
             let workflow = Arc::new(workflow);
             self.resources
                 .entry(resource.clone())
@@ -1021,6 +1149,7 @@ impl Rules {
                         line: c.line,
                         specificity: c.specificity(),
                         selector: c.selector_text(),
+                        by_action_labels: matches!(c.actions, Actions::Labelled(_)),
                     },
                 },
             );
@@ -1029,6 +1158,21 @@ impl Rules {
             file: WORKFLOWS_FILE.into(),
             line,
             message,
+        }));
+        errors.extend(unbound_tools.into_iter().map(|(line, pairs)| {
+            let named: Vec<String> = pairs.iter().take(3).map(|(r, a)| format!("{a} on {r}")).collect();
+            let more = match pairs.len().saturating_sub(3) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            PolicyError {
+                file: WORKFLOWS_FILE.into(),
+                line,
+                message: format!(
+                    "{}{more} (kind {MCP_KIND}): a reviewed tool call must be action_bound, so reviewers approve the exact call; add action_bound = true (or make it automatic)",
+                    named.join(", ")
+                ),
+            }
         }));
     }
 
@@ -1185,6 +1329,75 @@ impl Workflow {
             .as_ref()
             .and_then(|p| p.find(reason))
             .map(|m| m.as_str())
+    }
+}
+
+/// A workflow's `actions`: a list of names, or a label selector over the actions the catalog
+/// declares.
+fn parse_actions(value: &toml::Value, catalog: &Catalog, problems: &mut Vec<String>) -> Actions {
+    let shape = "actions: give a list of actions, [\"read\", \"write\"], or a label selector over the actions the catalog declares, { labels = { effect = \"read\" } }";
+    match value {
+        toml::Value::Array(items) => {
+            if items.is_empty() {
+                problems.push("actions is empty: name at least one action".into());
+            }
+            let mut list = Vec::new();
+            let mut seen = BTreeSet::new();
+            for item in items {
+                let Some(a) = item.as_str() else {
+                    problems.push(shape.into());
+                    return Actions::Named(Vec::new());
+                };
+                if !seen.insert(a) {
+                    problems.push(format!("actions: '{a}' is listed twice"));
+                }
+                list.push(a.to_string());
+            }
+            Actions::Named(list)
+        }
+        toml::Value::Table(table) => {
+            let before = problems.len();
+            let mut labels = BTreeMap::new();
+            for (key, value) in table {
+                if key != "labels" {
+                    problems.push(format!("actions: unknown key {key:?}; {shape}"));
+                    continue;
+                }
+                let Some(given) = value.as_table() else {
+                    problems.push(format!("actions.labels: {shape}"));
+                    continue;
+                };
+                for (k, v) in given {
+                    let Some(v) = v.as_str() else {
+                        problems.push(format!(
+                            "actions.labels.{k}: label values are strings, like {k} = \"read\""
+                        ));
+                        continue;
+                    };
+                    if let Some(p) = catalog::label_problem(k, v) {
+                        problems.push(format!("actions.labels: {p}"));
+                        continue;
+                    }
+                    if !catalog.has_action_label_key(k) {
+                        problems.push(format!(
+                            "actions.labels: no action the catalog declares has the label key '{k}'; declare actions with labels under a resource's actions in {}",
+                            catalog::RESOURCES_FILE
+                        ));
+                    }
+                    labels.insert(k.clone(), v.to_string());
+                }
+            }
+            if labels.is_empty() && problems.len() == before {
+                problems.push(
+                    "actions.labels: name at least one label, like actions = { labels = { effect = \"read\" } }".into(),
+                );
+            }
+            Actions::Labelled(ActionSelector { labels })
+        }
+        _ => {
+            problems.push(shape.into());
+            Actions::Named(Vec::new())
+        }
     }
 }
 

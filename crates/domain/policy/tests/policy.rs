@@ -1232,7 +1232,8 @@ fn the_quickstart_declares_its_resources_in_a_catalog() {
     let p = quickstart();
     let catalog = p.rules().catalog();
     let names: Vec<&str> = catalog.resources().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, vec!["bastion", "prod-api", "prod-db", "staging-db"]);
+    // `files` (issue #24): an agent's MCP server, whose tools are its declared actions.
+    assert_eq!(names, vec!["bastion", "files", "prod-api", "prod-db", "staging-db"]);
     let prod_db = catalog.resource("prod-db").unwrap();
     assert_eq!(
         (prod_db.kind.as_str(), prod_db.labels["env"].as_str()),
