@@ -40,6 +40,11 @@ pub struct RequestableAction {
     pub max_duration: jitgate_core::DurationSecs,
     /// The request must name the exact command or statement, and the grant allows only it.
     pub action_bound: bool,
+    /// The grant allows exactly one check.
+    pub single_use: bool,
+    /// The labels the catalog declares for the action (`effect = "read"`); for an MCP
+    /// server's tool, what the tool does.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A resource with the actions the caller may request on it.
@@ -135,6 +140,8 @@ impl App {
                     description: workflow.description.clone(),
                     max_duration: workflow.max_duration,
                     action_bound: workflow.action_bound,
+                    single_use: workflow.single_use,
+                    labels: workflow.action_labels.clone(),
                 });
             }
             if actions.is_empty() {

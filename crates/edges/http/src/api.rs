@@ -990,6 +990,13 @@ pub struct RequestableActionView {
     pub needs: Vec<NeedView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The request must carry the exact call, command or artifact as its `payload`, and the
+    /// grant allows that payload only.
+    pub action_bound: bool,
+    /// The grant allows exactly one check (or one `POST /v1/grants/use`).
+    pub single_use: bool,
+    /// The labels the catalog declares for the action (`{"effect": "read"}`); `{}` when none.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A resource the caller may request, with each action they may ask for.
@@ -1027,6 +1034,9 @@ impl From<jitgate_service::resources::RequestableResource> for ResourceView {
                         })
                         .collect(),
                     description: a.description,
+                    action_bound: a.action_bound,
+                    single_use: a.single_use,
+                    labels: a.labels,
                 })
                 .collect(),
         }

@@ -37,6 +37,11 @@ fn each_caller_sees_only_what_they_may_request_and_what_it_takes() {
         names,
         [
             ("bastion", "login"),
+            // The quickstart's MCP server (issue #24): its tools, selected by their labels.
+            ("files", "delete_file"),
+            ("files", "list_directory"),
+            ("files", "read_file"),
+            ("files", "write_file"),
             ("prod-api", "deploy"),
             ("prod-db", "read"),
             ("prod-db", "write"),
@@ -130,7 +135,7 @@ fn search_labels_and_pages_narrow_the_list_and_bad_queries_are_refused_by_name()
             None => break,
         }
     }
-    assert_eq!(seen, ["bastion", "prod-api", "prod-db", "staging-db"]);
+    assert_eq!(seen, ["bastion", "files", "prod-api", "prod-db", "staging-db"]);
     // Refusals name what to fix.
     let (status, bad) = s.get("/v1/resources?label=envprod", "demo-alice");
     assert_eq!(status, 422, "{bad}");
@@ -384,5 +389,100 @@ description = "The ledger's admin console"
     assert!(
         said.contains("'ledger-db'") && said.contains("equal specificity") && said.contains("team = \"ledger\""),
         "{said}"
+    );
+}
+
+/// Issue #24: an MCP server's tools are labelled actions. The listing says, per tool, what it
+/// takes, whether a request must carry the exact call (action_bound) for one use, and the
+/// labels the catalog gives it; what it says is what filing does.
+#[test]
+fn an_mcp_servers_tools_are_listed_with_their_labels_and_binding() {
+    let s = Server::start();
+    let (status, listed) = s.get("/v1/resources?kind=mcp", "demo-alice");
+    assert_eq!(status, 200, "{listed}");
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["name"], "files");
+    assert_eq!(items[0]["kind"], "mcp");
+    let tool = |name: &str| {
+        items[0]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["action"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not listed: {listed}"))
+    };
+    for name in ["read_file", "list_directory"] {
+        let t = tool(name);
+        assert_eq!(t["automatic"], true, "{t}");
+        assert_eq!(t["action_bound"], false, "{t}");
+        assert_eq!(t["single_use"], false, "{t}");
+        assert_eq!(t["labels"], json!({"effect": "read"}), "{t}");
+    }
+    for (name, effect) in [("write_file", "write"), ("delete_file", "destructive")] {
+        let t = tool(name);
+        assert_eq!(t["automatic"], false, "{t}");
+        assert_eq!(t["needs"], json!([{"group": "sre", "approvals": 1}]), "{t}");
+        assert_eq!(t["action_bound"], true, "{t}");
+        assert_eq!(t["single_use"], true, "{t}");
+        assert_eq!(t["labels"], json!({"effect": effect}), "{t}");
+    }
+    // Other resources' actions carry the new fields too: no labels, their own binding.
+    let (_, all) = s.get("/v1/resources", "demo-alice");
+    let deploy = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "prod-api")
+        .map(|r| r["actions"][0].clone())
+        .unwrap();
+    assert_eq!(
+        (
+            deploy["action_bound"].clone(),
+            deploy["single_use"].clone(),
+            deploy["labels"].clone()
+        ),
+        (json!(true), json!(true), json!({}))
+    );
+    // bob (sre) requests no tool: he reviews them.
+    let (_, bob) = s.get("/v1/resources?kind=mcp", "demo-bob");
+    assert_eq!(bob["items"], json!([]), "{bob}");
+
+    // What the listing says is what filing does: a read at once, a delete waits for the exact call.
+    let read = s.file(
+        "demo-alice",
+        json!({"resource": "files", "action": "read_file", "duration": "5m"}),
+    );
+    assert_eq!(read["status"], "approved", "{read}");
+    let call = r#"{"arguments":{"path":"notes.txt"},"tool":"delete_file"}"#;
+    let delete = s.file(
+        "demo-alice",
+        json!({"resource": "files", "action": "delete_file", "reason": "clean up", "payload": call}),
+    );
+    assert_eq!(delete["status"], "pending", "{delete}");
+    let (status, unbound) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "files", "action": "delete_file", "reason": "clean up"}),
+    );
+    assert_eq!(status, 422, "{unbound}");
+    assert!(
+        unbound["error"]["message"].as_str().unwrap().contains("payload"),
+        "{unbound}"
+    );
+    // A tool the catalog declares nowhere is no action of the resource.
+    let (status, unknown) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "files", "action": "move_file", "reason": "x"}),
+    );
+    assert_eq!(status, 422, "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("its actions are: delete_file, list_directory, read_file, write_file"),
+        "{unknown}"
     );
 }
