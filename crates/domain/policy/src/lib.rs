@@ -669,5 +669,10 @@ pub fn governed_by(m: &Matched) -> String {
         Specificity::Glob => "by name glob",
         Specificity::Labels => "by kind/labels",
     };
-    format!("the workflow at {}:{}, {} ({by})", m.file, m.line, m.selector)
+    let action = if m.by_action_labels {
+        ", the action by its labels"
+    } else {
+        ""
+    };
+    format!("the workflow at {}:{}, {} ({by}{action})", m.file, m.line, m.selector)
 }

@@ -152,6 +152,11 @@ fn a_label_selector_expands_to_the_declared_actions_with_every_label() {
             p.rules().workflow("files", tool).unwrap().action_labels["effect"],
             "read"
         );
+        assert!(
+            jitgate_policy::governed_by(matched).ends_with("(by exact name, the action by its labels)"),
+            "{}",
+            jitgate_policy::governed_by(matched)
+        );
     }
     let delete = p.rules().workflow("files", "delete_file").unwrap();
     assert!(delete.action_bound && delete.single_use);
@@ -347,6 +352,12 @@ fn declared_action_names_are_checked_like_resource_names() {
         FILES,
     );
     has(&errors, "workflows.toml:1: 'raed_file' is not an action resource 'files' declares (at resources.toml:2); its actions are: delete_file, list_directory, read_file, write_file");
+    // A look-alike of a declared tool (Cyrillic е) is no declared tool either.
+    let errors = refused(
+        "[[workflow]]\nresource = \"files\"\naction = \"r\u{0435}ad_file\"\nrequesters = [\"dev\"]\nauto_approve = true\n",
+        FILES,
+    );
+    has(&errors, "'r\u{0435}ad_file' is not an action resource 'files' declares");
 }
 
 #[test]
