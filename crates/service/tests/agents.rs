@@ -12,7 +12,6 @@ use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, Authent
 use jitgate_service::inputs::{NewRequest, NewToken};
 use jitgate_service::{App, ServiceError};
 use jitgate_store::AuditFilter;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 const DIRECTORY: &str = r#"
