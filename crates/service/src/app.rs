@@ -516,10 +516,12 @@ impl App {
     ) -> Result<Request, ServiceError> {
         if let Some(hash) = payload_sha256 {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                // Quote a bounded start of it: the body may be large.
+                let start: String = hash.chars().take(80).collect();
                 return Err(ServiceError::Invalid(format!(
                     "payload_sha256: '{}' is not a SHA-256 in hex (64 characters 0-9, a-f); \
                      send the hash shown with the payload, or leave it out",
-                    hash.escape_debug()
+                    start.escape_debug()
                 )));
             }
         }
