@@ -944,6 +944,16 @@ impl App {
     pub async fn create_token(&self, caller: &Caller, body: &NewToken) -> Result<(ApiToken, String), ServiceError> {
         self.take_write(caller.who())?;
         body.validate()?;
+        // An agent is a principal of its own: never a person or service the directory names,
+        // whose grants and requests would then be the agent's too.
+        if body.agent_for.is_some() && self.policy().rules().principal(body.principal.trim()).is_some() {
+            return Err(ServiceError::Invalid(format!(
+                "principal: {} is a principal of directory.toml; an agent needs a name of its own \
+                 (for example claude-{})",
+                body.principal.trim(),
+                body.agent_for.as_deref().unwrap_or_default()
+            )));
+        }
         let at = now();
         let expires_at = match &body.ttl {
             None => None,

@@ -240,6 +240,9 @@ async fn agent_tokens_refuse_bad_people_and_roles_naming_the_field() {
         let m = refused(t).await;
         assert!(m.starts_with("groups: ") && m.contains(role), "{m}");
     }
+    // A person of the directory is no agent's name: their grants would be the agent's.
+    let m = refused(token("dave", Some("alice"))).await;
+    assert!(m.starts_with("principal: dave is a principal of directory.toml"), "{m}");
     let m = refused(token("claude\u{200b}-x", Some("alice"))).await;
     assert!(m.starts_with("principal: "), "{m}");
     assert!(bed.app.list_tokens().await.unwrap().is_empty(), "nothing was created");
