@@ -155,3 +155,32 @@ pub fn approve_value(value: &str) -> (&str, Option<&str>) {
 pub fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a reviewer reads in Slack is what is stored: control, invisible and bidi characters
+    /// as escapes, mrkdwn's specials escaped, no way out of the code block; a long payload cut
+    /// with its size and hash.
+    #[test]
+    fn payloads_are_shown_escaped_and_long_ones_summarised() {
+        let block = payload_block("a\0b\u{202e}c\u{200b}<!channel> ```x```");
+        assert_eq!(
+            block,
+            "\n```a\\x00b\\u{202e}c\\u{200b}&lt;!channel&gt; '''x'''```"
+        );
+        let long = "y".repeat(2000);
+        let block = payload_block(&long);
+        assert!(block.contains(&"y".repeat(1024)) && !block.contains(&"y".repeat(1025)), "{block}");
+        assert!(
+            block.contains(&format!(
+                "(2000 bytes, sha256 {})",
+                jitgate_core::model::payload_digest(&long)
+            )),
+            "{block}"
+        );
+        assert_eq!(approve_value("req_1 sha256=ab"), ("req_1", Some("ab")));
+        assert_eq!(approve_value("req_1"), ("req_1", None));
+    }
+}

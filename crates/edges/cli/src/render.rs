@@ -314,3 +314,54 @@ pub fn token_line(t: &Value) -> String {
         groups.join(",")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed expectation should abort the test loudly.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// A payload stored by an older version, or reaching the terminal some other way, with a
+    /// NUL, an escape sequence, a carriage return and a bidi override: every one shown as a
+    /// visible escape, with the hash of what is really stored; the agent and its person both
+    /// named.
+    #[test]
+    fn a_reviewer_sees_hidden_characters_escaped_and_both_names() {
+        let payload = "rm -rf /tmp/x\0\r\x1b[2K\u{202e}ls";
+        let r = json!({"id": "req_1", "status": "pending", "requester": "claude-alice",
+            "on_behalf_of": "alice\u{200b}", "action": "deploy", "resource": "prod-api",
+            "duration": "1h", "reason": "r", "payload": payload});
+        let out = request_detail(&r);
+        assert!(
+            out.contains("payload   rm -rf /tmp/x\\x00\\r\\x1b[2K\\u{202e}ls\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("sha256 {}", jitgate_core::model::payload_digest(payload))),
+            "{out}"
+        );
+        assert!(
+            out.contains("requester claude-alice (agent for alice\\u{200b})"),
+            "{out}"
+        );
+        assert!(!out.contains(['\0', '\r', '\x1b', '\u{202e}', '\u{200b}']), "{out:?}");
+        assert_eq!(whole_payload(&r), "rm -rf /tmp/x\\x00\\r\\x1b[2K\\u{202e}ls\n");
+    }
+
+    #[test]
+    fn a_long_payload_is_cut_with_its_size_hash_and_the_way_to_the_whole() {
+        let payload = "x".repeat(3000);
+        let r = json!({"id": "req_2", "status": "pending", "requester": "bob", "payload": payload});
+        let out = request_detail(&r);
+        assert!(!out.contains(&"x".repeat(1025)), "{out}");
+        assert!(
+            out.contains(&format!(
+                "(3000 bytes, sha256 {}); `jitgate show req_2 --payload` prints it",
+                jitgate_core::model::payload_digest(&payload)
+            )),
+            "{out}"
+        );
+        assert_eq!(whole_payload(&r).trim_end(), payload);
+    }
+}
