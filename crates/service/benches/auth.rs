@@ -23,6 +23,7 @@ fn table(n: usize) -> (TokenTable, String) {
             principal: format!("svc-{i}"),
             groups: Vec::new(),
             service: true,
+            on_behalf_of: None,
             label: None,
             created_by: "admin".into(),
             created_at: now,

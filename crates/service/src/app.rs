@@ -501,6 +501,30 @@ impl App {
     }
 
     pub async fn approve(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ServiceError> {
+        self.approve_confirmed(caller, id, comment, None).await
+    }
+
+    /// Approve, bound to the payload the reviewer was shown: `payload_sha256` (hex SHA-256)
+    /// must be the request's payload's, or nothing is approved (`PayloadMismatch`). Checked
+    /// against the request as it stands when the approval is saved.
+    pub async fn approve_confirmed(
+        &self,
+        caller: &Caller,
+        id: &str,
+        comment: Option<String>,
+        payload_sha256: Option<&str>,
+    ) -> Result<Request, ServiceError> {
+        if let Some(hash) = payload_sha256 {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                // Quote a bounded start of it: the body may be large.
+                let start: String = hash.chars().take(80).collect();
+                return Err(ServiceError::Invalid(format!(
+                    "payload_sha256: '{}' is not a SHA-256 in hex (64 characters 0-9, a-f); \
+                     send the hash shown with the payload, or leave it out",
+                    start.escape_debug()
+                )));
+            }
+        }
         let who = caller.who();
         let grant_id = new_id("grt");
         // A multi-item request's last approval issues a grant per item.
@@ -521,16 +545,17 @@ impl App {
                             .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
                     })
                     .collect();
-                return machine::approve_items(
+                return machine::approve_items_confirmed(
                     r,
                     who,
                     comment.clone(),
+                    payload_sha256,
                     &grant_ids,
                     |i| allowed.get(i).copied().unwrap_or(false),
                     now,
                 );
             }
-            let approved = machine::approve(r, who, comment.clone(), grant_id.clone(), now)?;
+            let approved = machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
             policy.may_review(who, r, now)?;
             Ok(approved)
         })
@@ -919,6 +944,16 @@ impl App {
     pub async fn create_token(&self, caller: &Caller, body: &NewToken) -> Result<(ApiToken, String), ServiceError> {
         self.take_write(caller.who())?;
         body.validate()?;
+        // An agent is a principal of its own: never a person or service the directory names,
+        // whose grants and requests would then be the agent's too.
+        if body.agent_for.is_some() && self.policy().rules().principal(body.principal.trim()).is_some() {
+            return Err(ServiceError::Invalid(format!(
+                "principal: {} is a principal of directory.toml; an agent needs a name of its own \
+                 (for example claude-{})",
+                body.principal.trim(),
+                body.agent_for.as_deref().unwrap_or_default()
+            )));
+        }
         let at = now();
         let expires_at = match &body.ttl {
             None => None,
@@ -935,6 +970,7 @@ impl App {
             principal: body.principal.trim().to_string(),
             groups,
             service: body.service,
+            on_behalf_of: body.agent_for.clone(),
             label: body.label.clone().filter(|l| !l.trim().is_empty()),
             created_by: caller.who().principal.clone(),
             created_at: at,

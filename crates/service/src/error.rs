@@ -19,6 +19,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The payload hash a reviewer confirmed is not the request's (409 `payload_mismatch`).
+    #[error("{0}")]
+    PayloadMismatch(String),
     /// A dependency (the database, a provider) cannot answer now; trying again may work
     /// (503 with `Retry-After`). A write that answered this may still have committed: read
     /// before trying it again.
@@ -84,6 +87,7 @@ impl From<DomainError> for ServiceError {
             DomainError::Forbidden(m) => ServiceError::Forbidden(m),
             DomainError::NotFound(m) => ServiceError::NotFound(m),
             DomainError::Conflict(m) => ServiceError::Conflict(m),
+            DomainError::PayloadMismatch(m) => ServiceError::PayloadMismatch(m),
             e @ DomainError::TooLong { .. } => ServiceError::OverLimit(Limit::FieldLength, e.to_string()),
         }
     }

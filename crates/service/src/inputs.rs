@@ -119,6 +119,8 @@ pub struct NewToken {
     pub label: Option<String>,
     /// A service token may call `/v1/check`.
     pub service: bool,
+    /// An agent token: the person (a principal name) the agent acts for.
+    pub agent_for: Option<String>,
 }
 
 fn name_ok(text: &str) -> bool {
@@ -127,6 +129,39 @@ fn name_ok(text: &str) -> bool {
 }
 
 impl NewToken {
+    /// An agent token names a person by a valid principal name (no look-alikes), other than
+    /// the agent itself; it is no service token, and its own groups give no administrative
+    /// role: an agent gets what its person may request, never the power to run jitgate.
+    fn validate_agent(&self, person: &str) -> Result<(), ServiceError> {
+        use ServiceError::Invalid;
+        if let Some(problem) = jitgate_core::principal_name_problem(person) {
+            return Err(Invalid(format!("agent_for: '{}' {problem}", person.escape_debug())));
+        }
+        if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
+            return Err(Invalid(format!(
+                "principal: an agent's name must be a valid principal name: it {problem}"
+            )));
+        }
+        if person == self.principal.trim() {
+            return Err(Invalid(format!(
+                "agent_for: the agent must be a principal of its own, not {person} itself; \
+                 name the agent (for example claude-{person})"
+            )));
+        }
+        if self.service {
+            return Err(Invalid(
+                "agent_for: a service token cannot act for a person; drop --service (or --agent-for)".into(),
+            ));
+        }
+        let roles = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
+        if let Some(group) = self.groups.iter().find(|g| roles.contains(&g.trim())) {
+            return Err(Invalid(format!(
+                "groups: an agent token may not carry the group {group}: agents never get administrative roles"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ServiceError> {
         use ServiceError::Invalid;
         if !name_ok(&self.principal) {
@@ -144,6 +179,9 @@ impl NewToken {
             return Err(Invalid(format!(
                 "groups: '{bad}' is not a group name; use 1 to {MAX_TOKEN_FIELD} printable characters, no commas"
             )));
+        }
+        if let Some(person) = &self.agent_for {
+            self.validate_agent(person)?;
         }
         if self
             .label

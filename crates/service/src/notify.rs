@@ -230,7 +230,8 @@ fn reviewers(app: &App, request: &Request) -> Vec<String> {
             None => people.extend(policy.rules().members_of(&step.group).map(str::to_string)),
         }
     }
-    people.retain(|p| p != &request.requester);
+    // Nor the person an agent acts for: they never count as its reviewer.
+    people.retain(|p| p != &request.requester && Some(p.as_str()) != request.on_behalf_of.as_deref());
     people.sort();
     people.dedup();
     people
@@ -299,6 +300,17 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
     } else {
         items_text(&request)
     };
+    // An agent's request names its person too: `claude-alice (agent for alice)`.
+    let requester = jitgate_core::model::requester_text(&request.requester, request.on_behalf_of.as_deref());
+    // Who hears of what happened to a request: its requester, and an agent's person (unless
+    // they did it themselves).
+    let owners = |actor: &str| -> Vec<String> {
+        let mut to = vec![request.requester.clone()];
+        if let Some(person) = request.on_behalf_of.as_ref().filter(|p| p.as_str() != actor) {
+            to.push(person.clone());
+        }
+        to
+    };
     let by = |verb: &str| match &e.comment {
         Some(c) => format!("{verb} by {}: {c}", e.actor),
         None => format!("{verb} by {}", e.actor),
@@ -307,8 +319,8 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
         // Only while it still waits: a request decided before the message went out needs no one.
         EventKind::RequestFiled if request.status_at(now()) == RequestStatus::Pending => (
             format!(
-                "{} asks to {what} for {}: {}",
-                request.requester, request.duration, request.reason
+                "{requester} asks to {what} for {}: {}",
+                request.duration, request.reason
             ),
             reviewers(app, &request),
             true,
@@ -332,7 +344,7 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
             } else {
                 format!("Your request to {what} was {}", by(verb))
             };
-            (headline, vec![request.requester.clone()], false)
+            (headline, owners(&e.actor), false)
         }
         EventKind::RequestEscalated if request.status_at(now()) == RequestStatus::Pending => {
             let groups = request
@@ -341,11 +353,12 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
                 .as_ref()
                 .map(|e| e.groups.clone())
                 .unwrap_or_default();
-            let people = members_except(app, &groups, &request.requester);
+            let mut people = members_except(app, &groups, &request.requester);
+            people.retain(|p| Some(p.as_str()) != request.on_behalf_of.as_deref());
             (
                 format!(
-                    "Nobody has decided {}'s request to {what} ({}): as a backup reviewer you may approve it",
-                    request.requester, request.reason
+                    "Nobody has decided {requester}'s request to {what} ({}): as a backup reviewer you may approve it",
+                    request.reason
                 ),
                 people,
                 true,
@@ -363,11 +376,12 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
                     }
                 }
             }
-            let people = members_except(app, &groups, &request.requester);
+            let mut people = members_except(app, &groups, &request.requester);
+            people.retain(|p| Some(p.as_str()) != request.on_behalf_of.as_deref());
             (
                 format!(
-                    "BREAK-GLASS: {} took {what} at once: {}. A review is due.",
-                    request.requester, request.reason
+                    "BREAK-GLASS: {requester} took {what} at once: {}. A review is due.",
+                    request.reason
                 ),
                 people,
                 false,
@@ -384,7 +398,7 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
         ),
         EventKind::GrantRevoked if e.actor != request.requester => (
             format!("Your access to {what} was {}", by("revoked")),
-            vec![request.requester.clone()],
+            owners(&e.actor),
             false,
         ),
         _ => return Ok(None),

@@ -73,7 +73,7 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
                 slack_escape(&item.resource)
             ));
             if let Some(payload) = &item.payload {
-                text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
+                text.push_str(&payload_block(payload));
             }
             let needs: Vec<String> = item
                 .missing_approvals()
@@ -85,7 +85,7 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
             }
         }
     } else if let Some(payload) = &request.payload {
-        text.push_str(&format!("\n```{}```", slack_escape(payload).replace("```", "'''")));
+        text.push_str(&payload_block(payload));
     }
     if message.review && request.items.is_empty() {
         let needs: Vec<String> = request
@@ -100,9 +100,15 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
     }
     let mut elements = Vec::new();
     if message.review {
+        // Approving from Slack approves the payload this message showed: the button carries
+        // its hash, and the server refuses the approval if the request's differs.
+        let value = match &request.payload_sha256 {
+            Some(hash) => format!("{} sha256={hash}", request.id),
+            None => request.id.clone(),
+        };
         elements.push(
             json!({"type": "button", "action_id": "jitgate_approve", "style": "primary",
-            "text": {"type": "plain_text", "text": "Approve"}, "value": request.id}),
+            "text": {"type": "plain_text", "text": "Approve"}, "value": value}),
         );
         elements.push(json!({"type": "button", "action_id": "jitgate_deny", "style": "danger",
             "text": {"type": "plain_text", "text": "Deny"}, "value": request.id}));
@@ -120,9 +126,61 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
     })
 }
 
+/// A payload as the reviewer reads it in Slack: verbatim, with control, invisible and bidi
+/// characters written as visible escapes, in a code block it cannot break out of; one longer
+/// than the readable bound is cut, with its size and hash and the way to the whole.
+fn payload_block(payload: &str) -> String {
+    let shown = jitgate_core::text::PayloadShown::new(payload);
+    let mut block = format!("\n```{}```", slack_escape(&shown.head).replace("```", "'''"));
+    if !shown.complete {
+        block.push_str(&format!(
+            "\n_only the start is shown: the whole payload is {}; Open shows all of it_",
+            shown.summary()
+        ));
+    }
+    block
+}
+
+/// The request id and payload hash an Approve button carries (`REQ` or `REQ sha256=HEX`).
+pub fn approve_value(value: &str) -> (&str, Option<&str>) {
+    match value.split_once(" sha256=") {
+        Some((id, hash)) => (id, Some(hash)),
+        None => (value, None),
+    }
+}
+
 /// Text for Slack's mrkdwn, where `<...>` is a mention, a channel ping (`<!channel>`) or a link
 /// (`<https://...|label>`): Slack's three control characters escaped, as Slack documents
 /// (`&` first, so nothing is escaped twice). Every text jitgate sends Slack goes through it.
 pub fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a reviewer reads in Slack is what is stored: control, invisible and bidi characters
+    /// as escapes, mrkdwn's specials escaped, no way out of the code block; a long payload cut
+    /// with its size and hash.
+    #[test]
+    fn payloads_are_shown_escaped_and_long_ones_summarised() {
+        let block = payload_block("a\0b\u{202e}c\u{200b}<!channel> ```x```");
+        assert_eq!(
+            block,
+            "\n```a\\x00b\\u{202e}c\\u{200b}&lt;!channel&gt; '''x'''```"
+        );
+        let long = "y".repeat(2000);
+        let block = payload_block(&long);
+        assert!(block.contains(&"y".repeat(1024)) && !block.contains(&"y".repeat(1025)), "{block}");
+        assert!(
+            block.contains(&format!(
+                "(2000 bytes, sha256 {})",
+                jitgate_core::model::payload_digest(&long)
+            )),
+            "{block}"
+        );
+        assert_eq!(approve_value("req_1 sha256=ab"), ("req_1", Some("ab")));
+        assert_eq!(approve_value("req_1"), ("req_1", None));
+    }
 }

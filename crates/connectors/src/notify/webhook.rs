@@ -65,10 +65,13 @@ fn body(message: &Message, link: &str) -> Value {
         "request": {
             "id": request.id,
             "requester": request.requester,
+            // The person an agent acts for (issue #24); null for people's own requests.
+            "on_behalf_of": request.on_behalf_of,
             "resource": request.resource,
             "action": request.action,
             "reason": request.reason,
             "payload": request.payload,
+            "payload_sha256": request.payload_sha256,
             "status": request.status_at(now()).as_str(),
             "needs": request.missing_approvals(),
         },

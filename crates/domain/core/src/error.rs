@@ -16,6 +16,10 @@ pub enum DomainError {
     /// The thing was already decided, used or ended.
     #[error("{0}")]
     Conflict(String),
+    /// The payload a reviewer confirmed (by its SHA-256) is not the request's: they were shown
+    /// something else than what they would approve. Nothing is approved.
+    #[error("{0}")]
+    PayloadMismatch(String),
     /// A field longer than the limit every caller is held to.
     #[error("{field}: is {len} bytes; keep it under {max}")]
     TooLong {

@@ -40,6 +40,10 @@ pub struct Identity {
 /// The group whose members administer jitgate.
 pub const ADMIN_GROUP: &str = "admins";
 
+/// The group every agent (a caller authenticated by an agent token) is in, so the policy can
+/// tell agents from people. People may be put in it too; only agent tokens set `on_behalf_of`.
+pub const AGENT_GROUP: &str = "agents";
+
 impl Identity {
     pub fn user(principal: &str, groups: &[&str]) -> Self {
         Identity {
@@ -57,6 +61,23 @@ impl Identity {
 
     pub fn is_admin(&self) -> bool {
         self.in_group(ADMIN_GROUP)
+    }
+
+    /// An agent: it acts for a person (`on_behalf_of`), and never reviews requests.
+    pub fn is_agent(&self) -> bool {
+        self.on_behalf_of.is_some()
+    }
+
+    /// The refusal an agent gets when it tries to approve, deny or review: it names the
+    /// person, who may review with their own credentials (except their agent's requests).
+    pub fn agent_may_not_review(&self) -> Option<String> {
+        self.on_behalf_of.as_ref().map(|person| {
+            format!(
+                "{} is an agent acting for {person}: an agent may not approve, deny or review requests; \
+                 a reviewer must decide with their own credentials",
+                self.principal
+            )
+        })
     }
 
     /// Services and admins may ask for access decisions.

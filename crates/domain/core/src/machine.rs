@@ -78,6 +78,64 @@ fn item_event(
     e
 }
 
+/// The `request.filed` comment: the reason, and for an agent's request who it acts for, so
+/// the log names both the agent (the actor) and its person.
+fn filed_comment(request: &Request, reason: &str) -> String {
+    match &request.on_behalf_of {
+        Some(person) => format!(
+            "{reason} (filed by {}, an agent acting for {person})",
+            request.requester
+        ),
+        None => reason.to_string(),
+    }
+}
+
+/// Refuse a reviewer who may never decide this request: an agent (agents never approve, deny
+/// or review), or the person the request's agent acts for (who counts as its requester, so an
+/// agent cannot get its person's approval of what it asked).
+fn refuse_reviewer(request: &Request, reviewer: &Identity, verb: &str) -> Result<(), DomainError> {
+    if let Some(why) = reviewer.agent_may_not_review() {
+        return Err(DomainError::Forbidden(why));
+    }
+    if request.on_behalf_of.as_deref() == Some(reviewer.principal.as_str()) {
+        return Err(DomainError::Forbidden(format!(
+            "{} may not {verb} request {}: it was filed by {}, an agent acting for {}, and an agent's \
+             person counts as its requester; another reviewer must decide (the person may cancel it)",
+            reviewer.principal, request.id, request.requester, reviewer.principal
+        )));
+    }
+    Ok(())
+}
+
+/// Approving is bound to what the reviewer saw: if they send the payload's SHA-256, it must be
+/// the request's, or nothing is approved.
+fn confirm_payload(request: &Request, confirmed: Option<&str>) -> Result<(), DomainError> {
+    let Some(confirmed) = confirmed else {
+        return Ok(());
+    };
+    match &request.payload_sha256 {
+        Some(actual) if actual.eq_ignore_ascii_case(confirmed) => Ok(()),
+        Some(actual) => Err(DomainError::PayloadMismatch(format!(
+            "payload_sha256: you confirmed {confirmed}, but request {} carries the payload with sha256 {actual}; \
+             look at the payload again (jitgate show {} --payload) before approving",
+            request.id, request.id
+        ))),
+        None => Err(DomainError::PayloadMismatch(format!(
+            "payload_sha256: you confirmed {confirmed}, but request {} carries no payload",
+            request.id
+        ))),
+    }
+}
+
+/// The approval event's comment: the reviewer's, and the payload hash they confirmed.
+fn approval_comment(comment: &Option<String>, confirmed: Option<&str>) -> Option<String> {
+    match (comment, confirmed) {
+        (c, None) => c.clone(),
+        (None, Some(h)) => Some(format!("approved payload sha256 {}", h.to_ascii_lowercase())),
+        (Some(c), Some(h)) => Some(format!("{c} (approved payload sha256 {})", h.to_ascii_lowercase())),
+    }
+}
+
 fn check_comment(comment: &Option<String>) -> Result<(), DomainError> {
     match comment {
         Some(c) => {
@@ -256,13 +314,13 @@ pub fn file_items(
         EventKind::RequestFiled,
         &request,
         &who.principal,
-        Some(request.reason.clone()),
+        Some(filed_comment(&request, &request.reason)),
         now,
     )];
     // Each further item is filed under its own resource and action, so the log finds it there.
     let count = request.item_count();
     for i in 1..count {
-        let comment = format!("item {} of {count}: {}", i + 1, request.reason);
+        let comment = filed_comment(&request, &format!("item {} of {count}: {}", i + 1, request.reason));
         events.push(item_event(
             EventKind::RequestFiled,
             &request,
@@ -330,14 +388,30 @@ pub fn approve(
     grant_id: String,
     now: Timestamp,
 ) -> Result<Transition, DomainError> {
+    approve_confirmed(request, reviewer, comment, None, grant_id, now)
+}
+
+/// [`approve`], bound to the payload the reviewer saw: `confirmed` is its SHA-256 (hex), and
+/// must be the request's payload's, or the approval is refused as a payload mismatch. The
+/// approval and its audit event record the hash.
+pub fn approve_confirmed(
+    request: &Request,
+    reviewer: &Identity,
+    comment: Option<String>,
+    confirmed: Option<&str>,
+    grant_id: String,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
     if !request.items.is_empty() {
-        return approve_items(request, reviewer, comment, &[grant_id], |_| true, now);
+        return approve_items_confirmed(request, reviewer, comment, confirmed, &[grant_id], |_| true, now);
     }
     check_comment(&comment)?;
     require_pending(request, now)?;
+    refuse_reviewer(request, reviewer, "approve")?;
     if reviewer.principal == request.requester {
         return Err(DomainError::Forbidden("you cannot approve your own request".into()));
     }
+    confirm_payload(request, confirmed)?;
     if request.approvals.iter().any(|a| a.reviewer == reviewer.principal) {
         return Err(DomainError::Conflict(format!(
             "{} has already approved request {}; another reviewer must give the next approval",
@@ -373,12 +447,13 @@ pub fn approve(
         step,
         comment: comment.clone(),
         at: now,
+        payload_sha256: confirmed.map(str::to_ascii_lowercase),
     });
     let mut events = vec![event(
         EventKind::RequestApproval,
         &next,
         &reviewer.principal,
-        comment,
+        approval_comment(&comment, confirmed),
         now,
     )];
     if remaining_steps(&next.requirement.steps, &next.approvals).is_empty() {
@@ -418,11 +493,27 @@ pub fn approve_items(
     allowed: impl Fn(usize) -> bool,
     now: Timestamp,
 ) -> Result<Transition, DomainError> {
+    approve_items_confirmed(request, reviewer, comment, None, grant_ids, allowed, now)
+}
+
+/// [`approve_items`], bound to the payload the reviewer saw: `confirmed` must be the SHA-256 of
+/// the request's own payload (its first item's), as in [`approve_confirmed`].
+pub fn approve_items_confirmed(
+    request: &Request,
+    reviewer: &Identity,
+    comment: Option<String>,
+    confirmed: Option<&str>,
+    grant_ids: &[String],
+    allowed: impl Fn(usize) -> bool,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
     check_comment(&comment)?;
     require_pending(request, now)?;
+    refuse_reviewer(request, reviewer, "approve")?;
     if reviewer.principal == request.requester {
         return Err(DomainError::Forbidden("you cannot approve your own request".into()));
     }
+    confirm_payload(request, confirmed)?;
     let mut next = request.clone();
     let mut events = Vec::new();
     let mut already = false;
@@ -449,6 +540,7 @@ pub fn approve_items(
             step,
             comment: comment.clone(),
             at: now,
+            payload_sha256: confirmed.map(str::to_ascii_lowercase),
         };
         match i {
             0 => next.approvals.push(approval),
@@ -463,7 +555,7 @@ pub fn approve_items(
             &next,
             i,
             &reviewer.principal,
-            comment.clone(),
+            approval_comment(&comment, confirmed),
             now,
         ));
     }
@@ -508,11 +600,13 @@ pub fn approve_items(
 }
 
 /// Whether `who` is a reviewer of this request: in a group that one of its steps draws on.
+/// Never an agent (agents never review), whatever groups it inherits from its person.
 pub fn is_reviewer(request: &Request, who: &Identity) -> bool {
-    std::iter::once(&request.requirement)
-        .chain(request.items.iter().map(|i| &i.requirement))
-        .any(|r| r.steps.iter().any(|s| s.admits(who)) || r.review_groups.iter().any(|g| who.in_group(g)))
-        || request.is_backup_reviewer(who)
+    !who.is_agent()
+        && std::iter::once(&request.requirement)
+            .chain(request.items.iter().map(|i| &i.requirement))
+            .any(|r| r.steps.iter().any(|s| s.admits(who)) || r.review_groups.iter().any(|g| who.in_group(g)))
+        || !who.is_agent() && request.is_backup_reviewer(who)
 }
 
 /// Deny a pending request. Any eligible reviewer may; one denial ends it.
@@ -529,6 +623,7 @@ pub fn deny(
             "you cannot review your own request; cancel it instead".into(),
         ));
     }
+    refuse_reviewer(request, reviewer, "deny")?;
     if !is_reviewer(request, reviewer) && !reviewer.is_admin() {
         return Err(DomainError::Forbidden(format!(
             "{} is not a reviewer of request {}",
@@ -553,11 +648,12 @@ pub fn deny(
     Ok(Transition { request: next, events })
 }
 
-/// Withdraw a pending request: its requester or an admin.
+/// Withdraw a pending request: its requester, the person its agent acts for, or an admin.
 pub fn cancel(request: &Request, who: &Identity, now: Timestamp) -> Result<Transition, DomainError> {
-    if who.principal != request.requester && !who.is_admin() {
+    let person = request.on_behalf_of.as_deref() == Some(who.principal.as_str());
+    if who.principal != request.requester && !person && !who.is_admin() {
         return Err(DomainError::Forbidden(
-            "only the requester or an admin can cancel a request".into(),
+            "only the requester, the person an agent's request is filed for, or an admin can cancel a request".into(),
         ));
     }
     require_pending(request, now)?;
@@ -696,6 +792,7 @@ pub fn review_break_glass(
             "you cannot review your own break-glass access".into(),
         ));
     }
+    refuse_reviewer(request, who, "review")?;
     // Of a multi-item request, any item's review groups may give it.
     let groups: Vec<String> = std::iter::once(&request.requirement)
         .chain(request.items.iter().map(|i| &i.requirement))
@@ -926,6 +1023,172 @@ mod tests {
 
     fn filed(who: &Identity, steps: &[(&str, u32)]) -> Request {
         file(who, &ask("prod-db", "write", "OPS-1"), needs(steps), ids(1), t0()).request
+    }
+
+    /// An agent acting for `person`, with the groups it inherited from them.
+    fn agent(name: &str, person: &str, groups: &[&str]) -> Identity {
+        Identity {
+            on_behalf_of: Some(person.into()),
+            ..Identity::user(name, groups)
+        }
+    }
+
+    #[test]
+    fn an_agents_request_names_its_person_and_the_person_never_approves_it() {
+        let claude = agent("claude-bob", "bob", &["sre", "agents"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let t = file(
+            &claude,
+            &ask("prod-db", "write", "OPS-1"),
+            needs(&[("sre", 1)]),
+            ids(1),
+            t0(),
+        );
+        let pending = t.request;
+        assert_eq!(pending.on_behalf_of.as_deref(), Some("bob"));
+        assert_eq!(
+            t.events[0].comment.as_deref(),
+            Some("OPS-1 (filed by claude-bob, an agent acting for bob)")
+        );
+        // The person is in the reviewing group, yet counts as the requester: self-approval
+        // through one's agent is refused, and so are deny and the break-glass review.
+        let err = approve(&pending, &bob, None, "g1".into(), t0()).unwrap_err();
+        assert!(
+            matches!(&err, DomainError::Forbidden(m) if m.contains("agent acting for bob") && m.contains("claude-bob")),
+            "{err}"
+        );
+        let items = approve_items(&pending, &bob, None, &["g1".into()], |_| true, t0()).unwrap_err();
+        assert!(matches!(items, DomainError::Forbidden(_)), "{items}");
+        assert!(matches!(
+            deny(&pending, &bob, None, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        // The agent itself never decides anything, even as a member of the group.
+        let err = approve(&pending, &claude, None, "g1".into(), t0()).unwrap_err();
+        assert!(
+            matches!(&err, DomainError::Forbidden(m) if m.contains("an agent may not approve, deny or review")),
+            "{err}"
+        );
+        // Another person of the group may.
+        let approved = approve(&pending, &carol, None, "g1".into(), t0()).unwrap().request;
+        assert_eq!(approved.status, RequestStatus::Approved);
+        assert_eq!(
+            approved.grant.as_ref().map(|g| g.principal.as_str()),
+            Some("claude-bob")
+        );
+    }
+
+    #[test]
+    fn agents_never_review_anyone_and_are_no_reviewers() {
+        let alice = Identity::user("alice", &["dev"]);
+        // An agent of an sre member, even one some directory made an admin.
+        let claude = agent("claude-carol", "carol", &["sre", "agents", "admins"]);
+        let pending = filed(&alice, &[("sre", 1)]);
+        assert!(!is_reviewer(&pending, &claude));
+        assert!(is_reviewer(&pending, &Identity::user("carol", &["sre"])));
+        for refused in [
+            approve(&pending, &claude, None, "g1".into(), t0()).err(),
+            deny(&pending, &claude, None, t0()).err(),
+        ] {
+            assert!(
+                matches!(refused, Some(DomainError::Forbidden(ref m)) if m.contains("acting for carol")),
+                "{refused:?}"
+            );
+        }
+        let mut glass = needs(&[]);
+        glass.requirement.review_groups = vec!["sre".into()];
+        let mut broke = ask("prod-db", "write", "INC-1");
+        broke.break_glass = true;
+        let taken = file(&alice, &broke, glass, ids(2), t0()).request;
+        assert!(matches!(
+            review_break_glass(&taken, &claude, None, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        // The person may not review the break glass of their own agent either.
+        let by_agent = file(
+            &claude,
+            &broke,
+            {
+                let mut g = needs(&[]);
+                g.requirement.review_groups = vec!["sre".into()];
+                g
+            },
+            ids(3),
+            t0(),
+        )
+        .request;
+        assert!(matches!(
+            review_break_glass(&by_agent, &Identity::user("carol", &["sre"]), None, t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        assert!(review_break_glass(&by_agent, &Identity::user("bob", &["sre"]), None, t0()).is_ok());
+    }
+
+    #[test]
+    fn the_person_may_cancel_their_agents_request_and_nobody_elses() {
+        let claude = agent("claude-alice", "alice", &["dev", "agents"]);
+        let pending = file(
+            &claude,
+            &ask("prod-db", "write", "OPS-1"),
+            needs(&[("sre", 1)]),
+            ids(1),
+            t0(),
+        )
+        .request;
+        let cancelled = cancel(&pending, &Identity::user("alice", &["dev"]), t0()).unwrap();
+        assert_eq!(cancelled.request.status, RequestStatus::Cancelled);
+        assert_eq!(cancelled.events[0].actor, "alice");
+        assert!(cancel(&pending, &claude, t0()).is_ok(), "the agent withdraws its own");
+        assert!(matches!(
+            cancel(&pending, &Identity::user("dave", &["dev"]), t0()),
+            Err(DomainError::Forbidden(_))
+        ));
+        // Another agent of the same person is not that person.
+        let other = agent("cursor-alice", "alice", &["dev", "agents"]);
+        assert!(matches!(cancel(&pending, &other, t0()), Err(DomainError::Forbidden(_))));
+    }
+
+    #[test]
+    fn approving_is_bound_to_the_payload_hash_the_reviewer_saw() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let mut deploy = ask("prod-api", "deploy", "release");
+        deploy.payload = Some("deploy api v1.2.3");
+        let pending = file(&alice, &deploy, needs(&[("sre", 1)]), ids(1), t0()).request;
+        let right = payload_digest("deploy api v1.2.3");
+        let wrong = payload_digest("deploy api v1.2.4");
+        let err = approve_confirmed(&pending, &bob, None, Some(&wrong), "g1".into(), t0()).unwrap_err();
+        assert!(
+            matches!(&err, DomainError::PayloadMismatch(m) if m.contains(&wrong) && m.contains(&right)),
+            "{err}"
+        );
+        // Upper-case hex is the same hash; the approval and its event record it.
+        let t = approve_confirmed(
+            &pending,
+            &bob,
+            Some("ok".into()),
+            Some(&right.to_uppercase()),
+            "g1".into(),
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(t.request.approvals[0].payload_sha256.as_deref(), Some(right.as_str()));
+        assert_eq!(t.request.approvals[0].comment.as_deref(), Some("ok"));
+        assert_eq!(
+            t.events[0].comment.as_deref(),
+            Some(format!("ok (approved payload sha256 {right})").as_str())
+        );
+        // A hash confirmed for a request without a payload is a mismatch too.
+        let plain = filed(&alice, &[("sre", 1)]);
+        assert!(matches!(
+            approve_confirmed(&plain, &bob, None, Some(&right), "g1".into(), t0()),
+            Err(DomainError::PayloadMismatch(_))
+        ));
+        // Without a hash, approving works as it always did, and records none.
+        let t = approve(&pending, &bob, None, "g1".into(), t0()).unwrap();
+        assert_eq!(t.request.approvals[0].payload_sha256, None);
+        assert_eq!(t.events[0].comment, None);
     }
 
     #[test]

@@ -150,6 +150,10 @@ pub struct Approval {
     pub step: usize,
     pub comment: Option<String>,
     pub at: Timestamp,
+    /// The payload's SHA-256 the reviewer confirmed they saw when approving (`payload_sha256`
+    /// on approve), if they sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 /// A decision that ended a request without a grant (a denial or a cancellation).
@@ -385,6 +389,15 @@ impl Request {
 }
 
 /// Hex SHA-256 of a payload, the form grants are bound to.
+/// Who filed a request, as people are shown it: the requester, and for an agent the person it
+/// acts for, `claude-alice (agent for alice)`.
+pub fn requester_text(requester: &str, on_behalf_of: Option<&str>) -> String {
+    match on_behalf_of {
+        Some(person) => format!("{requester} (agent for {person})"),
+        None => requester.to_string(),
+    }
+}
+
 pub fn payload_digest(payload: &str) -> String {
     hex::encode(Sha256::digest(payload.as_bytes()))
 }

@@ -125,9 +125,70 @@ pub fn escape_for_display(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The most of a payload shown before it is summarised: a reviewer reads what is shown, so
+/// beyond this the display says how much there is and its hash, and the whole is one click
+/// (or `--payload`) away.
+pub const PAYLOAD_SHOWN_BYTES: usize = 1024;
+
+/// A payload as a reviewer is shown it: escaped for display, cut to [`PAYLOAD_SHOWN_BYTES`]
+/// of the stored text when longer, with its size and SHA-256 (the hash approving is bound to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadShown {
+    /// The payload (or its first [`PAYLOAD_SHOWN_BYTES`] bytes, cut at a character), escaped.
+    pub head: String,
+    /// Whether `head` is the whole payload.
+    pub complete: bool,
+    /// The stored payload's length in bytes.
+    pub bytes: usize,
+    /// SHA-256 of the stored payload, hex.
+    pub sha256: String,
+}
+
+impl PayloadShown {
+    pub fn new(payload: &str) -> PayloadShown {
+        let mut cut = payload.len().min(PAYLOAD_SHOWN_BYTES);
+        while !payload.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        PayloadShown {
+            head: escape_for_display(&payload[..cut]).into_owned(),
+            complete: cut == payload.len(),
+            bytes: payload.len(),
+            sha256: crate::model::payload_digest(payload),
+        }
+    }
+
+    /// `(N bytes, sha256 HEX)`: what a summary says of the whole.
+    pub fn summary(&self) -> String {
+        format!("({} bytes, sha256 {})", self.bytes, self.sha256)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_payloads_are_summarised_with_size_and_hash_and_cut_at_a_character() {
+        let short = PayloadShown::new("deploy v1 \u{202e}x");
+        assert!(short.complete);
+        assert_eq!(short.head, "deploy v1 \\u{202e}x");
+        let hidden = PayloadShown::new("rm -rf /\u{200b}\u{202e}");
+        assert_eq!(hidden.head, "rm -rf /\\u{200b}\\u{202e}");
+        // Multi-byte characters straddling the cut: the head ends on a whole character.
+        let long = "é".repeat(PAYLOAD_SHOWN_BYTES);
+        let shown = PayloadShown::new(&long);
+        assert!(!shown.complete);
+        assert_eq!(shown.bytes, 2 * PAYLOAD_SHOWN_BYTES);
+        assert_eq!(shown.head.len(), PAYLOAD_SHOWN_BYTES);
+        assert_eq!(shown.sha256, crate::model::payload_digest(&long));
+        assert_eq!(
+            shown.summary(),
+            format!("({} bytes, sha256 {})", 2 * PAYLOAD_SHOWN_BYTES, shown.sha256)
+        );
+        let odd = format!("a{}", "é".repeat(PAYLOAD_SHOWN_BYTES));
+        assert_eq!(PayloadShown::new(&odd).head.len(), PAYLOAD_SHOWN_BYTES - 1);
+    }
 
     #[test]
     fn the_hidden_command_of_the_attack_is_refused_naming_the_field() {

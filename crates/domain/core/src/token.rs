@@ -23,6 +23,10 @@ pub struct ApiToken {
     pub groups: Vec<String>,
     /// A service token may call `/v1/check`.
     pub service: bool,
+    /// An agent token (`--agent-for PERSON`): the person the agent acts for. The agent gets
+    /// what its person may request, never their administrative roles, and never reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     pub label: Option<String>,
     pub created_by: String,
     pub created_at: Timestamp,
@@ -68,6 +72,9 @@ impl ApiToken {
 
     fn event(&self, kind: EventKind, actor: &str, at: Timestamp) -> NewEvent {
         let mut detail = format!("token {}", self.id);
+        if let Some(person) = &self.on_behalf_of {
+            detail.push_str(&format!(" for an agent acting for {person}"));
+        }
         if let Some(label) = &self.label {
             detail.push_str(&format!(" ({label})"));
         }

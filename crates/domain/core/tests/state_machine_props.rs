@@ -2,7 +2,8 @@
 //! sequence of filings, approvals, denials, cancellations, revocations, extensions, break-glass
 //! reviews, checks, expiry rounds and clock moves,
 //! - no grant exists without its policy's approvals, none given by the requester, none counted
-//!   twice, each from someone its step admits (or a backup reviewer after escalation);
+//!   twice, each from someone its step admits (or a backup reviewer after escalation), none by
+//!   an agent, none by the person an agent's request is filed for;
 //! - no check allows outside a grant's window, after it ended, for someone else or for another
 //!   payload;
 //! - a single-use grant allows at most once;
@@ -28,6 +29,16 @@ fn people() -> Vec<Identity> {
         Identity::user("dan", &["leads"]),
         Identity::user("eve", &["ops"]),
         Identity::user("root", &["admins"]),
+        // Agents (issue #24), with the groups they inherit from their person: they file, and
+        // never count as reviewers; nor does their person on what they file.
+        Identity {
+            on_behalf_of: Some("bob".into()),
+            ..Identity::user("ai-bob", &["ops", "agents"])
+        },
+        Identity {
+            on_behalf_of: Some("cat".into()),
+            ..Identity::user("ai-cat", &["ops", "leads", "agents"])
+        },
     ]
 }
 
@@ -95,7 +106,7 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let who = 0..6usize;
+    let who = 0..8usize;
     let req = 0..8usize;
     prop_oneof![
         2 => (who.clone(), any::<u8>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.1)).prop_map(
@@ -375,6 +386,17 @@ impl World {
                 !reviewers.contains(&r.requester.as_str()),
                 "the requester approved their own request"
             );
+            if let Some(person) = &r.on_behalf_of {
+                assert!(
+                    !reviewers.contains(&person.as_str()),
+                    "{person} approved the request their agent {} filed",
+                    r.requester
+                );
+            }
+            for a in &r.approvals {
+                let by_agent = self.people.iter().any(|p| p.principal == a.reviewer && p.is_agent());
+                assert!(!by_agent, "the agent {} approved {}", a.reviewer, r.id);
+            }
             reviewers.sort_unstable();
             let given = reviewers.len();
             reviewers.dedup();

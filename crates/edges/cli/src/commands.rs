@@ -273,8 +273,23 @@ pub fn resources(client: &Client, search: Option<String>, labels: Vec<String>, k
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn show(client: &Client, id: &str) -> CommandResult {
+pub fn show(client: &Client, id: &str, whole_payload: bool) -> CommandResult {
     let request = client.get(&format!("/v1/requests/{id}"), &[])?;
+    if whole_payload {
+        print(client, &request, render::whole_payload);
+    } else {
+        print(client, &request, render::request_detail);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Approve, bound to the payload the reviewer looked at when they give its hash.
+pub fn approve(client: &Client, id: &str, comment: Option<String>, payload_sha256: Option<String>) -> CommandResult {
+    let mut body = comment_body(comment);
+    if let Some(hash) = payload_sha256 {
+        body["payload_sha256"] = json!(hash.trim());
+    }
+    let request = client.post(&format!("/v1/requests/{id}/approve"), &body)?;
     print(client, &request, render::request_detail);
     Ok(ExitCode::SUCCESS)
 }
@@ -296,8 +311,12 @@ pub fn token_create(
     ttl: Option<String>,
     label: Option<String>,
     service: bool,
+    agent_for: Option<String>,
 ) -> CommandResult {
     let mut body = json!({"principal": principal, "groups": groups, "service": service});
+    if let Some(person) = agent_for {
+        body["agent_for"] = json!(person);
+    }
     if let Some(ttl) = ttl {
         body["ttl"] = json!(ttl);
     }
@@ -310,7 +329,7 @@ pub fn token_create(
             "{}\n\ntoken {} for {} ({}). It is shown this once: jitgate keeps only its hash.\n",
             render::raw(&t["token"]),
             render::s(&t["id"]),
-            render::s(&t["principal"]),
+            render::requester(&t["principal"], &t["agent_for"]),
             t["expires_at"]
                 .as_str()
                 .map_or("valid until revoked".to_string(), |e| format!("expires {e}"))

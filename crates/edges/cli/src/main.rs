@@ -85,12 +85,21 @@ enum Command {
         kind: Option<String>,
     },
     /// Show one request.
-    Show { id: String },
+    Show {
+        id: String,
+        /// Print the whole payload (escaped), however long, instead of the request.
+        #[arg(long)]
+        payload: bool,
+    },
     /// Approve a request.
     Approve {
         id: String,
         #[arg(long)]
         comment: Option<String>,
+        /// The SHA-256 of the payload you reviewed (`jitgate show` prints it): if the request's
+        /// payload is not that one, nothing is approved.
+        #[arg(long, value_name = "HEX")]
+        payload_sha256: Option<String>,
     },
     /// Deny a request.
     Deny {
@@ -244,6 +253,10 @@ enum TokenCommand {
         /// A service token, allowed to call /v1/check.
         #[arg(long)]
         service: bool,
+        /// An agent token acting for this person: the agent may request what its person may,
+        /// never reviews, and its person never counts as a reviewer of its requests.
+        #[arg(long, value_name = "PERSON")]
+        agent_for: Option<String>,
     },
     /// List issued tokens (never the tokens themselves).
     List,
@@ -383,8 +396,12 @@ fn main() -> ExitCode {
         },
         Command::Requests { status } => commands::requests(&client, status),
         Command::Resources { search, labels, kind } => commands::resources(&client, search, labels, kind),
-        Command::Show { id } => commands::show(&client, &id),
-        Command::Approve { id, comment } => commands::review(&client, &id, "approve", comment),
+        Command::Show { id, payload } => commands::show(&client, &id, payload),
+        Command::Approve {
+            id,
+            comment,
+            payload_sha256,
+        } => commands::approve(&client, &id, comment, payload_sha256),
         Command::Deny { id, comment } => commands::review(&client, &id, "deny", comment),
         Command::Review { id, comment } => commands::review(&client, &id, "review", comment),
         Command::Cancel { id } => commands::review(&client, &id, "cancel", None),
@@ -453,7 +470,8 @@ fn main() -> ExitCode {
             ttl,
             label,
             service,
-        }) => commands::token_create(&client, &principal, groups, ttl, label, service),
+            agent_for,
+        }) => commands::token_create(&client, &principal, groups, ttl, label, service, agent_for),
         Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
         Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),

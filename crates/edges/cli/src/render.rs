@@ -23,12 +23,54 @@ pub fn shown(text: &str) -> Cow<'_, str> {
     escape_for_display(text)
 }
 
+/// Who filed a request (or holds a token), escaped: `claude-alice (agent for alice)` for an
+/// agent, the name alone otherwise.
+pub fn requester(requester: &Value, on_behalf_of: &Value) -> String {
+    let name = s(requester);
+    match on_behalf_of.as_str() {
+        Some(person) => format!("{name} (agent for {})", shown(person)),
+        None => name.into_owned(),
+    }
+}
+
+/// A payload as a reviewer reads it in a terminal: escaped; one longer than
+/// `PAYLOAD_SHOWN_BYTES` cut, with its size and hash and how to print the whole. `pad` starts
+/// the lines after the first.
+fn payload_text(payload: &str, id: &str, pad: &str) -> String {
+    let shown = jitgate_core::text::PayloadShown::new(payload);
+    if shown.complete {
+        return format!("{}\n{pad}sha256 {}", shown.head, shown.sha256);
+    }
+    format!(
+        "{}...\n{pad}only the start is shown: the whole payload is {}; `jitgate show {id} --payload` prints it",
+        shown.head,
+        shown.summary()
+    )
+}
+
+/// `jitgate show ID --payload`: the whole payload, escaped, however long (and every item's).
+pub fn whole_payload(r: &Value) -> String {
+    let mut out = String::new();
+    if let Some(p) = r["payload"].as_str() {
+        out.push_str(&format!("{}\n", shown(p)));
+    }
+    for item in r["items"].as_array().into_iter().flatten().skip(1) {
+        if let Some(p) = item["payload"].as_str() {
+            out.push_str(&format!("{}\n", shown(p)));
+        }
+    }
+    if out.is_empty() {
+        out.push_str(&format!("request {} carries no payload\n", s(&r["id"])));
+    }
+    out
+}
+
 pub fn request_line(r: &Value) -> String {
     let line = format!(
         "{:<36}  {:<9}  {:<10}  {:<12} {:<8}  {:>6}  {}",
         s(&r["id"]),
         s(&r["status"]),
-        s(&r["requester"]),
+        requester(&r["requester"], &r["on_behalf_of"]),
         s(&r["resource"]),
         s(&r["action"]),
         s(&r["duration"]),
@@ -53,7 +95,7 @@ pub fn request_detail(r: &Value) -> String {
         "request   {}\nstatus    {}\nrequester {}\naccess    {} on {} for {}\nreason    {}\n",
         s(&r["id"]),
         s(&r["status"]),
-        s(&r["requester"]),
+        requester(&r["requester"], &r["on_behalf_of"]),
         s(&r["action"]),
         s(&r["resource"]),
         s(&r["duration"]),
@@ -64,7 +106,7 @@ pub fn request_detail(r: &Value) -> String {
             .unwrap_or("(none)".into())
     );
     if let Some(p) = r["payload"].as_str() {
-        out.push_str(&format!("payload   {}\n", shown(p)));
+        out.push_str(&format!("payload   {}\n", payload_text(p, raw(&r["id"]), "          ")));
     }
     // A request for several things at once: every item, with what it needs and its grant.
     for (i, item) in r["items"].as_array().into_iter().flatten().enumerate() {
@@ -74,7 +116,12 @@ pub fn request_detail(r: &Value) -> String {
             s(&item["resource"])
         ));
         if let Some(p) = item["payload"].as_str() {
-            out.push_str(&format!(" payload {}", shown(p)));
+            let p = jitgate_core::text::PayloadShown::new(p);
+            if p.complete {
+                out.push_str(&format!(" payload {}", p.head));
+            } else {
+                out.push_str(&format!(" payload {}... {}", p.head, p.summary()));
+            }
         }
         let approved: Vec<String> = item["approvals"]
             .as_array()
@@ -114,8 +161,12 @@ pub fn request_detail(r: &Value) -> String {
             .as_str()
             .map(|c| format!(": {}", shown(c)))
             .unwrap_or_default();
+        let bound = a["payload_sha256"]
+            .as_str()
+            .map(|h| format!(" (payload sha256 {})", shown(h)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "approved  by {} at {}{comment}\n",
+            "approved  by {} at {}{bound}{comment}\n",
             s(&a["reviewer"]),
             s(&a["at"])
         ));
@@ -250,9 +301,11 @@ pub fn token_line(t: &Value) -> String {
         "{:<36}  {:<8}  {:<16}  {:<7}  {:<24}  {:<24}  {}",
         s(&t["id"]),
         s(&t["status"]),
-        s(&t["principal"]),
+        requester(&t["principal"], &t["agent_for"]),
         if t["service"].as_bool() == Some(true) {
             "service"
+        } else if t["agent_for"].is_string() {
+            "agent"
         } else {
             "user"
         },
@@ -260,4 +313,55 @@ pub fn token_line(t: &Value) -> String {
         s(&t["label"]),
         groups.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed expectation should abort the test loudly.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// A payload stored by an older version, or reaching the terminal some other way, with a
+    /// NUL, an escape sequence, a carriage return and a bidi override: every one shown as a
+    /// visible escape, with the hash of what is really stored; the agent and its person both
+    /// named.
+    #[test]
+    fn a_reviewer_sees_hidden_characters_escaped_and_both_names() {
+        let payload = "rm -rf /tmp/x\0\r\x1b[2K\u{202e}ls";
+        let r = json!({"id": "req_1", "status": "pending", "requester": "claude-alice",
+            "on_behalf_of": "alice\u{200b}", "action": "deploy", "resource": "prod-api",
+            "duration": "1h", "reason": "r", "payload": payload});
+        let out = request_detail(&r);
+        assert!(
+            out.contains("payload   rm -rf /tmp/x\\x00\\r\\x1b[2K\\u{202e}ls\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("sha256 {}", jitgate_core::model::payload_digest(payload))),
+            "{out}"
+        );
+        assert!(
+            out.contains("requester claude-alice (agent for alice\\u{200b})"),
+            "{out}"
+        );
+        assert!(!out.contains(['\0', '\r', '\x1b', '\u{202e}', '\u{200b}']), "{out:?}");
+        assert_eq!(whole_payload(&r), "rm -rf /tmp/x\\x00\\r\\x1b[2K\\u{202e}ls\n");
+    }
+
+    #[test]
+    fn a_long_payload_is_cut_with_its_size_hash_and_the_way_to_the_whole() {
+        let payload = "x".repeat(3000);
+        let r = json!({"id": "req_2", "status": "pending", "requester": "bob", "payload": payload});
+        let out = request_detail(&r);
+        assert!(!out.contains(&"x".repeat(1025)), "{out}");
+        assert!(
+            out.contains(&format!(
+                "(3000 bytes, sha256 {}); `jitgate show req_2 --payload` prints it",
+                jitgate_core::model::payload_digest(&payload)
+            )),
+            "{out}"
+        );
+        assert_eq!(whole_payload(&r).trim_end(), payload);
+    }
 }

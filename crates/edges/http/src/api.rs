@@ -150,6 +150,17 @@ pub struct CommentBody {
     pub comment: Option<String>,
 }
 
+/// An approval: a comment, and the payload hash the reviewer was shown.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    pub comment: Option<String>,
+    /// The SHA-256 (hex) of the payload the reviewer saw. If given and not the request's
+    /// `payload_sha256`, nothing is approved: 409 `payload_mismatch`, naming both hashes.
+    #[schema(pattern = r"^[0-9a-fA-F]{64}$")]
+    pub payload_sha256: Option<String>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendBody {
@@ -268,6 +279,9 @@ pub struct ApprovalView {
     pub reviewer: String,
     pub comment: Option<String>,
     pub at: DateTime<Utc>,
+    /// The payload hash the reviewer confirmed when approving, if they sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 /// Approvals still needed from a group.
@@ -351,7 +365,12 @@ impl GrantView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RequestView {
     pub id: String,
+    /// Who filed it: a person, a CI job, or an agent.
     pub requester: String,
+    /// When the requester is an agent: the person it acts for. That person may read and cancel
+    /// the request, and never counts as its reviewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     pub resource: String,
     pub action: String,
     pub reason: String,
@@ -426,6 +445,7 @@ fn approval_views(approvals: &[jitgate_core::Approval]) -> Vec<ApprovalView> {
             reviewer: a.reviewer.clone(),
             comment: a.comment.clone(),
             at: a.at,
+            payload_sha256: a.payload_sha256.clone(),
         })
         .collect()
 }
@@ -476,6 +496,7 @@ impl RequestView {
         RequestView {
             id: r.id.clone(),
             requester: r.requester.clone(),
+            on_behalf_of: r.on_behalf_of.clone(),
             resource: r.resource.clone(),
             action: r.action.clone(),
             reason: r.reason.clone(),
@@ -761,6 +782,12 @@ pub struct CreateTokenBody {
     /// A service token may call `/v1/check`.
     #[serde(default)]
     pub service: bool,
+    /// Makes an agent token: the person (a principal name: ASCII letters, digits and
+    /// `._-@+:/|`) the agent acts for. The agent is in the group `agents` and gets its person's
+    /// groups except `admins` and `auditors`; it never reviews, and its person never counts as
+    /// a reviewer of its requests. Refused with `service`, or equal to `principal`.
+    #[schema(pattern = r"^[A-Za-z0-9._\-@+:/|]{1,256}$", max_length = 256)]
+    pub agent_for: Option<String>,
 }
 
 /// A token's groups: names without commas, at most [`MAX_TOKEN_GROUPS`].
@@ -786,6 +813,7 @@ impl From<CreateTokenBody> for jitgate_service::inputs::NewToken {
             ttl: body.ttl.map(|d| d.0),
             label: body.label,
             service: body.service,
+            agent_for: body.agent_for,
         }
     }
 }
@@ -797,6 +825,9 @@ pub struct TokenView {
     pub principal: String,
     pub groups: Vec<String>,
     pub service: bool,
+    /// For an agent token: the person the agent acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_for: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// `active`, `expired` or `revoked`.
@@ -818,6 +849,7 @@ impl TokenView {
             principal: t.principal.clone(),
             groups: t.groups.clone(),
             service: t.service,
+            agent_for: t.on_behalf_of.clone(),
             label: t.label.clone(),
             status: t.status(now).as_str().to_string(),
             created_by: t.created_by.clone(),

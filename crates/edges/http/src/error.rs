@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The payload hash a reviewer confirmed is not the request's: 409 `payload_mismatch`.
+    #[error("{0}")]
+    PayloadMismatch(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -59,7 +62,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_argument`, `bad_request`, `unauthenticated`,
-    /// `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_mismatch`, `payload_too_large`,
     /// `unsupported_media_type`, `too_many_requests`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong and how to fix it.
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadMismatch(_) => (StatusCode::CONFLICT, "payload_mismatch"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
@@ -152,6 +156,7 @@ impl From<jitgate_service::ServiceError> for ApiError {
             S::Forbidden(m) => ApiError::Forbidden(m),
             S::NotFound(m) => ApiError::NotFound(m),
             S::Conflict(m) => ApiError::Conflict(m),
+            S::PayloadMismatch(m) => ApiError::PayloadMismatch(m),
             S::Unavailable(m) => ApiError::Unavailable(m),
             S::OverLimit(limit, m) => ApiError::OverLimit(limit, m),
             S::RetryLater { limit, message, after } => ApiError::RetryLater { limit, message, after },

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::accept_database_history, crate::routes::forward_auth, crate::routes::forward_auth_below,
     ),
     components(schemas(
-        CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
+        CreateRequestBody, ItemBody, ItemView, ExtendBody, DurationInput, CommentBody, ApproveBody, CheckBody, CheckAnswer, CheckBatchBody, CheckBatchAnswer,
         RequestView, GrantView, ApprovalView, NeedView, ClosedByView, RequestList, GrantList, EventView, EventList,
         VerifyAnswer, ErrorBody, ErrorDetail, CreateTokenBody, TokenView, CreatedToken, TokenList, RotatedKey, SshCertBody, SshCertAnswer, ProviderStatusView,
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,

@@ -373,17 +373,20 @@ pub async fn get_request(
     Ok(Json(view))
 }
 
-#[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = CommentBody,
-    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", params(("id" = String, Path)), request_body = ApproveBody,
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "already decided (`conflict`), or `payload_sha256` is not the request's payload's (`payload_mismatch`)"),
         (status = 429, body = ErrorBody, description = "the caller is making changes faster than [limits] writes_per_minute allows", headers(("Retry-After" = u64, description = "seconds until the caller may write again")))),
     security(("bearer" = [])), tag = "requests")]
 pub async fn approve_request(
     State(app): State<Arc<App>>,
     caller: Allowed<op::ApproveRequest>,
     Path(id): Path<String>,
-    OptionalJson(body): OptionalJson<CommentBody>,
+    OptionalJson(body): OptionalJson<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let request = app.approve(&caller, &id, body.comment).await?;
+    let request = app
+        .approve_confirmed(&caller, &id, body.comment, body.payload_sha256.as_deref())
+        .await?;
     Ok(Json(RequestView::new(&request, now(), &caller.who().principal)))
 }
 

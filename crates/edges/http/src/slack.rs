@@ -131,7 +131,9 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
         // "Open" is a link; nothing to do.
         _ => return None,
     };
-    let request_id = action.value.clone().unwrap_or_default();
+    let value = action.value.clone().unwrap_or_default();
+    let (request_id, shown_sha256) = jitgate_connectors::notify::slack::approve_value(&value);
+    let request_id = request_id.to_string();
     let ephemeral =
         |text: String| json!({"response_type": "ephemeral", "replace_original": false, "text": escape(&text)});
     let policy = app.policy();
@@ -146,7 +148,7 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
     let comment = Some("from Slack".to_string());
     let decided = if decide {
         match caller_for::<op::ApproveRequest>(who) {
-            Ok(caller) => app.approve(&caller, &request_id, comment).await,
+            Ok(caller) => app.approve_confirmed(&caller, &request_id, comment, shown_sha256).await,
             Err(e) => Err(e),
         }
     } else {
@@ -169,18 +171,19 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
             } else {
                 jitgate_service::notify::items_text(&request)
             };
+            let requester = jitgate_core::model::requester_text(&request.requester, request.on_behalf_of.as_deref());
             let text = match request.status {
                 jitgate_core::RequestStatus::Pending => format!(
                     "{principal} approved {} ({what} for {}); it still needs {}",
                     request.id,
-                    request.requester,
+                    requester,
                     missing.join(" and ")
                 ),
                 status => format!(
                     "{} {} ({what} for {}) by {principal}",
                     request.id,
                     status.as_str(),
-                    request.requester
+                    requester
                 ),
             };
             json!({"response_type": "in_channel", "replace_original": true, "text": escape(&text)})

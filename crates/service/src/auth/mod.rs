@@ -248,6 +248,16 @@ pub struct Caller {
 
 /// The caller for operation `O`, if the authorization table lets `who` do it at all.
 pub fn caller_for<O: authz::op::Op>(who: Identity) -> Result<Caller, ServiceError> {
+    // Agents never decide requests, whatever groups they inherit from their person: refused
+    // here, before any request is read, with words that name the person.
+    if matches!(
+        O::OPERATION,
+        Operation::ApproveRequest | Operation::DenyRequest | Operation::ReviewBreakGlass
+    ) {
+        if let Some(why) = who.agent_may_not_review() {
+            return Err(ServiceError::Forbidden(why));
+        }
+    }
     let reach = authz::reach(&who, O::OPERATION);
     if reach == Reach::Nothing {
         return Err(ServiceError::Forbidden(format!(
@@ -273,14 +283,28 @@ impl Caller {
         self.reach
     }
 
-    /// May the caller see this request at all? Requests they may not see answer 404.
+    /// May the caller see this request at all? Requests they may not see answer 404. The
+    /// person an agent acts for sees the agent's requests as their own.
     pub fn may_see(&self, request: &Request) -> bool {
-        authz::reach(&self.who, Operation::ReadRequests).covers(&self.who, request)
+        let reach = authz::reach(&self.who, Operation::ReadRequests);
+        reach.covers(&self.who, request) || (reach >= Reach::Own && self.is_person_of(request))
+    }
+
+    /// Whether the caller is the person the request's agent acted for.
+    fn is_person_of(&self, request: &Request) -> bool {
+        request.on_behalf_of.as_deref() == Some(self.who.principal.as_str())
     }
 
     /// Refuse the operation on a request the caller can see but the table puts out of reach.
+    /// Reading and cancelling reach the requests one's agents filed as one's own; nothing else
+    /// does (their grants stay the agent's: it holds them, extends and ends them).
     pub fn require_reach(&self, request: &Request) -> Result<(), ServiceError> {
         if self.reach.covers(&self.who, request) {
+            return Ok(());
+        }
+        let own_reach =
+            self.reach >= Reach::Own && matches!(self.operation, Operation::ReadRequests | Operation::CancelRequest);
+        if own_reach && self.is_person_of(request) {
             return Ok(());
         }
         Err(ServiceError::Forbidden(format!(

@@ -50,6 +50,32 @@ pub fn resolve(policy: &Policy, mut identity: Identity) -> Identity {
     identity
 }
 
+/// The groups of a person that an agent acting for them never inherits: the roles that run
+/// jitgate (admins) or read everything (auditors). The agent may request what its person may,
+/// nothing more.
+const NOT_INHERITED: [&str; 2] = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
+
+/// An agent's identity: its own (token groups and the directory's groups of the agent's
+/// principal, as [`resolve`] gives), plus the directory's groups of its person except
+/// [`NOT_INHERITED`], plus the group `agents`. Always a user, never a service, whatever its
+/// person is: it files requests, it does not enforce them.
+pub fn resolve_agent(policy: &Policy, identity: Identity, person: &str) -> Identity {
+    let mut agent = resolve(policy, identity);
+    agent.kind = PrincipalKind::User;
+    agent.on_behalf_of = Some(person.to_string());
+    if let Some(entry) = policy.rules().principal(person) {
+        for group in &entry.identity.groups {
+            if !NOT_INHERITED.contains(&group.as_str()) && !agent.in_group(group) {
+                agent.groups.push(group.clone());
+            }
+        }
+    }
+    if !agent.in_group(jitgate_core::identity::AGENT_GROUP) {
+        agent.groups.push(jitgate_core::identity::AGENT_GROUP.to_string());
+    }
+    agent
+}
+
 impl TokenTable {
     /// The directory's static tokens and every API token that is not revoked.
     pub fn build(policy: &Policy, api_tokens: &[ApiToken]) -> Self {
@@ -84,10 +110,14 @@ impl TokenTable {
                 on_behalf_of: None,
                 ci: None,
             };
+            let identity = match &token.on_behalf_of {
+                Some(person) => resolve_agent(policy, identity, person),
+                None => resolve(policy, identity),
+            };
             by_hash.insert(
                 hash,
                 Entry {
-                    identity: resolve(policy, identity),
+                    identity,
                     expires_at: token.expires_at,
                     token_id: Some(token.id.clone()),
                 },

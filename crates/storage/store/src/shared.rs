@@ -336,8 +336,8 @@ where
         let groups = serde_json::to_string(&token.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO api_tokens (id, token_hash, principal, groups, service, label, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO api_tokens (id, token_hash, principal, groups, service, label, created_by, created_at, expires_at, \
+             on_behalf_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&token.id)
         .bind(&token.hash)
@@ -348,6 +348,7 @@ where
         .bind(&token.created_by)
         .bind(ms(token.created_at))
         .bind(token.expires_at.map(ms))
+        .bind(&token.on_behalf_of)
         .execute(&mut *tx)
         .await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;

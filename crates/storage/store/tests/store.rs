@@ -697,6 +697,7 @@ mod conformance {
             principal: "svc-billing".into(),
             groups: vec!["billing".into()],
             service: true,
+            on_behalf_of: None,
             label: Some("billing checks".into()),
             created_by: "admin".into(),
             created_at: t0(),
@@ -740,6 +741,61 @@ mod conformance {
             .map(|e| e.event.kind)
             .collect();
         assert_eq!(kinds, vec![EventKind::TokenCreated, EventKind::TokenRevoked]);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// An agent token keeps the person it acts for, through revocation too; other tokens keep
+    /// none (a NULL column).
+    pub async fn agent_tokens_keep_their_person(store: Arc<dyn Store>) {
+        let agent = ApiToken {
+            id: "tok_agent".into(),
+            hash: hex_of("jgt_agent"),
+            principal: "claude-alice".into(),
+            groups: vec!["agents-extra".into()],
+            service: false,
+            on_behalf_of: Some("alice".into()),
+            label: Some("alice's coding agent".into()),
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let person = ApiToken {
+            id: "tok_person".into(),
+            hash: hex_of("jgt_person"),
+            principal: "alice".into(),
+            on_behalf_of: None,
+            created_at: t0() + TimeDelta::seconds(1),
+            ..agent.clone()
+        };
+        store.create_token(&agent, &agent.created_event()).await.unwrap();
+        store.create_token(&person, &person.created_event()).await.unwrap();
+        assert_eq!(store.list_tokens().await.unwrap(), vec![person.clone(), agent.clone()]);
+        let (revoked, event) = agent.revoke("admin", t0() + TimeDelta::minutes(1));
+        store.revoke_token(&revoked, &event).await.unwrap();
+        let listed = store.list_tokens().await.unwrap();
+        assert_eq!(listed[1].on_behalf_of.as_deref(), Some("alice"));
+        assert_eq!(listed[1], revoked);
+        assert_eq!(listed[0].on_behalf_of, None);
+        // The creation event names the person, so the log shows who the agent acts for.
+        let created = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            created[0]
+                .event
+                .comment
+                .as_deref()
+                .unwrap_or_default()
+                .contains("acting for alice"),
+            "{:?}",
+            created[0]
+        );
         assert!(store.verify_audit().await.unwrap().ok);
     }
 
@@ -1411,6 +1467,7 @@ mod conformance {
             principal: "svc".into(),
             groups: vec![],
             service: true,
+            on_behalf_of: None,
             label: None,
             created_by: "admin".into(),
             created_at: t0(),
@@ -1460,6 +1517,7 @@ macro_rules! all_cases {
             concurrent_filings_are_each_committed_once,
             live_grants_come_in_pages_of_active_grants,
             tokens_are_kept_by_hash_and_revoked_once,
+            agent_tokens_keep_their_person,
             the_outbox_follows_the_grant,
             credentials_are_handed_out_once,
             reminders_and_notification_cursors,

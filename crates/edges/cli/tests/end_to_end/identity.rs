@@ -882,3 +882,185 @@ max_delayed = 2
     }
     assert_eq!(metric(&s, "jitgate_auth_throttle_full_total"), 1.0);
 }
+
+/// Creates an agent token through the CLI, as an admin would: the agent's bearer token.
+fn agent_token(s: &Server, agent: &str, person: &str) -> String {
+    let (code, out, err) = s.cli(
+        ADMIN,
+        &[
+            "token",
+            "create",
+            "--principal",
+            agent,
+            "--agent-for",
+            person,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["agent_for"], person, "{created}");
+    created["token"].as_str().unwrap().to_string()
+}
+
+/// An agent's request from token to approval: shown with its person in the API, the CLI and
+/// the web UI; the agent never reviews and its person never approves; the person reads and
+/// cancels; approving is bound to the payload hash the reviewer saw, shown escaped and
+/// summarised.
+#[test]
+fn agents_act_for_their_person_and_reviewers_approve_exactly_what_they_see() {
+    let s = Server::start();
+    let claude_alice = agent_token(&s, "claude-alice", "alice");
+    let claude_bob = agent_token(&s, "claude-bob", "bob");
+    let (_, list, _) = s.cli(ADMIN, &["token", "list"]);
+    assert!(
+        list.contains("claude-alice (agent for alice)") && list.contains("agent "),
+        "{list}"
+    );
+    // A person that looks like alice, or the agent itself, is refused naming the field.
+    for (principal, person) in [
+        ("claude-x", "\u{0430}lice"),
+        ("claude-x", "alice\u{200b}"),
+        ("alice", "alice"),
+    ] {
+        let (status, v) = s.post(
+            "/v1/tokens",
+            ADMIN,
+            json!({"principal": principal, "agent_for": person}),
+        );
+        assert_eq!(status, 422, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with("agent_for: "),
+            "{v}"
+        );
+    }
+
+    // alice's agent asks to deploy one exact, long command: a zero-width space hides in it,
+    // and a NUL is refused at the door.
+    let (status, v) = s.post(
+        "/v1/requests",
+        &claude_alice,
+        json!({"resource": "prod-api", "action": "deploy", "reason": "MCP tool call", "payload": "rm\u{0}-rf"}),
+    );
+    assert_eq!(status, 422, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("NUL"), "{v}");
+    let payload = format!("deploy api v2 --flag=\u{200b}x {}", "a".repeat(1500));
+    let filed = s.file(
+        &claude_alice,
+        json!({"resource": "prod-api", "action": "deploy", "reason": "MCP tool call", "payload": payload}),
+    );
+    let rid = id(&filed);
+    assert_eq!(
+        (filed["requester"].as_str(), filed["on_behalf_of"].as_str()),
+        (Some("claude-alice"), Some("alice"))
+    );
+    let sha = filed["payload_sha256"].as_str().unwrap().to_string();
+
+    // The agent of a reviewer never reviews, and says why.
+    let (status, v) = s.post(&format!("/v1/requests/{rid}/approve"), &claude_bob, json!({}));
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("agent acting for bob"),
+        "{v}"
+    );
+    // The person reads it, another dev does not even see it.
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-alice").0, 200);
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-dave").0, 404);
+    let (code, out, err) = s.cli("demo-alice", &["requests"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("claude-alice (agent for alice)"), "{out}");
+
+    // The reviewer's terminal: both names, the payload escaped and cut, with its hash.
+    let (code, shown, err) = s.cli("demo-bob", &["show", &rid]);
+    assert_eq!(code, 0, "{err}");
+    assert!(shown.contains("requester claude-alice (agent for alice)"), "{shown}");
+    assert!(
+        shown.contains("payload   deploy api v2 --flag=\\u{200b}x aaaa"),
+        "{shown}"
+    );
+    assert!(!shown.contains('\u{200b}'), "{shown}");
+    assert!(
+        shown.contains(&format!("({} bytes, sha256 {sha})", payload.len()))
+            && shown.contains(&format!("jitgate show {rid} --payload")),
+        "{shown}"
+    );
+    let (code, whole, _) = s.cli("demo-bob", &["show", &rid, "--payload"]);
+    assert_eq!(code, 0);
+    assert_eq!(whole.trim_end(), payload.replace('\u{200b}', "\\u{200b}"));
+
+    // The web page: both names, the start, the hash, the whole one click away, and the hash
+    // in the approve form.
+    let page = no_redirects()
+        .get(format!("{}/ui/requests/{rid}", s.url))
+        .header("Cookie", ui_session(&s, "demo-bob"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("claude-alice (agent for alice)"), "{page}");
+    assert!(page.contains("<details class=\"payload-full\">"), "{page}");
+    assert!(page.contains(&format!("value=\"{sha}\"")), "{page}");
+    assert!(!page.contains('\u{200b}'), "no invisible character reaches the page");
+
+    // Approving a payload other than the one shown is refused, naming both hashes.
+    let other = "0".repeat(64);
+    let (status, v) = s.post(
+        &format!("/v1/requests/{rid}/approve"),
+        "demo-bob",
+        json!({"payload_sha256": other}),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("payload_mismatch")),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&other) && message.contains(&sha), "{message}");
+    let (code, _, err) = s.cli("demo-bob", &["approve", &rid, "--payload-sha256", &other]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&sha), "{err}");
+    // The one shown is approved, and the log records it.
+    let (code, out, err) = s.cli("demo-bob", &["approve", &rid, "--payload-sha256", &sha]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("status    approved"), "{out}");
+    assert!(out.contains(&format!("(payload sha256 {sha})")), "{out}");
+    let (_, events) = s.get(&format!("/v1/audit?request_id={rid}"), ADMIN);
+    let events = events["items"].as_array().unwrap();
+    let comment = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .and_then(|e| e["comment"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        comment("request.filed"),
+        "MCP tool call (filed by claude-alice, an agent acting for alice)"
+    );
+    assert_eq!(comment("request.approval"), format!("approved payload sha256 {sha}"));
+
+    // bob's agent files; bob may not approve it, carol may; alice cancels her agent's request.
+    let mine = s.file(
+        &claude_bob,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-7 look"}),
+    );
+    let (status, v) = s.post(&format!("/v1/requests/{}/approve", id(&mine)), "demo-bob", json!({}));
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("filed by claude-bob"),
+        "{v}"
+    );
+    let (status, v) = s.post(&format!("/v1/requests/{}/approve", id(&mine)), "demo-carol", json!({}));
+    assert_eq!((status, v["status"].as_str()), (200, Some("approved")), "{v}");
+    let hers = s.file(
+        &claude_alice,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-8 look"}),
+    );
+    let (code, out, err) = s.cli("demo-alice", &["cancel", &id(&hers)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("status    cancelled"), "{out}");
+    let (_, verified) = s.get("/v1/audit/verify", ADMIN);
+    assert_eq!(verified["ok"], true, "{verified}");
+}

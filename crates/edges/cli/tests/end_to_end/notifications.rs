@@ -654,3 +654,119 @@ fn a_multi_item_request_shows_every_item_and_its_payload_to_the_reviewers() {
     let filed: Vec<Value> = about(&hook.bodies(), &rid);
     assert_eq!(filed.len(), 1, "{filed:?}");
 }
+
+/// An agent's request in Slack and the webhook: the headline names the agent and its person,
+/// the person is never asked to review, the payload is escaped and summarised, and the
+/// Approve button approves the payload the message showed, never another.
+#[test]
+fn an_agents_request_names_its_person_and_slack_approves_the_payload_shown() {
+    let Setup {
+        s,
+        slack,
+        hook,
+        responses,
+        _policy,
+    } = setup();
+    let agent = |name: &str, person: &str| {
+        let (status, v) = s.post(
+            "/v1/tokens",
+            "demo-admin",
+            json!({"principal": name, "agent_for": person}),
+        );
+        assert_eq!(status, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    };
+    let claude_alice = agent("claude-alice", "alice");
+    let claude_bob = agent("claude-bob", "bob");
+    let respond = format!("{}/respond", responses.url);
+
+    // bob's agent asks: bob, an sre, is not among the reviewers told, and his click is refused.
+    let bobs = id(&s.file(
+        &claude_bob,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-3 look"}),
+    ));
+    let message = wait_for_message(&slack, &bobs, "the reviewers of bob's agent's request");
+    let text = message["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("claude-bob (agent for bob) asks to read prod-db"),
+        "{text}"
+    );
+    assert!(text.contains("<@UCAROL>") && !text.contains("UBOB"), "{text}");
+    assert_eq!(
+        slack_click(&s, "UBOB", "jitgate_approve", &bobs, &respond, SLACK_SECRET, now()),
+        200
+    );
+    let refused = wait_for_message(&responses, "filed by claude-bob", "bob hears why not");
+    assert_eq!(refused["response_type"], "ephemeral", "{refused}");
+    assert_eq!(
+        s.get(&format!("/v1/requests/{bobs}"), "demo-bob").1["status"],
+        "pending"
+    );
+
+    // alice's agent asks to run one long command with a zero-width space in it.
+    let payload = format!("deploy --to prod \u{200b}--force {}", "c".repeat(1100));
+    let filed = s.file(
+        &claude_alice,
+        json!({"resource": "prod-api", "action": "deploy", "reason": "MCP tool call", "payload": payload}),
+    );
+    let rid = id(&filed);
+    let sha = filed["payload_sha256"].as_str().unwrap().to_string();
+    let message = wait_for_message(&slack, &rid, "the reviewers of alice's agent's request");
+    let text = message["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("claude-alice (agent for alice) asks to deploy prod-api"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deploy --to prod \\u{200b}--force ccc") && !text.contains('\u{200b}'),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("({} bytes, sha256 {sha})", payload.len())) && !text.contains(&"c".repeat(1100)),
+        "{text}"
+    );
+    let button = message["blocks"][1]["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(button, format!("{rid} sha256={sha}"));
+    let webhook = wait_for_message(&hook, &rid, "the webhook of alice's agent's request");
+    assert_eq!(webhook["request"]["on_behalf_of"], "alice", "{webhook}");
+    assert_eq!(webhook["request"]["payload_sha256"], sha.as_str(), "{webhook}");
+
+    // A button carrying another hash approves nothing; the one the message carried approves.
+    let forged = format!("{rid} sha256={}", "2".repeat(64));
+    assert_eq!(
+        slack_click(&s, "UCAROL", "jitgate_approve", &forged, &respond, SLACK_SECRET, now()),
+        200
+    );
+    wait_for_message(
+        &responses,
+        "carries the payload with sha256",
+        "carol hears of the mismatch",
+    );
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["status"], "pending");
+    assert_eq!(
+        slack_click(&s, "UCAROL", "jitgate_approve", &button, &respond, SLACK_SECRET, now()),
+        200
+    );
+    let done = wait_for_message(&responses, &format!("{rid} approved"), "carol's approval");
+    assert!(
+        done["text"]
+            .as_str()
+            .unwrap()
+            .contains("claude-alice (agent for alice)"),
+        "{done}"
+    );
+    let (_, r) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
+    assert_eq!(r["approvals"][0]["payload_sha256"], sha.as_str(), "{r}");
+    // Both the agent and its person hear of the decision.
+    let told = wait_for_message(&hook, "Your request to deploy prod-api was approved", "the decision");
+    let recipients: Vec<&str> = told["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(recipients, ["claude-alice", "alice"], "{told}");
+}

@@ -147,6 +147,24 @@ fn what_one_replica_commits_every_replica_enforces_within_a_second() {
     });
     assert!(took < Duration::from_secs(1), "{took:?}");
 
+    // An agent token made on A is an agent on B too: its person comes along, so B files its
+    // request for that person and refuses it any review.
+    let (status, agent) = a.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "claude-bob", "agent_for": "bob"}),
+    );
+    assert_eq!(status, 201, "{agent}");
+    let agent = agent["token"].as_str().unwrap().to_string();
+    within("B knows the agent token", || b.get("/v1/requests", &agent).0 == 200);
+    let filed = b.file(
+        &agent,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-1 on B"}),
+    );
+    assert_eq!(filed["on_behalf_of"], "bob", "{filed}");
+    let (status, v) = b.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
+    assert_eq!(status, 403, "{v}");
+
     // Signing keys rotated on A are published by B within a second.
     let (code, out, err) = a.cli("demo-admin", &["keys", "rotate", "--output", "json"]);
     assert_eq!(code, 0, "{err}");

@@ -788,3 +788,98 @@ fn the_new_request_form_files_several_choices_as_one_request_of_items() {
     let (_, mine) = s.get("/v1/requests?requester=alice", "demo-alice");
     assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
 }
+
+/// An agent's request in the browser: the inbox and the page name the agent and its person;
+/// the long payload shows its start, size and hash, and the whole of it one click away; the
+/// Approve button approves the payload the page showed (a form with another hash is refused);
+/// the person sees Cancel and no Approve.
+#[test]
+fn a_reviewer_sees_an_agents_payload_escaped_and_approves_the_hash_shown() {
+    let s = Server::start();
+    let (code, out, err) = s.cli(
+        "demo-admin",
+        &[
+            "token",
+            "create",
+            "--principal",
+            "claude-alice",
+            "--agent-for",
+            "alice",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let agent = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let payload = format!(
+        "{{\"arguments\":{{\"path\":\"/srv/\u{200b}x\"}},\"tool\":\"delete_file\"}} {}",
+        "b".repeat(1200)
+    );
+    let filed = s.file(
+        &agent,
+        json!({"resource": "prod-api", "action": "deploy", "reason": "MCP tool call", "payload": payload}),
+    );
+    let rid = id(&filed);
+    let sha = filed["payload_sha256"].as_str().unwrap().to_string();
+
+    // A form that claims another payload approves nothing.
+    let response = plain()
+        .post(format!("{}/ui/requests/{rid}/approve", s.url))
+        .header("Cookie", ui_session(&s, "demo-bob"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&comment=&payload_sha256={}",
+            "a".repeat(64),
+            "1".repeat(64)
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 409);
+    assert!(response.text().unwrap().contains(&sha));
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["status"], "pending");
+
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.wait_for_text("#rows", "claude-alice (agent for alice)");
+    bob.goto(&format!("{}/ui/requests/{rid}", s.url));
+    assert!(
+        bob.text("h1").contains("claude-alice (agent for alice)"),
+        "{}",
+        bob.text("h1")
+    );
+    let summary = bob.text(".payload-summary");
+    assert!(
+        summary.contains(&format!("({} bytes, sha256 {sha})", payload.len())),
+        "{summary}"
+    );
+    assert!(
+        bob.text("pre.payload").contains("/srv/\\u{200b}x"),
+        "{}",
+        bob.text("pre.payload")
+    );
+    // The whole payload, one click away.
+    bob.click("details.payload-full summary");
+    assert!(bob.text("details.payload-full").contains(&"b".repeat(1200)));
+    bob.screenshot("agent-request-payload");
+    bob.click("#approve");
+    bob.wait_for_text("#state .badge", "approved");
+    let (_, r) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    assert_eq!(r["approvals"][0]["payload_sha256"], sha.as_str(), "{r}");
+
+    // The person: Cancel on their agent's pending request, never Approve.
+    let second = s.file(
+        &agent,
+        json!({"resource": "prod-db", "action": "read", "duration": "10m", "reason": "INC-9 look"}),
+    );
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/requests/{}", s.url, id(&second)));
+    assert!(alice.exists("#cancel") && !alice.exists("#approve"));
+    alice.click("#cancel");
+    alice.wait_for_text("#state .badge", "cancelled");
+    clean_console(&bob);
+    clean_console(&alice);
+}

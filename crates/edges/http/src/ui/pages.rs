@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use jitgate_core::authz::{self, Operation, Reach};
+use jitgate_core::text::PayloadShown;
 use jitgate_core::{GrantStatus, RequestStatus, Timestamp};
 use jitgate_service::{Limit, ServiceError};
 use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
@@ -232,6 +233,21 @@ fn shown(text: &str) -> String {
     jitgate_core::text::escape_for_display(text).into_owned()
 }
 
+/// A payload on a request's page: shown escaped, a long one cut with its size and hash, and
+/// the whole of it (escaped) one click away in a `<details>`.
+pub struct PayloadBox {
+    shown: PayloadShown,
+    full: Option<String>,
+}
+
+impl PayloadBox {
+    fn new(payload: &str) -> PayloadBox {
+        let head = PayloadShown::new(payload);
+        let full = (!head.complete).then(|| shown(payload));
+        PayloadBox { shown: head, full }
+    }
+}
+
 /// One request in a list.
 pub struct RequestRow {
     id: String,
@@ -249,13 +265,18 @@ pub struct RequestRow {
     more_items: usize,
 }
 
+/// The requester as people see it: `claude-alice (agent for alice)` for an agent.
+fn requester_shown(v: &RequestView) -> String {
+    jitgate_core::model::requester_text(&v.requester, v.on_behalf_of.as_deref())
+}
+
 impl RequestRow {
     fn new(v: &RequestView, at: Timestamp) -> RequestRow {
         RequestRow {
             id: v.id.clone(),
             resource: v.resource.clone(),
             action: v.action.clone(),
-            requester: v.requester.clone(),
+            requester: requester_shown(v),
             reason: shown(&v.reason),
             duration: v.duration.clone(),
             status: v.status.clone(),
@@ -374,7 +395,9 @@ async fn waiting_for(
             let reviews = (0..r.item_count())
                 .filter_map(|i| r.item_request(i))
                 .any(|item| policy.may_review(who, &item, at).is_ok());
-            if r.requester != who.principal && reviews {
+            // Never one's own, nor one's agent's: neither is theirs to decide.
+            let own = r.requester == who.principal || r.on_behalf_of.as_deref() == Some(who.principal.as_str());
+            if !own && !who.is_agent() && reviews {
                 rows.push(RequestRow::new(&RequestView::new(r, at, &who.principal), at));
                 if rows.len() == INBOX_PAGE {
                     return Ok((rows, Some(r.id.clone())));
@@ -507,7 +530,9 @@ pub struct RequestDetail {
     action: String,
     requester: String,
     reason: String,
-    payload: Option<String>,
+    payload: Option<PayloadBox>,
+    /// The payload's SHA-256, sent with an approval so it approves what this page showed.
+    payload_sha256: Option<String>,
     /// Only an action-bound request's payload is enforced, and shown as its exact action.
     action_bound: bool,
     single_use: bool,
@@ -538,7 +563,7 @@ pub struct RequestDetail {
 pub struct ItemRow {
     resource: String,
     action: String,
-    payload: Option<String>,
+    payload: Option<PayloadBox>,
     action_bound: bool,
     approvals: String,
     needs: String,
@@ -579,8 +604,10 @@ pub async fn request(
     let pending = request.status_at(at) == RequestStatus::Pending;
     // Of a multi-item request, a reviewer of any item may approve (their items) or deny.
     let policy = app.policy();
+    let own = request.requester == who.principal || request.on_behalf_of.as_deref() == Some(who.principal.as_str());
     let can_review = pending
-        && request.requester != who.principal
+        && !own
+        && !who.is_agent()
         && (0..request.item_count())
             .filter_map(|i| request.item_request(i))
             .any(|item| policy.may_review(who, &item, at).is_ok());
@@ -603,9 +630,10 @@ pub async fn request(
         id: v.id.clone(),
         resource: v.resource.clone(),
         action: v.action.clone(),
-        requester: v.requester.clone(),
+        requester: requester_shown(&v),
         reason: shown(&v.reason),
-        payload: v.payload.as_deref().map(shown),
+        payload: v.payload.as_deref().map(PayloadBox::new),
+        payload_sha256: v.payload_sha256.clone(),
         action_bound: v.action_bound,
         single_use: v.single_use,
         duration: v.duration.clone(),
@@ -627,9 +655,10 @@ pub async fn request(
         closed,
         grant: v.grant.as_ref().map(|g| GrantRow::new(g, at, can_revoke)),
         can_review,
-        can_cancel: pending && request.requester == who.principal,
+        can_cancel: pending && own,
         can_post_review: v.review_due
-            && request.requester != who.principal
+            && !own
+            && !who.is_agent()
             && authz::reach(who, Operation::ReviewBreakGlass) != Reach::Nothing,
         live: pending || v.grant.as_ref().is_some_and(|g| g.status == "active"),
         link: request_link(&v.id, return_to.as_deref()),
@@ -640,7 +669,7 @@ pub async fn request(
             .map(|i| ItemRow {
                 resource: i.resource.clone(),
                 action: i.action.clone(),
-                payload: i.payload.as_deref().map(shown),
+                payload: i.payload.as_deref().map(PayloadBox::new),
                 action_bound: i.action_bound,
                 approvals: i
                     .approvals
@@ -674,6 +703,8 @@ pub async fn request(
 #[derive(Deserialize)]
 pub struct DecisionForm {
     comment: Option<String>,
+    /// The payload hash the page showed: the approval is refused if the request's differs.
+    payload_sha256: Option<String>,
 }
 
 /// Approve, deny or cancel a request, or review a break-glass one; back to its page.
@@ -689,7 +720,8 @@ pub async fn decide(
     match decision.as_str() {
         "approve" => {
             let caller = crate::auth::caller_for::<op::ApproveRequest>(who)?;
-            app.approve(&caller, &id, comment).await?;
+            let shown = form.payload_sha256.as_deref().filter(|h| !h.is_empty());
+            app.approve_confirmed(&caller, &id, comment, shown).await?;
         }
         "deny" => {
             let caller = crate::auth::caller_for::<op::DenyRequest>(who)?;
