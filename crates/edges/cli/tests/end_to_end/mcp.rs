@@ -596,3 +596,201 @@ fn mcp_serve_lets_an_agent_ask_follow_and_end_its_access() {
         "{too_long}"
     );
 }
+
+/// The proxy spoken to directly, one raw line at a time, as a broken or hostile agent would.
+struct Raw {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<Value>,
+}
+
+impl Raw {
+    fn start(b: &Bed) -> Raw {
+        let mut child = Command::new(BIN)
+            .args(["mcp", "proxy", "--resource", "files", "--"])
+            .args(b.upstream())
+            .env("JITGATE_URL", &b.s.url)
+            .env("JITGATE_TOKEN", ALICE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        Raw {
+            stdin: child.stdin.take().unwrap(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The answer to request `id` (or the first message matching `wanted`), keeping the rest.
+    fn until(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&wanted) {
+            return self.seen.remove(i);
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(QUICK)
+                .unwrap_or_else(|e| panic!("no such answer ({e}); seen: {:?}", self.seen));
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if wanted(&message) {
+                return message;
+            }
+            self.seen.push(message);
+        }
+    }
+
+    fn answer(&mut self, id: Value) -> Value {
+        self.until(|m| m["id"] == id && m.get("method").is_none())
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn what_the_proxy_cannot_judge_never_reaches_the_upstream() {
+    let b = Bed::start();
+    let mut raw = Raw::start(&b);
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw\u0007agent","version":"1"}}}"#);
+    let init = raw.answer(json!(1));
+    assert_eq!(init["result"]["serverInfo"]["name"], "files", "{init}");
+    raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+
+    // Not JSON: a parse error, not forwarded (another parser might find a call in it).
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file",}"#);
+    let parse = raw.until(|m| m["error"]["code"] == -32700);
+    assert!(
+        parse["error"]["message"].as_str().unwrap().contains("not forwarded"),
+        "{parse}"
+    );
+    // A call without an id, whose outcome nobody could be told: dropped.
+    raw.send(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#);
+    // A call inside a batch: refused; calls are judged one by one.
+    raw.send(r#"[{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"}}}]"#);
+    assert_eq!(raw.answer(json!(3))["error"]["code"], -32600);
+    // Arguments that are no object.
+    raw.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file","arguments":"notes.txt"}}"#);
+    assert_eq!(raw.answer(json!(4))["error"]["code"], -32602);
+    raw.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{}}}"#);
+    assert_eq!(raw.answer(json!(5))["error"]["code"], -32602);
+    // A NUL byte or a bidi control in the tool's name: jitgate refuses to judge it.
+    for (id, name) in [(6, "read_file\\u0000"), (7, "read_file\\u202e")] {
+        raw.send(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"path":"notes.txt"}}}}}}"#
+        ));
+        let refused = raw.answer(json!(id));
+        assert_eq!(refused["result"]["isError"], true, "{refused}");
+    }
+    // A look-alike of a tool with a workflow (Cyrillic і) has none of its own.
+    raw.send(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read_fіle","arguments":{"path":"notes.txt"}}}"#);
+    let lookalike = raw.answer(json!(8));
+    assert!(
+        lookalike["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no workflow"),
+        "{lookalike}"
+    );
+    // Two names in one call: what is judged is what the proxy read (the last), and only that
+    // is forwarded, written again, so the upstream cannot read the other.
+    raw.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_file","name":"delete_file","arguments":{"path":"a.txt"}}}"#);
+    let judged = b.pending_for("delete_file", &[]);
+    assert_eq!(
+        judged["payload"],
+        json!(canonical("delete_file", &json!({"path": "a.txt"})))
+    );
+    // The same id again while it waits: refused, the waiting one goes on.
+    raw.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"}}}"#);
+    assert_eq!(raw.answer(json!(9))["error"]["code"], -32600);
+    // Everything else passes through, and answers come back as the upstream wrote them.
+    raw.send(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#);
+    assert_eq!(raw.answer(json!("p"))["result"], json!({}));
+    raw.send(r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"},"_meta":{"progressToken":"t"}}}"#);
+    let read = raw.answer(json!(10));
+    assert_eq!(read["result"]["isError"], false, "{read}");
+    // The agent gives up on the waiting call: its request is cancelled, it gets no answer.
+    raw.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}"#);
+    wait_until("the abandoned call's request is cancelled", || {
+        let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&judged)), ALICE);
+        r["status"] == "cancelled"
+    });
+    // The default reason names the agent, its control character left out.
+    assert_eq!(judged["reason"], "MCP tool call delete_file by rawagent");
+    assert_eq!(
+        b.executed(),
+        vec![json!({"tool": "read_file", "arguments": {"path": "notes.txt"}})]
+    );
+}
+
+#[test]
+fn the_reference_filesystem_server_runs_behind_the_proxy() {
+    if Command::new("npm").arg("--version").output().is_err() {
+        eprintln!("skipped: npm is not installed (scripts/test.sh installs nodejs and npm)");
+        return;
+    }
+    let out = Command::new(repo().join("scripts/mcp.sh"))
+        .arg("filesystem")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/mcp.sh filesystem: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let b = Bed::start();
+    let root = b.root().canonicalize().unwrap();
+    let at = |name: &str| root.join(name).display().to_string();
+    let server: Vec<String> = [BIN, "mcp", "proxy", "--resource", "files", "--", "node", &entry]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([root.display().to_string()])
+        .collect();
+    let agent = b.agent(
+        ALICE,
+        json!([
+            call("list_directory", json!({"path": at("")})),
+            call("write_file", json!({"path": at("new.txt"), "content": "written once"})),
+            call(
+                "move_file",
+                json!({"source": at("a.txt"), "destination": at("moved.txt")})
+            ),
+        ]),
+        &server,
+    );
+    let listed = agent.next(QUICK);
+    assert_eq!(listed["isError"], false, "{listed}");
+    assert!(listed["text"].as_str().unwrap().contains("notes.txt"), "{listed}");
+    let waiting = b.pending_for("write_file", &[]);
+    agent.still_waiting(Duration::from_millis(500));
+    assert!(!root.join("new.txt").exists());
+    b.decide(&id(&waiting), "approve", "ok");
+    let written = agent.next(QUICK);
+    assert_eq!(written["isError"], false, "{written}");
+    assert_eq!(std::fs::read_to_string(root.join("new.txt")).unwrap(), "written once");
+    let moved = agent.next(QUICK);
+    assert_eq!(moved["isError"], true, "{moved}");
+    assert!(root.join("a.txt").exists() && !root.join("moved.txt").exists());
+}
