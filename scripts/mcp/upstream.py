@@ -2,12 +2,14 @@
 benchmark: read_file, list_directory, write_file and delete_file over one directory, the tools
 of the quickstart's `files` resource. Every call it executes is appended to --log as one JSON
 line {"tool": ..., "arguments": ...}, so a test counts what really ran and with which
-arguments. Serves stdio, or streamable HTTP on 127.0.0.1:--http-port (path /mcp).
+arguments. --stall PATH makes read_file of PATH hang (a call in flight when a test kills the
+server). Serves stdio, or streamable HTTP on 127.0.0.1:--http-port (path /mcp).
 """
 
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 from mcp.server.fastmcp import FastMCP
@@ -17,6 +19,7 @@ parser.add_argument("--root", required=True, help="the directory the tools work 
 parser.add_argument("--log", required=True, help="file that gets one line per executed call")
 parser.add_argument("--http-port", type=int, help="serve streamable HTTP on this port instead of stdio")
 parser.add_argument("--pid-file", help="write this process's id here (for tests that kill it)")
+parser.add_argument("--stall", help="read_file of this path never answers (for tests of calls in flight)")
 args = parser.parse_args()
 
 root = Path(args.root).resolve()
@@ -42,6 +45,8 @@ def inside(path: str) -> Path:
 def read_file(path: str) -> str:
     """Read a text file."""
     record("read_file", path=path)
+    if path == args.stall:
+        time.sleep(3600)
     return inside(path).read_text(encoding="utf-8")
 
 

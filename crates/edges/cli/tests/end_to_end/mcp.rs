@@ -471,11 +471,10 @@ fn an_upstream_that_dies_ends_waiting_calls_and_leaves_no_grant() {
     assert!(agent.log().contains("exited"), "{}", agent.log());
 }
 
-#[test]
-fn a_streamable_http_upstream_is_gated_the_same() {
-    let b = Bed::start();
+/// The SDK-built upstream serving streamable HTTP, once it listens: the process and its URL.
+fn http_upstream(b: &Bed) -> (Child, String) {
     let port = free_port();
-    let mut upstream = Command::new(&b.python)
+    let upstream = Command::new(&b.python)
         .args(&b.upstream()[1..])
         .args(["--http-port", &port.to_string()])
         .stdout(Stdio::null())
@@ -487,7 +486,41 @@ fn a_streamable_http_upstream_is_gated_the_same() {
         assert!(Instant::now() < deadline, "the HTTP upstream did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    (upstream, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+#[test]
+fn a_streamable_http_upstream_that_goes_away_ends_the_proxy() {
+    let b = Bed::start();
+    let (mut upstream, url) = http_upstream(&b);
+    let args: Vec<String> = ["mcp", "proxy", "--resource", "files", "--upstream-url", &url]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut raw = Raw::spawn(&b, &args);
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    assert_eq!(raw.answer(json!(1))["result"]["serverInfo"]["name"], "files");
+    raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"}}}"#);
+    assert_eq!(raw.answer(json!(2))["result"]["isError"], false);
+    upstream.kill().unwrap();
+    upstream.wait().unwrap();
+    raw.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"}}}"#);
+    let refused = raw.answer(json!(3));
+    let text = refused["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("cannot be reached"), "{refused}");
+    let deadline = Instant::now() + QUICK;
+    while raw.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the proxy outlived its upstream");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.executed().len(), 1, "{:?}", b.executed());
+}
+
+#[test]
+fn a_streamable_http_upstream_is_gated_the_same() {
+    let b = Bed::start();
+    let (mut upstream, url) = http_upstream(&b);
     let server: Vec<String> = [BIN, "mcp", "proxy", "--resource", "files", "--upstream-url", &url]
         .iter()
         .map(|s| s.to_string())
@@ -607,9 +640,23 @@ struct Raw {
 
 impl Raw {
     fn start(b: &Bed) -> Raw {
+        Self::start_with(b, &[])
+    }
+
+    /// The proxy with `extra` arguments for the upstream.
+    fn start_with(b: &Bed, extra: &[&str]) -> Raw {
+        let mut args: Vec<String> = ["mcp", "proxy", "--resource", "files", "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(b.upstream());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(b, &args)
+    }
+
+    fn spawn(b: &Bed, args: &[String]) -> Raw {
         let mut child = Command::new(BIN)
-            .args(["mcp", "proxy", "--resource", "files", "--"])
-            .args(b.upstream())
+            .args(args)
             .env("JITGATE_URL", &b.s.url)
             .env("JITGATE_TOKEN", ALICE)
             .stdin(Stdio::piped())
@@ -793,4 +840,48 @@ fn the_reference_filesystem_server_runs_behind_the_proxy() {
     let moved = agent.next(QUICK);
     assert_eq!(moved["isError"], true, "{moved}");
     assert!(root.join("a.txt").exists() && !root.join("moved.txt").exists());
+}
+
+#[test]
+fn an_upstream_that_dies_answers_calls_in_flight_and_the_proxy_exits() {
+    let b = Bed::start();
+    let mut raw = Raw::start_with(&b, &["--stall", "slow.txt"]);
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    raw.answer(json!(1));
+    raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    // A read forwarded and never answered, and a delete waiting for approval.
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"slow.txt"}}}"#);
+    wait_until("the read reaches the upstream", || b.executed().len() == 1);
+    raw.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#);
+    let waiting = b.pending_for("delete_file", &[]);
+    let pid = std::fs::read_to_string(b.work.path().join("upstream.pid")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
+
+    let in_flight = raw.answer(json!(2));
+    assert_eq!(in_flight["result"]["isError"], true, "{in_flight}");
+    let text = in_flight["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("exited") && text.contains("no answer"), "{text}");
+    let waited = raw.answer(json!(3));
+    let text = waited["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("exited") && text.contains(&id(&waiting)) && text.contains("not run"),
+        "{text}"
+    );
+    // The proxy ends, with a failure status, and nothing is left to approve or use.
+    let deadline = Instant::now() + QUICK;
+    let status = loop {
+        if let Some(status) = raw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the proxy outlived its upstream");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), ALICE);
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert_eq!(b.executed().len(), 1, "{:?}", b.executed());
 }
