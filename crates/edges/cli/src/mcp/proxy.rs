@@ -106,6 +106,20 @@ pub fn run(client: &Client, args: ProxyArgs) -> CommandResult {
     if proxy.upstream.set(upstream).is_err() {
         return Err(ClientError::Other("the upstream was set twice".into()));
     }
+    // Stopped by a signal (a client that gives up on its server sends SIGTERM): nobody waits for
+    // the calls still waiting, so their requests are cancelled first.
+    let stopped = proxy.clone();
+    let handled = ctrlc::set_handler(move || {
+        stopped.cancel_all_waiting();
+        stopped.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(upstream) = stopped.upstream() {
+            upstream.close();
+        }
+        std::process::exit(130);
+    });
+    if let Err(e) = handled {
+        eprintln!("jitgate mcp proxy: a signal will not cancel waiting requests: {e}");
+    }
     let stdin = std::io::stdin();
     let mut reader = stdin.lock();
     loop {

@@ -885,3 +885,23 @@ fn an_upstream_that_dies_answers_calls_in_flight_and_the_proxy_exits() {
     assert_eq!(r["status"], "cancelled", "{r}");
     assert_eq!(b.executed().len(), 1, "{:?}", b.executed());
 }
+
+#[test]
+fn a_proxy_stopped_by_a_signal_cancels_what_its_calls_wait_for() {
+    let b = Bed::start();
+    let mut raw = Raw::start(&b);
+    raw.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    raw.answer(json!(1));
+    raw.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#);
+    let waiting = b.pending_for("delete_file", &[]);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &raw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = raw.child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), ALICE);
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(b.executed().is_empty(), "{:?}", b.executed());
+}
