@@ -728,7 +728,33 @@ fn decision_text(tool: &str, resource: &str, request: &Value, base: &str) -> Str
         .filter(|c| !c.is_empty())
         .map(|c| format!(": \"{c}\""))
         .unwrap_or_default();
+    let what = match status {
+        "expired" => "expired: nobody decided it in time".to_string(),
+        other => format!("was {other}"),
+    };
     format!(
-        "jitgate: request {id} for {tool} on {resource} was {status}{by}{comment}; the call was not run ({base}/ui/requests/{id})"
+        "jitgate: request {id} for {tool} on {resource} {what}{by}{comment}; the call was not run ({base}/ui/requests/{id})"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decision_text;
+    use serde_json::json;
+
+    #[test]
+    fn a_decision_names_the_request_who_decided_and_what_they_said() {
+        let denied =
+            json!({"id": "req_1", "status": "denied", "closed_by": {"by": "bob", "comment": "use the archive"}});
+        assert_eq!(
+            decision_text("delete_file", "files", &denied, "https://j.example"),
+            "jitgate: request req_1 for delete_file on files was denied by bob: \"use the archive\"; the call was not run (https://j.example/ui/requests/req_1)"
+        );
+        let expired = json!({"id": "req_2", "status": "expired"});
+        let text = decision_text("write_file", "files", &expired, "http://x");
+        assert!(
+            text.contains("req_2 for write_file on files expired: nobody decided it in time;"),
+            "{text}"
+        );
+    }
 }

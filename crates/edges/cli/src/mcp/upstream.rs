@@ -295,3 +295,59 @@ impl Upstream for Arc<HttpUpstream> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Downstream for Heard {
+        fn upstream_said(&self, line: &[u8]) {
+            self.0.lock().unwrap().push(String::from_utf8_lossy(line).into_owned());
+        }
+        fn upstream_gone(&self, why: String) {
+            self.0.lock().unwrap().push(format!("gone: {why}"));
+        }
+    }
+
+    #[test]
+    fn each_event_of_a_stream_is_one_message_on_one_line() {
+        let heard = Arc::new(Heard::default());
+        let upstream = HttpUpstream::new("http://127.0.0.1:9/mcp", heard.clone()).unwrap();
+        let stream = concat!(
+            ": a comment\n",
+            "event: message\n",
+            "id: 1\n",
+            "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n",
+            "\n",
+            "event: message\r\n",
+            "data: {\"jsonrpc\":\"2.0\",\"id\":7,\n",
+            "data:  \"result\":{\"protocolVersion\":\"2025-06-18\"}}\n",
+            "\n",
+            "data: {\"last\":true}",
+        );
+        upstream.relay_events(std::io::Cursor::new(stream.as_bytes().to_vec()), true);
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            [
+                r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+                r#"{"jsonrpc":"2.0","id":7,"result":{"protocolVersion":"2025-06-18"}}"#,
+                r#"{"last":true}"#,
+            ]
+        );
+        // The version agreed in the answer to initialize goes with every later message.
+        assert_eq!(upstream.version.lock().unwrap().as_deref(), Some("2025-06-18"));
+    }
+
+    #[test]
+    fn only_http_urls_are_upstreams() {
+        let heard: Arc<dyn Downstream> = Arc::new(Heard::default());
+        for bad in ["file:///etc/passwd", "127.0.0.1:8000/mcp", ""] {
+            let refused = HttpUpstream::new(bad, heard.clone()).err().unwrap_or_default();
+            assert!(refused.contains("--upstream-url"), "{bad}: {refused}");
+        }
+    }
+}
