@@ -420,7 +420,7 @@ fn a_credential_that_expires_mid_wait_ends_the_call_without_running_it() {
     let (status, made) = b.s.post(
         "/v1/tokens",
         "demo-admin",
-        json!({"principal": "alice", "ttl": "6s", "label": "agent"}),
+        json!({"principal": "alice", "ttl": "8s", "label": "agent"}),
     );
     assert_eq!(status, 201, "{made}");
     let token = made["token"].as_str().unwrap().to_string();
