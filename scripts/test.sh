@@ -27,6 +27,10 @@ python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
 # Node.js runs the audit verifier written from docs/audit.md alone
 # (scripts/independent-verifier/verify.mjs), with its built-in crypto.
 command -v node >/dev/null || NEEDED+=(nodejs)
+# npm installs the reference MCP filesystem server (@modelcontextprotocol/server-filesystem)
+# that tests/end_to_end/mcp.rs runs behind `jitgate mcp proxy` (scripts/mcp.sh); the MCP
+# Python SDK comes from PyPI into target/venv-mcp.
+command -v npm >/dev/null || NEEDED+=(npm)
 # promtool (in Debian's prometheus package; where systemd runs, installing it also starts a
 # Prometheus server, which the tests do not use) checks /metrics as text 0.0.4; the reference Python client parses it as
 # OpenMetrics (tests/end_to_end/metrics.rs runs Debian's /usr/bin/python3 for it).

@@ -1224,6 +1224,16 @@ impl App {
         answer
     }
 
+    /// Does one of the caller's own grants cover `action` on `resource` (with `payload`) now?
+    /// The decision `check` makes with the caller as the principal, never another, consuming a
+    /// single-use grant the same way (of concurrent uses exactly one is allowed), with the same
+    /// metrics and denial records: how an agent's MCP proxy spends the grant that was approved
+    /// for one exact tool call, without being a service that may ask about anyone.
+    pub async fn use_grant(&self, caller: &Caller, resource: &str, action: &str, payload: Option<&str>) -> Decision {
+        let who = caller.who();
+        self.check(who, &who.principal, resource, action, payload).await
+    }
+
     async fn consume(&self, checker: &Identity, grant_id: &str, expires_at_ms: i64, at: Timestamp) -> Decision {
         let denied = |reason: String| Decision {
             allow: false,

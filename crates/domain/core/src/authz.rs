@@ -135,6 +135,7 @@ operations!(
     IssueSshCertificate,
     IssueCredentials,
     Check,
+    UseGrant,
     ForwardAuth,
     ExplainPolicy,
     ReadAudit,
@@ -234,6 +235,12 @@ pub const TABLE: &[Rule] = &[
         what: "ask for access decisions",
         endpoints: "POST /v1/check, POST /v1/check/batch",
         reach: [Nothing, All, Nothing, All],
+    },
+    Rule {
+        operation: Operation::UseGrant,
+        what: "use one's own grant (ask whether one's own grant covers an action, consuming a single-use one)",
+        endpoints: "POST /v1/grants/use",
+        reach: [Own, Nothing, Own, Own],
     },
     Rule {
         operation: Operation::ForwardAuth,
@@ -367,6 +374,23 @@ mod tests {
         assert_eq!(reach(&admin, Operation::ManageTokens), Reach::All);
         assert_eq!(who_may(Operation::ManageTokens), "admin");
         assert_eq!(who_may(Operation::Check), "service, admin");
+    }
+
+    #[test]
+    fn people_use_their_own_grants_and_services_check() {
+        for who in [
+            Identity::user("alice", &["dev"]),
+            Identity::user("ann", &["auditors"]),
+            Identity::user("root", &["admins"]),
+        ] {
+            assert_eq!(reach(&who, Operation::UseGrant), Reach::Own, "{who:?}");
+        }
+        let svc = Identity {
+            kind: PrincipalKind::Service,
+            ..Identity::user("svc", &[])
+        };
+        assert_eq!(reach(&svc, Operation::UseGrant), Reach::Nothing);
+        assert_eq!(who_may(Operation::UseGrant), "user, auditor, admin");
     }
 
     #[test]

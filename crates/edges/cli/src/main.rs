@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod mcp;
 mod render;
 mod waiting;
 
@@ -215,6 +216,39 @@ enum Command {
     /// The database behind the server (admins).
     #[command(subcommand)]
     Database(DatabaseCommand),
+    /// AI agents over the Model Context Protocol (docs/agents.md).
+    #[command(subcommand)]
+    Mcp(McpCommand),
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Put an MCP server behind jitgate: speak MCP on standard input and output to the agent,
+    /// relay everything to the upstream server, and forward each tool call only once a grant
+    /// allows that exact call (filing a request and waiting for its approval when needed).
+    Proxy {
+        /// The catalog resource (kind mcp) whose actions are this server's tools.
+        #[arg(long)]
+        resource: String,
+        /// How long a tool call waits for a decision before its request is cancelled.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+        /// The reason filed with each request [default: "MCP tool call TOOL by AGENT"].
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long the access asked for should last (the policy's default otherwise).
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// The upstream's streamable HTTP endpoint, instead of a command.
+        #[arg(long, value_name = "URL", conflicts_with = "command")]
+        upstream_url: Option<String>,
+        /// The upstream MCP server's command and arguments, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// An MCP server (stdio) with the tools request_access, request_status, my_grants and
+    /// done, so that an agent asks for access the way a person does.
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -476,6 +510,33 @@ fn main() -> ExitCode {
         Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
         Command::Database(DatabaseCommand::AcceptHistory) => commands::database_accept_history(&client),
+        Command::Mcp(McpCommand::Serve) => mcp::serve::run(&client),
+        Command::Mcp(McpCommand::Proxy {
+            resource,
+            timeout,
+            reason,
+            duration,
+            upstream_url,
+            command,
+        }) => match (jitgate_core::parse_duration(&timeout), upstream_url) {
+            (Err(m), _) => Err(client::ClientError::Other(format!("--timeout: {m}"))),
+            (Ok(_), None) if command.is_empty() => Err(client::ClientError::Other(
+                "name the upstream MCP server: its command after -- (jitgate mcp proxy --resource files -- npx -y @modelcontextprotocol/server-filesystem /srv), or --upstream-url URL".into(),
+            )),
+            (Ok(timeout), upstream_url) => mcp::proxy::run(
+                &client,
+                mcp::proxy::ProxyArgs {
+                    resource,
+                    timeout: std::time::Duration::from_secs(timeout.0),
+                    reason,
+                    duration,
+                    upstream: match upstream_url {
+                        Some(url) => mcp::proxy::UpstreamSpec::Url(url),
+                        None => mcp::proxy::UpstreamSpec::Command(command),
+                    },
+                },
+            ),
+        },
         Command::Token(TokenCommand::List) => commands::token_list(&client),
         Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),

@@ -236,6 +236,20 @@ pub struct CheckBody {
     pub payload: Option<String>,
 }
 
+/// `POST /v1/grants/use`: does one of the caller's own grants cover this action now? Asked for
+/// the caller alone; a single-use grant is consumed by the answer that allows.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UseGrantBody {
+    #[schema(min_length = 1, max_length = 256)]
+    pub resource: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub action: String,
+    /// For an action-bound grant: the exact payload it was approved for (for an MCP tool call,
+    /// the canonical JSON `{"arguments":{...},"tool":"T"}`).
+    pub payload: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CheckAnswer {
     pub allow: bool,

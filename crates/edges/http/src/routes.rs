@@ -106,6 +106,7 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/grants/{id}/extend", post(extend_grant))
         .route("/v1/grants/{id}/done", post(done_grant))
+        .route("/v1/grants/use", post(use_grant))
         .route("/v1/check", post(check))
         .route("/v1/check/batch", post(check_batch))
         .route("/v1/forward-auth", any(forward_auth))
@@ -524,11 +525,15 @@ pub async fn done_grant(
 }
 
 pub(crate) fn validate_check(body: &CheckBody) -> Result<(), ApiError> {
-    for (field, value) in [
+    validate_check_fields(&[
         ("principal", &body.principal),
         ("resource", &body.resource),
         ("action", &body.action),
-    ] {
+    ])
+}
+
+fn validate_check_fields(fields: &[(&str, &String)]) -> Result<(), ApiError> {
+    for &(field, value) in fields {
         if value.is_empty() {
             return Err(ApiError::Invalid(format!("{field}: must not be empty")));
         }
@@ -578,6 +583,26 @@ pub async fn check(
         )
         .await
         .into(),
+    ))
+}
+
+/// Does one of the caller's own grants cover this action now? The answer of `/v1/check` for
+/// the caller as principal (never another), consuming a single-use grant as that does: of
+/// concurrent uses exactly one is allowed. How an agent's MCP proxy spends the grant approved
+/// for one exact tool call.
+#[utoipa::path(post, path = "/v1/grants/use", request_body = UseGrantBody,
+    responses((status = 200, body = CheckAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])), tag = "check")]
+pub async fn use_grant(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::UseGrant>,
+    Json(body): Json<UseGrantBody>,
+) -> Result<Json<CheckAnswer>, ApiError> {
+    validate_check_fields(&[("resource", &body.resource), ("action", &body.action)])?;
+    Ok(Json(
+        app.use_grant(&caller, &body.resource, &body.action, body.payload.as_deref())
+            .await
+            .into(),
     ))
 }
 

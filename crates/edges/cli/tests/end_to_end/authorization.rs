@@ -325,6 +325,22 @@ fn every_role_the_table_refuses_is_refused() {
         );
     }
 
+    // Use one's own grant: anyone but a service, always about themselves (mcp.rs and the
+    // service's tests check what it answers).
+    row(
+        &s,
+        "POST",
+        "/v1/grants/use",
+        json!({"resource": "staging-db", "action": "read"}),
+        &[
+            refused(SERVICE),
+            ok(ALICE, 200),
+            ok(BOB, 200),
+            ok(AUDITOR, 200),
+            ok(ADMIN, 200),
+        ],
+    );
+
     // What one may request: whoever may file, each seeing their own (resources.rs checks what).
     row(
         &s,
@@ -512,6 +528,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("POST", "/v1/grants/{id}/credentials"),
         ("POST", "/v1/check"),
         ("POST", "/v1/check/batch"),
+        ("POST", "/v1/grants/use"),
         ("GET", "/v1/policy/explain"),
         ("GET", "/v1/resources"),
         ("GET", "/v1/audit"),

@@ -25,6 +25,7 @@ mod http;
 mod identity;
 mod items;
 mod limits;
+mod mcp;
 mod metrics;
 mod notifications;
 mod postgres;
