@@ -18,7 +18,7 @@ pub const WORKFLOWS_FILE: &str = "workflows.toml";
 
 /// The built-in group of AI agents (API tokens created with `--agent-for PERSON`): workflows
 /// and Cedar policies may name it although no principal of `directory.toml` is in it.
-pub const AGENTS_GROUP: &str = "agents";
+pub const AGENTS_GROUP: &str = jitgate_core::identity::AGENT_GROUP;
 
 /// Why the group `agents` may not be where reviewers are named (FIELD is the key).
 pub(crate) const AGENTS_NEVER_REVIEW: &str =

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const ALICE: &str = "demo-alice";
+/// The agent: an API token of its own, acting for alice (`jitgate token create --agent-for`).
+const AGENT: &str = "claude-alice";
 const BOB: &str = "demo-bob";
 
 fn repo() -> PathBuf {
@@ -33,49 +34,11 @@ fn python() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// The quickstart's `files` resource (an MCP filesystem server) where it has one; otherwise a
-/// copy of the quickstart with it added: reads automatic for dev, writes and deletes reviewed
-/// by one sre and bound to the exact call.
-fn policy() -> Option<tempfile::TempDir> {
-    let catalog = std::fs::read_to_string(quickstart().join("resources.toml")).unwrap();
-    if catalog.contains("name = \"files\"") {
-        return None;
-    }
-    let dir = editable_quickstart();
-    let append = |file: &str, text: &str| {
-        let path = dir.path().join(file);
-        let mut all = std::fs::read_to_string(&path).unwrap();
-        all.push_str(text);
-        std::fs::write(&path, all).unwrap();
-    };
-    append(
-        "resources.toml",
-        "\n[[resource]]\nname = \"files\"\nkind = \"mcp\"\ndescription = \"Files, through an MCP server\"\n",
-    );
-    append(
-        "workflows.toml",
-        r#"
-[[workflow]]
-resource = "files"
-actions = ["read_file", "list_directory"]
-requesters = ["dev"]
-auto_approve = true
-
-[[workflow]]
-resource = "files"
-actions = ["write_file", "delete_file"]
-requesters = ["dev"]
-steps = [{ group = "sre", approvals = 1 }]
-action_bound = true
-"#,
-    );
-    Some(dir)
-}
-
 /// A server with the `files` policy, and a directory of files for the upstream.
 struct Bed {
     s: Server,
-    _policy: Option<tempfile::TempDir>,
+    /// The agent's bearer token.
+    agent: String,
     work: tempfile::TempDir,
     python: PathBuf,
 }
@@ -83,23 +46,21 @@ struct Bed {
 impl Bed {
     fn start() -> Bed {
         let python = python();
-        let policy = policy();
-        let s = Server::start_with_policy(
-            policy
-                .as_ref()
-                .map_or(quickstart(), |p| p.path().to_path_buf())
-                .as_path(),
+        // The quickstart's `files`: reads automatic for dev (and so for alice's agents), writes
+        // and deletes reviewed by one sre and bound to the exact call.
+        let s = Server::start();
+        let (status, token) = s.post(
+            "/v1/tokens",
+            "demo-admin",
+            json!({"principal": AGENT, "agent_for": "alice", "label": "the MCP tests' agent"}),
         );
+        assert_eq!(status, 201, "{token}");
+        let agent = token["token"].as_str().unwrap().to_string();
         let work = tempfile::tempdir().unwrap();
         std::fs::create_dir(work.path().join("root")).unwrap();
         std::fs::write(work.path().join("root/notes.txt"), "hello from the notes\n").unwrap();
         std::fs::write(work.path().join("root/a.txt"), "a").unwrap();
-        Bed {
-            s,
-            _policy: policy,
-            work,
-            python,
-        }
+        Bed { s, agent, work, python }
     }
 
     fn root(&self) -> PathBuf {
@@ -243,13 +204,13 @@ fn reads_pass_at_once_and_each_delete_runs_once_after_its_own_approval() {
     let write_other = json!({"path": "c.txt", "content": "approved texT"});
     // The exact write is approved ahead, through the API, with its canonical payload.
     let ahead = b.s.file(
-        ALICE,
+        &b.agent,
         json!({"resource": "files", "action": "write_file", "reason": "ahead", "payload": canonical("write_file", &write)}),
     );
     b.decide(&id(&ahead), "approve", "that exact text");
 
     let agent = b.proxied(
-        ALICE,
+        &b.agent,
         json!([
             {"list_tools": true},
             call("read_file", json!({"path": "notes.txt"})),
@@ -275,7 +236,9 @@ fn reads_pass_at_once_and_each_delete_runs_once_after_its_own_approval() {
 
     // The delete waits for bob, and does not run meanwhile.
     let first = b.pending_for("delete_file", &[]);
-    assert_eq!(first["requester"], "alice");
+    // Filed by the agent, for alice: both names on the request.
+    assert_eq!(first["requester"], AGENT);
+    assert_eq!(first["on_behalf_of"], "alice");
     assert_eq!(first["payload"], json!(canonical("delete_file", &delete_a)));
     assert_eq!(
         first["payload"],
@@ -340,10 +303,10 @@ fn reads_pass_at_once_and_each_delete_runs_once_after_its_own_approval() {
     );
     // Every grant for a reviewed call was used, none is left to use.
     for request in [id(&first), id(&second), id(&ahead)] {
-        let (_, r) = b.s.get(&format!("/v1/requests/{request}"), ALICE);
+        let (_, r) = b.s.get(&format!("/v1/requests/{request}"), &b.agent);
         assert_eq!(r["grant"]["status"], "used", "{r}");
     }
-    let (_, active) = b.s.get("/v1/grants?status=active", ALICE);
+    let (_, active) = b.s.get("/v1/grants?status=active", &b.agent);
     assert!(
         active["items"]
             .as_array()
@@ -358,7 +321,7 @@ fn reads_pass_at_once_and_each_delete_runs_once_after_its_own_approval() {
 fn a_tool_without_a_workflow_is_refused_and_never_forwarded() {
     let b = Bed::start();
     let agent = b.proxied(
-        ALICE,
+        &b.agent,
         json!([call("move_file", json!({"source": "a.txt", "destination": "b.txt"}))]),
         &[],
     );
@@ -370,7 +333,7 @@ fn a_tool_without_a_workflow_is_refused_and_never_forwarded() {
         "{text}"
     );
     assert!(b.executed().is_empty());
-    let (_, requests) = b.s.get("/v1/requests", ALICE);
+    let (_, requests) = b.s.get("/v1/requests", &b.agent);
     assert_eq!(requests["items"], json!([]), "nothing was filed: {requests}");
 }
 
@@ -378,7 +341,7 @@ fn a_tool_without_a_workflow_is_refused_and_never_forwarded() {
 fn a_timed_out_or_cancelled_call_cancels_its_request_and_never_runs() {
     let b = Bed::start();
     let agent = b.proxied(
-        ALICE,
+        &b.agent,
         json!([
             call("delete_file", json!({"path": "a.txt"})),
             {"call": "write_file", "arguments": {"path": "d.txt", "content": "x"}, "cancel_after": 1},
@@ -389,7 +352,7 @@ fn a_timed_out_or_cancelled_call_cancels_its_request_and_never_runs() {
     let timed_out = agent.next(QUICK);
     assert_eq!(timed_out["isError"], true, "{timed_out}");
     let text = timed_out["text"].as_str().unwrap();
-    let (_, list) = b.s.get("/v1/requests?status=cancelled", ALICE);
+    let (_, list) = b.s.get("/v1/requests?status=cancelled", &b.agent);
     let delete = list["items"]
         .as_array()
         .unwrap()
@@ -403,7 +366,7 @@ fn a_timed_out_or_cancelled_call_cancels_its_request_and_never_runs() {
     let cancelled = agent.next(QUICK);
     assert_eq!(cancelled["cancelled"], true, "{cancelled}");
     wait_until("the cancelled call's request is cancelled", || {
-        let (_, list) = b.s.get("/v1/requests?status=cancelled", ALICE);
+        let (_, list) = b.s.get("/v1/requests?status=cancelled", &b.agent);
         list["items"]
             .as_array()
             .unwrap()
@@ -420,7 +383,7 @@ fn a_credential_that_expires_mid_wait_ends_the_call_without_running_it() {
     let (status, made) = b.s.post(
         "/v1/tokens",
         "demo-admin",
-        json!({"principal": "alice", "ttl": "8s", "label": "agent"}),
+        json!({"principal": "claude-alice-2", "agent_for": "alice", "ttl": "8s", "label": "agent"}),
     );
     assert_eq!(status, 201, "{made}");
     let token = made["token"].as_str().unwrap().to_string();
@@ -440,7 +403,7 @@ fn a_credential_that_expires_mid_wait_ends_the_call_without_running_it() {
 fn an_upstream_that_dies_ends_waiting_calls_and_leaves_no_grant() {
     let b = Bed::start();
     let agent = b.proxied(
-        ALICE,
+        &b.agent,
         json!([
             call("read_file", json!({"path": "notes.txt"})),
             call("delete_file", json!({"path": "a.txt"})),
@@ -456,9 +419,9 @@ fn an_upstream_that_dies_ends_waiting_calls_and_leaves_no_grant() {
     assert_eq!(ended["isError"], true, "{ended}");
     let text = ended["text"].as_str().unwrap();
     assert!(text.contains("exited") && text.contains(&id(&waiting)), "{text}");
-    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), ALICE);
+    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), &b.agent);
     assert_eq!(r["status"], "cancelled", "{r}");
-    let (_, active) = b.s.get("/v1/grants?status=active", ALICE);
+    let (_, active) = b.s.get("/v1/grants?status=active", &b.agent);
     assert!(
         active["items"]
             .as_array()
@@ -526,7 +489,7 @@ fn a_streamable_http_upstream_is_gated_the_same() {
         .map(|s| s.to_string())
         .collect();
     let agent = b.agent(
-        ALICE,
+        &b.agent,
         json!([
             {"list_tools": true},
             call("read_file", json!({"path": "notes.txt"})),
@@ -551,7 +514,7 @@ fn mcp_serve_lets_an_agent_ask_follow_and_end_its_access() {
     let b = Bed::start();
     let server: Vec<String> = [BIN, "mcp", "serve"].iter().map(|s| s.to_string()).collect();
     let agent = b.agent(
-        ALICE,
+        &b.agent,
         json!([
             {"list_tools": true},
             call("request_access", json!({"resource": "staging-db", "action": "read", "reason": "look", "duration": "10m"})),
@@ -597,7 +560,7 @@ fn mcp_serve_lets_an_agent_ask_follow_and_end_its_access() {
     // Waiting for a decision, and ending a grant.
     let request = pending["id"].as_str().unwrap().to_string();
     let agent = b.agent(
-        ALICE,
+        &b.agent,
         json!([
             call("request_status", json!({"id": request, "wait_seconds": 30})),
             call("done", json!({"grant_id": grant, "outcome": "looked"})),
@@ -613,7 +576,7 @@ fn mcp_serve_lets_an_agent_ask_follow_and_end_its_access() {
     assert_eq!(decided["approvals"][0]["by"], "bob", "{decided}");
     let ended = agent.next(QUICK);
     assert_eq!(ended["isError"], false, "{ended}");
-    let (_, grants) = b.s.get("/v1/grants?status=active", ALICE);
+    let (_, grants) = b.s.get("/v1/grants?status=active", &b.agent);
     assert!(
         grants["items"]
             .as_array()
@@ -658,7 +621,7 @@ impl Raw {
         let mut child = Command::new(BIN)
             .args(args)
             .env("JITGATE_URL", &b.s.url)
-            .env("JITGATE_TOKEN", ALICE)
+            .env("JITGATE_TOKEN", &b.agent)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -780,7 +743,7 @@ fn what_the_proxy_cannot_judge_never_reaches_the_upstream() {
     // The agent gives up on the waiting call: its request is cancelled, it gets no answer.
     raw.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}"#);
     wait_until("the abandoned call's request is cancelled", || {
-        let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&judged)), ALICE);
+        let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&judged)), &b.agent);
         r["status"] == "cancelled"
     });
     // The default reason names the agent, its control character left out.
@@ -816,7 +779,7 @@ fn the_reference_filesystem_server_runs_behind_the_proxy() {
         .chain([root.display().to_string()])
         .collect();
     let agent = b.agent(
-        ALICE,
+        &b.agent,
         json!([
             call("list_directory", json!({"path": at("")})),
             call("write_file", json!({"path": at("new.txt"), "content": "written once"})),
@@ -881,7 +844,7 @@ fn an_upstream_that_dies_answers_calls_in_flight_and_the_proxy_exits() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));
-    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), ALICE);
+    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), &b.agent);
     assert_eq!(r["status"], "cancelled", "{r}");
     assert_eq!(b.executed().len(), 1, "{:?}", b.executed());
 }
@@ -901,7 +864,7 @@ fn a_proxy_stopped_by_a_signal_cancels_what_its_calls_wait_for() {
     assert!(stopped.success());
     let status = raw.child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), ALICE);
+    let (_, r) = b.s.get(&format!("/v1/requests/{}", id(&waiting)), &b.agent);
     assert_eq!(r["status"], "cancelled", "{r}");
     assert!(b.executed().is_empty(), "{:?}", b.executed());
 }
