@@ -2,7 +2,8 @@
 # What `jitgate mcp proxy` adds to an automatically approved tool call: the MCP Python SDK's
 # client (scripts/mcp/agent.py) calls read_file N times in a row on the SDK-built upstream
 # (scripts/mcp/upstream.py, over stdio), once straight and once through the proxy, against a
-# jitgate server on the quickstart policy plus the `files` resource (reads automatic for dev).
+# jitgate server on the quickstart policy (its `files` resource: reads automatic for dev), as an
+# agent token acting for alice.
 # Each call through the proxy is one POST /v1/grants/use (after the first, which files the
 # automatic request). Prints p50, p99 and mean of both and what the proxy adds at p99 (the
 # issue's bar: under 5 ms).
@@ -37,14 +38,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The quickstart, with `files` added unless it already has it.
+# The quickstart: its `files` resource reads automatically for dev, and so for alice's agents.
 mkdir -p "$work/policy" "$work/root"
 cp examples/quickstart/{directory,workflows,resources}.toml "$work/policy/"
-if ! grep -q 'name = "files"' "$work/policy/resources.toml"; then
-  printf '\n[[resource]]\nname = "files"\nkind = "mcp"\n' >>"$work/policy/resources.toml"
-  printf '\n[[workflow]]\nresource = "files"\nactions = ["read_file", "list_directory"]\nrequesters = ["dev"]\nauto_approve = true\n' \
-    >>"$work/policy/workflows.toml"
-fi
 echo "a line to read" >"$work/root/notes.txt"
 
 printf '[limits]\nrequests_per_minute = 0\nwrites_per_minute = 0\n' >"$work/config.toml"
@@ -53,7 +49,11 @@ JITGATE_LOG=warn "$JITGATE_BIN" serve --listen "127.0.0.1:$PORT" --policy "$work
 server_pid=$!
 wait_until_ready "$PORT" "$server_pid"
 
-export JITGATE_URL="http://127.0.0.1:$PORT" JITGATE_TOKEN=demo-alice
+export JITGATE_URL="http://127.0.0.1:$PORT"
+# The agent's own credential, acting for alice.
+JITGATE_TOKEN=$(JITGATE_TOKEN=demo-admin "$JITGATE_BIN" token create --principal claude-alice \
+  --agent-for alice --output json | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+export JITGATE_TOKEN
 upstream=("$PYTHON" scripts/mcp/upstream.py --root "$work/root" --log "$work/calls.log")
 # A warm-up call first (it files the automatic request through the proxy), then the measured run.
 script='[{"call": "read_file", "arguments": {"path": "notes.txt"}}, {"bench": "read_file", "arguments": {"path": "notes.txt"}, "n": '"$CALLS"'}]'

@@ -73,7 +73,7 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
                 slack_escape(&item.resource)
             ));
             if let Some(payload) = &item.payload {
-                text.push_str(&payload_block(payload));
+                text.push_str(&payload_block(payload, PAYLOAD_CHARS / request.item_count().max(1)));
             }
             let needs: Vec<String> = item
                 .missing_approvals()
@@ -85,7 +85,7 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
             }
         }
     } else if let Some(payload) = &request.payload {
-        text.push_str(&payload_block(payload));
+        text.push_str(&payload_block(payload, PAYLOAD_CHARS));
     }
     if message.review && request.items.is_empty() {
         let needs: Vec<String> = request
@@ -126,13 +126,32 @@ fn body(policy: &Policy, message: &Message, link: &str) -> Value {
     })
 }
 
+/// The characters of a message's payloads in all: Slack refuses a section text over 3,000
+/// characters (and with it the whole message, buttons and all), and the headline, reason and
+/// mentions need the rest.
+const PAYLOAD_CHARS: usize = 2_000;
+
 /// A payload as the reviewer reads it in Slack: verbatim, with control, invisible and bidi
 /// characters written as visible escapes, in a code block it cannot break out of; one longer
-/// than the readable bound is cut, with its size and hash and the way to the whole.
-fn payload_block(payload: &str) -> String {
+/// than the readable bound, or than `budget` characters once escaped, is cut, with its size and
+/// hash and the way to the whole.
+fn payload_block(payload: &str, budget: usize) -> String {
     let shown = jitgate_core::text::PayloadShown::new(payload);
-    let mut block = format!("\n```{}```", slack_escape(&shown.head).replace("```", "'''"));
-    if !shown.complete {
+    // A run of three backticks would end the code block: its third is written as the escape
+    // `\u{60}`, which the payload cannot forge (escaping doubled its backslashes).
+    let mut body = slack_escape(&shown.head).replace("```", "``\\u{60}");
+    let mut complete = shown.complete;
+    if body.chars().count() > budget {
+        let mut cut: String = body.chars().take(budget).collect();
+        // Not in the middle of an entity (`&amp;`), which would read as other text.
+        if let Some(amp) = cut.rfind('&').filter(|&at| !cut[at..].contains(';')) {
+            cut.truncate(amp);
+        }
+        body = cut;
+        complete = false;
+    }
+    let mut block = format!("\n```{body}```");
+    if !complete {
         block.push_str(&format!(
             "\n_only the start is shown: the whole payload is {}; Open shows all of it_",
             shown.summary()
@@ -165,13 +184,23 @@ mod tests {
     /// with its size and hash.
     #[test]
     fn payloads_are_shown_escaped_and_long_ones_summarised() {
-        let block = payload_block("a\0b\u{202e}c\u{200b}<!channel> ```x```");
+        let block = payload_block("a\0b\u{202e}c\u{200b}<!channel> ```x```", PAYLOAD_CHARS);
         assert_eq!(
             block,
-            "\n```a\\x00b\\u{202e}c\\u{200b}&lt;!channel&gt; '''x'''```"
+            "\n```a\\x00b\\u{202e}c\\u{200b}&lt;!channel&gt; ``\\u{60}x``\\u{60}```"
         );
+        // The escape of a backtick cannot be forged: a payload's own backslash is doubled.
+        let forged = payload_block("``\\u{60}", PAYLOAD_CHARS);
+        assert_eq!(forged, "\n`````\\\\u{60}```");
+        // Escaping that multiplies the length (`&` is `&amp;`) is cut to the budget, never past
+        // Slack's limit, and never in the middle of an entity; the summary says it is cut.
+        let ampersands = "&".repeat(1000);
+        let block = payload_block(&ampersands, PAYLOAD_CHARS);
+        assert!(block.chars().count() < PAYLOAD_CHARS + 200, "{}", block.len());
+        assert!(block.contains("&amp;```"), "{block}");
+        assert!(block.contains("(1000 bytes, sha256 "), "{block}");
         let long = "y".repeat(2000);
-        let block = payload_block(&long);
+        let block = payload_block(&long, PAYLOAD_CHARS);
         assert!(block.contains(&"y".repeat(1024)) && !block.contains(&"y".repeat(1025)), "{block}");
         assert!(
             block.contains(&format!(

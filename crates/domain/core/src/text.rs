@@ -38,12 +38,20 @@ pub fn is_invisible(c: char) -> bool {
                 | '\u{1160}'
                 | '\u{17B4}'
                 | '\u{17B5}'
-                | '\u{180E}'
+                | '\u{180B}'..='\u{180F}'
                 | '\u{200B}'..='\u{200D}'
-                | '\u{2060}'..='\u{2064}'
+                | '\u{2060}'..='\u{2065}'
+                | '\u{206A}'..='\u{206F}'
                 | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
                 | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                // Tag characters: invisible ASCII look-alikes that carry hidden text to a
+                // model ("ASCII smuggling"), and variation selectors beyond the BMP.
+                | '\u{E0000}'..='\u{E007F}'
+                | '\u{E0100}'..='\u{E01EF}'
         )
         || is_bidi_or_separator(c)
 }
@@ -175,6 +183,13 @@ mod tests {
         assert_eq!(short.head, "deploy v1 \\u{202e}x");
         let hidden = PayloadShown::new("rm -rf /\u{200b}\u{202e}");
         assert_eq!(hidden.head, "rm -rf /\\u{200b}\\u{202e}");
+        // Text hidden in tag characters (ASCII smuggling), variation selectors, the deprecated
+        // format characters and interlinear annotations is shown, escaped, not hidden.
+        let smuggled = PayloadShown::new("hello\u{E0069}\u{E0067}\u{FE0F}\u{E0100}\u{206A}\u{FFF9}\u{1D173}\u{180B}");
+        assert_eq!(
+            smuggled.head,
+            "hello\\u{e0069}\\u{e0067}\\u{fe0f}\\u{e0100}\\u{206a}\\u{fff9}\\u{1d173}\\u{180b}"
+        );
         // Multi-byte characters straddling the cut: the head ends on a whole character.
         let long = "é".repeat(PAYLOAD_SHOWN_BYTES);
         let shown = PayloadShown::new(&long);

@@ -79,8 +79,12 @@ fn generate(variant: bool, extra_principal: bool) -> Texts {
         for t in 0..TEAMS {
             for env in ENVS {
                 let actions: Vec<String> = actions.iter().map(|a| format!("\"{a}\"")).collect();
-                let rules = match env {
-                    "prod" => "steps = [{ group = \"sre\", approvals = 1 }]\nmax_duration = \"1h\"",
+                // A reviewed tool call must be bound to the exact call (`policy check`).
+                let rules = match (env, kind) {
+                    ("prod", "mcp") => {
+                        "steps = [{ group = \"sre\", approvals = 1 }]\nmax_duration = \"1h\"\naction_bound = true"
+                    }
+                    ("prod", _) => "steps = [{ group = \"sre\", approvals = 1 }]\nmax_duration = \"1h\"",
                     _ => "auto_approve = true\nmax_duration = \"8h\"",
                 };
                 let _ = writeln!(

@@ -227,7 +227,8 @@ fn subjects_of(old: &Policy, new: &Policy) -> BTreeSet<String> {
 }
 
 /// Whether a policy names the group of agents: in a workflow's requesters or break-glass
-/// groups, or in a `.cedar` policy.
+/// groups, or in a `.cedar` policy, or reads `context.on_behalf_of` (a rule about agents that
+/// names no group).
 fn names_agents(p: &Policy) -> bool {
     let quoted = format!("\"{AGENTS_GROUP}\"");
     p.workflows().any(|w| {
@@ -235,7 +236,10 @@ fn names_agents(p: &Policy) -> bool {
             || w.break_glass
                 .as_ref()
                 .is_some_and(|bg| bg.groups.iter().any(|g| g == AGENTS_GROUP))
-    }) || p.cedar_sources().iter().any(|s| s.meaning.contains(&quoted))
+    }) || p
+        .cedar_sources()
+        .iter()
+        .any(|s| s.meaning.contains(&quoted) || s.meaning.contains("on_behalf_of"))
 }
 
 /// Everything but the workflows that a version's answers depend on: the directory, the

@@ -274,6 +274,14 @@ impl Policy {
         // Who decided that no review is needed: the permits Cedar names, for the audit log.
         let mut decided_by = None;
         let steps = if ask.break_glass {
+            // Break-glass trusts a person's judgement in an emergency, with nobody asked first;
+            // an agent's judgement is what review exists for.
+            if let Some(person) = &who.on_behalf_of {
+                return Err(DomainError::Forbidden(format!(
+                    "{} may not break glass for {name}: it is an agent acting for {person}, and agents never break glass; {person} may, in person",
+                    who.principal
+                )));
+            }
             let groups = workflow
                 .break_glass
                 .as_ref()

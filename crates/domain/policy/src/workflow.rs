@@ -1128,7 +1128,11 @@ impl Rules {
                 // A reviewer of an agent's tool call must approve that exact call (its
                 // arguments), not the tool for a while; automatic or break-glass-only use
                 // involves no reviewer, so nothing could mislead one.
-                if declared.kind == MCP_KIND && !workflow.steps.is_empty() && !workflow.action_bound {
+                // Single use too: an approved call is approved once, never as a licence to repeat it.
+                if declared.kind == MCP_KIND
+                    && !workflow.steps.is_empty()
+                    && !(workflow.action_bound && workflow.single_use)
+                {
                     unbound_tools
                         .entry(c.line)
                         .or_default()
@@ -1169,7 +1173,7 @@ impl Rules {
                 file: WORKFLOWS_FILE.into(),
                 line,
                 message: format!(
-                    "{}{more} (kind {MCP_KIND}): a reviewed tool call must be action_bound, so reviewers approve the exact call; add action_bound = true (or make it automatic)",
+                    "{}{more} (kind {MCP_KIND}): a reviewed tool call must be action_bound and single_use, so reviewers approve the exact call, once; add action_bound = true and drop single_use = false (or make it automatic)",
                     named.join(", ")
                 ),
             }

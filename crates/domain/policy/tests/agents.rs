@@ -364,7 +364,11 @@ fn declared_action_names_are_checked_like_resource_names() {
 fn a_reviewed_tool_call_must_be_action_bound() {
     let unbound = WORKFLOWS.replace("action_bound = true\n", "");
     let errors = refused(&unbound, FILES);
-    has(&errors, "workflows.toml:8: delete_file on files, write_file on files (kind mcp): a reviewed tool call must be action_bound, so reviewers approve the exact call");
+    has(&errors, "workflows.toml:8: delete_file on files, write_file on files (kind mcp): a reviewed tool call must be action_bound and single_use, so reviewers approve the exact call, once");
+    // Bound to the call but reusable: one approval would let the agent repeat the call.
+    let reusable = WORKFLOWS.replace("action_bound = true\n", "action_bound = true\nsingle_use = false\n");
+    let errors = refused(&reusable, FILES);
+    has(&errors, "workflows.toml:8: delete_file on files, write_file on files (kind mcp): a reviewed tool call must be action_bound and single_use");
     // Owners steps count as review too.
     let owners = FILES.replace(
         "kind = \"mcp\"\ndescription",
@@ -507,6 +511,16 @@ break_glass = { groups = ["sre"], max_duration = "15m" }
         ..delete
     };
     assert!(p.admit(&bob, &glass, now()).is_ok());
+    // An agent of bob's holds bob's groups (sre) but never breaks glass: with nobody asked
+    // first, the destructive call would rest on the agent's judgement alone.
+    let bobs_agent = agent_of("bob", "claude-bob", &["sre"]);
+    match p.admit(&bobs_agent, &glass, now()) {
+        Err(DomainError::Forbidden(m)) => assert!(
+            m.contains("claude-bob may not break glass") && m.contains("agents never break glass"),
+            "{m}"
+        ),
+        other => panic!("an agent broke glass: {other:?}"),
+    }
     // Approve: the request's person, not the reviewer's, is context.on_behalf_of.
     let file = |who: &Identity, id: &str| {
         let admission = p.admit(who, &write, now()).unwrap();
@@ -645,6 +659,18 @@ fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
         &[],
     );
     let changes = jitgate_policy::diff::diff(&before, &after);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.subject == "group:agents" && c.resource == "files" && c.action == "read_file"),
+        "{changes:#?}"
+    );
+    // A rule about agents that names no group, only context.on_behalf_of, is asked of the
+    // stand-in agent too: adding it is a change the diff shows.
+    let let_agents_read = "@id(\"agents-read\")\npermit(principal, action == Action::\"request\", resource)\nwhen { context.on_behalf_of != \"\" && context.access == \"read_file\" };\n";
+    let closed = valid(WORKFLOWS, &[]);
+    let opened = valid(WORKFLOWS, &[("agents.cedar", let_agents_read)]);
+    let changes = jitgate_policy::diff::diff(&closed, &opened);
     assert!(
         changes
             .iter()

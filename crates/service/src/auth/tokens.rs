@@ -56,11 +56,13 @@ pub fn resolve(policy: &Policy, mut identity: Identity) -> Identity {
 const NOT_INHERITED: [&str; 2] = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
 
 /// An agent's identity: its own (token groups and the directory's groups of the agent's
-/// principal, as [`resolve`] gives), plus the directory's groups of its person except
-/// [`NOT_INHERITED`], plus the group `agents`. Always a user, never a service, whatever its
-/// person is: it files requests, it does not enforce them.
+/// principal, as [`resolve`] gives), plus the directory's groups of its person, plus the group
+/// `agents`, never any of [`NOT_INHERITED`] from any source (a later directory edit naming the
+/// agent's principal in `admins` does not make it an admin). Always a user, never a service,
+/// whatever its person is: it files requests, it does not enforce them.
 pub fn resolve_agent(policy: &Policy, identity: Identity, person: &str) -> Identity {
     let mut agent = resolve(policy, identity);
+    agent.groups.retain(|g| !NOT_INHERITED.contains(&g.as_str()));
     agent.kind = PrincipalKind::User;
     agent.on_behalf_of = Some(person.to_string());
     if let Some(entry) = policy.rules().principal(person) {
@@ -151,4 +153,35 @@ pub fn generate() -> Result<String, getrandom::Error> {
 /// The stored form of a token's hash.
 pub fn hash_hex(token: &str) -> String {
     hex::encode(token_hash(token))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A directory edit that puts an agent's own principal in `admins` or `auditors` (the name
+    /// was free when the token was made) gives the agent neither role.
+    #[test]
+    fn an_agent_never_holds_an_administrative_role_from_any_source() {
+        let directory = r#"
+[[principal]]
+name = "alice"
+groups = ["dev", "admins"]
+[[principal]]
+name = "claude-alice"
+groups = ["admins", "auditors", "ops"]
+"#;
+        let workflows =
+            "[[workflow]]\nresource = \"x\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        let policy = Policy::from_texts(directory, workflows, None, &[]).unwrap();
+        let mut token = Identity::user("claude-alice", &["auditors", "tools"]);
+        token.kind = PrincipalKind::Service;
+        let agent = resolve_agent(&policy, token, "alice");
+        let mut groups = agent.groups.clone();
+        groups.sort();
+        assert_eq!(groups, ["agents", "dev", "ops", "tools"]);
+        assert_eq!(agent.kind, PrincipalKind::User);
+        assert_eq!(agent.on_behalf_of.as_deref(), Some("alice"));
+    }
 }

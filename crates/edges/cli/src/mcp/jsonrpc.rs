@@ -1,9 +1,9 @@
 //! JSON-RPC 2.0 as MCP's stdio transport frames it: one message per line, UTF-8, no embedded
 //! newlines. Written by hand rather than with an MCP SDK: the proxy relays every message it does
-//! not gate byte for byte, which an SDK that types every message cannot promise.
+//! not gate unchanged, which an SDK that types every message cannot promise.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::sync::Mutex;
 
 /// JSON-RPC's "invalid request" and "invalid params" codes, and the range left to servers.
@@ -34,6 +34,50 @@ pub fn kind(message: &Value) -> Kind<'_> {
         (None, Some(id)) if message.get("result").is_some() || message.get("error").is_some() => Kind::Response { id },
         _ => Kind::Other,
     }
+}
+
+/// The members of a JSON-RPC message.
+const MEMBERS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];
+
+/// `key` as a lenient parser might read it: Go's `encoding/json` (behind the Go MCP SDKs)
+/// matches member names without regard to case, folding `ſ` to `s` and the Kelvin sign to `k`,
+/// and some parsers drop NUL and other control characters from names.
+fn leniently(key: &str) -> String {
+    key.chars()
+        .filter(|c| !c.is_control() && !jitgate_core::text::is_invisible(*c))
+        .map(|c| match c {
+            '\u{017F}' => 's',
+            '\u{212A}' => 'k',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Why `message` could mean something else to the upstream than to the proxy, if it could: a
+/// member name that is not one of JSON-RPC's but that a lenient parser reads as one (`Method`,
+/// `method\u0000`, `ſ` for `s`), or a method that reads as `tools/call` that way. Such a message
+/// could carry a tool call past the gate to a Go upstream, so it is never forwarded.
+pub fn ambiguity(message: &Value) -> Option<String> {
+    let Value::Object(members) = message else {
+        return None;
+    };
+    for key in members.keys() {
+        let read = leniently(key);
+        if !MEMBERS.contains(&key.as_str()) && MEMBERS.contains(&read.as_str()) {
+            return Some(format!(
+                "the member name {key:?} is not {read:?}, but some servers read it as that; use the exact name"
+            ));
+        }
+    }
+    if let Some(method) = members.get("method").and_then(Value::as_str) {
+        if method != "tools/call" && leniently(method) == "tools/call" {
+            return Some(format!(
+                "the method {method:?} is not \"tools/call\", but some servers read it as that; use the exact name"
+            ));
+        }
+    }
+    None
 }
 
 /// A request's id as a map key: its JSON text, so that `1` and `"1"` stay apart.
@@ -96,11 +140,22 @@ impl Out {
     }
 }
 
-/// The next line of `reader` without its line ending; `None` at the end of input.
+/// The longest message line read: a peer that sends more without a line end is broken or
+/// hostile, and is not allowed to fill memory.
+pub const MAX_LINE: u64 = 16 * 1024 * 1024;
+
+/// The next line of `reader` without its line ending; `None` at the end of input; an error for
+/// a line longer than `MAX_LINE`.
 pub fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
-    if reader.read_until(b'\n', &mut line)? == 0 {
+    if reader.by_ref().take(MAX_LINE + 1).read_until(b'\n', &mut line)? == 0 {
         return Ok(None);
+    }
+    if line.len() as u64 > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a message line longer than {MAX_LINE} bytes"),
+        ));
     }
     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         line.pop();
@@ -136,6 +191,29 @@ mod tests {
         assert_eq!(kind(&answer), Kind::Response { id: &json!("a") });
         assert_eq!(kind(&json!([1])), Kind::Other);
         assert_ne!(key(&json!(1)), key(&json!("1")));
+    }
+
+    #[test]
+    fn names_a_lenient_parser_reads_as_members_are_ambiguous() {
+        for message in [
+            json!({"jsonrpc": "2.0", "id": 7, "Method": "tools/call", "params": {}}),
+            json!({"jsonrpc": "2.0", "id": 8, "method": "ping", "METHOD": "tools/call"}),
+            json!({"jsonrpc": "2.0", "id": 9, "method\u{0000}": "tools/call"}),
+            json!({"jsonrpc": "2.0", "id": 9, "method\u{200B}": "tools/call"}),
+            json!({"jsonrpc": "2.0", "id": 10, "method": "ping", "param\u{017F}": {}}),
+            json!({"jsonrpc": "2.0", "id": 11, "method": "Tools/Call"}),
+            json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call\u{0000}"}),
+            json!({"jsonrpc": "2.0", "\u{212A}ind": 1, "Id": 13, "method": "ping"}),
+        ] {
+            assert!(ambiguity(&message).is_some(), "{message}");
+        }
+        for message in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "result": {}, "extra": true}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ] {
+            assert_eq!(ambiguity(&message), None, "{message}");
+        }
     }
 
     #[test]

@@ -168,8 +168,23 @@ impl Proxy {
                 return;
             }
         };
+        let ambiguous = match &message {
+            Value::Array(batch) => batch.iter().find_map(jsonrpc::ambiguity),
+            one => jsonrpc::ambiguity(one),
+        };
+        if let Some(why) = ambiguous {
+            let id = message.get("id").cloned().unwrap_or(Value::Null);
+            return self.agent.send(&jsonrpc::error(
+                &id,
+                jsonrpc::INVALID_REQUEST,
+                &format!("jitgate mcp proxy: {why}; not forwarded"),
+            ));
+        }
+        // From here on the upstream gets the message as the proxy read it, written again, never
+        // the agent's bytes: what it parses is what was judged here.
+        drop(line);
         if let Value::Array(batch) = &message {
-            return self.from_agent_batch(line, batch);
+            return self.from_agent_batch(batch);
         }
         match jsonrpc::kind(&message) {
             Kind::Request {
@@ -191,15 +206,15 @@ impl Proxy {
                     self.note_agent(&message);
                 }
                 let (id, method) = (id.clone(), method.to_string());
-                self.forward(line, &message, Some((id, method)));
+                self.forward(&message, Some((id, method)));
             }
-            _ => self.forward(line, &message, None),
+            _ => self.forward(&message, None),
         }
     }
 
     /// A JSON-RPC batch (MCP 2025-03-26) passes whole, unless it holds a tool call: a call is
     /// judged alone, so each request in such a batch is refused.
-    fn from_agent_batch(self: &Arc<Self>, line: Vec<u8>, batch: &[Value]) {
+    fn from_agent_batch(self: &Arc<Self>, batch: &[Value]) {
         let calls = batch
             .iter()
             .any(|m| m.get("method").and_then(Value::as_str) == Some("tools/call"));
@@ -220,7 +235,7 @@ impl Proxy {
                 self.track(id.clone(), method.to_string());
             }
         }
-        self.send_upstream(line, &Value::Array(batch.to_vec()));
+        self.send_upstream(&Value::Array(batch.to_vec()));
     }
 
     fn note_agent(&self, initialize: &Value) {
@@ -242,8 +257,8 @@ impl Proxy {
         }
     }
 
-    /// Relay one message of the agent's, as it came, unless the upstream is gone.
-    fn forward(&self, line: Vec<u8>, message: &Value, request: Option<(Value, String)>) {
+    /// Relay one message of the agent's, unless the upstream is gone.
+    fn forward(&self, message: &Value, request: Option<(Value, String)>) {
         if let Some(why) = self.gone() {
             if let Some((id, _)) = request {
                 self.agent.send(&jsonrpc::error(
@@ -257,12 +272,12 @@ impl Proxy {
         if let Some((id, method)) = request {
             self.track(id, method);
         }
-        self.send_upstream(line, message);
+        self.send_upstream(message);
     }
 
-    fn send_upstream(&self, line: Vec<u8>, message: &Value) {
+    fn send_upstream(&self, message: &Value) {
         let sent = match self.upstream() {
-            Some(upstream) => upstream.send(line, message),
+            Some(upstream) => upstream.send(message.to_string().into_bytes(), message),
             None => Err("no upstream".into()),
         };
         if let Err(e) = sent {
@@ -307,6 +322,14 @@ impl Proxy {
         }
         let token = params["_meta"]["progressToken"].clone();
         let token = (!token.is_null()).then_some(token);
+        // What goes upstream once allowed: the judged tool and arguments and nothing else the
+        // upstream might read as them (a `Name` or `argumentſ` beside them, for a lenient parser),
+        // with the agent's `_meta` (progress token) kept.
+        let mut judged = json!({"name": tool, "arguments": arguments});
+        if let Some(meta) = params.get("_meta").filter(|m| m.is_object()) {
+            judged["_meta"] = meta.clone();
+        }
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": judged});
         let proxy = self.clone();
         std::thread::spawn(move || {
             let verdict = proxy.decide(&key, &tool, &arguments, token.as_ref());
@@ -322,9 +345,9 @@ impl Proxy {
         });
     }
 
-    /// Forward an allowed call. It goes as the proxy read it, written again: the upstream then
-    /// reads exactly the arguments whose canonical payload was judged, whatever its parser
-    /// would have made of duplicate keys or outsized numbers in the agent's text.
+    /// Forward an allowed call, rebuilt from what was judged: the upstream then reads exactly the
+    /// tool and arguments whose canonical payload was judged, whatever its parser would have made
+    /// of duplicate keys, outsized numbers or look-alike member names in the agent's text.
     fn forward_call(&self, id: &Value, message: &Value) {
         let key = jsonrpc::key(id);
         self.track(id.clone(), "tools/call".into());
@@ -338,7 +361,7 @@ impl Proxy {
             }
             return;
         }
-        self.send_upstream(message.to_string().into_bytes(), message);
+        self.send_upstream(message);
     }
 
     fn with_gated<T>(&self, key: &str, f: impl FnOnce(&mut Gated) -> T) -> Option<T> {

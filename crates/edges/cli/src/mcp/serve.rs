@@ -101,7 +101,7 @@ pub fn tools() -> Value {
                     "reason": {"type": "string", "description": "Why: reviewers read it (a ticket, the task)."},
                     "duration": {"type": "string", "description": "How long the access should last once approved (30m, 2h); the policy's default otherwise."},
                     "payload": {"type": "string", "description": "For an action-bound workflow: the exact command, statement or tool call the grant will allow, and nothing else."},
-                    "break_glass": {"type": "boolean", "description": "Emergency access, granted at once and reviewed afterwards, where the policy allows it."}
+                    "break_glass": {"type": "boolean", "description": "Emergency access, granted at once and reviewed afterwards, where the policy allows it; never for an agent token (created with --agent-for), which jitgate refuses."}
                 },
                 "required": ["resource", "action", "reason"],
                 "additionalProperties": false

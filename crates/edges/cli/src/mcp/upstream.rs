@@ -234,6 +234,13 @@ impl HttpUpstream {
                 continue;
             }
             if let Some(rest) = line.strip_prefix(b"data:") {
+                if data.len() as u64 + rest.len() as u64 > jsonrpc::MAX_LINE {
+                    eprintln!(
+                        "jitgate mcp proxy: the upstream sent an event longer than {} bytes; its stream is dropped",
+                        jsonrpc::MAX_LINE
+                    );
+                    return;
+                }
                 if !data.is_empty() {
                     data.push(b'\n');
                 }

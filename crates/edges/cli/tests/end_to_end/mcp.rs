@@ -723,6 +723,43 @@ fn what_the_proxy_cannot_judge_never_reaches_the_upstream() {
             .contains("no workflow"),
         "{lookalike}"
     );
+    // Member names a lenient parser (Go's encoding/json, behind the Go MCP SDKs) reads as
+    // JSON-RPC's own: a call hidden as `Method`, behind a ping, or with a NUL in the name, and
+    // a method that reads as tools/call; refused, never forwarded.
+    for (id, line) in [
+        (
+            11,
+            r#"{"jsonrpc":"2.0","id":11,"Method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#,
+        ),
+        (
+            12,
+            r#"{"jsonrpc":"2.0","id":12,"method":"ping","METHOD":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#,
+        ),
+        (
+            13,
+            r#"{"jsonrpc":"2.0","id":13,"method\u0000":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#,
+        ),
+        (
+            14,
+            r#"{"jsonrpc":"2.0","id":14,"method":"Tools/Call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#,
+        ),
+        (
+            15,
+            r#"{"jsonrpc":"2.0","id":15,"method":"ping","param\u017f":{"name":"delete_file"}}"#,
+        ),
+    ] {
+        raw.send(line);
+        let refused = raw.answer(json!(id));
+        assert_eq!(refused["error"]["code"], -32600, "{refused}");
+        assert!(
+            refused["error"]["message"].as_str().unwrap().contains("not forwarded"),
+            "{refused}"
+        );
+    }
+    // A call whose params also carry look-alike members (`Name`, `Arguments`): judged as read
+    // by its exact members, and forwarded rebuilt from them alone.
+    raw.send(r#"{"jsonrpc":"2.0","id":16,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"},"Name":"delete_file","Arguments":{"path":"a.txt"}}}"#);
+    assert_eq!(raw.answer(json!(16))["result"]["isError"], false);
     // Two names in one call: what is judged is what the proxy read (the last), and only that
     // is forwarded, written again, so the upstream cannot read the other.
     raw.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"read_file","name":"delete_file","arguments":{"path":"a.txt"}}}"#);
@@ -750,7 +787,10 @@ fn what_the_proxy_cannot_judge_never_reaches_the_upstream() {
     assert_eq!(judged["reason"], "MCP tool call delete_file by rawagent");
     assert_eq!(
         b.executed(),
-        vec![json!({"tool": "read_file", "arguments": {"path": "notes.txt"}})]
+        vec![
+            json!({"tool": "read_file", "arguments": {"path": "notes.txt"}}),
+            json!({"tool": "read_file", "arguments": {"path": "notes.txt"}})
+        ]
     );
 }
 

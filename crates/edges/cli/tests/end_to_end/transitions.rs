@@ -264,7 +264,7 @@ fn every_transition_records_its_event() {
                 .comment_starting("new signing key "),
             want("ssh.ca_created", "system", "system", "jitgate:ssh-ca", "create").comment(&ca),
             want("policy.loaded", "system", "", "", "")
-                .comment_starting(&format!("{dir}: 9 workflows, 10 principals, ")),
+                .comment_starting(&format!("{dir}: 13 workflows, 10 principals, ")),
         ],
     );
 
@@ -679,7 +679,7 @@ fn every_transition_records_its_event() {
     log.expect(
         "the policy repaired",
         &[want("policy.loaded", "system", "", "", "")
-            .comment_starting(&format!("{dir}: 9 workflows, 10 principals, "))],
+            .comment_starting(&format!("{dir}: 13 workflows, 10 principals, "))],
     );
 
     // Nothing else happens after the last step (a denied-check window and a few worker ticks
