@@ -110,8 +110,9 @@ pub fn run(client: &Client, args: ProxyArgs) -> CommandResult {
     // the calls still waiting, so their requests are cancelled first.
     let stopped = proxy.clone();
     let handled = ctrlc::set_handler(move || {
-        stopped.cancel_all_waiting();
+        // Closing first: nothing the agent sends from now on is forwarded or filed.
         stopped.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        stopped.cancel_all_waiting();
         if let Some(upstream) = stopped.upstream() {
             upstream.close();
         }
@@ -133,8 +134,8 @@ pub fn run(client: &Client, args: ProxyArgs) -> CommandResult {
         }
     }
     // The agent is gone: nobody waits for the calls still waiting for approval.
-    proxy.cancel_all_waiting();
     proxy.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy.cancel_all_waiting();
     if let Some(upstream) = proxy.upstream.get() {
         upstream.close();
     }
@@ -142,6 +143,11 @@ pub fn run(client: &Client, args: ProxyArgs) -> CommandResult {
 }
 
 impl Proxy {
+    /// Stopping (a signal, or the agent's input ended): nothing more goes upstream.
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn upstream(&self) -> Option<&dyn Upstream> {
         self.upstream.get().map(|u| &**u)
     }
@@ -152,7 +158,7 @@ impl Proxy {
 
     /// One line from the agent.
     fn from_agent(self: &Arc<Self>, line: Vec<u8>) {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.iter().all(u8::is_ascii_whitespace) || self.is_closing() {
             return;
         }
         // What cannot be read cannot be judged: it is never forwarded, since the upstream's
@@ -349,6 +355,9 @@ impl Proxy {
     /// tool and arguments whose canonical payload was judged, whatever its parser would have made
     /// of duplicate keys, outsized numbers or look-alike member names in the agent's text.
     fn forward_call(&self, id: &Value, message: &Value) {
+        if self.is_closing() {
+            return;
+        }
         let key = jsonrpc::key(id);
         self.track(id.clone(), "tools/call".into());
         if let Some(why) = self.gone() {
@@ -376,6 +385,8 @@ impl Proxy {
     fn decide(&self, key: &str, tool: &str, arguments: &Value, token: Option<&Value>) -> Verdict {
         let payload = jitgate_core::canonical::tool_call_payload(tool, arguments);
         match self.use_grant(tool, &payload) {
+            // Cancelled by the agent (or the proxy stopping) while the grant was asked: not run.
+            Ok(Some(_)) if self.cancelled(key) || self.is_closing() => return Verdict::Silent,
             Ok(Some(_)) => return Verdict::Forward,
             Ok(None) => {}
             Err(e) => return Verdict::Refuse(self.refused_by_jitgate(tool, None, &e)),
@@ -697,7 +708,7 @@ impl Downstream for Proxy {
     }
 
     fn upstream_gone(&self, why: String) {
-        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.is_closing() {
             return;
         }
         {
