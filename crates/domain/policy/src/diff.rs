@@ -98,7 +98,30 @@ fn duration_text(d: Option<DurationSecs>) -> String {
     d.map(|d| d.to_string()).unwrap_or_else(|| "none".into())
 }
 
+/// The prefix of a stand-in agent's subject: `agent-of:alice`, `agent-of:group:dev`.
+const AGENT_OF: &str = "agent-of:";
+
 fn identity_in(policy: &Policy, subject: &str) -> Identity {
+    // An agent acting for the subject, as an agent token gives it: the person's groups but the
+    // administrative ones, the group of agents, never a service.
+    if let Some(person) = subject.strip_prefix(AGENT_OF) {
+        let person = identity_in(policy, person);
+        let mut groups: Vec<String> = person
+            .groups
+            .into_iter()
+            .filter(|g| g != jitgate_core::identity::ADMIN_GROUP && g != jitgate_core::authz::AUDITOR_GROUP)
+            .collect();
+        if !groups.iter().any(|g| g == AGENTS_GROUP) {
+            groups.push(AGENTS_GROUP.to_string());
+        }
+        return Identity {
+            principal: format!("agent-of-{}", person.principal),
+            groups,
+            kind: PrincipalKind::User,
+            on_behalf_of: Some(person.principal),
+            ci: None,
+        };
+    }
     if let Some(group) = subject.strip_prefix("group:") {
         return Identity {
             principal: format!("member-of-{group}"),
@@ -218,9 +241,13 @@ fn subjects_of(old: &Policy, new: &Policy) -> BTreeSet<String> {
             }
         }
     }
-    // Agents are in a built-in group that no directory lists: a stand-in agent is asked too
-    // when either version names the group.
+    // Agents are in a built-in group that no directory lists: when either version names the
+    // group (or reads `context.on_behalf_of`), a stand-in agent is asked too, and an agent
+    // acting for each subject, which holds that subject's groups: a rule that stops "dev's
+    // agents" from writing changes nothing for an agent in no other group.
     if [old, new].into_iter().any(names_agents) {
+        let people: Vec<String> = subjects.iter().map(|s| format!("{AGENT_OF}{s}")).collect();
+        subjects.extend(people);
         subjects.insert(format!("group:{AGENTS_GROUP}"));
     }
     subjects

@@ -677,6 +677,27 @@ fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
             .any(|c| c.subject == "group:agents" && c.resource == "files" && c.action == "read_file"),
         "{changes:#?}"
     );
+    // A rule that stops agents from what their person may request (writes) changes nothing
+    // for a stand-in in the group of agents alone, who could never request a write; it shows
+    // for the agent acting for a member of dev, and for alice's agent, and the diff_exhaustive
+    // walk agrees.
+    let no_agent_writes = "@id(\"no-agent-writes\")\nforbid(principal in Group::\"agents\", action == Action::\"request\", resource)\nwhen { context.action_labels.contains(\"effect=write\") };\n";
+    let open = valid(WORKFLOWS, &[]);
+    let closed = valid(WORKFLOWS, &[("agents.cedar", no_agent_writes)]);
+    let changes = jitgate_policy::diff::diff(&open, &closed);
+    for subject in ["agent-of:group:dev", "agent-of:alice"] {
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.subject == subject && c.resource == "files" && c.action == "write_file"),
+            "{subject}: {changes:#?}"
+        );
+    }
+    assert!(
+        !changes.iter().any(|c| c.subject == "alice" || c.subject == "group:dev"),
+        "people are not touched: {changes:#?}"
+    );
+    assert_eq!(changes, jitgate_policy::diff::diff_exhaustive(&open, &closed));
     // Relabelling a tool moves it to another workflow, and the edit is listed.
     let relabelled = policy(
         WORKFLOWS,
