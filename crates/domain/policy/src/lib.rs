@@ -296,6 +296,19 @@ impl Policy {
             if automatic.allowed {
                 decided_by = Some(self.cedar.describe(&automatic.permitted_by, ask.resource, ask.action));
                 Vec::new()
+            } else if workflow.steps.is_empty() {
+                // An automatic workflow whose automatic approval a `forbid` took away has no
+                // reviewers to fall back on: refused, never granted as if nothing forbade it
+                // (a forbid on `auto_approve` for agents must not leave them automatic).
+                return Err(DomainError::Forbidden(format!(
+                    "{} may not request {name} without review ({}), and its workflow names no reviewers to ask instead; add steps to the workflow for those it forbids",
+                    who.principal,
+                    if automatic.forbidden_by.is_empty() {
+                        "no policy approves it automatically".to_string()
+                    } else {
+                        format!("forbidden by policy {}", automatic.forbidden_by.join(", "))
+                    }
+                )));
             } else {
                 self.resolve_steps(&workflow.steps, &who.principal)?
             }

@@ -714,3 +714,31 @@ fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
     let after_text = edits[0].after.as_deref().unwrap();
     assert!(after_text.contains("write_file(effect=read)"), "{after_text}");
 }
+
+/// A `forbid` on `auto_approve` over an automatic workflow (no steps) used to leave the request
+/// automatic: there was nobody to ask, so nothing was. It is refused instead, naming the forbid,
+/// so "agents never read at once" holds even where people do.
+#[test]
+fn a_forbidden_automatic_approval_without_reviewers_is_refused_not_granted() {
+    let cedar = "@id(\"agents-never-automatic\")\nforbid(principal in Group::\"agents\", action == Action::\"auto_approve\", resource);\n";
+    let p = valid(WORKFLOWS, &[("agents.cedar", cedar)]);
+    let read = ask("files", "read_file", None);
+    let alice = Identity::user("alice", &["dev"]);
+    assert!(p.admit(&alice, &read, now()).unwrap().requirement.steps.is_empty());
+    let agent = agent_of("alice", "claude-alice", &["dev"]);
+    match p.admit(&agent, &read, now()) {
+        Err(DomainError::Forbidden(m)) => assert!(
+            m.contains("claude-alice may not request read_file on files without review")
+                && m.contains("agents-never-automatic"),
+            "{m}"
+        ),
+        other => panic!("a forbidden automatic approval was granted: {other:?}"),
+    }
+    // Where the workflow has reviewers, the forbid sends the agent to them, as before.
+    let write = ask(
+        "files",
+        "write_file",
+        Some(r#"{"arguments":{"path":"a"},"tool":"write_file"}"#),
+    );
+    assert_eq!(p.admit(&agent, &write, now()).unwrap().requirement.steps.len(), 1);
+}
