@@ -339,10 +339,15 @@ async fn message_for(app: &App, event: AuditEvent) -> Result<Option<Message>, ji
                 EventKind::RequestCancelled => "cancelled",
                 _ => "expired",
             };
+            // One message goes to the agent and its person alike: it names whose request it was.
+            let whose = match &request.on_behalf_of {
+                Some(_) => format!("The request of {requester}"),
+                None => "Your request".to_string(),
+            };
             let headline = if e.kind == EventKind::RequestExpired {
-                format!("Your request to {what} expired: nobody decided in time")
+                format!("{whose} to {what} expired: nobody decided in time")
             } else {
-                format!("Your request to {what} was {}", by(verb))
+                format!("{whose} to {what} was {}", by(verb))
             };
             (headline, owners(&e.actor), false)
         }

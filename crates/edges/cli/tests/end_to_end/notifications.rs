@@ -760,8 +760,12 @@ fn an_agents_request_names_its_person_and_slack_approves_the_payload_shown() {
     );
     let (_, r) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
     assert_eq!(r["approvals"][0]["payload_sha256"], sha.as_str(), "{r}");
-    // Both the agent and its person hear of the decision.
-    let told = wait_for_message(&hook, "Your request to deploy prod-api was approved", "the decision");
+    // Both the agent and its person hear of the decision, in words true for both.
+    let told = wait_for_message(
+        &hook,
+        "The request of claude-alice (agent for alice) to deploy prod-api was approved by carol",
+        "the decision",
+    );
     let recipients: Vec<&str> = told["recipients"]
         .as_array()
         .unwrap()
