@@ -648,6 +648,13 @@ message = "only members of dev may"
     }
 }
 
+/// Whether the diff lists a change for `subject` on `action` of `files`.
+fn changed(changes: &[jitgate_policy::diff::Change], subject: &str, action: &str) -> bool {
+    changes
+        .iter()
+        .any(|c| c.subject == subject && c.resource == "files" && c.action == action)
+}
+
 #[test]
 fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
     let before = valid(WORKFLOWS, &[]);
@@ -659,24 +666,14 @@ fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
         &[],
     );
     let changes = jitgate_policy::diff::diff(&before, &after);
-    assert!(
-        changes
-            .iter()
-            .any(|c| c.subject == "group:agents" && c.resource == "files" && c.action == "read_file"),
-        "{changes:#?}"
-    );
+    assert!(changed(&changes, "group:agents", "read_file"), "{changes:#?}");
     // A rule about agents that names no group, only context.on_behalf_of, is asked of the
     // stand-in agent too: adding it is a change the diff shows.
     let let_agents_read = "@id(\"agents-read\")\npermit(principal, action == Action::\"request\", resource)\nwhen { context.on_behalf_of != \"\" && context.access == \"read_file\" };\n";
     let closed = valid(WORKFLOWS, &[]);
     let opened = valid(WORKFLOWS, &[("agents.cedar", let_agents_read)]);
     let changes = jitgate_policy::diff::diff(&closed, &opened);
-    assert!(
-        changes
-            .iter()
-            .any(|c| c.subject == "group:agents" && c.resource == "files" && c.action == "read_file"),
-        "{changes:#?}"
-    );
+    assert!(changed(&changes, "group:agents", "read_file"), "{changes:#?}");
     // A rule that stops agents from what their person may request (writes) changes nothing
     // for a stand-in in the group of agents alone, who could never request a write; it shows
     // for the agent acting for a member of dev, and for alice's agent, and the diff_exhaustive
@@ -686,12 +683,7 @@ fn diff_asks_a_stand_in_agent_and_shows_tool_edits() {
     let closed = valid(WORKFLOWS, &[("agents.cedar", no_agent_writes)]);
     let changes = jitgate_policy::diff::diff(&open, &closed);
     for subject in ["agent-of:group:dev", "agent-of:alice"] {
-        assert!(
-            changes
-                .iter()
-                .any(|c| c.subject == subject && c.resource == "files" && c.action == "write_file"),
-            "{subject}: {changes:#?}"
-        );
+        assert!(changed(&changes, subject, "write_file"), "{subject}: {changes:#?}");
     }
     assert!(
         !changes.iter().any(|c| c.subject == "alice" || c.subject == "group:dev"),
