@@ -24,6 +24,7 @@ fn table(n: usize) -> (TokenTable, String) {
             groups: Vec::new(),
             service: true,
             on_behalf_of: None,
+            scim: false,
             label: None,
             created_by: "admin".into(),
             created_at: now,

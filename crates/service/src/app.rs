@@ -45,6 +45,8 @@ pub struct App {
     history_accepted: std::sync::atomic::AtomicU64,
     /// `[forward_auth]`, checked.
     forward_auth: RwLock<Arc<crate::forward_auth::Settings>>,
+    /// `[scim]`, checked (issue #25).
+    scim: RwLock<Arc<crate::scim::ScimSettings>>,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -144,7 +146,21 @@ impl App {
             caller_limits: crate::limits::CallerLimits::default(),
             history_accepted: std::sync::atomic::AtomicU64::new(0),
             forward_auth: RwLock::new(Arc::new(crate::forward_auth::Settings::default())),
+            scim: RwLock::new(Arc::new(crate::scim::ScimSettings {
+                principal_attribute: "userName".into(),
+                ..Default::default()
+            })),
         })
+    }
+
+    /// How SCIM users become principals (`[scim]`).
+    pub fn scim_settings(&self) -> Arc<crate::scim::ScimSettings> {
+        self.scim.read().clone()
+    }
+
+    /// Take `[scim]`, already checked.
+    pub fn set_scim_settings(&self, settings: crate::scim::ScimSettings) {
+        *self.scim.write() = Arc::new(settings);
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -971,6 +987,7 @@ impl App {
             groups,
             service: body.service,
             on_behalf_of: body.agent_for.clone(),
+            scim: false,
             label: body.label.clone().filter(|l| !l.trim().is_empty()),
             created_by: caller.who().principal.clone(),
             created_at: at,

@@ -97,6 +97,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => ServiceError::Conflict("the request changed concurrently; try again".into()),
+            StoreError::Taken(m) => ServiceError::Conflict(m),
             // Not a fault of this server nor of the caller: the database lost or forked what
             // was acknowledged, and an operator must decide (docs/deploy.md, "Failover").
             e @ StoreError::Diverged(_) => ServiceError::Unavailable(e.to_string()),

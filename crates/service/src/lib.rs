@@ -15,6 +15,7 @@ pub mod auth;
 pub mod background;
 pub mod clock;
 pub mod connectors;
+pub mod directory;
 pub mod error;
 pub mod forward_auth;
 pub mod inputs;
@@ -26,6 +27,7 @@ pub mod outage;
 pub mod provision;
 pub mod replica;
 pub mod resources;
+pub mod scim;
 pub mod signing;
 pub mod ssh;
 

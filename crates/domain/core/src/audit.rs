@@ -100,6 +100,35 @@ pub enum EventKind {
     /// An operator let a sink held by a fork go on, from the event its `resume_after` names.
     #[serde(rename = "audit.sink_resumed")]
     AuditSinkResumed,
+    /// A provisioning client (SCIM) created a user; the subject is the user's principal.
+    #[serde(rename = "scim.user_created")]
+    ScimUserCreated,
+    /// A provisioning client changed a user (replace or patch), still active.
+    #[serde(rename = "scim.user_updated")]
+    ScimUserUpdated,
+    /// A user was set `active = false`: their grants, pending requests, pending approvals and
+    /// tokens ended in the same transaction (each with its own event).
+    #[serde(rename = "scim.user_deactivated")]
+    ScimUserDeactivated,
+    /// A deactivated user was set active again; nothing they lost comes back by itself.
+    #[serde(rename = "scim.user_reactivated")]
+    ScimUserReactivated,
+    /// A user was deleted; as deactivation, and the user is gone from the directory.
+    #[serde(rename = "scim.user_deleted")]
+    ScimUserDeleted,
+    /// A provisioning client created a group; the subject is the group's name.
+    #[serde(rename = "scim.group_created")]
+    ScimGroupCreated,
+    /// A group's name or members changed; the comment says which members came and went.
+    #[serde(rename = "scim.group_updated")]
+    ScimGroupUpdated,
+    /// A group was deleted.
+    #[serde(rename = "scim.group_deleted")]
+    ScimGroupDeleted,
+    /// An approval given to a still-pending request stopped counting: its reviewer left, or
+    /// left the group the approval was given as a member of.
+    #[serde(rename = "request.approval_withdrawn")]
+    ApprovalWithdrawn,
 }
 
 impl EventKind {
@@ -137,11 +166,20 @@ impl EventKind {
             EventKind::DatabaseHistoryAccepted => "database.history_accepted",
             EventKind::AuditForkDetected => "audit.fork_detected",
             EventKind::AuditSinkResumed => "audit.sink_resumed",
+            EventKind::ScimUserCreated => "scim.user_created",
+            EventKind::ScimUserUpdated => "scim.user_updated",
+            EventKind::ScimUserDeactivated => "scim.user_deactivated",
+            EventKind::ScimUserReactivated => "scim.user_reactivated",
+            EventKind::ScimUserDeleted => "scim.user_deleted",
+            EventKind::ScimGroupCreated => "scim.group_created",
+            EventKind::ScimGroupUpdated => "scim.group_updated",
+            EventKind::ScimGroupDeleted => "scim.group_deleted",
+            EventKind::ApprovalWithdrawn => "request.approval_withdrawn",
         }
     }
 
     /// Every kind, in the order docs/audit.md lists them.
-    pub const ALL: [EventKind; 32] = [
+    pub const ALL: [EventKind; 41] = [
         EventKind::RequestFiled,
         EventKind::RequestApproval,
         EventKind::RequestApproved,
@@ -149,6 +187,7 @@ impl EventKind {
         EventKind::RequestCancelled,
         EventKind::RequestExpired,
         EventKind::RequestEscalated,
+        EventKind::ApprovalWithdrawn,
         EventKind::GrantIssued,
         EventKind::GrantUsed,
         EventKind::GrantExtended,
@@ -174,6 +213,14 @@ impl EventKind {
         EventKind::DatabaseHistoryAccepted,
         EventKind::AuditForkDetected,
         EventKind::AuditSinkResumed,
+        EventKind::ScimUserCreated,
+        EventKind::ScimUserUpdated,
+        EventKind::ScimUserDeactivated,
+        EventKind::ScimUserReactivated,
+        EventKind::ScimUserDeleted,
+        EventKind::ScimGroupCreated,
+        EventKind::ScimGroupUpdated,
+        EventKind::ScimGroupDeleted,
     ];
 }
 

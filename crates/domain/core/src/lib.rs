@@ -16,6 +16,7 @@ pub mod keys;
 pub mod machine;
 pub mod model;
 pub mod outbox;
+pub mod scim;
 pub mod text;
 pub mod token;
 

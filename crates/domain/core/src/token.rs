@@ -27,6 +27,10 @@ pub struct ApiToken {
     /// what its person may request, never their administrative roles, and never reviews.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
+    /// A provisioning token (`--scim`): it may call `/scim/v2` and nothing else, and it is
+    /// never looked up by the API's authentication.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scim: bool,
     pub label: Option<String>,
     pub created_by: String,
     pub created_at: Timestamp,

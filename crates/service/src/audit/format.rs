@@ -173,6 +173,10 @@ fn ecs_class(kind: EventKind) -> (&'static str, Vec<&'static str>, &'static str)
         AuditForkDetected => ("database", vec!["error"], "failure"),
         AuditSinkResumed => ("database", vec!["change", "admin"], "success"),
         RequestEscalated | GrantExtended | GrantExpiring | BreakGlassReviewed => ("iam", vec!["change"], "success"),
+        ScimUserCreated | ScimGroupCreated => ("iam", vec!["user", "creation"], "success"),
+        ScimUserUpdated | ScimUserReactivated | ScimGroupUpdated => ("iam", vec!["user", "change"], "success"),
+        ScimUserDeactivated | ScimUserDeleted | ScimGroupDeleted => ("iam", vec!["user", "deletion"], "success"),
+        ApprovalWithdrawn => ("iam", vec!["change"], "success"),
     }
 }
 

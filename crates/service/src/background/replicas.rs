@@ -166,6 +166,8 @@ impl Pending {
             }
             Change::Tokens => self.tokens = true,
             Change::Keys => self.keys = true,
+            // Skeleton: the directory's follower (issue #25) reads these again.
+            Change::ScimUser(_) | Change::ScimGroup(_) => {}
             Change::Resync if seen.is_some() => self.catch_up = true,
             Change::Resync => self.everything = true,
         }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
+use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use thiserror::Error;
 
@@ -39,6 +40,10 @@ pub enum StoreError {
     /// The operation's precondition does not hold; nothing was changed.
     #[error("{0}")]
     Refused(String),
+    /// A unique value is already someone else's (a `userName`, a group's `displayName`);
+    /// nothing was changed. The text names the value.
+    #[error("{0}")]
+    Taken(String),
     /// The database could not be reached, could not take the write (a read-only node), or
     /// did not commit it within the bound (then it may still commit: read before retrying).
     #[error("database unavailable: {0}")]
@@ -87,6 +92,10 @@ pub enum Change {
     Tokens,
     /// The grant-signing keys were rotated.
     Keys,
+    /// A provisioned user changed (created, replaced, patched, deleted): its SCIM id.
+    ScimUser(String),
+    /// A provisioned group changed: its SCIM id.
+    ScimGroup(String),
     /// Some changes may have been missed (the feed was lost and is listening again): catch
     /// up on what committed after the last `seq` heard.
     Resync,
@@ -309,6 +318,59 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the database reachable?
     async fn ping(&self) -> Result<()>;
+
+    /// Commit a provisioning write (see `DirectoryWrite`) in one transaction: the change (a
+    /// duplicate `userName` or group name: `Taken`; a stale `expected_version`, or a stale
+    /// request in `transitions`: `Conflict`; a member id that is no live user: `Refused`), the
+    /// transitions, the token revocations and the events; other replicas hear of each user,
+    /// group, request and the tokens.
+    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
+        let _ = write;
+        Err(StoreError::Refused(
+            "this store does not keep a provisioned directory".into(),
+        ))
+    }
+
+    /// A live user by SCIM id.
+    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// A group by SCIM id, with its members.
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// A page of live users matching `query`, in creation order.
+    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
+        let _ = query;
+        Ok(ScimPage {
+            total: 0,
+            items: Vec::new(),
+        })
+    }
+
+    /// A page of groups matching `query`, in creation order; with their members or not.
+    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
+        let _ = (query, members);
+        Ok(ScimPage {
+            total: 0,
+            items: Vec::new(),
+        })
+    }
+
+    /// The groups a live user is a member of, as (id, displayName), by name.
+    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        let _ = user_id;
+        Ok(Vec::new())
+    }
+
+    /// Everything provisioned, to build the in-memory directory from.
+    async fn scim_directory(&self) -> Result<ScimSnapshot> {
+        Ok(ScimSnapshot::default())
+    }
 
     /// Can writes commit now: reachable, writable, committing within the write bound, and
     /// the history the one this process has seen? `Err` says why not.

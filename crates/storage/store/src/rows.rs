@@ -164,6 +164,7 @@ where
             groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
             service: self.try_get("service")?,
             on_behalf_of: self.try_get("on_behalf_of")?,
+            scim: false,
             label: self.try_get("label")?,
             created_by: self.try_get("created_by")?,
             created_at: from_ms(self.try_get("created_at")?)?,

@@ -698,6 +698,7 @@ mod conformance {
             groups: vec!["billing".into()],
             service: true,
             on_behalf_of: None,
+            scim: false,
             label: Some("billing checks".into()),
             created_by: "admin".into(),
             created_at: t0(),
@@ -754,6 +755,7 @@ mod conformance {
             groups: vec!["agents-extra".into()],
             service: false,
             on_behalf_of: Some("alice".into()),
+            scim: false,
             label: Some("alice's coding agent".into()),
             created_by: "admin".into(),
             created_at: t0(),
@@ -766,6 +768,7 @@ mod conformance {
             hash: hex_of("jgt_person"),
             principal: "alice".into(),
             on_behalf_of: None,
+            scim: false,
             created_at: t0() + TimeDelta::seconds(1),
             ..agent.clone()
         };
@@ -1468,6 +1471,7 @@ mod conformance {
             groups: vec![],
             service: true,
             on_behalf_of: None,
+            scim: false,
             label: None,
             created_by: "admin".into(),
             created_at: t0(),
