@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
+use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
 use jitgate_core::{ApiToken, AuditEvent, Grant, NewEvent, Request, Timestamp};
 use std::future::Future;
 use std::time::Duration;
@@ -250,6 +251,36 @@ impl<S: Store> Store for Bounded<S> {
 
     async fn set_sink_cursor(&self, sink: &str, cursor: &crate::SinkCursor) -> Result<()> {
         self.write(self.inner.set_sink_cursor(sink, cursor)).await
+    }
+
+    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
+        self.write(self.inner.scim_write(write)).await
+    }
+
+    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
+        self.read(self.inner.scim_user(id)).await
+    }
+
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
+        self.read(self.inner.scim_group(id)).await
+    }
+
+    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
+        self.read(self.inner.scim_users(query)).await
+    }
+
+    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
+        self.read(self.inner.scim_groups(query, members)).await
+    }
+
+    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        self.read(self.inner.scim_groups_of(user_id)).await
+    }
+
+    /// Loading the whole directory (at start, on a resync) takes what the directory takes,
+    /// as loading the check index does.
+    async fn scim_directory(&self) -> Result<ScimSnapshot> {
+        self.inner.scim_directory().await
     }
 
     fn divergence(&self) -> Option<String> {

@@ -7,6 +7,7 @@ mod failover;
 mod group_commit;
 mod postgres;
 mod rows;
+mod scim;
 mod shared;
 mod sql;
 mod sqlite;

@@ -54,6 +54,9 @@ async fn announce(conn: &mut PgConnection, change: Notice<'_>) -> Result<()> {
         Notice::Grant(id) => format!("G:{id}"),
         Notice::Tokens => "T:".to_string(),
         Notice::Keys => "K:".to_string(),
+        // SCIM ids are hex-encoded: whatever they hold, no `:` splits the payload.
+        Notice::ScimUser(id) => format!("SU:{}", hex::encode(id)),
+        Notice::ScimGroup(id) => format!("SG:{}", hex::encode(id)),
     };
     sqlx::query(
         "SELECT pg_notify($1, $2 || ':' || COALESCE((SELECT seq || ':' || hash FROM audit_events ORDER BY seq DESC LIMIT 1), '0:'))",
@@ -81,6 +84,8 @@ fn parse_notice(payload: &str) -> (crate::Change, Option<Head>) {
         (Some("G"), Some(id)) if !id.is_empty() => crate::Change::Grant(id.to_string()),
         (Some("T"), _) => crate::Change::Tokens,
         (Some("K"), _) => crate::Change::Keys,
+        (Some("SU"), Some(id)) => scim_id(id).map_or(crate::Change::Resync, crate::Change::ScimUser),
+        (Some("SG"), Some(id)) => scim_id(id).map_or(crate::Change::Resync, crate::Change::ScimGroup),
         // An older replica's notice: `r:ID`, `g:ID`, `tokens`, `keys`.
         (Some("r"), Some(id)) => crate::Change::Request(id.to_string()),
         (Some("g"), Some(id)) => crate::Change::Grant(id.to_string()),
@@ -89,6 +94,13 @@ fn parse_notice(payload: &str) -> (crate::Change, Option<Head>) {
         _ => crate::Change::Resync,
     };
     (change, head)
+}
+
+/// A SCIM id as a notice carries it (hex), or `None` if it is not one (then the listener
+/// reloads everything rather than guess).
+fn scim_id(hex_id: &str) -> Option<String> {
+    let bytes = hex::decode(hex_id).ok()?;
+    String::from_utf8(bytes).ok().filter(|id| !id.is_empty())
 }
 
 /// What the connect hooks, the host watcher, the change feed and the store share.
@@ -614,6 +626,9 @@ impl Backend for PostgresStore {
 
     const PLACEHOLDERS: Placeholders = Placeholders::Numbered;
 
+    /// Read committed (the default) would let each query of a read see a different commit.
+    const READ_SNAPSHOT: &'static str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
     /// The follower's reads (catching up after a loss, refreshing what another replica
     /// changed) have connections of their own: under load at a failover every connection of
     /// the main pool may be waiting on a write, and a revocation must not wait behind them.
@@ -791,5 +806,10 @@ mod tests {
         assert_eq!(parse_notice("tokens").0, Change::Tokens);
         assert_eq!(parse_notice("something else").0, Change::Resync);
         assert_eq!(parse_notice("R::1:aa").0, Change::Resync);
+        // SCIM ids travel hex-encoded, so one holding `:` still reads back whole.
+        assert_eq!(parse_notice("SU:753a31:3:bb").0, Change::ScimUser("u:1".into()));
+        assert_eq!(parse_notice("SG:6772702d31:3:bb").0, Change::ScimGroup("grp-1".into()));
+        assert_eq!(parse_notice("SU:zz:3:bb").0, Change::Resync);
+        assert_eq!(parse_notice("SG::3:bb").0, Change::Resync);
     }
 }

@@ -7,6 +7,7 @@ use jitgate_core::audit::Checkpoint;
 use jitgate_core::index::LiveGrant;
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxOperation, OutboxState};
+use jitgate_core::scim::{ScimGroup, ScimUser};
 use jitgate_core::{ApiToken, AuditEvent, EventKind, Grant, GrantStatus, NewEvent, Request, Timestamp};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -96,6 +97,15 @@ pub(crate) trait RowDecode {
     fn outbox_state(&self) -> Result<OutboxState>;
     fn checkpoint(&self) -> Result<Checkpoint>;
     fn signing_key(&self) -> Result<SigningKeyRecord>;
+    /// A row of `scim_users`.
+    fn scim_user(&self) -> Result<ScimUser>;
+    /// A row of `scim_groups`, without its members (rows of their own).
+    fn scim_group(&self) -> Result<ScimGroup>;
+}
+
+/// A stored SCIM document.
+fn scim_doc(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("SCIM document: {e}")))
 }
 
 impl<R> RowDecode for R
@@ -164,7 +174,7 @@ where
             groups: serde_json::from_str(&groups).map_err(|e| StoreError::Corrupt(format!("token groups: {e}")))?,
             service: self.try_get("service")?,
             on_behalf_of: self.try_get("on_behalf_of")?,
-            scim: false,
+            scim: self.try_get("scim")?,
             label: self.try_get("label")?,
             created_by: self.try_get("created_by")?,
             created_at: from_ms(self.try_get("created_at")?)?,
@@ -237,6 +247,35 @@ where
             created_at: from_ms(self.try_get("created_at")?)?,
             retired_at: optional_time(self.try_get("retired_at")?)?,
             publish_until: optional_time(self.try_get("publish_until")?)?,
+        })
+    }
+
+    fn scim_user(&self) -> Result<ScimUser> {
+        Ok(ScimUser {
+            id: self.try_get("id")?,
+            user_name: self.try_get("user_name")?,
+            principal: self.try_get("principal")?,
+            external_id: self.try_get("external_id")?,
+            display_name: self.try_get("display_name")?,
+            active: self.try_get("active")?,
+            manager_id: self.try_get("manager_id")?,
+            doc: scim_doc(&self.try_get::<String, _>("doc")?)?,
+            version: self.try_get("version")?,
+            created_at: from_ms(self.try_get("created_at")?)?,
+            modified_at: from_ms(self.try_get("modified_at")?)?,
+        })
+    }
+
+    fn scim_group(&self) -> Result<ScimGroup> {
+        Ok(ScimGroup {
+            id: self.try_get("id")?,
+            display_name: self.try_get("display_name")?,
+            external_id: self.try_get("external_id")?,
+            doc: scim_doc(&self.try_get::<String, _>("doc")?)?,
+            members: Vec::new(),
+            version: self.try_get("version")?,
+            created_at: from_ms(self.try_get("created_at")?)?,
+            modified_at: from_ms(self.try_get("modified_at")?)?,
         })
     }
 }

@@ -10,6 +10,7 @@ use jitgate_core::audit::{ChainReport, ChainVerifier, Checkpoint};
 use jitgate_core::index::LiveGrant;
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
+use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
 use jitgate_core::{ApiToken, AuditEvent, Grant, GrantStatus, NewEvent, Request, RequestStatus, Timestamp};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
@@ -337,7 +338,7 @@ where
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, principal, groups, service, label, created_by, created_at, expires_at, \
-             on_behalf_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             on_behalf_of, scim) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&token.id)
         .bind(&token.hash)
@@ -349,6 +350,7 @@ where
         .bind(ms(token.created_at))
         .bind(token.expires_at.map(ms))
         .bind(&token.on_behalf_of)
+        .bind(token.scim)
         .execute(&mut *tx)
         .await?;
         Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
@@ -669,6 +671,74 @@ where
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
+    }
+
+    /// One transaction: the change (its version held, uniqueness checked explicitly so the
+    /// message names the value), then the transitions, the token revocations and every event;
+    /// any part failing leaves nothing written.
+    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
+        crate::scim::check_write(write)?;
+        let now = crate::scim::write_time(write);
+        let transitions: Vec<(&Request, &Request, &[NewEvent])> = write
+            .transitions
+            .iter()
+            .map(|(previous, next)| (previous, next, &[][..]))
+            .collect();
+        let mut tx = self.begin_write().await?;
+        let touched = Sql::<B>::scim_change(&mut tx, &write.change, now).await?;
+        Sql::<B>::write_transitions(&mut tx, &transitions).await?;
+        Sql::<B>::revoke_tokens(&mut tx, &write.revoked_tokens).await?;
+        Sql::<B>::append_events(&mut tx, &write.events).await?;
+        for id in &touched.users {
+            B::announce(&mut tx, Notice::ScimUser(id)).await?;
+        }
+        for id in &touched.groups {
+            B::announce(&mut tx, Notice::ScimGroup(id)).await?;
+        }
+        for (_, next) in &write.transitions {
+            B::announce(&mut tx, Notice::Request(&next.id)).await?;
+        }
+        if !write.revoked_tokens.is_empty() {
+            B::announce(&mut tx, Notice::Tokens).await?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
+        let mut conn = self.reader().acquire().await?;
+        Sql::<B>::scim_user(&mut conn, id).await
+    }
+
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
+        let mut tx = Sql::<B>::snapshot(self.reader()).await?;
+        let group = Sql::<B>::scim_group(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
+        let mut tx = Sql::<B>::snapshot(self.reader()).await?;
+        let (total, items) = Sql::<B>::scim_users(&mut tx, query).await?;
+        tx.commit().await?;
+        Ok(ScimPage { total, items })
+    }
+
+    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
+        let mut tx = Sql::<B>::snapshot(self.reader()).await?;
+        let (total, items) = Sql::<B>::scim_groups(&mut tx, query, members).await?;
+        tx.commit().await?;
+        Ok(ScimPage { total, items })
+    }
+
+    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        Sql::<B>::scim_groups_of(self.reader(), user_id).await
+    }
+
+    async fn scim_directory(&self) -> Result<ScimSnapshot> {
+        let mut tx = Sql::<B>::snapshot(self.reader()).await?;
+        let snapshot = Sql::<B>::scim_directory(&mut tx).await?;
+        tx.commit().await?;
+        Ok(snapshot)
     }
 
     async fn ready(&self) -> Result<()> {

@@ -143,6 +143,10 @@ pub(crate) enum Notice<'a> {
     Grant(&'a str),
     Tokens,
     Keys,
+    /// A provisioned user (its SCIM id).
+    ScimUser(&'a str),
+    /// A provisioned group (its SCIM id).
+    ScimGroup(&'a str),
 }
 
 /// A provider delivery attempt to record: done, or failed with the next try's time.
@@ -167,6 +171,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// How placeholders in text assembled at run time are spelled.
     const PLACEHOLDERS: Placeholders;
+
+    /// The first statement of a read transaction whose every query must see one snapshot
+    /// (a group's version with its members, the whole directory at once); empty when the
+    /// backend's transactions read one snapshot already (SQLite's, in WAL mode).
+    const READ_SNAPSHOT: &'static str;
 
     /// Reads, beside the writes.
     fn reader(&self) -> &Pool<Self::Db>;

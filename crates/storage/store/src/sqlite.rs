@@ -139,6 +139,8 @@ impl Backend for SqliteStore {
 
     const PLACEHOLDERS: Placeholders = Placeholders::Anonymous;
 
+    const READ_SNAPSHOT: &'static str = "";
+
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }

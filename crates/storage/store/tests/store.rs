@@ -1492,6 +1492,975 @@ mod conformance {
         store.create_token(&token, &token.created_event()).await.unwrap();
     }
 
+    // ---- The provisioned directory (SCIM, issue #25) ----
+
+    use jitgate_core::scim::{
+        DirectoryWrite, MemberChange, ScimChange, ScimGroup, ScimQuery, ScimUser,
+    };
+    use jitgate_core::NewEvent;
+
+    fn scim_user(id: &str, user_name: &str) -> ScimUser {
+        ScimUser {
+            id: id.into(),
+            user_name: user_name.into(),
+            principal: user_name.to_lowercase(),
+            external_id: Some(format!("ext-{id}")),
+            display_name: Some(format!("Display {user_name}")),
+            active: true,
+            manager_id: None,
+            doc: serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user_name,
+                "name": {"givenName": "Given", "familyName": "Family"},
+                "emails": [{"value": format!("{user_name}@example.com"), "primary": true}],
+            }),
+            version: 1,
+            created_at: t0(),
+            modified_at: t0(),
+        }
+    }
+
+    fn scim_group(id: &str, name: &str) -> ScimGroup {
+        ScimGroup {
+            id: id.into(),
+            display_name: name.into(),
+            external_id: None,
+            doc: serde_json::json!({"displayName": name}),
+            members: Vec::new(),
+            version: 1,
+            created_at: t0(),
+            modified_at: t0(),
+        }
+    }
+
+    fn scim_event(kind: EventKind, subject: &str) -> NewEvent {
+        NewEvent {
+            kind,
+            at: t0(),
+            actor: "scim-okta".into(),
+            subject: subject.into(),
+            request_id: None,
+            grant_id: None,
+            resource: String::new(),
+            action: String::new(),
+            comment: Some(format!("{} {subject}", kind.as_str())),
+        }
+    }
+
+    fn change(change: ScimChange, kind: EventKind, subject: &str) -> DirectoryWrite {
+        DirectoryWrite {
+            change,
+            transitions: Vec::new(),
+            revoked_tokens: Vec::new(),
+            events: vec![scim_event(kind, subject)],
+        }
+    }
+
+    async fn put_user(store: &dyn Store, user: &ScimUser, expected_version: Option<i64>) -> Result<(), StoreError> {
+        let kind = if expected_version.is_none() {
+            EventKind::ScimUserCreated
+        } else {
+            EventKind::ScimUserUpdated
+        };
+        let write = change(
+            ScimChange::PutUser {
+                user: user.clone(),
+                expected_version,
+            },
+            kind,
+            &user.principal,
+        );
+        store.scim_write(&write).await
+    }
+
+    async fn new_user(store: &dyn Store, id: &str, user_name: &str) -> ScimUser {
+        put_user(store, &scim_user(id, user_name), None).await.unwrap();
+        store.scim_user(id).await.unwrap().expect("created")
+    }
+
+    async fn put_group(
+        store: &dyn Store,
+        group: &ScimGroup,
+        expected_version: Option<i64>,
+        members: MemberChange,
+    ) -> Result<(), StoreError> {
+        let kind = if expected_version.is_none() {
+            EventKind::ScimGroupCreated
+        } else {
+            EventKind::ScimGroupUpdated
+        };
+        let write = change(
+            ScimChange::PutGroup {
+                group: group.clone(),
+                expected_version,
+                members,
+            },
+            kind,
+            &group.display_name,
+        );
+        store.scim_write(&write).await
+    }
+
+    fn set(ids: &[&str]) -> MemberChange {
+        MemberChange::Set(ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn edit(add: &[&str], remove: &[&str]) -> MemberChange {
+        MemberChange::Edit {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn everything() -> ScimQuery {
+        ScimQuery {
+            start_index: 1,
+            count: 100,
+            ..Default::default()
+        }
+    }
+
+    async fn event_count(store: &dyn Store) -> usize {
+        store
+            .audit_events(&AuditFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    }
+
+    fn ids_of_users(users: &[ScimUser]) -> Vec<&str> {
+        users.iter().map(|u| u.id.as_str()).collect()
+    }
+
+    fn ids_of_groups(groups: &[ScimGroup]) -> Vec<&str> {
+        groups.iter().map(|g| g.id.as_str()).collect()
+    }
+
+    /// A user is created at version 1, read back as written, replaced only from the version
+    /// it was read at, and deleted into a tombstone: gone from reads, its id never reused, its
+    /// userName free again, its principal departed until someone lives under it again.
+    pub async fn scim_users_are_written_read_replaced_and_deleted(store: Arc<dyn Store>) {
+        let written = scim_user("u-1", "Alice@Example.com");
+        put_user(&*store, &written, None).await.unwrap();
+        let read = store.scim_user("u-1").await.unwrap().expect("created");
+        assert_eq!(read, written, "read back as written");
+        assert_eq!(read.version, 1);
+        assert!(store.scim_user("u-2").await.unwrap().is_none());
+
+        // A create whose id exists is a conflict, whatever else it says.
+        let twin = scim_user("u-1", "someone-else");
+        assert!(matches!(put_user(&*store, &twin, None).await, Err(StoreError::Conflict)));
+
+        let mut replaced = read.clone();
+        replaced.display_name = Some("Alice A.".into());
+        replaced.active = false;
+        replaced.manager_id = Some("u-boss".into());
+        replaced.doc = serde_json::json!({"userName": "Alice@Example.com", "active": false});
+        replaced.modified_at = t0() + TimeDelta::minutes(1);
+        // The creation time is the stored one, whatever a replacement says.
+        replaced.created_at = t0() + TimeDelta::days(1);
+        put_user(&*store, &replaced, Some(1)).await.unwrap();
+        let read = store.scim_user("u-1").await.unwrap().unwrap();
+        assert_eq!(read.version, 2);
+        assert_eq!(read.created_at, t0());
+        assert_eq!(read.modified_at, t0() + TimeDelta::minutes(1));
+        assert_eq!((read.active, read.manager_id.as_deref()), (false, Some("u-boss")));
+        assert_eq!(read.doc, replaced.doc);
+        // Computed from version 1, which is gone: a conflict, and nothing changes.
+        let mut stale = replaced.clone();
+        stale.display_name = Some("lost".into());
+        assert!(matches!(put_user(&*store, &stale, Some(1)).await, Err(StoreError::Conflict)));
+        assert!(matches!(put_user(&*store, &stale, Some(3)).await, Err(StoreError::Conflict)));
+        assert_eq!(store.scim_user("u-1").await.unwrap().unwrap(), read);
+        // Replacing a user that does not exist: a conflict (the caller reads and finds none).
+        assert!(matches!(
+            put_user(&*store, &scim_user("u-9", "nobody"), Some(1)).await,
+            Err(StoreError::Conflict)
+        ));
+
+        let delete = |expected_version| {
+            change(
+                ScimChange::DeleteUser {
+                    id: "u-1".into(),
+                    expected_version,
+                },
+                EventKind::ScimUserDeleted,
+                "alice@example.com",
+            )
+        };
+        assert!(matches!(store.scim_write(&delete(1)).await, Err(StoreError::Conflict)));
+        assert!(store.scim_user("u-1").await.unwrap().is_some());
+        store.scim_write(&delete(2)).await.unwrap();
+        assert!(store.scim_user("u-1").await.unwrap().is_none(), "gone from reads");
+        assert_eq!(store.scim_users(&everything()).await.unwrap().total, 0);
+        assert!(matches!(store.scim_write(&delete(3)).await, Err(StoreError::Conflict)));
+        let directory = store.scim_directory().await.unwrap();
+        assert!(directory.users.is_empty());
+        assert_eq!(directory.departed, vec!["alice@example.com".to_string()]);
+        // A tombstone cannot be replaced, and its id is never handed out again.
+        assert!(matches!(put_user(&*store, &replaced, Some(3)).await, Err(StoreError::Conflict)));
+        assert!(matches!(
+            put_user(&*store, &scim_user("u-1", "carol"), None).await,
+            Err(StoreError::Conflict)
+        ));
+        // The userName is free again; once someone lives under the principal, it is not departed.
+        let again = new_user(&*store, "u-2", "ALICE@example.com").await;
+        assert_eq!(again.principal, "alice@example.com");
+        assert!(store.scim_directory().await.unwrap().departed.is_empty());
+
+        let kinds: Vec<EventKind> = store
+            .audit_events(&AuditFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::ScimUserCreated,
+                EventKind::ScimUserUpdated,
+                EventKind::ScimUserDeleted,
+                EventKind::ScimUserCreated
+            ],
+            "only what committed left an event"
+        );
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// userName, principal and group names are unique compared case-insensitively (RFC 7643
+    /// caseExact false); a clash is `Taken`, naming the value, and writes nothing.
+    pub async fn scim_names_are_unique_case_insensitively(store: Arc<dyn Store>) {
+        new_user(&*store, "u-1", "alice@example.com").await;
+        let events = event_count(&*store).await;
+        let clash = put_user(&*store, &scim_user("u-2", "ALICE@Example.COM"), None).await;
+        match clash {
+            Err(StoreError::Taken(message)) => {
+                assert_eq!(message, "userName 'ALICE@Example.COM' is already taken")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another userName mapped to the same principal (say by a prefix or attribute rule).
+        let mut same_principal = scim_user("u-2", "alice2@example.com");
+        same_principal.principal = "Alice@Example.com".into();
+        match put_user(&*store, &same_principal, None).await {
+            Err(StoreError::Taken(message)) => assert!(message.contains("principal 'Alice@Example.com'"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // The Kelvin sign folds to a plain k: a look-alike of a taken name is taken.
+        new_user(&*store, "u-k", "kim").await;
+        assert!(matches!(
+            put_user(&*store, &scim_user("u-k2", "\u{212a}im"), None).await,
+            Err(StoreError::Taken(_))
+        ));
+        // A renaming into someone else's name is refused too; changing one's own case is not.
+        let mut bob = new_user(&*store, "u-3", "bob").await;
+        bob.user_name = "Alice@example.com".into();
+        assert!(matches!(put_user(&*store, &bob, Some(1)).await, Err(StoreError::Taken(_))));
+        let mut alice = store.scim_user("u-1").await.unwrap().unwrap();
+        alice.user_name = "Alice@Example.com".into();
+        put_user(&*store, &alice, Some(1)).await.unwrap();
+        assert_eq!(
+            store.scim_user("u-1").await.unwrap().unwrap().user_name,
+            "Alice@Example.com"
+        );
+        assert_eq!(event_count(&*store).await, events + 3, "only the three that committed");
+
+        put_group(&*store, &scim_group("g-1", "sre"), None, MemberChange::Keep)
+            .await
+            .unwrap();
+        match put_group(&*store, &scim_group("g-2", "SRE"), None, MemberChange::Keep).await {
+            Err(StoreError::Taken(message)) => assert_eq!(message, "group 'SRE' already exists"),
+            other => panic!("{other:?}"),
+        }
+        put_group(&*store, &scim_group("g-2", "dev"), None, MemberChange::Keep)
+            .await
+            .unwrap();
+        assert!(matches!(
+            put_group(&*store, &scim_group("g-2", "Sre"), Some(1), MemberChange::Keep).await,
+            Err(StoreError::Taken(_))
+        ));
+        put_group(&*store, &scim_group("g-1", "SRE"), Some(1), MemberChange::Keep)
+            .await
+            .unwrap();
+        let page = store
+            .scim_groups(
+                &ScimQuery {
+                    display_name: Some("sre".into()),
+                    ..everything()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids_of_groups(&page.items), vec!["g-1"]);
+        assert_eq!(page.items[0].display_name, "SRE");
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// Members change by the ids given: an edit adds and removes just those, a set keeps who
+    /// stays; only live users join (`Refused` naming the first that is not, and nothing is
+    /// written); every change moves the group's version; a deleted user leaves every group.
+    pub async fn scim_group_members_change_by_the_ids_given(store: Arc<dyn Store>) {
+        for n in 1..=4 {
+            new_user(&*store, &format!("u-{n}"), &format!("user{n}")).await;
+        }
+        put_group(&*store, &scim_group("g-1", "sre"), None, set(&["u-2", "u-1", "u-2"]))
+            .await
+            .unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!(group.members, vec!["u-1", "u-2"], "sorted, each once");
+        assert_eq!(group.version, 1);
+
+        put_group(&*store, &group, Some(1), edit(&["u-3", "u-1"], &["u-2", "u-9"]))
+            .await
+            .unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!(group.members, vec!["u-1", "u-3"]);
+        assert_eq!(group.version, 2);
+
+        // An id in both lists ends up a member.
+        put_group(&*store, &group, Some(2), edit(&["u-4"], &["u-4"])).await.unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!(group.members, vec!["u-1", "u-3", "u-4"]);
+
+        let events = event_count(&*store).await;
+        for bad in [edit(&["u-2", "nobody"], &[]), set(&["u-1", "ghost"])] {
+            match put_group(&*store, &group, Some(3), bad).await {
+                Err(StoreError::Refused(message)) => {
+                    assert!(message == "member 'nobody' is not a user" || message == "member 'ghost' is not a user", "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(store.scim_group("g-1").await.unwrap().unwrap(), group, "nothing written");
+        assert_eq!(event_count(&*store).await, events);
+        // A stale edit is a conflict.
+        assert!(matches!(
+            put_group(&*store, &group, Some(2), edit(&["u-2"], &[])).await,
+            Err(StoreError::Conflict)
+        ));
+
+        put_group(&*store, &group, Some(3), set(&["u-4", "u-2"])).await.unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!(group.members, vec!["u-2", "u-4"]);
+        // Keep leaves the members as they are, whatever the record's `members` says.
+        let mut renamed = group.clone();
+        renamed.display_name = "site-reliability".into();
+        renamed.members = vec!["u-1".into()];
+        put_group(&*store, &renamed, Some(4), MemberChange::Keep).await.unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!((group.display_name.as_str(), group.version), ("site-reliability", 5));
+        assert_eq!(group.members, vec!["u-2", "u-4"]);
+
+        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-4"])).await.unwrap();
+        put_group(&*store, &scim_group("g-3", "auditors-lite"), None, set(&["u-4"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.scim_groups_of("u-4").await.unwrap(),
+            vec![
+                ("g-3".to_string(), "auditors-lite".to_string()),
+                ("g-2".to_string(), "dev".to_string()),
+                ("g-1".to_string(), "site-reliability".to_string()),
+            ],
+            "by name"
+        );
+        assert!(store.scim_groups_of("u-3").await.unwrap().is_empty());
+
+        // A deleted user leaves every group, and those groups' versions move on.
+        let u4 = store.scim_user("u-4").await.unwrap().unwrap();
+        store
+            .scim_write(&change(
+                ScimChange::DeleteUser {
+                    id: "u-4".into(),
+                    expected_version: u4.version,
+                },
+                EventKind::ScimUserDeleted,
+                "user4",
+            ))
+            .await
+            .unwrap();
+        assert!(store.scim_groups_of("u-4").await.unwrap().is_empty());
+        let g1 = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!((g1.members.clone(), g1.version), (vec!["u-2".to_string()], 6));
+        assert_eq!(store.scim_group("g-2").await.unwrap().unwrap().version, 2);
+        // ... and cannot join one again.
+        assert!(matches!(
+            put_group(&*store, &g1, Some(6), edit(&["u-4"], &[])).await,
+            Err(StoreError::Refused(_))
+        ));
+
+        let delete = |expected_version| {
+            change(
+                ScimChange::DeleteGroup {
+                    id: "g-1".into(),
+                    expected_version,
+                },
+                EventKind::ScimGroupDeleted,
+                "site-reliability",
+            )
+        };
+        assert!(matches!(store.scim_write(&delete(5)).await, Err(StoreError::Conflict)));
+        store.scim_write(&delete(6)).await.unwrap();
+        assert!(store.scim_group("g-1").await.unwrap().is_none());
+        assert!(store.scim_groups_of("u-2").await.unwrap().is_empty());
+        assert!(matches!(store.scim_write(&delete(6)).await, Err(StoreError::Conflict)));
+        // Its name is free again.
+        put_group(&*store, &scim_group("g-4", "SITE-reliability"), None, set(&["u-2"]))
+            .await
+            .unwrap();
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// The filters the providers send (each part must match), the total, and pages counted
+    /// from 1 in creation order.
+    pub async fn scim_lists_filter_and_page(store: Arc<dyn Store>) {
+        for n in 0..25_i64 {
+            let mut user = scim_user(&format!("u-{n:02}"), &format!("User{n:02}"));
+            // Created out of id order: pages follow the creation time, then the id.
+            user.created_at = t0() + TimeDelta::seconds(100 - n);
+            user.external_id = Some(format!("EXT-{n}"));
+            user.display_name = Some(if n % 2 == 0 { "Even" } else { "Odd" }.into());
+            put_user(&*store, &user, None).await.unwrap();
+        }
+        let all = store.scim_users(&everything()).await.unwrap();
+        assert_eq!(all.total, 25);
+        let expected: Vec<String> = (0..25).rev().map(|n| format!("u-{n:02}")).collect();
+        assert_eq!(ids_of_users(&all.items), expected);
+
+        let page = |start_index, count| ScimQuery {
+            start_index,
+            count,
+            ..Default::default()
+        };
+        let first = store.scim_users(&page(1, 10)).await.unwrap();
+        assert_eq!((first.total, ids_of_users(&first.items)), (25, expected[..10].iter().map(String::as_str).collect()));
+        let last = store.scim_users(&page(21, 10)).await.unwrap();
+        assert_eq!((last.total, ids_of_users(&last.items)), (25, expected[20..].iter().map(String::as_str).collect()));
+        let beyond = store.scim_users(&page(30, 10)).await.unwrap();
+        assert_eq!((beyond.total, beyond.items.len()), (25, 0));
+        let only_total = store.scim_users(&page(1, 0)).await.unwrap();
+        assert_eq!((only_total.total, only_total.items.len()), (25, 0));
+        // startIndex 0 reads as 1 (RFC 7644 3.4.2.4: less than one is one).
+        assert_eq!(store.scim_users(&page(0, 3)).await.unwrap().items, first.items[..3].to_vec());
+
+        let by = |query: ScimQuery| {
+            let store = store.clone();
+            async move { store.scim_users(&query).await.unwrap() }
+        };
+        let found = by(ScimQuery {
+            user_name: Some("user07".into()),
+            ..everything()
+        })
+        .await;
+        assert_eq!((found.total, ids_of_users(&found.items)), (1, vec!["u-07"]));
+        // externalId and id compare exactly.
+        let found = by(ScimQuery {
+            external_id: Some("EXT-7".into()),
+            ..everything()
+        })
+        .await;
+        assert_eq!(ids_of_users(&found.items), vec!["u-07"]);
+        assert_eq!(
+            by(ScimQuery {
+                external_id: Some("ext-7".into()),
+                ..everything()
+            })
+            .await
+            .total,
+            0
+        );
+        assert_eq!(
+            by(ScimQuery {
+                id: Some("U-07".into()),
+                ..everything()
+            })
+            .await
+            .total,
+            0
+        );
+        let found = by(ScimQuery {
+            display_name: Some("odd".into()),
+            ..everything()
+        })
+        .await;
+        assert_eq!(found.total, 12);
+        // Parts joined by `and`.
+        let found = by(ScimQuery {
+            display_name: Some("ODD".into()),
+            user_name: Some("USER07".into()),
+            id: Some("u-07".into()),
+            ..everything()
+        })
+        .await;
+        assert_eq!(ids_of_users(&found.items), vec!["u-07"]);
+        let found = by(ScimQuery {
+            display_name: Some("even".into()),
+            user_name: Some("user07".into()),
+            ..everything()
+        })
+        .await;
+        assert_eq!((found.total, found.items.len()), (0, 0));
+        let found = by(ScimQuery {
+            display_name: Some("even".into()),
+            start_index: 11,
+            count: 5,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            (found.total, ids_of_users(&found.items)),
+            (13, vec!["u-04", "u-02", "u-00"])
+        );
+
+        // Groups: by name, externalId, id, member, and id with member (how Entra asks whether
+        // a user is in a group).
+        for (n, name) in ["sre", "dev", "ops"].iter().enumerate() {
+            let mut group = scim_group(&format!("g-{n}"), name);
+            group.external_id = Some(format!("EXT-G{n}"));
+            group.created_at = t0() + TimeDelta::seconds(i64::try_from(n).unwrap());
+            let members = if *name == "ops" { set(&[]) } else { set(&["u-01", "u-02"]) };
+            put_group(&*store, &group, None, members).await.unwrap();
+        }
+        put_group(
+            &*store,
+            &store.scim_group("g-1").await.unwrap().unwrap(),
+            Some(1),
+            edit(&["u-03"], &["u-01"]),
+        )
+        .await
+        .unwrap();
+        let groups = |query: ScimQuery, members: bool| {
+            let store = store.clone();
+            async move { store.scim_groups(&query, members).await.unwrap() }
+        };
+        let listed = groups(everything(), true).await;
+        assert_eq!((listed.total, ids_of_groups(&listed.items)), (3, vec!["g-0", "g-1", "g-2"]));
+        assert_eq!(listed.items[0].members, vec!["u-01", "u-02"]);
+        assert_eq!(listed.items[1].members, vec!["u-02", "u-03"]);
+        assert!(listed.items[2].members.is_empty());
+        let bare = groups(everything(), false).await;
+        assert!(bare.items.iter().all(|g| g.members.is_empty()), "excludedAttributes=members");
+        assert_eq!(bare.items[1].version, listed.items[1].version);
+        let found = groups(
+            ScimQuery {
+                member: Some("u-01".into()),
+                ..everything()
+            },
+            false,
+        )
+        .await;
+        assert_eq!(ids_of_groups(&found.items), vec!["g-0"]);
+        let found = groups(
+            ScimQuery {
+                id: Some("g-1".into()),
+                member: Some("u-03".into()),
+                ..everything()
+            },
+            true,
+        )
+        .await;
+        assert_eq!((found.total, found.items[0].members.clone()), (1, vec!["u-02".to_string(), "u-03".to_string()]));
+        let found = groups(
+            ScimQuery {
+                id: Some("g-1".into()),
+                member: Some("u-01".into()),
+                ..everything()
+            },
+            true,
+        )
+        .await;
+        assert_eq!(found.total, 0);
+        let found = groups(
+            ScimQuery {
+                display_name: Some("DEV".into()),
+                external_id: Some("EXT-G1".into()),
+                ..everything()
+            },
+            false,
+        )
+        .await;
+        assert_eq!(ids_of_groups(&found.items), vec!["g-1"]);
+        let found = groups(
+            ScimQuery {
+                start_index: 2,
+                count: 1,
+                ..Default::default()
+            },
+            true,
+        )
+        .await;
+        assert_eq!((found.total, ids_of_groups(&found.items)), (3, vec!["g-1"]));
+        assert_eq!(found.items[0].members, vec!["u-02", "u-03"]);
+    }
+
+    /// The whole directory at once: live users (deactivated ones too), the principals of the
+    /// deleted that nobody lives under again, every group with its members.
+    pub async fn scim_directory_holds_users_groups_and_the_departed(store: Arc<dyn Store>) {
+        assert_eq!(store.scim_directory().await.unwrap(), Default::default());
+        let alice = new_user(&*store, "u-1", "alice").await;
+        let mut bob = new_user(&*store, "u-2", "bob").await;
+        let carol = new_user(&*store, "u-3", "carol").await;
+        bob.active = false;
+        bob.manager_id = Some("u-1".into());
+        put_user(&*store, &bob, Some(1)).await.unwrap();
+        put_group(&*store, &scim_group("g-1", "sre"), None, set(&["u-1", "u-2", "u-3"]))
+            .await
+            .unwrap();
+        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-3"])).await.unwrap();
+        put_group(&*store, &scim_group("g-3", "empty"), None, MemberChange::Keep)
+            .await
+            .unwrap();
+        for user in [&carol, &alice] {
+            store
+                .scim_write(&change(
+                    ScimChange::DeleteUser {
+                        id: user.id.clone(),
+                        expected_version: 1,
+                    },
+                    EventKind::ScimUserDeleted,
+                    &user.principal,
+                ))
+                .await
+                .unwrap();
+        }
+        // alice comes back (a new user, a new id): she is live, not departed.
+        new_user(&*store, "u-4", "Alice").await;
+        let directory = store.scim_directory().await.unwrap();
+        assert_eq!(ids_of_users(&directory.users), vec!["u-2", "u-4"]);
+        let bob = &directory.users[0];
+        assert_eq!((bob.active, bob.manager_id.as_deref()), (false, Some("u-1")));
+        assert_eq!(directory.departed, vec!["carol".to_string()]);
+        assert_eq!(ids_of_groups(&directory.groups), vec!["g-1", "g-2", "g-3"]);
+        assert_eq!(directory.groups[0].members, vec!["u-2"]);
+        assert!(directory.groups[1].members.is_empty());
+        assert!(directory.groups[2].members.is_empty());
+        assert_eq!(directory.groups[0].version, 3, "two members left");
+    }
+
+    /// A deactivation with what it ends: grants revoked (their providers' deprovisioning due
+    /// now), a pending request cancelled, a token revoked, and every event, in one transaction.
+    /// Any part stale (the user, a request, a token) and nothing at all is written.
+    pub async fn scim_writes_commit_with_their_transitions_tokens_and_events(store: Arc<dyn Store>) {
+        let alice = new_user(&*store, "u-alice", "alice").await;
+        let granted = file(&*store, 1, "app-db", "read", None).await;
+        let pending = file(&*store, 2, "prod-db", "read", None).await;
+        let token = ApiToken {
+            id: "tok-alice".into(),
+            hash: hex_of("jgt_alice"),
+            principal: "alice".into(),
+            groups: vec![],
+            service: false,
+            on_behalf_of: None,
+            scim: false,
+            label: None,
+            created_by: "admin".into(),
+            created_at: t0(),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        store.create_token(&token, &token.created_event()).await.unwrap();
+        let other = ApiToken {
+            id: "tok-other".into(),
+            hash: hex_of("jgt_other"),
+            ..token.clone()
+        };
+        store.create_token(&other, &other.created_event()).await.unwrap();
+
+        let at = t0() + TimeDelta::seconds(10);
+        let client = jitgate_core::Identity::user("scim-okta", &["admins"]);
+        let comment = "alice was deactivated in the directory by scim-okta".to_string();
+        let revoked = machine::revoke(&granted, &client, Some(comment.clone()), at).unwrap();
+        let cancelled = machine::cancel(&pending, &client, at).unwrap();
+        let (revoked_token, token_event) = token.revoke("scim-okta", at);
+        let mut deactivated = alice.clone();
+        deactivated.active = false;
+        deactivated.modified_at = at;
+        let mut deactivation = scim_event(EventKind::ScimUserDeactivated, "alice");
+        deactivation.at = at;
+        let write = DirectoryWrite {
+            change: ScimChange::PutUser {
+                user: deactivated.clone(),
+                expected_version: Some(1),
+            },
+            transitions: vec![
+                (granted.clone(), revoked.request.clone()),
+                (pending.clone(), cancelled.request.clone()),
+            ],
+            revoked_tokens: vec![revoked_token.clone()],
+            events: [vec![deactivation], revoked.events.clone(), cancelled.events.clone(), vec![token_event]].concat(),
+        };
+
+        let before = event_count(&*store).await;
+        let untouched = |store: Arc<dyn Store>, granted: Request, pending: Request| async move {
+            let user = store.scim_user("u-alice").await.unwrap().unwrap();
+            assert!(user.active && user.version == 1, "{user:?}");
+            assert_eq!(store.get_request(&granted.id).await.unwrap().unwrap(), granted);
+            assert_eq!(store.get_request(&pending.id).await.unwrap().unwrap(), pending);
+            assert_eq!(store.live_grants(None, 10).await.unwrap().len(), 1);
+            assert!(store.list_tokens().await.unwrap().iter().all(|t| t.revoked_at.is_none()));
+            assert_eq!(event_count(&*store).await, before);
+        };
+        // A request changed meanwhile (as read at another version).
+        let mut stale = write.clone();
+        stale.transitions[1].0.version += 1;
+        assert!(matches!(store.scim_write(&stale).await, Err(StoreError::Conflict)));
+        untouched(store.clone(), granted.clone(), pending.clone()).await;
+        // The user changed meanwhile.
+        let mut stale = write.clone();
+        stale.change = ScimChange::PutUser {
+            user: deactivated.clone(),
+            expected_version: Some(2),
+        };
+        assert!(matches!(store.scim_write(&stale).await, Err(StoreError::Conflict)));
+        untouched(store.clone(), granted.clone(), pending.clone()).await;
+        // A token revoked meanwhile: written apart, then the write that would revoke both.
+        let mut stale = write.clone();
+        let (other_revoked, _) = other.revoke("scim-okta", at);
+        stale.revoked_tokens.push(other_revoked.clone());
+        stale.revoked_tokens.push(other_revoked);
+        assert!(matches!(store.scim_write(&stale).await, Err(StoreError::Conflict)));
+        untouched(store.clone(), granted.clone(), pending.clone()).await;
+        // A name clash in the change: nothing of the rest either.
+        let mut clash = write.clone();
+        new_user(&*store, "u-bob", "bob").await;
+        let before = event_count(&*store).await;
+        let mut renamed = deactivated.clone();
+        renamed.user_name = "BOB".into();
+        clash.change = ScimChange::PutUser {
+            user: renamed,
+            expected_version: Some(1),
+        };
+        assert!(matches!(store.scim_write(&clash).await, Err(StoreError::Taken(_))));
+        assert_eq!(event_count(&*store).await, before);
+        assert_eq!(store.live_grants(None, 10).await.unwrap().len(), 1);
+
+        store.scim_write(&write).await.unwrap();
+        let user = store.scim_user("u-alice").await.unwrap().unwrap();
+        assert_eq!((user.active, user.version), (false, 2));
+        let read = store.get_request(&granted.id).await.unwrap().unwrap();
+        let grant = read.grant.clone().unwrap();
+        assert_eq!(grant.status, GrantStatus::Revoked);
+        assert_eq!(grant.end_comment.as_deref(), Some(comment.as_str()));
+        assert_eq!(read.version, granted.version + 1);
+        assert_eq!(
+            store.get_request(&pending.id).await.unwrap().unwrap().status,
+            RequestStatus::Cancelled
+        );
+        assert!(store.live_grants(None, 10).await.unwrap().is_empty());
+        let tokens = store.list_tokens().await.unwrap();
+        let alice_token = tokens.iter().find(|t| t.id == "tok-alice").unwrap();
+        assert_eq!(alice_token, &revoked_token);
+        assert!(tokens.iter().find(|t| t.id == "tok-other").unwrap().revoked_at.is_none());
+        // The provider hears of the end at once, not at the grant's old end.
+        let due = store.due_outbox(at, 10).await.unwrap();
+        assert!(
+            due.iter()
+                .any(|i| i.grant_id == grant.id && i.operation == jitgate_core::outbox::OutboxOperation::Deprovision),
+            "{due:?}"
+        );
+        let kinds: Vec<EventKind> = store
+            .audit_events(&AuditFilter {
+                after_seq: Some(i64::try_from(before).unwrap()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::ScimUserDeactivated,
+                EventKind::GrantRevoked,
+                EventKind::RequestCancelled,
+                EventKind::TokenRevoked
+            ]
+        );
+        assert!(store.verify_audit().await.unwrap().ok);
+        // The same write again: everything in it is stale now.
+        assert!(matches!(store.scim_write(&write).await, Err(StoreError::Conflict)));
+    }
+
+    /// NUL bytes: inside the JSON document they are an escape and round-trip; in a value kept
+    /// as a column (or an event) they are refused with a clear `Refused`, and nothing is
+    /// written. Control and invisible characters are kept exactly, and never fold into
+    /// another name.
+    pub async fn scim_nul_bytes_and_odd_text(store: Arc<dyn Store>) {
+        let mut user = scim_user("u-1", "alice");
+        user.doc = serde_json::json!({
+            "userName": "alice",
+            "nickName": "a\u{0}b",
+            "weird\u{0}key": ["\u{0}", "\u{1}\u{1f}\u{7f}", "\u{200b}\u{202e}\u{feff}"],
+        });
+        put_user(&*store, &user, None).await.unwrap();
+        assert_eq!(store.scim_user("u-1").await.unwrap().unwrap().doc, user.doc);
+
+        let events = event_count(&*store).await;
+        let refused = |result: Result<(), StoreError>, what: &str| match result {
+            Err(StoreError::Refused(message)) => {
+                assert!(message.contains("NUL") && message.contains(what), "{message}")
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        refused(put_user(&*store, &scim_user("u-2", "bob\u{0}"), None).await, "userName");
+        let mut odd = scim_user("u-2", "bob");
+        odd.external_id = Some("x\u{0}".into());
+        refused(put_user(&*store, &odd, None).await, "externalId");
+        let mut odd = scim_user("u-2", "bob");
+        odd.principal = "\u{0}bob".into();
+        refused(put_user(&*store, &odd, None).await, "principal");
+        let mut odd = scim_user("u-2", "bob");
+        odd.display_name = Some("\u{0}".into());
+        refused(put_user(&*store, &odd, None).await, "displayName");
+        let mut odd = scim_user("u-2", "bob");
+        odd.manager_id = Some("u-1\u{0}".into());
+        refused(put_user(&*store, &odd, None).await, "manager");
+        refused(put_user(&*store, &scim_user("u-\u{0}", "bob"), None).await, "id");
+        refused(
+            put_group(&*store, &scim_group("g-1", "sre\u{0}"), None, MemberChange::Keep).await,
+            "displayName",
+        );
+        refused(
+            put_group(&*store, &scim_group("g-1", "sre"), None, set(&["u-1\u{0}"])).await,
+            "member",
+        );
+        let mut write = change(
+            ScimChange::PutUser {
+                user: scim_user("u-2", "bob"),
+                expected_version: None,
+            },
+            EventKind::ScimUserCreated,
+            "bob",
+        );
+        write.events[0].comment = Some("userName bob\u{0}".into());
+        refused(store.scim_write(&write).await, "comment");
+        assert!(store.scim_user("u-2").await.unwrap().is_none());
+        assert!(store.scim_group("g-1").await.unwrap().is_none());
+        assert_eq!(event_count(&*store).await, events, "nothing written");
+
+        // Control and invisible characters: kept as given, matched exactly, never folded
+        // into the plain name.
+        let odd_names = ["bob\u{200b}", "b\u{1}ob", "\u{202e}bob", "bob\u{feff}"];
+        new_user(&*store, "u-plain", "bob").await;
+        for (n, name) in odd_names.iter().enumerate() {
+            let user = new_user(&*store, &format!("u-odd-{n}"), name).await;
+            assert_eq!(user.user_name, *name);
+            let found = store
+                .scim_users(&ScimQuery {
+                    user_name: Some(name.to_uppercase()),
+                    ..everything()
+                })
+                .await
+                .unwrap();
+            assert_eq!(ids_of_users(&found.items), vec![format!("u-odd-{n}").as_str()]);
+        }
+        // A long document (a megabyte) round-trips too.
+        let mut big = scim_user("u-big", "big");
+        big.doc = serde_json::json!({"userName": "big", "title": "x".repeat(1 << 20)});
+        put_user(&*store, &big, None).await.unwrap();
+        assert_eq!(store.scim_user("u-big").await.unwrap().unwrap().doc, big.doc);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// A group given thousands of members in one write (one bound list, not a placeholder
+    /// per member, so no bound on parameters), then one edited out.
+    pub async fn scim_large_groups_take_one_write(store: Arc<dyn Store>) {
+        let n = 3000;
+        for i in 0..n {
+            let user = scim_user(&format!("u-{i:05}"), &format!("user{i:05}"));
+            let write = DirectoryWrite {
+                change: ScimChange::PutUser {
+                    user,
+                    expected_version: None,
+                },
+                transitions: Vec::new(),
+                revoked_tokens: Vec::new(),
+                events: Vec::new(),
+            };
+            store.scim_write(&write).await.unwrap();
+        }
+        let ids: Vec<String> = (0..n).map(|i| format!("u-{i:05}")).collect();
+        put_group(&*store, &scim_group("g-big", "everyone"), None, MemberChange::Set(ids.clone()))
+            .await
+            .unwrap();
+        let group = store.scim_group("g-big").await.unwrap().unwrap();
+        assert_eq!(group.members, ids);
+        put_group(&*store, &group, Some(1), edit(&[], &["u-00007"])).await.unwrap();
+        let group = store.scim_group("g-big").await.unwrap().unwrap();
+        assert_eq!(group.members.len(), n - 1);
+        assert!(!group.members.contains(&"u-00007".to_string()));
+        let listed = store.scim_groups(&everything(), true).await.unwrap();
+        assert_eq!(listed.items[0].members, group.members);
+        assert_eq!(store.scim_directory().await.unwrap().groups[0].members, group.members);
+    }
+
+    /// A provisioning token keeps its kind; every other token is not one.
+    pub async fn scim_tokens_keep_their_kind(store: Arc<dyn Store>) {
+        let scim = ApiToken {
+            id: "tok-scim".into(),
+            hash: hex_of("jgt_scim"),
+            principal: "scim-okta".into(),
+            groups: vec![],
+            service: false,
+            on_behalf_of: None,
+            scim: true,
+            label: Some("Okta provisioning".into()),
+            created_by: "admin".into(),
+            created_at: t0() + TimeDelta::seconds(1),
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let plain = ApiToken {
+            id: "tok-plain".into(),
+            hash: hex_of("jgt_plain"),
+            scim: false,
+            created_at: t0(),
+            ..scim.clone()
+        };
+        store.create_token(&scim, &scim.created_event()).await.unwrap();
+        store.create_token(&plain, &plain.created_event()).await.unwrap();
+        assert_eq!(store.list_tokens().await.unwrap(), vec![scim.clone(), plain]);
+        let (revoked, event) = scim.revoke("admin", t0() + TimeDelta::minutes(1));
+        store.revoke_token(&revoked, &event).await.unwrap();
+        assert!(store.list_tokens().await.unwrap()[0].scim);
+    }
+
+    /// What a replica hears of: one provisioning write of each kind, on `store`.
+    pub async fn scim_for_replicas(store: &dyn Store) -> (String, String) {
+        let user = new_user(store, "u:replica", "replica").await;
+        put_group(store, &scim_group("g-replica", "replicas"), None, set(&[&user.id]))
+            .await
+            .unwrap();
+        (user.id, "g-replica".into())
+    }
+
+    /// Delete `user_id` (at version 1): its groups change too.
+    pub async fn scim_delete_for_replicas(store: &dyn Store, user_id: &str) {
+        store
+            .scim_write(&change(
+                ScimChange::DeleteUser {
+                    id: user_id.into(),
+                    expected_version: 1,
+                },
+                EventKind::ScimUserDeleted,
+                "replica",
+            ))
+            .await
+            .unwrap();
+    }
+
     fn hex_of(token: &str) -> String {
         jitgate_core::token::token_hash(token)
             .iter()
@@ -1531,6 +2500,15 @@ macro_rules! all_cases {
             a_deprovisioning_never_overtakes_its_provisioning,
             multi_item_requests_keep_every_item,
             multi_item_revocations_and_stale_saves,
+            scim_users_are_written_read_replaced_and_deleted,
+            scim_names_are_unique_case_insensitively,
+            scim_group_members_change_by_the_ids_given,
+            scim_lists_filter_and_page,
+            scim_directory_holds_users_groups_and_the_departed,
+            scim_writes_commit_with_their_transitions_tokens_and_events,
+            scim_nul_bytes_and_odd_text,
+            scim_large_groups_take_one_write,
+            scim_tokens_keep_their_kind,
         );
     };
 }
@@ -1793,6 +2771,13 @@ mod postgres {
         assert_eq!(next_change(&mut feed).await, Change::Tokens);
         conformance::rotate_key(&*one).await;
         assert_eq!(next_change(&mut feed).await, Change::Keys);
+        // Provisioning: the user, then the group; a deletion names the user and its groups.
+        let (user, group) = conformance::scim_for_replicas(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::ScimUser(user.clone()));
+        assert_eq!(next_change(&mut feed).await, Change::ScimGroup(group.clone()));
+        conformance::scim_delete_for_replicas(&*one, &user).await;
+        assert_eq!(next_change(&mut feed).await, Change::ScimUser(user));
+        assert_eq!(next_change(&mut feed).await, Change::ScimGroup(group));
     }
 
     fn note(n: usize) -> jitgate_core::NewEvent {
