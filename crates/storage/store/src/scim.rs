@@ -365,8 +365,10 @@ where
             MemberSql::Add if ids.is_empty() => return Ok(()),
             MemberSql::Remove if ids.is_empty() => return Ok(()),
             // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert's.
-            MemberSql::Add => "INSERT INTO scim_members (group_id, user_id) SELECT DISTINCT $2, v FROM ids WHERE true \
-                               ON CONFLICT (group_id, user_id) DO NOTHING",
+            MemberSql::Add => {
+                "INSERT INTO scim_members (group_id, user_id) SELECT DISTINCT $2, v FROM ids WHERE true \
+                               ON CONFLICT (group_id, user_id) DO NOTHING"
+            }
             MemberSql::Remove => "DELETE FROM scim_members WHERE group_id = $2 AND user_id IN (SELECT v FROM ids)",
             MemberSql::KeepOnly => {
                 "DELETE FROM scim_members WHERE group_id = $2 AND user_id NOT IN (SELECT v FROM ids)"
@@ -574,7 +576,12 @@ where
         .await?;
         let mut groups = rows
             .iter()
-            .map(|row| Ok((row.try_get::<String, _>("id")?, row.try_get::<String, _>("display_name")?)))
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>("id")?,
+                    row.try_get::<String, _>("display_name")?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         groups.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         Ok(groups)

@@ -1494,9 +1494,7 @@ mod conformance {
 
     // ---- The provisioned directory (SCIM, issue #25) ----
 
-    use jitgate_core::scim::{
-        DirectoryWrite, MemberChange, ScimChange, ScimGroup, ScimQuery, ScimUser,
-    };
+    use jitgate_core::scim::{DirectoryWrite, MemberChange, ScimChange, ScimGroup, ScimQuery, ScimUser};
     use jitgate_core::NewEvent;
 
     fn scim_user(id: &str, user_name: &str) -> ScimUser {
@@ -1652,7 +1650,10 @@ mod conformance {
 
         // A create whose id exists is a conflict, whatever else it says.
         let twin = scim_user("u-1", "someone-else");
-        assert!(matches!(put_user(&*store, &twin, None).await, Err(StoreError::Conflict)));
+        assert!(matches!(
+            put_user(&*store, &twin, None).await,
+            Err(StoreError::Conflict)
+        ));
 
         let mut replaced = read.clone();
         replaced.display_name = Some("Alice A.".into());
@@ -1672,8 +1673,14 @@ mod conformance {
         // Computed from version 1, which is gone: a conflict, and nothing changes.
         let mut stale = replaced.clone();
         stale.display_name = Some("lost".into());
-        assert!(matches!(put_user(&*store, &stale, Some(1)).await, Err(StoreError::Conflict)));
-        assert!(matches!(put_user(&*store, &stale, Some(3)).await, Err(StoreError::Conflict)));
+        assert!(matches!(
+            put_user(&*store, &stale, Some(1)).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            put_user(&*store, &stale, Some(3)).await,
+            Err(StoreError::Conflict)
+        ));
         assert_eq!(store.scim_user("u-1").await.unwrap().unwrap(), read);
         // Replacing a user that does not exist: a conflict (the caller reads and finds none).
         assert!(matches!(
@@ -1701,7 +1708,10 @@ mod conformance {
         assert!(directory.users.is_empty());
         assert_eq!(directory.departed, vec!["alice@example.com".to_string()]);
         // A tombstone cannot be replaced, and its id is never handed out again.
-        assert!(matches!(put_user(&*store, &replaced, Some(3)).await, Err(StoreError::Conflict)));
+        assert!(matches!(
+            put_user(&*store, &replaced, Some(3)).await,
+            Err(StoreError::Conflict)
+        ));
         assert!(matches!(
             put_user(&*store, &scim_user("u-1", "carol"), None).await,
             Err(StoreError::Conflict)
@@ -1762,7 +1772,10 @@ mod conformance {
         // A renaming into someone else's name is refused too; changing one's own case is not.
         let mut bob = new_user(&*store, "u-3", "bob").await;
         bob.user_name = "Alice@example.com".into();
-        assert!(matches!(put_user(&*store, &bob, Some(1)).await, Err(StoreError::Taken(_))));
+        assert!(matches!(
+            put_user(&*store, &bob, Some(1)).await,
+            Err(StoreError::Taken(_))
+        ));
         let mut alice = store.scim_user("u-1").await.unwrap().unwrap();
         alice.user_name = "Alice@Example.com".into();
         put_user(&*store, &alice, Some(1)).await.unwrap();
@@ -1826,7 +1839,9 @@ mod conformance {
         assert_eq!(group.version, 2);
 
         // An id in both lists ends up a member.
-        put_group(&*store, &group, Some(2), edit(&["u-4"], &["u-4"])).await.unwrap();
+        put_group(&*store, &group, Some(2), edit(&["u-4"], &["u-4"]))
+            .await
+            .unwrap();
         let group = store.scim_group("g-1").await.unwrap().unwrap();
         assert_eq!(group.members, vec!["u-1", "u-3", "u-4"]);
 
@@ -1834,12 +1849,19 @@ mod conformance {
         for bad in [edit(&["u-2", "nobody"], &[]), set(&["u-1", "ghost"])] {
             match put_group(&*store, &group, Some(3), bad).await {
                 Err(StoreError::Refused(message)) => {
-                    assert!(message == "member 'nobody' is not a user" || message == "member 'ghost' is not a user", "{message}")
+                    assert!(
+                        message == "member 'nobody' is not a user" || message == "member 'ghost' is not a user",
+                        "{message}"
+                    )
                 }
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(store.scim_group("g-1").await.unwrap().unwrap(), group, "nothing written");
+        assert_eq!(
+            store.scim_group("g-1").await.unwrap().unwrap(),
+            group,
+            "nothing written"
+        );
         assert_eq!(event_count(&*store).await, events);
         // A stale edit is a conflict.
         assert!(matches!(
@@ -1859,7 +1881,9 @@ mod conformance {
         assert_eq!((group.display_name.as_str(), group.version), ("site-reliability", 5));
         assert_eq!(group.members, vec!["u-2", "u-4"]);
 
-        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-4"])).await.unwrap();
+        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-4"]))
+            .await
+            .unwrap();
         put_group(&*store, &scim_group("g-3", "auditors-lite"), None, set(&["u-4"]))
             .await
             .unwrap();
@@ -1941,15 +1965,24 @@ mod conformance {
             ..Default::default()
         };
         let first = store.scim_users(&page(1, 10)).await.unwrap();
-        assert_eq!((first.total, ids_of_users(&first.items)), (25, expected[..10].iter().map(String::as_str).collect()));
+        assert_eq!(
+            (first.total, ids_of_users(&first.items)),
+            (25, expected[..10].iter().map(String::as_str).collect())
+        );
         let last = store.scim_users(&page(21, 10)).await.unwrap();
-        assert_eq!((last.total, ids_of_users(&last.items)), (25, expected[20..].iter().map(String::as_str).collect()));
+        assert_eq!(
+            (last.total, ids_of_users(&last.items)),
+            (25, expected[20..].iter().map(String::as_str).collect())
+        );
         let beyond = store.scim_users(&page(30, 10)).await.unwrap();
         assert_eq!((beyond.total, beyond.items.len()), (25, 0));
         let only_total = store.scim_users(&page(1, 0)).await.unwrap();
         assert_eq!((only_total.total, only_total.items.len()), (25, 0));
         // startIndex 0 reads as 1 (RFC 7644 3.4.2.4: less than one is one).
-        assert_eq!(store.scim_users(&page(0, 3)).await.unwrap().items, first.items[..3].to_vec());
+        assert_eq!(
+            store.scim_users(&page(0, 3)).await.unwrap().items,
+            first.items[..3].to_vec()
+        );
 
         let by = |query: ScimQuery| {
             let store = store.clone();
@@ -2026,7 +2059,11 @@ mod conformance {
             let mut group = scim_group(&format!("g-{n}"), name);
             group.external_id = Some(format!("EXT-G{n}"));
             group.created_at = t0() + TimeDelta::seconds(i64::try_from(n).unwrap());
-            let members = if *name == "ops" { set(&[]) } else { set(&["u-01", "u-02"]) };
+            let members = if *name == "ops" {
+                set(&[])
+            } else {
+                set(&["u-01", "u-02"])
+            };
             put_group(&*store, &group, None, members).await.unwrap();
         }
         put_group(
@@ -2042,12 +2079,18 @@ mod conformance {
             async move { store.scim_groups(&query, members).await.unwrap() }
         };
         let listed = groups(everything(), true).await;
-        assert_eq!((listed.total, ids_of_groups(&listed.items)), (3, vec!["g-0", "g-1", "g-2"]));
+        assert_eq!(
+            (listed.total, ids_of_groups(&listed.items)),
+            (3, vec!["g-0", "g-1", "g-2"])
+        );
         assert_eq!(listed.items[0].members, vec!["u-01", "u-02"]);
         assert_eq!(listed.items[1].members, vec!["u-02", "u-03"]);
         assert!(listed.items[2].members.is_empty());
         let bare = groups(everything(), false).await;
-        assert!(bare.items.iter().all(|g| g.members.is_empty()), "excludedAttributes=members");
+        assert!(
+            bare.items.iter().all(|g| g.members.is_empty()),
+            "excludedAttributes=members"
+        );
         assert_eq!(bare.items[1].version, listed.items[1].version);
         let found = groups(
             ScimQuery {
@@ -2067,7 +2110,10 @@ mod conformance {
             true,
         )
         .await;
-        assert_eq!((found.total, found.items[0].members.clone()), (1, vec!["u-02".to_string(), "u-03".to_string()]));
+        assert_eq!(
+            (found.total, found.items[0].members.clone()),
+            (1, vec!["u-02".to_string(), "u-03".to_string()])
+        );
         let found = groups(
             ScimQuery {
                 id: Some("g-1".into()),
@@ -2114,7 +2160,9 @@ mod conformance {
         put_group(&*store, &scim_group("g-1", "sre"), None, set(&["u-1", "u-2", "u-3"]))
             .await
             .unwrap();
-        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-3"])).await.unwrap();
+        put_group(&*store, &scim_group("g-2", "dev"), None, set(&["u-3"]))
+            .await
+            .unwrap();
         put_group(&*store, &scim_group("g-3", "empty"), None, MemberChange::Keep)
             .await
             .unwrap();
@@ -2196,7 +2244,13 @@ mod conformance {
                 (pending.clone(), cancelled.request.clone()),
             ],
             revoked_tokens: vec![revoked_token.clone()],
-            events: [vec![deactivation], revoked.events.clone(), cancelled.events.clone(), vec![token_event]].concat(),
+            events: [
+                vec![deactivation],
+                revoked.events.clone(),
+                cancelled.events.clone(),
+                vec![token_event],
+            ]
+            .concat(),
         };
 
         let before = event_count(&*store).await;
@@ -2206,7 +2260,12 @@ mod conformance {
             assert_eq!(store.get_request(&granted.id).await.unwrap().unwrap(), granted);
             assert_eq!(store.get_request(&pending.id).await.unwrap().unwrap(), pending);
             assert_eq!(store.live_grants(None, 10).await.unwrap().len(), 1);
-            assert!(store.list_tokens().await.unwrap().iter().all(|t| t.revoked_at.is_none()));
+            assert!(store
+                .list_tokens()
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| t.revoked_at.is_none()));
             assert_eq!(event_count(&*store).await, before);
         };
         // A request changed meanwhile (as read at another version).
@@ -2259,7 +2318,12 @@ mod conformance {
         let tokens = store.list_tokens().await.unwrap();
         let alice_token = tokens.iter().find(|t| t.id == "tok-alice").unwrap();
         assert_eq!(alice_token, &revoked_token);
-        assert!(tokens.iter().find(|t| t.id == "tok-other").unwrap().revoked_at.is_none());
+        assert!(tokens
+            .iter()
+            .find(|t| t.id == "tok-other")
+            .unwrap()
+            .revoked_at
+            .is_none());
         // The provider hears of the end at once, not at the grant's old end.
         let due = store.due_outbox(at, 10).await.unwrap();
         assert!(
@@ -2391,12 +2455,19 @@ mod conformance {
             store.scim_write(&write).await.unwrap();
         }
         let ids: Vec<String> = (0..n).map(|i| format!("u-{i:05}")).collect();
-        put_group(&*store, &scim_group("g-big", "everyone"), None, MemberChange::Set(ids.clone()))
-            .await
-            .unwrap();
+        put_group(
+            &*store,
+            &scim_group("g-big", "everyone"),
+            None,
+            MemberChange::Set(ids.clone()),
+        )
+        .await
+        .unwrap();
         let group = store.scim_group("g-big").await.unwrap().unwrap();
         assert_eq!(group.members, ids);
-        put_group(&*store, &group, Some(1), edit(&[], &["u-00007"])).await.unwrap();
+        put_group(&*store, &group, Some(1), edit(&[], &["u-00007"]))
+            .await
+            .unwrap();
         let group = store.scim_group("g-big").await.unwrap().unwrap();
         assert_eq!(group.members.len(), n - 1);
         assert!(!group.members.contains(&"u-00007".to_string()));
@@ -2435,6 +2506,267 @@ mod conformance {
         let (revoked, event) = scim.revoke("admin", t0() + TimeDelta::minutes(1));
         store.revoke_token(&revoked, &event).await.unwrap();
         assert!(store.list_tokens().await.unwrap()[0].scim);
+    }
+
+    /// Two clients creating the same userName at once (different ids), and two editing one
+    /// group from the same version: one of each wins, the other hears `Taken` / `Conflict`.
+    pub async fn scim_concurrent_writes_are_serialized(store: Arc<dyn Store>) {
+        let (first, second) = (scim_user("u-a", "dana"), scim_user("u-b", "DANA"));
+        let (a, b) = tokio::join!(put_user(&*store, &first, None), put_user(&*store, &second, None));
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(a.err().or(b.err()), Some(StoreError::Taken(_))));
+        assert_eq!(store.scim_users(&everything()).await.unwrap().total, 1);
+        let winner = store.scim_users(&everything()).await.unwrap().items[0].id.clone();
+
+        new_user(&*store, "u-c", "erin").await;
+        put_group(&*store, &scim_group("g-1", "sre"), None, MemberChange::Keep)
+            .await
+            .unwrap();
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        let adds = ["u-c", winner.as_str()];
+        let (a, b) = tokio::join!(
+            put_group(&*store, &group, Some(1), edit(&adds[..1], &[])),
+            put_group(&*store, &group, Some(1), edit(&adds[1..], &[]))
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(a.err().or(b.err()), Some(StoreError::Conflict)));
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!((group.version, group.members.len()), (2, 1));
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// Ten thousand users and a thousand groups of ten, put in straight by SQL (the same text
+    /// on both stores): `scim_pages_stay_fast` reads them.
+    pub const SCIM_FILL: [&str; 3] = [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) \
+         INSERT INTO scim_users (id, user_name, user_name_key, principal, principal_key, external_id, display_name, \
+         display_name_key, active, manager_id, doc, version, created_at, modified_at) \
+         SELECT 'u-' || (100000 + i), 'User' || (100000 + i), 'user' || (100000 + i), 'user' || (100000 + i), \
+         'user' || (100000 + i), 'ext-' || i, 'Person ' || i, 'person ' || i, 1 = 1, NULL, \
+         '{\"userName\":\"User' || (100000 + i) || '\",\"name\":{\"givenName\":\"Some\",\"familyName\":\"One\"},\
+         \"emails\":[{\"value\":\"someone@example.com\",\"type\":\"work\",\"primary\":true}]}', \
+         1, 1800000000000 + i, 1800000000000 + i FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         INSERT INTO scim_groups (id, display_name, display_name_key, external_id, doc, version, created_at, modified_at) \
+         SELECT 'g-' || (10000 + i), 'team' || i, 'team' || i, 'ext-g' || i, '{\"displayName\":\"team\"}', 1, \
+         1800000000000 + i, 1800000000000 + i FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) \
+         INSERT INTO scim_members (group_id, user_id) SELECT 'g-' || (10000 + (i % 1000) + 1), 'u-' || (100000 + i) FROM n",
+    ];
+
+    /// With 10,000 users and 1,000 groups (`SCIM_FILL`), every list the providers ask for
+    /// answers a page of 100 well under 20 ms (the best of five, so a busy machine does not
+    /// fail it by chance), the last page as the first.
+    pub async fn scim_pages_stay_fast(store: Arc<dyn Store>) {
+        use std::time::{Duration, Instant};
+        async fn best_of_five<T, F: std::future::Future<Output = T>>(mut run: impl FnMut() -> F) -> (Duration, T) {
+            let mut best = Duration::MAX;
+            let mut last = None;
+            for _ in 0..5 {
+                let started = Instant::now();
+                let out = run().await;
+                best = best.min(started.elapsed());
+                last = Some(out);
+            }
+            (best, last.unwrap())
+        }
+        let bound = Duration::from_millis(20);
+        let users = |query: ScimQuery| {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                let query = query.clone();
+                async move { store.scim_users(&query).await.unwrap() }
+            }
+        };
+        let page = |start_index| ScimQuery {
+            start_index,
+            count: 100,
+            ..Default::default()
+        };
+        for (what, query, total, items) in [
+            ("the first page", page(1), 10_000, 100),
+            ("a middle page", page(5001), 10_000, 100),
+            ("the last page", page(9901), 10_000, 100),
+            (
+                "userName eq",
+                ScimQuery {
+                    user_name: Some("USER105000".into()),
+                    ..page(1)
+                },
+                1,
+                1,
+            ),
+            (
+                "externalId eq",
+                ScimQuery {
+                    external_id: Some("ext-777".into()),
+                    ..page(1)
+                },
+                1,
+                1,
+            ),
+            (
+                "displayName eq",
+                ScimQuery {
+                    display_name: Some("PERSON 42".into()),
+                    ..page(1)
+                },
+                1,
+                1,
+            ),
+        ] {
+            let (took, found) = best_of_five(users(query)).await;
+            eprintln!("scim_users, {what}: {took:?}");
+            assert_eq!((found.total, found.items.len()), (total, items), "{what}");
+            assert!(took < bound, "scim_users, {what}: {took:?}");
+        }
+        assert_eq!(
+            best_of_five(users(page(9901))).await.1.items.last().unwrap().id,
+            "u-110000"
+        );
+        let groups = |query: ScimQuery, members: bool| {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                let query = query.clone();
+                async move { store.scim_groups(&query, members).await.unwrap() }
+            }
+        };
+        for (what, query, members, total, items) in [
+            ("the first page with members", page(1), true, 1000, 100),
+            ("the last page with members", page(901), true, 1000, 100),
+            ("the first page without members", page(1), false, 1000, 100),
+            (
+                "members eq",
+                ScimQuery {
+                    member: Some("u-105000".into()),
+                    ..page(1)
+                },
+                true,
+                1,
+                1,
+            ),
+            (
+                "id eq and members eq",
+                ScimQuery {
+                    id: Some("g-10001".into()),
+                    member: Some("u-105000".into()),
+                    ..page(1)
+                },
+                false,
+                1,
+                1,
+            ),
+            (
+                "displayName eq",
+                ScimQuery {
+                    display_name: Some("Team500".into()),
+                    ..page(1)
+                },
+                true,
+                1,
+                1,
+            ),
+        ] {
+            let (took, found) = best_of_five(groups(query, members)).await;
+            eprintln!("scim_groups, {what}: {took:?}");
+            assert_eq!((found.total, found.items.len()), (total, items), "{what}");
+            if members {
+                assert!(found.items.iter().all(|g| g.members.len() == 10), "{what}");
+            }
+            assert!(took < bound, "scim_groups, {what}: {took:?}");
+        }
+        let (took, of) = best_of_five(|| {
+            let store = store.clone();
+            async move { store.scim_groups_of("u-105000").await.unwrap() }
+        })
+        .await;
+        eprintln!("scim_groups_of: {took:?}");
+        assert_eq!(of, vec![("g-10001".to_string(), "team1".to_string())]);
+        assert!(took < bound, "scim_groups_of: {took:?}");
+        // The whole directory loads in a few queries (reported, not bounded: it is start-up).
+        let started = Instant::now();
+        let directory = store.scim_directory().await.unwrap();
+        eprintln!(
+            "scim_directory of 10,000 users and 1,000 groups: {:?}",
+            started.elapsed()
+        );
+        assert_eq!((directory.users.len(), directory.groups.len()), (10_000, 1000));
+        assert!(directory.groups.iter().all(|g| g.members.len() == 10));
+    }
+
+    /// Member rows for `scim_member_rows_*` tests: group `g-rows` of u-1..u-5.
+    pub async fn scim_rows_setup(store: &dyn Store) {
+        for n in 1..=7 {
+            new_user(store, &format!("u-{n}"), &format!("user{n}")).await;
+        }
+        put_group(
+            store,
+            &scim_group("g-rows", "rows"),
+            None,
+            set(&["u-1", "u-2", "u-3", "u-4", "u-5"]),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Edit `g-rows`: u-6 joins, u-1 leaves.
+    pub async fn scim_rows_edit(store: &dyn Store) {
+        put_group(store, &scim_group("g-rows", "rows"), Some(1), edit(&["u-6"], &["u-1"]))
+            .await
+            .unwrap();
+    }
+
+    /// Set `g-rows` to u-2, u-3, u-4, u-7 (u-5 and u-6 leave).
+    pub async fn scim_rows_set(store: &dyn Store) {
+        put_group(
+            store,
+            &scim_group("g-rows", "rows"),
+            Some(2),
+            set(&["u-7", "u-4", "u-3", "u-2"]),
+        )
+        .await
+        .unwrap();
+        let members = store.scim_group("g-rows").await.unwrap().unwrap().members;
+        assert_eq!(members, vec!["u-2", "u-3", "u-4", "u-7"]);
+    }
+
+    /// A deactivation heard by the other replicas: the user, the request it ends, the tokens.
+    pub async fn scim_deactivate_for_replicas(store: &dyn Store) -> (String, String) {
+        let user = new_user(store, "u-leaver", "leaver").await;
+        let pending = file(store, 77, "prod-db", "read", None).await;
+        let client = jitgate_core::Identity::user("scim-okta", &["admins"]);
+        let cancelled = machine::cancel(&pending, &client, t0()).unwrap();
+        let token = service_token("tok-leaver", "jgt_leaver");
+        store.create_token(&token, &token.created_event()).await.unwrap();
+        let (revoked, event) = token.revoke("scim-okta", t0());
+        let mut deactivated = user.clone();
+        deactivated.active = false;
+        let write = DirectoryWrite {
+            change: ScimChange::PutUser {
+                user: deactivated,
+                expected_version: Some(1),
+            },
+            transitions: vec![(pending.clone(), cancelled.request)],
+            revoked_tokens: vec![revoked],
+            events: [
+                vec![scim_event(EventKind::ScimUserDeactivated, "leaver")],
+                cancelled.events,
+                vec![event],
+            ]
+            .concat(),
+        };
+        store.scim_write(&write).await.unwrap();
+        (user.id, pending.id)
     }
 
     /// What a replica hears of: one provisioning write of each kind, on `store`.
@@ -2509,6 +2841,7 @@ macro_rules! all_cases {
             scim_nul_bytes_and_odd_text,
             scim_large_groups_take_one_write,
             scim_tokens_keep_their_kind,
+            scim_concurrent_writes_are_serialized,
         );
     };
 }
@@ -2690,6 +3023,132 @@ mod sqlite {
         assert!(broken.is_empty(), "{broken:?}");
     }
 
+    /// A writable connection of its own to the store's file, for what the tests look at
+    /// beneath the store.
+    async fn raw(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+        let path = dir.path().join("jitgate.db");
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn scim_pages_stay_fast() {
+        let (store, dir) = open().await;
+        let raw = raw(&dir).await;
+        for sql in conformance::SCIM_FILL {
+            sqlx::query(sql).execute(&raw).await.unwrap();
+        }
+        conformance::scim_pages_stay_fast(store).await;
+    }
+
+    /// Adding and removing members writes those rows only: every other member keeps its row
+    /// (its rowid), for an edit and for a replacement of the whole list.
+    #[tokio::test]
+    async fn scim_member_changes_leave_other_rows_alone() {
+        let (store, dir) = open().await;
+        let raw = raw(&dir).await;
+        let rows = || {
+            let raw = raw.clone();
+            async move {
+                sqlx::query_as::<_, (String, i64)>(
+                    "SELECT user_id, rowid FROM scim_members WHERE group_id = 'g-rows' ORDER BY user_id",
+                )
+                .fetch_all(&raw)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect::<std::collections::BTreeMap<String, i64>>()
+            }
+        };
+        conformance::scim_rows_setup(&*store).await;
+        let before = rows().await;
+        conformance::scim_rows_edit(&*store).await;
+        let edited = rows().await;
+        assert_eq!(edited.keys().collect::<Vec<_>>(), ["u-2", "u-3", "u-4", "u-5", "u-6"]);
+        for member in ["u-2", "u-3", "u-4", "u-5"] {
+            assert_eq!(edited[member], before[member], "{member} kept its row");
+        }
+        conformance::scim_rows_set(&*store).await;
+        let set = rows().await;
+        for member in ["u-2", "u-3", "u-4"] {
+            assert_eq!(set[member], before[member], "{member} kept its row");
+        }
+    }
+
+    /// Every filter the providers send, the pages and the directory's reads are answered
+    /// from an index, never by reading every user or group.
+    #[tokio::test]
+    async fn scim_filters_are_answered_from_indexes() {
+        let (_store, dir) = open().await;
+        let raw = raw(&dir).await;
+        for (sql, index) in [
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL AND user_name_key = 'a'",
+                "scim_users_user_name",
+            ),
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL AND principal_key = 'a'",
+                "scim_users_principal",
+            ),
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL AND external_id = 'a'",
+                "scim_users_external_id",
+            ),
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL AND display_name_key = 'a'",
+                "scim_users_display_name",
+            ),
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL AND id = 'a'",
+                "sqlite_autoindex_scim_users_1",
+            ),
+            (
+                "SELECT id FROM scim_users WHERE deleted_at IS NULL ORDER BY created_at, id LIMIT 100 OFFSET 9900",
+                "scim_users_live",
+            ),
+            (
+                "SELECT id FROM scim_users d WHERE deleted_at IS NOT NULL AND principal_key = 'a'",
+                "scim_users_departed",
+            ),
+            (
+                "SELECT id FROM scim_groups WHERE display_name_key = 'a'",
+                "sqlite_autoindex_scim_groups_2",
+            ),
+            (
+                "SELECT id FROM scim_groups WHERE external_id = 'a'",
+                "scim_groups_external_id",
+            ),
+            (
+                "SELECT id FROM scim_groups ORDER BY created_at, id LIMIT 100",
+                "scim_groups_created",
+            ),
+            (
+                "SELECT group_id FROM scim_members WHERE user_id = 'a'",
+                "scim_members_by_user",
+            ),
+            (
+                "SELECT user_id FROM scim_members WHERE group_id = 'a'",
+                "sqlite_autoindex_scim_members_1",
+            ),
+        ] {
+            let plan: Vec<String> = sqlx::query_as::<_, (i64, i64, i64, String)>(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&raw)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|step| step.3)
+                .collect();
+            assert!(
+                plan.iter().any(|step| step.contains(index))
+                    && !plan
+                        .iter()
+                        .any(|step| step.starts_with("SCAN scim_") && !step.contains("INDEX")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn reopening_keeps_everything_and_detects_tampering() {
         let (store, dir) = open().await;
@@ -2741,6 +3200,52 @@ mod postgres {
         let server = Postgres::start();
         all_cases!(one_by_one!(server));
         changes_reach_the_other_replicas_when_they_commit(&server).await;
+        scim_pages_stay_fast(&server).await;
+        scim_member_changes_leave_other_rows_alone(&server).await;
+    }
+
+    async fn scim_pages_stay_fast(server: &Postgres) {
+        server.admin("postgres", "CREATE DATABASE scim_pages");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "scim_pages");
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        for sql in conformance::SCIM_FILL {
+            server.admin("scim_pages", sql);
+        }
+        server.admin("scim_pages", "ANALYZE");
+        conformance::scim_pages_stay_fast(store).await;
+    }
+
+    /// As on SQLite: members that stay keep their rows (a row rewritten would have a new
+    /// `ctid`).
+    async fn scim_member_changes_leave_other_rows_alone(server: &Postgres) {
+        server.admin("postgres", "CREATE DATABASE scim_rows");
+        let url = server.url("postgres", SUPERUSER_PASSWORD, "scim_rows");
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        let rows = || -> std::collections::BTreeMap<String, String> {
+            server
+                .admin(
+                    "scim_rows",
+                    "SELECT user_id || ' ' || ctid::text || ' ' || xmin::text FROM scim_members WHERE group_id = 'g-rows'",
+                )
+                .lines()
+                .filter_map(|line| line.split_once(' '))
+                .map(|(user, row)| (user.to_string(), row.to_string()))
+                .collect()
+        };
+        conformance::scim_rows_setup(&*store).await;
+        let before = rows();
+        assert_eq!(before.len(), 5);
+        conformance::scim_rows_edit(&*store).await;
+        let edited = rows();
+        assert_eq!(edited.keys().collect::<Vec<_>>(), ["u-2", "u-3", "u-4", "u-5", "u-6"]);
+        for member in ["u-2", "u-3", "u-4", "u-5"] {
+            assert_eq!(edited[member], before[member], "{member} kept its row");
+        }
+        conformance::scim_rows_set(&*store).await;
+        let set = rows();
+        for member in ["u-2", "u-3", "u-4"] {
+            assert_eq!(set[member], before[member], "{member} kept its row");
+        }
     }
 
     async fn next_change(feed: &mut Box<dyn jitgate_store::ChangeFeed>) -> jitgate_store::Change {
@@ -2778,6 +3283,14 @@ mod postgres {
         conformance::scim_delete_for_replicas(&*one, &user).await;
         assert_eq!(next_change(&mut feed).await, Change::ScimUser(user));
         assert_eq!(next_change(&mut feed).await, Change::ScimGroup(group));
+        // A deactivation: the user, each request it ends, and the tokens, once committed.
+        let (user, request) = conformance::scim_deactivate_for_replicas(&*one).await;
+        assert_eq!(next_change(&mut feed).await, Change::ScimUser(user.clone()));
+        assert_eq!(next_change(&mut feed).await, Change::Request(request.clone()));
+        assert_eq!(next_change(&mut feed).await, Change::Tokens);
+        assert_eq!(next_change(&mut feed).await, Change::ScimUser(user));
+        assert_eq!(next_change(&mut feed).await, Change::Request(request));
+        assert_eq!(next_change(&mut feed).await, Change::Tokens);
     }
 
     fn note(n: usize) -> jitgate_core::NewEvent {
