@@ -4,7 +4,8 @@
 //! Case-insensitive values (`userName`, `displayName`, the principal) are compared through
 //! `*_key` columns that jitgate folds itself (`fold`): SQLite's `lower()` folds ASCII only
 //! and PostgreSQL's follows the database's collation, and both stores must agree on what is
-//! taken. Members are rows (`scim_members`): a member added to or removed from a group of
+//! taken. (The folding is fixed by the stored keys: changing `fold` needs a migration that
+//! folds them again.) Members are rows (`scim_members`): a member added to or removed from a group of
 //! 10,000 writes one row. Lists of ids travel as one bound JSON array, never a placeholder
 //! per id.
 
@@ -15,9 +16,13 @@ use jitgate_core::scim::{DirectoryWrite, MemberChange, ScimChange, ScimGroup, Sc
 use jitgate_core::{ApiToken, Timestamp};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
 
-/// A value as uniqueness and the case-insensitive filters compare it.
+/// A value as uniqueness and the case-insensitive filters compare it: NFKC (a full-width
+/// `ａｌｉｃｅ`, a ligature, a Kelvin sign fold to their plain letters: the same name to a
+/// reader), then lower case, as `jitgate_policy::catalog::lookalike_key` begins. Nothing
+/// further: `user1` and `userl` are two names.
 pub(crate) fn fold(value: &str) -> String {
-    value.to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    value.nfkc().collect::<String>().to_lowercase()
 }
 
 /// What a directory write touched, for the other replicas to re-read.

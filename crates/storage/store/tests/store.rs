@@ -1763,12 +1763,36 @@ mod conformance {
             Err(StoreError::Taken(message)) => assert!(message.contains("principal 'Alice@Example.com'"), "{message}"),
             other => panic!("{other:?}"),
         }
-        // The Kelvin sign folds to a plain k: a look-alike of a taken name is taken.
+        // Compatibility forms fold to their plain letters (NFKC), then case: a Kelvin sign is
+        // a k, full-width letters are letters, a ligature is its letters. Those look-alikes of
+        // a taken name are taken.
         new_user(&*store, "u-k", "kim").await;
+        for (n, twin) in ["\u{212a}im", "\u{ff2b}\u{ff29}\u{ff2d}", "\u{ff4b}im"]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                matches!(
+                    put_user(&*store, &scim_user(&format!("u-k{n}"), twin), None).await,
+                    Err(StoreError::Taken(_))
+                ),
+                "{twin}"
+            );
+        }
+        new_user(&*store, "u-fi", "\u{fb01}ona").await;
         assert!(matches!(
-            put_user(&*store, &scim_user("u-k2", "\u{212a}im"), None).await,
+            put_user(&*store, &scim_user("u-fi2", "FIONA"), None).await,
             Err(StoreError::Taken(_))
         ));
+        // Found by any of its forms.
+        let found = store
+            .scim_users(&ScimQuery {
+                user_name: Some("\u{ff2b}IM".into()),
+                ..everything()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ids_of_users(&found.items), vec!["u-k"]);
         // A renaming into someone else's name is refused too; changing one's own case is not.
         let mut bob = new_user(&*store, "u-3", "bob").await;
         bob.user_name = "Alice@example.com".into();
@@ -1783,7 +1807,7 @@ mod conformance {
             store.scim_user("u-1").await.unwrap().unwrap().user_name,
             "Alice@Example.com"
         );
-        assert_eq!(event_count(&*store).await, events + 3, "only the three that committed");
+        assert_eq!(event_count(&*store).await, events + 4, "only the four that committed");
 
         put_group(&*store, &scim_group("g-1", "sre"), None, MemberChange::Keep)
             .await
@@ -1792,6 +1816,10 @@ mod conformance {
             Err(StoreError::Taken(message)) => assert_eq!(message, "group 'SRE' already exists"),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            put_group(&*store, &scim_group("g-2", "\u{ff33}re"), None, MemberChange::Keep).await,
+            Err(StoreError::Taken(_))
+        ));
         put_group(&*store, &scim_group("g-2", "dev"), None, MemberChange::Keep)
             .await
             .unwrap();
@@ -3147,6 +3175,38 @@ mod sqlite {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// A database from before the SCIM directory (migration 18) with a token: the token reads
+    /// back as an API token (not a provisioning one), and the directory starts empty.
+    #[tokio::test]
+    async fn upgrading_to_scim_keeps_tokens_api_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite"
+        )))
+        .await
+        .unwrap();
+        old.migrations = std::borrow::Cow::Owned(old.migrations.iter().filter(|m| m.version <= 18).cloned().collect());
+        old.run(&raw).await.unwrap();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, principal, groups, service, created_by, created_at) \
+             VALUES ('tok-old', 'abc', 'svc', '[]', 1, 'admin', 0)",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        raw.close().await;
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        let tokens = store.list_tokens().await.unwrap();
+        assert_eq!((tokens.len(), tokens[0].scim), (1, false));
+        assert_eq!(store.scim_directory().await.unwrap(), Default::default());
     }
 
     #[tokio::test]
