@@ -325,6 +325,19 @@ pub trait Store: Send + Sync + 'static {
     /// request in `transitions`: `Conflict`; a member id that is no live user: `Refused`), the
     /// transitions, the token revocations and the events; other replicas hear of each user,
     /// group, request and the tokens.
+    ///
+    /// What the store decides itself: the version (1 at creation, one more on every write,
+    /// whatever the record says), the creation time of a replaced record (the stored one), and
+    /// the time of a deletion (its first event's). Names are unique as `fold`ed (NFKC, then
+    /// lower case; `Taken` says "userName 'X' is already taken", "principal 'X' is already
+    /// another user's ...", "group 'X' already exists"). A create whose id exists, even as a
+    /// deleted user's, is a `Conflict`. `MemberChange::Edit` removes, then adds (an id in both
+    /// ends up a member); removing a non-member is no change. Deleting a user ends its
+    /// memberships and moves those groups' versions on. Any stored text holding a NUL byte (an
+    /// id, `userName`, the principal, `externalId`, `displayName`, the manager, a member id,
+    /// an event's text) is `Refused` before anything is written; the document keeps one as the
+    /// JSON escape. Each request may appear once in `transitions` (its `previous` is the
+    /// stored version).
     async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
         let _ = write;
         Err(StoreError::Refused(

@@ -2384,6 +2384,64 @@ mod conformance {
         assert!(matches!(store.scim_write(&write).await, Err(StoreError::Conflict)));
     }
 
+    /// A deletion with a stale part rolls back whole: the user, its memberships and its
+    /// groups' versions stay; once fresh, all of it commits together.
+    pub async fn scim_deletions_commit_with_their_transitions(store: Arc<dyn Store>) {
+        let alice = new_user(&*store, "u-alice", "alice").await;
+        new_user(&*store, "u-bob", "bob").await;
+        put_group(&*store, &scim_group("g-1", "sre"), None, set(&["u-alice", "u-bob"]))
+            .await
+            .unwrap();
+        let pending = file(&*store, 1, "prod-db", "read", None).await;
+        let client = jitgate_core::Identity::user("scim-okta", &["admins"]);
+        let cancelled = machine::cancel(&pending, &client, t0()).unwrap();
+        let mut write = DirectoryWrite {
+            change: ScimChange::DeleteUser {
+                id: alice.id.clone(),
+                expected_version: 1,
+            },
+            transitions: vec![(pending.clone(), cancelled.request.clone())],
+            revoked_tokens: Vec::new(),
+            events: [
+                vec![scim_event(EventKind::ScimUserDeleted, "alice")],
+                cancelled.events.clone(),
+            ]
+            .concat(),
+        };
+        write.transitions[0].0.version += 1;
+        let events = event_count(&*store).await;
+        assert!(matches!(store.scim_write(&write).await, Err(StoreError::Conflict)));
+        assert_eq!(store.scim_user("u-alice").await.unwrap(), Some(alice.clone()));
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!(
+            (group.version, group.members.clone()),
+            (1, vec!["u-alice".to_string(), "u-bob".to_string()])
+        );
+        assert_eq!(store.scim_groups_of("u-alice").await.unwrap().len(), 1);
+        assert!(store.scim_directory().await.unwrap().departed.is_empty());
+        assert_eq!(event_count(&*store).await, events);
+        assert_eq!(
+            store.get_request(&pending.id).await.unwrap().unwrap().status,
+            RequestStatus::Pending
+        );
+
+        write.transitions[0].0.version -= 1;
+        store.scim_write(&write).await.unwrap();
+        assert!(store.scim_user("u-alice").await.unwrap().is_none());
+        let group = store.scim_group("g-1").await.unwrap().unwrap();
+        assert_eq!((group.version, group.members), (2, vec!["u-bob".to_string()]));
+        assert_eq!(
+            store.scim_directory().await.unwrap().departed,
+            vec!["alice".to_string()]
+        );
+        assert_eq!(
+            store.get_request(&pending.id).await.unwrap().unwrap().status,
+            RequestStatus::Cancelled
+        );
+        assert_eq!(event_count(&*store).await, events + 2);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
     /// NUL bytes: inside the JSON document they are an escape and round-trip; in a value kept
     /// as a column (or an event) they are refused with a clear `Refused`, and nothing is
     /// written. Control and invisible characters are kept exactly, and never fold into
@@ -2870,6 +2928,7 @@ macro_rules! all_cases {
             scim_large_groups_take_one_write,
             scim_tokens_keep_their_kind,
             scim_concurrent_writes_are_serialized,
+            scim_deletions_commit_with_their_transitions,
         );
     };
 }
