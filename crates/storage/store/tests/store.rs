@@ -2788,6 +2788,39 @@ mod conformance {
         );
         assert_eq!((directory.users.len(), directory.groups.len()), (10_000, 1000));
         assert!(directory.groups.iter().all(|g| g.members.len() == 10));
+
+        // Everyone in one group, in one write; then one member out and one in, which writes
+        // those two rows (reported: a write's time is mostly its commit).
+        let everyone: Vec<String> = (1..=10_000).map(|i| format!("u-{}", 100_000 + i)).collect();
+        let started = Instant::now();
+        put_group(
+            &*store,
+            &scim_group("g-all", "everyone"),
+            None,
+            MemberChange::Set(everyone.clone()),
+        )
+        .await
+        .unwrap();
+        eprintln!("a group of 10,000 members in one write: {:?}", started.elapsed());
+        let group = store.scim_group("g-all").await.unwrap().unwrap();
+        assert_eq!(group.members, everyone);
+        let started = Instant::now();
+        put_group(&*store, &group, Some(1), edit(&[], &["u-100001"]))
+            .await
+            .unwrap();
+        put_group(&*store, &group, Some(2), edit(&["u-100001"], &["u-110000"]))
+            .await
+            .unwrap();
+        eprintln!("two member edits of a group of 10,000: {:?}", started.elapsed());
+        let group = store.scim_group("g-all").await.unwrap().unwrap();
+        assert_eq!((group.members.len(), group.version), (9_999, 3));
+        assert!(!group.members.contains(&"u-110000".to_string()));
+        let (took, _) = best_of_five(|| {
+            let store = store.clone();
+            async move { store.scim_group("g-all").await.unwrap() }
+        })
+        .await;
+        eprintln!("reading a group of 9,999 members: {took:?}");
     }
 
     /// Member rows for `scim_member_rows_*` tests: group `g-rows` of u-1..u-5.
@@ -3108,6 +3141,22 @@ mod sqlite {
             .await
             .unwrap();
         assert!(broken.is_empty(), "{broken:?}");
+    }
+
+    /// The store as the server opens it (`open`: bounded) answers every SCIM call itself,
+    /// never the trait's defaults.
+    #[tokio::test]
+    async fn scim_through_the_store_the_server_opens() {
+        for case in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("served.db").display());
+            let store = jitgate_store::open(&url).await.unwrap();
+            match case {
+                0 => conformance::scim_group_members_change_by_the_ids_given(store).await,
+                1 => conformance::scim_lists_filter_and_page(store).await,
+                _ => conformance::scim_directory_holds_users_groups_and_the_departed(store).await,
+            }
+        }
     }
 
     /// A writable connection of its own to the store's file, for what the tests look at
