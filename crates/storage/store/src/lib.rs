@@ -336,7 +336,8 @@ pub trait Store: Send + Sync + 'static {
     /// memberships and moves those groups' versions on. Any stored text holding a NUL byte (an
     /// id, `userName`, the principal, `externalId`, `displayName`, the manager, a member id,
     /// an event's text) is `Refused` before anything is written; the document keeps one as the
-    /// JSON escape. Each request may appear once in `transitions` (its `previous` is the
+    /// JSON escape. So is one longer than 1,024 bytes (2,048 once folded) where it is indexed
+    /// (PostgreSQL cannot index much longer values; the document has no such bound). Each request may appear once in `transitions` (its `previous` is the
     /// stored version).
     async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
         let _ = write;

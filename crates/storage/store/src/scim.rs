@@ -48,40 +48,76 @@ fn refuse_nul_in(what: &str, value: Option<&str>) -> Result<()> {
     value.map_or(Ok(()), |v| refuse_nul(what, v))
 }
 
-fn refuse_nul_in_ids(ids: &[String]) -> Result<()> {
-    ids.iter().try_for_each(|id| refuse_nul("a member id", id))
+/// The longest value kept in an indexed column, in bytes. PostgreSQL cannot index a value
+/// longer than about 2,700 bytes (a B-tree entry must fit a third of a page) and would fail
+/// the write with an error nobody can act on; SQLite has no such bound. One bound for both,
+/// far above any real name, e-mail or id.
+pub(crate) const MAX_VALUE_BYTES: usize = 1024;
+
+/// Folding can lengthen a value (NFKC spells `ﷺ`, three bytes, in 33): the folded key's bound.
+const MAX_KEY_BYTES: usize = 2 * MAX_VALUE_BYTES;
+
+/// A value to be kept: no NUL byte, not longer than `MAX_VALUE_BYTES`, and (when it is
+/// compared case-insensitively) a folded key no longer than `MAX_KEY_BYTES`.
+fn refuse_unkeepable(what: &str, value: &str, keyed: bool) -> Result<()> {
+    refuse_nul(what, value)?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::Refused(format!(
+            "{what} is {} bytes long, longer than the {MAX_VALUE_BYTES} the directory keeps",
+            value.len()
+        )));
+    }
+    if keyed && fold(value).len() > MAX_KEY_BYTES {
+        return Err(StoreError::Refused(format!(
+            "{what} grows past {MAX_KEY_BYTES} bytes when its compatibility characters are spelled out (NFKC)"
+        )));
+    }
+    Ok(())
 }
 
-/// Refuse a write any of whose stored text holds a NUL byte.
+fn refuse_unkeepable_in(what: &str, value: Option<&str>) -> Result<()> {
+    value.map_or(Ok(()), |v| refuse_unkeepable(what, v, false))
+}
+
+fn refuse_unkeepable_ids(ids: &[String]) -> Result<()> {
+    ids.iter()
+        .try_for_each(|id| refuse_unkeepable("a member id", id, false))
+}
+
+/// Refuse a write any of whose stored text holds a NUL byte, or is too long to keep (see
+/// `MAX_VALUE_BYTES`), before anything is written.
 pub(crate) fn check_write(write: &DirectoryWrite) -> Result<()> {
     match &write.change {
         ScimChange::PutUser { user, .. } => {
-            refuse_nul("the user's id", &user.id)?;
-            refuse_nul("userName", &user.user_name)?;
-            refuse_nul("the principal", &user.principal)?;
-            refuse_nul_in("externalId", user.external_id.as_deref())?;
-            refuse_nul_in("displayName", user.display_name.as_deref())?;
-            refuse_nul_in("manager", user.manager_id.as_deref())?;
+            refuse_unkeepable("the user's id", &user.id, false)?;
+            refuse_unkeepable("userName", &user.user_name, true)?;
+            refuse_unkeepable("the principal", &user.principal, true)?;
+            refuse_unkeepable_in("externalId", user.external_id.as_deref())?;
+            if let Some(display_name) = user.display_name.as_deref() {
+                refuse_unkeepable("displayName", display_name, true)?;
+            }
+            refuse_unkeepable_in("manager", user.manager_id.as_deref())?;
         }
         ScimChange::PutGroup { group, members, .. } => {
-            refuse_nul("the group's id", &group.id)?;
-            refuse_nul("displayName", &group.display_name)?;
-            refuse_nul_in("externalId", group.external_id.as_deref())?;
+            refuse_unkeepable("the group's id", &group.id, false)?;
+            refuse_unkeepable("displayName", &group.display_name, true)?;
+            refuse_unkeepable_in("externalId", group.external_id.as_deref())?;
             match members {
                 MemberChange::Keep => {}
-                MemberChange::Set(ids) => refuse_nul_in_ids(ids)?,
+                MemberChange::Set(ids) => refuse_unkeepable_ids(ids)?,
                 MemberChange::Edit { add, remove } => {
-                    refuse_nul_in_ids(add)?;
-                    refuse_nul_in_ids(remove)?;
+                    refuse_unkeepable_ids(add)?;
+                    refuse_unkeepable_ids(remove)?;
                 }
             }
         }
-        ScimChange::DeleteUser { id, .. } => refuse_nul("the user's id", id)?,
-        ScimChange::DeleteGroup { id, .. } => refuse_nul("the group's id", id)?,
+        ScimChange::DeleteUser { id, .. } => refuse_unkeepable("the user's id", id, false)?,
+        ScimChange::DeleteGroup { id, .. } => refuse_unkeepable("the group's id", id, false)?,
     }
+    // The audit log indexes actors and subjects; the other texts are not indexed.
     for event in &write.events {
-        refuse_nul("an event's actor", &event.actor)?;
-        refuse_nul("an event's subject", &event.subject)?;
+        refuse_unkeepable("an event's actor", &event.actor, false)?;
+        refuse_unkeepable("an event's subject", &event.subject, false)?;
         refuse_nul("an event's resource", &event.resource)?;
         refuse_nul("an event's action", &event.action)?;
         refuse_nul_in("an event's comment", event.comment.as_deref())?;

@@ -2515,6 +2515,48 @@ mod conformance {
                 .unwrap();
             assert_eq!(ids_of_users(&found.items), vec![format!("u-odd-{n}").as_str()]);
         }
+        // Values too long to index (PostgreSQL cannot index past ~2,700 bytes) are refused
+        // alike on both stores, naming the bound; so is a short one that NFKC spells out long.
+        let events = event_count(&*store).await;
+        let long = "x".repeat(1025);
+        let too_long = |result: Result<(), StoreError>, what: &str| match result {
+            Err(StoreError::Refused(message)) => {
+                assert!(message.contains(what) && message.contains("bytes"), "{message}")
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        too_long(put_user(&*store, &scim_user("u-long", &long), None).await, "userName");
+        let mut odd = scim_user("u-long", "long");
+        odd.principal = long.clone();
+        too_long(put_user(&*store, &odd, None).await, "principal");
+        let mut odd = scim_user("u-long", "long");
+        odd.external_id = Some(long.clone());
+        too_long(put_user(&*store, &odd, None).await, "externalId");
+        too_long(put_user(&*store, &scim_user(&long, "long"), None).await, "id");
+        too_long(
+            put_group(&*store, &scim_group("g-long", &long), None, MemberChange::Keep).await,
+            "displayName",
+        );
+        too_long(
+            put_group(&*store, &scim_group("g-long", "long"), None, set(&[&long])).await,
+            "member",
+        );
+        // 300 of U+FDFA: 900 bytes as written, 9,900 once folded.
+        let swelling = "\u{fdfa}".repeat(300);
+        too_long(
+            put_user(&*store, &scim_user("u-long", &swelling), None).await,
+            "userName",
+        );
+        assert!(store.scim_user("u-long").await.unwrap().is_none());
+        assert_eq!(event_count(&*store).await, events, "nothing written");
+        // At the bound, it is kept.
+        let longest = "y".repeat(1024);
+        let mut user = scim_user("u-longest", &longest);
+        user.display_name = Some(longest.clone());
+        user.external_id = Some(longest.clone());
+        put_user(&*store, &user, None).await.unwrap();
+        assert_eq!(store.scim_user("u-longest").await.unwrap().unwrap().user_name, longest);
+
         // A long document (a megabyte) round-trips too.
         let mut big = scim_user("u-big", "big");
         big.doc = serde_json::json!({"userName": "big", "title": "x".repeat(1 << 20)});
