@@ -75,6 +75,14 @@ fn refuse_unkeepable(what: &str, value: &str, keyed: bool) -> Result<()> {
     Ok(())
 }
 
+/// A value the record cannot be without (an id, a name): not empty either.
+fn refuse_missing(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(StoreError::Refused(format!("{what} is empty")));
+    }
+    Ok(())
+}
+
 fn refuse_unkeepable_in(what: &str, value: Option<&str>) -> Result<()> {
     value.map_or(Ok(()), |v| refuse_unkeepable(what, v, false))
 }
@@ -89,6 +97,9 @@ fn refuse_unkeepable_ids(ids: &[String]) -> Result<()> {
 pub(crate) fn check_write(write: &DirectoryWrite) -> Result<()> {
     match &write.change {
         ScimChange::PutUser { user, .. } => {
+            refuse_missing("the user's id", &user.id)?;
+            refuse_missing("userName", &user.user_name)?;
+            refuse_missing("the principal", &user.principal)?;
             refuse_unkeepable("the user's id", &user.id, false)?;
             refuse_unkeepable("userName", &user.user_name, true)?;
             refuse_unkeepable("the principal", &user.principal, true)?;
@@ -99,6 +110,8 @@ pub(crate) fn check_write(write: &DirectoryWrite) -> Result<()> {
             refuse_unkeepable_in("manager", user.manager_id.as_deref())?;
         }
         ScimChange::PutGroup { group, members, .. } => {
+            refuse_missing("the group's id", &group.id)?;
+            refuse_missing("displayName", &group.display_name)?;
             refuse_unkeepable("the group's id", &group.id, false)?;
             refuse_unkeepable("displayName", &group.display_name, true)?;
             refuse_unkeepable_in("externalId", group.external_id.as_deref())?;

@@ -2541,6 +2541,30 @@ mod conformance {
             put_group(&*store, &scim_group("g-long", "long"), None, set(&[&long])).await,
             "member",
         );
+        // Nor is a record without its id or name.
+        for (result, what) in [
+            (
+                put_user(&*store, &scim_user("", "nobody"), None).await,
+                "the user's id is empty",
+            ),
+            (
+                put_user(&*store, &scim_user("u-empty", ""), None).await,
+                "userName is empty",
+            ),
+            (
+                put_group(&*store, &scim_group("g-empty", ""), None, MemberChange::Keep).await,
+                "displayName is empty",
+            ),
+            (
+                put_group(&*store, &scim_group("", "empty"), None, MemberChange::Keep).await,
+                "the group's id is empty",
+            ),
+        ] {
+            assert!(
+                matches!(&result, Err(StoreError::Refused(m)) if m == what),
+                "{what}: {result:?}"
+            );
+        }
         // 300 of U+FDFA: 900 bytes as written, 9,900 once folded.
         let swelling = "\u{fdfa}".repeat(300);
         too_long(
