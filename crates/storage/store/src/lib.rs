@@ -358,7 +358,8 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// A page of live users matching `query`, in creation order.
+    /// A page of live users matching `query`, in creation order (`query.member` is for
+    /// groups: not read here). `total` counts every match; `count` 0 asks for it alone.
     async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
         let _ = query;
         Ok(ScimPage {
@@ -367,7 +368,8 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// A page of groups matching `query`, in creation order; with their members or not.
+    /// A page of groups matching `query`, in creation order; with their members or not
+    /// (`query.user_name` is for users: not read here).
     async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
         let _ = (query, members);
         Ok(ScimPage {
