@@ -584,6 +584,10 @@ impl App {
             }
         }
         let who = caller.who();
+        // A reviewer the provisioned directory blocks (or is blocking) approves nothing.
+        if let Some(told) = crate::directory::refusal(self, who) {
+            return Err(ServiceError::Unauthenticated(told));
+        }
         let grant_id = new_id("grt");
         // A multi-item request's last approval issues a grant per item.
         let grant_ids: Vec<String> = std::iter::once(grant_id.clone())
