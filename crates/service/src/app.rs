@@ -223,7 +223,9 @@ impl App {
                     return crate::auth::tokens::resolve_with(&policy, self.directory(), Identity::user(p, &[]))
                         .map_err(ServiceError::Conflict);
                 }
-                Err(ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
+                Err(ServiceError::NotFound(format!(
+                    "no principal {p} in the policy's directory"
+                )))
             }
         }
     }
@@ -594,34 +596,36 @@ impl App {
             .chain((1..jitgate_core::model::MAX_ITEMS).map(|_| new_id("grt")))
             .collect();
         let policy = self.policy();
-        let approved = self.transition(caller, id, false, |r, now| {
-            // The state machine's refusals (own request, twice, decided) read best; the
-            // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
-            // both agree.
-            if !r.items.is_empty() {
-                // Every item the reviewer may approve, by its own steps and its own workflow's
-                // Cedar conditions, in this one call.
-                let allowed: Vec<bool> = (0..r.item_count())
-                    .map(|i| {
-                        r.item_request(i)
-                            .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
-                    })
-                    .collect();
-                return machine::approve_items_confirmed(
-                    r,
-                    who,
-                    comment.clone(),
-                    payload_sha256,
-                    &grant_ids,
-                    |i| allowed.get(i).copied().unwrap_or(false),
-                    now,
-                );
-            }
-            let approved = machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
-            policy.may_review(who, r, now)?;
-            Ok(approved)
-        })
-        .await?;
+        let approved = self
+            .transition(caller, id, false, |r, now| {
+                // The state machine's refusals (own request, twice, decided) read best; the
+                // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
+                // both agree.
+                if !r.items.is_empty() {
+                    // Every item the reviewer may approve, by its own steps and its own workflow's
+                    // Cedar conditions, in this one call.
+                    let allowed: Vec<bool> = (0..r.item_count())
+                        .map(|i| {
+                            r.item_request(i)
+                                .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
+                        })
+                        .collect();
+                    return machine::approve_items_confirmed(
+                        r,
+                        who,
+                        comment.clone(),
+                        payload_sha256,
+                        &grant_ids,
+                        |i| allowed.get(i).copied().unwrap_or(false),
+                        now,
+                    );
+                }
+                let approved =
+                    machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
+                policy.may_review(who, r, now)?;
+                Ok(approved)
+            })
+            .await?;
         // Given while the directory was ending the reviewer's access: withdrawn (or the grant
         // it completed revoked), as the change would have.
         if let Some(told) = crate::directory::refusal(self, who) {

@@ -406,7 +406,10 @@ impl Bed {
     }
 
     async fn root(&self) -> Identity {
-        self.app.authenticate(&BearerOnly(&bearer("token-root")), None).await.unwrap()
+        self.app
+            .authenticate(&BearerOnly(&bearer("token-root")), None)
+            .await
+            .unwrap()
     }
 
     /// An API token an admin made for `principal` (an agent's when `agent_for`).
@@ -487,7 +490,12 @@ fn told(result: Result<Identity, ServiceError>) -> String {
 
 /// ann in dev; bob, carol and erin in sre.
 async fn team(b: &Bed) {
-    for (id, p) in [("u-ann", "ann"), ("u-bob", "bob"), ("u-carol", "carol"), ("u-erin", "erin")] {
+    for (id, p) in [
+        ("u-ann", "ann"),
+        ("u-bob", "bob"),
+        ("u-carol", "carol"),
+        ("u-erin", "erin"),
+    ] {
         b.put_user(id, p, true, None).await;
     }
     b.put_group("g-dev", "dev", &["u-ann"]).await;
@@ -523,7 +531,10 @@ async fn every_way_in_carries_provisioned_groups_and_a_deactivation_ends_everyth
     // At once: checks, every credential.
     assert!(!b.allowed("ann", "staging-db", "read").await);
     assert!(!b.allowed("claude-ann", "staging-db", "read").await);
-    assert_eq!(told(b.auth_token(&ann_token).await), "ann is deactivated in the directory");
+    assert_eq!(
+        told(b.auth_token(&ann_token).await),
+        "ann is deactivated in the directory"
+    );
     assert_eq!(
         told(b.auth_token(&agent_token).await),
         "claude-ann acts for ann is deactivated in the directory"
@@ -539,9 +550,9 @@ async fn every_way_in_carries_provisioned_groups_and_a_deactivation_ends_everyth
     assert_eq!(grant.ended_by.as_deref(), Some(CLIENT));
     let revoked = b.events("grant.revoked").await;
     assert_eq!(revoked.len(), 2);
-    assert!(revoked
-        .iter()
-        .all(|e| e.actor == CLIENT && e.comment.as_deref() == Some("ann was deactivated in the directory by scim-okta")));
+    assert!(revoked.iter().all(
+        |e| e.actor == CLIENT && e.comment.as_deref() == Some("ann was deactivated in the directory by scim-okta")
+    ));
     assert_eq!(b.events("token.revoked").await.len(), 2);
     // Filing with the identity held from before: refused, nothing written.
     let before = b.events("request.filed").await.len();
@@ -611,7 +622,10 @@ async fn a_leavers_approvals_on_pending_requests_are_withdrawn() {
     let one = b.approve(&carol, &write.id).await.unwrap();
     assert_eq!(one.status, RequestStatus::Pending, "{one:?}");
     // And bob cannot come back to give it.
-    assert!(matches!(b.approve(&bob, &write.id).await, Err(ServiceError::Unauthenticated(_))));
+    assert!(matches!(
+        b.approve(&bob, &write.id).await,
+        Err(ServiceError::Unauthenticated(_))
+    ));
     assert_eq!(b.request(&write.id).await.status, RequestStatus::Pending);
 }
 
@@ -631,7 +645,10 @@ async fn a_provisioned_user_never_approves_their_own_request() {
     // Nor with a token made for his principal.
     let token = b.token_for("bob", None).await;
     let by_token = b.auth_token(&token).await.unwrap();
-    assert!(matches!(b.approve(&by_token, &own.id).await, Err(ServiceError::Forbidden(_))));
+    assert!(matches!(
+        b.approve(&by_token, &own.id).await,
+        Err(ServiceError::Forbidden(_))
+    ));
 }
 
 #[tokio::test]
@@ -674,7 +691,11 @@ async fn a_leavers_approval_racing_the_deactivation_is_undone() {
     );
     // The approval granted for a moment and was revoked at once: nothing stays allowed.
     let after = b.request(&read.id).await;
-    assert_ne!(after.grant.as_ref().map(|g| g.status), Some(GrantStatus::Active), "{after:?}");
+    assert_ne!(
+        after.grant.as_ref().map(|g| g.status),
+        Some(GrantStatus::Active),
+        "{after:?}"
+    );
     assert!(!b.allowed("ann", "prod-db", "read").await);
 }
 
@@ -711,13 +732,19 @@ async fn concurrent_deactivations_and_approvals_never_leave_a_grant_given_after_
             // Granted: only by an approval given before the deactivation began.
             Some(grant) => {
                 let given = after.approvals.iter().find(|a| a.reviewer == principal).unwrap();
-                assert!(given.at < began, "round {round}: a grant from an approval given after the deactivation began: {after:?}");
+                assert!(
+                    given.at < began,
+                    "round {round}: a grant from an approval given after the deactivation began: {after:?}"
+                );
                 assert!(b.allowed("ann", "prod-db", "read").await, "{grant:?}");
             }
             None => {
                 assert!(!b.allowed("ann", "prod-db", "read").await);
                 if after.status == RequestStatus::Pending {
-                    assert!(!after.approvals.iter().any(|a| a.reviewer == principal), "round {round}: {after:?}");
+                    assert!(
+                        !after.approvals.iter().any(|a| a.reviewer == principal),
+                        "round {round}: {after:?}"
+                    );
                 }
             }
         }
@@ -916,9 +943,15 @@ async fn the_identity_providers_manager_approves_a_manager_step() {
     let bob = b.auth_proxy("bob").await.unwrap();
     let by_bob = b.approve(&bob, &payroll.id).await;
     // Not his to review: he may not even see it.
-    assert!(matches!(by_bob, Err(ServiceError::Forbidden(_) | ServiceError::NotFound(_))), "{by_bob:?}");
+    assert!(
+        matches!(by_bob, Err(ServiceError::Forbidden(_) | ServiceError::NotFound(_))),
+        "{by_bob:?}"
+    );
     let mia = b.auth_proxy("mia").await.unwrap();
-    assert_eq!(b.approve(&mia, &payroll.id).await.unwrap().status, RequestStatus::Approved);
+    assert_eq!(
+        b.approve(&mia, &payroll.id).await.unwrap().status,
+        RequestStatus::Approved
+    );
     // ann has no manager anywhere: refused with the reason.
     let ann = b.auth_proxy("ann").await.unwrap();
     assert!(matches!(
@@ -962,7 +995,16 @@ async fn principals_and_group_names_that_collide_or_deceive_are_refused() {
         foreign_prefixes: vec!["ci:".into(), "gh:".into()],
     });
     let problem = |p: &str, own: Option<&str>| directory::principal_problem(&b.app, p, own);
-    for taken in ["alice", "Alice", "ALICE", "root", "claude-ann", "Claude-Ann", "ANN", "Bob"] {
+    for taken in [
+        "alice",
+        "Alice",
+        "ALICE",
+        "root",
+        "claude-ann",
+        "Claude-Ann",
+        "ANN",
+        "Bob",
+    ] {
         assert!(problem(taken, None).is_some(), "{taken}");
     }
     assert!(problem("Alice", None).unwrap().contains("directory.toml"));
@@ -970,15 +1012,18 @@ async fn principals_and_group_names_that_collide_or_deceive_are_refused() {
     assert_eq!(problem("ANN", Some("u-ann")), None);
     assert!(problem("bob", Some("u-ann")).is_some());
     for foreign in ["ci:acme/app", "CI:acme/app", "gh:me"] {
-        assert!(problem(foreign, None).unwrap().contains("another sign-in issuer"), "{foreign}");
+        assert!(
+            problem(foreign, None).unwrap().contains("another sign-in issuer"),
+            "{foreign}"
+        );
     }
     let long = "a".repeat(10_000);
     for deceiving in [
-        "\u{430}nn",     // Cyrillic a
-        "ann\u{200b}",   // zero-width space
-        "ann\u{0}",      // NUL
-        "an\u{7}n",      // BEL
-        "ann\u{202e}",   // right-to-left override
+        "\u{430}nn",   // Cyrillic a
+        "ann\u{200b}", // zero-width space
+        "ann\u{0}",    // NUL
+        "an\u{7}n",    // BEL
+        "ann\u{202e}", // right-to-left override
         " ann",
         "",
         long.as_str(),
@@ -989,11 +1034,22 @@ async fn principals_and_group_names_that_collide_or_deceive_are_refused() {
 
     for reserved in ["admins", "Admins", "ADMINS", "auditors", "Auditors", "agents", "AGENTS"] {
         assert!(
-            directory::group_name_problem(reserved).unwrap().contains("jitgate's own roles"),
+            directory::group_name_problem(reserved)
+                .unwrap()
+                .contains("jitgate's own roles"),
             "{reserved}"
         );
     }
-    for deceiving in ["\u{430}dmins", "admins\u{200b}", "adm\u{0}ins", "sre\n", "s re", "", "user:bob", long.as_str()] {
+    for deceiving in [
+        "\u{430}dmins",
+        "admins\u{200b}",
+        "adm\u{0}ins",
+        "sre\n",
+        "s re",
+        "",
+        "user:bob",
+        long.as_str(),
+    ] {
         assert!(directory::group_name_problem(deceiving).is_some(), "{deceiving:?}");
     }
     assert_eq!(directory::group_name_problem("platform-sre"), None);

@@ -1845,7 +1845,9 @@ mod tests {
         assert_eq!(e.subject, "alice");
         assert!(e.comment.as_deref().unwrap().contains("bob"), "{e:?}");
         // Carol's approval alone does not grant: the step still needs two.
-        let after_carol = approve(&withdrawn.request, &carol, None, "g1".into(), t0()).unwrap().request;
+        let after_carol = approve(&withdrawn.request, &carol, None, "g1".into(), t0())
+            .unwrap()
+            .request;
         assert_eq!(after_carol.status, RequestStatus::Pending);
         // Nothing of someone else's is touched, and a decided request is left as it is.
         let other = withdraw_approvals(&once, "carol", "scim-okta", None, t0());

@@ -25,8 +25,8 @@ use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, St
 use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
-    is_reserved_group, ActionSelector, DirectoryEntry, RESERVED_GROUPS, Extension, Matched, PolicyError, PostgresAccess, Rules, Selector, Specificity,
-    Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, WORKFLOWS_FILE,
+    is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules,
+    Selector, Specificity, Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, RESERVED_GROUPS, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.
@@ -318,7 +318,11 @@ impl Policy {
         Err(DomainError::Forbidden(format!(
             "{} may no longer {} {} on {}: {why}",
             who.principal,
-            if request.break_glass { "break glass for" } else { "request" },
+            if request.break_glass {
+                "break glass for"
+            } else {
+                "request"
+            },
             request.action,
             request.resource
         )))

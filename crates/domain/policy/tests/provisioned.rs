@@ -90,7 +90,11 @@ fn policy_check_accepts_provisioned_groups_it_cannot_see_and_refuses_the_others(
     let plain = DIRECTORY.replace("[groups]\nprovisioned = [\"sre\", \"dev\", \"leads\"]\n", "");
     let errors = Policy::from_texts(&plain, WORKFLOWS, None, &[]).unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(text.iter().any(|e| e.contains("2 approvals from 'sre' can never be given")), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("2 approvals from 'sre' can never be given")),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -109,11 +113,15 @@ fn jitgates_own_roles_and_bad_names_cannot_be_provisioned() {
         ("\"\"", "group name"),
         ("\"user:bob\"", "reserved"),
     ] {
-        let directory = format!("[groups]\nprovisioned = [{group}]\n[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n");
-        let workflows = "[[workflow]]\nresource = \"x\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
+        let directory =
+            format!("[groups]\nprovisioned = [{group}]\n[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n");
+        let workflows =
+            "[[workflow]]\nresource = \"x\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n";
         let errors = Policy::from_texts(&directory, workflows, None, &[]).unwrap_err();
         assert!(
-            errors.iter().any(|e| e.message.contains(says) && e.file == "directory.toml"),
+            errors
+                .iter()
+                .any(|e| e.message.contains(says) && e.file == "directory.toml"),
             "{group:?}: {errors:?}"
         );
     }
@@ -129,7 +137,9 @@ fn a_provisioned_group_too_small_at_filing_is_a_clear_refusal() {
     // root (from the file) and alice herself: one member besides alice.
     directory.groups.insert("sre".into(), vec!["alice".into()]);
     let policy = policy_with(directory);
-    let err = policy.admit(&alice, &ask("prod-db", "write"), chrono::Utc::now()).unwrap_err();
+    let err = policy
+        .admit(&alice, &ask("prod-db", "write"), chrono::Utc::now())
+        .unwrap_err();
     match err {
         DomainError::Forbidden(m) => assert_eq!(
             m,
@@ -140,21 +150,35 @@ fn a_provisioned_group_too_small_at_filing_is_a_clear_refusal() {
     }
     // One more reviewer in the identity provider: filed.
     let mut directory = Provisioned::default();
-    directory.groups.insert("sre".into(), vec!["alice".into(), "bob".into()]);
+    directory
+        .groups
+        .insert("sre".into(), vec!["alice".into(), "bob".into()]);
     let policy = policy_with(directory);
-    let admitted = policy.admit(&alice, &ask("prod-db", "write"), chrono::Utc::now()).unwrap();
-    assert_eq!(admitted.requirement.steps, vec![Step { group: "sre".into(), approvals: 2 }]);
+    let admitted = policy
+        .admit(&alice, &ask("prod-db", "write"), chrono::Utc::now())
+        .unwrap();
+    assert_eq!(
+        admitted.requirement.steps,
+        vec![Step {
+            group: "sre".into(),
+            approvals: 2
+        }]
+    );
     // An agent acting for bob: neither the agent nor bob count.
     let mut agent = Identity::user("claude-bob", &["dev", "agents"]);
     agent.on_behalf_of = Some("bob".into());
-    let err = policy.admit(&agent, &ask("prod-db", "write"), chrono::Utc::now()).unwrap_err();
+    let err = policy
+        .admit(&agent, &ask("prod-db", "write"), chrono::Utc::now())
+        .unwrap_err();
     assert!(
         matches!(&err, DomainError::Forbidden(m) if m.contains("has 1 member besides claude-bob and bob")),
         "{err:?}"
     );
     // policy check / test / diff (no provisioned directory): never judged there.
     let files_only = Policy::from_texts(DIRECTORY, WORKFLOWS, None, &[]).unwrap();
-    assert!(files_only.admit(&alice, &ask("prod-db", "write"), chrono::Utc::now()).is_ok());
+    assert!(files_only
+        .admit(&alice, &ask("prod-db", "write"), chrono::Utc::now())
+        .is_ok());
 }
 
 #[test]
@@ -165,23 +189,34 @@ fn the_identity_providers_manager_drives_a_manager_step_unless_the_file_names_on
     directory.managers.insert("alice".into(), "mallory".into());
     let policy = policy_with(directory);
     let dana = Identity::user("dana", &["dev"]);
-    let admitted = policy.admit(&dana, &ask("payroll", "read"), chrono::Utc::now()).unwrap();
+    let admitted = policy
+        .admit(&dana, &ask("payroll", "read"), chrono::Utc::now())
+        .unwrap();
     assert_eq!(admitted.requirement.steps, vec![Step::principal("mia")]);
     let alice = Identity::user("alice", &["dev"]);
-    let admitted = policy.admit(&alice, &ask("payroll", "read"), chrono::Utc::now()).unwrap();
+    let admitted = policy
+        .admit(&alice, &ask("payroll", "read"), chrono::Utc::now())
+        .unwrap();
     assert_eq!(admitted.requirement.steps, vec![Step::principal("root")]);
     assert_eq!(policy.manager_of("dana").as_deref(), Some("mia"));
     assert_eq!(policy.manager_of("alice").as_deref(), Some("root"));
     // Nobody names erin's manager: refused with the reason.
     let erin = Identity::user("erin", &["dev"]);
-    let err = policy.admit(&erin, &ask("payroll", "read"), chrono::Utc::now()).unwrap_err();
-    assert!(matches!(&err, DomainError::Forbidden(m) if m.contains("erin has no manager")), "{err:?}");
+    let err = policy
+        .admit(&erin, &ask("payroll", "read"), chrono::Utc::now())
+        .unwrap_err();
+    assert!(
+        matches!(&err, DomainError::Forbidden(m) if m.contains("erin has no manager")),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn members_are_the_union_and_the_file_wins_for_principals_it_names() {
     let mut directory = Provisioned::default();
-    directory.groups.insert("sre".into(), vec!["bob".into(), "carol".into()]);
+    directory
+        .groups
+        .insert("sre".into(), vec!["bob".into(), "carol".into()]);
     // The identity provider claims alice is in admins-like group `sre`; the file names alice
     // (in dev only): its entry wins.
     directory.groups.get_mut("sre").unwrap().push("alice".into());
@@ -214,5 +249,8 @@ fn still_admits_judges_cedar_again_and_nothing_else() {
     // Joined sre as well: an authored forbid now applies.
     let joined = Identity::user("alice", &["dev", "sre"]);
     let err = policy.still_admits(&joined, &filed, now).unwrap_err();
-    assert!(matches!(&err, DomainError::Forbidden(m) if m.contains("sre-never-deploys")), "{err:?}");
+    assert!(
+        matches!(&err, DomainError::Forbidden(m) if m.contains("sre-never-deploys")),
+        "{err:?}"
+    );
 }

@@ -138,7 +138,12 @@ impl Authenticator {
     /// rebuild the table if they, or a change to `touched` principals (their groups, whether
     /// they are blocked), reach any token. A change that reaches no token costs a scan of the
     /// list, never a rebuild.
-    pub fn directory_changed(&self, policy: &Policy, touched: &std::collections::HashSet<String>, revoked: &[ApiToken]) {
+    pub fn directory_changed(
+        &self,
+        policy: &Policy,
+        touched: &std::collections::HashSet<String>,
+        revoked: &[ApiToken],
+    ) {
         let list = self.api_tokens.read().clone();
         let reaches = !revoked.is_empty()
             || list.iter().any(|t| {
@@ -189,7 +194,10 @@ impl Authenticator {
                     format!("API token {} has expired", table.token_id(token).unwrap_or("(static)")),
                 )),
                 Err(TokenRefusal::Blocked) => Err(blocked(
-                    table.blocked_reason(token).unwrap_or("blocked in the directory").to_string(),
+                    table
+                        .blocked_reason(token)
+                        .unwrap_or("blocked in the directory")
+                        .to_string(),
                 )),
             };
         }

@@ -151,9 +151,7 @@ pub(super) async fn leaver(
         .map(|t| t.principal.clone())
         .collect();
     for token in tokens.iter().filter(|t| {
-        t.revoked_at.is_none()
-            && !t.scim
-            && (t.principal == principal || t.on_behalf_of.as_deref() == Some(principal))
+        t.revoked_at.is_none() && !t.scim && (t.principal == principal || t.on_behalf_of.as_deref() == Some(principal))
     }) {
         let (revoked, mut event) = token.revoke(actor, now);
         event.comment = Some(match event.comment.take() {
@@ -163,7 +161,9 @@ pub(super) async fn leaver(
         gathered.tokens.push(revoked);
         gathered.events.push(event);
     }
-    let holders: Vec<&str> = std::iter::once(principal).chain(agents.iter().map(String::as_str)).collect();
+    let holders: Vec<&str> = std::iter::once(principal)
+        .chain(agents.iter().map(String::as_str))
+        .collect();
     for holder in &holders {
         for request in active_grants(app, holder, now).await? {
             let current = gathered.current(&request);
@@ -382,7 +382,15 @@ pub(super) async fn sweep(app: &App, principal: &str) -> Result<(), ServiceError
     // saw everything older.
     let since = now - chrono::TimeDelta::seconds(60);
     let comment = format!("{principal} left the directory while this was under way");
-    let effects = leaver(app, principal, jitgate_core::audit::SYSTEM_ACTOR, &comment, Some(since), now).await?;
+    let effects = leaver(
+        app,
+        principal,
+        jitgate_core::audit::SYSTEM_ACTOR,
+        &comment,
+        Some(since),
+        now,
+    )
+    .await?;
     if effects.transitions.is_empty() && effects.revoked_tokens.is_empty() {
         return Ok(());
     }
@@ -411,10 +419,14 @@ pub(super) async fn undo_raced(app: &App, who: &Identity, request_id: &str, told
             RequestStatus::Pending if filed_by_them => {
                 machine::cancel_by_system(&current, actor, Some(comment.clone()), now).ok()
             }
-            RequestStatus::Pending => {
-                Some(machine::withdraw_approvals(&current, &who.principal, actor, Some(comment.clone()), now))
-                    .filter(|t| !t.events.is_empty())
-            }
+            RequestStatus::Pending => Some(machine::withdraw_approvals(
+                &current,
+                &who.principal,
+                actor,
+                Some(comment.clone()),
+                now,
+            ))
+            .filter(|t| !t.events.is_empty()),
             RequestStatus::Approved => machine::revoke_by_system(&current, actor, Some(comment.clone()), now).ok(),
             _ => None,
         };

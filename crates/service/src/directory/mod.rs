@@ -181,14 +181,13 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
                     changed
                 }
             };
-            let mut principals: Vec<String> = changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal).collect();
+            let mut principals: Vec<String> = changed
+                .iter()
+                .filter_map(|id| directory.user(id))
+                .map(|u| u.principal)
+                .collect();
             directory.put_group(group, members);
-            principals.extend(
-                changed
-                    .iter()
-                    .filter_map(|id| directory.user(id))
-                    .map(|u| u.principal),
-            );
+            principals.extend(changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal));
             touched.extend(principals);
         }
         ScimChange::DeleteGroup { id, .. } => {
@@ -208,7 +207,10 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
 /// falls in another OIDC issuer's names. `None` when it can.
 pub fn principal_problem(app: &App, principal: &str, own_id: Option<&str>) -> Option<String> {
     if let Some(problem) = jitgate_core::principal_name_problem(principal) {
-        return Some(format!("principal {:?} {problem}", principal.escape_debug().to_string()));
+        return Some(format!(
+            "principal {:?} {problem}",
+            principal.escape_debug().to_string()
+        ));
     }
     let settings = app.scim_settings();
     if let Some(prefix) = settings
@@ -243,9 +245,9 @@ pub fn principal_problem(app: &App, principal: &str, own_id: Option<&str>) -> Op
         ));
     }
     match app.directory().holder_of(principal) {
-        Some(holder) if Some(holder.as_str()) != own_id => {
-            Some(format!("principal '{principal}' is taken by another user of the directory"))
-        }
+        Some(holder) if Some(holder.as_str()) != own_id => Some(format!(
+            "principal '{principal}' is taken by another user of the directory"
+        )),
         _ => None,
     }
 }
