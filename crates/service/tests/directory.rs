@@ -833,6 +833,58 @@ async fn concurrent_filings_and_deactivations_leave_the_filer_nothing() {
     }
 }
 
+/// What a replica does on hearing of a leaver: what raced the change on another replica (a
+/// request filed, an approval that completed a grant after the change was made) ends; an
+/// approval given before the change stands.
+#[tokio::test]
+async fn a_replica_hearing_of_a_leaver_ends_what_raced_the_change() {
+    let b = bed().await;
+    team(&b).await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    let bob = b.auth_proxy("bob").await.unwrap();
+    // Before the change: bob completes ann's read.
+    let early = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    b.approve(&bob, &early.id).await.unwrap();
+    let made = jitgate_service::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // After the change was made (on another replica, not heard here yet): bob completes
+    // another, erin files.
+    let late = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    b.approve(&bob, &late.id).await.unwrap();
+    b.put_group("g-dev", "dev", &["u-ann", "u-erin"]).await;
+    let erin = b.auth_proxy("erin").await.unwrap();
+    let erins = b.app.file(&erin, &ask("staging-db", "read")).await.unwrap();
+    // Heard now.
+    let heard = |principal: &str| ScimUser {
+        id: format!("u-{principal}"),
+        user_name: principal.into(),
+        principal: principal.into(),
+        external_id: None,
+        display_name: None,
+        active: false,
+        manager_id: None,
+        doc: serde_json::json!({}),
+        version: 9,
+        created_at: made,
+        modified_at: made,
+    };
+    b.app.directory().put_user(&heard("bob"));
+    directory::sweep_leaver(&b.app, "bob", Some(made)).await.unwrap();
+    assert_eq!(b.request(&early.id).await.grant.unwrap().status, GrantStatus::Active);
+    let revoked = b.request(&late.id).await.grant.unwrap();
+    assert_eq!(revoked.status, GrantStatus::Revoked);
+    assert_eq!(revoked.ended_by.as_deref(), Some("system"));
+    b.app.directory().put_user(&heard("erin"));
+    directory::sweep_leaver(&b.app, "erin", Some(made)).await.unwrap();
+    assert_eq!(b.request(&erins.id).await.grant.unwrap().status, GrantStatus::Revoked);
+    assert!(!b.allowed("erin", "staging-db", "read").await);
+    // directory.toml's principals are never swept.
+    let alice = b.auth_proxy("alice").await.unwrap();
+    let alices = b.app.file(&alice, &ask("staging-db", "read")).await.unwrap();
+    directory::sweep_leaver(&b.app, "alice", None).await.unwrap();
+    assert_eq!(b.request(&alices.id).await.grant.unwrap().status, GrantStatus::Active);
+}
+
 #[tokio::test]
 async fn movers_lose_exactly_what_no_group_they_keep_allows() {
     let b = bed().await;

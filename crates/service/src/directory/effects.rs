@@ -373,24 +373,16 @@ async fn save_each(app: &App, effects: Effects) -> Result<(), ServiceError> {
 
 /// A replica heard that `principal` is blocked: end what committed between the change's
 /// reads and its write (a request filed, an approval given, on any replica), as the system.
-pub(super) async fn sweep(app: &App, principal: &str) -> Result<(), ServiceError> {
+/// `since`: when the change was made (the record's `modified_at`); grants an approval of
+/// theirs completed from then on are revoked too (the change's own reads saw everything
+/// older, and an approval that completed a request before it stands).
+pub(super) async fn sweep(app: &App, principal: &str, since: Option<Timestamp>) -> Result<(), ServiceError> {
     if app.policy().rules().principal(principal).is_some() {
         return Ok(());
     }
     let now = crate::clock::now();
-    // Approvals given within the last minute that completed a grant: the change's own reads
-    // saw everything older.
-    let since = now - chrono::TimeDelta::seconds(60);
     let comment = format!("{principal} left the directory while this was under way");
-    let effects = leaver(
-        app,
-        principal,
-        jitgate_core::audit::SYSTEM_ACTOR,
-        &comment,
-        Some(since),
-        now,
-    )
-    .await?;
+    let effects = leaver(app, principal, jitgate_core::audit::SYSTEM_ACTOR, &comment, since, now).await?;
     if effects.transitions.is_empty() && effects.revoked_tokens.is_empty() {
         return Ok(());
     }

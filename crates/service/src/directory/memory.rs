@@ -371,7 +371,12 @@ impl Directory {
 
     /// `principal`'s access is being ended by a change not yet written.
     pub fn mark_leaving(&self, principal: &str) {
-        self.leaving.lock().insert(key(principal), Instant::now());
+        let mut leaving = self.leaving.lock();
+        // Marks of writes that never committed lapse; forget them now and then.
+        if leaving.len() >= 1024 {
+            leaving.retain(|_, since| since.elapsed() < LEAVING_FOR);
+        }
+        leaving.insert(key(principal), Instant::now());
     }
 
     /// The change that ended `principal`'s access is written (or failed): the directory says

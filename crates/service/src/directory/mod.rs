@@ -307,19 +307,28 @@ pub(crate) async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError
     if let Some(old) = directory.user(id) {
         touched.insert(old.principal);
     }
+    // The principal now blocked, and since when (a deletion's moment is not kept).
     let blocked = match app.store.scim_user(id).await? {
         Some(user) => {
             directory.put_user(&user);
             touched.insert(user.principal.clone());
-            (!user.active).then_some(user.principal)
+            (!user.active).then(|| (user.principal, Some(user.modified_at)))
         }
-        None => directory.delete_user(id),
+        None => directory.delete_user(id).map(|principal| (principal, None)),
     };
     app.authenticator().directory_changed(&app.policy(), &touched, &[]);
-    if let Some(principal) = blocked {
-        effects::sweep(app, &principal).await?;
+    if let Some((principal, since)) = blocked {
+        effects::sweep(app, &principal, since).await?;
     }
     Ok(())
+}
+
+/// What a replica does on hearing that `principal` is blocked (deactivated at `since`, or
+/// deleted: `None`): end, as the system, what committed on any replica between the change's
+/// reads and its write — requests filed, approvals given, grants those approvals completed
+/// from `since` on — and tokens of theirs still live.
+pub async fn sweep_leaver(app: &App, principal: &str, since: Option<Timestamp>) -> Result<(), ServiceError> {
+    effects::sweep(app, principal, since).await
 }
 
 /// Another replica changed group `id`: read it again with its members.
