@@ -312,7 +312,7 @@ pub(crate) async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError
         Some(user) => {
             directory.put_user(&user);
             touched.insert(user.principal.clone());
-            (!user.active).then(|| (user.principal, Some(user.modified_at)))
+            (!user.active).then_some((user.principal, Some(user.modified_at)))
         }
         None => directory.delete_user(id).map(|principal| (principal, None)),
     };
