@@ -254,3 +254,27 @@ fn still_admits_judges_cedar_again_and_nothing_else() {
         "{err:?}"
     );
 }
+
+#[test]
+fn policy_diff_shows_what_changes_for_a_provisioned_group_without_members_here() {
+    let old = Policy::from_texts(DIRECTORY, WORKFLOWS, None, &[]).unwrap();
+    // `leads` may now request prod-db write: nobody in the file is in leads.
+    let widened = WORKFLOWS.replacen(
+        "requesters = [\"dev\"]\nsteps = [{ group = \"sre\", approvals = 2 }]",
+        "requesters = [\"dev\", \"leads\"]\nsteps = [{ group = \"sre\", approvals = 2 }]",
+        1,
+    );
+    assert_ne!(widened, WORKFLOWS);
+    let new = Policy::from_texts(DIRECTORY, &widened, None, &[]).unwrap();
+    for changes in [
+        jitgate_policy::diff::diff(&old, &new),
+        jitgate_policy::diff::diff_exhaustive(&old, &new),
+    ] {
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.subject == "group:leads" && c.resource == "prod-db" && c.action == "write"),
+            "{changes:?}"
+        );
+    }
+}
