@@ -74,11 +74,30 @@ requesters = ["dev"]
 steps = [{ manager = true }]
 
 [[workflow]]
+resource = "grafana"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+
+[[workflow]]
 resource = "prod-api"
 action = "deploy"
 requesters = ["dev"]
 steps = [{ group = "sre", approvals = 1 }]
 break_glass = { groups = ["oncall"], max_duration = "30m", reviewers = ["sre"] }
+"#;
+
+const RESOURCES: &str = r#"
+[[resource]]
+name = "grafana"
+kind = "http"
+http = { hosts = ["grafana.example.test"] }
+"#;
+
+const FORWARD_AUTH: &str = r#"
+user_header = "X-Auth-User"
+services = ["checker"]
+trusted_proxies = ["127.0.0.1/32"]
 "#;
 
 struct NoFetch;
@@ -154,8 +173,14 @@ async fn bed() -> Bed {
 }
 
 async fn bed_on(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Bed {
-    let policy = jitgate_policy::Policy::from_texts_with_catalog(DIRECTORY, WORKFLOWS, None, &[], &[])
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let policy = jitgate_policy::Policy::from_texts_with_catalog(
+        DIRECTORY,
+        WORKFLOWS,
+        None,
+        &[],
+        &[("resources.toml".to_string(), RESOURCES.to_string())],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
     let idp = Idp::new();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, serde_json::json!({ "keys": [idp.jwk.clone()] }).to_string()).unwrap();
@@ -186,6 +211,8 @@ sources = ["127.0.0.1/32"]
     )
     .await
     .unwrap();
+    app.configure_forward_auth(toml::from_str(FORWARD_AUTH).unwrap())
+        .unwrap();
     Bed {
         app: Arc::new(app),
         idp,
@@ -561,6 +588,44 @@ async fn every_way_in_carries_provisioned_groups_and_a_deactivation_ends_everyth
         Err(ServiceError::Unauthenticated(m)) if m == "ann is deactivated in the directory"
     ));
     assert_eq!(b.events("request.filed").await.len(), before);
+}
+
+/// A reverse proxy's forward-auth asking for a user it asserts (with its own service
+/// credential): a deactivated user is not let through, even with a live grant in memory
+/// (revoked with the deactivation anyway).
+#[tokio::test]
+async fn forward_auth_refuses_a_deactivated_user_it_is_told_of() {
+    use jitgate_service::forward_auth::{ForwardAuthAnswer, Original};
+    struct Asserted(HashMap<&'static str, Vec<u8>>);
+    impl Presented for Asserted {
+        fn field(&self, name: &str) -> Option<&[u8]> {
+            self.0.get(name).map(Vec::as_slice)
+        }
+    }
+    let b = bed().await;
+    team(&b).await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    b.app.file(&ann, &ask("grafana", "read")).await.unwrap();
+    let headers = Asserted(HashMap::from([
+        ("x-auth-user", b"ann".to_vec()),
+        ("x-jitgate-proxy-authorization", bearer("token-checker")),
+    ]));
+    let original = || Original {
+        method: "GET",
+        host: "grafana.example.test",
+        uri: "/",
+    };
+    let answer = b.app.forward_auth(&headers, None, original(), loopback()).await;
+    assert!(
+        matches!(&answer, ForwardAuthAnswer::Allow { principal, .. } if principal == "ann"),
+        "{answer:?}"
+    );
+    b.put_user("u-ann", "ann", false, None).await;
+    let answer = b.app.forward_auth(&headers, None, original(), loopback()).await;
+    assert!(
+        matches!(&answer, ForwardAuthAnswer::Unauthenticated { reason } if reason.contains("ann is deactivated in the directory")),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
