@@ -181,14 +181,9 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
                     changed
                 }
             };
-            let mut principals: Vec<String> = changed
-                .iter()
-                .filter_map(|id| directory.user(id))
-                .map(|u| u.principal)
-                .collect();
+            // A group write changes no user's principal: read before or after alike.
+            touched.extend(changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal));
             directory.put_group(group, members);
-            principals.extend(changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal));
-            touched.extend(principals);
         }
         ScimChange::DeleteGroup { id, .. } => {
             touched.extend(directory.members_by_id(id).into_iter().map(|u| u.principal));
