@@ -997,6 +997,29 @@ async fn movers_lose_exactly_what_no_group_they_keep_allows() {
 }
 
 #[tokio::test]
+async fn members_after_an_edit_come_from_memory() {
+    let b = bed().await;
+    team(&b).await;
+    let edit = MemberChange::Edit {
+        add: vec!["u-ann".into(), "u-ann".into()],
+        remove: vec!["u-bob".into(), "u-nobody".into()],
+    };
+    assert_eq!(
+        directory::members_after(&b.app, "g-sre", &edit),
+        ["u-ann", "u-carol", "u-erin"]
+    );
+    assert_eq!(
+        directory::members_after(&b.app, "g-sre", &MemberChange::Keep),
+        ["u-bob", "u-carol", "u-erin"]
+    );
+    assert_eq!(
+        directory::members_after(&b.app, "g-sre", &MemberChange::Set(vec!["u-erin".into()])),
+        ["u-erin"]
+    );
+    assert!(directory::members_after(&b.app, "g-none", &MemberChange::Keep).is_empty());
+}
+
+#[tokio::test]
 async fn break_glass_counts_provisioned_groups_and_ends_with_them() {
     let b = bed().await;
     team(&b).await;

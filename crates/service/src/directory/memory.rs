@@ -321,6 +321,16 @@ impl Directory {
             .unwrap_or_default()
     }
 
+    /// The SCIM ids of group `group_id`'s members (active or not).
+    pub fn member_ids(&self, group_id: &str) -> Vec<String> {
+        self.state
+            .read()
+            .groups
+            .get(group_id)
+            .map(|g| g.members.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The group names of user `id` (active or not), sorted.
     pub fn group_names_of_id(&self, id: &str) -> Vec<String> {
         let state = self.state.read();

@@ -197,6 +197,31 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
         .directory_changed(&app.policy(), &touched, &write.revoked_tokens);
 }
 
+/// The member ids group `group_id` has after `change`, from this replica's memory, sorted:
+/// what `group_change_effects` takes as `after.members`, without reading a large group's
+/// members from the store.
+pub fn members_after(app: &App, group_id: &str, change: &MemberChange) -> Vec<String> {
+    let mut members: Vec<String> = match change {
+        MemberChange::Set(list) => list.clone(),
+        MemberChange::Keep => app.directory().member_ids(group_id),
+        MemberChange::Edit { add, remove } => {
+            let remove: HashSet<&String> = remove.iter().collect();
+            let mut members: Vec<String> = app
+                .directory()
+                .member_ids(group_id)
+                .into_iter()
+                .filter(|m| !remove.contains(m))
+                .collect();
+            // Removed first, then added, as the directory in memory applies an edit.
+            members.extend(add.iter().cloned());
+            members
+        }
+    };
+    members.sort();
+    members.dedup();
+    members
+}
+
 /// Why `principal` cannot be the principal of SCIM user `own_id` (`None` on create): it
 /// names (case-insensitively) a `directory.toml` principal, an agent, another SCIM user, or
 /// falls in another OIDC issuer's names. `None` when it can.
