@@ -564,7 +564,7 @@ async fn every_way_in_carries_provisioned_groups_and_a_deactivation_ends_everyth
     );
     assert_eq!(
         told(b.auth_token(&agent_token).await),
-        "claude-ann acts for ann is deactivated in the directory"
+        "claude-ann acts for ann, who is deactivated in the directory"
     );
     assert_eq!(told(b.auth_proxy("ann").await), "ann is deactivated in the directory");
     assert_eq!(told(b.auth_session("ann").await), "ann is deactivated in the directory");

@@ -89,7 +89,7 @@ pub fn resolve_agent_with(
     }
     if policy.rules().principal(person).is_none() {
         if let Some(blocked) = directory.blocked(person) {
-            return Err(format!("{} acts for {}", agent.principal, blocked.told(person)));
+            return Err(blocked.told_agent(&agent.principal, person));
         }
         add_groups(&mut agent, directory.groups_of(person), &NOT_INHERITED);
     }

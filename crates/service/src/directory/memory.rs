@@ -57,12 +57,22 @@ pub enum Blocked {
 }
 
 impl Blocked {
+    /// What happened, after the principal's name: `is deactivated in the directory`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Blocked::Deactivated => "is deactivated in the directory",
+            Blocked::Deleted => "was deleted from the directory",
+        }
+    }
+
     /// What the caller is told about `principal`.
     pub fn told(self, principal: &str) -> String {
-        match self {
-            Blocked::Deactivated => format!("{principal} is deactivated in the directory"),
-            Blocked::Deleted => format!("{principal} was deleted from the directory"),
-        }
+        format!("{principal} {}", self.reason())
+    }
+
+    /// What an agent acting for `person` is told.
+    pub fn told_agent(self, agent: &str, person: &str) -> String {
+        format!("{agent} acts for {person}, who {}", self.reason())
     }
 }
 

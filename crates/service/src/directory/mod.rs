@@ -311,13 +311,13 @@ pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
         if policy.rules().principal(principal).is_some() {
             return None;
         }
-        directory.blocked_or_leaving(principal).map(|b| b.told(principal))
+        directory.blocked_or_leaving(principal)
     };
-    if let Some(told) = of(&who.principal) {
-        return Some(told);
+    if let Some(blocked) = of(&who.principal) {
+        return Some(blocked.told(&who.principal));
     }
     let person = who.on_behalf_of.as_deref()?;
-    of(person).map(|told| format!("{} acts for {told}", who.principal))
+    of(person).map(|blocked| blocked.told_agent(&who.principal, person))
 }
 
 /// Another replica changed user `id`: read it again, and end what raced its leaving here.
