@@ -112,6 +112,9 @@ fn jitgates_own_roles_and_bad_names_cannot_be_provisioned() {
         ("\"s re\"", "group name"),
         ("\"\"", "group name"),
         ("\"user:bob\"", "reserved"),
+        // A Cyrillic a: looks like `admins`, is not ASCII.
+        ("\"\\u0430dmins\"", "group name"),
+        ("\"ｓｒｅ\"", "group name"),
     ] {
         let directory =
             format!("[groups]\nprovisioned = [{group}]\n[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n");
@@ -125,6 +128,11 @@ fn jitgates_own_roles_and_bad_names_cannot_be_provisioned() {
             "{group:?}: {errors:?}"
         );
     }
+    // Oversize: longer than any principal name may be.
+    let long = "g".repeat(300);
+    let directory = format!("[groups]\nprovisioned = [\"{long}\"]\n");
+    let errors = Policy::from_texts(&directory, "", None, &[]).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("longer than")), "{errors:?}");
     // An unknown key in [groups] is a typo, not ignored.
     let errors = Policy::from_texts("[groups]\nprovisoned = [\"sre\"]\n", "", None, &[]).unwrap_err();
     assert!(errors.iter().any(|e| e.message.contains("provisoned")), "{errors:?}");
