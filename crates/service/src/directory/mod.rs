@@ -19,6 +19,14 @@
 //!   not judged again); what it no longer allows is revoked or cancelled. Their approvals on
 //!   pending requests that counted towards a step they are no longer admitted to are
 //!   withdrawn.
+//!
+//! Races with a leaver's own writes. Computing a leaver's effects first marks the principal as
+//! leaving (in memory, for a minute at most); filing and approving refuse a blocked or
+//! leaving principal before they write, and look again after they commit, undoing what they
+//! wrote (as the system) if the principal became blocked or leaving meanwhile: a write that
+//! committed before the mark was read by the effects; one after it undoes itself. On another
+//! replica, the follower, on hearing that a user is blocked, sweeps what committed since the
+//! change was made (`sweep_leaver`).
 
 mod effects;
 pub mod memory;
