@@ -102,7 +102,8 @@ pub async fn user_change_effects(
 }
 
 /// What changing group `before` into `after` ends: `after.members` is the full member list
-/// after the change (`None`: created / deleted).
+/// after the change (`None`: created / deleted) — also for a change that keeps or edits the
+/// members (take it from [`members_after`]): a member missing from it counts as removed.
 pub async fn group_change_effects(
     app: &App,
     before: Option<&ScimGroup>,
