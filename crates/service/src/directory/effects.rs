@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Rows read per page while looking for what a change ends.
 const PAGE: u32 = 500;
+/// How far replicas' clocks may disagree, for what a sweep looks back on.
+const CLOCK_SKEW_SECONDS: i64 = 5;
 /// How often an undo is tried again when the request changed meanwhile.
 const UNDO_RETRIES: usize = 16;
 
@@ -194,9 +196,15 @@ pub(super) async fn leaver(
             limit: PAGE,
             before: None,
         };
-        loop {
+        // Newest first: a grant issued before the change (less the clocks' skew between
+        // replicas) was not completed by a late approval, nor is any older one.
+        let issued_after = since - chrono::TimeDelta::seconds(CLOCK_SKEW_SECONDS);
+        'pages: loop {
             let page = app.store.list_grants(&filter, now).await?;
             for grant in &page {
+                if grant.starts_at < issued_after {
+                    break 'pages;
+                }
                 let Some(request) = app.store.get_request_by_grant(&grant.id).await? else {
                     continue;
                 };
