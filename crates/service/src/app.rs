@@ -117,6 +117,12 @@ impl App {
         providers: crate::provision::Providers,
         notifier: crate::notify::Notifier,
     ) -> Result<Self, StoreError> {
+        // The provisioned directory first: the token table and the policy read it.
+        let snapshot = store.scim_directory().await?;
+        auth.directory().load(&snapshot);
+        let (users, groups) = auth.directory().size();
+        tracing::info!(users, groups, "loaded the provisioned directory");
+        let policy = policy.with_provisioned(auth.directory().clone());
         auth.rebuild(&policy, Some(store.list_tokens().await?));
         let signer = crate::signing::GrantSigner::load(&*store, now())
             .await
@@ -167,8 +173,29 @@ impl App {
         self.policy.read().clone()
     }
 
+    /// The directory an identity provider provisions (SCIM), in memory on this replica.
+    pub fn directory(&self) -> &Arc<crate::directory::Directory> {
+        self.auth.directory()
+    }
+
+    /// Read the whole provisioned directory again (a replica catching up on a gap), and
+    /// rebuild the token table from it.
+    pub(crate) async fn reload_directory(&self) -> Result<(), StoreError> {
+        let snapshot = self.store.scim_directory().await?;
+        self.directory().load(&snapshot);
+        self.auth.rebuild(&self.policy(), None);
+        Ok(())
+    }
+
+    /// A transition committed elsewhere than `transition` (a provisioning write): into the
+    /// check index, and to whoever waits on the request.
+    pub(crate) fn track_committed(&self, before: &Request, after: &Request) {
+        self.track(Some(before), after);
+    }
+
     /// Swap in a new policy (already validated). Requests in flight keep their requirements.
     pub fn replace_policy(&self, policy: Policy) {
+        let policy = policy.with_provisioned(self.directory().clone());
         self.auth.rebuild(&policy, None);
         *self.policy.write() = Arc::new(policy);
     }
@@ -187,11 +214,18 @@ impl App {
                         who.principal
                     )));
                 }
-                self.policy()
-                    .rules()
-                    .principal(p)
-                    .map(|e| e.identity.clone())
-                    .ok_or_else(|| ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
+                let policy = self.policy();
+                if let Some(entry) = policy.rules().principal(p) {
+                    return Ok(entry.identity.clone());
+                }
+                // A provisioned user: as they would authenticate now.
+                if self.directory().holder_of(p).is_some() {
+                    return crate::auth::tokens::resolve_with(&policy, self.directory(), Identity::user(p, &[]))
+                        .map_err(ServiceError::Conflict);
+                }
+                Err(ServiceError::NotFound(format!(
+                    "no principal {p} in the policy's directory"
+                )))
             }
         }
     }
@@ -307,6 +341,10 @@ impl App {
                 after,
             });
         }
+        // A principal the provisioned directory blocks (or is blocking) files nothing.
+        if let Some(told) = crate::directory::refusal(self, who) {
+            return Err(ServiceError::Unauthenticated(told));
+        }
         let ids = NewIds {
             request_id: new_id("req"),
             grant_id: new_id("grt"),
@@ -333,6 +371,12 @@ impl App {
         )?;
         let stored = self.store.create_request(&request, &events).await?;
         self.track(None, &stored);
+        // Filed while the directory was ending the filer's access (the change read their
+        // requests before this one committed): undone here, as the change would have.
+        if let Some(told) = crate::directory::refusal(self, who) {
+            crate::directory::undo_raced(self, who, &stored.id, &told).await?;
+            return Err(ServiceError::Unauthenticated(told));
+        }
         Ok(stored)
     }
 
@@ -542,40 +586,53 @@ impl App {
             }
         }
         let who = caller.who();
+        // A reviewer the provisioned directory blocks (or is blocking) approves nothing.
+        if let Some(told) = crate::directory::refusal(self, who) {
+            return Err(ServiceError::Unauthenticated(told));
+        }
         let grant_id = new_id("grt");
         // A multi-item request's last approval issues a grant per item.
         let grant_ids: Vec<String> = std::iter::once(grant_id.clone())
             .chain((1..jitgate_core::model::MAX_ITEMS).map(|_| new_id("grt")))
             .collect();
         let policy = self.policy();
-        self.transition(caller, id, false, |r, now| {
-            // The state machine's refusals (own request, twice, decided) read best; the
-            // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
-            // both agree.
-            if !r.items.is_empty() {
-                // Every item the reviewer may approve, by its own steps and its own workflow's
-                // Cedar conditions, in this one call.
-                let allowed: Vec<bool> = (0..r.item_count())
-                    .map(|i| {
-                        r.item_request(i)
-                            .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
-                    })
-                    .collect();
-                return machine::approve_items_confirmed(
-                    r,
-                    who,
-                    comment.clone(),
-                    payload_sha256,
-                    &grant_ids,
-                    |i| allowed.get(i).copied().unwrap_or(false),
-                    now,
-                );
-            }
-            let approved = machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
-            policy.may_review(who, r, now)?;
-            Ok(approved)
-        })
-        .await
+        let approved = self
+            .transition(caller, id, false, |r, now| {
+                // The state machine's refusals (own request, twice, decided) read best; the
+                // policy's Cedar `approve` conditions are checked on top. Nothing is saved unless
+                // both agree.
+                if !r.items.is_empty() {
+                    // Every item the reviewer may approve, by its own steps and its own workflow's
+                    // Cedar conditions, in this one call.
+                    let allowed: Vec<bool> = (0..r.item_count())
+                        .map(|i| {
+                            r.item_request(i)
+                                .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
+                        })
+                        .collect();
+                    return machine::approve_items_confirmed(
+                        r,
+                        who,
+                        comment.clone(),
+                        payload_sha256,
+                        &grant_ids,
+                        |i| allowed.get(i).copied().unwrap_or(false),
+                        now,
+                    );
+                }
+                let approved =
+                    machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
+                policy.may_review(who, r, now)?;
+                Ok(approved)
+            })
+            .await?;
+        // Given while the directory was ending the reviewer's access: withdrawn (or the grant
+        // it completed revoked), as the change would have.
+        if let Some(told) = crate::directory::refusal(self, who) {
+            crate::directory::undo_raced(self, who, &approved.id, &told).await?;
+            return Err(ServiceError::Unauthenticated(told));
+        }
+        Ok(approved)
     }
 
     pub async fn deny(&self, caller: &Caller, id: &str, comment: Option<String>) -> Result<Request, ServiceError> {
@@ -1124,6 +1181,9 @@ impl App {
                 self.resyncing.lock().take();
                 failed = Some(e.into());
             }
+        }
+        if let Err(e) = self.reload_directory().await {
+            failed = failed.or(Some(e.into()));
         }
         if let Err(e) = self.reload_tokens().await {
             failed = failed.or(Some(e.into()));

@@ -487,7 +487,8 @@ impl App {
                 name.escape_debug().to_string()
             ));
         }
-        let user = auth::tokens::resolve(&self.policy(), Identity::user(name, &[]));
+        // A person the provisioned directory blocks is refused here as on every other path.
+        let user = auth::tokens::resolve_with(&self.policy(), self.directory(), Identity::user(name, &[]))?;
         // A proxy asserts people; a service's grants are for the service's own credential.
         if user.kind == PrincipalKind::Service {
             return Err(format!(

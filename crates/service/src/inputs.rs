@@ -110,7 +110,7 @@ pub const MAX_TOKEN_FIELD: usize = 256;
 pub const MAX_TOKEN_GROUPS: usize = 64;
 
 /// An API token to issue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewToken {
     pub principal: String,
     pub groups: Vec<String>,

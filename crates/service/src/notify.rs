@@ -227,7 +227,8 @@ fn reviewers(app: &App, request: &Request) -> Vec<String> {
     for step in missing {
         match step.group.strip_prefix(Step::PRINCIPAL_PREFIX) {
             Some(name) => people.push(name.to_string()),
-            None => people.extend(policy.rules().members_of(&step.group).map(str::to_string)),
+            // directory.toml's members and the identity provider's (active) members.
+            None => people.extend(policy.members_of(&step.group)),
         }
     }
     // Nor the person an agent acts for: they never count as its reviewer.
@@ -237,12 +238,13 @@ fn reviewers(app: &App, request: &Request) -> Vec<String> {
     people
 }
 
-/// The directory's members of `groups`, without `requester`, sorted.
+/// The directory's members of `groups` (`directory.toml`'s and the provisioned ones), without
+/// `requester`, sorted.
 fn members_except(app: &App, groups: &[String], requester: &str) -> Vec<String> {
     let policy = app.policy();
     let mut people: Vec<String> = groups
         .iter()
-        .flat_map(|g| policy.rules().members_of(g).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|g| policy.members_of(g))
         .filter(|p| p != requester)
         .collect();
     people.sort();

@@ -669,6 +669,111 @@ pub fn cancel(request: &Request, who: &Identity, now: Timestamp) -> Result<Trans
     Ok(Transition { request: next, events })
 }
 
+/// Cancel a pending request on behalf of the system: the caller has already decided that
+/// `actor` may (a provisioning client ending a leaver's requests). The comment says why.
+pub fn cancel_by_system(
+    request: &Request,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    require_pending(request, now)?;
+    let mut next = request.clone();
+    next.status = RequestStatus::Cancelled;
+    next.decided_at = Some(now);
+    next.closed_by = Some(Review {
+        by: actor.to_string(),
+        comment: comment.clone(),
+        at: now,
+    });
+    let events = vec![event(EventKind::RequestCancelled, &next, actor, comment, now)];
+    Ok(Transition { request: next, events })
+}
+
+/// Revoke every active grant of a request on behalf of the system: the caller has already
+/// decided that `actor` may (a provisioning client ending a leaver's access).
+pub fn revoke_by_system(
+    request: &Request,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    end_active_grants(request, actor, comment, now)
+}
+
+/// Withdraw every approval `reviewer` gave to a still-pending request (each item's too): they
+/// left the directory, so what they approved no longer counts and their step needs another
+/// reviewer. Nothing changes (no events) when the request is not pending or holds no approval
+/// of theirs.
+pub fn withdraw_approvals(
+    request: &Request,
+    reviewer: &str,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Transition {
+    withdraw_approvals_where(request, reviewer, |_, _| true, actor, comment, now)
+}
+
+/// Withdraw the approvals `reviewer` gave to a still-pending request that counted towards a
+/// step their identity `after` a directory change is no longer admitted to (neither by the
+/// step's group nor, once escalated, as a backup reviewer). Those that still count stay.
+pub fn withdraw_approvals_outside(
+    request: &Request,
+    after: &Identity,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Transition {
+    let backup = request.is_backup_reviewer(after);
+    withdraw_approvals_where(
+        request,
+        &after.principal,
+        |step: Option<&Step>, _| !backup && !step.is_some_and(|s| s.admits(after)),
+        actor,
+        comment,
+        now,
+    )
+}
+
+/// Withdraw the approvals of `reviewer` for which `withdraw(step, item)` holds (`step` the
+/// step it counted towards, `None` if the requirement has no such step).
+fn withdraw_approvals_where(
+    request: &Request,
+    reviewer: &str,
+    withdraw: impl Fn(Option<&Step>, usize) -> bool,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Transition {
+    let mut next = request.clone();
+    let mut events = Vec::new();
+    if request.status_at(now) != RequestStatus::Pending {
+        return Transition { request: next, events };
+    }
+    for i in 0..request.item_count() {
+        let (requirement, approvals) = match i {
+            0 => (&next.requirement, &mut next.approvals),
+            _ => match next.items.get_mut(i - 1) {
+                Some(item) => (&item.requirement, &mut item.approvals),
+                None => continue,
+            },
+        };
+        let before = approvals.len();
+        approvals.retain(|a| a.reviewer != reviewer || !withdraw(requirement.steps.get(a.step), i));
+        let withdrawn = before - approvals.len();
+        for _ in 0..withdrawn {
+            let mut e = item_event(EventKind::ApprovalWithdrawn, request, i, actor, comment.clone(), now);
+            e.comment = Some(match &comment {
+                Some(c) => format!("the approval of {reviewer} no longer counts: {c}"),
+                None => format!("the approval of {reviewer} no longer counts"),
+            });
+            events.push(e);
+        }
+    }
+    Transition { request: next, events }
+}
+
 /// Revoke an active grant: its holder, a reviewer of its request, or an admin.
 pub fn revoke(
     request: &Request,
@@ -685,6 +790,19 @@ pub fn revoke(
             "only the grant's holder, a reviewer of its resource or an admin can revoke it".into(),
         ));
     }
+    end_active_grants(request, &who.principal, comment, now)
+}
+
+/// End every active grant of the request as revoked by `actor`.
+fn end_active_grants(
+    request: &Request,
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    let Some(grant) = &request.grant else {
+        return Err(DomainError::NotFound(format!("request {} has no grant", request.id)));
+    };
     // A multi-item request's grants share one window and end together: revoking is refused
     // only when none is active any more. The first item's grant alone may have ended (a
     // single-use grant used by its check) while the other items' stay live, and those must
@@ -701,13 +819,13 @@ pub fn revoke(
     for g in next.grants_mut().filter(|g| g.status_at(now) == GrantStatus::Active) {
         g.status = GrantStatus::Revoked;
         g.ended_at = Some(now);
-        g.ended_by = Some(who.principal.clone());
+        g.ended_by = Some(actor.to_string());
         g.end_comment = comment.clone();
         revoked.push(g.clone());
     }
     let events = revoked
         .iter()
-        .map(|g| grant_event(EventKind::GrantRevoked, &next, g, &who.principal, comment.clone(), now))
+        .map(|g| grant_event(EventKind::GrantRevoked, &next, g, actor, comment.clone(), now))
         .collect();
     Ok(Transition { request: next, events })
 }
@@ -1707,6 +1825,83 @@ mod tests {
         assert!(settle(&settled.request, end + TimeDelta::hours(1)).is_none());
         assert!(matches!(
             revoke(&settled.request, &alice, None, end),
+            Err(DomainError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn a_leavers_approvals_are_withdrawn_and_their_step_needs_another_reviewer() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let pending = filed(&alice, &[("sre", 2)]);
+        let once = approve(&pending, &bob, None, "g1".into(), t0()).unwrap().request;
+        let withdrawn = withdraw_approvals(&once, "bob", "scim-okta", Some("bob was deactivated".into()), t0());
+        assert!(withdrawn.request.approvals.is_empty());
+        assert_eq!(withdrawn.events.len(), 1);
+        let e = &withdrawn.events[0];
+        assert_eq!(e.kind, EventKind::ApprovalWithdrawn);
+        assert_eq!(e.actor, "scim-okta");
+        assert_eq!(e.subject, "alice");
+        assert!(e.comment.as_deref().unwrap().contains("bob"), "{e:?}");
+        // Carol's approval alone does not grant: the step still needs two.
+        let after_carol = approve(&withdrawn.request, &carol, None, "g1".into(), t0())
+            .unwrap()
+            .request;
+        assert_eq!(after_carol.status, RequestStatus::Pending);
+        // Nothing of someone else's is touched, and a decided request is left as it is.
+        let other = withdraw_approvals(&once, "carol", "scim-okta", None, t0());
+        assert_eq!(other.request, once);
+        assert!(other.events.is_empty());
+        let done = approve(&after_carol, &bob, None, "g1".into(), t0()).unwrap().request;
+        assert_eq!(done.status, RequestStatus::Approved);
+        let late = withdraw_approvals(&done, "bob", "scim-okta", None, t0());
+        assert_eq!(late.request, done);
+        assert!(late.events.is_empty());
+    }
+
+    #[test]
+    fn a_movers_approval_stays_only_where_they_are_still_admitted() {
+        let alice = Identity::user("alice", &["dev"]);
+        let olga = Identity::user("olga", &["ops", "sre"]);
+        let pending = filed(&alice, &[("ops", 1), ("sre", 2)]);
+        // Olga's one approval counts towards the first step she is admitted to: ops.
+        let approved = approve(&pending, &olga, None, "g1".into(), t0()).unwrap().request;
+        assert_eq!(approved.approvals[0].step, 0);
+        // She leaves sre: the ops approval stays.
+        let left_sre = Identity::user("olga", &["ops"]);
+        let kept = withdraw_approvals_outside(&approved, &left_sre, "scim", None, t0());
+        assert_eq!(kept.request, approved);
+        assert!(kept.events.is_empty());
+        // She leaves ops: withdrawn.
+        let left_ops = Identity::user("olga", &["sre"]);
+        let gone = withdraw_approvals_outside(&approved, &left_ops, "scim", Some("olga left ops".into()), t0());
+        assert!(gone.request.approvals.is_empty());
+        assert_eq!(gone.events.len(), 1);
+    }
+
+    #[test]
+    fn the_system_cancels_and_revokes_with_its_actor_and_comment() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let pending = filed(&alice, &[("sre", 1)]);
+        let cancelled = cancel_by_system(&pending, "scim-okta", Some("alice was deactivated".into()), t0()).unwrap();
+        assert_eq!(cancelled.request.status, RequestStatus::Cancelled);
+        assert_eq!(cancelled.request.closed_by.as_ref().unwrap().by, "scim-okta");
+        assert_eq!(cancelled.events[0].actor, "scim-okta");
+        assert_eq!(cancelled.events[0].comment.as_deref(), Some("alice was deactivated"));
+        assert!(matches!(
+            cancel_by_system(&cancelled.request, "scim-okta", None, t0()),
+            Err(DomainError::Conflict(_))
+        ));
+        let granted = approve(&pending, &bob, None, "g1".into(), t0()).unwrap().request;
+        let revoked = revoke_by_system(&granted, "scim-okta", Some("gone".into()), t0()).unwrap();
+        let grant = revoked.request.grant.as_ref().unwrap();
+        assert_eq!(grant.status, GrantStatus::Revoked);
+        assert_eq!(grant.ended_by.as_deref(), Some("scim-okta"));
+        assert_eq!(revoked.events[0].kind, EventKind::GrantRevoked);
+        assert!(matches!(
+            revoke_by_system(&revoked.request, "scim-okta", None, t0()),
             Err(DomainError::Conflict(_))
         ));
     }

@@ -456,6 +456,8 @@ impl CedarRules {
             .flat_map(|p| p.identity.groups.iter().map(String::as_str))
             // Built in: agents are in it by their credential, never by the directory.
             .chain([crate::workflow::AGENTS_GROUP])
+            // Filled by the identity provider.
+            .chain(rules.provisioned_groups())
             .collect();
         let workflow_resources: HashSet<&str> = pairs.iter().map(|(r, _, _)| *r).collect();
         let is_resource = |name: &str| workflow_resources.contains(name) || catalog.resource(name).is_some();

@@ -240,6 +240,10 @@ fn subjects_of(old: &Policy, new: &Policy) -> BTreeSet<String> {
                 subjects.insert(format!("group:{g}"));
             }
         }
+        // Groups an identity provider fills have no members here, but a stand-in member.
+        for g in p.rules().provisioned_groups() {
+            subjects.insert(format!("group:{g}"));
+        }
     }
     // Agents are in a built-in group that no directory lists: when either version names the
     // group (or reads `context.on_behalf_of`), a stand-in agent is asked too, and an agent
@@ -1173,6 +1177,7 @@ fn probe(old: &Policy, new: &Policy) -> (Vec<Change>, Search) {
             push_unique(&mut subjects, entry.identity.principal.clone());
             groups.extend(entry.identity.groups.iter().cloned());
         }
+        groups.extend(p.rules().provisioned_groups().map(str::to_string));
     }
     subjects.extend(groups.into_iter().map(|g| format!("group:{g}")));
     let triples: Vec<(&String, &(String, String))> = subjects

@@ -25,8 +25,8 @@ use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, St
 use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
-    ActionSelector, DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules, Selector, Specificity,
-    Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, WORKFLOWS_FILE,
+    is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules,
+    Selector, Specificity, Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, RESERVED_GROUPS, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.
@@ -34,6 +34,20 @@ pub struct Policy {
     rules: Rules,
     cedar: CedarRules,
     schedule: Schedule,
+    /// What an identity provider provisioned (SCIM), when the server keeps such a directory:
+    /// managers and members beyond `directory.toml`. `None` for `policy check`, `test` and
+    /// `diff`, which judge the files alone.
+    provisioned: Option<std::sync::Arc<dyn ProvisionedDirectory>>,
+}
+
+/// The directory an identity provider provisions, as the policy reads it: answered from
+/// memory, never waiting on anything. `directory.toml` wins: the policy asks here only about
+/// principals the file does not name.
+pub trait ProvisionedDirectory: Send + Sync {
+    /// The principal of `principal`'s manager, when the identity provider names an active one.
+    fn manager_of(&self, principal: &str) -> Option<String>;
+    /// The principals of the active members of `group`.
+    fn members_of(&self, group: &str) -> Vec<String>;
 }
 
 impl std::fmt::Debug for Policy {
@@ -187,7 +201,12 @@ impl Policy {
         }
         let cedar = CedarRules::build(&rules, cedar_files);
         match cedar {
-            Ok(cedar) if errors.is_empty() => Ok(Policy { rules, cedar, schedule }),
+            Ok(cedar) if errors.is_empty() => Ok(Policy {
+                rules,
+                cedar,
+                schedule,
+                provisioned: None,
+            }),
             Ok(_) => Err(errors),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -198,6 +217,115 @@ impl Policy {
 
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// Read managers and members from `directory` too (what an identity provider provisions).
+    pub fn with_provisioned(mut self, directory: std::sync::Arc<dyn ProvisionedDirectory>) -> Self {
+        self.provisioned = Some(directory);
+        self
+    }
+
+    /// The manager of `principal`: as `directory.toml` says when it names the principal (the
+    /// file is reviewed in git and wins), else as the identity provider says.
+    pub fn manager_of(&self, principal: &str) -> Option<String> {
+        match self.rules.principal(principal) {
+            Some(entry) => entry.manager.clone(),
+            None => self.provisioned.as_ref().and_then(|d| d.manager_of(principal)),
+        }
+    }
+
+    /// Every member of `group`: those `directory.toml` names and the identity provider's
+    /// active members whom the file does not name (the file's entry wins), sorted.
+    pub fn members_of(&self, group: &str) -> Vec<String> {
+        let mut members: Vec<String> = self.rules.members_of(group).map(str::to_string).collect();
+        if let Some(directory) = &self.provisioned {
+            members.extend(
+                directory
+                    .members_of(group)
+                    .into_iter()
+                    .filter(|p| self.rules.principal(p).is_none()),
+            );
+        }
+        members.sort();
+        members.dedup();
+        members
+    }
+
+    /// Refuse a request whose step on a provisioned group cannot get its approvals: fewer
+    /// eligible members (active, not the requester, not the person an agent acts for) than it
+    /// needs. Judged only where a provisioned directory is kept (on the server).
+    fn check_provisioned_steps(&self, steps: &[Step], who: &Identity, name: &str) -> Result<(), DomainError> {
+        if self.provisioned.is_none() {
+            return Ok(());
+        }
+        for step in steps {
+            if !self.rules.is_provisioned(&step.group) {
+                continue;
+            }
+            let eligible = self
+                .members_of(&step.group)
+                .into_iter()
+                .filter(|p| p != &who.principal && Some(p.as_str()) != who.on_behalf_of.as_deref())
+                .count();
+            if eligible < step.approvals as usize {
+                let besides = match &who.on_behalf_of {
+                    Some(person) => format!("{} and {person}", who.principal),
+                    None => who.principal.clone(),
+                };
+                return Err(DomainError::Forbidden(format!(
+                    "{name} needs {} approval{} from {group}, but {group} has {eligible} member{} besides {besides} who may approve: add reviewers to {group} in the identity provider",
+                    step.approvals,
+                    if step.approvals == 1 { "" } else { "s" },
+                    if eligible == 1 { "" } else { "s" },
+                    group = step.group,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Would `who` (their directory identity now) still be let file `request` (or the item of
+    /// it a grant view shows)? Cedar's `request` ability (`break_glass` for a break-glass
+    /// grant) alone is judged: duration, reason and ticket limits held when it was filed and
+    /// are not judged again. A workflow gone from the policy keeps what was filed.
+    pub fn still_admits(&self, who: &Identity, request: &Request, now: Timestamp) -> Result<(), DomainError> {
+        let Ok(workflow) = self.rules.workflow(&request.resource, &request.action) else {
+            return Ok(());
+        };
+        let ask = Ask {
+            resource: &request.resource,
+            action: &request.action,
+            duration: Some(request.duration),
+            reason: &request.reason,
+            payload: request.payload.as_deref(),
+            break_glass: request.break_glass,
+        };
+        let facts = self.facts(who, workflow, &ask, request.duration, now, &who.principal);
+        let ability = if request.break_glass {
+            Ability::BreakGlass
+        } else {
+            Ability::Request
+        };
+        let d = self.cedar.decide(who, ability, &request.resource, &facts);
+        if d.allowed {
+            return Ok(());
+        }
+        let why = if d.forbidden_by.is_empty() {
+            "no policy permits it".to_string()
+        } else {
+            format!("forbidden by policy {}", d.forbidden_by.join(", "))
+        };
+        Err(DomainError::Forbidden(format!(
+            "{} may no longer {} {} on {}: {why}",
+            who.principal,
+            if request.break_glass {
+                "break glass for"
+            } else {
+                "request"
+            },
+            request.action,
+            request.resource
+        )))
     }
 
     /// How requests to web applications (catalog resources of kind http) resolve to a
@@ -238,7 +366,7 @@ impl Policy {
             ci: who.ci.as_ref(),
             requester,
             reviewer_is_manager: requester != who.principal
-                && self.rules.principal(requester).and_then(|e| e.manager.as_deref()) == Some(who.principal.as_str()),
+                && self.manager_of(requester).as_deref() == Some(who.principal.as_str()),
             escalated: false,
             // The principal's person; `may_review` puts the request's in its place.
             on_behalf_of: who.on_behalf_of.as_deref().unwrap_or(""),
@@ -310,7 +438,9 @@ impl Policy {
                     }
                 )));
             } else {
-                self.resolve_steps(&workflow.steps, &who.principal)?
+                let steps = self.resolve_steps(&workflow.steps, &who.principal)?;
+                self.check_provisioned_steps(&steps, who, &format!("{} {}", ask.resource, ask.action))?;
+                steps
             }
         };
         // Only a request that waits for review can escalate.
@@ -380,8 +510,8 @@ impl Policy {
                 if s.group != Step::MANAGER {
                     return Ok(s.clone());
                 }
-                match self.rules.principal(requester).and_then(|e| e.manager.as_deref()) {
-                    Some(manager) => Ok(Step::principal(manager)),
+                match self.manager_of(requester) {
+                    Some(manager) => Ok(Step::principal(&manager)),
                     None => Err(DomainError::Forbidden(format!(
                         "{requester} has no manager in the directory, and this workflow needs their approval"
                     ))),

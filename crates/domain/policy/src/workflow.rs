@@ -261,6 +261,8 @@ struct Binding {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     principals: BTreeMap<String, DirectoryEntry>,
+    /// `[groups] provisioned`: groups an identity provider fills.
+    provisioned: BTreeSet<String>,
     /// Every (resource, action) with a workflow, selectors expanded at load: an O(1) lookup.
     workflows: HashMap<(String, String), Binding>,
     /// Resource name to its actions' workflows (the same `Arc`s as `workflows`), in name
@@ -333,6 +335,32 @@ impl Candidate {
 struct DirectoryFile {
     #[serde(default)]
     principal: Vec<toml::Spanned<PrincipalSpec>>,
+    /// `[groups]`: what the file says of groups as a whole.
+    #[serde(default)]
+    groups: Option<toml::Spanned<GroupsSpec>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GroupsSpec {
+    /// Groups whose members an identity provider provisions (SCIM): named in workflows
+    /// without members here, their size is checked when a request is filed.
+    #[serde(default)]
+    provisioned: Vec<String>,
+}
+
+/// The groups that are jitgate's own roles, never provisioned by an identity provider: who
+/// runs jitgate, who reads everything, and the agents (in it by their credential alone).
+pub const RESERVED_GROUPS: [&str; 3] = [
+    jitgate_core::identity::ADMIN_GROUP,
+    jitgate_core::authz::AUDITOR_GROUP,
+    AGENTS_GROUP,
+];
+
+/// Whether `name` is one of [`RESERVED_GROUPS`], compared ASCII case-insensitively (`Admins`
+/// is `admins` to a reader).
+pub fn is_reserved_group(name: &str) -> bool {
+    RESERVED_GROUPS.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
 #[derive(Deserialize)]
@@ -620,6 +648,34 @@ impl Rules {
             .collect();
         // Built in: agents are in it by their credential, never by the directory.
         known_groups.insert(AGENTS_GROUP.to_string());
+        if let Some(groups) = &directory.groups {
+            let line = line_of(directory_text, groups.span().start);
+            for group in &groups.get_ref().provisioned {
+                let mut err = |message: String| {
+                    errors.push(PolicyError {
+                        file: DIRECTORY_FILE.into(),
+                        line,
+                        message,
+                    })
+                };
+                if let Some(problem) = jitgate_core::principal_name_problem(group) {
+                    err(format!("groups.provisioned: group name {:?} {problem}", group));
+                } else if is_reserved_group(group) {
+                    err(format!(
+                        "groups.provisioned: '{group}' is one of jitgate's own roles ({}); its members come from directory.toml only",
+                        RESERVED_GROUPS.join(", ")
+                    ));
+                } else if group.starts_with(Step::PRINCIPAL_PREFIX) {
+                    err(format!(
+                        "groups.provisioned: names starting with '{}' are reserved",
+                        Step::PRINCIPAL_PREFIX
+                    ));
+                } else {
+                    policy.provisioned.insert(group.clone());
+                    known_groups.insert(group.clone());
+                }
+            }
+        }
         match Catalog::parse(resource_files, &known_groups) {
             Ok(catalog) => policy.catalog = catalog,
             Err(mut e) => {
@@ -755,7 +811,9 @@ impl Rules {
                             problems.push(format!("steps: unknown group '{group}'"));
                         } else if group == AGENTS_GROUP {
                             problems.push(AGENTS_NEVER_REVIEW.replace("FIELD", "steps"));
-                        } else if members < approvals as usize {
+                        } else if members < approvals as usize && !policy.provisioned.contains(group) {
+                            // A provisioned group's size is the identity provider's: checked
+                            // when a request is filed.
                             problems.push(format!(
                                 "steps: {approvals} approvals from '{group}' can never be given: the group has {members} member(s)"
                             ));
@@ -1108,7 +1166,7 @@ impl Rules {
                 let mut owner_steps = Vec::new();
                 for group in owners {
                     let members = self.members_of(group).count();
-                    if members < approvals as usize {
+                    if members < approvals as usize && !self.provisioned.contains(group) {
                         owner_problems.insert((
                             c.line,
                             format!(
@@ -1212,6 +1270,16 @@ impl Rules {
 
     pub fn principal(&self, name: &str) -> Option<&DirectoryEntry> {
         self.principals.get(name)
+    }
+
+    /// Whether `group` is listed in `[groups] provisioned`.
+    pub fn is_provisioned(&self, group: &str) -> bool {
+        self.provisioned.contains(group)
+    }
+
+    /// `[groups] provisioned`, by name.
+    pub fn provisioned_groups(&self) -> impl Iterator<Item = &str> {
+        self.provisioned.iter().map(String::as_str)
     }
 
     pub fn members_of<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a str> + 'a {

@@ -85,6 +85,8 @@ pub struct Authenticator {
     oidc: Oidc,
     proxy: Option<TrustedProxy>,
     pub throttle: Throttle,
+    /// The provisioned directory (SCIM), in memory: groups it adds, principals it blocks.
+    directory: Arc<crate::directory::Directory>,
 }
 
 impl Authenticator {
@@ -109,6 +111,7 @@ impl Authenticator {
             oidc: Oidc::new(&config.oidc, http).await?,
             proxy,
             throttle: Throttle::new(&config.throttle)?,
+            directory: Arc::new(crate::directory::Directory::default()),
         })
     }
 
@@ -118,7 +121,45 @@ impl Authenticator {
             *self.api_tokens.write() = Arc::new(list);
         }
         let list = self.api_tokens.read().clone();
-        *self.tokens.write() = Arc::new(TokenTable::build(policy, &list));
+        *self.tokens.write() = Arc::new(TokenTable::build_with(policy, &self.directory, &list));
+    }
+
+    /// The issued API tokens as last read.
+    pub fn api_tokens(&self) -> Arc<Vec<ApiToken>> {
+        self.api_tokens.read().clone()
+    }
+
+    /// The provisioned directory every authentication reads.
+    pub fn directory(&self) -> &Arc<crate::directory::Directory> {
+        &self.directory
+    }
+
+    /// After a provisioning change: take the tokens it revoked into the list kept, and
+    /// rebuild the table if they, or a change to `touched` principals (their groups, whether
+    /// they are blocked), reach any token. A change that reaches no token costs a scan of the
+    /// list, never a rebuild.
+    pub fn directory_changed(
+        &self,
+        policy: &Policy,
+        touched: &std::collections::HashSet<String>,
+        revoked: &[ApiToken],
+    ) {
+        let list = self.api_tokens.read().clone();
+        let reaches = !revoked.is_empty()
+            || list.iter().any(|t| {
+                touched.contains(&t.principal) || t.on_behalf_of.as_ref().is_some_and(|p| touched.contains(p))
+            });
+        if !reaches {
+            return;
+        }
+        if !revoked.is_empty() {
+            let updated: Vec<ApiToken> = list
+                .iter()
+                .map(|t| revoked.iter().find(|r| r.id == t.id).unwrap_or(t).clone())
+                .collect();
+            *self.api_tokens.write() = Arc::new(updated);
+        }
+        self.rebuild(policy, None);
     }
 
     /// The identity behind a request's credentials. `policy` is asked for only when the
@@ -140,7 +181,7 @@ impl Authenticator {
                         ..AuthFailure::new("jwt_principal", reason)
                     },
                 })?;
-                return Ok(tokens::resolve(&policy(), identity));
+                return tokens::resolve_with(&policy(), &self.directory, identity).map_err(blocked);
             }
             // Read under the lock (nothing here waits) rather than cloning the table's Arc:
             // every check passes here, and a shared count touched by every core costs.
@@ -152,11 +193,17 @@ impl Authenticator {
                     "expired_token",
                     format!("API token {} has expired", table.token_id(token).unwrap_or("(static)")),
                 )),
+                Err(TokenRefusal::Blocked) => Err(blocked(
+                    table
+                        .blocked_reason(token)
+                        .unwrap_or("blocked in the directory")
+                        .to_string(),
+                )),
             };
         }
         if let Some(proxy) = &self.proxy {
             if let Some(value) = headers.field(&proxy.user_header) {
-                return Self::proxy_identity(&policy(), proxy, value, headers, peer);
+                return Self::proxy_identity(&policy(), &self.directory, proxy, value, headers, peer);
             }
         }
         Err(AuthFailure {
@@ -169,6 +216,7 @@ impl Authenticator {
 
     fn proxy_identity(
         policy: &Policy,
+        directory: &crate::directory::Directory,
         proxy: &TrustedProxy,
         value: &[u8],
         headers: &dyn Presented,
@@ -212,7 +260,15 @@ impl Authenticator {
             on_behalf_of: None,
             ci: None,
         };
-        Ok(tokens::resolve(policy, identity))
+        tokens::resolve_with(policy, directory, identity).map_err(blocked)
+    }
+}
+
+/// A genuine credential of a principal the provisioned directory blocks: told why.
+fn blocked(told: String) -> AuthFailure {
+    AuthFailure {
+        told: Some(told.clone()),
+        ..AuthFailure::new("blocked", told)
     }
 }
 

@@ -3,6 +3,7 @@
 //! token and a wrong one take the same path: there is no id to find first and no secret to
 //! compare after, so timing tells a guesser nothing.
 
+use crate::directory::Directory;
 use jitgate_core::token::{token_hash, TOKEN_PREFIX};
 use jitgate_core::{ApiToken, Identity, PrincipalKind, Timestamp};
 use jitgate_policy::Policy;
@@ -14,6 +15,9 @@ struct Entry {
     expires_at: Option<Timestamp>,
     /// The API token's id; `None` for the directory's static tokens.
     token_id: Option<String>,
+    /// Why the token's principal (or an agent's person) may not authenticate: deactivated or
+    /// deleted in the provisioned directory. Kept in the table to say so.
+    blocked: Option<String>,
 }
 
 /// Why a bearer token was refused, for the log only.
@@ -21,6 +25,8 @@ struct Entry {
 pub enum TokenRefusal {
     Unknown,
     Expired,
+    /// The principal is blocked in the provisioned directory (`TokenTable::blocked_reason`).
+    Blocked,
 }
 
 /// Identities by token hash.
@@ -48,6 +54,59 @@ pub fn resolve(policy: &Policy, mut identity: Identity) -> Identity {
         }
     }
     identity
+}
+
+/// [`resolve`], and the provisioned directory: a principal `directory.toml` does not name gets
+/// the groups the identity provider gives them (active users only), and a deactivated or
+/// deleted one is refused (`Err` says so). `directory.toml` wins: a principal it names is
+/// neither blocked nor given groups by the identity provider.
+pub fn resolve_with(policy: &Policy, directory: &Directory, identity: Identity) -> Result<Identity, String> {
+    let mut identity = resolve(policy, identity);
+    if policy.rules().principal(&identity.principal).is_none() {
+        if let Some(blocked) = directory.blocked(&identity.principal) {
+            return Err(blocked.told(&identity.principal));
+        }
+        let groups = directory.groups_of(&identity.principal);
+        add_groups(&mut identity, groups, &[]);
+    }
+    Ok(identity)
+}
+
+/// [`resolve_agent`], and the provisioned directory: the agent inherits its person's
+/// provisioned groups (never [`NOT_INHERITED`]), and is refused when its person (or its own
+/// principal) is blocked.
+pub fn resolve_agent_with(
+    policy: &Policy,
+    directory: &Directory,
+    identity: Identity,
+    person: &str,
+) -> Result<Identity, String> {
+    let mut agent = resolve_agent(policy, identity, person);
+    if policy.rules().principal(&agent.principal).is_none() {
+        if let Some(blocked) = directory.blocked(&agent.principal) {
+            return Err(blocked.told(&agent.principal));
+        }
+    }
+    if policy.rules().principal(person).is_none() {
+        if let Some(blocked) = directory.blocked(person) {
+            return Err(blocked.told_agent(&agent.principal, person));
+        }
+        add_groups(&mut agent, directory.groups_of(person), &NOT_INHERITED);
+    }
+    Ok(agent)
+}
+
+fn add_groups(identity: &mut Identity, groups: Vec<String>, except: &[&str]) {
+    for group in groups {
+        // Reserved names never come from an identity provider (refused at provisioning);
+        // checked again here, case-insensitively, whatever the store holds.
+        if jitgate_policy::is_reserved_group(&group) || except.contains(&group.as_str()) {
+            continue;
+        }
+        if !identity.in_group(&group) {
+            identity.groups.push(group);
+        }
+    }
 }
 
 /// The groups of a person that an agent acting for them never inherits: the roles that run
@@ -81,6 +140,13 @@ pub fn resolve_agent(policy: &Policy, identity: Identity, person: &str) -> Ident
 impl TokenTable {
     /// The directory's static tokens and every API token that is not revoked.
     pub fn build(policy: &Policy, api_tokens: &[ApiToken]) -> Self {
+        Self::build_with(policy, &Directory::default(), api_tokens)
+    }
+
+    /// [`TokenTable::build`], with the provisioned directory's groups, and its blocked
+    /// principals' tokens (revoked or not) kept to be refused with the reason. Provisioning
+    /// tokens (`scim`) are never API credentials.
+    pub fn build_with(policy: &Policy, directory: &Directory, api_tokens: &[ApiToken]) -> Self {
         let mut by_hash: HashMap<[u8; 32], Entry> = policy
             .principals()
             .filter_map(|e| {
@@ -91,12 +157,13 @@ impl TokenTable {
                             identity: e.identity.clone(),
                             expires_at: None,
                             token_id: None,
+                            blocked: None,
                         },
                     )
                 })
             })
             .collect();
-        for token in api_tokens.iter().filter(|t| t.revoked_at.is_none()) {
+        for token in api_tokens.iter().filter(|t| !t.scim) {
             let Some(hash) = parse_hash(&token.hash) else {
                 tracing::error!(token = %token.id, "stored token hash is not 32 bytes of hex; token ignored");
                 continue;
@@ -112,9 +179,15 @@ impl TokenTable {
                 on_behalf_of: None,
                 ci: None,
             };
-            let identity = match &token.on_behalf_of {
-                Some(person) => resolve_agent(policy, identity, person),
-                None => resolve(policy, identity),
+            let resolved = match &token.on_behalf_of {
+                Some(person) => resolve_agent_with(policy, directory, identity.clone(), person),
+                None => resolve_with(policy, directory, identity.clone()),
+            };
+            let (identity, blocked) = match resolved {
+                _ if token.revoked_at.is_some() && by_hash.contains_key(&hash) => continue,
+                Ok(_) if token.revoked_at.is_some() => continue,
+                Ok(identity) => (identity, None),
+                Err(why) => (identity, Some(why)),
             };
             by_hash.insert(
                 hash,
@@ -122,6 +195,7 @@ impl TokenTable {
                     identity,
                     expires_at: token.expires_at,
                     token_id: Some(token.id.clone()),
+                    blocked,
                 },
             );
         }
@@ -131,10 +205,18 @@ impl TokenTable {
     /// The identity a token stands for at `now`.
     pub fn lookup(&self, token: &str, now: Timestamp) -> Result<&Identity, TokenRefusal> {
         let entry = self.by_hash.get(&token_hash(token)).ok_or(TokenRefusal::Unknown)?;
+        if entry.blocked.is_some() {
+            return Err(TokenRefusal::Blocked);
+        }
         match entry.expires_at {
             Some(end) if end <= now => Err(TokenRefusal::Expired),
             _ => Ok(&entry.identity),
         }
+    }
+
+    /// Why a token's principal is blocked, to tell the caller.
+    pub fn blocked_reason(&self, token: &str) -> Option<&str> {
+        self.by_hash.get(&token_hash(token))?.blocked.as_deref()
     }
 
     /// The API token id behind a token, for the log.

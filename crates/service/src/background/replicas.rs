@@ -147,6 +147,11 @@ struct Pending {
     grants: BTreeSet<String>,
     tokens: bool,
     keys: bool,
+    /// Provisioned users and groups (SCIM ids) to read again.
+    scim_users: BTreeSet<String>,
+    scim_groups: BTreeSet<String>,
+    /// The whole provisioned directory to read again (a `scim.*` event caught up on).
+    directory: bool,
 }
 
 impl Pending {
@@ -166,8 +171,12 @@ impl Pending {
             }
             Change::Tokens => self.tokens = true,
             Change::Keys => self.keys = true,
-            // Skeleton: the directory's follower (issue #25) reads these again.
-            Change::ScimUser(_) | Change::ScimGroup(_) => {}
+            Change::ScimUser(id) => {
+                self.scim_users.insert(id);
+            }
+            Change::ScimGroup(id) => {
+                self.scim_groups.insert(id);
+            }
             Change::Resync if seen.is_some() => self.catch_up = true,
             Change::Resync => self.everything = true,
         }
@@ -192,6 +201,16 @@ impl Pending {
         match e.kind {
             jitgate_core::EventKind::TokenCreated | jitgate_core::EventKind::TokenRevoked => self.tokens = true,
             jitgate_core::EventKind::KeyRotated => self.keys = true,
+            // The event names the principal or group, not the SCIM id: the whole directory
+            // is read again (a few queries, in memory at once).
+            jitgate_core::EventKind::ScimUserCreated
+            | jitgate_core::EventKind::ScimUserUpdated
+            | jitgate_core::EventKind::ScimUserDeactivated
+            | jitgate_core::EventKind::ScimUserReactivated
+            | jitgate_core::EventKind::ScimUserDeleted
+            | jitgate_core::EventKind::ScimGroupCreated
+            | jitgate_core::EventKind::ScimGroupUpdated
+            | jitgate_core::EventKind::ScimGroupDeleted => self.directory = true,
             _ => {}
         }
     }
@@ -203,6 +222,12 @@ impl Pending {
                 everything: true,
                 ..Pending::default()
             };
+        }
+        if self.scim_users.len() + self.scim_groups.len() > MAX_PENDING {
+            // One read of the whole directory instead; the rest still owed.
+            self.scim_users.clear();
+            self.scim_groups.clear();
+            self.directory = true;
         }
     }
 }
@@ -304,6 +329,31 @@ impl Follower {
             self.catch_up().await?;
         }
         let mut failed = None;
+        // The directory before the requests: a sweep after a leaver reads requests itself,
+        // and what it changes is heard again.
+        if self.pending.directory {
+            match self.app.reload_directory().await {
+                Ok(()) => {
+                    self.pending.directory = false;
+                    // A full read says nothing of each user: what it covered is not owed.
+                    self.pending.scim_users.clear();
+                    self.pending.scim_groups.clear();
+                }
+                Err(e) => failed = failed.or(Some(e.into())),
+            }
+        }
+        for id in std::mem::take(&mut self.pending.scim_users) {
+            if let Err(e) = crate::directory::refresh_user(&self.app, &id).await {
+                self.pending.scim_users.insert(id);
+                failed = failed.or(Some(e));
+            }
+        }
+        for id in std::mem::take(&mut self.pending.scim_groups) {
+            if let Err(e) = crate::directory::refresh_group(&self.app, &id).await {
+                self.pending.scim_groups.insert(id);
+                failed = failed.or(Some(e));
+            }
+        }
         for id in std::mem::take(&mut self.pending.requests) {
             if let Err(e) = self.app.refresh_request(&id).await {
                 self.pending.requests.insert(id);
@@ -421,6 +471,40 @@ mod tests {
         assert_eq!(owed.hear(heard(Change::Resync, None), None), None);
         assert!(owed.everything && !owed.catch_up);
         assert_eq!(owed.hear(heard(Change::Keys, Some(3)), None), None);
+    }
+
+    #[test]
+    fn provisioned_users_and_groups_heard_are_read_again_and_a_scim_event_reads_the_directory() {
+        let mut owed = Pending::default();
+        let seen = owed.hear(heard(Change::ScimUser("u1".into()), Some(3)), Some(2));
+        let seen = owed.hear(heard(Change::ScimGroup("g1".into()), Some(4)), seen);
+        assert_eq!(seen, Some(4));
+        assert_eq!(owed.scim_users.iter().collect::<Vec<_>>(), ["u1"]);
+        assert_eq!(owed.scim_groups.iter().collect::<Vec<_>>(), ["g1"]);
+        assert!(!owed.directory && !owed.is_empty());
+        let mut owed = Pending::default();
+        for n in 0..=MAX_PENDING {
+            owed.hear(heard(Change::ScimUser(format!("u{n}")), None), None);
+        }
+        assert!(owed.directory && owed.scim_users.is_empty());
+        let mut owed = Pending::default();
+        owed.owe(&jitgate_core::AuditEvent {
+            seq: 1,
+            event: jitgate_core::NewEvent {
+                kind: jitgate_core::EventKind::ScimUserDeactivated,
+                at: crate::clock::now(),
+                actor: "scim-okta".into(),
+                subject: "alice".into(),
+                request_id: None,
+                grant_id: None,
+                resource: String::new(),
+                action: String::new(),
+                comment: None,
+            },
+            prev_hash: String::new(),
+            hash: String::new(),
+        });
+        assert!(owed.directory);
     }
 
     #[test]

@@ -2,12 +2,41 @@
 //! what an identity provider provisions over SCIM (issue #25), kept in memory on every
 //! replica, and what a provisioning change ends (leavers and movers).
 //!
-//! Skeleton: the SCIM edge (`crate::scim`) calls the functions below; their bodies are the
-//! directory's to fill in.
+//! The SCIM edge (`crate::scim`) reads the record, asks here what the change ends
+//! (`user_change_effects`, `group_change_effects`), writes the change and its effects in one
+//! `Store::scim_write`, then calls `committed`. The rules:
+//!
+//! - `directory.toml` wins: a principal it names is never blocked, given groups or a manager
+//!   by the identity provider (an identity provider must not redefine a break-glass or
+//!   service principal reviewed in git).
+//! - Leavers (a user set inactive, deleted, or renamed — the old principal): every active
+//!   grant of the principal and of the agents acting for them is revoked, every pending
+//!   request of theirs cancelled, every approval they gave to a pending request withdrawn,
+//!   every API token of theirs and of their agents revoked. Reactivation restores nothing.
+//! - Movers (a user who leaves a group): each active grant and pending request of theirs and
+//!   their agents' is judged again by Cedar with their identity after the change (the
+//!   `request` ability, `break_glass` for a break-glass grant; duration and reason limits are
+//!   not judged again); what it no longer allows is revoked or cancelled. Their approvals on
+//!   pending requests that counted towards a step they are no longer admitted to are
+//!   withdrawn.
+//!
+//! Races with a leaver's own writes. Computing a leaver's effects first marks the principal as
+//! leaving (in memory, for a minute at most); filing and approving refuse a blocked or
+//! leaving principal before they write, and look again after they commit, undoing what they
+//! wrote (as the system) if the principal became blocked or leaving meanwhile: a write that
+//! committed before the mark was read by the effects; one after it undoes itself. On another
+//! replica, the follower, on hearing that a user is blocked, sweeps what committed since the
+//! change was made (`sweep_leaver`).
+
+mod effects;
+pub mod memory;
+
+pub use memory::{Blocked, Directory};
 
 use crate::{App, ServiceError};
-use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimUser};
-use jitgate_core::{ApiToken, NewEvent, Request, Timestamp};
+use jitgate_core::scim::{DirectoryWrite, MemberChange, ScimChange, ScimGroup, ScimUser};
+use jitgate_core::{ApiToken, Identity, NewEvent, Request, Timestamp};
+use std::collections::HashSet;
 
 /// What a provisioning change ends, to commit in the same transaction as the change.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -22,6 +51,24 @@ pub struct Effects {
     pub events: Vec<NewEvent>,
 }
 
+/// Why a principal leaves: the words of the comment on what it ends.
+#[derive(Debug, Clone)]
+pub(crate) enum Leaving {
+    Deactivated,
+    Deleted,
+    Renamed(String),
+}
+
+impl Leaving {
+    fn comment(&self, principal: &str, client: &str) -> String {
+        match self {
+            Leaving::Deactivated => format!("{principal} was deactivated in the directory by {client}"),
+            Leaving::Deleted => format!("{principal} was deleted in the directory by {client}"),
+            Leaving::Renamed(to) => format!("{principal} was renamed to {to} in the directory by {client}"),
+        }
+    }
+}
+
 /// What changing user `before` into `after` (`None`: created / deleted) ends, as `client`
 /// (the provisioning token's principal) does it at `now`.
 pub async fn user_change_effects(
@@ -31,12 +78,32 @@ pub async fn user_change_effects(
     client: &str,
     now: Timestamp,
 ) -> Result<Effects, ServiceError> {
-    let _ = (app, before, after, client, now);
-    Ok(Effects::default())
+    let leaving = match (before, after) {
+        (Some(b), None) => Some((b.principal.as_str(), Leaving::Deleted)),
+        (Some(b), Some(a)) if b.principal != a.principal => {
+            Some((b.principal.as_str(), Leaving::Renamed(a.principal.clone())))
+        }
+        // Deactivated, or written again while inactive: what raced the first write ends too.
+        (_, Some(a)) if !a.active => Some((a.principal.as_str(), Leaving::Deactivated)),
+        _ => None,
+    };
+    let Some((principal, why)) = leaving else {
+        return Ok(Effects::default());
+    };
+    // directory.toml wins: the identity provider cannot end a principal the file names.
+    if app.policy().rules().principal(principal).is_some() {
+        return Ok(Effects::default());
+    }
+    // Before anything is read: a request filed or an approval given from now on looks here
+    // after it commits, and undoes itself (what committed before is read below).
+    app.directory().mark_leaving(principal);
+    let comment = why.comment(principal, client);
+    effects::leaver(app, principal, client, &comment, None, now).await
 }
 
 /// What changing group `before` into `after` ends: `after.members` is the full member list
-/// after the change (`None`: created / deleted).
+/// after the change (`None`: created / deleted) — also for a change that keeps or edits the
+/// members (take it from [`members_after`]): a member missing from it counts as removed.
 pub async fn group_change_effects(
     app: &App,
     before: Option<&ScimGroup>,
@@ -44,26 +111,272 @@ pub async fn group_change_effects(
     client: &str,
     now: Timestamp,
 ) -> Result<Effects, ServiceError> {
-    let _ = (app, before, after, client, now);
-    Ok(Effects::default())
+    let Some(before) = before else {
+        // A new group takes nothing away.
+        return Ok(Effects::default());
+    };
+    let directory = app.directory();
+    let staying: HashSet<&str> = after
+        .map(|a| a.members.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let renamed = after.is_some_and(|a| a.display_name != before.display_name);
+    let mut movers = Vec::new();
+    for member in directory.members_by_id(&before.id) {
+        let stays = staying.contains(member.id.as_str());
+        if stays && !renamed {
+            continue;
+        }
+        if !member.active {
+            // Inactive users hold nothing to judge (ended when they left).
+            continue;
+        }
+        let mut groups: Vec<String> = directory
+            .group_names_of_id(&member.id)
+            .into_iter()
+            .filter(|g| g != &before.display_name)
+            .collect();
+        if let (true, Some(a)) = (stays, after) {
+            groups.push(a.display_name.clone());
+        }
+        movers.push(effects::Mover {
+            principal: member.principal,
+            groups,
+        });
+    }
+    if movers.is_empty() {
+        return Ok(Effects::default());
+    }
+    effects::movers(app, &movers, &before.display_name, client, now).await
 }
 
 /// After `write` committed: bring this replica's directory, check index, token table and
 /// waiters up to date. `user` / `group` are the records as written (`None` when deleted).
 pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, group: Option<&ScimGroup>) {
-    let _ = (app, write, user, group);
+    let _ = (user, group);
+    let directory = app.directory();
+    let mut touched: HashSet<String> = HashSet::new();
+    match &write.change {
+        ScimChange::PutUser { user, .. } => {
+            if let Some(old) = directory.user(&user.id) {
+                touched.insert(old.principal);
+            }
+            directory.put_user(user);
+            touched.insert(user.principal.clone());
+            if !user.active {
+                // Blocked from now on by the directory itself.
+                directory.leaving_done(&user.principal);
+            }
+        }
+        ScimChange::DeleteUser { id, .. } => {
+            if let Some(principal) = directory.delete_user(id) {
+                directory.leaving_done(&principal);
+                touched.insert(principal);
+            }
+        }
+        ScimChange::PutGroup { group, members, .. } => {
+            let renamed = directory
+                .group_name(&group.id)
+                .is_some_and(|name| name != group.display_name);
+            let changed: Vec<String> = match members {
+                _ if renamed => directory.members_by_id(&group.id).into_iter().map(|u| u.id).collect(),
+                MemberChange::Keep => Vec::new(),
+                MemberChange::Edit { add, remove } => add.iter().chain(remove).cloned().collect(),
+                MemberChange::Set(list) => {
+                    let now: HashSet<&String> = list.iter().collect();
+                    let before: Vec<String> = directory.members_by_id(&group.id).into_iter().map(|u| u.id).collect();
+                    let had: HashSet<&String> = before.iter().collect();
+                    let mut changed: Vec<String> = before.iter().filter(|m| !now.contains(m)).cloned().collect();
+                    changed.extend(list.iter().filter(|m| !had.contains(m)).cloned());
+                    changed
+                }
+            };
+            // A group write changes no user's principal: read before or after alike.
+            touched.extend(changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal));
+            directory.put_group(group, members);
+        }
+        ScimChange::DeleteGroup { id, .. } => {
+            touched.extend(directory.members_by_id(id).into_iter().map(|u| u.principal));
+            directory.delete_group(id);
+        }
+    }
+    for (before, after) in &write.transitions {
+        app.track_committed(before, after);
+    }
+    app.authenticator()
+        .directory_changed(&app.policy(), &touched, &write.revoked_tokens);
+}
+
+/// The member ids group `group_id` has after `change`, from this replica's memory, sorted:
+/// what `group_change_effects` takes as `after.members`, without reading a large group's
+/// members from the store.
+pub fn members_after(app: &App, group_id: &str, change: &MemberChange) -> Vec<String> {
+    let mut members: Vec<String> = match change {
+        MemberChange::Set(list) => list.clone(),
+        MemberChange::Keep => app.directory().member_ids(group_id),
+        MemberChange::Edit { add, remove } => {
+            let remove: HashSet<&String> = remove.iter().collect();
+            let mut members: Vec<String> = app
+                .directory()
+                .member_ids(group_id)
+                .into_iter()
+                .filter(|m| !remove.contains(m))
+                .collect();
+            // Removed first, then added, as the directory in memory applies an edit.
+            members.extend(add.iter().cloned());
+            members
+        }
+    };
+    members.sort();
+    members.dedup();
+    members
 }
 
 /// Why `principal` cannot be the principal of SCIM user `own_id` (`None` on create): it
 /// names (case-insensitively) a `directory.toml` principal, an agent, another SCIM user, or
 /// falls in another OIDC issuer's names. `None` when it can.
 pub fn principal_problem(app: &App, principal: &str, own_id: Option<&str>) -> Option<String> {
-    let _ = (app, principal, own_id);
-    None
+    if let Some(problem) = jitgate_core::principal_name_problem(principal) {
+        return Some(format!(
+            "principal {:?} {problem}",
+            principal.escape_debug().to_string()
+        ));
+    }
+    let settings = app.scim_settings();
+    if let Some(prefix) = settings
+        .foreign_prefixes
+        .iter()
+        .find(|p| !p.is_empty() && starts_with_ignoring_case(principal, p))
+    {
+        return Some(format!(
+            "principal '{principal}' starts with '{prefix}', the prefix of another sign-in issuer's principals"
+        ));
+    }
+    let policy = app.policy();
+    if let Some(entry) = policy
+        .principals()
+        .find(|e| e.identity.principal.eq_ignore_ascii_case(principal))
+    {
+        return Some(format!(
+            "principal '{principal}' is taken: directory.toml names '{}', and directory.toml wins",
+            entry.identity.principal
+        ));
+    }
+    if let Some(agent) = app
+        .authenticator()
+        .api_tokens()
+        .iter()
+        .find(|t| t.on_behalf_of.is_some() && t.principal.eq_ignore_ascii_case(principal))
+    {
+        return Some(format!(
+            "principal '{principal}' is taken: '{}' is an agent acting for {}",
+            agent.principal,
+            agent.on_behalf_of.as_deref().unwrap_or_default()
+        ));
+    }
+    match app.directory().holder_of(principal) {
+        Some(holder) if Some(holder.as_str()) != own_id => Some(format!(
+            "principal '{principal}' is taken by another user of the directory"
+        )),
+        _ => None,
+    }
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// Why a SCIM group may not be called `name` (the roles jitgate reserves), or `None`.
 pub fn group_name_problem(name: &str) -> Option<String> {
-    let _ = name;
+    if jitgate_policy::is_reserved_group(name) {
+        return Some(format!(
+            "group '{name}' is one of jitgate's own roles ({}); its members come from directory.toml only",
+            jitgate_policy::RESERVED_GROUPS.join(", ")
+        ));
+    }
+    if let Some(problem) = jitgate_core::principal_name_problem(name) {
+        return Some(format!(
+            "group name {:?} {}",
+            name.escape_debug().to_string(),
+            problem.replace("principal names", "group names")
+        ));
+    }
+    if name.starts_with(jitgate_core::Step::PRINCIPAL_PREFIX) {
+        return Some(format!(
+            "group name '{name}': names starting with '{}' are reserved",
+            jitgate_core::Step::PRINCIPAL_PREFIX
+        ));
+    }
     None
+}
+
+/// Why `who` may not act now because the provisioned directory blocks them (or their
+/// person), or is ending their access: what filing and approving ask after they commit.
+pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
+    let policy = app.policy();
+    let directory = app.directory();
+    let of = |principal: &str| {
+        if policy.rules().principal(principal).is_some() {
+            return None;
+        }
+        directory.blocked_or_leaving(principal)
+    };
+    if let Some(blocked) = of(&who.principal) {
+        return Some(blocked.told(&who.principal));
+    }
+    let person = who.on_behalf_of.as_deref()?;
+    of(person).map(|blocked| blocked.told_agent(&who.principal, person))
+}
+
+/// Another replica changed user `id`: read it again, and end what raced its leaving here.
+pub(crate) async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
+    let directory = app.directory();
+    let mut touched = HashSet::new();
+    if let Some(old) = directory.user(id) {
+        touched.insert(old.principal);
+    }
+    // The principal now blocked, and since when (a deletion's moment is not kept).
+    let blocked = match app.store.scim_user(id).await? {
+        Some(user) => {
+            directory.put_user(&user);
+            touched.insert(user.principal.clone());
+            (!user.active).then_some((user.principal, Some(user.modified_at)))
+        }
+        None => directory.delete_user(id).map(|principal| (principal, None)),
+    };
+    app.authenticator().directory_changed(&app.policy(), &touched, &[]);
+    if let Some((principal, since)) = blocked {
+        effects::sweep(app, &principal, since).await?;
+    }
+    Ok(())
+}
+
+/// What a replica does on hearing that `principal` is blocked (deactivated at `since`, or
+/// deleted: `None`): end, as the system, what committed on any replica between the change's
+/// reads and its write — requests filed, approvals given, grants those approvals completed
+/// from `since` on — and tokens of theirs still live.
+pub async fn sweep_leaver(app: &App, principal: &str, since: Option<Timestamp>) -> Result<(), ServiceError> {
+    effects::sweep(app, principal, since).await
+}
+
+/// Another replica changed group `id`: read it again with its members.
+pub(crate) async fn refresh_group(app: &App, id: &str) -> Result<(), ServiceError> {
+    let directory = app.directory();
+    let mut touched: HashSet<String> = directory.members_by_id(id).into_iter().map(|u| u.principal).collect();
+    match app.store.scim_group(id).await? {
+        Some(group) => {
+            directory.put_group(&group, &MemberChange::Set(group.members.clone()));
+            touched.extend(directory.members_by_id(id).into_iter().map(|u| u.principal));
+        }
+        None => directory.delete_group(id),
+    }
+    app.authenticator().directory_changed(&app.policy(), &touched, &[]);
+    Ok(())
+}
+
+/// Undo what `who` committed while the directory was ending their access (a request filed,
+/// an approval given): `request` as it was saved. Conflicts are read again and retried.
+pub(crate) async fn undo_raced(app: &App, who: &Identity, request_id: &str, told: &str) -> Result<(), ServiceError> {
+    effects::undo_raced(app, who, request_id, told).await
 }
