@@ -3,13 +3,8 @@
 //! leavers and movers lose what the rules say, in the change's own write; what races a
 //! deactivation is undone; `directory.toml` wins; reactivation restores nothing.
 //!
-//! Each change goes as part P's orchestration sends it: `directory::*_change_effects`, one
-//! `Store::scim_write`, `directory::committed`. Until the store keeps a directory (part S),
-//! `scim_write` refuses, and `commit` below saves the same transitions, token revocations and
-//! events one by one instead (not atomically), so the rules are tested now; after the merge
-//! the same tests go through the real `scim_write`. The test that needs `scim_write` itself
-//! (the other replica hears the change) is marked `#[ignore]` until then: run it with
-//! `cargo test -p jitgate-service --test directory -- --include-ignored scim_write_`.
+//! Each change goes as the SCIM edge sends it: `directory::*_change_effects`, one
+//! `Store::scim_write`, `directory::committed`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -240,42 +235,9 @@ fn scim_event(kind: EventKind, subject: &str, comment: &str) -> NewEvent {
     }
 }
 
-/// Commit a provisioning write: one `scim_write`; on a store without a directory (before
-/// part S is merged), the transitions, token revocations and events one by one.
+/// Commit a provisioning write: one `scim_write`, the change and all it ends together.
 async fn commit(app: &App, write: &DirectoryWrite) -> Result<(), StoreError> {
-    match app.store.scim_write(write).await {
-        Err(StoreError::Refused(m)) if m.contains("does not keep a provisioned directory") => {}
-        other => return other,
-    }
-    let mut by_request: HashMap<String, Vec<NewEvent>> = HashMap::new();
-    let mut rest = Vec::new();
-    for e in &write.events {
-        match &e.request_id {
-            Some(id) => by_request.entry(id.clone()).or_default().push(e.clone()),
-            None if e.kind == EventKind::TokenRevoked => {}
-            None => rest.push(e.clone()),
-        }
-    }
-    for (before, after) in &write.transitions {
-        app.store
-            .save_transition(before, after, &by_request.remove(&before.id).unwrap_or_default())
-            .await?;
-    }
-    for token in &write.revoked_tokens {
-        let event = write
-            .events
-            .iter()
-            .find(|e| {
-                e.kind == EventKind::TokenRevoked
-                    && e.comment
-                        .as_deref()
-                        .is_some_and(|c| c.starts_with(&format!("token {}", token.id)))
-            })
-            .cloned()
-            .unwrap();
-        app.store.revoke_token(token, &event).await?;
-    }
-    app.store.append_events(&rest).await
+    app.store.scim_write(write).await
 }
 
 impl Bed {
@@ -1267,9 +1229,8 @@ async fn ten_thousand_users_in_a_thousand_groups_authenticate_from_memory() {
 }
 
 /// Two replicas on one PostgreSQL: a user provisioned and deactivated on A; B's check denies
-/// within a second, and B refuses the user's credentials. Needs `Store::scim_write` (part S).
+/// within a second, and B refuses the user's credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Store::scim_write (part S): run after the merge with --include-ignored scim_write_"]
 async fn scim_write_deactivation_reaches_the_other_replica_within_a_second() {
     let server = pg::Postgres::start();
     server.create_database("directory");

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
+use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
 use jitgate_core::{ApiToken, AuditEvent, Grant, NewEvent, Request, Timestamp};
 use jitgate_store::{AuditFilter, ChangeFeed, GrantFilter, RequestFilter, Result, SinkCursor, Store};
 use parking_lot::Mutex;
@@ -262,5 +263,40 @@ impl Store for Counting {
     async fn accept_history(&self) -> Result<Option<String>> {
         self.touched("accept_history");
         self.inner.accept_history().await
+    }
+
+    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
+        self.touched("scim_write");
+        self.inner.scim_write(write).await
+    }
+
+    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
+        self.touched("scim_user");
+        self.inner.scim_user(id).await
+    }
+
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
+        self.touched("scim_group");
+        self.inner.scim_group(id).await
+    }
+
+    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
+        self.touched("scim_users");
+        self.inner.scim_users(query).await
+    }
+
+    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
+        self.touched("scim_groups");
+        self.inner.scim_groups(query, members).await
+    }
+
+    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        self.touched("scim_groups_of");
+        self.inner.scim_groups_of(user_id).await
+    }
+
+    async fn scim_directory(&self) -> Result<ScimSnapshot> {
+        self.touched("scim_directory");
+        self.inner.scim_directory().await
     }
 }

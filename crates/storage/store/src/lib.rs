@@ -339,55 +339,27 @@ pub trait Store: Send + Sync + 'static {
     /// JSON escape. So is one longer than 1,024 bytes (2,048 once folded) where it is indexed
     /// (PostgreSQL cannot index much longer values; the document has no such bound). Each request may appear once in `transitions` (its `previous` is the
     /// stored version).
-    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
-        let _ = write;
-        Err(StoreError::Refused(
-            "this store does not keep a provisioned directory".into(),
-        ))
-    }
+    async fn scim_write(&self, write: &DirectoryWrite) -> Result<()>;
 
     /// A live user by SCIM id.
-    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
-        let _ = id;
-        Ok(None)
-    }
+    async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>>;
 
     /// A group by SCIM id, with its members.
-    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
-        let _ = id;
-        Ok(None)
-    }
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>>;
 
     /// A page of live users matching `query`, in creation order (`query.member` is for
     /// groups: not read here). `total` counts every match; `count` 0 asks for it alone.
-    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>> {
-        let _ = query;
-        Ok(ScimPage {
-            total: 0,
-            items: Vec::new(),
-        })
-    }
+    async fn scim_users(&self, query: &ScimQuery) -> Result<ScimPage<ScimUser>>;
 
     /// A page of groups matching `query`, in creation order; with their members or not
     /// (`query.user_name` is for users: not read here).
-    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>> {
-        let _ = (query, members);
-        Ok(ScimPage {
-            total: 0,
-            items: Vec::new(),
-        })
-    }
+    async fn scim_groups(&self, query: &ScimQuery, members: bool) -> Result<ScimPage<ScimGroup>>;
 
     /// The groups a live user is a member of, as (id, displayName), by name.
-    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
-        let _ = user_id;
-        Ok(Vec::new())
-    }
+    async fn scim_groups_of(&self, user_id: &str) -> Result<Vec<(String, String)>>;
 
     /// Everything provisioned, to build the in-memory directory from.
-    async fn scim_directory(&self) -> Result<ScimSnapshot> {
-        Ok(ScimSnapshot::default())
-    }
+    async fn scim_directory(&self) -> Result<ScimSnapshot>;
 
     /// Can writes commit now: reachable, writable, committing within the write bound, and
     /// the history the one this process has seen? `Err` says why not.
