@@ -124,9 +124,14 @@ fn check_principal(app: &App, principal: &str, own_id: Option<&str>) -> Result<(
         .iter()
         .find(|p| principal.len() >= p.len() && principal[..p.len()].eq_ignore_ascii_case(p))
     {
-        return Err(ScimError::uniqueness(format!(
-            "principal '{principal}' starts with '{prefix}', the prefix of another OIDC issuer's principals"
-        ))
+        return Err(ScimError::uniqueness(if prefix.is_empty() {
+            format!(
+                "principal '{principal}' could be the principal of an OIDC issuer without principal_prefix; \
+                 name that issuer in [scim] oidc_issuer or give it a prefix (docs/scim.md)"
+            )
+        } else {
+            format!("principal '{principal}' starts with '{prefix}', the prefix of another OIDC issuer's principals")
+        })
         .into());
     }
     match directory::principal_problem(app, principal, own_id) {
