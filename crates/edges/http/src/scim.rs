@@ -34,6 +34,7 @@ pub fn router() -> Router<Edge> {
         .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(one_schema))
+        .route("/.search", post(search_all))
         .route("/Users", get(list_users).post(create_user))
         .route("/Users/.search", post(search_users))
         .route(
@@ -425,6 +426,60 @@ async fn list_users_with(edge: &Edge, list: ListRequest, projection: Projection)
         resources.push(user_view(edge, user, &projection).await?);
     }
     Ok(ScimReply::ok(list_response(page.total, start, resources)))
+}
+
+/// POST /.search at the root (RFC 7644 3.4.3): users, then groups, as one list. A filter
+/// only one of them can answer (`userName eq`) searches that one.
+async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
+    let (list, projection) = search_params(&body)?;
+    let start = list.start_index.unwrap_or(1).max(1);
+    let count = list
+        .count
+        .unwrap_or(schema::DEFAULT_COUNT as i64)
+        .clamp(0, schema::MAX_RESULTS as i64);
+    let users = service::list_users(
+        &edge.app,
+        &ListRequest {
+            start_index: Some(start),
+            count: Some(count),
+            ..list.clone()
+        },
+    )
+    .await;
+    let user_total = users.as_ref().map_or(0, |(page, _)| page.total as i64);
+    let mut resources = Vec::new();
+    if let Ok((page, _)) = &users {
+        for user in &page.items {
+            resources.push(user_view(&edge, user, &projection).await?);
+        }
+    }
+    let remaining = count - resources.len() as i64;
+    let groups = service::list_groups(
+        &edge.app,
+        &ListRequest {
+            start_index: Some((start - user_total).max(1)),
+            count: Some(if start + resources.len() as i64 > user_total {
+                remaining
+            } else {
+                0
+            }),
+            ..list.clone()
+        },
+        projection.wants("members"),
+    )
+    .await;
+    let group_total = groups.as_ref().map_or(0, |(page, _)| page.total);
+    if let Ok((page, _)) = &groups {
+        resources.extend(page.items.iter().map(|g| group_view(&edge, g, &projection)));
+    }
+    if let (Err(e), Err(_)) = (&users, &groups) {
+        return Err(ScimRefusal(e.error()));
+    }
+    Ok(ScimReply::ok(list_response(
+        user_total as u64 + group_total,
+        start as u64,
+        resources,
+    )))
 }
 
 async fn list_users(State(edge): State<Edge>, _client: Provisioner, RawQuery(raw): RawQuery) -> Answer {

@@ -143,11 +143,12 @@ impl Authenticator {
         let table = self.scim_tokens.read();
         match table.lookup(token, now()) {
             Ok(principal) => Ok(principal.to_string()),
-            Err(TokenRefusal::Unknown) => Err(AuthFailure::new(
+            Err(TokenRefusal::Expired) => Err(AuthFailure::new("expired_token", "SCIM token has expired")),
+            // Unknown, or any refusal the API's table adds later: not a provisioning token.
+            Err(_) => Err(AuthFailure::new(
                 "unknown_scim_token",
                 "not a SCIM provisioning token (API tokens, OpenID tokens and sessions are refused on /scim/v2)",
             )),
-            Err(TokenRefusal::Expired) => Err(AuthFailure::new("expired_token", "SCIM token has expired")),
         }
     }
 

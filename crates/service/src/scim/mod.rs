@@ -145,18 +145,16 @@ fn user_record(
     app: &App,
     id: &str,
     before: Option<&ScimUser>,
-    mut doc: Map<String, Value>,
+    doc: Map<String, Value>,
     at: Timestamp,
 ) -> Result<ScimUser> {
     let fields = UserFields::of(&doc)?;
     let settings = app.scim_settings();
     let principal = fields.principal(&settings.principal_attribute, &settings.principal_prefix)?;
     check_principal(app, &principal, before.map(|b| b.id.as_str()))?;
-    // A write that does not say keeps the user as they are: only `active: true` reactivates.
+    // A write that does not say keeps the user as they are: only `active: true` reactivates
+    // a deactivated user (removing `active` does not).
     let active = fields.active.unwrap_or(before.is_none_or(|b| b.active));
-    if fields.active.is_none() && !active {
-        doc.insert("active".into(), false.into());
-    }
     Ok(ScimUser {
         id: id.to_string(),
         user_name: fields.user_name,

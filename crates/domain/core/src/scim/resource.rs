@@ -359,11 +359,6 @@ pub fn user_json(user: &ScimUser, groups: &[(String, String)], base: &str) -> Va
     }
     object.insert("schemas".into(), Value::Array(schemas));
     object.insert("id".into(), user.id.clone().into());
-    // The record is the truth on whether a user may act: a document that does not say is
-    // answered with the record's state when it is the exception.
-    if !object.contains_key("active") && !user.active {
-        object.insert("active".into(), false.into());
-    }
     if !groups.is_empty() {
         let list: Vec<Value> = groups
             .iter()
@@ -394,7 +389,7 @@ pub fn group_json(group: &ScimGroup, base: &str, with_members: bool) -> Value {
         let list: Vec<Value> = group
             .members
             .iter()
-            .map(|id| json!({"value": id, "$ref": format!("{base}/Users/{id}")}))
+            .map(|id| json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"}))
             .collect();
         object.insert("members".into(), Value::Array(list));
     }
@@ -609,7 +604,10 @@ mod tests {
             modified_at: at(0),
         };
         let mut out = group_json(&group, "b", true);
-        assert_eq!(out["members"], json!([{"value": "u1", "$ref": "b/Users/u1"}]));
+        assert_eq!(
+            out["members"],
+            json!([{"value": "u1", "$ref": "b/Users/u1", "type": "User"}])
+        );
         project(&mut out, &[], &attribute_list("members"));
         assert!(out.get("members").is_none());
         assert_eq!(out["displayName"], "sre");
