@@ -90,6 +90,16 @@ fn clean_single(attr: &Attr, value: &Value, path: &str) -> Result<Option<Value>,
         _ if value.is_null() => None,
         Type::String | Type::Reference => Some(Value::String(clean_string(value, path)?)),
         Type::Boolean => Some(Value::Bool(clean_bool(value, path)?)),
+        // Entra sends the manager as its id alone (`"value": "ID"`, not `{"value": "ID"}`):
+        // a string given for a complex attribute is its `value`.
+        Type::Complex if value.is_string() && schema::find(attr.sub, "value").is_some() => {
+            let mut object = Map::new();
+            object.insert(
+                "value".into(),
+                Value::String(clean_string(value, &format!("{path}.value"))?),
+            );
+            Some(Value::Object(object))
+        }
         Type::Complex => {
             let object = value
                 .as_object()
@@ -636,6 +646,14 @@ mod tests {
             json!({"id": "1", "userName": "a", "displayName": "A", "name": {"givenName": "g", "familyName": "f"}});
         project(&mut v, &[], &attribute_list("displayName,name.familyName,id"));
         assert_eq!(v, json!({"id": "1", "userName": "a", "name": {"givenName": "g"}}));
+    }
+
+    #[test]
+    fn a_string_for_a_complex_attribute_is_its_value_as_entra_sends_the_manager() {
+        let doc = clean_user(&json!({"userName": "a", ENTERPRISE_USER: {"manager": "u-boss"}})).unwrap();
+        assert_eq!(doc[ENTERPRISE_USER]["manager"], json!({"value": "u-boss"}));
+        assert_eq!(UserFields::of(&doc).unwrap().manager_id.as_deref(), Some("u-boss"));
+        assert!(clean_user(&json!({"userName": "a", "name": "Alice"})).is_err());
     }
 
     #[test]
