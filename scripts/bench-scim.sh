@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SCIM provisioning at scale (issue #25): a release server on loopback with the quickstart, a
-# provisioning token, then scripts/scim/load.py provisions USERS users and GROUPS groups
+# provisioning token, then scripts/scim/load.py provisions SCIM_USERS users and SCIM_GROUPS groups
 # through /scim/v2 and measures list pages of 100 and userName lookups.
-#   USERS=10000 GROUPS=1000 MEMBERS=10 CONCURRENCY=8 scripts/bench-scim.sh
+#   SCIM_USERS=10000 SCIM_GROUPS=1000 SCIM_MEMBERS=10 CONCURRENCY=8 scripts/bench-scim.sh
+# (not GROUPS: bash keeps that name for the caller's group ids)
 # DATABASE=postgres://... measures on PostgreSQL instead of a fresh SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."

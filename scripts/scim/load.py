@@ -1,5 +1,5 @@
-"""The SCIM load generator of scripts/bench-scim.sh: provisions USERS users and GROUPS groups
-(MEMBERS members each, chosen at random among the users) through /scim/v2 with CONCURRENCY
+"""The SCIM load generator of scripts/bench-scim.sh: provisions SCIM_USERS users and SCIM_GROUPS groups
+(SCIM_MEMBERS members each, chosen at random among the users) through /scim/v2 with CONCURRENCY
 connections, as an identity provider's first push does, then measures list pages of 100
 (users, and groups without members) and `userName eq` lookups. Standard library only.
 
@@ -17,9 +17,9 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-USERS = int(os.environ.get("USERS", "10000"))
-GROUPS = int(os.environ.get("GROUPS", "1000"))
-MEMBERS = int(os.environ.get("MEMBERS", "10"))
+USERS = int(os.environ.get("SCIM_USERS", "10000"))
+GROUPS = int(os.environ.get("SCIM_GROUPS", "1000"))
+MEMBERS = int(os.environ.get("SCIM_MEMBERS", "10"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
 PAGES = int(os.environ.get("PAGES", "200"))
 
@@ -96,6 +96,8 @@ def main():
         ("GET /Users page of 100", lambda i: f"/Users?startIndex={1 + (i * 100) % max(1, USERS - 100)}&count=100"),
         ("GET /Groups page of 100 (excludedAttributes=members)",
          lambda i: f"/Groups?startIndex={1 + (i * 100) % max(1, GROUPS - 100)}&count=100&excludedAttributes=members"),
+        ("GET /Groups page of 100 with their members",
+         lambda i: f"/Groups?startIndex={1 + (i * 100) % max(1, GROUPS - 100)}&count=100"),
         ("GET /Users?filter=userName eq", lambda i: "/Users?filter=" + urllib.parse.quote(
             f'userName eq "user{(i * 37) % USERS:05d}@example.com"')),
     ]:

@@ -26,6 +26,58 @@ pub const MAX_SCIM_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Where docs/scim.md is published, for `documentationUri`.
 const DOCUMENTATION: &str = "https://github.com/jitgate/jitgate/blob/main/docs/scim.md";
 
+/// Any SCIM resource or message (RFC 7643, RFC 7644): a User, a Group, a ListResponse, a
+/// schema, a resource type, the ServiceProviderConfig. See docs/scim.md for what jitgate keeps.
+pub struct ScimDocument(pub Value);
+
+impl utoipa::PartialSchema for ScimDocument {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("a SCIM resource or message (RFC 7643, RFC 7644)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ScimDocument {}
+
+/// SCIM's error body (RFC 7644 3.12).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ScimErrorBody {
+    /// `["urn:ietf:params:scim:api:messages:2.0:Error"]`.
+    pub schemas: Vec<String>,
+    /// The HTTP status, as a string.
+    pub status: String,
+    /// `invalidFilter`, `invalidValue`, `invalidSyntax`, `invalidPath`, `noTarget`,
+    /// `mutability`, `uniqueness`, `tooMany` or `tooLarge`, where RFC 7644 names one.
+    #[serde(rename = "scimType", skip_serializing_if = "Option::is_none")]
+    pub scim_type: Option<String>,
+    /// What was wrong and how to fix it.
+    pub detail: String,
+}
+
+/// The query of a list (RFC 7644 3.4.2); `attributes` and `excludedAttributes` also apply to
+/// single resources.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `query_params`; this type only describes it.
+pub struct ScimListQuery {
+    /// `ATTR eq "VALUE"` joined with `and`: userName, externalId, id (users); displayName,
+    /// externalId, id, members (groups). Anything else is 400 invalidFilter.
+    filter: Option<String>,
+    /// 1-based; below 1 is 1.
+    #[serde(rename = "startIndex")]
+    start_index: Option<i64>,
+    /// Items per page: default 100, at most 200.
+    count: Option<i64>,
+    /// Comma-separated attributes to answer (besides id, schemas, meta).
+    attributes: Option<String>,
+    /// Comma-separated attributes to leave out (`members`).
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
 /// The SCIM routes, to nest under `/scim/v2`.
 pub fn router() -> Router<Edge> {
     Router::new()
@@ -365,16 +417,19 @@ fn list_response(total: u64, start: u64, resources: Vec<Value>) -> Value {
     })
 }
 
-async fn service_provider_config(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
+#[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", responses((status = 200, description = "what this provider supports: patch, filter (maxResults 200), ETags; not bulk, sort or changePassword", content_type = "application/scim+json", body = ScimDocument), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn service_provider_config(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
     ScimReply::ok(schema::service_provider_config(&base(&edge), DOCUMENTATION))
 }
 
-async fn resource_types(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
+#[utoipa::path(get, path = "/scim/v2/ResourceTypes", responses((status = 200, description = "a ListResponse of the User and Group resource types", content_type = "application/scim+json", body = ScimDocument), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn resource_types(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
     let all = schema::resource_types(&base(&edge));
     ScimReply::ok(list_response(all.len() as u64, 1, all))
 }
 
-async fn resource_type(
+#[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", params(("id" = String, Path)), responses((status = 200, description = "the resource type", content_type = "application/scim+json", body = ScimDocument), (status = 404, description = "neither User nor Group", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn resource_type(
     State(edge): State<Edge>,
     _client: Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -386,12 +441,14 @@ async fn resource_type(
         .ok_or_else(|| ScimError::not_found(format!("no resource type {id}; there are User and Group")).into())
 }
 
-async fn schemas(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
+#[utoipa::path(get, path = "/scim/v2/Schemas", responses((status = 200, description = "a ListResponse of the User, EnterpriseUser and Group schemas", content_type = "application/scim+json", body = ScimDocument), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn schemas(State(edge): State<Edge>, _client: Provisioner) -> ScimReply {
     let all = schema::schemas(&base(&edge));
     ScimReply::ok(list_response(all.len() as u64, 1, all))
 }
 
-async fn one_schema(
+#[utoipa::path(get, path = "/scim/v2/Schemas/{id}", params(("id" = String, Path)), responses((status = 200, description = "the schema", content_type = "application/scim+json", body = ScimDocument), (status = 404, description = "no such schema", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn one_schema(
     State(edge): State<Edge>,
     _client: Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -408,9 +465,28 @@ async fn user_view(edge: &Edge, user: &ScimUser, projection: &Projection) -> Res
     } else {
         Vec::new()
     };
-    let mut view = rep::user_json(user, &groups, &base(edge));
+    Ok(user_with(edge, user, &groups, projection))
+}
+
+fn user_with(edge: &Edge, user: &ScimUser, groups: &[(String, String)], projection: &Projection) -> Value {
+    let mut view = rep::user_json(user, groups, &base(edge));
     projection.apply(&mut view);
-    Ok(view)
+    view
+}
+
+/// Users as answered in a list, their groups read together.
+async fn user_views(edge: &Edge, users: &[ScimUser], projection: &Projection) -> Result<Vec<Value>, ScimRefusal> {
+    let groups = if projection.wants("groups") {
+        let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        service::groups_of_each(&edge.app, &ids).await?
+    } else {
+        vec![Vec::new(); users.len()]
+    };
+    Ok(users
+        .iter()
+        .zip(&groups)
+        .map(|(user, groups)| user_with(edge, user, groups, projection))
+        .collect())
 }
 
 fn group_view(edge: &Edge, group: &ScimGroup, projection: &Projection) -> Value {
@@ -421,16 +497,14 @@ fn group_view(edge: &Edge, group: &ScimGroup, projection: &Projection) -> Value 
 
 async fn list_users_with(edge: &Edge, list: ListRequest, projection: Projection) -> Answer {
     let (page, start) = service::list_users(&edge.app, &list).await?;
-    let mut resources = Vec::with_capacity(page.items.len());
-    for user in &page.items {
-        resources.push(user_view(edge, user, &projection).await?);
-    }
+    let resources = user_views(edge, &page.items, &projection).await?;
     Ok(ScimReply::ok(list_response(page.total, start, resources)))
 }
 
 /// POST /.search at the root (RFC 7644 3.4.3): users, then groups, as one list. A filter
 /// only one of them can answer (`userName eq`) searches that one.
-async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
+#[utoipa::path(post, path = "/scim/v2/.search", request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "a ListResponse of users then groups", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "a filter neither supports, or a SearchRequest that is not one", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
     let (list, projection) = search_params(&body)?;
     let start = list.start_index.unwrap_or(1).max(1);
     let count = list
@@ -447,11 +521,9 @@ async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody(bod
     )
     .await;
     let user_total = users.as_ref().map_or(0, |(page, _)| page.total as i64);
-    let mut resources = Vec::new();
+    let mut resources: Vec<Value> = Vec::new();
     if let Ok((page, _)) = &users {
-        for user in &page.items {
-            resources.push(user_view(&edge, user, &projection).await?);
-        }
+        resources = user_views(&edge, &page.items, &projection).await?;
     }
     let remaining = count - resources.len() as i64;
     let groups = service::list_groups(
@@ -482,17 +554,20 @@ async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody(bod
     )))
 }
 
-async fn list_users(State(edge): State<Edge>, _client: Provisioner, RawQuery(raw): RawQuery) -> Answer {
+#[utoipa::path(get, path = "/scim/v2/Users", params(ScimListQuery), responses((status = 200, description = "a ListResponse of users", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidFilter, or a parameter that is not a number", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn list_users(State(edge): State<Edge>, _client: Provisioner, RawQuery(raw): RawQuery) -> Answer {
     let (list, projection) = query_params(raw.as_deref())?;
     list_users_with(&edge, list, projection).await
 }
 
-async fn search_users(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
+#[utoipa::path(post, path = "/scim/v2/Users/.search", request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "a ListResponse of users", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidFilter or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn search_users(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
     let (list, projection) = search_params(&body)?;
     list_users_with(&edge, list, projection).await
 }
 
-async fn get_user(
+#[utoipa::path(get, path = "/scim/v2/Users/{id}", params(("id" = String, Path), ScimListQuery), responses((status = 200, description = "the user, with ETag", content_type = "application/scim+json", body = ScimDocument), (status = 404, description = "no such user", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn get_user(
     State(edge): State<Edge>,
     _client: Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -506,7 +581,8 @@ async fn get_user(
     ))
 }
 
-async fn create_user(
+#[utoipa::path(post, path = "/scim/v2/Users", params(ScimListQuery), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 201, description = "the user as created, with Location and ETag", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue (a userName that cannot name a principal, say) or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness: the userName, or the principal, is taken", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn create_user(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     RawQuery(raw): RawQuery,
@@ -520,7 +596,8 @@ async fn create_user(
     ))
 }
 
-async fn replace_user(
+#[utoipa::path(put, path = "/scim/v2/Users/{id}", params(("id" = String, Path), ScimListQuery, ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "the user as replaced, with ETag", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 404, description = "no such user", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn replace_user(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -536,7 +613,8 @@ async fn replace_user(
     ))
 }
 
-async fn patch_user(
+#[utoipa::path(patch, path = "/scim/v2/Users/{id}", params(("id" = String, Path), ScimListQuery, ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "the user as patched, with ETag", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue, invalidPath, invalidFilter, noTarget, mutability, invalidSyntax or tooMany", content_type = "application/scim+json", body = ScimErrorBody), (status = 404, description = "no such user", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn patch_user(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -552,7 +630,8 @@ async fn patch_user(
     ))
 }
 
-async fn delete_user(
+#[utoipa::path(delete, path = "/scim/v2/Users/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), responses((status = 204, description = "deleted: every grant, pending request, approval and token of the user ended with it"), (status = 404, description = "no such user", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn delete_user(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -568,17 +647,20 @@ async fn list_groups_with(edge: &Edge, list: ListRequest, projection: Projection
     Ok(ScimReply::ok(list_response(page.total, start, resources)))
 }
 
-async fn list_groups(State(edge): State<Edge>, _client: Provisioner, RawQuery(raw): RawQuery) -> Answer {
+#[utoipa::path(get, path = "/scim/v2/Groups", params(ScimListQuery), responses((status = 200, description = "a ListResponse of groups", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidFilter, or a parameter that is not a number", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn list_groups(State(edge): State<Edge>, _client: Provisioner, RawQuery(raw): RawQuery) -> Answer {
     let (list, projection) = query_params(raw.as_deref())?;
     list_groups_with(&edge, list, projection).await
 }
 
-async fn search_groups(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
+#[utoipa::path(post, path = "/scim/v2/Groups/.search", request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "a ListResponse of groups", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidFilter or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn search_groups(State(edge): State<Edge>, _client: Provisioner, ScimBody(body): ScimBody) -> Answer {
     let (list, projection) = search_params(&body)?;
     list_groups_with(&edge, list, projection).await
 }
 
-async fn get_group(
+#[utoipa::path(get, path = "/scim/v2/Groups/{id}", params(("id" = String, Path), ScimListQuery), responses((status = 200, description = "the group, with ETag", content_type = "application/scim+json", body = ScimDocument), (status = 404, description = "no such group", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn get_group(
     State(edge): State<Edge>,
     _client: Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -592,7 +674,8 @@ async fn get_group(
     ))
 }
 
-async fn create_group(
+#[utoipa::path(post, path = "/scim/v2/Groups", params(ScimListQuery), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 201, description = "the group as created, with Location and ETag", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue (a reserved name, a member that is no user) or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness: the name is taken", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn create_group(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     RawQuery(raw): RawQuery,
@@ -606,7 +689,8 @@ async fn create_group(
     ))
 }
 
-async fn replace_group(
+#[utoipa::path(put, path = "/scim/v2/Groups/{id}", params(("id" = String, Path), ScimListQuery, ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "the group as replaced", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue or invalidSyntax", content_type = "application/scim+json", body = ScimErrorBody), (status = 404, description = "no such group", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn replace_group(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -622,7 +706,8 @@ async fn replace_group(
     ))
 }
 
-async fn patch_group(
+#[utoipa::path(patch, path = "/scim/v2/Groups/{id}", params(("id" = String, Path), ScimListQuery, ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), request_body(content = ScimDocument, content_type = "application/scim+json"), responses((status = 200, description = "the group as patched", content_type = "application/scim+json", body = ScimDocument), (status = 400, description = "invalidValue, invalidPath, invalidFilter, noTarget, mutability, invalidSyntax or tooMany", content_type = "application/scim+json", body = ScimErrorBody), (status = 404, description = "no such group", content_type = "application/scim+json", body = ScimErrorBody), (status = 409, description = "uniqueness", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody), (status = 413, description = "the body is larger than 2 MiB (tooLarge)", content_type = "application/scim+json", body = ScimErrorBody), (status = 415, description = "a body sent as anything but application/scim+json or application/json", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn patch_group(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -638,7 +723,8 @@ async fn patch_group(
     ))
 }
 
-async fn delete_group(
+#[utoipa::path(delete, path = "/scim/v2/Groups/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag the client last saw; another version is 412")), responses((status = 204, description = "deleted"), (status = 404, description = "no such group", content_type = "application/scim+json", body = ScimErrorBody), (status = 412, description = "If-Match names another version", content_type = "application/scim+json", body = ScimErrorBody), (status = 401, description = "no SCIM provisioning token (API tokens, OpenID tokens and sessions are refused here)", content_type = "application/scim+json", body = ScimErrorBody)), security(("scim" = [])), tag = "scim")]
+pub async fn delete_group(
     State(edge): State<Edge>,
     Provisioner(client): Provisioner,
     axum::extract::Path(id): axum::extract::Path<String>,

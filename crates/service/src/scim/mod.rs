@@ -170,22 +170,70 @@ fn user_record(
     })
 }
 
-fn user_event(client: &ScimClient, before: Option<&ScimUser>, after: Option<&ScimUser>, at: Timestamp) -> NewEvent {
-    let (kind, subject, id) = match (before, after) {
-        (None, Some(a)) => (EventKind::ScimUserCreated, &a.principal, &a.id),
-        (Some(b), None) => (EventKind::ScimUserDeleted, &b.principal, &b.id),
-        (Some(b), Some(a)) if b.active && !a.active => (EventKind::ScimUserDeactivated, &a.principal, &a.id),
-        (Some(b), Some(a)) if !b.active && a.active => (EventKind::ScimUserReactivated, &a.principal, &a.id),
-        (_, Some(a)) => (EventKind::ScimUserUpdated, &a.principal, &a.id),
-        (None, None) => unreachable_event(),
+/// What a write did to a record, for its audit event.
+enum Step<'a, T> {
+    Created(&'a T),
+    Changed(&'a T, &'a T),
+    Deleted(&'a T),
+}
+
+// By hand: a derive would ask `T: Copy` of the records the references point to.
+impl<T> Clone for Step<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Step<'_, T> {}
+
+impl<'a, T> Step<'a, T> {
+    fn of(before: Option<&'a T>, after: &'a Option<T>) -> Option<Self> {
+        match (before, after.as_ref()) {
+            (None, Some(a)) => Some(Step::Created(a)),
+            (Some(b), Some(a)) => Some(Step::Changed(b, a)),
+            (Some(b), None) => Some(Step::Deleted(b)),
+            (None, None) => None,
+        }
+    }
+
+    fn before(self) -> Option<&'a T> {
+        match self {
+            Step::Created(_) => None,
+            Step::Changed(b, _) | Step::Deleted(b) => Some(b),
+        }
+    }
+
+    fn after(self) -> Option<&'a T> {
+        match self {
+            Step::Deleted(_) => None,
+            Step::Created(a) | Step::Changed(_, a) => Some(a),
+        }
+    }
+
+    /// The record as it is now, or as it was when deleted.
+    fn record(self) -> &'a T {
+        match self {
+            Step::Created(r) | Step::Changed(_, r) | Step::Deleted(r) => r,
+        }
+    }
+}
+
+fn user_event(client: &ScimClient, step: Step<'_, ScimUser>, at: Timestamp) -> NewEvent {
+    let user = step.record();
+    let kind = match step {
+        Step::Created(_) => EventKind::ScimUserCreated,
+        Step::Deleted(_) => EventKind::ScimUserDeleted,
+        Step::Changed(b, a) if b.active && !a.active => EventKind::ScimUserDeactivated,
+        Step::Changed(b, a) if !b.active && a.active => EventKind::ScimUserReactivated,
+        Step::Changed(..) => EventKind::ScimUserUpdated,
     };
     let mut parts = Vec::new();
-    match (before, after) {
-        (None, Some(a)) => {
+    match step {
+        Step::Created(a) => {
             parts.push(format!("userName {}", a.user_name));
             parts.push(format!("active {}", a.active));
         }
-        (Some(b), Some(a)) => {
+        Step::Changed(b, a) => {
             if b.user_name != a.user_name {
                 parts.push(format!("userName {} -> {}", b.user_name, a.user_name));
             }
@@ -208,26 +256,19 @@ fn user_event(client: &ScimClient, before: Option<&ScimUser>, after: Option<&Sci
                 parts.push("attributes".into());
             }
         }
-        (Some(b), None) => parts.push(format!("userName {}", b.user_name)),
-        (None, None) => {}
+        Step::Deleted(b) => parts.push(format!("userName {}", b.user_name)),
     }
     NewEvent {
         kind,
         at,
         actor: client.principal.clone(),
-        subject: subject.clone(),
+        subject: user.principal.clone(),
         request_id: None,
         grant_id: None,
-        resource: format!("scim:Users/{id}"),
+        resource: format!("scim:Users/{}", user.id),
         action: kind.as_str().trim_start_matches("scim.").to_string(),
         comment: Some(format!("{} (by {})", parts.join("; "), client.principal)),
     }
-}
-
-/// No write changes nothing into nothing; kept total rather than panicking.
-fn unreachable_event() -> (EventKind, &'static String, &'static String) {
-    static EMPTY: String = String::new();
-    (EventKind::ScimUserUpdated, &EMPTY, &EMPTY)
 }
 
 /// Commit a user write computed by `compute` from the record as read, again on `Conflict`.
@@ -264,7 +305,8 @@ where
                 expected_version: before.version,
             },
         };
-        let mut events = vec![user_event(client, Some(&before), after.as_ref(), at)];
+        let step = Step::of(Some(&before), &after).unwrap_or(Step::Deleted(&before));
+        let mut events = vec![user_event(client, step, at)];
         events.extend(effects.events);
         let write = DirectoryWrite {
             change,
@@ -303,7 +345,7 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
         let at = now();
         let user = user_record(app, &new_id(), None, doc.clone(), at)?;
         let effects = directory::user_change_effects(app, None, Some(&user), &client.principal, at).await?;
-        let mut events = vec![user_event(client, None, Some(&user), at)];
+        let mut events = vec![user_event(client, Step::Created(&user), at)];
         events.extend(effects.events);
         let write = DirectoryWrite {
             change: ScimChange::PutUser {
@@ -382,6 +424,13 @@ pub async fn user(app: &App, id: &str) -> Result<ScimUser> {
 /// The groups a user is in, as (id, name).
 pub async fn groups_of(app: &App, user_id: &str) -> Result<Vec<(String, String)>> {
     Ok(app.store.scim_groups_of(user_id).await?)
+}
+
+/// The groups of each of `user_ids`, as (id, name), asked of the store at once rather than
+/// one after another: a page of 100 users reads 100 memberships.
+pub async fn groups_of_each(app: &App, user_ids: &[&str]) -> Result<Vec<Vec<(String, String)>>> {
+    let reads = user_ids.iter().map(|id| app.store.scim_groups_of(id));
+    Ok(futures_util::future::try_join_all(reads).await?)
 }
 
 /// GET /Users, POST /Users/.search.
@@ -505,28 +554,24 @@ async fn member_names(app: &App, ids: &[String]) -> String {
     text
 }
 
-async fn group_event(
-    app: &App,
-    client: &ScimClient,
-    before: Option<&ScimGroup>,
-    after: Option<&ScimGroup>,
-    at: Timestamp,
-) -> NewEvent {
-    let (kind, group) = match (before, after) {
-        (None, Some(a)) => (EventKind::ScimGroupCreated, a),
-        (Some(b), None) => (EventKind::ScimGroupDeleted, b),
-        (_, Some(a)) => (EventKind::ScimGroupUpdated, a),
-        (None, None) => (EventKind::ScimGroupUpdated, &EMPTY_GROUP),
+async fn group_event(app: &App, client: &ScimClient, step: Step<'_, ScimGroup>, at: Timestamp) -> NewEvent {
+    let group = step.record();
+    let kind = match step {
+        Step::Created(_) => EventKind::ScimGroupCreated,
+        Step::Deleted(_) => EventKind::ScimGroupDeleted,
+        Step::Changed(..) => EventKind::ScimGroupUpdated,
     };
     let mut parts = Vec::new();
-    if before.map(|b| &b.display_name) != after.map(|a| &a.display_name) {
-        match (before, after) {
-            (Some(b), Some(a)) => parts.push(format!("displayName {} -> {}", b.display_name, a.display_name)),
-            (_, _) => parts.push(format!("displayName {}", group.display_name)),
+    match step {
+        Step::Changed(b, a) if b.display_name != a.display_name => {
+            parts.push(format!("displayName {} -> {}", b.display_name, a.display_name));
         }
+        Step::Created(g) | Step::Deleted(g) => parts.push(format!("displayName {}", g.display_name)),
+        Step::Changed(..) => {}
     }
-    let old: std::collections::BTreeSet<&String> = before.map(|b| b.members.iter().collect()).unwrap_or_default();
-    let new: std::collections::BTreeSet<&String> = after.map(|a| a.members.iter().collect()).unwrap_or_default();
+    let old: std::collections::BTreeSet<&String> =
+        step.before().map(|b| b.members.iter().collect()).unwrap_or_default();
+    let new: std::collections::BTreeSet<&String> = step.after().map(|a| a.members.iter().collect()).unwrap_or_default();
     let joined: Vec<String> = new.difference(&old).map(|s| (*s).clone()).collect();
     let left: Vec<String> = old.difference(&new).map(|s| (*s).clone()).collect();
     if !joined.is_empty() {
@@ -551,17 +596,6 @@ async fn group_event(
     }
 }
 
-static EMPTY_GROUP: ScimGroup = ScimGroup {
-    id: String::new(),
-    display_name: String::new(),
-    external_id: None,
-    doc: Value::Null,
-    members: Vec::new(),
-    version: 0,
-    created_at: chrono::DateTime::UNIX_EPOCH,
-    modified_at: chrono::DateTime::UNIX_EPOCH,
-};
-
 /// POST /Groups.
 pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Result<ScimGroup> {
     let (doc, members) = rep::clean_group(body)?;
@@ -571,7 +605,7 @@ pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Resul
         let change = MemberChange::Set(members.clone());
         let group = group_record(&new_id(), None, doc.clone(), members_after(&[], &change), at)?;
         let effects = directory::group_change_effects(app, None, Some(&group), &client.principal, at).await?;
-        let mut events = vec![group_event(app, client, None, Some(&group), at).await];
+        let mut events = vec![group_event(app, client, Step::Created(&group), at).await];
         events.extend(effects.events);
         let write = DirectoryWrite {
             change: ScimChange::PutGroup {
@@ -635,7 +669,8 @@ where
                 expected_version: before.version,
             },
         };
-        let mut events = vec![group_event(app, client, Some(&before), after.as_ref(), at).await];
+        let step = Step::of(Some(&before), &after).unwrap_or(Step::Deleted(&before));
+        let mut events = vec![group_event(app, client, step, at).await];
         events.extend(effects.events);
         let write = DirectoryWrite {
             change,
