@@ -52,7 +52,7 @@ impl<'a> Lexer<'a> {
         self.skip_space();
         let end = self
             .rest
-            .find(|c: char| c == ' ' || c == '"' || c == '[' || c == ']' || c == '(' || c == ')')
+            .find([' ', '"', '[', ']', '(', ')'])
             .unwrap_or(self.rest.len());
         if end == 0 {
             return None;

@@ -195,9 +195,12 @@ pub fn clean_user(input: &Value) -> Result<Map<String, Value>, ScimError> {
     Ok(doc)
 }
 
+/// A kept document: the published attributes as the client wrote them.
+pub type Doc = Map<String, Value>;
+
 /// A group's JSON as a client wrote it: the document kept (`displayName`, `externalId`) and
 /// the member ids, if `members` was given.
-pub fn clean_group(input: &Value) -> Result<(Map<String, Value>, Option<Vec<String>>), ScimError> {
+pub fn clean_group(input: &Value) -> Result<(Doc, Option<Vec<String>>), ScimError> {
     let object = input
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the body must be a JSON object"))?;
