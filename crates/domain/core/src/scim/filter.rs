@@ -151,6 +151,16 @@ pub fn parse(text: &str, resource: Resource) -> Result<Filter, ScimError> {
         let value = lexer
             .string()
             .ok_or_else(|| refuse(resource, format!("'{path} eq' is not followed by a quoted string")))?;
+        // Escapes may spell what the raw text may not hold: a NUL reaches no store.
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Err(refuse(
+                resource,
+                format!(
+                    "the value of '{path}' holds the control character U+{:04X}",
+                    u32::from(c)
+                ),
+            ));
+        }
         if bracketed && !lexer.eat(']') {
             return Err(refuse(resource, "a '[' is not closed"));
         }
@@ -264,6 +274,8 @@ mod tests {
             r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
             "",
             "userName eq \"a\u{0}\"",
+            r#"userName eq "a\u0000""#,
+            r#"externalId eq "\u001b[31m""#,
         ] {
             let e = user(text).unwrap_err();
             assert_eq!(e.status, 400, "{text}");

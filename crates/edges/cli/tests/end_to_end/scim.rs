@@ -6,6 +6,7 @@
 //! Every test needs the store's SCIM tables (branch scim-store); `the_bar_*` and the
 //! collision tests also need the directory (branch scim-directory): see each test.
 
+use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -67,7 +68,15 @@ impl Scim {
     }
 
     fn start_with(config: Option<&str>) -> Scim {
-        let s = Server::start_with(&quickstart(), config);
+        Self::provisioning(Server::start_with(&quickstart(), config))
+    }
+
+    /// On the PostgreSQL database `url` names.
+    fn start_on(url: &str) -> Scim {
+        Self::provisioning(Server::start_on(&quickstart(), None, Some(url)))
+    }
+
+    fn provisioning(s: Server) -> Scim {
         let (code, out, err) = s.cli(
             "demo-admin",
             &[
@@ -183,7 +192,53 @@ fn member_ids(group: &Value) -> Vec<String> {
 /// really ran for both resource types. Needs: scim-store.
 #[test]
 fn scim2_tester_reports_no_failures() {
-    let bed = Scim::start();
+    scim2_tester_passes(&Scim::start());
+}
+
+/// The same on PostgreSQL, and NUL bytes in every string refused before they reach it (a NUL
+/// cannot be stored in a PostgreSQL text column). Needs: scim-store.
+#[test]
+fn on_postgresql_scim2_tester_passes_and_nul_bytes_are_refused() {
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let bed = Scim::start_on(&pg.url("postgres", SUPERUSER_PASSWORD, "jitgate"));
+    scim2_tester_passes(&bed);
+    nul_bytes_are_refused(&bed);
+    let user = bed.create_user(json!({"userName": "pg-user", "displayName": "Zoë \"quoted\" ünïcode"}));
+    let read = bed.ok("GET", &format!("/Users/{}", user["id"].as_str().unwrap()), None);
+    assert_eq!(read["displayName"], "Zoë \"quoted\" ünïcode");
+}
+
+fn nul_bytes_are_refused(bed: &Scim) {
+    bed.call("POST", "/Users", Some(json!({"userName": "nul\u{0}name"})))
+        .assert_error(400, Some("invalidValue"));
+    for field in ["displayName", "externalId"] {
+        let mut body = json!({"userName": "ok-user"});
+        body[field] = json!("a\u{0}b");
+        bed.call("POST", "/Users", Some(body))
+            .assert_error(400, Some("invalidValue"));
+    }
+    let mut body = json!({"userName": "ok-user"});
+    body[ENTERPRISE] = json!({"employeeNumber": "7\u{0}"});
+    bed.call("POST", "/Users", Some(body))
+        .assert_error(400, Some("invalidValue"));
+    bed.call("POST", "/Groups", Some(json!({"displayName": "g\u{0}"})))
+        .assert_error(400, Some("invalidValue"));
+    bed.call(
+        "POST",
+        "/Groups",
+        Some(json!({"displayName": "g", "members": [{"value": "u\u{0}"}]})),
+    )
+    .assert_error(400, Some("invalidValue"));
+    bed.call(
+        "GET",
+        &format!("/Users?filter={}", url_filter("userName eq \"a\\u0000\"")),
+        None,
+    )
+    .assert_error(400, Some("invalidFilter"));
+}
+
+fn scim2_tester_passes(bed: &Scim) {
     let out = Command::new(repo().join("scripts/scim.sh"))
         .args(["check", &format!("{}/scim/v2", bed.s.url), &bed.token])
         .output()
