@@ -36,8 +36,10 @@ pub struct ScimSettings {
     pub foreign_prefixes: Vec<String>,
 }
 
-/// How many times a write is computed again when the record changed under it.
-const ATTEMPTS: usize = 5;
+/// How many times a write is computed again when the record changed under it: with N
+/// clients writing one group at once, one of them wins each round, so a writer may lose
+/// N - 1 times (tested with eight).
+const ATTEMPTS: usize = 16;
 /// How many member names an audit comment lists before it counts the rest.
 const NAMED_IN_COMMENT: usize = 20;
 
@@ -91,6 +93,15 @@ impl ListRequest {
         query.count = self.count.map_or(DEFAULT_COUNT, |c| c.max(0) as u64).min(MAX_RESULTS);
         Ok((!parsed.impossible).then_some(query))
     }
+}
+
+/// Before computing a write again: a pause that grows with the attempt and differs between
+/// writers (a random part), so that writers who lost together do not collide again.
+async fn back_off(attempt: usize) {
+    let mut byte = [0u8; 1];
+    let jitter = getrandom::getrandom(&mut byte).map_or(0, |()| u64::from(byte[0] % 8));
+    let millis = (attempt as u64).min(8) * 2 + jitter;
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 fn now() -> Timestamp {
@@ -282,7 +293,7 @@ async fn write_user<F>(
 where
     F: Fn(&ScimUser) -> Result<Option<Map<String, Value>>>,
 {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let before = app
             .store
             .scim_user(id)
@@ -320,7 +331,7 @@ where
                 return Ok(after);
             }
             Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("user", id)),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
@@ -341,7 +352,7 @@ async fn reread_user(app: &App, written: ScimUser) -> Result<ScimUser> {
 /// POST /Users.
 pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result<ScimUser> {
     let doc = rep::clean_user(body)?;
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let at = now();
         let user = user_record(app, &new_id(), None, doc.clone(), at)?;
         let effects = directory::user_change_effects(app, None, Some(&user), &client.principal, at).await?;
@@ -362,7 +373,7 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
                 return reread_user(app, user).await;
             }
             // A new id that exists, or a transition that moved: compute again.
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
@@ -600,7 +611,7 @@ async fn group_event(app: &App, client: &ScimClient, step: Step<'_, ScimGroup>, 
 pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Result<ScimGroup> {
     let (doc, members) = rep::clean_group(body)?;
     let members = members.unwrap_or_default();
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let at = now();
         let change = MemberChange::Set(members.clone());
         let group = group_record(&new_id(), None, doc.clone(), members_after(&[], &change), at)?;
@@ -622,7 +633,7 @@ pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Resul
                 directory::committed(app, &write, None, Some(&group));
                 return Ok(app.store.scim_group(&group.id).await?.unwrap_or(group));
             }
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
@@ -641,7 +652,7 @@ async fn write_group<F>(
 where
     F: Fn(&ScimGroup) -> Result<Option<(Map<String, Value>, MemberChange)>>,
 {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let before = app
             .store
             .scim_group(id)
@@ -684,7 +695,7 @@ where
                 return Ok(after);
             }
             Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("group", id)),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
