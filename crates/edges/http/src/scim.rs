@@ -544,8 +544,12 @@ pub async fn search_all(State(edge): State<Edge>, _client: Provisioner, ScimBody
     if let Ok((page, _)) = &groups {
         resources.extend(page.items.iter().map(|g| group_view(&edge, g, &projection)));
     }
-    if let (Err(e), Err(_)) = (&users, &groups) {
-        return Err(ScimRefusal(e.error()));
+    // A filter only one type can answer skips the other; any other failure is the answer.
+    let only_filter = |e: &ScimFailure| e.error().scim_type == Some(ScimType::InvalidFilter);
+    match (&users, &groups) {
+        (Err(e), Err(_)) => return Err(ScimRefusal(e.error())),
+        (Err(e), _) | (_, Err(e)) if !only_filter(e) => return Err(ScimRefusal(e.error())),
+        _ => {}
     }
     Ok(ScimReply::ok(list_response(
         user_total as u64 + group_total,
