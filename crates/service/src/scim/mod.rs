@@ -130,11 +130,11 @@ fn check_version(kind: &str, id: &str, if_match: Option<&str>, version: i64) -> 
 /// not an agent's, not another live user's?
 fn check_principal(app: &App, principal: &str, own_id: Option<&str>) -> Result<()> {
     let settings = app.scim_settings();
-    if let Some(prefix) = settings
-        .foreign_prefixes
-        .iter()
-        .find(|p| principal.len() >= p.len() && principal[..p.len()].eq_ignore_ascii_case(p))
-    {
+    if let Some(prefix) = settings.foreign_prefixes.iter().find(|p| {
+        principal
+            .get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    }) {
         return Err(ScimError::uniqueness(if prefix.is_empty() {
             format!(
                 "principal '{principal}' could be the principal of an OIDC issuer without principal_prefix; \
