@@ -875,3 +875,54 @@ fn concurrent_member_edits_of_one_group_are_all_kept() {
     assert_eq!(member_ids(&read), expected);
     assert_eq!(read["meta"]["version"], "W/\"9\"", "{read}");
 }
+
+/// Two replicas on one PostgreSQL: a user provisioned on A into `dev` files and is allowed
+/// on B once B has heard of it; deactivated on A, B's check denies within a second and B
+/// refuses their API token. Needs: scim-store and scim-directory (the replica follower).
+#[test]
+fn a_deactivation_on_one_replica_denies_on_the_other_within_a_second() {
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let url = pg.url("postgres", SUPERUSER_PASSWORD, "jitgate");
+    let a = Scim::start_on(&url);
+    let b = Server::start_on(&quickstart(), None, Some(&url));
+    let user = a.create_user(json!({"userName": "pat", "active": true}));
+    let id = user["id"].as_str().unwrap();
+    a.create_group("dev", &[id]);
+    let (status, token) = b.post("/v1/tokens", "demo-admin", json!({"principal": "pat"}));
+    assert_eq!(status, 201, "{token}");
+    let pat = token["token"].as_str().unwrap().to_string();
+    let body = json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "replica test"});
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, request) = b.post("/v1/requests", &pat, body.clone());
+        if status == 201 {
+            assert_eq!(request["status"], "approved", "{request}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never let pat file: {status} {request}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.check("pat", "staging-db", "read", None)["allow"], true);
+    let reply = a.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "value": {"active": false}}]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let started = Instant::now();
+    while b.check("pat", "staging-db", "read", None)["allow"] == true {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still allows pat a second after A deactivated them"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    while b.get("/v1/requests", &pat).0 != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "B still takes pat's token a second after"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
