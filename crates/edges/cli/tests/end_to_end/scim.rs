@@ -418,6 +418,19 @@ fn entra_shaped_flow() {
         json!([{"op": "Add", "path": "members", "value": [{"value": id}, {"value": manager_id}]}]),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // Entra repeats itself: adding a member again and removing one who is not there are fine.
+    let again = bed.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Add", "path": "members", "value": [{"value": id}]}]),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(member_ids(&again.body).len(), 2, "{}", again.body);
+    let absent = bed.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Remove", "path": "members", "value": [{"value": "never-a-member"}]}]),
+    );
+    assert_eq!(absent.status, 200, "{}", absent.body);
+    assert_eq!(member_ids(&absent.body).len(), 2, "{}", absent.body);
     let filter = url_filter(&format!(r#"id eq "{gid}" and members eq "{id}""#));
     let found = bed.ok(
         "GET",
