@@ -181,6 +181,24 @@ fn user_record(
     })
 }
 
+/// Does `after` say what `before` says (all but the version and the time)?
+fn same_user(before: &ScimUser, after: &ScimUser) -> bool {
+    before.user_name == after.user_name
+        && before.principal == after.principal
+        && before.external_id == after.external_id
+        && before.display_name == after.display_name
+        && before.active == after.active
+        && before.manager_id == after.manager_id
+        && before.doc == after.doc
+}
+
+fn same_group(before: &ScimGroup, after: &ScimGroup) -> bool {
+    before.display_name == after.display_name
+        && before.external_id == after.external_id
+        && before.doc == after.doc
+        && before.members == after.members
+}
+
 /// What a write did to a record, for its audit event.
 enum Step<'a, T> {
     Created(&'a T),
@@ -305,6 +323,13 @@ where
             Some(doc) => Some(user_record(app, id, Some(&before), doc, at)?),
             None => None,
         };
+        // Providers repeat themselves (Entra re-sends what it already sent): a write that
+        // changes nothing is answered with the record as it is, with no new version or event.
+        if let Some(user) = &after {
+            if same_user(&before, user) {
+                return Ok(Some(before));
+            }
+        }
         let effects = directory::user_change_effects(app, Some(&before), after.as_ref(), &client.principal, at).await?;
         let change = match &after {
             Some(user) => ScimChange::PutUser {
@@ -667,6 +692,11 @@ where
             }
             None => (None, MemberChange::Keep),
         };
+        if let Some(group) = &after {
+            if same_group(&before, group) {
+                return Ok(Some(before));
+            }
+        }
         let effects =
             directory::group_change_effects(app, Some(&before), after.as_ref(), &client.principal, at).await?;
         let change = match &after {

@@ -425,6 +425,13 @@ fn entra_shaped_flow() {
     );
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(member_ids(&again.body).len(), 2, "{}", again.body);
+    // Nothing changed: no new version, no event.
+    assert_eq!(
+        again.body["meta"]["version"], reply.body["meta"]["version"],
+        "{}",
+        again.body
+    );
+    assert_eq!(bed.s.audit_kinds("kind=scim.group_updated").len(), 1);
     let absent = bed.patch(
         &format!("/Groups/{gid}"),
         json!([{"op": "Remove", "path": "members", "value": [{"value": "never-a-member"}]}]),
