@@ -332,6 +332,21 @@ impl Projection {
     }
 }
 
+/// The most attribute names `attributes` or `excludedAttributes` may list: more than every
+/// published attribute and sub-attribute, and a bound on the work of answering.
+const MAX_ATTRIBUTE_NAMES: usize = 64;
+
+fn bounded(names: Vec<String>, key: &str) -> Result<Vec<String>, ScimError> {
+    if names.len() > MAX_ATTRIBUTE_NAMES {
+        return Err(ScimError::new(
+            400,
+            Some(ScimType::TooMany),
+            format!("{key}: {} names; at most {MAX_ATTRIBUTE_NAMES}", names.len()),
+        ));
+    }
+    Ok(names)
+}
+
 /// The query string's parameters (RFC 7644 3.4.2).
 fn query_params(raw: Option<&str>) -> Result<(ListRequest, Projection), ScimError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
@@ -349,8 +364,8 @@ fn query_params(raw: Option<&str>) -> Result<(ListRequest, Projection), ScimErro
             "filter" => list.filter = Some(value.clone()),
             "startindex" => list.start_index = Some(number("startIndex", value)?),
             "count" => list.count = Some(number("count", value)?),
-            "attributes" => projection.attributes = attribute_list(value),
-            "excludedattributes" => projection.excluded = attribute_list(value),
+            "attributes" => projection.attributes = bounded(attribute_list(value), "attributes")?,
+            "excludedattributes" => projection.excluded = bounded(attribute_list(value), "excludedAttributes")?,
             "sortby" | "sortorder" => {}
             _ => {}
         }
@@ -401,8 +416,8 @@ fn search_params(body: &Value) -> Result<(ListRequest, Projection), ScimError> {
             count: number("count")?,
         },
         Projection {
-            attributes: text_list("attributes")?,
-            excluded: text_list("excludedAttributes")?,
+            attributes: bounded(text_list("attributes")?, "attributes")?,
+            excluded: bounded(text_list("excludedAttributes")?, "excludedAttributes")?,
         },
     ))
 }
@@ -755,6 +770,11 @@ mod tests {
         assert_eq!(
             query_params(Some("count=x")).unwrap_err().scim_type,
             Some(ScimType::InvalidValue)
+        );
+        let many = vec!["userName"; MAX_ATTRIBUTE_NAMES + 1].join(",");
+        assert_eq!(
+            query_params(Some(&format!("attributes={many}"))).unwrap_err().scim_type,
+            Some(ScimType::TooMany)
         );
     }
 
