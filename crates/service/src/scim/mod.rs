@@ -300,6 +300,16 @@ fn user_event(client: &ScimClient, step: Step<'_, ScimUser>, at: Timestamp) -> N
     }
 }
 
+/// The write of a user change, after `directory::user_change_effects` was asked, did not
+/// commit (a `Conflict` before computing it again included): the directory forgets what that
+/// call set up for it (a leaver's "leaving" mark, which refuses their filings meanwhile).
+///
+/// At the merge with the directory's `write_failed` (branch scim-fix, 90517dd), the body is
+/// `directory::write_failed(app, before, after)`; the skeleton's directory has no such call.
+fn user_write_failed(app: &App, before: Option<&ScimUser>, after: Option<&ScimUser>) {
+    let _ = (app, before, after);
+}
+
 /// Commit a user write computed by `compute` from the record as read, again on `Conflict`.
 async fn write_user<F>(
     app: &App,
@@ -355,9 +365,14 @@ where
                 directory::committed(app, &write, after.as_ref(), None);
                 return Ok(after);
             }
-            Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("user", id)),
-            Err(StoreError::Conflict) => back_off(attempt).await,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                user_write_failed(app, Some(&before), after.as_ref());
+                match e {
+                    StoreError::Conflict if if_match.is_some() => return Err(precondition("user", id)),
+                    StoreError::Conflict => back_off(attempt).await,
+                    e => return Err(e.into()),
+                }
+            }
         }
     }
     Err(busy("user", id))
@@ -397,9 +412,14 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
                 directory::committed(app, &write, Some(&user), None);
                 return reread_user(app, user).await;
             }
-            // A new id that exists, or a transition that moved: compute again.
-            Err(StoreError::Conflict) => back_off(attempt).await,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                user_write_failed(app, None, Some(&user));
+                match e {
+                    // A new id that exists, or a transition that moved: compute again.
+                    StoreError::Conflict => back_off(attempt).await,
+                    e => return Err(e.into()),
+                }
+            }
         }
     }
     Err(busy("user", "(new)"))
