@@ -1044,7 +1044,7 @@ impl App {
             groups,
             service: body.service,
             on_behalf_of: body.agent_for.clone(),
-            scim: false,
+            scim: body.scim,
             label: body.label.clone().filter(|l| !l.trim().is_empty()),
             created_by: caller.who().principal.clone(),
             created_at: at,
@@ -1382,6 +1382,9 @@ impl App {
             Err(failure) => failure,
         };
         self.metrics.count_auth_failure(failure.label);
+        if failure.label == crate::auth::SCIM_TOKEN_LABEL {
+            return Err(ServiceError::Forbidden(crate::auth::SCIM_TOKEN_ELSEWHERE.into()));
+        }
         if !failure.counts {
             return Err(ServiceError::Unauthenticated(
                 "send a bearer token: Authorization: Bearer TOKEN".into(),
@@ -1390,6 +1393,25 @@ impl App {
         self.hold_back(&failure, peer).await;
         Err(ServiceError::Unauthenticated(
             failure.told.unwrap_or_else(|| "the credentials are not valid".into()),
+        ))
+    }
+
+    /// The provisioning client behind a `/scim/v2` call: a SCIM token, nothing else.
+    pub async fn authenticate_scim(
+        &self,
+        presented: &dyn crate::auth::Presented,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<crate::scim::ScimClient, ServiceError> {
+        let failure = match self.authenticator().authenticate_scim(presented) {
+            Ok(principal) => return Ok(crate::scim::ScimClient { principal }),
+            Err(failure) => failure,
+        };
+        self.metrics.count_auth_failure(failure.label);
+        if failure.counts {
+            self.hold_back(&failure, peer).await;
+        }
+        Err(ServiceError::Unauthenticated(
+            "send a SCIM provisioning token (jitgate token create --principal NAME --scim): Authorization: Bearer TOKEN".into(),
         ))
     }
 

@@ -121,6 +121,8 @@ pub struct NewToken {
     pub service: bool,
     /// An agent token: the person (a principal name) the agent acts for.
     pub agent_for: Option<String>,
+    /// A provisioning token: it may call `/scim/v2` and nothing else.
+    pub scim: bool,
 }
 
 fn name_ok(text: &str) -> bool {
@@ -182,6 +184,23 @@ impl NewToken {
         }
         if let Some(person) = &self.agent_for {
             self.validate_agent(person)?;
+        }
+        if self.scim {
+            // A provisioning client is no person, service or agent: it gets no groups and
+            // never calls the API, so nothing it could carry would mean anything.
+            let other = [
+                (!self.groups.is_empty(), "--groups"),
+                (self.service, "--service"),
+                (self.agent_for.is_some(), "--agent-for"),
+            ];
+            if let Some((_, flag)) = other.iter().find(|(given, _)| *given) {
+                return Err(Invalid(format!(
+                    "scim: a SCIM provisioning token takes no {flag}: it may call /scim/v2 and nothing else"
+                )));
+            }
+            if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
+                return Err(Invalid(format!("principal: a provisioning client's name {problem}")));
+            }
         }
         if self
             .label

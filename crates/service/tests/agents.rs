@@ -124,6 +124,7 @@ fn token(principal: &str, agent_for: Option<&str>) -> NewToken {
         label: None,
         service: false,
         agent_for: agent_for.map(str::to_string),
+        scim: false,
     }
 }
 

@@ -52,6 +52,9 @@ struct ConfigFile {
     /// Forward authentication for reverse proxies: who may assert users (see docs/identity.md).
     #[serde(default)]
     forward_auth: jitgate_server::forward_auth::ForwardAuthConfig,
+    /// SCIM provisioning: how provisioned users become principals (see docs/scim.md).
+    #[serde(default)]
+    scim: Option<jitgate_server::scim::ScimConfig>,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -108,6 +111,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         limits: file.limits,
         connections: file.connections,
         forward_auth: file.forward_auth,
+        scim: file.scim,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -304,16 +308,29 @@ pub fn grants(client: &Client, status: Option<String>) -> CommandResult {
     list(client, "/v1/grants", status, render::grant_header(), render::grant_line)
 }
 
-pub fn token_create(
-    client: &Client,
-    principal: &str,
-    groups: Vec<String>,
-    ttl: Option<String>,
-    label: Option<String>,
-    service: bool,
-    agent_for: Option<String>,
-) -> CommandResult {
+/// What `token create` was asked for besides the principal.
+pub struct TokenOptions {
+    pub groups: Vec<String>,
+    pub ttl: Option<String>,
+    pub label: Option<String>,
+    pub service: bool,
+    pub agent_for: Option<String>,
+    pub scim: bool,
+}
+
+pub fn token_create(client: &Client, principal: &str, options: TokenOptions) -> CommandResult {
+    let TokenOptions {
+        groups,
+        ttl,
+        label,
+        service,
+        agent_for,
+        scim,
+    } = options;
     let mut body = json!({"principal": principal, "groups": groups, "service": service});
+    if scim {
+        body["scim"] = json!(true);
+    }
     if let Some(person) = agent_for {
         body["agent_for"] = json!(person);
     }

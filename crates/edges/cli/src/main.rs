@@ -291,6 +291,10 @@ enum TokenCommand {
         /// never reviews, and its person never counts as a reviewer of its requests.
         #[arg(long, value_name = "PERSON")]
         agent_for: Option<String>,
+        /// A SCIM provisioning token for an identity provider: it may call /scim/v2 and
+        /// nothing else (see docs/scim.md).
+        #[arg(long, conflicts_with_all = ["groups", "service", "agent_for"])]
+        scim: bool,
     },
     /// List issued tokens (never the tokens themselves).
     List,
@@ -505,7 +509,19 @@ fn main() -> ExitCode {
             label,
             service,
             agent_for,
-        }) => commands::token_create(&client, &principal, groups, ttl, label, service, agent_for),
+            scim,
+        }) => commands::token_create(
+            &client,
+            &principal,
+            commands::TokenOptions {
+                groups,
+                ttl,
+                label,
+                service,
+                agent_for,
+                scim,
+            },
+        ),
         Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
         Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),

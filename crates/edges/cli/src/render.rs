@@ -302,7 +302,9 @@ pub fn token_line(t: &Value) -> String {
         s(&t["id"]),
         s(&t["status"]),
         requester(&t["principal"], &t["agent_for"]),
-        if t["service"].as_bool() == Some(true) {
+        if t["scim"].as_bool() == Some(true) {
+            "scim"
+        } else if t["service"].as_bool() == Some(true) {
             "service"
         } else if t["agent_for"].is_string() {
             "agent"

@@ -802,6 +802,11 @@ pub struct CreateTokenBody {
     /// a reviewer of its requests. Refused with `service`, or equal to `principal`.
     #[schema(pattern = r"^[A-Za-z0-9._\-@+:/|]{1,256}$", max_length = 256)]
     pub agent_for: Option<String>,
+    /// Makes a SCIM provisioning token (issue #25): it may call `/scim/v2` and nothing else
+    /// (403 anywhere else), and nothing else is accepted on `/scim/v2`. Refused with
+    /// `groups`, `service` or `agent_for`.
+    #[serde(default)]
+    pub scim: bool,
 }
 
 /// A token's groups: names without commas, at most [`MAX_TOKEN_GROUPS`].
@@ -828,6 +833,7 @@ impl From<CreateTokenBody> for jitgate_service::inputs::NewToken {
             label: body.label,
             service: body.service,
             agent_for: body.agent_for,
+            scim: body.scim,
         }
     }
 }
@@ -842,6 +848,9 @@ pub struct TokenView {
     /// For an agent token: the person the agent acts for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_for: Option<String>,
+    /// A SCIM provisioning token: valid on `/scim/v2` only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scim: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// `active`, `expired` or `revoked`.
@@ -864,6 +873,7 @@ impl TokenView {
             groups: t.groups.clone(),
             service: t.service,
             agent_for: t.on_behalf_of.clone(),
+            scim: t.scim,
             label: t.label.clone(),
             status: t.status(now).as_str().to_string(),
             created_by: t.created_by.clone(),

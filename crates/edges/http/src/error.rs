@@ -257,7 +257,11 @@ pub async fn errors_in_api_shape(response: Response) -> Response {
     let already_shaped = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            // SCIM answers in its own error shape (`/scim/v2`).
+            v.starts_with(b"application/json") || v.starts_with(b"text/html") || v.starts_with(b"application/scim+json")
+        });
     if already_shaped {
         return response;
     }

@@ -11,6 +11,7 @@ pub mod fuzzing;
 pub mod input;
 pub mod openapi;
 pub mod routes;
+pub mod scim;
 pub mod slack;
 pub mod state;
 pub mod ui;
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     pub connections: connections::ConnectionsConfig,
     /// `[forward_auth]`: who may assert users to `/v1/forward-auth` (see docs/identity.md).
     pub forward_auth: forward_auth::ForwardAuthConfig,
+    /// `[scim]`: how provisioned users become principals (see docs/scim.md); `None` when the
+    /// file has no such section.
+    pub scim: Option<jitgate_service::scim::ScimConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     app.caller_limits().configure(config.limits.clone());
     app.configure_forward_auth(config.forward_auth.clone())
         .map_err(|e| ServeError::Config(e.to_string()))?;
+    app.set_scim_settings(scim_settings(config.scim.as_ref(), &config.auth)?);
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
@@ -181,6 +186,33 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     // Denied checks counted since the last window are not lost at a clean stop.
     app.flush_denied_checks().await;
     Ok(())
+}
+
+/// `[scim]` checked against the OIDC issuers. Without the section the defaults apply; an
+/// issuer without a principal prefix is then only a warning, and every provisioned user's
+/// principal is refused when it could be that issuer's (see docs/scim.md).
+fn scim_settings(
+    config: Option<&jitgate_service::scim::ScimConfig>,
+    auth: &auth::config::AuthConfig,
+) -> Result<jitgate_service::scim::ScimSettings, ServeError> {
+    match config {
+        Some(config) => config.settings(auth).map_err(|e| ServeError::Config(e.to_string())),
+        None => {
+            let defaults = jitgate_service::scim::ScimConfig::default();
+            match defaults.settings(auth) {
+                Ok(settings) => Ok(settings),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SCIM provisioning is unusable until [scim] says how provisioned users relate to the OIDC issuers");
+                    Ok(jitgate_service::scim::ScimSettings {
+                        principal_attribute: defaults.principal_attribute,
+                        principal_prefix: String::new(),
+                        // An issuer without a prefix may name anyone: every name is foreign.
+                        foreign_prefixes: vec![String::new()],
+                    })
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -134,6 +134,7 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .method_not_allowed_fallback(method_not_allowed)
         .route("/", get(|| async { crate::ui::pages_home() }))
         .nest("/ui", crate::ui::router(sso))
+        .nest("/scim/v2", crate::scim::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // One layer for what every call goes through: each layer of its own costs every

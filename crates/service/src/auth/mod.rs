@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod oidc;
+pub mod scim_tokens;
 pub mod throttle;
 pub mod tokens;
 
@@ -19,6 +20,7 @@ use jitgate_core::{ApiToken, Identity, Request};
 use jitgate_policy::Policy;
 use oidc::Oidc;
 use parking_lot::RwLock;
+use scim_tokens::ScimTokenTable;
 use std::net::IpAddr;
 use std::sync::Arc;
 use throttle::Throttle;
@@ -42,6 +44,12 @@ impl Presented for BearerOnly<'_> {
         (name == AUTHORIZATION).then_some(self.0)
     }
 }
+
+/// The label of a SCIM token presented outside `/scim/v2`: refused 403, not 401 (the token is
+/// genuine; it is the place that is wrong).
+pub const SCIM_TOKEN_LABEL: &str = "scim_token_elsewhere";
+/// What its holder is told.
+pub const SCIM_TOKEN_ELSEWHERE: &str = "a SCIM provisioning token may call /scim/v2 only";
 
 /// The field a bearer token comes in.
 pub const AUTHORIZATION: &str = "authorization";
@@ -80,6 +88,8 @@ impl AuthFailure {
 /// Everything that turns a request's credentials into an identity.
 pub struct Authenticator {
     tokens: RwLock<Arc<TokenTable>>,
+    /// Provisioning tokens, a table of their own: valid on `/scim/v2` only.
+    scim_tokens: RwLock<Arc<ScimTokenTable>>,
     /// Issued API tokens as stored, kept to rebuild the table when the policy changes.
     api_tokens: RwLock<Arc<Vec<ApiToken>>>,
     oidc: Oidc,
@@ -107,6 +117,7 @@ impl Authenticator {
         };
         Ok(Authenticator {
             tokens: RwLock::new(Arc::new(TokenTable::default())),
+            scim_tokens: RwLock::new(Arc::new(ScimTokenTable::default())),
             api_tokens: RwLock::new(Arc::new(Vec::new())),
             oidc: Oidc::new(&config.oidc, http).await?,
             proxy,
@@ -122,6 +133,7 @@ impl Authenticator {
         }
         let list = self.api_tokens.read().clone();
         *self.tokens.write() = Arc::new(TokenTable::build_with(policy, &self.directory, &list));
+        *self.scim_tokens.write() = Arc::new(ScimTokenTable::build(&list));
     }
 
     /// The issued API tokens as last read.
@@ -162,6 +174,25 @@ impl Authenticator {
         self.rebuild(policy, None);
     }
 
+    /// The provisioning client behind a SCIM call's bearer token: only a SCIM token is one.
+    pub fn authenticate_scim(&self, headers: &dyn Presented) -> Result<String, AuthFailure> {
+        let value = headers.field(AUTHORIZATION).ok_or_else(|| AuthFailure {
+            counts: false,
+            ..AuthFailure::new("missing", "no credentials")
+        })?;
+        let token = bearer_token(value)?;
+        let table = self.scim_tokens.read();
+        match table.lookup(token, now()) {
+            Ok(principal) => Ok(principal.to_string()),
+            Err(TokenRefusal::Expired) => Err(AuthFailure::new("expired_token", "SCIM token has expired")),
+            // Unknown, or any refusal the API's table adds later: not a provisioning token.
+            Err(_) => Err(AuthFailure::new(
+                "unknown_scim_token",
+                "not a SCIM provisioning token (API tokens, OpenID tokens and sessions are refused on /scim/v2)",
+            )),
+        }
+    }
+
     /// The identity behind a request's credentials. `policy` is asked for only when the
     /// credentials need the directory (an OpenID token, a proxy's header): a bearer API token,
     /// every check's credential, is answered from the token table alone.
@@ -188,6 +219,11 @@ impl Authenticator {
             let table = self.tokens.read();
             return match table.lookup(token, now()) {
                 Ok(identity) => Ok(identity.clone()),
+                Err(TokenRefusal::Unknown) if self.scim_tokens.read().holds(token) => Err(AuthFailure {
+                    counts: false,
+                    told: Some(SCIM_TOKEN_ELSEWHERE.into()),
+                    ..AuthFailure::new(SCIM_TOKEN_LABEL, "a SCIM token presented outside /scim/v2")
+                }),
                 Err(TokenRefusal::Unknown) => Err(AuthFailure::new("unknown_token", "unknown bearer token")),
                 Err(TokenRefusal::Expired) => Err(AuthFailure::new(
                     "expired_token",

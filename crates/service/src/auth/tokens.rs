@@ -163,6 +163,7 @@ impl TokenTable {
                 })
             })
             .collect();
+        // Provisioning tokens are never API identities: they have a table of their own.
         for token in api_tokens.iter().filter(|t| !t.scim) {
             let Some(hash) = parse_hash(&token.hash) else {
                 tracing::error!(token = %token.id, "stored token hash is not 32 bytes of hex; token ignored");

@@ -492,12 +492,24 @@ fn every_role_the_table_refuses_is_refused() {
 
 /// Every (method, path) the API serves behind authentication, as the OpenAPI document lists them.
 fn secured_routes(s: &Server) -> BTreeSet<(String, String)> {
+    routes_secured_by(s, None)
+}
+
+/// The routes behind the security scheme `scheme` (`bearer`, or `scim` for the provisioning
+/// tokens of /scim/v2), or behind any when `None`.
+fn routes_secured_by(s: &Server, scheme: Option<&str>) -> BTreeSet<(String, String)> {
     let (status, doc) = s.get("/openapi.json", "");
     assert_eq!(status, 200);
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            if op.get("security").is_some() {
+            let Some(security) = op.get("security") else { continue };
+            let by_scheme = scheme.is_none_or(|name| {
+                security
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|s| s.get(name).is_some()))
+            });
+            if by_scheme {
                 routes.insert((method.to_uppercase(), path.clone()));
             }
         }
@@ -510,7 +522,10 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
     // Dozens of bad credentials from one address in a row would be slowed down (that is
     // tested in identity.rs); here only the refusals matter.
     let s = Server::start_with(&quickstart(), Some("[auth.throttle]\nfree_failures = 100000\n"));
-    let routes = secured_routes(&s);
+    // Provisioning (/scim/v2) takes SCIM tokens only, never a role of this table: below.
+    let scim = routes_secured_by(&s, Some("scim"));
+    assert!(scim.len() >= 20, "{scim:?}");
+    let routes: BTreeSet<(String, String)> = secured_routes(&s).difference(&scim).cloned().collect();
     // The rows of the test above, by route: a new endpoint must be added there too.
     let covered: BTreeSet<(String, String)> = [
         ("POST", "/v1/requests"),
@@ -556,6 +571,41 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
             let (status, v) = s.call(method, &path, token, (method == "POST").then(|| json!({})));
             assert_eq!(status, 401, "{method} {path} with '{token}': {v}");
             assert_eq!(v["error"]["code"], "unauthenticated");
+        }
+    }
+
+    // Every SCIM route refuses the same bad credentials, and the API's own valid ones, with
+    // SCIM's 401 (docs/scim.md).
+    for (method, path) in &scim {
+        let path = path.replace("{id}", "u_0");
+        for token in [
+            "",
+            "not-a-token",
+            "eyJhbGciOiJub25lIn0.e30.",
+            ADMIN,
+            "demo-svc",
+            "demo-alice",
+        ] {
+            let mut request = s
+                .http
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    format!("{}{path}", s.url),
+                )
+                .header("content-type", "application/scim+json")
+                .body("{}");
+            if !token.is_empty() {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{method} {path} with '{token}'");
+            assert_eq!(
+                response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/scim+json"),
+                "{method} {path}"
+            );
+            let v: serde_json::Value = response.json().unwrap();
+            assert_eq!(v["status"], "401", "{method} {path}: {v}");
         }
     }
 }

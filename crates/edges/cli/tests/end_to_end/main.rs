@@ -32,6 +32,7 @@ mod postgres;
 mod providers;
 mod replicas;
 mod resources;
+mod scim;
 mod shift_left;
 mod ssh;
 mod transitions;

@@ -131,3 +131,11 @@ pub struct ScimSnapshot {
     /// Every group, with its members.
     pub groups: Vec<ScimGroup>,
 }
+
+pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod resource;
+pub mod schema;
+
+pub use error::{ScimError, ScimType};
