@@ -193,6 +193,12 @@ impl App {
         self.track(Some(before), after);
     }
 
+    /// The spellings (ASCII case aside) of `principal` that hold grants in this replica's
+    /// check index: a leaver's grants under a spelling other than the directory's.
+    pub(crate) fn principals_holding_like(&self, principal: &str) -> Vec<String> {
+        self.index.read().principals_like(principal)
+    }
+
     /// Swap in a new policy (already validated). Requests in flight keep their requirements.
     pub fn replace_policy(&self, policy: Policy) {
         let policy = policy.with_provisioned(self.directory().clone());

@@ -1318,6 +1318,42 @@ async fn a_deactivation_on_one_replica_ends_access_on_the_other_within_a_second(
     );
 }
 
+/// A leaver's principal in another spelling (ASCII case aside) is the same principal: what
+/// `dana@corp.com` (a sign-in of another spelling, a token made for it) holds ends when the
+/// identity provider deactivates `Dana@corp.com`.
+#[tokio::test]
+async fn a_leaver_loses_what_every_spelling_of_their_principal_holds() {
+    let b = bed().await;
+    team(&b).await;
+    b.put_user("u-dana", "Dana@corp.com", true, None).await;
+    let root = caller_for::<op::ManageTokens>(b.root().await).unwrap();
+    let body = NewToken {
+        principal: "dana@corp.com".into(),
+        groups: vec!["dev".into(), "sre".into()],
+        ..Default::default()
+    };
+    let token = b.app.create_token(&root, &body).await.unwrap().1;
+    let dana = b.auth_token(&token).await.unwrap();
+    let staging = b.app.file(&dana, &ask("staging-db", "read")).await.unwrap();
+    let pending = b.app.file(&dana, &ask("prod-db", "read")).await.unwrap();
+    let carol = b.auth_proxy("carol").await.unwrap();
+    let write = b.app.file(&carol, &ask("prod-db", "write")).await.unwrap();
+    b.approve(&dana, &write.id).await.unwrap();
+    assert!(b.allowed("dana@corp.com", "staging-db", "read").await);
+
+    let effects = b.put_user("u-dana", "Dana@corp.com", false, None).await;
+    assert_eq!(effects.revoked_tokens.len(), 1, "{effects:?}");
+    assert!(!b.allowed("dana@corp.com", "staging-db", "read").await);
+    assert_eq!(b.request(&staging.id).await.grant.unwrap().status, GrantStatus::Revoked);
+    assert_eq!(b.request(&pending.id).await.status, RequestStatus::Cancelled);
+    let write = b.request(&write.id).await;
+    assert!(write.approvals.is_empty(), "{write:?}");
+    assert_eq!(
+        told(b.auth_token(&token).await),
+        "dana@corp.com is deactivated in the directory"
+    );
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

@@ -214,6 +214,19 @@ impl GrantIndex {
         })
     }
 
+    /// The principals holding grants here that equal `principal` when ASCII case is ignored
+    /// (each once, `principal` itself included if it holds any): what a directory leaver holds
+    /// under another spelling. A scan of every grant held: for the rare leaver, never a check.
+    pub fn principals_like(&self, principal: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for e in self.by_key.values().flatten() {
+            if e.principal.eq_ignore_ascii_case(principal) && !found.iter().any(|f| **f == *e.principal) {
+                found.push(String::from(&*e.principal));
+            }
+        }
+        found
+    }
+
     /// Forget a grant (revoked, used, expired). Idempotent.
     pub fn remove(&mut self, grant_id: &str) {
         let Some(key) = self.key_of.remove(grant_id) else {

@@ -136,7 +136,8 @@ impl Authenticator {
 
     /// After a provisioning change: take the tokens it revoked into the list kept, and
     /// rebuild the table if they, or a change to `touched` principals (their groups, whether
-    /// they are blocked), reach any token. A change that reaches no token costs a scan of the
+    /// they are blocked; lowercase, as blocking compares ignoring ASCII case), reach any
+    /// token. A change that reaches no token costs a scan of the
     /// list, never a rebuild.
     pub fn directory_changed(
         &self,
@@ -147,7 +148,10 @@ impl Authenticator {
         let list = self.api_tokens.read().clone();
         let reaches = !revoked.is_empty()
             || list.iter().any(|t| {
-                touched.contains(&t.principal) || t.on_behalf_of.as_ref().is_some_and(|p| touched.contains(p))
+                touched.contains(&t.principal.to_ascii_lowercase())
+                    || t.on_behalf_of
+                        .as_ref()
+                        .is_some_and(|p| touched.contains(&p.to_ascii_lowercase()))
             });
         if !reaches {
             return;

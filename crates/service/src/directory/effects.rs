@@ -126,17 +126,37 @@ fn all_pending() -> RequestFilter {
     }
 }
 
-fn approved_by(request: &Request, principal: &str) -> bool {
-    request.approvals.iter().any(|a| a.reviewer == principal)
-        || request
-            .items
-            .iter()
-            .any(|i| i.approvals.iter().any(|a| a.reviewer == principal))
+/// The spellings of `principal` (ASCII case aside) among the reviewers of `request`'s
+/// approvals: a leaver's approvals under any spelling.
+fn reviewers_like(request: &Request, principal: &str) -> BTreeSet<String> {
+    std::iter::once(&request.approvals)
+        .chain(request.items.iter().map(|i| &i.approvals))
+        .flatten()
+        .filter(|a| a.reviewer.eq_ignore_ascii_case(principal))
+        .map(|a| a.reviewer.clone())
+        .collect()
+}
+
+/// Every active grant held under any spelling of `holder` (ASCII case aside): the spellings
+/// this replica's check index holds grants under, and `holder` itself.
+async fn active_grants_like(app: &App, holder: &str, now: Timestamp) -> Result<Vec<Request>, StoreError> {
+    let mut spellings = app.principals_holding_like(holder);
+    if !spellings.iter().any(|s| s == holder) {
+        spellings.push(holder.to_string());
+    }
+    let mut requests = Vec::new();
+    for spelling in &spellings {
+        requests.extend(active_grants(app, spelling, now).await?);
+    }
+    Ok(requests)
 }
 
 /// What a leaver's leaving ends (see the module of `directory`): `since`, when given, also
 /// ends grants whose request an approval of the leaver's completed at or after it (a sweep
 /// after the fact: the approval raced the change).
+///
+/// Principals compare ignoring ASCII case throughout, as `Directory::blocked` does: `Alice`
+/// deactivated ends what `alice` (an OpenID sign-in, a token made for that spelling) holds.
 pub(super) async fn leaver(
     app: &App,
     principal: &str,
@@ -145,15 +165,16 @@ pub(super) async fn leaver(
     since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Effects, ServiceError> {
+    let like = |name: &str| name.eq_ignore_ascii_case(principal);
     let mut gathered = Gathered::default();
     let tokens = app.store.list_tokens().await?;
     let agents: BTreeSet<String> = tokens
         .iter()
-        .filter(|t| t.on_behalf_of.as_deref() == Some(principal))
+        .filter(|t| t.on_behalf_of.as_deref().is_some_and(like))
         .map(|t| t.principal.clone())
         .collect();
     for token in tokens.iter().filter(|t| {
-        t.revoked_at.is_none() && !t.scim && (t.principal == principal || t.on_behalf_of.as_deref() == Some(principal))
+        t.revoked_at.is_none() && !t.scim && (like(&t.principal) || t.on_behalf_of.as_deref().is_some_and(like))
     }) {
         let (revoked, mut event) = token.revoke(actor, now);
         event.comment = Some(match event.comment.take() {
@@ -167,26 +188,28 @@ pub(super) async fn leaver(
         .chain(agents.iter().map(String::as_str))
         .collect();
     for holder in &holders {
-        for request in active_grants(app, holder, now).await? {
+        for request in active_grants_like(app, holder, now).await? {
             let current = gathered.current(&request);
             if let Ok(t) = machine::revoke_by_system(&current, actor, Some(comment.to_string()), now) {
                 gathered.add(&request, t);
             }
         }
-        for request in all_requests(app, pending_of(holder), now).await? {
+    }
+    // One scan of the pending requests: theirs (any spelling) cancelled, their approvals
+    // (any spelling) on the others withdrawn.
+    for request in all_requests(app, all_pending(), now).await? {
+        if holders.iter().any(|h| request.requester.eq_ignore_ascii_case(h)) {
             let current = gathered.current(&request);
             if let Ok(t) = machine::cancel_by_system(&current, actor, Some(comment.to_string()), now) {
                 gathered.add(&request, t);
             }
-        }
-    }
-    for request in all_requests(app, all_pending(), now).await? {
-        if !approved_by(&request, principal) {
             continue;
         }
-        let current = gathered.current(&request);
-        let t = machine::withdraw_approvals(&current, principal, actor, Some(comment.to_string()), now);
-        gathered.add(&request, t);
+        for reviewer in reviewers_like(&request, principal) {
+            let current = gathered.current(&request);
+            let t = machine::withdraw_approvals(&current, &reviewer, actor, Some(comment.to_string()), now);
+            gathered.add(&request, t);
+        }
     }
     if let Some(since) = since {
         // Grants completed by an approval the leaver gave once their leaving began.
@@ -211,7 +234,7 @@ pub(super) async fn leaver(
                 let late = std::iter::once(&request.approvals)
                     .chain(request.items.iter().map(|i| &i.approvals))
                     .flatten()
-                    .any(|a| a.reviewer == principal && a.at >= since);
+                    .any(|a| a.reviewer.eq_ignore_ascii_case(principal) && a.at >= since);
                 if late && !gathered.by_id.contains_key(&request.id) {
                     let current = gathered.current(&request);
                     if let Ok(t) = machine::revoke_by_system(&current, actor, Some(comment.to_string()), now) {
@@ -322,7 +345,7 @@ pub(super) async fn movers(
     }
     for request in all_requests(app, all_pending(), now).await? {
         for (principal, identity) in &after_of {
-            if !approved_by(&request, principal) {
+            if reviewers_like(&request, principal).is_empty() {
                 continue;
             }
             let current = gathered.current(&request);

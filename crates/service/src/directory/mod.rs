@@ -158,10 +158,10 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
     match &write.change {
         ScimChange::PutUser { user, .. } => {
             if let Some(old) = directory.user(&user.id) {
-                touched.insert(old.principal);
+                touched.insert(old.principal.to_ascii_lowercase());
             }
             directory.put_user(user);
-            touched.insert(user.principal.clone());
+            touched.insert(user.principal.to_ascii_lowercase());
             if !user.active {
                 // Blocked from now on by the directory itself.
                 directory.leaving_done(&user.principal);
@@ -170,7 +170,7 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
         ScimChange::DeleteUser { id, .. } => {
             if let Some(principal) = directory.delete_user(id) {
                 directory.leaving_done(&principal);
-                touched.insert(principal);
+                touched.insert(principal.to_ascii_lowercase());
             }
         }
         ScimChange::PutGroup { group, members, .. } => {
@@ -191,11 +191,21 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
                 }
             };
             // A group write changes no user's principal: read before or after alike.
-            touched.extend(changed.iter().filter_map(|id| directory.user(id)).map(|u| u.principal));
+            touched.extend(
+                changed
+                    .iter()
+                    .filter_map(|id| directory.user(id))
+                    .map(|u| u.principal.to_ascii_lowercase()),
+            );
             directory.put_group(group, members);
         }
         ScimChange::DeleteGroup { id, .. } => {
-            touched.extend(directory.members_by_id(id).into_iter().map(|u| u.principal));
+            touched.extend(
+                directory
+                    .members_by_id(id)
+                    .into_iter()
+                    .map(|u| u.principal.to_ascii_lowercase()),
+            );
             directory.delete_group(id);
         }
     }
@@ -334,13 +344,13 @@ pub(crate) async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError
     let directory = app.directory();
     let mut touched = HashSet::new();
     if let Some(old) = directory.user(id) {
-        touched.insert(old.principal);
+        touched.insert(old.principal.to_ascii_lowercase());
     }
     // The principal now blocked, and since when (a deletion's moment is not kept).
     let blocked = match app.store.scim_user(id).await? {
         Some(user) => {
             directory.put_user(&user);
-            touched.insert(user.principal.clone());
+            touched.insert(user.principal.to_ascii_lowercase());
             (!user.active).then_some((user.principal, Some(user.modified_at)))
         }
         None => directory.delete_user(id).map(|principal| (principal, None)),
@@ -363,11 +373,20 @@ pub async fn sweep_leaver(app: &App, principal: &str, since: Option<Timestamp>) 
 /// Another replica changed group `id`: read it again with its members.
 pub(crate) async fn refresh_group(app: &App, id: &str) -> Result<(), ServiceError> {
     let directory = app.directory();
-    let mut touched: HashSet<String> = directory.members_by_id(id).into_iter().map(|u| u.principal).collect();
+    let mut touched: HashSet<String> = directory
+        .members_by_id(id)
+        .into_iter()
+        .map(|u| u.principal.to_ascii_lowercase())
+        .collect();
     match app.store.scim_group(id).await? {
         Some(group) => {
             directory.put_group(&group, &MemberChange::Set(group.members.clone()));
-            touched.extend(directory.members_by_id(id).into_iter().map(|u| u.principal));
+            touched.extend(
+                directory
+                    .members_by_id(id)
+                    .into_iter()
+                    .map(|u| u.principal.to_ascii_lowercase()),
+            );
         }
         None => directory.delete_group(id),
     }
