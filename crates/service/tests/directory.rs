@@ -872,6 +872,9 @@ async fn a_replica_hearing_of_a_leaver_ends_what_raced_the_change() {
     // Before the change: bob completes ann's read.
     let early = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
     b.approve(&bob, &early.id).await.unwrap();
+    // Further back than the clocks' skew a sweep allows for (5 s): an approval given within
+    // it counts as racing the change.
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
     let made = jitgate_service::now();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // After the change was made (on another replica, not heard here yet): bob completes
@@ -1352,6 +1355,38 @@ async fn a_leaver_loses_what_every_spelling_of_their_principal_holds() {
         told(b.auth_token(&token).await),
         "dana@corp.com is deactivated in the directory"
     );
+}
+
+/// A replica on database `db` of `server`, loading the directory as it stands.
+async fn pg_bed(server: &pg::Postgres, db: &str) -> Bed {
+    let store: Arc<dyn Store> = Arc::new(jitgate_store::PostgresStore::open(&server.url(db)).await.unwrap());
+    bed_on(store, tempfile::tempdir().unwrap()).await
+}
+
+/// A deletion on A, heard by B (through the follower's `refresh_user`) after bob, on B, gave
+/// the approval that completed ann's request: the grant ends on B, though the deletion's
+/// moment is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_hearing_of_a_deletion_ends_grants_the_leavers_racing_approval_completed() {
+    let server = pg::Postgres::start();
+    server.create_database("deleted");
+    let a = pg_bed(&server, "deleted").await;
+    team(&a).await;
+    let b = pg_bed(&server, "deleted").await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    let bob = b.auth_proxy("bob").await.unwrap();
+    let read = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    a.delete_user("u-bob").await;
+    // B has not heard yet: bob's approval goes through there.
+    let approved = b.approve(&bob, &read.id).await.unwrap();
+    assert_eq!(approved.status, RequestStatus::Approved);
+    assert!(b.allowed("ann", "prod-db", "read").await);
+    directory::refresh_user(&b.app, "u-bob").await.unwrap();
+    let grant = b.request(&read.id).await.grant.unwrap();
+    assert_eq!(grant.status, GrantStatus::Revoked, "{grant:?}");
+    assert_eq!(grant.ended_by.as_deref(), Some("system"));
+    assert!(!b.allowed("ann", "prod-db", "read").await);
+    assert_eq!(told(b.auth_proxy("bob").await), "bob was deleted from the directory");
 }
 
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned

@@ -152,8 +152,8 @@ async fn active_grants_like(app: &App, holder: &str, now: Timestamp) -> Result<V
 }
 
 /// What a leaver's leaving ends (see the module of `directory`): `since`, when given, also
-/// ends grants whose request an approval of the leaver's completed at or after it (a sweep
-/// after the fact: the approval raced the change).
+/// ends grants whose request an approval of the leaver's completed at or after it, less
+/// `CLOCK_SKEW_SECONDS` (a sweep after the fact: the approval raced the change).
 ///
 /// Principals compare ignoring ASCII case throughout, as `Directory::blocked` does: `Alice`
 /// deactivated ends what `alice` (an OpenID sign-in, a token made for that spelling) holds.
@@ -220,7 +220,9 @@ pub(super) async fn leaver(
             before: None,
         };
         // Newest first: a grant issued before the change (less the clocks' skew between
-        // replicas) was not completed by a late approval, nor is any older one.
+        // replicas) was not completed by a late approval, nor is any older one. An approval
+        // is late by the same allowance: it may have been stamped by a replica whose clock
+        // is behind the one that stamped the change.
         let issued_after = since - chrono::TimeDelta::seconds(CLOCK_SKEW_SECONDS);
         'pages: loop {
             let page = app.store.list_grants(&filter, now).await?;
@@ -234,7 +236,7 @@ pub(super) async fn leaver(
                 let late = std::iter::once(&request.approvals)
                     .chain(request.items.iter().map(|i| &i.approvals))
                     .flatten()
-                    .any(|a| a.reviewer.eq_ignore_ascii_case(principal) && a.at >= since);
+                    .any(|a| a.reviewer.eq_ignore_ascii_case(principal) && a.at >= issued_after);
                 if late && !gathered.by_id.contains_key(&request.id) {
                     let current = gathered.current(&request);
                     if let Ok(t) = machine::revoke_by_system(&current, actor, Some(comment.to_string()), now) {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// How long a principal counts as leaving while the change that ends its access is being
 /// computed and written: long past any write, short enough that a write that failed does not
 /// keep a person locked out for long (the provider retries, or the next change decides).
-const LEAVING_FOR: Duration = Duration::from_secs(60);
+pub(crate) const LEAVING_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct User {

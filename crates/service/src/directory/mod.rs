@@ -340,26 +340,40 @@ pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
 }
 
 /// Another replica changed user `id`: read it again, and end what raced its leaving here.
-pub(crate) async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
+/// What the replica follower does on hearing `Change::ScimUser(id)` (public for the tests
+/// that drive that path).
+pub async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
     let directory = app.directory();
     let mut touched = HashSet::new();
     if let Some(old) = directory.user(id) {
         touched.insert(old.principal.to_ascii_lowercase());
     }
-    // The principal now blocked, and since when (a deletion's moment is not kept).
+    // The principal now blocked, and since when. A deletion's moment is not read back (the
+    // store answers nothing for a deleted id): heard within moments of the write, it is no
+    // earlier than a leaving mark lasts (`LEAVING_FOR`) before now, so approvals from then on
+    // count as racing it.
     let blocked = match app.store.scim_user(id).await? {
         Some(user) => {
             directory.put_user(&user);
             touched.insert(user.principal.to_ascii_lowercase());
-            (!user.active).then_some((user.principal, Some(user.modified_at)))
+            (!user.active).then_some((user.principal, user.modified_at))
         }
-        None => directory.delete_user(id).map(|principal| (principal, None)),
+        None => directory
+            .delete_user(id)
+            .map(|principal| (principal, deleted_since(crate::clock::now()))),
     };
     app.authenticator().directory_changed(&app.policy(), &touched, &[]);
     if let Some((principal, since)) = blocked {
-        effects::sweep(app, &principal, since).await?;
+        effects::sweep(app, &principal, Some(since)).await?;
     }
     Ok(())
+}
+
+/// Since when a deletion heard now (whose moment is not kept) is taken to have been made:
+/// a leaving mark's lifetime ago.
+pub(crate) fn deleted_since(now: Timestamp) -> Timestamp {
+    let window = chrono::TimeDelta::from_std(memory::LEAVING_FOR).unwrap_or(chrono::TimeDelta::minutes(1));
+    now - window
 }
 
 /// What a replica does on hearing that `principal` is blocked (deactivated at `since`, or
