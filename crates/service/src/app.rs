@@ -179,12 +179,27 @@ impl App {
     }
 
     /// Read the whole provisioned directory again (a replica catching up on a gap), and
-    /// rebuild the token table from it.
-    pub(crate) async fn reload_directory(&self) -> Result<(), StoreError> {
+    /// rebuild the token table from it. Each principal blocked now that was not before is
+    /// swept as a per-user notice would have been (`directory::sweep_leaver`): the reload
+    /// replaced those notices. A sweep that fails stays owed and is tried again by the next
+    /// reload (the caller retries on the error).
+    pub(crate) async fn reload_directory(&self) -> Result<(), ServiceError> {
         let snapshot = self.store.scim_directory().await?;
-        self.directory().load(&snapshot);
+        let newly = self.directory().load(&snapshot);
         self.auth.rebuild(&self.policy(), None);
-        Ok(())
+        let at = now();
+        for (principal, since) in newly {
+            let since = since.unwrap_or_else(|| crate::directory::deleted_since(at));
+            self.directory().owe_sweep(principal, since);
+        }
+        let mut failed = None;
+        for (principal, since) in self.directory().take_owed_sweeps() {
+            if let Err(e) = crate::directory::sweep_leaver(self, &principal, Some(since)).await {
+                self.directory().owe_sweep(principal, since);
+                failed = failed.or(Some(e));
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// A transition committed elsewhere than `transition` (a provisioning write): into the
@@ -1189,7 +1204,7 @@ impl App {
             }
         }
         if let Err(e) = self.reload_directory().await {
-            failed = failed.or(Some(e.into()));
+            failed = failed.or(Some(e));
         }
         if let Err(e) = self.reload_tokens().await {
             failed = failed.or(Some(e.into()));

@@ -1389,6 +1389,38 @@ async fn a_replica_hearing_of_a_deletion_ends_grants_the_leavers_racing_approval
     assert_eq!(told(b.auth_proxy("bob").await), "bob was deleted from the directory");
 }
 
+/// A replica that hears of a deactivation only through a full reload of the directory (its
+/// follower starting, a gap caught up on, too many notices at once) still sweeps the leaver:
+/// the approval bob gave on B after A deactivated him ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_directory_reload_sweeps_each_newly_blocked_principal() {
+    let server = pg::Postgres::start();
+    server.create_database("reload");
+    let a = pg_bed(&server, "reload").await;
+    team(&a).await;
+    let b = pg_bed(&server, "reload").await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    let bob = b.auth_proxy("bob").await.unwrap();
+    let read = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    a.put_user("u-bob", "bob", false, None).await;
+    b.approve(&bob, &read.id).await.unwrap();
+    assert!(b.allowed("ann", "prod-db", "read").await);
+    // B's follower starts: one full load, the directory with it, no per-user notice.
+    let _follow_b = tokio::spawn(jitgate_service::background::replicas::follow(b.app.clone()));
+    followed(&b.app).await;
+    let started = std::time::Instant::now();
+    while b.allowed("ann", "prod-db", "read").await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "B's reload never swept bob's racing approval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let grant = b.request(&read.id).await.grant.unwrap();
+    assert_eq!(grant.status, GrantStatus::Revoked, "{grant:?}");
+    assert_eq!(told(b.auth_proxy("bob").await), "bob is deactivated in the directory");
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

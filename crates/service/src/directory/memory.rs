@@ -8,6 +8,7 @@
 //! signing in must not escape `alice`'s deactivation, nor take her name.
 
 use jitgate_core::scim::{MemberChange, ScimGroup, ScimSnapshot, ScimUser};
+use jitgate_core::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -91,6 +92,9 @@ pub struct Directory {
     /// Lowercase principals whose leaving is being written, and since when: filing and
     /// approving look here after they commit, so what races the change is undone.
     leaving: Mutex<HashMap<String, Instant>>,
+    /// Leavers heard of by a full reload whose sweep is still owed (it failed, or is
+    /// under way): principal, and since when.
+    owed_sweeps: Mutex<Vec<(String, Timestamp)>>,
 }
 
 fn key(text: &str) -> String {
@@ -213,6 +217,16 @@ impl State {
         }
     }
 
+    /// The lowercase principals blocked: deactivated users' and departed ones.
+    fn blocked_keys(&self) -> HashSet<String> {
+        self.users
+            .values()
+            .filter(|u| !u.active)
+            .map(|u| key(&u.principal))
+            .chain(self.departed.iter().cloned())
+            .collect()
+    }
+
     fn active_user_of(&self, principal: &str) -> Option<(&String, &User)> {
         let id = self.by_principal.get(principal)?;
         let user = self.users.get(id)?;
@@ -222,8 +236,10 @@ impl State {
 
 impl Directory {
     /// Everything provisioned, replacing what was held (at start, and when a replica catches
-    /// up on a gap).
-    pub fn load(&self, snapshot: &ScimSnapshot) {
+    /// up on a gap). Returns the principals blocked now that were not before, each with the
+    /// moment it was deactivated (`None`: deleted, the moment not kept): a reload that
+    /// replaces per-user notices must still end what raced each of them.
+    pub fn load(&self, snapshot: &ScimSnapshot) -> Vec<(String, Option<Timestamp>)> {
         let mut state = State::default();
         for user in &snapshot.users {
             state.put_user(user);
@@ -237,7 +253,23 @@ impl Directory {
         for group in &snapshot.groups {
             state.put_group(group, &MemberChange::Set(group.members.clone()));
         }
-        *self.state.write() = state;
+        let mut held = self.state.write();
+        let before = held.blocked_keys();
+        let mut newly: Vec<(String, Option<Timestamp>)> = snapshot
+            .users
+            .iter()
+            .filter(|u| !u.active && !before.contains(&key(&u.principal)))
+            .map(|u| (u.principal.clone(), Some(u.modified_at)))
+            .collect();
+        newly.extend(
+            state
+                .departed
+                .iter()
+                .filter(|k| !before.contains(*k))
+                .map(|k| (k.clone(), None)),
+        );
+        *held = state;
+        newly
     }
 
     /// A user as written (created, replaced, patched, renamed).
@@ -387,6 +419,19 @@ impl Directory {
     pub fn size(&self) -> (usize, usize) {
         let state = self.state.read();
         (state.users.len(), state.groups.len())
+    }
+
+    /// Owe `principal` a sweep (since `since`), until `take_owed_sweeps` hands it out.
+    pub fn owe_sweep(&self, principal: String, since: Timestamp) {
+        let mut owed = self.owed_sweeps.lock();
+        if !owed.iter().any(|(p, s)| *p == principal && *s == since) {
+            owed.push((principal, since));
+        }
+    }
+
+    /// The sweeps owed, handed out (a failed one is owed again by the caller).
+    pub fn take_owed_sweeps(&self) -> Vec<(String, Timestamp)> {
+        std::mem::take(&mut *self.owed_sweeps.lock())
     }
 
     /// `principal`'s access is being ended by a change not yet written.
