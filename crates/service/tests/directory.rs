@@ -1421,6 +1421,37 @@ async fn a_full_directory_reload_sweeps_each_newly_blocked_principal() {
     assert_eq!(told(b.auth_proxy("bob").await), "bob is deactivated in the directory");
 }
 
+/// A renamed user's old principal leaves: refused at once on the replica that wrote the
+/// rename, and on another replica that hears of it (which sweeps what the old principal's
+/// approval completed there meanwhile); the new principal works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_users_old_principal_is_blocked_and_swept_on_every_replica() {
+    let server = pg::Postgres::start();
+    server.create_database("renamed");
+    let a = pg_bed(&server, "renamed").await;
+    team(&a).await;
+    let b = pg_bed(&server, "renamed").await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    let bob = b.auth_proxy("bob").await.unwrap();
+    let read = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    a.put_user("u-bob", "robert", true, None).await;
+    assert_eq!(told(a.auth_proxy("bob").await), "bob was renamed in the directory");
+    assert_eq!(told(a.auth_proxy("BOB").await), "BOB was renamed in the directory");
+    assert_eq!(a.auth_proxy("robert").await.unwrap().groups, ["sre"]);
+    // B has not heard yet: bob's approval goes through there.
+    b.approve(&bob, &read.id).await.unwrap();
+    assert!(b.allowed("ann", "prod-db", "read").await);
+    directory::refresh_user(&b.app, "u-bob").await.unwrap();
+    let grant = b.request(&read.id).await.grant.unwrap();
+    assert_eq!(grant.status, GrantStatus::Revoked, "{grant:?}");
+    assert!(!b.allowed("ann", "prod-db", "read").await);
+    assert_eq!(told(b.auth_proxy("bob").await), "bob was renamed in the directory");
+    assert_eq!(b.auth_proxy("robert").await.unwrap().groups, ["sre"]);
+    // A user given the name again holds it: not blocked.
+    a.put_user("u-bob2", "bob", true, None).await;
+    assert!(a.auth_proxy("bob").await.is_ok());
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

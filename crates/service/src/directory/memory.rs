@@ -44,8 +44,10 @@ struct State {
     group_by_key: HashMap<String, String>,
     /// Each user's groups (ids): what changes when a user leaves, without scanning groups.
     groups_of: HashMap<String, BTreeSet<String>>,
-    /// Lowercase principals of deleted users that no live user holds again.
-    departed: HashSet<String>,
+    /// Lowercase principals of deleted users, and old principals of renamed users, that no
+    /// live user holds again, with why. Only deletions are kept by the store (tombstones): a
+    /// rename's old principal is remembered here until the process restarts.
+    departed: HashMap<String, Blocked>,
 }
 
 /// Why a principal may not authenticate.
@@ -55,6 +57,9 @@ pub enum Blocked {
     Deactivated,
     /// Deleted, and no live user holds the principal again.
     Deleted,
+    /// The user's principal was renamed (this is the old one), and no live user holds it
+    /// again.
+    Renamed,
 }
 
 impl Blocked {
@@ -63,6 +68,7 @@ impl Blocked {
         match self {
             Blocked::Deactivated => "is deactivated in the directory",
             Blocked::Deleted => "was deleted from the directory",
+            Blocked::Renamed => "was renamed in the directory",
         }
     }
 
@@ -115,9 +121,16 @@ impl State {
     }
 
     fn put_user(&mut self, user: &ScimUser) {
-        self.remove_user(&user.id);
+        let old = self.remove_user(&user.id);
         let k = key(&user.principal);
         self.departed.remove(&k);
+        // Renamed (not in case alone): the old principal leaves, as a deleted one does.
+        if let Some(old) = old {
+            let old_key = key(&old.principal);
+            if old_key != k && !self.by_principal_key.contains_key(&old_key) {
+                self.departed.insert(old_key, Blocked::Renamed);
+            }
+        }
         self.by_principal.insert(user.principal.clone(), user.id.clone());
         self.by_principal_key.insert(k, user.id.clone());
         self.users.insert(
@@ -139,7 +152,7 @@ impl State {
         }
         let k = key(&user.principal);
         if !self.by_principal_key.contains_key(&k) {
-            self.departed.insert(k);
+            self.departed.insert(k, Blocked::Deleted);
         }
         Some(user)
     }
@@ -223,7 +236,7 @@ impl State {
             .values()
             .filter(|u| !u.active)
             .map(|u| key(&u.principal))
-            .chain(self.departed.iter().cloned())
+            .chain(self.departed.keys().cloned())
             .collect()
     }
 
@@ -247,7 +260,7 @@ impl Directory {
         for principal in &snapshot.departed {
             let k = key(principal);
             if !state.by_principal_key.contains_key(&k) {
-                state.departed.insert(k);
+                state.departed.insert(k, Blocked::Deleted);
             }
         }
         for group in &snapshot.groups {
@@ -264,7 +277,7 @@ impl Directory {
         newly.extend(
             state
                 .departed
-                .iter()
+                .keys()
                 .filter(|k| !before.contains(*k))
                 .map(|k| (k.clone(), None)),
         );
@@ -299,7 +312,7 @@ impl Directory {
         match state.by_principal_key.get(&k).and_then(|id| state.users.get(id)) {
             Some(user) if !user.active => Some(Blocked::Deactivated),
             Some(_) => None,
-            None => state.departed.contains(&k).then_some(Blocked::Deleted),
+            None => state.departed.get(&k).copied(),
         }
     }
 
@@ -556,9 +569,15 @@ mod tests {
         d.put_group(&group("g2", "developers", &[]), &MemberChange::Keep);
         assert_eq!(d.groups_of("alice"), ["developers"]);
         assert!(d.members("dev").is_empty());
-        // Renamed user: the old principal is free and not blocked; the new one holds the groups.
+        // Renamed user: the old principal holds nothing and is blocked (until a live user
+        // holds it again); the new one holds the groups. A rename in case alone blocks nothing.
         d.put_user(&user("u1", "alice2", true, None));
         assert!(d.groups_of("alice").is_empty());
+        assert_eq!(d.blocked("alice"), Some(Blocked::Renamed));
+        assert_eq!(d.blocked("alice2"), None);
+        d.put_user(&user("u1", "Alice2", true, None));
+        assert_eq!(d.blocked("alice2"), None);
+        d.put_user(&user("u1", "alice2", true, None));
         assert_eq!(d.groups_of("alice2"), ["developers"]);
         // Deleted: blocked, memberships gone.
         assert_eq!(d.delete_user("u1").as_deref(), Some("alice2"));

@@ -159,6 +159,11 @@ pub fn committed(app: &App, write: &DirectoryWrite, user: Option<&ScimUser>, gro
         ScimChange::PutUser { user, .. } => {
             if let Some(old) = directory.user(&user.id) {
                 touched.insert(old.principal.to_ascii_lowercase());
+                if !old.principal.eq_ignore_ascii_case(&user.principal) {
+                    // Renamed: the old principal is blocked from now on by the directory
+                    // itself (departed, in memory).
+                    directory.leaving_done(&old.principal);
+                }
             }
             directory.put_user(user);
             touched.insert(user.principal.to_ascii_lowercase());
@@ -345,9 +350,12 @@ pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
 pub async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
     let directory = app.directory();
     let mut touched = HashSet::new();
-    if let Some(old) = directory.user(id) {
+    let old = directory.user(id);
+    if let Some(old) = &old {
         touched.insert(old.principal.to_ascii_lowercase());
     }
+    // Renamed (not in case alone): the old principal leaves, as of the change.
+    let mut renamed_from = None;
     // The principal now blocked, and since when. A deletion's moment is not read back (the
     // store answers nothing for a deleted id): heard within moments of the write, it is no
     // earlier than a leaving mark lasts (`LEAVING_FOR`) before now, so approvals from then on
@@ -356,6 +364,9 @@ pub async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
         Some(user) => {
             directory.put_user(&user);
             touched.insert(user.principal.to_ascii_lowercase());
+            if let Some(old) = old.filter(|o| !o.principal.eq_ignore_ascii_case(&user.principal)) {
+                renamed_from = Some((old.principal, user.modified_at));
+            }
             (!user.active).then_some((user.principal, user.modified_at))
         }
         None => directory
@@ -363,6 +374,9 @@ pub async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
             .map(|principal| (principal, deleted_since(crate::clock::now()))),
     };
     app.authenticator().directory_changed(&app.policy(), &touched, &[]);
+    if let Some((principal, since)) = renamed_from {
+        effects::sweep(app, &principal, Some(since)).await?;
+    }
     if let Some((principal, since)) = blocked {
         effects::sweep(app, &principal, Some(since)).await?;
     }
