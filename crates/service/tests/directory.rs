@@ -1452,6 +1452,35 @@ async fn a_renamed_users_old_principal_is_blocked_and_swept_on_every_replica() {
     assert!(a.auth_proxy("bob").await.is_ok());
 }
 
+/// A service's token names a principal the identity provider cannot take (in any case), and
+/// a provisioned user of that name (provisioned before the token, say) neither gives the
+/// service groups nor blocks or ends it.
+#[tokio::test]
+async fn a_service_tokens_principal_is_never_the_identity_providers() {
+    let b = bed().await;
+    team(&b).await;
+    let root = caller_for::<op::ManageTokens>(b.root().await).unwrap();
+    let body = NewToken {
+        principal: "deployer".into(),
+        service: true,
+        ..Default::default()
+    };
+    let service = b.app.create_token(&root, &body).await.unwrap().1;
+    for taken in ["deployer", "Deployer", "DEPLOYER"] {
+        let problem = directory::principal_problem(&b.app, taken, None).unwrap_or_default();
+        assert!(problem.contains("a service's token"), "{taken}: {problem:?}");
+    }
+    // Provisioned anyway (the store does not ask): in ops, then deactivated.
+    b.put_user("u-dep", "deployer", true, None).await;
+    b.put_group("g-ops", "ops", &["u-dep"]).await;
+    let who = b.auth_token(&service).await.unwrap();
+    assert!(who.groups.is_empty(), "{who:?}");
+    let effects = b.put_user("u-dep", "deployer", false, None).await;
+    assert!(effects.revoked_tokens.is_empty(), "{effects:?}");
+    let who = b.auth_token(&service).await.unwrap();
+    assert_eq!(who.kind, jitgate_core::PrincipalKind::Service);
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

@@ -173,8 +173,12 @@ pub(super) async fn leaver(
         .filter(|t| t.on_behalf_of.as_deref().is_some_and(like))
         .map(|t| t.principal.clone())
         .collect();
+    // A service's token is never the identity provider's to end.
     for token in tokens.iter().filter(|t| {
-        t.revoked_at.is_none() && !t.scim && (like(&t.principal) || t.on_behalf_of.as_deref().is_some_and(like))
+        t.revoked_at.is_none()
+            && !t.scim
+            && !t.service
+            && (like(&t.principal) || t.on_behalf_of.as_deref().is_some_and(like))
     }) {
         let (revoked, mut event) = token.revoke(actor, now);
         event.comment = Some(match event.comment.take() {

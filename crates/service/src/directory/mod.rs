@@ -247,8 +247,9 @@ pub fn members_after(app: &App, group_id: &str, change: &MemberChange) -> Vec<St
 }
 
 /// Why `principal` cannot be the principal of SCIM user `own_id` (`None` on create): it
-/// names (case-insensitively) a `directory.toml` principal, an agent, another SCIM user, or
-/// falls in another OIDC issuer's names. `None` when it can.
+/// names (case-insensitively) a `directory.toml` principal, the principal of an API token of
+/// a service or of an agent, another SCIM user, or falls in another OIDC issuer's names.
+/// `None` when it can.
 pub fn principal_problem(app: &App, principal: &str, own_id: Option<&str>) -> Option<String> {
     if let Some(problem) = jitgate_core::principal_name_problem(principal) {
         return Some(format!(
@@ -276,17 +277,24 @@ pub fn principal_problem(app: &App, principal: &str, own_id: Option<&str>) -> Op
             entry.identity.principal
         ));
     }
-    if let Some(agent) = app
+    // A service's or an agent's token (revoked or not): an identity provider must not take
+    // over a name jitgate's admins gave a machine.
+    if let Some(token) = app
         .authenticator()
         .api_tokens()
         .iter()
-        .find(|t| t.on_behalf_of.is_some() && t.principal.eq_ignore_ascii_case(principal))
+        .find(|t| (t.service || t.on_behalf_of.is_some()) && t.principal.eq_ignore_ascii_case(principal))
     {
-        return Some(format!(
-            "principal '{principal}' is taken: '{}' is an agent acting for {}",
-            agent.principal,
-            agent.on_behalf_of.as_deref().unwrap_or_default()
-        ));
+        return Some(match token.on_behalf_of.as_deref() {
+            Some(person) => format!(
+                "principal '{principal}' is taken: '{}' is an agent acting for {person}",
+                token.principal
+            ),
+            None => format!(
+                "principal '{principal}' is taken: '{}' is a service's token",
+                token.principal
+            ),
+        });
     }
     match app.directory().holder_of(principal) {
         Some(holder) if Some(holder.as_str()) != own_id => Some(format!(
@@ -331,6 +339,10 @@ pub fn group_name_problem(name: &str) -> Option<String> {
 pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
     let policy = app.policy();
     let directory = app.directory();
+    if who.kind == jitgate_core::PrincipalKind::Service {
+        // The identity provider's blocking never reaches a service.
+        return None;
+    }
     let of = |principal: &str| {
         if policy.rules().principal(principal).is_some() {
             return None;
