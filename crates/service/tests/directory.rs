@@ -1481,6 +1481,22 @@ async fn a_service_tokens_principal_is_never_the_identity_providers() {
     assert_eq!(who.kind, jitgate_core::PrincipalKind::Service);
 }
 
+/// A token-table rebuild from a list read before a deactivation revoked a token, landing
+/// after it (a reload racing the change), never brings the token back.
+#[tokio::test]
+async fn a_stale_token_list_never_undoes_a_revocation() {
+    let b = bed().await;
+    team(&b).await;
+    let token = b.token_for("ann", None).await;
+    let stale = b.app.store.list_tokens().await.unwrap();
+    b.put_user("u-ann", "ann", false, None).await;
+    // Active again (so the directory's block does not hide the token's state).
+    b.put_user("u-ann", "ann", true, None).await;
+    assert_eq!(told(b.auth_token(&token).await), "the credentials are not valid");
+    b.app.authenticator().rebuild(&b.app.policy(), Some(stale));
+    assert_eq!(told(b.auth_token(&token).await), "the credentials are not valid");
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

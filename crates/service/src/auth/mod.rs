@@ -87,6 +87,9 @@ pub struct Authenticator {
     pub throttle: Throttle,
     /// The provisioned directory (SCIM), in memory: groups it adds, principals it blocks.
     directory: Arc<crate::directory::Directory>,
+    /// Held from the reads of a table rebuild to its swap (never across an await): two
+    /// rebuilds at once would otherwise let the one that read first swap last.
+    rebuilding: parking_lot::Mutex<()>,
 }
 
 impl Authenticator {
@@ -112,14 +115,36 @@ impl Authenticator {
             proxy,
             throttle: Throttle::new(&config.throttle)?,
             directory: Arc::new(crate::directory::Directory::default()),
+            rebuilding: parking_lot::Mutex::new(()),
         })
     }
 
-    /// Rebuild the token table from the policy's directory and the issued tokens.
+    /// Rebuild the token table from the policy's directory and the issued tokens (`Some`: as
+    /// just read from the store). A revocation is for good: a token the list kept here has
+    /// revoked stays revoked whatever a list read before that revocation says.
     pub fn rebuild(&self, policy: &Policy, api_tokens: Option<Vec<ApiToken>>) {
+        let _serialised = self.rebuilding.lock();
         if let Some(list) = api_tokens {
-            *self.api_tokens.write() = Arc::new(list);
+            let held = self.api_tokens.read().clone();
+            let revoked: std::collections::HashMap<&str, &ApiToken> = held
+                .iter()
+                .filter(|t| t.revoked_at.is_some())
+                .map(|t| (t.id.as_str(), t))
+                .collect();
+            let merged = list
+                .into_iter()
+                .map(|t| match revoked.get(t.id.as_str()) {
+                    Some(gone) if t.revoked_at.is_none() => (*gone).clone(),
+                    _ => t,
+                })
+                .collect();
+            *self.api_tokens.write() = Arc::new(merged);
         }
+        self.rebuild_held(policy);
+    }
+
+    /// The table built again from the list kept; `rebuilding` is held by the caller.
+    fn rebuild_held(&self, policy: &Policy) {
         let list = self.api_tokens.read().clone();
         *self.tokens.write() = Arc::new(TokenTable::build_with(policy, &self.directory, &list));
     }
@@ -145,6 +170,7 @@ impl Authenticator {
         touched: &std::collections::HashSet<String>,
         revoked: &[ApiToken],
     ) {
+        let _serialised = self.rebuilding.lock();
         let list = self.api_tokens.read().clone();
         let reaches = !revoked.is_empty()
             || list.iter().any(|t| {
@@ -163,7 +189,7 @@ impl Authenticator {
                 .collect();
             *self.api_tokens.write() = Arc::new(updated);
         }
-        self.rebuild(policy, None);
+        self.rebuild_held(policy);
     }
 
     /// The identity behind a request's credentials. `policy` is asked for only when the
