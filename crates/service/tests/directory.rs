@@ -1497,6 +1497,42 @@ async fn a_stale_token_list_never_undoes_a_revocation() {
     assert_eq!(told(b.auth_token(&token).await), "the credentials are not valid");
 }
 
+/// Movers lose only what the directory gave them and the change took away: ann leaves dev
+/// in the identity provider, but a token of hers carries dev of its own, so her request
+/// filed with it, and bob's approval through a token's sre, stay; erin, whose only sre was
+/// the identity provider's, loses her request.
+#[tokio::test]
+async fn a_movers_token_groups_keep_what_they_allow() {
+    let b = bed().await;
+    team(&b).await;
+    let root = caller_for::<op::ManageTokens>(b.root().await).unwrap();
+    let mut tokens = HashMap::new();
+    for (principal, group) in [("ann", "dev"), ("bob", "sre")] {
+        let body = NewToken {
+            principal: principal.into(),
+            groups: vec![group.into()],
+            ..Default::default()
+        };
+        tokens.insert(principal, b.app.create_token(&root, &body).await.unwrap().1);
+    }
+    let ann = b.auth_token(&tokens["ann"]).await.unwrap();
+    let bob = b.auth_token(&tokens["bob"]).await.unwrap();
+    let erin = b.auth_proxy("erin").await.unwrap();
+    let read = b.app.file(&ann, &ask("prod-db", "read")).await.unwrap();
+    let carol = b.auth_proxy("carol").await.unwrap();
+    let write = b.app.file(&carol, &ask("prod-db", "write")).await.unwrap();
+    b.approve(&bob, &write.id).await.unwrap();
+    let erins = b.app.file(&erin, &ask("prod-db", "write")).await.unwrap();
+    // ann out of dev, bob and erin out of sre.
+    b.put_group("g-dev", "dev", &[]).await;
+    b.put_group("g-sre", "sre", &["u-carol"]).await;
+    assert_eq!(b.request(&read.id).await.status, RequestStatus::Pending);
+    let write = b.request(&write.id).await;
+    assert_eq!(write.approvals.len(), 1, "{write:?}");
+    assert_eq!(write.approvals[0].reviewer, "bob");
+    assert_eq!(b.request(&erins.id).await.status, RequestStatus::Cancelled);
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

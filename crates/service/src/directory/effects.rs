@@ -17,11 +17,13 @@ const CLOCK_SKEW_SECONDS: i64 = 5;
 /// How often an undo is tried again when the request changed meanwhile.
 const UNDO_RETRIES: usize = 16;
 
-/// A user who left a group, with the groups they are in after the change.
+/// A user who left a group, with the provisioned groups they were in before the change and
+/// are in after it.
 #[derive(Debug, Clone)]
 pub(super) struct Mover {
     pub principal: String,
-    pub groups: Vec<String>,
+    pub groups_before: Vec<String>,
+    pub groups_after: Vec<String>,
 }
 
 /// Transitions gathered per request: a request touched twice (an agent's request its person
@@ -257,25 +259,45 @@ pub(super) async fn leaver(
     Ok(gathered.into_effects())
 }
 
-/// Judge one holder's grants and pending requests again with `identity` (their identity after
-/// the change); end what Cedar no longer allows.
+/// Does Cedar admit `view` for `identity` (the `request` ability, or `break_glass` for a
+/// break-glass one; duration and reason limits are not judged again)?
+fn admits(policy: &jitgate_policy::Policy, identity: &Identity, view: &Request, now: Timestamp) -> bool {
+    policy.still_admits(identity, view, now).is_ok()
+}
+
+/// What the change took away for `view`: the identity `before` was admitted, and none of the
+/// identities `after` is.
+fn taken_away(
+    policy: &jitgate_policy::Policy,
+    before: &Identity,
+    after: &[Identity],
+    view: &Request,
+    now: Timestamp,
+) -> bool {
+    admits(policy, before, view, now) && !after.iter().any(|a| admits(policy, a, view, now))
+}
+
+/// Judge one holder's grants and pending requests (under any spelling of their principal)
+/// with their identity `before` the change and their identities `after` it; end what the
+/// change took away (see `directory::group_change_effects`).
 async fn judge_holder(
     app: &App,
-    identity: &Identity,
+    before: &Identity,
+    after: &[Identity],
     actor: &str,
     comment: &str,
     now: Timestamp,
     gathered: &mut Gathered,
 ) -> Result<(), ServiceError> {
     let policy = app.policy();
-    for request in active_grants(app, &identity.principal, now).await? {
+    for request in active_grants_like(app, &before.principal, now).await? {
         let at = now;
-        let still = request
+        let ended = request
             .grants()
             .filter(|g| g.status_at(at) == GrantStatus::Active)
             .filter_map(|g| request.view_of_grant(&g.id))
-            .all(|view| policy.still_admits(identity, &view, now).is_ok());
-        if still {
+            .any(|view| taken_away(&policy, before, after, &view, now));
+        if !ended {
             continue;
         }
         let current = gathered.current(&request);
@@ -283,11 +305,11 @@ async fn judge_holder(
             gathered.add(&request, t);
         }
     }
-    for request in all_requests(app, pending_of(&identity.principal), now).await? {
-        let still = (0..request.item_count())
+    for request in all_requests(app, pending_of(&before.principal), now).await? {
+        let ended = (0..request.item_count())
             .filter_map(|i| request.item_request(i))
-            .all(|item| policy.still_admits(identity, &item, now).is_ok());
-        if still {
+            .any(|item| taken_away(&policy, before, after, &item, now));
+        if !ended {
             continue;
         }
         let current = gathered.current(&request);
@@ -297,6 +319,20 @@ async fn judge_holder(
     }
     Ok(())
 }
+
+/// `identity` with the provisioned `groups` added (never a reserved one, nor one of
+/// `except`).
+fn with_groups(mut identity: Identity, groups: &[String], except: &[&str]) -> Identity {
+    for g in groups {
+        if !jitgate_policy::is_reserved_group(g) && !except.contains(&g.as_str()) && !identity.in_group(g) {
+            identity.groups.push(g.clone());
+        }
+    }
+    identity
+}
+
+/// The person's groups an agent never inherits (as `auth::tokens` resolves agents).
+const NOT_INHERITED: [&str; 2] = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
 
 /// What users leaving group `left` (renamed or deleted, or they were removed) ends.
 pub(super) async fn movers(
@@ -308,27 +344,40 @@ pub(super) async fn movers(
 ) -> Result<Effects, ServiceError> {
     let policy = app.policy();
     let tokens = app.store.list_tokens().await?;
+    let live = |t: &&ApiToken| t.revoked_at.is_none() && !t.scim && !t.service;
     let mut gathered = Gathered::default();
-    let mut after_of: HashMap<&str, Identity> = HashMap::new();
+    let mut judged: Vec<(&str, Identity, Vec<Identity>)> = Vec::new();
     for mover in movers {
         // directory.toml wins: the identity provider's groups are not theirs.
         if policy.rules().principal(&mover.principal).is_some() {
             continue;
         }
         let comment = format!("{} left {left} ({client})", mover.principal);
-        let identity = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
-        let mut identity = identity;
-        for g in &mover.groups {
-            if !jitgate_policy::is_reserved_group(g) && !identity.in_group(g) {
-                identity.groups.push(g.clone());
-            }
-        }
-        judge_holder(app, &identity, client, &comment, now, &mut gathered).await?;
-        // Their agents carry their groups: judged with the person's groups after the change.
+        let base = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
+        let before = with_groups(base.clone(), &mover.groups_before, &[]);
+        // After: the directory's identity, and each live token of theirs with its own groups.
+        let mut after = vec![with_groups(base, &mover.groups_after, &[])];
         for token in tokens
             .iter()
-            .filter(|t| t.revoked_at.is_none() && t.on_behalf_of.as_deref() == Some(mover.principal.as_str()))
+            .filter(live)
+            .filter(|t| t.on_behalf_of.is_none() && t.principal.eq_ignore_ascii_case(&mover.principal))
         {
+            let own = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
+            let mut own = with_groups(own, &mover.groups_after, &[]);
+            for g in &token.groups {
+                if !own.in_group(g) {
+                    own.groups.push(g.clone());
+                }
+            }
+            after.push(own);
+        }
+        judge_holder(app, &before, &after, client, &comment, now, &mut gathered).await?;
+        // Their agents carry their groups: judged with the person's groups before and after.
+        for token in tokens.iter().filter(live).filter(|t| {
+            t.on_behalf_of
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(&mover.principal))
+        }) {
             let own = Identity {
                 principal: token.principal.clone(),
                 groups: token.groups.clone(),
@@ -336,28 +385,25 @@ pub(super) async fn movers(
                 on_behalf_of: None,
                 ci: None,
             };
-            let mut agent = crate::auth::tokens::resolve_agent(&policy, own, &mover.principal);
-            for g in &mover.groups {
-                if !jitgate_policy::is_reserved_group(g) && !agent.in_group(g) {
-                    agent.groups.push(g.clone());
-                }
-            }
-            judge_holder(app, &agent, client, &comment, now, &mut gathered).await?;
+            let agent = crate::auth::tokens::resolve_agent(&policy, own, &mover.principal);
+            let agent_before = with_groups(agent.clone(), &mover.groups_before, &NOT_INHERITED);
+            let agent_after = with_groups(agent, &mover.groups_after, &NOT_INHERITED);
+            judge_holder(app, &agent_before, &[agent_after], client, &comment, now, &mut gathered).await?;
         }
-        after_of.insert(mover.principal.as_str(), identity);
+        judged.push((mover.principal.as_str(), before, after));
     }
-    if after_of.is_empty() {
+    if judged.is_empty() {
         return Ok(gathered.into_effects());
     }
     for request in all_requests(app, all_pending(), now).await? {
-        for (principal, identity) in &after_of {
-            if reviewers_like(&request, principal).is_empty() {
-                continue;
+        for (principal, before, after) in &judged {
+            for reviewer in reviewers_like(&request, principal) {
+                let current = gathered.current(&request);
+                let comment = format!("{principal} left {left} ({client})");
+                let t =
+                    machine::withdraw_approvals_moved(&current, &reviewer, before, after, client, Some(comment), now);
+                gathered.add(&request, t);
             }
-            let current = gathered.current(&request);
-            let comment = format!("{principal} left {left} ({client})");
-            let t = machine::withdraw_approvals_outside(&current, identity, client, Some(comment), now);
-            gathered.add(&request, t);
         }
     }
     Ok(gathered.into_effects())

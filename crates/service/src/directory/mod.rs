@@ -13,12 +13,9 @@
 //!   grant of the principal and of the agents acting for them is revoked, every pending
 //!   request of theirs cancelled, every approval they gave to a pending request withdrawn,
 //!   every API token of theirs and of their agents revoked. Reactivation restores nothing.
-//! - Movers (a user who leaves a group): each active grant and pending request of theirs and
-//!   their agents' is judged again by Cedar with their identity after the change (the
-//!   `request` ability, `break_glass` for a break-glass grant; duration and reason limits are
-//!   not judged again); what it no longer allows is revoked or cancelled. Their approvals on
-//!   pending requests that counted towards a step they are no longer admitted to are
-//!   withdrawn.
+//! - Movers (a user who leaves a group): what the directory's identity of theirs before the
+//!   change admitted and none of their identities after it admits is revoked, cancelled or
+//!   withdrawn; the exact rule is on [`group_change_effects`].
 //!
 //! Races with a leaver's own writes. Computing a leaver's effects first marks the principal as
 //! leaving (in memory, for a minute at most); filing and approving refuse a blocked or
@@ -104,6 +101,20 @@ pub async fn user_change_effects(
 /// What changing group `before` into `after` ends: `after.members` is the full member list
 /// after the change (`None`: created / deleted) — also for a change that keeps or edits the
 /// members (take it from [`members_after`]): a member missing from it counts as removed.
+///
+/// The rule for each member who leaves the group (removed, left out of a replaced list, the
+/// group renamed or deleted), "removing a user from a group ends grants that only that
+/// group's workflows allowed", exactly: take their identity BEFORE the change as the
+/// directory gives it (directory.toml's groups and the identity provider's groups then), and
+/// their identities AFTER it (the directory's, and each live API token of theirs with the
+/// token's own groups added). An active grant is revoked, and a pending request cancelled,
+/// when Cedar (the `request` ability, `break_glass` for a break-glass grant; duration and
+/// reason limits are not judged again) admits it for the identity before and for none of the
+/// identities after. An approval of theirs on a pending request is withdrawn when the step
+/// it counted towards admitted the identity before and admits none after. What the identity
+/// before did not admit (obtained through a token's or an OpenID token's own groups) and
+/// what a group they keep still admits are untouched. Their agents are judged alike, with
+/// the agent's own groups and their person's before and after.
 pub async fn group_change_effects(
     app: &App,
     before: Option<&ScimGroup>,
@@ -130,17 +141,19 @@ pub async fn group_change_effects(
             // Inactive users hold nothing to judge (ended when they left).
             continue;
         }
-        let mut groups: Vec<String> = directory
-            .group_names_of_id(&member.id)
-            .into_iter()
-            .filter(|g| g != &before.display_name)
+        let groups_before = directory.group_names_of_id(&member.id);
+        let mut groups_after: Vec<String> = groups_before
+            .iter()
+            .filter(|g| **g != before.display_name)
+            .cloned()
             .collect();
         if let (true, Some(a)) = (stays, after) {
-            groups.push(a.display_name.clone());
+            groups_after.push(a.display_name.clone());
         }
         movers.push(effects::Mover {
             principal: member.principal,
-            groups,
+            groups_before,
+            groups_after,
         });
     }
     if movers.is_empty() {
