@@ -1533,6 +1533,53 @@ async fn a_movers_token_groups_keep_what_they_allow() {
     assert_eq!(b.request(&erins.id).await.status, RequestStatus::Cancelled);
 }
 
+/// A leaver's write that fails (here: another client changed the user first) leaves no
+/// leaving mark once the edge says so: ann files again at once. A rename in case alone ends
+/// nothing and locks nobody out.
+#[tokio::test]
+async fn a_failed_leavers_write_and_a_case_only_rename_leave_no_one_locked_out() {
+    let b = bed().await;
+    team(&b).await;
+    let ann = b.auth_proxy("ann").await.unwrap();
+    let before = b.users.lock().get("u-ann").cloned().unwrap();
+    let after = ScimUser {
+        active: false,
+        version: before.version + 1,
+        ..before.clone()
+    };
+    let effects = directory::user_change_effects(&b.app, Some(&before), Some(&after), CLIENT, jitgate_service::now())
+        .await
+        .unwrap();
+    // Marked while the write is under way: filing is refused.
+    assert!(matches!(
+        b.app.file(&ann, &ask("staging-db", "read")).await,
+        Err(ServiceError::Unauthenticated(_))
+    ));
+    let stale = DirectoryWrite {
+        change: ScimChange::PutUser {
+            user: after.clone(),
+            expected_version: Some(before.version + 7),
+        },
+        transitions: effects.transitions,
+        revoked_tokens: effects.revoked_tokens,
+        events: vec![scim_event(EventKind::ScimUserDeactivated, "ann", "active false")],
+    };
+    assert!(matches!(commit(&b.app, &stale).await, Err(StoreError::Conflict)));
+    directory::write_failed(&b.app, Some(&before), Some(&after));
+    let filed = b.app.file(&ann, &ask("staging-db", "read")).await.unwrap();
+    assert!(b.allowed("ann", "staging-db", "read").await);
+
+    // Case alone: nothing ends, nobody is locked out, in either spelling.
+    let effects = b.put_user("u-ann", "Ann", true, None).await;
+    assert_eq!(effects, Effects::default());
+    assert!(b.allowed("ann", "staging-db", "read").await);
+    assert_eq!(b.request(&filed.id).await.grant.unwrap().status, GrantStatus::Active);
+    let big_ann = b.auth_proxy("Ann").await.unwrap();
+    assert_eq!(big_ann.groups, ["dev"]);
+    b.app.file(&big_ann, &ask("grafana", "read")).await.unwrap();
+    assert!(b.auth_proxy("ann").await.is_ok());
+}
+
 /// Until `app`'s replica follower has loaded everything once (its start): what is provisioned
 /// after is heard as changes.
 async fn followed(app: &App) {

@@ -95,9 +95,10 @@ pub struct UserView {
 #[derive(Debug, Default)]
 pub struct Directory {
     state: RwLock<State>,
-    /// Lowercase principals whose leaving is being written, and since when: filing and
-    /// approving look here after they commit, so what races the change is undone.
-    leaving: Mutex<HashMap<String, Instant>>,
+    /// Lowercase principals whose leaving is being written, since when, and by how many
+    /// writes under way: filing and approving look here after they commit, so what races the
+    /// change is undone.
+    leaving: Mutex<HashMap<String, (Instant, u32)>>,
     /// Leavers heard of by a full reload whose sweep is still owed (it failed, or is
     /// under way): principal, and since when.
     owed_sweeps: Mutex<Vec<(String, Timestamp)>>,
@@ -452,13 +453,27 @@ impl Directory {
         let mut leaving = self.leaving.lock();
         // Marks of writes that never committed lapse; forget them now and then.
         if leaving.len() >= 1024 {
-            leaving.retain(|_, since| since.elapsed() < LEAVING_FOR);
+            leaving.retain(|_, (since, _)| since.elapsed() < LEAVING_FOR);
         }
-        leaving.insert(key(principal), Instant::now());
+        let mark = leaving.entry(key(principal)).or_insert((Instant::now(), 0));
+        *mark = (Instant::now(), mark.1.saturating_add(1));
     }
 
-    /// The change that ended `principal`'s access is written (or failed): the directory says
-    /// from now on.
+    /// A write that would have ended `principal`'s access failed (or will be computed again):
+    /// its mark goes, unless another write under way marked them too.
+    pub fn unmark_leaving(&self, principal: &str) {
+        let mut leaving = self.leaving.lock();
+        let k = key(principal);
+        if let Some((_, writes)) = leaving.get_mut(&k) {
+            *writes = writes.saturating_sub(1);
+            if *writes == 0 {
+                leaving.remove(&k);
+            }
+        }
+    }
+
+    /// The change that ended `principal`'s access is written: the directory says from now
+    /// on.
     pub fn leaving_done(&self, principal: &str) {
         self.leaving.lock().remove(&key(principal));
     }
@@ -472,7 +487,7 @@ impl Directory {
         let mut leaving = self.leaving.lock();
         let k = key(principal);
         match leaving.get(&k) {
-            Some(since) if since.elapsed() < LEAVING_FOR => Some(Blocked::Deactivated),
+            Some((since, _)) if since.elapsed() < LEAVING_FOR => Some(Blocked::Deactivated),
             Some(_) => {
                 leaving.remove(&k);
                 None
@@ -598,6 +613,15 @@ mod tests {
         assert_eq!(d.blocked_or_leaving("alice"), Some(Blocked::Deactivated));
         d.leaving_done("alice");
         assert_eq!(d.blocked_or_leaving("alice"), None);
+        // Two writes under way; one fails: still leaving until the other is done or fails.
+        d.mark_leaving("bob");
+        d.mark_leaving("Bob");
+        d.unmark_leaving("bob");
+        assert_eq!(d.blocked_or_leaving("bob"), Some(Blocked::Deactivated));
+        d.unmark_leaving("BOB");
+        assert_eq!(d.blocked_or_leaving("bob"), None);
+        d.unmark_leaving("bob");
+        assert_eq!(d.blocked_or_leaving("bob"), None);
     }
 
     #[test]

@@ -66,8 +66,32 @@ impl Leaving {
     }
 }
 
+/// The principal a change of user `before` into `after` ends, and why: the deleted or
+/// deactivated user's, or a renamed user's old one (never the new one). A rename in ASCII
+/// case alone is no rename: blocking compares ignoring case, the principal stays.
+/// `directory.toml`'s principals are never ended (it wins).
+fn leaving_of<'a>(app: &App, before: Option<&'a ScimUser>, after: Option<&'a ScimUser>) -> Option<(&'a str, Leaving)> {
+    let leaving = match (before, after) {
+        (Some(b), None) => Some((b.principal.as_str(), Leaving::Deleted)),
+        (Some(b), Some(a)) if !b.principal.eq_ignore_ascii_case(&a.principal) => {
+            Some((b.principal.as_str(), Leaving::Renamed(a.principal.clone())))
+        }
+        // Deactivated, or written again while inactive: what raced the first write ends too.
+        (_, Some(a)) if !a.active => Some((a.principal.as_str(), Leaving::Deactivated)),
+        _ => None,
+    };
+    leaving.filter(|(principal, _)| app.policy().rules().principal(principal).is_none())
+}
+
 /// What changing user `before` into `after` (`None`: created / deleted) ends, as `client`
 /// (the provisioning token's principal) does it at `now`.
+///
+/// Computing a leaver's effects marks their principal as leaving (see the module). When this
+/// returns `Ok`, the caller MUST call [`write_failed`] with the same `before` and `after` if
+/// the write of these effects does not commit — `Conflict` (before computing them again),
+/// `Taken`, `Refused`, a failed precondition, any error — and [`committed`] when it does:
+/// otherwise the mark refuses the principal for up to a minute. When this returns `Err`,
+/// nothing stays marked (do not call `write_failed`).
 pub async fn user_change_effects(
     app: &App,
     before: Option<&ScimUser>,
@@ -75,27 +99,29 @@ pub async fn user_change_effects(
     client: &str,
     now: Timestamp,
 ) -> Result<Effects, ServiceError> {
-    let leaving = match (before, after) {
-        (Some(b), None) => Some((b.principal.as_str(), Leaving::Deleted)),
-        (Some(b), Some(a)) if b.principal != a.principal => {
-            Some((b.principal.as_str(), Leaving::Renamed(a.principal.clone())))
-        }
-        // Deactivated, or written again while inactive: what raced the first write ends too.
-        (_, Some(a)) if !a.active => Some((a.principal.as_str(), Leaving::Deactivated)),
-        _ => None,
-    };
-    let Some((principal, why)) = leaving else {
+    let Some((principal, why)) = leaving_of(app, before, after) else {
         return Ok(Effects::default());
     };
-    // directory.toml wins: the identity provider cannot end a principal the file names.
-    if app.policy().rules().principal(principal).is_some() {
-        return Ok(Effects::default());
-    }
     // Before anything is read: a request filed or an approval given from now on looks here
     // after it commits, and undoes itself (what committed before is read below).
     app.directory().mark_leaving(principal);
     let comment = why.comment(principal, client);
-    effects::leaver(app, principal, client, &comment, None, now).await
+    let effects = effects::leaver(app, principal, client, &comment, None, now).await;
+    if effects.is_err() {
+        // Nothing will be written: no mark left behind.
+        app.directory().unmark_leaving(principal);
+    }
+    effects
+}
+
+/// The write of what [`user_change_effects`] computed for `before` into `after` did not
+/// commit (any error, a `Conflict` before computing it again included): the leaving mark it
+/// set goes (unless another write under way set one too). The SCIM edge calls this on every
+/// failed write of a user change; calling it for a change that marked nothing does nothing.
+pub fn write_failed(app: &App, before: Option<&ScimUser>, after: Option<&ScimUser>) {
+    if let Some((principal, _)) = leaving_of(app, before, after) {
+        app.directory().unmark_leaving(principal);
+    }
 }
 
 /// What changing group `before` into `after` ends: `after.members` is the full member list
