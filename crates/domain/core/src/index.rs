@@ -384,6 +384,21 @@ mod tests {
     }
 
     #[test]
+    fn the_spellings_of_a_principal_holding_grants_are_found_ignoring_ascii_case() {
+        let mut index = GrantIndex::new();
+        index.upsert(&grant("g1", "Alice@corp.com", None, false, 10));
+        index.upsert(&grant("g2", "alice@corp.com", None, false, 10));
+        index.upsert(&grant("g3", "alice@corp.com", None, true, 10));
+        index.upsert(&grant("g4", "bob", None, false, 10));
+        // A look-alike is not a spelling: Cyrillic a.
+        index.upsert(&grant("g5", "\u{430}lice@corp.com", None, false, 10));
+        let mut found = index.principals_like("ALICE@corp.com");
+        found.sort();
+        assert_eq!(found, ["Alice@corp.com", "alice@corp.com"]);
+        assert!(index.principals_like("carol").is_empty());
+    }
+
+    #[test]
     fn a_denial_says_why_when_a_recent_grant_explains_it() {
         let mut index = GrantIndex::new();
         let mut g = grant("g1", "alice", None, false, 10);
