@@ -192,14 +192,7 @@ impl App {
             let since = since.unwrap_or_else(|| crate::directory::deleted_since(at));
             self.directory().owe_sweep(principal, since);
         }
-        let mut failed = None;
-        for (principal, since) in self.directory().take_owed_sweeps() {
-            if let Err(e) = crate::directory::sweep_leaver(self, &principal, Some(since)).await {
-                self.directory().owe_sweep(principal, since);
-                failed = failed.or(Some(e));
-            }
-        }
-        failed.map_or(Ok(()), Err)
+        crate::directory::sweep_owed(self).await
     }
 
     /// A transition committed elsewhere than `transition` (a provisioning write): into the

@@ -99,8 +99,8 @@ pub struct Directory {
     /// writes under way: filing and approving look here after they commit, so what races the
     /// change is undone.
     leaving: Mutex<HashMap<String, (Instant, u32)>>,
-    /// Leavers heard of by a full reload whose sweep is still owed (it failed, or is
-    /// under way): principal, and since when.
+    /// Leavers heard of (one by one, or by a full reload) whose sweep is still owed (it
+    /// failed, or is under way): principal, and since when.
     owed_sweeps: Mutex<Vec<(String, Timestamp)>>,
 }
 

@@ -425,13 +425,26 @@ pub async fn refresh_user(app: &App, id: &str) -> Result<(), ServiceError> {
             .map(|principal| (principal, deleted_since(crate::clock::now()))),
     };
     app.authenticator().directory_changed(&app.policy(), &touched, &[]);
-    if let Some((principal, since)) = renamed_from {
-        effects::sweep(app, &principal, Some(since)).await?;
+    // Owed first, then done: read again on a retry, the record no longer shows the rename or
+    // the deletion, so a sweep that fails must stay owed where the retry finds it.
+    for (principal, since) in renamed_from.into_iter().chain(blocked) {
+        directory.owe_sweep(principal, since);
     }
-    if let Some((principal, since)) = blocked {
-        effects::sweep(app, &principal, Some(since)).await?;
+    sweep_owed(app).await
+}
+
+/// Do the sweeps owed (by a user heard of, or a full reload that found principals newly
+/// blocked); those that fail stay owed, and the first failure is returned (the follower
+/// retries, and the retry sweeps them).
+pub(crate) async fn sweep_owed(app: &App) -> Result<(), ServiceError> {
+    let mut failed = None;
+    for (principal, since) in app.directory().take_owed_sweeps() {
+        if let Err(e) = effects::sweep(app, &principal, Some(since)).await {
+            app.directory().owe_sweep(principal, since);
+            failed = failed.or(Some(e));
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Since when a deletion heard now (whose moment is not kept) is taken to have been made:
