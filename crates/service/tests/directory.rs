@@ -678,8 +678,11 @@ async fn a_provisioned_user_never_approves_their_own_request() {
     ));
 }
 
+/// bob approves while his deactivation is under way (computed, not yet written): the mark
+/// refuses the approval before its write. (The approval that committed before the mark and
+/// undoes itself after: `an_approval_committed_just_before_the_deactivation_marks_the_reviewer_undoes_itself`.)
 #[tokio::test]
-async fn a_leavers_approval_racing_the_deactivation_is_undone() {
+async fn a_leavers_approval_while_the_deactivation_is_under_way_is_refused() {
     let b = bed().await;
     team(&b).await;
     let ann = b.auth_proxy("ann").await.unwrap();
