@@ -277,9 +277,12 @@ fn taken_away(
     admits(policy, before, view, now) && !after.iter().any(|a| admits(policy, a, view, now))
 }
 
-/// Judge one holder's grants and pending requests (under any spelling of their principal)
-/// with their identity `before` the change and their identities `after` it; end what the
-/// change took away (see `directory::group_change_effects`).
+/// Judge one holder's grants and pending requests with their identity `before` the change
+/// and their identities `after` it; end what the change took away (see
+/// `directory::group_change_effects`). The principal compares exactly here, unlike a
+/// leaver's: the identity provider's groups reach only the exact principal (another
+/// spelling never had them, so nothing of its was obtained through them), and a group of
+/// 10,000 members deleted must not scan the check index once per member.
 async fn judge_holder(
     app: &App,
     before: &Identity,
@@ -290,7 +293,7 @@ async fn judge_holder(
     gathered: &mut Gathered,
 ) -> Result<(), ServiceError> {
     let policy = app.policy();
-    for request in active_grants_like(app, &before.principal, now).await? {
+    for request in active_grants(app, &before.principal, now).await? {
         let at = now;
         let ended = request
             .grants()
@@ -360,7 +363,7 @@ pub(super) async fn movers(
         for token in tokens
             .iter()
             .filter(live)
-            .filter(|t| t.on_behalf_of.is_none() && t.principal.eq_ignore_ascii_case(&mover.principal))
+            .filter(|t| t.on_behalf_of.is_none() && t.principal == mover.principal)
         {
             let own = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
             let mut own = with_groups(own, &mover.groups_after, &[]);
@@ -373,11 +376,11 @@ pub(super) async fn movers(
         }
         judge_holder(app, &before, &after, client, &comment, now, &mut gathered).await?;
         // Their agents carry their groups: judged with the person's groups before and after.
-        for token in tokens.iter().filter(live).filter(|t| {
-            t.on_behalf_of
-                .as_deref()
-                .is_some_and(|p| p.eq_ignore_ascii_case(&mover.principal))
-        }) {
+        for token in tokens
+            .iter()
+            .filter(live)
+            .filter(|t| t.on_behalf_of.as_deref() == Some(mover.principal.as_str()))
+        {
             let own = Identity {
                 principal: token.principal.clone(),
                 groups: token.groups.clone(),
@@ -397,13 +400,14 @@ pub(super) async fn movers(
     }
     for request in all_requests(app, all_pending(), now).await? {
         for (principal, before, after) in &judged {
-            for reviewer in reviewers_like(&request, principal) {
-                let current = gathered.current(&request);
-                let comment = format!("{principal} left {left} ({client})");
-                let t =
-                    machine::withdraw_approvals_moved(&current, &reviewer, before, after, client, Some(comment), now);
-                gathered.add(&request, t);
+            // Exactly their principal's approvals: the groups were that spelling's only.
+            if !reviewers_like(&request, principal).contains(*principal) {
+                continue;
             }
+            let current = gathered.current(&request);
+            let comment = format!("{principal} left {left} ({client})");
+            let t = machine::withdraw_approvals_moved(&current, principal, before, after, client, Some(comment), now);
+            gathered.add(&request, t);
         }
     }
     Ok(gathered.into_effects())
