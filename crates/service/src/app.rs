@@ -179,18 +179,32 @@ impl App {
     }
 
     /// Read the whole provisioned directory again (a replica catching up on a gap), and
-    /// rebuild the token table from it.
-    pub(crate) async fn reload_directory(&self) -> Result<(), StoreError> {
+    /// rebuild the token table from it. Each principal blocked now that was not before is
+    /// swept as a per-user notice would have been (`directory::sweep_leaver`): the reload
+    /// replaced those notices. A sweep that fails stays owed and is tried again by the next
+    /// reload (the caller retries on the error).
+    pub(crate) async fn reload_directory(&self) -> Result<(), ServiceError> {
         let snapshot = self.store.scim_directory().await?;
-        self.directory().load(&snapshot);
+        let newly = self.directory().load(&snapshot);
         self.auth.rebuild(&self.policy(), None);
-        Ok(())
+        let at = now();
+        for (principal, since) in newly {
+            let since = since.unwrap_or_else(|| crate::directory::deleted_since(at));
+            self.directory().owe_sweep(principal, since);
+        }
+        crate::directory::sweep_owed(self).await
     }
 
     /// A transition committed elsewhere than `transition` (a provisioning write): into the
     /// check index, and to whoever waits on the request.
     pub(crate) fn track_committed(&self, before: &Request, after: &Request) {
         self.track(Some(before), after);
+    }
+
+    /// The spellings (ASCII case aside) of `principal` that hold grants in this replica's
+    /// check index: a leaver's grants under a spelling other than the directory's.
+    pub(crate) fn principals_holding_like(&self, principal: &str) -> Vec<String> {
+        self.index.read().principals_like(principal)
     }
 
     /// Swap in a new policy (already validated). Requests in flight keep their requirements.
@@ -1183,7 +1197,7 @@ impl App {
             }
         }
         if let Err(e) = self.reload_directory().await {
-            failed = failed.or(Some(e.into()));
+            failed = failed.or(Some(e));
         }
         if let Err(e) = self.reload_tokens().await {
             failed = failed.or(Some(e.into()));

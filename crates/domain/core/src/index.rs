@@ -214,6 +214,19 @@ impl GrantIndex {
         })
     }
 
+    /// The principals holding grants here that equal `principal` when ASCII case is ignored
+    /// (each once, `principal` itself included if it holds any): what a directory leaver holds
+    /// under another spelling. A scan of every grant held: for the rare leaver, never a check.
+    pub fn principals_like(&self, principal: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for e in self.by_key.values().flatten() {
+            if e.principal.eq_ignore_ascii_case(principal) && !found.iter().any(|f| **f == *e.principal) {
+                found.push(String::from(&*e.principal));
+            }
+        }
+        found
+    }
+
     /// Forget a grant (revoked, used, expired). Idempotent.
     pub fn remove(&mut self, grant_id: &str) {
         let Some(key) = self.key_of.remove(grant_id) else {
@@ -368,6 +381,21 @@ mod tests {
             CheckOutcome::Deny { reason } => reason,
             other => panic!("expected a denial, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_spellings_of_a_principal_holding_grants_are_found_ignoring_ascii_case() {
+        let mut index = GrantIndex::new();
+        index.upsert(&grant("g1", "Alice@corp.com", None, false, 10));
+        index.upsert(&grant("g2", "alice@corp.com", None, false, 10));
+        index.upsert(&grant("g3", "alice@corp.com", None, true, 10));
+        index.upsert(&grant("g4", "bob", None, false, 10));
+        // A look-alike is not a spelling: Cyrillic a.
+        index.upsert(&grant("g5", "\u{430}lice@corp.com", None, false, 10));
+        let mut found = index.principals_like("ALICE@corp.com");
+        found.sort();
+        assert_eq!(found, ["Alice@corp.com", "alice@corp.com"]);
+        assert!(index.principals_like("carol").is_empty());
     }
 
     #[test]

@@ -736,6 +736,36 @@ pub fn withdraw_approvals_outside(
     )
 }
 
+/// Withdraw the approvals `reviewer` (the spelling the approvals carry) gave to a
+/// still-pending request that counted towards a step their identity `before` a directory
+/// change was admitted to (by the step's group, or once escalated as a backup reviewer) and
+/// none of their identities `after` it is. An approval that counted through something the
+/// change did not take away (a group kept, a token's own group) stays.
+pub fn withdraw_approvals_moved(
+    request: &Request,
+    reviewer: &str,
+    before: &Identity,
+    after: &[Identity],
+    actor: &str,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Transition {
+    let was_backup = request.is_backup_reviewer(before);
+    let is_backup = after.iter().any(|a| request.is_backup_reviewer(a));
+    withdraw_approvals_where(
+        request,
+        reviewer,
+        |step: Option<&Step>, _| {
+            let was = was_backup || step.is_some_and(|s| s.admits(before));
+            let is = is_backup || step.is_some_and(|s| after.iter().any(|a| s.admits(a)));
+            was && !is
+        },
+        actor,
+        comment,
+        now,
+    )
+}
+
 /// Withdraw the approvals of `reviewer` for which `withdraw(step, item)` holds (`step` the
 /// step it counted towards, `None` if the requirement has no such step).
 fn withdraw_approvals_where(
@@ -1876,6 +1906,45 @@ mod tests {
         // She leaves ops: withdrawn.
         let left_ops = Identity::user("olga", &["sre"]);
         let gone = withdraw_approvals_outside(&approved, &left_ops, "scim", Some("olga left ops".into()), t0());
+        assert!(gone.request.approvals.is_empty());
+        assert_eq!(gone.events.len(), 1);
+    }
+
+    #[test]
+    fn a_movers_approval_is_withdrawn_only_where_the_change_took_the_step_away() {
+        let alice = Identity::user("alice", &["dev"]);
+        let olga = Identity::user("olga", &["ops", "sre"]);
+        let pending = filed(&alice, &[("ops", 1), ("sre", 2)]);
+        let approved = approve(&pending, &olga, None, "g1".into(), t0()).unwrap().request;
+        assert_eq!(approved.approvals[0].step, 0);
+        // Out of ops in the directory, but a token of hers still carries ops: it stays.
+        let before = Identity::user("olga", &["ops", "sre"]);
+        let directory_after = Identity::user("olga", &["sre"]);
+        let token_after = Identity::user("olga", &["ops", "sre"]);
+        let kept = withdraw_approvals_moved(
+            &approved,
+            "olga",
+            &before,
+            &[directory_after.clone(), token_after],
+            "scim",
+            None,
+            t0(),
+        );
+        assert!(kept.events.is_empty());
+        // A step the directory never admitted her to (ops came from elsewhere): untouched.
+        let never = Identity::user("olga", &["sre"]);
+        let untouched = withdraw_approvals_moved(
+            &approved,
+            "olga",
+            &never,
+            &[Identity::user("olga", &[])],
+            "scim",
+            None,
+            t0(),
+        );
+        assert!(untouched.events.is_empty());
+        // Out of ops everywhere: withdrawn.
+        let gone = withdraw_approvals_moved(&approved, "olga", &before, &[directory_after], "scim", None, t0());
         assert!(gone.request.approvals.is_empty());
         assert_eq!(gone.events.len(), 1);
     }

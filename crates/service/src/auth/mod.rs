@@ -97,6 +97,9 @@ pub struct Authenticator {
     pub throttle: Throttle,
     /// The provisioned directory (SCIM), in memory: groups it adds, principals it blocks.
     directory: Arc<crate::directory::Directory>,
+    /// Held from the reads of a table rebuild to its swap (never across an await): two
+    /// rebuilds at once would otherwise let the one that read first swap last.
+    rebuilding: parking_lot::Mutex<()>,
 }
 
 impl Authenticator {
@@ -123,14 +126,36 @@ impl Authenticator {
             proxy,
             throttle: Throttle::new(&config.throttle)?,
             directory: Arc::new(crate::directory::Directory::default()),
+            rebuilding: parking_lot::Mutex::new(()),
         })
     }
 
-    /// Rebuild the token table from the policy's directory and the issued tokens.
+    /// Rebuild the token table from the policy's directory and the issued tokens (`Some`: as
+    /// just read from the store). A revocation is for good: a token the list kept here has
+    /// revoked stays revoked whatever a list read before that revocation says.
     pub fn rebuild(&self, policy: &Policy, api_tokens: Option<Vec<ApiToken>>) {
+        let _serialised = self.rebuilding.lock();
         if let Some(list) = api_tokens {
-            *self.api_tokens.write() = Arc::new(list);
+            let held = self.api_tokens.read().clone();
+            let revoked: std::collections::HashMap<&str, &ApiToken> = held
+                .iter()
+                .filter(|t| t.revoked_at.is_some())
+                .map(|t| (t.id.as_str(), t))
+                .collect();
+            let merged = list
+                .into_iter()
+                .map(|t| match revoked.get(t.id.as_str()) {
+                    Some(gone) if t.revoked_at.is_none() => (*gone).clone(),
+                    _ => t,
+                })
+                .collect();
+            *self.api_tokens.write() = Arc::new(merged);
         }
+        self.rebuild_held(policy);
+    }
+
+    /// The table built again from the list kept; `rebuilding` is held by the caller.
+    fn rebuild_held(&self, policy: &Policy) {
         let list = self.api_tokens.read().clone();
         *self.tokens.write() = Arc::new(TokenTable::build_with(policy, &self.directory, &list));
         *self.scim_tokens.write() = Arc::new(ScimTokenTable::build(&list));
@@ -148,7 +173,8 @@ impl Authenticator {
 
     /// After a provisioning change: take the tokens it revoked into the list kept, and
     /// rebuild the table if they, or a change to `touched` principals (their groups, whether
-    /// they are blocked), reach any token. A change that reaches no token costs a scan of the
+    /// they are blocked; lowercase, as blocking compares ignoring ASCII case), reach any
+    /// token. A change that reaches no token costs a scan of the
     /// list, never a rebuild.
     pub fn directory_changed(
         &self,
@@ -156,10 +182,14 @@ impl Authenticator {
         touched: &std::collections::HashSet<String>,
         revoked: &[ApiToken],
     ) {
+        let _serialised = self.rebuilding.lock();
         let list = self.api_tokens.read().clone();
         let reaches = !revoked.is_empty()
             || list.iter().any(|t| {
-                touched.contains(&t.principal) || t.on_behalf_of.as_ref().is_some_and(|p| touched.contains(p))
+                touched.contains(&t.principal.to_ascii_lowercase())
+                    || t.on_behalf_of
+                        .as_ref()
+                        .is_some_and(|p| touched.contains(&p.to_ascii_lowercase()))
             });
         if !reaches {
             return;
@@ -171,7 +201,7 @@ impl Authenticator {
                 .collect();
             *self.api_tokens.write() = Arc::new(updated);
         }
-        self.rebuild(policy, None);
+        self.rebuild_held(policy);
     }
 
     /// The provisioning client behind a SCIM call's bearer token: only a SCIM token is one.

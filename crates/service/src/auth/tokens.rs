@@ -59,10 +59,11 @@ pub fn resolve(policy: &Policy, mut identity: Identity) -> Identity {
 /// [`resolve`], and the provisioned directory: a principal `directory.toml` does not name gets
 /// the groups the identity provider gives them (active users only), and a deactivated or
 /// deleted one is refused (`Err` says so). `directory.toml` wins: a principal it names is
-/// neither blocked nor given groups by the identity provider.
+/// neither blocked nor given groups by the identity provider; nor is a service
+/// (`PrincipalKind::Service`: a service token, a service of the file).
 pub fn resolve_with(policy: &Policy, directory: &Directory, identity: Identity) -> Result<Identity, String> {
     let mut identity = resolve(policy, identity);
-    if policy.rules().principal(&identity.principal).is_none() {
+    if identity.kind != PrincipalKind::Service && policy.rules().principal(&identity.principal).is_none() {
         if let Some(blocked) = directory.blocked(&identity.principal) {
             return Err(blocked.told(&identity.principal));
         }

@@ -335,11 +335,12 @@ impl Follower {
             match self.app.reload_directory().await {
                 Ok(()) => {
                     self.pending.directory = false;
-                    // A full read says nothing of each user: what it covered is not owed.
+                    // A full read says nothing of each user: what it covered is not owed
+                    // (the leavers it found newly blocked were swept by it).
                     self.pending.scim_users.clear();
                     self.pending.scim_groups.clear();
                 }
-                Err(e) => failed = failed.or(Some(e.into())),
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
         for id in std::mem::take(&mut self.pending.scim_users) {

@@ -17,11 +17,13 @@ const CLOCK_SKEW_SECONDS: i64 = 5;
 /// How often an undo is tried again when the request changed meanwhile.
 const UNDO_RETRIES: usize = 16;
 
-/// A user who left a group, with the groups they are in after the change.
+/// A user who left a group, with the provisioned groups they were in before the change and
+/// are in after it.
 #[derive(Debug, Clone)]
 pub(super) struct Mover {
     pub principal: String,
-    pub groups: Vec<String>,
+    pub groups_before: Vec<String>,
+    pub groups_after: Vec<String>,
 }
 
 /// Transitions gathered per request: a request touched twice (an agent's request its person
@@ -126,17 +128,37 @@ fn all_pending() -> RequestFilter {
     }
 }
 
-fn approved_by(request: &Request, principal: &str) -> bool {
-    request.approvals.iter().any(|a| a.reviewer == principal)
-        || request
-            .items
-            .iter()
-            .any(|i| i.approvals.iter().any(|a| a.reviewer == principal))
+/// The spellings of `principal` (ASCII case aside) among the reviewers of `request`'s
+/// approvals: a leaver's approvals under any spelling.
+fn reviewers_like(request: &Request, principal: &str) -> BTreeSet<String> {
+    std::iter::once(&request.approvals)
+        .chain(request.items.iter().map(|i| &i.approvals))
+        .flatten()
+        .filter(|a| a.reviewer.eq_ignore_ascii_case(principal))
+        .map(|a| a.reviewer.clone())
+        .collect()
+}
+
+/// Every active grant held under any spelling of `holder` (ASCII case aside): the spellings
+/// this replica's check index holds grants under, and `holder` itself.
+async fn active_grants_like(app: &App, holder: &str, now: Timestamp) -> Result<Vec<Request>, StoreError> {
+    let mut spellings = app.principals_holding_like(holder);
+    if !spellings.iter().any(|s| s == holder) {
+        spellings.push(holder.to_string());
+    }
+    let mut requests = Vec::new();
+    for spelling in &spellings {
+        requests.extend(active_grants(app, spelling, now).await?);
+    }
+    Ok(requests)
 }
 
 /// What a leaver's leaving ends (see the module of `directory`): `since`, when given, also
-/// ends grants whose request an approval of the leaver's completed at or after it (a sweep
-/// after the fact: the approval raced the change).
+/// ends grants whose request an approval of the leaver's completed at or after it, less
+/// `CLOCK_SKEW_SECONDS` (a sweep after the fact: the approval raced the change).
+///
+/// Principals compare ignoring ASCII case throughout, as `Directory::blocked` does: `Alice`
+/// deactivated ends what `alice` (an OpenID sign-in, a token made for that spelling) holds.
 pub(super) async fn leaver(
     app: &App,
     principal: &str,
@@ -145,15 +167,20 @@ pub(super) async fn leaver(
     since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Effects, ServiceError> {
+    let like = |name: &str| name.eq_ignore_ascii_case(principal);
     let mut gathered = Gathered::default();
     let tokens = app.store.list_tokens().await?;
     let agents: BTreeSet<String> = tokens
         .iter()
-        .filter(|t| t.on_behalf_of.as_deref() == Some(principal))
+        .filter(|t| t.on_behalf_of.as_deref().is_some_and(like))
         .map(|t| t.principal.clone())
         .collect();
+    // A service's token is never the identity provider's to end.
     for token in tokens.iter().filter(|t| {
-        t.revoked_at.is_none() && !t.scim && (t.principal == principal || t.on_behalf_of.as_deref() == Some(principal))
+        t.revoked_at.is_none()
+            && !t.scim
+            && !t.service
+            && (like(&t.principal) || t.on_behalf_of.as_deref().is_some_and(like))
     }) {
         let (revoked, mut event) = token.revoke(actor, now);
         event.comment = Some(match event.comment.take() {
@@ -167,26 +194,28 @@ pub(super) async fn leaver(
         .chain(agents.iter().map(String::as_str))
         .collect();
     for holder in &holders {
-        for request in active_grants(app, holder, now).await? {
+        for request in active_grants_like(app, holder, now).await? {
             let current = gathered.current(&request);
             if let Ok(t) = machine::revoke_by_system(&current, actor, Some(comment.to_string()), now) {
                 gathered.add(&request, t);
             }
         }
-        for request in all_requests(app, pending_of(holder), now).await? {
+    }
+    // One scan of the pending requests: theirs (any spelling) cancelled, their approvals
+    // (any spelling) on the others withdrawn.
+    for request in all_requests(app, all_pending(), now).await? {
+        if holders.iter().any(|h| request.requester.eq_ignore_ascii_case(h)) {
             let current = gathered.current(&request);
             if let Ok(t) = machine::cancel_by_system(&current, actor, Some(comment.to_string()), now) {
                 gathered.add(&request, t);
             }
-        }
-    }
-    for request in all_requests(app, all_pending(), now).await? {
-        if !approved_by(&request, principal) {
             continue;
         }
-        let current = gathered.current(&request);
-        let t = machine::withdraw_approvals(&current, principal, actor, Some(comment.to_string()), now);
-        gathered.add(&request, t);
+        for reviewer in reviewers_like(&request, principal) {
+            let current = gathered.current(&request);
+            let t = machine::withdraw_approvals(&current, &reviewer, actor, Some(comment.to_string()), now);
+            gathered.add(&request, t);
+        }
     }
     if let Some(since) = since {
         // Grants completed by an approval the leaver gave once their leaving began.
@@ -197,7 +226,9 @@ pub(super) async fn leaver(
             before: None,
         };
         // Newest first: a grant issued before the change (less the clocks' skew between
-        // replicas) was not completed by a late approval, nor is any older one.
+        // replicas) was not completed by a late approval, nor is any older one. An approval
+        // is late by the same allowance: it may have been stamped by a replica whose clock
+        // is behind the one that stamped the change.
         let issued_after = since - chrono::TimeDelta::seconds(CLOCK_SKEW_SECONDS);
         'pages: loop {
             let page = app.store.list_grants(&filter, now).await?;
@@ -211,7 +242,7 @@ pub(super) async fn leaver(
                 let late = std::iter::once(&request.approvals)
                     .chain(request.items.iter().map(|i| &i.approvals))
                     .flatten()
-                    .any(|a| a.reviewer == principal && a.at >= since);
+                    .any(|a| a.reviewer.eq_ignore_ascii_case(principal) && a.at >= issued_after);
                 if late && !gathered.by_id.contains_key(&request.id) {
                     let current = gathered.current(&request);
                     if let Ok(t) = machine::revoke_by_system(&current, actor, Some(comment.to_string()), now) {
@@ -228,25 +259,48 @@ pub(super) async fn leaver(
     Ok(gathered.into_effects())
 }
 
-/// Judge one holder's grants and pending requests again with `identity` (their identity after
-/// the change); end what Cedar no longer allows.
+/// Does Cedar admit `view` for `identity` (the `request` ability, or `break_glass` for a
+/// break-glass one; duration and reason limits are not judged again)?
+fn admits(policy: &jitgate_policy::Policy, identity: &Identity, view: &Request, now: Timestamp) -> bool {
+    policy.still_admits(identity, view, now).is_ok()
+}
+
+/// What the change took away for `view`: the identity `before` was admitted, and none of the
+/// identities `after` is.
+fn taken_away(
+    policy: &jitgate_policy::Policy,
+    before: &Identity,
+    after: &[Identity],
+    view: &Request,
+    now: Timestamp,
+) -> bool {
+    admits(policy, before, view, now) && !after.iter().any(|a| admits(policy, a, view, now))
+}
+
+/// Judge one holder's grants and pending requests with their identity `before` the change
+/// and their identities `after` it; end what the change took away (see
+/// `directory::group_change_effects`). The principal compares exactly here, unlike a
+/// leaver's: the identity provider's groups reach only the exact principal (another
+/// spelling never had them, so nothing of its was obtained through them), and a group of
+/// 10,000 members deleted must not scan the check index once per member.
 async fn judge_holder(
     app: &App,
-    identity: &Identity,
+    before: &Identity,
+    after: &[Identity],
     actor: &str,
     comment: &str,
     now: Timestamp,
     gathered: &mut Gathered,
 ) -> Result<(), ServiceError> {
     let policy = app.policy();
-    for request in active_grants(app, &identity.principal, now).await? {
+    for request in active_grants(app, &before.principal, now).await? {
         let at = now;
-        let still = request
+        let ended = request
             .grants()
             .filter(|g| g.status_at(at) == GrantStatus::Active)
             .filter_map(|g| request.view_of_grant(&g.id))
-            .all(|view| policy.still_admits(identity, &view, now).is_ok());
-        if still {
+            .any(|view| taken_away(&policy, before, after, &view, now));
+        if !ended {
             continue;
         }
         let current = gathered.current(&request);
@@ -254,11 +308,11 @@ async fn judge_holder(
             gathered.add(&request, t);
         }
     }
-    for request in all_requests(app, pending_of(&identity.principal), now).await? {
-        let still = (0..request.item_count())
+    for request in all_requests(app, pending_of(&before.principal), now).await? {
+        let ended = (0..request.item_count())
             .filter_map(|i| request.item_request(i))
-            .all(|item| policy.still_admits(identity, &item, now).is_ok());
-        if still {
+            .any(|item| taken_away(&policy, before, after, &item, now));
+        if !ended {
             continue;
         }
         let current = gathered.current(&request);
@@ -268,6 +322,20 @@ async fn judge_holder(
     }
     Ok(())
 }
+
+/// `identity` with the provisioned `groups` added (never a reserved one, nor one of
+/// `except`).
+fn with_groups(mut identity: Identity, groups: &[String], except: &[&str]) -> Identity {
+    for g in groups {
+        if !jitgate_policy::is_reserved_group(g) && !except.contains(&g.as_str()) && !identity.in_group(g) {
+            identity.groups.push(g.clone());
+        }
+    }
+    identity
+}
+
+/// The person's groups an agent never inherits (as `auth::tokens` resolves agents).
+const NOT_INHERITED: [&str; 2] = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
 
 /// What users leaving group `left` (renamed or deleted, or they were removed) ends.
 pub(super) async fn movers(
@@ -279,26 +347,39 @@ pub(super) async fn movers(
 ) -> Result<Effects, ServiceError> {
     let policy = app.policy();
     let tokens = app.store.list_tokens().await?;
+    let live = |t: &&ApiToken| t.revoked_at.is_none() && !t.scim && !t.service;
     let mut gathered = Gathered::default();
-    let mut after_of: HashMap<&str, Identity> = HashMap::new();
+    let mut judged: Vec<(&str, Identity, Vec<Identity>)> = Vec::new();
     for mover in movers {
         // directory.toml wins: the identity provider's groups are not theirs.
         if policy.rules().principal(&mover.principal).is_some() {
             continue;
         }
         let comment = format!("{} left {left} ({client})", mover.principal);
-        let identity = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
-        let mut identity = identity;
-        for g in &mover.groups {
-            if !jitgate_policy::is_reserved_group(g) && !identity.in_group(g) {
-                identity.groups.push(g.clone());
-            }
-        }
-        judge_holder(app, &identity, client, &comment, now, &mut gathered).await?;
-        // Their agents carry their groups: judged with the person's groups after the change.
+        let base = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
+        let before = with_groups(base.clone(), &mover.groups_before, &[]);
+        // After: the directory's identity, and each live token of theirs with its own groups.
+        let mut after = vec![with_groups(base, &mover.groups_after, &[])];
         for token in tokens
             .iter()
-            .filter(|t| t.revoked_at.is_none() && t.on_behalf_of.as_deref() == Some(mover.principal.as_str()))
+            .filter(live)
+            .filter(|t| t.on_behalf_of.is_none() && t.principal == mover.principal)
+        {
+            let own = crate::auth::tokens::resolve(&policy, Identity::user(&mover.principal, &[]));
+            let mut own = with_groups(own, &mover.groups_after, &[]);
+            for g in &token.groups {
+                if !own.in_group(g) {
+                    own.groups.push(g.clone());
+                }
+            }
+            after.push(own);
+        }
+        judge_holder(app, &before, &after, client, &comment, now, &mut gathered).await?;
+        // Their agents carry their groups: judged with the person's groups before and after.
+        for token in tokens
+            .iter()
+            .filter(live)
+            .filter(|t| t.on_behalf_of.as_deref() == Some(mover.principal.as_str()))
         {
             let own = Identity {
                 principal: token.principal.clone(),
@@ -307,27 +388,25 @@ pub(super) async fn movers(
                 on_behalf_of: None,
                 ci: None,
             };
-            let mut agent = crate::auth::tokens::resolve_agent(&policy, own, &mover.principal);
-            for g in &mover.groups {
-                if !jitgate_policy::is_reserved_group(g) && !agent.in_group(g) {
-                    agent.groups.push(g.clone());
-                }
-            }
-            judge_holder(app, &agent, client, &comment, now, &mut gathered).await?;
+            let agent = crate::auth::tokens::resolve_agent(&policy, own, &mover.principal);
+            let agent_before = with_groups(agent.clone(), &mover.groups_before, &NOT_INHERITED);
+            let agent_after = with_groups(agent, &mover.groups_after, &NOT_INHERITED);
+            judge_holder(app, &agent_before, &[agent_after], client, &comment, now, &mut gathered).await?;
         }
-        after_of.insert(mover.principal.as_str(), identity);
+        judged.push((mover.principal.as_str(), before, after));
     }
-    if after_of.is_empty() {
+    if judged.is_empty() {
         return Ok(gathered.into_effects());
     }
     for request in all_requests(app, all_pending(), now).await? {
-        for (principal, identity) in &after_of {
-            if !approved_by(&request, principal) {
+        for (principal, before, after) in &judged {
+            // Exactly their principal's approvals: the groups were that spelling's only.
+            if !reviewers_like(&request, principal).contains(*principal) {
                 continue;
             }
             let current = gathered.current(&request);
             let comment = format!("{principal} left {left} ({client})");
-            let t = machine::withdraw_approvals_outside(&current, identity, client, Some(comment), now);
+            let t = machine::withdraw_approvals_moved(&current, principal, before, after, client, Some(comment), now);
             gathered.add(&request, t);
         }
     }

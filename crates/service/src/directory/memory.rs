@@ -8,6 +8,7 @@
 //! signing in must not escape `alice`'s deactivation, nor take her name.
 
 use jitgate_core::scim::{MemberChange, ScimGroup, ScimSnapshot, ScimUser};
+use jitgate_core::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 /// How long a principal counts as leaving while the change that ends its access is being
 /// computed and written: long past any write, short enough that a write that failed does not
 /// keep a person locked out for long (the provider retries, or the next change decides).
-const LEAVING_FOR: Duration = Duration::from_secs(60);
+pub(crate) const LEAVING_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct User {
@@ -43,8 +44,10 @@ struct State {
     group_by_key: HashMap<String, String>,
     /// Each user's groups (ids): what changes when a user leaves, without scanning groups.
     groups_of: HashMap<String, BTreeSet<String>>,
-    /// Lowercase principals of deleted users that no live user holds again.
-    departed: HashSet<String>,
+    /// Lowercase principals of deleted users, and old principals of renamed users, that no
+    /// live user holds again, with why. Only deletions are kept by the store (tombstones): a
+    /// rename's old principal is remembered here until the process restarts.
+    departed: HashMap<String, Blocked>,
 }
 
 /// Why a principal may not authenticate.
@@ -54,6 +57,9 @@ pub enum Blocked {
     Deactivated,
     /// Deleted, and no live user holds the principal again.
     Deleted,
+    /// The user's principal was renamed (this is the old one), and no live user holds it
+    /// again.
+    Renamed,
 }
 
 impl Blocked {
@@ -62,6 +68,7 @@ impl Blocked {
         match self {
             Blocked::Deactivated => "is deactivated in the directory",
             Blocked::Deleted => "was deleted from the directory",
+            Blocked::Renamed => "was renamed in the directory",
         }
     }
 
@@ -88,9 +95,13 @@ pub struct UserView {
 #[derive(Debug, Default)]
 pub struct Directory {
     state: RwLock<State>,
-    /// Lowercase principals whose leaving is being written, and since when: filing and
-    /// approving look here after they commit, so what races the change is undone.
-    leaving: Mutex<HashMap<String, Instant>>,
+    /// Lowercase principals whose leaving is being written, since when, and by how many
+    /// writes under way: filing and approving look here after they commit, so what races the
+    /// change is undone.
+    leaving: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Leavers heard of (one by one, or by a full reload) whose sweep is still owed (it
+    /// failed, or is under way): principal, and since when.
+    owed_sweeps: Mutex<Vec<(String, Timestamp)>>,
 }
 
 fn key(text: &str) -> String {
@@ -111,9 +122,16 @@ impl State {
     }
 
     fn put_user(&mut self, user: &ScimUser) {
-        self.remove_user(&user.id);
+        let old = self.remove_user(&user.id);
         let k = key(&user.principal);
         self.departed.remove(&k);
+        // Renamed (not in case alone): the old principal leaves, as a deleted one does.
+        if let Some(old) = old {
+            let old_key = key(&old.principal);
+            if old_key != k && !self.by_principal_key.contains_key(&old_key) {
+                self.departed.insert(old_key, Blocked::Renamed);
+            }
+        }
         self.by_principal.insert(user.principal.clone(), user.id.clone());
         self.by_principal_key.insert(k, user.id.clone());
         self.users.insert(
@@ -135,7 +153,7 @@ impl State {
         }
         let k = key(&user.principal);
         if !self.by_principal_key.contains_key(&k) {
-            self.departed.insert(k);
+            self.departed.insert(k, Blocked::Deleted);
         }
         Some(user)
     }
@@ -213,6 +231,16 @@ impl State {
         }
     }
 
+    /// The lowercase principals blocked: deactivated users' and departed ones.
+    fn blocked_keys(&self) -> HashSet<String> {
+        self.users
+            .values()
+            .filter(|u| !u.active)
+            .map(|u| key(&u.principal))
+            .chain(self.departed.keys().cloned())
+            .collect()
+    }
+
     fn active_user_of(&self, principal: &str) -> Option<(&String, &User)> {
         let id = self.by_principal.get(principal)?;
         let user = self.users.get(id)?;
@@ -222,8 +250,10 @@ impl State {
 
 impl Directory {
     /// Everything provisioned, replacing what was held (at start, and when a replica catches
-    /// up on a gap).
-    pub fn load(&self, snapshot: &ScimSnapshot) {
+    /// up on a gap). Returns the principals blocked now that were not before, each with the
+    /// moment it was deactivated (`None`: deleted, the moment not kept): a reload that
+    /// replaces per-user notices must still end what raced each of them.
+    pub fn load(&self, snapshot: &ScimSnapshot) -> Vec<(String, Option<Timestamp>)> {
         let mut state = State::default();
         for user in &snapshot.users {
             state.put_user(user);
@@ -231,13 +261,29 @@ impl Directory {
         for principal in &snapshot.departed {
             let k = key(principal);
             if !state.by_principal_key.contains_key(&k) {
-                state.departed.insert(k);
+                state.departed.insert(k, Blocked::Deleted);
             }
         }
         for group in &snapshot.groups {
             state.put_group(group, &MemberChange::Set(group.members.clone()));
         }
-        *self.state.write() = state;
+        let mut held = self.state.write();
+        let before = held.blocked_keys();
+        let mut newly: Vec<(String, Option<Timestamp>)> = snapshot
+            .users
+            .iter()
+            .filter(|u| !u.active && !before.contains(&key(&u.principal)))
+            .map(|u| (u.principal.clone(), Some(u.modified_at)))
+            .collect();
+        newly.extend(
+            state
+                .departed
+                .keys()
+                .filter(|k| !before.contains(*k))
+                .map(|k| (k.clone(), None)),
+        );
+        *held = state;
+        newly
     }
 
     /// A user as written (created, replaced, patched, renamed).
@@ -267,7 +313,7 @@ impl Directory {
         match state.by_principal_key.get(&k).and_then(|id| state.users.get(id)) {
             Some(user) if !user.active => Some(Blocked::Deactivated),
             Some(_) => None,
-            None => state.departed.contains(&k).then_some(Blocked::Deleted),
+            None => state.departed.get(&k).copied(),
         }
     }
 
@@ -389,18 +435,45 @@ impl Directory {
         (state.users.len(), state.groups.len())
     }
 
+    /// Owe `principal` a sweep (since `since`), until `take_owed_sweeps` hands it out.
+    pub fn owe_sweep(&self, principal: String, since: Timestamp) {
+        let mut owed = self.owed_sweeps.lock();
+        if !owed.iter().any(|(p, s)| *p == principal && *s == since) {
+            owed.push((principal, since));
+        }
+    }
+
+    /// The sweeps owed, handed out (a failed one is owed again by the caller).
+    pub fn take_owed_sweeps(&self) -> Vec<(String, Timestamp)> {
+        std::mem::take(&mut *self.owed_sweeps.lock())
+    }
+
     /// `principal`'s access is being ended by a change not yet written.
     pub fn mark_leaving(&self, principal: &str) {
         let mut leaving = self.leaving.lock();
         // Marks of writes that never committed lapse; forget them now and then.
         if leaving.len() >= 1024 {
-            leaving.retain(|_, since| since.elapsed() < LEAVING_FOR);
+            leaving.retain(|_, (since, _)| since.elapsed() < LEAVING_FOR);
         }
-        leaving.insert(key(principal), Instant::now());
+        let mark = leaving.entry(key(principal)).or_insert((Instant::now(), 0));
+        *mark = (Instant::now(), mark.1.saturating_add(1));
     }
 
-    /// The change that ended `principal`'s access is written (or failed): the directory says
-    /// from now on.
+    /// A write that would have ended `principal`'s access failed (or will be computed again):
+    /// its mark goes, unless another write under way marked them too.
+    pub fn unmark_leaving(&self, principal: &str) {
+        let mut leaving = self.leaving.lock();
+        let k = key(principal);
+        if let Some((_, writes)) = leaving.get_mut(&k) {
+            *writes = writes.saturating_sub(1);
+            if *writes == 0 {
+                leaving.remove(&k);
+            }
+        }
+    }
+
+    /// The change that ended `principal`'s access is written: the directory says from now
+    /// on.
     pub fn leaving_done(&self, principal: &str) {
         self.leaving.lock().remove(&key(principal));
     }
@@ -414,7 +487,7 @@ impl Directory {
         let mut leaving = self.leaving.lock();
         let k = key(principal);
         match leaving.get(&k) {
-            Some(since) if since.elapsed() < LEAVING_FOR => Some(Blocked::Deactivated),
+            Some((since, _)) if since.elapsed() < LEAVING_FOR => Some(Blocked::Deactivated),
             Some(_) => {
                 leaving.remove(&k);
                 None
@@ -511,9 +584,15 @@ mod tests {
         d.put_group(&group("g2", "developers", &[]), &MemberChange::Keep);
         assert_eq!(d.groups_of("alice"), ["developers"]);
         assert!(d.members("dev").is_empty());
-        // Renamed user: the old principal is free and not blocked; the new one holds the groups.
+        // Renamed user: the old principal holds nothing and is blocked (until a live user
+        // holds it again); the new one holds the groups. A rename in case alone blocks nothing.
         d.put_user(&user("u1", "alice2", true, None));
         assert!(d.groups_of("alice").is_empty());
+        assert_eq!(d.blocked("alice"), Some(Blocked::Renamed));
+        assert_eq!(d.blocked("alice2"), None);
+        d.put_user(&user("u1", "Alice2", true, None));
+        assert_eq!(d.blocked("alice2"), None);
+        d.put_user(&user("u1", "alice2", true, None));
         assert_eq!(d.groups_of("alice2"), ["developers"]);
         // Deleted: blocked, memberships gone.
         assert_eq!(d.delete_user("u1").as_deref(), Some("alice2"));
@@ -534,6 +613,15 @@ mod tests {
         assert_eq!(d.blocked_or_leaving("alice"), Some(Blocked::Deactivated));
         d.leaving_done("alice");
         assert_eq!(d.blocked_or_leaving("alice"), None);
+        // Two writes under way; one fails: still leaving until the other is done or fails.
+        d.mark_leaving("bob");
+        d.mark_leaving("Bob");
+        d.unmark_leaving("bob");
+        assert_eq!(d.blocked_or_leaving("bob"), Some(Blocked::Deactivated));
+        d.unmark_leaving("BOB");
+        assert_eq!(d.blocked_or_leaving("bob"), None);
+        d.unmark_leaving("bob");
+        assert_eq!(d.blocked_or_leaving("bob"), None);
     }
 
     #[test]
