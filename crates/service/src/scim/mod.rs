@@ -303,11 +303,8 @@ fn user_event(client: &ScimClient, step: Step<'_, ScimUser>, at: Timestamp) -> N
 /// The write of a user change, after `directory::user_change_effects` was asked, did not
 /// commit (a `Conflict` before computing it again included): the directory forgets what that
 /// call set up for it (a leaver's "leaving" mark, which refuses their filings meanwhile).
-///
-/// At the merge with the directory's `write_failed` (branch scim-fix, 90517dd), the body is
-/// `directory::write_failed(app, before, after)`; the skeleton's directory has no such call.
 fn user_write_failed(app: &App, before: Option<&ScimUser>, after: Option<&ScimUser>) {
-    let _ = (app, before, after);
+    directory::write_failed(app, before, after);
 }
 
 /// Commit a user write computed by `compute` from the record as read, again on `Conflict`.
