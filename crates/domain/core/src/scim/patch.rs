@@ -6,7 +6,7 @@
 //! collected as an edit, never applied to a full list the server would have to read.
 
 use super::error::ScimError;
-use super::resource::{clean_string, clean_user, clean_value, member_ids};
+use super::resource::{clean_string, clean_user, clean_value, member_ids, MAX_MEMBERS};
 use super::schema::{
     self, Attr, Mutability, Type, ENTERPRISE_ATTRS, ENTERPRISE_USER, GROUP_ATTRS, GROUP_SCHEMA, USER_ATTRS, USER_SCHEMA,
 };
@@ -194,6 +194,16 @@ pub fn parse_path(text: &str, core: &str) -> Result<Path, ScimError> {
         filter,
         sub,
     })
+}
+
+/// Does `path` name a top-level attribute of a published schema that this server does not
+/// keep (`title`, `phoneNumbers[type eq "work"].value`, `password`)? Such an operation is
+/// ignored, as a PUT and a path-less PATCH ignore unknown attributes (RFC 7644 3.3): Entra
+/// sends every changed attribute of its mapping in one PATCH, and refusing the whole PATCH for
+/// a `title` would lose the `active=false` beside it. A malformed path, a schema that is not
+/// published, and an unknown sub-attribute of a published attribute are still refused.
+fn unpublished(attrs: &[Attr], path: &Path) -> bool {
+    schema::find(attrs, &path.attr).is_none()
 }
 
 fn resolve<'a>(attrs: &'a [Attr], path: &Path, raw: &str) -> Result<&'a Attr, ScimError> {
@@ -489,6 +499,9 @@ fn user_op(doc: &mut Map<String, Value>, raw: &str, op: Op, value: Option<&Value
                     })
                 }
             }
+        } else if schema::find(&ENTERPRISE_ATTRS, &path.attr).is_none() {
+            // Not published: ignored, as `unpublished` says.
+            Ok(())
         } else {
             resolve(&ENTERPRISE_ATTRS, &path, raw).and_then(|attr| apply_at(&mut ext, attr, &path, op, value))
         };
@@ -496,6 +509,9 @@ fn user_op(doc: &mut Map<String, Value>, raw: &str, op: Op, value: Option<&Value
             doc.insert(ENTERPRISE_USER.into(), Value::Object(ext));
         }
         return result;
+    }
+    if unpublished(&USER_ATTRS, &path) {
+        return Ok(());
     }
     let attr = resolve(&USER_ATTRS, &path, raw)?;
     if op == Op::Remove && attr.required {
@@ -507,61 +523,109 @@ fn user_op(doc: &mut Map<String, Value>, raw: &str, op: Op, value: Option<&Value
     apply_at(doc, attr, &path, op, value)
 }
 
+/// Ids in the order first given, with membership answered from a hash set: a PATCH of
+/// thousands of ids in many operations costs time in proportion to the ids, never to their
+/// square. A removal only forgets the id; `into_vec` leaves out what was forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct IdList {
+    order: Vec<String>,
+    present: std::collections::HashSet<String>,
+}
+
+impl IdList {
+    fn insert(&mut self, id: String) {
+        if self.present.insert(id.clone()) {
+            self.order.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.present.remove(id);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.present.is_empty()
+    }
+
+    fn into_vec(self) -> Vec<String> {
+        let mut present = self.present;
+        // An id removed and given again is pushed twice: keep its first place once.
+        self.order.into_iter().filter(|id| present.remove(id)).collect()
+    }
+}
+
 /// How a PATCH changes a group's members, collected in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberEdit {
     /// The whole list, once an operation set it (replace, remove of all).
-    pub set: Option<Vec<String>>,
-    pub add: Vec<String>,
-    pub remove: Vec<String>,
+    set: Option<IdList>,
+    add: IdList,
+    remove: IdList,
+    /// Ids given across all operations, bounded by `MAX_MEMBERS` for the whole PATCH.
+    given: usize,
 }
 
 impl MemberEdit {
-    fn add(&mut self, ids: Vec<String>) {
+    /// Count `n` more ids given: the bound is on the PATCH, not on each of its operations.
+    fn take(&mut self, n: usize) -> Result<(), ScimError> {
+        self.given = self.given.saturating_add(n);
+        if self.given > MAX_MEMBERS {
+            return Err(ScimError::new(
+                400,
+                Some(super::ScimType::TooMany),
+                format!("members: over {MAX_MEMBERS} member ids in one PATCH; send them in several"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, ids: Vec<String>) -> Result<(), ScimError> {
+        self.take(ids.len())?;
         for id in ids {
             match &mut self.set {
-                Some(list) => {
-                    if !list.contains(&id) {
-                        list.push(id);
-                    }
-                }
+                Some(list) => list.insert(id),
                 None => {
-                    self.remove.retain(|r| r != &id);
-                    if !self.add.contains(&id) {
-                        self.add.push(id);
-                    }
+                    self.remove.remove(&id);
+                    self.add.insert(id);
                 }
             }
         }
+        Ok(())
     }
 
-    fn remove(&mut self, ids: Vec<String>) {
+    fn remove(&mut self, ids: Vec<String>) -> Result<(), ScimError> {
+        self.take(ids.len())?;
         for id in ids {
             match &mut self.set {
-                Some(list) => list.retain(|m| m != &id),
+                Some(list) => list.remove(&id),
                 None => {
-                    self.add.retain(|a| a != &id);
-                    if !self.remove.contains(&id) {
-                        self.remove.push(id);
-                    }
+                    self.add.remove(&id);
+                    self.remove.insert(id);
                 }
             }
         }
+        Ok(())
     }
 
-    fn set(&mut self, ids: Vec<String>) {
-        self.set = Some(ids);
-        self.add.clear();
-        self.remove.clear();
+    fn set(&mut self, ids: Vec<String>) -> Result<(), ScimError> {
+        self.take(ids.len())?;
+        let mut list = IdList::default();
+        for id in ids {
+            list.insert(id);
+        }
+        self.set = Some(list);
+        self.add = IdList::default();
+        self.remove = IdList::default();
+        Ok(())
     }
 
     pub fn change(self) -> MemberChange {
         match self.set {
-            Some(list) => MemberChange::Set(list),
+            Some(list) => MemberChange::Set(list.into_vec()),
             None if self.add.is_empty() && self.remove.is_empty() => MemberChange::Keep,
             None => MemberChange::Edit {
-                add: self.add,
-                remove: self.remove,
+                add: self.add.into_vec(),
+                remove: self.remove.into_vec(),
             },
         }
     }
@@ -625,6 +689,9 @@ fn group_op(
     {
         return Err(ScimError::mutability(format!("{} is set by the server", path.attr)));
     }
+    if unpublished(&GROUP_ATTRS, &path) {
+        return Ok(());
+    }
     let attr = resolve(&GROUP_ATTRS, &path, raw)?;
     if attr.name == "members" {
         if path.sub.is_some() {
@@ -634,33 +701,18 @@ fn group_op(
         }
         let given = || member_ids(value.unwrap_or(&Value::Null));
         return match (&path.filter, op) {
-            (None, Op::Add) => {
-                members.add(given()?);
-                Ok(())
-            }
-            (None, Op::Replace) => {
-                members.set(given()?);
-                Ok(())
-            }
+            (None, Op::Add) => members.add(given()?),
+            (None, Op::Replace) => members.set(given()?),
             // Entra removes members by value list; no value removes them all.
-            (None, Op::Remove) => {
-                match value {
-                    Some(v) => members.remove(member_ids(v)?),
-                    None => members.set(Vec::new()),
-                }
-                Ok(())
-            }
-            (Some((sub, id)), Op::Remove) if sub.eq_ignore_ascii_case("value") => {
-                members.remove(vec![id.clone()]);
-                Ok(())
-            }
+            (None, Op::Remove) => match value {
+                Some(v) => members.remove(member_ids(v)?),
+                None => members.set(Vec::new()),
+            },
+            (Some((sub, id)), Op::Remove) if sub.eq_ignore_ascii_case("value") => members.remove(vec![id.clone()]),
             (Some((sub, _)), _) if !sub.eq_ignore_ascii_case("value") => Err(ScimError::invalid_filter(format!(
                 "members are chosen by value only, not by {sub}"
             ))),
-            (Some((_, id)), Op::Add | Op::Replace) => {
-                members.add(vec![id.clone()]);
-                Ok(())
-            }
+            (Some((_, id)), Op::Add | Op::Replace) => members.add(vec![id.clone()]),
             (Some(_), Op::Remove) => Ok(()),
         };
     }
@@ -757,6 +809,63 @@ mod tests {
         assert_eq!(doc["emails"], json!([{"value": "c@example.com"}]));
     }
 
+    /// Entra sends every changed attribute of its mapping in one PATCH: an attribute this
+    /// server does not keep (`title`, a phone number, a password) is ignored, and the
+    /// deactivation beside it takes effect instead of the whole PATCH being refused.
+    #[test]
+    fn a_path_to_an_unpublished_attribute_is_ignored_and_the_rest_applies() {
+        let body = json!({"schemas": [schema::PATCH_OP], "Operations": [
+            {"op": "Replace", "path": "title", "value": "Former employee"},
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555 0100"},
+            {"op": "Replace", "path": "password", "value": "hunter2"},
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter", "value": "4130"},
+            {"op": "Remove", "path": "preferredLanguage"},
+        ]});
+        let doc = apply_user(&alice(), &ops(body)).unwrap();
+        assert_eq!(doc["active"], json!(false));
+        for unknown in ["title", "phoneNumbers", "password", "preferredLanguage"] {
+            assert!(!doc.contains_key(unknown), "{unknown} kept: {doc:?}");
+        }
+        assert!(!Value::Object(doc.clone()).to_string().contains("4130"), "{doc:?}");
+    }
+
+    /// Member ids are bounded for the whole PATCH, not per operation, and thousands of them
+    /// in many operations are collected without comparing each with every other.
+    #[test]
+    fn member_ids_are_bounded_across_a_whole_patch() {
+        let half: Vec<Value> = (0..MAX_MEMBERS / 2 + 1)
+            .map(|i| json!({"value": format!("u{i}")}))
+            .collect();
+        let body = json!({"Operations": [
+            {"op": "add", "path": "members", "value": half},
+            {"op": "add", "path": "members", "value": half},
+        ]});
+        let refused = apply_group(&Map::new(), &ops(body)).unwrap_err();
+        assert_eq!(refused.scim_type, Some(ScimType::TooMany), "{refused:?}");
+        // At the bound, in many operations: added once each, in the order first given, and an
+        // id removed then added again is added.
+        let ids: Vec<String> = (0..MAX_MEMBERS / 4).map(|i| format!("u{i}")).collect();
+        let value: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+        let body = json!({"Operations": [
+            {"op": "add", "path": "members", "value": value},
+            {"op": "add", "path": "members", "value": value},
+            {"op": "remove", "path": "members[value eq \"u1\"]"},
+            {"op": "remove", "path": "members", "value": [{"value": "u2"}]},
+            {"op": "add", "path": "members", "value": [{"value": "u2"}]},
+        ]});
+        let (_, change) = apply_group(&Map::new(), &ops(body)).unwrap();
+        let mut expected = ids.clone();
+        expected.retain(|id| id != "u1");
+        assert_eq!(
+            change,
+            MemberChange::Edit {
+                add: expected,
+                remove: vec!["u1".to_string()],
+            }
+        );
+    }
+
     #[test]
     fn what_the_server_owns_or_requires_is_refused_by_path() {
         let refused = |body: Value| apply_user(&alice(), &ops(body)).unwrap_err();
@@ -772,8 +881,9 @@ mod tests {
             refused(json!({"Operations": [{"op": "remove", "path": "userName"}]})).scim_type,
             Some(ScimType::Mutability)
         );
+        // An unknown sub-attribute of a published attribute is still a mistake worth saying.
         assert_eq!(
-            refused(json!({"Operations": [{"op": "replace", "path": "password", "value": "x"}]})).scim_type,
+            refused(json!({"Operations": [{"op": "replace", "path": "name.nickname", "value": "x"}]})).scim_type,
             Some(ScimType::InvalidPath)
         );
         assert_eq!(
