@@ -460,11 +460,17 @@ fn entra_shaped_flow() {
         json!([{"op": "Replace", "value": {"id": gid, "displayName": "entra-ops2"}}]),
     );
     assert_eq!(reply.body["displayName"], "entra-ops2", "{}", reply.body);
-    // Soft delete, then delete.
+    // Soft delete (sent, as Entra's default mapping does, with attributes jitgate does not
+    // keep: they are ignored and the deactivation takes effect), then delete.
     let reply = bed.patch(
         &format!("/Users/{id}"),
-        json!([{"op": "Replace", "path": "active", "value": "False"}]),
+        json!([
+            {"op": "Replace", "path": "title", "value": "Former employee"},
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555 0100"},
+        ]),
     );
+    assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["active"], false, "{}", reply.body);
     let reply = bed.call("DELETE", &format!("/Users/{id}"), None);
     assert_eq!(reply.status, 204);
