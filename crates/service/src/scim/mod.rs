@@ -334,6 +334,7 @@ where
         // changes nothing is answered with the record as it is, with no new version or event.
         if let Some(user) = &after {
             if same_user(&before, user) {
+                repair_user(app, &before).await?;
                 return Ok(Some(before));
             }
         }
@@ -362,6 +363,18 @@ where
                 directory::committed(app, &write, after.as_ref(), None);
                 return Ok(after);
             }
+            Err(StoreError::Unavailable(cause)) => match user_landed(app, id, after.as_ref(), true).await {
+                Landed::Yes => {
+                    directory::committed(app, &write, after.as_ref(), None);
+                    return Ok(after);
+                }
+                Landed::No => {
+                    user_write_failed(app, Some(&before), after.as_ref());
+                    return Err(StoreError::Unavailable(cause).into());
+                }
+                // It may yet have committed: the leaving mark stays (it lapses by itself).
+                Landed::Unknown => return Err(StoreError::Unavailable(cause).into()),
+            },
             Err(e) => {
                 user_write_failed(app, Some(&before), after.as_ref());
                 match e {
@@ -379,6 +392,111 @@ fn busy(kind: &str, id: &str) -> ScimFailure {
     ScimFailure::Service(ServiceError::Conflict(format!(
         "{kind} {id} kept changing while this write was made; send it again"
     )))
+}
+
+/// Whether a write that answered `Unavailable` (the bounded write timed out: it may still
+/// have committed) committed, as a read of the record afterwards tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    /// The store holds what the write wrote (or, for a deletion, nothing).
+    Yes,
+    /// The store holds something else: the write did not commit.
+    No,
+    /// The read failed too, or the record moved on past the write: cannot tell.
+    Unknown,
+}
+
+/// Did the write of `after` (`None`: the deletion of `id`) commit, given the record the store
+/// holds now? A record is the write's own when it has the write's version and moment (a
+/// write's moment is a millisecond, kept exactly by both stores); another writer taking the
+/// same version would have a moment of its own.
+fn landed<T>(
+    stored: std::result::Result<Option<T>, StoreError>,
+    after: Option<&T>,
+    existed: bool,
+    version_and_moment: impl Fn(&T) -> (i64, Timestamp),
+) -> Landed {
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "a SCIM write timed out and the record could not be read again");
+            return Landed::Unknown;
+        }
+    };
+    match (stored.as_ref(), after) {
+        // A deletion: gone is done.
+        (None, None) => Landed::Yes,
+        (Some(_), None) => Landed::No,
+        // A new id nobody else writes: absent means not written.
+        (None, Some(_)) if !existed => Landed::No,
+        // Deleted by someone else since: whether this write committed before cannot be told.
+        (None, Some(_)) => Landed::Unknown,
+        (Some(s), Some(a)) => {
+            let (stored_version, stored_at) = version_and_moment(s);
+            let (written_version, written_at) = version_and_moment(a);
+            if stored_version == written_version {
+                if stored_at == written_at {
+                    Landed::Yes
+                } else {
+                    Landed::No
+                }
+            } else if stored_version < written_version {
+                Landed::No
+            } else {
+                // Written over since, by this write's successor or another's: cannot tell.
+                Landed::Unknown
+            }
+        }
+    }
+}
+
+async fn user_landed(app: &App, id: &str, after: Option<&ScimUser>, existed: bool) -> Landed {
+    landed(app.store.scim_user(id).await, after, existed, |u| {
+        (u.version, u.modified_at)
+    })
+}
+
+async fn group_landed(app: &App, id: &str, after: Option<&ScimGroup>, existed: bool) -> Landed {
+    landed(app.store.scim_group(id).await, after, existed, |g| {
+        (g.version, g.modified_at)
+    })
+}
+
+/// A provider repeated a write this replica's memory may have missed (a write that timed out
+/// here and committed after all, with nothing to tell memory: no follower on SQLite): when the
+/// directory in memory does not hold user `stored` as the store does, read it again here
+/// (which also sweeps what raced a leaver's change).
+async fn repair_user(app: &App, stored: &ScimUser) -> Result<()> {
+    let held = app.directory().user(&stored.id);
+    let current = held
+        .as_ref()
+        .is_some_and(|h| h.principal == stored.principal && h.active == stored.active);
+    if !current {
+        tracing::warn!(id = %stored.id, "the directory in memory missed a committed SCIM user write; reading it again");
+        directory::refresh_user(app, &stored.id).await?;
+        // The missed write's request transitions (grants revoked, requests cancelled) are
+        // not known here: the check index is loaded again from the store (rare: only after
+        // a write whose outcome could not be told).
+        app.resync().await?;
+    }
+    Ok(())
+}
+
+/// As `repair_user`, for a group: its name and members as memory holds them.
+async fn repair_group(app: &App, stored: &ScimGroup) -> Result<()> {
+    let directory = app.directory();
+    let mut held_members = directory.member_ids(&stored.id);
+    held_members.sort();
+    let mut stored_members = stored.members.clone();
+    stored_members.sort();
+    let current = directory.group_name(&stored.id).as_deref() == Some(stored.display_name.as_str())
+        && held_members == stored_members;
+    if !current {
+        tracing::warn!(id = %stored.id, "the directory in memory missed a committed SCIM group write; reading it again");
+        directory::refresh_group(app, &stored.id).await?;
+        app.resync().await?;
+    }
+    Ok(())
 }
 
 /// Read a user as stored now (the version the store gave it), falling back to `written`.
@@ -409,6 +527,17 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
                 directory::committed(app, &write, Some(&user), None);
                 return reread_user(app, user).await;
             }
+            Err(StoreError::Unavailable(cause)) => match user_landed(app, &user.id, Some(&user), false).await {
+                Landed::Yes => {
+                    directory::committed(app, &write, Some(&user), None);
+                    return reread_user(app, user).await;
+                }
+                Landed::No => {
+                    user_write_failed(app, None, Some(&user));
+                    return Err(StoreError::Unavailable(cause).into());
+                }
+                Landed::Unknown => return Err(StoreError::Unavailable(cause).into()),
+            },
             Err(e) => {
                 user_write_failed(app, None, Some(&user));
                 match e {
@@ -675,6 +804,13 @@ pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Resul
                 directory::committed(app, &write, None, Some(&group));
                 return Ok(app.store.scim_group(&group.id).await?.unwrap_or(group));
             }
+            Err(StoreError::Unavailable(cause)) => {
+                if group_landed(app, &group.id, Some(&group), false).await == Landed::Yes {
+                    directory::committed(app, &write, None, Some(&group));
+                    return Ok(group);
+                }
+                return Err(StoreError::Unavailable(cause).into());
+            }
             Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
@@ -711,6 +847,7 @@ where
         };
         if let Some(group) = &after {
             if same_group(&before, group) {
+                repair_group(app, &before).await?;
                 return Ok(Some(before));
             }
         }
@@ -740,6 +877,13 @@ where
             Ok(()) => {
                 directory::committed(app, &write, None, after.as_ref());
                 return Ok(after);
+            }
+            Err(StoreError::Unavailable(cause)) => {
+                if group_landed(app, id, after.as_ref(), true).await == Landed::Yes {
+                    directory::committed(app, &write, None, after.as_ref());
+                    return Ok(after);
+                }
+                return Err(StoreError::Unavailable(cause).into());
             }
             Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("group", id)),
             Err(StoreError::Conflict) => back_off(attempt).await,

@@ -1,0 +1,266 @@
+//! The SCIM use cases (`jitgate_service::scim`) on a real SQLite store, wrapped in a store
+//! that can make a write answer `Unavailable` after it committed (the bounded write timed out)
+//! and make reads fail: what a write that timed out leaves behind, and the review findings on
+//! retries, `If-Match` and the manager reference.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jitgate_core::scim::ScimUser;
+use jitgate_core::Identity;
+use jitgate_service::auth::{config::AuthConfig, oidc::Fetch, Authenticator, BearerOnly, Presented};
+use jitgate_service::inputs::NewRequest;
+use jitgate_service::scim::{self, ScimClient, ScimFailure};
+use jitgate_service::{App, ServiceError};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+const DIRECTORY: &str = r#"
+[groups]
+provisioned = ["dev", "sre"]
+
+[[principal]]
+name = "checker"
+service = true
+token = "token-checker"
+"#;
+
+const WORKFLOWS: &str = r#"
+[[workflow]]
+resource = "staging-db"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+"#;
+
+const FORWARD_AUTH: &str = r#"
+user_header = "X-Auth-User"
+services = ["checker"]
+trusted_proxies = ["127.0.0.1/32"]
+"#;
+
+struct NoFetch;
+
+#[async_trait::async_trait]
+impl Fetch for NoFetch {
+    async fn get(&self, url: &str) -> Result<String, String> {
+        Err(format!("no network in tests: {url}"))
+    }
+}
+
+/// A trusted proxy's user header, from loopback.
+struct ProxyUser(Vec<u8>);
+
+impl Presented for ProxyUser {
+    fn field(&self, name: &str) -> Option<&[u8]> {
+        (name == "x-forwarded-user").then_some(self.0.as_slice())
+    }
+}
+
+struct Bed {
+    app: Arc<App>,
+    store: Arc<hooked::Hooked>,
+    client: ScimClient,
+    _dir: tempfile::TempDir,
+}
+
+async fn bed() -> Bed {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = jitgate_store::open(&format!("sqlite://{}", dir.path().join("jitgate.db").display()))
+        .await
+        .unwrap();
+    let store = Arc::new(hooked::Hooked::new(sqlite));
+    let policy = jitgate_policy::Policy::from_texts_with_catalog(DIRECTORY, WORKFLOWS, None, &[], &[])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let auth: AuthConfig = toml::from_str(
+        r#"
+[trusted_proxy]
+user_header = "X-Forwarded-User"
+sources = ["127.0.0.1/32"]
+"#,
+    )
+    .unwrap();
+    let authenticator = Authenticator::new(&auth, Arc::new(NoFetch)).await.unwrap();
+    let notifier =
+        jitgate_service::notify::Notifier::new(None, None, "127.0.0.1:0".parse().unwrap(), Vec::new()).unwrap();
+    let app = App::new(
+        store.clone(),
+        policy,
+        authenticator,
+        jitgate_service::provision::Providers::new(Vec::new()),
+        notifier,
+    )
+    .await
+    .unwrap();
+    app.configure_forward_auth(toml::from_str(FORWARD_AUTH).unwrap())
+        .unwrap();
+    Bed {
+        app: Arc::new(app),
+        store,
+        client: ScimClient {
+            principal: "scim-okta".into(),
+        },
+        _dir: dir,
+    }
+}
+
+fn user_body(name: &str) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "active": true,
+    })
+}
+
+fn deactivate() -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{ "op": "replace", "path": "active", "value": false }],
+    })
+}
+
+fn status(result: &Result<impl std::fmt::Debug, ScimFailure>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(e) => e.error().status,
+    }
+}
+
+impl Bed {
+    async fn create_user(&self, name: &str) -> ScimUser {
+        scim::create_user(&self.app, &self.client, &user_body(name))
+            .await
+            .unwrap()
+    }
+
+    /// `name`, in group dev (which may file staging-db read, auto-approved).
+    async fn developer(&self, name: &str) -> ScimUser {
+        let user = self.create_user(name).await;
+        let group = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "dev",
+            "members": [{ "value": user.id }],
+        });
+        scim::create_group(&self.app, &self.client, &group).await.unwrap();
+        user
+    }
+
+    async fn auth_proxy(&self, principal: &str) -> Result<Identity, ServiceError> {
+        self.app
+            .authenticate(
+                &ProxyUser(principal.as_bytes().to_vec()),
+                Some("127.0.0.1".parse().unwrap()),
+            )
+            .await
+    }
+
+    /// An active grant of staging-db read for `principal`, its request id.
+    async fn grant(&self, principal: &str) -> String {
+        let who = self.auth_proxy(principal).await.unwrap();
+        let ask = NewRequest {
+            resource: "staging-db".into(),
+            action: "read".into(),
+            duration: None,
+            reason: "OPS-1 scim test".into(),
+            payload: None,
+            break_glass: false,
+            items: None,
+        };
+        let request = self.app.file(&who, &ask).await.unwrap();
+        assert!(self.allowed(principal).await, "the grant was given");
+        request.id
+    }
+
+    async fn allowed(&self, principal: &str) -> bool {
+        let checker = self
+            .app
+            .authenticate(&BearerOnly(b"Bearer token-checker"), None)
+            .await
+            .unwrap();
+        self.app
+            .check(&checker, principal, "staging-db", "read", None)
+            .await
+            .allow
+    }
+
+    async fn grant_live_in_store(&self, request_id: &str) -> bool {
+        let request = self.app.store.get_request(request_id).await.unwrap().unwrap();
+        let live = request.grants().any(|g| g.is_live(jitgate_service::now()));
+        live
+    }
+}
+
+/// A deactivation whose write timed out but committed: the server reads the user again, sees
+/// its own write, and answers success with everything a commit does here — ann is blocked,
+/// and her grant (revoked in the write) is gone from the check index too.
+#[tokio::test]
+async fn a_deactivation_that_timed_out_but_committed_is_answered_and_applied() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    let request = b.grant("ann").await;
+    b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
+    let result = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&result), 200, "{result:?}");
+    assert!(!result.unwrap().active);
+    assert!(!b.grant_live_in_store(&request).await, "revoked in the write");
+    assert!(!b.allowed("ann").await, "the check index learned of the revocation");
+    assert!(b.auth_proxy("ann").await.is_err(), "ann is blocked in memory");
+}
+
+/// The write timed out and the read after it failed too: the outcome cannot be told, the
+/// answer is 503. The provider's retry finds the write committed (a write that changes
+/// nothing) and must not answer 200 over a directory in memory that never learned of it:
+/// the retry brings memory and the check index up to date.
+#[tokio::test]
+async fn a_retry_of_a_write_memory_missed_repairs_memory_before_answering() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    b.grant("ann").await;
+    b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
+    b.store.scim_reads_fail.store(1, Ordering::SeqCst);
+    let first = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&first), 503, "{first:?}");
+    let retry = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&retry), 200, "{retry:?}");
+    assert!(b.auth_proxy("ann").await.is_err(), "ann is blocked in memory");
+    assert!(!b.allowed("ann").await, "the check index learned of the revocation");
+}
+
+/// A create that timed out but committed: answered with the user, who is in memory at once.
+#[tokio::test]
+async fn a_create_that_timed_out_but_committed_is_answered_and_applied() {
+    let b = bed().await;
+    b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
+    let created = scim::create_user(&b.app, &b.client, &user_body("bob")).await;
+    assert_eq!(status(&created), 200, "{created:?}");
+    assert!(
+        b.app.directory().user(&created.unwrap().id).is_some(),
+        "bob is in memory"
+    );
+}
+
+/// A group write that timed out but committed: memory learns the new member at once.
+#[tokio::test]
+async fn a_group_write_that_timed_out_but_committed_is_applied() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    let bob = b.create_user("bob").await;
+    let groups = scim::list_groups(&b.app, &scim::ListRequest::default(), true)
+        .await
+        .unwrap()
+        .0;
+    let dev = groups.items.into_iter().find(|g| g.display_name == "dev").unwrap();
+    let add_bob = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{ "op": "add", "path": "members", "value": [{ "value": bob.id }] }],
+    });
+    b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
+    let result = scim::patch_group(&b.app, &b.client, &dev.id, &add_bob, None).await;
+    assert_eq!(status(&result), 200, "{result:?}");
+    let _ = ann;
+    let who = b.auth_proxy("bob").await.unwrap();
+    assert!(who.groups.iter().any(|g| g == "dev"), "{who:?}");
+}
+
+#[path = "support/hooked.rs"]
+mod hooked;
