@@ -262,5 +262,35 @@ async fn a_group_write_that_timed_out_but_committed_is_applied() {
     assert!(who.groups.iter().any(|g| g == "dev"), "{who:?}");
 }
 
+/// A write that committed is answered with success even when reading it back fails: user
+/// create and update, group create and update.
+#[tokio::test]
+async fn a_committed_write_whose_read_back_fails_is_still_a_success() {
+    let b = bed().await;
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
+    let ann = scim::create_user(&b.app, &b.client, &user_body("ann")).await;
+    assert_eq!(status(&ann), 200, "{ann:?}");
+    let ann = ann.unwrap();
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
+    let patched = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&patched), 200, "{patched:?}");
+    assert!(!patched.unwrap().active);
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "sre",
+    });
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
+    let created = scim::create_group(&b.app, &b.client, &group).await;
+    assert_eq!(status(&created), 200, "{created:?}");
+    let renamed = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "dev",
+    });
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
+    let replaced = scim::replace_group(&b.app, &b.client, &created.unwrap().id, &renamed, None).await;
+    assert_eq!(status(&replaced), 200, "{replaced:?}");
+    assert_eq!(replaced.unwrap().display_name, "dev");
+}
+
 #[path = "support/hooked.rs"]
 mod hooked;

@@ -499,9 +499,27 @@ async fn repair_group(app: &App, stored: &ScimGroup) -> Result<()> {
     Ok(())
 }
 
-/// Read a user as stored now (the version the store gave it), falling back to `written`.
+/// Read a user as stored now (the version the store gave it), falling back to `written`:
+/// the write committed, so a read that fails now must not turn it into a failure (the
+/// provider would send it again).
 async fn reread_user(app: &App, written: ScimUser) -> Result<ScimUser> {
-    Ok(app.store.scim_user(&written.id).await?.unwrap_or(written))
+    Ok(reread(app.store.scim_user(&written.id).await, written))
+}
+
+/// As `reread_user`, for a group.
+async fn reread_group(app: &App, written: ScimGroup) -> Result<ScimGroup> {
+    Ok(reread(app.store.scim_group(&written.id).await, written))
+}
+
+fn reread<T>(read: std::result::Result<Option<T>, StoreError>, written: T) -> T {
+    match read {
+        Ok(Some(stored)) => stored,
+        Ok(None) => written,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a committed SCIM write again failed; answering with the record as written");
+            written
+        }
+    }
 }
 
 /// POST /Users.
@@ -802,7 +820,7 @@ pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Resul
         match app.store.scim_write(&write).await {
             Ok(()) => {
                 directory::committed(app, &write, None, Some(&group));
-                return Ok(app.store.scim_group(&group.id).await?.unwrap_or(group));
+                return reread_group(app, group).await;
             }
             Err(StoreError::Unavailable(cause)) => {
                 if group_landed(app, &group.id, Some(&group), false).await == Landed::Yes {
@@ -895,7 +913,7 @@ where
 
 async fn finish_group(app: &App, id: &str, after: Option<ScimGroup>) -> Result<ScimGroup> {
     match after {
-        Some(group) => Ok(app.store.scim_group(id).await?.unwrap_or(group)),
+        Some(group) => reread_group(app, group).await,
         None => Err(ScimError::not_found(format!("no group {id}")).into()),
     }
 }

@@ -26,6 +26,9 @@ pub struct Hooked {
     pub scim_writes_time_out: AtomicUsize,
     /// How many of the next `scim_user` / `scim_group` reads answer `Unavailable`.
     pub scim_reads_fail: AtomicUsize,
+    /// How many reads fail once the next `scim_write` committed (moved into
+    /// `scim_reads_fail` then).
+    pub scim_reads_fail_after_write: AtomicUsize,
 }
 
 impl Hooked {
@@ -35,6 +38,7 @@ impl Hooked {
             after_save: Mutex::new(None),
             scim_writes_time_out: AtomicUsize::new(0),
             scim_reads_fail: AtomicUsize::new(0),
+            scim_reads_fail_after_write: AtomicUsize::new(0),
         }
     }
 
@@ -258,6 +262,8 @@ impl Store for Hooked {
 
     async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
         self.inner.scim_write(write).await?;
+        let failing = self.scim_reads_fail_after_write.swap(0, Ordering::SeqCst);
+        self.scim_reads_fail.fetch_add(failing, Ordering::SeqCst);
         if Self::take(&self.scim_writes_time_out) {
             return Err(jitgate_store::StoreError::Unavailable(
                 "injected: the write did not commit within the bound (it did commit)".into(),
