@@ -292,5 +292,59 @@ async fn a_committed_write_whose_read_back_fails_is_still_a_success() {
     assert_eq!(replaced.unwrap().display_name, "dev");
 }
 
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn set_manager(manager: &str) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{ "op": "add", "path": format!("{ENTERPRISE}:manager"), "value": manager }],
+    })
+}
+
+fn invalid_manager(result: &Result<ScimUser, ScimFailure>) {
+    let Err(e) = result else {
+        panic!("expected 400 invalidValue, got {result:?}");
+    };
+    let e = e.error();
+    assert_eq!(e.status, 400, "{e:?}");
+    assert_eq!(e.scim_type, Some(jitgate_core::scim::ScimType::InvalidValue), "{e:?}");
+    assert!(e.detail.contains("manager"), "{e:?}");
+}
+
+/// A user cannot be their own manager, nor have a manager who is not a user: both are
+/// refused (400 invalidValue naming manager), on create, PATCH and PUT, and nothing changes.
+#[tokio::test]
+async fn a_manager_that_is_the_user_or_no_user_is_refused() {
+    let b = bed().await;
+    let ann = b.create_user("ann").await;
+    let boss = b.create_user("boss").await;
+    invalid_manager(&scim::patch_user(&b.app, &b.client, &ann.id, &set_manager(&ann.id), None).await);
+    invalid_manager(&scim::patch_user(&b.app, &b.client, &ann.id, &set_manager("u-nobody"), None).await);
+    // Look-alikes of a real id (case, a NUL byte, trailing space) are no user either.
+    for fake in [
+        boss.id.to_uppercase(),
+        format!("{}\u{0}", boss.id),
+        format!("{} ", boss.id),
+    ] {
+        invalid_manager(&scim::patch_user(&b.app, &b.client, &ann.id, &set_manager(&fake), None).await);
+    }
+    let mut put = user_body("ann");
+    put[ENTERPRISE] = json!({ "manager": { "value": ann.id } });
+    invalid_manager(&scim::replace_user(&b.app, &b.client, &ann.id, &put, None).await);
+    let mut create = user_body("carl");
+    create[ENTERPRISE] = json!({ "manager": { "value": "u-nobody" } });
+    invalid_manager(&scim::create_user(&b.app, &b.client, &create).await);
+    assert_eq!(
+        scim::user(&b.app, &ann.id).await.unwrap().version,
+        ann.version,
+        "nothing written"
+    );
+    // A real manager is taken.
+    let managed = scim::patch_user(&b.app, &b.client, &ann.id, &set_manager(&boss.id), None)
+        .await
+        .unwrap();
+    assert_eq!(managed.manager_id.as_deref(), Some(boss.id.as_str()));
+}
+
 #[path = "support/hooked.rs"]
 mod hooked;

@@ -151,6 +151,35 @@ fn check_principal(app: &App, principal: &str, own_id: Option<&str>) -> Result<(
     }
 }
 
+/// Is the manager `after` names one jitgate can follow: not the user themself (an approval
+/// step "manager" would let them approve their own request), and a user the store holds (a
+/// dangling reference would leave the step without an approver)? Asked only when the
+/// reference changes: a provider re-sending a user whose manager was deleted since is not
+/// refused for it.
+async fn check_manager(app: &App, before: Option<&ScimUser>, after: &ScimUser) -> Result<()> {
+    let Some(manager) = after.manager_id.as_deref() else {
+        return Ok(());
+    };
+    if before.is_some_and(|b| b.manager_id.as_deref() == Some(manager)) {
+        return Ok(());
+    }
+    if manager == after.id {
+        return Err(ScimError::invalid_value(format!(
+            "manager '{}' is the user themself; a user cannot be their own manager",
+            manager.escape_debug()
+        ))
+        .into());
+    }
+    if app.store.scim_user(manager).await?.is_none() {
+        return Err(ScimError::invalid_value(format!(
+            "manager '{}' is not the id of a user of this directory",
+            manager.escape_debug()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// The user record a cleaned document makes, as a change of `before` (`None`: a new user).
 fn user_record(
     app: &App,
@@ -337,6 +366,7 @@ where
                 repair_user(app, &before).await?;
                 return Ok(Some(before));
             }
+            check_manager(app, Some(&before), user).await?;
         }
         let effects = directory::user_change_effects(app, Some(&before), after.as_ref(), &client.principal, at).await?;
         let change = match &after {
@@ -528,6 +558,7 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
     for attempt in 0..ATTEMPTS {
         let at = now();
         let user = user_record(app, &new_id(), None, doc.clone(), at)?;
+        check_manager(app, None, &user).await?;
         let effects = directory::user_change_effects(app, None, Some(&user), &client.principal, at).await?;
         let mut events = vec![user_event(client, Step::Created(&user), at)];
         events.extend(effects.events);
