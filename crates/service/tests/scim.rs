@@ -7,7 +7,7 @@
 
 use jitgate_core::scim::ScimUser;
 use jitgate_core::Identity;
-use jitgate_service::auth::{config::AuthConfig, oidc::Fetch, Authenticator, BearerOnly, Presented};
+use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, op, Authenticator, BearerOnly, Presented};
 use jitgate_service::inputs::NewRequest;
 use jitgate_service::scim::{self, ScimClient, ScimFailure};
 use jitgate_service::{App, ServiceError};
@@ -31,6 +31,12 @@ resource = "staging-db"
 action = "read"
 requesters = ["dev"]
 auto_approve = true
+
+[[workflow]]
+resource = "prod-db"
+action = "read"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
 "#;
 
 const FORWARD_AUTH: &str = r#"
@@ -172,15 +178,16 @@ impl Bed {
     }
 
     async fn allowed(&self, principal: &str) -> bool {
+        self.allowed_to(principal, "staging-db").await
+    }
+
+    async fn allowed_to(&self, principal: &str, resource: &str) -> bool {
         let checker = self
             .app
             .authenticate(&BearerOnly(b"Bearer token-checker"), None)
             .await
             .unwrap();
-        self.app
-            .check(&checker, principal, "staging-db", "read", None)
-            .await
-            .allow
+        self.app.check(&checker, principal, resource, "read", None).await.allow
     }
 
     async fn grant_live_in_store(&self, request_id: &str) -> bool {
@@ -344,6 +351,55 @@ async fn a_manager_that_is_the_user_or_no_user_is_refused() {
         .await
         .unwrap();
     assert_eq!(managed.manager_id.as_deref(), Some(boss.id.as_str()));
+}
+
+/// A deactivation with If-Match whose write conflicts on a request its effects cancel (bob
+/// approved ann's request between the effects and the write), not on ann's version: the
+/// version If-Match names still holds, so the write is computed again (now revoking the
+/// grant the approval gave) and answered 200, not 412.
+#[tokio::test]
+async fn a_conflict_on_a_request_the_effects_end_is_retried_despite_if_match() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    let bob = b.create_user("bob").await;
+    let sre = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "sre",
+        "members": [{ "value": bob.id }],
+    });
+    scim::create_group(&b.app, &b.client, &sre).await.unwrap();
+    let ann_who = b.auth_proxy("ann").await.unwrap();
+    let ask = NewRequest {
+        resource: "prod-db".into(),
+        action: "read".into(),
+        duration: None,
+        reason: "OPS-2 scim test".into(),
+        payload: None,
+        break_glass: false,
+        items: None,
+    };
+    let pending = b.app.file(&ann_who, &ask).await.unwrap();
+    {
+        let (app, id) = (b.app.clone(), pending.id.clone());
+        let bob_who = b.auth_proxy("bob").await.unwrap();
+        *b.store.before_scim_write.lock() = Some(Box::new(move || {
+            Box::pin(async move {
+                let caller = caller_for::<op::ApproveRequest>(bob_who).unwrap();
+                app.approve(&caller, &id, None).await.unwrap();
+            })
+        }));
+    }
+    let tag = format!("W/\"{}\"", ann.version);
+    let result = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), Some(&tag)).await;
+    assert_eq!(status(&result), 200, "{result:?}");
+    assert!(
+        !b.grant_live_in_store(&pending.id).await,
+        "the grant the approval gave is revoked"
+    );
+    assert!(!b.allowed_to(&ann.user_name, "prod-db").await);
+    // A real change of ann's version under an If-Match is still 412.
+    let stale = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), Some(&tag)).await;
+    assert_eq!(status(&stale), 412, "{stale:?}");
 }
 
 #[path = "support/hooked.rs"]

@@ -3,7 +3,8 @@
 //! directory what the change ends (`directory::*_change_effects`), commits all of it in one
 //! `Store::scim_write`, and brings this replica up to date (`directory::committed`). When
 //! someone else changed the record meanwhile the write is computed again from a fresh read,
-//! unless the client pinned the version it saw with `If-Match` (then 412).
+//! unless the client pinned the version it saw with `If-Match` and the record's version moved
+//! (then 412): a conflict on a request the write's effects end is computed again even then.
 
 pub mod config;
 
@@ -408,7 +409,9 @@ where
             Err(e) => {
                 user_write_failed(app, Some(&before), after.as_ref());
                 match e {
-                    StoreError::Conflict if if_match.is_some() => return Err(precondition("user", id)),
+                    // The user's version moved, or a request the effects end did: read
+                    // again (with If-Match, 412 only if the user's version no longer
+                    // matches, which the check above the write tells).
                     StoreError::Conflict => back_off(attempt).await,
                     e => return Err(e.into()),
                 }
@@ -934,7 +937,7 @@ where
                 }
                 return Err(StoreError::Unavailable(cause).into());
             }
-            Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("group", id)),
+            // As for users: 412 only when the group's own version no longer matches If-Match.
             Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }

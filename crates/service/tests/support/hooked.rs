@@ -22,6 +22,8 @@ pub struct Hooked {
     pub inner: Arc<dyn Store>,
     /// Taken by the next `save_transition` that commits.
     pub after_save: Mutex<Option<Hook>>,
+    /// Taken and run by the next `scim_write`, before it writes.
+    pub before_scim_write: Mutex<Option<Hook>>,
     /// How many of the next `scim_write`s commit and then answer `Unavailable`.
     pub scim_writes_time_out: AtomicUsize,
     /// How many of the next `scim_user` / `scim_group` reads answer `Unavailable`.
@@ -36,6 +38,7 @@ impl Hooked {
         Hooked {
             inner,
             after_save: Mutex::new(None),
+            before_scim_write: Mutex::new(None),
             scim_writes_time_out: AtomicUsize::new(0),
             scim_reads_fail: AtomicUsize::new(0),
             scim_reads_fail_after_write: AtomicUsize::new(0),
@@ -261,6 +264,10 @@ impl Store for Hooked {
     }
 
     async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
+        let hook = self.before_scim_write.lock().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
         self.inner.scim_write(write).await?;
         let failing = self.scim_reads_fail_after_write.swap(0, Ordering::SeqCst);
         self.scim_reads_fail.fetch_add(failing, Ordering::SeqCst);
