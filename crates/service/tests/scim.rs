@@ -402,5 +402,37 @@ async fn a_conflict_on_a_request_the_effects_end_is_retried_despite_if_match() {
     assert_eq!(status(&stale), 412, "{stale:?}");
 }
 
+/// GET /Groups/{id}?excludedAttributes=members reads no members: the read with members
+/// (`scim_group`) is made to fail, and the member-less read still answers the group; with
+/// members, the group comes with them. An unknown id (and a look-alike of a real one) is 404.
+#[tokio::test]
+async fn a_group_read_without_members_does_not_read_them() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    let dev = scim::list_groups(&b.app, &scim::ListRequest::default(), true)
+        .await
+        .unwrap()
+        .0
+        .items
+        .remove(0);
+    b.store.scim_reads_fail.store(1, Ordering::SeqCst);
+    let bare = scim::group_with(&b.app, &dev.id, false).await;
+    assert_eq!(status(&bare), 200, "{bare:?}");
+    let bare = bare.unwrap();
+    assert_eq!(bare.display_name, "dev");
+    assert!(bare.members.is_empty());
+    b.store.scim_reads_fail.store(0, Ordering::SeqCst);
+    let full = scim::group_with(&b.app, &dev.id, true).await.unwrap();
+    assert_eq!(full.members, vec![ann.id.clone()]);
+    for unknown in [
+        "g-nobody".to_string(),
+        dev.id.to_uppercase(),
+        format!("{}\u{0}", dev.id),
+    ] {
+        let missing = scim::group_with(&b.app, &unknown, false).await;
+        assert_eq!(status(&missing), 404, "{missing:?}");
+    }
+}
+
 #[path = "support/hooked.rs"]
 mod hooked;

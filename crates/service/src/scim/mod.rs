@@ -171,7 +171,8 @@ async fn check_manager(app: &App, before: Option<&ScimUser>, after: &ScimUser) -
         ))
         .into());
     }
-    if app.store.scim_user(manager).await?.is_none() {
+    // No store keeps a NUL (PostgreSQL cannot even be asked about one): no such user.
+    if manager.contains('\0') || app.store.scim_user(manager).await?.is_none() {
         return Err(ScimError::invalid_value(format!(
             "manager '{}' is not the id of a user of this directory",
             manager.escape_debug()
@@ -699,11 +700,27 @@ pub async fn list_groups(app: &App, list: &ListRequest, members: bool) -> Result
 
 /// GET /Groups/{id}.
 pub async fn group(app: &App, id: &str) -> Result<ScimGroup> {
-    Ok(app
-        .store
-        .scim_group(id)
-        .await?
-        .ok_or_else(|| ScimError::not_found(format!("no group {id}")))?)
+    group_with(app, id, true).await
+}
+
+/// GET /Groups/{id}, with its members unless `members` is false
+/// (`excludedAttributes=members`): then they are not read at all (a group may have 10,000).
+pub async fn group_with(app: &App, id: &str, members: bool) -> Result<ScimGroup> {
+    let found = if id.contains('\0') {
+        // No store keeps a NUL (PostgreSQL cannot even be asked about one): no such group.
+        None
+    } else if members {
+        app.store.scim_group(id).await?
+    } else {
+        let query = ScimQuery {
+            id: Some(id.to_string()),
+            start_index: 1,
+            count: 1,
+            ..ScimQuery::default()
+        };
+        app.store.scim_groups(&query, false).await?.items.into_iter().next()
+    };
+    Ok(found.ok_or_else(|| ScimError::not_found(format!("no group {id}")))?)
 }
 
 /// Why a group may not have this name: reserved, or not a name jitgate's policy can use.
