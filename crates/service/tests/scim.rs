@@ -224,13 +224,55 @@ async fn a_retry_of_a_write_memory_missed_repairs_memory_before_answering() {
     let ann = b.developer("ann").await;
     b.grant("ann").await;
     b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
-    b.store.scim_reads_fail.store(1, Ordering::SeqCst);
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
     let first = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
     assert_eq!(status(&first), 503, "{first:?}");
     let retry = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
     assert_eq!(status(&retry), 200, "{retry:?}");
+    // Memory holds ann as the store does (not only as the leaving mark, which lapses).
+    assert!(
+        !b.app.directory().user(&ann.id).unwrap().active,
+        "memory learned of the deactivation"
+    );
     assert!(b.auth_proxy("ann").await.is_err(), "ann is blocked in memory");
     assert!(!b.allowed("ann").await, "the check index learned of the revocation");
+}
+
+/// A deactivation that answered `Unavailable` and did not commit (the record is as before):
+/// 503, and the leaving mark its effects set is gone: ann may still file.
+#[tokio::test]
+async fn a_deactivation_that_did_not_commit_is_503_and_leaves_no_mark() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    b.store.scim_writes_fail.store(1, Ordering::SeqCst);
+    let result = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&result), 503, "{result:?}");
+    assert!(scim::user(&b.app, &ann.id).await.unwrap().active);
+    b.grant("ann").await;
+}
+
+/// A deactivation that timed out and whose outcome cannot be told (the read after it fails):
+/// 503, and ann stays marked leaving (it may have committed): her filing is refused.
+#[tokio::test]
+async fn a_deactivation_whose_outcome_cannot_be_told_keeps_the_leaving_mark() {
+    let b = bed().await;
+    let ann = b.developer("ann").await;
+    let who = b.auth_proxy("ann").await.unwrap();
+    b.store.scim_writes_time_out.store(1, Ordering::SeqCst);
+    b.store.scim_reads_fail_after_write.store(1, Ordering::SeqCst);
+    let result = scim::patch_user(&b.app, &b.client, &ann.id, &deactivate(), None).await;
+    assert_eq!(status(&result), 503, "{result:?}");
+    let ask = NewRequest {
+        resource: "staging-db".into(),
+        action: "read".into(),
+        duration: None,
+        reason: "OPS-3 scim test".into(),
+        payload: None,
+        break_glass: false,
+        items: None,
+    };
+    let filed = b.app.file(&who, &ask).await;
+    assert!(filed.is_err(), "ann is still marked leaving: {filed:?}");
 }
 
 /// A create that timed out but committed: answered with the user, who is in memory at once.

@@ -28,6 +28,8 @@ pub struct Hooked {
     pub scim_writes_time_out: AtomicUsize,
     /// How many of the next `scim_user` / `scim_group` reads answer `Unavailable`.
     pub scim_reads_fail: AtomicUsize,
+    /// How many of the next `scim_write`s answer `Unavailable` without committing.
+    pub scim_writes_fail: AtomicUsize,
     /// How many reads fail once the next `scim_write` committed (moved into
     /// `scim_reads_fail` then).
     pub scim_reads_fail_after_write: AtomicUsize,
@@ -42,6 +44,7 @@ impl Hooked {
             scim_writes_time_out: AtomicUsize::new(0),
             scim_reads_fail: AtomicUsize::new(0),
             scim_reads_fail_after_write: AtomicUsize::new(0),
+            scim_writes_fail: AtomicUsize::new(0),
         }
     }
 
@@ -267,6 +270,11 @@ impl Store for Hooked {
         let hook = self.before_scim_write.lock().take();
         if let Some(hook) = hook {
             hook().await;
+        }
+        if Self::take(&self.scim_writes_fail) {
+            return Err(jitgate_store::StoreError::Unavailable(
+                "injected: the write did not commit".into(),
+            ));
         }
         self.inner.scim_write(write).await?;
         let failing = self.scim_reads_fail_after_write.swap(0, Ordering::SeqCst);
