@@ -1600,10 +1600,7 @@ async fn an_approval_committed_just_before_the_deactivation_marks_the_reviewer_u
     let sqlite = jitgate_store::open(&format!("sqlite://{}", dir.path().join("jitgate.db").display()))
         .await
         .unwrap();
-    let hooked = Arc::new(hooked::Hooked {
-        inner: sqlite,
-        after_save: Mutex::new(None),
-    });
+    let hooked = Arc::new(hooked::Hooked::new(sqlite));
     let b = bed_on(hooked.clone(), dir).await;
     team(&b).await;
     let ann = b.auth_proxy("ann").await.unwrap();

@@ -686,7 +686,7 @@ pub async fn get_group(
     RawQuery(raw): RawQuery,
 ) -> Answer {
     let (_, projection) = query_params(raw.as_deref())?;
-    let group = service::group(&edge.app, &id).await?;
+    let group = service::group_with(&edge.app, &id, projection.wants("members")).await?;
     Ok(ScimReply::resource(
         StatusCode::OK,
         group_view(&edge, &group, &projection),

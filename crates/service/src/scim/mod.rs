@@ -3,7 +3,8 @@
 //! directory what the change ends (`directory::*_change_effects`), commits all of it in one
 //! `Store::scim_write`, and brings this replica up to date (`directory::committed`). When
 //! someone else changed the record meanwhile the write is computed again from a fresh read,
-//! unless the client pinned the version it saw with `If-Match` (then 412).
+//! unless the client pinned the version it saw with `If-Match` and the record's version moved
+//! (then 412): a conflict on a request the write's effects end is computed again even then.
 
 pub mod config;
 
@@ -149,6 +150,36 @@ fn check_principal(app: &App, principal: &str, own_id: Option<&str>) -> Result<(
         Some(problem) => Err(ScimError::uniqueness(problem).into()),
         None => Ok(()),
     }
+}
+
+/// Is the manager `after` names one jitgate can follow: not the user themself (an approval
+/// step "manager" would let them approve their own request), and a user the store holds (a
+/// dangling reference would leave the step without an approver)? Asked only when the
+/// reference changes: a provider re-sending a user whose manager was deleted since is not
+/// refused for it.
+async fn check_manager(app: &App, before: Option<&ScimUser>, after: &ScimUser) -> Result<()> {
+    let Some(manager) = after.manager_id.as_deref() else {
+        return Ok(());
+    };
+    if before.is_some_and(|b| b.manager_id.as_deref() == Some(manager)) {
+        return Ok(());
+    }
+    if manager == after.id {
+        return Err(ScimError::invalid_value(format!(
+            "manager '{}' is the user themself; a user cannot be their own manager",
+            manager.escape_debug()
+        ))
+        .into());
+    }
+    // No store keeps a NUL (PostgreSQL cannot even be asked about one): no such user.
+    if manager.contains('\0') || app.store.scim_user(manager).await?.is_none() {
+        return Err(ScimError::invalid_value(format!(
+            "manager '{}' is not the id of a user of this directory",
+            manager.escape_debug()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The user record a cleaned document makes, as a change of `before` (`None`: a new user).
@@ -334,8 +365,10 @@ where
         // changes nothing is answered with the record as it is, with no new version or event.
         if let Some(user) = &after {
             if same_user(&before, user) {
+                repair_user(app, &before).await?;
                 return Ok(Some(before));
             }
+            check_manager(app, Some(&before), user).await?;
         }
         let effects = directory::user_change_effects(app, Some(&before), after.as_ref(), &client.principal, at).await?;
         let change = match &after {
@@ -362,10 +395,24 @@ where
                 directory::committed(app, &write, after.as_ref(), None);
                 return Ok(after);
             }
+            Err(StoreError::Unavailable(cause)) => match user_landed(app, id, after.as_ref(), true).await {
+                Landed::Yes => {
+                    directory::committed(app, &write, after.as_ref(), None);
+                    return Ok(after);
+                }
+                Landed::No => {
+                    user_write_failed(app, Some(&before), after.as_ref());
+                    return Err(StoreError::Unavailable(cause).into());
+                }
+                // It may yet have committed: the leaving mark stays (it lapses by itself).
+                Landed::Unknown => return Err(StoreError::Unavailable(cause).into()),
+            },
             Err(e) => {
                 user_write_failed(app, Some(&before), after.as_ref());
                 match e {
-                    StoreError::Conflict if if_match.is_some() => return Err(precondition("user", id)),
+                    // The user's version moved, or a request the effects end did: read
+                    // again (with If-Match, 412 only if the user's version no longer
+                    // matches, which the check above the write tells).
                     StoreError::Conflict => back_off(attempt).await,
                     e => return Err(e.into()),
                 }
@@ -381,9 +428,132 @@ fn busy(kind: &str, id: &str) -> ScimFailure {
     )))
 }
 
-/// Read a user as stored now (the version the store gave it), falling back to `written`.
+/// Whether a write that answered `Unavailable` (the bounded write timed out: it may still
+/// have committed) committed, as a read of the record afterwards tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    /// The store holds what the write wrote (or, for a deletion, nothing).
+    Yes,
+    /// The store holds something else: the write did not commit.
+    No,
+    /// The read failed too, or the record moved on past the write: cannot tell.
+    Unknown,
+}
+
+/// Did the write of `after` (`None`: the deletion of `id`) commit, given the record the store
+/// holds now? A record is the write's own when it has the write's version and moment (a
+/// write's moment is a millisecond, kept exactly by both stores); another writer taking the
+/// same version would have a moment of its own.
+fn landed<T>(
+    stored: std::result::Result<Option<T>, StoreError>,
+    after: Option<&T>,
+    existed: bool,
+    version_and_moment: impl Fn(&T) -> (i64, Timestamp),
+) -> Landed {
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "a SCIM write timed out and the record could not be read again");
+            return Landed::Unknown;
+        }
+    };
+    match (stored.as_ref(), after) {
+        // A deletion: gone is done.
+        (None, None) => Landed::Yes,
+        (Some(_), None) => Landed::No,
+        // A new id nobody else writes: absent means not written.
+        (None, Some(_)) if !existed => Landed::No,
+        // Deleted by someone else since: whether this write committed before cannot be told.
+        (None, Some(_)) => Landed::Unknown,
+        (Some(s), Some(a)) => {
+            let (stored_version, stored_at) = version_and_moment(s);
+            let (written_version, written_at) = version_and_moment(a);
+            if stored_version == written_version {
+                if stored_at == written_at {
+                    Landed::Yes
+                } else {
+                    Landed::No
+                }
+            } else if stored_version < written_version {
+                Landed::No
+            } else {
+                // Written over since, by this write's successor or another's: cannot tell.
+                Landed::Unknown
+            }
+        }
+    }
+}
+
+async fn user_landed(app: &App, id: &str, after: Option<&ScimUser>, existed: bool) -> Landed {
+    landed(app.store.scim_user(id).await, after, existed, |u| {
+        (u.version, u.modified_at)
+    })
+}
+
+async fn group_landed(app: &App, id: &str, after: Option<&ScimGroup>, existed: bool) -> Landed {
+    landed(app.store.scim_group(id).await, after, existed, |g| {
+        (g.version, g.modified_at)
+    })
+}
+
+/// A provider repeated a write this replica's memory may have missed (a write that timed out
+/// here and committed after all, with nothing to tell memory: no follower on SQLite): when the
+/// directory in memory does not hold user `stored` as the store does, read it again here
+/// (which also sweeps what raced a leaver's change).
+async fn repair_user(app: &App, stored: &ScimUser) -> Result<()> {
+    let held = app.directory().user(&stored.id);
+    let current = held
+        .as_ref()
+        .is_some_and(|h| h.principal == stored.principal && h.active == stored.active);
+    if !current {
+        tracing::warn!(id = %stored.id, "the directory in memory missed a committed SCIM user write; reading it again");
+        directory::refresh_user(app, &stored.id).await?;
+        // The missed write's request transitions (grants revoked, requests cancelled) are
+        // not known here: the check index is loaded again from the store (rare: only after
+        // a write whose outcome could not be told).
+        app.resync().await?;
+    }
+    Ok(())
+}
+
+/// As `repair_user`, for a group: its name and members as memory holds them.
+async fn repair_group(app: &App, stored: &ScimGroup) -> Result<()> {
+    let directory = app.directory();
+    let mut held_members = directory.member_ids(&stored.id);
+    held_members.sort();
+    let mut stored_members = stored.members.clone();
+    stored_members.sort();
+    let current = directory.group_name(&stored.id).as_deref() == Some(stored.display_name.as_str())
+        && held_members == stored_members;
+    if !current {
+        tracing::warn!(id = %stored.id, "the directory in memory missed a committed SCIM group write; reading it again");
+        directory::refresh_group(app, &stored.id).await?;
+        app.resync().await?;
+    }
+    Ok(())
+}
+
+/// Read a user as stored now (the version the store gave it), falling back to `written`:
+/// the write committed, so a read that fails now must not turn it into a failure (the
+/// provider would send it again).
 async fn reread_user(app: &App, written: ScimUser) -> Result<ScimUser> {
-    Ok(app.store.scim_user(&written.id).await?.unwrap_or(written))
+    Ok(reread(app.store.scim_user(&written.id).await, written))
+}
+
+/// As `reread_user`, for a group.
+async fn reread_group(app: &App, written: ScimGroup) -> Result<ScimGroup> {
+    Ok(reread(app.store.scim_group(&written.id).await, written))
+}
+
+fn reread<T>(read: std::result::Result<Option<T>, StoreError>, written: T) -> T {
+    match read {
+        Ok(Some(stored)) => stored,
+        Ok(None) => written,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a committed SCIM write again failed; answering with the record as written");
+            written
+        }
+    }
 }
 
 /// POST /Users.
@@ -392,6 +562,7 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
     for attempt in 0..ATTEMPTS {
         let at = now();
         let user = user_record(app, &new_id(), None, doc.clone(), at)?;
+        check_manager(app, None, &user).await?;
         let effects = directory::user_change_effects(app, None, Some(&user), &client.principal, at).await?;
         let mut events = vec![user_event(client, Step::Created(&user), at)];
         events.extend(effects.events);
@@ -409,6 +580,17 @@ pub async fn create_user(app: &App, client: &ScimClient, body: &Value) -> Result
                 directory::committed(app, &write, Some(&user), None);
                 return reread_user(app, user).await;
             }
+            Err(StoreError::Unavailable(cause)) => match user_landed(app, &user.id, Some(&user), false).await {
+                Landed::Yes => {
+                    directory::committed(app, &write, Some(&user), None);
+                    return reread_user(app, user).await;
+                }
+                Landed::No => {
+                    user_write_failed(app, None, Some(&user));
+                    return Err(StoreError::Unavailable(cause).into());
+                }
+                Landed::Unknown => return Err(StoreError::Unavailable(cause).into()),
+            },
             Err(e) => {
                 user_write_failed(app, None, Some(&user));
                 match e {
@@ -518,11 +700,27 @@ pub async fn list_groups(app: &App, list: &ListRequest, members: bool) -> Result
 
 /// GET /Groups/{id}.
 pub async fn group(app: &App, id: &str) -> Result<ScimGroup> {
-    Ok(app
-        .store
-        .scim_group(id)
-        .await?
-        .ok_or_else(|| ScimError::not_found(format!("no group {id}")))?)
+    group_with(app, id, true).await
+}
+
+/// GET /Groups/{id}, with its members unless `members` is false
+/// (`excludedAttributes=members`): then they are not read at all (a group may have 10,000).
+pub async fn group_with(app: &App, id: &str, members: bool) -> Result<ScimGroup> {
+    let found = if id.contains('\0') {
+        // No store keeps a NUL (PostgreSQL cannot even be asked about one): no such group.
+        None
+    } else if members {
+        app.store.scim_group(id).await?
+    } else {
+        let query = ScimQuery {
+            id: Some(id.to_string()),
+            start_index: 1,
+            count: 1,
+            ..ScimQuery::default()
+        };
+        app.store.scim_groups(&query, false).await?.items.into_iter().next()
+    };
+    Ok(found.ok_or_else(|| ScimError::not_found(format!("no group {id}")))?)
 }
 
 /// Why a group may not have this name: reserved, or not a name jitgate's policy can use.
@@ -673,7 +871,14 @@ pub async fn create_group(app: &App, client: &ScimClient, body: &Value) -> Resul
         match app.store.scim_write(&write).await {
             Ok(()) => {
                 directory::committed(app, &write, None, Some(&group));
-                return Ok(app.store.scim_group(&group.id).await?.unwrap_or(group));
+                return reread_group(app, group).await;
+            }
+            Err(StoreError::Unavailable(cause)) => {
+                if group_landed(app, &group.id, Some(&group), false).await == Landed::Yes {
+                    directory::committed(app, &write, None, Some(&group));
+                    return Ok(group);
+                }
+                return Err(StoreError::Unavailable(cause).into());
             }
             Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
@@ -711,6 +916,7 @@ where
         };
         if let Some(group) = &after {
             if same_group(&before, group) {
+                repair_group(app, &before).await?;
                 return Ok(Some(before));
             }
         }
@@ -741,7 +947,14 @@ where
                 directory::committed(app, &write, None, after.as_ref());
                 return Ok(after);
             }
-            Err(StoreError::Conflict) if if_match.is_some() => return Err(precondition("group", id)),
+            Err(StoreError::Unavailable(cause)) => {
+                if group_landed(app, id, after.as_ref(), true).await == Landed::Yes {
+                    directory::committed(app, &write, None, after.as_ref());
+                    return Ok(after);
+                }
+                return Err(StoreError::Unavailable(cause).into());
+            }
+            // As for users: 412 only when the group's own version no longer matches If-Match.
             Err(StoreError::Conflict) => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
@@ -751,7 +964,7 @@ where
 
 async fn finish_group(app: &App, id: &str, after: Option<ScimGroup>) -> Result<ScimGroup> {
     match after {
-        Some(group) => Ok(app.store.scim_group(id).await?.unwrap_or(group)),
+        Some(group) => reread_group(app, group).await,
         None => Err(ScimError::not_found(format!("no group {id}")).into()),
     }
 }

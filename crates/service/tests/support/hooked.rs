@@ -1,6 +1,8 @@
 //! A store that runs a hook right after the next request transition it saves commits: to
 //! put a concurrent change exactly between a write and what its caller does next.
-//! Generated from `counting.rs`: every other method delegates.
+//! It can also make SCIM writes answer `Unavailable` after they commit (a bounded write that
+//! timed out and committed anyway) and SCIM reads fail. Generated from `counting.rs`: every
+//! other method delegates.
 
 use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
@@ -10,6 +12,7 @@ use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSna
 use jitgate_core::{ApiToken, AuditEvent, Grant, NewEvent, Request, Timestamp};
 use jitgate_store::{AuditFilter, ChangeFeed, GrantFilter, RequestFilter, Result, SinkCursor, Store};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What runs after the next saved transition.
@@ -19,6 +22,47 @@ pub struct Hooked {
     pub inner: Arc<dyn Store>,
     /// Taken by the next `save_transition` that commits.
     pub after_save: Mutex<Option<Hook>>,
+    /// Taken and run by the next `scim_write`, before it writes.
+    pub before_scim_write: Mutex<Option<Hook>>,
+    /// How many of the next `scim_write`s commit and then answer `Unavailable`.
+    pub scim_writes_time_out: AtomicUsize,
+    /// How many of the next `scim_user` / `scim_group` reads answer `Unavailable`.
+    pub scim_reads_fail: AtomicUsize,
+    /// How many of the next `scim_write`s answer `Unavailable` without committing.
+    pub scim_writes_fail: AtomicUsize,
+    /// How many reads fail once the next `scim_write` committed (moved into
+    /// `scim_reads_fail` then).
+    pub scim_reads_fail_after_write: AtomicUsize,
+}
+
+impl Hooked {
+    pub fn new(inner: Arc<dyn Store>) -> Hooked {
+        Hooked {
+            inner,
+            after_save: Mutex::new(None),
+            before_scim_write: Mutex::new(None),
+            scim_writes_time_out: AtomicUsize::new(0),
+            scim_reads_fail: AtomicUsize::new(0),
+            scim_reads_fail_after_write: AtomicUsize::new(0),
+            scim_writes_fail: AtomicUsize::new(0),
+        }
+    }
+
+    /// Take one from `counter` if it is above zero.
+    fn take(counter: &AtomicUsize) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn read_fails(&self) -> Result<()> {
+        if Self::take(&self.scim_reads_fail) {
+            return Err(jitgate_store::StoreError::Unavailable(
+                "injected: the read failed".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -223,14 +267,33 @@ impl Store for Hooked {
     }
 
     async fn scim_write(&self, write: &DirectoryWrite) -> Result<()> {
-        self.inner.scim_write(write).await
+        let hook = self.before_scim_write.lock().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        if Self::take(&self.scim_writes_fail) {
+            return Err(jitgate_store::StoreError::Unavailable(
+                "injected: the write did not commit".into(),
+            ));
+        }
+        self.inner.scim_write(write).await?;
+        let failing = self.scim_reads_fail_after_write.swap(0, Ordering::SeqCst);
+        self.scim_reads_fail.fetch_add(failing, Ordering::SeqCst);
+        if Self::take(&self.scim_writes_time_out) {
+            return Err(jitgate_store::StoreError::Unavailable(
+                "injected: the write did not commit within the bound (it did commit)".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn scim_user(&self, id: &str) -> Result<Option<ScimUser>> {
+        self.read_fails()?;
         self.inner.scim_user(id).await
     }
 
     async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>> {
+        self.read_fails()?;
         self.inner.scim_group(id).await
     }
 

@@ -447,6 +447,25 @@ fn entra_shaped_flow() {
     assert_eq!(found["totalResults"], 1, "{found}");
     assert!(found["Resources"][0].get("members").is_none(), "{found}");
     assert_eq!(found["Resources"][0]["displayName"], "entra-ops");
+    // The same for one group by id: answered without members (and without reading them).
+    let bare = bed.ok("GET", &format!("/Groups/{gid}?excludedAttributes=members"), None);
+    assert!(bare.get("members").is_none(), "{bare}");
+    assert_eq!(bare["displayName"], "entra-ops", "{bare}");
+    assert_eq!(bare["id"], gid, "{bare}");
+    // A user cannot be their own manager, nor have one who is no user.
+    for manager in [id.as_str(), "no-such-user"] {
+        let refused = bed.patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "Add", "path": format!("{ENTERPRISE}:manager"), "value": manager}]),
+        );
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(refused.body["scimType"], "invalidValue", "{}", refused.body);
+        assert!(
+            refused.body["detail"].as_str().unwrap().contains("manager"),
+            "{}",
+            refused.body
+        );
+    }
     let reply = bed.patch(
         &format!("/Groups/{gid}"),
         json!([{"op": "Remove", "path": "members", "value": [{"value": id}]}]),
