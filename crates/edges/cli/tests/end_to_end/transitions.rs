@@ -25,6 +25,10 @@ const COVERED_ELSEWHERE: [&str; 5] = [
     "audit.sink_resumed",
 ];
 
+const SCIM_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const SCIM_GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const SCIM_PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
 const HOOK_SECRET: &str = "0123456789abcdef-transitions";
 
 /// An SSH public key to certify (only its public half; nothing logs in with it).
@@ -657,6 +661,150 @@ fn every_transition_records_its_event() {
         "revoke the token",
         &[want("token.revoked", "admin", "frank", "jitgate:tokens", "revoke").comment(&about_token)],
     );
+
+    // scim.*: a provisioning client creates a user and puts them in sre; they approve a
+    // request; the client changes them, deactivates them (their approval of the still pending
+    // request is withdrawn and their token revoked, in the same write), reactivates and
+    // deletes them, and changes and deletes the group.
+    let made = post_ok(
+        &s,
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "scim-okta", "scim": true}),
+    );
+    let scim = made["token"].as_str().unwrap().to_string();
+    log.expect(
+        "create a provisioning token",
+        &[want("token.created", "admin", "scim-okta", "jitgate:tokens", "create")
+            .comment_starting(&format!("token {}", id(&made)))],
+    );
+    let scim_call = |method: &str, path: &str, body: Option<Value>| {
+        let (status, answer) = s.call(method, &format!("/scim/v2{path}"), &scim, body);
+        assert!((200..300).contains(&status), "{method} {path}: {status} {answer}");
+        answer
+    };
+    let user = scim_call(
+        "POST",
+        "/Users",
+        Some(json!({"schemas": [SCIM_USER], "userName": "sam", "active": true})),
+    );
+    let uid = id(&user);
+    let on_user = |kind, comment: &str| {
+        want(
+            kind,
+            "scim-okta",
+            "sam",
+            &format!("scim:Users/{uid}"),
+            kind.trim_start_matches("scim."),
+        )
+        .comment_starting(comment)
+    };
+    log.expect("provision a user", &[on_user("scim.user_created", "userName sam")]);
+    let group = scim_call(
+        "POST",
+        "/Groups",
+        Some(json!({"schemas": [SCIM_GROUP], "displayName": "sre", "members": [{"value": uid}]})),
+    );
+    let gid = id(&group);
+    let on_group = |kind, comment: &str| {
+        want(
+            kind,
+            "scim-okta",
+            "sre",
+            &format!("scim:Groups/{gid}"),
+            kind.trim_start_matches("scim."),
+        )
+        .comment(&format!("{comment} (by scim-okta)"))
+    };
+    log.expect(
+        "provision a group",
+        &[on_group("scim.group_created", "displayName sre; members +sam")],
+    );
+    let sam = post_ok(&s, "/v1/tokens", "demo-admin", json!({"principal": "sam"}));
+    let sam_token = sam["token"].as_str().unwrap().to_string();
+    let about_sam_token = format!("token {}", id(&sam));
+    log.expect(
+        "a token for the provisioned user",
+        &[want("token.created", "admin", "sam", "jitgate:tokens", "create").comment_starting(&about_sam_token)],
+    );
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "OPS-77 move rows"}),
+    );
+    let pending_rid = id(&r);
+    let on_pending = |kind, actor: &str| want(kind, actor, "alice", "prod-db", "write").request(&pending_rid);
+    log.expect(
+        "file a request a provisioned reviewer approves",
+        &[on_pending("request.filed", "alice").comment("OPS-77 move rows")],
+    );
+    post_ok(
+        &s,
+        &format!("/v1/requests/{pending_rid}/approve"),
+        &sam_token,
+        json!({"comment": "fine by me"}),
+    );
+    log.expect(
+        "the provisioned reviewer's approval",
+        &[on_pending("request.approval", "sam").comment("fine by me")],
+    );
+    let patch = |ops: Value| json!({"schemas": [SCIM_PATCH], "Operations": ops});
+    scim_call(
+        "PATCH",
+        &format!("/Users/{uid}"),
+        Some(patch(
+            json!([{"op": "replace", "path": "displayName", "value": "Sam Reviewer"}]),
+        )),
+    );
+    log.expect("change the user", &[on_user("scim.user_updated", "")]);
+    scim_call(
+        "PATCH",
+        &format!("/Users/{uid}"),
+        Some(patch(json!([{"op": "replace", "value": {"active": false}}]))),
+    );
+    log.expect(
+        "deactivate the user",
+        &[
+            on_user("scim.user_deactivated", "active false"),
+            want("token.revoked", "scim-okta", "sam", "jitgate:tokens", "revoke").comment_starting(&about_sam_token),
+            on_pending("request.approval_withdrawn", "scim-okta").comment_starting(
+                "the approval of sam no longer counts: sam was deactivated in the directory by scim-okta",
+            ),
+        ],
+    );
+    let (_, still) = s.get(&format!("/v1/requests/{pending_rid}"), "demo-alice");
+    assert_eq!(still["status"], "pending", "{still}");
+    assert_eq!(still["approvals"], json!([]), "{still}");
+    scim_call(
+        "PATCH",
+        &format!("/Users/{uid}"),
+        Some(patch(json!([{"op": "Replace", "path": "active", "value": "True"}]))),
+    );
+    log.expect(
+        "reactivate the user",
+        &[on_user("scim.user_reactivated", "active true")],
+    );
+    scim_call(
+        "PATCH",
+        &format!("/Groups/{gid}"),
+        Some(patch(
+            json!([{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]),
+        )),
+    );
+    log.expect(
+        "a member leaves the group",
+        &[on_group("scim.group_updated", "members -sam")],
+    );
+    scim_call("DELETE", &format!("/Users/{uid}"), None);
+    log.expect("delete the user", &[on_user("scim.user_deleted", "userName sam")]);
+    scim_call("DELETE", &format!("/Groups/{gid}"), None);
+    log.expect("delete the group", &[on_group("scim.group_deleted", "displayName sre")]);
+    post_ok(
+        &s,
+        &format!("/v1/requests/{pending_rid}/cancel"),
+        "demo-alice",
+        json!({}),
+    );
+    log.expect("cancel the request", &[on_pending("request.cancelled", "alice")]);
 
     // key.rotated.
     let rotated = post_ok(&s, "/v1/keys/rotate", "demo-admin", json!({}));

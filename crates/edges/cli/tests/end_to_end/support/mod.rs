@@ -173,10 +173,8 @@ impl Server {
 
     pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
-        let mut req = match method {
-            "GET" => self.http.get(&url),
-            _ => self.http.post(&url),
-        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut req = self.http.request(method, &url);
         if !token.is_empty() {
             req = req.bearer_auth(token);
         }
