@@ -8,10 +8,11 @@
 
 use jitgate_core::authz::op;
 use jitgate_core::{Identity, Request, RequestStatus};
-use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, Authenticator, Presented};
+use jitgate_service::auth::{caller_for, config::AuthConfig, Authenticator, Presented};
 use jitgate_service::inputs::{NewRequest, NewToken};
 use jitgate_service::{App, ServiceError};
 use jitgate_store::AuditFilter;
+use offline::NoFetch;
 use std::sync::Arc;
 
 const DIRECTORY: &str = r#"
@@ -67,15 +68,6 @@ steps = [{ group = "sre", approvals = 1 }]
 action_bound = true
 single_use = true
 "#;
-
-struct NoFetch;
-
-#[async_trait::async_trait]
-impl Fetch for NoFetch {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        Err(format!("no network in tests: {url}"))
-    }
-}
 
 struct Bearer(Vec<u8>);
 
@@ -428,3 +420,6 @@ async fn approving_is_bound_to_the_payload_hash_shown() {
         Some(format!("approved payload sha256 {right}").as_str())
     );
 }
+
+#[path = "support/offline.rs"]
+mod offline;

@@ -10,13 +10,14 @@
 
 use jitgate_core::scim::{DirectoryWrite, MemberChange, ScimChange, ScimGroup, ScimUser};
 use jitgate_core::{EventKind, GrantStatus, Identity, NewEvent, Request, RequestStatus};
-use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, op, Authenticator, BearerOnly, Presented};
+use jitgate_service::auth::{caller_for, config::AuthConfig, op, Authenticator, BearerOnly, Presented};
 use jitgate_service::directory::{self, Effects};
 use jitgate_service::inputs::{NewRequest, NewToken};
 use jitgate_service::{App, ServiceError};
 use jitgate_store::{AuditFilter, Store, StoreError};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use offline::{NoFetch, ProxyUser};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,24 +95,6 @@ user_header = "X-Auth-User"
 services = ["checker"]
 trusted_proxies = ["127.0.0.1/32"]
 "#;
-
-struct NoFetch;
-
-#[async_trait::async_trait]
-impl Fetch for NoFetch {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        Err(format!("no network in tests: {url}"))
-    }
-}
-
-/// A trusted proxy's user header, from loopback.
-struct ProxyUser(Vec<u8>);
-
-impl Presented for ProxyUser {
-    fn field(&self, name: &str) -> Option<&[u8]> {
-        (name == "x-forwarded-user").then_some(self.0.as_slice())
-    }
-}
 
 fn bearer(token: &str) -> Vec<u8> {
     format!("Bearer {token}").into_bytes()
@@ -1747,3 +1730,6 @@ mod pg;
 
 #[path = "support/hooked.rs"]
 mod hooked;
+
+#[path = "support/offline.rs"]
+mod offline;

@@ -8,11 +8,12 @@
 mod counting;
 
 use jitgate_core::authz::op;
-use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, Authenticator, Presented};
+use jitgate_service::auth::{caller_for, config::AuthConfig, Authenticator, Presented};
 use jitgate_service::forward_auth::{ForwardAuthAnswer, ForwardAuthConfig, Original};
 use jitgate_service::inputs::NewRequest;
 use jitgate_service::App;
 use jitgate_store::AuditFilter;
+use offline::NoFetch;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -78,16 +79,6 @@ services = ["svc-edge"]
 trusted_proxies = ["127.0.0.1/32"]
 grant_token = true
 "#;
-
-/// Nothing is fetched: no OpenID issuer is configured.
-struct NoFetch;
-
-#[async_trait::async_trait]
-impl Fetch for NoFetch {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        Err(format!("no network in tests: {url}"))
-    }
-}
 
 /// Headers as an edge would present them.
 #[derive(Default)]
@@ -634,3 +625,6 @@ async fn a_reloaded_catalog_routes_at_once() {
         ForwardAuthAnswer::Deny { route: Some(ref r), .. } if r.resource == "grafana" && r.action == "read"
     ));
 }
+
+#[path = "support/offline.rs"]
+mod offline;

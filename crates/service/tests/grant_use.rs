@@ -7,9 +7,10 @@
 
 use jitgate_core::authz::op;
 use jitgate_core::Identity;
-use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, Authenticator};
+use jitgate_service::auth::{caller_for, config::AuthConfig, Authenticator};
 use jitgate_service::inputs::NewRequest;
 use jitgate_service::App;
+use offline::NoFetch;
 use std::sync::Arc;
 
 const DIRECTORY: &str = r#"
@@ -49,16 +50,6 @@ const RESOURCES: &str = r#"
 name = "files"
 kind = "mcp"
 "#;
-
-/// Nothing is fetched: no OpenID issuer is configured.
-struct NoFetch;
-
-#[async_trait::async_trait]
-impl Fetch for NoFetch {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        Err(format!("no network in tests: {url}"))
-    }
-}
 
 struct Bed {
     app: Arc<App>,
@@ -202,3 +193,6 @@ async fn a_reusable_grant_allows_every_use_while_it_lasts() {
     // Denied uses are recorded like denied checks, with the caller as both asker and subject.
     assert!(!b.use_as("dave", "read_file", None).await.allow);
 }
+
+#[path = "support/offline.rs"]
+mod offline;

@@ -7,10 +7,11 @@
 
 use jitgate_core::scim::ScimUser;
 use jitgate_core::Identity;
-use jitgate_service::auth::{caller_for, config::AuthConfig, oidc::Fetch, op, Authenticator, BearerOnly, Presented};
+use jitgate_service::auth::{caller_for, config::AuthConfig, op, Authenticator, BearerOnly};
 use jitgate_service::inputs::NewRequest;
 use jitgate_service::scim::{self, ScimClient, ScimFailure};
 use jitgate_service::{App, ServiceError};
+use offline::{NoFetch, ProxyUser};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,24 +45,6 @@ user_header = "X-Auth-User"
 services = ["checker"]
 trusted_proxies = ["127.0.0.1/32"]
 "#;
-
-struct NoFetch;
-
-#[async_trait::async_trait]
-impl Fetch for NoFetch {
-    async fn get(&self, url: &str) -> Result<String, String> {
-        Err(format!("no network in tests: {url}"))
-    }
-}
-
-/// A trusted proxy's user header, from loopback.
-struct ProxyUser(Vec<u8>);
-
-impl Presented for ProxyUser {
-    fn field(&self, name: &str) -> Option<&[u8]> {
-        (name == "x-forwarded-user").then_some(self.0.as_slice())
-    }
-}
 
 struct Bed {
     app: Arc<App>,
@@ -478,3 +461,6 @@ async fn a_group_read_without_members_does_not_read_them() {
 
 #[path = "support/hooked.rs"]
 mod hooked;
+
+#[path = "support/offline.rs"]
+mod offline;

@@ -668,16 +668,22 @@ pub async fn groups_of_each(app: &App, user_ids: &[&str]) -> Result<Vec<Vec<(Str
     Ok(futures_util::future::try_join_all(reads).await?)
 }
 
+/// The answer when `ListRequest::query` finds that the filter can match nothing: an empty
+/// first page.
+fn nothing_matches<T>() -> (ScimPage<T>, u64) {
+    (
+        ScimPage {
+            total: 0,
+            items: Vec::new(),
+        },
+        1,
+    )
+}
+
 /// GET /Users, POST /Users/.search.
 pub async fn list_users(app: &App, list: &ListRequest) -> Result<(ScimPage<ScimUser>, u64)> {
     let Some(query) = list.query(Resource::User)? else {
-        return Ok((
-            ScimPage {
-                total: 0,
-                items: Vec::new(),
-            },
-            1,
-        ));
+        return Ok(nothing_matches());
     };
     let start = query.start_index;
     Ok((app.store.scim_users(&query).await?, start))
@@ -686,13 +692,7 @@ pub async fn list_users(app: &App, list: &ListRequest) -> Result<(ScimPage<ScimU
 /// GET /Groups, POST /Groups/.search; with members unless `members` is false.
 pub async fn list_groups(app: &App, list: &ListRequest, members: bool) -> Result<(ScimPage<ScimGroup>, u64)> {
     let Some(query) = list.query(Resource::Group)? else {
-        return Ok((
-            ScimPage {
-                total: 0,
-                items: Vec::new(),
-            },
-            1,
-        ));
+        return Ok(nothing_matches());
     };
     let start = query.start_index;
     Ok((app.store.scim_groups(&query, members).await?, start))
