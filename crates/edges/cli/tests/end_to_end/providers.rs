@@ -96,18 +96,21 @@ fn webhooks_are_signed_retried_and_deprovision_within_a_second() {
     assert_eq!(ok.body["grant"]["principal"], "alice");
     assert_eq!(ok.body["grant"]["status"], "active");
 
-    let (_, grants) = s.get("/v1/grants?principal=alice", "demo-alice");
-    let shown = grants["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["id"] == grant.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(
-        shown["providers"],
-        json!([{"provider": "hook", "status": "provisioned"}])
-    );
+    // The server records the delivery once the receiver's answer is back: the receiver seeing
+    // its own acknowledgement comes first, so the grant's view is read until it catches up.
+    let providers_shown = || {
+        let (_, grants) = s.get("/v1/grants?principal=alice", "demo-alice");
+        grants["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == grant.as_str())
+            .unwrap()["providers"]
+            .clone()
+    };
+    let provisioned = json!([{"provider": "hook", "status": "provisioned"}]);
+    wait_until("the delivery recorded", || providers_shown() == provisioned);
+    assert_eq!(providers_shown(), provisioned);
 
     // At the grant's end the provider is told, within a second, by nobody's action.
     wait_until("deprovisioned", || hook.acknowledged(&grant, "deprovision").is_some());
