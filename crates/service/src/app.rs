@@ -47,6 +47,8 @@ pub struct App {
     forward_auth: RwLock<Arc<crate::forward_auth::Settings>>,
     /// `[scim]`, checked (issue #25).
     scim: RwLock<Arc<crate::scim::ScimSettings>>,
+    /// `[github]` and its REST client, when configured (issue #26).
+    github: RwLock<Option<Arc<crate::github::Github>>>,
 }
 
 /// A change to the check index, as `resyncing` keeps it.
@@ -156,6 +158,7 @@ impl App {
                 principal_attribute: "userName".into(),
                 ..Default::default()
             })),
+            github: RwLock::new(None),
         })
     }
 
@@ -167,6 +170,20 @@ impl App {
     /// Take `[scim]`, already checked.
     pub fn set_scim_settings(&self, settings: crate::scim::ScimSettings) {
         *self.scim.write() = Arc::new(settings);
+    }
+
+    /// The GitHub App, when `[github]` is configured.
+    pub fn github(&self) -> Option<Arc<crate::github::Github>> {
+        self.github.read().clone()
+    }
+
+    /// Become the GitHub App `settings` describe, calling GitHub through `api`.
+    pub fn configure_github(
+        &self,
+        settings: crate::github::GithubSettings,
+        api: Arc<dyn crate::connectors::GithubApi>,
+    ) {
+        *self.github.write() = Some(Arc::new(crate::github::Github { settings, api }));
     }
 
     pub fn policy(&self) -> Arc<Policy> {

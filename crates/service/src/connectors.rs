@@ -137,3 +137,13 @@ pub trait AuditSink: Send + Sync {
         Ok(None)
     }
 }
+
+/// GitHub's REST API, as the App's installation (issue #26): the GitHub worker makes each
+/// queued call through it and retries on `Failure::Retry`. The implementation (App JWT,
+/// installation tokens cached until near their expiry, `api_url`) is in the connectors crate.
+#[async_trait]
+pub trait GithubApi: Send + Sync {
+    /// Make `call` as installation `call.installation_id`: its JSON answer (`None` for an
+    /// empty one, as 204).
+    async fn call(&self, call: &jitgate_core::github::NewGithubCall) -> Result<Option<serde_json::Value>, Failure>;
+}

@@ -18,6 +18,7 @@ pub mod connectors;
 pub mod directory;
 pub mod error;
 pub mod forward_auth;
+pub mod github;
 pub mod inputs;
 mod items;
 pub mod limits;

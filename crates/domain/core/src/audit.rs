@@ -129,6 +129,13 @@ pub enum EventKind {
     /// left the group the approval was given as a member of.
     #[serde(rename = "request.approval_withdrawn")]
     ApprovalWithdrawn,
+    /// jitgate decided what to tell GitHub about a deployment waiting on a protection rule
+    /// (`approved` or `rejected`, and why, in the comment); the call is queued.
+    #[serde(rename = "github.deployment_answered")]
+    GithubDeploymentAnswered,
+    /// GitHub accepted the answer to a deployment protection rule (the callback succeeded).
+    #[serde(rename = "github.deployment_reported")]
+    GithubDeploymentReported,
 }
 
 impl EventKind {
@@ -175,11 +182,13 @@ impl EventKind {
             EventKind::ScimGroupUpdated => "scim.group_updated",
             EventKind::ScimGroupDeleted => "scim.group_deleted",
             EventKind::ApprovalWithdrawn => "request.approval_withdrawn",
+            EventKind::GithubDeploymentAnswered => "github.deployment_answered",
+            EventKind::GithubDeploymentReported => "github.deployment_reported",
         }
     }
 
     /// Every kind, in the order docs/audit.md lists them.
-    pub const ALL: [EventKind; 41] = [
+    pub const ALL: [EventKind; 43] = [
         EventKind::RequestFiled,
         EventKind::RequestApproval,
         EventKind::RequestApproved,
@@ -221,6 +230,8 @@ impl EventKind {
         EventKind::ScimGroupCreated,
         EventKind::ScimGroupUpdated,
         EventKind::ScimGroupDeleted,
+        EventKind::GithubDeploymentAnswered,
+        EventKind::GithubDeploymentReported,
     ];
 }
 

@@ -10,6 +10,7 @@ pub mod authz;
 pub mod canonical;
 pub mod duration;
 pub mod error;
+pub mod github;
 pub mod identity;
 pub mod index;
 pub mod keys;

@@ -177,6 +177,7 @@ fn ecs_class(kind: EventKind) -> (&'static str, Vec<&'static str>, &'static str)
         ScimUserUpdated | ScimUserReactivated | ScimGroupUpdated => ("iam", vec!["user", "change"], "success"),
         ScimUserDeactivated | ScimUserDeleted | ScimGroupDeleted => ("iam", vec!["user", "deletion"], "success"),
         ApprovalWithdrawn => ("iam", vec!["change"], "success"),
+        GithubDeploymentAnswered | GithubDeploymentReported => ("iam", vec!["change"], "success"),
     }
 }
 

@@ -12,6 +12,7 @@
 use crate::{AuditFilter, ChangeFeed, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
+use jitgate_core::github::{DeploymentAnswer, GithubCall, GithubDeployment, NewGithubCall};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
@@ -281,6 +282,67 @@ impl<S: Store> Store for Bounded<S> {
     /// as loading the check index does.
     async fn scim_directory(&self) -> Result<ScimSnapshot> {
         self.inner.scim_directory().await
+    }
+
+    async fn github_claim_delivery(&self, delivery_id: &str, event: &str, at: Timestamp) -> Result<bool> {
+        self.write(self.inner.github_claim_delivery(delivery_id, event, at))
+            .await
+    }
+
+    async fn github_release_delivery(&self, delivery_id: &str) -> Result<()> {
+        self.write(self.inner.github_release_delivery(delivery_id)).await
+    }
+
+    async fn github_track_deployment(&self, deployment: &GithubDeployment) -> Result<bool> {
+        self.write(self.inner.github_track_deployment(deployment)).await
+    }
+
+    async fn github_deployment(&self, request_id: &str) -> Result<Option<GithubDeployment>> {
+        self.read(self.inner.github_deployment(request_id)).await
+    }
+
+    async fn github_waiting(&self, limit: u32) -> Result<Vec<GithubDeployment>> {
+        self.read(self.inner.github_waiting(limit)).await
+    }
+
+    async fn github_answer(
+        &self,
+        request_id: &str,
+        answer: DeploymentAnswer,
+        comment: &str,
+        at: Timestamp,
+        calls: &[NewGithubCall],
+        event: &NewEvent,
+    ) -> Result<bool> {
+        self.write(self.inner.github_answer(request_id, answer, comment, at, calls, event))
+            .await
+    }
+
+    async fn github_enqueue(&self, calls: &[NewGithubCall]) -> Result<()> {
+        self.write(self.inner.github_enqueue(calls)).await
+    }
+
+    async fn github_lease_calls(
+        &self,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<GithubCall>> {
+        self.write(self.inner.github_lease_calls(now, holder, lease_until, limit))
+            .await
+    }
+
+    async fn github_call_done(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {
+        self.write(self.inner.github_call_done(id, at, event)).await
+    }
+
+    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()> {
+        self.write(self.inner.github_call_retry(id, next_due, error)).await
+    }
+
+    async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
+        self.read(self.inner.github_calls(request_id)).await
     }
 
     fn divergence(&self) -> Option<String> {

@@ -14,6 +14,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, Checkpoint};
+use jitgate_core::github::{DeploymentAnswer, GithubCall, GithubDeployment, NewGithubCall};
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
 use jitgate_core::scim::{DirectoryWrite, ScimGroup, ScimPage, ScimQuery, ScimSnapshot, ScimUser};
@@ -360,6 +361,67 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everything provisioned, to build the in-memory directory from.
     async fn scim_directory(&self) -> Result<ScimSnapshot>;
+
+    // GitHub (issue #26, docs/github.md): deployments waiting on a protection rule, the
+    // deliveries already seen, and the calls owed to GitHub's REST API.
+
+    /// Remember the delivery `delivery_id` (`X-GitHub-Delivery`) of `event`: `true` the first
+    /// time, `false` when it was seen before (nothing written). Deliveries of any event share
+    /// one table with `github_track_deployment`'s.
+    async fn github_claim_delivery(&self, delivery_id: &str, event: &str, at: Timestamp) -> Result<bool>;
+
+    /// Forget a claimed delivery whose work failed before anything was done (the store was
+    /// down), so GitHub's redelivery is carried out.
+    async fn github_release_delivery(&self, delivery_id: &str) -> Result<()>;
+
+    /// Record a deployment (state `waiting`) and claim its delivery, in one transaction,
+    /// before its request is filed: `false` (nothing written) when the delivery was seen
+    /// before. Any NUL byte in its text is `Refused`.
+    async fn github_track_deployment(&self, deployment: &GithubDeployment) -> Result<bool>;
+
+    /// The deployment a request was filed for.
+    async fn github_deployment(&self, request_id: &str) -> Result<Option<GithubDeployment>>;
+
+    /// Deployments still `waiting`, oldest first.
+    async fn github_waiting(&self, limit: u32) -> Result<Vec<GithubDeployment>>;
+
+    /// In one transaction: the deployment of `request_id` goes from `waiting` to `answered`
+    /// (with `answer`, `comment`, `at`), `calls` are queued (keys already queued skipped) and
+    /// `event` is appended. `false`, with nothing written, when it was not waiting (another
+    /// replica answered first) or is unknown.
+    async fn github_answer(
+        &self,
+        request_id: &str,
+        answer: DeploymentAnswer,
+        comment: &str,
+        at: Timestamp,
+        calls: &[NewGithubCall],
+        event: &NewEvent,
+    ) -> Result<bool>;
+
+    /// Queue calls; a call whose key is already queued (done or not) is skipped.
+    async fn github_enqueue(&self, calls: &[NewGithubCall]) -> Result<()>;
+
+    /// Calls not done and due at `now`, oldest first, leased to `holder` until `lease_until`
+    /// (as `lease_outbox`: nobody else, nor the holder itself, gets them again until the
+    /// lease runs out or the call is done or retried).
+    async fn github_lease_calls(
+        &self,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<GithubCall>>;
+
+    /// Mark a call done (attempts counted), with its event when one is owed, in one
+    /// transaction.
+    async fn github_call_done(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()>;
+
+    /// Record a failed attempt and when to try again (the lease is given up).
+    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()>;
+
+    /// Every call queued for a request (done or not), oldest first.
+    async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>>;
 
     /// Can writes commit now: reachable, writable, committing within the write bound, and
     /// the history the one this process has seen? `Err` says why not.

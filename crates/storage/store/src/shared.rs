@@ -7,6 +7,7 @@ use crate::sql::{Attempt, Backend, Notice, RowsAffected, Sql, Value, Where, ROWS
 use crate::{AuditFilter, ChangeFeed, GrantFilter, RequestFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use jitgate_core::audit::{ChainReport, ChainVerifier, Checkpoint};
+use jitgate_core::github::{DeploymentAnswer, GithubCall, GithubDeployment, NewGithubCall};
 use jitgate_core::index::LiveGrant;
 use jitgate_core::keys::SigningKeyRecord;
 use jitgate_core::outbox::{OutboxItem, OutboxState};
@@ -739,6 +740,78 @@ where
         let snapshot = Sql::<B>::scim_directory(&mut tx).await?;
         tx.commit().await?;
         Ok(snapshot)
+    }
+
+    async fn github_claim_delivery(&self, _delivery_id: &str, _event: &str, _at: Timestamp) -> Result<bool> {
+        Err(StoreError::Refused(
+            "github_claim_delivery: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_release_delivery(&self, _delivery_id: &str) -> Result<()> {
+        Err(StoreError::Refused(
+            "github_release_delivery: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_track_deployment(&self, _deployment: &GithubDeployment) -> Result<bool> {
+        Err(StoreError::Refused(
+            "github_track_deployment: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_deployment(&self, _request_id: &str) -> Result<Option<GithubDeployment>> {
+        Err(StoreError::Refused(
+            "github_deployment: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_waiting(&self, _limit: u32) -> Result<Vec<GithubDeployment>> {
+        Err(StoreError::Refused("github_waiting: not yet built (issue #26)".into()))
+    }
+
+    async fn github_answer(
+        &self,
+        _request_id: &str,
+        _answer: DeploymentAnswer,
+        _comment: &str,
+        _at: Timestamp,
+        _calls: &[NewGithubCall],
+        _event: &NewEvent,
+    ) -> Result<bool> {
+        Err(StoreError::Refused("github_answer: not yet built (issue #26)".into()))
+    }
+
+    async fn github_enqueue(&self, _calls: &[NewGithubCall]) -> Result<()> {
+        Err(StoreError::Refused("github_enqueue: not yet built (issue #26)".into()))
+    }
+
+    async fn github_lease_calls(
+        &self,
+        _now: Timestamp,
+        _holder: &str,
+        _lease_until: Timestamp,
+        _limit: u32,
+    ) -> Result<Vec<GithubCall>> {
+        Err(StoreError::Refused(
+            "github_lease_calls: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_call_done(&self, _id: i64, _at: Timestamp, _event: Option<&NewEvent>) -> Result<()> {
+        Err(StoreError::Refused(
+            "github_call_done: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_call_retry(&self, _id: i64, _next_due: Timestamp, _error: &str) -> Result<()> {
+        Err(StoreError::Refused(
+            "github_call_retry: not yet built (issue #26)".into(),
+        ))
+    }
+
+    async fn github_calls(&self, _request_id: &str) -> Result<Vec<GithubCall>> {
+        Err(StoreError::Refused("github_calls: not yet built (issue #26)".into()))
     }
 
     async fn ready(&self) -> Result<()> {

@@ -1,0 +1,1 @@
+//! What GitHub sends, read without I/O: signatures, payloads, commands.
