@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# GitHub's side of jitgate's GitHub App, for the end-to-end tests (tests/end_to_end/github.rs),
+# built from GitHub's own npm packages (pinned in scripts/github/package.json and its lock),
+# installed with `npm ci` into target/node-github (or $GITHUB_NODE_DIR):
+#   scripts/github.sh install                 install them if missing; print the directory
+#   scripts/github.sh keys DIR                an RSA key pair for the test App (DIR/app.pem,
+#                                             DIR/app.pub.pem); prints their paths as JSON
+#   scripts/github.sh standin OPTIONS...      the stand-in for GitHub's REST API, checking every
+#                                             call against @octokit/openapi (scripts/github/
+#                                             standin.mjs says which options); prints its URL
+#   scripts/github.sh sign SECRET             the body on stdin: its X-Hub-Signature-256
+#   scripts/github.sh verify SECRET SIGNATURE the body on stdin: exit 0 if the signature verifies
+#   scripts/github.sh payload EVENT [JSON]    a webhook payload, checked against
+#                                             @octokit/openapi-webhooks (scripts/github/payload.mjs)
+#   scripts/github.sh deliver EVENT SECRET [JSON]
+#                                             a signed delivery: {event, delivery, signature, body}
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:?install, keys, standin, sign, verify, payload or deliver}
+shift
+
+DIR=${GITHUB_NODE_DIR:-$root/target/node-github}
+export GITHUB_NODE_DIR=$DIR
+
+die() { echo "github.sh: $*" >&2; exit 2; }
+
+install() {
+  # Tests run in parallel: one installs while the others wait for it. The installed lock is
+  # compared with the committed one, so a changed pin installs again.
+  mkdir -p "$DIR"
+  exec 9>"$DIR.lock"
+  flock 9
+  if ! cmp -s "$root/scripts/github/package-lock.json" "$DIR/package-lock.json" || [ ! -f "$DIR/node_modules/.installed" ]; then
+    command -v npm >/dev/null || die "npm is missing: apt-get install nodejs npm"
+    cp "$root/scripts/github/package.json" "$root/scripts/github/package-lock.json" "$DIR/"
+    (cd "$DIR" && npm ci --silent --no-audit --no-fund >&2) ||
+      die "npm ci failed in $DIR (the packages come from the npm registry)"
+    touch "$DIR/node_modules/.installed"
+  fi
+  exec 9>&-
+}
+
+case $cmd in
+  install)
+    install
+    echo "$DIR"
+    ;;
+  keys)
+    install
+    exec node "$root/scripts/github/keys.mjs" "${1:?keys DIR}"
+    ;;
+  standin)
+    install
+    exec node "$root/scripts/github/standin.mjs" "$@"
+    ;;
+  sign)
+    install
+    exec node "$root/scripts/github/sign.mjs" sign "${1:?sign SECRET}"
+    ;;
+  verify)
+    install
+    exec node "$root/scripts/github/sign.mjs" verify "${1:?verify SECRET SIGNATURE}" "${2:?verify SECRET SIGNATURE}"
+    ;;
+  payload)
+    install
+    exec node "$root/scripts/github/payload.mjs" build "${1:?payload EVENT [JSON]}" "${2:-{\}}"
+    ;;
+  deliver)
+    install
+    exec node "$root/scripts/github/payload.mjs" deliver "${1:?deliver EVENT SECRET [JSON]}" "${2:?deliver EVENT SECRET [JSON]}" "${3:-{\}}"
+    ;;
+  *) die "unknown command $cmd: install, keys, standin, sign, verify, payload or deliver" ;;
+esac
