@@ -19,6 +19,7 @@ mod e2e;
 mod failover;
 mod forward_auth;
 mod forward_auth_api;
+mod github;
 mod grant_tokens;
 mod hostile_input;
 mod http;

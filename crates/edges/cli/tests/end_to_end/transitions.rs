@@ -6,6 +6,7 @@
 //! tests/end_to_end/postgres.rs; `audit.archived` needs retention: tests/end_to_end/audit.rs;
 //! `database.history_accepted` needs a PostgreSQL whose history diverged: tests/end_to_end/failover.rs).
 
+use crate::github::{delivery, github_config, post_webhook, GitHub, SECRET, SECRET_ENV};
 use crate::support::receiver::receiver;
 use crate::support::*;
 use jitgate_core::audit::EventKind;
@@ -59,6 +60,23 @@ requesters = ["dev"]
 auto_approve = true
 max_duration = "1h"
 providers = ["hook"]
+
+[[workflow]]
+resource = "github:example/app/production"
+action = "deploy"
+requesters = ["ci"]
+steps = [{ group = "sre", approvals = 1 }]
+action_bound = true
+single_use = true
+max_duration = "1h"
+"#;
+
+/// A GitHub environment in the catalog: the App files deployments to it (github.rs).
+const GITHUB_ENVIRONMENT: &str = r#"
+[[resource]]
+name = "github:example/app/production"
+kind = "github-environment"
+owners = ["sre"]
 "#;
 
 /// What the comment of an expected event must be.
@@ -246,6 +264,10 @@ fn every_transition_records_its_event() {
     let mut people = std::fs::read_to_string(&directory).unwrap();
     people.push_str("\n[[principal]]\nname = \"lena\"\ngroups = [\"leads\"]\ntoken = \"demo-lena\"\n");
     std::fs::write(&directory, people).unwrap();
+    let resources = policy.path().join("resources.toml");
+    let mut catalog = std::fs::read_to_string(&resources).unwrap();
+    catalog.push_str(GITHUB_ENVIRONMENT);
+    std::fs::write(&resources, catalog).unwrap();
     let dir = policy.path().display().to_string();
 
     let hook = receiver();
@@ -254,7 +276,10 @@ fn every_transition_records_its_event() {
          [[providers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{HOOK_SECRET}\"\ntimeout = \"2s\"\n",
         hook.url
     );
-    let s = Server::start_with(policy.path(), Some(&config));
+    // GitHub's REST API, as the stand-in plays it (github.rs): the App answers deployments there.
+    let github = GitHub::start();
+    let config = format!("{config}\n{}", github_config(&github, ""));
+    let s = Server::start_with_env(policy.path(), Some(&config), &[(SECRET_ENV, SECRET)]);
     let mut log = Log::new(&s);
 
     // Start: the first signing key, the SSH CA, and the policy that serves.
@@ -268,7 +293,7 @@ fn every_transition_records_its_event() {
                 .comment_starting("new signing key "),
             want("ssh.ca_created", "system", "system", "jitgate:ssh-ca", "create").comment(&ca),
             want("policy.loaded", "system", "", "", "")
-                .comment_starting(&format!("{dir}: 13 workflows, 10 principals, ")),
+                .comment_starting(&format!("{dir}: 14 workflows, 10 principals, ")),
         ],
     );
 
@@ -806,6 +831,56 @@ fn every_transition_records_its_event() {
     );
     log.expect("cancel the request", &[on_pending("request.cancelled", "alice")]);
 
+    // github.deployment_answered and github.deployment_reported: a GitHub deployment waits
+    // for an sre; once approved, jitgate uses the grant, decides what to tell GitHub, and
+    // records GitHub's acceptance of the callback.
+    let commit = "4f2a6c1e9b0d3a5f7c8e1b2d4a6c8e0f1a3b5c7d";
+    let d = delivery(
+        "deployment_protection_rule",
+        json!({"environment": "production", "run_id": 77, "sha": commit, "sender": "octocat"}),
+    );
+    let (status, outcome) = post_webhook(
+        &s,
+        Some(&d.event),
+        Some(&d.delivery),
+        Some(&d.signature),
+        d.body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["status"], "pending", "{outcome}");
+    let deploy_rid = outcome["request_id"].as_str().unwrap().to_string();
+    let on_github = |kind, actor: &str| {
+        want(kind, actor, "ci:example/app", "github:example/app/production", "deploy").request(&deploy_rid)
+    };
+    log.expect(
+        "GitHub asks before a deployment",
+        &[on_github("request.filed", "ci:example/app").comment_starting("GitHub deployment of 4f2a6c1e9b0d")],
+    );
+    let approved = post_ok(
+        &s,
+        &format!("/v1/requests/{deploy_rid}/approve"),
+        "demo-bob",
+        json!({"comment": "ship it"}),
+    );
+    let deploy_gid = grant_id(&approved);
+    log.expect(
+        "approve the deployment; jitgate tells GitHub",
+        &[
+            on_github("request.approval", "bob").comment("ship it"),
+            on_github("request.approved", "bob").grant(&deploy_gid),
+            on_github("grant.issued", "system").grant(&deploy_gid),
+            on_github("grant.used", "ci:example/app").grant(&deploy_gid),
+            on_github("github.deployment_answered", "bob")
+                .grant(&deploy_gid)
+                .comment_starting("approved: "),
+            on_github("github.deployment_reported", "system")
+                .grant(&deploy_gid)
+                .comment_starting("approved after 1 attempt"),
+        ],
+    );
+    assert_eq!(github.answer(77)["state"], "approved");
+    github.assert_all_valid();
+
     // key.rotated.
     let rotated = post_ok(&s, "/v1/keys/rotate", "demo-admin", json!({}));
     let kid = rotated["kid"].as_str().unwrap();
@@ -827,7 +902,7 @@ fn every_transition_records_its_event() {
     log.expect(
         "the policy repaired",
         &[want("policy.loaded", "system", "", "", "")
-            .comment_starting(&format!("{dir}: 13 workflows, 10 principals, "))],
+            .comment_starting(&format!("{dir}: 14 workflows, 10 principals, "))],
     );
 
     // Nothing else happens after the last step (a denied-check window and a few worker ticks

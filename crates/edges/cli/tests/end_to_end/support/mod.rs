@@ -72,6 +72,18 @@ impl Server {
         Self::launch(policy, None, Some(database), env)
     }
 
+    /// Start with a config file holding `config`, on the database `database` names (a SQLite
+    /// file of its own when `None`), with the environment variables `env` set for the server
+    /// alone (the GitHub App's webhook secret, on PostgreSQL).
+    pub fn start_with_everything(
+        policy: &Path,
+        config: Option<&str>,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::launch(policy, config, database, env)
+    }
+
     /// As `start_on_with_env`, without waiting for `/readyz`: for a server whose database
     /// cannot take writes, which must run and say so rather than be ready.
     pub fn spawn_on_with_env(policy: &Path, database: &str, env: &[(&str, &str)]) -> Server {
