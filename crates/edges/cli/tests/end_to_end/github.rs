@@ -182,7 +182,7 @@ impl GitHub {
 
     /// The callbacks for workflow run `run`.
     fn callbacks(&self, run: i64) -> Vec<Value> {
-        self.of(CALLBACK, |c| c["params"]["run_id"] == run.to_string())
+        self.of(CALLBACK, |c| param(c, "run_id") == Some(run))
     }
 
     /// The callbacks for run `run` GitHub accepted (204).
@@ -193,7 +193,7 @@ impl GitHub {
     /// The comments jitgate posted on issue or pull request `number` of example/app.
     fn comments(&self, number: i64) -> Vec<Value> {
         self.of(COMMENT, |c| {
-            c["params"]["issue_number"] == number.to_string() && c["status"] == 201
+            param(c, "issue_number") == Some(number) && c["status"] == 201
         })
     }
 
@@ -246,6 +246,11 @@ impl Drop for GitHub {
             eprintln!("--- GitHub stand-in log ---\n{}", self.log());
         }
     }
+}
+
+/// A call's numeric path parameter (the stand-in records them as the path spelt them).
+fn param(call: &Value, name: &str) -> Option<i64> {
+    call["params"][name].as_str().and_then(|v| v.parse().ok())
 }
 
 /// One webhook delivery as GitHub sends it.
@@ -324,7 +329,11 @@ impl Bed {
     }
 
     fn start_with(policy: &Path, extra_config: &str, database: Option<&str>) -> Bed {
-        let gh = GitHub::start();
+        Self::start_against(GitHub::start(), policy, extra_config, database)
+    }
+
+    /// With a stand-in of the test's own making.
+    fn start_against(gh: GitHub, policy: &Path, extra_config: &str, database: Option<&str>) -> Bed {
         let s = Server::start_with_everything(
             policy,
             Some(&github_config(&gh, extra_config)),
@@ -926,9 +935,44 @@ fn a_revoked_installation_token_is_replaced_once() {
         "approved",
     );
     bed.gh.answer(1202);
-    let calls = bed.gh.of(CALLBACK, |c| c["params"]["run_id"] == "1202");
+    let calls = bed.gh.callbacks(1202);
     assert_eq!(calls[0]["status"], 401, "{calls:#?}");
     assert_eq!(bed.gh.of(ACCESS_TOKEN, |_| true).len(), 2);
+    bed.gh.assert_all_valid();
+}
+
+#[test]
+fn installation_tokens_are_cached_until_five_minutes_before_they_expire() {
+    // Tokens that expire in 4 minutes 59 seconds are never worth keeping: one per call.
+    let bed = Bed::start_against(GitHub::start_with(&["--token-ttl", "299"]), &example_policy(), "", None);
+    for run in [1251, 1252] {
+        filed(
+            &bed.deploy(json!({"environment": "staging", "run_id": run, "ref": "main"})),
+            "approved",
+        );
+        bed.gh.answer(run);
+    }
+    assert_eq!(bed.gh.of(ACCESS_TOKEN, |_| true).len(), 2);
+    // An hour's token serves every call (the other tests: one token for all).
+    bed.gh.assert_all_valid();
+}
+
+#[test]
+fn a_deployment_is_announced_on_at_most_three_pull_requests() {
+    let bed = Bed::start();
+    filed(
+        &bed.deploy(json!({"environment": "production", "run_id": 1261, "pull_requests": [31, 32, 33, 34]})),
+        "pending",
+    );
+    for pr in [31, 32, 33] {
+        bed.gh
+            .wait_for(&format!("the announcement on #{pr}"), 1, |g| g.comments(pr));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(bed.gh.comments(34).is_empty());
+    for pr in [31, 32, 33] {
+        assert_eq!(bed.gh.comments(pr).len(), 1, "#{pr}");
+    }
     bed.gh.assert_all_valid();
 }
 
