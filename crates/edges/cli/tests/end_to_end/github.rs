@@ -414,6 +414,17 @@ fn command(outcome: &Value, done: bool) -> String {
     outcome["reply"].as_str().unwrap().to_string()
 }
 
+/// The sum of the samples of counter `name` whose labels include every `labels` pair, as
+/// `/metrics` shows them now.
+fn counter(s: &Server, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A copy of examples/github whose workflows.toml has `from` replaced by `to`.
 fn example_with(from: &str, to: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -754,6 +765,18 @@ fn a_deployment_waits_then_a_pull_request_comment_approves_it_and_github_is_told
     assert_eq!(calls[0]["auth"], "app-jwt");
     assert_eq!(calls[0]["installation_id"], INSTALLATION);
     assert_eq!(bed.gh.of(ACCESS_TOKEN, |_| true).len(), 1, "{calls:#?}");
+
+    // What operators watch.
+    let webhooks = "jitgate_github_webhooks_total";
+    assert_eq!(counter(&bed.s, webhooks, &[("outcome", "filed")]), 2.0);
+    assert_eq!(counter(&bed.s, webhooks, &[("outcome", "command")]), 3.0);
+    assert_eq!(counter(&bed.s, webhooks, &[("outcome", "unauthenticated")]), 1.0);
+    let github_calls = "jitgate_github_calls_total";
+    assert_eq!(
+        counter(&bed.s, github_calls, &[("purpose", "callback"), ("result", "ok")]),
+        2.0
+    );
+    assert!(counter(&bed.s, github_calls, &[("purpose", "comment"), ("result", "ok")]) >= 5.0);
 }
 
 #[test]
