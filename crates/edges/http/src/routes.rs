@@ -959,7 +959,13 @@ pub async fn github_webhook(
         signature: read.signature.as_deref(),
         body: &body,
     };
-    Ok(Json(app.github_webhook(&delivery).await?))
+    match app.github_webhook(&delivery).await {
+        Ok(outcome) => Ok(Json(outcome)),
+        // The service's `Invalid` here is a delivery it cannot read (a header, a payload that
+        // is not the event it says): to GitHub, a bad request (400), not a form field (422).
+        Err(jitgate_service::ServiceError::Invalid(message)) => Err(ApiError::BadRequest(message)),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The SSH user CA's public key, one OpenSSH line, for sshd's `TrustedUserCAKeys`.
