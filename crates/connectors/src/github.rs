@@ -39,6 +39,11 @@ pub const TOKEN_MARGIN_SECS: i64 = 300;
 /// The most of a GitHub answer read: GitHub's answers to these calls are a few KiB; an
 /// `api_url` pointing somewhere else must not make jitgate read without end.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// After a failed attempt to buy an installation's token, the calls for that installation that
+/// were waiting on it fail at once with the same error for this long instead of each trying
+/// again: against a GitHub that hangs, twenty queued calls would otherwise wait ten seconds
+/// each, one after the other, and outlive their lease.
+pub const FAILED_MINT_MEMO_SECS: i64 = 5;
 /// GitHub's REST API version jitgate was written against.
 pub const API_VERSION: &str = "2022-11-28";
 
@@ -79,9 +84,30 @@ pub struct GithubClient {
     http: reqwest::Client,
     clock: Clock,
     tokens: Mutex<HashMap<i64, InstallationToken>>,
-    /// One token bought at a time, so that calls starting together for one installation
-    /// share the token the first buys.
-    minting: tokio::sync::Mutex<()>,
+    /// Per installation, one token bought at a time: calls starting together share the
+    /// token the first buys, or its failure (see [`FAILED_MINT_MEMO_SECS`]).
+    minting: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<LastMint>>>>,
+}
+
+/// How the last attempt to buy an installation's token failed, when it did.
+#[derive(Default)]
+struct LastMint {
+    failed: Option<(Timestamp, bool, String)>,
+}
+
+impl LastMint {
+    /// The failure of an attempt made less than [`FAILED_MINT_MEMO_SECS`] ago, again.
+    fn recent_failure(&self, now: Timestamp) -> Option<Failure> {
+        let (at, retry, message) = self.failed.as_ref()?;
+        (now - *at < TimeDelta::seconds(FAILED_MINT_MEMO_SECS)).then(|| {
+            let message = format!("{message} (a moment ago, for another call)");
+            if *retry {
+                Failure::Retry(message)
+            } else {
+                Failure::Refused(message)
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for GithubClient {
@@ -112,7 +138,7 @@ impl GithubClient {
             http,
             clock: Arc::new(jitgate_service::now),
             tokens: Mutex::new(HashMap::new()),
-            minting: tokio::sync::Mutex::new(()),
+            minting: Mutex::new(HashMap::new()),
         };
         // A key that cannot sign (a truncated file, an EC key in an RSA frame) is found now,
         // at start, not at the first deployment.
@@ -175,10 +201,28 @@ impl GithubClient {
         if let Some(token) = self.cached(installation_id) {
             return Ok(token);
         }
-        let _one_at_a_time = self.minting.lock().await;
+        let slot = self.minting.lock().entry(installation_id).or_default().clone();
+        let mut last = slot.lock().await;
         if let Some(token) = self.cached(installation_id) {
             return Ok(token);
         }
+        if let Some(failure) = last.recent_failure((self.clock)()) {
+            return Err(failure);
+        }
+        let minted = self.mint(installation_id).await;
+        last.failed = match &minted {
+            Ok(_) => None,
+            Err(failure) => Some((
+                (self.clock)(),
+                matches!(failure, Failure::Retry(_)),
+                failure.message().to_string(),
+            )),
+        };
+        minted
+    }
+
+    /// Buy a token for the installation with a new App JWT, and cache it.
+    async fn mint(&self, installation_id: i64) -> Result<InstallationToken, Failure> {
         let jwt = self.app_jwt().map_err(Failure::Retry)?;
         let url = self.url(&format!("/app/installations/{installation_id}/access_tokens"))?;
         let body = match self.send(Method::POST, &url, &jwt, None).await {
@@ -803,11 +847,12 @@ mod tests {
             matches!(github.call(&callback(1)).await, Err(Failure::Retry(_))),
             "token endpoint down"
         );
+        // Another installation (installation 1's failure is remembered for a few seconds).
         assert!(
-            matches!(github.call(&callback(1)).await, Err(Failure::Retry(_))),
+            matches!(github.call(&callback(11)).await, Err(Failure::Retry(_))),
             "rate limited"
         );
-        match github.call(&callback(1)).await {
+        match github.call(&callback(11)).await {
             Err(Failure::Refused(why)) => assert!(why.contains("422") && !why.contains("ghs_a"), "{why}"),
             other => panic!("{other:?}"),
         }
@@ -819,6 +864,34 @@ mod tests {
             Err(Failure::Retry(why)) => assert!(why.contains("127.0.0.1:9"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_on_a_failed_token_fail_with_it_and_later_ones_try_again() {
+        let expires = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
+        let stub = stub(vec![
+            (503, "", String::new()),
+            minted("ghs_later", &expires),
+            (204, "", String::new()),
+        ])
+        .await;
+        let clock = Arc::new(AtomicI64::new(Utc::now().timestamp()));
+        let read = clock.clone();
+        let github = client(&stub.url).with_clock(Arc::new(move || {
+            DateTime::from_timestamp(read.load(Ordering::SeqCst), 0).unwrap()
+        }));
+        // Ten calls at once for one installation: one attempt to buy a token, ten failures.
+        let calls: Vec<NewGithubCall> = (0..10).map(|_| callback(3)).collect();
+        let answers = futures_util::future::join_all(calls.iter().map(|c| github.call(c))).await;
+        assert!(
+            answers.iter().all(|a| matches!(a, Err(Failure::Retry(_)))),
+            "{answers:?}"
+        );
+        assert_eq!(stub.seen.lock().len(), 1, "one attempt for all ten");
+        // Later, the next call tries again.
+        clock.fetch_add(FAILED_MINT_MEMO_SECS, Ordering::SeqCst);
+        assert_eq!(github.call(&callback(3)).await.unwrap(), None);
+        assert_eq!(stub.seen.lock().len(), 3);
     }
 
     #[tokio::test]
