@@ -55,6 +55,10 @@ struct ConfigFile {
     /// SCIM provisioning: how provisioned users become principals (see docs/scim.md).
     #[serde(default)]
     scim: Option<jitgate_server::scim::ScimConfig>,
+    /// jitgate as a GitHub App: deployment protection rules and `/jitgate` comments (see
+    /// docs/github.md).
+    #[serde(default)]
+    github: Option<jitgate_server::github::GithubConfig>,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -112,6 +116,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         connections: file.connections,
         forward_auth: file.forward_auth,
         scim: file.scim,
+        github: file.github,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
