@@ -12,7 +12,7 @@ pub type CommandResult = Result<ExitCode, ClientError>;
 pub fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Output::Text => print!("{}", text(value)),
+        Output::Text | Output::Markdown => print!("{}", text(value)),
     }
 }
 
@@ -186,7 +186,7 @@ pub fn request(
     crate::waiting::add_items(&mut body, also);
     let request = client.post("/v1/requests", &body)?;
     let request = if wait && request["status"] == "pending" {
-        if client.output == Output::Text {
+        if client.output != Output::Json {
             eprintln!(
                 "request {} is waiting for approval ({})...",
                 render::s(&request["id"]),
@@ -750,7 +750,7 @@ fn print_policy_errors(errors: &[jitgate_policy::PolicyError], output: Output) {
                 .collect();
             println!("{}", json!({"ok": false, "errors": list}));
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for e in errors {
                 eprintln!("{e}");
             }
@@ -789,7 +789,7 @@ pub fn policy_test(dir: &Path, output: Output) -> CommandResult {
                 json!({"passed": results.len() - failed, "failed": failed, "cases": cases})
             );
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for r in &results {
                 match &r.failure {
                     None if r.resources == 1 => println!("ok    {}", r.name),
@@ -826,6 +826,9 @@ pub fn policy_diff(old: &Path, new: &Path, output: Output) -> CommandResult {
     match output {
         Output::Json => println!("{}", json!(report)),
         Output::Text => print!("{report}"),
+        // For a pull-request comment (docs/policy-review.md): every name escaped, bounded
+        // under GitHub's comment size.
+        Output::Markdown => print!("{}", report.markdown()),
     }
     Ok(if report.is_unchanged() {
         ExitCode::SUCCESS
@@ -887,7 +890,7 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
                     "{}",
                     json!({"ok": true, "workflows": workflows, "principals": principals})
                 ),
-                Output::Text => println!("ok: {workflows} workflows, {principals} principals"),
+                Output::Text | Output::Markdown => println!("ok: {workflows} workflows, {principals} principals"),
             }
             Ok(ExitCode::SUCCESS)
         }
