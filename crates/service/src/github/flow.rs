@@ -128,9 +128,15 @@ impl App {
                 "X-GitHub-Delivery and X-GitHub-Event are required".into(),
             ));
         };
-        let action = serde_json::from_slice::<webhook::ActionOnly>(delivery.body)
-            .map_err(|e| ServiceError::Invalid(format!("the body is not a JSON object: {e}")))?
-            .action;
+        // Only the events jitgate acts on are read any further.
+        let action = match event {
+            "deployment_protection_rule" | "issue_comment" => {
+                serde_json::from_slice::<webhook::ActionOnly>(delivery.body)
+                    .map_err(|e| ServiceError::Invalid(format!("the body is not a JSON object: {e}")))?
+                    .action
+            }
+            _ => None,
+        };
         match (event, action.as_deref()) {
             ("ping", _) => Ok(WebhookOutcome::Ignored {
                 why: "ping: GitHub checks the webhook is reachable".into(),
