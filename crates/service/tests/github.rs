@@ -10,7 +10,9 @@
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
-use jitgate_core::github::{CallPurpose, DeploymentAnswer, DeploymentState, GithubCall, GithubDeployment, NewGithubCall};
+use jitgate_core::github::{
+    CallPurpose, DeploymentAnswer, DeploymentState, GithubCall, GithubDeployment, NewGithubCall,
+};
 use jitgate_core::{EventKind, GrantStatus, Identity, RequestStatus};
 use jitgate_service::auth::{caller_for, config::AuthConfig, op, Authenticator};
 use jitgate_service::connectors::{Failure, GithubApi};
@@ -30,6 +32,9 @@ const SECRET: &str = "It's a Secret to Everybody";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 const DIRECTORY: &str = r#"
+[groups]
+provisioned = ["sre"]
+
 [[principal]]
 name = "root"
 groups = ["admins"]
@@ -211,7 +216,10 @@ fn sign(secret: &str, body: &[u8]) -> String {
 static DELIVERIES: AtomicU64 = AtomicU64::new(1);
 
 fn new_delivery_id() -> String {
-    format!("72d3162e-cc78-11e3-81ab-{:012}", DELIVERIES.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "72d3162e-cc78-11e3-81ab-{:012}",
+        DELIVERIES.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A `deployment_protection_rule` (`requested`) payload, shaped as GitHub sends it.
@@ -271,7 +279,10 @@ impl Bed {
     /// A deployment delivered: its request id.
     async fn deploy(&self, full_name: &str, environment: &str, git_ref: &str, prs: &[i64]) -> (String, String) {
         match self
-            .deliver("deployment_protection_rule", &deployment_payload(full_name, environment, git_ref, prs))
+            .deliver(
+                "deployment_protection_rule",
+                &deployment_payload(full_name, environment, git_ref, prs),
+            )
             .await
             .unwrap()
         {
@@ -310,7 +321,10 @@ impl Bed {
     /// The answer queued on the deployment's callback: (state, comment).
     async fn answered(&self, request_id: &str) -> Option<(String, String)> {
         let calls = self.calls(request_id).await;
-        let callbacks: Vec<&GithubCall> = calls.iter().filter(|c| c.call.purpose == CallPurpose::Callback).collect();
+        let callbacks: Vec<&GithubCall> = calls
+            .iter()
+            .filter(|c| c.call.purpose == CallPurpose::Callback)
+            .collect();
         assert!(callbacks.len() <= 1, "one callback at most: {callbacks:?}");
         callbacks.first().map(|c| {
             (
@@ -464,7 +478,10 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     let bed = bed().await;
     let payload = deployment_payload("example/app", "production", "main", &[7, 8, 9, 10]);
     let delivery = new_delivery_id();
-    let outcome = bed.deliver_as("deployment_protection_rule", &delivery, &payload).await.unwrap();
+    let outcome = bed
+        .deliver_as("deployment_protection_rule", &delivery, &payload)
+        .await
+        .unwrap();
     let WebhookOutcome::Filed { request_id, status } = outcome else {
         panic!("{outcome:?}")
     };
@@ -476,7 +493,10 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(request.payload.as_deref(), Some(SHA));
     assert_eq!(
         request.reason,
-        format!("GitHub deployment of {} (refs/heads/main) to production, run 4242, triggered by octo-dev", &SHA[..12])
+        format!(
+            "GitHub deployment of {} (refs/heads/main) to production, run 4242, triggered by octo-dev",
+            &SHA[..12]
+        )
     );
     let tracked = bed.app.store.github_deployment(&request_id).await.unwrap().unwrap();
     assert_eq!(tracked.state, DeploymentState::Waiting);
@@ -485,7 +505,10 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(tracked.git_ref, "refs/heads/main");
 
     // A redelivery of the same event changes nothing.
-    let again = bed.deliver_as("deployment_protection_rule", &delivery, &payload).await.unwrap();
+    let again = bed
+        .deliver_as("deployment_protection_rule", &delivery, &payload)
+        .await
+        .unwrap();
     assert_eq!(again, WebhookOutcome::Duplicate);
     assert_eq!(bed.app.store.github_waiting(10).await.unwrap().len(), 1);
 
@@ -499,7 +522,10 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
         let body = call.call.body["body"].as_str().unwrap();
         assert!(body.contains(&format!("`{SHA}`")), "{body}");
         assert!(body.contains(&format!("/jitgate approve {request_id}")), "{body}");
-        assert!(body.contains(&format!("https://jitgate.example/ui/requests/{request_id}")), "{body}");
+        assert!(
+            body.contains(&format!("https://jitgate.example/ui/requests/{request_id}")),
+            "{body}"
+        );
         assert!(body.contains("1 from sre"), "{body}");
     }
     // Waiting: the sweep answers nothing, the calls are made.
@@ -544,7 +570,10 @@ async fn a_deployment_the_policy_approves_is_approved_once_its_grant_is_used() {
     assert!(made[0].body["comment"].as_str().unwrap().chars().count() <= 1000);
     let reported = bed.events(&request_id, EventKind::GithubDeploymentReported).await;
     assert_eq!(reported.len(), 1);
-    assert_eq!(reported[0].event.comment.as_deref(), Some("approved after 1 attempt(s)"));
+    assert_eq!(
+        reported[0].event.comment.as_deref(),
+        Some("approved after 1 attempt(s)")
+    );
 
     // Another branch of the same repository waits for a reviewer.
     let (_, status) = bed.deploy("example/app", "staging", "feature", &[]).await;
@@ -597,11 +626,17 @@ async fn an_approval_that_ends_before_github_is_told_rejects() {
     let approved = bed.app.approve(&caller, &request_id, None).await.unwrap();
     let grant = approved.grant.unwrap();
     let admin = caller_for::<op::RevokeGrant>(bed.identity("root")).unwrap();
-    bed.app.revoke(&admin, &grant.id, Some("wrong commit".into())).await.unwrap();
+    bed.app
+        .revoke(&admin, &grant.id, Some("wrong commit".into()))
+        .await
+        .unwrap();
     assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
     let (state, comment) = bed.answered(&request_id).await.unwrap();
     assert_eq!(state, "rejected");
-    assert!(comment.contains("the approval ended before GitHub was told"), "{comment}");
+    assert!(
+        comment.contains("the approval ended before GitHub was told"),
+        "{comment}"
+    );
 }
 
 #[tokio::test]
@@ -661,7 +696,10 @@ async fn commands_act_only_with_the_commenters_rights() {
     };
     assert!(!done);
     assert!(reply.contains("is not linked to a jitgate principal"), "{reply}");
-    assert!(reply.contains("github\\_user = \"mallory\""), "{reply}");
+    assert!(
+        reply.contains("@mallory is not linked to a jitgate principal: add `github_user = \"mallory\"`"),
+        "{reply}"
+    );
 
     // Another repository's deployment: nothing about it leaks, nothing is done.
     let (other_id, _) = bed.deploy("example/other", "production", "main", &[]).await;
@@ -706,8 +744,13 @@ async fn commands_act_only_with_the_commenters_rights() {
     assert_eq!(still.status, RequestStatus::Pending);
 
     // A deny by the reviewer, then a second decision is refused with the service's words.
-    let outcome = bed.comment("bob-gh", &format!("/jitgate deny {request_id} wrong branch")).await;
-    assert!(matches!(outcome, WebhookOutcome::Command { done: true, .. }), "{outcome:?}");
+    let outcome = bed
+        .comment("bob-gh", &format!("/jitgate deny {request_id} wrong branch"))
+        .await;
+    assert!(
+        matches!(outcome, WebhookOutcome::Command { done: true, .. }),
+        "{outcome:?}"
+    );
     let outcome = bed.comment("bob-gh", &format!("/jitgate approve {request_id}")).await;
     let WebhookOutcome::Command { done, reply, .. } = &outcome else {
         panic!("{outcome:?}")
@@ -721,7 +764,12 @@ async fn comment_deliveries_are_carried_out_once_and_bots_are_ignored() {
     let bed = bed().await;
     let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
     let delivery = new_delivery_id();
-    let payload = comment_payload("example/app", "bob-gh", "User", &format!("/jitgate approve {request_id}"));
+    let payload = comment_payload(
+        "example/app",
+        "bob-gh",
+        "User",
+        &format!("/jitgate approve {request_id}"),
+    );
     let first = bed.deliver_as("issue_comment", &delivery, &payload).await.unwrap();
     assert!(matches!(first, WebhookOutcome::Command { done: true, .. }), "{first:?}");
     let again = bed.deliver_as("issue_comment", &delivery, &payload).await.unwrap();
@@ -856,7 +904,10 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(worker::make_calls(&bed.app).await.unwrap(), 1);
     let reported = bed.events(&request_id, EventKind::GithubDeploymentReported).await;
-    assert_eq!(reported[0].event.comment.as_deref(), Some("approved after 2 attempt(s)"));
+    assert_eq!(
+        reported[0].event.comment.as_deref(),
+        Some("approved after 2 attempt(s)")
+    );
 
     let (request_id, _) = bed.deploy("example/app", "staging", "main", &[]).await;
     worker::sweep(&bed.app).await.unwrap();
@@ -866,7 +917,12 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
     assert!(calls[0].done_at.is_some(), "refused: done, not retried");
     let reported = bed.events(&request_id, EventKind::GithubDeploymentReported).await;
     assert!(
-        reported[0].event.comment.as_deref().unwrap().starts_with("GitHub refused"),
+        reported[0]
+            .event
+            .comment
+            .as_deref()
+            .unwrap()
+            .starts_with("GitHub refused"),
         "{reported:?}"
     );
 }
@@ -875,17 +931,44 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
 async fn deployments_jitgate_cannot_file_are_rejected_at_once() {
     let bed = bed().await;
     let cases: Vec<(&str, Value)> = vec![
-        ("NUL in the environment", deployment_payload("example/app", "prod\0uction", "main", &[])),
-        ("bidi in the environment", deployment_payload("example/app", "production\u{202e}", "main", &[])),
-        ("invisible in the environment", deployment_payload("example/app", "produc\u{200b}tion", "main", &[])),
-        ("control in the ref", deployment_payload("example/app", "production", "main\u{1b}[2K", &[])),
-        ("NUL in the ref", deployment_payload("example/app", "production", "ma\0in", &[])),
-        ("oversize environment", deployment_payload("example/app", &"p".repeat(300), "main", &[])),
+        (
+            "NUL in the environment",
+            deployment_payload("example/app", "prod\0uction", "main", &[]),
+        ),
+        (
+            "bidi in the environment",
+            deployment_payload("example/app", "production\u{202e}", "main", &[]),
+        ),
+        (
+            "invisible in the environment",
+            deployment_payload("example/app", "produc\u{200b}tion", "main", &[]),
+        ),
+        (
+            "control in the ref",
+            deployment_payload("example/app", "production", "main\u{1b}[2K", &[]),
+        ),
+        (
+            "NUL in the ref",
+            deployment_payload("example/app", "production", "ma\0in", &[]),
+        ),
+        (
+            "oversize environment",
+            deployment_payload("example/app", &"p".repeat(300), "main", &[]),
+        ),
         // Cyrillic `е`: looks like the catalog's owner, is not it.
-        ("look-alike owner", deployment_payload("\u{0435}xample/app", "production", "main", &[])),
-        ("owner not served", deployment_payload("elsewhere/app", "production", "main", &[])),
+        (
+            "look-alike owner",
+            deployment_payload("\u{0435}xample/app", "production", "main", &[]),
+        ),
+        (
+            "owner not served",
+            deployment_payload("elsewhere/app", "production", "main", &[]),
+        ),
         ("another kind", deployment_payload("example/app", "ledger", "main", &[])),
-        ("no workflow", deployment_payload("example/app", "unknown-env", "main", &[])),
+        (
+            "no workflow",
+            deployment_payload("example/app", "unknown-env", "main", &[]),
+        ),
     ];
     for (case, payload) in cases {
         let outcome = bed.deliver("deployment_protection_rule", &payload).await.unwrap();
@@ -901,7 +984,10 @@ async fn deployments_jitgate_cannot_file_are_rejected_at_once() {
         }
         let (state, comment) = bed.answered(request_id).await.unwrap();
         assert_eq!(state, "rejected", "{case}");
-        assert!(comment.contains("jitgate rejected this deployment"), "{case}: {comment}");
+        assert!(
+            comment.contains("jitgate rejected this deployment"),
+            "{case}: {comment}"
+        );
         assert!(!reason.is_empty());
     }
     // The sweep does not file them again.
@@ -935,7 +1021,12 @@ async fn text_from_github_cannot_mention_or_link_in_comments() {
     let outcome = bed
         .deliver(
             "deployment_protection_rule",
-            &deployment_payload("example/app", "prod @example/admins [click](https://evil.example)", "main", &[7]),
+            &deployment_payload(
+                "example/app",
+                "prod @example/admins [click](https://evil.example)",
+                "main",
+                &[7],
+            ),
         )
         .await
         .unwrap();
@@ -975,4 +1066,97 @@ async fn one_repository_exhausting_its_filing_rate_does_not_stop_another() {
     assert_eq!(waiting.len(), 3);
     let (_, status) = bed.deploy("example/other", "production", "main", &[]).await;
     assert_eq!(status, "pending");
+}
+
+const EMPLOYEE_NUMBER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber";
+
+/// Provision user `principal` (SCIM id `id`) with `login` in the enterprise extension's
+/// `employeeNumber`, active or not.
+async fn provision(bed: &Bed, id: &str, principal: &str, login: &str, active: bool) {
+    use jitgate_core::scim::{DirectoryWrite, ScimChange, ScimUser};
+    let now = jitgate_service::now();
+    let user = ScimUser {
+        id: id.into(),
+        user_name: format!("{principal}@example.com"),
+        principal: principal.into(),
+        external_id: None,
+        display_name: None,
+        active,
+        manager_id: None,
+        doc: json!({
+            "userName": format!("{principal}@example.com"),
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": { "employeeNumber": login },
+        }),
+        version: 1,
+        created_at: now,
+        modified_at: now,
+    };
+    let write = DirectoryWrite {
+        change: ScimChange::PutUser {
+            user: user.clone(),
+            expected_version: None,
+        },
+        transitions: Vec::new(),
+        revoked_tokens: Vec::new(),
+        events: Vec::new(),
+    };
+    bed.app.store.scim_write(&write).await.unwrap();
+    jitgate_service::directory::committed(&bed.app, &write, Some(&user), None);
+}
+
+#[tokio::test]
+async fn a_scim_user_is_linked_by_the_configured_attribute_with_their_groups() {
+    use jitgate_core::scim::{DirectoryWrite, MemberChange, ScimChange, ScimGroup};
+    let bed = bed().await;
+    bed.app.configure_github(
+        GithubSettings {
+            scim_login_attribute: Some(EMPLOYEE_NUMBER.into()),
+            ..settings()
+        },
+        bed.api.clone(),
+    );
+    provision(&bed, "u-dana", "dana", "Dana-GH", true).await;
+    provision(&bed, "u-erin", "erin", "erin-gh", false).await;
+    let now = jitgate_service::now();
+    let group = ScimGroup {
+        id: "g-sre".into(),
+        display_name: "sre".into(),
+        external_id: None,
+        doc: json!({ "displayName": "sre" }),
+        members: vec!["u-dana".into(), "u-erin".into()],
+        version: 1,
+        created_at: now,
+        modified_at: now,
+    };
+    let write = DirectoryWrite {
+        change: ScimChange::PutGroup {
+            group: group.clone(),
+            expected_version: None,
+            members: MemberChange::Set(group.members.clone()),
+        },
+        transitions: Vec::new(),
+        revoked_tokens: Vec::new(),
+        events: Vec::new(),
+    };
+    bed.app.store.scim_write(&write).await.unwrap();
+    jitgate_service::directory::committed(&bed.app, &write, None, Some(&group));
+
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
+    // Deactivated: refused as authentication would refuse them.
+    let outcome = bed.comment("erin-gh", &format!("/jitgate approve {request_id}")).await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("deactivated"), "{reply}");
+    // Linked ignoring case, a reviewer through the provisioned group.
+    let outcome = bed
+        .comment("dana-gh", &format!("/jitgate approve {request_id} ok"))
+        .await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(done, "{reply}");
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.approvals[0].reviewer, "dana");
 }

@@ -95,6 +95,7 @@ impl App {
         let label = match &handled {
             Ok(outcome) => outcome.label(),
             Err(ServiceError::Unauthenticated(_)) => "unauthenticated",
+            Err(ServiceError::NotFound(_)) => "not_configured",
             Err(ServiceError::Invalid(_)) => "bad_request",
             Err(_) => "failed",
         };
@@ -557,15 +558,19 @@ impl App {
     /// user whose `scim_login_attribute` holds it; as authentication would give it (SCIM
     /// groups added, blocked principals refused). `Ok(Err(reply))` when it acts as nobody.
     async fn github_principal(&self, github: &Github, login: &str) -> Result<Result<Identity, String>, ServiceError> {
+        if !webhook::is_github_login(login) {
+            return Ok(Err(format!(
+                "{} is not a GitHub login jitgate can link to a principal",
+                webhook::markdown(login)
+            )));
+        }
+        // A login has GitHub's shape (checked above): `@login` mentions that user only, never
+        // a team, and a code span holds it as it is.
         let unlinked = || {
-            let shown = webhook::markdown(login);
             format!(
-                "{shown} is not linked to a jitgate principal: add github\\_user = \"{shown}\" to your entry in directory\\.toml"
+                "@{login} is not linked to a jitgate principal: add `github_user = \"{login}\"` to your entry in directory.toml"
             )
         };
-        if !webhook::is_github_login(login) {
-            return Ok(Err(unlinked()));
-        }
         let policy = self.policy();
         let identity = match directory_identity_for_login(&policy, login) {
             Some(identity) => identity,
