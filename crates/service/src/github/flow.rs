@@ -230,7 +230,10 @@ impl App {
                 }
             }
             // The policy's (or a limit's) refusal: GitHub is told why.
-            Err(refusal) => Ok(Filing::Refused(format!("jitgate refused the request: {refusal}"))),
+            Err(refusal) => Ok(Filing::Refused(format!(
+                "jitgate refused the request to deploy to {}: {refusal}",
+                body.resource
+            ))),
         }
     }
 
