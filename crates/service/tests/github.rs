@@ -806,8 +806,15 @@ async fn concurrent_sweeps_on_two_replicas_answer_once() {
     let one = bed_on(jitgate_store::open(&url).await.unwrap(), dir.clone(), 1).await;
     let two = bed_on(jitgate_store::open(&url).await.unwrap(), dir.clone(), 2).await;
     let mut ids = Vec::new();
-    for _ in 0..5 {
-        let (request_id, _) = one.deploy("example/app", "production", "main", &[]).await;
+    // Distinct commits: the check a sweep makes uses the grant that matches (principal,
+    // environment, commit), and each must be this deployment's own.
+    for i in 0..5u64 {
+        let mut payload = deployment_payload("example/app", "production", "main", &[]);
+        payload["deployment"]["sha"] = json!(format!("{i:040x}"));
+        let outcome = one.deliver("deployment_protection_rule", &payload).await.unwrap();
+        let WebhookOutcome::Filed { request_id, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
         let caller = caller_for::<op::ApproveRequest>(one.identity("carol")).unwrap();
         one.app.approve(&caller, &request_id, None).await.unwrap();
         ids.push(request_id);
@@ -930,7 +937,7 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
 #[tokio::test]
 async fn deployments_jitgate_cannot_file_are_rejected_at_once() {
     let bed = bed().await;
-    let cases: Vec<(&str, Value)> = vec![
+    let mut cases: Vec<(&str, Value)> = vec![
         (
             "NUL in the environment",
             deployment_payload("example/app", "prod\0uction", "main", &[]),
@@ -970,6 +977,20 @@ async fn deployments_jitgate_cannot_file_are_rejected_at_once() {
             deployment_payload("example/app", "unknown-env", "main", &[]),
         ),
     ];
+    let mut no_environment = deployment_payload("example/app", "production", "main", &[]);
+    no_environment.as_object_mut().unwrap().remove("environment");
+    let mut no_deployment = deployment_payload("example/app", "production", "main", &[]);
+    no_deployment.as_object_mut().unwrap().remove("deployment");
+    let mut bad_sha = deployment_payload("example/app", "production", "main", &[]);
+    bad_sha["deployment"]["sha"] = json!(SHA.to_uppercase());
+    let mut no_sender = deployment_payload("example/app", "production", "main", &[]);
+    no_sender.as_object_mut().unwrap().remove("sender");
+    cases.extend([
+        ("no environment", no_environment),
+        ("no deployment (no SHA, no ref)", no_deployment),
+        ("an upper-case SHA", bad_sha),
+        ("no sender", no_sender),
+    ]);
     for (case, payload) in cases {
         let outcome = bed.deliver("deployment_protection_rule", &payload).await.unwrap();
         let WebhookOutcome::Rejected { request_id, reason } = &outcome else {

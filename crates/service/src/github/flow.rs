@@ -73,6 +73,8 @@ const MAX_ANNOUNCED: usize = 3;
 const MAX_PULL_REQUESTS: usize = 20;
 /// The longest comment GitHub is told with an answer, in characters.
 const MAX_ANSWER_COMMENT: usize = 1000;
+/// What a record keeps for a value the delivery left out.
+const MISSING: &str = "\\(missing)";
 /// Most SCIM users read looking for a GitHub login in an attribute that cannot be queried.
 const MAX_SCIM_SCAN: u64 = 10_000;
 
@@ -714,24 +716,29 @@ fn read_deployment(delivery_id: &str, event: &DeploymentEvent) -> Result<GithubD
             pull_requests.push(number);
         }
     }
-    let text = |value: Option<&str>| webhook::stored_form(value.unwrap_or_default());
+    // A value GitHub left out is kept as a mark no check accepts (the store keeps no empty
+    // name, and the record must be refused again when read back).
+    let text = |value: Option<&str>| match value {
+        Some(v) if !v.is_empty() => webhook::stored_form(v),
+        _ => MISSING.to_string(),
+    };
     let git_ref = deployment.git_ref.as_deref().unwrap_or_default();
     let git_ref = if webhook::ref_problem(git_ref).is_none() {
         webhook::full_ref(git_ref)
     } else {
-        webhook::stored_form(git_ref)
+        text(Some(git_ref))
     };
     Ok(GithubDeployment {
         delivery_id: delivery_id.to_string(),
         request_id: App::new_request_id(),
         installation_id,
-        owner: webhook::stored_form(&owner),
-        repo: webhook::stored_form(&repo),
+        owner: text(Some(&owner)),
+        repo: text(Some(&repo)),
         environment: text(event.environment.as_deref()),
         run_id,
         sha: text(deployment.sha.as_deref()),
         git_ref,
-        event: text(event.event.as_deref()),
+        event: event.event.as_deref().map(webhook::stored_form).unwrap_or_default(),
         actor: text(event.sender.as_ref().and_then(|s| s.login.as_deref())),
         pull_requests,
         state: DeploymentState::Waiting,

@@ -61,13 +61,7 @@ pub async fn sweep(app: &App) -> Result<usize, ServiceError> {
     let Some(github) = app.github() else {
         return Ok(0);
     };
-    let at = now();
-    let holder = app.notifier().holder();
-    if !app
-        .store
-        .lease_sink(SWEEP_LEASE, holder, at, at + SWEEP_LEASE_FOR)
-        .await?
-    {
+    if !hold_sweep(app).await? {
         return Ok(0);
     }
     let mut answered = 0;
@@ -82,6 +76,30 @@ pub async fn sweep(app: &App) -> Result<usize, ServiceError> {
         }
     }
     Ok(answered)
+}
+
+/// Take or renew the sweep's lease. Leases live on the notification cursors' rows (as a
+/// sink's do): the first sweep ever makes the row, at position 0 (it reads no events).
+async fn hold_sweep(app: &App) -> Result<bool, ServiceError> {
+    let at = now();
+    let holder = app.notifier().holder();
+    if app
+        .store
+        .lease_sink(SWEEP_LEASE, holder, at, at + SWEEP_LEASE_FOR)
+        .await?
+    {
+        return Ok(true);
+    }
+    if app.store.notification_cursor(SWEEP_LEASE).await?.is_some() {
+        // Another replica holds it.
+        return Ok(false);
+    }
+    // Two replicas making the row at once both write position 0; one of them gets the lease.
+    app.store.set_notification_cursor(SWEEP_LEASE, 0).await?;
+    Ok(app
+        .store
+        .lease_sink(SWEEP_LEASE, holder, at, at + SWEEP_LEASE_FOR)
+        .await?)
 }
 
 /// What to tell GitHub, if the deployment's request is decided: `true` when answered now.
