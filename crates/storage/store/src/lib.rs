@@ -4,6 +4,7 @@
 mod bounded;
 mod database_url;
 mod failover;
+mod github;
 mod group_commit;
 mod postgres;
 mod rows;

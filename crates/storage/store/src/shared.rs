@@ -742,76 +742,110 @@ where
         Ok(snapshot)
     }
 
-    async fn github_claim_delivery(&self, _delivery_id: &str, _event: &str, _at: Timestamp) -> Result<bool> {
-        Err(StoreError::Refused(
-            "github_claim_delivery: not yet built (issue #26)".into(),
-        ))
+    async fn github_claim_delivery(&self, delivery_id: &str, event: &str, at: Timestamp) -> Result<bool> {
+        crate::github::check_delivery(delivery_id, event)?;
+        let mut conn = self.writer().acquire().await?;
+        Sql::<B>::github_claim(&mut conn, delivery_id, event, at).await
     }
 
-    async fn github_release_delivery(&self, _delivery_id: &str) -> Result<()> {
-        Err(StoreError::Refused(
-            "github_release_delivery: not yet built (issue #26)".into(),
-        ))
+    async fn github_release_delivery(&self, delivery_id: &str) -> Result<()> {
+        // A tracked deployment keeps its delivery: forgetting it would track the deployment
+        // twice on GitHub's redelivery.
+        sqlx::query(
+            "DELETE FROM github_deliveries WHERE delivery_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM github_deployments WHERE delivery_id = $1)",
+        )
+        .bind(delivery_id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
     }
 
-    async fn github_track_deployment(&self, _deployment: &GithubDeployment) -> Result<bool> {
-        Err(StoreError::Refused(
-            "github_track_deployment: not yet built (issue #26)".into(),
-        ))
+    async fn github_track_deployment(&self, deployment: &GithubDeployment) -> Result<bool> {
+        crate::github::check_deployment(deployment)?;
+        let mut tx = self.begin_write().await?;
+        let event = "deployment_protection_rule";
+        if !Sql::<B>::github_claim(&mut tx, &deployment.delivery_id, event, deployment.received_at).await? {
+            return Ok(false);
+        }
+        Sql::<B>::github_insert_deployment(&mut tx, deployment).await?;
+        self.commit(tx).await?;
+        Ok(true)
     }
 
-    async fn github_deployment(&self, _request_id: &str) -> Result<Option<GithubDeployment>> {
-        Err(StoreError::Refused(
-            "github_deployment: not yet built (issue #26)".into(),
-        ))
+    async fn github_deployment(&self, request_id: &str) -> Result<Option<GithubDeployment>> {
+        Sql::<B>::github_deployment(self.reader(), request_id).await
     }
 
-    async fn github_waiting(&self, _limit: u32) -> Result<Vec<GithubDeployment>> {
-        Err(StoreError::Refused("github_waiting: not yet built (issue #26)".into()))
+    async fn github_waiting(&self, limit: u32) -> Result<Vec<GithubDeployment>> {
+        Sql::<B>::github_waiting(self.reader(), limit).await
     }
 
     async fn github_answer(
         &self,
-        _request_id: &str,
-        _answer: DeploymentAnswer,
-        _comment: &str,
-        _at: Timestamp,
-        _calls: &[NewGithubCall],
-        _event: &NewEvent,
+        request_id: &str,
+        answer: DeploymentAnswer,
+        comment: &str,
+        at: Timestamp,
+        calls: &[NewGithubCall],
+        event: &NewEvent,
     ) -> Result<bool> {
-        Err(StoreError::Refused("github_answer: not yet built (issue #26)".into()))
+        crate::github::check_answer(request_id, comment)?;
+        let bodies = crate::github::check_calls(calls)?;
+        crate::github::check_event(event)?;
+        let mut tx = self.begin_write().await?;
+        if !Sql::<B>::github_mark_answered(&mut tx, request_id, answer, comment, at).await? {
+            return Ok(false);
+        }
+        Sql::<B>::github_insert_calls(&mut tx, calls, &bodies).await?;
+        Sql::<B>::append_events(&mut tx, std::slice::from_ref(event)).await?;
+        self.commit(tx).await?;
+        Ok(true)
     }
 
-    async fn github_enqueue(&self, _calls: &[NewGithubCall]) -> Result<()> {
-        Err(StoreError::Refused("github_enqueue: not yet built (issue #26)".into()))
+    async fn github_enqueue(&self, calls: &[NewGithubCall]) -> Result<()> {
+        let bodies = crate::github::check_calls(calls)?;
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        Sql::<B>::github_insert_calls(&mut tx, calls, &bodies).await?;
+        self.commit(tx).await
     }
 
     async fn github_lease_calls(
         &self,
-        _now: Timestamp,
-        _holder: &str,
-        _lease_until: Timestamp,
-        _limit: u32,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+        limit: u32,
     ) -> Result<Vec<GithubCall>> {
-        Err(StoreError::Refused(
-            "github_lease_calls: not yet built (issue #26)".into(),
-        ))
+        Sql::<B>::github_lease(self.writer(), now, holder, lease_until, limit).await
     }
 
-    async fn github_call_done(&self, _id: i64, _at: Timestamp, _event: Option<&NewEvent>) -> Result<()> {
-        Err(StoreError::Refused(
-            "github_call_done: not yet built (issue #26)".into(),
-        ))
+    /// The event is appended only when this attempt is the one that finished the call: a
+    /// worker whose lease ran out while GitHub answered it does not report it twice.
+    async fn github_call_done(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()> {
+        if let Some(event) = event {
+            crate::github::check_event(event)?;
+        }
+        let mut tx = self.begin_write().await?;
+        if !Sql::<B>::github_attempt(&mut tx, id, Some(at), None, None).await? {
+            return Ok(());
+        }
+        Sql::<B>::append_events(&mut tx, event).await?;
+        self.commit(tx).await
     }
 
-    async fn github_call_retry(&self, _id: i64, _next_due: Timestamp, _error: &str) -> Result<()> {
-        Err(StoreError::Refused(
-            "github_call_retry: not yet built (issue #26)".into(),
-        ))
+    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()> {
+        let error = crate::github::kept_error(error);
+        let mut conn = self.writer().acquire().await?;
+        Sql::<B>::github_attempt(&mut conn, id, None, Some(next_due), Some(&error)).await?;
+        Ok(())
     }
 
-    async fn github_calls(&self, _request_id: &str) -> Result<Vec<GithubCall>> {
-        Err(StoreError::Refused("github_calls: not yet built (issue #26)".into()))
+    async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
+        Sql::<B>::github_calls(self.reader(), request_id).await
     }
 
     async fn ready(&self) -> Result<()> {

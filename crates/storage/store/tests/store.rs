@@ -6,6 +6,7 @@
 
 mod conformance {
     use chrono::TimeDelta;
+    use jitgate_core::github::{CallPurpose, DeploymentAnswer, DeploymentState, GithubDeployment, NewGithubCall};
     use jitgate_core::machine::{self, NewIds};
     use jitgate_core::{
         Admission, ApiToken, Ask, DurationSecs, EventKind, GrantStatus, Identity, Request, RequestStatus, Requirement,
@@ -2984,6 +2985,668 @@ mod conformance {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+
+    // GitHub (issue #26): deliveries, deployments waiting on a protection rule, calls owed to
+    // GitHub's REST API.
+
+    fn gh_deployment(delivery: &str, request_id: &str, received_at: Timestamp) -> GithubDeployment {
+        GithubDeployment {
+            delivery_id: delivery.into(),
+            request_id: request_id.into(),
+            installation_id: 42,
+            owner: "example".into(),
+            repo: "app".into(),
+            environment: "production".into(),
+            run_id: 9_000_000_001,
+            sha: "a".repeat(40),
+            git_ref: "refs/heads/main".into(),
+            event: "push".into(),
+            actor: "octocat".into(),
+            pull_requests: vec![7, 8],
+            state: DeploymentState::Waiting,
+            answer: None,
+            comment: None,
+            received_at,
+            answered_at: None,
+        }
+    }
+
+    fn gh_call(key: &str, request_id: Option<&str>, due_at: Timestamp) -> NewGithubCall {
+        NewGithubCall {
+            key: key.into(),
+            installation_id: 42,
+            method: "POST".into(),
+            path: "/repos/example/app/issues/7/comments".into(),
+            body: serde_json::json!({ "body": format!("about {key}") }),
+            purpose: CallPurpose::Comment,
+            request_id: request_id.map(str::to_string),
+            due_at,
+        }
+    }
+
+    fn gh_event(kind: EventKind, request_id: &str, comment: &str) -> jitgate_core::NewEvent {
+        jitgate_core::NewEvent {
+            kind,
+            at: t0(),
+            actor: "system".into(),
+            subject: "ci:example/app".into(),
+            request_id: Some(request_id.into()),
+            grant_id: None,
+            resource: "github:example/app/production".into(),
+            action: "deploy".into(),
+            comment: Some(comment.into()),
+        }
+    }
+
+    async fn gh_events(store: &dyn Store, kind: EventKind) -> Vec<jitgate_core::AuditEvent> {
+        store
+            .audit_events(&AuditFilter {
+                kind: Some(kind.as_str().to_string()),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn refused<T: std::fmt::Debug>(result: Result<T, StoreError>, words: &[&str]) {
+        match result {
+            Err(StoreError::Refused(message)) => {
+                assert!(words.iter().all(|w| message.contains(w)), "{words:?} in {message}")
+            }
+            other => panic!("{words:?}: not refused: {other:?}"),
+        }
+    }
+
+    pub async fn github_deliveries_are_claimed_once(store: Arc<dyn Store>) {
+        assert!(store.github_claim_delivery("d-1", "issue_comment", t0()).await.unwrap());
+        assert!(!store.github_claim_delivery("d-1", "issue_comment", t0()).await.unwrap());
+        // Deliveries of every event share one table: the id is what GitHub redelivers.
+        assert!(!store.github_claim_delivery("d-1", "ping", t0()).await.unwrap());
+        // Ids are compared exactly: GitHub's GUIDs are not case-folded.
+        assert!(store.github_claim_delivery("D-1", "issue_comment", t0()).await.unwrap());
+        // Released (the work failed before anything was done): the redelivery is carried out.
+        store.github_release_delivery("d-1").await.unwrap();
+        assert!(store.github_claim_delivery("d-1", "issue_comment", t0()).await.unwrap());
+        store.github_release_delivery("never-seen").await.unwrap();
+
+        // Many replicas receiving one redelivery at once: exactly one carries it out.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .github_claim_delivery("d-race", "issue_comment", t0())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            wins += usize::from(task.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+
+        // A tracked deployment's delivery is never released: that would track it twice.
+        assert!(store
+            .github_track_deployment(&gh_deployment("d-deploy", "req-gh-1", t0()))
+            .await
+            .unwrap());
+        assert!(!store
+            .github_claim_delivery("d-deploy", "deployment_protection_rule", t0())
+            .await
+            .unwrap());
+        store.github_release_delivery("d-deploy").await.unwrap();
+        assert!(!store
+            .github_claim_delivery("d-deploy", "deployment_protection_rule", t0())
+            .await
+            .unwrap());
+    }
+
+    pub async fn github_deployments_are_tracked_once(store: Arc<dyn Store>) {
+        let first = gh_deployment("d-1", "req-gh-1", t0());
+        assert!(store.github_track_deployment(&first).await.unwrap());
+        assert_eq!(store.github_deployment("req-gh-1").await.unwrap(), Some(first.clone()));
+        assert_eq!(store.github_deployment("REQ-GH-1").await.unwrap(), None);
+        // GitHub redelivers the event: nothing more is tracked, and the request id chosen the
+        // second time is never written.
+        assert!(!store
+            .github_track_deployment(&gh_deployment("d-1", "req-gh-other", t0()))
+            .await
+            .unwrap());
+        assert_eq!(store.github_deployment("req-gh-other").await.unwrap(), None);
+        // A claimed comment delivery is not a deployment's either.
+        assert!(store
+            .github_claim_delivery("d-comment", "issue_comment", t0())
+            .await
+            .unwrap());
+        assert!(!store
+            .github_track_deployment(&gh_deployment("d-comment", "req-gh-2", t0()))
+            .await
+            .unwrap());
+        // A request id already tracked: refused whole, its delivery not claimed.
+        let clash = store
+            .github_track_deployment(&gh_deployment("d-2", "req-gh-1", t0()))
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict)), "{clash:?}");
+        assert!(store.github_claim_delivery("d-2", "issue_comment", t0()).await.unwrap());
+        assert_eq!(store.github_deployment("req-gh-1").await.unwrap(), Some(first.clone()));
+
+        // Concurrent deliveries of one event: tracked once.
+        let mut tasks = Vec::new();
+        for n in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .github_track_deployment(&gh_deployment("d-race", &format!("req-race-{n}"), t0()))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            wins += usize::from(task.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+
+        // Waiting ones, oldest first, as many as asked for.
+        let later = gh_deployment("d-3", "req-gh-3", t0() + TimeDelta::seconds(5));
+        let earlier = gh_deployment("d-4", "req-gh-4", t0() - TimeDelta::seconds(5));
+        assert!(store.github_track_deployment(&later).await.unwrap());
+        assert!(store.github_track_deployment(&earlier).await.unwrap());
+        let waiting = store.github_waiting(100).await.unwrap();
+        let ids: Vec<&str> = waiting.iter().map(|d| d.request_id.as_str()).collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        assert_eq!(ids[0], "req-gh-4");
+        assert_eq!(ids[ids.len() - 1], "req-gh-3");
+        assert_eq!(store.github_waiting(1).await.unwrap()[0], earlier);
+        // Nothing of the sort reached the audit log: tracking is not a decision.
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    pub async fn github_answers_are_given_once_with_their_calls_and_event(store: Arc<dyn Store>) {
+        let deployment = gh_deployment("d-1", "req-gh-1", t0());
+        assert!(store.github_track_deployment(&deployment).await.unwrap());
+        let at = t0() + TimeDelta::seconds(30);
+        // Two replicas answer at once, each with the callback and a call of its own: one wins,
+        // and only its calls and its event are written.
+        let mut tasks = Vec::new();
+        for replica in ["a", "b"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut callback = gh_call("callback:req-gh-1", Some("req-gh-1"), at);
+                callback.purpose = CallPurpose::Callback;
+                let mine = gh_call(&format!("mine:{replica}"), Some("req-gh-1"), at);
+                let event = gh_event(
+                    EventKind::GithubDeploymentAnswered,
+                    "req-gh-1",
+                    &format!("approved: by {replica}"),
+                );
+                let won = store
+                    .github_answer(
+                        "req-gh-1",
+                        DeploymentAnswer::Approved,
+                        &format!("approved by {replica}"),
+                        at,
+                        &[callback, mine],
+                        &event,
+                    )
+                    .await
+                    .unwrap();
+                (replica, won)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (replica, won) = task.await.unwrap();
+            if won {
+                winners.push(replica);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let winner = winners[0];
+        let answered = store.github_deployment("req-gh-1").await.unwrap().unwrap();
+        assert_eq!(answered.state, DeploymentState::Answered);
+        assert_eq!(answered.answer, Some(DeploymentAnswer::Approved));
+        assert_eq!(
+            answered.comment.as_deref(),
+            Some(format!("approved by {winner}").as_str())
+        );
+        assert_eq!(answered.answered_at, Some(at));
+        assert!(store.github_waiting(100).await.unwrap().is_empty());
+        let calls = store.github_calls("req-gh-1").await.unwrap();
+        let keys: Vec<&str> = calls.iter().map(|c| c.call.key.as_str()).collect();
+        assert_eq!(keys, vec!["callback:req-gh-1".to_string(), format!("mine:{winner}")]);
+        assert_eq!(calls[0].call.purpose, CallPurpose::Callback);
+        assert_eq!((calls[0].attempts, calls[0].done_at), (0, None));
+        let events = gh_events(&*store, EventKind::GithubDeploymentAnswered).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].event.comment.as_deref(),
+            Some(format!("approved: by {winner}").as_str())
+        );
+
+        // Answering again, or an unknown request: nothing written.
+        let again = store
+            .github_answer(
+                "req-gh-1",
+                DeploymentAnswer::Rejected,
+                "too late",
+                at,
+                &[gh_call("late", Some("req-gh-1"), at)],
+                &gh_event(EventKind::GithubDeploymentAnswered, "req-gh-1", "rejected: late"),
+            )
+            .await
+            .unwrap();
+        assert!(!again);
+        let unknown = store
+            .github_answer(
+                "req-nobody",
+                DeploymentAnswer::Rejected,
+                "who?",
+                at,
+                &[gh_call("stray", Some("req-nobody"), at)],
+                &gh_event(EventKind::GithubDeploymentAnswered, "req-nobody", "rejected"),
+            )
+            .await
+            .unwrap();
+        assert!(!unknown);
+        assert_eq!(store.github_calls("req-gh-1").await.unwrap().len(), 2);
+        assert!(store.github_calls("req-nobody").await.unwrap().is_empty());
+        assert_eq!(gh_events(&*store, EventKind::GithubDeploymentAnswered).await.len(), 1);
+        assert_eq!(
+            store.github_deployment("req-gh-1").await.unwrap().unwrap().answer,
+            Some(DeploymentAnswer::Approved)
+        );
+
+        // A rejection keeps its answer; calls already queued under a key are not queued again.
+        assert!(store
+            .github_track_deployment(&gh_deployment("d-2", "req-gh-2", t0()))
+            .await
+            .unwrap());
+        store
+            .github_enqueue(&[gh_call("announce:req-gh-2:7", Some("req-gh-2"), t0())])
+            .await
+            .unwrap();
+        assert!(store
+            .github_answer(
+                "req-gh-2",
+                DeploymentAnswer::Rejected,
+                "nobody decided before it expired",
+                at,
+                &[
+                    gh_call("announce:req-gh-2:7", Some("req-gh-2"), at),
+                    gh_call("callback:req-gh-2", Some("req-gh-2"), at)
+                ],
+                &gh_event(EventKind::GithubDeploymentAnswered, "req-gh-2", "rejected: expired"),
+            )
+            .await
+            .unwrap());
+        let calls = store.github_calls("req-gh-2").await.unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].call.due_at, t0(), "the first queuing stands");
+        assert_eq!(
+            store.github_deployment("req-gh-2").await.unwrap().unwrap().answer,
+            Some(DeploymentAnswer::Rejected)
+        );
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// The answer, its calls and its event are one write: any of them refused leaves the
+    /// deployment waiting with no calls and no event, and it can be answered after.
+    pub async fn github_answers_are_atomic(store: Arc<dyn Store>) {
+        assert!(store
+            .github_track_deployment(&gh_deployment("d-1", "req-gh-1", t0()))
+            .await
+            .unwrap());
+        let at = t0() + TimeDelta::seconds(1);
+        let event = gh_event(EventKind::GithubDeploymentAnswered, "req-gh-1", "approved: bob");
+        let callback = gh_call("callback:req-gh-1", Some("req-gh-1"), at);
+        let mut bad_event = event.clone();
+        bad_event.comment = Some("approved\u{0}".into());
+        let mut bad_call = gh_call("bad", Some("req-gh-1"), at);
+        bad_call.path = "/repos/example/app/issues/7/comments\u{0}".into();
+        let attempts: [(&str, Vec<NewGithubCall>, &jitgate_core::NewEvent, &[&str]); 3] = [
+            ("approved\u{0}", vec![callback.clone()], &event, &["comment", "NUL"]),
+            ("approved", vec![callback.clone(), bad_call], &event, &["path", "NUL"]),
+            (
+                "approved",
+                vec![callback.clone()],
+                &bad_event,
+                &["event's comment", "NUL"],
+            ),
+        ];
+        for (comment, calls, event, words) in attempts {
+            refused(
+                store
+                    .github_answer("req-gh-1", DeploymentAnswer::Approved, comment, at, &calls, event)
+                    .await,
+                words,
+            );
+        }
+        let still = store.github_deployment("req-gh-1").await.unwrap().unwrap();
+        assert_eq!((still.state, still.answer), (DeploymentState::Waiting, None));
+        assert!(store.github_calls("req-gh-1").await.unwrap().is_empty());
+        assert!(gh_events(&*store, EventKind::GithubDeploymentAnswered).await.is_empty());
+        assert!(store
+            .github_answer(
+                "req-gh-1",
+                DeploymentAnswer::Approved,
+                "approved",
+                at,
+                &[callback],
+                &event
+            )
+            .await
+            .unwrap());
+        assert_eq!(store.github_calls("req-gh-1").await.unwrap().len(), 1);
+    }
+
+    pub async fn github_calls_are_queued_once_per_key(store: Arc<dyn Store>) {
+        store.github_enqueue(&[]).await.unwrap();
+        let call = gh_call("reply:d-1", None, t0());
+        // The same key twice in one batch, and again later: one call.
+        store.github_enqueue(&[call.clone(), call.clone()]).await.unwrap();
+        let mut changed = call.clone();
+        changed.body = serde_json::json!({ "body": "something else" });
+        store.github_enqueue(&[changed]).await.unwrap();
+        let leased = store
+            .github_lease_calls(t0(), "a", t0() + TimeDelta::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].call, call, "the first queuing stands");
+        // Done, then queued again (a redelivery long after): never made twice.
+        store.github_call_done(leased[0].id, t0(), None).await.unwrap();
+        store.github_enqueue(std::slice::from_ref(&call)).await.unwrap();
+        let day = t0() + TimeDelta::days(1);
+        assert!(store
+            .github_lease_calls(day, "a", day + TimeDelta::seconds(60), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Keys are exact: another spelling is another call.
+        store.github_enqueue(&[gh_call("Reply:d-1", None, t0())]).await.unwrap();
+        assert_eq!(
+            store
+                .github_lease_calls(day, "a", day + TimeDelta::seconds(60), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Calls by request: only that request's, done or not, oldest first.
+        let mut callback = gh_call("callback:req-gh-1", Some("req-gh-1"), t0());
+        callback.purpose = CallPurpose::Callback;
+        callback.path = "/repos/example/app/actions/runs/9000000001/deployment_protection_rule".into();
+        callback.body = serde_json::json!({"environment_name": "production", "state": "approved", "comment": "ok"});
+        store
+            .github_enqueue(&[
+                callback.clone(),
+                gh_call("announce:req-gh-1:7", Some("req-gh-1"), t0()),
+                gh_call("announce:req-gh-2:7", Some("req-gh-2"), t0()),
+            ])
+            .await
+            .unwrap();
+        let calls = store.github_calls("req-gh-1").await.unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].call, callback);
+        assert!(calls[0].id < calls[1].id);
+        assert!(store.github_calls("req-gh-3").await.unwrap().is_empty());
+        assert!(store.github_calls("REQ-GH-1").await.unwrap().is_empty());
+    }
+
+    pub async fn github_calls_are_leased_to_one_worker_at_a_time(store: Arc<dyn Store>) {
+        let lease = TimeDelta::seconds(60);
+        let calls: Vec<NewGithubCall> = (0..30)
+            .map(|n| {
+                gh_call(
+                    &format!("call-{n:02}"),
+                    Some("req-gh-1"),
+                    t0() + TimeDelta::milliseconds(n),
+                )
+            })
+            .collect();
+        let mut future = gh_call("not-yet", Some("req-gh-1"), t0() + TimeDelta::hours(1));
+        future.purpose = CallPurpose::Callback;
+        store.github_enqueue(&calls).await.unwrap();
+        store.github_enqueue(&[future]).await.unwrap();
+        let now = t0() + TimeDelta::seconds(1);
+        // Two workers at once: each call to exactly one of them; one worker's batch does not
+        // starve the other (each asks for 20 of the 30).
+        let (a, b) = tokio::join!(
+            store.github_lease_calls(now, "a", now + lease, 20),
+            store.github_lease_calls(now, "b", now + lease, 20)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 30, "{} + {}", a.len(), b.len());
+        let mut ids: Vec<i64> = a.iter().chain(&b).map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 30, "no call leased twice");
+        let first = a.iter().chain(&b).find(|c| c.call.key == "call-00").unwrap().clone();
+        let holder = if a.iter().any(|c| c.id == first.id) { "a" } else { "b" };
+        let other = if holder == "a" { "b" } else { "a" };
+        // Oldest first within a batch.
+        for batch in [&a, &b] {
+            assert!(batch
+                .windows(2)
+                .all(|w| (w[0].call.due_at, w[0].id) <= (w[1].call.due_at, w[1].id)));
+        }
+        // Leased: nobody else, nor the holder itself, gets them until the lease runs out; the
+        // call not yet due is nobody's.
+        let soon = now + lease - TimeDelta::milliseconds(1);
+        for who in [holder, other, "c"] {
+            assert!(store
+                .github_lease_calls(soon, who, soon + lease, 100)
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        // A failed attempt: the lease is given up, the call due again at its retry time.
+        let retry_at = now + TimeDelta::seconds(5);
+        store
+            .github_call_retry(first.id, retry_at, "503 from GitHub")
+            .await
+            .unwrap();
+        assert!(store
+            .github_lease_calls(retry_at - TimeDelta::milliseconds(1), "c", retry_at + lease, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = store
+            .github_lease_calls(retry_at, "c", retry_at + lease, 100)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, first.id);
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].last_error.as_deref(), Some("503 from GitHub"));
+        assert_eq!(again[0].call.due_at, retry_at);
+        // Done with its event: never leased again, the event appended once.
+        let reported = gh_event(
+            EventKind::GithubDeploymentReported,
+            "req-gh-1",
+            "approved after 2 attempt(s)",
+        );
+        store
+            .github_call_done(first.id, retry_at, Some(&reported))
+            .await
+            .unwrap();
+        // The first worker's lease ran out while GitHub answered it, then it reports too:
+        // neither a second attempt nor a second event.
+        store
+            .github_call_done(first.id, retry_at, Some(&reported))
+            .await
+            .unwrap();
+        store
+            .github_call_retry(first.id, retry_at, "late failure")
+            .await
+            .unwrap();
+        let done = store
+            .github_calls("req-gh-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == first.id)
+            .unwrap();
+        assert_eq!((done.attempts, done.done_at), (2, Some(retry_at)));
+        assert_eq!(done.last_error, None);
+        assert_eq!(gh_events(&*store, EventKind::GithubDeploymentReported).await.len(), 1);
+        // The leases run out: the other 29, then the call now due, to whoever asks.
+        let later = now + lease;
+        let rest = store
+            .github_lease_calls(later, other, later + lease, 100)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 29);
+        assert!(rest.iter().all(|c| c.id != first.id));
+        for call in &rest {
+            store.github_call_done(call.id, later, None).await.unwrap();
+        }
+        let hour = t0() + TimeDelta::hours(1);
+        let due = store.github_lease_calls(hour, "d", hour + lease, 100).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].call.key, "not-yet");
+        // Unknown ids: nothing happens.
+        store.github_call_done(-1, hour, Some(&reported)).await.unwrap();
+        store.github_call_retry(-1, hour, "x").await.unwrap();
+        assert_eq!(gh_events(&*store, EventKind::GithubDeploymentReported).await.len(), 1);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
+
+    /// Text from GitHub's payloads that a store cannot keep (a NUL byte) or that is longer
+    /// than it keeps is refused, with the same words on both stores and nothing written; odd
+    /// but keepable text (controls, invisible and bidi characters, look-alike letters, a NUL
+    /// escaped inside a JSON body) comes back byte for byte, and look-alikes stay apart.
+    pub async fn github_nul_and_oversize_are_refused_alike(store: Arc<dyn Store>) {
+        refused(
+            store.github_claim_delivery("d\u{0}", "ping", t0()).await,
+            &["delivery id", "NUL"],
+        );
+        refused(
+            store.github_claim_delivery("d-1", "pi\u{0}ng", t0()).await,
+            &["event", "NUL"],
+        );
+        refused(
+            store.github_claim_delivery("", "ping", t0()).await,
+            &["delivery id", "empty"],
+        );
+        refused(
+            store.github_claim_delivery(&"d".repeat(1025), "ping", t0()).await,
+            &["delivery id", "1025 bytes", "1024"],
+        );
+        assert!(store
+            .github_claim_delivery(&"d".repeat(1024), "ping", t0())
+            .await
+            .unwrap());
+
+        let base = || gh_deployment("d-1", "req-gh-1", t0());
+        let mut cases: Vec<(GithubDeployment, Vec<&str>)> = Vec::new();
+        let mut d = base();
+        d.environment = "production\u{0}".into();
+        cases.push((d, vec!["environment", "NUL"]));
+        let mut d = base();
+        d.git_ref = "refs/heads/\u{0}main".into();
+        cases.push((d, vec!["ref", "NUL"]));
+        let mut d = base();
+        d.actor = "\u{0}".into();
+        cases.push((d, vec!["actor", "NUL"]));
+        let mut d = base();
+        d.request_id = "req\u{0}".into();
+        cases.push((d, vec!["request id", "NUL"]));
+        let mut d = base();
+        d.delivery_id = "d\u{0}1".into();
+        cases.push((d, vec!["delivery id", "NUL"]));
+        let mut d = base();
+        d.environment = "e".repeat(4096);
+        cases.push((d, vec!["environment", "4096 bytes"]));
+        let mut d = base();
+        d.owner = String::new();
+        cases.push((d, vec!["owner", "empty"]));
+        let mut d = base();
+        d.pull_requests = (0..1001).collect();
+        cases.push((d, vec!["1001 pull requests"]));
+        let mut d = base();
+        d.comment = Some("c".repeat(65_537));
+        cases.push((d, vec!["comment", "65537 bytes"]));
+        for (deployment, words) in cases {
+            refused(store.github_track_deployment(&deployment).await, &words);
+        }
+        // Nothing of them was written, not even the delivery.
+        assert!(store.github_deployment("req-gh-1").await.unwrap().is_none());
+        assert!(store.github_waiting(100).await.unwrap().is_empty());
+        assert!(store.github_claim_delivery("d-1", "ping", t0()).await.unwrap());
+
+        let mut cases: Vec<(NewGithubCall, Vec<&str>)> = Vec::new();
+        let mut c = gh_call("k\u{0}", None, t0());
+        cases.push((c.clone(), vec!["key", "NUL"]));
+        c = gh_call("k", None, t0());
+        c.path = "/repos/\u{0}".into();
+        cases.push((c, vec!["path", "NUL"]));
+        c = gh_call("k", None, t0());
+        c.method = "PO\u{0}ST".into();
+        cases.push((c, vec!["method", "NUL"]));
+        c = gh_call("k", Some("req\u{0}"), t0());
+        cases.push((c, vec!["request id", "NUL"]));
+        c = gh_call(&"k".repeat(2000), None, t0());
+        cases.push((c, vec!["key", "2000 bytes"]));
+        c = gh_call("k", None, t0());
+        c.body = serde_json::json!({ "body": "x".repeat(600_000) });
+        cases.push((c, vec!["body", "bytes long"]));
+        for (call, words) in cases {
+            // Alone, or beside a good call: the batch is refused whole.
+            refused(store.github_enqueue(std::slice::from_ref(&call)).await, &words);
+            refused(store.github_enqueue(&[gh_call("good", None, t0()), call]).await, &words);
+        }
+        let hour = t0() + TimeDelta::hours(1);
+        assert!(store.github_lease_calls(hour, "a", hour, 100).await.unwrap().is_empty());
+
+        // Keepable odd text round-trips exactly, on both stores.
+        let mut odd = gh_deployment("d-odd", "req-gh-odd", t0());
+        odd.environment = "prod\u{202e}noitcudorp\u{200b}\u{feff}\u{1}\u{7f}".into();
+        odd.git_ref = "refs/heads/ma\u{0301}in\t\n".into();
+        odd.actor = "oсtocat".into(); // Cyrillic с
+        odd.comment = Some("rejected: \u{1b}[31m @team".into());
+        assert!(store.github_track_deployment(&odd).await.unwrap());
+        assert_eq!(store.github_deployment("req-gh-odd").await.unwrap(), Some(odd));
+        // A look-alike owner is another deployment's, never the catalog's own.
+        let mut lookalike = gh_deployment("d-look", "req-gh-look", t0());
+        lookalike.owner = "еxample".into(); // Cyrillic е
+        assert!(store.github_track_deployment(&lookalike).await.unwrap());
+        let looked = store.github_deployment("req-gh-look").await.unwrap().unwrap();
+        assert_eq!(looked.owner, "еxample");
+        assert_ne!(looked.resource(), "github:example/app/production");
+        let mut call = gh_call("odd", Some("req-gh-odd"), t0());
+        call.body = serde_json::json!({ "body": "a\u{0}b \u{202e} \u{200b}", "n\u{0}": [1, "\u{1f}"] });
+        store.github_enqueue(std::slice::from_ref(&call)).await.unwrap();
+        assert_eq!(store.github_calls("req-gh-odd").await.unwrap()[0].call, call);
+
+        // An error GitHub or the network gave is kept whatever it holds: a NUL as U+FFFD, cut
+        // to 2,048 bytes.
+        let leased = store.github_lease_calls(t0(), "a", hour, 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        let error = format!("bad\u{0}gateway {}", "x".repeat(10_000));
+        store.github_call_retry(leased[0].id, t0(), &error).await.unwrap();
+        let kept = store.github_calls("req-gh-odd").await.unwrap()[0]
+            .last_error
+            .clone()
+            .unwrap();
+        assert!(kept.starts_with("bad\u{fffd}gateway xxx"), "{kept:.40}");
+        assert_eq!(kept.len(), 2048);
+
+        // Events: refused alike, nothing written.
+        let mut event = gh_event(EventKind::GithubDeploymentReported, "req-gh-odd", "ok");
+        event.subject = "ci:\u{0}".into();
+        let leased = store.github_lease_calls(t0(), "a", hour, 10).await.unwrap();
+        refused(
+            store.github_call_done(leased[0].id, t0(), Some(&event)).await,
+            &["subject", "NUL"],
+        );
+        assert_eq!(store.github_calls("req-gh-odd").await.unwrap()[0].done_at, None);
+        assert!(store.verify_audit().await.unwrap().ok);
+    }
 }
 
 /// Every case of the suite, handed to `$then!($args; case, ...)`: one list for both backends.
@@ -3028,6 +3691,13 @@ macro_rules! all_cases {
             scim_tokens_keep_their_kind,
             scim_concurrent_writes_are_serialized,
             scim_deletions_commit_with_their_transitions,
+            github_deliveries_are_claimed_once,
+            github_deployments_are_tracked_once,
+            github_answers_are_given_once_with_their_calls_and_event,
+            github_answers_are_atomic,
+            github_calls_are_queued_once_per_key,
+            github_calls_are_leased_to_one_worker_at_a_time,
+            github_nul_and_oversize_are_refused_alike,
         );
     };
 }
