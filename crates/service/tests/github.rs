@@ -42,12 +42,10 @@ groups = ["admins"]
 [[principal]]
 name = "alice"
 groups = ["dev"]
-github_user = "alice-gh"
 
 [[principal]]
 name = "bob"
 groups = ["sre"]
-github_user = "Bob-GH"
 
 [[principal]]
 name = "carol"
@@ -58,6 +56,9 @@ groups = ["sre"]
 name = "ci:example/seed"
 groups = ["ci"]
 "#;
+
+/// GitHub logins of directory.toml's people (`github_user`, compared ignoring ASCII case).
+const GITHUB_USERS: [(&str, &str); 2] = [("alice", "alice-gh"), ("bob", "Bob-GH")];
 
 const WORKFLOWS: &str = r#"
 [[workflow]]
@@ -165,15 +166,34 @@ async fn bed() -> Bed {
     bed_on(store, dir, 1).await
 }
 
-fn policy() -> jitgate_policy::Policy {
+/// A bed whose directory.toml links alice and bob to GitHub logins.
+async fn linked_bed() -> Bed {
+    let bed = bed().await;
+    bed.app.replace_policy(policy_with(true));
+    bed
+}
+
+/// The policy, with `github_user` given to directory.toml's people when `linked`.
+fn policy_with(linked: bool) -> jitgate_policy::Policy {
+    let mut directory = DIRECTORY.to_string();
+    if linked {
+        for (principal, login) in GITHUB_USERS {
+            let entry = format!("name = \"{principal}\"\n");
+            directory = directory.replace(&entry, &format!("{entry}github_user = \"{login}\"\n"));
+        }
+    }
     jitgate_policy::Policy::from_texts_with_catalog(
-        DIRECTORY,
+        &directory,
         WORKFLOWS,
         None,
         &[("github.cedar".to_string(), CEDAR.to_string())],
         &[("resources.toml".to_string(), RESOURCES.to_string())],
     )
     .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn policy() -> jitgate_policy::Policy {
+    policy_with(false)
 }
 
 /// A replica on `store`, named by `port` (each holds its own leases).
@@ -641,7 +661,7 @@ async fn an_approval_that_ends_before_github_is_told_rejects() {
 
 #[tokio::test]
 async fn a_mapped_reviewer_approves_with_a_comment() {
-    let bed = bed().await;
+    let bed = linked_bed().await;
     let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
     // `github_user` compares ignoring ASCII case.
     let outcome = bed
@@ -678,7 +698,7 @@ async fn a_mapped_reviewer_approves_with_a_comment() {
 
 #[tokio::test]
 async fn commands_act_only_with_the_commenters_rights() {
-    let bed = bed().await;
+    let bed = linked_bed().await;
     let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
 
     // Mapped, but no reviewer: the reply says why.
@@ -761,7 +781,7 @@ async fn commands_act_only_with_the_commenters_rights() {
 
 #[tokio::test]
 async fn comment_deliveries_are_carried_out_once_and_bots_are_ignored() {
-    let bed = bed().await;
+    let bed = linked_bed().await;
     let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
     let delivery = new_delivery_id();
     let payload = comment_payload(
