@@ -1201,3 +1201,99 @@ async fn a_scim_user_is_linked_by_the_configured_attribute_with_their_groups() {
     let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
     assert_eq!(request.approvals[0].reviewer, "dana");
 }
+
+#[path = "support/postgres.rs"]
+mod pg;
+
+/// On PostgreSQL, two replicas at once: the same delivery handled by both files one request;
+/// NUL bytes from GitHub reach the store as nothing it refuses; sweeps and calls running on
+/// both answer each deployment once and make each call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_answer_each_deployment_once() {
+    let server = pg::Postgres::start();
+    server.create_database("github");
+    let url = server.url("github");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let store_one: Arc<dyn Store> = Arc::new(jitgate_store::PostgresStore::open(&url).await.unwrap());
+    let store_two: Arc<dyn Store> = Arc::new(jitgate_store::PostgresStore::open(&url).await.unwrap());
+    let one = bed_on(store_one, dir.clone(), 1).await;
+    let two = bed_on(store_two, dir.clone(), 2).await;
+
+    // One delivery reaching both replicas at once (GitHub's redelivery racing the first).
+    let delivery = new_delivery_id();
+    let payload = deployment_payload("example/app", "staging", "main", &[]);
+    let (a, b) = tokio::join!(
+        one.deliver_as("deployment_protection_rule", &delivery, &payload),
+        two.deliver_as("deployment_protection_rule", &delivery, &payload)
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == WebhookOutcome::Duplicate).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let mut ids: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            WebhookOutcome::Filed { request_id, .. } => Some(request_id.clone()),
+            _ => None,
+        })
+        .collect();
+    for i in 0..4u64 {
+        let mut payload = deployment_payload("example/app", "production", "main", &[]);
+        payload["deployment"]["sha"] = json!(format!("{i:040x}"));
+        let WebhookOutcome::Filed { request_id, .. } =
+            two.deliver("deployment_protection_rule", &payload).await.unwrap()
+        else {
+            panic!()
+        };
+        let caller = caller_for::<op::ApproveRequest>(two.identity("carol")).unwrap();
+        two.app.approve(&caller, &request_id, None).await.unwrap();
+        ids.push(request_id);
+    }
+    // NUL bytes in what GitHub sends: rejected at once, stored escaped.
+    let outcome = one
+        .deliver(
+            "deployment_protection_rule",
+            &deployment_payload("example/app", "prod\0", "ma\0in", &[]),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Rejected { request_id, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    let tracked = one.app.store.github_deployment(&request_id).await.unwrap().unwrap();
+    assert!(!tracked.environment.contains('\0') && !tracked.git_ref.contains('\0'));
+    ids.push(request_id);
+    let outcome = one.comment("bob-gh", "/jitgate approve req_1 \0").await;
+    assert!(
+        matches!(outcome, WebhookOutcome::Command { done: false, .. }),
+        "{outcome:?}"
+    );
+
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(worker::sweep(&one.app), worker::sweep(&two.app));
+        a.unwrap();
+        b.unwrap();
+    }
+    for id in &ids {
+        assert_eq!(
+            one.events(id, EventKind::GithubDeploymentAnswered).await.len(),
+            1,
+            "{id}"
+        );
+        assert!(one.answered(id).await.is_some(), "{id}");
+    }
+    let (a, b) = tokio::join!(worker::make_calls(&one.app), worker::make_calls(&two.app));
+    a.unwrap();
+    b.unwrap();
+    let made = one.api.made(CallPurpose::Callback).len() + two.api.made(CallPurpose::Callback).len();
+    assert_eq!(made, ids.len());
+    for id in &ids {
+        assert_eq!(
+            one.events(id, EventKind::GithubDeploymentReported).await.len(),
+            1,
+            "{id}"
+        );
+    }
+}
