@@ -97,7 +97,6 @@ impl App {
         let label = match &handled {
             Ok(outcome) => outcome.label(),
             Err(ServiceError::Unauthenticated(_)) => "unauthenticated",
-            Err(ServiceError::NotFound(_)) => "not_configured",
             Err(ServiceError::Invalid(_)) => "bad_request",
             Err(_) => "failed",
         };
