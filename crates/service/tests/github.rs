@@ -952,6 +952,16 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
             .starts_with("GitHub refused"),
         "{reported:?}"
     );
+
+    let metrics = bed.app.metrics.encode();
+    for sample in [
+        r#"jitgate_github_calls_total{purpose="callback",result="retry"} 1"#,
+        r#"jitgate_github_calls_total{purpose="callback",result="ok"} 1"#,
+        r#"jitgate_github_calls_total{purpose="callback",result="refused"} 1"#,
+        r#"jitgate_github_webhooks_total{outcome="filed"} 2"#,
+    ] {
+        assert!(metrics.contains(sample), "{sample} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
