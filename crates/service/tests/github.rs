@@ -1307,3 +1307,44 @@ async fn two_replicas_on_postgres_answer_each_deployment_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_commenter_exhausting_the_write_rate_does_not_stop_another() {
+    let bed = linked_bed().await;
+    bed.app.caller_limits().configure(
+        toml::from_str::<jitgate_service::limits::LimitsConfig>("writes_per_minute = 1\nwrites_burst = 2").unwrap(),
+    );
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
+    for _ in 0..2 {
+        let outcome = bed.comment("mallory", &format!("/jitgate approve {request_id}")).await;
+        assert!(
+            matches!(outcome, WebhookOutcome::Command { done: false, .. }),
+            "{outcome:?}"
+        );
+    }
+    // The same login in another case is the same commenter.
+    let refused = bed
+        .deliver(
+            "issue_comment",
+            &comment_payload(
+                "example/app",
+                "MALLORY",
+                "User",
+                &format!("/jitgate approve {request_id}"),
+            ),
+        )
+        .await;
+    assert!(matches!(refused, Err(ServiceError::RetryLater { .. })), "{refused:?}");
+    let replies = bed
+        .calls(&request_id)
+        .await
+        .into_iter()
+        .filter(|c| c.call.key.starts_with("reply:"))
+        .count();
+    assert_eq!(replies, 2, "no reply beyond the rate");
+    let outcome = bed.comment("bob-gh", &format!("/jitgate approve {request_id}")).await;
+    assert!(
+        matches!(outcome, WebhookOutcome::Command { done: true, .. }),
+        "{outcome:?}"
+    );
+}

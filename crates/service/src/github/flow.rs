@@ -401,6 +401,23 @@ impl App {
             .and_then(webhook::Repository::owner_and_name)
             .ok_or_else(|| ServiceError::Invalid("repository.full_name is missing".into()))?;
         let login = user.login.clone().unwrap_or_default();
+        // Every command costs a reply on GitHub, on the installation's shared rate limit:
+        // one commenter (linked or not) gets the writes per minute any principal gets, under
+        // a name no principal has. Not claimed: GitHub's redelivery may carry it out later.
+        let commenter = format!("github-user:{}", login.to_ascii_lowercase());
+        if let Err(after) = self.caller_limits().take_write(&commenter, std::time::Instant::now()) {
+            self.metrics.count_limit(crate::Limit::Rate.as_str());
+            return Err(ServiceError::RetryLater {
+                limit: crate::Limit::Rate,
+                message: format!(
+                    "{} is sending /jitgate commands faster than this server's [limits] writes_per_minute allows; \
+                     try again in {} s",
+                    webhook::stored_form(&login),
+                    crate::error::retry_after_seconds(after)
+                ),
+                after,
+            });
+        }
         if !self
             .store
             .github_claim_delivery(delivery_id, "issue_comment", now())
