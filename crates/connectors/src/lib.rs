@@ -5,7 +5,8 @@
 //! - [`providers`]: make grants real in target systems (webhook, exec, PostgreSQL roles);
 //! - [`notify`]: tell people (Slack, signed webhook);
 //! - [`audit_sinks`]: ship the audit log (file, stdout, HTTP);
-//! - [`fetch`]: read OpenID Connect documents for the service's authentication.
+//! - [`fetch`]: read OpenID Connect documents for the service's authentication;
+//! - [`github`]: GitHub's REST API as the jitgate App (issue #26).
 //!
 //! docs/architecture.md says what adding a kind touches.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod entry;
 pub mod fetch;
+pub mod github;
 pub mod notify;
 pub mod providers;
 pub mod registry;

@@ -12,6 +12,10 @@
 //! the literals the policies hold (their strings, ticket-like words, numbers as hours,
 //! weekdays and durations, the users they name), asked of both versions, within a fixed bound.
 
+mod markdown;
+
+pub use markdown::{escape as markdown_escape, MARKDOWN_MARKER, MARKDOWN_MAX_CHARS};
+
 use crate::cedar::{Ability, AuthoredPolicy};
 use crate::workflow::AGENTS_GROUP;
 use crate::{Explanation, Policy, Situation, Verdict};
@@ -861,6 +865,130 @@ pub fn catalog_edits(old: &Policy, new: &Policy) -> Vec<CatalogEdit> {
         .collect()
 }
 
+/// Which account of another system acts as a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    /// `github_user`: `/jitgate approve` comments by that GitHub login.
+    GithubUser,
+    /// `slack_user`: Approve and Deny buttons pressed by that Slack user.
+    SlackUser,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::GithubUser => "github_user",
+            Link::SlackUser => "slack_user",
+        }
+    }
+
+    /// Where the linked account decides from.
+    fn place(self) -> &'static str {
+        match self {
+            Link::GithubUser => "GitHub",
+            Link::SlackUser => "Slack",
+        }
+    }
+}
+
+/// A principal's linked account added, removed or replaced: whoever holds the new account
+/// may now approve and deny as that principal, so a reviewer must see it even though no
+/// verdict changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkChange {
+    pub principal: String,
+    pub link: Link,
+    /// `Gained` (linked), `Lost` (unlinked, or the principal is gone) or `Changed`.
+    pub kind: ChangeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The principal's groups in the new version (the old for one gone): what the account
+    /// may decide.
+    pub groups: Vec<String>,
+    /// The change in words.
+    pub summary: String,
+}
+
+impl LinkChange {
+    fn describe(&self) -> String {
+        let (who, place) = (&self.principal, self.link.place());
+        let account = |a: &str| format!("{place} user {}", jitgate_core::text::escape_for_display(a));
+        match (&self.before, &self.after) {
+            (Some(b), Some(a)) => format!(
+                "{} now acts as {who} from {place}, instead of {}",
+                account(a),
+                account(b)
+            ),
+            (None, Some(a)) => format!("{} now acts as {who} from {place}", account(a)),
+            (Some(b), None) => format!("{} no longer acts as {who} from {place}", account(b)),
+            (None, None) => format!("{who}'s {} is unchanged", self.link.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for LinkChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = match self.kind {
+            ChangeKind::Gained => '+',
+            ChangeKind::Lost => '-',
+            ChangeKind::Weaker | ChangeKind::Stronger | ChangeKind::Changed => '~',
+        };
+        write!(f, "{sign} {}: {}", self.principal, self.summary)?;
+        if !self.groups.is_empty() {
+            write!(f, " (groups {})", self.groups.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every principal's `github_user` and `slack_user` compared between two versions, by
+/// principal. GitHub logins are compared ignoring ASCII case, as GitHub does: `Octo-Cat` for
+/// `octo-cat` is the same account, not a change. Slack ids are compared exactly.
+pub fn link_changes(old: &Policy, new: &Policy) -> Vec<LinkChange> {
+    let names: BTreeSet<&str> = old
+        .principals()
+        .chain(new.principals())
+        .map(|e| e.identity.principal.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (b, a) = (old.rules().principal(name), new.rules().principal(name));
+        for link in [Link::GithubUser, Link::SlackUser] {
+            let account = |e: Option<&crate::DirectoryEntry>| {
+                e.and_then(|e| match link {
+                    Link::GithubUser => e.github_user.clone(),
+                    Link::SlackUser => e.slack_user.clone(),
+                })
+            };
+            let (before, after) = (account(b), account(a));
+            let kind = match (&before, &after) {
+                (None, None) => continue,
+                (Some(x), Some(y)) if link == Link::GithubUser && x.eq_ignore_ascii_case(y) => continue,
+                (Some(x), Some(y)) if x == y => continue,
+                (None, Some(_)) => ChangeKind::Gained,
+                (Some(_), None) => ChangeKind::Lost,
+                (Some(_), Some(_)) => ChangeKind::Changed,
+            };
+            let groups = a.or(b).map(|e| e.identity.groups.clone()).unwrap_or_default();
+            let mut change = LinkChange {
+                principal: name.to_string(),
+                link,
+                kind,
+                before,
+                after,
+                groups,
+                summary: String::new(),
+            };
+            change.summary = change.describe();
+            out.push(change);
+        }
+    }
+    out
+}
+
 /// Everything `policy diff` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -873,6 +1001,9 @@ pub struct Report {
     pub catalog: Vec<CatalogEdit>,
     /// Added, removed and edited policies of the `.cedar` files.
     pub cedar_policies: Vec<CedarChange>,
+    /// Principals whose GitHub login or Slack user changed: who may decide as them from a
+    /// pull-request comment or a Slack button.
+    pub links: Vec<LinkChange>,
     /// Present when Cedar policies changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<Search>,
@@ -882,7 +1013,7 @@ impl Report {
     /// No effective change: no difference found and no Cedar policy added, removed or edited
     /// (a changed policy is a change even when no probe shows its effect).
     pub fn is_unchanged(&self) -> bool {
-        self.changes.is_empty() && self.cedar_policies.is_empty()
+        self.changes.is_empty() && self.cedar_policies.is_empty() && self.links.is_empty()
     }
 }
 
@@ -912,6 +1043,12 @@ impl std::fmt::Display for Report {
         let searched: Vec<&Change> = self.changes.iter().filter(|c| c.when.is_some()).collect();
         for g in &self.groups {
             writeln!(f, "{g}")?;
+        }
+        if !self.links.is_empty() {
+            writeln!(f, "Linked accounts changed ({}):", self.links.len())?;
+            for l in &self.links {
+                writeln!(f, "{l}")?;
+            }
         }
         edits(f, "Catalog edits")?;
         if self.cedar_policies.is_empty() {
@@ -1001,12 +1138,14 @@ pub fn review(old: &Policy, new: &Policy) -> Report {
     let groups = group(&changes, old, new);
     let catalog = catalog_edits(old, new);
     let cedar_policies = cedar_changes(old.cedar_sources(), new.cedar_sources());
+    let links = link_changes(old, new);
     if cedar_policies.is_empty() {
         return Report {
             changes,
             groups,
             catalog,
             cedar_policies,
+            links,
             search: None,
         };
     }
@@ -1018,6 +1157,7 @@ pub fn review(old: &Policy, new: &Policy) -> Report {
         groups,
         catalog,
         cedar_policies,
+        links,
         search: Some(search),
     }
 }

@@ -25,8 +25,9 @@ use jitgate_core::{DomainError, DurationSecs, Identity, Request, Requirement, St
 use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
-    is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError, PostgresAccess, Rules,
-    Selector, Specificity, Workflow, AGENTS_GROUP, DIRECTORY_FILE, MCP_KIND, RESERVED_GROUPS, WORKFLOWS_FILE,
+    github_login_problem, is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError,
+    PostgresAccess, Rules, Selector, Specificity, Workflow, AGENTS_GROUP, DIRECTORY_FILE, GITHUB_LOGIN_MAX, MCP_KIND,
+    RESERVED_GROUPS, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.

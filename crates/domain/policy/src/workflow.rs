@@ -57,6 +57,43 @@ pub struct DirectoryEntry {
     /// The principal's Slack user id (`U0123ABCD`): approving from Slack acts as this
     /// principal, and notifications mention them.
     pub slack_user: Option<String>,
+    /// The principal's GitHub login (`octo-cat`): `/jitgate approve` and `/jitgate deny`
+    /// comments by that login act as this principal. GitHub logins are case-insensitive, so
+    /// it is matched ignoring ASCII case (`principal_by_github_user`).
+    pub github_user: Option<String>,
+}
+
+/// The longest GitHub login GitHub allows.
+pub const GITHUB_LOGIN_MAX: usize = 39;
+
+/// What is wrong with `login` as a GitHub login, if anything: GitHub's own shape, 1 to 39
+/// ASCII letters, digits and single hyphens, neither first nor last. Anything else (a
+/// Cyrillic look-alike letter, an invisible or control character, a NUL, a space) is no
+/// login GitHub would send, and a directory entry holding one could only be a mistake or an
+/// attempt to make one account read as another.
+pub fn github_login_problem(login: &str) -> Option<String> {
+    if login.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = login.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+        return Some(format!(
+            "holds {:?} (U+{:04X}): a GitHub login has only ASCII letters, digits and hyphens",
+            c, c as u32
+        ));
+    }
+    if login.len() > GITHUB_LOGIN_MAX {
+        return Some(format!(
+            "is {} characters long: a GitHub login has at most {GITHUB_LOGIN_MAX}",
+            login.len()
+        ));
+    }
+    if login.starts_with('-') || login.ends_with('-') {
+        return Some("begins or ends with a hyphen, which a GitHub login never does".into());
+    }
+    if login.contains("--") {
+        return Some("has two hyphens in a row, which a GitHub login never has".into());
+    }
+    None
 }
 
 /// Break-glass: who may take access at once, for how long at most.
@@ -375,6 +412,7 @@ struct PrincipalSpec {
     token_sha256: Option<String>,
     manager: Option<String>,
     slack_user: Option<String>,
+    github_user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -598,10 +636,13 @@ impl Rules {
                     token_hash,
                     manager: spec.manager.clone(),
                     slack_user: spec.slack_user.clone(),
+                    github_user: spec.github_user.clone(),
                 },
             );
         }
         let mut slack_users = BTreeMap::new();
+        // By login folded to lower case: GitHub logins are case-insensitive.
+        let mut github_users: BTreeMap<String, String> = BTreeMap::new();
         for spanned in &directory.principal {
             let spec = spanned.get_ref();
             let line = line_of(directory_text, spanned.span().start);
@@ -621,6 +662,16 @@ impl Rules {
                 } else if let Some(other) = slack_users.insert(slack.clone(), spec.name.clone()) {
                     err(format!(
                         "slack_user {slack} is given to both '{other}' and '{}'",
+                        spec.name
+                    ));
+                }
+            }
+            if let Some(login) = &spec.github_user {
+                if let Some(problem) = github_login_problem(login) {
+                    err(format!("github_user of '{}': {login:?} {problem}", spec.name));
+                } else if let Some(other) = github_users.insert(login.to_ascii_lowercase(), spec.name.clone()) {
+                    err(format!(
+                        "github_user {login} is given to both '{other}' and '{}' (GitHub logins are compared ignoring case)",
                         spec.name
                     ));
                 }
@@ -1266,6 +1317,17 @@ impl Rules {
         self.principals
             .values()
             .find(|p| p.slack_user.as_deref() == Some(slack_user))
+    }
+
+    /// The directory principal a GitHub login belongs to, ignoring ASCII case as GitHub does
+    /// (`Octo-Cat` is `octo-cat`). Only ASCII case: a login spelled with a look-alike letter
+    /// is another login, and never matches.
+    pub fn principal_by_github_user(&self, login: &str) -> Option<&DirectoryEntry> {
+        self.principals.values().find(|p| {
+            p.github_user
+                .as_deref()
+                .is_some_and(|mine| mine.eq_ignore_ascii_case(login))
+        })
     }
 
     pub fn principal(&self, name: &str) -> Option<&DirectoryEntry> {

@@ -12,7 +12,7 @@ pub type CommandResult = Result<ExitCode, ClientError>;
 pub fn print(client: &Client, value: &Value, text: impl FnOnce(&Value) -> String) {
     match client.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Output::Text => print!("{}", text(value)),
+        Output::Text | Output::Markdown => print!("{}", text(value)),
     }
 }
 
@@ -55,6 +55,10 @@ struct ConfigFile {
     /// SCIM provisioning: how provisioned users become principals (see docs/scim.md).
     #[serde(default)]
     scim: Option<jitgate_server::scim::ScimConfig>,
+    /// jitgate as a GitHub App: deployment protection rules and `/jitgate` comments (see
+    /// docs/github.md).
+    #[serde(default)]
+    github: Option<jitgate_server::github::GithubConfig>,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -112,6 +116,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         connections: file.connections,
         forward_auth: file.forward_auth,
         scim: file.scim,
+        github: file.github,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -181,7 +186,7 @@ pub fn request(
     crate::waiting::add_items(&mut body, also);
     let request = client.post("/v1/requests", &body)?;
     let request = if wait && request["status"] == "pending" {
-        if client.output == Output::Text {
+        if client.output != Output::Json {
             eprintln!(
                 "request {} is waiting for approval ({})...",
                 render::s(&request["id"]),
@@ -745,7 +750,7 @@ fn print_policy_errors(errors: &[jitgate_policy::PolicyError], output: Output) {
                 .collect();
             println!("{}", json!({"ok": false, "errors": list}));
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for e in errors {
                 eprintln!("{e}");
             }
@@ -784,7 +789,7 @@ pub fn policy_test(dir: &Path, output: Output) -> CommandResult {
                 json!({"passed": results.len() - failed, "failed": failed, "cases": cases})
             );
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for r in &results {
                 match &r.failure {
                     None if r.resources == 1 => println!("ok    {}", r.name),
@@ -821,6 +826,9 @@ pub fn policy_diff(old: &Path, new: &Path, output: Output) -> CommandResult {
     match output {
         Output::Json => println!("{}", json!(report)),
         Output::Text => print!("{report}"),
+        // For a pull-request comment (docs/policy-review.md): every name escaped, bounded
+        // under GitHub's comment size.
+        Output::Markdown => print!("{}", report.markdown()),
     }
     Ok(if report.is_unchanged() {
         ExitCode::SUCCESS
@@ -882,7 +890,7 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
                     "{}",
                     json!({"ok": true, "workflows": workflows, "principals": principals})
                 ),
-                Output::Text => println!("ok: {workflows} workflows, {principals} principals"),
+                Output::Text | Output::Markdown => println!("ok: {workflows} workflows, {principals} principals"),
             }
             Ok(ExitCode::SUCCESS)
         }

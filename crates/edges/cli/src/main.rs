@@ -27,7 +27,8 @@ struct Cli {
     /// (or when there is none): for short-lived CI tokens during long waits.
     #[arg(long, global = true, env = "JITGATE_TOKEN_COMMAND")]
     token_command: Option<String>,
-    /// `text` for people, `json` for scripts.
+    /// `text` for people, `json` for scripts; `markdown` makes `policy diff` print a
+    /// pull-request comment (other commands print text).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(subcommand)]
@@ -38,6 +39,8 @@ struct Cli {
 pub enum Output {
     Text,
     Json,
+    /// `policy diff` as a GitHub pull-request comment; text for every other command.
+    Markdown,
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod forward_auth;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod github;
 pub mod input;
 pub mod openapi;
 pub mod routes;
@@ -70,6 +71,9 @@ pub struct ServerConfig {
     /// `[scim]`: how provisioned users become principals (see docs/scim.md); `None` when the
     /// file has no such section.
     pub scim: Option<jitgate_service::scim::ScimConfig>,
+    /// `[github]`: jitgate as a GitHub App (see docs/github.md); `None` when the file has no
+    /// such section (`/v1/github/webhook` then answers 404).
+    pub github: Option<github::GithubConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +123,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let slack = slack::Slack::new(&config.slack).map_err(ServeError::Notify)?;
     let audit = registry.audit(&config.audit).map_err(ServeError::Audit)?;
     let connections = config.connections.settings().map_err(ServeError::Config)?;
+    let github = github::app(config.github.as_ref(), &|name| std::env::var(name).ok()).map_err(ServeError::Config)?;
     let store = jitgate_store::open_url_with(&config.database_url, &config.store).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
     let edge = state::Edge::new(app.clone(), slack);
@@ -126,6 +131,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     app.configure_forward_auth(config.forward_auth.clone())
         .map_err(|e| ServeError::Config(e.to_string()))?;
     app.set_scim_settings(scim_settings(config.scim.as_ref(), &config.auth)?);
+    let github_worker = github.map(|(settings, client)| {
+        tracing::info!(api_url = %settings.api_url, "GitHub App configured: /v1/github/webhook takes deliveries");
+        app.configure_github(settings, Arc::new(client));
+        tokio::spawn(jitgate_service::github::run(app.clone()))
+    });
     background::policy::record_loaded(&app, &config.policy_dir).await;
     let public_url = app.notifier().public_url().to_string();
     ui::SECURE_COOKIES.store(public_url.starts_with("https://"), std::sync::atomic::Ordering::Relaxed);
@@ -180,6 +190,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     watcher.abort();
     follower.abort();
     divergence.abort();
+    if let Some(task) = github_worker {
+        task.abort();
+    }
     for task in audit_tasks {
         task.abort();
     }

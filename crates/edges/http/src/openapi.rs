@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::list_grants, crate::routes::revoke_grant, crate::routes::extend_grant, crate::routes::check, crate::routes::check_batch, crate::routes::use_grant,
         crate::routes::explain_policy, crate::routes::list_audit, crate::routes::verify_audit, crate::routes::healthz, crate::routes::readyz,
         crate::routes::metrics, crate::routes::create_token, crate::routes::list_tokens, crate::routes::revoke_token, crate::routes::rotate_keys, crate::routes::jwks, crate::routes::ssh_certificate, crate::routes::ssh_ca_public,
-        crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction,
+        crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction, crate::routes::github_webhook,
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
         crate::routes::accept_database_history, crate::routes::forward_auth, crate::routes::forward_auth_below,
         crate::scim::service_provider_config, crate::scim::resource_types, crate::scim::resource_type, crate::scim::schemas,
@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         DatabaseCredentials, CredentialsAnswer, DoneBody, CheckpointView, CheckpointList, SlackInteractionForm,
         ResourceList, ResourceView, RequestableActionView, HistoryAccepted, crate::forward_auth::ForwardAuthDenial,
         crate::scim::ScimDocument, crate::scim::ScimErrorBody,
+        crate::github::GithubWebhookPayload, crate::github::GithubWebhookAnswer,
     )),
     modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive, &OneOperationIdPerMethod),
 )]

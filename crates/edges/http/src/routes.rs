@@ -126,6 +126,12 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/v1/grants/{id}/credentials", post(database_credentials))
         .route("/v1/ssh/ca.pub", get(ssh_ca_public))
         .route("/v1/slack/interactions", post(slack_interaction))
+        .route(
+            "/v1/github/webhook",
+            post(github_webhook).layer(axum::extract::DefaultBodyLimit::max(
+                crate::github::MAX_WEBHOOK_BODY_BYTES,
+            )),
+        )
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -918,6 +924,48 @@ pub async fn slack_interaction(
         crate::slack::respond(slack, interaction.response_url, message);
     }
     Ok(StatusCode::OK)
+}
+
+/// GitHub's webhook deliveries (the jitgate GitHub App, docs/github.md): a deployment waiting
+/// on a custom deployment protection rule, a `/jitgate approve|deny` comment. Authenticated by
+/// `X-Hub-Signature-256` (HMAC-SHA256 of the body with the App's webhook secret), not a bearer
+/// token; a redelivery (`X-GitHub-Delivery` seen before) changes nothing. Slow work (calls to
+/// GitHub) is queued, so GitHub hears back within its timeout.
+#[utoipa::path(post, path = "/v1/github/webhook",
+    params(
+        ("X-GitHub-Event" = String, Header, description = "the event: deployment_protection_rule, issue_comment, ping (others are ignored)"),
+        ("X-GitHub-Delivery" = String, Header, description = "the delivery's GUID; a redelivery carries the same and changes nothing"),
+        ("X-Hub-Signature-256" = String, Header, description = "sha256= and the hex HMAC-SHA256 of the body with the App's webhook secret")),
+    request_body(content = crate::github::GithubWebhookPayload, content_type = "application/json",
+        description = "the event's payload, exactly as GitHub signed it"),
+    responses(
+        (status = 200, body = crate::github::GithubWebhookAnswer, description = "what jitgate did with the delivery: filed, rejected, command, duplicate or ignored"),
+        (status = 400, body = ErrorBody, description = "X-GitHub-Event or X-GitHub-Delivery missing, sent twice or not 1 to 100 printable ASCII characters, or a payload jitgate cannot answer (no deployment_callback_url or installation); the message names it"),
+        (status = 401, body = ErrorBody, description = "the delivery is not signed with the App's webhook secret: nothing was read or written"),
+        (status = 404, body = ErrorBody, description = "GitHub is not configured ([github] in the config file)"),
+        (status = 413, body = ErrorBody, description = "the delivery is larger than 1 MiB"),
+        (status = 429, body = ErrorBody, description = "a limit that lifts with time; GitHub's redelivery (or the worker) files it later", headers(("Retry-After" = u64, description = "seconds until trying again is worth it"))),
+        (status = 503, body = ErrorBody, description = "the database cannot answer now; redeliver the event later", headers(("Retry-After" = u64, description = "seconds until trying again is worth it")))),
+    tag = "github")]
+pub async fn github_webhook(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    crate::github::WebhookBody(body): crate::github::WebhookBody,
+) -> Result<Json<jitgate_service::github::WebhookOutcome>, ApiError> {
+    let read = crate::github::DeliveryHeaders::read(&headers)?;
+    let delivery = jitgate_service::github::WebhookDelivery {
+        event: read.event.as_deref(),
+        delivery: read.delivery.as_deref(),
+        signature: read.signature.as_deref(),
+        body: &body,
+    };
+    match app.github_webhook(&delivery).await {
+        Ok(outcome) => Ok(Json(outcome)),
+        // The service's `Invalid` here is a delivery it cannot read (a header, a payload that
+        // is not the event it says): to GitHub, a bad request (400), not a form field (422).
+        Err(jitgate_service::ServiceError::Invalid(message)) => Err(ApiError::BadRequest(message)),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The SSH user CA's public key, one OpenSSH line, for sshd's `TrustedUserCAKeys`.

@@ -754,3 +754,213 @@ fn policy_diff_reports_per_resource_set_and_catalog_only_changes() {
     let (code, out, _) = run_bin(&["policy", "diff", n, n]);
     assert_eq!((code, out.trim()), (0, "no effective change in access"));
 }
+
+/// The `run` script of the step named `name` in a GitHub Actions workflow file, as bash gets
+/// it (a `run: |` block dedented, or a one-line `run:`).
+fn step_script(workflow: &str, name: &str) -> String {
+    let lines: Vec<&str> = workflow.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start() == format!("- name: {name}"))
+        .unwrap_or_else(|| panic!("no step {name:?}"));
+    let (at, run) = lines[start + 1..]
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.trim_start()
+                .strip_prefix("run:")
+                .map(|r| (start + 1 + i, (l, r.trim())))
+        })
+        .unwrap_or_else(|| panic!("step {name:?} has no run"));
+    let (line, rest) = run;
+    if rest != "|" {
+        return format!("{rest}\n");
+    }
+    let key_indent = line.len() - line.trim_start().len();
+    let block: Vec<&str> = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > key_indent)
+        .copied()
+        .collect();
+    let indent = block
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    block
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect()
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue #26: the job of examples/github-actions/policy-diff.yml, its steps run as written
+/// (bash, git, the real binary) on a repository whose pull request relinks bob's GitHub
+/// account and adds a resource named to mention a team. The comment it would post is the
+/// Markdown report, which mentions nobody; changes to review do not fail the job; a policy
+/// that does not load does.
+#[test]
+fn the_actions_job_writes_the_semantic_diff_as_a_pull_request_comment() {
+    let job = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/github-actions/policy-diff.yml"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    let policy = origin.join("policy");
+    std::fs::create_dir_all(policy.join("tests")).unwrap();
+    for name in [
+        "directory.toml",
+        "workflows.toml",
+        "resources.toml",
+        "tests/quickstart.toml",
+    ] {
+        std::fs::copy(quickstart().join(name), policy.join(name)).unwrap();
+    }
+    let directory = std::fs::read_to_string(policy.join("directory.toml")).unwrap();
+    let linked = directory.replacen(
+        "name = \"bob\"\ngroups = [\"sre\"]\n",
+        "name = \"bob\"\ngroups = [\"sre\"]\ngithub_user = \"octo-bob\"\n",
+        1,
+    );
+    assert_ne!(linked, directory);
+    std::fs::write(policy.join("directory.toml"), &linked).unwrap();
+    git(&origin, &["init", "-q"]);
+    git(&origin, &["add", "-A"]);
+    git(&origin, &["commit", "-q", "-m", "policy"]);
+    let work = tmp.path().join("work");
+    git(tmp.path(), &["clone", "-q", origin.to_str().unwrap(), "work"]);
+    git(&work, &["checkout", "-q", "-b", "relink"]);
+    let policy = work.join("policy");
+    std::fs::write(
+        policy.join("directory.toml"),
+        linked.replace("github_user = \"octo-bob\"", "github_user = \"mallory\""),
+    )
+    .unwrap();
+    let mut resources = std::fs::read_to_string(policy.join("resources.toml")).unwrap();
+    resources.push_str("\n[[resource]]\nname = \"@acme/admins\"\nkind = \"postgres\"\n");
+    std::fs::write(policy.join("resources.toml"), resources).unwrap();
+    let mut workflows = std::fs::read_to_string(policy.join("workflows.toml")).unwrap();
+    workflows.push_str(
+        "\n[[workflow]]\nresource = \"@acme/admins\"\naction = \"read\"\nrequesters = [\"dev\"]\nauto_approve = true\n",
+    );
+    std::fs::write(policy.join("workflows.toml"), workflows).unwrap();
+    git(&work, &["commit", "-q", "-a", "-m", "relink bob"]);
+
+    let runner = tmp.path().join("runner");
+    std::fs::create_dir_all(&runner).unwrap();
+    let summary = tmp.path().join("summary.md");
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let step = |name: &str| {
+        // As the runner does: bash -e, in the checkout, with the step's environment.
+        Command::new("bash")
+            .args(["--noprofile", "--norc", "-e", "-c", &step_script(&job, name)])
+            .current_dir(&work)
+            .env("PATH", &path)
+            .env("BASE_REF", "main")
+            .env("RUNNER_TEMP", &runner)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap()
+    };
+    for name in ["Validate the policy", "Run the policy's test cases"] {
+        let out = step(name);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = step("Semantic diff against the base branch");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{log}{}", String::from_utf8_lossy(&out.stderr));
+    // The whole text report in the log; the comment in diff.md and the step summary.
+    assert!(
+        log.contains("~ bob: GitHub user mallory now acts as bob from GitHub, instead of GitHub user octo-bob"),
+        "{log}"
+    );
+    let comment = std::fs::read_to_string(work.join("diff.md")).unwrap();
+    assert!(comment.starts_with("<!-- jitgate policy diff -->\n"), "{comment}");
+    assert!(
+        comment.contains("**bob** `github_user`: `octo-bob` → `mallory`"),
+        "{comment}"
+    );
+    assert!(comment.contains("\\@acme/admins"), "{comment}");
+    assert!(
+        !comment.replace("\\@", "").contains('@'),
+        "a mention in the comment: {comment}"
+    );
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), comment);
+    // The comment step posts that file with `gh pr comment --body-file`.
+    assert!(step_script(&job, "Comment on the pull request")
+        .contains("gh pr comment \"$PR\" --repo \"$REPO\" --body-file diff.md"));
+
+    // A pull request whose policy does not load fails the job, at check and at diff.
+    std::fs::write(policy.join("workflows.toml"), "[[workflow]]\nresource = \n").unwrap();
+    git(&work, &["commit", "-q", "-a", "-m", "broken"]);
+    let out = step("Validate the policy");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("workflows.toml:"),
+        "{out:?}"
+    );
+    // (A job of its own: a fresh temporary directory, as every job on a runner has.)
+    std::fs::remove_dir_all(&runner).unwrap();
+    git(&work, &["worktree", "prune"]);
+    std::fs::create_dir_all(&runner).unwrap();
+    let out = step("Semantic diff against the base branch");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // The first pull request that adds the policy compares it with an empty one.
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    git(&fresh, &["init", "-q"]);
+    std::fs::write(fresh.join("README"), "no policy yet\n").unwrap();
+    git(&fresh, &["add", "-A"]);
+    git(&fresh, &["commit", "-q", "-m", "start"]);
+    let first = tmp.path().join("first");
+    git(tmp.path(), &["clone", "-q", fresh.to_str().unwrap(), "first"]);
+    std::fs::create_dir_all(first.join("policy")).unwrap();
+    std::fs::write(first.join("policy/directory.toml"), &linked).unwrap();
+    std::fs::copy(quickstart().join("workflows.toml"), first.join("policy/workflows.toml")).unwrap();
+    std::fs::copy(quickstart().join("resources.toml"), first.join("policy/resources.toml")).unwrap();
+    let out = Command::new("bash")
+        .args([
+            "--noprofile",
+            "--norc",
+            "-e",
+            "-c",
+            &step_script(&job, "Semantic diff against the base branch"),
+        ])
+        .current_dir(&first)
+        .env("PATH", &path)
+        .env("BASE_REF", "main")
+        .env("RUNNER_TEMP", tmp.path().join("runner-first"))
+        .env("GITHUB_STEP_SUMMARY", tmp.path().join("summary-first.md"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let comment = std::fs::read_to_string(first.join("diff.md")).unwrap();
+    assert!(
+        comment.contains("**bob** `github_user`: none → `octo-bob`"),
+        "{comment}"
+    );
+}
