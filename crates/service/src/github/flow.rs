@@ -646,10 +646,10 @@ impl App {
 
 /// directory.toml's principal whose `github_user` is `login` (ASCII case-insensitive).
 fn directory_identity_for_login(policy: &jitgate_policy::Policy, login: &str) -> Option<Identity> {
-    // `Rules::principal_by_github_user` lands with the store and policy part (gh-store);
-    // until then no directory.toml entry names a GitHub login.
-    let _ = (policy, login);
-    None
+    policy
+        .rules()
+        .principal_by_github_user(login)
+        .map(|entry| entry.identity.clone())
 }
 
 /// A string attribute of a SCIM user's document: `name.sub`, or an extension's
