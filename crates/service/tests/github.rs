@@ -250,7 +250,8 @@ fn deployment_payload(full_name: &str, environment: &str, git_ref: &str, prs: &[
         "environment": environment,
         "event": "push",
         "deployment_callback_url": format!("https://api.github.com/repos/{full_name}/actions/runs/4242/deployment_protection_rule"),
-        "deployment": { "id": 1, "sha": SHA, "ref": git_ref, "environment": environment, "task": "deploy" },
+        // Each event's deployment is a new one: no two events have the same body.
+        "deployment": { "id": DELIVERIES.fetch_add(1, Ordering::SeqCst), "sha": SHA, "ref": git_ref, "environment": environment, "task": "deploy" },
         "pull_requests": prs.iter().map(|n| json!({ "number": n })).collect::<Vec<_>>(),
         "repository": { "id": 7, "name": name, "full_name": full_name, "owner": { "login": owner, "type": "Organization" } },
         "organization": { "login": owner },
@@ -266,7 +267,7 @@ fn comment_payload(full_name: &str, login: &str, kind: &str, body: &str) -> Valu
         "action": "created",
         "issue": { "number": 7, "pull_request": { "url": "https://api.github.com/..." } },
         "comment": {
-            "id": 11,
+            "id": DELIVERIES.fetch_add(1, Ordering::SeqCst),
             "body": body,
             "html_url": format!("https://github.com/{full_name}/pull/7#issuecomment-11"),
             "user": { "login": login, "type": kind },
@@ -530,6 +531,10 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
         .await
         .unwrap();
     assert_eq!(again, WebhookOutcome::Duplicate);
+    // Nor does its signed body sent again under a fresh X-GitHub-Delivery (the headers are
+    // not signed).
+    let replayed = bed.deliver("deployment_protection_rule", &payload).await.unwrap();
+    assert_eq!(replayed, WebhookOutcome::Duplicate);
     assert_eq!(bed.app.store.github_waiting(10).await.unwrap().len(), 1);
 
     // Announced on three pull requests at most, with the command and the link.
@@ -794,6 +799,8 @@ async fn comment_deliveries_are_carried_out_once_and_bots_are_ignored() {
     assert!(matches!(first, WebhookOutcome::Command { done: true, .. }), "{first:?}");
     let again = bed.deliver_as("issue_comment", &delivery, &payload).await.unwrap();
     assert_eq!(again, WebhookOutcome::Duplicate);
+    let replayed = bed.deliver("issue_comment", &payload).await.unwrap();
+    assert_eq!(replayed, WebhookOutcome::Duplicate);
 
     for (kind, via_app) in [("Bot", Value::Null), ("User", json!({ "id": 1, "slug": "jitgate" }))] {
         let mut payload = comment_payload("example/app", "bob-gh", kind, &format!("/jitgate deny {request_id}"));

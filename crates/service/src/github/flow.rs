@@ -125,11 +125,18 @@ impl App {
                 return Err(ServiceError::Invalid(format!("{name} {problem}")));
             }
         }
-        let (Some(delivery_id), Some(event)) = (delivery.delivery, delivery.event) else {
+        let (Some(guid), Some(event)) = (delivery.delivery, delivery.event) else {
             return Err(ServiceError::Invalid(
                 "X-GitHub-Delivery and X-GitHub-Event are required".into(),
             ));
         };
+        // The signature covers the body, not the headers: whoever saw a delivery could send
+        // it again under a fresh X-GitHub-Delivery. So a delivery is remembered by its signed
+        // body (GitHub's redelivery sends the same bytes; two events never have the same
+        // ones), and X-GitHub-Delivery only names it in the log.
+        let delivery_key = webhook::delivery_key(delivery.body);
+        tracing::debug!(delivery = guid, key = %delivery_key, event, "GitHub webhook delivery");
+        let delivery_id = delivery_key.as_str();
         // Only the events jitgate acts on are read any further.
         let action = match event {
             "deployment_protection_rule" | "issue_comment" => {

@@ -49,6 +49,12 @@ pub fn verify_signature(secret: &[u8], header: Option<&str>, body: &[u8]) -> Res
     mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
 }
 
+/// What a delivery is remembered by: `sha256:` and the hex SHA-256 of its signed body.
+pub fn delivery_key(body: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
 /// What is wrong with an `X-GitHub-Delivery` / `X-GitHub-Event` value: 1 to 100 printable
 /// ASCII characters.
 pub fn header_problem(value: Option<&str>) -> Option<&'static str> {
