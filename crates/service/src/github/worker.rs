@@ -23,8 +23,10 @@ pub const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// The lease one replica holds on the sweep (renewed every tick).
 pub const SWEEP_LEASE: &str = "github:sweep";
 const SWEEP_LEASE_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
-/// Deployments looked at per sweep.
-const SWEEP_BATCH: u32 = 100;
+/// Deployments looked at per sweep, oldest first. The store gives the oldest waiting ones and
+/// no more: as many deployments waiting for reviewers at once as this would hold up the
+/// answers of newer ones, so it is far above what one jitgate sees waiting at a time.
+const SWEEP_BATCH: u32 = 1000;
 /// A deployment tracked this long ago whose request is missing was left unfiled by a crash
 /// (the webhook files within this, or failed and GitHub was told to retry).
 const REFILE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
