@@ -484,6 +484,11 @@ impl Drop for PostgresStore {
         if let Some(watcher) = &self.watcher {
             watcher.abort();
         }
+        // Each pool's connect hook holds the nodes, and the nodes hold the pools (to move them
+        // to another host at a failover): a cycle that kept every pool, and its connections,
+        // open after the store was gone. Nothing moves them once the watcher is stopped, so
+        // the nodes let go of them here; a change feed still open keeps its own pool.
+        lock(&self.nodes.pools).clear();
     }
 }
 
