@@ -279,7 +279,9 @@ async fn make_call(app: &App, github: &Github, call: &GithubCall) -> Result<bool
             app.metrics.count_github_call(purpose, "retry");
             tracing::warn!(key = %call.call.key, attempt = attempts, %error, "a call to GitHub failed; will retry");
             let next = now() + jitgate_core::outbox::retry_delay(attempts);
-            app.store.github_call_retry(call.id, next, &error).await?;
+            app.store
+                .github_call_retry(call.id, app.notifier().holder(), next, &error)
+                .await?;
             Ok(false)
         }
         Err(Failure::Refused(error)) => {
