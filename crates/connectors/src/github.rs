@@ -92,20 +92,17 @@ pub struct GithubClient {
 /// How the last attempt to buy an installation's token failed, when it did.
 #[derive(Default)]
 struct LastMint {
-    failed: Option<(Timestamp, bool, String)>,
+    failed: Option<(Timestamp, String)>,
 }
 
 impl LastMint {
     /// The failure of an attempt made less than [`FAILED_MINT_MEMO_SECS`] ago, again.
     fn recent_failure(&self, now: Timestamp) -> Option<Failure> {
-        let (at, retry, message) = self.failed.as_ref()?;
+        let (at, message) = self.failed.as_ref()?;
         (now - *at < TimeDelta::seconds(FAILED_MINT_MEMO_SECS)).then(|| {
-            let message = format!("{message} (a moment ago, for another call)");
-            if *retry {
-                Failure::Retry(message)
-            } else {
-                Failure::Refused(message)
-            }
+            // Only a fresh attempt may refuse a call for good: a failure shared from another
+            // call's attempt is always tried again.
+            Failure::Retry(format!("{message} (a moment ago, for another call)"))
         })
     }
 }
@@ -212,11 +209,7 @@ impl GithubClient {
         let minted = self.mint(installation_id).await;
         last.failed = match &minted {
             Ok(_) => None,
-            Err(failure) => Some((
-                (self.clock)(),
-                matches!(failure, Failure::Retry(_)),
-                failure.message().to_string(),
-            )),
+            Err(failure) => Some(((self.clock)(), failure.message().to_string())),
         };
         minted
     }
@@ -316,6 +309,12 @@ impl GithubClient {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        if status.is_success() {
+                            // GitHub has acted: its answer is not needed, and making the call
+                            // again would act twice (a second comment).
+                            tracing::warn!(%method, %url, %status, "GitHub's answer is larger than expected; taken as done");
+                            return Ok(None);
+                        }
                         return Err(unanswered(Failure::Retry(format!(
                             "{method} {url}: the answer is larger than {MAX_ANSWER_BYTES} bytes; is github.api_url GitHub's API?"
                         ))));
@@ -323,6 +322,10 @@ impl GithubClient {
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
+                Err(e) if status.is_success() => {
+                    tracing::warn!(%method, %url, %status, error = %without_url(&e), "GitHub's answer broke off after it succeeded; taken as done");
+                    return Ok(None);
+                }
                 Err(e) => {
                     return Err(unanswered(Failure::Retry(format!(
                         "{method} {url}: the answer stopped: {}",
@@ -335,11 +338,12 @@ impl GithubClient {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(None);
             }
-            return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                unanswered(Failure::Retry(format!(
-                    "{method} {url}: answered {status} with a body that is not JSON: {e}"
-                )))
-            });
+            // A success is a success even when its body is not JSON: making the call again
+            // would act twice.
+            return Ok(serde_json::from_slice(&bytes).map(Some).unwrap_or_else(|e| {
+                tracing::warn!(%method, %url, %status, error = %e, "GitHub answered a success with a body that is not JSON; taken as done");
+                None
+            }));
         }
         Err((
             Some(status),
@@ -423,12 +427,15 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, what: &str, body: &[u8]
         })
         .unwrap_or_default();
     let message = format!("{what} answered {}{github_says}", status.as_u16());
+    // GitHub's secondary rate limits may come as a 403 (or 429) with neither header, only
+    // the message ("You have exceeded a secondary rate limit"): a wait, not a refusal.
     let rate_limited = status == StatusCode::FORBIDDEN
         && (headers
             .get("x-ratelimit-remaining")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() == "0")
-            || headers.contains_key("retry-after"));
+            || headers.contains_key("retry-after")
+            || github_says.to_ascii_lowercase().contains("rate limit"));
     if status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -460,9 +467,13 @@ impl GithubApi for GithubClient {
                 // Revoked or expired before its time: once more with a new token.
                 self.drop_token(call.installation_id, &token);
                 let token = self.token(call.installation_id).await?;
-                self.send(method, &url, &token.token, body)
-                    .await
-                    .map_err(|(_, failure)| failure)
+                match self.send(method, &url, &token.token, body).await {
+                    // GitHub may not take a token for a few seconds after selling it.
+                    Err((Some(StatusCode::UNAUTHORIZED), failure)) => {
+                        Err(Failure::Retry(failure.message().to_string()))
+                    }
+                    answer => answer.map_err(|(_, failure)| failure),
+                }
             }
             answer => answer.map_err(|(_, failure)| failure),
         }
@@ -637,6 +648,12 @@ mod tests {
             assert!(!retry(status, &[]), "{status}");
         }
         assert!(!retry(403, &[("x-ratelimit-remaining", "4999")]));
+        // A secondary rate limit may carry neither header, only GitHub's message.
+        let secondary = br#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &HeaderMap::new(), "POST x", secondary),
+            Failure::Retry(_)
+        ));
         let body = br#"{"message":"Resource not accessible by integration\u0000\n","documentation_url":"x"}"#;
         let failure = classify(
             StatusCode::FORBIDDEN,
@@ -800,6 +817,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_success_whose_body_is_not_json_is_done_not_made_again() {
+        let expires = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
+        // GitHub has acted once it answers 2xx: making the call again would comment twice.
+        let stub = stub(vec![
+            minted("ghs_one", &expires),
+            (201, "", "{\"id\": 1, broken".to_string()),
+        ])
+        .await;
+        let github = client(&stub.url);
+        assert_eq!(github.call(&callback(9)).await.unwrap(), None);
+        assert_eq!(stub.seen.lock().len(), 2);
+    }
+
+    #[tokio::test]
     async fn a_401_drops_the_token_and_the_call_is_made_once_more_with_a_new_one() {
         let expires = (Utc::now() + TimeDelta::hours(1)).to_rfc3339();
         let stub = stub(vec![
@@ -807,7 +838,8 @@ mod tests {
             (401, "", json!({"message": "Bad credentials"}).to_string()),
             minted("ghs_fresh", &expires),
             (204, "", String::new()),
-            // A second 401 after a fresh token is GitHub's answer, not a stale token.
+            // A second 401 on a token just sold: GitHub may not take a new token for a few
+            // seconds, so the call is kept and tried again later (not dropped as refused).
             (401, "", json!({"message": "Bad credentials"}).to_string()),
             minted("ghs_third", &expires),
             (401, "", json!({"message": "Bad credentials"}).to_string()),
@@ -816,7 +848,7 @@ mod tests {
         let github = client(&stub.url);
         assert_eq!(github.call(&callback(9)).await.unwrap(), None);
         match github.call(&callback(9)).await {
-            Err(Failure::Refused(why)) => assert!(why.contains("401") && why.contains("Bad credentials"), "{why}"),
+            Err(Failure::Retry(why)) => assert!(why.contains("401") && why.contains("Bad credentials"), "{why}"),
             other => panic!("{other:?}"),
         }
         let seen = stub.seen.lock().clone();

@@ -361,6 +361,24 @@ impl App {
 
     /// File a request for `who`.
     pub async fn file(&self, who: &Identity, body: &NewRequest) -> Result<Request, ServiceError> {
+        self.file_with_id(who, body, new_id("req")).await
+    }
+
+    /// A fresh request id, as `file` gives one: for callers that must know the id before
+    /// filing (a GitHub deployment is tracked under it first, so that filing again after a
+    /// crash files the same request).
+    pub fn new_request_id() -> String {
+        new_id("req")
+    }
+
+    /// `file`, with the request's id chosen by the caller. Filing an id that already exists
+    /// fails (the store refuses the second insert): the caller reads the request instead.
+    pub async fn file_with_id(
+        &self,
+        who: &Identity,
+        body: &NewRequest,
+        request_id: String,
+    ) -> Result<Request, ServiceError> {
         if let Err(after) = self.caller_limits.take(&who.principal, std::time::Instant::now()) {
             return Err(ServiceError::RetryLater {
                 limit: Limit::Rate,
@@ -377,7 +395,7 @@ impl App {
             return Err(ServiceError::Unauthenticated(told));
         }
         let ids = NewIds {
-            request_id: new_id("req"),
+            request_id,
             grant_id: new_id("grt"),
         };
         let at = now();

@@ -23,8 +23,21 @@ pub struct SinkLabel {
     pub outcome: String,
 }
 
+/// A call jitgate made to GitHub's REST API: why (callback, comment) and how it went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GithubCallLabel {
+    pub purpose: String,
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// GitHub webhook deliveries by outcome (`jitgate_github_webhooks_total`): filed,
+    /// rejected, command, duplicate, ignored, unauthenticated, bad_request, failed.
+    pub github_webhooks: Family<OutcomeLabel, Counter>,
+    /// Calls to GitHub by purpose (callback, comment) and result (ok, retry, refused)
+    /// (`jitgate_github_calls_total`).
+    pub github_calls: Family<GithubCallLabel, Counter>,
     /// Events shipped to live audit sinks, by sink and outcome (sent, failed: retried).
     pub audit_sink_events: Family<SinkLabel, Counter>,
     /// Audit sinks that found the log rewound or forked under them (an event they shipped is
@@ -160,6 +173,18 @@ impl Metrics {
         registry.register("notifications", "Notifications by outcome", notifications.clone());
         let slack_actions = Family::<OutcomeLabel, Counter>::default();
         registry.register("slack_actions", "Slack actions by outcome", slack_actions.clone());
+        let github_webhooks = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "github_webhooks",
+            "GitHub webhook deliveries by outcome",
+            github_webhooks.clone(),
+        );
+        let github_calls = Family::<GithubCallLabel, Counter>::default();
+        registry.register(
+            "github_calls",
+            "Calls to GitHub's REST API by purpose and result",
+            github_calls.clone(),
+        );
         let audit_sink_events = Family::<SinkLabel, Counter>::default();
         registry.register(
             "audit_sink_events",
@@ -246,7 +271,26 @@ impl Metrics {
             waiting,
             notifications,
             slack_actions,
+            github_webhooks,
+            github_calls,
         }
+    }
+
+    pub fn count_github_webhook(&self, outcome: &str) {
+        self.github_webhooks
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn count_github_call(&self, purpose: &str, result: &str) {
+        self.github_calls
+            .get_or_create(&GithubCallLabel {
+                purpose: purpose.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn count_outbox_failure(&self, operation: &str) {

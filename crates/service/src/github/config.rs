@@ -49,8 +49,8 @@ fn default_true() -> bool {
 #[error("github config: {0}")]
 pub struct GithubConfigError(pub String);
 
-/// `[github]`, checked: what the service needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[github]`, checked: what the service needs. (`Debug` hides the secret.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct GithubSettings {
     /// The webhook secret's bytes.
     pub webhook_secret: Vec<u8>,
@@ -70,6 +70,19 @@ pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 
 /// The longest GitHub login or organisation name.
 pub const MAX_GITHUB_LOGIN: usize = 39;
+
+impl std::fmt::Debug for GithubSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubSettings")
+            .field("webhook_secret", &"<hidden>")
+            .field("api_url", &self.api_url)
+            .field("requester_groups", &self.requester_groups)
+            .field("allowed_owners", &self.allowed_owners)
+            .field("announce", &self.announce)
+            .field("scim_login_attribute", &self.scim_login_attribute)
+            .finish()
+    }
+}
 
 impl GithubConfig {
     /// The settings, reading the secret from the environment through `env`.

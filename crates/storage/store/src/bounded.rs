@@ -337,8 +337,9 @@ impl<S: Store> Store for Bounded<S> {
         self.write(self.inner.github_call_done(id, at, event)).await
     }
 
-    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()> {
-        self.write(self.inner.github_call_retry(id, next_due, error)).await
+    async fn github_call_retry(&self, id: i64, holder: &str, next_due: Timestamp, error: &str) -> Result<()> {
+        self.write(self.inner.github_call_retry(id, holder, next_due, error))
+            .await
     }
 
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {

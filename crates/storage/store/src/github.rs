@@ -418,6 +418,28 @@ where
         Ok(updated.rows_affected() == 1)
     }
 
+    /// A failed attempt by `holder`: due again at `next_due` with `error`, the lease given up;
+    /// nothing when the call is done or now leased to someone else.
+    pub(crate) async fn github_retry(
+        conn: &mut DB::Connection,
+        id: i64,
+        holder: &str,
+        next_due: Timestamp,
+        error: &str,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE github_calls SET attempts = attempts + 1, leased_until = NULL, leased_by = NULL, \
+             due_at = $1, last_error = $2 WHERE id = $3 AND done_at IS NULL AND leased_by = $4",
+        )
+        .bind(ms(next_due))
+        .bind(error.to_string())
+        .bind(id)
+        .bind(holder)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     pub(crate) async fn github_calls(reader: &Pool<DB>, request_id: &str) -> Result<Vec<GithubCall>> {
         let sql = format!("SELECT {CALL_COLUMNS} FROM github_calls WHERE request_id = $1 ORDER BY id");
         let rows = sqlx::query(&sql).bind(request_id).fetch_all(reader).await?;

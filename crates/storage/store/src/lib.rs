@@ -418,8 +418,11 @@ pub trait Store: Send + Sync + 'static {
     /// transaction.
     async fn github_call_done(&self, id: i64, at: Timestamp, event: Option<&NewEvent>) -> Result<()>;
 
-    /// Record a failed attempt and when to try again (the lease is given up).
-    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()>;
+    /// Record `holder`'s failed attempt and when to try again (the lease is given up). Nothing
+    /// happens when the call is now leased to another holder (`holder`'s lease ran out while
+    /// it waited for GitHub): the other's lease stands, so the call is not made a third time
+    /// while the second attempt is under way.
+    async fn github_call_retry(&self, id: i64, holder: &str, next_due: Timestamp, error: &str) -> Result<()>;
 
     /// Every call queued for a request (done or not), oldest first.
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>>;

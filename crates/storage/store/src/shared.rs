@@ -837,10 +837,10 @@ where
         self.commit(tx).await
     }
 
-    async fn github_call_retry(&self, id: i64, next_due: Timestamp, error: &str) -> Result<()> {
+    async fn github_call_retry(&self, id: i64, holder: &str, next_due: Timestamp, error: &str) -> Result<()> {
         let error = crate::github::kept_error(error);
         let mut conn = self.writer().acquire().await?;
-        Sql::<B>::github_attempt(&mut conn, id, None, Some(next_due), Some(&error)).await?;
+        Sql::<B>::github_retry(&mut conn, id, holder, next_due, &error).await?;
         Ok(())
     }
 

@@ -3447,7 +3447,7 @@ mod conformance {
         // A failed attempt: the lease is given up, the call due again at its retry time.
         let retry_at = now + TimeDelta::seconds(5);
         store
-            .github_call_retry(first.id, retry_at, "503 from GitHub")
+            .github_call_retry(first.id, holder, retry_at, "503 from GitHub")
             .await
             .unwrap();
         assert!(store
@@ -3464,6 +3464,29 @@ mod conformance {
         assert_eq!(again[0].attempts, 1);
         assert_eq!(again[0].last_error.as_deref(), Some("503 from GitHub"));
         assert_eq!(again[0].call.due_at, retry_at);
+        // The first holder's lease ran out while it waited for GitHub, and "c" holds the call
+        // now: the first holder's late failure neither counts nor frees c's lease (else a
+        // third worker would make the call while c's attempt is under way).
+        store
+            .github_call_retry(first.id, holder, retry_at, "stale failure")
+            .await
+            .unwrap();
+        assert!(store
+            .github_lease_calls(retry_at + TimeDelta::seconds(1), "d", retry_at + lease, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let still = store
+            .github_calls("req-gh-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == first.id)
+            .unwrap();
+        assert_eq!(
+            (still.attempts, still.last_error.as_deref()),
+            (1, Some("503 from GitHub"))
+        );
         // Done with its event: never leased again, the event appended once.
         let reported = gh_event(
             EventKind::GithubDeploymentReported,
@@ -3481,7 +3504,7 @@ mod conformance {
             .await
             .unwrap();
         store
-            .github_call_retry(first.id, retry_at, "late failure")
+            .github_call_retry(first.id, "c", retry_at, "late failure")
             .await
             .unwrap();
         let done = store
@@ -3511,7 +3534,7 @@ mod conformance {
         assert_eq!(due[0].call.key, "not-yet");
         // Unknown ids: nothing happens.
         store.github_call_done(-1, hour, Some(&reported)).await.unwrap();
-        store.github_call_retry(-1, hour, "x").await.unwrap();
+        store.github_call_retry(-1, "d", hour, "x").await.unwrap();
         assert_eq!(gh_events(&*store, EventKind::GithubDeploymentReported).await.len(), 1);
         assert!(store.verify_audit().await.unwrap().ok);
     }
@@ -3628,7 +3651,7 @@ mod conformance {
         let leased = store.github_lease_calls(t0(), "a", hour, 10).await.unwrap();
         assert_eq!(leased.len(), 1);
         let error = format!("bad\u{0}gateway {}", "x".repeat(10_000));
-        store.github_call_retry(leased[0].id, t0(), &error).await.unwrap();
+        store.github_call_retry(leased[0].id, "a", t0(), &error).await.unwrap();
         let kept = store.github_calls("req-gh-odd").await.unwrap()[0]
             .last_error
             .clone()
