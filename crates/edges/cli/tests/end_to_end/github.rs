@@ -597,12 +597,8 @@ fn a_replayed_delivery_changes_nothing() {
     bed.gh.assert_all_valid();
 }
 
-/// FINDING (reported to the integrator, not fixed here: it needs a store query by run and a
-/// decision on re-runs, which keep their run id): the service dedupes by `X-GitHub-Delivery`
-/// only, so a captured body replayed under a fresh delivery id files a second request for the
-/// same run. Run it with `--ignored` once deployments are also deduped by waiting run.
+/// Found by this test and fixed in the service: a delivery is remembered by its signed body.
 #[test]
-#[ignore = "finding: a signed body replayed under a new X-GitHub-Delivery files a second request (dedupe by waiting run needed)"]
 fn a_signed_body_replayed_under_another_delivery_id_files_nothing_more() {
     // The headers are not signed: whoever saw a delivery can send its body and signature again
     // with a fresh X-GitHub-Delivery. The run is still one deployment.
