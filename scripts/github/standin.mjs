@@ -29,7 +29,9 @@
 // every installation token issued (as GitHub does when a token is revoked).
 //
 //   node standin.mjs --app-id ID --public-key FILE [--port 0] [--token-ttl 3600]
-//                    [--installation ID=OWNER ...]
+//                    [--installation ID=OWNER ...] [--base-path /api/v3]
+// (--base-path: the API is served below it, as GitHub Enterprise Server serves it below
+// /api/v3; a call outside it is a problem.)
 // prints one line, {"url": "http://127.0.0.1:PORT", ...}, once it listens.
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -42,7 +44,7 @@ const SKEW_SECONDS = 60;
 const MAX_JWT_SECONDS = 600;
 
 function parseArgs(argv) {
-  const options = { port: 0, tokenTtl: 3600, installations: new Map() };
+  const options = { port: 0, tokenTtl: 3600, installations: new Map(), basePath: "" };
   for (let i = 0; i < argv.length; i += 1) {
     const value = () => {
       i += 1;
@@ -61,6 +63,10 @@ function parseArgs(argv) {
         break;
       case "--token-ttl":
         options.tokenTtl = Number(value());
+        break;
+      case "--base-path":
+        options.basePath = value().replace(/\/+$/, "");
+        if (options.basePath && !options.basePath.startsWith("/")) throw new Error("--base-path /PATH");
         break;
       case "--installation": {
         const [id, owner] = value().split("=");
@@ -271,19 +277,19 @@ const error = (message, status) => ({
   status: String(status),
 });
 
-function control(req, res, url, raw) {
-  if (req.method === "GET" && url.pathname === "/_standin/calls") return answer(res, 200, { calls });
-  if (req.method === "GET" && url.pathname === "/_standin/health") return answer(res, 200, { ok: true });
-  if (req.method === "POST" && url.pathname === "/_standin/down") {
+function control(req, res, path, raw) {
+  if (req.method === "GET" && path === "/_standin/calls") return answer(res, 200, { calls });
+  if (req.method === "GET" && path === "/_standin/health") return answer(res, 200, { ok: true });
+  if (req.method === "POST" && path === "/_standin/down") {
     const asked = raw.length ? JSON.parse(raw) : {};
     down = { status: asked.status ?? 503 };
     return answer(res, 200, { down });
   }
-  if (req.method === "POST" && url.pathname === "/_standin/up") {
+  if (req.method === "POST" && path === "/_standin/up") {
     down = null;
     return answer(res, 200, { down });
   }
-  if (req.method === "POST" && url.pathname === "/_standin/revoke-tokens") {
+  if (req.method === "POST" && path === "/_standin/revoke-tokens") {
     const revoked = tokens.size;
     tokens.clear();
     return answer(res, 200, { revoked });
@@ -293,7 +299,10 @@ function control(req, res, url, raw) {
 
 function handle(req, res, raw) {
   const url = new URL(req.url, "http://standin");
-  if (url.pathname.startsWith("/_standin/")) return control(req, res, url, raw);
+  // Control, at the root or below the base path (the URL printed at start has it).
+  for (const prefix of [options.basePath, ""]) {
+    if (url.pathname.startsWith(`${prefix}/_standin/`)) return control(req, res, url.pathname.slice(prefix.length), raw);
+  }
 
   const problems = [];
   const record = {
@@ -326,19 +335,30 @@ function handle(req, res, raw) {
     answer(res, status, body, headers);
   };
 
+  // Below the base path (GitHub Enterprise Server's /api/v3), the operation's path.
+  let apiPath = url.pathname;
+  if (options.basePath) {
+    if (!apiPath.startsWith(`${options.basePath}/`)) {
+      problems.push(`${apiPath} is not below the API's base path ${options.basePath}`);
+      return finish(404, error("Not Found", 404));
+    }
+    apiPath = apiPath.slice(options.basePath.length);
+    record.path = apiPath;
+  }
+
   // What GitHub's description says of this method and path.
   let operation = null;
   let match = null;
   for (const candidate of operations) {
     if (candidate.method !== req.method) continue;
-    match = candidate.regex.exec(url.pathname);
+    match = candidate.regex.exec(apiPath);
     if (match) {
       operation = candidate;
       break;
     }
   }
   if (!operation) {
-    problems.push(`no operation of GitHub's REST API is ${req.method} ${url.pathname}`);
+    problems.push(`no operation of GitHub's REST API is ${req.method} ${apiPath}`);
     return finish(404, error("Not Found", 404));
   }
   record.operation_id = operation.op.operationId;
@@ -498,7 +518,7 @@ server.listen(options.port, "127.0.0.1", () => {
   const { port } = server.address();
   console.log(
     JSON.stringify({
-      url: `http://127.0.0.1:${port}`,
+      url: `http://127.0.0.1:${port}${options.basePath}`,
       openapi: versionOf("@octokit/openapi"),
       description: doc.info.version,
     }),

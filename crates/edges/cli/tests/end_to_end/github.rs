@@ -977,6 +977,23 @@ fn installation_tokens_are_cached_until_five_minutes_before_they_expire() {
 }
 
 #[test]
+fn github_enterprise_server_is_called_below_its_api_path() {
+    // GHES serves the REST API below /api/v3; a trailing slash in api_url changes nothing.
+    let gh = GitHub::start_with(&["--base-path", "/api/v3"]);
+    assert!(gh.url.ends_with("/api/v3"), "{}", gh.url);
+    let config = github_config(&gh, "").replace("/api/v3\"", "/api/v3/\"");
+    assert!(config.contains("/api/v3/\""), "{config}");
+    let s = Server::start_with_env(&example_policy(), Some(&config), &[(SECRET_ENV, SECRET)]);
+    let bed = Bed { gh, s };
+    filed(
+        &bed.deploy(json!({"environment": "staging", "run_id": 1271, "ref": "main"})),
+        "approved",
+    );
+    assert_eq!(bed.gh.answer(1271)["state"], "approved");
+    bed.gh.assert_all_valid();
+}
+
+#[test]
 fn a_deployment_is_announced_on_at_most_three_pull_requests() {
     let bed = Bed::start();
     filed(
