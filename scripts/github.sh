@@ -14,9 +14,10 @@
 #                                             @octokit/openapi-webhooks (scripts/github/payload.mjs)
 #   scripts/github.sh deliver EVENT SECRET [JSON]
 #                                             a signed delivery: {event, delivery, signature, body}
+#   scripts/github.sh selftest                the stand-in refuses what GitHub would (exit 1 if not)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cmd=${1:?install, keys, standin, sign, verify, payload or deliver}
+cmd=${1:?install, keys, standin, sign, verify, payload, deliver or selftest}
 shift
 
 DIR=${GITHUB_NODE_DIR:-$root/target/node-github}
@@ -69,5 +70,9 @@ case $cmd in
     install
     exec node "$root/scripts/github/payload.mjs" deliver "${1:?deliver EVENT SECRET [JSON]}" "${2:?deliver EVENT SECRET [JSON]}" "${3:-{\}}"
     ;;
-  *) die "unknown command $cmd: install, keys, standin, sign, verify, payload or deliver" ;;
+  selftest)
+    install
+    exec node "$root/scripts/github/selftest.mjs"
+    ;;
+  *) die "unknown command $cmd: install, keys, standin, sign, verify, payload, deliver or selftest" ;;
 esac

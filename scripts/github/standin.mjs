@@ -431,6 +431,11 @@ function handle(req, res, raw) {
     }
   } else {
     record.auth = "installation-token";
+    if (bearer.split(".").length === 3) {
+      record.auth = "app-jwt";
+      problems.push("the App JWT is sent where GitHub wants an installation token");
+      return finish(401, error("Bad credentials", 401));
+    }
     const issued = tokens.get(bearer);
     if (!issued || issued.expires <= new Date()) {
       // Not a problem of the call's shape: a token may expire or be revoked under a client,

@@ -460,6 +460,15 @@ fn the_example_policy_checks_and_passes_its_own_tests() {
 }
 
 #[test]
+fn the_stand_in_refuses_what_github_would() {
+    // Without this, "every call jitgate made was valid" could be a stand-in that accepts all:
+    // forged, expired or over-long App JWTs, a misspelt state, unknown properties, missing
+    // headers, another owner's repository, an operation jitgate should not make.
+    let out = github_sh(&["selftest"], None);
+    assert!(out.ends_with("passed, 0 failed"), "{out}");
+}
+
+#[test]
 fn githubs_signature_example_verifies() {
     // GitHub's published example, by GitHub's own library...
     let body = b"Hello, World!";
