@@ -368,7 +368,8 @@ where
         Ok(())
     }
 
-    /// Lease the calls due at `now` to `holder`, oldest first.
+    /// Lease the calls due at `now` to `holder`: callbacks first (a deployment's answer never
+    /// waits behind comments anyone can cause), then oldest first.
     pub(crate) async fn github_lease(
         writer: &Pool<DB>,
         now: Timestamp,
@@ -379,7 +380,7 @@ where
         let sql = format!(
             "UPDATE github_calls SET leased_until = $1, leased_by = $4 WHERE id IN (SELECT id FROM github_calls \
              WHERE done_at IS NULL AND due_at <= $2 AND (leased_until IS NULL OR leased_until <= $2) \
-             ORDER BY due_at, id LIMIT $3{}) RETURNING {CALL_COLUMNS}",
+             ORDER BY CASE purpose WHEN 'callback' THEN 0 ELSE 1 END, due_at, id LIMIT $3{}) RETURNING {CALL_COLUMNS}",
             B::SKIP_LOCKED
         );
         let rows = sqlx::query(&sql)

@@ -3342,6 +3342,27 @@ mod conformance {
         assert_eq!(store.github_calls("req-gh-1").await.unwrap().len(), 1);
     }
 
+    /// A deployment's answer must not wait behind comments (announcements, replies to
+    /// commands anyone may post): a due callback is leased before any due comment.
+    pub async fn github_callbacks_are_leased_before_comments(store: Arc<dyn Store>) {
+        let comments: Vec<NewGithubCall> = (0..5)
+            .map(|i| gh_call(&format!("reply:d-{i}"), None, t0() - TimeDelta::minutes(10)))
+            .collect();
+        store.github_enqueue(&comments).await.unwrap();
+        let mut callback = gh_call("callback:req-gh-cb", Some("req-gh-cb"), t0());
+        callback.purpose = CallPurpose::Callback;
+        callback.path = "/repos/example/app/actions/runs/7/deployment_protection_rule".into();
+        store.github_enqueue(std::slice::from_ref(&callback)).await.unwrap();
+        let hour = t0() + TimeDelta::hours(1);
+        let first = store.github_lease_calls(t0(), "a", hour, 1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].call.key, "callback:req-gh-cb");
+        // Then the comments, oldest first.
+        let rest = store.github_lease_calls(t0(), "a", hour, 10).await.unwrap();
+        assert_eq!(rest.len(), 5);
+        assert_eq!(rest[0].call.key, "reply:d-0");
+    }
+
     pub async fn github_calls_are_queued_once_per_key(store: Arc<dyn Store>) {
         store.github_enqueue(&[]).await.unwrap();
         let call = gh_call("reply:d-1", None, t0());
@@ -3721,6 +3742,7 @@ macro_rules! all_cases {
             github_calls_are_queued_once_per_key,
             github_calls_are_leased_to_one_worker_at_a_time,
             github_nul_and_oversize_are_refused_alike,
+            github_callbacks_are_leased_before_comments,
         );
     };
 }
