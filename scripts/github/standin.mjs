@@ -24,8 +24,9 @@
 // of the description is recorded as a problem and answered 501.
 //
 // Control (not GitHub's): GET /_standin/calls -> {"calls": [...]}; POST /_standin/down
-// ({"status": 503} by default; 403 and 429 come with x-ratelimit-remaining: 0 and retry-after)
-// makes every API call fail so until POST /_standin/up; POST /_standin/revoke-tokens forgets
+// ({"status": 503} by default; 403 and 429 come with x-ratelimit-remaining: 0 and retry-after;
+// "operation": an operationId fails only that operation; "message": the error's message) makes
+// every (such) API call fail so until POST /_standin/up; POST /_standin/revoke-tokens forgets
 // every installation token issued (as GitHub does when a token is revoked).
 //
 //   node standin.mjs --app-id ID --public-key FILE [--port 0] [--token-ttl 3600]
@@ -282,7 +283,7 @@ function control(req, res, path, raw) {
   if (req.method === "GET" && path === "/_standin/health") return answer(res, 200, { ok: true });
   if (req.method === "POST" && path === "/_standin/down") {
     const asked = raw.length ? JSON.parse(raw) : {};
-    down = { status: asked.status ?? 503 };
+    down = { status: asked.status ?? 503, operation: asked.operation ?? null, message: asked.message ?? null };
     return answer(res, 200, { down });
   }
   if (req.method === "POST" && path === "/_standin/up") {
@@ -456,13 +457,13 @@ function handle(req, res, raw) {
 
   if (problems.length > 0) return finish(422, error(`Invalid request: ${problems.join("; ")}`, 422));
 
-  if (down) {
+  if (down && (!down.operation || down.operation === operation.op.operationId)) {
     record.down = true;
     const headers =
       down.status === 403 || down.status === 429
         ? { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 1), "retry-after": "1" }
         : {};
-    const message = down.status === 403 ? "API rate limit exceeded" : "Service Unavailable";
+    const message = down.message ?? (down.status === 403 ? "API rate limit exceeded" : "Service Unavailable");
     return finish(down.status, error(message, down.status), headers);
   }
 

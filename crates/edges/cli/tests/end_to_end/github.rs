@@ -950,6 +950,49 @@ fn github_unreachable_for_a_while_loses_nothing_across_kill_9() {
 }
 
 #[test]
+fn a_callback_github_refuses_is_not_retried_for_ever() {
+    let bed = Bed::start();
+    // GitHub's answer when the run no longer waits (cancelled, or answered by another rule).
+    bed.gh.control(
+        "down",
+        json!({"status": 422, "operation": CALLBACK, "message": "No pending deployment requests to approve or reject"}),
+    );
+    let rid = filed(
+        &bed.deploy(json!({"environment": "staging", "run_id": 1211, "ref": "main"})),
+        "approved",
+    );
+    bed.gh.wait_for("the refused callback", 1, |g| g.callbacks(1211));
+    wait_until("the refusal is recorded", || {
+        bed.s
+            .event_kinds(&rid)
+            .iter()
+            .any(|k| k == "github.deployment_reported")
+    });
+    let (_, events) = bed.s.get(&format!("/v1/audit?request_id={rid}"), "demo-admin");
+    let reported = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "github.deployment_reported")
+        .unwrap()
+        .clone();
+    let comment = reported["comment"].as_str().unwrap();
+    assert!(comment.contains("GitHub refused"), "{reported}");
+    // Once: a refusal is final.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(bed.gh.callbacks(1211).len(), 1, "{:#?}", bed.gh.callbacks(1211));
+    assert_eq!(
+        counter(
+            &bed.s,
+            "jitgate_github_calls_total",
+            &[("purpose", "callback"), ("result", "refused")]
+        ),
+        1.0
+    );
+    bed.gh.assert_all_valid();
+}
+
+#[test]
 fn a_revoked_installation_token_is_replaced_once() {
     let bed = Bed::start();
     filed(
