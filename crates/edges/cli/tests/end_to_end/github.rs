@@ -343,9 +343,17 @@ impl Bed {
         Bed { gh, s }
     }
 
-    /// POST a delivery to the webhook exactly as GitHub does.
+    /// POST a delivery to the webhook exactly as GitHub does, answered within GitHub's
+    /// timeout (10 s: slow work goes through the store's queue, never in the answer).
     fn send(&self, d: &Delivery) -> (u16, Value) {
-        self.send_raw(Some(&d.event), Some(&d.delivery), Some(&d.signature), d.body.as_bytes())
+        let started = Instant::now();
+        let answer = self.send_raw(Some(&d.event), Some(&d.delivery), Some(&d.signature), d.body.as_bytes());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "GitHub gives up on a delivery after 10 s; this one took {:?}",
+            started.elapsed()
+        );
+        answer
     }
 
     fn send_raw(
