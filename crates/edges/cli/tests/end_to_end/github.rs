@@ -36,8 +36,9 @@ const CALLBACK: &str = "actions/review-custom-gates-for-run";
 const COMMENT: &str = "issues/create-comment";
 const ACCESS_TOKEN: &str = "apps/create-installation-access-token";
 
-/// Long enough for a worker tick, a retry's backoff and a slow CI machine.
-const SOON: Duration = Duration::from_secs(30);
+/// Long enough for a worker tick, a retry's backoff and a slow CI machine (two cores shared by
+/// several test servers once went 30 s without a call).
+const SOON: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
