@@ -41,6 +41,15 @@ pub async fn run(app: Arc<App>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweeping = crate::outage::Outage::default();
     let mut calling = crate::outage::Outage::default();
+    // The calls this replica's earlier self leased and never finished (it was killed) are due
+    // again now, not when their leases run out.
+    match app.store.github_release_call_leases(app.notifier().holder()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(calls = n, "took up calls to GitHub an earlier run left unfinished"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release earlier leases on calls to GitHub; they fall due when they run out")
+        }
+    }
     loop {
         interval.tick().await;
         if app.github().is_none() {

@@ -367,6 +367,11 @@ impl Store for Counting {
         self.inner.github_call_retry(id, holder, next_due, error).await
     }
 
+    async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
+        self.touched("github_release_call_leases");
+        self.inner.github_release_call_leases(holder).await
+    }
+
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
         self.touched("github_calls");
         self.inner.github_calls(request_id).await

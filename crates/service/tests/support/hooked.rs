@@ -370,6 +370,10 @@ impl Store for Hooked {
         self.inner.github_call_retry(id, holder, next_due, error).await
     }
 
+    async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
+        self.inner.github_release_call_leases(holder).await
+    }
+
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
         self.inner.github_calls(request_id).await
     }

@@ -342,6 +342,10 @@ impl<S: Store> Store for Bounded<S> {
             .await
     }
 
+    async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
+        self.write(self.inner.github_release_call_leases(holder)).await
+    }
+
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
         self.read(self.inner.github_calls(request_id)).await
     }

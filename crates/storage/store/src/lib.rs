@@ -424,6 +424,10 @@ pub trait Store: Send + Sync + 'static {
     /// while the second attempt is under way.
     async fn github_call_retry(&self, id: i64, holder: &str, next_due: Timestamp, error: &str) -> Result<()>;
 
+    /// Give up `holder`'s leases on calls not done (as `release_outbox_leases`): a worker
+    /// starting again in its own place makes at once the calls its earlier self had leased.
+    async fn github_release_call_leases(&self, holder: &str) -> Result<u64>;
+
     /// Every call queued for a request (done or not), oldest first.
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>>;
 

@@ -844,6 +844,16 @@ where
         Ok(())
     }
 
+    async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
+        let released = sqlx::query(
+            "UPDATE github_calls SET leased_until = NULL WHERE leased_by = $1 AND leased_until IS NOT NULL AND done_at IS NULL",
+        )
+        .bind(holder)
+        .execute(self.writer())
+        .await?;
+        Ok(released.rows_affected())
+    }
+
     async fn github_calls(&self, request_id: &str) -> Result<Vec<GithubCall>> {
         Sql::<B>::github_calls(self.reader(), request_id).await
     }

@@ -3465,6 +3465,16 @@ mod conformance {
                 .unwrap()
                 .is_empty());
         }
+        // Another holder cannot give up these leases; a restart of the holder itself can (and
+        // re-leases them at once).
+        assert_eq!(store.github_release_call_leases("c").await.unwrap(), 0);
+        let held_by_other = if other == "a" { &a } else { &b };
+        assert_eq!(
+            store.github_release_call_leases(other).await.unwrap(),
+            held_by_other.len() as u64
+        );
+        let retaken = store.github_lease_calls(soon, other, now + lease, 100).await.unwrap();
+        assert_eq!(retaken.len(), held_by_other.len());
         // A failed attempt: the lease is given up, the call due again at its retry time.
         let retry_at = now + TimeDelta::seconds(5);
         store
