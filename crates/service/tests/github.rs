@@ -244,6 +244,11 @@ fn new_delivery_id() -> String {
 
 /// A `deployment_protection_rule` (`requested`) payload, shaped as GitHub sends it.
 fn deployment_payload(full_name: &str, environment: &str, git_ref: &str, prs: &[i64]) -> Value {
+    deployment_payload_by(full_name, environment, git_ref, prs, "octo-dev")
+}
+
+/// A deployment payload whose `sender` (who triggered it) is `sender`.
+fn deployment_payload_by(full_name: &str, environment: &str, git_ref: &str, prs: &[i64], sender: &str) -> Value {
     let (owner, name) = full_name.split_once('/').unwrap();
     json!({
         "action": "requested",
@@ -256,7 +261,7 @@ fn deployment_payload(full_name: &str, environment: &str, git_ref: &str, prs: &[
         "repository": { "id": 7, "name": name, "full_name": full_name, "owner": { "login": owner, "type": "Organization" } },
         "organization": { "login": owner },
         "installation": { "id": 99 },
-        "sender": { "login": "octo-dev", "type": "User" },
+        "sender": { "login": sender, "type": "User" },
     })
 }
 
@@ -308,6 +313,15 @@ impl Bed {
             .unwrap()
         {
             WebhookOutcome::Filed { request_id, status } => (request_id, status),
+            other => panic!("not filed: {other:?}"),
+        }
+    }
+
+    /// A deployment triggered by GitHub user `sender`: its request id.
+    async fn deploy_by(&self, environment: &str, prs: &[i64], sender: &str) -> String {
+        let payload = deployment_payload_by("example/app", environment, "main", prs, sender);
+        match self.deliver("deployment_protection_rule", &payload).await.unwrap() {
+            WebhookOutcome::Filed { request_id, .. } => request_id,
             other => panic!("not filed: {other:?}"),
         }
     }
@@ -1354,4 +1368,82 @@ async fn one_commenter_exhausting_the_write_rate_does_not_stop_another() {
         matches!(outcome, WebhookOutcome::Command { done: true, .. }),
         "{outcome:?}"
     );
+}
+
+#[tokio::test]
+async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
+    let bed = linked_bed().await;
+    // bob (an sre, `github_user = "Bob-GH"`) triggered it: he counts as its requester.
+    let request_id = bed.deploy_by("production", &[7], "bob-gh").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.requester, "ci:example/app");
+    assert_eq!(request.on_behalf_of.as_deref(), Some("bob"));
+    assert_eq!(request.agent_person(), None, "a CI job is no agent");
+    assert_eq!(
+        jitgate_core::model::requester_text(&request.requester, request.on_behalf_of.as_deref()),
+        "ci:example/app (triggered by bob)"
+    );
+    let filed = bed.events(&request_id, EventKind::RequestFiled).await;
+    let filed_comment = filed[0].event.comment.as_deref().unwrap();
+    assert!(filed_comment.ends_with("(triggered by bob)"), "{filed_comment}");
+    assert!(!filed_comment.contains("agent"), "{filed_comment}");
+
+    // The API (what the UI, the CLI and Slack call) refuses him, approving or denying.
+    let approve = caller_for::<op::ApproveRequest>(bed.identity("bob")).unwrap();
+    let refused = bed.app.approve(&approve, &request_id, None).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::Forbidden(_)), "{refused:?}");
+    assert!(refused.to_string().contains("someone else must decide"), "{refused}");
+    let deny = caller_for::<op::DenyRequest>(bed.identity("bob")).unwrap();
+    assert!(matches!(
+        bed.app.deny(&deny, &request_id, None).await.unwrap_err(),
+        ServiceError::Forbidden(_)
+    ));
+    // So does a comment, whatever the login's case.
+    for body in [
+        format!("/jitgate approve {request_id}"),
+        format!("/jitgate deny {request_id}"),
+    ] {
+        let outcome = bed.comment("BOB-gh", &body).await;
+        let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(!done, "{reply}");
+        assert!(reply.contains("someone else must decide"), "{reply}");
+    }
+    assert_eq!(
+        bed.app.store.get_request(&request_id).await.unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    // Another sre decides; the deployment is approved once its own grant is used.
+    let carol = caller_for::<op::ApproveRequest>(bed.identity("carol")).unwrap();
+    bed.app.approve(&carol, &request_id, None).await.unwrap();
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
+    assert_eq!(bed.answered(&request_id).await.unwrap().0, "approved");
+
+    // The policy's automatic approval still holds for a CI job someone triggered.
+    let request_id = bed.deploy_by("staging", &[], "alice-gh").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of.as_deref(), Some("alice"));
+    assert_eq!(request.status, RequestStatus::Approved);
+
+    // A sender linked to nobody when it was filed is still refused by login (linked later,
+    // or commenting as the deployment's actor).
+    let request_id = bed.deploy_by("production", &[7], "bob-gh").await;
+    bed.app.replace_policy(policy());
+    let outcome = bed.comment("Bob-GH", &format!("/jitgate approve {request_id}")).await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("someone else must decide"), "{reply}");
+    let request_id = bed.deploy_by("production", &[7], "mallory").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of, None, "linked to nobody");
+    bed.app.replace_policy(policy_with(true));
+    let outcome = bed.comment("MALLORY", &format!("/jitgate approve {request_id}")).await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("someone else must decide"), "{reply}");
 }

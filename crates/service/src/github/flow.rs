@@ -208,7 +208,12 @@ impl App {
             Ok(resource) => resource,
             Err(problem) => return Ok(Filing::Refused(problem)),
         };
-        let who = requester(github, d);
+        // Whoever triggered the deployment counts as its requester: mapped to their principal,
+        // they may not approve or deny it on any channel (the state machine refuses them as
+        // it refuses an agent's person). Mapped again on each filing: directory.toml may
+        // have linked them since.
+        let triggered_by = self.triggered_by(github, d).await?;
+        let who = requester(github, d, triggered_by);
         let body = NewRequest {
             resource,
             action: DEPLOY_ACTION.into(),
@@ -521,6 +526,17 @@ impl App {
         if !ours {
             return Ok(not_here());
         }
+        // Whoever triggered the deployment never decides it, linked to a principal or not
+        // (linked after it was filed, say).
+        if deployment.as_ref().is_some_and(|d| d.actor.eq_ignore_ascii_case(login)) {
+            return Ok((
+                request_id.clone(),
+                false,
+                format!(
+                    "{who_shown} triggered this deployment and cannot approve or deny it: someone else must decide"
+                ),
+            ));
+        }
         let who = match self.github_principal(github, login).await? {
             Ok(who) => who,
             Err(reply) => return Ok((request_id.clone(), false, reply)),
@@ -580,6 +596,19 @@ impl App {
                 ))
             }
         }
+    }
+
+    /// The principal of the GitHub account that triggered deployment `d` (its `sender`), linked
+    /// as a commenter's login is; `None` when it is linked to nobody (a bot, an unknown login).
+    async fn triggered_by(&self, github: &Github, d: &GithubDeployment) -> Result<Option<String>, ServiceError> {
+        if !webhook::is_github_login(&d.actor) {
+            return Ok(None);
+        }
+        Ok(self
+            .github_principal(github, &d.actor)
+            .await?
+            .ok()
+            .map(|who| who.principal))
     }
 
     /// The identity a GitHub login acts as: directory.toml's `github_user`, else the SCIM
@@ -687,8 +716,10 @@ pub(crate) fn principal_of(d: &GithubDeployment) -> String {
     format!("ci:{}/{}", d.owner, d.repo)
 }
 
-/// The requester a deployment's request is filed (and its grant used) as.
-pub(crate) fn requester(github: &Github, d: &GithubDeployment) -> Identity {
+/// The requester a deployment's request is filed (and its grant used) as; `triggered_by` is
+/// the principal of who triggered it (kept as `on_behalf_of`: the state machine refuses their
+/// review, and with `ci` set it makes no agent).
+pub(crate) fn requester(github: &Github, d: &GithubDeployment, triggered_by: Option<String>) -> Identity {
     Identity {
         principal: principal_of(d),
         groups: github.settings.requester_groups.clone(),
@@ -700,7 +731,7 @@ pub(crate) fn requester(github: &Github, d: &GithubDeployment) -> Identity {
             workflow: String::new(),
             actor: d.actor.clone(),
         }),
-        on_behalf_of: None,
+        on_behalf_of: triggered_by,
     }
 }
 

@@ -176,7 +176,7 @@ async fn decision(
                     // This replica's check index holds the grant as the database has it now
                     // (it may have been approved elsewhere).
                     app.refresh_request(&request.id).await?;
-                    let who = requester(github, d);
+                    let who = requester(github, d, None);
                     let decided = app
                         .check(
                             &who,
