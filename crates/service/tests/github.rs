@@ -105,7 +105,7 @@ const CEDAR: &str = r#"
 permit(principal in Group::"ci", action == Action::"auto_approve", resource == Resource::"github:example/app/staging")
 when {
   context.access == "deploy" &&
-  context has ci && context.ci.repository == "example/app" && context.ci.ref == "refs/heads/main"
+  context has ci && context.ci.repository == "example/app" && context.ci.ref == "main"
 };
 "#;
 
@@ -529,7 +529,7 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(
         request.reason,
         format!(
-            "GitHub deployment of {} (refs/heads/main) to production, run 4242, triggered by octo-dev",
+            "GitHub deployment of {} (main) to production, run 4242, triggered by octo-dev",
             &SHA[..12]
         )
     );
@@ -537,7 +537,7 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(tracked.state, DeploymentState::Waiting);
     assert_eq!(tracked.run_id, 4242);
     assert_eq!(tracked.installation_id, 99);
-    assert_eq!(tracked.git_ref, "refs/heads/main");
+    assert_eq!(tracked.git_ref, "main", "as GitHub sent it");
 
     // A redelivery of the same event changes nothing.
     let again = bed
@@ -1446,4 +1446,44 @@ async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
     };
     assert!(!done);
     assert!(reply.contains("someone else must decide"), "{reply}");
+}
+
+#[tokio::test]
+async fn the_ref_is_passed_to_the_policy_exactly_as_github_sent_it() {
+    let bed = bed().await;
+    // GitHub names a branch or a tag by its short name: `main` may be a tag named main.
+    let (request_id, status) = bed.deploy("example/app", "staging", "main", &[]).await;
+    assert_eq!(status, "approved", "the policy's rule is for the short name");
+    let tracked = bed.app.store.github_deployment(&request_id).await.unwrap().unwrap();
+    assert_eq!(tracked.git_ref, "main");
+    let (request_id, status) = bed.deploy("example/app", "staging", "refs/heads/main", &[]).await;
+    assert_eq!(
+        status, "pending",
+        "refs/heads/main is not the short name the rule names"
+    );
+    let tracked = bed.app.store.github_deployment(&request_id).await.unwrap().unwrap();
+    assert_eq!(tracked.git_ref, "refs/heads/main");
+
+    // A rule for refs/heads/main is never passed by a bare `main` (a tag named main would
+    // pass it if jitgate wrote refs/heads/ in front).
+    let branch_only = CEDAR.replace(r#"context.ci.ref == "main""#, r#"context.ci.ref == "refs/heads/main""#);
+    assert_ne!(branch_only, CEDAR);
+    bed.app.replace_policy(
+        jitgate_policy::Policy::from_texts_with_catalog(
+            DIRECTORY,
+            WORKFLOWS,
+            None,
+            &[("github.cedar".to_string(), branch_only)],
+            &[("resources.toml".to_string(), RESOURCES.to_string())],
+        )
+        .unwrap(),
+    );
+    for short in ["main", "heads/main", "refs/tags/main"] {
+        let (request_id, status) = bed.deploy("example/app", "staging", short, &[]).await;
+        assert_eq!(status, "pending", "{short}");
+        let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+        assert!(request.reason.contains(&format!("({short})")), "{}", request.reason);
+    }
+    let (_, status) = bed.deploy("example/app", "staging", "refs/heads/main", &[]).await;
+    assert_eq!(status, "approved");
 }

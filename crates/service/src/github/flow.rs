@@ -776,12 +776,11 @@ fn read_deployment(delivery_id: &str, event: &DeploymentEvent) -> Result<GithubD
         Some(v) if !v.is_empty() => webhook::stored_form(v),
         _ => MISSING.to_string(),
     };
-    let git_ref = deployment.git_ref.as_deref().unwrap_or_default();
-    let git_ref = if webhook::ref_problem(git_ref).is_none() {
-        webhook::full_ref(git_ref)
-    } else {
-        text(Some(git_ref))
-    };
+    // `deployment.ref` exactly as GitHub sent it: GitHub names a branch or a tag by its short
+    // name (`main`), and a tag and a branch of one name cannot be told apart from the event,
+    // so jitgate never writes `refs/heads/` in front (a tag named `main` would then pass a
+    // rule for the branch). A `refs/...` value stays as it is.
+    let git_ref = text(deployment.git_ref.as_deref());
     Ok(GithubDeployment {
         delivery_id: delivery_id.to_string(),
         request_id: App::new_request_id(),

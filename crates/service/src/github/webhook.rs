@@ -231,16 +231,6 @@ pub fn ref_problem(git_ref: &str) -> Option<String> {
     text_problem(git_ref)
 }
 
-/// A ref as Cedar's `context.ci.ref` has it: a bare branch name becomes `refs/heads/NAME`;
-/// `refs/...` and commit SHAs stay as they are.
-pub fn full_ref(git_ref: &str) -> String {
-    if git_ref.starts_with("refs/") || is_commit_sha(git_ref) {
-        git_ref.to_string()
-    } else {
-        format!("refs/heads/{git_ref}")
-    }
-}
-
 /// The event that started a workflow (`push`, `workflow_dispatch`, ...): lowercase ASCII
 /// letters and `_`.
 pub fn is_event_name(name: &str) -> bool {
@@ -574,9 +564,9 @@ mod tests {
         for bad in ["", "main\0", "ma in", "main\u{2066}", "main\u{1b}[2K"] {
             assert!(ref_problem(bad).is_some(), "{bad:?}");
         }
-        assert_eq!(full_ref("main"), "refs/heads/main");
-        assert_eq!(full_ref("refs/tags/v1"), "refs/tags/v1");
-        assert_eq!(full_ref(&"a".repeat(40)), "a".repeat(40));
+        // A ref is never rewritten (a short name may be a tag's or a branch's): only checked.
+        assert_eq!(ref_problem("main"), None);
+        assert_eq!(ref_problem("refs/tags/v1"), None);
     }
 
     #[test]
