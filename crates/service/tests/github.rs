@@ -1487,3 +1487,48 @@ async fn the_ref_is_passed_to_the_policy_exactly_as_github_sent_it() {
     let (_, status) = bed.deploy("example/app", "staging", "refs/heads/main", &[]).await;
     assert_eq!(status, "approved");
 }
+
+#[tokio::test]
+async fn two_approved_deployments_of_one_commit_each_consume_their_own_grant() {
+    let bed = bed().await;
+    // Two runs deploying the same commit of the same repository to the same environment.
+    let (first, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let (second, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let bob = caller_for::<op::ApproveRequest>(bed.identity("bob")).unwrap();
+    let first_grant = bed.app.approve(&bob, &first, None).await.unwrap().grant.unwrap();
+    // The second approval lasts a little longer: a check would pick its grant for either.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second_grant = bed.app.approve(&bob, &second, None).await.unwrap().grant.unwrap();
+    assert!(second_grant.expires_at > first_grant.expires_at);
+
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 2);
+    for (request_id, grant) in [(&first, &first_grant), (&second, &second_grant)] {
+        assert_eq!(bed.answered(request_id).await.unwrap().0, "approved");
+        let request = bed.app.store.get_request(request_id).await.unwrap().unwrap();
+        let own = request.grant.unwrap();
+        assert_eq!(own.id, grant.id);
+        assert_eq!(own.status, GrantStatus::Used, "{request_id} consumed its own grant");
+        let used = bed.events(request_id, EventKind::GrantUsed).await;
+        assert_eq!(used.len(), 1, "consumed once: {used:?}");
+        assert_eq!(used[0].event.grant_id.as_deref(), Some(grant.id.as_str()));
+    }
+
+    // A grant already consumed for its deployment (by an overlapping sweep) still answers
+    // approved; using it again is refused, and nothing is consumed twice.
+    let (third, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let third_grant = bed.app.approve(&bob, &third, None).await.unwrap().grant.unwrap();
+    let ci = Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: jitgate_core::PrincipalKind::User,
+        ci: None,
+        on_behalf_of: None,
+    };
+    assert!(bed.app.use_grant_by_id(&ci, &third_grant.id).await.allow);
+    let again = bed.app.use_grant_by_id(&ci, &third_grant.id).await;
+    assert!(!again.allow && !again.error, "{again:?}");
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
+    assert_eq!(bed.answered(&third).await.unwrap().0, "approved");
+    assert_eq!(bed.events(&third, EventKind::GrantUsed).await.len(), 1);
+    assert!(!bed.app.use_grant_by_id(&ci, "grt_unknown").await.allow);
+}
