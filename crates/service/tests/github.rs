@@ -267,15 +267,22 @@ fn deployment_payload_by(full_name: &str, environment: &str, git_ref: &str, prs:
 
 /// An `issue_comment` (`created`) payload on pull request 7 of `full_name`.
 fn comment_payload(full_name: &str, login: &str, kind: &str, body: &str) -> Value {
+    comment_payload_on(full_name, login, kind, body, 7, "MEMBER")
+}
+
+/// An `issue_comment` payload on issue (or pull request) `issue`, by a commenter of this
+/// `author_association`.
+fn comment_payload_on(full_name: &str, login: &str, kind: &str, body: &str, issue: i64, association: &str) -> Value {
     let (owner, name) = full_name.split_once('/').unwrap();
     json!({
         "action": "created",
-        "issue": { "number": 7, "pull_request": { "url": "https://api.github.com/..." } },
+        "issue": { "number": issue, "pull_request": { "url": "https://api.github.com/..." } },
         "comment": {
             "id": DELIVERIES.fetch_add(1, Ordering::SeqCst),
             "body": body,
             "html_url": format!("https://github.com/{full_name}/pull/7#issuecomment-11"),
             "user": { "login": login, "type": kind },
+            "author_association": association,
             "performed_via_github_app": null,
         },
         "repository": { "id": 7, "name": name, "full_name": full_name, "owner": { "login": owner } },
@@ -1531,4 +1538,119 @@ async fn two_approved_deployments_of_one_commit_each_consume_their_own_grant() {
     assert_eq!(bed.answered(&third).await.unwrap().0, "approved");
     assert_eq!(bed.events(&third, EventKind::GrantUsed).await.len(), 1);
     assert!(!bed.app.use_grant_by_id(&ci, "grt_unknown").await.allow);
+}
+
+#[tokio::test]
+async fn commands_are_taken_only_on_the_deployments_pull_requests_from_its_people() {
+    let bed = linked_bed().await;
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[7, 8]).await;
+    let on = |issue: i64, association: &str, body: String| {
+        comment_payload_on("example/app", "bob-gh", "User", &body, issue, association)
+    };
+    // On another issue of the repository: refused, naming the pull requests to use.
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(12, "MEMBER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("#7, #8"), "{reply}");
+    assert_eq!(
+        bed.app.store.get_request(&request_id).await.unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    let replies: Vec<GithubCall> = bed
+        .calls(&request_id)
+        .await
+        .into_iter()
+        .filter(|c| c.call.key.starts_with("reply:"))
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].call.path, "/repos/example/app/issues/12/comments");
+
+    // Not the repository's owner, a member or a collaborator: no answer at all.
+    for association in [
+        "CONTRIBUTOR",
+        "FIRST_TIMER",
+        "FIRST_TIME_CONTRIBUTOR",
+        "NONE",
+        "MANNEQUIN",
+        "member",
+        "",
+    ] {
+        let outcome = bed
+            .deliver(
+                "issue_comment",
+                &on(8, association, format!("/jitgate approve {request_id}")),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, WebhookOutcome::Ignored { .. }),
+            "{association}: {outcome:?}"
+        );
+    }
+    let mut no_association = on(8, "MEMBER", format!("/jitgate approve {request_id}"));
+    no_association["comment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("author_association");
+    assert!(matches!(
+        bed.deliver("issue_comment", &no_association).await.unwrap(),
+        WebhookOutcome::Ignored { .. }
+    ));
+    assert_eq!(
+        bed.calls(&request_id).await.len(),
+        replies.len() + 2,
+        "no reply queued (two announcements)"
+    );
+
+    // A long id is echoed cut to 64 characters.
+    let long = format!("req_{}", "x".repeat(5000));
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(8, "COLLABORATOR", format!("/jitgate approve {long}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!reply.contains(&"x".repeat(62)), "{reply}");
+    assert!(reply.chars().count() < 200, "{reply}");
+
+    // On one of its pull requests, by a member: decided, and the reply names what.
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(8, "OWNER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(done, "{reply}");
+    assert!(reply.contains(&format!("`{}`", &SHA[..12])), "{reply}");
+    assert!(reply.contains("production") && reply.contains("main"), "{reply}");
+
+    // A deployment with no pull requests is decided on any issue of its repository.
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(12, "MEMBER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, WebhookOutcome::Command { done: true, .. }),
+        "{outcome:?}"
+    );
 }

@@ -75,6 +75,8 @@ const MAX_PULL_REQUESTS: usize = 20;
 const MAX_ANSWER_COMMENT: usize = 1000;
 /// What a record keeps for a value the delivery left out.
 const MISSING: &str = "\\(missing)";
+/// The longest request id a reply repeats, in characters.
+const MAX_ECHOED_ID: usize = 64;
 /// Most SCIM users read looking for a GitHub login in an attribute that cannot be queried.
 const MAX_SCIM_SCAN: u64 = 10_000;
 
@@ -395,6 +397,11 @@ impl App {
                 why: "no /jitgate command".into(),
             });
         }
+        if !webhook::may_command(comment.author_association.as_deref()) {
+            return Ok(WebhookOutcome::Ignored {
+                why: "a command by someone who is not the repository's owner, a member or a collaborator".into(),
+            });
+        }
         let installation_id = event
             .installation
             .as_ref()
@@ -438,7 +445,13 @@ impl App {
             return Ok(WebhookOutcome::Duplicate);
         }
         let carried = self
-            .carry_out(github, &command, &login, &owner, &repo, comment.html_url.as_deref())
+            .carry_out(
+                github,
+                &command,
+                &login,
+                (&owner, &repo, issue),
+                comment.html_url.as_deref(),
+            )
             .await;
         let (request_id, done, reply) = match carried {
             Ok(outcome) => outcome,
@@ -483,8 +496,7 @@ impl App {
         github: &Github,
         command: &Command,
         login: &str,
-        owner: &str,
-        repo: &str,
+        (owner, repo, issue): (&str, &str, i64),
         html_url: Option<&str>,
     ) -> Result<(String, bool, String), ServiceError> {
         let who_shown = webhook::markdown(login);
@@ -508,7 +520,8 @@ impl App {
                 format!(
                     "{}: {} is not a deployment of {}/{}",
                     who_shown,
-                    webhook::markdown(request_id),
+                    // Echoed, but never at length.
+                    webhook::markdown(&webhook::cut(request_id, MAX_ECHOED_ID)),
                     webhook::markdown(owner),
                     webhook::markdown(repo)
                 ),
@@ -525,6 +538,22 @@ impl App {
             .is_some_and(|d| d.owner.eq_ignore_ascii_case(owner) && d.repo.eq_ignore_ascii_case(repo));
         if !ours {
             return Ok(not_here());
+        }
+        // A deployment that belongs to pull requests is decided only on them: a command on
+        // any other issue of the repository would decide it where its reviewers are not.
+        if let Some(d) = deployment.as_ref().filter(|d| !d.pull_requests.is_empty()) {
+            if !d.pull_requests.contains(&issue) {
+                let on: Vec<String> = d.pull_requests.iter().map(|n| format!("#{n}")).collect();
+                return Ok((
+                    request_id.clone(),
+                    false,
+                    format!(
+                        "{who_shown}: {request_id} is decided only on its pull request{} {}: comment there",
+                        if on.len() == 1 { "" } else { "s" },
+                        on.join(", ")
+                    ),
+                ));
+            }
         }
         // Whoever triggered the deployment never decides it, linked to a principal or not
         // (linked after it was filed, say).
@@ -561,6 +590,15 @@ impl App {
             }
         };
         let shown = webhook::markdown(&principal);
+        // What was decided, so nobody mistakes one deployment for another.
+        let what = deployment.as_ref().map_or_else(String::new, |d| {
+            format!(
+                " (the deployment of `{}` to {} from {})",
+                d.sha.get(..12).unwrap_or(&d.sha),
+                webhook::markdown(&d.environment),
+                webhook::markdown(&d.git_ref)
+            )
+        });
         match decided {
             Ok(request) => {
                 let missing: Vec<String> = (0..request.item_count())
@@ -569,13 +607,13 @@ impl App {
                     .collect();
                 let reply = match request.status_at(now()) {
                     RequestStatus::Pending => format!(
-                        "{shown} approved {}; it still needs {}. {}",
+                        "{shown} approved {}{what}; it still needs {}. {}",
                         request.id,
                         missing.join(" and "),
                         self.notifier().link(&request.id)
                     ),
                     status => format!(
-                        "{} is {} by {shown}. {}",
+                        "{}{what} is {} by {shown}. {}",
                         request.id,
                         status.as_str(),
                         self.notifier().link(&request.id)

@@ -135,6 +135,9 @@ pub struct Comment {
     pub body: Option<String>,
     pub html_url: Option<String>,
     pub user: Option<Account>,
+    /// The commenter's standing in the repository: `OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`, ...
+    pub author_association: Option<String>,
     /// Non-null when an App made the comment (jitgate's own replies among them).
     pub performed_via_github_app: Option<serde_json::Value>,
 }
@@ -437,6 +440,13 @@ pub fn parse_command(body: &str) -> Command {
         request_id: id.to_string(),
         text: text.to_string(),
     }
+}
+
+/// Whether a commenter of this `author_association` may give commands: the repository's
+/// owner, organization members and collaborators. Anyone else (on a public repository,
+/// anyone at all) gets no answer, so strangers cannot make jitgate write.
+pub fn may_command(author_association: Option<&str>) -> bool {
+    matches!(author_association, Some("OWNER" | "MEMBER" | "COLLABORATOR"))
 }
 
 /// A request id worth looking up: ASCII letters, digits and `_`, at most 64.
