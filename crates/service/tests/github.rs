@@ -1115,7 +1115,8 @@ async fn text_from_github_cannot_mention_or_link_in_comments() {
     let (_, comment) = bed.answered(&request_id).await.unwrap();
     assert!(!comment.contains(" @example"), "{comment}");
     assert!(!comment.contains("[click]("), "{comment}");
-    assert!(comment.contains("\\@example"), "{comment}");
+    assert!(comment.contains("\\@\u{200b}example"), "{comment}");
+    assert!(!comment.contains("@example"), "no @ directly before a name: {comment}");
 
     // A reply quoting a made-up id.
     let outcome = bed.comment("bob-gh", "/jitgate approve @example/admins").await;
@@ -1123,6 +1124,13 @@ async fn text_from_github_cannot_mention_or_link_in_comments() {
         panic!()
     };
     assert!(!reply.contains(" @example"), "{reply}");
+    assert!(!reply.contains("@example"), "{reply}");
+    // A character reference is no way around it.
+    let outcome = bed.comment("bob-gh", "/jitgate approve &#64;example/admins").await;
+    let WebhookOutcome::Command { reply, .. } = outcome else {
+        panic!()
+    };
+    assert!(reply.contains("\\&\\#64;example"), "{reply}");
 }
 
 #[tokio::test]

@@ -335,8 +335,10 @@ pub fn path_segment(text: &str) -> Cow<'_, str> {
 }
 
 /// Text put into a GitHub comment, escaped for Markdown: a backslash before each character
-/// that could start markup, a mention (`@team`), a link or an HTML tag. Control and
-/// invisible characters are written as visible escapes first.
+/// that could start markup, a link, an HTML tag or a character reference (`&#64;` is an
+/// `@`), and after every `@` a zero-width space (U+200B): GitHub may find a mention
+/// (`@team`) behind a backslash, never in `@` + U+200B + name. Control and invisible
+/// characters are written as visible escapes first (so the only U+200B left is ours).
 pub fn markdown(text: &str) -> String {
     let shown = jitgate_core::text::escape_for_display(text);
     let mut out = String::with_capacity(shown.len() + 8);
@@ -362,13 +364,20 @@ pub fn markdown(text: &str) -> String {
                 | '>'
                 | '~'
                 | '@'
+                | '&'
         ) {
             out.push('\\');
         }
         out.push(c);
+        if c == '@' {
+            out.push(ZERO_WIDTH_SPACE);
+        }
     }
     out
 }
+
+/// What keeps an `@` from starting a mention.
+const ZERO_WIDTH_SPACE: char = '\u{200b}';
 
 /// Cut `text` to at most `max` characters, saying so.
 pub fn cut(text: &str, max: usize) -> String {
@@ -591,7 +600,31 @@ mod tests {
 
     #[test]
     fn markdown_escapes_mentions_links_and_markup() {
-        assert_eq!(markdown("@org/team"), "\\@org/team");
+        assert_eq!(markdown("@org/team"), "\\@\u{200b}org/team");
+        assert_eq!(markdown("&#64;org/team"), "\\&\\#64;org/team");
+        // No `@` is followed directly by a character a login or team name starts with,
+        // whatever surrounds it (escapes and invisible characters included).
+        for text in [
+            "@org/team",
+            "x@admin",
+            "@@admin",
+            "\\@admin",
+            "@\u{200b}admin",
+            "@\u{0}admin",
+            "@-x",
+            "a @b @c",
+            "＠admin",
+        ] {
+            let out = markdown(text);
+            let chars: Vec<char> = out.chars().collect();
+            for pair in chars.windows(2) {
+                assert!(
+                    !(pair[0] == '@' && (pair[1].is_ascii_alphanumeric() || pair[1] == '-' || pair[1] == '_')),
+                    "{text:?} -> {out:?}"
+                );
+            }
+            assert!(chars.iter().filter(|c| **c == '@').count() == out.matches("@\u{200b}").count());
+        }
         assert_eq!(markdown("[x](https://e.example)"), "\\[x\\]\\(https://e\\.example\\)");
         assert_eq!(markdown("`a`*b*_c_<d>"), "\\`a\\`\\*b\\*\\_c\\_\\<d\\>");
         assert_eq!(markdown("a\0b"), "a\\\\x00b");
