@@ -1662,3 +1662,43 @@ async fn commands_are_taken_only_on_the_deployments_pull_requests_from_its_peopl
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn managed_users_logins_with_a_short_code_are_linked() {
+    let bed = bed().await;
+    // GitHub Enterprise Managed Users: the enterprise's short code after `_`.
+    let directory = DIRECTORY
+        .replace("name = \"carol\"\n", "name = \"carol\"\ngithub_user = \"carol_acme\"\n")
+        .replace("name = \"bob\"\n", "name = \"bob\"\ngithub_user = \"bob_acme\"\n");
+    bed.app.replace_policy(
+        jitgate_policy::Policy::from_texts_with_catalog(
+            &directory,
+            WORKFLOWS,
+            None,
+            &[("github.cedar".to_string(), CEDAR.to_string())],
+            &[("resources.toml".to_string(), RESOURCES.to_string())],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    // Triggered by bob's managed account: he counts as its requester.
+    let request_id = bed.deploy_by("production", &[7], "bob_acme").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of.as_deref(), Some("bob"));
+    // Another look-alike of a short code links nobody.
+    for login in ["carol_acme_x", "carol_acmе", "carol_", "carol__acme"] {
+        let outcome = bed.comment(login, &format!("/jitgate approve {request_id}")).await;
+        let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+            panic!("{login}: {outcome:?}")
+        };
+        assert!(!done, "{login}: {reply}");
+    }
+    let outcome = bed
+        .comment("Carol_ACME", &format!("/jitgate approve {request_id}"))
+        .await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(done, "{reply}");
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.approvals[0].reviewer, "carol");
+}

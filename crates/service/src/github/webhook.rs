@@ -158,14 +158,11 @@ pub struct ActionOnly {
     pub action: Option<String>,
 }
 
-/// A GitHub account name: 1 to 39 ASCII letters, digits and single inner hyphens.
+/// A GitHub account name: 1 to 39 ASCII letters, digits and single inner hyphens, and for a
+/// user of Enterprise Managed Users `_` and the enterprise's short code (`alice_acme`). The
+/// rule directory.toml's `github_user` is held to, so every linked login is one GitHub sends.
 pub fn is_github_login(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 39
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--")
+    jitgate_policy::github_login_problem(name).is_none()
 }
 
 /// A sender: a login, or an App's bot account (`name[bot]`).
@@ -550,7 +547,34 @@ mod tests {
     fn github_names_have_githubs_shape() {
         assert!(is_github_login("octo-cat"));
         assert!(is_github_actor("dependabot[bot]"));
-        for bad in ["", "-octo", "octo-", "oc--to", "еxample", "a b", &"a".repeat(40)] {
+        // Enterprise Managed Users: the enterprise's short code after `_`.
+        for emu in [
+            "alice_acme",
+            "octo-cat_ACME2",
+            "a_b",
+            &format!("{}_{}", "a".repeat(39), "c".repeat(20)),
+        ] {
+            assert!(is_github_login(emu), "{emu}");
+        }
+        for bad in [
+            "",
+            "-octo",
+            "octo-",
+            "oc--to",
+            "еxample",
+            "a b",
+            &"a".repeat(40),
+            "alice_",
+            "_acme",
+            "alice_ac_me",
+            "alice__acme",
+            "alice_ac-me",
+            "alice-_acme",
+            "alice_acmе",
+            "alice_acme\0",
+            "alice_\u{200b}acme",
+            &format!("alice_{}", "c".repeat(21)),
+        ] {
             assert!(!is_github_login(bad), "{bad}");
         }
         assert!(is_github_repo("app.rs-1_x"));
