@@ -1076,6 +1076,22 @@ impl App {
                 body.agent_for.as_deref().unwrap_or_default()
             )));
         }
+        // `ci:` names CI jobs, whose `on_behalf_of` is who triggered them and makes no agent:
+        // an agent under such a name would escape the policy's rules for agents.
+        if body.agent_for.is_some()
+            && body
+                .principal
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with(jitgate_core::identity::CI_PRINCIPAL_PREFIX)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "principal: {} starts with {}, which names CI jobs; an agent needs another name (for example claude-{})",
+                body.principal.trim(),
+                jitgate_core::identity::CI_PRINCIPAL_PREFIX,
+                body.agent_for.as_deref().unwrap_or_default()
+            )));
+        }
         let at = now();
         let expires_at = match &body.ttl {
             None => None,
