@@ -1076,6 +1076,22 @@ impl App {
                 body.agent_for.as_deref().unwrap_or_default()
             )));
         }
+        // `ci:` names CI jobs, whose `on_behalf_of` is who triggered them and makes no agent:
+        // an agent under such a name would escape the policy's rules for agents.
+        if body.agent_for.is_some()
+            && body
+                .principal
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with(jitgate_core::identity::CI_PRINCIPAL_PREFIX)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "principal: {} starts with {}, which names CI jobs; an agent needs another name (for example claude-{})",
+                body.principal.trim(),
+                jitgate_core::identity::CI_PRINCIPAL_PREFIX,
+                body.agent_for.as_deref().unwrap_or_default()
+            )));
+        }
         let at = now();
         let expires_at = match &body.ttl {
             None => None,
@@ -1358,6 +1374,66 @@ impl App {
     pub async fn use_grant(&self, caller: &Caller, resource: &str, action: &str, payload: Option<&str>) -> Decision {
         let who = caller.who();
         self.check(who, &who.principal, resource, action, payload).await
+    }
+
+    /// Use grant `grant_id` itself, not whichever live grant covers the same principal,
+    /// resource, action and payload (as `check` picks): a single-use grant is consumed exactly
+    /// once (of any number of concurrent uses one is allowed), a reusable one is only checked
+    /// to be live. The index, the metrics and the denial records change as a check's do.
+    /// What jitgate uses for a request it answers for itself (a GitHub deployment), so that
+    /// two requests for the same thing each spend their own grant.
+    pub async fn use_grant_by_id(&self, checker: &Identity, grant_id: &str) -> Decision {
+        let started = std::time::Instant::now();
+        let at = now();
+        let denied = |reason: String| Decision {
+            allow: false,
+            grant_id: None,
+            expires_at: None,
+            reason,
+            error: false,
+        };
+        let grant = match self.store.get_request_by_grant(grant_id).await {
+            Ok(request) => request.and_then(|r| r.grant_by_id(grant_id).cloned()),
+            Err(e) => {
+                tracing::error!(error = %e, grant_id, "cannot load a grant to use; denying");
+                self.metrics.check_errors.inc();
+                return Decision {
+                    error: true,
+                    ..denied(
+                        "the decision could not be recorded (the database is unavailable); denied, try again".into(),
+                    )
+                };
+            }
+        };
+        let answer = match &grant {
+            None => denied(format!("grant {grant_id} is unknown")),
+            Some(g) if !g.is_live(at) => denied(format!(
+                "grant {grant_id} is not in force now (it is {})",
+                g.status_at(at).as_str()
+            )),
+            Some(g) if !g.single_use => allow(grant_id.to_string(), g.expires_at.timestamp_millis()),
+            Some(g) => {
+                self.consume(checker, grant_id, g.expires_at.timestamp_millis(), at)
+                    .await
+            }
+        };
+        if answer.allow {
+            self.metrics.checks_allowed.inc();
+        } else {
+            self.metrics.checks_denied.inc();
+            if let Some(g) = &grant {
+                self.denied.record(
+                    &checker.principal,
+                    &g.principal,
+                    &g.resource,
+                    &g.action,
+                    &answer.reason,
+                    at,
+                );
+            }
+        }
+        self.metrics.check_seconds.observe(started.elapsed().as_secs_f64());
+        answer
     }
 
     async fn consume(&self, checker: &Identity, grant_id: &str, expires_at_ms: i64, at: Timestamp) -> Decision {

@@ -236,6 +236,11 @@ async fn agent_tokens_refuse_bad_people_and_roles_naming_the_field() {
     // A person of the directory is no agent's name: their grants would be the agent's.
     let m = refused(token("dave", Some("alice"))).await;
     assert!(m.starts_with("principal: dave is a principal of directory.toml"), "{m}");
+    // `ci:` names CI jobs (who triggered one is no agent's person).
+    for name in ["ci:example/app", "CI:claude"] {
+        let m = refused(token(name, Some("alice"))).await;
+        assert!(m.starts_with("principal: ") && m.contains("names CI jobs"), "{m}");
+    }
     let m = refused(token("claude\u{200b}-x", Some("alice"))).await;
     assert!(m.starts_with("principal: "), "{m}");
     assert!(bed.app.list_tokens().await.unwrap().is_empty(), "nothing was created");

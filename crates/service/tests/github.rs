@@ -105,7 +105,7 @@ const CEDAR: &str = r#"
 permit(principal in Group::"ci", action == Action::"auto_approve", resource == Resource::"github:example/app/staging")
 when {
   context.access == "deploy" &&
-  context has ci && context.ci.repository == "example/app" && context.ci.ref == "refs/heads/main"
+  context has ci && context.ci.repository == "example/app" && context.ci.ref == "main"
 };
 "#;
 
@@ -244,6 +244,11 @@ fn new_delivery_id() -> String {
 
 /// A `deployment_protection_rule` (`requested`) payload, shaped as GitHub sends it.
 fn deployment_payload(full_name: &str, environment: &str, git_ref: &str, prs: &[i64]) -> Value {
+    deployment_payload_by(full_name, environment, git_ref, prs, "octo-dev")
+}
+
+/// A deployment payload whose `sender` (who triggered it) is `sender`.
+fn deployment_payload_by(full_name: &str, environment: &str, git_ref: &str, prs: &[i64], sender: &str) -> Value {
     let (owner, name) = full_name.split_once('/').unwrap();
     json!({
         "action": "requested",
@@ -256,21 +261,28 @@ fn deployment_payload(full_name: &str, environment: &str, git_ref: &str, prs: &[
         "repository": { "id": 7, "name": name, "full_name": full_name, "owner": { "login": owner, "type": "Organization" } },
         "organization": { "login": owner },
         "installation": { "id": 99 },
-        "sender": { "login": "octo-dev", "type": "User" },
+        "sender": { "login": sender, "type": "User" },
     })
 }
 
 /// An `issue_comment` (`created`) payload on pull request 7 of `full_name`.
 fn comment_payload(full_name: &str, login: &str, kind: &str, body: &str) -> Value {
+    comment_payload_on(full_name, login, kind, body, 7, "MEMBER")
+}
+
+/// An `issue_comment` payload on issue (or pull request) `issue`, by a commenter of this
+/// `author_association`.
+fn comment_payload_on(full_name: &str, login: &str, kind: &str, body: &str, issue: i64, association: &str) -> Value {
     let (owner, name) = full_name.split_once('/').unwrap();
     json!({
         "action": "created",
-        "issue": { "number": 7, "pull_request": { "url": "https://api.github.com/..." } },
+        "issue": { "number": issue, "pull_request": { "url": "https://api.github.com/..." } },
         "comment": {
             "id": DELIVERIES.fetch_add(1, Ordering::SeqCst),
             "body": body,
             "html_url": format!("https://github.com/{full_name}/pull/7#issuecomment-11"),
             "user": { "login": login, "type": kind },
+            "author_association": association,
             "performed_via_github_app": null,
         },
         "repository": { "id": 7, "name": name, "full_name": full_name, "owner": { "login": owner } },
@@ -308,6 +320,15 @@ impl Bed {
             .unwrap()
         {
             WebhookOutcome::Filed { request_id, status } => (request_id, status),
+            other => panic!("not filed: {other:?}"),
+        }
+    }
+
+    /// A deployment triggered by GitHub user `sender`: its request id.
+    async fn deploy_by(&self, environment: &str, prs: &[i64], sender: &str) -> String {
+        let payload = deployment_payload_by("example/app", environment, "main", prs, sender);
+        match self.deliver("deployment_protection_rule", &payload).await.unwrap() {
+            WebhookOutcome::Filed { request_id, .. } => request_id,
             other => panic!("not filed: {other:?}"),
         }
     }
@@ -515,7 +536,7 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(
         request.reason,
         format!(
-            "GitHub deployment of {} (refs/heads/main) to production, run 4242, triggered by octo-dev",
+            "GitHub deployment of {} (main) to production, run 4242, triggered by octo-dev",
             &SHA[..12]
         )
     );
@@ -523,7 +544,7 @@ async fn a_deployment_waits_as_a_pending_request_announced_on_its_pull_requests(
     assert_eq!(tracked.state, DeploymentState::Waiting);
     assert_eq!(tracked.run_id, 4242);
     assert_eq!(tracked.installation_id, 99);
-    assert_eq!(tracked.git_ref, "refs/heads/main");
+    assert_eq!(tracked.git_ref, "main", "as GitHub sent it");
 
     // A redelivery of the same event changes nothing.
     let again = bed
@@ -1094,7 +1115,8 @@ async fn text_from_github_cannot_mention_or_link_in_comments() {
     let (_, comment) = bed.answered(&request_id).await.unwrap();
     assert!(!comment.contains(" @example"), "{comment}");
     assert!(!comment.contains("[click]("), "{comment}");
-    assert!(comment.contains("\\@example"), "{comment}");
+    assert!(comment.contains("\\@\u{200b}example"), "{comment}");
+    assert!(!comment.contains("@example"), "no @ directly before a name: {comment}");
 
     // A reply quoting a made-up id.
     let outcome = bed.comment("bob-gh", "/jitgate approve @example/admins").await;
@@ -1102,6 +1124,13 @@ async fn text_from_github_cannot_mention_or_link_in_comments() {
         panic!()
     };
     assert!(!reply.contains(" @example"), "{reply}");
+    assert!(!reply.contains("@example"), "{reply}");
+    // A character reference is no way around it.
+    let outcome = bed.comment("bob-gh", "/jitgate approve &#64;example/admins").await;
+    let WebhookOutcome::Command { reply, .. } = outcome else {
+        panic!()
+    };
+    assert!(reply.contains("\\&\\#64;example"), "{reply}");
 }
 
 #[tokio::test]
@@ -1354,4 +1383,322 @@ async fn one_commenter_exhausting_the_write_rate_does_not_stop_another() {
         matches!(outcome, WebhookOutcome::Command { done: true, .. }),
         "{outcome:?}"
     );
+}
+
+#[tokio::test]
+async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
+    let bed = linked_bed().await;
+    // bob (an sre, `github_user = "Bob-GH"`) triggered it: he counts as its requester.
+    let request_id = bed.deploy_by("production", &[7], "bob-gh").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.requester, "ci:example/app");
+    assert_eq!(request.on_behalf_of.as_deref(), Some("bob"));
+    assert_eq!(request.agent_person(), None, "a CI job is no agent");
+    assert_eq!(
+        jitgate_core::model::requester_text(&request.requester, request.on_behalf_of.as_deref()),
+        "ci:example/app (triggered by bob)"
+    );
+    let filed = bed.events(&request_id, EventKind::RequestFiled).await;
+    let filed_comment = filed[0].event.comment.as_deref().unwrap();
+    assert!(filed_comment.ends_with("(triggered by bob)"), "{filed_comment}");
+    assert!(!filed_comment.contains("agent"), "{filed_comment}");
+
+    // The API (what the UI, the CLI and Slack call) refuses him, approving or denying.
+    let approve = caller_for::<op::ApproveRequest>(bed.identity("bob")).unwrap();
+    let refused = bed.app.approve(&approve, &request_id, None).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::Forbidden(_)), "{refused:?}");
+    assert!(refused.to_string().contains("someone else must decide"), "{refused}");
+    let deny = caller_for::<op::DenyRequest>(bed.identity("bob")).unwrap();
+    assert!(matches!(
+        bed.app.deny(&deny, &request_id, None).await.unwrap_err(),
+        ServiceError::Forbidden(_)
+    ));
+    // So does a comment, whatever the login's case.
+    for body in [
+        format!("/jitgate approve {request_id}"),
+        format!("/jitgate deny {request_id}"),
+    ] {
+        let outcome = bed.comment("BOB-gh", &body).await;
+        let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(!done, "{reply}");
+        assert!(reply.contains("someone else must decide"), "{reply}");
+    }
+    assert_eq!(
+        bed.app.store.get_request(&request_id).await.unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    // Another sre decides; the deployment is approved once its own grant is used.
+    let carol = caller_for::<op::ApproveRequest>(bed.identity("carol")).unwrap();
+    bed.app.approve(&carol, &request_id, None).await.unwrap();
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
+    assert_eq!(bed.answered(&request_id).await.unwrap().0, "approved");
+
+    // The policy's automatic approval still holds for a CI job someone triggered.
+    let request_id = bed.deploy_by("staging", &[], "alice-gh").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of.as_deref(), Some("alice"));
+    assert_eq!(request.status, RequestStatus::Approved);
+
+    // A sender linked to nobody when it was filed is still refused by login (linked later,
+    // or commenting as the deployment's actor).
+    let request_id = bed.deploy_by("production", &[7], "bob-gh").await;
+    bed.app.replace_policy(policy());
+    let outcome = bed.comment("Bob-GH", &format!("/jitgate approve {request_id}")).await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("someone else must decide"), "{reply}");
+    let request_id = bed.deploy_by("production", &[7], "mallory").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of, None, "linked to nobody");
+    bed.app.replace_policy(policy_with(true));
+    let outcome = bed.comment("MALLORY", &format!("/jitgate approve {request_id}")).await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("someone else must decide"), "{reply}");
+}
+
+#[tokio::test]
+async fn the_ref_is_passed_to_the_policy_exactly_as_github_sent_it() {
+    let bed = bed().await;
+    // GitHub names a branch or a tag by its short name: `main` may be a tag named main.
+    let (request_id, status) = bed.deploy("example/app", "staging", "main", &[]).await;
+    assert_eq!(status, "approved", "the policy's rule is for the short name");
+    let tracked = bed.app.store.github_deployment(&request_id).await.unwrap().unwrap();
+    assert_eq!(tracked.git_ref, "main");
+    let (request_id, status) = bed.deploy("example/app", "staging", "refs/heads/main", &[]).await;
+    assert_eq!(
+        status, "pending",
+        "refs/heads/main is not the short name the rule names"
+    );
+    let tracked = bed.app.store.github_deployment(&request_id).await.unwrap().unwrap();
+    assert_eq!(tracked.git_ref, "refs/heads/main");
+
+    // A rule for refs/heads/main is never passed by a bare `main` (a tag named main would
+    // pass it if jitgate wrote refs/heads/ in front).
+    let branch_only = CEDAR.replace(r#"context.ci.ref == "main""#, r#"context.ci.ref == "refs/heads/main""#);
+    assert_ne!(branch_only, CEDAR);
+    bed.app.replace_policy(
+        jitgate_policy::Policy::from_texts_with_catalog(
+            DIRECTORY,
+            WORKFLOWS,
+            None,
+            &[("github.cedar".to_string(), branch_only)],
+            &[("resources.toml".to_string(), RESOURCES.to_string())],
+        )
+        .unwrap(),
+    );
+    for short in ["main", "heads/main", "refs/tags/main"] {
+        let (request_id, status) = bed.deploy("example/app", "staging", short, &[]).await;
+        assert_eq!(status, "pending", "{short}");
+        let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+        assert!(request.reason.contains(&format!("({short})")), "{}", request.reason);
+    }
+    let (_, status) = bed.deploy("example/app", "staging", "refs/heads/main", &[]).await;
+    assert_eq!(status, "approved");
+}
+
+#[tokio::test]
+async fn two_approved_deployments_of_one_commit_each_consume_their_own_grant() {
+    let bed = bed().await;
+    // Two runs deploying the same commit of the same repository to the same environment.
+    let (first, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let (second, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let bob = caller_for::<op::ApproveRequest>(bed.identity("bob")).unwrap();
+    let first_grant = bed.app.approve(&bob, &first, None).await.unwrap().grant.unwrap();
+    // The second approval lasts a little longer: a check would pick its grant for either.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second_grant = bed.app.approve(&bob, &second, None).await.unwrap().grant.unwrap();
+    assert!(second_grant.expires_at > first_grant.expires_at);
+
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 2);
+    for (request_id, grant) in [(&first, &first_grant), (&second, &second_grant)] {
+        assert_eq!(bed.answered(request_id).await.unwrap().0, "approved");
+        let request = bed.app.store.get_request(request_id).await.unwrap().unwrap();
+        let own = request.grant.unwrap();
+        assert_eq!(own.id, grant.id);
+        assert_eq!(own.status, GrantStatus::Used, "{request_id} consumed its own grant");
+        let used = bed.events(request_id, EventKind::GrantUsed).await;
+        assert_eq!(used.len(), 1, "consumed once: {used:?}");
+        assert_eq!(used[0].event.grant_id.as_deref(), Some(grant.id.as_str()));
+    }
+
+    // A grant already consumed for its deployment (by an overlapping sweep) still answers
+    // approved; using it again is refused, and nothing is consumed twice.
+    let (third, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let third_grant = bed.app.approve(&bob, &third, None).await.unwrap().grant.unwrap();
+    let ci = Identity {
+        principal: "ci:example/app".into(),
+        groups: vec!["ci".into()],
+        kind: jitgate_core::PrincipalKind::User,
+        ci: None,
+        on_behalf_of: None,
+    };
+    assert!(bed.app.use_grant_by_id(&ci, &third_grant.id).await.allow);
+    let again = bed.app.use_grant_by_id(&ci, &third_grant.id).await;
+    assert!(!again.allow && !again.error, "{again:?}");
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
+    assert_eq!(bed.answered(&third).await.unwrap().0, "approved");
+    assert_eq!(bed.events(&third, EventKind::GrantUsed).await.len(), 1);
+    assert!(!bed.app.use_grant_by_id(&ci, "grt_unknown").await.allow);
+}
+
+#[tokio::test]
+async fn commands_are_taken_only_on_the_deployments_pull_requests_from_its_people() {
+    let bed = linked_bed().await;
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[7, 8]).await;
+    let on = |issue: i64, association: &str, body: String| {
+        comment_payload_on("example/app", "bob-gh", "User", &body, issue, association)
+    };
+    // On another issue of the repository: refused, naming the pull requests to use.
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(12, "MEMBER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done);
+    assert!(reply.contains("#7, #8"), "{reply}");
+    assert_eq!(
+        bed.app.store.get_request(&request_id).await.unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    let replies: Vec<GithubCall> = bed
+        .calls(&request_id)
+        .await
+        .into_iter()
+        .filter(|c| c.call.key.starts_with("reply:"))
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].call.path, "/repos/example/app/issues/12/comments");
+
+    // Not the repository's owner, a member or a collaborator: no answer at all.
+    for association in [
+        "CONTRIBUTOR",
+        "FIRST_TIMER",
+        "FIRST_TIME_CONTRIBUTOR",
+        "NONE",
+        "MANNEQUIN",
+        "member",
+        "",
+    ] {
+        let outcome = bed
+            .deliver(
+                "issue_comment",
+                &on(8, association, format!("/jitgate approve {request_id}")),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, WebhookOutcome::Ignored { .. }),
+            "{association}: {outcome:?}"
+        );
+    }
+    let mut no_association = on(8, "MEMBER", format!("/jitgate approve {request_id}"));
+    no_association["comment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("author_association");
+    assert!(matches!(
+        bed.deliver("issue_comment", &no_association).await.unwrap(),
+        WebhookOutcome::Ignored { .. }
+    ));
+    assert_eq!(
+        bed.calls(&request_id).await.len(),
+        replies.len() + 2,
+        "no reply queued (two announcements)"
+    );
+
+    // A long id is echoed cut to 64 characters.
+    let long = format!("req_{}", "x".repeat(5000));
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(8, "COLLABORATOR", format!("/jitgate approve {long}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!reply.contains(&"x".repeat(62)), "{reply}");
+    assert!(reply.chars().count() < 200, "{reply}");
+
+    // On one of its pull requests, by a member: decided, and the reply names what.
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(8, "OWNER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(done, "{reply}");
+    assert!(reply.contains(&format!("`{}`", &SHA[..12])), "{reply}");
+    assert!(reply.contains("production") && reply.contains("main"), "{reply}");
+
+    // A deployment with no pull requests is decided on any issue of its repository.
+    let (request_id, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let outcome = bed
+        .deliver(
+            "issue_comment",
+            &on(12, "MEMBER", format!("/jitgate approve {request_id}")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, WebhookOutcome::Command { done: true, .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn managed_users_logins_with_a_short_code_are_linked() {
+    let bed = bed().await;
+    // GitHub Enterprise Managed Users: the enterprise's short code after `_`.
+    let directory = DIRECTORY
+        .replace("name = \"carol\"\n", "name = \"carol\"\ngithub_user = \"carol_acme\"\n")
+        .replace("name = \"bob\"\n", "name = \"bob\"\ngithub_user = \"bob_acme\"\n");
+    bed.app.replace_policy(
+        jitgate_policy::Policy::from_texts_with_catalog(
+            &directory,
+            WORKFLOWS,
+            None,
+            &[("github.cedar".to_string(), CEDAR.to_string())],
+            &[("resources.toml".to_string(), RESOURCES.to_string())],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}")),
+    );
+    // Triggered by bob's managed account: he counts as its requester.
+    let request_id = bed.deploy_by("production", &[7], "bob_acme").await;
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of.as_deref(), Some("bob"));
+    // Another look-alike of a short code links nobody.
+    for login in ["carol_acme_x", "carol_acmе", "carol_", "carol__acme"] {
+        let outcome = bed.comment(login, &format!("/jitgate approve {request_id}")).await;
+        let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+            panic!("{login}: {outcome:?}")
+        };
+        assert!(!done, "{login}: {reply}");
+    }
+    let outcome = bed
+        .comment("Carol_ACME", &format!("/jitgate approve {request_id}"))
+        .await;
+    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(done, "{reply}");
+    let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
+    assert_eq!(request.approvals[0].reviewer, "carol");
 }

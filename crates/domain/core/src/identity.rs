@@ -33,6 +33,8 @@ pub struct Identity {
     pub ci: Option<CiClaims>,
     /// For an agent (an API token created with `--agent-for PERSON`): the person it acts for.
     /// The agent is its own principal; the person never counts as a reviewer of its requests.
+    /// For a CI job (`ci` present, as a GitHub deployment is filed): the person who triggered
+    /// it, who likewise never reviews its request; a CI job is no agent (see [`Identity::is_agent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
 }
@@ -63,15 +65,25 @@ impl Identity {
         self.in_group(ADMIN_GROUP)
     }
 
-    /// An agent: it acts for a person (`on_behalf_of`), and never reviews requests.
+    /// An agent: it acts for a person (`on_behalf_of`), and never reviews requests. A CI job
+    /// whose `on_behalf_of` names who triggered it is not one: the policy's rules for agents
+    /// (Cedar's `context.on_behalf_of`, no break-glass) are not for it.
     pub fn is_agent(&self) -> bool {
-        self.on_behalf_of.is_some()
+        self.agent_person().is_some()
+    }
+
+    /// The person an agent acts for; `None` for people and CI jobs.
+    pub fn agent_person(&self) -> Option<&str> {
+        match self.ci {
+            Some(_) => None,
+            None => self.on_behalf_of.as_deref(),
+        }
     }
 
     /// The refusal an agent gets when it tries to approve, deny or review: it names the
     /// person, who may review with their own credentials (except their agent's requests).
     pub fn agent_may_not_review(&self) -> Option<String> {
-        self.on_behalf_of.as_ref().map(|person| {
+        self.agent_person().map(|person| {
             format!(
                 "{} is an agent acting for {person}: an agent may not approve, deny or review requests; \
                  a reviewer must decide with their own credentials",
@@ -85,6 +97,11 @@ impl Identity {
         self.kind == PrincipalKind::Service || self.is_admin()
     }
 }
+
+/// What a CI job's principal starts with (`ci:OWNER/REPO`, GitHub Actions and GitHub
+/// deployments alike). A request whose requester is one and that has `on_behalf_of` was
+/// triggered by that person: it is no agent's request.
+pub const CI_PRINCIPAL_PREFIX: &str = "ci:";
 
 /// The longest principal name.
 pub const MAX_PRINCIPAL_LEN: usize = 256;

@@ -82,6 +82,7 @@ fn item_event(
 /// the log names both the agent (the actor) and its person.
 fn filed_comment(request: &Request, reason: &str) -> String {
     match &request.on_behalf_of {
+        Some(person) if request.agent_person().is_none() => format!("{reason} (triggered by {person})"),
         Some(person) => format!(
             "{reason} (filed by {}, an agent acting for {person})",
             request.requester
@@ -96,6 +97,13 @@ fn filed_comment(request: &Request, reason: &str) -> String {
 fn refuse_reviewer(request: &Request, reviewer: &Identity, verb: &str) -> Result<(), DomainError> {
     if let Some(why) = reviewer.agent_may_not_review() {
         return Err(DomainError::Forbidden(why));
+    }
+    if request.on_behalf_of.as_deref() == Some(reviewer.principal.as_str()) && request.agent_person().is_none() {
+        return Err(DomainError::Forbidden(format!(
+            "{} may not {verb} request {}: {} triggered the CI job that filed it (as {}) and counts as \
+             its requester; someone else must decide",
+            reviewer.principal, request.id, reviewer.principal, request.requester
+        )));
     }
     if request.on_behalf_of.as_deref() == Some(reviewer.principal.as_str()) {
         return Err(DomainError::Forbidden(format!(

@@ -276,6 +276,15 @@ impl Grant {
 }
 
 impl Request {
+    /// The person the agent that filed it acts for; `None` for a person's request and for a
+    /// CI job's (whose `on_behalf_of` names who triggered it: a CI job is no agent).
+    pub fn agent_person(&self) -> Option<&str> {
+        if self.requester.starts_with(crate::identity::CI_PRINCIPAL_PREFIX) {
+            return None;
+        }
+        self.on_behalf_of.as_deref()
+    }
+
     /// The status as of `now`: a pending request past its deadline reads as expired.
     /// When this request escalates to backup reviewers, if it still waits and will.
     pub fn escalates_at(&self) -> Option<Timestamp> {
@@ -393,6 +402,9 @@ impl Request {
 /// acts for, `claude-alice (agent for alice)`.
 pub fn requester_text(requester: &str, on_behalf_of: Option<&str>) -> String {
     match on_behalf_of {
+        Some(person) if requester.starts_with(crate::identity::CI_PRINCIPAL_PREFIX) => {
+            format!("{requester} (triggered by {person})")
+        }
         Some(person) => format!("{requester} (agent for {person})"),
         None => requester.to_string(),
     }

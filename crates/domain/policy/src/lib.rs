@@ -370,7 +370,8 @@ impl Policy {
                 && self.manager_of(requester).as_deref() == Some(who.principal.as_str()),
             escalated: false,
             // The principal's person; `may_review` puts the request's in its place.
-            on_behalf_of: who.on_behalf_of.as_deref().unwrap_or(""),
+            // A CI job's `on_behalf_of` (who triggered it) makes it no agent.
+            on_behalf_of: who.agent_person().unwrap_or(""),
             action_labels: &workflow.action_labels,
         }
     }
@@ -405,7 +406,7 @@ impl Policy {
         let steps = if ask.break_glass {
             // Break-glass trusts a person's judgement in an emergency, with nobody asked first;
             // an agent's judgement is what review exists for.
-            if let Some(person) = &who.on_behalf_of {
+            if let Some(person) = who.agent_person() {
                 return Err(DomainError::Forbidden(format!(
                     "{} may not break glass for {name}: it is an agent acting for {person}, and agents never break glass; {person} may, in person",
                     who.principal
@@ -540,7 +541,7 @@ impl Policy {
         // The person the request's agent acts for, not the reviewer's: a policy may say who
         // reviews agents' requests.
         let mut facts = self.facts(reviewer, workflow, &ask, request.duration, now, &request.requester);
-        facts.on_behalf_of = request.on_behalf_of.as_deref().unwrap_or("");
+        facts.on_behalf_of = request.agent_person().unwrap_or("");
         facts.escalated = request.escalated_at.is_some();
         let d = self.cedar.decide(reviewer, Ability::Approve, &request.resource, &facts);
         if d.allowed {

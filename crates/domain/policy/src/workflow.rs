@@ -66,31 +66,54 @@ pub struct DirectoryEntry {
 /// The longest GitHub login GitHub allows.
 pub const GITHUB_LOGIN_MAX: usize = 39;
 
+/// The longest short code of an enterprise (the `_acme` of a managed user's `alice_acme`).
+pub const GITHUB_SHORTCODE_MAX: usize = 20;
+
 /// What is wrong with `login` as a GitHub login, if anything: GitHub's own shape, 1 to 39
-/// ASCII letters, digits and single hyphens, neither first nor last. Anything else (a
-/// Cyrillic look-alike letter, an invisible or control character, a NUL, a space) is no
-/// login GitHub would send, and a directory entry holding one could only be a mistake or an
-/// attempt to make one account read as another.
+/// ASCII letters, digits and single hyphens, neither first nor last; for a user of GitHub
+/// Enterprise Managed Users, that and `_` and the enterprise's short code (1 to 20 ASCII
+/// letters and digits: `alice_acme`). Anything else (a Cyrillic look-alike letter, an
+/// invisible or control character, a NUL, a space) is no login GitHub would send, and a
+/// directory entry holding one could only be a mistake or an attempt to make one account
+/// read as another.
 pub fn github_login_problem(login: &str) -> Option<String> {
-    if login.is_empty() {
+    let (name, shortcode) = match login.split_once('_') {
+        Some((name, shortcode)) => (name, Some(shortcode)),
+        None => (login, None),
+    };
+    if let Some(shortcode) = shortcode {
+        if let Some(c) = shortcode.chars().find(|c| !c.is_ascii_alphanumeric()) {
+            return Some(format!(
+                "holds {:?} (U+{:04X}) after its '_': a managed user's login ends in '_' and the enterprise's short code, ASCII letters and digits only",
+                c, c as u32
+            ));
+        }
+        if shortcode.is_empty() || shortcode.len() > GITHUB_SHORTCODE_MAX {
+            return Some(format!(
+                "ends in '_' and {} characters: a managed user's login ends in '_' and a short code of 1 to {GITHUB_SHORTCODE_MAX} ASCII letters and digits",
+                shortcode.len()
+            ));
+        }
+    }
+    if name.is_empty() {
         return Some("is empty".into());
     }
-    if let Some(c) = login.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
         return Some(format!(
-            "holds {:?} (U+{:04X}): a GitHub login has only ASCII letters, digits and hyphens",
+            "holds {:?} (U+{:04X}): a GitHub login has only ASCII letters, digits and hyphens (and a managed user's, '_' and a short code)",
             c, c as u32
         ));
     }
-    if login.len() > GITHUB_LOGIN_MAX {
+    if name.len() > GITHUB_LOGIN_MAX {
         return Some(format!(
-            "is {} characters long: a GitHub login has at most {GITHUB_LOGIN_MAX}",
-            login.len()
+            "is {} characters long: a GitHub login has at most {GITHUB_LOGIN_MAX} (before a managed user's '_')",
+            name.len()
         ));
     }
-    if login.starts_with('-') || login.ends_with('-') {
+    if name.starts_with('-') || name.ends_with('-') {
         return Some("begins or ends with a hyphen, which a GitHub login never does".into());
     }
-    if login.contains("--") {
+    if name.contains("--") {
         return Some("has two hyphens in a row, which a GitHub login never has".into());
     }
     None

@@ -66,7 +66,9 @@ fn github_users_must_be_github_logins_with_their_line() {
         ("\"-octo\"", "begins or ends with a hyphen"),
         ("\"octo-\"", "begins or ends with a hyphen"),
         ("\"octo--cat\"", "two hyphens in a row"),
-        ("\"octo_cat\"", "holds '_'"),
+        // `octo_cat` is a managed user's login (`_` and a short code); a second `_` is not.
+        ("\"octo_ca_t\"", "holds '_'"),
+        ("\"octo_\"", "ends in '_' and 0 characters"),
         ("\"octo cat\"", "holds ' '"),
         ("\"octo.cat\"", "holds '.'"),
         ("\"@octocat\"", "holds '@'"),
@@ -109,6 +111,51 @@ fn github_users_must_be_github_logins_with_their_line() {
         assert_eq!(github_login_problem(good), None, "{good}");
         load(&directory(&[("bob", &format!("github_user = \"{good}\""))])).unwrap();
     }
+}
+
+#[test]
+fn a_managed_users_login_has_the_enterprises_short_code() {
+    // GitHub Enterprise Managed Users: `alice_acme`.
+    let longest = format!("{}_{}", "a".repeat(39), "B".repeat(20));
+    for good in ["alice_acme", "Octo-Cat_ACME2", "a_1", longest.as_str()] {
+        assert_eq!(github_login_problem(good), None, "{good}");
+        load(&directory(&[("bob", &format!("github_user = \"{good}\""))])).unwrap();
+    }
+    let too_long_code = format!("alice_{}", "c".repeat(21));
+    let too_long_name = format!("{}_acme", "a".repeat(40));
+    for bad in [
+        "alice_",
+        "_acme",
+        "alice__acme",
+        "alice_ac_me",
+        "alice_ac-me",
+        "alice-_acme",
+        "alice_acmе",
+        "alice_\u{200b}acme",
+        "alice_acme\u{0}",
+        "alice_ac me",
+        too_long_code.as_str(),
+        too_long_name.as_str(),
+    ] {
+        assert!(github_login_problem(bad).is_some(), "{bad:?}");
+        // As a TOML basic string: anything but printable ASCII as `\uXXXX`.
+        let escaped: String = bad
+            .chars()
+            .map(|c| match c {
+                ' '..='~' if c != '"' && c != '\\' => c.to_string(),
+                c => format!("\\u{:04X}", c as u32),
+            })
+            .collect();
+        let errors = load(&directory(&[("bob", &format!("github_user = \"{escaped}\""))])).unwrap_err();
+        assert!(errors[0].message.contains("github_user"), "{bad:?}: {errors:?}");
+    }
+    // Compared ignoring case, short code included: one login, one principal.
+    let errors = load(&directory(&[
+        ("bob", "github_user = \"alice_acme\""),
+        ("eve", "github_user = \"Alice_ACME\""),
+    ]))
+    .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
 }
 
 #[test]

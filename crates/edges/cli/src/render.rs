@@ -24,10 +24,15 @@ pub fn shown(text: &str) -> Cow<'_, str> {
 }
 
 /// Who filed a request (or holds a token), escaped: `claude-alice (agent for alice)` for an
-/// agent, the name alone otherwise.
+/// agent, `ci:example/app (triggered by bob)` for a CI job someone triggered (a GitHub
+/// deployment: no agent), the name alone otherwise.
 pub fn requester(requester: &Value, on_behalf_of: &Value) -> String {
     let name = s(requester);
+    let ci = requester
+        .as_str()
+        .is_some_and(|r| r.starts_with(jitgate_core::identity::CI_PRINCIPAL_PREFIX));
     match on_behalf_of.as_str() {
+        Some(person) if ci => format!("{name} (triggered by {})", shown(person)),
         Some(person) => format!("{name} (agent for {})", shown(person)),
         None => name.into_owned(),
     }
@@ -349,6 +354,20 @@ mod tests {
         );
         assert!(!out.contains(['\0', '\r', '\x1b', '\u{202e}', '\u{200b}']), "{out:?}");
         assert_eq!(whole_payload(&r), "rm -rf /tmp/x\\x00\\r\\x1b[2K\\u{202e}ls\n");
+    }
+
+    /// A GitHub deployment's request names who triggered it, and is no agent's.
+    #[test]
+    fn a_ci_job_someone_triggered_is_no_agent() {
+        assert_eq!(
+            requester(&json!("ci:example/app"), &json!("bob")),
+            "ci:example/app (triggered by bob)"
+        );
+        assert_eq!(
+            requester(&json!("claude-bob"), &json!("bob")),
+            "claude-bob (agent for bob)"
+        );
+        assert_eq!(requester(&json!("ci:example/app"), &Value::Null), "ci:example/app");
     }
 
     #[test]

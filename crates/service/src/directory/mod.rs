@@ -391,7 +391,9 @@ pub(crate) fn refusal(app: &App, who: &Identity) -> Option<String> {
     if let Some(blocked) = of(&who.principal) {
         return Some(blocked.told(&who.principal));
     }
-    let person = who.on_behalf_of.as_deref()?;
+    // A CI job's `on_behalf_of` is who triggered it: their leaving does not stop the job (the
+    // login is linked to them only while they are active, and they never review its request).
+    let person = who.agent_person()?;
     of(person).map(|blocked| blocked.told_agent(&who.principal, person))
 }
 

@@ -75,6 +75,8 @@ const MAX_PULL_REQUESTS: usize = 20;
 const MAX_ANSWER_COMMENT: usize = 1000;
 /// What a record keeps for a value the delivery left out.
 const MISSING: &str = "\\(missing)";
+/// The longest request id a reply repeats, in characters.
+const MAX_ECHOED_ID: usize = 64;
 /// Most SCIM users read looking for a GitHub login in an attribute that cannot be queried.
 const MAX_SCIM_SCAN: u64 = 10_000;
 
@@ -208,7 +210,12 @@ impl App {
             Ok(resource) => resource,
             Err(problem) => return Ok(Filing::Refused(problem)),
         };
-        let who = requester(github, d);
+        // Whoever triggered the deployment counts as its requester: mapped to their principal,
+        // they may not approve or deny it on any channel (the state machine refuses them as
+        // it refuses an agent's person). Mapped again on each filing: directory.toml may
+        // have linked them since.
+        let triggered_by = self.triggered_by(github, d).await?;
+        let who = requester(github, d, triggered_by);
         let body = NewRequest {
             resource,
             action: DEPLOY_ACTION.into(),
@@ -390,6 +397,11 @@ impl App {
                 why: "no /jitgate command".into(),
             });
         }
+        if !webhook::may_command(comment.author_association.as_deref()) {
+            return Ok(WebhookOutcome::Ignored {
+                why: "a command by someone who is not the repository's owner, a member or a collaborator".into(),
+            });
+        }
         let installation_id = event
             .installation
             .as_ref()
@@ -433,7 +445,13 @@ impl App {
             return Ok(WebhookOutcome::Duplicate);
         }
         let carried = self
-            .carry_out(github, &command, &login, &owner, &repo, comment.html_url.as_deref())
+            .carry_out(
+                github,
+                &command,
+                &login,
+                (&owner, &repo, issue),
+                comment.html_url.as_deref(),
+            )
             .await;
         let (request_id, done, reply) = match carried {
             Ok(outcome) => outcome,
@@ -478,8 +496,7 @@ impl App {
         github: &Github,
         command: &Command,
         login: &str,
-        owner: &str,
-        repo: &str,
+        (owner, repo, issue): (&str, &str, i64),
         html_url: Option<&str>,
     ) -> Result<(String, bool, String), ServiceError> {
         let who_shown = webhook::markdown(login);
@@ -503,7 +520,8 @@ impl App {
                 format!(
                     "{}: {} is not a deployment of {}/{}",
                     who_shown,
-                    webhook::markdown(request_id),
+                    // Echoed, but never at length.
+                    webhook::markdown(&webhook::cut(request_id, MAX_ECHOED_ID)),
                     webhook::markdown(owner),
                     webhook::markdown(repo)
                 ),
@@ -520,6 +538,33 @@ impl App {
             .is_some_and(|d| d.owner.eq_ignore_ascii_case(owner) && d.repo.eq_ignore_ascii_case(repo));
         if !ours {
             return Ok(not_here());
+        }
+        // A deployment that belongs to pull requests is decided only on them: a command on
+        // any other issue of the repository would decide it where its reviewers are not.
+        if let Some(d) = deployment.as_ref().filter(|d| !d.pull_requests.is_empty()) {
+            if !d.pull_requests.contains(&issue) {
+                let on: Vec<String> = d.pull_requests.iter().map(|n| format!("#{n}")).collect();
+                return Ok((
+                    request_id.clone(),
+                    false,
+                    format!(
+                        "{who_shown}: {request_id} is decided only on its pull request{} {}: comment there",
+                        if on.len() == 1 { "" } else { "s" },
+                        on.join(", ")
+                    ),
+                ));
+            }
+        }
+        // Whoever triggered the deployment never decides it, linked to a principal or not
+        // (linked after it was filed, say).
+        if deployment.as_ref().is_some_and(|d| d.actor.eq_ignore_ascii_case(login)) {
+            return Ok((
+                request_id.clone(),
+                false,
+                format!(
+                    "{who_shown} triggered this deployment and cannot approve or deny it: someone else must decide"
+                ),
+            ));
         }
         let who = match self.github_principal(github, login).await? {
             Ok(who) => who,
@@ -545,6 +590,15 @@ impl App {
             }
         };
         let shown = webhook::markdown(&principal);
+        // What was decided, so nobody mistakes one deployment for another.
+        let what = deployment.as_ref().map_or_else(String::new, |d| {
+            format!(
+                " (the deployment of `{}` to {} from {})",
+                d.sha.get(..12).unwrap_or(&d.sha),
+                webhook::markdown(&d.environment),
+                webhook::markdown(&d.git_ref)
+            )
+        });
         match decided {
             Ok(request) => {
                 let missing: Vec<String> = (0..request.item_count())
@@ -553,13 +607,13 @@ impl App {
                     .collect();
                 let reply = match request.status_at(now()) {
                     RequestStatus::Pending => format!(
-                        "{shown} approved {}; it still needs {}. {}",
+                        "{shown} approved {}{what}; it still needs {}. {}",
                         request.id,
                         missing.join(" and "),
                         self.notifier().link(&request.id)
                     ),
                     status => format!(
-                        "{} is {} by {shown}. {}",
+                        "{}{what} is {} by {shown}. {}",
                         request.id,
                         status.as_str(),
                         self.notifier().link(&request.id)
@@ -580,6 +634,19 @@ impl App {
                 ))
             }
         }
+    }
+
+    /// The principal of the GitHub account that triggered deployment `d` (its `sender`), linked
+    /// as a commenter's login is; `None` when it is linked to nobody (a bot, an unknown login).
+    async fn triggered_by(&self, github: &Github, d: &GithubDeployment) -> Result<Option<String>, ServiceError> {
+        if !webhook::is_github_login(&d.actor) {
+            return Ok(None);
+        }
+        Ok(self
+            .github_principal(github, &d.actor)
+            .await?
+            .ok()
+            .map(|who| who.principal))
     }
 
     /// The identity a GitHub login acts as: directory.toml's `github_user`, else the SCIM
@@ -687,8 +754,10 @@ pub(crate) fn principal_of(d: &GithubDeployment) -> String {
     format!("ci:{}/{}", d.owner, d.repo)
 }
 
-/// The requester a deployment's request is filed (and its grant used) as.
-pub(crate) fn requester(github: &Github, d: &GithubDeployment) -> Identity {
+/// The requester a deployment's request is filed (and its grant used) as; `triggered_by` is
+/// the principal of who triggered it (kept as `on_behalf_of`: the state machine refuses their
+/// review, and with `ci` set it makes no agent).
+pub(crate) fn requester(github: &Github, d: &GithubDeployment, triggered_by: Option<String>) -> Identity {
     Identity {
         principal: principal_of(d),
         groups: github.settings.requester_groups.clone(),
@@ -700,7 +769,7 @@ pub(crate) fn requester(github: &Github, d: &GithubDeployment) -> Identity {
             workflow: String::new(),
             actor: d.actor.clone(),
         }),
-        on_behalf_of: None,
+        on_behalf_of: triggered_by,
     }
 }
 
@@ -745,12 +814,11 @@ fn read_deployment(delivery_id: &str, event: &DeploymentEvent) -> Result<GithubD
         Some(v) if !v.is_empty() => webhook::stored_form(v),
         _ => MISSING.to_string(),
     };
-    let git_ref = deployment.git_ref.as_deref().unwrap_or_default();
-    let git_ref = if webhook::ref_problem(git_ref).is_none() {
-        webhook::full_ref(git_ref)
-    } else {
-        text(Some(git_ref))
-    };
+    // `deployment.ref` exactly as GitHub sent it: GitHub names a branch or a tag by its short
+    // name (`main`), and a tag and a branch of one name cannot be told apart from the event,
+    // so jitgate never writes `refs/heads/` in front (a tag named `main` would then pass a
+    // rule for the branch). A `refs/...` value stays as it is.
+    let git_ref = text(deployment.git_ref.as_deref());
     Ok(GithubDeployment {
         delivery_id: delivery_id.to_string(),
         request_id: App::new_request_id(),

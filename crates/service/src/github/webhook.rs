@@ -135,6 +135,9 @@ pub struct Comment {
     pub body: Option<String>,
     pub html_url: Option<String>,
     pub user: Option<Account>,
+    /// The commenter's standing in the repository: `OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`, ...
+    pub author_association: Option<String>,
     /// Non-null when an App made the comment (jitgate's own replies among them).
     pub performed_via_github_app: Option<serde_json::Value>,
 }
@@ -155,14 +158,11 @@ pub struct ActionOnly {
     pub action: Option<String>,
 }
 
-/// A GitHub account name: 1 to 39 ASCII letters, digits and single inner hyphens.
+/// A GitHub account name: 1 to 39 ASCII letters, digits and single inner hyphens, and for a
+/// user of Enterprise Managed Users `_` and the enterprise's short code (`alice_acme`). The
+/// rule directory.toml's `github_user` is held to, so every linked login is one GitHub sends.
 pub fn is_github_login(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 39
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--")
+    jitgate_policy::github_login_problem(name).is_none()
 }
 
 /// A sender: a login, or an App's bot account (`name[bot]`).
@@ -229,16 +229,6 @@ pub fn ref_problem(git_ref: &str) -> Option<String> {
         return Some("holds a space".into());
     }
     text_problem(git_ref)
-}
-
-/// A ref as Cedar's `context.ci.ref` has it: a bare branch name becomes `refs/heads/NAME`;
-/// `refs/...` and commit SHAs stay as they are.
-pub fn full_ref(git_ref: &str) -> String {
-    if git_ref.starts_with("refs/") || is_commit_sha(git_ref) {
-        git_ref.to_string()
-    } else {
-        format!("refs/heads/{git_ref}")
-    }
 }
 
 /// The event that started a workflow (`push`, `workflow_dispatch`, ...): lowercase ASCII
@@ -342,8 +332,10 @@ pub fn path_segment(text: &str) -> Cow<'_, str> {
 }
 
 /// Text put into a GitHub comment, escaped for Markdown: a backslash before each character
-/// that could start markup, a mention (`@team`), a link or an HTML tag. Control and
-/// invisible characters are written as visible escapes first.
+/// that could start markup, a link, an HTML tag or a character reference (`&#64;` is an
+/// `@`), and after every `@` a zero-width space (U+200B): GitHub may find a mention
+/// (`@team`) behind a backslash, never in `@` + U+200B + name. Control and invisible
+/// characters are written as visible escapes first (so the only U+200B left is ours).
 pub fn markdown(text: &str) -> String {
     let shown = jitgate_core::text::escape_for_display(text);
     let mut out = String::with_capacity(shown.len() + 8);
@@ -369,13 +361,20 @@ pub fn markdown(text: &str) -> String {
                 | '>'
                 | '~'
                 | '@'
+                | '&'
         ) {
             out.push('\\');
         }
         out.push(c);
+        if c == '@' {
+            out.push(ZERO_WIDTH_SPACE);
+        }
     }
     out
 }
+
+/// What keeps an `@` from starting a mention.
+const ZERO_WIDTH_SPACE: char = '\u{200b}';
 
 /// Cut `text` to at most `max` characters, saying so.
 pub fn cut(text: &str, max: usize) -> String {
@@ -447,6 +446,13 @@ pub fn parse_command(body: &str) -> Command {
         request_id: id.to_string(),
         text: text.to_string(),
     }
+}
+
+/// Whether a commenter of this `author_association` may give commands: the repository's
+/// owner, organization members and collaborators. Anyone else (on a public repository,
+/// anyone at all) gets no answer, so strangers cannot make jitgate write.
+pub fn may_command(author_association: Option<&str>) -> bool {
+    matches!(author_association, Some("OWNER" | "MEMBER" | "COLLABORATOR"))
 }
 
 /// A request id worth looking up: ASCII letters, digits and `_`, at most 64.
@@ -541,7 +547,34 @@ mod tests {
     fn github_names_have_githubs_shape() {
         assert!(is_github_login("octo-cat"));
         assert!(is_github_actor("dependabot[bot]"));
-        for bad in ["", "-octo", "octo-", "oc--to", "еxample", "a b", &"a".repeat(40)] {
+        // Enterprise Managed Users: the enterprise's short code after `_`.
+        for emu in [
+            "alice_acme",
+            "octo-cat_ACME2",
+            "a_b",
+            &format!("{}_{}", "a".repeat(39), "c".repeat(20)),
+        ] {
+            assert!(is_github_login(emu), "{emu}");
+        }
+        for bad in [
+            "",
+            "-octo",
+            "octo-",
+            "oc--to",
+            "еxample",
+            "a b",
+            &"a".repeat(40),
+            "alice_",
+            "_acme",
+            "alice_ac_me",
+            "alice__acme",
+            "alice_ac-me",
+            "alice-_acme",
+            "alice_acmе",
+            "alice_acme\0",
+            "alice_\u{200b}acme",
+            &format!("alice_{}", "c".repeat(21)),
+        ] {
             assert!(!is_github_login(bad), "{bad}");
         }
         assert!(is_github_repo("app.rs-1_x"));
@@ -574,9 +607,9 @@ mod tests {
         for bad in ["", "main\0", "ma in", "main\u{2066}", "main\u{1b}[2K"] {
             assert!(ref_problem(bad).is_some(), "{bad:?}");
         }
-        assert_eq!(full_ref("main"), "refs/heads/main");
-        assert_eq!(full_ref("refs/tags/v1"), "refs/tags/v1");
-        assert_eq!(full_ref(&"a".repeat(40)), "a".repeat(40));
+        // A ref is never rewritten (a short name may be a tag's or a branch's): only checked.
+        assert_eq!(ref_problem("main"), None);
+        assert_eq!(ref_problem("refs/tags/v1"), None);
     }
 
     #[test]
@@ -591,7 +624,31 @@ mod tests {
 
     #[test]
     fn markdown_escapes_mentions_links_and_markup() {
-        assert_eq!(markdown("@org/team"), "\\@org/team");
+        assert_eq!(markdown("@org/team"), "\\@\u{200b}org/team");
+        assert_eq!(markdown("&#64;org/team"), "\\&\\#64;org/team");
+        // No `@` is followed directly by a character a login or team name starts with,
+        // whatever surrounds it (escapes and invisible characters included).
+        for text in [
+            "@org/team",
+            "x@admin",
+            "@@admin",
+            "\\@admin",
+            "@\u{200b}admin",
+            "@\u{0}admin",
+            "@-x",
+            "a @b @c",
+            "＠admin",
+        ] {
+            let out = markdown(text);
+            let chars: Vec<char> = out.chars().collect();
+            for pair in chars.windows(2) {
+                assert!(
+                    !(pair[0] == '@' && (pair[1].is_ascii_alphanumeric() || pair[1] == '-' || pair[1] == '_')),
+                    "{text:?} -> {out:?}"
+                );
+            }
+            assert!(chars.iter().filter(|c| **c == '@').count() == out.matches("@\u{200b}").count());
+        }
         assert_eq!(markdown("[x](https://e.example)"), "\\[x\\]\\(https://e\\.example\\)");
         assert_eq!(markdown("`a`*b*_c_<d>"), "\\`a\\`\\*b\\*\\_c\\_\\<d\\>");
         assert_eq!(markdown("a\0b"), "a\\\\x00b");

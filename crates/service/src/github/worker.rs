@@ -3,8 +3,9 @@
 //! Two jobs, every tick:
 //! - the sweep (one replica at a time, under the `github:sweep` lease): each deployment still
 //!   waiting is filed again if a crash left it unfiled, and answered once its request is
-//!   decided: `approved` after the grant is used by jitgate itself (a single-use grant is
-//!   consumed exactly once, as any check would), `rejected` for a denial, a cancellation, an
+//!   decided: `approved` after the request's own grant (by id, never another deployment's) is
+//!   used by jitgate itself (a single-use grant is consumed exactly once; one found consumed
+//!   already was consumed for this deployment by an overlapping sweep), `rejected` for a denial, a cancellation, an
 //!   expiry or an approval that ended before GitHub was told;
 //! - the calls (any replica; each call leased to one): queued callbacks and comments are made
 //!   through [`crate::connectors::GithubApi`], retried with the outbox's backoff.
@@ -182,19 +183,10 @@ async fn decision(
             };
             match grant.status_at(at) {
                 GrantStatus::Active => {
-                    // This replica's check index holds the grant as the database has it now
-                    // (it may have been approved elsewhere).
-                    app.refresh_request(&request.id).await?;
-                    let who = requester(github, d);
-                    let decided = app
-                        .check(
-                            &who,
-                            &grant.principal,
-                            &grant.resource,
-                            &grant.action,
-                            request.payload.as_deref(),
-                        )
-                        .await;
+                    // This request's own grant, by id: another deployment of the same
+                    // repository, environment and commit has its own grant, never this one.
+                    let who = requester(github, d, None);
+                    let decided = app.use_grant_by_id(&who, &grant.id).await;
                     if decided.error {
                         // Not a denial: the grant could not be consumed durably. Next sweep.
                         return Ok(None);
@@ -202,11 +194,24 @@ async fn decision(
                     if decided.allow {
                         (DeploymentAnswer::Approved, approved_by, actor)
                     } else {
-                        (
-                            DeploymentAnswer::Rejected,
-                            format!("the approval ended before GitHub was told: {}", decided.reason),
-                            actor,
-                        )
+                        // Another sweep (a replica whose lease ran out, say) may have consumed
+                        // it for this very deployment: a used grant is this deployment's
+                        // approval, spent once.
+                        let now_stored = app
+                            .store
+                            .get_request_by_grant(&grant.id)
+                            .await?
+                            .and_then(|r| r.grant_by_id(&grant.id).cloned());
+                        match now_stored {
+                            Some(g) if g.status == GrantStatus::Used => {
+                                (DeploymentAnswer::Approved, approved_by, actor)
+                            }
+                            _ => (
+                                DeploymentAnswer::Rejected,
+                                format!("the approval ended before GitHub was told: {}", decided.reason),
+                                actor,
+                            ),
+                        }
                     }
                 }
                 // Consumed by jitgate itself, by an earlier sweep that did not live to answer.
