@@ -141,8 +141,8 @@ function pullRequest(owner, repo, number, { sha, ref }) {
 
 /**
  * A `deployment_protection_rule` `requested` delivery's payload. Options (all optional but the
- * first three): owner, repo, environment, sha (40 hex), ref (`refs/heads/main`, or a bare
- * branch name as GitHub sends `deployment.ref`; default `main`), run_id, installation_id, sender (login),
+ * first three): owner, repo, environment, sha (40 hex), ref (as GitHub sends `deployment.ref`:
+ * a bare branch or tag name; default `main`), run_id, installation_id, sender (login),
  * event (`push`), pull_requests ([numbers]), callback_url (default GitHub's own form:
  * `https://api.github.com/repos/OWNER/REPO/actions/runs/RUN_ID/deployment_protection_rule`),
  * omit ([top-level fields to leave out, `deployment` included]).

@@ -822,7 +822,7 @@ fn a_deployment_waits_then_a_pull_request_comment_approves_it_and_github_is_told
 #[test]
 fn policy_approves_main_of_example_app_to_staging_at_once() {
     let bed = Bed::start();
-    // `deployment.ref` is the branch's name (`main`): jitgate reads it as refs/heads/main.
+    // `deployment.ref` is the branch's name (`main`): the policy sees it exactly so.
     let auto = filed(
         &bed.deploy(json!({"environment": "staging", "run_id": 801, "ref": "main", "pull_requests": [9]})),
         "approved",
@@ -844,9 +844,15 @@ fn policy_approves_main_of_example_app_to_staging_at_once() {
         &bed.deploy(json!({"environment": "production", "run_id": 803, "ref": "main"})),
         "pending",
     );
+    // A full ref is passed as sent, never shortened: `refs/heads/main` is not the `main` the
+    // policy names, so it waits (jitgate never guesses whether a name is a branch or a tag).
+    filed(
+        &bed.deploy(json!({"environment": "staging", "run_id": 805, "ref": "refs/heads/main"})),
+        "pending",
+    );
     // GitHub's environment names are case-insensitive: the catalog's spelling is used.
     let upper = filed(
-        &bed.deploy(json!({"environment": "Staging", "run_id": 804, "ref": "refs/heads/main"})),
+        &bed.deploy(json!({"environment": "Staging", "run_id": 804, "ref": "main"})),
         "approved",
     );
     assert_eq!(bed.request(&upper)["resource"], "github:example/app/staging");
@@ -854,6 +860,7 @@ fn policy_approves_main_of_example_app_to_staging_at_once() {
     std::thread::sleep(Duration::from_millis(800));
     assert!(bed.gh.callbacks(802).is_empty());
     assert!(bed.gh.callbacks(803).is_empty());
+    assert!(bed.gh.callbacks(805).is_empty());
     bed.gh.assert_all_valid();
 }
 
