@@ -402,23 +402,14 @@ impl App {
                 why: "a command by someone who is not the repository's owner, a member or a collaborator".into(),
             });
         }
-        let installation_id = event
-            .installation
-            .as_ref()
-            .and_then(|i| i.id)
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ServiceError::Invalid("installation.id is missing".into()))?;
+        let installation_id = installation_of(event.installation.as_ref())?;
         let issue = event
             .issue
             .as_ref()
             .and_then(|i| i.number)
             .filter(|n| *n > 0)
             .ok_or_else(|| ServiceError::Invalid("issue.number is missing".into()))?;
-        let (owner, repo) = event
-            .repository
-            .as_ref()
-            .and_then(webhook::Repository::owner_and_name)
-            .ok_or_else(|| ServiceError::Invalid("repository.full_name is missing".into()))?;
+        let (owner, repo) = repository_of(event.repository.as_ref())?;
         let login = user.login.clone().unwrap_or_default();
         // Every command costs a reply on GitHub, on the installation's shared rate limit:
         // one commenter (linked or not) gets the writes per minute any principal gets, under
@@ -773,22 +764,28 @@ pub(crate) fn requester(github: &Github, d: &GithubDeployment, triggered_by: Opt
     }
 }
 
+/// The installation a delivery came through: calls back authenticate as it.
+fn installation_of(installation: Option<&webhook::Installation>) -> Result<i64, ServiceError> {
+    installation
+        .and_then(|i| i.id)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ServiceError::Invalid("installation.id is missing".into()))
+}
+
+/// The repository a delivery is about, as (owner, name).
+fn repository_of(repository: Option<&webhook::Repository>) -> Result<(String, String), ServiceError> {
+    repository
+        .and_then(webhook::Repository::owner_and_name)
+        .ok_or_else(|| ServiceError::Invalid("repository.full_name is missing".into()))
+}
+
 /// The record of a delivery: what it says, with text that jitgate refuses kept in its
 /// escaped, bounded form (so the store never sees a NUL, and reading the record back refuses
 /// it again). `Err` only when nothing could be answered: no callback URL for this
 /// repository, no installation.
 fn read_deployment(delivery_id: &str, event: &DeploymentEvent) -> Result<GithubDeployment, ServiceError> {
-    let installation_id = event
-        .installation
-        .as_ref()
-        .and_then(|i| i.id)
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ServiceError::Invalid("installation.id is missing".into()))?;
-    let (owner, repo) = event
-        .repository
-        .as_ref()
-        .and_then(webhook::Repository::owner_and_name)
-        .ok_or_else(|| ServiceError::Invalid("repository.full_name is missing".into()))?;
+    let installation_id = installation_of(event.installation.as_ref())?;
+    let (owner, repo) = repository_of(event.repository.as_ref())?;
     let url = event
         .deployment_callback_url
         .as_deref()
