@@ -1528,10 +1528,24 @@ async fn two_approved_deployments_of_one_commit_each_consume_their_own_grant() {
         assert_eq!(used[0].event.grant_id.as_deref(), Some(grant.id.as_str()));
     }
 
-    // A grant already consumed for its deployment (by an overlapping sweep) still answers
-    // approved; using it again is refused, and nothing is consumed twice.
+    // A grant already consumed for its deployment (by an overlapping sweep, which spends it
+    // under jitgate's own name) still answers approved; using it again is refused, and
+    // nothing is consumed twice.
     let (third, _) = bed.deploy("example/app", "production", "main", &[]).await;
     let third_grant = bed.app.approve(&bob, &third, None).await.unwrap().grant.unwrap();
+    let sweep = Identity::user(worker::GITHUB_SPENDER, &[]);
+    assert!(bed.app.use_grant_by_id(&sweep, &third_grant.id).await.allow);
+    let again = bed.app.use_grant_by_id(&sweep, &third_grant.id).await;
+    assert!(!again.allow && !again.error, "{again:?}");
+    assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
+    assert_eq!(bed.answered(&third).await.unwrap().0, "approved");
+    assert_eq!(bed.events(&third, EventKind::GrantUsed).await.len(), 1);
+
+    // A workflow authenticated as ci:example/app (or a service checking for it) spends the
+    // approved grant first: the one use the reviewer approved is gone, so GitHub is told
+    // rejected, not approved a second time.
+    let (fourth, _) = bed.deploy("example/app", "production", "main", &[]).await;
+    let fourth_grant = bed.app.approve(&bob, &fourth, None).await.unwrap().grant.unwrap();
     let ci = Identity {
         principal: "ci:example/app".into(),
         groups: vec!["ci".into()],
@@ -1539,12 +1553,11 @@ async fn two_approved_deployments_of_one_commit_each_consume_their_own_grant() {
         ci: None,
         on_behalf_of: None,
     };
-    assert!(bed.app.use_grant_by_id(&ci, &third_grant.id).await.allow);
-    let again = bed.app.use_grant_by_id(&ci, &third_grant.id).await;
-    assert!(!again.allow && !again.error, "{again:?}");
+    assert!(bed.app.use_grant_by_id(&ci, &fourth_grant.id).await.allow);
     assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
-    assert_eq!(bed.answered(&third).await.unwrap().0, "approved");
-    assert_eq!(bed.events(&third, EventKind::GrantUsed).await.len(), 1);
+    let (state, comment) = bed.answered(&fourth).await.unwrap();
+    assert_eq!(state, "rejected", "{comment}");
+    assert_eq!(bed.events(&fourth, EventKind::GrantUsed).await.len(), 1);
     assert!(!bed.app.use_grant_by_id(&ci, "grt_unknown").await.allow);
 }
 

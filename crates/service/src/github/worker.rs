@@ -10,7 +10,7 @@
 //! - the calls (any replica; each call leased to one): queued callbacks and comments are made
 //!   through [`crate::connectors::GithubApi`], retried with the outbox's backoff.
 
-use super::flow::{requester, Filing, DEPLOY_ACTION};
+use super::flow::{Filing, DEPLOY_ACTION};
 use super::Github;
 use crate::connectors::Failure;
 use crate::{now, App, ServiceError};
@@ -35,6 +35,11 @@ const REFILE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 const CALL_LEASE_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Calls made per tick.
 const CALL_BATCH: u32 = 20;
+/// The name the sweep spends a deployment's grant under (the `grant.used` event's actor): no
+/// principal can hold it (a `:` after `jitgate` is no prefix an issuer or SCIM may give), so
+/// a grant found used counts as this deployment's approval only when jitgate spent it, never
+/// when a workflow or a service used it through `/v1/grants/use` or `/v1/check` first.
+pub const GITHUB_SPENDER: &str = "jitgate:github";
 
 /// Run forever (does nothing while `[github]` is not configured).
 pub async fn run(app: Arc<App>) {
@@ -132,7 +137,7 @@ async fn answer_one(app: &App, github: &Github, d: &GithubDeployment) -> Result<
             }
         },
     };
-    let Some((answer, why, actor)) = decision(app, github, d, &request).await? else {
+    let Some((answer, why, actor)) = decision(app, &request).await? else {
         return Ok(false);
     };
     app.answer_deployment(d, Some(&request), answer, &why, &actor).await
@@ -140,12 +145,7 @@ async fn answer_one(app: &App, github: &Github, d: &GithubDeployment) -> Result<
 
 /// The answer a decided request gives, why, and whose decision it follows; `None` while it
 /// waits (or when jitgate cannot tell now: asked again next sweep).
-async fn decision(
-    app: &App,
-    github: &Github,
-    d: &GithubDeployment,
-    request: &Request,
-) -> Result<Option<(DeploymentAnswer, String, String)>, ServiceError> {
+async fn decision(app: &App, request: &Request) -> Result<Option<(DeploymentAnswer, String, String)>, ServiceError> {
     let at = now();
     let closed = |verb: &str| match &request.closed_by {
         Some(review) => (
@@ -185,8 +185,9 @@ async fn decision(
                 GrantStatus::Active => {
                     // This request's own grant, by id: another deployment of the same
                     // repository, environment and commit has its own grant, never this one.
-                    let who = requester(github, d, None);
-                    let decided = app.use_grant_by_id(&who, &grant.id).await;
+                    let decided = app
+                        .use_grant_by_id(&jitgate_core::Identity::user(GITHUB_SPENDER, &[]), &grant.id)
+                        .await;
                     if decided.error {
                         // Not a denial: the grant could not be consumed durably. Next sweep.
                         return Ok(None);
@@ -203,7 +204,7 @@ async fn decision(
                             .await?
                             .and_then(|r| r.grant_by_id(&grant.id).cloned());
                         match now_stored {
-                            Some(g) if g.status == GrantStatus::Used => {
+                            Some(g) if g.status == GrantStatus::Used && spent_by_jitgate(app, &g).await? => {
                                 (DeploymentAnswer::Approved, approved_by, actor)
                             }
                             _ => (
@@ -215,7 +216,9 @@ async fn decision(
                     }
                 }
                 // Consumed by jitgate itself, by an earlier sweep that did not live to answer.
-                GrantStatus::Used => (DeploymentAnswer::Approved, approved_by, actor),
+                GrantStatus::Used if spent_by_jitgate(app, grant).await? => {
+                    (DeploymentAnswer::Approved, approved_by, actor)
+                }
                 status => (
                     DeploymentAnswer::Rejected,
                     format!(
@@ -228,6 +231,24 @@ async fn decision(
             }
         }
     }))
+}
+
+/// Was this used grant spent by the sweep (its `grant.used` event names [`GITHUB_SPENDER`])?
+/// A grant someone else used first (a workflow authenticated as `ci:OWNER/REPO`, a service's
+/// check) is no approval of the deployment: the approval was for one use, and it is gone.
+async fn spent_by_jitgate(app: &App, grant: &jitgate_core::Grant) -> Result<bool, ServiceError> {
+    let used = app
+        .store
+        .audit_events(&jitgate_store::AuditFilter {
+            request_id: Some(grant.request_id.clone()),
+            kind: Some(EventKind::GrantUsed.as_str().to_string()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    Ok(used
+        .iter()
+        .any(|e| e.event.grant_id.as_deref() == Some(grant.id.as_str()) && e.event.actor == GITHUB_SPENDER))
 }
 
 /// Who approved a request, in words, and the actor of the answer (the last reviewer, or

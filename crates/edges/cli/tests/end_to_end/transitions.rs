@@ -869,7 +869,7 @@ fn every_transition_records_its_event() {
             on_github("request.approval", "bob").comment("ship it"),
             on_github("request.approved", "bob").grant(&deploy_gid),
             on_github("grant.issued", "system").grant(&deploy_gid),
-            on_github("grant.used", "ci:example/app").grant(&deploy_gid),
+            on_github("grant.used", "jitgate:github").grant(&deploy_gid),
             on_github("github.deployment_answered", "bob")
                 .grant(&deploy_gid)
                 .comment_starting("approved: "),
