@@ -639,6 +639,8 @@ impl App {
         if let Some(told) = crate::directory::refusal(self, who) {
             return Err(ServiceError::Unauthenticated(told));
         }
+        // Nor the person whose GitHub account triggered a deployment, however linked.
+        self.refuse_deployment_trigger(id, who).await?;
         let grant_id = new_id("grt");
         // A multi-item request's last approval issues a grant per item.
         let grant_ids: Vec<String> = std::iter::once(grant_id.clone())

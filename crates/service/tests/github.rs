@@ -1435,6 +1435,32 @@ async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
     assert_eq!(worker::sweep(&bed.app).await.unwrap(), 1);
     assert_eq!(bed.answered(&request_id).await.unwrap().0, "approved");
 
+    // Linked only after filing (carol's login joins directory.toml later): the request has no
+    // on_behalf_of, yet carol still may not approve what her own push triggered.
+    let unlinked_then = bed.deploy_by("production", &[7], "carol-gh").await;
+    let request = bed.app.store.get_request(&unlinked_then).await.unwrap().unwrap();
+    assert_eq!(request.on_behalf_of, None);
+    let mut directory = DIRECTORY.to_string();
+    for (principal, login) in GITHUB_USERS.iter().chain(&[("carol", "carol-gh")]) {
+        let entry = format!("name = \"{principal}\"\n");
+        directory = directory.replace(&entry, &format!("{entry}github_user = \"{login}\"\n"));
+    }
+    bed.app.replace_policy(
+        jitgate_policy::Policy::from_texts_with_catalog(
+            &directory,
+            WORKFLOWS,
+            None,
+            &[("github.cedar".to_string(), CEDAR.to_string())],
+            &[("resources.toml".to_string(), RESOURCES.to_string())],
+        )
+        .unwrap(),
+    );
+    let refused = bed.app.approve(&carol, &unlinked_then, None).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::Forbidden(_)), "{refused:?}");
+    assert!(refused.to_string().contains("someone else must decide"), "{refused}");
+    // Another sre decides.
+    bed.app.approve(&approve, &unlinked_then, None).await.unwrap();
+
     // The policy's automatic approval still holds for a CI job someone triggered.
     let request_id = bed.deploy_by("staging", &[], "alice-gh").await;
     let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();

@@ -627,6 +627,43 @@ impl App {
         }
     }
 
+    /// GitHub's `prevent_self_review`, which GitHub itself does not apply to custom protection
+    /// rules: `reviewer` may not approve a deployment whose GitHub account (its `sender`) is
+    /// linked to them now. The request's `on_behalf_of` already refuses whoever was linked when
+    /// it was filed; this holds too for a login linked after filing, or by a SCIM attribute
+    /// that was ambiguous then, and for a principal blocked then and reactivated since.
+    pub(crate) async fn refuse_deployment_trigger(
+        &self,
+        request_id: &str,
+        reviewer: &Identity,
+    ) -> Result<(), ServiceError> {
+        let Some(github) = self.github() else {
+            return Ok(());
+        };
+        let Some(d) = self.store.github_deployment(request_id).await? else {
+            return Ok(());
+        };
+        if !webhook::is_github_login(&d.actor) {
+            return Ok(());
+        }
+        let linked = match directory_identity_for_login(&self.policy(), &d.actor) {
+            Some(identity) => Some(identity.principal),
+            None => match github.settings.scim_login_attribute.as_deref() {
+                Some(attribute) => self.scim_principal_for_login(attribute, &d.actor).await?,
+                None => None,
+            },
+        };
+        match linked {
+            Some(principal) if principal.eq_ignore_ascii_case(&reviewer.principal) => {
+                Err(ServiceError::Forbidden(format!(
+                    "{} triggered this deployment on GitHub (as {}): someone else must decide it",
+                    reviewer.principal, d.actor
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The principal of the GitHub account that triggered deployment `d` (its `sender`), linked
     /// as a commenter's login is; `None` when it is linked to nobody (a bot, an unknown login).
     async fn triggered_by(&self, github: &Github, d: &GithubDeployment) -> Result<Option<String>, ServiceError> {
