@@ -35,6 +35,11 @@ const REFILE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 const CALL_LEASE_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Calls made per tick.
 const CALL_BATCH: u32 = 20;
+/// How long a delivery that tracked no deployment (a comment, a ping) is remembered: far
+/// longer than GitHub lets anyone redeliver (3 days), so the table does not grow for ever.
+pub const REMEMBER_DELIVERIES_FOR: chrono::TimeDelta = chrono::TimeDelta::days(30);
+/// How often the sweep's holder forgets old deliveries.
+const FORGET_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The name the sweep spends a deployment's grant under (the `grant.used` event's actor): no
 /// principal can hold it (a `:` after `jitgate` is no prefix an issuer or SCIM may give), so
 /// a grant found used counts as this deployment's approval only when jitgate spent it, never
@@ -56,10 +61,23 @@ pub async fn run(app: Arc<App>) {
             tracing::warn!(error = %e, "cannot release earlier leases on calls to GitHub; they fall due when they run out")
         }
     }
+    let mut forgot_at: Option<std::time::Instant> = None;
     loop {
         interval.tick().await;
         if app.github().is_none() {
             continue;
+        }
+        if forgot_at.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+            forgot_at = Some(std::time::Instant::now());
+            match app
+                .store
+                .github_forget_deliveries(now() - REMEMBER_DELIVERIES_FOR)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "forgot GitHub deliveries older than 30 days"),
+                Err(e) => tracing::warn!(error = %e, "cannot forget old GitHub deliveries; trying again in an hour"),
+            }
         }
         match sweep(&app).await {
             Ok(_) => sweeping.ended("answering GitHub deployments again"),

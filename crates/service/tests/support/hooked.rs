@@ -370,6 +370,10 @@ impl Store for Hooked {
         self.inner.github_call_retry(id, holder, next_due, error).await
     }
 
+    async fn github_forget_deliveries(&self, before: Timestamp) -> Result<u64> {
+        self.inner.github_forget_deliveries(before).await
+    }
+
     async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
         self.inner.github_release_call_leases(holder).await
     }

@@ -342,6 +342,10 @@ impl<S: Store> Store for Bounded<S> {
             .await
     }
 
+    async fn github_forget_deliveries(&self, before: Timestamp) -> Result<u64> {
+        self.write(self.inner.github_forget_deliveries(before)).await
+    }
+
     async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
         self.write(self.inner.github_release_call_leases(holder)).await
     }

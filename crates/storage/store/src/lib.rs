@@ -424,6 +424,12 @@ pub trait Store: Send + Sync + 'static {
     /// while the second attempt is under way.
     async fn github_call_retry(&self, id: i64, holder: &str, next_due: Timestamp, error: &str) -> Result<()>;
 
+    /// Forget the deliveries received before `before` that tracked no deployment (comments,
+    /// pings): how many. A deployment's delivery is kept with its deployment, so it is never
+    /// filed twice; a comment replayed after `before` is read again (and meets a request long
+    /// decided).
+    async fn github_forget_deliveries(&self, before: Timestamp) -> Result<u64>;
+
     /// Give up `holder`'s leases on calls not done (as `release_outbox_leases`): a worker
     /// starting again in its own place makes at once the calls its earlier self had leased.
     async fn github_release_call_leases(&self, holder: &str) -> Result<u64>;

@@ -844,6 +844,17 @@ where
         Ok(())
     }
 
+    async fn github_forget_deliveries(&self, before: Timestamp) -> Result<u64> {
+        let forgotten = sqlx::query(
+            "DELETE FROM github_deliveries WHERE received_at < $1 \
+             AND delivery_id NOT IN (SELECT delivery_id FROM github_deployments)",
+        )
+        .bind(crate::rows::ms(before))
+        .execute(self.writer())
+        .await?;
+        Ok(forgotten.rows_affected())
+    }
+
     async fn github_release_call_leases(&self, holder: &str) -> Result<u64> {
         let released = sqlx::query(
             "UPDATE github_calls SET leased_until = NULL WHERE leased_by = $1 AND leased_until IS NOT NULL AND done_at IS NULL",

@@ -3101,6 +3101,31 @@ mod conformance {
             .github_claim_delivery("d-deploy", "deployment_protection_rule", t0())
             .await
             .unwrap());
+
+        // Old deliveries are forgotten, except a tracked deployment's (kept with it, so it is
+        // never filed twice); newer ones stay.
+        assert!(store
+            .github_claim_delivery("d-new", "issue_comment", t0() + TimeDelta::days(40))
+            .await
+            .unwrap());
+        let forgotten = store
+            .github_forget_deliveries(t0() + TimeDelta::days(30))
+            .await
+            .unwrap();
+        assert_eq!(forgotten, 3, "d-1, D-1 and d-race");
+        assert!(store.github_claim_delivery("d-1", "issue_comment", t0()).await.unwrap());
+        assert!(!store
+            .github_claim_delivery("d-new", "issue_comment", t0())
+            .await
+            .unwrap());
+        assert!(!store
+            .github_claim_delivery("d-deploy", "deployment_protection_rule", t0())
+            .await
+            .unwrap());
+        assert!(!store
+            .github_track_deployment(&gh_deployment("d-deploy", "req-gh-2", t0()))
+            .await
+            .unwrap());
     }
 
     pub async fn github_deployments_are_tracked_once(store: Arc<dyn Store>) {
