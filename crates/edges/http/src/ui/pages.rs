@@ -263,6 +263,8 @@ pub struct RequestRow {
     age: String,
     /// How many more items a request for several things holds beyond the one shown.
     more_items: usize,
+    /// The viewer approved every item they may approve; it waits for others.
+    you_approved: bool,
 }
 
 /// The requester as people see it: `claude-alice (agent for alice)` for an agent.
@@ -285,7 +287,49 @@ impl RequestRow {
             created_at: v.created_at.to_rfc3339(),
             age: ago(v.created_at, at),
             more_items: v.items.len().saturating_sub(1),
+            you_approved: false,
         }
+    }
+}
+
+/// What a reviewer has left to do on a pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReviewerPart {
+    /// None of its items is theirs to approve.
+    None,
+    /// They may approve an item they have not approved yet.
+    Owed,
+    /// They approved every item they may approve (a multi-step request waits for others):
+    /// approving again would be refused, so no Approve button is offered.
+    Given,
+}
+
+/// The caller's part in deciding `request`: never their own, nor their agent's, nor an
+/// agent's; of a multi-item request, a reviewer of any item is waited for until they have
+/// approved each item they may approve.
+fn reviewer_part(
+    policy: &jitgate_policy::Policy,
+    who: &jitgate_core::Identity,
+    request: &jitgate_core::Request,
+    at: Timestamp,
+) -> ReviewerPart {
+    let own = request.requester == who.principal || request.on_behalf_of.as_deref() == Some(who.principal.as_str());
+    if own || who.is_agent() {
+        return ReviewerPart::None;
+    }
+    let mut reviews_any = false;
+    for item in (0..request.item_count()).filter_map(|i| request.item_request(i)) {
+        if policy.may_review(who, &item, at).is_ok() {
+            reviews_any = true;
+            if !item.approvals.iter().any(|a| a.reviewer == who.principal) {
+                return ReviewerPart::Owed;
+            }
+        }
+    }
+    if reviews_any {
+        ReviewerPart::Given
+    } else {
+        ReviewerPart::None
     }
 }
 
@@ -391,14 +435,13 @@ async fn waiting_for(
         };
         let (requests, next) = app.visible_requests(caller, filter, at).await?;
         for r in &requests {
-            // Of a multi-item request, a reviewer of any item is waited for.
-            let reviews = (0..r.item_count())
-                .filter_map(|i| r.item_request(i))
-                .any(|item| policy.may_review(who, &item, at).is_ok());
-            // Never one's own, nor one's agent's: neither is theirs to decide.
-            let own = r.requester == who.principal || r.on_behalf_of.as_deref() == Some(who.principal.as_str());
-            if !own && !who.is_agent() && reviews {
-                rows.push(RequestRow::new(&RequestView::new(r, at, &who.principal), at));
+            // Never one's own, nor one's agent's: neither is theirs to decide. One already
+            // approved stays, marked, until the others decide.
+            let part = reviewer_part(&policy, who, r, at);
+            if part != ReviewerPart::None {
+                let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
+                row.you_approved = part == ReviewerPart::Given;
+                rows.push(row);
                 if rows.len() == INBOX_PAGE {
                     return Ok((rows, Some(r.id.clone())));
                 }
@@ -547,6 +590,8 @@ pub struct RequestDetail {
     closed: Option<String>,
     grant: Option<GrantRow>,
     can_review: bool,
+    /// The viewer approved already; the request waits for other reviewers.
+    you_approved: bool,
     can_cancel: bool,
     /// A break-glass request whose after-the-fact review this viewer may give.
     can_post_review: bool,
@@ -602,15 +647,16 @@ pub async fn request(
     let who = caller.who();
     let v = RequestView::new(&request, at, &who.principal);
     let pending = request.status_at(at) == RequestStatus::Pending;
-    // Of a multi-item request, a reviewer of any item may approve (their items) or deny.
+    // Of a multi-item request, a reviewer of any item may approve (their items) or deny,
+    // until they have approved each item they may.
     let policy = app.policy();
     let own = request.requester == who.principal || request.on_behalf_of.as_deref() == Some(who.principal.as_str());
-    let can_review = pending
-        && !own
-        && !who.is_agent()
-        && (0..request.item_count())
-            .filter_map(|i| request.item_request(i))
-            .any(|item| policy.may_review(who, &item, at).is_ok());
+    let part = if pending {
+        reviewer_part(&policy, who, &request, at)
+    } else {
+        ReviewerPart::None
+    };
+    let can_review = part == ReviewerPart::Owed;
     let can_revoke = authz::reach(who, Operation::RevokeGrant).covers(who, &request);
     // Access is live: the grant, or of a multi-item request every item's grant, is active.
     let granted = v.grant.as_ref().is_some_and(|g| g.status == "active")
@@ -655,6 +701,7 @@ pub async fn request(
         closed,
         grant: v.grant.as_ref().map(|g| GrantRow::new(g, at, can_revoke)),
         can_review,
+        you_approved: part == ReviewerPart::Given,
         can_cancel: pending && own,
         can_post_review: v.review_due
             && !own
