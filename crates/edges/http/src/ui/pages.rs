@@ -265,6 +265,8 @@ pub struct RequestRow {
     more_items: usize,
     /// The viewer approved every item they may approve; it waits for others.
     you_approved: bool,
+    /// A break-glass access whose after-the-fact review the viewer may give, still owed.
+    review_owed: bool,
 }
 
 /// The requester as people see it: `claude-alice (agent for alice)` for an agent.
@@ -288,6 +290,7 @@ impl RequestRow {
             age: ago(v.created_at, at),
             more_items: v.items.len().saturating_sub(1),
             you_approved: false,
+            review_owed: false,
         }
     }
 }
@@ -455,6 +458,78 @@ async fn waiting_for(
     Ok((rows, cursor))
 }
 
+/// Of the newest requests, how many are looked through for break-glass reviews owed: the
+/// store has no filter for them, and such a review is owed soon after the access (its grant
+/// lasts minutes), so the newest suffice.
+const REVIEW_SCAN_PAGES: usize = 4;
+const REVIEW_SCAN_PAGE: u32 = 100;
+
+/// Whether `who` may give the after-the-fact review `request` still owes, as the state machine
+/// judges it: not the one who broke the glass nor their person, not an agent, and an admin or
+/// a member of one of its review groups.
+fn owes_post_review(who: &jitgate_core::Identity, request: &jitgate_core::Request) -> bool {
+    if !request.review_due()
+        || who.is_agent()
+        || request.requester == who.principal
+        || request.on_behalf_of.as_deref() == Some(who.principal.as_str())
+        || authz::reach(who, Operation::ReviewBreakGlass) == Reach::Nothing
+    {
+        return false;
+    }
+    who.is_admin()
+        || std::iter::once(&request.requirement)
+            .chain(request.items.iter().map(|i| &i.requirement))
+            .flat_map(|r| r.review_groups.iter())
+            .any(|g| who.in_group(g))
+}
+
+/// The break-glass accesses among the newest requests whose review the caller owes, newest
+/// first: they head the inbox's first page, whatever their status.
+async fn reviews_owed(app: &App, caller: &Caller) -> Result<Vec<RequestRow>, ApiError> {
+    let at = now();
+    let who = caller.who();
+    if who.is_agent() || authz::reach(who, Operation::ReviewBreakGlass) == Reach::Nothing {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    let mut cursor = None;
+    for _ in 0..REVIEW_SCAN_PAGES {
+        let filter = RequestFilter {
+            status: None,
+            requester: None,
+            limit: REVIEW_SCAN_PAGE,
+            before: cursor,
+        };
+        let (requests, next) = app.visible_requests(caller, filter, at).await?;
+        for r in requests.iter().filter(|r| owes_post_review(who, r)) {
+            let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
+            row.review_owed = true;
+            rows.push(row);
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(rows)
+}
+
+/// The inbox's rows: on the first page the break-glass reviews owed, then the pending
+/// requests the caller may decide; and the cursor of the next page.
+async fn inbox_page(
+    app: &App,
+    caller: &Caller,
+    before: Option<String>,
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
+    let mut rows = match before {
+        None => reviews_owed(app, caller).await?,
+        Some(_) => Vec::new(),
+    };
+    let (pending, next) = waiting_for(app, caller, before).await?;
+    rows.extend(pending);
+    Ok((rows, next))
+}
+
 /// `/ui/inbox` with this query.
 fn inbox_link(path: &str, before: Option<&str>) -> String {
     match before {
@@ -470,11 +545,11 @@ pub async fn inbox(
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
     let before = query.before.filter(|b| !b.is_empty());
-    let (rows, next) = waiting_for(&app, &caller, before.clone()).await?;
+    let (rows, next) = inbox_page(&app, &caller, before.clone()).await?;
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf),
         heading: "Waiting for you",
-        blurb: "Requests you may approve, newest first. This list updates by itself.",
+        blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
         live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),
         rows,
         empty: INBOX_EMPTY,
@@ -489,7 +564,7 @@ pub async fn inbox_rows(
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
     let before = query.before.filter(|b| !b.is_empty());
-    let (rows, _) = waiting_for(&app, &caller, before).await?;
+    let (rows, _) = inbox_page(&app, &caller, before).await?;
     Ok(render(&RequestRows {
         rows,
         empty: INBOX_EMPTY,
