@@ -267,6 +267,26 @@ pub struct RequestRow {
     you_approved: bool,
     /// A break-glass access whose after-the-fact review the viewer may give, still owed.
     review_owed: bool,
+    /// A pending request's deadline: it expires then unless decided.
+    expires: Option<Deadline>,
+}
+
+/// A moment ahead, as a list shows it: the time left ("42m 10s"), with the exact moment in
+/// UTC machine-readable and on hover (the pages render times on the server, in UTC).
+pub struct Deadline {
+    at: String,
+    at_text: String,
+    left: String,
+}
+
+impl Deadline {
+    fn new(until: Timestamp, at: Timestamp) -> Deadline {
+        Deadline {
+            at: until.to_rfc3339(),
+            at_text: when(until),
+            left: left(until, at),
+        }
+    }
 }
 
 /// The requester as people see it: `claude-alice (agent for alice)` for an agent.
@@ -291,6 +311,7 @@ impl RequestRow {
             more_items: v.items.len().saturating_sub(1),
             you_approved: false,
             review_owed: false,
+            expires: (v.status == "pending").then(|| Deadline::new(v.pending_expires_at, at)),
         }
     }
 }
