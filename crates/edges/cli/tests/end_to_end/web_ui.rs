@@ -883,3 +883,102 @@ fn a_reviewer_sees_an_agents_payload_escaped_and_approves_the_hash_shown() {
     clean_console(&bob);
     clean_console(&alice);
 }
+
+/// The inbox a reviewer trusts (#27): bob sees the break-glass access he owes a review and
+/// reviews it from there; a request he already approved (it needs two) is marked and has no
+/// Approve button, in the inbox or on its page, while one he has not approved has; each
+/// pending request says when it expires, with the exact moment in UTC on hover.
+#[test]
+fn bobs_inbox_shows_reviews_owed_and_no_approve_button_on_what_he_approved() {
+    let s = Server::start();
+    let twice = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "OPS-123: rebuild the index"}),
+    );
+    let twice = id(&twice);
+    let (status, r) = s.post(&format!("/v1/requests/{twice}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["status"], "pending", "the second approval is still needed: {r}");
+    let fresh = s.file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7: slow queries"}),
+    );
+    let fresh = id(&fresh);
+    let glass = s.file(
+        "demo-carol",
+        json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "INC-9: disk full", "break_glass": true}),
+    );
+    let glass = id(&glass);
+    let (_, r) = s.get(&format!("/v1/requests/{glass}"), "demo-auditor");
+    assert_eq!(r["review_due"], true, "{r}");
+
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    let row = |id: &str| format!("#rows tr[data-request='{id}']");
+    // The break-glass access bob owes a review of, with a way to give it.
+    bob.wait_for_text(&row(&glass), "review owed");
+    assert!(bob.text(&row(&glass)).contains("carol"), "{}", bob.text(&row(&glass)));
+    assert!(bob.exists(&format!("{} a.review-owed", row(&glass))));
+    // Already approved by bob: marked, and waits for someone else.
+    assert!(
+        bob.text(&row(&twice)).contains("you approved"),
+        "{}",
+        bob.text(&row(&twice))
+    );
+    assert!(
+        !bob.text(&row(&fresh)).contains("you approved"),
+        "{}",
+        bob.text(&row(&fresh))
+    );
+    // Expires in: the time left, the exact moment in UTC on hover and machine-readable.
+    assert!(bob.exists("thead th:nth-child(7)"));
+    let head = bob.text("thead").to_lowercase();
+    assert!(head.contains("expires in"), "{head}");
+    let expires = bob.text(&format!("{} td.expires", row(&fresh)));
+    assert!(expires.contains('m'), "{expires}");
+    let source = bob.source();
+    let cell = source
+        .split(&format!("data-request=\"{fresh}\""))
+        .nth(1)
+        .and_then(|r| r.split("<td class=\"expires\">").nth(1))
+        .unwrap_or_default();
+    assert!(
+        cell.starts_with("<time datetime=\"20") && cell.contains(" UTC\">59m "),
+        "{source}"
+    );
+    // A break-glass access is no longer pending: nothing expires.
+    assert!(bob.text(&format!("{} td.expires", row(&glass))).contains('—'));
+    bob.screenshot("13-inbox-reviews-owed");
+
+    // Its page has no Approve button, and says why.
+    bob.goto(&format!("{}/ui/requests/{twice}", s.url));
+    bob.wait_for_text("#state .badge", "pending");
+    assert!(!bob.exists("#approve"), "no second approval from bob");
+    assert!(bob.text("#you-approved").contains("You approved"));
+    // One he has not approved still has it.
+    bob.goto(&format!("{}/ui/requests/{fresh}", s.url));
+    bob.find("#approve");
+
+    // carol broke the glass: she owes no review of her own access.
+    let carol = browser(PHONE);
+    sign_in(&carol, &s, "demo-carol");
+    carol.find(&row(&twice));
+    assert!(!carol.exists(&row(&glass)));
+    assert!(!carol.text(&row(&twice)).contains("you approved"));
+    carol.screenshot("14-phone-inbox-expires");
+
+    // The review owed, from the inbox's link: given, and gone from the inbox.
+    bob.goto(&format!("{}/ui/inbox", s.url));
+    bob.click(&format!("{} a.review-owed", row(&glass)));
+    bob.type_into("#review-comment", "checked the disk");
+    bob.click("#review");
+    bob.wait_for_text("#state", "prod-db");
+    let (_, r) = s.get(&format!("/v1/requests/{glass}"), "demo-auditor");
+    assert_eq!(r["review_due"], false, "{r}");
+    assert_eq!(r["post_review"]["by"], "bob", "{r}");
+    bob.goto(&format!("{}/ui/inbox", s.url));
+    bob.find(&row(&twice));
+    assert!(!bob.exists(&row(&glass)), "reviewed: no longer owed");
+    clean_console(&bob);
+    clean_console(&carol);
+}
