@@ -982,3 +982,53 @@ fn bobs_inbox_shows_reviews_owed_and_no_approve_button_on_what_he_approved() {
     clean_console(&bob);
     clean_console(&carol);
 }
+
+/// One requester cannot bury the others (#27): of dave's eight requests bob's inbox shows
+/// five and a link to the rest, and alice's, filed before them all, is still on the first
+/// page; the link lists all of dave's. A requester name that is no principal's (NUL, control
+/// or invisible characters, oversize) is refused before the store sees it.
+#[test]
+fn one_requester_cannot_bury_the_others_in_the_inbox() {
+    let s = Server::start();
+    let alice = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-1: the one that matters"}),
+    );
+    let alice = id(&alice);
+    for n in 0..8 {
+        s.file(
+            "demo-dave",
+            json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": format!("INC-{n}: again")}),
+        );
+    }
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.find(&format!("#rows tr[data-request='{alice}']"));
+    let rows = bob.text("#rows");
+    assert_eq!(rows.matches("again").count(), 5, "{rows}");
+    bob.wait_for_text("#rows tr.held-back", "3 more from dave");
+    bob.screenshot("15-inbox-held-back");
+    bob.click("#rows tr.held-back a");
+    bob.wait_for_text("#only", "dave");
+    assert!(bob.url().ends_with("/ui/inbox?requester=dave"), "{}", bob.url());
+    bob.wait_for_text("#rows", "INC-0: again");
+    let rows = bob.text("#rows");
+    assert_eq!(rows.matches("again").count(), 8, "{rows}");
+    assert!(!rows.contains("the one that matters"), "{rows}");
+    assert!(!bob.exists("#rows tr.held-back"));
+    clean_console(&bob);
+
+    let session = ui_session(&s, "demo-bob");
+    let long = "d".repeat(10_000);
+    for bad in ["dave%00", "dave%0A", "dave%E2%80%8B", "d%C4%B1ve", long.as_str()] {
+        for path in ["/ui/inbox", "/ui/inbox/rows"] {
+            let response = plain()
+                .get(format!("{}{path}?requester={bad}", s.url))
+                .header("Cookie", session.clone())
+                .send()
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!((400..500).contains(&status), "{path} {bad}: {status}");
+        }
+    }
+}
