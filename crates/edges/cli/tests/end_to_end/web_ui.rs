@@ -948,7 +948,7 @@ fn bobs_inbox_shows_reviews_owed_and_no_approve_button_on_what_he_approved() {
     );
     // A break-glass access is no longer pending: nothing expires.
     assert!(bob.text(&format!("{} td.expires", row(&glass))).contains('—'));
-    bob.screenshot("13-inbox-reviews-owed");
+    bob.screenshot("20-inbox-reviews-owed");
 
     // Its page has no Approve button, and says why.
     bob.goto(&format!("{}/ui/requests/{twice}", s.url));
@@ -965,7 +965,7 @@ fn bobs_inbox_shows_reviews_owed_and_no_approve_button_on_what_he_approved() {
     carol.find(&row(&twice));
     assert!(!carol.exists(&row(&glass)));
     assert!(!carol.text(&row(&twice)).contains("you approved"));
-    carol.screenshot("14-phone-inbox-expires");
+    carol.screenshot("21-phone-inbox-expires");
 
     // The review owed, from the inbox's link: given, and gone from the inbox.
     bob.goto(&format!("{}/ui/inbox", s.url));
@@ -1007,7 +1007,7 @@ fn one_requester_cannot_bury_the_others_in_the_inbox() {
     let rows = bob.text("#rows");
     assert_eq!(rows.matches("again").count(), 5, "{rows}");
     bob.wait_for_text("#rows tr.held-back", "3 more from dave");
-    bob.screenshot("15-inbox-held-back");
+    bob.screenshot("22-inbox-held-back");
     bob.click("#rows tr.held-back a");
     bob.wait_for_text("#only", "dave");
     assert!(bob.url().ends_with("/ui/inbox?requester=dave"), "{}", bob.url());
