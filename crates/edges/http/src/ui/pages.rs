@@ -293,12 +293,17 @@ fn needs_text(v: &RequestView) -> String {
     needs_list(&v.needs)
 }
 
+/// "1 approval", "2 approvals": how many a step still needs, as a person says it.
+fn approvals(n: u32) -> String {
+    jitgate_core::text::counted(n, "approval", "approvals")
+}
+
 fn needs_list(needs: &[crate::api::NeedView]) -> String {
     needs
         .iter()
         .map(|n| match n.group.strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX) {
-            Some(person) => format!("{} from {person}", n.approvals),
-            None => format!("{} from {}", n.approvals, n.group),
+            Some(person) => format!("{} from {person}", approvals(n.approvals)),
+            None => format!("{} from {}", approvals(n.approvals), n.group),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -826,7 +831,7 @@ fn targets_of(resources: &[jitgate_service::resources::RequestableResource]) -> 
             } else {
                 a.needs
                     .iter()
-                    .map(|s| format!("{} of {}", s.approvals, s.group))
+                    .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
                     .collect::<Vec<_>>()
                     .join(" + ")
             };
@@ -1408,7 +1413,10 @@ fn fact_text(v: &serde_json::Value) -> String {
         Value::Array(items) => items
             .iter()
             .map(|item| match (item["approvals"].as_u64(), item["group"].as_str()) {
-                (Some(n), Some(group)) => format!("{n} from {group}"),
+                (Some(n), Some(group)) => format!(
+                    "{} from {group}",
+                    jitgate_core::text::counted(n, "approval", "approvals")
+                ),
                 _ => fact_text(item),
             })
             .collect::<Vec<_>>()
