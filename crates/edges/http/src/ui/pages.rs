@@ -1321,8 +1321,8 @@ pub async fn audit(
             comment: e.event.comment.as_deref().map(shown).unwrap_or_default(),
         })
         .collect();
-    let verified =
-        format!("{head} events in the log. `jitgate audit verify` checks the chain and its signed checkpoints.");
+    // Only the count: the template says once, around a real <code>, how to verify the log.
+    let verified = format!("{} in the log.", jitgate_core::text::counted(head, "event", "events"));
     Ok(render(&AuditPage {
         chrome: Chrome::for_caller(&caller, "audit", &csrf),
         f,

@@ -40,3 +40,13 @@ fn counts_of_approvals_are_singular_or_plural() {
         "{out}"
     );
 }
+
+#[test]
+fn the_audit_page_says_how_to_verify_the_log_once_with_real_code() {
+    let s = Server::start();
+    let (status, html) = page(&s, &ui_session(&s, "demo-auditor"), "/ui/audit");
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(html.matches("jitgate audit verify").count(), 1, "{html}");
+    assert!(html.contains("<code>jitgate audit verify</code>"), "{html}");
+    assert!(!html.contains('`'), "no literal backticks: {html}");
+}
