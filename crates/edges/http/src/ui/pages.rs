@@ -1488,6 +1488,51 @@ mod tests {
         );
     }
 
+    /// WCAG's contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The colour `--name:` holds in a block of the stylesheet, as `#rrggbb`.
+    fn var(block: &str, name: &str) -> String {
+        let at = block
+            .find(&format!("{name}:"))
+            .unwrap_or_else(|| panic!("no {name} in {block}"));
+        let value = block[at + name.len() + 1..].split(';').next().unwrap().trim();
+        match value.len() {
+            4 => value
+                .chars()
+                .flat_map(|c| if c == '#' { vec![c] } else { vec![c, c] })
+                .collect(),
+            _ => value.to_string(),
+        }
+    }
+
+    #[test]
+    fn links_and_the_breadcrumb_read_at_4_5_to_1_in_light_and_dark() {
+        assert!(APP_CSS.contains("a { color: var(--link); }"), "links use --link");
+        let (light, dark) = APP_CSS.split_once("prefers-color-scheme: dark").unwrap();
+        for (scheme, block) in [("light", light), ("dark", dark)] {
+            let (link, bg, card) = (var(block, "--link"), var(block, "--bg"), var(block, "--card"));
+            for back in [&bg, &card] {
+                let ratio = contrast(&link, back);
+                assert!(ratio >= 4.5, "{scheme}: {link} on {back} is {ratio:.2}:1");
+            }
+        }
+    }
+
     #[test]
     fn time_left_reads_well() {
         let at = now();
