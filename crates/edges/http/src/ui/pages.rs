@@ -1431,62 +1431,67 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
 const ICON_SVG: &str = include_str!("../../static/icon.svg");
 
-pub async fn asset(Path(file): Path<String>) -> Response {
-    let (body, kind) = match file.as_str() {
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
-        "icon.svg" => (ICON_SVG, "image/svg+xml"),
-        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+/// The static files: name, content type, bytes.
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("app.css", "text/css; charset=utf-8", APP_CSS),
+    ("htmx.min.js", "text/javascript; charset=utf-8", HTMX_JS),
+    ("icon.svg", "image/svg+xml", ICON_SVG),
+];
+
+/// Each static file gzip-compressed, made once on first use (htmx is 52 KB, 15 KB
+/// compressed): cheaper than compressing each answer, and no compression layer to build.
+/// `None` when compressing failed: that file is then sent as it is.
+static GZIPPED: std::sync::LazyLock<[Option<Vec<u8>>; 3]> =
+    std::sync::LazyLock::new(|| ASSETS.map(|(_, _, body)| gzip(body.as_bytes()).ok()));
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+/// Whether `Accept-Encoding` takes gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut params = coding.split(';').map(str::trim);
+            let name = params.next().unwrap_or("");
+            let refused = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(index) = ASSETS.iter().position(|(name, _, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
-    (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
+    let (_, kind, body) = ASSETS[index];
+    // The answer depends on Accept-Encoding: caches must keep the two apart.
+    let fixed = [
+        (header::CONTENT_TYPE, kind),
+        (header::CACHE_CONTROL, "public, max-age=3600"),
+        (header::VARY, "accept-encoding"),
+    ];
+    match &GZIPPED[index] {
+        Some(gzipped) if accepts_gzip(&headers) => {
+            (fixed, [(header::CONTENT_ENCODING, "gzip")], gzipped.clone()).into_response()
+        }
+        _ => (fixed, body).into_response(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sign_in_goes_back_only_to_our_own_pages() {
-        assert_eq!(safe_next(Some("/ui/requests/req_1")), "/ui/requests/req_1");
-        for bad in [
-            "//evil.example/ui/",
-            "https://evil.example",
-            "/ui//evil.example",
-            "/v1/requests",
-            "/ui/\\evil",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/ui/inbox", "{bad}");
-        }
-        assert_eq!(safe_next(None), "/ui/inbox");
-    }
-
-    #[test]
-    fn sign_in_keeps_the_whole_new_request_link() {
-        // What a forward-auth 401 sends the browser to sign in for, query and all.
-        let next = crate::forward_auth::new_request_path("grafana", "read", Some("https://g.test/d/x?a=1&b=%2F"));
-        assert_eq!(safe_next(Some(&next)), next);
-        // Through the sign-in page's own link (as a 401 on a page builds it) and back.
-        let login = format!("/ui/login?next={}", encode(&next));
-        let (_, query) = login.split_once('?').unwrap();
-        let parsed: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-        assert_eq!(safe_next(Some(&parsed[0].1)), next);
-    }
-
-    #[test]
-    fn the_request_page_link_keeps_the_way_back() {
-        assert_eq!(request_link("req_1", None), "/ui/requests/req_1");
-        assert_eq!(
-            request_link("req_1", Some("https://g.test/x?a=1&b=2")),
-            "/ui/requests/req_1?return_to=https%3A%2F%2Fg.test%2Fx%3Fa%3D1%26b%3D2"
-        );
-    }
 
     /// WCAG's contrast ratio of two `#rrggbb` colours.
     fn contrast(a: &str, b: &str) -> f64 {
@@ -1531,6 +1536,59 @@ mod tests {
                 assert!(ratio >= 4.5, "{scheme}: {link} on {back} is {ratio:.2}:1");
             }
         }
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_those_who_accept_it() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(accepts_gzip(&with("gzip, deflate, br")));
+        assert!(accepts_gzip(&with("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("br, deflate")));
+        assert!(!accepts_gzip(&with("gzipx")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        assert!(GZIPPED.iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn sign_in_goes_back_only_to_our_own_pages() {
+        assert_eq!(safe_next(Some("/ui/requests/req_1")), "/ui/requests/req_1");
+        for bad in [
+            "//evil.example/ui/",
+            "https://evil.example",
+            "/ui//evil.example",
+            "/v1/requests",
+            "/ui/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/inbox", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ui/inbox");
+    }
+
+    #[test]
+    fn sign_in_keeps_the_whole_new_request_link() {
+        // What a forward-auth 401 sends the browser to sign in for, query and all.
+        let next = crate::forward_auth::new_request_path("grafana", "read", Some("https://g.test/d/x?a=1&b=%2F"));
+        assert_eq!(safe_next(Some(&next)), next);
+        // Through the sign-in page's own link (as a 401 on a page builds it) and back.
+        let login = format!("/ui/login?next={}", encode(&next));
+        let (_, query) = login.split_once('?').unwrap();
+        let parsed: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+        assert_eq!(safe_next(Some(&parsed[0].1)), next);
+    }
+
+    #[test]
+    fn the_request_page_link_keeps_the_way_back() {
+        assert_eq!(request_link("req_1", None), "/ui/requests/req_1");
+        assert_eq!(
+            request_link("req_1", Some("https://g.test/x?a=1&b=2")),
+            "/ui/requests/req_1?return_to=https%3A%2F%2Fg.test%2Fx%3Fa%3D1%26b%3D2"
+        );
     }
 
     #[test]

@@ -50,3 +50,45 @@ fn the_audit_page_says_how_to_verify_the_log_once_with_real_code() {
     assert!(html.contains("<code>jitgate audit verify</code>"), "{html}");
     assert!(!html.contains('`'), "no literal backticks: {html}");
 }
+
+#[test]
+fn static_files_go_gzip_compressed_to_browsers_that_take_it() {
+    let s = Server::start();
+    let get = |file: &str, accept: Option<&str>| {
+        let mut request = no_redirects().get(format!("{}/ui/static/{file}", s.url));
+        if let Some(accept) = accept {
+            request = request.header("Accept-Encoding", accept);
+        }
+        let r = request.send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let headers = r.headers().clone();
+        (headers, r.bytes().unwrap().to_vec())
+    };
+    let (plain_headers, plain) = get("htmx.min.js", None);
+    assert!(plain_headers.get("content-encoding").is_none());
+    assert!(plain.len() > 40_000, "{}", plain.len());
+    for file in ["htmx.min.js", "app.css"] {
+        let (headers, body) = get(file, Some("gzip, deflate, br"));
+        assert_eq!(headers["content-encoding"], "gzip", "{file}");
+        assert!(body.starts_with(&[0x1f, 0x8b]), "{file}: a gzip stream");
+        assert_eq!(headers["cache-control"], "public, max-age=3600", "{file}");
+        assert!(
+            headers["vary"]
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("accept-encoding"),
+            "{file}"
+        );
+        let (refused, identity) = get(file, Some("gzip;q=0"));
+        assert!(refused.get("content-encoding").is_none(), "{file}");
+        assert!(
+            body.len() * 2 < identity.len(),
+            "{file}: {} of {}",
+            body.len(),
+            identity.len()
+        );
+    }
+    assert!(plain_headers["vary"].to_str().unwrap().contains("accept-encoding"));
+    assert_eq!(plain_headers["cache-control"], "public, max-age=3600");
+}
