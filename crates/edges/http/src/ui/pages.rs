@@ -31,12 +31,15 @@ pub struct Chrome {
 
 impl Chrome {
     fn for_caller(caller: &Caller, nav: &'static str, csrf: &CsrfToken) -> Chrome {
-        let who = caller.who();
+        Self::for_identity(caller.who(), nav, &csrf.0)
+    }
+
+    fn for_identity(who: &jitgate_core::Identity, nav: &'static str, csrf: &str) -> Chrome {
         Chrome {
             me: Some(who.principal.clone()),
             auditor: authz::reach(who, Operation::ReadAudit) != Reach::Nothing,
             nav,
-            csrf: csrf.0.clone(),
+            csrf: csrf.to_string(),
             flash: None,
         }
     }
@@ -88,6 +91,17 @@ struct ErrorPage {
 
 /// An error as a page, with its status.
 pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
+    error_page_for(None, csrf, status, message)
+}
+
+/// An error as a page, with the navigation of whoever is signed in (so they can go on from
+/// it), and its message ending as a sentence does.
+pub fn error_page_for(
+    signed_in: Option<&jitgate_core::Identity>,
+    csrf: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     let title = match status {
         StatusCode::FORBIDDEN => "Not allowed".to_string(),
         StatusCode::NOT_FOUND => "Not found".to_string(),
@@ -96,16 +110,26 @@ pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
         s if s.is_client_error() => "That did not work".to_string(),
         _ => "Something went wrong".to_string(),
     };
+    let message = message.trim_end();
+    let message = if message.ends_with(['.', '!', '?']) {
+        message.to_string()
+    } else {
+        format!("{message}.")
+    };
     let page = ErrorPage {
-        chrome: Chrome::anonymous(csrf),
+        chrome: match signed_in {
+            Some(who) => Chrome::for_identity(who, "", csrf),
+            None => Chrome::anonymous(csrf),
+        },
         title,
-        message: message.to_string(),
+        message,
     };
     (status, render(&page)).into_response()
 }
 
-pub async fn not_found(Extension(csrf): Extension<CsrfToken>) -> Response {
-    error_page(&csrf.0, StatusCode::NOT_FOUND, "There is no such page.")
+/// Plain text on purpose: the guard makes it a page with the navigation of whoever asked.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "There is no such page.").into_response()
 }
 
 pub async fn home() -> Response {

@@ -16,6 +16,16 @@ fn page(s: &Server, cookie: &str, path: &str) -> (u16, String) {
 }
 
 #[test]
+fn the_audit_page_says_how_to_verify_the_log_once_with_real_code() {
+    let s = Server::start();
+    let (status, html) = page(&s, &ui_session(&s, "demo-auditor"), "/ui/audit");
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(html.matches("jitgate audit verify").count(), 1, "{html}");
+    assert!(html.contains("<code>jitgate audit verify</code>"), "{html}");
+    assert!(!html.contains('`'), "no literal backticks: {html}");
+}
+
+#[test]
 fn counts_of_approvals_are_singular_or_plural() {
     let s = Server::start();
     let r = s.file(
@@ -39,16 +49,6 @@ fn counts_of_approvals_are_singular_or_plural() {
         out.contains("1 more approval from sre") && !out.contains("approval(s)"),
         "{out}"
     );
-}
-
-#[test]
-fn the_audit_page_says_how_to_verify_the_log_once_with_real_code() {
-    let s = Server::start();
-    let (status, html) = page(&s, &ui_session(&s, "demo-auditor"), "/ui/audit");
-    assert_eq!(status, 200, "{html}");
-    assert_eq!(html.matches("jitgate audit verify").count(), 1, "{html}");
-    assert!(html.contains("<code>jitgate audit verify</code>"), "{html}");
-    assert!(!html.contains('`'), "no literal backticks: {html}");
 }
 
 #[test]
@@ -91,4 +91,25 @@ fn static_files_go_gzip_compressed_to_browsers_that_take_it() {
     }
     assert!(plain_headers["vary"].to_str().unwrap().contains("accept-encoding"));
     assert_eq!(plain_headers["cache-control"], "public, max-age=3600");
+}
+
+#[test]
+fn error_pages_read_as_sentences_and_keep_the_navigation() {
+    let s = Server::start();
+    let dave = ui_session(&s, "demo-dave");
+    let (status, html) = page(&s, &dave, "/ui/audit");
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("<nav aria-label=\"Main\">"), "{html}");
+    assert!(html.contains("Only auditors and admins may."), "{html}");
+    assert!(!html.contains("only these roles may:"), "{html}");
+    let (status, html) = page(&s, &dave, "/ui/no-such-page");
+    assert_eq!(status, 404, "{html}");
+    assert!(
+        html.contains("<nav aria-label=\"Main\">") && html.contains("There is no such page."),
+        "{html}"
+    );
+    // Signed out, an error page has no navigation to offer.
+    let (status, html) = page(&s, "", "/ui/no-such-page");
+    assert_eq!(status, 404, "{html}");
+    assert!(!html.contains("<nav aria-label=\"Main\">"), "{html}");
 }
