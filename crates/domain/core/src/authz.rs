@@ -315,6 +315,22 @@ pub fn who_may(operation: Operation) -> String {
     names.join(", ")
 }
 
+/// Who may do `operation`, in words a sentence can end with: "admins", "auditors and admins",
+/// "users, services, auditors and admins".
+pub fn who_may_in_words(operation: Operation) -> String {
+    let row = rule(operation);
+    let names: Vec<String> = Role::ALL
+        .iter()
+        .filter(|r| row.reach[role_column(**r)] != Reach::Nothing)
+        .map(|r| format!("{}s", r.as_str()))
+        .collect();
+    match names.split_last() {
+        None => "no one".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// The table as Markdown, as `docs/authorization.md` shows it.
 pub fn table_markdown() -> String {
     let mut out =
@@ -373,6 +389,8 @@ mod tests {
         let admin = Identity::user("root", &["admins"]);
         assert_eq!(reach(&admin, Operation::ManageTokens), Reach::All);
         assert_eq!(who_may(Operation::ManageTokens), "admin");
+        assert_eq!(who_may_in_words(Operation::ManageTokens), "admins");
+        assert_eq!(who_may_in_words(Operation::UseGrant), "users, auditors and admins");
         assert_eq!(who_may(Operation::Check), "service, admin");
     }
 

@@ -11,6 +11,13 @@ use crate::error::DomainError;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// A count with its noun in the right number: "1 approval", "2 approvals", "0 events".
+/// Shared by the web UI, the API's summaries and the CLI so none of them says "approval(s)".
+pub fn counted(n: impl Into<i128>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// What a field may hold besides printable text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lines {
@@ -175,6 +182,13 @@ impl PayloadShown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_says_its_noun_in_the_right_number() {
+        assert_eq!(counted(1u32, "approval", "approvals"), "1 approval");
+        assert_eq!(counted(2u32, "approval", "approvals"), "2 approvals");
+        assert_eq!(counted(0i64, "event", "events"), "0 events");
+    }
 
     #[test]
     fn long_payloads_are_summarised_with_size_and_hash_and_cut_at_a_character() {

@@ -758,7 +758,11 @@ pub fn explanation_json(principal: &str, resource: &str, action: &str, e: &Expla
             "{principal} needs {} for {action} on {resource}",
             steps
                 .iter()
-                .map(|s| format!("{} approval(s) from {}", s.approvals, s.group))
+                .map(|s| format!(
+                    "{} from {}",
+                    jitgate_core::text::counted(s.approvals, "approval", "approvals"),
+                    s.group
+                ))
                 .collect::<Vec<_>>()
                 .join(" and ")
         ),

@@ -178,8 +178,8 @@ pub fn request_detail(r: &Value) -> String {
     }
     for n in r["needs"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "needs     {} more approval(s) from {}\n",
-            n["approvals"],
+            "needs     {} from {}\n",
+            jitgate_core::text::counted(n["approvals"].as_u64().unwrap_or(0), "more approval", "more approvals"),
             s(&n["group"])
         ));
     }

@@ -139,7 +139,7 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
         .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
         .route("/", get(|| async { crate::ui::pages_home() }))
-        .nest("/ui", crate::ui::router(sso))
+        .nest("/ui", crate::ui::router(sso, state.clone()))
         .nest("/scim/v2", crate::scim::router())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

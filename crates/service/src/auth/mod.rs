@@ -383,10 +383,10 @@ pub fn caller_for<O: authz::op::Op>(who: Identity) -> Result<Caller, ServiceErro
     let reach = authz::reach(&who, O::OPERATION);
     if reach == Reach::Nothing {
         return Err(ServiceError::Forbidden(format!(
-            "{} may not {}: only these roles may: {}",
+            "{} may not {}. Only {} may.",
             who.principal,
             authz::rule(O::OPERATION).what,
-            authz::who_may(O::OPERATION)
+            authz::who_may_in_words(O::OPERATION)
         )));
     }
     Ok(Caller {

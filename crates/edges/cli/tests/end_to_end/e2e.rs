@@ -929,7 +929,7 @@ fn explain_through_the_server() {
         &["policy", "explain", "--principal", "alice", "prod-db", "read"],
     );
     assert_eq!(code, 0);
-    assert!(out.contains("needs 1 approval(s) from sre"), "{out}");
+    assert!(out.contains("needs 1 approval from sre"), "{out}");
 }
 
 fn run_bin(args: &[&str], dirs: &[&Path]) -> (i32, String, String) {

@@ -8,6 +8,8 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 
+mod small;
+
 const DESKTOP: (u32, u32) = (1280, 860);
 const PHONE: (u32, u32) = (390, 844);
 

@@ -20,7 +20,7 @@ mod sso;
 pub use sso::{Sso, SsoConfig, UiConfig};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -48,7 +48,7 @@ impl SsoSlot {
     }
 }
 
-pub fn router(single_sign_on: Option<Sso>) -> Router<crate::state::Edge> {
+pub fn router(single_sign_on: Option<Sso>, edge: crate::state::Edge) -> Router<crate::state::Edge> {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -68,7 +68,7 @@ pub fn router(single_sign_on: Option<Sso>) -> Router<crate::state::Edge> {
         .route("/explain", get(pages::explain))
         .route("/static/{file}", get(pages::asset))
         .fallback(pages::not_found)
-        .layer(axum::middleware::from_fn(guard))
+        .layer(axum::middleware::from_fn_with_state(edge, guard))
         .layer(axum::Extension(SsoSlot(single_sign_on.map(Arc::new))))
 }
 
@@ -83,7 +83,7 @@ pub struct CsrfToken(pub String);
 
 /// Everything every UI request goes through: the session cookie as credentials, the CSRF
 /// check of posts, the security headers of answers, and errors as pages.
-async fn guard(request: Request, next: Next) -> Response {
+async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let cookies = cookies(&parts.headers);
     let existing_csrf = cookies
@@ -144,8 +144,17 @@ async fn guard(request: Request, next: Next) -> Response {
         Body::from(bytes)
     };
     parts.extensions.insert(CsrfToken(csrf.clone()));
+    // Kept to say on an error page who is signed in, so the page keeps the navigation.
+    let asker = Asker {
+        edge,
+        headers: parts.headers.clone(),
+        peer: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| addr.ip()),
+    };
     let response = next.run(Request::from_parts(parts, body)).await;
-    let response = as_page(response, &csrf, is_get, htmx, &path_and_query).await;
+    let response = as_page(response, &csrf, is_get, htmx, &path_and_query, &asker).await;
     finish(
         response,
         &csrf,
@@ -178,7 +187,27 @@ fn refused(csrf: &str, why: &str) -> Response {
 /// Errors from the API's extractors and handlers (JSON) and axum's own rejections (plain
 /// text: a form without its content type, an id that is not UTF-8) become pages; an
 /// unauthenticated page view goes to the sign-in page and comes back after.
-async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path: &str) -> Response {
+/// Who asked for a page: enough to authenticate them again when the page is an error.
+struct Asker {
+    edge: crate::state::Edge,
+    headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Asker {
+    /// Whoever is signed in, for the navigation of an error page. Not after a 401 (they are
+    /// not) nor a 429 (asking again would spend the limit they hit).
+    async fn signed_in(&self, status: StatusCode) -> Option<jitgate_core::Identity> {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS {
+            return None;
+        }
+        crate::auth::authenticate_headers(&self.edge.app, &self.headers, self.peer)
+            .await
+            .ok()
+    }
+}
+
+async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path: &str, asker: &Asker) -> Response {
     let status = response.status();
     let is_page = response
         .headers()
@@ -213,7 +242,8 @@ async fn as_page(response: Response, csrf: &str, is_get: bool, htmx: bool, path:
             (!text.is_empty()).then_some(text)
         })
         .unwrap_or_else(|| "Something went wrong.".into());
-    let mut page = pages::error_page(csrf, status, &message);
+    let signed_in = asker.signed_in(status).await;
+    let mut page = pages::error_page_for(signed_in.as_ref(), csrf, status, &message);
     if let Some(limit_hit) = limit_hit {
         page.extensions_mut().insert(limit_hit);
     }

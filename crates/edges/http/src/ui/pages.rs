@@ -31,12 +31,15 @@ pub struct Chrome {
 
 impl Chrome {
     fn for_caller(caller: &Caller, nav: &'static str, csrf: &CsrfToken) -> Chrome {
-        let who = caller.who();
+        Self::for_identity(caller.who(), nav, &csrf.0)
+    }
+
+    fn for_identity(who: &jitgate_core::Identity, nav: &'static str, csrf: &str) -> Chrome {
         Chrome {
             me: Some(who.principal.clone()),
             auditor: authz::reach(who, Operation::ReadAudit) != Reach::Nothing,
             nav,
-            csrf: csrf.0.clone(),
+            csrf: csrf.to_string(),
             flash: None,
         }
     }
@@ -88,6 +91,17 @@ struct ErrorPage {
 
 /// An error as a page, with its status.
 pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
+    error_page_for(None, csrf, status, message)
+}
+
+/// An error as a page, with the navigation of whoever is signed in (so they can go on from
+/// it), and its message ending as a sentence does.
+pub fn error_page_for(
+    signed_in: Option<&jitgate_core::Identity>,
+    csrf: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     let title = match status {
         StatusCode::FORBIDDEN => "Not allowed".to_string(),
         StatusCode::NOT_FOUND => "Not found".to_string(),
@@ -96,16 +110,26 @@ pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
         s if s.is_client_error() => "That did not work".to_string(),
         _ => "Something went wrong".to_string(),
     };
+    let message = message.trim_end();
+    let message = if message.ends_with(['.', '!', '?']) {
+        message.to_string()
+    } else {
+        format!("{message}.")
+    };
     let page = ErrorPage {
-        chrome: Chrome::anonymous(csrf),
+        chrome: match signed_in {
+            Some(who) => Chrome::for_identity(who, "", csrf),
+            None => Chrome::anonymous(csrf),
+        },
         title,
-        message: message.to_string(),
+        message,
     };
     (status, render(&page)).into_response()
 }
 
-pub async fn not_found(Extension(csrf): Extension<CsrfToken>) -> Response {
-    error_page(&csrf.0, StatusCode::NOT_FOUND, "There is no such page.")
+/// Plain text on purpose: the guard makes it a page with the navigation of whoever asked.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "There is no such page.").into_response()
 }
 
 pub async fn home() -> Response {
@@ -361,12 +385,17 @@ fn needs_text(v: &RequestView) -> String {
     needs_list(&v.needs)
 }
 
+/// "1 approval", "2 approvals": how many a step still needs, as a person says it.
+fn approvals(n: u32) -> String {
+    jitgate_core::text::counted(n, "approval", "approvals")
+}
+
 fn needs_list(needs: &[crate::api::NeedView]) -> String {
     needs
         .iter()
         .map(|n| match n.group.strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX) {
-            Some(person) => format!("{} from {person}", n.approvals),
-            None => format!("{} from {}", n.approvals, n.group),
+            Some(person) => format!("{} from {person}", approvals(n.approvals)),
+            None => format!("{} from {}", approvals(n.approvals), n.group),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -1047,7 +1076,7 @@ fn targets_of(resources: &[jitgate_service::resources::RequestableResource]) -> 
             } else {
                 a.needs
                     .iter()
-                    .map(|s| format!("{} of {}", s.approvals, s.group))
+                    .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
                     .collect::<Vec<_>>()
                     .join(" + ")
             };
@@ -1537,8 +1566,8 @@ pub async fn audit(
             comment: e.event.comment.as_deref().map(shown).unwrap_or_default(),
         })
         .collect();
-    let verified =
-        format!("{head} events in the log. `jitgate audit verify` checks the chain and its signed checkpoints.");
+    // Only the count: the template says once, around a real <code>, how to verify the log.
+    let verified = format!("{} in the log.", jitgate_core::text::counted(head, "event", "events"));
     Ok(render(&AuditPage {
         chrome: Chrome::for_caller(&caller, "audit", &csrf),
         f,
@@ -1629,7 +1658,10 @@ fn fact_text(v: &serde_json::Value) -> String {
         Value::Array(items) => items
             .iter()
             .map(|item| match (item["approvals"].as_u64(), item["group"].as_str()) {
-                (Some(n), Some(group)) => format!("{n} from {group}"),
+                (Some(n), Some(group)) => format!(
+                    "{} from {group}",
+                    jitgate_core::text::counted(n, "approval", "approvals")
+                ),
                 _ => fact_text(item),
             })
             .collect::<Vec<_>>()
@@ -1644,26 +1676,129 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 const HTMX_JS: &str = include_str!("../../static/htmx.min.js");
 const ICON_SVG: &str = include_str!("../../static/icon.svg");
 
-pub async fn asset(Path(file): Path<String>) -> Response {
-    let (body, kind) = match file.as_str() {
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
-        "icon.svg" => (ICON_SVG, "image/svg+xml"),
-        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+/// The static files: name, content type, bytes.
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("app.css", "text/css; charset=utf-8", APP_CSS),
+    ("htmx.min.js", "text/javascript; charset=utf-8", HTMX_JS),
+    ("icon.svg", "image/svg+xml", ICON_SVG),
+];
+
+/// Each static file gzip-compressed, made once on first use (htmx is 52 KB, 15 KB
+/// compressed): cheaper than compressing each answer, and no compression layer to build.
+/// `None` when compressing failed: that file is then sent as it is.
+static GZIPPED: std::sync::LazyLock<[Option<Vec<u8>>; 3]> =
+    std::sync::LazyLock::new(|| ASSETS.map(|(_, _, body)| gzip(body.as_bytes()).ok()));
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+/// Whether `Accept-Encoding` takes gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut params = coding.split(';').map(str::trim);
+            let name = params.next().unwrap_or("");
+            let refused = params.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(index) = ASSETS.iter().position(|(name, _, _)| *name == file) else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
-    (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
-        .into_response()
+    let (_, kind, body) = ASSETS[index];
+    // The answer depends on Accept-Encoding: caches must keep the two apart.
+    let fixed = [
+        (header::CONTENT_TYPE, kind),
+        (header::CACHE_CONTROL, "public, max-age=3600"),
+        (header::VARY, "accept-encoding"),
+    ];
+    match &GZIPPED[index] {
+        Some(gzipped) if accepts_gzip(&headers) => {
+            (fixed, [(header::CONTENT_ENCODING, "gzip")], gzipped.clone()).into_response()
+        }
+        _ => (fixed, body).into_response(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// WCAG's contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The colour `--name:` holds in a block of the stylesheet, as `#rrggbb`.
+    fn var(block: &str, name: &str) -> String {
+        let at = block
+            .find(&format!("{name}:"))
+            .unwrap_or_else(|| panic!("no {name} in {block}"));
+        let value = block[at + name.len() + 1..].split(';').next().unwrap().trim();
+        match value.len() {
+            4 => value
+                .chars()
+                .flat_map(|c| if c == '#' { vec![c] } else { vec![c, c] })
+                .collect(),
+            _ => value.to_string(),
+        }
+    }
+
+    #[test]
+    fn links_and_the_breadcrumb_read_at_4_5_to_1_in_light_and_dark() {
+        assert!(APP_CSS.contains("a { color: var(--link); }"), "links use --link");
+        let (light, dark) = APP_CSS.split_once("prefers-color-scheme: dark").unwrap();
+        for (scheme, block) in [("light", light), ("dark", dark)] {
+            let (link, bg, card) = (var(block, "--link"), var(block, "--bg"), var(block, "--card"));
+            for back in [&bg, &card] {
+                let ratio = contrast(&link, back);
+                assert!(ratio >= 4.5, "{scheme}: {link} on {back} is {ratio:.2}:1");
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_those_who_accept_it() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(accepts_gzip(&with("gzip, deflate, br")));
+        assert!(accepts_gzip(&with("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("br, deflate")));
+        assert!(!accepts_gzip(&with("gzipx")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        assert!(GZIPPED.iter().all(Option::is_some));
+    }
 
     #[test]
     fn sign_in_goes_back_only_to_our_own_pages() {
