@@ -444,10 +444,6 @@ struct RequestsPage {
     older: Option<String>,
     /// The first page, when this is a later one.
     newest: Option<&'static str>,
-    /// Requests left off this page because their requester already fills their share.
-    held_back: Vec<HeldBack>,
-    /// The inbox shows one requester's requests only: theirs, as shown.
-    only: Option<String>,
 }
 
 #[derive(Template)]
@@ -455,20 +451,7 @@ struct RequestsPage {
 struct RequestRows {
     rows: Vec<RequestRow>,
     empty: &'static str,
-    held_back: Vec<HeldBack>,
 }
-
-/// A requester with more requests in the inbox than one page shows of anyone's, so one
-/// requester cannot bury the others: how many were left off, and the link to all of theirs.
-pub struct HeldBack {
-    requester: String,
-    more: usize,
-    link: String,
-}
-
-/// Of one requester, at most this many requests on a page of the inbox; the rest are a link
-/// away (`/ui/inbox?requester=`).
-pub const PER_REQUESTER: usize = 5;
 
 const INBOX_EMPTY: &str = "Nothing waits for you.";
 /// Requests on one page of the inbox; older ones are a link away.
@@ -479,41 +462,15 @@ pub const INBOX_PAGE: usize = 50;
 #[derive(Deserialize, Default)]
 pub struct InboxQuery {
     before: Option<String>,
-    /// Only this requester's requests (their principal name), without the per-requester cap.
-    requester: Option<String>,
-}
-
-impl InboxQuery {
-    /// The requester asked for, if any: a principal name, or refused (control or invisible
-    /// characters, NUL, oversize never reach the store).
-    fn only(&self) -> Result<Option<String>, ApiError> {
-        match self.requester.as_deref().filter(|r| !r.is_empty()) {
-            None => Ok(None),
-            Some(name) => match jitgate_core::principal_name_problem(name) {
-                Some(problem) => Err(ApiError::Invalid(format!("requester {problem}"))),
-                None => Ok(Some(name.to_string())),
-            },
-        }
-    }
-}
-
-/// One page of the inbox: its rows, the requesters held back, and where the next page starts.
-struct InboxPage {
-    rows: Vec<RequestRow>,
-    held_back: Vec<HeldBack>,
-    next: Option<String>,
 }
 
 /// A page of the pending requests the caller may approve (never their own), newest first,
-/// from just before `before`, and the cursor of the next page when there may be more. Of
-/// each requester at most [`PER_REQUESTER`] are shown unless `only` names them; the others
-/// are counted in `held_back`.
+/// from just before `before`, and the cursor of the next page when there may be more.
 async fn waiting_for(
     app: &App,
     caller: &Caller,
     before: Option<String>,
-    only: Option<&str>,
-) -> Result<InboxPage, ApiError> {
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
     // The store pages by what the caller may see; whom they may review is judged here, so a
     // page may take a few store pages to fill (bounded, and the cursor resumes the scan).
     const MAX_SCANS: usize = 10;
@@ -521,14 +478,11 @@ async fn waiting_for(
     let who = caller.who();
     let policy = app.policy();
     let mut rows = Vec::with_capacity(INBOX_PAGE);
-    let mut shown_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut held_back: Vec<HeldBack> = Vec::new();
     let mut cursor = before;
-    let page = |rows, held_back, next| InboxPage { rows, held_back, next };
     for _ in 0..MAX_SCANS {
         let filter = RequestFilter {
             status: Some(RequestStatus::Pending),
-            requester: only.map(str::to_string),
+            requester: None,
             limit: INBOX_PAGE as u32,
             before: cursor.clone(),
         };
@@ -538,34 +492,20 @@ async fn waiting_for(
             // approved stays, marked, until the others decide.
             let part = reviewer_part(&policy, who, r, at);
             if part != ReviewerPart::None {
-                let shown = shown_of.entry(r.requester.clone()).or_default();
-                if only.is_none() && *shown >= PER_REQUESTER {
-                    let requester = requester_shown(&RequestView::new(r, at, &who.principal));
-                    match held_back.iter_mut().find(|h| h.requester == requester) {
-                        Some(h) => h.more += 1,
-                        None => held_back.push(HeldBack {
-                            link: format!("/ui/inbox?requester={}", encode(&r.requester)),
-                            requester,
-                            more: 1,
-                        }),
-                    }
-                    continue;
-                }
-                *shown += 1;
                 let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
                 row.you_approved = part == ReviewerPart::Given;
                 rows.push(row);
                 if rows.len() == INBOX_PAGE {
-                    return Ok(page(rows, held_back, Some(r.id.clone())));
+                    return Ok((rows, Some(r.id.clone())));
                 }
             }
         }
         match next {
             Some(next) => cursor = Some(next),
-            None => return Ok(page(rows, held_back, None)),
+            None => return Ok((rows, None)),
         }
     }
-    Ok(page(rows, held_back, cursor))
+    Ok((rows, cursor))
 }
 
 /// Of the newest requests, how many are looked through for break-glass reviews owed: the
@@ -630,31 +570,21 @@ async fn inbox_page(
     app: &App,
     caller: &Caller,
     before: Option<String>,
-    only: Option<&str>,
-) -> Result<InboxPage, ApiError> {
-    let mut rows = match (&before, only) {
-        (None, None) => reviews_owed(app, caller).await?,
-        _ => Vec::new(),
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
+    let mut rows = match before {
+        None => reviews_owed(app, caller).await?,
+        Some(_) => Vec::new(),
     };
-    let mut page = waiting_for(app, caller, before, only).await?;
-    rows.append(&mut page.rows);
-    page.rows = rows;
-    Ok(page)
+    let (pending, next) = waiting_for(app, caller, before).await?;
+    rows.extend(pending);
+    Ok((rows, next))
 }
 
 /// `/ui/inbox` with this query.
-fn inbox_link(path: &str, before: Option<&str>, only: Option<&str>) -> String {
-    let mut query = Vec::new();
-    if let Some(only) = only {
-        query.push(format!("requester={}", encode(only)));
-    }
-    if let Some(before) = before {
-        query.push(format!("before={}", encode(before)));
-    }
-    if query.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{}", query.join("&"))
+fn inbox_link(path: &str, before: Option<&str>) -> String {
+    match before {
+        Some(before) => format!("{path}?before={}", encode(before)),
+        None => path.to_string(),
     }
 }
 
@@ -664,21 +594,17 @@ pub async fn inbox(
     caller: Allowed<op::ReadRequests>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let only = query.only()?;
     let before = query.before.filter(|b| !b.is_empty());
-    let page = inbox_page(&app, &caller, before.clone(), only.as_deref()).await?;
-    let first = before.is_some().then_some("/ui/inbox");
+    let (rows, next) = inbox_page(&app, &caller, before.clone()).await?;
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf),
         heading: "Waiting for you",
         blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
-        live: Some(inbox_link("/ui/inbox/rows", before.as_deref(), only.as_deref())),
-        rows: page.rows,
+        live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),
+        rows,
         empty: INBOX_EMPTY,
-        older: page.next.map(|next| inbox_link("/ui/inbox", Some(&next), only.as_deref())),
-        newest: first,
-        held_back: page.held_back,
-        only,
+        older: next.map(|next| inbox_link("/ui/inbox", Some(&next))),
+        newest: before.is_some().then_some("/ui/inbox"),
     }))
 }
 
@@ -687,13 +613,11 @@ pub async fn inbox_rows(
     caller: Allowed<op::ReadRequests>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let only = query.only()?;
     let before = query.before.filter(|b| !b.is_empty());
-    let page = inbox_page(&app, &caller, before, only.as_deref()).await?;
+    let (rows, _) = inbox_page(&app, &caller, before).await?;
     Ok(render(&RequestRows {
-        rows: page.rows,
+        rows,
         empty: INBOX_EMPTY,
-        held_back: page.held_back,
     }))
 }
 
@@ -723,8 +647,6 @@ pub async fn mine(
         empty: "You have not asked for anything yet.",
         older: None,
         newest: None,
-        held_back: Vec::new(),
-        only: None,
     }))
 }
 
