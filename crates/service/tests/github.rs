@@ -173,14 +173,26 @@ async fn linked_bed() -> Bed {
     bed
 }
 
+/// The reply of a `/jitgate` command that was refused (not carried out).
+fn refusal_reply(outcome: &WebhookOutcome) -> &str {
+    let WebhookOutcome::Command { done, reply, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(!done, "{reply}");
+    reply
+}
+
 /// The policy, with `github_user` given to directory.toml's people when `linked`.
 fn policy_with(linked: bool) -> jitgate_policy::Policy {
+    policy_linking(if linked { &GITHUB_USERS[..] } else { &[] })
+}
+
+/// The policy, with `github_user` given to the principals `links` names.
+fn policy_linking(links: &[(&str, &str)]) -> jitgate_policy::Policy {
     let mut directory = DIRECTORY.to_string();
-    if linked {
-        for (principal, login) in GITHUB_USERS {
-            let entry = format!("name = \"{principal}\"\n");
-            directory = directory.replace(&entry, &format!("{entry}github_user = \"{login}\"\n"));
-        }
+    for (principal, login) in links {
+        let entry = format!("name = \"{principal}\"\n");
+        directory = directory.replace(&entry, &format!("{entry}github_user = \"{login}\"\n"));
     }
     jitgate_policy::Policy::from_texts_with_catalog(
         &directory,
@@ -729,18 +741,12 @@ async fn commands_act_only_with_the_commenters_rights() {
 
     // Mapped, but no reviewer: the reply says why.
     let outcome = bed.comment("alice-gh", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("alice cannot do that"), "{reply}");
 
     // Unmapped.
     let outcome = bed.comment("mallory", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("is not linked to a jitgate principal"), "{reply}");
     assert!(
         reply.contains("@mallory is not linked to a jitgate principal: add `github_user = \"mallory\"`"),
@@ -750,18 +756,12 @@ async fn commands_act_only_with_the_commenters_rights() {
     // Another repository's deployment: nothing about it leaks, nothing is done.
     let (other_id, _) = bed.deploy("example/other", "production", "main", &[]).await;
     let outcome = bed.comment("bob-gh", &format!("/jitgate approve {other_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("is not a deployment of example/app"), "{reply}");
     // Nor a request that is no deployment at all, nor a made-up id.
     for id in ["req_0000", "req_x'; --", "<script>"] {
         let outcome = bed.comment("bob-gh", &format!("/jitgate deny {id} no")).await;
-        let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-            panic!("{outcome:?}")
-        };
-        assert!(!done);
+        let reply = refusal_reply(&outcome);
         assert!(reply.contains("is not a deployment of example/app"), "{reply}");
         assert!(!reply.contains("<script>"), "escaped: {reply}");
     }
@@ -798,10 +798,7 @@ async fn commands_act_only_with_the_commenters_rights() {
         "{outcome:?}"
     );
     let outcome = bed.comment("bob-gh", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("bob cannot do that"), "{reply}");
 }
 
@@ -1231,10 +1228,7 @@ async fn a_scim_user_is_linked_by_the_configured_attribute_with_their_groups() {
     let (request_id, _) = bed.deploy("example/app", "production", "main", &[7]).await;
     // Deactivated: refused as authentication would refuse them.
     let outcome = bed.comment("erin-gh", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("deactivated"), "{reply}");
     // Linked ignoring case, a reviewer through the provisioned group.
     let outcome = bed
@@ -1440,21 +1434,11 @@ async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
     let unlinked_then = bed.deploy_by("production", &[7], "carol-gh").await;
     let request = bed.app.store.get_request(&unlinked_then).await.unwrap().unwrap();
     assert_eq!(request.on_behalf_of, None);
-    let mut directory = DIRECTORY.to_string();
-    for (principal, login) in GITHUB_USERS.iter().chain(&[("carol", "carol-gh")]) {
-        let entry = format!("name = \"{principal}\"\n");
-        directory = directory.replace(&entry, &format!("{entry}github_user = \"{login}\"\n"));
-    }
-    bed.app.replace_policy(
-        jitgate_policy::Policy::from_texts_with_catalog(
-            &directory,
-            WORKFLOWS,
-            None,
-            &[("github.cedar".to_string(), CEDAR.to_string())],
-            &[("resources.toml".to_string(), RESOURCES.to_string())],
-        )
-        .unwrap(),
-    );
+    bed.app.replace_policy(policy_linking(&[
+        ("alice", "alice-gh"),
+        ("bob", "Bob-GH"),
+        ("carol", "carol-gh"),
+    ]));
     let refused = bed.app.approve(&carol, &unlinked_then, None).await.unwrap_err();
     assert!(matches!(refused, ServiceError::Forbidden(_)), "{refused:?}");
     assert!(refused.to_string().contains("someone else must decide"), "{refused}");
@@ -1472,20 +1456,14 @@ async fn whoever_triggered_a_deployment_cannot_decide_it_on_any_channel() {
     let request_id = bed.deploy_by("production", &[7], "bob-gh").await;
     bed.app.replace_policy(policy());
     let outcome = bed.comment("Bob-GH", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("someone else must decide"), "{reply}");
     let request_id = bed.deploy_by("production", &[7], "mallory").await;
     let request = bed.app.store.get_request(&request_id).await.unwrap().unwrap();
     assert_eq!(request.on_behalf_of, None, "linked to nobody");
     bed.app.replace_policy(policy_with(true));
     let outcome = bed.comment("MALLORY", &format!("/jitgate approve {request_id}")).await;
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("someone else must decide"), "{reply}");
 }
 
@@ -1602,10 +1580,7 @@ async fn commands_are_taken_only_on_the_deployments_pull_requests_from_its_peopl
         )
         .await
         .unwrap();
-    let WebhookOutcome::Command { done, reply, .. } = &outcome else {
-        panic!("{outcome:?}")
-    };
-    assert!(!done);
+    let reply = refusal_reply(&outcome);
     assert!(reply.contains("#7, #8"), "{reply}");
     assert_eq!(
         bed.app.store.get_request(&request_id).await.unwrap().unwrap().status,
