@@ -1,0 +1,285 @@
+//! The lists of requests: the inbox of what waits for the reviewer, and one's own.
+
+use super::*;
+
+/// One request in a list.
+pub struct RequestRow {
+    pub(super) id: String,
+    pub(super) resource: String,
+    pub(super) action: String,
+    pub(super) requester: String,
+    pub(super) reason: String,
+    pub(super) duration: String,
+    pub(super) status: String,
+    pub(super) needs: String,
+    pub(super) break_glass: bool,
+    pub(super) created_at: String,
+    pub(super) age: String,
+    /// How many more items a request for several things holds beyond the one shown.
+    pub(super) more_items: usize,
+    /// The viewer approved every item they may approve; it waits for others.
+    pub(super) you_approved: bool,
+    /// A break-glass access whose after-the-fact review the viewer may give, still owed.
+    pub(super) review_owed: bool,
+    /// A pending request's deadline: it expires then unless decided.
+    pub(super) expires: Option<Deadline>,
+}
+
+/// A moment ahead, as a list shows it: the time left ("42m 10s"), with the exact moment in
+/// UTC machine-readable and on hover (the pages render times on the server, in UTC).
+pub struct Deadline {
+    pub(super) at: String,
+    pub(super) at_text: String,
+    pub(super) left: String,
+}
+
+impl Deadline {
+    pub(super) fn new(until: Timestamp, at: Timestamp) -> Deadline {
+        Deadline {
+            at: until.to_rfc3339(),
+            at_text: when(until),
+            left: left(until, at),
+        }
+    }
+}
+
+impl RequestRow {
+    pub(super) fn new(v: &RequestView, at: Timestamp) -> RequestRow {
+        RequestRow {
+            id: v.id.clone(),
+            resource: v.resource.clone(),
+            action: v.action.clone(),
+            requester: requester_shown(v),
+            reason: shown(&v.reason),
+            duration: v.duration.clone(),
+            status: v.status.clone(),
+            needs: needs_text(v),
+            break_glass: v.break_glass,
+            created_at: v.created_at.to_rfc3339(),
+            age: ago(v.created_at, at),
+            more_items: v.items.len().saturating_sub(1),
+            you_approved: false,
+            review_owed: false,
+            expires: (v.status == "pending").then(|| Deadline::new(v.pending_expires_at, at)),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+pub(super) struct RequestsPage {
+    pub(super) chrome: Chrome,
+    pub(super) heading: &'static str,
+    pub(super) blurb: &'static str,
+    pub(super) live: Option<String>,
+    pub(super) rows: Vec<RequestRow>,
+    pub(super) empty: &'static str,
+    /// The next page (older requests), when there is one.
+    pub(super) older: Option<String>,
+    /// The first page, when this is a later one.
+    pub(super) newest: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "request_rows.html")]
+pub(super) struct RequestRows {
+    pub(super) rows: Vec<RequestRow>,
+    pub(super) empty: &'static str,
+}
+
+pub(super) const INBOX_EMPTY: &str = "Nothing waits for you.";
+/// Requests on one page of the inbox; older ones are a link away.
+pub const INBOX_PAGE: usize = 50;
+
+/// Where a page of the inbox starts: after the request `before` (the API's cursor), or at the
+/// newest.
+#[derive(Deserialize, Default)]
+pub struct InboxQuery {
+    pub(super) before: Option<String>,
+}
+
+/// A page of the pending requests the caller may approve (never their own), newest first,
+/// from just before `before`, and the cursor of the next page when there may be more.
+pub(super) async fn waiting_for(
+    app: &App,
+    caller: &Caller,
+    before: Option<String>,
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
+    // The store pages by what the caller may see; whom they may review is judged here, so a
+    // page may take a few store pages to fill (bounded, and the cursor resumes the scan).
+    const MAX_SCANS: usize = 10;
+    let at = now();
+    let who = caller.who();
+    let policy = app.policy();
+    let mut rows = Vec::with_capacity(INBOX_PAGE);
+    let mut cursor = before;
+    for _ in 0..MAX_SCANS {
+        let filter = RequestFilter {
+            status: Some(RequestStatus::Pending),
+            requester: None,
+            limit: INBOX_PAGE as u32,
+            before: cursor.clone(),
+        };
+        let (requests, next) = app.visible_requests(caller, filter, at).await?;
+        for r in &requests {
+            // Never one's own, nor one's agent's: neither is theirs to decide. One already
+            // approved stays, marked, until the others decide.
+            let part = reviewer_part(&policy, who, r, at);
+            if part != ReviewerPart::None {
+                let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
+                row.you_approved = part == ReviewerPart::Given;
+                rows.push(row);
+                if rows.len() == INBOX_PAGE {
+                    return Ok((rows, Some(r.id.clone())));
+                }
+            }
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok((rows, None)),
+        }
+    }
+    Ok((rows, cursor))
+}
+
+/// Of the newest requests, how many are looked through for break-glass reviews owed: the
+/// store has no filter for them, and such a review is owed soon after the access (its grant
+/// lasts minutes), so the newest suffice.
+pub(super) const REVIEW_SCAN_PAGES: usize = 4;
+pub(super) const REVIEW_SCAN_PAGE: u32 = 100;
+
+/// Whether `who` may give the after-the-fact review `request` still owes, as the state machine
+/// judges it: not the one who broke the glass nor their person, not an agent, and an admin or
+/// a member of one of its review groups.
+pub(super) fn owes_post_review(who: &jitgate_core::Identity, request: &jitgate_core::Request) -> bool {
+    if !request.review_due()
+        || who.is_agent()
+        || request.requester == who.principal
+        || request.on_behalf_of.as_deref() == Some(who.principal.as_str())
+        || authz::reach(who, Operation::ReviewBreakGlass) == Reach::Nothing
+    {
+        return false;
+    }
+    who.is_admin()
+        || std::iter::once(&request.requirement)
+            .chain(request.items.iter().map(|i| &i.requirement))
+            .flat_map(|r| r.review_groups.iter())
+            .any(|g| who.in_group(g))
+}
+
+/// The break-glass accesses among the newest requests whose review the caller owes, newest
+/// first: they head the inbox's first page, whatever their status.
+pub(super) async fn reviews_owed(app: &App, caller: &Caller) -> Result<Vec<RequestRow>, ApiError> {
+    let at = now();
+    let who = caller.who();
+    if who.is_agent() || authz::reach(who, Operation::ReviewBreakGlass) == Reach::Nothing {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    let mut cursor = None;
+    for _ in 0..REVIEW_SCAN_PAGES {
+        let filter = RequestFilter {
+            status: None,
+            requester: None,
+            limit: REVIEW_SCAN_PAGE,
+            before: cursor,
+        };
+        let (requests, next) = app.visible_requests(caller, filter, at).await?;
+        for r in requests.iter().filter(|r| owes_post_review(who, r)) {
+            let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
+            row.review_owed = true;
+            rows.push(row);
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(rows)
+}
+
+/// The inbox's rows: on the first page the break-glass reviews owed, then the pending
+/// requests the caller may decide; and the cursor of the next page.
+pub(super) async fn inbox_page(
+    app: &App,
+    caller: &Caller,
+    before: Option<String>,
+) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
+    let mut rows = match before {
+        None => reviews_owed(app, caller).await?,
+        Some(_) => Vec::new(),
+    };
+    let (pending, next) = waiting_for(app, caller, before).await?;
+    rows.extend(pending);
+    Ok((rows, next))
+}
+
+/// `/ui/inbox` with this query.
+pub(super) fn inbox_link(path: &str, before: Option<&str>) -> String {
+    match before {
+        Some(before) => format!("{path}?before={}", encode(before)),
+        None => path.to_string(),
+    }
+}
+
+pub async fn inbox(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadRequests>,
+    Query(query): Query<InboxQuery>,
+) -> Result<Response, ApiError> {
+    let before = query.before.filter(|b| !b.is_empty());
+    let (rows, next) = inbox_page(&app, &caller, before.clone()).await?;
+    Ok(render(&RequestsPage {
+        chrome: Chrome::for_caller(&caller, "inbox", &csrf),
+        heading: "Waiting for you",
+        blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
+        live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),
+        rows,
+        empty: INBOX_EMPTY,
+        older: next.map(|next| inbox_link("/ui/inbox", Some(&next))),
+        newest: before.is_some().then_some("/ui/inbox"),
+    }))
+}
+
+pub async fn inbox_rows(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::ReadRequests>,
+    Query(query): Query<InboxQuery>,
+) -> Result<Response, ApiError> {
+    let before = query.before.filter(|b| !b.is_empty());
+    let (rows, _) = inbox_page(&app, &caller, before).await?;
+    Ok(render(&RequestRows {
+        rows,
+        empty: INBOX_EMPTY,
+    }))
+}
+
+pub async fn mine(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ReadRequests>,
+) -> Result<Response, ApiError> {
+    let at = now();
+    let filter = RequestFilter {
+        status: None,
+        requester: Some(caller.who().principal.clone()),
+        limit: 100,
+        before: None,
+    };
+    let (requests, _) = app.visible_requests(&caller, filter, at).await?;
+    let rows = requests
+        .iter()
+        .map(|r| RequestRow::new(&RequestView::new(r, at, &caller.who().principal), at))
+        .collect();
+    Ok(render(&RequestsPage {
+        chrome: Chrome::for_caller(&caller, "mine", &csrf),
+        heading: "My requests",
+        blurb: "What you asked for, newest first.",
+        live: None,
+        rows,
+        empty: "You have not asked for anything yet.",
+        older: None,
+        newest: None,
+    }))
+}

@@ -1,0 +1,375 @@
+//! The UI's pages: thin handlers over the same `App` operations and authorization as the API,
+//! and the view models the templates render.
+
+use super::CsrfToken;
+use crate::api::{CreateRequestBody, DurationInput, GrantView, ItemBody, RequestView};
+use crate::app::{now, App};
+use crate::auth::{op, Allowed, Caller};
+use crate::ApiError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use jitgate_core::authz::{self, Operation, Reach};
+use jitgate_core::text::PayloadShown;
+use jitgate_core::{GrantStatus, RequestStatus, Timestamp};
+use jitgate_service::{Limit, ServiceError};
+use jitgate_store::{AuditFilter, GrantFilter, RequestFilter};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+mod assets;
+mod audit;
+mod filing;
+mod grants;
+mod inbox;
+mod requests;
+
+pub use assets::*;
+pub use audit::*;
+pub use filing::*;
+pub use grants::*;
+pub use inbox::*;
+pub use requests::*;
+
+/// What every page shows around its content.
+pub struct Chrome {
+    pub me: Option<String>,
+    pub auditor: bool,
+    pub nav: &'static str,
+    pub csrf: String,
+    pub flash: Option<String>,
+}
+
+impl Chrome {
+    fn for_caller(caller: &Caller, nav: &'static str, csrf: &CsrfToken) -> Chrome {
+        Self::for_identity(caller.who(), nav, &csrf.0)
+    }
+
+    fn for_identity(who: &jitgate_core::Identity, nav: &'static str, csrf: &str) -> Chrome {
+        Chrome {
+            me: Some(who.principal.clone()),
+            auditor: authz::reach(who, Operation::ReadAudit) != Reach::Nothing,
+            nav,
+            csrf: csrf.to_string(),
+            flash: None,
+        }
+    }
+
+    fn anonymous(csrf: &str) -> Chrome {
+        Chrome {
+            me: None,
+            auditor: false,
+            nav: "",
+            csrf: csrf.to_string(),
+            flash: None,
+        }
+    }
+}
+
+fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page").into_response()
+        }
+    }
+}
+
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// Percent-encode a path for a query string.
+pub fn encode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .unwrap_or_default()
+        .trim_start_matches('=')
+        .to_string()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    title: String,
+    message: String,
+}
+
+/// An error as a page, with its status.
+pub fn error_page(csrf: &str, status: StatusCode, message: &str) -> Response {
+    error_page_for(None, csrf, status, message)
+}
+
+/// An error as a page, with the navigation of whoever is signed in (so they can go on from
+/// it), and its message ending as a sentence does.
+pub fn error_page_for(
+    signed_in: Option<&jitgate_core::Identity>,
+    csrf: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let title = match status {
+        StatusCode::FORBIDDEN => "Not allowed".to_string(),
+        StatusCode::NOT_FOUND => "Not found".to_string(),
+        StatusCode::CONFLICT => "Already decided".to_string(),
+        StatusCode::UNAUTHORIZED => "Please sign in".to_string(),
+        s if s.is_client_error() => "That did not work".to_string(),
+        _ => "Something went wrong".to_string(),
+    };
+    let message = message.trim_end();
+    let message = if message.ends_with(['.', '!', '?']) {
+        message.to_string()
+    } else {
+        format!("{message}.")
+    };
+    let page = ErrorPage {
+        chrome: match signed_in {
+            Some(who) => Chrome::for_identity(who, "", csrf),
+            None => Chrome::anonymous(csrf),
+        },
+        title,
+        message,
+    };
+    (status, render(&page)).into_response()
+}
+
+/// Plain text on purpose: the guard makes it a page with the navigation of whoever asked.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "There is no such page.").into_response()
+}
+
+pub async fn home() -> Response {
+    see_other("/ui/inbox")
+}
+
+// ---- signing in and out ----
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    error: Option<String>,
+    next: String,
+    sso: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a page of ours: never another site (`//evil`, `https://...`).
+pub(super) fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.starts_with("/ui//") && !n.contains('\\') => n.to_string(),
+        _ => "/ui/inbox".to_string(),
+    }
+}
+
+pub async fn login_page(
+    State(app): State<Arc<App>>,
+    State(session): State<super::SessionScope>,
+    Extension(sso): Extension<super::SsoSlot>,
+    Extension(csrf): Extension<CsrfToken>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    // Already signed in (a valid cookie, or a trusted proxy's headers): straight on.
+    if crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip()))
+        .await
+        .is_ok()
+    {
+        return see_other(&next);
+    }
+    let sso = sso.get().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+    let page = LoginPage {
+        chrome: Chrome::anonymous(&csrf.0),
+        error: None,
+        next,
+        sso,
+    };
+    let mut response = render(&page);
+    // A cookie that no longer signs in (a revoked or expired token) goes.
+    set_session(&mut response, &session, "", Some(0));
+    response
+}
+
+/// Set (or, with `max_age` 0, end) the session cookie where `[ui] cookie_domain` says.
+pub(super) fn set_session(response: &mut Response, session: &super::SessionScope, token: &str, max_age: Option<u64>) {
+    for c in session.cookies(token, max_age) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    State(app): State<Arc<App>>,
+    State(session): State<super::SessionScope>,
+    Extension(sso): Extension<super::SsoSlot>,
+    Extension(csrf): Extension<CsrfToken>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    let token = form.token.trim();
+    let mut headers = HeaderMap::new();
+    let valid_shape = !token.is_empty() && token.len() <= 8192 && token.bytes().all(|b| b.is_ascii_graphic());
+    if valid_shape {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+    }
+    match crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip())).await {
+        Ok(who) if valid_shape => {
+            tracing::info!(principal = %who.principal, "signed in to the web UI");
+            let mut response = see_other(&next);
+            set_session(&mut response, &session, token, None);
+            response
+        }
+        _ => {
+            let sso = sso.get().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+            let page = LoginPage {
+                chrome: Chrome::anonymous(&csrf.0),
+                error: Some("That token does not sign in: it is unknown, expired or revoked.".into()),
+                next,
+                sso,
+            };
+            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+        }
+    }
+}
+
+pub async fn logout(State(session): State<super::SessionScope>) -> Response {
+    let mut response = see_other("/ui/login");
+    set_session(&mut response, &session, "", Some(0));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WCAG's contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c = f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The colour `--name:` holds in a block of the stylesheet, as `#rrggbb`.
+    fn var(block: &str, name: &str) -> String {
+        let at = block
+            .find(&format!("{name}:"))
+            .unwrap_or_else(|| panic!("no {name} in {block}"));
+        let value = block[at + name.len() + 1..].split(';').next().unwrap().trim();
+        match value.len() {
+            4 => value
+                .chars()
+                .flat_map(|c| if c == '#' { vec![c] } else { vec![c, c] })
+                .collect(),
+            _ => value.to_string(),
+        }
+    }
+
+    #[test]
+    fn links_and_the_breadcrumb_read_at_4_5_to_1_in_light_and_dark() {
+        assert!(APP_CSS.contains("a { color: var(--link); }"), "links use --link");
+        let (light, dark) = APP_CSS.split_once("prefers-color-scheme: dark").unwrap();
+        for (scheme, block) in [("light", light), ("dark", dark)] {
+            let (link, bg, card) = (var(block, "--link"), var(block, "--bg"), var(block, "--card"));
+            for back in [&bg, &card] {
+                let ratio = contrast(&link, back);
+                assert!(ratio >= 4.5, "{scheme}: {link} on {back} is {ratio:.2}:1");
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_is_sent_only_to_those_who_accept_it() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(accepts_gzip(&with("gzip, deflate, br")));
+        assert!(accepts_gzip(&with("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("br, deflate")));
+        assert!(!accepts_gzip(&with("gzipx")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        assert!(GZIPPED.iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn sign_in_goes_back_only_to_our_own_pages() {
+        assert_eq!(safe_next(Some("/ui/requests/req_1")), "/ui/requests/req_1");
+        for bad in [
+            "//evil.example/ui/",
+            "https://evil.example",
+            "/ui//evil.example",
+            "/v1/requests",
+            "/ui/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/inbox", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ui/inbox");
+    }
+
+    #[test]
+    fn sign_in_keeps_the_whole_new_request_link() {
+        // What a forward-auth 401 sends the browser to sign in for, query and all.
+        let next = crate::forward_auth::new_request_path("grafana", "read", Some("https://g.test/d/x?a=1&b=%2F"));
+        assert_eq!(safe_next(Some(&next)), next);
+        // Through the sign-in page's own link (as a 401 on a page builds it) and back.
+        let login = format!("/ui/login?next={}", encode(&next));
+        let (_, query) = login.split_once('?').unwrap();
+        let parsed: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+        assert_eq!(safe_next(Some(&parsed[0].1)), next);
+    }
+
+    #[test]
+    fn the_request_page_link_keeps_the_way_back() {
+        assert_eq!(request_link("req_1", None), "/ui/requests/req_1");
+        assert_eq!(
+            request_link("req_1", Some("https://g.test/x?a=1&b=2")),
+            "/ui/requests/req_1?return_to=https%3A%2F%2Fg.test%2Fx%3Fa%3D1%26b%3D2"
+        );
+    }
+
+    #[test]
+    fn time_left_reads_well() {
+        let at = now();
+        assert_eq!(left(at + chrono::TimeDelta::seconds(42), at), "42s");
+        assert_eq!(left(at + chrono::TimeDelta::seconds(3725), at), "1h 2m");
+        assert_eq!(left(at - chrono::TimeDelta::seconds(1), at), "ended");
+        assert_eq!(ago(at - chrono::TimeDelta::minutes(3), at), "3 min ago");
+    }
+}
