@@ -8,6 +8,10 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 
+mod accessibility;
+mod grant_actions;
+mod new_form;
+mod review_box;
 mod small;
 
 const DESKTOP: (u32, u32) = (1280, 860);

@@ -32,6 +32,10 @@ use std::sync::Arc;
 pub const SESSION_COOKIE: &str = "jitgate_session";
 /// The cookie that holds the CSRF token forms must repeat.
 pub const CSRF_COOKIE: &str = "jitgate_csrf";
+/// The cookie that carries a confirmation ("Approved") from a form's redirect to the one page
+/// it names, once: a cookie rather than the address, so a link cannot make a page claim what
+/// did not happen.
+pub const FLASH_COOKIE: &str = "jitgate_flash";
 /// Forms are small; a bigger body is not a form of ours.
 const MAX_FORM_BYTES: usize = 128 * 1024;
 
@@ -144,6 +148,16 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
         Body::from(bytes)
     };
     parts.extensions.insert(CsrfToken(csrf.clone()));
+    // A confirmation is shown by the whole page it was meant for (not a live part of it), once.
+    let flash = if is_get && !htmx {
+        cookies
+            .iter()
+            .find(|(k, _)| k == FLASH_COOKIE)
+            .map(|(_, v)| pages::Flash::for_page(v, &path))
+    } else {
+        None
+    };
+    parts.extensions.insert(pages::FlashSlot(flash.flatten()));
     // Kept to say on an error page who is signed in, so the page keeps the navigation.
     let asker = Asker {
         edge,
@@ -154,7 +168,17 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
             .map(|axum::extract::ConnectInfo(addr)| addr.ip()),
     };
     let response = next.run(Request::from_parts(parts, body)).await;
-    let response = as_page(response, &csrf, is_get, htmx, &path_and_query, &asker).await;
+    let mut response = as_page(response, &csrf, is_get, htmx, &path_and_query, &asker).await;
+    let sets_flash = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()));
+    if flash.is_some() && !sets_flash {
+        if let Ok(v) = HeaderValue::from_str(&cookie(FLASH_COOKIE, "", Some(0))) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
     finish(
         response,
         &csrf,
@@ -382,7 +406,7 @@ pub fn cookie_domain_problem(domain: &str) -> Option<String> {
 /// Whether cookies are marked `Secure` (the server's public URL is HTTPS).
 pub static SECURE_COOKIES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -113,3 +113,80 @@ fn error_pages_read_as_sentences_and_keep_the_navigation() {
     assert_eq!(status, 404, "{html}");
     assert!(!html.contains("<nav aria-label=\"Main\">"), "{html}");
 }
+
+/// Post a UI form as the browser with `cookie` would (its CSRF token is 64 `a`s); the answer.
+fn post_form(s: &Server, cookie: &str, path: &str, body: &str) -> reqwest::blocking::Response {
+    no_redirects()
+        .post(format!("{}{path}", s.url))
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&{body}", "a".repeat(64)))
+        .send()
+        .unwrap()
+}
+
+/// The `jitgate_flash` cookie a redirect sets, as the browser would send it back.
+fn flash_cookie(r: &reqwest::blocking::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("jitgate_flash="))
+        .expect("a confirmation cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn confirmations_show_once_on_the_page_they_were_meant_for() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7: slow queries"}),
+    );
+    let id = id(&r);
+    let bob = ui_session(&s, "demo-bob");
+    let decided = post_form(&s, &bob, &format!("/ui/requests/{id}/approve"), "comment=ok");
+    assert_eq!(decided.status().as_u16(), 303);
+    let flash = flash_cookie(&decided);
+    let with_flash = format!("{bob}; {flash}");
+    // Another page does not show it ...
+    let (_, inbox) = page(&s, &with_flash, "/ui/inbox");
+    assert!(!inbox.contains("class=\"flash\""), "{inbox}");
+    // ... the request's page does, once: the answer deletes the cookie.
+    let response = no_redirects()
+        .get(format!("{}/ui/requests/{id}", s.url))
+        .header("Cookie", &with_flash)
+        .send()
+        .unwrap();
+    let cleared = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.starts_with("jitgate_flash=;") && v.contains("Max-Age=0"));
+    let html = response.text().unwrap();
+    assert!(
+        html.contains("<p class=\"flash\" role=\"status\">Approved.</p>"),
+        "{html}"
+    );
+    assert!(cleared, "the confirmation is shown once");
+    // A link cannot make a page claim a decision: nothing in the address is a confirmation.
+    let (_, html) = page(&s, &bob, &format!("/ui/requests/{id}?flash=approved&done=approved"));
+    assert!(!html.contains("class=\"flash\""), "{html}");
+    // A made-up cookie value shows nothing either.
+    let (_, html) = page(&s, &format!("{bob}; jitgate_flash=<b>x</b>~%2Fui%2Finbox"), "/ui/inbox");
+    assert!(!html.contains("class=\"flash\""), "{html}");
+
+    // Signing out says so; a session that ended says that instead.
+    let out = post_form(&s, &bob, "/ui/logout", "");
+    let flash = flash_cookie(&out);
+    let (_, login) = page(&s, &format!("jitgate_csrf={}; {flash}", "a".repeat(64)), "/ui/login");
+    assert!(login.contains("Signed out."), "{login}");
+    let (_, login) = page(&s, "jitgate_session=no-longer-valid", "/ui/login");
+    assert!(login.contains("Your session ended. Sign in again to go on."), "{login}");
+    let (_, login) = page(&s, "", "/ui/login");
+    assert!(!login.contains("class=\"flash\""), "{login}");
+}

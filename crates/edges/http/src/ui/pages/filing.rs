@@ -298,7 +298,10 @@ pub async fn file(
     // Checked again: the form is the browser's to change.
     let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
     match app.file(caller.who(), &body.try_into()?).await {
-        Ok(request) => Ok(see_other(&request_link(&request.id, return_to.as_deref()))),
+        Ok(request) => Ok(see_other_with(
+            &request_link(&request.id, return_to.as_deref()),
+            Flash::Sent,
+        )),
         // A refusal the requester can fix is shown on the form, with what they typed.
         Err(
             e @ (ServiceError::Invalid(_)

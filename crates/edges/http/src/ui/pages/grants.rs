@@ -93,6 +93,7 @@ pub async fn grants(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::ReadGrants>,
+    Extension(flash): Extension<FlashSlot>,
 ) -> Result<Response, ApiError> {
     let grants = active_grants(&app, &caller).await?;
     let blurb = if caller.reach() == Reach::All {
@@ -101,7 +102,7 @@ pub async fn grants(
         "Your access that is live now. The time left updates by itself."
     };
     Ok(render(&GrantsPage {
-        chrome: Chrome::for_caller(&caller, "grants", &csrf),
+        chrome: Chrome::for_caller(&caller, "grants", &csrf).with_flash(&flash),
         blurb,
         grants,
         csrf: csrf.0.clone(),
@@ -137,5 +138,5 @@ pub async fn revoke(
         .filter(|c| !c.trim().is_empty())
         .or(Some("revoked in the web UI".into()));
     app.revoke(&caller, &id, comment).await?;
-    Ok(see_other(&safe_next(form.back.as_deref())))
+    Ok(see_other_with(&safe_next(form.back.as_deref()), Flash::Revoked))
 }

@@ -227,11 +227,12 @@ pub async fn inbox(
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::ReadRequests>,
     Query(query): Query<InboxQuery>,
+    Extension(flash): Extension<FlashSlot>,
 ) -> Result<Response, ApiError> {
     let before = query.before.filter(|b| !b.is_empty());
     let (rows, next) = inbox_page(&app, &caller, before.clone()).await?;
     Ok(render(&RequestsPage {
-        chrome: Chrome::for_caller(&caller, "inbox", &csrf),
+        chrome: Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash),
         heading: "Waiting for you",
         blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
         live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),

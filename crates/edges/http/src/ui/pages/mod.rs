@@ -58,6 +58,12 @@ impl Chrome {
         }
     }
 
+    /// The confirmation the page shows on top, if any.
+    pub(super) fn with_flash(mut self, flash: &FlashSlot) -> Chrome {
+        self.flash = flash.0.map(|f| f.text().to_string());
+        self
+    }
+
     fn anonymous(csrf: &str) -> Chrome {
         Chrome {
             me: None,
@@ -67,6 +73,100 @@ impl Chrome {
             flash: None,
         }
     }
+}
+
+/// A confirmation shown once at the top of the page a form leads back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flash {
+    /// A request was filed (the request page names whom it was sent to).
+    Sent,
+    Approved,
+    Denied,
+    Cancelled,
+    /// A break-glass access's after-the-fact review was recorded.
+    Reviewed,
+    Revoked,
+    Extended,
+    /// The holder ended their grant ("End now").
+    Ended,
+    SignedOut,
+}
+
+impl Flash {
+    const ALL: [Flash; 9] = [
+        Flash::Sent,
+        Flash::Approved,
+        Flash::Denied,
+        Flash::Cancelled,
+        Flash::Reviewed,
+        Flash::Revoked,
+        Flash::Extended,
+        Flash::Ended,
+        Flash::SignedOut,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Flash::Sent => "sent",
+            Flash::Approved => "approved",
+            Flash::Denied => "denied",
+            Flash::Cancelled => "cancelled",
+            Flash::Reviewed => "reviewed",
+            Flash::Revoked => "revoked",
+            Flash::Extended => "extended",
+            Flash::Ended => "ended",
+            Flash::SignedOut => "signed-out",
+        }
+    }
+
+    /// The banner as people read it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Flash::Sent => "Request sent.",
+            Flash::Approved => "Approved.",
+            Flash::Denied => "Denied.",
+            Flash::Cancelled => "Request cancelled.",
+            Flash::Reviewed => "Review recorded.",
+            Flash::Revoked => "Grant revoked: the access has ended.",
+            Flash::Extended => "Grant extended.",
+            Flash::Ended => "Grant ended: the access is gone.",
+            Flash::SignedOut => "Signed out.",
+        }
+    }
+
+    /// The cookie's value (`CODE~PATH`, the path percent-encoded) read on the page at `path`: the confirmation, if it
+    /// was meant for this page.
+    pub fn for_page(value: &str, path: &str) -> Option<Flash> {
+        let (code, meant_for) = value.split_once('~')?;
+        let meant_for = percent_decoded(meant_for)?;
+        if meant_for != path {
+            return None;
+        }
+        Flash::ALL.into_iter().find(|f| f.code() == code)
+    }
+}
+
+fn percent_decoded(text: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("p={text}"))
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
+}
+
+/// The confirmation the guard found for this page (none on most).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlashSlot(pub Option<Flash>);
+
+/// Redirect to `location` (a page of ours, with no query) and show `flash` there once.
+pub fn see_other_with(location: &str, flash: Flash) -> Response {
+    let mut response = see_other(location);
+    let path = location.split('?').next().unwrap_or(location);
+    let value = format!("{}~{}", flash.code(), encode(path));
+    if let Ok(v) = HeaderValue::from_str(&super::cookie(super::FLASH_COOKIE, &value, Some(60))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
 }
 
 fn render(page: &impl Template) -> Response {
@@ -182,8 +282,13 @@ pub async fn login_page(
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<NextQuery>,
+    Extension(flash): Extension<FlashSlot>,
 ) -> Response {
     let next = safe_next(query.next.as_deref());
+    // Here with a session cookie that no longer signs in: it expired or was revoked.
+    let session_ended = super::cookies(&headers)
+        .iter()
+        .any(|(k, v)| k == super::SESSION_COOKIE && !v.is_empty());
     // Already signed in (a valid cookie, or a trusted proxy's headers): straight on.
     if crate::auth::authenticate_headers(&app, &headers, connect.map(|c| c.0 .0.ip()))
         .await
@@ -192,8 +297,12 @@ pub async fn login_page(
         return see_other(&next);
     }
     let sso = sso.get().map(|_| format!("/ui/login/sso?next={}", encode(&next)));
+    let mut chrome = Chrome::anonymous(&csrf.0).with_flash(&flash);
+    if session_ended && chrome.flash.is_none() {
+        chrome.flash = Some("Your session ended. Sign in again to go on.".into());
+    }
     let page = LoginPage {
-        chrome: Chrome::anonymous(&csrf.0),
+        chrome,
         error: None,
         next,
         sso,
@@ -257,7 +366,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(session): State<super::SessionScope>) -> Response {
-    let mut response = see_other("/ui/login");
+    let mut response = see_other_with("/ui/login", Flash::SignedOut);
     set_session(&mut response, &session, "", Some(0));
     response
 }

@@ -200,6 +200,7 @@ pub async fn request(
     caller: Allowed<op::ReadRequests>,
     Path(id): Path<String>,
     Query(back): Query<ReturnQuery>,
+    Extension(flash): Extension<FlashSlot>,
 ) -> Result<Response, ApiError> {
     let request = app.visible_request(&caller, &id).await?;
     let at = now();
@@ -301,7 +302,7 @@ pub async fn request(
             .collect(),
     };
     Ok(render(&RequestPage {
-        chrome: Chrome::for_caller(&caller, "inbox", &csrf),
+        chrome: Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash),
         r,
     }))
 }
@@ -323,25 +324,29 @@ pub async fn decide(
     let comment = form.comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
     let who = caller.who().clone();
     // The same operations, and the same table, as the API's endpoints.
-    match decision.as_str() {
+    let done = match decision.as_str() {
         "approve" => {
             let caller = crate::auth::caller_for::<op::ApproveRequest>(who)?;
             let shown = form.payload_sha256.as_deref().filter(|h| !h.is_empty());
             app.approve_confirmed(&caller, &id, comment, shown).await?;
+            Flash::Approved
         }
         "deny" => {
             let caller = crate::auth::caller_for::<op::DenyRequest>(who)?;
             app.deny(&caller, &id, comment).await?;
+            Flash::Denied
         }
         "cancel" => {
             let caller = crate::auth::caller_for::<op::CancelRequest>(who)?;
             app.cancel(&caller, &id).await?;
+            Flash::Cancelled
         }
         "review" => {
             let caller = crate::auth::caller_for::<op::ReviewBreakGlass>(who)?;
             app.review_break_glass(&caller, &id, comment).await?;
+            Flash::Reviewed
         }
         other => return Err(ApiError::NotFound(format!("no decision '{other}'"))),
-    }
-    Ok(see_other(&format!("/ui/requests/{}", encode(&id))))
+    };
+    Ok(see_other_with(&format!("/ui/requests/{}", encode(&id)), done))
 }

@@ -1,0 +1,1 @@
+//! (filled in by #27 part work)
