@@ -274,6 +274,7 @@ pub(super) fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // axum extractors, one per thing the page reads
 pub async fn login_page(
     State(app): State<Arc<App>>,
     State(session): State<super::SessionScope>,
