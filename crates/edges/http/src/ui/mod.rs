@@ -109,6 +109,16 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
             }
         }
     }
+    if let Some(crate::input::RefusedAddress(why)) = parts.extensions.get() {
+        // No id of ours holds such a character: nothing to find, and no handler (nor store)
+        // gets to see it.
+        let page = pages::error_page(
+            &csrf,
+            StatusCode::NOT_FOUND,
+            &format!("There is no such page: its address is not one of ours ({why})"),
+        );
+        return finish(page, &csrf, existing_csrf.is_none(), false);
+    }
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;
     // Inside the `/ui` nest the prefix is stripped: put it back for links to this page.
     let path = format!("/ui{}", parts.uri.path());

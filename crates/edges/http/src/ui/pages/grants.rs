@@ -498,7 +498,12 @@ pub async fn extend(
     let (_, grant) = reachable_grant(&app, &caller, &id).await?;
     let back = safe_next(form.back.as_deref());
     let htmx = headers.contains_key("hx-request");
-    let refusal = if form.duration.chars().count() > MAX_DURATION_TEXT {
+    let refusal = if form.duration.trim().is_empty() {
+        Some(FieldError {
+            field: ExtendField::Duration,
+            message: "Say how much longer, like 30m or 2h.".into(),
+        })
+    } else if form.duration.chars().count() > MAX_DURATION_TEXT {
         Some(FieldError {
             field: ExtendField::Duration,
             message: format!(
@@ -551,8 +556,8 @@ pub async fn extend(
         Some(_) => {
             let mut g = g;
             let mut x = g.extension.take().map_or_else(empty_extend_box, |x| x);
-            x.duration = form.duration;
-            x.reason = form.reason;
+            x.duration = kept(&form.duration);
+            x.reason = kept(&form.reason);
             x.error = refusal;
             (g, x)
         }
@@ -560,8 +565,8 @@ pub async fn extend(
         None => {
             let mut x = empty_extend_box();
             x.allowance = g.no_extension.clone().unwrap_or_else(|| "This grant cannot be extended now.".into());
-            x.duration = form.duration;
-            x.reason = form.reason;
+            x.duration = kept(&form.duration);
+            x.reason = kept(&form.reason);
             x.error = refusal;
             (g, x)
         }
@@ -580,6 +585,16 @@ pub async fn extend(
         csrf: csrf.0.clone(),
     });
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+/// What was typed, to fill the form in again: control and invisible characters as visible
+/// escapes (a NUL or a bidi override has no place in the page), and at most a line's worth.
+fn kept(typed: &str) -> String {
+    let shown = shown(typed);
+    match shown.char_indices().nth(2000) {
+        Some((cut, _)) => shown[..cut].to_string(),
+        None => shown,
+    }
 }
 
 fn empty_extend_box() -> ExtendBox {
