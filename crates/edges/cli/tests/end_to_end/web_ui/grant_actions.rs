@@ -100,11 +100,22 @@ fn alice_extends_and_ends_a_grant_from_the_ui_and_requests_again_with_one_click(
     alice.type_into(&format!("#extend-duration-{grant}"), "30m");
     alice.click(&format!("#extend-button-{grant}"));
     alice.wait_for_text(".flash", "Grant extended.");
-    alice.wait_for_text(&format!("#extend-allowance-{grant}"), "1 extension left; at most 8h may remain.");
+    alice.wait_for_text(
+        &format!("#extend-allowance-{grant}"),
+        "1 extension left; at most 8h may remain.",
+    );
     let extended = grant_of(&s, "demo-alice", &request);
     assert_eq!(extended["extensions"], 1, "{extended}");
-    assert_eq!(expires_at(&extended) - before, chrono::TimeDelta::minutes(30), "{extended}");
-    assert!(alice.url().ends_with(&format!("/ui/requests/{request}")), "{}", alice.url());
+    assert_eq!(
+        expires_at(&extended) - before,
+        chrono::TimeDelta::minutes(30),
+        "{extended}"
+    );
+    assert!(
+        alice.url().ends_with(&format!("/ui/requests/{request}")),
+        "{}",
+        alice.url()
+    );
     alice.screenshot("grant-actions-02-extended");
 
     // End now: the grant is done, and checks deny at once.
@@ -156,7 +167,11 @@ fn an_extension_over_the_allowance_is_refused_beside_the_field_and_changes_nothi
         "{source}"
     );
     assert!(source.contains("value=\"10h\""), "{source}");
-    assert!(alice.url().ends_with(&format!("/ui/requests/{request}")), "{}", alice.url());
+    assert!(
+        alice.url().ends_with(&format!("/ui/requests/{request}")),
+        "{}",
+        alice.url()
+    );
     alice.screenshot("grant-actions-03-refused-beside-the-field");
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
 
@@ -169,6 +184,7 @@ fn an_extension_over_the_allowance_is_refused_beside_the_field_and_changes_nothi
     std::thread::sleep(std::time::Duration::from_millis(5600));
     assert!(alice.text(&error).contains("unknown unit"), "{}", alice.source());
     assert!(alice.url().ends_with("/ui/grants"), "{}", alice.url());
+    alice.screenshot("grant-actions-06-grants-page-refused");
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
     clean_console(&alice);
 }
@@ -211,9 +227,16 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
                 .unwrap_or_else(|| panic!("{duration:?}: no error beside the duration: {html}"));
             assert!(error.contains(says), "{duration:?}: {error}");
             assert!(html.contains("aria-invalid=\"true\""), "{duration:?}");
-            assert!(!html.contains('\u{0}') && !html.contains('\u{202e}') && !html.contains('\u{200b}'), "{duration:?}: raw control characters read back");
+            assert!(
+                !html.contains('\u{0}') && !html.contains('\u{202e}') && !html.contains('\u{200b}'),
+                "{duration:?}: raw control characters read back"
+            );
             assert!(html.len() < 8 * 1024, "{duration:?}: {} bytes read back", html.len());
-            assert_eq!(htmx, !html.contains("<nav"), "{duration:?}: the fragment is the form alone");
+            assert_eq!(
+                htmx,
+                !html.contains("<nav"),
+                "{duration:?}: the fragment is the form alone"
+            );
         }
     }
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
@@ -231,7 +254,12 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
             &s,
             &cookie,
             &format!("/ui/grants/{grant}/extend"),
-            &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "5m"), ("reason", reason)],
+            &[
+                ("csrf", &csrf),
+                ("back", "/ui/grants"),
+                ("duration", "5m"),
+                ("reason", reason),
+            ],
             true,
         );
         assert_eq!(status, 200, "{reason:?}: {html}");
@@ -255,7 +283,11 @@ fn revoking_someone_elses_grant_asks_first_and_only_the_confirmation_revokes() {
     assert!(!bob.exists(&format!("#extend-{grant}")) && !bob.exists("#end-now") && !bob.exists("#request-again"));
     bob.click("#revoke");
     bob.wait_for_text("h1", "Revoke alice's read on prod-db?");
-    assert!(bob.text("main").contains("It ends their access now"), "{}", bob.text("main"));
+    assert!(
+        bob.text("main").contains("It ends their access now"),
+        "{}",
+        bob.text("main")
+    );
     bob.screenshot("grant-actions-04-revoke-asks");
 
     // "Keep it": back to the request, the grant untouched.
@@ -270,16 +302,28 @@ fn revoking_someone_elses_grant_asks_first_and_only_the_confirmation_revokes() {
     for fields in [
         vec![("csrf", csrf.as_str()), ("back", "/ui/grants")],
         vec![("csrf", csrf.as_str()), ("back", "/ui/grants"), ("confirmed", "no")],
-        vec![("csrf", csrf.as_str()), ("back", "/ui/grants"), ("confirmed", "yes\u{0}")],
+        vec![
+            ("csrf", csrf.as_str()),
+            ("back", "/ui/grants"),
+            ("confirmed", "yes\u{0}"),
+        ],
         vec![("csrf", csrf.as_str()), ("back", "/ui/grants"), ("confirmed", "YES")],
     ] {
         let (status, location, _) = post_form(&s, &cookie, &format!("/ui/grants/{grant}/revoke"), &fields, false);
         assert_eq!(status, 303, "{fields:?}");
-        assert_eq!(location, format!("/ui/grants/{grant}/revoke?back=%2Fui%2Fgrants"), "{fields:?}");
+        assert_eq!(
+            location,
+            format!("/ui/grants/{grant}/revoke?back=%2Fui%2Fgrants"),
+            "{fields:?}"
+        );
         assert_eq!(grant_of(&s, "demo-bob", &request)["status"], "active", "{fields:?}");
     }
     // Another site's page as `back` is not followed.
-    let (status, html) = get_page(&s, &cookie, &format!("/ui/grants/{grant}/revoke?back=https://evil.example/"));
+    let (status, html) = get_page(
+        &s,
+        &cookie,
+        &format!("/ui/grants/{grant}/revoke?back=https://evil.example/"),
+    );
     assert_eq!(status, 200);
     assert!(!html.contains("evil.example"), "{html}");
 
@@ -325,7 +369,11 @@ fn each_kind_of_grant_shows_its_next_step_to_its_holder() {
     let command = format!("jitgate ssh {grant} --key ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub");
     assert_eq!(alice.text("code.ssh-command"), command);
     // bastion login cannot be extended: the page says what to do instead.
-    assert!(alice.text("#no-extension").contains("request again"), "{}", alice.text("#no-extension"));
+    assert!(
+        alice.text("#no-extension").contains("request again"),
+        "{}",
+        alice.text("#no-extension")
+    );
     alice.screenshot("grant-actions-05-ssh-next-step");
     // On the grants page, behind "Next step".
     alice.goto(&format!("{}/ui/grants", s.url));
@@ -344,7 +392,13 @@ fn each_kind_of_grant_shows_its_next_step_to_its_holder() {
     let (cookie, csrf) = session(&s, "demo-alice");
     let (_, html) = get_page(&s, &cookie, "/ui/grants");
     assert!(!html.contains("Get database login"), "{html}");
-    let (status, _, html) = post_form(&s, &cookie, &format!("/ui/grants/{staging}/credentials"), &[("csrf", &csrf)], false);
+    let (status, _, html) = post_form(
+        &s,
+        &cookie,
+        &format!("/ui/grants/{staging}/credentials"),
+        &[("csrf", &csrf)],
+        false,
+    );
     assert_eq!(status, 409, "{html}");
     assert!(html.contains("grants no database login"), "{html}");
     assert!(html.contains("<nav"), "the error page keeps the navigation: {html}");
@@ -363,11 +417,10 @@ fn grant_ids_with_control_nul_bidi_or_look_alike_characters_are_not_found() {
         format!("{grant}%1B%5B31m"),
         format!("{grant}%E2%80%8B"),
         serde_urlencoded::to_string([("", cyrillic_a.as_str())]).unwrap()[1..].to_string(),
-        "%C0%80".to_string(),
         "x".repeat(5000),
     ] {
         let (status, html) = get_page(&s, &cookie, &format!("/ui/grants/{bad}/revoke"));
-        assert!(status == 404 || status == 400, "GET {bad:.40}: {status}: {html:.300}");
+        assert_eq!(status, 404, "GET {bad:.40}: {html:.300}");
         assert!(html.contains("<html"), "GET {bad:.40}: a page: {html:.300}");
         for action in ["revoke", "extend", "done", "credentials"] {
             let (status, _, html) = post_form(
@@ -377,10 +430,14 @@ fn grant_ids_with_control_nul_bidi_or_look_alike_characters_are_not_found() {
                 &[("csrf", &csrf), ("duration", "5m"), ("confirmed", "yes")],
                 false,
             );
-            assert!(status == 404 || status == 400, "POST {action} {bad:.40}: {status}: {html:.300}");
+            assert_eq!(status, 404, "POST {action} {bad:.40}: {html:.300}");
             assert!(html.contains("<html"), "POST {action} {bad:.40}: a page");
         }
     }
+    // Bytes that are not UTF-8 cannot be an id at all: a page saying the address is bad.
+    let (status, html) = get_page(&s, &cookie, "/ui/grants/%C0%80/revoke");
+    assert_eq!(status, 400, "{html:.300}");
+    assert!(html.contains("<nav"), "{html:.300}");
     // The real grant is untouched.
     assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
 }

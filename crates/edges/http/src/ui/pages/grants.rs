@@ -120,7 +120,13 @@ impl GrantRow {
     }
 
     /// The grant's actions as `who` may take them, on its request's page.
-    pub(super) fn on_request_page(self, app: &App, who: &jitgate_core::Identity, request: &jitgate_core::Request, at: Timestamp) -> GrantRow {
+    pub(super) fn on_request_page(
+        self,
+        app: &App,
+        who: &jitgate_core::Identity,
+        request: &jitgate_core::Request,
+        at: Timestamp,
+    ) -> GrantRow {
         let back = format!("/ui/requests/{}", encode(&request.id));
         match request.grant_by_id(&self.id) {
             Some(grant) => self.with_actions(app, who, grant, at, back),
@@ -304,9 +310,8 @@ pub async fn grant_rows(
 /// is no grant of ours, answered 404 before it reaches a store (PostgreSQL refuses NUL in
 /// text, and a control or bidi character has no business in a query).
 fn grant_id_shape(id: &str) -> Result<(), ApiError> {
-    let plain = !id.is_empty()
-        && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let plain =
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if plain {
         Ok(())
     } else {
@@ -378,6 +383,7 @@ pub(super) struct RevokePage {
     pub(super) chrome: Chrome,
     pub(super) id: String,
     pub(super) holder: String,
+    pub(super) yours: bool,
     pub(super) action: String,
     pub(super) resource: String,
     pub(super) left: String,
@@ -405,7 +411,12 @@ pub async fn revoke_page(
     Ok(render(&RevokePage {
         chrome: Chrome::for_caller(&caller, "grants", &csrf),
         id: grant.id.clone(),
-        holder: if yours { "your".into() } else { format!("{}'s", grant.principal) },
+        holder: if yours {
+            "your".into()
+        } else {
+            format!("{}'s", grant.principal)
+        },
+        yours,
         action: grant.action.clone(),
         resource: grant.resource.clone(),
         left: left(grant.expires_at, at),
@@ -545,32 +556,28 @@ pub async fn extend(
         }
     };
     let at = now();
-    let g = GrantRow::new(&GrantView::new(&grant, at, &caller.who().principal), at, false).with_actions(
+    let mut g = GrantRow::new(&GrantView::new(&grant, at, &caller.who().principal), at, false).with_actions(
         &app,
         caller.who(),
         &grant,
         at,
         back,
     );
-    let (g, x) = match g.extension {
-        Some(_) => {
-            let mut g = g;
-            let mut x = g.extension.take().map_or_else(empty_extend_box, |x| x);
-            x.duration = kept(&form.duration);
-            x.reason = kept(&form.reason);
-            x.error = refusal;
-            (g, x)
-        }
+    let mut x = match g.extension.take() {
+        Some(x) => x,
         // No longer extendable (its last extension went, it ended): the form says why.
         None => {
             let mut x = empty_extend_box();
-            x.allowance = g.no_extension.clone().unwrap_or_else(|| "This grant cannot be extended now.".into());
-            x.duration = kept(&form.duration);
-            x.reason = kept(&form.reason);
-            x.error = refusal;
-            (g, x)
+            x.allowance = g
+                .no_extension
+                .clone()
+                .unwrap_or_else(|| "This grant cannot be extended now.".into());
+            x
         }
     };
+    x.duration = kept(&form.duration);
+    x.reason = kept(&form.reason);
+    x.error = refusal;
     if htmx {
         return Ok(render(&ExtendFragment {
             g,
@@ -675,7 +682,15 @@ mod tests {
     #[test]
     fn only_grant_ids_of_our_shape_reach_a_store() {
         assert!(grant_id_shape("grt_0192abcdef").is_ok());
-        for bad in ["", "grt_\0", "grt_\u{202e}1", "grt 1", "grt_1\n", "../x", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "grt_\0",
+            "grt_\u{202e}1",
+            "grt 1",
+            "grt_1\n",
+            "../x",
+            &"a".repeat(129),
+        ] {
             assert!(grant_id_shape(bad).is_err(), "{bad:?}");
         }
     }
