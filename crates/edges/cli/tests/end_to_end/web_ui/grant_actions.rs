@@ -441,3 +441,82 @@ fn grant_ids_with_control_nul_bidi_or_look_alike_characters_are_not_found() {
     // The real grant is untouched.
     assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
 }
+
+/// A PostgreSQL grant: the holder gets the login made for it from the page, once; it works
+/// against the real database; asking again is the API's refusal, as a page.
+#[test]
+fn the_holder_gets_the_database_login_once_from_the_page() {
+    use crate::support::postgres::Postgres;
+    const ADMIN_PASSWORD: &str = "jitgate-admin-password";
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE app");
+    pg.admin(
+        "app",
+        &format!(
+            "CREATE ROLE jitgate_admin LOGIN CREATEROLE PASSWORD '{ADMIN_PASSWORD}';
+             CREATE ROLE app_read NOLOGIN;
+             GRANT app_read TO jitgate_admin WITH ADMIN OPTION;
+             CREATE TABLE orders (id int PRIMARY KEY, total int);
+             INSERT INTO orders VALUES (1, 42);
+             GRANT SELECT ON orders TO app_read;"
+        ),
+    );
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "app-db"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "1h"
+providers = ["app-pg"]
+postgres = { roles = ["app_read"] }
+"#,
+    );
+    let config = format!(
+        "[[providers]]\nname = \"app-pg\"\nkind = \"postgres\"\nurl = \"{}\"\ntimeout = \"3s\"\n",
+        pg.url("jitgate_admin", ADMIN_PASSWORD, "app")
+    );
+    let s = Server::start_with(policy.path(), Some(&config));
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "app-db", "action": "read", "duration": "30m", "reason": "monthly report"}),
+    );
+    let (request, grant) = (id(&r), r["grant"]["id"].as_str().unwrap().to_string());
+    wait_until("the login role is made", || {
+        grant_of(&s, "demo-alice", &request)["providers"][0]["status"] == "provisioned"
+    });
+
+    // bob (who may read the request) is offered no login: it is alice's.
+    let (bob, _) = session(&s, "demo-bob");
+    let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("Get database login"), "{html}");
+
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/requests/{request}", s.url));
+    alice.click(&format!("#database-login-{grant}"));
+    alice.wait_for_text("h1", "Your database login");
+    let (user, password, url) = (
+        alice.text("#login-user"),
+        alice.text("#login-password"),
+        alice.text("#login-url"),
+    );
+    assert!(!user.is_empty() && !password.is_empty(), "{}", alice.source());
+    assert!(url.starts_with("postgres"), "{url}");
+    assert!(url.contains(&user), "{url}");
+    alice.screenshot("grant-actions-07-database-login");
+    // It is a working login on the real database, with the workflow's role.
+    let (code, out, err) = Postgres::psql_at(&url, "SELECT total FROM orders WHERE id = 1");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "42");
+
+    clean_console(&alice);
+
+    // Shown once: the second time is the API's refusal, in its words, on a page (its 409 is
+    // all the console reports).
+    alice.goto(&format!("{}/ui/requests/{request}", s.url));
+    alice.click(&format!("#database-login-{grant}"));
+    alice.wait_for_text("main", "handed out already");
+    assert!(!alice.source().contains(&password), "the password is never shown again");
+}
