@@ -520,3 +520,51 @@ postgres = { roles = ["app_read"] }
     alice.wait_for_text("main", "handed out already");
     assert!(!alice.source().contains(&password), "the password is never shown again");
 }
+
+/// An http resource of the catalog with a link: its grant's holder is offered the app.
+#[test]
+fn an_http_grant_links_its_holder_to_the_app() {
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "grafana"
+action = "read"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "1h"
+"#,
+    );
+    let path = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        r#"
+[[resource]]
+name = "grafana"
+kind = "http"
+description = "Dashboards"
+http = { hosts = ["grafana.example.test"], path_prefix = "/", url = "https://grafana.example.test/d/home" }
+"#,
+    );
+    std::fs::write(&path, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "grafana", "action": "read", "duration": "30m", "reason": "dashboards"}),
+    );
+    let request = id(&r);
+    let link = "<a class=\"button primary app-link\" href=\"https://grafana.example.test/d/home\" rel=\"noopener noreferrer\">Open grafana</a>";
+    let (alice, _) = session(&s, "demo-alice");
+    let (status, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert_eq!(status, 200);
+    assert!(html.contains(link), "{html}");
+    let (_, html) = get_page(&s, &alice, "/ui/grants");
+    assert!(html.contains(link), "{html}");
+    // Not for others, and not once the grant has ended.
+    let (admin, _) = session(&s, "demo-admin");
+    let (_, html) = get_page(&s, &admin, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("app-link"), "{html}");
+    let (status, _) = s.post(&format!("/v1/grants/{}/done", r["grant"]["id"].as_str().unwrap()), "demo-alice", json!({}));
+    assert_eq!(status, 200);
+    let (_, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("app-link"), "{html}");
+}
