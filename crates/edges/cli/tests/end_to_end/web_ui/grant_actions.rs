@@ -568,3 +568,57 @@ http = { hosts = ["grafana.example.test"], path_prefix = "/", url = "https://gra
     let (_, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
     assert!(!html.contains("app-link"), "{html}");
 }
+
+/// alice clicking Extend again and again spends her own limit on writes, not anyone else's:
+/// past it the form says when to try again, beside the field, and bob still acts at once.
+#[test]
+fn one_holder_hammering_extend_spends_only_her_own_limit() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[limits]\nrequests_per_minute = 0\nwrites_per_minute = 1\nwrites_burst = 5\nmax_pending_per_requester = 0\n"),
+    );
+    let (request, grant) = staging_grant(&s);
+    let before = grant_of(&s, "demo-alice", &request);
+    let (alice, csrf) = session(&s, "demo-alice");
+    let mut limited = 0;
+    for _ in 0..20 {
+        let (status, _, html) = post_form(
+            &s,
+            &alice,
+            &format!("/ui/grants/{grant}/extend"),
+            &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10h")],
+            true,
+        );
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains(&format!("id=\"extend-duration-error-{grant}\"")), "{html}");
+        if html.contains("try again in") {
+            limited += 1;
+        } else {
+            assert!(html.contains("or less"), "{html}");
+        }
+    }
+    assert!(limited >= 14, "{limited} of 20 refused by the limit");
+    assert_eq!(grant_of(&s, "demo-alice", &request), before);
+    // Without JavaScript the same limit is a page that says when to come back.
+    let (status, _, html) = post_form(
+        &s,
+        &alice,
+        &format!("/ui/grants/{grant}/extend"),
+        &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10m")],
+        false,
+    );
+    assert_eq!(status, 429, "{html}");
+    assert!(html.contains("try again in"), "{html}");
+    // bob's writes are his own: he approves and revokes as ever.
+    let (other_request, other_grant) = approved_grant(&s, "prod-db", "read");
+    let (bob, bob_csrf) = session(&s, "demo-bob");
+    let (status, location, html) = post_form(
+        &s,
+        &bob,
+        &format!("/ui/grants/{other_grant}/revoke"),
+        &[("csrf", &bob_csrf), ("back", "/ui/grants"), ("confirmed", "yes")],
+        false,
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
+    assert_eq!(grant_of(&s, "demo-bob", &other_request)["status"], "revoked");
+}

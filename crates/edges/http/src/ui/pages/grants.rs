@@ -540,12 +540,19 @@ pub async fn extend(
                 }
                 return Ok(done);
             }
-            Err(
-                e @ (ServiceError::Invalid(_)
-                | ServiceError::Conflict(_)
-                | ServiceError::Forbidden(_)
-                | ServiceError::OverLimit(..)),
-            ) => {
+            // A refusal of what was asked goes beside the field; with htmx every error does
+            // (a limit hit, the database away): htmx swaps no error page in, and a form that
+            // says nothing when clicked is worse than a message in the wrong place.
+            Err(e)
+                if htmx
+                    || matches!(
+                        e,
+                        ServiceError::Invalid(_)
+                            | ServiceError::Conflict(_)
+                            | ServiceError::Forbidden(_)
+                            | ServiceError::OverLimit(..)
+                    ) =>
+            {
                 let (field, message) = refusal_field(&e.to_string());
                 Some(FieldError {
                     field,
