@@ -4,7 +4,7 @@
 //! page that asks first; each kind of grant shows its next step. Hostile ids and durations
 //! come back as pages, never as a 500 nor as a change.
 
-use super::{browser, sign_in, DESKTOP};
+use super::{browser, sign_in, DESKTOP, PHONE};
 use crate::support::browser::clean_console;
 use crate::support::*;
 use serde_json::{json, Value};
@@ -380,6 +380,16 @@ fn each_kind_of_grant_shows_its_next_step_to_its_holder() {
     alice.click(&format!("#next-{grant} summary"));
     assert_eq!(alice.text(&format!("#next-{grant} code.ssh-command")), command);
     clean_console(&alice);
+    // On a phone, the grant's actions are there without scrolling sideways.
+    let phone = browser(PHONE);
+    sign_in(&phone, &s, "demo-alice");
+    phone.goto(&format!("{}/ui/requests/{request}", s.url));
+    phone.find("#end-now");
+    phone.screenshot("grant-actions-08-phone-request");
+    phone.goto(&format!("{}/ui/grants", s.url));
+    phone.click(&format!("#next-{grant} summary"));
+    phone.screenshot("grant-actions-09-phone-grants");
+    clean_console(&phone);
 
     // Only the holder is shown how to use it.
     let (bob, _) = session(&s, "demo-bob");
@@ -621,4 +631,27 @@ fn one_holder_hammering_extend_spends_only_her_own_limit() {
     );
     assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
     assert_eq!(grant_of(&s, "demo-bob", &other_request)["status"], "revoked");
+}
+
+/// "Request again" is on the requester's page whatever became of the request (here denied, so
+/// no grant at all), and only on theirs.
+#[test]
+fn request_again_is_offered_to_the_requester_whatever_the_status() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-3: slow"}),
+    );
+    let request = id(&r);
+    let (status, v) = s.post(&format!("/v1/requests/{request}/deny"), "demo-bob", json!({"comment": "not now"}));
+    assert_eq!(status, 200, "{v}");
+    let again = format!("<a class=\"button\" id=\"request-again\" href=\"/ui/new?again={request}\">Request again</a>");
+    let (alice, _) = session(&s, "demo-alice");
+    let (status, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert_eq!(status, 200);
+    assert!(html.contains(&again), "{html}");
+    assert!(!html.contains("grant-panel"), "no grant, no grant actions: {html}");
+    let (bob, _) = session(&s, "demo-bob");
+    let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("request-again"), "{html}");
 }
