@@ -74,10 +74,12 @@ pub enum ExtendField {
 }
 
 impl ExtendBox {
+    /// The refusal to show beside `field` (`duration` or `reason`, as the template names them).
     pub(super) fn error_on(&self, field: &str) -> Option<&str> {
         let field = match field {
             "duration" => ExtendField::Duration,
-            _ => ExtendField::Reason,
+            "reason" => ExtendField::Reason,
+            _ => return None,
         };
         self.error
             .as_ref()
