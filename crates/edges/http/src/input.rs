@@ -55,12 +55,23 @@ pub(crate) fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
 
 /// Refuse a request whose path or query holds a control character or a bidirectional
 /// override, with 422 naming the parameter; otherwise run it.
-pub async fn refuse_control_characters(request: Request, next: Next) -> Response {
+pub async fn refuse_control_characters(mut request: Request, next: Next) -> Response {
     match check_uri(request.uri()) {
         Ok(()) => next.run(request).await,
+        // A browser is answered with a page, by the UI's own guard (its headers, its
+        // navigation); the guard runs no handler for it, so no store sees the address.
+        Err(e) if request.uri().path().starts_with("/ui/") => {
+            request.extensions_mut().insert(RefusedAddress(e.to_string()));
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
     }
 }
+
+/// Why a UI address was refused (a control or invisible character in it): the UI's guard
+/// answers it as a "not found" page.
+#[derive(Debug, Clone)]
+pub struct RefusedAddress(pub String);
 
 #[cfg(test)]
 mod tests {

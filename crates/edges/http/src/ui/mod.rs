@@ -67,7 +67,10 @@ pub fn router(single_sign_on: Option<Sso>, edge: crate::state::Edge) -> Router<c
         .route("/new", get(pages::new_request))
         .route("/grants", get(pages::grants))
         .route("/grants/rows", get(pages::grant_rows))
-        .route("/grants/{id}/revoke", post(pages::revoke))
+        .route("/grants/{id}/revoke", get(pages::revoke_page).post(pages::revoke))
+        .route("/grants/{id}/extend", post(pages::extend))
+        .route("/grants/{id}/done", post(pages::done))
+        .route("/grants/{id}/credentials", post(pages::credentials))
         .route("/audit", get(pages::audit))
         .route("/explain", get(pages::explain))
         .route("/static/{file}", get(pages::asset))
@@ -105,6 +108,16 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
                 parts.headers.insert(header::AUTHORIZATION, value);
             }
         }
+    }
+    if let Some(crate::input::RefusedAddress(why)) = parts.extensions.get() {
+        // No id of ours holds such a character: nothing to find, and no handler (nor store)
+        // gets to see it.
+        let page = pages::error_page(
+            &csrf,
+            StatusCode::NOT_FOUND,
+            &format!("There is no such page: its address is not one of ours ({why})"),
+        );
+        return finish(page, &csrf, existing_csrf.is_none(), false);
     }
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;
     // Inside the `/ui` nest the prefix is stripped: put it back for links to this page.

@@ -1,6 +1,16 @@
-//! Live grants, and acting on them.
+//! Live grants, and acting on them: the next step for the grant's kind, Extend, End now,
+//! Request again, and Revoke (which asks first when the grant is someone else's).
+//!
+//! Every action here is the API's own operation, authorized by the same table
+//! (`Allowed<op::X>`): the UI only decides which buttons to show, and a button shown in error
+//! is refused by the service exactly as the API would refuse it.
 
 use super::*;
+
+/// The longest duration text the extend form takes. The service would refuse a longer one
+/// too, but its refusal repeats what was typed; past this a person made a mistake and a short
+/// sentence helps more than their 10 KB read back.
+const MAX_DURATION_TEXT: usize = 32;
 
 pub struct GrantRow {
     pub(super) id: String,
@@ -9,17 +19,78 @@ pub struct GrantRow {
     pub(super) action: String,
     pub(super) principal: String,
     pub(super) status: String,
-    pub(super) window: String,
+    pub(super) starts_at: String,
+    pub(super) starts_at_text: String,
     pub(super) left: String,
     pub(super) expires_at: String,
     pub(super) expires_at_text: String,
     pub(super) single_use: bool,
     pub(super) break_glass: bool,
     pub(super) can_revoke: bool,
+    /// Revoking is someone else's access ending: it goes through a page that asks first.
+    pub(super) revoke_asks: bool,
+    /// The viewer holds this grant.
+    pub(super) yours: bool,
+    /// The holder may end it now (`done`).
+    pub(super) can_end: bool,
+    /// The viewer may ask for the same again (`/ui/new?again=REQUEST_ID`).
+    pub(super) again: bool,
+    /// For an SSH workflow's grant: the command that gets its certificate.
+    pub(super) ssh_command: Option<String>,
+    /// The grant's workflow has a provider that hands out database logins.
+    pub(super) database_login: bool,
+    /// For an http resource of the catalog that has a link: where the app is.
+    pub(super) app_url: Option<String>,
+    /// The extend form, when the holder may extend it.
+    pub(super) extension: Option<ExtendBox>,
+    /// Why the holder cannot extend it, in words, when they cannot.
+    pub(super) no_extension: Option<String>,
+    /// Where the grant's forms lead back to.
+    pub(super) back: String,
+    /// The page that asks before revoking, leading back to `back`.
+    pub(super) revoke_link: String,
+}
+
+/// The extend form: what it allows, what was typed, and a refusal beside its field.
+pub struct ExtendBox {
+    /// "2 extensions left; at most 8h may remain".
+    pub(super) allowance: String,
+    pub(super) reason_required: bool,
+    pub(super) duration: String,
+    pub(super) reason: String,
+    pub(super) error: Option<FieldError>,
+}
+
+/// A refusal, and the field it is about.
+pub struct FieldError {
+    pub(super) field: ExtendField,
+    pub(super) message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtendField {
+    Duration,
+    Reason,
+}
+
+impl ExtendBox {
+    /// The refusal to show beside `field` (`duration` or `reason`, as the template names them).
+    pub(super) fn error_on(&self, field: &str) -> Option<&str> {
+        let field = match field {
+            "duration" => ExtendField::Duration,
+            "reason" => ExtendField::Reason,
+            _ => return None,
+        };
+        self.error
+            .as_ref()
+            .filter(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
 }
 
 impl GrantRow {
     pub(super) fn new(g: &GrantView, at: Timestamp, can_revoke: bool) -> GrantRow {
+        let can_revoke = can_revoke && g.status == "active";
         GrantRow {
             id: g.id.clone(),
             request_id: g.request_id.clone(),
@@ -27,14 +98,122 @@ impl GrantRow {
             action: g.action.clone(),
             principal: g.principal.clone(),
             status: g.status.clone(),
-            window: format!("{} to {}", when(g.starts_at), when(g.expires_at)),
+            starts_at: g.starts_at.to_rfc3339(),
+            starts_at_text: when(g.starts_at),
             left: left(g.expires_at, at),
             expires_at: g.expires_at.to_rfc3339(),
             expires_at_text: when(g.expires_at),
             single_use: g.single_use,
             break_glass: g.break_glass,
-            can_revoke: can_revoke && g.status == "active",
+            can_revoke,
+            // Until it is known whose it is, revoking asks.
+            revoke_asks: can_revoke,
+            yours: false,
+            can_end: false,
+            again: false,
+            ssh_command: None,
+            database_login: false,
+            app_url: None,
+            extension: None,
+            no_extension: None,
+            back: "/ui/grants".into(),
+            revoke_link: revoke_page_link(&g.id, "/ui/grants"),
         }
+    }
+
+    /// The grant's actions as `who` may take them, on its request's page.
+    pub(super) fn on_request_page(
+        self,
+        app: &App,
+        who: &jitgate_core::Identity,
+        request: &jitgate_core::Request,
+        at: Timestamp,
+    ) -> GrantRow {
+        let back = format!("/ui/requests/{}", encode(&request.id));
+        match request.grant_by_id(&self.id) {
+            Some(grant) => self.with_actions(app, who, grant, at, back),
+            None => self,
+        }
+    }
+
+    /// What `who` may do with `grant` now: only what the policy and the authorization table
+    /// would let them, so no button leads to a refusal in the ordinary case.
+    pub(super) fn with_actions(
+        mut self,
+        app: &App,
+        who: &jitgate_core::Identity,
+        grant: &jitgate_core::Grant,
+        at: Timestamp,
+        back: String,
+    ) -> GrantRow {
+        let yours = grant.principal == who.principal;
+        let live = grant.status_at(at) == GrantStatus::Active;
+        self.revoke_link = revoke_page_link(&grant.id, &back);
+        self.back = back;
+        self.yours = yours;
+        self.revoke_asks = self.can_revoke && !yours;
+        self.again = yours && authz::reach(who, Operation::FileRequest) != Reach::Nothing;
+        if !(yours && live) {
+            return self;
+        }
+        self.can_end = authz::reach(who, Operation::FinishGrant) != Reach::Nothing;
+        let policy = app.policy();
+        let workflow = policy.rules().workflow(&grant.resource, &grant.action).ok();
+        if workflow.is_some_and(|w| w.ssh.is_some()) {
+            self.ssh_command = Some(format!(
+                "jitgate ssh {} --key ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub",
+                grant.id
+            ));
+        }
+        self.database_login = grant
+            .providers
+            .iter()
+            .any(|name| app.providers().get(name).is_some_and(|p| p.logins().is_some()));
+        self.app_url = policy
+            .http_routes()
+            .urls()
+            .find(|(resource, _)| *resource == grant.resource)
+            .map(|(_, url)| url.to_string());
+        if authz::reach(who, Operation::ExtendGrant) == Reach::Nothing {
+            return self;
+        }
+        match workflow.map(|w| (w, w.extension.as_ref())) {
+            Some((w, Some(extension))) if !extension.requires_approval => {
+                let times_left = extension.max_times.saturating_sub(grant.extensions);
+                let max_duration = if grant.break_glass {
+                    w.break_glass.as_ref().map_or(w.max_duration, |b| b.max_duration)
+                } else {
+                    w.max_duration
+                };
+                if times_left == 0 {
+                    self.no_extension = Some(format!(
+                        "Extended {} already, the most its workflow allows: request again for more time.",
+                        jitgate_core::text::counted(grant.extensions, "time", "times")
+                    ));
+                } else {
+                    self.extension = Some(ExtendBox {
+                        allowance: format!(
+                            "{} left; at most {} may remain.",
+                            jitgate_core::text::counted(times_left, "extension", "extensions"),
+                            jitgate_core::format_duration(max_duration)
+                        ),
+                        reason_required: w.reason_required,
+                        duration: String::new(),
+                        reason: String::new(),
+                        error: None,
+                    });
+                }
+            }
+            Some((_, Some(_))) => {
+                self.no_extension =
+                    Some("Extending needs approval again: request again; the new grant overlaps this one.".into());
+            }
+            Some((_, None)) => {
+                self.no_extension = Some("Its workflow does not allow extending: request again for more time.".into());
+            }
+            None => {}
+        }
+        self
     }
 }
 
@@ -84,7 +263,15 @@ pub(super) async fn active_grants(app: &App, caller: &Caller) -> Result<Vec<Gran
                 }
             }
         };
-        rows.push(GrantRow::new(&GrantView::new(g, at, &who.principal), at, can_revoke));
+        rows.push(
+            GrantRow::new(&GrantView::new(g, at, &who.principal), at, can_revoke).with_actions(
+                app,
+                who,
+                g,
+                at,
+                "/ui/grants".into(),
+            ),
+        );
     }
     Ok(rows)
 }
@@ -121,10 +308,45 @@ pub async fn grant_rows(
     }))
 }
 
+/// A grant id as jitgate makes them (`grt_` and hex, or a test's plain name): anything else
+/// is no grant of ours, answered 404 before it reaches a store (PostgreSQL refuses NUL in
+/// text, and a control or bidi character has no business in a query).
+fn grant_id_shape(id: &str) -> Result<(), ApiError> {
+    let plain =
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("There is no such grant.".into()))
+    }
+}
+
+/// The grant `id` and its request (of a multi-item request, the item the grant is for), if
+/// the caller may see it and the operation reaches it; the same 404 as a missing grant
+/// otherwise, so ids cannot be probed.
+async fn reachable_grant(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<(jitgate_core::Request, jitgate_core::Grant), ApiError> {
+    grant_id_shape(id)?;
+    let missing = || ApiError::NotFound(format!("There is no grant {id}."));
+    let request = match app.store.get_request_by_grant(id).await? {
+        Some(r) if caller.may_see(&r) => r,
+        _ => return Err(missing()),
+    };
+    caller.require_reach(&request)?;
+    let request = request.view_of_grant(id).ok_or_else(missing)?;
+    let grant = request.grant.clone().ok_or_else(missing)?;
+    Ok((request, grant))
+}
+
 #[derive(Deserialize)]
 pub struct RevokeForm {
     pub(super) back: Option<String>,
     pub(super) comment: Option<String>,
+    /// `yes` only from the page that asks: revoking someone else's grant needs it.
+    pub(super) confirmed: Option<String>,
 }
 
 pub async fn revoke(
@@ -133,10 +355,352 @@ pub async fn revoke(
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ApiError> {
+    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
+    let back = safe_next(form.back.as_deref());
+    if grant.principal != caller.who().principal && form.confirmed.as_deref() != Some("yes") {
+        // Someone else's access ends only from the page that says so: a one-click button (or
+        // a stale form) leads there instead, and nothing is revoked.
+        return Ok(see_other(&revoke_page_link(&id, &back)));
+    }
     let comment = form
         .comment
         .filter(|c| !c.trim().is_empty())
         .or(Some("revoked in the web UI".into()));
     app.revoke(&caller, &id, comment).await?;
-    Ok(see_other_with(&safe_next(form.back.as_deref()), Flash::Revoked))
+    Ok(see_other_with(&back, Flash::Revoked))
+}
+
+fn revoke_page_link(id: &str, back: &str) -> String {
+    format!("/ui/grants/{}/revoke?back={}", encode(id), encode(back))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BackQuery {
+    pub(super) back: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "grant_revoke.html")]
+pub(super) struct RevokePage {
+    pub(super) chrome: Chrome,
+    pub(super) id: String,
+    pub(super) holder: String,
+    pub(super) yours: bool,
+    pub(super) action: String,
+    pub(super) resource: String,
+    pub(super) left: String,
+    pub(super) back: String,
+}
+
+/// `GET /ui/grants/{id}/revoke`: the question before someone else's access ends.
+pub async fn revoke_page(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::RevokeGrant>,
+    Path(id): Path<String>,
+    Query(query): Query<BackQuery>,
+) -> Result<Response, ApiError> {
+    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
+    let at = now();
+    let status = grant.status_at(at);
+    if status != GrantStatus::Active {
+        return Err(ApiError::Conflict(format!(
+            "This grant is {} already: there is nothing left to revoke.",
+            status.as_str()
+        )));
+    }
+    let yours = grant.principal == caller.who().principal;
+    Ok(render(&RevokePage {
+        chrome: Chrome::for_caller(&caller, "grants", &csrf),
+        id: grant.id.clone(),
+        holder: if yours {
+            "your".into()
+        } else {
+            format!("{}'s", grant.principal)
+        },
+        yours,
+        action: grant.action.clone(),
+        resource: grant.resource.clone(),
+        left: left(grant.expires_at, at),
+        back: safe_next(query.back.as_deref().or(Some("/ui/grants"))),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct BackForm {
+    pub(super) back: Option<String>,
+}
+
+/// `POST /ui/grants/{id}/done`: the holder's task is finished; the access ends now.
+pub async fn done(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::FinishGrant>,
+    Path(id): Path<String>,
+    Form(form): Form<BackForm>,
+) -> Result<Response, ApiError> {
+    grant_id_shape(&id)?;
+    app.done(&caller, &id, Some("ended in the web UI".into())).await?;
+    Ok(see_other_with(&safe_next(form.back.as_deref()), Flash::Ended))
+}
+
+#[derive(Deserialize)]
+pub struct ExtendForm {
+    pub(super) back: Option<String>,
+    #[serde(default)]
+    pub(super) duration: String,
+    #[serde(default)]
+    pub(super) reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "grant_extend.html")]
+pub(super) struct ExtendFragment {
+    pub(super) g: GrantRow,
+    pub(super) x: ExtendBox,
+    pub(super) csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "grant_extend_page.html")]
+pub(super) struct ExtendPage {
+    pub(super) chrome: Chrome,
+    pub(super) g: GrantRow,
+    pub(super) x: ExtendBox,
+    pub(super) csrf: String,
+}
+
+/// Which field a refusal of an extension is about. The service words a bad input as
+/// `FIELD: message` (`DomainError::Invalid`); the allowance and the grant's state concern the
+/// duration asked for. The message loses the field's name: it is shown beside the field.
+// TODO(#27 part C): read the field from `ServiceError::Invalid`'s typed field once it has one.
+fn refusal_field(message: &str) -> (ExtendField, String) {
+    for (prefix, field) in [("reason: ", ExtendField::Reason), ("duration: ", ExtendField::Duration)] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return (field, rest.to_string());
+        }
+    }
+    (ExtendField::Duration, message.to_string())
+}
+
+/// A refusal as a sentence: capital first, full stop last, control and invisible characters
+/// shown as escapes (what was typed is read back in it).
+fn sentence(message: &str) -> String {
+    let shown = shown(message.trim());
+    let mut chars = shown.chars();
+    let mut text: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "That did not work".into(),
+    };
+    if !text.ends_with(['.', '!', '?']) {
+        text.push('.');
+    }
+    text
+}
+
+/// `POST /ui/grants/{id}/extend`: the holder asks for more time. Granted: back where the
+/// form was, with "Grant extended." Refused: the form again with the reason beside its field
+/// (in place, for htmx; as a page of its own without JavaScript), what was typed kept.
+pub async fn extend(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::ExtendGrant>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ExtendForm>,
+) -> Result<Response, ApiError> {
+    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
+    let back = safe_next(form.back.as_deref());
+    let htmx = headers.contains_key("hx-request");
+    let refusal = if form.duration.trim().is_empty() {
+        Some(FieldError {
+            field: ExtendField::Duration,
+            message: "Say how much longer, like 30m or 2h.".into(),
+        })
+    } else if form.duration.chars().count() > MAX_DURATION_TEXT {
+        Some(FieldError {
+            field: ExtendField::Duration,
+            message: format!(
+                "Write a duration like 30m or 2h; this one is {} characters long.",
+                form.duration.chars().count()
+            ),
+        })
+    } else {
+        let body = jitgate_service::inputs::Extension {
+            duration: jitgate_service::inputs::DurationInput::Text(form.duration.clone()),
+            reason: form.reason.clone(),
+        };
+        match app.extend(&caller, &id, &body).await {
+            Ok(_) => {
+                let mut done = see_other_with(&back, Flash::Extended);
+                if htmx {
+                    // A redirect would be followed inside the request and its page swapped
+                    // into the form: htmx goes to the page itself instead.
+                    *done.status_mut() = StatusCode::OK;
+                    if let Some(location) = done.headers_mut().remove(header::LOCATION) {
+                        done.headers_mut().insert("hx-redirect", location);
+                    }
+                }
+                return Ok(done);
+            }
+            // A refusal of what was asked goes beside the field; with htmx every error does
+            // (a limit hit, the database away): htmx swaps no error page in, and a form that
+            // says nothing when clicked is worse than a message in the wrong place.
+            Err(e)
+                if htmx
+                    || matches!(
+                        e,
+                        ServiceError::Invalid(_)
+                            | ServiceError::Conflict(_)
+                            | ServiceError::Forbidden(_)
+                            | ServiceError::OverLimit(..)
+                    ) =>
+            {
+                let (field, message) = refusal_field(&e.to_string());
+                Some(FieldError {
+                    field,
+                    message: sentence(&message),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let at = now();
+    let mut g = GrantRow::new(&GrantView::new(&grant, at, &caller.who().principal), at, false).with_actions(
+        &app,
+        caller.who(),
+        &grant,
+        at,
+        back,
+    );
+    let mut x = match g.extension.take() {
+        Some(x) => x,
+        // No longer extendable (its last extension went, it ended): the form says why.
+        None => {
+            let mut x = empty_extend_box();
+            x.allowance = g
+                .no_extension
+                .clone()
+                .unwrap_or_else(|| "This grant cannot be extended now.".into());
+            x
+        }
+    };
+    x.duration = kept(&form.duration);
+    x.reason = kept(&form.reason);
+    x.error = refusal;
+    if htmx {
+        return Ok(render(&ExtendFragment {
+            g,
+            x,
+            csrf: csrf.0.clone(),
+        }));
+    }
+    let page = render(&ExtendPage {
+        chrome: Chrome::for_caller(&caller, "grants", &csrf),
+        g,
+        x,
+        csrf: csrf.0.clone(),
+    });
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+/// What was typed, to fill the form in again: control and invisible characters as visible
+/// escapes (a NUL or a bidi override has no place in the page), and at most a line's worth.
+fn kept(typed: &str) -> String {
+    let shown = shown(typed);
+    match shown.char_indices().nth(2000) {
+        Some((cut, _)) => shown[..cut].to_string(),
+        None => shown,
+    }
+}
+
+fn empty_extend_box() -> ExtendBox {
+    ExtendBox {
+        allowance: String::new(),
+        reason_required: false,
+        duration: String::new(),
+        reason: String::new(),
+        error: None,
+    }
+}
+
+/// One database login, as the page shows it once.
+pub struct LoginRow {
+    pub(super) provider: String,
+    pub(super) user: String,
+    pub(super) password: String,
+    pub(super) url: String,
+    pub(super) expires_at: String,
+    pub(super) expires_at_text: String,
+}
+
+#[derive(Template)]
+#[template(path = "grant_credentials.html")]
+pub(super) struct CredentialsPage {
+    pub(super) chrome: Chrome,
+    pub(super) id: String,
+    pub(super) request_id: String,
+    pub(super) logins: Vec<LoginRow>,
+}
+
+/// `POST /ui/grants/{id}/credentials`: the database login made for the holder's grant,
+/// shown once (`Cache-Control: no-store` is on every page; asking again is the API's 409).
+pub async fn credentials(
+    State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Allowed<op::IssueCredentials>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (request, _) = reachable_grant(&app, &caller, &id).await?;
+    let logins = app.database_credentials(&caller, &id).await?;
+    Ok(render(&CredentialsPage {
+        chrome: Chrome::for_caller(&caller, "grants", &csrf),
+        id,
+        request_id: request.id.clone(),
+        logins: logins
+            .into_iter()
+            .map(|l| LoginRow {
+                provider: l.provider,
+                user: l.user,
+                password: l.password,
+                url: l.url,
+                expires_at: l.expires_at.to_rfc3339(),
+                expires_at_text: when(l.expires_at),
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_goes_beside_the_field_it_names_and_reads_as_a_sentence() {
+        let (field, message) = refusal_field("reason: say why prod-db must last longer");
+        assert_eq!(field, ExtendField::Reason);
+        assert_eq!(sentence(&message), "Say why prod-db must last longer.");
+        let (field, message) = refusal_field("duration: '1h\0' has an unknown unit '\0'; write 30m");
+        assert_eq!(field, ExtendField::Duration);
+        let message = sentence(&message);
+        assert!(!message.contains('\0'), "{message:?}");
+        let (field, message) = refusal_field("grant grt_1 has been extended 2 time(s)");
+        assert_eq!(field, ExtendField::Duration);
+        assert_eq!(sentence(&message), "Grant grt_1 has been extended 2 time(s).");
+    }
+
+    #[test]
+    fn only_grant_ids_of_our_shape_reach_a_store() {
+        assert!(grant_id_shape("grt_0192abcdef").is_ok());
+        for bad in [
+            "",
+            "grt_\0",
+            "grt_\u{202e}1",
+            "grt 1",
+            "grt_1\n",
+            "../x",
+            &"a".repeat(129),
+        ] {
+            assert!(grant_id_shape(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -259,7 +259,10 @@ pub async fn request(
             .collect(),
         needs: needs_text(&v),
         closed,
-        grant: v.grant.as_ref().map(|g| GrantRow::new(g, at, can_revoke)),
+        grant: v
+            .grant
+            .as_ref()
+            .map(|g| GrantRow::new(g, at, can_revoke).on_request_page(&app, who, &request, at)),
         can_review,
         you_approved: part == ReviewerPart::Given,
         can_cancel: pending && own,
