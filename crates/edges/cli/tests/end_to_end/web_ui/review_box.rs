@@ -1,1 +1,437 @@
-//! (filled in by #27 part work)
+//! The "If you approve" box (#27 part B), in Chromium against the real server: a reviewer is
+//! told what their approval gives, until when, which approval of how many it is, who the
+//! requester is (groups, recent requests for the same resource) and, for an action-bound
+//! request, the exact payload escaped with its full SHA-256. "Request sent to sre" after
+//! filing, and times in the reader's own time zone with the UTC text on hover.
+
+use super::{browser, sign_in, DESKTOP};
+use crate::support::browser::{clean_console, Browser};
+use crate::support::*;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn page_of(s: &Server, id: &str) -> String {
+    format!("{}/ui/requests/{id}", s.url)
+}
+
+fn created_at(r: &Value) -> DateTime<Utc> {
+    r["created_at"].as_str().unwrap().parse().unwrap()
+}
+
+/// The text of the box's part `css` (inside `#if-approve`).
+fn box_text(b: &Browser, css: &str) -> String {
+    b.text(&format!("#if-approve {css}"))
+}
+
+#[test]
+fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_history() {
+    let s = Server::start();
+    // alice's history: an earlier prod-db request (shown), one on another resource (not).
+    let earlier = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "15m", "reason": "INC-1: slow"}),
+    );
+    let staging = s.file(
+        "demo-alice",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "tests"}),
+    );
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-123: fix the index"}),
+    );
+    let rid = id(&r);
+
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&page_of(&s, &rid));
+    bob.find("section#if-approve[aria-labelledby=if-approve-heading]");
+    assert_eq!(bob.text("#if-approve-heading"), "If you approve");
+    let access = box_text(&bob, "#if-approve-access");
+    assert!(access.contains("alice gets write on prod-db"), "{access}");
+    assert!(access.contains("Write to the production database"), "{access}");
+    let place = box_text(&bob, "#if-approve-place");
+    assert!(place.contains("Yours is the 1st of 2 from sre."), "{place}");
+    assert!(place.contains("After yours it still needs 1 approval from sre."), "{place}");
+    let window = box_text(&bob, "#if-approve-window");
+    assert!(
+        window.starts_with("From when the last approval lands, for 30m: until at the earliest"),
+        "{window}"
+    );
+    // Until: 30 minutes from now, as the <time> says to the second.
+    let until: DateTime<Utc> = bob
+        .attribute("#if-approve-window time", "datetime")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = Utc::now() + chrono::TimeDelta::minutes(30);
+    assert!((until - expected).num_seconds().abs() < 60, "{until} vs {expected}");
+    assert_eq!(box_text(&bob, "#if-approve-groups"), "alice is in dev.");
+    // Her recent requests for prod-db: the earlier one, linked with its status; not the
+    // staging-db one, nor this one.
+    let recent = box_text(&bob, "#if-approve-recent");
+    assert!(recent.contains("read on prod-db") && recent.contains("pending"), "{recent}");
+    let html = bob.source();
+    assert!(html.contains(&format!("href=\"/ui/requests/{}\"", id(&earlier))), "{html}");
+    let in_box = html.split("id=\"if-approve\"").nth(1).unwrap();
+    assert!(!in_box.contains(&id(&staging)), "another resource's request is not listed");
+    assert!(!recent.contains("write on prod-db"), "not the request itself: {recent}");
+    bob.screenshot("review-box-1st-of-2");
+
+    // bob approves: the box goes, the page says he approved and waits for the other.
+    bob.click("#approve");
+    bob.find("#you-approved");
+    assert!(!bob.exists("#if-approve"), "no box for someone who approved already");
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["approvals"][0]["reviewer"], "bob");
+
+    // carol: the 2nd of 2, and the last: access from the moment she approves.
+    let carol = browser(DESKTOP);
+    sign_in(&carol, &s, "demo-carol");
+    carol.goto(&page_of(&s, &rid));
+    let place = box_text(&carol, "#if-approve-place");
+    assert!(place.contains("Yours is the 2nd of 2 from sre."), "{place}");
+    assert!(
+        place.contains("Yours is the last approval it needs: alice has access at once."),
+        "{place}"
+    );
+    let window = box_text(&carol, "#if-approve-window");
+    assert!(window.starts_with("From the moment you approve, for 30m: until about"), "{window}");
+
+    // The requester is never shown the box.
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&page_of(&s, &rid));
+    alice.find("#cancel");
+    assert!(!alice.exists("#if-approve"));
+
+    // carol approves: decided, and nobody gets the box any more.
+    carol.click("#approve");
+    carol.wait_for_text("#state .badge", "approved");
+    assert!(!carol.exists("#if-approve"));
+    let erin = browser(DESKTOP);
+    sign_in(&erin, &s, "demo-erin");
+    erin.goto(&page_of(&s, &rid));
+    erin.wait_for_text("#state .badge", "approved");
+    assert!(!erin.exists("#if-approve"), "no box on a decided request");
+    for b in [&alice, &bob, &carol, &erin] {
+        clean_console(b);
+    }
+}
+
+#[test]
+fn an_action_bound_payload_is_shown_escaped_with_its_full_hash_and_approving_binds_it() {
+    let s = Server::start();
+    // The API refuses a right-to-left override or a control character in a payload...
+    let (status, refused) = s.post(
+        "/v1/requests",
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "r", "payload": "a\u{202e}b"}),
+    );
+    assert_eq!(status, 422, "{refused}");
+    // ...so such a payload reaches a page only as text stored before the checks existed (or
+    // written by another tool): markup, a zero-width space (which the API takes), an override
+    // that would flip what follows and a bell (a control character that is not NUL). What is
+    // enforced, byte for byte, must be what the reviewer reads.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "release 1.4",
+               "payload": "deploy <script>alert(1)</script> v1.4"}),
+    );
+    let rid = id(&r);
+    let payload = "deploy api@sha256:4f2a <script>alert(1)</script>\u{200b} \u{202e}gpj.exe\u{202c} \u{7}v1.4";
+    let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+    let stored = |payload: &str, sha: &str| {
+        s.sqlite(&format!(
+            "UPDATE requests SET doc = json_set(doc, '$.payload', '{}', '$.payload_sha256', '{sha}') WHERE id = '{rid}'",
+            payload.replace('\'', "''")
+        ));
+    };
+    stored(payload, &sha);
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["payload"], payload);
+
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&page_of(&s, &rid));
+    let access = box_text(&bob, "#if-approve-access");
+    assert!(
+        access.contains("alice gets deploy on prod-api, for exactly the action below, single use"),
+        "{access}"
+    );
+    assert!(access.contains("Deploy one exact artifact or command"), "{access}");
+    assert_eq!(
+        box_text(&bob, "pre.payload"),
+        "deploy api@sha256:4f2a <script>alert(1)</script>\\u{200b} \\u{202e}gpj.exe\\u{202c} \\x07v1.4"
+    );
+    // The hash in full, equal to sha256 of the stored payload, and the one the form sends.
+    assert_eq!(box_text(&bob, ".if-approve-sha256"), sha);
+    assert_eq!(bob.attribute("#payload-sha256", "value").as_deref(), Some(sha.as_str()));
+    assert!(!bob.exists(".if-approve-mismatch"));
+    // Nothing of it reaches the page raw: no markup, no override, no control character.
+    let html = bob.source();
+    assert!(!html.contains("<script>alert(1)</script>"), "{html}");
+    for raw in ['\u{202e}', '\u{202c}', '\u{200b}', '\u{7}'] {
+        assert!(!html.contains(raw), "raw {raw:?} on the page");
+    }
+    // The facts above point to the box rather than saying it twice.
+    assert_eq!(html.matches("<pre class=\"payload\">").count(), 1, "{html}");
+    bob.screenshot("review-box-payload");
+
+    // A payload changed behind jitgate's back no longer hashes to what is enforced: said.
+    stored("deploy v1.5", &sha);
+    bob.goto(&page_of(&s, &rid));
+    assert!(
+        box_text(&bob, ".if-approve-mismatch").contains("what is enforced is not what you see"),
+        "{}",
+        box_text(&bob, ".bound-payload")
+    );
+    stored(payload, &sha);
+
+    bob.goto(&page_of(&s, &rid));
+    bob.click("#approve");
+    bob.wait_for_text("#state .badge", "approved");
+    let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
+    assert_eq!(after["approvals"][0]["payload_sha256"], sha.as_str(), "{after}");
+    assert_eq!(s.check("alice", "prod-api", "deploy", Some(payload))["allow"], true);
+    clean_console(&bob);
+}
+
+/// `14:10` read on a clock `offset` ahead of UTC, in 24 or 12 hours (as the browser's locale
+/// writes it).
+fn clock_readings(t: DateTime<Utc>, offset: &FixedOffset) -> [String; 2] {
+    let local = t.with_timezone(offset);
+    [local.format("%H:%M").to_string(), local.format("%I:%M").to_string()]
+}
+
+#[test]
+fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_update() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-9: lag"}),
+    );
+    let rid = id(&r);
+    let filed = created_at(&r);
+    let kolkata = FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap();
+
+    let alice = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&page_of(&s, &rid));
+    let filed_css = "dl.facts time";
+    let utc_text = filed.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    alice.find(&format!("{filed_css}[data-local]"));
+    assert_eq!(alice.attribute(filed_css, "title").as_deref(), Some(utc_text.as_str()));
+    let text = alice.text(filed_css);
+    assert!(!text.contains("UTC"), "{text}");
+    assert!(text.contains("GMT+5:30") || text.contains("IST"), "{text}");
+    let readings = clock_readings(filed, &kolkata);
+    assert!(readings.iter().any(|r| text.contains(r.as_str())), "{text} is not {readings:?}");
+
+    // bob, in Kolkata too, approves; alice's page, left open, updates itself (htmx) and the
+    // approval's time it brings reads as local too.
+    let bob = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&page_of(&s, &rid));
+    let until = box_text(&bob, "#if-approve-window time");
+    assert!(until.contains("GMT+5:30") || until.contains("IST"), "{until}");
+    let until_title = bob.attribute("#if-approve-window time", "title").unwrap();
+    assert!(until_title.ends_with(" UTC") && until_title.len() == 9, "{until_title}");
+    bob.click("#approve");
+    alice.wait_for_text("#state .badge", "approved");
+    let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
+    let approved_at: DateTime<Utc> = after["approvals"][0]["at"].as_str().unwrap().parse().unwrap();
+    let approval_css = "#state ul.plain time";
+    alice.find(&format!("{approval_css}[data-local]"));
+    assert_eq!(
+        alice.attribute(approval_css, "title"),
+        Some(approved_at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    );
+    let text = alice.text(approval_css);
+    let readings = clock_readings(approved_at, &kolkata);
+    assert!(readings.iter().any(|r| text.contains(r.as_str())), "{text} is not {readings:?}");
+    alice.screenshot("request-local-times");
+
+    // Without JavaScript the page says UTC: that is what the server writes.
+    let html = no_redirects()
+        .get(page_of(&s, &rid))
+        .header("Cookie", ui_session(&s, "demo-alice"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        html.contains(&format!("<time datetime=\"{}\">{utc_text}</time>", filed.to_rfc3339())),
+        "{html}"
+    );
+    assert!(html.contains("<script src=\"/ui/static/time.js\" defer></script>"), "{html}");
+    clean_console(&alice);
+    clean_console(&bob);
+}
+
+#[test]
+fn the_time_script_is_served_like_the_stylesheet_gzip_included() {
+    let s = Server::start();
+    let plain = no_redirects()
+        .get(format!("{}/ui/static/time.js", s.url))
+        .header("Accept-Encoding", "identity")
+        .send()
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 200);
+    assert_eq!(plain.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(plain.text().unwrap().contains("htmx:load"));
+    let gzipped = no_redirects()
+        .get(format!("{}/ui/static/time.js", s.url))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+}
+
+#[test]
+fn request_sent_to_sre_names_whom_it_waits_for() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.click("nav a[href='/ui/new']");
+    alice.select("#target", "prod-db|read");
+    alice.type_into("#duration", "30m");
+    alice.type_into("#reason", "INC-5: checking the replica");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "pending");
+    assert_eq!(alice.text(".flash"), "Request sent to sre.");
+    // Once: a reload shows no banner.
+    alice.goto(&alice.url());
+    alice.find("#state");
+    assert!(!alice.exists(".flash"));
+    clean_console(&alice);
+}
+
+/// File over the form's own POST as `token`; the banner on the page it leads to.
+fn banner_after_filing(s: &Server, token: &str, form: &str) -> String {
+    let session = ui_session(s, token);
+    let filed = no_redirects()
+        .post(format!("{}/ui/requests", s.url))
+        .header("Cookie", &session)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&{form}", "a".repeat(64)))
+        .send()
+        .unwrap();
+    assert_eq!(filed.status().as_u16(), 303, "{:?}", filed.text());
+    let location = filed.headers()["location"].to_str().unwrap().to_string();
+    let flash = filed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("jitgate_flash="))
+        .expect("a confirmation")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = no_redirects()
+        .get(format!("{}{location}", s.url))
+        .header("Cookie", format!("{session}; {flash}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let banner = html
+        .split("<p class=\"flash\" role=\"status\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no banner: {html}"));
+    banner.split("</p>").next().unwrap().to_string()
+}
+
+#[test]
+fn an_automatic_or_break_glass_request_says_it_was_granted_at_once() {
+    let s = Server::start();
+    assert_eq!(
+        banner_after_filing(&s, "demo-alice", "target=staging-db%7Cread&duration=1h&reason=tests"),
+        "Granted at once."
+    );
+    assert_eq!(
+        banner_after_filing(
+            &s,
+            "demo-bob",
+            "target=prod-db%7Cwrite&duration=10m&reason=OPS-9%3A+outage&break_glass=on"
+        ),
+        "Granted at once: break-glass. A review is owed afterwards."
+    );
+}
+
+/// The requests listed are bounded (the last 5 of the same resource, newest first), and one
+/// requester's flood of other requests costs the page no more than its fixed scan, which
+/// the page says it looked through.
+#[test]
+fn the_recent_requests_are_the_last_five_for_the_resource_newest_first() {
+    let s = Server::start();
+    let mut earlier = Vec::new();
+    for n in 0..6 {
+        let r = s.file(
+            "demo-alice",
+            json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": format!("INC-{n}: look")}),
+        );
+        earlier.push(id(&r));
+    }
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-77: reindex"}),
+    );
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&page_of(&s, &id(&r)));
+    bob.find("#if-approve-recent");
+    let html = bob.source();
+    let listed: Vec<&str> = html
+        .split("id=\"if-approve-recent\"")
+        .nth(1)
+        .unwrap()
+        .split("</ul>")
+        .next()
+        .unwrap()
+        .split("href=\"/ui/requests/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .collect();
+    let newest_five: Vec<&str> = earlier.iter().rev().take(5).map(String::as_str).collect();
+    assert_eq!(listed, newest_five);
+    assert_eq!(
+        box_text(&bob, "#if-approve-recent-scope"),
+        "Among the last 25 requests of alice that you may see, for prod-db."
+    );
+}
+
+/// A hostile `HX-Request` header (htmx's refresh of the live part) only leaves the box out;
+/// the box never shows to those who may not approve, however they ask.
+#[test]
+fn the_box_is_given_only_to_a_reviewer_whose_approval_is_owed() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-3: lag"}),
+    );
+    let path = format!("/ui/requests/{}", id(&r));
+    let page = |token: &str, htmx: bool| {
+        let mut get = no_redirects()
+            .get(format!("{}{path}", s.url))
+            .header("Cookie", ui_session(&s, token));
+        if htmx {
+            get = get.header("HX-Request", "true");
+        }
+        let response = get.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let (status, html) = page("demo-bob", false);
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"if-approve\""), "{html}");
+    let (status, html) = page("demo-bob", true);
+    assert_eq!(status, 200);
+    assert!(!html.contains("id=\"if-approve\""), "the live part's refresh does not read it");
+    for token in ["demo-alice", "demo-dave", "demo-auditor", "demo-admin"] {
+        let (status, html) = page(token, false);
+        assert!(
+            !html.contains("id=\"if-approve\""),
+            "{token} may not approve: {status} {html}"
+        );
+    }
+}

@@ -257,7 +257,11 @@ pub struct AccessLine {
 pub struct BoundPayload {
     pub(super) what: String,
     pub(super) payload: PayloadBox,
+    /// The hash the approval is bound to and the grant enforces (the request's own).
     pub(super) sha256: String,
+    /// The stored payload does not hash to `sha256` (written behind jitgate's back): what is
+    /// shown is then not what would be enforced, and the reviewer is told so.
+    pub(super) mismatch: bool,
 }
 
 /// One of the requester's earlier requests.
@@ -394,9 +398,11 @@ async fn approve_box(
         }
         if item.requirement.action_bound {
             if let (Some(payload), Some(sha256)) = (&item.payload, &item.payload_sha256) {
+                let payload = PayloadBox::new(payload);
                 payloads.push(BoundPayload {
                     what,
-                    payload: PayloadBox::new(payload),
+                    mismatch: !payload.shown.sha256.eq_ignore_ascii_case(sha256),
+                    payload,
                     sha256: sha256.clone(),
                 });
             }
