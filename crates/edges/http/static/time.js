@@ -10,10 +10,10 @@
   var CLOCK = /^\d{2}:\d{2} UTC$/;
   var dateAndTime = new Intl.DateTimeFormat(undefined, {
     day: "numeric", month: "short", year: "numeric",
-    hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+    hour: "numeric", minute: "2-digit", timeZoneName: "short"
   });
   var timeOnly = new Intl.DateTimeFormat(undefined, {
-    hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+    hour: "numeric", minute: "2-digit", timeZoneName: "short"
   });
   var dayOnly = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit" });
 

@@ -55,7 +55,7 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
     assert!(place.contains("After yours it still needs 1 approval from sre."), "{place}");
     let window = box_text(&bob, "#if-approve-window");
     assert!(
-        window.starts_with("From when the last approval lands, for 30m: until at the earliest"),
+        window.starts_with("From when the last approval lands, for 30m: until ") && window.ends_with(" at the earliest."),
         "{window}"
     );
     // Until: 30 minutes from now, as the <time> says to the second.
@@ -69,6 +69,7 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
     assert_eq!(box_text(&bob, "#if-approve-groups"), "alice is in dev.");
     // Her recent requests for prod-db: the earlier one, linked with its status; not the
     // staging-db one, nor this one.
+    assert_eq!(bob.text("#if-approve-recent-heading"), "alice's recent requests for prod-db");
     let recent = box_text(&bob, "#if-approve-recent");
     assert!(recent.contains("read on prod-db") && recent.contains("pending"), "{recent}");
     let html = bob.source();
@@ -195,11 +196,11 @@ fn an_action_bound_payload_is_shown_escaped_with_its_full_hash_and_approving_bin
     clean_console(&bob);
 }
 
-/// `14:10` read on a clock `offset` ahead of UTC, in 24 or 12 hours (as the browser's locale
+/// `t` read on a clock `offset` ahead of UTC, in 24 or 12 hours (as the browser's locale
 /// writes it).
 fn clock_readings(t: DateTime<Utc>, offset: &FixedOffset) -> [String; 2] {
     let local = t.with_timezone(offset);
-    [local.format("%H:%M").to_string(), local.format("%I:%M").to_string()]
+    [local.format("%H:%M").to_string(), local.format("%-I:%M").to_string()]
 }
 
 #[test]
@@ -397,7 +398,7 @@ fn the_recent_requests_are_the_last_five_for_the_resource_newest_first() {
     assert_eq!(listed, newest_five);
     assert_eq!(
         box_text(&bob, "#if-approve-recent-scope"),
-        "Among the last 25 requests of alice that you may see, for prod-db."
+        "Looked for among the last 25 of alice's requests that you may see."
     );
 }
 

@@ -223,10 +223,10 @@ pub struct ItemRow {
 pub struct ApproveBox {
     /// "alice gets read on prod-db", one per item.
     pub(super) access: Vec<AccessLine>,
-    /// "From the moment you approve, for 30m:" or "From when the last approval lands, for 30m:".
+    /// "From the moment you approve, for 30m: until about" or "From when the last approval
+    /// lands, for 30m: until", then `until`, then `until_note` (" at the earliest" or "").
     pub(super) window: String,
     pub(super) until: Moment,
-    /// "about" (this approval is the last one) or "at the earliest".
     pub(super) until_note: &'static str,
     /// "Yours is the 1st of 2 from sre.", one per item the approval counts towards.
     pub(super) places: Vec<String>,
@@ -234,6 +234,8 @@ pub struct ApproveBox {
     pub(super) then: String,
     /// "alice is in dev." or why the groups cannot be told.
     pub(super) groups: String,
+    /// "alice's recent requests for prod-db".
+    pub(super) recent_heading: String,
     /// The requester's recent requests for the same resources, newest first.
     pub(super) recent: Vec<RecentRow>,
     /// What `recent` was taken from, in words.
@@ -411,9 +413,9 @@ async fn approve_box(
     let last = still.is_empty();
     let duration = jitgate_core::format_duration(request.duration);
     let (window, until_note) = if last {
-        (format!("From the moment you approve, for {duration}: until"), "about")
+        (format!("From the moment you approve, for {duration}: until about"), "")
     } else {
-        (format!("From when the last approval lands, for {duration}: until"), "at the earliest")
+        (format!("From when the last approval lands, for {duration}: until"), " at the earliest")
     };
     let then = if last {
         format!("Yours is the last approval it needs: {holder} has access at once.")
@@ -474,10 +476,14 @@ async fn approve_box(
         then,
         groups,
         recent,
-        recent_scope: format!(
-            "Among the last {RECENT_SCANNED} requests of {} that you may see, for {}.",
+        recent_heading: format!(
+            "{}'s recent requests for {}",
             shown(&request.requester),
             and_list(&resources.iter().map(|r| shown(r)).collect::<Vec<_>>())
+        ),
+        recent_scope: format!(
+            "Looked for among the last {RECENT_SCANNED} of {}'s requests that you may see.",
+            shown(&request.requester)
         ),
         payloads,
     })
@@ -676,4 +682,104 @@ pub async fn decide(
         other => return Err(ApiError::NotFound(format!("no decision '{other}'"))),
     };
     Ok(see_other_with(&format!("/ui/requests/{}", encode(&id)), done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_core::machine::{self, NewIds};
+    use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement, Step};
+
+    #[test]
+    fn approvals_are_counted_as_people_say_it() {
+        let said: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111].map(ordinal).into();
+        assert_eq!(
+            said,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+        );
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(and_list(&names(&[])), "");
+        assert_eq!(and_list(&names(&["sre"])), "sre");
+        assert_eq!(and_list(&names(&["sre", "security"])), "sre and security");
+        assert_eq!(and_list(&names(&["sre", "security", "dba"])), "sre, security and dba");
+    }
+
+    fn step(group: &str, approvals: u32) -> Step {
+        Step {
+            group: group.into(),
+            approvals,
+        }
+    }
+
+    #[test]
+    fn one_approval_counts_for_every_item_so_needs_merge_by_the_most() {
+        let merged = merged(vec![step("sre", 1), step("security", 1), step("sre", 2)]);
+        assert_eq!(merged, vec![step("sre", 2), step("security", 1)]);
+        assert_eq!(
+            steps_text(&[step("sre", 2), step("user:carol", 1)]),
+            "2 approvals from sre and 1 approval from carol"
+        );
+    }
+
+    fn filed(steps: Vec<Step>, break_glass: bool) -> jitgate_core::Request {
+        let alice = Identity::user("alice", &["dev"]);
+        let ask = Ask {
+            resource: "prod-db",
+            action: "write",
+            duration: Some(DurationSecs(600)),
+            reason: "OPS-1",
+            payload: None,
+            break_glass,
+        };
+        let admission = Admission {
+            requirement: Requirement {
+                steps,
+                single_use: false,
+                action_bound: false,
+                pending_ttl: DurationSecs(3600),
+                review_groups: vec!["sre".into()],
+                alert: None,
+                providers: Vec::new(),
+                escalation: None,
+            },
+            duration: DurationSecs(600),
+            decided_by: None,
+        };
+        let ids = NewIds {
+            request_id: "req_1".into(),
+            grant_id: "grt_1".into(),
+        };
+        machine::file(&alice, &ask, admission, ids, now()).request
+    }
+
+    #[test]
+    fn the_sent_banner_names_whom_the_request_waits_for() {
+        let at = now();
+        assert_eq!(sent_text(&filed(vec![step("sre", 2)], false), at), "Request sent to sre.");
+        assert_eq!(
+            sent_text(&filed(vec![step("sre", 1), step("security", 1), step("sre", 1)], false), at),
+            "Request sent to sre and security."
+        );
+        assert_eq!(
+            sent_text(&filed(vec![step("user:carol", 1)], false), at),
+            "Request sent to carol."
+        );
+        assert_eq!(sent_text(&filed(vec![], false), at), "Granted at once.");
+        assert_eq!(
+            sent_text(&filed(vec![], true), at),
+            "Granted at once: break-glass. A review is owed afterwards."
+        );
+        // Decided otherwise by the time the page shows (expired): no claim about whom.
+        let later = at + chrono::TimeDelta::hours(2);
+        assert_eq!(sent_text(&filed(vec![step("sre", 1)], false), later), "Request sent.");
+    }
+
+    #[test]
+    fn a_moment_is_written_in_utc_for_the_script_to_make_local() {
+        let t = chrono::DateTime::from_timestamp(1_796_394_600, 0).unwrap_or_default();
+        let m = Moment::new(t);
+        assert_eq!(m.at, "2026-12-04T14:30:00+00:00");
+        assert_eq!(m.text, "2026-12-04 14:30:00 UTC");
+        assert_eq!(Moment::clock(t).text, "14:30 UTC");
+    }
 }
