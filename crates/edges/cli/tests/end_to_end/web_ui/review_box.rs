@@ -231,6 +231,13 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     // approval's time it brings reads as local too.
     let bob = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
     sign_in(&bob, &s, "demo-bob");
+    // The inbox's relative times ("2 min ago") stay relative, with the moment on hover:
+    // local, then UTC.
+    let hover = bob.attribute("main time[data-local]", "title").unwrap();
+    assert!(
+        (hover.contains("GMT+5:30") || hover.contains("IST")) && hover.ends_with(" UTC)"),
+        "{hover}"
+    );
     bob.goto(&page_of(&s, &rid));
     let until = box_text(&bob, "#if-approve-window time");
     assert!(until.contains("GMT+5:30") || until.contains("IST"), "{until}");
@@ -434,5 +441,148 @@ fn the_box_is_given_only_to_a_reviewer_whose_approval_is_owed() {
             !html.contains("id=\"if-approve\""),
             "{token} may not approve: {status} {html}"
         );
+    }
+}
+
+/// The request page as `token` sees it, over plain HTTP.
+fn page_as(s: &Server, token: &str, path: &str) -> (u16, String) {
+    let response = no_redirects()
+        .get(format!("{}{path}", s.url))
+        .header("Cookie", ui_session(s, token))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// The box's part with `id`, its markup up to the end of its element.
+fn part<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[start..];
+    &rest[..rest.find("</p>").or_else(|| rest.find("</ul>")).unwrap_or(rest.len())]
+}
+
+#[test]
+fn a_multi_item_request_is_told_item_by_item_with_each_payload_and_hash() {
+    let s = Server::start();
+    let payload = "deploy api@sha256:9c1e <b>bold</b>";
+    let r = s.file(
+        "demo-alice",
+        json!({"items": [
+            {"resource": "prod-db", "action": "read"},
+            {"resource": "prod-api", "action": "deploy", "payload": payload}
+        ], "reason": "INC-8: release with a look at the data", "duration": "20m"}),
+    );
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
+    assert_eq!(status, 200, "{html}");
+    let access = part(&html, "if-approve-access");
+    assert!(access.contains("<strong>alice</strong> gets <em>read</em> on <strong>prod-db</strong>"), "{access}");
+    assert!(
+        access.contains("<strong>alice</strong> gets <em>deploy</em> on <strong>prod-api</strong>, for exactly the action below"),
+        "{access}"
+    );
+    let place = part(&html, "if-approve-place");
+    assert!(place.contains("For read on prod-db: Yours is the 1st of 1 from sre."), "{place}");
+    assert!(place.contains("For deploy on prod-api: Yours is the 1st of 1 from sre."), "{place}");
+    assert!(place.contains("Yours is the last approval it needs: alice has access at once."), "{place}");
+    assert!(part(&html, "if-approve-window").contains("for 20m: until about"), "{html}");
+    // The item's payload, escaped, with its hash in full.
+    assert!(html.contains("The exact action for deploy on prod-api"), "{html}");
+    assert!(html.contains("&#60;b&#62;bold&#60;/b&#62;") && !html.contains("<b>bold</b>"), "{html}");
+    let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+    assert!(html.contains(&format!("<code class=\"if-approve-sha256\">{sha}</code>")), "{html}");
+    assert!(part(&html, "if-approve-recent-heading").contains("recent requests for prod-db and prod-api"));
+}
+
+/// Requests the reviewer may not see (another resource's automatic grants) are skipped, so a
+/// flood of them neither hides the history nor costs the page more than its bounded scan.
+#[test]
+fn a_flood_of_requests_the_reviewer_cannot_see_does_not_hide_the_history() {
+    let s = Server::start();
+    let earlier = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "INC-1: look"}),
+    );
+    for n in 0..40 {
+        s.file(
+            "demo-alice",
+            json!({"resource": "staging-db", "action": "read", "duration": "5m", "reason": format!("run {n}")}),
+        );
+    }
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-5: reindex"}),
+    );
+    let started = std::time::Instant::now();
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let recent = part(&html, "if-approve-recent");
+    assert!(recent.contains(&id(&earlier)), "{recent}");
+    assert!(!recent.contains("staging-db"), "{recent}");
+}
+
+/// A requester the directory does not know is said to be unknown; a look-alike of alice
+/// (`a1ice`, `Alice`) borrows neither her groups nor her history.
+#[test]
+fn a_requester_unknown_to_the_directory_is_said_so_and_a_lookalike_borrows_nothing() {
+    let s = Server::start();
+    let alices = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "INC-1: look"}),
+    );
+    let mut tried = 0;
+    for name in ["a1ice", "Alice", "alice.", "zoe"] {
+        let (code, out, err) = s.cli(
+            "demo-admin",
+            &["token", "create", "--principal", name, "--groups", "dev", "--output", "json"],
+        );
+        if code != 0 {
+            // Refused as a look-alike of a principal the directory names: nothing to borrow.
+            assert!(name != "a1ice" && name != "zoe", "{name}: {out}{err}");
+            continue;
+        }
+        tried += 1;
+        let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+        let r = s.file(
+            &token,
+            json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "INC-2: look"}),
+        );
+        let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
+        assert_eq!(status, 200, "{html}");
+        let groups = part(&html, "if-approve-groups");
+        assert!(
+            groups.contains(&format!(
+                "{name} is not in jitgate&#39;s directory: their groups came with their sign-in and are not kept."
+            )),
+            "{name}: {groups}"
+        );
+        assert!(!html.contains(&id(&alices)), "{name} is shown alice's request: {html}");
+    }
+    assert!(tried >= 2, "a1ice and zoe are plain new principals");
+}
+
+/// Hostile request ids in the page's path: refused (control and bidi characters: 422 naming
+/// the id, by the check every route has, before any store) or not found, never a 500, never
+/// a box.
+#[test]
+fn hostile_request_ids_are_refused_or_not_found() {
+    let s = Server::start();
+    let long = "r".repeat(10_000);
+    for path in [
+        "/ui/requests/req_%00x".to_string(),
+        "/ui/requests/req_%E2%80%AEx".to_string(),
+        "/ui/requests/req_%0d%0aSet-Cookie:%20x=1".to_string(),
+        "/ui/requests/%EF%BC%B2EQ_1".to_string(),
+        format!("/ui/requests/{long}"),
+    ] {
+        let (status, html) = page_as(&s, "demo-bob", &path);
+        match status {
+            422 => assert!(html.contains("id: contains"), "{path}: {html}"),
+            404 => assert!(html.contains("Not found"), "{path}: {html}"),
+            _ => panic!("{path}: {status} {html}"),
+        }
+        assert!(!html.contains("id=\"if-approve\""), "{path}");
     }
 }
