@@ -245,9 +245,8 @@ impl App {
                         who.principal
                     )));
                 }
-                self.known_identity(p)?.ok_or_else(|| {
-                    ServiceError::NotFound(format!("no principal {p} in the policy's directory"))
-                })
+                self.known_identity(p)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
             }
         }
     }

@@ -1243,12 +1243,21 @@ mod tests {
         let sam = Identity::user("sam", &["security"]);
         let pending = filed(&alice, &[("sre", 2), ("security", 1)]);
         let place = approval_place(&pending, &bob).unwrap();
-        assert_eq!((place.group.as_str(), place.given, place.of, place.as_backup), ("sre", 0, 2, false));
+        assert_eq!(
+            (place.group.as_str(), place.given, place.of, place.as_backup),
+            ("sre", 0, 2, false)
+        );
         assert_eq!(
             place.then_needs,
             vec![
-                Step { group: "sre".into(), approvals: 1 },
-                Step { group: "security".into(), approvals: 1 }
+                Step {
+                    group: "sre".into(),
+                    approvals: 1
+                },
+                Step {
+                    group: "security".into(),
+                    approvals: 1
+                }
             ]
         );
         let after_bob = approve(&pending, &bob, None, "g1".into(), t0()).unwrap().request;
@@ -1256,13 +1265,25 @@ mod tests {
         assert_eq!(approval_place(&after_bob, &bob), None);
         let place = approval_place(&after_bob, &carol).unwrap();
         assert_eq!((place.given, place.of), (1, 2));
-        assert_eq!(place.then_needs, vec![Step { group: "security".into(), approvals: 1 }]);
+        assert_eq!(
+            place.then_needs,
+            vec![Step {
+                group: "security".into(),
+                approvals: 1
+            }]
+        );
         // The place told is where the approval really lands, and the last one approves.
         let after_carol = approve(&after_bob, &carol, None, "g1".into(), t0()).unwrap().request;
         assert_eq!(after_carol.missing_approvals(), place.then_needs);
         let last = approval_place(&after_carol, &sam).unwrap();
         assert!(last.then_needs.is_empty());
-        assert_eq!(approve(&after_carol, &sam, None, "g1".into(), t0()).unwrap().request.status, RequestStatus::Approved);
+        assert_eq!(
+            approve(&after_carol, &sam, None, "g1".into(), t0())
+                .unwrap()
+                .request
+                .status,
+            RequestStatus::Approved
+        );
         // No step of theirs: no place.
         assert_eq!(approval_place(&pending, &Identity::user("dave", &["dev"])), None);
     }

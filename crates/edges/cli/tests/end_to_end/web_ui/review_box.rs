@@ -52,10 +52,14 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
     assert!(access.contains("Write to the production database"), "{access}");
     let place = box_text(&bob, "#if-approve-place");
     assert!(place.contains("Yours is the 1st of 2 from sre."), "{place}");
-    assert!(place.contains("After yours it still needs 1 approval from sre."), "{place}");
+    assert!(
+        place.contains("After yours it still needs 1 approval from sre."),
+        "{place}"
+    );
     let window = box_text(&bob, "#if-approve-window");
     assert!(
-        window.starts_with("From when the last approval lands, for 30m: until ") && window.ends_with(" at the earliest."),
+        window.starts_with("From when the last approval lands, for 30m: until ")
+            && window.ends_with(" at the earliest."),
         "{window}"
     );
     // Until: 30 minutes from now, as the <time> says to the second.
@@ -69,13 +73,25 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
     assert_eq!(box_text(&bob, "#if-approve-groups"), "alice is in dev.");
     // Her recent requests for prod-db: the earlier one, linked with its status; not the
     // staging-db one, nor this one.
-    assert_eq!(bob.text("#if-approve-recent-heading"), "alice's recent requests for prod-db");
+    assert_eq!(
+        bob.text("#if-approve-recent-heading"),
+        "alice's recent requests for prod-db"
+    );
     let recent = box_text(&bob, "#if-approve-recent");
-    assert!(recent.contains("read on prod-db") && recent.contains("pending"), "{recent}");
+    assert!(
+        recent.contains("read on prod-db") && recent.contains("pending"),
+        "{recent}"
+    );
     let html = bob.source();
-    assert!(html.contains(&format!("href=\"/ui/requests/{}\"", id(&earlier))), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/ui/requests/{}\"", id(&earlier))),
+        "{html}"
+    );
     let in_box = html.split("id=\"if-approve\"").nth(1).unwrap();
-    assert!(!in_box.contains(&id(&staging)), "another resource's request is not listed");
+    assert!(
+        !in_box.contains(&id(&staging)),
+        "another resource's request is not listed"
+    );
     assert!(!recent.contains("write on prod-db"), "not the request itself: {recent}");
     bob.screenshot("review-box-1st-of-2");
 
@@ -83,7 +99,10 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
     bob.click("#approve");
     bob.find("#you-approved");
     assert!(!bob.exists("#if-approve"), "no box for someone who approved already");
-    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["approvals"][0]["reviewer"], "bob");
+    assert_eq!(
+        s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["approvals"][0]["reviewer"],
+        "bob"
+    );
 
     // carol: the 2nd of 2, and the last: access from the moment she approves.
     let carol = browser(DESKTOP);
@@ -96,7 +115,10 @@ fn bob_is_told_his_is_the_1st_of_2_and_carol_the_2nd_with_alices_groups_and_hist
         "{place}"
     );
     let window = box_text(&carol, "#if-approve-window");
-    assert!(window.starts_with("From the moment you approve, for 30m: until about"), "{window}");
+    assert!(
+        window.starts_with("From the moment you approve, for 30m: until about"),
+        "{window}"
+    );
 
     // The requester is never shown the box.
     let alice = browser(DESKTOP);
@@ -225,7 +247,10 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     assert!(!text.contains("UTC"), "{text}");
     assert!(text.contains("GMT+5:30") || text.contains("IST"), "{text}");
     let readings = clock_readings(filed, &kolkata);
-    assert!(readings.iter().any(|r| text.contains(r.as_str())), "{text} is not {readings:?}");
+    assert!(
+        readings.iter().any(|r| text.contains(r.as_str())),
+        "{text} is not {readings:?}"
+    );
 
     // bob, in Kolkata too, approves; alice's page, left open, updates itself (htmx) and the
     // approval's time it brings reads as local too.
@@ -255,7 +280,10 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     );
     let text = alice.text(approval_css);
     let readings = clock_readings(approved_at, &kolkata);
-    assert!(readings.iter().any(|r| text.contains(r.as_str())), "{text} is not {readings:?}");
+    assert!(
+        readings.iter().any(|r| text.contains(r.as_str())),
+        "{text} is not {readings:?}"
+    );
     alice.screenshot("request-local-times");
 
     // Without JavaScript the page says UTC: that is what the server writes.
@@ -270,7 +298,10 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
         html.contains(&format!("<time datetime=\"{}\">{utc_text}</time>", filed.to_rfc3339())),
         "{html}"
     );
-    assert!(html.contains("<script src=\"/ui/static/time.js\" defer></script>"), "{html}");
+    assert!(
+        html.contains("<script src=\"/ui/static/time.js\" defer></script>"),
+        "{html}"
+    );
     clean_console(&alice);
     clean_console(&bob);
 }
@@ -434,7 +465,10 @@ fn the_box_is_given_only_to_a_reviewer_whose_approval_is_owed() {
     assert!(html.contains("id=\"if-approve\""), "{html}");
     let (status, html) = page("demo-bob", true);
     assert_eq!(status, 200);
-    assert!(!html.contains("id=\"if-approve\""), "the live part's refresh does not read it");
+    assert!(
+        !html.contains("id=\"if-approve\""),
+        "the live part's refresh does not read it"
+    );
     for token in ["demo-alice", "demo-dave", "demo-auditor", "demo-admin"] {
         let (status, html) = page(token, false);
         assert!(
@@ -477,21 +511,44 @@ fn a_multi_item_request_is_told_item_by_item_with_each_payload_and_hash() {
     let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
     assert_eq!(status, 200, "{html}");
     let access = part(&html, "if-approve-access");
-    assert!(access.contains("<strong>alice</strong> gets <em>read</em> on <strong>prod-db</strong>"), "{access}");
     assert!(
-        access.contains("<strong>alice</strong> gets <em>deploy</em> on <strong>prod-api</strong>, for exactly the action below"),
+        access.contains("<strong>alice</strong> gets <em>read</em> on <strong>prod-db</strong>"),
+        "{access}"
+    );
+    assert!(
+        access.contains(
+            "<strong>alice</strong> gets <em>deploy</em> on <strong>prod-api</strong>, for exactly the action below"
+        ),
         "{access}"
     );
     let place = part(&html, "if-approve-place");
-    assert!(place.contains("For read on prod-db: Yours is the 1st of 1 from sre."), "{place}");
-    assert!(place.contains("For deploy on prod-api: Yours is the 1st of 1 from sre."), "{place}");
-    assert!(place.contains("Yours is the last approval it needs: alice has access at once."), "{place}");
-    assert!(part(&html, "if-approve-window").contains("for 20m: until about"), "{html}");
+    assert!(
+        place.contains("For read on prod-db: Yours is the 1st of 1 from sre."),
+        "{place}"
+    );
+    assert!(
+        place.contains("For deploy on prod-api: Yours is the 1st of 1 from sre."),
+        "{place}"
+    );
+    assert!(
+        place.contains("Yours is the last approval it needs: alice has access at once."),
+        "{place}"
+    );
+    assert!(
+        part(&html, "if-approve-window").contains("for 20m: until about"),
+        "{html}"
+    );
     // The item's payload, escaped, with its hash in full.
     assert!(html.contains("The exact action for deploy on prod-api"), "{html}");
-    assert!(html.contains("&#60;b&#62;bold&#60;/b&#62;") && !html.contains("<b>bold</b>"), "{html}");
+    assert!(
+        html.contains("&#60;b&#62;bold&#60;/b&#62;") && !html.contains("<b>bold</b>"),
+        "{html}"
+    );
     let sha = hex::encode(Sha256::digest(payload.as_bytes()));
-    assert!(html.contains(&format!("<code class=\"if-approve-sha256\">{sha}</code>")), "{html}");
+    assert!(
+        html.contains(&format!("<code class=\"if-approve-sha256\">{sha}</code>")),
+        "{html}"
+    );
     assert!(part(&html, "if-approve-recent-heading").contains("recent requests for prod-db and prod-api"));
 }
 
@@ -536,7 +593,16 @@ fn a_requester_unknown_to_the_directory_is_said_so_and_a_lookalike_borrows_nothi
     for name in ["a1ice", "Alice", "alice.", "zoe"] {
         let (code, out, err) = s.cli(
             "demo-admin",
-            &["token", "create", "--principal", name, "--groups", "dev", "--output", "json"],
+            &[
+                "token",
+                "create",
+                "--principal",
+                name,
+                "--groups",
+                "dev",
+                "--output",
+                "json",
+            ],
         );
         if code != 0 {
             // Refused as a look-alike of a principal the directory names: nothing to borrow.
@@ -544,7 +610,10 @@ fn a_requester_unknown_to_the_directory_is_said_so_and_a_lookalike_borrows_nothi
             continue;
         }
         tried += 1;
-        let token = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+        let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let r = s.file(
             &token,
             json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "INC-2: look"}),

@@ -303,7 +303,9 @@ pub(super) fn and_list(names: &[String]) -> String {
 
 /// A step's group as people say it: `user:carol` is carol.
 fn step_whom(group: &str) -> &str {
-    group.strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX).unwrap_or(group)
+    group
+        .strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX)
+        .unwrap_or(group)
 }
 
 /// "1 approval from security, 2 approvals from sre".
@@ -415,7 +417,10 @@ async fn approve_box(
     let (window, until_note) = if last {
         (format!("From the moment you approve, for {duration}: until about"), "")
     } else {
-        (format!("From when the last approval lands, for {duration}: until"), " at the earliest")
+        (
+            format!("From when the last approval lands, for {duration}: until"),
+            " at the earliest",
+        )
     };
     let then = if last {
         format!("Yours is the last approval it needs: {holder} has access at once.")
@@ -755,9 +760,15 @@ mod tests {
     #[test]
     fn the_sent_banner_names_whom_the_request_waits_for() {
         let at = now();
-        assert_eq!(sent_text(&filed(vec![step("sre", 2)], false), at), "Request sent to sre.");
         assert_eq!(
-            sent_text(&filed(vec![step("sre", 1), step("security", 1), step("sre", 1)], false), at),
+            sent_text(&filed(vec![step("sre", 2)], false), at),
+            "Request sent to sre."
+        );
+        assert_eq!(
+            sent_text(
+                &filed(vec![step("sre", 1), step("security", 1), step("sre", 1)], false),
+                at
+            ),
             "Request sent to sre and security."
         );
         assert_eq!(
