@@ -2,8 +2,8 @@
 // <time datetime="RFC 3339">2026-12-04 14:10:00 UTC</time> (or "14:10 UTC" for a time of day),
 // which is right without JavaScript; this rewrites that text to the reader's local time
 // ("4 Dec 2026, 19:40 GMT+5:30") and keeps the server's UTC text in the title, shown on hover.
-// Relative texts ("3 min ago", "1h 5m") are left as they are; their title becomes the local
-// time with the UTC one beside it. Runs on load and on every piece htmx swaps in.
+// Relative texts ("3 min ago", "1h 5m") are left as they are; one without a title gets the
+// local time and the UTC one as its title. Runs on load and on every piece htmx swaps in.
 (function () {
   "use strict";
   var FULL = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC$/;
@@ -31,12 +31,15 @@
       // A time of day on another day than the reader's today says which day.
       el.textContent = dayOnly.format(at) === dayOnly.format(new Date())
         ? timeOnly.format(at) : dateAndTime.format(at);
+    } else if (!el.title) {
+      // A relative text ("3 min ago") without a title: the moment itself on hover, local
+      // first, then UTC. One with a title keeps the server's (its UTC moment).
+      el.title = dateAndTime.format(at) + " (" + at.toISOString().slice(0, 16).replace("T", " ") + " UTC)";
     } else {
-      // A relative text ("3 min ago", "42m left"): the moment itself on hover, local first,
-      // then the UTC text the server gave as its title, if any.
-      var utc = FULL.test(el.title) ? el.title : at.toISOString().slice(0, 16).replace("T", " ") + " UTC";
-      el.title = dateAndTime.format(at) + " (" + utc + ")";
+      // Relative, with the server's own title: left exactly as it came.
+      return;
     }
+    // Marks what was rewritten (and guards against a second pass).
     el.setAttribute("data-local", "");
   }
 

@@ -257,7 +257,7 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     let bob = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
     sign_in(&bob, &s, "demo-bob");
     // The inbox's relative times ("2 min ago") stay relative, with the moment on hover:
-    // local, then UTC.
+    // local, then UTC (the first is the row's age, which has no title of its own).
     let hover = bob.attribute("main time[data-local]", "title").unwrap();
     assert!(
         (hover.contains("GMT+5:30") || hover.contains("IST")) && hover.ends_with(" UTC)"),
