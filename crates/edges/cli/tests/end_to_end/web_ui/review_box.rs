@@ -195,8 +195,10 @@ fn an_action_bound_payload_is_shown_escaped_with_its_full_hash_and_approving_bin
     for raw in ['\u{202e}', '\u{202c}', '\u{200b}', '\u{7}'] {
         assert!(!html.contains(raw), "raw {raw:?} on the page");
     }
-    // The facts above point to the box rather than saying it twice.
+    // The facts above point to the box rather than saying it twice; the box says the hash once.
     assert_eq!(html.matches("<pre class=\"payload\">").count(), 1, "{html}");
+    let in_box = html.split("id=\"if-approve\"").nth(1).unwrap();
+    assert_eq!(in_box.split("</section>").next().unwrap().matches(&sha).count(), 1, "{html}");
     bob.screenshot("review-box-payload");
 
     // A payload changed behind jitgate's back no longer hashes to what is enforced: said.
