@@ -198,7 +198,11 @@ fn an_action_bound_payload_is_shown_escaped_with_its_full_hash_and_approving_bin
     // The facts above point to the box rather than saying it twice; the box says the hash once.
     assert_eq!(html.matches("<pre class=\"payload\">").count(), 1, "{html}");
     let in_box = html.split("id=\"if-approve\"").nth(1).unwrap();
-    assert_eq!(in_box.split("</section>").next().unwrap().matches(&sha).count(), 1, "{html}");
+    assert_eq!(
+        in_box.split("</section>").next().unwrap().matches(&sha).count(),
+        1,
+        "{html}"
+    );
     bob.screenshot("review-box-payload");
 
     // A payload changed behind jitgate's back no longer hashes to what is enforced: said.
@@ -656,4 +660,35 @@ fn hostile_request_ids_are_refused_or_not_found() {
         }
         assert!(!html.contains("id=\"if-approve\""), "{path}");
     }
+}
+
+/// The box on PostgreSQL reads as on SQLite: the place, the groups, the history found with
+/// the store's requester filter; a NUL byte in the page's id is refused the same way, before
+/// the database (which cannot hold one in text) sees it.
+#[test]
+fn the_box_on_postgres() {
+    use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let url = pg.url("postgres", SUPERUSER_PASSWORD, "jitgate");
+    let s = Server::start_on(&quickstart(), None, Some(&url));
+    let earlier = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "5m", "reason": "INC-1: look"}),
+    );
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-4: reindex"}),
+    );
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}", id(&r)));
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        part(&html, "if-approve-place").contains("Yours is the 1st of 2 from sre."),
+        "{html}"
+    );
+    assert!(part(&html, "if-approve-groups").contains("alice is in dev."), "{html}");
+    assert!(part(&html, "if-approve-recent").contains(&id(&earlier)), "{html}");
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}%00", id(&r)));
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains("id: contains a NUL byte"), "{html}");
 }
