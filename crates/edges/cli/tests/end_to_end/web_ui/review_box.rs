@@ -248,6 +248,15 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     let filed_css = "dl.facts time";
     let utc_text = filed.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     alice.find(&format!("{filed_css}[data-local]"));
+    // How long it waits for a decision stays relative ("59m 58s"), its moment on hover.
+    let deadline: DateTime<Utc> = r["pending_expires_at"].as_str().unwrap().parse().unwrap();
+    let css = "dl.facts dd time[datetime^='20']:not([title$=' UTC'])";
+    let hover = alice.attribute(css, "title").unwrap();
+    assert!(
+        hover.ends_with(&format!("({} UTC)", deadline.format("%Y-%m-%d %H:%M"))),
+        "{hover}"
+    );
+    assert!(alice.text(css).contains('m'), "{}", alice.text(css));
     assert_eq!(alice.attribute(filed_css, "title").as_deref(), Some(utc_text.as_str()));
     let text = alice.text(filed_css);
     assert!(!text.contains("UTC"), "{text}");

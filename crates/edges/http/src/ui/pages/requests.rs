@@ -186,6 +186,8 @@ pub struct RequestDetail {
     pub(super) created_at: String,
     pub(super) created_at_text: String,
     pub(super) pending_left: String,
+    /// When it expires unless decided (RFC 3339), the moment behind `pending_left`.
+    pub(super) pending_expires_at: String,
     pub(super) approvals: Vec<ApprovalRow>,
     pub(super) needs: String,
     pub(super) closed: Option<ClosedRow>,
@@ -590,6 +592,7 @@ pub async fn request(
         created_at: v.created_at.to_rfc3339(),
         created_at_text: when(v.created_at),
         pending_left: left(v.pending_expires_at, at),
+        pending_expires_at: v.pending_expires_at.to_rfc3339(),
         approvals: v
             .approvals
             .iter()
