@@ -245,20 +245,28 @@ impl App {
                         who.principal
                     )));
                 }
-                let policy = self.policy();
-                if let Some(entry) = policy.rules().principal(p) {
-                    return Ok(entry.identity.clone());
-                }
-                // A provisioned user: as they would authenticate now.
-                if self.directory().holder_of(p).is_some() {
-                    return crate::auth::tokens::resolve_with(&policy, self.directory(), Identity::user(p, &[]))
-                        .map_err(ServiceError::Conflict);
-                }
-                Err(ServiceError::NotFound(format!(
-                    "no principal {p} in the policy's directory"
-                )))
+                self.known_identity(p)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("no principal {p} in the policy's directory")))
             }
         }
+    }
+
+    /// `principal` as the directory knows them now: `directory.toml`'s entry, or a provisioned
+    /// user as they would authenticate now; `None` when neither names them (a principal whose
+    /// groups come only with their sign-in, like an OIDC token's claims, is not kept). `Err`
+    /// when the directory blocks them. What a reviewer is shown of a requester's groups, and
+    /// whom `explain` explains, come from here; the caller decides who may ask.
+    pub fn known_identity(&self, principal: &str) -> Result<Option<Identity>, ServiceError> {
+        let policy = self.policy();
+        if let Some(entry) = policy.rules().principal(principal) {
+            return Ok(Some(entry.identity.clone()));
+        }
+        if self.directory().holder_of(principal).is_some() {
+            return crate::auth::tokens::resolve_with(&policy, self.directory(), Identity::user(principal, &[]))
+                .map(Some)
+                .map_err(ServiceError::Conflict);
+        }
+        Ok(None)
     }
 
     pub(crate) fn set_forward_auth(&self, settings: crate::forward_auth::Settings) {

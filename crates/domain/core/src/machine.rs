@@ -487,6 +487,52 @@ fn open_step(
     })
 }
 
+/// Where `reviewer`'s approval of a (single-item view of a) request would land: the step it
+/// counts towards, how many approvals that step has had and needs, and what the request
+/// still needs once it is given. What a reviewer is told before approving ("yours is the 2nd
+/// of 2 from sre") is computed by the same rule the approval is counted by ([`open_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalPlace {
+    /// The step's group (or `user:NAME`).
+    pub group: String,
+    /// Approvals the step already has.
+    pub given: u32,
+    /// Approvals the step needs in all.
+    pub of: u32,
+    /// Counted as a backup reviewer (the request escalated), not as a member of the step.
+    pub as_backup: bool,
+    /// What the request still needs after this approval; empty: it is then approved.
+    pub then_needs: Vec<Step>,
+}
+
+/// [`ApprovalPlace`] of `reviewer` on `request` (one item: see [`Request::item_request`]);
+/// `None` when their approval would count towards no step (they approved already, or are
+/// no reviewer of it). Does not judge the rest (the requester, agents, the policy): the
+/// caller asks only for reviewers the approval itself would admit.
+pub fn approval_place(request: &Request, reviewer: &Identity) -> Option<ApprovalPlace> {
+    if request.approvals.iter().any(|a| a.reviewer == reviewer.principal) {
+        return None;
+    }
+    let i = open_step(request, &request.requirement, &request.approvals, reviewer)?;
+    let step = request.requirement.steps.get(i)?;
+    let given = request.approvals.iter().filter(|a| a.step == i).count() as u32;
+    let mut after = request.approvals.clone();
+    after.push(Approval {
+        reviewer: reviewer.principal.clone(),
+        step: i,
+        comment: None,
+        at: request.created_at,
+        payload_sha256: None,
+    });
+    Some(ApprovalPlace {
+        group: step.group.clone(),
+        given,
+        of: step.approvals,
+        as_backup: !step.admits(reviewer),
+        then_needs: remaining_steps(&request.requirement.steps, &after),
+    })
+}
+
 /// Approve, in one call, every item of a multi-item request that `reviewer` may approve
 /// (`allowed(i)`: what the policy says of item `i` on top of its steps) and has not approved
 /// yet. The request is approved once every item has all its approvals; then one grant per
@@ -1187,6 +1233,59 @@ mod tests {
             on_behalf_of: Some(person.into()),
             ..Identity::user(name, groups)
         }
+    }
+
+    #[test]
+    fn the_approval_place_is_the_step_the_approval_counts_towards() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let sam = Identity::user("sam", &["security"]);
+        let pending = filed(&alice, &[("sre", 2), ("security", 1)]);
+        let place = approval_place(&pending, &bob).unwrap();
+        assert_eq!(
+            (place.group.as_str(), place.given, place.of, place.as_backup),
+            ("sre", 0, 2, false)
+        );
+        assert_eq!(
+            place.then_needs,
+            vec![
+                Step {
+                    group: "sre".into(),
+                    approvals: 1
+                },
+                Step {
+                    group: "security".into(),
+                    approvals: 1
+                }
+            ]
+        );
+        let after_bob = approve(&pending, &bob, None, "g1".into(), t0()).unwrap().request;
+        // bob's approval is counted: he has no place left; carol's is the 2nd of 2.
+        assert_eq!(approval_place(&after_bob, &bob), None);
+        let place = approval_place(&after_bob, &carol).unwrap();
+        assert_eq!((place.given, place.of), (1, 2));
+        assert_eq!(
+            place.then_needs,
+            vec![Step {
+                group: "security".into(),
+                approvals: 1
+            }]
+        );
+        // The place told is where the approval really lands, and the last one approves.
+        let after_carol = approve(&after_bob, &carol, None, "g1".into(), t0()).unwrap().request;
+        assert_eq!(after_carol.missing_approvals(), place.then_needs);
+        let last = approval_place(&after_carol, &sam).unwrap();
+        assert!(last.then_needs.is_empty());
+        assert_eq!(
+            approve(&after_carol, &sam, None, "g1".into(), t0())
+                .unwrap()
+                .request
+                .status,
+            RequestStatus::Approved
+        );
+        // No step of theirs: no place.
+        assert_eq!(approval_place(&pending, &Identity::user("dave", &["dev"])), None);
     }
 
     #[test]

@@ -28,8 +28,22 @@ pub fn screenshot_dir() -> PathBuf {
 impl Browser {
     /// A fresh headless Chromium with an empty profile, `width` x `height` pixels.
     pub fn start(width: u32, height: u32) -> Browser {
+        Self::start_with_zone(width, height, None)
+    }
+
+    /// [`Browser::start`], in the time zone `zone` (`Asia/Kolkata`): Chromium takes its zone
+    /// from the `TZ` of chromedriver, which starts it.
+    pub fn start_in_zone(width: u32, height: u32, zone: &str) -> Browser {
+        Self::start_with_zone(width, height, Some(zone))
+    }
+
+    fn start_with_zone(width: u32, height: u32, zone: Option<&str>) -> Browser {
         let port = super::free_port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver");
+        if let Some(zone) = zone {
+            driver.env("TZ", zone);
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -167,6 +181,15 @@ impl Browser {
             .as_str()
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// The attribute `name` of the element `css` selects, as the page has it now (after its
+    /// scripts ran); `None` when it has no such attribute.
+    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let id = self.find(css);
+        self.command("GET", &format!("/element/{id}/attribute/{name}"), None)
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Wait up to 10 s until the text of `css` contains `needle` (a page that updates itself).

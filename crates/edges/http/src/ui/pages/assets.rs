@@ -5,18 +5,20 @@ use super::*;
 pub(super) const APP_CSS: &str = include_str!("../../../static/app.css");
 pub(super) const HTMX_JS: &str = include_str!("../../../static/htmx.min.js");
 pub(super) const ICON_SVG: &str = include_str!("../../../static/icon.svg");
+pub(super) const TIME_JS: &str = include_str!("../../../static/time.js");
 
 /// The static files: name, content type, bytes.
-pub(super) const ASSETS: [(&str, &str, &str); 3] = [
+pub(super) const ASSETS: [(&str, &str, &str); 4] = [
     ("app.css", "text/css; charset=utf-8", APP_CSS),
     ("htmx.min.js", "text/javascript; charset=utf-8", HTMX_JS),
     ("icon.svg", "image/svg+xml", ICON_SVG),
+    ("time.js", "text/javascript; charset=utf-8", TIME_JS),
 ];
 
 /// Each static file gzip-compressed, made once on first use (htmx is 52 KB, 15 KB
 /// compressed): cheaper than compressing each answer, and no compression layer to build.
 /// `None` when compressing failed: that file is then sent as it is.
-pub(super) static GZIPPED: std::sync::LazyLock<[Option<Vec<u8>>; 3]> =
+pub(super) static GZIPPED: std::sync::LazyLock<[Option<Vec<u8>>; ASSETS.len()]> =
     std::sync::LazyLock::new(|| ASSETS.map(|(_, _, body)| gzip(body.as_bytes()).ok()));
 
 pub(super) fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -120,10 +120,52 @@ pub(super) fn when(t: Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A moment as a page shows it: `<time datetime="{{ at }}">{{ text }}</time>`, the text in
+/// UTC (right without JavaScript), which `static/time.js` rewrites to the reader's local time.
+pub struct Moment {
+    /// RFC 3339, UTC.
+    pub(super) at: String,
+    /// `2026-12-04 14:10:00 UTC`, or `14:10 UTC` for [`Moment::clock`].
+    pub(super) text: String,
+}
+
+impl Moment {
+    pub(super) fn new(t: Timestamp) -> Moment {
+        Moment {
+            at: t.to_rfc3339(),
+            text: when(t),
+        }
+    }
+
+    /// Only the time of day (`14:10 UTC`): "until about 14:10" within the next hours.
+    pub(super) fn clock(t: Timestamp) -> Moment {
+        Moment {
+            at: t.to_rfc3339(),
+            text: t.format("%H:%M UTC").to_string(),
+        }
+    }
+}
+
 pub struct ApprovalRow {
     pub(super) reviewer: String,
     pub(super) comment: Option<String>,
-    pub(super) at: String,
+    pub(super) at: Moment,
+}
+
+/// Who denied or cancelled a request, when, and their word.
+pub struct ClosedRow {
+    pub(super) status: String,
+    pub(super) by: String,
+    pub(super) at: Moment,
+    pub(super) comment: Option<String>,
+}
+
+/// An item's grant on a multi-item request's page.
+pub struct ItemGrant {
+    pub(super) status: String,
+    pub(super) id: String,
+    pub(super) starts: Moment,
+    pub(super) ends: Moment,
 }
 
 pub struct RequestDetail {
@@ -144,9 +186,11 @@ pub struct RequestDetail {
     pub(super) created_at: String,
     pub(super) created_at_text: String,
     pub(super) pending_left: String,
+    /// When it expires unless decided (RFC 3339), the moment behind `pending_left`.
+    pub(super) pending_expires_at: String,
     pub(super) approvals: Vec<ApprovalRow>,
     pub(super) needs: String,
-    pub(super) closed: Option<String>,
+    pub(super) closed: Option<ClosedRow>,
     pub(super) grant: Option<GrantRow>,
     pub(super) can_review: bool,
     /// The viewer approved already; the request waits for other reviewers.
@@ -161,6 +205,9 @@ pub struct RequestDetail {
     pub(super) link: String,
     /// The app to go back to, once access is granted (a forward-auth 403 led here).
     pub(super) continue_to: Option<String>,
+    /// What approving does, for a reviewer whose approval is owed (not on the page's own
+    /// refreshes, which replace only `#state`).
+    pub(super) if_approved: Option<ApproveBox>,
 }
 
 /// One item of a multi-item request on its page.
@@ -171,7 +218,296 @@ pub struct ItemRow {
     pub(super) action_bound: bool,
     pub(super) approvals: String,
     pub(super) needs: String,
-    pub(super) grant: String,
+    pub(super) grant: Option<ItemGrant>,
+}
+
+/// The "If you approve" box: what a reviewer's approval does, told before they give it.
+pub struct ApproveBox {
+    /// "alice gets read on prod-db", one per item.
+    pub(super) access: Vec<AccessLine>,
+    /// "From the moment you approve, for 30m: until about" or "From when the last approval
+    /// lands, for 30m: until", then `until`, then `until_note` (" at the earliest" or "").
+    pub(super) window: String,
+    pub(super) until: Moment,
+    pub(super) until_note: &'static str,
+    /// "Yours is the 1st of 2 from sre.", one per item the approval counts towards.
+    pub(super) places: Vec<String>,
+    /// "Once you approve, alice has access at once." or "After yours it still needs ...".
+    pub(super) then: String,
+    /// "alice is in dev." or why the groups cannot be told.
+    pub(super) groups: String,
+    /// "alice's recent requests for prod-db".
+    pub(super) recent_heading: String,
+    /// The requester's recent requests for the same resources, newest first.
+    pub(super) recent: Vec<RecentRow>,
+    /// What `recent` was taken from, in words.
+    pub(super) recent_scope: String,
+    /// The exact payload of each action-bound item, escaped, with its SHA-256 in full.
+    pub(super) payloads: Vec<BoundPayload>,
+}
+
+/// One thing an approval gives.
+pub struct AccessLine {
+    pub(super) holder: String,
+    pub(super) action: String,
+    pub(super) resource: String,
+    /// The workflow's description (`description` in the policy), escaped.
+    pub(super) description: Option<String>,
+    pub(super) single_use: bool,
+    pub(super) action_bound: bool,
+}
+
+/// An action-bound item's payload: the approval is for exactly this.
+pub struct BoundPayload {
+    pub(super) what: String,
+    pub(super) payload: PayloadBox,
+    /// The hash the approval is bound to and the grant enforces (the request's own).
+    pub(super) sha256: String,
+    /// The stored payload does not hash to `sha256` (written behind jitgate's back): what is
+    /// shown is then not what would be enforced, and the reviewer is told so.
+    pub(super) mismatch: bool,
+}
+
+/// One of the requester's earlier requests.
+pub struct RecentRow {
+    pub(super) link: String,
+    pub(super) what: String,
+    pub(super) status: String,
+    pub(super) at: Moment,
+}
+
+/// How many of the requester's latest requests (that the viewer may see) are looked through
+/// for the same resources: a bound on the page's cost, said on the page.
+const RECENT_SCANNED: u32 = 25;
+/// How many of them the box lists.
+const RECENT_SHOWN: usize = 5;
+
+/// "1st", "2nd", "3rd", "4th", "11th", "22nd".
+pub(super) fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// "sre", "sre and security", "sre, security and dba".
+pub(super) fn and_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// A step's group as people say it: `user:carol` is carol.
+fn step_whom(group: &str) -> &str {
+    group
+        .strip_prefix(jitgate_core::Step::PRINCIPAL_PREFIX)
+        .unwrap_or(group)
+}
+
+/// "1 approval from security, 2 approvals from sre".
+fn steps_text(steps: &[jitgate_core::Step]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{} from {}", approvals(s.approvals), step_whom(&s.group)))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// The banner after filing: whom the request waits for, or that access was granted at once.
+pub(super) fn sent_text(request: &jitgate_core::Request, at: Timestamp) -> String {
+    match request.status_at(at) {
+        RequestStatus::Approved if request.break_glass => {
+            "Granted at once: break-glass. A review is owed afterwards.".into()
+        }
+        RequestStatus::Approved => "Granted at once.".into(),
+        RequestStatus::Pending => {
+            let mut whom: Vec<String> = Vec::new();
+            for item in (0..request.item_count()).filter_map(|i| request.item_request(i)) {
+                for step in item.missing_approvals() {
+                    let name = step_whom(&step.group).to_string();
+                    if !whom.contains(&name) {
+                        whom.push(name);
+                    }
+                }
+            }
+            if whom.is_empty() {
+                "Request sent.".into()
+            } else {
+                format!("Request sent to {}.", and_list(&whom))
+            }
+        }
+        _ => "Request sent.".into(),
+    }
+}
+
+/// What approving `request` does, as `caller` (whose approval is owed) would give it: the
+/// same rules the approval is then counted by (`machine::approval_place`), the policy's
+/// workflows, the directory, and the requests the caller may see.
+async fn approve_box(
+    app: &App,
+    caller: &Caller,
+    request: &jitgate_core::Request,
+    at: Timestamp,
+) -> Result<ApproveBox, ApiError> {
+    let who = caller.who();
+    let policy = app.policy();
+    let holder = jitgate_core::model::requester_text(&request.requester, request.on_behalf_of.as_deref());
+    let items: Vec<jitgate_core::Request> = (0..request.item_count())
+        .filter_map(|i| request.item_request(i))
+        .collect();
+    let several = items.len() > 1;
+    let mut access = Vec::new();
+    let mut places = Vec::new();
+    let mut payloads = Vec::new();
+    let mut still: Vec<jitgate_core::Step> = Vec::new();
+    for item in &items {
+        let workflow = policy.rules().workflow(&item.resource, &item.action).ok();
+        access.push(AccessLine {
+            holder: holder.clone(),
+            action: item.action.clone(),
+            resource: item.resource.clone(),
+            description: workflow.and_then(|w| w.description.as_deref()).map(shown),
+            single_use: item.requirement.single_use,
+            action_bound: item.requirement.action_bound,
+        });
+        let what = format!("{} on {}", item.action, item.resource);
+        // Only an item the policy lets this reviewer approve counts their approval.
+        let place = policy
+            .may_review(who, item, at)
+            .ok()
+            .and_then(|()| jitgate_core::machine::approval_place(item, who));
+        match place {
+            Some(place) => {
+                let mut line = format!(
+                    "Yours is the {} of {} from {}",
+                    ordinal(place.given + 1),
+                    place.of,
+                    step_whom(&place.group)
+                );
+                if place.as_backup {
+                    line.push_str(", as a backup reviewer (nobody decided in time)");
+                }
+                line.push('.');
+                if several {
+                    line = format!("For {what}: {line}");
+                }
+                places.push(line);
+                still.extend(place.then_needs);
+            }
+            None => still.extend(item.missing_approvals()),
+        }
+        if item.requirement.action_bound {
+            if let (Some(payload), Some(sha256)) = (&item.payload, &item.payload_sha256) {
+                let payload = PayloadBox::new(payload);
+                payloads.push(BoundPayload {
+                    what,
+                    mismatch: !payload.shown.sha256.eq_ignore_ascii_case(sha256),
+                    payload,
+                    sha256: sha256.clone(),
+                });
+            }
+        }
+    }
+    let last = still.is_empty();
+    let duration = jitgate_core::format_duration(request.duration);
+    let (window, until_note) = if last {
+        (format!("From the moment you approve, for {duration}: until about"), "")
+    } else {
+        (
+            format!("From when the last approval lands, for {duration}: until"),
+            " at the earliest",
+        )
+    };
+    let then = if last {
+        format!("Yours is the last approval it needs: {holder} has access at once.")
+    } else {
+        format!("After yours it still needs {}.", steps_text(&merged(still)))
+    };
+    // The person an agent acts for: the agent's groups are theirs.
+    let subject = request.agent_person().unwrap_or(&request.requester);
+    let groups = match app.known_identity(subject) {
+        Ok(Some(identity)) if identity.groups.is_empty() => format!("{} is in no group.", shown(subject)),
+        Ok(Some(identity)) => {
+            let names: Vec<String> = identity.groups.iter().map(|g| shown(g)).collect();
+            format!("{} is in {}.", shown(subject), and_list(&names))
+        }
+        Ok(None) => format!(
+            "{} is not in jitgate's directory: their groups came with their sign-in and are not kept.",
+            shown(subject)
+        ),
+        Err(e) => format!("The directory blocks {}: {}", shown(subject), shown(&e.to_string())),
+    };
+    let mut resources: Vec<&str> = Vec::new();
+    for item in &items {
+        if !resources.contains(&item.resource.as_str()) {
+            resources.push(&item.resource);
+        }
+    }
+    let filter = RequestFilter {
+        requester: Some(request.requester.clone()),
+        limit: RECENT_SCANNED,
+        ..RequestFilter::default()
+    };
+    let (latest, _) = app.visible_requests(caller, filter, at).await?;
+    let recent = latest
+        .iter()
+        .filter(|r| r.id != request.id)
+        .filter(|r| {
+            (0..r.item_count())
+                .filter_map(|i| r.item_request(i))
+                .any(|i| resources.contains(&i.resource.as_str()))
+        })
+        .take(RECENT_SHOWN)
+        .map(|r| RecentRow {
+            link: request_link(&r.id, None),
+            what: match r.items.len() {
+                0 => format!("{} on {}", r.action, r.resource),
+                n => format!("{} on {} and {n} more", r.action, r.resource),
+            },
+            status: r.status_at(at).as_str().to_string(),
+            at: Moment::new(r.created_at),
+        })
+        .collect();
+    Ok(ApproveBox {
+        access,
+        window,
+        until: Moment::clock(at + request.duration.as_delta()),
+        until_note,
+        places,
+        then,
+        groups,
+        recent,
+        recent_heading: format!(
+            "{}'s recent requests for {}",
+            shown(&request.requester),
+            and_list(&resources.iter().map(|r| shown(r)).collect::<Vec<_>>())
+        ),
+        recent_scope: format!(
+            "Looked for among the last {RECENT_SCANNED} of {}'s requests that you may see.",
+            shown(&request.requester)
+        ),
+        payloads,
+    })
+}
+
+/// Steps of the same group as one, keeping the most any item needs: one reviewer's approval
+/// counts towards every item they may approve, so two items each needing 1 from sre need
+/// 1 sre more, not 2.
+fn merged(steps: Vec<jitgate_core::Step>) -> Vec<jitgate_core::Step> {
+    let mut out: Vec<jitgate_core::Step> = Vec::new();
+    for step in steps {
+        match out.iter_mut().find(|s| s.group == step.group) {
+            Some(s) => s.approvals = s.approvals.max(step.approvals),
+            None => out.push(step),
+        }
+    }
+    out
 }
 
 #[derive(Template)]
@@ -194,6 +530,7 @@ pub(super) fn request_link(id: &str, return_to: Option<&str>) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // axum extractors, one per thing the page reads
 pub async fn request(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
@@ -201,6 +538,7 @@ pub async fn request(
     Path(id): Path<String>,
     Query(back): Query<ReturnQuery>,
     Extension(flash): Extension<FlashSlot>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request = app.visible_request(&caller, &id).await?;
     let at = now();
@@ -225,13 +563,19 @@ pub async fn request(
                 .iter()
                 .all(|i| i.grant.as_ref().is_some_and(|g| g.status == "active")));
     let return_to = kept_return_to(&app, back.return_to.as_deref()).ok().flatten();
-    let closed = v.closed_by.as_ref().map(|c| {
-        let mut text = format!("{} by {} at {}", v.status, c.by, when(c.at));
-        if let Some(comment) = &c.comment {
-            text.push_str(&format!(": “{}”", shown(comment)));
-        }
-        text
+    let closed = v.closed_by.as_ref().map(|c| ClosedRow {
+        status: v.status.clone(),
+        by: c.by.clone(),
+        at: Moment::new(c.at),
+        comment: c.comment.as_deref().map(shown),
     });
+    // htmx's refresh of the live part replaces only `#state`: the box is not read there.
+    let refresh = headers.contains_key("hx-request");
+    let if_approved = if can_review && !refresh {
+        Some(approve_box(&app, &caller, &request, at).await?)
+    } else {
+        None
+    };
     let r = RequestDetail {
         id: v.id.clone(),
         resource: v.resource.clone(),
@@ -248,13 +592,14 @@ pub async fn request(
         created_at: v.created_at.to_rfc3339(),
         created_at_text: when(v.created_at),
         pending_left: left(v.pending_expires_at, at),
+        pending_expires_at: v.pending_expires_at.to_rfc3339(),
         approvals: v
             .approvals
             .iter()
             .map(|a| ApprovalRow {
                 reviewer: a.reviewer.clone(),
                 comment: a.comment.as_deref().map(shown),
-                at: when(a.at),
+                at: Moment::new(a.at),
             })
             .collect(),
         needs: needs_text(&v),
@@ -288,26 +633,22 @@ pub async fn request(
                     .collect::<Vec<_>>()
                     .join(", "),
                 needs: needs_list(&i.needs),
-                grant: i
-                    .grant
-                    .as_ref()
-                    .map(|g| {
-                        format!(
-                            "{} {} ({} to {})",
-                            g.status,
-                            g.id,
-                            when(g.starts_at),
-                            when(g.expires_at)
-                        )
-                    })
-                    .unwrap_or_default(),
+                grant: i.grant.as_ref().map(|g| ItemGrant {
+                    status: g.status.clone(),
+                    id: g.id.clone(),
+                    starts: Moment::new(g.starts_at),
+                    ends: Moment::new(g.expires_at),
+                }),
             })
             .collect(),
+        if_approved,
     };
-    Ok(render(&RequestPage {
-        chrome: Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash),
-        r,
-    }))
+    let mut chrome = Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash);
+    if flash.0 == Some(Flash::Sent) {
+        // Right after filing: whom it waits for, or that it was granted at once.
+        chrome.flash = Some(sent_text(&request, at));
+    }
+    Ok(render(&RequestPage { chrome, r }))
 }
 
 #[derive(Deserialize)]
@@ -352,4 +693,110 @@ pub async fn decide(
         other => return Err(ApiError::NotFound(format!("no decision '{other}'"))),
     };
     Ok(see_other_with(&format!("/ui/requests/{}", encode(&id)), done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_core::machine::{self, NewIds};
+    use jitgate_core::{Admission, Ask, DurationSecs, Identity, Requirement, Step};
+
+    #[test]
+    fn approvals_are_counted_as_people_say_it() {
+        let said: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111].map(ordinal).into();
+        assert_eq!(
+            said,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+        );
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(and_list(&names(&[])), "");
+        assert_eq!(and_list(&names(&["sre"])), "sre");
+        assert_eq!(and_list(&names(&["sre", "security"])), "sre and security");
+        assert_eq!(and_list(&names(&["sre", "security", "dba"])), "sre, security and dba");
+    }
+
+    fn step(group: &str, approvals: u32) -> Step {
+        Step {
+            group: group.into(),
+            approvals,
+        }
+    }
+
+    #[test]
+    fn one_approval_counts_for_every_item_so_needs_merge_by_the_most() {
+        let merged = merged(vec![step("sre", 1), step("security", 1), step("sre", 2)]);
+        assert_eq!(merged, vec![step("sre", 2), step("security", 1)]);
+        assert_eq!(
+            steps_text(&[step("sre", 2), step("user:carol", 1)]),
+            "2 approvals from sre and 1 approval from carol"
+        );
+    }
+
+    fn filed(steps: Vec<Step>, break_glass: bool) -> jitgate_core::Request {
+        let alice = Identity::user("alice", &["dev"]);
+        let ask = Ask {
+            resource: "prod-db",
+            action: "write",
+            duration: Some(DurationSecs(600)),
+            reason: "OPS-1",
+            payload: None,
+            break_glass,
+        };
+        let admission = Admission {
+            requirement: Requirement {
+                steps,
+                single_use: false,
+                action_bound: false,
+                pending_ttl: DurationSecs(3600),
+                review_groups: vec!["sre".into()],
+                alert: None,
+                providers: Vec::new(),
+                escalation: None,
+            },
+            duration: DurationSecs(600),
+            decided_by: None,
+        };
+        let ids = NewIds {
+            request_id: "req_1".into(),
+            grant_id: "grt_1".into(),
+        };
+        machine::file(&alice, &ask, admission, ids, now()).request
+    }
+
+    #[test]
+    fn the_sent_banner_names_whom_the_request_waits_for() {
+        let at = now();
+        assert_eq!(
+            sent_text(&filed(vec![step("sre", 2)], false), at),
+            "Request sent to sre."
+        );
+        assert_eq!(
+            sent_text(
+                &filed(vec![step("sre", 1), step("security", 1), step("sre", 1)], false),
+                at
+            ),
+            "Request sent to sre and security."
+        );
+        assert_eq!(
+            sent_text(&filed(vec![step("user:carol", 1)], false), at),
+            "Request sent to carol."
+        );
+        assert_eq!(sent_text(&filed(vec![], false), at), "Granted at once.");
+        assert_eq!(
+            sent_text(&filed(vec![], true), at),
+            "Granted at once: break-glass. A review is owed afterwards."
+        );
+        // Decided otherwise by the time the page shows (expired): no claim about whom.
+        let later = at + chrono::TimeDelta::hours(2);
+        assert_eq!(sent_text(&filed(vec![step("sre", 1)], false), later), "Request sent.");
+    }
+
+    #[test]
+    fn a_moment_is_written_in_utc_for_the_script_to_make_local() {
+        let t = chrono::DateTime::from_timestamp(1_796_394_600, 0).unwrap_or_default();
+        let m = Moment::new(t);
+        assert_eq!(m.at, "2026-12-04T14:30:00+00:00");
+        assert_eq!(m.text, "2026-12-04 14:30:00 UTC");
+        assert_eq!(Moment::clock(t).text, "14:30 UTC");
+    }
 }
