@@ -206,6 +206,18 @@ impl Browser {
         v
     }
 
+    /// Render pages as for a reader who chose a dark theme (`prefers-color-scheme: dark`),
+    /// through ChromeDriver's DevTools passthrough.
+    pub fn prefer_dark(&self) {
+        let v = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia",
+                        "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}})),
+        );
+        assert!(v.get("error").is_none(), "prefer dark: {v}");
+    }
+
     /// Save a PNG of the viewport as `target/ui-screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) {
         use base64::Engine;
