@@ -206,6 +206,19 @@ impl Browser {
         v
     }
 
+    /// Show pages exactly `width` x `height` CSS pixels as a phone does (mobile viewport, touch
+    /// layout): headless Chromium will not make a window narrower than 500 pixels, so a
+    /// phone's 390 needs the DevTools protocol's device emulation.
+    pub fn emulate_phone(&self, width: u32, height: u32) {
+        let v = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                        "params": {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": true}})),
+        );
+        assert!(v.get("error").is_none(), "emulate a phone: {v}");
+    }
+
     /// Render pages as for a reader who chose a dark theme (`prefers-color-scheme: dark`),
     /// through ChromeDriver's DevTools passthrough.
     pub fn prefer_dark(&self) {
