@@ -429,3 +429,28 @@ fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
         }
     }
 }
+
+/// The summary by requester counts over at most the scans one page of the inbox may take (the
+/// newest 500 pending requests): past that it says its numbers are a floor, not a total.
+#[test]
+fn the_summary_by_requester_says_at_least_past_its_bound() {
+    let s = Server::start();
+    let ask = json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-1"});
+    for _ in 0..501 {
+        s.file("demo-alice", ask.clone());
+    }
+    let page = no_redirects()
+        .get(format!("{}/ui/inbox", s.url))
+        .header("Cookie", ui_session(&s, "demo-bob"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let summary = page
+        .split("<nav class=\"by-requester\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</nav>").next())
+        .unwrap_or_else(|| panic!("no summary: {page}"));
+    assert!(summary.contains("at least"), "{summary}");
+    assert!(summary.contains("</a> 500 waiting"), "{summary}");
+}

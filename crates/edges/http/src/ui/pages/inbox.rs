@@ -405,3 +405,39 @@ pub async fn mine(
         by_requester: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_links_keep_the_requester_and_the_cursor_encoded() {
+        assert_eq!(inbox_link("/ui/inbox", None, None), "/ui/inbox");
+        assert_eq!(inbox_link("/ui/inbox", Some("req_1"), None), "/ui/inbox?before=req_1");
+        assert_eq!(
+            inbox_link("/ui/inbox/rows", Some("req_1"), Some("ci:org/app|x+y@z")),
+            "/ui/inbox/rows?requester=ci%3Aorg%2Fapp%7Cx%2By%40z&before=req_1"
+        );
+    }
+
+    #[test]
+    fn a_requester_that_cannot_be_a_principal_is_refused() {
+        let query = |requester: &str| InboxQuery {
+            before: None,
+            requester: Some(requester.to_string()),
+        };
+        for bad in ["ali\u{0}ce", "alice\n", "\u{202e}ecila", "ali\u{200b}ce", "\u{430}lice", &"a".repeat(300)] {
+            assert!(
+                matches!(query(bad).parts(), Err(ApiError::Invalid(m)) if m.starts_with("requester:")),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(query("claude-alice").parts(), Ok((None, Some(r))) if r == "claude-alice"));
+        // Empty is no filter, as an empty cursor is no cursor.
+        let empty = InboxQuery {
+            before: Some(String::new()),
+            requester: Some(String::new()),
+        };
+        assert!(matches!(empty.parts(), Ok((None, None))));
+    }
+}
