@@ -418,16 +418,7 @@ fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
     let older: Vec<&str> = alice[..10].iter().rev().map(String::as_str).collect();
     assert_eq!(shown, older, "the cursor pages within the filter");
 
-    // A requester name that cannot be a principal's is refused before the store, on both the
-    // page and its rows: control, NUL, bidirectional and zero-width characters, look-alikes,
-    // and too long.
-    for bad in ["ali%00ce", "alice%0A", "%E2%80%AEecila", "ali%E2%80%8Bce", "%D0%B0lice", &"a".repeat(300)] {
-        for path in ["/ui/inbox", "/ui/inbox/rows"] {
-            let (status, body) = html(&format!("{path}?requester={bad}"));
-            assert_eq!(status, 422, "{path}?requester={bad}: {body}");
-            assert!(body.contains("requester"), "{body}");
-        }
-    }
+    hostile_requesters_are_refused(&s);
 }
 
 /// The summary by requester counts over at most the scans one page of the inbox may take (the
@@ -453,4 +444,44 @@ fn the_summary_by_requester_says_at_least_past_its_bound() {
         .unwrap_or_else(|| panic!("no summary: {page}"));
     assert!(summary.contains("at least"), "{summary}");
     assert!(summary.contains("</a> 500 waiting"), "{summary}");
+}
+
+/// A requester name that cannot be a principal's is refused before the store, on both the
+/// inbox and its rows: control, NUL, bidirectional and zero-width characters, a look-alike
+/// (Cyrillic `а`), too long; and the inbox still answers after.
+fn hostile_requesters_are_refused(s: &Server) {
+    let cookie = ui_session(s, "demo-bob");
+    let get = |path: &str| {
+        let response = no_redirects()
+            .get(format!("{}{path}", s.url))
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let long = "a".repeat(300);
+    for bad in ["ali%00ce", "alice%0A", "%E2%80%AEecila", "ali%E2%80%8Bce", "%D0%B0lice", &long] {
+        for path in ["/ui/inbox", "/ui/inbox/rows"] {
+            let (status, body) = get(&format!("{path}?requester={bad}"));
+            assert_eq!(status, 422, "{path}?requester={bad}: {body}");
+            assert!(body.contains("requester"), "{body}");
+        }
+    }
+    let (status, body) = get("/ui/inbox?requester=alice");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// On PostgreSQL too (which refuses NUL in text outright): nothing hostile reaches the store.
+#[test]
+fn hostile_requester_names_never_reach_postgresql() {
+    use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let url = pg.url("postgres", SUPERUSER_PASSWORD, "jitgate");
+    let s = Server::start_on(&quickstart(), None, Some(&url));
+    s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-1"}),
+    );
+    hostile_requesters_are_refused(&s);
 }
