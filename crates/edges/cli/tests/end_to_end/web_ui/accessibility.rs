@@ -66,7 +66,14 @@ pub(super) fn wcag_violations(b: &Browser, axe: &str) -> Vec<String> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|n| format!("    at {}: {}\n      {}", n["target"], n["html"], n["fix"].as_str().unwrap_or_default().replace('\n', "\n      ")))
+                .map(|n| {
+                    format!(
+                        "    at {}: {}\n      {}",
+                        n["target"],
+                        n["html"],
+                        n["fix"].as_str().unwrap_or_default().replace('\n', "\n      ")
+                    )
+                })
                 .collect();
             format!("{} ({}): {}\n{}", v["id"], v["impact"], v["help"], nodes.join("\n"))
         })
@@ -101,7 +108,12 @@ struct Page {
     ready: (&'static str, &'static str),
 }
 
-fn page(name: &'static str, who: Option<&'static str>, path: impl Into<String>, ready: (&'static str, &'static str)) -> Page {
+fn page(
+    name: &'static str,
+    who: Option<&'static str>,
+    path: impl Into<String>,
+    ready: (&'static str, &'static str),
+) -> Page {
     Page {
         name,
         who,
@@ -143,7 +155,11 @@ fn seed(s: &Server) -> Seeded {
         "demo-alice",
         json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-42: replica lag"}),
     ));
-    let (status, r) = s.post(&format!("/v1/requests/{approved}/approve"), "demo-bob", json!({"comment": "ok"}));
+    let (status, r) = s.post(
+        &format!("/v1/requests/{approved}/approve"),
+        "demo-bob",
+        json!({"comment": "ok"}),
+    );
     assert_eq!((status, r["grant"]["status"].as_str()), (200, Some("active")), "{r}");
     let half_approved = id(&s.file(
         "demo-alice",
@@ -195,16 +211,61 @@ fn pages(r: &Seeded) -> Vec<Page> {
         }),
         // A reviewer: the inbox with rows, a review owed and one already approved.
         page("inbox", Some("demo-bob"), "/ui/inbox", ("#rows", "review owed")),
-        page("inbox-one-requester", Some("demo-bob"), "/ui/inbox?requester=alice", ("#filtered", "alice")),
-        page("request-pending-reviewer", Some("demo-bob"), request(&r.pending), ("#state .badge", "pending")),
-        page("request-you-approved", Some("demo-bob"), request(&r.half_approved), ("#you-approved", "You approved")),
-        page("request-payload", Some("demo-bob"), request(&r.deploy), ("#state .badge", "pending")),
-        page("request-break-glass", Some("demo-bob"), request(&r.glass), ("main", "Break-glass")),
+        page(
+            "inbox-one-requester",
+            Some("demo-bob"),
+            "/ui/inbox?requester=alice",
+            ("#filtered", "alice"),
+        ),
+        page(
+            "request-pending-reviewer",
+            Some("demo-bob"),
+            request(&r.pending),
+            ("#state .badge", "pending"),
+        ),
+        page(
+            "request-you-approved",
+            Some("demo-bob"),
+            request(&r.half_approved),
+            ("#you-approved", "You approved"),
+        ),
+        page(
+            "request-payload",
+            Some("demo-bob"),
+            request(&r.deploy),
+            ("#state .badge", "pending"),
+        ),
+        page(
+            "request-break-glass",
+            Some("demo-bob"),
+            request(&r.glass),
+            ("main", "Break-glass"),
+        ),
         // A requester.
-        page("inbox-empty", Some("demo-alice"), "/ui/inbox", ("#rows", "Nothing waits for you")),
-        page("my-requests", Some("demo-alice"), "/ui/requests", ("main table", "prod-db")),
-        page("request-approved", Some("demo-alice"), request(&r.approved), ("#state", "left")),
-        page("request-items", Some("demo-alice"), request(&r.items), ("main", "staging-db")),
+        page(
+            "inbox-empty",
+            Some("demo-alice"),
+            "/ui/inbox",
+            ("#rows", "Nothing waits for you"),
+        ),
+        page(
+            "my-requests",
+            Some("demo-alice"),
+            "/ui/requests",
+            ("main table", "prod-db"),
+        ),
+        page(
+            "request-approved",
+            Some("demo-alice"),
+            request(&r.approved),
+            ("#state", "left"),
+        ),
+        page(
+            "request-items",
+            Some("demo-alice"),
+            request(&r.items),
+            ("main", "staging-db"),
+        ),
         page("new-request", Some("demo-alice"), "/ui/new", ("main h1", "")),
         page(
             "new-request-error",
@@ -219,10 +280,20 @@ fn pages(r: &Seeded) -> Vec<Page> {
             b.wait_for_text("main", "ticket");
         }),
         page("grants", Some("demo-alice"), "/ui/grants", ("#grant-rows", "prod-db")),
-        page("not-found", Some("demo-alice"), "/ui/requests/req_nothing_here", ("main h1", "Not found")),
+        page(
+            "not-found",
+            Some("demo-alice"),
+            "/ui/requests/req_nothing_here",
+            ("main h1", "Not found"),
+        ),
         page("forbidden", Some("demo-alice"), "/ui/audit", ("main h1", "Not allowed")),
         // An auditor.
-        page("audit", Some("demo-auditor"), "/ui/audit", ("table.audit", "request.filed")),
+        page(
+            "audit",
+            Some("demo-auditor"),
+            "/ui/audit",
+            ("table.audit", "request.filed"),
+        ),
         page("explain", Some("demo-auditor"), "/ui/explain", ("main h1", "")),
         page(
             "explain-answer",
@@ -278,7 +349,11 @@ fn every_page_has_no_wcag_2_2_aa_violation_on_a_desktop_and_a_phone() {
     let mut report = Vec::new();
     let mut checked = 0;
     // The stylesheet has a dark theme too: its colours are checked at one size.
-    for (size, (w, h), dark) in [("desktop", DESKTOP, false), ("phone", PHONE, false), ("dark", DESKTOP, true)] {
+    for (size, (w, h), dark) in [
+        ("desktop", DESKTOP, false),
+        ("phone", PHONE, false),
+        ("dark", DESKTOP, true),
+    ] {
         let b = phone_or_desktop(&s, w, h);
         if dark {
             b.prefer_dark();
@@ -317,7 +392,10 @@ fn placed(b: &Browser, css: &str) -> (f64, f64, f64, f64) {
          return [r.top, r.bottom, r.height, window.innerHeight];",
         vec![json!(css)],
     );
-    let n = |i: usize| v[i].as_f64().unwrap_or_else(|| panic!("no '{css}' on {}: {v}", b.url()));
+    let n = |i: usize| {
+        v[i].as_f64()
+            .unwrap_or_else(|| panic!("no '{css}' on {}: {v}", b.url()))
+    };
     (n(0), n(1), n(2), n(3))
 }
 
@@ -355,7 +433,10 @@ fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
     assert!(summary.find("alice") < summary.find("dave"), "{summary}");
     let dave_link = "nav.by-requester a[href='/ui/inbox?requester=dave']";
     let (top, bottom, _, viewport) = placed(&b, dave_link);
-    assert!(top >= 0.0 && bottom <= viewport, "dave's link at {top}..{bottom} of {viewport}");
+    assert!(
+        top >= 0.0 && bottom <= viewport,
+        "dave's link at {top}..{bottom} of {viewport}"
+    );
 
     // Cards: the newest request's card shows its reason, and its Approve and Deny, in view.
     let first = format!("#rows tr[data-request='{}']", alice[29]);
@@ -364,19 +445,30 @@ fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
     assert!(b.text(&format!("{first} td.reason")).contains("INC-29: alice again"));
     let approve = format!("{first} form.card-decide button.primary");
     let (top, bottom, _, viewport) = placed(&b, &approve);
-    assert!(top >= 0.0 && bottom <= viewport, "Approve at {top}..{bottom} of {viewport}");
+    assert!(
+        top >= 0.0 && bottom <= viewport,
+        "Approve at {top}..{bottom} of {viewport}"
+    );
     let (top, bottom, _, viewport) = placed(&b, &format!("{first} form.card-decide button.danger"));
-    assert!(top >= 0.0 && bottom <= viewport, "Deny at {top}..{bottom} of {viewport}");
+    assert!(
+        top >= 0.0 && bottom <= viewport,
+        "Deny at {top}..{bottom} of {viewport}"
+    );
     b.screenshot("inbox-cards-phone");
 
     // dave's, one tap away: the filter shows his alone, and Approve on his card approves it.
     b.click(dave_link);
     b.wait_for_text("#filtered", "Only dave's requests");
     assert!(b.url().ends_with("/ui/inbox?requester=dave"), "{}", b.url());
-    let rows = b.execute("return [...document.querySelectorAll('#rows tr[data-request]')].map(r => r.dataset.request);", vec![]);
+    let rows = b.execute(
+        "return [...document.querySelectorAll('#rows tr[data-request]')].map(r => r.dataset.request);",
+        vec![],
+    );
     assert_eq!(rows, json!([dave]), "only dave's");
     assert!(b.exists("nav.by-requester a[aria-current=page][href='/ui/inbox?requester=dave']"));
-    b.click(&format!("#rows tr[data-request='{dave}'] form.card-decide button.primary"));
+    b.click(&format!(
+        "#rows tr[data-request='{dave}'] form.card-decide button.primary"
+    ));
     b.wait_for_text("#state .badge", "approved");
     let (_, r) = s.get(&format!("/v1/requests/{dave}"), "demo-dave");
     assert_eq!(r["status"], "approved", "{r}");
@@ -460,7 +552,14 @@ fn hostile_requesters_are_refused(s: &Server) {
         (response.status().as_u16(), response.text().unwrap())
     };
     let long = "a".repeat(300);
-    for bad in ["ali%00ce", "alice%0A", "%E2%80%AEecila", "ali%E2%80%8Bce", "%D0%B0lice", &long] {
+    for bad in [
+        "ali%00ce",
+        "alice%0A",
+        "%E2%80%AEecila",
+        "ali%E2%80%8Bce",
+        "%D0%B0lice",
+        &long,
+    ] {
         for path in ["/ui/inbox", "/ui/inbox/rows"] {
             let (status, body) = get(&format!("{path}?requester={bad}"));
             assert_eq!(status, 422, "{path}?requester={bad}: {body}");

@@ -215,7 +215,10 @@ pub(super) async fn requester_summary(
             before: cursor.take(),
         };
         let (requests, next) = app.visible_requests(caller, filter, at).await?;
-        for r in requests.iter().filter(|r| reviewer_part(&policy, who, r, at) != ReviewerPart::None) {
+        for r in requests
+            .iter()
+            .filter(|r| reviewer_part(&policy, who, r, at) != ReviewerPart::None)
+        {
             *counts.entry(r.requester.clone()).or_default() += 1;
         }
         match next {
@@ -235,8 +238,8 @@ pub(super) async fn requester_summary(
             waiting,
         })
         .collect();
-    // Most waiting first; the map kept names in order for equal counts.
-    requesters.sort_by(|a, b| b.waiting.cmp(&a.waiting));
+    // Most waiting first; the sort is stable, so equal counts keep the map's order by name.
+    requesters.sort_by_key(|c| std::cmp::Reverse(c.waiting));
     Ok(RequesterSummary {
         requesters,
         partial,
@@ -426,7 +429,14 @@ mod tests {
             before: None,
             requester: Some(requester.to_string()),
         };
-        for bad in ["ali\u{0}ce", "alice\n", "\u{202e}ecila", "ali\u{200b}ce", "\u{430}lice", &"a".repeat(300)] {
+        for bad in [
+            "ali\u{0}ce",
+            "alice\n",
+            "\u{202e}ecila",
+            "ali\u{200b}ce",
+            "\u{430}lice",
+            &"a".repeat(300),
+        ] {
             assert!(
                 matches!(query(bad).parts(), Err(ApiError::Invalid(m)) if m.starts_with("requester:")),
                 "{bad:?}"
