@@ -29,7 +29,9 @@ python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
 command -v node >/dev/null || NEEDED+=(nodejs)
 # npm installs the reference MCP filesystem server (@modelcontextprotocol/server-filesystem)
 # that tests/end_to_end/mcp.rs runs behind `jitgate mcp proxy` (scripts/mcp.sh); the MCP
-# Python SDK comes from PyPI into target/venv-mcp.
+# Python SDK comes from PyPI into target/venv-mcp. npm also installs axe-core, which the web
+# UI's accessibility test runs in Chromium on every page (scripts/ui.sh, into target/node-ui;
+# installed below, before the tests, so a registry failure shows once and plainly).
 command -v npm >/dev/null || NEEDED+=(npm)
 # promtool (in Debian's prometheus package; where systemd runs, installing it also starts a
 # Prometheus server, which the tests do not use) checks /metrics as text 0.0.4; the reference Python client parses it as
@@ -54,6 +56,8 @@ if [ ${#NEEDED[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEEDED[@]}"
 fi
+
+scripts/ui.sh install >/dev/null
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

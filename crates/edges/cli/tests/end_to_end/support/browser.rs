@@ -209,6 +209,51 @@ impl Browser {
         }
     }
 
+    /// Run `script` (a function body: `arguments[i]` are `args`) in the page and return what
+    /// it returns. WebDriver runs it through the DevTools protocol, not as the page's own
+    /// script, so the page's Content-Security-Policy does not apply to it.
+    pub fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+        let v = self.command("POST", "/execute/sync", Some(json!({"script": script, "args": args})));
+        assert!(v.get("error").is_none(), "execute: {v}");
+        v
+    }
+
+    /// Like `execute`, for a script that finishes later: it calls its last argument (the
+    /// callback WebDriver adds after `args`) with the result, within `timeout`.
+    pub fn execute_async(&self, script: &str, args: Vec<Value>, timeout: Duration) -> Value {
+        let ms = timeout.as_millis() as u64;
+        let v = self.command("POST", "/timeouts", Some(json!({ "script": ms })));
+        assert!(v.is_null(), "timeouts: {v}");
+        let v = self.command("POST", "/execute/async", Some(json!({"script": script, "args": args})));
+        assert!(v.get("error").is_none(), "execute_async: {v}");
+        v
+    }
+
+    /// Show pages exactly `width` x `height` CSS pixels as a phone does (mobile viewport, touch
+    /// layout): headless Chromium will not make a window narrower than 500 pixels, so a
+    /// phone's 390 needs the DevTools protocol's device emulation.
+    pub fn emulate_phone(&self, width: u32, height: u32) {
+        let v = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                        "params": {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": true}})),
+        );
+        assert!(v.get("error").is_none(), "emulate a phone: {v}");
+    }
+
+    /// Render pages as for a reader who chose a dark theme (`prefers-color-scheme: dark`),
+    /// through ChromeDriver's DevTools passthrough.
+    pub fn prefer_dark(&self) {
+        let v = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia",
+                        "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}})),
+        );
+        assert!(v.get("error").is_none(), "prefer dark: {v}");
+    }
+
     /// Save a PNG of the viewport as `target/ui-screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) {
         use base64::Engine;

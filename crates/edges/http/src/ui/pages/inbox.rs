@@ -19,6 +19,11 @@ pub struct RequestRow {
     pub(super) more_items: usize,
     /// The viewer approved every item they may approve; it waits for others.
     pub(super) you_approved: bool,
+    /// The viewer may still approve or deny it: on a phone its card offers Approve and Deny.
+    pub(super) decidable: bool,
+    /// It binds one exact payload: approving it means reading that payload on its page, so no
+    /// card approves it (the card's link leads there).
+    pub(super) action_bound: bool,
     /// A break-glass access whose after-the-fact review the viewer may give, still owed.
     pub(super) review_owed: bool,
     /// A pending request's deadline: it expires then unless decided.
@@ -59,6 +64,10 @@ impl RequestRow {
             age: ago(v.created_at, at),
             more_items: v.items.len().saturating_sub(1),
             you_approved: false,
+            decidable: false,
+            action_bound: v.action_bound
+                || v.payload_sha256.is_some()
+                || v.items.iter().any(|i| i.action_bound || i.payload_sha256.is_some()),
             review_owed: false,
             expires: (v.status == "pending").then(|| Deadline::new(v.pending_expires_at, at)),
         }
@@ -69,6 +78,8 @@ impl RequestRow {
 #[template(path = "requests.html")]
 pub(super) struct RequestsPage {
     pub(super) chrome: Chrome,
+    /// The form token the rows' Approve and Deny (phone cards) send.
+    pub(super) csrf: String,
     pub(super) heading: &'static str,
     pub(super) blurb: &'static str,
     pub(super) live: Option<String>,
@@ -77,12 +88,15 @@ pub(super) struct RequestsPage {
     /// The next page (older requests), when there is one.
     pub(super) older: Option<String>,
     /// The first page, when this is a later one.
-    pub(super) newest: Option<&'static str>,
+    pub(super) newest: Option<String>,
+    /// The inbox's requesters and how many of their requests wait (the inbox only).
+    pub(super) by_requester: Option<RequesterSummary>,
 }
 
 #[derive(Template)]
 #[template(path = "request_rows.html")]
 pub(super) struct RequestRows {
+    pub(super) csrf: String,
     pub(super) rows: Vec<RequestRow>,
     pub(super) empty: &'static str,
 }
@@ -96,6 +110,40 @@ pub const INBOX_PAGE: usize = 50;
 #[derive(Deserialize, Default)]
 pub struct InboxQuery {
     pub(super) before: Option<String>,
+    /// Only this requester's requests (`?requester=alice`, from the summary's links).
+    pub(super) requester: Option<String>,
+}
+
+impl InboxQuery {
+    /// The cursor and the requester asked for, empty ones left out; a requester that cannot be
+    /// a principal's name (control, invisible or non-ASCII characters, too long) is refused
+    /// before it reaches the store.
+    fn parts(self) -> Result<(Option<String>, Option<String>), ApiError> {
+        let before = self.before.filter(|b| !b.is_empty());
+        let requester = self.requester.filter(|r| !r.is_empty());
+        if let Some(problem) = requester.as_deref().and_then(jitgate_core::principal_name_problem) {
+            return Err(ApiError::Invalid(format!("requester: the name {problem}")));
+        }
+        Ok((before, requester))
+    }
+}
+
+/// Whose requests wait in the inbox, most first, so that one requester's many cannot bury
+/// another's one: each a link to the inbox of theirs alone.
+pub struct RequesterSummary {
+    pub(super) requesters: Vec<RequesterCount>,
+    /// The count stopped at the scan's bound: there may be more than the numbers say.
+    pub(super) partial: bool,
+    /// The requester the list is filtered to, if any.
+    pub(super) current: Option<String>,
+}
+
+pub struct RequesterCount {
+    pub(super) name: String,
+    pub(super) waiting: usize,
+    pub(super) link: String,
+    /// The list is filtered to this requester.
+    pub(super) current: bool,
 }
 
 /// A page of the pending requests the caller may approve (never their own), newest first,
@@ -104,10 +152,8 @@ pub(super) async fn waiting_for(
     app: &App,
     caller: &Caller,
     before: Option<String>,
+    requester: Option<&str>,
 ) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
-    // The store pages by what the caller may see; whom they may review is judged here, so a
-    // page may take a few store pages to fill (bounded, and the cursor resumes the scan).
-    const MAX_SCANS: usize = 10;
     let at = now();
     let who = caller.who();
     let policy = app.policy();
@@ -116,7 +162,7 @@ pub(super) async fn waiting_for(
     for _ in 0..MAX_SCANS {
         let filter = RequestFilter {
             status: Some(RequestStatus::Pending),
-            requester: None,
+            requester: requester.map(str::to_string),
             limit: INBOX_PAGE as u32,
             before: cursor.clone(),
         };
@@ -128,6 +174,7 @@ pub(super) async fn waiting_for(
             if part != ReviewerPart::None {
                 let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
                 row.you_approved = part == ReviewerPart::Given;
+                row.decidable = part == ReviewerPart::Owed;
                 rows.push(row);
                 if rows.len() == INBOX_PAGE {
                     return Ok((rows, Some(r.id.clone())));
@@ -140,6 +187,64 @@ pub(super) async fn waiting_for(
         }
     }
     Ok((rows, cursor))
+}
+
+/// The store pages by what the caller may see; whom they may review is judged here, so a page
+/// of the inbox may take a few store pages to fill (bounded, and the cursor resumes the scan).
+const MAX_SCANS: usize = 10;
+
+/// How many of the pending requests the caller may decide each requester has, counted over at
+/// most the scans one page of the inbox may take (`MAX_SCANS` store pages of `INBOX_PAGE`), from
+/// the newest: beyond that the summary says "at least".
+pub(super) async fn requester_summary(
+    app: &App,
+    caller: &Caller,
+    current: Option<&str>,
+) -> Result<RequesterSummary, ApiError> {
+    let at = now();
+    let who = caller.who();
+    let policy = app.policy();
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut cursor = None;
+    let mut partial = true;
+    for _ in 0..MAX_SCANS {
+        let filter = RequestFilter {
+            status: Some(RequestStatus::Pending),
+            requester: None,
+            limit: INBOX_PAGE as u32,
+            before: cursor.take(),
+        };
+        let (requests, next) = app.visible_requests(caller, filter, at).await?;
+        for r in requests
+            .iter()
+            .filter(|r| reviewer_part(&policy, who, r, at) != ReviewerPart::None)
+        {
+            *counts.entry(r.requester.clone()).or_default() += 1;
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => {
+                partial = false;
+                break;
+            }
+        }
+    }
+    let mut requesters: Vec<RequesterCount> = counts
+        .into_iter()
+        .map(|(name, waiting)| RequesterCount {
+            link: inbox_link("/ui/inbox", None, Some(&name)),
+            current: current == Some(name.as_str()),
+            name,
+            waiting,
+        })
+        .collect();
+    // Most waiting first; the sort is stable, so equal counts keep the map's order by name.
+    requesters.sort_by_key(|c| std::cmp::Reverse(c.waiting));
+    Ok(RequesterSummary {
+        requesters,
+        partial,
+        current: current.map(str::to_string),
+    })
 }
 
 /// Of the newest requests, how many are looked through for break-glass reviews owed: the
@@ -169,7 +274,11 @@ pub(super) fn owes_post_review(who: &jitgate_core::Identity, request: &jitgate_c
 
 /// The break-glass accesses among the newest requests whose review the caller owes, newest
 /// first: they head the inbox's first page, whatever their status.
-pub(super) async fn reviews_owed(app: &App, caller: &Caller) -> Result<Vec<RequestRow>, ApiError> {
+pub(super) async fn reviews_owed(
+    app: &App,
+    caller: &Caller,
+    requester: Option<&str>,
+) -> Result<Vec<RequestRow>, ApiError> {
     let at = now();
     let who = caller.who();
     if who.is_agent() || authz::reach(who, Operation::ReviewBreakGlass) == Reach::Nothing {
@@ -180,7 +289,7 @@ pub(super) async fn reviews_owed(app: &App, caller: &Caller) -> Result<Vec<Reque
     for _ in 0..REVIEW_SCAN_PAGES {
         let filter = RequestFilter {
             status: None,
-            requester: None,
+            requester: requester.map(str::to_string),
             limit: REVIEW_SCAN_PAGE,
             before: cursor,
         };
@@ -198,27 +307,34 @@ pub(super) async fn reviews_owed(app: &App, caller: &Caller) -> Result<Vec<Reque
     Ok(rows)
 }
 
-/// The inbox's rows: on the first page the break-glass reviews owed, then the pending
-/// requests the caller may decide; and the cursor of the next page.
+/// The inbox's rows (of `requester`'s requests only, when given): on the first page the
+/// break-glass reviews owed, then the pending requests the caller may decide; and the cursor
+/// of the next page.
 pub(super) async fn inbox_page(
     app: &App,
     caller: &Caller,
     before: Option<String>,
+    requester: Option<&str>,
 ) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
     let mut rows = match before {
-        None => reviews_owed(app, caller).await?,
+        None => reviews_owed(app, caller, requester).await?,
         Some(_) => Vec::new(),
     };
-    let (pending, next) = waiting_for(app, caller, before).await?;
+    let (pending, next) = waiting_for(app, caller, before, requester).await?;
     rows.extend(pending);
     Ok((rows, next))
 }
 
-/// `/ui/inbox` with this query.
-pub(super) fn inbox_link(path: &str, before: Option<&str>) -> String {
-    match before {
-        Some(before) => format!("{path}?before={}", encode(before)),
-        None => path.to_string(),
+/// `path` (the inbox or its rows) with this query.
+pub(super) fn inbox_link(path: &str, before: Option<&str>, requester: Option<&str>) -> String {
+    let query: Vec<String> = [("requester", requester), ("before", before)]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| format!("{name}={}", encode(v))))
+        .collect();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
     }
 }
 
@@ -229,28 +345,34 @@ pub async fn inbox(
     Query(query): Query<InboxQuery>,
     Extension(flash): Extension<FlashSlot>,
 ) -> Result<Response, ApiError> {
-    let before = query.before.filter(|b| !b.is_empty());
-    let (rows, next) = inbox_page(&app, &caller, before.clone()).await?;
+    let (before, requester) = query.parts()?;
+    let requester = requester.as_deref();
+    let (rows, next) = inbox_page(&app, &caller, before.clone(), requester).await?;
+    let by_requester = requester_summary(&app, &caller, requester).await?;
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash),
+        csrf: csrf.0.clone(),
         heading: "Waiting for you",
         blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
-        live: Some(inbox_link("/ui/inbox/rows", before.as_deref())),
+        live: Some(inbox_link("/ui/inbox/rows", before.as_deref(), requester)),
         rows,
         empty: INBOX_EMPTY,
-        older: next.map(|next| inbox_link("/ui/inbox", Some(&next))),
-        newest: before.is_some().then_some("/ui/inbox"),
+        older: next.map(|next| inbox_link("/ui/inbox", Some(&next), requester)),
+        newest: before.is_some().then(|| inbox_link("/ui/inbox", None, requester)),
+        by_requester: Some(by_requester),
     }))
 }
 
 pub async fn inbox_rows(
     State(app): State<Arc<App>>,
+    Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::ReadRequests>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let before = query.before.filter(|b| !b.is_empty());
-    let (rows, _) = inbox_page(&app, &caller, before).await?;
+    let (before, requester) = query.parts()?;
+    let (rows, _) = inbox_page(&app, &caller, before, requester.as_deref()).await?;
     Ok(render(&RequestRows {
+        csrf: csrf.0,
         rows,
         empty: INBOX_EMPTY,
     }))
@@ -275,6 +397,7 @@ pub async fn mine(
         .collect();
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "mine", &csrf),
+        csrf: csrf.0.clone(),
         heading: "My requests",
         blurb: "What you asked for, newest first.",
         live: None,
@@ -282,5 +405,49 @@ pub async fn mine(
         empty: "You have not asked for anything yet.",
         older: None,
         newest: None,
+        by_requester: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_links_keep_the_requester_and_the_cursor_encoded() {
+        assert_eq!(inbox_link("/ui/inbox", None, None), "/ui/inbox");
+        assert_eq!(inbox_link("/ui/inbox", Some("req_1"), None), "/ui/inbox?before=req_1");
+        assert_eq!(
+            inbox_link("/ui/inbox/rows", Some("req_1"), Some("ci:org/app|x+y@z")),
+            "/ui/inbox/rows?requester=ci%3Aorg%2Fapp%7Cx%2By%40z&before=req_1"
+        );
+    }
+
+    #[test]
+    fn a_requester_that_cannot_be_a_principal_is_refused() {
+        let query = |requester: &str| InboxQuery {
+            before: None,
+            requester: Some(requester.to_string()),
+        };
+        for bad in [
+            "ali\u{0}ce",
+            "alice\n",
+            "\u{202e}ecila",
+            "ali\u{200b}ce",
+            "\u{430}lice",
+            &"a".repeat(300),
+        ] {
+            assert!(
+                matches!(query(bad).parts(), Err(ApiError::Invalid(m)) if m.starts_with("requester:")),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(query("claude-alice").parts(), Ok((None, Some(r))) if r == "claude-alice"));
+        // Empty is no filter, as an empty cursor is no cursor.
+        let empty = InboxQuery {
+            before: Some(String::new()),
+            requester: Some(String::new()),
+        };
+        assert!(matches!(empty.parts(), Ok((None, None))));
+    }
 }
