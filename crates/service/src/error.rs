@@ -158,7 +158,11 @@ pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
 impl From<DomainError> for ServiceError {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::Invalid { field, message, problem } => ServiceError::Invalid(Invalid {
+            DomainError::Invalid {
+                field,
+                message,
+                problem,
+            } => ServiceError::Invalid(Invalid {
                 problem,
                 ..Invalid::of(field, message)
             }),
@@ -262,7 +266,10 @@ mod tests {
         assert_eq!(invalid.field.as_deref(), Some("reason"));
         assert_eq!(invalid.message, "is required for prod-db read");
         assert_eq!(e.to_string(), "reason: is required for prod-db read");
-        assert_eq!(invalid.clone().in_item(1).to_string(), "items[1].reason: is required for prod-db read");
+        assert_eq!(
+            invalid.clone().in_item(1).to_string(),
+            "items[1].reason: is required for prod-db read"
+        );
         let no_ticket = ServiceError::from(DomainError::invalid_because(
             "reason",
             "must mention a ticket",
@@ -272,7 +279,10 @@ mod tests {
             matches!(&no_ticket, ServiceError::Invalid(i) if i.problem == Some(Problem::NoTicket { example: None })),
             "{no_ticket:?}"
         );
-        assert_eq!(ServiceError::invalid("give at least one item").to_string(), "give at least one item");
+        assert_eq!(
+            ServiceError::invalid("give at least one item").to_string(),
+            "give at least one item"
+        );
 
         let long = ServiceError::from(DomainError::TooLong {
             field: "reason",

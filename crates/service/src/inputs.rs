@@ -136,7 +136,10 @@ impl NewToken {
     /// role: an agent gets what its person may request, never the power to run jitgate.
     fn validate_agent(&self, person: &str) -> Result<(), ServiceError> {
         if let Some(problem) = jitgate_core::principal_name_problem(person) {
-            return Err(ServiceError::invalid(format!("agent_for: '{}' {problem}", person.escape_debug())));
+            return Err(ServiceError::invalid(format!(
+                "agent_for: '{}' {problem}",
+                person.escape_debug()
+            )));
         }
         if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
             return Err(ServiceError::invalid(format!(
@@ -197,7 +200,9 @@ impl NewToken {
                 )));
             }
             if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
-                return Err(ServiceError::invalid(format!("principal: a provisioning client's name {problem}")));
+                return Err(ServiceError::invalid(format!(
+                    "principal: a provisioning client's name {problem}"
+                )));
             }
         }
         if self

@@ -92,7 +92,11 @@ fn quickstart_table_holds_row_by_row() {
     // The missing ticket is refused by type too, with a reference the pattern accepts, so
     // that a form can say it in plain words while the API keeps its message.
     match p.admit(&alice, &ask("prod-db", "write", "cleanup"), now) {
-        Err(DomainError::Invalid { field, message, problem }) => {
+        Err(DomainError::Invalid {
+            field,
+            message,
+            problem,
+        }) => {
             assert_eq!(field, "reason");
             assert!(message.contains("must mention a ticket matching"), "{message}");
             assert_eq!(

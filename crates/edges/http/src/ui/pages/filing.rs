@@ -363,7 +363,10 @@ pub(super) fn fields_for(
                 app.policy()
                     .workflows()
                     .filter(|w| w.break_glass.is_some())
-                    .find_map(|w| app.filing_guide(caller, &w.resource, &w.action).and_then(|g| g.break_glass))
+                    .find_map(|w| {
+                        app.filing_guide(caller, &w.resource, &w.action)
+                            .and_then(|g| g.break_glass)
+                    })
             })
     } else {
         found.iter().filter_map(|g| g.break_glass).min()
@@ -435,18 +438,21 @@ const NOT_AGAIN: &str =
     "That request cannot be asked for again here: it is not one of your requests. Choose what to ask for below.";
 
 async fn again(app: &App, caller: &Caller, id: &str) -> Result<Again, String> {
-    let request = app.visible_request(caller, id).await.map_err(|_| NOT_AGAIN.to_string())?;
+    let request = app
+        .visible_request(caller, id)
+        .await
+        .map_err(|_| NOT_AGAIN.to_string())?;
     if request.requester != caller.who().principal {
         return Err(NOT_AGAIN.into());
     }
-    let (targets, payload) = if request.items.is_empty() {
-        (vec![(request.resource.clone(), request.action.clone())], request.payload.clone())
-    } else {
-        (
-            request.items.iter().map(|i| (i.resource.clone(), i.action.clone())).collect(),
-            request.items.iter().find_map(|i| i.payload.clone()),
-        )
-    };
+    // The request's own resource and action are its first item; `items` holds the others.
+    let targets = std::iter::once((request.resource.clone(), request.action.clone()))
+        .chain(request.items.iter().map(|i| (i.resource.clone(), i.action.clone())))
+        .collect();
+    let payload = request
+        .payload
+        .clone()
+        .or_else(|| request.items.iter().find_map(|i| i.payload.clone()));
     Ok(Again {
         targets,
         duration: request.duration.to_string(),
@@ -672,7 +678,10 @@ pub async fn file(
     };
     let filed = if chosen.is_empty() {
         // Nothing chosen: said beside the choice, like any other refusal of a field.
-        Err(ServiceError::invalid_field("resource", "is not chosen: choose what to ask for"))
+        Err(ServiceError::invalid_field(
+            "resource",
+            "is not chosen: choose what to ask for",
+        ))
     } else {
         let body = CreateRequestBody {
             payload: payload.filter(|_| items.is_none()).map(str::to_string),
