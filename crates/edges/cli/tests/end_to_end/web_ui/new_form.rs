@@ -7,6 +7,7 @@
 
 use super::{browser, sign_in, DESKTOP};
 use crate::support::browser::{clean_console, Browser};
+use crate::support::postgres::{Postgres, SUPERUSER_PASSWORD};
 use crate::support::*;
 use serde_json::{json, Value};
 
@@ -401,9 +402,41 @@ fn someone_who_may_request_nothing_is_told_whom_to_ask() {
 #[test]
 fn hostile_input_is_refused_beside_its_field_and_nothing_is_filed() {
     let s = Server::start();
+    hostile_input_refused(&s);
+    assert_eq!(s.sqlite("SELECT count(*) FROM requests"), "0");
+}
+
+/// The same on PostgreSQL, which cannot store a NUL in text at all: refused beside the
+/// field before the database sees it, and a request id no one has (long, zero-width) is
+/// "not one of yours" there too.
+#[test]
+fn hostile_input_is_refused_beside_its_field_on_postgres() {
+    let pg = Postgres::start();
+    pg.admin("postgres", "CREATE DATABASE jitgate");
+    let url = pg.url("postgres", SUPERUSER_PASSWORD, "jitgate");
+    let s = Server::start_on(&quickstart(), None, Some(&url));
+    hostile_input_refused(&s);
     let cookie = ui_session(&s, "demo-alice");
+    for probe in ["r".repeat(10_000), "req_\u{200b}".to_string()] {
+        let response = no_redirects()
+            .get(format!("{}/ui/new", s.url))
+            .query(&[("again", probe.as_str())])
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let page = response.text().unwrap();
+        assert!(
+            element_text(&page, "form-error").is_some_and(|e| e.contains("not one of your requests")),
+            "{page}"
+        );
+    }
+}
+
+fn hostile_input_refused(s: &Server) {
+    let cookie = ui_session(s, "demo-alice");
     let refused_beside = |fields: &[(&str, &str)], field: &str| -> String {
-        let (status, page) = post_form(&s, &cookie, fields);
+        let (status, page) = post_form(s, &cookie, fields);
         assert_eq!(status, 422, "{fields:?}:\n{page}");
         let tag = tag_of(&page, field);
         assert!(tag.contains(r#"aria-invalid="true""#), "{tag}");
@@ -466,7 +499,7 @@ fn hostile_input_is_refused_beside_its_field_and_nothing_is_filed() {
 
     // An item's refusal names its choice in words and its field as the API does.
     let (status, page) = post_form(
-        &s,
+        s,
         &cookie,
         &[
             ("target", "staging-db|read"),
@@ -482,13 +515,12 @@ fn hostile_input_is_refused_beside_its_field_and_nothing_is_filed() {
     );
     assert!(page.contains(r#"data-field="items[1].payload""#), "{page}");
 
-    // Not one of these filed anything, on this store or its audit log.
-    assert!(requests_of(&s, "demo-alice", "alice").is_empty());
-    assert_eq!(s.sqlite("SELECT count(*) FROM requests"), "0");
+    // Not one of these filed anything.
+    assert!(requests_of(s, "demo-alice", "alice").is_empty());
 
     // The fields fragment: a target she may not ask for is not described; what was typed
     // comes back escaped, and over the form's own limits not at all.
-    let fragment = |query: &str| get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
+    let fragment = |query: &str| get_page(s, &cookie, &format!("/ui/new/fields?{query}"));
     let (status, html) = fragment("target=prod-db%7Cwrite&reason=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
     assert_eq!(status, 200);
     assert!(html.contains("Mention a ticket such as OPS-123."), "{html}");
@@ -504,6 +536,6 @@ fn hostile_input_is_refused_beside_its_field_and_nothing_is_filed() {
         !html.contains("secret-db") && !html.contains("class=\"guide\""),
         "{html}"
     );
-    let (status, _) = get_page(&s, "", "/ui/new/fields?target=prod-db%7Cread");
+    let (status, _) = get_page(s, "", "/ui/new/fields?target=prod-db%7Cread");
     assert!(status == 303 || status == 401, "signed out: {status}");
 }
