@@ -210,8 +210,13 @@ fn only_the_fields_that_apply_are_offered() {
         "{choices}"
     );
 
+    // What was typed before choosing survives the fields being redrawn for the choice.
+    alice.type_into("#duration", "15m");
+    alice.type_into("#reason", "OPS-5 ship <i>it</i>");
     alice.select("#target", "prod-api|deploy");
     alice.wait_for_text("#fields", "Deploy one exact artifact");
+    assert_eq!(value(&alice, "#reason"), "OPS-5 ship <i>it</i>");
+    assert_eq!(value(&alice, "#duration"), "15m");
     assert!(
         alice.exists("#payload"),
         "an action-bound workflow takes its exact action"

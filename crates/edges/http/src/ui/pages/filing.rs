@@ -313,13 +313,13 @@ pub(super) fn fields_for(
             title: format!("{} on {}", g.action, g.resource),
             description: g.description.clone(),
             approval: approvals_in_words(g),
-            durations: if g.may_request {
-                format!(
+            durations: match (g.may_request, g.default_duration == g.max_duration) {
+                (true, true) => format!("{}, the most it allows", g.max_duration),
+                (true, false) => format!(
                     "{} unless you say otherwise; at most {}",
                     g.default_duration, g.max_duration
-                )
-            } else {
-                format!("at most {}", g.break_glass.unwrap_or(g.max_duration))
+                ),
+                (false, _) => format!("at most {}", g.break_glass.unwrap_or(g.max_duration)),
             },
             notes: [
                 (g.action_bound, "bound to the exact action you give below"),
@@ -355,19 +355,20 @@ pub(super) fn fields_for(
     // Break-glass is offered where the policy lets the caller take it (the same judgement
     // filing makes); while nothing is chosen, if they may take it anywhere.
     let break_glass_max = if nothing_chosen {
-        app.break_glass_choices(caller)
-            .iter()
-            .filter_map(|g| g.break_glass)
-            .max()
-            .or_else(|| {
-                app.policy()
-                    .workflows()
-                    .filter(|w| w.break_glass.is_some())
-                    .find_map(|w| {
-                        app.filing_guide(caller, &w.resource, &w.action)
-                            .and_then(|g| g.break_glass)
-                    })
+        let who = caller.who();
+        app.policy()
+            .workflows()
+            .filter(|w| {
+                w.break_glass
+                    .as_ref()
+                    .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
             })
+            .take(jitgate_service::resources::MAX_BREAK_GLASS_CHOICES)
+            .filter_map(|w| {
+                app.filing_guide(caller, &w.resource, &w.action)
+                    .and_then(|g| g.break_glass)
+            })
+            .max()
     } else {
         found.iter().filter_map(|g| g.break_glass).min()
     };
