@@ -544,3 +544,60 @@ fn hostile_input_refused(s: &Server) {
     let (status, _) = get_page(s, "", "/ui/new/fields?target=prod-db%7Cread");
     assert!(status == 303 || status == 401, "signed out: {status}");
 }
+
+#[test]
+fn a_choice_stays_chosen_through_a_search_and_both_are_filed() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/new", s.url));
+    alice.select("#target", "prod-db|read");
+    alice.wait_for_text("#fields", "Read the production database");
+    alice.type_into("#reason", "OPS-8 compare");
+    // Searching for something else keeps prod-db read on offer and chosen.
+    alice.type_into("#q", "staging");
+    wait_until("the search narrowed the choices", || {
+        let choices = alice.text("#target");
+        choices.contains("staging-db") && !choices.contains("bastion")
+    });
+    assert_eq!(chosen(&alice), vec!["prod-db|read".to_string()]);
+    assert!(alice.url().contains("target=prod-db%7Cread"), "{}", alice.url());
+    alice.select("#target", "staging-db|read");
+    alice.wait_for_text("#fields", "Read the staging database");
+    assert!(alice.text("#fields").contains("Read the production database"));
+    assert_eq!(value(&alice, "#reason"), "OPS-8 compare", "what was typed stays");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "pending");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    assert_eq!(mine.len(), 1);
+    // The API lists every item, the first included.
+    let mut asked: Vec<String> = mine[0]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{}|{}", r["resource"].as_str().unwrap(), r["action"].as_str().unwrap()))
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec!["prod-db|read".to_string(), "staging-db|read".to_string()],
+        "{mine:?}"
+    );
+
+    // Without script: `target` in the address chooses, whatever else the search finds, and
+    // one that may not be asked for is said, not chosen.
+    let cookie = ui_session(&s, "demo-alice");
+    let (status, page) = get_page(
+        &s,
+        &cookie,
+        "/ui/new?q=staging&target=prod-db%7Cread&target=secret%7Cdrop",
+    );
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"value="prod-db|read" selected"#), "{page}");
+    assert!(!page.contains(r#"value="secret|drop""#), "{page}");
+    assert!(
+        element_text(&page, "form-error").is_some_and(|e| e.contains("You may not ask for drop on secret")),
+        "{page}"
+    );
+    clean_console(&alice);
+}

@@ -512,9 +512,18 @@ pub async fn new_request(
     caller: Allowed<op::FileRequest>,
     Query(mut search): Query<CatalogSearch>,
     Query(pick): Query<Preselect>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let some = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let target = some(pick.resource).zip(some(pick.action));
+    // What was chosen before a search (`target=R|A`, repeated) stays chosen through it.
+    let kept: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(name, _)| name == "target")
+        .filter_map(|(_, value)| split_target(value))
+        .map(|(resource, action)| (resource.to_string(), action.to_string()))
+        .take(jitgate_core::model::MAX_ITEMS)
+        .collect();
     if let Some((resource, _)) = &target {
         if search.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
             search.q = Some(resource.clone());
@@ -525,7 +534,7 @@ pub async fn new_request(
     let empty = empty_state(&app, &finder);
     let mut errors = Vec::new();
     let mut typed = (String::new(), String::new(), String::new());
-    let mut wanted: Vec<(String, String)> = target.into_iter().collect();
+    let mut wanted: Vec<(String, String)> = target.into_iter().chain(kept).collect();
     if let Some(id) = some(pick.again) {
         match again(&app, &caller, &id).await {
             Ok(earlier) => {
