@@ -635,7 +635,7 @@ impl App {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 // Quote a bounded start of it: the body may be large.
                 let start: String = hash.chars().take(80).collect();
-                return Err(ServiceError::Invalid(format!(
+                return Err(ServiceError::invalid(format!(
                     "payload_sha256: '{}' is not a SHA-256 in hex (64 characters 0-9, a-f); \
                      send the hash shown with the payload, or leave it out",
                     start.escape_debug()
@@ -953,7 +953,7 @@ impl App {
         };
         // Build the certificate before consuming anything, so a bad public key costs nothing.
         let certificate = self.ssh_ca.issue(&grant, public_key, &spec).map_err(|e| match e {
-            crate::ssh::SshError::BadPublicKey(m) => ServiceError::Invalid(m),
+            crate::ssh::SshError::BadPublicKey(m) => ServiceError::invalid(m),
             other => ServiceError::Internal(other.to_string()),
         })?;
         let mut issued = machine::used_event(&grant, &caller.who().principal, at);
@@ -1079,7 +1079,7 @@ impl App {
         // An agent is a principal of its own: never a person or service the directory names,
         // whose grants and requests would then be the agent's too.
         if body.agent_for.is_some() && self.policy().rules().principal(body.principal.trim()).is_some() {
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "principal: {} is a principal of directory.toml; an agent needs a name of its own \
                  (for example claude-{})",
                 body.principal.trim(),
@@ -1095,7 +1095,7 @@ impl App {
                 .to_ascii_lowercase()
                 .starts_with(jitgate_core::identity::CI_PRINCIPAL_PREFIX)
         {
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "principal: {} starts with {}, which names CI jobs; an agent needs another name (for example claude-{})",
                 body.principal.trim(),
                 jitgate_core::identity::CI_PRINCIPAL_PREFIX,

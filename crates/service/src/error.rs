@@ -1,14 +1,14 @@
 //! What a use case can refuse, in the service's own terms. Each edge says it in its own way:
 //! the HTTP layer maps each variant to a status in one place (`jitgate_server::error`).
 
-use jitgate_core::DomainError;
+use jitgate_core::{DomainError, Problem};
 use jitgate_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Input that parsed but is not acceptable; names the field.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Invalid),
     /// No credentials, or credentials that are not valid.
     #[error("{0}")]
     Unauthenticated(String),
@@ -31,6 +31,10 @@ pub enum ServiceError {
     /// exceeded.
     #[error("{1}")]
     OverLimit(Limit, String),
+    /// A field longer than its maximum: an [`Limit::FieldLength`] over-limit that keeps the
+    /// field it is about (the API answers it as it answers `OverLimit(FieldLength, ..)`).
+    #[error("{0}")]
+    TooLong(Invalid),
     /// A limit that lifts by itself with time (a principal's rate, the places among waiting
     /// callers): `after` is how long until a call may succeed.
     #[error("{message}")]
@@ -42,6 +46,77 @@ pub enum ServiceError {
     /// A fault of the server: the detail is for the log, never for the caller.
     #[error("internal error")]
     Internal(String),
+}
+
+/// Input refused, with the field it is about when one is to blame, so that an edge can put
+/// the refusal beside that field without reading the message. Displayed as the API words it:
+/// `reason: is required ...`, `items[1].payload: ...`, or the message alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The input to blame (`reason`, `duration`, `payload`), if one is.
+    pub field: Option<String>,
+    /// Which item of a request for several things, counted from 0, when it is one item's.
+    pub item: Option<usize>,
+    /// What is wrong and what would be accepted, without the field's name.
+    pub message: String,
+    /// What is wrong by type, for the refusals an edge words for its own readers.
+    pub problem: Option<Problem>,
+}
+
+impl Invalid {
+    /// A refusal that belongs to no one field.
+    pub fn new(message: impl Into<String>) -> Self {
+        Invalid {
+            field: None,
+            item: None,
+            message: message.into(),
+            problem: None,
+        }
+    }
+
+    /// A refusal of `field`.
+    pub fn of(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            field: Some(field.into()),
+            ..Invalid::new(message)
+        }
+    }
+
+    /// The same refusal, about item `i` of a request for several things.
+    pub fn in_item(self, i: usize) -> Self {
+        Invalid { item: Some(i), ..self }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.item, &self.field) {
+            (Some(i), Some(field)) => write!(f, "items[{i}].{field}: {}", self.message),
+            (None, Some(field)) => write!(f, "{field}: {}", self.message),
+            (_, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ServiceError {
+    /// Input refused as a whole ([`Invalid::new`]).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError::Invalid(Invalid::new(message))
+    }
+
+    /// The limit this refusal counts against, if it is one (`jitgate_limits_exceeded_total`).
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ServiceError::OverLimit(limit, _) | ServiceError::RetryLater { limit, .. } => Some(*limit),
+            ServiceError::TooLong(_) => Some(Limit::FieldLength),
+            _ => None,
+        }
+    }
+
+    /// `field` refused ([`Invalid::of`]).
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError::Invalid(Invalid::of(field, message))
+    }
 }
 
 /// The limits a caller can run into, each counted by name
@@ -83,12 +158,21 @@ pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
 impl From<DomainError> for ServiceError {
     fn from(e: DomainError) -> Self {
         match e {
-            e @ DomainError::Invalid { .. } => ServiceError::Invalid(e.to_string()),
+            DomainError::Invalid {
+                field,
+                message,
+                problem,
+            } => ServiceError::Invalid(Invalid {
+                problem,
+                ..Invalid::of(field, message)
+            }),
             DomainError::Forbidden(m) => ServiceError::Forbidden(m),
             DomainError::NotFound(m) => ServiceError::NotFound(m),
             DomainError::Conflict(m) => ServiceError::Conflict(m),
             DomainError::PayloadMismatch(m) => ServiceError::PayloadMismatch(m),
-            e @ DomainError::TooLong { .. } => ServiceError::OverLimit(Limit::FieldLength, e.to_string()),
+            DomainError::TooLong { field, len, max } => {
+                ServiceError::TooLong(Invalid::of(field, format!("is {len} bytes; keep it under {max}")))
+            }
         }
     }
 }
@@ -172,6 +256,43 @@ fn say_unavailable(cause: &UnavailableCause) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_field_is_kept_by_type_and_worded_as_before() {
+        let e = ServiceError::from(DomainError::invalid("reason", "is required for prod-db read"));
+        let ServiceError::Invalid(invalid) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(invalid.field.as_deref(), Some("reason"));
+        assert_eq!(invalid.message, "is required for prod-db read");
+        assert_eq!(e.to_string(), "reason: is required for prod-db read");
+        assert_eq!(
+            invalid.clone().in_item(1).to_string(),
+            "items[1].reason: is required for prod-db read"
+        );
+        let no_ticket = ServiceError::from(DomainError::invalid_because(
+            "reason",
+            "must mention a ticket",
+            Problem::NoTicket { example: None },
+        ));
+        assert!(
+            matches!(&no_ticket, ServiceError::Invalid(i) if i.problem == Some(Problem::NoTicket { example: None })),
+            "{no_ticket:?}"
+        );
+        assert_eq!(
+            ServiceError::invalid("give at least one item").to_string(),
+            "give at least one item"
+        );
+
+        let long = ServiceError::from(DomainError::TooLong {
+            field: "reason",
+            len: 9000,
+            max: 2000,
+        });
+        assert_eq!(long.to_string(), "reason: is 9000 bytes; keep it under 2000");
+        assert_eq!(long.limit(), Some(Limit::FieldLength));
+        assert!(matches!(&long, ServiceError::TooLong(i) if i.field.as_deref() == Some("reason")));
+    }
 
     #[test]
     fn an_unavailable_database_is_unavailable_never_internal() {

@@ -20,7 +20,7 @@ impl DurationInput {
             DurationInput::Seconds(s) => parse_duration(&s.to_string()),
             DurationInput::Text(t) => parse_duration(t),
         };
-        parsed.map_err(|m| ServiceError::Invalid(format!("{field}: {m}")))
+        parsed.map_err(|m| ServiceError::invalid_field(field, m))
     }
 }
 
@@ -135,29 +135,31 @@ impl NewToken {
     /// the agent itself; it is no service token, and its own groups give no administrative
     /// role: an agent gets what its person may request, never the power to run jitgate.
     fn validate_agent(&self, person: &str) -> Result<(), ServiceError> {
-        use ServiceError::Invalid;
         if let Some(problem) = jitgate_core::principal_name_problem(person) {
-            return Err(Invalid(format!("agent_for: '{}' {problem}", person.escape_debug())));
+            return Err(ServiceError::invalid(format!(
+                "agent_for: '{}' {problem}",
+                person.escape_debug()
+            )));
         }
         if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "principal: an agent's name must be a valid principal name: it {problem}"
             )));
         }
         if person == self.principal.trim() {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "agent_for: the agent must be a principal of its own, not {person} itself; \
                  name the agent (for example claude-{person})"
             )));
         }
         if self.service {
-            return Err(Invalid(
-                "agent_for: a service token cannot act for a person; drop --service (or --agent-for)".into(),
+            return Err(ServiceError::invalid(
+                "agent_for: a service token cannot act for a person; drop --service (or --agent-for)",
             ));
         }
         let roles = [jitgate_core::identity::ADMIN_GROUP, jitgate_core::authz::AUDITOR_GROUP];
         if let Some(group) = self.groups.iter().find(|g| roles.contains(&g.trim())) {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "groups: an agent token may not carry the group {group}: agents never get administrative roles"
             )));
         }
@@ -165,9 +167,8 @@ impl NewToken {
     }
 
     pub fn validate(&self) -> Result<(), ServiceError> {
-        use ServiceError::Invalid;
         if !name_ok(&self.principal) {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "principal: must be 1 to {MAX_TOKEN_FIELD} printable characters"
             )));
         }
@@ -178,7 +179,7 @@ impl NewToken {
             ));
         }
         if let Some(bad) = self.groups.iter().find(|g| !name_ok(g) || g.contains(',')) {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "groups: '{bad}' is not a group name; use 1 to {MAX_TOKEN_FIELD} printable characters, no commas"
             )));
         }
@@ -194,12 +195,14 @@ impl NewToken {
                 (self.agent_for.is_some(), "--agent-for"),
             ];
             if let Some((_, flag)) = other.iter().find(|(given, _)| *given) {
-                return Err(Invalid(format!(
+                return Err(ServiceError::invalid(format!(
                     "scim: a SCIM provisioning token takes no {flag}: it may call /scim/v2 and nothing else"
                 )));
             }
             if let Some(problem) = jitgate_core::principal_name_problem(self.principal.trim()) {
-                return Err(Invalid(format!("principal: a provisioning client's name {problem}")));
+                return Err(ServiceError::invalid(format!(
+                    "principal: a provisioning client's name {problem}"
+                )));
             }
         }
         if self
@@ -207,7 +210,7 @@ impl NewToken {
             .as_ref()
             .is_some_and(|l| l.len() > MAX_TOKEN_FIELD || l.chars().any(char::is_control))
         {
-            return Err(Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "label: must be at most {MAX_TOKEN_FIELD} printable characters"
             )));
         }

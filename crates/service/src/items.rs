@@ -12,11 +12,11 @@ use jitgate_policy::Policy;
 /// An error about item `i`, named by its place in the list.
 fn about_item(i: usize, item: &NewItem, e: DomainError) -> ServiceError {
     match e {
-        DomainError::Invalid { field, message } => ServiceError::Invalid(format!("items[{i}].{field}: {message}")),
-        DomainError::TooLong { field, len, max } => ServiceError::OverLimit(
-            crate::error::Limit::FieldLength,
-            format!("items[{i}].{field}: is {len} bytes; keep it under {max}"),
-        ),
+        e @ (DomainError::Invalid { .. } | DomainError::TooLong { .. }) => match ServiceError::from(e) {
+            ServiceError::Invalid(invalid) => ServiceError::Invalid(invalid.in_item(i)),
+            ServiceError::TooLong(invalid) => ServiceError::TooLong(invalid.in_item(i)),
+            e => e,
+        },
         other => {
             let what = format!("items[{i}] ({} on {})", item.action, item.resource);
             match ServiceError::from(other) {
@@ -37,7 +37,7 @@ fn check_name(i: usize, field: &str, value: &str) -> Result<(), ServiceError> {
         .find(|&(_, c)| c.is_control() || (c != ' ' && jitgate_core::text::is_invisible(c)));
     match bad {
         None => Ok(()),
-        Some((at, c)) => Err(ServiceError::Invalid(format!(
+        Some((at, c)) => Err(ServiceError::invalid(format!(
             "items[{i}].{field}: contains U+{:04X} (a control or invisible character) at byte {at}; \
              type the name as `jitgate resources` lists it",
             c as u32
@@ -59,12 +59,12 @@ pub(crate) fn file(
     mut mint_grant_id: impl FnMut() -> String,
 ) -> Result<Transition, ServiceError> {
     if !body.resource.is_empty() || !body.action.is_empty() || body.payload.is_some() {
-        return Err(ServiceError::Invalid(
-            "items: give either resource, action (and payload) or items, not both".into(),
+        return Err(ServiceError::invalid(
+            "items: give either resource, action (and payload) or items, not both",
         ));
     }
     if items.is_empty() || items.len() > MAX_ITEMS {
-        return Err(ServiceError::Invalid(format!(
+        return Err(ServiceError::invalid(format!(
             "items: {} items; a request asks for 1 to {MAX_ITEMS} things (file several requests for more)",
             items.len()
         )));
@@ -76,7 +76,7 @@ pub(crate) fn file(
             .iter()
             .position(|other| other.resource == item.resource && other.action == item.action)
         {
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "items[{i}].resource: {} on {} is already items[{j}]; ask for each resource and action once",
                 item.action, item.resource
             )));
@@ -105,7 +105,7 @@ pub(crate) fn file(
         .fold(DurationSecs(u64::MAX), |a, b| if b.0 < a.0 { b } else { a });
     let mut admissions = admissions.into_iter();
     let Some(mut first) = admissions.next() else {
-        return Err(ServiceError::Invalid("items: give at least one item".into()));
+        return Err(ServiceError::invalid("items: give at least one item"));
     };
     first.duration = window;
     let further: Vec<FiledItem> = items
@@ -121,7 +121,7 @@ pub(crate) fn file(
         })
         .collect();
     let Some(ask) = asks.first() else {
-        return Err(ServiceError::Invalid("items: give at least one item".into()));
+        return Err(ServiceError::invalid("items: give at least one item"));
     };
     Ok(machine::file_items(who, ask, first, further, ids, at))
 }

@@ -33,4 +33,4 @@ pub mod signing;
 pub mod ssh;
 
 pub use app::{now, App, DatabaseLogin, Decision};
-pub use error::{Limit, ServiceError};
+pub use error::{Invalid, Limit, ServiceError};

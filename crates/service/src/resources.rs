@@ -84,7 +84,7 @@ impl App {
         query: &ResourceQuery,
     ) -> Result<(Vec<RequestableResource>, Option<String>), ServiceError> {
         if !(1..=MAX_PAGE).contains(&query.limit) {
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError::invalid(format!(
                 "limit: {} is out of range; use 1 to {MAX_PAGE}",
                 query.limit
             )));
@@ -192,5 +192,117 @@ mod tests {
         assert!(contains_any_case("Zürich Ledger", "zürich"));
         assert!(contains_any_case("ZÜRICH ledger", "zürich"));
         assert!(!contains_any_case("Zurich", "zürich"));
+    }
+}
+
+/// What a form needs to guide someone asking for one action on one resource: what the
+/// workflow is for, how long by default and at most, and what the request must carry. Read
+/// from the same policy `file` judges by, so the form never asks for what filing refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilingGuide {
+    pub resource: String,
+    pub action: String,
+    /// The workflow's description, else the catalog's for the resource.
+    pub description: Option<String>,
+    /// Whether the caller may file it as a request (else only break glass on it).
+    pub may_request: bool,
+    /// Granted at once, without a reviewer.
+    pub automatic: bool,
+    /// The approvals it waits for otherwise.
+    pub needs: Vec<Step>,
+    pub default_duration: jitgate_core::DurationSecs,
+    pub max_duration: jitgate_core::DurationSecs,
+    pub reason_required: bool,
+    /// The reason must mention a ticket the workflow's pattern accepts.
+    pub asks_for_ticket: bool,
+    /// A ticket reference the pattern accepts, when one of the common shapes does.
+    pub ticket_example: Option<&'static str>,
+    /// The request names the exact command or statement, and the grant allows only it.
+    pub action_bound: bool,
+    pub single_use: bool,
+    /// The caller may break glass on it, for at most this long.
+    pub break_glass: Option<jitgate_core::DurationSecs>,
+}
+
+/// The most break-glass procedures [`App::break_glass_choices`] judges: each costs a Cedar
+/// evaluation, and a policy has a handful.
+pub const MAX_BREAK_GLASS_CHOICES: usize = 100;
+
+impl App {
+    /// How `caller` would ask for `action` on `resource`: `None` when they may neither
+    /// request it nor break glass on it (or no workflow governs it).
+    pub fn filing_guide(&self, caller: &Caller, resource: &str, action: &str) -> Option<FilingGuide> {
+        let policy = self.policy();
+        let workflow = policy.rules().workflow_arc(resource, action)?;
+        let who = caller.who();
+        let now = crate::clock::now();
+        let in_requesters =
+            workflow.requesters.is_empty() || workflow.requesters.iter().any(|g| who.groups.contains(g));
+        let verdict = in_requesters.then(|| policy.prospect(who, &workflow, now)).flatten();
+        let break_glass = match &workflow.break_glass {
+            // The same judgement as `explain` and `file`: Cedar decides, agents never may.
+            Some(_) => policy.explain(who, resource, action, None, now).break_glass,
+            None => None,
+        };
+        if verdict.is_none() && break_glass.is_none() {
+            return None;
+        }
+        let needs = match &verdict {
+            Some(jitgate_policy::Verdict::NeedsApproval(steps)) => steps.clone(),
+            _ => Vec::new(),
+        };
+        let description = workflow.description.clone().or_else(|| {
+            policy
+                .rules()
+                .catalog()
+                .resource(resource)
+                .and_then(|r| r.description.clone())
+        });
+        Some(FilingGuide {
+            resource: resource.to_string(),
+            action: action.to_string(),
+            description,
+            may_request: verdict.is_some(),
+            automatic: verdict.is_some() && needs.is_empty(),
+            needs,
+            default_duration: workflow.default_duration.min(workflow.max_duration),
+            max_duration: workflow.max_duration,
+            reason_required: workflow.reason_required,
+            asks_for_ticket: workflow.ticket_pattern.is_some(),
+            ticket_example: workflow.ticket_example(),
+            action_bound: workflow.action_bound,
+            single_use: workflow.single_use,
+            break_glass,
+        })
+    }
+
+    /// The (resource, action) pairs `caller` may break glass on but not request: a form lists
+    /// them beside what they may request, so an emergency is one choice away. In name order;
+    /// at most [`MAX_BREAK_GLASS_CHOICES`] procedures are judged.
+    pub fn break_glass_choices(&self, caller: &Caller) -> Vec<FilingGuide> {
+        let policy = self.policy();
+        let who = caller.who();
+        let mut found: Vec<FilingGuide> = policy
+            .workflows()
+            .filter(|w| {
+                w.break_glass
+                    .as_ref()
+                    .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
+            })
+            .take(MAX_BREAK_GLASS_CHOICES)
+            .filter_map(|w| self.filing_guide(caller, &w.resource, &w.action))
+            .filter(|g| !g.may_request && g.break_glass.is_some())
+            .collect();
+        found.sort_by(|a, b| (&a.resource, &a.action).cmp(&(&b.resource, &b.action)));
+        found
+    }
+
+    /// The groups whose members may request something, in name order: whom a person who may
+    /// request nothing should ask to be added to.
+    pub fn requesting_groups(&self) -> Vec<String> {
+        let policy = self.policy();
+        let groups: std::collections::BTreeSet<String> =
+            policy.workflows().flat_map(|w| w.requesters.iter().cloned()).collect();
+        groups.into_iter().collect()
     }
 }

@@ -205,7 +205,7 @@ async fn agent_tokens_refuse_bad_people_and_roles_naming_the_field() {
         let root = root.clone();
         async move {
             match app.create_token(&root, &t).await {
-                Err(ServiceError::Invalid(m)) => m,
+                Err(ServiceError::Invalid(m)) => m.to_string(),
                 other => panic!("{:?}: {other:?}", t.agent_for),
             }
         }
@@ -400,7 +400,7 @@ async fn approving_is_bound_to_the_payload_hash_shown() {
         other => panic!("{other:?}"),
     }
     match bed.approve("token-carol", &filed.id, Some("not-a-hash")).await {
-        Err(ServiceError::Invalid(m)) => assert!(m.starts_with("payload_sha256: "), "{m}"),
+        Err(ServiceError::Invalid(m)) => assert!(m.to_string().starts_with("payload_sha256: "), "{m}"),
         other => panic!("{other:?}"),
     }
     // Nothing was approved by either.

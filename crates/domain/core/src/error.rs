@@ -4,9 +4,15 @@ use thiserror::Error;
 /// single error-mapping place; messages are written for the person who has to fix the input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DomainError {
-    /// Bad input: names the field and says what would be accepted.
+    /// Bad input: names the field and says what would be accepted. `problem` says what is
+    /// wrong by type where an edge may word it for its own readers (a form beside its field);
+    /// the message stays what the API answers.
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+        problem: Option<Problem>,
+    },
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -46,6 +52,26 @@ impl DomainError {
         DomainError::Invalid {
             field: field.into(),
             message: message.into(),
+            problem: None,
         }
     }
+
+    /// [`DomainError::invalid`], with what is wrong by type.
+    pub fn invalid_because(field: impl Into<String>, message: impl Into<String>, problem: Problem) -> Self {
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+            problem: Some(problem),
+        }
+    }
+}
+
+/// What is wrong with an input, by type, for the refusals an edge words for its readers
+/// rather than passing the API's message on (which may, say, quote a regular expression).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The reason mentions no ticket the workflow's pattern accepts. `example` is one it
+    /// accepts, when the policy can name one.
+    NoTicket { example: Option<String> },
 }

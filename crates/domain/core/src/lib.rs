@@ -24,7 +24,7 @@ pub mod token;
 pub use admission::{Admission, Ask};
 pub use audit::{chain_hash, AuditEvent, EventKind, NewEvent};
 pub use duration::{format_duration, parse_duration, DurationSecs};
-pub use error::DomainError;
+pub use error::{DomainError, Problem};
 pub use identity::{principal_name_problem, CiClaims, Identity, PrincipalKind};
 pub use index::{CheckOutcome, GrantIndex};
 pub use model::{

@@ -4,7 +4,7 @@
 
 use jitgate_core::admission::{Ask, MAX_PAYLOAD_LEN, MAX_REASON_LEN};
 use jitgate_core::text::{self, Lines};
-use jitgate_core::{parse_duration, DomainError, DurationSecs, Identity, PrincipalKind, Step};
+use jitgate_core::{parse_duration, DomainError, DurationSecs, Identity, PrincipalKind, Problem, Step};
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1440,12 +1440,15 @@ impl Workflow {
         }
         if let Some(pattern) = &self.ticket_pattern {
             if !pattern.is_match(reason) {
-                return Err(DomainError::invalid(
+                return Err(DomainError::invalid_because(
                     "reason",
                     format!(
                         "must mention a ticket matching /{}/ for {name} (for example OPS-123)",
                         pattern.as_str()
                     ),
+                    Problem::NoTicket {
+                        example: self.ticket_example().map(str::to_string),
+                    },
                 ));
             }
         }
@@ -1478,6 +1481,15 @@ impl Workflow {
             return check_duration(ask.duration, bg.max_duration, bg.max_duration, &name);
         }
         check_duration(ask.duration, self.default_duration, self.max_duration, &name)
+    }
+
+    /// A ticket reference the workflow's pattern accepts, to show people what to write:
+    /// the first of a few common shapes it matches, `None` when it matches none of them (or
+    /// the workflow asks for no ticket).
+    pub fn ticket_example(&self) -> Option<&'static str> {
+        const SHAPES: [&str; 5] = ["OPS-123", "INC-42", "PROJ-7", "#123", "123"];
+        let pattern = self.ticket_pattern.as_ref()?;
+        SHAPES.into_iter().find(|shape| pattern.is_match(shape))
     }
 
     /// The ticket reference in a reason, if the workflow has a pattern and it matches.

@@ -185,7 +185,7 @@ fn a_label_selector_expands_to_the_declared_actions_with_every_label() {
         &[],
     );
     match p.admit(&alice, &ask("files", "write_file", None), now()) {
-        Err(DomainError::Invalid { field, message }) => {
+        Err(DomainError::Invalid { field, message, .. }) => {
             assert_eq!(field, "action");
             assert!(
                 message.contains("its actions are: list_directory, read_file"),

@@ -89,7 +89,33 @@ fn quickstart_table_holds_row_by_row() {
         p.explain(&bob, "prod-db", "write", None, now).break_glass,
         Some(DurationSecs(900))
     );
-    assert!(p.admit(&alice, &ask("prod-db", "write", "cleanup"), now).is_err());
+    // The missing ticket is refused by type too, with a reference the pattern accepts, so
+    // that a form can say it in plain words while the API keeps its message.
+    match p.admit(&alice, &ask("prod-db", "write", "cleanup"), now) {
+        Err(DomainError::Invalid {
+            field,
+            message,
+            problem,
+        }) => {
+            assert_eq!(field, "reason");
+            assert!(message.contains("must mention a ticket matching"), "{message}");
+            assert_eq!(
+                problem,
+                Some(jitgate_core::Problem::NoTicket {
+                    example: Some("OPS-123".into())
+                })
+            );
+        }
+        other => panic!("a reason without a ticket must be refused: {other:?}"),
+    }
+    // Any other refusal of the reason carries no ticket problem.
+    match p.admit(&alice, &ask("prod-db", "write", "OPS-1 \u{202e}cleanup"), now) {
+        Err(DomainError::Invalid { field, problem, .. }) => {
+            assert_eq!(field, "reason");
+            assert_eq!(problem, None);
+        }
+        other => panic!("a bidi override must be refused: {other:?}"),
+    }
     assert!(p
         .admit(&alice, &ask("prod-db", "write", "cleanup OPS-123"), now)
         .is_ok());
@@ -110,7 +136,7 @@ fn quickstart_table_holds_row_by_row() {
         ..ask("prod-db", "read", "count orders")
     };
     match p.admit(&alice, &with_payload, now) {
-        Err(DomainError::Invalid { field, message }) => {
+        Err(DomainError::Invalid { field, message, .. }) => {
             assert_eq!(field, "payload");
             assert!(message.contains("not action-bound"), "{message}");
         }

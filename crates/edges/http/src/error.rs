@@ -151,7 +151,8 @@ impl From<jitgate_service::ServiceError> for ApiError {
     fn from(e: jitgate_service::ServiceError) -> Self {
         use jitgate_service::ServiceError as S;
         match e {
-            S::Invalid(m) => ApiError::Invalid(m),
+            S::Invalid(m) => ApiError::Invalid(m.to_string()),
+            S::TooLong(m) => ApiError::OverLimit(Limit::FieldLength, m.to_string()),
             S::Unauthenticated(m) => ApiError::Unauthenticated(m),
             S::Forbidden(m) => ApiError::Forbidden(m),
             S::NotFound(m) => ApiError::NotFound(m),

@@ -963,7 +963,7 @@ pub async fn github_webhook(
         Ok(outcome) => Ok(Json(outcome)),
         // The service's `Invalid` here is a delivery it cannot read (a header, a payload that
         // is not the event it says): to GitHub, a bad request (400), not a form field (422).
-        Err(jitgate_service::ServiceError::Invalid(message)) => Err(ApiError::BadRequest(message)),
+        Err(jitgate_service::ServiceError::Invalid(message)) => Err(ApiError::BadRequest(message.to_string())),
         Err(other) => Err(other.into()),
     }
 }

@@ -13,7 +13,7 @@ use crate::ApiError;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use jitgate_core::authz::op;
-use jitgate_service::{now, App, ServiceError};
+use jitgate_service::{now, App};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
@@ -192,7 +192,7 @@ pub async fn act(app: &App, interaction: &Interaction) -> Option<serde_json::Val
             app.metrics.count_slack("refused");
             // Slack is answered 200 whatever happened, so no response carries the limit to
             // the layer that counts them: count it here.
-            if let ServiceError::RetryLater { limit, .. } | ServiceError::OverLimit(limit, _) = &error {
+            if let Some(limit) = error.limit() {
                 app.metrics.count_limit(limit.as_str());
             }
             ephemeral(format!("{principal} cannot do that: {error}"))

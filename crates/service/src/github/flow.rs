@@ -124,12 +124,12 @@ impl App {
             ("X-GitHub-Event", delivery.event),
         ] {
             if let Some(problem) = webhook::header_problem(value) {
-                return Err(ServiceError::Invalid(format!("{name} {problem}")));
+                return Err(ServiceError::invalid(format!("{name} {problem}")));
             }
         }
         let (Some(guid), Some(event)) = (delivery.delivery, delivery.event) else {
-            return Err(ServiceError::Invalid(
-                "X-GitHub-Delivery and X-GitHub-Event are required".into(),
+            return Err(ServiceError::invalid(
+                "X-GitHub-Delivery and X-GitHub-Event are required",
             ));
         };
         // The signature covers the body, not the headers: whoever saw a delivery could send
@@ -143,7 +143,7 @@ impl App {
         let action = match event {
             "deployment_protection_rule" | "issue_comment" => {
                 serde_json::from_slice::<webhook::ActionOnly>(delivery.body)
-                    .map_err(|e| ServiceError::Invalid(format!("the body is not a JSON object: {e}")))?
+                    .map_err(|e| ServiceError::invalid(format!("the body is not a JSON object: {e}")))?
                     .action
             }
             _ => None,
@@ -175,7 +175,7 @@ impl App {
         body: &[u8],
     ) -> Result<WebhookOutcome, ServiceError> {
         let event: DeploymentEvent = serde_json::from_slice(body)
-            .map_err(|e| ServiceError::Invalid(format!("the body is not a deployment_protection_rule event: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("the body is not a deployment_protection_rule event: {e}")))?;
         let deployment = read_deployment(delivery_id, &event)?;
         if !self.store.github_track_deployment(&deployment).await? {
             return Ok(WebhookOutcome::Duplicate);
@@ -378,11 +378,11 @@ impl App {
         body: &[u8],
     ) -> Result<WebhookOutcome, ServiceError> {
         let event: CommentEvent = serde_json::from_slice(body)
-            .map_err(|e| ServiceError::Invalid(format!("the body is not an issue_comment event: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("the body is not an issue_comment event: {e}")))?;
         let comment = event
             .comment
             .as_ref()
-            .ok_or_else(|| ServiceError::Invalid("comment is missing".into()))?;
+            .ok_or_else(|| ServiceError::invalid("comment is missing"))?;
         let user = comment.user.clone().unwrap_or_default();
         // jitgate never answers itself, nor any other App or bot.
         let by_app = comment.performed_via_github_app.as_ref().is_some_and(|v| !v.is_null());
@@ -408,7 +408,7 @@ impl App {
             .as_ref()
             .and_then(|i| i.number)
             .filter(|n| *n > 0)
-            .ok_or_else(|| ServiceError::Invalid("issue.number is missing".into()))?;
+            .ok_or_else(|| ServiceError::invalid("issue.number is missing"))?;
         let (owner, repo) = repository_of(event.repository.as_ref())?;
         let login = user.login.clone().unwrap_or_default();
         // Every command costs a reply on GitHub, on the installation's shared rate limit:
@@ -615,7 +615,7 @@ impl App {
             // The store could not take it: GitHub's redelivery tries again.
             Err(e @ (ServiceError::Unavailable(_) | ServiceError::Internal(_))) => Err(e),
             Err(refusal) => {
-                if let ServiceError::RetryLater { limit, .. } | ServiceError::OverLimit(limit, _) = &refusal {
+                if let Some(limit) = refusal.limit() {
                     self.metrics.count_limit(limit.as_str());
                 }
                 Ok((
@@ -806,14 +806,14 @@ fn installation_of(installation: Option<&webhook::Installation>) -> Result<i64, 
     installation
         .and_then(|i| i.id)
         .filter(|id| *id > 0)
-        .ok_or_else(|| ServiceError::Invalid("installation.id is missing".into()))
+        .ok_or_else(|| ServiceError::invalid("installation.id is missing"))
 }
 
 /// The repository a delivery is about, as (owner, name).
 fn repository_of(repository: Option<&webhook::Repository>) -> Result<(String, String), ServiceError> {
     repository
         .and_then(webhook::Repository::owner_and_name)
-        .ok_or_else(|| ServiceError::Invalid("repository.full_name is missing".into()))
+        .ok_or_else(|| ServiceError::invalid("repository.full_name is missing"))
 }
 
 /// The record of a delivery: what it says, with text that jitgate refuses kept in its
@@ -826,9 +826,9 @@ fn read_deployment(delivery_id: &str, event: &DeploymentEvent) -> Result<GithubD
     let url = event
         .deployment_callback_url
         .as_deref()
-        .ok_or_else(|| ServiceError::Invalid("deployment_callback_url is missing".into()))?;
+        .ok_or_else(|| ServiceError::invalid("deployment_callback_url is missing"))?;
     let run_id = webhook::callback_run_id(url, &owner, &repo)
-        .map_err(|why| ServiceError::Invalid(format!("deployment_callback_url {why}")))?;
+        .map_err(|why| ServiceError::invalid(format!("deployment_callback_url {why}")))?;
     let deployment = event.deployment.clone().unwrap_or_default();
     let mut pull_requests: Vec<i64> = Vec::new();
     for number in event

@@ -1022,7 +1022,7 @@ impl ScimFailure {
                     ServiceError::NotFound(_) => (404, None),
                     ServiceError::Conflict(_) | ServiceError::PayloadMismatch(_) => (409, None),
                     ServiceError::OverLimit(crate::error::Limit::BodySize, _) => (413, Some(ScimType::TooLarge)),
-                    ServiceError::OverLimit(..) => (400, Some(ScimType::TooMany)),
+                    ServiceError::OverLimit(..) | ServiceError::TooLong(_) => (400, Some(ScimType::TooMany)),
                     ServiceError::RetryLater { .. } => (429, None),
                     ServiceError::Unavailable(_) => (503, None),
                     ServiceError::Internal(detail) => {

@@ -65,6 +65,7 @@ pub fn router(single_sign_on: Option<Sso>, edge: crate::state::Edge) -> Router<c
         .route("/requests/{id}", get(pages::request))
         .route("/requests/{id}/{decision}", post(pages::decide))
         .route("/new", get(pages::new_request))
+        .route("/new/fields", get(pages::new_fields))
         .route("/grants", get(pages::grants))
         .route("/grants/rows", get(pages::grant_rows))
         .route("/grants/{id}/revoke", get(pages::revoke_page).post(pages::revoke))

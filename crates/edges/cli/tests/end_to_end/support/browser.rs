@@ -102,7 +102,7 @@ impl Browser {
         }
     }
 
-    fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let request = match method {
             "GET" => self.http.get(&url),

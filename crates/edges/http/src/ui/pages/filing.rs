@@ -13,15 +13,90 @@ pub struct Target {
 #[template(path = "new.html")]
 pub(super) struct NewPage {
     pub(super) chrome: Chrome,
+    /// A refusal that belongs to no one field, shown above the form.
     pub(super) error: Option<String>,
     pub(super) finder: Finder,
-    pub(super) duration: String,
-    pub(super) reason: String,
-    pub(super) payload: String,
+    /// Everything below the choice: what it is, and the fields it takes.
+    pub(super) fields: Fields,
     /// Where to go once granted (a forward-auth 403's app), carried through filing.
     pub(super) return_to: Option<String>,
     /// Why a `return_to` given was not kept.
     pub(super) return_to_problem: Option<String>,
+    /// The caller may request nothing at all: whom to ask instead.
+    pub(super) empty: Option<String>,
+}
+
+/// `/ui/new/fields`: the part of the form below the choice, for what was chosen (htmx swaps
+/// it in when the choice changes).
+#[derive(Template)]
+#[template(path = "new_fields.html")]
+pub(super) struct FieldsFragment {
+    pub(super) fields: Fields,
+}
+
+/// One chosen target, described for the person asking.
+pub(super) struct Guide {
+    /// "write on prod-db".
+    pub(super) title: String,
+    pub(super) description: Option<String>,
+    /// Who approves, in words: "1 approval from sre", "granted at once".
+    pub(super) approval: String,
+    /// "30m unless you say otherwise; at most 1h".
+    pub(super) durations: String,
+    /// Single use, exact action.
+    pub(super) notes: Vec<&'static str>,
+}
+
+/// The fields below the choice: only those that apply to what was chosen (all of them, with
+/// hints, while nothing is), each with its error beside it.
+#[derive(Default)]
+pub(super) struct Fields {
+    pub(super) guides: Vec<Guide>,
+    pub(super) duration: String,
+    pub(super) duration_hint: String,
+    pub(super) reason: String,
+    pub(super) reason_hint: String,
+    /// Offered only for action-bound workflows (or while nothing is chosen).
+    pub(super) payload_applies: bool,
+    pub(super) payload: String,
+    pub(super) payload_hint: String,
+    /// Offered only to whom may break glass on what is chosen (or on anything, while nothing is).
+    pub(super) break_glass_hint: Option<String>,
+    pub(super) errors: FieldErrors,
+}
+
+/// A refusal shown beside its field.
+pub(super) struct FieldError {
+    /// In plain words.
+    pub(super) text: String,
+    /// The field as the API names it (`reason`, `items[1].payload`), for scripts and tests.
+    pub(super) path: String,
+}
+
+/// The refusals beside their fields; `first` is the one that gets the focus.
+#[derive(Default)]
+pub(super) struct FieldErrors {
+    pub(super) target: Option<FieldError>,
+    pub(super) duration: Option<FieldError>,
+    pub(super) reason: Option<FieldError>,
+    pub(super) payload: Option<FieldError>,
+    pub(super) break_glass: Option<FieldError>,
+}
+
+impl FieldErrors {
+    /// The first invalid field in the form's order, by its element id.
+    pub(super) fn first(&self) -> &'static str {
+        [
+            (self.target.is_some(), "target"),
+            (self.duration.is_some(), "duration"),
+            (self.reason.is_some(), "reason"),
+            (self.payload.is_some(), "payload"),
+            (self.break_glass.is_some(), "break_glass"),
+        ]
+        .into_iter()
+        .find(|(invalid, _)| *invalid)
+        .map_or("", |(_, id)| id)
+    }
 }
 
 /// How many choices the new-request page offers at once: a catalog may hold thousands, so
@@ -82,15 +157,20 @@ pub(super) fn targets_of(resources: &[jitgate_service::resources::RequestableRes
         .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
         .map(|(r, a)| {
             let approval = if a.automatic {
-                "automatic".to_string()
+                "granted at once".to_string()
             } else {
                 a.needs
                     .iter()
                     .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
                     .collect::<Vec<_>>()
-                    .join(" + ")
+                    .join(" and ")
             };
-            let mut label = format!("{} {} · {approval} · up to {}", a.action, r.name, a.max_duration);
+            let mut label = format!("{} on {}", a.action, r.name);
+            // What it is for, in the workflow's words (else the resource's), then the terms.
+            if let Some(description) = a.description.as_deref().or(r.description.as_deref()) {
+                label.push_str(&format!(": {description}"));
+            }
+            label.push_str(&format!(" · {approval} · up to {}", a.max_duration));
             if a.action_bound {
                 label.push_str(" · exact action");
             }
@@ -114,6 +194,8 @@ pub struct Preselect {
     pub(super) resource: Option<String>,
     pub(super) action: Option<String>,
     pub(super) return_to: Option<String>,
+    /// A request of the caller's to ask for again (`Request again` on a request's page).
+    pub(super) again: Option<String>,
 }
 
 /// Choose `resource|action` on the form, finding it in the catalog when the search did not
@@ -187,35 +269,305 @@ pub(super) fn serves_url(app: &App, url: &str) -> bool {
     app.policy().http_routes().serves_url(url)
 }
 
+/// The most bytes of a typed value `/ui/new/fields` carries back into the fields it renders:
+/// the form's own `maxlength`s; anything longer was not typed into this form and is dropped.
+const MAX_KEPT_DURATION: usize = 20;
+const MAX_KEPT_REASON: usize = 2000;
+const MAX_KEPT_PAYLOAD: usize = 65536;
+
+/// What the caller chose, described: `None` for a target they may not ask for (filing says why).
+fn guides_for(app: &App, caller: &Caller, chosen: &[(&str, &str)]) -> Vec<jitgate_service::resources::FilingGuide> {
+    chosen
+        .iter()
+        .filter_map(|(resource, action)| app.filing_guide(caller, resource, action))
+        .collect()
+}
+
+fn approvals_in_words(g: &jitgate_service::resources::FilingGuide) -> String {
+    if !g.may_request {
+        return "break-glass only: granted at once, reviewed afterwards".into();
+    }
+    if g.automatic {
+        return "granted at once, no approval needed".into();
+    }
+    g.needs
+        .iter()
+        .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// The fields below the choice for `chosen`, keeping what was typed.
+pub(super) fn fields_for(
+    app: &App,
+    caller: &Caller,
+    chosen: &[(&str, &str)],
+    duration: String,
+    reason: String,
+    payload: String,
+) -> Fields {
+    let found = guides_for(app, caller, chosen);
+    let guides: Vec<Guide> = found
+        .iter()
+        .map(|g| Guide {
+            title: format!("{} on {}", g.action, g.resource),
+            description: g.description.clone(),
+            approval: approvals_in_words(g),
+            durations: match (g.may_request, g.default_duration == g.max_duration) {
+                (true, true) => format!("{}, the most it allows", g.max_duration),
+                (true, false) => format!(
+                    "{} unless you say otherwise; at most {}",
+                    g.default_duration, g.max_duration
+                ),
+                (false, _) => format!("at most {}", g.break_glass.unwrap_or(g.max_duration)),
+            },
+            notes: [
+                (g.action_bound, "bound to the exact action you give below"),
+                (g.single_use, "single use: the grant ends at its first use"),
+            ]
+            .into_iter()
+            .filter_map(|(applies, note)| applies.then_some(note))
+            .collect(),
+        })
+        .collect();
+    let nothing_chosen = found.is_empty();
+    let duration_hint = match found.iter().map(|g| g.max_duration).min() {
+        Some(max) if found.len() == 1 => format!(
+            "Like 15m, 1h or 90s. Empty for {}; at most {max}.",
+            found[0].default_duration
+        ),
+        Some(max) => format!("Like 15m, 1h or 90s; at most {max} for all of them together."),
+        None => "Like 15m, 1h or 90s; empty for the workflow's default.".into(),
+    };
+    let ticket = found.iter().find(|g| g.asks_for_ticket);
+    let reason_hint = match ticket {
+        Some(g) => ticket_words(g.ticket_example),
+        None if found.iter().any(|g| g.reason_required) => "Say why you need access; reviewers read it.".into(),
+        None if nothing_chosen => "Say why you need access. Some workflows ask for a ticket such as OPS-123.".into(),
+        None => "Say why you need access.".into(),
+    };
+    let payload_applies = nothing_chosen || found.iter().any(|g| g.action_bound);
+    let payload_hint = if nothing_chosen {
+        "Only for workflows marked “exact action”: the command or artifact digest the grant is bound to; leave it empty otherwise.".into()
+    } else {
+        "The exact command or artifact digest: reviewers approve exactly this, and the grant allows only this.".into()
+    };
+    // Break-glass is offered where the policy lets the caller take it (the same judgement
+    // filing makes); while nothing is chosen, if they may take it anywhere.
+    let break_glass_max = if nothing_chosen {
+        let who = caller.who();
+        app.policy()
+            .workflows()
+            .filter(|w| {
+                w.break_glass
+                    .as_ref()
+                    .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
+            })
+            .take(jitgate_service::resources::MAX_BREAK_GLASS_CHOICES)
+            .filter_map(|w| {
+                app.filing_guide(caller, &w.resource, &w.action)
+                    .and_then(|g| g.break_glass)
+            })
+            .max()
+    } else {
+        found.iter().filter_map(|g| g.break_glass).min()
+    };
+    let break_glass_hint = break_glass_max.map(|max| {
+        format!("Emergency only: granted at once for at most {max}, without a reviewer; it raises an alert and is reviewed afterwards.")
+    });
+    Fields {
+        guides,
+        duration,
+        duration_hint,
+        reason,
+        reason_hint,
+        payload_applies,
+        payload,
+        payload_hint,
+        break_glass_hint,
+        errors: FieldErrors::default(),
+    }
+}
+
+/// The reason's hint for a workflow that asks for a ticket.
+fn ticket_words(example: Option<&str>) -> String {
+    match example {
+        Some(example) => format!("Mention a ticket such as {example}."),
+        None => "Mention the ticket this is for: this workflow asks for one.".into(),
+    }
+}
+
+/// `RESOURCE|ACTION` as chosen; `None` when it is not of that shape.
+fn split_target(target: &str) -> Option<(&str, &str)> {
+    target.rsplit_once('|')
+}
+
+/// `/ui/new/fields?target=R|A&...&duration=&reason=&payload=`: the fields for a new choice,
+/// keeping what was typed (within the form's limits).
+pub async fn new_fields(
+    State(app): State<Arc<App>>,
+    caller: Allowed<op::FileRequest>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let form = FileForm::from_fields(query);
+    let chosen: Vec<(&str, &str)> = form.targets.iter().filter_map(|t| split_target(t)).collect();
+    let kept = |value: Option<String>, max: usize| value.filter(|v| v.len() <= max).unwrap_or_default();
+    Ok(render(&FieldsFragment {
+        fields: fields_for(
+            &app,
+            &caller,
+            &chosen,
+            kept(form.duration, MAX_KEPT_DURATION),
+            kept(form.reason, MAX_KEPT_REASON),
+            kept(form.payload, MAX_KEPT_PAYLOAD),
+        ),
+    }))
+}
+
+/// What a request asked for, to ask for it again: targets, duration, reason and payload
+/// (break-glass never: an emergency is declared afresh).
+struct Again {
+    targets: Vec<(String, String)>,
+    duration: String,
+    reason: String,
+    payload: String,
+}
+
+/// The words for a request that cannot be asked for again: the same whether it is missing,
+/// hidden or someone else's, so that ids cannot be probed.
+const NOT_AGAIN: &str =
+    "That request cannot be asked for again here: it is not one of your requests. Choose what to ask for below.";
+
+async fn again(app: &App, caller: &Caller, id: &str) -> Result<Again, String> {
+    let request = app
+        .visible_request(caller, id)
+        .await
+        .map_err(|_| NOT_AGAIN.to_string())?;
+    if request.requester != caller.who().principal {
+        return Err(NOT_AGAIN.into());
+    }
+    // The request's own resource and action are its first item; `items` holds the others.
+    let targets = std::iter::once((request.resource.clone(), request.action.clone()))
+        .chain(request.items.iter().map(|i| (i.resource.clone(), i.action.clone())))
+        .collect();
+    let payload = request
+        .payload
+        .clone()
+        .or_else(|| request.items.iter().find_map(|i| i.payload.clone()));
+    Ok(Again {
+        targets,
+        duration: request.duration.to_string(),
+        reason: request.reason.clone(),
+        payload: payload.unwrap_or_default(),
+    })
+}
+
+/// The choices the caller may only break glass on, as the catalog search would find them.
+fn add_break_glass_choices(app: &App, caller: &Caller, finder: &mut Finder) {
+    let q = finder.q.trim().to_lowercase();
+    if !finder.kind.trim().is_empty() || !finder.label.trim().is_empty() {
+        return;
+    }
+    for g in app.break_glass_choices(caller) {
+        let value = format!("{}|{}", g.resource, g.action);
+        let matches = q.is_empty()
+            || g.resource.to_lowercase().contains(&q)
+            || g.description.as_deref().is_some_and(|d| d.to_lowercase().contains(&q));
+        if matches && !finder.targets.iter().any(|t| t.value == value) {
+            finder.targets.push(Target {
+                label: format!(
+                    "{} on {} · break-glass only: granted at once, reviewed afterwards · up to {}",
+                    g.action,
+                    g.resource,
+                    g.break_glass.unwrap_or(g.max_duration)
+                ),
+                value,
+                selected: false,
+            });
+        }
+    }
+}
+
+/// Whom to ask when the caller may request nothing at all: `None` when they may request
+/// something (or the search merely found nothing).
+fn empty_state(app: &App, finder: &Finder) -> Option<String> {
+    let searched = !(finder.q.trim().is_empty() && finder.kind.trim().is_empty() && finder.label.trim().is_empty());
+    if searched || !finder.targets.is_empty() || finder.problem.is_some() {
+        return None;
+    }
+    let groups = app.requesting_groups();
+    let such_as = match groups.as_slice() {
+        [] => return Some("No workflow lets you ask for anything, and the policy names no group that may. Ask the people who run jitgate (admins) to add a workflow for what you need.".into()),
+        [one] => one.clone(),
+        [first @ .., last] => format!("{} or {last}", first.iter().take(4).cloned().collect::<Vec<_>>().join(", ")),
+    };
+    Some(format!(
+        "No workflow lets you ask for anything. Ask the people who run jitgate (admins) to add you to a group such as {such_as}."
+    ))
+}
+
 pub async fn new_request(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
     caller: Allowed<op::FileRequest>,
     Query(mut search): Query<CatalogSearch>,
     Query(pick): Query<Preselect>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let some = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let target = some(pick.resource).zip(some(pick.action));
+    // What was chosen before a search (`target=R|A`, repeated) stays chosen through it.
+    let kept: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(name, _)| name == "target")
+        .filter_map(|(_, value)| split_target(value))
+        .map(|(resource, action)| (resource.to_string(), action.to_string()))
+        .take(jitgate_core::model::MAX_ITEMS)
+        .collect();
     if let Some((resource, _)) = &target {
         if search.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
             search.q = Some(resource.clone());
         }
     }
     let mut finder = finder(&app, &caller, search);
-    let error = target.and_then(|(resource, action)| preselect(&app, &caller, &mut finder, &resource, &action).err());
+    add_break_glass_choices(&app, &caller, &mut finder);
+    let empty = empty_state(&app, &finder);
+    let mut errors = Vec::new();
+    let mut typed = (String::new(), String::new(), String::new());
+    let mut wanted: Vec<(String, String)> = target.into_iter().chain(kept).collect();
+    if let Some(id) = some(pick.again) {
+        match again(&app, &caller, &id).await {
+            Ok(earlier) => {
+                wanted = earlier.targets;
+                typed = (earlier.duration, earlier.reason, earlier.payload);
+            }
+            Err(problem) => errors.push(problem),
+        }
+    }
+    for (resource, action) in &wanted {
+        if let Err(problem) = preselect(&app, &caller, &mut finder, resource, action) {
+            errors.push(problem);
+        }
+    }
+    let chosen: Vec<(&str, &str)> = finder
+        .targets
+        .iter()
+        .filter(|t| t.selected)
+        .filter_map(|t| split_target(&t.value))
+        .collect();
+    let fields = fields_for(&app, &caller, &chosen, typed.0, typed.1, typed.2);
     let (return_to, return_to_problem) = match kept_return_to(&app, pick.return_to.as_deref()) {
         Ok(kept) => (kept, None),
         Err(problem) => (None, Some(problem)),
     };
     Ok(render(&NewPage {
         chrome: Chrome::for_caller(&caller, "new", &csrf),
-        error,
+        error: (!errors.is_empty()).then(|| errors.join(" ")),
         finder,
-        duration: String::new(),
-        reason: String::new(),
-        payload: String::new(),
+        fields,
         return_to,
         return_to_problem,
+        empty,
     }))
 }
 
@@ -249,6 +601,55 @@ impl FileForm {
     }
 }
 
+/// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
+/// Read from the error's type (its field and problem), never from its words.
+fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErrors) -> bool {
+    let invalid = match e {
+        ServiceError::Invalid(invalid) | ServiceError::TooLong(invalid) => invalid,
+        _ => return false,
+    };
+    let Some(field) = invalid.field.as_deref() else {
+        return false;
+    };
+    let slot = match field {
+        "resource" | "action" => &mut errors.target,
+        "duration" => &mut errors.duration,
+        "reason" => &mut errors.reason,
+        "payload" => &mut errors.payload,
+        "break_glass" => &mut errors.break_glass,
+        _ => return false,
+    };
+    let subject = match field {
+        "resource" | "action" => "That choice",
+        "duration" => "The duration",
+        "reason" => "The reason",
+        "payload" => "The exact action",
+        _ => "Break-glass",
+    };
+    let said = match &invalid.problem {
+        Some(jitgate_core::Problem::NoTicket { example }) => match example {
+            Some(example) => format!("Mention a ticket such as {example} in the reason."),
+            None => "Mention the ticket this is for in the reason: this workflow asks for one.".into(),
+        },
+        // What the service says, after the field's name in words; shown escaped, since it may
+        // quote what was typed (a NUL, a bidi override).
+        _ => format!(
+            "{subject} {}.",
+            jitgate_core::text::escape_for_display(invalid.message.trim_end_matches('.'))
+        ),
+    };
+    let text = match invalid.item.and_then(|i| chosen.get(i)) {
+        Some((resource, action)) => format!("For {action} on {resource}: {said}"),
+        None => said,
+    };
+    let path = match invalid.item {
+        Some(i) => format!("items[{i}].{field}"),
+        None => field.to_string(),
+    };
+    *slot = Some(FieldError { text, path });
+    true
+}
+
 pub async fn file(
     State(app): State<Arc<App>>,
     Extension(csrf): Extension<CsrfToken>,
@@ -259,17 +660,16 @@ pub async fn file(
     let chosen: Vec<(&str, &str)> = form
         .targets
         .iter()
-        .map(|t| {
-            t.rsplit_once('|')
-                .ok_or_else(|| ApiError::Invalid("target: choose what to ask for".into()))
-        })
+        .map(|t| split_target(t).ok_or_else(|| ApiError::Invalid("target: choose what to ask for".into())))
         .collect::<Result<_, _>>()?;
     let duration = form.duration.as_deref().map(str::trim).filter(|d| !d.is_empty());
     let payload = form.payload.as_deref().filter(|p| !p.trim().is_empty());
+    // Checked again: the form is the browser's to change.
+    let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
     // One choice files as it always has; several become the items of one request, each
     // judged by its own workflow (a payload goes with each, for action-bound workflows).
     let (resource, action, items) = match chosen.as_slice() {
-        [] => return Err(ApiError::Invalid("target: choose what to ask for".into())),
+        [] => (None, None, None),
         [(resource, action)] => (Some(resource.to_string()), Some(action.to_string()), None),
         several => (
             None,
@@ -286,18 +686,25 @@ pub async fn file(
             ),
         ),
     };
-    let body = CreateRequestBody {
-        payload: payload.filter(|_| items.is_none()).map(str::to_string),
-        resource,
-        action,
-        items,
-        duration: duration.map(DurationInput::text),
-        reason: form.reason.clone().unwrap_or_default(),
-        break_glass: form.break_glass.is_some(),
+    let filed = if chosen.is_empty() {
+        // Nothing chosen: said beside the choice, like any other refusal of a field.
+        Err(ServiceError::invalid_field(
+            "resource",
+            "is not chosen: choose what to ask for",
+        ))
+    } else {
+        let body = CreateRequestBody {
+            payload: payload.filter(|_| items.is_none()).map(str::to_string),
+            resource,
+            action,
+            items,
+            duration: duration.map(DurationInput::text),
+            reason: form.reason.clone().unwrap_or_default(),
+            break_glass: form.break_glass.is_some(),
+        };
+        app.file(caller.who(), &body.try_into()?).await
     };
-    // Checked again: the form is the browser's to change.
-    let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
-    match app.file(caller.who(), &body.try_into()?).await {
+    match filed {
         Ok(request) => Ok(see_other_with(
             &request_link(&request.id, return_to.as_deref()),
             Flash::Sent,
@@ -305,21 +712,27 @@ pub async fn file(
         // A refusal the requester can fix is shown on the form, with what they typed.
         Err(
             e @ (ServiceError::Invalid(_)
+            | ServiceError::TooLong(_)
             | ServiceError::Forbidden(_)
             | ServiceError::RetryLater { .. }
             | ServiceError::OverLimit(Limit::FieldLength | Limit::Pending, _)),
         ) => {
-            let (status, limit) = match &e {
-                ServiceError::RetryLater { limit, .. } => (StatusCode::TOO_MANY_REQUESTS, Some(*limit)),
-                ServiceError::OverLimit(limit, _) if *limit == Limit::Pending => {
-                    (StatusCode::TOO_MANY_REQUESTS, Some(*limit))
-                }
-                ServiceError::OverLimit(limit, _) => (StatusCode::UNPROCESSABLE_ENTITY, Some(*limit)),
-                _ => (StatusCode::UNPROCESSABLE_ENTITY, None),
+            let status = match e.limit() {
+                Some(Limit::Pending | Limit::Rate | Limit::Waiters) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
+            let mut fields = fields_for(
+                &app,
+                &caller,
+                &chosen,
+                duration.unwrap_or_default().to_string(),
+                form.reason.clone().unwrap_or_default(),
+                form.payload.clone().unwrap_or_default(),
+            );
+            let error = (!beside_field(&e, &chosen, &mut fields.errors)).then(|| e.to_string());
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
-                error: Some(e.to_string()),
+                error,
                 // What was chosen stays on offer and chosen, whatever else matches.
                 finder: {
                     let mut found = finder(
@@ -333,19 +746,19 @@ pub async fn file(
                             ..CatalogSearch::default()
                         },
                     );
+                    add_break_glass_choices(&app, &caller, &mut found);
                     for target in &mut found.targets {
                         target.selected = form.targets.contains(&target.value);
                     }
                     found
                 },
-                duration: duration.unwrap_or_default().to_string(),
-                reason: form.reason.unwrap_or_default(),
-                payload: form.payload.unwrap_or_default(),
+                fields,
                 return_to,
                 return_to_problem: None,
+                empty: None,
             };
             let mut response = (status, render(&page)).into_response();
-            if let Some(limit) = limit {
+            if let Some(limit) = e.limit() {
                 // Counted like any other call over a limit.
                 response.extensions_mut().insert(crate::error::LimitHit(limit));
             }
