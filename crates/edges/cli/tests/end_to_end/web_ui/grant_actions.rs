@@ -137,15 +137,32 @@ fn alice_extends_and_ends_a_grant_from_the_ui_and_requests_again_with_one_click(
         "{}",
         alice.url()
     );
-    // TODO(#27, at the merge of part C): the form is pre-filled, and one click on Send files
-    // the same again:
-    //     alice.click("#file");
-    //     alice.wait_for_text("#state .badge", "approved");
-    //     let again = alice.url().rsplit('/').next().unwrap().to_string();
-    //     assert_ne!(again, request);
-    //     let (_, r) = s.get(&format!("/v1/requests/{again}"), "demo-alice");
-    //     assert_eq!((r["resource"].as_str(), r["action"].as_str(), r["reason"].as_str()),
-    //                (Some("staging-db"), Some("read"), Some("tests")), "{r}");
+    // The form is pre-filled from that request: its target chosen, its duration and reason
+    // kept (part C fills it in from `again`).
+    let form = alice.execute(
+        "return [[...document.querySelector('#target').selectedOptions].map(o => o.value), \
+                 document.querySelector('#duration').value, document.querySelector('#reason').value]",
+        vec![],
+    );
+    assert_eq!(form, json!([["staging-db|read"], "1h", "tests"]), "{}", alice.source());
+    alice.screenshot("grant-actions-07-request-again-pre-filled");
+    // One click on Send files the same again.
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "approved");
+    let again = alice.url().rsplit('/').next().unwrap().to_string();
+    assert_ne!(again, request);
+    let (_, r) = s.get(&format!("/v1/requests/{again}"), "demo-alice");
+    assert_eq!(
+        (
+            r["resource"].as_str(),
+            r["action"].as_str(),
+            r["reason"].as_str(),
+            r["duration"].as_str()
+        ),
+        (Some("staging-db"), Some("read"), Some("tests"), Some("1h")),
+        "{r}"
+    );
+    assert_eq!(r["grant"]["status"], "active", "{r}");
     clean_console(&alice);
 }
 
