@@ -727,3 +727,67 @@ fn request_again_is_offered_to_the_requester_whatever_the_status() {
     let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
     assert!(!html.contains("request-again"), "{html}");
 }
+
+/// Every place a grant's window is shown reads it as two `<time datetime>`s: `time.js` shows
+/// each in the reader's zone, the server's UTC text kept in its title (shown on hover).
+#[test]
+fn a_grants_window_reads_in_the_readers_zone_with_utc_on_hover_wherever_it_is_shown() {
+    use crate::support::browser::Browser;
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let g = grant_of(&s, "demo-alice", &request);
+    let utc = |field: &str| {
+        let t: chrono::DateTime<chrono::Utc> = g[field].as_str().unwrap().parse().unwrap();
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    };
+    let (starts, ends) = (utc("starts_at"), utc("expires_at"));
+    // The two ends of the window under `css`, as the page shows them after time.js ran:
+    // each local (India is +05:30, no summer time), its UTC text on hover.
+    let window = |b: &Browser, css: &str, expected: &[&str]| {
+        b.find(&format!("{css} time[data-local]"));
+        let titles = b.execute(
+            "return [...document.querySelectorAll(arguments[0])].map(t => \
+                 [t.getAttribute('datetime') !== null, t.title, t.textContent])",
+            vec![json!(format!("{css} time"))],
+        );
+        let titles = titles.as_array().unwrap();
+        assert_eq!(titles.len(), expected.len(), "{css}: {titles:?}");
+        for (shown, utc) in titles.iter().zip(expected) {
+            assert_eq!(shown[0], true, "{css}: {shown}");
+            assert_eq!(shown[1], *utc, "{css}: the UTC text on hover");
+            let text = shown[2].as_str().unwrap();
+            assert!(
+                !text.contains("UTC") && (text.contains("GMT+5:30") || text.contains("IST")),
+                "{css}: {text}"
+            );
+        }
+    };
+    let alice = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/requests/{request}", s.url));
+    // The request's grant line (#grant-until kept for the tests that read it) and the panel.
+    window(&alice, "dl.facts dd:has(#grant-id)", &[&starts, &ends]);
+    assert_eq!(alice.attribute("#grant-until", "title").as_deref(), Some(ends.as_str()));
+    window(&alice, "#grant-window", &[&starts, &ends]);
+    // The grants page, and its rows after a refresh (every 5 s) brings them anew.
+    alice.goto(&format!("{}/ui/grants", s.url));
+    window(&alice, "#grant-rows td.window", &[&starts, &ends]);
+    alice.execute(
+        "document.querySelector('#grant-rows td.window time').removeAttribute('data-local')",
+        vec![],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    let fresh = alice.execute(
+        "return document.querySelector('#grant-rows td.window time').hasAttribute('data-local')",
+        vec![],
+    );
+    assert_eq!(fresh, true, "the rows came anew and were read in the reader's zone");
+    window(&alice, "#grant-rows td.window", &[&starts, &ends]);
+    // The page that asks before revoking someone else's grant says until when.
+    let bob = Browser::start_in_zone(PHONE.0, PHONE.1, "Asia/Kolkata");
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&format!("{}/ui/grants/{grant}/revoke", s.url));
+    window(&bob, ".revoke-confirm", &[&ends]);
+    clean_console(&alice);
+    clean_console(&bob);
+}

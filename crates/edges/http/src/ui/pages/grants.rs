@@ -19,11 +19,11 @@ pub struct GrantRow {
     pub(super) action: String,
     pub(super) principal: String,
     pub(super) status: String,
-    pub(super) starts_at: String,
-    pub(super) starts_at_text: String,
+    /// The grant's window, each end a `<time datetime>` that `time.js` shows in the reader's
+    /// zone (UTC on hover).
+    pub(super) starts: Moment,
     pub(super) left: String,
-    pub(super) expires_at: String,
-    pub(super) expires_at_text: String,
+    pub(super) ends: Moment,
     pub(super) single_use: bool,
     pub(super) break_glass: bool,
     pub(super) can_revoke: bool,
@@ -98,11 +98,9 @@ impl GrantRow {
             action: g.action.clone(),
             principal: g.principal.clone(),
             status: g.status.clone(),
-            starts_at: g.starts_at.to_rfc3339(),
-            starts_at_text: when(g.starts_at),
+            starts: Moment::new(g.starts_at),
             left: left(g.expires_at, at),
-            expires_at: g.expires_at.to_rfc3339(),
-            expires_at_text: when(g.expires_at),
+            ends: Moment::new(g.expires_at),
             single_use: g.single_use,
             break_glass: g.break_glass,
             can_revoke,
@@ -389,6 +387,7 @@ pub(super) struct RevokePage {
     pub(super) action: String,
     pub(super) resource: String,
     pub(super) left: String,
+    pub(super) until: Moment,
     pub(super) back: String,
 }
 
@@ -422,6 +421,7 @@ pub async fn revoke_page(
         action: grant.action.clone(),
         resource: grant.resource.clone(),
         left: left(grant.expires_at, at),
+        until: Moment::new(grant.expires_at),
         back: safe_next(query.back.as_deref().or(Some("/ui/grants"))),
     }))
 }
@@ -637,8 +637,7 @@ pub struct LoginRow {
     pub(super) user: String,
     pub(super) password: String,
     pub(super) url: String,
-    pub(super) expires_at: String,
-    pub(super) expires_at_text: String,
+    pub(super) expires: Moment,
 }
 
 #[derive(Template)]
@@ -671,8 +670,7 @@ pub async fn credentials(
                 user: l.user,
                 password: l.password,
                 url: l.url,
-                expires_at: l.expires_at.to_rfc3339(),
-                expires_at_text: when(l.expires_at),
+                expires: Moment::new(l.expires_at),
             })
             .collect(),
     }))
