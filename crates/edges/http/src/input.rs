@@ -34,7 +34,7 @@ pub(crate) fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
 /// text of plain ASCII without a percent escape needs no decoding: the rule for every check
 /// and most other calls.
 fn needs_decoding(raw: &str) -> bool {
-    !(raw.is_ascii() && !raw.contains('%'))
+    !raw.is_ascii() || raw.contains('%')
 }
 
 /// The path's segments (ids, mostly).
