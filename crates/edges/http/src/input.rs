@@ -26,18 +26,32 @@ fn path_segment_name(path: &str, index: usize) -> &'static str {
 }
 
 pub(crate) fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
-    // The request line itself cannot carry a control byte (the HTTP parser refuses one), so
-    // a URL of plain ASCII without a percent escape needs no decoding: the rule for every
-    // check and most other calls.
-    let raw = uri.path_and_query().map_or("", |p| p.as_str());
-    if raw.is_ascii() && !raw.contains('%') {
+    check_path(uri)?;
+    check_query(uri)
+}
+
+/// The request line itself cannot carry a control byte (the HTTP parser refuses one), so
+/// text of plain ASCII without a percent escape needs no decoding: the rule for every check
+/// and most other calls.
+fn needs_decoding(raw: &str) -> bool {
+    !raw.is_ascii() || raw.contains('%')
+}
+
+/// The path's segments (ids, mostly).
+fn check_path(uri: &axum::http::Uri) -> Result<(), ApiError> {
+    if !needs_decoding(uri.path()) {
         return Ok(());
     }
     for (index, segment) in uri.path().split('/').skip(1).enumerate() {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
         check_reviewed(path_segment_name(uri.path(), index), &decoded, Lines::One)?;
     }
-    if let Some(query) = uri.query() {
+    Ok(())
+}
+
+/// The query's names and values (filters, mostly).
+fn check_query(uri: &axum::http::Uri) -> Result<(), ApiError> {
+    if let Some(query) = uri.query().filter(|q| needs_decoding(q)) {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
             .map_err(|e| ApiError::BadRequest(format!("query string: cannot be decoded: {e}")))?;
         for (name, value) in &pairs {
@@ -61,17 +75,26 @@ pub async fn refuse_control_characters(mut request: Request, next: Next) -> Resp
         // A browser is answered with a page, by the UI's own guard (its headers, its
         // navigation); the guard runs no handler for it, so no store sees the address.
         Err(e) if request.uri().path().starts_with("/ui/") => {
-            request.extensions_mut().insert(RefusedAddress(e.to_string()));
+            let in_path = check_path(request.uri()).is_err();
+            request.extensions_mut().insert(RefusedAddress {
+                why: e.to_string(),
+                in_path,
+            });
             next.run(request).await
         }
         Err(e) => e.into_response(),
     }
 }
 
-/// Why a UI address was refused (a control or invisible character in it): the UI's guard
-/// answers it as a "not found" page.
+/// Why a UI address was refused (a control or invisible character in it), and where: the UI's
+/// guard answers a page, "not found" when the path is to blame (no page of ours has such an
+/// address: an id with a NUL names nothing, like any id that is not ours), 422 when only the
+/// query is (the page exists; a parameter given to it is refused, named, as the API does).
 #[derive(Debug, Clone)]
-pub struct RefusedAddress(pub String);
+pub struct RefusedAddress {
+    pub why: String,
+    pub in_path: bool,
+}
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +116,11 @@ mod tests {
         assert!(refused("/v1/requests?before=%00").starts_with("before: "));
         assert!(refused("/v1/audit?request_id=%E2%80%AEx").starts_with("request_id: contains U+202E"));
         assert!(refused("/v1/audit?a%00b=1").starts_with("query parameter name: "));
+        // Where the character is: the path's check alone tells the two apart.
+        let in_path: axum::http::Uri = "/ui/requests/req_1%00?q=x".parse().unwrap();
+        let in_query: axum::http::Uri = "/ui/new?again=req_1%00".parse().unwrap();
+        assert!(check_path(&in_path).is_err() && check_path(&in_query).is_ok());
+        assert!(check_query(&in_query).is_err() && check_query(&in_path).is_ok());
     }
 
     #[test]

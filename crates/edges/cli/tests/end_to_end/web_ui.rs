@@ -978,6 +978,9 @@ fn bobs_inbox_shows_reviews_owed_and_no_approve_button_on_what_he_approved() {
     bob.click(&format!("{} a.review-owed", row(&glass)));
     bob.type_into("#review-comment", "checked the disk");
     bob.click("#review");
+    // The banner only the page after the review shows: the request's page before it holds
+    // "prod-db" too, and reading the API before the form's POST landed would race it.
+    bob.wait_for_text("main .flash", "Review recorded.");
     bob.wait_for_text("#state", "prod-db");
     let (_, r) = s.get(&format!("/v1/requests/{glass}"), "demo-auditor");
     assert_eq!(r["review_due"], false, "{r}");

@@ -110,14 +110,22 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
             }
         }
     }
-    if let Some(crate::input::RefusedAddress(why)) = parts.extensions.get() {
+    if let Some(crate::input::RefusedAddress { why, in_path }) = parts.extensions.get() {
         // No id of ours holds such a character: nothing to find, and no handler (nor store)
-        // gets to see it.
-        let page = pages::error_page(
-            &csrf,
-            StatusCode::NOT_FOUND,
-            &format!("There is no such page: its address is not one of ours ({why})"),
-        );
+        // gets to see it. In the query it is a parameter of a page that exists: refused, named.
+        let page = if *in_path {
+            pages::error_page(
+                &csrf,
+                StatusCode::NOT_FOUND,
+                &format!("There is no such page: its address is not one of ours ({why})"),
+            )
+        } else {
+            pages::error_page(
+                &csrf,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("This page cannot take what its address asks: {why}"),
+            )
+        };
         return finish(page, &csrf, existing_csrf.is_none(), false);
     }
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;

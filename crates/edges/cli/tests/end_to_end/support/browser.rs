@@ -158,15 +158,33 @@ impl Browser {
         self.try_find(css).is_some()
     }
 
+    /// Run `command` on the element `css` selects. Finding an element and acting on it are
+    /// two round trips: a live page (the inbox's rows are swapped every 2 s, the grants' every
+    /// 5 s) may replace the element in between, and WebDriver then answers "stale element
+    /// reference" and does nothing. The element is found again and the command sent again
+    /// (it had no effect), for up to 10 s; any other answer is returned as it is.
+    fn on_element(&self, css: &str, command: impl Fn(&str) -> Value) -> Value {
+        let started = Instant::now();
+        loop {
+            let id = self.find(css);
+            let v = command(&id);
+            let stale = v.get("error").and_then(Value::as_str) == Some("stale element reference");
+            if !stale || started.elapsed() > Duration::from_secs(10) {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        let v = self.command("POST", &format!("/element/{id}/click"), None);
+        let v = self.on_element(css, |id| self.command("POST", &format!("/element/{id}/click"), None));
         assert!(v.is_null(), "click {css}: {v}");
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css);
-        let v = self.command("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+        let v = self.on_element(css, |id| {
+            self.command("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })))
+        });
         assert!(v.is_null(), "type into {css}: {v}");
     }
 
@@ -175,28 +193,37 @@ impl Browser {
         self.click(&format!("{select_css} option[value=\"{value}\"]"));
     }
 
+    /// The text of the element `css` selects, as it is shown. A stale element (swapped out
+    /// by a live page between finding and reading) is found again, never read as "".
     pub fn text(&self, css: &str) -> String {
-        let id = self.find(css);
-        self.command("GET", &format!("/element/{id}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let v = self.on_element(css, |id| self.command("GET", &format!("/element/{id}/text"), None));
+        match v.as_str() {
+            Some(text) => text.to_string(),
+            None => panic!("the text of {css}: {v}"),
+        }
     }
 
     /// The attribute `name` of the element `css` selects, as the page has it now (after its
     /// scripts ran); `None` when it has no such attribute.
     pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let id = self.find(css);
-        self.command("GET", &format!("/element/{id}/attribute/{name}"), None)
-            .as_str()
-            .map(str::to_string)
+        let v = self.on_element(css, |id| {
+            self.command("GET", &format!("/element/{id}/attribute/{name}"), None)
+        });
+        assert!(v.get("error").is_none(), "attribute {name} of {css}: {v}");
+        v.as_str().map(str::to_string)
     }
 
     /// Wait up to 10 s until the text of `css` contains `needle` (a page that updates itself).
     pub fn wait_for_text(&self, css: &str, needle: &str) {
         let started = Instant::now();
         loop {
-            if self.try_find(css).is_some() && self.text(css).contains(needle) {
+            let shown = self.try_find(css).and_then(|id| {
+                self.command("GET", &format!("/element/{id}/text"), None)
+                    .as_str()
+                    .map(str::to_string)
+            });
+            // Not there yet, or swapped out while read (stale): look again.
+            if shown.is_some_and(|text| text.contains(needle)) {
                 return;
             }
             assert!(

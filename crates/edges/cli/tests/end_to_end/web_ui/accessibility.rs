@@ -140,8 +140,12 @@ impl Page {
 struct Seeded {
     /// dave's prod-db read, pending: bob may approve it.
     pending: String,
-    /// alice's prod-db read, approved by bob: an active grant.
+    /// alice's prod-db read, approved by bob: an active grant, extendable once.
     approved: String,
+    /// Its grant's id.
+    approved_grant: String,
+    /// alice's bastion login, approved by bob: an SSH grant (its next step a command).
+    ssh: String,
     /// alice's prod-db write (two approvals from sre), approved once by bob.
     half_approved: String,
     /// alice's request of two items (staging-db read and prod-db read), pending.
@@ -167,6 +171,13 @@ fn seed(s: &Server) -> Seeded {
         json!({"comment": "ok"}),
     );
     assert_eq!((status, r["grant"]["status"].as_str()), (200, Some("active")), "{r}");
+    let approved_grant = r["grant"]["id"].as_str().unwrap().to_string();
+    let ssh = id(&s.file(
+        "demo-alice",
+        json!({"resource": "bastion", "action": "login", "duration": "30m", "reason": "INC-42: look at the logs"}),
+    ));
+    let (status, r) = s.post(&format!("/v1/requests/{ssh}/approve"), "demo-bob", json!({}));
+    assert_eq!((status, r["grant"]["status"].as_str()), (200, Some("active")), "{r}");
     let half_approved = id(&s.file(
         "demo-alice",
         json!({"resource": "prod-db", "action": "write", "duration": "10m", "reason": "OPS-123: rebuild the index"}),
@@ -190,6 +201,8 @@ fn seed(s: &Server) -> Seeded {
     Seeded {
         pending,
         approved,
+        approved_grant,
+        ssh,
         half_approved,
         items,
         deploy,
@@ -239,7 +252,14 @@ fn pages(r: &Seeded) -> Vec<Page> {
             "request-payload",
             Some("demo-bob"),
             request(&r.deploy),
-            ("#state .badge", "pending"),
+            ("#if-approve", "If you approve"),
+        ),
+        // A reviewer revoking alice's grant: the question first (part A).
+        page(
+            "revoke-confirm",
+            Some("demo-bob"),
+            format!("/ui/grants/{}/revoke", r.approved_grant),
+            ("main h1", "Revoke alice's read on prod-db?"),
         ),
         page(
             "request-break-glass",
@@ -264,8 +284,34 @@ fn pages(r: &Seeded) -> Vec<Page> {
             "request-approved",
             Some("demo-alice"),
             request(&r.approved),
-            ("#state", "left"),
+            ("#grant-panel-title", "Your access"),
         ),
+        // The holder's actions on an SSH grant: its command as the next step, End now.
+        page(
+            "request-ssh-grant",
+            Some("demo-alice"),
+            request(&r.ssh),
+            ("code.ssh-command", "jitgate ssh"),
+        ),
+        // An extension refused without JavaScript's help: the form again as a page, the
+        // refusal beside the duration (a form sent by the browser itself, as with htmx off).
+        page(
+            "extend-refused",
+            Some("demo-alice"),
+            request(&r.approved),
+            ("form.extend", "Extend by"),
+        )
+        .then(|b| {
+            b.execute(
+                "const form = document.querySelector('form.extend');
+                 form.querySelector('[name=duration]').value = '10h';
+                 form.querySelector('[name=reason]').value = 'INC-42: still lagging';
+                 HTMLFormElement.prototype.submit.call(form);",
+                vec![],
+            );
+            b.wait_for_text("main h1", "Extend");
+            b.find("form.extend p.error");
+        }),
         page(
             "request-items",
             Some("demo-alice"),
@@ -273,6 +319,12 @@ fn pages(r: &Seeded) -> Vec<Page> {
             ("main", "staging-db"),
         ),
         page("new-request", Some("demo-alice"), "/ui/new", ("main h1", "")),
+        page(
+            "new-request-again",
+            Some("demo-alice"),
+            format!("/ui/new?again={}", r.approved),
+            ("#fields", "at most"),
+        ),
         page(
             "new-request-error",
             Some("demo-alice"),
@@ -283,7 +335,7 @@ fn pages(r: &Seeded) -> Vec<Page> {
             // No ticket in the reason: refused, the form shown again with the error.
             b.type_into("#reason", "rebuild the index");
             b.click("#file");
-            b.wait_for_text("main", "ticket");
+            b.wait_for_text("#reason-error", "ticket");
         }),
         page("grants", Some("demo-alice"), "/ui/grants", ("#grant-rows", "prod-db")),
         page(
@@ -301,6 +353,26 @@ fn pages(r: &Seeded) -> Vec<Page> {
             ("table.audit", "request.filed"),
         ),
         page("explain", Some("demo-auditor"), "/ui/explain", ("main h1", "")),
+        // Someone who may request nothing: whom to ask instead of a form (part C).
+        page(
+            "new-request-empty",
+            Some("demo-admin"),
+            "/ui/new",
+            ("#empty-state", "No workflow lets you"),
+        ),
+        // Filed from the form: the request's page says whom it waits for (part B). Last, as
+        // it files a request of dave's each time it is shown.
+        page(
+            "request-sent",
+            Some("demo-dave"),
+            "/ui/new?resource=prod-db&action=read",
+            ("main", ""),
+        )
+        .then(|b| {
+            b.type_into("#reason", "INC-5: check the replica");
+            b.click("#file");
+            b.wait_for_text("main .flash", "Request sent to sre");
+        }),
         page(
             "explain-answer",
             Some("demo-auditor"),

@@ -137,15 +137,32 @@ fn alice_extends_and_ends_a_grant_from_the_ui_and_requests_again_with_one_click(
         "{}",
         alice.url()
     );
-    // TODO(#27, at the merge of part C): the form is pre-filled, and one click on Send files
-    // the same again:
-    //     alice.click("#file");
-    //     alice.wait_for_text("#state .badge", "approved");
-    //     let again = alice.url().rsplit('/').next().unwrap().to_string();
-    //     assert_ne!(again, request);
-    //     let (_, r) = s.get(&format!("/v1/requests/{again}"), "demo-alice");
-    //     assert_eq!((r["resource"].as_str(), r["action"].as_str(), r["reason"].as_str()),
-    //                (Some("staging-db"), Some("read"), Some("tests")), "{r}");
+    // The form is pre-filled from that request: its target chosen, its duration and reason
+    // kept (part C fills it in from `again`).
+    let form = alice.execute(
+        "return [[...document.querySelector('#target').selectedOptions].map(o => o.value), \
+                 document.querySelector('#duration').value, document.querySelector('#reason').value]",
+        vec![],
+    );
+    assert_eq!(form, json!([["staging-db|read"], "1h", "tests"]), "{}", alice.source());
+    alice.screenshot("grant-actions-07-request-again-pre-filled");
+    // One click on Send files the same again.
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "approved");
+    let again = alice.url().rsplit('/').next().unwrap().to_string();
+    assert_ne!(again, request);
+    let (_, r) = s.get(&format!("/v1/requests/{again}"), "demo-alice");
+    assert_eq!(
+        (
+            r["resource"].as_str(),
+            r["action"].as_str(),
+            r["reason"].as_str(),
+            r["duration"].as_str()
+        ),
+        (Some("staging-db"), Some("read"), Some("tests"), Some("1h")),
+        "{r}"
+    );
+    assert_eq!(r["grant"]["status"], "active", "{r}");
     clean_console(&alice);
 }
 
@@ -284,24 +301,34 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
     assert!(html.contains("1 extension left; at most 1h may remain."), "{html}");
     let big = "x".repeat(100 * 1024);
     for reason in ["", "  \u{200b} ", "INC-1\u{0}", "INC-1 \u{202e}", big.as_str()] {
-        let (status, _, html) = post_form(
-            &s,
-            &cookie,
-            &format!("/ui/grants/{grant}/extend"),
-            &[
-                ("csrf", &csrf),
-                ("back", "/ui/grants"),
-                ("duration", "5m"),
-                ("reason", reason),
-            ],
-            true,
-        );
-        assert_eq!(status, 200, "{reason:?}: {html}");
-        assert!(
-            html.contains(&format!("<p class=\"error\" id=\"extend-reason-error-{grant}\">")),
-            "{reason:?}: {html}"
-        );
-        assert!(!html.contains('\u{0}') && !html.contains('\u{202e}'), "{reason:?}");
+        // With htmx the form to swap in; without JavaScript a page that says why, the refusal
+        // beside the reason all the same (an over-long one is the service's `TooLong`).
+        for htmx in [false, true] {
+            let (status, _, html) = post_form(
+                &s,
+                &cookie,
+                &format!("/ui/grants/{grant}/extend"),
+                &[
+                    ("csrf", &csrf),
+                    ("back", "/ui/grants"),
+                    ("duration", "5m"),
+                    ("reason", reason),
+                ],
+                htmx,
+            );
+            assert_eq!(status, if htmx { 200 } else { 422 }, "{reason:?}: {html}");
+            let error = html
+                .split(&format!("<p class=\"error\" id=\"extend-reason-error-{grant}\">"))
+                .nth(1)
+                .and_then(|rest| rest.split("</p>").next())
+                .unwrap_or_else(|| panic!("{reason:?}: no error beside the reason: {html}"));
+            assert!(!error.starts_with("reason:"), "{reason:?}: {error}");
+            if reason.len() > 2000 {
+                assert!(error.starts_with("The reason is 102400 bytes"), "{error}");
+            }
+            assert!(!html.contains('\u{0}') && !html.contains('\u{202e}'), "{reason:?}");
+            assert!(html.len() < 8 * 1024, "{reason:?}: {} bytes read back", html.len());
+        }
     }
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
 }
@@ -699,4 +726,68 @@ fn request_again_is_offered_to_the_requester_whatever_the_status() {
     let (bob, _) = session(&s, "demo-bob");
     let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
     assert!(!html.contains("request-again"), "{html}");
+}
+
+/// Every place a grant's window is shown reads it as two `<time datetime>`s: `time.js` shows
+/// each in the reader's zone, the server's UTC text kept in its title (shown on hover).
+#[test]
+fn a_grants_window_reads_in_the_readers_zone_with_utc_on_hover_wherever_it_is_shown() {
+    use crate::support::browser::Browser;
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let g = grant_of(&s, "demo-alice", &request);
+    let utc = |field: &str| {
+        let t: chrono::DateTime<chrono::Utc> = g[field].as_str().unwrap().parse().unwrap();
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    };
+    let (starts, ends) = (utc("starts_at"), utc("expires_at"));
+    // The two ends of the window under `css`, as the page shows them after time.js ran:
+    // each local (India is +05:30, no summer time), its UTC text on hover.
+    let window = |b: &Browser, css: &str, expected: &[&str]| {
+        b.find(&format!("{css} time[data-local]"));
+        let titles = b.execute(
+            "return [...document.querySelectorAll(arguments[0])].map(t => \
+                 [t.getAttribute('datetime') !== null, t.title, t.textContent])",
+            vec![json!(format!("{css} time"))],
+        );
+        let titles = titles.as_array().unwrap();
+        assert_eq!(titles.len(), expected.len(), "{css}: {titles:?}");
+        for (shown, utc) in titles.iter().zip(expected) {
+            assert_eq!(shown[0], true, "{css}: {shown}");
+            assert_eq!(shown[1], *utc, "{css}: the UTC text on hover");
+            let text = shown[2].as_str().unwrap();
+            assert!(
+                !text.contains("UTC") && (text.contains("GMT+5:30") || text.contains("IST")),
+                "{css}: {text}"
+            );
+        }
+    };
+    let alice = Browser::start_in_zone(DESKTOP.0, DESKTOP.1, "Asia/Kolkata");
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/requests/{request}", s.url));
+    // The request's grant line (#grant-until kept for the tests that read it) and the panel.
+    window(&alice, "dl.facts dd:has(#grant-id)", &[&starts, &ends]);
+    assert_eq!(alice.attribute("#grant-until", "title").as_deref(), Some(ends.as_str()));
+    window(&alice, "#grant-window", &[&starts, &ends]);
+    // The grants page, and its rows after a refresh (every 5 s) brings them anew.
+    alice.goto(&format!("{}/ui/grants", s.url));
+    window(&alice, "#grant-rows td.window", &[&starts, &ends]);
+    alice.execute(
+        "document.querySelector('#grant-rows td.window time').removeAttribute('data-local')",
+        vec![],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    let fresh = alice.execute(
+        "return document.querySelector('#grant-rows td.window time').hasAttribute('data-local')",
+        vec![],
+    );
+    assert_eq!(fresh, true, "the rows came anew and were read in the reader's zone");
+    window(&alice, "#grant-rows td.window", &[&starts, &ends]);
+    // The page that asks before revoking someone else's grant says until when.
+    let bob = Browser::start_in_zone(PHONE.0, PHONE.1, "Asia/Kolkata");
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&format!("{}/ui/grants/{grant}/revoke", s.url));
+    window(&bob, ".revoke-confirm", &[&ends]);
+    clean_console(&alice);
+    clean_console(&bob);
 }

@@ -372,7 +372,10 @@ fn request_again_pre_fills_every_item_and_leaks_nobody_elses() {
         // Made up, of the same length, so that even the byte named is the same.
         let made_up_id = format!("req_{}", "0".repeat(id(&bobs).len() - 4));
         let (_, made_up) = ask_again(&format!("{made_up_id}{bad}"));
+        // The UI's guard answers a parameter refused as a page (422) naming it, before any
+        // handler runs.
         assert_eq!(status, 422, "{real}");
+        assert!(real.contains("again: contains"), "{real}");
         assert!(!real.contains("SECRET-BOB") && !real.contains(&id(&bobs)), "{real}");
         assert_eq!(real, made_up);
     }

@@ -604,11 +604,7 @@ impl FileForm {
 /// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
 /// Read from the error's type (its field and problem), never from its words.
 fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErrors) -> bool {
-    let invalid = match e {
-        ServiceError::Invalid(invalid) | ServiceError::TooLong(invalid) => invalid,
-        _ => return false,
-    };
-    let Some(field) = invalid.field.as_deref() else {
+    let Some((field, invalid)) = refused_input(e) else {
         return false;
     };
     let slot = match field {
@@ -626,18 +622,14 @@ fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErr
         "payload" => "The exact action",
         _ => "Break-glass",
     };
-    let said = match &invalid.problem {
-        Some(jitgate_core::Problem::NoTicket { example }) => match example {
-            Some(example) => format!("Mention a ticket such as {example} in the reason."),
-            None => "Mention the ticket this is for in the reason: this workflow asks for one.".into(),
-        },
-        // What the service says, after the field's name in words; shown escaped, since it may
-        // quote what was typed (a NUL, a bidi override).
-        _ => format!(
+    // Else what the service says, after the field's name in words; shown escaped, since it
+    // may quote what was typed (a NUL, a bidi override).
+    let said = problem_in_words(invalid).unwrap_or_else(|| {
+        format!(
             "{subject} {}.",
             jitgate_core::text::escape_for_display(invalid.message.trim_end_matches('.'))
-        ),
-    };
+        )
+    });
     let text = match invalid.item.and_then(|i| chosen.get(i)) {
         Some((resource, action)) => format!("For {action} on {resource}: {said}"),
         None => said,

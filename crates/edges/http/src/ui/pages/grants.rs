@@ -19,11 +19,11 @@ pub struct GrantRow {
     pub(super) action: String,
     pub(super) principal: String,
     pub(super) status: String,
-    pub(super) starts_at: String,
-    pub(super) starts_at_text: String,
+    /// The grant's window, each end a `<time datetime>` that `time.js` shows in the reader's
+    /// zone (UTC on hover).
+    pub(super) starts: Moment,
     pub(super) left: String,
-    pub(super) expires_at: String,
-    pub(super) expires_at_text: String,
+    pub(super) ends: Moment,
     pub(super) single_use: bool,
     pub(super) break_glass: bool,
     pub(super) can_revoke: bool,
@@ -98,11 +98,9 @@ impl GrantRow {
             action: g.action.clone(),
             principal: g.principal.clone(),
             status: g.status.clone(),
-            starts_at: g.starts_at.to_rfc3339(),
-            starts_at_text: when(g.starts_at),
+            starts: Moment::new(g.starts_at),
             left: left(g.expires_at, at),
-            expires_at: g.expires_at.to_rfc3339(),
-            expires_at_text: when(g.expires_at),
+            ends: Moment::new(g.expires_at),
             single_use: g.single_use,
             break_glass: g.break_glass,
             can_revoke,
@@ -389,6 +387,7 @@ pub(super) struct RevokePage {
     pub(super) action: String,
     pub(super) resource: String,
     pub(super) left: String,
+    pub(super) until: Moment,
     pub(super) back: String,
 }
 
@@ -422,6 +421,7 @@ pub async fn revoke_page(
         action: grant.action.clone(),
         resource: grant.resource.clone(),
         left: left(grant.expires_at, at),
+        until: Moment::new(grant.expires_at),
         back: safe_next(query.back.as_deref().or(Some("/ui/grants"))),
     }))
 }
@@ -469,17 +469,28 @@ pub(super) struct ExtendPage {
     pub(super) csrf: String,
 }
 
-/// Which field a refusal of an extension is about. The service words a bad input as
-/// `FIELD: message` (`DomainError::Invalid`); the allowance and the grant's state concern the
-/// duration asked for. The message loses the field's name: it is shown beside the field.
-// TODO(#27 part C): read the field from `ServiceError::Invalid`'s typed field once it has one.
-fn refusal_field(message: &str) -> (ExtendField, String) {
-    for (prefix, field) in [("reason: ", ExtendField::Reason), ("duration: ", ExtendField::Duration)] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            return (field, rest.to_string());
-        }
-    }
-    (ExtendField::Duration, message.to_string())
+/// Where a refusal of an extension goes, read from the error's type (`refused_input`, as the
+/// new-request form reads it): beside the reason when it is the reason's, else beside the
+/// duration (the allowance and the grant's state concern the duration asked for). The field's
+/// name is left out of the words: they are shown beside the field.
+fn refusal_beside(e: &ServiceError) -> FieldError {
+    let Some((field, invalid)) = refused_input(e) else {
+        return FieldError {
+            field: ExtendField::Duration,
+            message: sentence(&e.to_string()),
+        };
+    };
+    let (field, subject) = match field {
+        "reason" => (ExtendField::Reason, "The reason"),
+        _ => (ExtendField::Duration, "The duration"),
+    };
+    let message = match (problem_in_words(invalid), e) {
+        (Some(words), _) => words,
+        // "is 102400 bytes; keep it under 2000" says what is too long only with its subject.
+        (None, ServiceError::TooLong(_)) => sentence(&format!("{subject} {}", invalid.message)),
+        (None, _) => sentence(&invalid.message),
+    };
+    FieldError { field, message }
 }
 
 /// A refusal as a sentence: capital first, full stop last, control and invisible characters
@@ -550,16 +561,13 @@ pub async fn extend(
                     || matches!(
                         e,
                         ServiceError::Invalid(_)
+                            | ServiceError::TooLong(_)
                             | ServiceError::Conflict(_)
                             | ServiceError::Forbidden(_)
                             | ServiceError::OverLimit(..)
                     ) =>
             {
-                let (field, message) = refusal_field(&e.to_string());
-                Some(FieldError {
-                    field,
-                    message: sentence(&message),
-                })
+                Some(refusal_beside(&e))
             }
             Err(e) => return Err(e.into()),
         }
@@ -629,8 +637,7 @@ pub struct LoginRow {
     pub(super) user: String,
     pub(super) password: String,
     pub(super) url: String,
-    pub(super) expires_at: String,
-    pub(super) expires_at_text: String,
+    pub(super) expires: Moment,
 }
 
 #[derive(Template)]
@@ -663,8 +670,7 @@ pub async fn credentials(
                 user: l.user,
                 password: l.password,
                 url: l.url,
-                expires_at: l.expires_at.to_rfc3339(),
-                expires_at_text: when(l.expires_at),
+                expires: Moment::new(l.expires_at),
             })
             .collect(),
     }))
@@ -675,17 +681,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_goes_beside_the_field_it_names_and_reads_as_a_sentence() {
-        let (field, message) = refusal_field("reason: say why prod-db must last longer");
-        assert_eq!(field, ExtendField::Reason);
-        assert_eq!(sentence(&message), "Say why prod-db must last longer.");
-        let (field, message) = refusal_field("duration: '1h\0' has an unknown unit '\0'; write 30m");
-        assert_eq!(field, ExtendField::Duration);
-        let message = sentence(&message);
-        assert!(!message.contains('\0'), "{message:?}");
-        let (field, message) = refusal_field("grant grt_1 has been extended 2 time(s)");
-        assert_eq!(field, ExtendField::Duration);
-        assert_eq!(sentence(&message), "Grant grt_1 has been extended 2 time(s).");
+    fn a_refusal_goes_beside_the_field_its_type_names_and_reads_as_a_sentence() {
+        let refused = refusal_beside(&ServiceError::invalid_field(
+            "reason",
+            "say why prod-db must last longer",
+        ));
+        assert_eq!(refused.field, ExtendField::Reason);
+        assert_eq!(refused.message, "Say why prod-db must last longer.");
+        let refused = refusal_beside(&ServiceError::invalid_field(
+            "duration",
+            "'1h\0' has an unknown unit '\0'; write 30m",
+        ));
+        assert_eq!(refused.field, ExtendField::Duration);
+        assert!(!refused.message.contains('\0'), "{:?}", refused.message);
+        // Over its length: beside the field it names, with what is too long said.
+        let refused = refusal_beside(&ServiceError::from(jitgate_core::DomainError::TooLong {
+            field: "reason",
+            len: 102400,
+            max: 2000,
+        }));
+        assert_eq!(refused.field, ExtendField::Reason);
+        assert_eq!(refused.message, "The reason is 102400 bytes; keep it under 2000.");
+        // Words that merely begin like a field's name are not read as one.
+        let refused = refusal_beside(&ServiceError::invalid("reason: looks like a field"));
+        assert_eq!(refused.field, ExtendField::Duration);
+        // A refusal of the grant's state concerns the duration asked for.
+        let refused = refusal_beside(&ServiceError::Conflict("grant grt_1 has been extended 2 times".into()));
+        assert_eq!(refused.field, ExtendField::Duration);
+        assert_eq!(refused.message, "Grant grt_1 has been extended 2 times.");
     }
 
     #[test]

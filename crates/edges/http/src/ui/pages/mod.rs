@@ -34,6 +34,32 @@ pub use grants::*;
 pub use inbox::*;
 pub use requests::*;
 
+/// The input a refusal is about, read from the error's type (never from its words): a value
+/// refused (`Invalid`) or over its length (`TooLong`) that names its field. `None` for a
+/// refusal of the whole (a state, a permission, a limit), which a form shows where it fits.
+/// Every form that puts errors beside fields asks this, so they all place them alike.
+pub(super) fn refused_input(e: &ServiceError) -> Option<(&str, &jitgate_service::Invalid)> {
+    match e {
+        ServiceError::Invalid(invalid) | ServiceError::TooLong(invalid) => {
+            invalid.field.as_deref().map(|field| (field, invalid))
+        }
+        _ => None,
+    }
+}
+
+/// The words a refusal's type has for a person, better than the service's message written for
+/// the API (a ticket pattern is not shown as its regular expression). `None`: the message is
+/// the best words there are.
+pub(super) fn problem_in_words(invalid: &jitgate_service::Invalid) -> Option<String> {
+    match &invalid.problem {
+        Some(jitgate_core::Problem::NoTicket { example }) => Some(match example {
+            Some(example) => format!("Mention a ticket such as {example} in the reason."),
+            None => "Mention the ticket this is for in the reason: this workflow asks for one.".into(),
+        }),
+        _ => None,
+    }
+}
+
 /// What every page shows around its content.
 pub struct Chrome {
     pub me: Option<String>,
