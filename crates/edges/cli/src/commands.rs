@@ -379,7 +379,9 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
     let certificate = render::raw(&answer["certificate"]);
     // A certificate is one OpenSSH line: anything else is not written where ssh would load it.
     if certificate == "-" || !certificate.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-        return Err(ClientError::Other("the server's answer holds no certificate line".into()));
+        return Err(ClientError::Other(
+            "the server's answer holds no certificate line".into(),
+        ));
     }
     let path = certificate_path(key);
     crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
@@ -392,7 +394,10 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
 
 /// Where ssh looks for a key's certificate: `id_ed25519.pub` -> `id_ed25519-cert.pub`, beside it.
 fn certificate_path(key: &std::path::Path) -> PathBuf {
-    let name = key.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = key
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".pub").unwrap_or(&name);
     key.with_file_name(format!("{stem}-cert.pub"))
 }

@@ -72,9 +72,7 @@ enum Command {
     #[command(subcommand)]
     Profile(ProfileCommand),
     /// Print a shell completion script: `jitgate completion bash > ~/.local/share/bash-completion/completions/jitgate`.
-    Completion {
-        shell: clap_complete::Shell,
-    },
+    Completion { shell: clap_complete::Shell },
     /// Print the man page, or with --dir write one page per command into DIR.
     Man {
         #[arg(long)]

@@ -67,7 +67,10 @@ fn store() -> Result<Store, ClientError> {
 
 /// The profile in use: `--profile`/`JITGATE_PROFILE`, else the config's active one, else
 /// `default`. `config` is read only when it is needed.
-fn profile_name(globals: &Globals, config: &mut dyn FnMut() -> Result<Config, ClientError>) -> Result<String, ClientError> {
+fn profile_name(
+    globals: &Globals,
+    config: &mut dyn FnMut() -> Result<Config, ClientError>,
+) -> Result<String, ClientError> {
     let name = match &globals.profile {
         Some(name) => name.clone(),
         None => config()?.active.unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
@@ -138,7 +141,12 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
 /// credential means the server no longer accepts it.
 pub fn name_the_profile(session: &Session, error: ClientError) -> ClientError {
     match (&session.source, error) {
-        (TokenSource::Profile(_), ClientError::Api { status: 401, message, .. }) => ClientError::Other(format!(
+        (
+            TokenSource::Profile(_),
+            ClientError::Api {
+                status: 401, message, ..
+            },
+        ) => ClientError::Other(format!(
             "profile {}: the server refused the stored credential (401: {message}): run jitgate login --profile {}",
             session.profile, session.profile
         )),
@@ -173,17 +181,21 @@ pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<E
         None => return login_without_token(&url, device),
     };
     if let Some(problem) = profiles::token_problem(&token) {
-        return Err(ClientError::Other(format!("the token is refused before anything is stored: {problem}")));
+        return Err(ClientError::Other(format!(
+            "the token is refused before anything is stored: {problem}"
+        )));
     }
     let client = Client::new(&url, Some(token.clone()), None, globals.output);
     let who = client.get("/v1/whoami", &[]).map_err(|e| match e {
-        ClientError::Api { status, message, .. } => {
-            ClientError::Other(format!("the server refused that token ({status}): {message}; nothing was stored"))
-        }
+        ClientError::Api { status, message, .. } => ClientError::Other(format!(
+            "the server refused that token ({status}): {message}; nothing was stored"
+        )),
         other => other,
     })?;
     let path = store.save_credential(&profile, &Credential::Token { token })?;
-    config.profiles.insert(profile.clone(), ProfileEntry { url: url.clone() });
+    config
+        .profiles
+        .insert(profile.clone(), ProfileEntry { url: url.clone() });
     config.active = Some(profile.clone());
     store.save_config(&config)?;
     let principal = render::s(&who["principal"]).into_owned();
@@ -234,11 +246,15 @@ fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
         .map_err(|e| ClientError::Other(format!("cannot make an HTTP client: {e}")))?
         .get(&full)
         .send()
-        .map_err(|source| ClientError::Transport { url: full.clone(), source })?;
+        .map_err(|source| ClientError::Transport {
+            url: full.clone(),
+            source,
+        })?;
     let status = response.status();
-    let body: Value = response
-        .json()
-        .map_err(|source| ClientError::Transport { url: full.clone(), source })?;
+    let body: Value = response.json().map_err(|source| ClientError::Transport {
+        url: full.clone(),
+        source,
+    })?;
     if !status.is_success() {
         return Err(ClientError::Other(format!("{full} answered {status}")));
     }
@@ -301,7 +317,9 @@ pub fn whoami(session: &Session) -> Result<ExitCode, ClientError> {
             if let Some(issuer) = c["issuer"].as_str() {
                 credential.push_str(&format!(" from {}", render::shown(issuer)));
             }
-            let expires = c["expires_at"].as_str().map_or("never (until revoked)".into(), |e| render::shown(e).into_owned());
+            let expires = c["expires_at"]
+                .as_str()
+                .map_or("never (until revoked)".into(), |e| render::shown(e).into_owned());
             let mut out = format!(
                 "principal   {}\nkind        {}\n",
                 render::s(&who["principal"]),
@@ -340,7 +358,10 @@ pub fn profile_list(globals: &Globals) -> Result<ExitCode, ClientError> {
         rows.push(json!({"name": name, "url": entry.url, "active": *name == active, "credential": signed_in}));
     }
     match globals.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&json!({"items": rows})).unwrap_or_default()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"items": rows})).unwrap_or_default()
+        ),
         _ if rows.is_empty() => println!("No profiles yet: jitgate login --url URL --token -"),
         _ => {
             println!("  {:<20} {:<40} SIGNED IN", "PROFILE", "URL");
@@ -370,14 +391,21 @@ pub fn profile_use(globals: &Globals, name: &str) -> Result<ExitCode, ClientErro
         let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
         return Err(ClientError::Other(format!(
             "no profile {name}; known: {} (jitgate login --profile {name} --url URL makes it)",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     }
     config.active = Some(name.to_string());
     store.save_config(&config)?;
     match globals.output {
         Output::Json => println!("{}", json!({"active": name})),
-        _ => println!("Profile {name} is now active ({})", render::shown(&config.profiles[name].url)),
+        _ => println!(
+            "Profile {name} is now active ({})",
+            render::shown(&config.profiles[name].url)
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,11 +26,15 @@ const MAX_FILE_BYTES: u64 = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("profile name {shown:?}: {why}; use letters, digits, '.', '_' and '-' (at most 64, not starting with '.')")]
+    #[error(
+        "profile name {shown:?}: {why}; use letters, digits, '.', '_' and '-' (at most 64, not starting with '.')"
+    )]
     BadName { shown: String, why: &'static str },
     #[error("no config directory: set XDG_CONFIG_HOME or HOME")]
     NoHome,
-    #[error("{path}: group or others may read or write it (mode {mode:o}): run chmod {fix} {path}, or jitgate login again")]
+    #[error(
+        "{path}: group or others may read or write it (mode {mode:o}): run chmod {fix} {path}, or jitgate login again"
+    )]
     Loose { path: String, mode: u32, fix: &'static str },
     #[error("{path}: owned by another user (uid {owner}); remove it and run jitgate login")]
     NotOwned { path: String, owner: u32 },
@@ -158,11 +162,7 @@ pub fn token_problem(token: &str) -> Option<&'static str> {
 /// The config directory: `$XDG_CONFIG_HOME/jitgate` (an absolute XDG_CONFIG_HOME only, as the
 /// XDG spec says), else `$HOME/.config/jitgate`.
 pub fn default_dir() -> Result<PathBuf, ProfileError> {
-    let from = |name: &str| {
-        std::env::var_os(name)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
+    let from = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
     match (from("XDG_CONFIG_HOME"), from("HOME")) {
         (Some(xdg), _) => Ok(xdg.join("jitgate")),
         (None, Some(home)) => Ok(home.join(".config").join("jitgate")),
@@ -301,7 +301,10 @@ impl Store {
         // serde_json's message never quotes a string value of the file: the token stays out.
         let credential: Credential = serde_json::from_str(&text).map_err(|e| ProfileError::Malformed {
             path: path.display().to_string(),
-            message: format!("not a credential (line {}); run jitgate login --profile {profile}", e.line()),
+            message: format!(
+                "not a credential (line {}); run jitgate login --profile {profile}",
+                e.line()
+            ),
         })?;
         if let Some(problem) = token_problem(credential.bearer()) {
             return Err(ProfileError::Malformed {
@@ -373,7 +376,10 @@ fn check_owner_and_mode(path: &Path, meta: &std::fs::Metadata, fix: &'static str
 /// created with `mode` beside it, synced, renamed over it.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ProfileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut attempt = 0u32;
     let (temp, mut file) = loop {
         let temp = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
@@ -424,8 +430,19 @@ mod tests {
             assert!(check_profile_name(good).is_ok(), "{good}");
         }
         for bad in [
-            "", ".", "..", ".hidden", "a/b", "../x", "a\0b", "a\nb", "a\u{202e}b", "prоd", // Cyrillic о
-            "a b", &"x".repeat(65), &"é".repeat(150),
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "../x",
+            "a\0b",
+            "a\nb",
+            "a\u{202e}b",
+            "prоd", // Cyrillic о
+            "a b",
+            &"x".repeat(65),
+            &"é".repeat(150),
         ] {
             assert!(check_profile_name(bad).is_err(), "{bad:?}");
         }
@@ -435,7 +452,9 @@ mod tests {
     fn a_credential_round_trips_private_and_atomically() {
         let (_tmp, store) = store();
         assert!(store.load_credential("default").unwrap().is_none());
-        let cred = Credential::Token { token: "demo-alice".into() };
+        let cred = Credential::Token {
+            token: "demo-alice".into(),
+        };
         let path = store.save_credential("default", &cred).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(store.dir()).unwrap().mode() & 0o777, 0o700);
@@ -482,7 +501,12 @@ mod tests {
             Err(ProfileError::NotAFile { .. })
         ));
         std::fs::remove_file(&path).unwrap();
-        write_atomically(&store.config_path(), b"active = \"default\"\n[profiles.default]\nurl = \n", 0o600).unwrap();
+        write_atomically(
+            &store.config_path(),
+            b"active = \"default\"\n[profiles.default]\nurl = \n",
+            0o600,
+        )
+        .unwrap();
         let e = store.load_config().unwrap_err().to_string();
         assert!(e.contains("config.toml:3"), "{e}");
     }
@@ -498,9 +522,16 @@ mod tests {
     #[test]
     fn config_round_trips() {
         let (_tmp, store) = store();
-        let mut config = Config::default();
-        config.active = Some("prod".into());
-        config.profiles.insert("prod".into(), ProfileEntry { url: "https://jit.example".into() });
+        let mut config = Config {
+            active: Some("prod".into()),
+            ..Config::default()
+        };
+        config.profiles.insert(
+            "prod".into(),
+            ProfileEntry {
+                url: "https://jit.example".into(),
+            },
+        );
         store.save_config(&config).unwrap();
         assert_eq!(store.load_config().unwrap(), config);
         assert_eq!(std::fs::metadata(store.config_path()).unwrap().mode() & 0o777, 0o600);

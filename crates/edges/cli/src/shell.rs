@@ -58,8 +58,7 @@ pub fn man(command: clap::Command, dir: Option<&Path>) -> Result<ExitCode, Clien
                 .map_err(|e| ClientError::Other(format!("cannot write the man page: {e}")))?;
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ClientError::Other(format!("--dir {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| ClientError::Other(format!("--dir {}: {e}", dir.display())))?;
             clap_mangen::generate_to(command, dir)
                 .map_err(|e| ClientError::Other(format!("--dir {}: {e}", dir.display())))?;
             println!("man pages written to {}", dir.display());

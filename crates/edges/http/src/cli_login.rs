@@ -48,7 +48,10 @@ pub struct LoginOptions {
 
 impl Default for LoginOptions {
     fn default() -> Self {
-        LoginOptions { token: true, oidc: None }
+        LoginOptions {
+            token: true,
+            oidc: None,
+        }
     }
 }
 
@@ -69,7 +72,9 @@ impl CliConfig {
         let issuer = match (&self.sso_issuer, &self.sso_client_id) {
             (None, None) => return Ok(LoginOptions::default()),
             (Some(_), None) => return Err("[cli] sso_issuer needs sso_client_id: the CLI's public client".into()),
-            (None, Some(_)) => return Err("[cli] sso_client_id needs sso_issuer: the issuer it is registered at".into()),
+            (None, Some(_)) => {
+                return Err("[cli] sso_client_id needs sso_issuer: the issuer it is registered at".into())
+            }
             (Some(issuer), Some(_)) => issuer,
         };
         let client_id = self.sso_client_id.clone().unwrap_or_default();
@@ -187,7 +192,9 @@ pub async fn whoami(
         }
         .to_string(),
         groups: who.groups.clone(),
-        roles: jitgate_core::authz::roles(who).map(|r| r.as_str().to_string()).collect(),
+        roles: jitgate_core::authz::roles(who)
+            .map(|r| r.as_str().to_string())
+            .collect(),
         on_behalf_of: who.on_behalf_of.clone(),
         credential: CredentialView {
             kind: credential.kind.as_str().to_string(),
@@ -213,7 +220,13 @@ mod tests {
     #[test]
     fn without_the_section_people_sign_in_with_tokens_only() {
         let options = CliConfig::default().login_options(&auth("https://idp", "cli")).unwrap();
-        assert_eq!(options, LoginOptions { token: true, oidc: None });
+        assert_eq!(
+            options,
+            LoginOptions {
+                token: true,
+                oidc: None
+            }
+        );
     }
 
     #[test]

@@ -135,7 +135,9 @@ fn the_bar_login_then_whoami_prints_alice_with_no_token_in_the_environment() {
             assert_eq!(mode(file) & 0o077, 0, "{} holds the token", file.display());
         }
     }
-    assert!(!std::fs::read_to_string(me.config_dir().join("config.toml")).unwrap().contains("demo-alice"));
+    assert!(!std::fs::read_to_string(me.config_dir().join("config.toml"))
+        .unwrap()
+        .contains("demo-alice"));
 
     // Other commands use the stored credential and the profile's URL too.
     let (code, out, err) = me.run(&["requests", "--output", "json"]);
@@ -157,7 +159,10 @@ fn completions_for_three_shells_and_man_pages() {
     for shell in ["zsh", "fish"] {
         let (code, out, err) = me.run(&["completion", shell]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.len() > 1000 && out.contains("login") && out.contains("whoami"), "{shell}: {out}");
+        assert!(
+            out.len() > 1000 && out.contains("login") && out.contains("whoami"),
+            "{shell}: {out}"
+        );
     }
     let (code, _, err) = me.run(&["completion", "tcsh"]);
     assert_eq!(code, 2, "{err}");
@@ -168,7 +173,12 @@ fn completions_for_three_shells_and_man_pages() {
     let pages = me.home.path().join("man");
     let (code, _, err) = me.run(&["man", "--dir", pages.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    for page in ["jitgate.1", "jitgate-login.1", "jitgate-whoami.1", "jitgate-profile-use.1"] {
+    for page in [
+        "jitgate.1",
+        "jitgate-login.1",
+        "jitgate-whoami.1",
+        "jitgate-profile-use.1",
+    ] {
         assert!(pages.join(page).is_file(), "{page}");
     }
 
@@ -210,7 +220,10 @@ fn a_refused_token_stores_nothing_and_the_environment_and_flag_win() {
     assert_eq!(who["url"], s.url.as_str());
     let (_, out, _) = me.run(&["whoami", "--token", "demo-carol", "--output", "json"]);
     let who = json_of(&out);
-    assert_eq!((who["principal"].as_str(), who["source"].as_str()), (Some("carol"), Some("--token")));
+    assert_eq!(
+        (who["principal"].as_str(), who["source"].as_str()),
+        (Some("carol"), Some("--token"))
+    );
     let (_, out, _) = me.run(&["whoami", "--output", "json"]);
     let who = json_of(&out);
     assert_eq!(who["principal"], "alice");
@@ -240,7 +253,10 @@ fn two_profiles_side_by_side_then_logout() {
 
     // The last login is active; --profile and JITGATE_PROFILE pick another.
     let (_, out, _) = me.run(&["whoami", "--output", "json"]);
-    assert_eq!((json_of(&out)["principal"].as_str(), json_of(&out)["url"].as_str()), (Some("bob"), Some(two.url.as_str())));
+    assert_eq!(
+        (json_of(&out)["principal"].as_str(), json_of(&out)["url"].as_str()),
+        (Some("bob"), Some(two.url.as_str()))
+    );
     let (_, out, _) = me.run(&["whoami", "--profile", "work", "--output", "json"]);
     assert_eq!(json_of(&out)["principal"], "alice");
     let (_, out, _) = me.run_full(&["whoami", "--output", "json"], &[("JITGATE_PROFILE", "work")], None);
@@ -248,8 +264,15 @@ fn two_profiles_side_by_side_then_logout() {
 
     let (code, out, _) = me.run(&["profile", "list"]);
     assert_eq!(code, 0);
-    assert!(out.lines().any(|l| l.starts_with("* ops") && l.contains(&two.url) && l.contains("yes")), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("  work") && l.contains(&one.url)), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("* ops") && l.contains(&two.url) && l.contains("yes")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("  work") && l.contains(&one.url)),
+        "{out}"
+    );
     assert!(!out.contains("demo-"), "{out}");
     let (_, out, _) = me.run(&["profile", "list", "--output", "json"]);
     assert_eq!(json_of(&out)["items"].as_array().unwrap().len(), 2);
@@ -272,7 +295,10 @@ fn two_profiles_side_by_side_then_logout() {
     let (code, _, err) = me.run(&["requests"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains(&format!("profile work: not signed in: run jitgate login --profile work --url {}", one.url)),
+        err.contains(&format!(
+            "profile work: not signed in: run jitgate login --profile work --url {}",
+            one.url
+        )),
         "{err}"
     );
     let (code, out, _) = me.run(&["logout"]);
@@ -292,14 +318,21 @@ fn loose_foreign_symlinked_or_garbage_files_are_refused_in_one_line_before_any_c
     let s = Server::start();
     me.login(&s.url, "demo-alice", None);
     let config = me.config_dir().join("config.toml");
-    std::fs::write(&config, format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", nowhere())).unwrap();
+    std::fs::write(
+        &config,
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", nowhere()),
+    )
+    .unwrap();
     let cred = me.credential("default");
 
     std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, _, err) = me.run(&["whoami"]);
     assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("profile default:") && err.contains(&format!("chmod 600 {}", cred.display())), "{err}");
+    assert!(
+        err.contains("profile default:") && err.contains(&format!("chmod 600 {}", cred.display())),
+        "{err}"
+    );
     assert!(!err.contains("cannot reach") && !err.contains("demo-alice"), "{err}");
     std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
 
@@ -358,9 +391,16 @@ fn a_revoked_stored_token_names_the_profile_and_what_to_run() {
     let me = Person::new();
     assert_eq!(me.login(&s.url, token, Some("prod")).0, 0);
     let (_, out, _) = me.run(&["whoami"]);
-    assert!(out.contains(&format!("credential  api_token {}", created["id"].as_str().unwrap())), "{out}");
+    assert!(
+        out.contains(&format!("credential  api_token {}", created["id"].as_str().unwrap())),
+        "{out}"
+    );
     assert!(!out.contains("never"), "an API token with a ttl has an expiry: {out}");
-    let (status, _) = s.post(&format!("/v1/tokens/{}/revoke", created["id"].as_str().unwrap()), "demo-admin", json!({}));
+    let (status, _) = s.post(
+        &format!("/v1/tokens/{}/revoke", created["id"].as_str().unwrap()),
+        "demo-admin",
+        json!({}),
+    );
     assert_eq!(status, 200);
     for args in [&["requests"][..], &["whoami"][..], &["grants", "--output", "json"][..]] {
         let (code, out, err) = me.run(args);
@@ -381,8 +421,17 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
     let me = Person::new();
     let long = "p".repeat(300);
     for name in [
-        "a/b", "../up", "..", ".hidden", "a\u{1}b", "a\u{202e}b", "prоd", /* Cyrillic о */
-        "a\u{200b}b", "a b", long.as_str(), "",
+        "a/b",
+        "../up",
+        "..",
+        ".hidden",
+        "a\u{1}b",
+        "a\u{202e}b",
+        "prоd", /* Cyrillic о */
+        "a\u{200b}b",
+        "a b",
+        long.as_str(),
+        "",
     ] {
         let (code, _, err) = me.login(&s.url, "demo-alice", Some(name));
         assert_eq!(code, 2, "{name:?}");
@@ -394,7 +443,13 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
     assert!(me.files().is_empty(), "{:?}", me.files());
     // NUL cannot be passed in an argument; through the environment it is refused by the OS,
     // so JITGATE_PROFILE's check is the one above. A NUL or line break in a token on stdin:
-    for token in [&b"demo-alice\0x\n"[..], b"demo\x1balice\n", b"demo alice\n", b"\n", b"demo-alice\rmore\n"] {
+    for token in [
+        &b"demo-alice\0x\n"[..],
+        b"demo\x1balice\n",
+        b"demo alice\n",
+        b"\n",
+        b"demo-alice\rmore\n",
+    ] {
         let (code, _, err) = me.run_full(&["login", "--url", &s.url, "--token", "-"], &[], Some(token));
         assert_eq!(code, 2, "{token:?}");
         assert!(err.contains("refused before anything is stored"), "{token:?}: {err}");
@@ -418,7 +473,10 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
     ] {
         let (code, out, err) = me.run(args);
         assert_eq!(code, 0, "{args:?}: {err}");
-        assert!(!out.contains("demo-alice") && !err.contains("demo-alice"), "{args:?}: {out}");
+        assert!(
+            !out.contains("demo-alice") && !err.contains("demo-alice"),
+            "{args:?}: {out}"
+        );
         json_of(&out);
     }
 }
@@ -436,9 +494,16 @@ fn whoami_says_which_credential_for_each_kind_and_401_without_one() {
     let (_, who) = s.get("/v1/whoami", "demo-admin");
     assert_eq!(who["roles"], json!(["user", "admin"]));
     let (_, who) = s.get("/v1/whoami", "demo-svc");
-    assert_eq!((who["kind"].as_str(), who["roles"].clone()), (Some("service"), json!(["service"])));
+    assert_eq!(
+        (who["kind"].as_str(), who["roles"].clone()),
+        (Some("service"), json!(["service"]))
+    );
 
-    let (_, api) = s.post("/v1/tokens", "demo-admin", json!({"principal": "ci-bot", "groups": ["dev"], "ttl": "2h"}));
+    let (_, api) = s.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "ci-bot", "groups": ["dev"], "ttl": "2h"}),
+    );
     let (status, who) = s.get("/v1/whoami", api["token"].as_str().unwrap());
     assert_eq!(status, 200, "{who}");
     assert_eq!(who["credential"]["kind"], "api_token");
@@ -446,7 +511,11 @@ fn whoami_says_which_credential_for_each_kind_and_401_without_one() {
     assert!(who["credential"]["id"].as_str().unwrap().starts_with("tok_"), "{who}");
     assert_eq!(who["credential"]["expires_at"], api["expires_at"]);
 
-    let (_, agent) = s.post("/v1/tokens", "demo-admin", json!({"principal": "claude-alice", "agent_for": "alice"}));
+    let (_, agent) = s.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "claude-alice", "agent_for": "alice"}),
+    );
     let (_, who) = s.get("/v1/whoami", agent["token"].as_str().unwrap());
     assert_eq!(who["kind"], "agent");
     assert_eq!(who["on_behalf_of"], "alice");
@@ -492,7 +561,9 @@ fn login_options_with_and_without_cli_and_an_oidc_caller_in_whoami() {
     );
     let sso = Server::start_with(
         &quickstart(),
-        Some(&format!("{oidc}\n[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"jitgate-cli\"\n")),
+        Some(&format!(
+            "{oidc}\n[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"jitgate-cli\"\n"
+        )),
     );
     let response = reqwest::blocking::get(format!("{}/v1/login/options", sso.url)).unwrap();
     assert_eq!(response.headers()["cache-control"], "max-age=60");
@@ -509,7 +580,13 @@ fn login_options_with_and_without_cli_and_an_oidc_caller_in_whoami() {
     assert!(err.contains("single sign-on through https://id.example.test"), "{err}");
     let (code, _, err) = me.run(&["login", "--url", &plain.url]);
     assert_eq!(code, 2);
-    assert!(err.contains(&format!("{} accepts only tokens: run jitgate login --url {} --token -", plain.url, plain.url)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} accepts only tokens: run jitgate login --url {} --token -",
+            plain.url, plain.url
+        )),
+        "{err}"
+    );
     assert!(me.files().is_empty());
 
     // An OIDC caller: the issuer and the token's expiry.
@@ -537,13 +614,19 @@ fn login_options_with_and_without_cli_and_an_oidc_caller_in_whoami() {
         &quickstart(),
         &format!("{oidc}\n[cli]\nsso_issuer = \"https://elsewhere.example.test\"\nsso_client_id = \"jitgate-cli\"\n"),
     );
-    assert!(err.contains("[cli] sso_issuer") && err.contains("elsewhere.example.test"), "{err}");
+    assert!(
+        err.contains("[cli] sso_issuer") && err.contains("elsewhere.example.test"),
+        "{err}"
+    );
     let err = serve_refused(
         &quickstart(),
         &format!("{oidc}\n[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"web\"\n"),
     );
     assert!(err.contains("[cli] sso_client_id"), "{err}");
-    let err = serve_refused(&quickstart(), "[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"x\"\n");
+    let err = serve_refused(
+        &quickstart(),
+        "[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"x\"\n",
+    );
     assert!(err.contains("none is configured"), "{err}");
 }
 
@@ -581,11 +664,23 @@ fn ssh_write_puts_the_certificate_beside_the_key() {
     assert_eq!(out.trim(), cert.display().to_string());
     assert_eq!(mode(&cert), 0o644);
     let text = std::fs::read_to_string(&cert).unwrap();
-    assert!(text.starts_with("ssh-ed25519-cert-v01@openssh.com ") && text.ends_with('\n'), "{text}");
-    let listed = Command::new("ssh-keygen").arg("-L").arg("-f").arg(&cert).output().unwrap();
+    assert!(
+        text.starts_with("ssh-ed25519-cert-v01@openssh.com ") && text.ends_with('\n'),
+        "{text}"
+    );
+    let listed = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(&cert)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains("alice"));
     // Written again over the old one; no temporary file left.
     assert_eq!(me.run(&["ssh", &grant, "--key", &public, "--write"]).0, 0);
-    let left: Vec<_> = std::fs::read_dir(&ssh_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&ssh_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(left.len(), 3, "{left:?}");
 }
