@@ -512,6 +512,25 @@ mod tests {
     }
 
     #[test]
+    fn oversize_files_are_refused_unread() {
+        let (_tmp, store) = store();
+        store.save_config(&Config::default()).unwrap();
+        let huge = format!("# {}\n", "x".repeat(MAX_FILE_BYTES as usize));
+        write_atomically(&store.config_path(), huge.as_bytes(), 0o600).unwrap();
+        let e = store.load_config().unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        let path = store
+            .save_credential("default", &Credential::Token { token: "t".into() })
+            .unwrap();
+        write_atomically(&path, huge.as_bytes(), 0o600).unwrap();
+        assert!(store
+            .load_credential("default")
+            .unwrap_err()
+            .to_string()
+            .contains("larger than"));
+    }
+
+    #[test]
     fn tokens_with_control_characters_are_refused() {
         assert!(token_problem("demo-alice").is_none());
         for bad in ["", "a\nb", "a b", "a\0b", "a\u{7f}", "тoken", "a\u{200b}b"] {

@@ -486,7 +486,12 @@ fn every_role_the_table_refuses_is_refused() {
     );
 
     // Who am I: every role may ask, about itself only.
-    for (token, principal) in [(ALICE, "alice"), (SERVICE, "svc-api"), (AUDITOR, "auditor"), (ADMIN, "admin")] {
+    for (token, principal) in [
+        (ALICE, "alice"),
+        (SERVICE, "svc-api"),
+        (AUDITOR, "auditor"),
+        (ADMIN, "admin"),
+    ] {
         let who = row(&s, "GET", "/v1/whoami", json!(null), &[ok(token, 200)]);
         assert_eq!(who["principal"], principal, "{who}");
     }

@@ -224,6 +224,16 @@ fn a_refused_token_stores_nothing_and_the_environment_and_flag_win() {
         (who["principal"].as_str(), who["source"].as_str()),
         (Some("carol"), Some("--token"))
     );
+    let (_, out, _) = me.run_full(
+        &["whoami", "--output", "json"],
+        &[("JITGATE_TOKEN_COMMAND", "echo demo-erin")],
+        None,
+    );
+    let who = json_of(&out);
+    assert_eq!(
+        (who["principal"].as_str(), who["source"].as_str()),
+        (Some("erin"), Some("JITGATE_TOKEN_COMMAND"))
+    );
     let (_, out, _) = me.run(&["whoami", "--output", "json"]);
     let who = json_of(&out);
     assert_eq!(who["principal"], "alice");
@@ -530,6 +540,26 @@ fn whoami_says_which_credential_for_each_kind_and_401_without_one() {
     // The answer never carries the token.
     let (_, text) = s.get("/v1/whoami", api["token"].as_str().unwrap());
     assert!(!text.to_string().contains(api["token"].as_str().unwrap()));
+}
+
+#[test]
+fn whoami_names_a_trusted_proxy_credential() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[auth.trusted_proxy]\nuser_header = \"X-Forwarded-User\"\ngroups_header = \"X-Forwarded-Groups\"\nsources = [\"127.0.0.1/32\"]\n"),
+    );
+    let who: Value = s
+        .http
+        .get(format!("{}/v1/whoami", s.url))
+        .header("X-Forwarded-User", "grace")
+        .header("X-Forwarded-Groups", "dev, auditors")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(who["principal"], "grace", "{who}");
+    assert_eq!(who["roles"], json!(["user", "auditor"]));
+    assert_eq!(who["credential"], json!({"kind": "trusted_proxy"}));
 }
 
 /// An Ed25519 key for a test issuer, as identity.rs makes them.
