@@ -85,7 +85,17 @@ fn profile_name(
 /// something open, so CI that sets both never touches them.
 pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
     let needs_files = globals.url.is_none() || (globals.token.is_none() && globals.token_command.is_none());
-    let store = if needs_files { Some(store()?) } else { None };
+    // Without HOME or XDG_CONFIG_HOME (a bare CI container) there are no files to read: the
+    // flags and environment alone decide, as before profiles existed.
+    let store = if needs_files {
+        match profiles::default_dir() {
+            Ok(dir) => Some(Store::new(dir)),
+            Err(profiles::ProfileError::NoHome) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     let mut cached: Option<Config> = None;
     let mut config = || -> Result<Config, ClientError> {
         if let Some(c) = &cached {

@@ -240,6 +240,27 @@ fn a_refused_token_stores_nothing_and_the_environment_and_flag_win() {
     assert!(who["source"].as_str().unwrap().starts_with("profile file "), "{who}");
     assert!(!out.contains("demo-alice"));
 
+    // A bare CI container (no HOME, no XDG_CONFIG_HOME): the environment alone decides.
+    let bare = |env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["whoami", "--output", "json"])
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = bare(&[("JITGATE_URL", &s.url), ("JITGATE_TOKEN", "demo-bob")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json_of(&out)["source"], "JITGATE_TOKEN");
+    let (code, _, err) = bare(&[("JITGATE_URL", &s.url)]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not signed in") && err.contains("JITGATE_TOKEN"), "{err}");
+
     // `--token -` reads the token from standard input (out of shell history).
     let other = Person::new();
     let (code, out, err) = other.run_full(&["login", "--url", &s.url, "--token", "-"], &[], Some(b"demo-dave\n"));
