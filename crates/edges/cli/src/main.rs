@@ -55,23 +55,30 @@ pub enum Output {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
-    /// Sign in to a server and remember it in a profile: `jitgate login --url URL --token -`
-    /// (the token is checked with the server first, then stored 0600 under
-    /// $XDG_CONFIG_HOME/jitgate/). The profile becomes the active one.
+    /// Sign in to a server and remember it in a profile (docs/cli.md).
+    ///
+    /// `jitgate login --url URL --token -` reads the token from standard input, checks it with
+    /// the server, then stores it (mode 0600) under $XDG_CONFIG_HOME/jitgate/ for the profile
+    /// (`--profile`, default `default`), which becomes the active one.
     Login {
-        /// Single sign-on with the device authorization grant (prints a URL and a code).
+        /// Single sign-on with the device authorization grant, for servers whose [cli] section
+        /// names an issuer (not in this build yet: it says so and asks for a token).
         #[arg(long)]
         device: bool,
     },
     /// Forget the profile's stored credential (its server stays in the profile).
     Logout,
-    /// Who the server takes you for: principal, groups, roles, credential and its expiry, and
-    /// where the credential came from.
+    /// Who the server takes you for: principal, groups, roles, credential, expiry.
+    ///
+    /// Also the profile, the server, and where the credential came from (--token,
+    /// JITGATE_TOKEN, JITGATE_TOKEN_COMMAND or the profile's file).
     Whoami,
     /// Profiles: several servers side by side.
     #[command(subcommand)]
     Profile(ProfileCommand),
-    /// Print a shell completion script: `jitgate completion bash > ~/.local/share/bash-completion/completions/jitgate`.
+    /// Print a shell completion script (docs/cli.md).
+    ///
+    /// `jitgate completion bash > ~/.local/share/bash-completion/completions/jitgate`
     Completion { shell: clap_complete::Shell },
     /// Print the man page, or with --dir write one page per command into DIR.
     Man {
@@ -238,7 +245,7 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Print a short-lived OpenSSH user certificate for your active grant on an SSH resource
-    /// (save it beside the key as KEY-cert.pub).
+    /// (--write saves it beside the key as KEY-cert.pub, where ssh finds it).
     Ssh {
         grant_id: String,
         /// Your OpenSSH public key file (`~/.ssh/id_ed25519.pub`).
