@@ -563,6 +563,65 @@ fn whoami_says_which_credential_for_each_kind_and_401_without_one() {
     assert!(!text.to_string().contains(api["token"].as_str().unwrap()));
 }
 
+/// `GET /v1/whoami` as `token` from the loopback address `source`: its status and how long it took.
+fn whoami_from(s: &Server, source: &str, token: &str) -> (u16, std::time::Duration) {
+    let http = reqwest::blocking::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = http
+        .get(format!("{}/v1/whoami", s.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    (status, started.elapsed())
+}
+
+/// `/v1/whoami` is no oracle for guessing tokens faster: its refusals are slowed down like every
+/// other endpoint's, for the guessing source only; `/v1/login/options` reads nothing a caller
+/// could exhaust (an answer held in memory), so a flood of it leaves it and others answering.
+#[test]
+fn whoami_guesses_are_slowed_for_the_guesser_only_and_login_options_stays_cheap() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[auth.throttle]\nfree_failures = 3\nmax_delay = \"1s\"\n"),
+    );
+    // The free failures (as identity.rs counts them), then each refusal waits, doubling.
+    for n in 0..4 {
+        assert_eq!(whoami_from(&s, "127.0.0.5", &format!("guess-{n}")).0, 401);
+    }
+    for expected_ms in [100u64, 200, 400] {
+        let (status, took) = whoami_from(&s, "127.0.0.5", "guess-again");
+        assert_eq!(status, 401);
+        assert!(took >= std::time::Duration::from_millis(expected_ms), "{took:?}");
+    }
+    let (status, took) = whoami_from(&s, "127.0.0.6", "demo-alice");
+    assert_eq!(status, 200);
+    assert!(took < std::time::Duration::from_millis(400), "{took:?}");
+    let (status, took) = whoami_from(&s, "127.0.0.6", "guess-elsewhere");
+    assert_eq!(status, 401);
+    assert!(took < std::time::Duration::from_millis(400), "{took:?}");
+
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(s.get("/v1/login/options", "").0, 200);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/v1/whoami", "demo-bob").0, 200);
+    // A query string or a body changes nothing; a control character in the query is the
+    // API's 422, as everywhere.
+    assert_eq!(s.get("/v1/login/options?x=1", "").0, 200);
+    assert_eq!(s.get("/v1/login/options?x=%00", "").0, 422);
+}
+
 #[test]
 fn whoami_names_a_trusted_proxy_credential() {
     let s = Server::start_with(
