@@ -126,6 +126,15 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
         (Some(token), _, _) => (Some(token.clone()), TokenSource::Env),
         (None, Some(_), _) => (None, TokenSource::Command),
         (None, None, Some(store)) => match store.load_credential(&profile) {
+            // An ID token past its expiry would only be refused: say so without sending it.
+            // (Part 2 of #28 refreshes it here with the refresh token while that lasts.)
+            Ok(Some(Credential::Oidc { expires_at, issuer, .. })) if expires_at <= chrono::Utc::now() => {
+                return Err(ClientError::Other(format!(
+                    "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
+                    render::shown(&issuer),
+                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )))
+            }
             Ok(Some(credential)) => (
                 Some(credential.bearer().to_string()),
                 TokenSource::Profile(store.credential_path(&profile)?.display().to_string()),

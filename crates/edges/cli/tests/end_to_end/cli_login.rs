@@ -399,6 +399,25 @@ fn loose_foreign_symlinked_or_garbage_files_are_refused_in_one_line_before_any_c
     assert_eq!(code, 2);
     assert!(err.contains("default.json") && err.contains("jitgate login"), "{err}");
     assert!(!err.contains("demo-alice"), "{err}");
+    // An expired single sign-on credential (the format part 2 writes): one line naming the
+    // profile, and nothing sent.
+    std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", nowhere())).unwrap();
+    std::fs::write(
+        &cred,
+        r#"{"kind": "oidc", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
+            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("profile default: the single sign-on credential from https://id.example.test expired at 2020-01-01T00:00:00Z: run jitgate login --profile default"),
+        "{err}"
+    );
+    assert!(!err.contains("secret") && !err.contains("cannot reach"), "{err}");
+    std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", s.url)).unwrap();
+
     // CI that sets both variables never reads the files at all.
     let (code, out, err) = me.run_full(
         &["whoami", "--output", "json"],
