@@ -1511,9 +1511,20 @@ impl App {
         presented: &dyn crate::auth::Presented,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Identity, ServiceError> {
+        self.authenticate_described(presented, peer)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`App::authenticate`], and which credential the caller presented (`GET /v1/whoami`).
+    pub async fn authenticate_described(
+        &self,
+        presented: &dyn crate::auth::Presented,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<(Identity, crate::auth::CredentialInfo), ServiceError> {
         let auth = self.authenticator();
-        let failure = match auth.authenticate(&|| self.policy(), presented, peer).await {
-            Ok(identity) => return Ok(identity),
+        let failure = match auth.authenticate_described(&|| self.policy(), presented, peer).await {
+            Ok(described) => return Ok(described),
             Err(failure) => failure,
         };
         self.metrics.count_auth_failure(failure.label);

@@ -142,6 +142,7 @@ operations!(
     ManageTokens,
     ManageKeys,
     ManageDatabase,
+    Whoami,
 );
 
 /// One row of the table: an operation, its endpoints, and each role's reach.
@@ -278,6 +279,12 @@ pub const TABLE: &[Rule] = &[
         endpoints: "POST /v1/admin/database/accept-history",
         reach: [Nothing, Nothing, Nothing, All],
     },
+    Rule {
+        operation: Operation::Whoami,
+        what: "see who the server takes the caller for: principal, groups, roles and credential",
+        endpoints: "GET /v1/whoami",
+        reach: [Own, Own, Own, Own],
+    },
 ];
 
 /// The table's row for an operation.
@@ -370,6 +377,8 @@ mod tests {
             let expected = match op {
                 Operation::Check => Reach::All,
                 Operation::ForwardAuth => Reach::Own,
+                // Every caller may ask who it is.
+                Operation::Whoami => Reach::Own,
                 _ => Reach::Nothing,
             };
             assert_eq!(reach(&svc, op), expected, "{op:?}");

@@ -25,6 +25,8 @@ pub struct Client {
     token_command: Option<String>,
     http: reqwest::blocking::Client,
     pub output: Output,
+    /// What to tell a caller who has no credential at all: which profile to sign in to.
+    not_signed_in: Option<String>,
 }
 
 impl Client {
@@ -39,7 +41,27 @@ impl Client {
             token_command: token_command.filter(|c| !c.trim().is_empty()),
             http,
             output,
+            not_signed_in: None,
         }
+    }
+
+    /// Give up on any call after `timeout` (shell completion must not hang).
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) {
+        if let Ok(http) = reqwest::blocking::Client::builder().timeout(timeout).build() {
+            self.http = http;
+        }
+    }
+
+    /// No credential was found for `profile`: say how to sign in rather than only "no token".
+    pub fn set_not_signed_in(&mut self, profile: &str, url: &str) {
+        let login = if profile == crate::profiles::DEFAULT_PROFILE {
+            format!("jitgate login --url {url} --token -")
+        } else {
+            format!("jitgate login --profile {profile} --url {url} --token -")
+        };
+        self.not_signed_in = Some(format!(
+            "profile {profile}: not signed in: run {login} (or set JITGATE_TOKEN)"
+        ));
     }
 
     fn current_token(&self) -> Option<String> {
@@ -48,7 +70,11 @@ impl Client {
 
     /// Run the token command and keep what it prints as the token.
     fn refresh_token(&self) -> Result<String, ClientError> {
-        let command = self.token_command.as_deref().ok_or(ClientError::NoToken)?;
+        let command = match (self.token_command.as_deref(), &self.not_signed_in) {
+            (Some(command), _) => command,
+            (None, Some(message)) => return Err(ClientError::Other(message.clone())),
+            (None, None) => return Err(ClientError::NoToken),
+        };
         let out = std::process::Command::new("sh")
             .args(["-c", command])
             .stderr(std::process::Stdio::inherit())

@@ -59,6 +59,10 @@ struct ConfigFile {
     /// docs/github.md).
     #[serde(default)]
     github: Option<jitgate_server::github::GithubConfig>,
+    /// How people sign in from the CLI: single sign-on through one of `[[auth.oidc]]` (see
+    /// docs/cli.md).
+    #[serde(default)]
+    cli: jitgate_server::cli_login::CliConfig,
 }
 
 pub fn serve(args: ServeArgs) -> CommandResult {
@@ -117,6 +121,7 @@ pub fn serve(args: ServeArgs) -> CommandResult {
         forward_auth: file.forward_auth,
         scim: file.scim,
         github: file.github,
+        cli: file.cli,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -360,15 +365,41 @@ pub fn token_create(client: &Client, principal: &str, options: TokenOptions) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path) -> CommandResult {
+pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, write: bool) -> CommandResult {
     let public_key = std::fs::read_to_string(key)
         .map_err(|e| ClientError::Other(format!("--key: cannot read {}: {e}", key.display())))?;
     let answer = client.post(
         &format!("/v1/grants/{grant_id}/ssh-cert"),
         &json!({"public_key": public_key.trim()}),
     )?;
-    print(client, &answer, |a| format!("{}\n", render::raw(&a["certificate"])));
+    if !write {
+        print(client, &answer, |a| format!("{}\n", render::raw(&a["certificate"])));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let certificate = render::raw(&answer["certificate"]);
+    // A certificate is one OpenSSH line: anything else is not written where ssh would load it.
+    if certificate == "-" || !certificate.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return Err(ClientError::Other(
+            "the server's answer holds no certificate line".into(),
+        ));
+    }
+    let path = certificate_path(key);
+    crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
+        .map_err(|e| ClientError::Other(format!("--write: {e}")))?;
+    let mut shown = answer.clone();
+    shown["path"] = json!(path.display().to_string());
+    print(client, &shown, |_| format!("{}\n", path.display()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where ssh looks for a key's certificate: `id_ed25519.pub` -> `id_ed25519-cert.pub`, beside it.
+fn certificate_path(key: &std::path::Path) -> PathBuf {
+    let name = key
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".pub").unwrap_or(&name);
+    key.with_file_name(format!("{stem}-cert.pub"))
 }
 
 /// How long `jitgate credentials` waits for a login role that is still being created.

@@ -3,10 +3,13 @@
 mod client;
 mod commands;
 mod mcp;
+mod people;
+mod profiles;
 mod render;
+mod shell;
 mod waiting;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,12 +20,17 @@ use std::process::ExitCode;
     about = "Just-in-time access: request, approve, grant, expire, audit"
 )]
 struct Cli {
-    /// The jitgate server to talk to.
-    #[arg(long, global = true, env = "JITGATE_URL", default_value = "http://127.0.0.1:7400")]
-    url: String,
-    /// Your bearer token.
+    /// The jitgate server to talk to [default: the profile's, else http://127.0.0.1:7400].
+    #[arg(long, global = true, env = "JITGATE_URL")]
+    url: Option<String>,
+    /// Your bearer token; wins over the profile's stored credential. With `login`, the token
+    /// to store (`-`: read it from standard input, out of shell history).
     #[arg(long, global = true, env = "JITGATE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The profile (a server and its stored credential) [default: the active one, else
+    /// `default`]; see `jitgate profile list`.
+    #[arg(long, global = true, env = "JITGATE_PROFILE")]
+    profile: Option<String>,
     /// A shell command that prints a fresh token, run when the server refuses the current one
     /// (or when there is none): for short-lived CI tokens during long waits.
     #[arg(long, global = true, env = "JITGATE_TOKEN_COMMAND")]
@@ -47,6 +55,40 @@ pub enum Output {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Sign in to a server and remember it in a profile (docs/cli.md).
+    ///
+    /// `jitgate login --url URL --token -` reads the token from standard input, checks it with
+    /// the server, then stores it (mode 0600) under $XDG_CONFIG_HOME/jitgate/ for the profile
+    /// (`--profile`, default `default`), which becomes the active one.
+    Login {
+        /// Single sign-on with the device authorization grant, for servers whose [cli] section
+        /// names an issuer (not in this build yet: it says so and asks for a token).
+        #[arg(long)]
+        device: bool,
+    },
+    /// Forget the profile's stored credential (its server stays in the profile).
+    Logout,
+    /// Who the server takes you for: principal, groups, roles, credential, expiry.
+    ///
+    /// Also the profile, the server, and where the credential came from (--token,
+    /// JITGATE_TOKEN, JITGATE_TOKEN_COMMAND or the profile's file).
+    Whoami,
+    /// Profiles: several servers side by side.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Print a shell completion script (docs/cli.md).
+    ///
+    /// `jitgate completion bash > ~/.local/share/bash-completion/completions/jitgate`
+    Completion { shell: clap_complete::Shell },
+    /// Print the man page, or with --dir write one page per command into DIR.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Candidates for shell completion from the server (request ids, resource names): quietly
+    /// nothing on any error.
+    #[command(name = "__complete", hide = true)]
+    Complete { what: String },
     /// File a request for access.
     Request {
         resource: String,
@@ -203,12 +245,16 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Print a short-lived OpenSSH user certificate for your active grant on an SSH resource
-    /// (save it beside the key as KEY-cert.pub).
+    /// (--write saves it beside the key as KEY-cert.pub, where ssh finds it).
     Ssh {
         grant_id: String,
         /// Your OpenSSH public key file (`~/.ssh/id_ed25519.pub`).
         #[arg(long)]
         key: PathBuf,
+        /// Write the certificate beside the key as KEY-cert.pub (mode 0644, as ssh-keygen
+        /// does), where ssh finds it, and print its path.
+        #[arg(long)]
+        write: bool,
     },
     /// Print the database login (user, password, connection URL) made for your active grant
     /// on a PostgreSQL resource. Shown once: save it now. Waits while the role is being created.
@@ -222,6 +268,14 @@ enum Command {
     /// AI agents over the Model Context Protocol (docs/agents.md).
     #[command(subcommand)]
     Mcp(McpCommand),
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// The profiles: name, server, whether signed in; `*` marks the active one.
+    List,
+    /// Make a profile the active one.
+    Use { name: String },
 }
 
 #[derive(Subcommand)]
@@ -408,10 +462,54 @@ pub struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let client = client::Client::new(&cli.url, cli.token.clone(), cli.token_command.clone(), cli.output);
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `login` stores only a token typed as --token, never one JITGATE_TOKEN carries for CI.
+    let token_typed = matches.value_source("token") == Some(clap::parser::ValueSource::CommandLine);
+    let globals = people::Globals {
+        url: cli.url.clone(),
+        token: cli.token.clone(),
+        token_command: cli.token_command.clone(),
+        profile: cli.profile.clone(),
+        output: cli.output,
+        token_typed,
+    };
     let result = match cli.command {
+        // Commands that need no server, or find it themselves.
         Command::Serve(args) => commands::serve(args),
+        Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
+        Command::Policy(PolicyCommand::Test { dir }) => commands::policy_test(&dir, cli.output),
+        Command::Policy(PolicyCommand::Diff { old, new }) => commands::policy_diff(&old, &new, cli.output),
+        Command::Login { device } => people::login(&globals, token_typed.then(|| cli.token.clone()).flatten(), device),
+        Command::Logout => people::logout(&globals),
+        Command::Profile(ProfileCommand::List) => people::profile_list(&globals),
+        Command::Profile(ProfileCommand::Use { name }) => people::profile_use(&globals, &name),
+        Command::Completion { shell } => shell::completion(Cli::command(), shell),
+        Command::Man { dir } => shell::man(Cli::command(), dir.as_deref()),
+        Command::Complete { what } => shell::complete_from_server(&globals, &what),
+        command => match people::connect(&globals) {
+            Err(e) => Err(e),
+            Ok(session) => run_remote(command, &session).map_err(|e| people::name_the_profile(&session, e)),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // The message may quote what someone typed (a resource name, a reason).
+            eprintln!("error: {}", render::shown(&e.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A command that talks to the server through `session`.
+fn run_remote(command: Command, session: &people::Session) -> commands::CommandResult {
+    let client = &session.client;
+    match command {
+        Command::Whoami => people::whoami(session),
         Command::Request {
             resource,
             action,
@@ -424,7 +522,7 @@ fn main() -> ExitCode {
         } => match waiting::parse_also(&also) {
             Err(e) => Err(e),
             Ok(also) => commands::request(
-                &client,
+                client,
                 &resource,
                 &action,
                 duration,
@@ -435,25 +533,25 @@ fn main() -> ExitCode {
                 &also,
             ),
         },
-        Command::Requests { status } => commands::requests(&client, status),
-        Command::Resources { search, labels, kind } => commands::resources(&client, search, labels, kind),
-        Command::Show { id, payload } => commands::show(&client, &id, payload),
+        Command::Requests { status } => commands::requests(client, status),
+        Command::Resources { search, labels, kind } => commands::resources(client, search, labels, kind),
+        Command::Show { id, payload } => commands::show(client, &id, payload),
         Command::Approve {
             id,
             comment,
             payload_sha256,
-        } => commands::approve(&client, &id, comment, payload_sha256),
-        Command::Deny { id, comment } => commands::review(&client, &id, "deny", comment),
-        Command::Review { id, comment } => commands::review(&client, &id, "review", comment),
-        Command::Cancel { id } => commands::review(&client, &id, "cancel", None),
-        Command::Grants { status } => commands::grants(&client, status),
-        Command::Revoke { grant_id, comment } => commands::revoke(&client, &grant_id, comment),
+        } => commands::approve(client, &id, comment, payload_sha256),
+        Command::Deny { id, comment } => commands::review(client, &id, "deny", comment),
+        Command::Review { id, comment } => commands::review(client, &id, "review", comment),
+        Command::Cancel { id } => commands::review(client, &id, "cancel", None),
+        Command::Grants { status } => commands::grants(client, status),
+        Command::Revoke { grant_id, comment } => commands::revoke(client, &grant_id, comment),
         Command::Extend {
             grant_id,
             duration,
             reason,
-        } => commands::extend(&client, &grant_id, &duration, &reason),
-        Command::Done { grant_id, comment } => commands::done(&client, &grant_id, comment),
+        } => commands::extend(client, &grant_id, &duration, &reason),
+        Command::Done { grant_id, comment } => commands::done(client, &grant_id, comment),
         Command::Gate {
             resource,
             action,
@@ -474,7 +572,7 @@ fn main() -> ExitCode {
                     payload,
                     also,
                 };
-                waiting::gate(&client, &ask, std::time::Duration::from_secs(timeout.0))
+                waiting::gate(client, &ask, std::time::Duration::from_secs(timeout.0))
             }
         },
         Command::Run {
@@ -486,25 +584,25 @@ fn main() -> ExitCode {
             also,
         } => match waiting::parse_also(&also) {
             Err(e) => Err(e),
-            Ok(also) => waiting::run(&client, &resource, &action, duration, &reason, &command, also),
+            Ok(also) => waiting::run(client, &resource, &action, duration, &reason, &command, also),
         },
         Command::Check {
             principal,
             resource,
             action,
             payload,
-        } => commands::check(&client, &principal, &resource, &action, payload),
-        Command::Audit(AuditCommand::List { filter }) => commands::audit_list(&client, &filter),
+        } => commands::check(client, &principal, &resource, &action, payload),
+        Command::Audit(AuditCommand::List { filter }) => commands::audit_list(client, &filter),
         Command::Audit(AuditCommand::Verify { file, keys }) if file.is_empty() && keys.is_none() => {
-            commands::audit_verify(&client)
+            commands::audit_verify(client)
         }
         Command::Audit(AuditCommand::Verify { file, keys }) => {
-            commands::audit_verify_file(&client, &file, keys.as_deref())
+            commands::audit_verify_file(client, &file, keys.as_deref())
         }
         Command::Audit(AuditCommand::Export { filter, checkpoints }) => {
-            commands::audit_export(&client, &filter, checkpoints)
+            commands::audit_export(client, &filter, checkpoints)
         }
-        Command::Audit(AuditCommand::Keys) => commands::audit_keys(&client),
+        Command::Audit(AuditCommand::Keys) => commands::audit_keys(client),
         Command::Token(TokenCommand::Create {
             principal,
             groups,
@@ -514,7 +612,7 @@ fn main() -> ExitCode {
             agent_for,
             scim,
         }) => commands::token_create(
-            &client,
+            client,
             &principal,
             commands::TokenOptions {
                 groups,
@@ -525,11 +623,11 @@ fn main() -> ExitCode {
                 scim,
             },
         ),
-        Command::Ssh { grant_id, key } => commands::ssh_certificate(&client, &grant_id, &key),
-        Command::Credentials { grant_id } => commands::database_credentials(&client, &grant_id),
-        Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(&client),
-        Command::Database(DatabaseCommand::AcceptHistory) => commands::database_accept_history(&client),
-        Command::Mcp(McpCommand::Serve) => mcp::serve::run(&client),
+        Command::Ssh { grant_id, key, write } => commands::ssh_certificate(client, &grant_id, &key, write),
+        Command::Credentials { grant_id } => commands::database_credentials(client, &grant_id),
+        Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(client),
+        Command::Database(DatabaseCommand::AcceptHistory) => commands::database_accept_history(client),
+        Command::Mcp(McpCommand::Serve) => mcp::serve::run(client),
         Command::Mcp(McpCommand::Proxy {
             resource,
             timeout,
@@ -543,7 +641,7 @@ fn main() -> ExitCode {
                 "name the upstream MCP server: its command after -- (jitgate mcp proxy --resource files -- npx -y @modelcontextprotocol/server-filesystem /srv), or --upstream-url URL".into(),
             )),
             (Ok(timeout), upstream_url) => mcp::proxy::run(
-                &client,
+                client,
                 mcp::proxy::ProxyArgs {
                     resource,
                     timeout: std::time::Duration::from_secs(timeout.0),
@@ -556,24 +654,22 @@ fn main() -> ExitCode {
                 },
             ),
         },
-        Command::Token(TokenCommand::List) => commands::token_list(&client),
-        Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(&client, &id),
-        Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
-        Command::Policy(PolicyCommand::Test { dir }) => commands::policy_test(&dir, cli.output),
-        Command::Policy(PolicyCommand::Diff { old, new }) => commands::policy_diff(&old, &new, cli.output),
+        Command::Token(TokenCommand::List) => commands::token_list(client),
+        Command::Token(TokenCommand::Revoke { id }) => commands::token_revoke(client, &id),
         Command::Policy(PolicyCommand::Explain {
             principal,
             resource,
             action,
             policy,
-        }) => commands::policy_explain(&client, &principal, &resource, &action, policy.as_deref()),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            // The message may quote what someone typed (a resource name, a reason).
-            eprintln!("error: {}", render::shown(&e.to_string()));
-            ExitCode::from(2)
-        }
+        }) => commands::policy_explain(client, &principal, &resource, &action, policy.as_deref()),
+        // Answered in main, before any connection.
+        Command::Serve(_)
+        | Command::Policy(PolicyCommand::Check { .. } | PolicyCommand::Test { .. } | PolicyCommand::Diff { .. })
+        | Command::Login { .. }
+        | Command::Logout
+        | Command::Profile(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }
+        | Command::Complete { .. } => Err(client::ClientError::Other("internal: a local command reached the server path".into())),
     }
 }

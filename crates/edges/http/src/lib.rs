@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli_login;
 pub mod connections;
 pub mod error;
 pub mod forward_auth;
@@ -74,6 +75,9 @@ pub struct ServerConfig {
     /// `[github]`: jitgate as a GitHub App (see docs/github.md); `None` when the file has no
     /// such section (`/v1/github/webhook` then answers 404).
     pub github: Option<github::GithubConfig>,
+    /// `[cli]`: the single sign-on the CLI for people uses (see docs/cli.md); checked against
+    /// `[[auth.oidc]]` at start.
+    pub cli: cli_login::CliConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +115,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     // OpenID key sets and discovery documents: each fetch gives up after 10 s.
     let fetch = jitgate_connectors::fetch::HttpFetch::with_timeout(std::time::Duration::from_secs(10))
         .map_err(ServeError::Config)?;
+    let login_options = config.cli.login_options(&config.auth).map_err(ServeError::Config)?;
     let authenticator = auth::Authenticator::new(&config.auth, Arc::new(fetch)).await?;
     // Every connector (providers, notification and audit sinks) is built from its config in
     // the one registry of kinds.
@@ -126,7 +131,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let github = github::app(config.github.as_ref(), &|name| std::env::var(name).ok()).map_err(ServeError::Config)?;
     let store = jitgate_store::open_url_with(&config.database_url, &config.store).await?;
     let app = Arc::new(App::new(store, policy, authenticator, providers, notifier).await?);
-    let edge = state::Edge::new(app.clone(), slack);
+    let edge = state::Edge::new(app.clone(), slack).with_login_options(login_options);
     app.caller_limits().configure(config.limits.clone());
     app.configure_forward_auth(config.forward_auth.clone())
         .map_err(|e| ServeError::Config(e.to_string()))?;

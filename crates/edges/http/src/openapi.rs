@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::database_credentials, crate::routes::done_grant, crate::routes::slack_interaction, crate::routes::github_webhook,
         crate::routes::list_checkpoints, crate::routes::sign_checkpoint, crate::routes::audit_keys, crate::routes::list_resources,
         crate::routes::accept_database_history, crate::routes::forward_auth, crate::routes::forward_auth_below,
+        crate::cli_login::whoami, crate::cli_login::login_options,
         crate::scim::service_provider_config, crate::scim::resource_types, crate::scim::resource_type, crate::scim::schemas,
         crate::scim::one_schema, crate::scim::search_all, crate::scim::list_users, crate::scim::search_users, crate::scim::get_user,
         crate::scim::create_user, crate::scim::replace_user, crate::scim::patch_user, crate::scim::delete_user,
@@ -31,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         ResourceList, ResourceView, RequestableActionView, HistoryAccepted, crate::forward_auth::ForwardAuthDenial,
         crate::scim::ScimDocument, crate::scim::ScimErrorBody,
         crate::github::GithubWebhookPayload, crate::github::GithubWebhookAnswer,
+        crate::cli_login::WhoamiView, crate::cli_login::CredentialView, crate::cli_login::LoginOptions,
+        crate::cli_login::OidcLoginOption,
     )),
     modifiers(&BearerAuth, &RefusalsEveryEndpointMayGive, &OneOperationIdPerMethod),
 )]

@@ -132,6 +132,8 @@ pub fn router(state: crate::state::Edge, sso: Option<crate::ui::Sso>) -> Router 
                 crate::github::MAX_WEBHOOK_BODY_BYTES,
             )),
         )
+        .route("/v1/whoami", get(crate::cli_login::whoami))
+        .route("/v1/login/options", get(crate::cli_login::login_options))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

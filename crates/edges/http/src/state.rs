@@ -14,6 +14,8 @@ pub struct Edge {
     /// The domain the web UI's session cookie is sent to (`[ui] cookie_domain`, checked);
     /// `None`: jitgate's own host.
     pub cookie_domain: Option<Arc<str>>,
+    /// How people sign in from the CLI (`[cli]`, checked at start): `GET /v1/login/options`.
+    pub login_options: Arc<crate::cli_login::LoginOptions>,
 }
 
 impl Edge {
@@ -22,7 +24,14 @@ impl Edge {
             app,
             slack: slack.map(Arc::new),
             cookie_domain: None,
+            login_options: Arc::new(crate::cli_login::LoginOptions::default()),
         }
+    }
+
+    /// Answer `GET /v1/login/options` with `options` (from `CliConfig::login_options`).
+    pub fn with_login_options(mut self, options: crate::cli_login::LoginOptions) -> Self {
+        self.login_options = Arc::new(options);
+        self
     }
 
     /// Send the session cookie to `domain` (checked by `UiConfig::session_scope`).

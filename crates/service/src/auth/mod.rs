@@ -85,6 +85,55 @@ impl AuthFailure {
     }
 }
 
+/// Which path of [`Authenticator::authenticate`] accepted a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An API token issued by `jitgate token create`.
+    ApiToken,
+    /// A static token of the policy directory (`directory.toml`).
+    StaticToken,
+    /// A JWT from a configured OpenID Connect issuer.
+    Oidc,
+    /// The user header of a trusted authenticating proxy.
+    TrustedProxy,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ApiToken => "api_token",
+            CredentialKind::StaticToken => "static_token",
+            CredentialKind::Oidc => "oidc",
+            CredentialKind::TrustedProxy => "trusted_proxy",
+        }
+    }
+}
+
+/// What credential a caller presented, as the authenticator saw it: kept beside the
+/// [`Identity`] (which the policy judges) rather than in it, since no decision depends on it.
+/// Never holds the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialInfo {
+    pub kind: CredentialKind,
+    /// The API token's id (`tok_...`).
+    pub id: Option<String>,
+    /// The OpenID issuer that signed the token.
+    pub issuer: Option<String>,
+    /// When the credential stops being accepted, when known.
+    pub expires_at: Option<jitgate_core::Timestamp>,
+}
+
+impl CredentialInfo {
+    fn of(kind: CredentialKind) -> Self {
+        CredentialInfo {
+            kind,
+            id: None,
+            issuer: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// Everything that turns a request's credentials into an identity.
 pub struct Authenticator {
     tokens: RwLock<Arc<TokenTable>>,
@@ -232,6 +281,18 @@ impl Authenticator {
         headers: &dyn Presented,
         peer: Option<IpAddr>,
     ) -> Result<Identity, AuthFailure> {
+        self.authenticate_described(policy, headers, peer)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`Authenticator::authenticate`], and which credential was accepted (`GET /v1/whoami`).
+    pub async fn authenticate_described(
+        &self,
+        policy: &(dyn Fn() -> Arc<Policy> + Sync),
+        headers: &dyn Presented,
+        peer: Option<IpAddr>,
+    ) -> Result<(Identity, CredentialInfo), AuthFailure> {
         if let Some(value) = headers.field(AUTHORIZATION) {
             let token = bearer_token(value)?;
             if self.oidc.is_configured() && oidc::looks_like_jwt(token) {
@@ -242,13 +303,24 @@ impl Authenticator {
                         ..AuthFailure::new("jwt_principal", reason)
                     },
                 })?;
-                return tokens::resolve_with(&policy(), &self.directory, identity).map_err(blocked);
+                let identity = tokens::resolve_with(&policy(), &self.directory, identity).map_err(blocked)?;
+                return Ok((identity, oidc::described(token)));
             }
             // Read under the lock (nothing here waits) rather than cloning the table's Arc:
             // every check passes here, and a shared count touched by every core costs.
             let table = self.tokens.read();
             return match table.lookup(token, now()) {
-                Ok(identity) => Ok(identity.clone()),
+                Ok(identity) => {
+                    let info = match table.describe(token) {
+                        Some((Some(id), expires_at)) => CredentialInfo {
+                            id: Some(id.to_string()),
+                            expires_at,
+                            ..CredentialInfo::of(CredentialKind::ApiToken)
+                        },
+                        _ => CredentialInfo::of(CredentialKind::StaticToken),
+                    };
+                    Ok((identity.clone(), info))
+                }
                 Err(TokenRefusal::Unknown) if self.scim_tokens.read().holds(token) => Err(AuthFailure {
                     counts: false,
                     told: Some(SCIM_TOKEN_ELSEWHERE.into()),
@@ -269,7 +341,8 @@ impl Authenticator {
         }
         if let Some(proxy) = &self.proxy {
             if let Some(value) = headers.field(&proxy.user_header) {
-                return Self::proxy_identity(&policy(), &self.directory, proxy, value, headers, peer);
+                return Self::proxy_identity(&policy(), &self.directory, proxy, value, headers, peer)
+                    .map(|identity| (identity, CredentialInfo::of(CredentialKind::TrustedProxy)));
             }
         }
         Err(AuthFailure {

@@ -383,6 +383,21 @@ impl OidcIssuer {
     }
 }
 
+/// The issuer and expiry of a JWT that [`Oidc::verify`] has just accepted: read from its claims
+/// only after the signature, issuer, audience and times were checked.
+pub fn described(token: &str) -> super::CredentialInfo {
+    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token).unwrap_or_default();
+    super::CredentialInfo {
+        kind: super::CredentialKind::Oidc,
+        id: None,
+        issuer: Some(claim_string(&claims, "iss").to_string()).filter(|i| !i.is_empty()),
+        expires_at: claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0)),
+    }
+}
+
 impl Oidc {
     pub async fn new(configs: &[OidcIssuerConfig], http: Arc<dyn Fetch>) -> Result<Oidc, ConfigError> {
         let mut issuers = Vec::with_capacity(configs.len());

@@ -221,6 +221,14 @@ impl TokenTable {
         self.by_hash.get(&token_hash(token))?.blocked.as_deref()
     }
 
+    /// The API token id (`None` for a static token of the directory) and expiry behind a token
+    /// the table holds, for `GET /v1/whoami`.
+    pub fn describe(&self, token: &str) -> Option<(Option<&str>, Option<Timestamp>)> {
+        self.by_hash
+            .get(&token_hash(token))
+            .map(|entry| (entry.token_id.as_deref(), entry.expires_at))
+    }
+
     /// The API token id behind a token, for the log.
     pub fn token_id(&self, token: &str) -> Option<&str> {
         self.by_hash.get(&token_hash(token))?.token_id.as_deref()

@@ -485,6 +485,17 @@ fn every_role_the_table_refuses_is_refused() {
         "nothing diverged, nothing recorded"
     );
 
+    // Who am I: every role may ask, about itself only.
+    for (token, principal) in [
+        (ALICE, "alice"),
+        (SERVICE, "svc-api"),
+        (AUDITOR, "auditor"),
+        (ADMIN, "admin"),
+    ] {
+        let who = row(&s, "GET", "/v1/whoami", json!(null), &[ok(token, 200)]);
+        assert_eq!(who["principal"], principal, "{who}");
+    }
+
     // Nothing a refused caller tried left a trace of success.
     let (_, tokens) = s.get("/v1/tokens", ADMIN);
     assert_eq!(tokens["items"].as_array().unwrap().len(), 1, "{tokens}");
@@ -556,6 +567,7 @@ fn every_secured_route_refuses_callers_without_valid_credentials() {
         ("POST", "/v1/tokens/{id}/revoke"),
         ("POST", "/v1/keys/rotate"),
         ("POST", "/v1/admin/database/accept-history"),
+        ("GET", "/v1/whoami"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -14,6 +14,7 @@ mod support;
 
 mod audit;
 mod authorization;
+mod cli_login;
 mod crash;
 mod e2e;
 mod failover;

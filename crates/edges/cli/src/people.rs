@@ -1,0 +1,430 @@
+//! The CLI for people: which server and credential a command uses (flags, environment, the
+//! profile's stored credential), and `login`, `logout`, `whoami`, `profile list|use`.
+
+use crate::client::{Client, ClientError};
+use crate::profiles::{self, Config, Credential, ProfileEntry, Store, DEFAULT_PROFILE};
+use crate::{render, Output};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+/// The server used when neither `--url`, `JITGATE_URL` nor the profile names one.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7400";
+
+/// Where the bearer token came from, as `whoami` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `--token`.
+    Flag,
+    /// `JITGATE_TOKEN`.
+    Env,
+    /// `JITGATE_TOKEN_COMMAND`.
+    Command,
+    /// The profile's credential file.
+    Profile(String),
+    None,
+}
+
+impl TokenSource {
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Flag => "--token".into(),
+            TokenSource::Env => "JITGATE_TOKEN".into(),
+            TokenSource::Command => "JITGATE_TOKEN_COMMAND".into(),
+            TokenSource::Profile(path) => format!("profile file {path}"),
+            TokenSource::None => "none".into(),
+        }
+    }
+}
+
+/// What the global flags say, before any file is read.
+pub struct Globals {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_command: Option<String>,
+    pub profile: Option<String>,
+    pub output: Output,
+    /// Whether `token` was typed as `--token` (else it came from `JITGATE_TOKEN`).
+    pub token_typed: bool,
+}
+
+/// A command's connection: the client, and what it was made from.
+pub struct Session {
+    pub client: Client,
+    pub profile: String,
+    pub url: String,
+    pub source: TokenSource,
+}
+
+impl From<profiles::ProfileError> for ClientError {
+    fn from(e: profiles::ProfileError) -> Self {
+        ClientError::Other(e.to_string())
+    }
+}
+
+fn store() -> Result<Store, ClientError> {
+    Ok(Store::new(profiles::default_dir()?))
+}
+
+/// The profile in use: `--profile`/`JITGATE_PROFILE`, else the config's active one, else
+/// `default`. `config` is read only when it is needed.
+fn profile_name(
+    globals: &Globals,
+    config: &mut dyn FnMut() -> Result<Config, ClientError>,
+) -> Result<String, ClientError> {
+    let name = match &globals.profile {
+        Some(name) => name.clone(),
+        None => config()?.active.unwrap_or_else(|| DEFAULT_PROFILE.to_string()),
+    };
+    profiles::check_profile_name(&name)?;
+    Ok(name)
+}
+
+/// The connection a server command uses. Token: `--token`/`JITGATE_TOKEN` >
+/// `JITGATE_TOKEN_COMMAND` > the profile's stored credential. URL: `--url`/`JITGATE_URL` > the
+/// profile's > [`DEFAULT_URL`]. Files are read only when flags and environment leave
+/// something open, so CI that sets both never touches them.
+pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
+    let needs_files = globals.url.is_none() || (globals.token.is_none() && globals.token_command.is_none());
+    // Without HOME or XDG_CONFIG_HOME (a bare CI container) there are no files to read: the
+    // flags and environment alone decide, as before profiles existed.
+    let store = if needs_files {
+        match profiles::default_dir() {
+            Ok(dir) => Some(Store::new(dir)),
+            Err(profiles::ProfileError::NoHome) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    let mut cached: Option<Config> = None;
+    let mut config = || -> Result<Config, ClientError> {
+        if let Some(c) = &cached {
+            return Ok(c.clone());
+        }
+        let c = match &store {
+            Some(store) => store.load_config()?,
+            None => Config::default(),
+        };
+        cached = Some(c.clone());
+        Ok(c)
+    };
+    let profile = if needs_files {
+        profile_name(globals, &mut config)?
+    } else {
+        globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string())
+    };
+    let url = match &globals.url {
+        Some(url) => url.clone(),
+        None => config()?
+            .profiles
+            .get(&profile)
+            .map(|p| p.url.clone())
+            .unwrap_or_else(|| DEFAULT_URL.to_string()),
+    };
+    let (token, source) = match (&globals.token, &globals.token_command, &store) {
+        (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag),
+        (Some(token), _, _) => (Some(token.clone()), TokenSource::Env),
+        (None, Some(_), _) => (None, TokenSource::Command),
+        (None, None, Some(store)) => match store.load_credential(&profile) {
+            // An ID token past its expiry would only be refused: say so without sending it.
+            // (Part 2 of #28 refreshes it here with the refresh token while that lasts.)
+            Ok(Some(Credential::Oidc { expires_at, issuer, .. })) if expires_at <= chrono::Utc::now() => {
+                return Err(ClientError::Other(format!(
+                    "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
+                    render::shown(&issuer),
+                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )))
+            }
+            Ok(Some(credential)) => (
+                Some(credential.bearer().to_string()),
+                TokenSource::Profile(store.credential_path(&profile)?.display().to_string()),
+            ),
+            Ok(None) => (None, TokenSource::None),
+            Err(e) => return Err(ClientError::Other(format!("profile {profile}: {e}"))),
+        },
+        (None, None, None) => (None, TokenSource::None),
+    };
+    let mut client = Client::new(&url, token, globals.token_command.clone(), globals.output);
+    if source == TokenSource::None {
+        client.set_not_signed_in(&profile, &url);
+    }
+    Ok(Session {
+        client,
+        profile,
+        url,
+        source,
+    })
+}
+
+/// An error about the stored credential, named with its profile: a 401 with a profile's
+/// credential means the server no longer accepts it.
+pub fn name_the_profile(session: &Session, error: ClientError) -> ClientError {
+    match (&session.source, error) {
+        (
+            TokenSource::Profile(_),
+            ClientError::Api {
+                status: 401, message, ..
+            },
+        ) => ClientError::Other(format!(
+            "profile {}: the server refused the stored credential (401: {message}): run jitgate login --profile {}",
+            session.profile, session.profile
+        )),
+        (_, other) => other,
+    }
+}
+
+/// `jitgate login --url URL --token TOKEN [--profile NAME]`.
+pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<ExitCode, ClientError> {
+    let store = store()?;
+    let mut config = store.load_config()?;
+    let profile = globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    profiles::check_profile_name(&profile)?;
+    let url = match (&globals.url, config.profiles.get(&profile)) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(entry)) => entry.url.clone(),
+        (None, None) => {
+            return Err(ClientError::Other(format!(
+                "name the server: jitgate login --url URL --token - (profile {profile} has none yet)"
+            )))
+        }
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) || profiles::token_problem(&url).is_some() {
+        return Err(ClientError::Other(format!(
+            "--url {}: not an http:// or https:// address",
+            render::shown(&url)
+        )));
+    }
+    let token = match token.as_deref() {
+        Some("-") => read_token_from_stdin()?,
+        Some(token) => token.to_string(),
+        None => return login_without_token(&url, device),
+    };
+    if let Some(problem) = profiles::token_problem(&token) {
+        return Err(ClientError::Other(format!(
+            "the token is refused before anything is stored: {problem}"
+        )));
+    }
+    let client = Client::new(&url, Some(token.clone()), None, globals.output);
+    let who = client.get("/v1/whoami", &[]).map_err(|e| match e {
+        ClientError::Api { status, message, .. } => ClientError::Other(format!(
+            "the server refused that token ({status}): {message}; nothing was stored"
+        )),
+        other => other,
+    })?;
+    let path = store.save_credential(&profile, &Credential::Token { token })?;
+    config
+        .profiles
+        .insert(profile.clone(), ProfileEntry { url: url.clone() });
+    config.active = Some(profile.clone());
+    store.save_config(&config)?;
+    let principal = render::s(&who["principal"]).into_owned();
+    match globals.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "profile": profile, "url": url, "principal": who["principal"],
+                "credential": who["credential"], "file": path.display().to_string(),
+            }))
+            .unwrap_or_default()
+        ),
+        _ => println!("Signed in to {url} as {principal} (profile {profile})"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token on standard input (`--token -`): it stays out of shell history and `ps`.
+fn read_token_from_stdin() -> Result<String, ClientError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
+    let token = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(token.strip_suffix('\r').unwrap_or(token).to_string())
+}
+
+/// Without `--token`: ask the server how people sign in.
+fn login_without_token(url: &str, device: bool) -> Result<ExitCode, ClientError> {
+    let options = unauthenticated_get(url, "/v1/login/options")?;
+    match options.get("oidc") {
+        Some(Value::Object(oidc)) => Err(ClientError::Other(format!(
+            "{url} offers single sign-on through {} ({}), which this build of jitgate cannot do yet (part 2 of #28); sign in with a token for now: jitgate login --url {url} --token -",
+            render::shown(oidc.get("issuer").and_then(Value::as_str).unwrap_or("-")),
+            if device { "device flow" } else { "browser flow" },
+        ))),
+        _ => Err(ClientError::Other(format!(
+            "{url} accepts only tokens: run jitgate login --url {url} --token - (and paste the token)"
+        ))),
+    }
+}
+
+fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
+    let full = format!("{url}{path}");
+    let response = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClientError::Other(format!("cannot make an HTTP client: {e}")))?
+        .get(&full)
+        .send()
+        .map_err(|source| ClientError::Transport {
+            url: full.clone(),
+            source,
+        })?;
+    let status = response.status();
+    let body: Value = response.json().map_err(|source| ClientError::Transport {
+        url: full.clone(),
+        source,
+    })?;
+    if !status.is_success() {
+        return Err(ClientError::Other(format!("{full} answered {status}")));
+    }
+    Ok(body)
+}
+
+/// `jitgate logout [--profile NAME]`.
+pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
+    let store = store()?;
+    let profile = profile_name(globals, &mut || Ok(store.load_config()?))?;
+    let path = store.credential_path(&profile)?;
+    let removed = store.remove_credential(&profile)?;
+    let text = if removed {
+        format!("Signed out of profile {profile}: removed {}", path.display())
+    } else {
+        format!("Profile {profile} holds no credential: nothing to remove")
+    };
+    match globals.output {
+        Output::Json => println!(
+            "{}",
+            json!({"profile": profile, "removed": removed, "file": path.display().to_string()})
+        ),
+        _ => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jitgate whoami`.
+pub fn whoami(session: &Session) -> Result<ExitCode, ClientError> {
+    let mut who = session.client.get("/v1/whoami", &[])?;
+    let source = session.source.describe();
+    match session.client.output {
+        Output::Json => {
+            if let Value::Object(map) = &mut who {
+                map.insert("profile".into(), json!(session.profile));
+                map.insert("url".into(), json!(session.url));
+                map.insert("source".into(), json!(source));
+            }
+            println!("{}", serde_json::to_string_pretty(&who).unwrap_or_default());
+        }
+        _ => {
+            let list = |v: &Value| {
+                let items: Vec<String> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|g| render::s(g).into_owned())
+                    .collect();
+                if items.is_empty() {
+                    "-".to_string()
+                } else {
+                    items.join(", ")
+                }
+            };
+            let c = &who["credential"];
+            let mut credential = render::s(&c["kind"]).into_owned();
+            if let Some(id) = c["id"].as_str() {
+                credential.push_str(&format!(" {}", render::shown(id)));
+            }
+            if let Some(issuer) = c["issuer"].as_str() {
+                credential.push_str(&format!(" from {}", render::shown(issuer)));
+            }
+            let expires = c["expires_at"]
+                .as_str()
+                .map_or("never (until revoked)".into(), |e| render::shown(e).into_owned());
+            let mut out = format!(
+                "principal   {}\nkind        {}\n",
+                render::s(&who["principal"]),
+                render::s(&who["kind"])
+            );
+            if let Some(person) = who["on_behalf_of"].as_str() {
+                out.push_str(&format!("for         {}\n", render::shown(person)));
+            }
+            out.push_str(&format!(
+                "groups      {}\nroles       {}\ncredential  {credential}\nexpires     {expires}\nprofile     {}\nserver      {}\nsource      {}\n",
+                list(&who["groups"]),
+                list(&who["roles"]),
+                session.profile,
+                render::shown(&session.url),
+                render::shown(&source),
+            ));
+            print!("{out}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jitgate profile list`.
+pub fn profile_list(globals: &Globals) -> Result<ExitCode, ClientError> {
+    let store = store()?;
+    let config = store.load_config()?;
+    let active = config.active.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    let mut rows = Vec::new();
+    for (name, entry) in &config.profiles {
+        // A file we may not read (loose, foreign) is shown as such, not as an error for all.
+        let signed_in = match store.load_credential(name) {
+            Ok(Some(c)) => json!(c.kind()),
+            Ok(None) => json!(null),
+            Err(e) => json!(format!("unusable: {e}")),
+        };
+        rows.push(json!({"name": name, "url": entry.url, "active": *name == active, "credential": signed_in}));
+    }
+    match globals.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"items": rows})).unwrap_or_default()
+        ),
+        _ if rows.is_empty() => println!("No profiles yet: jitgate login --url URL --token -"),
+        _ => {
+            println!("  {:<20} {:<40} SIGNED IN", "PROFILE", "URL");
+            for row in &rows {
+                println!(
+                    "{} {:<20} {:<40} {}",
+                    if row["active"] == true { "*" } else { " " },
+                    render::s(&row["name"]),
+                    render::s(&row["url"]),
+                    match &row["credential"] {
+                        Value::Null => "no".to_string(),
+                        other => format!("yes ({})", render::s(other)),
+                    }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jitgate profile use NAME`.
+pub fn profile_use(globals: &Globals, name: &str) -> Result<ExitCode, ClientError> {
+    profiles::check_profile_name(name)?;
+    let store = store()?;
+    let mut config = store.load_config()?;
+    if !config.profiles.contains_key(name) {
+        let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
+        return Err(ClientError::Other(format!(
+            "no profile {name}; known: {} (jitgate login --profile {name} --url URL makes it)",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    config.active = Some(name.to_string());
+    store.save_config(&config)?;
+    match globals.output {
+        Output::Json => println!("{}", json!({"active": name})),
+        _ => println!(
+            "Profile {name} is now active ({})",
+            render::shown(&config.profiles[name].url)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,815 @@
+//! The CLI for people (#28, part 1): `jitgate login --token`, `logout`, `whoami`, profiles, the
+//! credential store and its file modes, completions and man pages, `ssh --write`; and the
+//! server's `GET /v1/whoami` and `GET /v1/login/options`. Every CLI run here has its own
+//! `HOME` and `XDG_CONFIG_HOME` and no `JITGATE_*` variable but those a test sets.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A person's machine: a home and config directory of its own.
+struct Person {
+    home: tempfile::TempDir,
+}
+
+impl Person {
+    fn new() -> Person {
+        Person {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.home.path().join("xdg").join("jitgate")
+    }
+
+    fn credential(&self, profile: &str) -> PathBuf {
+        self.config_dir().join("credentials").join(format!("{profile}.json"))
+    }
+
+    /// Run the CLI with `env` set (and every other JITGATE_ variable removed), `stdin` fed.
+    fn run_full(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> (i32, String, String) {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("xdg"))
+            .env("JITGATE_LOG", "warn")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+                command.env_remove(name);
+            }
+        }
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_full(args, &[], None)
+    }
+
+    fn login(&self, url: &str, token: &str, profile: Option<&str>) -> (i32, String, String) {
+        let mut args = vec!["login", "--url", url, "--token", token];
+        if let Some(p) = profile {
+            args.extend(["--profile", p]);
+        }
+        self.run(&args)
+    }
+
+    /// Every regular file under the config directory.
+    fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.config_dir(), &mut out);
+        out
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o777
+}
+
+fn json_of(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// An address where nothing listens: a command that tried the network would say it cannot
+/// reach it.
+fn nowhere() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn the_bar_login_then_whoami_prints_alice_with_no_token_in_the_environment() {
+    let s = Server::start();
+    let me = Person::new();
+    let (code, out, err) = me.login(&s.url, "demo-alice", None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), format!("Signed in to {} as alice (profile default)", s.url));
+
+    let (code, out, err) = me.run(&["whoami"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("principal   alice"), "{out}");
+    assert!(out.contains("groups      dev"), "{out}");
+    assert!(out.contains("roles       user"), "{out}");
+    assert!(out.contains("credential  static_token"), "{out}");
+    assert!(out.contains("profile     default"), "{out}");
+    assert!(out.contains(&format!("server      {}", s.url)), "{out}");
+    assert!(out.contains("source      profile file"), "{out}");
+    assert!(!out.contains("demo-alice"), "{out}");
+
+    // The file is 0600 in a 0700 directory; nothing others may read holds the token.
+    assert_eq!(mode(&me.credential("default")), 0o600);
+    assert_eq!(mode(&me.config_dir()), 0o700);
+    assert_eq!(mode(&me.config_dir().join("credentials")), 0o700);
+    assert_eq!(mode(&me.config_dir().join("config.toml")), 0o600);
+    let files = me.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if text.contains("demo-alice") {
+            assert_eq!(mode(file) & 0o077, 0, "{} holds the token", file.display());
+        }
+    }
+    assert!(!std::fs::read_to_string(me.config_dir().join("config.toml"))
+        .unwrap()
+        .contains("demo-alice"));
+
+    // Other commands use the stored credential and the profile's URL too.
+    let (code, out, err) = me.run(&["requests", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(json_of(&out)["items"].is_array());
+}
+
+#[test]
+fn completions_for_three_shells_and_man_pages() {
+    let me = Person::new();
+    let (code, bash, err) = me.run(&["completion", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(bash.contains("_jitgate") && bash.contains("complete -F"), "{bash}");
+    assert!(bash.contains("jitgate __complete requests"));
+    let script = me.home.path().join("jitgate.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    for shell in ["zsh", "fish"] {
+        let (code, out, err) = me.run(&["completion", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.len() > 1000 && out.contains("login") && out.contains("whoami"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, _, err) = me.run(&["completion", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, man, err) = me.run(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(man.starts_with(".ie") || man.contains(".TH jitgate"), "{man}");
+    let pages = me.home.path().join("man");
+    let (code, _, err) = me.run(&["man", "--dir", pages.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "jitgate.1",
+        "jitgate-login.1",
+        "jitgate-whoami.1",
+        "jitgate-profile-use.1",
+    ] {
+        assert!(pages.join(page).is_file(), "{page}");
+    }
+
+    // Candidates from the server for the bash completion: ids of pending requests, names of
+    // resources; nothing at all, quickly, when there is no server.
+    let s = Server::start();
+    let filed = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-1 look"}),
+    );
+    me.login(&s.url, "demo-alice", None);
+    let (code, out, _) = me.run(&["__complete", "requests"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l == filed["id"].as_str().unwrap()), "{out}");
+    let (_, out, _) = me.run(&["__complete", "resources"]);
+    assert!(out.lines().any(|l| l == "prod-db"), "{out}");
+    let started = std::time::Instant::now();
+    let (code, out, err) = me.run(&["__complete", "requests", "--url", &nowhere()]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_refused_token_stores_nothing_and_the_environment_and_flag_win() {
+    let s = Server::start();
+    let me = Person::new();
+    let (code, out, err) = me.login(&s.url, "not-a-token", None);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("the server refused that token (401)"), "{err}");
+    assert!(!err.contains("not-a-token"), "{err}");
+    assert!(me.files().is_empty(), "{:?}", me.files());
+
+    me.login(&s.url, "demo-alice", None);
+    let (_, out, _) = me.run_full(&["whoami", "--output", "json"], &[("JITGATE_TOKEN", "demo-bob")], None);
+    let who = json_of(&out);
+    assert_eq!(who["principal"], "bob");
+    assert_eq!(who["source"], "JITGATE_TOKEN");
+    assert_eq!(who["profile"], "default");
+    assert_eq!(who["url"], s.url.as_str());
+    let (_, out, _) = me.run(&["whoami", "--token", "demo-carol", "--output", "json"]);
+    let who = json_of(&out);
+    assert_eq!(
+        (who["principal"].as_str(), who["source"].as_str()),
+        (Some("carol"), Some("--token"))
+    );
+    let (_, out, _) = me.run_full(
+        &["whoami", "--output", "json"],
+        &[("JITGATE_TOKEN_COMMAND", "echo demo-erin")],
+        None,
+    );
+    let who = json_of(&out);
+    assert_eq!(
+        (who["principal"].as_str(), who["source"].as_str()),
+        (Some("erin"), Some("JITGATE_TOKEN_COMMAND"))
+    );
+    let (_, out, _) = me.run(&["whoami", "--output", "json"]);
+    let who = json_of(&out);
+    assert_eq!(who["principal"], "alice");
+    assert!(who["source"].as_str().unwrap().starts_with("profile file "), "{who}");
+    assert!(!out.contains("demo-alice"));
+
+    // A bare CI container (no HOME, no XDG_CONFIG_HOME): the environment alone decides.
+    let bare = |env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["whoami", "--output", "json"])
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = bare(&[("JITGATE_URL", &s.url), ("JITGATE_TOKEN", "demo-bob")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json_of(&out)["source"], "JITGATE_TOKEN");
+    let (code, _, err) = bare(&[("JITGATE_URL", &s.url)]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not signed in") && err.contains("JITGATE_TOKEN"), "{err}");
+
+    // `--token -` reads the token from standard input (out of shell history).
+    let other = Person::new();
+    let (code, out, err) = other.run_full(&["login", "--url", &s.url, "--token", "-"], &[], Some(b"demo-dave\n"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("as dave"), "{out}");
+    // JITGATE_TOKEN alone is never stored by login: it asks the server how to sign in.
+    let third = Person::new();
+    let (code, _, err) = third.run_full(&["login", "--url", &s.url], &[("JITGATE_TOKEN", "demo-erin")], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("accepts only tokens: run jitgate login --url"), "{err}");
+    assert!(third.files().is_empty());
+}
+
+#[test]
+fn two_profiles_side_by_side_then_logout() {
+    let one = Server::start();
+    let two = Server::start();
+    let me = Person::new();
+    assert_eq!(me.login(&one.url, "demo-alice", Some("work")).0, 0);
+    assert_eq!(me.login(&two.url, "demo-bob", Some("ops")).0, 0);
+
+    // The last login is active; --profile and JITGATE_PROFILE pick another.
+    let (_, out, _) = me.run(&["whoami", "--output", "json"]);
+    assert_eq!(
+        (json_of(&out)["principal"].as_str(), json_of(&out)["url"].as_str()),
+        (Some("bob"), Some(two.url.as_str()))
+    );
+    let (_, out, _) = me.run(&["whoami", "--profile", "work", "--output", "json"]);
+    assert_eq!(json_of(&out)["principal"], "alice");
+    let (_, out, _) = me.run_full(&["whoami", "--output", "json"], &[("JITGATE_PROFILE", "work")], None);
+    assert_eq!(json_of(&out)["url"], one.url.as_str());
+
+    let (code, out, _) = me.run(&["profile", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("* ops") && l.contains(&two.url) && l.contains("yes")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("  work") && l.contains(&one.url)),
+        "{out}"
+    );
+    assert!(!out.contains("demo-"), "{out}");
+    let (_, out, _) = me.run(&["profile", "list", "--output", "json"]);
+    assert_eq!(json_of(&out)["items"].as_array().unwrap().len(), 2);
+    assert!(!out.contains("demo-"), "{out}");
+
+    assert_eq!(me.run(&["profile", "use", "work"]).0, 0);
+    let (_, out, _) = me.run(&["whoami", "--output", "json"]);
+    assert_eq!(json_of(&out)["principal"], "alice");
+    let (code, _, err) = me.run(&["profile", "use", "staging"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no profile staging; known: ops, work"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // Logout removes the file, keeps the URL; then commands say to sign in.
+    let (code, out, _) = me.run(&["logout"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Signed out of profile work"), "{out}");
+    assert!(!me.credential("work").exists());
+    assert!(me.credential("ops").exists());
+    let (code, _, err) = me.run(&["requests"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "profile work: not signed in: run jitgate login --profile work --url {}",
+            one.url
+        )),
+        "{err}"
+    );
+    let (code, out, _) = me.run(&["logout"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Profile work holds no credential"), "{out}");
+    // Signing in again needs no --url: the profile kept it.
+    let (code, out, err) = me.run(&["login", "--token", "demo-dave", "--profile", "work"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("Signed in to {} as dave", one.url)), "{out}");
+}
+
+#[test]
+fn loose_foreign_symlinked_or_garbage_files_are_refused_in_one_line_before_any_call() {
+    let me = Person::new();
+    // A profile on an address where nothing listens: a refusal that tried the network would
+    // say "cannot reach".
+    let s = Server::start();
+    me.login(&s.url, "demo-alice", None);
+    let config = me.config_dir().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", nowhere()),
+    )
+    .unwrap();
+    let cred = me.credential("default");
+
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("profile default:") && err.contains(&format!("chmod 600 {}", cred.display())),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach") && !err.contains("demo-alice"), "{err}");
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    std::fs::set_permissions(me.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("chmod 700"), "{err}");
+    std::fs::set_permissions(me.config_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // A credentials file that is a symbolic link to a file elsewhere is not followed.
+    let elsewhere = me.home.path().join("planted.json");
+    std::fs::write(&elsewhere, r#"{"kind":"token","token":"demo-admin"}"#).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&cred).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &cred).unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::remove_file(&cred).unwrap();
+
+    // A config file with garbage: the file and line named, in one line.
+    std::fs::write(&config, "active = \"default\"\n\n[profiles.default\nurl = 3\n").unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("{}:3", config.display())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A garbage credential file: named, without quoting its content.
+    std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", s.url)).unwrap();
+    std::fs::write(&cred, "{\"kind\": \"token\", \"token\": \"demo-alice\"").unwrap();
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("default.json") && err.contains("jitgate login"), "{err}");
+    assert!(!err.contains("demo-alice"), "{err}");
+    // An expired single sign-on credential (the format part 2 writes): one line naming the
+    // profile, and nothing sent.
+    std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", nowhere())).unwrap();
+    std::fs::write(
+        &cred,
+        r#"{"kind": "oidc", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
+            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let (code, _, err) = me.run(&["whoami"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("profile default: the single sign-on credential from https://id.example.test expired at 2020-01-01T00:00:00Z: run jitgate login --profile default"),
+        "{err}"
+    );
+    assert!(!err.contains("secret") && !err.contains("cannot reach"), "{err}");
+    std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", s.url)).unwrap();
+
+    // CI that sets both variables never reads the files at all.
+    let (code, out, err) = me.run_full(
+        &["whoami", "--output", "json"],
+        &[("JITGATE_URL", &s.url), ("JITGATE_TOKEN", "demo-bob")],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out)["principal"], "bob");
+}
+
+#[test]
+fn a_revoked_stored_token_names_the_profile_and_what_to_run() {
+    let s = Server::start();
+    let (status, created) = s.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "alice", "groups": ["dev"], "ttl": "1h", "label": "laptop"}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap();
+    let me = Person::new();
+    assert_eq!(me.login(&s.url, token, Some("prod")).0, 0);
+    let (_, out, _) = me.run(&["whoami"]);
+    assert!(
+        out.contains(&format!("credential  api_token {}", created["id"].as_str().unwrap())),
+        "{out}"
+    );
+    assert!(!out.contains("never"), "an API token with a ttl has an expiry: {out}");
+    let (status, _) = s.post(
+        &format!("/v1/tokens/{}/revoke", created["id"].as_str().unwrap()),
+        "demo-admin",
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    for args in [&["requests"][..], &["whoami"][..], &["grants", "--output", "json"][..]] {
+        let (code, out, err) = me.run(args);
+        assert_eq!(code, 2, "{out}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("profile prod: the server refused the stored credential (401")
+                && err.contains("run jitgate login --profile prod"),
+            "{err}"
+        );
+        assert!(!err.contains(token) && !out.contains(token));
+    }
+}
+
+#[test]
+fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
+    let s = Server::start();
+    let me = Person::new();
+    let long = "p".repeat(300);
+    for name in [
+        "a/b",
+        "../up",
+        "..",
+        ".hidden",
+        "a\u{1}b",
+        "a\u{202e}b",
+        "prоd", /* Cyrillic о */
+        "a\u{200b}b",
+        "a b",
+        long.as_str(),
+        "",
+    ] {
+        let (code, _, err) = me.login(&s.url, "demo-alice", Some(name));
+        assert_eq!(code, 2, "{name:?}");
+        assert!(err.contains("profile name"), "{name:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let (code, _, err) = me.run(&["whoami", "--profile", name]);
+        assert_eq!(code, 2, "{name:?}: {err}");
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+    // NUL cannot be passed in an argument; through the environment it is refused by the OS,
+    // so JITGATE_PROFILE's check is the one above. A NUL or line break in a token on stdin:
+    for token in [
+        &b"demo-alice\0x\n"[..],
+        b"demo\x1balice\n",
+        b"demo alice\n",
+        b"\n",
+        b"demo-alice\rmore\n",
+    ] {
+        let (code, _, err) = me.run_full(&["login", "--url", &s.url, "--token", "-"], &[], Some(token));
+        assert_eq!(code, 2, "{token:?}");
+        assert!(err.contains("refused before anything is stored"), "{token:?}: {err}");
+        assert!(!err.contains("demo"), "{err}");
+    }
+    let (code, _, err) = me.login(&s.url, "demo-alice\nX", None);
+    assert_eq!(code, 2);
+    assert!(err.contains("refused before anything is stored"), "{err}");
+    let (code, _, _) = me.login(&s.url, &"t".repeat(9000), None);
+    assert_eq!(code, 2);
+    assert!(me.files().is_empty(), "{:?}", me.files());
+
+    // --output json of every command of the CLI for people never holds the token.
+    me.login(&s.url, "demo-alice", None);
+    for args in [
+        &["login", "--url", &s.url, "--token", "demo-alice", "--output", "json"][..],
+        &["whoami", "--output", "json"][..],
+        &["profile", "list", "--output", "json"][..],
+        &["profile", "use", "default", "--output", "json"][..],
+        &["logout", "--output", "json"][..],
+    ] {
+        let (code, out, err) = me.run(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            !out.contains("demo-alice") && !err.contains("demo-alice"),
+            "{args:?}: {out}"
+        );
+        json_of(&out);
+    }
+}
+
+#[test]
+fn whoami_says_which_credential_for_each_kind_and_401_without_one() {
+    let s = Server::start();
+    let (status, who) = s.get("/v1/whoami", "demo-alice");
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(
+        who,
+        json!({"principal": "alice", "kind": "user", "groups": ["dev"], "roles": ["user"],
+               "credential": {"kind": "static_token"}})
+    );
+    let (_, who) = s.get("/v1/whoami", "demo-admin");
+    assert_eq!(who["roles"], json!(["user", "admin"]));
+    let (_, who) = s.get("/v1/whoami", "demo-svc");
+    assert_eq!(
+        (who["kind"].as_str(), who["roles"].clone()),
+        (Some("service"), json!(["service"]))
+    );
+
+    let (_, api) = s.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "ci-bot", "groups": ["dev"], "ttl": "2h"}),
+    );
+    let (status, who) = s.get("/v1/whoami", api["token"].as_str().unwrap());
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["credential"]["kind"], "api_token");
+    assert_eq!(who["credential"]["id"], api["id"]);
+    assert!(who["credential"]["id"].as_str().unwrap().starts_with("tok_"), "{who}");
+    assert_eq!(who["credential"]["expires_at"], api["expires_at"]);
+
+    let (_, agent) = s.post(
+        "/v1/tokens",
+        "demo-admin",
+        json!({"principal": "claude-alice", "agent_for": "alice"}),
+    );
+    let (_, who) = s.get("/v1/whoami", agent["token"].as_str().unwrap());
+    assert_eq!(who["kind"], "agent");
+    assert_eq!(who["on_behalf_of"], "alice");
+    assert!(who["groups"].as_array().unwrap().contains(&json!("agents")), "{who}");
+    assert!(who["credential"].get("expires_at").is_none(), "{who}");
+
+    let (status, body) = s.get("/v1/whoami", "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    let (status, _) = s.get("/v1/whoami", "nope");
+    assert_eq!(status, 401);
+    // The answer never carries the token.
+    let (_, text) = s.get("/v1/whoami", api["token"].as_str().unwrap());
+    assert!(!text.to_string().contains(api["token"].as_str().unwrap()));
+}
+
+/// `GET /v1/whoami` as `token` from the loopback address `source`: its status and how long it took.
+fn whoami_from(s: &Server, source: &str, token: &str) -> (u16, std::time::Duration) {
+    let http = reqwest::blocking::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = http
+        .get(format!("{}/v1/whoami", s.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    (status, started.elapsed())
+}
+
+/// `/v1/whoami` is no oracle for guessing tokens faster: its refusals are slowed down like every
+/// other endpoint's, for the guessing source only; `/v1/login/options` reads nothing a caller
+/// could exhaust (an answer held in memory), so a flood of it leaves it and others answering.
+#[test]
+fn whoami_guesses_are_slowed_for_the_guesser_only_and_login_options_stays_cheap() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[auth.throttle]\nfree_failures = 3\nmax_delay = \"1s\"\n"),
+    );
+    // The free failures (as identity.rs counts them), then each refusal waits, doubling.
+    for n in 0..4 {
+        assert_eq!(whoami_from(&s, "127.0.0.5", &format!("guess-{n}")).0, 401);
+    }
+    for expected_ms in [100u64, 200, 400] {
+        let (status, took) = whoami_from(&s, "127.0.0.5", "guess-again");
+        assert_eq!(status, 401);
+        assert!(took >= std::time::Duration::from_millis(expected_ms), "{took:?}");
+    }
+    let (status, took) = whoami_from(&s, "127.0.0.6", "demo-alice");
+    assert_eq!(status, 200);
+    assert!(took < std::time::Duration::from_millis(400), "{took:?}");
+    let (status, took) = whoami_from(&s, "127.0.0.6", "guess-elsewhere");
+    assert_eq!(status, 401);
+    assert!(took < std::time::Duration::from_millis(400), "{took:?}");
+
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(s.get("/v1/login/options", "").0, 200);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/v1/whoami", "demo-bob").0, 200);
+    // A query string or a body changes nothing; a control character in the query is the
+    // API's 422, as everywhere.
+    assert_eq!(s.get("/v1/login/options?x=1", "").0, 200);
+    assert_eq!(s.get("/v1/login/options?x=%00", "").0, 422);
+}
+
+#[test]
+fn whoami_names_a_trusted_proxy_credential() {
+    let s = Server::start_with(
+        &quickstart(),
+        Some("[auth.trusted_proxy]\nuser_header = \"X-Forwarded-User\"\ngroups_header = \"X-Forwarded-Groups\"\nsources = [\"127.0.0.1/32\"]\n"),
+    );
+    let who: Value = s
+        .http
+        .get(format!("{}/v1/whoami", s.url))
+        .header("X-Forwarded-User", "grace")
+        .header("X-Forwarded-Groups", "dev, auditors")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(who["principal"], "grace", "{who}");
+    assert_eq!(who["roles"], json!(["user", "auditor"]));
+    assert_eq!(who["credential"], json!({"kind": "trusted_proxy"}));
+}
+
+/// An Ed25519 key for a test issuer, as identity.rs makes them.
+fn ed25519_key() -> (jsonwebtoken::EncodingKey, Value) {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).unwrap();
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&seed);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::EdDSA).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    (key, json!({"keys": [jwk]}))
+}
+
+#[test]
+fn login_options_with_and_without_cli_and_an_oidc_caller_in_whoami() {
+    let plain = Server::start();
+    let (status, options) = plain.get("/v1/login/options", "");
+    assert_eq!(status, 200);
+    assert_eq!(options, json!({"token": true, "oidc": null}));
+
+    let (key, jwks) = ed25519_key();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let oidc = format!(
+        "[[auth.oidc]]\nissuer = \"https://id.example.test\"\naudience = [\"jitgate\", \"jitgate-cli\"]\njwks_file = \"{}\"\nalgorithms = [\"EdDSA\"]\ngroups_claim = \"groups\"\n",
+        jwks_path.display()
+    );
+    let sso = Server::start_with(
+        &quickstart(),
+        Some(&format!(
+            "{oidc}\n[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"jitgate-cli\"\n"
+        )),
+    );
+    let response = reqwest::blocking::get(format!("{}/v1/login/options", sso.url)).unwrap();
+    assert_eq!(response.headers()["cache-control"], "max-age=60");
+    let options: Value = response.json().unwrap();
+    assert_eq!(
+        options,
+        json!({"token": true, "oidc": {"issuer": "https://id.example.test", "client_id": "jitgate-cli",
+            "scopes": ["openid", "profile", "email", "offline_access"], "device": true}})
+    );
+    // The CLI says what the server offers, and never stores anything without a token.
+    let me = Person::new();
+    let (code, _, err) = me.run(&["login", "--url", &sso.url]);
+    assert_eq!(code, 2);
+    assert!(err.contains("single sign-on through https://id.example.test"), "{err}");
+    let (code, _, err) = me.run(&["login", "--url", &plain.url]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{} accepts only tokens: run jitgate login --url {} --token -",
+            plain.url, plain.url
+        )),
+        "{err}"
+    );
+    assert!(me.files().is_empty());
+
+    // An OIDC caller: the issuer and the token's expiry.
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    let jwt = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": "https://id.example.test", "aud": "jitgate-cli", "sub": "frank", "groups": ["dev"],
+                "iat": exp - 600, "exp": exp}),
+        &key,
+    )
+    .unwrap();
+    let (status, who) = sso.get("/v1/whoami", &jwt);
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["principal"], "frank");
+    assert_eq!(who["credential"]["kind"], "oidc");
+    assert_eq!(who["credential"]["issuer"], "https://id.example.test");
+    let expires = chrono::DateTime::parse_from_rfc3339(who["credential"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires.timestamp(), exp);
+
+    // [cli] naming an issuer the server does not trust, or a client outside its audience,
+    // refuses to start and names the key.
+    let err = serve_refused(
+        &quickstart(),
+        &format!("{oidc}\n[cli]\nsso_issuer = \"https://elsewhere.example.test\"\nsso_client_id = \"jitgate-cli\"\n"),
+    );
+    assert!(
+        err.contains("[cli] sso_issuer") && err.contains("elsewhere.example.test"),
+        "{err}"
+    );
+    let err = serve_refused(
+        &quickstart(),
+        &format!("{oidc}\n[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"web\"\n"),
+    );
+    assert!(err.contains("[cli] sso_client_id"), "{err}");
+    let err = serve_refused(
+        &quickstart(),
+        "[cli]\nsso_issuer = \"https://id.example.test\"\nsso_client_id = \"x\"\n",
+    );
+    assert!(err.contains("none is configured"), "{err}");
+}
+
+#[test]
+fn ssh_write_puts_the_certificate_beside_the_key() {
+    let s = Server::start();
+    let me = Person::new();
+    me.login(&s.url, "demo-alice", None);
+    let filed = s.file(
+        "demo-alice",
+        json!({"resource": "bastion", "action": "login", "duration": "30m", "reason": "INC-9 logs"}),
+    );
+    let id = filed["id"].as_str().unwrap();
+    let (status, approved) = s.post(&format!("/v1/requests/{id}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{approved}");
+    let grant = approved["grant"]["id"].as_str().unwrap().to_string();
+    let ssh_dir = me.home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let key = ssh_dir.join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = format!("{}.pub", key.display());
+
+    // Without --write: printed, as before.
+    let (code, printed, err) = me.run(&["ssh", &grant, "--key", &public]);
+    assert_eq!(code, 0, "{err}");
+    assert!(printed.starts_with("ssh-ed25519-cert-v01@openssh.com "), "{printed}");
+    let (code, out, err) = me.run(&["ssh", &grant, "--key", &public, "--write"]);
+    assert_eq!(code, 0, "{err}");
+    let cert = ssh_dir.join("id_ed25519-cert.pub");
+    assert_eq!(out.trim(), cert.display().to_string());
+    assert_eq!(mode(&cert), 0o644);
+    let text = std::fs::read_to_string(&cert).unwrap();
+    assert!(
+        text.starts_with("ssh-ed25519-cert-v01@openssh.com ") && text.ends_with('\n'),
+        "{text}"
+    );
+    let listed = Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("alice"));
+    // Written again over the old one; no temporary file left.
+    assert_eq!(me.run(&["ssh", &grant, "--key", &public, "--write"]).0, 0);
+    let left: Vec<_> = std::fs::read_dir(&ssh_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+}
