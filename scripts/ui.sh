@@ -13,21 +13,9 @@ DIR=${UI_NODE_DIR:-$root/target/node-ui}
 
 die() { echo "ui.sh: $*" >&2; exit 2; }
 
-install() {
-  # Tests run in parallel: one installs while the others wait for it. The installed lock is
-  # compared with the committed one, so a changed pin installs again.
-  mkdir -p "$DIR"
-  exec 9>"$DIR.lock"
-  flock 9
-  if ! cmp -s "$root/scripts/ui/package-lock.json" "$DIR/package-lock.json" || [ ! -f "$DIR/node_modules/.installed" ]; then
-    command -v npm >/dev/null || die "npm is missing: apt-get install nodejs npm"
-    cp "$root/scripts/ui/package.json" "$root/scripts/ui/package-lock.json" "$DIR/"
-    (cd "$DIR" && npm ci --silent --no-audit --no-fund >&2) ||
-      die "npm ci failed in $DIR (the packages come from the npm registry)"
-    touch "$DIR/node_modules/.installed"
-  fi
-  exec 9>&-
-}
+# shellcheck source=lib/npm-ci.sh
+. "$root/scripts/lib/npm-ci.sh"
+install() { npm_ci_into "$root/scripts/ui" "$DIR" ui.sh; }
 
 case $cmd in
   install)

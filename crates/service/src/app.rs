@@ -631,7 +631,23 @@ impl App {
         comment: Option<String>,
         payload_sha256: Option<&str>,
     ) -> Result<Request, ServiceError> {
-        if let Some(hash) = payload_sha256 {
+        self.approve_shown(caller, id, comment, machine::Shown::payload(payload_sha256))
+            .await
+    }
+
+    /// Approve, bound to everything the reviewer was shown (the web UI's "If you approve"):
+    /// each item's payload hash, checked against that item's own payload and recorded on its
+    /// approval, and where the approval lands ("yours is the 1st of 2"), refused (409) if
+    /// another approval moved it. All checked against the request as it stands when the
+    /// approval is saved, in the same transition: never a read-then-write race.
+    pub async fn approve_shown(
+        &self,
+        caller: &Caller,
+        id: &str,
+        comment: Option<String>,
+        shown: machine::Shown,
+    ) -> Result<Request, ServiceError> {
+        for hash in shown.payload_sha256.iter().flatten() {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 // Quote a bounded start of it: the body may be large.
                 let start: String = hash.chars().take(80).collect();
@@ -669,18 +685,17 @@ impl App {
                                 .is_some_and(|item| policy.may_review(who, &item, now).is_ok())
                         })
                         .collect();
-                    return machine::approve_items_confirmed(
+                    return machine::approve_items_shown(
                         r,
                         who,
                         comment.clone(),
-                        payload_sha256,
+                        &shown,
                         &grant_ids,
                         |i| allowed.get(i).copied().unwrap_or(false),
                         now,
                     );
                 }
-                let approved =
-                    machine::approve_confirmed(r, who, comment.clone(), payload_sha256, grant_id.clone(), now)?;
+                let approved = machine::approve_shown(r, who, comment.clone(), &shown, grant_id.clone(), now)?;
                 policy.may_review(who, r, now)?;
                 Ok(approved)
             })

@@ -115,23 +115,78 @@ fn refuse_reviewer(request: &Request, reviewer: &Identity, verb: &str) -> Result
     Ok(())
 }
 
-/// Approving is bound to what the reviewer saw: if they send the payload's SHA-256, it must be
-/// the request's, or nothing is approved.
+/// Approving is bound to what the reviewer saw: if they send an item's payload SHA-256, it must
+/// be that item's own payload's, or nothing is approved. `request` is the one-item view of the
+/// item (see [`Request::item_request`]).
 fn confirm_payload(request: &Request, confirmed: Option<&str>) -> Result<(), DomainError> {
     let Some(confirmed) = confirmed else {
         return Ok(());
     };
+    let what = format!("{} on {}", request.action, request.resource);
     match &request.payload_sha256 {
         Some(actual) if actual.eq_ignore_ascii_case(confirmed) => Ok(()),
         Some(actual) => Err(DomainError::PayloadMismatch(format!(
-            "payload_sha256: you confirmed {confirmed}, but request {} carries the payload with sha256 {actual}; \
-             look at the payload again (jitgate show {} --payload) before approving",
+            "payload_sha256: you confirmed {confirmed} for {what}, but request {} carries the payload with \
+             sha256 {actual} there; look at the payload again (jitgate show {} --payload) before approving",
             request.id, request.id
         ))),
         None => Err(DomainError::PayloadMismatch(format!(
-            "payload_sha256: you confirmed {confirmed}, but request {} carries no payload",
+            "payload_sha256: you confirmed {confirmed} for {what}, but request {} carries no payload there",
             request.id
         ))),
+    }
+}
+
+/// What the reviewer was shown before approving, which the approval is bound to: it is saved
+/// only if the request, at the moment it is saved, still is what they saw. Empty: bound to
+/// nothing (the API's approval without `payload_sha256`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// Item `i`'s payload SHA-256 (hex) as shown, at index `i`; `None` or missing: not shown.
+    /// Each must be that item's own payload's; item `i`'s approval records its own.
+    pub payload_sha256: Vec<Option<String>>,
+    /// Where the approval was told it lands: at index `i`, the approvals item `i`'s step already
+    /// had ([`ApprovalPlace::given`]), `None` for an item it counts towards no step of. Checked
+    /// when `Some`.
+    pub places: Option<Vec<Option<u32>>>,
+    /// Whether the reviewer was told theirs is the last approval (access at once). Checked
+    /// when `Some`.
+    pub last: Option<bool>,
+}
+
+impl Shown {
+    /// Bound to the first item's payload hash only, as the API's `payload_sha256` is.
+    pub fn payload(confirmed: Option<&str>) -> Shown {
+        Shown {
+            payload_sha256: vec![confirmed.map(str::to_string)],
+            ..Shown::default()
+        }
+    }
+
+    fn hash(&self, i: usize) -> Option<&str> {
+        self.payload_sha256.get(i).and_then(|h| h.as_deref())
+    }
+
+    /// Refused (409, nothing saved) when the approval would not land where the reviewer was
+    /// told: someone approved (or the request changed) between their look and their click.
+    fn check_places(&self, request: &Request, landed: &[Option<u32>], completes: bool) -> Result<(), DomainError> {
+        let places_differ = self.places.as_ref().is_some_and(|told| {
+            (0..request.item_count()).any(|i| told.get(i).copied().flatten() != landed.get(i).copied().flatten())
+        });
+        let last_differs = self.last.is_some_and(|told| told != completes);
+        if places_differ || last_differs {
+            return Err(DomainError::Conflict(format!(
+                "request {} changed since you looked: another approval came in, so yours would not count \
+                 as you were told{}; nothing was approved: reload the request and look again",
+                request.id,
+                match (self.last, completes) {
+                    (Some(false), true) => " (it would now be the last one and grant access at once)",
+                    (Some(true), false) => " (it would no longer be the last one)",
+                    _ => "",
+                }
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -410,8 +465,21 @@ pub fn approve_confirmed(
     grant_id: String,
     now: Timestamp,
 ) -> Result<Transition, DomainError> {
+    approve_shown(request, reviewer, comment, &Shown::payload(confirmed), grant_id, now)
+}
+
+/// [`approve`], bound to everything the reviewer was shown ([`Shown`]): each item's payload
+/// hash, where the approval lands and whether it is the last.
+pub fn approve_shown(
+    request: &Request,
+    reviewer: &Identity,
+    comment: Option<String>,
+    shown: &Shown,
+    grant_id: String,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
     if !request.items.is_empty() {
-        return approve_items_confirmed(request, reviewer, comment, confirmed, &[grant_id], |_| true, now);
+        return approve_items_shown(request, reviewer, comment, shown, &[grant_id], |_| true, now);
     }
     check_comment(&comment)?;
     require_pending(request, now)?;
@@ -419,6 +487,7 @@ pub fn approve_confirmed(
     if reviewer.principal == request.requester {
         return Err(DomainError::Forbidden("you cannot approve your own request".into()));
     }
+    let confirmed = shown.hash(0);
     confirm_payload(request, confirmed)?;
     if request.approvals.iter().any(|a| a.reviewer == reviewer.principal) {
         return Err(DomainError::Conflict(format!(
@@ -427,28 +496,19 @@ pub fn approve_confirmed(
         )));
     }
     let remaining = remaining_steps(&request.requirement.steps, &request.approvals);
-    let step = request
-        .requirement
-        .steps
-        .iter()
-        .enumerate()
-        .position(|(i, s)| {
-            // Once escalated, a backup reviewer counts towards any step that still needs approvals.
-            (s.admits(reviewer) || request.is_backup_reviewer(reviewer))
-                && request.approvals.iter().filter(|a| a.step == i).count() < s.approvals as usize
-        })
-        .ok_or_else(|| {
-            let needs: Vec<String> = remaining
-                .iter()
-                .map(|s| format!("{} from {}", s.approvals, s.group))
-                .collect();
-            DomainError::Forbidden(format!(
-                "{} may not approve request {}: it needs {}",
-                reviewer.principal,
-                request.id,
-                needs.join(" and ")
-            ))
-        })?;
+    let step = open_step(request, &request.requirement, &request.approvals, reviewer).ok_or_else(|| {
+        let needs: Vec<String> = remaining
+            .iter()
+            .map(|s| format!("{} from {}", s.approvals, s.group))
+            .collect();
+        DomainError::Forbidden(format!(
+            "{} may not approve request {}: it needs {}",
+            reviewer.principal,
+            request.id,
+            needs.join(" and ")
+        ))
+    })?;
+    let given = request.approvals.iter().filter(|a| a.step == step).count() as u32;
     let mut next = request.clone();
     next.approvals.push(Approval {
         reviewer: reviewer.principal.clone(),
@@ -457,6 +517,8 @@ pub fn approve_confirmed(
         at: now,
         payload_sha256: confirmed.map(str::to_ascii_lowercase),
     });
+    let completes = remaining_steps(&next.requirement.steps, &next.approvals).is_empty();
+    shown.check_places(request, &[Some(given)], completes)?;
     let mut events = vec![event(
         EventKind::RequestApproval,
         &next,
@@ -464,7 +526,7 @@ pub fn approve_confirmed(
         approval_comment(&comment, confirmed),
         now,
     )];
-    if remaining_steps(&next.requirement.steps, &next.approvals).is_empty() {
+    if completes {
         let issued = issue_grant(&mut next, grant_id, now);
         events.push(event(EventKind::RequestApproved, &next, &reviewer.principal, None, now));
         events.push(issued);
@@ -505,21 +567,35 @@ pub struct ApprovalPlace {
     pub then_needs: Vec<Step>,
 }
 
-/// [`ApprovalPlace`] of `reviewer` on `request` (one item: see [`Request::item_request`]);
-/// `None` when their approval would count towards no step (they approved already, or are
-/// no reviewer of it). Does not judge the rest (the requester, agents, the policy): the
-/// caller asks only for reviewers the approval itself would admit.
-pub fn approval_place(request: &Request, reviewer: &Identity) -> Option<ApprovalPlace> {
-    if request.approvals.iter().any(|a| a.reviewer == reviewer.principal) {
+/// The requirement and the approvals so far of item `i` (0: the request's own).
+fn item_steps(request: &Request, i: usize) -> Option<(&Requirement, &[Approval])> {
+    match i {
+        0 => Some((&request.requirement, &request.approvals)),
+        _ => request
+            .items
+            .get(i - 1)
+            .map(|item| (&item.requirement, item.approvals.as_slice())),
+    }
+}
+
+/// [`ApprovalPlace`] of `reviewer` on item `i` of `request` (0 for a one-item request);
+/// `None` when their approval would count towards no step of it (they approved it already, or
+/// are no reviewer of it). The same rule [`approve_items_shown`] counts by: the item's own
+/// steps, and the request's escalation for backup reviewers. Does not judge the rest (the
+/// requester, agents, the policy): the caller asks only for reviewers the approval itself would
+/// admit. `then_needs` is what item `i` still needs after this approval.
+pub fn approval_place(request: &Request, i: usize, reviewer: &Identity) -> Option<ApprovalPlace> {
+    let (requirement, approvals) = item_steps(request, i)?;
+    if approvals.iter().any(|a| a.reviewer == reviewer.principal) {
         return None;
     }
-    let i = open_step(request, &request.requirement, &request.approvals, reviewer)?;
-    let step = request.requirement.steps.get(i)?;
-    let given = request.approvals.iter().filter(|a| a.step == i).count() as u32;
-    let mut after = request.approvals.clone();
+    let step_index = open_step(request, requirement, approvals, reviewer)?;
+    let step = requirement.steps.get(step_index)?;
+    let given = approvals.iter().filter(|a| a.step == step_index).count() as u32;
+    let mut after = approvals.to_vec();
     after.push(Approval {
         reviewer: reviewer.principal.clone(),
-        step: i,
+        step: step_index,
         comment: None,
         at: request.created_at,
         payload_sha256: None,
@@ -529,7 +605,7 @@ pub fn approval_place(request: &Request, reviewer: &Identity) -> Option<Approval
         given,
         of: step.approvals,
         as_backup: !step.admits(reviewer),
-        then_needs: remaining_steps(&request.requirement.steps, &after),
+        then_needs: remaining_steps(&requirement.steps, &after),
     })
 }
 
@@ -551,12 +627,36 @@ pub fn approve_items(
 }
 
 /// [`approve_items`], bound to the payload the reviewer saw: `confirmed` must be the SHA-256 of
-/// the request's own payload (its first item's), as in [`approve_confirmed`].
+/// the request's own payload (its first item's), as in [`approve_confirmed`]; it is recorded on
+/// the first item's approval only.
 pub fn approve_items_confirmed(
     request: &Request,
     reviewer: &Identity,
     comment: Option<String>,
     confirmed: Option<&str>,
+    grant_ids: &[String],
+    allowed: impl Fn(usize) -> bool,
+    now: Timestamp,
+) -> Result<Transition, DomainError> {
+    approve_items_shown(
+        request,
+        reviewer,
+        comment,
+        &Shown::payload(confirmed),
+        grant_ids,
+        allowed,
+        now,
+    )
+}
+
+/// [`approve_items`], bound to what the reviewer was shown ([`Shown`]): each item's payload hash
+/// is checked against that item's own payload and recorded on that item's approval, and the
+/// approval is refused if it would not land where the reviewer was told.
+pub fn approve_items_shown(
+    request: &Request,
+    reviewer: &Identity,
+    comment: Option<String>,
+    shown: &Shown,
     grant_ids: &[String],
     allowed: impl Fn(usize) -> bool,
     now: Timestamp,
@@ -567,17 +667,19 @@ pub fn approve_items_confirmed(
     if reviewer.principal == request.requester {
         return Err(DomainError::Forbidden("you cannot approve your own request".into()));
     }
-    confirm_payload(request, confirmed)?;
+    for i in 0..request.item_count() {
+        if let Some(item) = request.item_request(i) {
+            confirm_payload(&item, shown.hash(i))?;
+        }
+    }
     let mut next = request.clone();
     let mut events = Vec::new();
     let mut already = false;
+    // Where the approval lands on each item: the approvals its step already had.
+    let mut landed: Vec<Option<u32>> = vec![None; request.item_count()];
     for i in 0..request.item_count() {
-        let (requirement, approvals) = match i {
-            0 => (&request.requirement, &request.approvals),
-            _ => match request.items.get(i - 1) {
-                Some(item) => (&item.requirement, &item.approvals),
-                None => continue,
-            },
+        let Some((requirement, approvals)) = item_steps(request, i) else {
+            continue;
         };
         if approvals.iter().any(|a| a.reviewer == reviewer.principal) {
             already = true;
@@ -589,6 +691,10 @@ pub fn approve_items_confirmed(
         if !allowed(i) {
             continue;
         }
+        if let Some(place) = landed.get_mut(i) {
+            *place = Some(approvals.iter().filter(|a| a.step == step).count() as u32);
+        }
+        let confirmed = shown.hash(i);
         let approval = Approval {
             reviewer: reviewer.principal.clone(),
             step,
@@ -645,7 +751,9 @@ pub fn approve_items_confirmed(
             needs.join("; ")
         )));
     }
-    if (0..next.item_count()).all(|i| next.item_missing_approvals(i).is_empty()) {
+    let completes = (0..next.item_count()).all(|i| next.item_missing_approvals(i).is_empty());
+    shown.check_places(request, &landed, completes)?;
+    if completes {
         let issued = issue_grants(&mut next, grant_ids, now);
         events.push(event(EventKind::RequestApproved, &next, &reviewer.principal, None, now));
         events.extend(issued);
@@ -1242,7 +1350,7 @@ mod tests {
         let carol = Identity::user("carol", &["sre"]);
         let sam = Identity::user("sam", &["security"]);
         let pending = filed(&alice, &[("sre", 2), ("security", 1)]);
-        let place = approval_place(&pending, &bob).unwrap();
+        let place = approval_place(&pending, 0, &bob).unwrap();
         assert_eq!(
             (place.group.as_str(), place.given, place.of, place.as_backup),
             ("sre", 0, 2, false)
@@ -1262,8 +1370,8 @@ mod tests {
         );
         let after_bob = approve(&pending, &bob, None, "g1".into(), t0()).unwrap().request;
         // bob's approval is counted: he has no place left; carol's is the 2nd of 2.
-        assert_eq!(approval_place(&after_bob, &bob), None);
-        let place = approval_place(&after_bob, &carol).unwrap();
+        assert_eq!(approval_place(&after_bob, 0, &bob), None);
+        let place = approval_place(&after_bob, 0, &carol).unwrap();
         assert_eq!((place.given, place.of), (1, 2));
         assert_eq!(
             place.then_needs,
@@ -1275,7 +1383,7 @@ mod tests {
         // The place told is where the approval really lands, and the last one approves.
         let after_carol = approve(&after_bob, &carol, None, "g1".into(), t0()).unwrap().request;
         assert_eq!(after_carol.missing_approvals(), place.then_needs);
-        let last = approval_place(&after_carol, &sam).unwrap();
+        let last = approval_place(&after_carol, 0, &sam).unwrap();
         assert!(last.then_needs.is_empty());
         assert_eq!(
             approve(&after_carol, &sam, None, "g1".into(), t0())
@@ -1285,7 +1393,7 @@ mod tests {
             RequestStatus::Approved
         );
         // No step of theirs: no place.
-        assert_eq!(approval_place(&pending, &Identity::user("dave", &["dev"])), None);
+        assert_eq!(approval_place(&pending, 0, &Identity::user("dave", &["dev"])), None);
     }
 
     #[test]
@@ -1495,6 +1603,143 @@ mod tests {
             requirement: needs(steps).requirement,
             grant_id: format!("g{n}"),
         }
+    }
+
+    #[test]
+    fn an_approval_told_its_place_is_refused_when_the_place_changed_before_it_is_saved() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let carol = Identity::user("carol", &["sre"]);
+        let pending = filed(&alice, &[("sre", 2)]);
+        // bob looks: his would be the 1st of 2, not the last.
+        let place = approval_place(&pending, 0, &bob).unwrap();
+        let told = Shown {
+            places: Some(vec![Some(place.given)]),
+            last: Some(place.then_needs.is_empty()),
+            ..Shown::default()
+        };
+        assert_eq!(told.last, Some(false));
+        // carol approves in between; bob's click is refused, and nothing is recorded.
+        let after_carol = approve(&pending, &carol, None, "g1".into(), t0()).unwrap().request;
+        let refused = approve_shown(&after_carol, &bob, None, &told, "g1".into(), t0());
+        match refused {
+            Err(DomainError::Conflict(m)) => {
+                assert!(m.contains("changed since you looked"), "{m}");
+                assert!(m.contains("the last one"), "{m}");
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // Told the truth (the 2nd of 2, the last), it is saved and grants access.
+        let now_told = Shown {
+            places: Some(vec![Some(1)]),
+            last: Some(true),
+            ..Shown::default()
+        };
+        let t = approve_shown(&after_carol, &bob, None, &now_told, "g1".into(), t0()).unwrap();
+        assert_eq!(t.request.status, RequestStatus::Approved);
+        // Told nothing (the API without the fields): as before.
+        assert!(approve_shown(&after_carol, &bob, None, &Shown::default(), "g1".into(), t0()).is_ok());
+        // The same on a multi-item request.
+        let multi = file_items(
+            &alice,
+            &ask("prod-db", "read", "OPS-1"),
+            needs(&[("sre", 2)]),
+            vec![item("ops-db", &[("sre", 1)], 2)],
+            ids(1),
+            t0(),
+        )
+        .request;
+        let told: Vec<Option<u32>> = (0..2)
+            .map(|i| approval_place(&multi, i, &bob).map(|p| p.given))
+            .collect();
+        assert_eq!(told, vec![Some(0), Some(0)]);
+        let shown = Shown {
+            places: Some(told),
+            last: Some(false),
+            ..Shown::default()
+        };
+        let by_carol = approve_items(&multi, &carol, None, &[], |_| true, t0())
+            .unwrap()
+            .request;
+        assert!(matches!(
+            approve_items_shown(&by_carol, &bob, None, &shown, &[], |_| true, t0()),
+            Err(DomainError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn each_items_payload_hash_is_checked_against_its_own_payload_and_recorded_on_its_own_approval() {
+        let alice = Identity::user("alice", &["dev"]);
+        let bob = Identity::user("bob", &["sre"]);
+        let mut first = ask("prod-api", "deploy", "OPS-1");
+        first.payload = Some("deploy v1");
+        let mut second = item("ops-api", &[("sre", 1)], 2);
+        second.payload = Some("deploy v2".into());
+        let pending = file_items(&alice, &first, needs(&[("sre", 1)]), vec![second], ids(1), t0()).request;
+        let h0 = pending.payload_sha256.clone().unwrap();
+        let h1 = pending.items[0].payload_sha256.clone().unwrap();
+        assert_ne!(h0, h1);
+        // Item 1 shown with item 0's hash: refused, whatever item 0 says.
+        let wrong = Shown {
+            payload_sha256: vec![Some(h0.clone()), Some(h0.clone())],
+            ..Shown::default()
+        };
+        assert!(matches!(
+            approve_items_shown(&pending, &bob, None, &wrong, &[], |_| true, t0()),
+            Err(DomainError::PayloadMismatch(m)) if m.contains("ops-api")
+        ));
+        // Each its own: each approval records its own item's hash.
+        let right = Shown {
+            payload_sha256: vec![Some(h0.to_uppercase()), Some(h1.clone())],
+            ..Shown::default()
+        };
+        let t = approve_items_shown(
+            &pending,
+            &bob,
+            None,
+            &right,
+            &["g1".into(), "g2".into()],
+            |_| true,
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(t.request.approvals[0].payload_sha256.as_deref(), Some(h0.as_str()));
+        assert_eq!(
+            t.request.items[0].approvals[0].payload_sha256.as_deref(),
+            Some(h1.as_str())
+        );
+        // The API's one hash (the first item's) is recorded on the first item only.
+        let t = approve_items_confirmed(&pending, &bob, None, Some(&h0), &[], |_| true, t0()).unwrap();
+        assert_eq!(t.request.approvals[0].payload_sha256.as_deref(), Some(h0.as_str()));
+        assert_eq!(t.request.items[0].approvals[0].payload_sha256, None);
+    }
+
+    #[test]
+    fn a_backup_reviewers_place_on_a_further_item_is_where_the_approval_lands() {
+        let alice = Identity::user("alice", &["dev"]);
+        let lena = Identity::user("lena", &["leads"]);
+        let mut admission = needs(&[("sre", 1)]);
+        admission.requirement.escalation = Some(crate::model::Escalation {
+            after: DurationSecs(300),
+            groups: vec!["leads".into()],
+        });
+        // The further item has no escalation of its own: the request escalates as a whole.
+        let pending = file_items(
+            &alice,
+            &ask("prod-db", "read", "OPS-1"),
+            admission,
+            vec![item("ops-db", &[("ops", 1)], 2)],
+            ids(1),
+            t0(),
+        )
+        .request;
+        let escalated = settle(&pending, t0() + TimeDelta::seconds(300)).unwrap().request;
+        let told: Vec<Option<ApprovalPlace>> = (0..2).map(|i| approval_place(&escalated, i, &lena)).collect();
+        assert!(told.iter().all(|p| p.as_ref().is_some_and(|p| p.as_backup)), "{told:?}");
+        let t = approve_items(&escalated, &lena, None, &["g1".into(), "g2".into()], |_| true, t0()).unwrap();
+        assert_eq!(t.request.approvals.len(), 1);
+        assert_eq!(t.request.items[0].approvals.len(), 1);
+        assert_eq!(t.request.status, RequestStatus::Approved);
     }
 
     #[test]

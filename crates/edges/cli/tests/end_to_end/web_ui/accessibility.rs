@@ -480,8 +480,9 @@ fn placed(b: &Browser, css: &str) -> (f64, f64, f64, f64) {
 /// One requester cannot bury others (#27): with 30 of alice's requests waiting and 1 of
 /// dave's, bob's inbox says so above the list and dave's is one link away on the first screen,
 /// at desktop and on a phone; the filter keeps the inbox's paging. On a phone each request is a
-/// card that keeps the reason, with Approve and Deny in view without scrolling; an action-bound
-/// request's card has no Approve (its payload must be read on its page).
+/// card that keeps the reason, with Approve and Deny in view without scrolling (that an
+/// action-bound or multi-item request's card has no Approve is asserted by
+/// `a_card_approves_only_what_it_shows_and_new_requests_do_not_move_it`).
 #[test]
 fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
     let s = Server::start();
@@ -589,6 +590,97 @@ fn the_inbox_groups_by_requester_and_reads_as_cards_on_a_phone() {
     assert_eq!(shown, older, "the cursor pages within the filter");
 
     hostile_requesters_are_refused(&s);
+}
+
+/// A card's Approve approves only what the card shows: not a request of several items (the
+/// card names one and "N more") nor an action-bound one (its payload is read on its page). A
+/// request arriving while the reviewer looks is announced after the list, never inserted above
+/// the cards: the first card's Approve stays exactly where it was.
+#[test]
+fn a_card_approves_only_what_it_shows_and_new_requests_do_not_move_it() {
+    let s = Server::start();
+    let single = id(&s.file(
+        "demo-dave",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-8: dave's"}),
+    ));
+    let items = id(&s.file(
+        "demo-alice",
+        json!({"items": [{"resource": "prod-db", "action": "read"}, {"resource": "staging-db", "action": "read"}],
+               "duration": "30m", "reason": "OPS-3 compare"}),
+    ));
+    let deploy = id(&s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "OPS-9 ship", "payload": "api:1.2.3"}),
+    ));
+    let b = phone_or_desktop(&s, PHONE.0, PHONE.1);
+    sign_in(&b, &s, "demo-bob");
+    let row = |id: &str| format!("#rows tr[data-request='{id}']");
+    b.find(&row(&items));
+    assert!(b.text(&row(&items)).contains("and 1 more"));
+    for (what, id) in [("a multi-item request", &items), ("an action-bound request", &deploy)] {
+        assert!(
+            !b.exists(&format!("{} form.card-decide", row(id))),
+            "{what}'s card has no Approve"
+        );
+    }
+    // The newest card that may be approved in place: the deploy and the items are newer, so
+    // the one-item request is below them.
+    let approve = format!("{} form.card-decide button.primary", row(&single));
+    let before = placed(&b, &approve);
+    let newcomer = id(&s.file(
+        "demo-erin",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-11: erin's"}),
+    ));
+    b.wait_for_text("#arrived", "1 new request since you opened this list");
+    assert!(!b.exists(&row(&newcomer)), "not inserted above the cards");
+    let after = placed(&b, &approve);
+    assert_eq!(before, after, "the first card's Approve did not move");
+    b.click("#arrived a");
+    b.find(&row(&newcomer));
+    // The hostile refresh parameter is refused, not guessed at.
+    for bad in ["yesterday", "yesterday%00", "2026-13-45T99:00:00Z", &"9".repeat(10_000)] {
+        let response = no_redirects()
+            .get(format!("{}/ui/inbox/rows?upto={bad}", s.url))
+            .header("Cookie", ui_session(&s, "demo-bob"))
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let page = response.text().unwrap();
+        assert_eq!(status, 422, "{page}");
+        assert!(page.contains("upto"), "{page}");
+    }
+    clean_console(&b);
+}
+
+/// Twenty requesters waiting: the summary names the six with most waiting and "and 14 more",
+/// so on a phone the first card's Approve is still on the first screen.
+#[test]
+fn a_long_summary_by_requester_keeps_the_first_card_in_view_on_a_phone() {
+    let s = Server::start();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let r = id(&s.file(
+            "demo-alice",
+            json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": format!("INC-{n}")}),
+        ));
+        // Another requester for each (the quickstart knows few people): written in the store.
+        s.sqlite(&format!(
+            "UPDATE requests SET requester = 'requester{n:02}', doc = json_set(doc, '$.requester', 'requester{n:02}') WHERE id = '{r}'"
+        ));
+        ids.push(r);
+    }
+    let b = phone_or_desktop(&s, PHONE.0, PHONE.1);
+    sign_in(&b, &s, "demo-bob");
+    let summary = b.text("nav.by-requester");
+    assert_eq!(summary.matches(" 1 waiting").count(), 6, "{summary}");
+    assert!(b.text("#by-requester-more").contains("and 14 more"), "{summary}");
+    let first = format!("#rows tr[data-request='{}'] form.card-decide button.primary", ids[19]);
+    let (top, bottom, _, viewport) = placed(&b, &first);
+    assert!(
+        top >= 0.0 && bottom <= viewport,
+        "Approve at {top}..{bottom} of {viewport}"
+    );
+    clean_console(&b);
 }
 
 /// The summary by requester counts over at most the scans one page of the inbox may take (the

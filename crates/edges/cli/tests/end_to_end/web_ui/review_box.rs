@@ -480,16 +480,29 @@ fn the_box_is_given_only_to_a_reviewer_whose_approval_is_owed() {
     assert!(html.contains("id=\"if-approve\""), "{html}");
     let (status, html) = page("demo-bob", true);
     assert_eq!(status, 200);
+    // The live part's refresh carries the place (refreshed with the state) but does not read
+    // the requester's history.
+    assert!(html.contains("id=\"if-approve-live\""), "{html}");
+    assert!(html.contains("Yours is the 1st of 1 from sre."), "{html}");
     assert!(
-        !html.contains("id=\"if-approve\""),
-        "the live part's refresh does not read it"
+        !html.contains("id=\"if-approve-recent"),
+        "the live part's refresh does not read the history: {html}"
     );
-    for token in ["demo-alice", "demo-dave", "demo-auditor", "demo-admin"] {
-        let (status, html) = page(token, false);
-        assert!(
-            !html.contains("id=\"if-approve\""),
-            "{token} may not approve: {status} {html}"
-        );
+    // Those who may see the request get its page (200), never the box.
+    for (token, sees) in [
+        ("demo-alice", true),
+        ("demo-dave", false),
+        ("demo-auditor", true),
+        ("demo-admin", true),
+    ] {
+        for htmx in [false, true] {
+            let (status, html) = page(token, htmx);
+            assert_eq!(status, if sees { 200 } else { 404 }, "{token}: {html}");
+            assert!(
+                !html.contains("id=\"if-approve"),
+                "{token} may not approve: {status} {html}"
+            );
+        }
     }
 }
 
@@ -702,4 +715,215 @@ fn the_box_on_postgres() {
     let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{}%00", id(&r)));
     assert_eq!(status, 404, "{html}");
     assert!(html.contains("id: contains a NUL byte"), "{html}");
+}
+
+/// The box's place goes stale no more: it is refreshed with the request's state, and an
+/// approval is bound to the place it was shown. bob is told "the 1st of 2"; carol approves;
+/// had bob clicked before his page caught up, his approval (now the last, granting at once)
+/// is refused and nothing is recorded; the page, once refreshed, tells him the truth.
+#[test]
+fn an_approval_is_refused_when_another_landed_since_the_reviewer_looked() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-77: vacuum"}),
+    );
+    let rid = id(&r);
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&page_of(&s, &rid));
+    assert!(box_text(&bob, "#if-approve-place").contains("Yours is the 1st of 2 from sre."));
+    assert_eq!(
+        bob.attribute("input[name=expect_places]", "value").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        bob.attribute("input[name=expect_last]", "value").as_deref(),
+        Some("false")
+    );
+    // Freeze bob's page as it was (a click before the next refresh): the live part, cloned
+    // without htmx's poll.
+    bob.execute(
+        "const s = document.getElementById('state'); s.replaceWith(s.cloneNode(true)); return 1;",
+        vec![],
+    );
+    let (status, body) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-carol", json!({}));
+    assert_eq!(status, 200, "{body}");
+    bob.click("#approve");
+    bob.wait_for_text("main", "changed since you looked");
+    let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
+    assert_eq!(after["status"], "pending", "{after}");
+    assert_eq!(after["approvals"].as_array().unwrap().len(), 1, "only carol's: {after}");
+    assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], false);
+
+    // A page left open refreshes the place: the 2nd of 2, the last, with the fields it sends.
+    bob.goto(&page_of(&s, &rid));
+    assert!(box_text(&bob, "#if-approve-place").contains("Yours is the 2nd of 2 from sre."));
+    let erin = browser(DESKTOP);
+    sign_in(&erin, &s, "demo-erin");
+    let r2 = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-78: vacuum"}),
+    );
+    let rid2 = id(&r2);
+    erin.goto(&page_of(&s, &rid2));
+    assert!(box_text(&erin, "#if-approve-place").contains("Yours is the 1st of 2 from sre."));
+    let (status, body) = s.post(&format!("/v1/requests/{rid2}/approve"), "demo-carol", json!({}));
+    assert_eq!(status, 200, "{body}");
+    erin.wait_for_text("#if-approve-place", "Yours is the 2nd of 2 from sre.");
+    assert!(box_text(&erin, "#if-approve-place").contains("alice has access at once"));
+    assert!(box_text(&erin, "#if-approve-window").starts_with("From the moment you approve"));
+    assert_eq!(
+        erin.attribute("input[name=expect_places]", "value").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        erin.attribute("input[name=expect_last]", "value").as_deref(),
+        Some("true")
+    );
+    // The history is still there (read once, not on each refresh).
+    assert!(erin.exists("#if-approve-recent-heading"));
+    erin.click("#approve");
+    erin.wait_for_text("#state .badge", "approved");
+    assert_eq!(s.check("alice", "prod-db", "write", None)["allow"], true);
+    // (bob's console holds the refused POST's 409, as it should.)
+    clean_console(&erin);
+}
+
+/// A UI form POST as `token`, with the session's CSRF token; the status and the page.
+fn ui_post(s: &Server, token: &str, path: &str, body: &str) -> (u16, String) {
+    let response = no_redirects()
+        .post(format!("{}{path}", s.url))
+        .header("Cookie", ui_session(s, token))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&{body}", "a".repeat(64)))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// The value of the hidden input `name` on a page.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let value = &rest[rest.find("value=\"")? + 7..];
+    Some(value[..value.find('"')?].to_string())
+}
+
+/// Each action-bound item's hash is bound, not only the first's: the form sends every item's,
+/// the service checks each against its own item's payload, and records each on its own
+/// approval. A payload changed behind the page's back on a further item refuses the approval.
+#[test]
+fn every_items_payload_hash_is_sent_checked_and_recorded_on_its_own_approval() {
+    let s = Server::start();
+    let payload = "deploy api@sha256:77aa v2.0";
+    let r = s.file(
+        "demo-alice",
+        json!({"items": [
+            {"resource": "prod-db", "action": "read"},
+            {"resource": "prod-api", "action": "deploy", "payload": payload}
+        ], "reason": "INC-9: release", "duration": "20m"}),
+    );
+    let rid = id(&r);
+    let path = format!("/ui/requests/{rid}");
+    let (status, html) = page_as(&s, "demo-bob", &path);
+    assert_eq!(status, 200, "{html}");
+    let sha = hex::encode(Sha256::digest(payload.as_bytes()));
+    assert_eq!(
+        hidden(&html, "payload_sha256_1").as_deref(),
+        Some(sha.as_str()),
+        "{html}"
+    );
+    assert_eq!(hidden(&html, "expect_places").as_deref(), Some("0,0"));
+    assert_eq!(hidden(&html, "expect_last").as_deref(), Some("true"));
+    // The deploy item's payload replaced after bob looked: his approval, bound to what he saw,
+    // is refused and nothing is recorded.
+    let swapped = "deploy api@sha256:666 v2.0";
+    let swapped_sha = hex::encode(Sha256::digest(swapped.as_bytes()));
+    s.sqlite(&format!(
+        "UPDATE requests SET doc = json_set(doc, '$.items[0].payload', '{swapped}', '$.items[0].payload_sha256', '{swapped_sha}') WHERE id = '{rid}'"
+    ));
+    let form = format!("payload_sha256_1={sha}&expect_places=0,0&expect_last=true");
+    let (status, page) = ui_post(&s, "demo-bob", &format!("{path}/approve"), &form);
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("deploy on prod-api"), "{page}");
+    let (_, now) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
+    assert_eq!(now["status"], "pending", "{now}");
+    assert!(now["approvals"].as_array().unwrap().is_empty(), "{now}");
+    // Another item's hash sent as this one's: refused too.
+    let (status, _) = ui_post(
+        &s,
+        "demo-bob",
+        &format!("{path}/approve"),
+        &format!("payload_sha256={swapped_sha}&expect_places=0,0&expect_last=true"),
+    );
+    assert_eq!(status, 409);
+    // Hostile fields: not a hash, an item that does not exist, a place that is no count.
+    for bad in [
+        "payload_sha256_1=xyz",
+        "payload_sha256_99=aa",
+        "payload_sha256_x=aa",
+        "expect_places=0,%00",
+        "expect_last=maybe",
+    ] {
+        let (status, page) = ui_post(&s, "demo-bob", &format!("{path}/approve"), bad);
+        assert_eq!(status, 422, "{bad}: {page}");
+    }
+    // What the page now shows, approved: each item's approval records its own hash.
+    let (_, html) = page_as(&s, "demo-bob", &path);
+    assert_eq!(hidden(&html, "payload_sha256_1").as_deref(), Some(swapped_sha.as_str()));
+    let form = format!("payload_sha256_1={swapped_sha}&expect_places=0,0&expect_last=true");
+    let (status, page) = ui_post(&s, "demo-bob", &format!("{path}/approve"), &form);
+    assert_eq!(status, 303, "{page}");
+    let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
+    assert_eq!(after["status"], "approved", "{after}");
+    assert!(after["approvals"][0]["payload_sha256"].is_null(), "{after}");
+    assert_eq!(
+        after["items"][1]["approvals"][0]["payload_sha256"],
+        swapped_sha.as_str(),
+        "{after}"
+    );
+}
+
+/// An approval that would count towards no step (the step's group changed, a workflow gone):
+/// no box, no Approve, on the page and in the inbox; an action-bound payload without its hash
+/// is still shown, with the alert.
+#[test]
+fn no_box_where_the_approval_counts_for_nothing_and_a_payload_without_hash_is_shown() {
+    let s = Server::start();
+    // sre's step is full (carol's approval) and the rest is security's: bob's approval, though
+    // the policy lets sre review it, would count towards nothing.
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "write", "duration": "30m", "reason": "OPS-3: lag"}),
+    );
+    let rid = id(&r);
+    let (status, body) = s.post(&format!("/v1/requests/{rid}/approve"), "demo-carol", json!({}));
+    assert_eq!(status, 200, "{body}");
+    s.sqlite(&format!(
+        "UPDATE requests SET doc = json_set(doc, '$.requirement.steps', \
+         json('[{{\"group\":\"sre\",\"approvals\":1}},{{\"group\":\"security\",\"approvals\":1}}]')) WHERE id = '{rid}'"
+    ));
+    assert_eq!(s.get(&format!("/v1/requests/{rid}"), "demo-bob").1["status"], "pending");
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{rid}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains("id=\"if-approve"), "{html}");
+    assert!(!html.contains("id=\"approve\""), "{html}");
+    let (status, inbox) = page_as(&s, "demo-bob", "/ui/inbox");
+    assert_eq!(status, 200);
+    assert!(!inbox.contains(&rid), "{inbox}");
+
+    let d = s.file(
+        "demo-alice",
+        json!({"resource": "prod-api", "action": "deploy", "reason": "release", "payload": "deploy v9"}),
+    );
+    let did = id(&d);
+    s.sqlite(&format!(
+        "UPDATE requests SET doc = json_remove(doc, '$.payload_sha256') WHERE id = '{did}'"
+    ));
+    let (status, html) = page_as(&s, "demo-bob", &format!("/ui/requests/{did}"));
+    assert_eq!(status, 200, "{html}");
+    let in_box = html.split("id=\"if-approve\"").nth(1).expect("a box");
+    assert!(in_box.contains("deploy v9"), "the payload is shown: {html}");
+    assert!(in_box.contains("carries no hash of its payload"), "{html}");
 }

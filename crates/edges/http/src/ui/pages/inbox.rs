@@ -14,6 +14,8 @@ pub struct RequestRow {
     pub(super) needs: String,
     pub(super) break_glass: bool,
     pub(super) created_at: String,
+    /// When it was filed: the inbox's refresh keeps to what was filed before it was opened.
+    pub(super) filed: Timestamp,
     pub(super) age: String,
     /// How many more items a request for several things holds beyond the one shown.
     pub(super) more_items: usize,
@@ -61,6 +63,7 @@ impl RequestRow {
             needs: needs_text(v),
             break_glass: v.break_glass,
             created_at: v.created_at.to_rfc3339(),
+            filed: v.created_at,
             age: ago(v.created_at, at),
             more_items: v.items.len().saturating_sub(1),
             you_approved: false,
@@ -83,6 +86,8 @@ pub(super) struct RequestsPage {
     pub(super) heading: &'static str,
     pub(super) blurb: &'static str,
     pub(super) live: Option<String>,
+    /// What the live refresh sends besides its address (`hx-vals`): when the page was opened.
+    pub(super) live_vals: String,
     pub(super) rows: Vec<RequestRow>,
     pub(super) empty: &'static str,
     /// The next page (older requests), when there is one.
@@ -91,6 +96,8 @@ pub(super) struct RequestsPage {
     pub(super) newest: Option<String>,
     /// The inbox's requesters and how many of their requests wait (the inbox only).
     pub(super) by_requester: Option<RequesterSummary>,
+    /// Never on a page's load: only its refreshes hold back what arrived since.
+    pub(super) arrived: Option<Arrived>,
 }
 
 #[derive(Template)]
@@ -99,6 +106,16 @@ pub(super) struct RequestRows {
     pub(super) csrf: String,
     pub(super) rows: Vec<RequestRow>,
     pub(super) empty: &'static str,
+    /// Requests that arrived since the inbox was opened, held back from the list (inserting
+    /// them newest first would move the cards, and their Approve, under the reviewer's
+    /// finger) and announced after it instead, with a link that shows them.
+    pub(super) arrived: Option<Arrived>,
+}
+
+/// "2 new requests: show them", at the end of the refreshed list.
+pub struct Arrived {
+    pub(super) text: String,
+    pub(super) link: String,
 }
 
 pub(super) const INBOX_EMPTY: &str = "Nothing waits for you.";
@@ -112,19 +129,43 @@ pub struct InboxQuery {
     pub(super) before: Option<String>,
     /// Only this requester's requests (`?requester=alice`, from the summary's links).
     pub(super) requester: Option<String>,
+    /// The live refresh's: when the page was opened (RFC 3339). Requests filed later are not
+    /// inserted into the list, only counted.
+    pub(super) upto: Option<String>,
 }
+
+/// A page's cursor (`before`) and the requester it is filtered to.
+type CursorAndRequester = (Option<String>, Option<String>);
 
 impl InboxQuery {
     /// The cursor and the requester asked for, empty ones left out; a requester that cannot be
     /// a principal's name (control, invisible or non-ASCII characters, too long) is refused
     /// before it reaches the store.
-    fn parts(self) -> Result<(Option<String>, Option<String>), ApiError> {
+    fn parts(self) -> Result<CursorAndRequester, ApiError> {
+        Ok(self.all_parts()?.0)
+    }
+
+    /// [`InboxQuery::parts`], and when the page was opened (`upto`), refused unless RFC 3339.
+    fn all_parts(self) -> Result<(CursorAndRequester, Option<Timestamp>), ApiError> {
+        let upto = match self.upto.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        ApiError::Invalid(format!(
+                            "upto: '{}' is not an RFC 3339 time",
+                            shown(&text.chars().take(40).collect::<String>())
+                        ))
+                    })?,
+            ),
+        };
         let before = self.before.filter(|b| !b.is_empty());
         let requester = self.requester.filter(|r| !r.is_empty());
         if let Some(problem) = requester.as_deref().and_then(jitgate_core::principal_name_problem) {
             return Err(ApiError::Invalid(format!("requester: the name {problem}")));
         }
-        Ok((before, requester))
+        Ok(((before, requester), upto))
     }
 }
 
@@ -132,6 +173,8 @@ impl InboxQuery {
 /// another's one: each a link to the inbox of theirs alone.
 pub struct RequesterSummary {
     pub(super) requesters: Vec<RequesterCount>,
+    /// Requesters beyond those named ("and 3 more").
+    pub(super) more: usize,
     /// The count stopped at the scan's bound: there may be more than the numbers say.
     pub(super) partial: bool,
     /// The requester the list is filtered to, if any.
@@ -146,18 +189,31 @@ pub struct RequesterCount {
     pub(super) current: bool,
 }
 
+/// Whose requests wait, counted while the inbox's first page is read (the same store pages).
+#[derive(Default)]
+pub(super) struct Tally {
+    counts: std::collections::BTreeMap<String, usize>,
+    /// The scan stopped at its bound before the store's end.
+    partial: bool,
+}
+
 /// A page of the pending requests the caller may approve (never their own), newest first,
-/// from just before `before`, and the cursor of the next page when there may be more.
+/// from just before `before`, and the cursor of the next page when there may be more. With a
+/// `tally`, the scan goes on past the page (within the same bound of `MAX_SCANS` store pages)
+/// counting each requester's waiting requests: one scan for the page and its summary.
 pub(super) async fn waiting_for(
     app: &App,
     caller: &Caller,
     before: Option<String>,
     requester: Option<&str>,
+    mut tally: Option<&mut Tally>,
 ) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
     let at = now();
     let who = caller.who();
     let policy = app.policy();
     let mut rows = Vec::with_capacity(INBOX_PAGE);
+    // Set once the page is full: where the next one starts.
+    let mut page_next: Option<String> = None;
     let mut cursor = before;
     for _ in 0..MAX_SCANS {
         let filter = RequestFilter {
@@ -171,65 +227,50 @@ pub(super) async fn waiting_for(
             // Never one's own, nor one's agent's: neither is theirs to decide. One already
             // approved stays, marked, until the others decide.
             let part = reviewer_part(&policy, who, r, at);
-            if part != ReviewerPart::None {
-                let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
-                row.you_approved = part == ReviewerPart::Given;
-                row.decidable = part == ReviewerPart::Owed;
-                rows.push(row);
-                if rows.len() == INBOX_PAGE {
-                    return Ok((rows, Some(r.id.clone())));
+            if part == ReviewerPart::None {
+                continue;
+            }
+            if let Some(t) = tally.as_deref_mut() {
+                *t.counts.entry(r.requester.clone()).or_default() += 1;
+            }
+            if page_next.is_some() {
+                continue;
+            }
+            let mut row = RequestRow::new(&RequestView::new(r, at, &who.principal), at);
+            row.you_approved = part == ReviewerPart::Given;
+            row.decidable = part == ReviewerPart::Owed;
+            rows.push(row);
+            if rows.len() == INBOX_PAGE {
+                page_next = Some(r.id.clone());
+                if tally.is_none() {
+                    return Ok((rows, page_next));
                 }
             }
         }
         match next {
             Some(next) => cursor = Some(next),
-            None => return Ok((rows, None)),
+            None => return Ok((rows, page_next)),
         }
     }
-    Ok((rows, cursor))
+    if let Some(t) = tally {
+        t.partial = true;
+    }
+    Ok((rows, page_next.or(cursor)))
 }
 
 /// The store pages by what the caller may see; whom they may review is judged here, so a page
 /// of the inbox may take a few store pages to fill (bounded, and the cursor resumes the scan).
 const MAX_SCANS: usize = 10;
 
-/// How many of the pending requests the caller may decide each requester has, counted over at
-/// most the scans one page of the inbox may take (`MAX_SCANS` store pages of `INBOX_PAGE`), from
-/// the newest: beyond that the summary says "at least".
-pub(super) async fn requester_summary(
-    app: &App,
-    caller: &Caller,
-    current: Option<&str>,
-) -> Result<RequesterSummary, ApiError> {
-    let at = now();
-    let who = caller.who();
-    let policy = app.policy();
-    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    let mut cursor = None;
-    let mut partial = true;
-    for _ in 0..MAX_SCANS {
-        let filter = RequestFilter {
-            status: Some(RequestStatus::Pending),
-            requester: None,
-            limit: INBOX_PAGE as u32,
-            before: cursor.take(),
-        };
-        let (requests, next) = app.visible_requests(caller, filter, at).await?;
-        for r in requests
-            .iter()
-            .filter(|r| reviewer_part(&policy, who, r, at) != ReviewerPart::None)
-        {
-            *counts.entry(r.requester.clone()).or_default() += 1;
-        }
-        match next {
-            Some(next) => cursor = Some(next),
-            None => {
-                partial = false;
-                break;
-            }
-        }
-    }
-    let mut requesters: Vec<RequesterCount> = counts
+/// How many requesters the summary names: the most waiting first, then "and K more", so that
+/// on a phone the list (and the first card's Approve) stays on the first screen.
+const SUMMARY_SHOWN: usize = 6;
+
+/// The summary by requester from the counts the first page's scan took (at most `MAX_SCANS`
+/// store pages of `INBOX_PAGE`, from the newest: beyond that it says "at least").
+pub(super) fn requester_summary(tally: Tally, current: Option<&str>) -> RequesterSummary {
+    let mut requesters: Vec<RequesterCount> = tally
+        .counts
         .into_iter()
         .map(|(name, waiting)| RequesterCount {
             link: inbox_link("/ui/inbox", None, Some(&name)),
@@ -240,11 +281,14 @@ pub(super) async fn requester_summary(
         .collect();
     // Most waiting first; the sort is stable, so equal counts keep the map's order by name.
     requesters.sort_by_key(|c| std::cmp::Reverse(c.waiting));
-    Ok(RequesterSummary {
+    let more = requesters.len().saturating_sub(SUMMARY_SHOWN);
+    requesters.truncate(SUMMARY_SHOWN);
+    RequesterSummary {
         requesters,
-        partial,
+        more,
+        partial: tally.partial,
         current: current.map(str::to_string),
-    })
+    }
 }
 
 /// Of the newest requests, how many are looked through for break-glass reviews owed: the
@@ -315,12 +359,13 @@ pub(super) async fn inbox_page(
     caller: &Caller,
     before: Option<String>,
     requester: Option<&str>,
+    tally: Option<&mut Tally>,
 ) -> Result<(Vec<RequestRow>, Option<String>), ApiError> {
     let mut rows = match before {
         None => reviews_owed(app, caller, requester).await?,
         Some(_) => Vec::new(),
     };
-    let (pending, next) = waiting_for(app, caller, before, requester).await?;
+    let (pending, next) = waiting_for(app, caller, before, requester, tally).await?;
     rows.extend(pending);
     Ok((rows, next))
 }
@@ -347,19 +392,24 @@ pub async fn inbox(
 ) -> Result<Response, ApiError> {
     let (before, requester) = query.parts()?;
     let requester = requester.as_deref();
-    let (rows, next) = inbox_page(&app, &caller, before.clone(), requester).await?;
-    let by_requester = requester_summary(&app, &caller, requester).await?;
+    let opened = now();
+    // The summary only on the first page, counted by the page's own scan.
+    let mut tally = before.is_none().then(Tally::default);
+    let (rows, next) = inbox_page(&app, &caller, before.clone(), requester, tally.as_mut()).await?;
+    let by_requester = tally.map(|t| requester_summary(t, requester));
     Ok(render(&RequestsPage {
         chrome: Chrome::for_caller(&caller, "inbox", &csrf).with_flash(&flash),
         csrf: csrf.0.clone(),
         heading: "Waiting for you",
         blurb: "Break-glass accesses you owe a review, then requests you may approve, newest first. This list updates by itself.",
         live: Some(inbox_link("/ui/inbox/rows", before.as_deref(), requester)),
+        live_vals: serde_json::json!({ "upto": opened.to_rfc3339() }).to_string(),
         rows,
         empty: INBOX_EMPTY,
         older: next.map(|next| inbox_link("/ui/inbox", Some(&next), requester)),
         newest: before.is_some().then(|| inbox_link("/ui/inbox", None, requester)),
-        by_requester: Some(by_requester),
+        by_requester,
+        arrived: None,
     }))
 }
 
@@ -369,12 +419,33 @@ pub async fn inbox_rows(
     caller: Allowed<op::ReadRequests>,
     Query(query): Query<InboxQuery>,
 ) -> Result<Response, ApiError> {
-    let (before, requester) = query.parts()?;
-    let (rows, _) = inbox_page(&app, &caller, before, requester.as_deref()).await?;
+    let ((before, requester), upto) = query.all_parts()?;
+    let (mut rows, _) = inbox_page(&app, &caller, before.clone(), requester.as_deref(), None).await?;
+    // What arrived since the page was opened is held back and counted (the rows a refresh
+    // drops at the bottom to make room for them do not move the cards above).
+    let mut arrived = 0;
+    if let Some(upto) = upto {
+        rows.retain(|r| {
+            let old = r.filed <= upto;
+            arrived += usize::from(!old);
+            old
+        });
+    }
     Ok(render(&RequestRows {
         csrf: csrf.0,
         rows,
         empty: INBOX_EMPTY,
+        arrived: (arrived > 0).then(|| Arrived {
+            text: format!(
+                "{} since you opened this list",
+                jitgate_core::text::counted(
+                    u32::try_from(arrived).unwrap_or(u32::MAX),
+                    "new request",
+                    "new requests"
+                )
+            ),
+            link: inbox_link("/ui/inbox", before.as_deref(), requester.as_deref()),
+        }),
     }))
 }
 
@@ -401,11 +472,13 @@ pub async fn mine(
         heading: "My requests",
         blurb: "What you asked for, newest first.",
         live: None,
+        live_vals: String::new(),
         rows,
         empty: "You have not asked for anything yet.",
         older: None,
         newest: None,
         by_requester: None,
+        arrived: None,
     }))
 }
 
@@ -428,6 +501,7 @@ mod tests {
         let query = |requester: &str| InboxQuery {
             before: None,
             requester: Some(requester.to_string()),
+            upto: None,
         };
         for bad in [
             "ali\u{0}ce",
@@ -447,6 +521,7 @@ mod tests {
         let empty = InboxQuery {
             before: Some(String::new()),
             requester: Some(String::new()),
+            upto: None,
         };
         assert!(matches!(empty.parts(), Ok((None, None))));
     }

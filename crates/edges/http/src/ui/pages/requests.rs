@@ -43,7 +43,10 @@ pub(super) enum ReviewerPart {
 
 /// The caller's part in deciding `request`: never their own, nor their agent's, nor an
 /// agent's; of a multi-item request, a reviewer of any item is waited for until they have
-/// approved each item they may approve.
+/// approved each item they may approve. Owed only where the approval would count towards some
+/// step (`machine::approval_place`, the rule the approval is counted by): a step already full,
+/// or a workflow no longer in the policy, offers no Approve that would then be refused or count
+/// for nothing.
 pub(super) fn reviewer_part(
     policy: &jitgate_policy::Policy,
     who: &jitgate_core::Identity,
@@ -54,16 +57,18 @@ pub(super) fn reviewer_part(
     if own || who.is_agent() {
         return ReviewerPart::None;
     }
-    let mut reviews_any = false;
-    for item in (0..request.item_count()).filter_map(|i| request.item_request(i)) {
+    let mut approved_any = false;
+    for (i, item) in (0..request.item_count()).filter_map(|i| request.item_request(i).map(|item| (i, item))) {
         if policy.may_review(who, &item, at).is_ok() {
-            reviews_any = true;
-            if !item.approvals.iter().any(|a| a.reviewer == who.principal) {
+            if jitgate_core::machine::approval_place(request, i, who).is_some() {
                 return ReviewerPart::Owed;
+            }
+            if item.approvals.iter().any(|a| a.reviewer == who.principal) {
+                approved_any = true;
             }
         }
     }
-    if reviews_any {
+    if approved_any {
         ReviewerPart::Given
     } else {
         ReviewerPart::None
@@ -144,6 +149,20 @@ impl Moment {
             text: t.format("%H:%M UTC").to_string(),
         }
     }
+
+    /// A moment ahead of `at`, as "until about" says it: the time of day when it falls on the
+    /// same UTC day, the date with it when not (read without JavaScript, `14:10 UTC` alone
+    /// would say the wrong day).
+    pub(super) fn ahead(t: Timestamp, at: Timestamp) -> Moment {
+        if t.date_naive() == at.date_naive() {
+            Moment::clock(t)
+        } else {
+            Moment {
+                at: t.to_rfc3339(),
+                text: t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            }
+        }
+    }
 }
 
 pub struct ApprovalRow {
@@ -177,6 +196,9 @@ pub struct RequestDetail {
     pub(super) payload: Option<PayloadBox>,
     /// The payload's SHA-256, sent with an approval so it approves what this page showed.
     pub(super) payload_sha256: Option<String>,
+    /// The further items' payload hashes (`payload_sha256_{i}`, item `i`), sent with an
+    /// approval as the first item's is: each checked against its own item's payload.
+    pub(super) items_payload_sha256: Vec<(usize, String)>,
     /// Only an action-bound request's payload is enforced, and shown as its exact action.
     pub(super) action_bound: bool,
     pub(super) single_use: bool,
@@ -205,8 +227,9 @@ pub struct RequestDetail {
     pub(super) link: String,
     /// The app to go back to, once access is granted (a forward-auth 403 led here).
     pub(super) continue_to: Option<String>,
-    /// What approving does, for a reviewer whose approval is owed (not on the page's own
-    /// refreshes, which replace only `#state`).
+    /// What approving does, for a reviewer whose approval is owed. Its place, window and
+    /// "then" lines (`#if-approve-live`) are refreshed with `#state`; the requester's history
+    /// is read only when the page is loaded.
     pub(super) if_approved: Option<ApproveBox>,
 }
 
@@ -234,6 +257,14 @@ pub struct ApproveBox {
     pub(super) places: Vec<String>,
     /// "Once you approve, alice has access at once." or "After yours it still needs ...".
     pub(super) then: String,
+    /// What the places say, sent with the approval (`expect_places`): per item the approvals
+    /// its step already had, `-` where the approval counts for nothing; the approval is
+    /// refused if another approval moved it before it is saved.
+    pub(super) expect_places: String,
+    /// Whether `then` told the reviewer theirs is the last approval (`expect_last`).
+    pub(super) expect_last: bool,
+    /// The requester's groups and history were read (the page's load, not its refreshes).
+    pub(super) with_history: bool,
     /// "alice is in dev." or why the groups cannot be told.
     pub(super) groups: String,
     /// "alice's recent requests for prod-db".
@@ -261,10 +292,11 @@ pub struct AccessLine {
 pub struct BoundPayload {
     pub(super) what: String,
     pub(super) payload: PayloadBox,
-    /// The hash the approval is bound to and the grant enforces (the request's own).
-    pub(super) sha256: String,
-    /// The stored payload does not hash to `sha256` (written behind jitgate's back): what is
-    /// shown is then not what would be enforced, and the reviewer is told so.
+    /// The hash the approval is bound to and the grant enforces (the item's own); `None`
+    /// when the stored request has none (written behind jitgate's back).
+    pub(super) sha256: Option<String>,
+    /// The stored payload does not hash to `sha256`, or has no hash: what is shown is then not
+    /// what would be enforced, and the reviewer is told so.
     pub(super) mismatch: bool,
 }
 
@@ -349,11 +381,15 @@ pub(super) fn sent_text(request: &jitgate_core::Request, at: Timestamp) -> Strin
 /// What approving `request` does, as `caller` (whose approval is owed) would give it: the
 /// same rules the approval is then counted by (`machine::approval_place`), the policy's
 /// workflows, the directory, and the requests the caller may see.
+///
+/// `with_history`: read the requester's recent requests (a store scan); not on the page's own
+/// refreshes, which keep only `#state` and `#if-approve-live`.
 async fn approve_box(
     app: &App,
     caller: &Caller,
     request: &jitgate_core::Request,
     at: Timestamp,
+    with_history: bool,
 ) -> Result<ApproveBox, ApiError> {
     let who = caller.who();
     let policy = app.policy();
@@ -366,7 +402,8 @@ async fn approve_box(
     let mut places = Vec::new();
     let mut payloads = Vec::new();
     let mut still: Vec<jitgate_core::Step> = Vec::new();
-    for item in &items {
+    let mut expect_places: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
         let workflow = policy.rules().workflow(&item.resource, &item.action).ok();
         access.push(AccessLine {
             holder: holder.clone(),
@@ -377,11 +414,13 @@ async fn approve_box(
             action_bound: item.requirement.action_bound,
         });
         let what = format!("{} on {}", item.action, item.resource);
-        // Only an item the policy lets this reviewer approve counts their approval.
+        // Only an item the policy lets this reviewer approve counts their approval, where
+        // the state machine counts it.
         let place = policy
             .may_review(who, item, at)
             .ok()
-            .and_then(|()| jitgate_core::machine::approval_place(item, who));
+            .and_then(|()| jitgate_core::machine::approval_place(request, i, who));
+        expect_places.push(place.as_ref().map_or_else(|| "-".to_string(), |p| p.given.to_string()));
         match place {
             Some(place) => {
                 let mut line = format!(
@@ -403,13 +442,17 @@ async fn approve_box(
             None => still.extend(item.missing_approvals()),
         }
         if item.requirement.action_bound {
-            if let (Some(payload), Some(sha256)) = (&item.payload, &item.payload_sha256) {
+            // Shown whenever there is a payload: the facts send the reviewer here for it.
+            if let Some(payload) = &item.payload {
                 let payload = PayloadBox::new(payload);
+                let sha256 = item.payload_sha256.clone();
                 payloads.push(BoundPayload {
                     what,
-                    mismatch: !payload.shown.sha256.eq_ignore_ascii_case(sha256),
+                    mismatch: !sha256
+                        .as_deref()
+                        .is_some_and(|h| payload.shown.sha256.eq_ignore_ascii_case(h)),
                     payload,
-                    sha256: sha256.clone(),
+                    sha256,
                 });
             }
         }
@@ -431,6 +474,24 @@ async fn approve_box(
     };
     // The person an agent acts for: the agent's groups are theirs.
     let subject = request.agent_person().unwrap_or(&request.requester);
+    if !with_history {
+        return Ok(ApproveBox {
+            access,
+            window,
+            until: Moment::ahead(at + request.duration.as_delta(), at),
+            until_note,
+            places,
+            then,
+            expect_places: expect_places.join(","),
+            expect_last: last,
+            with_history: false,
+            groups: String::new(),
+            recent_heading: String::new(),
+            recent: Vec::new(),
+            recent_scope: String::new(),
+            payloads,
+        });
+    }
     let groups = match app.known_identity(subject) {
         Ok(Some(identity)) if identity.groups.is_empty() => format!("{} is in no group.", shown(subject)),
         Ok(Some(identity)) => {
@@ -477,10 +538,13 @@ async fn approve_box(
     Ok(ApproveBox {
         access,
         window,
-        until: Moment::clock(at + request.duration.as_delta()),
+        until: Moment::ahead(at + request.duration.as_delta(), at),
         until_note,
         places,
         then,
+        expect_places: expect_places.join(","),
+        expect_last: last,
+        with_history: true,
         groups,
         recent,
         recent_heading: format!(
@@ -569,12 +633,25 @@ pub async fn request(
         at: Moment::new(c.at),
         comment: c.comment.as_deref().map(shown),
     });
-    // htmx's refresh of the live part replaces only `#state`: the box is not read there.
+    // htmx's refresh of the live part keeps only `#state` and the box's `#if-approve-live`:
+    // the requester's history is not read there.
     let refresh = headers.contains_key("hx-request");
-    let if_approved = if can_review && !refresh {
-        Some(approve_box(&app, &caller, &request, at).await?)
+    let if_approved = if can_review {
+        Some(approve_box(&app, &caller, &request, at, !refresh).await?)
     } else {
         None
+    };
+    let items_payload_sha256 = if can_review {
+        (1..request.item_count())
+            .filter_map(|i| {
+                request
+                    .item_request(i)
+                    .and_then(|item| item.payload_sha256)
+                    .map(|h| (i, h))
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
     let r = RequestDetail {
         id: v.id.clone(),
@@ -584,6 +661,7 @@ pub async fn request(
         reason: shown(&v.reason),
         payload: v.payload.as_deref().map(PayloadBox::new),
         payload_sha256: v.payload_sha256.clone(),
+        items_payload_sha256,
         action_bound: v.action_bound,
         single_use: v.single_use,
         duration: v.duration.clone(),
@@ -656,6 +734,77 @@ pub struct DecisionForm {
     pub(super) comment: Option<String>,
     /// The payload hash the page showed: the approval is refused if the request's differs.
     pub(super) payload_sha256: Option<String>,
+    /// Where the "If you approve" box said the approval lands (`ApproveBox::expect_places`).
+    pub(super) expect_places: Option<String>,
+    /// Whether the box said it is the last approval: `true` or `false`.
+    pub(super) expect_last: Option<String>,
+    /// The further items' payload hashes, `payload_sha256_{i}` for item `i`.
+    #[serde(flatten)]
+    pub(super) more: std::collections::HashMap<String, String>,
+}
+
+impl DecisionForm {
+    /// What the page showed, which the approval is bound to (`machine::Shown`); a field that
+    /// is not what the page sends is refused (422), never guessed at.
+    fn shown(&self) -> Result<jitgate_core::machine::Shown, ApiError> {
+        let hash = |h: Option<&String>| h.map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+        let mut payload_sha256 = vec![hash(self.payload_sha256.as_ref())];
+        for (name, value) in &self.more {
+            let Some(i) = name.strip_prefix("payload_sha256_") else {
+                continue;
+            };
+            let i: usize = i
+                .parse()
+                .ok()
+                .filter(|i| (1..jitgate_core::model::MAX_ITEMS).contains(i))
+                .ok_or_else(|| ApiError::Invalid(format!("{}: no such item", shown(name))))?;
+            if payload_sha256.len() <= i {
+                payload_sha256.resize(i + 1, None);
+            }
+            if let Some(slot) = payload_sha256.get_mut(i) {
+                *slot = hash(Some(value));
+            }
+        }
+        let places = match self.expect_places.as_deref().filter(|p| !p.is_empty()) {
+            None => None,
+            Some(text) => {
+                let parts: Vec<&str> = text.split(',').collect();
+                if parts.len() > jitgate_core::model::MAX_ITEMS {
+                    return Err(ApiError::Invalid("expect_places: more places than items".into()));
+                }
+                let places = parts
+                    .iter()
+                    .map(|p| match *p {
+                        "-" => Ok(None),
+                        n => n.parse::<u32>().map(Some),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| {
+                        ApiError::Invalid(format!(
+                            "expect_places: '{}' is not a list of counts",
+                            shown(&text.chars().take(80).collect::<String>())
+                        ))
+                    })?;
+                Some(places)
+            }
+        };
+        let last = match self.expect_last.as_deref() {
+            None | Some("") => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                return Err(ApiError::Invalid(format!(
+                    "expect_last: '{}' is neither true nor false",
+                    shown(&other.chars().take(80).collect::<String>())
+                )))
+            }
+        };
+        Ok(jitgate_core::machine::Shown {
+            payload_sha256,
+            places,
+            last,
+        })
+    }
 }
 
 /// Approve, deny or cancel a request, or review a break-glass one; back to its page.
@@ -665,14 +814,18 @@ pub async fn decide(
     Path((id, decision)): Path<(String, String)>,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, ApiError> {
-    let comment = form.comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+    let comment = form
+        .comment
+        .as_deref()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
     let who = caller.who().clone();
     // The same operations, and the same table, as the API's endpoints.
     let done = match decision.as_str() {
         "approve" => {
             let caller = crate::auth::caller_for::<op::ApproveRequest>(who)?;
-            let shown = form.payload_sha256.as_deref().filter(|h| !h.is_empty());
-            app.approve_confirmed(&caller, &id, comment, shown).await?;
+            let shown = form.shown()?;
+            app.approve_shown(&caller, &id, comment, shown).await?;
             Flash::Approved
         }
         "deny" => {
@@ -798,5 +951,15 @@ mod tests {
         assert_eq!(m.at, "2026-12-04T14:30:00+00:00");
         assert_eq!(m.text, "2026-12-04 14:30:00 UTC");
         assert_eq!(Moment::clock(t).text, "14:30 UTC");
+    }
+
+    #[test]
+    fn until_about_names_the_day_when_the_end_falls_on_another_utc_day() {
+        let at = chrono::DateTime::from_timestamp(1_796_394_600, 0).unwrap_or_default(); // 14:30
+        let same_day = at + chrono::TimeDelta::hours(2);
+        assert_eq!(Moment::ahead(same_day, at).text, "16:30 UTC");
+        let next_day = at + chrono::TimeDelta::hours(12);
+        assert_eq!(Moment::ahead(next_day, at).text, "2026-12-05 02:30 UTC");
+        assert_eq!(Moment::ahead(next_day, at).at, "2026-12-05T02:30:00+00:00");
     }
 }
