@@ -644,6 +644,19 @@ http = { hosts = ["grafana.example.test"], path_prefix = "/", url = "https://gra
     assert!(!html.contains("app-link"), "{html}");
 }
 
+/// `jitgate_limits_exceeded_total{outcome="rate"}` as the server counts it now.
+fn rate_refusals(s: &Server) -> u64 {
+    s.http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("jitgate_limits_exceeded_total{outcome=\"rate\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 /// alice clicking Extend again and again spends her own limit on writes, not anyone else's:
 /// past it the form says when to try again, beside the field, and bob still acts at once.
 #[test]
@@ -677,6 +690,12 @@ fn one_holder_hammering_extend_spends_only_her_own_limit() {
     }
     assert!(limited >= 14, "{limited} of 20 refused by the limit");
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
+    // Each refusal shown beside the field is counted as the API counts it.
+    assert!(
+        rate_refusals(&s) >= limited,
+        "{} rate refusals counted for {limited} shown",
+        rate_refusals(&s)
+    );
     // Without JavaScript the same limit is a page that says when to come back.
     let (status, _, html) = post_form(
         &s,

@@ -522,6 +522,7 @@ pub async fn extend(
     let (_, grant) = reachable_grant(&app, &caller, &id).await?;
     let back = safe_next(form.back.as_deref());
     let htmx = headers.contains_key("hx-request");
+    let mut limit_marks = LimitMarks::default();
     let refusal = if form.duration.trim().is_empty() {
         Some(FieldError {
             field: ExtendField::Duration,
@@ -553,23 +554,19 @@ pub async fn extend(
                 }
                 return Ok(done);
             }
-            // A refusal of what was asked goes beside the field; with htmx every error does
-            // (a limit hit, the database away): htmx swaps no error page in, and a form that
-            // says nothing when clicked is worse than a message in the wrong place.
-            Err(e)
-                if htmx
-                    || matches!(
-                        e,
-                        ServiceError::Invalid(_)
-                            | ServiceError::TooLong(_)
-                            | ServiceError::Conflict(_)
-                            | ServiceError::Forbidden(_)
-                            | ServiceError::OverLimit(..)
-                    ) =>
-            {
-                Some(refusal_beside(&e))
-            }
-            Err(e) => return Err(e.into()),
+            // A refusal of what was asked goes beside the field, in place with htmx or as the
+            // form's page without. A limit that lifts with time goes there too with htmx (the
+            // form says when to try again) but keeps what marks it: the limit counted in the
+            // metrics and `Retry-After`. Anything else (the server's fault, the database away,
+            // the grant gone) is the error page as the API answers it: logged, counted, with
+            // its status.
+            Err(e) => match refusal_kind(&e, htmx) {
+                RefusalKind::BesideTheField => {
+                    limit_marks = LimitMarks::of(&e);
+                    Some(refusal_beside(&e))
+                }
+                RefusalKind::ErrorPage => return Ok(error_answer(&caller, &csrf, e, htmx)),
+            },
         }
     };
     let at = now();
@@ -596,11 +593,12 @@ pub async fn extend(
     x.reason = kept(&form.reason);
     x.error = refusal;
     if htmx {
-        return Ok(render(&ExtendFragment {
+        let fragment = render(&ExtendFragment {
             g,
             x,
             csrf: csrf.0.clone(),
-        }));
+        });
+        return Ok(limit_marks.on(fragment));
     }
     let page = render(&ExtendPage {
         chrome: Chrome::for_caller(&caller, "grants", &csrf),
@@ -608,7 +606,102 @@ pub async fn extend(
         x,
         csrf: csrf.0.clone(),
     });
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    Ok(limit_marks.on((StatusCode::UNPROCESSABLE_ENTITY, page).into_response()))
+}
+
+/// Where a refusal of an extension is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusalKind {
+    /// Beside the duration or the reason: something the holder can change and send again.
+    BesideTheField,
+    /// The error page, as the API answers it.
+    ErrorPage,
+}
+
+/// Only refusals of what was asked go beside the field. A limit that lifts with time does
+/// too with htmx (a swapped-in page would replace the form for a few seconds' wait); without
+/// it, it is the 429 page that says when to come back.
+fn refusal_kind(e: &ServiceError, htmx: bool) -> RefusalKind {
+    match e {
+        ServiceError::Invalid(_)
+        | ServiceError::TooLong(_)
+        | ServiceError::Conflict(_)
+        | ServiceError::Forbidden(_)
+        | ServiceError::OverLimit(..) => RefusalKind::BesideTheField,
+        ServiceError::RetryLater { .. } if htmx => RefusalKind::BesideTheField,
+        _ => RefusalKind::ErrorPage,
+    }
+}
+
+/// What an over-limit refusal shown beside the field keeps of the API's answer: the limit, for
+/// `jitgate_limits_exceeded_total`, and when to try again.
+#[derive(Debug, Default)]
+struct LimitMarks {
+    limit: Option<Limit>,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl LimitMarks {
+    fn of(e: &ServiceError) -> LimitMarks {
+        match e {
+            ServiceError::OverLimit(limit, _) => LimitMarks {
+                limit: Some(*limit),
+                retry_after: None,
+            },
+            ServiceError::TooLong(_) => LimitMarks {
+                limit: Some(Limit::FieldLength),
+                retry_after: None,
+            },
+            ServiceError::RetryLater { limit, after, .. } => LimitMarks {
+                limit: Some(*limit),
+                retry_after: Some(*after),
+            },
+            _ => LimitMarks::default(),
+        }
+    }
+
+    fn on(self, mut response: Response) -> Response {
+        if let Some(limit) = self.limit {
+            response.extensions_mut().insert(crate::error::LimitHit(limit));
+        }
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, crate::error::retry_after_seconds(after).into());
+        }
+        response
+    }
+}
+
+/// An error that is no refusal of what was typed, as the API's answer made a page: the API's
+/// response first (it logs an internal error's detail, marks a limit, sets `Retry-After`),
+/// then its message in a page with the caller's navigation. htmx swaps no error status in: it
+/// gets the page with 200 and `HX-Retarget: body`, the status kept in `X-Jitgate-Status`.
+fn error_answer(caller: &Caller, csrf: &CsrfToken, e: ServiceError, htmx: bool) -> Response {
+    let api = ApiError::from(e);
+    let message = match &api {
+        ApiError::Internal(_) => "Internal error; the server log has the details.".to_string(),
+        other => other.to_string(),
+    };
+    let answered = api.into_response();
+    let status = answered.status();
+    let mut page = error_page_for(Some(caller.who()), &csrf.0, status, &message);
+    if let Some(limit) = answered.extensions().get::<crate::error::LimitHit>().copied() {
+        page.extensions_mut().insert(limit);
+    }
+    if let Some(retry_after) = answered.headers().get(header::RETRY_AFTER).cloned() {
+        page.headers_mut().insert(header::RETRY_AFTER, retry_after);
+    }
+    if htmx {
+        *page.status_mut() = StatusCode::OK;
+        let h = page.headers_mut();
+        h.insert("hx-retarget", HeaderValue::from_static("body"));
+        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        if let Ok(v) = HeaderValue::from_str(status.as_str()) {
+            h.insert("x-jitgate-status", v);
+        }
+    }
+    page
 }
 
 /// What was typed, to fill the form in again: control and invisible characters as visible
@@ -709,6 +802,30 @@ mod tests {
         let refused = refusal_beside(&ServiceError::Conflict("grant grt_1 has been extended 2 times".into()));
         assert_eq!(refused.field, ExtendField::Duration);
         assert_eq!(refused.message, "Grant grt_1 has been extended 2 times.");
+    }
+
+    #[test]
+    fn only_refusals_of_what_was_asked_go_beside_the_field() {
+        let refused = ServiceError::invalid_field("duration", "write 30m");
+        assert_eq!(refusal_kind(&refused, true), RefusalKind::BesideTheField);
+        assert_eq!(refusal_kind(&refused, false), RefusalKind::BesideTheField);
+        let later = ServiceError::RetryLater {
+            limit: Limit::Rate,
+            message: "try again in 2s".into(),
+            after: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(refusal_kind(&later, true), RefusalKind::BesideTheField);
+        assert_eq!(refusal_kind(&later, false), RefusalKind::ErrorPage);
+        let marks = LimitMarks::of(&later).on(StatusCode::OK.into_response());
+        assert!(marks.extensions().get::<crate::error::LimitHit>().is_some());
+        assert_eq!(marks.headers()[header::RETRY_AFTER], "2");
+        for fault in [
+            ServiceError::Internal("the disk is on fire".into()),
+            ServiceError::Unavailable("the database is away".into()),
+            ServiceError::NotFound("no grant grt_1".into()),
+        ] {
+            assert_eq!(refusal_kind(&fault, true), RefusalKind::ErrorPage, "{fault:?}");
+        }
     }
 
     #[test]
