@@ -810,3 +810,94 @@ fn a_grants_window_reads_in_the_readers_zone_with_utc_on_hover_wherever_it_is_sh
     clean_console(&alice);
     clean_console(&bob);
 }
+
+/// alice's request of {staging-db read, prod-db read}, approved by bob: the request id and
+/// each item's grant id.
+fn two_item_grants(s: &Server) -> (String, Vec<String>) {
+    let r = s.file(
+        "demo-alice",
+        json!({
+            "items": [
+                {"resource": "staging-db", "action": "read"},
+                {"resource": "prod-db", "action": "read"},
+            ],
+            "duration": "30m",
+            "reason": "OPS-7 compare staging with prod",
+        }),
+    );
+    let request = id(&r);
+    let (status, r) = s.post(&format!("/v1/requests/{request}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{r}");
+    let grants: Vec<String> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["grant"]["status"], "active", "{r}");
+            i["grant"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(grants.len(), 2, "{r}");
+    (request, grants)
+}
+
+/// Revoke, End now and Extend act on every grant of a request: the pages name every item, and
+/// the allowance shown is the one enforced (the strictest item's: prod-db read allows one
+/// extension, at most 1h, with a reason), not the first item's (staging-db: two, 8h).
+#[test]
+fn a_request_of_several_items_names_every_item_and_shows_the_allowance_enforced() {
+    let s = Server::start();
+    let (request, grants) = two_item_grants(&s);
+    let (alice, csrf) = session(&s, "demo-alice");
+    let (status, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("1 extension left; at most 1h may remain."), "{html}");
+    assert!(!html.contains("2 extensions left"), "{html}");
+    assert!(
+        html.contains(&format!("id=\"extend-reason-{}\"", grants[0])),
+        "prod-db read wants a reason: {html}"
+    );
+    assert!(html.contains("One request with prod-db read"), "{html}");
+    assert!(html.contains("End now: staging-db read and prod-db read"), "{html}");
+    // The grants page's rows say the same of each.
+    let (_, html) = get_page(&s, &alice, "/ui/grants");
+    assert!(html.contains("End now: staging-db read and prod-db read"), "{html}");
+    assert!(html.contains("With prod-db read: one request"), "{html}");
+    assert!(html.contains("With staging-db read: one request"), "{html}");
+    // What the page offers is what the service allows: the one extension, then none.
+    let (status, location, html) = post_form(
+        &s,
+        &alice,
+        &format!("/ui/grants/{}/extend", grants[0]),
+        &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10m"), ("reason", "INC-9 longer")],
+        false,
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
+    let (_, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("extension left"), "{html}");
+    assert!(html.contains("id=\"no-extension\""), "{html}");
+    // bob, asked before alice's access ends, is told all of it ends.
+    let (bob, bob_csrf) = session(&s, "demo-bob");
+    let (status, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{}/revoke?back=/ui/requests/{request}", grants[0]),
+    );
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Revoke alice&#39;s access to staging-db read and prod-db read?"),
+        "{html}"
+    );
+    let (status, _, html) = post_form(
+        &s,
+        &bob,
+        &format!("/ui/grants/{}/revoke", grants[0]),
+        &[("csrf", &bob_csrf), ("back", "/ui/grants"), ("confirmed", "yes")],
+        false,
+    );
+    assert_eq!(status, 303, "{html}");
+    let (_, r) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    for item in r["items"].as_array().unwrap() {
+        assert_eq!(item["grant"]["status"], "revoked", "{r}");
+    }
+}
