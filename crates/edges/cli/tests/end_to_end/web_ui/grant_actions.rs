@@ -283,7 +283,7 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
         &[("csrf", &csrf), ("back", "https://evil.example/"), ("duration", "15m")],
         true,
     );
-    assert_eq!((status, location.as_str()), (200, "/ui/inbox"), "never to another site");
+    assert_eq!((status, location.as_str()), (200, "/ui/grants"), "never to another site");
     let after = grant_of(&s, "demo-alice", &request);
     assert_eq!(after["extensions"], 2, "{after}");
     assert_eq!(expires_at(&after) - expires_at(&before), chrono::TimeDelta::minutes(30));
@@ -900,4 +900,45 @@ fn a_request_of_several_items_names_every_item_and_shows_the_allowance_enforced(
     for item in r["items"].as_array().unwrap() {
         assert_eq!(item["grant"]["status"], "revoked", "{r}");
     }
+}
+
+/// A grant's forms lead back only to the grants page or the grant's own request: a `back`
+/// written into the address (another request's page) cannot make "Grant revoked" show on a
+/// page that has nothing to do with it.
+#[test]
+fn a_grants_forms_lead_back_only_to_its_own_pages() {
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let unrelated = id(&s.file(
+        "demo-dave",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "tests"}),
+    ));
+    let (bob, csrf) = session(&s, "demo-bob");
+    let elsewhere = format!("/ui/requests/{unrelated}");
+    let (status, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&elsewhere)),
+    );
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains(&elsewhere), "{html}");
+    assert!(html.contains("value=\"/ui/grants\""), "{html}");
+    // Its own request page is kept.
+    let own = format!("/ui/requests/{request}");
+    let (_, html) = get_page(&s, &bob, &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&own)));
+    assert!(html.contains(&format!("value=\"{own}\"")), "{html}");
+    // The POST is held to the same: the banner lands on the grants page.
+    let (status, location, html) = post_form(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke"),
+        &[("csrf", &csrf), ("back", &elsewhere), ("confirmed", "yes")],
+        false,
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
+    assert_eq!(grant_of(&s, "demo-alice", &request)["status"], "revoked");
+}
+
+fn urlencoding(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)]).unwrap()[2..].to_string()
 }

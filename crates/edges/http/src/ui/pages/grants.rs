@@ -466,9 +466,17 @@ pub async fn revoke(
     Ok(see_other_with(&back, Flash::Revoked))
 }
 
-/// Where a grant's form leads back to: a page of ours.
-fn grant_back(back: Option<&str>, _request: &jitgate_core::Request) -> String {
-    safe_next(back)
+/// Where a grant's form leads back to: the grants page or the grant's own request page, the
+/// only pages its forms are on. Anything else (an address someone wrote) is the grants page, so
+/// "Grant revoked" never lands on a page that has nothing to do with the grant.
+fn grant_back(back: Option<&str>, request: &jitgate_core::Request) -> String {
+    let back = safe_next(back);
+    let own_page = format!("/ui/requests/{}", encode(&request.id));
+    if back == "/ui/grants" || back == own_page {
+        back
+    } else {
+        "/ui/grants".into()
+    }
 }
 
 fn revoke_page_link(id: &str, back: &str) -> String {
@@ -541,7 +549,7 @@ pub async fn revoke_page(
         label,
         left: left(ends, at),
         until: Moment::new(ends),
-        back: grant_back(query.back.as_deref().or(Some("/ui/grants")), &request),
+        back: grant_back(query.back.as_deref(), &request),
     }))
 }
 
