@@ -562,6 +562,21 @@ postgres = { roles = ["app_read"] }
     let (bob, _) = session(&s, "demo-bob");
     let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
     assert!(!html.contains("Get database login"), "{html}");
+    // Nor handed one by posting the form: bob (an automatic workflow has no reviewers, so he
+    // does not even see the request: 404) and an admin (who sees it: 403) are refused, and the
+    // login stays unclaimed for alice.
+    for (token, refused) in [("demo-bob", 404), ("demo-admin", 403)] {
+        let (cookie, csrf) = session(&s, token);
+        let (status, _, html) = post_form(
+            &s,
+            &cookie,
+            &format!("/ui/grants/{grant}/credentials"),
+            &[("csrf", &csrf)],
+            false,
+        );
+        assert_eq!(status, refused, "{token}: {html}");
+        assert!(!html.contains("Your database login"), "{token}: {html}");
+    }
 
     let alice = browser(DESKTOP);
     sign_in(&alice, &s, "demo-alice");
@@ -569,9 +584,9 @@ postgres = { roles = ["app_read"] }
     alice.click(&format!("#database-login-{grant}"));
     alice.wait_for_text("h1", "Your database login");
     let (user, password, url) = (
-        alice.text("#login-user"),
-        alice.text("#login-password"),
-        alice.text("#login-url"),
+        alice.text("#login-user-1"),
+        alice.text("#login-password-1"),
+        alice.text("#login-url-1"),
     );
     assert!(!user.is_empty() && !password.is_empty(), "{}", alice.source());
     assert!(url.starts_with("postgres"), "{url}");
@@ -941,4 +956,39 @@ fn a_grants_forms_lead_back_only_to_its_own_pages() {
 
 fn urlencoding(text: &str) -> String {
     serde_urlencoded::to_string([("v", text)]).unwrap()[2..].to_string()
+}
+
+/// Extend and End now are the holder's: bob (a reviewer, who sees alice's request) and an admin
+/// posting the forms are refused with 403 and nothing changes.
+#[test]
+fn only_the_holder_extends_or_ends_a_grant_from_the_ui() {
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let before = grant_of(&s, "demo-alice", &request);
+    for token in ["demo-bob", "demo-admin"] {
+        let (cookie, csrf) = session(&s, token);
+        let (status, html) = get_page(&s, &cookie, &format!("/ui/requests/{request}"));
+        assert_eq!(status, 200, "{token}: {html}");
+        for htmx in [false, true] {
+            let (status, _, html) = post_form(
+                &s,
+                &cookie,
+                &format!("/ui/grants/{grant}/extend"),
+                &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10m"), ("reason", "INC-9 longer")],
+                htmx,
+            );
+            assert_eq!(status, 403, "{token} htmx={htmx}: {html}");
+        }
+        for action in ["done", "credentials"] {
+            let (status, _, html) = post_form(
+                &s,
+                &cookie,
+                &format!("/ui/grants/{grant}/{action}"),
+                &[("csrf", &csrf), ("back", "/ui/grants")],
+                false,
+            );
+            assert_eq!(status, 403, "{token} {action}: {html}");
+        }
+    }
+    assert_eq!(grant_of(&s, "demo-alice", &request), before);
 }
