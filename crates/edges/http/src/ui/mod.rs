@@ -113,19 +113,28 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
     if let Some(crate::input::RefusedAddress { why, in_path }) = parts.extensions.get() {
         // No id of ours holds such a character: nothing to find, and no handler (nor store)
         // gets to see it. In the query it is a parameter of a page that exists: refused, named.
-        let page = if *in_path {
-            pages::error_page(
-                &csrf,
+        let (status, message) = if *in_path {
+            (
                 StatusCode::NOT_FOUND,
-                &format!("There is no such page: its address is not one of ours ({why})"),
+                format!("There is no such page: its address is not one of ours ({why})"),
             )
         } else {
-            pages::error_page(
-                &csrf,
+            (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("This page cannot take what its address asks: {why}"),
+                format!("This page cannot take what its address asks: {why}"),
             )
         };
+        // The page keeps the navigation of whoever is signed in, as other error pages do.
+        let asker = Asker {
+            edge,
+            headers: parts.headers.clone(),
+            peer: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|axum::extract::ConnectInfo(addr)| addr.ip()),
+        };
+        let signed_in = asker.signed_in(status).await;
+        let page = pages::error_page_for(signed_in.as_ref(), &csrf, status, &message);
         return finish(page, &csrf, existing_csrf.is_none(), false);
     }
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;

@@ -108,6 +108,13 @@ fn error_pages_read_as_sentences_and_keep_the_navigation() {
         html.contains("<nav aria-label=\"Main\">") && html.contains("There is no such page."),
         "{html}"
     );
+    // An address no id of ours can hold (a control character in the path, one in the query)
+    // keeps the navigation too.
+    for (path, status_wanted) in [("/ui/grants/grt_%01x/revoke", 404), ("/ui/inbox?requester=a%01b", 422)] {
+        let (status, html) = page(&s, &dave, path);
+        assert_eq!(status, status_wanted, "{path}: {html}");
+        assert!(html.contains("<nav aria-label=\"Main\">"), "{path}: {html}");
+    }
     // Signed out, an error page has no navigation to offer.
     let (status, html) = page(&s, "", "/ui/no-such-page");
     assert_eq!(status, 404, "{html}");
