@@ -992,3 +992,36 @@ fn only_the_holder_extends_or_ends_a_grant_from_the_ui() {
     }
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
 }
+
+/// The extend page's heading sits inside its card's padding, not against its top edge, and the
+/// grants page's "Left" reads on one line ("59m 58s", never "59m" over "58s").
+#[test]
+fn the_extend_page_and_the_grants_left_column_are_laid_out_readably() {
+    let s = Server::start();
+    let (_, grant) = staging_grant(&s);
+    for size in [DESKTOP, PHONE] {
+        let alice = browser(size);
+        sign_in(&alice, &s, "demo-alice");
+        alice.goto(&format!("{}/ui/grants", s.url));
+        alice.wait_for_text("#grant-rows", &grant);
+        let lines = alice.execute(
+            "return document.querySelector('#grant-rows tr td:nth-child(4) strong').getClientRects().length;",
+            vec![],
+        );
+        assert_eq!(lines, json!(1), "the time left wraps at {size:?}");
+        // The page a refused extension is without JavaScript: a plain form post.
+        alice.execute(
+            "const f = document.getElementById(arguments[0]);
+             f.querySelector('input[name=duration]').value = '99999h';
+             HTMLFormElement.prototype.submit.call(f);",
+            vec![json!(format!("extend-{grant}"))],
+        );
+        alice.wait_for_text("h1", "Extend your read on staging-db");
+        let gap = alice.execute(
+            "const h = document.querySelector('main h1');
+             return h.getBoundingClientRect().top - h.closest('section').getBoundingClientRect().top;",
+            vec![],
+        );
+        assert!(gap.as_f64().unwrap() >= 16.0, "the heading is {gap}px from its card's top at {size:?}");
+    }
+}
