@@ -33,5 +33,5 @@ pub mod signing;
 pub mod ssh;
 
 pub use app::{now, App, DatabaseLogin, Decision};
-pub use items::ExtensionAllowance;
 pub use error::{Invalid, Limit, ServiceError};
+pub use items::ExtensionAllowance;

@@ -283,7 +283,11 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
         &[("csrf", &csrf), ("back", "https://evil.example/"), ("duration", "15m")],
         true,
     );
-    assert_eq!((status, location.as_str()), (200, "/ui/grants"), "never to another site");
+    assert_eq!(
+        (status, location.as_str()),
+        (200, "/ui/grants"),
+        "never to another site"
+    );
     let after = grant_of(&s, "demo-alice", &request);
     assert_eq!(after["extensions"], 2, "{after}");
     assert_eq!(expires_at(&after) - expires_at(&before), chrono::TimeDelta::minutes(30));
@@ -884,7 +888,12 @@ fn a_request_of_several_items_names_every_item_and_shows_the_allowance_enforced(
         &s,
         &alice,
         &format!("/ui/grants/{}/extend", grants[0]),
-        &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10m"), ("reason", "INC-9 longer")],
+        &[
+            ("csrf", &csrf),
+            ("back", "/ui/grants"),
+            ("duration", "10m"),
+            ("reason", "INC-9 longer"),
+        ],
         false,
     );
     assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
@@ -940,7 +949,11 @@ fn a_grants_forms_lead_back_only_to_its_own_pages() {
     assert!(html.contains("value=\"/ui/grants\""), "{html}");
     // Its own request page is kept.
     let own = format!("/ui/requests/{request}");
-    let (_, html) = get_page(&s, &bob, &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&own)));
+    let (_, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&own)),
+    );
     assert!(html.contains(&format!("value=\"{own}\"")), "{html}");
     // The POST is held to the same: the banner lands on the grants page.
     let (status, location, html) = post_form(
@@ -974,7 +987,12 @@ fn only_the_holder_extends_or_ends_a_grant_from_the_ui() {
                 &s,
                 &cookie,
                 &format!("/ui/grants/{grant}/extend"),
-                &[("csrf", &csrf), ("back", "/ui/grants"), ("duration", "10m"), ("reason", "INC-9 longer")],
+                &[
+                    ("csrf", &csrf),
+                    ("back", "/ui/grants"),
+                    ("duration", "10m"),
+                    ("reason", "INC-9 longer"),
+                ],
                 htmx,
             );
             assert_eq!(status, 403, "{token} htmx={htmx}: {html}");
@@ -1022,6 +1040,9 @@ fn the_extend_page_and_the_grants_left_column_are_laid_out_readably() {
              return h.getBoundingClientRect().top - h.closest('section').getBoundingClientRect().top;",
             vec![],
         );
-        assert!(gap.as_f64().unwrap() >= 16.0, "the heading is {gap}px from its card's top at {size:?}");
+        assert!(
+            gap.as_f64().unwrap() >= 16.0,
+            "the heading is {gap}px from its card's top at {size:?}"
+        );
     }
 }

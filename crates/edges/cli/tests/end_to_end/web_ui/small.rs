@@ -231,7 +231,10 @@ fn a_forged_confirmation_shows_nothing_and_one_for_another_page_waits_for_it() {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.starts_with("jitgate_flash="));
-        assert!(!cleared, "{other} cleared the confirmation meant for the request's page");
+        assert!(
+            !cleared,
+            "{other} cleared the confirmation meant for the request's page"
+        );
         assert!(!response.text().unwrap().contains("class=\"flash\""), "{other}");
     }
     let (_, html) = page(&s, &with_flash, &format!("/ui/requests/{id}"));

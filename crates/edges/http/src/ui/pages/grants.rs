@@ -567,7 +567,10 @@ pub async fn done(
 ) -> Result<Response, ApiError> {
     let (request, _) = reachable_grant(&app, &caller, &id).await?;
     app.done(&caller, &id, Some("ended in the web UI".into())).await?;
-    Ok(see_other_with(&grant_back(form.back.as_deref(), &request), Flash::Ended))
+    Ok(see_other_with(
+        &grant_back(form.back.as_deref(), &request),
+        Flash::Ended,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -456,9 +456,7 @@ mod tests {
     #[test]
     fn a_confirmation_is_believed_only_as_this_server_wrote_it_for_its_page_and_time() {
         let key = [7u8; 32];
-        let value = Flash::Approved
-            .cookie_value("/ui/requests/req_1", 1_000, &key)
-            .unwrap();
+        let value = Flash::Approved.cookie_value("/ui/requests/req_1", 1_000, &key).unwrap();
         let shown = |value: &str, path: &str, now: i64, key: &[u8]| Flash::for_page_at(value, path, now, key);
         assert_eq!(shown(&value, "/ui/requests/req_1", 999, &key), Some(Flash::Approved));
         // Another page, too late, another server's key: nothing.
