@@ -911,14 +911,24 @@ impl App {
         self.ssh_ca.public_line()
     }
 
-    /// A grant (with its request) that the caller may see and the operation reaches; others
-    /// get the same 404 as a missing one.
-    async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<(Request, Grant), ServiceError> {
+    /// The whole request (every item) that holds grant `grant_id`, if the caller may see it
+    /// and the operation reaches it. A request the caller may not see is the same 404 as a
+    /// missing one, so ids cannot be probed; one they see but the operation does not reach
+    /// (another's grant, for an operation on one's own) is 403.
+    pub async fn reachable_request_of_grant(&self, caller: &Caller, grant_id: &str) -> Result<Request, ServiceError> {
         let request = match self.store.get_request_by_grant(grant_id).await? {
             Some(r) if caller.may_see(&r) => r,
             _ => return Err(ServiceError::NotFound(format!("no grant {grant_id}"))),
         };
         caller.require_reach(&request)?;
+        Ok(request)
+    }
+
+    /// A grant, with its item seen as a request of its own (`Request::view_of_grant`: its
+    /// payload and workflow are what count), under the same rule as
+    /// [`App::reachable_request_of_grant`]: 404 if not visible, 403 if not reached.
+    pub async fn reachable_grant(&self, caller: &Caller, grant_id: &str) -> Result<(Request, Grant), ServiceError> {
+        let request = self.reachable_request_of_grant(caller, grant_id).await?;
         // Of a multi-item request, the item this grant is for: its payload and workflow count.
         let request = request
             .view_of_grant(grant_id)
@@ -928,6 +938,29 @@ impl App {
             .clone()
             .ok_or_else(|| ServiceError::NotFound(format!("no grant {grant_id}")))?;
         Ok((request, grant))
+    }
+
+    /// How much more the caller may extend grant `grant_id` by now (times left, the longest it
+    /// may then last, whether a reason is wanted), judged by the rule `extend` enforces: every
+    /// item's workflow and the policy's `Extend` decision, the strictest holding for all. The
+    /// refusal an extension would get otherwise.
+    pub async fn extension_allowance(
+        &self,
+        caller: &Caller,
+        grant_id: &str,
+    ) -> Result<crate::items::ExtensionAllowance, ServiceError> {
+        let request = self.reachable_request_of_grant(caller, grant_id).await?;
+        self.extension_allowance_of(caller.who(), &request, now())
+    }
+
+    /// [`App::extension_allowance`] of a whole request already read (a page that lists it).
+    pub fn extension_allowance_of(
+        &self,
+        who: &Identity,
+        request: &Request,
+        at: Timestamp,
+    ) -> Result<crate::items::ExtensionAllowance, ServiceError> {
+        Ok(crate::items::extension_allowance(&self.policy(), who, request, at)?)
     }
 
     /// An OpenSSH user certificate for the caller's active grant on an SSH workflow. A

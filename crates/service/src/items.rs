@@ -154,3 +154,49 @@ pub(crate) fn extension_limits(
     }
     Ok(limits)
 }
+
+/// What the holder of a request's grants may still extend them by, by the rule an extension is
+/// held to: [`extension_limits`] over every item and the machine's own checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionAllowance {
+    /// Extensions left before the strictest item's workflow refuses more.
+    pub times_left: u32,
+    /// The longest the grants may last from the moment of an extension.
+    pub max_duration: DurationSecs,
+    /// Some item's workflow wants a reason for extending.
+    pub reason_required: bool,
+}
+
+/// The reason an allowance is judged with when some workflow requires one: any words pass the
+/// policy's own checks, as a holder's would.
+const PROBE_REASON: &str = "how much longer may this last";
+
+/// The allowance of `request`'s grants for `who` now, or the refusal an extension would get:
+/// a dry run of an extension by one second through the same [`extension_limits`] and
+/// `machine::extend` that a real one goes through, so the page never promises what is
+/// refused. (A policy that judges the reason's words or the length asked for may still refuse a
+/// particular extension: that refusal goes beside the field it is about.)
+pub(crate) fn extension_allowance(
+    policy: &Policy,
+    who: &Identity,
+    request: &Request,
+    now: Timestamp,
+) -> Result<ExtensionAllowance, DomainError> {
+    let mut reason_required = false;
+    for i in 0..request.item_count() {
+        let Some(item) = request.item_request(i) else {
+            continue;
+        };
+        reason_required |= policy.rules().workflow(&item.resource, &item.action)?.reason_required;
+    }
+    let reason = if reason_required { PROBE_REASON } else { "" };
+    let probe = DurationSecs(1);
+    let limits = extension_limits(policy, who, request, probe, reason, now)?;
+    machine::extend(request, who, probe, reason, limits, now)?;
+    let extensions = request.grant.as_ref().map_or(0, |g| g.extensions);
+    Ok(ExtensionAllowance {
+        times_left: limits.max_times.saturating_sub(extensions),
+        max_duration: limits.max_duration,
+        reason_required,
+    })
+}

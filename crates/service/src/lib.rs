@@ -34,3 +34,4 @@ pub mod ssh;
 
 pub use app::{now, App, DatabaseLogin, Decision};
 pub use error::{Invalid, Limit, ServiceError};
+pub use items::ExtensionAllowance;

@@ -113,19 +113,28 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
     if let Some(crate::input::RefusedAddress { why, in_path }) = parts.extensions.get() {
         // No id of ours holds such a character: nothing to find, and no handler (nor store)
         // gets to see it. In the query it is a parameter of a page that exists: refused, named.
-        let page = if *in_path {
-            pages::error_page(
-                &csrf,
+        let (status, message) = if *in_path {
+            (
                 StatusCode::NOT_FOUND,
-                &format!("There is no such page: its address is not one of ours ({why})"),
+                format!("There is no such page: its address is not one of ours ({why})"),
             )
         } else {
-            pages::error_page(
-                &csrf,
+            (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("This page cannot take what its address asks: {why}"),
+                format!("This page cannot take what its address asks: {why}"),
             )
         };
+        // The page keeps the navigation of whoever is signed in, as other error pages do.
+        let asker = Asker {
+            edge,
+            headers: parts.headers.clone(),
+            peer: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|axum::extract::ConnectInfo(addr)| addr.ip()),
+        };
+        let signed_in = asker.signed_in(status).await;
+        let page = pages::error_page_for(signed_in.as_ref(), &csrf, status, &message);
         return finish(page, &csrf, existing_csrf.is_none(), false);
     }
     let is_get = parts.method == Method::GET || parts.method == Method::HEAD;
@@ -196,7 +205,9 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
         .get_all(header::SET_COOKIE)
         .iter()
         .any(|v| v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()));
-    if flash.is_some() && !sets_flash {
+    // Cleared only by the page that showed it: a cookie meant for another page (a static file
+    // or another tab asked first) waits for its page.
+    if matches!(flash, Some(Some(_))) && !sets_flash {
         if let Ok(v) = HeaderValue::from_str(&cookie(FLASH_COOKIE, "", Some(0))) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }

@@ -283,7 +283,11 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
         &[("csrf", &csrf), ("back", "https://evil.example/"), ("duration", "15m")],
         true,
     );
-    assert_eq!((status, location.as_str()), (200, "/ui/inbox"), "never to another site");
+    assert_eq!(
+        (status, location.as_str()),
+        (200, "/ui/grants"),
+        "never to another site"
+    );
     let after = grant_of(&s, "demo-alice", &request);
     assert_eq!(after["extensions"], 2, "{after}");
     assert_eq!(expires_at(&after) - expires_at(&before), chrono::TimeDelta::minutes(30));
@@ -562,6 +566,21 @@ postgres = { roles = ["app_read"] }
     let (bob, _) = session(&s, "demo-bob");
     let (_, html) = get_page(&s, &bob, &format!("/ui/requests/{request}"));
     assert!(!html.contains("Get database login"), "{html}");
+    // Nor handed one by posting the form: bob (an automatic workflow has no reviewers, so he
+    // does not even see the request: 404) and an admin (who sees it: 403) are refused, and the
+    // login stays unclaimed for alice.
+    for (token, refused) in [("demo-bob", 404), ("demo-admin", 403)] {
+        let (cookie, csrf) = session(&s, token);
+        let (status, _, html) = post_form(
+            &s,
+            &cookie,
+            &format!("/ui/grants/{grant}/credentials"),
+            &[("csrf", &csrf)],
+            false,
+        );
+        assert_eq!(status, refused, "{token}: {html}");
+        assert!(!html.contains("Your database login"), "{token}: {html}");
+    }
 
     let alice = browser(DESKTOP);
     sign_in(&alice, &s, "demo-alice");
@@ -569,9 +588,9 @@ postgres = { roles = ["app_read"] }
     alice.click(&format!("#database-login-{grant}"));
     alice.wait_for_text("h1", "Your database login");
     let (user, password, url) = (
-        alice.text("#login-user"),
-        alice.text("#login-password"),
-        alice.text("#login-url"),
+        alice.text("#login-user-1"),
+        alice.text("#login-password-1"),
+        alice.text("#login-url-1"),
     );
     assert!(!user.is_empty() && !password.is_empty(), "{}", alice.source());
     assert!(url.starts_with("postgres"), "{url}");
@@ -644,6 +663,19 @@ http = { hosts = ["grafana.example.test"], path_prefix = "/", url = "https://gra
     assert!(!html.contains("app-link"), "{html}");
 }
 
+/// `jitgate_limits_exceeded_total{outcome="rate"}` as the server counts it now.
+fn rate_refusals(s: &Server) -> u64 {
+    s.http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("jitgate_limits_exceeded_total{outcome=\"rate\"} "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 /// alice clicking Extend again and again spends her own limit on writes, not anyone else's:
 /// past it the form says when to try again, beside the field, and bob still acts at once.
 #[test]
@@ -677,6 +709,12 @@ fn one_holder_hammering_extend_spends_only_her_own_limit() {
     }
     assert!(limited >= 14, "{limited} of 20 refused by the limit");
     assert_eq!(grant_of(&s, "demo-alice", &request), before);
+    // Each refusal shown beside the field is counted as the API counts it.
+    assert!(
+        rate_refusals(&s) >= limited,
+        "{} rate refusals counted for {limited} shown",
+        rate_refusals(&s)
+    );
     // Without JavaScript the same limit is a page that says when to come back.
     let (status, _, html) = post_form(
         &s,
@@ -790,4 +828,221 @@ fn a_grants_window_reads_in_the_readers_zone_with_utc_on_hover_wherever_it_is_sh
     window(&bob, ".revoke-confirm", &[&ends]);
     clean_console(&alice);
     clean_console(&bob);
+}
+
+/// alice's request of {staging-db read, prod-db read}, approved by bob: the request id and
+/// each item's grant id.
+fn two_item_grants(s: &Server) -> (String, Vec<String>) {
+    let r = s.file(
+        "demo-alice",
+        json!({
+            "items": [
+                {"resource": "staging-db", "action": "read"},
+                {"resource": "prod-db", "action": "read"},
+            ],
+            "duration": "30m",
+            "reason": "OPS-7 compare staging with prod",
+        }),
+    );
+    let request = id(&r);
+    let (status, r) = s.post(&format!("/v1/requests/{request}/approve"), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{r}");
+    let grants: Vec<String> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["grant"]["status"], "active", "{r}");
+            i["grant"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(grants.len(), 2, "{r}");
+    (request, grants)
+}
+
+/// Revoke, End now and Extend act on every grant of a request: the pages name every item, and
+/// the allowance shown is the one enforced (the strictest item's: prod-db read allows one
+/// extension, at most 1h, with a reason), not the first item's (staging-db: two, 8h).
+#[test]
+fn a_request_of_several_items_names_every_item_and_shows_the_allowance_enforced() {
+    let s = Server::start();
+    let (request, grants) = two_item_grants(&s);
+    let (alice, csrf) = session(&s, "demo-alice");
+    let (status, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("1 extension left; at most 1h may remain."), "{html}");
+    assert!(!html.contains("2 extensions left"), "{html}");
+    assert!(
+        html.contains(&format!("id=\"extend-reason-{}\"", grants[0])),
+        "prod-db read wants a reason: {html}"
+    );
+    assert!(html.contains("One request with prod-db read"), "{html}");
+    assert!(html.contains("End now: staging-db read and prod-db read"), "{html}");
+    // The grants page's rows say the same of each.
+    let (_, html) = get_page(&s, &alice, "/ui/grants");
+    assert!(html.contains("End now: staging-db read and prod-db read"), "{html}");
+    assert!(html.contains("With prod-db read: one request"), "{html}");
+    assert!(html.contains("With staging-db read: one request"), "{html}");
+    // What the page offers is what the service allows: the one extension, then none.
+    let (status, location, html) = post_form(
+        &s,
+        &alice,
+        &format!("/ui/grants/{}/extend", grants[0]),
+        &[
+            ("csrf", &csrf),
+            ("back", "/ui/grants"),
+            ("duration", "10m"),
+            ("reason", "INC-9 longer"),
+        ],
+        false,
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
+    let (_, html) = get_page(&s, &alice, &format!("/ui/requests/{request}"));
+    assert!(!html.contains("extension left"), "{html}");
+    assert!(html.contains("id=\"no-extension\""), "{html}");
+    // bob, asked before alice's access ends, is told all of it ends.
+    let (bob, bob_csrf) = session(&s, "demo-bob");
+    let (status, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{}/revoke?back=/ui/requests/{request}", grants[0]),
+    );
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Revoke alice&#39;s access to staging-db read and prod-db read?"),
+        "{html}"
+    );
+    let (status, _, html) = post_form(
+        &s,
+        &bob,
+        &format!("/ui/grants/{}/revoke", grants[0]),
+        &[("csrf", &bob_csrf), ("back", "/ui/grants"), ("confirmed", "yes")],
+        false,
+    );
+    assert_eq!(status, 303, "{html}");
+    let (_, r) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    for item in r["items"].as_array().unwrap() {
+        assert_eq!(item["grant"]["status"], "revoked", "{r}");
+    }
+}
+
+/// A grant's forms lead back only to the grants page or the grant's own request: a `back`
+/// written into the address (another request's page) cannot make "Grant revoked" show on a
+/// page that has nothing to do with it.
+#[test]
+fn a_grants_forms_lead_back_only_to_its_own_pages() {
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let unrelated = id(&s.file(
+        "demo-dave",
+        json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "tests"}),
+    ));
+    let (bob, csrf) = session(&s, "demo-bob");
+    let elsewhere = format!("/ui/requests/{unrelated}");
+    let (status, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&elsewhere)),
+    );
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains(&elsewhere), "{html}");
+    assert!(html.contains("value=\"/ui/grants\""), "{html}");
+    // Its own request page is kept.
+    let own = format!("/ui/requests/{request}");
+    let (_, html) = get_page(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke?back={}", urlencoding(&own)),
+    );
+    assert!(html.contains(&format!("value=\"{own}\"")), "{html}");
+    // The POST is held to the same: the banner lands on the grants page.
+    let (status, location, html) = post_form(
+        &s,
+        &bob,
+        &format!("/ui/grants/{grant}/revoke"),
+        &[("csrf", &csrf), ("back", &elsewhere), ("confirmed", "yes")],
+        false,
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/grants"), "{html}");
+    assert_eq!(grant_of(&s, "demo-alice", &request)["status"], "revoked");
+}
+
+fn urlencoding(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)]).unwrap()[2..].to_string()
+}
+
+/// Extend and End now are the holder's: bob (a reviewer, who sees alice's request) and an admin
+/// posting the forms are refused with 403 and nothing changes.
+#[test]
+fn only_the_holder_extends_or_ends_a_grant_from_the_ui() {
+    let s = Server::start();
+    let (request, grant) = approved_grant(&s, "prod-db", "read");
+    let before = grant_of(&s, "demo-alice", &request);
+    for token in ["demo-bob", "demo-admin"] {
+        let (cookie, csrf) = session(&s, token);
+        let (status, html) = get_page(&s, &cookie, &format!("/ui/requests/{request}"));
+        assert_eq!(status, 200, "{token}: {html}");
+        for htmx in [false, true] {
+            let (status, _, html) = post_form(
+                &s,
+                &cookie,
+                &format!("/ui/grants/{grant}/extend"),
+                &[
+                    ("csrf", &csrf),
+                    ("back", "/ui/grants"),
+                    ("duration", "10m"),
+                    ("reason", "INC-9 longer"),
+                ],
+                htmx,
+            );
+            assert_eq!(status, 403, "{token} htmx={htmx}: {html}");
+        }
+        for action in ["done", "credentials"] {
+            let (status, _, html) = post_form(
+                &s,
+                &cookie,
+                &format!("/ui/grants/{grant}/{action}"),
+                &[("csrf", &csrf), ("back", "/ui/grants")],
+                false,
+            );
+            assert_eq!(status, 403, "{token} {action}: {html}");
+        }
+    }
+    assert_eq!(grant_of(&s, "demo-alice", &request), before);
+}
+
+/// The extend page's heading sits inside its card's padding, not against its top edge, and the
+/// grants page's "Left" reads on one line ("59m 58s", never "59m" over "58s").
+#[test]
+fn the_extend_page_and_the_grants_left_column_are_laid_out_readably() {
+    let s = Server::start();
+    let (_, grant) = staging_grant(&s);
+    for size in [DESKTOP, PHONE] {
+        let alice = browser(size);
+        sign_in(&alice, &s, "demo-alice");
+        alice.goto(&format!("{}/ui/grants", s.url));
+        alice.wait_for_text("#grant-rows", &grant);
+        let lines = alice.execute(
+            "return document.querySelector('#grant-rows tr td:nth-child(4) strong').getClientRects().length;",
+            vec![],
+        );
+        assert_eq!(lines, json!(1), "the time left wraps at {size:?}");
+        // The page a refused extension is without JavaScript: a plain form post.
+        alice.execute(
+            "const f = document.getElementById(arguments[0]);
+             f.querySelector('input[name=duration]').value = '99999h';
+             HTMLFormElement.prototype.submit.call(f);",
+            vec![json!(format!("extend-{grant}"))],
+        );
+        alice.wait_for_text("h1", "Extend your read on staging-db");
+        let gap = alice.execute(
+            "const h = document.querySelector('main h1');
+             return h.getBoundingClientRect().top - h.closest('section').getBoundingClientRect().top;",
+            vec![],
+        );
+        assert!(
+            gap.as_f64().unwrap() >= 16.0,
+            "the heading is {gap}px from its card's top at {size:?}"
+        );
+    }
 }

@@ -108,6 +108,13 @@ fn error_pages_read_as_sentences_and_keep_the_navigation() {
         html.contains("<nav aria-label=\"Main\">") && html.contains("There is no such page."),
         "{html}"
     );
+    // An address no id of ours can hold (a control character in the path, one in the query)
+    // keeps the navigation too.
+    for (path, status_wanted) in [("/ui/grants/grt_%01x/revoke", 404), ("/ui/inbox?requester=a%01b", 422)] {
+        let (status, html) = page(&s, &dave, path);
+        assert_eq!(status, status_wanted, "{path}: {html}");
+        assert!(html.contains("<nav aria-label=\"Main\">"), "{path}: {html}");
+    }
     // Signed out, an error page has no navigation to offer.
     let (status, html) = page(&s, "", "/ui/no-such-page");
     assert_eq!(status, 404, "{html}");
@@ -189,4 +196,50 @@ fn confirmations_show_once_on_the_page_they_were_meant_for() {
     assert!(login.contains("Your session ended. Sign in again to go on."), "{login}");
     let (_, login) = page(&s, "", "/ui/login");
     assert!(!login.contains("class=\"flash\""), "{login}");
+}
+
+/// The confirmation cookie is the server's own: another app on a shared cookie domain cannot
+/// make a page claim a decision, and a cookie for one page waits for that page while others
+/// (a static file, another tab) are fetched first.
+#[test]
+fn a_forged_confirmation_shows_nothing_and_one_for_another_page_waits_for_it() {
+    let s = Server::start();
+    let r = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-7: slow queries"}),
+    );
+    let id = id(&r);
+    let bob = ui_session(&s, "demo-bob");
+    // What a sibling subdomain could set: the page's own address, no approval behind it.
+    let forged = format!("jitgate_flash=approved~%2Fui%2Frequests%2F{id}");
+    let (_, html) = page(&s, &format!("{bob}; {forged}"), &format!("/ui/requests/{id}"));
+    assert!(!html.contains("class=\"flash\""), "{html}");
+    // A real one, fetched first by another page and a static file: neither clears it.
+    let decided = post_form(&s, &bob, &format!("/ui/requests/{id}/approve"), "comment=ok");
+    assert_eq!(decided.status().as_u16(), 303);
+    let flash = flash_cookie(&decided);
+    let with_flash = format!("{bob}; {flash}");
+    for other in ["/ui/inbox", "/ui/static/app.css"] {
+        let response = no_redirects()
+            .get(format!("{}{other}", s.url))
+            .header("Cookie", &with_flash)
+            .send()
+            .unwrap();
+        let cleared = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.starts_with("jitgate_flash="));
+        assert!(
+            !cleared,
+            "{other} cleared the confirmation meant for the request's page"
+        );
+        assert!(!response.text().unwrap().contains("class=\"flash\""), "{other}");
+    }
+    let (_, html) = page(&s, &with_flash, &format!("/ui/requests/{id}"));
+    assert!(
+        html.contains("<p class=\"flash\" role=\"status\">Approved.</p>"),
+        "{html}"
+    );
 }

@@ -27,6 +27,8 @@ pub struct GrantRow {
     pub(super) single_use: bool,
     pub(super) break_glass: bool,
     pub(super) can_revoke: bool,
+    /// The viewer may revoke the grants of its request (while any is active).
+    revoke_allowed: bool,
     /// Revoking is someone else's access ending: it goes through a page that asks first.
     pub(super) revoke_asks: bool,
     /// The viewer holds this grant.
@@ -49,6 +51,17 @@ pub struct GrantRow {
     pub(super) back: String,
     /// The page that asks before revoking, leading back to `back`.
     pub(super) revoke_link: String,
+    /// Some grant of its request is active: its actions (which act on every active grant of
+    /// the request) are offered, though this one may have ended (a single-use grant used).
+    pub(super) live: bool,
+    /// What its actions act on, for a button's name: "read staging-db", or for a request of
+    /// several items each of its active grants, "staging-db read and prod-db read".
+    pub(super) label: String,
+    /// The same as the object of a sentence: "read on staging-db", or "access to staging-db
+    /// read and prod-db read".
+    pub(super) access: String,
+    /// For a request of several items: the others its actions also act on, "prod-db read".
+    pub(super) also: Option<String>,
 }
 
 /// The extend form: what it allows, what was typed, and a refusal beside its field.
@@ -90,6 +103,7 @@ impl ExtendBox {
 
 impl GrantRow {
     pub(super) fn new(g: &GrantView, at: Timestamp, can_revoke: bool) -> GrantRow {
+        let can_revoke_any = can_revoke;
         let can_revoke = can_revoke && g.status == "active";
         GrantRow {
             id: g.id.clone(),
@@ -103,6 +117,7 @@ impl GrantRow {
             ends: Moment::new(g.expires_at),
             single_use: g.single_use,
             break_glass: g.break_glass,
+            revoke_allowed: can_revoke_any,
             can_revoke,
             // Until it is known whose it is, revoking asks.
             revoke_asks: can_revoke,
@@ -116,10 +131,15 @@ impl GrantRow {
             no_extension: None,
             back: "/ui/grants".into(),
             revoke_link: revoke_page_link(&g.id, "/ui/grants"),
+            live: g.status == "active",
+            label: format!("{} {}", g.action, g.resource),
+            access: format!("{} on {}", g.action, g.resource),
+            also: None,
         }
     }
 
-    /// The grant's actions as `who` may take them, on its request's page.
+    /// The grant's actions as `who` may take them, on its request's page (`request` whole,
+    /// every item).
     pub(super) fn on_request_page(
         self,
         app: &App,
@@ -128,24 +148,39 @@ impl GrantRow {
         at: Timestamp,
     ) -> GrantRow {
         let back = format!("/ui/requests/{}", encode(&request.id));
-        match request.grant_by_id(&self.id) {
-            Some(grant) => self.with_actions(app, who, grant, at, back),
-            None => self,
-        }
+        let Some(grant) = request.grant_by_id(&self.id).cloned() else {
+            return self;
+        };
+        let active = active_grants_of(request, at);
+        self.with_actions(app, who, &grant, &active, Some(request), at, back)
     }
 
     /// What `who` may do with `grant` now: only what the policy and the authorization table
-    /// would let them, so no button leads to a refusal in the ordinary case.
+    /// would let them, so no button leads to a refusal in the ordinary case. `active` are the
+    /// active grants of its request (revoke, End now and Extend act on all of them together);
+    /// `request`, the whole request when it was read (the extension allowance is judged on
+    /// every item; without it none is offered).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn with_actions(
         mut self,
         app: &App,
         who: &jitgate_core::Identity,
         grant: &jitgate_core::Grant,
+        active: &[jitgate_core::Grant],
+        request: Option<&jitgate_core::Request>,
         at: Timestamp,
         back: String,
     ) -> GrantRow {
         let yours = grant.principal == who.principal;
-        let live = grant.status_at(at) == GrantStatus::Active;
+        let live = !active.is_empty();
+        self.live = live;
+        self.can_revoke = self.revoke_allowed && live;
+        if active.len() > 1 {
+            let all = in_words(active.iter());
+            self.label = all.clone();
+            self.access = format!("access to {all}");
+            self.also = Some(in_words(active.iter().filter(|g| g.id != grant.id)));
+        }
         self.revoke_link = revoke_page_link(&grant.id, &back);
         self.back = back;
         self.yours = yours;
@@ -156,63 +191,105 @@ impl GrantRow {
         }
         self.can_end = authz::reach(who, Operation::FinishGrant) != Reach::Nothing;
         let policy = app.policy();
-        let workflow = policy.rules().workflow(&grant.resource, &grant.action).ok();
-        if workflow.is_some_and(|w| w.ssh.is_some()) {
-            self.ssh_command = Some(format!(
-                "jitgate ssh {} --key ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub",
-                grant.id
-            ));
+        // The next step is this grant's own: only while it is live itself.
+        if grant.status_at(at) == GrantStatus::Active {
+            let workflow = policy.rules().workflow(&grant.resource, &grant.action).ok();
+            if workflow.is_some_and(|w| w.ssh.is_some()) {
+                self.ssh_command = Some(format!(
+                    "jitgate ssh {} --key ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub",
+                    grant.id
+                ));
+            }
+            self.database_login = grant
+                .providers
+                .iter()
+                .any(|name| app.providers().get(name).is_some_and(|p| p.logins().is_some()));
+            self.app_url = policy
+                .http_routes()
+                .urls()
+                .find(|(resource, _)| *resource == grant.resource)
+                .map(|(_, url)| url.to_string());
         }
-        self.database_login = grant
-            .providers
-            .iter()
-            .any(|name| app.providers().get(name).is_some_and(|p| p.logins().is_some()));
-        self.app_url = policy
-            .http_routes()
-            .urls()
-            .find(|(resource, _)| *resource == grant.resource)
-            .map(|(_, url)| url.to_string());
         if authz::reach(who, Operation::ExtendGrant) == Reach::Nothing {
             return self;
         }
-        match workflow.map(|w| (w, w.extension.as_ref())) {
-            Some((w, Some(extension))) if !extension.requires_approval => {
-                let times_left = extension.max_times.saturating_sub(grant.extensions);
-                let max_duration = if grant.break_glass {
-                    w.break_glass.as_ref().map_or(w.max_duration, |b| b.max_duration)
-                } else {
-                    w.max_duration
-                };
-                if times_left == 0 {
-                    self.no_extension = Some(format!(
-                        "Extended {} already, the most its workflow allows: request again for more time.",
-                        jitgate_core::text::counted(grant.extensions, "time", "times")
-                    ));
-                } else {
-                    self.extension = Some(ExtendBox {
-                        allowance: format!(
-                            "{} left; at most {} may remain.",
-                            jitgate_core::text::counted(times_left, "extension", "extensions"),
-                            jitgate_core::format_duration(max_duration)
-                        ),
-                        reason_required: w.reason_required,
-                        duration: String::new(),
-                        reason: String::new(),
-                        error: None,
-                    });
-                }
+        let Some(request) = request else {
+            return self;
+        };
+        // The service judges the allowance by the rule an extension is held to (every item's
+        // workflow, the policy's `Extend`, the machine's checks): shown and enforced agree.
+        match app.extension_allowance_of(who, request, at) {
+            Ok(allowance) => {
+                self.extension = Some(ExtendBox {
+                    allowance: format!(
+                        "{} left; at most {} may remain.",
+                        jitgate_core::text::counted(allowance.times_left, "extension", "extensions"),
+                        jitgate_core::format_duration(allowance.max_duration)
+                    ),
+                    reason_required: allowance.reason_required,
+                    duration: String::new(),
+                    reason: String::new(),
+                    error: None,
+                });
             }
-            Some((_, Some(_))) => {
-                self.no_extension =
-                    Some("Extending needs approval again: request again; the new grant overlaps this one.".into());
-            }
-            Some((_, None)) => {
-                self.no_extension = Some("Its workflow does not allow extending: request again for more time.".into());
-            }
-            None => {}
+            Err(refused) => self.no_extension = Some(no_extension_words(&policy, request, &refused)),
         }
         self
     }
+}
+
+/// The active grants of `request`, every item's.
+fn active_grants_of(request: &jitgate_core::Request, at: Timestamp) -> Vec<jitgate_core::Grant> {
+    request
+        .grants()
+        .filter(|g| g.status_at(at) == GrantStatus::Active)
+        .cloned()
+        .collect()
+}
+
+/// Grants as a list people read: "staging-db read", "staging-db read and prod-db read",
+/// "a read, b read and c write".
+fn in_words<'a>(grants: impl Iterator<Item = &'a jitgate_core::Grant>) -> String {
+    let names: Vec<String> = grants.map(|g| format!("{} {}", g.resource, g.action)).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Why the holder cannot extend now, in words that say what to do instead. The decision is the
+/// service's (`refused`); the words name the usual cases plainly.
+fn no_extension_words(
+    policy: &jitgate_policy::Policy,
+    request: &jitgate_core::Request,
+    refused: &ServiceError,
+) -> String {
+    let workflows: Vec<_> = (0..request.item_count())
+        .filter_map(|i| request.item_request(i))
+        .filter_map(|item| policy.rules().workflow(&item.resource, &item.action).ok())
+        .collect();
+    if workflows.iter().any(|w| w.extension.is_none()) {
+        return "Its workflow does not allow extending: request again for more time.".into();
+    }
+    if workflows
+        .iter()
+        .any(|w| w.extension.as_ref().is_some_and(|e| e.requires_approval))
+    {
+        return "Extending needs approval again: request again; the new grant overlaps this one.".into();
+    }
+    let extensions = request.grant.as_ref().map_or(0, |g| g.extensions);
+    let most = workflows
+        .iter()
+        .filter_map(|w| w.extension.as_ref().map(|e| e.max_times))
+        .min();
+    if matches!(refused, ServiceError::Conflict(_)) && most.is_some_and(|most| extensions >= most) {
+        return format!(
+            "Extended {} already, the most its workflow allows: request again for more time.",
+            jitgate_core::text::counted(extensions, "time", "times")
+        );
+    }
+    sentence(&refused.to_string())
 }
 
 #[derive(Template)]
@@ -248,6 +325,16 @@ pub(super) async fn active_grants(app: &App, caller: &Caller) -> Result<Vec<Gran
         )
         .await?;
     let revoke_reach = authz::reach(who, Operation::RevokeGrant);
+    // The active grants of each request, from the list itself: what its actions act on.
+    let mut by_request: std::collections::HashMap<&str, Vec<jitgate_core::Grant>> = std::collections::HashMap::new();
+    for g in &grants {
+        if g.status_at(at) == GrantStatus::Active {
+            by_request.entry(g.request_id.as_str()).or_default().push(g.clone());
+        }
+    }
+    // Requests read whole, once each: the holder's own (their allowance is judged on every
+    // item) and those of several items (their items named in the request's order).
+    let mut wholes: std::collections::HashMap<&str, Option<jitgate_core::Request>> = std::collections::HashMap::new();
     let mut rows = Vec::with_capacity(grants.len());
     for g in &grants {
         // Revoking is judged on the request, as the API does (its requester, reviewers, ...).
@@ -261,11 +348,25 @@ pub(super) async fn active_grants(app: &App, caller: &Caller) -> Result<Vec<Gran
                 }
             }
         };
+        let listed = by_request.get(g.request_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let whole = if g.principal == who.principal || listed.len() > 1 {
+            if !wholes.contains_key(g.request_id.as_str()) {
+                let request = app.store.get_request(&g.request_id).await?;
+                wholes.insert(g.request_id.as_str(), request);
+            }
+            wholes.get(g.request_id.as_str()).and_then(Option::as_ref)
+        } else {
+            None
+        };
+        let active = whole.map_or_else(|| listed.to_vec(), |r| active_grants_of(r, at));
+        let whole = whole.filter(|_| g.principal == who.principal);
         rows.push(
             GrantRow::new(&GrantView::new(g, at, &who.principal), at, can_revoke).with_actions(
                 app,
                 who,
                 g,
+                &active,
+                whole,
                 at,
                 "/ui/grants".into(),
             ),
@@ -319,23 +420,20 @@ fn grant_id_shape(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The grant `id` and its request (of a multi-item request, the item the grant is for), if
-/// the caller may see it and the operation reaches it; the same 404 as a missing grant
-/// otherwise, so ids cannot be probed.
+/// The grant `id` and its whole request (every item), by the service's own rule
+/// (`App::reachable_request_of_grant`): a grant the caller may not see is the same 404 as a
+/// missing one, so ids cannot be probed; one they see but the operation does not reach is 403.
 async fn reachable_grant(
     app: &App,
     caller: &Caller,
     id: &str,
 ) -> Result<(jitgate_core::Request, jitgate_core::Grant), ApiError> {
     grant_id_shape(id)?;
-    let missing = || ApiError::NotFound(format!("There is no grant {id}."));
-    let request = match app.store.get_request_by_grant(id).await? {
-        Some(r) if caller.may_see(&r) => r,
-        _ => return Err(missing()),
-    };
-    caller.require_reach(&request)?;
-    let request = request.view_of_grant(id).ok_or_else(missing)?;
-    let grant = request.grant.clone().ok_or_else(missing)?;
+    let request = app.reachable_request_of_grant(caller, id).await?;
+    let grant = request
+        .grant_by_id(id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("There is no grant {id}.")))?;
     Ok((request, grant))
 }
 
@@ -353,8 +451,8 @@ pub async fn revoke(
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, ApiError> {
-    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
-    let back = safe_next(form.back.as_deref());
+    let (request, grant) = reachable_grant(&app, &caller, &id).await?;
+    let back = grant_back(form.back.as_deref(), &request);
     if grant.principal != caller.who().principal && form.confirmed.as_deref() != Some("yes") {
         // Someone else's access ends only from the page that says so: a one-click button (or
         // a stale form) leads there instead, and nothing is revoked.
@@ -366,6 +464,19 @@ pub async fn revoke(
         .or(Some("revoked in the web UI".into()));
     app.revoke(&caller, &id, comment).await?;
     Ok(see_other_with(&back, Flash::Revoked))
+}
+
+/// Where a grant's form leads back to: the grants page or the grant's own request page, the
+/// only pages its forms are on. Anything else (an address someone wrote) is the grants page, so
+/// "Grant revoked" never lands on a page that has nothing to do with the grant.
+fn grant_back(back: Option<&str>, request: &jitgate_core::Request) -> String {
+    let back = safe_next(back);
+    let own_page = format!("/ui/requests/{}", encode(&request.id));
+    if back == "/ui/grants" || back == own_page {
+        back
+    } else {
+        "/ui/grants".into()
+    }
 }
 
 fn revoke_page_link(id: &str, back: &str) -> String {
@@ -384,8 +495,11 @@ pub(super) struct RevokePage {
     pub(super) id: String,
     pub(super) holder: String,
     pub(super) yours: bool,
-    pub(super) action: String,
-    pub(super) resource: String,
+    /// What ends: "read on staging-db", or every active grant of a request of several items,
+    /// "access to staging-db read and prod-db read".
+    pub(super) access: String,
+    /// Its grants, for the title: "read staging-db", "staging-db read and prod-db read".
+    pub(super) label: String,
     pub(super) left: String,
     pub(super) until: Moment,
     pub(super) back: String,
@@ -399,16 +513,29 @@ pub async fn revoke_page(
     Path(id): Path<String>,
     Query(query): Query<BackQuery>,
 ) -> Result<Response, ApiError> {
-    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
+    let (request, grant) = reachable_grant(&app, &caller, &id).await?;
     let at = now();
-    let status = grant.status_at(at);
-    if status != GrantStatus::Active {
+    // Revoking ends every active grant of the request: it is refused only when none is left
+    // (the first item's single-use grant may be used while the others are live).
+    let active = active_grants_of(&request, at);
+    if active.is_empty() {
         return Err(ApiError::Conflict(format!(
             "This grant is {} already: there is nothing left to revoke.",
-            status.as_str()
+            grant.status_at(at).as_str()
         )));
     }
     let yours = grant.principal == caller.who().principal;
+    let (access, label) = if active.len() > 1 {
+        let all = in_words(active.iter());
+        (format!("access to {all}"), all)
+    } else {
+        let only = active.first().unwrap_or(&grant);
+        (
+            format!("{} on {}", only.action, only.resource),
+            format!("{} {}", only.action, only.resource),
+        )
+    };
+    let ends = active.iter().map(|g| g.expires_at).max().unwrap_or(grant.expires_at);
     Ok(render(&RevokePage {
         chrome: Chrome::for_caller(&caller, "grants", &csrf),
         id: grant.id.clone(),
@@ -418,11 +545,11 @@ pub async fn revoke_page(
             format!("{}'s", grant.principal)
         },
         yours,
-        action: grant.action.clone(),
-        resource: grant.resource.clone(),
-        left: left(grant.expires_at, at),
-        until: Moment::new(grant.expires_at),
-        back: safe_next(query.back.as_deref().or(Some("/ui/grants"))),
+        access,
+        label,
+        left: left(ends, at),
+        until: Moment::new(ends),
+        back: grant_back(query.back.as_deref(), &request),
     }))
 }
 
@@ -438,9 +565,12 @@ pub async fn done(
     Path(id): Path<String>,
     Form(form): Form<BackForm>,
 ) -> Result<Response, ApiError> {
-    grant_id_shape(&id)?;
+    let (request, _) = reachable_grant(&app, &caller, &id).await?;
     app.done(&caller, &id, Some("ended in the web UI".into())).await?;
-    Ok(see_other_with(&safe_next(form.back.as_deref()), Flash::Ended))
+    Ok(see_other_with(
+        &grant_back(form.back.as_deref(), &request),
+        Flash::Ended,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -519,9 +649,10 @@ pub async fn extend(
     headers: HeaderMap,
     Form(form): Form<ExtendForm>,
 ) -> Result<Response, ApiError> {
-    let (_, grant) = reachable_grant(&app, &caller, &id).await?;
-    let back = safe_next(form.back.as_deref());
+    let (request, grant) = reachable_grant(&app, &caller, &id).await?;
+    let back = grant_back(form.back.as_deref(), &request);
     let htmx = headers.contains_key("hx-request");
+    let mut limit_marks = LimitMarks::default();
     let refusal = if form.duration.trim().is_empty() {
         Some(FieldError {
             field: ExtendField::Duration,
@@ -553,30 +684,29 @@ pub async fn extend(
                 }
                 return Ok(done);
             }
-            // A refusal of what was asked goes beside the field; with htmx every error does
-            // (a limit hit, the database away): htmx swaps no error page in, and a form that
-            // says nothing when clicked is worse than a message in the wrong place.
-            Err(e)
-                if htmx
-                    || matches!(
-                        e,
-                        ServiceError::Invalid(_)
-                            | ServiceError::TooLong(_)
-                            | ServiceError::Conflict(_)
-                            | ServiceError::Forbidden(_)
-                            | ServiceError::OverLimit(..)
-                    ) =>
-            {
-                Some(refusal_beside(&e))
-            }
-            Err(e) => return Err(e.into()),
+            // A refusal of what was asked goes beside the field, in place with htmx or as the
+            // form's page without. A limit that lifts with time goes there too with htmx (the
+            // form says when to try again) but keeps what marks it: the limit counted in the
+            // metrics and `Retry-After`. Anything else (the server's fault, the database away,
+            // the grant gone) is the error page as the API answers it: logged, counted, with
+            // its status.
+            Err(e) => match refusal_kind(&e, htmx) {
+                RefusalKind::BesideTheField => {
+                    limit_marks = LimitMarks::of(&e);
+                    Some(refusal_beside(&e))
+                }
+                RefusalKind::ErrorPage => return Ok(error_answer(&caller, &csrf, e, htmx)),
+            },
         }
     };
     let at = now();
+    let active = active_grants_of(&request, at);
     let mut g = GrantRow::new(&GrantView::new(&grant, at, &caller.who().principal), at, false).with_actions(
         &app,
         caller.who(),
         &grant,
+        &active,
+        Some(&request),
         at,
         back,
     );
@@ -596,11 +726,12 @@ pub async fn extend(
     x.reason = kept(&form.reason);
     x.error = refusal;
     if htmx {
-        return Ok(render(&ExtendFragment {
+        let fragment = render(&ExtendFragment {
             g,
             x,
             csrf: csrf.0.clone(),
-        }));
+        });
+        return Ok(limit_marks.on(fragment));
     }
     let page = render(&ExtendPage {
         chrome: Chrome::for_caller(&caller, "grants", &csrf),
@@ -608,7 +739,102 @@ pub async fn extend(
         x,
         csrf: csrf.0.clone(),
     });
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    Ok(limit_marks.on((StatusCode::UNPROCESSABLE_ENTITY, page).into_response()))
+}
+
+/// Where a refusal of an extension is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusalKind {
+    /// Beside the duration or the reason: something the holder can change and send again.
+    BesideTheField,
+    /// The error page, as the API answers it.
+    ErrorPage,
+}
+
+/// Only refusals of what was asked go beside the field. A limit that lifts with time does
+/// too with htmx (a swapped-in page would replace the form for a few seconds' wait); without
+/// it, it is the 429 page that says when to come back.
+fn refusal_kind(e: &ServiceError, htmx: bool) -> RefusalKind {
+    match e {
+        ServiceError::Invalid(_)
+        | ServiceError::TooLong(_)
+        | ServiceError::Conflict(_)
+        | ServiceError::Forbidden(_)
+        | ServiceError::OverLimit(..) => RefusalKind::BesideTheField,
+        ServiceError::RetryLater { .. } if htmx => RefusalKind::BesideTheField,
+        _ => RefusalKind::ErrorPage,
+    }
+}
+
+/// What an over-limit refusal shown beside the field keeps of the API's answer: the limit, for
+/// `jitgate_limits_exceeded_total`, and when to try again.
+#[derive(Debug, Default)]
+struct LimitMarks {
+    limit: Option<Limit>,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl LimitMarks {
+    fn of(e: &ServiceError) -> LimitMarks {
+        match e {
+            ServiceError::OverLimit(limit, _) => LimitMarks {
+                limit: Some(*limit),
+                retry_after: None,
+            },
+            ServiceError::TooLong(_) => LimitMarks {
+                limit: Some(Limit::FieldLength),
+                retry_after: None,
+            },
+            ServiceError::RetryLater { limit, after, .. } => LimitMarks {
+                limit: Some(*limit),
+                retry_after: Some(*after),
+            },
+            _ => LimitMarks::default(),
+        }
+    }
+
+    fn on(self, mut response: Response) -> Response {
+        if let Some(limit) = self.limit {
+            response.extensions_mut().insert(crate::error::LimitHit(limit));
+        }
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, crate::error::retry_after_seconds(after).into());
+        }
+        response
+    }
+}
+
+/// An error that is no refusal of what was typed, as the API's answer made a page: the API's
+/// response first (it logs an internal error's detail, marks a limit, sets `Retry-After`),
+/// then its message in a page with the caller's navigation. htmx swaps no error status in: it
+/// gets the page with 200 and `HX-Retarget: body`, the status kept in `X-Jitgate-Status`.
+fn error_answer(caller: &Caller, csrf: &CsrfToken, e: ServiceError, htmx: bool) -> Response {
+    let api = ApiError::from(e);
+    let message = match &api {
+        ApiError::Internal(_) => "Internal error; the server log has the details.".to_string(),
+        other => other.to_string(),
+    };
+    let answered = api.into_response();
+    let status = answered.status();
+    let mut page = error_page_for(Some(caller.who()), &csrf.0, status, &message);
+    if let Some(limit) = answered.extensions().get::<crate::error::LimitHit>().copied() {
+        page.extensions_mut().insert(limit);
+    }
+    if let Some(retry_after) = answered.headers().get(header::RETRY_AFTER).cloned() {
+        page.headers_mut().insert(header::RETRY_AFTER, retry_after);
+    }
+    if htmx {
+        *page.status_mut() = StatusCode::OK;
+        let h = page.headers_mut();
+        h.insert("hx-retarget", HeaderValue::from_static("body"));
+        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        if let Ok(v) = HeaderValue::from_str(status.as_str()) {
+            h.insert("x-jitgate-status", v);
+        }
+    }
+    page
 }
 
 /// What was typed, to fill the form in again: control and invisible characters as visible
@@ -709,6 +935,30 @@ mod tests {
         let refused = refusal_beside(&ServiceError::Conflict("grant grt_1 has been extended 2 times".into()));
         assert_eq!(refused.field, ExtendField::Duration);
         assert_eq!(refused.message, "Grant grt_1 has been extended 2 times.");
+    }
+
+    #[test]
+    fn only_refusals_of_what_was_asked_go_beside_the_field() {
+        let refused = ServiceError::invalid_field("duration", "write 30m");
+        assert_eq!(refusal_kind(&refused, true), RefusalKind::BesideTheField);
+        assert_eq!(refusal_kind(&refused, false), RefusalKind::BesideTheField);
+        let later = ServiceError::RetryLater {
+            limit: Limit::Rate,
+            message: "try again in 2s".into(),
+            after: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(refusal_kind(&later, true), RefusalKind::BesideTheField);
+        assert_eq!(refusal_kind(&later, false), RefusalKind::ErrorPage);
+        let marks = LimitMarks::of(&later).on(StatusCode::OK.into_response());
+        assert!(marks.extensions().get::<crate::error::LimitHit>().is_some());
+        assert_eq!(marks.headers()[header::RETRY_AFTER], "2");
+        for fault in [
+            ServiceError::Internal("the disk is on fire".into()),
+            ServiceError::Unavailable("the database is away".into()),
+            ServiceError::NotFound("no grant grt_1".into()),
+        ] {
+            assert_eq!(refusal_kind(&fault, true), RefusalKind::ErrorPage, "{fault:?}");
+        }
     }
 
     #[test]
