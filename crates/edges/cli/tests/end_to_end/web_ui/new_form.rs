@@ -604,3 +604,40 @@ fn a_choice_stays_chosen_through_a_search_and_both_are_filed() {
     );
     clean_console(&alice);
 }
+
+/// How many workflow guides a page or fragment describes.
+fn guides_in(html: &str) -> usize {
+    html.matches("class=\"guide\"").count()
+}
+
+/// One caller cannot make the form do unbounded work: 5,000 targets in one POST (duplicates
+/// and names no workflow governs) are refused beside the choice with at most a request's worth
+/// of guides built, and the fields fragment describes at most as many.
+#[test]
+fn thousands_of_targets_are_refused_beside_the_choice_with_bounded_work() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let unknown: Vec<String> = (0..21).map(|i| format!("nothing-{i}|read")).collect();
+    let mut fields: Vec<(&str, &str)> = vec![("target", "prod-db|read"); 4_979];
+    fields.extend(unknown.iter().map(|t| ("target", t.as_str())));
+    fields.push(("reason", "OPS-1 look"));
+    let started = std::time::Instant::now();
+    let (status, page) = post_form(&s, &cookie, &fields);
+    let took = started.elapsed();
+    assert_eq!(status, 422, "{page}");
+    let said = element_text(&page, "target-error").unwrap_or_else(|| panic!("no #target-error:\n{page}"));
+    assert!(said.contains("at most 20"), "{said}");
+    assert!(tag_of(&page, "target").contains(r#"aria-invalid="true""#));
+    assert!(guides_in(&page) <= 20, "{} guides built", guides_in(&page));
+    assert!(page.len() < 200_000, "the refusal is {} bytes", page.len());
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(requests_of(&s, "demo-alice", "alice").is_empty(), "nothing filed");
+
+    let query: String = std::iter::repeat_n("target=prod-db%7Cread", 100)
+        .chain(std::iter::once("target=staging-db%7Cread"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(guides_in(&html), 2, "each target described once:\n{html}");
+}

@@ -198,9 +198,9 @@ pub struct Preselect {
     pub(super) again: Option<String>,
 }
 
-/// Choose `resource|action` on the form, finding it in the catalog when the search did not
-/// (a search for a name lists, in name order, every resource whose name holds it). `Err` says
-/// why it cannot be asked for.
+/// Choose `resource|action` on the form: the caller's guide for it says whether they may ask
+/// for it (a lookup, whatever the catalog's size), and the choice is added when the search did
+/// not list it. `Err` says why it cannot be asked for.
 pub(super) fn preselect(
     app: &App,
     caller: &Caller,
@@ -209,33 +209,37 @@ pub(super) fn preselect(
     action: &str,
 ) -> Result<(), String> {
     let value = format!("{resource}|{action}");
+    let guide = app.filing_guide(caller, resource, action).ok_or_else(|| cannot_ask(resource, action))?;
     if let Some(target) = finder.targets.iter_mut().find(|t| t.value == value) {
         target.selected = true;
         return Ok(());
     }
-    let mut query = jitgate_service::resources::ResourceQuery {
-        search: Some(resource.to_string()),
-        limit: jitgate_service::resources::MAX_PAGE,
-        ..Default::default()
-    };
-    // Bounded: a name held by more than a few thousand others is not worth the walk.
-    for _ in 0..8 {
-        let (page, next) = app.requestable(caller, &query).map_err(|e| e.to_string())?;
-        if let Some(found) = page.iter().find(|r| r.name == resource) {
-            let mut target = targets_of(std::slice::from_ref(found))
-                .into_iter()
-                .find(|t| t.value == value)
-                .ok_or_else(|| cannot_ask(resource, action))?;
-            target.selected = true;
-            finder.targets.insert(0, target);
-            return Ok(());
-        }
-        match next {
-            Some(next) => query.after = Some(next),
-            None => break,
-        }
+    let mut target = target_of_guide(&guide);
+    target.selected = true;
+    finder.targets.insert(0, target);
+    Ok(())
+}
+
+/// A choice on the form for what a guide describes, worded as the catalog's choices are.
+fn target_of_guide(g: &jitgate_service::resources::FilingGuide) -> Target {
+    let mut label = format!("{} on {}", g.action, g.resource);
+    if let Some(description) = &g.description {
+        label.push_str(&format!(": {description}"));
     }
-    Err(cannot_ask(resource, action))
+    let most = if g.may_request {
+        g.max_duration
+    } else {
+        g.break_glass.unwrap_or(g.max_duration)
+    };
+    label.push_str(&format!(" · {} · up to {most}", approvals_in_words(g)));
+    if g.action_bound {
+        label.push_str(" · exact action");
+    }
+    Target {
+        value: format!("{}|{}", g.resource, g.action),
+        label,
+        selected: false,
+    }
 }
 
 pub(super) fn cannot_ask(resource: &str, action: &str) -> String {
@@ -517,13 +521,20 @@ pub async fn new_request(
     let some = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let target = some(pick.resource).zip(some(pick.action));
     // What was chosen before a search (`target=R|A`, repeated) stays chosen through it.
-    let kept: Vec<(String, String)> = pairs
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (resource, action) in pairs
         .iter()
         .filter(|(name, _)| name == "target")
         .filter_map(|(_, value)| split_target(value))
-        .map(|(resource, action)| (resource.to_string(), action.to_string()))
-        .take(jitgate_core::model::MAX_ITEMS)
-        .collect();
+    {
+        let pair = (resource.to_string(), action.to_string());
+        if !kept.contains(&pair) {
+            kept.push(pair);
+        }
+        if kept.len() == jitgate_core::model::MAX_ITEMS {
+            break;
+        }
+    }
     if let Some((resource, _)) = &target {
         if search.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
             search.q = Some(resource.clone());
@@ -580,15 +591,29 @@ pub struct FileForm {
     pub(super) payload: Option<String>,
     pub(super) break_glass: Option<String>,
     pub(super) return_to: Option<String>,
+    /// More distinct targets were sent than one request may hold: `targets` keeps the first
+    /// [`jitgate_core::model::MAX_ITEMS`], and the form is refused beside the choice.
+    pub(super) too_many: bool,
 }
 
 impl FileForm {
-    /// Read the posted fields; `target` repeats when several things are chosen.
+    /// Read the posted fields; `target` repeats when several things are chosen. Targets are
+    /// kept once each and at most as many as a request holds, so whatever is sent, the work
+    /// done for them (a guide each, with its Cedar decisions) is bounded.
     pub(super) fn from_fields(fields: Vec<(String, String)>) -> FileForm {
         let mut form = FileForm::default();
         for (name, value) in fields {
             match name.as_str() {
-                "target" => form.targets.push(value),
+                "target" => {
+                    if form.targets.contains(&value) {
+                        continue;
+                    }
+                    if form.targets.len() < jitgate_core::model::MAX_ITEMS {
+                        form.targets.push(value);
+                    } else {
+                        form.too_many = true;
+                    }
+                }
                 "duration" => form.duration = Some(value),
                 "reason" => form.reason = Some(value),
                 "payload" => form.payload = Some(value),
@@ -683,6 +708,15 @@ pub async fn file(
         Err(ServiceError::invalid_field(
             "resource",
             "is not chosen: choose what to ask for",
+        ))
+    } else if form.too_many {
+        Err(ServiceError::invalid_field(
+            "resource",
+            format!(
+                "holds more than {} things: ask for at most {} together",
+                jitgate_core::model::MAX_ITEMS,
+                jitgate_core::model::MAX_ITEMS
+            ),
         ))
     } else {
         let body = CreateRequestBody {
