@@ -527,16 +527,16 @@ fn hostile_input_refused(s: &Server) {
     assert!(requests_of(s, "demo-alice", "alice").is_empty());
 
     // The fields fragment: a target she may not ask for is not described; what was typed
-    // comes back escaped, and over the form's own limits not at all.
+    // is never carried back (it stays in the fields; only the choice travels).
     let fragment = |query: &str| get_page(s, &cookie, &format!("/ui/new/fields?{query}"));
     let (status, html) = fragment("target=prod-db%7Cwrite&reason=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
     assert_eq!(status, 200);
     assert!(html.contains("Mention a ticket such as OPS-123."), "{html}");
+    assert!(!html.contains("script") && !html.contains("alert(1)"), "{html}");
     assert!(
-        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
-        "{html}"
+        !html.contains("id=\"reason\"") && !html.contains("id=\"duration\""),
+        "the fragment holds no field typed into: {html}"
     );
-    assert!(!html.contains("<script>"), "{html}");
     let (_, html) = fragment(&format!("target=prod-db%7Cread&reason={}", "y".repeat(3000)));
     assert!(!html.contains("yyy"), "an oversize reason is not carried back");
     let (_, html) = fragment("target=secret-db%7Cdrop&target=%00%7C%E2%80%AE");
@@ -640,4 +640,47 @@ fn thousands_of_targets_are_refused_beside_the_choice_with_bounded_work() {
     let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
     assert_eq!(status, 200, "{html}");
     assert_eq!(guides_in(&html), 2, "each target described once:\n{html}");
+}
+
+/// Changing the choice redraws what describes it, never what was typed: a two-line reason
+/// (which a URL's query may not carry) stays in its field, and the guide and the break-glass
+/// box follow the new choice.
+#[test]
+fn changing_the_choice_updates_the_guide_and_keeps_a_two_line_reason() {
+    let s = Server::start();
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&format!("{}/ui/new", s.url));
+    bob.type_into("#reason", "INC-9: disk full\nsecond line");
+    bob.type_into("#duration", "10m");
+    bob.select("#target", "prod-db|write");
+    bob.wait_for_text("#fields", "break-glass only");
+    assert!(bob.exists("#break_glass"));
+    bob.select("#target", "prod-db|write");
+    bob.select("#target", "prod-db|read");
+    bob.wait_for_text("#fields", "Read the production database");
+    assert!(!bob.exists("#break_glass"), "no break-glass on prod-db read");
+    assert!(
+        !bob.text("#guides").contains("break-glass only"),
+        "{}",
+        bob.text("#guides")
+    );
+    assert_eq!(value(&bob, "#reason"), "INC-9: disk full\nsecond line");
+    assert_eq!(value(&bob, "#duration"), "10m");
+    // The payload field comes with an action-bound choice and goes with it.
+    bob.select("#target", "prod-db|read");
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/new", s.url));
+    alice.type_into("#reason", "OPS-5 ship\nit");
+    alice.select("#target", "prod-db|read");
+    alice.wait_for_text("#guides", "Read the production database");
+    assert!(!alice.exists("#payload"));
+    alice.select("#target", "prod-db|read");
+    alice.select("#target", "prod-api|deploy");
+    alice.wait_for_text("#guides", "Deploy one exact artifact");
+    assert!(alice.exists("#payload") && alice.exists("#payload-hint"));
+    assert_eq!(value(&alice, "#reason"), "OPS-5 ship\nit");
+    clean_console(&bob);
+    clean_console(&alice);
 }

@@ -63,6 +63,12 @@ pub(super) struct Fields {
     /// Offered only to whom may break glass on what is chosen (or on anything, while nothing is).
     pub(super) break_glass_hint: Option<String>,
     pub(super) errors: FieldErrors,
+    /// Rendered as `/ui/new/fields` answers a change of choice: the guides and hints only,
+    /// never the fields typed into.
+    pub(super) fragment: bool,
+    /// In the fragment: the payload field appears or goes (it applied before the change and
+    /// not now, or the other way round), so its part is swapped; else only its hint is.
+    pub(super) payload_part_changes: bool,
 }
 
 /// A refusal shown beside its field.
@@ -273,12 +279,6 @@ pub(super) fn serves_url(app: &App, url: &str) -> bool {
     app.policy().http_routes().serves_url(url)
 }
 
-/// The most bytes of a typed value `/ui/new/fields` carries back into the fields it renders:
-/// the form's own `maxlength`s; anything longer was not typed into this form and is dropped.
-const MAX_KEPT_DURATION: usize = 20;
-const MAX_KEPT_REASON: usize = 2000;
-const MAX_KEPT_PAYLOAD: usize = 65536;
-
 /// What the caller chose, described: `None` for a target they may not ask for (filing says why).
 fn guides_for(app: &App, caller: &Caller, chosen: &[(&str, &str)]) -> Vec<jitgate_service::resources::FilingGuide> {
     chosen
@@ -390,6 +390,8 @@ pub(super) fn fields_for(
         payload_hint,
         break_glass_hint,
         errors: FieldErrors::default(),
+        fragment: false,
+        payload_part_changes: false,
     }
 }
 
@@ -406,26 +408,22 @@ fn split_target(target: &str) -> Option<(&str, &str)> {
     target.rsplit_once('|')
 }
 
-/// `/ui/new/fields?target=R|A&...&duration=&reason=&payload=`: the fields for a new choice,
-/// keeping what was typed (within the form's limits).
+/// `/ui/new/fields?target=R|A&...[&payload_shown=yes]`: what describes a new choice (its
+/// guides and hints, the payload and break-glass parts), swapped in beside the fields. Only
+/// the choice travels: what was typed stays in the fields (a reason or payload in a URL would
+/// land in access logs, and a line break in it would be refused as a URL's).
 pub async fn new_fields(
     State(app): State<Arc<App>>,
     caller: Allowed<op::FileRequest>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let payload_shown = query.iter().any(|(name, value)| name == "payload_shown" && value == "yes");
     let form = FileForm::from_fields(query);
     let chosen: Vec<(&str, &str)> = form.targets.iter().filter_map(|t| split_target(t)).collect();
-    let kept = |value: Option<String>, max: usize| value.filter(|v| v.len() <= max).unwrap_or_default();
-    Ok(render(&FieldsFragment {
-        fields: fields_for(
-            &app,
-            &caller,
-            &chosen,
-            kept(form.duration, MAX_KEPT_DURATION),
-            kept(form.reason, MAX_KEPT_REASON),
-            kept(form.payload, MAX_KEPT_PAYLOAD),
-        ),
-    }))
+    let mut fields = fields_for(&app, &caller, &chosen, String::new(), String::new(), String::new());
+    fields.fragment = true;
+    fields.payload_part_changes = fields.payload_applies != payload_shown;
+    Ok(render(&FieldsFragment { fields }))
 }
 
 /// What a request asked for, to ask for it again: targets, duration, reason and payload
