@@ -684,3 +684,35 @@ fn changing_the_choice_updates_the_guide_and_keeps_a_two_line_reason() {
     clean_console(&bob);
     clean_console(&alice);
 }
+
+/// A reason typed on two lines files: the browser sends the line break as CRLF, and the form
+/// stores it as the line break the person typed (`\n`), as the CLI sends it. The payload is
+/// one line, sent exactly as typed.
+#[test]
+fn a_two_line_reason_typed_in_the_browser_files_with_a_line_break() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/new", s.url));
+    alice.select("#target", "staging-db|read");
+    alice.wait_for_text("#guides", "Read the staging database");
+    alice.type_into("#reason", "compare the replicas\nafter the migration");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "approved");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["reason"], "compare the replicas\nafter the migration");
+
+    // An action-bound payload is one line and goes byte for byte.
+    alice.goto(&format!("{}/ui/new?resource=prod-api&action=deploy", s.url));
+    assert_eq!(tag_of(&alice.source(), "payload").split_whitespace().next(), Some("<input"));
+    alice.type_into("#reason", "OPS-7 ship\nthe fix");
+    alice.type_into("#payload", "deploy  v2 \"quoted\" ");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "pending");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    let deploy = mine.iter().find(|r| r["resource"] == "prod-api").unwrap();
+    assert_eq!(deploy["reason"], "OPS-7 ship\nthe fix");
+    assert_eq!(deploy["payload"], "deploy  v2 \"quoted\" ");
+    clean_console(&alice);
+}

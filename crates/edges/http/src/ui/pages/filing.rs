@@ -352,9 +352,9 @@ pub(super) fn fields_for(
     };
     let payload_applies = nothing_chosen || found.iter().any(|g| g.action_bound);
     let payload_hint = if nothing_chosen {
-        "Only for workflows marked “exact action”: the command or artifact digest the grant is bound to; leave it empty otherwise.".into()
+        "Only for workflows marked “exact action”: the command or artifact digest the grant is bound to, on one line; leave it empty otherwise.".into()
     } else {
-        "The exact command or artifact digest: reviewers approve exactly this, and the grant allows only this.".into()
+        "The exact command or artifact digest, on one line: reviewers approve exactly this, and the grant allows only this.".into()
     };
     // Break-glass is offered where the policy lets the caller take it (the same judgement
     // filing makes); while nothing is chosen, if they may take it anywhere.
@@ -613,7 +613,7 @@ impl FileForm {
                     }
                 }
                 "duration" => form.duration = Some(value),
-                "reason" => form.reason = Some(value),
+                "reason" => form.reason = Some(lines_as_typed(&value)),
                 "payload" => form.payload = Some(value),
                 "break_glass" => form.break_glass = Some(value),
                 "return_to" => form.return_to = Some(value),
@@ -622,6 +622,15 @@ impl FileForm {
         }
         form
     }
+}
+
+/// A reason's line breaks as the person typed them: browsers send a textarea's line breaks
+/// as CRLF (HTML's form encoding), which the service refuses as a carriage return the person
+/// never saw; each CRLF, and a lone CR, becomes LF, as the CLI and API send them. The payload
+/// is never changed (an action-bound grant allows its bytes exactly): its field is one line,
+/// which the service requires, so the browser has no line break to encode.
+fn lines_as_typed(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
 /// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
