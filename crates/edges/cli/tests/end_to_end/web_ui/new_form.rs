@@ -716,3 +716,21 @@ fn a_two_line_reason_typed_in_the_browser_files_with_a_line_break() {
     assert_eq!(deploy["payload"], "deploy  v2 \"quoted\" ");
     clean_console(&alice);
 }
+
+/// Break-glass files the whole request as one emergency, so the box is offered only when
+/// every chosen target allows it.
+#[test]
+fn break_glass_is_offered_only_when_every_choice_allows_it() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-bob");
+    let fragment = |query: &str| {
+        let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
+        assert_eq!(status, 200, "{html}");
+        html
+    };
+    assert!(fragment("target=prod-db%7Cwrite").contains("id=\"break_glass\""));
+    let both = fragment("target=prod-db%7Cwrite&target=prod-db%7Cread");
+    assert!(!both.contains("id=\"break_glass\""), "{both}");
+    let with_unknown = fragment("target=prod-db%7Cwrite&target=nothing%7Cread");
+    assert!(!with_unknown.contains("id=\"break_glass\""), "{with_unknown}");
+}

@@ -373,8 +373,12 @@ pub(super) fn fields_for(
                     .and_then(|g| g.break_glass)
             })
             .max()
-    } else {
+    } else if found.len() == chosen.len() && found.iter().all(|g| g.break_glass.is_some()) {
+        // Break-glass files the whole request as one emergency: offered only when every
+        // chosen target allows it, for the shortest of their maximums.
         found.iter().filter_map(|g| g.break_glass).min()
+    } else {
+        None
     };
     let break_glass_hint = break_glass_max.map(|max| {
         format!("Emergency only: granted at once for at most {max}, without a reviewer; it raises an alert and is reviewed afterwards.")
