@@ -268,3 +268,29 @@ async fn break_glass_is_offered_whatever_shape_of_ticket_the_workflow_asks_for()
     let agent = caller_for::<op::FileRequest>(agent).unwrap();
     assert!(app.filing_guide(&agent, "queue", "purge").is_none());
 }
+
+/// What is offered for break-glass does not depend on the order the policy holds its
+/// workflows in: procedures are walked in name order and those the caller may request are
+/// left out before the first [`jitgate_service::resources::MAX_BREAK_GLASS_CHOICES`] are taken.
+#[tokio::test]
+async fn break_glass_choices_are_the_first_by_name_of_those_offered() {
+    let mut workflows = String::new();
+    // 40 bob may request (named first), then 130 he may only break glass on.
+    for i in 0..170 {
+        let requesters = if i < 40 { r#"["dev", "sre"]"# } else { r#"["dev"]"# };
+        workflows.push_str(&format!(
+            "[[workflow]]\nresource = \"r{i:03}\"\naction = \"purge\"\nrequesters = {requesters}\n\
+             steps = [{{ group = \"sre\", approvals = 1 }}]\nbreak_glass = {{ groups = [\"sre\"], max_duration = \"10m\" }}\n\n"
+        ));
+    }
+    let (app, _dir) = app_with(&workflows).await;
+    let bob = filer("bob", &["sre"]);
+    let max = jitgate_service::resources::MAX_BREAK_GLASS_CHOICES;
+    let expected: Vec<String> = (40..40 + max).map(|i| format!("r{i:03}")).collect();
+    for _ in 0..3 {
+        let offered: Vec<String> = app.break_glass_choices(&bob).into_iter().map(|g| g.resource).collect();
+        assert_eq!(offered, expected);
+    }
+    let reach: Vec<String> = app.break_glass_reach(&bob).into_iter().map(|g| g.resource).collect();
+    assert_eq!(reach, (0..max).map(|i| format!("r{i:03}")).collect::<Vec<_>>());
+}

@@ -359,20 +359,7 @@ pub(super) fn fields_for(
     // Break-glass is offered where the policy lets the caller take it (the same judgement
     // filing makes); while nothing is chosen, if they may take it anywhere.
     let break_glass_max = if nothing_chosen {
-        let who = caller.who();
-        app.policy()
-            .workflows()
-            .filter(|w| {
-                w.break_glass
-                    .as_ref()
-                    .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
-            })
-            .take(jitgate_service::resources::MAX_BREAK_GLASS_CHOICES)
-            .filter_map(|w| {
-                app.filing_guide(caller, &w.resource, &w.action)
-                    .and_then(|g| g.break_glass)
-            })
-            .max()
+        app.break_glass_reach(caller).iter().filter_map(|g| g.break_glass).max()
     } else if found.len() == chosen.len() && found.iter().all(|g| g.break_glass.is_some()) {
         // Break-glass files the whole request as one emergency: offered only when every
         // chosen target allows it, for the shortest of their maximums.
