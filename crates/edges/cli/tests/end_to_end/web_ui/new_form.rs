@@ -728,7 +728,12 @@ fn break_glass_is_offered_only_when_every_choice_allows_it() {
         assert_eq!(status, 200, "{html}");
         html
     };
-    assert!(fragment("target=prod-db%7Cwrite").contains("id=\"break_glass\""));
+    let write = fragment("target=prod-db%7Cwrite");
+    assert!(write.contains("id=\"break_glass\""));
+    // bob may only break glass on prod-db write: its terms are the procedure's (15m), not
+    // the workflow's (30m), in the guide and the duration's hint alike.
+    let hint = element_text(&write, "duration-hint").unwrap_or_default();
+    assert_eq!(hint, "Like 15m, 1h or 90s. Empty for 15m; at most 15m.", "{write}");
     let both = fragment("target=prod-db%7Cwrite&target=prod-db%7Cread");
     assert!(!both.contains("id=\"break_glass\""), "{both}");
     let with_unknown = fragment("target=prod-db%7Cwrite&target=nothing%7Cread");

@@ -335,10 +335,10 @@ pub(super) fn fields_for(
         })
         .collect();
     let nothing_chosen = found.is_empty();
-    let duration_hint = match found.iter().map(|g| g.max_duration).min() {
+    let duration_hint = match found.iter().map(|g| durations_of(g).1).min() {
         Some(max) if found.len() == 1 => format!(
             "Like 15m, 1h or 90s. Empty for {}; at most {max}.",
-            found[0].default_duration
+            durations_of(&found[0]).0
         ),
         Some(max) => format!("Like 15m, 1h or 90s; at most {max} for all of them together."),
         None => "Like 15m, 1h or 90s; empty for the workflow's default.".into(),
@@ -383,6 +383,16 @@ pub(super) fn fields_for(
         errors: FieldErrors::default(),
         fragment: false,
         payload_part_changes: false,
+    }
+}
+
+/// The duration a choice gets when none is given, and the most it may have: a workflow's own,
+/// or its break-glass procedure's for whom may only break glass on it (break-glass files for
+/// the procedure's maximum unless told otherwise).
+fn durations_of(g: &jitgate_service::resources::FilingGuide) -> (jitgate_core::DurationSecs, jitgate_core::DurationSecs) {
+    match (g.may_request, g.break_glass) {
+        (false, Some(most)) => (most, most),
+        _ => (g.default_duration, g.max_duration),
     }
 }
 
