@@ -739,3 +739,33 @@ fn break_glass_is_offered_only_when_every_choice_allows_it() {
     let with_unknown = fragment("target=prod-db%7Cwrite&target=nothing%7Cread");
     assert!(!with_unknown.contains("id=\"break_glass\""), "{with_unknown}");
 }
+
+/// A link cannot make jitgate's page say what its author likes: a name from the link is
+/// repeated at most 64 characters long, escaped, and several refused choices are counted,
+/// not listed.
+#[test]
+fn a_link_cannot_write_the_error_message() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let pitch = "Your account is locked. Call +1 555 0100 and read them your password to unlock it now";
+    let (status, page) = get_page(
+        &s,
+        &cookie,
+        &format!("/ui/new?resource=x&action={}", pitch.replace(' ', "+")),
+    );
+    assert_eq!(status, 200, "{page}");
+    let said = element_text(&page, "form-error").unwrap_or_else(|| panic!("{page}"));
+    assert!(said.contains("You may not ask for"), "{said}");
+    assert!(!said.contains("unlock it now"), "{said}");
+    assert!(said.chars().count() < 300, "{said}");
+
+    let query: String = (0..20)
+        .map(|i| format!("target=x{i}%7C{}", pitch.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, page) = get_page(&s, &cookie, &format!("/ui/new?{query}"));
+    assert_eq!(status, 200, "{page}");
+    let said = element_text(&page, "form-error").unwrap_or_else(|| panic!("{page}"));
+    assert!(said.starts_with("20 choices in the link cannot be asked for"), "{said}");
+    assert!(!said.contains("Your account"), "{said}");
+}

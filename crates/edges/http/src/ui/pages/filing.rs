@@ -250,8 +250,24 @@ fn target_of_guide(g: &jitgate_service::resources::FilingGuide) -> Target {
 
 pub(super) fn cannot_ask(resource: &str, action: &str) -> String {
     format!(
-        "You may not ask for {action} on {resource}: no workflow lets you request it. Ask the people who run jitgate, or choose something else."
+        "You may not ask for {} on {}: no workflow lets you request it. Ask the people who run jitgate, or choose something else.",
+        quoted_from_link(action),
+        quoted_from_link(resource)
     )
+}
+
+/// The most characters of a name taken from a link that a message repeats.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// A name from the link as a message may repeat it: at most [`MAX_ECHOED_NAME`] characters,
+/// control and invisible ones shown escaped. Anyone can write a link, and what it says must
+/// not become a paragraph of their choosing on jitgate's pages.
+fn quoted_from_link(name: &str) -> String {
+    let mut shown: String = name.chars().take(MAX_ECHOED_NAME).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    jitgate_core::text::escape_for_display(&shown).into_owned()
 }
 
 /// `return_to` as kept: `Ok(None)` when there is none, `Err` with why when it may not lead
@@ -554,10 +570,19 @@ pub async fn new_request(
             Err(problem) => errors.push(problem),
         }
     }
-    for (resource, action) in &wanted {
-        if let Err(problem) = preselect(&app, &caller, &mut finder, resource, action) {
-            errors.push(problem);
-        }
+    // What the link asks for and cannot be had is said once: one choice by name, several
+    // by how many (a link may hold 20).
+    let refused: Vec<String> = wanted
+        .iter()
+        .filter_map(|(resource, action)| preselect(&app, &caller, &mut finder, resource, action).err())
+        .collect();
+    match refused.as_slice() {
+        [] => {}
+        [one] => errors.push(one.clone()),
+        several => errors.push(format!(
+            "{} choices in the link cannot be asked for: no workflow lets you request them. Choose from the list below.",
+            several.len()
+        )),
     }
     let chosen: Vec<(&str, &str)> = finder
         .targets
