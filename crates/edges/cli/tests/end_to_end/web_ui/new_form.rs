@@ -769,3 +769,30 @@ fn a_link_cannot_write_the_error_message() {
     assert!(said.starts_with("20 choices in the link cannot be asked for"), "{said}");
     assert!(!said.contains("Your account"), "{said}");
 }
+
+/// A payload is the exact action of the action-bound choices only: asking for a deploy and a
+/// database read together files, the payload bound to the deploy alone.
+#[test]
+fn a_payload_goes_with_the_action_bound_choice_only() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let (status, page) = post_form(
+        &s,
+        &cookie,
+        &[
+            ("target", "prod-api|deploy"),
+            ("target", "staging-db|read"),
+            ("reason", "OPS-6 ship and check"),
+            ("payload", "deploy api v2"),
+        ],
+    );
+    assert_eq!(status, 303, "{page}");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let id = mine[0]["id"].as_str().unwrap();
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    let items = r["items"].as_array().unwrap();
+    let of = |name: &str| items.iter().find(|i| i["resource"] == name).unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(of("prod-api")["payload"], "deploy api v2", "{r}");
+    assert!(of("staging-db")["payload"].is_null(), "{r}");
+}

@@ -450,6 +450,8 @@ struct Again {
     duration: String,
     reason: String,
     payload: String,
+    /// Its items had different exact actions; the form holds one.
+    payloads_differ: bool,
 }
 
 /// The words for a request that cannot be asked for again: the same whether it is missing,
@@ -469,15 +471,20 @@ async fn again(app: &App, caller: &Caller, id: &str) -> Result<Again, String> {
     let targets = std::iter::once((request.resource.clone(), request.action.clone()))
         .chain(request.items.iter().map(|i| (i.resource.clone(), i.action.clone())))
         .collect();
-    let payload = request
-        .payload
-        .clone()
-        .or_else(|| request.items.iter().find_map(|i| i.payload.clone()));
+    // The form sends one exact action, to each action-bound item: a request whose items
+    // had different ones is pre-filled with the first, and says so.
+    let mut payloads: Vec<&String> = Vec::new();
+    for p in request.payload.iter().chain(request.items.iter().filter_map(|i| i.payload.as_ref())) {
+        if !payloads.contains(&p) {
+            payloads.push(p);
+        }
+    }
     Ok(Again {
         targets,
         duration: request.duration.to_string(),
         reason: request.reason.clone(),
-        payload: payload.unwrap_or_default(),
+        payload: payloads.first().map(|p| p.to_string()).unwrap_or_default(),
+        payloads_differ: payloads.len() > 1,
     })
 }
 
@@ -564,6 +571,12 @@ pub async fn new_request(
     if let Some(id) = some(pick.again) {
         match again(&app, &caller, &id).await {
             Ok(earlier) => {
+                if earlier.payloads_differ {
+                    errors.push(
+                        "That request gave its items different exact actions; this form sends one exact action to each item that takes one, so the first is filled in. Ask for the others in requests of their own."
+                            .to_string(),
+                    );
+                }
                 wanted = earlier.targets;
                 typed = (earlier.duration, earlier.reason, earlier.payload);
             }
