@@ -539,11 +539,18 @@ fn hostile_input_refused(s: &Server) {
     );
     let (_, html) = fragment(&format!("target=prod-db%7Cread&reason={}", "y".repeat(3000)));
     assert!(!html.contains("yyy"), "an oversize reason is not carried back");
-    let (_, html) = fragment("target=secret-db%7Cdrop&target=%00%7C%E2%80%AE");
+    // Two probes: a NUL makes the whole address refused, which would hide whether the first
+    // target was described.
+    let (status, html) = fragment("target=secret-db%7Cdrop");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"guides\""), "{html}");
     assert!(
         !html.contains("secret-db") && !html.contains("class=\"guide\""),
         "{html}"
     );
+    let (status, html) = fragment("target=%00%7C%E2%80%AE");
+    assert_eq!(status, 422, "a control character in the address is refused: {html}");
+    assert!(!html.contains("class=\"guide\""), "{html}");
     let (status, _) = get_page(s, "", "/ui/new/fields?target=prod-db%7Cread");
     assert!(status == 303 || status == 401, "signed out: {status}");
 }
