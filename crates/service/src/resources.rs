@@ -217,6 +217,10 @@ pub struct FilingGuide {
     pub asks_for_ticket: bool,
     /// A ticket reference the pattern accepts, when one of the common shapes does.
     pub ticket_example: Option<&'static str>,
+    /// The pattern finds `ticket_example` only at the start of the reason.
+    pub ticket_at_start: bool,
+    /// What the policy says about the ticket to mention (`ticket_hint`), in its words.
+    pub ticket_hint: Option<String>,
     /// The request names the exact command or statement, and the grant allows only it.
     pub action_bound: bool,
     pub single_use: bool,
@@ -269,6 +273,10 @@ impl App {
             reason_required: workflow.reason_required,
             asks_for_ticket: workflow.ticket_pattern.is_some(),
             ticket_example: workflow.ticket_example(),
+            ticket_at_start: workflow
+                .ticket_shape()
+                .is_some_and(|(_, place)| place == jitgate_policy::TicketPlace::Start),
+            ticket_hint: workflow.ticket_hint.clone(),
             action_bound: workflow.action_bound,
             single_use: workflow.single_use,
             break_glass,

@@ -221,6 +221,7 @@ action = "silence"
 requesters = ["dev"]
 steps = [{ group = "sre", approvals = 1 }]
 ticket_pattern = "INC[0-9]+"
+ticket_hint = "Mention the incident, such as INC0012345."
 break_glass = { groups = ["sre"], max_duration = "20m" }
 
 [[workflow]]
@@ -249,6 +250,13 @@ async fn break_glass_is_offered_whatever_shape_of_ticket_the_workflow_asks_for()
         assert_eq!(guide.break_glass, Some(DurationSecs(most)), "{resource} {action}");
         assert_eq!(app.filing_guide(&alice, resource, action).unwrap().break_glass, None);
     }
+    // What the form says about each ticket: the policy's hint, else no example at all (no
+    // common shape fits these patterns inside a sentence).
+    let pager = app.filing_guide(&alice, "pager", "silence").unwrap();
+    assert_eq!(pager.ticket_hint.as_deref(), Some("Mention the incident, such as INC0012345."));
+    assert_eq!(pager.ticket_example, None);
+    let router = app.filing_guide(&alice, "router", "reload").unwrap();
+    assert_eq!((router.ticket_example, router.ticket_hint), (None, None));
     let choices: Vec<(String, String)> = app
         .break_glass_choices(&bob)
         .into_iter()

@@ -803,3 +803,56 @@ fn a_payload_goes_with_the_action_bound_choice_only() {
     assert_eq!(of("prod-api")["payload"], "deploy api v2", "{r}");
     assert!(of("staging-db")["payload"].is_null(), "{r}");
 }
+
+/// The ticket hint never sends people in a loop: a pattern anchored at the start says so, and
+/// a pattern no common example fits says what the policy's `ticket_hint` says, in the hint
+/// and beside the refused reason alike.
+#[test]
+fn the_ticket_hint_says_where_and_what_the_pattern_wants() {
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "queue"
+action = "purge"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "^[A-Z]+-[0-9]+"
+
+[[workflow]]
+resource = "queue"
+action = "drain"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "INC[0-9]+"
+ticket_hint = "Mention the incident, such as INC0012345."
+"#,
+    );
+    let resources = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&resources).unwrap();
+    text.push_str("\n[[resource]]\nname = \"queue\"\nkind = \"postgres\"\nlabels = { env = \"test\" }\n");
+    std::fs::write(&resources, text).unwrap();
+    let s = Server::start_on(policy.path(), None, None);
+    let cookie = ui_session(&s, "demo-alice");
+    for (target, hint, refusal) in [
+        (
+            "queue|purge",
+            "Start the reason with a ticket such as OPS-123.",
+            "Start the reason with a ticket such as OPS-123.",
+        ),
+        (
+            "queue|drain",
+            "Mention the incident, such as INC0012345.",
+            "Mention the incident, such as INC0012345.",
+        ),
+    ] {
+        let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?target={}", target.replace('|', "%7C")));
+        assert_eq!(status, 200, "{html}");
+        assert_eq!(element_text(&html, "reason-hint"), Some(hint), "{html}");
+        let (status, page) = post_form(&s, &cookie, &[("target", target), ("reason", "fix OPS-123 now")]);
+        assert_eq!(status, 422, "{page}");
+        assert_eq!(element_text(&page, "reason-error"), Some(refusal), "{page}");
+    }
+    // Started with the ticket, as said, it files.
+    let (status, page) = post_form(&s, &cookie, &[("target", "queue|purge"), ("reason", "OPS-123 fix now")]);
+    assert_eq!(status, 303, "{page}");
+}

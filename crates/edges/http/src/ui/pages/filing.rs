@@ -361,7 +361,7 @@ pub(super) fn fields_for(
     };
     let ticket = found.iter().find(|g| g.asks_for_ticket);
     let reason_hint = match ticket {
-        Some(g) => ticket_words(g.ticket_example),
+        Some(g) => ticket_words(g),
         None if found.iter().any(|g| g.reason_required) => "Say why you need access; reviewers read it.".into(),
         None if nothing_chosen => "Say why you need access. Some workflows ask for a ticket such as OPS-123.".into(),
         None => "Say why you need access.".into(),
@@ -412,12 +412,26 @@ fn durations_of(g: &jitgate_service::resources::FilingGuide) -> (jitgate_core::D
     }
 }
 
-/// The reason's hint for a workflow that asks for a ticket.
-fn ticket_words(example: Option<&str>) -> String {
-    match example {
-        Some(example) => format!("Mention a ticket such as {example}."),
-        None => "Mention the ticket this is for: this workflow asks for one.".into(),
+/// The reason's hint for a workflow that asks for a ticket: the policy's own words
+/// (`ticket_hint`), else an example where the pattern finds it.
+fn ticket_words(g: &jitgate_service::resources::FilingGuide) -> String {
+    no_ticket_words(g).unwrap_or_else(|| "Mention the ticket this is for: this workflow asks for one.".into())
+}
+
+/// What to say beside a reason refused for want of a ticket: the policy's `ticket_hint`, else
+/// an example where the pattern finds it (at the start, for a pattern anchored there).
+/// `None`: no example fits, and the service's message (which names the pattern) says more.
+fn no_ticket_words(g: &jitgate_service::resources::FilingGuide) -> Option<String> {
+    if let Some(hint) = &g.ticket_hint {
+        return Some(hint.clone());
     }
+    g.ticket_example.map(|example| {
+        if g.ticket_at_start {
+            format!("Start the reason with a ticket such as {example}.")
+        } else {
+            format!("Mention a ticket such as {example} in the reason.")
+        }
+    })
 }
 
 /// `RESOURCE|ACTION` as chosen; `None` when it is not of that shape.
@@ -674,7 +688,12 @@ fn lines_as_typed(text: &str) -> String {
 
 /// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
 /// Read from the error's type (its field and problem), never from its words.
-fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErrors) -> bool {
+fn beside_field(
+    e: &ServiceError,
+    chosen: &[(&str, &str)],
+    guide_of: impl Fn(&str, &str) -> Option<jitgate_service::resources::FilingGuide>,
+    errors: &mut FieldErrors,
+) -> bool {
     let Some((field, invalid)) = refused_input(e) else {
         return false;
     };
@@ -695,7 +714,15 @@ fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErr
     };
     // Else what the service says, after the field's name in words; shown escaped, since it
     // may quote what was typed (a NUL, a bidi override).
-    let said = problem_in_words(invalid).unwrap_or_else(|| {
+    let chose = chosen.get(invalid.item.unwrap_or(0));
+    let worded = match &invalid.problem {
+        // In the words of the chosen workflow's guide, which knows where a ticket goes.
+        Some(jitgate_core::Problem::NoTicket { .. }) => {
+            chose.and_then(|(resource, action)| guide_of(resource, action).as_ref().and_then(no_ticket_words))
+        }
+        _ => problem_in_words(invalid),
+    };
+    let said = worded.unwrap_or_else(|| {
         format!(
             "{subject} {}.",
             jitgate_core::text::escape_for_display(invalid.message.trim_end_matches('.'))
@@ -801,7 +828,8 @@ pub async fn file(
                 form.reason.clone().unwrap_or_default(),
                 form.payload.clone().unwrap_or_default(),
             );
-            let error = (!beside_field(&e, &chosen, &mut fields.errors)).then(|| e.to_string());
+            let guide_of = |resource: &str, action: &str| app.filing_guide(&caller, resource, action);
+            let error = (!beside_field(&e, &chosen, guide_of, &mut fields.errors)).then(|| e.to_string());
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
                 error,
