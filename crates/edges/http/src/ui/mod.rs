@@ -196,9 +196,7 @@ async fn guard(State(edge): State<crate::state::Edge>, request: Request, next: N
         .get_all(header::SET_COOKIE)
         .iter()
         .any(|v| v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()));
-    // Cleared only by the page that showed it: a cookie meant for another page (a static file
-    // or another tab asked first) waits for its page.
-    if matches!(flash, Some(Some(_))) && !sets_flash {
+    if flash.is_some() && !sets_flash {
         if let Ok(v) = HeaderValue::from_str(&cookie(FLASH_COOKIE, "", Some(0))) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }

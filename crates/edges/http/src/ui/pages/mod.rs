@@ -160,62 +160,16 @@ impl Flash {
         }
     }
 
-    /// The cookie's value read on the page at `path`: the confirmation, if this server set it
-    /// (its MAC holds), for this page, and it has not expired. `None` otherwise: a value
-    /// another app on the cookie's domain wrote, or one meant for another page.
+    /// The cookie's value (`CODE~PATH`, the path percent-encoded) read on the page at `path`: the confirmation, if it
+    /// was meant for this page.
     pub fn for_page(value: &str, path: &str) -> Option<Flash> {
-        Flash::for_page_at(value, path, chrono::Utc::now().timestamp(), flash_key()?)
-    }
-
-    /// [`Flash::for_page`] at `now` (Unix seconds) with `key`.
-    fn for_page_at(value: &str, path: &str, now: i64, key: &[u8]) -> Option<Flash> {
-        let (code, rest) = value.split_once('~')?;
-        let (rest, mac) = rest.rsplit_once('~')?;
-        let (meant_for, expires) = rest.rsplit_once('~')?;
-        let expires: i64 = expires.parse().ok()?;
-        let mac = hex::decode(mac).ok()?;
-        // Checked before anything is read from the value: only what this server wrote counts.
-        hmac::Mac::verify_slice(flash_mac(key, code, meant_for, expires)?, &mac).ok()?;
-        if now >= expires || percent_decoded(meant_for)? != path {
+        let (code, meant_for) = value.split_once('~')?;
+        let meant_for = percent_decoded(meant_for)?;
+        if meant_for != path {
             return None;
         }
         Flash::ALL.into_iter().find(|f| f.code() == code)
     }
-
-    /// The cookie's value that shows `self` on the page at `path` until `expires` (Unix
-    /// seconds): `CODE~PATH~EXPIRES~MAC`, the path percent-encoded, the MAC (HMAC-SHA256 with
-    /// the server's key, hex) over the three.
-    fn cookie_value(self, path: &str, expires: i64, key: &[u8]) -> Option<String> {
-        let meant_for = encode(path);
-        let mac = hmac::Mac::finalize(flash_mac(key, self.code(), &meant_for, expires)?).into_bytes();
-        Some(format!("{}~{meant_for}~{expires}~{}", self.code(), hex::encode(mac)))
-    }
-}
-
-/// How long a confirmation waits for its page (the redirect is followed at once).
-const FLASH_SECONDS: i64 = 60;
-
-/// The MAC of a confirmation's parts, ready to finish or verify (constant time).
-fn flash_mac(key: &[u8], code: &str, meant_for: &str, expires: i64) -> Option<hmac::Hmac<sha2::Sha256>> {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
-    mac.update(format!("jitgate flash\n{code}\n{meant_for}\n{expires}").as_bytes());
-    Some(mac)
-}
-
-/// The key confirmations are signed with: random, made once per process. A restart drops a
-/// banner still on its way (it is shown only once anyway), and with several replicas a banner
-/// is shown only if the page after the redirect is served by the replica that set it; nothing
-/// shared between replicas is needed, and nothing outside the process can make one. `None`
-/// when the system has no randomness: no banner is set nor believed then.
-fn flash_key() -> Option<&'static [u8]> {
-    static KEY: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut key = [0u8; 32];
-        getrandom::getrandom(&mut key).ok().map(|()| key)
-    })
-    .as_ref()
-    .map(|k| k.as_slice())
 }
 
 fn percent_decoded(text: &str) -> Option<String> {
@@ -234,13 +188,8 @@ pub struct FlashSlot(pub Option<Flash>);
 pub fn see_other_with(location: &str, flash: Flash) -> Response {
     let mut response = see_other(location);
     let path = location.split('?').next().unwrap_or(location);
-    let expires = chrono::Utc::now().timestamp() + FLASH_SECONDS;
-    let Some(value) = flash_key().and_then(|key| flash.cookie_value(path, expires, key)) else {
-        // No key, no banner: the redirect still goes where it should.
-        return response;
-    };
-    let max_age = FLASH_SECONDS.unsigned_abs();
-    if let Ok(v) = HeaderValue::from_str(&super::cookie(super::FLASH_COOKIE, &value, Some(max_age))) {
+    let value = format!("{}~{}", flash.code(), encode(path));
+    if let Ok(v) = HeaderValue::from_str(&super::cookie(super::FLASH_COOKIE, &value, Some(60))) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     response
@@ -452,33 +401,6 @@ pub async fn logout(State(session): State<super::SessionScope>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_confirmation_is_believed_only_as_this_server_wrote_it_for_its_page_and_time() {
-        let key = [7u8; 32];
-        let value = Flash::Approved
-            .cookie_value("/ui/requests/req_1", 1_000, &key)
-            .unwrap();
-        let shown = |value: &str, path: &str, now: i64, key: &[u8]| Flash::for_page_at(value, path, now, key);
-        assert_eq!(shown(&value, "/ui/requests/req_1", 999, &key), Some(Flash::Approved));
-        // Another page, too late, another server's key: nothing.
-        assert_eq!(shown(&value, "/ui/requests/req_2", 999, &key), None);
-        assert_eq!(shown(&value, "/ui/requests/req_1", 1_000, &key), None);
-        assert_eq!(shown(&value, "/ui/requests/req_1", 999, &[8u8; 32]), None);
-        // What a sibling app on the cookie's domain could write: the old unsigned form, or a
-        // signed value with its code, page or expiry changed.
-        for forged in [
-            "approved~%2Fui%2Frequests%2Freq_1".to_string(),
-            value.replacen("approved", "denied", 1),
-            value.replacen("req_1", "req_2", 1),
-            value.replacen("~1000~", "~9999~", 1),
-            format!("{value}0"),
-            value.replace('~', "~~"),
-        ] {
-            assert_eq!(shown(&forged, "/ui/requests/req_1", 999, &key), None, "{forged}");
-            assert_eq!(shown(&forged, "/ui/requests/req_2", 999, &key), None, "{forged}");
-        }
-    }
 
     /// WCAG's contrast ratio of two `#rrggbb` colours.
     fn contrast(a: &str, b: &str) -> f64 {
