@@ -26,14 +26,6 @@ fn focused_id(b: &Browser) -> String {
         .to_string()
 }
 
-/// An attribute of the element `css` selects (`None` when it has none).
-fn attribute(b: &Browser, css: &str, name: &str) -> Option<String> {
-    let id = b.find(css);
-    b.command("GET", &format!("/element/{id}/attribute/{name}"), None)
-        .as_str()
-        .map(str::to_string)
-}
-
 /// The current value of a form field, as the browser holds it.
 fn value(b: &Browser, css: &str) -> String {
     let id = b.find(css);
@@ -151,14 +143,14 @@ fn a_missing_ticket_on_prod_db_write_is_said_beside_the_reason_field() {
         alice.text("#reason-error"),
         "Mention a ticket such as OPS-123 in the reason."
     );
-    assert_eq!(attribute(&alice, "#reason", "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(alice.attribute("#reason", "aria-invalid").as_deref(), Some("true"));
     assert_eq!(
-        attribute(&alice, "#reason", "aria-describedby").as_deref(),
+        alice.attribute("#reason", "aria-describedby").as_deref(),
         Some("reason-error reason-hint")
     );
     assert_eq!(focused_id(&alice), "reason");
     // Nothing else is marked wrong, and nothing is said above the form.
-    assert_eq!(attribute(&alice, "#duration", "aria-invalid"), None);
+    assert_eq!(alice.attribute("#duration", "aria-invalid"), None);
     assert!(!alice.exists("#form-error"));
     // What she typed and chose is kept; the regular expression is nowhere on the page.
     assert_eq!(value(&alice, "#reason"), "clean up <b>old</b> rows");
@@ -855,4 +847,26 @@ ticket_hint = "Mention the incident, such as INC0012345."
     // Started with the ticket, as said, it files.
     let (status, page) = post_form(&s, &cookie, &[("target", "queue|purge"), ("reason", "OPS-123 fix now")]);
     assert_eq!(status, 303, "{page}");
+}
+
+/// The reason is asked for where the workflow asks for one (the server says so beside the
+/// field), not by the browser for every choice; a choice that went away since the page was
+/// shown is said in plain words, not the API's.
+#[test]
+fn the_reason_is_optional_where_the_workflow_allows_and_a_vanished_choice_is_said_plainly() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let (_, page) = get_page(&s, &cookie, "/ui/new?resource=staging-db&action=read");
+    assert!(!tag_of(&page, "reason").contains("required"), "{}", tag_of(&page, "reason"));
+    let (status, page) = post_form(&s, &cookie, &[("target", "staging-db|read"), ("reason", "")]);
+    assert_eq!(status, 303, "staging-db read needs no reason: {page}");
+
+    let (status, page) = post_form(&s, &cookie, &[("target", "gone-db|read"), ("reason", "OPS-1")]);
+    assert_eq!(status, 422, "{page}");
+    assert_eq!(
+        element_text(&page, "target-error"),
+        Some("That choice cannot be asked for now: no workflow governs it (the policy may have changed since this page was shown). Choose again from the list."),
+        "{page}"
+    );
+    assert!(!page.contains("jitgate resources"), "{page}");
 }

@@ -165,11 +165,7 @@ pub(super) fn targets_of(resources: &[jitgate_service::resources::RequestableRes
             let approval = if a.automatic {
                 "granted at once".to_string()
             } else {
-                a.needs
-                    .iter()
-                    .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+                needs_in_words(&a.needs)
             };
             let mut label = format!("{} on {}", a.action, r.name);
             // What it is for, in the workflow's words (else the resource's), then the terms.
@@ -310,7 +306,12 @@ fn approvals_in_words(g: &jitgate_service::resources::FilingGuide) -> String {
     if g.automatic {
         return "granted at once, no approval needed".into();
     }
-    g.needs
+    needs_in_words(&g.needs)
+}
+
+/// The approvals a request waits for: "2 approvals from sre and 1 approval from security".
+fn needs_in_words(needs: &[jitgate_core::Step]) -> String {
+    needs
         .iter()
         .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
         .collect::<Vec<_>>()
@@ -415,7 +416,14 @@ fn durations_of(g: &jitgate_service::resources::FilingGuide) -> (jitgate_core::D
 /// The reason's hint for a workflow that asks for a ticket: the policy's own words
 /// (`ticket_hint`), else an example where the pattern finds it.
 fn ticket_words(g: &jitgate_service::resources::FilingGuide) -> String {
-    no_ticket_words(g).unwrap_or_else(|| "Mention the ticket this is for: this workflow asks for one.".into())
+    if let Some(hint) = &g.ticket_hint {
+        return hint.clone();
+    }
+    match g.ticket_example {
+        Some(example) if g.ticket_at_start => format!("Start the reason with a ticket such as {example}."),
+        Some(example) => format!("Mention a ticket such as {example}."),
+        None => "Mention the ticket this is for: this workflow asks for one.".into(),
+    }
 }
 
 /// What to say beside a reason refused for want of a ticket: the policy's `ticket_hint`, else
@@ -686,6 +694,10 @@ fn lines_as_typed(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
+/// The field the form's own refusals of the choice name (nothing chosen, too much chosen):
+/// beside the choice, in words written for the form.
+const FORM_CHOICE: &str = "target";
+
 /// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
 /// Read from the error's type (its field and problem), never from its words.
 fn beside_field(
@@ -698,7 +710,7 @@ fn beside_field(
         return false;
     };
     let slot = match field {
-        "resource" | "action" => &mut errors.target,
+        FORM_CHOICE | "resource" | "action" => &mut errors.target,
         "duration" => &mut errors.duration,
         "reason" => &mut errors.reason,
         "payload" => &mut errors.payload,
@@ -722,7 +734,17 @@ fn beside_field(
         }
         _ => problem_in_words(invalid),
     };
-    let said = worded.unwrap_or_else(|| {
+    let said = match field {
+        // The form's own refusals of the choice are its own words already.
+        FORM_CHOICE => Some(invalid.message.clone()),
+        // The service names the catalog and the CLI; on the form, the choice went away (a
+        // policy reload since the page was shown) or was never on offer.
+        "resource" | "action" => Some(
+            "That choice cannot be asked for now: no workflow governs it (the policy may have changed since this page was shown). Choose again from the list.".to_string(),
+        ),
+        _ => worded,
+    };
+    let said = said.unwrap_or_else(|| {
         format!(
             "{subject} {}.",
             jitgate_core::text::escape_for_display(invalid.message.trim_end_matches('.'))
@@ -757,7 +779,15 @@ pub async fn file(
     // Checked again: the form is the browser's to change.
     let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
     // One choice files as it always has; several become the items of one request, each
-    // judged by its own workflow (a payload goes with each, for action-bound workflows).
+    // judged by its own workflow. The payload goes with the action-bound items only (a
+    // deploy's command is not a database read's): with none action-bound it goes with each,
+    // so the service says why it does not apply rather than the form dropping it unseen.
+    let policy = app.policy();
+    let bound: Vec<bool> = chosen
+        .iter()
+        .map(|(resource, action)| policy.rules().workflow(resource, action).is_ok_and(|w| w.action_bound))
+        .collect();
+    let any_bound = bound.contains(&true);
     let (resource, action, items) = match chosen.as_slice() {
         [] => (None, None, None),
         [(resource, action)] => (Some(resource.to_string()), Some(action.to_string()), None),
@@ -767,10 +797,11 @@ pub async fn file(
             Some(
                 several
                     .iter()
-                    .map(|(resource, action)| ItemBody {
+                    .zip(&bound)
+                    .map(|((resource, action), bound)| ItemBody {
                         resource: resource.to_string(),
                         action: action.to_string(),
-                        payload: payload.map(str::to_string),
+                        payload: payload.filter(|_| *bound || !any_bound).map(str::to_string),
                     })
                     .collect(),
             ),
@@ -779,14 +810,14 @@ pub async fn file(
     let filed = if chosen.is_empty() {
         // Nothing chosen: said beside the choice, like any other refusal of a field.
         Err(ServiceError::invalid_field(
-            "resource",
-            "is not chosen: choose what to ask for",
+            FORM_CHOICE,
+            "Nothing is chosen: choose what to ask for.",
         ))
     } else if form.too_many {
         Err(ServiceError::invalid_field(
-            "resource",
+            FORM_CHOICE,
             format!(
-                "holds more than {} things: ask for at most {} together",
+                "More than {} things are chosen: ask for at most {} together.",
                 jitgate_core::model::MAX_ITEMS,
                 jitgate_core::model::MAX_ITEMS
             ),
@@ -814,7 +845,7 @@ pub async fn file(
             | ServiceError::TooLong(_)
             | ServiceError::Forbidden(_)
             | ServiceError::RetryLater { .. }
-            | ServiceError::OverLimit(Limit::FieldLength | Limit::Pending, _)),
+            | ServiceError::OverLimit(Limit::Pending, _)),
         ) => {
             let status = match e.limit() {
                 Some(Limit::Pending | Limit::Rate | Limit::Waiters) => StatusCode::TOO_MANY_REQUESTS,
