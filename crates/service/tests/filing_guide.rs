@@ -253,7 +253,10 @@ async fn break_glass_is_offered_whatever_shape_of_ticket_the_workflow_asks_for()
     // What the form says about each ticket: the policy's hint, else no example at all (no
     // common shape fits these patterns inside a sentence).
     let pager = app.filing_guide(&alice, "pager", "silence").unwrap();
-    assert_eq!(pager.ticket_hint.as_deref(), Some("Mention the incident, such as INC0012345."));
+    assert_eq!(
+        pager.ticket_hint.as_deref(),
+        Some("Mention the incident, such as INC0012345.")
+    );
     assert_eq!(pager.ticket_example, None);
     let router = app.filing_guide(&alice, "router", "reload").unwrap();
     assert_eq!((router.ticket_example, router.ticket_hint), (None, None));

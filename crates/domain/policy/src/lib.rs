@@ -26,8 +26,8 @@ use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
     github_login_problem, is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError,
-    PostgresAccess, Rules, Selector, Specificity, TicketPlace, Workflow, AGENTS_GROUP, DIRECTORY_FILE, GITHUB_LOGIN_MAX, MCP_KIND,
-    RESERVED_GROUPS, MAX_TICKET_HINT, WORKFLOWS_FILE,
+    PostgresAccess, Rules, Selector, Specificity, TicketPlace, Workflow, AGENTS_GROUP, DIRECTORY_FILE,
+    GITHUB_LOGIN_MAX, MAX_TICKET_HINT, MCP_KIND, RESERVED_GROUPS, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.

@@ -931,7 +931,9 @@ impl Rules {
             };
             if let Some(hint) = &spec.ticket_hint {
                 if spec.ticket_pattern.is_none() {
-                    problems.push("ticket_hint: only for a workflow with a ticket_pattern; add one or remove the hint".into());
+                    problems.push(
+                        "ticket_hint: only for a workflow with a ticket_pattern; add one or remove the hint".into(),
+                    );
                 }
                 if let Err(e) = text::check_reviewed("ticket_hint", hint, Lines::One) {
                     problems.push(e.to_string());

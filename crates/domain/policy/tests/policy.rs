@@ -1329,13 +1329,19 @@ fn ticket_examples_are_judged_inside_a_sentence_and_a_hint_may_say_more() {
         (w.ticket_shape(), w.ticket_example())
     };
     use jitgate_policy::TicketPlace::{Anywhere, Start};
-    assert_eq!(shape(r"\b[A-Z][A-Z0-9]+-[0-9]+\b"), (Some(("OPS-123", Anywhere)), Some("OPS-123")));
+    assert_eq!(
+        shape(r"\b[A-Z][A-Z0-9]+-[0-9]+\b"),
+        (Some(("OPS-123", Anywhere)), Some("OPS-123"))
+    );
     assert_eq!(shape(r"^[A-Z]+-[0-9]+"), (Some(("OPS-123", Start)), Some("OPS-123")));
     // Matched alone but never inside a sentence: no example to mislead with.
     assert_eq!(shape(r"^OPS-[0-9]+$"), (None, None));
     assert_eq!(shape("INC[0-9]+"), (None, None));
 
-    let hinted = workflow("INC[0-9]+", "ticket_hint = \"Mention the incident, such as INC0012345.\"\n");
+    let hinted = workflow(
+        "INC[0-9]+",
+        "ticket_hint = \"Mention the incident, such as INC0012345.\"\n",
+    );
     let p = Policy::from_texts(directory, &hinted, None, &[]).unwrap();
     assert_eq!(
         p.rules().workflow("db", "write").unwrap().ticket_hint.as_deref(),
@@ -1353,11 +1359,16 @@ fn ticket_examples_are_judged_inside_a_sentence_and_a_hint_may_say_more() {
         let text = workflow("INC[0-9]+", &format!("ticket_hint = \"{bad}\"\n"));
         let errors = Policy::from_texts(directory, &text, None, &[]).unwrap_err();
         assert!(
-            errors.iter().any(|e| e.message.contains("ticket_hint") && e.message.contains(says)),
+            errors
+                .iter()
+                .any(|e| e.message.contains("ticket_hint") && e.message.contains(says)),
             "{bad:?}: {errors:?}"
         );
     }
     let without_pattern = "[[workflow]]\nresource = \"db\"\naction = \"write\"\nrequesters = [\"dev\"]\nauto_approve = true\nticket_hint = \"INC please\"\n";
     let errors = Policy::from_texts(directory, without_pattern, None, &[]).unwrap_err();
-    assert!(errors.iter().any(|e| e.message.contains("ticket_pattern")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.message.contains("ticket_pattern")),
+        "{errors:?}"
+    );
 }

@@ -704,7 +704,10 @@ fn a_two_line_reason_typed_in_the_browser_files_with_a_line_break() {
 
     // An action-bound payload is one line and goes byte for byte.
     alice.goto(&format!("{}/ui/new?resource=prod-api&action=deploy", s.url));
-    assert_eq!(tag_of(&alice.source(), "payload").split_whitespace().next(), Some("<input"));
+    assert_eq!(
+        tag_of(&alice.source(), "payload").split_whitespace().next(),
+        Some("<input")
+    );
     alice.type_into("#reason", "OPS-7 ship\nthe fix");
     alice.type_into("#payload", "deploy  v2 \"quoted\" ");
     alice.click("#file");
@@ -791,7 +794,12 @@ fn a_payload_goes_with_the_action_bound_choice_only() {
     let id = mine[0]["id"].as_str().unwrap();
     let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
     let items = r["items"].as_array().unwrap();
-    let of = |name: &str| items.iter().find(|i| i["resource"] == name).unwrap_or_else(|| panic!("{r}"));
+    let of = |name: &str| {
+        items
+            .iter()
+            .find(|i| i["resource"] == name)
+            .unwrap_or_else(|| panic!("{r}"))
+    };
     assert_eq!(of("prod-api")["payload"], "deploy api v2", "{r}");
     assert!(of("staging-db")["payload"].is_null(), "{r}");
 }
@@ -837,7 +845,11 @@ ticket_hint = "Mention the incident, such as INC0012345."
             "Mention the incident, such as INC0012345.",
         ),
     ] {
-        let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?target={}", target.replace('|', "%7C")));
+        let (status, html) = get_page(
+            &s,
+            &cookie,
+            &format!("/ui/new/fields?target={}", target.replace('|', "%7C")),
+        );
         assert_eq!(status, 200, "{html}");
         assert_eq!(element_text(&html, "reason-hint"), Some(hint), "{html}");
         let (status, page) = post_form(&s, &cookie, &[("target", target), ("reason", "fix OPS-123 now")]);
@@ -857,7 +869,11 @@ fn the_reason_is_optional_where_the_workflow_allows_and_a_vanished_choice_is_sai
     let s = Server::start();
     let cookie = ui_session(&s, "demo-alice");
     let (_, page) = get_page(&s, &cookie, "/ui/new?resource=staging-db&action=read");
-    assert!(!tag_of(&page, "reason").contains("required"), "{}", tag_of(&page, "reason"));
+    assert!(
+        !tag_of(&page, "reason").contains("required"),
+        "{}",
+        tag_of(&page, "reason")
+    );
     let (status, page) = post_form(&s, &cookie, &[("target", "staging-db|read"), ("reason", "")]);
     assert_eq!(status, 303, "staging-db read needs no reason: {page}");
 

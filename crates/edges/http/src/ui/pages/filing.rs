@@ -211,7 +211,9 @@ pub(super) fn preselect(
     action: &str,
 ) -> Result<(), String> {
     let value = format!("{resource}|{action}");
-    let guide = app.filing_guide(caller, resource, action).ok_or_else(|| cannot_ask(resource, action))?;
+    let guide = app
+        .filing_guide(caller, resource, action)
+        .ok_or_else(|| cannot_ask(resource, action))?;
     if let Some(target) = finder.targets.iter_mut().find(|t| t.value == value) {
         target.selected = true;
         return Ok(());
@@ -406,7 +408,9 @@ pub(super) fn fields_for(
 /// The duration a choice gets when none is given, and the most it may have: a workflow's own,
 /// or its break-glass procedure's for whom may only break glass on it (break-glass files for
 /// the procedure's maximum unless told otherwise).
-fn durations_of(g: &jitgate_service::resources::FilingGuide) -> (jitgate_core::DurationSecs, jitgate_core::DurationSecs) {
+fn durations_of(
+    g: &jitgate_service::resources::FilingGuide,
+) -> (jitgate_core::DurationSecs, jitgate_core::DurationSecs) {
     match (g.may_request, g.break_glass) {
         (false, Some(most)) => (most, most),
         _ => (g.default_duration, g.max_duration),
@@ -456,7 +460,9 @@ pub async fn new_fields(
     caller: Allowed<op::FileRequest>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let payload_shown = query.iter().any(|(name, value)| name == "payload_shown" && value == "yes");
+    let payload_shown = query
+        .iter()
+        .any(|(name, value)| name == "payload_shown" && value == "yes");
     let form = FileForm::from_fields(query);
     let chosen: Vec<(&str, &str)> = form.targets.iter().filter_map(|t| split_target(t)).collect();
     let mut fields = fields_for(&app, &caller, &chosen, String::new(), String::new(), String::new());
@@ -496,7 +502,11 @@ async fn again(app: &App, caller: &Caller, id: &str) -> Result<Again, String> {
     // The form sends one exact action, to each action-bound item: a request whose items
     // had different ones is pre-filled with the first, and says so.
     let mut payloads: Vec<&String> = Vec::new();
-    for p in request.payload.iter().chain(request.items.iter().filter_map(|i| i.payload.as_ref())) {
+    for p in request
+        .payload
+        .iter()
+        .chain(request.items.iter().filter_map(|i| i.payload.as_ref()))
+    {
         if !payloads.contains(&p) {
             payloads.push(p);
         }
