@@ -217,6 +217,10 @@ pub struct FilingGuide {
     pub asks_for_ticket: bool,
     /// A ticket reference the pattern accepts, when one of the common shapes does.
     pub ticket_example: Option<&'static str>,
+    /// The pattern finds `ticket_example` only at the start of the reason.
+    pub ticket_at_start: bool,
+    /// What the policy says about the ticket to mention (`ticket_hint`), in its words.
+    pub ticket_hint: Option<String>,
     /// The request names the exact command or statement, and the grant allows only it.
     pub action_bound: bool,
     pub single_use: bool,
@@ -224,8 +228,8 @@ pub struct FilingGuide {
     pub break_glass: Option<jitgate_core::DurationSecs>,
 }
 
-/// The most break-glass procedures [`App::break_glass_choices`] judges: each costs a Cedar
-/// evaluation, and a policy has a handful.
+/// The most break-glass procedures [`App::break_glass_choices`] offers (a policy has a
+/// handful; the form is not the place for thousands).
 pub const MAX_BREAK_GLASS_CHOICES: usize = 100;
 
 impl App {
@@ -239,11 +243,10 @@ impl App {
         let in_requesters =
             workflow.requesters.is_empty() || workflow.requesters.iter().any(|g| who.groups.contains(g));
         let verdict = in_requesters.then(|| policy.prospect(who, &workflow, now)).flatten();
-        let break_glass = match &workflow.break_glass {
-            // The same judgement as `explain` and `file`: Cedar decides, agents never may.
-            Some(_) => policy.explain(who, resource, action, None, now).break_glass,
-            None => None,
-        };
+        // Cedar's judgement as `file` makes it (agents never may), without the limits a
+        // reason must meet: a ticket pattern is the form's to ask for, not a reason to hide
+        // the procedure.
+        let break_glass = policy.break_glass_prospect(who, &workflow, now);
         if verdict.is_none() && break_glass.is_none() {
             return None;
         }
@@ -270,6 +273,10 @@ impl App {
             reason_required: workflow.reason_required,
             asks_for_ticket: workflow.ticket_pattern.is_some(),
             ticket_example: workflow.ticket_example(),
+            ticket_at_start: workflow
+                .ticket_shape()
+                .is_some_and(|(_, place)| place == jitgate_policy::TicketPlace::Start),
+            ticket_hint: workflow.ticket_hint.clone(),
             action_bound: workflow.action_bound,
             single_use: workflow.single_use,
             break_glass,
@@ -277,24 +284,42 @@ impl App {
     }
 
     /// The (resource, action) pairs `caller` may break glass on but not request: a form lists
-    /// them beside what they may request, so an emergency is one choice away. In name order;
-    /// at most [`MAX_BREAK_GLASS_CHOICES`] procedures are judged.
+    /// them beside what they may request, so an emergency is one choice away. In name order,
+    /// the first [`MAX_BREAK_GLASS_CHOICES`].
     pub fn break_glass_choices(&self, caller: &Caller) -> Vec<FilingGuide> {
+        self.break_glass_guides(caller, |g| !g.may_request)
+    }
+
+    /// Every (resource, action) pair `caller` may break glass on, requestable or not, in name
+    /// order, the first [`MAX_BREAK_GLASS_CHOICES`]: what a form offers break-glass for while
+    /// nothing is chosen.
+    pub fn break_glass_reach(&self, caller: &Caller) -> Vec<FilingGuide> {
+        self.break_glass_guides(caller, |_| true)
+    }
+
+    /// The guides of procedures `caller` may break glass on that `keep` keeps, walked in name
+    /// order and filtered before the first [`MAX_BREAK_GLASS_CHOICES`] are taken, so what is
+    /// offered is the same whatever order the policy holds its workflows in. Only procedures
+    /// naming one of the caller's groups are judged (a Cedar decision each).
+    fn break_glass_guides(&self, caller: &Caller, keep: impl Fn(&FilingGuide) -> bool) -> Vec<FilingGuide> {
         let policy = self.policy();
         let who = caller.who();
-        let mut found: Vec<FilingGuide> = policy
+        let mut candidates: Vec<(&str, &str)> = policy
             .workflows()
             .filter(|w| {
                 w.break_glass
                     .as_ref()
                     .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
             })
-            .take(MAX_BREAK_GLASS_CHOICES)
-            .filter_map(|w| self.filing_guide(caller, &w.resource, &w.action))
-            .filter(|g| !g.may_request && g.break_glass.is_some())
+            .map(|w| (w.resource.as_str(), w.action.as_str()))
             .collect();
-        found.sort_by(|a, b| (&a.resource, &a.action).cmp(&(&b.resource, &b.action)));
-        found
+        candidates.sort_unstable();
+        candidates
+            .into_iter()
+            .filter_map(|(resource, action)| self.filing_guide(caller, resource, action))
+            .filter(|g| g.break_glass.is_some() && keep(g))
+            .take(MAX_BREAK_GLASS_CHOICES)
+            .collect()
     }
 
     /// The groups whose members may request something, in name order: whom a person who may

@@ -69,7 +69,11 @@ ticket_pattern = "#[0-9]+"
 "##;
 
 async fn app() -> (App, tempfile::TempDir) {
-    let policy = jitgate_policy::Policy::from_texts_with_catalog(DIRECTORY, WORKFLOWS, None, &[], &[])
+    app_with(WORKFLOWS).await
+}
+
+async fn app_with(workflows: &str) -> (App, tempfile::TempDir) {
+    let policy = jitgate_policy::Policy::from_texts_with_catalog(DIRECTORY, workflows, None, &[], &[])
         .unwrap_or_else(|e| panic!("{e:?}"));
     let dir = tempfile::tempdir().unwrap();
     let store = jitgate_store::open(&format!("sqlite://{}", dir.path().join("jitgate.db").display()))
@@ -198,4 +202,106 @@ async fn a_missing_ticket_is_refused_by_type_with_its_field_and_the_api_words_un
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Procedures whose ticket pattern the sample reason `explain` uses ("explain OPS-1") does not
+/// match: break glass stays on offer to whom may take it (the form asks for the ticket).
+const TICKETS_OF_OTHER_SHAPES: &str = r##"
+[[workflow]]
+resource = "queue"
+action = "purge"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "#[0-9]+"
+break_glass = { groups = ["sre"], max_duration = "10m" }
+
+[[workflow]]
+resource = "pager"
+action = "silence"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "INC[0-9]+"
+ticket_hint = "Mention the incident, such as INC0012345."
+break_glass = { groups = ["sre"], max_duration = "20m" }
+
+[[workflow]]
+resource = "router"
+action = "reload"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "CHG[0-9]{7}"
+break_glass = { groups = ["sre"], max_duration = "5m" }
+"##;
+
+#[tokio::test]
+async fn break_glass_is_offered_whatever_shape_of_ticket_the_workflow_asks_for() {
+    let (app, _dir) = app_with(TICKETS_OF_OTHER_SHAPES).await;
+    let bob = filer("bob", &["sre"]);
+    let alice = filer("alice", &["dev"]);
+    for (resource, action, most) in [
+        ("queue", "purge", 10 * 60),
+        ("pager", "silence", 20 * 60),
+        ("router", "reload", 5 * 60),
+    ] {
+        let guide = app
+            .filing_guide(&bob, resource, action)
+            .unwrap_or_else(|| panic!("bob may break glass on {action} on {resource}: the guide must say so"));
+        assert!(!guide.may_request);
+        assert_eq!(guide.break_glass, Some(DurationSecs(most)), "{resource} {action}");
+        assert_eq!(app.filing_guide(&alice, resource, action).unwrap().break_glass, None);
+    }
+    // What the form says about each ticket: the policy's hint, else no example at all (no
+    // common shape fits these patterns inside a sentence).
+    let pager = app.filing_guide(&alice, "pager", "silence").unwrap();
+    assert_eq!(
+        pager.ticket_hint.as_deref(),
+        Some("Mention the incident, such as INC0012345.")
+    );
+    assert_eq!(pager.ticket_example, None);
+    let router = app.filing_guide(&alice, "router", "reload").unwrap();
+    assert_eq!((router.ticket_example, router.ticket_hint), (None, None));
+    let choices: Vec<(String, String)> = app
+        .break_glass_choices(&bob)
+        .into_iter()
+        .map(|g| (g.resource, g.action))
+        .collect();
+    assert_eq!(
+        choices,
+        [("pager", "silence"), ("queue", "purge"), ("router", "reload")]
+            .map(|(r, a)| (r.to_string(), a.to_string()))
+            .to_vec()
+    );
+    // An agent never breaks glass, whatever its groups.
+    let agent = Identity {
+        on_behalf_of: Some("bob".into()),
+        ..Identity::user("bob-bot", &["sre", "agents"])
+    };
+    let agent = caller_for::<op::FileRequest>(agent).unwrap();
+    assert!(app.filing_guide(&agent, "queue", "purge").is_none());
+}
+
+/// What is offered for break-glass does not depend on the order the policy holds its
+/// workflows in: procedures are walked in name order and those the caller may request are
+/// left out before the first [`jitgate_service::resources::MAX_BREAK_GLASS_CHOICES`] are taken.
+#[tokio::test]
+async fn break_glass_choices_are_the_first_by_name_of_those_offered() {
+    let mut workflows = String::new();
+    // 40 bob may request (named first), then 130 he may only break glass on.
+    for i in 0..170 {
+        let requesters = if i < 40 { r#"["dev", "sre"]"# } else { r#"["dev"]"# };
+        workflows.push_str(&format!(
+            "[[workflow]]\nresource = \"r{i:03}\"\naction = \"purge\"\nrequesters = {requesters}\n\
+             steps = [{{ group = \"sre\", approvals = 1 }}]\nbreak_glass = {{ groups = [\"sre\"], max_duration = \"10m\" }}\n\n"
+        ));
+    }
+    let (app, _dir) = app_with(&workflows).await;
+    let bob = filer("bob", &["sre"]);
+    let max = jitgate_service::resources::MAX_BREAK_GLASS_CHOICES;
+    let expected: Vec<String> = (40..40 + max).map(|i| format!("r{i:03}")).collect();
+    for _ in 0..3 {
+        let offered: Vec<String> = app.break_glass_choices(&bob).into_iter().map(|g| g.resource).collect();
+        assert_eq!(offered, expected);
+    }
+    let reach: Vec<String> = app.break_glass_reach(&bob).into_iter().map(|g| g.resource).collect();
+    assert_eq!(reach, (0..max).map(|i| format!("r{i:03}")).collect::<Vec<_>>());
 }

@@ -26,8 +26,8 @@ use oncall::Schedule;
 use std::path::Path;
 pub use workflow::{
     github_login_problem, is_reserved_group, ActionSelector, DirectoryEntry, Extension, Matched, PolicyError,
-    PostgresAccess, Rules, Selector, Specificity, Workflow, AGENTS_GROUP, DIRECTORY_FILE, GITHUB_LOGIN_MAX, MCP_KIND,
-    RESERVED_GROUPS, WORKFLOWS_FILE,
+    PostgresAccess, Rules, Selector, Specificity, TicketPlace, Workflow, AGENTS_GROUP, DIRECTORY_FILE,
+    GITHUB_LOGIN_MAX, MAX_TICKET_HINT, MCP_KIND, RESERVED_GROUPS, WORKFLOWS_FILE,
 };
 
 /// A loaded, validated policy.
@@ -501,6 +501,31 @@ impl Policy {
         } else {
             Verdict::NeedsApproval(steps)
         })
+    }
+
+    /// The longest `who` may break glass on `workflow` for now, for listings and forms:
+    /// `None` when the workflow has no break-glass procedure, `who` is an agent (agents never
+    /// break glass), or Cedar's `break_glass` refuses. Judged as [`Policy::admit`] judges a
+    /// break-glass ask, without the limits a request's text must meet (a ticket, a payload):
+    /// those are the form's to ask for, not a reason to hide the procedure.
+    pub fn break_glass_prospect(&self, who: &Identity, workflow: &Workflow, now: Timestamp) -> Option<DurationSecs> {
+        let procedure = workflow.break_glass.as_ref()?;
+        if who.agent_person().is_some() {
+            return None;
+        }
+        let ask = Ask {
+            resource: &workflow.resource,
+            action: &workflow.action,
+            duration: None,
+            reason: "",
+            payload: None,
+            break_glass: true,
+        };
+        let facts = self.facts(who, workflow, &ask, procedure.max_duration, now, &who.principal);
+        self.cedar
+            .decide(who, Ability::BreakGlass, &workflow.resource, &facts)
+            .allowed
+            .then_some(procedure.max_duration)
     }
 
     /// Turn a workflow's steps into a request's: "the requester's manager" becomes that one

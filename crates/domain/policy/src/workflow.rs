@@ -129,6 +129,18 @@ pub struct BreakGlass {
     pub reviewers: Vec<String>,
 }
 
+/// The longest `ticket_hint` a workflow may give, in characters.
+pub const MAX_TICKET_HINT: usize = 200;
+
+/// Where in a reason a workflow's ticket pattern finds a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketPlace {
+    /// Anywhere in the sentence.
+    Anywhere,
+    /// Only at the start of the reason.
+    Start,
+}
+
 /// The rules for one resource and action.
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -142,6 +154,9 @@ pub struct Workflow {
     pub auto_approve: bool,
     pub reason_required: bool,
     pub ticket_pattern: Option<Regex>,
+    /// What to tell people about the ticket the reason must mention, in the policy's words
+    /// (`ticket_hint`): for patterns no common example fits. One line, checked at load.
+    pub ticket_hint: Option<String>,
     pub default_duration: DurationSecs,
     pub max_duration: DurationSecs,
     pub pending_ttl: DurationSecs,
@@ -476,6 +491,7 @@ struct WorkflowSpec {
     #[serde(default)]
     reason_required: bool,
     ticket_pattern: Option<String>,
+    ticket_hint: Option<String>,
     default_duration: Option<String>,
     max_duration: Option<String>,
     pending_ttl: Option<String>,
@@ -913,6 +929,27 @@ impl Rules {
                     }
                 },
             };
+            if let Some(hint) = &spec.ticket_hint {
+                if spec.ticket_pattern.is_none() {
+                    problems.push(
+                        "ticket_hint: only for a workflow with a ticket_pattern; add one or remove the hint".into(),
+                    );
+                }
+                if let Err(e) = text::check_reviewed("ticket_hint", hint, Lines::One) {
+                    problems.push(e.to_string());
+                } else if let Some(c) = hint.chars().find(|&c| c != ' ' && text::is_invisible(c)) {
+                    // Shown to people as the policy wrote it: nothing in it may be unseen.
+                    problems.push(format!(
+                        "ticket_hint: holds the invisible character U+{:04X}; write it in visible characters and plain spaces",
+                        u32::from(c)
+                    ));
+                }
+                if hint.trim().is_empty() || hint.chars().count() > MAX_TICKET_HINT {
+                    problems.push(format!(
+                        "ticket_hint: say in 1 to {MAX_TICKET_HINT} characters what ticket the reason must mention"
+                    ));
+                }
+            }
             let break_glass = match &spec.break_glass {
                 None => None,
                 Some(bg) => {
@@ -1028,6 +1065,7 @@ impl Rules {
                     auto_approve: spec.auto_approve,
                     reason_required: spec.reason_required || spec.ticket_pattern.is_some(),
                     ticket_pattern,
+                    ticket_hint: spec.ticket_hint.clone(),
                     default_duration,
                     max_duration,
                     pending_ttl,
@@ -1485,11 +1523,30 @@ impl Workflow {
 
     /// A ticket reference the workflow's pattern accepts, to show people what to write:
     /// the first of a few common shapes it matches, `None` when it matches none of them (or
-    /// the workflow asks for no ticket).
+    /// the workflow asks for no ticket). See [`Workflow::ticket_shape`] for where it goes.
     pub fn ticket_example(&self) -> Option<&'static str> {
+        self.ticket_shape().map(|(shape, _)| shape)
+    }
+
+    /// A ticket reference the pattern accepts and where in a reason: each common shape is
+    /// tried inside a sentence ("x OPS-123 y"), as people write reasons, then at its start
+    /// (a pattern anchored with `^`); a shape the pattern accepts only alone is no example.
+    pub fn ticket_shape(&self) -> Option<(&'static str, TicketPlace)> {
         const SHAPES: [&str; 5] = ["OPS-123", "INC-42", "PROJ-7", "#123", "123"];
         let pattern = self.ticket_pattern.as_ref()?;
-        SHAPES.into_iter().find(|shape| pattern.is_match(shape))
+        let found = |place: TicketPlace| {
+            SHAPES
+                .into_iter()
+                .find(|shape| {
+                    let sentence = match place {
+                        TicketPlace::Anywhere => format!("fix {shape} now"),
+                        TicketPlace::Start => format!("{shape} fix now"),
+                    };
+                    pattern.is_match(&sentence)
+                })
+                .map(|shape| (shape, place))
+        };
+        found(TicketPlace::Anywhere).or_else(|| found(TicketPlace::Start))
     }
 
     /// The ticket reference in a reason, if the workflow has a pattern and it matches.

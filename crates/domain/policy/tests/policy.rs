@@ -1311,3 +1311,64 @@ fn an_unknown_resource_says_where_to_look_and_names_no_other_resource() {
         .to_string();
     assert!(slip.contains("did you mean 'prod-db'?"), "{slip}");
 }
+
+/// A ticket example is one the pattern finds inside a sentence, as people write reasons (or
+/// at its start, for an anchored pattern, said so); a pattern no common shape fits may carry
+/// the policy's own `ticket_hint`, one line of visible text.
+#[test]
+fn ticket_examples_are_judged_inside_a_sentence_and_a_hint_may_say_more() {
+    let directory = "[[principal]]\nname = \"alice\"\ngroups = [\"dev\"]\n";
+    let workflow = |pattern: &str, extra: &str| {
+        format!(
+            "[[workflow]]\nresource = \"db\"\naction = \"write\"\nrequesters = [\"dev\"]\nauto_approve = true\nticket_pattern = {pattern:?}\n{extra}"
+        )
+    };
+    let shape = |pattern: &str| {
+        let p = Policy::from_texts(directory, &workflow(pattern, ""), None, &[]).unwrap();
+        let w = p.rules().workflow("db", "write").unwrap();
+        (w.ticket_shape(), w.ticket_example())
+    };
+    use jitgate_policy::TicketPlace::{Anywhere, Start};
+    assert_eq!(
+        shape(r"\b[A-Z][A-Z0-9]+-[0-9]+\b"),
+        (Some(("OPS-123", Anywhere)), Some("OPS-123"))
+    );
+    assert_eq!(shape(r"^[A-Z]+-[0-9]+"), (Some(("OPS-123", Start)), Some("OPS-123")));
+    // Matched alone but never inside a sentence: no example to mislead with.
+    assert_eq!(shape(r"^OPS-[0-9]+$"), (None, None));
+    assert_eq!(shape("INC[0-9]+"), (None, None));
+
+    let hinted = workflow(
+        "INC[0-9]+",
+        "ticket_hint = \"Mention the incident, such as INC0012345.\"\n",
+    );
+    let p = Policy::from_texts(directory, &hinted, None, &[]).unwrap();
+    assert_eq!(
+        p.rules().workflow("db", "write").unwrap().ticket_hint.as_deref(),
+        Some("Mention the incident, such as INC0012345.")
+    );
+    let long = "x".repeat(jitgate_policy::MAX_TICKET_HINT + 1);
+    for (bad, says) in [
+        ("line one\\nline two", "line break"),
+        ("see \\u202Egnp", "U+202E"),
+        ("zero\\u200Bwidth", "U+200B"),
+        ("a\\u0000b", "NUL"),
+        ("   ", "1 to 200 characters"),
+        (long.as_str(), "1 to 200 characters"),
+    ] {
+        let text = workflow("INC[0-9]+", &format!("ticket_hint = \"{bad}\"\n"));
+        let errors = Policy::from_texts(directory, &text, None, &[]).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("ticket_hint") && e.message.contains(says)),
+            "{bad:?}: {errors:?}"
+        );
+    }
+    let without_pattern = "[[workflow]]\nresource = \"db\"\naction = \"write\"\nrequesters = [\"dev\"]\nauto_approve = true\nticket_hint = \"INC please\"\n";
+    let errors = Policy::from_texts(directory, without_pattern, None, &[]).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.message.contains("ticket_pattern")),
+        "{errors:?}"
+    );
+}

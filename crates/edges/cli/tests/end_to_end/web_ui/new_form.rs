@@ -26,14 +26,6 @@ fn focused_id(b: &Browser) -> String {
         .to_string()
 }
 
-/// An attribute of the element `css` selects (`None` when it has none).
-fn attribute(b: &Browser, css: &str, name: &str) -> Option<String> {
-    let id = b.find(css);
-    b.command("GET", &format!("/element/{id}/attribute/{name}"), None)
-        .as_str()
-        .map(str::to_string)
-}
-
 /// The current value of a form field, as the browser holds it.
 fn value(b: &Browser, css: &str) -> String {
     let id = b.find(css);
@@ -151,14 +143,14 @@ fn a_missing_ticket_on_prod_db_write_is_said_beside_the_reason_field() {
         alice.text("#reason-error"),
         "Mention a ticket such as OPS-123 in the reason."
     );
-    assert_eq!(attribute(&alice, "#reason", "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(alice.attribute("#reason", "aria-invalid").as_deref(), Some("true"));
     assert_eq!(
-        attribute(&alice, "#reason", "aria-describedby").as_deref(),
+        alice.attribute("#reason", "aria-describedby").as_deref(),
         Some("reason-error reason-hint")
     );
     assert_eq!(focused_id(&alice), "reason");
     // Nothing else is marked wrong, and nothing is said above the form.
-    assert_eq!(attribute(&alice, "#duration", "aria-invalid"), None);
+    assert_eq!(alice.attribute("#duration", "aria-invalid"), None);
     assert!(!alice.exists("#form-error"));
     // What she typed and chose is kept; the regular expression is nowhere on the page.
     assert_eq!(value(&alice, "#reason"), "clean up <b>old</b> rows");
@@ -527,23 +519,30 @@ fn hostile_input_refused(s: &Server) {
     assert!(requests_of(s, "demo-alice", "alice").is_empty());
 
     // The fields fragment: a target she may not ask for is not described; what was typed
-    // comes back escaped, and over the form's own limits not at all.
+    // is never carried back (it stays in the fields; only the choice travels).
     let fragment = |query: &str| get_page(s, &cookie, &format!("/ui/new/fields?{query}"));
     let (status, html) = fragment("target=prod-db%7Cwrite&reason=%3Cscript%3Ealert(1)%3C%2Fscript%3E");
     assert_eq!(status, 200);
     assert!(html.contains("Mention a ticket such as OPS-123."), "{html}");
+    assert!(!html.contains("script") && !html.contains("alert(1)"), "{html}");
     assert!(
-        html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
-        "{html}"
+        !html.contains("id=\"reason\"") && !html.contains("id=\"duration\""),
+        "the fragment holds no field typed into: {html}"
     );
-    assert!(!html.contains("<script>"), "{html}");
     let (_, html) = fragment(&format!("target=prod-db%7Cread&reason={}", "y".repeat(3000)));
     assert!(!html.contains("yyy"), "an oversize reason is not carried back");
-    let (_, html) = fragment("target=secret-db%7Cdrop&target=%00%7C%E2%80%AE");
+    // Two probes: a NUL makes the whole address refused, which would hide whether the first
+    // target was described.
+    let (status, html) = fragment("target=secret-db%7Cdrop");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"guides\""), "{html}");
     assert!(
         !html.contains("secret-db") && !html.contains("class=\"guide\""),
         "{html}"
     );
+    let (status, html) = fragment("target=%00%7C%E2%80%AE");
+    assert_eq!(status, 422, "a control character in the address is refused: {html}");
+    assert!(!html.contains("class=\"guide\""), "{html}");
     let (status, _) = get_page(s, "", "/ui/new/fields?target=prod-db%7Cread");
     assert!(status == 303 || status == 401, "signed out: {status}");
 }
@@ -603,4 +602,287 @@ fn a_choice_stays_chosen_through_a_search_and_both_are_filed() {
         "{page}"
     );
     clean_console(&alice);
+}
+
+/// How many workflow guides a page or fragment describes.
+fn guides_in(html: &str) -> usize {
+    html.matches("class=\"guide\"").count()
+}
+
+/// One caller cannot make the form do unbounded work: 5,000 targets in one POST (duplicates
+/// and names no workflow governs) are refused beside the choice with at most a request's worth
+/// of guides built, and the fields fragment describes at most as many.
+#[test]
+fn thousands_of_targets_are_refused_beside_the_choice_with_bounded_work() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let unknown: Vec<String> = (0..21).map(|i| format!("nothing-{i}|read")).collect();
+    let mut fields: Vec<(&str, &str)> = vec![("target", "prod-db|read"); 4_979];
+    fields.extend(unknown.iter().map(|t| ("target", t.as_str())));
+    fields.push(("reason", "OPS-1 look"));
+    let started = std::time::Instant::now();
+    let (status, page) = post_form(&s, &cookie, &fields);
+    let took = started.elapsed();
+    assert_eq!(status, 422, "{page}");
+    let said = element_text(&page, "target-error").unwrap_or_else(|| panic!("no #target-error:\n{page}"));
+    assert!(said.contains("at most 20"), "{said}");
+    assert!(tag_of(&page, "target").contains(r#"aria-invalid="true""#));
+    assert!(guides_in(&page) <= 20, "{} guides built", guides_in(&page));
+    assert!(page.len() < 200_000, "the refusal is {} bytes", page.len());
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(requests_of(&s, "demo-alice", "alice").is_empty(), "nothing filed");
+
+    let query: String = std::iter::repeat_n("target=prod-db%7Cread", 100)
+        .chain(std::iter::once("target=staging-db%7Cread"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(guides_in(&html), 2, "each target described once:\n{html}");
+}
+
+/// Changing the choice redraws what describes it, never what was typed: a two-line reason
+/// (which a URL's query may not carry) stays in its field, and the guide and the break-glass
+/// box follow the new choice.
+#[test]
+fn changing_the_choice_updates_the_guide_and_keeps_a_two_line_reason() {
+    let s = Server::start();
+    let bob = browser(DESKTOP);
+    sign_in(&bob, &s, "demo-bob");
+    bob.goto(&format!("{}/ui/new", s.url));
+    bob.type_into("#reason", "INC-9: disk full\nsecond line");
+    bob.type_into("#duration", "10m");
+    bob.select("#target", "prod-db|write");
+    bob.wait_for_text("#fields", "break-glass only");
+    assert!(bob.exists("#break_glass"));
+    bob.select("#target", "prod-db|write");
+    bob.select("#target", "prod-db|read");
+    bob.wait_for_text("#fields", "Read the production database");
+    assert!(!bob.exists("#break_glass"), "no break-glass on prod-db read");
+    assert!(
+        !bob.text("#guides").contains("break-glass only"),
+        "{}",
+        bob.text("#guides")
+    );
+    assert_eq!(value(&bob, "#reason"), "INC-9: disk full\nsecond line");
+    assert_eq!(value(&bob, "#duration"), "10m");
+    // The payload field comes with an action-bound choice and goes with it.
+    bob.select("#target", "prod-db|read");
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/new", s.url));
+    alice.type_into("#reason", "OPS-5 ship\nit");
+    alice.select("#target", "prod-db|read");
+    alice.wait_for_text("#guides", "Read the production database");
+    assert!(!alice.exists("#payload"));
+    alice.select("#target", "prod-db|read");
+    alice.select("#target", "prod-api|deploy");
+    alice.wait_for_text("#guides", "Deploy one exact artifact");
+    assert!(alice.exists("#payload") && alice.exists("#payload-hint"));
+    assert_eq!(value(&alice, "#reason"), "OPS-5 ship\nit");
+    clean_console(&bob);
+    clean_console(&alice);
+}
+
+/// A reason typed on two lines files: the browser sends the line break as CRLF, and the form
+/// stores it as the line break the person typed (`\n`), as the CLI sends it. The payload is
+/// one line, sent exactly as typed.
+#[test]
+fn a_two_line_reason_typed_in_the_browser_files_with_a_line_break() {
+    let s = Server::start();
+    let alice = browser(DESKTOP);
+    sign_in(&alice, &s, "demo-alice");
+    alice.goto(&format!("{}/ui/new", s.url));
+    alice.select("#target", "staging-db|read");
+    alice.wait_for_text("#guides", "Read the staging database");
+    alice.type_into("#reason", "compare the replicas\nafter the migration");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "approved");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["reason"], "compare the replicas\nafter the migration");
+
+    // An action-bound payload is one line and goes byte for byte.
+    alice.goto(&format!("{}/ui/new?resource=prod-api&action=deploy", s.url));
+    assert_eq!(
+        tag_of(&alice.source(), "payload").split_whitespace().next(),
+        Some("<input")
+    );
+    alice.type_into("#reason", "OPS-7 ship\nthe fix");
+    alice.type_into("#payload", "deploy  v2 \"quoted\" ");
+    alice.click("#file");
+    alice.wait_for_text("#state .badge", "pending");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    let deploy = mine.iter().find(|r| r["resource"] == "prod-api").unwrap();
+    assert_eq!(deploy["reason"], "OPS-7 ship\nthe fix");
+    assert_eq!(deploy["payload"], "deploy  v2 \"quoted\" ");
+    clean_console(&alice);
+}
+
+/// Break-glass files the whole request as one emergency, so the box is offered only when
+/// every chosen target allows it.
+#[test]
+fn break_glass_is_offered_only_when_every_choice_allows_it() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-bob");
+    let fragment = |query: &str| {
+        let (status, html) = get_page(&s, &cookie, &format!("/ui/new/fields?{query}"));
+        assert_eq!(status, 200, "{html}");
+        html
+    };
+    let write = fragment("target=prod-db%7Cwrite");
+    assert!(write.contains("id=\"break_glass\""));
+    // bob may only break glass on prod-db write: its terms are the procedure's (15m), not
+    // the workflow's (30m), in the guide and the duration's hint alike.
+    let hint = element_text(&write, "duration-hint").unwrap_or_default();
+    assert_eq!(hint, "Like 15m, 1h or 90s. Empty for 15m; at most 15m.", "{write}");
+    let both = fragment("target=prod-db%7Cwrite&target=prod-db%7Cread");
+    assert!(!both.contains("id=\"break_glass\""), "{both}");
+    let with_unknown = fragment("target=prod-db%7Cwrite&target=nothing%7Cread");
+    assert!(!with_unknown.contains("id=\"break_glass\""), "{with_unknown}");
+}
+
+/// A link cannot make jitgate's page say what its author likes: a name from the link is
+/// repeated at most 64 characters long, escaped, and several refused choices are counted,
+/// not listed.
+#[test]
+fn a_link_cannot_write_the_error_message() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let pitch = "Your account is locked. Call +1 555 0100 and read them your password to unlock it now";
+    let (status, page) = get_page(
+        &s,
+        &cookie,
+        &format!("/ui/new?resource=x&action={}", pitch.replace(' ', "+")),
+    );
+    assert_eq!(status, 200, "{page}");
+    let said = element_text(&page, "form-error").unwrap_or_else(|| panic!("{page}"));
+    assert!(said.contains("You may not ask for"), "{said}");
+    assert!(!said.contains("unlock it now"), "{said}");
+    assert!(said.chars().count() < 300, "{said}");
+
+    let query: String = (0..20)
+        .map(|i| format!("target=x{i}%7C{}", pitch.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, page) = get_page(&s, &cookie, &format!("/ui/new?{query}"));
+    assert_eq!(status, 200, "{page}");
+    let said = element_text(&page, "form-error").unwrap_or_else(|| panic!("{page}"));
+    assert!(said.starts_with("20 choices in the link cannot be asked for"), "{said}");
+    assert!(!said.contains("Your account"), "{said}");
+}
+
+/// A payload is the exact action of the action-bound choices only: asking for a deploy and a
+/// database read together files, the payload bound to the deploy alone.
+#[test]
+fn a_payload_goes_with_the_action_bound_choice_only() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let (status, page) = post_form(
+        &s,
+        &cookie,
+        &[
+            ("target", "prod-api|deploy"),
+            ("target", "staging-db|read"),
+            ("reason", "OPS-6 ship and check"),
+            ("payload", "deploy api v2"),
+        ],
+    );
+    assert_eq!(status, 303, "{page}");
+    let mine = requests_of(&s, "demo-alice", "alice");
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let id = mine[0]["id"].as_str().unwrap();
+    let (_, r) = s.get(&format!("/v1/requests/{id}"), "demo-alice");
+    let items = r["items"].as_array().unwrap();
+    let of = |name: &str| {
+        items
+            .iter()
+            .find(|i| i["resource"] == name)
+            .unwrap_or_else(|| panic!("{r}"))
+    };
+    assert_eq!(of("prod-api")["payload"], "deploy api v2", "{r}");
+    assert!(of("staging-db")["payload"].is_null(), "{r}");
+}
+
+/// The ticket hint never sends people in a loop: a pattern anchored at the start says so, and
+/// a pattern no common example fits says what the policy's `ticket_hint` says, in the hint
+/// and beside the refused reason alike.
+#[test]
+fn the_ticket_hint_says_where_and_what_the_pattern_wants() {
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "queue"
+action = "purge"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "^[A-Z]+-[0-9]+"
+
+[[workflow]]
+resource = "queue"
+action = "drain"
+requesters = ["dev"]
+steps = [{ group = "sre", approvals = 1 }]
+ticket_pattern = "INC[0-9]+"
+ticket_hint = "Mention the incident, such as INC0012345."
+"#,
+    );
+    let resources = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&resources).unwrap();
+    text.push_str("\n[[resource]]\nname = \"queue\"\nkind = \"postgres\"\nlabels = { env = \"test\" }\n");
+    std::fs::write(&resources, text).unwrap();
+    let s = Server::start_on(policy.path(), None, None);
+    let cookie = ui_session(&s, "demo-alice");
+    for (target, hint, refusal) in [
+        (
+            "queue|purge",
+            "Start the reason with a ticket such as OPS-123.",
+            "Start the reason with a ticket such as OPS-123.",
+        ),
+        (
+            "queue|drain",
+            "Mention the incident, such as INC0012345.",
+            "Mention the incident, such as INC0012345.",
+        ),
+    ] {
+        let (status, html) = get_page(
+            &s,
+            &cookie,
+            &format!("/ui/new/fields?target={}", target.replace('|', "%7C")),
+        );
+        assert_eq!(status, 200, "{html}");
+        assert_eq!(element_text(&html, "reason-hint"), Some(hint), "{html}");
+        let (status, page) = post_form(&s, &cookie, &[("target", target), ("reason", "fix OPS-123 now")]);
+        assert_eq!(status, 422, "{page}");
+        assert_eq!(element_text(&page, "reason-error"), Some(refusal), "{page}");
+    }
+    // Started with the ticket, as said, it files.
+    let (status, page) = post_form(&s, &cookie, &[("target", "queue|purge"), ("reason", "OPS-123 fix now")]);
+    assert_eq!(status, 303, "{page}");
+}
+
+/// The reason is asked for where the workflow asks for one (the server says so beside the
+/// field), not by the browser for every choice; a choice that went away since the page was
+/// shown is said in plain words, not the API's.
+#[test]
+fn the_reason_is_optional_where_the_workflow_allows_and_a_vanished_choice_is_said_plainly() {
+    let s = Server::start();
+    let cookie = ui_session(&s, "demo-alice");
+    let (_, page) = get_page(&s, &cookie, "/ui/new?resource=staging-db&action=read");
+    assert!(
+        !tag_of(&page, "reason").contains("required"),
+        "{}",
+        tag_of(&page, "reason")
+    );
+    let (status, page) = post_form(&s, &cookie, &[("target", "staging-db|read"), ("reason", "")]);
+    assert_eq!(status, 303, "staging-db read needs no reason: {page}");
+
+    let (status, page) = post_form(&s, &cookie, &[("target", "gone-db|read"), ("reason", "OPS-1")]);
+    assert_eq!(status, 422, "{page}");
+    assert_eq!(
+        element_text(&page, "target-error"),
+        Some("That choice cannot be asked for now: no workflow governs it (the policy may have changed since this page was shown). Choose again from the list."),
+        "{page}"
+    );
+    assert!(!page.contains("jitgate resources"), "{page}");
 }

@@ -63,6 +63,12 @@ pub(super) struct Fields {
     /// Offered only to whom may break glass on what is chosen (or on anything, while nothing is).
     pub(super) break_glass_hint: Option<String>,
     pub(super) errors: FieldErrors,
+    /// Rendered as `/ui/new/fields` answers a change of choice: the guides and hints only,
+    /// never the fields typed into.
+    pub(super) fragment: bool,
+    /// In the fragment: the payload field appears or goes (it applied before the change and
+    /// not now, or the other way round), so its part is swapped; else only its hint is.
+    pub(super) payload_part_changes: bool,
 }
 
 /// A refusal shown beside its field.
@@ -159,11 +165,7 @@ pub(super) fn targets_of(resources: &[jitgate_service::resources::RequestableRes
             let approval = if a.automatic {
                 "granted at once".to_string()
             } else {
-                a.needs
-                    .iter()
-                    .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
+                needs_in_words(&a.needs)
             };
             let mut label = format!("{} on {}", a.action, r.name);
             // What it is for, in the workflow's words (else the resource's), then the terms.
@@ -198,9 +200,9 @@ pub struct Preselect {
     pub(super) again: Option<String>,
 }
 
-/// Choose `resource|action` on the form, finding it in the catalog when the search did not
-/// (a search for a name lists, in name order, every resource whose name holds it). `Err` says
-/// why it cannot be asked for.
+/// Choose `resource|action` on the form: the caller's guide for it says whether they may ask
+/// for it (a lookup, whatever the catalog's size), and the choice is added when the search did
+/// not list it. `Err` says why it cannot be asked for.
 pub(super) fn preselect(
     app: &App,
     caller: &Caller,
@@ -209,39 +211,61 @@ pub(super) fn preselect(
     action: &str,
 ) -> Result<(), String> {
     let value = format!("{resource}|{action}");
+    let guide = app
+        .filing_guide(caller, resource, action)
+        .ok_or_else(|| cannot_ask(resource, action))?;
     if let Some(target) = finder.targets.iter_mut().find(|t| t.value == value) {
         target.selected = true;
         return Ok(());
     }
-    let mut query = jitgate_service::resources::ResourceQuery {
-        search: Some(resource.to_string()),
-        limit: jitgate_service::resources::MAX_PAGE,
-        ..Default::default()
-    };
-    // Bounded: a name held by more than a few thousand others is not worth the walk.
-    for _ in 0..8 {
-        let (page, next) = app.requestable(caller, &query).map_err(|e| e.to_string())?;
-        if let Some(found) = page.iter().find(|r| r.name == resource) {
-            let mut target = targets_of(std::slice::from_ref(found))
-                .into_iter()
-                .find(|t| t.value == value)
-                .ok_or_else(|| cannot_ask(resource, action))?;
-            target.selected = true;
-            finder.targets.insert(0, target);
-            return Ok(());
-        }
-        match next {
-            Some(next) => query.after = Some(next),
-            None => break,
-        }
+    let mut target = target_of_guide(&guide);
+    target.selected = true;
+    finder.targets.insert(0, target);
+    Ok(())
+}
+
+/// A choice on the form for what a guide describes, worded as the catalog's choices are.
+fn target_of_guide(g: &jitgate_service::resources::FilingGuide) -> Target {
+    let mut label = format!("{} on {}", g.action, g.resource);
+    if let Some(description) = &g.description {
+        label.push_str(&format!(": {description}"));
     }
-    Err(cannot_ask(resource, action))
+    let most = if g.may_request {
+        g.max_duration
+    } else {
+        g.break_glass.unwrap_or(g.max_duration)
+    };
+    label.push_str(&format!(" · {} · up to {most}", approvals_in_words(g)));
+    if g.action_bound {
+        label.push_str(" · exact action");
+    }
+    Target {
+        value: format!("{}|{}", g.resource, g.action),
+        label,
+        selected: false,
+    }
 }
 
 pub(super) fn cannot_ask(resource: &str, action: &str) -> String {
     format!(
-        "You may not ask for {action} on {resource}: no workflow lets you request it. Ask the people who run jitgate, or choose something else."
+        "You may not ask for {} on {}: no workflow lets you request it. Ask the people who run jitgate, or choose something else.",
+        quoted_from_link(action),
+        quoted_from_link(resource)
     )
+}
+
+/// The most characters of a name taken from a link that a message repeats.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// A name from the link as a message may repeat it: at most [`MAX_ECHOED_NAME`] characters,
+/// control and invisible ones shown escaped. Anyone can write a link, and what it says must
+/// not become a paragraph of their choosing on jitgate's pages.
+fn quoted_from_link(name: &str) -> String {
+    let mut shown: String = name.chars().take(MAX_ECHOED_NAME).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    jitgate_core::text::escape_for_display(&shown).into_owned()
 }
 
 /// `return_to` as kept: `Ok(None)` when there is none, `Err` with why when it may not lead
@@ -269,12 +293,6 @@ pub(super) fn serves_url(app: &App, url: &str) -> bool {
     app.policy().http_routes().serves_url(url)
 }
 
-/// The most bytes of a typed value `/ui/new/fields` carries back into the fields it renders:
-/// the form's own `maxlength`s; anything longer was not typed into this form and is dropped.
-const MAX_KEPT_DURATION: usize = 20;
-const MAX_KEPT_REASON: usize = 2000;
-const MAX_KEPT_PAYLOAD: usize = 65536;
-
 /// What the caller chose, described: `None` for a target they may not ask for (filing says why).
 fn guides_for(app: &App, caller: &Caller, chosen: &[(&str, &str)]) -> Vec<jitgate_service::resources::FilingGuide> {
     chosen
@@ -290,7 +308,12 @@ fn approvals_in_words(g: &jitgate_service::resources::FilingGuide) -> String {
     if g.automatic {
         return "granted at once, no approval needed".into();
     }
-    g.needs
+    needs_in_words(&g.needs)
+}
+
+/// The approvals a request waits for: "2 approvals from sre and 1 approval from security".
+fn needs_in_words(needs: &[jitgate_core::Step]) -> String {
+    needs
         .iter()
         .map(|s| format!("{} from {}", approvals(s.approvals), s.group))
         .collect::<Vec<_>>()
@@ -331,46 +354,37 @@ pub(super) fn fields_for(
         })
         .collect();
     let nothing_chosen = found.is_empty();
-    let duration_hint = match found.iter().map(|g| g.max_duration).min() {
+    let duration_hint = match found.iter().map(|g| durations_of(g).1).min() {
         Some(max) if found.len() == 1 => format!(
             "Like 15m, 1h or 90s. Empty for {}; at most {max}.",
-            found[0].default_duration
+            durations_of(&found[0]).0
         ),
         Some(max) => format!("Like 15m, 1h or 90s; at most {max} for all of them together."),
         None => "Like 15m, 1h or 90s; empty for the workflow's default.".into(),
     };
     let ticket = found.iter().find(|g| g.asks_for_ticket);
     let reason_hint = match ticket {
-        Some(g) => ticket_words(g.ticket_example),
+        Some(g) => ticket_words(g),
         None if found.iter().any(|g| g.reason_required) => "Say why you need access; reviewers read it.".into(),
         None if nothing_chosen => "Say why you need access. Some workflows ask for a ticket such as OPS-123.".into(),
         None => "Say why you need access.".into(),
     };
     let payload_applies = nothing_chosen || found.iter().any(|g| g.action_bound);
     let payload_hint = if nothing_chosen {
-        "Only for workflows marked “exact action”: the command or artifact digest the grant is bound to; leave it empty otherwise.".into()
+        "Only for workflows marked “exact action”: the command or artifact digest the grant is bound to, on one line; leave it empty otherwise.".into()
     } else {
-        "The exact command or artifact digest: reviewers approve exactly this, and the grant allows only this.".into()
+        "The exact command or artifact digest, on one line: reviewers approve exactly this, and the grant allows only this.".into()
     };
     // Break-glass is offered where the policy lets the caller take it (the same judgement
     // filing makes); while nothing is chosen, if they may take it anywhere.
     let break_glass_max = if nothing_chosen {
-        let who = caller.who();
-        app.policy()
-            .workflows()
-            .filter(|w| {
-                w.break_glass
-                    .as_ref()
-                    .is_some_and(|bg| bg.groups.iter().any(|g| who.groups.contains(g)))
-            })
-            .take(jitgate_service::resources::MAX_BREAK_GLASS_CHOICES)
-            .filter_map(|w| {
-                app.filing_guide(caller, &w.resource, &w.action)
-                    .and_then(|g| g.break_glass)
-            })
-            .max()
-    } else {
+        app.break_glass_reach(caller).iter().filter_map(|g| g.break_glass).max()
+    } else if found.len() == chosen.len() && found.iter().all(|g| g.break_glass.is_some()) {
+        // Break-glass files the whole request as one emergency: offered only when every
+        // chosen target allows it, for the shortest of their maximums.
         found.iter().filter_map(|g| g.break_glass).min()
+    } else {
+        None
     };
     let break_glass_hint = break_glass_max.map(|max| {
         format!("Emergency only: granted at once for at most {max}, without a reviewer; it raises an alert and is reviewed afterwards.")
@@ -386,15 +400,50 @@ pub(super) fn fields_for(
         payload_hint,
         break_glass_hint,
         errors: FieldErrors::default(),
+        fragment: false,
+        payload_part_changes: false,
     }
 }
 
-/// The reason's hint for a workflow that asks for a ticket.
-fn ticket_words(example: Option<&str>) -> String {
-    match example {
+/// The duration a choice gets when none is given, and the most it may have: a workflow's own,
+/// or its break-glass procedure's for whom may only break glass on it (break-glass files for
+/// the procedure's maximum unless told otherwise).
+fn durations_of(
+    g: &jitgate_service::resources::FilingGuide,
+) -> (jitgate_core::DurationSecs, jitgate_core::DurationSecs) {
+    match (g.may_request, g.break_glass) {
+        (false, Some(most)) => (most, most),
+        _ => (g.default_duration, g.max_duration),
+    }
+}
+
+/// The reason's hint for a workflow that asks for a ticket: the policy's own words
+/// (`ticket_hint`), else an example where the pattern finds it.
+fn ticket_words(g: &jitgate_service::resources::FilingGuide) -> String {
+    if let Some(hint) = &g.ticket_hint {
+        return hint.clone();
+    }
+    match g.ticket_example {
+        Some(example) if g.ticket_at_start => format!("Start the reason with a ticket such as {example}."),
         Some(example) => format!("Mention a ticket such as {example}."),
         None => "Mention the ticket this is for: this workflow asks for one.".into(),
     }
+}
+
+/// What to say beside a reason refused for want of a ticket: the policy's `ticket_hint`, else
+/// an example where the pattern finds it (at the start, for a pattern anchored there).
+/// `None`: no example fits, and the service's message (which names the pattern) says more.
+fn no_ticket_words(g: &jitgate_service::resources::FilingGuide) -> Option<String> {
+    if let Some(hint) = &g.ticket_hint {
+        return Some(hint.clone());
+    }
+    g.ticket_example.map(|example| {
+        if g.ticket_at_start {
+            format!("Start the reason with a ticket such as {example}.")
+        } else {
+            format!("Mention a ticket such as {example} in the reason.")
+        }
+    })
 }
 
 /// `RESOURCE|ACTION` as chosen; `None` when it is not of that shape.
@@ -402,26 +451,24 @@ fn split_target(target: &str) -> Option<(&str, &str)> {
     target.rsplit_once('|')
 }
 
-/// `/ui/new/fields?target=R|A&...&duration=&reason=&payload=`: the fields for a new choice,
-/// keeping what was typed (within the form's limits).
+/// `/ui/new/fields?target=R|A&...[&payload_shown=yes]`: what describes a new choice (its
+/// guides and hints, the payload and break-glass parts), swapped in beside the fields. Only
+/// the choice travels: what was typed stays in the fields (a reason or payload in a URL would
+/// land in access logs, and a line break in it would be refused as a URL's).
 pub async fn new_fields(
     State(app): State<Arc<App>>,
     caller: Allowed<op::FileRequest>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
+    let payload_shown = query
+        .iter()
+        .any(|(name, value)| name == "payload_shown" && value == "yes");
     let form = FileForm::from_fields(query);
     let chosen: Vec<(&str, &str)> = form.targets.iter().filter_map(|t| split_target(t)).collect();
-    let kept = |value: Option<String>, max: usize| value.filter(|v| v.len() <= max).unwrap_or_default();
-    Ok(render(&FieldsFragment {
-        fields: fields_for(
-            &app,
-            &caller,
-            &chosen,
-            kept(form.duration, MAX_KEPT_DURATION),
-            kept(form.reason, MAX_KEPT_REASON),
-            kept(form.payload, MAX_KEPT_PAYLOAD),
-        ),
-    }))
+    let mut fields = fields_for(&app, &caller, &chosen, String::new(), String::new(), String::new());
+    fields.fragment = true;
+    fields.payload_part_changes = fields.payload_applies != payload_shown;
+    Ok(render(&FieldsFragment { fields }))
 }
 
 /// What a request asked for, to ask for it again: targets, duration, reason and payload
@@ -431,6 +478,8 @@ struct Again {
     duration: String,
     reason: String,
     payload: String,
+    /// Its items had different exact actions; the form holds one.
+    payloads_differ: bool,
 }
 
 /// The words for a request that cannot be asked for again: the same whether it is missing,
@@ -450,15 +499,24 @@ async fn again(app: &App, caller: &Caller, id: &str) -> Result<Again, String> {
     let targets = std::iter::once((request.resource.clone(), request.action.clone()))
         .chain(request.items.iter().map(|i| (i.resource.clone(), i.action.clone())))
         .collect();
-    let payload = request
+    // The form sends one exact action, to each action-bound item: a request whose items
+    // had different ones is pre-filled with the first, and says so.
+    let mut payloads: Vec<&String> = Vec::new();
+    for p in request
         .payload
-        .clone()
-        .or_else(|| request.items.iter().find_map(|i| i.payload.clone()));
+        .iter()
+        .chain(request.items.iter().filter_map(|i| i.payload.as_ref()))
+    {
+        if !payloads.contains(&p) {
+            payloads.push(p);
+        }
+    }
     Ok(Again {
         targets,
         duration: request.duration.to_string(),
         reason: request.reason.clone(),
-        payload: payload.unwrap_or_default(),
+        payload: payloads.first().map(|p| p.to_string()).unwrap_or_default(),
+        payloads_differ: payloads.len() > 1,
     })
 }
 
@@ -517,13 +575,20 @@ pub async fn new_request(
     let some = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let target = some(pick.resource).zip(some(pick.action));
     // What was chosen before a search (`target=R|A`, repeated) stays chosen through it.
-    let kept: Vec<(String, String)> = pairs
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (resource, action) in pairs
         .iter()
         .filter(|(name, _)| name == "target")
         .filter_map(|(_, value)| split_target(value))
-        .map(|(resource, action)| (resource.to_string(), action.to_string()))
-        .take(jitgate_core::model::MAX_ITEMS)
-        .collect();
+    {
+        let pair = (resource.to_string(), action.to_string());
+        if !kept.contains(&pair) {
+            kept.push(pair);
+        }
+        if kept.len() == jitgate_core::model::MAX_ITEMS {
+            break;
+        }
+    }
     if let Some((resource, _)) = &target {
         if search.q.as_deref().is_none_or(|q| q.trim().is_empty()) {
             search.q = Some(resource.clone());
@@ -538,16 +603,31 @@ pub async fn new_request(
     if let Some(id) = some(pick.again) {
         match again(&app, &caller, &id).await {
             Ok(earlier) => {
+                if earlier.payloads_differ {
+                    errors.push(
+                        "That request gave its items different exact actions; this form sends one exact action to each item that takes one, so the first is filled in. Ask for the others in requests of their own."
+                            .to_string(),
+                    );
+                }
                 wanted = earlier.targets;
                 typed = (earlier.duration, earlier.reason, earlier.payload);
             }
             Err(problem) => errors.push(problem),
         }
     }
-    for (resource, action) in &wanted {
-        if let Err(problem) = preselect(&app, &caller, &mut finder, resource, action) {
-            errors.push(problem);
-        }
+    // What the link asks for and cannot be had is said once: one choice by name, several
+    // by how many (a link may hold 20).
+    let refused: Vec<String> = wanted
+        .iter()
+        .filter_map(|(resource, action)| preselect(&app, &caller, &mut finder, resource, action).err())
+        .collect();
+    match refused.as_slice() {
+        [] => {}
+        [one] => errors.push(one.clone()),
+        several => errors.push(format!(
+            "{} choices in the link cannot be asked for: no workflow lets you request them. Choose from the list below.",
+            several.len()
+        )),
     }
     let chosen: Vec<(&str, &str)> = finder
         .targets
@@ -580,17 +660,31 @@ pub struct FileForm {
     pub(super) payload: Option<String>,
     pub(super) break_glass: Option<String>,
     pub(super) return_to: Option<String>,
+    /// More distinct targets were sent than one request may hold: `targets` keeps the first
+    /// [`jitgate_core::model::MAX_ITEMS`], and the form is refused beside the choice.
+    pub(super) too_many: bool,
 }
 
 impl FileForm {
-    /// Read the posted fields; `target` repeats when several things are chosen.
+    /// Read the posted fields; `target` repeats when several things are chosen. Targets are
+    /// kept once each and at most as many as a request holds, so whatever is sent, the work
+    /// done for them (a guide each, with its Cedar decisions) is bounded.
     pub(super) fn from_fields(fields: Vec<(String, String)>) -> FileForm {
         let mut form = FileForm::default();
         for (name, value) in fields {
             match name.as_str() {
-                "target" => form.targets.push(value),
+                "target" => {
+                    if form.targets.contains(&value) {
+                        continue;
+                    }
+                    if form.targets.len() < jitgate_core::model::MAX_ITEMS {
+                        form.targets.push(value);
+                    } else {
+                        form.too_many = true;
+                    }
+                }
                 "duration" => form.duration = Some(value),
-                "reason" => form.reason = Some(value),
+                "reason" => form.reason = Some(lines_as_typed(&value)),
                 "payload" => form.payload = Some(value),
                 "break_glass" => form.break_glass = Some(value),
                 "return_to" => form.return_to = Some(value),
@@ -601,14 +695,32 @@ impl FileForm {
     }
 }
 
+/// A reason's line breaks as the person typed them: browsers send a textarea's line breaks
+/// as CRLF (HTML's form encoding), which the service refuses as a carriage return the person
+/// never saw; each CRLF, and a lone CR, becomes LF, as the CLI and API send them. The payload
+/// is never changed (an action-bound grant allows its bytes exactly): its field is one line,
+/// which the service requires, so the browser has no line break to encode.
+fn lines_as_typed(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The field the form's own refusals of the choice name (nothing chosen, too much chosen):
+/// beside the choice, in words written for the form.
+const FORM_CHOICE: &str = "target";
+
 /// Where a refusal goes on the form: beside the field it is about, or (`None`) above the form.
 /// Read from the error's type (its field and problem), never from its words.
-fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErrors) -> bool {
+fn beside_field(
+    e: &ServiceError,
+    chosen: &[(&str, &str)],
+    guide_of: impl Fn(&str, &str) -> Option<jitgate_service::resources::FilingGuide>,
+    errors: &mut FieldErrors,
+) -> bool {
     let Some((field, invalid)) = refused_input(e) else {
         return false;
     };
     let slot = match field {
-        "resource" | "action" => &mut errors.target,
+        FORM_CHOICE | "resource" | "action" => &mut errors.target,
         "duration" => &mut errors.duration,
         "reason" => &mut errors.reason,
         "payload" => &mut errors.payload,
@@ -624,7 +736,25 @@ fn beside_field(e: &ServiceError, chosen: &[(&str, &str)], errors: &mut FieldErr
     };
     // Else what the service says, after the field's name in words; shown escaped, since it
     // may quote what was typed (a NUL, a bidi override).
-    let said = problem_in_words(invalid).unwrap_or_else(|| {
+    let chose = chosen.get(invalid.item.unwrap_or(0));
+    let worded = match &invalid.problem {
+        // In the words of the chosen workflow's guide, which knows where a ticket goes.
+        Some(jitgate_core::Problem::NoTicket { .. }) => {
+            chose.and_then(|(resource, action)| guide_of(resource, action).as_ref().and_then(no_ticket_words))
+        }
+        _ => problem_in_words(invalid),
+    };
+    let said = match field {
+        // The form's own refusals of the choice are its own words already.
+        FORM_CHOICE => Some(invalid.message.clone()),
+        // The service names the catalog and the CLI; on the form, the choice went away (a
+        // policy reload since the page was shown) or was never on offer.
+        "resource" | "action" => Some(
+            "That choice cannot be asked for now: no workflow governs it (the policy may have changed since this page was shown). Choose again from the list.".to_string(),
+        ),
+        _ => worded,
+    };
+    let said = said.unwrap_or_else(|| {
         format!(
             "{subject} {}.",
             jitgate_core::text::escape_for_display(invalid.message.trim_end_matches('.'))
@@ -659,7 +789,15 @@ pub async fn file(
     // Checked again: the form is the browser's to change.
     let return_to = kept_return_to(&app, form.return_to.as_deref()).ok().flatten();
     // One choice files as it always has; several become the items of one request, each
-    // judged by its own workflow (a payload goes with each, for action-bound workflows).
+    // judged by its own workflow. The payload goes with the action-bound items only (a
+    // deploy's command is not a database read's): with none action-bound it goes with each,
+    // so the service says why it does not apply rather than the form dropping it unseen.
+    let policy = app.policy();
+    let bound: Vec<bool> = chosen
+        .iter()
+        .map(|(resource, action)| policy.rules().workflow(resource, action).is_ok_and(|w| w.action_bound))
+        .collect();
+    let any_bound = bound.contains(&true);
     let (resource, action, items) = match chosen.as_slice() {
         [] => (None, None, None),
         [(resource, action)] => (Some(resource.to_string()), Some(action.to_string()), None),
@@ -669,10 +807,11 @@ pub async fn file(
             Some(
                 several
                     .iter()
-                    .map(|(resource, action)| ItemBody {
+                    .zip(&bound)
+                    .map(|((resource, action), bound)| ItemBody {
                         resource: resource.to_string(),
                         action: action.to_string(),
-                        payload: payload.map(str::to_string),
+                        payload: payload.filter(|_| *bound || !any_bound).map(str::to_string),
                     })
                     .collect(),
             ),
@@ -681,8 +820,17 @@ pub async fn file(
     let filed = if chosen.is_empty() {
         // Nothing chosen: said beside the choice, like any other refusal of a field.
         Err(ServiceError::invalid_field(
-            "resource",
-            "is not chosen: choose what to ask for",
+            FORM_CHOICE,
+            "Nothing is chosen: choose what to ask for.",
+        ))
+    } else if form.too_many {
+        Err(ServiceError::invalid_field(
+            FORM_CHOICE,
+            format!(
+                "More than {} things are chosen: ask for at most {} together.",
+                jitgate_core::model::MAX_ITEMS,
+                jitgate_core::model::MAX_ITEMS
+            ),
         ))
     } else {
         let body = CreateRequestBody {
@@ -707,7 +855,7 @@ pub async fn file(
             | ServiceError::TooLong(_)
             | ServiceError::Forbidden(_)
             | ServiceError::RetryLater { .. }
-            | ServiceError::OverLimit(Limit::FieldLength | Limit::Pending, _)),
+            | ServiceError::OverLimit(Limit::Pending, _)),
         ) => {
             let status = match e.limit() {
                 Some(Limit::Pending | Limit::Rate | Limit::Waiters) => StatusCode::TOO_MANY_REQUESTS,
@@ -721,7 +869,8 @@ pub async fn file(
                 form.reason.clone().unwrap_or_default(),
                 form.payload.clone().unwrap_or_default(),
             );
-            let error = (!beside_field(&e, &chosen, &mut fields.errors)).then(|| e.to_string());
+            let guide_of = |resource: &str, action: &str| app.filing_guide(&caller, resource, action);
+            let error = (!beside_field(&e, &chosen, guide_of, &mut fields.errors)).then(|| e.to_string());
             let page = NewPage {
                 chrome: Chrome::for_caller(&caller, "new", &csrf),
                 error,
