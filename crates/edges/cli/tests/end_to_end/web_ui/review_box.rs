@@ -751,6 +751,12 @@ fn an_approval_is_refused_when_another_landed_since_the_reviewer_looked() {
     assert_eq!(status, 200, "{body}");
     bob.click("#approve");
     bob.wait_for_text("main", "changed since you looked");
+    // Its title says what happened, not "already decided": the request still waits.
+    assert!(
+        bob.text("main h1").contains("Nothing was changed"),
+        "{}",
+        bob.text("main")
+    );
     let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-bob");
     assert_eq!(after["status"], "pending", "{after}");
     assert_eq!(after["approvals"].as_array().unwrap().len(), 1, "only carol's: {after}");

@@ -296,7 +296,9 @@ pub fn error_page_for(
     let title = match status {
         StatusCode::FORBIDDEN => "Not allowed".to_string(),
         StatusCode::NOT_FOUND => "Not found".to_string(),
-        StatusCode::CONFLICT => "Already decided".to_string(),
+        // A conflict is more than "already decided": the request changed since it was read, a
+        // grant was extended as often as allowed, ... The message says which.
+        StatusCode::CONFLICT => "Nothing was changed".to_string(),
         StatusCode::UNAUTHORIZED => "Please sign in".to_string(),
         s if s.is_client_error() => "That did not work".to_string(),
         _ => "Something went wrong".to_string(),
