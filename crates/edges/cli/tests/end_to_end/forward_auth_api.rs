@@ -47,7 +47,7 @@ http = {{ hosts = ["{APP}"], path_prefix = "/", url = "https://{APP}/" }}
     policy
 }
 
-fn server() -> (Server, tempfile::TempDir) {
+pub(crate) fn server() -> (Server, tempfile::TempDir) {
     let policy = policy();
     (Server::start_with_policy(policy.path()), policy)
 }
@@ -85,7 +85,7 @@ fn ask_exactly(s: &Server, method: &str, path: &str, headers: &[(&str, &[u8])]) 
 }
 
 /// Traefik's and Caddy's convention: `X-Forwarded-*`.
-fn traefik(s: &Server, method: &str, uri: &str, extra: &[(&str, &[u8])]) -> Response {
+pub(crate) fn traefik(s: &Server, method: &str, uri: &str, extra: &[(&str, &[u8])]) -> Response {
     let mut headers: Vec<(&str, &[u8])> = vec![
         ("X-Forwarded-Method", method.as_bytes()),
         ("X-Forwarded-Host", APP.as_bytes()),

@@ -101,13 +101,19 @@ fn a_reviewer_approves_from_the_link_in_two_clicks_and_the_requester_sees_it_liv
 
 /// Serve one page with a form that posts itself to `action` at once (another site's trap).
 fn trap_page(action: &str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let page = format!(
         "<!doctype html><html><body><form id=f method=post action=\"{action}\">\
          <input name=back value=/ui/grants><input name=csrf value=guessed></form>\
          <script>document.getElementById('f').submit()</script></body></html>"
     );
+    serve_html(page).to_string()
+}
+
+/// Serve `page` on a port of its own on 127.0.0.1 (another origin than jitgate's), for any
+/// path, until the test ends: its port.
+pub(super) fn serve_html(page: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -121,13 +127,13 @@ fn trap_page(action: &str) -> String {
                 }
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
                     page.len()
                 );
             });
         }
     });
-    port.to_string()
+    port
 }
 
 #[test]

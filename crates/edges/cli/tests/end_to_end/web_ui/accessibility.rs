@@ -754,3 +754,76 @@ fn hostile_requester_names_never_reach_postgresql() {
     );
     hostile_requesters_are_refused(&s);
 }
+
+/// The pages forward authentication answers a browser with, on the app's host (a proxy passes
+/// them through): "Sign in" (401) and "Request access" (403). They are served by the proxy, not
+/// under `/ui`, so each is taken from jitgate's answer and shown as the browser would get it,
+/// its stylesheet from jitgate, at desktop and phone size and in the dark theme.
+#[test]
+fn the_forward_auth_pages_have_no_wcag_2_2_aa_violation() {
+    let axe = axe_source();
+    let (s, _policy) = crate::forward_auth_api::server();
+    let alice: (&str, &[u8]) = ("Authorization", b"Bearer demo-alice");
+    let html: (&str, &[u8]) = ("Accept", b"text/html,application/xhtml+xml");
+    let answers = [
+        (
+            "forward-auth-sign-in",
+            crate::forward_auth_api::traefik(&s, "GET", "/d/abc", &[html]),
+            401,
+        ),
+        (
+            "forward-auth-request-access",
+            crate::forward_auth_api::traefik(&s, "GET", "/d/abc", &[alice, html]),
+            403,
+        ),
+    ];
+    let mut report = Vec::new();
+    let mut checked = 0;
+    let pages: Vec<(&str, String)> = answers
+        .into_iter()
+        .map(|(name, r, status)| {
+            assert_eq!(r.status().as_u16(), status, "{name}");
+            (name, r.text().unwrap())
+        })
+        .collect();
+    for (size, (w, h), dark) in [
+        ("desktop", DESKTOP, false),
+        ("phone", PHONE, false),
+        ("dark", DESKTOP, true),
+    ] {
+        let b = phone_or_desktop(&s, w, h);
+        if dark {
+            b.prefer_dark();
+        }
+        for (name, page) in &pages {
+            // On a host of its own, as the app's would be.
+            let port = super::serve_html(page.clone());
+            b.goto(&format!("http://localhost:{port}/d/abc"));
+            b.find("main h1");
+            // Styled as jitgate's pages are: the stylesheet came from jitgate.
+            let styled = b.execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const link = document.querySelector('link[rel=stylesheet]');
+                 const width = () => getComputedStyle(document.querySelector('main')).maxWidth;
+                 if (link.sheet) { done(width()); }
+                 else { link.addEventListener('load', () => done(width()));
+                        link.addEventListener('error', () => done('failed: ' + link.href)); }",
+                vec![],
+                Duration::from_secs(10),
+            );
+            assert_eq!(styled, json!("1100px"), "{name}: the stylesheet did not load");
+            b.screenshot(&format!("{name}-{size}"));
+            for violation in wcag_violations(&b, &axe) {
+                report.push(format!("{name} at {size}:\n  {violation}"));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    assert!(
+        report.is_empty(),
+        "{} WCAG 2.2 AA violations:\n{}",
+        report.len(),
+        report.join("\n")
+    );
+}
