@@ -103,10 +103,20 @@ pub struct Config {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Credential {
     /// A bearer token (an API token, or a static token of the server's directory).
-    Token { token: String },
+    Token {
+        /// The server the credential was stored for: it is only ever sent there. Kept in
+        /// the credential itself, not only in `config.toml`, so that editing the config
+        /// cannot redirect it. A file without one (an older jitgate) is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        token: String,
+    },
     /// Single sign-on through an OpenID issuer: the ID token is the bearer token, refreshed
     /// with the refresh token while it lasts. (Filled by `jitgate login` with single sign-on.)
     Oidc {
+        /// The jitgate server it was stored for, as for `Token`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
         issuer: String,
         client_id: String,
         id_token: String,
@@ -131,8 +141,15 @@ impl Credential {
     /// The bearer token to send.
     pub fn bearer(&self) -> &str {
         match self {
-            Credential::Token { token } => token,
+            Credential::Token { token, .. } => token,
             Credential::Oidc { id_token, .. } => id_token,
+        }
+    }
+
+    /// The server this credential may be sent to (`None`: written by an older jitgate).
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Credential::Token { url, .. } | Credential::Oidc { url, .. } => url.as_deref(),
         }
     }
 
@@ -453,6 +470,7 @@ mod tests {
         let (_tmp, store) = store();
         assert!(store.load_credential("default").unwrap().is_none());
         let cred = Credential::Token {
+            url: Some("https://jit.example".into()),
             token: "demo-alice".into(),
         };
         let path = store.save_credential("default", &cred).unwrap();
@@ -468,12 +486,16 @@ mod tests {
 
     #[test]
     fn the_oidc_credential_has_a_fixed_format_and_debug_hides_secrets() {
-        let json = r#"{"kind":"oidc","issuer":"https://idp","client_id":"cli","id_token":"eyJ.x.y","refresh_token":"r1","expires_at":"2026-01-01T00:00:00Z"}"#;
+        let json = r#"{"kind":"oidc","url":"https://jit.example","issuer":"https://idp","client_id":"cli","id_token":"eyJ.x.y","refresh_token":"r1","expires_at":"2026-01-01T00:00:00Z"}"#;
         let cred: Credential = serde_json::from_str(json).unwrap();
         assert_eq!(cred.bearer(), "eyJ.x.y");
+        assert_eq!(cred.url(), Some("https://jit.example"));
         let shown = format!("{cred:?}");
         assert!(!shown.contains("eyJ") && !shown.contains("r1"), "{shown}");
-        let token = Credential::Token { token: "s3cret".into() };
+        let token = Credential::Token {
+            url: None,
+            token: "s3cret".into(),
+        };
         assert!(!format!("{token:?}").contains("s3cret"));
     }
 
@@ -481,7 +503,13 @@ mod tests {
     fn loose_modes_symlinks_and_garbage_are_refused() {
         let (tmp, store) = store();
         let path = store
-            .save_credential("default", &Credential::Token { token: "t".into() })
+            .save_credential(
+                "default",
+                &Credential::Token {
+                    url: None,
+                    token: "t".into(),
+                },
+            )
             .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = store.load_credential("default").unwrap_err().to_string();
@@ -520,7 +548,13 @@ mod tests {
         let e = store.load_config().unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
         let path = store
-            .save_credential("default", &Credential::Token { token: "t".into() })
+            .save_credential(
+                "default",
+                &Credential::Token {
+                    url: None,
+                    token: "t".into(),
+                },
+            )
             .unwrap();
         write_atomically(&path, huge.as_bytes(), 0o600).unwrap();
         assert!(store

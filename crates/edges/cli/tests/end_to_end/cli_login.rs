@@ -97,6 +97,52 @@ fn json_of(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// A server that records every byte sent to it and answers each connection with a 401, to
+/// see whether a credential reached a server it was not stored for.
+struct Recorder {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if log.lock().unwrap().windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        Recorder { url, seen }
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(needle)
+    }
+
+    fn saw_anything(&self) -> bool {
+        !self.seen.lock().unwrap().is_empty()
+    }
+}
+
 /// An address where nothing listens: a command that tried the network would say it cannot
 /// reach it.
 fn nowhere() -> String {
@@ -195,10 +241,90 @@ fn completions_for_three_shells_and_man_pages() {
     assert!(out.lines().any(|l| l == filed["id"].as_str().unwrap()), "{out}");
     let (_, out, _) = me.run(&["__complete", "resources"]);
     assert!(out.lines().any(|l| l == "prod-db"), "{out}");
+    // Another server named by --url: the stored credential is not sent there, nothing printed.
+    let other = Recorder::start();
     let started = std::time::Instant::now();
-    let (code, out, err) = me.run(&["__complete", "requests", "--url", &nowhere()]);
+    let (code, out, err) = me.run(&["__complete", "requests", "--url", &other.url]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!other.saw_anything(), "completion sent something to another server");
+}
+
+#[test]
+fn a_stored_credential_is_only_ever_sent_to_the_server_it_was_stored_for() {
+    let s = Server::start();
+    let me = Person::new();
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let evil = Recorder::start();
+    let refusal = format!(
+        "profile default is signed in to {}, not {}: pass --token or JITGATE_TOKEN for that server, or run jitgate login --profile NAME --url {}",
+        s.url, evil.url, evil.url
+    );
+    // --url, JITGATE_URL, and bash completion's __complete on TAB.
+    for (args, env) in [
+        (vec!["--url", evil.url.as_str(), "whoami"], vec![]),
+        (vec!["requests", "--url", evil.url.as_str()], vec![]),
+        (
+            vec!["whoami", "--output", "json"],
+            vec![("JITGATE_URL", evil.url.as_str())],
+        ),
+        (
+            vec!["whoami"],
+            vec![("JITGATE_URL", evil.url.as_str()), ("JITGATE_PROFILE", "default")],
+        ),
+    ] {
+        let (code, out, err) = me.run_full(&args, &env, None);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.trim(), format!("error: {refusal}"), "{args:?}");
+        assert!(!out.contains("demo-alice") && !err.contains("demo-alice"));
+    }
+    for what in ["requests", "resources"] {
+        let (code, out, err) = me.run_full(&["__complete", what], &[("JITGATE_URL", &evil.url)], None);
+        assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    }
+    assert!(!evil.saw("demo-alice"), "the stored token reached another server");
+    assert!(!evil.saw_anything(), "something was sent to another server");
+
+    // The same server spelt differently is the same server.
+    let (code, out, err) = me.run(&["whoami", "--url", &format!("{}/", s.url.to_uppercase())]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("principal   alice"), "{out}");
+    // Editing config.toml to point the profile elsewhere does not redirect the credential:
+    // it goes where it was stored for.
+    std::fs::write(
+        me.config_dir().join("config.toml"),
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", evil.url),
+    )
+    .unwrap();
+    let (code, out, err) = me.run(&["whoami", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json_of(&out)["url"], s.url.as_str());
+    assert!(!evil.saw_anything());
+    // A flag token for the other server goes there, and only that one.
+    let (code, _, _) = me.run(&["whoami", "--url", &evil.url, "--token", "for-evil"]);
+    assert_eq!(code, 2);
+    assert!(evil.saw("for-evil") && !evil.saw("demo-alice"));
+
+    // A credential that names no server (an older jitgate wrote it) is sent nowhere.
+    let fresh = Recorder::start();
+    let cred = me.credential("default");
+    std::fs::write(&cred, r#"{"kind":"token","token":"demo-alice"}"#).unwrap();
+    std::fs::write(
+        me.config_dir().join("config.toml"),
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", fresh.url),
+    )
+    .unwrap();
+    for env in [vec![], vec![("JITGATE_URL", fresh.url.as_str())]] {
+        let (code, _, err) = me.run_full(&["whoami"], &env, None);
+        assert_eq!(code, 2);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("profile default: the stored credential names no server")
+                && err.contains("run jitgate login --profile default --url URL"),
+            "{err}"
+        );
+    }
+    assert!(!fresh.saw_anything());
 }
 
 #[test]
@@ -404,8 +530,11 @@ fn loose_foreign_symlinked_or_garbage_files_are_refused_in_one_line_before_any_c
     std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", nowhere())).unwrap();
     std::fs::write(
         &cred,
-        r#"{"kind": "oidc", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
-            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}"#,
+        format!(
+            r#"{{"kind": "oidc", "url": "{}", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
+            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}}"#,
+            nowhere()
+        ),
     )
     .unwrap();
     let (code, _, err) = me.run(&["whoami"]);
