@@ -13,23 +13,41 @@ const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2
 
 /// Bash: after clap's function, one that offers the server's request ids and resource names
 /// for the positional arguments that take them, and clap's completion for everything else.
+/// The server's words are data, never shell code: they are read one a line with `mapfile` and
+/// compared as plain strings, never passed to `compgen -W` (which expands `$(...)`, backticks
+/// and globs inside each word).
 const BASH_FROM_SERVER: &str = r#"
 _jitgate_from_server() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" sub="${COMP_WORDS[1]}"
+    local cur="${COMP_WORDS[COMP_CWORD]}" sub="${COMP_WORDS[1]}" what="" word
     if [[ ${COMP_CWORD} -eq 2 && "${cur}" != -* ]]; then
         case "${sub}" in
-            show|approve|deny|cancel|review)
-                COMPREPLY=( $(compgen -W "$(jitgate __complete requests 2>/dev/null)" -- "${cur}") )
-                return 0 ;;
-            request|gate|run)
-                COMPREPLY=( $(compgen -W "$(jitgate __complete resources 2>/dev/null)" -- "${cur}") )
-                return 0 ;;
+            show|approve|deny|cancel|review) what=requests ;;
+            request|gate|run) what=resources ;;
         esac
+    fi
+    if [[ -n "${what}" ]]; then
+        local -a words=()
+        mapfile -t words < <(jitgate __complete "${what}" 2>/dev/null)
+        COMPREPLY=()
+        for word in "${words[@]}"; do
+            [[ "${word}" == "${cur}"* ]] && COMPREPLY+=("${word}")
+        done
+        return 0
     fi
     _jitgate "$@"
 }
 complete -F _jitgate_from_server -o bashdefault -o default jitgate
 "#;
+
+/// Whether a word from the server may be offered to a shell: only characters that no shell
+/// gives a meaning to inside a word (`^[A-Za-z0-9._:/@+=,-]+$`), so that even a completion
+/// script that expanded it would find nothing to run. Others are left out, not escaped.
+fn safe_completion_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '@' | '+' | '=' | ',' | '-'))
+}
 
 /// `jitgate completion bash|zsh|fish`.
 pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) -> Result<ExitCode, ClientError> {
@@ -81,11 +99,44 @@ pub fn complete_from_server(globals: &Globals, what: &str) -> Result<ExitCode, C
     };
     if let Ok(answer) = session.client.get(path, &query) {
         for item in answer["items"].as_array().into_iter().flatten() {
-            // Only plain words: a name with a space or control character would break the line.
-            if let Some(word) = item[field].as_str().filter(|w| w.chars().all(|c| c.is_ascii_graphic())) {
+            if let Some(word) = item[field].as_str().filter(|w| safe_completion_word(w)) {
                 println!("{word}");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_words_without_shell_meaning_are_offered() {
+        for good in ["prod-db", "req_0193abc", "env:prod", "team/app@v1+2=3,4", "a.b"] {
+            assert!(safe_completion_word(good), "{good}");
+        }
+        for bad in [
+            "$(touch${IFS}/tmp/PWNED)",
+            "`id`",
+            "a;b",
+            "a|b",
+            "*",
+            "a?",
+            "[ab]",
+            "~root",
+            "a b",
+            "a\nb",
+            "{a,b}",
+            "a'b",
+            "a\"b",
+            "a\\b",
+            "a<b",
+            "!x",
+            "",
+            "prоd",
+        ] {
+            assert!(!safe_completion_word(bad), "{bad:?}");
+        }
+    }
 }

@@ -197,7 +197,11 @@ fn completions_for_three_shells_and_man_pages() {
     let (code, bash, err) = me.run(&["completion", "bash"]);
     assert_eq!(code, 0, "{err}");
     assert!(bash.contains("_jitgate") && bash.contains("complete -F"), "{bash}");
-    assert!(bash.contains("jitgate __complete requests"));
+    assert!(
+        bash.contains("what=requests") && bash.contains("jitgate __complete \"${what}\""),
+        "{bash}"
+    );
+    assert!(!bash.contains("compgen -W \"$(jitgate"), "{bash}");
     let script = me.home.path().join("jitgate.bash");
     std::fs::write(&script, &bash).unwrap();
     let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
@@ -941,4 +945,98 @@ fn ssh_write_puts_the_certificate_beside_the_key() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 3, "{left:?}");
+}
+
+/// Press TAB after `jitgate WORDS...` in bash: source the script `jitgate completion bash`
+/// prints, with `path_first` ahead of PATH (where `jitgate` is looked up), call its function
+/// and return the candidates, one a line.
+fn bash_tab(me: &Person, path_first: &Path, words: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let (code, script, err) = me.run(&["completion", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let file = me.home.path().join("jitgate.bash");
+    std::fs::write(&file, script).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; _jitgate_from_server jitgate; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let path = format!("{}:{}", path_first.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", &program])
+        .env("PATH", path)
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command.envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_never_runs_what_the_server_names() {
+    let me = Person::new();
+    let traps = tempfile::tempdir().unwrap();
+    let trap = |n: u32| traps.path().join(format!("PWNED{n}"));
+
+    // The script alone: a `jitgate` that answers hostile words. They are offered or not, but
+    // never run, expanded or globbed.
+    let fake = tempfile::tempdir().unwrap();
+    let fake_bin = fake.path().join("jitgate");
+    std::fs::write(
+        &fake_bin,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = __complete ]; then\n  printf '%s\\n' 'prod-db' '$(touch${{IFS}}{one})' '`touch {two}`' '*' 'prod-api'\n  exit 0\nfi\nexec {bin} \"$@\"\n",
+            one = trap(1).display(),
+            two = trap(2).display(),
+            bin = BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let offered = bash_tab(&me, fake.path(), &["jitgate", "request", "p"], &[]);
+    assert_eq!(offered, vec!["prod-db", "prod-api"]);
+    let offered = bash_tab(&me, fake.path(), &["jitgate", "request", ""], &[]);
+    assert!(offered.contains(&"*".to_string()) && offered.len() == 5, "{offered:?}");
+    assert!(
+        !trap(1).exists() && !trap(2).exists(),
+        "a completion ran the server's words"
+    );
+
+    // The real binary against a server whose catalog holds such a name: it is not even printed.
+    let policy = editable_quickstart();
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str(&format!(
+        "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\", team = \"data\" }}\n",
+        trap(3).display()
+    ));
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    let (status, listed) = s.get("/v1/resources", "demo-alice");
+    assert_eq!(status, 200);
+    assert!(
+        listed.to_string().contains("PWNED3"),
+        "the hostile name is requestable: {listed}"
+    );
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let (_, out, _) = me.run(&["__complete", "resources"]);
+    assert!(out.lines().any(|l| l == "staging-db"), "{out}");
+    assert!(!out.contains("PWNED3"), "{out}");
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let offered = bash_tab(&me, bin_dir, &["jitgate", "request", "st"], &[]);
+    assert_eq!(offered, vec!["staging-db"]);
+    let offered = bash_tab(&me, bin_dir, &["jitgate", "request", ""], &[]);
+    assert!(offered.contains(&"prod-db".to_string()), "{offered:?}");
+    assert!(!trap(3).exists(), "a completion ran the server's words");
 }
