@@ -87,8 +87,23 @@ pub fn man(command: clap::Command, dir: Option<&Path>) -> Result<ExitCode, Clien
 
 /// `jitgate __complete requests|resources`: candidates, one a line; nothing at all on any
 /// error (no server, not signed in, too slow), since a shell shows whatever is printed.
+/// `JITGATE_TOKEN_COMMAND` is not run here (a TAB must not start a sign-in helper that may
+/// wait for ever), and the whole process ends after [`COMPLETION_TIMEOUT`] whatever it is
+/// doing: the HTTP timeout alone does not cover name resolution or a slow file system.
 pub fn complete_from_server(globals: &Globals, what: &str) -> Result<ExitCode, ClientError> {
-    let Ok(mut session) = people::connect(globals) else {
+    std::thread::spawn(|| {
+        std::thread::sleep(COMPLETION_TIMEOUT);
+        std::process::exit(0);
+    });
+    let globals = Globals {
+        url: globals.url.clone(),
+        token: globals.token.clone(),
+        token_command: None,
+        profile: globals.profile.clone(),
+        output: globals.output,
+        token_typed: globals.token_typed,
+    };
+    let Ok(mut session) = people::connect(&globals) else {
         return Ok(ExitCode::SUCCESS);
     };
     session.client.set_timeout(COMPLETION_TIMEOUT);
@@ -98,11 +113,19 @@ pub fn complete_from_server(globals: &Globals, what: &str) -> Result<ExitCode, C
         _ => return Ok(ExitCode::SUCCESS),
     };
     if let Ok(answer) = session.client.get(path, &query) {
-        for item in answer["items"].as_array().into_iter().flatten() {
-            if let Some(word) = item[field].as_str().filter(|w| safe_completion_word(w)) {
-                println!("{word}");
-            }
+        let words: Vec<&str> = answer["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item[field].as_str())
+            .filter(|w| safe_completion_word(w))
+            .collect();
+        // One write, so the deadline cannot cut a word in half.
+        let mut out = words.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
         }
+        let _ = std::io::stdout().write_all(out.as_bytes());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1040,3 +1040,35 @@ fn bash_completion_never_runs_what_the_server_names() {
     assert!(offered.contains(&"prod-db".to_string()), "{offered:?}");
     assert!(!trap(3).exists(), "a completion ran the server's words");
 }
+
+#[test]
+fn completion_never_hangs_a_tab() {
+    let me = Person::new();
+    // A server that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    for env in [
+        vec![("JITGATE_URL", silent.as_str()), ("JITGATE_TOKEN", "demo-alice")],
+        // A token command that takes its time is not run by a TAB at all.
+        vec![
+            ("JITGATE_URL", silent.as_str()),
+            ("JITGATE_TOKEN_COMMAND", "sleep 30; echo demo-alice"),
+        ],
+        vec![("JITGATE_TOKEN_COMMAND", "sleep 30; echo demo-alice")],
+    ] {
+        for what in ["requests", "resources"] {
+            let started = std::time::Instant::now();
+            let (code, out, err) = me.run_full(&["__complete", what], &env, None);
+            let took = started.elapsed();
+            assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""), "{env:?}");
+            assert!(took < std::time::Duration::from_secs(3), "{env:?}: {took:?}");
+        }
+    }
+}
