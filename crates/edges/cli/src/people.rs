@@ -95,6 +95,25 @@ fn server_identity(url: &str) -> Option<(String, String, u16, String)> {
     ))
 }
 
+/// Whether `url` is `http://` to a host other than this machine (loopback: 127.0.0.0/8, ::1,
+/// `localhost`): there a token crosses the network readable by anyone on the way.
+fn cleartext_to_another_machine(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return true;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return true;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Whether two addresses name the same server (see [`server_identity`]).
 pub fn same_server(a: &str, b: &str) -> bool {
     match (server_identity(a), server_identity(b)) {
@@ -237,7 +256,12 @@ pub fn name_the_profile(session: &Session, error: ClientError) -> ClientError {
 }
 
 /// `jitgate login --url URL --token TOKEN [--profile NAME]`.
-pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<ExitCode, ClientError> {
+pub fn login(
+    globals: &Globals,
+    token: Option<String>,
+    device: bool,
+    insecure_http: bool,
+) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let mut config = store.load_config()?;
     let profile = globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
@@ -254,6 +278,12 @@ pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<E
     if !(url.starts_with("http://") || url.starts_with("https://")) || profiles::token_problem(&url).is_some() {
         return Err(ClientError::Other(format!(
             "--url {}: not an http:// or https:// address",
+            render::shown(&url)
+        )));
+    }
+    if !insecure_http && cleartext_to_another_machine(&url) {
+        return Err(ClientError::Other(format!(
+            "--url {}: http:// would send the token in clear text to another machine, and store it for later: use https://, or pass --insecure-http if you mean it",
             render::shown(&url)
         )));
     }
@@ -522,6 +552,31 @@ mod tests {
             ("file:///x", "file:///x"),
         ] {
             assert!(!same_server(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn cleartext_is_allowed_to_this_machine_only() {
+        for local in [
+            "http://127.0.0.1:7400",
+            "http://127.9.8.7",
+            "http://[::1]:7400",
+            "http://localhost:7400",
+            "http://LOCALHOST",
+            "https://jit.corp",
+            "https://10.0.0.1",
+        ] {
+            assert!(!cleartext_to_another_machine(local), "{local}");
+        }
+        for remote in [
+            "http://jit.corp",
+            "http://10.0.0.1:7400",
+            "http://[::2]",
+            "http://localhost.evil.example",
+            "http://128.0.0.1",
+            "http://0.0.0.0",
+        ] {
+            assert!(cleartext_to_another_machine(remote), "{remote}");
         }
     }
 

@@ -1072,3 +1072,36 @@ fn completion_never_hangs_a_tab() {
         }
     }
 }
+
+#[test]
+fn login_refuses_cleartext_http_to_another_machine() {
+    let me = Person::new();
+    for url in ["http://jit.invalid", "http://10.255.255.1:7400"] {
+        let (code, out, err) = me.login(url, "demo-alice", None);
+        assert_eq!(code, 2, "{out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("http:// would send the token in clear text") && err.contains("--insecure-http"),
+            "{err}"
+        );
+        assert!(!err.contains("cannot reach") && !err.contains("demo-alice"), "{err}");
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+    // --insecure-http lets it through (here to a name that does not resolve).
+    let (code, _, err) = me.run(&[
+        "login",
+        "--url",
+        "http://jit.invalid",
+        "--token",
+        "demo-alice",
+        "--insecure-http",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(me.files().is_empty());
+    // This machine, by name or address, needs no flag.
+    let s = Server::start();
+    let port = s.url.rsplit(':').next().unwrap();
+    let (code, out, err) = me.login(&format!("http://localhost:{port}"), "demo-alice", None);
+    assert_eq!(code, 0, "{out}{err}");
+}
