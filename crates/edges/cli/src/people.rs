@@ -331,14 +331,37 @@ pub fn login(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A token on standard input (`--token -`): it stays out of shell history and `ps`.
+/// A token on standard input (`--token -`): it stays out of shell history and `ps`. On a
+/// terminal the prompt goes to standard error and the typed or pasted token is not echoed
+/// (as `ssh` and `sudo` read a password); from a pipe it is read as is.
 fn read_token_from_stdin() -> Result<String, ClientError> {
+    let stdin = std::io::stdin();
+    let echo_was = if rustix::termios::isatty(&stdin) {
+        eprint!("Token (not shown): ");
+        hide_typing(&stdin)
+    } else {
+        None
+    };
     let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
+    let read = stdin.read_line(&mut line);
+    if let Some(saved) = echo_was {
+        // Restore the terminal before anything else can fail or print.
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
+        eprintln!();
+    }
+    read.map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
     let token = line.strip_suffix('\n').unwrap_or(&line);
     Ok(token.strip_suffix('\r').unwrap_or(token).to_string())
+}
+
+/// Turn the terminal's echo off; the settings to restore, or `None` if they could not be
+/// changed (then the token is read as is, echoed).
+fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
+    let saved = rustix::termios::tcgetattr(stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &quiet).ok()?;
+    Some(saved)
 }
 
 /// Without `--token`: ask the server how people sign in.

@@ -1105,3 +1105,56 @@ fn login_refuses_cleartext_http_to_another_machine() {
     let (code, out, err) = me.login(&format!("http://localhost:{port}"), "demo-alice", None);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_token_typed_at_a_terminal_is_not_echoed() {
+    let s = Server::start();
+    let me = Person::new();
+    // A real terminal (a pseudo-terminal from Python's pty module): what it shows is what a
+    // person at it would see.
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"demo-alice\r")
+pump(b"Signed in", 10)
+os.kill(pid, 9) if b"Signed in" not in seen else None
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, BIN, "login", "--url", &s.url, "--token", "-"])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(
+        screen.contains("Signed in to") && screen.contains("as alice"),
+        "{screen}"
+    );
+    assert!(!screen.contains("demo-alice"), "the token was echoed: {screen}");
+    assert_eq!(mode(&me.credential("default")), 0o600);
+}
