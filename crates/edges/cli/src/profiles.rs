@@ -27,7 +27,7 @@ const MAX_FILE_BYTES: u64 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error(
-        "profile name {shown:?}: {why}; use letters, digits, '.', '_' and '-' (at most 64, not starting with '.')"
+        "profile name {shown:?}: {why}; use lower-case letters, digits, '.', '_' and '-' (at most 64, not starting with '.')"
     )]
     BadName { shown: String, why: &'static str },
     #[error("no config directory: set XDG_CONFIG_HOME or HOME")]
@@ -73,9 +73,11 @@ pub fn check_profile_name(name: &str) -> Result<(), ProfileError> {
     }
     if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
     {
-        return bad("holds a character other than letters, digits, '.', '_' and '-'");
+        // Lower case only: on a case-insensitive file system `Prod` and `prod` would share
+        // one credential file.
+        return bad("holds a character other than lower-case letters, digits, '.', '_' and '-'");
     }
     Ok(())
 }
@@ -456,6 +458,8 @@ mod tests {
             "a\0b",
             "a\nb",
             "a\u{202e}b",
+            "Prod",
+            "PROD",
             "prоd", // Cyrillic о
             "a b",
             &"x".repeat(65),

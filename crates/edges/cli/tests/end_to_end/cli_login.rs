@@ -613,6 +613,7 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
         "prоd", /* Cyrillic о */
         "a\u{200b}b",
         "a b",
+        "Prod",
         long.as_str(),
         "",
     ] {
@@ -620,8 +621,16 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
         assert_eq!(code, 2, "{name:?}");
         assert!(err.contains("profile name"), "{name:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        let (code, _, err) = me.run(&["whoami", "--profile", name]);
-        assert_eq!(code, 2, "{name:?}: {err}");
+        // Every command refuses the name itself, even with a URL and a token that need no file.
+        for extra in [&[][..], &["--url", s.url.as_str(), "--token", "demo-alice"][..]] {
+            let mut args = vec!["whoami", "--profile", name];
+            args.extend_from_slice(extra);
+            let (code, out, err) = me.run(&args);
+            assert_eq!(code, 2, "{name:?}: {out}{err}");
+            assert!(err.contains("error: profile name "), "{name:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+        }
     }
     assert!(me.files().is_empty(), "{:?}", me.files());
     // NUL cannot be passed in an argument; through the environment it is refused by the OS,
