@@ -954,6 +954,32 @@ fn ssh_write_puts_the_certificate_beside_the_key() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 3, "{left:?}");
+
+    // A -cert.pub that is a symbolic link is replaced by a file, not followed.
+    let target = me.home.path().join("not-a-cert");
+    std::fs::write(&target, "keep me\n").unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    std::os::unix::fs::symlink(&target, &cert).unwrap();
+    assert_eq!(me.run(&["ssh", &grant, "--key", &public, "--write"]).0, 0);
+    assert!(!std::fs::symlink_metadata(&cert).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&cert)
+        .unwrap()
+        .starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+
+    // The private key given by mistake is refused before anything is sent.
+    let audit_before = s.audit_count();
+    let (code, out, err) = me.run(&["ssh", &grant, "--key", key.to_str().unwrap(), "--write"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: --key {}: that is a private key: pass the .pub file",
+            key.display()
+        )
+    );
+    assert!(!out.contains("PRIVATE") && !err.contains("PRIVATE"));
+    assert_eq!(s.audit_count(), audit_before, "the private key reached the server");
 }
 
 /// Press TAB after `jitgate WORDS...` in bash: source the script `jitgate completion bash`
