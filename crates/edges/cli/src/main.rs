@@ -276,7 +276,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ProfileCommand {
-    /// The profiles: name, server, whether signed in; `*` marks the active one.
+    /// The profiles: name, server, whether signed in; `*` marks the one in use.
     List,
     /// Make a profile the active one.
     Use { name: String },

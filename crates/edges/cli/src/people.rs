@@ -392,14 +392,20 @@ fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
             source,
         })?;
     let status = response.status();
-    let body: Value = response.json().map_err(|source| ClientError::Transport {
-        url: full.clone(),
-        source,
-    })?;
+    // The status first: an error page or a proxy's login page is not JSON, and "error
+    // decoding response body" would hide what is wrong.
     if !status.is_success() {
-        return Err(ClientError::Other(format!("{full} answered {status}")));
+        return Err(ClientError::Other(format!(
+            "{} answered {status}: not a jitgate server, or not this URL",
+            render::shown(&full)
+        )));
     }
-    Ok(body)
+    response.json().map_err(|_| {
+        ClientError::Other(format!(
+            "{} answered something other than JSON: not a jitgate server",
+            render::shown(&full)
+        ))
+    })
 }
 
 /// `jitgate logout [--profile NAME]`.
@@ -487,7 +493,8 @@ pub fn whoami(session: &Session) -> Result<ExitCode, ClientError> {
 pub fn profile_list(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let config = store.load_config()?;
-    let active = config.active.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    // The profile commands would use now: JITGATE_PROFILE (or --profile) wins over config.toml.
+    let active = profile_name(globals, &mut || Ok(config.clone()))?;
     let mut rows = Vec::new();
     for (name, entry) in &config.profiles {
         // A file we may not read (loose, foreign) is shown as such, not as an error for all.

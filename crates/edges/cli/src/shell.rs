@@ -53,6 +53,7 @@ fn safe_completion_word(word: &str) -> bool {
 pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) -> Result<ExitCode, ClientError> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "jitgate", &mut out);
+    let mut out = hide_internal_command(shell, &String::from_utf8_lossy(&out)).into_bytes();
     if shell == clap_complete::Shell::Bash {
         out.extend_from_slice(BASH_FROM_SERVER.as_bytes());
     }
@@ -60,6 +61,24 @@ pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) -> Re
         .write_all(&out)
         .map_err(|e| ClientError::Other(format!("cannot write the script: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// clap's generators offer even a hidden subcommand as a word: `jitgate <TAB>` would show
+/// `__complete`, which is for the scripts only. Take it out of the words offered (bash's
+/// `opts="..."` lists, fish's `-a "__complete"` line); its own branches stay, unreachable.
+fn hide_internal_command(shell: clap_complete::Shell, script: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        match shell {
+            clap_complete::Shell::Bash if line.trim_start().starts_with("opts=\"") => {
+                out.push_str(&line.replace(" __complete ", " "));
+            }
+            clap_complete::Shell::Fish if line.contains("-a \"__complete\"") => continue,
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `jitgate man`: the main page to standard output; with `--dir DIR`, one page per command

@@ -202,10 +202,18 @@ fn completions_for_three_shells_and_man_pages() {
         "{bash}"
     );
     assert!(!bash.contains("compgen -W \"$(jitgate"), "{bash}");
+    // The internal command is not offered on `jitgate <TAB>`.
+    let top = bash
+        .lines()
+        .find(|l| l.trim_start().starts_with("opts=\"") && l.contains(" whoami "))
+        .unwrap();
+    assert!(!top.contains("__complete"), "{top}");
     let script = me.home.path().join("jitgate.bash");
     std::fs::write(&script, &bash).unwrap();
     let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let (_, fish, _) = me.run(&["completion", "fish"]);
+    assert!(!fish.contains("-a \"__complete\""), "{fish}");
     for shell in ["zsh", "fish"] {
         let (code, out, err) = me.run(&["completion", shell]);
         assert_eq!(code, 0, "{err}");
@@ -435,6 +443,10 @@ fn two_profiles_side_by_side_then_logout() {
         "{out}"
     );
     assert!(!out.contains("demo-"), "{out}");
+    // JITGATE_PROFILE overrides the active one: the marker follows what commands would use.
+    let (_, out, _) = me.run_full(&["profile", "list"], &[("JITGATE_PROFILE", "work")], None);
+    assert!(out.lines().any(|l| l.starts_with("* work")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("  ops")), "{out}");
     let (_, out, _) = me.run(&["profile", "list", "--output", "json"]);
     assert_eq!(json_of(&out)["items"].as_array().unwrap().len(), 2);
     assert!(!out.contains("demo-"), "{out}");
@@ -1134,6 +1146,11 @@ fn login_refuses_cleartext_http_to_another_machine() {
     assert_eq!(code, 2);
     assert!(err.contains("cannot reach"), "{err}");
     assert!(me.files().is_empty());
+    // Something that is not a jitgate server is named as such, not "error decoding".
+    let other = Recorder::start();
+    let (code, _, err) = me.run(&["login", "--url", &other.url]);
+    assert_eq!(code, 2);
+    assert!(err.contains("answered 401 Unauthorized: not a jitgate server"), "{err}");
     // This machine, by name or address, needs no flag.
     let s = Server::start();
     let port = s.url.rsplit(':').next().unwrap();
