@@ -368,6 +368,13 @@ pub fn token_create(client: &Client, principal: &str, options: TokenOptions) -> 
 pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, write: bool) -> CommandResult {
     let public_key = std::fs::read_to_string(key)
         .map_err(|e| ClientError::Other(format!("--key: cannot read {}: {e}", key.display())))?;
+    // A private key must never leave the machine: refuse it before anything is sent.
+    if public_key.contains("PRIVATE KEY") {
+        return Err(ClientError::Other(format!(
+            "--key {}: that is a private key: pass the .pub file",
+            render::shown(&key.display().to_string())
+        )));
+    }
     let answer = client.post(
         &format!("/v1/grants/{grant_id}/ssh-cert"),
         &json!({"public_key": public_key.trim()}),
@@ -376,13 +383,11 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
         print(client, &answer, |a| format!("{}\n", render::raw(&a["certificate"])));
         return Ok(ExitCode::SUCCESS);
     }
-    let certificate = render::raw(&answer["certificate"]);
-    // A certificate is one OpenSSH line: anything else is not written where ssh would load it.
-    if certificate == "-" || !certificate.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+    let Some(certificate) = answer["certificate"].as_str().filter(|c| is_certificate_line(c)) else {
         return Err(ClientError::Other(
-            "the server's answer holds no certificate line".into(),
+            "the server's answer holds no OpenSSH certificate line; nothing was written".into(),
         ));
-    }
+    };
     let path = certificate_path(key);
     crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
         .map_err(|e| ClientError::Other(format!("--write: {e}")))?;
@@ -390,6 +395,26 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
     shown["path"] = json!(path.display().to_string());
     print(client, &shown, |_| format!("{}\n", path.display()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `line` looks like one OpenSSH certificate line: a certificate type
+/// (`...-cert-v01@openssh.com`), a space, then base64 (and maybe a comment), printable ASCII
+/// only. Anything else (empty, an error page, a plain key) is not written where ssh loads it.
+fn is_certificate_line(line: &str) -> bool {
+    let Some((kind, rest)) = line.split_once(' ') else {
+        return false;
+    };
+    let blob = rest.split(' ').next().unwrap_or("");
+    kind.len() > "-cert-v01@openssh.com".len()
+        && kind.ends_with("-cert-v01@openssh.com")
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '@' | '.'))
+        && !blob.is_empty()
+        && blob
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        && line.chars().all(|c| c.is_ascii_graphic() || c == ' ')
 }
 
 /// Where ssh looks for a key's certificate: `id_ed25519.pub` -> `id_ed25519-cert.pub`, beside it.
@@ -928,6 +953,35 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
         Err(errors) => {
             print_policy_errors(&errors, output);
             Ok(ExitCode::from(2))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_openssh_certificate_line_is_written() {
+        for good in [
+            "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQ= alice",
+            "ecdsa-sha2-nistp256-cert-v01@openssh.com AAAA+/=",
+        ] {
+            assert!(is_certificate_line(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-",
+            " ",
+            "-cert-v01@openssh.com AAAA",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 alice",
+            "ssh-ed25519-cert-v01@openssh.com",
+            "ssh-ed25519-cert-v01@openssh.com ",
+            "ssh-ed25519-cert-v01@openssh.com AAAA\nssh-rsa BBBB",
+            "ssh-ed25519-cert-v01@openssh.com AA$(x)",
+            "<html>error</html>",
+        ] {
+            assert!(!is_certificate_line(bad), "{bad:?}");
         }
     }
 }

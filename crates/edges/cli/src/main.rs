@@ -65,6 +65,10 @@ enum Command {
         /// names an issuer (not in this build yet: it says so and asks for a token).
         #[arg(long)]
         device: bool,
+        /// Allow an `http://` URL to a host other than this machine (127.0.0.0/8, ::1,
+        /// localhost): the token then crosses the network in clear text.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Forget the profile's stored credential (its server stays in the profile).
     Logout,
@@ -272,7 +276,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ProfileCommand {
-    /// The profiles: name, server, whether signed in; `*` marks the active one.
+    /// The profiles: name, server, whether signed in; `*` marks the one in use.
     List,
     /// Make a profile the active one.
     Use { name: String },
@@ -483,7 +487,12 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { dir }) => commands::policy_check(&dir, cli.output),
         Command::Policy(PolicyCommand::Test { dir }) => commands::policy_test(&dir, cli.output),
         Command::Policy(PolicyCommand::Diff { old, new }) => commands::policy_diff(&old, &new, cli.output),
-        Command::Login { device } => people::login(&globals, token_typed.then(|| cli.token.clone()).flatten(), device),
+        Command::Login { device, insecure_http } => people::login(
+            &globals,
+            token_typed.then(|| cli.token.clone()).flatten(),
+            device,
+            insecure_http,
+        ),
         Command::Logout => people::logout(&globals),
         Command::Profile(ProfileCommand::List) => people::profile_list(&globals),
         Command::Profile(ProfileCommand::Use { name }) => people::profile_use(&globals, &name),

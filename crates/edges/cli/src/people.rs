@@ -79,11 +79,61 @@ fn profile_name(
     Ok(name)
 }
 
+/// The parts of a server address that say which server it is: scheme, lower-case host, port
+/// (explicit or the scheme's default), path without a trailing `/`. `None` for an address
+/// that is not an http(s) URL with a host.
+fn server_identity(url: &str) -> Option<(String, String, u16, String)> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    Some((
+        parsed.scheme().to_string(),
+        parsed.host_str()?.to_ascii_lowercase(),
+        parsed.port_or_known_default()?,
+        parsed.path().trim_end_matches('/').to_string(),
+    ))
+}
+
+/// Whether `url` is `http://` to a host other than this machine (loopback: 127.0.0.0/8, ::1,
+/// `localhost`): there a token crosses the network readable by anyone on the way.
+fn cleartext_to_another_machine(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return true;
+    };
+    if parsed.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = parsed.host_str() else {
+        return true;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Whether two addresses name the same server (see [`server_identity`]).
+pub fn same_server(a: &str, b: &str) -> bool {
+    match (server_identity(a), server_identity(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The connection a server command uses. Token: `--token`/`JITGATE_TOKEN` >
 /// `JITGATE_TOKEN_COMMAND` > the profile's stored credential. URL: `--url`/`JITGATE_URL` > the
-/// profile's > [`DEFAULT_URL`]. Files are read only when flags and environment leave
-/// something open, so CI that sets both never touches them.
+/// URL the profile's credential was stored for > the profile's URL in config.toml >
+/// [`DEFAULT_URL`]. A stored credential is only ever sent to the server it was stored for:
+/// `--url` naming another server, or a credential that names none, is refused before anything
+/// is sent. Files are read only when flags and environment leave something open, so CI that
+/// sets both never touches them.
 pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
+    // A hostile name is refused even when nothing is read with it.
+    if let Some(name) = &globals.profile {
+        profiles::check_profile_name(name)?;
+    }
     let needs_files = globals.url.is_none() || (globals.token.is_none() && globals.token_command.is_none());
     // Without HOME or XDG_CONFIG_HOME (a bare CI container) there are no files to read: the
     // flags and environment alone decide, as before profiles existed.
@@ -113,36 +163,32 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
     } else {
         globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string())
     };
-    let url = match &globals.url {
-        Some(url) => url.clone(),
-        None => config()?
+    let (token, source, bound_url) = match (&globals.token, &globals.token_command, &store) {
+        (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag, None),
+        (Some(token), _, _) => (Some(token.clone()), TokenSource::Env, None),
+        (None, Some(_), _) => (None, TokenSource::Command, None),
+        (None, None, Some(store)) => match store.load_credential(&profile) {
+            Ok(Some(credential)) => {
+                let bound = stored_credential_server(&profile, &credential, globals.url.as_deref())?;
+                (
+                    Some(credential.bearer().to_string()),
+                    TokenSource::Profile(store.credential_path(&profile)?.display().to_string()),
+                    Some(bound),
+                )
+            }
+            Ok(None) => (None, TokenSource::None, None),
+            Err(e) => return Err(ClientError::Other(format!("profile {profile}: {e}"))),
+        },
+        (None, None, None) => (None, TokenSource::None, None),
+    };
+    let url = match (&globals.url, bound_url) {
+        (Some(url), _) => url.clone(),
+        (None, Some(bound)) => bound,
+        (None, None) => config()?
             .profiles
             .get(&profile)
             .map(|p| p.url.clone())
             .unwrap_or_else(|| DEFAULT_URL.to_string()),
-    };
-    let (token, source) = match (&globals.token, &globals.token_command, &store) {
-        (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag),
-        (Some(token), _, _) => (Some(token.clone()), TokenSource::Env),
-        (None, Some(_), _) => (None, TokenSource::Command),
-        (None, None, Some(store)) => match store.load_credential(&profile) {
-            // An ID token past its expiry would only be refused: say so without sending it.
-            // (Part 2 of #28 refreshes it here with the refresh token while that lasts.)
-            Ok(Some(Credential::Oidc { expires_at, issuer, .. })) if expires_at <= chrono::Utc::now() => {
-                return Err(ClientError::Other(format!(
-                    "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
-                    render::shown(&issuer),
-                    expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                )))
-            }
-            Ok(Some(credential)) => (
-                Some(credential.bearer().to_string()),
-                TokenSource::Profile(store.credential_path(&profile)?.display().to_string()),
-            ),
-            Ok(None) => (None, TokenSource::None),
-            Err(e) => return Err(ClientError::Other(format!("profile {profile}: {e}"))),
-        },
-        (None, None, None) => (None, TokenSource::None),
     };
     let mut client = Client::new(&url, token, globals.token_command.clone(), globals.output);
     if source == TokenSource::None {
@@ -154,6 +200,42 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
         url,
         source,
     })
+}
+
+/// The server a stored credential may be sent to: the one it was stored for, and only if
+/// `--url`/`JITGATE_URL` (when given) names that same server. Otherwise the one-line refusal,
+/// before anything is sent: a token stored for one server must never reach another.
+fn stored_credential_server(
+    profile: &str,
+    credential: &Credential,
+    asked: Option<&str>,
+) -> Result<String, ClientError> {
+    let Some(bound) = credential.url() else {
+        return Err(ClientError::Other(format!(
+            "profile {profile}: the stored credential names no server (an older jitgate wrote it), so it is not sent anywhere: run jitgate login --profile {profile} --url URL"
+        )));
+    };
+    if let Some(asked) = asked {
+        if !same_server(asked, bound) {
+            let asked = render::shown(asked);
+            return Err(ClientError::Other(format!(
+                "profile {profile} is signed in to {}, not {asked}: pass --token or JITGATE_TOKEN for that server, or run jitgate login --profile NAME --url {asked}",
+                render::shown(bound)
+            )));
+        }
+    }
+    // An ID token past its expiry would only be refused: say so without sending it.
+    // (Part 2 of #28 refreshes it here with the refresh token while that lasts.)
+    if let Credential::Oidc { expires_at, issuer, .. } = credential {
+        if *expires_at <= chrono::Utc::now() {
+            return Err(ClientError::Other(format!(
+                "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
+                render::shown(issuer),
+                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+    }
+    Ok(bound.trim_end_matches('/').to_string())
 }
 
 /// An error about the stored credential, named with its profile: a 401 with a profile's
@@ -174,7 +256,12 @@ pub fn name_the_profile(session: &Session, error: ClientError) -> ClientError {
 }
 
 /// `jitgate login --url URL --token TOKEN [--profile NAME]`.
-pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<ExitCode, ClientError> {
+pub fn login(
+    globals: &Globals,
+    token: Option<String>,
+    device: bool,
+    insecure_http: bool,
+) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let mut config = store.load_config()?;
     let profile = globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
@@ -191,6 +278,12 @@ pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<E
     if !(url.starts_with("http://") || url.starts_with("https://")) || profiles::token_problem(&url).is_some() {
         return Err(ClientError::Other(format!(
             "--url {}: not an http:// or https:// address",
+            render::shown(&url)
+        )));
+    }
+    if !insecure_http && cleartext_to_another_machine(&url) {
+        return Err(ClientError::Other(format!(
+            "--url {}: http:// would send the token in clear text to another machine, and store it for later: use https://, or pass --insecure-http if you mean it",
             render::shown(&url)
         )));
     }
@@ -211,7 +304,13 @@ pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<E
         )),
         other => other,
     })?;
-    let path = store.save_credential(&profile, &Credential::Token { token })?;
+    let path = store.save_credential(
+        &profile,
+        &Credential::Token {
+            url: Some(url.clone()),
+            token,
+        },
+    )?;
     config
         .profiles
         .insert(profile.clone(), ProfileEntry { url: url.clone() });
@@ -232,14 +331,37 @@ pub fn login(globals: &Globals, token: Option<String>, device: bool) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// A token on standard input (`--token -`): it stays out of shell history and `ps`.
+/// A token on standard input (`--token -`): it stays out of shell history and `ps`. On a
+/// terminal the prompt goes to standard error and the typed or pasted token is not echoed
+/// (as `ssh` and `sudo` read a password); from a pipe it is read as is.
 fn read_token_from_stdin() -> Result<String, ClientError> {
+    let stdin = std::io::stdin();
+    let echo_was = if rustix::termios::isatty(&stdin) {
+        eprint!("Token (not shown): ");
+        hide_typing(&stdin)
+    } else {
+        None
+    };
     let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
+    let read = stdin.read_line(&mut line);
+    if let Some(saved) = echo_was {
+        // Restore the terminal before anything else can fail or print.
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
+        eprintln!();
+    }
+    read.map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
     let token = line.strip_suffix('\n').unwrap_or(&line);
     Ok(token.strip_suffix('\r').unwrap_or(token).to_string())
+}
+
+/// Turn the terminal's echo off; the settings to restore, or `None` if they could not be
+/// changed (then the token is read as is, echoed).
+fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
+    let saved = rustix::termios::tcgetattr(stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &quiet).ok()?;
+    Some(saved)
 }
 
 /// Without `--token`: ask the server how people sign in.
@@ -270,14 +392,20 @@ fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
             source,
         })?;
     let status = response.status();
-    let body: Value = response.json().map_err(|source| ClientError::Transport {
-        url: full.clone(),
-        source,
-    })?;
+    // The status first: an error page or a proxy's login page is not JSON, and "error
+    // decoding response body" would hide what is wrong.
     if !status.is_success() {
-        return Err(ClientError::Other(format!("{full} answered {status}")));
+        return Err(ClientError::Other(format!(
+            "{} answered {status}: not a jitgate server, or not this URL",
+            render::shown(&full)
+        )));
     }
-    Ok(body)
+    response.json().map_err(|_| {
+        ClientError::Other(format!(
+            "{} answered something other than JSON: not a jitgate server",
+            render::shown(&full)
+        ))
+    })
 }
 
 /// `jitgate logout [--profile NAME]`.
@@ -365,7 +493,8 @@ pub fn whoami(session: &Session) -> Result<ExitCode, ClientError> {
 pub fn profile_list(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let config = store.load_config()?;
-    let active = config.active.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    // The profile commands would use now: JITGATE_PROFILE (or --profile) wins over config.toml.
+    let active = profile_name(globals, &mut || Ok(config.clone()))?;
     let mut rows = Vec::new();
     for (name, entry) in &config.profiles {
         // A file we may not read (loose, foreign) is shown as such, not as an error for all.
@@ -427,4 +556,88 @@ pub fn profile_use(globals: &Globals, name: &str) -> Result<ExitCode, ClientErro
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_server_is_recognised_in_its_spellings_and_no_other() {
+        for (a, b) in [
+            ("https://jit.corp", "https://JIT.corp/"),
+            ("https://jit.corp", "https://jit.corp:443"),
+            ("http://127.0.0.1:7400", "http://127.0.0.1:7400/"),
+            ("https://jit.corp/base", "https://jit.corp/base/"),
+        ] {
+            assert!(same_server(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("https://jit.corp", "https://evil"),
+            ("https://jit.corp", "http://jit.corp"),
+            ("https://jit.corp", "https://jit.corp:8443"),
+            ("https://jit.corp", "https://jit.corp.evil"),
+            ("https://jit.corp/a", "https://jit.corp/b"),
+            ("https://jit.corp", "not a url"),
+            ("file:///x", "file:///x"),
+        ] {
+            assert!(!same_server(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn cleartext_is_allowed_to_this_machine_only() {
+        for local in [
+            "http://127.0.0.1:7400",
+            "http://127.9.8.7",
+            "http://[::1]:7400",
+            "http://localhost:7400",
+            "http://LOCALHOST",
+            "https://jit.corp",
+            "https://10.0.0.1",
+        ] {
+            assert!(!cleartext_to_another_machine(local), "{local}");
+        }
+        for remote in [
+            "http://jit.corp",
+            "http://10.0.0.1:7400",
+            "http://[::2]",
+            "http://localhost.evil.example",
+            "http://128.0.0.1",
+            "http://0.0.0.0",
+        ] {
+            assert!(cleartext_to_another_machine(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn a_stored_credential_goes_only_to_its_own_server() {
+        let token = |url: Option<&str>| Credential::Token {
+            url: url.map(str::to_string),
+            token: "demo-alice".into(),
+        };
+        let bound = token(Some("https://jit.corp"));
+        assert_eq!(
+            stored_credential_server("prod", &bound, None).unwrap(),
+            "https://jit.corp"
+        );
+        assert!(stored_credential_server("prod", &bound, Some("https://jit.corp/")).is_ok());
+        let e = stored_credential_server("prod", &bound, Some("https://evil"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "profile prod is signed in to https://jit.corp, not https://evil: pass --token or JITGATE_TOKEN"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("demo-alice"), "{e}");
+        let e = stored_credential_server("prod", &token(None), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("names no server") && e.contains("jitgate login --profile prod"),
+            "{e}"
+        );
+    }
 }

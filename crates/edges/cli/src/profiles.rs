@@ -27,7 +27,7 @@ const MAX_FILE_BYTES: u64 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error(
-        "profile name {shown:?}: {why}; use letters, digits, '.', '_' and '-' (at most 64, not starting with '.')"
+        "profile name {shown:?}: {why}; use lower-case letters, digits, '.', '_' and '-' (at most 64, not starting with '.')"
     )]
     BadName { shown: String, why: &'static str },
     #[error("no config directory: set XDG_CONFIG_HOME or HOME")]
@@ -73,9 +73,11 @@ pub fn check_profile_name(name: &str) -> Result<(), ProfileError> {
     }
     if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
     {
-        return bad("holds a character other than letters, digits, '.', '_' and '-'");
+        // Lower case only: on a case-insensitive file system `Prod` and `prod` would share
+        // one credential file.
+        return bad("holds a character other than lower-case letters, digits, '.', '_' and '-'");
     }
     Ok(())
 }
@@ -103,10 +105,20 @@ pub struct Config {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Credential {
     /// A bearer token (an API token, or a static token of the server's directory).
-    Token { token: String },
+    Token {
+        /// The server the credential was stored for: it is only ever sent there. Kept in
+        /// the credential itself, not only in `config.toml`, so that editing the config
+        /// cannot redirect it. A file without one (an older jitgate) is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        token: String,
+    },
     /// Single sign-on through an OpenID issuer: the ID token is the bearer token, refreshed
     /// with the refresh token while it lasts. (Filled by `jitgate login` with single sign-on.)
     Oidc {
+        /// The jitgate server it was stored for, as for `Token`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
         issuer: String,
         client_id: String,
         id_token: String,
@@ -131,8 +143,15 @@ impl Credential {
     /// The bearer token to send.
     pub fn bearer(&self) -> &str {
         match self {
-            Credential::Token { token } => token,
+            Credential::Token { token, .. } => token,
             Credential::Oidc { id_token, .. } => id_token,
+        }
+    }
+
+    /// The server this credential may be sent to (`None`: written by an older jitgate).
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Credential::Token { url, .. } | Credential::Oidc { url, .. } => url.as_deref(),
         }
     }
 
@@ -439,6 +458,8 @@ mod tests {
             "a\0b",
             "a\nb",
             "a\u{202e}b",
+            "Prod",
+            "PROD",
             "prоd", // Cyrillic о
             "a b",
             &"x".repeat(65),
@@ -453,6 +474,7 @@ mod tests {
         let (_tmp, store) = store();
         assert!(store.load_credential("default").unwrap().is_none());
         let cred = Credential::Token {
+            url: Some("https://jit.example".into()),
             token: "demo-alice".into(),
         };
         let path = store.save_credential("default", &cred).unwrap();
@@ -468,12 +490,16 @@ mod tests {
 
     #[test]
     fn the_oidc_credential_has_a_fixed_format_and_debug_hides_secrets() {
-        let json = r#"{"kind":"oidc","issuer":"https://idp","client_id":"cli","id_token":"eyJ.x.y","refresh_token":"r1","expires_at":"2026-01-01T00:00:00Z"}"#;
+        let json = r#"{"kind":"oidc","url":"https://jit.example","issuer":"https://idp","client_id":"cli","id_token":"eyJ.x.y","refresh_token":"r1","expires_at":"2026-01-01T00:00:00Z"}"#;
         let cred: Credential = serde_json::from_str(json).unwrap();
         assert_eq!(cred.bearer(), "eyJ.x.y");
+        assert_eq!(cred.url(), Some("https://jit.example"));
         let shown = format!("{cred:?}");
         assert!(!shown.contains("eyJ") && !shown.contains("r1"), "{shown}");
-        let token = Credential::Token { token: "s3cret".into() };
+        let token = Credential::Token {
+            url: None,
+            token: "s3cret".into(),
+        };
         assert!(!format!("{token:?}").contains("s3cret"));
     }
 
@@ -481,7 +507,13 @@ mod tests {
     fn loose_modes_symlinks_and_garbage_are_refused() {
         let (tmp, store) = store();
         let path = store
-            .save_credential("default", &Credential::Token { token: "t".into() })
+            .save_credential(
+                "default",
+                &Credential::Token {
+                    url: None,
+                    token: "t".into(),
+                },
+            )
             .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = store.load_credential("default").unwrap_err().to_string();
@@ -520,7 +552,13 @@ mod tests {
         let e = store.load_config().unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
         let path = store
-            .save_credential("default", &Credential::Token { token: "t".into() })
+            .save_credential(
+                "default",
+                &Credential::Token {
+                    url: None,
+                    token: "t".into(),
+                },
+            )
             .unwrap();
         write_atomically(&path, huge.as_bytes(), 0o600).unwrap();
         assert!(store

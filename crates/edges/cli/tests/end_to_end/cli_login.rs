@@ -97,6 +97,52 @@ fn json_of(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// A server that records every byte sent to it and answers each connection with a 401, to
+/// see whether a credential reached a server it was not stored for.
+struct Recorder {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if log.lock().unwrap().windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        Recorder { url, seen }
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(needle)
+    }
+
+    fn saw_anything(&self) -> bool {
+        !self.seen.lock().unwrap().is_empty()
+    }
+}
+
 /// An address where nothing listens: a command that tried the network would say it cannot
 /// reach it.
 fn nowhere() -> String {
@@ -151,11 +197,23 @@ fn completions_for_three_shells_and_man_pages() {
     let (code, bash, err) = me.run(&["completion", "bash"]);
     assert_eq!(code, 0, "{err}");
     assert!(bash.contains("_jitgate") && bash.contains("complete -F"), "{bash}");
-    assert!(bash.contains("jitgate __complete requests"));
+    assert!(
+        bash.contains("what=requests") && bash.contains("jitgate __complete \"${what}\""),
+        "{bash}"
+    );
+    assert!(!bash.contains("compgen -W \"$(jitgate"), "{bash}");
+    // The internal command is not offered on `jitgate <TAB>`.
+    let top = bash
+        .lines()
+        .find(|l| l.trim_start().starts_with("opts=\"") && l.contains(" whoami "))
+        .unwrap();
+    assert!(!top.contains("__complete"), "{top}");
     let script = me.home.path().join("jitgate.bash");
     std::fs::write(&script, &bash).unwrap();
     let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let (_, fish, _) = me.run(&["completion", "fish"]);
+    assert!(!fish.contains("-a \"__complete\""), "{fish}");
     for shell in ["zsh", "fish"] {
         let (code, out, err) = me.run(&["completion", shell]);
         assert_eq!(code, 0, "{err}");
@@ -195,10 +253,90 @@ fn completions_for_three_shells_and_man_pages() {
     assert!(out.lines().any(|l| l == filed["id"].as_str().unwrap()), "{out}");
     let (_, out, _) = me.run(&["__complete", "resources"]);
     assert!(out.lines().any(|l| l == "prod-db"), "{out}");
+    // Another server named by --url: the stored credential is not sent there, nothing printed.
+    let other = Recorder::start();
     let started = std::time::Instant::now();
-    let (code, out, err) = me.run(&["__complete", "requests", "--url", &nowhere()]);
+    let (code, out, err) = me.run(&["__complete", "requests", "--url", &other.url]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!other.saw_anything(), "completion sent something to another server");
+}
+
+#[test]
+fn a_stored_credential_is_only_ever_sent_to_the_server_it_was_stored_for() {
+    let s = Server::start();
+    let me = Person::new();
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let evil = Recorder::start();
+    let refusal = format!(
+        "profile default is signed in to {}, not {}: pass --token or JITGATE_TOKEN for that server, or run jitgate login --profile NAME --url {}",
+        s.url, evil.url, evil.url
+    );
+    // --url, JITGATE_URL, and bash completion's __complete on TAB.
+    for (args, env) in [
+        (vec!["--url", evil.url.as_str(), "whoami"], vec![]),
+        (vec!["requests", "--url", evil.url.as_str()], vec![]),
+        (
+            vec!["whoami", "--output", "json"],
+            vec![("JITGATE_URL", evil.url.as_str())],
+        ),
+        (
+            vec!["whoami"],
+            vec![("JITGATE_URL", evil.url.as_str()), ("JITGATE_PROFILE", "default")],
+        ),
+    ] {
+        let (code, out, err) = me.run_full(&args, &env, None);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.trim(), format!("error: {refusal}"), "{args:?}");
+        assert!(!out.contains("demo-alice") && !err.contains("demo-alice"));
+    }
+    for what in ["requests", "resources"] {
+        let (code, out, err) = me.run_full(&["__complete", what], &[("JITGATE_URL", &evil.url)], None);
+        assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    }
+    assert!(!evil.saw("demo-alice"), "the stored token reached another server");
+    assert!(!evil.saw_anything(), "something was sent to another server");
+
+    // The same server spelt differently is the same server.
+    let (code, out, err) = me.run(&["whoami", "--url", &format!("{}/", s.url.to_uppercase())]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("principal   alice"), "{out}");
+    // Editing config.toml to point the profile elsewhere does not redirect the credential:
+    // it goes where it was stored for.
+    std::fs::write(
+        me.config_dir().join("config.toml"),
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", evil.url),
+    )
+    .unwrap();
+    let (code, out, err) = me.run(&["whoami", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json_of(&out)["url"], s.url.as_str());
+    assert!(!evil.saw_anything());
+    // A flag token for the other server goes there, and only that one.
+    let (code, _, _) = me.run(&["whoami", "--url", &evil.url, "--token", "for-evil"]);
+    assert_eq!(code, 2);
+    assert!(evil.saw("for-evil") && !evil.saw("demo-alice"));
+
+    // A credential that names no server (an older jitgate wrote it) is sent nowhere.
+    let fresh = Recorder::start();
+    let cred = me.credential("default");
+    std::fs::write(&cred, r#"{"kind":"token","token":"demo-alice"}"#).unwrap();
+    std::fs::write(
+        me.config_dir().join("config.toml"),
+        format!("active = \"default\"\n[profiles.default]\nurl = \"{}\"\n", fresh.url),
+    )
+    .unwrap();
+    for env in [vec![], vec![("JITGATE_URL", fresh.url.as_str())]] {
+        let (code, _, err) = me.run_full(&["whoami"], &env, None);
+        assert_eq!(code, 2);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("profile default: the stored credential names no server")
+                && err.contains("run jitgate login --profile default --url URL"),
+            "{err}"
+        );
+    }
+    assert!(!fresh.saw_anything());
 }
 
 #[test]
@@ -305,6 +443,10 @@ fn two_profiles_side_by_side_then_logout() {
         "{out}"
     );
     assert!(!out.contains("demo-"), "{out}");
+    // JITGATE_PROFILE overrides the active one: the marker follows what commands would use.
+    let (_, out, _) = me.run_full(&["profile", "list"], &[("JITGATE_PROFILE", "work")], None);
+    assert!(out.lines().any(|l| l.starts_with("* work")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("  ops")), "{out}");
     let (_, out, _) = me.run(&["profile", "list", "--output", "json"]);
     assert_eq!(json_of(&out)["items"].as_array().unwrap().len(), 2);
     assert!(!out.contains("demo-"), "{out}");
@@ -404,8 +546,11 @@ fn loose_foreign_symlinked_or_garbage_files_are_refused_in_one_line_before_any_c
     std::fs::write(&config, format!("[profiles.default]\nurl = \"{}\"\n", nowhere())).unwrap();
     std::fs::write(
         &cred,
-        r#"{"kind": "oidc", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
-            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}"#,
+        format!(
+            r#"{{"kind": "oidc", "url": "{}", "issuer": "https://id.example.test", "client_id": "jitgate-cli",
+            "id_token": "eyJ.secret.x", "refresh_token": "r-secret", "expires_at": "2020-01-01T00:00:00Z"}}"#,
+            nowhere()
+        ),
     )
     .unwrap();
     let (code, _, err) = me.run(&["whoami"]);
@@ -480,6 +625,7 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
         "prоd", /* Cyrillic о */
         "a\u{200b}b",
         "a b",
+        "Prod",
         long.as_str(),
         "",
     ] {
@@ -487,8 +633,16 @@ fn hostile_profile_names_and_tokens_are_refused_before_anything_is_stored() {
         assert_eq!(code, 2, "{name:?}");
         assert!(err.contains("profile name"), "{name:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        let (code, _, err) = me.run(&["whoami", "--profile", name]);
-        assert_eq!(code, 2, "{name:?}: {err}");
+        // Every command refuses the name itself, even with a URL and a token that need no file.
+        for extra in [&[][..], &["--url", s.url.as_str(), "--token", "demo-alice"][..]] {
+            let mut args = vec!["whoami", "--profile", name];
+            args.extend_from_slice(extra);
+            let (code, out, err) = me.run(&args);
+            assert_eq!(code, 2, "{name:?}: {out}{err}");
+            assert!(err.contains("error: profile name "), "{name:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+        }
     }
     assert!(me.files().is_empty(), "{:?}", me.files());
     // NUL cannot be passed in an argument; through the environment it is refused by the OS,
@@ -812,4 +966,247 @@ fn ssh_write_puts_the_certificate_beside_the_key() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 3, "{left:?}");
+
+    // A -cert.pub that is a symbolic link is replaced by a file, not followed.
+    let target = me.home.path().join("not-a-cert");
+    std::fs::write(&target, "keep me\n").unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    std::os::unix::fs::symlink(&target, &cert).unwrap();
+    assert_eq!(me.run(&["ssh", &grant, "--key", &public, "--write"]).0, 0);
+    assert!(!std::fs::symlink_metadata(&cert).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&cert)
+        .unwrap()
+        .starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+
+    // The private key given by mistake is refused before anything is sent.
+    let audit_before = s.audit_count();
+    let (code, out, err) = me.run(&["ssh", &grant, "--key", key.to_str().unwrap(), "--write"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: --key {}: that is a private key: pass the .pub file",
+            key.display()
+        )
+    );
+    assert!(!out.contains("PRIVATE") && !err.contains("PRIVATE"));
+    assert_eq!(s.audit_count(), audit_before, "the private key reached the server");
+}
+
+/// Press TAB after `jitgate WORDS...` in bash: source the script `jitgate completion bash`
+/// prints, with `path_first` ahead of PATH (where `jitgate` is looked up), call its function
+/// and return the candidates, one a line.
+fn bash_tab(me: &Person, path_first: &Path, words: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let (code, script, err) = me.run(&["completion", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let file = me.home.path().join("jitgate.bash");
+    std::fs::write(&file, script).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'; COMP_WORDS=({}); COMP_CWORD={}; _jitgate_from_server jitgate; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let path = format!("{}:{}", path_first.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new("bash");
+    command
+        .args(["-c", &program])
+        .env("PATH", path)
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command.envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_never_runs_what_the_server_names() {
+    let me = Person::new();
+    let traps = tempfile::tempdir().unwrap();
+    let trap = |n: u32| traps.path().join(format!("PWNED{n}"));
+
+    // The script alone: a `jitgate` that answers hostile words. They are offered or not, but
+    // never run, expanded or globbed.
+    let fake = tempfile::tempdir().unwrap();
+    let fake_bin = fake.path().join("jitgate");
+    std::fs::write(
+        &fake_bin,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = __complete ]; then\n  printf '%s\\n' 'prod-db' '$(touch${{IFS}}{one})' '`touch {two}`' '*' 'prod-api'\n  exit 0\nfi\nexec {bin} \"$@\"\n",
+            one = trap(1).display(),
+            two = trap(2).display(),
+            bin = BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let offered = bash_tab(&me, fake.path(), &["jitgate", "request", "p"], &[]);
+    assert_eq!(offered, vec!["prod-db", "prod-api"]);
+    let offered = bash_tab(&me, fake.path(), &["jitgate", "request", ""], &[]);
+    assert!(offered.contains(&"*".to_string()) && offered.len() == 5, "{offered:?}");
+    assert!(
+        !trap(1).exists() && !trap(2).exists(),
+        "a completion ran the server's words"
+    );
+
+    // The real binary against a server whose catalog holds such a name: it is not even printed.
+    let policy = editable_quickstart();
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str(&format!(
+        "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\", team = \"data\" }}\n",
+        trap(3).display()
+    ));
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    let (status, listed) = s.get("/v1/resources", "demo-alice");
+    assert_eq!(status, 200);
+    assert!(
+        listed.to_string().contains("PWNED3"),
+        "the hostile name is requestable: {listed}"
+    );
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let (_, out, _) = me.run(&["__complete", "resources"]);
+    assert!(out.lines().any(|l| l == "staging-db"), "{out}");
+    assert!(!out.contains("PWNED3"), "{out}");
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let offered = bash_tab(&me, bin_dir, &["jitgate", "request", "st"], &[]);
+    assert_eq!(offered, vec!["staging-db"]);
+    let offered = bash_tab(&me, bin_dir, &["jitgate", "request", ""], &[]);
+    assert!(offered.contains(&"prod-db".to_string()), "{offered:?}");
+    assert!(!trap(3).exists(), "a completion ran the server's words");
+}
+
+#[test]
+fn completion_never_hangs_a_tab() {
+    let me = Person::new();
+    // A server that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    for env in [
+        vec![("JITGATE_URL", silent.as_str()), ("JITGATE_TOKEN", "demo-alice")],
+        // A token command that takes its time is not run by a TAB at all.
+        vec![
+            ("JITGATE_URL", silent.as_str()),
+            ("JITGATE_TOKEN_COMMAND", "sleep 30; echo demo-alice"),
+        ],
+        vec![("JITGATE_TOKEN_COMMAND", "sleep 30; echo demo-alice")],
+    ] {
+        for what in ["requests", "resources"] {
+            let started = std::time::Instant::now();
+            let (code, out, err) = me.run_full(&["__complete", what], &env, None);
+            let took = started.elapsed();
+            assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""), "{env:?}");
+            assert!(took < std::time::Duration::from_secs(3), "{env:?}: {took:?}");
+        }
+    }
+}
+
+#[test]
+fn login_refuses_cleartext_http_to_another_machine() {
+    let me = Person::new();
+    for url in ["http://jit.invalid", "http://10.255.255.1:7400"] {
+        let (code, out, err) = me.login(url, "demo-alice", None);
+        assert_eq!(code, 2, "{out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("http:// would send the token in clear text") && err.contains("--insecure-http"),
+            "{err}"
+        );
+        assert!(!err.contains("cannot reach") && !err.contains("demo-alice"), "{err}");
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+    // --insecure-http lets it through (here to a name that does not resolve).
+    let (code, _, err) = me.run(&[
+        "login",
+        "--url",
+        "http://jit.invalid",
+        "--token",
+        "demo-alice",
+        "--insecure-http",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(me.files().is_empty());
+    // Something that is not a jitgate server is named as such, not "error decoding".
+    let other = Recorder::start();
+    let (code, _, err) = me.run(&["login", "--url", &other.url]);
+    assert_eq!(code, 2);
+    assert!(err.contains("answered 401 Unauthorized: not a jitgate server"), "{err}");
+    // This machine, by name or address, needs no flag.
+    let s = Server::start();
+    let port = s.url.rsplit(':').next().unwrap();
+    let (code, out, err) = me.login(&format!("http://localhost:{port}"), "demo-alice", None);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_token_typed_at_a_terminal_is_not_echoed() {
+    let s = Server::start();
+    let me = Person::new();
+    // A real terminal (a pseudo-terminal from Python's pty module): what it shows is what a
+    // person at it would see.
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"demo-alice\r")
+pump(b"Signed in", 10)
+os.kill(pid, 9) if b"Signed in" not in seen else None
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, BIN, "login", "--url", &s.url, "--token", "-"])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(
+        screen.contains("Signed in to") && screen.contains("as alice"),
+        "{screen}"
+    );
+    assert!(!screen.contains("demo-alice"), "the token was echoed: {screen}");
+    assert_eq!(mode(&me.credential("default")), 0o600);
 }
