@@ -5,12 +5,12 @@
 
 use crate::auth::{caller_for, op, Headers};
 use crate::error::ErrorBody;
-use crate::routes::Json;
 use crate::state::Edge;
 use crate::ApiError;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
