@@ -246,10 +246,7 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
             );
             // Without JavaScript a page that says why (422); with htmx the form to swap in.
             assert_eq!(status, if htmx { 200 } else { 422 }, "{duration:?}: {html}");
-            let error = html
-                .split(&format!("<p class=\"error\" id=\"extend-duration-error-{grant}\">"))
-                .nth(1)
-                .and_then(|rest| rest.split("</p>").next())
+            let error = error_beside(&html, &format!("extend-duration-error-{grant}"))
                 .unwrap_or_else(|| panic!("{duration:?}: no error beside the duration: {html}"));
             assert!(error.contains(says), "{duration:?}: {error}");
             assert!(html.contains("aria-invalid=\"true\""), "{duration:?}");
@@ -321,10 +318,7 @@ fn hostile_durations_and_reasons_come_back_beside_their_field_and_change_nothing
                 htmx,
             );
             assert_eq!(status, if htmx { 200 } else { 422 }, "{reason:?}: {html}");
-            let error = html
-                .split(&format!("<p class=\"error\" id=\"extend-reason-error-{grant}\">"))
-                .nth(1)
-                .and_then(|rest| rest.split("</p>").next())
+            let error = error_beside(&html, &format!("extend-reason-error-{grant}"))
                 .unwrap_or_else(|| panic!("{reason:?}: no error beside the reason: {html}"));
             assert!(!error.starts_with("reason:"), "{reason:?}: {error}");
             if reason.len() > 2000 {
@@ -1045,4 +1039,11 @@ fn the_extend_page_and_the_grants_left_column_are_laid_out_readably() {
             "the heading is {gap}px from its card's top at {size:?}"
         );
     }
+}
+
+/// The text of the error paragraph `id` on the page (`<p class="error" id="ID">TEXT</p>`).
+fn error_beside<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    html.split(&format!("<p class=\"error\" id=\"{id}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
 }
