@@ -301,12 +301,19 @@ fn device_login(me: &Person, s: &Server, provider: &OidcProvider, b: &Browser, l
 
 /// A signed-in profile: device login as `login`, checked.
 fn signed_in(me: &Person, s: &Server, provider: &OidcProvider, login: &str) {
+    signed_in_as_profile(me, s, provider, login, "default");
+}
+
+/// [`signed_in`] into the profile `profile`.
+fn signed_in_as_profile(me: &Person, s: &Server, provider: &OidcProvider, login: &str, profile: &str) {
     let b = browser();
-    let (code, out, err) = device_login(me, s, provider, &b, login);
+    let mut cli = me.spawn(&["login", "--url", &s.url, "--device", "--profile", profile], &[]);
+    complete_cli_device_flow(&mut cli, &b, provider, login);
+    let (code, out, err) = cli.finish();
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         out.trim(),
-        format!("Signed in to {} as sso:{login} (profile default)", s.url)
+        format!("Signed in to {} as sso:{login} (profile {profile})", s.url)
     );
 }
 
@@ -1062,4 +1069,77 @@ fn a_provider_account_whose_name_the_server_refuses_stores_nothing() {
         let (code, _, _) = me.run(&["whoami"]);
         assert_ne!(code, 0);
     }
+}
+
+#[test]
+fn a_provider_that_is_down_when_the_id_token_expires_is_named_and_the_sign_in_kept() {
+    let provider = OidcProvider::start();
+    let issuer = provider.issuer.clone();
+    let s = sso_server(&issuer);
+    let me = Person::new();
+    signed_in_as_profile(&me, &s, &provider, "carol", "work");
+    let stored = me.stored("work");
+    assert_eq!(stored["kind"], "oidc");
+    drop(provider);
+
+    sleep_past(&stored["expires_at"], Duration::from_secs(2));
+    let (code, out, err) = me.run(&["whoami"]);
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("profile work: cannot reach {issuer} to refresh the sign-in ("))
+            && err.contains("): try again, or run jitgate login --profile work"),
+        "{err}"
+    );
+    assert!(!err.contains("eyJ"), "{err}");
+    // Nothing was lost: the refresh token is still there for when the provider is back.
+    assert_eq!(me.stored("work"), stored);
+}
+
+#[test]
+fn without_the_device_flow_the_browser_flow_waits_and_gives_up_in_time() {
+    let provider = OidcProvider::start();
+    let config = sso_config(&provider.issuer).replace(
+        &format!("sso_client_id = \"{CLIENT_ID}\"\n"),
+        &format!("sso_client_id = \"{CLIENT_ID}\"\nsso_device = false\n"),
+    );
+    assert!(config.contains("sso_device = false"), "{config}");
+    let s = Server::start_with(&quickstart(), Some(&config));
+    let (_, options) = s.get("/v1/login/options", "");
+    assert_eq!(options["oidc"]["device"], false, "{options}");
+    let me = Person::new();
+
+    // --device when the server offers no device flow: one line, nothing stored.
+    let (code, out, err) = me.run(&["login", "--url", &s.url, "--device"]);
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("device"), "{err}");
+    assert!(!me.credential("default").exists());
+
+    // No browser can open and no device flow to fall back on: the URL is shown and the CLI
+    // waits; the person opens it themselves.
+    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "false")]);
+    let url = authorization_url(&mut cli, &provider.issuer);
+    let redirect = query(&url, "redirect_uri").unwrap();
+    complete_authorization(&browser(), &provider.issuer, url.as_str(), "carol", &redirect);
+    let (code, out, err) = cli.finish();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("device flow instead"), "{err}");
+    me.whoami_is("sso:carol", &provider.issuer);
+
+    // Nobody comes back: it gives up after JITGATE_LOGIN_TIMEOUT seconds, in one line.
+    let other = Person::new();
+    let started = Instant::now();
+    let (code, out, err) = other.run_env(
+        &["login", "--url", &s.url],
+        &[("BROWSER", "true"), ("JITGATE_LOGIN_TIMEOUT", "3")],
+    );
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: gave up waiting for the browser after 3 s: run jitgate login again (or --device)",
+        "{err}"
+    );
+    assert!(!other.credential("default").exists());
 }
