@@ -31,7 +31,9 @@ command -v node >/dev/null || NEEDED+=(nodejs)
 # that tests/end_to_end/mcp.rs runs behind `jitgate mcp proxy` (scripts/mcp.sh); the MCP
 # Python SDK comes from PyPI into target/venv-mcp. npm also installs axe-core, which the web
 # UI's accessibility test runs in Chromium on every page (scripts/ui.sh, into target/node-ui;
-# installed below, before the tests, so a registry failure shows once and plainly).
+# installed below, before the tests, so a registry failure shows once and plainly), and panva's
+# oidc-provider, the OpenID Provider of the CLI's single sign-on tests (scripts/oidc.sh, into
+# target/node-oidc; tests/end_to_end/cli_sso.rs).
 command -v npm >/dev/null || NEEDED+=(npm)
 # promtool (in Debian's prometheus package; where systemd runs, installing it also starts a
 # Prometheus server, which the tests do not use) checks /metrics as text 0.0.4; the reference Python client parses it as
@@ -58,6 +60,7 @@ if [ ${#NEEDED[@]} -gt 0 ]; then
 fi
 
 scripts/ui.sh install >/dev/null
+scripts/oidc.sh install >/dev/null
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

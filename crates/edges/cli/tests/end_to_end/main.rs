@@ -15,6 +15,7 @@ mod support;
 mod audit;
 mod authorization;
 mod cli_login;
+mod cli_sso;
 mod crash;
 mod e2e;
 mod failover;

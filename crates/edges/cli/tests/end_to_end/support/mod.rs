@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod oidc_provider;
 pub mod postgres;
 pub mod receiver;
 
