@@ -14,7 +14,7 @@ use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken,
     CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreSubjectIdentifierType,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
     CoreTokenResponse,
 };
 use openidconnect::{
@@ -497,26 +497,54 @@ pub enum Revocation {
     Failed(String),
 }
 
-/// Revoke a refresh token (RFC 7009, `token_type_hint=refresh_token`; a public client sends
-/// its client id in the form).
+/// Revoke a refresh token (RFC 7009: `token`, `token_type_hint=refresh_token`, and, as a
+/// public client, `client_id` in the form).
+///
+/// Sent with the HTTP client itself rather than openidconnect's `revoke_token`, which refuses
+/// any `http://` endpoint: an `http://` issuer was accepted at login (loopback, or
+/// `--insecure-http`) and its refresh tokens already travel that way; only an `http://`
+/// endpoint of an `https://` issuer (a downgrade) is refused.
 pub fn revoke(issuer: &str, client_id: &str, refresh_token: &str) -> Revocation {
     let provider = match Provider::discover(issuer, client_id) {
         Ok(provider) => provider,
         Err(e) => return Revocation::Failed(e.to_string().replace("; nothing was stored", "")),
     };
-    let Some(url) = provider.revocation_url() else {
+    let Some(endpoint) = provider.revocation_url() else {
         return Revocation::NotOffered;
     };
-    let client = provider.client().set_revocation_url(url);
-    let token = CoreRevocableToken::RefreshToken(RefreshToken::new(refresh_token.to_string()));
-    let request = match client.revoke_token(token) {
-        Ok(request) => request,
-        Err(e) => return Revocation::Failed(e.to_string()),
-    };
-    match request.request(&provider.http) {
-        Ok(()) => Revocation::Revoked,
-        Err(RequestTokenError::Request(e)) => Revocation::Failed(format!("cannot reach it: {}", with_causes(&e))),
-        Err(e) => Revocation::Failed(quoted(&with_causes(&e))),
+    let url = endpoint.url().clone();
+    let secure = url.scheme() == "https" || (url.scheme() == "http" && issuer.starts_with("http://"));
+    if !secure {
+        return Revocation::Failed(format!(
+            "its revocation endpoint {} is not https://",
+            quoted(url.as_str())
+        ));
+    }
+    let sent = provider
+        .http
+        .post(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&[
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", client_id),
+        ])
+        .send();
+    match sent {
+        // RFC 7009 2.2: 200 whether or not the token was still valid.
+        Ok(response) if response.status().is_success() => Revocation::Revoked,
+        Ok(response) => {
+            let status = response.status();
+            let error = response
+                .json::<serde_json::Value>()
+                .ok()
+                .and_then(|body| body.get("error").and_then(serde_json::Value::as_str).map(quoted));
+            Revocation::Failed(match error {
+                Some(error) => format!("it answered {status}: {error}"),
+                None => format!("it answered {status}"),
+            })
+        }
+        Err(e) => Revocation::Failed(format!("cannot reach it: {}", with_causes(&e))),
     }
 }
 
