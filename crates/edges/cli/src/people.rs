@@ -138,6 +138,18 @@ pub fn same_server(a: &str, b: &str) -> bool {
 /// is sent. Files are read only when flags and environment leave something open, so CI that
 /// sets both never touches them.
 pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
+    connect_and(globals, true)
+}
+
+/// As [`connect`], but a single sign-on credential is never refreshed: for shell completion,
+/// which exits when its 2 s are up whatever it is doing. Exiting in the middle of a refresh
+/// would lose the new refresh token after the provider had spent (rotated away) the old one,
+/// and so end the session; a TAB is not worth that. An expiring credential is sent as it is.
+pub fn connect_for_completion(globals: &Globals) -> Result<Session, ClientError> {
+    connect_and(globals, false)
+}
+
+fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError> {
     // A hostile name is refused even when nothing is read with it.
     if let Some(name) = &globals.profile {
         profiles::check_profile_name(name)?;
@@ -179,7 +191,16 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
         (None, None, Some(store)) => match store.load_credential(&profile) {
             Ok(Some(credential)) => {
                 let bound = stored_credential_server(&profile, &credential, globals.url.as_deref())?;
-                let credential = usable_credential(store, &profile, credential)?;
+                let credential = match credential {
+                    credential if refresh => usable_credential(store, &profile, credential)?,
+                    // An expired ID token would only be refused: not sent.
+                    Credential::Oidc { expires_at, .. } if expires_at <= chrono::Utc::now() => {
+                        return Err(ClientError::Other(format!(
+                            "profile {profile}: the single sign-on credential expired (completion does not refresh it)"
+                        )))
+                    }
+                    credential => credential,
+                };
                 if let Credential::Oidc { issuer, .. } = &credential {
                     sso_issuer = Some(issuer.clone());
                 }
@@ -254,10 +275,7 @@ fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Re
             expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )
     };
-    let Credential::Oidc {
-        issuer, expires_at, ..
-    } = &credential
-    else {
+    let Credential::Oidc { issuer, expires_at, .. } = &credential else {
         return Ok(credential);
     };
     let (issuer, expires_at) = (issuer.clone(), *expires_at);
@@ -438,18 +456,18 @@ impl Signing<'_> {
         config.active = Some(profile.clone());
         store.save_config(&config)?;
         let principal = render::s(&who["principal"]).into_owned();
-    match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "profile": profile, "url": url, "principal": who["principal"],
-                "credential": who["credential"], "file": path.display().to_string(),
-            }))
-            .unwrap_or_default()
-        ),
-        _ => println!("Signed in to {url} as {principal} (profile {profile})"),
-    }
-    Ok(ExitCode::SUCCESS)
+        match globals.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "profile": profile, "url": url, "principal": who["principal"],
+                    "credential": who["credential"], "file": path.display().to_string(),
+                }))
+                .unwrap_or_default()
+            ),
+            _ => println!("Signed in to {url} as {principal} (profile {profile})"),
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 

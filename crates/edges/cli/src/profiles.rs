@@ -391,8 +391,7 @@ impl Store {
             });
         }
         check_owner_and_mode(&path, &meta, "600")?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io(&path)(e.into()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| io(&path)(e.into()))?;
         Ok(CredentialLock { _file: file })
     }
 

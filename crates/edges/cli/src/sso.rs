@@ -12,16 +12,14 @@ use crate::profiles::{Credential, ProfileError, Store};
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
-    CoreTokenResponse,
+    CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, JsonWebKeySet, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError,
-    RevocationUrl, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata,
+    RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -225,7 +223,10 @@ impl Provider {
     }
 
     fn device_url(&self) -> Option<DeviceAuthorizationUrl> {
-        self.metadata.additional_metadata().device_authorization_endpoint.clone()
+        self.metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .clone()
     }
 
     fn revocation_url(&self) -> Option<RevocationUrl> {
@@ -300,9 +301,7 @@ fn quoted(text: &str) -> String {
 
 fn read_limited(response: reqwest::blocking::Response) -> Result<Vec<u8>, std::io::Error> {
     let mut body = Vec::new();
-    response
-        .take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut body)?;
+    response.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut body)?;
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(std::io::Error::other(format!(
             "the document is larger than {MAX_DOCUMENT_BYTES} bytes"
@@ -341,9 +340,8 @@ fn extra_scopes(offer: &Offer) -> impl Iterator<Item = Scope> + '_ {
 
 fn browser_flow(provider: &Provider, offer: &Offer) -> Result<SignedIn, SsoError> {
     let callback = Callback::bind()?;
-    let redirect = RedirectUrl::new(format!("http://127.0.0.1:{}/callback", callback.port()?)).map_err(|e| {
-        SsoError::Listen(std::io::Error::other(e.to_string()))
-    })?;
+    let redirect = RedirectUrl::new(format!("http://127.0.0.1:{}/callback", callback.port()?))
+        .map_err(|e| SsoError::Listen(std::io::Error::other(e.to_string())))?;
     let client = provider.client().set_redirect_uri(redirect);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client
@@ -432,7 +430,11 @@ fn device_flow(provider: &Provider, offer: &Offer) -> Result<SignedIn, SsoError>
             reason: format!("its discovery document names no token endpoint ({e})"),
         })?
         // openidconnect polls at the provider's interval, 5 s slower at each slow_down.
-        .request(&provider.http, std::thread::sleep, Some(timeout.min(details.expires_in())));
+        .request(
+            &provider.http,
+            std::thread::sleep,
+            Some(timeout.min(details.expires_in())),
+        );
     let response = match polled {
         Ok(response) => response,
         Err(RequestTokenError::ServerResponse(answer)) => {
@@ -675,7 +677,10 @@ enum Answered {
     /// Not the answer we wait for (wrong state, another path, too large, too slow).
     KeepWaiting,
     Code(String),
-    Refused { error: String, description: String },
+    Refused {
+        error: String,
+        description: String,
+    },
 }
 
 impl Callback {
@@ -702,9 +707,7 @@ impl Callback {
                 Ok((stream, _)) => match answer(stream, state) {
                     Answered::KeepWaiting => {}
                     Answered::Code(code) => return Ok(code),
-                    Answered::Refused { error, description } => {
-                        return Err(SsoError::Refused { error, description })
-                    }
+                    Answered::Refused { error, description } => return Err(SsoError::Refused { error, description }),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(50));
@@ -870,11 +873,15 @@ mod tests {
         }
         let answer = send(
             port,
-            format!("POST /callback?state=s3cret-state&code=evil HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+            format!("POST /callback?state=s3cret-state&code=evil HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+                .as_bytes(),
         );
         assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
         // A request line larger than the limit is refused unread.
-        let huge = format!("GET /callback?state={} HTTP/1.1\r\n\r\n", "x".repeat(MAX_REQUEST_HEAD_BYTES));
+        let huge = format!(
+            "GET /callback?state={} HTTP/1.1\r\n\r\n",
+            "x".repeat(MAX_REQUEST_HEAD_BYTES)
+        );
         let answer = send(port, huge.as_bytes());
         assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
         // A connection that says nothing does not stop the wait.
@@ -902,7 +909,9 @@ mod tests {
         let e = waiter.join().unwrap().unwrap_err();
         let line = crate::render::shown(&e.to_string()).into_owned();
         assert!(
-            line.starts_with("the identity provider refused the sign-in: access_denied (no\\nerror: fake\\x1b[31m\\u{202e}red)"),
+            line.starts_with(
+                "the identity provider refused the sign-in: access_denied (no\\nerror: fake\\x1b[31m\\u{202e}red)"
+            ),
             "{line}"
         );
         assert!(!line.chars().any(|c| c.is_control()), "{line}");
@@ -923,12 +932,7 @@ mod tests {
     #[test]
     fn the_opener_is_browser_then_open_on_macos_then_xdg_open_with_a_display() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| OsString::from(v))
-            }
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v))
         };
         assert_eq!(
             choose_opener(env(&[("BROWSER", "/usr/bin/firefox"), ("DISPLAY", ":0")]), false),
@@ -1041,9 +1045,7 @@ mod tests {
         // A refusal leaves the stored credential as it was.
         store.save_credential("p", &stale).unwrap();
         let e = refreshed_credential(&store, "p", stale.clone(), now, |issuer, _, _| {
-            Err(SsoError::RefreshRefused {
-                issuer: issuer.into(),
-            })
+            Err(SsoError::RefreshRefused { issuer: issuer.into() })
         })
         .unwrap_err();
         assert!(matches!(e, RefreshError::Sso(SsoError::RefreshRefused { .. })), "{e:?}");
@@ -1054,16 +1056,11 @@ mod tests {
     fn a_lock_file_that_is_a_symbolic_link_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::new(tmp.path().join("jitgate"));
-        store
-            .save_credential("p", &oidc("id", Some("r"), Utc::now()))
-            .unwrap();
+        store.save_credential("p", &oidc("id", Some("r"), Utc::now())).unwrap();
         let target = tmp.path().join("elsewhere");
         std::fs::write(&target, "").unwrap();
         std::os::unix::fs::symlink(&target, store.dir().join("credentials").join("p.lock")).unwrap();
-        assert!(matches!(
-            store.lock_credential("p"),
-            Err(ProfileError::NotAFile { .. })
-        ));
+        assert!(matches!(store.lock_credential("p"), Err(ProfileError::NotAFile { .. })));
     }
 
     #[test]
