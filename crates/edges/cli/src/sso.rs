@@ -42,6 +42,8 @@ const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 /// The discovery document and the JWKS: anything bigger is not a provider's.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Connections to the loopback listener answered at once.
+const MAX_CONNECTIONS: usize = 16;
 /// How much of a provider's `error`/`error_description` is quoted.
 const MAX_QUOTED_CHARS: usize = 300;
 
@@ -413,14 +415,14 @@ fn device_flow(provider: &Provider, offer: &Offer) -> Result<SignedIn, SsoError>
         .add_scopes(extra_scopes(offer))
         .request(&provider.http)
         .map_err(|e| provider.token_error(e))?;
-    eprintln!(
-        "To sign in, open {} and enter the code {}",
-        crate::render::shown(details.verification_uri().as_str()),
-        crate::render::shown(details.user_code().secret())
+    eprint!(
+        "{}",
+        device_instructions(
+            details.verification_uri().as_str(),
+            details.user_code().secret(),
+            details.verification_uri_complete().map(|c| c.secret().as_str()),
+        )
     );
-    if let Some(complete) = details.verification_uri_complete() {
-        eprintln!("  or open {}", crate::render::shown(complete.secret()));
-    }
     let timeout = login_timeout();
     let started = Instant::now();
     let polled = client
@@ -456,6 +458,20 @@ fn device_flow(provider: &Provider, offer: &Offer) -> Result<SignedIn, SsoError>
         Err(other) => return Err(provider.token_error(other)),
     };
     provider.verified(&response, None)
+}
+
+/// What the device flow tells the person, the provider's strings escaped (a user code or URL
+/// with a line break or a terminal escape must not forge other lines).
+fn device_instructions(uri: &str, user_code: &str, complete: Option<&str>) -> String {
+    let mut text = format!(
+        "To sign in, open {} and enter the code {}\n",
+        crate::render::shown(uri),
+        crate::render::shown(user_code)
+    );
+    if let Some(complete) = complete {
+        text.push_str(&format!("  or open {}\n", crate::render::shown(complete)));
+    }
+    text
 }
 
 /// Refresh a single sign-on credential: a new ID token (verified, no nonce), and the rotated
@@ -697,20 +713,44 @@ impl Callback {
     /// Wait for `GET /callback?state=STATE&code=...` and give the code. A request with another
     /// or no state is answered 400 and the wait goes on: a local process must not be able to
     /// end or hijack the sign-in. With the right state, `error=` ends it.
+    ///
+    /// Each connection is answered on a thread of its own, so that one that sends its request
+    /// slowly, or never, does not hold up the browser's. At most [`MAX_CONNECTIONS`] at once:
+    /// beyond that, new ones wait in the system's queue until one ends (within
+    /// [`CONNECTION_DEADLINE`]), never closed unanswered.
     pub fn wait(&self, state: &str, timeout: Duration) -> Result<String, SsoError> {
         let deadline = Instant::now() + timeout;
+        let state: std::sync::Arc<str> = state.into();
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (answers, answered) = std::sync::mpsc::channel::<Answered>();
         loop {
             if Instant::now() >= deadline {
                 return Err(SsoError::BrowserTimeout(timeout.as_secs()));
             }
-            match self.listener.accept() {
-                Ok((stream, _)) => match answer(stream, state) {
+            while let Ok(answer) = answered.try_recv() {
+                match answer {
                     Answered::KeepWaiting => {}
                     Answered::Code(code) => return Ok(code),
                     Answered::Refused { error, description } => return Err(SsoError::Refused { error, description }),
-                },
+                }
+            }
+            if busy.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    use std::sync::atomic::Ordering;
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    let (state, busy, answers) = (state.clone(), busy.clone(), answers.clone());
+                    std::thread::spawn(move || {
+                        let answer = answer(stream, &state);
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        let _ = answers.send(answer);
+                    });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 // A connection that went away before we took it, a signal: go on waiting.
                 Err(e)
@@ -896,6 +936,59 @@ mod tests {
     }
 
     #[test]
+    fn slow_silent_and_hostile_connections_do_not_hold_up_the_browsers_answer() {
+        let (port, waiter) = waiting("st", Duration::from_secs(30));
+        // More connections than are answered at once, each sending half a request line and
+        // then nothing: a sequential listener would spend its whole deadline on each in turn.
+        let mut slow = Vec::new();
+        for _ in 0..MAX_CONNECTIONS + 4 {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            stream.write_all(b"GET /callback?sta").unwrap();
+            slow.push(stream);
+        }
+        // The browser's answer behind them waits in the queue, is not dropped, and is taken
+        // once the first of them end (one deadline), not after all of them.
+        let started = Instant::now();
+        let answer = get(port, "/callback?state=wrong&code=x");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(started.elapsed() < CONNECTION_DEADLINE * 2, "{:?}", started.elapsed());
+        // A NUL byte, a look-alike (Cyrillic 's') or an invisible character in the state is
+        // not the state.
+        for target in [
+            "/callback?state=st%00&code=evil",
+            "/callback?state=%D1%95t&code=evil",
+            "/callback?state=s%E2%80%8Bt&code=evil",
+            "/callback?state=ST&code=evil",
+            "/call%00back?state=st&code=evil",
+        ] {
+            let answer = get(port, target);
+            assert!(
+                answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 404"),
+                "{target}: {answer}"
+            );
+        }
+        let started = Instant::now();
+        let answer = get(port, "/callback?state=st&code=the-code");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(waiter.join().unwrap().unwrap(), "the-code");
+        drop(slow);
+    }
+
+    #[test]
+    fn a_slow_connection_does_not_delay_another() {
+        let (port, waiter) = waiting("st", Duration::from_secs(30));
+        let mut slow = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        slow.write_all(b"GET /callback?state=st&co").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let answer = get(port, "/callback?state=st&code=the-code");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(waiter.join().unwrap().unwrap(), "the-code");
+    }
+
+    #[test]
     fn an_error_with_the_right_state_ends_the_wait_in_one_escaped_line() {
         let (port, waiter) = waiting("st", Duration::from_secs(30));
         // The wrong state with an error does not end it.
@@ -958,6 +1051,18 @@ mod tests {
         assert!(!open_browser(&"/nonexistent/browser".into(), url));
         assert!(!open_browser(&"false".into(), url));
         assert!(open_browser(&"true".into(), url));
+    }
+
+    #[test]
+    fn the_device_instructions_are_two_lines_with_the_providers_strings_escaped() {
+        assert_eq!(
+            device_instructions("https://idp/device", "WDJB-MJHT", Some("https://idp/device?user_code=WDJB-MJHT")),
+            "To sign in, open https://idp/device and enter the code WDJB-MJHT\n  or open https://idp/device?user_code=WDJB-MJHT\n"
+        );
+        assert_eq!(
+            device_instructions("https://idp/device", "AB\nSigned in to x\u{1b}[2K\u{202e}", None),
+            "To sign in, open https://idp/device and enter the code AB\\nSigned in to x\\x1b[2K\\u{202e}\n"
+        );
     }
 
     #[test]
