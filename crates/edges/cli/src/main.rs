@@ -7,6 +7,7 @@ mod people;
 mod profiles;
 mod render;
 mod shell;
+mod sso;
 mod waiting;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -59,10 +60,14 @@ enum Command {
     ///
     /// `jitgate login --url URL --token -` reads the token from standard input, checks it with
     /// the server, then stores it (mode 0600) under $XDG_CONFIG_HOME/jitgate/ for the profile
-    /// (`--profile`, default `default`), which becomes the active one.
+    /// (`--profile`, default `default`), which becomes the active one. Without --token, a
+    /// server whose [cli] section names an OpenID issuer signs you in through it (single
+    /// sign-on): the browser opens (the CLI listens on 127.0.0.1 for its answer), or with
+    /// --device, or when no browser can be opened, you enter a code on the provider's page.
+    /// The ID token is then refreshed silently while the refresh token lasts.
     Login {
-        /// Single sign-on with the device authorization grant, for servers whose [cli] section
-        /// names an issuer (not in this build yet: it says so and asks for a token).
+        /// Single sign-on with the device authorization grant (RFC 8628): print a URL and a
+        /// code to enter there, from any device, instead of opening a browser here.
         #[arg(long)]
         device: bool,
         /// Allow an `http://` URL to a host other than this machine (127.0.0.0/8, ::1,

@@ -3,9 +3,15 @@
 
 use crate::client::{Client, ClientError};
 use crate::profiles::{self, Config, Credential, ProfileEntry, Store, DEFAULT_PROFILE};
+use crate::sso;
 use crate::{render, Output};
 use serde_json::{json, Value};
 use std::process::ExitCode;
+
+/// A single sign-on credential that expired longer ago than this, and whose provider cannot
+/// be reached to refresh it, is most likely abandoned (its refresh token gone too): the error
+/// then says first to sign in again, rather than to try again.
+const REFRESH_STALE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// The server used when neither `--url`, `JITGATE_URL` nor the profile names one.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7400";
@@ -53,6 +59,8 @@ pub struct Session {
     pub profile: String,
     pub url: String,
     pub source: TokenSource,
+    /// The issuer of the profile's single sign-on credential, when that is what is sent.
+    pub sso_issuer: Option<String>,
 }
 
 impl From<profiles::ProfileError> for ClientError {
@@ -130,6 +138,18 @@ pub fn same_server(a: &str, b: &str) -> bool {
 /// is sent. Files are read only when flags and environment leave something open, so CI that
 /// sets both never touches them.
 pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
+    connect_and(globals, true)
+}
+
+/// As [`connect`], but a single sign-on credential is never refreshed: for shell completion,
+/// which exits when its 2 s are up whatever it is doing. Exiting in the middle of a refresh
+/// would lose the new refresh token after the provider had spent (rotated away) the old one,
+/// and so end the session; a TAB is not worth that. An expiring credential is sent as it is.
+pub fn connect_for_completion(globals: &Globals) -> Result<Session, ClientError> {
+    connect_and(globals, false)
+}
+
+fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError> {
     // A hostile name is refused even when nothing is read with it.
     if let Some(name) = &globals.profile {
         profiles::check_profile_name(name)?;
@@ -163,6 +183,7 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
     } else {
         globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string())
     };
+    let mut sso_issuer = None;
     let (token, source, bound_url) = match (&globals.token, &globals.token_command, &store) {
         (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag, None),
         (Some(token), _, _) => (Some(token.clone()), TokenSource::Env, None),
@@ -170,6 +191,19 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
         (None, None, Some(store)) => match store.load_credential(&profile) {
             Ok(Some(credential)) => {
                 let bound = stored_credential_server(&profile, &credential, globals.url.as_deref())?;
+                let credential = match credential {
+                    credential if refresh => usable_credential(store, &profile, credential)?,
+                    // An expired ID token would only be refused: not sent.
+                    Credential::Oidc { expires_at, .. } if expires_at <= chrono::Utc::now() => {
+                        return Err(ClientError::Other(format!(
+                            "profile {profile}: the single sign-on credential expired (completion does not refresh it)"
+                        )))
+                    }
+                    credential => credential,
+                };
+                if let Credential::Oidc { issuer, .. } = &credential {
+                    sso_issuer = Some(issuer.clone());
+                }
                 (
                     Some(credential.bearer().to_string()),
                     TokenSource::Profile(store.credential_path(&profile)?.display().to_string()),
@@ -199,6 +233,7 @@ pub fn connect(globals: &Globals) -> Result<Session, ClientError> {
         profile,
         url,
         source,
+        sso_issuer,
     })
 }
 
@@ -224,33 +259,100 @@ fn stored_credential_server(
             )));
         }
     }
-    // An ID token past its expiry would only be refused: say so without sending it.
-    // (Part 2 of #28 refreshes it here with the refresh token while that lasts.)
-    if let Credential::Oidc { expires_at, issuer, .. } = credential {
-        if *expires_at <= chrono::Utc::now() {
-            return Err(ClientError::Other(format!(
-                "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
-                render::shown(issuer),
-                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )));
-        }
-    }
     Ok(bound.trim_end_matches('/').to_string())
 }
 
+/// The stored credential as it may be sent now: a single sign-on ID token that expires
+/// within [`sso::REFRESH_MARGIN`] is refreshed first with the refresh token (under the
+/// profile's lock, see [`sso::refreshed_credential`]); one past its expiry that cannot be
+/// refreshed is refused without being sent, in one line saying what to run.
+fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Result<Credential, ClientError> {
+    let now = chrono::Utc::now();
+    let expired = |issuer: &str, expires_at: &chrono::DateTime<chrono::Utc>| {
+        format!(
+            "profile {profile}: the single sign-on credential from {} expired at {}: run jitgate login --profile {profile}",
+            render::shown(issuer),
+            expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    };
+    let Credential::Oidc { issuer, expires_at, .. } = &credential else {
+        return Ok(credential);
+    };
+    let (issuer, expires_at) = (issuer.clone(), *expires_at);
+    let still_valid = expires_at > now;
+    let held = credential.clone();
+    match sso::refreshed_credential(store, profile, credential, now, sso::refresh) {
+        Ok(Credential::Oidc {
+            issuer, expires_at, ..
+        }) if expires_at <= now => Err(ClientError::Other(expired(&issuer, &expires_at))),
+        Ok(fresh) => Ok(fresh),
+        Err(sso::RefreshError::Gone) => Err(ClientError::Other(format!(
+            "profile {profile}: the credential was removed (jitgate logout?) while this command waited for it: run jitgate login --profile {profile}"
+        ))),
+        Err(sso::RefreshError::Files(e)) => Err(ClientError::Other(format!("profile {profile}: {e}"))),
+        Err(sso::RefreshError::Sso(sso::SsoError::RefreshRefused { .. })) => Err(ClientError::Other(format!(
+            "profile {profile}: the single sign-on session with {} has ended (the provider refused the refresh token): run jitgate login --profile {profile}",
+            render::shown(&issuer)
+        ))),
+        // The ID token still holds for a few seconds: use it, and refresh next time.
+        Err(sso::RefreshError::Sso(_)) if still_valid => Ok(held),
+        // An expired credential whose provider is gone (a retired or mistyped issuer, a
+        // network down): first what to run, then why the refresh failed.
+        Err(sso::RefreshError::Sso(sso::SsoError::Unreachable { reason, .. })) if expires_at < now - REFRESH_STALE => {
+            Err(ClientError::Other(format!(
+                "{} (it could not be refreshed: {} did not answer: {reason})",
+                expired(&issuer, &expires_at),
+                render::shown(&issuer)
+            )))
+        }
+        Err(sso::RefreshError::Sso(sso::SsoError::Unreachable { reason, .. })) => Err(ClientError::Other(format!(
+            "profile {profile}: cannot reach {} to refresh the sign-in ({reason}): try again, or run jitgate login --profile {profile}",
+            render::shown(&issuer)
+        ))),
+        Err(sso::RefreshError::Sso(e)) => Err(ClientError::Other(format!(
+            "profile {profile}: cannot refresh the single sign-on credential from {} ({}): run jitgate login --profile {profile}",
+            render::shown(&issuer),
+            e.to_string().replace("; nothing was stored", "")
+        ))),
+    }
+}
+
 /// An error about the stored credential, named with its profile: a 401 with a profile's
-/// credential means the server no longer accepts it.
+/// credential means the server no longer accepts it. For a single sign-on credential the
+/// server is asked how it signs people in now: an issuer that changed is the likely reason.
 pub fn name_the_profile(session: &Session, error: ClientError) -> ClientError {
+    let profile = &session.profile;
     match (&session.source, error) {
         (
             TokenSource::Profile(_),
             ClientError::Api {
                 status: 401, message, ..
             },
-        ) => ClientError::Other(format!(
-            "profile {}: the server refused the stored credential (401: {message}): run jitgate login --profile {}",
-            session.profile, session.profile
-        )),
+        ) => {
+            if let Some(old) = &session.sso_issuer {
+                if let Ok(options) = unauthenticated_get(&session.url, "/v1/login/options") {
+                    match options.get("oidc").and_then(|o| o.get("issuer")).and_then(Value::as_str) {
+                        Some(new) if new != old => {
+                            return ClientError::Other(format!(
+                                "profile {profile}: the server now signs people in through {}, not {}: run jitgate login --profile {profile}",
+                                render::shown(new),
+                                render::shown(old)
+                            ))
+                        }
+                        None if options.get("oidc").is_some_and(Value::is_null) => {
+                            return ClientError::Other(format!(
+                                "profile {profile}: the server no longer signs people in through {} (it accepts only tokens): run jitgate login --profile {profile} --token -",
+                                render::shown(old)
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ClientError::Other(format!(
+                "profile {profile}: the server refused the stored credential (401: {message}): run jitgate login --profile {profile}"
+            ))
+        }
         (_, other) => other,
     }
 }
@@ -263,7 +365,7 @@ pub fn login(
     insecure_http: bool,
 ) -> Result<ExitCode, ClientError> {
     let store = store()?;
-    let mut config = store.load_config()?;
+    let config = store.load_config()?;
     let profile = globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
     profiles::check_profile_name(&profile)?;
     let url = match (&globals.url, config.profiles.get(&profile)) {
@@ -290,7 +392,19 @@ pub fn login(
     let token = match token.as_deref() {
         Some("-") => read_token_from_stdin()?,
         Some(token) => token.to_string(),
-        None => return login_without_token(&url, device),
+        None => {
+            return login_without_token(
+                globals,
+                Signing {
+                    store: &store,
+                    config,
+                    profile,
+                    url,
+                },
+                device,
+                insecure_http,
+            )
+        }
     };
     if let Some(problem) = profiles::token_problem(&token) {
         return Err(ClientError::Other(format!(
@@ -304,31 +418,57 @@ pub fn login(
         )),
         other => other,
     })?;
-    let path = store.save_credential(
-        &profile,
-        &Credential::Token {
-            url: Some(url.clone()),
-            token,
-        },
-    )?;
-    config
-        .profiles
-        .insert(profile.clone(), ProfileEntry { url: url.clone() });
-    config.active = Some(profile.clone());
-    store.save_config(&config)?;
-    let principal = render::s(&who["principal"]).into_owned();
-    match globals.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "profile": profile, "url": url, "principal": who["principal"],
-                "credential": who["credential"], "file": path.display().to_string(),
-            }))
-            .unwrap_or_default()
-        ),
-        _ => println!("Signed in to {url} as {principal} (profile {profile})"),
+    let credential = Credential::Token {
+        url: Some(url.clone()),
+        token,
+    };
+    Signing {
+        store: &store,
+        config,
+        profile,
+        url,
     }
-    Ok(ExitCode::SUCCESS)
+    .store(globals, &credential, &who)
+}
+
+/// What `login` signs in to: the profile and its server, and the files to store them in.
+struct Signing<'a> {
+    store: &'a Store,
+    config: Config,
+    profile: String,
+    url: String,
+}
+
+impl Signing<'_> {
+    /// Store a credential the server accepted (`who`: its `/v1/whoami` answer), make the
+    /// profile the active one, and say whom the server took us for (never the token).
+    fn store(self, globals: &Globals, credential: &Credential, who: &Value) -> Result<ExitCode, ClientError> {
+        let Signing {
+            store,
+            mut config,
+            profile,
+            url,
+        } = self;
+        let path = store.save_credential(&profile, credential)?;
+        config
+            .profiles
+            .insert(profile.clone(), ProfileEntry { url: url.clone() });
+        config.active = Some(profile.clone());
+        store.save_config(&config)?;
+        let principal = render::s(&who["principal"]).into_owned();
+        match globals.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "profile": profile, "url": url, "principal": who["principal"],
+                    "credential": who["credential"], "file": path.display().to_string(),
+                }))
+                .unwrap_or_default()
+            ),
+            _ => println!("Signed in to {url} as {principal} (profile {profile})"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// A token on standard input (`--token -`): it stays out of shell history and `ps`. On a
@@ -364,19 +504,71 @@ fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
     Some(saved)
 }
 
-/// Without `--token`: ask the server how people sign in.
-fn login_without_token(url: &str, device: bool) -> Result<ExitCode, ClientError> {
-    let options = unauthenticated_get(url, "/v1/login/options")?;
-    match options.get("oidc") {
-        Some(Value::Object(oidc)) => Err(ClientError::Other(format!(
-            "{url} offers single sign-on through {} ({}), which this build of jitgate cannot do yet (part 2 of #28); sign in with a token for now: jitgate login --url {url} --token -",
-            render::shown(oidc.get("issuer").and_then(Value::as_str).unwrap_or("-")),
-            if device { "device flow" } else { "browser flow" },
-        ))),
-        _ => Err(ClientError::Other(format!(
+/// Without `--token`: ask the server how people sign in, and sign in through the identity
+/// provider it names (the browser flow, or the device flow); the ID token the server accepts
+/// is stored as the profile's `oidc` credential, with the refresh token.
+fn login_without_token(
+    globals: &Globals,
+    signing: Signing<'_>,
+    device: bool,
+    insecure_http: bool,
+) -> Result<ExitCode, ClientError> {
+    let url = signing.url.clone();
+    let options = unauthenticated_get(&url, "/v1/login/options")?;
+    let Some(Value::Object(oidc)) = options.get("oidc") else {
+        return Err(ClientError::Other(format!(
             "{url} accepts only tokens: run jitgate login --url {url} --token - (and paste the token)"
-        ))),
+        )));
+    };
+    let text = |key: &str| oidc.get(key).and_then(Value::as_str).map(str::to_string);
+    let (Some(issuer), Some(client_id)) = (text("issuer"), text("client_id")) else {
+        return Err(ClientError::Other(format!(
+            "{url} offers single sign-on but names no issuer or client id in /v1/login/options: not a jitgate server, or not this version; sign in with a token: jitgate login --url {url} --token -"
+        )));
+    };
+    let scopes: Vec<String> = match oidc.get("scopes").and_then(Value::as_array) {
+        Some(list) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        None => vec!["openid".into()],
+    };
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(ClientError::Other(format!(
+            "{url} offers single sign-on through {}, which is not an http(s) address; nothing was stored",
+            render::shown(&issuer)
+        )));
     }
+    // The code, the tokens and the refresh token would cross the network in clear text.
+    if !insecure_http && cleartext_to_another_machine(&issuer) {
+        return Err(ClientError::Other(format!(
+            "{url} offers single sign-on through {}: http:// would carry your sign-in in clear text to another machine: ask the jitgate admin for an https:// issuer, or pass --insecure-http if you mean it; nothing was stored",
+            render::shown(&issuer)
+        )));
+    }
+    let offer = sso::Offer {
+        issuer: issuer.clone(),
+        client_id: client_id.clone(),
+        scopes,
+        device: oidc.get("device").and_then(Value::as_bool).unwrap_or(false),
+    };
+    let signed_in = sso::sign_in(&offer, device).map_err(|e| ClientError::Other(e.to_string()))?;
+    // The server must accept the ID token before anything is stored.
+    let client = Client::new(&url, Some(signed_in.id_token.clone()), None, globals.output);
+    let who = client.get("/v1/whoami", &[]).map_err(|e| match e {
+        ClientError::Api { status, message, .. } => ClientError::Other(format!(
+            "{url} refused the ID token from {} ({status}: {message}): ask the jitgate admin whether [[auth.oidc]] trusts it for the client {}; nothing was stored",
+            render::shown(&issuer),
+            render::shown(&client_id)
+        )),
+        other => other,
+    })?;
+    let credential = Credential::Oidc {
+        url: Some(url),
+        issuer,
+        client_id,
+        id_token: signed_in.id_token,
+        refresh_token: signed_in.refresh_token,
+        expires_at: signed_in.expires_at,
+    };
+    signing.store(globals, &credential, &who)
 }
 
 fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
@@ -413,17 +605,43 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let profile = profile_name(globals, &mut || Ok(store.load_config()?))?;
     let path = store.credential_path(&profile)?;
+    // A single sign-on refresh token is revoked at its provider first (RFC 7009), so that a
+    // copy of the file is worth nothing either; the file goes whatever the provider says. A
+    // file that cannot be read (loose modes, garbage) is still removed.
+    let revocation = match store.load_credential(&profile) {
+        Ok(Some(Credential::Oidc {
+            issuer,
+            client_id,
+            refresh_token: Some(refresh_token),
+            ..
+        })) => Some((sso::revoke(&issuer, &client_id, &refresh_token), issuer)),
+        _ => None,
+    };
     let removed = store.remove_credential(&profile)?;
-    let text = if removed {
+    let mut text = if removed {
         format!("Signed out of profile {profile}: removed {}", path.display())
     } else {
         format!("Profile {profile} holds no credential: nothing to remove")
     };
+    if let Some((revocation, issuer)) = &revocation {
+        let issuer = render::shown(issuer);
+        text.push_str(&match revocation {
+            sso::Revocation::Revoked => format!("; the refresh token was revoked at {issuer}"),
+            sso::Revocation::NotOffered => format!("; {issuer} offers no revocation"),
+            sso::Revocation::Failed(reason) => format!(
+                "; the refresh token could not be revoked ({}): it lasts until {issuer} expires it",
+                render::shown(reason)
+            ),
+        });
+    }
     match globals.output {
-        Output::Json => println!(
-            "{}",
-            json!({"profile": profile, "removed": removed, "file": path.display().to_string()})
-        ),
+        Output::Json => {
+            let mut out = json!({"profile": profile, "removed": removed, "file": path.display().to_string()});
+            if let Some((revocation, _)) = &revocation {
+                out["revoked"] = json!(*revocation == sso::Revocation::Revoked);
+            }
+            println!("{out}")
+        }
         _ => println!("{text}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -356,6 +356,45 @@ impl Store {
         }
     }
 
+    /// Take the exclusive lock of `profile`'s credential (`credentials/PROFILE.lock`, created
+    /// 0600 beside the credential, never through a symbolic link), waiting for another jitgate
+    /// that holds it. Held until the returned guard is dropped. Two jitgate commands refreshing
+    /// the same single sign-on credential at once would each spend the refresh token, and a
+    /// provider that rotates refresh tokens would then end the session: the second one waits,
+    /// re-reads the credential, and finds it fresh.
+    pub fn lock_credential(&self, profile: &str) -> Result<CredentialLock, ProfileError> {
+        check_profile_name(profile)?;
+        self.create_dir(&self.dir)?;
+        self.create_dir(&self.credentials_dir())?;
+        let path = self.credentials_dir().join(format!("{profile}.lock"));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(ProfileError::NotAFile {
+                    path: path.display().to_string(),
+                })
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let meta = file.metadata().map_err(io(&path))?;
+        if !meta.is_file() {
+            return Err(ProfileError::NotAFile {
+                path: path.display().to_string(),
+            });
+        }
+        check_owner_and_mode(&path, &meta, "600")?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| io(&path)(e.into()))?;
+        Ok(CredentialLock { _file: file })
+    }
+
     /// Create a directory 0700 (and check one that exists).
     fn create_dir(&self, path: &Path) -> Result<(), ProfileError> {
         if Self::check_dir(path)? {
@@ -369,6 +408,13 @@ impl Store {
         // The umask may have taken bits away, never added any; set exactly 0700 all the same.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io(path))
     }
+}
+
+/// An exclusive lock on one profile's credential: released when dropped (the file is closed).
+/// The lock file itself stays: removing it while another process waits on it would let a
+/// third one lock a new file of the same name.
+pub struct CredentialLock {
+    _file: std::fs::File,
 }
 
 fn check_owner_and_mode(path: &Path, meta: &std::fs::Metadata, fix: &'static str) -> Result<(), ProfileError> {

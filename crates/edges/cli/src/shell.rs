@@ -122,7 +122,7 @@ pub fn complete_from_server(globals: &Globals, what: &str) -> Result<ExitCode, C
         output: globals.output,
         token_typed: globals.token_typed,
     };
-    let Ok(mut session) = people::connect(&globals) else {
+    let Ok(mut session) = people::connect_for_completion(&globals) else {
         return Ok(ExitCode::SUCCESS);
     };
     session.client.set_timeout(COMPLETION_TIMEOUT);
