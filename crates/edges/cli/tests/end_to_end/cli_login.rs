@@ -1423,3 +1423,69 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     assert!(!zsh_words(&me, bin_dir, "resources").iter().any(|w| w.contains("PWNED")));
     assert!(!trap(4).exists(), "a completion ran the server's words");
 }
+
+#[test]
+fn ctrl_c_at_the_hidden_token_prompt_gives_the_terminal_its_echo_back() {
+    let s = Server::start();
+    let me = Person::new();
+    // A real terminal (Python's pty module) running a shell: jitgate prompts, the person types
+    // half a token and presses Ctrl-C, then the same terminal's settings are printed by stty.
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; echo "rc=$?"; stty -a', sys.argv[1], sys.argv[2]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and (until is None or until not in seen):
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"demo-al")
+time.sleep(0.3)
+os.write(fd, b"\x03")
+pump(b"rc=", 10)
+pump(None, 2)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, BIN, &s.url])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(screen.contains("interrupted: nothing was stored"), "{screen}");
+    assert!(screen.contains("rc=130"), "{screen}");
+    assert!(!screen.contains("demo-al"), "the token was echoed: {screen}");
+    let settings: Vec<&str> = screen
+        .split_once("rc=130")
+        .map(|(_, after)| after)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';'))
+        .collect();
+    for mode in ["echo", "icanon", "isig"] {
+        assert!(
+            settings.contains(&mode) && !settings.contains(&format!("-{mode}").as_str()),
+            "{mode} was not restored: {screen}"
+        );
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+}
