@@ -566,7 +566,8 @@ fn refuse_a_grant_id_with_request(command: &Command) {
     else {
         return;
     };
-    if !(target.starts_with("grt_") && !target.contains('@')) {
+    let looks_like_a_grant = target.starts_with("grt_") && !target.contains('@');
+    if !looks_like_a_grant {
         return;
     }
     let message = format!(
