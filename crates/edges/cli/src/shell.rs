@@ -41,19 +41,30 @@ _jitgate_from_server() {
 complete -F _jitgate_from_server -o bashdefault -o default jitgate
 "#;
 
-/// Zsh: the function the `_arguments` specs below name for the server's words. They are
-/// data, never shell code: split at line ends, empty lines dropped, and handed to `compadd -a`
-/// (which quotes each for the command line), under `emulate -L zsh` so that a user's
-/// `GLOB_SUBST` or `SH_WORD_SPLIT` cannot make a word be globbed or split.
+/// Zsh: the functions the `_arguments` specs below name for the server's words. `_arguments`
+/// calls an action with compadd's options first (`-J GROUP -X EXPLANATION`...), which are passed
+/// on. The words are data, never shell code: split at line ends, empty lines dropped, and
+/// handed to `compadd -a` (which quotes each for the command line), under `emulate -L zsh` so
+/// that a user's `GLOB_SUBST` or `SH_WORD_SPLIT` cannot make a word be globbed or split.
 const ZSH_FROM_SERVER: &str = r#"
 (( $+functions[_jitgate_from_server] )) ||
 _jitgate_from_server() {
     emulate -L zsh
+    local what="$1"
+    shift
     local -a words
-    words=("${(@f)$(jitgate __complete "$1" 2>/dev/null)}")
+    words=("${(@f)$(jitgate __complete "$what" 2>/dev/null)}")
     words=("${(@)words:#}")
     (( ${#words} )) || return 1
-    compadd -a words
+    compadd "$@" -a words
+}
+(( $+functions[_jitgate_server_requests] )) ||
+_jitgate_server_requests() {
+    _jitgate_from_server requests "$@"
+}
+(( $+functions[_jitgate_server_resources] )) ||
+_jitgate_server_resources() {
+    _jitgate_from_server resources "$@"
 }
 "#;
 
@@ -138,7 +149,8 @@ fn hide_internal_command(shell: clap_complete::Shell, script: &str) -> String {
 }
 
 /// Zsh: the first argument of the commands that take a request id or a resource name, and
-/// `ssh --request`, complete through `_jitgate_from_server` instead of `_default`. clap writes
+/// `ssh --request`, complete through `_jitgate_server_requests` or `_jitgate_server_resources`
+/// instead of `_default`. clap writes
 /// one `(NAME)` branch per subcommand, its positionals as `':NAME:_default' \`; only the
 /// top-level branches (the first of each name) are changed, not `jitgate help NAME`'s.
 fn complete_from_server_in_zsh(script: &str) -> String {
@@ -157,11 +169,11 @@ fn complete_from_server_in_zsh(script: &str) -> String {
             out.push('\n');
         }
         if ids && line == "':id:_default' \\" {
-            out.push_str("':id:_jitgate_from_server requests' \\");
+            out.push_str("':id:_jitgate_server_requests' \\");
         } else if resources && line == "':resource:_default' \\" {
-            out.push_str("':resource:_jitgate_from_server resources' \\");
+            out.push_str("':resource:_jitgate_server_resources' \\");
         } else if branch == "ssh" && line.starts_with("'--request=[") && line.ends_with(":RESOURCE:_default' \\") {
-            out.push_str(&line.replace(":RESOURCE:_default'", ":RESOURCE:_jitgate_from_server resources'"));
+            out.push_str(&line.replace(":RESOURCE:_default'", ":RESOURCE:_jitgate_server_resources'"));
         } else {
             out.push_str(line);
         }

@@ -1274,17 +1274,67 @@ fn fish_tab(me: &Person, path_first: &Path, line: &str) -> Vec<String> {
         .collect()
 }
 
-/// zsh's function for the server's words, called as `_arguments` calls it, with `compadd`
-/// replaced by one that prints the words it is handed (and the user's options that would glob
-/// or split a word turned on).
+/// zsh's function for the server's words, called as `_arguments` calls it (compadd's options
+/// first), with `compadd` replaced by one that prints the words it is handed (and the user's
+/// options that would glob or split a word turned on).
 fn zsh_words(me: &Person, path_first: &Path, what: &str) -> Vec<String> {
     let script = completion_script(me, "zsh");
     let program = format!(
-        "compdef() {{ : }}; compadd() {{ [[ $1 == -a ]] && print -rl -- \"${{(@P)2}}\" }}; source '{}'; setopt globsubst shwordsplit; _jitgate_from_server {what}; true",
+        "compdef() {{ : }}; compadd() {{ local i=${{argv[(i)-a]}}; print -rl -- \"${{(@P)argv[i+1]}}\" }}; source '{}'; setopt globsubst shwordsplit; _jitgate_server_{what} -J group -X explanation; true",
         script.display()
     );
     in_shell(me, "zsh", path_first, &program)
         .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Presses TAB in a real interactive zsh (in a pseudo-terminal from zsh's own zpty module)
+/// after `$2`, with compinit and the completion script in the directory `$1` (on fpath), and
+/// prints each candidate zsh would offer (as quoted for the command line), one a line. The
+/// `compadd` wrapper only records what the completion functions add.
+const ZSH_TAB: &str = r#"
+zmodload zsh/zpty || exit 2
+zpty z zsh -f -i
+zpty -w z "PS1=''; RPROMPT=''; fpath=('$1' \$fpath); autoload -U compinit; compinit -u -d '$1/zcompdump'"
+zpty -w z "zstyle ':completion:*' list-grouped false; zstyle ':completion:*' insert-tab false"
+zpty -w z 'compadd () {
+  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi
+  typeset -a __hits
+  builtin compadd -A __hits "$@"
+  local ret=$?
+  (( $#__hits )) && print -rl -- "<HIT>"${^__hits}
+  return ret
+}'
+zpty -w z "bindkey '^I' complete-word"
+zpty -w z "print -r -- '<READY>'"
+zpty -r z line '*<READY>*' || exit 3
+zpty -w z "print -r -- '<SET>'"
+zpty -r z line '*<SET>*' || exit 4
+zpty -n -w z "$2"$'\t'
+out=""
+integer quiet=0
+while (( quiet < 12 )); do
+  if zpty -r -t z chunk 2>/dev/null; then out+=$chunk; quiet=0; else sleep 0.2; (( quiet++ )); fi
+done
+zpty -d z
+print -r -- "$out" | tr -d '\r' | grep -o '<HIT>.*' | sed 's/<HIT>//'
+true
+"#;
+
+/// Press TAB after `line` in a real zsh with `jitgate completion zsh` loaded: the candidates.
+fn zsh_tab(me: &Person, path_first: &Path, line: &str) -> Vec<String> {
+    let (code, script, err) = me.run(&["completion", "zsh"]);
+    assert_eq!(code, 0, "{err}");
+    let fpath = me.home.path().join("zsh-functions");
+    std::fs::create_dir_all(&fpath).unwrap();
+    std::fs::write(fpath.join("_jitgate"), script).unwrap();
+    let harness = me.home.path().join("zsh-tab.zsh");
+    std::fs::write(&harness, ZSH_TAB).unwrap();
+    let program = format!("source '{}' '{}' '{line}'", harness.display(), fpath.display());
+    in_shell(me, "zsh", path_first, &program)
+        .lines()
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
 }
@@ -1307,19 +1357,15 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     // and names ask the server.
     let text = std::fs::read_to_string(&zsh).unwrap();
     assert!(!text.lines().any(|l| l.starts_with("'__complete:")), "{text}");
+    assert_eq!(text.matches("':id:_jitgate_server_requests' \\").count(), 5, "{text}");
     assert_eq!(
-        text.matches("':id:_jitgate_from_server requests' \\").count(),
-        5,
-        "{text}"
-    );
-    assert_eq!(
-        text.matches("':resource:_jitgate_from_server resources' \\").count(),
+        text.matches("':resource:_jitgate_server_resources' \\").count(),
         3,
         "{text}"
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("'--request=[") && l.ends_with(":RESOURCE:_jitgate_from_server resources' \\")),
+            .any(|l| l.starts_with("'--request=[") && l.ends_with(":RESOURCE:_jitgate_server_resources' \\")),
         "{text}"
     );
 
@@ -1353,9 +1399,16 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     let offered = fish_tab(&me, bin_dir, "jitgate ");
     assert!(offered.contains(&"whoami".to_string()), "{offered:?}");
     assert!(!offered.iter().any(|w| w.contains("__complete")), "{offered:?}");
-    // zsh's function gets the same words from the real binary.
+    // zsh's function gets the same words from the real binary, and a real zsh offers them.
     let words = zsh_words(&me, bin_dir, "requests");
     assert!(words.contains(&request_id), "{words:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate show ");
+    assert!(offered.contains(&request_id), "{offered:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate ssh --request ");
+    assert!(offered.contains(&"bastion".to_string()), "{offered:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate ");
+    assert!(offered.contains(&"whoami".to_string()), "{offered:?}");
+    assert!(!offered.iter().any(|w| w.contains("__complete")), "{offered:?}");
 
     // A `jitgate` that answers hostile words: offered as plain words or not at all, never run.
     let traps = tempfile::tempdir().unwrap();
@@ -1381,6 +1434,19 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     );
     let offered = fish_tab(&me, fake.path(), "jitgate show req");
     assert_eq!(offered, ["req_1", "req_2"]);
+    let offered = zsh_tab(&me, fake.path(), "jitgate show ");
+    assert_eq!(
+        offered,
+        [
+            "req_1".to_string(),
+            format!("\\$\\(touch\\ {}\\)", trap(1).display()),
+            format!("\\`touch\\ {}\\`", trap(2).display()),
+            "\\*".to_string(),
+            format!("\\(touch\\ {}\\)", trap(3).display()),
+            "req_2".to_string(),
+        ],
+        "zsh offers each word quoted, as typed text"
+    );
     let words = zsh_words(&me, fake.path(), "requests");
     assert_eq!(
         words,
