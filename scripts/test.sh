@@ -50,6 +50,10 @@ command -v caddy >/dev/null || NEEDED+=(caddy)
 command -v wrk >/dev/null || NEEDED+=(wrk)
 command -v chromium >/dev/null || NEEDED+=(chromium)
 command -v chromedriver >/dev/null || NEEDED+=(chromium-driver)
+# zsh and fish load the scripts of `jitgate completion zsh|fish` and complete from a real server
+# in tests/end_to_end/cli_login.rs.
+command -v zsh >/dev/null || NEEDED+=(zsh)
+command -v fish >/dev/null || NEEDED+=(fish)
 if [ ${#NEEDED[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing packages: ${NEEDED[*]}; run as root or install them" >&2

@@ -366,15 +366,7 @@ pub fn token_create(client: &Client, principal: &str, options: TokenOptions) -> 
 }
 
 pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, write: bool) -> CommandResult {
-    let public_key = std::fs::read_to_string(key)
-        .map_err(|e| ClientError::Other(format!("--key: cannot read {}: {e}", key.display())))?;
-    // A private key must never leave the machine: refuse it before anything is sent.
-    if public_key.contains("PRIVATE KEY") {
-        return Err(ClientError::Other(format!(
-            "--key {}: that is a private key: pass the .pub file",
-            render::shown(&key.display().to_string())
-        )));
-    }
+    let public_key = read_public_key(key)?;
     let answer = client.post(
         &format!("/v1/grants/{grant_id}/ssh-cert"),
         &json!({"public_key": public_key.trim()}),
@@ -383,6 +375,40 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
         print(client, &answer, |a| format!("{}\n", render::raw(&a["certificate"])));
         return Ok(ExitCode::SUCCESS);
     }
+    let path = write_certificate(&answer, key)?;
+    let mut shown = answer.clone();
+    shown["path"] = json!(path.display().to_string());
+    print(client, &shown, |_| format!("{}\n", path.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The biggest public key file read: an RSA key of 16384 bits is under 3 KiB.
+const MAX_PUBLIC_KEY_BYTES: u64 = 16 * 1024;
+
+/// The public key file's text. A private key must never leave the machine: it is refused
+/// before anything is sent.
+fn read_public_key(key: &Path) -> Result<String, ClientError> {
+    let cannot_read = |e: std::io::Error| ClientError::Other(format!("--key: cannot read {}: {e}", key.display()));
+    let size = std::fs::metadata(key).map_err(cannot_read)?.len();
+    if size > MAX_PUBLIC_KEY_BYTES {
+        return Err(ClientError::Other(format!(
+            "--key {}: {size} bytes is no OpenSSH public key: pass the .pub file",
+            key.display()
+        )));
+    }
+    let public_key = std::fs::read_to_string(key).map_err(cannot_read)?;
+    if public_key.contains("PRIVATE KEY") {
+        return Err(ClientError::Other(format!(
+            "--key {}: that is a private key: pass the .pub file",
+            key.display()
+        )));
+    }
+    Ok(public_key)
+}
+
+/// Save the certificate of the server's `answer` beside `key` as KEY-cert.pub (mode 0644,
+/// atomically, never through a symbolic link), where ssh finds it; its path.
+fn write_certificate(answer: &Value, key: &Path) -> Result<PathBuf, ClientError> {
     let Some(certificate) = answer["certificate"].as_str().filter(|c| is_certificate_line(c)) else {
         return Err(ClientError::Other(
             "the server's answer holds no OpenSSH certificate line; nothing was written".into(),
@@ -391,10 +417,318 @@ pub fn ssh_certificate(client: &Client, grant_id: &str, key: &std::path::Path, w
     let path = certificate_path(key);
     crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
         .map_err(|e| ClientError::Other(format!("--write: {e}")))?;
-    let mut shown = answer.clone();
-    shown["path"] = json!(path.display().to_string());
-    print(client, &shown, |_| format!("{}\n", path.display()));
-    Ok(ExitCode::SUCCESS)
+    Ok(path)
+}
+
+/// What `jitgate ssh --request RESOURCE USER@HOST` was asked for.
+pub struct SshLogin {
+    pub resource: String,
+    /// `--action`; otherwise the one login action the resource offers.
+    pub action: Option<String>,
+    pub destination: String,
+    /// `--key`; otherwise the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub.
+    pub key: Option<PathBuf>,
+    pub reason: String,
+    pub duration: Option<String>,
+    pub timeout: std::time::Duration,
+    /// Passed to ssh after the destination: its options and the remote command.
+    pub ssh_args: Vec<String>,
+}
+
+/// The keys ssh looks for by default, in its order: the first whose public half exists is
+/// used, as `ssh` itself would.
+const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
+
+/// `jitgate ssh --request`: everything is checked before the request is filed (the key pair,
+/// the destination, the resource and its action, the ssh program), so that nobody approves
+/// access this command then cannot use. Then file, wait (Ctrl-C cancels), certify the key for
+/// the new grant, write KEY-cert.pub beside it, and run ssh with it; ssh's exit code is the
+/// command's.
+pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
+    check_destination(&login.destination)?;
+    check_resource_name("--request", &login.resource)?;
+    let (public, private) = match &login.key {
+        Some(key) => key_pair(key)?,
+        None => default_key_pair()?,
+    };
+    let public_key = read_public_key(&public)?;
+    check_public_key_line(&public, &public_key)?;
+    let program = ssh_program()?;
+    let action = match login.action {
+        Some(action) => {
+            check_resource_name("--action", &action)?;
+            action
+        }
+        None => ssh_action(client, &login.resource)?,
+    };
+    let ask = crate::waiting::Ask {
+        resource: &login.resource,
+        action: &action,
+        duration: login.duration,
+        reason: &login.reason,
+        payload: None,
+        also: Vec::new(),
+    };
+    let decision = crate::waiting::file_and_wait(client, &ask, login.timeout)?;
+    let request = &decision.request;
+    if !decision.approved() {
+        eprintln!(
+            "jitgate: request {} was {}; not running ssh",
+            render::s(&request["id"]),
+            render::s(&request["status"])
+        );
+        return Ok(decision.code);
+    }
+    let grant_id = render::raw(&request["grant"]["id"]);
+    let answer = client
+        .post(
+            &format!("/v1/grants/{grant_id}/ssh-cert"),
+            &json!({"public_key": public_key.trim()}),
+        )
+        .map_err(|e| {
+            ClientError::Other(format!(
+                "request {} is approved (grant {}), but the server issued no certificate: {e}",
+                render::s(&request["id"]),
+                render::s(&request["grant"]["id"])
+            ))
+        })?;
+    let certificate = write_certificate(&answer, &public)?;
+    if client.output != Output::Json {
+        eprintln!(
+            "jitgate: {} on {} granted until {} ({}); certificate {}",
+            render::shown(&action),
+            render::shown(&login.resource),
+            render::s(&request["grant"]["expires_at"]),
+            render::s(&request["grant"]["id"]),
+            render::shown(&certificate.display().to_string())
+        );
+    }
+    // No shell: each argument reaches ssh as it is. The destination, checked above, cannot be
+    // taken for an option.
+    let status = std::process::Command::new(&program)
+        .arg("-i")
+        .arg(&private)
+        .arg("-o")
+        .arg(certificate_option(&certificate)?)
+        .arg(&login.destination)
+        .args(&login.ssh_args)
+        .status();
+    match status {
+        Ok(status) => Ok(ExitCode::from(
+            u8::try_from(crate::waiting::exit_code_of(&status)).unwrap_or(1),
+        )),
+        Err(e) => {
+            eprintln!(
+                "jitgate: cannot run {}: {e}",
+                render::shown(&program.display().to_string())
+            );
+            Ok(ExitCode::from(127))
+        }
+    }
+}
+
+/// `USER@HOST` (or `HOST`) as ssh is given it: nothing ssh could take for an option (a
+/// leading `-`), no control, space or invisible character (what is shown is what connects).
+fn check_destination(destination: &str) -> Result<(), ClientError> {
+    let problem = if destination.is_empty() {
+        Some("it is empty".to_string())
+    } else if destination.starts_with('-') {
+        Some("it starts with '-', which ssh would take for an option".to_string())
+    } else if destination.len() > 1024 {
+        Some(format!("it is {} bytes long", destination.len()))
+    } else {
+        destination
+            .chars()
+            .find(|&c| c.is_control() || c.is_whitespace() || jitgate_core::text::is_invisible(c))
+            .map(|c| format!("it holds U+{:04X}, a space, control or invisible character", c as u32))
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(ClientError::Other(format!(
+            "USER@HOST {destination}: {problem}; nothing was requested"
+        ))),
+    }
+}
+
+/// A resource (or action) name as typed: one that holds a control or invisible character is
+/// not the name it looks like, and is refused before anything is sent.
+fn check_resource_name(flag: &str, name: &str) -> Result<(), ClientError> {
+    match name
+        .chars()
+        .find(|&c| c.is_control() || jitgate_core::text::is_invisible(c))
+    {
+        None if !name.trim().is_empty() => Ok(()),
+        None => Err(ClientError::Other(format!("{flag}: the name is empty; nothing was requested"))),
+        Some(c) => Err(ClientError::Other(format!(
+            "{flag} {name}: the name holds U+{:04X}, an invisible or control character: type the name (jitgate resources --kind ssh lists them); nothing was requested",
+            c as u32
+        ))),
+    }
+}
+
+/// `--key KEY.pub` and its private half, `KEY`, which must be beside it.
+fn key_pair(public: &Path) -> Result<(PathBuf, PathBuf), ClientError> {
+    let public =
+        std::path::absolute(public).map_err(|e| ClientError::Other(format!("--key {}: {e}", public.display())))?;
+    let name = public
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(stem) = name.strip_suffix(".pub").filter(|s| !s.is_empty()) else {
+        // A private key given by mistake is named as such (and never read further).
+        read_public_key(&public)?;
+        return Err(ClientError::Other(format!(
+            "--key {}: name the public key file, KEY.pub, with its private key KEY beside it",
+            public.display()
+        )));
+    };
+    let private = public.with_file_name(stem);
+    if !private.is_file() {
+        return Err(ClientError::Other(format!(
+            "--key {}: its private key {} is missing: ssh needs both",
+            public.display(),
+            private.display()
+        )));
+    }
+    Ok((public, private))
+}
+
+/// The first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub that exists, with its private
+/// key beside it.
+fn default_key_pair() -> Result<(PathBuf, PathBuf), ClientError> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ClientError::Other("HOME is not set: pass --key KEY.pub".into()))?;
+    let dir = Path::new(&home).join(".ssh");
+    for name in DEFAULT_KEYS {
+        let public = dir.join(format!("{name}.pub"));
+        if public.exists() {
+            return key_pair(&public);
+        }
+    }
+    Err(ClientError::Other(format!(
+        "no SSH key: none of {} exists in {}: make one with ssh-keygen -t ed25519, or pass --key KEY.pub",
+        DEFAULT_KEYS.map(|k| format!("{k}.pub")).join(", "),
+        dir.display()
+    )))
+}
+
+/// A public key file holds one line `TYPE BASE64 [COMMENT]`; anything else would be refused
+/// by the server only after someone approved the request.
+fn check_public_key_line(path: &Path, text: &str) -> Result<(), ClientError> {
+    let line = text.trim();
+    let mut words = line.split(' ');
+    let kind = words.next().unwrap_or("");
+    let blob = words.next().unwrap_or("");
+    let known = kind.starts_with("ssh-") || kind.starts_with("ecdsa-sha2-") || kind.starts_with("sk-");
+    let ok = known
+        && !kind.contains("-cert-")
+        && !blob.is_empty()
+        && blob
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        && !line.contains('\n');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::Other(format!(
+            "--key {}: not an OpenSSH public key (one line: TYPE BASE64 COMMENT); nothing was requested",
+            path.display()
+        )))
+    }
+}
+
+/// The program run as ssh: JITGATE_SSH_PROGRAM, else `ssh` on PATH; found before anything is
+/// requested.
+fn ssh_program() -> Result<PathBuf, ClientError> {
+    let named = std::env::var_os("JITGATE_SSH_PROGRAM").filter(|p| !p.is_empty());
+    let (program, from) = match &named {
+        Some(p) => (PathBuf::from(p), "JITGATE_SSH_PROGRAM"),
+        None => (PathBuf::from("ssh"), "PATH"),
+    };
+    let found = if program.components().count() > 1 {
+        program.is_file().then_some(program.clone())
+    } else {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .map(|dir| dir.join(&program))
+            .find(|candidate| candidate.is_file())
+    };
+    found.ok_or_else(|| {
+        ClientError::Other(format!(
+            "cannot find {} ({from}): install OpenSSH's client, or set JITGATE_SSH_PROGRAM; nothing was requested",
+            program.display()
+        ))
+    })
+}
+
+/// `CertificateFile=PATH` for `ssh -o`: ssh splits an option's value at spaces (unless
+/// quoted) and expands `%` tokens and `${VAR}` in it, so the path is quoted, `%` doubled, and
+/// a path ssh would read otherwise (a quote, a backslash, `$`, a control character) refused.
+fn certificate_option(path: &Path) -> Result<String, ClientError> {
+    let text = path.to_str().ok_or_else(|| {
+        ClientError::Other(format!(
+            "{}: the certificate's path is not UTF-8, which ssh -o cannot take",
+            path.display()
+        ))
+    })?;
+    if let Some(c) = text
+        .chars()
+        .find(|&c| matches!(c, '"' | '\\' | '$' | '\'') || c.is_control())
+    {
+        return Err(ClientError::Other(format!(
+            "{}: ssh would not read a path holding {:?} as it is: move the key",
+            path.display(),
+            c
+        )));
+    }
+    Ok(format!("CertificateFile=\"{}\"", text.replace('%', "%%")))
+}
+
+/// Which action of `resource` is the SSH login: the one the catalog's resource offers you
+/// that is not bound to one command. None, or several, is said in one line before anything is
+/// requested.
+fn ssh_action(client: &Client, resource: &str) -> Result<String, ClientError> {
+    let listed = client.get("/v1/resources", &[("q", resource.to_string()), ("limit", "500".into())])?;
+    let found = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"].as_str() == Some(resource))
+        .ok_or_else(|| {
+            ClientError::Other(format!(
+                "--request {resource}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested"
+            ))
+        })?;
+    if let Some(kind) = found["kind"].as_str().filter(|k| *k != "ssh") {
+        return Err(ClientError::Other(format!(
+            "--request {resource}: it is a {kind} resource, not ssh; nothing was requested"
+        )));
+    }
+    let actions: Vec<&Value> = found["actions"].as_array().into_iter().flatten().collect();
+    let names = |bound: bool| -> Vec<&str> {
+        actions
+            .iter()
+            .filter(|a| a["action_bound"].as_bool() == Some(bound))
+            .filter_map(|a| a["action"].as_str())
+            .collect()
+    };
+    let (logins, bound) = (names(false), names(true));
+    match (logins.as_slice(), bound.as_slice()) {
+        ([one], _) => Ok((*one).to_string()),
+        ([], []) => Err(ClientError::Other(format!(
+            "--request {resource}: you may request no action on it; nothing was requested"
+        ))),
+        ([], bound) => Err(ClientError::Other(format!(
+            "--request {resource}: its only SSH actions ({}) are bound to one approved command: file that with jitgate request {resource} ACTION --payload COMMAND, then jitgate ssh GRANT_ID --key KEY.pub --write; nothing was requested",
+            bound.join(", ")
+        ))),
+        (several, _) => Err(ClientError::Other(format!(
+            "--request {resource}: which action? you may request {} on it: pick one with --action; nothing was requested",
+            several.join(", ")
+        ))),
+    }
 }
 
 /// Whether `line` looks like one OpenSSH certificate line: a certificate type
@@ -960,6 +1294,71 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_is_never_an_ssh_option_nor_hides_anything() {
+        for good in [
+            "alice@bastion.example",
+            "bastion",
+            "alice@127.0.0.1",
+            "ssh://alice@h:22",
+            "deploy@höst",
+        ] {
+            assert!(check_destination(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=touch /tmp/x",
+            "-F/tmp/config",
+            "alice@host name",
+            "alice@host\n-oProxyCommand=x",
+            "alice@\u{1b}[2Jhost",
+            "alice@ho\u{200b}st",
+            "alice@host\u{202e}",
+            "alice@host\0",
+        ] {
+            let error = check_destination(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.ends_with("nothing was requested"), "{bad:?}: {error}");
+        }
+        assert!(check_destination(&"a".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn the_certificate_option_is_quoted_and_never_expanded() {
+        assert_eq!(
+            certificate_option(Path::new("/home/a b/.ssh/id_ed25519-cert.pub")).ok(),
+            Some("CertificateFile=\"/home/a b/.ssh/id_ed25519-cert.pub\"".to_string())
+        );
+        assert_eq!(
+            certificate_option(Path::new("/k/100%u-cert.pub")).ok(),
+            Some("CertificateFile=\"/k/100%%u-cert.pub\"".to_string())
+        );
+        for bad in ["/k/${HOME}-cert.pub", "/k/a\"b", "/k/a\\b", "/k/a\nb", "/k/a'b"] {
+            assert!(certificate_option(Path::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_public_key_is_one_line_of_a_known_type() {
+        let path = Path::new("k.pub");
+        for good in [
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI alice@laptop\n",
+            "ecdsa-sha2-nistp256 AAAA+/=",
+            "sk-ssh-ed25519@openssh.com AAAA",
+        ] {
+            assert!(check_public_key_line(path, good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "hello",
+            "ssh-ed25519",
+            "ssh-ed25519-cert-v01@openssh.com AAAA",
+            "ssh-ed25519 AAAA\nssh-rsa BBBB",
+            "ssh-ed25519 AA$(x)",
+        ] {
+            assert!(check_public_key_line(path, bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn only_an_openssh_certificate_line_is_written() {

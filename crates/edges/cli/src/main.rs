@@ -254,16 +254,52 @@ enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Print a short-lived OpenSSH user certificate for your active grant on an SSH resource
-    /// (--write saves it beside the key as KEY-cert.pub, where ssh finds it).
+    /// (--write saves it beside the key as KEY-cert.pub, where ssh finds it); or, with
+    /// --request, ask for access, wait, and log in with ssh (docs/cli.md).
+    ///
+    /// `jitgate ssh GRANT_ID --key KEY.pub [--write]`, or
+    /// `jitgate ssh --request RESOURCE [--reason R] [--for D] USER@HOST [-- SSH_ARGS...]`: file a
+    /// request for the resource's SSH action, wait for its approval (Ctrl-C cancels it), write
+    /// KEY-cert.pub beside the key and run `ssh -i KEY -o CertificateFile=KEY-cert.pub USER@HOST
+    /// SSH_ARGS...` (JITGATE_SSH_PROGRAM instead of `ssh` if set); ssh's exit code is passed
+    /// through. Denied or cancelled: 1; expired or not decided within --timeout: 3.
     Ssh {
-        grant_id: String,
-        /// Your OpenSSH public key file (`~/.ssh/id_ed25519.pub`).
-        #[arg(long)]
-        key: PathBuf,
+        /// The grant to certify; with --request, the USER@HOST (or HOST) to log in to.
+        #[arg(value_name = "GRANT_ID | USER@HOST")]
+        target: String,
+        /// Your OpenSSH public key file (`~/.ssh/id_ed25519.pub`); with --request, the first of
+        /// ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub by default (its private key beside it).
+        #[arg(long, required_unless_present = "request")]
+        key: Option<PathBuf>,
         /// Write the certificate beside the key as KEY-cert.pub (mode 0644, as ssh-keygen
         /// does), where ssh finds it, and print its path.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "request")]
         write: bool,
+        /// Ask for access to this SSH resource, wait for it, and log in to USER@HOST.
+        #[arg(long, value_name = "RESOURCE")]
+        request: Option<String>,
+        /// With --request: the action to ask for [default: the resource's one action that is
+        /// not bound to a command].
+        #[arg(long, requires = "request")]
+        action: Option<String>,
+        /// With --request: why you need it.
+        #[arg(long, requires = "request")]
+        reason: Option<String>,
+        /// With --request: how long the access should last once approved (`30m`).
+        #[arg(
+            long = "for",
+            visible_alias = "duration",
+            value_name = "DURATION",
+            requires = "request"
+        )]
+        duration: Option<String>,
+        /// With --request: how long to wait for a decision before cancelling the request
+        /// [default: 30m].
+        #[arg(long, value_name = "DURATION", requires = "request")]
+        timeout: Option<String>,
+        /// With --request: ssh's further arguments, after `--` (its options, the remote command).
+        #[arg(last = true, value_name = "SSH_ARGS", requires = "request")]
+        ssh_args: Vec<String>,
     },
     /// Print the database login (user, password, connection URL) made for your active grant
     /// on a PostgreSQL resource. Shown once: save it now. Waits while the role is being created.
@@ -476,6 +512,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    refuse_a_grant_id_with_request(&cli.command);
     // `login` stores only a token typed as --token, never one JITGATE_TOKEN carries for CI.
     let token_typed = matches.value_source("token") == Some(clap::parser::ValueSource::CommandLine);
     let globals = people::Globals {
@@ -516,6 +553,37 @@ fn main() -> ExitCode {
             eprintln!("error: {}", render::shown(&e.to_string()));
             ExitCode::from(2)
         }
+    }
+}
+
+/// How long `jitgate ssh --request` waits for a decision by default (as `jitgate gate`).
+const SSH_DEFAULT_TIMEOUT: &str = "30m";
+
+/// `jitgate ssh GRANT_ID --request RESOURCE`: the one positional is the grant to certify, or
+/// with --request the host to log in to; a grant id there means both were meant, which clap
+/// cannot see by itself. Said as clap says a conflict (exit 2), before anything is sent.
+fn refuse_a_grant_id_with_request(command: &Command) {
+    let Command::Ssh {
+        target,
+        request: Some(_),
+        ..
+    } = command
+    else {
+        return;
+    };
+    let looks_like_a_grant = target.starts_with("grt_") && !target.contains('@');
+    if !looks_like_a_grant {
+        return;
+    }
+    let message = format!(
+        "the argument '--request <RESOURCE>' cannot be used with '<GRANT_ID>' ({}): give USER@HOST to log in through a new request, or leave out --request to certify that grant",
+        render::shown(target)
+    );
+    let mut cli = Cli::command();
+    cli.build();
+    match cli.find_subcommand_mut("ssh") {
+        Some(ssh) => ssh.error(clap::error::ErrorKind::ArgumentConflict, message).exit(),
+        None => cli.error(clap::error::ErrorKind::ArgumentConflict, message).exit(),
     }
 }
 
@@ -637,7 +705,42 @@ fn run_remote(command: Command, session: &people::Session) -> commands::CommandR
                 scim,
             },
         ),
-        Command::Ssh { grant_id, key, write } => commands::ssh_certificate(client, &grant_id, &key, write),
+        Command::Ssh {
+            target,
+            key,
+            write,
+            request: None,
+            ..
+        } => match key {
+            Some(key) => commands::ssh_certificate(client, &target, &key, write),
+            None => Err(client::ClientError::Other("--key KEY.pub is required".into())),
+        },
+        Command::Ssh {
+            target,
+            key,
+            request: Some(resource),
+            action,
+            reason,
+            duration,
+            timeout,
+            ssh_args,
+            ..
+        } => match jitgate_core::parse_duration(timeout.as_deref().unwrap_or(SSH_DEFAULT_TIMEOUT)) {
+            Err(m) => Err(client::ClientError::Other(format!("--timeout: {m}"))),
+            Ok(timeout) => commands::ssh_login(
+                client,
+                commands::SshLogin {
+                    resource,
+                    action,
+                    destination: target,
+                    key,
+                    reason: reason.unwrap_or_default(),
+                    duration,
+                    timeout: std::time::Duration::from_secs(timeout.0),
+                    ssh_args,
+                },
+            ),
+        },
         Command::Credentials { grant_id } => commands::database_credentials(client, &grant_id),
         Command::Keys(KeysCommand::Rotate) => commands::keys_rotate(client),
         Command::Database(DatabaseCommand::AcceptHistory) => commands::database_accept_history(client),

@@ -476,30 +476,142 @@ impl Signing<'_> {
 /// (as `ssh` and `sudo` read a password); from a pipe it is read as is.
 fn read_token_from_stdin() -> Result<String, ClientError> {
     let stdin = std::io::stdin();
-    let echo_was = if rustix::termios::isatty(&stdin) {
+    // The echo goes off before the prompt shows: what is typed as soon as it appears is hidden.
+    let hidden = if rustix::termios::isatty(&stdin) {
+        let hidden = hide_typing(&stdin);
         eprint!("Token (not shown): ");
-        hide_typing(&stdin)
+        hidden
     } else {
         None
     };
-    let mut line = String::new();
-    let read = stdin.read_line(&mut line);
-    if let Some(saved) = echo_was {
-        // Restore the terminal before anything else can fail or print.
-        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
-        eprintln!();
-    }
-    read.map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
+    let line = match &hidden {
+        None => {
+            let mut line = String::new();
+            stdin
+                .read_line(&mut line)
+                .map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
+            line
+        }
+        Some(saved) => {
+            let typed = read_hidden_line(&mut stdin.lock(), &EditKeys::of(saved));
+            // Restore the terminal before anything else can fail, print or end the process.
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, saved);
+            eprintln!();
+            match typed {
+                Typed::Line(line) => line,
+                Typed::Interrupted => {
+                    eprintln!("interrupted: nothing was stored");
+                    std::process::exit(130);
+                }
+                Typed::TooLong => {
+                    return Err(ClientError::Other(format!(
+                        "--token -: more than {MAX_TYPED_TOKEN} bytes is no token; nothing was stored"
+                    )))
+                }
+                Typed::Failed(e) => {
+                    return Err(ClientError::Other(format!(
+                        "--token -: cannot read standard input: {e}"
+                    )))
+                }
+            }
+        }
+    };
     let token = line.strip_suffix('\n').unwrap_or(&line);
     Ok(token.strip_suffix('\r').unwrap_or(token).to_string())
 }
 
-/// Turn the terminal's echo off; the settings to restore, or `None` if they could not be
+/// The longest token read at the hidden prompt.
+const MAX_TYPED_TOKEN: usize = 64 * 1024;
+
+/// What was typed at the hidden prompt.
+enum Typed {
+    Line(String),
+    /// The interrupt key (Ctrl-C): the caller restores the terminal, then exits 130.
+    Interrupted,
+    TooLong,
+    Failed(std::io::Error),
+}
+
+/// Read one line, a byte at a time, from a terminal that [`hide_typing`] set up: the terminal
+/// neither echoes nor turns keys into signals, so this reads the interrupt key itself (as the
+/// terminal defines it, Ctrl-C by default) and answers it only after the caller has restored
+/// the echo. A signal would end the process with the echo off, the shell after it typing blind;
+/// and no signal handler is involved, so nothing competes with the one `jitgate gate` and
+/// `jitgate run` install (the `ctrlc` crate allows one per process). The erase and kill keys
+/// edit the line, end-of-file on an empty line ends it.
+fn read_hidden_line(input: &mut impl std::io::Read, keys: &EditKeys) -> Typed {
+    let EditKeys {
+        interrupt,
+        erase,
+        kill,
+        end,
+    } = *keys;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match input.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Typed::Failed(e),
+        }
+        match byte[0] {
+            b'\n' | b'\r' => break,
+            // 0 is _POSIX_VDISABLE: a key the terminal has turned off matches no byte.
+            b if b == interrupt && b != 0 => return Typed::Interrupted,
+            b if (b == erase && b != 0) || b == 0x7f || b == 0x08 => {
+                line.pop();
+            }
+            b if b == kill && b != 0 => line.clear(),
+            b if b == end && b != 0 => {
+                if line.is_empty() {
+                    break;
+                }
+            }
+            b => line.push(b),
+        }
+        if line.len() > MAX_TYPED_TOKEN {
+            return Typed::TooLong;
+        }
+    }
+    // Anything but UTF-8 is refused later as a token with a character tokens never hold.
+    Typed::Line(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// The terminal's keys [`read_hidden_line`] answers (0: turned off).
+#[derive(Clone, Copy)]
+struct EditKeys {
+    interrupt: u8,
+    erase: u8,
+    kill: u8,
+    end: u8,
+}
+
+impl EditKeys {
+    fn of(settings: &rustix::termios::Termios) -> EditKeys {
+        use rustix::termios::SpecialCodeIndex as Key;
+        let key = |k: Key| settings.special_codes[k];
+        EditKeys {
+            interrupt: key(Key::VINTR),
+            erase: key(Key::VERASE),
+            kill: key(Key::VKILL),
+            end: key(Key::VEOF),
+        }
+    }
+}
+
+/// Turn the terminal's echo off, and its line editing and signal keys, which
+/// [`read_hidden_line`] does itself; the settings to restore, or `None` if they could not be
 /// changed (then the token is read as is, echoed).
 fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
+    use rustix::termios::{LocalModes, SpecialCodeIndex};
     let saved = rustix::termios::tcgetattr(stdin).ok()?;
     let mut quiet = saved.clone();
-    quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    quiet
+        .local_modes
+        .remove(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG);
+    quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
+    quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
     rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &quiet).ok()?;
     Some(saved)
 }
@@ -779,6 +891,34 @@ pub fn profile_use(globals: &Globals, name: &str) -> Result<ExitCode, ClientErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hidden_prompt_edits_the_line_and_answers_the_interrupt_key_itself() {
+        let keys = EditKeys {
+            interrupt: 0x03,
+            erase: 0x7f,
+            kill: 0x15,
+            end: 0x04,
+        };
+        let read = |bytes: &[u8]| match read_hidden_line(&mut &bytes[..], &keys) {
+            Typed::Line(line) => line,
+            Typed::Interrupted => "<interrupted>".into(),
+            Typed::TooLong => "<too long>".into(),
+            Typed::Failed(e) => format!("<{e}>"),
+        };
+        assert_eq!(read(b"demo-alice\r"), "demo-alice");
+        assert_eq!(read(b"demo-alice\n"), "demo-alice");
+        assert_eq!(read(b"demo-alicx\x7fe\r"), "demo-alice");
+        assert_eq!(read(b"wrong\x15demo-alice\r"), "demo-alice");
+        assert_eq!(read(b"demo-alice"), "demo-alice");
+        assert_eq!(read(b"\x04"), "");
+        assert_eq!(read(b"demo\x04-alice\r"), "demo-alice");
+        assert_eq!(read(b"demo-\x03alice\r"), "<interrupted>");
+        // A key the terminal turned off (0) is an ordinary byte, refused later as a token.
+        let off = EditKeys { interrupt: 0, ..keys };
+        assert!(matches!(read_hidden_line(&mut &b"a\x00b\r"[..], &off), Typed::Line(l) if l == "a\u{0}b"));
+        assert_eq!(read(&vec![b'a'; MAX_TYPED_TOKEN + 10]), "<too long>");
+    }
 
     #[test]
     fn the_same_server_is_recognised_in_its_spellings_and_no_other() {

@@ -1,6 +1,6 @@
 //! Shell completions and man pages, both from clap's own description of the commands, and the
-//! hidden `jitgate __complete` that the bash completion asks for request ids and resource
-//! names (clap_complete's dynamic completion is behind an unstable feature).
+//! hidden `jitgate __complete` that the bash, zsh and fish completions ask for request ids and
+//! resource names (clap_complete's dynamic completion is behind an unstable feature).
 
 use crate::client::ClientError;
 use crate::people::{self, Globals};
@@ -24,6 +24,8 @@ _jitgate_from_server() {
             show|approve|deny|cancel|review) what=requests ;;
             request|gate|run) what=resources ;;
         esac
+    elif [[ "${sub}" == ssh && ${COMP_CWORD} -gt 2 && "${COMP_WORDS[COMP_CWORD-1]}" == --request ]]; then
+        what=resources
     fi
     if [[ -n "${what}" ]]; then
         local -a words=()
@@ -39,6 +41,66 @@ _jitgate_from_server() {
 complete -F _jitgate_from_server -o bashdefault -o default jitgate
 "#;
 
+/// Zsh: the functions the `_arguments` specs below name for the server's words. `_arguments`
+/// calls an action with compadd's options first (`-J GROUP -X EXPLANATION`...), which are passed
+/// on. The words are data, never shell code: split at line ends, empty lines dropped, and
+/// handed to `compadd -a` (which quotes each for the command line), under `emulate -L zsh` so
+/// that a user's `GLOB_SUBST` or `SH_WORD_SPLIT` cannot make a word be globbed or split.
+const ZSH_FROM_SERVER: &str = r#"
+(( $+functions[_jitgate_from_server] )) ||
+_jitgate_from_server() {
+    emulate -L zsh
+    local what="$1"
+    shift
+    local -a words
+    words=("${(@f)$(jitgate __complete "$what" 2>/dev/null)}")
+    words=("${(@)words:#}")
+    (( ${#words} )) || return 1
+    compadd "$@" -a words
+}
+(( $+functions[_jitgate_server_requests] )) ||
+_jitgate_server_requests() {
+    _jitgate_from_server requests "$@"
+}
+(( $+functions[_jitgate_server_resources] )) ||
+_jitgate_server_resources() {
+    _jitgate_from_server resources "$@"
+}
+"#;
+
+/// Fish: the same words for the first argument of the commands that take a request id or a
+/// resource name, and for `ssh --request`. Fish offers each line of a command substitution as
+/// one candidate and never evaluates it again; a word with a tab would carry a description,
+/// and `__complete` prints none.
+const FISH_FROM_SERVER: &str = r#"
+# Request ids and resource names from the server (the hidden `jitgate __complete`).
+function __fish_jitgate_from_server
+    jitgate __complete $argv[1] 2>/dev/null
+end
+
+# Whether the word being completed is the subcommand's first argument (nothing but flags
+# typed after the subcommand so far).
+function __fish_jitgate_first_argument
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_jitgate_global_optspecs) -- $cmd 2>/dev/null
+    or return 1
+    set -e argv[1]
+    for word in $argv
+        string match -q -- '-*' $word
+        or return 1
+    end
+    return 0
+end
+
+complete -c jitgate -n "__fish_jitgate_using_subcommand show approve deny cancel review; and __fish_jitgate_first_argument" -f -a "(__fish_jitgate_from_server requests)"
+complete -c jitgate -n "__fish_jitgate_using_subcommand request gate run; and __fish_jitgate_first_argument" -f -a "(__fish_jitgate_from_server resources)"
+"#;
+
+/// The subcommands whose first argument is a request id or a resource name, for zsh.
+const ZSH_REQUEST_ID_COMMANDS: [&str; 5] = ["show", "approve", "deny", "cancel", "review"];
+const ZSH_RESOURCE_COMMANDS: [&str; 3] = ["request", "gate", "run"];
+
 /// Whether a word from the server may be offered to a shell: only characters that no shell
 /// gives a meaning to inside a word (`^[A-Za-z0-9._:/@+=,-]+$`), so that even a completion
 /// script that expanded it would find nothing to run. Others are left out, not escaped.
@@ -53,19 +115,23 @@ fn safe_completion_word(word: &str) -> bool {
 pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) -> Result<ExitCode, ClientError> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "jitgate", &mut out);
-    let mut out = hide_internal_command(shell, &String::from_utf8_lossy(&out)).into_bytes();
-    if shell == clap_complete::Shell::Bash {
-        out.extend_from_slice(BASH_FROM_SERVER.as_bytes());
-    }
+    let script = hide_internal_command(shell, &String::from_utf8_lossy(&out));
+    let out = match shell {
+        clap_complete::Shell::Bash => script + BASH_FROM_SERVER,
+        clap_complete::Shell::Zsh => complete_from_server_in_zsh(&script),
+        clap_complete::Shell::Fish => complete_from_server_in_fish(&script),
+        _ => script,
+    };
     std::io::stdout()
-        .write_all(&out)
+        .write_all(out.as_bytes())
         .map_err(|e| ClientError::Other(format!("cannot write the script: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// clap's generators offer even a hidden subcommand as a word: `jitgate <TAB>` would show
 /// `__complete`, which is for the scripts only. Take it out of the words offered (bash's
-/// `opts="..."` lists, fish's `-a "__complete"` line); its own branches stay, unreachable.
+/// `opts="..."` lists, fish's `-a "__complete"` lines, zsh's `'__complete:...'` entries of its
+/// command lists); its own branches stay, unreachable.
 fn hide_internal_command(shell: clap_complete::Shell, script: &str) -> String {
     let mut out = String::with_capacity(script.len());
     for line in script.lines() {
@@ -74,11 +140,60 @@ fn hide_internal_command(shell: clap_complete::Shell, script: &str) -> String {
                 out.push_str(&line.replace(" __complete ", " "));
             }
             clap_complete::Shell::Fish if line.contains("-a \"__complete\"") => continue,
+            clap_complete::Shell::Zsh if line.starts_with("'__complete:") => continue,
             _ => out.push_str(line),
         }
         out.push('\n');
     }
     out
+}
+
+/// Zsh: the first argument of the commands that take a request id or a resource name, and
+/// `ssh --request`, complete through `_jitgate_server_requests` or `_jitgate_server_resources`
+/// instead of `_default`. clap writes
+/// one `(NAME)` branch per subcommand, its positionals as `':NAME:_default' \`; only the
+/// top-level branches (the first of each name) are changed, not `jitgate help NAME`'s.
+fn complete_from_server_in_zsh(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH_FROM_SERVER.len());
+    let mut branch = "";
+    let mut seen = std::collections::HashSet::new();
+    for line in script.lines() {
+        if let Some(name) = line.strip_prefix('(').and_then(|l| l.strip_suffix(')')) {
+            // A name seen before is `jitgate help NAME`'s branch, which takes no argument.
+            branch = if seen.insert(name) { name } else { "" };
+        }
+        let ids = ZSH_REQUEST_ID_COMMANDS.contains(&branch);
+        let resources = ZSH_RESOURCE_COMMANDS.contains(&branch);
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_jitgate\" ]") {
+            out.push_str(ZSH_FROM_SERVER.trim_start());
+            out.push('\n');
+        }
+        if ids && line == "':id:_default' \\" {
+            out.push_str("':id:_jitgate_server_requests' \\");
+        } else if resources && line == "':resource:_default' \\" {
+            out.push_str("':resource:_jitgate_server_resources' \\");
+        } else if branch == "ssh" && line.starts_with("'--request=[") && line.ends_with(":RESOURCE:_default' \\") {
+            out.push_str(&line.replace(":RESOURCE:_default'", ":RESOURCE:_jitgate_server_resources'"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Fish: clap's script, `ssh --request` completing resource names, and the server's words
+/// for the commands' first arguments.
+fn complete_from_server_in_fish(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + FISH_FROM_SERVER.len());
+    for line in script.lines() {
+        out.push_str(line);
+        if line.starts_with("complete -c jitgate -n \"__fish_jitgate_using_subcommand ssh\" -l request ") {
+            out.push_str(" -f -a \"(__fish_jitgate_from_server resources)\"");
+        }
+        out.push('\n');
+    }
+    out + FISH_FROM_SERVER
 }
 
 /// `jitgate man`: the main page to standard output; with `--dir DIR`, one page per command

@@ -266,13 +266,38 @@ fn review_text(client: &Client, request: &Value) -> String {
 
 /// `jitgate gate`: file, wait, and answer with the exit code a pipeline step needs.
 pub fn gate(client: &Client, ask: &Ask, timeout: Duration) -> CommandResult {
+    let Decision { request, code } = file_and_wait(client, ask, timeout)?;
+    print(client, &request, render::request_detail);
+    Ok(code)
+}
+
+/// What a filed request came to, and the exit code `jitgate gate` gives it: 0 approved,
+/// 1 denied or cancelled, [`EXIT_TIMED_OUT`] expired or not decided in time.
+pub struct Decision {
+    pub request: Value,
+    pub code: ExitCode,
+}
+
+impl Decision {
+    pub fn approved(&self) -> bool {
+        self.request["status"] == "approved"
+    }
+}
+
+/// File the request and wait for its decision, as `jitgate gate` and `jitgate ssh --request`
+/// do: what it waits for and who must approve it go to standard error; Ctrl-C (or SIGTERM)
+/// while it waits cancels it and exits 130; nobody deciding within `timeout` cancels it.
+pub fn file_and_wait(client: &Client, ask: &Ask, timeout: Duration) -> Result<Decision, ClientError> {
     let interrupt = Interrupt::install(client);
     let request = file(client, ask)?;
     if request["status"] == "pending" {
+        // Cancellable from the moment it exists, not only once the wait below begins.
+        interrupt.waiting_for(request["id"].as_str());
+        // The names are as typed: escaped, so that a control character cannot rewrite the line.
         eprintln!(
             "jitgate: {} on {} is waiting for approval: request {} ({})\n{}",
-            ask.action,
-            ask.resource,
+            render::shown(ask.action),
+            render::shown(ask.resource),
             render::s(&request["id"]),
             needs_text(&request),
             review_text(client, &request)
@@ -285,26 +310,27 @@ pub fn gate(client: &Client, ask: &Ask, timeout: Duration) -> CommandResult {
         progress: false,
         interrupt: Some(&interrupt),
     };
-    let (request, code) = match wait.until_decided(request)? {
-        Outcome::Decided(r) => {
-            let code = match r["status"].as_str() {
+    Ok(match wait.until_decided(request)? {
+        Outcome::Decided(request) => {
+            let code = match request["status"].as_str() {
                 Some("approved") => ExitCode::SUCCESS,
                 Some("expired") => ExitCode::from(EXIT_TIMED_OUT),
                 _ => ExitCode::from(1),
             };
-            (r, code)
+            Decision { request, code }
         }
-        Outcome::TimedOut(r) => {
+        Outcome::TimedOut(request) => {
             eprintln!(
                 "jitgate: nobody decided within {}s; request {} is cancelled",
                 timeout.as_secs(),
-                render::s(&r["id"])
+                render::s(&request["id"])
             );
-            (r, ExitCode::from(EXIT_TIMED_OUT))
+            Decision {
+                request,
+                code: ExitCode::from(EXIT_TIMED_OUT),
+            }
         }
-    };
-    print(client, &request, render::request_detail);
-    Ok(code)
+    })
 }
 
 /// In GitHub Actions, say in the job summary what the step waits for.
@@ -436,7 +462,7 @@ pub fn run(
 }
 
 /// The exit code a shell would report: the status, or 128 + the signal that ended it.
-fn exit_code_of(status: &std::process::ExitStatus) -> i32 {
+pub fn exit_code_of(status: &std::process::ExitStatus) -> i32 {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;

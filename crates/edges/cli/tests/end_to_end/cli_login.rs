@@ -1210,3 +1210,348 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
     assert!(!screen.contains("demo-alice"), "the token was echoed: {screen}");
     assert_eq!(mode(&me.credential("default")), 0o600);
 }
+
+/// A shell the completion tests run, present or the test says how to get it.
+fn shell_program(name: &str) -> &str {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is missing: run scripts/test.sh as root (it installs zsh and fish), or apt-get install zsh fish"
+    );
+    name
+}
+
+/// Run `program` in `shell` (`zsh -f -c` or `fish --no-config -c`) as `me`, with `path_first`
+/// ahead of PATH (where `jitgate` is looked up) and no JITGATE_ variable; its standard output.
+fn in_shell(me: &Person, shell: &str, path_first: &Path, program: &str) -> String {
+    let path = format!("{}:{}", path_first.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(shell_program(shell));
+    match shell {
+        "zsh" => command.args(["-f", "-c", program]),
+        _ => command.args(["--no-config", "-c", program]),
+    };
+    command
+        .env("PATH", path)
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"))
+        .env("XDG_DATA_HOME", me.home.path().join("data"))
+        .current_dir(me.home.path());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{shell} -c {program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The script `jitgate completion SHELL` prints, saved in `me`'s home; its path.
+fn completion_script(me: &Person, shell: &str) -> PathBuf {
+    let (code, script, err) = me.run(&["completion", shell]);
+    assert_eq!(code, 0, "{err}");
+    let file = me.home.path().join(format!("jitgate.{shell}"));
+    std::fs::write(&file, script).unwrap();
+    file
+}
+
+/// Press TAB after `line` in fish: `complete -C` lists what fish would offer, one a line
+/// (a candidate, then a tab and its description when it has one).
+fn fish_tab(me: &Person, path_first: &Path, line: &str) -> Vec<String> {
+    let script = completion_script(me, "fish");
+    let program = format!("source '{}'; complete -C '{line}'", script.display());
+    in_shell(me, "fish", path_first, &program)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or("").to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// zsh's function for the server's words, called as `_arguments` calls it (compadd's options
+/// first), with `compadd` replaced by one that prints the words it is handed (and the user's
+/// options that would glob or split a word turned on).
+fn zsh_words(me: &Person, path_first: &Path, what: &str) -> Vec<String> {
+    let script = completion_script(me, "zsh");
+    let program = format!(
+        "compdef() {{ : }}; compadd() {{ local i=${{argv[(i)-a]}}; print -rl -- \"${{(@P)argv[i+1]}}\" }}; source '{}'; setopt globsubst shwordsplit; _jitgate_server_{what} -J group -X explanation; true",
+        script.display()
+    );
+    in_shell(me, "zsh", path_first, &program)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Presses TAB in a real interactive zsh (in a pseudo-terminal from zsh's own zpty module)
+/// after `$2`, with compinit and the completion script in the directory `$1` (on fpath), and
+/// prints each candidate zsh would offer (as quoted for the command line), one a line. The
+/// `compadd` wrapper only records what the completion functions add.
+const ZSH_TAB: &str = r#"
+zmodload zsh/zpty || exit 2
+zpty z zsh -f -i
+zpty -w z "PS1=''; RPROMPT=''; fpath=('$1' \$fpath); autoload -U compinit; compinit -u -d '$1/zcompdump'"
+zpty -w z "zstyle ':completion:*' list-grouped false; zstyle ':completion:*' insert-tab false"
+zpty -w z 'compadd () {
+  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return $?; fi
+  typeset -a __hits
+  builtin compadd -A __hits "$@"
+  local ret=$?
+  (( $#__hits )) && print -rl -- "<HIT>"${^__hits}
+  return ret
+}'
+zpty -w z "bindkey '^I' complete-word"
+zpty -w z "print -r -- '<READY>'"
+zpty -r z line '*<READY>*' || exit 3
+zpty -w z "print -r -- '<SET>'"
+zpty -r z line '*<SET>*' || exit 4
+zpty -n -w z "$2"$'\t'
+out=""
+integer quiet=0
+while (( quiet < 12 )); do
+  if zpty -r -t z chunk 2>/dev/null; then out+=$chunk; quiet=0; else sleep 0.2; (( quiet++ )); fi
+done
+zpty -d z
+print -r -- "$out" | tr -d '\r' | grep -o '<HIT>.*' | sed 's/<HIT>//'
+true
+"#;
+
+/// Press TAB after `line` in a real zsh with `jitgate completion zsh` loaded: the candidates.
+fn zsh_tab(me: &Person, path_first: &Path, line: &str) -> Vec<String> {
+    let (code, script, err) = me.run(&["completion", "zsh"]);
+    assert_eq!(code, 0, "{err}");
+    let fpath = me.home.path().join("zsh-functions");
+    std::fs::create_dir_all(&fpath).unwrap();
+    std::fs::write(fpath.join("_jitgate"), script).unwrap();
+    let harness = me.home.path().join("zsh-tab.zsh");
+    std::fs::write(&harness, ZSH_TAB).unwrap();
+    let program = format!("source '{}' '{}' '{line}'", harness.display(), fpath.display());
+    in_shell(me, "zsh", path_first, &program)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
+    let me = Person::new();
+    // Both scripts load: zsh and fish parse them without running anything.
+    let zsh = completion_script(&me, "zsh");
+    let check = Command::new(shell_program("zsh")).arg("-n").arg(&zsh).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let fish = completion_script(&me, "fish");
+    let check = Command::new(shell_program("fish"))
+        .arg("--no-execute")
+        .arg(&fish)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // zsh: the internal command is not among the words offered; the arguments that take ids
+    // and names ask the server.
+    let text = std::fs::read_to_string(&zsh).unwrap();
+    assert!(!text.lines().any(|l| l.starts_with("'__complete:")), "{text}");
+    assert_eq!(text.matches("':id:_jitgate_server_requests' \\").count(), 5, "{text}");
+    assert_eq!(
+        text.matches("':resource:_jitgate_server_resources' \\").count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("'--request=[") && l.ends_with(":RESOURCE:_jitgate_server_resources' \\")),
+        "{text}"
+    );
+
+    // A real server: fish offers its pending request ids, its resource names, and for
+    // `ssh --request` the resources too; `jitgate <TAB>` never offers __complete.
+    let s = Server::start();
+    let filed = s.file(
+        "demo-alice",
+        json!({"resource": "prod-db", "action": "read", "duration": "30m", "reason": "INC-1 look"}),
+    );
+    let request_id = filed["id"].as_str().unwrap().to_string();
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let offered = fish_tab(&me, bin_dir, "jitgate show ");
+    assert!(offered.contains(&request_id), "{offered:?}");
+    let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ok ");
+    assert!(
+        !offered.contains(&request_id),
+        "only the first argument is an id: {offered:?}"
+    );
+    let offered = fish_tab(&me, bin_dir, "jitgate request ");
+    assert!(
+        offered.contains(&"prod-db".to_string()) && offered.contains(&"bastion".to_string()),
+        "{offered:?}"
+    );
+    let offered = fish_tab(&me, bin_dir, "jitgate ssh --request ");
+    assert!(offered.contains(&"bastion".to_string()), "{offered:?}");
+    // bash too, for `ssh --request`.
+    let offered = bash_tab(&me, bin_dir, &["jitgate", "ssh", "--request", "bas"], &[]);
+    assert_eq!(offered, ["bastion"]);
+    let offered = fish_tab(&me, bin_dir, "jitgate ");
+    assert!(offered.contains(&"whoami".to_string()), "{offered:?}");
+    assert!(!offered.iter().any(|w| w.contains("__complete")), "{offered:?}");
+    // zsh's function gets the same words from the real binary, and a real zsh offers them.
+    let words = zsh_words(&me, bin_dir, "requests");
+    assert!(words.contains(&request_id), "{words:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate show ");
+    assert!(offered.contains(&request_id), "{offered:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate ssh --request ");
+    assert!(offered.contains(&"bastion".to_string()), "{offered:?}");
+    let offered = zsh_tab(&me, bin_dir, "jitgate ");
+    assert!(offered.contains(&"whoami".to_string()), "{offered:?}");
+    assert!(!offered.iter().any(|w| w.contains("__complete")), "{offered:?}");
+
+    // A `jitgate` that answers hostile words: offered as plain words or not at all, never run.
+    let traps = tempfile::tempdir().unwrap();
+    let trap = |n: u32| traps.path().join(format!("PWNED{n}"));
+    let fake = tempfile::tempdir().unwrap();
+    let fake_bin = fake.path().join("jitgate");
+    std::fs::write(
+        &fake_bin,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = __complete ]; then\n  printf '%s\\n' 'req_1' '$(touch {one})' '`touch {two}`' '*' '(touch {three})' 'req_2'\n  exit 0\nfi\nexec {bin} \"$@\"\n",
+            one = trap(1).display(),
+            two = trap(2).display(),
+            three = trap(3).display(),
+            bin = BIN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let offered = fish_tab(&me, fake.path(), "jitgate show ");
+    assert!(
+        offered.contains(&"req_1".to_string()) && offered.contains(&"req_2".to_string()),
+        "{offered:?}"
+    );
+    let offered = fish_tab(&me, fake.path(), "jitgate show req");
+    assert_eq!(offered, ["req_1", "req_2"]);
+    let offered = zsh_tab(&me, fake.path(), "jitgate show ");
+    assert_eq!(
+        offered,
+        [
+            "req_1".to_string(),
+            format!("\\$\\(touch\\ {}\\)", trap(1).display()),
+            format!("\\`touch\\ {}\\`", trap(2).display()),
+            "\\*".to_string(),
+            format!("\\(touch\\ {}\\)", trap(3).display()),
+            "req_2".to_string(),
+        ],
+        "zsh offers each word quoted, as typed text"
+    );
+    let words = zsh_words(&me, fake.path(), "requests");
+    assert_eq!(
+        words,
+        [
+            "req_1".to_string(),
+            format!("$(touch {})", trap(1).display()),
+            format!("`touch {}`", trap(2).display()),
+            "*".to_string(),
+            format!("(touch {})", trap(3).display()),
+            "req_2".to_string(),
+        ]
+    );
+    assert!(
+        !trap(1).exists() && !trap(2).exists() && !trap(3).exists(),
+        "a completion ran the server's words"
+    );
+
+    // The real binary against a catalog holding such a name: not even printed.
+    let policy = editable_quickstart();
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str(&format!(
+        "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\" }}\n",
+        trap(4).display()
+    ));
+    std::fs::write(&catalog, text).unwrap();
+    let hostile = Server::start_with_policy(policy.path());
+    let (_, listed) = hostile.get("/v1/resources", "demo-alice");
+    assert!(
+        listed.to_string().contains("PWNED4"),
+        "the hostile name is requestable: {listed}"
+    );
+    let me = Person::new();
+    assert_eq!(me.login(&hostile.url, "demo-alice", None).0, 0);
+    for line in ["jitgate request ", "jitgate ssh --request "] {
+        let offered = fish_tab(&me, bin_dir, line);
+        assert!(offered.contains(&"staging-db".to_string()), "{line}: {offered:?}");
+        assert!(!offered.iter().any(|w| w.contains("PWNED")), "{line}: {offered:?}");
+    }
+    assert!(!zsh_words(&me, bin_dir, "resources").iter().any(|w| w.contains("PWNED")));
+    assert!(!trap(4).exists(), "a completion ran the server's words");
+}
+
+#[test]
+fn ctrl_c_at_the_hidden_token_prompt_gives_the_terminal_its_echo_back() {
+    let s = Server::start();
+    let me = Person::new();
+    // A real terminal (Python's pty module) running a shell: jitgate prompts, the person types
+    // half a token and presses Ctrl-C, then the same terminal's settings are printed by stty.
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; echo "rc=$?"; stty -a', sys.argv[1], sys.argv[2]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and (until is None or until not in seen):
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"demo-al")
+time.sleep(0.3)
+os.write(fd, b"\x03")
+pump(b"rc=", 10)
+pump(None, 2)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, BIN, &s.url])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(screen.contains("interrupted: nothing was stored"), "{screen}");
+    assert!(screen.contains("rc=130"), "{screen}");
+    assert!(!screen.contains("demo-al"), "the token was echoed: {screen}");
+    let settings: Vec<&str> = screen
+        .split_once("rc=130")
+        .map(|(_, after)| after)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';'))
+        .collect();
+    for mode in ["echo", "icanon", "isig"] {
+        assert!(
+            settings.contains(&mode) && !settings.contains(&format!("-{mode}").as_str()),
+            "{mode} was not restored: {screen}"
+        );
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+}

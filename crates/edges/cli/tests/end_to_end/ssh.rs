@@ -277,3 +277,388 @@ ssh = { source_address = ["127.0.0.1/32"] }
     assert_eq!(code, 2);
     assert!(out.contains("already been used"), "{out}");
 }
+
+/// A policy with two more SSH resources beside the quickstart's bastion (one login, approved by
+/// an sre): `jump`, whose login is automatic, and `twin`, with two login actions.
+fn ssh_request_policy() -> tempfile::TempDir {
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resource = "jump"
+action = "login"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "10m"
+ssh = {}
+
+[[workflow]]
+resource = "twin"
+actions = ["login", "shell"]
+requesters = ["dev"]
+auto_approve = true
+max_duration = "10m"
+ssh = {}
+"#,
+    );
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str("\n[[resource]]\nname = \"jump\"\nkind = \"ssh\"\n\n[[resource]]\nname = \"twin\"\nkind = \"ssh\"\n");
+    std::fs::write(&catalog, text).unwrap();
+    policy
+}
+
+/// A person's machine for `jitgate ssh --request`: a HOME with ~/.ssh/id_ed25519 (the key
+/// jitgate picks by default), signed in as alice through the environment.
+struct Laptop {
+    home: tempfile::TempDir,
+}
+
+impl Laptop {
+    fn new() -> Laptop {
+        let home = tempfile::tempdir().unwrap();
+        let ssh_dir = home.path().join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).unwrap();
+        new_key(&ssh_dir, "id_ed25519");
+        Laptop { home }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.home.path().join(".ssh").join("id_ed25519")
+    }
+
+    fn command(&self, s: &Server, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join("xdg"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, _) in std::env::vars() {
+            if name.starts_with("JITGATE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("JITGATE_URL", &s.url)
+            .env("JITGATE_TOKEN", "demo-alice")
+            .envs(env.iter().copied());
+        command
+    }
+
+    fn run(&self, s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let out = self.command(s, args, env).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// ssh's options for the throwaway sshd, given after `--` (after the destination, where ssh
+/// still reads options), then the remote command.
+fn ssh_args(sshd: &Sshd, remote: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-p".into(), sshd.port.to_string()];
+    for option in [
+        "IdentitiesOnly=yes",
+        "IdentityAgent=none",
+        "BatchMode=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        "ConnectTimeout=10",
+    ] {
+        args.extend(["-o".into(), option.into()]);
+    }
+    args.extend(["-T".into(), remote.into()]);
+    args
+}
+
+fn local_user() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A stand-in for ssh that only records that it ran (with which arguments).
+fn fake_ssh(dir: &Path) -> (PathBuf, PathBuf) {
+    let marker = dir.join("fake-ssh-ran");
+    let program = dir.join("fake-ssh");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (program, marker)
+}
+
+#[test]
+fn ssh_request_files_waits_for_bob_writes_the_certificate_and_logs_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&s, dir.path(), "alice");
+    let laptop = Laptop::new();
+    let destination = format!("{}@127.0.0.1", local_user());
+
+    // bastion's login needs an sre: bob approves it while the command waits.
+    let mut args = vec![
+        "ssh",
+        "--request",
+        "bastion",
+        "--reason",
+        "INC-7 read the logs",
+        "--for",
+        "5m",
+        "--timeout",
+        "60s",
+        &destination,
+        "--",
+    ];
+    let remote = ssh_args(&sshd, "echo logged-in-through-jitgate; whoami");
+    args.extend(remote.iter().map(String::as_str));
+    let child = laptop.command(&s, &args, &[]).spawn().unwrap();
+    let filed = pending_request(&s, |r| r["resource"] == "bastion");
+    assert_eq!(filed["action"], "login");
+    assert_eq!(filed["reason"], "INC-7 read the logs");
+    let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{approved}");
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["logged-in-through-jitgate", local_user().as_str()],
+        "{stderr}"
+    );
+    // What it waited for and who must approve, then the grant and where the certificate went.
+    assert!(
+        stderr.contains(&format!(
+            "jitgate: login on bastion is waiting for approval: request {} (needs 1 from sre)",
+            id(&filed)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("approve: jitgate approve {}", id(&filed))),
+        "{stderr}"
+    );
+    let cert = laptop.home.path().join(".ssh").join("id_ed25519-cert.pub");
+    assert!(stderr.contains(&format!("certificate {}", cert.display())), "{stderr}");
+    assert_eq!(std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777, 0o644);
+    let details = describe(&laptop.key());
+    assert!(details.contains("Principals: \n                alice\n"), "{details}");
+    assert!(s
+        .event_kinds(&id(&filed))
+        .contains(&"grant.ssh_certificate".to_string()));
+
+    // An automatic one: no wait; ssh's exit code is the command's.
+    let mut args = vec!["ssh", "--request", "jump", &destination, "--"];
+    let remote = ssh_args(&sshd, "echo via-jump; exit 7");
+    args.extend(remote.iter().map(String::as_str));
+    let (code, out, err) = laptop.run(&s, &args, &[]);
+    assert_eq!((code, out.trim()), (7, "via-jump"), "{err}");
+    assert!(!err.contains("waiting for approval"), "{err}");
+
+    // Two login actions: which one is asked, and --action answers.
+    let mut args = vec!["ssh", "--request", "twin", &destination, "--"];
+    let remote = ssh_args(&sshd, "echo via-twin");
+    args.extend(remote.iter().map(String::as_str));
+    let audit_before = s.audit_count();
+    let (code, _, err) = laptop.run(&s, &args, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: --request twin: which action? you may request login, shell on it: pick one with --action; nothing was requested"
+    );
+    assert_eq!(s.audit_count(), audit_before);
+    args.splice(3..3, ["--action", "shell"]);
+    let (code, out, err) = laptop.run(&s, &args, &[]);
+    assert_eq!((code, out.trim()), (0, "via-twin"), "{err}");
+}
+
+#[test]
+fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let fake = fake.to_str().unwrap().to_string();
+    let env = [("JITGATE_SSH_PROGRAM", fake.as_str())];
+
+    // Denied by bob: one line, gate's exit code 1, and ssh never runs.
+    let child = laptop
+        .command(
+            &s,
+            &["ssh", "--request", "bastion", "--reason", "INC-8", "alice@127.0.0.1"],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    let filed = pending_request(&s, |r| r["resource"] == "bastion");
+    let (status, denied) = s.post(
+        &format!("/v1/requests/{}/deny", id(&filed)),
+        "demo-bob",
+        json!({"comment": "not now"}),
+    );
+    assert_eq!(status, 200, "{denied}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        format!("jitgate: request {} was denied; not running ssh", id(&filed))
+    );
+    assert!(!marker.exists(), "ssh ran for a denied request");
+    assert!(!laptop.home.path().join(".ssh/id_ed25519-cert.pub").exists());
+
+    // Nobody decides in time: cancelled, exit 3 as gate.
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "bastion", "--timeout", "1s", "alice@127.0.0.1"],
+        &env,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("nobody decided within 1s"), "{err}");
+    assert!(err.trim_end().ends_with("was cancelled; not running ssh"), "{err}");
+    assert!(!marker.exists());
+
+    // Ctrl-C while it waits cancels the request, as gate does.
+    let child = laptop
+        .command(&s, &["ssh", "--request", "bastion", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    let filed = pending_request(&s, |r| r["resource"] == "bastion");
+    // The request shows up once filed; the command knows its id a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, after) = s.get(&format!("/v1/requests/{}", id(&filed)), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+    assert!(!marker.exists());
+
+    // Refused before anything is filed: a destination ssh would read as an option or that
+    // holds a control character, a name with an invisible character, a resource that is not
+    // SSH, a private key as --key, a grant id with --request.
+    let private = laptop.key();
+    let private = private.to_str().unwrap();
+    let audit_before = s.audit_count();
+    let hostile: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["ssh", "--request", "jump", "-oProxyCommand=touch /tmp/jitgate-pwned"],
+            // clap itself takes it for an unknown flag (and the command checks it again).
+            "",
+        ),
+        (
+            vec!["ssh", "--request", "jump", "--", "-oProxyCommand=touch /tmp/jitgate-pwned"],
+            "",
+        ),
+        (
+            vec!["ssh", "--request", "jump", "alice@host\x1b[2J"],
+            "error: USER@HOST alice@host\\x1b[2J: it holds U+001B, a space, control or invisible character; nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "jump", "alice@host\nProxyCommand=x"],
+            "error: USER@HOST alice@host\\nProxyCommand=x: it holds U+000A, a space, control or invisible character; nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "bas\u{200b}tion", "alice@127.0.0.1"],
+            "error: --request bas\\u{200b}tion: the name holds U+200B, an invisible or control character: type the name (jitgate resources --kind ssh lists them); nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "bastiоn", "alice@127.0.0.1"],
+            "error: --request bastiоn: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "prod-db", "alice@127.0.0.1"],
+            "error: --request prod-db: it is a postgres resource, not ssh; nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "jump", "--key", private, "alice@127.0.0.1"],
+            "",
+        ),
+        (vec!["ssh", "grt_0193", "--request", "jump"], ""),
+    ];
+    for (args, expected) in &hostile {
+        let (code, out, err) = laptop.run(&s, args, &env);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        if !expected.is_empty() {
+            assert_eq!(err.trim(), *expected, "{args:?}");
+        }
+        assert!(!err.contains("PRIVATE"), "{err}");
+    }
+    let (_, _, err) = laptop.run(&s, &hostile[7].0, &env);
+    assert_eq!(
+        err.trim(),
+        format!("error: --key {private}: that is a private key: pass the .pub file")
+    );
+    let (_, _, err) = laptop.run(&s, &hostile[8].0, &env);
+    assert!(
+        err.starts_with("error: the argument '--request <RESOURCE>' cannot be used with '<GRANT_ID>' (grt_0193)"),
+        "{err}"
+    );
+    assert_eq!(
+        s.audit_count(),
+        audit_before,
+        "a refused ssh --request reached the server's log"
+    );
+    assert!(!marker.exists() && !Path::new("/tmp/jitgate-pwned").exists());
+
+    // Without a key: said before anything is filed.
+    std::fs::remove_file(format!("{}.pub", laptop.key().display())).unwrap();
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no SSH key: none of id_ed25519.pub, id_ecdsa.pub, id_rsa.pub exists"),
+        "{err}"
+    );
+    assert_eq!(s.audit_count(), audit_before);
+
+    // The fake ssh gets exactly the key, the certificate and the destination, then the rest.
+    let other = dir.path().join("work_key");
+    new_key(dir.path(), "work_key");
+    let public = format!("{}.pub", other.display());
+    let (code, _, err) = laptop.run(
+        &s,
+        &[
+            "ssh",
+            "--request",
+            "jump",
+            "--key",
+            &public,
+            "alice@127.0.0.1",
+            "--",
+            "-p",
+            "2222",
+            "uptime",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let argv = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        [
+            "-i",
+            other.to_str().unwrap(),
+            "-o",
+            &format!("CertificateFile=\"{}-cert.pub\"", other.display()),
+            "alice@127.0.0.1",
+            "-p",
+            "2222",
+            "uptime"
+        ]
+    );
+}
