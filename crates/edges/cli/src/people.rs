@@ -289,6 +289,9 @@ fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Re
         Err(sso::RefreshError::Gone) => Err(ClientError::Other(format!(
             "profile {profile}: the credential was removed (jitgate logout?) while this command waited for it: run jitgate login --profile {profile}"
         ))),
+        Err(sso::RefreshError::Changed) => Err(ClientError::Other(format!(
+            "profile {profile}: the credential changed (another jitgate login?) while this command waited for it, so it was not sent: run the command again"
+        ))),
         Err(sso::RefreshError::Files(e)) => Err(ClientError::Other(format!("profile {profile}: {e}"))),
         Err(sso::RefreshError::Sso(sso::SsoError::RefreshRefused { .. })) => Err(ClientError::Other(format!(
             "profile {profile}: the single sign-on session with {} has ended (the provider refused the refresh token): run jitgate login --profile {profile}",
@@ -686,13 +689,18 @@ fn login_without_token(
         id_token: signed_in.id_token,
         refresh_token: signed_in.refresh_token,
         expires_at: signed_in.expires_at,
+        subject: Some(signed_in.subject),
     };
     signing.store(globals, &credential, &who)
 }
 
 fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
     let full = format!("{url}{path}");
+    // No redirect is followed: this answer names the identity provider whose sign-in page
+    // the user then trusts, and a redirect (to http://, to another host) would let someone
+    // else name it.
     let response = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| ClientError::Other(format!("cannot make an HTTP client: {e}")))?
@@ -703,6 +711,18 @@ fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
             source,
         })?;
     let status = response.status();
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere");
+        return Err(ClientError::Other(format!(
+            "{} answered {status}, a redirect to {}: not followed; if that is the server, use its address with --url",
+            render::shown(&full),
+            render::shown(to)
+        )));
+    }
     // The status first: an error page or a proxy's login page is not JSON, and "error
     // decoding response body" would hide what is wrong.
     if !status.is_success() {
@@ -949,6 +969,7 @@ mod tests {
             id_token: id_token.into(),
             refresh_token: Some(refresh.into()),
             expires_at,
+            subject: Some("carol".into()),
         }
     }
 
@@ -960,13 +981,14 @@ mod tests {
             let store = Store::new(dir);
             let now = chrono::Utc::now();
             let held = store.load_credential("p").unwrap().unwrap();
-            let got = sso::refreshed_credential(&store, "p", held, now, |_, _, _| {
+            let got = sso::refreshed_credential(&store, "p", held, now, |_| {
                 started.send(()).unwrap();
                 std::thread::sleep(slow);
                 Ok(sso::SignedIn {
                     id_token: "refreshed-id".into(),
                     refresh_token: Some("r2".into()),
                     expires_at: now + chrono::TimeDelta::minutes(5),
+                    subject: "carol".into(),
                 })
             });
             match got {
@@ -1063,6 +1085,29 @@ mod tests {
         let names: Vec<&str> = after.profiles.keys().map(String::as_str).collect();
         assert_eq!(names, ["ci", "dev", "prod"]);
         assert_eq!(after.active.as_deref(), Some("dev"));
+    }
+
+    #[test]
+    fn the_login_options_are_not_read_through_a_redirect() {
+        use crate::sso::stub::{serve, Reply};
+        let elsewhere = serve(|_, _, _, _| {
+            Reply::json(
+                200,
+                &json!({"oidc": {"issuer": "http://evil.example", "client_id": "x"}}),
+            )
+        });
+        let port = serve(move |_, target, _, _| Reply {
+            status: 302,
+            headers: vec![("Location", format!("http://127.0.0.1:{elsewhere}{target}"))],
+            body: Vec::new(),
+        });
+        let e = unauthenticated_get(&format!("http://127.0.0.1:{port}"), "/v1/login/options")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("http://127.0.0.1:{port}/v1/login/options answered 302 Found, a redirect to http://127.0.0.1:{elsewhere}/v1/login/options: not followed; if that is the server, use its address with --url")
+        );
     }
 
     #[test]

@@ -131,6 +131,10 @@ pub enum Credential {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refresh_token: Option<String>,
         expires_at: DateTime<Utc>,
+        /// The `sub` of the ID token signed in with: a refreshed one must name the same
+        /// (OpenID Connect Core 12.2). Absent in files of an older jitgate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
 }
 
