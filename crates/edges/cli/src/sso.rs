@@ -39,8 +39,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request line and headers of one request to the loopback listener.
 const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
 /// The longest one connection to the loopback listener may take to send its request: a local
-/// process that opens a connection and sends nothing must not stall the login.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+/// process that opens a connection and sends nothing must not stall the login. A browser
+/// sends its request at once.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(1);
 /// Any answer of the provider (the discovery document, the JWKS, the token and device
 /// answers): anything bigger is not a provider's, and is not read further.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -972,15 +973,22 @@ impl Callback {
     /// end or hijack the sign-in. With the right state, `error=` ends it.
     ///
     /// Each connection is answered on a thread of its own, so that one that sends its request
-    /// slowly, or never, does not hold up the browser's. At most [`MAX_CONNECTIONS`] at once:
-    /// beyond that, new ones wait in the system's queue until one ends (within
-    /// [`CONNECTION_DEADLINE`]), never closed unanswered.
+    /// slowly, or never, does not hold up the browser's. At most [`MAX_CONNECTIONS`] are read
+    /// at once; a new one beyond that is still taken at once, and the oldest one still being
+    /// read is closed unanswered: a local process that keeps many connections open and silent
+    /// must not keep the browser's waiting in the system's queue (each of its connections
+    /// would hold a slot for [`CONNECTION_DEADLINE`]), and the browser sends its request as
+    /// soon as it connects.
     pub fn wait(&self, state: &str, timeout: Duration) -> Result<String, SsoError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
         let deadline = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + MAX_LOGIN_TIMEOUT);
-        let state: std::sync::Arc<str> = state.into();
-        let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let state: Arc<str> = state.into();
+        // The connections being read, oldest first: (number, a handle to close it with).
+        let reading: Arc<Mutex<std::collections::VecDeque<(u64, TcpStream)>>> = Arc::default();
+        let numbers = AtomicU64::new(0);
         let (answers, answered) = std::sync::mpsc::channel::<Answered>();
         loop {
             if Instant::now() >= deadline {
@@ -993,18 +1001,26 @@ impl Callback {
                     Answered::Refused { error, description } => return Err(SsoError::Refused { error, description }),
                 }
             }
-            if busy.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    use std::sync::atomic::Ordering;
-                    busy.fetch_add(1, Ordering::SeqCst);
-                    let (state, busy, answers) = (state.clone(), busy.clone(), answers.clone());
+                    let number = numbers.fetch_add(1, Ordering::SeqCst);
+                    let Ok(handle) = stream.try_clone() else {
+                        continue;
+                    };
+                    if let Ok(mut reading) = reading.lock() {
+                        while reading.len() >= MAX_CONNECTIONS {
+                            if let Some((_, oldest)) = reading.pop_front() {
+                                let _ = oldest.shutdown(std::net::Shutdown::Both);
+                            }
+                        }
+                        reading.push_back((number, handle));
+                    }
+                    let (state, reading, answers) = (state.clone(), reading.clone(), answers.clone());
                     std::thread::spawn(move || {
                         let answer = answer(stream, &state);
-                        busy.fetch_sub(1, Ordering::SeqCst);
+                        if let Ok(mut reading) = reading.lock() {
+                            reading.retain(|(n, _)| *n != number);
+                        }
                         let _ = answers.send(answer);
                     });
                 }
@@ -1520,6 +1536,30 @@ mod tests {
             Credential::Oidc { expires_at, .. } => *expires_at,
             Credential::Token { .. } => panic!("not oidc"),
         }
+    }
+
+    #[test]
+    fn many_silent_connections_do_not_keep_the_browser_waiting() {
+        let (port, waiter) = waiting("st", Duration::from_secs(30));
+        // Far more connections than are read at once, each silent after half a request line,
+        // still open: the browser's answer behind them is read at once, not after the first
+        // of them time out.
+        let mut silent = Vec::new();
+        for _ in 0..MAX_CONNECTIONS * 4 {
+            let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+            stream.write_all(b"GET /callback?sta").unwrap();
+            silent.push(stream);
+        }
+        let started = Instant::now();
+        let answer = get(port, "/callback?state=st&code=the-code");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(waiter.join().unwrap().unwrap(), "the-code");
+        drop(silent);
     }
 
     #[test]
