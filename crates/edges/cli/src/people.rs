@@ -461,14 +461,19 @@ impl Signing<'_> {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Save the credential under the profile's lock (a refresh in flight for the old
-    /// credential must not write it back over this one: it re-reads under the lock and sees
-    /// the change), then record the profile in config.toml as it is now, read again: a
+    /// Save the credential under the profile's lock when there is one already (a refresh in
+    /// flight for the old credential must not write it back over this one: it re-reads under
+    /// the lock and sees the change; without a stored credential no refresh can be in
+    /// flight, and no lock file is made for nothing), then record the profile in config.toml as it is now, read again: a
     /// sign-in can take minutes, and a `profile use` or another login meanwhile must not be
     /// undone with the config read at the start.
     fn save(&self, credential: &Credential) -> Result<std::path::PathBuf, ClientError> {
         let path = {
-            let _lock = self.store.lock_credential(&self.profile)?;
+            let stored = self.store.credential_path(&self.profile)?;
+            let _lock = match std::fs::symlink_metadata(&stored) {
+                Ok(_) => Some(self.store.lock_credential(&self.profile)?),
+                Err(_) => None,
+            };
             self.store.save_credential(&self.profile, credential)?
         };
         let mut config = self.store.load_config()?;
@@ -1085,6 +1090,8 @@ mod tests {
         let names: Vec<&str> = after.profiles.keys().map(String::as_str).collect();
         assert_eq!(names, ["ci", "dev", "prod"]);
         assert_eq!(after.active.as_deref(), Some("dev"));
+        // A first sign-in makes no lock file: nothing could have been refreshing.
+        assert!(!store.dir().join("credentials").join("dev.lock").exists());
     }
 
     #[test]
