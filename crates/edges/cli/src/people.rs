@@ -289,6 +289,9 @@ fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Re
         Err(sso::RefreshError::Gone) => Err(ClientError::Other(format!(
             "profile {profile}: the credential was removed (jitgate logout?) while this command waited for it: run jitgate login --profile {profile}"
         ))),
+        Err(sso::RefreshError::Changed) => Err(ClientError::Other(format!(
+            "profile {profile}: the credential changed (another jitgate login?) while this command waited for it, so it was not sent: run the command again"
+        ))),
         Err(sso::RefreshError::Files(e)) => Err(ClientError::Other(format!("profile {profile}: {e}"))),
         Err(sso::RefreshError::Sso(sso::SsoError::RefreshRefused { .. })) => Err(ClientError::Other(format!(
             "profile {profile}: the single sign-on session with {} has ended (the provider refused the refresh token): run jitgate login --profile {profile}",
@@ -365,6 +368,7 @@ pub fn login(
     insecure_http: bool,
 ) -> Result<ExitCode, ClientError> {
     let store = store()?;
+    // Read for the profile's server only: Signing::store reads it again before it writes it.
     let config = store.load_config()?;
     let profile = globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string());
     profiles::check_profile_name(&profile)?;
@@ -397,7 +401,6 @@ pub fn login(
                 globals,
                 Signing {
                     store: &store,
-                    config,
                     profile,
                     url,
                 },
@@ -424,7 +427,6 @@ pub fn login(
     };
     Signing {
         store: &store,
-        config,
         profile,
         url,
     }
@@ -434,7 +436,6 @@ pub fn login(
 /// What `login` signs in to: the profile and its server, and the files to store them in.
 struct Signing<'a> {
     store: &'a Store,
-    config: Config,
     profile: String,
     url: String,
 }
@@ -443,18 +444,8 @@ impl Signing<'_> {
     /// Store a credential the server accepted (`who`: its `/v1/whoami` answer), make the
     /// profile the active one, and say whom the server took us for (never the token).
     fn store(self, globals: &Globals, credential: &Credential, who: &Value) -> Result<ExitCode, ClientError> {
-        let Signing {
-            store,
-            mut config,
-            profile,
-            url,
-        } = self;
-        let path = store.save_credential(&profile, credential)?;
-        config
-            .profiles
-            .insert(profile.clone(), ProfileEntry { url: url.clone() });
-        config.active = Some(profile.clone());
-        store.save_config(&config)?;
+        let path = self.save(credential)?;
+        let Signing { profile, url, .. } = self;
         let principal = render::s(&who["principal"]).into_owned();
         match globals.output {
             Output::Json => println!(
@@ -468,6 +459,30 @@ impl Signing<'_> {
             _ => println!("Signed in to {url} as {principal} (profile {profile})"),
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// Save the credential under the profile's lock when there is one already (a refresh in
+    /// flight for the old credential must not write it back over this one: it re-reads under
+    /// the lock and sees the change; without a stored credential no refresh can be in
+    /// flight, and no lock file is made for nothing), then record the profile in config.toml as it is now, read again: a
+    /// sign-in can take minutes, and a `profile use` or another login meanwhile must not be
+    /// undone with the config read at the start.
+    fn save(&self, credential: &Credential) -> Result<std::path::PathBuf, ClientError> {
+        let path = {
+            let stored = self.store.credential_path(&self.profile)?;
+            let _lock = match std::fs::symlink_metadata(&stored) {
+                Ok(_) => Some(self.store.lock_credential(&self.profile)?),
+                Err(_) => None,
+            };
+            self.store.save_credential(&self.profile, credential)?
+        };
+        let mut config = self.store.load_config()?;
+        config
+            .profiles
+            .insert(self.profile.clone(), ProfileEntry { url: self.url.clone() });
+        config.active = Some(self.profile.clone());
+        self.store.save_config(&config)?;
+        Ok(path)
     }
 }
 
@@ -679,13 +694,18 @@ fn login_without_token(
         id_token: signed_in.id_token,
         refresh_token: signed_in.refresh_token,
         expires_at: signed_in.expires_at,
+        subject: Some(signed_in.subject),
     };
     signing.store(globals, &credential, &who)
 }
 
 fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
     let full = format!("{url}{path}");
+    // No redirect is followed: this answer names the identity provider whose sign-in page
+    // the user then trusts, and a redirect (to http://, to another host) would let someone
+    // else name it.
     let response = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| ClientError::Other(format!("cannot make an HTTP client: {e}")))?
@@ -696,6 +716,18 @@ fn unauthenticated_get(url: &str, path: &str) -> Result<Value, ClientError> {
             source,
         })?;
     let status = response.status();
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere");
+        return Err(ClientError::Other(format!(
+            "{} answered {status}, a redirect to {}: not followed; if that is the server, use its address with --url",
+            render::shown(&full),
+            render::shown(to)
+        )));
+    }
     // The status first: an error page or a proxy's login page is not JSON, and "error
     // decoding response body" would hide what is wrong.
     if !status.is_success() {
@@ -717,19 +749,7 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let profile = profile_name(globals, &mut || Ok(store.load_config()?))?;
     let path = store.credential_path(&profile)?;
-    // A single sign-on refresh token is revoked at its provider first (RFC 7009), so that a
-    // copy of the file is worth nothing either; the file goes whatever the provider says. A
-    // file that cannot be read (loose modes, garbage) is still removed.
-    let revocation = match store.load_credential(&profile) {
-        Ok(Some(Credential::Oidc {
-            issuer,
-            client_id,
-            refresh_token: Some(refresh_token),
-            ..
-        })) => Some((sso::revoke(&issuer, &client_id, &refresh_token), issuer)),
-        _ => None,
-    };
-    let removed = store.remove_credential(&profile)?;
+    let (removed, revocation) = sign_out(&store, &profile, sso::revoke)?;
     let mut text = if removed {
         format!("Signed out of profile {profile}: removed {}", path.display())
     } else {
@@ -757,6 +777,32 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
         _ => println!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Remove the credential of `profile`, under its lock from the read to the removal: a
+/// refresh in flight (which holds the lock) finishes first, and its new tokens are then what
+/// is revoked and removed; one that starts later finds the file gone. A single sign-on
+/// refresh token is revoked at its provider first (RFC 7009, with `revoke`), so that a copy
+/// of the file is worth nothing either; the file goes whatever the provider says. A file that
+/// cannot be read (loose modes, garbage) is still removed. Whether there was a file, and what
+/// became of the refresh token (with its issuer).
+fn sign_out(
+    store: &Store,
+    profile: &str,
+    revoke: impl FnOnce(&str, &str, &str) -> sso::Revocation,
+) -> Result<(bool, Option<(sso::Revocation, String)>), ClientError> {
+    let _lock = store.lock_credential(profile)?;
+    let revocation = match store.load_credential(profile) {
+        Ok(Some(Credential::Oidc {
+            issuer,
+            client_id,
+            refresh_token: Some(refresh_token),
+            ..
+        })) => Some((revoke(&issuer, &client_id, &refresh_token), issuer)),
+        _ => None,
+    };
+    let removed = store.remove_credential(profile)?;
+    Ok((removed, revocation))
 }
 
 /// `jitgate whoami`.
@@ -918,6 +964,157 @@ mod tests {
         let off = EditKeys { interrupt: 0, ..keys };
         assert!(matches!(read_hidden_line(&mut &b"a\x00b\r"[..], &off), Typed::Line(l) if l == "a\u{0}b"));
         assert_eq!(read(&vec![b'a'; MAX_TYPED_TOKEN + 10]), "<too long>");
+    }
+
+    fn sso_credential(id_token: &str, refresh: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Credential {
+        Credential::Oidc {
+            url: Some("https://jit.example".into()),
+            issuer: "https://idp.example".into(),
+            client_id: "jitgate-cli".into(),
+            id_token: id_token.into(),
+            refresh_token: Some(refresh.into()),
+            expires_at,
+            subject: Some("carol".into()),
+        }
+    }
+
+    /// A refresh of `profile` in another thread that takes `slow` at the provider (rotating
+    /// r1 to r2), started once it holds the lock.
+    fn refresh_in_flight(dir: std::path::PathBuf, slow: std::time::Duration) -> std::thread::JoinHandle<String> {
+        let (started, running) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let store = Store::new(dir);
+            let now = chrono::Utc::now();
+            let held = store.load_credential("p").unwrap().unwrap();
+            let got = sso::refreshed_credential(&store, "p", held, now, |_| {
+                started.send(()).unwrap();
+                std::thread::sleep(slow);
+                Ok(sso::SignedIn {
+                    id_token: "refreshed-id".into(),
+                    refresh_token: Some("r2".into()),
+                    expires_at: now + chrono::TimeDelta::minutes(5),
+                    subject: "carol".into(),
+                })
+            });
+            match got {
+                Ok(credential) => credential.bearer().to_string(),
+                Err(e) => e.to_string(),
+            }
+        });
+        running.recv().unwrap();
+        thread
+    }
+
+    #[test]
+    fn logout_during_a_refresh_stays_signed_out_and_revokes_the_new_refresh_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("jitgate");
+        let store = Store::new(dir.clone());
+        let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(5);
+        store
+            .save_credential("p", &sso_credential("old-id", "r1", soon))
+            .unwrap();
+        let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
+        let (removed, revocation) = sign_out(&store, "p", |_, _, refresh_token| {
+            // The refresh finished first: its rotated token is the one revoked.
+            assert_eq!(refresh_token, "r2");
+            sso::Revocation::Revoked
+        })
+        .unwrap();
+        assert!(removed);
+        assert_eq!(revocation.map(|(r, _)| r), Some(sso::Revocation::Revoked));
+        assert_eq!(refresher.join().unwrap(), "refreshed-id");
+        // Nothing brought the credential back.
+        assert_eq!(store.load_credential("p").unwrap(), None);
+    }
+
+    #[test]
+    fn a_login_during_a_refresh_is_not_overwritten_by_the_old_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("jitgate");
+        let store = Store::new(dir.clone());
+        let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(5);
+        store
+            .save_credential("p", &sso_credential("old-id", "r1", soon))
+            .unwrap();
+        let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
+        let new_login = Credential::Token {
+            url: Some("https://jit.example".into()),
+            token: "new-login".into(),
+        };
+        let signing = Signing {
+            store: &store,
+            profile: "p".into(),
+            url: "https://jit.example".into(),
+        };
+        signing.save(&new_login).unwrap();
+        refresher.join().unwrap();
+        assert_eq!(store.load_credential("p").unwrap(), Some(new_login));
+    }
+
+    #[test]
+    fn login_records_its_profile_in_the_config_as_it_is_when_the_sign_in_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path().join("jitgate"));
+        let mut config = Config::default();
+        config.profiles.insert(
+            "prod".into(),
+            ProfileEntry {
+                url: "https://prod.example".into(),
+            },
+        );
+        store.save_config(&config).unwrap();
+        // The sign-in starts (login reads the config) ...
+        let signing = Signing {
+            store: &store,
+            profile: "dev".into(),
+            url: "https://dev.example".into(),
+        };
+        // ... and meanwhile another terminal signs in to ci.
+        let mut meanwhile = store.load_config().unwrap();
+        meanwhile.profiles.insert(
+            "ci".into(),
+            ProfileEntry {
+                url: "https://ci.example".into(),
+            },
+        );
+        meanwhile.active = Some("ci".into());
+        store.save_config(&meanwhile).unwrap();
+        signing
+            .save(&Credential::Token {
+                url: Some("https://dev.example".into()),
+                token: "t".into(),
+            })
+            .unwrap();
+        let after = store.load_config().unwrap();
+        let names: Vec<&str> = after.profiles.keys().map(String::as_str).collect();
+        assert_eq!(names, ["ci", "dev", "prod"]);
+        assert_eq!(after.active.as_deref(), Some("dev"));
+        // A first sign-in makes no lock file: nothing could have been refreshing.
+        assert!(!store.dir().join("credentials").join("dev.lock").exists());
+    }
+
+    #[test]
+    fn the_login_options_are_not_read_through_a_redirect() {
+        use crate::sso::stub::{serve, Reply};
+        let elsewhere = serve(|_, _, _, _| {
+            Reply::json(
+                200,
+                &json!({"oidc": {"issuer": "http://evil.example", "client_id": "x"}}),
+            )
+        });
+        let port = serve(move |_, target, _, _| Reply {
+            status: 302,
+            headers: vec![("Location", format!("http://127.0.0.1:{elsewhere}{target}"))],
+            body: Vec::new(),
+        });
+        let e = unauthenticated_get(&format!("http://127.0.0.1:{port}"), "/v1/login/options")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("http://127.0.0.1:{port}/v1/login/options answered 302 Found, a redirect to http://127.0.0.1:{elsewhere}/v1/login/options: not followed; if that is the server, use its address with --url")
+        );
     }
 
     #[test]

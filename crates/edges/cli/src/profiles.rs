@@ -23,6 +23,10 @@ pub const DEFAULT_PROFILE: &str = "default";
 const MAX_PROFILE_NAME: usize = 64;
 /// The largest credential or config file read: anything bigger is not ours.
 const MAX_FILE_BYTES: u64 = 256 * 1024;
+/// How long a command waits for another jitgate that holds a profile's credential lock: twice
+/// the longest a refresh can take (discovery, the keys and the token call, 30 s each). A
+/// holder stopped with Ctrl-Z, or hung, must not hang every later command without a word.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -42,6 +46,8 @@ pub enum ProfileError {
     NotAFile { path: String },
     #[error("{path}: {message}")]
     Malformed { path: String, message: String },
+    #[error("another jitgate{holder} has held {path} for {waited} s (stopped with Ctrl-Z, or hung?): try again once it ends")]
+    Locked { path: String, holder: String, waited: u64 },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -125,6 +131,10 @@ pub enum Credential {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refresh_token: Option<String>,
         expires_at: DateTime<Utc>,
+        /// The `sub` of the ID token signed in with: a refreshed one must name the same
+        /// (OpenID Connect Core 12.2). Absent in files of an older jitgate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
 }
 
@@ -357,12 +367,24 @@ impl Store {
     }
 
     /// Take the exclusive lock of `profile`'s credential (`credentials/PROFILE.lock`, created
-    /// 0600 beside the credential, never through a symbolic link), waiting for another jitgate
-    /// that holds it. Held until the returned guard is dropped. Two jitgate commands refreshing
-    /// the same single sign-on credential at once would each spend the refresh token, and a
-    /// provider that rotates refresh tokens would then end the session: the second one waits,
-    /// re-reads the credential, and finds it fresh.
+    /// 0600 beside the credential, never through a symbolic link), waiting up to [`LOCK_WAIT`]
+    /// for another jitgate that holds it. Held until the returned guard is dropped. Two jitgate
+    /// commands refreshing the same single sign-on credential at once would each spend the
+    /// refresh token, and a provider that rotates refresh tokens would then end the session:
+    /// the second one waits, re-reads the credential, and finds it fresh. `login` and `logout`
+    /// take it too, so that a refresh in flight cannot write its old session over theirs.
     pub fn lock_credential(&self, profile: &str) -> Result<CredentialLock, ProfileError> {
+        self.lock_credential_within(profile, LOCK_WAIT)
+    }
+
+    /// [`lock_credential`](Self::lock_credential), waiting at most `wait`; then
+    /// [`ProfileError::Locked`], naming the holder's process id (which each holder writes
+    /// into the lock file).
+    pub fn lock_credential_within(
+        &self,
+        profile: &str,
+        wait: std::time::Duration,
+    ) -> Result<CredentialLock, ProfileError> {
         check_profile_name(profile)?;
         self.create_dir(&self.dir)?;
         self.create_dir(&self.credentials_dir())?;
@@ -391,7 +413,27 @@ impl Store {
             });
         }
         check_owner_and_mode(&path, &meta, "600")?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| io(&path)(e.into()))?;
+        let started = std::time::Instant::now();
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {}
+                Err(e) => return Err(io(&path)(e.into())),
+            }
+            if started.elapsed() >= wait {
+                return Err(ProfileError::Locked {
+                    holder: lock_holder(&file),
+                    path: path.display().to_string(),
+                    waited: started.elapsed().as_secs(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // Who holds it, for the next one's message; the lock is what counts, not this text.
+        let mut file = file;
+        let _ = file.set_len(0);
+        let _ = std::io::Seek::rewind(&mut file);
+        let _ = write!(file, "{}", std::process::id());
         Ok(CredentialLock { _file: file })
     }
 
@@ -407,6 +449,16 @@ impl Store {
             .map_err(io(path))?;
         // The umask may have taken bits away, never added any; set exactly 0700 all the same.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io(path))
+    }
+}
+
+/// The process id the holder of a lock wrote into it, as ` (pid N)`, or nothing.
+fn lock_holder(file: &std::fs::File) -> String {
+    let mut text = String::new();
+    let _ = file.take(32).read_to_string(&mut text);
+    match text.trim().parse::<u32>() {
+        Ok(pid) => format!(" (pid {pid})"),
+        Err(_) => String::new(),
     }
 }
 
@@ -620,6 +672,43 @@ mod tests {
         for bad in ["", "a\nb", "a b", "a\0b", "a\u{7f}", "тoken", "a\u{200b}b"] {
             assert!(token_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_lock_held_too_long_is_a_one_line_error_naming_the_holder() {
+        let (_tmp, store) = store();
+        let held = store.lock_credential("p").unwrap();
+        // flock locks belong to the open file, so a second open in this process waits as
+        // another jitgate would.
+        let started = std::time::Instant::now();
+        let e = match store.lock_credential_within("p", std::time::Duration::from_millis(300)) {
+            Err(e) => e,
+            Ok(_) => panic!("locked twice"),
+        };
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        let line = e.to_string();
+        let path = store.dir().join("credentials").join("p.lock");
+        assert_eq!(
+            line,
+            format!(
+                "another jitgate (pid {}) has held {} for 0 s (stopped with Ctrl-Z, or hung?): try again once it ends",
+                std::process::id(),
+                path.display()
+            )
+        );
+        // Once it is let go, the next one takes it at once.
+        drop(held);
+        let started = std::time::Instant::now();
+        let _again = store
+            .lock_credential_within("p", std::time::Duration::from_secs(5))
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(LOCK_WAIT >= std::time::Duration::from_secs(90) && LOCK_WAIT <= std::time::Duration::from_secs(300));
     }
 
     #[test]
