@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod oidc_provider;
+pub mod person;
 pub mod postgres;
 pub mod receiver;
 
