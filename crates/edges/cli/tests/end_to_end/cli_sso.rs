@@ -318,6 +318,17 @@ fn authorization_url(cli: &mut Running, issuer: &str) -> reqwest::Url {
     reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{e}: {url}"))
 }
 
+/// `jitgate login --url URL` (the browser flow) with `BROWSER=browser` (`true`: opens nothing
+/// and succeeds), left running: the CLI, the authorization URL it printed, and the redirect URI
+/// in that URL (the CLI's loopback listener).
+fn start_browser_login(me: &Person, s: &Server, issuer: &str, browser: &str) -> (Running, reqwest::Url, reqwest::Url) {
+    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", browser)]);
+    let url = authorization_url(&mut cli, issuer);
+    let redirect = query(&url, "redirect_uri").unwrap_or_else(|| panic!("no redirect_uri: {url}"));
+    let redirect = reqwest::Url::parse(&redirect).unwrap_or_else(|e| panic!("{e}: {redirect}"));
+    (cli, url, redirect)
+}
+
 fn query(url: &reqwest::Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
@@ -758,8 +769,7 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
     // A $BROWSER that writes down its arguments and succeeds: the test is the browser, driven
     // to the URL the CLI gave that program.
     let (browser_program, arguments) = recording_browser(&me);
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", &browser_program)]);
-    let url = authorization_url(&mut cli, &provider.issuer);
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, &browser_program);
     let given = wait_for_file(&arguments);
     assert_eq!(
         given,
@@ -778,7 +788,6 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
     for wanted in ["openid", "offline_access"] {
         assert!(scope.split(' ').any(|s| s == wanted), "{scope}");
     }
-    let redirect = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap()).unwrap();
     assert_eq!(redirect.host_str(), Some("127.0.0.1"));
     assert_eq!(redirect.path(), "/callback");
     assert!(redirect.port().is_some_and(|p| p != 0));
@@ -850,9 +859,7 @@ fn the_loopback_callback_refuses_what_is_not_the_providers_answer() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
     let me = person();
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let redirect = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap()).unwrap();
+    let (mut cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "true");
     let port = redirect.port().unwrap();
     let state = query(&url, "state").unwrap();
 
@@ -1112,12 +1119,8 @@ fn the_providers_refusal_is_shown_in_one_line_escaped() {
     // A refusal with control and invisible characters in its description, as a hostile page
     // could send it to the callback with the right state (which is in the URL).
     let me = person();
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let port = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap())
-        .unwrap()
-        .port()
-        .unwrap();
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "true");
+    let port = redirect.port().unwrap();
     let state = query(&url, "state").unwrap();
     let mut callback = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/callback")).unwrap();
     callback
@@ -1147,8 +1150,7 @@ fn the_providers_refusal_is_shown_in_one_line_escaped() {
     me.assert_nothing_stored("a forged refusal");
 
     // The provider's own refusal: the person presses [ Cancel ] on its sign-in page.
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
+    let (cli, url, _) = start_browser_login(&me, &s, &provider.issuer, "true");
     let b = browser();
     b.goto(url.as_str());
     assert_eq!(page(&b, &provider.issuer), Page::Login);
@@ -1250,10 +1252,8 @@ fn without_the_device_flow_the_browser_flow_waits_and_gives_up_in_time() {
 
     // No browser can open and no device flow to fall back on: the URL is shown and the CLI
     // waits; the person opens it themselves.
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "false")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let redirect = query(&url, "redirect_uri").unwrap();
-    complete_authorization(&browser(), &provider.issuer, url.as_str(), "carol", &redirect);
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "false");
+    complete_authorization(&browser(), &provider.issuer, url.as_str(), "carol", redirect.as_str());
     let (code, out, err) = cli.finish();
     assert_eq!(code, 0, "{out}{err}");
     assert!(!err.contains("device flow instead"), "{err}");
