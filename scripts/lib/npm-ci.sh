@@ -1,5 +1,5 @@
 # Sourced by the scripts that install pinned npm packages for the tests (scripts/ui.sh,
-# scripts/github.sh): one copy of how they install.
+# scripts/github.sh, scripts/oidc.sh): one copy of how they install.
 #
 # npm_ci_into SOURCE DIR WHO
 #   Install SOURCE/package.json with its lock (SOURCE/package-lock.json) into DIR with `npm ci`,
@@ -17,7 +17,9 @@ npm_ci_into() {
       exit 2
     fi
     cp "$source/package.json" "$source/package-lock.json" "$dir/"
-    if ! (cd "$dir" && npm ci --silent --no-audit --no-fund >&2); then
+    # --ignore-scripts: no locked package runs code at install (none has an install script
+    # today; a future pin must not run any at test time either).
+    if ! (cd "$dir" && npm ci --ignore-scripts --silent --no-audit --no-fund >&2); then
       echo "$who: npm ci failed in $dir (the packages come from the npm registry)" >&2
       exit 2
     fi

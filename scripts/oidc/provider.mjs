@@ -21,6 +21,25 @@
 //   refresh tokens issued when offline_access is granted and replaced at every use (a used one
 //   presented again ends the whole grant, as a stolen one would).
 //
+// Switches for the tests, in the environment:
+//   OIDC_ID_TOKEN_TTL=N        ID tokens last N seconds (default 20)
+//   OIDC_DEVICE_CODE_TTL=N     device codes last N seconds (default 600)
+//   OIDC_DEVICE_FLOW=0         no device flow: no device_authorization_endpoint in discovery
+//   OIDC_EXIT_ON_STDIN_EOF=1   exit when stdin ends: a test holds the other end of a pipe, so
+//                              the provider cannot outlive it, even killed with SIGKILL
+//
+// Its pages are self-contained: oidc-provider's own pages import a web font from
+// fonts.googleapis.com, which is cut out of every HTML answer here, and every answer carries a
+// Content-Security-Policy that lets a browser load nothing from anywhere else. So the tests
+// need no network but the loopback.
+//
+// Every token endpoint grant it answers is logged on stderr as one line,
+//   provider.mjs: granted GRANT_TYPE
+// so that a test can count the refreshes (several CLIs at once must refresh once).
+//
+// slow_down: oidc-provider sends no `interval` in its device authorization answer and never
+// answers slow_down, so a client's slow_down handling cannot be tested with it.
+//
 // State (sessions, grants, tokens) is held in memory: a restart forgets every sign-in.
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -55,6 +74,16 @@ function seconds(name, fallback) {
   return value;
 }
 const idTokenTtl = seconds("OIDC_ID_TOKEN_TTL", 20);
+const deviceCodeTtl = seconds("OIDC_DEVICE_CODE_TTL", 600);
+const deviceFlow = process.env.OIDC_DEVICE_FLOW !== "0";
+const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code";
+
+if (process.env.OIDC_EXIT_ON_STDIN_EOF === "1") {
+  // Whoever started it is gone (or closed the pipe): so is the provider.
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("error", () => process.exit(0));
+  process.stdin.resume();
+}
 
 // A fresh signing key each start: the relying parties read it from the JWKS.
 const { privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -79,7 +108,7 @@ const configuration = {
       token_endpoint_auth_method: "none",
       redirect_uris: ["http://127.0.0.1/callback"],
       response_types: ["code"],
-      grant_types: ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+      grant_types: ["authorization_code", "refresh_token", ...(deviceFlow ? [deviceCodeGrant] : [])],
     },
   ],
   jwks: { keys: [signingKey] },
@@ -97,7 +126,7 @@ const configuration = {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: true },
-    deviceFlow: { enabled: true },
+    deviceFlow: { enabled: deviceFlow },
     revocation: { enabled: true },
   },
   // Public client: a new refresh token at every use, the old one spent.
@@ -106,7 +135,7 @@ const configuration = {
     IdToken: idTokenTtl,
     AccessToken: idTokenTtl,
     AuthorizationCode: 60,
-    DeviceCode: 600,
+    DeviceCode: deviceCodeTtl,
     RefreshToken: 24 * 60 * 60,
     Interaction: 600,
     Session: 24 * 60 * 60,
@@ -131,6 +160,17 @@ server.listen(port, "127.0.0.1", () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, configuration);
   provider.on("server_error", (_ctx, e) => console.error("provider.mjs: server_error", e));
+  provider.on("grant.success", (ctx) => console.error(`provider.mjs: granted ${ctx.oidc.params.grant_type}`));
+  // Self-contained pages: no web font from fonts.googleapis.com (oidc-provider's pages import
+  // one), and a policy that lets the browser load nothing from another origin. No form-action:
+  // the consent form's answer redirects to the client's loopback port.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (typeof ctx.body === "string" && ctx.response.is("html")) {
+      ctx.body = ctx.body.replace(/@import url\(https?:\/\/[^)]*\);?/g, "");
+    }
+    ctx.set("Content-Security-Policy", "default-src 'self' 'unsafe-inline'; img-src 'self' data:");
+  });
   server.on("request", provider.callback());
   console.log(`oidc-provider ready ${issuer}`);
 });

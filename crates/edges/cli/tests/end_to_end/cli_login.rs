@@ -3,91 +3,13 @@
 //! server's `GET /v1/whoami` and `GET /v1/login/options`. Every CLI run here has its own
 //! `HOME` and `XDG_CONFIG_HOME` and no `JITGATE_*` variable but those a test sets.
 
+use crate::support::person::Person;
 use crate::support::*;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// A person's machine: a home and config directory of its own.
-struct Person {
-    home: tempfile::TempDir,
-}
-
-impl Person {
-    fn new() -> Person {
-        Person {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn config_dir(&self) -> PathBuf {
-        self.home.path().join("xdg").join("jitgate")
-    }
-
-    fn credential(&self, profile: &str) -> PathBuf {
-        self.config_dir().join("credentials").join(format!("{profile}.json"))
-    }
-
-    /// Run the CLI with `env` set (and every other JITGATE_ variable removed), `stdin` fed.
-    fn run_full(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> (i32, String, String) {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join("xdg"))
-            .env("JITGATE_LOG", "warn")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
-                command.env_remove(name);
-            }
-        }
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        self.run_full(args, &[], None)
-    }
-
-    fn login(&self, url: &str, token: &str, profile: Option<&str>) -> (i32, String, String) {
-        let mut args = vec!["login", "--url", url, "--token", token];
-        if let Some(p) = profile {
-            args.extend(["--profile", p]);
-        }
-        self.run(&args)
-    }
-
-    /// Every regular file under the config directory.
-    fn files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.config_dir(), &mut out);
-        out
-    }
-}
+use std::process::Command;
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap().mode() & 0o777

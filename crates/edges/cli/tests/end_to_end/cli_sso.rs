@@ -10,12 +10,13 @@
 
 use crate::support::browser::Browser;
 use crate::support::oidc_provider::*;
+use crate::support::person::Person;
 use crate::support::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -28,65 +29,29 @@ const ERROR_EXIT: i32 = 2;
 /// How long a test lets the CLI wait for the browser before it gives up (`JITGATE_LOGIN_TIMEOUT`):
 /// long enough for Chromium, short enough that a broken login fails the test in time.
 const LOGIN_TIMEOUT_SECS: &str = "120";
+/// How long [`Running::finish`] waits for a CLI: longer than [`LOGIN_TIMEOUT_SECS`].
+const FINISH_TIMEOUT_SECS: u64 = 150;
 
-/// A person's machine: a home and config directory of its own, no browser unless a test says.
-struct Person {
-    home: tempfile::TempDir,
+/// A person's machine (support/person.rs) with no desktop: only the `BROWSER` a test sets may
+/// open anything, and the CLI gives up waiting for a sign-in after [`LOGIN_TIMEOUT_SECS`].
+fn person() -> Person {
+    Person::new()
+        .with_env("JITGATE_LOGIN_TIMEOUT", LOGIN_TIMEOUT_SECS)
+        .without_env("BROWSER")
+        .without_env("DISPLAY")
+        .without_env("WAYLAND_DISPLAY")
 }
 
-impl Person {
-    fn new() -> Person {
-        Person {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
+/// What the single sign-on tests do with a [`Person`] besides running the CLI.
+trait SsoPerson {
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Running;
+    fn stored(&self, profile: &str) -> Value;
+    fn whoami_is(&self, principal: &str, issuer: &str) -> String;
+    fn assert_nothing_stored(&self, what: &str);
+    fn assert_not_signed_in(&self);
+}
 
-    fn config_dir(&self) -> PathBuf {
-        self.home.path().join("xdg").join("jitgate")
-    }
-
-    fn credential(&self, profile: &str) -> PathBuf {
-        self.config_dir().join("credentials").join(format!("{profile}.json"))
-    }
-
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join("xdg"))
-            .env("JITGATE_LOG", "warn")
-            .env("JITGATE_LOGIN_TIMEOUT", LOGIN_TIMEOUT_SECS)
-            // No desktop: only the BROWSER a test sets may open anything.
-            .env_remove("BROWSER")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("JITGATE_") && name != "JITGATE_LOG" && name != "JITGATE_LOGIN_TIMEOUT" {
-                command.env_remove(name);
-            }
-        }
-        command.envs(env.iter().copied());
-        command
-    }
-
-    /// Run the CLI to its end: exit code, stdout, stderr.
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-        let out = self.command(args, env).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        self.run_env(args, &[])
-    }
-
+impl SsoPerson for Person {
     /// Start the CLI and leave it running: its stderr is read line by line as it comes.
     fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
         Running::new(self.command(args, env).spawn().unwrap())
@@ -98,23 +63,6 @@ impl Person {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// Every regular file under the config directory.
-    fn files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.push(path);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.config_dir(), &mut out);
-        out
-    }
-
     /// `jitgate whoami` succeeds and names `principal`, from a single sign-on credential.
     fn whoami_is(&self, principal: &str, issuer: &str) -> String {
         let (code, out, err) = self.run(&["whoami"]);
@@ -123,6 +71,36 @@ impl Person {
         assert!(out.contains(&format!("credential  oidc from {issuer}\n")), "{out}");
         assert!(out.contains("source      profile file"), "{out}");
         out
+    }
+
+    /// A failed sign-in left nothing behind: no credential of any profile, no config.toml (a
+    /// person of these tests who never signed in has none), nothing else.
+    fn assert_nothing_stored(&self, what: &str) {
+        assert!(!self.credential("default").exists(), "{what}: a credential was stored");
+        assert!(
+            self.files()
+                .iter()
+                .all(|f| !f.to_string_lossy().contains("credentials")),
+            "{what}: {:?}",
+            self.files()
+        );
+        assert!(
+            !self.config_dir().join("config.toml").exists(),
+            "{what}: config.toml was written: {:?}",
+            self.files()
+        );
+    }
+
+    /// `jitgate whoami` says, in one line, that nobody is signed in and what to run.
+    fn assert_not_signed_in(&self) {
+        let (code, out, err) = self.run(&["whoami"]);
+        assert_eq!(code, ERROR_EXIT, "whoami: {out}{err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("profile default: not signed in: run jitgate login"),
+            "{err}"
+        );
     }
 }
 
@@ -203,9 +181,10 @@ impl Running {
         }
     }
 
-    /// Wait for the CLI to exit (up to 90 s): exit code, stdout, all of stderr.
+    /// Wait for the CLI to exit: exit code, stdout, all of stderr. The CLI's own limit
+    /// ([`LOGIN_TIMEOUT_SECS`]) comes first, so a stuck login ends with its own message.
     fn finish(mut self) -> (i32, String, String) {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(FINISH_TIMEOUT_SECS);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
@@ -255,8 +234,19 @@ fn sso_server(issuer: &str) -> Server {
     Server::start_with(&quickstart(), Some(&sso_config(issuer)))
 }
 
+/// Chromium that reaches the loopback only: the provider's pages must need nothing else.
 fn browser() -> Browser {
-    Browser::start(1000, 900)
+    Browser::start_loopback_only(1000, 900)
+}
+
+/// The server's refused authentications so far (`jitgate_auth_failures_total`, every
+/// reason): a credential the CLI sent and the server turned down counts here.
+fn auth_failures(s: &Server) -> u64 {
+    let text = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("jitgate_auth_failures_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// `To sign in, open VERIFICATION_URI and enter the code USER_CODE`: the URI and the code.
@@ -328,8 +318,53 @@ fn authorization_url(cli: &mut Running, issuer: &str) -> reqwest::Url {
     reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{e}: {url}"))
 }
 
+/// `jitgate login --url URL` (the browser flow) with `BROWSER=browser` (`true`: opens nothing
+/// and succeeds), left running: the CLI, the authorization URL it printed, and the redirect URI
+/// in that URL (the CLI's loopback listener).
+fn start_browser_login(me: &Person, s: &Server, issuer: &str, browser: &str) -> (Running, reqwest::Url, reqwest::Url) {
+    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", browser)]);
+    let url = authorization_url(&mut cli, issuer);
+    let redirect = query(&url, "redirect_uri").unwrap_or_else(|| panic!("no redirect_uri: {url}"));
+    let redirect = reqwest::Url::parse(&redirect).unwrap_or_else(|e| panic!("{e}: {redirect}"));
+    (cli, url, redirect)
+}
+
 fn query(url: &reqwest::Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A `$BROWSER` for `me`: a script that writes its argument count and first argument to a
+/// file and exits 0. Its path, and the file's.
+fn recording_browser(me: &Person) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = me.home.path().join("record-browser");
+    let arguments = me.home.path().join("browser-arguments");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n%s\\n' \"$#\" \"$1\" > '{}.tmp' && mv '{0}.tmp' '{0}'\n",
+            arguments.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    (script.display().to_string(), arguments)
+}
+
+/// The text of `path` once it exists (up to 30 s).
+fn wait_for_file(path: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// When `expires_at` (RFC 3339) is.
@@ -375,6 +410,61 @@ fn get(port: u16, target: &str) -> (u16, String) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.text().unwrap_or_default())
+}
+
+/// The CLI's side of RFC 8252 played by a test: a listener on a port of its own that answers
+/// every request with a page and sends its request line on; it stops when dropped.
+struct CallbackListener {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CallbackListener {
+    fn start() -> (CallbackListener, mpsc::Receiver<String>) {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Non-blocking, so that the thread sees `stop` rather than wait in accept forever.
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 9\r\nconnection: close\r\n\r\nreceived.",
+                );
+                let _ = tx.send(request_line);
+            }
+        });
+        (
+            CallbackListener {
+                port,
+                stop,
+                thread: Some(thread),
+            },
+            rx,
+        )
+    }
+}
+
+impl Drop for CallbackListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -487,20 +577,8 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     use sha2::Digest;
     let provider = OidcProvider::start();
     // The CLI's side of RFC 8252 played by the test: a listener on a port of its own.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            let _ = reader.read_line(&mut request_line);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 9\r\nconnection: close\r\n\r\nreceived.",
-            );
-            let _ = tx.send(request_line);
-        }
-    });
+    let (callbacks, rx) = CallbackListener::start();
+    let port = callbacks.port;
     // What reached /callback next (Chromium asks for /favicon.ico too).
     let next_callback = |rx: &mpsc::Receiver<String>, port: u16| loop {
         let request_line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -533,7 +611,7 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     assert_eq!(query(&landed, "iss").as_deref(), Some(provider.issuer.as_str()));
     let code = query(&landed, "code").unwrap();
 
-    // Without the verifier the code is refused; with it, tokens.
+    // A wrong verifier: the code is refused; the right one: tokens.
     let (status, refused) = provider.post_form(
         "token_endpoint",
         &[
@@ -592,6 +670,24 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     b.goto(elsewhere.as_str());
     assert_eq!(page(&b, &provider.issuer), Page::Error);
     assert!(b.source().contains("redirect_uri"), "{}", b.source());
+
+    // No PKCE at all: refused before any sign-in, the error sent back to the client.
+    let mut without_pkce = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    without_pkce.query_pairs_mut().clear().extend_pairs(pairs);
+    b.goto(without_pkce.as_str());
+    let landed = next_callback(&rx, port);
+    assert_eq!(query(&landed, "error").as_deref(), Some("invalid_request"), "{landed}");
+    assert!(
+        query(&landed, "error_description").is_some_and(|d| d.contains("PKCE")),
+        "{landed}"
+    );
+    assert_eq!(query(&landed, "code"), None, "{landed}");
+    drop(callbacks);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -601,7 +697,7 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
 fn the_bar_a_device_flow_login_makes_whoami_print_the_providers_user() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
+    let me = person();
     let b = browser();
     let mut cli = me.spawn(&["login", "--url", &s.url, "--device"], &[]);
     let prompt = cli.line("the device prompt", is_device_prompt);
@@ -669,10 +765,17 @@ fn the_bar_a_device_flow_login_makes_whoami_print_the_providers_user() {
 fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
-    // `true URL` opens nothing and succeeds: the test is the browser.
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
+    let me = person();
+    // A $BROWSER that writes down its arguments and succeeds: the test is the browser, driven
+    // to the URL the CLI gave that program.
+    let (browser_program, arguments) = recording_browser(&me);
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, &browser_program);
+    let given = wait_for_file(&arguments);
+    assert_eq!(
+        given,
+        format!("1\n{url}\n"),
+        "$BROWSER is run with the URL as its one argument, as printed"
+    );
     assert!(url.as_str().starts_with(&format!("{}/", provider.issuer)), "{url}");
     assert_eq!(query(&url, "client_id").as_deref(), Some(CLIENT_ID));
     assert_eq!(query(&url, "response_type").as_deref(), Some("code"));
@@ -685,7 +788,6 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
     for wanted in ["openid", "offline_access"] {
         assert!(scope.split(' ').any(|s| s == wanted), "{scope}");
     }
-    let redirect = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap()).unwrap();
     assert_eq!(redirect.host_str(), Some("127.0.0.1"));
     assert_eq!(redirect.path(), "/callback");
     assert!(redirect.port().is_some_and(|p| p != 0));
@@ -710,15 +812,20 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
     assert!(!err.contains("eyJ"), "{err}");
     me.whoami_is("sso:carol", &provider.issuer);
     assert_eq!(mode(&me.credential("default")), 0o600);
-    // The listener is gone once the login is over.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", redirect.port().unwrap())).is_err());
+    // The scopes held offline_access and the request prompt=consent: the provider kept it and
+    // gave a refresh token, stored for the silent refresh.
+    let stored = me.stored("default");
+    assert_eq!(stored["kind"], "oidc");
+    assert!(stored["refresh_token"].is_string(), "no refresh token stored");
+    // The listener is gone once the login is over: `finish` saw the CLI exit, and its port
+    // with it. (Probing the port afterwards could meet another test's listener.)
 }
 
 #[test]
 fn when_no_browser_can_open_the_device_flow_takes_over() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
+    let me = person();
     let b = browser();
     // `false URL` fails: the browser could not be opened.
     let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "false")]);
@@ -733,9 +840,10 @@ fn when_no_browser_can_open_the_device_flow_takes_over() {
         format!("Signed in to {} as sso:carol (profile default)", s.url)
     );
     me.whoami_is("sso:carol", &provider.issuer);
+    drop(b);
 
     // No desktop and no BROWSER at all: the same.
-    let other = Person::new();
+    let other = person();
     let mut cli = other.spawn(&["login", "--url", &s.url], &[]);
     cli.line("the fallback", |l| {
         l == "No browser could be opened: using the device flow instead."
@@ -750,10 +858,8 @@ fn when_no_browser_can_open_the_device_flow_takes_over() {
 fn the_loopback_callback_refuses_what_is_not_the_providers_answer() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let redirect = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap()).unwrap();
+    let me = person();
+    let (mut cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "true");
     let port = redirect.port().unwrap();
     let state = query(&url, "state").unwrap();
 
@@ -804,14 +910,18 @@ fn the_loopback_callback_refuses_what_is_not_the_providers_answer() {
 
 #[test]
 fn the_id_token_is_refreshed_after_it_expires_even_by_several_clis_at_once() {
-    let provider = OidcProvider::start();
+    // ID tokens of 30 s, refreshed 10 s before they expire: the four CLIs below have 20 s to
+    // start and read the credential before one of them would rightly refresh again.
+    let provider = OidcProvider::start_with_env(&[("OIDC_ID_TOKEN_TTL", "30")]);
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
+    let me = person();
     signed_in(&me, &s, &provider, "carol");
     let first = me.stored("default");
 
+    assert_eq!(provider.refresh_grants(), 0);
     sleep_past(&first["expires_at"], Duration::from_secs(2));
     me.whoami_is("sso:carol", &provider.issuer);
+    assert_eq!(provider.refresh_grants(), 1, "one refresh for one expiry");
     let second = me.stored("default");
     assert_ne!(second["id_token"], first["id_token"]);
     assert!(instant_of(&second["expires_at"]) > instant_of(&first["expires_at"]));
@@ -835,13 +945,23 @@ fn the_id_token_is_refreshed_after_it_expires_even_by_several_clis_at_once() {
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("principal   sso:carol\n"), "{out}");
     }
+    // One of them refreshed; the others waited on the lock and took its result. (Without the
+    // lock, each would have refreshed, and the provider would have ended the grant.)
+    assert_eq!(
+        provider.refresh_grants(),
+        2,
+        "four CLIs at once refreshed once between them:\n{}",
+        provider.log()
+    );
     let third = me.stored("default");
     assert_ne!(third["id_token"], second["id_token"]);
     assert_ne!(third["refresh_token"], second["refresh_token"]);
-    // The grant is alive: the stored refresh token still works at the provider (its use here
-    // rotates it away from the CLI, so this is the last step).
+    // The grant is alive: the stored refresh token still works at the provider. Read after
+    // the last CLI run, whatever it did (a slow machine may have refreshed once more), and
+    // used here last, since this use rotates it away from the CLI.
     me.whoami_is("sso:carol", &provider.issuer);
-    let (status, renewed) = provider.refresh(third["refresh_token"].as_str().unwrap());
+    let last = me.stored("default");
+    let (status, renewed) = provider.refresh(last["refresh_token"].as_str().unwrap());
     assert_eq!(status, 200, "{renewed}");
     // No lock or temporary file is left readable by others.
     for file in me.files() {
@@ -853,7 +973,7 @@ fn the_id_token_is_refreshed_after_it_expires_even_by_several_clis_at_once() {
 fn logout_revokes_the_refresh_token_at_the_provider() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
+    let me = person();
     signed_in(&me, &s, &provider, "carol");
     let refresh_token = me.stored("default")["refresh_token"].as_str().unwrap().to_string();
 
@@ -893,7 +1013,7 @@ fn logout_revokes_the_refresh_token_at_the_provider() {
 fn a_refresh_token_revoked_at_the_provider_says_to_sign_in_again() {
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
-    let me = Person::new();
+    let me = person();
     signed_in(&me, &s, &provider, "carol");
     let stored = me.stored("default");
     provider.revoke(stored["refresh_token"].as_str().unwrap());
@@ -901,6 +1021,7 @@ fn a_refresh_token_revoked_at_the_provider_says_to_sign_in_again() {
     // Nothing happens until the ID token expires (the server checks its signature and expiry,
     // not the refresh token); then the refresh is refused.
     sleep_past(&stored["expires_at"], Duration::from_secs(2));
+    let refused_before = auth_failures(&s);
     let (code, out, err) = me.run(&["whoami"]);
     assert_eq!(code, ERROR_EXIT, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -912,9 +1033,21 @@ fn a_refresh_token_revoked_at_the_provider_says_to_sign_in_again() {
         "{err}"
     );
     assert!(out.is_empty(), "{out}");
-    // Nothing was sent to the server with the expired token, and the file is still there to
-    // be replaced by the next login.
+    // Nothing was sent to the server with the expired token (it would have refused it), and
+    // the file is still there to be replaced by the next login.
+    assert_eq!(
+        auth_failures(&s),
+        refused_before,
+        "the expired ID token reached the server"
+    );
     assert!(me.credential("default").exists());
+    // (The count would have moved: the server counts the expired token sent by hand.)
+    let (status, _) = s.get("/v1/whoami", stored["id_token"].as_str().unwrap());
+    assert_eq!(status, 401);
+    assert!(
+        auth_failures(&s) > refused_before,
+        "jitgate_auth_failures_total did not count it"
+    );
 }
 
 #[test]
@@ -923,7 +1056,7 @@ fn a_provider_that_names_itself_otherwise_is_refused_and_nothing_is_stored() {
     // The server names the provider http://localhost:PORT; it calls itself http://127.0.0.1:PORT.
     let named = format!("http://localhost:{}", provider.port);
     let s = sso_server(&named);
-    let me = Person::new();
+    let me = person();
     for args in [
         vec!["login", "--url", s.url.as_str(), "--device"],
         vec!["login", "--url", s.url.as_str()],
@@ -940,12 +1073,8 @@ fn a_provider_that_names_itself_otherwise_is_refused_and_nothing_is_stored() {
             "{err}"
         );
         assert!(!err.contains("To sign in") && !err.contains("Sign in to"), "{err}");
-        assert!(!me.credential("default").exists());
-        assert!(
-            me.files().iter().all(|f| !f.to_string_lossy().contains("credentials")),
-            "{:?}",
-            me.files()
-        );
+        me.assert_nothing_stored(&format!("{args:?}"));
+        me.assert_not_signed_in();
     }
 }
 
@@ -955,7 +1084,7 @@ fn a_server_that_switched_provider_says_so_for_the_stored_credential() {
     let old = OidcProvider::start_with_env(&[("OIDC_ID_TOKEN_TTL", "600")]);
     let new = OidcProvider::start();
     let mut s = sso_server(&old.issuer);
-    let me = Person::new();
+    let me = person();
     signed_in(&me, &s, &old, "carol");
     me.whoami_is("sso:carol", &old.issuer);
 
@@ -989,13 +1118,9 @@ fn the_providers_refusal_is_shown_in_one_line_escaped() {
 
     // A refusal with control and invisible characters in its description, as a hostile page
     // could send it to the callback with the right state (which is in the URL).
-    let me = Person::new();
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let port = reqwest::Url::parse(&query(&url, "redirect_uri").unwrap())
-        .unwrap()
-        .port()
-        .unwrap();
+    let me = person();
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "true");
+    let port = redirect.port().unwrap();
     let state = query(&url, "state").unwrap();
     let mut callback = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/callback")).unwrap();
     callback
@@ -1022,11 +1147,10 @@ fn the_providers_refusal_is_shown_in_one_line_escaped() {
         "{err:?}"
     );
     assert!(!err.contains("\nfake: line"), "{err}");
-    assert!(!me.credential("default").exists());
+    me.assert_nothing_stored("a forged refusal");
 
     // The provider's own refusal: the person presses [ Cancel ] on its sign-in page.
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "true")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
+    let (cli, url, _) = start_browser_login(&me, &s, &provider.issuer, "true");
     let b = browser();
     b.goto(url.as_str());
     assert_eq!(page(&b, &provider.issuer), Page::Login);
@@ -1040,12 +1164,8 @@ fn the_providers_refusal_is_shown_in_one_line_escaped() {
             .contains("the identity provider refused the sign-in: access_denied (End-User aborted interaction)"),
         "{err}"
     );
-    assert!(!me.credential("default").exists());
-    assert!(
-        me.files().iter().all(|f| !f.to_string_lossy().contains("credentials")),
-        "{:?}",
-        me.files()
-    );
+    me.assert_nothing_stored("[ Cancel ] at the provider");
+    me.assert_not_signed_in();
 }
 
 #[test]
@@ -1056,18 +1176,25 @@ fn a_provider_account_whose_name_the_server_refuses_stores_nothing() {
     // Cyrillic letter and a zero-width space are refused by the server, so the CLI's check
     // with /v1/whoami fails and nothing is kept.
     for login in ["c\u{0430}rol", "carol\u{200b}"] {
-        let me = Person::new();
+        let me = person();
         let b = browser();
         let (code, out, err) = device_login(&me, &s, &provider, &b, login);
         assert_eq!(code, ERROR_EXIT, "{login:?}: {out}{err}");
         assert!(out.is_empty(), "{out}");
+        // The provider signed the person in; it is the server that refused the ID token.
         let last = err.lines().last().unwrap_or_default();
-        assert!(last.starts_with("error: "), "{err}");
+        assert!(
+            last.starts_with(&format!(
+                "error: {} refused the ID token from {} (401",
+                s.url, provider.issuer
+            )),
+            "{err}"
+        );
+        assert!(last.ends_with("; nothing was stored"), "{err}");
         assert!(!err.contains('\u{200b}'), "{err:?}");
         assert!(!err.contains("eyJ"), "{err}");
-        assert!(!me.credential("default").exists(), "{login:?} was stored");
-        let (code, _, _) = me.run(&["whoami"]);
-        assert_ne!(code, 0);
+        me.assert_nothing_stored(&format!("{login:?}"));
+        me.assert_not_signed_in();
     }
 }
 
@@ -1076,11 +1203,12 @@ fn a_provider_that_is_down_when_the_id_token_expires_is_named_and_the_sign_in_ke
     let provider = OidcProvider::start();
     let issuer = provider.issuer.clone();
     let s = sso_server(&issuer);
-    let me = Person::new();
+    let me = person();
     signed_in_as_profile(&me, &s, &provider, "carol", "work");
     let stored = me.stored("work");
     assert_eq!(stored["kind"], "oidc");
-    drop(provider);
+    // Gone, its port held so that no other test's provider (the same issuer) takes it.
+    let _dead = provider.stop_and_hold_port();
 
     sleep_past(&stored["expires_at"], Duration::from_secs(2));
     let (code, out, err) = me.run(&["whoami"]);
@@ -1107,28 +1235,32 @@ fn without_the_device_flow_the_browser_flow_waits_and_gives_up_in_time() {
     let s = Server::start_with(&quickstart(), Some(&config));
     let (_, options) = s.get("/v1/login/options", "");
     assert_eq!(options["oidc"]["device"], false, "{options}");
-    let me = Person::new();
+    let me = person();
 
     // --device when the server offers no device flow: one line, nothing stored.
     let (code, out, err) = me.run(&["login", "--url", &s.url, "--device"]);
     assert_eq!(code, ERROR_EXIT, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("device"), "{err}");
-    assert!(!me.credential("default").exists());
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: {} does not offer the device flow to jitgate (the jitgate server's [cli] sso_device is false): run jitgate login without --device",
+            provider.issuer
+        )
+    );
+    me.assert_nothing_stored("--device without the device flow");
 
     // No browser can open and no device flow to fall back on: the URL is shown and the CLI
     // waits; the person opens it themselves.
-    let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "false")]);
-    let url = authorization_url(&mut cli, &provider.issuer);
-    let redirect = query(&url, "redirect_uri").unwrap();
-    complete_authorization(&browser(), &provider.issuer, url.as_str(), "carol", &redirect);
+    let (cli, url, redirect) = start_browser_login(&me, &s, &provider.issuer, "false");
+    complete_authorization(&browser(), &provider.issuer, url.as_str(), "carol", redirect.as_str());
     let (code, out, err) = cli.finish();
     assert_eq!(code, 0, "{out}{err}");
     assert!(!err.contains("device flow instead"), "{err}");
     me.whoami_is("sso:carol", &provider.issuer);
 
     // Nobody comes back: it gives up after JITGATE_LOGIN_TIMEOUT seconds, in one line.
-    let other = Person::new();
+    let other = person();
     let started = Instant::now();
     let (code, out, err) = other.run_env(
         &["login", "--url", &s.url],
@@ -1142,4 +1274,188 @@ fn without_the_device_flow_the_browser_flow_waits_and_gives_up_in_time() {
         "{err}"
     );
     assert!(!other.credential("default").exists());
+}
+
+#[test]
+fn the_device_flow_denied_at_the_provider_says_so_and_stores_nothing() {
+    let provider = OidcProvider::start();
+    let s = sso_server(&provider.issuer);
+    let me = person();
+    let mut cli = me.spawn(&["login", "--url", &s.url, "--device"], &[]);
+    let prompt = cli.line("the device prompt", is_device_prompt);
+    let (uri, code) = device_prompt(&prompt);
+    let b = browser();
+    b.goto(&uri);
+    // The person enters the code, then presses the provider's own [ Abort ] on the page that
+    // asks to confirm it.
+    complete_in_browser(&b, &provider.issuer, "carol", Some(&code), |_, p| {
+        p == Page::DeviceConfirm
+    });
+    b.click(DEVICE_ABORT);
+    let (code, out, err) = cli.finish();
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        format!(
+            "error: the sign-in was denied at {}: run jitgate login --device again if that was a mistake",
+            provider.issuer
+        ),
+        "{err}"
+    );
+    me.assert_nothing_stored("the device flow denied");
+    me.assert_not_signed_in();
+}
+
+#[test]
+fn a_device_code_that_expires_or_a_device_sign_in_that_takes_too_long_says_so() {
+    // Device codes of 3 s: nobody enters this one in time.
+    let provider = OidcProvider::start_with_env(&[("OIDC_DEVICE_CODE_TTL", "3")]);
+    let s = sso_server(&provider.issuer);
+    let me = person();
+    let started = Instant::now();
+    let (code, out, err) = me.run(&["login", "--url", &s.url, "--device"]);
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(err.lines().any(is_device_prompt), "{err}");
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        format!(
+            "error: the device code expired before the sign-in was done at {}: run jitgate login --device again",
+            provider.issuer
+        ),
+        "{err}"
+    );
+    me.assert_nothing_stored("an expired device code");
+
+    // A device code that lasts, and a CLI that waits 3 s (JITGATE_LOGIN_TIMEOUT).
+    let provider = OidcProvider::start();
+    let s = sso_server(&provider.issuer);
+    let other = person();
+    let (code, out, err) = other.run_env(
+        &["login", "--url", &s.url, "--device"],
+        &[("JITGATE_LOGIN_TIMEOUT", "3")],
+    );
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: gave up waiting for the device sign-in after 3 s: run jitgate login --device again",
+        "{err}"
+    );
+    other.assert_nothing_stored("a device sign-in that took too long");
+    other.assert_not_signed_in();
+}
+
+#[test]
+fn a_provider_without_the_device_flow_is_named_and_the_browser_flow_waits_instead() {
+    let provider = OidcProvider::start_with_env(&[("OIDC_DEVICE_FLOW", "0")]);
+    assert!(
+        provider.discovery().get("device_authorization_endpoint").is_none(),
+        "{}",
+        provider.discovery()
+    );
+    // The server offers the device flow; the provider does not.
+    let s = sso_server(&provider.issuer);
+    let me = person();
+    let (code, out, err) = me.run(&["login", "--url", &s.url, "--device"]);
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: {} does not offer the device flow to jitgate (its discovery document names no device_authorization_endpoint): run jitgate login without --device",
+            provider.issuer
+        )
+    );
+    me.assert_nothing_stored("--device at a provider without it");
+
+    // No browser opens and there is no device flow to fall back on: the URL is shown and the
+    // CLI waits for the person to open it, then gives up in time.
+    let (code, out, err) = me.run_env(
+        &["login", "--url", &s.url],
+        &[("BROWSER", "false"), ("JITGATE_LOGIN_TIMEOUT", "3")],
+    );
+    assert_eq!(code, ERROR_EXIT, "{out}{err}");
+    assert!(
+        err.starts_with(&format!(
+            "Sign in to {} in your browser; if it did not open, go to:\n  {}/",
+            provider.issuer, provider.issuer
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("device flow instead"), "{err}");
+    assert_eq!(
+        err.lines().last().unwrap_or_default(),
+        "error: gave up waiting for the browser after 3 s: run jitgate login again (or --device)",
+        "{err}"
+    );
+    me.assert_nothing_stored("a browser flow nobody finished");
+}
+
+#[test]
+fn logout_when_the_refresh_token_cannot_be_revoked_still_removes_the_file() {
+    let provider = OidcProvider::start();
+    let issuer = provider.issuer.clone();
+    let s = sso_server(&issuer);
+    let me = person();
+    signed_in(&me, &s, &provider, "carol");
+
+    // `login --output json` through single sign-on: the keys of the token login.
+    let b = browser();
+    let mut cli = me.spawn(
+        &[
+            "login",
+            "--url",
+            &s.url,
+            "--device",
+            "--profile",
+            "work",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    complete_cli_device_flow(&mut cli, &b, &provider, "carol");
+    drop(b);
+    let (code, out, err) = cli.finish();
+    assert_eq!(code, 0, "{out}{err}");
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["credential", "file", "principal", "profile", "url"], "{json}");
+    assert_eq!(json["profile"], "work");
+    assert_eq!(json["url"], s.url.as_str());
+    assert_eq!(json["principal"], "sso:carol");
+    assert_eq!(json["credential"]["kind"], "oidc");
+    assert_eq!(json["file"], me.credential("work").display().to_string());
+    assert!(
+        !out.contains("eyJ") && !err.contains("eyJ"),
+        "a JWT was printed: {out}{err}"
+    );
+
+    // The provider is gone: the revocation fails, the files go all the same.
+    let dead = provider.stop_and_hold_port();
+    let (code, out, err) = me.run(&["logout", "--profile", "default"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = out.trim();
+    assert!(
+        out.starts_with(&format!(
+            "Signed out of profile default: removed {}; the refresh token could not be revoked (",
+            me.credential("default").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!("): it lasts until {issuer} expires it")),
+        "{out}"
+    );
+    assert!(!me.credential("default").exists());
+
+    let (code, out, err) = me.run(&["logout", "--profile", "work", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["revoked"], false, "{json}");
+    assert_eq!(json["removed"], true, "{json}");
+    assert_eq!(json["profile"], "work", "{json}");
+    assert!(!me.credential("work").exists());
+    drop(dead);
 }

@@ -37,7 +37,19 @@ impl Browser {
         Self::start_with_zone(width, height, Some(zone))
     }
 
+    /// [`Browser::start`], able to reach the loopback only: no name resolves (but `localhost`)
+    /// and everything not on the loopback goes to a proxy that is not there. For pages that
+    /// are not ours (the OpenID Provider's), so that nothing they name on the internet is
+    /// fetched, and a test never waits on the network.
+    pub fn start_loopback_only(width: u32, height: u32) -> Browser {
+        Self::start_with(width, height, None, true)
+    }
+
     fn start_with_zone(width: u32, height: u32, zone: Option<&str>) -> Browser {
+        Self::start_with(width, height, zone, false)
+    }
+
+    fn start_with(width: u32, height: u32, zone: Option<&str>, loopback_only: bool) -> Browser {
         let port = super::free_port();
         let mut driver = Command::new("chromedriver");
         if let Some(zone) = zone {
@@ -63,7 +75,7 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().unwrap();
-        let args = vec![
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
@@ -77,6 +89,12 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        if loopback_only {
+            // Chromium sends the loopback past any proxy by itself; port 9 (discard) has no
+            // listener, so the rest fails at once rather than after a network timeout.
+            args.push("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into());
+            args.push("--proxy-server=http://127.0.0.1:9".into());
+        }
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},

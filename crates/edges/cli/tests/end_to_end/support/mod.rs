@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod oidc_provider;
+pub mod person;
 pub mod postgres;
 pub mod receiver;
 
@@ -173,6 +174,14 @@ impl Server {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
         meanwhile(self);
+        // The port was free while the server was down. Taken by another test meanwhile, the new
+        // server could not listen, and /readyz could answer from the other one: say so here.
+        if let Err(e) = std::net::TcpListener::bind(&self.listen) {
+            panic!(
+                "{} was taken by another process while the server was down ({e}): run the test again",
+                self.listen
+            );
+        }
         self.child = spawn(
             &self.listen,
             &self.policy,

@@ -12,8 +12,10 @@ use super::browser::Browser;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The CLI's public client at the provider.
@@ -47,8 +49,9 @@ pub fn install() {
 /// A running provider; killed on drop.
 pub struct OidcProvider {
     child: Child,
-    /// Held open: the provider's stdout (after its ready line, nothing more comes).
-    _stdout: ChildStdout,
+    /// The other end is the provider's stdin: it exits when this closes (OIDC_EXIT_ON_STDIN_EOF),
+    /// so a test process killed with SIGKILL leaves no provider behind.
+    _stdin: ChildStdin,
     /// `http://127.0.0.1:PORT`, as the provider names itself.
     pub issuer: String,
     pub port: u16,
@@ -62,55 +65,64 @@ impl OidcProvider {
         Self::start_with_env(&[])
     }
 
-    /// A provider with `env` set for it alone (`OIDC_ID_TOKEN_TTL`).
+    /// A provider with `env` set for it alone (`OIDC_ID_TOKEN_TTL`, `OIDC_DEVICE_CODE_TTL`,
+    /// `OIDC_DEVICE_FLOW`: scripts/oidc/provider.mjs says what each does).
     pub fn start_with_env(env: &[(&str, &str)]) -> OidcProvider {
         install();
         let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("provider.log")).unwrap();
+        let log_path = dir.path().join("provider.log");
+        // Appended to by the provider's stderr and by the thread that copies its stdout there
+        // (its notices), so neither overwrites the other.
+        let append = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .unwrap()
+        };
         // Port 0: the provider binds a free port itself and names it in its ready line, so no
         // other test can take the port between choosing and binding.
         let mut child = Command::new(repo().join("scripts/oidc.sh"))
             .args(["start", "0"])
+            .env("OIDC_EXIT_ON_STDIN_EOF", "1")
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(append())
             .spawn()
             .expect("scripts/oidc.sh start");
+        let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
+        let mut copy = append();
+        // The ready line, then everything else it prints on stdout (oidc-provider's notices go
+        // there) into the log, until it exits.
+        std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout);
             let mut line = String::new();
             let _ = lines.read_line(&mut line);
             let _ = tx.send(line);
-            lines.into_inner()
+            let _ = std::io::copy(&mut lines, &mut copy);
         });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => line,
-            Err(_) => {
+        let line = rx.recv_timeout(Duration::from_secs(60));
+        let issuer = match line.as_deref().map(|l| l.trim().strip_prefix("oidc-provider ready ")) {
+            Ok(Some(issuer)) => issuer.to_string(),
+            // No ready line in time, or another line first: killed first, so that the wait
+            // cannot hang on a provider that goes on running.
+            _ => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "the OpenID Provider did not start within 60 s:\n{}",
-                    std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default()
+                    "the OpenID Provider did not say `oidc-provider ready ISSUER` within 60 s (it said {line:?}):\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }
         };
-        let stdout = reader.join().unwrap();
-        let Some(issuer) = line.trim().strip_prefix("oidc-provider ready ") else {
-            let _ = child.wait();
-            panic!(
-                "the OpenID Provider said {line:?} instead of its ready line:\n{}",
-                std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default()
-            );
-        };
-        let issuer = issuer.to_string();
         let port = issuer.rsplit(':').next().unwrap().parse().unwrap();
         assert_eq!(issuer, format!("http://127.0.0.1:{port}"));
         OidcProvider {
             child,
-            _stdout: stdout,
+            _stdin: stdin,
             issuer,
             port,
             dir,
@@ -120,6 +132,47 @@ impl OidcProvider {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Stop the provider and keep its port: what is left there closes every connection at
+    /// once, so the CLI finds the provider unreachable, and no other test's provider can get
+    /// the port (and so the same issuer) meanwhile. Its log stays readable.
+    pub fn stop_and_hold_port(mut self) -> DeadProvider {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap_or_else(|e| {
+            panic!(
+                "port {} was taken at once after the OpenID Provider stopped: {e}",
+                self.port
+            )
+        });
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    // Dropped at once: the connection closes before any answer.
+                    Ok((stream, _)) => drop(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        let log = self.log();
+        DeadProvider {
+            issuer: self.issuer.clone(),
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many refresh token grants the provider has answered so far.
+    pub fn refresh_grants(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| *l == "provider.mjs: granted refresh_token")
+            .count()
     }
 
     /// What the provider wrote on stderr so far.
@@ -205,6 +258,28 @@ impl OidcProvider {
     }
 }
 
+/// The port of a provider that is gone ([`OidcProvider::stop_and_hold_port`]): every
+/// connection closed at once, until dropped.
+pub struct DeadProvider {
+    pub issuer: String,
+    /// What the provider had logged.
+    pub log: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DeadProvider {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- OpenID Provider log ({}, stopped) ---\n{}", self.issuer, self.log);
+        }
+    }
+}
+
 impl Drop for OidcProvider {
     fn drop(&mut self) {
         // scripts/oidc.sh start execs node: this is the provider itself.
@@ -258,6 +333,9 @@ const CONSENT_FORM: &str = "input[type='hidden'][name='prompt'][value='consent']
 /// The `[ Cancel ]` link of devInteractions' pages: the provider answers the client with
 /// `error=access_denied`.
 pub const CANCEL_LINK: &str = ".login-help a[href*='/abort']";
+/// The `[ Abort ]` button of the device flow's confirmation page: the provider answers the
+/// polling client with `access_denied`.
+pub const DEVICE_ABORT: &str = "button[name='abort'][form='op.deviceConfirmForm']";
 
 /// What the browser shows, if it is one of the provider's pages (`issuer`'s).
 pub fn page(b: &Browser, issuer: &str) -> Page {
@@ -284,6 +362,33 @@ pub fn page(b: &Browser, issuer: &str) -> Page {
     } else {
         Page::Other
     }
+}
+
+/// The provider's page shown now loaded nothing from anywhere but the provider, and names no
+/// web font (scripts/oidc/provider.mjs cuts oidc-provider's Google Fonts import): the tests
+/// need no network but the loopback.
+fn assert_self_contained(b: &Browser, issuer: &str) {
+    let loaded = b.command(
+        "POST",
+        "/execute/sync",
+        Some(json!({"script": "return performance.getEntriesByType('resource').map(e => e.name);", "args": []})),
+    );
+    // While the browser navigates, the script may not run: nothing to check then.
+    if let Some(loaded) = loaded.as_array() {
+        for url in loaded.iter().filter_map(Value::as_str) {
+            assert!(
+                url.starts_with(&format!("{issuer}/")),
+                "the provider's page at {} loaded {url}",
+                b.url()
+            );
+        }
+    }
+    let source = b.source();
+    assert!(
+        !source.contains("fonts.googleapis.com"),
+        "the provider's page at {} names Google Fonts:\n{source}",
+        b.url()
+    );
 }
 
 /// Mark the document shown now, so that [`wait_for_new_document`] can tell when a submit has
@@ -344,6 +449,9 @@ pub fn complete_in_browser(
         if done(b, now) {
             seen.push(now);
             return seen;
+        }
+        if now != Page::Other {
+            assert_self_contained(b, issuer);
         }
         match now {
             Page::DeviceCodeEntry => {
