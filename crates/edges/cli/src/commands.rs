@@ -454,6 +454,9 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let public_key = read_public_key(&public)?;
     check_public_key_line(&public, &public_key)?;
     let program = ssh_program()?;
+    // Every path ssh is given is checked now: refused after an approval, the grant would stay
+    // live and unused.
+    certificate_option(&certificate_path(&public)).map_err(nothing_requested)?;
     let action = match login.action {
         Some(action) => {
             check_resource_name("--action", &action)?;
@@ -647,20 +650,36 @@ fn ssh_program() -> Result<PathBuf, ClientError> {
         None => (PathBuf::from("ssh"), "PATH"),
     };
     let found = if program.components().count() > 1 {
-        program.is_file().then_some(program.clone())
+        is_executable_file(&program).then_some(program.clone())
     } else {
         std::env::var_os("PATH")
             .into_iter()
             .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
             .map(|dir| dir.join(&program))
-            .find(|candidate| candidate.is_file())
+            .find(|candidate| is_executable_file(candidate))
     };
     found.ok_or_else(|| {
         ClientError::Other(format!(
-            "cannot find {} ({from}): install OpenSSH's client, or set JITGATE_SSH_PROGRAM; nothing was requested",
+            "cannot find {} ({from}), or it is not executable: install OpenSSH's client, or set JITGATE_SSH_PROGRAM; nothing was requested",
             program.display()
         ))
     })
+}
+
+/// A regular file (through symbolic links) that someone may execute, as `execvp` looks for:
+/// a file without an execute bit would pass a plain existence check, then fail with 127 only
+/// after the request was approved.
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The same refusal, saying that it came before anything was filed.
+fn nothing_requested(error: ClientError) -> ClientError {
+    match error {
+        ClientError::Other(message) => ClientError::Other(format!("{message}; nothing was requested")),
+        other => other,
+    }
 }
 
 /// `CertificateFile=PATH` for `ssh -o`: ssh splits an option's value at spaces (unless

@@ -662,3 +662,49 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
         ]
     );
 }
+
+#[test]
+fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let audit_before = s.audit_count();
+
+    // A program without its execute bit, named or first on PATH: it would fail with 127 only
+    // after the (automatic) approval.
+    let not_executable = dir.path().join("bin").join("ssh");
+    std::fs::create_dir_all(not_executable.parent().unwrap()).unwrap();
+    std::fs::write(&not_executable, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = dir.path().join("bin");
+    for env in [
+        vec![("JITGATE_SSH_PROGRAM", not_executable.to_str().unwrap())],
+        vec![("PATH", bin.to_str().unwrap())],
+    ] {
+        let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(
+            err.contains("or it is not executable") && err.trim_end().ends_with("nothing was requested"),
+            "{err}"
+        );
+    }
+
+    // A key whose directory ssh would read otherwise than it is written.
+    let odd = dir.path().join("o'brien");
+    std::fs::create_dir_all(&odd).unwrap();
+    let key = new_key(&odd, "id_ed25519");
+    let public = format!("{}.pub", key.display());
+    let fake = fake.to_str().unwrap();
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "--key", &public, "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.trim_end().ends_with("nothing was requested"), "{err}");
+    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
+    assert!(!marker.exists());
+}
