@@ -457,13 +457,10 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
     // live and unused.
     certificate_option(&certificate_path(&public)).map_err(nothing_requested)?;
-    let action = match login.action {
-        Some(action) => {
-            check_resource_name("--action", &action)?;
-            action
-        }
-        None => ssh_action(client, &login.resource)?,
-    };
+    if let Some(action) = &login.action {
+        check_resource_name("--action", action)?;
+    }
+    let action = ssh_action(client, &login.resource, login.action.as_deref())?;
     let ask = crate::waiting::Ask {
         resource: &login.resource,
         action: &action,
@@ -705,10 +702,11 @@ fn certificate_option(path: &Path) -> Result<String, ClientError> {
     Ok(format!("CertificateFile=\"{}\"", text.replace('%', "%%")))
 }
 
-/// Which action of `resource` is the SSH login: the one the catalog's resource offers you
-/// that is not bound to one command. None, or several, is said in one line before anything is
-/// requested.
-fn ssh_action(client: &Client, resource: &str) -> Result<String, ClientError> {
+/// Which action of `resource` is the SSH login: `wanted` (`--action`), which must be one the
+/// resource offers you, else the one it offers that is not bound to one command. A resource
+/// that does not exist or is not SSH, no such action, none or several, are said in one line
+/// before anything is requested.
+fn ssh_action(client: &Client, resource: &str, wanted: Option<&str>) -> Result<String, ClientError> {
     let listed = client.get("/v1/resources", &[("q", resource.to_string()), ("limit", "500".into())])?;
     let found = listed["items"]
         .as_array()
@@ -726,6 +724,17 @@ fn ssh_action(client: &Client, resource: &str) -> Result<String, ClientError> {
         )));
     }
     let actions: Vec<&Value> = found["actions"].as_array().into_iter().flatten().collect();
+    if let Some(wanted) = wanted {
+        if actions.iter().any(|a| a["action"].as_str() == Some(wanted)) {
+            return Ok(wanted.to_string());
+        }
+        let offered: Vec<&str> = actions.iter().filter_map(|a| a["action"].as_str()).collect();
+        return Err(ClientError::Other(format!(
+            "--action {}: not an action you may request on {resource} (you may request {}); nothing was requested",
+            render::shown(wanted),
+            if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+        )));
+    }
     let names = |bound: bool| -> Vec<&str> {
         actions
             .iter()

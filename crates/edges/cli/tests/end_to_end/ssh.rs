@@ -708,3 +708,42 @@ fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
     assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
     assert!(!marker.exists());
 }
+
+#[test]
+fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let env = [("JITGATE_SSH_PROGRAM", fake.to_str().unwrap())];
+    let audit_before = s.audit_count();
+    for (args, expected) in [
+        (
+            vec!["ssh", "--request", "prod-db", "--action", "read", "--reason", "INC-9", "alice@127.0.0.1"],
+            "error: --request prod-db: it is a postgres resource, not ssh; nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "nowhere", "--action", "login", "alice@127.0.0.1"],
+            "error: --request nowhere: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "twin", "--action", "reboot", "alice@127.0.0.1"],
+            "error: --action reboot: not an action you may request on twin (you may request login, shell); nothing was requested",
+        ),
+    ] {
+        let (code, out, err) = laptop.run(&s, &args, &env);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.trim(), expected, "{args:?}");
+    }
+    assert_eq!(s.audit_count(), audit_before, "a refused --action reached the server's log");
+    assert!(!marker.exists());
+    // An action the resource offers is taken as asked.
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "twin", "--action", "shell", "alice@127.0.0.1"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("jitgate: shell on twin granted until"), "{err}");
+}
