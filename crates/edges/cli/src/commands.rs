@@ -707,17 +707,11 @@ fn certificate_option(path: &Path) -> Result<String, ClientError> {
 /// that does not exist or is not SSH, no such action, none or several, are said in one line
 /// before anything is requested.
 fn ssh_action(client: &Client, resource: &str, wanted: Option<&str>) -> Result<String, ClientError> {
-    let listed = client.get("/v1/resources", &[("q", resource.to_string()), ("limit", "500".into())])?;
-    let found = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["name"].as_str() == Some(resource))
-        .ok_or_else(|| {
-            ClientError::Other(format!(
-                "--request {resource}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested"
-            ))
-        })?;
+    let found = find_resource(client, resource)?.ok_or_else(|| {
+        ClientError::Other(format!(
+            "--request {resource}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested"
+        ))
+    })?;
     if let Some(kind) = found["kind"].as_str().filter(|k| *k != "ssh") {
         return Err(ClientError::Other(format!(
             "--request {resource}: it is a {kind} resource, not ssh; nothing was requested"
@@ -756,6 +750,35 @@ fn ssh_action(client: &Client, resource: &str, wanted: Option<&str>) -> Result<S
             "--request {resource}: which action? you may request {} on it: pick one with --action; nothing was requested",
             several.join(", ")
         ))),
+    }
+}
+
+/// The longest search text `GET /v1/resources` takes (`q`, in characters).
+const MAX_RESOURCE_SEARCH: usize = 256;
+
+/// The resource named exactly `name` among those the caller may request, looked for page by
+/// page: the search (`q`) matches names and descriptions that contain the text, so in a large
+/// catalog the exact name may come after a full page of others. A name longer than the search
+/// takes is looked for by its beginning, which it contains too.
+fn find_resource(client: &Client, name: &str) -> Result<Option<Value>, ClientError> {
+    let search: String = name.chars().take(MAX_RESOURCE_SEARCH).collect();
+    let mut before: Option<String> = None;
+    loop {
+        let mut query = vec![("q", search.clone()), ("limit", "500".to_string())];
+        query.extend(before.take().map(|b| ("before", b)));
+        let page = client.get("/v1/resources", &query)?;
+        let found = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"].as_str() == Some(name));
+        if let Some(found) = found {
+            return Ok(Some(found.clone()));
+        }
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => return Ok(None),
+        }
     }
 }
 

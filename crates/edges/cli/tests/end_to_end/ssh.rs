@@ -747,3 +747,47 @@ fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("jitgate: shell on twin granted until"), "{err}");
 }
+
+#[test]
+fn ssh_request_finds_its_resource_past_the_first_page_of_the_search() {
+    // 501 SSH resources whose names contain "jump" and sort before it: the search for `jump`
+    // fills a whole page (500) with others first.
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resources = { names = ["a-jump-*", "jump"], kind = "ssh" }
+action = "login"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "10m"
+ssh = {}
+"#,
+    );
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    for n in 0..=500 {
+        text.push_str(&format!("\n[[resource]]\nname = \"a-jump-{n:03}\"\nkind = \"ssh\"\n"));
+    }
+    text.push_str("\n[[resource]]\nname = \"jump\"\nkind = \"ssh\"\n");
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let env = [("JITGATE_SSH_PROGRAM", fake.to_str().unwrap())];
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("jitgate: login on jump granted until"), "{err}");
+    assert!(marker.exists());
+
+    // A name longer than the server's search takes: one line, nothing filed.
+    let audit_before = s.audit_count();
+    let long = format!("z-{}", "b".repeat(300));
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", &long, "alice@127.0.0.1"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("error: --request {long}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested")
+    );
+    assert_eq!(s.audit_count(), audit_before);
+}
