@@ -456,7 +456,8 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let program = ssh_program()?;
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
     // live and unused.
-    certificate_option(&certificate_path(&public)).map_err(nothing_requested)?;
+    ssh_path_option("IdentityFile", &private).map_err(nothing_requested)?;
+    ssh_path_option("CertificateFile", &certificate_path(&public)).map_err(nothing_requested)?;
     if let Some(action) = &login.action {
         check_resource_name("--action", action)?;
     }
@@ -505,11 +506,13 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     }
     // No shell: each argument reaches ssh as it is. The destination, checked above, cannot be
     // taken for an option.
+    // IdentitiesOnly: this key and this certificate are offered, none of the agent's others.
     let status = std::process::Command::new(&program)
-        .arg("-i")
-        .arg(&private)
         .arg("-o")
-        .arg(certificate_option(&certificate)?)
+        .arg(ssh_path_option("IdentityFile", &private)?)
+        .arg("-o")
+        .arg(ssh_path_option("CertificateFile", &certificate)?)
+        .args(["-o", "IdentitiesOnly=yes"])
         .arg(&login.destination)
         .args(&login.ssh_args)
         .status();
@@ -679,13 +682,14 @@ fn nothing_requested(error: ClientError) -> ClientError {
     }
 }
 
-/// `CertificateFile=PATH` for `ssh -o`: ssh splits an option's value at spaces (unless
-/// quoted) and expands `%` tokens and `${VAR}` in it, so the path is quoted, `%` doubled, and
-/// a path ssh would read otherwise (a quote, a backslash, `$`, a control character) refused.
-fn certificate_option(path: &Path) -> Result<String, ClientError> {
+/// `OPTION=PATH` for `ssh -o` (`IdentityFile`, `CertificateFile`): ssh splits an option's
+/// value at spaces (unless quoted) and expands `%` tokens and `${VAR}` in it (in `-i` too, which
+/// is why the key is not given that way), so the path is quoted, `%` doubled, and a path ssh
+/// would read otherwise (a quote, a backslash, `$`, a control character) refused.
+fn ssh_path_option(option: &str, path: &Path) -> Result<String, ClientError> {
     let text = path.to_str().ok_or_else(|| {
         ClientError::Other(format!(
-            "{}: the certificate's path is not UTF-8, which ssh -o cannot take",
+            "{}: the path is not UTF-8, which ssh -o cannot take",
             path.display()
         ))
     })?;
@@ -699,7 +703,7 @@ fn certificate_option(path: &Path) -> Result<String, ClientError> {
             c
         )));
     }
-    Ok(format!("CertificateFile=\"{}\"", text.replace('%', "%%")))
+    Ok(format!("{option}=\"{}\"", text.replace('%', "%%")))
 }
 
 /// Which action of `resource` is the SSH login: `wanted` (`--action`), which must be one the
@@ -1375,17 +1379,22 @@ mod tests {
     }
 
     #[test]
-    fn the_certificate_option_is_quoted_and_never_expanded() {
+    fn the_certificate_and_key_options_are_quoted_and_never_expanded() {
         assert_eq!(
-            certificate_option(Path::new("/home/a b/.ssh/id_ed25519-cert.pub")).ok(),
+            ssh_path_option("CertificateFile", Path::new("/home/a b/.ssh/id_ed25519-cert.pub")).ok(),
             Some("CertificateFile=\"/home/a b/.ssh/id_ed25519-cert.pub\"".to_string())
         );
         assert_eq!(
-            certificate_option(Path::new("/k/100%u-cert.pub")).ok(),
+            ssh_path_option("CertificateFile", Path::new("/k/100%u-cert.pub")).ok(),
             Some("CertificateFile=\"/k/100%%u-cert.pub\"".to_string())
         );
+        assert_eq!(
+            ssh_path_option("IdentityFile", Path::new("/k/100%u/id_ed25519")).ok(),
+            Some("IdentityFile=\"/k/100%%u/id_ed25519\"".to_string())
+        );
         for bad in ["/k/${HOME}-cert.pub", "/k/a\"b", "/k/a\\b", "/k/a\nb", "/k/a'b"] {
-            assert!(certificate_option(Path::new(bad)).is_err(), "{bad:?}");
+            assert!(ssh_path_option("CertificateFile", Path::new(bad)).is_err(), "{bad:?}");
+            assert!(ssh_path_option("IdentityFile", Path::new(bad)).is_err(), "{bad:?}");
         }
     }
 

@@ -651,10 +651,12 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     assert_eq!(
         argv.lines().collect::<Vec<_>>(),
         [
-            "-i",
-            other.to_str().unwrap(),
+            "-o",
+            &format!("IdentityFile=\"{}\"", other.display()),
             "-o",
             &format!("CertificateFile=\"{}-cert.pub\"", other.display()),
+            "-o",
+            "IdentitiesOnly=yes",
             "alice@127.0.0.1",
             "-p",
             "2222",
@@ -790,4 +792,25 @@ ssh = {}
         format!("error: --request {long}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested")
     );
     assert_eq!(s.audit_count(), audit_before);
+}
+
+#[test]
+fn ssh_request_logs_in_with_a_key_whose_path_holds_a_percent_token() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&s, dir.path(), "alice");
+    let laptop = Laptop::new();
+    // ssh expands `%u` (the local user) in `-i` as in `-o` values: the key must reach it as
+    // written, or ssh loads another file (or none) as the private key.
+    let odd = dir.path().join("100%u");
+    std::fs::create_dir_all(&odd).unwrap();
+    let key = new_key(&odd, "id_ed25519");
+    let public = format!("{}.pub", key.display());
+    let destination = format!("{}@127.0.0.1", local_user());
+    let mut args = vec!["ssh", "--request", "jump", "--key", &public, &destination, "--"];
+    let remote = ssh_args(&sshd, "echo percent-key-logged-in");
+    args.extend(remote.iter().map(String::as_str));
+    let (code, out, err) = laptop.run(&s, &args, &[]);
+    assert_eq!((code, out.trim()), (0, "percent-key-logged-in"), "{err}");
 }
