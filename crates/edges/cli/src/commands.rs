@@ -406,14 +406,20 @@ fn read_public_key(key: &Path) -> Result<String, ClientError> {
     Ok(public_key)
 }
 
+/// The OpenSSH certificate line of the server's `answer`, or why there is none.
+fn certificate_line(answer: &Value) -> Result<&str, ClientError> {
+    answer["certificate"]
+        .as_str()
+        .filter(|c| is_certificate_line(c))
+        .ok_or_else(|| {
+            ClientError::Other("the server's answer holds no OpenSSH certificate line; nothing was written".into())
+        })
+}
+
 /// Save the certificate of the server's `answer` beside `key` as KEY-cert.pub (mode 0644,
 /// atomically, never through a symbolic link), where ssh finds it; its path.
 fn write_certificate(answer: &Value, key: &Path) -> Result<PathBuf, ClientError> {
-    let Some(certificate) = answer["certificate"].as_str().filter(|c| is_certificate_line(c)) else {
-        return Err(ClientError::Other(
-            "the server's answer holds no OpenSSH certificate line; nothing was written".into(),
-        ));
-    };
+    let certificate = certificate_line(answer)?;
     let path = certificate_path(key);
     crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
         .map_err(|e| ClientError::Other(format!("--write: {e}")))?;
@@ -455,9 +461,8 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     check_public_key_line(&public, &public_key)?;
     let program = ssh_program()?;
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
-    // live and unused.
-    ssh_path_option("IdentityFile", &private).map_err(nothing_requested)?;
-    ssh_path_option("CertificateFile", &certificate_path(&public)).map_err(nothing_requested)?;
+    // live and unused. ssh is given the login's own files, never the key's (see LoginFiles).
+    LoginFiles::check_where("grt_0")?;
     if let Some(action) = &login.action {
         check_resource_name("--action", action)?;
     }
@@ -494,6 +499,7 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
             ))
         })?;
     let certificate = write_certificate(&answer, &public)?;
+    let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
     if client.output != Output::Json {
         eprintln!(
             "jitgate: {} on {} granted until {} ({}); certificate {}",
@@ -509,13 +515,14 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     // IdentitiesOnly: this key and this certificate are offered, none of the agent's others.
     let status = std::process::Command::new(&program)
         .arg("-o")
-        .arg(ssh_path_option("IdentityFile", &private)?)
+        .arg(ssh_path_option("IdentityFile", &files.identity())?)
         .arg("-o")
-        .arg(ssh_path_option("CertificateFile", &certificate)?)
+        .arg(ssh_path_option("CertificateFile", &files.certificate())?)
         .args(["-o", "IdentitiesOnly=yes"])
         .arg(&login.destination)
         .args(&login.ssh_args)
         .status();
+    drop(files);
     match status {
         Ok(status) => Ok(ExitCode::from(
             u8::try_from(crate::waiting::exit_code_of(&status)).unwrap_or(1),
@@ -527,6 +534,81 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
             );
             Ok(ExitCode::from(127))
         }
+    }
+}
+
+/// The files one `jitgate ssh --request` login gives ssh, in a directory of its own (mode 0700,
+/// under the temporary directory, named after the grant and this process), removed once ssh is
+/// done: `id` and `id.pub`, symbolic links to the key pair, and `id-cert.pub`, this grant's
+/// certificate. ssh loads `IDENTITY-cert.pub` beside any identity by itself, and reads its
+/// files only once connected: were it given the key itself, a KEY-cert.pub that another
+/// `jitgate ssh --request` with the same key rewrote meanwhile would log in with that other
+/// grant's certificate. KEY-cert.pub is still written beside the key, for later use by hand.
+struct LoginFiles {
+    dir: PathBuf,
+}
+
+impl LoginFiles {
+    fn dir_for(grant_id: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("jitgate-ssh-{grant_id}-{}", std::process::id()))
+    }
+
+    /// Whether ssh would read the files of `grant_id`'s login as they are written: the
+    /// temporary directory (TMPDIR) is checked before anything is filed.
+    fn check_where(grant_id: &str) -> Result<(), ClientError> {
+        let dir = Self::dir_for(grant_id);
+        ssh_path_option("IdentityFile", &dir.join("id")).map_err(|e| {
+            ClientError::Other(format!(
+                "{e}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::io::Write;
+        let plain = !grant_id.is_empty()
+            && grant_id.len() <= 100
+            && grant_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+        if !plain {
+            return Err(ClientError::Other(format!(
+                "the server named the grant {}, which is no grant id",
+                render::shown(grant_id)
+            )));
+        }
+        Self::check_where(grant_id)?;
+        let dir = Self::dir_for(grant_id);
+        let cannot = |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", dir.display()));
+        // A fresh directory (never one that exists, nor a symbolic link put there), ours only.
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(cannot)?;
+        let files = LoginFiles { dir: dir.clone() };
+        std::os::unix::fs::symlink(private, files.identity()).map_err(cannot)?;
+        std::os::unix::fs::symlink(public, files.dir.join("id.pub")).map_err(cannot)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(files.certificate())
+            .and_then(|mut f| f.write_all(format!("{certificate}\n").as_bytes()))
+            .map_err(cannot)?;
+        Ok(files)
+    }
+
+    fn identity(&self) -> PathBuf {
+        self.dir.join("id")
+    }
+
+    fn certificate(&self) -> PathBuf {
+        self.dir.join("id-cert.pub")
+    }
+}
+
+impl Drop for LoginFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -674,13 +756,6 @@ fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The same refusal, saying that it came before anything was filed.
-fn nothing_requested(error: ClientError) -> ClientError {
-    match error {
-        ClientError::Other(message) => ClientError::Other(format!("{message}; nothing was requested")),
-        other => other,
-    }
-}
 
 /// `OPTION=PATH` for `ssh -o` (`IdentityFile`, `CertificateFile`): ssh splits an option's
 /// value at spaces (unless quoted) and expands `%` tokens and `${VAR}` in it (in `-i` too, which
@@ -698,7 +773,7 @@ fn ssh_path_option(option: &str, path: &Path) -> Result<String, ClientError> {
         .find(|&c| matches!(c, '"' | '\\' | '$' | '\'') || c.is_control())
     {
         return Err(ClientError::Other(format!(
-            "{}: ssh would not read a path holding {:?} as it is: move the key",
+            "{}: ssh would not read a path holding {:?} as it is",
             path.display(),
             c
         )));

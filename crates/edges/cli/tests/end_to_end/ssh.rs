@@ -627,9 +627,13 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     assert_eq!(s.audit_count(), audit_before);
 
     // The fake ssh gets exactly the key, the certificate and the destination, then the rest.
+    // The key and certificate are the login's own files, in a directory of its own under
+    // TMPDIR (removed afterwards); KEY-cert.pub is written beside the key all the same.
     let other = dir.path().join("work_key");
     new_key(dir.path(), "work_key");
     let public = format!("{}.pub", other.display());
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let (code, _, err) = laptop.run(
         &s,
         &[
@@ -644,25 +648,31 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
             "2222",
             "uptime",
         ],
-        &env,
+        &[env[0], ("TMPDIR", tmp.to_str().unwrap())],
     );
     assert_eq!(code, 0, "{err}");
+    let grant = err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap();
+    let own = tmp.join(format!("jitgate-ssh-grt_{grant}-"));
+    let own = own.to_str().unwrap();
     let argv = std::fs::read_to_string(&marker).unwrap();
-    assert_eq!(
-        argv.lines().collect::<Vec<_>>(),
-        [
-            "-o",
-            &format!("IdentityFile=\"{}\"", other.display()),
-            "-o",
-            &format!("CertificateFile=\"{}-cert.pub\"", other.display()),
-            "-o",
-            "IdentitiesOnly=yes",
-            "alice@127.0.0.1",
-            "-p",
-            "2222",
-            "uptime"
-        ]
+    let argv: Vec<&str> = argv.lines().collect();
+    assert_eq!(argv.len(), 10, "{argv:?}");
+    let identity = argv[1]
+        .strip_prefix(&format!("IdentityFile=\"{own}"))
+        .and_then(|rest| rest.strip_suffix("/id\""));
+    let certificate = argv[3]
+        .strip_prefix(&format!("CertificateFile=\"{own}"))
+        .and_then(|rest| rest.strip_suffix("/id-cert.pub\""));
+    assert!(
+        identity.is_some_and(|pid| pid.parse::<u32>().is_ok()) && identity == certificate,
+        "{argv:?}"
     );
+    assert_eq!(
+        [argv[0], argv[2], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9]],
+        ["-o", "-o", "-o", "IdentitiesOnly=yes", "alice@127.0.0.1", "-p", "2222", "uptime"]
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the login's files were left behind");
+    assert!(Path::new(&format!("{}-cert.pub", other.display())).exists());
 }
 
 #[test]
@@ -694,21 +704,36 @@ fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
         );
     }
 
-    // A key whose directory ssh would read otherwise than it is written.
-    let odd = dir.path().join("o'brien");
+    // A temporary directory (where the login's files go) that ssh would read otherwise than
+    // it is written.
+    let odd_tmp = dir.path().join("it's");
+    std::fs::create_dir_all(&odd_tmp).unwrap();
+    let fake = fake.to_str().unwrap();
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake), ("TMPDIR", odd_tmp.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("set TMPDIR to another one") && err.trim_end().ends_with("nothing was requested"),
+        "{err}"
+    );
+    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
+    assert!(!marker.exists());
+
+    // A key whose directory ssh would read otherwise: ssh never sees that path, so it works.
+    let odd = dir.path().join("o'brien $HOME");
     std::fs::create_dir_all(&odd).unwrap();
     let key = new_key(&odd, "id_ed25519");
     let public = format!("{}.pub", key.display());
-    let fake = fake.to_str().unwrap();
     let (code, _, err) = laptop.run(
         &s,
         &["ssh", "--request", "jump", "--key", &public, "alice@127.0.0.1"],
         &[("JITGATE_SSH_PROGRAM", fake)],
     );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.trim_end().ends_with("nothing was requested"), "{err}");
-    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
-    assert!(!marker.exists());
+    assert_eq!(code, 0, "{err}");
+    assert!(marker.exists());
 }
 
 #[test]
@@ -813,4 +838,68 @@ fn ssh_request_logs_in_with_a_key_whose_path_holds_a_percent_token() {
     args.extend(remote.iter().map(String::as_str));
     let (code, out, err) = laptop.run(&s, &args, &[]);
     assert_eq!((code, out.trim()), (0, "percent-key-logged-in"), "{err}");
+}
+
+/// A stand-in for ssh that waits for `NAME.go` in FAKE_DIR (after saying `NAME.started`), then
+/// records the key id of the certificate it was given and of the one ssh would load beside
+/// the identity by itself.
+fn slow_fake_ssh(dir: &Path) -> PathBuf {
+    let program = dir.join("slow-fake-ssh");
+    std::fs::write(
+        &program,
+        r#"#!/bin/sh
+touch "$FAKE_DIR/$FAKE_NAME.started"
+i=0
+while [ ! -e "$FAKE_DIR/$FAKE_NAME.go" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+cert=$(printf '%s\n' "$@" | sed -n 's/^CertificateFile="\(.*\)"$/\1/p')
+identity=$(printf '%s\n' "$@" | sed -n 's/^IdentityFile="\(.*\)"$/\1/p')
+ssh-keygen -L -f "$cert" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.cert"
+ssh-keygen -L -f "$identity-cert.pub" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.beside"
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    program
+}
+
+#[test]
+fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let fake = slow_fake_ssh(dir.path());
+    let fake_dir = dir.path().to_str().unwrap();
+    let env = |name: &'static str| {
+        [
+            ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+            ("FAKE_DIR", fake_dir),
+            ("FAKE_NAME", name),
+        ]
+    };
+    // The first login's ssh is still connecting when the second writes its certificate.
+    let first = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env("one"))
+        .spawn()
+        .unwrap();
+    wait_until("the first ssh starts", || dir.path().join("one.started").exists());
+    std::fs::write(dir.path().join("two.go"), "").unwrap();
+    let (code, _, second_err) = laptop.run(&s, &["ssh", "--request", "twin", "--action", "login", "alice@127.0.0.1"], &env("two"));
+    assert_eq!(code, 0, "{second_err}");
+    std::fs::write(dir.path().join("one.go"), "").unwrap();
+    let out = first.wait_with_output().unwrap();
+    let first_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{first_err}");
+    let grant = |err: &str| format!("grt_{}", err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap());
+    let (one, two) = (grant(&first_err), grant(&second_err));
+    assert_ne!(one, two);
+    for (name, grant) in [("one", &one), ("two", &two)] {
+        for file in ["cert", "beside"] {
+            let seen = std::fs::read_to_string(dir.path().join(format!("{name}.{file}"))).unwrap();
+            assert!(seen.contains(&format!("jitgate grant {grant} ")), "{name}.{file}: {seen}");
+        }
+    }
+    // KEY-cert.pub, beside the key, holds the last one written.
+    assert!(describe(&laptop.key()).contains(&format!("jitgate grant {two} ")));
 }
