@@ -486,20 +486,29 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
         return Ok(decision.code);
     }
     let grant_id = render::raw(&request["grant"]["id"]);
-    let answer = client
-        .post(
-            &format!("/v1/grants/{grant_id}/ssh-cert"),
-            &json!({"public_key": public_key.trim()}),
-        )
-        .map_err(|e| {
-            ClientError::Other(format!(
-                "request {} is approved (grant {}), but the server issued no certificate: {e}",
-                render::s(&request["id"]),
-                render::s(&request["grant"]["id"])
-            ))
-        })?;
-    let certificate = write_certificate(&answer, &public)?;
-    let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
+    // From here the grant is live: whatever stops the login ends it, so that no access stays
+    // open that nobody uses.
+    let prepared = (|| {
+        let answer = client
+            .post(
+                &format!("/v1/grants/{grant_id}/ssh-cert"),
+                &json!({"public_key": public_key.trim()}),
+            )
+            .map_err(|e| {
+                ClientError::Other(format!(
+                    "request {} is approved (grant {}), but the server issued no certificate: {e}",
+                    render::s(&request["id"]),
+                    render::s(&request["grant"]["id"])
+                ))
+            })?;
+        let certificate = write_certificate(&answer, &public)?;
+        let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
+        Ok((certificate, files))
+    })();
+    let (certificate, files) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(end_unused_grant(client, grant_id, e)),
+    };
     if client.output != Output::Json {
         eprintln!(
             "jitgate: {} on {} granted until {} ({}); certificate {}",
@@ -534,6 +543,22 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
             );
             Ok(ExitCode::from(127))
         }
+    }
+}
+
+/// `error` stopped the login after the grant was made: end the grant (best effort), and say
+/// whether it is ended or what to run.
+fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> ClientError {
+    let shown = render::shown(grant_id);
+    let ended = client.post(
+        &format!("/v1/grants/{grant_id}/done"),
+        &json!({"comment": "jitgate ssh --request: not used, the login stopped before ssh ran"}),
+    );
+    match ended {
+        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended")),
+        Err(e) => ClientError::Other(format!(
+            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}"
+        )),
     }
 }
 

@@ -22,6 +22,11 @@ const LONG_POLL: Duration = Duration::from_secs(50);
 const TICK: Duration = Duration::from_secs(1);
 /// How often a request is looked at when the server has no place for another long poll.
 const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How many times in a row a look at the request may fail for a passing reason (the network,
+/// a restarting server, a proxy's 502) before the wait is given up, and the request cancelled.
+const POLL_RETRIES: u32 = 3;
+/// The pause before looking again after such a failure.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `jitgate gate` exits with this when nobody decided in time.
 pub const EXIT_TIMED_OUT: u8 = 3;
 
@@ -97,6 +102,8 @@ impl Wait<'_> {
         }
         // Set once the server refuses a long poll for want of places: from then on, ask.
         let mut polling = false;
+        // Failures in a row of the look at the request.
+        let mut failures = 0u32;
         let result = loop {
             let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
             if left.is_some_and(|l| l.is_zero()) {
@@ -123,9 +130,9 @@ impl Wait<'_> {
                 );
                 let _ = std::io::stderr().flush();
             }
-            let request = if polling {
+            let looked = if polling {
                 std::thread::sleep(left.map_or(POLL_EVERY, |l| l.min(POLL_EVERY)));
-                self.client.get(&format!("/v1/requests/{id}"), &[])?
+                self.client.get(&format!("/v1/requests/{id}"), &[])
             } else {
                 let long_poll = self.client.get(
                     &format!("/v1/requests/{id}"),
@@ -145,8 +152,20 @@ impl Wait<'_> {
                         polling = true;
                         continue;
                     }
-                    other => other?,
+                    other => other,
                 }
+            };
+            let request = match looked {
+                Ok(request) => {
+                    failures = 0;
+                    request
+                }
+                Err(e) if passing(&e) && failures < POLL_RETRIES => {
+                    failures += 1;
+                    std::thread::sleep(left.map_or(RETRY_AFTER, |l| l.min(RETRY_AFTER)));
+                    continue;
+                }
+                Err(e) => break Err(e),
             };
             if request["status"] != "pending" {
                 break Ok(Outcome::Decided(request));
@@ -163,7 +182,32 @@ impl Wait<'_> {
         if show {
             eprintln!();
         }
-        result
+        result.map_err(|e| self.give_up(&id, e))
+    }
+
+    /// The wait failed (`error`) while the request may still be pending: nobody should approve
+    /// what nobody waits for, so cancel it, as far as the server can be reached, and say so.
+    fn give_up(&self, id: &str, error: ClientError) -> ClientError {
+        let shown = render::shown(id);
+        match self.client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
+            Ok(_) => ClientError::Other(format!("could not wait for request {shown} ({error}); it is cancelled")),
+            Err(ClientError::Api { status: 409, .. }) => ClientError::Other(format!(
+                "could not wait for request {shown} ({error}); it was decided meanwhile: jitgate show {shown}"
+            )),
+            Err(cancel) => ClientError::Other(format!(
+                "could not wait for request {shown} ({error}), nor cancel it ({cancel}): run jitgate cancel {shown}"
+            )),
+        }
+    }
+}
+
+/// Whether a failed look at a request may well succeed a moment later: the server could not be
+/// reached, or a proxy or the server said it is unavailable for now.
+fn passing(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transport { .. } => true,
+        ClientError::Api { status, .. } => matches!(status, 502..=504),
+        _ => false,
     }
 }
 

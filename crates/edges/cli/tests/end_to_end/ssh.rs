@@ -903,3 +903,212 @@ fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
     // KEY-cert.pub, beside the key, holds the last one written.
     assert!(describe(&laptop.key()).contains(&format!("jitgate grant {two} ")));
 }
+
+/// What [`FlakyProxy`] does with a request a rule picks.
+#[derive(Clone, Copy)]
+enum Flaw {
+    /// Answer this status itself, the server never asked.
+    Fail(u16),
+    /// Hold the request this long, then pass it on.
+    Hold(std::time::Duration),
+}
+
+type Picks = Box<dyn Fn(&str, &str) -> bool + Send>;
+
+/// Rules, first match wins: (which requests, by method and path with query; what to do; how
+/// many more times, `None` for ever).
+type Rules = std::sync::Arc<std::sync::Mutex<Vec<(Picks, Flaw, Option<usize>)>>>;
+
+/// A proxy in front of a real server, as the network between a laptop and jitgate can be: it
+/// passes requests on, but those a rule picks fail or take their time.
+struct FlakyProxy {
+    url: String,
+    rules: Rules,
+    /// How many requests a rule picked so far.
+    picked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str) -> FlakyProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rules: Rules = Default::default();
+        let picked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (thread_rules, thread_picked, upstream) = (rules.clone(), picked.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (rules, picked, upstream) = (thread_rules.clone(), thread_picked.clone(), upstream.clone());
+                std::thread::spawn(move || Self::serve(stream, &rules, &picked, &upstream));
+            }
+        });
+        FlakyProxy { url, rules, picked }
+    }
+
+    fn rule(&self, picks: impl Fn(&str, &str) -> bool + Send + 'static, flaw: Flaw, times: Option<usize>) {
+        self.rules.lock().unwrap().push((Box::new(picks), flaw, times));
+    }
+
+    fn picked(&self) -> usize {
+        self.picked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn serve(
+        stream: std::net::TcpStream,
+        rules: &Rules,
+        picked: &std::sync::atomic::AtomicUsize,
+        upstream: &str,
+    ) {
+        use std::io::{BufRead, Read, Write};
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut words = line.split_whitespace();
+            let (method, target) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+            let mut headers = Vec::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let flaw = {
+                let mut rules = rules.lock().unwrap();
+                let found = rules
+                    .iter_mut()
+                    .find(|(picks, _, times)| times != &Some(0) && picks(&method, &target));
+                found.map(|(_, flaw, times)| {
+                    if let Some(n) = times {
+                        *n -= 1;
+                    }
+                    *flaw
+                })
+            };
+            if flaw.is_some() {
+                picked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            match flaw {
+                Some(Flaw::Fail(status)) => {
+                    let _ = write!(
+                        writer,
+                        "HTTP/1.1 {status} Flaky\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    return;
+                }
+                Some(Flaw::Hold(pause)) => std::thread::sleep(pause),
+                None => {}
+            }
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut passed = http.request(method, format!("{upstream}{target}")).body(body);
+            for (name, value) in &headers {
+                if matches!(name.as_str(), "authorization" | "content-type" | "accept") {
+                    passed = passed.header(name.as_str(), value.as_str());
+                }
+            }
+            let Ok(answer) = passed.send() else { return };
+            let status = answer.status().as_u16();
+            let kind = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
+            let bytes = answer.bytes().unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {status} Passed\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+                bytes.len()
+            );
+            if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&bytes)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The first `req_...` or `grt_...` id in `text`.
+fn first_id(text: &str, prefix: &str) -> String {
+    let start = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+#[test]
+fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [
+        ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+        ("JITGATE_URL", proxy.url.as_str()),
+    ];
+    let long_poll = |method: &str, target: &str| method == "GET" && target.contains("?wait=");
+
+    // Two failed looks are ridden out: bob's approval still reaches `gate`.
+    proxy.rule(long_poll, Flaw::Fail(502), Some(2));
+    let child = laptop
+        .command(&s, &["gate", "bastion", "login", "--reason", "INC-10", "--timeout", "60s"], &env)
+        .spawn()
+        .unwrap();
+    let filed = pending_request(&s, |r| r["resource"] == "bastion");
+    wait_until("two looks failed", || proxy.picked() >= 2);
+    let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{approved}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A wait that keeps failing cancels the request and says so, for gate and ssh alike.
+    proxy.rule(long_poll, Flaw::Fail(502), None);
+    for args in [
+        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "60s"],
+        vec!["ssh", "--request", "bastion", "--timeout", "60s", "alice@127.0.0.1"],
+    ] {
+        let (code, _, err) = laptop.run(&s, &args, &env);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let request = first_id(&err, "req_");
+        assert!(
+            err.contains(&format!("error: could not wait for request {request} (")) && err.trim_end().ends_with("); it is cancelled"),
+            "{err}"
+        );
+        let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+        assert_eq!(after["status"], "cancelled", "{args:?}");
+    }
+    assert!(!marker.exists());
+
+    // Approved, but no certificate comes back: the grant is ended, not left live.
+    proxy.rule(|method, target| method == "POST" && target.ends_with("/ssh-cert"), Flaw::Fail(502), None);
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+    assert_eq!(code, 2, "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(err.trim_end().ends_with(&format!("; grant {grant} is ended")), "{err}");
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists());
+}
