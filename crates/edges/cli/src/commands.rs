@@ -475,7 +475,8 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
         payload: None,
         also: Vec::new(),
     };
-    let decision = crate::waiting::file_and_wait(client, &ask, login.timeout)?;
+    let interrupt = crate::waiting::Interrupt::install(client);
+    let decision = crate::waiting::file_and_wait(client, &ask, login.timeout, &interrupt)?;
     let request = &decision.request;
     if !decision.approved() {
         eprintln!(
@@ -509,6 +510,12 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
         Ok(prepared) => prepared,
         Err(e) => return Err(end_unused_grant(client, grant_id, e)),
     };
+    // Ctrl-C after the decision (during the certificate's issue, say: "wrong host"): no ssh.
+    if interrupt.stopped() {
+        let stop = ClientError::Other("interrupted: not running ssh".into());
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop));
+        return Ok(ExitCode::from(130));
+    }
     if client.output != Output::Json {
         eprintln!(
             "jitgate: {} on {} granted until {} ({}); certificate {}",

@@ -37,24 +37,35 @@ pub struct Interrupt {
     /// Set once the handler took the waiting request to cancel it: the handler exits 130,
     /// and the waiting thread, which may see the cancellation first, must not exit otherwise.
     handling: Arc<AtomicBool>,
+    /// Set by a signal that came while no request was waiting: while one was being filed, or
+    /// after its decision. The command stops at its next step (it cancels the request once
+    /// filed, it runs nothing), rather than carry on as if nobody had pressed Ctrl-C. Set under
+    /// `pending`'s lock, so that a request is either waited for or seen stopped, never neither.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Interrupt {
     /// Handle Ctrl-C and SIGTERM for the rest of the process: while a request waits, cancel it
-    /// and exit 130; otherwise (a command runs) let the command have the signal and carry on.
+    /// and exit 130; otherwise note it ([`Interrupt::stopped`]): a command that already runs has
+    /// the signal too, and jitgate carries on until it ends.
     pub fn install(client: &Client) -> Interrupt {
         let interrupt = Interrupt::default();
         let (pending, client) = (interrupt.pending.clone(), client.clone());
-        let handling = interrupt.handling.clone();
+        let (handling, stopped) = (interrupt.handling.clone(), interrupt.stopped.clone());
         let installed = ctrlc::set_handler(move || {
-            let waiting = pending.lock().ok().and_then(|mut p| p.take());
+            let waiting = match pending.lock() {
+                Ok(mut pending) => {
+                    let waiting = pending.take();
+                    if waiting.is_none() {
+                        stopped.store(true, Ordering::SeqCst);
+                    }
+                    waiting
+                }
+                Err(_) => None,
+            };
             if let Some(id) = waiting {
                 handling.store(true, Ordering::SeqCst);
-                match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
-                    Ok(_) => eprintln!("\ninterrupted: request {id} is cancelled"),
-                    Err(e) => eprintln!("\ninterrupted: could not cancel request {id}: {e}"),
-                }
-                std::process::exit(130);
+                cancel_and_exit(&client, &id);
             }
         });
         if let Err(e) = installed {
@@ -63,11 +74,42 @@ impl Interrupt {
         interrupt
     }
 
-    fn waiting_for(&self, id: Option<&str>) {
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = id.map(str::to_string);
+    /// Whether a signal came while no request was waiting.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Wait for `id` (or for nothing): false, and nothing set, if a signal came first.
+    fn waiting_for(&self, id: Option<&str>) -> bool {
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                if id.is_some() && self.stopped() {
+                    return false;
+                }
+                *pending = id.map(str::to_string);
+                true
+            }
+            Err(_) => true,
         }
     }
+
+    /// Wait for `id`; if a signal came before (while it was being filed), cancel it and exit
+    /// 130, as a signal during the wait would.
+    fn wait_for_or_cancel(&self, client: &Client, id: &str) {
+        if !self.waiting_for(Some(id)) {
+            cancel_and_exit(client, id);
+        }
+    }
+}
+
+/// Interrupted while request `id` was waiting (or being filed): cancel it, say so, exit 130.
+fn cancel_and_exit(client: &Client, id: &str) -> ! {
+    let shown = render::shown(id);
+    match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
+        Ok(_) => eprintln!("\ninterrupted: request {shown} is cancelled"),
+        Err(e) => eprintln!("\ninterrupted: could not cancel request {shown}: {e}"),
+    }
+    std::process::exit(130);
 }
 
 /// How to wait.
@@ -98,7 +140,7 @@ impl Wait<'_> {
         let show = self.progress && std::io::stderr().is_terminal();
         let needs = needs_text(&request);
         if let Some(interrupt) = self.interrupt {
-            interrupt.waiting_for(Some(&id));
+            interrupt.wait_for_or_cancel(self.client, &id);
         }
         // Set once the server refuses a long poll for want of places: from then on, ask.
         let mut polling = false;
@@ -310,7 +352,8 @@ fn review_text(client: &Client, request: &Value) -> String {
 
 /// `jitgate gate`: file, wait, and answer with the exit code a pipeline step needs.
 pub fn gate(client: &Client, ask: &Ask, timeout: Duration) -> CommandResult {
-    let Decision { request, code } = file_and_wait(client, ask, timeout)?;
+    let interrupt = Interrupt::install(client);
+    let Decision { request, code } = file_and_wait(client, ask, timeout, &interrupt)?;
     print(client, &request, render::request_detail);
     Ok(code)
 }
@@ -330,13 +373,19 @@ impl Decision {
 
 /// File the request and wait for its decision, as `jitgate gate` and `jitgate ssh --request`
 /// do: what it waits for and who must approve it go to standard error; Ctrl-C (or SIGTERM)
-/// while it waits cancels it and exits 130; nobody deciding within `timeout` cancels it.
-pub fn file_and_wait(client: &Client, ask: &Ask, timeout: Duration) -> Result<Decision, ClientError> {
-    let interrupt = Interrupt::install(client);
+/// while it is filed or waits cancels it and exits 130; nobody deciding within `timeout`
+/// cancels it. `interrupt` is installed by the caller, which checks it again after the
+/// decision.
+pub fn file_and_wait(
+    client: &Client,
+    ask: &Ask,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<Decision, ClientError> {
     let request = file(client, ask)?;
     if request["status"] == "pending" {
         // Cancellable from the moment it exists, not only once the wait below begins.
-        interrupt.waiting_for(request["id"].as_str());
+        interrupt.wait_for_or_cancel(client, render::raw(&request["id"]));
         // The names are as typed: escaped, so that a control character cannot rewrite the line.
         eprintln!(
             "jitgate: {} on {} is waiting for approval: request {} ({})\n{}",
@@ -352,7 +401,7 @@ pub fn file_and_wait(client: &Client, ask: &Ask, timeout: Duration) -> Result<De
         client,
         timeout: Some(timeout),
         progress: false,
-        interrupt: Some(&interrupt),
+        interrupt: Some(interrupt),
     };
     Ok(match wait.until_decided(request)? {
         Outcome::Decided(request) => {
@@ -463,6 +512,18 @@ pub fn run(
     }
     let grant = &request["grant"];
     let grant_id = render::raw(&grant["id"]).to_string();
+    if interrupt.stopped() {
+        // Interrupted once the decision came: run nothing, and end the grant nobody will use.
+        let ended = client.post(
+            &format!("/v1/grants/{grant_id}/done"),
+            &json!({"comment": "jitgate run: interrupted before the command ran"}),
+        );
+        match ended {
+            Ok(_) => eprintln!("\ninterrupted: grant {grant_id} is ended; not running {program}"),
+            Err(e) => eprintln!("\ninterrupted: not running {program}; could not end grant {grant_id} ({e}): run jitgate done {grant_id}"),
+        }
+        return Ok(ExitCode::from(130));
+    }
     let mut command = std::process::Command::new(program);
     command
         .args(args)

@@ -1112,3 +1112,59 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     assert!(!grants.to_string().contains(&grant), "{grants}");
     assert!(!marker.exists());
 }
+
+#[test]
+fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [
+        ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+        ("JITGATE_URL", proxy.url.as_str()),
+    ];
+    let interrupt = |child: &std::process::Child| {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    };
+    let pause = std::time::Duration::from_millis(1500);
+
+    // Ctrl-C while the request is being filed: once it exists, it is cancelled.
+    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(&s, &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    wait_until("the request is being filed", || proxy.picked() == 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let request = first_id(&err, "req_");
+    assert!(err.contains(&format!("interrupted: request {request} is cancelled")), "{err}");
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+
+    // Ctrl-C once approved, while the certificate is being issued: ssh does not start, and
+    // the grant is ended.
+    proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    wait_until("the certificate is being issued", || proxy.picked() == 2);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains(&format!("interrupted: not running ssh; grant {grant} is ended")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists(), "ssh ran after Ctrl-C");
+}
