@@ -1381,11 +1381,17 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     let bin_dir = Path::new(BIN).parent().unwrap();
     let offered = fish_tab(&me, bin_dir, "jitgate show ");
     assert!(offered.contains(&request_id), "{offered:?}");
+    // Only the first argument is an id: after an option's value (`ok` is --comment's) it is
+    // still to come, after an id it is not.
     let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ok ");
+    assert!(offered.contains(&request_id), "{offered:?}");
+    let offered = fish_tab(&me, bin_dir, &format!("jitgate approve {request_id} "));
     assert!(
         !offered.contains(&request_id),
         "only the first argument is an id: {offered:?}"
     );
+    let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ");
+    assert!(!offered.contains(&request_id), "an option's value is no id: {offered:?}");
     let offered = fish_tab(&me, bin_dir, "jitgate request ");
     assert!(
         offered.contains(&"prod-db".to_string()) && offered.contains(&"bastion".to_string()),
@@ -1488,6 +1494,34 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     }
     assert!(!zsh_words(&me, bin_dir, "resources").iter().any(|w| w.contains("PWNED")));
     assert!(!trap(4).exists(), "a completion ran the server's words");
+}
+
+#[test]
+fn fish_completes_the_first_argument_after_an_option_and_its_value() {
+    let me = Person::new();
+    let s = Server::start();
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    for line in [
+        "jitgate request --for 30m ",
+        "jitgate request --reason 'INC 1' --wait ",
+        "jitgate gate --timeout 5m ",
+        "jitgate gate --url URL --reason x ",
+        "jitgate run --for 1h ",
+        "jitgate --output json request --for=30m ",
+    ] {
+        let line = line.replace("URL", &s.url);
+        let offered = fish_tab(&me, bin_dir, &line.replace('\'', "\\'"));
+        assert!(
+            offered.contains(&"prod-db".to_string()) && offered.contains(&"bastion".to_string()),
+            "{line}: {offered:?}"
+        );
+    }
+    // Not once the resource is there, nor for an option's value.
+    for line in ["jitgate request prod-db ", "jitgate request --for ", "jitgate gate --timeout 5m prod-db --for 1h "] {
+        let offered = fish_tab(&me, bin_dir, line);
+        assert!(!offered.contains(&"bastion".to_string()), "{line}: {offered:?}");
+    }
 }
 
 #[test]
