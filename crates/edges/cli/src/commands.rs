@@ -598,8 +598,8 @@ impl LoginFiles {
     }
 
     fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let plain = !grant_id.is_empty()
             && grant_id.len() <= 100
             && grant_id
@@ -788,7 +788,6 @@ fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-
 /// `OPTION=PATH` for `ssh -o` (`IdentityFile`, `CertificateFile`): ssh splits an option's
 /// value at spaces (unless quoted) and expands `%` tokens and `${VAR}` in it (in `-i` too, which
 /// is why the key is not given that way), so the path is quoted, `%` doubled, and a path ssh
@@ -837,7 +836,11 @@ fn ssh_action(client: &Client, resource: &str, wanted: Option<&str>) -> Result<S
         return Err(ClientError::Other(format!(
             "--action {}: not an action you may request on {resource} (you may request {}); nothing was requested",
             render::shown(wanted),
-            if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
         )));
     }
     let names = |bound: bool| -> Vec<&str> {

@@ -1391,7 +1391,10 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
         "only the first argument is an id: {offered:?}"
     );
     let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ");
-    assert!(!offered.contains(&request_id), "an option's value is no id: {offered:?}");
+    assert!(
+        !offered.contains(&request_id),
+        "an option's value is no id: {offered:?}"
+    );
     let offered = fish_tab(&me, bin_dir, "jitgate request ");
     assert!(
         offered.contains(&"prod-db".to_string()) && offered.contains(&"bastion".to_string()),
@@ -1638,15 +1641,24 @@ fn the_hidden_prompt_restores_the_terminal_on_signals_suspends_and_drops_a_long_
     assert!(screen.contains("<STOPPED>"), "{screen}");
     assert!(screen.contains("<ECHO-WHILE-STOPPED 1>"), "{screen}");
     assert_eq!(screen.matches("Token (not shown): ").count(), 2, "{screen}");
-    assert!(screen.contains("Signed in to") && screen.contains("as alice"), "{screen}");
+    assert!(
+        screen.contains("Signed in to") && screen.contains("as alice"),
+        "{screen}"
+    );
     assert!(screen.contains("<RC 0>"), "{screen}");
-    assert!(!screen.contains("demo-") && !screen.contains("alice\r"), "the token was echoed: {screen}");
+    assert!(
+        !screen.contains("demo-") && !screen.contains("alice\r"),
+        "the token was echoed: {screen}"
+    );
 
     // A paste longer than any token: refused, and its rest is not left for the shell to read.
     let me = Person::new();
     let screen = prompt_scenario(&me, &s.url, "paste");
     assert!(screen.contains("more than 65536 bytes is no token"), "{screen}");
-    assert!(screen.contains("LEFT<>"), "the rest of the paste was left in the terminal: {screen}");
+    assert!(
+        screen.contains("LEFT<>"),
+        "the rest of the paste was left in the terminal: {screen}"
+    );
     assert!(screen.contains("rc=2"), "{screen}");
     assert_restored(&screen, "rc=2");
     assert!(me.files().is_empty(), "{:?}", me.files());
@@ -1674,7 +1686,11 @@ fn fish_completes_the_first_argument_after_an_option_and_its_value() {
         );
     }
     // Not once the resource is there, nor for an option's value.
-    for line in ["jitgate request prod-db ", "jitgate request --for ", "jitgate gate --timeout 5m prod-db --for 1h "] {
+    for line in [
+        "jitgate request prod-db ",
+        "jitgate request --for ",
+        "jitgate gate --timeout 5m prod-db --for 1h ",
+    ] {
         let offered = fish_tab(&me, bin_dir, line);
         assert!(!offered.contains(&"bastion".to_string()), "{line}: {offered:?}");
     }

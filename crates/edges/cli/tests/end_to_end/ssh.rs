@@ -669,9 +669,22 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     );
     assert_eq!(
         [argv[0], argv[2], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9]],
-        ["-o", "-o", "-o", "IdentitiesOnly=yes", "alice@127.0.0.1", "-p", "2222", "uptime"]
+        [
+            "-o",
+            "-o",
+            "-o",
+            "IdentitiesOnly=yes",
+            "alice@127.0.0.1",
+            "-p",
+            "2222",
+            "uptime"
+        ]
     );
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the login's files were left behind");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the login's files were left behind"
+    );
     assert!(Path::new(&format!("{}-cert.pub", other.display())).exists());
 }
 
@@ -763,7 +776,11 @@ fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert_eq!(err.trim(), expected, "{args:?}");
     }
-    assert_eq!(s.audit_count(), audit_before, "a refused --action reached the server's log");
+    assert_eq!(
+        s.audit_count(),
+        audit_before,
+        "a refused --action reached the server's log"
+    );
     assert!(!marker.exists());
     // An action the resource offers is taken as asked.
     let (code, _, err) = laptop.run(
@@ -885,19 +902,31 @@ fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
         .unwrap();
     wait_until("the first ssh starts", || dir.path().join("one.started").exists());
     std::fs::write(dir.path().join("two.go"), "").unwrap();
-    let (code, _, second_err) = laptop.run(&s, &["ssh", "--request", "twin", "--action", "login", "alice@127.0.0.1"], &env("two"));
+    let (code, _, second_err) = laptop.run(
+        &s,
+        &["ssh", "--request", "twin", "--action", "login", "alice@127.0.0.1"],
+        &env("two"),
+    );
     assert_eq!(code, 0, "{second_err}");
     std::fs::write(dir.path().join("one.go"), "").unwrap();
     let out = first.wait_with_output().unwrap();
     let first_err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{first_err}");
-    let grant = |err: &str| format!("grt_{}", err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap());
+    let grant = |err: &str| {
+        format!(
+            "grt_{}",
+            err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap()
+        )
+    };
     let (one, two) = (grant(&first_err), grant(&second_err));
     assert_ne!(one, two);
     for (name, grant) in [("one", &one), ("two", &two)] {
         for file in ["cert", "beside"] {
             let seen = std::fs::read_to_string(dir.path().join(format!("{name}.{file}"))).unwrap();
-            assert!(seen.contains(&format!("jitgate grant {grant} ")), "{name}.{file}: {seen}");
+            assert!(
+                seen.contains(&format!("jitgate grant {grant} ")),
+                "{name}.{file}: {seen}"
+            );
         }
     }
     // KEY-cert.pub, beside the key, holds the last one written.
@@ -952,12 +981,7 @@ impl FlakyProxy {
         self.picked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn serve(
-        stream: std::net::TcpStream,
-        rules: &Rules,
-        picked: &std::sync::atomic::AtomicUsize,
-        upstream: &str,
-    ) {
+    fn serve(stream: std::net::TcpStream, rules: &Rules, picked: &std::sync::atomic::AtomicUsize, upstream: &str) {
         use std::io::{BufRead, Read, Write};
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
@@ -971,7 +995,10 @@ impl FlakyProxy {
                 return;
             }
             let mut words = line.split_whitespace();
-            let (method, target) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+            let (method, target) = (
+                words.next().unwrap_or("").to_string(),
+                words.next().unwrap_or("").to_string(),
+            );
             let mut headers = Vec::new();
             loop {
                 let mut header = String::new();
@@ -1041,7 +1068,11 @@ impl FlakyProxy {
                 "HTTP/1.1 {status} Passed\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
                 bytes.len()
             );
-            if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&bytes)).is_err() {
+            if writer
+                .write_all(head.as_bytes())
+                .and_then(|_| writer.write_all(&bytes))
+                .is_err()
+            {
                 return;
             }
         }
@@ -1074,7 +1105,11 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     // Two failed looks are ridden out: bob's approval still reaches `gate`.
     proxy.rule(long_poll, Flaw::Fail(502), Some(2));
     let child = laptop
-        .command(&s, &["gate", "bastion", "login", "--reason", "INC-10", "--timeout", "60s"], &env)
+        .command(
+            &s,
+            &["gate", "bastion", "login", "--reason", "INC-10", "--timeout", "60s"],
+            &env,
+        )
         .spawn()
         .unwrap();
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
@@ -1094,7 +1129,8 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
         assert_eq!(code, 2, "{args:?}: {err}");
         let request = first_id(&err, "req_");
         assert!(
-            err.contains(&format!("error: could not wait for request {request} (")) && err.trim_end().ends_with("); it is cancelled"),
+            err.contains(&format!("error: could not wait for request {request} ("))
+                && err.trim_end().ends_with("); it is cancelled"),
             "{err}"
         );
         let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
@@ -1103,7 +1139,11 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     assert!(!marker.exists());
 
     // Approved, but no certificate comes back: the grant is ended, not left live.
-    proxy.rule(|method, target| method == "POST" && target.ends_with("/ssh-cert"), Flaw::Fail(502), None);
+    proxy.rule(
+        |method, target| method == "POST" && target.ends_with("/ssh-cert"),
+        Flaw::Fail(502),
+        None,
+    );
     let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
     assert_eq!(code, 2, "{err}");
     let grant = first_id(&err, "grt_");
@@ -1134,7 +1174,11 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
     proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
     let child = laptop
-        .command(&s, &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"], &env)
+        .command(
+            &s,
+            &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
+            &env,
+        )
         .spawn()
         .unwrap();
     wait_until("the request is being filed", || proxy.picked() == 1);
@@ -1143,13 +1187,20 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     let request = first_id(&err, "req_");
-    assert!(err.contains(&format!("interrupted: request {request} is cancelled")), "{err}");
+    assert!(
+        err.contains(&format!("interrupted: request {request} is cancelled")),
+        "{err}"
+    );
     let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
     assert_eq!(after["status"], "cancelled");
 
     // Ctrl-C once approved, while the certificate is being issued: ssh does not start, and
     // the grant is ended.
-    proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Hold(pause), Some(1));
+    proxy.rule(
+        |m, t| m == "POST" && t.ends_with("/ssh-cert"),
+        Flaw::Hold(pause),
+        Some(1),
+    );
     let child = laptop
         .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
         .spawn()
