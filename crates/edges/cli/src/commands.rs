@@ -446,10 +446,11 @@ pub struct SshLogin {
 const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// `jitgate ssh --request`: everything is checked before the request is filed (the key pair,
-/// the destination, the resource and its action, the ssh program), so that nobody approves
-/// access this command then cannot use. Then file, wait (Ctrl-C cancels), certify the key for
-/// the new grant, write KEY-cert.pub beside it, and run ssh with it; ssh's exit code is the
-/// command's.
+/// the destination, the resource and its action, the ssh program, where the certificate and
+/// the login's files go), so that nobody approves access this command then cannot use. Then
+/// file, wait (Ctrl-C cancels), certify the key for the new grant, write KEY-cert.pub beside
+/// it, and run ssh with the login's own files ([`LoginFiles`]); ssh's exit code is the
+/// command's. Whatever stops it once the grant exists ends the grant.
 pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     check_destination(&login.destination)?;
     check_resource_name("--request", &login.resource)?;
@@ -463,6 +464,7 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
     // live and unused. ssh is given the login's own files, never the key's (see LoginFiles).
     LoginFiles::check_where("grt_0")?;
+    check_certificate_place(&public)?;
     if let Some(action) = &login.action {
         check_resource_name("--action", action)?;
     }
@@ -569,6 +571,35 @@ fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> Clie
     }
 }
 
+/// Whether `dir` is a directory this process may create files in.
+fn writable_directory(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+            .map_err(|e| format!("cannot write there ({e})")),
+        Ok(_) => Err("not a directory".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// KEY-cert.pub, beside the public key, can be written: the directory is writable, and the
+/// name is free or a file (a directory there would refuse the certificate only after approval).
+fn check_certificate_place(public: &Path) -> Result<(), ClientError> {
+    let path = certificate_path(public);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let problem = match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => Some("it is a directory".to_string()),
+        _ => writable_directory(dir).err(),
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(ClientError::Other(format!(
+            "--key {}: cannot write its certificate {} ({problem}); nothing was requested",
+            public.display(),
+            path.display()
+        ))),
+    }
+}
+
 /// The files one `jitgate ssh --request` login gives ssh, in a directory of its own (mode 0700,
 /// under the temporary directory, named after the grant and this process), removed once ssh is
 /// done: `id` and `id.pub`, symbolic links to the key pair, and `id-cert.pub`, this grant's
@@ -589,12 +620,14 @@ impl LoginFiles {
     /// temporary directory (TMPDIR) is checked before anything is filed.
     fn check_where(grant_id: &str) -> Result<(), ClientError> {
         let dir = Self::dir_for(grant_id);
-        ssh_path_option("IdentityFile", &dir.join("id")).map_err(|e| {
+        let refused = |problem: String| {
             ClientError::Other(format!(
-                "{e}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
+                "{problem}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
             ))
-        })?;
-        Ok(())
+        };
+        ssh_path_option("IdentityFile", &dir.join("id")).map_err(|e| refused(e.to_string()))?;
+        let temp = std::env::temp_dir();
+        writable_directory(&temp).map_err(|e| refused(format!("{}: {e}", temp.display())))
     }
 
     fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {

@@ -735,6 +735,33 @@ fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
     assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
     assert!(!marker.exists());
 
+    // A temporary directory that is not there, and a KEY-cert.pub that cannot be written.
+    let missing = dir.path().join("no-such-tmp");
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake), ("TMPDIR", missing.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("set TMPDIR to another one"), "{err}");
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let blocked_key = new_key(&blocked, "id_ed25519");
+    std::fs::create_dir(format!("{}-cert.pub", blocked_key.display())).unwrap();
+    let blocked_public = format!("{}.pub", blocked_key.display());
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "--key", &blocked_public, "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot write its certificate") && err.contains("(it is a directory); nothing was requested"),
+        "{err}"
+    );
+    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
+    assert!(!marker.exists());
+
     // A key whose directory ssh would read otherwise: ssh never sees that path, so it works.
     let odd = dir.path().join("o'brien $HOME");
     std::fs::create_dir_all(&odd).unwrap();
