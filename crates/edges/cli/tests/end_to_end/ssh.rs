@@ -1246,3 +1246,67 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     assert!(!grants.to_string().contains(&grant), "{grants}");
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
 }
+
+#[test]
+fn ctrl_c_while_filing_also_stops_gate_and_run() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [("JITGATE_URL", proxy.url.as_str())];
+    let pause = std::time::Duration::from_millis(1500);
+    let filing = |m: &str, t: &str| m == "POST" && t == "/v1/requests";
+
+    // gate: the request, once filed, is cancelled.
+    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(
+            &s,
+            &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    wait_until("gate's request is being filed", || proxy.picked() == 1);
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let request = first_id(&err, "req_");
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+
+    // run, approved at once: the command does not run, and its grant is ended.
+    let ran = dir.path().join("run-ran");
+    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(
+            &s,
+            &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    wait_until("run's request is being filed", || proxy.picked() == 2);
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains(&format!("interrupted: grant {grant} is ended; not running touch")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!ran.exists(), "run's command ran after Ctrl-C");
+}
