@@ -506,9 +506,13 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
             })?;
         let certificate = write_certificate(&answer, &public)?;
         let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
-        Ok((certificate, files))
+        let options = [
+            ssh_path_option("IdentityFile", &files.identity())?,
+            ssh_path_option("CertificateFile", &files.certificate())?,
+        ];
+        Ok((certificate, files, options))
     })();
-    let (certificate, files) = match prepared {
+    let (certificate, files, [identity_option, certificate_option]) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => return Err(end_unused_grant(client, grant_id, e)),
     };
@@ -532,10 +536,7 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     // taken for an option.
     // IdentitiesOnly: this key and this certificate are offered, none of the agent's others.
     let status = std::process::Command::new(&program)
-        .arg("-o")
-        .arg(ssh_path_option("IdentityFile", &files.identity())?)
-        .arg("-o")
-        .arg(ssh_path_option("CertificateFile", &files.certificate())?)
+        .args(["-o", &identity_option, "-o", &certificate_option])
         .args(["-o", "IdentitiesOnly=yes"])
         .arg(&login.destination)
         .args(&login.ssh_args)
@@ -546,10 +547,11 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
             u8::try_from(crate::waiting::exit_code_of(&status)).unwrap_or(1),
         )),
         Err(e) => {
-            eprintln!(
+            let cannot = ClientError::Other(format!(
                 "jitgate: cannot run {}: {e}",
                 render::shown(&program.display().to_string())
-            );
+            ));
+            eprintln!("{}", end_unused_grant(client, grant_id, cannot));
             Ok(ExitCode::from(127))
         }
     }
@@ -569,6 +571,12 @@ fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> Clie
             "{error}; could not end grant {shown} ({e}): run jitgate done {shown}"
         )),
     }
+}
+
+/// Whether the server's grant id can name a file: ASCII letters, digits, `_` and `-` only (no
+/// `/`, `..`, NUL, space or look-alike), at most 100 of them, as jitgate's ids are.
+fn is_plain_grant_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 /// Whether `dir` is a directory this process may create files in.
@@ -633,12 +641,7 @@ impl LoginFiles {
     fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let plain = !grant_id.is_empty()
-            && grant_id.len() <= 100
-            && grant_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
-        if !plain {
+        if !is_plain_grant_id(grant_id) {
             return Err(ClientError::Other(format!(
                 "the server named the grant {}, which is no grant id",
                 render::shown(grant_id)
@@ -1538,6 +1541,27 @@ mod tests {
         for bad in ["/k/${HOME}-cert.pub", "/k/a\"b", "/k/a\\b", "/k/a\nb", "/k/a'b"] {
             assert!(ssh_path_option("CertificateFile", Path::new(bad)).is_err(), "{bad:?}");
             assert!(ssh_path_option("IdentityFile", Path::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_grant_id_names_the_logins_directory() {
+        assert!(is_plain_grant_id("grt_01a243369d5d735d83a978d3ed696222"));
+        for bad in [
+            "",
+            "..",
+            "../../etc",
+            "grt_a/b",
+            "grt_a\0b",
+            "grt a",
+            "grt_\u{430}",
+            "grt_\u{200b}",
+            "grt_%u",
+            "grt_${HOME}",
+            "grt_'",
+            &"a".repeat(101),
+        ] {
+            assert!(!is_plain_grant_id(bad), "{bad:?}");
         }
     }
 

@@ -1310,3 +1310,29 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
     assert!(!grants.to_string().contains(&grant), "{grants}");
     assert!(!ran.exists(), "run's command ran after Ctrl-C");
 }
+
+#[test]
+fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    // Executable, so it passes the check before filing, but the kernel cannot start it.
+    let broken = dir.path().join("broken-ssh");
+    std::fs::write(&broken, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", broken.to_str().unwrap())],
+    );
+    assert_eq!(code, 127, "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains("cannot run") && err.trim_end().ends_with(&format!("; grant {grant} is ended")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+}
