@@ -3,7 +3,10 @@
 //! so a decision reaches the client the moment it is made. A server with no place for another
 //! waiting caller (429: `[limits] max_waiters`, or this principal's `max_waiters_per_principal`)
 //! is asked every few seconds instead, with the same timeout and exit codes. Ctrl-C (or SIGTERM, as a cancelled
-//! CI job gets) while a request waits cancels it: nobody should approve what nobody waits for.
+//! CI job gets) while a request is filed or waits cancels it: nobody should approve what nobody
+//! waits for. For the same reason a wait that fails for good (the network, the server; passing
+//! failures are tried again first) cancels the request too, as far as the server can be
+//! reached, and says so.
 
 use crate::client::{Client, ClientError};
 use crate::commands::{print, CommandResult};
