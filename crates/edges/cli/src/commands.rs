@@ -406,14 +406,20 @@ fn read_public_key(key: &Path) -> Result<String, ClientError> {
     Ok(public_key)
 }
 
+/// The OpenSSH certificate line of the server's `answer`, or why there is none.
+fn certificate_line(answer: &Value) -> Result<&str, ClientError> {
+    answer["certificate"]
+        .as_str()
+        .filter(|c| is_certificate_line(c))
+        .ok_or_else(|| {
+            ClientError::Other("the server's answer holds no OpenSSH certificate line; nothing was written".into())
+        })
+}
+
 /// Save the certificate of the server's `answer` beside `key` as KEY-cert.pub (mode 0644,
 /// atomically, never through a symbolic link), where ssh finds it; its path.
 fn write_certificate(answer: &Value, key: &Path) -> Result<PathBuf, ClientError> {
-    let Some(certificate) = answer["certificate"].as_str().filter(|c| is_certificate_line(c)) else {
-        return Err(ClientError::Other(
-            "the server's answer holds no OpenSSH certificate line; nothing was written".into(),
-        ));
-    };
+    let certificate = certificate_line(answer)?;
     let path = certificate_path(key);
     crate::profiles::write_atomically(&path, format!("{certificate}\n").as_bytes(), 0o644)
         .map_err(|e| ClientError::Other(format!("--write: {e}")))?;
@@ -440,10 +446,11 @@ pub struct SshLogin {
 const DEFAULT_KEYS: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
 
 /// `jitgate ssh --request`: everything is checked before the request is filed (the key pair,
-/// the destination, the resource and its action, the ssh program), so that nobody approves
-/// access this command then cannot use. Then file, wait (Ctrl-C cancels), certify the key for
-/// the new grant, write KEY-cert.pub beside it, and run ssh with it; ssh's exit code is the
-/// command's.
+/// the destination, the resource and its action, the ssh program, where the certificate and
+/// the login's files go), so that nobody approves access this command then cannot use. Then
+/// file, wait (Ctrl-C cancels), certify the key for the new grant, write KEY-cert.pub beside
+/// it, and run ssh with the login's own files ([`LoginFiles`]); ssh's exit code is the
+/// command's. Whatever stops it once the grant exists ends the grant.
 pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     check_destination(&login.destination)?;
     check_resource_name("--request", &login.resource)?;
@@ -454,13 +461,14 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let public_key = read_public_key(&public)?;
     check_public_key_line(&public, &public_key)?;
     let program = ssh_program()?;
-    let action = match login.action {
-        Some(action) => {
-            check_resource_name("--action", &action)?;
-            action
-        }
-        None => ssh_action(client, &login.resource)?,
-    };
+    // Every path ssh is given is checked now: refused after an approval, the grant would stay
+    // live and unused. ssh is given the login's own files, never the key's (see LoginFiles).
+    LoginFiles::check_where("grt_0")?;
+    check_certificate_place(&public)?;
+    if let Some(action) = &login.action {
+        check_resource_name("--action", action)?;
+    }
+    let action = ssh_action(client, &login.resource, login.action.as_deref())?;
     let ask = crate::waiting::Ask {
         resource: &login.resource,
         action: &action,
@@ -469,7 +477,8 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
         payload: None,
         also: Vec::new(),
     };
-    let decision = crate::waiting::file_and_wait(client, &ask, login.timeout)?;
+    let interrupt = crate::waiting::Interrupt::install(client);
+    let decision = crate::waiting::file_and_wait(client, &ask, login.timeout, &interrupt)?;
     let request = &decision.request;
     if !decision.approved() {
         eprintln!(
@@ -480,19 +489,39 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
         return Ok(decision.code);
     }
     let grant_id = render::raw(&request["grant"]["id"]);
-    let answer = client
-        .post(
-            &format!("/v1/grants/{grant_id}/ssh-cert"),
-            &json!({"public_key": public_key.trim()}),
-        )
-        .map_err(|e| {
-            ClientError::Other(format!(
-                "request {} is approved (grant {}), but the server issued no certificate: {e}",
-                render::s(&request["id"]),
-                render::s(&request["grant"]["id"])
-            ))
-        })?;
-    let certificate = write_certificate(&answer, &public)?;
+    // From here the grant is live: whatever stops the login ends it, so that no access stays
+    // open that nobody uses.
+    let prepared = (|| {
+        let answer = client
+            .post(
+                &format!("/v1/grants/{grant_id}/ssh-cert"),
+                &json!({"public_key": public_key.trim()}),
+            )
+            .map_err(|e| {
+                ClientError::Other(format!(
+                    "request {} is approved (grant {}), but the server issued no certificate: {e}",
+                    render::s(&request["id"]),
+                    render::s(&request["grant"]["id"])
+                ))
+            })?;
+        let certificate = write_certificate(&answer, &public)?;
+        let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
+        let options = [
+            ssh_path_option("IdentityFile", &files.identity())?,
+            ssh_path_option("CertificateFile", &files.certificate())?,
+        ];
+        Ok((certificate, files, options))
+    })();
+    let (certificate, files, [identity_option, certificate_option]) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(end_unused_grant(client, grant_id, e)),
+    };
+    // Ctrl-C after the decision (during the certificate's issue, say: "wrong host"): no ssh.
+    if interrupt.stopped() {
+        let stop = ClientError::Other("interrupted: not running ssh".into());
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop));
+        return Ok(ExitCode::from(130));
+    }
     if client.output != Output::Json {
         eprintln!(
             "jitgate: {} on {} granted until {} ({}); certificate {}",
@@ -505,25 +534,149 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     }
     // No shell: each argument reaches ssh as it is. The destination, checked above, cannot be
     // taken for an option.
+    // IdentitiesOnly: this key and this certificate are offered, none of the agent's others.
     let status = std::process::Command::new(&program)
-        .arg("-i")
-        .arg(&private)
-        .arg("-o")
-        .arg(certificate_option(&certificate)?)
+        .args(["-o", &identity_option, "-o", &certificate_option])
+        .args(["-o", "IdentitiesOnly=yes"])
         .arg(&login.destination)
         .args(&login.ssh_args)
         .status();
+    drop(files);
     match status {
         Ok(status) => Ok(ExitCode::from(
             u8::try_from(crate::waiting::exit_code_of(&status)).unwrap_or(1),
         )),
         Err(e) => {
-            eprintln!(
+            let cannot = ClientError::Other(format!(
                 "jitgate: cannot run {}: {e}",
                 render::shown(&program.display().to_string())
-            );
+            ));
+            eprintln!("{}", end_unused_grant(client, grant_id, cannot));
             Ok(ExitCode::from(127))
         }
+    }
+}
+
+/// `error` stopped the login after the grant was made: end the grant (best effort), and say
+/// whether it is ended or what to run.
+fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> ClientError {
+    let shown = render::shown(grant_id);
+    let ended = client.post(
+        &format!("/v1/grants/{grant_id}/done"),
+        &json!({"comment": "jitgate ssh --request: not used, the login stopped before ssh ran"}),
+    );
+    match ended {
+        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended")),
+        Err(e) => ClientError::Other(format!(
+            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}"
+        )),
+    }
+}
+
+/// Whether the server's grant id can name a file: ASCII letters, digits, `_` and `-` only (no
+/// `/`, `..`, NUL, space or look-alike), at most 100 of them, as jitgate's ids are.
+fn is_plain_grant_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Whether `dir` is a directory this process may create files in.
+fn writable_directory(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+            .map_err(|e| format!("cannot write there ({e})")),
+        Ok(_) => Err("not a directory".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// KEY-cert.pub, beside the public key, can be written: the directory is writable, and the
+/// name is free or a file (a directory there would refuse the certificate only after approval).
+fn check_certificate_place(public: &Path) -> Result<(), ClientError> {
+    let path = certificate_path(public);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let problem = match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => Some("it is a directory".to_string()),
+        _ => writable_directory(dir).err(),
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(ClientError::Other(format!(
+            "--key {}: cannot write its certificate {} ({problem}); nothing was requested",
+            public.display(),
+            path.display()
+        ))),
+    }
+}
+
+/// The files one `jitgate ssh --request` login gives ssh, in a directory of its own (mode 0700,
+/// under the temporary directory, named after the grant and this process), removed once ssh is
+/// done: `id` and `id.pub`, symbolic links to the key pair, and `id-cert.pub`, this grant's
+/// certificate. ssh loads `IDENTITY-cert.pub` beside any identity by itself, and reads its
+/// files only once connected: were it given the key itself, a KEY-cert.pub that another
+/// `jitgate ssh --request` with the same key rewrote meanwhile would log in with that other
+/// grant's certificate. KEY-cert.pub is still written beside the key, for later use by hand.
+struct LoginFiles {
+    dir: PathBuf,
+}
+
+impl LoginFiles {
+    fn dir_for(grant_id: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("jitgate-ssh-{grant_id}-{}", std::process::id()))
+    }
+
+    /// Whether ssh would read the files of `grant_id`'s login as they are written: the
+    /// temporary directory (TMPDIR) is checked before anything is filed.
+    fn check_where(grant_id: &str) -> Result<(), ClientError> {
+        let dir = Self::dir_for(grant_id);
+        let refused = |problem: String| {
+            ClientError::Other(format!(
+                "{problem}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
+            ))
+        };
+        ssh_path_option("IdentityFile", &dir.join("id")).map_err(|e| refused(e.to_string()))?;
+        let temp = std::env::temp_dir();
+        writable_directory(&temp).map_err(|e| refused(format!("{}: {e}", temp.display())))
+    }
+
+    fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !is_plain_grant_id(grant_id) {
+            return Err(ClientError::Other(format!(
+                "the server named the grant {}, which is no grant id",
+                render::shown(grant_id)
+            )));
+        }
+        Self::check_where(grant_id)?;
+        let dir = Self::dir_for(grant_id);
+        let cannot = |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", dir.display()));
+        // A fresh directory (never one that exists, nor a symbolic link put there), ours only.
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(cannot)?;
+        let files = LoginFiles { dir: dir.clone() };
+        std::os::unix::fs::symlink(private, files.identity()).map_err(cannot)?;
+        std::os::unix::fs::symlink(public, files.dir.join("id.pub")).map_err(cannot)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(files.certificate())
+            .and_then(|mut f| f.write_all(format!("{certificate}\n").as_bytes()))
+            .map_err(cannot)?;
+        Ok(files)
+    }
+
+    fn identity(&self) -> PathBuf {
+        self.dir.join("id")
+    }
+
+    fn certificate(&self) -> PathBuf {
+        self.dir.join("id-cert.pub")
+    }
+}
+
+impl Drop for LoginFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -647,29 +800,38 @@ fn ssh_program() -> Result<PathBuf, ClientError> {
         None => (PathBuf::from("ssh"), "PATH"),
     };
     let found = if program.components().count() > 1 {
-        program.is_file().then_some(program.clone())
+        is_executable_file(&program).then_some(program.clone())
     } else {
         std::env::var_os("PATH")
             .into_iter()
             .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
             .map(|dir| dir.join(&program))
-            .find(|candidate| candidate.is_file())
+            .find(|candidate| is_executable_file(candidate))
     };
     found.ok_or_else(|| {
         ClientError::Other(format!(
-            "cannot find {} ({from}): install OpenSSH's client, or set JITGATE_SSH_PROGRAM; nothing was requested",
+            "cannot find {} ({from}), or it is not executable: install OpenSSH's client, or set JITGATE_SSH_PROGRAM; nothing was requested",
             program.display()
         ))
     })
 }
 
-/// `CertificateFile=PATH` for `ssh -o`: ssh splits an option's value at spaces (unless
-/// quoted) and expands `%` tokens and `${VAR}` in it, so the path is quoted, `%` doubled, and
-/// a path ssh would read otherwise (a quote, a backslash, `$`, a control character) refused.
-fn certificate_option(path: &Path) -> Result<String, ClientError> {
+/// A regular file (through symbolic links) that someone may execute, as `execvp` looks for:
+/// a file without an execute bit would pass a plain existence check, then fail with 127 only
+/// after the request was approved.
+fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `OPTION=PATH` for `ssh -o` (`IdentityFile`, `CertificateFile`): ssh splits an option's
+/// value at spaces (unless quoted) and expands `%` tokens and `${VAR}` in it (in `-i` too, which
+/// is why the key is not given that way), so the path is quoted, `%` doubled, and a path ssh
+/// would read otherwise (a quote, a backslash, `$`, a control character) refused.
+fn ssh_path_option(option: &str, path: &Path) -> Result<String, ClientError> {
     let text = path.to_str().ok_or_else(|| {
         ClientError::Other(format!(
-            "{}: the certificate's path is not UTF-8, which ssh -o cannot take",
+            "{}: the path is not UTF-8, which ssh -o cannot take",
             path.display()
         ))
     })?;
@@ -678,35 +840,45 @@ fn certificate_option(path: &Path) -> Result<String, ClientError> {
         .find(|&c| matches!(c, '"' | '\\' | '$' | '\'') || c.is_control())
     {
         return Err(ClientError::Other(format!(
-            "{}: ssh would not read a path holding {:?} as it is: move the key",
+            "{}: ssh would not read a path holding {:?} as it is",
             path.display(),
             c
         )));
     }
-    Ok(format!("CertificateFile=\"{}\"", text.replace('%', "%%")))
+    Ok(format!("{option}=\"{}\"", text.replace('%', "%%")))
 }
 
-/// Which action of `resource` is the SSH login: the one the catalog's resource offers you
-/// that is not bound to one command. None, or several, is said in one line before anything is
-/// requested.
-fn ssh_action(client: &Client, resource: &str) -> Result<String, ClientError> {
-    let listed = client.get("/v1/resources", &[("q", resource.to_string()), ("limit", "500".into())])?;
-    let found = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["name"].as_str() == Some(resource))
-        .ok_or_else(|| {
-            ClientError::Other(format!(
-                "--request {resource}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested"
-            ))
-        })?;
+/// Which action of `resource` is the SSH login: `wanted` (`--action`), which must be one the
+/// resource offers you, else the one it offers that is not bound to one command. A resource
+/// that does not exist or is not SSH, no such action, none or several, are said in one line
+/// before anything is requested.
+fn ssh_action(client: &Client, resource: &str, wanted: Option<&str>) -> Result<String, ClientError> {
+    let found = find_resource(client, resource)?.ok_or_else(|| {
+        ClientError::Other(format!(
+            "--request {resource}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested"
+        ))
+    })?;
     if let Some(kind) = found["kind"].as_str().filter(|k| *k != "ssh") {
         return Err(ClientError::Other(format!(
             "--request {resource}: it is a {kind} resource, not ssh; nothing was requested"
         )));
     }
     let actions: Vec<&Value> = found["actions"].as_array().into_iter().flatten().collect();
+    if let Some(wanted) = wanted {
+        if actions.iter().any(|a| a["action"].as_str() == Some(wanted)) {
+            return Ok(wanted.to_string());
+        }
+        let offered: Vec<&str> = actions.iter().filter_map(|a| a["action"].as_str()).collect();
+        return Err(ClientError::Other(format!(
+            "--action {}: not an action you may request on {resource} (you may request {}); nothing was requested",
+            render::shown(wanted),
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        )));
+    }
     let names = |bound: bool| -> Vec<&str> {
         actions
             .iter()
@@ -728,6 +900,35 @@ fn ssh_action(client: &Client, resource: &str) -> Result<String, ClientError> {
             "--request {resource}: which action? you may request {} on it: pick one with --action; nothing was requested",
             several.join(", ")
         ))),
+    }
+}
+
+/// The longest search text `GET /v1/resources` takes (`q`, in characters).
+const MAX_RESOURCE_SEARCH: usize = 256;
+
+/// The resource named exactly `name` among those the caller may request, looked for page by
+/// page: the search (`q`) matches names and descriptions that contain the text, so in a large
+/// catalog the exact name may come after a full page of others. A name longer than the search
+/// takes is looked for by its beginning, which it contains too.
+fn find_resource(client: &Client, name: &str) -> Result<Option<Value>, ClientError> {
+    let search: String = name.chars().take(MAX_RESOURCE_SEARCH).collect();
+    let mut before: Option<String> = None;
+    loop {
+        let mut query = vec![("q", search.clone()), ("limit", "500".to_string())];
+        query.extend(before.take().map(|b| ("before", b)));
+        let page = client.get("/v1/resources", &query)?;
+        let found = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"].as_str() == Some(name));
+        if let Some(found) = found {
+            return Ok(Some(found.clone()));
+        }
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => return Ok(None),
+        }
     }
 }
 
@@ -1324,17 +1525,43 @@ mod tests {
     }
 
     #[test]
-    fn the_certificate_option_is_quoted_and_never_expanded() {
+    fn the_certificate_and_key_options_are_quoted_and_never_expanded() {
         assert_eq!(
-            certificate_option(Path::new("/home/a b/.ssh/id_ed25519-cert.pub")).ok(),
+            ssh_path_option("CertificateFile", Path::new("/home/a b/.ssh/id_ed25519-cert.pub")).ok(),
             Some("CertificateFile=\"/home/a b/.ssh/id_ed25519-cert.pub\"".to_string())
         );
         assert_eq!(
-            certificate_option(Path::new("/k/100%u-cert.pub")).ok(),
+            ssh_path_option("CertificateFile", Path::new("/k/100%u-cert.pub")).ok(),
             Some("CertificateFile=\"/k/100%%u-cert.pub\"".to_string())
         );
+        assert_eq!(
+            ssh_path_option("IdentityFile", Path::new("/k/100%u/id_ed25519")).ok(),
+            Some("IdentityFile=\"/k/100%%u/id_ed25519\"".to_string())
+        );
         for bad in ["/k/${HOME}-cert.pub", "/k/a\"b", "/k/a\\b", "/k/a\nb", "/k/a'b"] {
-            assert!(certificate_option(Path::new(bad)).is_err(), "{bad:?}");
+            assert!(ssh_path_option("CertificateFile", Path::new(bad)).is_err(), "{bad:?}");
+            assert!(ssh_path_option("IdentityFile", Path::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_grant_id_names_the_logins_directory() {
+        assert!(is_plain_grant_id("grt_01a243369d5d735d83a978d3ed696222"));
+        for bad in [
+            "",
+            "..",
+            "../../etc",
+            "grt_a/b",
+            "grt_a\0b",
+            "grt a",
+            "grt_\u{430}",
+            "grt_\u{200b}",
+            "grt_%u",
+            "grt_${HOME}",
+            "grt_'",
+            &"a".repeat(101),
+        ] {
+            assert!(!is_plain_grant_id(bad), "{bad:?}");
         }
     }
 

@@ -494,7 +494,7 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
     // The echo goes off before the prompt shows: what is typed as soon as it appears is hidden.
     let hidden = if rustix::termios::isatty(&stdin) {
         let hidden = hide_typing(&stdin);
-        eprint!("Token (not shown): ");
+        eprint!("{TOKEN_PROMPT}");
         hidden
     } else {
         None
@@ -507,10 +507,22 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
                 .map_err(|e| ClientError::Other(format!("--token -: cannot read standard input: {e}")))?;
             line
         }
-        Some(saved) => {
-            let typed = read_hidden_line(&mut stdin.lock(), &EditKeys::of(saved));
+        Some(hidden) => {
+            let prompting = restore_on_signal(&hidden.saved);
+            let typed = read_hidden_line(
+                &mut HiddenTerminal {
+                    input: stdin.lock(),
+                    hidden,
+                },
+                &EditKeys::of(&hidden.saved),
+            );
+            if matches!(typed, Typed::TooLong) {
+                // The rest of a long paste would otherwise be read by the shell, as commands.
+                let _ = rustix::termios::tcflush(&stdin, rustix::termios::QueueSelector::IFlush);
+            }
             // Restore the terminal before anything else can fail, print or end the process.
-            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, saved);
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &hidden.saved);
+            prompting.store(false, std::sync::atomic::Ordering::SeqCst);
             eprintln!();
             match typed {
                 Typed::Line(line) => line,
@@ -535,31 +547,56 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
     Ok(token.strip_suffix('\r').unwrap_or(token).to_string())
 }
 
+const TOKEN_PROMPT: &str = "Token (not shown): ";
+
+/// A signal that ends the process while the hidden prompt waits (SIGTERM from a script or a
+/// closing session, SIGHUP, SIGINT from `kill`) would leave the terminal without echo, and the
+/// shell after it typing blind (bash restores it for its jobs, `sh -c` and scripts do not).
+/// Until the flag returned is cleared, such a signal restores `saved` first, then the process
+/// exits 130; after it, the signal just ends the process. (`login` installs no other handler;
+/// `ctrlc` allows one per process.)
+fn restore_on_signal(saved: &rustix::termios::Termios) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let prompting = std::sync::Arc::new(AtomicBool::new(true));
+    let (flag, saved) = (prompting.clone(), saved.clone());
+    let _ = ctrlc::set_handler(move || {
+        if flag.load(Ordering::SeqCst) {
+            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, &saved);
+            eprintln!("\ninterrupted: nothing was stored");
+        }
+        std::process::exit(130);
+    });
+    prompting
+}
+
 /// The longest token read at the hidden prompt.
 const MAX_TYPED_TOKEN: usize = 64 * 1024;
 
 /// What was typed at the hidden prompt.
 enum Typed {
     Line(String),
-    /// The interrupt key (Ctrl-C): the caller restores the terminal, then exits 130.
+    /// The interrupt or the quit key (Ctrl-C, Ctrl-\): the caller restores the terminal, then
+    /// exits 130.
     Interrupted,
     TooLong,
     Failed(std::io::Error),
 }
 
 /// Read one line, a byte at a time, from a terminal that [`hide_typing`] set up: the terminal
-/// neither echoes nor turns keys into signals, so this reads the interrupt key itself (as the
-/// terminal defines it, Ctrl-C by default) and answers it only after the caller has restored
-/// the echo. A signal would end the process with the echo off, the shell after it typing blind;
-/// and no signal handler is involved, so nothing competes with the one `jitgate gate` and
-/// `jitgate run` install (the `ctrlc` crate allows one per process). The erase and kill keys
-/// edit the line, end-of-file on an empty line ends it.
+/// neither echoes nor turns keys into signals, so this reads the interrupt and quit keys itself
+/// (as the terminal defines them, Ctrl-C and Ctrl-\ by default) and answers them only after the
+/// caller has restored the echo. A signal would end the process with the echo off, the shell
+/// after it typing blind. The erase key takes back one character (all the bytes of a UTF-8
+/// one), the word-erase key (Ctrl-W) the last word, the kill key the line; end-of-file on an
+/// empty line ends it. The suspend key (Ctrl-Z) is [`HiddenTerminal`]'s.
 fn read_hidden_line(input: &mut impl std::io::Read, keys: &EditKeys) -> Typed {
     let EditKeys {
         interrupt,
         erase,
         kill,
         end,
+        word_erase,
+        quit,
     } = *keys;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
@@ -573,9 +610,15 @@ fn read_hidden_line(input: &mut impl std::io::Read, keys: &EditKeys) -> Typed {
         match byte[0] {
             b'\n' | b'\r' => break,
             // 0 is _POSIX_VDISABLE: a key the terminal has turned off matches no byte.
-            b if b == interrupt && b != 0 => return Typed::Interrupted,
-            b if (b == erase && b != 0) || b == 0x7f || b == 0x08 => {
-                line.pop();
+            b if (b == interrupt || b == quit) && b != 0 => return Typed::Interrupted,
+            b if (b == erase && b != 0) || b == 0x7f || b == 0x08 => erase_character(&mut line),
+            b if b == word_erase && b != 0 => {
+                while line.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                    line.pop();
+                }
+                while line.last().is_some_and(|c| !c.is_ascii_whitespace()) {
+                    line.pop();
+                }
             }
             b if b == kill && b != 0 => line.clear(),
             b if b == end && b != 0 => {
@@ -593,6 +636,15 @@ fn read_hidden_line(input: &mut impl std::io::Read, keys: &EditKeys) -> Typed {
     Typed::Line(String::from_utf8_lossy(&line).into_owned())
 }
 
+/// Take back the last character typed: its UTF-8 continuation bytes (`10xxxxxx`), then the
+/// byte that starts it, so that no half of a character is left to show as U+FFFD.
+fn erase_character(line: &mut Vec<u8>) {
+    while line.last().is_some_and(|b| b & 0xC0 == 0x80) {
+        line.pop();
+    }
+    line.pop();
+}
+
 /// The terminal's keys [`read_hidden_line`] answers (0: turned off).
 #[derive(Clone, Copy)]
 struct EditKeys {
@@ -600,6 +652,8 @@ struct EditKeys {
     erase: u8,
     kill: u8,
     end: u8,
+    word_erase: u8,
+    quit: u8,
 }
 
 impl EditKeys {
@@ -611,14 +665,51 @@ impl EditKeys {
             erase: key(Key::VERASE),
             kill: key(Key::VKILL),
             end: key(Key::VEOF),
+            word_erase: key(Key::VWERASE),
+            quit: key(Key::VQUIT),
+        }
+    }
+}
+
+/// The terminal's settings around the hidden prompt: those to restore, and the quiet ones.
+struct Hidden {
+    saved: rustix::termios::Termios,
+    quiet: rustix::termios::Termios,
+}
+
+/// Standard input while the prompt hides typing. It answers the suspend key (Ctrl-Z) as the
+/// terminal would, but with the echo back on while jitgate is stopped: restore the terminal,
+/// stop (SIGTSTP), and once continued (`fg`) hide typing again and show the prompt anew; what
+/// was typed before stays. The key never reaches the line.
+struct HiddenTerminal<'a, R> {
+    input: R,
+    hidden: &'a Hidden,
+}
+
+impl<R: std::io::Read> std::io::Read for HiddenTerminal<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use rustix::termios::{OptionalActions, SpecialCodeIndex};
+        let suspend = self.hidden.saved.special_codes[SpecialCodeIndex::VSUSP];
+        loop {
+            let read = self.input.read(buf)?;
+            if read != 1 || suspend == 0 || buf[0] != suspend {
+                return Ok(read);
+            }
+            let stdin = std::io::stdin();
+            let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.saved);
+            eprintln!();
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TSTP);
+            // Continued (or never stopped, in a process group no shell manages).
+            let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.quiet);
+            eprint!("{TOKEN_PROMPT}");
         }
     }
 }
 
 /// Turn the terminal's echo off, and its line editing and signal keys, which
-/// [`read_hidden_line`] does itself; the settings to restore, or `None` if they could not be
-/// changed (then the token is read as is, echoed).
-fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
+/// [`read_hidden_line`] and [`HiddenTerminal`] do themselves; the settings to restore and the
+/// quiet ones, or `None` if they could not be changed (then the token is read as is, echoed).
+fn hide_typing(stdin: &std::io::Stdin) -> Option<Hidden> {
     use rustix::termios::{LocalModes, SpecialCodeIndex};
     let saved = rustix::termios::tcgetattr(stdin).ok()?;
     let mut quiet = saved.clone();
@@ -628,7 +719,54 @@ fn hide_typing(stdin: &std::io::Stdin) -> Option<rustix::termios::Termios> {
     quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
     quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
     rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &quiet).ok()?;
-    Some(saved)
+    Some(Hidden { saved, quiet })
+}
+
+#[cfg(test)]
+mod hidden_prompt_tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> String {
+        let keys = EditKeys {
+            interrupt: 0x03,
+            erase: 0x7f,
+            kill: 0x15,
+            end: 0x04,
+            word_erase: 0x17,
+            quit: 0x1c,
+        };
+        match read_hidden_line(&mut &bytes[..], &keys) {
+            Typed::Line(line) => line,
+            Typed::Interrupted => "<interrupted>".into(),
+            Typed::TooLong => "<too long>".into(),
+            Typed::Failed(e) => format!("<{e}>"),
+        }
+    }
+
+    #[test]
+    fn erase_takes_back_a_whole_character_and_word_erase_a_word() {
+        assert_eq!(read("demo-alicé\x7fe\r".as_bytes()), "demo-alice");
+        assert_eq!(read("tok€\x7f\x7fen\r".as_bytes()), "toen");
+        assert_eq!(read("a😀\x7fb\r".as_bytes()), "ab");
+        assert_eq!(read(b"\x7f\x7fdemo-alice\r"), "demo-alice");
+        assert_eq!(read(b"wrong-token\x17demo-alice\r"), "demo-alice");
+        assert_eq!(read(b"a b  \x17c\r"), "a c");
+        assert_eq!(read(b"\x17demo-alice\r"), "demo-alice");
+    }
+
+    #[test]
+    fn the_quit_key_is_answered_like_the_interrupt_key() {
+        assert_eq!(read(b"demo-\x1calice\r"), "<interrupted>");
+        let off = EditKeys {
+            interrupt: 0x03,
+            erase: 0x7f,
+            kill: 0x15,
+            end: 0x04,
+            word_erase: 0,
+            quit: 0,
+        };
+        assert!(matches!(read_hidden_line(&mut &b"a\x1c\x17b\r"[..], &off), Typed::Line(l) if l == "a\u{1c}\u{17}b"));
+    }
 }
 
 /// Without `--token`: ask the server how people sign in, and sign in through the identity
@@ -945,6 +1083,8 @@ mod tests {
             erase: 0x7f,
             kill: 0x15,
             end: 0x04,
+            word_erase: 0x17,
+            quit: 0x1c,
         };
         let read = |bytes: &[u8]| match read_hidden_line(&mut &bytes[..], &keys) {
             Typed::Line(line) => line,

@@ -78,19 +78,19 @@ function __fish_jitgate_from_server
     jitgate __complete $argv[1] 2>/dev/null
 end
 
-# Whether the word being completed is the subcommand's first argument (nothing but flags
-# typed after the subcommand so far).
+# Whether the word being completed is the subcommand's first argument: after the subcommand,
+# nothing typed so far but its options and their values (`--for 30m`), which argparse takes out
+# with the subcommand's own optspecs; an option still waiting for its value fails argparse.
 function __fish_jitgate_first_argument
     set -l cmd (commandline -opc)
     set -e cmd[1]
     argparse -s (__fish_jitgate_global_optspecs) -- $cmd 2>/dev/null
     or return 1
+    set -l sub $argv[1]
     set -e argv[1]
-    for word in $argv
-        string match -q -- '-*' $word
-        or return 1
-    end
-    return 0
+    argparse (__fish_jitgate_subcommand_optspecs $sub) -- $argv 2>/dev/null
+    or return 1
+    test (count $argv) -eq 0
 end
 
 complete -c jitgate -n "__fish_jitgate_using_subcommand show approve deny cancel review; and __fish_jitgate_first_argument" -f -a "(__fish_jitgate_from_server requests)"
@@ -119,7 +119,7 @@ pub fn completion(mut command: clap::Command, shell: clap_complete::Shell) -> Re
     let out = match shell {
         clap_complete::Shell::Bash => script + BASH_FROM_SERVER,
         clap_complete::Shell::Zsh => complete_from_server_in_zsh(&script),
-        clap_complete::Shell::Fish => complete_from_server_in_fish(&script),
+        clap_complete::Shell::Fish => complete_from_server_in_fish(&script) + &fish_subcommand_optspecs(&command),
         _ => script,
     };
     std::io::stdout()
@@ -194,6 +194,41 @@ fn complete_from_server_in_fish(script: &str) -> String {
         out.push('\n');
     }
     out + FISH_FROM_SERVER
+}
+
+/// Fish: `__fish_jitgate_subcommand_optspecs NAME`, argparse's optspecs for every option of the
+/// subcommands whose first argument completes from the server (their own and the global ones,
+/// aliases included), `=` after those that take a value, from clap's own description.
+/// `command` has been built (by the generator), so the global options are among each
+/// subcommand's.
+fn fish_subcommand_optspecs(command: &clap::Command) -> String {
+    let mut out = String::from(
+        "\n# argparse's optspecs for a subcommand's options (`=`: it takes a value).\nfunction __fish_jitgate_subcommand_optspecs\n    switch $argv[1]\n",
+    );
+    let names = ZSH_REQUEST_ID_COMMANDS.iter().chain(ZSH_RESOURCE_COMMANDS.iter());
+    for sub in names.filter_map(|name| command.find_subcommand(name)) {
+        let mut specs = Vec::new();
+        for arg in sub.get_arguments().filter(|a| !a.is_positional()) {
+            let value = if arg.get_action().takes_values() { "=" } else { "" };
+            let short = arg.get_short().map(|c| format!("{c}/")).unwrap_or_default();
+            if let Some(long) = arg.get_long() {
+                specs.push(format!("{short}{long}{value}"));
+            } else if let Some(c) = arg.get_short() {
+                specs.push(format!("{c}{value}"));
+            }
+            for alias in arg.get_all_aliases().into_iter().flatten() {
+                specs.push(format!("{alias}{value}"));
+            }
+        }
+        // Option names are clap identifiers (letters, digits, `-`): nothing fish would expand.
+        out.push_str(&format!(
+            "        case {}\n            string join \\n {}\n",
+            sub.get_name(),
+            specs.join(" ")
+        ));
+    }
+    out.push_str("    end\nend\n");
+    out
 }
 
 /// `jitgate man`: the main page to standard output; with `--dir DIR`, one page per command

@@ -3,7 +3,10 @@
 //! so a decision reaches the client the moment it is made. A server with no place for another
 //! waiting caller (429: `[limits] max_waiters`, or this principal's `max_waiters_per_principal`)
 //! is asked every few seconds instead, with the same timeout and exit codes. Ctrl-C (or SIGTERM, as a cancelled
-//! CI job gets) while a request waits cancels it: nobody should approve what nobody waits for.
+//! CI job gets) while a request is filed or waits cancels it: nobody should approve what nobody
+//! waits for. For the same reason a wait that fails for good (the network, the server; passing
+//! failures are tried again first) cancels the request too, as far as the server can be
+//! reached, and says so.
 
 use crate::client::{Client, ClientError};
 use crate::commands::{print, CommandResult};
@@ -22,6 +25,11 @@ const LONG_POLL: Duration = Duration::from_secs(50);
 const TICK: Duration = Duration::from_secs(1);
 /// How often a request is looked at when the server has no place for another long poll.
 const POLL_EVERY: Duration = Duration::from_secs(3);
+/// How many times in a row a look at the request may fail for a passing reason (the network,
+/// a restarting server, a proxy's 502) before the wait is given up, and the request cancelled.
+const POLL_RETRIES: u32 = 3;
+/// The pause before looking again after such a failure.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `jitgate gate` exits with this when nobody decided in time.
 pub const EXIT_TIMED_OUT: u8 = 3;
 
@@ -32,24 +40,35 @@ pub struct Interrupt {
     /// Set once the handler took the waiting request to cancel it: the handler exits 130,
     /// and the waiting thread, which may see the cancellation first, must not exit otherwise.
     handling: Arc<AtomicBool>,
+    /// Set by a signal that came while no request was waiting: while one was being filed, or
+    /// after its decision. The command stops at its next step (it cancels the request once
+    /// filed, it runs nothing), rather than carry on as if nobody had pressed Ctrl-C. Set under
+    /// `pending`'s lock, so that a request is either waited for or seen stopped, never neither.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Interrupt {
     /// Handle Ctrl-C and SIGTERM for the rest of the process: while a request waits, cancel it
-    /// and exit 130; otherwise (a command runs) let the command have the signal and carry on.
+    /// and exit 130; otherwise note it ([`Interrupt::stopped`]): a command that already runs has
+    /// the signal too, and jitgate carries on until it ends.
     pub fn install(client: &Client) -> Interrupt {
         let interrupt = Interrupt::default();
         let (pending, client) = (interrupt.pending.clone(), client.clone());
-        let handling = interrupt.handling.clone();
+        let (handling, stopped) = (interrupt.handling.clone(), interrupt.stopped.clone());
         let installed = ctrlc::set_handler(move || {
-            let waiting = pending.lock().ok().and_then(|mut p| p.take());
+            let waiting = match pending.lock() {
+                Ok(mut pending) => {
+                    let waiting = pending.take();
+                    if waiting.is_none() {
+                        stopped.store(true, Ordering::SeqCst);
+                    }
+                    waiting
+                }
+                Err(_) => None,
+            };
             if let Some(id) = waiting {
                 handling.store(true, Ordering::SeqCst);
-                match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
-                    Ok(_) => eprintln!("\ninterrupted: request {id} is cancelled"),
-                    Err(e) => eprintln!("\ninterrupted: could not cancel request {id}: {e}"),
-                }
-                std::process::exit(130);
+                cancel_and_exit(&client, &id);
             }
         });
         if let Err(e) = installed {
@@ -58,11 +77,42 @@ impl Interrupt {
         interrupt
     }
 
-    fn waiting_for(&self, id: Option<&str>) {
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = id.map(str::to_string);
+    /// Whether a signal came while no request was waiting.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Wait for `id` (or for nothing): false, and nothing set, if a signal came first.
+    fn waiting_for(&self, id: Option<&str>) -> bool {
+        match self.pending.lock() {
+            Ok(mut pending) => {
+                if id.is_some() && self.stopped() {
+                    return false;
+                }
+                *pending = id.map(str::to_string);
+                true
+            }
+            Err(_) => true,
         }
     }
+
+    /// Wait for `id`; if a signal came before (while it was being filed), cancel it and exit
+    /// 130, as a signal during the wait would.
+    fn wait_for_or_cancel(&self, client: &Client, id: &str) {
+        if !self.waiting_for(Some(id)) {
+            cancel_and_exit(client, id);
+        }
+    }
+}
+
+/// Interrupted while request `id` was waiting (or being filed): cancel it, say so, exit 130.
+fn cancel_and_exit(client: &Client, id: &str) -> ! {
+    let shown = render::shown(id);
+    match client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
+        Ok(_) => eprintln!("\ninterrupted: request {shown} is cancelled"),
+        Err(e) => eprintln!("\ninterrupted: could not cancel request {shown}: {e}"),
+    }
+    std::process::exit(130);
 }
 
 /// How to wait.
@@ -93,10 +143,12 @@ impl Wait<'_> {
         let show = self.progress && std::io::stderr().is_terminal();
         let needs = needs_text(&request);
         if let Some(interrupt) = self.interrupt {
-            interrupt.waiting_for(Some(&id));
+            interrupt.wait_for_or_cancel(self.client, &id);
         }
         // Set once the server refuses a long poll for want of places: from then on, ask.
         let mut polling = false;
+        // Failures in a row of the look at the request.
+        let mut failures = 0u32;
         let result = loop {
             let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
             if left.is_some_and(|l| l.is_zero()) {
@@ -123,9 +175,9 @@ impl Wait<'_> {
                 );
                 let _ = std::io::stderr().flush();
             }
-            let request = if polling {
+            let looked = if polling {
                 std::thread::sleep(left.map_or(POLL_EVERY, |l| l.min(POLL_EVERY)));
-                self.client.get(&format!("/v1/requests/{id}"), &[])?
+                self.client.get(&format!("/v1/requests/{id}"), &[])
             } else {
                 let long_poll = self.client.get(
                     &format!("/v1/requests/{id}"),
@@ -145,8 +197,20 @@ impl Wait<'_> {
                         polling = true;
                         continue;
                     }
-                    other => other?,
+                    other => other,
                 }
+            };
+            let request = match looked {
+                Ok(request) => {
+                    failures = 0;
+                    request
+                }
+                Err(e) if passing(&e) && failures < POLL_RETRIES => {
+                    failures += 1;
+                    std::thread::sleep(left.map_or(RETRY_AFTER, |l| l.min(RETRY_AFTER)));
+                    continue;
+                }
+                Err(e) => break Err(e),
             };
             if request["status"] != "pending" {
                 break Ok(Outcome::Decided(request));
@@ -163,7 +227,32 @@ impl Wait<'_> {
         if show {
             eprintln!();
         }
-        result
+        result.map_err(|e| self.give_up(&id, e))
+    }
+
+    /// The wait failed (`error`) while the request may still be pending: nobody should approve
+    /// what nobody waits for, so cancel it, as far as the server can be reached, and say so.
+    fn give_up(&self, id: &str, error: ClientError) -> ClientError {
+        let shown = render::shown(id);
+        match self.client.post(&format!("/v1/requests/{id}/cancel"), &json!({})) {
+            Ok(_) => ClientError::Other(format!("could not wait for request {shown} ({error}); it is cancelled")),
+            Err(ClientError::Api { status: 409, .. }) => ClientError::Other(format!(
+                "could not wait for request {shown} ({error}); it was decided meanwhile: jitgate show {shown}"
+            )),
+            Err(cancel) => ClientError::Other(format!(
+                "could not wait for request {shown} ({error}), nor cancel it ({cancel}): run jitgate cancel {shown}"
+            )),
+        }
+    }
+}
+
+/// Whether a failed look at a request may well succeed a moment later: the server could not be
+/// reached, or a proxy or the server said it is unavailable for now.
+fn passing(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transport { .. } => true,
+        ClientError::Api { status, .. } => matches!(status, 502..=504),
+        _ => false,
     }
 }
 
@@ -266,7 +355,8 @@ fn review_text(client: &Client, request: &Value) -> String {
 
 /// `jitgate gate`: file, wait, and answer with the exit code a pipeline step needs.
 pub fn gate(client: &Client, ask: &Ask, timeout: Duration) -> CommandResult {
-    let Decision { request, code } = file_and_wait(client, ask, timeout)?;
+    let interrupt = Interrupt::install(client);
+    let Decision { request, code } = file_and_wait(client, ask, timeout, &interrupt)?;
     print(client, &request, render::request_detail);
     Ok(code)
 }
@@ -286,13 +376,19 @@ impl Decision {
 
 /// File the request and wait for its decision, as `jitgate gate` and `jitgate ssh --request`
 /// do: what it waits for and who must approve it go to standard error; Ctrl-C (or SIGTERM)
-/// while it waits cancels it and exits 130; nobody deciding within `timeout` cancels it.
-pub fn file_and_wait(client: &Client, ask: &Ask, timeout: Duration) -> Result<Decision, ClientError> {
-    let interrupt = Interrupt::install(client);
+/// while it is filed or waits cancels it and exits 130; nobody deciding within `timeout`
+/// cancels it. `interrupt` is installed by the caller, which checks it again after the
+/// decision.
+pub fn file_and_wait(
+    client: &Client,
+    ask: &Ask,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<Decision, ClientError> {
     let request = file(client, ask)?;
     if request["status"] == "pending" {
         // Cancellable from the moment it exists, not only once the wait below begins.
-        interrupt.waiting_for(request["id"].as_str());
+        interrupt.wait_for_or_cancel(client, render::raw(&request["id"]));
         // The names are as typed: escaped, so that a control character cannot rewrite the line.
         eprintln!(
             "jitgate: {} on {} is waiting for approval: request {} ({})\n{}",
@@ -308,7 +404,7 @@ pub fn file_and_wait(client: &Client, ask: &Ask, timeout: Duration) -> Result<De
         client,
         timeout: Some(timeout),
         progress: false,
-        interrupt: Some(&interrupt),
+        interrupt: Some(interrupt),
     };
     Ok(match wait.until_decided(request)? {
         Outcome::Decided(request) => {
@@ -419,6 +515,18 @@ pub fn run(
     }
     let grant = &request["grant"];
     let grant_id = render::raw(&grant["id"]).to_string();
+    if interrupt.stopped() {
+        // Interrupted once the decision came: run nothing, and end the grant nobody will use.
+        let ended = client.post(
+            &format!("/v1/grants/{grant_id}/done"),
+            &json!({"comment": "jitgate run: interrupted before the command ran"}),
+        );
+        match ended {
+            Ok(_) => eprintln!("\ninterrupted: grant {grant_id} is ended; not running {program}"),
+            Err(e) => eprintln!("\ninterrupted: not running {program}; could not end grant {grant_id} ({e}): run jitgate done {grant_id}"),
+        }
+        return Ok(ExitCode::from(130));
+    }
     let mut command = std::process::Command::new(program);
     command
         .args(args)

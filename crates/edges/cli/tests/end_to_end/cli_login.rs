@@ -1303,10 +1303,19 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     let bin_dir = Path::new(BIN).parent().unwrap();
     let offered = fish_tab(&me, bin_dir, "jitgate show ");
     assert!(offered.contains(&request_id), "{offered:?}");
+    // Only the first argument is an id: after an option's value (`ok` is --comment's) it is
+    // still to come, after an id it is not.
     let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ok ");
+    assert!(offered.contains(&request_id), "{offered:?}");
+    let offered = fish_tab(&me, bin_dir, &format!("jitgate approve {request_id} "));
     assert!(
         !offered.contains(&request_id),
         "only the first argument is an id: {offered:?}"
+    );
+    let offered = fish_tab(&me, bin_dir, "jitgate approve --comment ");
+    assert!(
+        !offered.contains(&request_id),
+        "an option's value is no id: {offered:?}"
     );
     let offered = fish_tab(&me, bin_dir, "jitgate request ");
     assert!(
@@ -1410,6 +1419,203 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     }
     assert!(!zsh_words(&me, bin_dir, "resources").iter().any(|w| w.contains("PWNED")));
     assert!(!trap(4).exists(), "a completion ran the server's words");
+}
+
+/// Drives `jitgate login --token -` in a real terminal (Python's pty module), as the scenario
+/// `argv[1]` says; prints what the terminal showed, with the driver's own notes in `<...>`.
+const PROMPT_DRIVER: &str = r#"
+import os, pty, re, select, signal, subprocess, sys, termios, time
+mode, binary, url = sys.argv[1], sys.argv[2], sys.argv[3]
+login = [binary, "login", "--url", url, "--token", "-"]
+if mode == "suspend":
+    # A shell with job control: jitgate in a process group of its own, in the foreground.
+    pid, fd = pty.fork()
+    if pid == 0:
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(w)
+            os.setpgid(0, 0)
+            os.read(r, 1)
+            os.execv(binary, login)
+        os.close(r)
+        try:
+            os.setpgid(child, child)
+        except OSError:
+            pass
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        os.tcsetpgrp(0, child)
+        os.write(w, b"x")
+        os.write(1, ("<PID %d>\r\n" % child).encode())
+        while True:
+            _, status = os.waitpid(child, os.WUNTRACED)
+            if os.WIFSTOPPED(status):
+                os.write(1, b"<STOPPED>\r\n")
+                continue
+            break
+        os.write(1, ("<RC %d>\r\n" % os.waitstatus_to_exitcode(status)).encode())
+        os._exit(0)
+else:
+    pid, fd = pty.fork()
+    if pid == 0:
+        after = 'echo "rc=$?"; stty -a'
+        if mode == "paste":
+            after = 'echo "rc=$?"; stty -a; stty -icanon min 0 time 10; echo "LEFT<$(dd bs=1 count=64 2>/dev/null)>"'
+        os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; ' + after, binary, url])
+seen = b""
+def pump(until, limit=10):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and not until(seen):
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+def jitgate_pid():
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return int(out[0])
+pump(lambda s: b"Token" in s)
+if mode in ("TERM", "HUP"):
+    os.write(fd, b"demo-al")
+    time.sleep(0.3)
+    os.kill(jitgate_pid(), getattr(signal, "SIG" + mode))
+    pump(lambda s: b"rc=" in s)
+    pump(lambda s: False, 2)
+elif mode == "paste":
+    data = b"a" * (64 * 1024 + 300)
+    while data:
+        data = data[os.write(fd, data):]
+    pump(lambda s: b"LEFT<" in s, 20)
+    pump(lambda s: False, 3)
+elif mode == "suspend":
+    os.write(fd, b"demo-")
+    time.sleep(0.3)
+    os.write(fd, b"\x1a")
+    pump(lambda s: b"<STOPPED>" in s)
+    echo = termios.tcgetattr(fd)[3] & termios.ECHO
+    seen += ("<ECHO-WHILE-STOPPED %d>" % (1 if echo else 0)).encode()
+    child = int(re.search(rb"<PID (\d+)>", seen).group(1))
+    os.kill(child, signal.SIGCONT)
+    pump(lambda s: s.count(b"Token (not shown)") >= 2)
+    os.write(fd, b"alice\r")
+    pump(lambda s: b"<RC " in s)
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+
+/// What the terminal showed in `PROMPT_DRIVER`'s scenario `mode`.
+fn prompt_scenario(me: &Person, url: &str, mode: &str) -> String {
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", PROMPT_DRIVER, mode, BIN, url])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The terminal modes `stty -a` printed after `marker` restored: echo, icanon, isig.
+fn assert_restored(screen: &str, marker: &str) {
+    let settings: Vec<&str> = screen
+        .split_once(marker)
+        .map(|(_, after)| after)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';'))
+        .collect();
+    for mode in ["echo", "icanon", "isig"] {
+        assert!(
+            settings.contains(&mode) && !settings.contains(&format!("-{mode}").as_str()),
+            "{mode} was not restored: {screen}"
+        );
+    }
+}
+
+#[test]
+fn the_hidden_prompt_restores_the_terminal_on_signals_suspends_and_drops_a_long_paste() {
+    let s = Server::start();
+    let me = Person::new();
+    // SIGTERM (a script's timeout, a closing session) and SIGHUP at the prompt: the terminal
+    // gets its echo back before the process ends.
+    for signal in ["TERM", "HUP"] {
+        let screen = prompt_scenario(&me, &s.url, signal);
+        assert!(screen.contains("interrupted: nothing was stored"), "{signal}: {screen}");
+        assert!(screen.contains("rc=130"), "{signal}: {screen}");
+        assert!(!screen.contains("demo-al"), "the token was echoed: {screen}");
+        assert_restored(&screen, "rc=130");
+    }
+    assert!(me.files().is_empty(), "{:?}", me.files());
+
+    // Ctrl-Z stops jitgate with the echo back on; once continued the prompt shows again and
+    // what was typed before stays: the key is no part of the token.
+    let screen = prompt_scenario(&me, &s.url, "suspend");
+    assert!(screen.contains("<STOPPED>"), "{screen}");
+    assert!(screen.contains("<ECHO-WHILE-STOPPED 1>"), "{screen}");
+    assert_eq!(screen.matches("Token (not shown): ").count(), 2, "{screen}");
+    assert!(
+        screen.contains("Signed in to") && screen.contains("as alice"),
+        "{screen}"
+    );
+    assert!(screen.contains("<RC 0>"), "{screen}");
+    assert!(
+        !screen.contains("demo-") && !screen.contains("alice\r"),
+        "the token was echoed: {screen}"
+    );
+
+    // A paste longer than any token: refused, and its rest is not left for the shell to read.
+    let me = Person::new();
+    let screen = prompt_scenario(&me, &s.url, "paste");
+    assert!(screen.contains("more than 65536 bytes is no token"), "{screen}");
+    assert!(
+        screen.contains("LEFT<>"),
+        "the rest of the paste was left in the terminal: {screen}"
+    );
+    assert!(screen.contains("rc=2"), "{screen}");
+    assert_restored(&screen, "rc=2");
+    assert!(me.files().is_empty(), "{:?}", me.files());
+}
+
+#[test]
+fn fish_completes_the_first_argument_after_an_option_and_its_value() {
+    let me = Person::new();
+    let s = Server::start();
+    assert_eq!(me.login(&s.url, "demo-alice", None).0, 0);
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    for line in [
+        "jitgate request --for 30m ",
+        "jitgate request --reason 'INC 1' --wait ",
+        "jitgate gate --timeout 5m ",
+        "jitgate gate --url URL --reason x ",
+        "jitgate run --for 1h ",
+        "jitgate --output json request --for=30m ",
+    ] {
+        let line = line.replace("URL", &s.url);
+        let offered = fish_tab(&me, bin_dir, &line.replace('\'', "\\'"));
+        assert!(
+            offered.contains(&"prod-db".to_string()) && offered.contains(&"bastion".to_string()),
+            "{line}: {offered:?}"
+        );
+    }
+    // Not once the resource is there, nor for an option's value.
+    for line in [
+        "jitgate request prod-db ",
+        "jitgate request --for ",
+        "jitgate gate --timeout 5m prod-db --for 1h ",
+    ] {
+        let offered = fish_tab(&me, bin_dir, line);
+        assert!(!offered.contains(&"bastion".to_string()), "{line}: {offered:?}");
+    }
 }
 
 #[test]

@@ -627,9 +627,13 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     assert_eq!(s.audit_count(), audit_before);
 
     // The fake ssh gets exactly the key, the certificate and the destination, then the rest.
+    // The key and certificate are the login's own files, in a directory of its own under
+    // TMPDIR (removed afterwards); KEY-cert.pub is written beside the key all the same.
     let other = dir.path().join("work_key");
     new_key(dir.path(), "work_key");
     let public = format!("{}.pub", other.display());
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let (code, _, err) = laptop.run(
         &s,
         &[
@@ -644,21 +648,691 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
             "2222",
             "uptime",
         ],
-        &env,
+        &[env[0], ("TMPDIR", tmp.to_str().unwrap())],
     );
     assert_eq!(code, 0, "{err}");
+    let grant = err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap();
+    let own = tmp.join(format!("jitgate-ssh-grt_{grant}-"));
+    let own = own.to_str().unwrap();
     let argv = std::fs::read_to_string(&marker).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    assert_eq!(argv.len(), 10, "{argv:?}");
+    let identity = argv[1]
+        .strip_prefix(&format!("IdentityFile=\"{own}"))
+        .and_then(|rest| rest.strip_suffix("/id\""));
+    let certificate = argv[3]
+        .strip_prefix(&format!("CertificateFile=\"{own}"))
+        .and_then(|rest| rest.strip_suffix("/id-cert.pub\""));
+    assert!(
+        identity.is_some_and(|pid| pid.parse::<u32>().is_ok()) && identity == certificate,
+        "{argv:?}"
+    );
     assert_eq!(
-        argv.lines().collect::<Vec<_>>(),
+        [argv[0], argv[2], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9]],
         [
-            "-i",
-            other.to_str().unwrap(),
             "-o",
-            &format!("CertificateFile=\"{}-cert.pub\"", other.display()),
+            "-o",
+            "-o",
+            "IdentitiesOnly=yes",
             "alice@127.0.0.1",
             "-p",
             "2222",
             "uptime"
         ]
     );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the login's files were left behind"
+    );
+    assert!(Path::new(&format!("{}-cert.pub", other.display())).exists());
+}
+
+#[test]
+fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let audit_before = s.audit_count();
+
+    // A program without its execute bit, named or first on PATH: it would fail with 127 only
+    // after the (automatic) approval.
+    let not_executable = dir.path().join("bin").join("ssh");
+    std::fs::create_dir_all(not_executable.parent().unwrap()).unwrap();
+    std::fs::write(&not_executable, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = dir.path().join("bin");
+    for env in [
+        vec![("JITGATE_SSH_PROGRAM", not_executable.to_str().unwrap())],
+        vec![("PATH", bin.to_str().unwrap())],
+    ] {
+        let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(
+            err.contains("or it is not executable") && err.trim_end().ends_with("nothing was requested"),
+            "{err}"
+        );
+    }
+
+    // A temporary directory (where the login's files go) that ssh would read otherwise than
+    // it is written.
+    let odd_tmp = dir.path().join("it's");
+    std::fs::create_dir_all(&odd_tmp).unwrap();
+    let fake = fake.to_str().unwrap();
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake), ("TMPDIR", odd_tmp.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("set TMPDIR to another one") && err.trim_end().ends_with("nothing was requested"),
+        "{err}"
+    );
+    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
+    assert!(!marker.exists());
+
+    // A temporary directory that is not there, and a KEY-cert.pub that cannot be written.
+    let missing = dir.path().join("no-such-tmp");
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake), ("TMPDIR", missing.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("set TMPDIR to another one"), "{err}");
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    let blocked_key = new_key(&blocked, "id_ed25519");
+    std::fs::create_dir(format!("{}-cert.pub", blocked_key.display())).unwrap();
+    let blocked_public = format!("{}.pub", blocked_key.display());
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "--key", &blocked_public, "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot write its certificate") && err.contains("(it is a directory); nothing was requested"),
+        "{err}"
+    );
+    assert_eq!(s.audit_count(), audit_before, "refused after something was filed");
+    assert!(!marker.exists());
+
+    // A key whose directory ssh would read otherwise: ssh never sees that path, so it works.
+    let odd = dir.path().join("o'brien $HOME");
+    std::fs::create_dir_all(&odd).unwrap();
+    let key = new_key(&odd, "id_ed25519");
+    let public = format!("{}.pub", key.display());
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "--key", &public, "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", fake)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(marker.exists());
+}
+
+#[test]
+fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let env = [("JITGATE_SSH_PROGRAM", fake.to_str().unwrap())];
+    let audit_before = s.audit_count();
+    for (args, expected) in [
+        (
+            vec!["ssh", "--request", "prod-db", "--action", "read", "--reason", "INC-9", "alice@127.0.0.1"],
+            "error: --request prod-db: it is a postgres resource, not ssh; nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "nowhere", "--action", "login", "alice@127.0.0.1"],
+            "error: --request nowhere: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested",
+        ),
+        (
+            vec!["ssh", "--request", "twin", "--action", "reboot", "alice@127.0.0.1"],
+            "error: --action reboot: not an action you may request on twin (you may request login, shell); nothing was requested",
+        ),
+    ] {
+        let (code, out, err) = laptop.run(&s, &args, &env);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.trim(), expected, "{args:?}");
+    }
+    assert_eq!(
+        s.audit_count(),
+        audit_before,
+        "a refused --action reached the server's log"
+    );
+    assert!(!marker.exists());
+    // An action the resource offers is taken as asked.
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "twin", "--action", "shell", "alice@127.0.0.1"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("jitgate: shell on twin granted until"), "{err}");
+}
+
+#[test]
+fn ssh_request_finds_its_resource_past_the_first_page_of_the_search() {
+    // 501 SSH resources whose names contain "jump" and sort before it: the search for `jump`
+    // fills a whole page (500) with others first.
+    let policy = quickstart_with_workflows(
+        r#"
+[[workflow]]
+resources = { names = ["a-jump-*", "jump"], kind = "ssh" }
+action = "login"
+requesters = ["dev"]
+auto_approve = true
+max_duration = "10m"
+ssh = {}
+"#,
+    );
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    for n in 0..=500 {
+        text.push_str(&format!("\n[[resource]]\nname = \"a-jump-{n:03}\"\nkind = \"ssh\"\n"));
+    }
+    text.push_str("\n[[resource]]\nname = \"jump\"\nkind = \"ssh\"\n");
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let env = [("JITGATE_SSH_PROGRAM", fake.to_str().unwrap())];
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("jitgate: login on jump granted until"), "{err}");
+    assert!(marker.exists());
+
+    // A name longer than the server's search takes: one line, nothing filed.
+    let audit_before = s.audit_count();
+    let long = format!("z-{}", "b".repeat(300));
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", &long, "alice@127.0.0.1"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("error: --request {long}: no resource of that name that you may request (jitgate resources --kind ssh lists those you may); nothing was requested")
+    );
+    assert_eq!(s.audit_count(), audit_before);
+}
+
+#[test]
+fn ssh_request_logs_in_with_a_key_whose_path_holds_a_percent_token() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&s, dir.path(), "alice");
+    let laptop = Laptop::new();
+    // ssh expands `%u` (the local user) in `-i` as in `-o` values: the key must reach it as
+    // written, or ssh loads another file (or none) as the private key.
+    let odd = dir.path().join("100%u");
+    std::fs::create_dir_all(&odd).unwrap();
+    let key = new_key(&odd, "id_ed25519");
+    let public = format!("{}.pub", key.display());
+    let destination = format!("{}@127.0.0.1", local_user());
+    let mut args = vec!["ssh", "--request", "jump", "--key", &public, &destination, "--"];
+    let remote = ssh_args(&sshd, "echo percent-key-logged-in");
+    args.extend(remote.iter().map(String::as_str));
+    let (code, out, err) = laptop.run(&s, &args, &[]);
+    assert_eq!((code, out.trim()), (0, "percent-key-logged-in"), "{err}");
+}
+
+/// A stand-in for ssh that waits for `NAME.go` in FAKE_DIR (after saying `NAME.started`), then
+/// records the key id of the certificate it was given and of the one ssh would load beside
+/// the identity by itself.
+fn slow_fake_ssh(dir: &Path) -> PathBuf {
+    let program = dir.join("slow-fake-ssh");
+    std::fs::write(
+        &program,
+        r#"#!/bin/sh
+touch "$FAKE_DIR/$FAKE_NAME.started"
+i=0
+while [ ! -e "$FAKE_DIR/$FAKE_NAME.go" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+cert=$(printf '%s\n' "$@" | sed -n 's/^CertificateFile="\(.*\)"$/\1/p')
+identity=$(printf '%s\n' "$@" | sed -n 's/^IdentityFile="\(.*\)"$/\1/p')
+ssh-keygen -L -f "$cert" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.cert"
+ssh-keygen -L -f "$identity-cert.pub" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.beside"
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    program
+}
+
+#[test]
+fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let fake = slow_fake_ssh(dir.path());
+    let fake_dir = dir.path().to_str().unwrap();
+    let env = |name: &'static str| {
+        [
+            ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+            ("FAKE_DIR", fake_dir),
+            ("FAKE_NAME", name),
+        ]
+    };
+    // The first login's ssh is still connecting when the second writes its certificate.
+    let first = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env("one"))
+        .spawn()
+        .unwrap();
+    wait_until("the first ssh starts", || dir.path().join("one.started").exists());
+    std::fs::write(dir.path().join("two.go"), "").unwrap();
+    let (code, _, second_err) = laptop.run(
+        &s,
+        &["ssh", "--request", "twin", "--action", "login", "alice@127.0.0.1"],
+        &env("two"),
+    );
+    assert_eq!(code, 0, "{second_err}");
+    std::fs::write(dir.path().join("one.go"), "").unwrap();
+    let out = first.wait_with_output().unwrap();
+    let first_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{first_err}");
+    let grant = |err: &str| {
+        format!(
+            "grt_{}",
+            err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap()
+        )
+    };
+    let (one, two) = (grant(&first_err), grant(&second_err));
+    assert_ne!(one, two);
+    for (name, grant) in [("one", &one), ("two", &two)] {
+        for file in ["cert", "beside"] {
+            let seen = std::fs::read_to_string(dir.path().join(format!("{name}.{file}"))).unwrap();
+            assert!(
+                seen.contains(&format!("jitgate grant {grant} ")),
+                "{name}.{file}: {seen}"
+            );
+        }
+    }
+    // KEY-cert.pub, beside the key, holds the last one written.
+    assert!(describe(&laptop.key()).contains(&format!("jitgate grant {two} ")));
+}
+
+/// What [`FlakyProxy`] does with a request a rule picks.
+#[derive(Clone, Copy)]
+enum Flaw {
+    /// Answer this status itself, the server never asked.
+    Fail(u16),
+    /// Hold the request this long, then pass it on.
+    Hold(std::time::Duration),
+}
+
+type Picks = Box<dyn Fn(&str, &str) -> bool + Send>;
+
+/// Rules, first match wins: (which requests, by method and path with query; what to do; how
+/// many more times, `None` for ever).
+type Rules = std::sync::Arc<std::sync::Mutex<Vec<(Picks, Flaw, Option<usize>)>>>;
+
+/// A proxy in front of a real server, as the network between a laptop and jitgate can be: it
+/// passes requests on, but those a rule picks fail or take their time.
+struct FlakyProxy {
+    url: String,
+    rules: Rules,
+    /// How many requests a rule picked so far.
+    picked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str) -> FlakyProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rules: Rules = Default::default();
+        let picked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (thread_rules, thread_picked, upstream) = (rules.clone(), picked.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (rules, picked, upstream) = (thread_rules.clone(), thread_picked.clone(), upstream.clone());
+                std::thread::spawn(move || Self::serve(stream, &rules, &picked, &upstream));
+            }
+        });
+        FlakyProxy { url, rules, picked }
+    }
+
+    fn rule(&self, picks: impl Fn(&str, &str) -> bool + Send + 'static, flaw: Flaw, times: Option<usize>) {
+        self.rules.lock().unwrap().push((Box::new(picks), flaw, times));
+    }
+
+    fn picked(&self) -> usize {
+        self.picked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn serve(stream: std::net::TcpStream, rules: &Rules, picked: &std::sync::atomic::AtomicUsize, upstream: &str) {
+        use std::io::{BufRead, Read, Write};
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut words = line.split_whitespace();
+            let (method, target) = (
+                words.next().unwrap_or("").to_string(),
+                words.next().unwrap_or("").to_string(),
+            );
+            let mut headers = Vec::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let flaw = {
+                let mut rules = rules.lock().unwrap();
+                let found = rules
+                    .iter_mut()
+                    .find(|(picks, _, times)| times != &Some(0) && picks(&method, &target));
+                found.map(|(_, flaw, times)| {
+                    if let Some(n) = times {
+                        *n -= 1;
+                    }
+                    *flaw
+                })
+            };
+            if flaw.is_some() {
+                picked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            match flaw {
+                Some(Flaw::Fail(status)) => {
+                    let _ = write!(
+                        writer,
+                        "HTTP/1.1 {status} Flaky\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    return;
+                }
+                Some(Flaw::Hold(pause)) => std::thread::sleep(pause),
+                None => {}
+            }
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut passed = http.request(method, format!("{upstream}{target}")).body(body);
+            for (name, value) in &headers {
+                if matches!(name.as_str(), "authorization" | "content-type" | "accept") {
+                    passed = passed.header(name.as_str(), value.as_str());
+                }
+            }
+            let Ok(answer) = passed.send() else { return };
+            let status = answer.status().as_u16();
+            let kind = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
+            let bytes = answer.bytes().unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {status} Passed\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+                bytes.len()
+            );
+            if writer
+                .write_all(head.as_bytes())
+                .and_then(|_| writer.write_all(&bytes))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The first `req_...` or `grt_...` id in `text`.
+fn first_id(text: &str, prefix: &str) -> String {
+    let start = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+#[test]
+fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [
+        ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+        ("JITGATE_URL", proxy.url.as_str()),
+    ];
+    let long_poll = |method: &str, target: &str| method == "GET" && target.contains("?wait=");
+
+    // Two failed looks are ridden out: bob's approval still reaches `gate`.
+    proxy.rule(long_poll, Flaw::Fail(502), Some(2));
+    let child = laptop
+        .command(
+            &s,
+            &["gate", "bastion", "login", "--reason", "INC-10", "--timeout", "60s"],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    let filed = pending_request(&s, |r| r["resource"] == "bastion");
+    wait_until("two looks failed", || proxy.picked() >= 2);
+    let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
+    assert_eq!(status, 200, "{approved}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A wait that keeps failing cancels the request and says so, for gate and ssh alike.
+    proxy.rule(long_poll, Flaw::Fail(502), None);
+    for args in [
+        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "60s"],
+        vec!["ssh", "--request", "bastion", "--timeout", "60s", "alice@127.0.0.1"],
+    ] {
+        let (code, _, err) = laptop.run(&s, &args, &env);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        let request = first_id(&err, "req_");
+        assert!(
+            err.contains(&format!("error: could not wait for request {request} ("))
+                && err.trim_end().ends_with("); it is cancelled"),
+            "{err}"
+        );
+        let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+        assert_eq!(after["status"], "cancelled", "{args:?}");
+    }
+    assert!(!marker.exists());
+
+    // Approved, but no certificate comes back: the grant is ended, not left live.
+    proxy.rule(
+        |method, target| method == "POST" && target.ends_with("/ssh-cert"),
+        Flaw::Fail(502),
+        None,
+    );
+    let (code, _, err) = laptop.run(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env);
+    assert_eq!(code, 2, "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(err.trim_end().ends_with(&format!("; grant {grant} is ended")), "{err}");
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let (fake, marker) = fake_ssh(dir.path());
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [
+        ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
+        ("JITGATE_URL", proxy.url.as_str()),
+    ];
+    let interrupt = |child: &std::process::Child| {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    };
+    let pause = std::time::Duration::from_millis(1500);
+
+    // Ctrl-C while the request is being filed: once it exists, it is cancelled.
+    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(
+            &s,
+            &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    wait_until("the request is being filed", || proxy.picked() == 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let request = first_id(&err, "req_");
+    assert!(
+        err.contains(&format!("interrupted: request {request} is cancelled")),
+        "{err}"
+    );
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+
+    // Ctrl-C once approved, while the certificate is being issued: ssh does not start, and
+    // the grant is ended.
+    proxy.rule(
+        |m, t| m == "POST" && t.ends_with("/ssh-cert"),
+        Flaw::Hold(pause),
+        Some(1),
+    );
+    let child = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    wait_until("the certificate is being issued", || proxy.picked() == 2);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains(&format!("interrupted: not running ssh; grant {grant} is ended")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists(), "ssh ran after Ctrl-C");
+}
+
+#[test]
+fn ctrl_c_while_filing_also_stops_gate_and_run() {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    let proxy = FlakyProxy::start(&s.url);
+    let env = [("JITGATE_URL", proxy.url.as_str())];
+    let pause = std::time::Duration::from_millis(1500);
+    let filing = |m: &str, t: &str| m == "POST" && t == "/v1/requests";
+
+    // gate: the request, once filed, is cancelled.
+    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(
+            &s,
+            &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    wait_until("gate's request is being filed", || proxy.picked() == 1);
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let request = first_id(&err, "req_");
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+
+    // run, approved at once: the command does not run, and its grant is ended.
+    let ran = dir.path().join("run-ran");
+    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    let child = laptop
+        .command(
+            &s,
+            &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
+            &env,
+        )
+        .spawn()
+        .unwrap();
+    wait_until("run's request is being filed", || proxy.picked() == 2);
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains(&format!("interrupted: grant {grant} is ended; not running touch")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!ran.exists(), "run's command ran after Ctrl-C");
+}
+
+#[test]
+fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
+    use std::os::unix::fs::PermissionsExt;
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    let dir = tempfile::tempdir().unwrap();
+    let laptop = Laptop::new();
+    // Executable, so it passes the check before filing, but the kernel cannot start it.
+    let broken = dir.path().join("broken-ssh");
+    std::fs::write(&broken, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = laptop.run(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &[("JITGATE_SSH_PROGRAM", broken.to_str().unwrap())],
+    );
+    assert_eq!(code, 127, "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.contains("cannot run") && err.trim_end().ends_with(&format!("; grant {grant} is ended")),
+        "{err}"
+    );
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
 }
