@@ -184,6 +184,8 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
         globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string())
     };
     let mut sso_issuer = None;
+    // The single sign-on credential sent, for the client to refresh while the command runs.
+    let mut sso_held: Option<Credential> = None;
     let (token, source, bound_url) = match (&globals.token, &globals.token_command, &store) {
         (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag, None),
         (Some(token), _, _) => (Some(token.clone()), TokenSource::Env, None),
@@ -203,6 +205,7 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
                 };
                 if let Credential::Oidc { issuer, .. } = &credential {
                     sso_issuer = Some(issuer.clone());
+                    sso_held = Some(credential.clone());
                 }
                 (
                     Some(credential.bearer().to_string()),
@@ -227,6 +230,14 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
     let mut client = Client::new(&url, token, globals.token_command.clone(), globals.output);
     if source == TokenSource::None {
         client.set_not_signed_in(&profile, &url);
+    }
+    // Shell completion never refreshes (see connect_for_completion).
+    if let (Some(held), Some(store), true) = (sso_held, &store, refresh) {
+        client.set_credential_refresh(std::sync::Arc::new(SsoRefresh {
+            store: store.clone(),
+            profile: profile.clone(),
+            held: std::sync::Mutex::new(held),
+        }));
     }
     Ok(Session {
         client,
@@ -262,11 +273,64 @@ fn stored_credential_server(
     Ok(bound.trim_end_matches('/').to_string())
 }
 
+/// Keeps a profile's single sign-on credential fresh for the client of one command (a wait for
+/// approval outlives an ID token): the same refresh, under the same lock, as at connect.
+struct SsoRefresh {
+    store: Store,
+    profile: String,
+    /// The credential whose ID token the client sends now.
+    held: std::sync::Mutex<Credential>,
+}
+
+impl crate::client::CredentialRefresh for SsoRefresh {
+    fn fresh_bearer(&self, refused: bool) -> Result<Option<String>, ClientError> {
+        // Held across the refresh: two threads of one command (a wait and its Ctrl-C handler)
+        // refresh once between them.
+        let mut held = self
+            .held
+            .lock()
+            .map_err(|_| ClientError::Other("the credential's refresh failed in another thread".into()))?;
+        let Credential::Oidc {
+            expires_at,
+            refresh_token,
+            ..
+        } = &*held
+        else {
+            return Ok(None);
+        };
+        let due = match refused {
+            // Nothing to refresh with: the server's refusal is the answer.
+            true => refresh_token.is_some(),
+            false => sso::needs_refresh(*expires_at, chrono::Utc::now()),
+        };
+        if !due {
+            return Ok(None);
+        }
+        let fresh = usable_credential_refused(&self.store, &self.profile, held.clone(), refused)?;
+        let changed = fresh.bearer() != held.bearer();
+        let bearer = fresh.bearer().to_string();
+        *held = fresh;
+        Ok(changed.then_some(bearer))
+    }
+}
+
 /// The stored credential as it may be sent now: a single sign-on ID token that expires
 /// within [`sso::REFRESH_MARGIN`] is refreshed first with the refresh token (under the
 /// profile's lock, see [`sso::refreshed_credential`]); one past its expiry that cannot be
 /// refreshed is refused without being sent, in one line saying what to run.
 fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Result<Credential, ClientError> {
+    usable_credential_refused(store, profile, credential, false)
+}
+
+/// [`usable_credential`], or with `refused` (the server refused its ID token) refreshed whatever
+/// this machine's clock says of its expiry, and a refresh that fails said rather than the old
+/// ID token sent again.
+fn usable_credential_refused(
+    store: &Store,
+    profile: &str,
+    credential: Credential,
+    refused: bool,
+) -> Result<Credential, ClientError> {
     let now = chrono::Utc::now();
     let expired = |issuer: &str, expires_at: &chrono::DateTime<chrono::Utc>| {
         format!(
@@ -279,9 +343,12 @@ fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Re
         return Ok(credential);
     };
     let (issuer, expires_at) = (issuer.clone(), *expires_at);
-    let still_valid = expires_at > now;
+    let still_valid = expires_at > now && !refused;
     let held = credential.clone();
-    match sso::refreshed_credential(store, profile, credential, now, sso::refresh) {
+    // Asked as of its expiry, a refused credential is due for a refresh (unless another
+    // jitgate refreshed it meanwhile: then that one is used).
+    let due_at = if refused { now.max(expires_at) } else { now };
+    match sso::refreshed_credential(store, profile, credential, due_at, sso::refresh) {
         Ok(Credential::Oidc {
             issuer, expires_at, ..
         }) if expires_at <= now => Err(ClientError::Other(expired(&issuer, &expires_at))),
