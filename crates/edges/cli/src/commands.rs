@@ -491,35 +491,55 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let grant_id = render::raw(&request["grant"]["id"]);
     // From here the grant is live: whatever stops the login ends it, so that no access stays
     // open that nobody uses.
+    // Ctrl-C after the decision (while an auto-approved request was filed, say): no
+    // certificate is asked for, so none stays valid after the grant is ended.
+    if interrupt.stopped() {
+        let stop = ClientError::Other("interrupted: not running ssh".into());
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop, None));
+        return Ok(ExitCode::from(130));
+    }
+    let answer = client
+        .post(
+            &format!("/v1/grants/{grant_id}/ssh-cert"),
+            &json!({"public_key": public_key.trim()}),
+        )
+        .map_err(|e| {
+            ClientError::Other(format!(
+                "request {} is approved (grant {}), but the server issued no certificate: {e}",
+                render::s(&request["id"]),
+                render::s(&request["grant"]["id"])
+            ))
+        });
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, None)),
+    };
+    let written = match write_certificate(&answer, &public) {
+        Ok(path) => WrittenCertificate {
+            path,
+            line: certificate_line(&answer).unwrap_or_default().to_string(),
+            until: render::raw(&request["grant"]["expires_at"]).to_string(),
+        },
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, None)),
+    };
     let prepared = (|| {
-        let answer = client
-            .post(
-                &format!("/v1/grants/{grant_id}/ssh-cert"),
-                &json!({"public_key": public_key.trim()}),
-            )
-            .map_err(|e| {
-                ClientError::Other(format!(
-                    "request {} is approved (grant {}), but the server issued no certificate: {e}",
-                    render::s(&request["id"]),
-                    render::s(&request["grant"]["id"])
-                ))
-            })?;
-        let certificate = write_certificate(&answer, &public)?;
-        let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
+        let files = LoginFiles::create(grant_id, &private, &public, &written.line)?;
         let options = [
             ssh_path_option("IdentityFile", &files.identity())?,
             ssh_path_option("CertificateFile", &files.certificate())?,
         ];
-        Ok((certificate, files, options))
+        Ok((files, options))
     })();
-    let (certificate, files, [identity_option, certificate_option]) = match prepared {
+    let (files, [identity_option, certificate_option]) = match prepared {
         Ok(prepared) => prepared,
-        Err(e) => return Err(end_unused_grant(client, grant_id, e)),
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, Some(&written))),
     };
+    let certificate = &written.path;
     // Ctrl-C after the decision (during the certificate's issue, say: "wrong host"): no ssh.
     if interrupt.stopped() {
+        drop(files);
         let stop = ClientError::Other("interrupted: not running ssh".into());
-        eprintln!("\n{}", end_unused_grant(client, grant_id, stop));
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop, Some(&written)));
         return Ok(ExitCode::from(130));
     }
     if client.output != Output::Json {
@@ -551,24 +571,74 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
                 "jitgate: cannot run {}: {e}",
                 render::shown(&program.display().to_string())
             ));
-            eprintln!("{}", end_unused_grant(client, grant_id, cannot));
+            eprintln!("{}", end_unused_grant(client, grant_id, cannot, Some(&written)));
             Ok(ExitCode::from(127))
         }
     }
 }
 
+/// The certificate one `jitgate ssh --request` wrote beside the key (KEY-cert.pub).
+struct WrittenCertificate {
+    path: PathBuf,
+    /// The certificate line, as written.
+    line: String,
+    /// The end of its grant, which is the end of the certificate.
+    until: String,
+}
+
+impl WrittenCertificate {
+    /// Remove KEY-cert.pub if it still holds this run's certificate (another login with the
+    /// same key may have written its own since: that one is left), and say what became of it.
+    /// ssh loads KEY-cert.pub by itself beside the key: left there, a plain `ssh` would still
+    /// log in with the certificate of a grant that is ended.
+    fn withdraw(&self) -> String {
+        let path = self.path.display().to_string();
+        let shown = render::shown(&path);
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) if !self.line.is_empty() && text.trim_end() == self.line.trim_end() => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => format!("removed {shown}"),
+                    Err(e) => format!("could not remove {shown} ({e}): remove it"),
+                }
+            }
+            Ok(_) => format!("{shown} holds another certificate now, so it is left"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{shown} is gone already"),
+            Err(e) => format!("cannot read {shown} ({e}): remove it if it holds this grant's certificate"),
+        }
+    }
+}
+
 /// `error` stopped the login after the grant was made: end the grant (best effort), and say
-/// whether it is ended or what to run.
-fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> ClientError {
+/// whether it is ended or what to run. When this run already wrote the grant's certificate
+/// (`written`), KEY-cert.pub is removed, and the message says that the certificate itself stays
+/// valid until its end: hosts check no revocation list (docs/ssh.md).
+fn end_unused_grant(
+    client: &Client,
+    grant_id: &str,
+    error: ClientError,
+    written: Option<&WrittenCertificate>,
+) -> ClientError {
     let shown = render::shown(grant_id);
-    let ended = client.post(
-        &format!("/v1/grants/{grant_id}/done"),
-        &json!({"comment": "jitgate ssh --request: not used, the login stopped before ssh ran"}),
-    );
+    let comment = match written {
+        None => "jitgate ssh --request: not used, the login stopped before ssh ran".to_string(),
+        Some(written) => format!(
+            "jitgate ssh --request: not used, the login stopped before ssh ran; its certificate stays valid until {}",
+            written.until
+        ),
+    };
+    let ended = client.post(&format!("/v1/grants/{grant_id}/done"), &json!({ "comment": comment }));
+    let certificate = written.map(|written| {
+        format!(
+            "; its certificate, already issued, stays valid until {} (hosts check no revocation list): {}",
+            render::shown(&written.until),
+            written.withdraw()
+        )
+    });
+    let certificate = certificate.unwrap_or_default();
     match ended {
-        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended")),
+        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended{certificate}")),
         Err(e) => ClientError::Other(format!(
-            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}"
+            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}{certificate}"
         )),
     }
 }
@@ -1495,6 +1565,28 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_grants_certificate_is_removed_only_while_it_is_this_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519-cert.pub");
+        let written = WrittenCertificate {
+            path: path.clone(),
+            line: "ssh-ed25519-cert-v01@openssh.com AAAAmine".into(),
+            until: "2030-01-01T00:00:00Z".into(),
+        };
+        // Another login with the same key wrote its own since: left.
+        std::fs::write(&path, "ssh-ed25519-cert-v01@openssh.com AAAAtheirs\n").unwrap();
+        assert!(written
+            .withdraw()
+            .ends_with("holds another certificate now, so it is left"));
+        assert!(path.exists());
+        // Still this run's: removed.
+        std::fs::write(&path, "ssh-ed25519-cert-v01@openssh.com AAAAmine\n").unwrap();
+        assert_eq!(written.withdraw(), format!("removed {}", path.display()));
+        assert!(!path.exists());
+        assert!(written.withdraw().ends_with("is gone already"));
+    }
 
     #[test]
     fn a_destination_is_never_an_ssh_option_nor_hides_anything() {

@@ -1245,6 +1245,46 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
     assert!(!grants.to_string().contains(&grant), "{grants}");
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
+    // The certificate was issued before the Ctrl-C was seen: KEY-cert.pub, which a plain ssh
+    // would load by itself, is removed, and the message says the certificate stays valid.
+    let certificate = laptop.key().with_file_name("id_ed25519-cert.pub");
+    assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
+    assert!(
+        err.contains("; its certificate, already issued, stays valid until ")
+            && err.contains("(hosts check no revocation list): removed ")
+            && err.trim_end().ends_with("id_ed25519-cert.pub"),
+        "{err}"
+    );
+
+    // Ctrl-C while an auto-approved request is filed: the grant is ended before any
+    // certificate is asked for.
+    let asked_before = proxy.picked();
+    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
+    let child = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    wait_until("the request is being filed", || proxy.picked() == asked_before + 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.trim_end()
+            .ends_with(&format!("interrupted: not running ssh; grant {grant} is ended")),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.picked(),
+        asked_before + 1,
+        "a certificate was asked for after Ctrl-C"
+    );
+    assert!(!certificate.exists(), "{err}");
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists(), "ssh ran after Ctrl-C");
 }
 
 #[test]
@@ -1329,10 +1369,19 @@ fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
     );
     assert_eq!(code, 127, "{err}");
     let grant = first_id(&err, "grt_");
+    let certificate = laptop.key().with_file_name("id_ed25519-cert.pub");
     assert!(
-        err.contains("cannot run") && err.trim_end().ends_with(&format!("; grant {grant} is ended")),
+        err.contains("cannot run")
+            && err.contains(&format!(
+                "; grant {grant} is ended; its certificate, already issued, stays valid until "
+            ))
+            && err.trim_end().ends_with(&format!(
+                "(hosts check no revocation list): removed {}",
+                certificate.display()
+            )),
         "{err}"
     );
     let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
     assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
 }
