@@ -954,7 +954,7 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let profile = profile_name(globals, &mut || Ok(store.load_config()?))?;
     let path = store.credential_path(&profile)?;
-    let (removed, revocation) = sign_out(&store, &profile, sso::revoke)?;
+    let (removed, revocation, unlocked) = sign_out(&store, &profile, LOGOUT_LOCK_WAIT, sso::revoke)?;
     let mut text = if removed {
         format!("Signed out of profile {profile}: removed {}", path.display())
     } else {
@@ -971,11 +971,20 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
             ),
         });
     }
+    if let Some(unlocked) = &unlocked {
+        text.push_str(&format!(
+            "; warning: removed without its lock ({}): a refresh in flight may write it back, so run jitgate logout again once no other jitgate runs",
+            render::shown(unlocked)
+        ));
+    }
     match globals.output {
         Output::Json => {
             let mut out = json!({"profile": profile, "removed": removed, "file": path.display().to_string()});
             if let Some((revocation, _)) = &revocation {
                 out["revoked"] = json!(*revocation == sso::Revocation::Revoked);
+            }
+            if let Some(unlocked) = &unlocked {
+                out["warning"] = json!(format!("removed without its lock: {unlocked}"));
             }
             println!("{out}")
         }
@@ -984,19 +993,38 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What [`sign_out`] did: whether there was a file, what became of the refresh token (with
+/// its issuer), and why the lock was not taken (if it was not).
+type SignedOut = (bool, Option<(sso::Revocation, String)>, Option<String>);
+
+/// How long `logout` waits for another jitgate's refresh to finish (a refresh usually takes a
+/// second) before it removes the credential without the lock: signing out must not fail.
+const LOGOUT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Remove the credential of `profile`, under its lock from the read to the removal: a
 /// refresh in flight (which holds the lock) finishes first, and its new tokens are then what
 /// is revoked and removed; one that starts later finds the file gone. A single sign-on
 /// refresh token is revoked at its provider first (RFC 7009, with `revoke`), so that a copy
 /// of the file is worth nothing either; the file goes whatever the provider says. A file that
-/// cannot be read (loose modes, garbage) is still removed. Whether there was a file, and what
-/// became of the refresh token (with its issuer).
+/// cannot be read (loose modes, garbage) is still removed. A lock that cannot be taken (a
+/// loose directory or lock file) or is held longer than `wait` does not keep the file either:
+/// it is revoked as far as it can be read and removed, and why the lock was not taken is
+/// given back for a warning. A profile without a credential gets no lock file. Whether there
+/// was a file, what became of the refresh token (with its issuer), and the lock's problem.
 fn sign_out(
     store: &Store,
     profile: &str,
+    wait: std::time::Duration,
     revoke: impl FnOnce(&str, &str, &str) -> sso::Revocation,
-) -> Result<(bool, Option<(sso::Revocation, String)>), ClientError> {
-    let _lock = store.lock_credential(profile)?;
+) -> Result<SignedOut, ClientError> {
+    let path = store.credential_path(profile)?;
+    if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok((false, None, None));
+    }
+    let (_lock, unlocked) = match store.lock_credential_within(profile, wait) {
+        Ok(lock) => (Some(lock), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let revocation = match store.load_credential(profile) {
         Ok(Some(Credential::Oidc {
             issuer,
@@ -1007,7 +1035,7 @@ fn sign_out(
         _ => None,
     };
     let removed = store.remove_credential(profile)?;
-    Ok((removed, revocation))
+    Ok((removed, revocation, unlocked))
 }
 
 /// `jitgate whoami`.
@@ -1222,17 +1250,66 @@ mod tests {
             .save_credential("p", &sso_credential("old-id", "r1", soon))
             .unwrap();
         let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
-        let (removed, revocation) = sign_out(&store, "p", |_, _, refresh_token| {
+        let (removed, revocation, unlocked) = sign_out(&store, "p", LOGOUT_LOCK_WAIT, |_, _, refresh_token| {
             // The refresh finished first: its rotated token is the one revoked.
             assert_eq!(refresh_token, "r2");
             sso::Revocation::Revoked
         })
         .unwrap();
         assert!(removed);
+        assert_eq!(unlocked, None);
         assert_eq!(revocation.map(|(r, _)| r), Some(sso::Revocation::Revoked));
         assert_eq!(refresher.join().unwrap(), "refreshed-id");
         // Nothing brought the credential back.
         assert_eq!(store.load_credential("p").unwrap(), None);
+    }
+
+    #[test]
+    fn logout_removes_the_credential_even_when_its_lock_cannot_be_taken() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("jitgate");
+        let store = Store::new(dir.clone());
+        let later = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+        // A profile without a credential: nothing to remove, and no lock file made for it.
+        store.save_credential("p", &sso_credential("id", "r1", later)).unwrap();
+        let (removed, revocation, unlocked) = sign_out(&store, "none", LOGOUT_LOCK_WAIT, |_, _, _| {
+            unreachable!("nothing to revoke")
+        })
+        .unwrap();
+        assert_eq!((removed, revocation, unlocked), (false, None, None));
+        assert!(!dir.join("credentials").join("none.lock").exists());
+
+        // Held by another jitgate (stopped with Ctrl-Z) longer than logout waits: the refresh
+        // token is revoked and the file removed all the same, with a warning.
+        let held = store.lock_credential("p").unwrap();
+        let (removed, revocation, unlocked) = sign_out(
+            &store,
+            "p",
+            std::time::Duration::from_millis(200),
+            |_, _, refresh_token| {
+                assert_eq!(refresh_token, "r1");
+                sso::Revocation::Revoked
+            },
+        )
+        .unwrap();
+        drop(held);
+        assert!(removed);
+        assert_eq!(revocation.map(|(r, _)| r), Some(sso::Revocation::Revoked));
+        assert!(
+            unlocked.as_deref().is_some_and(|u| u.contains("another jitgate")),
+            "{unlocked:?}"
+        );
+        assert_eq!(store.load_credential("p").unwrap(), None);
+
+        // A config directory others may read: the lock is refused, the file removed anyway.
+        store.save_credential("p", &sso_credential("id", "r1", later)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (removed, _, unlocked) =
+            sign_out(&store, "p", LOGOUT_LOCK_WAIT, |_, _, _| sso::Revocation::Revoked).unwrap();
+        assert!(removed);
+        assert!(unlocked.is_some());
+        assert!(!dir.join("credentials").join("p.json").exists());
     }
 
     #[test]

@@ -1683,3 +1683,38 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
     }
     assert!(me.files().is_empty(), "{:?}", me.files());
 }
+
+#[test]
+fn logout_removes_the_credential_even_when_its_lock_is_refused_and_locks_no_empty_profile() {
+    let s = Server::start();
+    let me = Person::new();
+    // A profile that holds nothing: nothing removed, no lock file made for it.
+    let (code, out, err) = me.run(&["logout", "--profile", "empty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "Profile empty holds no credential: nothing to remove");
+    assert!(
+        me.files().iter().all(|f| !f.to_string_lossy().contains("empty")),
+        "{:?}",
+        me.files()
+    );
+
+    // A config directory others may read: the lock is refused, the token is removed anyway,
+    // and the one line says so. (The profile is named: which one is active is in the config,
+    // which is not read from a loose directory.)
+    let (code, out, err) = me.login(&s.url, "demo-alice", None);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::set_permissions(me.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, err) = me.run(&["logout", "--profile", "default"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "Signed out of profile default: removed {}; warning: removed without its lock (",
+            me.credential("default").display()
+        )) && out
+            .trim_end()
+            .ends_with("run jitgate logout again once no other jitgate runs"),
+        "{out}"
+    );
+    assert!(!me.credential("default").exists());
+}
