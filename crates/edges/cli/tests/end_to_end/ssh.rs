@@ -1129,8 +1129,9 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     ];
     let long_poll = |method: &str, target: &str| method == "GET" && target.contains("?wait=");
 
-    // Two failed looks are ridden out: bob's approval still reaches `gate`.
-    proxy.rule(long_poll, Flaw::Fail(502), Some(2));
+    // Four failed looks in a row (a restart of some 15 s: the CLI backs off 1, 2, 4, 8 s) are
+    // ridden out: bob's approval still reaches `gate`.
+    proxy.rule(long_poll, Flaw::Fail(502), Some(4));
     let child = laptop
         .command(
             &s,
@@ -1140,17 +1141,19 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
         .spawn()
         .unwrap();
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
-    wait_until("two looks failed", || proxy.picked() >= 2);
+    wait_until("four looks failed", || proxy.picked() >= 4);
     let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
     assert_eq!(status, 200, "{approved}");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // A wait that keeps failing cancels the request and says so, for gate and ssh alike.
+    // A wait that keeps failing cancels the request and says so, for gate and ssh alike: here
+    // until the timeout (a shorter one than the minute of retries), which is then not "nobody
+    // decided" but why the server could not be asked.
     proxy.rule(long_poll, Flaw::Fail(502), None);
     for args in [
-        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "60s"],
-        vec!["ssh", "--request", "bastion", "--timeout", "60s", "alice@127.0.0.1"],
+        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "10s"],
+        vec!["ssh", "--request", "bastion", "--timeout", "10s", "alice@127.0.0.1"],
     ] {
         let (code, _, err) = laptop.run(&s, &args, &env);
         assert_eq!(code, 2, "{args:?}: {err}");
