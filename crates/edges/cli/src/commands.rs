@@ -463,7 +463,7 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let program = ssh_program()?;
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
     // live and unused. ssh is given the login's own files, never the key's (see LoginFiles).
-    LoginFiles::check_where("grt_0")?;
+    LoginFiles::check_where()?;
     check_certificate_place(&public)?;
     if let Some(action) = &login.action {
         check_resource_name("--action", action)?;
@@ -679,25 +679,34 @@ fn check_certificate_place(public: &Path) -> Result<(), ClientError> {
 }
 
 /// The files one `jitgate ssh --request` login gives ssh, in a directory of its own (mode 0700,
-/// under the temporary directory, named after the grant and this process), removed once ssh is
-/// done: `id` and `id.pub`, symbolic links to the key pair, and `id-cert.pub`, this grant's
-/// certificate. ssh loads `IDENTITY-cert.pub` beside any identity by itself, and reads its
-/// files only once connected: were it given the key itself, a KEY-cert.pub that another
-/// `jitgate ssh --request` with the same key rewrote meanwhile would log in with that other
-/// grant's certificate. KEY-cert.pub is still written beside the key, for later use by hand.
+/// under the temporary directory, `jitgate-ssh-` and a random name: one that others could
+/// foresee, made of the grant id and the process id, could be taken first, and the login
+/// refused), removed once ssh is done: `id` and `id.pub`, symbolic links to the key pair, and
+/// `id-cert.pub`, this grant's certificate. ssh loads `IDENTITY-cert.pub` beside any identity
+/// by itself, and reads its files only once connected: were it given the key itself, a
+/// KEY-cert.pub that another `jitgate ssh --request` with the same key rewrote meanwhile would
+/// log in with that other grant's certificate. KEY-cert.pub is still written beside the key,
+/// for later use by hand.
 struct LoginFiles {
-    dir: PathBuf,
+    /// Removed with everything in it when dropped: on every way out of the login.
+    dir: tempfile::TempDir,
 }
 
+/// The start of the name of a login's directory; a random part follows.
+const LOGIN_DIR_PREFIX: &str = "jitgate-ssh-";
+/// How many random characters follow [`LOGIN_DIR_PREFIX`].
+const LOGIN_DIR_RANDOM: usize = 12;
+
 impl LoginFiles {
-    fn dir_for(grant_id: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("jitgate-ssh-{grant_id}-{}", std::process::id()))
+    /// A name of the form the login's directory will have, for the checks made before filing.
+    fn dir_like() -> PathBuf {
+        std::env::temp_dir().join(format!("{LOGIN_DIR_PREFIX}{}", "x".repeat(LOGIN_DIR_RANDOM)))
     }
 
-    /// Whether ssh would read the files of `grant_id`'s login as they are written: the
-    /// temporary directory (TMPDIR) is checked before anything is filed.
-    fn check_where(grant_id: &str) -> Result<(), ClientError> {
-        let dir = Self::dir_for(grant_id);
+    /// Whether ssh would read the files of a login as they are written: the temporary
+    /// directory (TMPDIR) is checked before anything is filed.
+    fn check_where() -> Result<(), ClientError> {
+        let dir = Self::dir_like();
         let refused = |problem: String| {
             ClientError::Other(format!(
                 "{problem}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
@@ -710,21 +719,28 @@ impl LoginFiles {
 
     fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
         use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         if !is_plain_grant_id(grant_id) {
             return Err(ClientError::Other(format!(
                 "the server named the grant {}, which is no grant id",
                 render::shown(grant_id)
             )));
         }
-        Self::check_where(grant_id)?;
-        let dir = Self::dir_for(grant_id);
-        let cannot = |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", dir.display()));
-        // A fresh directory (never one that exists, nor a symbolic link put there), ours only.
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(cannot)?;
-        let files = LoginFiles { dir: dir.clone() };
+        Self::check_where()?;
+        let temp = std::env::temp_dir();
+        // A fresh directory of a random name (never one that exists, nor a symbolic link put
+        // there), ours only.
+        let dir = tempfile::Builder::new()
+            .prefix(LOGIN_DIR_PREFIX)
+            .rand_bytes(LOGIN_DIR_RANDOM)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(&temp)
+            .map_err(|e| ClientError::Other(format!("cannot prepare a directory in {}: {e}", temp.display())))?;
+        let files = LoginFiles { dir };
+        let cannot =
+            |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", files.dir.path().display()));
         std::os::unix::fs::symlink(private, files.identity()).map_err(cannot)?;
-        std::os::unix::fs::symlink(public, files.dir.join("id.pub")).map_err(cannot)?;
+        std::os::unix::fs::symlink(public, files.dir.path().join("id.pub")).map_err(cannot)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -736,17 +752,11 @@ impl LoginFiles {
     }
 
     fn identity(&self) -> PathBuf {
-        self.dir.join("id")
+        self.dir.path().join("id")
     }
 
     fn certificate(&self) -> PathBuf {
-        self.dir.join("id-cert.pub")
-    }
-}
-
-impl Drop for LoginFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path().join("id-cert.pub")
     }
 }
 
@@ -1565,6 +1575,29 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logins_directory_is_private_named_at_random_and_removed_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let keys = tempfile::tempdir().unwrap();
+        let (private, public) = (keys.path().join("id_ed25519"), keys.path().join("id_ed25519.pub"));
+        let line = "ssh-ed25519-cert-v01@openssh.com AAAA";
+        let one = LoginFiles::create("grt_0193", &private, &public, line).unwrap();
+        let two = LoginFiles::create("grt_0193", &private, &public, line).unwrap();
+        let dir = one.dir.path().to_path_buf();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("jitgate-ssh-") && !name.contains("grt_0193"), "{name}");
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_ne!(one.dir.path(), two.dir.path(), "the same grant in the same process");
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::read_to_string(one.certificate()).unwrap(), format!("{line}\n"));
+        assert_eq!(std::fs::read_link(one.identity()).unwrap(), private);
+        drop(one);
+        assert!(!dir.exists());
+        // The key pair the links pointed at is untouched.
+        drop(two);
+        assert!(keys.path().exists());
+    }
 
     #[test]
     fn an_ended_grants_certificate_is_removed_only_while_it_is_this_runs() {

@@ -652,7 +652,9 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     );
     assert_eq!(code, 0, "{err}");
     let grant = err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap();
-    let own = tmp.join(format!("jitgate-ssh-grt_{grant}-"));
+    // Named at random, not after the grant and the process (which others could foresee and
+    // take first): `jitgate-ssh-` and 12 letters or digits.
+    let own = tmp.join("jitgate-ssh-");
     let own = own.to_str().unwrap();
     let argv = std::fs::read_to_string(&marker).unwrap();
     let argv: Vec<&str> = argv.lines().collect();
@@ -664,7 +666,10 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
         .strip_prefix(&format!("CertificateFile=\"{own}"))
         .and_then(|rest| rest.strip_suffix("/id-cert.pub\""));
     assert!(
-        identity.is_some_and(|pid| pid.parse::<u32>().is_ok()) && identity == certificate,
+        identity.is_some_and(|random| random.len() == 12
+            && random.chars().all(|c| c.is_ascii_alphanumeric())
+            && !random.contains(grant))
+            && identity == certificate,
         "{argv:?}"
     );
     assert_eq!(
