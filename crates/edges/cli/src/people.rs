@@ -765,7 +765,10 @@ impl<R: std::io::Read> std::io::Read for HiddenTerminal<'_, R> {
             let stdin = std::io::stdin();
             let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.saved);
             eprintln!();
-            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TSTP);
+            // The whole process group, as the terminal's own Ctrl-Z would: in a pipeline
+            // (`jitgate login --token - | tee log`) the shell sees the job stopped only when
+            // every process of it is.
+            let _ = rustix::process::kill_current_process_group(rustix::process::Signal::TSTP);
             // Continued (or never stopped, in a process group no shell manages).
             let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.quiet);
             eprint!("{TOKEN_PROMPT}");

@@ -1718,3 +1718,59 @@ fn logout_removes_the_credential_even_when_its_lock_is_refused_and_locks_no_empt
     );
     assert!(!me.credential("default").exists());
 }
+
+#[test]
+fn ctrl_z_at_the_hidden_prompt_stops_the_whole_pipeline_as_the_terminal_would() {
+    let s = Server::start();
+    let me = Person::new();
+    // bash with job control (-m) in a real terminal runs `jitgate login | cat` as one job:
+    // Ctrl-Z must stop both, so that bash sees the job stopped and goes on (status 148).
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-m", "-c", sys.argv[1]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"\x1a")
+pump(b"status=", 10)
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let pipeline = format!(
+        "'{}' login --url '{}' --token - | cat; echo \"status=$?\"; kill -9 %1",
+        BIN, s.url
+    );
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, &pipeline])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(screen.contains("status=148"), "the job was not seen stopped: {screen}");
+    assert!(!me.credential("default").exists());
+}
