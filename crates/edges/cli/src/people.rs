@@ -585,7 +585,7 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
             );
             if matches!(typed, Typed::TooLong) {
                 // The rest of a long paste would otherwise be read by the shell, as commands.
-                let _ = rustix::termios::tcflush(&stdin, rustix::termios::QueueSelector::IFlush);
+                discard_pending_input(&stdin, &hidden.quiet);
             }
             // Restore the terminal before anything else can fail, print or end the process.
             let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &hidden.saved);
@@ -615,6 +615,38 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
 }
 
 const TOKEN_PROMPT: &str = "Token (not shown): ";
+
+/// How long input must stay silent before the rest of a too long paste counts as discarded.
+const PASTE_SILENCE_DECISECONDS: u8 = 1;
+/// The longest [`discard_pending_input`] goes on reading a paste that does not end.
+const PASTE_DISCARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Discard the rest of a paste too long for a token, before the terminal is given back: the
+/// terminal holds only about 4 KiB of input at a time and feeds the rest as it is read, so a
+/// flush alone drops only what is queued, and the shell would then read the rest, running each
+/// line of it. Read with the prompt's settings until input stays silent for 100 ms (or
+/// [`PASTE_DISCARD_LIMIT`] passes), then flush.
+fn discard_pending_input(stdin: &std::io::Stdin, quiet: &rustix::termios::Termios) {
+    use rustix::termios::SpecialCodeIndex;
+    let mut draining = quiet.clone();
+    draining.special_codes[SpecialCodeIndex::VMIN] = 0;
+    draining.special_codes[SpecialCodeIndex::VTIME] = PASTE_SILENCE_DECISECONDS;
+    if rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &draining).is_ok() {
+        let started = std::time::Instant::now();
+        let mut discarded = [0u8; 4096];
+        let mut input = stdin.lock();
+        while started.elapsed() < PASTE_DISCARD_LIMIT {
+            match std::io::Read::read(&mut input, &mut discarded) {
+                // Silent for the whole VTIME: the paste is over.
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = rustix::termios::tcflush(stdin, rustix::termios::QueueSelector::IFlush);
+}
 
 /// A signal that ends the process while the hidden prompt waits (SIGTERM from a script or a
 /// closing session, SIGHUP, SIGINT from `kill`) would leave the terminal without echo, and the

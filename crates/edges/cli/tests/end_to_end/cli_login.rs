@@ -1774,3 +1774,70 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
     assert!(screen.contains("status=148"), "the job was not seen stopped: {screen}");
     assert!(!me.credential("default").exists());
 }
+
+#[test]
+fn the_rest_of_a_paste_too_long_for_a_token_never_reaches_the_shell() {
+    let s = Server::start();
+    let me = Person::new();
+    // A paste of 100 KiB at the hidden prompt, then what the shell reads after jitgate: the
+    // terminal feeds a paste 4 KiB at a time, so a flush alone leaves the rest for the shell.
+    let driver = r#"
+import os, pty, select, sys, threading, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-c", sys.argv[1]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+def paste():
+    try:
+        os.write(fd, b"a" * 100000 + b"\r" + (b"a" * 100 + b"\r") * 20 + b"echo PWNED\r")
+    except OSError:
+        pass
+threading.Thread(target=paste, daemon=True).start()
+pump(b"after=", 20)
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+sys.stdout.write(seen.decode("utf-8", "replace"))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let script = format!(
+        "'{}' login --url '{}' --token -; echo \"jitgate=$?\"; IFS= read -r -t 3 line; echo \"after=[${{#line}}]\"",
+        BIN, s.url
+    );
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, &script])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("is no token; nothing was stored"), "{screen}");
+    assert!(screen.contains("jitgate=2"), "{screen}");
+    assert!(
+        screen.contains("after=[0]"),
+        "the shell read the rest of the paste: {screen}"
+    );
+    assert!(!screen.contains("PWNED"), "{screen}");
+    assert!(!me.credential("default").exists());
+}
