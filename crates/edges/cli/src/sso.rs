@@ -1221,8 +1221,9 @@ mod tests {
             stream.write_all(b"GET /callback?sta").unwrap();
             slow.push(stream);
         }
-        // The browser's answer behind them waits in the queue, is not dropped, and is taken
-        // once the first of them end (one deadline), not after all of them.
+        // The browser's answer after them is not dropped: taking it closes the oldest of
+        // them (at most MAX_CONNECTIONS are read at once), so it is read at once, well within
+        // two deadlines, not after all of them.
         let started = Instant::now();
         let answer = get(port, "/callback?state=wrong&code=x");
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
