@@ -15,6 +15,17 @@ pub enum ClientError {
     Other(String),
 }
 
+/// Keeps a stored single sign-on credential fresh while one command runs: a wait for approval
+/// can last far longer than an ID token (Keycloak's are 5 minutes), and every request of it,
+/// the cancel and the end of a grant included, must still be accepted.
+pub trait CredentialRefresh: Send + Sync {
+    /// The bearer to send from now on, if it changed: refreshed first when the credential
+    /// expires within the refresh margin, or when `refused` (the server just refused it, so
+    /// the clocks disagree or it was revoked) whatever its expiry says. `None`: keep sending the
+    /// current one (nothing was due, or there is nothing to refresh with).
+    fn fresh_bearer(&self, refused: bool) -> Result<Option<String>, ClientError>;
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -27,6 +38,9 @@ pub struct Client {
     pub output: Output,
     /// What to tell a caller who has no credential at all: which profile to sign in to.
     not_signed_in: Option<String>,
+    /// Refreshes the profile's single sign-on credential before it expires and once on a
+    /// 401. Never set for shell completion (see `people::connect_for_completion`).
+    sso: Option<std::sync::Arc<dyn CredentialRefresh>>,
 }
 
 impl Client {
@@ -42,7 +56,13 @@ impl Client {
             http,
             output,
             not_signed_in: None,
+            sso: None,
         }
+    }
+
+    /// Refresh the bearer through `refresh` (a stored single sign-on credential).
+    pub fn set_credential_refresh(&mut self, refresh: std::sync::Arc<dyn CredentialRefresh>) {
+        self.sso = Some(refresh);
     }
 
     /// Give up on any call after `timeout` (shell completion must not hang).
@@ -94,18 +114,41 @@ impl Client {
         Ok(token)
     }
 
+    fn keep_token(&self, token: &str) {
+        if let Ok(mut held) = self.token.lock() {
+            *held = Some(token.to_string());
+        }
+    }
+
     /// Send a request built by `build`; if the server refuses the token and a token command is
-    /// set, get a fresh token and try once more.
+    /// set, get a fresh token and try once more. A single sign-on credential is refreshed
+    /// before it expires, and once when the server refuses it, then the request tried once more.
     fn send(&self, build: impl Fn() -> reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        if let Some(sso) = &self.sso {
+            if let Some(fresh) = sso.fresh_bearer(false)? {
+                self.keep_token(&fresh);
+            }
+        }
         let token = match self.current_token() {
             Some(token) => token,
             None => self.refresh_token()?,
         };
-        match self.send_once(build().bearer_auth(token), url) {
+        match self.send_once(build().bearer_auth(&token), url) {
             Err(ClientError::Api { status: 401, .. }) if self.token_command.is_some() => {
                 let fresh = self.refresh_token()?;
                 self.send_once(build().bearer_auth(fresh), url)
             }
+            Err(refused @ ClientError::Api { status: 401, .. }) => match &self.sso {
+                Some(sso) => match sso.fresh_bearer(true)? {
+                    Some(fresh) if fresh != token => {
+                        self.keep_token(&fresh);
+                        self.send_once(build().bearer_auth(fresh), url)
+                    }
+                    // Nothing new to send: the server's refusal stands.
+                    _ => Err(refused),
+                },
+                None => Err(refused),
+            },
             other => other,
         }
     }

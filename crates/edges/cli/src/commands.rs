@@ -463,7 +463,7 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let program = ssh_program()?;
     // Every path ssh is given is checked now: refused after an approval, the grant would stay
     // live and unused. ssh is given the login's own files, never the key's (see LoginFiles).
-    LoginFiles::check_where("grt_0")?;
+    LoginFiles::check_where()?;
     check_certificate_place(&public)?;
     if let Some(action) = &login.action {
         check_resource_name("--action", action)?;
@@ -491,35 +491,55 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
     let grant_id = render::raw(&request["grant"]["id"]);
     // From here the grant is live: whatever stops the login ends it, so that no access stays
     // open that nobody uses.
+    // Ctrl-C after the decision (while an auto-approved request was filed, say): no
+    // certificate is asked for, so none stays valid after the grant is ended.
+    if interrupt.stopped() {
+        let stop = ClientError::Other("interrupted: not running ssh".into());
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop, None));
+        return Ok(ExitCode::from(130));
+    }
+    let answer = client
+        .post(
+            &format!("/v1/grants/{grant_id}/ssh-cert"),
+            &json!({"public_key": public_key.trim()}),
+        )
+        .map_err(|e| {
+            ClientError::Other(format!(
+                "request {} is approved (grant {}), but the server issued no certificate: {e}",
+                render::s(&request["id"]),
+                render::s(&request["grant"]["id"])
+            ))
+        });
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, None)),
+    };
+    let written = match write_certificate(&answer, &public) {
+        Ok(path) => WrittenCertificate {
+            path,
+            line: certificate_line(&answer).unwrap_or_default().to_string(),
+            until: render::raw(&request["grant"]["expires_at"]).to_string(),
+        },
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, None)),
+    };
     let prepared = (|| {
-        let answer = client
-            .post(
-                &format!("/v1/grants/{grant_id}/ssh-cert"),
-                &json!({"public_key": public_key.trim()}),
-            )
-            .map_err(|e| {
-                ClientError::Other(format!(
-                    "request {} is approved (grant {}), but the server issued no certificate: {e}",
-                    render::s(&request["id"]),
-                    render::s(&request["grant"]["id"])
-                ))
-            })?;
-        let certificate = write_certificate(&answer, &public)?;
-        let files = LoginFiles::create(grant_id, &private, &public, certificate_line(&answer)?)?;
+        let files = LoginFiles::create(grant_id, &private, &public, &written.line)?;
         let options = [
             ssh_path_option("IdentityFile", &files.identity())?,
             ssh_path_option("CertificateFile", &files.certificate())?,
         ];
-        Ok((certificate, files, options))
+        Ok((files, options))
     })();
-    let (certificate, files, [identity_option, certificate_option]) = match prepared {
+    let (files, [identity_option, certificate_option]) = match prepared {
         Ok(prepared) => prepared,
-        Err(e) => return Err(end_unused_grant(client, grant_id, e)),
+        Err(e) => return Err(end_unused_grant(client, grant_id, e, Some(&written))),
     };
+    let certificate = &written.path;
     // Ctrl-C after the decision (during the certificate's issue, say: "wrong host"): no ssh.
     if interrupt.stopped() {
+        drop(files);
         let stop = ClientError::Other("interrupted: not running ssh".into());
-        eprintln!("\n{}", end_unused_grant(client, grant_id, stop));
+        eprintln!("\n{}", end_unused_grant(client, grant_id, stop, Some(&written)));
         return Ok(ExitCode::from(130));
     }
     if client.output != Output::Json {
@@ -551,24 +571,74 @@ pub fn ssh_login(client: &Client, login: SshLogin) -> CommandResult {
                 "jitgate: cannot run {}: {e}",
                 render::shown(&program.display().to_string())
             ));
-            eprintln!("{}", end_unused_grant(client, grant_id, cannot));
+            eprintln!("{}", end_unused_grant(client, grant_id, cannot, Some(&written)));
             Ok(ExitCode::from(127))
         }
     }
 }
 
+/// The certificate one `jitgate ssh --request` wrote beside the key (KEY-cert.pub).
+struct WrittenCertificate {
+    path: PathBuf,
+    /// The certificate line, as written.
+    line: String,
+    /// The end of its grant, which is the end of the certificate.
+    until: String,
+}
+
+impl WrittenCertificate {
+    /// Remove KEY-cert.pub if it still holds this run's certificate (another login with the
+    /// same key may have written its own since: that one is left), and say what became of it.
+    /// ssh loads KEY-cert.pub by itself beside the key: left there, a plain `ssh` would still
+    /// log in with the certificate of a grant that is ended.
+    fn withdraw(&self) -> String {
+        let path = self.path.display().to_string();
+        let shown = render::shown(&path);
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) if !self.line.is_empty() && text.trim_end() == self.line.trim_end() => {
+                match std::fs::remove_file(&self.path) {
+                    Ok(()) => format!("removed {shown}"),
+                    Err(e) => format!("could not remove {shown} ({e}): remove it"),
+                }
+            }
+            Ok(_) => format!("{shown} holds another certificate now, so it is left"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{shown} is gone already"),
+            Err(e) => format!("cannot read {shown} ({e}): remove it if it holds this grant's certificate"),
+        }
+    }
+}
+
 /// `error` stopped the login after the grant was made: end the grant (best effort), and say
-/// whether it is ended or what to run.
-fn end_unused_grant(client: &Client, grant_id: &str, error: ClientError) -> ClientError {
+/// whether it is ended or what to run. When this run already wrote the grant's certificate
+/// (`written`), KEY-cert.pub is removed, and the message says that the certificate itself stays
+/// valid until its end: hosts check no revocation list (docs/ssh.md).
+fn end_unused_grant(
+    client: &Client,
+    grant_id: &str,
+    error: ClientError,
+    written: Option<&WrittenCertificate>,
+) -> ClientError {
     let shown = render::shown(grant_id);
-    let ended = client.post(
-        &format!("/v1/grants/{grant_id}/done"),
-        &json!({"comment": "jitgate ssh --request: not used, the login stopped before ssh ran"}),
-    );
+    let comment = match written {
+        None => "jitgate ssh --request: not used, the login stopped before ssh ran".to_string(),
+        Some(written) => format!(
+            "jitgate ssh --request: not used, the login stopped before ssh ran; its certificate stays valid until {}",
+            written.until
+        ),
+    };
+    let ended = client.post(&format!("/v1/grants/{grant_id}/done"), &json!({ "comment": comment }));
+    let certificate = written.map(|written| {
+        format!(
+            "; its certificate, already issued, stays valid until {} (hosts check no revocation list): {}",
+            render::shown(&written.until),
+            written.withdraw()
+        )
+    });
+    let certificate = certificate.unwrap_or_default();
     match ended {
-        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended")),
+        Ok(_) => ClientError::Other(format!("{error}; grant {shown} is ended{certificate}")),
         Err(e) => ClientError::Other(format!(
-            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}"
+            "{error}; could not end grant {shown} ({e}): run jitgate done {shown}{certificate}"
         )),
     }
 }
@@ -609,25 +679,34 @@ fn check_certificate_place(public: &Path) -> Result<(), ClientError> {
 }
 
 /// The files one `jitgate ssh --request` login gives ssh, in a directory of its own (mode 0700,
-/// under the temporary directory, named after the grant and this process), removed once ssh is
-/// done: `id` and `id.pub`, symbolic links to the key pair, and `id-cert.pub`, this grant's
-/// certificate. ssh loads `IDENTITY-cert.pub` beside any identity by itself, and reads its
-/// files only once connected: were it given the key itself, a KEY-cert.pub that another
-/// `jitgate ssh --request` with the same key rewrote meanwhile would log in with that other
-/// grant's certificate. KEY-cert.pub is still written beside the key, for later use by hand.
+/// under the temporary directory, `jitgate-ssh-` and a random name: one that others could
+/// foresee, made of the grant id and the process id, could be taken first, and the login
+/// refused), removed once ssh is done: `id` and `id.pub`, symbolic links to the key pair, and
+/// `id-cert.pub`, this grant's certificate. ssh loads `IDENTITY-cert.pub` beside any identity
+/// by itself, and reads its files only once connected: were it given the key itself, a
+/// KEY-cert.pub that another `jitgate ssh --request` with the same key rewrote meanwhile would
+/// log in with that other grant's certificate. KEY-cert.pub is still written beside the key,
+/// for later use by hand.
 struct LoginFiles {
-    dir: PathBuf,
+    /// Removed with everything in it when dropped: on every way out of the login.
+    dir: tempfile::TempDir,
 }
 
+/// The start of the name of a login's directory; a random part follows.
+const LOGIN_DIR_PREFIX: &str = "jitgate-ssh-";
+/// How many random characters follow [`LOGIN_DIR_PREFIX`].
+const LOGIN_DIR_RANDOM: usize = 12;
+
 impl LoginFiles {
-    fn dir_for(grant_id: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("jitgate-ssh-{grant_id}-{}", std::process::id()))
+    /// A name of the form the login's directory will have, for the checks made before filing.
+    fn dir_like() -> PathBuf {
+        std::env::temp_dir().join(format!("{LOGIN_DIR_PREFIX}{}", "x".repeat(LOGIN_DIR_RANDOM)))
     }
 
-    /// Whether ssh would read the files of `grant_id`'s login as they are written: the
-    /// temporary directory (TMPDIR) is checked before anything is filed.
-    fn check_where(grant_id: &str) -> Result<(), ClientError> {
-        let dir = Self::dir_for(grant_id);
+    /// Whether ssh would read the files of a login as they are written: the temporary
+    /// directory (TMPDIR) is checked before anything is filed.
+    fn check_where() -> Result<(), ClientError> {
+        let dir = Self::dir_like();
         let refused = |problem: String| {
             ClientError::Other(format!(
                 "{problem}: the login's files go to the temporary directory: set TMPDIR to another one; nothing was requested"
@@ -640,21 +719,28 @@ impl LoginFiles {
 
     fn create(grant_id: &str, private: &Path, public: &Path, certificate: &str) -> Result<LoginFiles, ClientError> {
         use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         if !is_plain_grant_id(grant_id) {
             return Err(ClientError::Other(format!(
                 "the server named the grant {}, which is no grant id",
                 render::shown(grant_id)
             )));
         }
-        Self::check_where(grant_id)?;
-        let dir = Self::dir_for(grant_id);
-        let cannot = |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", dir.display()));
-        // A fresh directory (never one that exists, nor a symbolic link put there), ours only.
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(cannot)?;
-        let files = LoginFiles { dir: dir.clone() };
+        Self::check_where()?;
+        let temp = std::env::temp_dir();
+        // A fresh directory of a random name (never one that exists, nor a symbolic link put
+        // there), ours only.
+        let dir = tempfile::Builder::new()
+            .prefix(LOGIN_DIR_PREFIX)
+            .rand_bytes(LOGIN_DIR_RANDOM)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(&temp)
+            .map_err(|e| ClientError::Other(format!("cannot prepare a directory in {}: {e}", temp.display())))?;
+        let files = LoginFiles { dir };
+        let cannot =
+            |e: std::io::Error| ClientError::Other(format!("cannot prepare {}: {e}", files.dir.path().display()));
         std::os::unix::fs::symlink(private, files.identity()).map_err(cannot)?;
-        std::os::unix::fs::symlink(public, files.dir.join("id.pub")).map_err(cannot)?;
+        std::os::unix::fs::symlink(public, files.dir.path().join("id.pub")).map_err(cannot)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -666,17 +752,11 @@ impl LoginFiles {
     }
 
     fn identity(&self) -> PathBuf {
-        self.dir.join("id")
+        self.dir.path().join("id")
     }
 
     fn certificate(&self) -> PathBuf {
-        self.dir.join("id-cert.pub")
-    }
-}
-
-impl Drop for LoginFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path().join("id-cert.pub")
     }
 }
 
@@ -1495,6 +1575,51 @@ pub fn policy_check(dir: &Path, output: Output) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logins_directory_is_private_named_at_random_and_removed_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let keys = tempfile::tempdir().unwrap();
+        let (private, public) = (keys.path().join("id_ed25519"), keys.path().join("id_ed25519.pub"));
+        let line = "ssh-ed25519-cert-v01@openssh.com AAAA";
+        let one = LoginFiles::create("grt_0193", &private, &public, line).unwrap();
+        let two = LoginFiles::create("grt_0193", &private, &public, line).unwrap();
+        let dir = one.dir.path().to_path_buf();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("jitgate-ssh-") && !name.contains("grt_0193"), "{name}");
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_ne!(one.dir.path(), two.dir.path(), "the same grant in the same process");
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::read_to_string(one.certificate()).unwrap(), format!("{line}\n"));
+        assert_eq!(std::fs::read_link(one.identity()).unwrap(), private);
+        drop(one);
+        assert!(!dir.exists());
+        // The key pair the links pointed at is untouched.
+        drop(two);
+        assert!(keys.path().exists());
+    }
+
+    #[test]
+    fn an_ended_grants_certificate_is_removed_only_while_it_is_this_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519-cert.pub");
+        let written = WrittenCertificate {
+            path: path.clone(),
+            line: "ssh-ed25519-cert-v01@openssh.com AAAAmine".into(),
+            until: "2030-01-01T00:00:00Z".into(),
+        };
+        // Another login with the same key wrote its own since: left.
+        std::fs::write(&path, "ssh-ed25519-cert-v01@openssh.com AAAAtheirs\n").unwrap();
+        assert!(written
+            .withdraw()
+            .ends_with("holds another certificate now, so it is left"));
+        assert!(path.exists());
+        // Still this run's: removed.
+        std::fs::write(&path, "ssh-ed25519-cert-v01@openssh.com AAAAmine\n").unwrap();
+        assert_eq!(written.withdraw(), format!("removed {}", path.display()));
+        assert!(!path.exists());
+        assert!(written.withdraw().ends_with("is gone already"));
+    }
 
     #[test]
     fn a_destination_is_never_an_ssh_option_nor_hides_anything() {

@@ -184,6 +184,8 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
         globals.profile.clone().unwrap_or_else(|| DEFAULT_PROFILE.to_string())
     };
     let mut sso_issuer = None;
+    // The single sign-on credential sent, for the client to refresh while the command runs.
+    let mut sso_held: Option<Credential> = None;
     let (token, source, bound_url) = match (&globals.token, &globals.token_command, &store) {
         (Some(token), _, _) if globals.token_typed => (Some(token.clone()), TokenSource::Flag, None),
         (Some(token), _, _) => (Some(token.clone()), TokenSource::Env, None),
@@ -203,6 +205,7 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
                 };
                 if let Credential::Oidc { issuer, .. } = &credential {
                     sso_issuer = Some(issuer.clone());
+                    sso_held = Some(credential.clone());
                 }
                 (
                     Some(credential.bearer().to_string()),
@@ -227,6 +230,14 @@ fn connect_and(globals: &Globals, refresh: bool) -> Result<Session, ClientError>
     let mut client = Client::new(&url, token, globals.token_command.clone(), globals.output);
     if source == TokenSource::None {
         client.set_not_signed_in(&profile, &url);
+    }
+    // Shell completion never refreshes (see connect_for_completion).
+    if let (Some(held), Some(store), true) = (sso_held, &store, refresh) {
+        client.set_credential_refresh(std::sync::Arc::new(SsoRefresh {
+            store: store.clone(),
+            profile: profile.clone(),
+            held: std::sync::Mutex::new(held),
+        }));
     }
     Ok(Session {
         client,
@@ -262,11 +273,64 @@ fn stored_credential_server(
     Ok(bound.trim_end_matches('/').to_string())
 }
 
+/// Keeps a profile's single sign-on credential fresh for the client of one command (a wait for
+/// approval outlives an ID token): the same refresh, under the same lock, as at connect.
+struct SsoRefresh {
+    store: Store,
+    profile: String,
+    /// The credential whose ID token the client sends now.
+    held: std::sync::Mutex<Credential>,
+}
+
+impl crate::client::CredentialRefresh for SsoRefresh {
+    fn fresh_bearer(&self, refused: bool) -> Result<Option<String>, ClientError> {
+        // Held across the refresh: two threads of one command (a wait and its Ctrl-C handler)
+        // refresh once between them.
+        let mut held = self
+            .held
+            .lock()
+            .map_err(|_| ClientError::Other("the credential's refresh failed in another thread".into()))?;
+        let Credential::Oidc {
+            expires_at,
+            refresh_token,
+            ..
+        } = &*held
+        else {
+            return Ok(None);
+        };
+        let due = match refused {
+            // Nothing to refresh with: the server's refusal is the answer.
+            true => refresh_token.is_some(),
+            false => sso::needs_refresh(*expires_at, chrono::Utc::now()),
+        };
+        if !due {
+            return Ok(None);
+        }
+        let fresh = usable_credential_refused(&self.store, &self.profile, held.clone(), refused)?;
+        let changed = fresh.bearer() != held.bearer();
+        let bearer = fresh.bearer().to_string();
+        *held = fresh;
+        Ok(changed.then_some(bearer))
+    }
+}
+
 /// The stored credential as it may be sent now: a single sign-on ID token that expires
 /// within [`sso::REFRESH_MARGIN`] is refreshed first with the refresh token (under the
 /// profile's lock, see [`sso::refreshed_credential`]); one past its expiry that cannot be
 /// refreshed is refused without being sent, in one line saying what to run.
 fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Result<Credential, ClientError> {
+    usable_credential_refused(store, profile, credential, false)
+}
+
+/// [`usable_credential`], or with `refused` (the server refused its ID token) refreshed whatever
+/// this machine's clock says of its expiry, and a refresh that fails said rather than the old
+/// ID token sent again.
+fn usable_credential_refused(
+    store: &Store,
+    profile: &str,
+    credential: Credential,
+    refused: bool,
+) -> Result<Credential, ClientError> {
     let now = chrono::Utc::now();
     let expired = |issuer: &str, expires_at: &chrono::DateTime<chrono::Utc>| {
         format!(
@@ -279,9 +343,12 @@ fn usable_credential(store: &Store, profile: &str, credential: Credential) -> Re
         return Ok(credential);
     };
     let (issuer, expires_at) = (issuer.clone(), *expires_at);
-    let still_valid = expires_at > now;
+    let still_valid = expires_at > now && !refused;
     let held = credential.clone();
-    match sso::refreshed_credential(store, profile, credential, now, sso::refresh) {
+    // Asked as of its expiry, a refused credential is due for a refresh (unless another
+    // jitgate refreshed it meanwhile: then that one is used).
+    let due_at = if refused { now.max(expires_at) } else { now };
+    match sso::refreshed_credential(store, profile, credential, due_at, sso::refresh) {
         Ok(Credential::Oidc {
             issuer, expires_at, ..
         }) if expires_at <= now => Err(ClientError::Other(expired(&issuer, &expires_at))),
@@ -518,7 +585,7 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
             );
             if matches!(typed, Typed::TooLong) {
                 // The rest of a long paste would otherwise be read by the shell, as commands.
-                let _ = rustix::termios::tcflush(&stdin, rustix::termios::QueueSelector::IFlush);
+                discard_pending_input(&stdin, &hidden.quiet);
             }
             // Restore the terminal before anything else can fail, print or end the process.
             let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &hidden.saved);
@@ -548,6 +615,38 @@ fn read_token_from_stdin() -> Result<String, ClientError> {
 }
 
 const TOKEN_PROMPT: &str = "Token (not shown): ";
+
+/// How long input must stay silent before the rest of a too long paste counts as discarded.
+const PASTE_SILENCE_DECISECONDS: u8 = 1;
+/// The longest [`discard_pending_input`] goes on reading a paste that does not end.
+const PASTE_DISCARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Discard the rest of a paste too long for a token, before the terminal is given back: the
+/// terminal holds only about 4 KiB of input at a time and feeds the rest as it is read, so a
+/// flush alone drops only what is queued, and the shell would then read the rest, running each
+/// line of it. Read with the prompt's settings until input stays silent for 100 ms (or
+/// [`PASTE_DISCARD_LIMIT`] passes), then flush.
+fn discard_pending_input(stdin: &std::io::Stdin, quiet: &rustix::termios::Termios) {
+    use rustix::termios::SpecialCodeIndex;
+    let mut draining = quiet.clone();
+    draining.special_codes[SpecialCodeIndex::VMIN] = 0;
+    draining.special_codes[SpecialCodeIndex::VTIME] = PASTE_SILENCE_DECISECONDS;
+    if rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &draining).is_ok() {
+        let started = std::time::Instant::now();
+        let mut discarded = [0u8; 4096];
+        let mut input = stdin.lock();
+        while started.elapsed() < PASTE_DISCARD_LIMIT {
+            match std::io::Read::read(&mut input, &mut discarded) {
+                // Silent for the whole VTIME: the paste is over.
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = rustix::termios::tcflush(stdin, rustix::termios::QueueSelector::IFlush);
+}
 
 /// A signal that ends the process while the hidden prompt waits (SIGTERM from a script or a
 /// closing session, SIGHUP, SIGINT from `kill`) would leave the terminal without echo, and the
@@ -698,7 +797,10 @@ impl<R: std::io::Read> std::io::Read for HiddenTerminal<'_, R> {
             let stdin = std::io::stdin();
             let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.saved);
             eprintln!();
-            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TSTP);
+            // The whole process group, as the terminal's own Ctrl-Z would: in a pipeline
+            // (`jitgate login --token - | tee log`) the shell sees the job stopped only when
+            // every process of it is.
+            let _ = rustix::process::kill_current_process_group(rustix::process::Signal::TSTP);
             // Continued (or never stopped, in a process group no shell manages).
             let _ = rustix::termios::tcsetattr(&stdin, OptionalActions::Now, &self.hidden.quiet);
             eprint!("{TOKEN_PROMPT}");
@@ -887,7 +989,7 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     let store = store()?;
     let profile = profile_name(globals, &mut || Ok(store.load_config()?))?;
     let path = store.credential_path(&profile)?;
-    let (removed, revocation) = sign_out(&store, &profile, sso::revoke)?;
+    let (removed, revocation, unlocked) = sign_out(&store, &profile, LOGOUT_LOCK_WAIT, sso::revoke)?;
     let mut text = if removed {
         format!("Signed out of profile {profile}: removed {}", path.display())
     } else {
@@ -904,11 +1006,20 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
             ),
         });
     }
+    if let Some(unlocked) = &unlocked {
+        text.push_str(&format!(
+            "; warning: removed without its lock ({}): a refresh in flight may write it back, so run jitgate logout again once no other jitgate runs",
+            render::shown(unlocked)
+        ));
+    }
     match globals.output {
         Output::Json => {
             let mut out = json!({"profile": profile, "removed": removed, "file": path.display().to_string()});
             if let Some((revocation, _)) = &revocation {
                 out["revoked"] = json!(*revocation == sso::Revocation::Revoked);
+            }
+            if let Some(unlocked) = &unlocked {
+                out["warning"] = json!(format!("removed without its lock: {unlocked}"));
             }
             println!("{out}")
         }
@@ -917,19 +1028,38 @@ pub fn logout(globals: &Globals) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What [`sign_out`] did: whether there was a file, what became of the refresh token (with
+/// its issuer), and why the lock was not taken (if it was not).
+type SignedOut = (bool, Option<(sso::Revocation, String)>, Option<String>);
+
+/// How long `logout` waits for another jitgate's refresh to finish (a refresh usually takes a
+/// second) before it removes the credential without the lock: signing out must not fail.
+const LOGOUT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Remove the credential of `profile`, under its lock from the read to the removal: a
 /// refresh in flight (which holds the lock) finishes first, and its new tokens are then what
 /// is revoked and removed; one that starts later finds the file gone. A single sign-on
 /// refresh token is revoked at its provider first (RFC 7009, with `revoke`), so that a copy
 /// of the file is worth nothing either; the file goes whatever the provider says. A file that
-/// cannot be read (loose modes, garbage) is still removed. Whether there was a file, and what
-/// became of the refresh token (with its issuer).
+/// cannot be read (loose modes, garbage) is still removed. A lock that cannot be taken (a
+/// loose directory or lock file) or is held longer than `wait` does not keep the file either:
+/// it is revoked as far as it can be read and removed, and why the lock was not taken is
+/// given back for a warning. A profile without a credential gets no lock file. Whether there
+/// was a file, what became of the refresh token (with its issuer), and the lock's problem.
 fn sign_out(
     store: &Store,
     profile: &str,
+    wait: std::time::Duration,
     revoke: impl FnOnce(&str, &str, &str) -> sso::Revocation,
-) -> Result<(bool, Option<(sso::Revocation, String)>), ClientError> {
-    let _lock = store.lock_credential(profile)?;
+) -> Result<SignedOut, ClientError> {
+    let path = store.credential_path(profile)?;
+    if matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok((false, None, None));
+    }
+    let (_lock, unlocked) = match store.lock_credential_within(profile, wait) {
+        Ok(lock) => (Some(lock), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let revocation = match store.load_credential(profile) {
         Ok(Some(Credential::Oidc {
             issuer,
@@ -940,7 +1070,7 @@ fn sign_out(
         _ => None,
     };
     let removed = store.remove_credential(profile)?;
-    Ok((removed, revocation))
+    Ok((removed, revocation, unlocked))
 }
 
 /// `jitgate whoami`.
@@ -1155,17 +1285,66 @@ mod tests {
             .save_credential("p", &sso_credential("old-id", "r1", soon))
             .unwrap();
         let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
-        let (removed, revocation) = sign_out(&store, "p", |_, _, refresh_token| {
+        let (removed, revocation, unlocked) = sign_out(&store, "p", LOGOUT_LOCK_WAIT, |_, _, refresh_token| {
             // The refresh finished first: its rotated token is the one revoked.
             assert_eq!(refresh_token, "r2");
             sso::Revocation::Revoked
         })
         .unwrap();
         assert!(removed);
+        assert_eq!(unlocked, None);
         assert_eq!(revocation.map(|(r, _)| r), Some(sso::Revocation::Revoked));
         assert_eq!(refresher.join().unwrap(), "refreshed-id");
         // Nothing brought the credential back.
         assert_eq!(store.load_credential("p").unwrap(), None);
+    }
+
+    #[test]
+    fn logout_removes_the_credential_even_when_its_lock_cannot_be_taken() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("jitgate");
+        let store = Store::new(dir.clone());
+        let later = chrono::Utc::now() + chrono::TimeDelta::minutes(5);
+        // A profile without a credential: nothing to remove, and no lock file made for it.
+        store.save_credential("p", &sso_credential("id", "r1", later)).unwrap();
+        let (removed, revocation, unlocked) = sign_out(&store, "none", LOGOUT_LOCK_WAIT, |_, _, _| {
+            unreachable!("nothing to revoke")
+        })
+        .unwrap();
+        assert_eq!((removed, revocation, unlocked), (false, None, None));
+        assert!(!dir.join("credentials").join("none.lock").exists());
+
+        // Held by another jitgate (stopped with Ctrl-Z) longer than logout waits: the refresh
+        // token is revoked and the file removed all the same, with a warning.
+        let held = store.lock_credential("p").unwrap();
+        let (removed, revocation, unlocked) = sign_out(
+            &store,
+            "p",
+            std::time::Duration::from_millis(200),
+            |_, _, refresh_token| {
+                assert_eq!(refresh_token, "r1");
+                sso::Revocation::Revoked
+            },
+        )
+        .unwrap();
+        drop(held);
+        assert!(removed);
+        assert_eq!(revocation.map(|(r, _)| r), Some(sso::Revocation::Revoked));
+        assert!(
+            unlocked.as_deref().is_some_and(|u| u.contains("another jitgate")),
+            "{unlocked:?}"
+        );
+        assert_eq!(store.load_credential("p").unwrap(), None);
+
+        // A config directory others may read: the lock is refused, the file removed anyway.
+        store.save_credential("p", &sso_credential("id", "r1", later)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (removed, _, unlocked) =
+            sign_out(&store, "p", LOGOUT_LOCK_WAIT, |_, _, _| sso::Revocation::Revoked).unwrap();
+        assert!(removed);
+        assert!(unlocked.is_some());
+        assert!(!dir.join("credentials").join("p.json").exists());
     }
 
     #[test]

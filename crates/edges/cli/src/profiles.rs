@@ -200,6 +200,7 @@ pub fn default_dir() -> Result<PathBuf, ProfileError> {
 }
 
 /// The files of one config directory.
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
 }

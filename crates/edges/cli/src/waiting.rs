@@ -5,8 +5,8 @@
 //! is asked every few seconds instead, with the same timeout and exit codes. Ctrl-C (or SIGTERM, as a cancelled
 //! CI job gets) while a request is filed or waits cancels it: nobody should approve what nobody
 //! waits for. For the same reason a wait that fails for good (the network, the server; passing
-//! failures are tried again first) cancels the request too, as far as the server can be
-//! reached, and says so.
+//! failures are tried again first, backing off for about a minute) cancels the request too, as
+//! far as the server can be reached, and says so.
 
 use crate::client::{Client, ClientError};
 use crate::commands::{print, CommandResult};
@@ -25,11 +25,20 @@ const LONG_POLL: Duration = Duration::from_secs(50);
 const TICK: Duration = Duration::from_secs(1);
 /// How often a request is looked at when the server has no place for another long poll.
 const POLL_EVERY: Duration = Duration::from_secs(3);
-/// How many times in a row a look at the request may fail for a passing reason (the network,
-/// a restarting server, a proxy's 502) before the wait is given up, and the request cancelled.
-const POLL_RETRIES: u32 = 3;
-/// The pause before looking again after such a failure.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The pauses before looking again after a look at the request failed for a passing reason
+/// (the network, a restarting server, a proxy's 502), one per failure in a row: backing off,
+/// about a minute in all, so that a routine restart or deploy is ridden out. One more failure
+/// (or the timeout, reached while the last look failed) gives the wait up, and the request is
+/// cancelled.
+const RETRY_PAUSES: [Duration; 7] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+];
 /// `jitgate gate` exits with this when nobody decided in time.
 pub const EXIT_TIMED_OUT: u8 = 3;
 
@@ -147,11 +156,17 @@ impl Wait<'_> {
         }
         // Set once the server refuses a long poll for want of places: from then on, ask.
         let mut polling = false;
-        // Failures in a row of the look at the request.
-        let mut failures = 0u32;
+        // Failures in a row of the look at the request, and the last one.
+        let mut failures = 0usize;
+        let mut failing: Option<ClientError> = None;
         let result = loop {
             let left = self.timeout.map(|t| t.saturating_sub(started.elapsed()));
             if left.is_some_and(|l| l.is_zero()) {
+                // The server could not be asked up to the end: that is why, not that nobody
+                // decided.
+                if let Some(error) = failing.take() {
+                    break Err(error);
+                }
                 if let Some(interrupt) = self.interrupt {
                     interrupt.waiting_for(None);
                 }
@@ -203,11 +218,14 @@ impl Wait<'_> {
             let request = match looked {
                 Ok(request) => {
                     failures = 0;
+                    failing = None;
                     request
                 }
-                Err(e) if passing(&e) && failures < POLL_RETRIES => {
+                Err(e) if passing(&e) && failures < RETRY_PAUSES.len() => {
+                    let pause = RETRY_PAUSES[failures];
                     failures += 1;
-                    std::thread::sleep(left.map_or(RETRY_AFTER, |l| l.min(RETRY_AFTER)));
+                    failing = Some(e);
+                    std::thread::sleep(left.map_or(pause, |l| l.min(pause)));
                     continue;
                 }
                 Err(e) => break Err(e),

@@ -1683,3 +1683,161 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
     }
     assert!(me.files().is_empty(), "{:?}", me.files());
 }
+
+#[test]
+fn logout_removes_the_credential_even_when_its_lock_is_refused_and_locks_no_empty_profile() {
+    let s = Server::start();
+    let me = Person::new();
+    // A profile that holds nothing: nothing removed, no lock file made for it.
+    let (code, out, err) = me.run(&["logout", "--profile", "empty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "Profile empty holds no credential: nothing to remove");
+    assert!(
+        me.files().iter().all(|f| !f.to_string_lossy().contains("empty")),
+        "{:?}",
+        me.files()
+    );
+
+    // A config directory others may read: the lock is refused, the token is removed anyway,
+    // and the one line says so. (The profile is named: which one is active is in the config,
+    // which is not read from a loose directory.)
+    let (code, out, err) = me.login(&s.url, "demo-alice", None);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::set_permissions(me.config_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, err) = me.run(&["logout", "--profile", "default"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "Signed out of profile default: removed {}; warning: removed without its lock (",
+            me.credential("default").display()
+        )) && out
+            .trim_end()
+            .ends_with("run jitgate logout again once no other jitgate runs"),
+        "{out}"
+    );
+    assert!(!me.credential("default").exists());
+}
+
+#[test]
+fn ctrl_z_at_the_hidden_prompt_stops_the_whole_pipeline_as_the_terminal_would() {
+    let s = Server::start();
+    let me = Person::new();
+    // bash with job control (-m) in a real terminal runs `jitgate login | cat` as one job:
+    // Ctrl-Z must stop both, so that bash sees the job stopped and goes on (status 148).
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-m", "-c", sys.argv[1]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+os.write(fd, b"\x1a")
+pump(b"status=", 10)
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let pipeline = format!(
+        "'{}' login --url '{}' --token - | cat; echo \"status=$?\"; kill -9 %1",
+        BIN, s.url
+    );
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, &pipeline])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("Token (not shown): "), "{screen}");
+    assert!(screen.contains("status=148"), "the job was not seen stopped: {screen}");
+    assert!(!me.credential("default").exists());
+}
+
+#[test]
+fn the_rest_of_a_paste_too_long_for_a_token_never_reaches_the_shell() {
+    let s = Server::start();
+    let me = Person::new();
+    // A paste of 100 KiB at the hidden prompt, then what the shell reads after jitgate: the
+    // terminal feeds a paste 4 KiB at a time, so a flush alone leaves the rest for the shell.
+    let driver = r#"
+import os, pty, select, sys, threading, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-c", sys.argv[1]])
+seen = b""
+def pump(until, limit):
+    global seen
+    end = time.time() + limit
+    while time.time() < end and until not in seen:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+pump(b"Token", 10)
+def paste():
+    try:
+        os.write(fd, b"a" * 100000 + b"\r" + (b"a" * 100 + b"\r") * 20 + b"echo PWNED\r")
+    except OSError:
+        pass
+threading.Thread(target=paste, daemon=True).start()
+pump(b"after=", 20)
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+sys.stdout.write(seen.decode("utf-8", "replace"))
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let script = format!(
+        "'{}' login --url '{}' --token -; echo \"jitgate=$?\"; IFS= read -r -t 3 line; echo \"after=[${{#line}}]\"",
+        BIN, s.url
+    );
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", driver, &script])
+        .env("HOME", me.home.path())
+        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let out = command.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("is no token; nothing was stored"), "{screen}");
+    assert!(screen.contains("jitgate=2"), "{screen}");
+    assert!(
+        screen.contains("after=[0]"),
+        "the shell read the rest of the paste: {screen}"
+    );
+    assert!(!screen.contains("PWNED"), "{screen}");
+    assert!(!me.credential("default").exists());
+}

@@ -969,6 +969,100 @@ fn the_id_token_is_refreshed_after_it_expires_even_by_several_clis_at_once() {
     }
 }
 
+/// A server whose single sign-on users are developers: they may ask for `prod-db read`, which
+/// one of `sre` (demo-bob) approves.
+fn sso_server_for_developers(issuer: &str) -> Server {
+    let config = sso_config(issuer).replacen("leeway = \"1s\"\n", "leeway = \"1s\"\ngroups = [\"dev\"]\n", 1);
+    assert!(config.contains("groups = [\"dev\"]"), "{config}");
+    Server::start_with(&quickstart(), Some(&config))
+}
+
+#[test]
+fn a_wait_for_approval_outlives_the_id_token_it_started_with() {
+    // ID tokens of 20 s (the provider's default); the CLI's long poll lasts 50 s, so the poll
+    // after the first is sent when the first ID token has long expired.
+    let provider = OidcProvider::start();
+    let s = sso_server_for_developers(&provider.issuer);
+    let me = person();
+    signed_in(&me, &s, &provider, "carol");
+    let first = me.stored("default");
+    assert_eq!(provider.refresh_grants(), 0);
+
+    let mut cli = me.spawn(
+        &[
+            "request",
+            "prod-db",
+            "read",
+            "--reason",
+            "outlives the token",
+            "--wait",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    let pending = pending_request(&s, |r| r["requester"] == "sso:carol");
+    // The waiting CLI refreshes its credential when its next poll is due, the first ID token
+    // being then within the refresh margin or past it.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while provider.refresh_grants() == 0 {
+        assert!(cli.running(), "the CLI ended before it refreshed: {:?}", cli.drain());
+        assert!(
+            Instant::now() < deadline,
+            "the waiting CLI never refreshed:\n{}",
+            provider.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Approved by another principal after the first ID token expired, the server's leeway too.
+    sleep_past(&first["expires_at"], Duration::from_secs(2));
+    let (status, approved) = s.post(
+        &format!("/v1/requests/{}/approve", id(&pending)),
+        "demo-bob",
+        serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{approved}");
+    let (code, out, err) = cli.finish();
+    assert_eq!(code, 0, "{out}{err}");
+    let decided: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(decided["status"], "approved", "{out}");
+    assert_eq!(decided["id"], pending["id"], "{out}");
+    // The refreshed credential was stored for the next command.
+    let now = me.stored("default");
+    assert_ne!(now["id_token"], first["id_token"]);
+    assert_eq!(mode(&me.credential("default")), 0o600);
+}
+
+#[test]
+fn an_id_token_the_server_refuses_is_refreshed_once_and_the_call_made_again() {
+    let provider = OidcProvider::start();
+    let s = sso_server(&provider.issuer);
+    let me = person();
+    signed_in(&me, &s, &provider, "carol");
+    let mut first = me.stored("default");
+    let real_expiry = first["expires_at"].clone();
+    // This machine believes the ID token holds for another hour (a clock that is behind): only
+    // the server's refusal shows it expired.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    first["expires_at"] = Value::String(later);
+    std::fs::write(me.credential("default"), first.to_string()).unwrap();
+    sleep_past(&real_expiry, Duration::from_secs(2));
+    let refused_before = auth_failures(&s);
+
+    me.whoami_is("sso:carol", &provider.issuer);
+    assert_eq!(
+        provider.refresh_grants(),
+        1,
+        "one refresh after one refusal:\n{}",
+        provider.log()
+    );
+    assert_eq!(auth_failures(&s), refused_before + 1, "refused once, then accepted");
+    let now = me.stored("default");
+    assert_ne!(now["id_token"], first["id_token"]);
+    assert!(instant_of(&now["expires_at"]) < chrono::Utc::now() + chrono::Duration::minutes(5));
+    assert_eq!(mode(&me.credential("default")), 0o600);
+}
+
 #[test]
 fn logout_revokes_the_refresh_token_at_the_provider() {
     let provider = OidcProvider::start();

@@ -652,7 +652,9 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     );
     assert_eq!(code, 0, "{err}");
     let grant = err.split("(grt_").nth(1).and_then(|r| r.split(')').next()).unwrap();
-    let own = tmp.join(format!("jitgate-ssh-grt_{grant}-"));
+    // Named at random, not after the grant and the process (which others could foresee and
+    // take first): `jitgate-ssh-` and 12 letters or digits.
+    let own = tmp.join("jitgate-ssh-");
     let own = own.to_str().unwrap();
     let argv = std::fs::read_to_string(&marker).unwrap();
     let argv: Vec<&str> = argv.lines().collect();
@@ -664,7 +666,10 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
         .strip_prefix(&format!("CertificateFile=\"{own}"))
         .and_then(|rest| rest.strip_suffix("/id-cert.pub\""));
     assert!(
-        identity.is_some_and(|pid| pid.parse::<u32>().is_ok()) && identity == certificate,
+        identity.is_some_and(|random| random.len() == 12
+            && random.chars().all(|c| c.is_ascii_alphanumeric())
+            && !random.contains(grant))
+            && identity == certificate,
         "{argv:?}"
     );
     assert_eq!(
@@ -1129,8 +1134,9 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     ];
     let long_poll = |method: &str, target: &str| method == "GET" && target.contains("?wait=");
 
-    // Two failed looks are ridden out: bob's approval still reaches `gate`.
-    proxy.rule(long_poll, Flaw::Fail(502), Some(2));
+    // Four failed looks in a row (a restart of some 15 s: the CLI backs off 1, 2, 4, 8 s) are
+    // ridden out: bob's approval still reaches `gate`.
+    proxy.rule(long_poll, Flaw::Fail(502), Some(4));
     let child = laptop
         .command(
             &s,
@@ -1140,17 +1146,19 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
         .spawn()
         .unwrap();
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
-    wait_until("two looks failed", || proxy.picked() >= 2);
+    wait_until("four looks failed", || proxy.picked() >= 4);
     let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
     assert_eq!(status, 200, "{approved}");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // A wait that keeps failing cancels the request and says so, for gate and ssh alike.
+    // A wait that keeps failing cancels the request and says so, for gate and ssh alike: here
+    // until the timeout (a shorter one than the minute of retries), which is then not "nobody
+    // decided" but why the server could not be asked.
     proxy.rule(long_poll, Flaw::Fail(502), None);
     for args in [
-        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "60s"],
-        vec!["ssh", "--request", "bastion", "--timeout", "60s", "alice@127.0.0.1"],
+        vec!["gate", "bastion", "login", "--reason", "INC-11", "--timeout", "10s"],
+        vec!["ssh", "--request", "bastion", "--timeout", "10s", "alice@127.0.0.1"],
     ] {
         let (code, _, err) = laptop.run(&s, &args, &env);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -1245,6 +1253,46 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
     assert!(!grants.to_string().contains(&grant), "{grants}");
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
+    // The certificate was issued before the Ctrl-C was seen: KEY-cert.pub, which a plain ssh
+    // would load by itself, is removed, and the message says the certificate stays valid.
+    let certificate = laptop.key().with_file_name("id_ed25519-cert.pub");
+    assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
+    assert!(
+        err.contains("; its certificate, already issued, stays valid until ")
+            && err.contains("(hosts check no revocation list): removed ")
+            && err.trim_end().ends_with("id_ed25519-cert.pub"),
+        "{err}"
+    );
+
+    // Ctrl-C while an auto-approved request is filed: the grant is ended before any
+    // certificate is asked for.
+    let asked_before = proxy.picked();
+    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
+    let child = laptop
+        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
+        .spawn()
+        .unwrap();
+    wait_until("the request is being filed", || proxy.picked() == asked_before + 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let grant = first_id(&err, "grt_");
+    assert!(
+        err.trim_end()
+            .ends_with(&format!("interrupted: not running ssh; grant {grant} is ended")),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.picked(),
+        asked_before + 1,
+        "a certificate was asked for after Ctrl-C"
+    );
+    assert!(!certificate.exists(), "{err}");
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!marker.exists(), "ssh ran after Ctrl-C");
 }
 
 #[test]
@@ -1329,10 +1377,19 @@ fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
     );
     assert_eq!(code, 127, "{err}");
     let grant = first_id(&err, "grt_");
+    let certificate = laptop.key().with_file_name("id_ed25519-cert.pub");
     assert!(
-        err.contains("cannot run") && err.trim_end().ends_with(&format!("; grant {grant} is ended")),
+        err.contains("cannot run")
+            && err.contains(&format!(
+                "; grant {grant} is ended; its certificate, already issued, stays valid until "
+            ))
+            && err.trim_end().ends_with(&format!(
+                "(hosts check no revocation list): removed {}",
+                certificate.display()
+            )),
         "{err}"
     );
     let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
     assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
 }
