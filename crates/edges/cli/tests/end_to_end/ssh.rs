@@ -541,12 +541,8 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
     // The request shows up once filed; the command knows its id a moment later.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, after) = s.get(&format!("/v1/requests/{}", id(&filed)), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    interrupt(child);
+    assert_cancelled(&s, &id(&filed));
     assert!(!marker.exists());
 
     // Refused before anything is filed: a destination ssh would read as an option or that
@@ -1120,6 +1116,29 @@ fn first_id(text: &str, prefix: &str) -> String {
         .collect()
 }
 
+/// Sends `child` the SIGINT a Ctrl-C would, waits for it, checks that it exited 130 (128 +
+/// SIGINT, as a shell reports an interrupted command) and returns its stderr.
+fn interrupt(child: std::process::Child) -> String {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    err
+}
+
+/// Checks that `request` is cancelled.
+fn assert_cancelled(s: &Server, request: &str) {
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+}
+
+/// Checks that `grant` is not among alice's active grants (any more).
+fn assert_not_active(s: &Server, grant: &str) {
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(grant), "{grants}");
+}
+
 #[test]
 fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant() {
     let policy = ssh_request_policy();
@@ -1183,8 +1202,7 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     assert_eq!(code, 2, "{err}");
     let grant = first_id(&err, "grt_");
     assert!(err.trim_end().ends_with(&format!("; grant {grant} is ended")), "{err}");
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists());
 }
 
@@ -1200,10 +1218,6 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
         ("JITGATE_URL", proxy.url.as_str()),
     ];
-    let interrupt = |child: &std::process::Child| {
-        let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    };
     let pause = std::time::Duration::from_millis(1500);
 
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
@@ -1217,17 +1231,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         .spawn()
         .unwrap();
     wait_until("the request is being filed", || proxy.picked() == 1);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     let request = first_id(&err, "req_");
     assert!(
         err.contains(&format!("interrupted: request {request} is cancelled")),
         "{err}"
     );
-    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    assert_cancelled(&s, &request);
 
     // Ctrl-C once approved, while the certificate is being issued: ssh does not start, and
     // the grant is ended.
@@ -1241,17 +1251,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         .spawn()
         .unwrap();
     wait_until("the certificate is being issued", || proxy.picked() == 2);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: not running ssh; grant {grant} is ended")),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
     // The certificate was issued before the Ctrl-C was seen: KEY-cert.pub, which a plain ssh
     // would load by itself, is removed, and the message says the certificate stays valid.
@@ -1274,10 +1280,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         .spawn()
         .unwrap();
     wait_until("the request is being filed", || proxy.picked() == asked_before + 1);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     let grant = first_id(&err, "grt_");
     assert!(
         err.trim_end()
@@ -1290,8 +1293,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         "a certificate was asked for after Ctrl-C"
     );
     assert!(!certificate.exists(), "{err}");
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
 }
 
@@ -1317,17 +1319,9 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
         .spawn()
         .unwrap();
     wait_until("gate's request is being filed", || proxy.picked() == 1);
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     let request = first_id(&err, "req_");
-    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    assert_cancelled(&s, &request);
 
     // run, approved at once: the command does not run, and its grant is ended.
     let ran = dir.path().join("run-ran");
@@ -1341,21 +1335,13 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
         .spawn()
         .unwrap();
     wait_until("run's request is being filed", || proxy.picked() == 2);
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: grant {grant} is ended; not running touch")),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!ran.exists(), "run's command ran after Ctrl-C");
 }
 
@@ -1389,7 +1375,6 @@ fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
             )),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
 }
