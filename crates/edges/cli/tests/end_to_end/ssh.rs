@@ -307,6 +307,13 @@ ssh = {}
     policy
 }
 
+/// A server on [`ssh_request_policy`], and that policy's directory, kept while the test runs.
+fn ssh_request_server() -> (tempfile::TempDir, Server) {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    (policy, s)
+}
+
 /// A person's machine for `jitgate ssh --request`: a HOME with ~/.ssh/id_ed25519 (the key
 /// jitgate picks by default), signed in as alice through the environment.
 struct Laptop {
@@ -345,6 +352,21 @@ impl Laptop {
             .env("JITGATE_TOKEN", "demo-alice")
             .envs(env.iter().copied());
         command
+    }
+
+    /// Starts jitgate with `args`, interrupts it once `ready` holds (`what` names the wait)
+    /// and returns its stderr; see [`interrupt`].
+    fn interrupted(
+        &self,
+        s: &Server,
+        args: &[&str],
+        env: &[(&str, &str)],
+        what: &str,
+        ready: impl FnMut() -> bool,
+    ) -> String {
+        let child = self.command(s, args, env).spawn().unwrap();
+        wait_until(what, ready);
+        interrupt(child)
     }
 
     fn run(&self, s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -400,8 +422,7 @@ fn fake_ssh(dir: &Path) -> (PathBuf, PathBuf) {
 #[test]
 fn ssh_request_files_waits_for_bob_writes_the_certificate_and_logs_in() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&s, dir.path(), "alice");
     let laptop = Laptop::new();
@@ -488,8 +509,7 @@ fn ssh_request_files_waits_for_bob_writes_the_certificate_and_logs_in() {
 
 #[test]
 fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -692,8 +712,7 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
 #[test]
 fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -779,8 +798,7 @@ fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
 
 #[test]
 fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -866,8 +884,7 @@ ssh = {}
 
 #[test]
 fn ssh_request_logs_in_with_a_key_whose_path_holds_a_percent_token() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&s, dir.path(), "alice");
     let laptop = Laptop::new();
@@ -910,8 +927,7 @@ ssh-keygen -L -f "$identity-cert.pub" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.be
 
 #[test]
 fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let fake = slow_fake_ssh(dir.path());
@@ -1141,8 +1157,7 @@ fn assert_not_active(s: &Server, grant: &str) {
 
 #[test]
 fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -1208,8 +1223,7 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
 
 #[test]
 fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -1222,16 +1236,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
 
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
     proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("the request is being filed", || proxy.picked() == 1);
-    let err = interrupt(child);
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
+        &env,
+        "the request is being filed",
+        || proxy.picked() == 1,
+    );
     let request = first_id(&err, "req_");
     assert!(
         err.contains(&format!("interrupted: request {request} is cancelled")),
@@ -1246,12 +1257,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         Flaw::Hold(pause),
         Some(1),
     );
-    let child = laptop
-        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
-        .spawn()
-        .unwrap();
-    wait_until("the certificate is being issued", || proxy.picked() == 2);
-    let err = interrupt(child);
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &env,
+        "the certificate is being issued",
+        || proxy.picked() == 2,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: not running ssh; grant {grant} is ended")),
@@ -1275,12 +1287,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     let asked_before = proxy.picked();
     proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
     proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
-    let child = laptop
-        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
-        .spawn()
-        .unwrap();
-    wait_until("the request is being filed", || proxy.picked() == asked_before + 1);
-    let err = interrupt(child);
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &env,
+        "the request is being filed",
+        || proxy.picked() == asked_before + 1,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.trim_end()
@@ -1299,8 +1312,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
 
 #[test]
 fn ctrl_c_while_filing_also_stops_gate_and_run() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let proxy = FlakyProxy::start(&s.url);
@@ -1310,32 +1322,26 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
 
     // gate: the request, once filed, is cancelled.
     proxy.rule(filing, Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("gate's request is being filed", || proxy.picked() == 1);
-    let err = interrupt(child);
+    let err = laptop.interrupted(
+        &s,
+        &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
+        &env,
+        "gate's request is being filed",
+        || proxy.picked() == 1,
+    );
     let request = first_id(&err, "req_");
     assert_cancelled(&s, &request);
 
     // run, approved at once: the command does not run, and its grant is ended.
     let ran = dir.path().join("run-ran");
     proxy.rule(filing, Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("run's request is being filed", || proxy.picked() == 2);
-    let err = interrupt(child);
+    let err = laptop.interrupted(
+        &s,
+        &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
+        &env,
+        "run's request is being filed",
+        || proxy.picked() == 2,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: grant {grant} is ended; not running touch")),
@@ -1348,8 +1354,7 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
 #[test]
 fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     // Executable, so it passes the check before filing, but the kernel cannot start it.
