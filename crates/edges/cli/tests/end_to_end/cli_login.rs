@@ -952,6 +952,18 @@ fn bash_tab(me: &Person, path_first: &Path, words: &[&str], env: &[(&str, &str)]
         .collect()
 }
 
+/// A quickstart server whose catalog also holds `resource` (TOML text appended to
+/// resources.toml), and its policy's directory, kept while the test runs.
+fn server_with_resource(resource: &str) -> (tempfile::TempDir, Server) {
+    let policy = editable_quickstart();
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str(resource);
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    (policy, s)
+}
+
 #[test]
 fn bash_completion_never_runs_what_the_server_names() {
     let me = Person::new();
@@ -983,15 +995,10 @@ fn bash_completion_never_runs_what_the_server_names() {
     );
 
     // The real binary against a server whose catalog holds such a name: it is not even printed.
-    let policy = editable_quickstart();
-    let catalog = policy.path().join("resources.toml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str(&format!(
+    let (_policy, s) = server_with_resource(&format!(
         "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\", team = \"data\" }}\n",
         trap(3).display()
     ));
-    std::fs::write(&catalog, text).unwrap();
-    let s = Server::start_with_policy(policy.path());
     let (status, listed) = s.get("/v1/resources", "demo-alice");
     assert_eq!(status, 200);
     assert!(
@@ -1414,15 +1421,10 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     );
 
     // The real binary against a catalog holding such a name: not even printed.
-    let policy = editable_quickstart();
-    let catalog = policy.path().join("resources.toml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str(&format!(
+    let (_policy, hostile) = server_with_resource(&format!(
         "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\" }}\n",
         trap(4).display()
     ));
-    std::fs::write(&catalog, text).unwrap();
-    let hostile = Server::start_with_policy(policy.path());
     let (_, listed) = hostile.get("/v1/resources", "demo-alice");
     assert!(
         listed.to_string().contains("PWNED4"),
