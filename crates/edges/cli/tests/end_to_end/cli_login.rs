@@ -1088,15 +1088,16 @@ fn login_refuses_cleartext_http_to_another_machine() {
 }
 
 /// Python that the pty tests' drivers start with: `pump(until, limit)` reads what the
-/// terminal `fd` shows into `seen` until `until` is in it (with None: until `limit` seconds
-/// passed or the terminal closed).
+/// terminal `fd` shows into `seen` until `until` (bytes, or a test of what was seen) holds;
+/// with None, until `limit` seconds passed or the terminal closed.
 const PTY_PUMP: &str = r#"
 import os, pty, select, sys, threading, time
 seen = b""
-def pump(until, limit):
+def pump(until, limit=10):
     global seen
+    done = until if callable(until) else (lambda s: until is not None and until in s)
     end = time.time() + limit
-    while time.time() < end and (until is None or until not in seen):
+    while time.time() < end and not done(seen):
         if not select.select([fd], [], [], 0.2)[0]:
             continue
         try:
@@ -1443,6 +1444,7 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
 
 /// Drives `jitgate login --token -` in a real terminal (Python's pty module), as the scenario
 /// `argv[1]` says; prints what the terminal showed, with the driver's own notes in `<...>`.
+/// Runs after `PTY_PUMP`.
 const PROMPT_DRIVER: &str = r#"
 import os, pty, re, select, signal, subprocess, sys, termios, time
 mode, binary, url = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -1482,20 +1484,6 @@ else:
         if mode == "paste":
             after = 'echo "rc=$?"; stty -a; stty -icanon min 0 time 10; echo "LEFT<$(dd bs=1 count=64 2>/dev/null)>"'
         os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; ' + after, binary, url])
-seen = b""
-def pump(until, limit=10):
-    global seen
-    end = time.time() + limit
-    while time.time() < end and not until(seen):
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
 def jitgate_pid():
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return int(out[0])
@@ -1530,7 +1518,7 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
 
 /// What the terminal showed in `PROMPT_DRIVER`'s scenario `mode`.
 fn prompt_scenario(me: &Person, url: &str, mode: &str) -> String {
-    let out = python(me, PROMPT_DRIVER, &[mode, BIN, url]);
+    let out = python(me, &format!("{PTY_PUMP}{PROMPT_DRIVER}"), &[mode, BIN, url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
