@@ -952,6 +952,18 @@ fn bash_tab(me: &Person, path_first: &Path, words: &[&str], env: &[(&str, &str)]
         .collect()
 }
 
+/// A quickstart server whose catalog also holds `resource` (TOML text appended to
+/// resources.toml), and its policy's directory, kept while the test runs.
+fn server_with_resource(resource: &str) -> (tempfile::TempDir, Server) {
+    let policy = editable_quickstart();
+    let catalog = policy.path().join("resources.toml");
+    let mut text = std::fs::read_to_string(&catalog).unwrap();
+    text.push_str(resource);
+    std::fs::write(&catalog, text).unwrap();
+    let s = Server::start_with_policy(policy.path());
+    (policy, s)
+}
+
 #[test]
 fn bash_completion_never_runs_what_the_server_names() {
     let me = Person::new();
@@ -983,15 +995,10 @@ fn bash_completion_never_runs_what_the_server_names() {
     );
 
     // The real binary against a server whose catalog holds such a name: it is not even printed.
-    let policy = editable_quickstart();
-    let catalog = policy.path().join("resources.toml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str(&format!(
+    let (_policy, s) = server_with_resource(&format!(
         "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\", team = \"data\" }}\n",
         trap(3).display()
     ));
-    std::fs::write(&catalog, text).unwrap();
-    let s = Server::start_with_policy(policy.path());
     let (status, listed) = s.get("/v1/resources", "demo-alice");
     assert_eq!(status, 200);
     assert!(
@@ -1080,22 +1087,17 @@ fn login_refuses_cleartext_http_to_another_machine() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
-#[test]
-fn a_token_typed_at_a_terminal_is_not_echoed() {
-    let s = Server::start();
-    let me = Person::new();
-    // A real terminal (a pseudo-terminal from Python's pty module): what it shows is what a
-    // person at it would see.
-    let driver = r#"
-import os, pty, select, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+/// Python that the pty tests' drivers start with: `pump(until, limit)` reads what the
+/// terminal `fd` shows into `seen` until `until` (bytes, or a test of what was seen) holds;
+/// with None, until `limit` seconds passed or the terminal closed.
+const PTY_PUMP: &str = r#"
+import os, pty, select, sys, threading, time
 seen = b""
-def pump(until, limit):
+def pump(until, limit=10):
     global seen
+    done = until if callable(until) else (lambda s: until is not None and until in s)
     end = time.time() + limit
-    while time.time() < end and until not in seen:
+    while time.time() < end and not done(seen):
         if not select.select([fd], [], [], 0.2)[0]:
             continue
         try:
@@ -1105,16 +1107,15 @@ def pump(until, limit):
         if not chunk:
             break
         seen += chunk
-pump(b"Token", 10)
-os.write(fd, b"demo-alice\r")
-pump(b"Signed in", 10)
-os.kill(pid, 9) if b"Signed in" not in seen else None
-os.waitpid(pid, 0)
-sys.stdout.write(seen.decode("utf-8", "replace"))
 "#;
+
+/// Runs the Python `driver` with `args` as `me`, with none of the caller's JITGATE_ settings.
+fn python(me: &Person, driver: &str, args: &[&str]) -> std::process::Output {
     let mut command = Command::new("python3");
     command
-        .args(["-c", driver, BIN, "login", "--url", &s.url, "--token", "-"])
+        .arg("-c")
+        .arg(driver)
+        .args(args)
         .env("HOME", me.home.path())
         .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
     for (name, _) in std::env::vars() {
@@ -1122,8 +1123,33 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
             command.env_remove(name);
         }
     }
-    let out = command.output().unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
+    command.output().unwrap()
+}
+
+/// What the terminal showed to `driver`, which runs after `PTY_PUMP`.
+fn in_terminal(me: &Person, driver: &str, args: &[&str]) -> String {
+    let out = python(me, &format!("{PTY_PUMP}{driver}"), args);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_token_typed_at_a_terminal_is_not_echoed() {
+    let s = Server::start();
+    let me = Person::new();
+    // A real terminal (a pseudo-terminal from Python's pty module): what it shows is what a
+    // person at it would see.
+    let driver = r#"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+pump(b"Token", 10)
+os.write(fd, b"demo-alice\r")
+pump(b"Signed in", 10)
+os.kill(pid, 9) if b"Signed in" not in seen else None
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let screen = in_terminal(&me, driver, &[BIN, "login", "--url", &s.url, "--token", "-"]);
     assert!(screen.contains("Token (not shown): "), "{screen}");
     assert!(
         screen.contains("Signed in to") && screen.contains("as alice"),
@@ -1396,15 +1422,10 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
     );
 
     // The real binary against a catalog holding such a name: not even printed.
-    let policy = editable_quickstart();
-    let catalog = policy.path().join("resources.toml");
-    let mut text = std::fs::read_to_string(&catalog).unwrap();
-    text.push_str(&format!(
+    let (_policy, hostile) = server_with_resource(&format!(
         "\n[[resource]]\nname = \"$(touch${{IFS}}{})\"\nkind = \"postgres\"\nlabels = {{ env = \"staging\" }}\n",
         trap(4).display()
     ));
-    std::fs::write(&catalog, text).unwrap();
-    let hostile = Server::start_with_policy(policy.path());
     let (_, listed) = hostile.get("/v1/resources", "demo-alice");
     assert!(
         listed.to_string().contains("PWNED4"),
@@ -1423,6 +1444,7 @@ fn zsh_and_fish_complete_from_the_server_and_never_run_its_words() {
 
 /// Drives `jitgate login --token -` in a real terminal (Python's pty module), as the scenario
 /// `argv[1]` says; prints what the terminal showed, with the driver's own notes in `<...>`.
+/// Runs after `PTY_PUMP`.
 const PROMPT_DRIVER: &str = r#"
 import os, pty, re, select, signal, subprocess, sys, termios, time
 mode, binary, url = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -1462,20 +1484,6 @@ else:
         if mode == "paste":
             after = 'echo "rc=$?"; stty -a; stty -icanon min 0 time 10; echo "LEFT<$(dd bs=1 count=64 2>/dev/null)>"'
         os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; ' + after, binary, url])
-seen = b""
-def pump(until, limit=10):
-    global seen
-    end = time.time() + limit
-    while time.time() < end and not until(seen):
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
 def jitgate_pid():
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return int(out[0])
@@ -1510,17 +1518,7 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
 
 /// What the terminal showed in `PROMPT_DRIVER`'s scenario `mode`.
 fn prompt_scenario(me: &Person, url: &str, mode: &str) -> String {
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", PROMPT_DRIVER, mode, BIN, url])
-        .env("HOME", me.home.path())
-        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let out = command.output().unwrap();
+    let out = python(me, &format!("{PTY_PUMP}{PROMPT_DRIVER}"), &[mode, BIN, url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -1625,24 +1623,9 @@ fn ctrl_c_at_the_hidden_token_prompt_gives_the_terminal_its_echo_back() {
     // A real terminal (Python's pty module) running a shell: jitgate prompts, the person types
     // half a token and presses Ctrl-C, then the same terminal's settings are printed by stty.
     let driver = r#"
-import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv("/bin/sh", ["sh", "-c", '"$0" login --url "$1" --token -; echo "rc=$?"; stty -a', sys.argv[1], sys.argv[2]])
-seen = b""
-def pump(until, limit):
-    global seen
-    end = time.time() + limit
-    while time.time() < end and (until is None or until not in seen):
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
 pump(b"Token", 10)
 os.write(fd, b"demo-al")
 time.sleep(0.3)
@@ -1652,35 +1635,12 @@ pump(None, 2)
 os.waitpid(pid, 0)
 sys.stdout.write(seen.decode("utf-8", "replace"))
 "#;
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", driver, BIN, &s.url])
-        .env("HOME", me.home.path())
-        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let out = command.output().unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = in_terminal(&me, driver, &[BIN, &s.url]);
     assert!(screen.contains("Token (not shown): "), "{screen}");
     assert!(screen.contains("interrupted: nothing was stored"), "{screen}");
     assert!(screen.contains("rc=130"), "{screen}");
     assert!(!screen.contains("demo-al"), "the token was echoed: {screen}");
-    let settings: Vec<&str> = screen
-        .split_once("rc=130")
-        .map(|(_, after)| after)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|w| w.trim_end_matches(';'))
-        .collect();
-    for mode in ["echo", "icanon", "isig"] {
-        assert!(
-            settings.contains(&mode) && !settings.contains(&format!("-{mode}").as_str()),
-            "{mode} was not restored: {screen}"
-        );
-    }
+    assert_restored(&screen, "rc=130");
     assert!(me.files().is_empty(), "{:?}", me.files());
 }
 
@@ -1726,24 +1686,9 @@ fn ctrl_z_at_the_hidden_prompt_stops_the_whole_pipeline_as_the_terminal_would() 
     // bash with job control (-m) in a real terminal runs `jitgate login | cat` as one job:
     // Ctrl-Z must stop both, so that bash sees the job stopped and goes on (status 148).
     let driver = r#"
-import os, pty, select, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-m", "-c", sys.argv[1]])
-seen = b""
-def pump(until, limit):
-    global seen
-    end = time.time() + limit
-    while time.time() < end and until not in seen:
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
 pump(b"Token", 10)
 os.write(fd, b"\x1a")
 pump(b"status=", 10)
@@ -1758,18 +1703,7 @@ sys.stdout.write(seen.decode("utf-8", "replace"))
         "'{}' login --url '{}' --token - | cat; echo \"status=$?\"; kill -9 %1",
         BIN, s.url
     );
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", driver, &pipeline])
-        .env("HOME", me.home.path())
-        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let out = command.output().unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = in_terminal(&me, driver, &[&pipeline]);
     assert!(screen.contains("Token (not shown): "), "{screen}");
     assert!(screen.contains("status=148"), "the job was not seen stopped: {screen}");
     assert!(!me.credential("default").exists());
@@ -1782,24 +1716,9 @@ fn the_rest_of_a_paste_too_long_for_a_token_never_reaches_the_shell() {
     // A paste of 100 KiB at the hidden prompt, then what the shell reads after jitgate: the
     // terminal feeds a paste 4 KiB at a time, so a flush alone leaves the rest for the shell.
     let driver = r#"
-import os, pty, select, sys, threading, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv("/bin/bash", ["bash", "--norc", "--noprofile", "-c", sys.argv[1]])
-seen = b""
-def pump(until, limit):
-    global seen
-    end = time.time() + limit
-    while time.time() < end and until not in seen:
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
 pump(b"Token", 10)
 def paste():
     try:
@@ -1820,18 +1739,7 @@ os._exit(0)
         "'{}' login --url '{}' --token -; echo \"jitgate=$?\"; IFS= read -r -t 3 line; echo \"after=[${{#line}}]\"",
         BIN, s.url
     );
-    let mut command = Command::new("python3");
-    command
-        .args(["-c", driver, &script])
-        .env("HOME", me.home.path())
-        .env("XDG_CONFIG_HOME", me.home.path().join("xdg"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("JITGATE_") && name != "JITGATE_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let out = command.output().unwrap();
-    let screen = String::from_utf8_lossy(&out.stdout);
+    let screen = in_terminal(&me, driver, &[&script]);
     assert!(screen.contains("is no token; nothing was stored"), "{screen}");
     assert!(screen.contains("jitgate=2"), "{screen}");
     assert!(

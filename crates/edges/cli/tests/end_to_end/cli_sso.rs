@@ -299,12 +299,19 @@ fn signed_in_as_profile(me: &Person, s: &Server, provider: &OidcProvider, login:
     let b = browser();
     let mut cli = me.spawn(&["login", "--url", &s.url, "--device", "--profile", profile], &[]);
     complete_cli_device_flow(&mut cli, &b, provider, login);
-    let (code, out, err) = cli.finish();
+    signed_in_said(cli.finish(), s, login, profile);
+}
+
+/// Checks a finished login (exit, stdout, stderr): exit 0, and it says it signed in to `s`
+/// as sso:`login` into `profile`. Its stdout and stderr, for more checks.
+fn signed_in_said(finished: (i32, String, String), s: &Server, login: &str, profile: &str) -> (String, String) {
+    let (code, out, err) = finished;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         out.trim(),
         format!("Signed in to {} as sso:{login} (profile {profile})", s.url)
     );
+    (out, err)
 }
 
 /// The authorization URL the browser flow printed: the line after `Sign in to ISSUER in your
@@ -591,6 +598,19 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     let verifier = "a-verifier-of-at-least-43-characters-0123456789";
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     let redirect = format!("http://127.0.0.1:{port}/callback");
+    // The code's exchange at the token endpoint, as the CLI makes it.
+    let exchange = |code: &str, verifier: &str| {
+        provider.post_form(
+            "token_endpoint",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &redirect),
+                ("client_id", CLIENT_ID),
+                ("code_verifier", verifier),
+            ],
+        )
+    };
     let mut url = reqwest::Url::parse(provider.discovery()["authorization_endpoint"].as_str().unwrap()).unwrap();
     url.query_pairs_mut()
         .append_pair("client_id", CLIENT_ID)
@@ -612,16 +632,7 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     let code = query(&landed, "code").unwrap();
 
     // A wrong verifier: the code is refused; the right one: tokens.
-    let (status, refused) = provider.post_form(
-        "token_endpoint",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &redirect),
-            ("client_id", CLIENT_ID),
-            ("code_verifier", "a-wrong-verifier-of-at-least-43-characters-000"),
-        ],
-    );
+    let (status, refused) = exchange(&code, "a-wrong-verifier-of-at-least-43-characters-000");
     assert_eq!(
         (status, refused["error"].as_str()),
         (400, Some("invalid_grant")),
@@ -634,16 +645,7 @@ fn the_test_provider_answers_a_loopback_redirect_on_any_port_with_pkce() {
     });
     let landed = next_callback(&rx, port);
     let code = query(&landed, "code").unwrap();
-    let (status, tokens) = provider.post_form(
-        "token_endpoint",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &redirect),
-            ("client_id", CLIENT_ID),
-            ("code_verifier", verifier),
-        ],
-    );
+    let (status, tokens) = exchange(&code, verifier);
     assert_eq!(status, 200, "{tokens}");
     let claims = jwt_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "the-nonce");
@@ -710,12 +712,7 @@ fn the_bar_a_device_flow_login_makes_whoami_print_the_providers_user() {
         "{prompt}"
     );
     complete_cli_device_flow(&mut cli, &b, &provider, "carol");
-    let (code, out, err) = cli.finish();
-    assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(
-        out.trim(),
-        format!("Signed in to {} as sso:carol (profile default)", s.url)
-    );
+    let (out, err) = signed_in_said(cli.finish(), &s, "carol", "default");
 
     let who = me.whoami_is("sso:carol", &provider.issuer);
 
@@ -803,12 +800,7 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
         b.source()
     );
     assert!(!b.source().contains("<script"), "{}", b.source());
-    let (code, out, err) = cli.finish();
-    assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(
-        out.trim(),
-        format!("Signed in to {} as sso:carol (profile default)", s.url)
-    );
+    let (_, err) = signed_in_said(cli.finish(), &s, "carol", "default");
     assert!(!err.contains("eyJ"), "{err}");
     me.whoami_is("sso:carol", &provider.issuer);
     assert_eq!(mode(&me.credential("default")), 0o600);
@@ -823,31 +815,23 @@ fn the_browser_flow_lands_on_the_callback_page_and_signs_in() {
 
 #[test]
 fn when_no_browser_can_open_the_device_flow_takes_over() {
+    let is_fallback = |l: &str| l == "No browser could be opened: using the device flow instead.";
     let provider = OidcProvider::start();
     let s = sso_server(&provider.issuer);
     let me = person();
     let b = browser();
     // `false URL` fails: the browser could not be opened.
     let mut cli = me.spawn(&["login", "--url", &s.url], &[("BROWSER", "false")]);
-    cli.line("the fallback", |l| {
-        l == "No browser could be opened: using the device flow instead."
-    });
+    cli.line("the fallback", is_fallback);
     complete_cli_device_flow(&mut cli, &b, &provider, "carol");
-    let (code, out, err) = cli.finish();
-    assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(
-        out.trim(),
-        format!("Signed in to {} as sso:carol (profile default)", s.url)
-    );
+    signed_in_said(cli.finish(), &s, "carol", "default");
     me.whoami_is("sso:carol", &provider.issuer);
     drop(b);
 
     // No desktop and no BROWSER at all: the same.
     let other = person();
     let mut cli = other.spawn(&["login", "--url", &s.url], &[]);
-    cli.line("the fallback", |l| {
-        l == "No browser could be opened: using the device flow instead."
-    });
+    cli.line("the fallback", is_fallback);
     complete_cli_device_flow(&mut cli, &browser(), &provider, "dave");
     let (code, out, err) = cli.finish();
     assert_eq!(code, 0, "{out}{err}");

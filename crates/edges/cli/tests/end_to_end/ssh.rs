@@ -7,6 +7,15 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A finished command's exit code (-1 when a signal ended it), stdout and stderr.
+fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A throwaway sshd; stopped on drop.
 struct Sshd {
     dir: PathBuf,
@@ -71,11 +80,7 @@ impl Sshd {
             .arg(command)
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(out)
     }
 }
 
@@ -307,6 +312,13 @@ ssh = {}
     policy
 }
 
+/// A server on [`ssh_request_policy`], and that policy's directory, kept while the test runs.
+fn ssh_request_server() -> (tempfile::TempDir, Server) {
+    let policy = ssh_request_policy();
+    let s = Server::start_with_policy(policy.path());
+    (policy, s)
+}
+
 /// A person's machine for `jitgate ssh --request`: a HOME with ~/.ssh/id_ed25519 (the key
 /// jitgate picks by default), signed in as alice through the environment.
 struct Laptop {
@@ -347,13 +359,24 @@ impl Laptop {
         command
     }
 
+    /// Starts jitgate with `args`, interrupts it once `ready` holds (`what` names the wait)
+    /// and returns its stderr; see [`interrupt`].
+    fn interrupted(
+        &self,
+        s: &Server,
+        args: &[&str],
+        env: &[(&str, &str)],
+        what: &str,
+        ready: impl FnMut() -> bool,
+    ) -> String {
+        let child = self.command(s, args, env).spawn().unwrap();
+        wait_until(what, ready);
+        interrupt(child)
+    }
+
     fn run(&self, s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let out = self.command(s, args, env).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(out)
     }
 }
 
@@ -400,8 +423,7 @@ fn fake_ssh(dir: &Path) -> (PathBuf, PathBuf) {
 #[test]
 fn ssh_request_files_waits_for_bob_writes_the_certificate_and_logs_in() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&s, dir.path(), "alice");
     let laptop = Laptop::new();
@@ -488,8 +510,7 @@ fn ssh_request_files_waits_for_bob_writes_the_certificate_and_logs_in() {
 
 #[test]
 fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -541,12 +562,8 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
     // The request shows up once filed; the command knows its id a moment later.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, after) = s.get(&format!("/v1/requests/{}", id(&filed)), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    interrupt(child);
+    assert_cancelled(&s, &id(&filed));
     assert!(!marker.exists());
 
     // Refused before anything is filed: a destination ssh would read as an option or that
@@ -696,8 +713,7 @@ fn ssh_request_denied_cancelled_or_hostile_runs_no_ssh() {
 #[test]
 fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -783,8 +799,7 @@ fn ssh_request_checks_the_program_and_the_paths_ssh_reads_before_filing() {
 
 #[test]
 fn ssh_request_with_action_still_checks_the_resource_and_the_action() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -870,8 +885,7 @@ ssh = {}
 
 #[test]
 fn ssh_request_logs_in_with_a_key_whose_path_holds_a_percent_token() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(&s, dir.path(), "alice");
     let laptop = Laptop::new();
@@ -914,8 +928,7 @@ ssh-keygen -L -f "$identity-cert.pub" | grep 'Key ID' > "$FAKE_DIR/$FAKE_NAME.be
 
 #[test]
 fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let fake = slow_fake_ssh(dir.path());
@@ -1120,10 +1133,32 @@ fn first_id(text: &str, prefix: &str) -> String {
         .collect()
 }
 
+/// Sends `child` the SIGINT a Ctrl-C would, waits for it, checks that it exited 130 (128 +
+/// SIGINT, as a shell reports an interrupted command) and returns its stderr.
+fn interrupt(child: std::process::Child) -> String {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    err
+}
+
+/// Checks that `request` is cancelled.
+fn assert_cancelled(s: &Server, request: &str) {
+    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
+    assert_eq!(after["status"], "cancelled");
+}
+
+/// Checks that `grant` is not among alice's active grants (any more).
+fn assert_not_active(s: &Server, grant: &str) {
+    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
+    assert!(!grants.to_string().contains(grant), "{grants}");
+}
+
 #[test]
 fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -1183,15 +1218,13 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
     assert_eq!(code, 2, "{err}");
     let grant = first_id(&err, "grt_");
     assert!(err.trim_end().ends_with(&format!("; grant {grant} is ended")), "{err}");
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists());
 }
 
 #[test]
 fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let (fake, marker) = fake_ssh(dir.path());
@@ -1200,34 +1233,23 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
         ("JITGATE_URL", proxy.url.as_str()),
     ];
-    let interrupt = |child: &std::process::Child| {
-        let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    };
     let pause = std::time::Duration::from_millis(1500);
 
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
     proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("the request is being filed", || proxy.picked() == 1);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
+        &env,
+        "the request is being filed",
+        || proxy.picked() == 1,
+    );
     let request = first_id(&err, "req_");
     assert!(
         err.contains(&format!("interrupted: request {request} is cancelled")),
         "{err}"
     );
-    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    assert_cancelled(&s, &request);
 
     // Ctrl-C once approved, while the certificate is being issued: ssh does not start, and
     // the grant is ended.
@@ -1236,22 +1258,19 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         Flaw::Hold(pause),
         Some(1),
     );
-    let child = laptop
-        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
-        .spawn()
-        .unwrap();
-    wait_until("the certificate is being issued", || proxy.picked() == 2);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &env,
+        "the certificate is being issued",
+        || proxy.picked() == 2,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: not running ssh; grant {grant} is ended")),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
     // The certificate was issued before the Ctrl-C was seen: KEY-cert.pub, which a plain ssh
     // would load by itself, is removed, and the message says the certificate stays valid.
@@ -1269,15 +1288,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     let asked_before = proxy.picked();
     proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
     proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
-    let child = laptop
-        .command(&s, &["ssh", "--request", "jump", "alice@127.0.0.1"], &env)
-        .spawn()
-        .unwrap();
-    wait_until("the request is being filed", || proxy.picked() == asked_before + 1);
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = laptop.interrupted(
+        &s,
+        &["ssh", "--request", "jump", "alice@127.0.0.1"],
+        &env,
+        "the request is being filed",
+        || proxy.picked() == asked_before + 1,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.trim_end()
@@ -1290,15 +1307,13 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         "a certificate was asked for after Ctrl-C"
     );
     assert!(!certificate.exists(), "{err}");
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!marker.exists(), "ssh ran after Ctrl-C");
 }
 
 #[test]
 fn ctrl_c_while_filing_also_stops_gate_and_run() {
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     let proxy = FlakyProxy::start(&s.url);
@@ -1308,62 +1323,39 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
 
     // gate: the request, once filed, is cancelled.
     proxy.rule(filing, Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("gate's request is being filed", || proxy.picked() == 1);
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = laptop.interrupted(
+        &s,
+        &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
+        &env,
+        "gate's request is being filed",
+        || proxy.picked() == 1,
+    );
     let request = first_id(&err, "req_");
-    let (_, after) = s.get(&format!("/v1/requests/{request}"), "demo-alice");
-    assert_eq!(after["status"], "cancelled");
+    assert_cancelled(&s, &request);
 
     // run, approved at once: the command does not run, and its grant is ended.
     let ran = dir.path().join("run-ran");
     proxy.rule(filing, Flaw::Hold(pause), Some(1));
-    let child = laptop
-        .command(
-            &s,
-            &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
-            &env,
-        )
-        .spawn()
-        .unwrap();
-    wait_until("run's request is being filed", || proxy.picked() == 2);
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = laptop.interrupted(
+        &s,
+        &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
+        &env,
+        "run's request is being filed",
+        || proxy.picked() == 2,
+    );
     let grant = first_id(&err, "grt_");
     assert!(
         err.contains(&format!("interrupted: grant {grant} is ended; not running touch")),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!ran.exists(), "run's command ran after Ctrl-C");
 }
 
 #[test]
 fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
     use std::os::unix::fs::PermissionsExt;
-    let policy = ssh_request_policy();
-    let s = Server::start_with_policy(policy.path());
+    let (_policy, s) = ssh_request_server();
     let dir = tempfile::tempdir().unwrap();
     let laptop = Laptop::new();
     // Executable, so it passes the check before filing, but the kernel cannot start it.
@@ -1389,7 +1381,6 @@ fn an_ssh_that_cannot_start_after_approval_ends_the_grant() {
             )),
         "{err}"
     );
-    let (_, grants) = s.get("/v1/grants?status=active", "demo-alice");
-    assert!(!grants.to_string().contains(&grant), "{grants}");
+    assert_not_active(&s, &grant);
     assert!(!certificate.exists(), "the ended grant's certificate was left: {err}");
 }
