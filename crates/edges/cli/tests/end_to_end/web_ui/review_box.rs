@@ -282,7 +282,25 @@ fn times_read_in_the_readers_zone_with_the_utc_text_on_hover_also_after_a_live_u
     let until = box_text(&bob, "#if-approve-window time");
     assert!(until.contains("GMT+5:30") || until.contains("IST"), "{until}");
     let until_title = bob.attribute("#if-approve-window time", "title").unwrap();
-    assert!(until_title.ends_with(" UTC") && until_title.len() == 9, "{until_title}");
+    // The server's text: the time of day when the window ends on the same UTC day, with the
+    // date when it ends on another (a 30m window opened after 23:30 UTC ends tomorrow).
+    let shown_at = Utc::now();
+    let until_at: DateTime<Utc> = bob
+        .attribute("#if-approve-window time", "datetime")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let from_now = until_at - shown_at;
+    assert!(
+        from_now > chrono::Duration::minutes(28) && from_now <= chrono::Duration::minutes(30),
+        "{until_at} is not 30m from {shown_at}"
+    );
+    let expected_title = if until_at.date_naive() == shown_at.date_naive() {
+        until_at.format("%H:%M UTC").to_string()
+    } else {
+        until_at.format("%Y-%m-%d %H:%M UTC").to_string()
+    };
+    assert_eq!(until_title, expected_title);
     bob.click("#approve");
     alice.wait_for_text("#state .badge", "approved");
     let (_, after) = s.get(&format!("/v1/requests/{rid}"), "demo-alice");
