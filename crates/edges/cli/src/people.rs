@@ -1275,8 +1275,9 @@ mod tests {
         thread
     }
 
-    #[test]
-    fn logout_during_a_refresh_stays_signed_out_and_revokes_the_new_refresh_token() {
+    /// Profile `p` signed in by single sign-on whose ID token expires in 5 s, and another
+    /// jitgate refreshing it, holding the lock for half a second.
+    fn a_refresh_in_flight() -> (tempfile::TempDir, Store, std::thread::JoinHandle<String>) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("jitgate");
         let store = Store::new(dir.clone());
@@ -1285,6 +1286,12 @@ mod tests {
             .save_credential("p", &sso_credential("old-id", "r1", soon))
             .unwrap();
         let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
+        (tmp, store, refresher)
+    }
+
+    #[test]
+    fn logout_during_a_refresh_stays_signed_out_and_revokes_the_new_refresh_token() {
+        let (_home, store, refresher) = a_refresh_in_flight();
         let (removed, revocation, unlocked) = sign_out(&store, "p", LOGOUT_LOCK_WAIT, |_, _, refresh_token| {
             // The refresh finished first: its rotated token is the one revoked.
             assert_eq!(refresh_token, "r2");
@@ -1349,14 +1356,7 @@ mod tests {
 
     #[test]
     fn a_login_during_a_refresh_is_not_overwritten_by_the_old_session() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("jitgate");
-        let store = Store::new(dir.clone());
-        let soon = chrono::Utc::now() + chrono::TimeDelta::seconds(5);
-        store
-            .save_credential("p", &sso_credential("old-id", "r1", soon))
-            .unwrap();
-        let refresher = refresh_in_flight(dir, std::time::Duration::from_millis(500));
+        let (_home, store, refresher) = a_refresh_in_flight();
         let new_login = Credential::Token {
             url: Some("https://jit.example".into()),
             token: "new-login".into(),
