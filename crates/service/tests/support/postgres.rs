@@ -18,24 +18,35 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["start"])
-            .arg(dir.path())
-            .args([&port.to_string(), SUPERUSER_PASSWORD])
-            .output()
-            .expect("run test-postgres.sh");
-        assert!(
-            out.status.success(),
-            "test-postgres.sh start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Postgres { dir, port }
+        // The port is free when asked for, but another test may bind it before PostgreSQL
+        // does: then it is tried again on another port, in a new directory.
+        for _ in 0..5 {
+            let port = {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                listener.local_addr().expect("addr").port()
+            };
+            // Made before starting, so that a failed start is cleaned up by `Drop` too.
+            let pg = Postgres {
+                dir: tempfile::tempdir().expect("temp dir"),
+                port,
+            };
+            let out = Command::new("bash")
+                .arg(script())
+                .args(["start"])
+                .arg(pg.dir.path())
+                .args([&port.to_string(), SUPERUSER_PASSWORD])
+                .output()
+                .expect("run test-postgres.sh");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return pg;
+            }
+            assert!(
+                stderr.contains("Address already in use"),
+                "test-postgres.sh start: {stderr}"
+            );
+        }
+        panic!("test-postgres.sh start: five ports in a row were taken before PostgreSQL bound them");
     }
 
     pub fn url(&self, database: &str) -> String {

@@ -18,21 +18,38 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = super::free_port();
-        let pg = Postgres { dir, port };
-        pg.script(&["start", &port.to_string(), SUPERUSER_PASSWORD]);
-        pg
+        // The port is free when asked for, but another test may bind it before PostgreSQL
+        // does: then it is tried again on another port, in a new directory.
+        for _ in 0..5 {
+            let pg = Postgres {
+                dir: tempfile::tempdir().expect("temp dir"),
+                port: super::free_port(),
+            };
+            let out = pg.run_script(&["start", &pg.port.to_string(), SUPERUSER_PASSWORD]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return pg;
+            }
+            assert!(
+                stderr.contains("Address already in use"),
+                "test-postgres.sh start: {stderr}"
+            );
+        }
+        panic!("test-postgres.sh start: five ports in a row were taken before PostgreSQL bound them");
     }
 
-    fn script(&self, args: &[&str]) {
-        let out = Command::new("bash")
+    fn run_script(&self, args: &[&str]) -> std::process::Output {
+        Command::new("bash")
             .arg(script())
             .arg(args[0])
             .arg(self.dir.path())
             .args(&args[1..])
             .output()
-            .expect("run test-postgres.sh");
+            .expect("run test-postgres.sh")
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = self.run_script(args);
         assert!(
             out.status.success(),
             "test-postgres.sh {}: {}",
