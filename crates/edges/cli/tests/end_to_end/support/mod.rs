@@ -173,6 +173,23 @@ impl Server {
     pub fn kill9_and_restart_after(&mut self, meanwhile: impl FnOnce(&Server)) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
+        self.restart_after(meanwhile);
+    }
+
+    /// Stop with SIGTERM (a clean stop: the server finishes what it owes, such as the open
+    /// window of denied checks) and start again on the same file.
+    pub fn stop_and_restart(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM failed");
+        let exited = self.child.wait().expect("reap");
+        assert!(exited.success(), "a clean stop exits 0: {exited}");
+        self.restart_after(|_| {});
+    }
+
+    fn restart_after(&mut self, meanwhile: impl FnOnce(&Server)) {
         meanwhile(self);
         // The port was free while the server was down. Taken by another test meanwhile, the new
         // server could not listen, and /readyz could answer from the other one: say so here.
@@ -379,10 +396,19 @@ pub fn pending_request(s: &Server, matches: impl Fn(&Value) -> bool) -> Value {
     found
 }
 
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_within(what, Duration::from_secs(10), done);
+}
+
+/// As [`wait_until`], for a wait whose length the test itself sets (a backoff it designed, a
+/// lifetime it chose): the deadline is `limit`, not the usual 10 s.
+pub fn wait_until_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
