@@ -822,7 +822,12 @@ fn a_stalled_synchronous_commit_answers_503_within_the_bound_and_readyz_says_so(
             .0,
         200
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Replica a learns of b's approval through a notification and its index; under load that
+    // can take longer than any fixed sleep, and a check on a grant a does not hold is an
+    // ordinary deny, not the marked error this test is about. The gauge is a's index size.
+    wait_until("replica a holds the approved grant", || {
+        metric(a, "jitgate_active_grants") == Some(1.0)
+    });
 
     // The synchronous standby stops: no commit can complete.
     cluster.standby.pause();

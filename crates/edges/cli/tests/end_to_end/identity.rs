@@ -849,6 +849,7 @@ max_delayed = 2
             401
         );
     }
+    let throttled_before = metric(&s, "jitgate_auth_throttled_total");
     let held: Vec<_> = (0..2)
         .map(|_| {
             let url = s.url.clone();
@@ -868,7 +869,12 @@ max_delayed = 2
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both held refusals must have taken their slots before the next one comes: each thread
+    // builds its own client and connects, which a loaded machine can delay past any fixed
+    // sleep. The server counts a refusal as throttled when it starts holding it.
+    wait_until("both refusals are held", || {
+        metric(&s, "jitgate_auth_throttled_total") >= throttled_before + 2.0
+    });
     let started = Instant::now();
     assert_eq!(
         call_from(&s, "127.0.0.5", "GET", "/v1/requests", Some("guess"), &[]).0,
