@@ -694,11 +694,21 @@ fn whoami_guesses_are_slowed_for_the_guesser_only_and_login_options_stays_cheap(
         assert_eq!(status, 401);
         assert!(took >= std::time::Duration::from_millis(expected_ms), "{took:?}");
     }
-    let (status, took) = whoami_from(&s, "127.0.0.6", "demo-alice");
-    assert_eq!(status, 200);
+    // A slowed source is slowed on every try, a stalled machine only now and then: the fastest
+    // of three tries (the three failures fit in 127.0.0.6's free ones) is what must be quick.
+    let fastest = |token: &str, expected: u16| {
+        (0..3)
+            .map(|_| {
+                let (status, took) = whoami_from(&s, "127.0.0.6", token);
+                assert_eq!(status, expected);
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let took = fastest("demo-alice", 200);
     assert!(took < std::time::Duration::from_millis(400), "{took:?}");
-    let (status, took) = whoami_from(&s, "127.0.0.6", "guess-elsewhere");
-    assert_eq!(status, 401);
+    let took = fastest("guess-elsewhere", 401);
     assert!(took < std::time::Duration::from_millis(400), "{took:?}");
 
     let started = std::time::Instant::now();
