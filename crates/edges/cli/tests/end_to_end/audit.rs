@@ -712,7 +712,7 @@ fn retention_archives_segments_that_keep_verification_whole() {
         "[audit]\ncheckpoint_every = \"1s\"\nretain = \"1s\"\narchive_every = \"1s\"\narchive_dir = \"{}\"\n",
         archive.path().display()
     );
-    let s = Server::start_with(&quickstart(), Some(&config));
+    let mut s = Server::start_with(&quickstart(), Some(&config));
     let first = s.file(
         "demo-alice",
         json!({"resource": "staging-db", "action": "read", "duration": "1h", "reason": "old work"}),
@@ -774,7 +774,20 @@ fn retention_archives_segments_that_keep_verification_whole() {
     assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains("signatures valid"), "{text}");
 
-    // Deleting more than was archived is not an archive: caught at the gap.
+    // Deleting more than was archived is not an archive: caught at the gap. The archiver must
+    // not run between the deletion and the verification: a pass there archives from the new
+    // first event on and leaves no gap in the database for verify to see. So the test takes
+    // the archiver's lease as another holder, and a clean stop ends any pass in flight.
+    let held_until = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let taken = sql(
+        &s,
+        &format!(
+            "UPDATE notification_cursors SET leased_by = 'the test', leased_until = {held_until} \
+             WHERE sink = 'audit:retention'; SELECT changes();"
+        ),
+    );
+    assert_eq!(taken.trim(), "1", "the archiver's lease row");
+    s.stop_and_restart();
     let start: i64 = sql(&s, "SELECT MIN(seq) FROM audit_events").parse().unwrap();
     sql(&s, &format!("DELETE FROM audit_events WHERE seq < {}", start + 3));
     let report = verify(&s);
