@@ -694,11 +694,21 @@ fn whoami_guesses_are_slowed_for_the_guesser_only_and_login_options_stays_cheap(
         assert_eq!(status, 401);
         assert!(took >= std::time::Duration::from_millis(expected_ms), "{took:?}");
     }
-    let (status, took) = whoami_from(&s, "127.0.0.6", "demo-alice");
-    assert_eq!(status, 200);
+    // A slowed source is slowed on every try, a stalled machine only now and then: the fastest
+    // of three tries (the three failures fit in 127.0.0.6's free ones) is what must be quick.
+    let fastest = |token: &str, expected: u16| {
+        (0..3)
+            .map(|_| {
+                let (status, took) = whoami_from(&s, "127.0.0.6", token);
+                assert_eq!(status, expected);
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let took = fastest("demo-alice", 200);
     assert!(took < std::time::Duration::from_millis(400), "{took:?}");
-    let (status, took) = whoami_from(&s, "127.0.0.6", "guess-elsewhere");
-    assert_eq!(status, 401);
+    let took = fastest("guess-elsewhere", 401);
     assert!(took < std::time::Duration::from_millis(400), "{took:?}");
 
     let started = std::time::Instant::now();
@@ -1040,11 +1050,24 @@ fn completion_never_hangs_a_tab() {
         vec![("JITGATE_TOKEN_COMMAND", "sleep 30; echo demo-alice")],
     ] {
         for what in ["requests", "resources"] {
+            // The CLI gives a completion COMPLETION_TIMEOUT (2 s, crates/edges/cli/src/shell.rs)
+            // of its own; starting and ending the debug binary comes on top, and takes longer
+            // on a loaded machine. Measure that overhead just before, with a run of the same
+            // binary that waits for nothing, rather than guessing it.
+            let started = std::time::Instant::now();
+            let (code, _, _) = me.run_full(&["--version"], &env, None);
+            let baseline = started.elapsed();
+            assert_eq!(code, 0);
             let started = std::time::Instant::now();
             let (code, out, err) = me.run_full(&["__complete", what], &env, None);
             let took = started.elapsed();
             assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""), "{env:?}");
-            assert!(took < std::time::Duration::from_secs(3), "{env:?}: {took:?}");
+            let completion_timeout = std::time::Duration::from_secs(2);
+            let slack = std::time::Duration::from_millis(500);
+            assert!(
+                took < completion_timeout + baseline + slack,
+                "{env:?}: {took:?} (a run that waits for nothing took {baseline:?})"
+            );
         }
     }
 }

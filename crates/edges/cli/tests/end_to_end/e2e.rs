@@ -180,7 +180,11 @@ fn automatic_staging_access_expires_on_time() {
     let expires = chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!(s.check("alice", "staging-db", "read", None)["allow"], true);
     // Poll until denied; the denial must come at expiry, not before, and not much after.
+    // Each side is measured where it proves a violation without depending on scheduling: a
+    // deny is timed after it arrived (it was judged no later), an allow at the moment its
+    // check was sent (it was judged no earlier), so a stalled round trip cannot fail the test.
     loop {
+        let sent = chrono::Utc::now();
         let answer = s.check("alice", "staging-db", "read", None);
         let at = chrono::Utc::now();
         if answer["allow"] == false {
@@ -192,8 +196,8 @@ fn automatic_staging_access_expires_on_time() {
             break;
         }
         assert!(
-            at < expires + chrono::TimeDelta::milliseconds(50),
-            "allowed after expires_at: {answer}"
+            sent < expires + chrono::TimeDelta::milliseconds(50),
+            "allowed after expires_at (check sent at {sent}, answered at {at}): {answer}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -612,7 +616,9 @@ fn kill_9_right_after_2xx_loses_nothing() {
 
 #[test]
 fn cli_walkthrough_and_exit_codes() {
-    let s = Server::start();
+    // Denied checks are recorded when their window ends (60 s by default); one ending during
+    // the test would add a check.denied event to the exact counts below.
+    let s = Server::start_with(&quickstart(), Some("[audit]\ndenied_checks_every = \"1h\"\n"));
     let (code, out, err) = s.cli(
         "demo-alice",
         &[
@@ -1069,7 +1075,9 @@ fn extensions_follow_the_workflow_and_done_ends_access() {
 /// items 7 and 20).
 #[test]
 fn done_is_its_own_outcome_and_is_said_once() {
-    let s = Server::start();
+    // Denied checks are recorded when their window ends (60 s by default); one ending during
+    // the test would add a check.denied event to the exact counts below.
+    let s = Server::start_with(&quickstart(), Some("[audit]\ndenied_checks_every = \"1h\"\n"));
     let ended = |s: &Server, how: &str| -> u64 {
         let text = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
         let prefix = format!("jitgate_grants_ended_total{{outcome=\"{how}\"}} ");
@@ -1125,11 +1133,21 @@ fn done_is_its_own_outcome_and_is_said_once() {
 #[test]
 fn a_denial_says_why_a_recent_grant_no_longer_allows() {
     let s = Server::start();
-    let (code, _, err) = s.cli("demo-alice", &["request", "staging-db", "read", "--for", "2s"]);
+    // The grant lives long enough to still allow in the next CLI run on a slow machine; the
+    // test then sleeps past its recorded end, not a fixed time.
+    let (code, out, err) = s.cli(
+        "demo-alice",
+        &["request", "staging-db", "read", "--for", "10s", "--output", "json"],
+    );
     assert_eq!(code, 0, "{err}");
+    let filed: Value = serde_json::from_str(&out).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(filed["grant"]["expires_at"].as_str().unwrap()).unwrap();
     let (code, out, _) = s.cli("demo-svc", &["check", "alice", "staging-db", "read"]);
     assert_eq!(code, 0, "{out}");
-    std::thread::sleep(Duration::from_millis(2100));
+    let past_end = expires.with_timezone(&chrono::Utc) + chrono::TimeDelta::milliseconds(100);
+    if let Ok(left) = (past_end - chrono::Utc::now()).to_std() {
+        std::thread::sleep(left);
+    }
     let (code, out, _) = s.cli("demo-svc", &["check", "alice", "staging-db", "read"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("deny: alice's grant grt_"), "{out}");

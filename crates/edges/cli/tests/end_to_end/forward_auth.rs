@@ -533,6 +533,7 @@ fn a_short_grant_is_refused_through_nginx_and_caddy_within_a_second_of_its_expir
     let expires_at = chrono::DateTime::parse_from_rfc3339(grant["expires_at"].as_str().unwrap()).unwrap();
     let mut refused = [None, None];
     let mut allowed_before = [false, false];
+    let mut last_allowed_sent = [None, None];
     let deadline = Instant::now() + Duration::from_secs(15);
     while refused.iter().any(Option::is_none) {
         assert!(Instant::now() < deadline, "still allowed 15 s after a 3 s grant");
@@ -540,6 +541,10 @@ fn a_short_grant_is_refused_through_nginx_and_caddy_within_a_second_of_its_expir
             if refused[i].is_some() {
                 continue;
             }
+            // An allow is timed when its request was sent (it was judged no earlier): one sent
+            // a second past the end and let through is a proven late allow, whatever the round
+            // trip. A refusal is timed when it arrived, an upper bound for the report.
+            let sent = chrono::Utc::now();
             let reply = raw(
                 port,
                 format!(
@@ -552,10 +557,11 @@ fn a_short_grant_is_refused_through_nginx_and_caddy_within_a_second_of_its_expir
                 200 => {
                     assert_eq!(reply.app_saw("principal"), Some("alice"));
                     assert!(
-                        now < expires_at + chrono::Duration::seconds(1),
-                        "allowed at {now}, expired at {expires_at}"
+                        sent < expires_at + chrono::Duration::seconds(1),
+                        "allowed a request sent at {sent} (answered at {now}), expired at {expires_at}"
                     );
                     allowed_before[i] = true;
+                    last_allowed_sent[i] = Some(sent);
                 }
                 403 => refused[i] = Some(now),
                 other => panic!("{other}: {reply:?}"),
@@ -564,12 +570,16 @@ fn a_short_grant_is_refused_through_nginx_and_caddy_within_a_second_of_its_expir
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(allowed_before, [true, true], "the grant allowed before it expired");
-    for (name, at) in ["nginx", "caddy"].iter().zip(refused) {
-        let late = at.unwrap() - expires_at.with_timezone(&chrono::Utc);
-        eprintln!("{name}: refused {} ms after expires_at", late.num_milliseconds());
-        assert!(
-            late < chrono::Duration::seconds(1),
-            "{name}: refused {late} after expires_at"
+    // The bar (no request sent a second past expires_at let through) was checked on every
+    // allow above; here the figures: the last allowed request's send, and the refusal's
+    // arrival, which includes its round trip and the poll gap.
+    let expires_at = expires_at.with_timezone(&chrono::Utc);
+    for ((name, at), last_allowed) in ["nginx", "caddy"].iter().zip(refused).zip(last_allowed_sent) {
+        let late = at.unwrap() - expires_at;
+        let last_allowed = last_allowed.map(|sent| (sent - expires_at).num_milliseconds());
+        eprintln!(
+            "{name}: last allowed request sent {last_allowed:?} ms after expires_at, refusal arrived {} ms after it",
+            late.num_milliseconds()
         );
     }
 }

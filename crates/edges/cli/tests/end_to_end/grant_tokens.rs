@@ -37,9 +37,12 @@ fn kid(token: &str) -> String {
 #[test]
 fn grant_tokens_verify_offline_until_their_key_is_retired() {
     let s = Server::start();
+    // The old key's grants live long enough that their tokens still verify (with no leeway)
+    // after everything this test does before the rotation, however slow the machine; the
+    // retirement is then awaited until just past their end.
     let filed = s.file(
         ALICE,
-        json!({"resource": "staging-db", "action": "read", "duration": "3s"}),
+        json!({"resource": "staging-db", "action": "read", "duration": "10s"}),
     );
     let grant = &filed["grant"];
     let token = grant["token"]
@@ -77,7 +80,7 @@ fn grant_tokens_verify_offline_until_their_key_is_retired() {
     // An action-bound grant's token carries the payload's digest.
     let deploy = s.file(
         ALICE,
-        json!({"resource": "prod-api", "action": "deploy", "duration": "4s", "reason": "release", "payload": "make deploy v=1.4"}),
+        json!({"resource": "prod-api", "action": "deploy", "duration": "12s", "reason": "release", "payload": "make deploy v=1.4"}),
     );
     let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&deploy)), "demo-bob", json!({}));
     assert_eq!(status, 200, "{approved}");
@@ -87,6 +90,7 @@ fn grant_tokens_verify_offline_until_their_key_is_retired() {
     );
     let (_, deploy) = s.get(&format!("/v1/requests/{}", id(&deploy)), ALICE);
     let deploy_token = deploy["grant"]["token"].as_str().unwrap().to_string();
+    let deploy_ends = chrono::DateTime::parse_from_rfc3339(deploy["grant"]["expires_at"].as_str().unwrap()).unwrap();
     let deploy_claims = verify(&deploy_token, &keys, "prod-api").unwrap();
     assert_eq!(deploy_claims["payload_sha256"], deploy["grant"]["payload_sha256"]);
     assert_eq!(deploy_claims["single_use"], true);
@@ -128,12 +132,18 @@ fn grant_tokens_verify_offline_until_their_key_is_retired() {
 
     // Once every grant the old key signed has ended, it is no longer published, and its
     // tokens no longer verify anywhere that fetches the keys.
-    wait_until("the old key retires", || {
-        jwks(&s)
-            .keys
-            .iter()
-            .all(|k| k.common.key_id.as_deref() == Some(new_kid.as_str()))
-    });
+    let old_grants_end = deploy_ends.max(expires_at).with_timezone(&chrono::Utc);
+    let until_ended = (old_grants_end - chrono::Utc::now()).to_std().unwrap_or_default();
+    wait_until_within(
+        "the old key retires",
+        until_ended + std::time::Duration::from_secs(10),
+        || {
+            jwks(&s)
+                .keys
+                .iter()
+                .all(|k| k.common.key_id.as_deref() == Some(new_kid.as_str()))
+        },
+    );
     let keys = jwks(&s);
     let refused = verify(&deploy_token, &keys, "prod-api").unwrap_err();
     assert!(refused.contains("is not published"), "{refused}");
