@@ -358,6 +358,47 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
+/// Whether a log in the database that starts at event `first` lost events that were never
+/// archived, given the sequence numbers of the checkpoints the database keeps. Archiving
+/// through event N deletes the checkpoints before N and keeps N's, so a log that starts after
+/// event 1 needs the checkpoint of the event just before it, and none earlier: an earlier one
+/// marks where the archive really ends, and the events after it were deleted, not archived.
+/// The event the problem is at and what it is.
+pub fn archive_gap(first: i64, checkpoints: impl IntoIterator<Item = i64>) -> Option<(i64, String)> {
+    if first <= 1 {
+        return None;
+    }
+    let before = first - 1;
+    let checkpoints: std::collections::BTreeSet<i64> = checkpoints.into_iter().collect();
+    if !checkpoints.contains(&before) {
+        return Some((first, missing_without_checkpoint(first)));
+    }
+    let earliest = checkpoints.first().copied()?;
+    (earliest < before).then(|| deleted_after_the_archive(earliest, before))
+}
+
+fn missing_without_checkpoint(first: i64) -> String {
+    let before = first - 1;
+    format!(
+        "the log starts at event {first}: events 1 to {before} are missing, and no signed checkpoint at event {before} shows they were archived"
+    )
+}
+
+/// Events `earliest + 1 ..= before` gone, though the checkpoint at `earliest` is still there.
+fn deleted_after_the_archive(earliest: i64, before: i64) -> (i64, String) {
+    let missing = if earliest + 1 == before {
+        format!("event {before} is missing")
+    } else {
+        format!("events {} to {before} are missing", earliest + 1)
+    };
+    (
+        earliest + 1,
+        format!(
+            "{missing}: the checkpoint at event {earliest} marks where the archive ends, so the events after it were deleted, not archived"
+        ),
+    )
+}
+
 /// Walks the log page by page (memory stays flat however long it is), checking the chain and
 /// each checkpoint at its event.
 pub struct ChainVerifier {
@@ -473,6 +514,11 @@ impl ChainVerifier {
         let before = first.seq - 1;
         match self.pending.remove(&before) {
             Some(checkpoint) => {
+                if !self.trust_first_link {
+                    if let Some(&earliest) = self.pending.keys().next().filter(|&&earliest| earliest < before) {
+                        return Err(deleted_after_the_archive(earliest, before));
+                    }
+                }
                 self.report.checkpoints += 1;
                 self.report.archived_through = Some(before);
                 self.report.signed_through = Some(before);
@@ -487,13 +533,7 @@ impl ChainVerifier {
                 hash: first.prev_hash.clone(),
                 ..first.clone()
             })),
-            None => Err((
-                first.seq,
-                format!(
-                    "the log starts at event {}: events 1 to {before} are missing, and no signed checkpoint at event {before} shows they were archived",
-                    first.seq
-                ),
-            )),
+            None => Err((first.seq, missing_without_checkpoint(first.seq))),
         }
     }
 
@@ -729,6 +769,44 @@ mod tests {
         let report = verify_in_pages(&events[5..], checkpoints.clone());
         assert_eq!(report.first_bad_seq, Some(6));
         assert!(report.problem.unwrap().contains("events 1 to 5 are missing"));
+        // Events 5 and 6 gone, with a checkpoint at 6 as well as the one at 4.
+        let more = vec![
+            checkpoint_at(&events, 4),
+            checkpoint_at(&events, 6),
+            checkpoint_at(&events, 8),
+        ];
+        let report = verify_in_pages(&events[6..], more);
+        assert_eq!(report.first_bad_seq, Some(5));
+        assert!(
+            report
+                .problem
+                .as_deref()
+                .unwrap()
+                .starts_with("events 5 to 6 are missing: the checkpoint at event 4"),
+            "{report:?}"
+        );
+
+        // Events 5 to 8 gone too, although a checkpoint signs event 8: the one at 4, which an
+        // archive through 8 would have deleted, shows they were deleted, not archived.
+        let report = verify_in_pages(&events[8..], checkpoints.clone());
+        assert_eq!(report.first_bad_seq, Some(5), "{report:?}");
+        assert!(
+            report.problem.as_deref().unwrap().contains("events 5 to 8 are missing"),
+            "{report:?}"
+        );
+        assert_eq!(archive_gap(9, [4, 8]).map(|(at, _)| at), Some(5));
+        assert_eq!(
+            archive_gap(9, [8]),
+            None,
+            "archived through 8: its checkpoint is the earliest"
+        );
+        assert_eq!(archive_gap(5, [4, 8]), None);
+        assert_eq!(archive_gap(1, [4]), None, "a log from event 1 lost nothing before it");
+        assert_eq!(
+            archive_gap(7, [4, 8]).map(|(at, _)| at),
+            Some(7),
+            "no checkpoint just before the first event: nothing shows an archive"
+        );
 
         // The first kept event rewritten to link elsewhere: caught against the checkpoint.
         let mut relinked = events[4..].to_vec();

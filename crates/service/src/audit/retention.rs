@@ -107,6 +107,14 @@ pub async fn archive_due(app: &App, retention: &Retention) -> Result<Option<Path
     let Some(first) = first.filter(|first| *first <= through) else {
         return Ok(None);
     };
+    // Archiving from a first event that follows a deletion would write a segment anchored past
+    // the gap and delete the earlier checkpoint that shows it: the deletion laundered into an
+    // archive. Nothing is archived until an operator has looked.
+    if let Some((_, problem)) = jitgate_core::audit::archive_gap(first, checkpoints.iter().map(|c| c.seq)) {
+        return Err(format!(
+            "{problem}; nothing is archived until the log verifies (jitgate audit verify)"
+        ));
+    }
     let name = format!("audit-{first:012}-{through:012}.jsonl");
     let segment = retention.dir.join(&name);
     let kept: Vec<&Checkpoint> = checkpoints

@@ -792,6 +792,21 @@ fn retention_archives_segments_that_keep_verification_whole() {
     sql(&s, &format!("DELETE FROM audit_events WHERE seq < {}", start + 3));
     let report = verify(&s);
     assert_eq!(report["ok"], false, "{report}");
+
+    // Let run again, the archiver does not launder the deletion into an archive (a segment
+    // from the new first event on, and the checkpoint that shows the gap deleted): it refuses
+    // and says why, and the gap stays for verify to see.
+    let segments_before = segments();
+    sql(
+        &s,
+        "UPDATE notification_cursors SET leased_until = 0 WHERE sink = 'audit:retention'",
+    );
+    wait_until("the archiver refuses to archive past the gap", || {
+        s.log().contains("nothing is archived until the log verifies")
+    });
+    assert_eq!(segments(), segments_before, "no segment past the gap");
+    let report = verify(&s);
+    assert_eq!(report["ok"], false, "{report}");
 }
 
 /// Denied checks are counted, not logged one by one: fifty denials make one event that says
