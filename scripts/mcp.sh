@@ -2,8 +2,9 @@
 # The official MCP Python SDK (`mcp` on PyPI, pinned below) for the MCP tests and benchmark, in
 # a virtualenv of its own (target/venv-mcp, or $MCP_VENV):
 #   scripts/mcp.sh venv        make it if missing; print its python's path
-#   scripts/mcp.sh filesystem  install the reference filesystem server from npm if npm works
-#                              (target/npm-mcp); print its entry point's path
+#   scripts/mcp.sh filesystem  install the reference filesystem server from npm (pinned with
+#                              its lock in scripts/mcp/) into target/npm-mcp if missing; print
+#                              its entry point's path
 # scripts/mcp/upstream.py is an MCP server built with the SDK (FastMCP) and scripts/mcp/agent.py
 # an SDK client (ClientSession) that runs a JSON script of calls; both run with that python.
 set -euo pipefail
@@ -13,10 +14,12 @@ cmd=${1:?venv or filesystem}
 # 1.x: FastMCP, stdio_client and streamablehttp_client, as docs/agents.md shows them (2.x
 # renamed them).
 MCP_VERSION=1.30.0
-FILESYSTEM_VERSION=2026.8.31
 VENV=${MCP_VENV:-$root/target/venv-mcp}
 
 die() { echo "mcp.sh: $*" >&2; exit 2; }
+
+# shellcheck source=lib/npm-ci.sh
+. "$root/scripts/lib/npm-ci.sh"
 
 case $cmd in
   venv)
@@ -33,18 +36,11 @@ case $cmd in
     echo "$VENV/bin/python"
     ;;
   filesystem)
+    # Pinned with its whole dependency tree (scripts/mcp/package.json and its lock), so that
+    # a new release of a dependency does not change the server the tests run.
     dir=$root/target/npm-mcp
-    mkdir -p "$dir"
-    exec 9>"$dir.lock"
-    flock 9
-    entry=$dir/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js
-    if [ ! -f "$entry" ]; then
-      command -v npm >/dev/null || die "npm is missing: apt-get install npm"
-      npm install --silent --prefix "$dir" "@modelcontextprotocol/server-filesystem@$FILESYSTEM_VERSION" >&2 ||
-        die "could not install @modelcontextprotocol/server-filesystem from npm"
-    fi
-    exec 9>&-
-    echo "$entry"
+    npm_ci_into "$root/scripts/mcp" "$dir" mcp.sh
+    echo "$dir/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
     ;;
   *) die "unknown command $cmd: venv or filesystem" ;;
 esac

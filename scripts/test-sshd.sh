@@ -36,8 +36,25 @@ X11Forwarding no
 LogLevel VERBOSE
 CONF
     "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log"
-    for _ in $(seq 1 100); do
-      if [ -s "$dir/sshd.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then exit 0; fi
+    # sshd forks into the background before it binds: a port another process holds shows only
+    # in its log (and it writes no pid file). Said at once, naming the cause, so that a caller
+    # can try another port ("Address already in use"). Ready when the sshd of the pid file
+    # listens on the port itself (ss names the listener's pid), not whoever else might.
+    for _ in $(seq 1 200); do
+      if grep -q "Address already in use" "$dir/sshd.log" 2>/dev/null; then
+        echo "sshd could not bind 127.0.0.1:$port (Address already in use); its log:" >&2
+        cat "$dir/sshd.log" >&2
+        exit 1
+      fi
+      if [ -s "$dir/sshd.pid" ]; then
+        pid=$(cat "$dir/sshd.pid")
+        kill -0 "$pid" 2>/dev/null || break
+        if command -v ss >/dev/null; then
+          ss -Hltnp "sport = :$port" | grep -q "pid=$pid," && exit 0
+        elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+          exit 0
+        fi
+      fi
       sleep 0.05
     done
     echo "sshd did not start; its log:" >&2; cat "$dir/sshd.log" >&2; exit 1

@@ -21,7 +21,8 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || NEEDED+=(haproxy)
 # sqlite3 tampers with the audit log directly in the tests that prove tampering is caught.
 command -v sqlite3 >/dev/null || NEEDED+=(sqlite3)
 # Python (with venv) runs openapi-spec-validator and Schemathesis (scripts/test-openapi.sh,
-# run by the http test), installed from PyPI into target/venv-openapi.
+# run by the http test), installed from PyPI into target/venv-openapi, and the other tools
+# from PyPI (below).
 command -v python3 >/dev/null || NEEDED+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || NEEDED+=(python3-venv)
 # Node.js runs the audit verifier written from docs/audit.md alone
@@ -30,8 +31,8 @@ command -v node >/dev/null || NEEDED+=(nodejs)
 # npm installs the reference MCP filesystem server (@modelcontextprotocol/server-filesystem)
 # that tests/end_to_end/mcp.rs runs behind `jitgate mcp proxy` (scripts/mcp.sh); the MCP
 # Python SDK comes from PyPI into target/venv-mcp. npm also installs axe-core, which the web
-# UI's accessibility test runs in Chromium on every page (scripts/ui.sh, into target/node-ui;
-# installed below, before the tests, so a registry failure shows once and plainly), and panva's
+# UI's accessibility test runs in Chromium on every page (scripts/ui.sh, into target/node-ui),
+# GitHub's packages for the GitHub App tests (scripts/github.sh), and panva's
 # oidc-provider, the OpenID Provider of the CLI's single sign-on tests (scripts/oidc.sh, into
 # target/node-oidc; tests/end_to_end/cli_sso.rs).
 command -v npm >/dev/null || NEEDED+=(npm)
@@ -63,8 +64,30 @@ if [ ${#NEEDED[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEEDED[@]}"
 fi
 
-scripts/ui.sh install >/dev/null
-scripts/oidc.sh install >/dev/null
+# Everything the tests install from PyPI and npm, installed here before them rather than by the
+# first test that needs it, under load and in the middle of the run: a registry or network
+# failure then shows once and plainly, and each install is tried three times. All pinned
+# exactly (npm trees by their locks); each script installs only what is missing or changed.
+install_with_retries() {
+  local try
+  for try in 1 2 3; do
+    "$@" >/dev/null && return 0
+    if [ "$try" = 3 ]; then
+      echo "test.sh: $* failed three times (the packages come from PyPI or npm)" >&2
+      return 1
+    fi
+    echo "test.sh: $* failed; trying again" >&2
+    sleep $((try * 15))
+  done
+}
+install_with_retries scripts/ui.sh install || exit 2
+install_with_retries scripts/oidc.sh install || exit 2
+install_with_retries scripts/github.sh install || exit 2
+install_with_retries scripts/mcp.sh venv || exit 2
+install_with_retries scripts/mcp.sh filesystem || exit 2
+install_with_retries scripts/scim.sh venv || exit 2
+install_with_retries scripts/proxies.sh install || exit 2
+install_with_retries scripts/test-openapi.sh install || exit 2
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,5 +1,5 @@
 # Sourced by the scripts that install pinned npm packages for the tests (scripts/ui.sh,
-# scripts/github.sh, scripts/oidc.sh): one copy of how they install.
+# scripts/github.sh, scripts/oidc.sh, scripts/mcp.sh): one copy of how they install.
 #
 # npm_ci_into SOURCE DIR WHO
 #   Install SOURCE/package.json with its lock (SOURCE/package-lock.json) into DIR with `npm ci`,

@@ -50,74 +50,33 @@ impl Browser {
     }
 
     fn start_with(width: u32, height: u32, zone: Option<&str>, loopback_only: bool) -> Browser {
-        let port = super::free_port();
-        let mut driver = Command::new("chromedriver");
-        if let Some(zone) = zone {
-            driver.env("TZ", zone);
-        }
-        let driver = driver
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt-get install chromium-driver; scripts/test.sh does)");
-        let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
-        let started = Instant::now();
-        while http.get(format!("{base}/status")).send().is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        // Under load Chromium sometimes fails to come up ("session not created", "DevToolsActivePort
+        // file doesn't exist", a renderer that crashes at launch). Nothing depends on the first
+        // try: try again with a new chromedriver and a new, empty profile.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let (mut driver, base) = start_driver(&http, zone);
+            let profile = tempfile::tempdir().unwrap();
+            match new_session(&http, &base, width, height, profile.path(), loopback_only) {
+                Ok(session) => {
+                    return Browser {
+                        driver,
+                        session,
+                        base,
+                        http,
+                        _profile: profile,
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+            let _ = driver.kill();
+            let _ = driver.wait();
         }
-        let profile = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--headless=new".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-extensions".into(),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        if loopback_only {
-            // Chromium sends the loopback past any proxy by itself; port 9 (discard) has no
-            // listener, so the rest fails at once rather than after a network timeout.
-            args.push("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into());
-            args.push("--proxy-server=http://127.0.0.1:9".into());
-        }
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }}});
-        let answer: Value = http
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
-            .expect("new session")
-            .json()
-            .unwrap();
-        let session = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {answer}"))
-            .to_string();
-        Browser {
-            driver,
-            session,
-            base,
-            http,
-            _profile: profile,
-        }
+        panic!("no browser session in three tries: {}", failures.join("; "));
     }
 
     pub(crate) fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -319,6 +278,98 @@ impl Browser {
             .map(|e| format!("{} {}", e["level"], e["message"]))
             .collect()
     }
+}
+
+/// A chromedriver of ours, answering on a port of ours: (the process, its base URL).
+fn start_driver(http: &reqwest::blocking::Client, zone: Option<&str>) -> (Child, String) {
+    // The port is the tests' alone (free_port), but a process outside them may hold it: then
+    // chromedriver exits, and whoever holds the port must not be taken for it. Try another.
+    for _ in 0..5 {
+        let port = super::free_port();
+        let mut command = Command::new("chromedriver");
+        if let Some(zone) = zone {
+            command.env("TZ", zone);
+        }
+        let mut driver = command
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium-driver; scripts/test.sh does)");
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            // Ours must be alive after /status answered, and hold the port.
+            let answered = http.get(format!("{base}/status")).send().is_ok();
+            if let Ok(Some(_)) = driver.try_wait() {
+                break;
+            }
+            if answered {
+                match super::listens_on(driver.id(), port) {
+                    Some(true) | None => return (driver, base),
+                    Some(false) => {
+                        let _ = driver.kill();
+                        let _ = driver.wait();
+                        break;
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                panic!("chromedriver did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("chromedriver: five ports in a row were held by another process");
+}
+
+/// A new Chromium session, in the empty profile `profile`: its id, or chromedriver's error.
+fn new_session(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    width: u32,
+    height: u32,
+    profile: &std::path::Path,
+    loopback_only: bool,
+) -> Result<String, String> {
+    let mut args = vec![
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-extensions".into(),
+        format!("--window-size={width},{height}"),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if loopback_only {
+        // Chromium sends the loopback past any proxy by itself; port 9 (discard) has no
+        // listener, so the rest fails at once rather than after a network timeout.
+        args.push("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into());
+        args.push("--proxy-server=http://127.0.0.1:9".into());
+    }
+    let capabilities = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+        "goog:loggingPrefs": {"browser": "ALL"},
+    }}});
+    let answer: Value = http
+        .post(format!("{base}/session"))
+        .json(&capabilities)
+        .send()
+        .map_err(|e| format!("POST /session: {e}"))?
+        .json()
+        .map_err(|e| format!("POST /session answered no JSON: {e}"))?;
+    answer["value"]["sessionId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no session: {answer}"))
 }
 
 impl Drop for Browser {

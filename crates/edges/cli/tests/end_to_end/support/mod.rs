@@ -38,9 +38,66 @@ pub struct Server {
     env: Vec<(String, String)>,
 }
 
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// A loopback port for a server a test starts: outside the kernel's ephemeral range, so that no
+/// `bind(0)` or `connect()` anywhere is given it, and never handed out twice, so that it stays
+/// the test's while its server is down (support/ports.rs says how).
+pub use postgres::ports::free_port;
+
+/// Whether the process `pid` holds the socket listening on loopback `port` (IPv4 or IPv6):
+/// `Some(false)` when another process does, `None` when /proc cannot tell (no table, no
+/// listener in it, or the process's descriptors unreadable).
+pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some((_, local_port)) = fields.get(1).and_then(|a| a.rsplit_once(':')) else {
+                continue;
+            };
+            let listening = fields.get(3) == Some(&"0A");
+            if listening && u16::from_str_radix(local_port, 16) == Ok(port) {
+                if let Some(inode) = fields.get(9) {
+                    sockets.push(PathBuf::from(format!("socket:[{inode}]")));
+                }
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return None;
+    }
+    let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        descriptors
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| sockets.contains(&target))),
+    )
+}
+
+/// Why a server never became ready.
+#[derive(Debug)]
+enum NotReady {
+    /// It exited; its log says why.
+    Exited(std::process::ExitStatus),
+    /// `/readyz` answered on its port from a process that is not our server.
+    AnsweredByAnother(String),
+    TimedOut,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Exited(status) => write!(f, "server exited early: {status}"),
+            NotReady::AnsweredByAnother(listen) => write!(
+                f,
+                "{listen} answered /readyz, but another process than our server listens there"
+            ),
+            NotReady::TimedOut => write!(f, "server did not become ready"),
+        }
+    }
 }
 
 impl Server {
@@ -141,26 +198,77 @@ impl Server {
                 .build()
                 .expect("client"),
         };
-        if wait_ready {
-            server.wait_ready();
+        if !wait_ready {
+            return server;
         }
+        // The port is the tests' alone (free_port), but a process outside them may still bind
+        // it first: then the server cannot listen, and it starts again on another port (on the
+        // same file: it was never ready, and starting is idempotent).
+        for _ in 0..4 {
+            match server.try_wait_ready() {
+                Ok(()) => return server,
+                Err(NotReady::Exited(_)) if server.log().contains("Address already in use") => {}
+                Err(NotReady::AnsweredByAnother(_)) => {
+                    let _ = server.child.kill();
+                    let _ = server.child.wait();
+                }
+                Err(e) => panic!("{e}"),
+            }
+            server.listen = format!("127.0.0.1:{}", free_port());
+            server.url = format!("http://{}", server.listen);
+            server.child = spawn(
+                &server.listen,
+                &server.policy,
+                server.dir.path(),
+                server.config.as_deref(),
+                server.database.as_deref(),
+                &server.env,
+            );
+        }
+        server.wait_ready();
         server
     }
 
+    /// Wait until the server answers `/readyz`; panics if it exits first, or if the answer
+    /// comes from another process than ours.
     pub fn wait_ready(&mut self) {
+        if let Err(e) = self.try_wait_ready() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_wait_ready(&mut self) -> Result<(), NotReady> {
+        let port: u16 = self
+            .listen
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in listen");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send() {
-                if r.status().is_success() {
-                    return;
-                }
-            }
+            // Ours must be alive before the probe and after it, and hold the port: an answer
+            // while ours has exited, or from a socket ours does not hold, is another
+            // process's (a server that lost the port to it, or has not bound it yet).
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited early: {status}");
+                return Err(NotReady::Exited(status));
+            }
+            let answered = self
+                .http
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if answered {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(NotReady::Exited(status));
+                }
+                return match listens_on(self.child.id(), port) {
+                    Some(false) => Err(NotReady::AnsweredByAnother(self.listen.clone())),
+                    Some(true) | None => Ok(()),
+                };
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not become ready");
+        Err(NotReady::TimedOut)
     }
 
     /// Kill with SIGKILL (no chance to flush anything) and start again on the same file.
@@ -191,11 +299,12 @@ impl Server {
 
     fn restart_after(&mut self, meanwhile: impl FnOnce(&Server)) {
         meanwhile(self);
-        // The port was free while the server was down. Taken by another test meanwhile, the new
-        // server could not listen, and /readyz could answer from the other one: say so here.
+        // The port was free while the server was down. No test and no kernel choice takes it
+        // (free_port), but a process outside the tests could: say so here rather than let
+        // the new server fail to listen.
         if let Err(e) = std::net::TcpListener::bind(&self.listen) {
             panic!(
-                "{} was taken by another process while the server was down ({e}): run the test again",
+                "{} was taken by a process outside the tests while the server was down ({e})",
                 self.listen
             );
         }

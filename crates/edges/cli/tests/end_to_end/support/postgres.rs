@@ -5,6 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+// The test ports (outside the kernel's ephemeral range, never handed out twice), here so that
+// crates/storage/store/tests/store.rs, which includes this file alone, uses them too.
+#[path = "ports.rs"]
+pub mod ports;
+
 pub const SUPERUSER_PASSWORD: &str = "test-superuser-password";
 
 fn script() -> PathBuf {
@@ -18,12 +23,13 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        // The port is free when asked for, but another test may bind it before PostgreSQL
-        // does: then it is tried again on another port, in a new directory.
+        // The port is free when asked for and no test or kernel choice takes it, but a
+        // process outside the tests may bind it before PostgreSQL does: then it is tried
+        // again on another port, in a new directory.
         for _ in 0..5 {
             let pg = Postgres {
                 dir: tempfile::tempdir().expect("temp dir"),
-                port: super::free_port(),
+                port: ports::free_port(),
             };
             let out = pg.run_script(&["start", &pg.port.to_string(), SUPERUSER_PASSWORD]);
             let stderr = String::from_utf8_lossy(&out.stderr);
