@@ -478,7 +478,10 @@ fn expiry_cuts_the_session_and_kill_9_while_postgres_is_down_is_finished_after_r
     session.send("SELECT 'open';");
     wait_until("the session is open", || sessions_of(&pg, &user) == 1);
     let gone = RoleWatch::start(&pg, &user).gone_at();
-    eprintln!("role dropped {} ms after the grant's end", (gone - end).num_milliseconds());
+    eprintln!(
+        "role dropped {} ms after the grant's end",
+        (gone - end).num_milliseconds()
+    );
     assert!(role(&pg, &user).is_none());
     assert!(
         (gone - end).num_milliseconds() < 1500,

@@ -1052,9 +1052,7 @@ impl FlakyProxy {
     fn wait_for_release(releases: &Releases) {
         let (count, released) = &**releases;
         let (mut count, _) = released
-            .wait_timeout_while(count.lock().unwrap(), std::time::Duration::from_secs(120), |n| {
-                *n == 0
-            })
+            .wait_timeout_while(count.lock().unwrap(), std::time::Duration::from_secs(120), |n| *n == 0)
             .unwrap();
         *count = count.saturating_sub(1);
     }
@@ -1293,7 +1291,11 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     ];
 
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
-    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::HoldUntilReleased, Some(1));
+    proxy.rule(
+        |m, t| m == "POST" && t == "/v1/requests",
+        Flaw::HoldUntilReleased,
+        Some(1),
+    );
     let err = laptop.interrupted(
         &s,
         &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
@@ -1345,7 +1347,11 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     // Ctrl-C while an auto-approved request is filed: the grant is ended before any
     // certificate is asked for.
     let asked_before = proxy.picked();
-    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::HoldUntilReleased, Some(1));
+    proxy.rule(
+        |m, t| m == "POST" && t == "/v1/requests",
+        Flaw::HoldUntilReleased,
+        Some(1),
+    );
     proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
     let err = laptop.interrupted(
         &s,
