@@ -435,14 +435,17 @@ providers = ["hook"]
         .map(|_| Server::start_on(policy.path(), Some(&config), Some(&url)))
         .collect();
 
-    // Grants that end in two seconds, and requests that wait for review, through both replicas.
+    // Grants that end in a few seconds, and requests that wait for review, through both
+    // replicas. Each grant must be provisioned before its end (a provisioning for an ended
+    // grant is dropped, and "provisioned once" below would read 0): six seconds leave room for
+    // the twelve filings and the outbox's turns on a loaded machine, where two did not.
     let mut grants = Vec::new();
     let mut waiting = Vec::new();
     for i in 0..6 {
         let s = &servers[i % 2];
         let g = s.file(
             "demo-alice",
-            json!({"resource": "app-db", "action": "read", "duration": "2s"}),
+            json!({"resource": "app-db", "action": "read", "duration": "6s"}),
         );
         grants.push(g["grant"]["id"].as_str().unwrap().to_string());
         waiting.push(id(&s.file(
@@ -458,7 +461,7 @@ providers = ["hook"]
             .filter(|d| d.answered == 200 && d.raw.contains(needle) && d.body[field] == value)
             .count()
     };
-    within("every grant is deprovisioned", || {
+    wait_until_within("every grant is deprovisioned", Duration::from_secs(30), || {
         grants.iter().all(|g| acknowledged(g, "operation", "deprovision") >= 1)
     });
     within("every review request is announced", || {
