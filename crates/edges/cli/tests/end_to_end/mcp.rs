@@ -347,7 +347,9 @@ fn a_timed_out_or_cancelled_call_cancels_its_request_and_never_runs() {
             {"call": "write_file", "arguments": {"path": "d.txt", "content": "x"}, "cancel_after": 1},
             {"sleep": 1},
         ]),
-        &["--timeout", "2s"],
+        // Well above the agent's cancel after 1 s, so the agent's cancel comes first even when
+        // its event loop stalls on a loaded machine.
+        &["--timeout", "5s"],
     );
     let timed_out = agent.next(QUICK);
     assert_eq!(timed_out["isError"], true, "{timed_out}");
@@ -380,16 +382,20 @@ fn a_timed_out_or_cancelled_call_cancels_its_request_and_never_runs() {
 #[test]
 fn a_credential_that_expires_mid_wait_ends_the_call_without_running_it() {
     let b = Bed::start();
+    // The credential must outlive the start of two Python programs one after the other (the
+    // agent, then through the proxy the upstream) and the filing, on a loaded machine too; it
+    // expires while the call waits, and the refusal comes within a wait that covers its life.
+    const TTL: Duration = Duration::from_secs(20);
     let (status, made) = b.s.post(
         "/v1/tokens",
         "demo-admin",
-        json!({"principal": "claude-alice-2", "agent_for": "alice", "ttl": "8s", "label": "agent"}),
+        json!({"principal": "claude-alice-2", "agent_for": "alice", "ttl": format!("{}s", TTL.as_secs()), "label": "agent"}),
     );
     assert_eq!(status, 201, "{made}");
     let token = made["token"].as_str().unwrap().to_string();
     let agent = b.proxied(&token, json!([call("delete_file", json!({"path": "a.txt"}))]), &[]);
     let waiting = b.pending_for("delete_file", &[]);
-    let refused = agent.next(QUICK);
+    let refused = agent.next(TTL + QUICK);
     assert_eq!(refused["isError"], true, "{refused}");
     let text = refused["text"].as_str().unwrap();
     assert!(text.contains("credential") && text.contains(&id(&waiting)), "{text}");

@@ -84,15 +84,23 @@ fn a_decision_reaches_a_waiting_client_at_once() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let approving = Instant::now();
+    // Both wait before the decision (not a guess of how long their connections take).
+    wait_until("both clients wait", || {
+        let (_, metrics) = s.get("/metrics", "");
+        metrics.as_str().unwrap().contains("jitgate_waiting_callers 2")
+    });
     let (status, _) = s.post(&format!("{path}/approve"), "demo-bob", json!({}));
     assert_eq!(status, 200);
+    // The promise is that a waiting client hears of a decision within milliseconds of it, with
+    // no polling interval: timed from the decision's 200, since the approval's own work (its
+    // commit, its events, the grant) is no part of it. A waiter answered before the 200 came
+    // back heard it at once.
+    let approved = Instant::now();
     for waiter in waiters {
         let (answer, heard) = waiter.join().unwrap();
         assert_eq!(answer["status"], "approved", "{answer}");
-        let latency = heard.duration_since(approving);
-        eprintln!("decision heard {latency:?} after the approval was sent");
+        let latency = heard.saturating_duration_since(approved);
+        eprintln!("decision heard {latency:?} after the approval's 200");
         assert!(latency < Duration::from_millis(100), "{latency:?}");
     }
 
@@ -193,7 +201,9 @@ fn gate_and_run_ask_again_and_again_when_the_server_has_no_place_to_wait() {
         &quickstart(),
         Some("[limits]\nrequests_per_minute = 0\nmax_waiters = 1\n"),
     );
-    // dave holds the only place among the waiters for the whole test.
+    // dave holds the only place among the waiters for the whole test: the longest wait is a
+    // minute, and the test can take longer on a loaded machine, so he waits again at once each
+    // time a wait ends with his request still pending, until it is cancelled.
     let daves = s.file(
         "demo-dave",
         json!({"resource": "prod-db", "action": "read", "reason": "INC-20"}),
@@ -202,14 +212,20 @@ fn gate_and_run_ask_again_and_again_when_the_server_has_no_place_to_wait() {
     let holder = {
         let (url, path) = (s.url.clone(), daves_path.clone());
         std::thread::spawn(move || {
-            reqwest::blocking::Client::new()
-                .get(format!("{url}{path}?wait=60s"))
-                .bearer_auth("demo-dave")
-                .timeout(Duration::from_secs(70))
-                .send()
-                .unwrap()
-                .status()
-                .as_u16()
+            let client = reqwest::blocking::Client::new();
+            loop {
+                let answer = client
+                    .get(format!("{url}{path}?wait=60s"))
+                    .bearer_auth("demo-dave")
+                    .timeout(Duration::from_secs(70))
+                    .send()
+                    .unwrap();
+                let status = answer.status().as_u16();
+                let request: Value = answer.json().unwrap();
+                if status != 200 || request["status"] != "pending" {
+                    return (status, request["status"].clone());
+                }
+            }
         })
     };
     let refused_waits = || {
@@ -273,7 +289,7 @@ fn gate_and_run_ask_again_and_again_when_the_server_has_no_place_to_wait() {
 
     // dave held his place throughout; cancelling his request ends his wait.
     assert_eq!(s.post(&format!("{daves_path}/cancel"), "demo-dave", json!({})).0, 200);
-    assert_eq!(holder.join().unwrap(), 200);
+    assert_eq!(holder.join().unwrap(), (200, json!("cancelled")));
 }
 
 #[test]

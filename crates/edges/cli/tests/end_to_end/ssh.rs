@@ -359,8 +359,9 @@ impl Laptop {
         command
     }
 
-    /// Starts jitgate with `args`, interrupts it once `ready` holds (`what` names the wait)
-    /// and returns its stderr; see [`interrupt`].
+    /// Starts jitgate with `args` through `proxy`, interrupts it once `ready` holds (`what`
+    /// names the wait: a request the proxy holds), lets the proxy pass the held request on
+    /// only after the signal was sent, and returns its stderr; see [`interrupt`].
     fn interrupted(
         &self,
         s: &Server,
@@ -368,10 +369,11 @@ impl Laptop {
         env: &[(&str, &str)],
         what: &str,
         ready: impl FnMut() -> bool,
+        proxy: &FlakyProxy,
     ) -> String {
         let child = self.command(s, args, env).spawn().unwrap();
         wait_until(what, ready);
-        interrupt(child)
+        interrupt_then(child, || proxy.release_after_signal())
     }
 
     fn run(&self, s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -983,8 +985,9 @@ fn two_logins_with_the_same_key_each_present_their_own_grants_certificate() {
 enum Flaw {
     /// Answer this status itself, the server never asked.
     Fail(u16),
-    /// Hold the request this long, then pass it on.
-    Hold(std::time::Duration),
+    /// Hold the request until the test releases it ([`FlakyProxy::release_after_signal`]),
+    /// then pass it on: how long it is held does not depend on how fast the test is.
+    HoldUntilReleased,
 }
 
 type Picks = Box<dyn Fn(&str, &str) -> bool + Send>;
@@ -1000,7 +1003,12 @@ struct FlakyProxy {
     rules: Rules,
     /// How many requests a rule picked so far.
     picked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Releases given and not yet used by a held request (a count, so that a release that
+    /// comes before the held request reaches its wait is not lost).
+    releases: Releases,
 }
+
+type Releases = std::sync::Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>;
 
 impl FlakyProxy {
     fn start(upstream: &str) -> FlakyProxy {
@@ -1008,14 +1016,45 @@ impl FlakyProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rules: Rules = Default::default();
         let picked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (thread_rules, thread_picked, upstream) = (rules.clone(), picked.clone(), upstream.to_string());
+        let releases: Releases = Default::default();
+        let (thread_rules, thread_picked, thread_releases, upstream) =
+            (rules.clone(), picked.clone(), releases.clone(), upstream.to_string());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (rules, picked, upstream) = (thread_rules.clone(), thread_picked.clone(), upstream.clone());
-                std::thread::spawn(move || Self::serve(stream, &rules, &picked, &upstream));
+                let (rules, picked, releases, upstream) = (
+                    thread_rules.clone(),
+                    thread_picked.clone(),
+                    thread_releases.clone(),
+                    upstream.clone(),
+                );
+                std::thread::spawn(move || Self::serve(stream, &rules, &picked, &releases, &upstream));
             }
         });
-        FlakyProxy { url, rules, picked }
+        FlakyProxy {
+            url,
+            rules,
+            picked,
+            releases,
+        }
+    }
+
+    /// Lets one held request pass, a second after the Ctrl-C was sent: the signal reaches
+    /// jitgate's handler, which notes it, well before the answer it waits for comes back.
+    /// (The hold itself no longer has to outlast the test's look at `picked` and its `kill`.)
+    fn release_after_signal(&self) {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (count, released) = &*self.releases;
+        *count.lock().unwrap() += 1;
+        released.notify_all();
+    }
+
+    /// Waits for a release (at most two minutes, so that a test that forgot one still ends).
+    fn wait_for_release(releases: &Releases) {
+        let (count, released) = &**releases;
+        let (mut count, _) = released
+            .wait_timeout_while(count.lock().unwrap(), std::time::Duration::from_secs(120), |n| *n == 0)
+            .unwrap();
+        *count = count.saturating_sub(1);
     }
 
     fn rule(&self, picks: impl Fn(&str, &str) -> bool + Send + 'static, flaw: Flaw, times: Option<usize>) {
@@ -1026,7 +1065,13 @@ impl FlakyProxy {
         self.picked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn serve(stream: std::net::TcpStream, rules: &Rules, picked: &std::sync::atomic::AtomicUsize, upstream: &str) {
+    fn serve(
+        stream: std::net::TcpStream,
+        rules: &Rules,
+        picked: &std::sync::atomic::AtomicUsize,
+        releases: &Releases,
+        upstream: &str,
+    ) {
         use std::io::{BufRead, Read, Write};
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
@@ -1090,7 +1135,7 @@ impl FlakyProxy {
                     );
                     return;
                 }
-                Some(Flaw::Hold(pause)) => std::thread::sleep(pause),
+                Some(Flaw::HoldUntilReleased) => Self::wait_for_release(releases),
                 None => {}
             }
             let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -1136,8 +1181,15 @@ fn first_id(text: &str, prefix: &str) -> String {
 /// Sends `child` the SIGINT a Ctrl-C would, waits for it, checks that it exited 130 (128 +
 /// SIGINT, as a shell reports an interrupted command) and returns its stderr.
 fn interrupt(child: std::process::Child) -> String {
+    interrupt_then(child, || {})
+}
+
+/// As [`interrupt`], doing `after_signal` once the signal is sent and before waiting for the
+/// child (which may need it to end, such as a held request let through).
+fn interrupt_then(child: std::process::Child, after_signal: impl FnOnce()) -> String {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    after_signal();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(130), "{err}");
@@ -1181,7 +1233,11 @@ fn a_wait_that_fails_cancels_the_request_and_a_login_that_fails_ends_the_grant()
         .spawn()
         .unwrap();
     let filed = pending_request(&s, |r| r["resource"] == "bastion");
-    wait_until("four looks failed", || proxy.picked() >= 4);
+    // The four looks come after pauses of 1, 2 and 4 s: 7 s the test designed, each look a
+    // new connection through the proxy. A wait of its own, that the backoff fits in under load.
+    wait_until_within("four looks failed", std::time::Duration::from_secs(30), || {
+        proxy.picked() >= 4
+    });
     let (status, approved) = s.post(&format!("/v1/requests/{}/approve", id(&filed)), "demo-bob", json!({}));
     assert_eq!(status, 200, "{approved}");
     let out = child.wait_with_output().unwrap();
@@ -1233,16 +1289,20 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         ("JITGATE_SSH_PROGRAM", fake.to_str().unwrap()),
         ("JITGATE_URL", proxy.url.as_str()),
     ];
-    let pause = std::time::Duration::from_millis(1500);
 
     // Ctrl-C while the request is being filed: once it exists, it is cancelled.
-    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    proxy.rule(
+        |m, t| m == "POST" && t == "/v1/requests",
+        Flaw::HoldUntilReleased,
+        Some(1),
+    );
     let err = laptop.interrupted(
         &s,
         &["ssh", "--request", "bastion", "--timeout", "5s", "alice@127.0.0.1"],
         &env,
         "the request is being filed",
         || proxy.picked() == 1,
+        &proxy,
     );
     let request = first_id(&err, "req_");
     assert!(
@@ -1255,7 +1315,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     // the grant is ended.
     proxy.rule(
         |m, t| m == "POST" && t.ends_with("/ssh-cert"),
-        Flaw::Hold(pause),
+        Flaw::HoldUntilReleased,
         Some(1),
     );
     let err = laptop.interrupted(
@@ -1264,6 +1324,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         &env,
         "the certificate is being issued",
         || proxy.picked() == 2,
+        &proxy,
     );
     let grant = first_id(&err, "grt_");
     assert!(
@@ -1286,7 +1347,11 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
     // Ctrl-C while an auto-approved request is filed: the grant is ended before any
     // certificate is asked for.
     let asked_before = proxy.picked();
-    proxy.rule(|m, t| m == "POST" && t == "/v1/requests", Flaw::Hold(pause), Some(1));
+    proxy.rule(
+        |m, t| m == "POST" && t == "/v1/requests",
+        Flaw::HoldUntilReleased,
+        Some(1),
+    );
     proxy.rule(|m, t| m == "POST" && t.ends_with("/ssh-cert"), Flaw::Fail(599), None);
     let err = laptop.interrupted(
         &s,
@@ -1294,6 +1359,7 @@ fn ctrl_c_while_filing_cancels_and_after_approval_runs_no_ssh() {
         &env,
         "the request is being filed",
         || proxy.picked() == asked_before + 1,
+        &proxy,
     );
     let grant = first_id(&err, "grt_");
     assert!(
@@ -1318,30 +1384,31 @@ fn ctrl_c_while_filing_also_stops_gate_and_run() {
     let laptop = Laptop::new();
     let proxy = FlakyProxy::start(&s.url);
     let env = [("JITGATE_URL", proxy.url.as_str())];
-    let pause = std::time::Duration::from_millis(1500);
     let filing = |m: &str, t: &str| m == "POST" && t == "/v1/requests";
 
     // gate: the request, once filed, is cancelled.
-    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    proxy.rule(filing, Flaw::HoldUntilReleased, Some(1));
     let err = laptop.interrupted(
         &s,
         &["gate", "bastion", "login", "--reason", "INC-12", "--timeout", "5s"],
         &env,
         "gate's request is being filed",
         || proxy.picked() == 1,
+        &proxy,
     );
     let request = first_id(&err, "req_");
     assert_cancelled(&s, &request);
 
     // run, approved at once: the command does not run, and its grant is ended.
     let ran = dir.path().join("run-ran");
-    proxy.rule(filing, Flaw::Hold(pause), Some(1));
+    proxy.rule(filing, Flaw::HoldUntilReleased, Some(1));
     let err = laptop.interrupted(
         &s,
         &["run", "jump", "login", "--", "touch", ran.to_str().unwrap()],
         &env,
         "run's request is being filed",
         || proxy.picked() == 2,
+        &proxy,
     );
     let grant = first_id(&err, "grt_");
     assert!(
