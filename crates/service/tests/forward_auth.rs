@@ -590,7 +590,11 @@ async fn bad_credentials_are_held_back_but_a_valid_one_never_is() {
         b.ask(&asserted, None, get("/"), ELSEWHERE).await,
         ForwardAuthAnswer::Unauthenticated { .. }
     ));
-    assert_eq!(b.app.metrics.auth_throttled.get(), held_before, "an answer was held back");
+    assert_eq!(
+        b.app.metrics.auth_throttled.get(),
+        held_before,
+        "an answer was held back"
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_millis(400),
         "{:?}",

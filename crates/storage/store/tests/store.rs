@@ -2847,7 +2847,10 @@ mod conformance {
             eprintln!("{what}: {took:?} (the best of {ROUNDS})");
         }
         for (what, took) in &best.0 {
-            assert!(*took < bound, "{what}: {took:?}, the best of {ROUNDS} spread over a second");
+            assert!(
+                *took < bound,
+                "{what}: {took:?}, the best of {ROUNDS} spread over a second"
+            );
         }
         // The whole directory loads in a few queries (reported, not bounded: it is start-up).
         let started = Instant::now();

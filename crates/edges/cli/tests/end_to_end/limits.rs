@@ -135,7 +135,11 @@ fn a_call_over_each_limit_gets_its_4xx_and_is_counted() {
         let (status, v) = s.post(&format!("{path}/cancel"), "demo-dave", json!({}));
         assert_eq!(status, 200, "{v}");
         let (status, v) = waiting.join().unwrap();
-        assert_eq!((status, v["status"].as_str()), (200, Some("cancelled")), "the first caller is answered: {v}");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("cancelled")),
+            "the first caller is answered: {v}"
+        );
     });
 
     let metrics = limit_counts(&s);

@@ -560,7 +560,10 @@ fn undecided_requests_escalate_to_backup_reviewers_who_may_then_approve() {
             break rid;
         }
         assert!(tries < 3, "three filings in a row took two seconds to check: {v}");
-        eprintln!("the lead's check came {:?} after the filing; filing again", filing.elapsed());
+        eprintln!(
+            "the lead's check came {:?} after the filing; filing again",
+            filing.elapsed()
+        );
     };
     // Two seconds undecided: the leads are told, with the buttons, and may now approve.
     let mut told = None;
