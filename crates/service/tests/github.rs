@@ -945,13 +945,27 @@ async fn github_down_is_retried_and_a_refused_callback_is_not_retried_for_ever()
     let (request_id, _) = bed.deploy("example/app", "staging", "main", &[]).await;
     worker::sweep(&bed.app).await.unwrap();
     *bed.api.failing.lock() = Some(true);
+    // To the millisecond, as the store keeps times.
+    let before = chrono::DateTime::from_timestamp_millis(jitgate_service::now().timestamp_millis()).unwrap();
+    let failed = std::time::Instant::now();
     assert_eq!(worker::make_calls(&bed.app).await.unwrap(), 0);
     let calls = bed.calls(&request_id).await;
     assert_eq!(calls[0].attempts, 1);
     assert!(calls[0].done_at.is_none());
     assert_eq!(calls[0].last_error.as_deref(), Some("503 from GitHub"));
-    // Not due again at once (backoff).
-    assert_eq!(worker::make_calls(&bed.app).await.unwrap(), 0);
+    // Not due again at once (backoff): the stored due time is the first retry's delay
+    // (400 ms) after the failure, whatever the machine's speed; and a look made well inside
+    // that delay finds nothing due. (A look after a longer stall would rightly find it due
+    // and call again, so it is made only when it can mean something.)
+    let backoff = jitgate_core::outbox::retry_delay(1);
+    assert!(
+        calls[0].call.due_at >= before + backoff,
+        "due at {}, sooner than {backoff} after {before}",
+        calls[0].call.due_at
+    );
+    if failed.elapsed() < std::time::Duration::from_millis(200) {
+        assert_eq!(worker::make_calls(&bed.app).await.unwrap(), 0);
+    }
     *bed.api.failing.lock() = None;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(worker::make_calls(&bed.app).await.unwrap(), 1);

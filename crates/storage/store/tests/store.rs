@@ -2716,36 +2716,39 @@ mod conformance {
     ];
 
     /// With 10,000 users and 1,000 groups (`SCIM_FILL`), every list the providers ask for
-    /// answers a page of 100 well under 20 ms (the best of five, so a busy machine does not
-    /// fail it by chance), the last page as the first.
+    /// answers a page of 100 well under 20 ms, the last page as the first. Each list counts
+    /// its best of eight samples, and the samples are taken in rounds 100 ms apart (every
+    /// list once per round), so they spread over about a second: a burst of load from the
+    /// tests running beside this one (or a noisy neighbour on a CI machine) slows some of
+    /// them, not all, while a slow query is slow in every round.
     pub async fn scim_pages_stay_fast(store: Arc<dyn Store>) {
         use std::time::{Duration, Instant};
-        async fn best_of_five<T, F: std::future::Future<Output = T>>(mut run: impl FnMut() -> F) -> (Duration, T) {
-            let mut best = Duration::MAX;
-            let mut last = None;
-            for _ in 0..5 {
-                let started = Instant::now();
-                let out = run().await;
-                best = best.min(started.elapsed());
-                last = Some(out);
+        const ROUNDS: usize = 8;
+        const BETWEEN_ROUNDS: Duration = Duration::from_millis(100);
+        async fn timed<T, F: std::future::Future<Output = T>>(run: F) -> (Duration, T) {
+            let started = Instant::now();
+            let out = run.await;
+            (started.elapsed(), out)
+        }
+        /// The best time seen for each list, in the order first measured.
+        #[derive(Default)]
+        struct Best(Vec<(String, Duration)>);
+        impl Best {
+            fn saw(&mut self, what: &str, took: Duration) {
+                match self.0.iter_mut().find(|(seen, _)| seen == what) {
+                    Some((_, best)) => *best = (*best).min(took),
+                    None => self.0.push((what.to_string(), took)),
+                }
             }
-            (best, last.unwrap())
         }
         let bound = Duration::from_millis(20);
-        let users = |query: ScimQuery| {
-            let store = store.clone();
-            move || {
-                let store = store.clone();
-                let query = query.clone();
-                async move { store.scim_users(&query).await.unwrap() }
-            }
-        };
+        let mut best = Best::default();
         let page = |start_index| ScimQuery {
             start_index,
             count: 100,
             ..Default::default()
         };
-        for (what, query, total, items) in [
+        let user_lists = [
             ("the first page", page(1), 10_000, 100),
             ("a middle page", page(5001), 10_000, 100),
             ("the last page", page(9901), 10_000, 100),
@@ -2776,25 +2779,8 @@ mod conformance {
                 1,
                 1,
             ),
-        ] {
-            let (took, found) = best_of_five(users(query)).await;
-            eprintln!("scim_users, {what}: {took:?}");
-            assert_eq!((found.total, found.items.len()), (total, items), "{what}");
-            assert!(took < bound, "scim_users, {what}: {took:?}");
-        }
-        assert_eq!(
-            best_of_five(users(page(9901))).await.1.items.last().unwrap().id,
-            "u-110000"
-        );
-        let groups = |query: ScimQuery, members: bool| {
-            let store = store.clone();
-            move || {
-                let store = store.clone();
-                let query = query.clone();
-                async move { store.scim_groups(&query, members).await.unwrap() }
-            }
-        };
-        for (what, query, members, total, items) in [
+        ];
+        let group_lists = [
             ("the first page with members", page(1), true, 1000, 100),
             ("the last page with members", page(901), true, 1000, 100),
             ("the first page without members", page(1), false, 1000, 100),
@@ -2829,23 +2815,43 @@ mod conformance {
                 1,
                 1,
             ),
-        ] {
-            let (took, found) = best_of_five(groups(query, members)).await;
-            eprintln!("scim_groups, {what}: {took:?}");
-            assert_eq!((found.total, found.items.len()), (total, items), "{what}");
-            if members {
-                assert!(found.items.iter().all(|g| g.members.len() == 10), "{what}");
+        ];
+        for round in 0..ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(BETWEEN_ROUNDS).await;
             }
-            assert!(took < bound, "scim_groups, {what}: {took:?}");
+            for (what, query, total, items) in &user_lists {
+                let (took, found) = timed(store.scim_users(query)).await;
+                let found = found.unwrap();
+                assert_eq!((found.total, found.items.len()), (*total, *items), "{what}");
+                best.saw(&format!("scim_users, {what}"), took);
+            }
+            for (what, query, members, total, items) in &group_lists {
+                let (took, found) = timed(store.scim_groups(query, *members)).await;
+                let found = found.unwrap();
+                assert_eq!((found.total, found.items.len()), (*total, *items), "{what}");
+                if *members {
+                    assert!(found.items.iter().all(|g| g.members.len() == 10), "{what}");
+                }
+                best.saw(&format!("scim_groups, {what}"), took);
+            }
+            let (took, of) = timed(store.scim_groups_of("u-105000")).await;
+            assert_eq!(of.unwrap(), vec![("g-10001".to_string(), "team1".to_string())]);
+            best.saw("scim_groups_of", took);
         }
-        let (took, of) = best_of_five(|| {
-            let store = store.clone();
-            async move { store.scim_groups_of("u-105000").await.unwrap() }
-        })
-        .await;
-        eprintln!("scim_groups_of: {took:?}");
-        assert_eq!(of, vec![("g-10001".to_string(), "team1".to_string())]);
-        assert!(took < bound, "scim_groups_of: {took:?}");
+        assert_eq!(
+            store.scim_users(&page(9901)).await.unwrap().items.last().unwrap().id,
+            "u-110000"
+        );
+        for (what, took) in &best.0 {
+            eprintln!("{what}: {took:?} (the best of {ROUNDS})");
+        }
+        for (what, took) in &best.0 {
+            assert!(
+                *took < bound,
+                "{what}: {took:?}, the best of {ROUNDS} spread over a second"
+            );
+        }
         // The whole directory loads in a few queries (reported, not bounded: it is start-up).
         let started = Instant::now();
         let directory = store.scim_directory().await.unwrap();
@@ -2882,11 +2888,9 @@ mod conformance {
         let group = store.scim_group("g-all").await.unwrap().unwrap();
         assert_eq!((group.members.len(), group.version), (9_999, 3));
         assert!(!group.members.contains(&"u-110000".to_string()));
-        let (took, _) = best_of_five(|| {
-            let store = store.clone();
-            async move { store.scim_group("g-all").await.unwrap() }
-        })
-        .await;
+        // Reported, not bounded.
+        let (took, read) = timed(store.scim_group("g-all")).await;
+        assert!(read.unwrap().is_some());
         eprintln!("reading a group of 9,999 members: {took:?}");
     }
 
@@ -4251,6 +4255,24 @@ mod postgres {
             .change
     }
 
+    /// The store's change feed. Listening takes a new connection from a pool that waits
+    /// only 250 ms for one (`FOLLOWER_ACQUIRE`, a bound for the product's followers, which try
+    /// again after a pause): on a loaded machine a login can take longer, so the test tries
+    /// again as the followers do, for as long as it is refused as unavailable.
+    async fn feed_of(store: &dyn Store) -> Box<dyn jitgate_store::ChangeFeed> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match store.change_feed().await {
+                Ok(feed) => return feed.expect("PostgreSQL has a change feed"),
+                Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {
+                    eprintln!("change_feed refused, trying again: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("change_feed: {e}"),
+            }
+        }
+    }
+
     /// Two stores on one database, as two replicas: what one commits, the other hears of.
     async fn changes_reach_the_other_replicas_when_they_commit(server: &Postgres) {
         use jitgate_store::Change;
@@ -4258,11 +4280,7 @@ mod postgres {
         let url = server.url("postgres", SUPERUSER_PASSWORD, "replicas");
         let one: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
         let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
-        let mut feed = other
-            .change_feed()
-            .await
-            .unwrap()
-            .expect("PostgreSQL has a change feed");
+        let mut feed = feed_of(&*other).await;
         let filed = conformance::file_for_replicas(&*one).await;
         assert_eq!(next_change(&mut feed).await, Change::Request(filed.id.clone()));
         let grant = conformance::use_up(&*one, &filed).await;
@@ -4373,7 +4391,7 @@ mod postgres {
         ];
         let mut feeds = Vec::new();
         for store in &stores {
-            let mut feed = store.change_feed().await.unwrap().unwrap();
+            let mut feed = feed_of(&**store).await;
             feeds.push(tokio::spawn(async move { while feed.next().await.is_ok() {} }));
         }
         let mut writers = tokio::task::JoinSet::new();
@@ -4413,7 +4431,22 @@ mod postgres {
         let mut holder = super::pg::Session::open(&url);
         holder.send("SELECT pg_advisory_lock(x'006a697467617465'::bigint);");
         holder.send("SELECT pg_sleep(30);");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // The store's write must meet a lock already held: wait until the server says the
+        // session holds it (psql's start and login can take long on a busy machine), and
+        // start the clock only then.
+        let held = std::time::Instant::now();
+        while server.admin(
+            "bounded",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = x'006a697467617465'::bigint",
+        ) != "1"
+        {
+            assert!(
+                held.elapsed() < std::time::Duration::from_secs(10),
+                "the psql session never took the write lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let started = std::time::Instant::now();
         let refused = store.append_events(&[note(1)]).await;
         let took = started.elapsed();
@@ -4433,7 +4466,15 @@ mod postgres {
             "postgres",
             "ALTER DATABASE frozen SET default_transaction_read_only = on",
         );
-        let dead = super::free_port();
+        // A host that is down: a port held by a socket bound but not listening, for the
+        // whole test, so connecting is refused and no other test's server can take the port
+        // (a free port merely asked for could be bound by another test's PostgreSQL, with the
+        // same superuser password, and the "down" host would answer).
+        let reserved = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        reserved
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let dead = reserved.local_addr().unwrap().as_socket().unwrap().port();
         let url = format!(
             "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{dead},127.0.0.1:{}/hosts?target_session_attrs=read-write&connect_timeout=2",
             server.port
@@ -4451,6 +4492,7 @@ mod postgres {
             "{error}"
         );
         assert!(!error.contains(SUPERUSER_PASSWORD), "{error}");
+        drop(reserved);
     }
 
     /// The feed says which audit event each change ends at, and after losing the database
@@ -4463,7 +4505,7 @@ mod postgres {
         let url = server.url("postgres", SUPERUSER_PASSWORD, "feed");
         let one = served(&url, std::time::Duration::from_secs(5)).await;
         let other = served(&url, std::time::Duration::from_secs(5)).await;
-        let mut feed = other.change_feed().await.unwrap().unwrap();
+        let mut feed = feed_of(&*other).await;
         let filed = conformance::file_for_replicas(&*one).await;
         let heard = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
             .await

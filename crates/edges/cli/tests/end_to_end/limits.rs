@@ -110,13 +110,15 @@ fn a_call_over_each_limit_gets_its_4xx_and_is_counted() {
     s.file("demo-dave", json!({"resource": "staging-db", "action": "read"}));
 
     // Waiters: one caller waits for a decision on a pending request; a second is refused.
+    // The first waits far longer than the test needs (so a slow machine cannot end its wait
+    // before the second arrives), and cancelling the request then ends it at once.
     let pending = s.file(
         "demo-dave",
         json!({"resource": "prod-db", "action": "read", "reason": "INC-1"}),
     );
     let path = format!("/v1/requests/{}", id(&pending));
     std::thread::scope(|scope| {
-        let waiting = scope.spawn(|| s.get(&format!("{path}?wait=3s"), "demo-dave"));
+        let waiting = scope.spawn(|| s.get(&format!("{path}?wait=60s"), "demo-dave"));
         wait_until("the first caller waits", || {
             let metrics = s.http.get(format!("{}/metrics", s.url)).send().unwrap().text().unwrap();
             metrics.contains("jitgate_waiting_callers 1")
@@ -130,7 +132,14 @@ fn a_call_over_each_limit_gets_its_4xx_and_is_counted() {
                 .contains("1 callers are already waiting"),
             "{v}"
         );
-        assert_eq!(waiting.join().unwrap().0, 200, "the first caller is answered");
+        let (status, v) = s.post(&format!("{path}/cancel"), "demo-dave", json!({}));
+        assert_eq!(status, 200, "{v}");
+        let (status, v) = waiting.join().unwrap();
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("cancelled")),
+            "the first caller is answered: {v}"
+        );
     });
 
     let metrics = limit_counts(&s);

@@ -54,6 +54,14 @@ pub(super) fn wcag_violations(b: &Browser, axe: &str) -> Vec<String> {
         "document.addEventListener('htmx:beforeRequest', e => e.preventDefault());",
         vec![],
     );
+    // A refresh already in flight when the blocker went in would still swap nodes: wait
+    // until htmx has no request, swap or settle under way.
+    wait_until_within(&format!("htmx is idle on {}", b.url()), Duration::from_secs(15), || {
+        b.execute(
+            "return document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling') === null",
+            vec![],
+        ) == true
+    });
     let found = b.execute_async(
         "const done = arguments[arguments.length - 1];
          axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})
