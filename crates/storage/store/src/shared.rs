@@ -270,13 +270,21 @@ where
     }
 
     async fn verify_audit(&self) -> Result<ChainReport> {
+        // One snapshot for the checkpoints and every page: an archive committing in between
+        // would otherwise leave its old anchor beside the new first event (read as events
+        // deleted after the archive), or move the log's start past the page being read.
+        let mut tx = Sql::<B>::snapshot(self.reader()).await?;
+        let checkpoints = sqlx::query("SELECT seq, hash, at, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&mut *tx)
+            .await?;
+        let checkpoints = checkpoints.iter().map(RowDecode::checkpoint).collect::<Result<_>>()?;
         // Read in pages so memory stays flat however long the log is.
-        let mut verifier = ChainVerifier::new(self.checkpoints().await?);
+        let mut verifier = ChainVerifier::new(checkpoints);
         let mut after = 0i64;
         loop {
             let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 5000")
                 .bind(after)
-                .fetch_all(self.reader())
+                .fetch_all(&mut *tx)
                 .await?;
             let page: Vec<AuditEvent> = rows.iter().map(RowDecode::event).collect::<Result<_>>()?;
             let Some(last) = page.last() else {
@@ -287,20 +295,27 @@ where
                 break;
             }
         }
+        tx.commit().await?;
         Ok(verifier.finish())
     }
 
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
+        // Only for an event still in the log, under the write lock: a checkpoint of an event an
+        // archive removed meanwhile would sit before the archive's anchor, where it reads as
+        // events deleted after the archive (and retention would stop for good).
+        let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES ($1, $2, $3, $4) ON CONFLICT (seq) DO NOTHING",
+            "INSERT INTO audit_checkpoints (seq, hash, at, signature) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM audit_events WHERE seq = $1) \
+             ON CONFLICT (seq) DO NOTHING",
         )
         .bind(checkpoint.seq)
         .bind(&checkpoint.hash)
         .bind(ms(checkpoint.at))
         .bind(&checkpoint.signature)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        self.commit(tx).await
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
