@@ -199,6 +199,14 @@ fn every_kind_of_tampering_in_the_database_file_is_found_where_it_was_done() {
         assert_eq!(again["ok"], true, "restored: {again}; added since: {added}");
     };
     let k = 1234;
+    // The start cut off where no checkpoint signs the event before the new first one (a
+    // checkpoint there, with every earlier one, would read as an archive's anchor).
+    let signed: Vec<i64> = sql(&s, "SELECT seq FROM audit_checkpoints")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let unsigned_start = (100..).find(|start| !signed.contains(&(start - 1))).unwrap();
+    let cut_off_start_says = format!("events 1 to {} are missing", unsigned_start - 1);
     let cases: Vec<(&str, String, i64, &str)> = vec![
         (
             "an edited field",
@@ -240,9 +248,9 @@ fn every_kind_of_tampering_in_the_database_file_is_found_where_it_was_done() {
         ),
         (
             "events cut off the start",
-            "DELETE FROM audit_events WHERE seq < 100".to_string(),
-            100,
-            "events 1 to 99 are missing",
+            format!("DELETE FROM audit_events WHERE seq < {unsigned_start}"),
+            unsigned_start,
+            &cut_off_start_says,
         ),
     ];
     for (what, tampering, at, says) in cases {
@@ -634,6 +642,7 @@ fn live_sinks_ship_every_event_once_in_order() {
     assert!(files_in_order().len() > 2, "rotated: {:?}", files_in_order());
 
     // Killed and restarted: the file goes on where it was, nothing twice.
+    let delivered_before_the_kill = siem.deliveries.lock().unwrap().len();
     s.kill9_and_restart();
     busy(&s, 10);
     let total = head(&s);
@@ -651,41 +660,51 @@ fn live_sinks_ship_every_event_once_in_order() {
     // least once (docs/audit.md): killed after the receiver took a batch but before the cursor
     // was stored, the server sends that batch again after the restart, so a repeat need not be
     // next to the first copy. In order and nothing skipped means: every delivery is a run of
-    // consecutive seqs that starts no further than one past the highest seq delivered before
-    // it; every event means: the set of seqs is exactly 1..=total.
+    // consecutive seqs that starts one past the highest seq delivered before it, except one
+    // delivery after the kill, which may start again earlier (the batch the kill interrupted);
+    // every event means: the set of seqs is exactly 1..=total.
     wait_until("the SIEM has every event", || {
-        let batches: Vec<Vec<i64>> = siem
+        let batches: Vec<(usize, Vec<i64>)> = siem
             .deliveries
             .lock()
             .unwrap()
             .iter()
-            .filter(|d| d.answered == 200)
-            .map(|d| {
-                d.raw
+            .enumerate()
+            .filter(|(_, d)| d.answered == 200)
+            .map(|(index, d)| {
+                let seqs = d
+                    .raw
                     .lines()
                     .map(|l| {
                         serde_json::from_str::<Value>(l).unwrap()["event"]["sequence"]
                             .as_i64()
                             .unwrap()
                     })
-                    .collect()
+                    .collect();
+                (index, seqs)
             })
             .collect();
         let mut highest = 0;
-        for batch in &batches {
+        let mut repeated = false;
+        for (index, batch) in &batches {
             assert!(
                 batch.windows(2).all(|w| w[1] == w[0] + 1),
                 "a delivery holds consecutive seqs in order: {batch:?}"
             );
-            if let Some(&first) = batch.first() {
+            let Some(&first) = batch.first() else { continue };
+            if first <= highest {
+                // The batch the kill interrupted, sent again: once, and only after the kill.
                 assert!(
-                    first <= highest + 1,
-                    "a delivery skipped seqs after {highest}: {batch:?}"
+                    *index >= delivered_before_the_kill && !repeated,
+                    "each event once, in order, but after {highest} came {batch:?} (delivery {index}, {delivered_before_the_kill} before the kill)"
                 );
-                highest = highest.max(*batch.last().unwrap());
+                repeated = true;
+            } else {
+                assert_eq!(first, highest + 1, "a delivery skipped seqs after {highest}: {batch:?}");
             }
+            highest = highest.max(*batch.last().unwrap());
         }
-        let mut unique: Vec<i64> = batches.into_iter().flatten().collect();
+        let mut unique: Vec<i64> = batches.into_iter().flat_map(|(_, seqs)| seqs).collect();
         unique.sort_unstable();
         unique.dedup();
         unique == all(total)
@@ -788,14 +807,36 @@ fn retention_archives_segments_that_keep_verification_whole() {
     );
     assert_eq!(taken.trim(), "1", "the archiver's lease row");
     s.stop_and_restart();
+    // The archive ends at the earliest checkpoint left; the log goes on right after it.
+    let anchor: i64 = sql(&s, "SELECT MIN(seq) FROM audit_checkpoints").parse().unwrap();
     let start: i64 = sql(&s, "SELECT MIN(seq) FROM audit_events").parse().unwrap();
-    sql(&s, &format!("DELETE FROM audit_events WHERE seq < {}", start + 3));
-    let report = verify(&s);
-    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(start, anchor + 1, "the log starts right after the archive's anchor");
+    // Events after the archive are deleted up to a checkpoint, so the new first event has a
+    // signed checkpoint just before it, as an archive would leave: the earlier anchor still
+    // shows where the archive really ends.
+    busy(&s, 2);
+    wait_signed_head(&s);
+    let cut: i64 = sql(&s, "SELECT MAX(seq) FROM audit_checkpoints").parse().unwrap();
+    assert!(cut > anchor, "a checkpoint after the archive's anchor");
+    // A later checkpoint below the head, so retention has something due past the gap.
+    busy(&s, 2);
+    wait_signed_head(&s);
+    busy(&s, 1);
+    sql(&s, &format!("DELETE FROM audit_events WHERE seq <= {cut}"));
+    let gap = |report: &Value| {
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["first_bad_seq"], start, "{report}");
+        let problem = report["problem"].as_str().unwrap_or_default();
+        assert!(
+            problem.contains(&format!("events {start} to {cut} are missing")),
+            "{report}"
+        );
+    };
+    gap(&verify(&s));
 
-    // Let run again, the archiver does not launder the deletion into an archive (a segment
-    // from the new first event on, and the checkpoint that shows the gap deleted): it refuses
-    // and says why, and the gap stays for verify to see.
+    // Let run again (past the 1 s retention), the archiver does not launder the deletion into
+    // an archive (a segment from the new first event on, and the anchor that shows the gap
+    // deleted): it refuses and says why, and the gap stays for verify to see.
     let segments_before = segments();
     sql(
         &s,
@@ -805,8 +846,7 @@ fn retention_archives_segments_that_keep_verification_whole() {
         s.log().contains("nothing is archived until the log verifies")
     });
     assert_eq!(segments(), segments_before, "no segment past the gap");
-    let report = verify(&s);
-    assert_eq!(report["ok"], false, "{report}");
+    gap(&verify(&s));
 }
 
 /// Denied checks are counted, not logged one by one: fifty denials make one event that says

@@ -174,7 +174,7 @@ fn automatic_staging_access_expires_on_time() {
     let s = Server::start();
     let r = s.file(
         "demo-alice",
-        json!({"resource": "staging-db", "action": "read", "duration": "2s"}),
+        json!({"resource": "staging-db", "action": "read", "duration": "5s"}),
     );
     assert_eq!(r["status"], "approved");
     let expires = chrono::DateTime::parse_from_rfc3339(r["grant"]["expires_at"].as_str().unwrap()).unwrap();
