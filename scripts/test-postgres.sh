@@ -218,8 +218,8 @@ CONF
     chmod 600 "$dir/pgpass"
     # haproxy's external check: arguments are the proxy's address and port, then the server's.
     # Up only when the node answers and is not in recovery, so writes reach the writable node.
-    # libpq's shortest connect timeout is 2 s (it reads 1 as 2); haproxy's `timeout check`
-    # below leaves the check that much and more.
+    # libpq's shortest connect timeout is 2 s (it reads 1 as 2); haproxy kills a check that
+    # outlasts its interval (see below), which comes first.
     cat > "$dir/check.sh" <<CHECK
 #!/bin/sh
 out=\$(PGPASSFILE='$dir/pgpass' PGCONNECT_TIMEOUT=2 '$(command -v psql)' -X -At -h "\$3" -p "\$4" -U postgres -d postgres -c 'SELECT pg_is_in_recovery()' 2>/dev/null)
@@ -228,16 +228,16 @@ CHECK
     chmod 700 "$dir/check.sh"
     {
       printf 'global\n  insecure-fork-wanted\n  external-check\n  maxconn 2000\n'
-      # A check (sh, then psql with a SCRAM login) may take more than a second on a loaded
-      # machine: 3 s before haproxy counts it failed. A node that is down still fails its check
-      # at once (its connections are refused), so that limit does not slow its detection.
-      printf 'defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n  timeout check 3s\n'
+      # haproxy gives an external check until the next one is due (min of the interval and
+      # `timeout connect`; `timeout check` is not used for it) and counts it failed then.
+      printf 'defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n'
       printf 'listen postgres\n  bind 127.0.0.1:%s\n' "$port"
       printf '  option external-check\n  external-check path "/usr/bin:/bin"\n  external-check command %s\n' "$dir/check.sh"
-      # Checked every 250 ms; three failures in a row mark a node down and cut its sessions
-      # (a killed node: about 0.75 s, its checks refused at once; one slow check of a healthy
-      # node under load is not enough), one success brings it up.
-      printf '  default-server inter 250ms fall 3 rise 1 on-marked-down shutdown-sessions\n'
+      # A node that is up is checked every second, so a check (sh, then psql) that a loaded
+      # machine slows past 250 ms still counts; after a failure, and while a node is down,
+      # every 250 ms. Three failures in a row mark a node down and cut its sessions (a killed
+      # node: within about 1.5 s, its checks refused at once); one success brings it up.
+      printf '  default-server inter 1s fastinter 250ms downinter 250ms fall 3 rise 1 on-marked-down shutdown-sessions\n'
       n=0
       for node in "$@"; do
         n=$((n + 1))
