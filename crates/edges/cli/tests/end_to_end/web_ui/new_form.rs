@@ -655,9 +655,31 @@ fn changing_the_choice_updates_the_guide_and_keeps_a_two_line_reason() {
     bob.select("#target", "prod-db|write");
     bob.wait_for_text("#fields", "break-glass only");
     assert!(bob.exists("#break_glass"));
+    // The change is said to screen readers by a status region that stays on the page (one
+    // that is replaced is not announced): marked before, still marked after, its words new.
+    let said = |b: &Browser| {
+        b.execute(
+            "const p = document.getElementById('choice-said'); \
+             return [p.getAttribute('role'), p.dataset.mark || '', p.textContent, !!p.closest('#guides')];",
+            vec![],
+        )
+    };
+    bob.execute("document.getElementById('choice-said').dataset.mark = 'kept';", vec![]);
     bob.select("#target", "prod-db|write");
     bob.select("#target", "prod-db|read");
     bob.wait_for_text("#fields", "Read the production database");
+    let status = said(&bob);
+    assert_eq!(status[0], "status", "{status}");
+    assert_eq!(
+        status[1], "kept",
+        "the status region was replaced, not updated: {status}"
+    );
+    assert!(
+        status[2].as_str().unwrap().contains("Now showing: read on prod-db."),
+        "{status}"
+    );
+    assert!(!status[2].as_str().unwrap().contains("break-glass"), "{status}");
+    assert_eq!(status[3], false, "outside the guides that are swapped: {status}");
     assert!(!bob.exists("#break_glass"), "no break-glass on prod-db read");
     assert!(
         !bob.text("#guides").contains("break-glass only"),
