@@ -1064,8 +1064,11 @@ fn completion_never_hangs_a_tab() {
             assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""), "{env:?}");
             let completion_timeout = std::time::Duration::from_secs(2);
             let slack = std::time::Duration::from_millis(500);
+            // Never tighter than the 3 s the test allowed before it measured the overhead: a
+            // stall during the wait that the quick run did not meet still fits.
+            let bound = (completion_timeout + baseline + slack).max(std::time::Duration::from_secs(3));
             assert!(
-                took < completion_timeout + baseline + slack,
+                took < bound,
                 "{env:?}: {took:?} (a run that waits for nothing took {baseline:?})"
             );
         }

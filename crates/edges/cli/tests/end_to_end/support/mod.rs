@@ -204,16 +204,24 @@ impl Server {
         // The port is the tests' alone (free_port), but a process outside them may still bind
         // it first: then the server cannot listen, and it starts again on another port (on the
         // same file: it was never ready, and starting is idempotent).
+        // What this start logged: an earlier start's refused bind must not excuse a later
+        // start that exited for another reason.
+        let mut logged_before = 0;
         for _ in 0..4 {
             match server.try_wait_ready() {
                 Ok(()) => return server,
-                Err(NotReady::Exited(_)) if server.log().contains("Address already in use") => {}
+                Err(NotReady::Exited(_))
+                    if server
+                        .log()
+                        .get(logged_before..)
+                        .is_some_and(|since| since.contains("Address already in use")) => {}
                 Err(NotReady::AnsweredByAnother(_)) => {
                     let _ = server.child.kill();
                     let _ = server.child.wait();
                 }
                 Err(e) => panic!("{e}"),
             }
+            logged_before = server.log().len();
             server.listen = format!("127.0.0.1:{}", free_port());
             server.url = format!("http://{}", server.listen);
             server.child = spawn(
