@@ -224,14 +224,7 @@ impl Server {
             logged_before = server.log().len();
             server.listen = format!("127.0.0.1:{}", free_port());
             server.url = format!("http://{}", server.listen);
-            server.child = spawn(
-                &server.listen,
-                &server.policy,
-                server.dir.path(),
-                server.config.as_deref(),
-                server.database.as_deref(),
-                &server.env,
-            );
+            server.child = server.spawn_again();
         }
         server.wait_ready();
         server
@@ -316,15 +309,21 @@ impl Server {
                 self.listen
             );
         }
-        self.child = spawn(
+        self.child = self.spawn_again();
+        self.wait_ready();
+    }
+
+    /// The server process started again as this one was: its address, policy, directory,
+    /// config, database and environment.
+    fn spawn_again(&self) -> Child {
+        spawn(
             &self.listen,
             &self.policy,
             self.dir.path(),
             self.config.as_deref(),
             self.database.as_deref(),
             &self.env,
-        );
-        self.wait_ready();
+        )
     }
 
     pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
